@@ -1,0 +1,112 @@
+"""What a child's events establish: residence over time, 要対協 cases, consents, emergencies, transfers.
+
+Pure derivations from the child's recorded events (and nothing else), shared by the read rules and the
+publish-time checks. Times are the events' ``at``; events may have been recorded out of ``at`` order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from consent.model import Recorded
+from events.kinds import as_datetime
+
+
+def _by_time(events: Iterable[Recorded]) -> list[Recorded]:
+    return sorted(events, key=lambda e: (e.at, e.position))
+
+
+def residence_at(events: Sequence[Recorded], when: datetime) -> str | None:
+    """The municipality code where the child lived at ``when``: the latest ``child.registered`` or
+    ``residence.changed`` whose ``at`` is not after ``when`` (住民記録 as of the event's time)."""
+    current = None
+    for e in _by_time(e for e in events if e.kind in ("child.registered", "residence.changed")):
+        if e.at <= when:
+            current = str(e.payload["residence"])
+    return current
+
+
+@dataclass
+class Case:
+    """A 要対協 case as its coordinating centre (the registrar) recorded it."""
+
+    id: str
+    registrar: str
+    registered_at: datetime
+    case_type: str
+    memberships: list[tuple[datetime, int, str, bool]] = field(default_factory=list)  # (at, position, org, assigned)
+    closures: list[datetime] = field(default_factory=list)
+
+    def closed_at(self, t: datetime) -> datetime | None:
+        """When the case was closed, if it was closed at or before ``t``."""
+        closed = [c for c in self.closures if c <= t]
+        return min(closed) if closed else None
+
+    def is_member(self, org: str, t: datetime) -> bool:
+        """Assigned at or before ``t`` and not removed after that assignment (by ``at``) at or before ``t``."""
+        member = False
+        for at, _, who, assigned in sorted(self.memberships):
+            if who == org and at <= t:
+                member = assigned
+        return member
+
+    @property
+    def is_abuse(self) -> bool:
+        return self.case_type.startswith("abuse")
+
+
+@dataclass(frozen=True)
+class Consent:
+    id: str
+    source: str
+    plan: str
+    version: int
+    recipients: frozenset[str]
+    at: datetime
+    valid_until: datetime | None
+
+
+@dataclass
+class ChildFacts:
+    cases: dict[str, Case]
+    consents: list[Consent]
+    withdrawals: dict[str, list[datetime]]
+    emergencies: list[tuple[str, datetime]]  # (declaring org, at)
+    transfers: list[tuple[str, str, datetime]]  # (from centre X, to centre Y, tt)
+    erased: bool
+
+    @classmethod
+    def of(cls, events: Sequence[Recorded]) -> ChildFacts:
+        cases: dict[str, Case] = {}
+        for e in events:
+            if e.kind == "case.registered" and e.case not in cases:
+                cases[e.case] = Case(e.case, e.source, e.at, str(e.payload["case_type"]))
+        consents, withdrawals, emergencies, transfers, erased = [], {}, [], [], False
+        for e in events:
+            case = cases.get(e.case) if e.case is not None else None
+            # Only the coordinating centre that registered a case assigns its members and closes it.
+            if case and e.source == case.registrar:
+                if e.kind in ("case.member_assigned", "case.member_removed"):
+                    case.memberships.append((e.at, e.position, str(e.payload["member"]),
+                                             e.kind == "case.member_assigned"))
+                elif e.kind == "case.closed":
+                    case.closures.append(e.at)
+            if e.kind == "consent.granted":
+                until = e.payload.get("valid_until")
+                consents.append(Consent(e.id, e.source, str(e.payload["plan"]), int(e.payload["version"]),
+                                        frozenset(map(str, e.payload["recipients"])), e.at,
+                                        as_datetime(until) if until else None))
+            elif e.kind == "consent.withdrawn":
+                withdrawals.setdefault(str(e.payload["consent"]), []).append(e.at)
+            elif e.kind == "emergency.declared":
+                emergencies.append((e.source, e.at))
+            elif e.kind == "case.transferred":
+                transfers.append((e.source, str(e.payload["to"]), e.at))
+            elif e.kind == "child.erased":
+                erased = True
+        return cls(cases, consents, withdrawals, emergencies, transfers, erased)
+
+    def withdrawn_by(self, consent: str, t: datetime) -> bool:
+        return any(at <= t for at in self.withdrawals.get(consent, ()))

@@ -1,0 +1,141 @@
+"""The plain values the policy reasons about. No I/O: the services build these from the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Org:
+    """An organisation registered in the hub (domain.md, "Organisations")."""
+
+    id: str
+    type: str
+    name: str | None = None
+    municipality: str | None = None  # 全国地方公共団体コード, 6 digits
+    prefecture: str | None = None
+    covers: tuple[str, ...] = ()  # a 児童相談所's municipalities
+    regime: str | None = None  # public | private (個人情報保護法 第69条 / 第27条)
+    code: str | None = None  # a school's 学校コード
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Org:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["covers"] = tuple(str(c) for c in values.get("covers") or ())
+        for key in ("municipality", "prefecture", "code"):
+            if values.get(key) is not None:
+                values[key] = str(values[key])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value not in (None, ()):
+                out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+ORG_TYPES = frozenset({
+    "municipal_center", "municipal_department", "child_guidance_center", "prefecture_office", "school",
+    "nursery", "health_center", "medical", "service_provider", "auditor",
+})
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An event about a child as the hub recorded it: the envelope, its place in the child's stream, and the
+    direct audience fixed when it was published."""
+
+    position: int  # 1-based position in the child's stream
+    id: str
+    kind: str
+    child: str
+    source: str
+    basis: str
+    at: datetime
+    payload: Mapping[str, Any]
+    audience: frozenset[str]
+    function: str | None = None
+    to: str | None = None
+    sensitive: tuple[str, ...] = ()
+
+    @property
+    def case(self) -> str | None:
+        value = self.payload.get("case")
+        return str(value) if value is not None else None
+
+    @property
+    def center_function(self) -> str:
+        return self.function or "child_welfare"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-deployment settings (policy.md, "Settings"), overridable per scenario."""
+
+    integrated_center: bool = True
+    joint_ledger: bool = False
+    emergency_hours: int = 24
+    monthly_report_due_day: int = 10
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Settings:
+        data = dict(data or {})
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads, in which role, for what purpose, at what time."""
+
+    org: str
+    role: str | None  # None: the organisation as a whole (rule TRANSFER)
+    purpose: str
+    t: datetime
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class EventDecision:
+    """The decision on one event: allowed or not, by which rule, with which fields redacted."""
+
+    event: str
+    allowed: bool
+    rule: str | None = None
+    redacted: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "allowed": self.allowed, "rule": self.rule, "redacted": list(self.redacted)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EventDecision:
+        return cls(data["event"], data["allowed"], data.get("rule"), tuple(data.get("redacted") or ()))
+
+
+@dataclass(frozen=True)
+class ReadDecision:
+    """The decision on a whole timeline read."""
+
+    allowed: bool  # False: refused as a whole
+    reason: str  # why: the purpose gate's reason, or "evaluated" / "erased"
+    events: tuple[EventDecision, ...] = field(default=())
+    policy_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "reason": self.reason, "policy_version": self.policy_version,
+                "events": [d.to_dict() for d in self.events]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReadDecision:
+        return cls(data["allowed"], data["reason"], tuple(EventDecision.from_dict(d) for d in data["events"]),
+                   data.get("policy_version", ""))

@@ -1,0 +1,224 @@
+"""Read policy, version 1 (``shared/spec/policy.md``).
+
+Every read of a child's record is decided here, event by event, as a pure function of the reader, the child's
+events up to a log position, the organisation registry as of that position, and the settings. Deny is the
+default: an event is shown only when one of the rules below allows it, tried in order; the first that allows
+names the decision. Nothing here does I/O, so an auditor can re-run any past decision and get the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable, Mapping, Sequence
+
+from consent.facts import Case, ChildFacts
+from consent.model import EventDecision, Org, ReadDecision, Reader, Recorded, Settings
+
+POLICY_VERSION = "tsunagu-read-policy/1"
+
+TIMELINE_PURPOSES = frozenset({"support", "meeting", "emergency"})
+NO_CASE_CONTENT_TYPES = frozenset({"auditor", "prefecture_office"})  # metadata and aggregates only
+PROVIDED_TO_CENTER = frozenset({"cwa-21-10-5", "cwa-25", "cwa-25-3"})
+REDACTED = "［非開示］"  # the redaction marker that replaces a sensitive field
+
+
+@dataclass(frozen=True)
+class World:
+    """Everything a decision depends on besides the reader."""
+
+    events: Sequence[Recorded]
+    orgs: Mapping[str, Org]
+    settings: Settings
+    facts: ChildFacts
+
+    @classmethod
+    def of(cls, events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings) -> World:
+        return cls(events, orgs, settings, ChildFacts.of(events))
+
+    def municipality_of(self, org_id: str) -> str | None:
+        org = self.orgs.get(org_id)
+        return org.municipality if org else None
+
+    def ledger_cases(self, reader: Reader) -> list[Case]:
+        """The child's cases on the joint ledger at the read's time (setting ``joint_ledger``)."""
+        if not self.settings.joint_ledger:
+            return []
+        return [c for c in self.facts.cases.values() if c.is_abuse and c.registered_at <= reader.t]
+
+
+# --- The purpose gate -------------------------------------------------------------------------------------
+
+def purpose_gate(reader: Reader, world: World) -> str | None:
+    """Refuse the whole request, or ``None`` to go on to the rules.
+
+    Timelines are for supporting the child (``support``) and the 要対協's meetings (``meeting``); ``emergency``
+    only inside a declared window (rule EMERGENCY). Auditors and the prefecture's office see access records and
+    aggregates, never case content (個人情報保護法 第69条: use within the purpose of the duty).
+    """
+    org = world.orgs.get(reader.org)
+    if org is None:
+        return "unknown_organisation"
+    if org.type in NO_CASE_CONTENT_TYPES:
+        return "organisation_type_reads_no_case_content"
+    if reader.purpose not in TIMELINE_PURPOSES:
+        return "purpose_not_allowed"
+    if reader.purpose == "emergency" and not _in_emergency_window(reader, world):
+        return "no_emergency_window"
+    return None
+
+
+# --- The rules, in order ----------------------------------------------------------------------------------
+
+def rule_own(reader: Reader, e: Recorded, world: World) -> bool:
+    """OWN: an organisation reads what it recorded itself (its own records; 個人情報保護法 第61条・第18条).
+
+    A こども家庭センター's two functions, 児童福祉 and 母子保健, are one organisation when ``integrated_center`` is
+    on (児童福祉法第10条の2, 一体的支援). With it off, a ``health_nurse`` reads the centre's ``maternal_health``
+    events and the other roles its ``child_welfare`` events. ``role=None`` stands for the centre as a whole
+    (used by rule TRANSFER).
+    """
+    if e.source != reader.org:
+        return False
+    org = world.orgs.get(reader.org)
+    if org is None or org.type != "municipal_center" or world.settings.integrated_center or reader.role is None:
+        return True
+    reader_function = "maternal_health" if reader.role == "health_nurse" else "child_welfare"
+    return e.center_function == reader_function
+
+
+def rule_direct(reader: Reader, e: Recorded, world: World) -> bool:
+    """DIRECT: the reader is an addressee fixed at publication by the event's basis: the centre of residence
+    under 児童福祉法第21条の10の5, the 通告 addressee under 第25条, the 要対協 coordinating body under 第25条の3,
+    the commissioning municipality under 委託. Information provided to a centre is readable by both functions.
+    """
+    return reader.org != e.source and reader.org in e.audience
+
+
+def rule_case(reader: Reader, e: Recorded, world: World) -> bool:
+    """CASE: 児童福祉法第25条の2 (要対協). What the coordinating centre shares to case ``k`` (basis ``cwa-25-2``)
+    is read by the organisations assigned to ``k`` at or before ``t`` and not removed since, while ``k`` is
+    open at ``t``. Members are bound to confidentiality by 第25条の5."""
+    if e.basis != "cwa-25-2" or e.case is None:
+        return False
+    case = world.facts.cases.get(e.case)
+    return bool(case) and case.closed_at(reader.t) is None and case.is_member(reader.org, reader.t)
+
+
+def rule_ledger(reader: Reader, e: Recorded, world: World) -> bool:
+    """LEDGER: 共同管理台帳 (the 大分 model), with ``joint_ledger`` on. For an abuse case ``k`` registered by
+    centre X of municipality m, the 児童相談所 covering m reads the case's ``case.*`` events, the ledger's
+    ``joint-ledger`` events for ``k``, and what was provided to X under 第21条の10の5, 第25条 or 第25条の3
+    between the case's registration and its closure (or ``t``); X reads what that 児童相談所 puts on the
+    ledger for ``k``."""
+    reader_org = world.orgs.get(reader.org)
+    if reader_org is None:
+        return False
+    for case in world.ledger_cases(reader):
+        m = world.municipality_of(case.registrar)
+        if reader_org.type == "child_guidance_center" and m is not None and m in reader_org.covers:
+            if e.case == case.id and (e.kind.startswith("case.") or e.basis == "joint-ledger"):
+                return True
+            end = case.closed_at(reader.t) or reader.t
+            if e.basis in PROVIDED_TO_CENTER and case.registrar in e.audience and case.registered_at <= e.at <= end:
+                return True
+        if reader.org == case.registrar and e.basis == "joint-ledger" and e.case == case.id:
+            source = world.orgs.get(e.source)
+            if source is not None and source.type == "child_guidance_center" and m in source.covers:
+                return True
+    return False
+
+
+def rule_consent(reader: Reader, e: Recorded, world: World) -> bool:
+    """CONSENT: サポートプラン (児童福祉法第10条第4項). A plan version goes to an organisation the family named
+    in a consent for the same plan, signed at or before ``t``, covering that version (not later drafts), not
+    withdrawn at or before ``t``, and still valid at ``t``. The consent must come from the plan's author.
+    (個人情報保護法 第27条第1項 / 第69条第2項第1号: provision with the person's consent.)"""
+    if e.kind not in ("plan.created", "plan.revised"):
+        return False
+    plan, version = str(e.payload["plan"]), int(e.payload["version"])
+    for c in world.facts.consents:
+        if (c.plan == plan and c.source == e.source and reader.org in c.recipients and c.at <= reader.t
+                and version <= c.version and not world.facts.withdrawn_by(c.id, reader.t)
+                and (c.valid_until is None or reader.t < c.valid_until)):
+            return True
+    return False
+
+
+def rule_transfer(reader: Reader, e: Recorded, world: World) -> bool:
+    """TRANSFER: ケース移管. After centre X transfers the case to centre Y at ``tt``, Y reads every event about
+    the child that X could read at ``tt`` under OWN, DIRECT, LEDGER or CONSENT, if the event's ``at`` ≤ ``tt``:
+    the hand-over package, whole, as X held it."""
+    for x, y, tt in world.facts.transfers:
+        if y != reader.org or tt > reader.t or e.at > tt:
+            continue
+        as_x = Reader(org=x, role=None, purpose=reader.purpose, t=tt)  # the transferring centre as a whole
+        if any(rule(as_x, e, world) for rule in (rule_own, rule_direct, rule_ledger, rule_consent)):
+            return True
+    return False
+
+
+def rule_emergency(reader: Reader, e: Recorded, world: World) -> bool:
+    """EMERGENCY: 個人情報保護法 第27条第1項第2号 / 第69条第2項第4号 (a child's life or body at risk, consent
+    not obtainable). The organisation that declared the emergency, reading with purpose ``emergency`` inside
+    [declared ``at``, ``at`` + ``emergency_hours``), reads every event about the child; the access is flagged
+    for review."""
+    return reader.purpose == "emergency" and _in_emergency_window(reader, world)
+
+
+def _in_emergency_window(reader: Reader, world: World) -> bool:
+    hours = timedelta(hours=world.settings.emergency_hours)
+    return any(org == reader.org and at <= reader.t < at + hours for org, at in world.facts.emergencies)
+
+
+RULES: tuple[tuple[str, Callable[[Reader, Recorded, World], bool]], ...] = (
+    ("OWN", rule_own),
+    ("DIRECT", rule_direct),
+    ("CASE", rule_case),
+    ("LEDGER", rule_ledger),
+    ("CONSENT", rule_consent),
+    ("TRANSFER", rule_transfer),
+    ("EMERGENCY", rule_emergency),
+)
+UNREDACTED_RULES = frozenset({"OWN", "DIRECT"})
+
+
+# --- The decision -----------------------------------------------------------------------------------------
+
+def timeline_order(events: Sequence[Recorded]) -> list[Recorded]:
+    return sorted(events, key=lambda e: (e.at, e.position))
+
+
+def decide_event(reader: Reader, e: Recorded, world: World) -> EventDecision:
+    """Try the rules in order; the first that allows decides. Sensitive fields are shown only under OWN or
+    DIRECT: under any other rule they are redacted and the decision lists them."""
+    for name, rule in RULES:
+        if rule(reader, e, world):
+            redacted = () if name in UNREDACTED_RULES else tuple(f for f in e.sensitive if f in e.payload)
+            return EventDecision(e.id, True, name, redacted)
+    return EventDecision(e.id, False)
+
+
+def decide_read(reader: Reader, events: Sequence[Recorded], orgs: Mapping[str, Org],
+                settings: Settings) -> ReadDecision:
+    """Decide a timeline read: refused as a whole by the purpose gate, or one decision per event in timeline
+    (``at``) order. After ``child.erased`` nothing about the child is shown to anyone."""
+    world = World.of(events, orgs, settings)
+    refusal = purpose_gate(reader, world)
+    if refusal:
+        return ReadDecision(False, refusal, (), POLICY_VERSION)
+    ordered = timeline_order(events)
+    if world.facts.erased:
+        return ReadDecision(True, "erased", tuple(EventDecision(e.id, False) for e in ordered), POLICY_VERSION)
+    return ReadDecision(True, "evaluated", tuple(decide_event(reader, e, world) for e in ordered), POLICY_VERSION)
+
+
+def redact(e: Recorded, decision: EventDecision) -> dict:
+    """The payload as the reader may see it."""
+    return {k: (REDACTED if k in decision.redacted else v) for k, v in e.payload.items()}
+
+
+def learns_of_withheld(org: Org | None) -> bool:
+    """Centres and 児童相談所 may learn that events exist which they may not read (so they can ask for them
+    lawfully); every other reader learns nothing about them, not even how many there are."""
+    return org is not None and org.type in ("municipal_center", "child_guidance_center")

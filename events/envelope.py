@@ -1,0 +1,156 @@
+"""The event envelope (policy.md, "The event envelope") and its structural validation.
+
+Structural checks (fields, kinds, times) live here; the checks that depend on the law and on what the hub
+already knows (addressees, residence, cases) are the policy's, in ``consent.admission``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from events.kinds import KINDS, normalise_payload
+from events.problems import Problem, Rejected
+
+
+class Basis(StrEnum):
+    """The legal ground on which an event is recorded or provided (domain.md, "The legal grounds")."""
+
+    INTERNAL = "internal"  # the source's own record
+    CWA_21_10_5 = "cwa-21-10-5"  # 児童福祉法第21条の10の5: information provided to the municipality where the child is
+    CWA_25 = "cwa-25"  # 児童福祉法第25条 / 児童虐待防止法第6条: 通告
+    CWA_25_3 = "cwa-25-3"  # 児童福祉法第25条の3: provided at the 要対協's request (periodic reports)
+    CWA_25_2 = "cwa-25-2"  # 児童福祉法第25条の2: shared by the coordinating body with a case's members
+    JOINT_LEDGER = "joint-ledger"  # 共同管理台帳 (大分 model)
+    COMMISSIONED = "commissioned"  # 委託: a provider reporting to the commissioning municipality
+
+
+class Function(StrEnum):
+    """The two functions of a こども家庭センター."""
+
+    CHILD_WELFARE = "child_welfare"  # 児童福祉
+    MATERNAL_HEALTH = "maternal_health"  # 母子保健
+
+
+class Envelope(BaseModel):
+    """An event as a publisher sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=200)
+    kind: str = Field(min_length=1, max_length=100)
+    child: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=200)
+    function: Function | None = None
+    basis: Basis
+    to: str | None = Field(default=None, min_length=1, max_length=200)
+    at: AwareDatetime
+    payload: dict[str, Any] = Field(default_factory=dict)
+    sensitive: list[str] = Field(default_factory=list)
+
+    def canonical(self) -> dict[str, Any]:
+        """The envelope as plain JSON values, in the form the hub stores and hashes."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def digest(self) -> str:
+        """A content hash: the same id with a different digest is a different event."""
+        return content_digest(self.canonical())
+
+
+def content_digest(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+# Japanese wording of pydantic's error types, for the people who correct the input.
+_JA = {
+    "missing": "必須項目がありません",
+    "extra_forbidden": "使えない項目です",
+    "string_too_short": "空欄です",
+    "string_too_long": "長すぎます",
+    "string_type": "文字列で指定してください",
+    "int_type": "整数で指定してください",
+    "int_parsing": "整数で指定してください",
+    "greater_than_equal": "値が小さすぎます",
+    "enum": "使える値ではありません",
+    "literal_error": "使える値ではありません",
+    "datetime_parsing": "日時の形式が正しくありません（例: 2026-05-12T10:00:00+09:00）",
+    "datetime_type": "日時の形式が正しくありません（例: 2026-05-12T10:00:00+09:00）",
+    "timezone_aware": "日時に時差（+09:00 など）がありません",
+    "date_parsing": "日付の形式が正しくありません（例: 2026-05-12）",
+    "date_from_datetime_parsing": "日付の形式が正しくありません（例: 2026-05-12）",
+    "list_type": "一覧（リスト）で指定してください",
+    "too_short": "少なくとも1件必要です",
+    "bool_type": "はい／いいえで指定してください",
+    "dict_type": "項目の集まり（オブジェクト）で指定してください",
+    "string_pattern_mismatch": "空欄です",
+    "value_error": "値が正しくありません",
+}
+
+
+def _problems(error: ValidationError, prefix: str = "") -> list[Problem]:
+    out = []
+    for e in error.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
+        ja = _JA.get(e["type"], "値が正しくありません")
+        if e["type"] == "value_error":
+            ja = f"値が正しくありません（{e['msg'].removeprefix('Value error, ')}）"
+        out.append(Problem(code=f"invalid_{'payload' if prefix else 'envelope'}", field=field,
+                           message=e["msg"], message_ja=f"{field or '入力'}: {ja}"))
+    return out
+
+
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+
+def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
+    """Validate the shape of ``raw``: envelope fields, a known kind, its payload, sane times.
+
+    Returns the envelope with its payload normalised to plain JSON values; raises ``Rejected`` with every
+    problem found.
+    """
+    if isinstance(raw, Envelope):
+        raw = raw.model_dump()
+    if not isinstance(raw, dict):
+        raise Rejected([Problem("invalid_envelope", "an event must be a JSON object",
+                                "イベントはオブジェクト（{...}）で送ってください")])
+    problems: list[Problem] = []
+    if raw.get("basis") in (None, ""):
+        problems.append(Problem("missing_basis", "basis is missing: every event must name its legal ground",
+                                "basis（法的根拠）がありません。共有の根拠を指定してください", "basis"))
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as error:
+        problems += [p for p in _problems(error) if not (p.field == "basis" and problems)]
+        for p in problems:
+            if p.field == "basis" and p.code == "invalid_envelope":
+                problems[problems.index(p)] = Problem(
+                    "unknown_basis", f"unknown basis {raw.get('basis')!r}",
+                    f"basis「{raw.get('basis')}」は法的根拠として登録されていません", "basis")
+        raise Rejected(problems) from None
+    if problems:
+        raise Rejected(problems)
+    if envelope.kind not in KINDS:
+        raise Rejected([Problem("unknown_kind", f"unknown kind {envelope.kind!r}",
+                                f"kind「{envelope.kind}」は登録されていない種類です", "kind")])
+    try:
+        payload = normalise_payload(envelope.kind, envelope.payload)
+    except ValidationError as error:
+        raise Rejected(_problems(error, "payload.")) from None
+    if envelope.at > now + FUTURE_TOLERANCE:
+        raise Rejected([Problem("future_time", f"at {envelope.at.isoformat()} is in the future",
+                                "at（発生日時）が未来の日時です", "at")])
+    unknown = [f for f in envelope.sensitive if not isinstance(f, str) or not f]
+    if unknown:
+        raise Rejected([Problem("invalid_envelope", "sensitive lists payload field names",
+                                "sensitive には payload の項目名を並べてください", "sensitive")])
+    return envelope.model_copy(update={"payload": payload})
+
+
+Outcome = Literal["accepted", "duplicate", "rejected"]

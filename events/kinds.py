@@ -1,0 +1,260 @@
+"""The catalogue of event kinds (policy.md, "Kinds"): one payload model per kind, in one place.
+
+To add a kind, write its payload model and add it to ``KINDS``. Payload models allow extra fields (sources may
+send more, e.g. a ``disclosures`` field marked sensitive); the named fields are checked.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+Ident = Annotated[str, Field(min_length=1, max_length=200)]
+TextOrList = Text | list[Text]
+DateOrTime = date | AwareDatetime
+
+
+def _municipality_code(value: str) -> str:
+    if not re.fullmatch(r"\d{6}", value):
+        raise ValueError("a municipality code has 6 digits (全国地方公共団体コード), e.g. 442020")
+    return value
+
+
+def _month(value: str) -> str:
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
+        raise ValueError("a month is written YYYY-MM, e.g. 2026-04")
+    return value
+
+
+MunicipalityCode = Annotated[str, AfterValidator(_municipality_code)]
+Month = Annotated[str, AfterValidator(_month)]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+
+# Child and residence (住民記録)
+class ChildRegistered(Payload):
+    residence: MunicipalityCode
+    birth_date: date | None = None
+    name_kana: str | None = None
+
+
+class ResidenceChanged(Payload):
+    residence: MunicipalityCode
+
+
+class ChildErased(Payload):
+    reason: Text
+
+
+# Enrolment (在籍)
+class Enrollment(Payload):
+    org: Ident
+    student_no: Ident
+    grade: str | None = None
+
+
+# Concerns (気づき) and notifications (通告)
+class ConcernReported(Payload):
+    summary: Text
+    signs: TextOrList | None = None
+
+
+class NotificationFiled(Payload):
+    summary: Text
+
+
+# Attendance (出欠)
+class AttendanceMonthly(Payload):
+    month: Month
+    school_days: NonNegativeInt
+    attended: NonNegativeInt
+    absent: NonNegativeInt
+    absent_without_contact: NonNegativeInt
+    late: NonNegativeInt | None = None
+    early_leave: NonNegativeInt | None = None
+    reasons: TextOrList | None = None
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _days_add_up(self) -> AttendanceMonthly:
+        if self.attended + self.absent > self.school_days:
+            raise ValueError("attended + absent exceeds school_days (出席日数 + 欠席日数 > 授業日数)")
+        if self.absent_without_contact > self.absent:
+            raise ValueError("absent_without_contact exceeds absent (うち連絡なし > 欠席日数)")
+        return self
+
+
+class AttendanceDaily(Payload):
+    date: date
+    status: Literal["present", "absent", "late", "early_leave", "suspended", "bereavement"]
+    contacted: bool | None = None
+    reason: str | None = None
+
+
+class AbsenceAlert(Payload):
+    reason: Literal["consecutive_absence", "no_contact", "injury"]
+    days: NonNegativeInt | None = None
+    since: date | None = None
+
+
+# Health and services (健診・サービス利用・訪問)
+class HealthCheckup(Payload):
+    checkup: Text
+    date: date
+    findings: TextOrList | None = None
+
+
+class ServiceUsage(Payload):
+    service: Text
+    from_: DateOrTime = Field(alias="from")
+    to: DateOrTime | None = None
+
+
+class VisitReport(Payload):
+    date: date
+    observations: Text
+
+
+class NoteRecorded(Payload):
+    text: Text
+
+
+# 要対協 case work
+class CaseRef(Payload):
+    case: Ident
+
+
+class CaseRegistered(CaseRef):
+    category: Literal["youhogo", "youshien", "tokutei_ninpu"]  # 要保護児童 / 要支援児童 / 特定妊婦
+    case_type: Ident  # 相談種別, e.g. abuse_neglect, neglect
+
+
+class CaseMember(CaseRef):
+    member: Ident
+
+
+class CaseShared(CaseRef):
+    summary: Text
+
+
+class CaseReviewed(CaseRef):
+    decision: Text
+    next_review: DateOrTime | None = None
+
+
+class CaseTypeChanged(CaseRef):
+    case_type: Ident
+
+
+class CaseClosed(CaseRef):
+    reason: Text
+
+
+class CaseTransferred(CaseRef):
+    to: Ident
+
+
+class LedgerUpdated(CaseRef):
+    severity: str | None = None
+    status: str | None = None
+
+
+# Support plans and consent (サポートプラン・同意)
+class PlanVersion(Payload):
+    plan: Ident
+    version: Annotated[int, Field(ge=1)]
+    wishes: TextOrList  # 意向
+    issues: TextOrList  # 課題
+    supports: TextOrList  # 支援の種類及び内容
+    review_due: DateOrTime | None = None
+
+
+class ConsentGranted(Payload):
+    plan: Ident
+    version: Annotated[int, Field(ge=1)]
+    recipients: Annotated[list[Ident], Field(min_length=1)]
+    signed_by: str | None = None
+    valid_until: DateOrTime | None = None
+
+
+class ConsentWithdrawn(Payload):
+    consent: Ident
+
+
+class ConsentRefused(Payload):
+    plan: Ident
+
+
+# 要対協 target lists for periodic reports (定期的な情報提供の対象名簿)
+class TargetList(Payload):
+    school: Ident
+    student_no: Ident
+    from_month: Month | None = None
+
+
+class EmergencyDeclared(Payload):
+    reason: Annotated[str, Field(min_length=1, max_length=20_000, pattern=r"\S")]
+
+
+KINDS: dict[str, type[Payload]] = {
+    "child.registered": ChildRegistered,
+    "residence.changed": ResidenceChanged,
+    "child.erased": ChildErased,
+    "enrollment.started": Enrollment,
+    "enrollment.ended": Enrollment,
+    "concern.reported": ConcernReported,
+    "notification.filed": NotificationFiled,
+    "attendance.monthly": AttendanceMonthly,
+    "attendance.daily": AttendanceDaily,
+    "absence.alert": AbsenceAlert,
+    "health.checkup": HealthCheckup,
+    "service.usage": ServiceUsage,
+    "visit.report": VisitReport,
+    "note.recorded": NoteRecorded,
+    "case.registered": CaseRegistered,
+    "case.member_assigned": CaseMember,
+    "case.member_removed": CaseMember,
+    "case.shared": CaseShared,
+    "case.reviewed": CaseReviewed,
+    "case.type_changed": CaseTypeChanged,
+    "case.closed": CaseClosed,
+    "case.transferred": CaseTransferred,
+    "ledger.updated": LedgerUpdated,
+    "protection.started": CaseRef,
+    "protection.ended": CaseRef,
+    "plan.created": PlanVersion,
+    "plan.revised": PlanVersion,
+    "consent.granted": ConsentGranted,
+    "consent.withdrawn": ConsentWithdrawn,
+    "consent.refused": ConsentRefused,
+    "target_list.assigned": TargetList,
+    "target_list.removed": TargetList,
+    "emergency.declared": EmergencyDeclared,
+}
+
+
+def normalise_payload(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``payload`` for ``kind`` and return it as plain JSON values (dates as ISO strings).
+
+    Raises ``KeyError`` for an unknown kind and ``pydantic.ValidationError`` for a bad payload.
+    """
+    model = KINDS[kind].model_validate(payload)
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def as_datetime(value: str | date | datetime) -> datetime:
+    """A payload's date or date-time as an aware datetime: a bare date means 00:00 in Japan (+09:00)."""
+    from datetime import time, timedelta, timezone
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(0, 0), tzinfo=timezone(timedelta(hours=9)))

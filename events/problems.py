@@ -1,0 +1,35 @@
+"""Why the hub refuses something: one problem per field, in English for operators and Japanese for end users."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason an input cannot be accepted.
+
+    ``code`` is stable and machine-readable; ``field`` names the envelope or payload field (``payload.month``)
+    or is ``None`` for the whole input; ``message`` is English, ``message_ja`` is what a school clerk or a
+    caseworker reads.
+    """
+
+    code: str
+    message: str
+    message_ja: str
+    field: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Rejected(Exception):
+    """An input the hub refuses, with every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p.field or '-'}: {p.message}" for p in problems))
+
+    @property
+    def code(self) -> str:
+        return self.problems[0].code

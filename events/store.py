@@ -1,0 +1,240 @@
+"""The event store on the ``eventsourcing`` library.
+
+Streams (aggregates):
+
+- ``ChildRecord``: one stream per child; each published event is one ``Published`` domain event carrying the
+  envelope and the direct audience fixed at publication.
+- ``EnvelopeIndex``: one tiny stream per envelope id, written in the same transaction as the child event, so
+  that an id is stored once (idempotent publish) and a reused id with other content is caught, even when two
+  publishers race.
+- ``OrgRegistry``: the organisations, as a history of registrations and updates.
+- ``AccessLog``: one stream per child of access records, each chained to the previous one by hash.
+- ``Quarantine``: what could not be accepted, with the reasons, per publishing organisation.
+
+The library's notification log is the global order. SQLite (a file) is the embedded default; PostgreSQL is
+selected by a ``postgresql://`` URL. Both go through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate, event
+
+from consent.model import Org, Recorded
+
+NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
+DEFAULT_DATABASE = "sqlite:///tsunagu.db"
+
+
+def recorded_from(envelope: dict[str, Any], audience: list[str], position: int) -> Recorded:
+    return Recorded(
+        position=position, id=envelope["id"], kind=envelope["kind"], child=envelope["child"],
+        source=envelope["source"], basis=envelope["basis"], at=datetime.fromisoformat(envelope["at"]),
+        payload=envelope.get("payload") or {}, audience=frozenset(audience), function=envelope.get("function"),
+        to=envelope.get("to"), sensitive=tuple(envelope.get("sensitive") or ()))
+
+
+class _CopiedOnWrite:
+    """Writers work on a copy of a cached aggregate (the library deep-copies on ``get``). Entries are immutable
+    values, so one level of copying is enough and keeps a 500-event stream cheap to copy."""
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        clone = object.__new__(type(self))
+        for key, value in self.__dict__.items():
+            clone.__dict__[key] = list(value) if isinstance(value, list) else (
+                dict(value) if isinstance(value, dict) else value)
+        return clone
+
+
+class ChildRecord(_CopiedOnWrite, Aggregate):
+    """Everything published about one child, in the order the hub recorded it."""
+
+    @staticmethod
+    def create_id(child: str) -> UUID:
+        return uuid5(NAMESPACE, f"child:{child}")
+
+    def __init__(self, child: str):
+        self.child = child
+        self.entries: list[Recorded] = []
+        self.envelopes: list[dict[str, Any]] = []
+
+    @event("Published")
+    def publish(self, envelope: dict, audience: list, digest: str, received_at: str) -> None:
+        self.envelopes.append(envelope)
+        self.entries.append(recorded_from(envelope, audience, len(self.entries) + 1))
+
+
+class EnvelopeIndex(_CopiedOnWrite, Aggregate):
+    """Where an envelope id was stored, and the digest of its content."""
+
+    @staticmethod
+    def create_id(envelope_id: str) -> UUID:
+        return uuid5(NAMESPACE, f"envelope:{envelope_id}")
+
+    def __init__(self, envelope_id: str, child: str, digest: str, position: int):
+        self.envelope_id = envelope_id
+        self.child = child
+        self.digest = digest
+        self.position = position
+
+
+REGISTRY_ID = uuid5(NAMESPACE, "org-registry")
+
+
+class OrgRegistry(_CopiedOnWrite, Aggregate):
+    """The organisations registered in the hub, with their history (each change is one version)."""
+
+    @staticmethod
+    def create_id() -> UUID:
+        return REGISTRY_ID
+
+    def __init__(self) -> None:
+        self.orgs: dict[str, Org] = {}
+        self.history: list[dict[str, Any]] = []
+
+    @event("OrgRegistered")
+    def register(self, org: dict) -> None:
+        self._apply(org)
+
+    @event("OrgUpdated")
+    def update(self, org: dict) -> None:
+        self._apply(org)
+
+    def _apply(self, org: dict) -> None:
+        self.history.append(org)
+        self.orgs[org["id"]] = Org.from_dict(org)
+
+    def orgs_at(self, version: int) -> dict[str, Org]:
+        """The registry as it was at aggregate version ``version`` (1 is the empty registry)."""
+        orgs: dict[str, Org] = {}
+        for org in self.history[: max(version - 1, 0)]:
+            orgs[org["id"]] = Org.from_dict(org)
+        return orgs
+
+
+class AccessLog(_CopiedOnWrite, Aggregate):
+    """The access records about one child, each carrying the hash of the one before (a per-child chain)."""
+
+    @staticmethod
+    def create_id(child: str) -> UUID:
+        return uuid5(NAMESPACE, f"access:{child}")
+
+    def __init__(self, child: str):
+        self.child = child
+        self.last_hash = ""
+        self.count = 0
+
+    @event("ReadRecorded")
+    def record(self, record: dict) -> None:
+        self.last_hash = record["hash"]
+        self.count += 1
+
+
+class Quarantine(_CopiedOnWrite, Aggregate):
+    """Inputs from one organisation that could not be accepted, kept with their reasons for correction."""
+
+    @staticmethod
+    def create_id(source: str) -> UUID:
+        return uuid5(NAMESPACE, f"quarantine:{source}")
+
+    def __init__(self, source: str):
+        self.source = source
+        self.held: list[dict[str, Any]] = []
+
+    @event("Held")
+    def hold(self, raw: Any, problems: list, received_at: str) -> None:
+        self.held.append({"raw": raw, "problems": problems, "received_at": received_at})
+
+
+class HubStore(Application):
+    """The hub's event-sourced application: the streams above on one recorder."""
+
+    name = "tsunagu"
+    env = {
+        "AGGREGATE_CACHE_MAXSIZE": "5000",
+    }
+
+    def get_or_none(self, aggregate_id: UUID) -> Any | None:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+
+    def peek(self, aggregate_id: UUID) -> Any | None:
+        """The cached aggregate itself, for reading only: never trigger events on it (use ``get_or_none``)."""
+        try:
+            return self.repository.get(aggregate_id, deepcopy_from_cache=False)
+        except AggregateNotFoundError:
+            return None
+
+    def registry(self) -> OrgRegistry:
+        """The registry for reading (not for changing)."""
+        registry = self.peek(REGISTRY_ID)
+        return registry if registry is not None else OrgRegistry()
+
+    def log_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+
+def store_env(database: str | None) -> dict[str, str]:
+    """The ``eventsourcing`` environment for a database URL.
+
+    ``sqlite:///path/to/file.db`` (default ``sqlite:///tsunagu.db``), ``sqlite:///:memory:``, or
+    ``postgresql://user:password@host:port/dbname[?schema=name]``.
+    """
+    url = database or os.environ.get("TSUNAGU_DATABASE_URL") or DEFAULT_DATABASE
+    if url.startswith("sqlite:"):
+        # sqlite:///relative.db, sqlite:////absolute/path.db, sqlite:///:memory:
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path or ":memory:"}
+    if url.startswith(("postgresql:", "postgres:")):
+        parsed = urlparse(url)
+        query = parse_qs(parsed.query)
+        env = {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": unquote(parsed.path.lstrip("/")) or "postgres",
+            "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parsed.port or 5432),
+            "POSTGRES_USER": unquote(parsed.username or "postgres"),
+            "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+            "POSTGRES_POOL_SIZE": "10",
+            "POSTGRES_MAX_OVERFLOW": "10",
+        }
+        if "schema" in query:
+            env["POSTGRES_SCHEMA"] = query["schema"][0]
+        return env
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://…")
+
+
+def ensure_postgres_schema(env: dict[str, str]) -> None:
+    """Create the PostgreSQL schema named in the URL, if any (the library creates tables, not schemas)."""
+    schema = env.get("POSTGRES_SCHEMA")
+    if not schema:
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], dbname=env["POSTGRES_DBNAME"],
+                         user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"], autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+
+
+def open_store(database: str | None = None) -> HubStore:
+    env = store_env(database)
+    ensure_postgres_schema(env)
+    if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite" and env["SQLITE_DBNAME"] != ":memory:":
+        directory = os.path.dirname(os.path.abspath(env["SQLITE_DBNAME"]))
+        os.makedirs(directory, exist_ok=True)
+    return HubStore(env=env)
+
+
+def jsonable(value: Any) -> Any:
+    """Any parsed input (YAML dates included) as plain JSON values, for keeping what was rejected."""
+    return json.loads(json.dumps(value, default=str, ensure_ascii=False))

@@ -1,0 +1,203 @@
+"""The ``tsunagu`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from events.problems import Rejected
+from services.hub import Hub
+
+app = typer.Typer(help="tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk.",
+                  no_args_is_help=True, add_completion=False)
+orgs_app = typer.Typer(help="Organisations registered in the hub (機関登録).", no_args_is_help=True)
+scenario_app = typer.Typer(help="Executable policy scenarios (shared/spec/scenarios.md).", no_args_is_help=True)
+audit_app = typer.Typer(help="Auditors' tools (監査).", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(scenario_app, name="scenario")
+app.add_typer(audit_app, name="audit")
+
+Database = Annotated[Optional[str], typer.Option(
+    "--database", envvar="TSUNAGU_DATABASE_URL",
+    help="sqlite:///FILE (default sqlite:///tsunagu.db) or postgresql://user:pw@host:port/db")]
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@orgs_app.command("load")
+def orgs_load(file: Path, database: Database = None) -> None:
+    """Register the organisations in FILE.yaml (a list, or a mapping with an 'orgs' list)."""
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        fail(f"{file}: {error}")
+    items = data.get("orgs") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        fail(f"{file}: expected a list of organisations or a mapping with an 'orgs' list")
+    hub = Hub(database)
+    try:
+        result = hub.load_orgs(items)
+    except Rejected as rejected:
+        for p in rejected.problems:
+            err.print(f"{p.field}: {p.message} / {p.message_ja}")
+        raise typer.Exit(1) from None
+    finally:
+        hub.close()
+    out.print(f"registered {len(result.registered)}, updated {len(result.updated)}, "
+              f"unchanged {len(result.unchanged)}")
+
+
+@orgs_app.command("list")
+def orgs_list(database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the registered organisations."""
+    hub = Hub(database)
+    orgs = hub.orgs()
+    hub.close()
+    if as_json:
+        print(json.dumps([o.to_dict() for o in orgs.values()], ensure_ascii=False))
+        return
+    table = Table("id", "type", "name", "municipality", "covers")
+    for o in orgs.values():
+        table.add_row(o.id, o.type, o.name or "", o.municipality or "", ", ".join(o.covers))
+    out.print(table)
+
+
+@app.command()
+def publish(file: Path, database: Database = None,
+            as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object.")] = False) -> None:
+    """Publish FILE.jsonl: one event envelope per line. Prints accepted, duplicate and rejected with reasons."""
+    items: list = []
+    bad_lines: list[tuple[int, str]] = []
+    try:
+        lines = file.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"{file}: {error}")
+    numbers = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+            numbers.append(n)
+        except json.JSONDecodeError as error:
+            bad_lines.append((n, f"not JSON: {error.msg}"))
+    hub = Hub(database)
+    try:
+        results = []
+        for start in range(0, len(items), 1000):
+            results += hub.publish(items[start:start + 1000])
+    finally:
+        hub.close()
+    summary = {"accepted": sum(r.outcome == "accepted" for r in results),
+               "duplicate": sum(r.outcome == "duplicate" for r in results),
+               "rejected": [{"line": numbers[r.index], "id": r.id, "problems": [p.to_dict() for p in r.problems]}
+                            for r in results if r.outcome == "rejected"]
+               + [{"line": n, "id": None, "problems": [{"code": "invalid_json", "message": why,
+                                                        "message_ja": "JSONとして読めません", "field": None}]}
+                  for n, why in bad_lines]}
+    summary["rejected"].sort(key=lambda r: r["line"])
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        out.print(f"accepted {summary['accepted']}, duplicate {summary['duplicate']}, "
+                  f"rejected {len(summary['rejected'])}")
+        for r in summary["rejected"]:
+            for p in r["problems"]:
+                out.print(f"  line {r['line']} ({r['id']}): {p['field'] or '-'}: {p['message']} / {p['message_ja']}")
+    if summary["rejected"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def timeline(child: str, org: Annotated[str, typer.Option(help="The reading organisation.")],
+             role: Annotated[str, typer.Option(help="The role the reader acts in.")],
+             purpose: Annotated[str, typer.Option(help="support, meeting or emergency.")],
+             user: Annotated[Optional[str], typer.Option(help="The person reading.")] = None,
+             database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A child's timeline as ORG may see it. The read is decided by the policy and recorded."""
+    hub = Hub(database)
+    try:
+        result = hub.timeline(org=org, role=role, child=child, purpose=purpose, user=user)
+    finally:
+        hub.close()
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    elif not result.allowed:
+        out.print(f"[red]refused[/red]: {result.reason} (access record {result.access_record})")
+    else:
+        table = Table("at", "kind", "source", "basis", "rule", "content", title=f"child {child} for {org}/{role}")
+        for e in result.entries:
+            content = json.dumps(e.payload, ensure_ascii=False)
+            table.add_row(e.at, e.kind, e.source, e.basis, e.rule, content if len(content) < 120 else content[:117] + "…")
+        out.print(table)
+        if result.withheld:
+            out.print(f"{result.withheld} event(s) withheld by the policy")
+        out.print(f"access record {result.access_record}, policy {result.policy_version}")
+    if not result.allowed:
+        raise typer.Exit(1)
+
+
+@scenario_app.command("run")
+def scenario_run(paths: Annotated[list[str], typer.Argument(help="Scenario files or directories.")],
+                 database: Annotated[Optional[str], typer.Option(
+                     "--database", help="Run on this PostgreSQL database (a fresh schema per scenario).")] = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="One JSON object per scenario.")] = False
+                 ) -> None:
+    """Run policy scenarios, each on a fresh store; exit 0 when all hold, 1 when any fails, 2 on a bad file."""
+    from services.scenarios import ScenarioError, as_json as to_json, format_result, run
+
+    passed = failed = 0
+    try:
+        for result in run(paths, database):
+            if result.passed:
+                passed += 1
+            else:
+                failed += 1
+            if as_json:
+                print(to_json(result), flush=True)
+            else:
+                for line in format_result(result):
+                    print(line, flush=True)
+    except ScenarioError as error:
+        fail(str(error), 2)
+    if not as_json:
+        print(f"{passed} passed, {failed} failed")
+    raise typer.Exit(1 if failed else 0)
+
+
+@audit_app.command("verify")
+def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Re-evaluate every access record from the log up to its recorded position, and check the hash chain."""
+    hub = Hub(database)
+    try:
+        report = hub.verify()
+    finally:
+        hub.close()
+    if as_json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for m in report.mismatches:
+            out.print(f"[red]MISMATCH[/red] record {m.record} (child {m.child}, #{m.sequence}): {m.problem}: {m.detail}")
+        out.print(f"{report.records} access records checked, {len(report.mismatches)} mismatches")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,119 @@
+"""Publishing: validate, admit under the policy's publish rules, and append, idempotently, in one transaction.
+
+Every adapter, the HTTP API, the CLI and the scenario runner publish through ``Ingest.publish``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Literal, Sequence
+
+from eventsourcing.persistence import IntegrityError
+
+from consent.admission import admit
+from consent.model import Settings
+from events.envelope import Envelope, parse_envelope
+from events.problems import Problem, Rejected
+from events.store import ChildRecord, EnvelopeIndex, HubStore, Quarantine, jsonable, recorded_from
+
+Outcome = Literal["accepted", "duplicate", "rejected"]
+MAX_BATCH = 5000
+
+
+@dataclass
+class PublishResult:
+    """What became of one published event."""
+
+    index: int
+    id: str | None
+    outcome: Outcome
+    problems: list[Problem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "id": self.id, "outcome": self.outcome}
+        if self.problems:
+            out["problems"] = [p.to_dict() for p in self.problems]
+        return out
+
+
+class Ingest:
+    def __init__(self, store: HubStore, settings: Settings, clock: Callable[[], datetime]):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    def publish(self, items: Sequence[Any]) -> list[PublishResult]:
+        """Publish a batch. Each item is accepted, recognised as a duplicate of a stored event, or rejected with
+        its problems (and kept in quarantine). Accepted events of one batch are stored in one transaction."""
+        if len(items) > MAX_BATCH:
+            raise Rejected([Problem("batch_too_large", f"at most {MAX_BATCH} events per batch",
+                                    f"一度に送れるのは{MAX_BATCH}件までです")])
+        now = self.clock()
+        parsed: list[Envelope | Rejected] = []
+        for raw in items:
+            try:
+                parsed.append(parse_envelope(raw, now=now))
+            except Rejected as rejected:
+                parsed.append(rejected)
+        # First try without looking up each id (new events are the common case); a stored id makes the
+        # transaction fail on the index stream, and the second pass looks every id up.
+        for attempt, look_up in enumerate((False, True, True, True)):
+            try:
+                return self._publish_once(items, parsed, now, look_up=look_up)
+            except IntegrityError:
+                if attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
+                      look_up: bool) -> list[PublishResult]:
+        orgs = self.store.registry().orgs
+        children: dict[str, ChildRecord] = {}
+        quarantines: dict[str, Quarantine] = {}
+        in_batch: dict[str, str] = {}
+        to_save: list[Any] = []
+        results: list[PublishResult] = []
+
+        def reject(i: int, envelope_id: str | None, problems: list[Problem]) -> None:
+            results.append(PublishResult(i, envelope_id, "rejected", problems))
+            raw = items[i]
+            source = str(raw.get("source") or "unknown") if isinstance(raw, dict) else "unknown"
+            if source not in quarantines:
+                quarantines[source] = self.store.get_or_none(Quarantine.create_id(source)) or Quarantine(source)
+            quarantines[source].hold(raw=jsonable(raw if not isinstance(raw, Envelope) else raw.canonical()),
+                                     problems=[p.to_dict() for p in problems], received_at=now.isoformat())
+
+        for i, item in enumerate(parsed):
+            if isinstance(item, Rejected):
+                raw = items[i]
+                reject(i, str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else None, item.problems)
+                continue
+            canonical, digest = item.canonical(), item.digest()
+            known = in_batch.get(item.id)
+            if known is None and look_up:
+                index = self.store.peek(EnvelopeIndex.create_id(item.id))
+                known = index.digest if index is not None else None
+            if known is not None:
+                if known == digest:
+                    results.append(PublishResult(i, item.id, "duplicate"))
+                else:
+                    reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
+                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")])
+                continue
+            record = children.get(item.child)
+            if record is None:
+                record = self.store.get_or_none(ChildRecord.create_id(item.child)) or ChildRecord(item.child)
+                children[item.child] = record
+            candidate = recorded_from(canonical, [], len(record.entries) + 1)
+            try:
+                audience = admit(candidate, record.entries, orgs, self.settings)
+            except Rejected as rejected:
+                reject(i, item.id, rejected.problems)
+                continue
+            record.publish(envelope=canonical, audience=sorted(audience), digest=digest, received_at=now.isoformat())
+            to_save.append(EnvelopeIndex(item.id, item.child, digest, len(record.entries)))
+            in_batch[item.id] = digest
+            results.append(PublishResult(i, item.id, "accepted"))
+        self.store.save(*children.values(), *to_save, *quarantines.values())
+        return results

@@ -1,0 +1,139 @@
+"""The read service: a child's timeline for a reader, decided by the policy and recorded before it is returned.
+
+``TimelineReader.read`` is the only way content leaves the hub: the HTTP API, the CLI and the scenario runner
+all call it. It loads the child's stream (not the whole log), asks ``consent.policy`` for a decision, appends
+the access record (allowed or refused), and only then builds the response.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from eventsourcing.persistence import IntegrityError
+
+from consent.model import ReadDecision, Reader, Recorded, Settings
+from consent.policy import decide_read, learns_of_withheld, redact
+from events.envelope import content_digest
+from events.store import AccessLog, ChildRecord, HubStore
+
+
+@dataclass
+class TimelineEntry:
+    id: str
+    kind: str
+    source: str
+    basis: str
+    at: str
+    payload: dict[str, Any]
+    rule: str
+    redacted: list[str]
+    function: str | None = None
+    to: str | None = None
+    sensitive: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        return out
+
+
+@dataclass
+class Timeline:
+    """What a reader gets back. ``allowed`` False: refused as a whole, with ``reason``."""
+
+    child: str
+    org: str
+    role: str
+    purpose: str
+    t: str
+    allowed: bool
+    reason: str
+    entries: list[TimelineEntry]
+    withheld: int | None  # only for centres and 児童相談所; None: the reader learns nothing of withheld events
+    access_record: str
+    policy_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "entries"}
+        out["entries"] = [e.to_dict() for e in self.entries]
+        if self.withheld is None:
+            out.pop("withheld")
+        return out
+
+
+def access_record(reader: Reader, child: str, decision: ReadDecision, *, log_position: int, child_position: int,
+                  registry_version: int, settings: Settings, recorded_at: datetime) -> dict[str, Any]:
+    """An access record (policy.md, "Every read is recorded"), before chaining."""
+    return {
+        "id": str(uuid.uuid4()),
+        "reader": {"org": reader.org, "role": reader.role, "user": reader.user},
+        "purpose": reader.purpose,
+        "child": child,
+        "t": reader.t.isoformat(),
+        "recorded_at": recorded_at.isoformat(),
+        "log_position": log_position,
+        "child_position": child_position,
+        "registry_version": registry_version,
+        "settings": settings.to_dict(),
+        "policy_version": decision.policy_version,
+        "decision": decision.to_dict(),
+    }
+
+
+def chain_hash(previous: str, record: dict[str, Any]) -> str:
+    """The hash that links an access record to the one before it in the child's access log."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "prev_hash")}
+    return content_digest({"prev": previous, "record": body})
+
+
+class TimelineReader:
+    def __init__(self, store: HubStore, settings: Settings, clock: Callable[[], datetime]):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    def read(self, *, org: str, role: str, child: str, purpose: str, user: str | None = None) -> Timeline:
+        t = self.clock()
+        reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
+        registry = self.store.registry()
+        orgs, registry_version = registry.orgs, registry.version if registry.version else 0
+        cached = self.store.peek(ChildRecord.create_id(child))
+        entries: list[Recorded] = list(cached.entries) if cached is not None else []
+        envelopes = list(cached.envelopes[: len(entries)]) if cached is not None else []
+        log_position = self.store.log_position()
+        decision = decide_read(reader, entries, orgs, self.settings)
+        record = access_record(reader, child, decision, log_position=log_position, child_position=len(entries),
+                               registry_version=registry_version, settings=self.settings, recorded_at=t)
+        self._append(child, record)  # recorded before anything is returned
+
+        withheld = None
+        shown: list[TimelineEntry] = []
+        if decision.allowed:
+            by_id = {e.id: (e, env) for e, env in zip(entries, envelopes)}
+            for d in decision.events:
+                if not d.allowed:
+                    continue
+                e, env = by_id[d.event]
+                shown.append(TimelineEntry(id=e.id, kind=e.kind, source=e.source, basis=e.basis, at=env["at"],
+                                           payload=redact(e, d), rule=d.rule or "", redacted=list(d.redacted),
+                                           function=e.function, to=e.to, sensitive=list(e.sensitive)))
+            if learns_of_withheld(orgs.get(org)):
+                withheld = sum(1 for d in decision.events if not d.allowed)
+        return Timeline(child=child, org=org, role=role, purpose=purpose, t=t.isoformat(), allowed=decision.allowed,
+                        reason=decision.reason, entries=shown, withheld=withheld, access_record=record["id"],
+                        policy_version=decision.policy_version)
+
+    def _append(self, child: str, record: dict[str, Any]) -> None:
+        for attempt in range(5):
+            log = self.store.get_or_none(AccessLog.create_id(child)) or AccessLog(child)
+            chained = dict(record, prev_hash=log.last_hash, sequence=log.count + 1)
+            chained["hash"] = chain_hash(log.last_hash, chained)
+            log.record(record=chained)
+            try:
+                self.store.save(log)
+                return
+            except IntegrityError:
+                if attempt == 4:
+                    raise
