@@ -16,8 +16,9 @@ from consent.model import Settings
 from events.envelope import Envelope, parse_envelope
 from events.problems import Problem, Rejected
 from events.store import ChildRecord, EnvelopeIndex, HubStore, Quarantine, jsonable, recorded_from
+from services.indexes import INDEXES
 
-Outcome = Literal["accepted", "duplicate", "rejected"]
+Outcome = Literal["accepted", "duplicate", "rejected", "queued"]  # queued: handed to a transport
 MAX_BATCH = 5000
 
 
@@ -35,6 +36,30 @@ class PublishResult:
         if self.problems:
             out["problems"] = [p.to_dict() for p in self.problems]
         return out
+
+
+class Batch:
+    """The aggregates one publish touches, loaded once and saved together in one transaction."""
+
+    def __init__(self, store: HubStore):
+        self.store = store
+        self.aggregates: dict[Any, Any] = {}
+
+    def get(self, cls: type, *key: Any, create: bool = True) -> Any:
+        """The aggregate of ``cls`` for ``key`` as this batch sees it (a copy of the stored one, or new)."""
+        aggregate_id = cls.create_id(*key)
+        if aggregate_id not in self.aggregates:
+            aggregate = self.store.get_or_none(aggregate_id)
+            if aggregate is None and create:
+                aggregate = cls(*key)
+            self.aggregates[aggregate_id] = aggregate
+        return self.aggregates[aggregate_id]
+
+    def add(self, aggregate: Any) -> None:
+        self.aggregates[aggregate.id] = aggregate
+
+    def save(self) -> None:
+        self.store.save(*(a for a in self.aggregates.values() if a is not None))
 
 
 class Ingest:
@@ -69,19 +94,15 @@ class Ingest:
     def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
                       look_up: bool) -> list[PublishResult]:
         orgs = self.store.registry().orgs
-        children: dict[str, ChildRecord] = {}
-        quarantines: dict[str, Quarantine] = {}
+        batch = Batch(self.store)
         in_batch: dict[str, str] = {}
-        to_save: list[Any] = []
         results: list[PublishResult] = []
 
         def reject(i: int, envelope_id: str | None, problems: list[Problem]) -> None:
             results.append(PublishResult(i, envelope_id, "rejected", problems))
             raw = items[i]
             source = str(raw.get("source") or "unknown") if isinstance(raw, dict) else "unknown"
-            if source not in quarantines:
-                quarantines[source] = self.store.get_or_none(Quarantine.create_id(source)) or Quarantine(source)
-            quarantines[source].hold(raw=jsonable(raw if not isinstance(raw, Envelope) else raw.canonical()),
+            batch.get(Quarantine, source).hold(raw=jsonable(raw if not isinstance(raw, Envelope) else raw.canonical()),
                                      problems=[p.to_dict() for p in problems], received_at=now.isoformat())
 
         for i, item in enumerate(parsed):
@@ -101,10 +122,7 @@ class Ingest:
                     reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
                                                 f"id「{item.id}」は別の内容のイベントで使われています", "id")])
                 continue
-            record = children.get(item.child)
-            if record is None:
-                record = self.store.get_or_none(ChildRecord.create_id(item.child)) or ChildRecord(item.child)
-                children[item.child] = record
+            record = batch.get(ChildRecord, item.child)
             candidate = recorded_from(canonical, [], len(record.entries) + 1)
             try:
                 audience = admit(candidate, record.entries, orgs, self.settings)
@@ -112,8 +130,10 @@ class Ingest:
                 reject(i, item.id, rejected.problems)
                 continue
             record.publish(envelope=canonical, audience=sorted(audience), digest=digest, received_at=now.isoformat())
-            to_save.append(EnvelopeIndex(item.id, item.child, digest, len(record.entries)))
+            batch.add(EnvelopeIndex(item.id, item.child, digest, len(record.entries)))
+            for keep_index in INDEXES:
+                keep_index(record.entries[-1], batch)
             in_batch[item.id] = digest
             results.append(PublishResult(i, item.id, "accepted"))
-        self.store.save(*children.values(), *to_save, *quarantines.values())
+        batch.save()
         return results

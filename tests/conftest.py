@@ -1,0 +1,89 @@
+"""Shared fixtures: a hub on a fresh embedded store, and a real PostgreSQL cluster started for the session.
+
+PostgreSQL tests never skip in CI (``CI=true``): if the server cannot be started there, they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import socket
+import subprocess
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from consent.model import Settings
+from services.hub import Hub, SettableClock
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@pytest.fixture
+def clock() -> SettableClock:
+    return SettableClock(at("2026-04-01T09:00:00+09:00"))
+
+
+@pytest.fixture
+def make_hub(clock):
+    """Build hubs on fresh in-memory stores: ``make_hub(settings=...)``."""
+    hubs = []
+
+    def build(settings: Settings | None = None, database: str = "sqlite:///:memory:") -> Hub:
+        hub = Hub(database, settings=settings, clock=clock)
+        hubs.append(hub)
+        return hub
+
+    yield build
+    for hub in hubs:
+        hub.close()
+
+
+@pytest.fixture
+def hub(make_hub) -> Hub:
+    return make_hub()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the whole test session; yields its URL."""
+    directory = tempfile.mkdtemp(prefix="tsunagu-pg-")  # not under pytest's 0700 tmp: the server runs as postgres
+    os.chmod(directory, 0o755)
+    script = ROOT / "deploy" / "local-postgres.sh"
+    started = subprocess.run([str(script), "start", str(directory), str(_free_port())],
+                             capture_output=True, text=True)
+    if started.returncode != 0:
+        message = f"PostgreSQL could not be started: {started.stderr.strip()}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    url = started.stdout.strip().splitlines()[-1]
+    yield url
+    subprocess.run([str(script), "stop", str(directory)], capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh schema in the session's PostgreSQL, dropped after the test; the URL selects it."""
+    schema = f"test_{uuid.uuid4().hex[:10]}"
+    yield f"{postgres_server}?schema={schema}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
