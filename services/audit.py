@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from eventsourcing.utils import get_topic
 
-from consent.model import ReadDecision, Reader, Settings
+from consent.model import Org, ReadDecision, Reader, Settings
 from consent.policy import decide_read
 from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegistry
 from services.reading import chain_hash
@@ -58,21 +58,21 @@ def access_records(store: HubStore) -> Iterator[dict[str, Any]]:
         start = page[-1].id + 1
 
 
-def replay(record: dict[str, Any], child: ChildRecord | None, registry: OrgRegistry) -> ReadDecision:
+def replay(record: dict[str, Any], child: ChildRecord | None, orgs: Mapping[str, Org]) -> ReadDecision:
     """The decision the policy gives today for the reader, time and settings of ``record``, on the log as it
-    was at the record's position."""
+    was at the record's position (``orgs``: the registry at the record's registry version)."""
     r = record["reader"]
     reader = Reader(org=r["org"], role=r["role"], purpose=record["purpose"], t=datetime.fromisoformat(record["t"]),
                     user=r.get("user"))
     entries = child.entries[: record["child_position"]] if child is not None else []
-    return decide_read(reader, entries, registry.orgs_at(record["registry_version"]),
-                       Settings.from_dict(record["settings"]))
+    return decide_read(reader, entries, orgs, Settings.from_dict(record["settings"]))
 
 
 def verify(store: HubStore) -> VerifyReport:
     report = VerifyReport()
     registry = store.get_or_none(REGISTRY_ID) or OrgRegistry()
     children: dict[str, ChildRecord | None] = {}
+    registries: dict[int, dict[str, Org]] = {}
     last_hash: dict[str, str] = {}
     for record in access_records(store):
         report.records += 1
@@ -85,7 +85,10 @@ def verify(store: HubStore) -> VerifyReport:
         if child_id not in children:
             children[child_id] = store.get_or_none(ChildRecord.create_id(child_id))
         expected = ReadDecision.from_dict(record["decision"])
-        actual = replay(record, children[child_id], registry)
+        version = record["registry_version"]
+        if version not in registries:
+            registries[version] = registry.orgs_at(version)
+        actual = replay(record, children[child_id], registries[version])
         if actual != expected:
             report.mismatches.append(Mismatch(record["id"], child_id, record.get("sequence", 0), "decision",
                                               _difference(expected, actual)))
