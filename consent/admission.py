@@ -50,16 +50,19 @@ def _audience(e: Recorded, source: Org, prior: Sequence[Recorded], orgs: Mapping
         return own
     if e.basis == "cwa-21-10-5":
         # 児童福祉法第21条の10の5: to the municipality where the child is, and no one else.
-        center = center_of(residence_at(prior, e.at), orgs)
-        if center is None:
+        residence = residence_at(prior, e.at)
+        if residence is None:
             raise _reject("residence_unknown", "child",
                           "the child's residence at the event's time is unknown; the event waits for linking",
                           "この時点の児童の居住市町村が不明のため、受け付けられません（紐付け待ちとして保留します）")
-        if e.to is not None and e.to != center.id:
+        # policy.md rejects only an unknown residence; a municipality with no centre in the hub has no addressee.
+        center = center_of(residence, orgs)
+        if e.to is not None and (center is None or e.to != center.id):
+            expected = center.id if center else f"none registered for {residence}"
             raise _reject("wrong_addressee", "to",
-                          f"under cwa-21-10-5 the addressee is the centre of residence ({center.id}), not {e.to}",
-                          f"第21条の10の5による情報提供の宛先は居住市町村のセンター（{center.id}）です")
-        return own | {center.id}
+                          f"under cwa-21-10-5 the addressee is the centre of residence ({expected}), not {e.to}",
+                          f"第21条の10の5による情報提供の宛先は居住市町村のセンター（{center.id if center else '未登録'}）です")
+        return own | ({center.id} if center else set())
     if e.basis == "cwa-25":
         # 通告 goes to a municipality or a 児童相談所.
         if e.to is None or orgs[e.to].type not in (CENTER, JISO):

@@ -86,8 +86,9 @@ class ChildFacts:
         consents, withdrawals, emergencies, transfers, erased = [], {}, [], [], False
         for e in events:
             case = cases.get(e.case) if e.case is not None else None
-            # Only the coordinating centre that registered a case assigns its members and closes it.
-            if case and e.source == case.registrar:
+            # policy.md rule CASE names the events (case.member_assigned / case.member_removed / case.closed),
+            # not who records them; only the cwa-25-2 share is restricted to the registrar (consent.admission).
+            if case:
                 if e.kind in ("case.member_assigned", "case.member_removed"):
                     case.memberships.append((e.at, e.position, str(e.payload["member"]),
                                              e.kind == "case.member_assigned"))

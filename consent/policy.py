@@ -41,10 +41,12 @@ class World:
         return org.municipality if org else None
 
     def ledger_cases(self, reader: Reader) -> list[Case]:
-        """The child's cases on the joint ledger at the read's time (setting ``joint_ledger``)."""
+        """The child's cases on the joint ledger (setting ``joint_ledger``)."""
         if not self.settings.joint_ledger:
             return []
-        return [c for c in self.facts.cases.values() if c.is_abuse and c.registered_at <= reader.t]
+        # policy.md: "a case is on the ledger when its case.registered has a case_type starting with abuse"
+        # (no condition on t; the provided-information window of rule LEDGER has its own bounds).
+        return [c for c in self.facts.cases.values() if c.is_abuse]
 
 
 # --- The purpose gate -------------------------------------------------------------------------------------
@@ -132,13 +134,13 @@ def rule_ledger(reader: Reader, e: Recorded, world: World) -> bool:
 def rule_consent(reader: Reader, e: Recorded, world: World) -> bool:
     """CONSENT: サポートプラン (児童福祉法第10条第4項). A plan version goes to an organisation the family named
     in a consent for the same plan, signed at or before ``t``, covering that version (not later drafts), not
-    withdrawn at or before ``t``, and still valid at ``t``. The consent must come from the plan's author.
-    (個人情報保護法 第27条第1項 / 第69条第2項第1号: provision with the person's consent.)"""
+    withdrawn at or before ``t``, and still valid at ``t``; policy.md sets no condition on who records the
+    consent. (個人情報保護法 第27条第1項 / 第69条第2項第1号: provision with the person's consent.)"""
     if e.kind not in ("plan.created", "plan.revised"):
         return False
     plan, version = str(e.payload["plan"]), int(e.payload["version"])
     for c in world.facts.consents:
-        if (c.plan == plan and c.source == e.source and reader.org in c.recipients and c.at <= reader.t
+        if (c.plan == plan and reader.org in c.recipients and c.at <= reader.t
                 and version <= c.version and not world.facts.withdrawn_by(c.id, reader.t)
                 and (c.valid_until is None or reader.t < c.valid_until)):
             return True
@@ -151,6 +153,9 @@ def rule_transfer(reader: Reader, e: Recorded, world: World) -> bool:
     the hand-over package, whole, as X held it."""
     for x, y, tt in world.facts.transfers:
         if y != reader.org or tt > reader.t or e.at > tt:
+            continue
+        transferring = world.orgs.get(x)
+        if transferring is None or transferring.type != "municipal_center":  # "published by centre X"
             continue
         as_x = Reader(org=x, role=None, purpose=reader.purpose, t=tt)  # the transferring centre as a whole
         if any(rule(as_x, e, world) for rule in (rule_own, rule_direct, rule_ledger, rule_consent)):

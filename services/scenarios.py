@@ -193,6 +193,9 @@ def compare_read(expect: Any, actual: Any) -> str:
         want, got = set(map(str, expect["visible"])), set(actual["visible"])
         if want != got:
             problems.append(f"visible: missing {sorted(want - got)}, unexpected {sorted(got - want)}")
+        repeated = sorted({i for i in actual["visible"] if actual["visible"].count(i) > 1})
+        if repeated:  # one entry per event returned: an event shown twice is a defect, not a match
+            problems.append(f"visible: shown more than once {repeated}")
     want_redacted = {str(k): sorted(map(str, v or [])) for k, v in (expect.get("redacted") or {}).items()}
     want_redacted = {k: v for k, v in want_redacted.items() if v}
     got_redacted = {k: sorted(v) for k, v in actual["redacted"].items()}
