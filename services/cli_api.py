@@ -1,0 +1,91 @@
+"""``tsunagu serve`` (the HTTP API) and ``tsunagu token issue`` (bearer tokens for it).
+
+Registered on the ``tsunagu`` command by ``services/cli.py`` importing this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+from enum import Enum
+
+import typer
+
+from services.auth import (DEFAULT_KEY_FILE, DEFAULT_LIFETIME, KEY_FILE_ENV, MAX_LIFETIME, ROLES, KeyFileError,
+                           TokenIssuer, TokenVerifier, key_file_path, keys_from_file)
+from services.cli import Database, app, err, fail
+from services.hub import Hub
+
+token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+Role = Enum("Role", {r: r for r in sorted(ROLES)}, type=str)  # typer shows and checks the choices
+KeyFile = Annotated[Optional[Path], typer.Option(
+    "--key-file", envvar=KEY_FILE_ENV,
+    help=f"PEM file of the EC P-256 signing key (default ./{DEFAULT_KEY_FILE}; created, mode 0600, when missing).")]
+
+
+def _keys(key_file: Path | None) -> tuple[TokenIssuer, TokenVerifier]:
+    path = key_file_path(key_file)
+    existed = path.exists()
+    try:
+        keys = keys_from_file(path, create=True)
+    except KeyFileError as error:
+        fail(str(error))
+    if not existed:
+        err.print(f"created a new signing key in {path} (for development; production deployments provide "
+                  f"their own with --key-file or ${KEY_FILE_ENV})")
+    return keys
+
+
+def _open_hub(database: str | None) -> Hub:
+    try:
+        return Hub(database)
+    except ValueError as error:  # an unsupported database URL, a bad setting in the environment
+        fail(str(error))
+        raise  # unreachable: fail() exits
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+          database: Database = None, key_file: KeyFile = None) -> None:
+    """Run the HTTP API (OpenAPI at /docs). Tokens are verified with the signing key's public half."""
+    import uvicorn
+
+    from services.api import create_app
+
+    _, verifier = _keys(key_file)
+    hub = _open_hub(database)
+    try:
+        uvicorn.run(create_app(hub, verifier), host=host, port=port, log_level="info")
+    finally:
+        hub.close()
+
+
+@token_app.command("issue")
+def token_issue(
+        org: Annotated[str, typer.Option(help="The registered organisation the token acts for.")],
+        role: Annotated[Role, typer.Option(help="The role the holder acts in.")],
+        user: Annotated[Optional[str], typer.Option(
+            help="The person (or machine account) holding the token; default ORG:ROLE.")] = None,
+        hours: Annotated[float, typer.Option(
+            min=0.01, max=MAX_LIFETIME.total_seconds() / 3600,
+            help="Lifetime in hours.")] = DEFAULT_LIFETIME.total_seconds() / 3600,
+        key_file: KeyFile = None, database: Database = None) -> None:
+    """Print a bearer token for ORG acting as ROLE. Refuses organisations not registered in the hub."""
+    from datetime import timedelta
+
+    hub = _open_hub(database)
+    try:
+        known = org in hub.orgs()
+    finally:
+        hub.close()
+    if not known:
+        fail(f"organisation {org!r} is not registered in the hub (register it with 'tsunagu orgs load') / "
+             f"機関「{org}」はハブに登録されていません")
+    if user is not None and not user.strip():
+        fail("--user must not be empty / --user が空欄です")
+    issuer, _ = _keys(key_file)
+    print(issuer.issue(org=org, role=role.value, user=user or f"{org}:{role.value}", lifetime=timedelta(hours=hours)))
