@@ -1,0 +1,341 @@
+"""The Kafka log transport against a real broker (deploy/local-kafka.sh, started once per session by the
+``kafka_server`` fixture): publish through the topic, the ingest worker stores, per-child order, dead letters and
+quarantine, and a worker killed in the middle of a large batch loses nothing and stores nothing twice."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from typer.testing import CliRunner
+
+from events.store import ChildRecord, EnvelopeIndex, Quarantine
+from events.transport import (DEAD_LETTER_TOPIC, EVENTS_TOPIC, KafkaPublisher, TransportError, decode,
+                              dead_letter_topic, encode, partition_key)
+from services.cli import app
+from services.hub import JST, Hub
+from services.worker import QUARANTINE_SOURCE, IngestWorker
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.kafka
+
+V09 = (0, 9)
+ORGS = [
+    {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
+    {"id": "oita-center", "type": "municipal_center", "municipality": "442011", "name": "大分市こども家庭センター"},
+    {"id": "beppu-es-1", "type": "school", "regime": "public", "municipality": "442020", "name": "別府市立第一小学校"},
+]
+
+
+def fresh_topic() -> str:
+    return f"test.{uuid.uuid4().hex[:12]}.{EVENTS_TOPIC}"
+
+
+def registered(child: str, at: datetime) -> dict:
+    return {"id": f"{child}-r", "kind": "child.registered", "child": child, "source": "beppu-center",
+            "basis": "internal", "at": at.isoformat(), "payload": {"residence": "442020"}}
+
+
+def concern(child: str, n: int, at: datetime) -> dict:
+    """A concern under 21-10-5: admitted only when the child's residence is already known (order matters)."""
+    return {"id": f"{child}-e{n}", "kind": "concern.reported", "child": child, "source": "beppu-es-1",
+            "basis": "cwa-21-10-5", "at": at.isoformat(), "payload": {"summary": f"連絡なしの欠席 {n}"}}
+
+
+def child_events(children: int, per_child: int, start: datetime) -> list[dict]:
+    """``per_child`` events for each child (registration first), interleaved across children."""
+    names = [f"c{uuid.uuid4().hex[:8]}" for _ in range(children)]
+    out = []
+    for n in range(per_child):
+        for child in names:
+            at = start + timedelta(minutes=n)
+            out.append(registered(child, at) if n == 0 else concern(child, n, at))
+    return out
+
+
+def drain(worker: IngestWorker, messages: int, timeout: float = 60.0):
+    """Run the worker until it has processed ``messages`` messages."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    reports = []
+    while seen < messages:
+        assert time.monotonic() < deadline, f"the worker processed {seen} of {messages} messages in {timeout}s"
+        report = worker.process_batch(timeout_ms=500)
+        seen += report.messages
+        if report.messages:
+            reports.append(report)
+    return reports
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list:
+    """Every message of ``topic`` from the beginning, once ``count`` of them are there."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=V09, enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while not partitions:
+            partitions = consumer.partitions_for_topic(topic)
+            assert partitions or time.monotonic() < deadline, f"topic {topic} does not exist"
+            if not partitions:
+                time.sleep(0.2)
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
+        records = []
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += batch
+        return records
+    finally:
+        consumer.close(autocommit=False)
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """The sum of the group's committed offsets over the topic's partitions (= messages consumed for good)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=V09, group_id=group, enable_auto_commit=False)
+    try:
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in consumer.partitions_for_topic(topic))
+    finally:
+        consumer.close(autocommit=False)
+
+
+def worker_for(hub: Hub, bootstrap: str, topic: str, **options) -> IngestWorker:
+    return IngestWorker(hub, bootstrap, group=f"test-{uuid.uuid4().hex[:8]}", topic=topic, api_version=V09,
+                        **options)
+
+
+# --- the message format (no broker needed) ----------------------------------------------------------------------
+
+def test_messages_carry_the_envelope_keyed_by_the_child():
+    envelope = registered("c1", datetime(2026, 4, 1, 9, tzinfo=JST))
+    key, value = encode(envelope)
+    assert key == b"c1"
+    assert json.loads(value) == {"v": 1, "envelope": envelope}
+    assert decode(value) == envelope
+    assert partition_key({"local_child": "S-0042", "source": "beppu-es-1", "id": "x"}) == b"beppu-es-1#S-0042"
+    assert dead_letter_topic(EVENTS_TOPIC) == DEAD_LETTER_TOPIC == "tsunagu.events.v1.dead-letter"
+
+
+# --- against the broker -----------------------------------------------------------------------------------------
+
+def test_published_through_kafka_the_worker_stores_and_the_addressee_reads(kafka_server, hub):
+    hub.load_orgs(ORGS)
+    topic = fresh_topic()
+    events = child_events(children=3, per_child=2, start=datetime(2026, 3, 2, 9, tzinfo=JST))
+    with KafkaPublisher(kafka_server, topic=topic, api_version=V09) as publisher:
+        results = publisher.publish(events)
+    assert [(r.index, r.id, r.outcome) for r in results] == [(i, e["id"], "queued") for i, e in enumerate(events)]
+    assert not hub.store.peek(EnvelopeIndex.create_id(events[0]["id"]))  # nothing stored before the worker runs
+
+    with worker_for(hub, kafka_server, topic) as worker:
+        drain(worker, len(events))
+        group = worker.group
+    assert (worker.totals.accepted, worker.totals.rejected, worker.totals.invalid) == (len(events), 0, 0)
+    assert committed_total(kafka_server, group, topic) == len(events)  # committed after the append
+
+    child = events[0]["child"]
+    timeline = hub.timeline(org="beppu-center", role="caseworker", child=child, purpose="support")
+    assert timeline.allowed
+    assert {e.id: e.rule for e in timeline.entries} == {f"{child}-r": "OWN", f"{child}-e1": "DIRECT"}
+    other = hub.timeline(org="oita-center", role="caseworker", child=child, purpose="support")
+    assert [e.id for e in other.entries] == []
+    assert hub.verify().ok
+
+    # Delivered again (here: to another group on the same store), every event is a duplicate, stored once.
+    with worker_for(hub, kafka_server, topic) as again:
+        drain(again, len(events))
+    assert (again.totals.accepted, again.totals.duplicate) == (0, len(events))
+    assert [e.id for e in hub.store.peek(ChildRecord.create_id(child)).entries] == [f"{child}-r", f"{child}-e1"]
+
+
+def test_one_childs_events_stay_in_order(kafka_server, hub):
+    hub.load_orgs(ORGS)
+    topic = fresh_topic()
+    events = child_events(children=12, per_child=6, start=datetime(2026, 3, 2, 9, tzinfo=JST))
+    with KafkaPublisher(kafka_server, topic=topic, api_version=V09) as publisher:
+        for start in range(0, len(events), 10):  # several sends, children interleaved
+            publisher.publish(events[start:start + 10])
+
+    # On the topic: each child's events in one partition, in the order published; the children spread out.
+    records = read_topic(kafka_server, topic, len(events))
+    assert len(records) == len(events)
+    partitions = defaultdict(set)
+    on_topic = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        partitions[record.key].add(record.partition)
+        on_topic[record.key.decode()].append(decode(record.value)["id"])
+    assert all(len(p) == 1 for p in partitions.values())
+    assert len({next(iter(p)) for p in partitions.values()}) > 1
+    published = defaultdict(list)
+    for e in events:
+        published[e["child"]].append(e["id"])
+    assert on_topic == published
+
+    # Stored: every concern found the registration before it (small batches, many partitions).
+    with worker_for(hub, kafka_server, topic, max_batch=7) as worker:
+        drain(worker, len(events))
+    assert (worker.totals.accepted, worker.totals.rejected) == (len(events), 0)
+    for child, ids in published.items():
+        assert [e.id for e in hub.store.peek(ChildRecord.create_id(child)).entries] == ids
+
+
+def test_invalid_messages_go_to_the_dead_letter_topic_and_the_quarantine(kafka_server, hub):
+    hub.load_orgs(ORGS)
+    topic = fresh_topic()
+    good = registered("c-good", datetime(2026, 3, 2, 9, tzinfo=JST))
+    no_basis = {k: v for k, v in concern("c-good", 1, datetime(2026, 3, 3, 9, tzinfo=JST)).items() if k != "basis"}
+    sent = {
+        "not_utf8": b"\xff\xfe\x00garbage",
+        "not_json": b"{this is not json",
+        "unknown_message_version": json.dumps({"v": 2, "envelope": good}).encode(),
+        "sealed_unsupported": json.dumps({"v": 1, "sealed": {"alg": "x", "key": "k", "nonce": "", "ciphertext": ""}}
+                                         ).encode(),
+        "not_v1_message": json.dumps([good]).encode(),
+        "missing_basis": json.dumps({"v": 1, "envelope": no_basis}).encode(),
+    }
+    producer = KafkaProducer(bootstrap_servers=kafka_server, api_version=V09, enable_idempotence=False)
+    for value in sent.values():
+        producer.send(topic, key=b"c-good", value=value)
+    producer.send(topic, key=b"c-good", value=encode(good)[1])
+    producer.flush()
+    producer.close()
+
+    with worker_for(hub, kafka_server, topic) as worker:
+        drain(worker, len(sent) + 1)
+        group = worker.group
+    assert (worker.totals.accepted, worker.totals.rejected, worker.totals.invalid) == (1, 1, 5)
+    assert committed_total(kafka_server, group, topic) == len(sent) + 1
+
+    dead = read_topic(kafka_server, dead_letter_topic(topic), len(sent))
+    assert len(dead) == len(sent)
+    by_code = {}
+    for record in dead:
+        letter = json.loads(record.value)
+        assert record.key == b"c-good"
+        by_code[letter["problems"][0]["code"]] = letter
+    assert set(by_code) == set(sent)
+    for code, value in sent.items():
+        assert base64.b64decode(by_code[code]["original"]["value_base64"]) == value  # the bytes, exactly
+        assert by_code[code]["original"]["topic"] == topic
+    assert by_code["missing_basis"]["stage"] == "ingest" and by_code["missing_basis"]["quarantine"] == "beppu-es-1"
+    assert by_code["not_json"]["stage"] == "decode" and by_code["not_json"]["quarantine"] == QUARANTINE_SOURCE
+
+    held = hub.store.peek(Quarantine.create_id(QUARANTINE_SOURCE)).held
+    assert sorted(h["problems"][0]["code"] for h in held) == sorted(set(sent) - {"missing_basis"})
+    assert {base64.b64decode(h["raw"]["kafka"]["value_base64"]) for h in held} == set(sent.values()) - {
+        sent["missing_basis"]}
+    rejected = hub.store.peek(Quarantine.create_id("beppu-es-1")).held
+    assert [(h["raw"]["id"], h["problems"][0]["code"]) for h in rejected] == [(no_basis["id"], "missing_basis")]
+    assert hub.store.peek(ChildRecord.create_id("c-good")).entries[0].id == good["id"]
+
+
+def test_a_broker_that_is_down_is_a_clear_error(hub):
+    from tests.conftest import _free_port
+
+    bootstrap = f"127.0.0.1:{_free_port()}"
+    publisher = KafkaPublisher(bootstrap, api_version=V09, connect_timeout=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match=f"Kafka at {bootstrap} did not answer.*publish them again"):
+            publisher.publish([registered("c1", datetime(2026, 3, 2, 9, tzinfo=JST))])
+        assert time.monotonic() - started < 15
+    finally:
+        publisher.close()
+    with pytest.raises(TransportError, match=f"Kafka at {bootstrap} is not reachable"):
+        IngestWorker(hub, bootstrap, api_version=V09, connect_timeout=1.0)
+
+
+def _stored(db: str) -> int:
+    """Events stored so far, read from the worker's SQLite file while it runs (WAL: readers do not block it)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        return conn.execute("SELECT count(*) FROM stored_events WHERE topic = 'events.store:ChildRecord.Published'"
+                            ).fetchone()[0]
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_server, tmp_path):
+    db = tmp_path / "hub.db"
+    database = f"sqlite:///{db}"
+    hub = Hub(database)
+    hub.load_orgs(ORGS)
+    hub.close()
+    topic, group = fresh_topic(), f"test-{uuid.uuid4().hex[:8]}"
+    start = datetime.now(JST) - timedelta(days=30)
+    events = child_events(children=600, per_child=5, start=start)
+    jsonl = tmp_path / "events.jsonl"
+    jsonl.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
+
+    env = {**os.environ, "TSUNAGU_KAFKA_API_VERSION": "0.9", "TSUNAGU_KAFKA_TOPIC": topic}
+    published = CliRunner().invoke(app, ["publish", str(jsonl), "--via-kafka", kafka_server, "--json"], env=env)
+    assert published.exit_code == 0, published.output
+    assert json.loads(published.output)["queued"] == len(events)
+
+    command = [str(ROOT / ".venv" / "bin" / "tsunagu"), "worker", "ingest", "--bootstrap", kafka_server,
+               "--group", group, "--database", database, "--max-batch", "500",
+               "--session-timeout-ms", "6000"]
+    if not os.path.exists(command[0]):
+        command[:1] = [sys.executable, "-c", "from services.cli import main; main()"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Watch the first two batches land, then kill halfway through the next one: in the middle of its append
+        # or, at worst, between its append and its commit.
+        deadline = time.monotonic() + 60
+        landed: list[tuple[int, float]] = []
+        while len(landed) < 2:
+            count = _stored(str(db))
+            if count > (landed[-1][0] if landed else 0):
+                landed.append((count, time.monotonic()))
+            assert first.poll() is None, first.communicate()[0]
+            assert time.monotonic() < deadline, f"the worker stored {count} events within 60 s"
+            time.sleep(0.01)
+        time.sleep((landed[1][1] - landed[0][1]) / 2)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    first_output = first.stdout.read()
+    stored_when_killed = _stored(str(db))
+    assert 0 < stored_when_killed < len(events), first_output  # killed in the middle of the run
+
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while _stored(str(db)) < len(events):
+            assert second.poll() is None, second.communicate()[0]
+            assert time.monotonic() < deadline, f"{_stored(str(db))} of {len(events)} stored after the restart"
+            time.sleep(0.1)
+        time.sleep(1)  # let it commit and poll again
+        second.send_signal(signal.SIGTERM)  # a graceful stop
+        output, _ = second.communicate(timeout=30)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert second.returncode == 0, output
+    assert "ingest worker stopped" in output
+
+    hub = Hub(database)
+    try:
+        stored = Counter()
+        for child in {e["child"] for e in events}:
+            record = hub.store.peek(ChildRecord.create_id(child))
+            stored.update(entry.id for entry in record.entries)
+            assert [entry.id for entry in record.entries] == [e["id"] for e in events if e["child"] == child]
+        assert stored == Counter(e["id"] for e in events)  # every event, exactly once
+        assert all(hub.store.peek(EnvelopeIndex.create_id(e["id"])) is not None for e in events)
+        assert _stored(str(db)) == len(events)
+        assert hub.verify().ok
+    finally:
+        hub.close()
+    assert committed_total(kafka_server, group, topic) == len(events)
+    print(f"killed with {stored_when_killed} stored; the restarted worker said:\n{output}")
