@@ -44,7 +44,10 @@ class Envelope(BaseModel):
 
     id: str = Field(min_length=1, max_length=200)
     kind: str = Field(min_length=1, max_length=100)
-    child: str = Field(min_length=1, max_length=200)
+    child: str | None = Field(default=None, min_length=1, max_length=200)  # the hub id of the child
+    # 紐付け: the source's own number for the child (児童生徒番号, 宛名番号 …) instead of ``child``; the hub resolves
+    # it through the centre's link before admission, and the record waits in the linking queue until linked.
+    local_child: str | None = Field(default=None, min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=200)
     function: Function | None = None
     basis: Basis
@@ -68,7 +71,7 @@ def content_digest(value: Any) -> str:
 
 
 # Japanese wording of pydantic's error types, for the people who correct the input.
-_JA = {
+JA_BY_ERROR_TYPE = {
     "missing": "必須項目がありません",
     "extra_forbidden": "使えない項目です",
     "string_too_short": "空欄です",
@@ -98,7 +101,7 @@ def _problems(error: ValidationError, prefix: str = "") -> list[Problem]:
     for e in error.errors():
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
-        ja = _JA.get(e["type"], "値が正しくありません")
+        ja = JA_BY_ERROR_TYPE.get(e["type"], "値が正しくありません")
         if e["type"] == "value_error":
             ja = f"値が正しくありません（{e['msg'].removeprefix('Value error, ')}）"
         out.append(Problem(code=f"invalid_{'payload' if prefix else 'envelope'}", field=field,
@@ -124,6 +127,11 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     if raw.get("basis") in (None, ""):
         problems.append(Problem("missing_basis", "basis is missing: every event must name its legal ground",
                                 "basis（法的根拠）がありません。共有の根拠を指定してください", "basis"))
+    if (raw.get("child") is None) == (raw.get("local_child") is None):
+        problems.append(Problem("child_or_local_child", "give exactly one of child (the hub id) and local_child "
+                                "(your own number for the child)",
+                                "child（ハブの児童ID）と local_child（自機関の児童番号）のどちらか一方だけを指定してください",
+                                "child"))
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
@@ -150,7 +158,13 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     if unknown:
         raise Rejected([Problem("invalid_envelope", "sensitive lists payload field names",
                                 "sensitive には payload の項目名を並べてください", "sensitive")])
-    return envelope.model_copy(update={"payload": payload})
+    envelope = envelope.model_copy(update={"payload": payload})
+    try:  # a lone surrogate (e.g. from a "\ud800" escape) is valid JSON but not text any store can keep
+        json.dumps(envelope.canonical(), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Rejected([Problem("invalid_text", "the event contains characters that are not valid Unicode text",
+                                "文字として扱えないデータ（不正な文字コード）が含まれています")]) from None
+    return envelope
 
 
 Outcome = Literal["accepted", "duplicate", "rejected"]

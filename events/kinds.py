@@ -15,7 +15,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 Text = Annotated[str, Field(min_length=1, max_length=20_000)]
 Ident = Annotated[str, Field(min_length=1, max_length=200)]
 TextOrList = Text | list[Text]
-DateOrTime = date | AwareDatetime
+DateOrTime = AwareDatetime | date  # a date-time keeps its instant; a bare date is a day
 
 
 def _municipality_code(value: str) -> str:
@@ -106,8 +106,9 @@ class AbsenceAlert(Payload):
 
 # Health and services (健診・サービス利用・訪問)
 class HealthCheckup(Payload):
-    checkup: Text
+    checkup: Text  # 健診名, e.g. 1歳6か月児健診
     date: date
+    attended: bool | None = None  # 受診 / 未受診: a missed check-up is a sign the centre must see
     findings: TextOrList | None = None
 
 
@@ -155,10 +156,17 @@ class CaseTypeChanged(CaseRef):
 
 class CaseClosed(CaseRef):
     reason: Text
+    meeting: Text | None = None  # the meeting that decided the closure (終結を決めた会議); required by the case commands
 
 
 class CaseTransferred(CaseRef):
     to: Ident
+
+
+class CaseTransferAcknowledged(CaseRef):
+    """ケース移管の受理: the receiving centre acknowledges a transferred case; ``from`` is the transferring centre."""
+
+    from_: Ident = Field(alias="from")
 
 
 class LedgerUpdated(CaseRef):
@@ -199,6 +207,12 @@ class TargetList(Payload):
     from_month: Month | None = None
 
 
+# Identity linking (紐付け): an organisation's own number for the child (児童生徒番号, 宛名番号 …) and the hub id
+class IdentityLink(Payload):
+    org: Ident
+    local_number: Ident
+
+
 class EmergencyDeclared(Payload):
     reason: Annotated[str, Field(min_length=1, max_length=20_000, pattern=r"\S")]
 
@@ -226,6 +240,7 @@ KINDS: dict[str, type[Payload]] = {
     "case.type_changed": CaseTypeChanged,
     "case.closed": CaseClosed,
     "case.transferred": CaseTransferred,
+    "case.transfer_acknowledged": CaseTransferAcknowledged,
     "ledger.updated": LedgerUpdated,
     "protection.started": CaseRef,
     "protection.ended": CaseRef,
@@ -237,6 +252,8 @@ KINDS: dict[str, type[Payload]] = {
     "target_list.assigned": TargetList,
     "target_list.removed": TargetList,
     "emergency.declared": EmergencyDeclared,
+    "identity.linked": IdentityLink,
+    "identity.unlinked": IdentityLink,
 }
 
 

@@ -10,6 +10,7 @@ Streams (aggregates):
 - ``OrgRegistry``: the organisations, as a history of registrations and updates.
 - ``AccessLog``: one stream per child of access records, each chained to the previous one by hash.
 - ``Quarantine``: what could not be accepted, with the reasons, per publishing organisation.
+- ``LinkingQueue``: per publishing organisation, records waiting for their number to be linked (紐付け待ち).
 
 The library's notification log is the global order. SQLite (a file) is the embedded default; PostgreSQL is
 selected by a ``postgresql://`` URL. Both go through the same code.
@@ -153,6 +154,27 @@ class Quarantine(_CopiedOnWrite, Aggregate):
         self.held.append({"raw": raw, "problems": problems, "received_at": received_at})
 
 
+class LinkingQueue(_CopiedOnWrite, Aggregate):
+    """紐付け待ち: records from one organisation that name the child by its own number before a centre linked that
+    number, each with its digest and when it arrived. They leave when published (``services.identity``)."""
+
+    @staticmethod
+    def create_id(source: str) -> UUID:
+        return uuid5(NAMESPACE, f"linking-queue:{source}")
+
+    def __init__(self, source: str):
+        self.source = source
+        self.waiting: dict[str, dict[str, Any]] = {}  # envelope id -> {envelope, digest, arrived}
+
+    @event("Queued")
+    def hold(self, envelope: dict, digest: str, arrived: str) -> None:
+        self.waiting[envelope["id"]] = {"envelope": envelope, "digest": digest, "arrived": arrived}
+
+    @event("Released")
+    def release(self, envelope_id: str, released_at: str) -> None:
+        self.waiting.pop(envelope_id, None)
+
+
 class HubStore(Application):
     """The hub's event-sourced application: the streams above on one recorder."""
 
@@ -237,4 +259,5 @@ def open_store(database: str | None = None) -> HubStore:
 
 def jsonable(value: Any) -> Any:
     """Any parsed input (YAML dates included) as plain JSON values, for keeping what was rejected."""
-    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return json.loads(text.encode("utf-8", "replace").decode("utf-8"))  # lone surrogates become "?"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -77,7 +78,11 @@ def orgs_list(database: Database = None, as_json: Annotated[bool, typer.Option("
 
 @app.command()
 def publish(file: Path, database: Database = None,
-            as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object.")] = False) -> None:
+            as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object.")] = False,
+            via_kafka: Annotated[Optional[str], typer.Option(
+                "--via-kafka", metavar="BOOTSTRAP", help="Hand the events to the Kafka events topic at HOST:PORT "
+                "instead (the ingest worker stores them; set TSUNAGU_KAFKA_API_VERSION=0.9 for a 0.9 broker).")]
+            = None) -> None:
     """Publish FILE.jsonl: one event envelope per line. Prints accepted, duplicate and rejected with reasons."""
     items: list = []
     bad_lines: list[tuple[int, str]] = []
@@ -94,14 +99,21 @@ def publish(file: Path, database: Database = None,
             numbers.append(n)
         except json.JSONDecodeError as error:
             bad_lines.append((n, f"not JSON: {error.msg}"))
-    hub = Hub(database)
+    from adapters.publisher import publisher_for
+    from events.transport import TransportError
+
+    results = []
     try:
-        results = []
-        for start in range(0, len(items), 1000):
-            results += hub.publish(items[start:start + 1000])
-    finally:
-        hub.close()
-    summary = {"accepted": sum(r.outcome == "accepted" for r in results),
+        publisher = publisher_for(database, via_kafka)
+        try:
+            for start in range(0, len(items), 1000):  # result indexes are per chunk: make them per file
+                results += [replace(r, index=start + r.index) for r in publisher.publish(items[start:start + 1000])]
+        finally:
+            publisher.close()
+    except TransportError as error:
+        fail(f"{error} ({len(results)} of {len(items)} events were queued before)", 1)
+    summary = {**({"queued": sum(r.outcome == "queued" for r in results)} if via_kafka else {}),
+               "accepted": sum(r.outcome == "accepted" for r in results),
                "duplicate": sum(r.outcome == "duplicate" for r in results),
                "rejected": [{"line": numbers[r.index], "id": r.id, "problems": [p.to_dict() for p in r.problems]}
                             for r in results if r.outcome == "rejected"]
@@ -112,7 +124,9 @@ def publish(file: Path, database: Database = None,
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
-        out.print(f"accepted {summary['accepted']}, duplicate {summary['duplicate']}, "
+        out.print(f"queued {summary['queued']} for the ingest worker (its rejections go to the dead-letter topic "
+                  f"and the quarantine), rejected {len(summary['rejected'])}" if via_kafka else
+                  f"accepted {summary['accepted']}, duplicate {summary['duplicate']}, "
                   f"rejected {len(summary['rejected'])}")
         for r in summary["rejected"]:
             for p in r["problems"]:
@@ -196,6 +210,13 @@ def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Optio
 
 
 # Further command groups live in their own modules and register here, one line each.
+import services.cli_identity  # noqa: E402,F401  identity link, unlink, queue, resend (紐付け)
+import services.cli_case  # noqa: E402,F401  case …, plan … (要対協 case work, ledgers, agenda, transfers)
+import services.cli_api  # noqa: E402,F401  serve, token issue
+import services.cli_worker  # noqa: E402,F401  worker ingest (the Kafka log transport)
+import services.cli_demo  # noqa: E402,F401  demo
+import services.cli_import  # noqa: E402,F401  import school-monthly|school-daily, reports overdue (定期的な情報提供)
+import services.cli_feeds  # noqa: E402,F401  import jsonl|health-checkup|provider (other organisations' feeds)
 
 
 def main() -> None:  # pragma: no cover

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import fields
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from consent.model import Org, Settings
 from events.store import HubStore, open_store
@@ -19,6 +21,33 @@ def now_jst() -> datetime:
     return datetime.now(JST)
 
 
+SETTINGS_ENV_PREFIX = "TSUNAGU_"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """The deployment's settings (policy.md, "Settings") from the environment: ``TSUNAGU_INTEGRATED_CENTER``,
+    ``TSUNAGU_JOINT_LEDGER`` (1/0, true/false, yes/no, on/off), ``TSUNAGU_EMERGENCY_HOURS``,
+    ``TSUNAGU_MONTHLY_REPORT_DUE_DAY`` (integers). Unset or empty: the policy's default."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = SETTINGS_ENV_PREFIX + f.name.upper()
+        raw = (environ.get(name) or "").strip().lower()
+        if not raw:
+            continue
+        if isinstance(getattr(Settings(), f.name), bool):
+            if raw not in _TRUE | _FALSE:
+                raise ValueError(f"{name}={raw!r}: use 1 or 0 (true/false, yes/no, on/off)")
+            values[f.name] = raw in _TRUE
+        else:
+            try:
+                values[f.name] = int(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r}: an integer is expected") from None
+    return Settings.from_dict(values)
+
+
 class SettableClock:
     """The scenario runner's clock: it reads whatever time the current step sets."""
 
@@ -32,8 +61,8 @@ class SettableClock:
 class Hub:
     def __init__(self, database: str | None = None, *, settings: Settings | None = None,
                  clock: Callable[[], datetime] = now_jst, store: HubStore | None = None):
+        self.settings = settings if settings is not None else settings_from_env()  # before opening the store
         self.store = store or open_store(database)
-        self.settings = settings or Settings()
         self.clock = clock
         self.ingest = Ingest(self.store, self.settings, clock)
         self.reader = TimelineReader(self.store, self.settings, clock)
@@ -44,8 +73,8 @@ class Hub:
     def orgs(self) -> dict[str, Org]:
         return dict(self.store.registry().orgs)
 
-    def publish(self, items: Sequence[Any]) -> list[PublishResult]:
-        return self.ingest.publish(items)
+    def publish(self, items: Sequence[Any], *, publisher: str | None = None) -> list[PublishResult]:
+        return self.ingest.publish(items, publisher=publisher)
 
     def timeline(self, *, org: str, role: str, child: str, purpose: str, user: str | None = None) -> Timeline:
         return self.reader.read(org=org, role=role, child=child, purpose=purpose, user=user)

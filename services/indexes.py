@@ -16,3 +16,15 @@ if TYPE_CHECKING:
     from services.ingest import Batch
 
 INDEXES: list[Callable[[Recorded, "Batch"], None]] = []
+
+from services.caseindex import keep_case_index  # noqa: E402  要対協 cases and plans per centre
+
+INDEXES.append(keep_case_index)
+
+from services.identity import keep_identity_links  # noqa: E402  紐付け: (organisation, own number) -> child
+
+INDEXES.append(keep_identity_links)
+
+from services.rosters import keep_school_lists  # noqa: E402  対象名簿・定期報告・日次出欠・連続欠席の通知
+
+INDEXES.append(keep_school_lists)

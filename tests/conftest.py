@@ -30,6 +30,14 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+@pytest.fixture(autouse=True)
+def _no_deployment_settings(monkeypatch):
+    """Tests state their settings; a developer's TSUNAGU_* environment (e.g. from the demo) must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("TSUNAGU_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def clock() -> SettableClock:
     return SettableClock(at("2026-04-01T09:00:00+09:00"))
@@ -87,3 +95,23 @@ def postgres_url(postgres_server) -> str:
     yield f"{postgres_server}?schema={schema}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(scope="session")
+def kafka_server() -> str:
+    """A throwaway ZooKeeper and Kafka broker (0.9, deploy/local-kafka.sh) on free loopback ports for the whole
+    session (one per pytest-xdist worker); yields the bootstrap address. Fails instead of skipping in CI."""
+    directory = tempfile.mkdtemp(prefix="tsunagu-kafka-")
+    script = ROOT / "deploy" / "local-kafka.sh"
+    started = subprocess.run([str(script), "start", directory, str(_free_port()), str(_free_port())],
+                             capture_output=True, text=True)
+    if started.returncode != 0:
+        subprocess.run([str(script), "stop", directory], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+        message = f"Kafka could not be started: {started.stderr.strip()[-2000:]}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield started.stdout.strip().splitlines()[-1]
+    subprocess.run([str(script), "stop", directory], capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Quick start, first command: set up, load the demo municipality into the embedded store (./tsunagu.db), and
+# start the HTTP API on it. Loading the demo again changes nothing. Stop the API with Ctrl-C.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+
+# The demo is an 大分-style deployment: the joint ledger (共同管理台帳) is on, for the demo and for the API.
+export TSUNAGU_JOINT_LEDGER=1
+.venv/bin/tsunagu demo "$@"
+
+echo
+if .venv/bin/tsunagu serve --help >/dev/null 2>&1; then
+  echo "■ APIを起動します（Ctrl-C で停止） / Starting the API (Ctrl-C to stop): http://127.0.0.1:8080/docs"
+  exec .venv/bin/tsunagu serve "$@"
+else
+  echo "'tsunagu serve' is not available in this version yet: try the timeline commands above instead."
+  echo "このバージョンには 'tsunagu serve' がまだありません。上の timeline コマンドで試してください。"
+fi
