@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
-from rich.table import Table
 
 from adapters.health_center import BASES
 from adapters.publisher import HubPublisher, Publisher, publisher_for
 from services.cli import Database, err, fail, out
-from services.cli_import import AsJson, ViaKafka, import_app
+from services.cli_import import AsJson, ViaKafka, import_app, print_file_summary
 from services.feed_import import FeedImporter, FeedSummary
 from services.hub import Hub
 
@@ -46,26 +45,12 @@ def _import(file: Path, database: str | None, as_json: bool, via_kafka: str | No
 
 
 def _print_summary(summary: FeedSummary) -> None:
-    for p in summary.refused:
-        err.print(f"[red]読み込めません[/red] {summary.file}: {p['message_ja']}")
-    table = Table("結果", "行数", title=f"{summary.file}（{summary.org}、{summary.encoding or '-'}、{summary.rows} 行）")
-    table.add_row("受理 (accepted)", str(summary.accepted))
-    table.add_row("変更なし (unchanged)", str(summary.unchanged))
-    table.add_row("紐付け待ち (queued for linking)", str(summary.waiting_for_link))
-    table.add_row("不備・保留 (rejected, kept for correction)", str(summary.rejected_total))
-    if summary.queued:
-        table.add_row("Kafka へ送信済み (queued)", str(summary.queued))
-    out.print(table)
-    for w in summary.warnings:
-        out.print(f"[yellow]注意[/yellow] {w['message_ja']}")
-    if summary.rejected:
-        rejected = Table("行", "列", "内容", title="不備のある行（修正して再送してください）")
-        for r in summary.rejected:
-            for p in r["problems"]:
-                rejected.add_row(str(r["line"]), p.get("field") or "-", p["message_ja"])
-        out.print(rejected)
-        if summary.rejected_total > len(summary.rejected):
-            out.print(f"… ほか {summary.rejected_total - len(summary.rejected)} 行（すべて保留中）")
+    print_file_summary(summary, f"{summary.file}（{summary.org}、{summary.encoding or '-'}、{summary.rows} 行）", [
+        ("受理 (accepted)", summary.accepted),
+        ("変更なし (unchanged)", summary.unchanged),
+        ("紐付け待ち (queued for linking)", summary.waiting_for_link),
+        ("不備・保留 (rejected, kept for correction)", summary.rejected_total),
+    ])
     if summary.waiting_for_link:
         out.print("紐付け待ちの記録はセンターが紐付けると登録されます（tsunagu identity queue / identity link）")
 

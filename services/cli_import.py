@@ -63,16 +63,14 @@ def _import(file: Path, database: str | None, as_json: bool, via_kafka: str | No
     raise typer.Exit({"ok": 0, "rejected": 1, "refused": 2}[summary.status])
 
 
-def _print_summary(summary: ImportSummary) -> None:
-    if summary.refused:
-        for p in summary.refused:
-            err.print(f"[red]読み込めません[/red] {summary.file}: {p['message_ja']}")
-    table = Table("結果", "行数", title=f"{summary.file}（{summary.encoding or '-'}、{summary.rows} 行）")
-    table.add_row("受理 (accepted)", str(summary.accepted))
-    table.add_row("訂正 (superseded: replaces an earlier report)", str(summary.superseded))
-    table.add_row("変更なし (unchanged)", str(summary.unchanged))
-    table.add_row("名簿外・保存せず (not on the target list)", str(summary.not_listed))
-    table.add_row("不備・保留 (rejected, kept for correction)", str(summary.rejected_total))
+def print_file_summary(summary, title: str, counts: list[tuple[str, int]]) -> None:
+    """What every file import prints: why a file was refused, the counts, warnings, and the rejected rows with
+    row and column, in Japanese (shared by the school and the other organisations' imports)."""
+    for p in summary.refused:
+        err.print(f"[red]読み込めません[/red] {summary.file}: {p['message_ja']}")
+    table = Table("結果", "行数", title=title)
+    for label, count in counts:
+        table.add_row(label, str(count))
     if summary.queued:
         table.add_row("Kafka へ送信済み (queued)", str(summary.queued))
     out.print(table)
@@ -86,6 +84,16 @@ def _print_summary(summary: ImportSummary) -> None:
         out.print(rejected)
         if summary.rejected_total > len(summary.rejected):
             out.print(f"… ほか {summary.rejected_total - len(summary.rejected)} 行（すべて保留中）")
+
+
+def _print_summary(summary: ImportSummary) -> None:
+    print_file_summary(summary, f"{summary.file}（{summary.encoding or '-'}、{summary.rows} 行）", [
+        ("受理 (accepted)", summary.accepted),
+        ("訂正 (superseded: replaces an earlier report)", summary.superseded),
+        ("変更なし (unchanged)", summary.unchanged),
+        ("名簿外・保存せず (not on the target list)", summary.not_listed),
+        ("不備・保留 (rejected, kept for correction)", summary.rejected_total),
+    ])
     if summary.alerts:
         alerts = Table("児童生徒番号", "理由", "開始日", "日数", "結果", title="連続欠席の通知 (absence.alert)")
         reasons = {"consecutive_absence": "7日以上の連続欠席", "no_contact": "連絡のない欠席の継続"}
