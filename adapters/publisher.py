@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
-from services.ingest import PublishResult
+from events.problems import PublishResult
 
 
 class Publisher(Protocol):

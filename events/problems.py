@@ -1,8 +1,10 @@
-"""Why the hub refuses something: one problem per field, in English for operators and Japanese for end users."""
+"""Why the hub refuses something (one problem per field, in English for operators and Japanese for end users), and
+what became of each published event."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,22 @@ class Rejected(Exception):
     @property
     def code(self) -> str:
         return self.problems[0].code
+
+
+Outcome = Literal["accepted", "duplicate", "rejected", "queued"]  # queued: handed to a transport, or 紐付け待ち
+
+
+@dataclass
+class PublishResult:
+    """What became of one published event."""
+
+    index: int
+    id: str | None
+    outcome: Outcome
+    problems: list[Problem] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "id": self.id, "outcome": self.outcome}
+        if self.problems:
+            out["problems"] = [p.to_dict() for p in self.problems]
+        return out

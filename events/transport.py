@@ -225,7 +225,7 @@ class KafkaPublisher:
     def publish(self, envelopes: Sequence[Any]) -> list:
         from kafka.errors import KafkaError, KafkaTimeoutError
 
-        from services.ingest import PublishResult
+        from events.problems import PublishResult
 
         futures = []
         try:

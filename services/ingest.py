@@ -5,38 +5,20 @@ Every adapter, the HTTP API, the CLI and the scenario runner publish through ``I
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 from eventsourcing.persistence import IntegrityError
 
 from consent.admission import admit
 from consent.model import Settings
 from events.envelope import Envelope, parse_envelope
-from events.problems import Problem, Rejected
+from events.problems import Outcome, Problem, PublishResult, Rejected
 from events.store import ChildRecord, EnvelopeIndex, HubStore, Quarantine, jsonable, recorded_from
 from services.identity import check_identity, resolve_local_child, waiting_problem
 from services.indexes import INDEXES
 
-Outcome = Literal["accepted", "duplicate", "rejected", "queued"]  # queued: handed to a transport, or 紐付け待ち
 MAX_BATCH = 5000
-
-
-@dataclass
-class PublishResult:
-    """What became of one published event."""
-
-    index: int
-    id: str | None
-    outcome: Outcome
-    problems: list[Problem] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"index": self.index, "id": self.id, "outcome": self.outcome}
-        if self.problems:
-            out["problems"] = [p.to_dict() for p in self.problems]
-        return out
 
 
 class Batch:
