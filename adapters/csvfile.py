@@ -26,11 +26,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
+from events.limits import CSV_MAX_FIELD_CHARS, CSV_MAX_LINE_CHARS, MAX_IMPORT_FILE_BYTES, MiB
 from events.problems import Problem, Rejected
 
 HEAD_BYTES = 64 * 1024  # how much is looked at to tell the encoding and refuse binary files
-MAX_LINE = 64 * 1024  # characters in one physical line; more is not a CSV an office system writes
-MAX_FIELD = 32 * 1024  # characters in one cell (a runaway quote would otherwise swallow the file)
+MAX_LINE = CSV_MAX_LINE_CHARS  # characters in one physical line; more is not a CSV an office system writes
+MAX_FIELD = CSV_MAX_FIELD_CHARS  # characters in one cell (a runaway quote would otherwise swallow the file)
 HEADER_SEARCH_ROWS = 10  # a title line or two above the header is common in spreadsheet exports
 csv.field_size_limit(MAX_FIELD)
 
@@ -104,6 +105,26 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SAVE_AS = "CSV 形式（文字コード UTF-8 または Shift_JIS）で保存し直して送ってください"
 
 
+def stream_size(binary: BinaryIO) -> int | None:
+    """The size of an open file in bytes, or None when it cannot be told (a pipe)."""
+    try:
+        here = binary.tell()
+        end = binary.seek(0, io.SEEK_END)
+        binary.seek(here)
+        return end
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def refuse_if_too_large(size: int | None) -> None:
+    """Refuse a file larger than ``MAX_IMPORT_FILE_BYTES`` before anything of it is read."""
+    if size is not None and size > MAX_IMPORT_FILE_BYTES:
+        raise FileRefused([file_problem(
+            "file_too_large", f"the file is {size} bytes; at most {MAX_IMPORT_FILE_BYTES} bytes are accepted",
+            f"ファイルが大きすぎます（{size / MiB:,.0f} MB。{MAX_IMPORT_FILE_BYTES // MiB} MB まで）。"
+            "期間や学校ごとにファイルを分けて送ってください")])
+
+
 def sniff_encoding(head: bytes, *, complete: bool) -> str:
     """The encoding of a file that starts with ``head`` (``complete``: ``head`` is the whole file), or raise
     ``FileRefused``. UTF-8 (with or without BOM) when it decodes as UTF-8, else CP932; binary files and other
@@ -157,7 +178,8 @@ class CsvReader:
         self._own = not hasattr(source, "read")
         self._binary: BinaryIO = open(source, "rb") if self._own else source  # type: ignore[arg-type]
         try:
-            self.size = self._size()
+            self.size = stream_size(self._binary)
+            refuse_if_too_large(self.size)
             head = self._binary.read(HEAD_BYTES)
             self.encoding = sniff_encoding(head, complete=len(head) < HEAD_BYTES)
             self._binary.seek(0)
@@ -170,15 +192,6 @@ class CsvReader:
         except BaseException:
             self.close()
             raise
-
-    def _size(self) -> int | None:
-        try:
-            here = self._binary.tell()
-            end = self._binary.seek(0, io.SEEK_END)
-            self._binary.seek(here)
-            return end
-        except (OSError, AttributeError):
-            return None
 
     @property
     def position(self) -> int:

@@ -15,11 +15,14 @@ import json
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from adapters.csvfile import HEAD_BYTES, FileRefused, file_problem, sniff_encoding
+from adapters.csvfile import (HEAD_BYTES, FileRefused, file_problem, refuse_if_too_large, sniff_encoding,
+                              stream_size)
 from adapters.feed import FeedRow
+from events.envelope import nesting_depth
+from events.limits import JSONL_MAX_LINE_CHARS, MAX_JSON_DEPTH
 from events.problems import Problem
 
-MAX_LINE = 1024 * 1024  # characters in one line: an envelope with long notes fits, a runaway file does not
+MAX_LINE = JSONL_MAX_LINE_CHARS  # characters in one line: an envelope with long notes fits, a runaway file does not
 
 
 def _line_problem(line: int, code: str, message: str, message_ja: str, column: int | None = None) -> Problem:
@@ -29,12 +32,14 @@ def _line_problem(line: int, code: str, message: str, message_ja: str, column: i
 
 class JsonlReader:
     """Streams a JSON-lines file as ``FeedRow``s (blank lines skipped). Raises ``FileRefused`` for a file that is
-    empty, binary or in another encoding, or has a line longer than ``MAX_LINE``."""
+    larger than ``MAX_IMPORT_FILE_BYTES``, empty, binary or in another encoding, or has a line longer than
+    ``MAX_LINE``."""
 
     def __init__(self, source: str | Path | BinaryIO):
         self._own = not hasattr(source, "read")
         self._binary: BinaryIO = open(source, "rb") if self._own else source  # type: ignore[arg-type]
         try:
+            refuse_if_too_large(stream_size(self._binary))
             head = self._binary.read(HEAD_BYTES)
             self.encoding = sniff_encoding(head, complete=len(head) < HEAD_BYTES)
             self._binary.seek(0)
@@ -80,9 +85,16 @@ def parse_line(number: int, text: str) -> FeedRow:
                                                        "文字化けしています（読めない文字があります）")], raw=text)
     try:
         value: Any = json.loads(text)
+        too_deep = nesting_depth(value, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
     except json.JSONDecodeError as error:
         return FeedRow(number, problems=[_line_problem(number, "invalid_json", f"not JSON: {error.msg}",
                                                        "JSON として読めません", error.colno)], raw=text)
+    except RecursionError:  # nested deeper than the parser goes
+        too_deep = True
+    if too_deep:
+        return FeedRow(number, problems=[_line_problem(number, "nested_too_deeply", f"nests more than "
+                                                       f"{MAX_JSON_DEPTH} levels deep",
+                                                       f"入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）")], raw=text)
     if not isinstance(value, dict):
         return FeedRow(number, problems=[_line_problem(number, "invalid_envelope", "a line must be one JSON object",
                                                        "1行に1つのイベント（{ ... }）を書いてください")], raw=text)

@@ -10,11 +10,13 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from events.kinds import KINDS, normalise_payload
+from events.limits import (MAX_ENVELOPE_BYTES, MAX_ID_CHARS, MAX_KIND_CHARS, MAX_PAYLOAD_DEPTH, MAX_SENSITIVE_FIELDS,
+                           MAX_TEXT_CHARS)
 from events.problems import Problem, Rejected
 
 
@@ -42,19 +44,23 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(min_length=1, max_length=200)
-    kind: str = Field(min_length=1, max_length=100)
-    child: str | None = Field(default=None, min_length=1, max_length=200)  # the hub id of the child
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    kind: str = Field(min_length=1, max_length=MAX_KIND_CHARS)
+    child: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)  # the hub id of the child
     # 紐付け: the source's own number for the child (児童生徒番号, 宛名番号 …) instead of ``child``; the hub resolves
     # it through the centre's link before admission, and the record waits in the linking queue until linked.
-    local_child: str | None = Field(default=None, min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=200)
+    local_child: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
+    source: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     function: Function | None = None
     basis: Basis
-    to: str | None = Field(default=None, min_length=1, max_length=200)
+    to: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     at: AwareDatetime
-    payload: dict[str, Any] = Field(default_factory=dict)
-    sensitive: list[str] = Field(default_factory=list)
+    payload: dict[str, Any] = Field(default_factory=dict, description=(
+        f"The kind's fields. At most {MAX_PAYLOAD_DEPTH} levels of nesting, strings of at most {MAX_TEXT_CHARS} "
+        f"characters, field names of at most {MAX_ID_CHARS}; the whole envelope at most {MAX_ENVELOPE_BYTES} bytes "
+        "as UTF-8 JSON."))
+    sensitive: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] = Field(default_factory=list,
+                                                                           max_length=MAX_SENSITIVE_FIELDS)
 
     def canonical(self) -> dict[str, Any]:
         """The envelope as plain JSON values, in the form the hub stores and hashes."""
@@ -89,6 +95,7 @@ JA_BY_ERROR_TYPE = {
     "date_from_datetime_parsing": "日付の形式が正しくありません（例: 2026-05-12）",
     "list_type": "一覧（リスト）で指定してください",
     "too_short": "少なくとも1件必要です",
+    "too_long": "件数が多すぎます",
     "bool_type": "はい／いいえで指定してください",
     "dict_type": "項目の集まり（オブジェクト）で指定してください",
     "string_pattern_mismatch": "空欄です",
@@ -96,17 +103,75 @@ JA_BY_ERROR_TYPE = {
 }
 
 
+def ja_for(error: Mapping[str, Any]) -> str:
+    """The Japanese wording of one pydantic error (an item of ``ValidationError.errors()``), with the limit when
+    there is one ("長すぎます（200文字まで）")."""
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    ja = JA_BY_ERROR_TYPE.get(kind, "値が正しくありません")
+    if kind == "value_error":
+        return f"値が正しくありません（{str(error.get('msg', '')).removeprefix('Value error, ')}）"
+    if kind == "string_too_long" and "max_length" in ctx:
+        return f"{ja}（{ctx['max_length']}文字まで）"
+    if kind == "too_long" and "max_length" in ctx:
+        return f"{ja}（{ctx['max_length']}件まで）"
+    return ja
+
+
 def _problems(error: ValidationError, prefix: str = "") -> list[Problem]:
     out = []
     for e in error.errors():
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
-        ja = JA_BY_ERROR_TYPE.get(e["type"], "値が正しくありません")
-        if e["type"] == "value_error":
-            ja = f"値が正しくありません（{e['msg'].removeprefix('Value error, ')}）"
+        ja = ja_for(e)
         out.append(Problem(code=f"invalid_{'payload' if prefix else 'envelope'}", field=field,
                            message=e["msg"], message_ja=f"{field or '入力'}: {ja}"))
     return out
+
+
+def nesting_depth(value: Any, *, stop_after: int) -> int:
+    """How deeply lists and dicts nest in ``value`` (a scalar is 0, ``[]`` and ``{"a": 1}`` are 1), counted
+    without recursion, so that any depth is measured safely; counting stops once ``stop_after`` is exceeded."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop_after:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+MAX_LISTED_PAYLOAD_PROBLEMS = 20
+
+
+def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
+    """What in ``payload`` goes past the envelope limits (``events.limits``): nesting, long strings, long field
+    names. Checked before the kind's model sees it, without recursion."""
+    if nesting_depth(payload, stop_after=MAX_PAYLOAD_DEPTH) > MAX_PAYLOAD_DEPTH:
+        return [Problem("payload_too_deep", f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep",
+                        f"payload: 入れ子が深すぎます（{MAX_PAYLOAD_DEPTH}段まで）", "payload")]
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [("payload", payload)]
+    while stack and len(problems) < MAX_LISTED_PAYLOAD_PROBLEMS:
+        path, item = stack.pop()
+        if isinstance(item, str) and len(item) > MAX_TEXT_CHARS:
+            problems.append(Problem("text_too_long", f"{path}: longer than {MAX_TEXT_CHARS} characters",
+                                    f"{path}: 長すぎます（{MAX_TEXT_CHARS}文字まで）", path))
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(key, str) and len(key) > MAX_ID_CHARS:
+                    problems.append(Problem("field_name_too_long",
+                                            f"{path}: a field name is longer than {MAX_ID_CHARS} characters",
+                                            f"{path}: 項目名が長すぎます（{MAX_ID_CHARS}文字まで）", path))
+                else:
+                    stack.append((f"{path}.{key}", value))
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}", value) for i, value in enumerate(item))
+    return sorted(problems, key=lambda p: p.field or "")
 
 
 FUTURE_TOLERANCE = timedelta(hours=1)
@@ -147,6 +212,9 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     if envelope.kind not in KINDS:
         raise Rejected([Problem("unknown_kind", f"unknown kind {envelope.kind!r}",
                                 f"kind「{envelope.kind}」は登録されていない種類です", "kind")])
+    bounds = _payload_bounds(envelope.payload)
+    if bounds:
+        raise Rejected(bounds)
     try:
         payload = normalise_payload(envelope.kind, envelope.payload)
     except ValidationError as error:
@@ -160,10 +228,14 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
                                 "sensitive には payload の項目名を並べてください", "sensitive")])
     envelope = envelope.model_copy(update={"payload": payload})
     try:  # a lone surrogate (e.g. from a "\ud800" escape) is valid JSON but not text any store can keep
-        json.dumps(envelope.canonical(), ensure_ascii=False).encode("utf-8")
+        size = len(json.dumps(envelope.canonical(), ensure_ascii=False).encode("utf-8"))
     except UnicodeEncodeError:
         raise Rejected([Problem("invalid_text", "the event contains characters that are not valid Unicode text",
                                 "文字として扱えないデータ（不正な文字コード）が含まれています")]) from None
+    if size > MAX_ENVELOPE_BYTES:
+        raise Rejected([Problem("envelope_too_large", f"the event is {size} bytes as JSON; at most "
+                                f"{MAX_ENVELOPE_BYTES}", f"イベントが大きすぎます（{size:,}バイト。"
+                                f"{MAX_ENVELOPE_BYTES // 1024} KB まで）。内容を分けて送ってください", "payload")])
     return envelope
 
 

@@ -1,24 +1,21 @@
 """The meeting agenda (実務者会議の議題) as files: CSV for Excel and a printable HTML page.
 
 The agenda itself is built by ``CaseViews.agenda`` from the organisation's own policy-decided reads; this module
-only lays it out. CSV is what Excel opens without asking: UTF-8 with a BOM, CRLF line ends, and no cell that
-Excel would take as a formula (a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
-prefixed with ``'``).
+only lays it out. The CSV is written by ``services.csvexport`` (UTF-8 with a BOM, CRLF line ends, and no cell that
+Excel would take as a formula).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.caseledger import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, Agenda, CaseRow, label
+from services.csvexport import csv_bytes
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GROUP_JA = {"attention": "要検討", "confirmation": "確認のみ"}
 CSV_HEADER = ["議題区分", "ケース番号", "児童", "ふりがな", "登録センター", "要対協区分", "相談種別", "前回検討日",
               "前回の方針", "次回検討予定日", "超過日数", "新しい警告", "新しい気づき", "直近の出欠", "児相の評価",
@@ -26,12 +23,6 @@ CSV_HEADER = ["議題区分", "ケース番号", "児童", "ふりがな", "登�
 
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-
-
-def safe_cell(value: Any) -> str:
-    """A cell as text that a spreadsheet shows as written (no formula injection)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def attendance_text(row: CaseRow) -> str:
@@ -64,19 +55,14 @@ def changes_text(row: CaseRow) -> str:
 
 def agenda_csv(agenda: Agenda) -> bytes:
     """The agenda as a CSV file: one row per case, the cases needing discussion first."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
     on = date.fromisoformat(agenda.date)
-    for group, rows in (("attention", agenda.attention), ("confirmation", agenda.confirmation)):
-        for r in rows:
-            writer.writerow([safe_cell(v) for v in (
-                GROUP_JA[group], r.case, r.child, r.name_kana, r.center, label(CATEGORY_JA, r.category),
-                label(CASE_TYPE_JA, r.case_type), r.last_review["at"][:10] if r.last_review else "",
-                r.last_review["decision"] if r.last_review else "", r.next_review, r.overdue_days(on),
-                alert_text(r), concern_text(r), attendance_text(r), ledger_text(r), "一時保護中" if r.protection else "",
-                "、".join(r.members), changes_text(r))])
-    return buffer.getvalue().encode("utf-8-sig")
+    return csv_bytes(CSV_HEADER, (
+        (GROUP_JA[group], r.case, r.child, r.name_kana, r.center, label(CATEGORY_JA, r.category),
+         label(CASE_TYPE_JA, r.case_type), r.last_review["at"][:10] if r.last_review else "",
+         r.last_review["decision"] if r.last_review else "", r.next_review, r.overdue_days(on),
+         alert_text(r), concern_text(r), attendance_text(r), ledger_text(r), "一時保護中" if r.protection else "",
+         "、".join(r.members), changes_text(r))
+        for group, rows in (("attention", agenda.attention), ("confirmation", agenda.confirmation)) for r in rows))
 
 
 def agenda_html(agenda: Agenda, names: Mapping[str, str] | None = None) -> str:
