@@ -17,27 +17,24 @@ class Publisher(Protocol):
 class HubPublisher:
     """Publishes directly through the hub's ingest (the embedded default: no Kafka needed)."""
 
-    def __init__(self, hub: Any, *, owns_hub: bool = False):
+    def __init__(self, hub: Any):
         self.hub = hub
-        self.owns_hub = owns_hub  # close() closes the hub too
 
     def publish(self, envelopes: Sequence[dict[str, Any]]) -> list[PublishResult]:
         return self.hub.publish(list(envelopes))
 
     def close(self) -> None:
-        if self.owns_hub:
-            self.hub.close()
+        """Nothing to release: the hub belongs to the caller."""
 
 
-def publisher_for(database: str | None = None, via_kafka: str | None = None, *,
+def publisher_for(hub: Any, via_kafka: str | None = None, *,
                   kafka_api_version: tuple[int, ...] | None = None) -> Any:
     """The publisher an import or publish command uses: through the Kafka events topic when ``via_kafka`` names
-    the bootstrap servers (results are ``queued``; ``events.transport.TransportError`` if the broker is down),
-    else straight into the hub on ``database``. Close it with ``close()`` when done."""
+    the bootstrap servers (each envelope sealed under its child's data key from ``hub``'s key table; results are
+    ``queued``; ``events.transport.TransportError`` if the broker is down), else straight into ``hub``. Close
+    it with ``close()`` when done (the hub stays open)."""
     if via_kafka:
         from events.transport import KafkaPublisher
 
-        return KafkaPublisher(via_kafka, api_version=kafka_api_version)
-    from services.hub import Hub
-
-    return HubPublisher(Hub(database), owns_hub=True)
+        return KafkaPublisher(via_kafka, keys=hub.store.keys, api_version=kafka_api_version)
+    return HubPublisher(hub)

@@ -13,6 +13,13 @@ from typing import Iterable, Sequence
 from consent.model import Recorded
 from events.kinds import as_datetime
 
+# The payload fields the rules read (policy.md, "Kinds"): residence, case and membership, consent, plans and
+# transfers. They are facts about who may read, not what happened to the child, so the store keeps them readable
+# after an erasure (events.sealing) and every past decision can still be replayed; every other payload field is
+# content, sealed under the child's key and destroyed with it.
+POLICY_FIELDS = frozenset({"residence", "case", "case_type", "member", "to", "valid_until", "consent", "plan",
+                           "recipients", "version", "org"})
+
 
 def _by_time(events: Iterable[Recorded]) -> list[Recorded]:
     return sorted(events, key=lambda e: (e.at, e.position))

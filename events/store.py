@@ -25,10 +25,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.domain import Aggregate, event
 
 from consent.model import Org, Recorded
+from events.sealing import (DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope,
+                            stream_id)
 
 NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
@@ -59,7 +61,7 @@ class ChildRecord(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(child: str) -> UUID:
-        return uuid5(NAMESPACE, f"child:{child}")
+        return stream_id(f"child:{child}")
 
     def __init__(self, child: str):
         self.child = child
@@ -77,7 +79,7 @@ class EnvelopeIndex(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(envelope_id: str) -> UUID:
-        return uuid5(NAMESPACE, f"envelope:{envelope_id}")
+        return stream_id(f"envelope:{envelope_id}")
 
     def __init__(self, envelope_id: str, child: str, digest: str, position: int):
         self.envelope_id = envelope_id
@@ -86,7 +88,7 @@ class EnvelopeIndex(_CopiedOnWrite, Aggregate):
         self.position = position
 
 
-REGISTRY_ID = uuid5(NAMESPACE, "org-registry")
+REGISTRY_ID = uuid5(NAMESPACE, "org-registry")  # a fixed, public name: nothing to hide
 
 
 class OrgRegistry(_CopiedOnWrite, Aggregate):
@@ -125,7 +127,7 @@ class AccessLog(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(child: str) -> UUID:
-        return uuid5(NAMESPACE, f"access:{child}")
+        return stream_id(f"access:{child}")
 
     def __init__(self, child: str):
         self.child = child
@@ -143,7 +145,7 @@ class Quarantine(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(source: str) -> UUID:
-        return uuid5(NAMESPACE, f"quarantine:{source}")
+        return stream_id(f"quarantine:{source}")
 
     def __init__(self, source: str):
         self.source = source
@@ -160,7 +162,7 @@ class LinkingQueue(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(source: str) -> UUID:
-        return uuid5(NAMESPACE, f"linking-queue:{source}")
+        return stream_id(f"linking-queue:{source}")
 
     def __init__(self, source: str):
         self.source = source
@@ -176,12 +178,52 @@ class LinkingQueue(_CopiedOnWrite, Aggregate):
 
 
 class HubStore(Application):
-    """The hub's event-sourced application: the streams above on one recorder."""
+    """The hub's event-sourced application: the streams above on one recorder, every event sealed under its
+    child's data key or the hub's (``events.sealing``), and a child's keys destroyed once its erasure is stored."""
 
     name = "tsunagu"
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "5000",
     }
+
+    def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
+        self.keyring = keyring if keyring is not None else Keyring.from_config()
+        configure_stream_ids(self.keyring.stream_secret)
+        super().__init__(env)
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        postgres = type(self.recorder).__module__.endswith("postgres")
+        self.keys = DataKeys(datastore, self.keyring, postgres=postgres,
+                             schema=getattr(datastore, "schema", None) if postgres else None)
+        self.mapper.attach(self.keys)  # type: ignore[attr-defined]
+
+    def construct_mapper(self) -> SealingMapper:
+        return SealingMapper(transcoder=self.construct_transcoder())
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """Save aggregates (or domain events) in one transaction; the data keys they need are made first, in one
+        transaction for the batch; after a stored ``child.erased``, the child's keys are destroyed."""
+        pending = [e for obj in objs if obj is not None
+                   for e in (obj.pending_events if isinstance(obj, Aggregate) else [obj])]
+        self.keys.ensure(SealingMapper.scope_of(e, vars(e)) for e in pending)
+        erased = [e.envelope["child"] for e in pending
+                  if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"]
+        recordings = super().save(*objs, **kwargs)
+        for child in erased:
+            self.shred(child)
+        return recordings
+
+    def shred(self, child: str) -> int:
+        """Crypto-shredding: destroy the data keys of ``child`` and of every own number linked to it, and forget
+        every cached aggregate that may hold what they sealed. How many keys were destroyed."""
+        scopes = [child_scope(child)]
+        record = self.get_or_none(ChildRecord.create_id(child))
+        for entry in record.entries if record is not None else []:
+            if entry.kind in ("identity.linked", "identity.unlinked"):
+                scopes.append(local_scope(str(entry.payload.get("org")), str(entry.payload.get("local_number"))))
+        destroyed = self.keys.destroy(scopes)
+        if isinstance(self.repository.cache, LRUCache):
+            self.repository.cache = LRUCache(maxsize=self.repository.cache.maxsize)
+        return destroyed
 
     def get_or_none(self, aggregate_id: UUID) -> Any | None:
         try:
@@ -248,13 +290,13 @@ def ensure_postgres_schema(env: dict[str, str]) -> None:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
-def open_store(database: str | None = None) -> HubStore:
+def open_store(database: str | None = None, *, keyring: Keyring | None = None) -> HubStore:
     env = store_env(database)
     ensure_postgres_schema(env)
     if env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite" and env["SQLITE_DBNAME"] != ":memory:":
         directory = os.path.dirname(os.path.abspath(env["SQLITE_DBNAME"]))
         os.makedirs(directory, exist_ok=True)
-    return HubStore(env=env)
+    return HubStore(env=env, keyring=keyring)
 
 
 def jsonable(value: Any) -> Any:

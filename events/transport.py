@@ -13,25 +13,28 @@ Partitioning
 ------------
 Messages are keyed by the child, so all events about one child land in one partition and are appended in the
 order they were published (the policy depends on it: a concern under 21-10-5 needs the child's residence,
-registered before it). The key is the child's hub id (``child``). An envelope that names the child by the
-source's local number instead (``local_child``, no ``child``) is keyed by source and local number
-(``SOURCE#LOCAL``): that source's events about that child stay in order until the municipality links the number.
-Keys only choose partitions: two keys that collide share a partition and lose nothing.
+registered before it). The key is an HMAC of the child's hub id under the deployment's stream secret
+(``events.sealing.routing_key``): stable, and telling nothing. An envelope that names the child by the source's
+local number instead (``local_child``, no ``child``) is keyed the same way by source and local number: that
+source's events about that child stay in order until the municipality links the number. Keys only choose
+partitions: two keys that collide share a partition and lose nothing.
 
 A deployment may name its own events topic with ``TSUNAGU_KAFKA_TOPIC`` (read by publishers and the worker alike);
 its dead-letter topic is that name with ``.dead-letter`` appended.
 
 Message value (UTF-8 JSON, no Kafka headers, so the same code works on 0.9 and on current brokers)::
 
-    {"v": 1, "envelope": {...the envelope as published...}}
+    {"v": 1, "sealed": "<base64: the envelope's JSON sealed with AES-256-GCM under the child's data key>"}
 
-Reserved for a later issue (per-child encryption of the envelope; not built): instead of ``envelope``,
+The envelope is sealed whole under the same data key as the child's events in the store (``events.sealing``:
+format byte, key id, nonce, ciphertext), so a message is unreadable on the topic, in the broker's files and in
+any copy once the child is erased. A plain ``{"v": 1, "envelope": {...}}`` is refused (``unsealed_message``):
+nothing identifying travels in the clear. A sealed message whose key was destroyed is dead-lettered as
+``erased_child``; one that does not open as ``unreadable_message``.
 
-    {"v": 1, "sealed": {"alg": "...", "key": "<id of the child's data key>", "nonce": "<base64>",
-                        "ciphertext": "<base64 of the envelope JSON>"}}
-
-A worker that cannot open a sealed message dead-letters it with the reason ``sealed_unsupported`` (nothing is
-dropped). Any other shape, or an unknown ``v``, is an invalid message.
+Publishers seal with the hub's data keys: here the publisher opens the hub's key table with the deployment's
+master key (``adapters.publisher.publisher_for``); an organisation's adapter outside the hub would be given
+data keys by a KMS grant that allows wrapping new keys and nothing else.
 
 Topic creation
 --------------
@@ -50,11 +53,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+from events.limits import MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from events.sealing import DataKeys
 
 EVENTS_TOPIC = "tsunagu.events.v1"
 DEAD_LETTER_TOPIC = "tsunagu.events.v1.dead-letter"
 MESSAGE_VERSION = 1
+MESSAGE_AAD = b"tsunagu.events.v1"  # bound to every sealed message: a store's sealed state does not open as one
 API_VERSION_ENV = "TSUNAGU_KAFKA_API_VERSION"
 TOPIC_ENV = "TSUNAGU_KAFKA_TOPIC"  # a deployment's own events topic (e.g. per environment); default EVENTS_TOPIC
 
@@ -104,30 +113,41 @@ def _plain(envelope: Any) -> Any:
     return canonical() if callable(canonical) else envelope
 
 
+def _scope(envelope: Any) -> str:
+    from events.sealing import HUB_SCOPE, key_scope
+
+    return key_scope(envelope) if isinstance(envelope, dict) else HUB_SCOPE
+
+
 def partition_key(envelope: Any) -> bytes | None:
-    """The message key: the child's hub id, or ``SOURCE#LOCAL`` for an envelope that names only a local number."""
-    if not isinstance(envelope, dict):
-        return None
-    child = envelope.get("child")
-    if isinstance(child, str) and child:
-        return child.encode()
-    local, source = envelope.get("local_child"), envelope.get("source")
-    if local not in (None, "") and isinstance(source, str):
-        return f"{source}#{local}".encode()
-    return None
+    """The message key: an HMAC of the child (or of source and local number), or None when the envelope names
+    neither (it will be refused by the worker, wherever it lands)."""
+    from events.sealing import HUB_SCOPE, routing_key
+
+    scope = _scope(envelope)
+    return None if scope == HUB_SCOPE else routing_key(scope)
 
 
-def encode(envelope: Any) -> tuple[bytes | None, bytes]:
-    """The key and value of the message that carries ``envelope``."""
+def encode(envelope: Any, keys: "DataKeys") -> tuple[bytes | None, bytes]:
+    """The key and value of the message that carries ``envelope``, sealed under its child's data key."""
     envelope = _plain(envelope)
-    value = json.dumps({"v": MESSAGE_VERSION, "envelope": envelope}, ensure_ascii=False, separators=(",", ":"))
+    plaintext = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    sealed = keys.seal(_scope(envelope), plaintext, MESSAGE_AAD)
+    value = json.dumps({"v": MESSAGE_VERSION, "sealed": base64.b64encode(sealed).decode()}, separators=(",", ":"))
     return partition_key(envelope), value.encode()
 
 
-def decode(value: bytes | None) -> dict[str, Any]:
-    """The envelope a message carries; ``InvalidMessage`` when it is not a v1 tsunagu message."""
+def decode(value: bytes | None, keys: "DataKeys") -> dict[str, Any]:
+    """The envelope a message carries; ``InvalidMessage`` when it is not a sealed v1 tsunagu message."""
+    from cryptography.exceptions import InvalidTag
+
+    from events.sealing import KeyDestroyed, KeyUnknown
+
     if value is None:
         raise InvalidMessage("empty_message", "the message has no value", "メッセージが空です")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage("message_too_large", f"the message is larger than {MAX_MESSAGE_BYTES} bytes",
+                             f"メッセージが大きすぎます（上限 {MAX_MESSAGE_BYTES} バイト）")
     try:
         message = json.loads(value.decode("utf-8"))
     except UnicodeDecodeError:
@@ -135,20 +155,39 @@ def decode(value: bytes | None) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise InvalidMessage("not_json", f"the message is not JSON: {error.msg} (position {error.pos})",
                              "メッセージが JSON として読めません") from None
+    except RecursionError:
+        raise InvalidMessage("not_v1_message", "the message is nested too deeply",
+                             "メッセージの入れ子が深すぎます") from None
     if not isinstance(message, dict):
         raise InvalidMessage("not_v1_message", "the message is not a JSON object {\"v\": 1, ...}",
                              "メッセージの形式が違います（{\"v\": 1, ...} ではありません）")
     if message.get("v") != MESSAGE_VERSION:
         raise InvalidMessage("unknown_message_version", f"unknown message version v={message.get('v')!r}",
                              f"メッセージの版 v={message.get('v')!r} には対応していません")
-    if "sealed" in message:
-        raise InvalidMessage("sealed_unsupported", "sealed (encrypted) envelopes are not supported by this worker",
-                             "暗号化されたイベントにはまだ対応していません")
-    extra = sorted(set(message) - {"v", "envelope"})
+    if "envelope" in message:
+        raise InvalidMessage("unsealed_message", "the envelope travels in the clear: it must be sealed",
+                             "イベントが暗号化されずに送られました。暗号化して送ってください")
+    extra = sorted(set(message) - {"v", "sealed"})
     if extra:
         raise InvalidMessage("not_v1_message", f"unknown fields in the message: {', '.join(extra)}",
                              f"メッセージに使えない項目があります: {', '.join(extra)}")
-    envelope = message.get("envelope")
+    sealed = message.get("sealed")
+    if not isinstance(sealed, str):
+        raise InvalidMessage("not_v1_message", "the message has no sealed envelope",
+                             "メッセージに暗号化されたイベント（sealed）がありません")
+    try:
+        plaintext = keys.open(base64.b64decode(sealed, validate=True), MESSAGE_AAD)
+    except KeyDestroyed:
+        raise InvalidMessage("erased_child", "the child's record was erased: the message can no longer be opened",
+                             "児童の記録は消去済みのため、このメッセージは開けません") from None
+    except (InvalidTag, KeyUnknown, ValueError):
+        raise InvalidMessage("unreadable_message", "the sealed envelope does not open with this hub's keys",
+                             "暗号化されたイベントをこのハブの鍵で開けません（改ざん、または別の鍵）") from None
+    try:
+        envelope = json.loads(plaintext.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InvalidMessage("not_v1_message", "the sealed envelope is not JSON",
+                             "暗号化されたイベントが JSON ではありません") from None
     if not isinstance(envelope, dict):
         raise InvalidMessage("not_v1_message", "the message has no envelope object",
                              "メッセージに envelope（イベント）がありません")
@@ -183,6 +222,7 @@ def producer_options(api_version: tuple[int, ...] | None, *, connect_timeout: fl
     in-sync replicas, retried, one request in flight so retries keep the order, and no idempotent producer or
     transactions (not available on every broker the hub must work with)."""
     options: dict[str, Any] = {"acks": "all", "retries": 5, "max_in_flight_requests_per_connection": 1,
+                               "max_request_size": MAX_MESSAGE_BYTES,
                                "enable_idempotence": False, "linger_ms": 5,
                                "max_block_ms": int(connect_timeout * 1000),
                                "request_timeout_ms": 15000, "delivery_timeout_ms": 60000}
@@ -197,12 +237,14 @@ class KafkaPublisher:
     quarantine. Raises ``TransportError`` when the broker is unreachable or does not acknowledge; re-publishing
     is then safe (the hub stores an envelope id once)."""
 
-    def __init__(self, bootstrap: str, *, topic: str | None = None, api_version: tuple[int, ...] | None = None,
-                 client_id: str = "tsunagu-publisher", timeout: float = 30.0, connect_timeout: float = 10.0):
+    def __init__(self, bootstrap: str, *, keys: "DataKeys", topic: str | None = None,
+                 api_version: tuple[int, ...] | None = None, client_id: str = "tsunagu-publisher",
+                 timeout: float = 30.0, connect_timeout: float = 10.0):
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
         self.bootstrap = bootstrap
+        self.keys = keys
         self.topic = topic or events_topic()
         self.timeout = timeout
         if api_version is None:
@@ -230,7 +272,7 @@ class KafkaPublisher:
         futures = []
         try:
             for envelope in envelopes:
-                key, value = encode(envelope)
+                key, value = encode(envelope, self.keys)
                 futures.append(self._producer.send(self.topic, key=key, value=value))
             self._producer.flush(timeout=self.timeout)
         except KafkaTimeoutError as error:

@@ -11,12 +11,13 @@ Written in the publish transaction from the events as recorded (``services/index
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from consent.model import Recorded
-from events.store import NAMESPACE, HubStore, _CopiedOnWrite
+from events.sealing import stream_id
+from events.store import HubStore, _CopiedOnWrite
 
 if TYPE_CHECKING:
     from services.ingest import Batch
@@ -28,7 +29,7 @@ class CaseEntry(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(case: str) -> UUID:
-        return uuid5(NAMESPACE, f"case:{case}")
+        return stream_id(f"case:{case}")
 
     def __init__(self, case: str, child: str, registrar: str, case_type: str, registered_at: str):
         self.case = case
@@ -44,7 +45,7 @@ class CenterCases(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(center: str) -> UUID:
-        return uuid5(NAMESPACE, f"center-cases:{center}")
+        return stream_id(f"center-cases:{center}")
 
     def __init__(self, center: str):
         self.center = center
@@ -57,8 +58,9 @@ class CenterCases(_CopiedOnWrite, Aggregate):
         self.cases[case] = {"child": child, "abuse": abuse, "state": "open"}
 
     @event("CaseStateIndexed")
-    def set_state(self, case: str, state: str) -> None:
-        self.cases[case] = {**self.cases[case], "state": state}
+    def set_state(self, case: str, state: str, child: str) -> None:
+        if case in self.cases:  # not when the child was erased since (its entry is shredded: events.sealing)
+            self.cases[case] = {**self.cases[case], "state": state}
 
     @event("PlanIndexed")
     def add_plan(self, plan: str, child: str) -> None:
@@ -70,9 +72,10 @@ class CenterCases(_CopiedOnWrite, Aggregate):
                                     "to": to_center, "at": at, "acknowledged_at": None, "acknowledgement": None}
 
     @event("TransferAcknowledged")
-    def acknowledge(self, transfer: str, acknowledgement: str, at: str) -> None:
-        self.transfers[transfer] = {**self.transfers[transfer], "acknowledged_at": at,
-                                    "acknowledgement": acknowledgement}
+    def acknowledge(self, transfer: str, acknowledgement: str, at: str, child: str) -> None:
+        if transfer in self.transfers:  # not when the child was erased since
+            self.transfers[transfer] = {**self.transfers[transfer], "acknowledged_at": at,
+                                        "acknowledgement": acknowledgement}
 
 
 def keep_case_index(e: Recorded, batch: Batch) -> None:
@@ -89,13 +92,13 @@ def keep_case_index(e: Recorded, batch: Batch) -> None:
             return
         center = batch.get(CenterCases, e.source)
         if e.kind == "case.transferred":
-            center.set_state(case=e.case, state="transferred")
+            center.set_state(case=e.case, state="transferred", child=e.child)
             to = str(e.payload["to"])
             for side in {e.source, to}:
                 batch.get(CenterCases, side).add_transfer(transfer=e.id, case=e.case, child=e.child,
                                                           from_center=e.source, to_center=to, at=e.at.isoformat())
-        elif center.cases[e.case]["state"] == "open":
-            center.set_state(case=e.case, state="closed")
+        elif center.cases.get(e.case, {}).get("state") == "open":
+            center.set_state(case=e.case, state="closed", child=e.child)
     elif e.kind == "case.transfer_acknowledged" and e.case:
         receiving = batch.get(CenterCases, e.source)
         sender = str(e.payload.get("from", ""))
@@ -104,7 +107,7 @@ def keep_case_index(e: Recorded, batch: Batch) -> None:
                     and transfer["child"] == e.child and transfer["acknowledged_at"] is None):
                 for side in {sender, e.source}:
                     batch.get(CenterCases, side).acknowledge(transfer=transfer["transfer"], acknowledgement=e.id,
-                                                             at=e.at.isoformat())
+                                                             at=e.at.isoformat(), child=e.child)
                 break
     elif e.kind == "plan.created":
         center = batch.get(CenterCases, e.source)

@@ -10,7 +10,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from adapters.health_center import BASES
-from adapters.publisher import HubPublisher, Publisher, publisher_for
+from adapters.publisher import Publisher, publisher_for
 from services.cli import Database, err, fail, out
 from services.cli_import import AsJson, ViaKafka, import_app, print_file_summary
 from services.feed_import import FeedImporter, FeedSummary
@@ -27,7 +27,7 @@ def _import(file: Path, database: str | None, as_json: bool, via_kafka: str | No
 
     hub = Hub(database)
     try:
-        publisher: Publisher = publisher_for(via_kafka=via_kafka) if via_kafka else HubPublisher(hub)
+        publisher: Publisher = publisher_for(hub, via_kafka)
         try:
             summary = run(FeedImporter(hub.store, publisher, now=hub.clock()))
         finally:

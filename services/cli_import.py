@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from adapters.publisher import HubPublisher, Publisher, publisher_for
+from adapters.publisher import Publisher, publisher_for
 from events.problems import Rejected
 from services.cli import Database, app, err, fail, out
 from services.hub import JST, Hub
@@ -40,7 +40,7 @@ def _import(file: Path, database: str | None, as_json: bool, via_kafka: str | No
     try:
         # Where the envelopes go: the hub itself, or the Kafka events topic (the target lists, the quarantine
         # and the school calendars are always the hub's, on --database).
-        publisher: Publisher = publisher_for(via_kafka=via_kafka) if via_kafka else HubPublisher(hub)
+        publisher: Publisher = publisher_for(hub, via_kafka)
         try:
             importer = SchoolImporter(hub.store, publisher, now=hub.clock())
             show = not as_json and file.stat().st_size >= PROGRESS_FROM_BYTES

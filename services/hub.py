@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
 from consent.model import Org, Settings
+from events.sealing import Keyring
 from events.store import HubStore, open_store
 from services.audit import VerifyReport, verify
 from services.ingest import Ingest, PublishResult
@@ -60,9 +61,10 @@ class SettableClock:
 
 class Hub:
     def __init__(self, database: str | None = None, *, settings: Settings | None = None,
-                 clock: Callable[[], datetime] = now_jst, store: HubStore | None = None):
+                 clock: Callable[[], datetime] = now_jst, store: HubStore | None = None,
+                 keyring: Keyring | None = None):
         self.settings = settings if settings is not None else settings_from_env()  # before opening the store
-        self.store = store or open_store(database)
+        self.store = store or open_store(database, keyring=keyring)
         self.clock = clock
         self.ingest = Ingest(self.store, self.settings, clock)
         self.reader = TimelineReader(self.store, self.settings, clock)

@@ -29,6 +29,7 @@ from consent.identity import IDENTITY_KINDS, check_identity_event, check_local_s
 from consent.model import Org, Recorded
 from events.envelope import Envelope
 from events.problems import Problem, Rejected
+from events.sealing import stream_id
 from events.store import NAMESPACE, EnvelopeIndex, HubStore, LinkingQueue, Quarantine, _CopiedOnWrite
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class IdentityLink(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(org: str, local_number: str) -> UUID:
-        return uuid5(NAMESPACE, f"identity:{org}\x1f{local_number}")
+        return stream_id(f"identity:{org}\x1f{local_number}")
 
     def __init__(self, org: str, local_number: str):
         self.org = org

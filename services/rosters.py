@@ -22,13 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from adapters.school import JST, content_of
 from consent.model import Org, Recorded
-from events.store import NAMESPACE, HubStore, _CopiedOnWrite
+from events.sealing import stream_id
+from events.store import HubStore, _CopiedOnWrite
 
 if TYPE_CHECKING:
     from services.ingest import Batch
@@ -90,7 +91,7 @@ class SchoolRoster(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(school: str) -> UUID:
-        return uuid5(NAMESPACE, f"roster:{school}")
+        return stream_id(f"roster:{school}")
 
     def __init__(self, school: str):
         self.school = school
@@ -129,7 +130,7 @@ class CenterLists(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(centre: str) -> UUID:
-        return uuid5(NAMESPACE, f"center-lists:{centre}")
+        return stream_id(f"center-lists:{centre}")
 
     def __init__(self, centre: str):
         self.centre = centre
@@ -155,7 +156,7 @@ class MonthlyReports(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(school: str, month: str) -> UUID:
-        return uuid5(NAMESPACE, f"monthly-reports:{school}:{month}")
+        return stream_id(f"monthly-reports:{school}:{month}")
 
     def __init__(self, school: str, month: str):
         self.school = school
@@ -190,19 +191,21 @@ class DailyAttendance(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(school: str, child: str, centre: str) -> UUID:
-        return uuid5(NAMESPACE, f"daily-attendance:{school}:{child}:{centre}")
+        return stream_id(f"daily-attendance:{school}:{child}:{centre}")
 
     def __init__(self, school: str, child: str, centre: str):
         self.school, self.child, self.centre = school, child, centre
         self.days: dict[str, Day] = {}
         self.alerts: tuple[tuple[str, str, str], ...] = ()  # (reason, since, event id)
 
+    # Each event names the child, so that it is sealed under the child's key (events.sealing).
     @event("DayRecorded")
-    def record_day(self, day: str, event_id: str, content: str, status: str, contacted: bool | None) -> None:
+    def record_day(self, day: str, event_id: str, content: str, status: str, contacted: bool | None,
+                   child: str) -> None:
         self.days[day] = Day(event_id, content, status, contacted)
 
     @event("AlertRecorded")
-    def record_alert(self, reason: str, since: str, event_id: str) -> None:
+    def record_alert(self, reason: str, since: str, event_id: str, child: str) -> None:
         self.alerts = (*self.alerts, (reason, since, event_id))
 
 
@@ -211,7 +214,7 @@ class SchoolCalendar(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def create_id(school: str) -> UUID:
-        return uuid5(NAMESPACE, f"school-calendar:{school}")
+        return stream_id(f"school-calendar:{school}")
 
     def __init__(self, school: str):
         self.school = school
@@ -257,10 +260,11 @@ def keep_school_lists(e: Recorded, batch: Batch) -> None:
         daily = batch.get(DailyAttendance, e.source, e.child, e.to or "")
         contacted = e.payload.get("contacted")
         daily.record_day(day=str(e.payload["date"]), event_id=e.id, content=content_of(e.payload),
-                         status=str(e.payload["status"]), contacted=contacted)
+                         status=str(e.payload["status"]), contacted=contacted, child=e.child)
     elif e.kind == "absence.alert" and e.payload.get("since"):
         daily = batch.get(DailyAttendance, e.source, e.child, e.to or "")
-        daily.record_alert(reason=str(e.payload["reason"]), since=str(e.payload["since"]), event_id=e.id)
+        daily.record_alert(reason=str(e.payload["reason"]), since=str(e.payload["since"]), event_id=e.id,
+                           child=e.child)
 
 
 # --- Reading them -----------------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ class IngestWorker:
         invalid: list[tuple[Any, InvalidMessage]] = []
         for record in records:
             try:
-                envelopes.append(decode(record.value))
+                envelopes.append(decode(record.value, self.hub.store.keys))
                 carried.append(record)
             except InvalidMessage as problem:
                 invalid.append((record, problem))

@@ -30,12 +30,20 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+@pytest.fixture(scope="session")
+def keys_file(tmp_path_factory) -> Path:
+    """The session's master key and stream secret (events.sealing), in a file as a deployment has them; CLI
+    commands run as subprocesses get it through the environment."""
+    return tmp_path_factory.mktemp("keys") / "tsunagu-keys.json"
+
+
 @pytest.fixture(autouse=True)
-def _no_deployment_settings(monkeypatch):
+def _no_deployment_settings(monkeypatch, keys_file):
     """Tests state their settings; a developer's TSUNAGU_* environment (e.g. from the demo) must not leak in."""
     for name in list(os.environ):
         if name.startswith("TSUNAGU_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(keys_file))
 
 
 @pytest.fixture

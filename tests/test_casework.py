@@ -638,3 +638,28 @@ def test_the_case_index_and_ledger_on_postgresql(make_hub, clock, postgres_url):
     assert (row.case, row.status, row.members) == ("K1", "transferred", ["beppu-es-1"])
     assert [t["case"] for t in CaseViews(hub).transfers("oita-center", overdue_only=False)] == ["K1"]
     assert hub.verify().ok
+
+
+def test_an_erased_childs_case_leaves_the_ledgers_and_the_agenda(world, clock):
+    """Crypto-shredding reaches the case index too: once the child is erased, the case is in no ledger, and
+    later case events for it do not break the index."""
+    hub = world(Settings(joint_ledger=True))
+    cw, views = CaseWork(hub), CaseViews(hub)
+    move(clock, "2026-04-01")
+    child(hub, clock, "c1")
+    child(hub, clock, "c2")
+    move(clock, "2026-04-03")
+    cw.register(BEPPU, child="c1", category="youshien", case_type="abuse_physical", case="K1")
+    cw.register(BEPPU, child="c2", category="youshien", case_type="neglect", case="K2")
+    assert {r.case for r in views.progress_ledger("beppu-center").rows} == {"K1", "K2"}
+    move(clock, "2026-05-01")
+    publish(hub, clock, id="erase-c1", kind="child.erased", child="c1", source="beppu-center",
+            payload={"reason": "保存期間の満了"})
+    assert {r.case for r in views.progress_ledger("beppu-center").rows} == {"K2"}
+    assert [r.case for r in views.joint_ledger("chuo-jiso").rows] == []
+    agenda = views.agenda("beppu-center", date(2026, 12, 1))
+    assert "K1" not in [r.case for r in agenda.attention + agenda.confirmation]
+    publish(hub, clock, id="close-K1", kind="case.closed", child="c1", source="beppu-center",
+            payload={"case": "K1", "reason": "終結"})
+    assert {r.case for r in views.progress_ledger("beppu-center").rows} == {"K2"}
+    assert hub.verify().ok

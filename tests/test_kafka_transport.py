@@ -21,8 +21,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
 from events.store import ChildRecord, EnvelopeIndex, Quarantine
-from events.transport import (DEAD_LETTER_TOPIC, EVENTS_TOPIC, KafkaPublisher, TransportError, decode,
-                              dead_letter_topic, encode, partition_key)
+from events.transport import (DEAD_LETTER_TOPIC, EVENTS_TOPIC, InvalidMessage, KafkaPublisher, TransportError,
+                              decode, dead_letter_topic, encode, partition_key)
 from services.cli import app
 from services.hub import JST, Hub
 from services.worker import QUARANTINE_SOURCE, IngestWorker
@@ -117,14 +117,21 @@ def worker_for(hub: Hub, bootstrap: str, topic: str, **options) -> IngestWorker:
 
 # --- the message format (no broker needed) ----------------------------------------------------------------------
 
-def test_messages_carry_the_envelope_keyed_by_the_child():
+def test_messages_carry_the_envelope_sealed_and_keyed_by_an_hmac_of_the_child(hub):
     envelope = registered("c1", datetime(2026, 4, 1, 9, tzinfo=JST))
-    key, value = encode(envelope)
-    assert key == b"c1"
-    assert json.loads(value) == {"v": 1, "envelope": envelope}
-    assert decode(value) == envelope
-    assert partition_key({"local_child": "S-0042", "source": "beppu-es-1", "id": "x"}) == b"beppu-es-1#S-0042"
+    key, value = encode(envelope, hub.store.keys)
+    assert key == partition_key(envelope) and b"c1" not in key and len(key) == 32
+    message = json.loads(value)
+    assert set(message) == {"v", "sealed"} and message["v"] == 1
+    assert b"c1" not in value and "442020".encode() not in value and b"child.registered" not in value
+    assert decode(value, hub.store.keys) == envelope
+    assert encode(envelope, hub.store.keys)[1] != value  # a fresh nonce each time
+    local = {"local_child": "S-0042", "source": "beppu-es-1", "id": "x"}
+    assert partition_key(local) not in (None, key) and b"S-0042" not in partition_key(local)
     assert dead_letter_topic(EVENTS_TOPIC) == DEAD_LETTER_TOPIC == "tsunagu.events.v1.dead-letter"
+    with pytest.raises(InvalidMessage) as plain:
+        decode(json.dumps({"v": 1, "envelope": envelope}).encode(), hub.store.keys)
+    assert plain.value.code == "unsealed_message"
 
 
 # --- against the broker -----------------------------------------------------------------------------------------
@@ -133,7 +140,7 @@ def test_published_through_kafka_the_worker_stores_and_the_addressee_reads(kafka
     hub.load_orgs(ORGS)
     topic = fresh_topic()
     events = child_events(children=3, per_child=2, start=datetime(2026, 3, 2, 9, tzinfo=JST))
-    with KafkaPublisher(kafka_server, topic=topic, api_version=V09) as publisher:
+    with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=V09) as publisher:
         results = publisher.publish(events)
     assert [(r.index, r.id, r.outcome) for r in results] == [(i, e["id"], "queued") for i, e in enumerate(events)]
     assert not hub.store.peek(EnvelopeIndex.create_id(events[0]["id"]))  # nothing stored before the worker runs
@@ -163,7 +170,7 @@ def test_one_childs_events_stay_in_order(kafka_server, hub):
     hub.load_orgs(ORGS)
     topic = fresh_topic()
     events = child_events(children=12, per_child=6, start=datetime(2026, 3, 2, 9, tzinfo=JST))
-    with KafkaPublisher(kafka_server, topic=topic, api_version=V09) as publisher:
+    with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=V09) as publisher:
         for start in range(0, len(events), 10):  # several sends, children interleaved
             publisher.publish(events[start:start + 10])
 
@@ -174,7 +181,8 @@ def test_one_childs_events_stay_in_order(kafka_server, hub):
     on_topic = defaultdict(list)
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         partitions[record.key].add(record.partition)
-        on_topic[record.key.decode()].append(decode(record.value)["id"])
+        envelope = decode(record.value, hub.store.keys)
+        on_topic[envelope["child"]].append(envelope["id"])
     assert all(len(p) == 1 for p in partitions.values())
     assert len({next(iter(p)) for p in partitions.values()}) > 1
     published = defaultdict(list)
@@ -199,22 +207,22 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_quarantine(kafka_s
         "not_utf8": b"\xff\xfe\x00garbage",
         "not_json": b"{this is not json",
         "unknown_message_version": json.dumps({"v": 2, "envelope": good}).encode(),
-        "sealed_unsupported": json.dumps({"v": 1, "sealed": {"alg": "x", "key": "k", "nonce": "", "ciphertext": ""}}
-                                         ).encode(),
+        "unsealed_message": json.dumps({"v": 1, "envelope": good}).encode(),
+        "unreadable_message": json.dumps({"v": 1, "sealed": base64.b64encode(b"\x01" + bytes(60)).decode()}).encode(),
         "not_v1_message": json.dumps([good]).encode(),
-        "missing_basis": json.dumps({"v": 1, "envelope": no_basis}).encode(),
+        "missing_basis": encode(no_basis, hub.store.keys)[1],
     }
     producer = KafkaProducer(bootstrap_servers=kafka_server, api_version=V09, enable_idempotence=False)
     for value in sent.values():
         producer.send(topic, key=b"c-good", value=value)
-    producer.send(topic, key=b"c-good", value=encode(good)[1])
+    producer.send(topic, key=b"c-good", value=encode(good, hub.store.keys)[1])
     producer.flush()
     producer.close()
 
     with worker_for(hub, kafka_server, topic) as worker:
         drain(worker, len(sent) + 1)
         group = worker.group
-    assert (worker.totals.accepted, worker.totals.rejected, worker.totals.invalid) == (1, 1, 5)
+    assert (worker.totals.accepted, worker.totals.rejected, worker.totals.invalid) == (1, 1, 6)
     assert committed_total(kafka_server, group, topic) == len(sent) + 1
 
     dead = read_topic(kafka_server, dead_letter_topic(topic), len(sent))
@@ -244,7 +252,7 @@ def test_a_broker_that_is_down_is_a_clear_error(hub):
     from tests.conftest import _free_port
 
     bootstrap = f"127.0.0.1:{_free_port()}"
-    publisher = KafkaPublisher(bootstrap, api_version=V09, connect_timeout=1.0)
+    publisher = KafkaPublisher(bootstrap, keys=hub.store.keys, api_version=V09, connect_timeout=1.0)
     try:
         started = time.monotonic()
         with pytest.raises(TransportError, match=f"Kafka at {bootstrap} did not answer.*publish them again"):
@@ -276,7 +284,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_
     jsonl.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
 
     env = {**os.environ, "TSUNAGU_KAFKA_API_VERSION": "0.9", "TSUNAGU_KAFKA_TOPIC": topic}
-    published = CliRunner().invoke(app, ["publish", str(jsonl), "--via-kafka", kafka_server, "--json"], env=env)
+    published = CliRunner().invoke(app, ["publish", str(jsonl), "--via-kafka", kafka_server, "--database", database,
+                                          "--json"], env=env)
     assert published.exit_code == 0, published.output
     assert json.loads(published.output)["queued"] == len(events)
 
@@ -339,3 +348,14 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_
         hub.close()
     assert committed_total(kafka_server, group, topic) == len(events)
     print(f"killed with {stored_when_killed} stored; the restarted worker said:\n{output}")
+
+
+def test_oversized_and_deeply_nested_messages_are_invalid_not_a_crash(hub):
+    from events.limits import MAX_MESSAGE_BYTES
+
+    cases = {"message_too_large": b" " * (MAX_MESSAGE_BYTES + 1),
+             "not_v1_message": b"[" * 100_000 + b"]" * 100_000}
+    for code, value in cases.items():
+        with pytest.raises(InvalidMessage) as refused:
+            decode(value, hub.store.keys)
+        assert refused.value.code == code and refused.value.message_ja

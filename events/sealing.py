@@ -1,0 +1,537 @@
+"""Encryption at rest and crypto-shredding (暗号化と暗号学的消去).
+
+Every stored event is sealed with AES-256-GCM (``cryptography``) under a *data key*; data keys are kept wrapped by a
+*master key* from configuration, and destroying a data key makes everything sealed under it unreadable wherever a
+copy lies: the store, its backups, the Kafka topic.
+
+Which key seals what (``key_scope``)
+------------------------------------
+- An event that names a child (its ``child``, or the ``child`` of the envelope it carries) is sealed under that
+  child's data key: the child's published events, and the projections' copies of them (school lists, reports,
+  attendance days, case index entries, identity links).
+- An envelope that names the child only by a source's own number (``local_child``, 紐付け待ち) is sealed under a
+  key of that (source, number); when the child is erased, the keys of every number linked to the child go too.
+- Sealed under the hub's own key, never destroyed: the events that create a stream (they say what the stream is
+  about: the metadata that outlives an erasure, like access records), access records, the registry, and the
+  ``child.erased`` event itself, so that the erasure stays provable after the key is gone.
+
+Erasure (policy.md, "Erasure")
+------------------------------
+``HubStore.save`` destroys the child's keys once a ``child.erased`` event is committed (``DataKeys.destroy``: the
+wrapped key is overwritten, the row keeps only that a key existed and when it was destroyed). Afterwards an event
+sealed under a destroyed key loads as ``Shredded``: a placeholder that keeps the stream's version numbers and
+nothing else. Events published about the child later are sealed under a new key (the log stays append-only; the
+policy shows nothing of an erased child anyway).
+
+Keys in configuration (``Keyring``)
+-----------------------------------
+A JSON file (``TSUNAGU_KEYS_FILE``, default ``tsunagu-keys.json``, created for development with mode 0600) or the
+environment (``TSUNAGU_MASTER_KEY`` and ``TSUNAGU_STREAM_SECRET``, base64 of 32 bytes each)::
+
+    {"master_keys": [{"id": "m-2026-11", "key": "<base64 32 bytes>"}, ...], "stream_secret": "<base64>"}
+
+The first master key wraps new data keys; the others still unwrap (rotation: ``tsunagu master-key rotate``
+puts a new key in front, ``tsunagu master-key rewrap`` rewraps every live data key under it). ``MasterKey`` is the
+interface a KMS would implement (wrap and unwrap, nothing else).
+The stream secret keys the HMAC that turns names into stream ids (``stream_id``), so that nothing identifying
+(a child's id, an envelope id chosen by a school) can be read from, or guessed into, a stream id.
+
+Backups: the data key table (``tsunagu_data_keys``) must not be kept as long as the event store's backups; back
+it up separately with a retention no longer than the promised erasure delay (deploy/README), or keep the data keys
+in a KMS. A backup of the events alone is unreadable without them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Protocol
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
+from eventsourcing.utils import get_topic
+
+from consent.facts import POLICY_FIELDS
+
+HUB_SCOPE = "hub"
+KEYS_FILE_ENV = "TSUNAGU_KEYS_FILE"
+MASTER_KEY_ENV = "TSUNAGU_MASTER_KEY"
+STREAM_SECRET_ENV = "TSUNAGU_STREAM_SECRET"
+DEFAULT_KEYS_FILE = "tsunagu-keys.json"
+FORMAT = b"\x01"  # sealed state: FORMAT + data key id (16 bytes) + nonce (12 bytes) + AES-GCM ciphertext
+KEY_CACHE_SECONDS = 300.0  # how long an unwrapped data key stays in memory (another process may destroy it)
+
+
+class KeyError_(Exception):
+    """Base of the key problems below (named so as not to shadow the builtin)."""
+
+
+class KeyConfigError(KeyError_):
+    """The key configuration is missing or not valid."""
+
+
+class KeyDestroyed(KeyError_):
+    """The data key was destroyed (the child's record was erased): what it sealed cannot be opened any more."""
+
+
+class KeyUnknown(KeyError_):
+    """No data key with this id exists in the key table."""
+
+
+# --- Master keys and configuration ----------------------------------------------------------------------------
+
+class MasterKey(Protocol):
+    """Wraps and unwraps data keys. A KMS implements the same two calls."""
+
+    id: str
+
+    def wrap(self, data_key: bytes, context: bytes) -> bytes: ...
+
+    def unwrap(self, wrapped: bytes, context: bytes) -> bytes: ...
+
+
+class LocalMasterKey:
+    """A master key held in configuration: AES-256-GCM key wrapping, bound to the data key's id (``context``)."""
+
+    def __init__(self, key_id: str, key: bytes):
+        if len(key) != 32:
+            raise KeyConfigError(f"master key {key_id!r} must be 32 bytes (base64 of 32 random bytes)")
+        self.id = key_id
+        self._aead = AESGCM(key)
+
+    def wrap(self, data_key: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, data_key, b"tsunagu-data-key\x00" + context)
+
+    def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
+        return self._aead.decrypt(wrapped[:12], wrapped[12:], b"tsunagu-data-key\x00" + context)
+
+
+def _b64_key(text: Any, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(str(text), validate=True)
+    except (ValueError, TypeError):
+        raise KeyConfigError(f"{what} is not base64") from None
+    if len(raw) != 32:
+        raise KeyConfigError(f"{what} must be 32 bytes, base64-encoded (got {len(raw)} bytes)")
+    return raw
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The deployment's master keys (the first wraps new data keys) and the stream-id secret."""
+
+    master_keys: tuple[MasterKey, ...]
+    stream_secret: bytes
+
+    @property
+    def current(self) -> MasterKey:
+        return self.master_keys[0]
+
+    def master(self, key_id: str) -> MasterKey:
+        for key in self.master_keys:
+            if key.id == key_id:
+                return key
+        raise KeyConfigError(f"master key {key_id!r} is not configured (it wrapped a data key still in use)")
+
+    @classmethod
+    def generate(cls, master_key_id: str | None = None) -> "Keyring":
+        key_id = master_key_id or f"m-{datetime.now(timezone.utc):%Y%m%d}-{uuid.uuid4().hex[:6]}"
+        return cls((LocalMasterKey(key_id, AESGCM.generate_key(256)),), os.urandom(32))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Keyring":
+        entries = data.get("master_keys")
+        if not isinstance(entries, list) or not entries:
+            raise KeyConfigError("the keys file has no master_keys")
+        keys = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
+                raise KeyConfigError("each master key has an id and a key")
+            keys.append(LocalMasterKey(entry["id"], _b64_key(entry.get("key"), f"master key {entry['id']!r}")))
+        return cls(tuple(keys), _b64_key(data.get("stream_secret"), "stream_secret"))
+
+    @classmethod
+    def from_config(cls, environ: Mapping[str, str] | None = None, *, create: bool = True) -> "Keyring":
+        """``TSUNAGU_MASTER_KEY`` + ``TSUNAGU_STREAM_SECRET``, else the file ``TSUNAGU_KEYS_FILE`` (default
+        ``tsunagu-keys.json``; created with new keys when missing and ``create``: development and demos)."""
+        environ = os.environ if environ is None else environ
+        if environ.get(MASTER_KEY_ENV):
+            if not environ.get(STREAM_SECRET_ENV):
+                raise KeyConfigError(f"{MASTER_KEY_ENV} is set but {STREAM_SECRET_ENV} is not")
+            return cls((LocalMasterKey("env", _b64_key(environ[MASTER_KEY_ENV], MASTER_KEY_ENV)),),
+                       _b64_key(environ[STREAM_SECRET_ENV], STREAM_SECRET_ENV))
+        path = Path(environ.get(KEYS_FILE_ENV) or DEFAULT_KEYS_FILE)
+        if create and not path.exists():
+            create_keys_file(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise KeyConfigError(f"keys file {path} does not exist (set {KEYS_FILE_ENV} or {MASTER_KEY_ENV})") from None
+        except (OSError, ValueError) as error:
+            raise KeyConfigError(f"keys file {path} cannot be read: {error}") from None
+        if not isinstance(data, dict):
+            raise KeyConfigError(f"keys file {path} is not a JSON object")
+        return cls.from_json(data)
+
+
+def create_keys_file(path: str | os.PathLike[str], keyring_data: Mapping[str, Any] | None = None) -> None:
+    """Write a new keys file (mode 0600), unless one exists already (then it is kept)."""
+    path = Path(path)
+    if keyring_data is None:
+        keyring_data = {"master_keys": [{"id": f"m-{datetime.now(timezone.utc):%Y%m%d}-{uuid.uuid4().hex[:6]}",
+                                         "key": base64.b64encode(AESGCM.generate_key(256)).decode()}],
+                        "stream_secret": base64.b64encode(os.urandom(32)).decode()}
+    if path.parent != Path(""):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(keyring_data, file, indent=2)
+
+
+# --- Stream ids ---------------------------------------------------------------------------------------------
+
+_stream_secret: bytes | None = None
+_stream_lock = threading.Lock()
+
+
+def configure_stream_ids(secret: bytes) -> None:
+    """Set the process's stream-id secret (the store does it when it opens). One secret per process: opening a
+    store with another one is refused, since every stream id would change."""
+    global _stream_secret
+    with _stream_lock:
+        if _stream_secret is not None and not hmac.compare_digest(_stream_secret, secret):
+            raise KeyConfigError("this process already opened a store with another stream secret")
+        _stream_secret = secret
+
+
+def stream_id(name: str) -> UUID:
+    """The stream id for ``name`` (e.g. ``child:C-1``): an HMAC under the stream secret, so it tells nothing."""
+    if _stream_secret is None:
+        raise KeyConfigError("no store is open in this process: stream ids need the configured stream secret")
+    digest = hmac.new(_stream_secret, b"stream\x00" + name.encode("utf-8"), hashlib.sha256).digest()
+    return UUID(bytes=digest[:16])
+
+
+def routing_key(name: str) -> bytes:
+    """A Kafka message key for ``name`` (a child or a source's number): stable, and telling nothing."""
+    return stream_id(f"route:{name}").hex.encode()
+
+
+# --- Data keys ----------------------------------------------------------------------------------------------
+
+class DataKeys:
+    """The data keys, wrapped, in the table ``tsunagu_data_keys`` of the store's own database.
+
+    A scope (``child:C-1``, ``local:SOURCE\\x1fNUMBER``, ``hub``) has at most one active key; its name is kept only
+    as an HMAC. ``destroy(scope)`` overwrites the wrapped keys of the scope: nothing sealed under them opens again.
+    """
+
+    TABLE = "tsunagu_data_keys"
+
+    def __init__(self, datastore: Any, keyring: Keyring, *, postgres: bool, schema: str | None = None,
+                 cache_seconds: float = KEY_CACHE_SECONDS, cache_size: int = 50_000):
+        self.datastore = datastore
+        self.keyring = keyring
+        self.postgres = postgres
+        self.table = f'"{schema}".{self.TABLE}' if postgres and schema else self.TABLE
+        self.cache_seconds = cache_seconds
+        self.cache_size = cache_size
+        self._by_id: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()  # key id -> (key, loaded at)
+        self._active: dict[str, tuple[bytes, float]] = {}  # scope hash -> (key id, loaded at)
+        self._lock = threading.RLock()
+        self._create_table()
+
+    # SQL differs only in placeholders and types
+    def _sql(self, text: str) -> str:
+        return text.replace("?", "%s") if self.postgres else text
+
+    def _create_table(self) -> None:
+        blob = "BYTEA" if self.postgres else "BLOB"
+        index = f"{self.TABLE}_active"
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key_id {blob} PRIMARY KEY, scope TEXT NOT NULL, "
+                           f"master_key TEXT, wrapped {blob}, created_at TEXT NOT NULL, destroyed_at TEXT)")
+            cursor.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) "
+                           "WHERE destroyed_at IS NULL")
+
+    def scope_hash(self, scope: str) -> str:
+        return hmac.new(self.keyring.stream_secret, b"key-scope\x00" + scope.encode("utf-8"),
+                        hashlib.sha256).hexdigest()
+
+    def _remember(self, key_id: bytes, key: bytes, now: float) -> None:
+        self._by_id[key_id] = (key, now)
+        self._by_id.move_to_end(key_id)
+        while len(self._by_id) > self.cache_size:
+            self._by_id.popitem(last=False)
+
+    def ensure(self, scopes: Iterable[str]) -> dict[str, tuple[bytes, bytes]]:
+        """The active (key id, key) of each scope, creating keys that do not exist yet, in one transaction."""
+        now = time.monotonic()
+        wanted = {scope: self.scope_hash(scope) for scope in set(scopes)}
+        out: dict[str, tuple[bytes, bytes]] = {}
+        missing: dict[str, str] = {}
+        with self._lock:
+            for scope, hashed in wanted.items():
+                active = self._active.get(hashed)
+                cached = self._by_id.get(active[0]) if active else None
+                if active and cached and now - active[1] < self.cache_seconds:
+                    out[scope] = (active[0], cached[0])
+                else:
+                    missing[scope] = hashed
+        if not missing:
+            return out
+        with self.datastore.transaction(commit=True) as cursor:
+            found = self._select_active(cursor, list(missing.values()))
+            created_at = datetime.now(timezone.utc).isoformat()
+            for scope, hashed in missing.items():
+                if hashed in found:
+                    continue
+                key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
+                wrapped = self.keyring.current.wrap(key, key_id)
+                # another process may create the scope's key meanwhile: then its key is the one used
+                cursor.execute(self._sql(f"INSERT INTO {self.table} (key_id, scope, master_key, wrapped, created_at) "
+                                         "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING"),
+                               (key_id, hashed, self.keyring.current.id, wrapped, created_at))
+            found.update(self._select_active(cursor, [h for h in missing.values() if h not in found]))
+        with self._lock:
+            for scope, hashed in missing.items():
+                key_id, key = found[hashed]
+                self._active[hashed] = (key_id, now)
+                self._remember(key_id, key, now)
+                out[scope] = (key_id, key)
+        return out
+
+    def _select_active(self, cursor: Any, hashes: list[str]) -> dict[str, tuple[bytes, bytes]]:
+        found: dict[str, tuple[bytes, bytes]] = {}
+        for start in range(0, len(hashes), 500):
+            part = hashes[start:start + 500]
+            marks = ",".join("?" * len(part))
+            cursor.execute(self._sql(f"SELECT key_id, scope, master_key, wrapped FROM {self.table} "
+                                     f"WHERE destroyed_at IS NULL AND scope IN ({marks})"), part)
+            for row in cursor.fetchall():
+                key_id = bytes(row["key_id"])
+                found[row["scope"]] = (key_id, self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id))
+        return found
+
+    def _unwrap(self, master_key: str, wrapped: bytes, key_id: bytes) -> bytes:
+        try:
+            return self.keyring.master(master_key).unwrap(wrapped, key_id)
+        except InvalidTag:
+            raise KeyConfigError(f"data key {key_id.hex()} does not unwrap under master key {master_key!r}: "
+                                 "the master key or the key table was altered") from None
+
+    def key(self, key_id: bytes) -> bytes:
+        """The data key ``key_id``; ``KeyDestroyed`` after its scope was erased, ``KeyUnknown`` if never made."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._by_id.get(key_id)
+            if cached and now - cached[1] < self.cache_seconds:
+                return cached[0]
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self._sql(f"SELECT master_key, wrapped, destroyed_at FROM {self.table} WHERE key_id = ?"),
+                           (key_id,))
+            row = cursor.fetchone()
+        if row is None:
+            raise KeyUnknown(f"data key {key_id.hex()} does not exist")
+        if row["destroyed_at"] is not None or row["wrapped"] is None:
+            with self._lock:
+                self._by_id.pop(key_id, None)
+            raise KeyDestroyed(f"data key {key_id.hex()} was destroyed at {row['destroyed_at']}")
+        key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
+        with self._lock:
+            self._remember(key_id, key, now)
+        return key
+
+    def destroy(self, scopes: Iterable[str]) -> int:
+        """Destroy every key of ``scopes`` (crypto-shredding); how many keys were destroyed."""
+        hashes = [self.scope_hash(scope) for scope in set(scopes)]
+        if not hashes:
+            return 0
+        destroyed_at = datetime.now(timezone.utc).isoformat()
+        with self.datastore.transaction(commit=True) as cursor:
+            marks = ",".join("?" * len(hashes))
+            cursor.execute(self._sql(f"SELECT key_id FROM {self.table} WHERE destroyed_at IS NULL "
+                                     f"AND scope IN ({marks})"), hashes)
+            key_ids = [bytes(row["key_id"]) for row in cursor.fetchall()]
+            cursor.execute(self._sql(f"UPDATE {self.table} SET wrapped = NULL, master_key = NULL, destroyed_at = ? "
+                                     f"WHERE destroyed_at IS NULL AND scope IN ({marks})"), [destroyed_at, *hashes])
+        with self._lock:
+            for key_id in key_ids:
+                self._by_id.pop(key_id, None)
+            for hashed in hashes:
+                self._active.pop(hashed, None)
+        return len(key_ids)
+
+    def rewrap(self) -> int:
+        """Wrap every active data key under the current master key (after adding a new one); how many."""
+        count = 0
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(self._sql(f"SELECT key_id, master_key, wrapped FROM {self.table} "
+                                     "WHERE destroyed_at IS NULL AND master_key <> ?"), (self.keyring.current.id,))
+            for row in cursor.fetchall():
+                key_id = bytes(row["key_id"])
+                key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
+                cursor.execute(self._sql(f"UPDATE {self.table} SET master_key = ?, wrapped = ? WHERE key_id = ?"),
+                               (self.keyring.current.id, self.keyring.current.wrap(key, key_id), key_id))
+                count += 1
+        return count
+
+    # --- sealing ---------------------------------------------------------------------------------------------
+
+    def seal(self, scope: str, plaintext: bytes, aad: bytes) -> bytes:
+        key_id, key = self.ensure([scope])[scope]
+        nonce = os.urandom(12)
+        return FORMAT + key_id + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        """The plaintext; ``KeyDestroyed`` when its key was destroyed; ``InvalidTag`` when it was altered."""
+        if len(sealed) < 1 + 16 + 12 + 16 or sealed[:1] != FORMAT:
+            raise InvalidTag()
+        key_id, nonce, body = sealed[1:17], sealed[17:29], sealed[29:]
+        return AESGCM(self.key(key_id)).decrypt(nonce, body, aad)
+
+
+def key_scope(state: Mapping[str, Any]) -> str:
+    """The key that seals an event's state (see the module docstring): the child it names, else the source's
+    own number it names, else the hub's key."""
+    for holder in (state, state.get("envelope"), state.get("raw")):
+        if not isinstance(holder, Mapping):
+            continue
+        child = holder.get("child")
+        if isinstance(child, str) and child:
+            return f"child:{child}"
+        local, source = holder.get("local_child"), holder.get("source")
+        if local not in (None, "") and isinstance(source, str) and source:
+            return f"local:{source}\x1f{local}"
+    return HUB_SCOPE
+
+
+def local_scope(source: str, local_number: str) -> str:
+    return f"local:{source}\x1f{local_number}"
+
+
+def child_scope(child: str) -> str:
+    return f"child:{child}"
+
+
+# --- The mapper ---------------------------------------------------------------------------------------------
+
+class Shredded(Aggregate.Event):
+    """What an event sealed under a destroyed key loads as: its place in the stream, nothing else. An aggregate
+    that wants to count such places defines ``on_shredded(version)``."""
+
+    def apply(self, aggregate: Any) -> None:
+        hook = getattr(aggregate, "on_shredded", None)
+        if hook is not None:
+            hook(self.originator_version)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class SealingMapper(Mapper):
+    """The library's ``Mapper`` with AES-GCM sealing of each stored event's state. The stream id, the version and
+    the topic (the aggregate's class, e.g. ``events.store:ChildRecord.Published``) stay clear; they are bound to
+    the ciphertext as associated data, so a state moved to another row or stream does not open.
+
+    An event that carries an envelope about a child is stored in two layers: the envelope's payload content is
+    sealed under the child's key; the envelope's routing fields and the payload fields the policy reads
+    (``consent.facts.POLICY_FIELDS``) are kept under the hub's key, so that after an erasure every decision can
+    still be made and replayed while no content can be read. Any other event naming a child is sealed whole under
+    the child's key and loads as ``Shredded`` once the key is gone."""
+
+    keys: DataKeys | None = None
+
+    def attach(self, keys: DataKeys) -> None:
+        self.keys = keys
+
+    @staticmethod
+    def _aad(originator_id: Any, version: int, topic: str) -> bytes:
+        return f"{originator_id}\x00{version}\x00{topic}".encode()
+
+    @staticmethod
+    def scope_of(domain_event: Any, state: Mapping[str, Any]) -> str:
+        """The key an event's content is sealed under (see the module docstring)."""
+        if isinstance(domain_event, Aggregate.Created):
+            return HUB_SCOPE
+        envelope = state.get("envelope")
+        if isinstance(envelope, Mapping) and envelope.get("kind") == "child.erased":
+            return HUB_SCOPE
+        return key_scope(state)
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        assert self.keys is not None, "the store attaches its data keys before saving"
+        topic = get_topic(type(domain_event))
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        version = state.pop("originator_version")
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        aad = self._aad(originator_id, version, topic)
+        scope = self.scope_of(domain_event, state)
+        envelope = state.get("envelope")
+        if scope != HUB_SCOPE and isinstance(envelope, dict) and isinstance(envelope.get("payload"), dict):
+            payload = envelope["payload"]
+            content = self.keys.seal(scope, self.transcoder.encode(payload), aad + _CONTENT)
+            state["envelope"] = dict(envelope, payload={k: v for k, v in payload.items() if k in POLICY_FIELDS})
+            state[_SEALED_PAYLOAD] = base64.b64encode(content).decode()
+            scope = HUB_SCOPE
+        sealed = self.keys.seal(scope, self.transcoder.encode(state), aad)
+        return StoredEvent(originator_id=originator_id, originator_version=version, topic=topic, state=sealed)
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        assert self.keys is not None, "the store attaches its data keys before loading"
+        aad = self._aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
+        try:
+            plain = self.keys.open(bytes(stored_event.state), aad)
+            state = self.transcoder.decode(plain)
+            content = state.pop(_SEALED_PAYLOAD, None)
+            if content is not None:
+                try:
+                    payload = self.transcoder.decode(self.keys.open(base64.b64decode(content), aad + _CONTENT))
+                    state["envelope"] = dict(state["envelope"], payload=payload)
+                except KeyDestroyed:
+                    pass  # erased: the payload keeps only the fields the policy reads
+                plain = self.transcoder.encode(state)
+        except KeyDestroyed:
+            event = object.__new__(Shredded)
+            object.__setattr__(event, "__dict__", {"originator_id": stored_event.originator_id,
+                                                   "originator_version": stored_event.originator_version,
+                                                   "timestamp": _EPOCH})
+            return event
+        except (InvalidTag, KeyUnknown, binascii.Error) as error:
+            raise MapperDeserialisationError(
+                f"stored event {stored_event.originator_id} v{stored_event.originator_version} "
+                f"({stored_event.topic}) does not open: it was altered, or its key is not in this store "
+                f"({type(error).__name__})") from error
+        return super().to_domain_event(StoredEvent(originator_id=stored_event.originator_id,
+                                                   originator_version=stored_event.originator_version,
+                                                   topic=stored_event.topic, state=plain))
+
+
+_SEALED_PAYLOAD = "sealed_payload"
+_CONTENT = b"\x00payload"
+
+
+__all__ = ["DataKeys", "KeyConfigError", "KeyDestroyed", "KeyUnknown", "Keyring", "LocalMasterKey", "MasterKey",
+           "SealingMapper", "Shredded", "child_scope", "configure_stream_ids", "create_keys_file", "key_scope",
+           "local_scope", "routing_key", "stream_id"]

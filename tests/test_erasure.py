@@ -1,0 +1,269 @@
+"""Encryption at rest and crypto-shredding (events.sealing), shown on the raw storage: the PostgreSQL rows as a
+backup would copy them, and the Kafka messages as the broker keeps them.
+
+Nothing identifying or written about the child is ever in a stored row or a message in the clear; once
+``child.erased`` is stored, the child's data keys are gone, so the rows copied before the erasure (a backup) and
+the messages still on the topic cannot be opened by anyone, the hub included, while the access records keep their
+metadata and every past decision still replays."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import uuid
+from datetime import datetime
+
+import psycopg
+import pytest
+from eventsourcing.persistence import StoredEvent
+from kafka import KafkaConsumer, TopicPartition
+from typer.testing import CliRunner
+
+from events.sealing import KeyConfigError, Keyring, LocalMasterKey, Shredded, stream_id
+from events.store import ChildRecord
+from events.transport import InvalidMessage, KafkaPublisher, decode
+from services.cli import app
+from services.hub import Hub
+from services.identity import link
+from services.reports import overdue_reports
+from services.worker import IngestWorker
+from tests.conftest import at
+from tests.schoolfiles import ORGS, list_child
+
+CHILD = "c-erase-7f3a"
+SECRET_NAME = "ヤマダ　ハナコ"
+SECRET_SUMMARY = "右腕にあざ。父に叩かれたと本人が話す（識別子ZX-41977）"
+STUDENT_NO = "0412"
+MARKERS = [CHILD.encode(), SECRET_NAME.encode(), SECRET_SUMMARY.encode(), "ZX-41977".encode(), b"0412",
+           b"child.registered", b"concern.reported"]
+
+
+def events(child: str = CHILD) -> list[dict]:
+    return [
+        {"id": f"{child}-r", "kind": "child.registered", "child": child, "source": "beppu-center",
+         "basis": "internal", "at": "2026-04-01T09:00:00+09:00",
+         "payload": {"residence": "442020", "name_kana": SECRET_NAME, "birth_date": "2016-05-05"}},
+        {"id": f"{child}-concern", "kind": "concern.reported", "child": child, "source": "beppu-es-1",
+         "basis": "cwa-21-10-5", "at": "2026-04-02T10:00:00+09:00", "payload": {"summary": SECRET_SUMMARY}},
+    ]
+
+
+def by_own_number() -> dict:
+    """The school names the child by its own number (児童生徒番号) before the centre links it."""
+    return {"id": f"{CHILD}-daily", "kind": "attendance.daily", "local_child": STUDENT_NO, "source": "beppu-es-1",
+            "basis": "cwa-21-10-5", "at": "2026-04-02T16:00:00+09:00",
+            "payload": {"date": "2026-04-02", "status": "absent", "contacted": False, "reason": SECRET_SUMMARY}}
+
+
+def erasure(child: str = CHILD) -> dict:
+    return {"id": f"{child}-erased", "kind": "child.erased", "child": child, "source": "beppu-center",
+            "basis": "internal", "at": "2026-06-01T09:00:00+09:00", "payload": {"reason": "保存期間の満了"}}
+
+
+def schema_of(url: str) -> str:
+    return url.rsplit("schema=", 1)[1]
+
+
+def raw_rows(url: str) -> list[tuple]:
+    """Every stored event row, exactly as in the database (and in any backup of its tables)."""
+    with psycopg.connect(url.split("?")[0]) as conn:
+        return conn.execute(f'SELECT originator_id, originator_version, topic, state FROM "{schema_of(url)}".'
+                            "tsunagu_events ORDER BY notification_id").fetchall()
+
+
+def key_rows(url: str) -> list[tuple]:
+    with psycopg.connect(url.split("?")[0]) as conn:
+        return conn.execute(f'SELECT scope, wrapped, destroyed_at FROM "{schema_of(url)}".tsunagu_data_keys'
+                            ).fetchall()
+
+
+def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_url, clock, kafka_server):
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    hub = Hub(postgres_url, clock=clock)
+    try:
+        hub.load_orgs(ORGS)
+        topic = f"test.{uuid.uuid4().hex[:12]}.tsunagu.events.v1"
+
+        # The school's adapter publishes through Kafka; the worker stores; the centre lists the child.
+        with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9)) as publisher:
+            publisher.publish([by_own_number()] + events())
+        with IngestWorker(hub, kafka_server, group=f"g-{uuid.uuid4().hex[:8]}", topic=topic,
+                          api_version=(0, 9)) as worker:
+            deadline = datetime.now().timestamp() + 60
+            while worker.totals.messages < 3 and datetime.now().timestamp() < deadline:
+                worker.process_batch(timeout_ms=500)
+        assert (worker.totals.accepted, worker.totals.queued, worker.totals.invalid) == (2, 1, 0)
+        link(hub, center="beppu-center", org="beppu-es-1", local_number=STUDENT_NO, child=CHILD)
+        stored = hub.store.get_or_none(ChildRecord.create_id(CHILD))
+        assert f"{CHILD}-daily" in [e.id for e in stored.entries]  # linked: published onto the child's record
+        list_child(hub, CHILD, STUDENT_NO, at="2026-04-03T09:00:00+09:00")
+
+        seen = hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
+        assert {e.id: e.payload.get("summary") for e in seen.entries}[f"{CHILD}-concern"] == SECRET_SUMMARY
+        assert {r.student_no for r in overdue_reports(hub.store, hub.settings, reader="beppu-center",
+                                                      today=clock.at.date())} == {STUDENT_NO}
+
+        # Nothing identifying is in the clear: not in the rows, not in the stream ids, not in a message.
+        backup = raw_rows(postgres_url)  # what a backup of the event tables holds
+        assert len(backup) > 10
+        for originator_id, version, topic_name, state in backup:
+            for marker in MARKERS:
+                assert marker not in bytes(state) and marker.decode() not in topic_name
+        assert ChildRecord.create_id(CHILD) == stream_id(f"child:{CHILD}")
+        assert ChildRecord.create_id(CHILD) not in {uuid.uuid5(uuid.NAMESPACE_URL, f"child:{CHILD}")}
+        messages = raw_messages(kafka_server, topic, 3)
+        for key, value in messages:
+            for marker in MARKERS:
+                assert marker not in key and marker not in value
+
+        # The erasure: published by the centre of residence; the child's keys are destroyed.
+        assert hub.publish([erasure()])[0].outcome == "accepted"
+        destroyed = [row for row in key_rows(postgres_url) if row[2] is not None]
+        assert len(destroyed) == 2  # the child's key and the key of the school's own number for it
+        assert all(wrapped is None for _, wrapped, _ in destroyed)
+
+        # The copies taken before the erasure no longer open: the hub itself recovers no content from them.
+        opened = [hub.store.mapper.to_domain_event(StoredEvent(originator_id=o, originator_version=v, topic=t,
+                                                               state=bytes(s)))
+                  for o, v, t, s in backup]
+        published = [e for e in opened if type(e).__name__ == "Published" and e.originator_id ==
+                     ChildRecord.create_id(CHILD)]
+        assert sorted(e.envelope["kind"] for e in published) == sorted([
+            "child.registered", "concern.reported", "identity.linked", "attendance.daily", "target_list.assigned"])
+        payloads = {e.envelope["kind"]: e.envelope["payload"] for e in published}
+        assert payloads["child.registered"] == {"residence": "442020"}  # what the policy reads, not the name
+        assert payloads["concern.reported"] == payloads["attendance.daily"] == {}  # the content is gone
+        assert any(isinstance(e, Shredded) for e in opened)  # the projections' copies (list, link) are gone
+        text = repr([vars(e) for e in opened])
+        for marker in (SECRET_NAME, SECRET_SUMMARY, "ZX-41977"):
+            assert marker not in text
+        for key, value in raw_messages(kafka_server, topic, 3):
+            with pytest.raises(InvalidMessage) as refused:
+                decode(value, hub.store.keys)
+            assert refused.value.code == "erased_child"
+
+        # Reads: nothing is shown to anyone; the access records keep their metadata; every decision replays.
+        after = hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
+        assert after.allowed and after.reason == "erased" and after.entries == []
+        assert hub.timeline(org="beppu-es-1", role="teacher", child=CHILD, purpose="support").entries == []
+        assert overdue_reports(hub.store, hub.settings, reader="beppu-center", today=clock.at.date()) == []
+        report = hub.verify()
+        assert report.records == 3 and report.ok, report.to_dict()
+    finally:
+        hub.close()
+
+    # A new process with the same configuration (the master key) cannot read it either.
+    again = Hub(postgres_url, clock=clock)
+    try:
+        record = again.store.get_or_none(ChildRecord.create_id(CHILD))
+        assert SECRET_SUMMARY not in repr(record.envelopes) and SECRET_NAME not in repr(record.envelopes)
+        assert record.entries[-1].kind == "child.erased"
+    finally:
+        again.close()
+
+
+def raw_messages(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, bytes]]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=(0, 9), enable_auto_commit=False,
+                             consumer_timeout_ms=5000)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    out = []
+    for record in consumer:
+        out.append((record.key or b"", record.value))
+        if len(out) >= count:
+            break
+    consumer.close()
+    return out
+
+
+def test_a_backup_of_the_event_tables_holds_no_plaintext(postgres_url, clock):
+    """pg_dump of the event tables (the backup the deployment keeps; the key table is backed up apart)."""
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    hub = Hub(postgres_url, clock=clock)
+    try:
+        hub.load_orgs(ORGS)
+        assert [r.outcome for r in hub.publish(events())] == ["accepted"] * 2
+    finally:
+        hub.close()
+    pg_dump = next((p for p in subprocess.run(["bash", "-c", "ls /usr/lib/postgresql/*/bin/pg_dump"],
+                                              capture_output=True, text=True).stdout.split()), "pg_dump")
+    dumped = subprocess.run([pg_dump, "--data-only", "--schema", schema_of(postgres_url),
+                             "--exclude-table", f"{schema_of(postgres_url)}.tsunagu_data_keys",
+                             postgres_url.split("?")[0]], capture_output=True, check=True).stdout
+    assert b"tsunagu_events" in dumped
+    for marker in MARKERS:
+        assert marker not in dumped
+
+
+def test_a_store_opened_with_another_master_key_cannot_read(tmp_path, clock):
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = Hub(database, clock=clock)
+    secret = hub.store.keyring.stream_secret
+    try:
+        hub.load_orgs(ORGS)
+        assert [r.outcome for r in hub.publish(events())] == ["accepted"] * 2
+    finally:
+        hub.close()
+    stolen = Keyring((LocalMasterKey("guess", bytes(32)),), secret)
+    with pytest.raises(KeyConfigError):
+        Hub(database, clock=clock, keyring=stolen).store.get_or_none(ChildRecord.create_id(CHILD))
+
+
+def test_events_published_after_the_erasure_are_sealed_under_a_new_key(hub, clock):
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    hub.load_orgs(ORGS)
+    hub.publish(events())
+    assert hub.publish([erasure()])[0].outcome == "accepted"
+    late = {"id": f"{CHILD}-late", "kind": "concern.reported", "child": CHILD, "source": "beppu-es-1",
+            "basis": "cwa-21-10-5", "at": "2026-06-05T10:00:00+09:00", "payload": {"summary": "後日の連絡"}}
+    assert hub.publish([late])[0].outcome == "accepted"
+    assert hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries == []
+    assert hub.verify().ok
+
+
+def test_the_keys_file_is_made_once_and_kept_private(tmp_path, monkeypatch):
+    path = tmp_path / "keys" / "tsunagu-keys.json"
+    monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(path))
+    first = Keyring.from_config()
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = Keyring.from_config()
+    assert again.stream_secret == first.stream_secret and again.current.id == first.current.id
+
+
+def test_master_key_rotation_rewraps_the_data_keys(tmp_path, monkeypatch, clock):
+    """A new master key in front, every live data key rewrapped under it; then the old one can leave the file."""
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    # One stream secret per process: this deployment's own keys file carries the session's, with its own master key.
+    secret = Keyring.from_config().stream_secret
+    keys_file = tmp_path / "keys.json"
+    monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(keys_file))
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    runner = CliRunner()
+    keys_file.write_text(json.dumps({"master_keys": [{"id": "m-old",
+                                                      "key": base64.b64encode(bytes(range(32))).decode()}],
+                                     "stream_secret": base64.b64encode(secret).decode()}))
+    hub = Hub(database, clock=clock)
+    try:
+        hub.load_orgs(ORGS)
+        assert [r.outcome for r in hub.publish(events())] == ["accepted"] * 2
+    finally:
+        hub.close()
+    rotated = runner.invoke(app, ["master-key", "rotate", "--keys-file", str(keys_file)])
+    assert rotated.exit_code == 0, rotated.output
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    rewrapped = runner.invoke(app, ["master-key", "rewrap", "--database", database])
+    assert rewrapped.exit_code == 0, rewrapped.output
+    data = json.loads(keys_file.read_text())
+    assert [k["id"] for k in data["master_keys"]][1:] == ["m-old"]
+    data["master_keys"] = data["master_keys"][:1]  # the old master key is retired
+    keys_file.write_text(json.dumps(data))
+    hub = Hub(database, clock=clock)
+    try:
+        seen = hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
+        assert {e.id: e.payload.get("summary") for e in seen.entries}[f"{CHILD}-concern"] == SECRET_SUMMARY
+    finally:
+        hub.close()
+    assert runner.invoke(app, ["master-key", "generate", "--keys-file", str(keys_file)]).exit_code != 0
