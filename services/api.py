@@ -1,13 +1,16 @@
 """The hub's HTTP API (FastAPI). OpenAPI at ``/docs`` (and ``/openapi.json``).
 
-``create_app(hub, verifier)`` builds the app around a ``Hub`` and a ``TokenVerifier``. Endpoints:
+``create_app(hub, verifier, issuer=...)`` builds the app around a ``Hub``, a ``TokenVerifier`` and the
+``TokenIssuer`` of the token endpoint. Endpoints (each requires a token with a scope, ``services.api_deps``):
 
 - ``GET /v1/health`` (no token): the hub is up and its store answers.
-- ``POST /v1/events``: publish one envelope or a batch, as the token's organisation (``Hub.publish`` with
-  ``publisher``); per-event results.
-- ``GET /v1/children/{child}/timeline?purpose=...``: the child's timeline for the token's organisation and role,
-  through the read service (``Hub.timeline``), the only way content leaves the hub: the policy decides and the
-  access record is appended before anything is returned.
+- ``POST /v1/events`` (scope ``publish``): publish one envelope or a batch, as the token's organisation
+  (``Hub.publish`` with ``publisher``); per-event results.
+- ``GET /v1/children/{child}/timeline?purpose=...`` (scope ``read``): the child's timeline for the token's
+  organisation and role, through the read service (``Hub.timeline``), the only way content leaves the hub: the
+  policy decides and the access record is appended before anything is returned.
+- ``POST /oauth/token``, ``GET /.well-known/jwks.json``, ``GET /.well-known/oauth-authorization-server`` (no
+  token): the token endpoint, its keys and metadata (``services.oauth``).
 
 Routers are listed in ``ROUTERS``; another one is added by appending it there (its dependencies come from
 ``services.api_deps``). Every error is ``{"error": {"code", "message", "message_ja", ...}}``.
@@ -32,19 +35,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent.policy import POLICY_VERSION
-from events.envelope import JA_BY_ERROR_TYPE  # the Japanese wording of pydantic's error types
-from events.envelope import Envelope
+from events.envelope import Envelope, ja_for, nesting_depth
+from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_JSON_DEPTH
 from events.problems import Rejected
-from services.api_deps import (ApiError, ErrorResponse, HubDep, MemberDep, PrincipalDep, ProblemOut, error_body,
+from services.api_deps import (ApiError, ErrorResponse, HubDep, ProblemOut, PublishDep, TimelineReaderDep, error_body,
                                error_responses)
-from services.auth import TokenVerifier
+from services.api_limits import install_limits
+from services.auth import TokenIssuer, TokenVerifier
+from services.dev_oidc import DevProvider, dev_router
 from services.hub import Hub
 from services.ingest import Outcome
+from services.oauth import install_oauth
+from services.oidc import OidcProvider
 
 log = logging.getLogger("tsunagu.api")
-
-MAX_BODY_BYTES = 5 * 1024 * 1024
-MAX_EVENTS_PER_REQUEST = 1000
 
 
 # --- Response models (the OpenAPI schema follows them) ------------------------------------------------------
@@ -133,7 +137,7 @@ _PUBLISH_BODY = {
 
 @router.post("/events", response_model=PublishResponse, openapi_extra={"requestBody": _PUBLISH_BODY},
              responses=error_responses(401, 403, 413, 422), tags=["events"])
-async def publish_events(request: Request, member: MemberDep, hub: HubDep) -> PublishResponse:
+async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> PublishResponse:
     """Publish one event envelope, or a JSON array of at most 1000 (a batch stored in one transaction).
 
     Each event is accepted, recognised as a duplicate of the stored one with the same id, or rejected with its
@@ -163,6 +167,9 @@ def _batch(body: bytes) -> list[Any]:
         detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error) or "nested too deeply"
         raise ApiError(422, "invalid_json", f"the body is not valid JSON: {detail}",
                        "送信データが JSON として読めません", field="body") from None
+    if nesting_depth(document, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ApiError(422, "nested_too_deeply", f"the body nests more than {MAX_JSON_DEPTH} levels deep",
+                       f"送信データの入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）", field="body")
     _check_text(document)
     if isinstance(document, dict):
         return [document]
@@ -215,7 +222,7 @@ def read_timeline(
         purpose: Annotated[str, Query(min_length=1, max_length=40, description=(
             "support, meeting or emergency (emergency only inside a window your organisation declared). "
             "Any other purpose is refused as a whole, and recorded."))],
-        principal: PrincipalDep, hub: HubDep) -> Any:
+        principal: TimelineReaderDep, hub: HubDep) -> Any:
     """A child's timeline as the token's organisation, in the token's role, may see it.
 
     Every event is decided by the read policy; the access record (allowed or refused) is appended before
@@ -237,11 +244,18 @@ from services.api_casework import router as casework_router  # noqa: E402  要�
 ROUTERS.append(casework_router)
 from services.api_reports import router as reports_router  # noqa: E402  定期的な情報提供: overdue reports
 ROUTERS.append(reports_router)
+from services.api_audit import router as audit_router  # noqa: E402  監査: auditors' tools, metadata only
+ROUTERS.append(audit_router)
 
 
 # --- The app ------------------------------------------------------------------------------------------------
 
-def create_app(hub: Hub, verifier: TokenVerifier, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(hub: Hub, verifier: TokenVerifier, *, issuer: TokenIssuer | None = None,
+               oidc: OidcProvider | None = None, dev_oidc: DevProvider | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The API around ``hub``. ``verifier`` checks bearer tokens; with an ``issuer`` (sharing its keys) the token
+    endpoint issues them (``services.oauth``), to adapters' clients and, with ``oidc``, to staff signed in at that
+    OpenID provider; ``dev_oidc`` mounts the development provider (``services.dev_oidc``, never in production)."""
     app = FastAPI(title="tsunagu (つなぐ) hub API", version="1",
                   description="Lawful, audited sharing of information about children at risk. Every read is "
                               "decided by the read policy and recorded for auditors.",
@@ -250,9 +264,13 @@ def create_app(hub: Hub, verifier: TokenVerifier, *, max_body_bytes: int = MAX_B
     app.state.verifier = verifier
     for r in ROUTERS:
         app.include_router(r)
+    install_oauth(app, hub, issuer, oidc)  # /oauth/token, /.well-known/jwks.json, authorisation server metadata
+    if dev_oidc is not None:
+        app.include_router(dev_router(dev_oidc))
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    install_limits(app)  # URL length and request rates per client, in front of everything (services.api_limits)
     return app
 
 
@@ -334,7 +352,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = []
         for e in error.errors():
             field = ".".join(str(p) for p in e.get("loc", ())[1:]) or str(next(iter(e.get("loc", ())), "body"))
-            ja = JA_BY_ERROR_TYPE.get(e.get("type", ""), "値が正しくありません")
+            ja = ja_for(e)
             problems.append({"code": "invalid_request", "field": field, "message": f"{field}: {e.get('msg')}",
                              "message_ja": f"{field}: {ja}"})
         first = problems[0] if problems else {"field": None, "message": "invalid request",
@@ -350,6 +368,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not read the body (not UTF-8, or nested beyond the parser)
+            return _json_error(422, error_body("invalid_json", "the body is not JSON in UTF-8",
+                                               "送信データは UTF-8 の JSON で送ってください", field="body"))
         code, message, message_ja = _HTTP_ERRORS.get(error.status_code, (
             f"http_{error.status_code}", str(error.detail), "リクエストを処理できませんでした"))
         return _json_error(error.status_code, error_body(code, message, message_ja), error.headers)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from events.problems import Rejected
 from services.agenda import agenda_csv, agenda_html
-from services.api_deps import ApiError, HubDep, MemberDep, error_responses
+from services.api_deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
 from services.auth import Principal
 from services.caseledger import CaseViews
 from services.casework import Actor, CaseWork, Done
@@ -120,74 +120,74 @@ class ProtectionIn(BaseModel):
 
 
 @router.post("/cases", status_code=201, response_model=DoneOut, responses=ERRORS)
-def register_case(body: CaseIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def register_case(body: CaseIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Register a 要対協 case (case.registered) as the token's centre."""
     return _done(_run(lambda: CaseWork(hub).register(_actor(member), child=body.child, category=body.category,
                                                      case_type=body.case_type, case=body.case)))
 
 
 @router.post("/cases/{case}/members", status_code=201, response_model=DoneOut, responses=ERRORS)
-def assign_member(case: CaseId, body: MemberIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def assign_member(case: CaseId, body: MemberIn, member: PublishDep, hub: HubDep) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).assign_member(_actor(member), case, body.member)))
 
 
 @router.delete("/cases/{case}/members/{org}", response_model=DoneOut, responses=ERRORS)
-def remove_member(case: CaseId, org: Annotated[str, Path(min_length=1, max_length=200)], member: MemberDep,
+def remove_member(case: CaseId, org: Annotated[str, Path(min_length=1, max_length=200)], member: PublishDep,
                   hub: HubDep) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).remove_member(_actor(member), case, org)))
 
 
 @router.post("/cases/{case}/shares", status_code=201, response_model=DoneOut, responses=ERRORS)
-def share(case: CaseId, body: ShareIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def share(case: CaseId, body: ShareIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Share with the case's members (case.shared, basis cwa-25-2)."""
     return _done(_run(lambda: CaseWork(hub).share(_actor(member), case, body.summary)))
 
 
 @router.post("/cases/{case}/reviews", status_code=201, response_model=DoneOut, responses=ERRORS)
-def review(case: CaseId, body: ReviewIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def review(case: CaseId, body: ReviewIn, member: PublishDep, hub: HubDep) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).review(_actor(member), case, body.decision, body.next_review)))
 
 
 @router.post("/cases/{case}/type", status_code=201, response_model=DoneOut, responses=ERRORS)
-def change_type(case: CaseId, body: TypeIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def change_type(case: CaseId, body: TypeIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Change the 相談種別."""
     return _done(_run(lambda: CaseWork(hub).change_type(_actor(member), case, body.case_type)))
 
 
 @router.post("/cases/{case}/close", status_code=201, response_model=DoneOut, responses=ERRORS)
-def close(case: CaseId, body: CloseIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def close(case: CaseId, body: CloseIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Close the case (終結) with the reason and the meeting that decided it."""
     return _done(_run(lambda: CaseWork(hub).close(_actor(member), case, body.reason, body.meeting)))
 
 
 @router.post("/cases/{case}/transfer", status_code=201, response_model=DoneOut, responses=ERRORS)
-def transfer(case: CaseId, body: TransferIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def transfer(case: CaseId, body: TransferIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Transfer the case to the new municipality's centre (ケース移管)."""
     return _done(_run(lambda: CaseWork(hub).transfer(_actor(member), case, body.to)))
 
 
 @router.get("/cases/{case}/transfer/package", responses=ERRORS)
-def transfer_package(case: CaseId, member: MemberDep, hub: HubDep) -> dict[str, Any]:
+def transfer_package(case: CaseId, member: ReadDep, hub: HubDep) -> dict[str, Any]:
     """The hand-over package as the receiving centre may read it (rule TRANSFER); the read is recorded."""
     transfer_, timeline = _run(lambda: CaseWork(hub).transfer_package(_actor(member), case))
     return {"transfer": transfer_, "timeline": timeline.to_dict()}
 
 
 @router.post("/cases/{case}/transfer/acknowledge", status_code=201, response_model=DoneOut, responses=ERRORS)
-def acknowledge(case: CaseId, member: MemberDep, hub: HubDep) -> DoneOut:
+def acknowledge(case: CaseId, member: PublishDep, hub: HubDep) -> DoneOut:
     """Acknowledge receipt of a transferred case (case.transfer_acknowledged), as the receiving centre."""
     return _done(_run(lambda: CaseWork(hub).acknowledge_transfer(_actor(member), case)))
 
 
 @router.post("/cases/{case}/ledger", status_code=201, response_model=DoneOut, responses=ERRORS)
-def update_ledger(case: CaseId, body: LedgerIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def update_ledger(case: CaseId, body: LedgerIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Update the joint ledger (共同管理台帳), as the registering centre or the covering 児童相談所."""
     return _done(_run(lambda: CaseWork(hub).update_ledger(_actor(member), case, severity=body.severity,
                                                           status=body.status)))
 
 
 @router.post("/cases/{case}/protection", status_code=201, response_model=DoneOut, responses=ERRORS)
-def protection(case: CaseId, body: ProtectionIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def protection(case: CaseId, body: ProtectionIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Record the start or end of 一時保護 on the joint ledger (児童相談所 only)."""
     return _done(_run(lambda: CaseWork(hub).protection(_actor(member), case, started=body.started)))
 
@@ -195,20 +195,20 @@ def protection(case: CaseId, body: ProtectionIn, member: MemberDep, hub: HubDep)
 # --- Views ------------------------------------------------------------------------------------------------
 
 @router.get("/ledger", responses=ERRORS)
-def progress_ledger(member: MemberDep, hub: HubDep) -> dict[str, Any]:
+def progress_ledger(member: ReadDep, hub: HubDep) -> dict[str, Any]:
     """The token's centre's progress ledger (進行管理台帳), built from its own recorded reads."""
     return _run(lambda: CaseViews(hub).progress_ledger(member.org, role=member.role, user=member.user)).to_dict()
 
 
 @router.get("/joint-ledger", responses=ERRORS)
-def joint_ledger(member: MemberDep, hub: HubDep) -> dict[str, Any]:
+def joint_ledger(member: ReadDep, hub: HubDep) -> dict[str, Any]:
     """The token's 児童相談所's joint ledger (共同管理台帳): the abuse cases of the municipalities it covers."""
     return _run(lambda: CaseViews(hub).joint_ledger(member.org, role=member.role, user=member.user)).to_dict()
 
 
 @router.get("/agenda", responses=ERRORS | {200: {"content": {"application/json": {}, "text/csv": {},
                                                                  "text/html": {}}}})
-def agenda(member: MemberDep, hub: HubDep,
+def agenda(member: ReadDep, hub: HubDep,
            on: Annotated[date, Query(alias="date", description="The meeting day.")],
            format: Annotated[Literal["json", "csv", "html"], Query(description="json, csv (Excel) or html")] = "json"
            ) -> Any:
@@ -224,7 +224,7 @@ def agenda(member: MemberDep, hub: HubDep,
 
 
 @router.get("/transfers", responses=ERRORS)
-def transfers(member: MemberDep, hub: HubDep,
+def transfers(member: ReadDep, hub: HubDep,
               all: Annotated[bool, Query(description="Every transfer, not only the overdue ones.")] = False
               ) -> list[dict[str, Any]]:
     """Transfers the token's centre sent or received that were not acknowledged within 14 days."""
@@ -257,21 +257,21 @@ class ConsentIn(BaseModel):
 
 
 @router.post("/plans", status_code=201, response_model=DoneOut, responses=ERRORS)
-def create_plan(body: PlanIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def create_plan(body: PlanIn, member: PublishDep, hub: HubDep) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).create_plan(
         _actor(member), child=body.child, wishes=body.wishes, issues=body.issues, supports=body.supports,
         review_due=body.review_due, plan=body.plan)))
 
 
 @router.post("/plans/{plan}/versions", status_code=201, response_model=DoneOut, responses=ERRORS)
-def revise_plan(plan: PlanId, body: PlanVersionIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def revise_plan(plan: PlanId, body: PlanVersionIn, member: PublishDep, hub: HubDep) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).revise_plan(
         _actor(member), plan, wishes=body.wishes, issues=body.issues, supports=body.supports,
         review_due=body.review_due)))
 
 
 @router.post("/plans/{plan}/consents", status_code=201, response_model=DoneOut, responses=ERRORS)
-def grant_consent(plan: PlanId, body: ConsentIn, member: MemberDep, hub: HubDep) -> DoneOut:
+def grant_consent(plan: PlanId, body: ConsentIn, member: PublishDep, hub: HubDep) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).grant_consent(
         _actor(member), plan, version=body.version, recipients=body.recipients, signed_by=body.signed_by,
         valid_until=body.valid_until)))
@@ -279,19 +279,19 @@ def grant_consent(plan: PlanId, body: ConsentIn, member: MemberDep, hub: HubDep)
 
 @router.post("/plans/{plan}/consents/{consent}/withdraw", status_code=201, response_model=DoneOut,
              responses=ERRORS)
-def withdraw_consent(plan: PlanId, consent: Annotated[str, Path(min_length=1, max_length=200)], member: MemberDep,
+def withdraw_consent(plan: PlanId, consent: Annotated[str, Path(min_length=1, max_length=200)], member: PublishDep,
                      hub: HubDep) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).withdraw_consent(_actor(member), plan, consent)))
 
 
 @router.post("/plans/{plan}/refusals", status_code=201, response_model=DoneOut, responses=ERRORS)
-def refuse_consent(plan: PlanId, member: MemberDep, hub: HubDep) -> DoneOut:
+def refuse_consent(plan: PlanId, member: PublishDep, hub: HubDep) -> DoneOut:
     """The family refused to share the plan: support goes on, nothing is shared."""
     return _done(_run(lambda: CaseWork(hub).refuse_consent(_actor(member), plan)))
 
 
 @router.get("/plans/due", responses=ERRORS)
-def plans_due(member: MemberDep, hub: HubDep,
+def plans_due(member: ReadDep, hub: HubDep,
               on: Annotated[date, Query(alias="date", description="List plans due on or before this day.")]
               ) -> dict[str, Any]:
     plans, reads = _run(lambda: CaseViews(hub).plans_due(member.org, on, role=member.role, user=member.user))

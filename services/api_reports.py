@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from events.problems import Rejected
-from services.api_deps import ApiError, HubDep, MemberDep, error_responses
+from services.api_deps import ApiError, HubDep, ReadDep, error_responses
 from services.hub import JST
 from services.reports import overdue_reports
 
@@ -38,7 +38,7 @@ class OverdueListOut(BaseModel):
 
 @router.get("/reports/overdue", response_model=OverdueListOut, responses=error_responses(401, 403, 422),
             summary="Monthly reports due and missing (未提出の月次報告)")
-def overdue(member: MemberDep, hub: HubDep,
+def overdue(member: ReadDep, hub: HubDep,
             month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
                                                description="Only this month (YYYY-MM).")] = None) -> OverdueListOut:
     try:

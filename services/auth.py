@@ -1,25 +1,59 @@
-"""Bearer tokens: who is calling the hub, for which organisation, in which role.
+"""Bearer tokens: who is calling the hub, for which organisation, in which role, with which scopes.
 
 Tokens are JWTs (RFC 7519) signed with ES256 (ECDSA on P-256) by joserfc. The private key signs
 (``TokenIssuer``); the public keys verify (``TokenVerifier``). Every token names its key in the ``kid`` header
-(the key's RFC 7638 thumbprint) and is verified against a key *set*, so that a later JWKS endpoint
-(``TokenVerifier.jwks``) and key rotation (several keys in the set, the newest one signing) need no change to
-the tokens or to the callers.
+(the key's RFC 7638 thumbprint) and is verified against the key *set* the JWKS endpoint publishes.
 
 Claims: ``iss`` "tsunagu", ``aud`` "tsunagu-hub", ``sub`` (the person or account), ``org`` (the registered
-organisation acted for), ``role`` (domain.md, "People and words"), ``iat``, ``exp``, ``jti``.
+organisation acted for), ``role`` (domain.md, "People and words"), ``scope`` (space-separated, below), ``iat``,
+``exp``, ``jti``; tokens from the client-credentials grant also carry ``client_id`` (the hub then checks, on every
+request, that the client is still enabled: ``services.api_deps.get_principal``).
 
-This module only says who the caller is. Whether the caller may read anything is decided by the read policy
-(``consent.policy``) through the read service, never here.
+Scopes
+------
+Every endpoint of the API requires one scope (``services.api_deps.require_scope``). A token carries the scopes it
+was issued with: a machine client's (``tsunagu clients add --scopes``, at most those, fewer when it asks for
+fewer), or a person's, from the role they act in:
+
+===========================================================================================  ====================
+role (a person signed in through OpenID Connect, or ``tsunagu token issue``)                  scopes
+===========================================================================================  ====================
+caseworker, health_nurse, supervisor, teacher, school_admin, nursery_staff, provider_staff,   ``read publish``
+clerk
+auditor                                                                                       ``read audit``
+adapter (``tsunagu token issue --role adapter``; clients get the scopes they were registered  ``publish``
+with)
+===========================================================================================  ====================
+
+``publish``: publish events and change case work; ``read``: timelines, ledgers, the agenda, lists; ``audit``:
+the auditors' endpoints (access records, replay); ``admin``: administration of the hub. No role gets ``admin`` by
+default: it is given explicitly, to a machine client (``clients add --scopes admin``) or a development token
+(``token issue --scope admin``). An auditor's ``read`` lets an auditor *ask*: the read policy refuses case
+content to auditors, and records the refusal. Scopes say what a token may attempt; the read policy
+(``consent.policy``) still decides every read, never this module.
+
+Keys and their rotation
+-----------------------
+``SigningKeys`` keeps the hub's EC P-256 keys in one PEM file (``tsunagu-signing-key.pem`` by default, mode
+0600), one PEM block per key, oldest first. The **last** key signs; every key in the file verifies and is listed
+in the JWKS. ``tsunagu keys rotate`` appends a new key (which signs from then on); ``tsunagu keys retire KID``
+removes an old one once the tokens it signed have expired. The file is rewritten atomically (write, then rename),
+and a running server picks the change up without a restart: it re-reads the file at most every
+``refresh_seconds`` (1 s), and at once when a token names a key it does not know (a token signed by a key
+another process has just added). Tokens signed by a retired key are refused from then on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import tempfile
+import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -27,11 +61,14 @@ from joserfc import errors as jose_errors
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
+log = logging.getLogger("tsunagu.auth")
+
 ISSUER = "tsunagu"
 AUDIENCE = "tsunagu-hub"
 ALGORITHM = "ES256"
 CURVE = "P-256"
-DEFAULT_LIFETIME = timedelta(hours=8)
+DEFAULT_LIFETIME = timedelta(hours=8)  # tokens of ``tsunagu token issue`` (development)
+ACCESS_TOKEN_LIFETIME = timedelta(minutes=15)  # tokens of the token endpoint (machine clients and staff)
 MAX_LIFETIME = timedelta(days=31)
 LEEWAY_SECONDS = 30  # clock skew between the machine that minted a token and the hub
 KEY_FILE_ENV = "TSUNAGU_SIGNING_KEY_FILE"
@@ -51,9 +88,28 @@ ROLES = frozenset({
     "adapter",  # machine accounts of adapters
 })
 
+SCOPES: dict[str, str] = {
+    "publish": "Publish events and change case work, as the token's organisation",
+    "read": "Read timelines, ledgers, the agenda and lists, as the read policy allows the token's organisation",
+    "audit": "Auditors' endpoints: access records and their replay",
+    "admin": "Administration of the hub",
+}
+
+_STAFF = frozenset({"read", "publish"})
+ROLE_SCOPES: dict[str, frozenset[str]] = {role: _STAFF for role in ROLES} | {
+    "auditor": frozenset({"read", "audit"}),
+    "adapter": frozenset({"publish"}),
+}
+"""The scopes of a person acting in a role (the table in the module docstring)."""
+
+
+def scope_text(scopes: Iterable[str]) -> str:
+    """Scopes as the space-separated ``scope`` of a token or a token response (RFC 6749, section 3.3)."""
+    return " ".join(sorted(set(scopes)))
+
 
 class KeyFileError(Exception):
-    """The signing key file cannot be read, created, or is not an EC P-256 private key."""
+    """The signing key file cannot be read, created or changed, or does not hold EC P-256 private keys."""
 
 
 class InvalidToken(Exception):
@@ -69,12 +125,15 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    """The verified caller: the organisation it acts for, the role it acts in, and the person or account."""
+    """The verified caller: the organisation it acts for, the role it acts in, the person or account, and what
+    its token allows it to attempt."""
 
     org: str
     role: str
     user: str
     token_id: str | None = None  # the token's jti, for tracing and a later revocation list
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    client_id: str | None = None  # the machine client of a client-credentials token
 
 
 # --- Keys ---------------------------------------------------------------------------------------------------
@@ -91,79 +150,273 @@ def _with_kid(key: ECKey) -> ECKey:
                                                                     "use": "sig"})
 
 
-def load_signing_key(path: str | os.PathLike[str], *, create: bool = False) -> ECKey:
-    """Load the EC P-256 private key in the PEM file ``path``.
+def _public(key: ECKey) -> ECKey:
+    return ECKey.import_key(key.as_dict(private=False), {"kid": key.kid or key.thumbprint(), "alg": ALGORITHM,
+                                                         "use": "sig"})
 
-    With ``create``, a missing file is created with a new key, readable by its owner only (0600): for
-    development and demonstrations. Production deployments provide the file (from their secret store).
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key of the key file: its ``kid``, when it was added (``None`` for a key written before rotation
+    existed), whether it signs (the newest) and, for the others, when they stopped signing (their successor's
+    ``added``)."""
+
+    kid: str
+    added: datetime | None
+    signing: bool
+    replaced: datetime | None = None
+
+
+_BLOCK = re.compile(r"(?:^#[ \t]*added[ \t]+(?P<added>\S+)[ \t]*\r?\n)?"
+                    r"(?P<pem>-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n.*?-----END (?P=label)-----)",
+                    re.MULTILINE | re.DOTALL)
+
+
+def _parse_key_file(path: Path, data: bytes) -> list[tuple[ECKey, datetime | None]]:
+    """The keys of a key file, oldest first, each with when it was added (a ``# added`` line before its block)."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise KeyFileError(f"signing key file {path} is not a PEM file") from None
+    keys = []
+    for match in _BLOCK.finditer(text):
+        try:
+            key = ECKey.import_key(match["pem"].encode("ascii"))
+        except (ValueError, TypeError, jose_errors.JoseError) as error:
+            raise KeyFileError(f"signing key file {path} holds a block that is not an EC private key ({error})") \
+                from None
+        if key.curve_name != CURVE or not key.is_private:
+            raise KeyFileError(f"signing key file {path} must hold EC {CURVE} private keys for {ALGORITHM}")
+        added = None
+        if match["added"]:
+            try:
+                added = datetime.fromisoformat(match["added"])
+            except ValueError:
+                raise KeyFileError(f"signing key file {path}: {match['added']!r} is not a time") from None
+        keys.append((_with_kid(key), added))
+    if not keys:
+        raise KeyFileError(f"signing key file {path} holds no EC private key in PEM format")
+    return keys
+
+
+def _key_file_text(keys: list[tuple[ECKey, datetime | None]]) -> bytes:
+    blocks = []
+    for key, added in keys:
+        comment = f"# added {added.astimezone(timezone.utc).isoformat(timespec='seconds')}\n" if added else ""
+        blocks.append(comment.encode("ascii") + key.as_pem(private=True).strip() + b"\n")
+    return b"".join(blocks)
+
+
+class SigningKeys:
+    """The hub's signing keys, kept in one PEM file (see the module docstring): the last one signs, all verify.
+
+    ``refresh_seconds``: how long the keys read from the file are used before the file is looked at again (a key
+    the file does not hold any more stops verifying within that time). ``now`` gives the time for ``rotate`` and
+    ``retire``.
     """
-    path = Path(path)
-    if create and not path.exists():
-        _create_key_file(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"signing key file {path} does not exist") from None
-    except OSError as error:
-        raise KeyFileError(f"signing key file {path} cannot be read: {error.strerror}") from None
-    try:
-        key = ECKey.import_key(data)
-    except (ValueError, TypeError, jose_errors.JoseError) as error:
-        raise KeyFileError(f"signing key file {path} is not an EC private key in PEM format ({error})") from None
-    if key.curve_name != CURVE or not key.is_private:
-        raise KeyFileError(f"signing key file {path} must hold an EC {CURVE} private key for {ALGORITHM}")
-    return _with_kid(key)
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, refresh_seconds: float = 1.0,
+                 now: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.refresh_seconds = refresh_seconds
+        self.now = now
+        self._lock = threading.Lock()
+        self._data: bytes | None = None
+        self._checked = float("-inf")
+        self._keys: list[tuple[ECKey, datetime | None]] = []
+        if create and not self.path.exists():
+            self._create()
+        self._refresh(force=True, strict=True)
+
+    # -- reading
+
+    def _refresh(self, *, force: bool = False, strict: bool = False) -> None:
+        """Re-read the file when ``refresh_seconds`` have passed (or ``force``). A file that cannot be read any more
+        keeps the keys in use (logged), so that a mistake in the file does not stop a running server; ``strict``
+        (at start) raises ``KeyFileError`` instead."""
+        moment = time.monotonic()
+        if not force and moment - self._checked < self.refresh_seconds:
+            return
+        with self._lock:
+            self._checked = moment
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                error = KeyFileError(f"signing key file {self.path} does not exist")
+            except OSError as failure:
+                error = KeyFileError(f"signing key file {self.path} cannot be read: {failure.strerror}")
+            else:
+                if data == self._data:
+                    return
+                try:
+                    self._keys = _parse_key_file(self.path, data)
+                    self._data = data
+                    return
+                except KeyFileError as failure:
+                    error = failure
+            if strict or not self._keys:
+                raise error
+            log.error("%s; the keys read before stay in use", error)
+
+    def signing_key(self) -> ECKey:
+        """The key that signs new tokens: the newest."""
+        self._refresh()
+        return self._keys[-1][0]
+
+    def key_set(self, kid: str | None = None) -> KeySet:
+        """The public keys that verify. Naming a ``kid`` the set does not hold re-reads the file at once."""
+        self._refresh()
+        if kid is not None and kid not in {k.kid for k, _ in self._keys}:
+            self._refresh(force=True)
+        return KeySet([_public(k) for k, _ in self._keys])
+
+    def keys(self) -> list[KeyInfo]:
+        """Every key, oldest first."""
+        self._refresh(force=True)
+        infos = []
+        for i, (key, added) in enumerate(self._keys):
+            successor = self._keys[i + 1][1] if i + 1 < len(self._keys) else None
+            infos.append(KeyInfo(kid=key.kid, added=added, signing=i == len(self._keys) - 1, replaced=successor))
+        return infos
+
+    # -- changing (the ``tsunagu keys`` commands)
+
+    def rotate(self) -> ECKey:
+        """Add a new key, which signs from now on; the others keep verifying. The new key's public half."""
+        key = _with_kid(ECKey.generate_key(CURVE, private=True))
+        self._write(self._current() + [(key, self._utc_now())])
+        return _public(key)
+
+    def retire(self, kid: str, *, force: bool = False) -> KeyInfo:
+        """Remove the key ``kid``: tokens it signed are refused from then on.
+
+        Refused (``KeyFileError``) for the signing key, and, unless ``force``, for a key that stopped signing less
+        than the lifetime of the token endpoint's tokens ago (they may still be in use)."""
+        keys = self._current()
+        infos = {info.kid: info for info in self.keys()}
+        info = infos.get(kid)
+        if info is None:
+            raise KeyFileError(f"no key {kid!r} in {self.path}; the keys are {', '.join(infos)}")
+        if info.signing:
+            raise KeyFileError(f"key {kid} signs the hub's tokens now: rotate first ('tsunagu keys rotate'), "
+                               f"then retire it once the tokens it signed have expired")
+        if not force and info.replaced is not None:
+            wait = info.replaced + ACCESS_TOKEN_LIFETIME + timedelta(seconds=LEEWAY_SECONDS) - self._utc_now()
+            if wait > timedelta(0):
+                raise KeyFileError(f"key {kid} stopped signing at {info.replaced.isoformat()}: tokens it signed may "
+                                   f"be in use for {int(wait.total_seconds()) + 1} more seconds (--force to retire "
+                                   f"it anyway)")
+        self._write([(k, added) for k, added in keys if k.kid != kid])
+        return info
+
+    def _current(self) -> list[tuple[ECKey, datetime | None]]:
+        self._refresh(force=True, strict=True)
+        return list(self._keys)
+
+    def _utc_now(self) -> datetime:
+        return datetime.fromtimestamp(int(self.now()), timezone.utc)
+
+    def _create(self) -> None:
+        key = _with_kid(ECKey.generate_key(CURVE, private=True))
+        if self.path.parent != Path(""):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return  # created meanwhile by another process: use that one
+        except OSError as error:
+            raise KeyFileError(f"signing key file {self.path} cannot be created: {error.strerror}") from None
+        with os.fdopen(fd, "wb") as file:
+            file.write(_key_file_text([(key, self._utc_now())]))
+
+    def _write(self, keys: list[tuple[ECKey, datetime | None]]) -> None:
+        """Replace the file atomically (a reader sees the old keys or the new ones, never half a file)."""
+        directory = self.path.parent if self.path.parent != Path("") else Path(".")
+        try:
+            fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as file:  # mkstemp creates it with mode 0600
+                    file.write(_key_file_text(keys))
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(temporary, self.path)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise KeyFileError(f"signing key file {self.path} cannot be written: {error.strerror}") from None
+        self._refresh(force=True, strict=True)
 
 
-def _create_key_file(path: Path) -> None:
-    key = ECKey.generate_key(CURVE, private=True)
-    if path.parent != Path(""):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # created meanwhile by another process: use that one
-    except OSError as error:
-        raise KeyFileError(f"signing key file {path} cannot be created: {error.strerror}") from None
-    with os.fdopen(fd, "wb") as file:
-        file.write(key.as_pem(private=True))
+class _FixedKeys:
+    """Keys given in memory (no file): the last one signs, all verify."""
+
+    def __init__(self, keys: Iterable[ECKey]):
+        self._keys = [_with_kid(k) if k.is_private else _public(k) for k in keys]
+        if not self._keys:
+            raise ValueError("at least one key is needed")
+
+    def signing_key(self) -> ECKey:
+        return self._keys[-1]
+
+    def key_set(self, kid: str | None = None) -> KeySet:
+        return KeySet([_public(k) for k in self._keys])
+
+
+def load_signing_keys(path: str | os.PathLike[str], *, create: bool = False,
+                      refresh_seconds: float = 1.0) -> SigningKeys:
+    """The key file ``path`` (see ``SigningKeys``). With ``create``, a missing file is created with one new key,
+    readable by its owner only (0600): for development and demonstrations. Production deployments provide the file
+    (from their secret store)."""
+    return SigningKeys(path, create=create, refresh_seconds=refresh_seconds)
 
 
 # --- Issuing and verifying ----------------------------------------------------------------------------------
 
 class TokenIssuer:
-    """Mints bearer tokens with one private key (the current signing key)."""
+    """Mints bearer tokens with the current signing key (an ``ECKey``, or the newest of ``SigningKeys``)."""
 
-    def __init__(self, key: ECKey, *, now: Callable[[], float] = time.time):
-        if not key.is_private:
-            raise ValueError("a TokenIssuer needs a private key")
-        self.key = _with_kid(key)
+    def __init__(self, keys: ECKey | SigningKeys, *, now: Callable[[], float] = time.time):
+        if isinstance(keys, ECKey):
+            if not keys.is_private:
+                raise ValueError("a TokenIssuer needs a private key")
+            keys = _FixedKeys([keys])  # type: ignore[assignment]
+        self.keys = keys
         self.now = now
 
-    def issue(self, *, org: str, role: str, user: str, lifetime: timedelta = DEFAULT_LIFETIME) -> str:
+    @property
+    def key(self) -> ECKey:
+        """The key that signs now."""
+        return self.keys.signing_key()
+
+    def issue(self, *, org: str, role: str, user: str, lifetime: timedelta = DEFAULT_LIFETIME,
+              scopes: Iterable[str] | None = None, client_id: str | None = None) -> str:
+        """A token for ``user`` acting for ``org`` in ``role``, with ``scopes`` (default: the role's,
+        ``ROLE_SCOPES``)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}; one of {', '.join(sorted(ROLES))}")
         if not org or not user:
             raise ValueError("a token names an organisation and a user")
         if not timedelta(0) < lifetime <= MAX_LIFETIME:
             raise ValueError(f"a token's lifetime is more than 0 and at most {MAX_LIFETIME.days} days")
+        granted = ROLE_SCOPES[role] if scopes is None else frozenset(scopes)
+        if unknown := granted - SCOPES.keys():
+            raise ValueError(f"unknown scope {', '.join(sorted(unknown))}; one of {', '.join(SCOPES)}")
+        key = self.key
         issued_at = int(self.now())
-        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user, "org": org, "role": role, "iat": issued_at,
-                  "exp": issued_at + int(lifetime.total_seconds()), "jti": str(uuid.uuid4())}
-        return jwt.encode({"alg": ALGORITHM, "kid": self.key.kid, "typ": "JWT"}, claims, self.key,
-                          algorithms=[ALGORITHM])
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user, "org": org, "role": role,
+                  "scope": scope_text(granted), "iat": issued_at, "exp": issued_at + int(lifetime.total_seconds()),
+                  "jti": str(uuid.uuid4())}
+        if client_id is not None:
+            claims["client_id"] = client_id
+        return jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[ALGORITHM])
 
 
 class TokenVerifier:
-    """Verifies bearer tokens against a set of public keys, chosen by the token's ``kid``."""
+    """Verifies bearer tokens against the public keys (a list, or ``SigningKeys``), chosen by the token's ``kid``."""
 
-    def __init__(self, keys: Iterable[ECKey], *, now: Callable[[], float] = time.time):
-        public = [ECKey.import_key(k.as_dict(private=False), {"kid": k.kid or k.thumbprint(), "alg": ALGORITHM,
-                                                               "use": "sig"}) for k in keys]
-        if not public:
-            raise ValueError("a TokenVerifier needs at least one key")
-        self.keys = KeySet(public)
-        self._kids = {k.kid for k in public}
+    def __init__(self, keys: Iterable[ECKey] | SigningKeys, *, now: Callable[[], float] = time.time):
+        self.keys = keys if isinstance(keys, SigningKeys) else _FixedKeys(keys)
         self.now = now
         self._claims = jwt.JWTClaimsRegistry(
             now=lambda: int(self.now()), leeway=LEEWAY_SECONDS,
@@ -178,15 +431,16 @@ class TokenVerifier:
         )
 
     def jwks(self) -> dict[str, Any]:
-        """The public keys as a JWK Set (RFC 7517), for a JWKS endpoint."""
-        return self.keys.as_dict(private=False)
+        """The public keys as a JWK Set (RFC 7517), for the JWKS endpoint: every key that verifies."""
+        return self.keys.key_set().as_dict(private=False)
 
-    def _key_for(self, obj: Any) -> ECKey | KeySet:
+    def _key_for(self, obj: Any) -> KeySet:
         kid = obj.headers().get("kid")
-        if not isinstance(kid, str) or kid not in self._kids:
+        keys = self.keys.key_set(kid if isinstance(kid, str) else None)
+        if not isinstance(kid, str) or kid not in {k.kid for k in keys.keys}:
             raise InvalidToken("invalid_token", "the token is not signed by a key of this hub",
                                "このハブが発行したトークンではありません")
-        return self.keys
+        return keys
 
     def verify(self, token: str) -> Principal:
         """The caller the token names, or ``InvalidToken`` saying why it is not accepted."""
@@ -227,11 +481,20 @@ class TokenVerifier:
         if role not in ROLES:
             raise InvalidToken("invalid_token", f"unknown role {role!r} in the token",
                                f"トークンの役割「{role}」は登録されていません")
-        return Principal(org=org, role=role, user=user, token_id=jti)
+        scope, client_id = claims.get("scope"), claims.get("client_id")
+        if not isinstance(scope, str) or not set(scope.split()) <= SCOPES.keys():
+            raise InvalidToken("invalid_token", "the token's scope is missing or names an unknown scope",
+                               "トークンの権限（scope）が正しくありません")
+        if client_id is not None and not (isinstance(client_id, str) and client_id):
+            raise InvalidToken("invalid_token", "the token's client_id must be a non-empty string",
+                               "トークンの内容が正しくありません")
+        return Principal(org=org, role=role, user=user, token_id=jti, scopes=frozenset(scope.split()),
+                         client_id=client_id)
 
 
-def keys_from_file(key_file: str | os.PathLike[str] | None = None, *,
-                   create: bool = True) -> tuple[TokenIssuer, TokenVerifier]:
-    """The issuer and verifier of a deployment with a single signing key in ``key_file`` (see ``key_file_path``)."""
-    key = load_signing_key(key_file_path(key_file), create=create)
-    return TokenIssuer(key), TokenVerifier([key])
+def keys_from_file(key_file: str | os.PathLike[str] | None = None, *, create: bool = True,
+                   refresh_seconds: float = 1.0) -> tuple[TokenIssuer, TokenVerifier]:
+    """The issuer and verifier of a deployment, sharing the key file ``key_file`` (see ``key_file_path``): a
+    rotation or a retirement of a key is seen by both without a restart."""
+    keys = load_signing_keys(key_file_path(key_file), create=create, refresh_seconds=refresh_seconds)
+    return TokenIssuer(keys), TokenVerifier(keys)

@@ -1,4 +1,8 @@
-"""``tsunagu serve`` (the HTTP API) and ``tsunagu token issue`` (bearer tokens for it).
+"""``tsunagu serve`` (the HTTP API) and ``tsunagu token issue`` (bearer tokens for it, for development).
+
+``serve`` runs the API with its token endpoint (``services.oauth``) on the signing keys of ``--key-file``, staff
+sign-in through the OpenID provider of ``TSUNAGU_OIDC_*`` (``services.oidc``), and, with ``TSUNAGU_DEV_OIDC=1``,
+the development provider (``services.dev_oidc``), which it trusts itself when no other provider is configured.
 
 Registered on the ``tsunagu`` command by ``services/cli.py`` importing this module.
 """
@@ -12,8 +16,8 @@ from enum import Enum
 
 import typer
 
-from services.auth import (DEFAULT_KEY_FILE, DEFAULT_LIFETIME, KEY_FILE_ENV, MAX_LIFETIME, ROLES, KeyFileError,
-                           TokenIssuer, TokenVerifier, key_file_path, keys_from_file)
+from services.auth import (DEFAULT_KEY_FILE, DEFAULT_LIFETIME, KEY_FILE_ENV, MAX_LIFETIME, ROLE_SCOPES, ROLES,
+                           SCOPES, KeyFileError, TokenIssuer, TokenVerifier, key_file_path, keys_from_file)
 from services.cli import Database, app, err, fail
 from services.hub import Hub
 
@@ -23,7 +27,8 @@ app.add_typer(token_app, name="token")
 Role = Enum("Role", {r: r for r in sorted(ROLES)}, type=str)  # typer shows and checks the choices
 KeyFile = Annotated[Optional[Path], typer.Option(
     "--key-file", envvar=KEY_FILE_ENV,
-    help=f"PEM file of the EC P-256 signing key (default ./{DEFAULT_KEY_FILE}; created, mode 0600, when missing).")]
+    help=f"PEM file of the EC P-256 signing keys (default ./{DEFAULT_KEY_FILE}; created, mode 0600, when "
+         f"missing). The last key signs, all verify ('tsunagu keys').")]
 
 
 def _keys(key_file: Path | None) -> tuple[TokenIssuer, TokenVerifier]:
@@ -51,15 +56,29 @@ def _open_hub(database: str | None) -> Hub:
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
           database: Database = None, key_file: KeyFile = None) -> None:
-    """Run the HTTP API (OpenAPI at /docs). Tokens are verified with the signing key's public half."""
+    """Run the HTTP API (OpenAPI at /docs) and its token endpoint (/oauth/token). A key rotation in the key file
+    is picked up without a restart."""
     import uvicorn
 
     from services.api import create_app
+    from services.dev_oidc import PREFIX, DevProvider, dev_oidc_enabled, load_dev_users
+    from services.oidc import OidcProvider, OidcSettings
 
-    _, verifier = _keys(key_file)
+    try:
+        settings = OidcSettings.from_env()
+        dev = DevProvider(f"http://{host}:{port}{PREFIX}", load_dev_users()) if dev_oidc_enabled() else None
+    except ValueError as error:
+        fail(str(error))
+        raise  # unreachable: fail() exits
+    if dev is not None:
+        err.print(f"development sign-in (never in production) / 開発用ログイン: POST {dev.issuer}/token username=…")
+        settings = settings or dev.settings
+    issuer, verifier = _keys(key_file)
     hub = _open_hub(database)
     try:
-        uvicorn.run(create_app(hub, verifier), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(hub, verifier, issuer=issuer, dev_oidc=dev,
+                               oidc=OidcProvider.from_settings(settings) if settings else None),
+                    host=host, port=port, log_level="info")
     finally:
         hub.close()
 
@@ -73,9 +92,17 @@ def token_issue(
         hours: Annotated[float, typer.Option(
             min=0.01, max=MAX_LIFETIME.total_seconds() / 3600,
             help="Lifetime in hours.")] = DEFAULT_LIFETIME.total_seconds() / 3600,
+        scope: Annotated[Optional[str], typer.Option(
+            help=f"Scopes, comma-separated, among {', '.join(SCOPES)}; default: the role's (read,publish for "
+                 f"staff, read,audit for auditors, publish for adapters).")] = None,
         key_file: KeyFile = None, database: Database = None) -> None:
-    """Print a bearer token for ORG acting as ROLE. Refuses organisations not registered in the hub."""
+    """Print a bearer token for ORG acting as ROLE (for development: adapters get theirs from /oauth/token, staff
+    sign in). Refuses organisations not registered in the hub."""
     from datetime import timedelta
+
+    scopes = ROLE_SCOPES[role.value] if scope is None else {s for s in scope.replace(",", " ").split()}
+    if unknown := sorted(scopes - SCOPES.keys()):
+        fail(f"unknown scope {', '.join(unknown)}; one of {', '.join(SCOPES)} / 権限「{'、'.join(unknown)}」はありません")
 
     hub = _open_hub(database)
     try:
@@ -88,4 +115,5 @@ def token_issue(
     if user is not None and not user.strip():
         fail("--user must not be empty / --user が空欄です")
     issuer, _ = _keys(key_file)
-    print(issuer.issue(org=org, role=role.value, user=user or f"{org}:{role.value}", lifetime=timedelta(hours=hours)))
+    print(issuer.issue(org=org, role=role.value, user=user or f"{org}:{role.value}", lifetime=timedelta(hours=hours),
+                       scopes=scopes))
