@@ -103,8 +103,9 @@ def publish(file: Path, database: Database = None,
     from events.transport import TransportError
 
     results = []
+    hub = Hub(database)
     try:
-        publisher = publisher_for(database, via_kafka)
+        publisher = publisher_for(hub, via_kafka)
         try:
             for start in range(0, len(items), 1000):  # result indexes are per chunk: make them per file
                 results += [replace(r, index=start + r.index) for r in publisher.publish(items[start:start + 1000])]
@@ -112,6 +113,8 @@ def publish(file: Path, database: Database = None,
             publisher.close()
     except TransportError as error:
         fail(f"{error} ({len(results)} of {len(items)} events were queued before)", 1)
+    finally:
+        hub.close()
     summary = {**({"queued": sum(r.outcome == "queued" for r in results)} if via_kafka else {}),
                "accepted": sum(r.outcome == "accepted" for r in results),
                "duplicate": sum(r.outcome == "duplicate" for r in results),
@@ -193,19 +196,29 @@ def scenario_run(paths: Annotated[list[str], typer.Argument(help="Scenario files
 
 
 @audit_app.command("verify")
-def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Re-evaluate every access record from the log up to its recorded position, and check the hash chain."""
+def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False,
+                 child: Annotated[Optional[str], typer.Option(
+                     "--child", help="Check this child's access log only.")] = None) -> None:
+    """Check each child's hash chain (naming its first broken record) and re-evaluate every access record from
+    the log up to its recorded position. Exit 1 when anything is wrong."""
+    from services.audit import verify
+
     hub = Hub(database)
     try:
-        report = hub.verify()
+        report = verify(hub.store, child=child)
     finally:
         hub.close()
     if as_json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
+        for m in report.broken_chains:
+            out.print(f"[red]BROKEN CHAIN 改ざんの疑い[/red] first broken record of {m.describe()}")
         for m in report.mismatches:
-            out.print(f"[red]MISMATCH[/red] record {m.record} (child {m.child}, #{m.sequence}): {m.problem}: {m.detail}")
-        out.print(f"{report.records} access records checked, {len(report.mismatches)} mismatches")
+            if m.problem != "chain":
+                out.print(f"[red]MISMATCH[/red] {m.describe()}")
+        out.print(f"{report.records} access records checked, {len(report.broken_chains)} broken chains, "
+                  f"{len(report.mismatches) - len(report.broken_chains)} replay mismatches"
+                  + (f", {report.unreplayable} not replayable (events erased since)" if report.unreplayable else ""))
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -213,10 +226,13 @@ def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Optio
 import services.cli_identity  # noqa: E402,F401  identity link, unlink, queue, resend (紐付け)
 import services.cli_case  # noqa: E402,F401  case …, plan … (要対協 case work, ledgers, agenda, transfers)
 import services.cli_api  # noqa: E402,F401  serve, token issue
+import services.cli_auth  # noqa: E402,F401  clients add|list|rotate-secret|disable, keys list|rotate|retire
 import services.cli_worker  # noqa: E402,F401  worker ingest (the Kafka log transport)
 import services.cli_demo  # noqa: E402,F401  demo
 import services.cli_import  # noqa: E402,F401  import school-monthly|school-daily, reports overdue (定期的な情報提供)
 import services.cli_feeds  # noqa: E402,F401  import jsonl|health-checkup|provider (other organisations' feeds)
+import services.cli_audit  # noqa: E402,F401  audit reads|reconstruct|emergencies|finding|disclosure|impact|queries
+import services.cli_keys  # noqa: E402,F401  master-key generate|rotate|rewrap (encryption at rest)
 
 
 def main() -> None:  # pragma: no cover

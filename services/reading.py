@@ -1,8 +1,10 @@
 """The read service: a child's timeline for a reader, decided by the policy and recorded before it is returned.
 
 ``TimelineReader.read`` is the only way content leaves the hub: the HTTP API, the CLI and the scenario runner
-all call it. It loads the child's stream (not the whole log), asks ``consent.policy`` for a decision, appends
-the access record (allowed or refused), and only then builds the response.
+all call it. It loads the child's stream (not the whole log), asks ``consent.policy`` for a decision, builds the
+response (``returned``), appends the access record (allowed or refused) carrying the digest of that response
+(``returned_digest``), and only then returns it. An auditor rebuilds a past read with the same two functions
+(``services.auditing``) and checks the digest: what was returned then can be shown exactly, later.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Callable
 
 from eventsourcing.persistence import IntegrityError
 
-from consent.model import ReadDecision, Reader, Recorded, Settings
+from consent.model import Org, ReadDecision, Reader, Recorded, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
 from events.envelope import content_digest
 from events.store import AccessLog, ChildRecord, HubStore
@@ -63,9 +65,38 @@ class Timeline:
         return out
 
 
+def returned(decision: ReadDecision, entries: list[Recorded], envelopes: list[dict[str, Any]],
+             reader_org: Org | None) -> tuple[list[TimelineEntry], int | None]:
+    """What a read returns for ``decision``: the allowed events, redacted, in timeline order, and how many were
+    withheld (``None`` for readers who learn nothing of withheld events). ``envelopes`` are the stored envelopes
+    of ``entries``, in the same order."""
+    if not decision.allowed:
+        return [], None
+    by_id = {e.id: (e, env) for e, env in zip(entries, envelopes)}
+    shown: list[TimelineEntry] = []
+    for d in decision.events:
+        if not d.allowed:
+            continue
+        e, env = by_id[d.event]
+        shown.append(TimelineEntry(id=e.id, kind=e.kind, source=e.source, basis=e.basis, at=env["at"],
+                                   payload=redact(e, d), rule=d.rule or "", redacted=list(d.redacted),
+                                   function=e.function, to=e.to, sensitive=list(e.sensitive)))
+    withheld = sum(1 for d in decision.events if not d.allowed) if learns_of_withheld(reader_org) else None
+    return shown, withheld
+
+
+def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> str:
+    """The digest of what a read returned: the outcome, every entry as returned (ids, redacted payloads, rules,
+    redacted fields) and the withheld count. Kept in the access record, so a reconstruction can be proved exact."""
+    return content_digest({"allowed": decision.allowed, "reason": decision.reason,
+                           "entries": [e.to_dict() for e in shown], "withheld": withheld})
+
+
 def access_record(reader: Reader, child: str, decision: ReadDecision, *, log_position: int, child_position: int,
-                  registry_version: int, settings: Settings, recorded_at: datetime) -> dict[str, Any]:
-    """An access record (policy.md, "Every read is recorded"), before chaining."""
+                  registry_version: int, settings: Settings, recorded_at: datetime,
+                  content: str) -> dict[str, Any]:
+    """An access record (policy.md, "Every read is recorded"), before chaining. ``content``: the digest of what
+    the read returned (``returned_digest``)."""
     return {
         "id": str(uuid.uuid4()),
         "reader": {"org": reader.org, "role": reader.role, "user": reader.user},
@@ -79,6 +110,7 @@ def access_record(reader: Reader, child: str, decision: ReadDecision, *, log_pos
         "settings": settings.to_dict(),
         "policy_version": decision.policy_version,
         "decision": decision.to_dict(),
+        "content_digest": content,
     }
 
 
@@ -104,23 +136,11 @@ class TimelineReader:
         envelopes = list(cached.envelopes[: len(entries)]) if cached is not None else []
         log_position = self.store.log_position()
         decision = decide_read(reader, entries, orgs, self.settings)
+        shown, withheld = returned(decision, entries, envelopes, orgs.get(org))  # built before it is recorded
         record = access_record(reader, child, decision, log_position=log_position, child_position=len(entries),
-                               registry_version=registry_version, settings=self.settings, recorded_at=t)
+                               registry_version=registry_version, settings=self.settings, recorded_at=t,
+                               content=returned_digest(decision, shown, withheld))
         self._append(child, record)  # recorded before anything is returned
-
-        withheld = None
-        shown: list[TimelineEntry] = []
-        if decision.allowed:
-            by_id = {e.id: (e, env) for e, env in zip(entries, envelopes)}
-            for d in decision.events:
-                if not d.allowed:
-                    continue
-                e, env = by_id[d.event]
-                shown.append(TimelineEntry(id=e.id, kind=e.kind, source=e.source, basis=e.basis, at=env["at"],
-                                           payload=redact(e, d), rule=d.rule or "", redacted=list(d.redacted),
-                                           function=e.function, to=e.to, sensitive=list(e.sensitive)))
-            if learns_of_withheld(orgs.get(org)):
-                withheld = sum(1 for d in decision.events if not d.allowed)
         return Timeline(child=child, org=org, role=role, purpose=purpose, t=t.isoformat(), allowed=decision.allowed,
                         reason=decision.reason, entries=shown, withheld=withheld, access_record=record["id"],
                         policy_version=decision.policy_version)
