@@ -2,7 +2,8 @@
 
 ``GET /v1/reports/overdue``: the monthly reports that are due and missing, as the token's organisation may see
 them (``consent.reports.may_see_listing``): a school or nursery its own target list, a centre the lists it
-assigned. Projected by ``services.reports.overdue_reports``.
+assigned. Each listed child's line is backed by the caller's own recorded read of the child's record
+(``services.reports.recorded_overdue``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 from events.problems import Rejected
 from services.api_deps import ApiError, HubDep, ReadDep, error_responses
 from services.hub import JST
-from services.reports import overdue_reports
+from services.reports import recorded_overdue
 
 router = APIRouter(prefix="/v1", tags=["periodic reports"])
 
@@ -34,6 +35,7 @@ class OverdueListOut(BaseModel):
     reader: str
     month: str | None
     overdue: list[OverdueOut]
+    access_records: list[str] = Field(description="The access records of the reads behind the list, one per child.")
 
 
 @router.get("/reports/overdue", response_model=OverdueListOut, responses=error_responses(401, 403, 422),
@@ -42,9 +44,10 @@ def overdue(member: ReadDep, hub: HubDep,
             month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
                                                description="Only this month (YYYY-MM).")] = None) -> OverdueListOut:
     try:
-        found = overdue_reports(hub.store, hub.settings, reader=member.org, month=month,
-                                today=hub.clock().astimezone(JST).date())
+        found, records = recorded_overdue(hub, reader=member.org, role=member.role, user=member.user, month=month,
+                                          today=hub.clock().astimezone(JST).date())
     except Rejected as rejected:
         first = rejected.problems[0]
         raise ApiError(403, first.code, first.message, first.message_ja) from None
-    return OverdueListOut(reader=member.org, month=month, overdue=[OverdueOut(**r.to_dict()) for r in found])
+    return OverdueListOut(reader=member.org, month=month, overdue=[OverdueOut(**r.to_dict()) for r in found],
+                          access_records=records)

@@ -3,6 +3,7 @@ send (school-reports.md) and which of their monthly reports are missing."""
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -15,7 +16,7 @@ from adapters.publisher import Publisher, publisher_for
 from events.problems import Rejected
 from services.cli import Database, app, err, fail, out
 from services.hub import JST, Hub
-from services.reports import overdue_reports
+from services.reports import recorded_overdue
 from services.school_import import ImportSummary, SchoolImporter
 
 import_app = typer.Typer(help="Import files from schools and nurseries (取り込み).", no_args_is_help=True)
@@ -135,8 +136,8 @@ def reports_overdue(center: Annotated[Optional[str], typer.Option("--center", he
             fail(f"--month: {error.message_ja}")
     hub = Hub(database)
     try:
-        found = overdue_reports(hub.store, hub.settings, reader=center or school or "", month=month,
-                                today=hub.clock().astimezone(JST).date())
+        found, _ = recorded_overdue(hub, reader=center or school or "", role="clerk", user=getpass.getuser(),
+                                    month=month, today=hub.clock().astimezone(JST).date())
     except Rejected as rejected:
         fail("; ".join(p.message_ja for p in rejected.problems))
     finally:

@@ -6,6 +6,11 @@ For every listing on a school's target list, a monthly report is expected for ea
 ``attendance.monthly`` for the child and month addressed to the listing's centre; a correction replaces the
 report, it does not make it missing. What each reader sees is decided by ``consent.reports.may_see_listing``:
 a school its own list, a centre the lists it assigned.
+
+``overdue_reports`` is the projection. What a person is shown is ``recorded_overdue``: every listed child's
+line is backed by the reader's own read of the child's record through the read service (purpose ``support``),
+decided by the policy and recorded before the list is returned; a line whose target-list event that read does
+not show is left out.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ from __future__ import annotations
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consent.model import Settings
 from consent.reports import LISTING_CENTRES, REPORTING_ORGS, may_see_listing
 from events.problems import Problem, Rejected
 from events.store import HubStore
 from services.rosters import CenterLists, Listing, MonthlyReports, SchoolRoster, next_month, peek
+
+if TYPE_CHECKING:
+    from services.hub import Hub
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class OverdueReport:
     due: date  # the last day on which it was on time
     student_no: str
     child: str
+    listing: str = ""  # the target_list.assigned event that put the child on the list
 
     def to_dict(self) -> dict[str, Any]:
         return {"school": self.school, "centre": self.centre, "month": self.month, "due": self.due.isoformat(),
@@ -78,5 +87,19 @@ def overdue_reports(store: HubStore, settings: Settings, *, reader: str, today: 
                     reports[(school, m)] = peek(store, MonthlyReports, school, m)
                 if reports[(school, m)].received(listing.child, listing.centre) is None:
                     found.append(OverdueReport(school, listing.centre, m, due_date(m, settings),
-                                               listing.student_no, listing.child))
+                                               listing.student_no, listing.child, listing.assigned_id))
     return sorted(found, key=lambda r: (r.school, r.month, r.student_no, r.centre))
+
+
+def recorded_overdue(hub: "Hub", *, reader: str, role: str, user: str | None, today: date,
+                     month: str | None = None) -> tuple[list[OverdueReport], list[str]]:
+    """The overdue reports ``reader`` is shown, and the access records of the reads behind them (one read of each
+    listed child's record, recorded before anything is returned). Raises ``Rejected`` as ``overdue_reports``."""
+    found = overdue_reports(hub.store, hub.settings, reader=reader, today=today, month=month)
+    visible: dict[str, set[str]] = {}
+    records: list[str] = []
+    for child in dict.fromkeys(r.child for r in found):
+        timeline = hub.timeline(org=reader, role=role, child=child, purpose="support", user=user)
+        records.append(timeline.access_record)
+        visible[child] = {e.id for e in timeline.entries}
+    return [r for r in found if r.listing in visible[r.child]], records

@@ -18,6 +18,8 @@ from consent.model import Settings
 from events.store import Quarantine
 from services.cli import app
 from services.hub import Hub
+from events.store import AccessLog
+from services.audit import access_records
 from services.reports import overdue_reports
 from services.rosters import MonthlyReports, SchoolRoster
 from tests.schoolfiles import (ES1_CODE, ES2_CODE, MONTHLY_HEADER, NURSERY_CODE, at, import_monthly, kinds,
@@ -459,6 +461,12 @@ def test_overdue_reports_over_http_as_the_tokens_organisation(world, clock, tmp_
         assert school.status_code == 200, school.text
         assert [(r["school"], r["month"], r["student_no"], r["due"]) for r in school.json()["overdue"]] == [
             ("beppu-es-2", "2026-05", "2026-0001", "2026-06-10")]
+        # The line is backed by the school's own read of the child's record, recorded before the answer.
+        [record] = school.json()["access_records"]
+        log = world.store.peek(AccessLog.create_id("c5"))
+        assert log is not None and log.count == 1
+        [read] = [r for r in access_records(world.store) if r["id"] == record]
+        assert (read["reader"]["org"], read["purpose"], read["child"]) == ("beppu-es-2", "support", "c5")
         centre = get("beppu-center", "caseworker")
         assert {(r["school"], r["student_no"]) for r in centre.json()["overdue"]} == {
             ("beppu-es-1", "2026-0412"), ("beppu-es-1", "2026-0518"), ("beppu-es-2", "2026-0001")}
