@@ -33,9 +33,16 @@ For each child, the FIRST broken record, with what is wrong (``Mismatch.fault``)
 - ``unreadable``: the stored record does not open (its authenticated encryption fails, or it is not a record).
 
 Records after the first break of a child are not chain-checked (nothing after it can be trusted until the break
-is explained), but each readable record is still replayed. Limits: a hash chain without an outside anchor
-cannot show that the last records of a chain were cut off, or that a chain was rewritten and re-hashed from the
-point of change to its end; anchoring chain heads outside the database (e.g. in a periodic signed report) would.
+is explained), but each readable record is still replayed.
+
+Limits, and the anchors that lift them: a hash chain alone cannot show that the last records of a chain were cut
+off, or that a chain was rewritten and re-hashed from the point of change to its end (what is left is a valid
+chain). ``services.anchors`` closes that gap up to the last anchor: ``tsunagu audit anchor`` signs every chain's
+head with the hub's key for keeping outside the database, and ``verify(store, anchor=...)`` (``tsunagu audit
+verify --anchor FILE``) also reports each chain that no longer holds the record the anchor saw at its sequence
+(``problem`` ``anchor``: ``truncated``, ``rewritten``, ``missing``, ``unreadable``). Records appended after the
+newest anchor stay as unprotected against removal from the end as before: anchor regularly (e.g. daily), and keep
+the anchors where whoever can change the database cannot reach them.
 
 Replay (``problem`` ``decision`` and ``content``)
 -------------------------------------------------
@@ -71,6 +78,8 @@ FAULT_JA = {
     "unreadable": "読み取り不能（復号・検証の失敗）",
     "differs": "判定の不一致",
     "content": "返却内容の不一致",
+    "truncated": "末尾の記録の削除（アンカー作成時より短い）",
+    "rewritten": "アンカー作成後の書き換え（ハッシュ不一致）",
 }
 
 
@@ -79,9 +88,10 @@ class Mismatch:
     record: str | None  # the record's id; None when it cannot be known (deleted or unreadable)
     child: str
     sequence: int
-    problem: str  # "chain", "decision" or "content"
+    problem: str  # "chain", "decision", "content" or "anchor"
     detail: str
-    fault: str = ""  # chain: edited | missing | reordered | unreadable; decision: differs; content: content
+    fault: str = ""  # chain: edited | missing | reordered | unreadable; decision: differs; content: content;
+    # anchor: truncated | rewritten | missing | unreadable (services.anchors)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,6 +108,7 @@ class VerifyReport:
     records: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     unreplayable: int = 0  # records that considered events erased since: chain-checked only
+    anchored: int | None = None  # the chains checked against an anchor (None: no anchor given)
 
     @property
     def ok(self) -> bool:
@@ -108,9 +119,20 @@ class VerifyReport:
         """The first broken record of each child whose chain is broken."""
         return [m for m in self.mismatches if m.problem == "chain"]
 
+    @property
+    def not_as_anchored(self) -> list[Mismatch]:
+        """Each chain that no longer holds the record the anchor saw (``services.anchors``)."""
+        return [m for m in self.mismatches if m.problem == "anchor"]
+
+    @property
+    def replay_mismatches(self) -> list[Mismatch]:
+        return [m for m in self.mismatches if m.problem in ("decision", "content")]
+
     def to_dict(self) -> dict[str, Any]:
         return {"records": self.records, "ok": self.ok, "unreplayable": self.unreplayable,
                 "broken_chains": [m.to_dict() for m in self.broken_chains],
+                **({} if self.anchored is None else {"anchored": self.anchored,
+                                                     "not_as_anchored": [m.to_dict() for m in self.not_as_anchored]}),
                 "mismatches": [m.to_dict() for m in self.mismatches]}
 
 
@@ -142,8 +164,9 @@ def load(store: HubStore, stored: StoredEvent) -> Loaded:
     return Loaded(stored.originator_id, stored.originator_version, record)
 
 
-def stored_records(store: HubStore, child: str | None = None) -> Iterator[StoredEvent]:
-    """The stored access records of ``child`` (its stream only), or of every child in the log's global order."""
+def stored_records(store: HubStore, child: str | None = None, *, until: int | None = None) -> Iterator[StoredEvent]:
+    """The stored access records of ``child`` (its stream only), or of every child in the log's global order (up to
+    log position ``until``, when given)."""
     if child is not None:
         for stored in store.recorder.select_events(AccessLog.create_id(child)):
             if stored.topic == ACCESS_TOPIC:
@@ -151,7 +174,7 @@ def stored_records(store: HubStore, child: str | None = None) -> Iterator[Stored
         return
     start = 1
     while True:
-        page = store.recorder.select_notifications(start, PAGE, topics=[ACCESS_TOPIC])
+        page = store.recorder.select_notifications(start, PAGE, stop=until, topics=[ACCESS_TOPIC])
         yield from page
         if len(page) < PAGE:
             return
@@ -270,8 +293,9 @@ def check_link(chain: _Chain, loaded: Loaded) -> tuple[str, str, int, str | None
     return None
 
 
-def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
-    """Check the chain of every child (or of ``child`` alone) and replay every readable record."""
+def verify(store: HubStore, *, child: str | None = None, anchor: Mapping[str, Any] | None = None) -> VerifyReport:
+    """Check the chain of every child (or of ``child`` alone) and replay every readable record; with ``anchor``
+    (``services.anchors.open_anchor``), also that every chain still holds the record the anchor saw."""
     report = VerifyReport()
     history = History(store)
     chains: dict[UUID, _Chain] = {}
@@ -296,6 +320,11 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
             _replay_one(record, history, report)
     for stream, mismatch in anonymous:
         mismatch.child = chains[stream].child or f"(access log {stream})"
+    if anchor is not None:
+        from services.anchors import anchored_heads, verify_against_anchor  # it builds on this module
+
+        report.anchored = len(anchored_heads(anchor, child))
+        report.mismatches.extend(verify_against_anchor(store, anchor, child=child))
     return report
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from events.problems import Rejected
+from services.auth import DEFAULT_KEY_FILE, KEY_FILE_ENV, KeyFileError, SigningKeys, key_file_path
 from services.hub import Hub
 
 app = typer.Typer(help="tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk.",
@@ -29,6 +30,11 @@ Database = Annotated[Optional[str], typer.Option(
     "--database", envvar="TSUNAGU_DATABASE_URL",
     help="sqlite:///FILE (default sqlite:///tsunagu.db) or postgresql://user:pw@host:port/db")]
 
+SigningKeyFile = Annotated[Optional[Path], typer.Option(
+    "--key-file", envvar=KEY_FILE_ENV,
+    help=f"The hub's signing keys, the PEM file of 'tsunagu serve' (default ./{DEFAULT_KEY_FILE}); never created "
+         f"here.")]
+
 out = Console()
 err = Console(stderr=True)
 
@@ -36,6 +42,16 @@ err = Console(stderr=True)
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
+
+
+def signing_keys(key_file: Path | None) -> SigningKeys:
+    """The hub's signing keys from ``key_file`` (see ``services.auth.key_file_path``); exit 2 when they cannot be
+    read."""
+    try:
+        return SigningKeys(key_file_path(key_file))
+    except KeyFileError as error:
+        fail(f"署名鍵ファイルを読めません / {error}")
+        raise  # unreachable: fail() exits
 
 
 @orgs_app.command("load")
@@ -198,27 +214,51 @@ def scenario_run(paths: Annotated[list[str], typer.Argument(help="Scenario files
 @audit_app.command("verify")
 def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False,
                  child: Annotated[Optional[str], typer.Option(
-                     "--child", help="Check this child's access log only.")] = None) -> None:
+                     "--child", help="Check this child's access log only.")] = None,
+                 anchor_file: Annotated[Optional[Path], typer.Option(
+                     "--anchor", help="Also check the chains against this anchor ('tsunagu audit anchor'): its "
+                     "signature against the hub's keys (--key-file), then that every chain still holds the record the "
+                     "anchor saw. Catches records cut off the end of a chain and chains rewritten to their end.")]
+                 = None,
+                 key_file: SigningKeyFile = None) -> None:
     """Check each child's hash chain (naming its first broken record) and re-evaluate every access record from
-    the log up to its recorded position. Exit 1 when anything is wrong."""
+    the log up to its recorded position; with --anchor, also check the chains against an anchor. Exit 1 when
+    anything is wrong, 2 when the anchor is refused (not signed by this hub's keys, or altered)."""
+    from services.anchors import AnchorRefused, open_anchor
     from services.audit import verify
 
+    anchor = None
+    if anchor_file is not None:
+        try:
+            token = anchor_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"{anchor_file}: アンカーのファイルを読めません / cannot read the anchor ({error})")
+        try:
+            anchor = open_anchor(token, signing_keys(key_file).key_set())
+        except AnchorRefused as refused:
+            fail(f"{anchor_file}: {refused.message_ja} / {refused.message}")
     hub = Hub(database)
     try:
-        report = verify(hub.store, child=child)
+        report = verify(hub.store, child=child, anchor=anchor)
     finally:
         hub.close()
     if as_json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
-    else:
-        for m in report.broken_chains:
-            out.print(f"[red]BROKEN CHAIN 改ざんの疑い[/red] first broken record of {m.describe()}")
-        for m in report.mismatches:
-            if m.problem != "chain":
-                out.print(f"[red]MISMATCH[/red] {m.describe()}")
-        out.print(f"{report.records} access records checked, {len(report.broken_chains)} broken chains, "
-                  f"{len(report.mismatches) - len(report.broken_chains)} replay mismatches"
-                  + (f", {report.unreplayable} not replayable (events erased since)" if report.unreplayable else ""))
+        summary = {"anchor": {k: anchor[k] for k in ("at", "log_position", "digest")}} if anchor is not None else {}
+        print(json.dumps(report.to_dict() | summary, ensure_ascii=False))
+        raise typer.Exit(0 if report.ok else 1)
+    for m in report.broken_chains:
+        out.print(f"[red]BROKEN CHAIN 改ざんの疑い[/red] first broken record of {m.describe()}")
+    for m in report.replay_mismatches:
+        out.print(f"[red]MISMATCH[/red] {m.describe()}")
+    for m in report.not_as_anchored:
+        out.print(f"[red]NOT AS ANCHORED アンカー作成時の記録と一致しません[/red] {m.describe()}")
+    out.print(f"{report.records} access records checked, {len(report.broken_chains)} broken chains, "
+              f"{len(report.replay_mismatches)} replay mismatches"
+              + (f", {report.unreplayable} not replayable (events erased since)" if report.unreplayable else ""))
+    if anchor is not None:
+        out.print(f"anchor of {anchor['at']} (digest {anchor['digest']}): {report.anchored} chains checked, "
+                  f"{len(report.not_as_anchored)} no longer hold what it saw / アンカーとの照合: "
+                  f"{report.anchored} 件中 {len(report.not_as_anchored)} 件が不一致")
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -231,7 +271,7 @@ import services.cli_worker  # noqa: E402,F401  worker ingest (the Kafka log tran
 import services.cli_demo  # noqa: E402,F401  demo
 import services.cli_import  # noqa: E402,F401  import school-monthly|school-daily, reports overdue (定期的な情報提供)
 import services.cli_feeds  # noqa: E402,F401  import jsonl|health-checkup|provider (other organisations' feeds)
-import services.cli_audit  # noqa: E402,F401  audit reads|reconstruct|emergencies|finding|disclosure|impact|queries
+import services.cli_audit  # noqa: E402,F401  audit anchor|reads|reconstruct|emergencies|finding|disclosure|impact|queries
 import services.cli_keys  # noqa: E402,F401  master-key generate|rotate|rewrap (encryption at rest)
 
 

@@ -1,5 +1,5 @@
-"""``tsunagu audit …``: the auditors' tools (監査), next to ``audit verify`` (``services/cli.py``). Registered by
-``services/cli.py`` importing this module.
+"""``tsunagu audit …``: the auditors' tools (監査), next to ``audit verify`` (``services/cli.py``), and ``audit anchor``
+(``services.anchors``). Registered by ``services/cli.py`` importing this module.
 
 The command line is for the hub's operators, who hold the database URL; their queries are recorded like an
 auditor's (``services.auditing``), in the audit trail of ``cli`` with the operating-system user as the person.
@@ -22,7 +22,7 @@ from rich.table import Table
 from events.problems import Rejected
 from services.auditing import (FINDING_JA, Actor, Auditing, NotFound, Period, Reconstruction,
                                audit_trail, disclosure_html)
-from services.cli import Database, audit_app, err, out
+from services.cli import Database, SigningKeyFile, audit_app, err, out, signing_keys
 from services.hub import Hub
 
 CLI_ORG = "cli"  # the audit trail of queries made on the command line
@@ -66,6 +66,50 @@ def _rules(rules: dict[str, int]) -> str:
 def _who(reader: Any) -> str:
     name = reader.org_name or reader.org
     return f"{name} / {reader.role or '-'} / {reader.user or '-'}"
+
+
+@audit_app.command("anchor")
+def anchor(out_file: Annotated[Optional[Path], typer.Option(
+               "--out", help="Write the anchor to this new file (never overwritten); default: standard output.")]
+           = None,
+           database: Database = None, key_file: SigningKeyFile = None) -> None:
+    """Sign the head of every child's access-record chain with the hub's signing key (チェーンのアンカー).
+
+    Keep the anchor OUTSIDE the database, where whoever can change the database cannot reach it: print it, send it
+    to the 個人情報保護 officer, put it in a write-once (WORM) bucket. 'tsunagu audit verify --anchor FILE' later
+    shows any chain cut short or rewritten since. The anchor is one line of text, a compact JWS (ES256, the kid of
+    the hub's key; check it with the hub's JWKS); it names no child. Anchor regularly (e.g. daily), and before
+    retiring a signing key ('tsunagu keys retire'), since an anchor is checkable only while its key is in the key
+    file."""
+    from services.anchors import AnchorError, open_anchor, signed_anchor
+
+    keys = signing_keys(key_file)
+    if out_file is not None and out_file.exists():
+        err.print(f"[red]エラー[/red]: {out_file} は既に存在します。アンカーは上書きしません / the file exists; an anchor "
+                  "is never overwritten")
+        raise typer.Exit(2)
+    hub = Hub(database)
+    try:
+        token = signed_anchor(hub.store, keys, at=hub.clock())
+    except AnchorError as error:
+        err.print(f"[red]アンカーを作成できません[/red]: 末尾の記録が正しくありません。先に tsunagu audit verify で確認して"
+                  f"ください / {error}")
+        raise typer.Exit(1) from None
+    finally:
+        hub.close()
+    made = open_anchor(token, keys.key_set())  # what was signed, read back as a verifier will
+    if out_file is None:
+        print(token)
+    else:
+        try:
+            with out_file.open("x", encoding="utf-8") as file:
+                file.write(token + "\n")
+        except OSError as error:
+            err.print(f"[red]エラー[/red]: {out_file} に書き込めません（{error.strerror}）")
+            raise typer.Exit(2) from None
+    err.print(f"anchor of {made['at']}: {len(made['heads'])} access logs up to log position {made['log_position']}, "
+              f"digest {made['digest']} / アンカーを作成しました（{len(made['heads'])} 件）。データベースの外に保管してください"
+              + (f": {out_file}" if out_file else ""))
 
 
 @audit_app.command("reads")

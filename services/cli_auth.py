@@ -19,8 +19,8 @@ import typer
 from rich.table import Table
 
 from events.problems import Rejected
-from services.auth import SCOPES, KeyFileError, SigningKeys, key_file_path
-from services.cli import Database, app, err, fail, out
+from services.auth import SCOPES, KeyFileError
+from services.cli import Database, app, err, fail, out, signing_keys
 from services.cli_api import KeyFile, _open_hub
 from services.clients import Client, add_client, disable_client, list_clients, rotate_secret
 
@@ -116,18 +116,10 @@ def clients_disable(client_id: ClientId, database: Database = None, as_json: AsJ
         out.print(f"client {client.client_id} ({client.org}) disabled / 無効化しました")
 
 
-def _signing_keys(key_file) -> SigningKeys:  # type: ignore[no-untyped-def]
-    try:
-        return SigningKeys(key_file_path(key_file))
-    except KeyFileError as error:
-        fail(str(error))
-        raise  # unreachable: fail() exits
-
-
 @keys_app.command("list")
 def keys_list(key_file: KeyFile = None, as_json: AsJson = False) -> None:
     """The keys of the key file, oldest first: the last one signs, all verify (and are in the JWKS)."""
-    infos = _signing_keys(key_file).keys()
+    infos = signing_keys(key_file).keys()
     if as_json:
         print(json.dumps([{"kid": i.kid, "added": i.added.isoformat() if i.added else None, "signing": i.signing,
                            "replaced": i.replaced.isoformat() if i.replaced else None} for i in infos]))
@@ -142,7 +134,7 @@ def keys_list(key_file: KeyFile = None, as_json: AsJson = False) -> None:
 @keys_app.command("rotate")
 def keys_rotate(key_file: KeyFile = None) -> None:
     """Add a new signing key; the others keep verifying until retired. Prints the new key's kid."""
-    keys = _signing_keys(key_file)
+    keys = signing_keys(key_file)
     try:
         key = keys.rotate()
     except KeyFileError as error:
@@ -157,8 +149,9 @@ def keys_retire(kid: Annotated[str, typer.Argument(help="The key's kid, from 'ts
                 force: Annotated[bool, typer.Option(
                     "--force", help="Even if tokens it signed may not have expired yet.")] = False,
                 key_file: KeyFile = None) -> None:
-    """Remove a key that no longer signs: the tokens it signed are refused from then on."""
-    keys = _signing_keys(key_file)
+    """Remove a key that no longer signs: the tokens it signed, and the access-log anchors it signed ('tsunagu
+    audit anchor': make a new one first), are refused from then on."""
+    keys = signing_keys(key_file)
     try:
         keys.retire(kid, force=force)
     except KeyFileError as error:
