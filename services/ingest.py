@@ -1,24 +1,231 @@
 """Publishing: validate, admit under the policy's publish rules, and append, idempotently, in one transaction.
 
 Every adapter, the HTTP API, the CLI and the scenario runner publish through ``Ingest.publish``.
+
+A child's stream is loaded only when admission reads the child's history. Most events are admitted on what
+they say alone (their basis names the addressee, their kind needs no earlier event); for those the batch only
+needs to know how far each child's stream has got, which it asks once for all the batch's children
+(``events.streams.stream_versions``), and appends ``ChildRecord.Published`` events at the next versions. The
+admission rules get the child's history as a lazy sequence (``_History``): the first time a rule looks at it
+(the residence for cwa-21-10-5, the cases for cwa-25-2 …), the stream is loaded, with this batch's earlier
+events for the child applied, and from then on the child's events go through the loaded aggregate. Either way
+everything of one batch is saved in one transaction; a stream that moved meanwhile makes the insert fail on its
+(stream, version) key, and ``publish`` tries again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
 from consent.admission import admit
-from consent.model import Settings
-from events.envelope import Envelope, parse_envelope
+from consent.model import Recorded, Settings
+from events.envelope import Envelope, content_digest, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
 from events.store import ChildRecord, EnvelopeIndex, HubStore, Quarantine, jsonable, recorded_from
+from events.streams import cache_saved, forget_cached, load_many, stream_versions
 from services.identity import check_identity, resolve_local_child, waiting_problem
 from services.indexes import INDEXES
 
 MAX_BATCH = 5000
+
+
+class _ChildStream:
+    """One child's stream as a publish batch appends to it.
+
+    ``version``: the stream's version when the batch looked (``None``: no stream yet). Until something needs
+    the child's history, accepted events are kept as ``ChildRecord.Published`` events at the next versions
+    (``events``); ``load`` replays the stored stream, applies those events, and from then on ``record`` (the
+    aggregate) takes the child's events. A new child starts as a new aggregate: nothing to load."""
+
+    def __init__(self, store: HubStore, child: str, stream_id: UUID, version: int | None):
+        self.store = store
+        self.child = child
+        self.id = stream_id
+        self.version = version
+        self.events: list[Any] = []
+        self.record: ChildRecord | None = ChildRecord(child) if version is None else None
+
+    @property
+    def head(self) -> int:
+        """The stream's version after what this batch appended so far."""
+        if self.record is not None:
+            return self.record.version
+        assert self.version is not None
+        return self.version + len(self.events)
+
+    @property
+    def next_position(self) -> int:
+        """The child position of the next event: 1 for the first event after the stream's creation (version 1),
+        so the version the stream has reached (``ChildRecord`` records nothing but ``Published`` events)."""
+        return self.head
+
+    def load(self) -> ChildRecord:
+        if self.record is None:
+            self.take(self.store.get_or_none(self.id))
+        assert self.record is not None
+        return self.record
+
+    def take(self, record: ChildRecord | None) -> None:
+        """Continue from ``record``, the stream as stored, with what this batch appended so far applied."""
+        if record is None or record.version != self.version:
+            # Another writer appended since the batch asked: the versions of this batch are stale.
+            raise IntegrityError(f"the stream of child {self.child!r} moved during the publish")
+        for event in self.events:
+            record = event.mutate(record)
+        self.record = record
+
+    def history(self) -> list[Recorded]:
+        return self.load().entries
+
+    def append(self, envelope: dict[str, Any], audience: list[str], digest: str, received_at: str,
+               candidate: Recorded) -> Recorded:
+        """Append one published event; returns it as recorded (with its child position). ``candidate``: the event
+        as admission saw it (``envelope`` at the next position, without its audience)."""
+        position = self.next_position
+        if self.record is not None:
+            self.record.publish(envelope=envelope, audience=audience, digest=digest, received_at=received_at)
+            entry = self.record.entries[-1]
+            if entry.position != position:
+                raise RuntimeError(f"ChildRecord positions no longer follow its versions ({entry.position} at "
+                                   f"version {self.record.version}): services.ingest must load every stream")
+            return entry
+        self.events.append(ChildRecord.Published(
+            originator_id=self.id, originator_version=self.head + 1,
+            timestamp=ChildRecord.Published.create_timestamp(),
+            envelope=envelope, audience=audience, digest=digest, received_at=received_at))
+        return replace(candidate, position=position, audience=frozenset(audience))
+
+    def to_save(self) -> list[Any]:
+        return [*self.events, *([self.record] if self.record is not None else [])]
+
+
+class _History(Sequence[Recorded]):
+    """A child's recorded events for the admission rules, loaded on first use."""
+
+    def __init__(self, stream: _ChildStream):
+        self.stream = stream
+
+    def _entries(self) -> list[Recorded]:
+        return self.stream.history()
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._entries()[index]
+
+    def __iter__(self) -> Iterator[Recorded]:
+        return iter(self._entries())
+
+    def __reversed__(self) -> Iterator[Recorded]:
+        return reversed(self._entries())
+
+    def __bool__(self) -> bool:
+        return bool(self._entries())
+
+
+@dataclass
+class _Prepared:
+    """An envelope as ``Ingest._forecast`` prepared it (see there)."""
+
+    envelope: Envelope
+    canonical: dict[str, Any]
+    recorded: Recorded
+    decision: frozenset[str] | Rejected | None  # None: the rules read the child's history
+
+
+class _NeedsHistory(Exception):
+    """Raised by ``_UNREAD`` when an admission rule reads the child's history."""
+
+
+class _Unread(Sequence[Recorded]):
+    """Stands for a child's history where it must not be read (see ``Ingest._histories_needed``)."""
+
+    def __len__(self) -> int:
+        raise _NeedsHistory
+
+    def __getitem__(self, index: Any) -> Any:
+        raise _NeedsHistory
+
+    def __iter__(self) -> Iterator[Recorded]:
+        raise _NeedsHistory
+
+    def __reversed__(self) -> Iterator[Recorded]:
+        raise _NeedsHistory
+
+    def __contains__(self, value: object) -> bool:
+        raise _NeedsHistory
+
+    def __bool__(self) -> bool:
+        raise _NeedsHistory
+
+
+_UNREAD = _Unread()
+
+
+class _Anything:
+    """What a forecast hands an index for an aggregate: accepts every use and does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        return self
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __contains__(self, value: object) -> bool:
+        return False
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = object.__hash__
+
+
+_ANYTHING = _Anything()
+
+
+class _SameRegistry:
+    """The store, answering ``registry()`` with the registry the batch started with (no look-up per event)."""
+
+    def __init__(self, store: HubStore, registry: Any):
+        self._store, self._registry = store, registry
+
+    def registry(self) -> Any:
+        return self._registry
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class _Forecast:
+    """A stand-in for the ``Batch`` that only notes which aggregates the indexes ask for (see
+    ``Ingest._forecast``)."""
+
+    def __init__(self, store: HubStore, registry: Any):
+        self.store = _SameRegistry(store, registry)
+        self.ids: list[UUID] = []
+
+    def get(self, cls: type, *key: Any, create: bool = True) -> Any:
+        if cls is not ChildRecord:
+            self.ids.append(cls.create_id(*key))
+        return _ANYTHING if create else None
+
+    def add(self, aggregate: Any) -> None:
+        pass
 
 
 class Batch:
@@ -27,9 +234,14 @@ class Batch:
     def __init__(self, store: HubStore):
         self.store = store
         self.aggregates: dict[Any, Any] = {}
+        self.versions: dict[UUID, int] = {}
+        self.asked: set[UUID] = set()
+        self.child_ids: dict[str, UUID] = {}
 
     def get(self, cls: type, *key: Any, create: bool = True) -> Any:
         """The aggregate of ``cls`` for ``key`` as this batch sees it (a copy of the stored one, or new)."""
+        if cls is ChildRecord:
+            return self.child(*key).load()
         aggregate_id = cls.create_id(*key)
         if aggregate_id not in self.aggregates:
             self.aggregates[aggregate_id] = self.store.get_or_none(aggregate_id)
@@ -40,8 +252,62 @@ class Batch:
     def add(self, aggregate: Any) -> None:
         self.aggregates[aggregate.id] = aggregate
 
+    def ask_versions(self, children: Sequence[str]) -> None:
+        """Learn the stream versions of ``children`` in one query (before their events are admitted)."""
+        ids = [self.child_id(child) for child in dict.fromkeys(children)]
+        ids = [i for i in ids if i not in self.asked and i not in self.aggregates]
+        self.versions.update(stream_versions(self.store, ids))
+        self.asked.update(ids)
+
+    def prefetch(self, ids: Sequence[UUID]) -> None:
+        """Load the aggregates ``ids`` that this batch has not loaded yet, in one query (``get`` then finds them)."""
+        todo = [i for i in dict.fromkeys(ids) if i not in self.aggregates]
+        self.aggregates.update(load_many(self.store, todo))
+
+    def load_children(self, children: Sequence[str]) -> None:
+        """Load the stored streams of ``children`` that this batch has not loaded yet, in one query."""
+        streams = [self.child(child) for child in dict.fromkeys(children)]
+        todo = [stream for stream in streams if stream.record is None]
+        loaded = load_many(self.store, [stream.id for stream in todo])
+        for stream in todo:
+            stream.take(loaded.get(stream.id))
+
+    def child_id(self, child: str) -> UUID:
+        if child not in self.child_ids:
+            self.child_ids[child] = ChildRecord.create_id(child)
+        return self.child_ids[child]
+
+    def child(self, child: str) -> _ChildStream:
+        """The child's stream as this batch appends to it."""
+        stream_id = self.child_id(child)
+        stream = self.aggregates.get(stream_id)
+        if stream is None:
+            if stream_id not in self.asked:
+                self.versions.update(stream_versions(self.store, [stream_id]))
+                self.asked.add(stream_id)
+            stream = self.aggregates[stream_id] = _ChildStream(self.store, child, stream_id,
+                                                               self.versions.get(stream_id))
+        return stream
+
     def save(self) -> None:
-        self.store.save(*(a for a in self.aggregates.values() if a is not None))
+        objects: list[Any] = []
+        appended: list[UUID] = []  # streams appended to without their aggregate
+        complete: list[Any] = []  # aggregates that hold everything saved, for the cache
+        for aggregate in self.aggregates.values():
+            if isinstance(aggregate, _ChildStream):
+                objects += aggregate.to_save()
+                if aggregate.record is not None:
+                    complete.append(aggregate.record)
+                elif aggregate.events:
+                    appended.append(aggregate.id)
+            elif aggregate is not None:
+                objects.append(aggregate)
+                if not isinstance(aggregate, EnvelopeIndex):  # written once, read only on a resend
+                    complete.append(aggregate)
+        cache = self.store.repository.cache
+        self.store.save(*objects)
+        forget_cached(self.store, appended)
+        cache_saved(self.store, complete, cache)
 
 
 class Ingest:
@@ -81,8 +347,18 @@ class Ingest:
 
     def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
                       look_up: bool, publisher: str | None = None) -> list[PublishResult]:
-        orgs = self.store.registry().orgs
+        registry = self.store.registry()
+        orgs = registry.orgs
         batch = Batch(self.store)
+        batch.ask_versions([item.child for item in parsed if isinstance(item, Envelope) and item.child])
+        histories, aggregates, prepared = self._forecast(parsed, registry)
+        batch.load_children(histories)
+        batch.prefetch(aggregates)
+        stored_ids: dict[str, Any] = {}
+        if look_up:  # every id of the batch looked up at once
+            ids = {item.id: EnvelopeIndex.create_id(item.id) for item in parsed if isinstance(item, Envelope)}
+            loaded = load_many(self.store, ids.values())
+            stored_ids = {envelope_id: loaded.get(stream) for envelope_id, stream in ids.items()}
         in_batch: dict[str, str] = {}
         results: list[PublishResult] = []
 
@@ -108,10 +384,15 @@ class Ingest:
                     results.append(PublishResult(i, item.id, "queued", [waiting_problem(item)]))
                     continue
                 item = resolved
-            canonical, digest = item.canonical(), item.digest()
+            ready = prepared.get(i)
+            if ready is not None and ready.envelope is not item:
+                ready = None  # resolved from local_child since: prepare it again
+            canonical = ready.canonical if ready is not None else item.canonical()
+            digest = content_digest(canonical)  # Envelope.digest(), without making the canonical form again
             known = in_batch.get(item.id)
             if known is None and look_up:
-                index = self.store.peek(EnvelopeIndex.create_id(item.id))
+                index = stored_ids[item.id] if item.id in stored_ids else self.store.peek(
+                    EnvelopeIndex.create_id(item.id))
                 known = index.digest if index is not None else None
             if known is not None:
                 if known == digest:
@@ -120,11 +401,17 @@ class Ingest:
                     reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
                                                 f"id「{item.id}」は別の内容のイベントで使われています", "id")])
                 continue
-            record = batch.get(ChildRecord, item.child)
-            candidate = recorded_from(canonical, [], len(record.entries) + 1)
+            stream = batch.child(item.child)
+            position = stream.next_position
+            candidate = (replace(ready.recorded, position=position) if ready is not None
+                         else recorded_from(canonical, [], position))
+            prior = _History(stream)
             try:
-                check_identity(candidate, record.entries, orgs, batch)
-                audience = admit(candidate, record.entries, orgs, self.settings)
+                check_identity(candidate, prior, orgs, batch)
+                decided = ready.decision if ready is not None else None
+                if isinstance(decided, Rejected):
+                    raise decided
+                audience = decided if decided is not None else admit(candidate, prior, orgs, self.settings)
             except Rejected as rejected:
                 if not look_up and self.store.peek(EnvelopeIndex.create_id(item.id)) is not None:
                     # A stored id: the re-sent event is a duplicate (or an id conflict), whatever admission says
@@ -132,14 +419,52 @@ class Ingest:
                     raise IntegrityError(f"id {item.id!r} is already stored") from None
                 reject(i, item.id, rejected.problems)
                 continue
-            record.publish(envelope=canonical, audience=sorted(audience), digest=digest, received_at=now.isoformat())
-            batch.add(EnvelopeIndex(item.id, item.child, digest, len(record.entries)))
+            entry = stream.append(canonical, sorted(audience), digest, now.isoformat(), candidate)
+            batch.add(EnvelopeIndex(item.id, item.child, digest, entry.position))
             for keep_index in INDEXES:
-                keep_index(record.entries[-1], batch)
+                keep_index(entry, batch)
             in_batch[item.id] = digest
             results.append(PublishResult(i, item.id, "accepted"))
         batch.save()
         return results
+
+    def _forecast(self, parsed: Sequence[Envelope | Rejected], registry: Any
+                  ) -> tuple[list[str], list[UUID], dict[int, _Prepared]]:
+        """What the batch will need to load, so that it is loaded in two queries instead of one per stream: the
+        children whose history the admission rules read (found by trying each event's rules on a history that
+        must not be read), and the aggregates the indexes ask for (found by running them on stand-ins that
+        do nothing). The indexes and the rules that read the history run for real in ``_publish_once``, on the
+        real history and aggregates; whatever was not foreseen is loaded when asked for.
+
+        Also returns, per envelope, its canonical form, the event as it would be recorded, and the admission
+        decision when the rules decided without reading the history (``admit`` is pure: on the real history it
+        decides the same)."""
+        children: list[str] = []
+        orgs = registry.orgs
+        forecast = _Forecast(self.store, registry)
+        prepared: dict[int, _Prepared] = {}
+        for i, item in enumerate(parsed):
+            if not isinstance(item, Envelope) or not item.child:
+                continue
+            canonical = item.canonical()
+            e = recorded_from(canonical, [], 1)
+            decision: frozenset[str] | Rejected | None
+            try:
+                decision = admit(e, _UNREAD, orgs, self.settings)
+            except _NeedsHistory:
+                decision = None
+                children.append(item.child)
+            except Rejected as rejected:
+                decision = rejected
+            prepared[i] = _Prepared(item, canonical, e, decision)
+            if isinstance(decision, Rejected):
+                continue
+            for keep_index in INDEXES:
+                try:
+                    keep_index(e, forecast)  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001 - a stand-in may not behave like the aggregate: no forecast
+                    pass
+        return children, forecast.ids, prepared
 
 
 def _as_publisher(raw: Any, item: Envelope | Rejected, publisher: str) -> Envelope | Rejected:

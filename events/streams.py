@@ -1,0 +1,192 @@
+"""Store-level helpers over the library's recorders, for writers that append without loading a stream.
+
+``stream_versions`` answers "how far has each of these streams got?" for a whole publish batch in one query, so
+that an event can be appended as the next version of its stream without replaying the stream first. The version
+only has to be right at the moment of the insert: the table's primary key (stream id, version) refuses a second
+writer's event with the same version, the library raises ``IntegrityError``, and the publisher retries with
+fresh versions (``services.ingest``).
+
+``load_many`` is the repository's ``get`` for many streams at once: the aggregates as a writer gets them (copies
+it may change), built from the cache and the events stored after the cached versions (or from all the events of
+a stream that is not cached), fetched for all the streams in one query.
+
+``forget_cached`` keeps the application's aggregate cache honest after such an append. With the library's
+default (``AGGREGATE_CACHE_FASTFORWARD`` on) a cached aggregate is fast-forwarded with the events stored after
+its version on every ``Repository.get``, so an append that bypassed the aggregate is seen on the next read and
+nothing needs doing; without fast-forwarding the library only refreshes the cache from the aggregates it saves,
+so the streams appended to here are dropped from the cache and reloaded on their next read.
+
+``cache_saved`` puts what a writer saved into the cache when the library would not (it does so itself only when
+it does not fast-forward), so that the next batch starts from the saved versions instead of replaying its own
+events from the store again.
+
+No stream id is made here: callers pass ids made by the aggregates' ``create_id``.
+"""
+
+from __future__ import annotations
+
+import json
+from copy import deepcopy
+from typing import Any, Iterable
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+
+def stream_versions(store: Any, ids: Iterable[UUID]) -> dict[UUID, int]:
+    """The current version (the highest stored ``originator_version``) of each stream in ``ids`` that has
+    events; streams with no events are absent from the result. One query for all of them on PostgreSQL and
+    SQLite (any other recorder: one look-up per stream)."""
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        return {}
+    recorder = store.recorder
+    module = type(recorder).__module__
+    if module.endswith(".postgres"):
+        return _postgres_versions(recorder, wanted)
+    if module.endswith(".sqlite"):
+        return _sqlite_versions(recorder, wanted)
+    versions = {}
+    for stream in wanted:
+        last = recorder.select_events(stream, desc=True, limit=1)
+        if last:
+            versions[stream] = last[0].originator_version
+    return versions
+
+
+def _postgres_versions(recorder: Any, ids: list[UUID]) -> dict[UUID, int]:
+    from psycopg import sql
+
+    datastore = recorder.datastore
+    as_text = datastore.originator_id_type == "text"
+    statement = sql.SQL(
+        "SELECT originator_id, MAX(originator_version) AS version FROM {table} "
+        "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+    ).format(table=sql.Identifier(datastore.schema, recorder.events_table_name))
+    params = ([str(i) for i in ids] if as_text else ids,)
+    with datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(statement, params)
+        rows = curs.fetchall()
+    by_key = {str(i): i for i in ids}
+    return {by_key[str(row["originator_id"])]: int(row["version"]) for row in rows}
+
+
+def _sqlite_versions(recorder: Any, ids: list[UUID]) -> dict[UUID, int]:
+    datastore = recorder.datastore
+    keys = {(i.hex if isinstance(i, UUID) else str(i)): i for i in ids}
+    statement = (f"SELECT originator_id, MAX(originator_version) AS version FROM {recorder.events_table_name} "
+                 "WHERE originator_id IN (SELECT value FROM json_each(?)) GROUP BY originator_id")
+    with datastore.transaction(commit=False) as curs:
+        curs.execute(statement, (json.dumps(list(keys)),))
+        rows = curs.fetchall()
+    return {keys[row["originator_id"]]: int(row["version"]) for row in rows}
+
+
+def forget_cached(store: Any, ids: Iterable[UUID]) -> None:
+    """Drop ``ids`` from the aggregate cache when the cache is not fast-forwarded (see the module docstring)."""
+    repository = store.repository
+    if repository.cache is None or repository.fastforward:
+        return
+    for stream in ids:
+        try:
+            repository.cache.get(stream, evict=True)
+        except KeyError:
+            pass
+
+
+def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
+    """``store.get_or_none`` for each of ``ids`` (``None``: no such stream), with one query for all of them.
+
+    Cached aggregates are copied and brought up to date with the events stored after their version (the cached
+    object itself is never changed); streams not in the cache are replayed from their events and cached. When the
+    repository does not fast-forward its cache (``AGGREGATE_CACHE_FASTFORWARD=n``) this is ``get_or_none`` per
+    stream, so that the library's own rules for that mode apply."""
+    wanted = list(dict.fromkeys(ids))
+    repository = store.repository
+    if not wanted:
+        return {}
+    if repository.cache is not None and not repository.fastforward:
+        return {stream: store.get_or_none(stream) for stream in wanted}
+    cached: dict[UUID, Any] = {}
+    if repository.cache is not None:
+        for stream in wanted:
+            try:
+                cached[stream] = repository.cache.get(stream)
+            except KeyError:
+                pass
+    after = {stream: (cached[stream].version if stream in cached else 0) for stream in wanted}
+    stored = _events_after(store, after)
+    out: dict[UUID, Any] = {}
+    for stream in wanted:
+        aggregate = deepcopy(cached[stream]) if stream in cached else None
+        for record in stored.get(stream, ()):
+            aggregate = store.mapper.to_domain_event(record).mutate(aggregate)
+        out[stream] = aggregate
+        if repository.cache is not None and aggregate is not None and stored.get(stream):
+            repository.cache.put(stream, deepcopy(aggregate))
+    return out
+
+
+def _events_after(store: Any, after: dict[UUID, int]) -> dict[UUID, list[StoredEvent]]:
+    """The stored events of each stream in ``after`` with a version above the one given, in version order."""
+    recorder = store.recorder
+    module = type(recorder).__module__
+    out: dict[UUID, list[StoredEvent]] = {}
+    if module.endswith(".postgres"):
+        from psycopg import sql
+
+        datastore = recorder.datastore
+        as_text = datastore.originator_id_type == "text"
+        statement = sql.SQL(
+            "SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {table} AS t "
+            "JOIN unnest(%s::{id_type}[], %s::bigint[]) AS w(id, after) "
+            "ON t.originator_id = w.id AND t.originator_version > w.after "
+            "ORDER BY t.originator_id, t.originator_version"
+        ).format(table=sql.Identifier(datastore.schema, recorder.events_table_name),
+                 id_type=sql.SQL("text" if as_text else "uuid"))
+        streams = list(after)
+        by_key = {str(i): i for i in streams}
+        params = ([str(i) for i in streams] if as_text else streams, [after[i] for i in streams])
+        with datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params)
+            rows = curs.fetchall()
+        for row in rows:
+            stream = by_key[str(row["originator_id"])]
+            out.setdefault(stream, []).append(StoredEvent(originator_id=row["originator_id"],
+                                                          originator_version=row["originator_version"],
+                                                          topic=row["topic"], state=bytes(row["state"])))
+        return out
+    if module.endswith(".sqlite"):
+        datastore = recorder.datastore
+        keys = {(i.hex if isinstance(i, UUID) else str(i)): i for i in after}
+        statement = (f"SELECT t.originator_id, t.originator_version, t.topic, t.state "
+                     f"FROM {recorder.events_table_name} AS t JOIN json_each(?) AS w "
+                     "ON t.originator_id = w.key AND t.originator_version > w.value "
+                     "ORDER BY t.originator_id, t.originator_version")
+        with datastore.transaction(commit=False) as curs:
+            curs.execute(statement, (json.dumps({key: after[stream] for key, stream in keys.items()}),))
+            rows = curs.fetchall()
+        for row in rows:
+            stream = keys[row["originator_id"]]
+            out.setdefault(stream, []).append(StoredEvent(originator_id=recorder.convert_originator_id(
+                row["originator_id"]), originator_version=row["originator_version"], topic=row["topic"],
+                state=row["state"]))
+        return out
+    for stream, version in after.items():
+        events = list(recorder.select_events(stream, gt=version))
+        if events:
+            out[stream] = events
+    return out
+
+
+def cache_saved(store: Any, aggregates: Iterable[Any], cache: Any) -> None:
+    """After a successful save: put the saved ``aggregates`` (which hold everything saved for their streams, and
+    are not changed afterwards) in the cache. Only when the cache is fast-forwarded (a newer version stored by
+    another writer meanwhile is then still found on the next ``get``), and only when ``cache``, the cache there
+    was before the save, is still the store's: a store that drops its cache while saving (crypto-shredding,
+    ``events.sealing``) means that nothing saved may stay in memory."""
+    repository = store.repository
+    if repository.cache is None or not repository.fastforward or repository.cache is not cache:
+        return
+    for aggregate in aggregates:
+        repository.cache.put(aggregate.id, aggregate)

@@ -1,0 +1,213 @@
+"""Publishing without loading a child's stream (``services.ingest``: the stream versions of a batch in one query,
+the history loaded only when an admission rule reads it) and the store-level helpers behind it
+(``events.streams``), on SQLite and on PostgreSQL: every read after such a publish sees every event, in order,
+with consecutive child positions, whether the child's aggregate was cached before or not, in this process or in
+another one; a writer that got there first is caught by the (stream, version) key and the batch is retried."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+import services.ingest as ingest
+from consent.model import Settings
+from events.store import ChildRecord, EnvelopeIndex, HubStore, ensure_postgres_schema, store_env
+from events.streams import load_many, stream_versions
+from services.hub import Hub
+from services.rosters import DailyAttendance
+
+ORGS = [
+    {"id": "beppu-center", "type": "municipal_center", "municipality": "442020"},
+    {"id": "oita-center", "type": "municipal_center", "municipality": "442011"},
+    {"id": "beppu-es-1", "type": "school", "regime": "public", "municipality": "442020"},
+    {"id": "chuo-jiso", "type": "child_guidance_center", "prefecture": "44", "covers": ["442011", "442020"]},
+]
+SETTINGS = Settings(joint_ledger=True)
+
+
+def ev(id: str, kind: str = "note.recorded", *, child: str = "c1", source: str = "beppu-center",
+       basis: str = "internal", at: str = "2026-04-10T09:00:00+09:00", payload: dict | None = None, **more) -> dict:
+    return {"id": id, "kind": kind, "child": child, "source": source, "basis": basis, "at": at,
+            "payload": {"text": f"記録 {id}"} if payload is None else payload, **more}
+
+
+def registered(child: str = "c1", residence: str = "442020") -> dict:
+    return ev(f"reg-{child}", "child.registered", child=child, at="2026-04-01T09:00:00+09:00",
+              payload={"residence": residence})
+
+
+def concern(id: str, child: str = "c1") -> dict:  # cwa-21-10-5: admission reads the child's residence
+    return ev(id, "concern.reported", child=child, source="beppu-es-1", basis="cwa-21-10-5",
+              payload={"summary": "欠席が続いている"})
+
+
+def daily(id: str, day: str, child: str = "c1") -> dict:  # cwa-25-3 with its addressee: no history needed
+    return ev(id, "attendance.daily", child=child, source="beppu-es-1", basis="cwa-25-3", to="beppu-center",
+              at=f"{day}T09:00:00+09:00", payload={"date": day, "status": "absent", "contacted": False})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def open_hub(database, clock):
+    clock.at = datetime.fromisoformat("2026-05-01T09:00:00+09:00")
+    hubs: list[Hub] = []
+
+    def build(store: HubStore | None = None) -> Hub:
+        hub = Hub(database, settings=SETTINGS, clock=clock, store=store)
+        hubs.append(hub)
+        return hub
+
+    yield build
+    for hub in hubs:
+        hub.close()
+
+
+def accepted(results) -> bool:
+    return all(r.outcome == "accepted" for r in results)
+
+
+def timeline(hub: Hub, child: str = "c1") -> list[str]:
+    return [e.id for e in hub.timeline(org="beppu-center", role="caseworker", child=child, purpose="support").entries]
+
+
+def stored(hub: Hub, child: str = "c1") -> list[tuple[int, str]]:
+    record = hub.store.get_or_none(ChildRecord.create_id(child))
+    return [(e.position, e.id) for e in record.entries]
+
+
+def loads_of_children(monkeypatch) -> list[str]:
+    """Records the children whose stored stream a publish loads (one by one, or for a whole batch)."""
+    calls: list[str] = []
+    real = ingest._ChildStream.take
+
+    def take(stream, record):
+        calls.append(stream.child)
+        return real(stream, record)
+
+    monkeypatch.setattr(ingest._ChildStream, "take", take)
+    return calls
+
+
+def test_a_read_after_a_publish_without_loading_sees_the_new_events(open_hub, monkeypatch):
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered()]))
+    assert timeline(hub) == ["reg-c1"]  # the child's aggregate is now in this hub's cache
+    loads = loads_of_children(monkeypatch)
+    assert accepted(hub.publish([ev("n1"), daily("d1", "2026-04-13"), ev("n2")]))
+    assert loads == []  # admitted on what they say: the child's stream was not loaded
+    assert timeline(hub) == ["reg-c1", "n1", "n2", "d1"]  # shown in the order of `at`
+    assert stored(hub) == [(1, "reg-c1"), (2, "n1"), (3, "d1"), (4, "n2")]
+    fresh = open_hub()  # nothing cached: everything comes from the database
+    assert stored(fresh) == [(1, "reg-c1"), (2, "n1"), (3, "d1"), (4, "n2")]
+    assert timeline(fresh) == ["reg-c1", "n1", "n2", "d1"]
+    assert fresh.store.peek(EnvelopeIndex.create_id("d1")).position == 3
+    days = fresh.store.peek(DailyAttendance.create_id("beppu-es-1", "c1", "beppu-center")).days
+    assert list(days) == ["2026-04-13"]  # the index was kept in the same transaction
+
+
+def test_a_process_whose_cache_holds_the_child_sees_what_another_process_published(open_hub):
+    reader, writer = open_hub(), open_hub()
+    reader.load_orgs(ORGS)
+    assert accepted(writer.publish([registered()]))
+    assert timeline(reader) == ["reg-c1"]  # cached in the reader's process
+    assert accepted(writer.publish([ev("n1"), ev("n2")]))
+    assert timeline(reader) == ["reg-c1", "n1", "n2"]
+    assert stored(reader) == [(1, "reg-c1"), (2, "n1"), (3, "n2")]
+
+
+def test_a_cache_that_is_not_fast_forwarded_forgets_the_streams_appended_to(open_hub, database):
+    env = {**store_env(database), "AGGREGATE_CACHE_FASTFORWARD": "n"}
+    ensure_postgres_schema(env)
+    store = HubStore(env=env)
+    hub = open_hub(store)
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered()]))
+    assert timeline(hub) == ["reg-c1"]
+    assert accepted(hub.publish([ev("n1")]))
+    assert timeline(hub) == ["reg-c1", "n1"]
+    assert accepted(hub.publish([concern("e1"), ev("n2")]))  # loads the stream, then saves the aggregate
+    assert timeline(hub) == ["reg-c1", "n1", "e1", "n2"]
+
+
+def test_history_is_loaded_only_for_the_rules_that_read_it_and_sees_the_batch_so_far(open_hub, monkeypatch):
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered("c1"), registered("c2", residence="442011")]))
+    loads = loads_of_children(monkeypatch)
+    results = hub.publish([ev("n1"), daily("d1", "2026-04-13"), concern("e1"), ev("n2"), ev("m1", child="c2")])
+    assert accepted(results)
+    assert loads == ["c1"]  # the concern's audience needs c1's residence; nothing needed c2's stream
+    assert stored(hub) == [(1, "reg-c1"), (2, "n1"), (3, "d1"), (4, "e1"), (5, "n2")]
+    assert stored(hub, "c2") == [(1, "reg-c2"), (2, "m1")]
+    fresh = open_hub()
+    record = fresh.store.get_or_none(ChildRecord.create_id("c1"))
+    e1 = record.entries[3]
+    assert e1.id == "e1" and e1.audience == frozenset({"beppu-es-1", "beppu-center"})
+    # the same rule, without a residence on record, still rejects (the history is read, not assumed)
+    assert [r.outcome for r in hub.publish([concern("e9", child="c3")])] == ["rejected"]
+
+
+@pytest.mark.parametrize("batch", [[ev("n1"), ev("n2")], [concern("n1"), ev("n2")]],
+                         ids=["appended without loading", "history loaded"])
+def test_a_writer_that_appends_between_the_version_query_and_the_insert_is_caught_and_the_batch_retried(
+        open_hub, monkeypatch, batch):
+    hub, other = open_hub(), open_hub()
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered()]))
+    real_versions, real_once = ingest.stream_versions, ingest.Ingest._publish_once
+    attempts: list[bool] = []
+
+    def versions_then_another_writer(store, ids):
+        found = real_versions(store, ids)
+        if store is hub.store and len(attempts) == 1:  # the other process publishes right after the first ask
+            assert accepted(other.publish([ev("other-1")]))
+        return found
+
+    def publish_once(self, *args, **kwargs):
+        if self is hub.ingest:
+            attempts.append(kwargs["look_up"])
+        return real_once(self, *args, **kwargs)
+
+    monkeypatch.setattr(ingest, "stream_versions", versions_then_another_writer)
+    monkeypatch.setattr(ingest.Ingest, "_publish_once", publish_once)
+    assert accepted(hub.publish(batch))
+    assert attempts == [False, True]  # the stale versions failed the first attempt; the second one stored it
+    assert stored(open_hub()) == [(1, "reg-c1"), (2, "other-1"), (3, "n1"), (4, "n2")]
+
+
+def test_a_resent_batch_is_recognised_event_by_event(open_hub):
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    batch = [registered()] + [ev(f"n{i}") for i in range(20)]
+    assert accepted(hub.publish(batch))
+    changed = dict(batch[5], payload={"text": "別の内容"})
+    again = hub.publish(batch[:5] + [changed] + batch[6:] + [ev("new")])
+    assert [r.outcome for r in again] == ["duplicate"] * 5 + ["rejected"] + ["duplicate"] * 15 + ["accepted"]
+    assert again[5].problems[0].code == "id_conflict"
+    assert [i for _, i in stored(open_hub())] == ["reg-c1"] + [f"n{i}" for i in range(20)] + ["new"]
+
+
+def test_stream_versions_and_load_many_answer_for_many_streams_at_once(open_hub):
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered("c1"), ev("n1"), registered("c2")]))
+    c1, c2, c3 = (ChildRecord.create_id(c) for c in ("c1", "c2", "c3"))
+    assert stream_versions(hub.store, [c1, c2, c3]) == {c1: 3, c2: 2}  # Created, then one version per event
+    assert stream_versions(hub.store, []) == {}
+    fresh = open_hub()
+    assert timeline(fresh) == ["reg-c1", "n1"]  # c1 cached at version 3, c2 not cached
+    assert accepted(hub.publish([ev("n2")]))  # c1 moves on in the database only
+    loaded = load_many(fresh.store, [c1, c2, c3])
+    assert loaded[c3] is None
+    assert [e.id for e in loaded[c1].entries] == ["reg-c1", "n1", "n2"] and loaded[c1].version == 4
+    assert [e.id for e in loaded[c2].entries] == ["reg-c2"] and loaded[c2].version == 2
+    loaded[c1].entries.append("changed by a writer")  # a copy: the cache is not changed through it
+    assert timeline(fresh) == ["reg-c1", "n1", "n2"]
