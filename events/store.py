@@ -270,6 +270,7 @@ def store_env(database: str | None) -> dict[str, str]:
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
             "POSTGRES_POOL_SIZE": "10",
             "POSTGRES_MAX_OVERFLOW": "10",
+            "APPLICATION_RECORDER_TOPIC": "events.postgres:PostgresRecorder",  # without pipeline mode
         }
         if "schema" in query:
             env["POSTGRES_SCHEMA"] = query["schema"][0]

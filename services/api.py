@@ -122,7 +122,7 @@ def health(hub: HubDep) -> Health:
                        "データベースに接続できません。しばらくしてから再度お試しください") from None
     module = type(hub.store.recorder).__module__
     return Health(status="ok", policy_version=POLICY_VERSION,
-                  store="postgresql" if module.startswith("eventsourcing.postgres") else "sqlite")
+                  store="postgresql" if module.endswith(".postgres") else "sqlite")
 
 
 _PUBLISH_BODY = {

@@ -102,6 +102,10 @@ def postgres_url(postgres_server) -> str:
     schema = f"test_{uuid.uuid4().hex[:10]}"
     yield f"{postgres_server}?schema={schema}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
+        # A test that left a transaction hanging (a stuck publish) would block the drop for ever: end it first.
+        conn.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                     "AND l.pid <> pg_backend_pid()", (schema,))
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 

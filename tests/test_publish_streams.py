@@ -6,6 +6,8 @@ another one; a writer that got there first is caught by the (stream, version) ke
 
 from __future__ import annotations
 
+import random
+import threading
 from datetime import datetime
 
 import pytest
@@ -211,3 +213,24 @@ def test_stream_versions_and_load_many_answer_for_many_streams_at_once(open_hub)
     assert [e.id for e in loaded[c2].entries] == ["reg-c2"] and loaded[c2].version == 2
     loaded[c1].entries.append("changed by a writer")  # a copy: the cache is not changed through it
     assert timeline(fresh) == ["reg-c1", "n1", "n2"]
+
+
+
+def test_a_batch_of_more_than_ten_megabytes_is_stored_in_one_transaction(open_hub):
+    """1,000 new children with a long note each (the API's largest batch; a Kafka worker's poll or an import chunk
+    is the same): about 16 MB of stored events in one insert. With the library's pipelined insert psycopg never
+    finished sending such an insert and the publish hung (``events.postgres``); the publish runs in a thread so
+    that a hang fails the test instead of stopping the suite."""
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    rng = random.Random(7)  # text that does not compress (stored events are compressed before they are sealed)
+    notes = ["".join(chr(rng.randrange(0x4E00, 0x9FA0)) for _ in range(16_000)) for _ in range(1000)]
+    batch = [ev(f"note-{n}", child=f"new-{n}", payload={"text": notes[n]}) for n in range(1000)]
+    results: list = []
+    publishing = threading.Thread(target=lambda: results.extend(hub.publish(batch)), daemon=True)
+    publishing.start()
+    publishing.join(timeout=60)
+    assert not publishing.is_alive(), "the publish of the batch did not finish"
+    assert len(results) == 1000 and accepted(results)
+    assert open_hub().timeline(org="beppu-center", role="caseworker", child="new-999",
+                               purpose="support").entries[0].payload == {"text": notes[999]}
