@@ -301,15 +301,19 @@ class DataKeys:
         with self.datastore.transaction(commit=True) as cursor:
             found = self._select_active(cursor, list(missing.values()))
             created_at = datetime.now(timezone.utc).isoformat()
-            for scope, hashed in missing.items():
-                if hashed in found:
-                    continue
-                key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
-                wrapped = self.keyring.current.wrap(key, key_id)
-                # another process may create the scope's key meanwhile: then its key is the one used
+            rows = []
+            for hashed in missing.values():
+                if hashed not in found:
+                    key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
+                    rows.append((key_id, hashed, self.keyring.current.id, self.keyring.current.wrap(key, key_id),
+                                 created_at))
+            # Up to 100 keys per statement (a batch of new children: one round trip, not one per child). Another
+            # process may create a scope's key meanwhile: then its key is the one used.
+            for start in range(0, len(rows), 100):
+                part = rows[start:start + 100]
                 cursor.execute(self._sql(f"INSERT INTO {self.table} (key_id, scope, master_key, wrapped, created_at) "
-                                         "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING"),
-                               (key_id, hashed, self.keyring.current.id, wrapped, created_at))
+                                         f"VALUES {','.join(['(?,?,?,?,?)'] * len(part))} ON CONFLICT DO NOTHING"),
+                               [value for row in part for value in row])
             found.update(self._select_active(cursor, [h for h in missing.values() if h not in found]))
         with self._lock:
             for scope, hashed in missing.items():

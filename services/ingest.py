@@ -198,25 +198,12 @@ class _Anything:
 _ANYTHING = _Anything()
 
 
-class _SameRegistry:
-    """The store, answering ``registry()`` with the registry the batch started with (no look-up per event)."""
-
-    def __init__(self, store: HubStore, registry: Any):
-        self._store, self._registry = store, registry
-
-    def registry(self) -> Any:
-        return self._registry
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 class _Forecast:
     """A stand-in for the ``Batch`` that only notes which aggregates the indexes ask for (see
     ``Ingest._forecast``)."""
 
-    def __init__(self, store: HubStore, registry: Any):
-        self.store = _SameRegistry(store, registry)
+    def __init__(self, registry: Any):
+        self.registry = registry
         self.ids: list[UUID] = []
 
     def get(self, cls: type, *key: Any, create: bool = True) -> Any:
@@ -229,10 +216,12 @@ class _Forecast:
 
 
 class Batch:
-    """The aggregates one publish touches, loaded once and saved together in one transaction."""
+    """The aggregates one publish touches, loaded once and saved together in one transaction. ``registry``: the
+    organisations as the batch found them, for every event of the batch (no look-up per event)."""
 
-    def __init__(self, store: HubStore):
+    def __init__(self, store: HubStore, registry: Any):
         self.store = store
+        self.registry = registry
         self.aggregates: dict[Any, Any] = {}
         self.versions: dict[UUID, int] = {}
         self.asked: set[UUID] = set()
@@ -349,7 +338,7 @@ class Ingest:
                       look_up: bool, publisher: str | None = None) -> list[PublishResult]:
         registry = self.store.registry()
         orgs = registry.orgs
-        batch = Batch(self.store)
+        batch = Batch(self.store, registry)
         batch.ask_versions([item.child for item in parsed if isinstance(item, Envelope) and item.child])
         histories, aggregates, prepared = self._forecast(parsed, registry)
         batch.load_children(histories)
@@ -441,7 +430,7 @@ class Ingest:
         decides the same)."""
         children: list[str] = []
         orgs = registry.orgs
-        forecast = _Forecast(self.store, registry)
+        forecast = _Forecast(registry)
         prepared: dict[int, _Prepared] = {}
         for i, item in enumerate(parsed):
             if not isinstance(item, Envelope) or not item.child:

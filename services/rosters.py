@@ -237,7 +237,7 @@ def school_id(value: str, orgs: Mapping[str, Org]) -> str:
 def keep_school_lists(e: Recorded, batch: Batch) -> None:
     """The ``INDEXES`` entry for target lists, monthly reports, daily attendance and absence alerts."""
     if e.kind in ("target_list.assigned", "target_list.removed"):
-        orgs = batch.store.registry().orgs
+        orgs = batch.registry.orgs
         centre = orgs.get(e.source)
         if centre is None or centre.type not in LISTING_CENTRES:
             return  # only a centre's request puts a child on a school's list
