@@ -16,6 +16,9 @@ its version on every ``Repository.get``, so an append that bypassed the aggregat
 nothing needs doing; without fast-forwarding the library only refreshes the cache from the aggregates it saves,
 so the streams appended to here are dropped from the cache and reloaded on their next read.
 
+``last_event`` is the newest event of one stream, for a writer that only needs the head of a chain (the access
+log: the hash and sequence of the last record, not every record since the first).
+
 ``cache_saved`` puts what a writer saved into the cache when the library would not (it does so itself only when
 it does not fast-forward), so that the next batch starts from the saved versions instead of replaying its own
 events from the store again.
@@ -80,6 +83,12 @@ def _sqlite_versions(recorder: Any, ids: list[UUID]) -> dict[UUID, int]:
         curs.execute(statement, (json.dumps(list(keys)),))
         rows = curs.fetchall()
     return {keys[row["originator_id"]]: int(row["version"]) for row in rows}
+
+
+def last_event(store: Any, stream: UUID) -> Any | None:
+    """The newest domain event of ``stream`` (``None``: no such stream), from one stored event."""
+    stored = store.recorder.select_events(stream, desc=True, limit=1)
+    return store.mapper.to_domain_event(stored[0]) if stored else None
 
 
 def forget_cached(store: Any, ids: Iterable[UUID]) -> None:

@@ -20,6 +20,7 @@ from consent.model import Org, ReadDecision, Reader, Recorded, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
 from events.envelope import content_digest
 from events.store import AccessLog, ChildRecord, HubStore
+from events.streams import last_event
 
 
 @dataclass
@@ -146,14 +147,31 @@ class TimelineReader:
                         policy_version=decision.policy_version)
 
     def _append(self, child: str, record: dict[str, Any]) -> None:
+        """Chain ``record`` to the child's access log. Only the log's last event is read (the previous record's
+        hash and sequence), so that a read costs the same after a thousand reads of the child as after one; a
+        reader who appended first makes the insert fail on the stream's version, and the head is read again."""
+        stream = AccessLog.create_id(child)
         for attempt in range(5):
-            log = self.store.get_or_none(AccessLog.create_id(child)) or AccessLog(child)
-            chained = dict(record, prev_hash=log.last_hash, sequence=log.count + 1)
-            chained["hash"] = chain_hash(log.last_hash, chained)
-            log.record(record=chained)
+            head = last_event(self.store, stream)
+            if head is None:
+                log = AccessLog(child)
+                log.record(record=self._chained(record, "", 1))
+                pending = log
+            else:
+                last = head.record if isinstance(head, AccessLog.ReadRecorded) else None
+                previous, sequence = (last["hash"], last["sequence"] + 1) if last else ("", 1)
+                pending = AccessLog.ReadRecorded(originator_id=stream, originator_version=head.originator_version + 1,
+                                                 timestamp=AccessLog.ReadRecorded.create_timestamp(),
+                                                 record=self._chained(record, previous, sequence))
             try:
-                self.store.save(log)
+                self.store.save(pending)
                 return
             except IntegrityError:
                 if attempt == 4:
                     raise
+
+    @staticmethod
+    def _chained(record: dict[str, Any], previous: str, sequence: int) -> dict[str, Any]:
+        chained = dict(record, prev_hash=previous, sequence=sequence)
+        chained["hash"] = chain_hash(previous, chained)
+        return chained

@@ -241,3 +241,38 @@ def test_a_genuine_record_copied_into_another_place_is_reordered(hub, clock):
     assert [(m.problem, m.fault, m.sequence, m.record) for m in report.mismatches] == [
         ("chain", "reordered", 2, ids["c1"][2])]
     assert "position #2 holds record #3" in report.mismatches[0].detail
+
+
+def test_a_read_opens_only_the_head_of_the_access_log(tmp_path, clock, monkeypatch):
+    """Appending an access record reads the chain's last record, not every record before it, so a child read a
+    thousand times costs no more to read than one read once; readers in two processes (two hubs on one file)
+    still make one unbroken chain."""
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    clock.at = datetime.fromisoformat("2026-05-10T09:00:00+09:00")
+    first, second = Hub(database, clock=clock), Hub(database, clock=clock)
+    try:
+        first.load_orgs(ORGS)
+        assert {r.outcome for r in first.publish(events("c1"))} == {"accepted"}
+        for n in range(30):
+            hub = (first, second)[n % 2]
+            hub.timeline(org="beppu-center", role="caseworker", child="c1", purpose="support")
+        third = Hub(database, clock=clock)  # a process that has read nothing yet
+        opened: list[str] = []
+        real = third.store.mapper.to_domain_event
+
+        def counting(stored):
+            opened.append(stored.topic)
+            return real(stored)
+
+        monkeypatch.setattr(third.store.mapper, "to_domain_event", counting)
+        third.timeline(org="beppu-center", role="caseworker", child="c1", purpose="support")
+        third.close()
+        assert opened.count(ACCESS_TOPIC) == 1
+        report = verify(first.store)
+        assert report.ok and report.records == 31
+        records = [first.store.mapper.to_domain_event(e).record
+                   for e in first.store.recorder.select_events(AccessLog.create_id("c1"))[1:]]
+        assert [r["sequence"] for r in records] == list(range(1, 32))
+    finally:
+        first.close()
+        second.close()
