@@ -62,8 +62,8 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, find_id_convertor
+from eventsourcing.utils import get_topic, resolve_topic
 
 from consent.facts import POLICY_FIELDS
 
@@ -515,7 +515,6 @@ class SealingMapper(Mapper):
                     state["envelope"] = dict(state["envelope"], payload=payload)
                 except KeyDestroyed:
                     pass  # erased: the payload keeps only the fields the policy reads
-                plain = self.transcoder.encode(state)
         except KeyDestroyed:
             event = object.__new__(Shredded)
             object.__setattr__(event, "__dict__", {"originator_id": stored_event.originator_id,
@@ -527,9 +526,24 @@ class SealingMapper(Mapper):
                 f"stored event {stored_event.originator_id} v{stored_event.originator_version} "
                 f"({stored_event.topic}) does not open: it was altered, or its key is not in this store "
                 f"({type(error).__name__})") from error
-        return super().to_domain_event(StoredEvent(originator_id=stored_event.originator_id,
-                                                   originator_version=stored_event.originator_version,
-                                                   topic=stored_event.topic, state=plain))
+        return self._event_from_state(stored_event, state)
+
+    @staticmethod
+    def _event_from_state(stored_event: StoredEvent, state: dict[str, Any]) -> Any:
+        """The domain event of ``stored_event`` from its opened, decoded state: what the library's
+        ``Mapper.to_domain_event`` does after decoding (eventsourcing 9.5.6), without encoding the state again
+        only for the library to decode it (a quarter of the time of loading a stream)."""
+        cls = resolve_topic(stored_event.topic)
+        state["originator_id"] = find_id_convertor(cls, type(stored_event.originator_id))(stored_event.originator_id)
+        state["originator_version"] = stored_event.originator_version
+        class_version = getattr(cls, "class_version", 1)
+        from_version = state.pop("class_version", 1)
+        while from_version < class_version:
+            getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(state)
+            from_version += 1
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", state)
+        return event
 
 
 _SEALED_PAYLOAD = "sealed_payload"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -177,6 +177,15 @@ class LinkingQueue(_CopiedOnWrite, Aggregate):
         self.waiting.pop(envelope_id, None)
 
 
+def project(aggregate: Any | None, domain_events: Iterable[Any]) -> Any | None:
+    """The library's ``project_aggregate`` without its per-event ``isinstance`` check against a runtime protocol,
+    which takes 10 µs per event on Python 3.11 (5 ms of a 500-event child's load). Every event here is one of the
+    library's aggregate events, or ``Shredded``: all of them mutate."""
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
 class HubStore(Application):
     """The hub's event-sourced application: the streams above on one recorder, every event sealed under its
     child's data key or the hub's (``events.sealing``), and a child's keys destroyed once its erasure is stored."""
@@ -227,14 +236,14 @@ class HubStore(Application):
 
     def get_or_none(self, aggregate_id: UUID) -> Any | None:
         try:
-            return self.repository.get(aggregate_id)
+            return self.repository.get(aggregate_id, projector_func=project)
         except AggregateNotFoundError:
             return None
 
     def peek(self, aggregate_id: UUID) -> Any | None:
         """The cached aggregate itself, for reading only: never trigger events on it (use ``get_or_none``)."""
         try:
-            return self.repository.get(aggregate_id, deepcopy_from_cache=False)
+            return self.repository.get(aggregate_id, deepcopy_from_cache=False, projector_func=project)
         except AggregateNotFoundError:
             return None
 
