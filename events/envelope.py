@@ -197,6 +197,10 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
                                 "(your own number for the child)",
                                 "child（ハブの児童ID）と local_child（自機関の児童番号）のどちらか一方だけを指定してください",
                                 "child"))
+    # Each error is turned into problems inside its ``except`` and raised after it: an exception raised inside
+    # an ``except`` block keeps the caught one, whose traceback keeps the frame that holds it, a reference cycle
+    # that only the garbage collector frees (services/runtime.py).
+    envelope: Envelope | None = None
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
@@ -206,8 +210,7 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
                 problems[problems.index(p)] = Problem(
                     "unknown_basis", f"unknown basis {raw.get('basis')!r}",
                     f"basis「{raw.get('basis')}」は法的根拠として登録されていません", "basis")
-        raise Rejected(problems) from None
-    if problems:
+    if problems or envelope is None:
         raise Rejected(problems)
     if envelope.kind not in KINDS:
         raise Rejected([Problem("unknown_kind", f"unknown kind {envelope.kind!r}",
@@ -218,7 +221,9 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     try:
         payload = normalise_payload(envelope.kind, envelope.payload)
     except ValidationError as error:
-        raise Rejected(_problems(error, "payload.")) from None
+        problems = _problems(error, "payload.")
+    if problems:
+        raise Rejected(problems)
     if envelope.at > now + FUTURE_TOLERANCE:
         raise Rejected([Problem("future_time", f"at {envelope.at.isoformat()} is in the future",
                                 "at（発生日時）が未来の日時です", "at")])
@@ -230,8 +235,10 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     try:  # a lone surrogate (e.g. from a "\ud800" escape) is valid JSON but not text any store can keep
         size = len(json.dumps(envelope.canonical(), ensure_ascii=False).encode("utf-8"))
     except UnicodeEncodeError:
+        size = None
+    if size is None:
         raise Rejected([Problem("invalid_text", "the event contains characters that are not valid Unicode text",
-                                "文字として扱えないデータ（不正な文字コード）が含まれています")]) from None
+                                "文字として扱えないデータ（不正な文字コード）が含まれています")])
     if size > MAX_ENVELOPE_BYTES:
         raise Rejected([Problem("envelope_too_large", f"the event is {size} bytes as JSON; at most "
                                 f"{MAX_ENVELOPE_BYTES}", f"イベントが大きすぎます（{size:,}バイト。"

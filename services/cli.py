@@ -16,6 +16,7 @@ from rich.table import Table
 from events.problems import Rejected
 from services.auth import DEFAULT_KEY_FILE, KEY_FILE_ENV, KeyFileError, SigningKeys, key_file_path
 from services.hub import Hub
+from services.runtime import tune_garbage_collector
 
 app = typer.Typer(help="tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk.",
                   no_args_is_help=True, add_completion=False)
@@ -37,6 +38,12 @@ SigningKeyFile = Annotated[Optional[Path], typer.Option(
 
 out = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def process_settings() -> None:
+    """tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk."""
+    tune_garbage_collector()  # services.runtime: every command runs with the hub's process settings
 
 
 def fail(message: str, code: int = 2) -> None:

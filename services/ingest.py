@@ -15,6 +15,7 @@ everything of one batch is saved in one transaction; a stream that moved meanwhi
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence
@@ -320,8 +321,8 @@ class Ingest:
         for raw in items:
             try:
                 parsed.append(parse_envelope(raw, now=now))
-            except Rejected as rejected:
-                parsed.append(rejected)
+            except Rejected as rejected:  # kept as a value: without the traceback, which holds this frame
+                parsed.append(rejected.with_traceback(None))
         if publisher is not None:
             parsed = [_as_publisher(raw, item, publisher) for raw, item in zip(items, parsed)]
         # First try without looking up each id (new events are the common case); a stored id makes the
@@ -329,9 +330,10 @@ class Ingest:
         for attempt, look_up in enumerate((False, True, True, True)):
             try:
                 return self._publish_once(items, parsed, now, look_up=look_up, publisher=publisher)
-            except IntegrityError:
+            except IntegrityError as conflict:
                 if attempt == 3:
                     raise
+                _clear_frames(conflict)
         raise AssertionError("unreachable")
 
     def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
@@ -444,7 +446,7 @@ class Ingest:
                 decision = None
                 children.append(item.child)
             except Rejected as rejected:
-                decision = rejected
+                decision = rejected.with_traceback(None)  # a value, kept without the frames
             prepared[i] = _Prepared(item, canonical, e, decision)
             if isinstance(decision, Rejected):
                 continue
@@ -454,6 +456,16 @@ class Ingest:
                 except Exception:  # noqa: BLE001 - a stand-in may not behave like the aggregate: no forecast
                     pass
         return children, forecast.ids, prepared
+
+
+def _clear_frames(error: BaseException) -> None:
+    """Clear the locals of the finished frames in ``error``'s tracebacks (and its causes'). The library raises
+    its ``IntegrityError`` while handling the database's, so those frames and the exceptions refer to each other,
+    and the failed pass's whole batch would wait for the garbage collector (services/runtime.py)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        traceback.clear_frames(seen.__traceback__)
+        seen = seen.__cause__ or seen.__context__
 
 
 def _as_publisher(raw: Any, item: Envelope | Rejected, publisher: str) -> Envelope | Rejected:
