@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -24,7 +25,9 @@ from pathlib import Path
 
 from adapters.publisher import HubPublisher
 from services.hub import JST, Hub
+from services.ingest import MAX_BATCH
 from services.school_import import SchoolImporter
+from services.runtime import tune_garbage_collector
 
 NOW = datetime(2026, 6, 5, 9, 0, tzinfo=JST)
 HEADER = "学校コード,児童生徒番号,対象年月,授業日数,出席日数,欠席日数,うち連絡なし欠席日数,遅刻日数,早退日数,欠席理由,特記事項"
@@ -47,7 +50,7 @@ def setup(hub: Hub, schools: int, per_school: int) -> None:
                           "source": "bench-center", "basis": "cwa-25-3", "to": f"bench-es-{s}",
                           "at": "2026-04-01T09:00:00+09:00",
                           "payload": {"school": f"bench-es-{s}", "student_no": f"{n:06d}", "from_month": "2026-04"}})
-            if len(batch) == 5000:
+            if len(batch) == MAX_BATCH:
                 hub.publish(batch)
                 batch = []
     if batch:
@@ -75,6 +78,7 @@ def write_file(path: Path, schools: int, per_school: int, not_listed: float) -> 
 
 
 def main() -> None:
+    tune_garbage_collector()  # as every tsunagu command does (services/runtime.py)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", required=True, help="sqlite:///FILE or postgresql://… (should be empty)")
     parser.add_argument("--rows", type=int, default=100_000, help="listed rows in the file (default 100,000)")
@@ -94,9 +98,9 @@ def main() -> None:
             rows = write_file(path, args.schools, per_school, args.not_listed)
             size = path.stat().st_size
             importer = SchoolImporter(hub.store, HubPublisher(hub), now=NOW)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             first = importer.monthly(path, name=path.name)
-            first_seconds = time.perf_counter() - started
+            first_seconds, first_cpu = time.perf_counter() - started, time.process_time() - cpu
             started = time.perf_counter()
             again = importer.monthly(path, name=path.name)
             again_seconds = time.perf_counter() - started
@@ -106,10 +110,12 @@ def main() -> None:
         "database": args.database.split("@")[-1], "rows": rows, "file_bytes": size, "schools": args.schools,
         "setup_seconds": round(setup_seconds, 2),
         "import": {"seconds": round(first_seconds, 2), "rows_per_second": round(rows / first_seconds),
+                   "cpu_us_per_row": round(first_cpu / rows * 1e6),
                    "accepted": first.accepted, "not_listed": first.not_listed, "rejected": first.rejected_total},
         "resend": {"seconds": round(again_seconds, 2), "rows_per_second": round(rows / again_seconds),
                    "unchanged": again.unchanged, "accepted": again.accepted},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     assert first.accepted == per_school * args.schools and first.rejected_total == 0, first.to_dict()
     assert again.unchanged == first.accepted and again.accepted == 0, again.to_dict()
@@ -122,6 +128,8 @@ def main() -> None:
           f"(accepted {first.accepted}, not listed {first.not_listed})")
     print(f"  resend: {again_seconds:.1f} s, {result['resend']['rows_per_second']} rows/s (unchanged {again.unchanged})")
     print(f"  peak RSS: {result['peak_rss_mb']} MB")
+    print(f"  this process's CPU: {result['import']['cpu_us_per_row']} µs per row; load average "
+          f"{result['load_average']}")
 
 
 if __name__ == "__main__":

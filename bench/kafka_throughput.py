@@ -39,6 +39,7 @@ from events.store import EnvelopeIndex
 from events.transport import EVENTS_TOPIC, KafkaPublisher, parse_api_version
 from services.hub import JST, Hub
 from services.worker import IngestWorker
+from services.runtime import tune_garbage_collector
 
 ROOT = Path(__file__).resolve().parent.parent
 ORGS = [
@@ -87,6 +88,7 @@ def free_port() -> int:
 
 
 def main() -> None:
+    tune_garbage_collector()  # as every tsunagu command does (services/runtime.py)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap", help="Kafka bootstrap HOST:PORT (or --start-broker)")
     parser.add_argument("--start-broker", action="store_true", help="start a throwaway 0.9 broker for the run")
@@ -135,7 +137,7 @@ def run(bootstrap: str, api_version, database: str, args) -> dict:
     hub.load_orgs(ORGS)
     worker = IngestWorker(hub, bootstrap, group=f"bench-{uuid.uuid4().hex[:8]}", topic=topic,
                           api_version=api_version, max_batch=args.max_batch, session_timeout_ms=30000)
-    publisher = KafkaPublisher(bootstrap, topic=topic, api_version=api_version)
+    publisher = KafkaPublisher(bootstrap, keys=hub.store.keys, topic=topic, api_version=api_version)
     result: dict = {"events": len(events), "children": args.children, "mode": args.mode, "bootstrap": bootstrap,
                     "database": database.split("?")[0].split("@")[-1], "max_batch": args.max_batch}
     try:
