@@ -167,9 +167,10 @@ def _event_id(prefix: str, school: str, period: str, *parts: str | None) -> str:
 
 
 def monthly_envelope(payload: Mapping[str, Any], *, school: str, child: str, centre: str, today: date,
-                     supersedes: str | None) -> dict[str, Any]:
+                     supersedes: str | None, content: str) -> dict[str, Any]:
     """The ``attendance.monthly`` event for one listed child: from the school to the centre that assigned the
-    list, at the month's close (or today, for the current month). ``supersedes``: the report it corrects."""
+    list, at the month's close (or today, for the current month). ``supersedes``: the report it corrects;
+    ``content``: ``content_of(payload)``."""
     month = str(payload["month"])
     year, m = map(int, month.split("-"))
     close = date(year + (m == 12), m % 12 + 1, 1)
@@ -177,20 +178,21 @@ def monthly_envelope(payload: Mapping[str, Any], *, school: str, child: str, cen
     if supersedes:
         body["supersedes"] = supersedes
     return {"id": _event_id("att-m", school, month, str(payload.get("student_no")), child, centre,
-                            content_of(payload), supersedes),
+                            content, supersedes),
             "kind": "attendance.monthly", "child": child, "source": school, "basis": BASIS, "to": centre,
             "at": _start_of(min(close, today)).isoformat(), "payload": body}
 
 
 def daily_envelope(payload: Mapping[str, Any], *, school: str, child: str, centre: str,
-                   supersedes: str | None) -> dict[str, Any]:
-    """The ``attendance.daily`` event for one listed child, at the start of the day."""
+                   supersedes: str | None, content: str) -> dict[str, Any]:
+    """The ``attendance.daily`` event for one listed child, at the start of the day (``content``: as in
+    ``monthly_envelope``)."""
     day = str(payload["date"])
     body = dict(payload)
     if supersedes:
         body["supersedes"] = supersedes
     return {"id": _event_id("att-d", school, day, str(payload.get("student_no")), child, centre,
-                            content_of(payload), supersedes),
+                            content, supersedes),
             "kind": "attendance.daily", "child": child, "source": school, "basis": BASIS, "to": centre,
             "at": _start_of(date.fromisoformat(day)).isoformat(), "payload": body}
 

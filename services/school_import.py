@@ -239,7 +239,8 @@ class _Run:
         if latest is not None and latest[1] == content:
             return
         envelope = monthly_envelope(payload, school=listing.school, child=listing.child, centre=listing.centre,
-                                    today=self.importer.today, supersedes=latest[0] if latest else None)
+                                    today=self.importer.today, supersedes=latest[0] if latest else None,
+                                    content=content)
         self.latest[key] = (envelope["id"], content)
         ticket.planned.append((envelope, "superseded" if latest else "accepted", key))
 
@@ -258,7 +259,7 @@ class _Run:
         if latest is not None and latest[1] == content:
             return
         envelope = daily_envelope(payload, school=listing.school, child=listing.child, centre=listing.centre,
-                                  supersedes=latest[0] if latest else None)
+                                  supersedes=latest[0] if latest else None, content=content)
         self.latest[key] = (envelope["id"], content)
         ticket.planned.append((envelope, "superseded" if latest else "accepted", key))
 
