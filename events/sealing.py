@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -254,8 +255,10 @@ class DataKeys:
         self.table = f'"{schema}".{self.TABLE}' if postgres and schema else self.TABLE
         self.cache_seconds = cache_seconds
         self.cache_size = cache_size
-        self._by_id: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()  # key id -> (key, loaded at)
-        self._active: dict[str, tuple[bytes, float]] = {}  # scope hash -> (key id, loaded at)
+        # key id -> (key, its cipher, loaded at); scope hash -> (key id, loaded at); both at most cache_size long
+        self._by_id: OrderedDict[bytes, tuple[bytes, AESGCM, float]] = OrderedDict()
+        self._active: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self.scope_hash = functools.lru_cache(maxsize=cache_size)(self._scope_hash)
         self._lock = threading.RLock()
         self._create_table()
 
@@ -272,15 +275,30 @@ class DataKeys:
             cursor.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) "
                            "WHERE destroyed_at IS NULL")
 
-    def scope_hash(self, scope: str) -> str:
+    def _scope_hash(self, scope: str) -> str:
+        """The HMAC that names ``scope`` in the key table (``scope_hash``, memoised)."""
         return hmac.new(self.keyring.stream_secret, b"key-scope\x00" + scope.encode("utf-8"),
                         hashlib.sha256).hexdigest()
 
     def _remember(self, key_id: bytes, key: bytes, now: float) -> None:
-        self._by_id[key_id] = (key, now)
+        self._by_id[key_id] = (key, AESGCM(key), now)
         self._by_id.move_to_end(key_id)
         while len(self._by_id) > self.cache_size:
             self._by_id.popitem(last=False)
+
+    def _activate(self, hashed: str, key_id: bytes, now: float) -> None:
+        self._active[hashed] = (key_id, now)
+        self._active.move_to_end(hashed)
+        while len(self._active) > self.cache_size:
+            self._active.popitem(last=False)
+
+    def _cached_active(self, hashed: str, now: float) -> tuple[bytes, tuple[bytes, AESGCM, float]] | None:
+        """The scope's active key id and its cache entry, while both are fresh (caller holds the lock)."""
+        active = self._active.get(hashed)
+        cached = self._by_id.get(active[0]) if active else None
+        if active and cached and now - active[1] < self.cache_seconds:
+            return active[0], cached
+        return None
 
     def ensure(self, scopes: Iterable[str]) -> dict[str, tuple[bytes, bytes]]:
         """The active (key id, key) of each scope, creating keys that do not exist yet, in one transaction."""
@@ -290,10 +308,9 @@ class DataKeys:
         missing: dict[str, str] = {}
         with self._lock:
             for scope, hashed in wanted.items():
-                active = self._active.get(hashed)
-                cached = self._by_id.get(active[0]) if active else None
-                if active and cached and now - active[1] < self.cache_seconds:
-                    out[scope] = (active[0], cached[0])
+                fresh = self._cached_active(hashed, now)
+                if fresh is not None:
+                    out[scope] = (fresh[0], fresh[1][0])
                 else:
                     missing[scope] = hashed
         if not missing:
@@ -318,7 +335,7 @@ class DataKeys:
         with self._lock:
             for scope, hashed in missing.items():
                 key_id, key = found[hashed]
-                self._active[hashed] = (key_id, now)
+                self._activate(hashed, key_id, now)
                 self._remember(key_id, key, now)
                 out[scope] = (key_id, key)
         return out
@@ -344,11 +361,15 @@ class DataKeys:
 
     def key(self, key_id: bytes) -> bytes:
         """The data key ``key_id``; ``KeyDestroyed`` after its scope was erased, ``KeyUnknown`` if never made."""
+        return self._entry(key_id)[0]
+
+    def _entry(self, key_id: bytes) -> tuple[bytes, AESGCM, float]:
+        """The cache entry of ``key_id``, loaded from the key table when it is not cached or not fresh."""
         now = time.monotonic()
         with self._lock:
             cached = self._by_id.get(key_id)
-            if cached and now - cached[1] < self.cache_seconds:
-                return cached[0]
+            if cached and now - cached[2] < self.cache_seconds:
+                return cached
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(self._sql(f"SELECT master_key, wrapped, destroyed_at FROM {self.table} WHERE key_id = ?"),
                            (key_id,))
@@ -362,7 +383,7 @@ class DataKeys:
         key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
         with self._lock:
             self._remember(key_id, key, now)
-        return key
+            return self._by_id[key_id]
 
     def destroy(self, scopes: Iterable[str]) -> int:
         """Destroy every key of ``scopes`` (crypto-shredding); how many keys were destroyed."""
@@ -401,16 +422,22 @@ class DataKeys:
     # --- sealing ---------------------------------------------------------------------------------------------
 
     def seal(self, scope: str, plaintext: bytes, aad: bytes) -> bytes:
-        key_id, key = self.ensure([scope])[scope]
+        with self._lock:
+            fresh = self._cached_active(self.scope_hash(scope), time.monotonic())
+        if fresh is not None:
+            key_id, cipher = fresh[0], fresh[1][1]
+        else:
+            key_id, key = self.ensure([scope])[scope]
+            cipher = AESGCM(key)
         nonce = os.urandom(12)
-        return FORMAT + key_id + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+        return FORMAT + key_id + nonce + cipher.encrypt(nonce, plaintext, aad)
 
     def open(self, sealed: bytes, aad: bytes) -> bytes:
         """The plaintext; ``KeyDestroyed`` when its key was destroyed; ``InvalidTag`` when it was altered."""
         if len(sealed) < 1 + 16 + 12 + 16 or sealed[:1] != FORMAT:
             raise InvalidTag()
         key_id, nonce, body = sealed[1:17], sealed[17:29], sealed[29:]
-        return AESGCM(self.key(key_id)).decrypt(nonce, body, aad)
+        return self._entry(key_id)[1].decrypt(nonce, body, aad)
 
 
 def key_scope(state: Mapping[str, Any]) -> str:
