@@ -258,6 +258,7 @@ class DataKeys:
         # key id -> (key, its cipher, loaded at); scope hash -> (key id, loaded at); both at most cache_size long
         self._by_id: OrderedDict[bytes, tuple[bytes, AESGCM, float]] = OrderedDict()
         self._active: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._destroyed: OrderedDict[bytes, str] = OrderedDict()  # key id -> when (a destroyed key stays destroyed)
         self.scope_hash = functools.lru_cache(maxsize=cache_size)(self._scope_hash)
         self._lock = threading.RLock()
         self._create_table()
@@ -370,6 +371,8 @@ class DataKeys:
             cached = self._by_id.get(key_id)
             if cached and now - cached[2] < self.cache_seconds:
                 return cached
+            if key_id in self._destroyed:
+                raise KeyDestroyed(f"data key {key_id.hex()} was destroyed at {self._destroyed[key_id]}")
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(self._sql(f"SELECT master_key, wrapped, destroyed_at FROM {self.table} WHERE key_id = ?"),
                            (key_id,))
@@ -378,12 +381,46 @@ class DataKeys:
             raise KeyUnknown(f"data key {key_id.hex()} does not exist")
         if row["destroyed_at"] is not None or row["wrapped"] is None:
             with self._lock:
-                self._by_id.pop(key_id, None)
+                self._forget_destroyed(key_id, str(row["destroyed_at"]))
             raise KeyDestroyed(f"data key {key_id.hex()} was destroyed at {row['destroyed_at']}")
         key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
         with self._lock:
             self._remember(key_id, key, now)
             return self._by_id[key_id]
+
+    def _forget_destroyed(self, key_id: bytes, destroyed_at: str) -> None:
+        """Drop a destroyed key from the cache and remember that it is destroyed (caller holds the lock)."""
+        self._by_id.pop(key_id, None)
+        self._destroyed[key_id] = destroyed_at
+        while len(self._destroyed) > self.cache_size:
+            self._destroyed.popitem(last=False)
+
+    def preload(self, key_ids: Iterable[bytes]) -> None:
+        """Load the keys ``key_ids`` that are not cached (or not fresh) in one query per 500, before many events
+        sealed under different keys are opened (a school's roster names a child per event): one round trip
+        instead of one per key. Keys that are destroyed or unknown are left for ``key`` to report."""
+        now = time.monotonic()
+        with self._lock:
+            todo = [k for k in dict.fromkeys(key_ids) if k not in self._destroyed and not (
+                k in self._by_id and now - self._by_id[k][2] < self.cache_seconds)]
+        if not todo:
+            return
+        rows = []
+        with self.datastore.transaction(commit=False) as cursor:
+            for start in range(0, len(todo), 500):
+                part = todo[start:start + 500]
+                cursor.execute(self._sql(f"SELECT key_id, master_key, wrapped, destroyed_at FROM {self.table} "
+                                         f"WHERE key_id IN ({','.join('?' * len(part))})"), part)
+                rows += cursor.fetchall()
+        for row in rows:
+            key_id = bytes(row["key_id"])
+            if row["destroyed_at"] is not None or row["wrapped"] is None:
+                with self._lock:
+                    self._forget_destroyed(key_id, str(row["destroyed_at"]))
+                continue
+            key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
+            with self._lock:
+                self._remember(key_id, key, now)
 
     def destroy(self, scopes: Iterable[str]) -> int:
         """Destroy every key of ``scopes`` (crypto-shredding); how many keys were destroyed."""
@@ -400,7 +437,7 @@ class DataKeys:
                                      f"WHERE destroyed_at IS NULL AND scope IN ({marks})"), [destroyed_at, *hashes])
         with self._lock:
             for key_id in key_ids:
-                self._by_id.pop(key_id, None)
+                self._forget_destroyed(key_id, destroyed_at)
             for hashed in hashes:
                 self._active.pop(hashed, None)
         return len(key_ids)
@@ -528,6 +565,12 @@ class SealingMapper(Mapper):
             scope = HUB_SCOPE
         sealed = self.keys.seal(scope, self.transcoder.encode(state), aad)
         return StoredEvent(originator_id=originator_id, originator_version=version, topic=topic, state=sealed)
+
+    def preload(self, stored_events: Iterable[StoredEvent]) -> None:
+        """Load in one go the keys that seal ``stored_events`` (their outer layer; a child's payloads share one
+        key, loaded with the first of them), before they are opened one by one."""
+        assert self.keys is not None, "the store attaches its data keys before loading"
+        self.keys.preload(bytes(e.state[1:17]) for e in stored_events if e.state[:1] == FORMAT)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         assert self.keys is not None, "the store attaches its data keys before loading"

@@ -87,8 +87,8 @@ def _sqlite_versions(recorder: Any, ids: list[UUID]) -> dict[UUID, int]:
 
 def last_event(store: Any, stream: UUID) -> Any | None:
     """The newest domain event of ``stream`` (``None``: no such stream), from one stored event."""
-    stored = store.recorder.select_events(stream, desc=True, limit=1)
-    return store.mapper.to_domain_event(stored[0]) if stored else None
+    stored = store.events.get(stream, desc=True, limit=1)
+    return next(stored, None)
 
 
 def forget_cached(store: Any, ids: Iterable[UUID]) -> None:
@@ -125,6 +125,7 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
                 pass
     after = {stream: (cached[stream].version if stream in cached else 0) for stream in wanted}
     stored = _events_after(store, after)
+    store.mapper.preload(record for records in stored.values() for record in records)
     out: dict[UUID, Any] = {}
     for stream in wanted:
         aggregate = deepcopy(cached[stream]) if stream in cached else None

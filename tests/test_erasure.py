@@ -275,3 +275,34 @@ def test_master_key_rotation_rewraps_the_data_keys(tmp_path, monkeypatch, clock)
     finally:
         hub.close()
     assert runner.invoke(app, ["master-key", "generate", "--keys-file", str(keys_file)]).exit_code != 0
+
+
+def test_a_stream_that_names_many_children_opens_with_one_query_for_their_keys(tmp_path, clock, monkeypatch):
+    """A school's roster seals each child's entry under that child's key: a process that has opened nothing yet
+    loads the 40 keys in one query, not one query per child."""
+    from services.rosters import SchoolRoster, peek
+
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = Hub(database, clock=clock)
+    try:
+        hub.load_orgs(ORGS)
+        for n in range(40):
+            list_child(hub, f"kodomo-{n}", f"S-{n:04d}")
+    finally:
+        hub.close()
+    fresh = Hub(database, clock=clock)
+    try:
+        queries: list[str] = []
+        real = fresh.store.keys.datastore.transaction
+
+        def counting(*args, **kwargs):
+            queries.append("transaction")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(fresh.store.keys.datastore, "transaction", counting)
+        roster = peek(fresh.store, SchoolRoster, "beppu-es-1")
+        assert len({listing.child for n in range(40) for listing in roster.of(f"S-{n:04d}")}) == 40
+        assert len(queries) <= 3  # the events (one), the keys (one), not 40
+    finally:
+        fresh.close()
