@@ -75,6 +75,7 @@ STREAM_SECRET_ENV = "TSUNAGU_STREAM_SECRET"
 DEFAULT_KEYS_FILE = "tsunagu-keys.json"
 FORMAT = b"\x01"  # sealed state: FORMAT + data key id (16 bytes) + nonce (12 bytes) + AES-GCM ciphertext
 KEY_CACHE_SECONDS = 300.0  # how long an unwrapped data key stays in memory (another process may destroy it)
+KEY_CACHE_SIZE = 10_000  # keys (and scope names) kept: the children of the last ten publish batches or so
 
 
 class KeyError_(Exception):
@@ -248,7 +249,7 @@ class DataKeys:
     TABLE = "tsunagu_data_keys"
 
     def __init__(self, datastore: Any, keyring: Keyring, *, postgres: bool, schema: str | None = None,
-                 cache_seconds: float = KEY_CACHE_SECONDS, cache_size: int = 50_000):
+                 cache_seconds: float = KEY_CACHE_SECONDS, cache_size: int = KEY_CACHE_SIZE):
         self.datastore = datastore
         self.keyring = keyring
         self.postgres = postgres
