@@ -32,9 +32,16 @@ case "$cmd" in
       as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
-    # Tests trade durability for speed; PG_DURABLE=1 keeps PostgreSQL's durable defaults (for benchmarks).
+    # Tests trade durability for speed. PG_DURABLE=1 keeps PostgreSQL durable (fsync, synchronous commit, full
+    # page writes) and sizes it as deploy/POSTGRES.md recommends for a hub: a buffer cache that holds the working
+    # set (PG_SHARED_BUFFERS, default 2GB) and checkpoints spaced out, with compressed WAL.
     opts="-h 127.0.0.1 -p $port -k $dir -c max_connections=200"
-    [ "${PG_DURABLE:-0}" = 1 ] || opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if [ "${PG_DURABLE:-0}" = 1 ]; then
+      opts="$opts -c shared_buffers=${PG_SHARED_BUFFERS:-2GB} -c max_wal_size=8GB -c checkpoint_timeout=15min"
+      opts="$opts -c wal_compression=lz4 -c effective_cache_size=8GB"
+    else
+      opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    fi
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -o "$opts" \
       start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
     echo "postgresql://postgres@127.0.0.1:$port/postgres"
