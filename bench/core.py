@@ -7,10 +7,11 @@ Method: a synthetic prefecture (bench/prefecture.py). First ``--probe-children``
 the first size; reads are measured; the store is filled to the next size and reads are measured again. Publishing
 goes through ``Hub.publish`` (validation, admission, idempotency index, one transaction per batch), reads through
 ``Hub.timeline`` (policy + access record appended before returning), replay through ``audit.verify``. The HTTP
-layer is not included. Each read phase opens a NEW hub (empty aggregate cache), makes one read of a background
-child (the process's first read: registry, connections; reported apart), then reads every probe child once cold
-(its stream is loaded from the database) and ``--warm-reads`` times warm. p50/p99 are over all those reads.
-Python's garbage collector pauses during reads are recorded (``slowest_read_gc_ms``).
+layer is not included. Each read phase runs in a process of its own (as the API runs beside the ingest worker;
+``--reads-in-this-process`` reads in the publishing process instead) with a new hub (empty aggregate cache):
+one read of a background child (the process's first read: registry, connections; reported apart), then every
+probe child once cold (its stream is loaded from the database) and ``--warm-reads`` times warm. p50/p99 are over
+all those reads. Python's garbage collector pauses during reads are recorded (``slowest_read_gc_ms``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import os
 import resource
 import statistics
@@ -94,10 +96,19 @@ def readers_of(database: str, probes: list[str]) -> list[tuple[str, str]]:
         hub.close()
 
 
+def measure_reads_elsewhere(database: str, readers: list[tuple[str, str]], warm_reads: int, opener: str) -> dict:
+    """``measure_reads`` in a new process, as the API runs beside the ingest worker: its memory holds what it
+    read, not the publisher's cache."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(measure_reads, (database, readers, warm_reads, opener))
+
+
 def measure_reads(database: str, readers: list[tuple[str, str]], warm_reads: int, opener: str) -> dict:
     """A new hub (a process that has read nothing: empty aggregate cache) reads ``opener`` once (its first read
     also loads the registry, opens database connections and unwraps the hub's key; reported apart), then each
     probe child once cold (its stream loaded from the database) and ``warm_reads`` times warm."""
+    tune_garbage_collector()
     hub = Hub(database, settings=SETTINGS, clock=lambda: NOW)
     started = time.perf_counter()
     hub.timeline(org=readers[0][1], role="caseworker", child=opener, purpose="support")
@@ -130,6 +141,9 @@ def main() -> None:
     parser.add_argument("--probe-children", type=int, default=20)
     parser.add_argument("--probe-events", type=int, default=500)
     parser.add_argument("--warm-reads", type=int, default=9, help="warm reads of each probe child after its cold one")
+    parser.add_argument("--reads-in-this-process", action="store_true",
+                        help="read in the publishing process (its cache full of what it published) instead of in "
+                             "a process of their own")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--out", default="bench/out/core.json")
     args = parser.parse_args()
@@ -154,8 +168,9 @@ def main() -> None:
         phase = {"events_in_store": in_store, "publish_events_per_s": round(in_store / total_elapsed),
                  "publish_cpu_us_per_event": round(CPU["publish"] / in_store * 1e6),
                  "load_average": [round(x, 2) for x in os.getloadavg()]}
-        phase.update(measure_reads(args.database, readers_of(args.database, probes), args.warm_reads,
-                                   opener="b0000000"))
+        measure = measure_reads if args.reads_in_this_process else measure_reads_elsewhere
+        phase.update(measure(args.database, readers_of(args.database, probes), args.warm_reads, opener="b0000000"))
+        phase["reads_in"] = "the publishing process" if args.reads_in_this_process else "a process of their own"
         results["phases"].append(phase)
         print(json.dumps(phase), flush=True)
     hub.close()
