@@ -9,9 +9,20 @@ import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from tests.conftest import ROOT, SHARED
+from tests.conftest import IN_CI, ROOT, SHARED
 
 SCENARIO_DIRS = [SHARED / "scenarios", ROOT / "tests" / "scenarios"]
+
+
+def test_the_shared_scenarios_are_beside_the_project():
+    """The scenario tests here and the oracle check in test_policy_properties run the shared scenarios only when
+    ../shared/scenarios exists; in CI its absence is a failure, not a quieter run."""
+    if not (SHARED / "scenarios").is_dir():
+        message = f"the shared scenarios are not at {SHARED / 'scenarios'}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    assert list((SHARED / "scenarios").glob("*.yaml"))
 
 
 def run_cli(*args: str):
