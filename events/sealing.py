@@ -361,12 +361,9 @@ class DataKeys:
             raise KeyConfigError(f"data key {key_id.hex()} does not unwrap under master key {master_key!r}: "
                                  "the master key or the key table was altered") from None
 
-    def key(self, key_id: bytes) -> bytes:
-        """The data key ``key_id``; ``KeyDestroyed`` after its scope was erased, ``KeyUnknown`` if never made."""
-        return self._entry(key_id)[0]
-
     def _entry(self, key_id: bytes) -> tuple[bytes, AESGCM, float]:
-        """The cache entry of ``key_id``, loaded from the key table when it is not cached or not fresh."""
+        """The cache entry (key, cipher, loaded at) of ``key_id``, loaded from the key table when it is not cached
+        or not fresh; ``KeyDestroyed`` after its scope was erased, ``KeyUnknown`` if it was never made."""
         now = time.monotonic()
         with self._lock:
             cached = self._by_id.get(key_id)
@@ -399,7 +396,7 @@ class DataKeys:
     def preload(self, key_ids: Iterable[bytes]) -> None:
         """Load the keys ``key_ids`` that are not cached (or not fresh) in one query per 500, before many events
         sealed under different keys are opened (a school's roster names a child per event): one round trip
-        instead of one per key. Keys that are destroyed or unknown are left for ``key`` to report."""
+        instead of one per key. Keys that are destroyed or unknown are left for ``_entry`` to report."""
         now = time.monotonic()
         with self._lock:
             todo = [k for k in dict.fromkeys(key_ids) if k not in self._destroyed and not (
