@@ -268,6 +268,13 @@ class DataKeys:
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s") if self.postgres else text
 
+    def _in(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
+        """``column`` is one of ``values``: on PostgreSQL one array parameter in binary (psycopg parses a query's
+        placeholders in Python, 500 of them took longer than the query), on SQLite one placeholder per value."""
+        if self.postgres:
+            return f"{column} = ANY(%b)", [values]
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
     def _create_table(self) -> None:
         blob = "BYTEA" if self.postgres else "BLOB"
         index = f"{self.TABLE}_active"
@@ -345,10 +352,9 @@ class DataKeys:
     def _select_active(self, cursor: Any, hashes: list[str]) -> dict[str, tuple[bytes, bytes]]:
         found: dict[str, tuple[bytes, bytes]] = {}
         for start in range(0, len(hashes), 500):
-            part = hashes[start:start + 500]
-            marks = ",".join("?" * len(part))
-            cursor.execute(self._sql(f"SELECT key_id, scope, master_key, wrapped FROM {self.table} "
-                                     f"WHERE destroyed_at IS NULL AND scope IN ({marks})"), part)
+            condition, params = self._in("scope", hashes[start:start + 500])
+            cursor.execute(f"SELECT key_id, scope, master_key, wrapped FROM {self.table} "
+                           f"WHERE destroyed_at IS NULL AND {condition}", params)
             for row in cursor.fetchall():
                 key_id = bytes(row["key_id"])
                 found[row["scope"]] = (key_id, self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id))
@@ -406,9 +412,9 @@ class DataKeys:
         rows = []
         with self.datastore.transaction(commit=False) as cursor:
             for start in range(0, len(todo), 500):
-                part = todo[start:start + 500]
-                cursor.execute(self._sql(f"SELECT key_id, master_key, wrapped, destroyed_at FROM {self.table} "
-                                         f"WHERE key_id IN ({','.join('?' * len(part))})"), part)
+                condition, params = self._in("key_id", todo[start:start + 500])
+                cursor.execute(f"SELECT key_id, master_key, wrapped, destroyed_at FROM {self.table} WHERE {condition}",
+                               params)
                 rows += cursor.fetchall()
         for row in rows:
             key_id = bytes(row["key_id"])
