@@ -38,7 +38,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from events.store import EnvelopeIndex
 from events.transport import EVENTS_TOPIC, KafkaPublisher, parse_api_version
 from services.hub import JST, Hub
 from services.worker import IngestWorker
@@ -200,7 +199,7 @@ def run(bootstrap: str, api_version, database: str, args) -> dict:
         totals = worker.totals
         if totals.accepted != len(events) or totals.rejected or totals.invalid:
             raise SystemExit(f"not every event was accepted: {totals.summary()}")
-        missing = [e["id"] for e in events[-100:] if hub.store.peek(EnvelopeIndex.create_id(e["id"])) is None]
+        missing = [e["id"] for e in events[-100:] if hub.store.stored_envelope(e["id"]) is None]
         if missing:
             raise SystemExit(f"events reported stored are missing: {missing[:5]}")
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

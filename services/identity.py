@@ -30,7 +30,7 @@ from consent.model import Org, Recorded
 from events.envelope import Envelope
 from events.problems import Problem, Rejected
 from events.sealing import stream_id
-from events.store import NAMESPACE, EnvelopeIndex, HubStore, LinkingQueue, Quarantine, _CopiedOnWrite
+from events.store import NAMESPACE, HubStore, LinkingQueue, Quarantine, _CopiedOnWrite
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -252,7 +252,7 @@ def _residence_unknown(store: HubStore, org: str) -> list[Waiting]:
     for envelope_id, held in latest.items():
         if not any(p.get("code") == RESIDENCE_UNKNOWN for p in held["problems"]):
             continue
-        if store.peek(EnvelopeIndex.create_id(envelope_id)) is not None:
+        if store.stored_envelope(envelope_id) is not None:
             continue
         raw = held["raw"]
         out.append(Waiting(org, raw.get("local_child"), raw.get("child"), envelope_id, str(raw.get("kind")),

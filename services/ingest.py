@@ -27,7 +27,8 @@ from consent.admission import admit
 from consent.model import Recorded, Settings
 from events.envelope import Envelope, content_digest, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
-from events.store import ChildRecord, EnvelopeIndex, HubStore, Quarantine, jsonable, recorded_from
+from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
+from events.store import ChildRecord, HubStore, Quarantine, jsonable, recorded_from
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
 from services.identity import check_identity, resolve_local_child, waiting_problem
 from services.indexes import INDEXES
@@ -227,6 +228,7 @@ class Batch:
         self.versions: dict[UUID, int] = {}
         self.asked: set[UUID] = set()
         self.child_ids: dict[str, UUID] = {}
+        self.envelopes: list[StoredEnvelope] = []  # the envelope ids this batch stores (events.envelope_ids)
 
     def get(self, cls: type, *key: Any, create: bool = True) -> Any:
         """The aggregate of ``cls`` for ``key`` as this batch sees it (a copy of the stored one, or new)."""
@@ -292,10 +294,9 @@ class Batch:
                     appended.append(aggregate.id)
             elif aggregate is not None:
                 objects.append(aggregate)
-                if not isinstance(aggregate, EnvelopeIndex):  # written once, read only on a resend
-                    complete.append(aggregate)
+                complete.append(aggregate)
         cache = self.store.repository.cache
-        self.store.save(*objects)
+        self.store.save(*objects, envelopes=self.envelopes)
         forget_cached(self.store, appended)
         cache_saved(self.store, complete, cache)
 
@@ -345,11 +346,9 @@ class Ingest:
         histories, aggregates, prepared = self._forecast(parsed, registry)
         batch.load_children(histories)
         batch.prefetch(aggregates)
-        stored_ids: dict[str, Any] = {}
+        stored_ids: dict[str, StoredEnvelope] = {}
         if look_up:  # every id of the batch looked up at once
-            ids = {item.id: EnvelopeIndex.create_id(item.id) for item in parsed if isinstance(item, Envelope)}
-            loaded = load_many(self.store, ids.values())
-            stored_ids = {envelope_id: loaded.get(stream) for envelope_id, stream in ids.items()}
+            stored_ids = self.store.stored_envelopes(item.id for item in parsed if isinstance(item, Envelope))
         in_batch: dict[str, str] = {}
         results: list[PublishResult] = []
 
@@ -380,13 +379,13 @@ class Ingest:
                 ready = None  # resolved from local_child since: prepare it again
             canonical = ready.canonical if ready is not None else item.canonical()
             digest = content_digest(canonical)  # Envelope.digest(), without making the canonical form again
-            known = in_batch.get(item.id)
-            if known is None and look_up:
-                index = stored_ids[item.id] if item.id in stored_ids else self.store.peek(
-                    EnvelopeIndex.create_id(item.id))
-                known = index.digest if index is not None else None
-            if known is not None:
-                if known == digest:
+            same: bool | None = None  # whether the id was stored with this content (None: not stored)
+            if item.id in in_batch:
+                same = in_batch[item.id] == digest
+            elif look_up and item.id in stored_ids:
+                same = stored_ids[item.id].same_content(digest)
+            if same is not None:
+                if same:
                     results.append(PublishResult(i, item.id, "duplicate"))
                 else:
                     reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
@@ -404,14 +403,15 @@ class Ingest:
                     raise decided
                 audience = decided if decided is not None else admit(candidate, prior, orgs, self.settings)
             except Rejected as rejected:
-                if not look_up and self.store.peek(EnvelopeIndex.create_id(item.id)) is not None:
+                if not look_up and self.store.stored_envelope(item.id) is not None:
                     # A stored id: the re-sent event is a duplicate (or an id conflict), whatever admission says
                     # now; the pass that looks every id up decides it.
                     raise IntegrityError(f"id {item.id!r} is already stored") from None
                 reject(i, item.id, rejected.problems)
                 continue
             entry = stream.append(canonical, sorted(audience), digest, now.isoformat(), candidate)
-            batch.add(EnvelopeIndex(item.id, item.child, digest, entry.position))
+            batch.envelopes.append(StoredEnvelope(envelope_key(item.id), stream.id, entry.position,
+                                                  digest_mark(digest)))
             for keep_index in INDEXES:
                 keep_index(entry, batch)
             in_batch[item.id] = digest

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 
 from consent.model import ORG_TYPES
-from events.store import EnvelopeIndex, Quarantine
+from events.store import Quarantine
 from services.api_deps import require_scope
 from services.audit import access_records
 from services.auth import SCOPES, Principal
@@ -111,7 +111,7 @@ def _request(path: str, org: str, scope: str) -> dict[str, Any]:
 def _check_effects(hub, path: str, org: str, scope: str, *, allowed: bool, status: int) -> None:
     """What the request changed in the store: only what the right scope allows, and only when it succeeded."""
     if path == "/v1/events":
-        stored = hub.store.peek(EnvelopeIndex.create_id(f"m-{scope}")) is not None
+        stored = hub.store.stored_envelope(f"m-{scope}") is not None
         assert stored == allowed, (org, scope)
         if not allowed:
             assert hub.store.peek(Quarantine.create_id(org)) is None

@@ -25,7 +25,7 @@ from joserfc.jwk import ECKey, KeySet
 from typer.testing import CliRunner
 
 from events.problems import Rejected
-from events.store import EnvelopeIndex, Quarantine
+from events.store import Quarantine
 from services.audit import access_records
 from services.auth import SigningKeys, TokenIssuer
 from services.cli import app as cli
@@ -101,7 +101,7 @@ def test_an_adapter_gets_a_token_for_its_organisation_and_publishes_and_reads_wi
 
     published = auth.client.post("/v1/events", json=E1, headers=bearer(body["access_token"]))
     assert published.status_code == 200 and published.json()["counts"]["accepted"] == 1
-    assert world.store.peek(EnvelopeIndex.create_id("e1")) is not None
+    assert world.store.stored_envelope("e1") is not None
     read = auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
                            headers=bearer(body["access_token"]))
     assert read.status_code == 200, read.text
@@ -116,7 +116,7 @@ def test_a_client_asks_for_fewer_scopes_and_gets_only_those(world, auth, school_
     refused = auth.client.post("/v1/events", json=E1, headers=bearer(token))
     assert_error(refused, 403, "insufficient_scope")
     assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
-    assert world.store.peek(EnvelopeIndex.create_id("e1")) is None
+    assert world.store.stored_envelope("e1") is None
     assert world.store.peek(Quarantine.create_id("beppu-es-1")) is None
 
 
@@ -201,7 +201,7 @@ def test_a_client_disabled_after_issuance_is_refused_at_once_and_gets_no_new_tok
     assert error["message_ja"]
     assert_error(auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
                                  headers=bearer(token)), 401, "client_disabled")
-    assert world.store.peek(EnvelopeIndex.create_id("e1")) is None and reads_of(world) == []
+    assert world.store.stored_envelope("e1") is None and reads_of(world) == []
     assert_oauth_error(client_token(auth.client, client_id, secret), 401, "invalid_client")
     # the organisation may register a new client now
     replacement, _ = add_client(world, org="beppu-es-1", scopes=["publish"])
@@ -216,7 +216,7 @@ def test_a_token_for_one_organisation_cannot_publish_or_read_as_another(world, a
     body = auth.client.post("/v1/events", json=as_centre, headers=bearer(token)).json()
     assert body["results"][0]["outcome"] == "rejected"
     assert body["results"][0]["problems"][0]["code"] == "source_mismatch"
-    assert world.store.peek(EnvelopeIndex.create_id("r2")) is None
+    assert world.store.stored_envelope("r2") is None
     assert world.store.peek(Quarantine.create_id("beppu-center")) is None  # not held in the centre's name either
     # reading: the organisation is the token's, whatever the request says
     read = auth.client.get("/v1/children/c1/timeline", params={"purpose": "support", "org": "beppu-center"},
@@ -233,7 +233,7 @@ def test_a_client_token_naming_another_organisation_than_its_clients_is_refused(
                                scopes=["publish", "read"])
     assert_error(auth.client.post("/v1/events", json=dict(R1, id="r3"), headers=bearer(forged)), 401,
                  "client_disabled")
-    assert world.store.peek(EnvelopeIndex.create_id("r3")) is None
+    assert world.store.stored_envelope("r3") is None
 
 
 def _b64(value: dict) -> str:
@@ -272,7 +272,7 @@ def test_expired_forged_wrong_audience_and_unsigned_client_tokens_are_refused(wo
         response = auth.client.post("/v1/events", json=E1, headers=bearer(token))
         assert_error(response, 401, code)
         assert response.headers["WWW-Authenticate"].startswith('Bearer realm="tsunagu", error="invalid_token"'), name
-    assert world.store.peek(EnvelopeIndex.create_id("e1")) is None
+    assert world.store.stored_envelope("e1") is None
     assert world.store.peek(Quarantine.create_id("beppu-es-1")) is None
 
 

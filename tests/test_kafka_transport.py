@@ -20,7 +20,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from events.store import ChildRecord, EnvelopeIndex, Quarantine
+from events.store import ChildRecord, Quarantine
 from events.transport import (DEAD_LETTER_TOPIC, EVENTS_TOPIC, InvalidMessage, KafkaPublisher, TransportError,
                               decode, dead_letter_topic, encode, partition_key)
 from services.cli import app
@@ -147,7 +147,7 @@ def test_published_through_kafka_the_worker_stores_and_the_addressee_reads(kafka
     with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=V09) as publisher:
         results = publisher.publish(events)
     assert [(r.index, r.id, r.outcome) for r in results] == [(i, e["id"], "queued") for i, e in enumerate(events)]
-    assert not hub.store.peek(EnvelopeIndex.create_id(events[0]["id"]))  # nothing stored before the worker runs
+    assert hub.store.stored_envelope(events[0]["id"]) is None  # nothing stored before the worker runs
 
     with worker_for(hub, kafka_server, topic) as worker:
         drain(worker, len(events))
@@ -345,7 +345,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_
             stored.update(entry.id for entry in record.entries)
             assert [entry.id for entry in record.entries] == [e["id"] for e in events if e["child"] == child]
         assert stored == Counter(e["id"] for e in events)  # every event, exactly once
-        assert all(hub.store.peek(EnvelopeIndex.create_id(e["id"])) is not None for e in events)
+        assert all(hub.store.stored_envelope(e["id"]) is not None for e in events)
         assert _stored(str(db)) == len(events)
         assert hub.verify().ok
     finally:

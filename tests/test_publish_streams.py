@@ -14,7 +14,7 @@ import pytest
 
 import services.ingest as ingest
 from consent.model import Settings
-from events.store import ChildRecord, EnvelopeIndex, HubStore, ensure_postgres_schema, store_env
+from events.store import ChildRecord, HubStore, ensure_postgres_schema, store_env
 from events.streams import load_many, stream_versions
 from services.hub import Hub
 from services.rosters import DailyAttendance
@@ -110,7 +110,7 @@ def test_a_read_after_a_publish_without_loading_sees_the_new_events(open_hub, mo
     fresh = open_hub()  # nothing cached: everything comes from the database
     assert stored(fresh) == [(1, "reg-c1"), (2, "n1"), (3, "d1"), (4, "n2")]
     assert timeline(fresh) == ["reg-c1", "n1", "n2", "d1"]
-    assert fresh.store.peek(EnvelopeIndex.create_id("d1")).position == 3
+    assert fresh.store.stored_envelope("d1").position == 3
     days = fresh.store.peek(DailyAttendance.create_id("beppu-es-1", "c1", "beppu-center")).days
     assert list(days) == ["2026-04-13"]  # the index was kept in the same transaction
 
@@ -234,3 +234,54 @@ def test_a_batch_of_more_than_ten_megabytes_is_stored_in_one_transaction(open_hu
     assert len(results) == 1000 and accepted(results)
     assert open_hub().timeline(org="beppu-center", role="caseworker", child="new-999",
                                purpose="support").entries[0].payload == {"text": notes[999]}
+
+
+def test_an_id_published_by_another_writer_meanwhile_is_caught_by_the_register_and_stored_once(open_hub,
+                                                                                                monkeypatch):
+    """The register of envelope ids (``events.envelope_ids``) is written with the events: when another writer
+    stores the same id between this batch's checks and its insert, the insert fails on the register's key and
+    the retry finds the id stored: a duplicate for the same content, an id conflict for another."""
+    hub, other = open_hub(), open_hub()
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered("c1"), registered("c2")]))
+    real_versions = ingest.stream_versions
+    asked: list[int] = []
+
+    def versions_then_another_writer(store, ids):
+        found = real_versions(store, ids)
+        if store is hub.store and not asked:
+            asked.append(1)
+            assert accepted(other.publish([ev("same"), ev("taken", child="c2")]))
+        return found
+
+    monkeypatch.setattr(ingest, "stream_versions", versions_then_another_writer)
+    results = hub.publish([ev("same"), ev("taken", payload={"text": "別の内容"}), ev("n1")])
+    assert [r.outcome for r in results] == ["duplicate", "rejected", "accepted"]
+    assert results[1].problems[0].code == "id_conflict"
+    fresh = open_hub()
+    assert stored(fresh) == [(1, "reg-c1"), (2, "same"), (3, "n1")]
+    assert stored(fresh, "c2") == [(1, "reg-c2"), (2, "taken")]
+    assert fresh.store.stored_envelope("taken").stream == ChildRecord.create_id("c2")
+
+
+def test_a_store_written_before_the_register_of_envelope_ids_gets_it_rebuilt_from_the_log(open_hub, database):
+    """A store from before the register (simulated by dropping its table) gets every stored id back from the
+    children's events when it is opened, erased children's included: a resend is still a duplicate, another
+    event under a stored id still a conflict."""
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    batch = [registered("c1"), ev("n1"), daily("d1", "2026-04-13"), registered("c2"), ev("m1", child="c2")]
+    assert accepted(hub.publish(batch))
+    assert accepted(hub.publish([ev("gone", "child.erased", child="c2", payload={"reason": "保存期間の満了"})]))
+    datastore = hub.store.recorder.datastore
+    table = "tsunagu_envelope_ids" if database.startswith("sqlite") else f'"{datastore.schema}".tsunagu_envelope_ids'
+    with datastore.transaction(commit=True) as cursor:
+        cursor.execute(f"DROP TABLE {table}")
+    reopened = open_hub()
+    assert set(reopened.store.stored_envelopes([e["id"] for e in batch] + ["gone", "never"])) == {
+        "reg-c1", "n1", "d1", "reg-c2", "m1", "gone"}
+    assert reopened.store.stored_envelope("d1").position == 3
+    again = reopened.publish(batch[:3] + [dict(ev("m1", child="c2"), payload={"text": "別の内容"})])
+    assert [r.outcome for r in again] == ["duplicate", "duplicate", "duplicate", "rejected"]
+    assert again[3].problems[0].code == "id_conflict"
+    assert stored(open_hub()) == [(1, "reg-c1"), (2, "n1"), (3, "d1")]

@@ -1,0 +1,63 @@
+"""The library's SQLite application recorder, with the register of stored envelope ids (``events.envelope_ids``)
+written in the same transaction as the events. ``events.store.store_env`` selects it with the library's
+``APPLICATION_RECORDER_TOPIC``. (This module's name ends in ``.sqlite``, like the library's: the store's helpers
+that speak SQL tell the two databases apart by it.)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+
+from events.envelope_ids import TABLE as ENVELOPE_IDS, StoredEnvelope
+
+
+class SQLiteRecorder(SQLiteApplicationRecorder):
+    INSERT_ENVELOPE = f"INSERT INTO {ENVELOPE_IDS} (envelope, stream, position, digest) VALUES (?,?,?,?)"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.envelope_ids_new = False  # set by create_table: the register did not exist before
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(),
+                f"CREATE TABLE IF NOT EXISTS {ENVELOPE_IDS} (envelope TEXT PRIMARY KEY, stream TEXT NOT NULL, "
+                "position INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID"]
+
+    def create_table(self) -> None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (ENVELOPE_IDS,))
+            existed = c.fetchone() is not None
+        super().create_table()
+        self.envelope_ids_new = not existed
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], *,
+                       envelopes: Sequence[StoredEnvelope] = (), **kwargs: Any) -> Sequence[int] | None:
+        """The library's hook for rows that commit with the events: the register's rows of this save first."""
+        if envelopes:
+            c.executemany(self.INSERT_ENVELOPE, [_row(e) for e in envelopes])
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def select_envelopes(self, keys: Sequence[UUID]) -> list[StoredEnvelope]:
+        """The register's rows for ``keys`` (those stored), in one query per 500."""
+        out = []
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(keys), 500):
+                part = [key.hex for key in keys[start:start + 500]]
+                c.execute(f"SELECT envelope, stream, position, digest FROM {ENVELOPE_IDS} "
+                          f"WHERE envelope IN ({','.join('?' * len(part))})", part)
+                out += [StoredEnvelope(UUID(row["envelope"]), UUID(row["stream"]), row["position"],
+                                       UUID(row["digest"])) for row in c.fetchall()]
+        return out
+
+    def insert_envelopes(self, rows: Iterable[StoredEnvelope]) -> None:
+        """Add rows to the register, keeping those already there (rebuilding it from the log)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(self.INSERT_ENVELOPE.replace("INSERT", "INSERT OR IGNORE", 1), [_row(e) for e in rows])
+
+
+def _row(e: StoredEnvelope) -> tuple[str, str, int, str]:
+    return e.key.hex, e.stream.hex, e.position, e.digest.hex
