@@ -144,7 +144,8 @@ def keys_rotate(key_file: KeyFile = None) -> None:
               f"retire KID') / 新しい署名鍵を追加しました")
 
 
-@keys_app.command("retire")
+# A kid is a base64url thumbprint: one in 64 starts with "-", which must not be taken for an option.
+@keys_app.command("retire", context_settings={"ignore_unknown_options": True})
 def keys_retire(kid: Annotated[str, typer.Argument(help="The key's kid, from 'tsunagu keys list'.")],
                 force: Annotated[bool, typer.Option(
                     "--force", help="Even if tokens it signed may not have expired yet.")] = False,

@@ -339,6 +339,21 @@ def test_keys_rotate_without_downtime_and_a_retired_keys_tokens_are_refused(worl
             operator.retire(new_kid, force=True)
 
 
+def test_a_key_whose_kid_starts_with_a_dash_can_be_retired_from_the_command_line(tmp_path):
+    """A kid is a base64url thumbprint, and one in 64 starts with "-": the command must not take it for an
+    option (the operator pastes it from 'tsunagu keys list')."""
+    key_file = tmp_path / "keys.pem"
+    keys = SigningKeys(key_file, create=True)
+    while not keys.rotate().kid.startswith("-"):
+        pass  # about 64 tries on average, each a new key
+    dashed = keys.keys()[-1].kid
+    keys.rotate()  # so that the dashed key no longer signs
+    runner = CliRunner()
+    retired = runner.invoke(cli, ["keys", "retire", dashed, "--force", "--key-file", str(key_file)])
+    assert retired.exit_code == 0, retired.output
+    assert dashed not in {info.kid for info in SigningKeys(key_file).keys()}
+
+
 def claims_kid(token: str) -> str:
     header = token.split(".")[0]
     return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
@@ -525,7 +540,8 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
         jwks = httpx.get(f"{base}/.well-known/jwks.json", timeout=10).json()
         assert {k["kid"] for k in jwks["keys"]} == {old_kid, new_kid}
         assert runner.invoke(cli, ["keys", "retire", old_kid, *keys]).exit_code == 2  # too early
-        assert runner.invoke(cli, ["keys", "retire", old_kid, "--force", *keys]).exit_code == 0
+        retired = runner.invoke(cli, ["keys", "retire", old_kid, "--force", *keys])
+        assert retired.exit_code == 0, retired.output
         timeline = f"{base}/v1/children/c1/timeline?purpose=support"
         deadline = time.monotonic() + 5
         while httpx.get(timeline, headers=bearer(old_token), timeout=10).status_code != 401:
