@@ -402,7 +402,9 @@ class DataKeys:
     def preload(self, key_ids: Iterable[bytes]) -> None:
         """Load the keys ``key_ids`` that are not cached (or not fresh) in one query per 500, before many events
         sealed under different keys are opened (a school's roster names a child per event): one round trip
-        instead of one per key. Keys that are destroyed or unknown are left for ``_entry`` to report."""
+        instead of one per key. Keys that are destroyed or unknown are left for ``_entry`` to report. A loaded key
+        that is not destroyed is its scope's active key (the table allows one per scope), so sealing under that
+        scope next (a school's report about a child on its roster) needs no query either."""
         now = time.monotonic()
         with self._lock:
             todo = [k for k in dict.fromkeys(key_ids) if k not in self._destroyed and not (
@@ -413,8 +415,8 @@ class DataKeys:
         with self.datastore.transaction(commit=False) as cursor:
             for start in range(0, len(todo), 500):
                 condition, params = self._in("key_id", todo[start:start + 500])
-                cursor.execute(f"SELECT key_id, master_key, wrapped, destroyed_at FROM {self.table} WHERE {condition}",
-                               params)
+                cursor.execute(f"SELECT key_id, scope, master_key, wrapped, destroyed_at FROM {self.table} "
+                               f"WHERE {condition}", params)
                 rows += cursor.fetchall()
         for row in rows:
             key_id = bytes(row["key_id"])
@@ -425,6 +427,7 @@ class DataKeys:
             key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
             with self._lock:
                 self._remember(key_id, key, now)
+                self._activate(row["scope"], key_id, now)  # a key not destroyed is its scope's active key
 
     def destroy(self, scopes: Iterable[str]) -> int:
         """Destroy every key of ``scopes`` (crypto-shredding); how many keys were destroyed."""
