@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from datetime import datetime
+from threading import Lock
 from typing import Any, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, Cache, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import EventStore
 
@@ -175,6 +177,64 @@ def project(aggregate: Any | None, domain_events: Iterable[Any]) -> Any | None:
     return aggregate
 
 
+def cache_weight(aggregate: Any) -> int:
+    """How much of the aggregate cache an aggregate takes: one, plus one per entry of each collection it holds (a
+    child's events, a school's listings, a month's reports …), about a kilobyte of memory each."""
+    return 1 + sum(len(value) for value in vars(aggregate).values()
+                   if isinstance(value, (list, dict, tuple, set, frozenset)))
+
+
+class WeighedCache(Cache[UUID, Any]):
+    """The aggregate cache: the least recently used aggregates go first, when there are more than ``maxsize`` or
+    when together they weigh more than ``max_weight`` (``cache_weight``). The library's ``LRUCache`` counts
+    aggregates only, and the hub's vary from one entry (a new child) to thousands (a school's target list, a
+    child with years of records): 5,000 of them could take a few hundred megabytes or tens of gigabytes. Weighing
+    them bounds the memory of every hub process, whatever it reads or imports, and keeps no more decrypted case
+    content in memory than needed. An aggregate fast-forwarded in the cache is weighed again when next asked for.
+    Thread-safe, like the library's."""
+
+    def __init__(self, maxsize: int, max_weight: int):
+        super().__init__()
+        self.maxsize = maxsize
+        self.max_weight = max_weight
+        self.entries: OrderedDict[UUID, tuple[Any, int]] = OrderedDict()
+        self.weight = 0
+        self.lock = Lock()
+
+    def get(self, key: UUID, *, evict: bool = False) -> Any:
+        with self.lock:
+            if evict:
+                value, weight = self.entries.pop(key)
+                self.weight -= weight
+                return value
+            value, weight = self.entries[key]  # KeyError: not cached
+            self.entries.move_to_end(key)
+            now = cache_weight(value)
+            if now != weight:
+                self.entries[key] = (value, now)
+                self.weight += now - weight
+                self._shrink()
+            return value
+
+    def put(self, key: UUID, value: Any | None) -> None:
+        if value is None:
+            return
+        weight = cache_weight(value)
+        with self.lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.weight -= old[1]
+            self.entries[key] = (value, weight)
+            self.weight += weight
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Drop the least recently used entries while over a bound (the newest one always stays)."""
+        while len(self.entries) > 1 and (len(self.entries) > self.maxsize or self.weight > self.max_weight):
+            _, (_, weight) = self.entries.popitem(last=False)
+            self.weight -= weight
+
+
 class SealedEventStore(EventStore):
     """The library's event store, loading the data keys of a stream's stored events in one go before it opens
     them (``SealingMapper.preload``), instead of one key-table query per key."""
@@ -193,6 +253,7 @@ class HubStore(Application):
     name = "tsunagu"
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "5000",
+        "AGGREGATE_CACHE_WEIGHT": "50000",  # WeighedCache: about 50-100 MB (TSUNAGU_AGGREGATE_CACHE_WEIGHT)
     }
 
     def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
@@ -204,6 +265,7 @@ class HubStore(Application):
         self.keys = DataKeys(datastore, self.keyring, postgres=postgres,
                              schema=getattr(datastore, "schema", None) if postgres else None)
         self.mapper.attach(self.keys)  # type: ignore[attr-defined]
+        self._new_cache()
         if self.recorder.envelope_ids_new and self.log_position():  # type: ignore[attr-defined]
             for rows in rows_from_log(self.recorder, self.mapper):  # a store written before the register
                 self.recorder.insert_envelopes(rows)  # type: ignore[attr-defined]
@@ -250,9 +312,14 @@ class HubStore(Application):
             if entry.kind in ("identity.linked", "identity.unlinked"):
                 scopes.append(local_scope(str(entry.payload.get("org")), str(entry.payload.get("local_number"))))
         destroyed = self.keys.destroy(scopes)
-        if isinstance(self.repository.cache, LRUCache):
-            self.repository.cache = LRUCache(maxsize=self.repository.cache.maxsize)
+        self._new_cache()
         return destroyed
+
+    def _new_cache(self) -> None:
+        """A new, empty aggregate cache (``WeighedCache``) in place of the repository's (unless it has none)."""
+        if isinstance(self.repository.cache, (LRUCache, WeighedCache)):
+            self.repository.cache = WeighedCache(int(self.env.get("AGGREGATE_CACHE_MAXSIZE") or 5000),
+                                                 int(self.env.get("AGGREGATE_CACHE_WEIGHT") or 50000))
 
     def get_or_none(self, aggregate_id: UUID) -> Any | None:
         try:
