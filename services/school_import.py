@@ -19,6 +19,8 @@ the file is checked for absence streaks (``services.absence``); new streaks rais
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -40,6 +42,7 @@ from services.rosters import (DailyAttendance, Listing, MonthlyReports, SchoolCa
 
 Format = Literal["school-monthly", "school-daily"]
 CHUNK = 1000  # envelopes per publish (the hub takes at most 5000)
+ROSTERS_KEPT = 16  # schools whose target lists a run keeps at hand (files come school by school)
 MAX_LISTED_REJECTIONS = 5000  # rows listed in a summary; every one is kept in quarantine all the same
 
 
@@ -117,11 +120,12 @@ class _Run:
         self.summary = ImportSummary(fmt, name or str(source))
         self.progress = progress
         self.by_code = schools_by_code(self.store.registry().orgs.values())
-        self.rosters: dict[str, SchoolRoster] = {}
-        self.indexes: dict[tuple[str, ...], Any] = {}  # MonthlyReports / DailyAttendance, as at the start
-        self.latest: dict[tuple[str, ...], tuple[str, str]] = {}  # this run's reports: key → (id, content)
-        self.pending: list[_Ticket] = []
-        self.pending_envelopes = 0
+        self.rosters: OrderedDict[str, SchoolRoster] = OrderedDict()  # the last ROSTERS_KEPT schools'
+        self.indexes: dict[tuple[str, ...], Any] = {}  # MonthlyReports / DailyAttendance, since the last chunk
+        self.latest: dict[tuple[str, ...], tuple[str, str]] = {}  # reports planned since: key → (id, content)
+        self.resolved: list[tuple[ParsedRow, list[Listing]]] = []  # rows read and resolved, not planned yet
+        self.resolved_listings = 0
+        self.in_flight: tuple[list[_Ticket], Future[list[PublishResult]]] | None = None
         self.held: dict[str, list[tuple[dict[str, Any], list[Problem]]]] = {}
         self.days: dict[str, set[str]] = {}  # school → days with rows in this file
         self.attendance: dict[tuple[str, str, str], dict[str, tuple[str, bool | None]]] = {}
@@ -130,6 +134,22 @@ class _Run:
     # --- the file -----------------------------------------------------------------------------------------
 
     def run(self) -> ImportSummary:
+        # One thread publishes each chunk while this one reads the next; leaving the block (also on an error)
+        # waits for the chunk in flight.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsunagu-import") as publishing:
+            size = self._read(publishing)
+            self._flush(publishing)  # the rows read since the last chunk
+            self._settle_in_flight()
+        if self.format == "school-daily":
+            self._save_calendars()
+            self._raise_alerts()
+        if self.progress and size is not None:
+            self.progress(size, size)
+        return self.summary
+
+    def _read(self, publishing: ThreadPoolExecutor) -> int | None:
+        """Read the file row by row, handing a chunk to ``publishing`` whenever enough rows are resolved; the
+        file's size in bytes (None: not known). A file that cannot be read further is noted in the summary."""
         parse = parse_monthly if self.format == "school-monthly" else parse_daily
         columns = MONTHLY_COLUMNS if self.format == "school-monthly" else DAILY_COLUMNS
         size = None
@@ -141,8 +161,8 @@ class _Run:
                 for n, row in enumerate(reader, start=1):
                     self.summary.rows += 1
                     self._row(parse(row, reader.column_headers, self.importer.today), reader.column_headers)
-                    if self.pending_envelopes >= self.importer.chunk:
-                        self._flush()
+                    if self.resolved_listings >= self.importer.chunk:
+                        self._flush(publishing)
                     if self.progress and n % 500 == 0:
                         self.progress(reader.position, size)
                 if not self.summary.rows:
@@ -154,29 +174,13 @@ class _Run:
                 problems = [Problem(p.code, f"{p.message} (the rows before it were imported)",
                                     f"{p.message_ja}（この行より前の行は取り込みました）", p.field) for p in problems]
             self.summary.refused = [p.to_dict() for p in problems]
-        self._flush()
-        if self.format == "school-daily":
-            self._save_calendars()
-            self._raise_alerts()
-        if self.progress and size is not None:
-            self.progress(size, size)
-        return self.summary
+        return size
 
     def _row(self, parsed: ParsedRow, headers: dict[str, str]) -> None:
         listings = self._resolve(parsed, headers)
-        if listings is None:
-            return
-        ticket = _Ticket(parsed)
-        for listing in listings:
-            if self.format == "school-monthly":
-                self._plan_monthly(ticket, listing)
-            else:
-                self._plan_daily(ticket, listing)
-        if ticket.planned:
-            self.pending.append(ticket)
-            self.pending_envelopes += len(ticket.planned)
-        else:
-            self.summary.unchanged += 1
+        if listings is not None:
+            self.resolved.append((parsed, listings))
+            self.resolved_listings += len(listings)
 
     # --- who the row is about -----------------------------------------------------------------------------
 
@@ -216,9 +220,13 @@ class _Run:
         return list({(listing.child, listing.centre): listing for listing in on_list}.values())
 
     def _roster(self, school: str) -> SchoolRoster:
-        if school not in self.rosters:
-            self.rosters[school] = peek(self.store, SchoolRoster, school)
-        return self.rosters[school]
+        roster = self.rosters.get(school)
+        if roster is None:
+            roster = self.rosters[school] = peek(self.store, SchoolRoster, school)
+            if len(self.rosters) > ROSTERS_KEPT:
+                self.rosters.popitem(last=False)
+        self.rosters.move_to_end(school)
+        return roster
 
     def _index(self, cls: type, *key: str) -> Any:
         if (cls.__name__, *key) not in self.indexes:
@@ -265,16 +273,49 @@ class _Run:
 
     # --- publishing and keeping what was refused ----------------------------------------------------------
 
-    def _flush(self) -> None:
-        tickets, self.pending, self.pending_envelopes = self.pending, [], 0
+    def _flush(self, publishing: ThreadPoolExecutor) -> None:
+        """Plan the rows resolved since the last flush and hand their envelopes to ``publishing``, a thread that
+        publishes while this one reads the next rows (the hub's database works meanwhile on the other core).
+        The chunk handed over before is settled first, so that planning sees what the hub stored of it: the
+        latest report of a child and month is then the stored one, and nothing of earlier chunks is kept."""
+        self._settle_in_flight()
+        rows, self.resolved, self.resolved_listings = self.resolved, [], 0
+        tickets = []
+        for parsed, listings in rows:
+            ticket = _Ticket(parsed)
+            for listing in listings:
+                if self.format == "school-monthly":
+                    self._plan_monthly(ticket, listing)
+                else:
+                    self._plan_daily(ticket, listing)
+            if ticket.planned:
+                tickets.append(ticket)
+            else:
+                self.summary.unchanged += 1
         envelopes = [envelope for t in tickets for envelope, _, _ in t.planned]
-        results = self._publish(envelopes)
-        position = 0
-        for ticket in tickets:
-            ticket.results = results[position:position + len(ticket.planned)]
-            position += len(ticket.planned)
-            self._settle(ticket)
+        if envelopes:
+            self.in_flight = (tickets, publishing.submit(self._publish, envelopes))
+
+    def _settle_in_flight(self) -> None:
+        """Wait for the chunk being published, count what became of each of its rows, keep the rejected rows in
+        quarantine; then forget the reports planned so far (the indexes now hold what was stored of them)."""
+        queued: dict[tuple[str, ...], tuple[str, str]] = {}
+        if self.in_flight is not None:
+            tickets, publishing = self.in_flight
+            self.in_flight = None
+            results = publishing.result()
+            position = 0
+            for ticket in tickets:
+                ticket.results = results[position:position + len(ticket.planned)]
+                position += len(ticket.planned)
+                self._settle(ticket)
+                # A transport (Kafka) hands reports over before the hub stores them: until then they are the latest.
+                for (envelope, _, key), result in zip(ticket.planned, ticket.results):
+                    if result.outcome == "queued" and self.latest.get(key, ("",))[0] == envelope["id"]:
+                        queued[key] = self.latest[key]
         self._save_held()
+        self.latest = queued
+        self.indexes.clear()
 
     def _publish(self, envelopes: list[dict[str, Any]]) -> list[PublishResult]:
         results: list[PublishResult] = []
@@ -286,9 +327,6 @@ class _Run:
         line = ticket.parsed.line
         refused = [r for r in ticket.results if r.outcome == "rejected"]
         if refused:
-            for (envelope, _, key), result in zip(ticket.planned, ticket.results):
-                if result.outcome == "rejected" and self.latest.get(key, ("",))[0] == envelope["id"]:
-                    del self.latest[key]  # later rows must not name a report the hub refused
             problems = [Problem(p.code, f"line {line}: {p.message}", f"{line}行目: {p.message_ja}", p.field)
                         for r in refused for p in r.problems]
             self._listed(line, problems)  # the hub keeps the refused envelope in its own quarantine

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from adapters.csvfile import CellError, CsvReader, FileRefused, to_date, to_month
+from adapters.publisher import HubPublisher
 from adapters.school import MONTHLY_COLUMNS
 from consent.model import Settings
 from events.store import Quarantine
@@ -21,6 +22,7 @@ from services.hub import Hub
 from events.store import AccessLog
 from services.audit import access_records
 from services.reports import overdue_reports
+from services.school_import import SchoolImporter
 from services.rosters import MonthlyReports, SchoolRoster
 from tests.schoolfiles import (ES1_CODE, ES2_CODE, MONTHLY_HEADER, NURSERY_CODE, at, import_monthly, kinds,
                                list_child, setup, unlist_child, write_csv)
@@ -331,6 +333,33 @@ def test_two_rows_for_the_same_child_and_month_in_one_file(world, tmp_path):
     assert (summary.accepted, summary.superseded, summary.unchanged) == (1, 1, 1)
     first, second = kinds(world, "c1", "attendance.monthly")
     assert second["payload"]["supersedes"] == first["id"]
+
+
+def test_a_correction_in_a_later_chunk_of_the_same_file_supersedes_what_the_earlier_chunk_stored(world, tmp_path):
+    """Chunks are published while the next rows are read (``services.school_import``): a row is planned only
+    once the chunk before it is stored, so a later row for the same child and month names what was stored."""
+    list_child(world, "c3", "2026-0601")
+    path = write_csv(tmp_path / "m.csv", MONTHLY_HEADER, [
+        monthly_row(days=(19, 15, 4, 2)), monthly_row("2026-0518"), monthly_row("2026-0601"),
+        monthly_row(days=(19, 14, 5, 2)), monthly_row("2026-0518")])
+    summary = SchoolImporter(world.store, HubPublisher(world), now=world.clock(), chunk=1).monthly(path)
+    assert (summary.accepted, summary.superseded, summary.unchanged) == (3, 1, 1)
+    first, second = kinds(world, "c1", "attendance.monthly")
+    assert second["payload"]["supersedes"] == first["id"] and second["payload"]["attended"] == 14
+    assert len(kinds(world, "c2", "attendance.monthly")) == 1
+
+
+def test_a_row_the_hub_refused_is_not_named_as_corrected_by_a_later_row(world, tmp_path):
+    """A row that passes the file's checks but not the hub's (a note over the 20,000 characters an event may
+    carry) is rejected with its line; a later row for the same child and month is a first report, not a
+    correction of a report that was never stored."""
+    path = write_csv(tmp_path / "m.csv", MONTHLY_HEADER, [
+        monthly_row(notes="長" * 20_001), monthly_row("2026-0518"), monthly_row(notes="服装の汚れ")], encoding="utf-8")
+    summary = SchoolImporter(world.store, HubPublisher(world), now=world.clock(), chunk=1).monthly(path)
+    assert (summary.accepted, summary.superseded, summary.rejected_total) == (2, 0, 1)
+    assert summary.rejected[0]["line"] == 2 and summary.rejected[0]["problems"][0]["code"] == "text_too_long"
+    (report,) = kinds(world, "c1", "attendance.monthly")
+    assert "supersedes" not in report["payload"] and report["payload"]["notes"] == "服装の汚れ"
 
 
 # --- Target lists ---------------------------------------------------------------------------------------------
