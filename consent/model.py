@@ -63,6 +63,15 @@ class Recorded:
     to: str | None = None
     sensitive: tuple[str, ...] = ()
 
+    def placed(self, position: int, audience: frozenset[str] | None = None) -> "Recorded":
+        """This event at ``position`` in the child's stream (and with ``audience``): a copy of its fields, without
+        the constructor that ``dataclasses.replace`` runs again (a publish places every event once or twice)."""
+        copy = object.__new__(Recorded)
+        copy.__dict__.update(self.__dict__, position=position)
+        if audience is not None:
+            copy.__dict__["audience"] = audience
+        return copy
+
     @property
     def case(self) -> str | None:
         value = self.payload.get("case")

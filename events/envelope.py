@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from events.kinds import KINDS, normalise_payload
 from events.limits import (MAX_ENVELOPE_BYTES, MAX_ID_CHARS, MAX_KIND_CHARS, MAX_PAYLOAD_DEPTH, MAX_SENSITIVE_FIELDS,
@@ -62,18 +62,44 @@ class Envelope(BaseModel):
     sensitive: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] = Field(default_factory=list,
                                                                            max_length=MAX_SENSITIVE_FIELDS)
 
+    # The canonical form and its encoding, made once: a publish needs them for the size check, the digest and
+    # the stored event. A copy (``model_copy``) makes them again. (Read through ``__pydantic_private__``: the
+    # attribute itself goes through pydantic's ``__getattr__``, a few µs each time.)
+    _canonical: dict[str, Any] | None = PrivateAttr(default=None)
+    _encoded: bytes | None = PrivateAttr(default=None)
+
     def canonical(self) -> dict[str, Any]:
-        """The envelope as plain JSON values, in the form the hub stores and hashes."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The envelope as plain JSON values, in the form the hub stores and hashes (the same dict each time:
+        do not change it)."""
+        private = self.__pydantic_private__
+        if private["_canonical"] is None:
+            private["_canonical"] = self.model_dump(mode="json", exclude_none=True)
+        return private["_canonical"]
+
+    def encoded(self) -> bytes:
+        """The canonical form as the UTF-8 JSON that ``content_digest`` hashes (keys sorted, no spaces)."""
+        private = self.__pydantic_private__
+        if private["_encoded"] is None:
+            private["_encoded"] = canonical_json(self.canonical())
+        return private["_encoded"]
 
     def digest(self) -> str:
         """A content hash: the same id with a different digest is a different event."""
-        return content_digest(self.canonical())
+        return hashlib.sha256(self.encoded()).hexdigest()
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "Envelope":
+        copy = super().model_copy(update=update, deep=deep)
+        copy._canonical = copy._encoded = None
+        return copy
+
+
+def canonical_json(value: Any) -> bytes:
+    """``value`` as UTF-8 JSON with sorted keys and no spaces: what ``content_digest`` hashes."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def content_digest(value: Any) -> str:
-    data = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
-    return hashlib.sha256(data).hexdigest()
+    return hashlib.sha256(canonical_json(value)).hexdigest()
 
 
 # Japanese wording of pydantic's error types, for the people who correct the input.
@@ -148,9 +174,21 @@ def nesting_depth(value: Any, *, stop_after: int) -> int:
 MAX_LISTED_PAYLOAD_PROBLEMS = 20
 
 
+def _flat_and_within_bounds(payload: dict[str, Any]) -> bool:
+    """Whether ``payload`` holds no list or dict, no string longer than allowed and no long field name: most
+    events (a report, a note) are found fine here, without the walk that names each value's path."""
+    for key, value in payload.items():
+        if not isinstance(key, str) or len(key) > MAX_ID_CHARS or isinstance(value, (dict, list)) or (
+                isinstance(value, str) and len(value) > MAX_TEXT_CHARS):
+            return False
+    return True
+
+
 def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
     """What in ``payload`` goes past the envelope limits (``events.limits``): nesting, long strings, long field
     names. Checked before the kind's model sees it, without recursion."""
+    if _flat_and_within_bounds(payload):
+        return []
     if nesting_depth(payload, stop_after=MAX_PAYLOAD_DEPTH) > MAX_PAYLOAD_DEPTH:
         return [Problem("payload_too_deep", f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep",
                         f"payload: 入れ子が深すぎます（{MAX_PAYLOAD_DEPTH}段まで）", "payload")]
@@ -233,7 +271,7 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
                                 "sensitive には payload の項目名を並べてください", "sensitive")])
     envelope = envelope.model_copy(update={"payload": payload})
     try:  # a lone surrogate (e.g. from a "\ud800" escape) is valid JSON but not text any store can keep
-        size = len(json.dumps(envelope.canonical(), ensure_ascii=False).encode("utf-8"))
+        size = len(envelope.encoded())
     except UnicodeEncodeError:
         size = None
     if size is None:

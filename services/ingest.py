@@ -16,7 +16,7 @@ everything of one batch is saved in one transaction; a stream that moved meanwhi
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence
 from uuid import UUID
@@ -25,7 +25,7 @@ from eventsourcing.persistence import IntegrityError
 
 from consent.admission import admit
 from consent.model import Recorded, Settings
-from events.envelope import Envelope, content_digest, parse_envelope
+from events.envelope import Envelope, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
 from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
 from events.store import ChildRecord, HubStore, Quarantine, jsonable, recorded_from
@@ -100,7 +100,7 @@ class _ChildStream:
             originator_id=self.id, originator_version=self.head + 1,
             timestamp=ChildRecord.Published.create_timestamp(),
             envelope=envelope, audience=audience, digest=digest, received_at=received_at))
-        return replace(candidate, position=position, audience=frozenset(audience))
+        return candidate.placed(position, frozenset(audience))
 
     def to_save(self) -> list[Any]:
         return [*self.events, *([self.record] if self.record is not None else [])]
@@ -136,7 +136,6 @@ class _Prepared:
     """An envelope as ``Ingest._forecast`` prepared it (see there)."""
 
     envelope: Envelope
-    canonical: dict[str, Any]
     recorded: Recorded
     decision: frozenset[str] | Rejected | None  # None: the rules read the child's history
 
@@ -377,8 +376,8 @@ class Ingest:
             ready = prepared.get(i)
             if ready is not None and ready.envelope is not item:
                 ready = None  # resolved from local_child since: prepare it again
-            canonical = ready.canonical if ready is not None else item.canonical()
-            digest = content_digest(canonical)  # Envelope.digest(), without making the canonical form again
+            canonical = item.canonical()
+            digest = item.digest()
             same: bool | None = None  # whether the id was stored with this content (None: not stored)
             if item.id in in_batch:
                 same = in_batch[item.id] == digest
@@ -393,7 +392,7 @@ class Ingest:
                 continue
             stream = batch.child(item.child)
             position = stream.next_position
-            candidate = (replace(ready.recorded, position=position) if ready is not None
+            candidate = (ready.recorded.placed(position) if ready is not None
                          else recorded_from(canonical, [], position))
             prior = _History(stream)
             try:
@@ -427,7 +426,7 @@ class Ingest:
         do nothing). The indexes and the rules that read the history run for real in ``_publish_once``, on the
         real history and aggregates; whatever was not foreseen is loaded when asked for.
 
-        Also returns, per envelope, its canonical form, the event as it would be recorded, and the admission
+        Also returns, per envelope, the event as it would be recorded, and the admission
         decision when the rules decided without reading the history (``admit`` is pure: on the real history it
         decides the same)."""
         children: list[str] = []
@@ -437,8 +436,7 @@ class Ingest:
         for i, item in enumerate(parsed):
             if not isinstance(item, Envelope) or not item.child:
                 continue
-            canonical = item.canonical()
-            e = recorded_from(canonical, [], 1)
+            e = recorded_from(item.canonical(), [], 1)
             decision: frozenset[str] | Rejected | None
             try:
                 decision = admit(e, _UNREAD, orgs, self.settings)
@@ -447,7 +445,7 @@ class Ingest:
                 children.append(item.child)
             except Rejected as rejected:
                 decision = rejected.with_traceback(None)  # a value, kept without the frames
-            prepared[i] = _Prepared(item, canonical, e, decision)
+            prepared[i] = _Prepared(item, e, decision)
             if isinstance(decision, Rejected):
                 continue
             for keep_index in INDEXES:

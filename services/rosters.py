@@ -168,6 +168,10 @@ class MonthlyReports(_CopiedOnWrite, Aggregate):
         known = self.reports.get((child, centre))
         self.reports[(child, centre)] = Report(event_id, content, (known.versions if known else 0) + 1)
 
+    def report(self, e: Recorded) -> None:
+        """Record the ``attendance.monthly`` ``e`` as the latest for its child and centre."""
+        self.record(child=e.child, centre=e.to or "", event_id=e.id, content=content_of(e.payload))
+
     def latest(self, child: str, centre: str) -> Report | None:
         return self.reports.get((child, centre))
 
@@ -203,6 +207,11 @@ class DailyAttendance(_CopiedOnWrite, Aggregate):
     def record_day(self, day: str, event_id: str, content: str, status: str, contacted: bool | None,
                    child: str) -> None:
         self.days[day] = Day(event_id, content, status, contacted)
+
+    def report_day(self, e: Recorded) -> None:
+        """Record the ``attendance.daily`` ``e`` as the latest for its day."""
+        self.record_day(day=str(e.payload["date"]), event_id=e.id, content=content_of(e.payload),
+                        status=str(e.payload["status"]), contacted=e.payload.get("contacted"), child=e.child)
 
     @event("AlertRecorded")
     def record_alert(self, reason: str, since: str, event_id: str, child: str) -> None:
@@ -253,14 +262,10 @@ def keep_school_lists(e: Recorded, batch: Batch) -> None:
                 lists.add(school=school)
         elif roster.has_open(student_no, e.child, e.source):
             roster.remove(student_no=student_no, child=e.child, centre=e.source, at=e.at.isoformat())
-    elif e.kind == "attendance.monthly":
-        reports = batch.get(MonthlyReports, e.source, str(e.payload["month"]))
-        reports.record(child=e.child, centre=e.to or "", event_id=e.id, content=content_of(e.payload))
+    elif e.kind == "attendance.monthly":  # the content digest is made by the aggregate: not for a forecast
+        batch.get(MonthlyReports, e.source, str(e.payload["month"])).report(e)
     elif e.kind == "attendance.daily":
-        daily = batch.get(DailyAttendance, e.source, e.child, e.to or "")
-        contacted = e.payload.get("contacted")
-        daily.record_day(day=str(e.payload["date"]), event_id=e.id, content=content_of(e.payload),
-                         status=str(e.payload["status"]), contacted=contacted, child=e.child)
+        batch.get(DailyAttendance, e.source, e.child, e.to or "").report_day(e)
     elif e.kind == "absence.alert" and e.payload.get("since"):
         daily = batch.get(DailyAttendance, e.source, e.child, e.to or "")
         daily.record_alert(reason=str(e.payload["reason"]), since=str(e.payload["since"]), event_id=e.id,
