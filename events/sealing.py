@@ -488,7 +488,7 @@ def key_scope(state: Mapping[str, Any]) -> str:
     """The key that seals an event's state (see the module docstring): the child it names, else the source's
     own number it names, else the hub's key."""
     for holder in (state, state.get("envelope"), state.get("raw")):
-        if not isinstance(holder, Mapping):
+        if not isinstance(holder, dict):  # events' states are plain dicts (an ABC check costs more than sealing)
             continue
         child = holder.get("child")
         if isinstance(child, str) and child:
@@ -548,7 +548,7 @@ class SealingMapper(Mapper):
         if isinstance(domain_event, Aggregate.Created):
             return HUB_SCOPE
         envelope = state.get("envelope")
-        if isinstance(envelope, Mapping) and envelope.get("kind") == "child.erased":
+        if isinstance(envelope, dict) and envelope.get("kind") == "child.erased":
             return HUB_SCOPE
         return key_scope(state)
 

@@ -19,6 +19,7 @@ None of this decides access (``consent.reports`` does, for the overdue view).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -155,6 +156,7 @@ class MonthlyReports(_CopiedOnWrite, Aggregate):
     (``payload.supersedes``) is recorded after what it corrects, so the latest recorded is the current one."""
 
     @staticmethod
+    @functools.lru_cache(maxsize=1024)  # asked for every report published (the stream secret is fixed per process)
     def create_id(school: str, month: str) -> UUID:
         return stream_id(f"monthly-reports:{school}:{month}")
 
