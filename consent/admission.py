@@ -15,6 +15,11 @@ from events.problems import Problem, Rejected
 CENTER = "municipal_center"
 JISO = "child_guidance_center"
 
+# The only kinds of earlier events these rules read: the residence over time (cwa-21-10-5, cwa-25-3 without
+# ``to``, erasure) and the cases registered (cwa-25-2, joint-ledger). The store keeps them per child apart from
+# the child's record (services.facts), so that admitting an event never needs the whole record.
+ADMISSION_FACTS = frozenset({"child.registered", "residence.changed", "case.registered"})
+
 
 def center_of(municipality: str | None, orgs: Mapping[str, Org]) -> Org | None:
     """The こども家庭センター of a municipality: the registered ``municipal_center`` with that code."""
@@ -30,7 +35,8 @@ def _reject(code: str, field: str | None, message: str, message_ja: str) -> Reje
 def admit(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings) -> frozenset[str]:
     """Return the event's direct audience, or raise ``Rejected`` naming the rule it breaks.
 
-    ``e.audience`` is ignored; ``prior`` are the child's events recorded before this one.
+    ``e.audience`` is ignored; ``prior`` are the child's events recorded before this one, of which only those of
+    the kinds in ``ADMISSION_FACTS`` are read (the others may be left out).
     """
     source = orgs.get(e.source)
     if source is None:

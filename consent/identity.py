@@ -22,7 +22,7 @@ pass in the registry, the child's events and the current link of the number.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from consent.model import Org, Recorded
 from events.problems import Problem, Rejected
@@ -67,12 +67,11 @@ def check_local_source(source: str, orgs: Mapping[str, Org]) -> None:
                       f"機関「{source}」の番号を紐付けできるセンターが登録されていません。child（ハブの児童ID）で送ってください")
 
 
-def check_identity_event(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[str, Org],
-                         linked_to: str | None) -> None:
+def check_identity_event(e: Recorded, known: bool, orgs: Mapping[str, Org], linked_to: str | None) -> None:
     """Publish-time check of ``identity.linked`` / ``identity.unlinked`` (payload ``org``, ``local_number``).
 
-    ``prior``: the child's events recorded before this one; ``linked_to``: the hub child the number is linked to
-    now, or ``None``. Raises ``Rejected`` naming what is wrong; other kinds pass.
+    ``known``: whether the hub has recorded anything about the child before this event; ``linked_to``: the hub
+    child the number is linked to now, or ``None``. Raises ``Rejected`` naming what is wrong; other kinds pass.
     """
     if e.kind not in IDENTITY_KINDS:
         return
@@ -94,7 +93,7 @@ def check_identity_event(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[s
                       f"{e.source} may not link the numbers of {org_id} (centres that may: {allowed})",
                       f"センター「{e.source}」は機関「{org_id}」の番号を紐付けできません（紐付けできるセンター: {allowed}）")
     if e.kind == "identity.linked":
-        if not prior:
+        if not known:
             raise _reject("unknown_child", "child", f"child {e.child!r} has no record in the hub",
                           f"児童「{e.child}」はハブに記録がありません。先に児童を登録してください")
         if linked_to == e.child:

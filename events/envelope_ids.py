@@ -22,6 +22,7 @@ from uuid import UUID
 from events.sealing import stream_id
 
 TABLE = "tsunagu_envelope_ids"
+FORMAT_TABLE = "tsunagu_store_format"  # one row: the format the store was brought to (events.store.STORE_FORMAT)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from psycopg import Cursor, InterfaceError, OperationalError
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from events.envelope_ids import TABLE as ENVELOPE_IDS, StoredEnvelope, columns
+from events.envelope_ids import FORMAT_TABLE, TABLE as ENVELOPE_IDS, StoredEnvelope, columns
 
 
 class PostgresRecorder(PostgresApplicationRecorder):
@@ -56,14 +56,21 @@ class PostgresRecorder(PostgresApplicationRecorder):
             "INSERT INTO {table} (envelope, stream, position, digest) "
             "SELECT * FROM unnest(%b::uuid[], %b::{id_type}[], %b::integer[], %b::uuid[])"
         ).format(table=self.envelope_ids_table, id_type=id_type)
-        self.envelope_ids_new = False  # set by create_table: the register did not exist before
+        self.format_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(FORMAT_TABLE))
+        self.sql_create_statements.append(SQL("CREATE TABLE IF NOT EXISTS {table} (format integer NOT NULL)")
+                                          .format(table=self.format_table))
 
-    def create_table(self) -> None:
+    def store_format(self) -> int | None:
+        """The format the store's tables were last brought to (``events.store.STORE_FORMAT``); None: never set."""
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute("SELECT to_regclass(%s) AS found", [f'"{self.datastore.schema}".{ENVELOPE_IDS}'])
+            curs.execute(SQL("SELECT max(format) AS format FROM {table}").format(table=self.format_table))
             row = curs.fetchone()
-        super().create_table()
-        self.envelope_ids_new = row is None or row["found"] is None
+        return None if row is None else row["format"]
+
+    def set_store_format(self, format: int) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("DELETE FROM {table}").format(table=self.format_table))
+            curs.execute(SQL("INSERT INTO {table} (format) VALUES (%s)").format(table=self.format_table), [format])
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *,
                        envelopes: Sequence[StoredEnvelope] = (), **kwargs: Any) -> None:

@@ -12,27 +12,29 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from events.envelope_ids import TABLE as ENVELOPE_IDS, StoredEnvelope
+from events.envelope_ids import FORMAT_TABLE, TABLE as ENVELOPE_IDS, StoredEnvelope
 
 
 class SQLiteRecorder(SQLiteApplicationRecorder):
     INSERT_ENVELOPE = f"INSERT INTO {ENVELOPE_IDS} (envelope, stream, position, digest) VALUES (?,?,?,?)"
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.envelope_ids_new = False  # set by create_table: the register did not exist before
-
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(),
                 f"CREATE TABLE IF NOT EXISTS {ENVELOPE_IDS} (envelope TEXT PRIMARY KEY, stream TEXT NOT NULL, "
-                "position INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID"]
+                "position INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID",
+                f"CREATE TABLE IF NOT EXISTS {FORMAT_TABLE} (format INTEGER NOT NULL)"]
 
-    def create_table(self) -> None:
+    def store_format(self) -> int | None:
+        """The format the store's tables were last brought to (``events.store.STORE_FORMAT``); None: never set."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (ENVELOPE_IDS,))
-            existed = c.fetchone() is not None
-        super().create_table()
-        self.envelope_ids_new = not existed
+            c.execute(f"SELECT max(format) AS format FROM {FORMAT_TABLE}")
+            row = c.fetchone()
+        return None if row is None else row["format"]
+
+    def set_store_format(self, format: int) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"DELETE FROM {FORMAT_TABLE}")
+            c.execute(f"INSERT INTO {FORMAT_TABLE} (format) VALUES (?)", (format,))
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], *,
                        envelopes: Sequence[StoredEnvelope] = (), **kwargs: Any) -> Sequence[int] | None:

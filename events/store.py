@@ -38,6 +38,12 @@ from events.sealing import (DataKeys, Keyring, SealingMapper, child_scope, confi
                             stream_id)
 
 NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
+
+# What a store's tables hold beside the streams, by format (recorded in the store; an older store is brought up to
+# date when opened): 1, the register of envelope ids (events.envelope_ids); 2, the children's admission facts
+# (services.facts, rebuilt by services.ingest).
+ENVELOPE_IDS_FORMAT = 1
+STORE_FORMAT = 2
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 
 
@@ -266,9 +272,26 @@ class HubStore(Application):
                              schema=getattr(datastore, "schema", None) if postgres else None)
         self.mapper.attach(self.keys)  # type: ignore[attr-defined]
         self._new_cache()
-        if self.recorder.envelope_ids_new and self.log_position():  # type: ignore[attr-defined]
-            for rows in rows_from_log(self.recorder, self.mapper):  # a store written before the register
+        self.format = self._open_format()
+
+    def _open_format(self) -> int:
+        """The store's format (``STORE_FORMAT``), after bringing a store older than the register of envelope ids
+        up to it: a new store is of the latest format; one written before the format was kept is format 0."""
+        found = self.recorder.store_format()  # type: ignore[attr-defined]
+        if found is None:
+            found = 0 if self.log_position() else STORE_FORMAT
+            self.recorder.set_store_format(found)  # type: ignore[attr-defined]
+        if found < ENVELOPE_IDS_FORMAT:
+            for rows in rows_from_log(self.recorder, self.mapper):
                 self.recorder.insert_envelopes(rows)  # type: ignore[attr-defined]
+            found = ENVELOPE_IDS_FORMAT
+            self.recorder.set_store_format(found)  # type: ignore[attr-defined]
+        return found
+
+    def mark_format(self, format: int) -> None:
+        """Record that the store was brought to ``format`` (by the layer that keeps what that format adds)."""
+        self.recorder.set_store_format(format)  # type: ignore[attr-defined]
+        self.format = format
 
     def construct_mapper(self) -> SealingMapper:
         return SealingMapper(transcoder=self.construct_transcoder())

@@ -120,12 +120,13 @@ def resolve_local_child(envelope: Envelope, batch: Batch, orgs: Mapping[str, Org
     return envelope.model_copy(update={"child": link.child, "local_child": None})
 
 
-def check_identity(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[str, Org], batch: Batch) -> None:
-    """``consent.identity``'s publish rule for link events, given the number's current link."""
+def check_identity(e: Recorded, known: bool, orgs: Mapping[str, Org], batch: Batch) -> None:
+    """``consent.identity``'s publish rule for link events, given the number's current link (``known``: the hub
+    has recorded something about the child before)."""
     if e.kind not in IDENTITY_KINDS:
         return
     link = _get(batch, IdentityLink, str(e.payload["org"]), str(e.payload["local_number"]))
-    check_identity_event(e, prior, orgs, link.child if link is not None else None)
+    check_identity_event(e, known, orgs, link.child if link is not None else None)
 
 
 # --- The centre's side: linking, the queue, re-sending ----------------------------------------------------------

@@ -28,3 +28,7 @@ INDEXES.append(keep_identity_links)
 from services.rosters import keep_school_lists  # noqa: E402  対象名簿・定期報告・日次出欠・連続欠席の通知
 
 INDEXES.append(keep_school_lists)
+
+from services.facts import keep_child_facts  # noqa: E402  what the publish rules read: residence, cases
+
+INDEXES.append(keep_child_facts)

@@ -2,15 +2,13 @@
 
 Every adapter, the HTTP API, the CLI and the scenario runner publish through ``Ingest.publish``.
 
-A child's stream is loaded only when admission reads the child's history. Most events are admitted on what
-they say alone (their basis names the addressee, their kind needs no earlier event); for those the batch only
-needs to know how far each child's stream has got, which it asks once for all the batch's children
-(``events.streams.stream_versions``), and appends ``ChildRecord.Published`` events at the next versions. The
-admission rules get the child's history as a lazy sequence (``_History``): the first time a rule looks at it
-(the residence for cwa-21-10-5, the cases for cwa-25-2 …), the stream is loaded, with this batch's earlier
-events for the child applied, and from then on the child's events go through the loaded aggregate. Either way
-everything of one batch is saved in one transaction; a stream that moved meanwhile makes the insert fail on its
-(stream, version) key, and ``publish`` tries again.
+A publish never loads a child's stream. It asks once how far each of the batch's children's streams has got
+(``events.streams.stream_versions``) and appends ``ChildRecord.Published`` events at the next versions (a new
+child's stream starts as a new aggregate). The admission rules read a child's earlier events of a few kinds only
+(``consent.admission.ADMISSION_FACTS``: residence, registered cases), which ``services.facts.ChildFacts`` keeps
+per child, in step with the stream and in the same transaction; they are loaded, for all the children of a batch
+whose events need them, in one query. Everything of one batch is saved in one transaction; a stream that moved
+meanwhile makes the insert fail on its (stream, version) key, and ``publish`` tries again.
 """
 
 from __future__ import annotations
@@ -28,8 +26,9 @@ from consent.model import Recorded, Settings
 from events.envelope import Envelope, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
 from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
-from events.store import ChildRecord, HubStore, Quarantine, jsonable, recorded_from
+from events.store import STORE_FORMAT, ChildRecord, HubStore, Quarantine, jsonable, recorded_from
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
+from services.facts import ChildFacts, facts_from_log
 from services.identity import check_identity, resolve_local_child, waiting_problem
 from services.indexes import INDEXES
 
@@ -37,16 +36,11 @@ MAX_BATCH = 5000
 
 
 class _ChildStream:
-    """One child's stream as a publish batch appends to it.
+    """One child's stream as a publish batch appends to it: ``version`` is the stream's version when the batch
+    looked, and the batch's events for the child are ``ChildRecord.Published`` events at the next versions. A
+    child with no stream yet gets a new aggregate (``record``), which takes the child's events instead."""
 
-    ``version``: the stream's version when the batch looked (``None``: no stream yet). Until something needs
-    the child's history, accepted events are kept as ``ChildRecord.Published`` events at the next versions
-    (``events``); ``load`` replays the stored stream, applies those events, and from then on ``record`` (the
-    aggregate) takes the child's events. A new child starts as a new aggregate: nothing to load."""
-
-    def __init__(self, store: HubStore, child: str, stream_id: UUID, version: int | None):
-        self.store = store
-        self.child = child
+    def __init__(self, child: str, stream_id: UUID, version: int | None):
         self.id = stream_id
         self.version = version
         self.events: list[Any] = []
@@ -66,23 +60,10 @@ class _ChildStream:
         so the version the stream has reached (``ChildRecord`` records nothing but ``Published`` events)."""
         return self.head
 
-    def load(self) -> ChildRecord:
-        if self.record is None:
-            self.take(self.store.get_or_none(self.id))
-        assert self.record is not None
-        return self.record
-
-    def take(self, record: ChildRecord | None) -> None:
-        """Continue from ``record``, the stream as stored, with what this batch appended so far applied."""
-        if record is None or record.version != self.version:
-            # Another writer appended since the batch asked: the versions of this batch are stale.
-            raise IntegrityError(f"the stream of child {self.child!r} moved during the publish")
-        for event in self.events:
-            record = event.mutate(record)
-        self.record = record
-
-    def history(self) -> list[Recorded]:
-        return self.load().entries
+    @property
+    def known(self) -> bool:
+        """Whether the hub has recorded anything about the child before the next event."""
+        return self.next_position > 1
 
     def append(self, envelope: dict[str, Any], audience: list[str], digest: str, received_at: str,
                candidate: Recorded) -> Recorded:
@@ -91,11 +72,7 @@ class _ChildStream:
         position = self.next_position
         if self.record is not None:
             self.record.publish(envelope=envelope, audience=audience, digest=digest, received_at=received_at)
-            entry = self.record.entries[-1]
-            if entry.position != position:
-                raise RuntimeError(f"ChildRecord positions no longer follow its versions ({entry.position} at "
-                                   f"version {self.record.version}): services.ingest must load every stream")
-            return entry
+            return self.record.entries[-1]
         self.events.append(ChildRecord.Published(
             originator_id=self.id, originator_version=self.head + 1,
             timestamp=ChildRecord.Published.create_timestamp(),
@@ -106,46 +83,21 @@ class _ChildStream:
         return [*self.events, *([self.record] if self.record is not None else [])]
 
 
-class _History(Sequence[Recorded]):
-    """A child's recorded events for the admission rules, loaded on first use."""
-
-    def __init__(self, stream: _ChildStream):
-        self.stream = stream
-
-    def _entries(self) -> list[Recorded]:
-        return self.stream.history()
-
-    def __len__(self) -> int:
-        return len(self._entries())
-
-    def __getitem__(self, index: Any) -> Any:
-        return self._entries()[index]
-
-    def __iter__(self) -> Iterator[Recorded]:
-        return iter(self._entries())
-
-    def __reversed__(self) -> Iterator[Recorded]:
-        return reversed(self._entries())
-
-    def __bool__(self) -> bool:
-        return bool(self._entries())
-
-
 @dataclass
 class _Prepared:
     """An envelope as ``Ingest._forecast`` prepared it (see there)."""
 
     envelope: Envelope
     recorded: Recorded
-    decision: frozenset[str] | Rejected | None  # None: the rules read the child's history
+    decision: frozenset[str] | Rejected | None  # None: the rules read the child's facts
 
 
 class _NeedsHistory(Exception):
-    """Raised by ``_UNREAD`` when an admission rule reads the child's history."""
+    """Raised by ``_UNREAD`` when an admission rule reads the child's earlier events."""
 
 
 class _Unread(Sequence[Recorded]):
-    """Stands for a child's history where it must not be read (see ``Ingest._histories_needed``)."""
+    """Stands for a child's earlier events where they must not be read (see ``Ingest._forecast``)."""
 
     def __len__(self) -> int:
         raise _NeedsHistory
@@ -208,8 +160,7 @@ class _Forecast:
         self.ids: list[UUID] = []
 
     def get(self, cls: type, *key: Any, create: bool = True) -> Any:
-        if cls is not ChildRecord:
-            self.ids.append(cls.create_id(*key))
+        self.ids.append(cls.create_id(*key))
         return _ANYTHING if create else None
 
     def add(self, aggregate: Any) -> None:
@@ -230,9 +181,8 @@ class Batch:
         self.envelopes: list[StoredEnvelope] = []  # the envelope ids this batch stores (events.envelope_ids)
 
     def get(self, cls: type, *key: Any, create: bool = True) -> Any:
-        """The aggregate of ``cls`` for ``key`` as this batch sees it (a copy of the stored one, or new)."""
-        if cls is ChildRecord:
-            return self.child(*key).load()
+        """The aggregate of ``cls`` for ``key`` as this batch sees it (a copy of the stored one, or new). A
+        child's stream is not an aggregate here: see ``child``."""
         aggregate_id = cls.create_id(*key)
         if aggregate_id not in self.aggregates:
             self.aggregates[aggregate_id] = self.store.get_or_none(aggregate_id)
@@ -255,13 +205,10 @@ class Batch:
         todo = [i for i in dict.fromkeys(ids) if i not in self.aggregates]
         self.aggregates.update(load_many(self.store, todo))
 
-    def load_children(self, children: Sequence[str]) -> None:
-        """Load the stored streams of ``children`` that this batch has not loaded yet, in one query."""
-        streams = [self.child(child) for child in dict.fromkeys(children)]
-        todo = [stream for stream in streams if stream.record is None]
-        loaded = load_many(self.store, [stream.id for stream in todo])
-        for stream in todo:
-            stream.take(loaded.get(stream.id))
+    def facts(self, child: str) -> list[Recorded]:
+        """The child's earlier events that the admission rules read (``services.facts``), this batch's included."""
+        facts = self.get(ChildFacts, child, create=False)
+        return facts.entries if facts is not None else []
 
     def child_id(self, child: str) -> UUID:
         if child not in self.child_ids:
@@ -276,8 +223,7 @@ class Batch:
             if stream_id not in self.asked:
                 self.versions.update(stream_versions(self.store, [stream_id]))
                 self.asked.add(stream_id)
-            stream = self.aggregates[stream_id] = _ChildStream(self.store, child, stream_id,
-                                                               self.versions.get(stream_id))
+            stream = self.aggregates[stream_id] = _ChildStream(child, stream_id, self.versions.get(stream_id))
         return stream
 
     def save(self) -> None:
@@ -305,6 +251,11 @@ class Ingest:
         self.store = store
         self.settings = settings
         self.clock = clock
+        if store.format < STORE_FORMAT:  # written before the children's facts were kept: make them from the log
+            for facts in facts_from_log(store.recorder, store.mapper):
+                if store.get_or_none(facts.id) is None:  # another process may be doing the same
+                    store.save(facts)
+            store.mark_format(STORE_FORMAT)
 
     def publish(self, items: Sequence[Any], *, publisher: str | None = None) -> list[PublishResult]:
         """Publish a batch. Each item is accepted, recognised as a duplicate of a stored event, or rejected with
@@ -342,9 +293,8 @@ class Ingest:
         orgs = registry.orgs
         batch = Batch(self.store, registry)
         batch.ask_versions([item.child for item in parsed if isinstance(item, Envelope) and item.child])
-        histories, aggregates, prepared = self._forecast(parsed, registry)
-        batch.load_children(histories)
-        batch.prefetch(aggregates)
+        facts, aggregates, prepared = self._forecast(parsed, registry)
+        batch.prefetch([ChildFacts.create_id(child) for child in facts] + aggregates)
         stored_ids: dict[str, StoredEnvelope] = {}
         if look_up:  # every id of the batch looked up at once
             stored_ids = self.store.stored_envelopes(item.id for item in parsed if isinstance(item, Envelope))
@@ -394,13 +344,13 @@ class Ingest:
             position = stream.next_position
             candidate = (ready.recorded.placed(position) if ready is not None
                          else recorded_from(canonical, [], position))
-            prior = _History(stream)
             try:
-                check_identity(candidate, prior, orgs, batch)
+                check_identity(candidate, stream.known, orgs, batch)
                 decided = ready.decision if ready is not None else None
                 if isinstance(decided, Rejected):
                     raise decided
-                audience = decided if decided is not None else admit(candidate, prior, orgs, self.settings)
+                audience = (decided if decided is not None
+                            else admit(candidate, batch.facts(item.child), orgs, self.settings))
             except Rejected as rejected:
                 if not look_up and self.store.stored_envelope(item.id) is not None:
                     # A stored id: the re-sent event is a duplicate (or an id conflict), whatever admission says
@@ -420,15 +370,14 @@ class Ingest:
 
     def _forecast(self, parsed: Sequence[Envelope | Rejected], registry: Any
                   ) -> tuple[list[str], list[UUID], dict[int, _Prepared]]:
-        """What the batch will need to load, so that it is loaded in two queries instead of one per stream: the
-        children whose history the admission rules read (found by trying each event's rules on a history that
-        must not be read), and the aggregates the indexes ask for (found by running them on stand-ins that
-        do nothing). The indexes and the rules that read the history run for real in ``_publish_once``, on the
-        real history and aggregates; whatever was not foreseen is loaded when asked for.
+        """What the batch will need to load, so that it is loaded in one query instead of one per aggregate: the
+        children whose facts the admission rules read (found by trying each event's rules on earlier events that
+        must not be read), and the aggregates the indexes ask for (found by running them on stand-ins that do
+        nothing). The indexes and the rules that read the facts run for real in ``_publish_once``, on the real
+        facts and aggregates; whatever was not foreseen is loaded when asked for.
 
-        Also returns, per envelope, the event as it would be recorded, and the admission
-        decision when the rules decided without reading the history (``admit`` is pure: on the real history it
-        decides the same)."""
+        Also returns, per envelope, the event as it would be recorded, and the admission decision when the rules
+        decided without reading earlier events (``admit`` is pure: on the real facts it decides the same)."""
         children: list[str] = []
         orgs = registry.orgs
         forecast = _Forecast(registry)

@@ -9,14 +9,17 @@ from __future__ import annotations
 import random
 import threading
 from datetime import datetime
+from uuid import UUID
 
 import pytest
 
+import events.streams as streams
 import services.ingest as ingest
 from consent.model import Settings
-from events.store import ChildRecord, HubStore, ensure_postgres_schema, store_env
+from events.store import STORE_FORMAT, ChildRecord, HubStore, ensure_postgres_schema, store_env
 from events.streams import load_many, stream_versions
 from services.hub import Hub
+from services.facts import ChildFacts, facts_from_log
 from services.rosters import DailyAttendance
 
 ORGS = [
@@ -84,16 +87,21 @@ def stored(hub: Hub, child: str = "c1") -> list[tuple[int, str]]:
     return [(e.position, e.id) for e in record.entries]
 
 
-def loads_of_children(monkeypatch) -> list[str]:
-    """Records the children whose stored stream a publish loads (one by one, or for a whole batch)."""
-    calls: list[str] = []
-    real = ingest._ChildStream.take
+def loaded_streams(hub: Hub, monkeypatch) -> list[UUID]:
+    """Records the streams whose stored events the hub reads from now on (one by one, or for many at once)."""
+    calls: list[UUID] = []
+    real_get, real_after = hub.store.events.get, streams._events_after
 
-    def take(stream, record):
-        calls.append(stream.child)
-        return real(stream, record)
+    def get(originator_id, **kwargs):
+        calls.append(originator_id)
+        return real_get(originator_id, **kwargs)
 
-    monkeypatch.setattr(ingest._ChildStream, "take", take)
+    def events_after(store, after):
+        calls.extend(after)
+        return real_after(store, after)
+
+    monkeypatch.setattr(hub.store.events, "get", get)
+    monkeypatch.setattr(streams, "_events_after", events_after)
     return calls
 
 
@@ -102,9 +110,9 @@ def test_a_read_after_a_publish_without_loading_sees_the_new_events(open_hub, mo
     hub.load_orgs(ORGS)
     assert accepted(hub.publish([registered()]))
     assert timeline(hub) == ["reg-c1"]  # the child's aggregate is now in this hub's cache
-    loads = loads_of_children(monkeypatch)
+    loads = loaded_streams(hub, monkeypatch)
     assert accepted(hub.publish([ev("n1"), daily("d1", "2026-04-13"), ev("n2")]))
-    assert loads == []  # admitted on what they say: the child's stream was not loaded
+    assert ChildRecord.create_id("c1") not in loads  # appended at the next versions: the stream was not loaded
     assert timeline(hub) == ["reg-c1", "n1", "n2", "d1"]  # shown in the order of `at`
     assert stored(hub) == [(1, "reg-c1"), (2, "n1"), (3, "d1"), (4, "n2")]
     fresh = open_hub()  # nothing cached: everything comes from the database
@@ -135,18 +143,22 @@ def test_a_cache_that_is_not_fast_forwarded_forgets_the_streams_appended_to(open
     assert timeline(hub) == ["reg-c1"]
     assert accepted(hub.publish([ev("n1")]))
     assert timeline(hub) == ["reg-c1", "n1"]
-    assert accepted(hub.publish([concern("e1"), ev("n2")]))  # loads the stream, then saves the aggregate
+    assert accepted(hub.publish([concern("e1"), ev("n2")]))  # reads the child's facts, appends to the stream
     assert timeline(hub) == ["reg-c1", "n1", "e1", "n2"]
 
 
-def test_history_is_loaded_only_for_the_rules_that_read_it_and_sees_the_batch_so_far(open_hub, monkeypatch):
+def test_a_publish_reads_the_facts_the_rules_need_never_the_childs_stream_and_sees_the_batch_so_far(
+        open_hub, monkeypatch):
     hub = open_hub()
     hub.load_orgs(ORGS)
     assert accepted(hub.publish([registered("c1"), registered("c2", residence="442011")]))
-    loads = loads_of_children(monkeypatch)
+    hub.store.repository.cache.entries.clear()  # as in a process that has not seen these children
+    loads = loaded_streams(hub, monkeypatch)
     results = hub.publish([ev("n1"), daily("d1", "2026-04-13"), concern("e1"), ev("n2"), ev("m1", child="c2")])
     assert accepted(results)
-    assert loads == ["c1"]  # the concern's audience needs c1's residence; nothing needed c2's stream
+    # the concern's audience needs c1's residence, read from c1's facts; nothing needed c2's, and no child's stream
+    assert set(loads) & {ChildRecord.create_id("c1"), ChildRecord.create_id("c2"), ChildFacts.create_id("c2")} == set()
+    assert ChildFacts.create_id("c1") in loads
     assert stored(hub) == [(1, "reg-c1"), (2, "n1"), (3, "d1"), (4, "e1"), (5, "n2")]
     assert stored(hub, "c2") == [(1, "reg-c2"), (2, "m1")]
     fresh = open_hub()
@@ -265,18 +277,19 @@ def test_an_id_published_by_another_writer_meanwhile_is_caught_by_the_register_a
 
 
 def test_a_store_written_before_the_register_of_envelope_ids_gets_it_rebuilt_from_the_log(open_hub, database):
-    """A store from before the register (simulated by dropping its table) gets every stored id back from the
-    children's events when it is opened, erased children's included: a resend is still a duplicate, another
-    event under a stored id still a conflict."""
+    """A store from before the register (simulated by dropping its table and the store's format) gets every
+    stored id back from the children's events when it is opened, erased children's included: a resend is still
+    a duplicate, another event under a stored id still a conflict."""
     hub = open_hub()
     hub.load_orgs(ORGS)
     batch = [registered("c1"), ev("n1"), daily("d1", "2026-04-13"), registered("c2"), ev("m1", child="c2")]
     assert accepted(hub.publish(batch))
     assert accepted(hub.publish([ev("gone", "child.erased", child="c2", payload={"reason": "保存期間の満了"})]))
     datastore = hub.store.recorder.datastore
-    table = "tsunagu_envelope_ids" if database.startswith("sqlite") else f'"{datastore.schema}".tsunagu_envelope_ids'
-    with datastore.transaction(commit=True) as cursor:
-        cursor.execute(f"DROP TABLE {table}")
+    prefix = "" if database.startswith("sqlite") else f'"{datastore.schema}".'
+    with datastore.transaction(commit=True) as cursor:  # neither the register nor the store's format yet
+        cursor.execute(f"DROP TABLE {prefix}tsunagu_envelope_ids")
+        cursor.execute(f"DROP TABLE {prefix}tsunagu_store_format")
     reopened = open_hub()
     assert set(reopened.store.stored_envelopes([e["id"] for e in batch] + ["gone", "never"])) == {
         "reg-c1", "n1", "d1", "reg-c2", "m1", "gone"}
@@ -285,3 +298,26 @@ def test_a_store_written_before_the_register_of_envelope_ids_gets_it_rebuilt_fro
     assert [r.outcome for r in again] == ["duplicate", "duplicate", "duplicate", "rejected"]
     assert again[3].problems[0].code == "id_conflict"
     assert stored(open_hub()) == [(1, "reg-c1"), (2, "n1"), (3, "d1")]
+    assert reopened.store.format == STORE_FORMAT
+
+
+def test_the_facts_kept_for_the_publish_rules_are_those_the_log_gives(open_hub):
+    """``services.facts``: what is kept while publishing equals what a store written before the facts existed
+    gets from its log, erased children included (the facts name the residence and the cases, no content)."""
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    case = {"case": "k1", "category": "youhogo", "case_type": "abuse.neglect"}
+    assert accepted(hub.publish([
+        registered("c1"), ev("n1"), concern("e1"), registered("c2", residence="442011"),
+        ev("k1", "case.registered", payload=case, at="2026-04-12T09:00:00+09:00"),
+        ev("moved", "residence.changed", child="c2", payload={"residence": "442020"},
+           at="2026-04-20T09:00:00+09:00")]))
+    assert accepted(hub.publish([ev("gone", "child.erased", child="c2", source="beppu-center",
+                                    payload={"reason": "保存期間の満了"}, at="2026-04-25T09:00:00+09:00")]))
+    kept = {c: hub.store.get_or_none(ChildFacts.create_id(c)).entries for c in ("c1", "c2")}
+    assert [(e.id, e.position, dict(e.payload)) for e in kept["c1"]] == [
+        ("reg-c1", 1, {"residence": "442020"}), ("k1", 4, {"case": "k1", "case_type": "abuse.neglect"})]
+    assert [(e.id, e.kind, dict(e.payload)) for e in kept["c2"]] == [
+        ("reg-c2", "child.registered", {"residence": "442011"}), ("moved", "residence.changed", {"residence": "442020"})]
+    rebuilt = {f.child: f.entries for f in facts_from_log(hub.store.recorder, hub.store.mapper)}
+    assert rebuilt == kept
