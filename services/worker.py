@@ -2,7 +2,7 @@
 
 For each batch taken from ``poll()``:
 
-1. decode every message (``events.transport.decode``); a message that is not a v1 tsunagu message is invalid;
+1. decode every message (``events.transport.decode_all``); a message that is not a v1 tsunagu message is invalid;
 2. publish the envelopes through ``Hub.publish`` (validation, admission, idempotent append in one transaction;
    rejected envelopes are quarantined there, under their source);
 3. hold the invalid messages in the ``Quarantine`` stream of source ``kafka``, with the exact bytes and the reason;
@@ -25,7 +25,7 @@ from eventsourcing.persistence import IntegrityError
 
 from events.store import Quarantine, jsonable
 from events.transport import (EVENTS_TOPIC, InvalidMessage, TransportError, api_version_from_env,
-                              dead_letter_topic, dead_letter_value, decode, original_message, producer_options)
+                              dead_letter_topic, dead_letter_value, decode_all, original_message, producer_options)
 from services.hub import Hub
 from services.ingest import MAX_BATCH
 
@@ -143,12 +143,12 @@ class IngestWorker:
         envelopes: list[dict[str, Any]] = []
         carried: list[Any] = []  # the record of each envelope
         invalid: list[tuple[Any, InvalidMessage]] = []
-        for record in records:
-            try:
-                envelopes.append(decode(record.value, self.hub.store.keys))
+        for record, decoded in zip(records, decode_all([record.value for record in records], self.hub.store.keys)):
+            if isinstance(decoded, InvalidMessage):
+                invalid.append((record, decoded))
+            else:
+                envelopes.append(decoded)
                 carried.append(record)
-            except InvalidMessage as problem:
-                invalid.append((record, problem))
 
         dead: list[tuple[Any, bytes]] = []
         if envelopes:
