@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 import re
 import unicodedata
@@ -357,7 +358,10 @@ class Cells:
 
 def to_int(text: str, *, maximum: int | None = None) -> int:
     """A non-negative whole number: "19", "１９", "19日"."""
-    value = normalise(text).removesuffix("日").replace(",", "").strip()
+    if text.isascii() and text.isdigit():  # most cells: plain digits, nothing to normalise
+        value = text
+    else:
+        value = normalise(text).removesuffix("日").replace(",", "").strip()
     if not value:
         raise CellError("empty", "空欄です。数字を入力してください", "missing_value")
     if not re.fullmatch(r"\d+", value):
@@ -417,6 +421,7 @@ def _era_range_error(text: str, era: Era) -> CellError:
                      "invalid_date")
 
 
+@functools.lru_cache(maxsize=256)  # a file names a few months (or days), on every row
 def to_month(text: str) -> str:
     """A month as ``YYYY-MM`` from 2026-04, 2026/4, 2026年4月, 202604, 令和8年4月, R8.4, R8/4, 令和元年5月, and
     the first day of a month (2026/4/1: what a spreadsheet makes of a typed month)."""
@@ -442,6 +447,7 @@ def to_month(text: str) -> str:
     raise CellError(f"{text!r} is not a month", f"「{text}」は年月として読めません（例: {_MONTH_EXAMPLES}）", "invalid_month")
 
 
+@functools.lru_cache(maxsize=1024)
 def to_date(text: str) -> date:
     """A date from 2026-05-12, 2026/5/12, 2026年5月12日, 20260512, 令和8年5月12日, R8.5.12."""
     value = normalise(text)
