@@ -260,6 +260,7 @@ class HubStore(Application):
     env = {
         "AGGREGATE_CACHE_MAXSIZE": "5000",
         "AGGREGATE_CACHE_WEIGHT": "50000",  # WeighedCache: about 50-100 MB (TSUNAGU_AGGREGATE_CACHE_WEIGHT)
+        "TRANSCODER_TOPIC": "events.transcoding:OrjsonTranscoder",
     }
 
     def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
