@@ -161,14 +161,14 @@ def _events_after(store: Any, after: dict[UUID, int]) -> dict[UUID, list[StoredE
         streams = list(after)
         by_key = {str(i): i for i in streams}
         params = ([str(i) for i in streams] if as_text else streams, [after[i] for i in streams])
-        with datastore.get_connection() as conn, conn.cursor() as curs:
+        with datastore.get_connection() as conn, conn.cursor(binary=True) as curs:  # states as bytes, not hex
             curs.execute(statement, params)
             rows = curs.fetchall()
         for row in rows:
             stream = by_key[str(row["originator_id"])]
             out.setdefault(stream, []).append(StoredEvent(originator_id=row["originator_id"],
                                                           originator_version=row["originator_version"],
-                                                          topic=row["topic"], state=bytes(row["state"])))
+                                                          topic=row["topic"], state=row["state"]))
         return out
     if module.endswith(".sqlite"):
         datastore = recorder.datastore
