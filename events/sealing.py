@@ -9,6 +9,8 @@ Which key seals what (``key_scope``)
 - An event that names a child (its ``child``, or the ``child`` of the envelope it carries) is sealed under that
   child's data key: the child's published events, and the projections' copies of them (school lists, reports,
   attendance days, case index entries, identity links).
+- An event that carries entries about several children (``PER_CHILD``: a month's reports recorded by one
+  publish) has each entry sealed under its own child's key, the rest under the hub's.
 - An envelope that names the child only by a source's own number (``local_child``, 紐付け待ち) is sealed under a
   key of that (source, number); when the child is erased, the keys of every number linked to the child go too.
 - Sealed under the hub's own key, never destroyed: the events that create a stream (they say what the stream is
@@ -542,6 +544,13 @@ class SealingMapper(Mapper):
     def _aad(originator_id: Any, version: int, topic: str) -> bytes:
         return f"{originator_id}\x00{version}\x00{topic}".encode()
 
+    @classmethod
+    def scopes_of(cls, domain_event: Any, state: Mapping[str, Any]) -> list[str]:
+        """Every key sealing ``domain_event`` needs: its own and its per-child entries' (``PER_CHILD``)."""
+        items = state.get(PER_CHILD)
+        return [cls.scope_of(domain_event, state), *(key_scope(i) for i in items)] if isinstance(items, list) else [
+            cls.scope_of(domain_event, state)]
+
     @staticmethod
     def scope_of(domain_event: Any, state: Mapping[str, Any]) -> str:
         """The key an event's content is sealed under (see the module docstring)."""
@@ -570,6 +579,11 @@ class SealingMapper(Mapper):
             state["envelope"] = dict(envelope, payload={k: v for k, v in payload.items() if k in POLICY_FIELDS})
             state[_SEALED_PAYLOAD] = base64.b64encode(content).decode()
             scope = HUB_SCOPE
+        items = state.get(PER_CHILD)
+        if isinstance(items, list):
+            state[PER_CHILD] = [base64.b64encode(self.keys.seal(key_scope(item), self.transcoder.encode(item),
+                                                                aad + _ITEM + str(i).encode())).decode()
+                                for i, item in enumerate(items)]
         sealed = self.keys.seal(scope, self.transcoder.encode(state), aad)
         return StoredEvent(originator_id=originator_id, originator_version=version, topic=topic, state=sealed)
 
@@ -592,6 +606,9 @@ class SealingMapper(Mapper):
                     state["envelope"] = dict(state["envelope"], payload=payload)
                 except KeyDestroyed:
                     pass  # erased: the payload keeps only the fields the policy reads
+            items = state.get(PER_CHILD)
+            if isinstance(items, list):
+                state[PER_CHILD] = self._open_items(items, aad)
         except KeyDestroyed:
             event = object.__new__(Shredded)
             object.__setattr__(event, "__dict__", {"originator_id": stored_event.originator_id,
@@ -604,6 +621,20 @@ class SealingMapper(Mapper):
                 f"({stored_event.topic}) does not open: it was altered, or its key is not in this store "
                 f"({type(error).__name__})") from error
         return self._event_from_state(stored_event, state)
+
+    def _open_items(self, items: list[str], aad: bytes) -> list[Any]:
+        """The per-child entries of an event (``PER_CHILD``), their keys loaded in one go; the entries of erased
+        children are left out."""
+        assert self.keys is not None
+        sealed = [base64.b64decode(item) for item in items]
+        self.keys.preload(s[1:17] for s in sealed if s[:1] == FORMAT)
+        opened = []
+        for i, item in enumerate(sealed):
+            try:
+                opened.append(self.transcoder.decode(self.keys.open(item, aad + _ITEM + str(i).encode())))
+            except KeyDestroyed:
+                continue  # the child was erased: its entry is gone
+        return opened
 
     @staticmethod
     def _event_from_state(stored_event: StoredEvent, state: dict[str, Any]) -> Any:
@@ -625,8 +656,13 @@ class SealingMapper(Mapper):
 
 _SEALED_PAYLOAD = "sealed_payload"
 _CONTENT = b"\x00payload"
+_ITEM = b"\x00item\x00"
+PER_CHILD = "per_child"
+"""An event state field holding a list of entries about several children (a projection's entries recorded by one
+publish, ``services.rosters.MonthlyReports``): each entry is sealed under the key of the child it names, and is
+left out when the event is read after that child's erasure."""
 
 
 __all__ = ["DataKeys", "KeyConfigError", "KeyDestroyed", "KeyUnknown", "Keyring", "LocalMasterKey", "MasterKey",
-           "SealingMapper", "Shredded", "child_scope", "configure_stream_ids", "create_keys_file", "key_scope",
+           "PER_CHILD", "SealingMapper", "Shredded", "child_scope", "configure_stream_ids", "create_keys_file", "key_scope",
            "local_scope", "routing_key", "stream_id"]

@@ -317,7 +317,7 @@ class HubStore(Application):
                 processing.events.append(obj)
         processing.saved_kwargs.update(kwargs)
         pending = processing.events
-        self.keys.ensure(SealingMapper.scope_of(e, vars(e)) for e in pending)
+        self.keys.ensure(scope for e in pending for scope in SealingMapper.scopes_of(e, vars(e)))
         erased = [e.envelope["child"] for e in pending
                   if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"]
         recordings = self._record(processing)

@@ -3,7 +3,8 @@
 A child's events live in the child's stream; some questions cross children ("which child is student 2026-0412
 of this school?", "which children are on this centre's list?"). Each index is a function called for every
 accepted event with the event as recorded and the publish ``Batch``; it updates its own aggregates through
-``batch.get(...)`` so they are saved atomically with the event. Indexes never decide access.
+``batch.get(...)`` so they are saved atomically with the event (or stages the event for an aggregate that records
+a publish's entries at once, ``batch.stage``). Indexes never decide access.
 """
 
 from __future__ import annotations

@@ -163,6 +163,9 @@ class _Forecast:
         self.ids.append(cls.create_id(*key))
         return _ANYTHING if create else None
 
+    def stage(self, cls: type, key: tuple[Any, ...], e: Recorded) -> None:
+        self.ids.append(cls.create_id(*key))
+
     def add(self, aggregate: Any) -> None:
         pass
 
@@ -179,6 +182,7 @@ class Batch:
         self.asked: set[UUID] = set()
         self.child_ids: dict[str, UUID] = {}
         self.envelopes: list[StoredEnvelope] = []  # the envelope ids this batch stores (events.envelope_ids)
+        self.staged: dict[tuple[type, tuple[Any, ...]], list[Recorded]] = {}
 
     def get(self, cls: type, *key: Any, create: bool = True) -> Any:
         """The aggregate of ``cls`` for ``key`` as this batch sees it (a copy of the stored one, or new). A
@@ -192,6 +196,12 @@ class Batch:
 
     def add(self, aggregate: Any) -> None:
         self.aggregates[aggregate.id] = aggregate
+
+    def stage(self, cls: type, key: tuple[Any, ...], e: Recorded) -> None:
+        """Record ``e`` on the aggregate of ``cls`` for ``key`` when the batch is saved, with every other event
+        staged for it, in one event (``cls.record_staged``): for an index that takes many entries per publish and
+        is not read while the publish runs."""
+        self.staged.setdefault((cls, key), []).append(e)
 
     def ask_versions(self, children: Sequence[str]) -> None:
         """Learn the stream versions of ``children`` in one query (before their events are admitted)."""
@@ -227,6 +237,8 @@ class Batch:
         return stream
 
     def save(self) -> None:
+        for (cls, key), staged in self.staged.items():
+            self.get(cls, *key).record_staged(staged)
         objects: list[Any] = []
         appended: list[UUID] = []  # streams appended to without their aggregate
         complete: list[Any] = []  # aggregates that hold everything saved, for the cache

@@ -13,7 +13,8 @@
   so this stream is written by the daily import itself (it holds dates only, nothing about any child).
 
 All but the calendar are updated by ``keep_school_lists``, registered in ``INDEXES``, in the publish
-transaction. Aggregates here follow the store's copy-on-write rule: nested values are replaced, never mutated.
+transaction; a month's reports are staged and recorded once per publish (one event for a whole school's file,
+each report sealed under its child's key). Aggregates here follow the store's copy-on-write rule: nested values are replaced, never mutated.
 None of this decides access (``consent.reports`` does, for the overdue view).
 """
 
@@ -165,14 +166,26 @@ class MonthlyReports(_CopiedOnWrite, Aggregate):
         self.month = month
         self.reports: dict[tuple[str, str], Report] = {}
 
+    @event("ReportsRecorded")
+    def record_reports(self, per_child: list) -> None:
+        """The reports one publish recorded, in order; each entry is sealed under its child's key
+        (``events.sealing.PER_CHILD``), and left out once that child is erased."""
+        for r in per_child:
+            self._latest(r["child"], r["centre"], r["event_id"], r["content"])
+
+    def record_staged(self, events: list[Recorded]) -> None:
+        """Record the ``attendance.monthly`` events a publish staged for this month (``Batch.stage``), as one event."""
+        self.record_reports(per_child=[{"child": e.child, "centre": e.to or "", "event_id": e.id,
+                                        "content": content_of(e.payload)} for e in events])
+
     @event("Reported")
     def record(self, child: str, centre: str, event_id: str, content: str) -> None:
+        """One report (what stores written before ``record_reports`` hold)."""
+        self._latest(child, centre, event_id, content)
+
+    def _latest(self, child: str, centre: str, event_id: str, content: str) -> None:
         known = self.reports.get((child, centre))
         self.reports[(child, centre)] = Report(event_id, content, (known.versions if known else 0) + 1)
-
-    def report(self, e: Recorded) -> None:
-        """Record the ``attendance.monthly`` ``e`` as the latest for its child and centre."""
-        self.record(child=e.child, centre=e.to or "", event_id=e.id, content=content_of(e.payload))
 
     def latest(self, child: str, centre: str) -> Report | None:
         return self.reports.get((child, centre))
@@ -264,8 +277,8 @@ def keep_school_lists(e: Recorded, batch: Batch) -> None:
                 lists.add(school=school)
         elif roster.has_open(student_no, e.child, e.source):
             roster.remove(student_no=student_no, child=e.child, centre=e.source, at=e.at.isoformat())
-    elif e.kind == "attendance.monthly":  # the content digest is made by the aggregate: not for a forecast
-        batch.get(MonthlyReports, e.source, str(e.payload["month"])).report(e)
+    elif e.kind == "attendance.monthly":  # a month's reports of one publish: one event (record_staged)
+        batch.stage(MonthlyReports, (e.source, str(e.payload["month"])), e)
     elif e.kind == "attendance.daily":
         batch.get(DailyAttendance, e.source, e.child, e.to or "").report_day(e)
     elif e.kind == "absence.alert" and e.payload.get("since"):

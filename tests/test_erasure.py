@@ -21,7 +21,7 @@ from eventsourcing.persistence import StoredEvent
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from events.sealing import KeyConfigError, Keyring, LocalMasterKey, Shredded, stream_id
+from events.sealing import KeyConfigError, Keyring, LocalMasterKey, SealingMapper, Shredded, stream_id
 from events.store import ChildRecord
 from events.transport import InvalidMessage, KafkaPublisher, decode
 from services.cli import app
@@ -304,5 +304,45 @@ def test_a_stream_that_names_many_children_opens_with_one_query_for_their_keys(t
         roster = peek(fresh.store, SchoolRoster, "beppu-es-1")
         assert len({listing.child for n in range(40) for listing in roster.of(f"S-{n:04d}")}) == 40
         assert len(queries) <= 3  # the events (one), the keys (one), not 40
+    finally:
+        fresh.close()
+
+
+def test_a_months_reports_are_one_event_per_publish_with_each_childs_entry_sealed_under_its_key(tmp_path, clock):
+    """``services.rosters.MonthlyReports`` records a publish's reports in one event (``events.sealing.PER_CHILD``):
+    opened under the hub's key it shows no report, each being sealed under its child's key; a process that opens
+    it later sees every child's report, and once a child is erased the others' only."""
+    from services.rosters import MonthlyReports, peek
+    from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, import_monthly, write_csv
+
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = Hub(database, clock=clock)
+    try:
+        hub.load_orgs(ORGS)
+        rows = []
+        for n in range(5):
+            hub.publish([{"id": f"reg-{n}", "kind": "child.registered", "child": f"kodomo-{n}",
+                          "source": "beppu-center", "basis": "internal", "at": "2026-04-01T09:00:00+09:00",
+                          "payload": {"residence": "442020"}}])
+            list_child(hub, f"kodomo-{n}", f"S-{n:04d}")
+            rows.append([ES1_CODE, f"S-{n:04d}", "2026-05", 19, 15, 4, 2, "", "", "", ""])
+        assert import_monthly(hub, write_csv(tmp_path / "m.csv", MONTHLY_HEADER, rows)).accepted == 5
+        stream = MonthlyReports.create_id("beppu-es-1", "2026-05")
+        stored = hub.store.recorder.select_events(stream)
+        assert [e.topic.rsplit(".", 1)[-1] for e in stored] == ["Created", "ReportsRecorded"]  # one per publish
+        report_ids = {r.id for r in hub.store.peek(stream).reports.values()}
+        assert len(report_ids) == 5
+        recorded = stored[1]  # opened under the hub's key, the entries are still sealed, each under its child's
+        outer = json.loads(hub.store.keys.open(bytes(recorded.state), SealingMapper._aad(
+            recorded.originator_id, recorded.originator_version, recorded.topic)))
+        assert len(outer["per_child"]) == 5 and all(i not in json.dumps(outer) for i in report_ids)
+        assert [r.outcome for r in hub.publish([dict(erasure("kodomo-3"), id="erase-3")])] == ["accepted"]
+    finally:
+        hub.close()
+    fresh = Hub(database, clock=clock)
+    try:
+        reports = peek(fresh.store, MonthlyReports, "beppu-es-1", "2026-05").reports
+        assert sorted(child for child, _ in reports) == ["kodomo-0", "kodomo-1", "kodomo-2", "kodomo-4"]
     finally:
         fresh.close()

@@ -525,3 +525,15 @@ def test_monthly_and_daily_imports_on_postgresql(make_hub, clock, postgres_url, 
     assert [a["reason"] for a in import_daily(hub, daily).alerts] == ["consecutive_absence"]
     assert import_daily(hub, daily).alerts == []
     assert len(kinds(hub, "c1", "absence.alert")) == 1
+
+
+def test_report_indexes_written_one_event_per_report_still_read(world):
+    """Stores written before a publish's reports became one event hold one ``Reported`` event per report: they
+    read the same, and new reports follow them."""
+    index = MonthlyReports("beppu-es-1", "2026-04")
+    index.record(child="c1", centre="beppu-center", event_id="old-1", content="x")
+    index.record(child="c1", centre="beppu-center", event_id="old-2", content="y")
+    world.store.save(index)
+    world.store.repository.cache.entries.clear()
+    stored = world.store.peek(MonthlyReports.create_id("beppu-es-1", "2026-04"))
+    assert (stored.latest("c1", "beppu-center").id, stored.latest("c1", "beppu-center").versions) == ("old-2", 2)
