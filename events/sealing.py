@@ -59,7 +59,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -594,42 +594,69 @@ class SealingMapper(Mapper):
         self.keys.preload(bytes(e.state[1:17]) for e in stored_events if e.state[:1] == FORMAT)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
+        return self.to_domain_events([stored_event])[0]
+
+    def to_domain_events(self, stored_events: Sequence[StoredEvent]) -> list[Any]:
+        """``to_domain_event`` for each of ``stored_events``, with every key they were sealed under loaded in two
+        queries at most: their own, then those of their per-child entries (``PER_CHILD``), which only show once
+        the events are open."""
         assert self.keys is not None, "the store attaches its data keys before loading"
+        self.preload(stored_events)
+        opened = [self._opened_state(stored) for stored in stored_events]
+        self.keys.preload(item[1:17] for _, state in opened if state is not None
+                          for item in state.get(PER_CHILD) or () if item[:1] == FORMAT)
+        events = []
+        for (aad, state), stored in zip(opened, stored_events):
+            if state is None:  # sealed under a destroyed key
+                event = object.__new__(Shredded)
+                object.__setattr__(event, "__dict__", {"originator_id": stored.originator_id,
+                                                       "originator_version": stored.originator_version,
+                                                       "timestamp": _EPOCH})
+                events.append(event)
+                continue
+            if isinstance(state.get(PER_CHILD), list):
+                state[PER_CHILD] = self._guarded(stored, self._open_items, state[PER_CHILD], aad)
+            events.append(self._event_from_state(stored, state))
+        return events
+
+    def _opened_state(self, stored_event: StoredEvent) -> tuple[bytes, dict[str, Any] | None]:
+        """The event's associated data and its state, opened (its payload too, unless erased; per-child entries
+        still sealed, as bytes), or None when its own key was destroyed."""
         aad = self._aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
         try:
-            plain = self.keys.open(bytes(stored_event.state), aad)
-            state = self.transcoder.decode(plain)
-            content = state.pop(_SEALED_PAYLOAD, None)
-            if content is not None:
-                try:
-                    payload = self.transcoder.decode(self.keys.open(base64.b64decode(content), aad + _CONTENT))
-                    state["envelope"] = dict(state["envelope"], payload=payload)
-                except KeyDestroyed:
-                    pass  # erased: the payload keeps only the fields the policy reads
-            items = state.get(PER_CHILD)
-            if isinstance(items, list):
-                state[PER_CHILD] = self._open_items(items, aad)
+            state = self._guarded(stored_event, lambda: self.transcoder.decode(
+                self.keys.open(bytes(stored_event.state), aad)))  # type: ignore[union-attr]
         except KeyDestroyed:
-            event = object.__new__(Shredded)
-            object.__setattr__(event, "__dict__", {"originator_id": stored_event.originator_id,
-                                                   "originator_version": stored_event.originator_version,
-                                                   "timestamp": _EPOCH})
-            return event
+            return aad, None
+        content = state.pop(_SEALED_PAYLOAD, None)
+        if content is not None:
+            try:
+                payload = self._guarded(stored_event, lambda: self.transcoder.decode(
+                    self.keys.open(base64.b64decode(content), aad + _CONTENT)))  # type: ignore[union-attr]
+                state["envelope"] = dict(state["envelope"], payload=payload)
+            except KeyDestroyed:
+                pass  # erased: the payload keeps only the fields the policy reads
+        items = state.get(PER_CHILD)
+        if isinstance(items, list):
+            state[PER_CHILD] = [self._guarded(stored_event, base64.b64decode, item) for item in items]
+        return aad, state
+
+    @staticmethod
+    def _guarded(stored_event: StoredEvent, opening: Any, *args: Any) -> Any:
+        """``opening(*args)``, an altered event or one whose key is not in this store reported as such."""
+        try:
+            return opening(*args)
         except (InvalidTag, KeyUnknown, binascii.Error) as error:
             raise MapperDeserialisationError(
                 f"stored event {stored_event.originator_id} v{stored_event.originator_version} "
                 f"({stored_event.topic}) does not open: it was altered, or its key is not in this store "
                 f"({type(error).__name__})") from error
-        return self._event_from_state(stored_event, state)
 
-    def _open_items(self, items: list[str], aad: bytes) -> list[Any]:
-        """The per-child entries of an event (``PER_CHILD``), their keys loaded in one go; the entries of erased
-        children are left out."""
+    def _open_items(self, items: list[bytes], aad: bytes) -> list[Any]:
+        """The per-child entries of an event (``PER_CHILD``); the entries of erased children are left out."""
         assert self.keys is not None
-        sealed = [base64.b64decode(item) for item in items]
-        self.keys.preload(s[1:17] for s in sealed if s[:1] == FORMAT)
         opened = []
-        for i, item in enumerate(sealed):
+        for i, item in enumerate(items):
             try:
                 opened.append(self.transcoder.decode(self.keys.open(item, aad + _ITEM + str(i).encode())))
             except KeyDestroyed:

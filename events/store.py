@@ -243,13 +243,12 @@ class WeighedCache(Cache[UUID, Any]):
 
 class SealedEventStore(EventStore):
     """The library's event store, loading the data keys of a stream's stored events in one go before it opens
-    them (``SealingMapper.preload``), instead of one key-table query per key."""
+    them (``SealingMapper.to_domain_events``), instead of one key-table query per key."""
 
     def get(self, originator_id: Any, *, gt: int | None = None, lte: int | None = None, desc: bool = False,
             limit: int | None = None) -> Iterator[Any]:
         stored = self.recorder.select_events(originator_id=originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
-        self.mapper.preload(stored)
-        return map(self.mapper.to_domain_event, stored)
+        return iter(self.mapper.to_domain_events(stored))
 
 
 class HubStore(Application):

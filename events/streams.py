@@ -129,12 +129,13 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
                 pass
     after = {stream: (cached[stream].version if stream in cached else 0) for stream in wanted}
     stored = _events_after(store, after)
-    store.mapper.preload(record for records in stored.values() for record in records)
+    records = [record for stream in wanted for record in stored.get(stream, ())]
+    opened = iter(store.mapper.to_domain_events(records))  # every key they need, in two queries at most
     out: dict[UUID, Any] = {}
     for stream in wanted:
         aggregate = deepcopy(cached[stream]) if stream in cached else None
-        for record in stored.get(stream, ()):
-            aggregate = store.mapper.to_domain_event(record).mutate(aggregate)
+        for _ in stored.get(stream, ()):
+            aggregate = next(opened).mutate(aggregate)
         out[stream] = aggregate
         if repository.cache is not None and aggregate is not None and stored.get(stream):
             repository.cache.put(stream, deepcopy(aggregate))

@@ -13,8 +13,8 @@
   so this stream is written by the daily import itself (it holds dates only, nothing about any child).
 
 All but the calendar are updated by ``keep_school_lists``, registered in ``INDEXES``, in the publish
-transaction; a month's reports are staged and recorded once per publish (one event for a whole school's file,
-each report sealed under its child's key). Aggregates here follow the store's copy-on-write rule: nested values are replaced, never mutated.
+transaction; a school's list changes and a month's reports are staged and recorded once per publish (one event
+for a whole school's list or file, each entry sealed under its child's key). Aggregates here follow the store's copy-on-write rule: nested values are replaced, never mutated.
 None of this decides access (``consent.reports`` does, for the overdue view).
 """
 
@@ -99,23 +99,50 @@ class SchoolRoster(_CopiedOnWrite, Aggregate):
         self.school = school
         self.listings: dict[str, tuple[dict[str, Any], ...]] = {}
 
+    @event("ListingsChanged")
+    def change_listings(self, per_child: list) -> None:
+        """The assignments and removals one publish recorded, in order; each entry is sealed under its child's
+        key (``events.sealing.PER_CHILD``), and left out once that child is erased."""
+        for change in per_child:
+            if change["op"] == "assign":
+                self._assign(change["student_no"], change["child"], change["centre"], change["from_month"],
+                             change["at"], change["event_id"])
+            else:
+                self._remove(change["student_no"], change["child"], change["centre"], change["at"])
+
+    def record_staged(self, events: list[Recorded]) -> None:
+        """Record the target-list events a publish staged for this school (``Batch.stage``), as one event."""
+        changes = []
+        for e in events:
+            change = {"op": "assign" if e.kind == "target_list.assigned" else "remove",
+                      "student_no": str(e.payload["student_no"]), "child": e.child, "centre": e.source,
+                      "at": e.at.isoformat()}
+            if e.kind == "target_list.assigned":
+                change |= {"from_month": str(e.payload.get("from_month") or month_of(e.at)), "event_id": e.id}
+            changes.append(change)
+        self.change_listings(per_child=changes)
+
+    # One event per assignment or removal: what stores written before ``change_listings`` hold.
     @event("Assigned")
     def assign(self, student_no: str, child: str, centre: str, from_month: str, at: str, event_id: str) -> None:
+        self._assign(student_no, child, centre, from_month, at, event_id)
+
+    @event("Removed")
+    def remove(self, student_no: str, child: str, centre: str, at: str) -> None:
+        self._remove(student_no, child, centre, at)
+
+    def _assign(self, student_no: str, child: str, centre: str, from_month: str, at: str, event_id: str) -> None:
         kept = tuple(entry for entry in self.listings.get(student_no, ())
                      if not (entry["child"] == child and entry["centre"] == centre and entry["removed_at"] is None))
         self.listings[student_no] = kept + ({"child": child, "centre": centre, "from_month": from_month,
                                              "assigned_at": at, "assigned_id": event_id, "removed_at": None},)
 
-    @event("Removed")
-    def remove(self, student_no: str, child: str, centre: str, at: str) -> None:
+    def _remove(self, student_no: str, child: str, centre: str, at: str) -> None:
+        """Close the child's open listing under ``student_no`` for ``centre`` (nothing, when none is open)."""
         self.listings[student_no] = tuple(
             dict(entry, removed_at=at) if (entry["child"] == child and entry["centre"] == centre
                                            and entry["removed_at"] is None) else entry
             for entry in self.listings.get(student_no, ()))
-
-    def has_open(self, student_no: str, child: str, centre: str) -> bool:
-        return any(e["child"] == child and e["centre"] == centre and e["removed_at"] is None
-                   for e in self.listings.get(student_no, ()))
 
     def of(self, student_no: str) -> list[Listing]:
         return [Listing(self.school, student_no, e["child"], e["centre"], e["from_month"],
@@ -266,17 +293,11 @@ def keep_school_lists(e: Recorded, batch: Batch) -> None:
         if centre is None or centre.type not in LISTING_CENTRES:
             return  # only a centre's request puts a child on a school's list
         school = school_id(str(e.payload["school"]), orgs)
-        student_no = str(e.payload["student_no"])
-        roster = batch.get(SchoolRoster, school)
+        batch.stage(SchoolRoster, (school,), e)  # a publish's changes to one school's list: one event
         if e.kind == "target_list.assigned":
-            from_month = str(e.payload.get("from_month") or month_of(e.at))
-            roster.assign(student_no=student_no, child=e.child, centre=e.source, from_month=from_month,
-                          at=e.at.isoformat(), event_id=e.id)
             lists = batch.get(CenterLists, e.source)
             if school not in lists.schools:
                 lists.add(school=school)
-        elif roster.has_open(student_no, e.child, e.source):
-            roster.remove(student_no=student_no, child=e.child, centre=e.source, at=e.at.isoformat())
     elif e.kind == "attendance.monthly":  # a month's reports of one publish: one event (record_staged)
         batch.stage(MonthlyReports, (e.source, str(e.payload["month"])), e)
     elif e.kind == "attendance.daily":

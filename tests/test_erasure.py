@@ -311,8 +311,9 @@ def test_a_stream_that_names_many_children_opens_with_one_query_for_their_keys(t
 def test_a_months_reports_are_one_event_per_publish_with_each_childs_entry_sealed_under_its_key(tmp_path, clock):
     """``services.rosters.MonthlyReports`` records a publish's reports in one event (``events.sealing.PER_CHILD``):
     opened under the hub's key it shows no report, each being sealed under its child's key; a process that opens
-    it later sees every child's report, and once a child is erased the others' only."""
-    from services.rosters import MonthlyReports, peek
+    it later sees every child's report, and once a child is erased the others' only. The same for the school's
+    target list."""
+    from services.rosters import MonthlyReports, SchoolRoster, peek
     from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, import_monthly, write_csv
 
     clock.at = at("2026-06-10T09:00:00+09:00")
@@ -344,5 +345,7 @@ def test_a_months_reports_are_one_event_per_publish_with_each_childs_entry_seale
     try:
         reports = peek(fresh.store, MonthlyReports, "beppu-es-1", "2026-05").reports
         assert sorted(child for child, _ in reports) == ["kodomo-0", "kodomo-1", "kodomo-2", "kodomo-4"]
+        roster = peek(fresh.store, SchoolRoster, "beppu-es-1")  # the school's list, changed by five publishes
+        assert [n for n in range(5) if roster.of(f"S-{n:04d}")] == [0, 1, 2, 4]
     finally:
         fresh.close()

@@ -258,13 +258,13 @@ def test_a_read_opens_only_the_head_of_the_access_log(tmp_path, clock, monkeypat
             hub.timeline(org="beppu-center", role="caseworker", child="c1", purpose="support")
         third = Hub(database, clock=clock)  # a process that has read nothing yet
         opened: list[str] = []
-        real = third.store.mapper.to_domain_event
+        real = third.store.mapper.to_domain_events
 
         def counting(stored):
-            opened.append(stored.topic)
+            opened.extend(s.topic for s in stored)
             return real(stored)
 
-        monkeypatch.setattr(third.store.mapper, "to_domain_event", counting)
+        monkeypatch.setattr(third.store.mapper, "to_domain_events", counting)
         third.timeline(org="beppu-center", role="caseworker", child="c1", purpose="support")
         third.close()
         assert opened.count(ACCESS_TOPIC) == 1
