@@ -5,7 +5,7 @@
 Method: a synthetic prefecture (bench/prefecture.py). First ``--probe-children`` children with exactly
 ``--probe-events`` events each are published, then background children (200 events each) until the store holds
 the first size; reads are measured; the store is filled to the next size and reads are measured again. Publishing
-goes through ``Hub.publish`` (validation, admission, idempotency index, one transaction per batch), reads through
+goes through ``Hub.publish`` (validation, admission, the register of envelope ids, one transaction per batch), reads through
 ``Hub.timeline`` (policy + access record appended before returning), replay through ``audit.verify``. The HTTP
 layer is not included. Each read phase runs in a process of its own (as the API runs beside the ingest worker;
 ``--reads-in-this-process`` reads in the publishing process instead) with a new hub (empty aggregate cache):

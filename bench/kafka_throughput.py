@@ -11,7 +11,7 @@ in all. Three timings, each over all N events:
 - produce: ``KafkaPublisher.publish`` in chunks of ``--chunk`` until the broker acknowledged every message
   (acks=all, one request in flight per connection, as the product sends);
 - ingest: one ``IngestWorker`` (in this process) draining the topic: poll, ``Hub.publish`` (validation, admission,
-  idempotency index, one transaction per batch), dead letters, commit after the append;
+  register of envelope ids, one transaction per batch), dead letters, commit after the append;
 - end to end (``--mode pipelined``, default): the producer runs in a process of its own, as an organisation's
   adapter does (a thread beside the worker would share this process's interpreter lock with it, and measure
   that), while the worker, already holding its partitions, drains the topic here; from the first send until the

@@ -289,7 +289,7 @@ class Ingest:
         if publisher is not None:
             parsed = [_as_publisher(raw, item, publisher) for raw, item in zip(items, parsed)]
         # First try without looking up each id (new events are the common case); a stored id makes the
-        # transaction fail on the index stream, and the second pass looks every id up.
+        # transaction fail on the register of envelope ids, and the second pass looks every id up.
         for attempt, look_up in enumerate((False, True, True, True)):
             try:
                 return self._publish_once(items, parsed, now, look_up=look_up, publisher=publisher)
