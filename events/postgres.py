@@ -68,8 +68,9 @@ class PostgresRecorder(PostgresApplicationRecorder):
         return None if row is None else row["format"]
 
     def set_store_format(self, format: int) -> None:
+        """Record that the store reached ``format``. Rows are only added and the format is their highest, so two
+        processes opening a store at once cannot lower it."""
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(SQL("DELETE FROM {table}").format(table=self.format_table))
             curs.execute(SQL("INSERT INTO {table} (format) VALUES (%s)").format(table=self.format_table), [format])
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *,

@@ -428,6 +428,8 @@ class DataKeys:
                 continue
             key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
             with self._lock:
+                if key_id in self._destroyed:  # destroyed by this process since the row was read
+                    continue
                 self._remember(key_id, key, now)
                 self._activate(row["scope"], key_id, now)  # a key not destroyed is its scope's active key
 

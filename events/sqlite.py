@@ -32,8 +32,9 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
         return None if row is None else row["format"]
 
     def set_store_format(self, format: int) -> None:
+        """Record that the store reached ``format``. Rows are only added and the format is their highest, so two
+        processes opening a store at once cannot lower it."""
         with self.datastore.transaction(commit=True) as c:
-            c.execute(f"DELETE FROM {FORMAT_TABLE}")
             c.execute(f"INSERT INTO {FORMAT_TABLE} (format) VALUES (?)", (format,))
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], *,

@@ -279,8 +279,8 @@ class HubStore(Application):
         up to it: a new store is of the latest format; one written before the format was kept is format 0."""
         found = self.recorder.store_format()  # type: ignore[attr-defined]
         if found is None:
-            found = 0 if self.log_position() else STORE_FORMAT
-            self.recorder.set_store_format(found)  # type: ignore[attr-defined]
+            self.recorder.set_store_format(0 if self.log_position() else STORE_FORMAT)  # type: ignore[attr-defined]
+            found = self.recorder.store_format()  # another process may have said more meanwhile
         if found < ENVELOPE_IDS_FORMAT:
             for rows in rows_from_log(self.recorder, self.mapper):
                 self.recorder.insert_envelopes(rows)  # type: ignore[attr-defined]
@@ -291,7 +291,7 @@ class HubStore(Application):
     def mark_format(self, format: int) -> None:
         """Record that the store was brought to ``format`` (by the layer that keeps what that format adds)."""
         self.recorder.set_store_format(format)  # type: ignore[attr-defined]
-        self.format = format
+        self.format = self.recorder.store_format()  # type: ignore[attr-defined]
 
     def construct_mapper(self) -> SealingMapper:
         return SealingMapper(transcoder=self.construct_transcoder())

@@ -7,8 +7,8 @@ writer's event with the same version, the library raises ``IntegrityError``, and
 fresh versions (``services.ingest``).
 
 ``load_many`` is the repository's ``get`` for many streams at once: the aggregates as a writer gets them (copies
-it may change), built from the cache and the events stored after the cached versions (or from all the events of
-a stream that is not cached), fetched for all the streams in one query.
+it may change, as stored now), built from the cache and the events stored after the cached versions (or from all
+the events of a stream that is not cached), fetched for all the streams in one query.
 
 ``forget_cached`` keeps the application's aggregate cache honest after such an append. With the library's
 default (``AGGREGATE_CACHE_FASTFORWARD`` on) a cached aggregate is fast-forwarded with the events stored after
@@ -108,20 +108,21 @@ def forget_cached(store: Any, ids: Iterable[UUID]) -> None:
 
 
 def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
-    """``store.get_or_none`` for each of ``ids`` (``None``: no such stream), with one query for all of them.
+    """``store.get_or_none`` for each of ``ids`` (``None``: no such stream), with one query for all of them: the
+    aggregates as they are stored now, for a writer.
 
     Cached aggregates are copied and brought up to date with the events stored after their version (the cached
     object itself is never changed); streams not in the cache are replayed from their events and cached. When the
-    repository does not fast-forward its cache (``AGGREGATE_CACHE_FASTFORWARD=n``) this is ``get_or_none`` per
-    stream, so that the library's own rules for that mode apply."""
+    repository does not fast-forward its cache (``AGGREGATE_CACHE_FASTFORWARD=n``), the cache is not read: a
+    copy there may be older than what another process stored since (what a publish decides on, like a child's
+    residence, must be what is stored; an aggregate it writes would conflict, one it only reads would not)."""
     wanted = list(dict.fromkeys(ids))
     repository = store.repository
     if not wanted:
         return {}
-    if repository.cache is not None and not repository.fastforward:
-        return {stream: store.get_or_none(stream) for stream in wanted}
+    use_cache = repository.cache is not None and repository.fastforward
     cached: dict[UUID, Any] = {}
-    if repository.cache is not None:
+    if use_cache:
         for stream in wanted:
             try:
                 cached[stream] = repository.cache.get(stream)
@@ -137,7 +138,7 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
         for _ in stored.get(stream, ()):
             aggregate = next(opened).mutate(aggregate)
         out[stream] = aggregate
-        if repository.cache is not None and aggregate is not None and stored.get(stream):
+        if use_cache and aggregate is not None and stored.get(stream):
             repository.cache.put(stream, deepcopy(aggregate))
     return out
 

@@ -189,7 +189,7 @@ class Batch:
         child's stream is not an aggregate here: see ``child``."""
         aggregate_id = cls.create_id(*key)
         if aggregate_id not in self.aggregates:
-            self.aggregates[aggregate_id] = self.store.get_or_none(aggregate_id)
+            self.aggregates[aggregate_id] = load_many(self.store, [aggregate_id])[aggregate_id]
         if self.aggregates[aggregate_id] is None and create:
             self.aggregates[aggregate_id] = cls(*key)
         return self.aggregates[aggregate_id]
@@ -265,8 +265,10 @@ class Ingest:
         self.clock = clock
         if store.format < STORE_FORMAT:  # written before the children's facts were kept: make them from the log
             for facts in facts_from_log(store.recorder, store.mapper):
-                if store.get_or_none(facts.id) is None:  # another process may be doing the same
+                try:
                     store.save(facts)
+                except IntegrityError:
+                    pass  # another process opening the store made them first
             store.mark_format(STORE_FORMAT)
 
     def publish(self, items: Sequence[Any], *, publisher: str | None = None) -> list[PublishResult]:

@@ -123,6 +123,7 @@ class _Run:
         self.rosters: OrderedDict[str, SchoolRoster] = OrderedDict()  # the last ROSTERS_KEPT schools'
         self.indexes: dict[tuple[str, ...], Any] = {}  # MonthlyReports / DailyAttendance, since the last chunk
         self.latest: dict[tuple[str, ...], tuple[str, str]] = {}  # reports planned since: key → (id, content)
+        self.queued: dict[tuple[str, ...], tuple[str, str]] = {}  # handed to a transport, not stored yet
         self.resolved: list[tuple[ParsedRow, list[Listing]]] = []  # rows read and resolved, not planned yet
         self.resolved_listings = 0
         self.in_flight: tuple[list[_Ticket], Future[list[PublishResult]]] | None = None
@@ -138,7 +139,8 @@ class _Run:
         # waits for the chunk in flight.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsunagu-import") as publishing:
             size = self._read(publishing)
-            self._flush(publishing)  # the rows read since the last chunk
+            while self.resolved:  # the rows read since the last chunk (a second row for a report: one more)
+                self._flush(publishing)
             self._settle_in_flight()
         if self.format == "school-daily":
             self._save_calendars()
@@ -235,10 +237,17 @@ class _Run:
 
     # --- what the row changes -----------------------------------------------------------------------------
 
+    def _key(self, parsed: ParsedRow, listing: Listing) -> tuple[str, ...]:
+        """The report a row gives for a listing: a child's month (monthly) or day (daily), for one centre."""
+        assert parsed.payload is not None
+        if self.format == "school-monthly":
+            return ("monthly", listing.school, str(parsed.payload["month"]), listing.child, listing.centre)
+        return ("daily", listing.school, listing.child, listing.centre, str(parsed.payload["date"]))
+
     def _plan_monthly(self, ticket: _Ticket, listing: Listing) -> None:
         payload = ticket.parsed.payload
         month = str(payload["month"])
-        key = ("monthly", listing.school, month, listing.child, listing.centre)
+        key = self._key(ticket.parsed, listing)
         latest = self.latest.get(key)
         if latest is None:
             stored = self._index(MonthlyReports, listing.school, month).latest(listing.child, listing.centre)
@@ -258,7 +267,7 @@ class _Run:
         who = (listing.school, listing.child, listing.centre)
         self.attendance.setdefault(who, {})[day] = (str(payload["status"]), payload.get("contacted"))
         self.student_nos[who] = listing.student_no
-        key = ("daily", *who, day)
+        key = self._key(ticket.parsed, listing)
         latest = self.latest.get(key)
         if latest is None:
             stored = self._index(DailyAttendance, *who).days.get(day)
@@ -280,8 +289,16 @@ class _Run:
         latest report of a child and month is then the stored one, and nothing of earlier chunks is kept."""
         self._settle_in_flight()
         rows, self.resolved, self.resolved_listings = self.resolved, [], 0
-        tickets = []
-        for parsed, listings in rows:
+        tickets, keys = [], set()
+        for n, (parsed, listings) in enumerate(rows):
+            row_keys = [self._key(parsed, listing) for listing in listings]
+            if keys.intersection(row_keys):
+                # A second row for a report of this chunk: it goes in the next one, once the hub has said what
+                # became of the first (a correction names what was stored, never a refused report).
+                self.resolved = rows[n:]
+                self.resolved_listings = sum(len(later) for _, later in self.resolved)
+                break
+            keys.update(row_keys)
             ticket = _Ticket(parsed)
             for listing in listings:
                 if self.format == "school-monthly":
@@ -298,8 +315,9 @@ class _Run:
 
     def _settle_in_flight(self) -> None:
         """Wait for the chunk being published, count what became of each of its rows, keep the rejected rows in
-        quarantine; then forget the reports planned so far (the indexes now hold what was stored of them)."""
-        queued: dict[tuple[str, ...], tuple[str, str]] = {}
+        quarantine; then forget the reports planned so far (the indexes now hold what was stored of them), except
+        those a transport (Kafka) only queued: the hub stores them later, so until the run ends they are the
+        latest of their child and period."""
         if self.in_flight is not None:
             tickets, publishing = self.in_flight
             self.in_flight = None
@@ -309,12 +327,11 @@ class _Run:
                 ticket.results = results[position:position + len(ticket.planned)]
                 position += len(ticket.planned)
                 self._settle(ticket)
-                # A transport (Kafka) hands reports over before the hub stores them: until then they are the latest.
                 for (envelope, _, key), result in zip(ticket.planned, ticket.results):
-                    if result.outcome == "queued" and self.latest.get(key, ("",))[0] == envelope["id"]:
-                        queued[key] = self.latest[key]
+                    if result.outcome == "queued":
+                        self.queued[key] = self.latest[key]
         self._save_held()
-        self.latest = queued
+        self.latest = dict(self.queued)
         self.indexes.clear()
 
     def _publish(self, envelopes: list[dict[str, Any]]) -> list[PublishResult]:

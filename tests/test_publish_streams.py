@@ -147,6 +147,21 @@ def test_a_cache_that_is_not_fast_forwarded_forgets_the_streams_appended_to(open
     assert timeline(hub) == ["reg-c1", "n1", "e1", "n2"]
 
 
+def test_a_cache_that_is_not_fast_forwarded_is_not_trusted_for_what_admission_reads(open_hub, database):
+    """A process whose cache is not fast-forwarded holds the child's facts as it last saved them; another
+    process moves the child; a concern under 21-10-5 from the first goes to the centre of the new residence."""
+    env = {**store_env(database), "AGGREGATE_CACHE_FASTFORWARD": "n"}
+    ensure_postgres_schema(env)
+    first, other = open_hub(HubStore(env=env)), open_hub()
+    first.load_orgs(ORGS)
+    assert accepted(first.publish([registered()]))  # residence 442020, in the first process's cache
+    assert accepted(other.publish([ev("moved", "residence.changed", at="2026-04-05T09:00:00+09:00",
+                                      payload={"residence": "442011"})]))
+    assert accepted(first.publish([concern("e1")]))  # at 04-10: the child lives in 442011
+    e1 = [e for e in open_hub().store.get_or_none(ChildRecord.create_id("c1")).entries if e.id == "e1"][0]
+    assert e1.audience == frozenset({"beppu-es-1", "oita-center"})
+
+
 def test_a_publish_reads_the_facts_the_rules_need_never_the_childs_stream_and_sees_the_batch_so_far(
         open_hub, monkeypatch):
     hub = open_hub()

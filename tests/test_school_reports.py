@@ -16,6 +16,7 @@ from adapters.csvfile import CellError, CsvReader, FileRefused, to_date, to_mont
 from adapters.publisher import HubPublisher
 from adapters.school import MONTHLY_COLUMNS
 from consent.model import Settings
+from events.problems import PublishResult
 from events.store import Quarantine
 from services.cli import app
 from services.hub import Hub
@@ -349,17 +350,42 @@ def test_a_correction_in_a_later_chunk_of_the_same_file_supersedes_what_the_earl
     assert len(kinds(world, "c2", "attendance.monthly")) == 1
 
 
-def test_a_row_the_hub_refused_is_not_named_as_corrected_by_a_later_row(world, tmp_path):
+@pytest.mark.parametrize("chunk", [1, 1000], ids=["a chunk per row", "one chunk"])
+def test_a_row_the_hub_refused_is_not_named_as_corrected_by_a_later_row(world, tmp_path, chunk):
     """A row that passes the file's checks but not the hub's (a note over the 20,000 characters an event may
     carry) is rejected with its line; a later row for the same child and month is a first report, not a
-    correction of a report that was never stored."""
+    correction of a report that was never stored, whether it came in the same chunk or a later one."""
     path = write_csv(tmp_path / "m.csv", MONTHLY_HEADER, [
         monthly_row(notes="長" * 20_001), monthly_row("2026-0518"), monthly_row(notes="服装の汚れ")], encoding="utf-8")
-    summary = SchoolImporter(world.store, HubPublisher(world), now=world.clock(), chunk=1).monthly(path)
+    summary = SchoolImporter(world.store, HubPublisher(world), now=world.clock(), chunk=chunk).monthly(path)
     assert (summary.accepted, summary.superseded, summary.rejected_total) == (2, 0, 1)
     assert summary.rejected[0]["line"] == 2 and summary.rejected[0]["problems"][0]["code"] == "text_too_long"
     (report,) = kinds(world, "c1", "attendance.monthly")
     assert "supersedes" not in report["payload"] and report["payload"]["notes"] == "服装の汚れ"
+
+
+class QueuingPublisher:
+    """A transport like Kafka: it hands envelopes over and says ``queued``; the hub stores them later."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def publish(self, envelopes):
+        self.sent += envelopes
+        return [PublishResult(i, e["id"], "queued") for i, e in enumerate(envelopes)]
+
+
+@pytest.mark.parametrize("chunk", [1, 1000], ids=["a chunk per row", "one chunk"])
+def test_through_a_transport_a_later_correction_names_the_report_queued_before_it(world, tmp_path, chunk):
+    """Reports handed to Kafka are not in the hub's index until the worker stores them: a correction later in
+    the file, however many chunks later, names the report it corrects all the same."""
+    path = write_csv(tmp_path / "m.csv", MONTHLY_HEADER, [
+        monthly_row(days=(19, 15, 4, 2)), monthly_row("2026-0518"), monthly_row(days=(19, 14, 5, 2))])
+    publisher = QueuingPublisher()
+    summary = SchoolImporter(world.store, publisher, now=world.clock(), chunk=chunk).monthly(path)
+    assert (summary.accepted, summary.superseded, summary.queued) == (2, 1, 3)
+    first, correction = [e for e in publisher.sent if e["child"] == "c1"]
+    assert "supersedes" not in first["payload"] and correction["payload"]["supersedes"] == first["id"]
 
 
 # --- Target lists ---------------------------------------------------------------------------------------------
