@@ -53,25 +53,24 @@ def digest_mark(digest: str) -> UUID:
 PUBLISHED_TOPIC = "events.store:ChildRecord.Published"
 
 
-def rows_from_log(recorder: Any, mapper: Any, page: int = 1000) -> Iterator[list[StoredEnvelope]]:
-    """Every row of the register, rebuilt from the log's ``ChildRecord.Published`` events (in pages): the
-    envelope's id and digest are in the part of each event sealed under the hub's key, so this works for erased
-    children too. Used when a store written before the register existed is opened."""
+def published_in_log(recorder: Any, mapper: Any, page: int = 1000) -> Iterator[list[Any]]:
+    """The log's ``ChildRecord.Published`` events, opened, a page at a time (their keys loaded per page), for
+    rebuilding what is kept beside them. Their envelope's routing fields and digest are under the hub's key, so
+    erased children's events show them too; an event whose own key is gone is left out."""
     start = 1
     while True:
         notifications = recorder.select_notifications(start, page, topics=[PUBLISHED_TOPIC])
         if not notifications:
             return
-        rows = []
-        for notification in notifications:
-            event = mapper.to_domain_event(notification)
-            state = vars(event)
-            if "envelope" not in state:  # sealed under a key that is gone: nothing to index
-                continue
-            rows.append(StoredEnvelope(envelope_key(state["envelope"]["id"]), event.originator_id,
-                                       event.originator_version - 1, digest_mark(state["digest"])))
-        yield rows
+        yield [event for event in mapper.to_domain_events(notifications) if "envelope" in vars(event)]
         start = notifications[-1].id + 1
+
+
+def rows_from_log(recorder: Any, mapper: Any) -> Iterator[list[StoredEnvelope]]:
+    """Every row of the register, rebuilt from the log, a page at a time (a store written before the register)."""
+    for events in published_in_log(recorder, mapper):
+        yield [StoredEnvelope(envelope_key(e.envelope["id"]), e.originator_id, e.originator_version - 1,
+                              digest_mark(e.digest)) for e in events]
 
 
 def columns(rows: Iterable[StoredEnvelope]) -> tuple[list[UUID], list[UUID], list[int], list[UUID]]:

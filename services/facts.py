@@ -27,7 +27,7 @@ from eventsourcing.domain import Aggregate, event
 from consent.admission import ADMISSION_FACTS
 from consent.facts import POLICY_FIELDS
 from consent.model import Recorded
-from events.envelope_ids import PUBLISHED_TOPIC
+from events.envelope_ids import published_in_log
 from events.sealing import stream_id
 from events.store import _CopiedOnWrite, recorded_from
 
@@ -69,24 +69,17 @@ def keep_child_facts(e: Recorded, batch: Batch) -> None:
         batch.get(ChildFacts, e.child).record(fact=fact_of(envelope, e.position))
 
 
-def facts_from_log(recorder: Any, mapper: Any, page: int = 1000) -> Iterator[ChildFacts]:
+def facts_from_log(recorder: Any, mapper: Any) -> Iterator[ChildFacts]:
     """The facts of every child, rebuilt from the log's published events (for a store written before they were
     kept): new aggregates, to be saved. The fields they keep are readable for erased children too."""
     by_child: dict[str, ChildFacts] = {}
-    start = 1
-    while True:
-        notifications = recorder.select_notifications(start, page, topics=[PUBLISHED_TOPIC])
-        if not notifications:
-            break
-        for notification in notifications:
-            state = vars(mapper.to_domain_event(notification))
-            envelope = state.get("envelope")
-            if envelope is None or envelope.get("kind") not in ADMISSION_FACTS:
+    for published in published_in_log(recorder, mapper):
+        for e in published:
+            if e.envelope.get("kind") not in ADMISSION_FACTS:
                 continue
-            child = str(envelope["child"])
+            child = str(e.envelope["child"])
             facts = by_child.get(child)
             if facts is None:
                 facts = by_child[child] = ChildFacts(child)
-            facts.record(fact=fact_of(envelope, notification.originator_version - 1))
-        start = notifications[-1].id + 1
+            facts.record(fact=fact_of(e.envelope, e.originator_version - 1))
     yield from by_child.values()
