@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from consent.authority import IdsInUse, Known, check_authority, is_fact
+from consent.authority import IdsInUse, Known, check_authority
 from consent.model import Org, Recorded, Settings
 from events.problems import Problem, Rejected
 
@@ -52,8 +52,7 @@ def admit(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[str, Org], setti
     if e.to is not None and e.to not in orgs:
         raise _reject("unknown_addressee", "to", f"to {e.to!r} is not a registered organisation",
                       f"to「{e.to}」はハブに登録された機関ではありません")
-    facts = [p for p in prior if is_fact(p.kind, p.basis)]
-    known = Known(facts, orgs, settings, ids)
+    known = Known(prior, orgs, settings, ids)
     check_authority(e, known)
     return _audience(e, source, known)
 

@@ -330,12 +330,11 @@ def target_list(e: Recorded, k: Known) -> None:
 
 
 def emergency_declared(e: Recorded, k: Known) -> None:
-    """緊急時アクセスの宣言 (個人情報保護法 第27条第1項第2号・第69条第2項第4号): a non-empty reason, from the centre of
-    residence at ``at``, a 児童相談所 covering it, or an organisation that was sent a 通告 (``cwa-25``) about the
-    child at or before ``at`` (a child found outside its municipality is notified where it is)."""
-    if not str(e.payload.get("reason") or "").strip():
-        raise _refuse("missing_reason", "payload.reason", "an emergency needs a reason",
-                      "緊急時アクセスの理由（payload.reason）を記入してください")
+    """緊急時アクセスの宣言 (個人情報保護法 第27条第1項第2号・第69条第2項第4号): from the centre of residence at ``at``, a
+    児童相談所 covering it, or an organisation that was sent a 通告 (``cwa-25``) about the child at or before ``at``
+    (a child found outside its municipality is notified where it is). The non-empty ``reason`` is checked with the
+    payload (``events.kinds``), not here: it is content, sealed under the child's key, and must not decide a
+    replay after an erasure."""
     here = k.residence_at(e.at)
     if not (k.is_center_of(e.source, here) or k.is_jiso_covering(e.source, here) or k.notified(e.source, e.at)):
         raise _not_authorised(e, "the centre of the child's residence, a child guidance centre covering it, or the "

@@ -27,7 +27,8 @@ from consent.model import Recorded, Settings
 from events.envelope import Envelope, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
 from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
-from events.store import STORE_FORMAT, ChildRecord, HubStore, Quarantine, ResidenceQueue, jsonable, recorded_from
+from events.store import (STORE_FORMAT, ChildRecord, HubStore, Quarantine, ResidenceQueue, ResidenceWaitList,
+                          jsonable, recorded_from)
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
 from services.caseindex import CaseEntry, PlanEntry, plan_entries_from_log
 from services.facts import ChildFacts, facts_from_log
@@ -351,15 +352,18 @@ class Ingest:
             entries = sorted(queue.waiting.values(), key=lambda w: w["arrived"])
             received = max(datetime.fromisoformat(w["arrived"]) for w in entries)
             results = self.publish([w["envelope"] for w in entries], received=received)
-            done = [w["envelope"]["id"] for w, r in zip(entries, results) if r.outcome != "waiting"]
+            done = [w["envelope"] for w, r in zip(entries, results) if r.outcome != "waiting"]
             for attempt in range(5):
                 queue = self.store.get_or_none(ResidenceQueue.create_id(child))
-                for envelope_id in done:
-                    if queue is not None and envelope_id in queue.waiting:
-                        queue.release(envelope_id=envelope_id, released_at=self.clock().isoformat())
+                lists = {e["source"]: self.store.get_or_none(ResidenceWaitList.create_id(e["source"])) for e in done}
+                for envelope in done:
+                    if queue is not None and envelope["id"] in queue.waiting:
+                        queue.release(envelope_id=envelope["id"], released_at=self.clock().isoformat())
+                    listed = lists[envelope["source"]]
+                    if listed is not None and envelope["id"] in listed.waiting:
+                        listed.release(envelope_id=envelope["id"], child=child)
                 try:
-                    if queue is not None:
-                        self.store.save(queue)
+                    self.store.save(*[a for a in (queue, *lists.values()) if a is not None])
                     break
                 except IntegrityError:  # another process released or queued meanwhile: look again
                     if attempt == 4:
@@ -449,6 +453,9 @@ class Ingest:
                     continue
                 if held is None:
                     queue.hold(envelope=canonical, digest=digest, arrived=now.isoformat())
+                    batch.get(ResidenceWaitList, item.source).hold(envelope_id=item.id, child=item.child,
+                                                                   kind=item.kind, at=canonical["at"],
+                                                                   arrived=now.isoformat())
                 results.append(PublishResult(i, item.id, "waiting"))
                 continue
             entry = stream.append(canonical, sorted(audience), digest, now.isoformat(), candidate)
