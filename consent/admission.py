@@ -117,10 +117,15 @@ def _audience(e: Recorded, source: Org, known: Known) -> frozenset[str]:
                           "行えます")
         return own
     if e.basis == "joint-ledger":
+        # 共同管理台帳: written by its two sides, the registering centre and the 児相 covering its municipality
+        # ("the other side of the ledger reads it"). Anyone else is refused with the same message as for a case
+        # not on the ledger, so that a refusal or an acceptance never tells a third party that the case exists.
         case = known.registration(e.case)
         on_ledger = (known.settings.joint_ledger and case is not None
                      and str(case.payload["case_type"]).startswith("abuse"))
-        if not on_ledger:
+        side = case is not None and (e.source == case.source
+                                     or known.is_jiso_covering(e.source, known.registrar_municipality(case)))
+        if not (on_ledger and side):
             raise _reject("not_on_ledger", "payload.case",
                           f"basis joint-ledger cannot be used for case {e.case!r} of this child",
                           f"ケース「{e.case}」について、この児童の共同管理台帳（joint-ledger）の根拠では記録できません")

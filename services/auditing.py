@@ -422,8 +422,10 @@ SettingsChanges = _settings_model()
 """Settings to change for a policy impact report (``consent.model.Settings``; unknown names are refused)."""
 
 
-def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings") -> dict[str, Any]:
-    """Validated changes (``Rejected`` naming ``settings.NAME``); at least one is required."""
+def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings", *,
+                     required: bool = True) -> dict[str, Any]:
+    """Validated changes (``Rejected`` naming ``settings.NAME``); at least one is required unless ``required`` is
+    false (an impact report that changes the policy version instead)."""
     try:
         model = SettingsChanges.model_validate(dict(raw or {}))
     except ValidationError as error:
@@ -434,7 +436,7 @@ def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings") -> 
             problems.append(Problem("invalid_settings", f"{name}: {e['msg']}", f"{name}: {ja}", name))
         raise Rejected(problems) from None
     changes = model.model_dump(exclude_none=True)
-    if not changes:
+    if not changes and required:
         raise Rejected([Problem("no_settings", "name at least one setting to change",
                                 f"変更する設定を1つ以上指定してください（{', '.join(f.name for f in fields(Settings))}）",
                                 field)])
@@ -749,7 +751,7 @@ class Auditing:
         """Replay every access record of ``period`` under its own settings changed by ``changes`` and, given
         ``version``, under that policy version instead of the one the record names; list each read whose decision
         would differ (before: the replay under the record's own settings and version)."""
-        changes = settings_changes(changes)
+        changes = settings_changes(changes, required=version is None)
         history, orgs, skipped = History(self.store), self._orgs(), Counter()
         replayed, changed = 0, []
         for record in self._records_in(period, skipped):
@@ -762,7 +764,7 @@ class Auditing:
             before = replay(record, child, registry, own)
             after = replay(record, child, registry, Settings.from_dict(own.to_dict() | changes), version)
             replayed += 1
-            if before != after:
+            if (before.allowed, before.reason, before.events) != (after.allowed, after.reason, after.events):
                 changed.append(self._change(record, child, before, after, orgs))
         result = PolicyImpact(**period.to_dict(), settings=changes, policy_version=version, replayed=replayed,
                               unreplayable=skipped["unreadable"] + skipped["erased"], changed=changed)
