@@ -614,7 +614,8 @@ class SealingMapper(Mapper):
     sealed under the child's key; the envelope's routing fields and the payload fields the policy reads
     (``consent.facts.POLICY_FIELDS``) are kept under the hub's key, so that after an erasure every decision can
     still be made and replayed while no content can be read. Any other event naming a child is sealed whole under
-    the child's key and loads as ``Shredded`` once the key is gone."""
+    the child's key and loads as ``Shredded`` once the key is gone; so is an envelope that names the child only by
+    a source's own number (a linking-queue entry: its number is what identifies it, and no decision reads it)."""
 
     keys: DataKeys | None = None
 
@@ -654,7 +655,7 @@ class SealingMapper(Mapper):
         aad = self._aad(originator_id, version, topic)
         scope = self.scope_of(domain_event, state)
         envelope = state.get("envelope")
-        if scope != HUB_SCOPE and isinstance(envelope, dict) and isinstance(envelope.get("payload"), dict):
+        if scope.startswith("child:") and isinstance(envelope, dict) and isinstance(envelope.get("payload"), dict):
             payload = envelope["payload"]
             content = self.keys.seal(scope, self.transcoder.encode(payload), aad + _CONTENT)
             state["envelope"] = dict(envelope, payload={k: v for k, v in payload.items() if k in POLICY_FIELDS})
