@@ -31,6 +31,7 @@ from events.streams import cache_saved, forget_cached, load_many, stream_version
 from services.facts import ChildFacts, facts_from_log
 from services.identity import check_identity, resolve_local_child, waiting_problem
 from services.indexes import INDEXES
+from services.settings import SettingsSource
 
 MAX_BATCH = 5000
 
@@ -259,9 +260,9 @@ class Batch:
 
 
 class Ingest:
-    def __init__(self, store: HubStore, settings: Settings, clock: Callable[[], datetime]):
+    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime]):
         self.store = store
-        self.settings = settings
+        self.settings_source = settings
         self.clock = clock
         if store.format < STORE_FORMAT:  # written before the children's facts were kept: make them from the log
             for facts in facts_from_log(store.recorder, store.mapper):
@@ -270,6 +271,11 @@ class Ingest:
                 except IntegrityError:
                     pass  # another process opening the store made them first
             store.mark_format(STORE_FORMAT)
+
+    @property
+    def settings(self) -> Settings:
+        """The deployment's settings in force now (``services.settings.SettingsSource``)."""
+        return self.settings_source.current()
 
     def publish(self, items: Sequence[Any], *, publisher: str | None = None) -> list[PublishResult]:
         """Publish a batch. Each item is accepted, recognised as a duplicate of a stored event, or rejected with
