@@ -52,6 +52,8 @@ class DeploymentSettings(_CopiedOnWrite, Aggregate):
 
     @event("SettingChanged")
     def change(self, name: str, old: Any, new: Any, by: str, at: str, org: str | None = None) -> None:
+        """Setting ``name`` changed from ``old`` (None: the store's first value) to ``new``, by ``by`` (acting for
+        ``org``), at ``at`` (ISO 8601)."""
         self.values = dict(self.values, **{name: new})
         self.changes.append({"name": name, "old": old, "new": new, "by": by, "org": org, "at": at})
 

@@ -101,8 +101,10 @@ def test_settings_stated_by_a_program_are_recorded_as_a_change_by_system(tmp_pat
 
 
 def test_values_are_checked_with_a_japanese_message_naming_the_setting(hub, clock):
-    for changes, name in [({"emergency_hours": 0}, "emergency_hours"), ({"emergency_hours": 169}, "emergency_hours"),
-                          ({"emergency_hours": True}, "emergency_hours"), ({"emergency_hours": "24"}, "emergency_hours"),
+    for changes, name in [({"emergency_hours": 0}, "emergency_hours"),
+                          ({"emergency_hours": 169}, "emergency_hours"),
+                          ({"emergency_hours": True}, "emergency_hours"),
+                          ({"emergency_hours": "24"}, "emergency_hours"),
                           ({"monthly_report_due_day": 29}, "monthly_report_due_day"),
                           ({"joint_ledger": 1}, "joint_ledger"), ({"colour": "blue"}, "colour")]:
         with pytest.raises(InvalidSetting) as raised:
