@@ -345,3 +345,11 @@ def test_the_same_jiso_read_of_a_demo_child_from_two_shells_with_different_envir
         assert hub.store.peek(SETTINGS_ID).last_change("joint_ledger")["by"] == "tsunagu demo"
     finally:
         hub.close()
+
+
+def test_a_scenario_with_a_setting_out_of_range_is_refused_naming_it(tmp_path):
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text("scenarios:\n  - name: a week and a day\n    settings: {emergency_hours: 192}\n"
+                        "    orgs: []\n    steps: []\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["scenario", "run", str(scenario)])
+    assert result.exit_code == 2 and "emergency_hours" in result.output, result.output
