@@ -8,6 +8,7 @@ Streams (aggregates):
 - ``AccessLog``: one stream per child of access records, each chained to the previous one by hash.
 - ``Quarantine``: what could not be accepted, with the reasons, per publishing organisation.
 - ``LinkingQueue``: per publishing organisation, records waiting for their number to be linked (紐付け待ち).
+- ``ResidenceQueue``: per child, 第21条の10の5 events waiting for the child's residence to be recorded.
 
 Beside the streams, the register of stored envelope ids (``events.envelope_ids``), written by the recorder in the
 same transaction as the child's event, so that an id is stored once (idempotent publish) and a reused id with
@@ -43,7 +44,7 @@ NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 # date when opened): 1, the register of envelope ids (events.envelope_ids); 2, the children's admission facts
 # (services.facts, rebuilt by services.ingest).
 ENVELOPE_IDS_FORMAT = 1
-STORE_FORMAT = 2
+STORE_FORMAT = 3  # 3: the children's facts of policy version 2 (services.facts), the plan index
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 
 
@@ -171,6 +172,51 @@ class LinkingQueue(_CopiedOnWrite, Aggregate):
 
     @event("Released")
     def release(self, envelope_id: str, released_at: str) -> None:
+        self.waiting.pop(envelope_id, None)
+
+
+class ResidenceQueue(_CopiedOnWrite, Aggregate):
+    """居住地待ち: 第21条の10の5 events about one child, received while the child's residence at their time was not
+    recorded (policy.md: they are not rejected, they wait). Each waits with its digest and when it arrived, and
+    leaves when the hub publishes it by itself after the centre records where the child lives
+    (``services.ingest``). Its entries name the child: sealed under the child's key like the child's events."""
+
+    @staticmethod
+    def create_id(child: str) -> UUID:
+        return stream_id(f"residence-queue:{child}")
+
+    def __init__(self, child: str):
+        self.child = child
+        self.waiting: dict[str, dict[str, Any]] = {}  # envelope id -> {envelope, digest, arrived}
+
+    @event("Waiting")
+    def hold(self, envelope: dict, digest: str, arrived: str) -> None:
+        self.waiting[envelope["id"]] = {"envelope": envelope, "digest": digest, "arrived": arrived}
+
+    @event("Released")
+    def release(self, envelope_id: str, released_at: str) -> None:
+        self.waiting.pop(envelope_id, None)
+
+
+class ResidenceWaitList(_CopiedOnWrite, Aggregate):
+    """The ``ResidenceQueue`` entries of one publishing organisation, for the centres that list what waits
+    (``services.identity.waiting``): ids, kinds and times, no content. Each entry names its child, so it is sealed
+    under the child's key."""
+
+    @staticmethod
+    def create_id(source: str) -> UUID:
+        return stream_id(f"residence-wait-list:{source}")
+
+    def __init__(self, source: str):
+        self.source = source
+        self.waiting: dict[str, dict[str, Any]] = {}  # envelope id -> {child, kind, at, arrived}
+
+    @event("Waiting")
+    def hold(self, envelope_id: str, child: str, kind: str, at: str, arrived: str) -> None:
+        self.waiting[envelope_id] = {"child": child, "kind": kind, "at": at, "arrived": arrived}
+
+    @event("Released")
+    def release(self, envelope_id: str, child: str) -> None:
         self.waiting.pop(envelope_id, None)
 
 
