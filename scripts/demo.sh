@@ -6,8 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
 
-# The demo is an 大分-style deployment: the joint ledger (共同管理台帳) is on, for the demo and for the API.
-export TSUNAGU_JOINT_LEDGER=1
+# The demo records its settings (the joint ledger on) in its store: see them with `tsunagu settings show`.
 .venv/bin/tsunagu demo "$@"
 
 echo

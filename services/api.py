@@ -9,6 +9,8 @@
 - ``GET /v1/children/{child}/timeline?purpose=...`` (scope ``read``): the child's timeline for the token's
   organisation and role, through the read service (``Hub.timeline``), the only way content leaves the hub: the
   policy decides and the access record is appended before anything is returned.
+- ``GET /v1/settings``, ``PUT /v1/settings/{name}`` (scope ``admin``): the deployment's policy settings
+  (``services.api_settings``).
 - ``POST /oauth/token``, ``GET /.well-known/jwks.json``, ``GET /.well-known/oauth-authorization-server`` (no
   token): the token endpoint, its keys and metadata (``services.oauth``).
 
@@ -252,6 +254,8 @@ from services.api_reports import router as reports_router  # noqa: E402  定期�
 ROUTERS.append(reports_router)
 from services.api_audit import router as audit_router  # noqa: E402  監査: auditors' tools, metadata only
 ROUTERS.append(audit_router)
+from services.api_settings import router as settings_router  # noqa: E402  設定: the deployment's settings
+ROUTERS.append(settings_router)
 
 
 # --- The app ------------------------------------------------------------------------------------------------

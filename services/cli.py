@@ -280,6 +280,7 @@ import services.cli_import  # noqa: E402,F401  import school-monthly|school-dail
 import services.cli_feeds  # noqa: E402,F401  import jsonl|health-checkup|provider (other organisations' feeds)
 import services.cli_audit  # noqa: E402,F401  audit anchor|reads|reconstruct|emergencies|finding|disclosure|impact|queries
 import services.cli_keys  # noqa: E402,F401  master-key generate|rotate|rewrap (encryption at rest)
+import services.cli_settings  # noqa: E402,F401  settings show|set (the deployment's policy settings)
 
 
 def main() -> None:  # pragma: no cover

@@ -16,8 +16,8 @@ from eventsourcing.persistence import PersistenceError
 
 from events.store import DEFAULT_DATABASE
 from services.cli import Database, app, err, fail
-from services.demo import ORGS, demo_children, demo_settings, load_demo, try_it
-from services.hub import Hub, now_jst, settings_from_env
+from services.demo import ORGS, demo_children, load_demo, record_demo_settings, try_it
+from services.hub import Hub, now_jst
 
 
 def _prog() -> str:
@@ -43,15 +43,16 @@ def demo(database: Database = None) -> None:
     """Load a demo municipality (別府市・大分市, 2026年4–11月) and print how to try it. Rerunning changes nothing.
 
     Organisations and events go through the hub's real paths (orgs load, publish), on the embedded store by
-    default. The demo is an 大分-style deployment: the joint ledger (共同管理台帳) is on."""
+    default. The demo is an 大分-style deployment: the joint ledger (共同管理台帳) is on, a setting recorded in the
+    store (``tsunagu settings show``), so every process on it reads the demo so."""
     try:
-        settings = demo_settings(settings_from_env())
-        hub = Hub(database, settings=settings, clock=now_jst)
+        hub = Hub(database, clock=now_jst)
     except ValueError as error:  # an unsupported database URL, a bad setting in the environment
         fail(str(error))
     except PersistenceError as error:
         fail(f"the store cannot be opened / 保存先に接続できません: {error}")
     try:
+        record_demo_settings(hub)
         result = load_demo(hub)
     except PersistenceError as error:
         fail(f"the store failed / 保存先でエラーが発生しました: {error}")

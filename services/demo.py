@@ -7,15 +7,15 @@ next city, and one night-time emergency.
 
 The demo goes through the hub's real paths only: ``Hub.load_orgs`` and ``Hub.publish``, with the same
 validation and admission as any adapter. Event ids are fixed, so loading it again changes nothing.
-The demo is an 大分-style deployment: it needs the setting ``joint_ledger`` on (``TSUNAGU_JOINT_LEDGER=1``).
+The demo is an 大分-style deployment: it needs the setting ``joint_ledger`` on, and ``tsunagu demo`` records it in
+the store (``record_demo_settings``), so that every process on the store reads it so, from any shell.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from consent.model import Settings
 from services.hub import Hub
 from services.ingest import PublishResult
 from services.registry import OrgLoadResult
@@ -450,9 +450,14 @@ def demo_children() -> list[str]:
     return [story().child for story in STORIES]
 
 
-def demo_settings(base: Settings) -> Settings:
-    """The demo is an 大分-style deployment: the joint ledger (共同管理台帳) is on."""
-    return replace(base, joint_ledger=True)
+DEMO_SETTINGS = {"joint_ledger": True}
+"""The demo is an 大分-style deployment: the joint ledger (共同管理台帳) is on."""
+
+
+def record_demo_settings(hub: Hub, *, by: str = "tsunagu demo") -> list[dict[str, Any]]:
+    """Record the demo's settings (``DEMO_SETTINGS``) in the hub's store, as a change by ``by`` when they are not
+    in force yet (the store's other settings are left as they are); the changes recorded."""
+    return hub.settings_source.change(DEMO_SETTINGS, by=by, at=hub.clock())
 
 
 @dataclass
@@ -470,7 +475,8 @@ class DemoResult:
 def load_demo(hub: Hub) -> DemoResult:
     """Register the organisations and publish the events through the hub's real paths. Idempotent."""
     if not hub.settings.joint_ledger:
-        raise ValueError("the demo needs the joint ledger on (joint_ledger / TSUNAGU_JOINT_LEDGER=1)")
+        raise ValueError("the demo needs the joint ledger on (tsunagu settings set joint_ledger true) / "
+                         "デモには共同管理台帳の設定（joint_ledger）が必要です")
     result = DemoResult(hub.load_orgs(ORGS))
     events = demo_events()
     for r in hub.publish(events):
@@ -520,10 +526,10 @@ def try_it(prog: str = "tsunagu", database: str | None = None) -> str:
     lines = [
         "■ 試してみる / Try it",
         "",
-        "  このデモは共同管理台帳（大分モデル）を有効にした設定です。同じ設定で読んでください：",
-        "  The demo is an 大分-style deployment with the joint ledger on; read it with the same setting:",
+        "  このデモは共同管理台帳（大分モデル）を有効にした設定で、設定は保存先に記録されています：",
+        "  The demo is an 大分-style deployment with the joint ledger on, a setting recorded in the store:",
         "",
-        "    export TSUNAGU_JOINT_LEDGER=1",
+        f"    {prog} settings show{db}",
         "",
     ]
     for ja, en, child, org, role, purpose in EXAMPLES:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import fields
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from consent.model import Org, Settings
 from events.sealing import Keyring
@@ -14,39 +12,13 @@ from services.audit import VerifyReport, verify
 from services.ingest import Ingest, PublishResult
 from services.reading import Timeline, TimelineReader
 from services.registry import OrgLoadResult, load_orgs
+from services.settings import SETTINGS_ID, SettingsSource, seed_settings, settings_from_env
 
 JST = timezone(timedelta(hours=9))
 
 
 def now_jst() -> datetime:
     return datetime.now(JST)
-
-
-SETTINGS_ENV_PREFIX = "TSUNAGU_"
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """The deployment's settings (policy.md, "Settings") from the environment: ``TSUNAGU_INTEGRATED_CENTER``,
-    ``TSUNAGU_JOINT_LEDGER`` (1/0, true/false, yes/no, on/off), ``TSUNAGU_EMERGENCY_HOURS``,
-    ``TSUNAGU_MONTHLY_REPORT_DUE_DAY`` (integers). Unset or empty: the policy's default."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        name = SETTINGS_ENV_PREFIX + f.name.upper()
-        raw = (environ.get(name) or "").strip().lower()
-        if not raw:
-            continue
-        if isinstance(getattr(Settings(), f.name), bool):
-            if raw not in _TRUE | _FALSE:
-                raise ValueError(f"{name}={raw!r}: use 1 or 0 (true/false, yes/no, on/off)")
-            values[f.name] = raw in _TRUE
-        else:
-            try:
-                values[f.name] = int(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r}: an integer is expected") from None
-    return Settings.from_dict(values)
 
 
 class SettableClock:
@@ -60,14 +32,32 @@ class SettableClock:
 
 
 class Hub:
+    """The hub on one store. Its decisions are taken under the store's settings (``services.settings``):
+    ``settings`` given here (tests, the scenario runner) are recorded in the store, as its first values or as a
+    change by "system"; otherwise a new store is seeded from the ``TSUNAGU_*`` variables (``settings_from_env``)
+    and a store that has settings keeps them, whatever this process's environment says."""
+
     def __init__(self, database: str | None = None, *, settings: Settings | None = None,
                  clock: Callable[[], datetime] = now_jst, store: HubStore | None = None,
                  keyring: Keyring | None = None):
-        self.settings = settings if settings is not None else settings_from_env()  # before opening the store
         self.store = store or open_store(database, keyring=keyring)
         self.clock = clock
-        self.ingest = Ingest(self.store, self.settings, clock)
-        self.reader = TimelineReader(self.store, self.settings, clock)
+        try:
+            if settings is not None or self.store.peek(SETTINGS_ID) is None:
+                seed_settings(self.store, settings if settings is not None else settings_from_env(), at=clock(),
+                              stated=settings is not None)
+        except ValueError:  # a setting variable the hub cannot take: refused before anything is decided
+            if store is None:
+                self.store.close()
+            raise
+        self.settings_source = SettingsSource(self.store)
+        self.ingest = Ingest(self.store, self.settings_source, clock)
+        self.reader = TimelineReader(self.store, self.settings_source, clock)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force now (``SettingsSource.current``: at most a couple of seconds old)."""
+        return self.settings_source.current()
 
     def load_orgs(self, items: Sequence[Any]) -> OrgLoadResult:
         return load_orgs(self.store, items)

@@ -34,6 +34,7 @@ from services.caseindex import CaseEntry, PlanEntry, plan_entries_from_log
 from services.facts import ChildFacts, facts_from_log
 from services.identity import check_identity, resolve_local_child, waiting_problem
 from services.indexes import INDEXES
+from services.settings import SettingsSource
 
 MAX_BATCH = 5000
 
@@ -286,15 +287,15 @@ class Batch:
 
 
 class Ingest:
-    def __init__(self, store: HubStore, settings: Settings, clock: Callable[[], datetime]):
+    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime]):
         self.store = store
-        self.settings = settings
+        self.settings_source = settings
         self.clock = clock
         if store.format < STORE_FORMAT:
             # Written before the children's facts of policy version 2 and the plan index were kept (or under
             # version 1): make them from the log, the facts with authority only.
             orgs = store.registry().orgs
-            rebuilt = [*facts_from_log(store.recorder, store.mapper, orgs, settings),
+            rebuilt = [*facts_from_log(store.recorder, store.mapper, orgs, self.settings),
                        *plan_entries_from_log(store.recorder, store.mapper)]
             for aggregate in rebuilt:
                 try:
@@ -302,6 +303,11 @@ class Ingest:
                 except IntegrityError:
                     pass  # another process opening the store made it first
             store.mark_format(STORE_FORMAT)
+
+    @property
+    def settings(self) -> Settings:
+        """The deployment's settings in force now (``services.settings.SettingsSource``)."""
+        return self.settings_source.current()
 
     def publish(self, items: Sequence[Any], *, publisher: str | None = None,
                 received: datetime | None = None) -> list[PublishResult]:

@@ -21,6 +21,7 @@ from consent.policy import decide_read, learns_of_withheld, redact
 from events.envelope import content_digest
 from events.store import AccessLog, ChildRecord, HubStore
 from events.streams import last_event
+from services.settings import SettingsSource
 
 
 @dataclass
@@ -122,10 +123,15 @@ def chain_hash(previous: str, record: dict[str, Any]) -> str:
 
 
 class TimelineReader:
-    def __init__(self, store: HubStore, settings: Settings, clock: Callable[[], datetime]):
+    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime]):
         self.store = store
-        self.settings = settings
+        self.settings_source = settings
         self.clock = clock
+
+    @property
+    def settings(self) -> Settings:
+        """The deployment's settings in force now (``services.settings.SettingsSource``)."""
+        return self.settings_source.current()
 
     def read(self, *, org: str, role: str, child: str, purpose: str, user: str | None = None) -> Timeline:
         t = self.clock()
@@ -136,10 +142,11 @@ class TimelineReader:
         entries: list[Recorded] = list(cached.entries) if cached is not None else []
         envelopes = list(cached.envelopes[: len(entries)]) if cached is not None else []
         log_position = self.store.log_position()
-        decision = decide_read(reader, entries, orgs, self.settings)
+        settings = self.settings  # once: the settings decided under are the ones recorded
+        decision = decide_read(reader, entries, orgs, settings)
         shown, withheld = returned(decision, entries, envelopes, orgs.get(org))  # built before it is recorded
         record = access_record(reader, child, decision, log_position=log_position, child_position=len(entries),
-                               registry_version=registry_version, settings=self.settings, recorded_at=t,
+                               registry_version=registry_version, settings=settings, recorded_at=t,
                                content=returned_digest(decision, shown, withheld))
         self._append(child, record)  # recorded before anything is returned
         return Timeline(child=child, org=org, role=role, purpose=purpose, t=t.isoformat(), allowed=decision.allowed,

@@ -106,7 +106,7 @@ def load_file(path: Path) -> list[dict[str, Any]]:
         if not isinstance(scenario.get("orgs", []), list) or not isinstance(scenario.get("steps"), list):
             raise ScenarioError(f"{where}: 'orgs' and 'steps' must be lists")
         try:
-            Settings.from_dict(scenario.get("settings"))
+            Settings.checked(scenario.get("settings"))
         except (ValueError, TypeError) as error:
             raise ScenarioError(f"{where}: settings: {error}") from None
         for i, step in enumerate(scenario["steps"]):

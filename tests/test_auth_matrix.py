@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, Depends
 from fastapi.routing import APIRoute
 
 from consent.model import ORG_TYPES
 from events.store import Quarantine
-from services.api_deps import require_scope
 from services.audit import access_records
-from services.auth import SCOPES, Principal
+from services.auth import SCOPES
 from services.caseindex import case_entry
 from services.clients import add_client
 from tests.authkit import BY_TYPE, ORGS, access_token, assert_error, bearer, build
@@ -33,15 +31,6 @@ def _generous_rate_limits(monkeypatch):
     monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "100000/minute")
 
 
-probe = APIRouter()
-
-
-@probe.get("/v1/admin-probe")
-def admin_probe(admin: Principal = Depends(require_scope("admin"))) -> dict[str, Any]:  # noqa: B008
-    """No administration endpoint exists yet: this one shows what ``require_scope("admin")`` lets through."""
-    return {"org": admin.org}
-
-
 @pytest.fixture
 def world(hub, clock, tmp_path):
     hub.load_orgs(ORGS)
@@ -49,7 +38,6 @@ def world(hub, clock, tmp_path):
     [result] = hub.publish([R1])
     assert result.outcome == "accepted"
     auth = build(hub, tmp_path / "keys.pem")
-    auth.app.include_router(probe)
     with auth.client:
         yield hub, auth
 
@@ -68,7 +56,7 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], dict[str, int]]] = [
     ("read", "get", "/v1/reports/overdue", {}, {t: 200 if t in ("municipal_center", "child_guidance_center", "school",
                                                                "nursery") else 403 for t in ORG_TYPES}),
     ("audit", "get", "/v1/audit/emergencies", {}, {t: 200 if t == "auditor" else 403 for t in ORG_TYPES}),
-    ("admin", "get", "/v1/admin-probe", {}, {t: 200 for t in ORG_TYPES}),
+    ("admin", "get", "/v1/settings", {}, {t: 200 for t in ORG_TYPES}),
 ]
 
 

@@ -104,9 +104,10 @@ def test_loading_the_demo_again_changes_nothing(demo_hub):
 def test_the_demo_refuses_to_load_without_the_joint_ledger(make_hub, clock):
     clock.at = TODAY
     hub = make_hub(settings=Settings(joint_ledger=False))
+    before = hub.store.log_position()  # the store's settings only
     with pytest.raises(ValueError, match="joint ledger"):
         load_demo(hub)
-    assert hub.store.log_position() == 0
+    assert hub.store.log_position() == before
 
 
 # --- The lawful views --------------------------------------------------------------------------------------
@@ -214,12 +215,14 @@ def test_the_demo_command_loads_once_and_prints_how_to_try_it(tmp_path, monkeypa
     assert f"{len(EVENTS)} new events" in first.output
     assert "tsunagu timeline child-01 --org beppu-center --role caseworker --purpose support" in first.output
     assert "--org beppu-audit --role auditor" in first.output and "token issue" in first.output
-    assert "serve" in first.output and "TSUNAGU_JOINT_LEDGER=1" in first.output
+    assert "serve" in first.output and "settings show" in first.output
+    assert "TSUNAGU_JOINT_LEDGER" not in first.output  # the setting is in the store: nothing to export
     second = CliRunner().invoke(app, ["demo", "--database", database])
     assert second.exit_code == 0, second.output
     assert f"0 new events, {len(EVENTS)} already there" in second.output
-    hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(TODAY))
+    hub = Hub(database, clock=SettableClock(TODAY))  # no settings given, none in the environment
     try:
+        assert hub.settings.joint_ledger is True  # the demo recorded it in its store
         assert read(hub, "child-01", "chuo-jiso", "caseworker").entries  # the ledger case is there
         assert hub.verify().ok
     finally:

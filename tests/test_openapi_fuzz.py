@@ -1,7 +1,7 @@
 """Schemathesis against the OpenAPI schema of the real app: generated requests, valid and invalid, to every
 operation, with a valid bearer token of a registered organisation (a centre; an auditor for the auditors'
-endpoints) so that the requests reach the handlers, and without a token. Every answer must be no server error,
-with a status code, content type, headers and body that the operation declares.
+endpoints; the admin scope for the settings) so that the requests reach the handlers, and without a token. Every
+answer must be no server error, with a status code, content type, headers and body that the operation declares.
 
 The app is the one ``tsunagu serve`` runs (``create_app``) on a hub with a SQLite file store, its organisations
 registered and a few events and a case loaded (one per test worker). Generation is derandomised (the same
@@ -75,7 +75,8 @@ def fuzzed_app(tmp_path_factory, keys_file):
         issuer, verifier = keys_from_file(directory / "signing-key.pem")
         app = create_app(hub, verifier, issuer=issuer)
     app.state.tokens = {"centre": issuer.issue(org="beppu-center", role="caseworker", user="fuzzer"),
-                        "auditor": issuer.issue(org="oita-audit", role="auditor", user="fuzzer")}
+                        "auditor": issuer.issue(org="oita-audit", role="auditor", user="fuzzer"),
+                        "admin": issuer.issue(org="beppu-center", role="caseworker", user="fuzzer", scopes=["admin"])}
     yield app
     hub.close()
 
@@ -83,7 +84,8 @@ def fuzzed_app(tmp_path_factory, keys_file):
 @schema.parametrize()
 @FUZZ
 def test_with_a_valid_token_no_answer_is_a_server_error_or_off_the_schema(case, fuzzed_app):
-    caller = "auditor" if case.operation.path.startswith("/v1/audit/") else "centre"
+    caller = ("auditor" if case.operation.path.startswith("/v1/audit/") else
+              "admin" if case.operation.path.startswith("/v1/settings") else "centre")
     case.call_and_validate(app=fuzzed_app, headers={"Authorization": f"Bearer {fuzzed_app.state.tokens[caller]}"},
                            checks=CHECKS)
 
