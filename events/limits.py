@@ -67,6 +67,21 @@ MAX_ENVELOPE_BYTES = 512 * 1024
 """The whole envelope as stored (canonical JSON, UTF-8). Keeps every envelope well inside a Kafka message
 (``MAX_MESSAGE_BYTES``) and a JSON-lines line."""
 
+# --- Dates and settings ---------------------------------------------------------------------------------------
+
+EARLIEST_DAY = "1900-01-01"
+"""The first day the hub accepts in any date or date-time it is given (an event's ``at``, a payload's dates and
+months, a query's ``since``, ``until``, ``date`` or ``month``), in Japan time (``events.dates``)."""
+
+LATEST_DAY = "2999-12-31"
+"""The last such day. Python's own range (0001-01-01 to 9999-12-31) is too wide: a date at its edge breaks the
+arithmetic the hub does with it (the day after an ``until``, a month's due date, Japan time of a date-time sent
+with another offset), which would be a server error instead of a clear refusal."""
+
+SETTING_MAXIMA = {"emergency_hours": 24 * 366, "monthly_report_due_day": 31}
+"""The largest value of each numeric setting (policy.md, "Settings"; every one is at least 1): an emergency window
+of at most a year (beyond, the end of the window is no date at all), a due day within a month."""
+
 # --- Files (tsunagu import …) ---------------------------------------------------------------------------------
 
 MAX_IMPORT_FILE_BYTES = 200 * MiB

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
 from consent.model import Org, Settings
+from events.limits import SETTING_MAXIMA
 from events.sealing import Keyring
 from events.store import HubStore, open_store
 from services.audit import VerifyReport, verify
@@ -29,7 +30,8 @@ _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """The deployment's settings (policy.md, "Settings") from the environment: ``TSUNAGU_INTEGRATED_CENTER``,
     ``TSUNAGU_JOINT_LEDGER`` (1/0, true/false, yes/no, on/off), ``TSUNAGU_EMERGENCY_HOURS``,
-    ``TSUNAGU_MONTHLY_REPORT_DUE_DAY`` (integers). Unset or empty: the policy's default."""
+    ``TSUNAGU_MONTHLY_REPORT_DUE_DAY`` (integers from 1 to ``events.limits.SETTING_MAXIMA``). Unset or empty: the
+    policy's default."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(Settings):
@@ -46,6 +48,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
                 values[f.name] = int(raw)
             except ValueError:
                 raise ValueError(f"{name}={raw!r}: an integer is expected") from None
+            maximum = SETTING_MAXIMA.get(f.name)
+            if values[f.name] < 1 or (maximum is not None and values[f.name] > maximum):
+                raise ValueError(f"{name}={raw!r}: from 1 to {maximum or 'any size'} is expected")
     return Settings.from_dict(values)
 
 
