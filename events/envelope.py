@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Mapping
@@ -220,6 +221,24 @@ def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
     return sorted(problems, key=lambda p: p.field or "")
 
 
+def _non_finite_numbers(raw: dict[str, Any]) -> list[Problem]:
+    """Every number in ``raw`` that is infinite or NaN, by its path (``payload.attended``): JSON can spell them
+    (``1e400`` overflows to infinity; Python's parser also takes ``NaN`` and ``Infinity``), but no store keeps them
+    as sent and no reader can compute with them. Walked without recursion, whatever the depth."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [(str(key), value) for key, value in raw.items()]
+    while stack and len(problems) < MAX_LISTED_PAYLOAD_PROBLEMS:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            problems.append(Problem("number_out_of_range", f"{path}: {item} is not a finite number",
+                                    f"{path}: 数値が大きすぎるか、数値ではありません（NaN・Infinity は使えません）", path))
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{key}", value) for key, value in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}", value) for i, value in enumerate(item))
+    return sorted(problems, key=lambda p: p.field or "")
+
+
 FUTURE_TOLERANCE = timedelta(hours=1)
 
 
@@ -234,7 +253,9 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     if not isinstance(raw, dict):
         raise Rejected([Problem("invalid_envelope", "an event must be a JSON object",
                                 "イベントはオブジェクト（{...}）で送ってください")])
-    problems: list[Problem] = []
+    problems: list[Problem] = _non_finite_numbers(raw)
+    if problems:
+        raise Rejected(problems)
     if raw.get("basis") in (None, ""):
         problems.append(Problem("missing_basis", "basis is missing: every event must name its legal ground",
                                 "basis（法的根拠）がありません。共有の根拠を指定してください", "basis"))

@@ -389,6 +389,26 @@ def test_dates_beyond_the_hubs_range_are_refused_naming_the_field_and_never_brea
             assert error["field"] == "month" and "2999-12" in error["message_ja"], error
 
 
+def test_a_number_that_overflows_to_infinity_is_rejected_naming_its_field(world, client, issuer, published):
+    """``1e400`` is valid JSON that Python reads as infinity: no store keeps it as sent, so it is refused by name,
+    in a named field or in a free one, however deep, and kept in quarantine for correction."""
+    note = ('{"id": "n5", "kind": "note.recorded", "child": "c1", "source": "beppu-center", "basis": "internal", '
+            '"at": "2026-05-01T09:00:00+09:00", "payload": {"text": "x", "score": [1, {"weight": -1e400}]}}')
+    report = ('{"id": "a1", "kind": "attendance.monthly", "child": "c1", "source": "beppu-center", "basis": '
+              '"internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"month": "2026-04", "school_days": 20, '
+              '"attended": 1e400, "absent": 0, "absent_without_contact": 0}}')
+    response = client.post("/v1/events", content=f"[{note}, {report}]",
+                           headers=bearer(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["outcome"] for r in results] == ["rejected", "rejected"]
+    assert [[p["field"] for p in r["problems"]] for r in results] == [["payload.score.1.weight"], ["payload.attended"]]
+    assert all(has_japanese(r["problems"][0]["message_ja"]) for r in results)
+    held = world.store.peek(Quarantine.create_id("beppu-center")).held
+    assert [h["raw"]["id"] for h in held] == ["n5", "a1"]
+    assert [e.id for e in world.store.peek(ChildRecord.create_id("c1")).entries] == ["r1", "n1", "e1"]
+
+
 @pytest.mark.parametrize("path, params, field", [
     ("/v1/children/c1/timeline", {}, "purpose"),
     ("/v1/children/c1/timeline", {"purpose": ""}, "purpose"),
