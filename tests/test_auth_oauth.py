@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -136,6 +137,34 @@ def test_wrong_unknown_and_missing_client_credentials_are_invalid_client(world, 
                      auth.client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=not_utf8)]:
         body = assert_oauth_error(response, 401, "invalid_client")
         assert response.headers["WWW-Authenticate"].startswith("Basic"), body  # HTTP Basic is offered
+
+
+def test_an_unknown_client_a_disabled_one_and_a_wrong_secret_get_the_same_answer_in_the_same_time(world, auth,
+                                                                                                    school_client):
+    """Nothing tells a caller guessing client ids which ones exist: the same status, body and headers, and an
+    unknown id costs the same scrypt verification as a wrong secret (against a dummy hash)."""
+    client_id, secret = school_client
+    disabled, disabled_secret = add_client(world, org="beppu-center", scopes=["read"])
+    disable_client(world, disabled.client_id)
+    for how in ["basic", "post"]:
+        answers = []
+        for who, what in [(client_id, secret + "x"), ("tc_0123456789abcdef", secret),
+                          (disabled.client_id, disabled_secret)]:
+            response = client_token(auth.client, who, what, how=how)
+            answers.append((response.status_code, response.json(), response.headers.get("www-authenticate")))
+        assert answers[0][0] == 401 and answers[0][1]["error"] == "invalid_client", answers[0]
+        assert answers[1] == answers[0] and answers[2] == answers[0], (how, answers)
+
+    def median_seconds(who: str, what: str) -> float:
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            assert client_token(auth.client, who, what).status_code == 401
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    wrong, unknown = median_seconds(client_id, secret + "x"), median_seconds("tc_0123456789abcdef", secret)
+    assert 0.5 < unknown / wrong < 2, (unknown, wrong)  # without the dummy verification: about 0.05
 
 
 @pytest.mark.parametrize("form, content_type, error", [
