@@ -504,6 +504,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.invalid"])
+def test_tsunagu_serve_refuses_the_development_provider_unless_it_listens_on_loopback_only(tmp_path, host):
+    """Anyone who reaches the development provider signs in as anyone: with TSUNAGU_DEV_OIDC=1, ``tsunagu serve``
+    on any address but a loopback one stops before it listens (or creates anything), with a Japanese message."""
+    port = _free_port()
+    env = dict(os.environ, TSUNAGU_DEV_OIDC="1")
+    done = subprocess.run([str(Path(sys.executable).with_name("tsunagu")), "serve", "--host", host, "--port",
+                           str(port), "--database", f"sqlite:///{tmp_path / 'hub.db'}", "--key-file",
+                           str(tmp_path / "keys.pem")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "ループバック" in done.stderr and "TSUNAGU_DEV_OIDC" in done.stderr, done.stderr
+    assert not (tmp_path / "keys.pem").exists() and not (tmp_path / "hub.db").exists()
+
+
 def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_path):
     database, key_file = f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / "keys.pem"
     hub = Hub(database)
