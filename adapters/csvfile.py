@@ -33,6 +33,8 @@ from events.problems import Problem, Rejected
 HEAD_BYTES = 64 * 1024  # how much is looked at to tell the encoding and refuse binary files
 MAX_LINE = CSV_MAX_LINE_CHARS  # characters in one physical line; more is not a CSV an office system writes
 MAX_FIELD = CSV_MAX_FIELD_CHARS  # characters in one cell (a runaway quote would otherwise swallow the file)
+MIN_UNDECODABLE_TOLERATED = 4  # broken byte sequences a file may hold and still be read (rows with one rejected);
+# more only in a larger file: one per KiB of what is looked at to tell the encoding
 HEADER_SEARCH_ROWS = 10  # a title line or two above the header is common in spreadsheet exports
 csv.field_size_limit(MAX_FIELD)
 
@@ -128,8 +130,9 @@ def refuse_if_too_large(size: int | None) -> None:
 
 def sniff_encoding(head: bytes, *, complete: bool) -> str:
     """The encoding of a file that starts with ``head`` (``complete``: ``head`` is the whole file), or raise
-    ``FileRefused``. UTF-8 (with or without BOM) when it decodes as UTF-8, else CP932; binary files and other
-    encodings are refused."""
+    ``FileRefused``. UTF-8 (with or without BOM) when it decodes as UTF-8, else CP932; else the one of the two in
+    which only a few byte sequences are no character (a broken export: those rows are rejected one by one);
+    binary files and other encodings are refused."""
     if not head.strip(b" \t\r\n\x1a"):
         raise FileRefused([file_problem("empty_file", "the file is empty", "ファイルが空です（データがありません）")])
     for signature, what, what_ja in _SIGNATURES:
@@ -151,8 +154,20 @@ def sniff_encoding(head: bytes, *, complete: bool) -> str:
             return encoding
         except UnicodeDecodeError:
             continue
+    # A broken export: a few byte sequences that are no character (a stray byte, a character cut in two). The file
+    # is read in the encoding that fits all but those; each row holding one is rejected by itself ("文字化け",
+    # ``CsvReader.__iter__``) and the other rows are imported.
+    undecodable = {encoding: _undecodable(head, encoding, complete=complete) for encoding in ("utf-8", "cp932")}
+    encoding = min(undecodable, key=lambda e: undecodable[e])  # UTF-8 on a tie
+    if undecodable[encoding] <= max(MIN_UNDECODABLE_TOLERATED, len(head) // 1024):
+        return encoding
     raise FileRefused([file_problem("unsupported_encoding", "the file is neither UTF-8 nor Shift_JIS (CP932)",
                                     f"文字コードが UTF-8 でも Shift_JIS（CP932）でもありません。{_SAVE_AS}")])
+
+
+def _undecodable(head: bytes, encoding: str, *, complete: bool) -> int:
+    """How many byte sequences of ``head`` are no character in ``encoding``."""
+    return codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=complete).count("\ufffd")
 
 
 def normalise(text: str) -> str:

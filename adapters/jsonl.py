@@ -89,6 +89,9 @@ def parse_line(number: int, text: str) -> FeedRow:
     except json.JSONDecodeError as error:
         return FeedRow(number, problems=[_line_problem(number, "invalid_json", f"not JSON: {error.msg}",
                                                        "JSON として読めません", error.colno)], raw=text)
+    except ValueError as error:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        return FeedRow(number, problems=[_line_problem(number, "invalid_json", f"not JSON: {error}",
+                                                       "JSON として読めません（桁数の多すぎる数値があります）")], raw=text)
     except RecursionError:  # nested deeper than the parser goes
         too_deep = True
     if too_deep:

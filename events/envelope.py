@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from events.dates import DAY_RANGE_JA, MONTH_RANGE_JA, Moment
 from events.kinds import KINDS, normalise_payload
 from events.limits import (MAX_ENVELOPE_BYTES, MAX_ID_CHARS, MAX_KIND_CHARS, MAX_PAYLOAD_DEPTH, MAX_SENSITIVE_FIELDS,
                            MAX_TEXT_CHARS)
@@ -54,7 +56,7 @@ class Envelope(BaseModel):
     function: Function | None = None
     basis: Basis
     to: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
-    at: AwareDatetime
+    at: Moment
     payload: dict[str, Any] = Field(default_factory=dict, description=(
         f"The kind's fields. At most {MAX_PAYLOAD_DEPTH} levels of nesting, strings of at most {MAX_TEXT_CHARS} "
         f"characters, field names of at most {MAX_ID_CHARS}; the whole envelope at most {MAX_ENVELOPE_BYTES} bytes "
@@ -112,6 +114,7 @@ JA_BY_ERROR_TYPE = {
     "int_type": "整数で指定してください",
     "int_parsing": "整数で指定してください",
     "greater_than_equal": "値が小さすぎます",
+    "less_than_equal": "値が大きすぎます",
     "enum": "使える値ではありません",
     "literal_error": "使える値ではありません",
     "datetime_parsing": "日時の形式が正しくありません（例: 2026-05-12T10:00:00+09:00）",
@@ -119,6 +122,8 @@ JA_BY_ERROR_TYPE = {
     "timezone_aware": "日時に時差（+09:00 など）がありません",
     "date_parsing": "日付の形式が正しくありません（例: 2026-05-12）",
     "date_from_datetime_parsing": "日付の形式が正しくありません（例: 2026-05-12）",
+    "date_out_of_range": DAY_RANGE_JA,
+    "month_out_of_range": MONTH_RANGE_JA,
     "list_type": "一覧（リスト）で指定してください",
     "too_short": "少なくとも1件必要です",
     "too_long": "件数が多すぎます",
@@ -138,6 +143,10 @@ def ja_for(error: Mapping[str, Any]) -> str:
         return f"値が正しくありません（{str(error.get('msg', '')).removeprefix('Value error, ')}）"
     if kind == "string_too_long" and "max_length" in ctx:
         return f"{ja}（{ctx['max_length']}文字まで）"
+    if kind == "greater_than_equal" and "ge" in ctx:
+        return f"{ja}（{ctx['ge']}以上）"
+    if kind == "less_than_equal" and "le" in ctx:
+        return f"{ja}（{ctx['le']}まで）"
     if kind == "too_long" and "max_length" in ctx:
         return f"{ja}（{ctx['max_length']}件まで）"
     return ja
@@ -212,6 +221,24 @@ def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
     return sorted(problems, key=lambda p: p.field or "")
 
 
+def _non_finite_numbers(raw: dict[str, Any]) -> list[Problem]:
+    """Every number in ``raw`` that is infinite or NaN, by its path (``payload.attended``): JSON can spell them
+    (``1e400`` overflows to infinity; Python's parser also takes ``NaN`` and ``Infinity``), but no store keeps them
+    as sent and no reader can compute with them. Walked without recursion, whatever the depth."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [(str(key), value) for key, value in raw.items()]
+    while stack and len(problems) < MAX_LISTED_PAYLOAD_PROBLEMS:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            problems.append(Problem("number_out_of_range", f"{path}: {item} is not a finite number",
+                                    f"{path}: 数値が大きすぎるか、数値ではありません（NaN・Infinity は使えません）", path))
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{key}", value) for key, value in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}", value) for i, value in enumerate(item))
+    return sorted(problems, key=lambda p: p.field or "")
+
+
 FUTURE_TOLERANCE = timedelta(hours=1)
 
 
@@ -226,7 +253,9 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     if not isinstance(raw, dict):
         raise Rejected([Problem("invalid_envelope", "an event must be a JSON object",
                                 "イベントはオブジェクト（{...}）で送ってください")])
-    problems: list[Problem] = []
+    problems: list[Problem] = _non_finite_numbers(raw)
+    if problems:
+        raise Rejected(problems)
     if raw.get("basis") in (None, ""):
         problems.append(Problem("missing_basis", "basis is missing: every event must name its legal ground",
                                 "basis（法的根拠）がありません。共有の根拠を指定してください", "basis"))

@@ -10,12 +10,14 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+from events.dates import Day, Moment, checked_month
 
 Text = Annotated[str, Field(min_length=1, max_length=20_000)]
 Ident = Annotated[str, Field(min_length=1, max_length=200)]
 TextOrList = Text | list[Text]
-DateOrTime = AwareDatetime | date  # a date-time keeps its instant; a bare date is a day
+DateOrTime = Moment | Day  # a date-time keeps its instant; a bare date is a day (both in the hub's range)
 
 
 def _municipality_code(value: str) -> str:
@@ -27,7 +29,7 @@ def _municipality_code(value: str) -> str:
 def _month(value: str) -> str:
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value):
         raise ValueError("a month is written YYYY-MM, e.g. 2026-04")
-    return value
+    return checked_month(value)
 
 
 MunicipalityCode = Annotated[str, AfterValidator(_municipality_code)]
@@ -41,7 +43,7 @@ class Payload(BaseModel):
 # Child and residence (住民記録)
 class ChildRegistered(Payload):
     residence: MunicipalityCode
-    birth_date: date | None = None
+    birth_date: Day | None = None
     name_kana: str | None = None
 
 
@@ -92,7 +94,7 @@ class AttendanceMonthly(Payload):
 
 
 class AttendanceDaily(Payload):
-    date: date
+    date: Day
     status: Literal["present", "absent", "late", "early_leave", "suspended", "bereavement"]
     contacted: bool | None = None
     reason: str | None = None
@@ -101,13 +103,13 @@ class AttendanceDaily(Payload):
 class AbsenceAlert(Payload):
     reason: Literal["consecutive_absence", "no_contact", "injury"]
     days: NonNegativeInt | None = None
-    since: date | None = None
+    since: Day | None = None
 
 
 # Health and services (健診・サービス利用・訪問)
 class HealthCheckup(Payload):
     checkup: Text  # 健診名, e.g. 1歳6か月児健診
-    date: date
+    date: Day
     attended: bool | None = None  # 受診 / 未受診: a missed check-up is a sign the centre must see
     findings: TextOrList | None = None
 
@@ -119,7 +121,7 @@ class ServiceUsage(Payload):
 
 
 class VisitReport(Payload):
-    date: date
+    date: Day
     observations: Text
 
 

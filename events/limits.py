@@ -67,6 +67,18 @@ MAX_ENVELOPE_BYTES = 512 * 1024
 """The whole envelope as stored (canonical JSON, UTF-8). Keeps every envelope well inside a Kafka message
 (``MAX_MESSAGE_BYTES``) and a JSON-lines line."""
 
+# --- Dates and settings ---------------------------------------------------------------------------------------
+
+EARLIEST_DAY = "1900-01-01"
+"""The first day the hub accepts in any date or date-time it is given (an event's ``at``, a payload's dates and
+months, a query's ``since``, ``until``, ``date`` or ``month``), in Japan time (``events.dates``)."""
+
+LATEST_DAY = "2999-12-31"
+"""The last such day. Python's own range (0001-01-01 to 9999-12-31) is too wide: a date at its edge breaks the
+arithmetic the hub does with it (the day after an ``until``, a month's due date, Japan time of a date-time sent
+with another offset), which would be a server error instead of a clear refusal."""
+
+
 # --- Files (tsunagu import …) ---------------------------------------------------------------------------------
 
 MAX_IMPORT_FILE_BYTES = 200 * MiB

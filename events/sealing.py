@@ -77,6 +77,7 @@ from eventsourcing.persistence import Mapper, MapperDeserialisationError, Stored
 from eventsourcing.utils import get_topic, resolve_topic
 
 from consent.facts import POLICY_FIELDS
+from events.secret_files import write_secret_file
 
 HUB_SCOPE = "hub"
 KEYS_FILE_ENV = "TSUNAGU_KEYS_FILE"
@@ -202,20 +203,14 @@ class Keyring:
 
 
 def create_keys_file(path: str | os.PathLike[str], keyring_data: Mapping[str, Any] | None = None) -> None:
-    """Write a new keys file (mode 0600), unless one exists already (then it is kept)."""
+    """Write a new keys file (mode 0600, through ``events.secret_files``), unless one exists already (then it is
+    kept)."""
     path = Path(path)
     if keyring_data is None:
         keyring_data = {"master_keys": [{"id": f"m-{datetime.now(timezone.utc):%Y%m%d}-{uuid.uuid4().hex[:6]}",
                                          "key": base64.b64encode(AESGCM.generate_key(256)).decode()}],
                         "stream_secret": base64.b64encode(os.urandom(32)).decode()}
-    if path.parent != Path(""):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump(keyring_data, file, indent=2)
+    write_secret_file(path, json.dumps(keyring_data, indent=2).encode("utf-8"), replace=False)
 
 
 # --- Stream ids ---------------------------------------------------------------------------------------------

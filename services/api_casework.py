@@ -11,13 +11,13 @@ plan or transfer is unknown to it, 409 when its state does not allow it, 422 for
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Callable, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
+from events.dates import Day
 from events.problems import Rejected
 from services.agenda import agenda_csv, agenda_html
 from services.api_deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
@@ -94,7 +94,7 @@ class ShareIn(BaseModel):
 
 class ReviewIn(BaseModel):
     decision: Text
-    next_review: date | None = None
+    next_review: Day | None = None
 
 
 class TypeIn(BaseModel):
@@ -209,7 +209,7 @@ def joint_ledger(member: ReadDep, hub: HubDep) -> dict[str, Any]:
 @router.get("/agenda", responses=ERRORS | {200: {"content": {"application/json": {}, "text/csv": {},
                                                                  "text/html": {}}}})
 def agenda(member: ReadDep, hub: HubDep,
-           on: Annotated[date, Query(alias="date", description="The meeting day.")],
+           on: Annotated[Day, Query(alias="date", description="The meeting day.")],
            format: Annotated[Literal["json", "csv", "html"], Query(description="json, csv (Excel) or html")] = "json"
            ) -> Any:
     """The agenda of the practitioners' meeting (実務者会議) on ``date``: the cases due or overdue, those with new
@@ -238,7 +238,7 @@ class PlanIn(BaseModel):
     wishes: TextOrList = Field(description="意向")
     issues: TextOrList = Field(description="課題")
     supports: TextOrList = Field(description="支援の種類及び内容")
-    review_due: date = Field(description="見直し時期")
+    review_due: Day = Field(description="見直し時期")
     plan: str | None = Field(default=None, max_length=200)
 
 
@@ -246,14 +246,14 @@ class PlanVersionIn(BaseModel):
     wishes: TextOrList
     issues: TextOrList
     supports: TextOrList
-    review_due: date
+    review_due: Day
 
 
 class ConsentIn(BaseModel):
     version: int = Field(ge=1)
     recipients: list[Text] = Field(min_length=1)
     signed_by: Text
-    valid_until: date | None = None
+    valid_until: Day | None = None
 
 
 @router.post("/plans", status_code=201, response_model=DoneOut, responses=ERRORS)
@@ -292,7 +292,7 @@ def refuse_consent(plan: PlanId, member: PublishDep, hub: HubDep) -> DoneOut:
 
 @router.get("/plans/due", responses=ERRORS)
 def plans_due(member: ReadDep, hub: HubDep,
-              on: Annotated[date, Query(alias="date", description="List plans due on or before this day.")]
+              on: Annotated[Day, Query(alias="date", description="List plans due on or before this day.")]
               ) -> dict[str, Any]:
     plans, reads = _run(lambda: CaseViews(hub).plans_due(member.org, on, role=member.role, user=member.user))
     now = hub.clock()

@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from events.dates import MonthText
 from events.problems import Rejected
 from services.api_deps import ApiError, HubDep, ReadDep, error_responses
 from services.hub import JST
@@ -41,8 +42,9 @@ class OverdueListOut(BaseModel):
 @router.get("/reports/overdue", response_model=OverdueListOut, responses=error_responses(401, 403, 422),
             summary="Monthly reports due and missing (未提出の月次報告)")
 def overdue(member: ReadDep, hub: HubDep,
-            month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
-                                               description="Only this month (YYYY-MM).")] = None) -> OverdueListOut:
+            month: Annotated[MonthText | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+                                                     description="Only this month (YYYY-MM).")] = None
+            ) -> OverdueListOut:
     try:
         found, records = recorded_overdue(hub, reader=member.org, role=member.role, user=member.user, month=month,
                                           today=hub.clock().astimezone(JST).date())

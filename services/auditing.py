@@ -39,8 +39,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from adapters.csvfile import ERAS
-from consent.model import Org, ReadDecision, Settings
-from events.envelope import JA_BY_ERROR_TYPE
+from consent.model import SETTING_RANGES, Org, ReadDecision, Settings
+from events.dates import day_in_range, moment_in_range, out_of_range
+from events.envelope import ja_for
 from events.problems import Problem, Rejected
 from events.store import NAMESPACE, ChildRecord, HubStore
 from services.audit import History, Loaded, considered, load, rebuild, replay, stored_records
@@ -101,11 +102,13 @@ _DATE_HELP = "（例: 2026-05-12 または 2026-05-12T10:00:00+09:00）"
 
 def parse_moment(text: str | date | datetime | None, field: str, *, end: bool = False) -> datetime | None:
     """A period bound: a date (a day in Japan; as an end, the whole day is included) or a date-time (without an
-    offset: Japan time). ``Rejected`` naming ``field`` when it is neither."""
+    offset: Japan time). ``Rejected`` naming ``field`` when it is neither, or outside the hub's range of dates
+    (``events.dates``)."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
     if isinstance(text, datetime):
         return text if text.tzinfo else text.replace(tzinfo=JST)
+    moment: datetime | None = None
     try:
         if isinstance(text, date):
             day = text
@@ -113,10 +116,16 @@ def parse_moment(text: str | date | datetime | None, field: str, *, end: bool = 
             day = date.fromisoformat(text.strip())
         else:
             moment = datetime.fromisoformat(text.strip())
-            return moment if moment.tzinfo else moment.replace(tzinfo=JST)
+            moment = moment if moment.tzinfo else moment.replace(tzinfo=JST)
     except ValueError:
         raise Rejected([Problem("invalid_date", f"{field}: not a date (YYYY-MM-DD) or a date-time",
                                 f"{field}: 日付の形式が正しくありません{_DATE_HELP}", field)]) from None
+    if moment is not None:
+        if not moment_in_range(moment):
+            raise Rejected([out_of_range(field)])
+        return moment
+    if not day_in_range(day):
+        raise Rejected([out_of_range(field)])
     start = datetime.combine(day, time(0, 0), tzinfo=JST)
     return start + timedelta(days=1) if end else start
 
@@ -408,13 +417,16 @@ class PolicyImpact(BaseModel):
 
 
 def _settings_model() -> type[BaseModel]:
-    """The settings an impact report may change: every field of ``consent.model.Settings``, all optional."""
+    """The settings an impact report may change: every field of ``consent.model.Settings``, all optional; numbers
+    within their range in ``consent.model.SETTING_RANGES`` (the same as ``tsunagu settings set``)."""
     defaults = Settings()
     spec: dict[str, Any] = {}
     for f in fields(Settings):
         kind = type(getattr(defaults, f.name))
         spec[f.name] = ((bool | None, None) if kind is bool else
-                        (int | None, Field(default=None, ge=1)) if kind is int else (kind | None, None))
+                        (int | None, Field(default=None, ge=SETTING_RANGES[f.name][0], le=SETTING_RANGES[f.name][1]))
+                        if kind is int
+                        else (kind | None, None))
     return create_model("SettingsChanges", __config__=ConfigDict(extra="forbid", strict=True), **spec)
 
 
@@ -432,7 +444,7 @@ def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings", *,
         problems = []
         for e in error.errors():
             name = ".".join([field, *(str(p) for p in e["loc"])])
-            ja = "この設定はありません" if e["type"] == "extra_forbidden" else JA_BY_ERROR_TYPE.get(e["type"], "値が正しくありません")
+            ja = "この設定はありません" if e["type"] == "extra_forbidden" else ja_for(e)
             problems.append(Problem("invalid_settings", f"{name}: {e['msg']}", f"{name}: {ja}", name))
         raise Rejected(problems) from None
     changes = model.model_dump(exclude_none=True)

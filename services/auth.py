@@ -48,7 +48,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 import uuid
@@ -60,6 +59,8 @@ from typing import Any, Callable, Iterable
 from joserfc import errors as jose_errors
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
+
+from events.secret_files import write_secret_file
 
 log = logging.getLogger("tsunagu.auth")
 
@@ -318,31 +319,15 @@ class SigningKeys:
 
     def _create(self) -> None:
         key = _with_kid(ECKey.generate_key(CURVE, private=True))
-        if self.path.parent != Path(""):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return  # created meanwhile by another process: use that one
+        try:  # kept if created meanwhile by another process: that one is used
+            write_secret_file(self.path, _key_file_text([(key, self._utc_now())]), replace=False)
         except OSError as error:
             raise KeyFileError(f"signing key file {self.path} cannot be created: {error.strerror}") from None
-        with os.fdopen(fd, "wb") as file:
-            file.write(_key_file_text([(key, self._utc_now())]))
 
     def _write(self, keys: list[tuple[ECKey, datetime | None]]) -> None:
         """Replace the file atomically (a reader sees the old keys or the new ones, never half a file)."""
-        directory = self.path.parent if self.path.parent != Path("") else Path(".")
         try:
-            fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as file:  # mkstemp creates it with mode 0600
-                    file.write(_key_file_text(keys))
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            write_secret_file(self.path, _key_file_text(keys))
         except OSError as error:
             raise KeyFileError(f"signing key file {self.path} cannot be written: {error.strerror}") from None
         self._refresh(force=True, strict=True)

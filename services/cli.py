@@ -120,8 +120,8 @@ def publish(file: Path, database: Database = None,
         try:
             items.append(json.loads(line))
             numbers.append(n)
-        except json.JSONDecodeError as error:
-            bad_lines.append((n, f"not JSON: {error.msg}"))
+        except ValueError as error:  # not JSON, or an integer of more digits than Python converts
+            bad_lines.append((n, f"not JSON: {error.msg if isinstance(error, json.JSONDecodeError) else error}"))
     from adapters.publisher import publisher_for
     from events.transport import TransportError
 

@@ -2,7 +2,8 @@
 
 ``serve`` runs the API with its token endpoint (``services.oauth``) on the signing keys of ``--key-file``, staff
 sign-in through the OpenID provider of ``TSUNAGU_OIDC_*`` (``services.oidc``), and, with ``TSUNAGU_DEV_OIDC=1``,
-the development provider (``services.dev_oidc``), which it trusts itself when no other provider is configured.
+the development provider (``services.dev_oidc``), which it trusts itself when no other provider is configured, and
+which it serves on a loopback address only (127.0.0.1, ::1, localhost).
 
 Registered on the ``tsunagu`` command by ``services/cli.py`` importing this module.
 """
@@ -61,9 +62,13 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     import uvicorn
 
     from services.api import create_app
-    from services.dev_oidc import PREFIX, DevProvider, dev_oidc_enabled, load_dev_users
+    from services.dev_oidc import (DEV_OIDC_ENV, LOOPBACK_ONLY_JA, PREFIX, DevProvider, dev_oidc_enabled,
+                                   load_dev_users, loopback_only)
     from services.oidc import OidcProvider, OidcSettings
 
+    if dev_oidc_enabled() and not loopback_only(host):
+        fail(f"--host {host}: {LOOPBACK_ONLY_JA} (the development sign-in of {DEV_OIDC_ENV}=1 lets anyone sign in "
+             f"as anyone: it is served on a loopback address only)")
     try:
         settings = OidcSettings.from_env()
         dev = DevProvider(f"http://{host}:{port}{PREFIX}", load_dev_users()) if dev_oidc_enabled() else None

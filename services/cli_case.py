@@ -17,6 +17,7 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 import typer
 from rich.table import Table
 
+from events.dates import DAY_RANGE_JA, day_in_range
 from events.problems import Rejected
 from services.agenda import agenda_csv, agenda_html, alert_text, attendance_text, ledger_text
 from services.caseledger import CASE_TYPE_JA, CATEGORY_JA, STATUS_JA, CaseViews, Ledger, label
@@ -69,10 +70,14 @@ def _day(value: Optional[str]) -> date:
     if not value:
         return date.today()
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         err.print(f"[red]エラー[/red]: 日付「{value}」の形式が正しくありません（例: 2026-07-15）")
         raise typer.Exit(2) from None
+    if not day_in_range(day):
+        err.print(f"[red]エラー[/red]: 日付「{value}」: {DAY_RANGE_JA}")
+        raise typer.Exit(2)
+    return day
 
 
 # --- Cases ------------------------------------------------------------------------------------------------

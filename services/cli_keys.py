@@ -19,6 +19,7 @@ import typer
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from events.sealing import DEFAULT_KEYS_FILE, KEYS_FILE_ENV, KeyConfigError, create_keys_file
+from events.secret_files import write_secret_file
 from services.cli import Database, app, fail, out
 
 keys_app = typer.Typer(help="Master keys (暗号鍵の管理): generate, rotate, rewrap the data keys.",
@@ -44,25 +45,28 @@ def generate(keys_file: KeysFile = None) -> None:
     path = _path(keys_file)
     if path.exists():
         fail(f"{path}: 既に存在します。上書きしません (the keys file exists; it is never overwritten)")
-    create_keys_file(path, {"master_keys": [_new_master()],
-                            "stream_secret": base64.b64encode(os.urandom(32)).decode()})
+    try:
+        create_keys_file(path, {"master_keys": [_new_master()],
+                                "stream_secret": base64.b64encode(os.urandom(32)).decode()})
+    except OSError as error:
+        fail(f"{path}: 鍵ファイルを書き込めません ({error})")
     out.print(f"created {path}")
 
 
 @keys_app.command("rotate")
 def rotate(keys_file: KeysFile = None) -> None:
-    """Put a new master key in front of the keys file: it wraps new data keys; the others still unwrap."""
+    """Put a new master key in front of the keys file: it wraps new data keys; the others still unwrap. The file is
+    replaced atomically by a new one of mode 0600 (``events.secret_files``)."""
     path = _path(keys_file)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         fail(f"{path}: 鍵ファイルを読めません ({error})")
     data["master_keys"] = [_new_master()] + list(data.get("master_keys") or [])
-    temporary = path.with_name(path.name + ".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump(data, file, indent=2)
-    os.replace(temporary, path)
+    try:
+        write_secret_file(path, json.dumps(data, indent=2).encode("utf-8"))
+    except OSError as error:
+        fail(f"{path}: 鍵ファイルを書き込めません ({error})")
     out.print(f"new master key {data['master_keys'][0]['id']} in {path}; now run: tsunagu master-key rewrap")
 
 

@@ -76,6 +76,12 @@ def secret_matches(secret: str, stored: str) -> bool:
         return False
 
 
+DUMMY_SECRET_HASH = hash_secret(secrets.token_urlsafe(32))
+"""A hash no secret is known to match (made at start-up, with the real parameters): what the token endpoint
+verifies a secret against when the client id is unknown or disabled, so that such a request costs the same
+scrypt work as a wrong secret and its answer cannot tell which client ids exist."""
+
+
 # --- The stream ---------------------------------------------------------------------------------------------
 
 class ClientRegistry(_CopiedOnWrite, Aggregate):
@@ -144,7 +150,8 @@ class Client(ClientMixin):
         return False
 
     def check_client_secret(self, client_secret: str) -> bool:
-        return self.enabled and secret_matches(client_secret, self.secret_hash)
+        matches = secret_matches(client_secret, self.secret_hash)  # verified whether enabled or not: same time
+        return self.enabled and matches
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return endpoint == "token" and method in AUTH_METHODS
@@ -154,6 +161,13 @@ class Client(ClientMixin):
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type == CLIENT_CREDENTIALS
+
+
+def no_such_client(client_id: str) -> Client:
+    """A stand-in for an unknown or disabled ``client_id`` at the token endpoint: its secret check verifies the
+    secret against ``DUMMY_SECRET_HASH`` and always fails, exactly as a wrong secret does."""
+    return Client(client_id=client_id, org="", scopes=(), enabled=False, registered_at="", secret_rotated_at=None,
+                  disabled_at=None, secret_hash=DUMMY_SECRET_HASH)
 
 
 # --- Reading ------------------------------------------------------------------------------------------------

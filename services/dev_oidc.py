@@ -1,7 +1,8 @@
 """The hub's development OpenID Connect provider: staff sign-in for the demo and the tests, without a real one.
 
 **Never for production.** It signs an ID token for any configured user who asks, without a password. It is
-mounted only when asked for: ``TSUNAGU_DEV_OIDC=1 tsunagu serve`` (or ``create_app(..., dev_oidc=...)``).
+mounted only when asked for: ``TSUNAGU_DEV_OIDC=1 tsunagu serve`` (or ``create_app(..., dev_oidc=...)``), and
+``tsunagu serve`` refuses to start it unless the server listens on a loopback address only (``loopback_only``).
 
 - ``GET /dev-oidc/.well-known/openid-configuration``: its discovery document (issuer, ``jwks_uri``, token
   endpoint, ES256).
@@ -22,7 +23,9 @@ the hub fetches the keys over HTTP from itself, exactly as it would from a real 
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -49,6 +52,32 @@ ID_TOKEN_SECONDS = 3600
 def dev_oidc_enabled(environ: Mapping[str, str] | None = None) -> bool:
     environ = os.environ if environ is None else environ
     return (environ.get(DEV_OIDC_ENV) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def loopback_only(host: str) -> bool:
+    """Whether a server listening on ``host`` can be reached from this machine only: a loopback address
+    (127.0.0.0/8, ::1), or a name (``localhost``) whose every address is one. ``0.0.0.0``, ``::``, any other
+    address and a name that does not resolve are not."""
+    host = host.strip().removeprefix("[").removesuffix("]")
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+        except (OSError, UnicodeError, ValueError):
+            return False
+    return bool(addresses) and all(_is_loopback(a) for a in addresses)
+
+
+def _is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    return address.is_loopback
+
+
+LOOPBACK_ONLY_JA = (f"開発用ログイン（{DEV_OIDC_ENV}=1）はパスワードなしで誰にでもなりすませるため、このコンピューター"
+                    "の中からしか接続できないループバックアドレス（127.0.0.1 または ::1）でだけ起動できます。"
+                    f"--host 127.0.0.1 を指定するか、{DEV_OIDC_ENV} を外してください")
 
 
 @dataclass(frozen=True)

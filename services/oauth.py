@@ -53,7 +53,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.auth import (ACCESS_TOKEN_LIFETIME, ROLE_SCOPES, ROLES, SCOPES, TokenIssuer, TokenVerifier,
                            scope_text)
-from services.clients import AUTH_METHODS, CLIENT_CREDENTIALS, Client, find_client
+from services.clients import AUTH_METHODS, CLIENT_CREDENTIALS, Client, find_client, no_such_client
 from services.hub import Hub
 from services.oidc import JwksUnavailable, OidcProvider, StaffMember
 
@@ -242,9 +242,12 @@ class HubAuthorizationServer(AuthorizationServer):
     def grant_types(self) -> list[str]:
         return [CLIENT_CREDENTIALS] + ([JWT_BEARER] if self.oidc is not None else [])
 
-    def query_client(self, client_id: str) -> Client | None:
+    def query_client(self, client_id: str) -> Client:
+        """The enabled client ``client_id``, or a stand-in whose secret never matches (``no_such_client``): an
+        unknown or disabled client goes through the same secret verification and gets the same answer as a
+        wrong secret, in about the same time."""
         client = find_client(self.hub.store, client_id)
-        return client if client is not None and client.enabled else None
+        return client if client is not None and client.enabled else no_such_client(client_id)
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Nothing to save: the token is a signed JWT; who was given one is in its claims and the clients' stream."""

@@ -359,6 +359,57 @@ def test_a_publish_body_that_is_not_events_gets_a_422_naming_the_body(world, cli
     assert world.store.peek(Quarantine.create_id("beppu-center")) is None
 
 
+def test_dates_beyond_the_hubs_range_are_refused_naming_the_field_and_never_break_a_later_read(world, client,
+                                                                                                 issuer, published):
+    """An ``at`` whose Japan time is before year 1, a payload month or date at the end of the calendar: rejected
+    with the field named, so that nothing stored breaks the overdue list (once a server error for every reader)."""
+    listed = {"kind": "target_list.assigned", "child": "c1", "source": "beppu-center", "basis": "cwa-25-3",
+              "to": "beppu-es-1", "at": "2026-05-01T09:00:00+09:00",
+              "payload": {"school": "beppu-es-1", "student_no": "S1"}}
+    cases = [
+        ({**listed, "id": "t1", "at": "0001-01-01T00:00:00+14:00"}, "at"),
+        ({**listed, "id": "t2", "at": "1899-12-31T23:59:59+09:00"}, "at"),
+        ({**listed, "id": "t3", "payload": {**listed["payload"], "from_month": "9999-12"}}, "payload.from_month"),
+        ({**N1, "id": "n2", "kind": "visit.report", "payload": {"date": "0001-01-01", "observations": "面会"}},
+         "payload.date"),
+        ({**R1, "id": "r2", "child": "c2", "payload": {"residence": "442020", "birth_date": "9999-12-31"}},
+         "payload.birth_date"),
+    ]
+    for envelope, field in cases:
+        [result] = publish(client, issuer, "beppu-center", envelope)["results"]
+        assert result["outcome"] == "rejected", (envelope, result)
+        assert [p["field"] for p in result["problems"]] == [field], result
+        assert "2999-12" in result["problems"][0]["message_ja"], result
+    assert publish(client, issuer, "beppu-center", {**listed, "id": "t4"})["counts"]["accepted"] == 1
+    for org, role in [("beppu-es-1", "teacher"), ("beppu-center", "caseworker")]:
+        response = client.get("/v1/reports/overdue", headers=bearer(issuer, org, role))
+        assert response.status_code == 200, response.text
+        for month in ["9999-12", "0000-01"]:
+            response = client.get("/v1/reports/overdue", params={"month": month}, headers=bearer(issuer, org, role))
+            error = assert_error(response, 422, "invalid_request")
+            assert error["field"] == "month" and "2999-12" in error["message_ja"], error
+
+
+def test_a_number_that_overflows_to_infinity_is_rejected_naming_its_field(world, client, issuer, published):
+    """``1e400`` is valid JSON that Python reads as infinity: no store keeps it as sent, so it is refused by name,
+    in a named field or in a free one, however deep, and kept in quarantine for correction."""
+    note = ('{"id": "n5", "kind": "note.recorded", "child": "c1", "source": "beppu-center", "basis": "internal", '
+            '"at": "2026-05-01T09:00:00+09:00", "payload": {"text": "x", "score": [1, {"weight": -1e400}]}}')
+    report = ('{"id": "a1", "kind": "attendance.monthly", "child": "c1", "source": "beppu-center", "basis": '
+              '"internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"month": "2026-04", "school_days": 20, '
+              '"attended": 1e400, "absent": 0, "absent_without_contact": 0}}')
+    response = client.post("/v1/events", content=f"[{note}, {report}]",
+                           headers=bearer(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["outcome"] for r in results] == ["rejected", "rejected"]
+    assert [[p["field"] for p in r["problems"]] for r in results] == [["payload.score.1.weight"], ["payload.attended"]]
+    assert all(has_japanese(r["problems"][0]["message_ja"]) for r in results)
+    held = world.store.peek(Quarantine.create_id("beppu-center")).held
+    assert [h["raw"]["id"] for h in held] == ["n5", "a1"]
+    assert [e.id for e in world.store.peek(ChildRecord.create_id("c1")).entries] == ["r1", "n1", "e1"]
+
+
 @pytest.mark.parametrize("path, params, field", [
     ("/v1/children/c1/timeline", {}, "purpose"),
     ("/v1/children/c1/timeline", {"purpose": ""}, "purpose"),

@@ -437,6 +437,39 @@ def test_bad_input_to_the_audit_endpoints_is_422_or_404_naming_what_is_wrong(wor
         assert re.search(r"[ぁ-んァ-ン一-龥]", error["message_ja"]), error
 
 
+def test_dates_and_settings_beyond_what_the_hub_can_reckon_with_are_422_naming_the_field(world, client, keys):
+    """Extreme dates (the last day a date can hold, the first, a date-time whose Japan time is past the last day)
+    and a huge emergency window are refused by name, never a server error."""
+    headers = bearer(keys, "oita-audit")
+    cases = [
+        ("GET", "/v1/audit/children/c1/reads", {"params": {"until": "9999-12-31"}}, "until"),
+        ("GET", "/v1/audit/children/c1/reads", {"params": {"since": "0001-01-01"}}, "since"),
+        ("GET", "/v1/audit/children/c1/reads", {"params": {"until": "9999-12-31T23:59:59-12:00"}}, "until"),
+        ("GET", "/v1/audit/emergencies", {"params": {"until": "9999-12-31"}}, "until"),
+        ("GET", "/v1/audit/emergencies", {"params": {"since": "0001-01-01T00:00:00+14:00"}}, "since"),
+        ("GET", "/v1/audit/children/c1/reconstruction", {"params": {"org": "beppu-center", "at": "9999-12-31"}},
+         "at"),
+        ("POST", "/v1/audit/policy-impact", {"json": {"until": "9999-12-31", "settings": {"joint_ledger": True}}},
+         "until"),
+        ("POST", "/v1/audit/policy-impact", {"json": {"settings": {"emergency_hours": 10**30}}},
+         "settings.emergency_hours"),
+        ("POST", "/v1/audit/policy-impact", {"json": {"settings": {"emergency_hours": 10**8}}},
+         "settings.emergency_hours"),
+        ("POST", "/v1/audit/policy-impact", {"json": {"settings": {"monthly_report_due_day": 10**30}}},
+         "settings.monthly_report_due_day"),
+    ]
+    for method, url, options, field in cases:
+        response = client.request(method, url, headers=headers, **options)
+        assert response.status_code == 422, (url, options, response.text)
+        error = response.json()["error"]
+        assert error["field"] == field, (url, options, error)
+        assert re.search(r"[ぁ-んァ-ン一-龥]", error["message_ja"]), error
+    # the widest period the hub does reckon with still answers
+    response = client.get("/v1/audit/emergencies", params={"since": "1900-01-01", "until": "2999-12-31"},
+                          headers=headers)
+    assert response.status_code == 200, response.text
+
+
 # --- Through the CLI ------------------------------------------------------------------------------------------
 
 def test_the_cli_answers_the_same_questions(make_hub, clock, tmp_path):
@@ -470,6 +503,10 @@ def test_the_cli_answers_the_same_questions(make_hub, clock, tmp_path):
                               (("policy-impact", "--set", "joint_ledger"), 2, "名前=値"),
                               (("policy-impact", "--set", "ledger=true"), 2, "この設定はありません"),
                               (("finding", record, "--reviewer", "x", "--finding", "great"), 2, "finding"),
+                              (("reads", "c1", "--until", "9999-12-31"), 2, "until"),
+                              (("emergencies", "--since", "0001-01-01"), 2, "since"),
+                              (("impact", "--set", f"emergency_hours={10**30}"), 2, "emergency_hours"),
+                              (("impact", "--until", "9999-12-31", "--set", "joint_ledger=true"), 2, "until"),
                               (("reconstruct", "no-such-record"), 1, "見つかりません")]:
         result = cli(*args)
         assert result.exit_code == code and words in result.output, (args, result.output)

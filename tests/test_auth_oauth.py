@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -136,6 +137,34 @@ def test_wrong_unknown_and_missing_client_credentials_are_invalid_client(world, 
                      auth.client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=not_utf8)]:
         body = assert_oauth_error(response, 401, "invalid_client")
         assert response.headers["WWW-Authenticate"].startswith("Basic"), body  # HTTP Basic is offered
+
+
+def test_an_unknown_client_a_disabled_one_and_a_wrong_secret_get_the_same_answer_in_the_same_time(world, auth,
+                                                                                                    school_client):
+    """Nothing tells a caller guessing client ids which ones exist: the same status, body and headers, and an
+    unknown id costs the same scrypt verification as a wrong secret (against a dummy hash)."""
+    client_id, secret = school_client
+    disabled, disabled_secret = add_client(world, org="beppu-center", scopes=["read"])
+    disable_client(world, disabled.client_id)
+    for how in ["basic", "post"]:
+        answers = []
+        for who, what in [(client_id, secret + "x"), ("tc_0123456789abcdef", secret),
+                          (disabled.client_id, disabled_secret)]:
+            response = client_token(auth.client, who, what, how=how)
+            answers.append((response.status_code, response.json(), response.headers.get("www-authenticate")))
+        assert answers[0][0] == 401 and answers[0][1]["error"] == "invalid_client", answers[0]
+        assert answers[1] == answers[0] and answers[2] == answers[0], (how, answers)
+
+    def median_seconds(who: str, what: str) -> float:
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            assert client_token(auth.client, who, what).status_code == 401
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    wrong, unknown = median_seconds(client_id, secret + "x"), median_seconds("tc_0123456789abcdef", secret)
+    assert 0.5 < unknown / wrong < 2, (unknown, wrong)  # without the dummy verification: about 0.05
 
 
 @pytest.mark.parametrize("form, content_type, error", [
@@ -473,6 +502,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.invalid"])
+def test_tsunagu_serve_refuses_the_development_provider_unless_it_listens_on_loopback_only(tmp_path, host):
+    """Anyone who reaches the development provider signs in as anyone: with TSUNAGU_DEV_OIDC=1, ``tsunagu serve``
+    on any address but a loopback one stops before it listens (or creates anything), with a Japanese message."""
+    port = _free_port()
+    env = dict(os.environ, TSUNAGU_DEV_OIDC="1")
+    done = subprocess.run([str(Path(sys.executable).with_name("tsunagu")), "serve", "--host", host, "--port",
+                           str(port), "--database", f"sqlite:///{tmp_path / 'hub.db'}", "--key-file",
+                           str(tmp_path / "keys.pem")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, (done.stdout, done.stderr)
+    assert "ループバック" in done.stderr and "TSUNAGU_DEV_OIDC" in done.stderr, done.stderr
+    assert not (tmp_path / "keys.pem").exists() and not (tmp_path / "hub.db").exists()
 
 
 def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_path):

@@ -628,6 +628,34 @@ def test_case_work_over_http_acts_as_the_tokens_organisation(world, clock, keys)
     assert hub.verify().ok
 
 
+def test_case_work_dates_outside_the_hubs_range_are_422_naming_the_field(world, clock, keys):
+    """The same range of dates as everywhere in the hub (events.dates): a meeting on 9999-12-31 or a plan due on
+    it is a typing error to point at, not a day to compute with."""
+    hub = world()
+    issuer, verifier = keys
+    move(clock, "2026-04-01")
+    child(hub, clock, "c1")
+    headers = {"Authorization": f"Bearer {issuer.issue(org='beppu-center', role='caseworker', user='tester')}"}
+    plan = {"child": "c1", "wishes": "w", "issues": "i", "supports": ["s"], "plan": "P1"}
+    with TestClient(create_app(hub, verifier)) as client:
+        for method, url, options, field in [
+            ("GET", "/v1/agenda", {"params": {"date": "9999-12-31"}}, "date"),
+            ("GET", "/v1/agenda", {"params": {"date": "0001-01-01"}}, "date"),
+            ("GET", "/v1/plans/due", {"params": {"date": "9999-12-31"}}, "date"),
+            ("POST", "/v1/plans", {"json": {**plan, "review_due": "9999-12-31"}}, "review_due"),
+        ]:
+            response = client.request(method, url, headers=headers, **options)
+            assert response.status_code == 422, (url, options, response.text)
+            error = response.json()["error"]
+            assert error["field"] == field and "2999-12-31" in error["message_ja"], error
+        assert client.post("/v1/plans", json={**plan, "review_due": "2026-06-30"}, headers=headers).status_code == 201
+        response = client.post("/v1/plans/P1/consents", headers=headers, json={
+            "version": 1, "recipients": ["beppu-es-1"], "signed_by": "母", "valid_until": "9999-12-31"})
+        assert response.status_code == 422 and response.json()["error"]["field"] == "valid_until", response.text
+    result = CliRunner().invoke(cli_app, ["case", "agenda", "--org", "beppu-center", "--date", "9999-12-31", "--database", "sqlite:///:memory:"])
+    assert result.exit_code == 2 and "2999-12-31" in result.output, result.output
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------------------
 
 @pytest.mark.postgres

@@ -263,6 +263,10 @@ def test_settings_come_from_the_environment(monkeypatch):
         settings_from_env({"TSUNAGU_JOINT_LEDGER": "maybe"})
     with pytest.raises(ValueError, match="TSUNAGU_EMERGENCY_HOURS"):
         settings_from_env({"TSUNAGU_EMERGENCY_HOURS": "a day"})
+    for name, value in [("TSUNAGU_EMERGENCY_HOURS", str(10**30)), ("TSUNAGU_EMERGENCY_HOURS", "0"),
+                        ("TSUNAGU_MONTHLY_REPORT_DUE_DAY", "32")]:
+        with pytest.raises(ValueError, match=name):  # a window no date can end, or a day no month has
+            settings_from_env({name: value})
     monkeypatch.setenv("TSUNAGU_JOINT_LEDGER", "true")
     hub = Hub("sqlite:///:memory:")
     try:

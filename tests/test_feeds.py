@@ -185,6 +185,23 @@ def test_jsonl_feed(world, importer):
     assert (again.accepted, again.unchanged, again.waiting_for_link) == (0, 2, 1)
 
 
+def test_a_jsonl_feed_with_numbers_no_store_keeps_is_rejected_line_by_line(world, importer):
+    """Infinity (``1e400``), ``NaN`` and an integer of 5000 digits: each line refused naming its line (and the
+    field where there is one), the good line imported."""
+    head = ('{"kind": "concern.reported", "local_child": "0123", "source": "tobu-hc", "basis": "cwa-21-10-5", '
+            '"at": "2026-04-20T10:00:00+09:00", ')
+    feed = "\n".join([head + '"id": "k1", "payload": {"summary": "健診未受診"}}',
+                      head + '"id": "k2", "payload": {"summary": "健診未受診", "score": 1e400}}',
+                      head + '"id": "k3", "payload": {"summary": "健診未受診", "score": NaN}}',
+                      head + '"id": "k4", "payload": {"summary": "健診未受診", "score": 1' + "0" * 5000 + "}}"]) + "\n"
+    summary = importer.jsonl(io.BytesIO(feed.encode()), org="tobu-hc")
+    assert (summary.rows, summary.accepted, summary.rejected_total) == (4, 1, 3)
+    problems = {r["line"]: r["problems"][0] for r in summary.rejected}
+    assert problems[2]["message_ja"].startswith("2行目: payload.score: 数値が大きすぎる")
+    assert problems[3]["message_ja"].startswith("3行目: payload.score: 数値が大きすぎる")
+    assert problems[4]["message_ja"].startswith("4行目: JSON として読めません")
+
+
 def test_a_file_that_is_not_a_csv_is_refused(world, importer):
     summary = importer.health_checkup(io.BytesIO(b"%PDF-1.4 binary"), org="tobu-hc")
     assert summary.status == "refused" and "CSV ファイルではありません" in summary.refused[0]["message_ja"]

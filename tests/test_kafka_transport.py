@@ -252,6 +252,30 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_quarantine(kafka_s
     assert hub.store.peek(ChildRecord.create_id("c-good")).entries[0].id == good["id"]
 
 
+def test_an_infinite_or_nan_number_sent_through_kafka_is_rejected_naming_its_field(kafka_server, hub):
+    """Python writes an infinite float as ``Infinity`` and reads it back: the worker rejects the envelope naming
+    the field (dead letter and the publisher's quarantine), and the good one beside it is stored."""
+    hub.load_orgs(ORGS)
+    topic = fresh_topic()
+    good = registered("c-num", datetime(2026, 3, 2, 9, tzinfo=JST))
+    note = {"kind": "note.recorded", "child": "c-num", "source": "beppu-center", "basis": "internal",
+            "at": "2026-03-02T10:00:00+09:00"}
+    bad = [{**note, "id": "n-inf", "payload": {"text": "x", "score": float("1e400")}},
+           {**note, "id": "n-nan", "payload": {"text": "x", "scores": [1, float("nan")]}}]
+    with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=V09) as publisher:
+        publisher.publish([good, *bad])
+    with worker_for(hub, kafka_server, topic) as worker:
+        drain(worker, 3)
+    assert (worker.totals.accepted, worker.totals.rejected) == (1, 2)
+    held = hub.store.peek(Quarantine.create_id("beppu-center")).held
+    assert [(h["raw"]["id"], [p["field"] for p in h["problems"]]) for h in held] == [
+        ("n-inf", ["payload.score"]), ("n-nan", ["payload.scores.1"])]
+    assert [e.id for e in hub.store.peek(ChildRecord.create_id("c-num")).entries] == [good["id"]]
+    letters = [json.loads(r.value) for r in read_topic(kafka_server, dead_letter_topic(topic), 2)]
+    assert sorted(p["field"] for letter in letters for p in letter["problems"]) == ["payload.score",
+                                                                                  "payload.scores.1"]
+
+
 def test_a_broker_that_is_down_is_a_clear_error(hub):
     from tests.conftest import _free_port
 

@@ -323,3 +323,38 @@ def test_a_valid_until_at_midnight_utc_keeps_its_instant(hub, clock):
                                                      "valid_until": "2026-06-30T00:00:00Z"})])
     clock.at = datetime.fromisoformat("2026-06-30T08:00:00+09:00")  # 2026-06-29T23:00Z: still valid
     assert visible(hub, "hoikuen-a") == ["p1"]
+
+
+# --- Numbers JSON can spell but no store keeps ----------------------------------------------------------------
+
+def test_tsunagu_publish_rejects_infinite_and_nan_numbers_naming_line_and_field(tmp_path):
+    """``tsunagu publish`` reads JSON lines with Python's parser, which takes ``NaN``, ``Infinity`` and ``1e400``
+    (infinity) as numbers, and a 5000-digit integer as an error of its own: each line is rejected by name and the
+    good line is published."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from services.cli import app
+    from services.hub import Hub
+
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = Hub(database)
+    hub.load_orgs(ORGS)
+    hub.close()
+    head = ('{"kind": "note.recorded", "child": "c1", "source": "beppu-center", "basis": "internal", '
+            '"at": "2026-04-10T09:00:00+09:00", ')
+    lines = [json.dumps(REGISTERED),
+             head + '"id": "n1", "payload": {"text": "x", "score": NaN}}',
+             head + '"id": "n2", "payload": {"text": "x", "score": {"low": -1e400}}}',
+             head + '"id": "n3", "payload": {"text": "x", "score": -Infinity}}',
+             head + '"id": "n4", "payload": {"text": "x", "score": 1' + "0" * 5000 + "}}",
+             head + '"id": "n5", "payload": {"text": "x", "score": 1e300}}']
+    (tmp_path / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["publish", str(tmp_path / "events.jsonl"), "--database", database, "--json"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["accepted"] == 2  # r1 and n5 (1e300 is a finite number)
+    rejected = [(r["line"], [p["field"] for p in r["problems"]]) for r in summary["rejected"]]
+    assert rejected == [(2, ["payload.score"]), (3, ["payload.score.low"]), (4, ["payload.score"]), (5, [None])]
+    assert all(JAPANESE.search(p["message_ja"]) for r in summary["rejected"] for p in r["problems"])

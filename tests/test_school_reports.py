@@ -277,6 +277,44 @@ def test_undecodable_characters_late_in_a_file_reject_that_row_only(world, tmp_p
         "2002行目「特記事項」: 文字化けしています（Shift_JIS（CP932）として読めない文字があります）")
 
 
+def test_a_broken_byte_in_the_middle_row_of_a_small_cp932_file_rejects_that_row_only(tmp_path):
+    """A three-row CP932 export whose middle row holds a byte sequence CP932 does not have: once the whole file
+    was refused as 'neither UTF-8 nor Shift_JIS'; now that row gets its row-numbered error and is kept for
+    correction, and the other two rows are imported (through the real command)."""
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = Hub(database)
+    try:
+        setup(hub)
+        for child, student_no in [("c1", "2026-0412"), ("c2", "2026-0518"), ("c3", "2026-0601")]:
+            list_child(hub, child, student_no)
+    finally:
+        hub.close()
+    path = write_csv(tmp_path / "m.csv", MONTHLY_HEADER, [
+        monthly_row("2026-0412", "R8.5", notes="特になし"), monthly_row("2026-0518", "R8.5", notes="XX"),
+        monthly_row("2026-0601", "R8.5", notes="保健室登校")])
+    data = path.read_bytes()
+    assert data.count(b",XX\r\n") == 1 and len(data) < 1024
+    path.write_bytes(data.replace(b",XX\r\n", b",\x82\xff\r\n"))  # 0x82 0xFF: no such CP932 character
+    with pytest.raises(UnicodeDecodeError):
+        path.read_bytes().decode("cp932")
+
+    result = CliRunner().invoke(app, ["import", "school-monthly", str(path), "--database", database, "--json"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.output)
+    assert (summary["encoding"], summary["accepted"], summary["rejected_total"]) == ("cp932", 2, 1), summary
+    [row] = summary["rejected"]
+    assert row["line"] == 3 and [p["message_ja"] for p in row["problems"]] == [
+        "3行目「特記事項」: 文字化けしています（Shift_JIS（CP932）として読めない文字があります）"]
+    hub = Hub(database)
+    try:
+        held = hub.store.peek(Quarantine.create_id("beppu-es-1")).held
+        assert [h["raw"]["line"] for h in held] == [3]
+        assert [e["payload"]["notes"] for e in kinds(hub, "c3", "attendance.monthly")] == ["保健室登校"]
+        assert len(kinds(hub, "c1", "attendance.monthly")) == 1 and kinds(hub, "c2", "attendance.monthly") == []
+    finally:
+        hub.close()
+
+
 def test_cells_beyond_the_header_are_reported(world, tmp_path):
     path = write_csv(tmp_path / "m.csv", MONTHLY_HEADER, [monthly_row() + ["余分"]])
     summary = import_monthly(world, path)
