@@ -25,6 +25,7 @@ from consent.admission import admit
 from consent.model import Recorded, Settings
 from events.envelope import Envelope, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
+from events.retry import retry_conflicts
 from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
 from events.store import STORE_FORMAT, ChildRecord, HubStore, Quarantine, jsonable, recorded_from
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
@@ -291,15 +292,16 @@ class Ingest:
         if publisher is not None:
             parsed = [_as_publisher(raw, item, publisher) for raw, item in zip(items, parsed)]
         # First try without looking up each id (new events are the common case); a stored id makes the
-        # transaction fail on the register of envelope ids, and the second pass looks every id up.
-        for attempt, look_up in enumerate((False, True, True, True)):
-            try:
-                return self._publish_once(items, parsed, now, look_up=look_up, publisher=publisher)
-            except IntegrityError as conflict:
-                if attempt == 3:
-                    raise
-                _clear_frames(conflict)
-        raise AssertionError("unreachable")
+        # transaction fail on the register of envelope ids, and the next passes look every id up. A stream that
+        # moved meanwhile fails the same way: tried again with backoff within the budget, then Busy (503).
+        passes = 0
+
+        def publish_once() -> list[PublishResult]:
+            nonlocal passes
+            passes += 1
+            return self._publish_once(items, parsed, now, look_up=passes > 1, publisher=publisher)
+
+        return retry_conflicts(publish_once, on_conflict=_clear_frames)
 
     def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
                       look_up: bool, publisher: str | None = None) -> list[PublishResult]:
