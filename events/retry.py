@@ -38,12 +38,15 @@ MIN_ATTEMPTS = 4  # tried at least this often, however long each attempt takes
 RETRY_AFTER_SECONDS = 2  # what a client that got Busy is told to wait
 
 
-def retry_conflicts(attempt: Callable[[], T], *, budget_seconds: float = CONFLICT_BUDGET_SECONDS,
+def retry_conflicts(attempt: Callable[[], T], *, budget_seconds: float | None = None,
                     on_conflict: Callable[[BaseException], None] | None = None) -> T:
     """``attempt()``, run again after each ``IntegrityError`` (another writer got to the same stream version or
-    envelope id first) with a jittered, growing wait, until it succeeds or ``budget_seconds`` would be spent (and
-    at least ``MIN_ATTEMPTS`` tries were made); then ``Busy``. ``on_conflict`` sees each conflict before the
-    wait (e.g. to free what its traceback holds). Any other exception goes through at once."""
+    envelope id first) with a jittered, growing wait, until it succeeds or ``budget_seconds`` (default
+    ``CONFLICT_BUDGET_SECONDS``) would be spent and at least ``MIN_ATTEMPTS`` tries were made; then ``Busy``.
+    ``on_conflict`` sees each conflict before the wait (e.g. to free what its traceback holds). Any other
+    exception goes through at once."""
+    if budget_seconds is None:
+        budget_seconds = CONFLICT_BUDGET_SECONDS
 
     def conflicted(state: RetryCallState) -> None:
         if on_conflict is not None and state.outcome is not None:
