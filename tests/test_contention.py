@@ -28,6 +28,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -86,8 +87,11 @@ def run_client(bases: list[str], name: str, read_headers: dict, publish_headers:
     server in turn, until ``requests`` answers or ``seconds`` passed. Runs in a process of its own (or a thread)."""
     answers: list[tuple] = []
     at = datetime.now(JST) - timedelta(days=1)
-    deadline = time.monotonic() + seconds
     with httpx.Client(timeout=30) as client:
+        if _START is not None:  # all together, once every client process is up
+            client.get(f"{bases[0]}/v1/health")
+            _START.wait(timeout=60)
+        deadline = time.monotonic() + seconds
         for n in range(requests):
             if time.monotonic() > deadline:
                 break
@@ -105,6 +109,15 @@ def run_client(bases: list[str], name: str, read_headers: dict, publish_headers:
                 continue
             answers.append(_answer(operation, response))
     return answers
+
+
+_START: Any = None  # in a client process: the barrier at which every client waits for the others
+
+
+def _keep_start(barrier: Any) -> None:
+    """A client process's initializer: keep the start barrier (shared only by inheritance)."""
+    global _START
+    _START = barrier
 
 
 def _run_client_args(args: tuple) -> list[tuple]:
@@ -197,8 +210,6 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
                 assert server.poll() is None and time.monotonic() < deadline, "a server did not start"
                 time.sleep(0.2)
 
-        with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9)) as publisher:
-            assert {r.outcome for r in publisher.publish(through_kafka)} == {"queued"}
         worker = subprocess.Popen(
             [str(TSUNAGU), "worker", "ingest", "--bootstrap", kafka_server, "--topic", topic,
              "--group", f"test-{uuid.uuid4().hex[:8]}", "--database", postgres_url, "--max-batch", "10",
@@ -207,10 +218,18 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
         read = {"Authorization": f"Bearer {issuer.issue(org='beppu-center', role='caseworker', user='佐藤')}"}
         publish = {"Authorization": f"Bearer {issuer.issue(org='beppu-es-1', role='adapter', user='校務')}"}
         clients = [(bases, f"p{n}", read, publish, 24, 20.0) for n in range(10)]
-        began = time.monotonic()
-        with multiprocessing.get_context("spawn").Pool(len(clients)) as pool:
-            answers = [a for client in pool.map(_run_client_args, clients) for a in client]
-        took = time.monotonic() - began
+        spawn = multiprocessing.get_context("spawn")
+        start_together = spawn.Barrier(len(clients) + 1)  # the clients and this process
+        with spawn.Pool(len(clients), initializer=_keep_start, initargs=(start_together,)) as pool, \
+                KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9)) as publisher:
+            running = pool.map_async(_run_client_args, clients)
+            start_together.wait(timeout=90)
+            began = time.monotonic()
+            for n in range(0, len(through_kafka), 10):  # the worker stores these while the clients run
+                assert {r.outcome for r in publisher.publish(through_kafka[n:n + 10])} == {"queued"}
+                time.sleep(1)
+            answers = [a for client in running.get(timeout=120) for a in client]
+            took = time.monotonic() - began
 
         _, worker_said = worker.communicate(timeout=90)
     finally:
