@@ -13,7 +13,6 @@ meanwhile makes the insert fail on its (stream, version) key, and ``publish`` tr
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence
@@ -301,7 +300,7 @@ class Ingest:
             passes += 1
             return self._publish_once(items, parsed, now, look_up=passes > 1, publisher=publisher)
 
-        return retry_conflicts(publish_once, on_conflict=_clear_frames)
+        return retry_conflicts(publish_once)
 
     def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
                       look_up: bool, publisher: str | None = None) -> list[PublishResult]:
@@ -419,16 +418,6 @@ class Ingest:
                 except Exception:  # noqa: BLE001 - a stand-in may not behave like the aggregate: no forecast
                     pass
         return children, forecast.ids, prepared
-
-
-def _clear_frames(error: BaseException) -> None:
-    """Clear the locals of the finished frames in ``error``'s tracebacks (and its causes'). The library raises
-    its ``IntegrityError`` while handling the database's, so those frames and the exceptions refer to each other,
-    and the failed pass's whole batch would wait for the garbage collector (services/runtime.py)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        traceback.clear_frames(seen.__traceback__)
-        seen = seen.__cause__ or seen.__context__
 
 
 def _as_publisher(raw: Any, item: Envelope | Rejected, publisher: str) -> Envelope | Rejected:
