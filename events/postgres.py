@@ -25,7 +25,8 @@ the same transaction as the events, before the events table is locked, so that a
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -36,6 +37,19 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from events.envelope_ids import FORMAT_TABLE, TABLE as ENVELOPE_IDS, StoredEnvelope, columns
+
+
+@contextmanager
+def schema_changes_locked(datastore: Any, schema: str) -> Iterator[None]:
+    """Hold a session-level advisory lock, one per schema, while the hub's tables are created or changed, so that
+    processes opening a new database at the same time do it one after the other (each then finds the tables)."""
+    key = f"tsunagu-schema:{schema}"
+    with datastore.get_connection() as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
 
 
 class PostgresRecorder(PostgresApplicationRecorder):
@@ -59,6 +73,13 @@ class PostgresRecorder(PostgresApplicationRecorder):
         self.format_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(FORMAT_TABLE))
         self.sql_create_statements.append(SQL("CREATE TABLE IF NOT EXISTS {table} (format integer NOT NULL)")
                                           .format(table=self.format_table))
+
+    def create_table(self) -> None:
+        """The library's ``create_table``, one process at a time (``schema_changes_locked``): several processes
+        starting at once on a new database (three API servers and a worker) otherwise race on PostgreSQL's
+        catalogue ("tuple concurrently updated" from ``CREATE OR REPLACE FUNCTION``, a duplicate type)."""
+        with schema_changes_locked(self.datastore, self.datastore.schema):
+            super().create_table()
 
     def store_format(self) -> int | None:
         """The format the store's tables were last brought to (``events.store.STORE_FORMAT``); None: never set."""

@@ -43,6 +43,38 @@ class Rejected(Exception):
 Outcome = Literal["accepted", "duplicate", "rejected", "queued", "waiting", "received"]
 
 
+class Busy(Exception):
+    """A request the hub could not serve within its time budget: other writers kept getting to the same records
+    first (``events.retry``), or the store did not answer. Nothing of the request was stored or returned; the same
+    request may be sent again after ``retry_after`` seconds. The HTTP API answers 503 with ``Retry-After`` and
+    ``problem`` in its error format; the command line prints ``problem`` in Japanese and exits 75 (EX_TEMPFAIL)."""
+
+    def __init__(self, problem: Problem, retry_after: int):
+        self.problem = problem
+        self.retry_after = retry_after
+        super().__init__(problem.message)
+
+    @classmethod
+    def contended(cls, retry_after: int) -> "Busy":
+        """Other writers kept changing the same records (a child's stream, its access log, …) until the budget
+        was spent."""
+        return cls(Problem(
+            "busy", f"the hub is busy with other changes to the same records; nothing was stored, try again in "
+                    f"{retry_after} seconds",
+            f"同じ記録への処理が混み合っているため、処理できませんでした（何も保存されていません）。"
+            f"{retry_after}秒ほど待ってから、もう一度お試しください"), retry_after)
+
+    @classmethod
+    def store_unavailable(cls, retry_after: int) -> "Busy":
+        """The event store did not answer (a lost connection, no free connection, a locked database file)."""
+        return cls(Problem(
+            "store_unavailable", f"the event store is not reachable; try again in {retry_after} seconds",
+            f"データベースに接続できないため、処理できませんでした。{retry_after}秒ほど待ってから、もう一度お試しください"),
+            retry_after)
+
+
+
+
 @dataclass
 class PublishResult:
     """What became of one published event."""

@@ -295,6 +295,8 @@ class DataKeys:
         blob = "BYTEA" if self.postgres else "BLOB"
         index = f"{self.TABLE}_active"
         with self.datastore.transaction(commit=True) as cursor:
+            if self.postgres:  # processes opening a new database at once create it one after the other
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsunagu-keys:{self.table}"])
             cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key_id {blob} PRIMARY KEY, scope TEXT NOT NULL, "
                            f"master_key TEXT, wrapped {blob}, created_at TEXT NOT NULL, destroyed_at TEXT)")
             cursor.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) "

@@ -563,6 +563,8 @@ def ensure_postgres_schema(env: dict[str, str]) -> None:
 
     with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], dbname=env["POSTGRES_DBNAME"],
                          user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"], autocommit=True) as conn:
+        # one process at a time (several opening a new database at once would race on the catalogue)
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"tsunagu-create-schema:{schema}"])
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 

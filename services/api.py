@@ -24,7 +24,7 @@ import json
 import logging
 from typing import Annotated, Any, Literal, get_args
 
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -39,7 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consent.policy import learns_whether_published, POLICY_VERSION
 from events.envelope import Envelope, ja_for, nesting_depth
 from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_JSON_DEPTH
-from events.problems import Rejected, told_to
+from events.problems import Busy, Rejected, told_to
+from events.retry import RETRY_AFTER_SECONDS
 from services.api_deps import (ApiError, ErrorResponse, HubDep, ProblemOut, PublishDep, TimelineReaderDep, error_body,
                                error_responses)
 from services.api_limits import install_limits
@@ -121,7 +122,8 @@ def health(hub: HubDep) -> Health:
     except PersistenceError:
         log.exception("the event store does not answer")
         raise ApiError(503, "store_unavailable", "the event store is not reachable",
-                       "データベースに接続できません。しばらくしてから再度お試しください") from None
+                       "データベースに接続できません。しばらくしてから再度お試しください",
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
     module = type(hub.store.recorder).__module__
     return Health(status="ok", policy_version=POLICY_VERSION,
                   store="postgresql" if module.endswith(".postgres") else "sqlite")
@@ -330,6 +332,11 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+_BUSY = ("Busy: other requests kept changing the same records (busy), or the event store did not answer "
+         "(store_unavailable), until the request's time budget was spent. Nothing was returned; send the same "
+         "request again after the seconds in Retry-After (a publish is idempotent by envelope id)")
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The generated schema, plus the envelope schema the publish endpoint's body refers to."""
     if app.openapi_schema is None:
@@ -338,12 +345,26 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         envelope = Envelope.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(envelope.pop("$defs", {}))
         components["Envelope"] = envelope
+        busy = {"description": _BUSY, "headers": {"Retry-After": {
+                    "description": "Seconds to wait before sending the same request again", "schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict) and "responses" in operation:
+                    operation["responses"].setdefault("503", busy)
         app.openapi_schema = schema
     return app.openapi_schema
 
 
 def _json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
+
+
+def _busy_response(busy: Busy) -> JSONResponse:
+    """503 with ``Retry-After``: the request could not be served in its time budget (``events.problems.Busy``)."""
+    problem = busy.problem
+    return _json_error(503, error_body(problem.code, problem.message, problem.message_ja),
+                       headers={"Retry-After": str(busy.retry_after)})
 
 
 _HTTP_ERRORS = {
@@ -384,6 +405,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         code, message, message_ja = _HTTP_ERRORS.get(error.status_code, (
             f"http_{error.status_code}", str(error.detail), "リクエストを処理できませんでした"))
         return _json_error(error.status_code, error_body(code, message, message_ja), error.headers)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, error: Busy) -> JSONResponse:
+        log.warning("503 %s on %s %s: %s", error.problem.code, request.method, request.url.path, error)
+        return _busy_response(error)
+
+    @app.exception_handler(IntegrityError)
+    async def lost_race(request: Request, error: IntegrityError) -> JSONResponse:
+        # A write that lost a race outside ``events.retry`` (every optimistic writer should retry there): still
+        # no 500, since sending the request again is the remedy; logged, so that the writer gets its retry.
+        log.error("a conflict was not retried on %s %s", request.method, request.url.path, exc_info=error)
+        return _busy_response(Busy.contended(RETRY_AFTER_SECONDS))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def store_unavailable(request: Request, error: PersistenceError) -> JSONResponse:
+        # The library has already tried again (a lost connection, no free connection, a locked SQLite file).
+        log.error("the event store did not answer on %s %s", request.method, request.url.path, exc_info=error)
+        return _busy_response(Busy.store_unavailable(RETRY_AFTER_SECONDS))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

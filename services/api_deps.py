@@ -99,7 +99,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "The request body is too large",
         422: "The request is not valid; the error names the field",
         500: "Unexpected error (no internals are returned)",
-        503: "The event store is not reachable",
+        503: "The event store is not reachable (store_unavailable), or the hub is busy with other changes to the "
+             "same records (busy): retry after the seconds in Retry-After",
     }
     return {s: {"model": ErrorResponse, "description": descriptions.get(s, "Error")} for s in statuses}
 

@@ -34,7 +34,6 @@ from typing import Any, Callable, Iterator, Literal, Mapping
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import IntegrityError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -43,6 +42,7 @@ from consent.model import SETTING_RANGES, Org, ReadDecision, Settings
 from events.dates import day_in_range, moment_in_range, out_of_range
 from events.envelope import ja_for
 from events.problems import Problem, Rejected
+from events.retry import retry_conflicts
 from events.store import NAMESPACE, ChildRecord, HubStore
 from services.audit import History, Loaded, considered, load, rebuild, replay, stored_records
 from services.caseledger import TYPE_JA
@@ -521,15 +521,13 @@ class Auditing:
         entry = {"query": query, "child": child, "params": {k: v for k, v in params.items() if v is not None},
                  "results": results, "org": actor.org, "user": actor.user, "via": actor.via,
                  "at": self.clock().isoformat()}
-        for attempt in range(5):
+
+        def append_once() -> None:
             trail = self.store.get_or_none(AuditTrail.create_id(actor.org)) or AuditTrail(actor.org)
             trail.record_query(query=entry)
-            try:
-                self.store.save(trail)
-                return
-            except IntegrityError:
-                if attempt == 4:
-                    raise
+            self.store.save(trail)
+
+        retry_conflicts(append_once)  # another query of the same organisation may append at the same time
 
     @staticmethod
     def _counts(decision: Mapping[str, Any]) -> tuple[dict[str, int], int, int, int]:
@@ -694,17 +692,15 @@ class Auditing:
         entry = {"record": record_id, "finding": finding, "finding_ja": FINDING_JA[finding], "note": note,
                  "reviewer": reviewer.strip(), "org": actor.org, "at": self.clock().isoformat(), "via": actor.via}
         same = ("finding", "note", "reviewer", "org")
-        for attempt in range(5):
+
+        def add_once() -> None:
             review = self.store.get_or_none(EmergencyReview.create_id(record_id)) or EmergencyReview(record_id)
             if review.findings and all(review.findings[-1][k] == entry[k] for k in same):
-                break
+                return
             review.add_finding(finding=entry)
-            try:
-                self.store.save(review)
-                break
-            except IntegrityError:
-                if attempt == 4:
-                    raise
+            self.store.save(review)
+
+        retry_conflicts(add_once)
         return self._emergency(loaded, History(self.store), self._orgs())
 
     # -- the family's disclosure report

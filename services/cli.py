@@ -6,20 +6,48 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
+import click
 import typer
 import yaml
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
-from events.problems import Rejected
+from events.problems import Busy, Rejected
+from events.retry import RETRY_AFTER_SECONDS
 from services.auth import DEFAULT_KEY_FILE, KEY_FILE_ENV, KeyFileError, SigningKeys, key_file_path
 from services.hub import Hub
 from services.runtime import tune_garbage_collector
 
+EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
+
+
+class HubCommands(TyperGroup):
+    """The ``tsunagu`` command group. A command the hub could not serve in its time budget (``Busy``: other
+    writers kept changing the same records, or the store did not answer) says so in Japanese (with the English
+    beside it) and exits 75 (EX_TEMPFAIL), never with a traceback: running it again later is the remedy."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Busy as busy:
+            _busy(busy)
+        except IntegrityError:  # a conflict outside events.retry: the same remedy
+            _busy(Busy.contended(RETRY_AFTER_SECONDS))
+        except (OperationalError, InterfaceError):  # the library has already tried again
+            _busy(Busy.store_unavailable(RETRY_AFTER_SECONDS))
+
+
+def _busy(busy: Busy) -> None:
+    Console(stderr=True).print(f"[red]error:[/red] {busy.problem.message_ja} / {busy.problem.message}")
+    raise typer.Exit(EXIT_BUSY)
+
+
 app = typer.Typer(help="tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, cls=HubCommands)
 orgs_app = typer.Typer(help="Organisations registered in the hub (機関登録).", no_args_is_help=True)
 scenario_app = typer.Typer(help="Executable policy scenarios (shared/spec/scenarios.md).", no_args_is_help=True)
 audit_app = typer.Typer(help="Auditors' tools (監査).", no_args_is_help=True)

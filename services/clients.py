@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from eventsourcing.domain import Aggregate, event
 
 from events.problems import Problem, Rejected
+from events.retry import retry_conflicts
 from events.store import NAMESPACE, HubStore, _CopiedOnWrite
 from services.auth import SCOPES
 
@@ -215,38 +216,53 @@ def add_client(hub: Hub, *, org: str, scopes: Iterable[str]) -> tuple[Client, st
     if unknown := sorted(set(wanted) - SCOPES.keys()):
         problems.append(Problem("unknown_scope", f"unknown scope {', '.join(unknown)}; one of {', '.join(SCOPES)}",
                                 f"権限「{'、'.join(unknown)}」はありません（{', '.join(SCOPES)}）", "scopes"))
-    registry = _registry(hub.store)
-    if existing := [c for c in registry.clients.values() if c["org"] == org and c["enabled"]]:
-        problems.append(Problem("client_exists", f"organisation {org!r} has a client already "
-                                f"({existing[0]['client_id']}); disable it first", f"機関「{org}」のクライアントは登録済み"
-                                f"です（{existing[0]['client_id']}）。先に無効化してください", "org"))
-    if problems:
-        raise Rejected(problems)
     client_id = f"tc_{secrets.token_hex(8)}"
     secret = secrets.token_urlsafe(32)
-    registry.register(client_id=client_id, org=org, scopes=sorted(set(wanted), key=list(SCOPES).index),
-                      secret_hash=hash_secret(secret), at=_now(hub))
-    hub.store.save(registry)  # a concurrent add for the same organisation conflicts on the stream's version
-    return Client.from_state(registry.clients[client_id]), secret
+    secret_hash = hash_secret(secret)
+
+    def add_once() -> Client:
+        registry = _registry(hub.store)
+        found = list(problems)
+        if existing := [c for c in registry.clients.values() if c["org"] == org and c["enabled"]]:
+            found.append(Problem("client_exists", f"organisation {org!r} has a client already "
+                                 f"({existing[0]['client_id']}); disable it first", f"機関「{org}」のクライアントは登録済み"
+                                 f"です（{existing[0]['client_id']}）。先に無効化してください", "org"))
+        if found:
+            raise Rejected(found)
+        registry.register(client_id=client_id, org=org, scopes=sorted(set(wanted), key=list(SCOPES).index),
+                          secret_hash=secret_hash, at=_now(hub))
+        hub.store.save(registry)  # a concurrent add for the same organisation conflicts on the stream's version
+        return Client.from_state(registry.clients[client_id])
+
+    return retry_conflicts(add_once), secret  # tried again, a concurrent add is seen: client_exists
 
 
 def rotate_secret(hub: Hub, client_id: str) -> tuple[Client, str]:
     """Give ``client_id`` a new secret (the old one stops working at once). The client and the new secret."""
-    registry = _registry(hub.store)
-    _known(registry, client_id)
     secret = secrets.token_urlsafe(32)
-    registry.rotate_secret(client_id=client_id, secret_hash=hash_secret(secret), at=_now(hub))
-    hub.store.save(registry)
-    return Client.from_state(registry.clients[client_id]), secret
+    secret_hash = hash_secret(secret)
+
+    def rotate_once() -> Client:
+        registry = _registry(hub.store)
+        _known(registry, client_id)
+        registry.rotate_secret(client_id=client_id, secret_hash=secret_hash, at=_now(hub))
+        hub.store.save(registry)
+        return Client.from_state(registry.clients[client_id])
+
+    return retry_conflicts(rotate_once), secret
 
 
 def disable_client(hub: Hub, client_id: str) -> Client:
     """Disable ``client_id``: no new tokens, and the tokens it holds are refused from now on."""
-    registry = _registry(hub.store)
-    _known(registry, client_id)
-    registry.disable(client_id=client_id, at=_now(hub))
-    hub.store.save(registry)
-    return Client.from_state(registry.clients[client_id])
+
+    def disable_once() -> Client:
+        registry = _registry(hub.store)
+        _known(registry, client_id)
+        registry.disable(client_id=client_id, at=_now(hub))
+        hub.store.save(registry)
+        return Client.from_state(registry.clients[client_id])
+
+    return retry_conflicts(disable_once)
 
 
 def _now(hub: Hub) -> str:

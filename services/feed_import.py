@@ -22,7 +22,6 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Literal
 
-from eventsourcing.persistence import IntegrityError
 
 from adapters import health_center, service_provider
 from adapters.csvfile import CsvReader, FileRefused
@@ -31,6 +30,7 @@ from adapters.jsonl import JsonlReader
 from adapters.publisher import Publisher
 from events.envelope import content_digest
 from events.problems import Problem
+from events.retry import retry_conflicts
 from events.store import HubStore, Quarantine
 from services.identity import WAITING_FOR_LINK
 from services.ingest import PublishResult
@@ -193,7 +193,8 @@ class _Run:
         not held twice)."""
         if not self.held:
             return
-        for attempt in range(5):
+
+        def hold_once() -> None:
             quarantine = self.store.get_or_none(Quarantine.create_id(self.org)) or Quarantine(self.org)
             known = {content_digest([h["raw"].get("format"), h["raw"].get("row")]) for h in quarantine.held
                      if isinstance(h.get("raw"), dict)}
@@ -203,9 +204,6 @@ class _Run:
                     known.add(digest)
                     quarantine.hold(raw=raw, problems=[p.to_dict() for p in problems],
                                     received_at=self.importer.now.isoformat())
-            try:
-                self.store.save(quarantine)
-                return
-            except IntegrityError:
-                if attempt == 4:
-                    raise
+            self.store.save(quarantine)
+
+        retry_conflicts(hold_once)  # a publish rejecting an event of the same sender may hold at the same time

@@ -14,7 +14,7 @@ meanwhile makes the insert fail on its (stream, version) key, and ``publish`` tr
 
 from __future__ import annotations
 
-import traceback
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, Sequence
@@ -26,6 +26,7 @@ from consent.admission import AwaitsResidence, admit
 from consent.model import Recorded, Settings
 from events.envelope import Envelope, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
+from events.retry import retry_conflicts
 from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
 from events.store import (STORE_FORMAT, ChildRecord, HubStore, Quarantine, ResidenceQueue, ResidenceWaitList,
                           jsonable, recorded_from)
@@ -309,21 +310,17 @@ class Ingest:
         """The deployment's settings in force now (``services.settings.SettingsSource``)."""
         return self.settings_source.current()
 
-    def publish(self, items: Sequence[Any], *, publisher: str | None = None,
-                received: datetime | None = None) -> list[PublishResult]:
+    def publish(self, items: Sequence[Any], *, publisher: str | None = None) -> list[PublishResult]:
         """Publish a batch. Each item is accepted, recognised as a duplicate of a stored event, or rejected with
         its problems (and kept in quarantine). Accepted events of one batch are stored in one transaction.
 
         ``publisher``: the authenticated organisation sending the batch (the HTTP API). An organisation
         publishes only as itself: an event whose ``source`` is another organisation is rejected
-        (``source_mismatch``), and whatever it rejects is held in the publisher's quarantine.
-
-        ``received``: when the hub received the batch, for events released from a queue: their times are checked
-        against the later of it and the clock (they were received when they were queued)."""
+        (``source_mismatch``), and whatever it rejects is held in the publisher's quarantine."""
         if len(items) > MAX_BATCH:
             raise Rejected([Problem("batch_too_large", f"at most {MAX_BATCH} events per batch",
                                     f"一度に送れるのは{MAX_BATCH}件までです")])
-        now = self.clock() if received is None else max(self.clock(), received)
+        now = self.clock()
         parsed: list[Envelope | Rejected] = []
         for raw in items:
             try:
@@ -333,57 +330,27 @@ class Ingest:
         if publisher is not None:
             parsed = [_as_publisher(raw, item, publisher) for raw, item in zip(items, parsed)]
         # First try without looking up each id (new events are the common case); a stored id makes the
-        # transaction fail on the register of envelope ids, and the second pass looks every id up.
-        for attempt, look_up in enumerate((False, True, True, True)):
-            try:
-                results, residence_recorded = self._publish_once(items, parsed, now, look_up=look_up,
-                                                                 publisher=publisher)
-                break
-            except IntegrityError as conflict:
-                if attempt == 3:
-                    raise
-                _clear_frames(conflict)
-        self._release_waiting(residence_recorded)
-        return results
+        # transaction fail on the register of envelope ids, and the next passes look every id up. A stream that
+        # moved meanwhile fails the same way: tried again with backoff within the budget, then Busy (503).
+        passes = 0
 
-    def _release_waiting(self, children: Sequence[str]) -> None:
-        """Publish, by themselves, the 第21条の10の5 events that waited for these children's residence (policy.md:
-        once the centre records where the child lives). Each goes through ``publish`` like any event: accepted (its
-        audience fixed now), rejected into its source's quarantine, or waiting again when the residence at its
-        time is still unknown. Those no longer waiting leave the child's queue."""
-        for child in dict.fromkeys(children):
-            queue = self.store.get_or_none(ResidenceQueue.create_id(child))
-            if queue is None or not queue.waiting:
-                continue
-            entries = sorted(queue.waiting.values(), key=lambda w: w["arrived"])
-            received = max(datetime.fromisoformat(w["arrived"]) for w in entries)
-            results = self.publish([w["envelope"] for w in entries], received=received)
-            done = [w["envelope"] for w, r in zip(entries, results) if r.outcome != "waiting"]
-            for attempt in range(5):
-                queue = self.store.get_or_none(ResidenceQueue.create_id(child))
-                lists = {e["source"]: self.store.get_or_none(ResidenceWaitList.create_id(e["source"])) for e in done}
-                for envelope in done:
-                    if queue is not None and envelope["id"] in queue.waiting:
-                        queue.release(envelope_id=envelope["id"], released_at=self.clock().isoformat())
-                    listed = lists[envelope["source"]]
-                    if listed is not None and envelope["id"] in listed.waiting:
-                        listed.release(envelope_id=envelope["id"], child=child)
-                try:
-                    self.store.save(*[a for a in (queue, *lists.values()) if a is not None])
-                    break
-                except IntegrityError:  # another process released or queued meanwhile: look again
-                    if attempt == 4:
-                        raise
+        def publish_once() -> list[PublishResult]:
+            nonlocal passes
+            passes += 1
+            return self._publish_once(items, parsed, now, look_up=passes > 1, publisher=publisher)
+
+        return retry_conflicts(publish_once)
 
     def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
-                      look_up: bool, publisher: str | None = None) -> tuple[list[PublishResult], list[str]]:
-        """One attempt at the batch, in one transaction: the results, and the children whose residence it
-        recorded (whose waiting events can now be published)."""
+                      look_up: bool, publisher: str | None = None) -> list[PublishResult]:
+        """One attempt at the batch, in one transaction, event after event. When an event records a child's
+        residence, the 第21条の10の5 events waiting for it (``ResidenceQueue``) are published by themselves right
+        after it, in the same transaction, and leave the queue (policy.md: once the centre records where the child
+        lives); they are not among the results, which answer the batch's own events."""
         registry = self.store.registry()
         orgs = registry.orgs
         batch = Batch(self.store, registry)
         ids = _IdsInBatch(batch)
-        residence_recorded: list[str] = []
         batch.ask_versions([item.child for item in parsed if isinstance(item, Envelope) and item.child])
         facts, aggregates, prepared = self._forecast(parsed, registry)
         batch.prefetch([ChildFacts.create_id(child) for child in facts] + aggregates)
@@ -393,29 +360,46 @@ class Ingest:
         in_batch: dict[str, str] = {}
         results: list[PublishResult] = []
 
-        def reject(i: int, envelope_id: str | None, problems: list[Problem]) -> None:
-            results.append(PublishResult(i, envelope_id, "rejected", problems))
-            raw = items[i]
-            source = publisher or (str(raw.get("source") or "unknown") if isinstance(raw, dict) else "unknown")
+        # The events to publish, in order: the batch's own (index, parsed, raw), and released ones (index None)
+        # put right after the event that released them.
+        work: deque[tuple[int | None, Envelope | Rejected, Any]] = deque(
+            (i, item, items[i]) for i, item in enumerate(parsed))
+
+        def answer(result: PublishResult, item: Envelope | Rejected) -> None:
+            if result.index is not None:
+                results.append(result)
+            elif isinstance(item, Envelope) and result.outcome != "waiting":  # released: it leaves the queue
+                queue = batch.get(ResidenceQueue, item.child, create=False)
+                if queue is not None and item.id in queue.waiting:
+                    queue.release(envelope_id=item.id, released_at=now.isoformat())
+                listed = batch.get(ResidenceWaitList, item.source, create=False)
+                if listed is not None and item.id in listed.waiting:
+                    listed.release(envelope_id=item.id, child=item.child)
+
+        def reject(i: int | None, envelope_id: str | None, problems: list[Problem], raw: Any, item: Any) -> None:
+            answer(PublishResult(i, envelope_id, "rejected", problems), item)
+            source = publisher if i is not None and publisher else None
+            source = source or (str(raw.get("source") or "unknown") if isinstance(raw, dict) else "unknown")
             batch.get(Quarantine, source).hold(raw=jsonable(raw if not isinstance(raw, Envelope) else raw.canonical()),
                                      problems=[p.to_dict() for p in problems], received_at=now.isoformat())
 
-        for i, item in enumerate(parsed):
+        while work:
+            i, item, raw = work.popleft()
             if isinstance(item, Rejected):
-                raw = items[i]
-                reject(i, str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else None, item.problems)
+                reject(i, str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else None, item.problems, raw,
+                       item)
                 continue
             if item.local_child is not None:  # 紐付け: the source's own number, resolved through the centre's link
                 try:
                     resolved = resolve_local_child(item, batch, orgs, now)
                 except Rejected as rejected:
-                    reject(i, item.id, rejected.problems)
+                    reject(i, item.id, rejected.problems, raw, item)
                     continue
                 if resolved is None:
-                    results.append(PublishResult(i, item.id, "queued", [waiting_problem(item)]))
+                    answer(PublishResult(i, item.id, "queued", [waiting_problem(item)]), item)
                     continue
                 item = resolved
-            ready = prepared.get(i)
+            ready = prepared.get(i) if i is not None else None
             if ready is not None and ready.envelope is not item:
                 ready = None  # resolved from local_child since: prepare it again
             canonical = item.canonical()
@@ -427,10 +411,10 @@ class Ingest:
                 same = stored_ids[item.id].same_content(digest)
             if same is not None:
                 if same:
-                    results.append(PublishResult(i, item.id, "duplicate"))
+                    answer(PublishResult(i, item.id, "duplicate"), item)
                 else:
                     reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
-                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")])
+                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")], raw, item)
                 continue
             stream = batch.child(item.child)
             position = stream.next_position
@@ -449,20 +433,20 @@ class Ingest:
                     # now; the pass that looks every id up decides it.
                     raise IntegrityError(f"id {item.id!r} is already stored") from None
                 if isinstance(refused, Rejected):
-                    reject(i, item.id, refused.problems)
+                    reject(i, item.id, refused.problems, raw, item)
                     continue
                 queue = batch.get(ResidenceQueue, item.child)
                 held = queue.waiting.get(item.id)
                 if held is not None and held["digest"] != digest:
                     reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
-                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")])
+                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")], raw, item)
                     continue
                 if held is None:
                     queue.hold(envelope=canonical, digest=digest, arrived=now.isoformat())
                     batch.get(ResidenceWaitList, item.source).hold(envelope_id=item.id, child=item.child,
                                                                    kind=item.kind, at=canonical["at"],
                                                                    arrived=now.isoformat())
-                results.append(PublishResult(i, item.id, "waiting"))
+                answer(PublishResult(i, item.id, "waiting"), item)
                 continue
             entry = stream.append(canonical, sorted(audience), digest, now.isoformat(), candidate)
             batch.envelopes.append(StoredEnvelope(envelope_key(item.id), stream.id, entry.position,
@@ -470,11 +454,26 @@ class Ingest:
             for keep_index in INDEXES:
                 keep_index(entry, batch)
             in_batch[item.id] = digest
+            answer(PublishResult(i, item.id, "accepted"), item)
             if entry.kind in ("child.registered", "residence.changed"):
-                residence_recorded.append(entry.child)
-            results.append(PublishResult(i, item.id, "accepted"))
+                work.extendleft(reversed(self._released_by(entry.child, batch, now)))
         batch.save()
-        return results, residence_recorded
+        return results
+
+    @staticmethod
+    def _released_by(child: str, batch: Batch, now: datetime) -> list[tuple[None, Envelope | Rejected, Any]]:
+        """The events waiting in ``child``'s ``ResidenceQueue``, in the order they arrived, to be published again
+        now that the child's residence changed; their times are checked against when they arrived."""
+        queue = batch.get(ResidenceQueue, child, create=False)
+        released: list[tuple[None, Envelope | Rejected, Any]] = []
+        for w in sorted(queue.waiting.values() if queue is not None else (), key=lambda w: w["arrived"]):
+            try:
+                envelope: Envelope | Rejected = parse_envelope(
+                    w["envelope"], now=max(now, datetime.fromisoformat(w["arrived"])))
+            except Rejected as rejected:
+                envelope = rejected.with_traceback(None)
+            released.append((None, envelope, w["envelope"]))
+        return released
 
     def _forecast(self, parsed: Sequence[Envelope | Rejected], registry: Any
                   ) -> tuple[list[str], list[UUID], dict[int, _Prepared]]:
@@ -511,16 +510,6 @@ class Ingest:
                 except Exception:  # noqa: BLE001 - a stand-in may not behave like the aggregate: no forecast
                     pass
         return children, forecast.ids, prepared
-
-
-def _clear_frames(error: BaseException) -> None:
-    """Clear the locals of the finished frames in ``error``'s tracebacks (and its causes'). The library raises
-    its ``IntegrityError`` while handling the database's, so those frames and the exceptions refer to each other,
-    and the failed pass's whole batch would wait for the garbage collector (services/runtime.py)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        traceback.clear_frames(seen.__traceback__)
-        seen = seen.__cause__ or seen.__context__
 
 
 def _as_publisher(raw: Any, item: Envelope | Rejected, publisher: str) -> Envelope | Rejected:

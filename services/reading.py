@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from eventsourcing.persistence import IntegrityError
-
 from consent.model import Org, ReadDecision, Reader, Recorded, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
 from events.envelope import content_digest
+from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
 from events.streams import last_event
 from services.settings import SettingsSource
@@ -156,10 +155,23 @@ class TimelineReader:
     def _append(self, child: str, record: dict[str, Any]) -> None:
         """Chain ``record`` to the child's access log. Only the log's last event is read (the previous record's
         hash and sequence), so that a read costs the same after a thousand reads of the child as after one; a
-        reader who appended first makes the insert fail on the stream's version, and the head is read again."""
+        reader who appended first makes the insert fail on the stream's version, and the record is chained again
+        to the new head, with jittered backoff within the request's budget (``events.retry``; then ``Busy``).
+
+        The record is appended once: a try after a conflict first reads the records stored since the head it had
+        chained to, and stops if its own record (by its id, made once before the first try) is among them, which
+        happens when a commit went through but its answer was lost and the store tried the insert again."""
         stream = AccessLog.create_id(child)
-        for attempt in range(5):
-            head = last_event(self.store, stream)
+        tried: list[int] = []  # the head version each try chained to (0: the log did not exist)
+
+        def append_once() -> None:
+            if tried:
+                since = list(self.store.events.get(stream, gt=tried[-1]))
+                if any(_record_id(e) == record["id"] for e in since):
+                    return
+                head = since[-1] if since else last_event(self.store, stream)
+            else:
+                head = last_event(self.store, stream)
             if head is None:
                 log = AccessLog(child)
                 log.record(record=self._chained(record, "", 1))
@@ -170,15 +182,18 @@ class TimelineReader:
                 pending = AccessLog.ReadRecorded(originator_id=stream, originator_version=head.originator_version + 1,
                                                  timestamp=AccessLog.ReadRecorded.create_timestamp(),
                                                  record=self._chained(record, previous, sequence))
-            try:
-                self.store.save(pending)
-                return
-            except IntegrityError:
-                if attempt == 4:
-                    raise
+            tried.append(head.originator_version if head is not None else 0)
+            self.store.save(pending)
+
+        retry_conflicts(append_once)
 
     @staticmethod
     def _chained(record: dict[str, Any], previous: str, sequence: int) -> dict[str, Any]:
         chained = dict(record, prev_hash=previous, sequence=sequence)
         chained["hash"] = chain_hash(previous, chained)
         return chained
+
+
+def _record_id(event: Any) -> str | None:
+    """The id of the access record an access log's event carries (None: the log's creation)."""
+    return event.record["id"] if isinstance(event, AccessLog.ReadRecorded) else None

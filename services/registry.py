@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from consent.model import ORG_TYPES, Org
 from events.problems import Problem, Rejected
+from events.retry import retry_conflicts
 from events.store import REGISTRY_ID, HubStore, OrgRegistry
 
 
@@ -62,17 +63,21 @@ def parse_orgs(items: Sequence[Any]) -> list[Org]:
 def load_orgs(store: HubStore, items: Sequence[Any]) -> OrgLoadResult:
     """Register new organisations and record changes to known ones; the same file twice changes nothing."""
     orgs = parse_orgs(items)
-    registry = store.get_or_none(REGISTRY_ID) or OrgRegistry()
-    result = OrgLoadResult()
-    for org in orgs:
-        known = registry.orgs.get(org.id)
-        if known is None:
-            registry.register(org=org.to_dict())
-            result.registered.append(org.id)
-        elif known != org:
-            registry.update(org=org.to_dict())
-            result.updated.append(org.id)
-        else:
-            result.unchanged.append(org.id)
-    store.save(registry)
-    return result
+
+    def load_once() -> OrgLoadResult:  # tried again (events.retry) when another load changed the registry first
+        registry = store.get_or_none(REGISTRY_ID) or OrgRegistry()
+        result = OrgLoadResult()
+        for org in orgs:
+            known = registry.orgs.get(org.id)
+            if known is None:
+                registry.register(org=org.to_dict())
+                result.registered.append(org.id)
+            elif known != org:
+                registry.update(org=org.to_dict())
+                result.updated.append(org.id)
+            else:
+                result.unchanged.append(org.id)
+        store.save(registry)
+        return result
+
+    return retry_conflicts(load_once)

@@ -28,7 +28,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Literal
 
-from eventsourcing.persistence import IntegrityError
 
 from adapters.csvfile import CellError, CsvReader, FileRefused, cell_problem
 from adapters.publisher import Publisher
@@ -36,6 +35,7 @@ from adapters.school import (DAILY_COLUMNS, JST, MONTHLY_COLUMNS, ParsedRow, ale
                              daily_envelope, monthly_envelope, parse_daily, parse_monthly)
 from events.envelope import content_digest
 from events.problems import Problem
+from events.retry import retry_conflicts
 from events.store import HubStore, Quarantine
 from services.absence import streaks, unalerted
 from services.ingest import PublishResult
@@ -395,16 +395,13 @@ class _Run:
 
     def _save(self, cls: type, key: str, change: Callable[[Any], bool]) -> None:
         """Apply ``change`` to the stored aggregate and save it, retrying when another writer got there first."""
-        for attempt in range(5):
+
+        def save_once() -> None:
             aggregate = self.store.get_or_none(cls.create_id(key)) or cls(key)
-            if not change(aggregate):
-                return
-            try:
+            if change(aggregate):
                 self.store.save(aggregate)
-                return
-            except IntegrityError:
-                if attempt == 4:
-                    raise
+
+        retry_conflicts(save_once)
 
     # --- daily: the calendar and the alerts ---------------------------------------------------------------
 

@@ -13,6 +13,8 @@ For each batch taken from ``poll()``:
 A worker killed anywhere before 5 gets the batch again: publish is idempotent by envelope id, so nothing is
 stored twice and nothing is lost; the worst case is redelivery (a rejected envelope or an invalid message may then
 be quarantined and dead-lettered a second time). SIGTERM (and SIGINT) stop the worker after the batch in hand.
+A batch the hub could not store within its time budget (``Busy``: other writers kept changing the same child's
+stream) is not committed either: the worker moves back to the batch's offsets and takes it again after a pause.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from eventsourcing.persistence import IntegrityError
-
+from events.problems import Busy
+from events.retry import retry_conflicts
 from events.store import Quarantine, jsonable
 from events.transport import (EVENTS_TOPIC, InvalidMessage, TransportError, api_version_from_env,
                               dead_letter_topic, dead_letter_value, decode_all, original_message, producer_options)
@@ -43,6 +45,7 @@ class BatchReport:
     queued: int = 0  # waiting in the linking queue (紐付け待ち)
     rejected: int = 0
     invalid: int = 0
+    deferred: int = 0  # not stored this time (the hub was busy): taken again by the next poll
     committed: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> next offset
 
     def add(self, other: "BatchReport") -> None:
@@ -52,7 +55,8 @@ class BatchReport:
 
     def summary(self) -> str:
         return (f"{self.messages} messages: accepted {self.accepted}, duplicate {self.duplicate}, "
-                f"waiting for linking {self.queued}, rejected {self.rejected}, invalid {self.invalid}")
+                f"waiting for linking {self.queued}, rejected {self.rejected}, invalid {self.invalid}"
+                + (f", taken again after the hub was busy {self.deferred}" if self.deferred else ""))
 
 
 class IngestWorker:
@@ -152,7 +156,10 @@ class IngestWorker:
 
         dead: list[tuple[Any, bytes]] = []
         if envelopes:
-            results = self.hub.publish(envelopes)
+            try:
+                results = self.hub.publish(envelopes)
+            except Busy as busy:
+                return self._again_later(polled, report, busy)
             for result in results:
                 if result.outcome == "rejected":
                     record = carried[result.index]
@@ -165,7 +172,10 @@ class IngestWorker:
             report.queued = sum(r.outcome == "queued" for r in results)
             report.rejected = sum(r.outcome == "rejected" for r in results)
         if invalid:
-            self._quarantine(invalid, now)
+            try:
+                self._quarantine(invalid, now)
+            except Busy as busy:  # the envelopes are stored: they are recognised as duplicates next time
+                return self._again_later(polled, report, busy)
             report.invalid = len(invalid)
             for record, problem in invalid:
                 dead.append((record, dead_letter_value(self._original(record), [problem.to_problem()],
@@ -191,24 +201,34 @@ class IngestWorker:
 
     # --- the parts --------------------------------------------------------------------------------------------
 
+    def _again_later(self, polled: dict[Any, list[Any]], report: BatchReport, busy: Busy) -> BatchReport:
+        """The hub could not store the batch in its time budget (``Busy``): nothing is committed, the consumer is
+        moved back to the batch's first offsets so that the next poll takes it again, after a pause."""
+        for partition, partition_records in polled.items():
+            self._consumer.seek(partition, partition_records[0].offset)
+        self.log(f"{busy.problem.message} ({busy.problem.message_ja}); the batch of {report.messages} messages "
+                 f"is taken again")
+        report.deferred = report.messages
+        self.totals.deferred += report.messages  # the messages themselves are counted when they are stored
+        time.sleep(busy.retry_after)
+        return report
+
     @staticmethod
     def _original(record: Any) -> dict[str, Any]:
         return original_message(record.topic, record.partition, record.offset, record.key, record.value)
 
     def _quarantine(self, invalid: list[tuple[Any, InvalidMessage]], now: str) -> None:
         """Hold messages that carry no readable envelope, with their bytes and reasons, in one transaction."""
-        for attempt in range(5):  # another worker of the group may hold into the same stream at the same time
+
+        def hold_once() -> None:
             quarantine = self.hub.store.get_or_none(Quarantine.create_id(QUARANTINE_SOURCE)) \
                 or Quarantine(QUARANTINE_SOURCE)
             for record, problem in invalid:
                 quarantine.hold(raw=jsonable({"kafka": self._original(record)}), problems=[problem.to_problem()],
                                 received_at=now)
-            try:
-                self.hub.store.save(quarantine)
-                return
-            except IntegrityError:
-                if attempt == 4:
-                    raise
+            self.hub.store.save(quarantine)
+
+        retry_conflicts(hold_once)  # another worker of the group may hold into the same stream at the same time
 
     def _send_dead_letters(self, dead: list[tuple[Any, bytes]]) -> None:
         from kafka.errors import KafkaError
