@@ -1,24 +1,29 @@
-"""Publish-time rules: may this event be recorded on its stated legal ground, and who is its direct audience?
+"""Publish-time rules: may this event be recorded, and who is its direct audience?
 
-policy.md, "Direct audience, by basis": the audience is fixed when the event is published, from the events
-already recorded about the child and the registry at that moment. Pure: the services pass the state in.
+policy.md (version 2), "Direct audience, by basis" and "Authority: who may publish what": the source must have
+authority over the facts the event states (``consent.authority``), and the basis fixes the audience when the event
+is published, from the child's earlier facts and the registry at that moment. Pure: the services pass the state in.
+A refusal restates only what the publisher sent (policy.md, "Rejections leak nothing").
 """
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from consent.facts import residence_at
+from consent.authority import IdsInUse, Known, check_authority
 from consent.model import Org, Recorded, Settings
 from events.problems import Problem, Rejected
 
 CENTER = "municipal_center"
 JISO = "child_guidance_center"
 
-# The only kinds of earlier events these rules read: the residence over time (cwa-21-10-5, cwa-25-3 without
-# ``to``, erasure) and the cases registered (cwa-25-2, joint-ledger). The store keeps them per child apart from
-# the child's record (services.facts), so that admitting an event never needs the whole record.
-ADMISSION_FACTS = frozenset({"child.registered", "residence.changed", "case.registered"})
+TO_LISTED_SCHOOL = frozenset({"target_list.assigned", "target_list.removed", "inquiry.sent"})
+
+
+class AwaitsResidence(Exception):
+    """A 第21条の10の5 event about a child whose residence at the event's time is unknown: not rejected, it waits
+    until the centre records where the child lives, and is then published by itself (policy.md, "Rejections leak
+    nothing")."""
 
 
 def center_of(municipality: str | None, orgs: Mapping[str, Org]) -> Org | None:
@@ -32,11 +37,13 @@ def _reject(code: str, field: str | None, message: str, message_ja: str) -> Reje
     return Rejected([Problem(code, message, message_ja, field)])
 
 
-def admit(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings) -> frozenset[str]:
-    """Return the event's direct audience, or raise ``Rejected`` naming the rule it breaks.
+def admit(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings,
+          ids: IdsInUse | None = None) -> frozenset[str]:
+    """Return the event's direct audience; raise ``Rejected`` naming the rule it breaks, or ``AwaitsResidence``.
 
-    ``e.audience`` is ignored; ``prior`` are the child's events recorded before this one, of which only those of
-    the kinds in ``ADMISSION_FACTS`` are read (the others may be left out).
+    ``e.audience`` is ignored; ``prior`` are the child's earlier facts (``consent.authority.is_fact``), each
+    recorded with authority, in the order the hub recorded them (other events may be among them and are not
+    read). ``ids``: which case and plan ids are in use in the hub (``None``: only the child's own are known).
     """
     source = orgs.get(e.source)
     if source is None:
@@ -45,29 +52,30 @@ def admit(e: Recorded, prior: Sequence[Recorded], orgs: Mapping[str, Org], setti
     if e.to is not None and e.to not in orgs:
         raise _reject("unknown_addressee", "to", f"to {e.to!r} is not a registered organisation",
                       f"to「{e.to}」はハブに登録された機関ではありません")
-    _check_kind(e, source, prior, orgs)
-    return _audience(e, source, prior, orgs, settings)
+    known = Known(prior, orgs, settings, ids)
+    check_authority(e, known)
+    return _audience(e, source, known)
 
 
-def _audience(e: Recorded, source: Org, prior: Sequence[Recorded], orgs: Mapping[str, Org],
-              settings: Settings) -> frozenset[str]:
+def _audience(e: Recorded, source: Org, known: Known) -> frozenset[str]:
+    orgs = known.orgs
     own = frozenset({e.source})
     if e.basis == "internal":
         return own
     if e.basis == "cwa-21-10-5":
         # 児童福祉法第21条の10の5: to the municipality where the child is, and no one else.
-        residence = residence_at(prior, e.at)
+        residence = known.residence_at(e.at)
         if residence is None:
-            raise _reject("residence_unknown", "child",
-                          "the child's residence at the event's time is unknown; the event waits for linking",
-                          "この時点の児童の居住市町村が不明のため、受け付けられません（紐付け待ちとして保留します）")
-        # policy.md rejects only an unknown residence; a municipality with no centre in the hub has no addressee.
+            raise AwaitsResidence()
+        # A municipality with no centre in the hub has no addressee: the source alone reads it.
         center = center_of(residence, orgs)
         if e.to is not None and (center is None or e.to != center.id):
-            expected = center.id if center else f"none registered for {residence}"
+            # Names only the publisher's own ``to``: never the centre the child lives under (policy.md).
             raise _reject("wrong_addressee", "to",
-                          f"under cwa-21-10-5 the addressee is the centre of residence ({expected}), not {e.to}",
-                          f"第21条の10の5による情報提供の宛先は居住市町村のセンター（{center.id if center else '未登録'}）です")
+                          f"under cwa-21-10-5 the addressee is the centre of the child's residence; {e.to} is not "
+                          "(leave to out and the hub addresses it)",
+                          f"第21条の10の5による情報提供の宛先は児童の居住市町村のセンターです。to「{e.to}」は宛先に"
+                          "なりません（to を省略すれば、ハブが宛先を決めます）")
         return own | ({center.id} if center else set())
     if e.basis == "cwa-25":
         # 通告 goes to a municipality or a 児童相談所.
@@ -77,55 +85,49 @@ def _audience(e: Recorded, source: Org, prior: Sequence[Recorded], orgs: Mapping
                           "通告（第25条）の宛先 to には市町村のセンターまたは児童相談所を指定してください")
         return own | {e.to}
     if e.basis == "cwa-25-3":
+        # 第25条の3: information provided at the 要対協's request, to its coordinating body (or a 児相); a target
+        # list and an inquiry go the other way, to the school listed or the member asked.
         if e.to is not None:
+            if e.kind not in TO_LISTED_SCHOOL and orgs[e.to].type not in (CENTER, JISO):
+                raise _reject("invalid_addressee", "to",
+                              "cwa-25-3 is provided to a municipal_center or child_guidance_center",
+                              "第25条の3による情報提供の宛先 to には市町村のセンターまたは児童相談所を指定してください")
             return own | {e.to}
-        center = center_of(residence_at(prior, e.at), orgs)
+        center = center_of(known.residence_at(e.at), orgs)
         return own | ({center.id} if center else set())
     if e.basis == "commissioned":
-        if source.type != "service_provider":
-            raise _reject("not_a_provider", "source", "basis commissioned is for service providers only",
-                          "委託（commissioned）の根拠で送れるのは委託事業者だけです")
-        if e.to is None:
-            raise _reject("missing_addressee", "to", "commissioned needs to: the commissioning municipality",
-                          "委託元の市町村（to）を指定してください")
+        # 委託: a provider reports to the municipality that commissioned it, or the municipality hands its own
+        # work to its contractor (委託に伴う提供, 個人情報保護法 第27条第5項第1号 / 第66条第2項).
+        to = orgs.get(e.to) if e.to is not None else None
+        allowed = to is not None and ((source.type == "service_provider" and to.type == CENTER)
+                                      or (source.type == CENTER and to.type == "service_provider"))
+        if not allowed:
+            raise _reject("invalid_commission", "to",
+                          "commissioned goes from a service provider to the municipal_center that commissioned it, "
+                          "or from a municipal_center to its service provider (to)",
+                          "委託（commissioned）は、委託事業者から委託元の市町村のセンターへ、またはセンターから委託先の"
+                          "事業者へ（to で指定）送るものです")
         return own | {e.to}
     if e.basis == "cwa-25-2":
-        if source.type != CENTER:
-            raise _reject("not_a_center", "source", "cwa-25-2 is shared by a municipal_center only",
-                          "第25条の2による共有は調整機関（市町村のセンター）だけが行えます")
-        if not any(p.kind == "case.registered" and p.case == e.case and p.source == e.source for p in prior):
-            raise _reject("unknown_case", "payload.case", f"case {e.case!r} was not registered by {e.source}",
-                          f"ケース「{e.case}」はこのセンターが登録したケースではありません")
+        case = known.registration(e.case) if source.type == CENTER else None
+        if case is None or case.source != e.source:
+            raise _reject("not_case_registrar", "payload.case",
+                          f"cwa-25-2 shares to case {e.case!r} only from the centre that registered it for this child",
+                          f"第25条の2による共有（ケース「{e.case}」）は、この児童についてそのケースを登録した調整機関だけが"
+                          "行えます")
         return own
     if e.basis == "joint-ledger":
-        on_ledger = settings.joint_ledger and any(
-            p.kind == "case.registered" and p.case == e.case and str(p.payload["case_type"]).startswith("abuse")
-            for p in prior)
-        if not on_ledger:
-            raise _reject("not_on_ledger", "payload.case", f"case {e.case!r} is not on the joint ledger",
-                          f"ケース「{e.case}」は共同管理台帳に載っていません")
+        # 共同管理台帳: written by its two sides, the registering centre and the 児相 covering its municipality
+        # ("the other side of the ledger reads it"). Anyone else is refused with the same message as for a case
+        # not on the ledger, so that a refusal or an acceptance never tells a third party that the case exists.
+        case = known.registration(e.case)
+        on_ledger = (known.settings.joint_ledger and case is not None
+                     and str(case.payload["case_type"]).startswith("abuse"))
+        side = case is not None and (e.source == case.source
+                                     or known.is_jiso_covering(e.source, known.registrar_municipality(case)))
+        if not (on_ledger and side):
+            raise _reject("not_on_ledger", "payload.case",
+                          f"basis joint-ledger cannot be used for case {e.case!r} of this child",
+                          f"ケース「{e.case}」について、この児童の共同管理台帳（joint-ledger）の根拠では記録できません")
         return own
     raise _reject("unknown_basis", "basis", f"unknown basis {e.basis!r}", f"basis「{e.basis}」は使えません")
-
-
-def _check_kind(e: Recorded, source: Org, prior: Sequence[Recorded], orgs: Mapping[str, Org]) -> None:
-    if e.kind == "emergency.declared" and source.type not in (CENTER, JISO):
-        raise _reject("emergency_not_allowed", "source",
-                      "an emergency is declared by a municipal_center or child_guidance_center only",
-                      "緊急時アクセスを宣言できるのは市町村のセンターと児童相談所だけです")
-    if e.kind == "child.erased":
-        center = center_of(residence_at(prior, e.at), orgs)
-        if center is None or center.id != e.source:
-            raise _reject("erasure_not_allowed", "source",
-                          "a child's record is erased by the centre of the child's residence only",
-                          "記録の消去は児童の居住市町村のセンターだけが行えます")
-    if e.kind in ("case.member_assigned", "case.member_removed") and str(e.payload["member"]) not in orgs:
-        raise _reject("unknown_member", "payload.member",
-                      f"member {e.payload['member']!r} is not a registered organisation",
-                      f"メンバー「{e.payload['member']}」はハブに登録された機関ではありません")
-    if e.kind == "case.transferred":
-        target = orgs.get(str(e.payload["to"]))
-        if target is None or target.type != CENTER:
-            raise _reject("invalid_transfer_target", "payload.to",
-                          "a case is transferred to another municipality's municipal_center",
-                          "ケース移管先（payload.to）には移管先市町村のセンターを指定してください")

@@ -1,9 +1,15 @@
-"""Read policy, version 1 (``shared/spec/policy.md``).
+"""Read policy, versions 1 and 2 (``shared/spec/policy.md``).
 
 Every read of a child's record is decided here, event by event, as a pure function of the reader, the child's
 events up to a log position, the organisation registry as of that position, and the settings. Deny is the
 default: an event is shown only when one of the rules below allows it, tried in order; the first that allows
 names the decision. Nothing here does I/O, so an auditor can re-run any past decision and get the same answer.
+
+Versions. New reads are decided under version 2 (``POLICY_VERSION``); every access record names the version it was
+decided under, and a replay re-runs it under that version (``decide_read(..., version=...)``). The rules are the
+same in both; version 2 reads the facts that open or close access (residence, cases and members, closures,
+consents and withdrawals, transfers, emergencies, erasure) only from events whose source had authority over them
+(``consent.authority.authorised_facts``), where version 1 counted them from whoever published them.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Mapping, Sequence
 
+from consent.authority import authorised_facts
 from consent.facts import Case, ChildFacts
 from consent.model import EventDecision, Org, ReadDecision, Reader, Recorded, Settings
 
-POLICY_VERSION = "tsunagu-read-policy/1"
+POLICY_V1 = "tsunagu-read-policy/1"  # every fact counted, whoever published it (replay of records made under it)
+POLICY_V2 = "tsunagu-read-policy/2"  # facts counted only from the organisation with authority over them
+POLICY_VERSION = POLICY_V2  # the version new reads are decided under
+POLICY_VERSIONS = (POLICY_V1, POLICY_V2)
 
 TIMELINE_PURPOSES = frozenset({"support", "meeting", "emergency"})
 NO_CASE_CONTENT_TYPES = frozenset({"auditor", "prefecture_office"})  # metadata and aggregates only
@@ -33,8 +43,14 @@ class World:
     facts: ChildFacts
 
     @classmethod
-    def of(cls, events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings) -> World:
-        return cls(events, orgs, settings, ChildFacts.of(events))
+    def of(cls, events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings,
+           version: str = POLICY_VERSION) -> World:
+        """The world of a decision under policy ``version``: what the child's events establish, counting under
+        version 2 only the facts published with authority."""
+        if version not in POLICY_VERSIONS:
+            raise ValueError(f"unknown policy version {version!r}")
+        facts = events if version == POLICY_V1 else authorised_facts(events, orgs, settings)
+        return cls(events, orgs, settings, ChildFacts.of(facts))
 
     def municipality_of(self, org_id: str) -> str | None:
         org = self.orgs.get(org_id)
@@ -205,17 +221,17 @@ def decide_event(reader: Reader, e: Recorded, world: World) -> EventDecision:
 
 
 def decide_read(reader: Reader, events: Sequence[Recorded], orgs: Mapping[str, Org],
-                settings: Settings) -> ReadDecision:
-    """Decide a timeline read: refused as a whole by the purpose gate, or one decision per event in timeline
-    (``at``) order. After ``child.erased`` nothing about the child is shown to anyone."""
-    world = World.of(events, orgs, settings)
+                settings: Settings, version: str = POLICY_VERSION) -> ReadDecision:
+    """Decide a timeline read under policy ``version``: refused as a whole by the purpose gate, or one decision
+    per event in timeline (``at``) order. After ``child.erased`` nothing about the child is shown to anyone."""
+    world = World.of(events, orgs, settings, version)
     refusal = purpose_gate(reader, world)
     if refusal:
-        return ReadDecision(False, refusal, (), POLICY_VERSION)
+        return ReadDecision(False, refusal, (), version)
     ordered = timeline_order(events)
     if world.facts.erased:
-        return ReadDecision(True, "erased", tuple(EventDecision(e.id, False) for e in ordered), POLICY_VERSION)
-    return ReadDecision(True, "evaluated", tuple(decide_event(reader, e, world) for e in ordered), POLICY_VERSION)
+        return ReadDecision(True, "erased", tuple(EventDecision(e.id, False) for e in ordered), version)
+    return ReadDecision(True, "evaluated", tuple(decide_event(reader, e, world) for e in ordered), version)
 
 
 def redact(e: Recorded, decision: EventDecision) -> dict:
@@ -226,4 +242,11 @@ def redact(e: Recorded, decision: EventDecision) -> dict:
 def learns_of_withheld(org: Org | None) -> bool:
     """Centres and 児童相談所 may learn that events exist which they may not read (so they can ask for them
     lawfully); every other reader learns nothing about them, not even how many there are."""
+    return org is not None and org.type in ("municipal_center", "child_guidance_center")
+
+
+def learns_whether_published(org: Org | None) -> bool:
+    """Centres and 児童相談所 are told whether an event they publish was published at once or waits (for the
+    child's residence, or for a number's link); any other publisher is told only that it was received, since
+    "waiting" would tell it that the hub does not know the child (policy.md, "Rejections leak nothing")."""
     return org is not None and org.type in ("municipal_center", "child_guidance_center")

@@ -37,7 +37,10 @@ class Rejected(Exception):
         return self.problems[0].code
 
 
-Outcome = Literal["accepted", "duplicate", "rejected", "queued"]  # queued: handed to a transport, or 紐付け待ち
+# queued: handed to a transport, or 紐付け待ち (waiting for a local number's link); waiting: a 第21条の10の5 event
+# waiting for the child's residence to be recorded; received (受付): what a publisher other than a centre or 児相
+# is told for accepted, queued and waiting alike (policy.md, "Rejections leak nothing": ``told_to``).
+Outcome = Literal["accepted", "duplicate", "rejected", "queued", "waiting", "received"]
 
 
 @dataclass
@@ -54,3 +57,12 @@ class PublishResult:
         if self.problems:
             out["problems"] = [p.to_dict() for p in self.problems]
         return out
+
+
+def told_to(result: PublishResult, learns_whether_published: bool) -> PublishResult:
+    """``result`` as its publisher is told it. Centres and 児童相談所 learn whether an event was published at once
+    or waits (``consent.policy.learns_whether_published``); any other publisher is told only that it was received
+    (受付), since "waiting" would tell it that the hub does not know the child or the number yet."""
+    if learns_whether_published or result.outcome not in ("accepted", "queued", "waiting"):
+        return result
+    return PublishResult(result.index, result.id, "received")

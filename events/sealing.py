@@ -12,7 +12,13 @@ Which key seals what (``key_scope``)
 - An event that carries entries about several children (``PER_CHILD``: a month's reports recorded by one
   publish) has each entry sealed under its own child's key, the rest under the hub's.
 - An envelope that names the child only by a source's own number (``local_child``, 紐付け待ち) is sealed under a
-  key of that (source, number); when the child is erased, the keys of every number linked to the child go too.
+  key of that (source, number); when the child is erased, the keys of every number linked to the child go too
+  (linked by ``identity.linked``, or given to the child on a school's target list).
+- What the hub holds outside the child's stream is sealed the same way: a quarantined input under the key of
+  the child or number it names (an envelope's ``child`` / ``local_child``, or ``about``: the child on the target
+  list that a rejected school-file row is about); a linking-queue entry under its number's key. An input rejected
+  before it names anyone (an unreadable message, a row with an unknown school code or no number) stays under
+  the hub's key.
 - Sealed under the hub's own key, never destroyed: the events that create a stream (they say what the stream is
   about: the metadata that outlives an erasure, like access records), access records, the registry, and the
   ``child.erased`` event itself, so that the erasure stays provable after the key is gone.
@@ -23,7 +29,9 @@ Erasure (policy.md, "Erasure")
 wrapped key is overwritten, the row keeps only that a key existed and when it was destroyed). Afterwards an event
 sealed under a destroyed key loads as ``Shredded``: a placeholder that keeps the stream's version numbers and
 nothing else. Events published about the child later are sealed under a new key (the log stays append-only; the
-policy shows nothing of an erased child anyway).
+policy shows nothing of an erased child anyway). The same transaction appends the destroyed key ids to the
+register of erasures (``tsunagu_erasures``), through which every other process forgets them, and what it
+decrypted with them, within about two seconds (``events.store.ErasureWatch``).
 
 Keys in configuration (``Keyring``)
 -----------------------------------
@@ -76,7 +84,7 @@ MASTER_KEY_ENV = "TSUNAGU_MASTER_KEY"
 STREAM_SECRET_ENV = "TSUNAGU_STREAM_SECRET"
 DEFAULT_KEYS_FILE = "tsunagu-keys.json"
 FORMAT = b"\x01"  # sealed state: FORMAT + data key id (16 bytes) + nonce (12 bytes) + AES-GCM ciphertext
-KEY_CACHE_SECONDS = 300.0  # how long an unwrapped data key stays in memory (another process may destroy it)
+KEY_CACHE_SECONDS = 300.0  # how long an unwrapped data key stays in memory (erasures elsewhere: ``erasures_after``)
 KEY_CACHE_SIZE = 10_000  # keys (and scope names) kept: the children of the last ten publish batches or so
 
 
@@ -246,9 +254,18 @@ class DataKeys:
 
     A scope (``child:C-1``, ``local:SOURCE\\x1fNUMBER``, ``hub``) has at most one active key; its name is kept only
     as an HMAC. ``destroy(scope)`` overwrites the wrapped keys of the scope: nothing sealed under them opens again.
+
+    Every ``destroy`` also appends one row to the **register of erasures** (``tsunagu_erasures``), in the same
+    transaction: its position (1, 2, … in commit order) and the ids of the keys it destroyed. The other processes
+    of the deployment read the rows after the last position they saw (``erasures_after``, ``events.store.
+    ErasureWatch``) and forget those keys (``forget``) and every aggregate they opened with them.
+
+    ``before_use``, when set, is called before a key is taken from the cache (the store sets its
+    ``ErasureWatch.check``, which costs a clock reading except once every ~2 seconds).
     """
 
     TABLE = "tsunagu_data_keys"
+    ERASURES = "tsunagu_erasures"
 
     def __init__(self, datastore: Any, keyring: Keyring, *, postgres: bool, schema: str | None = None,
                  cache_seconds: float = KEY_CACHE_SECONDS, cache_size: int = KEY_CACHE_SIZE):
@@ -264,6 +281,8 @@ class DataKeys:
         self._destroyed: OrderedDict[bytes, str] = OrderedDict()  # key id -> when (a destroyed key stays destroyed)
         self.scope_hash = functools.lru_cache(maxsize=cache_size)(self._scope_hash)
         self._lock = threading.RLock()
+        self.erasures = f'"{schema}".{self.ERASURES}' if postgres and schema else self.ERASURES
+        self.before_use: Any = None  # a callable, run before the cached keys are used (``events.store.ErasureWatch``)
         self._create_table()
 
     # SQL differs only in placeholders and types
@@ -285,6 +304,13 @@ class DataKeys:
                            f"master_key TEXT, wrapped {blob}, created_at TEXT NOT NULL, destroyed_at TEXT)")
             cursor.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) "
                            "WHERE destroyed_at IS NULL")
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.erasures} (position BIGINT PRIMARY KEY, "
+                           f"key_ids {blob} NOT NULL, erased_at TEXT NOT NULL)")
+
+    def _watch(self) -> None:
+        """Let the erasure watch look for erasures by other processes before a cached key is used."""
+        if self.before_use is not None:
+            self.before_use()
 
     def _scope_hash(self, scope: str) -> str:
         """The HMAC that names ``scope`` in the key table (``scope_hash``, memoised)."""
@@ -313,6 +339,7 @@ class DataKeys:
 
     def ensure(self, scopes: Iterable[str]) -> dict[str, tuple[bytes, bytes]]:
         """The active (key id, key) of each scope, creating keys that do not exist yet, in one transaction."""
+        self._watch()
         now = time.monotonic()
         wanted = {scope: self.scope_hash(scope) for scope in set(scopes)}
         out: dict[str, tuple[bytes, bytes]] = {}
@@ -346,8 +373,9 @@ class DataKeys:
         with self._lock:
             for scope, hashed in missing.items():
                 key_id, key = found[hashed]
-                self._activate(hashed, key_id, now)
-                self._remember(key_id, key, now)
+                if key_id not in self._destroyed:  # not destroyed by another process since the row was read
+                    self._activate(hashed, key_id, now)
+                    self._remember(key_id, key, now)
                 out[scope] = (key_id, key)
         return out
 
@@ -372,6 +400,7 @@ class DataKeys:
     def _entry(self, key_id: bytes) -> tuple[bytes, AESGCM, float]:
         """The cache entry (key, cipher, loaded at) of ``key_id``, loaded from the key table when it is not cached
         or not fresh; ``KeyDestroyed`` after its scope was erased, ``KeyUnknown`` if it was never made."""
+        self._watch()
         now = time.monotonic()
         with self._lock:
             cached = self._by_id.get(key_id)
@@ -391,6 +420,8 @@ class DataKeys:
             raise KeyDestroyed(f"data key {key_id.hex()} was destroyed at {row['destroyed_at']}")
         key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
         with self._lock:
+            if key_id in self._destroyed:  # another process's erasure was seen since the row was read
+                raise KeyDestroyed(f"data key {key_id.hex()} was destroyed at {self._destroyed[key_id]}")
             self._remember(key_id, key, now)
             return self._by_id[key_id]
 
@@ -407,6 +438,7 @@ class DataKeys:
         instead of one per key. Keys that are destroyed or unknown are left for ``_entry`` to report. A loaded key
         that is not destroyed is its scope's active key (the table allows one per scope), so sealing under that
         scope next (a school's report about a child on its roster) needs no query either."""
+        self._watch()
         now = time.monotonic()
         with self._lock:
             todo = [k for k in dict.fromkeys(key_ids) if k not in self._destroyed and not (
@@ -446,12 +478,56 @@ class DataKeys:
             key_ids = [bytes(row["key_id"]) for row in cursor.fetchall()]
             cursor.execute(self._sql(f"UPDATE {self.table} SET wrapped = NULL, master_key = NULL, destroyed_at = ? "
                                      f"WHERE destroyed_at IS NULL AND scope IN ({marks})"), [destroyed_at, *hashes])
+            if key_ids:
+                self._register_erasure(cursor, key_ids, destroyed_at)
         with self._lock:
             for key_id in key_ids:
                 self._forget_destroyed(key_id, destroyed_at)
             for hashed in hashes:
                 self._active.pop(hashed, None)
         return len(key_ids)
+
+    def _register_erasure(self, cursor: Any, key_ids: list[bytes], erased_at: str) -> None:
+        """Append the destroyed ``key_ids`` to the register of erasures, at the next position. On PostgreSQL the
+        table is locked until the transaction ends, so that positions commit in their order (a reader that saw
+        position 7 never misses a 6 committed later); SQLite has one writer at a time anyway."""
+        if self.postgres:
+            cursor.execute(f"LOCK TABLE {self.erasures} IN EXCLUSIVE MODE")
+        cursor.execute(self._sql(f"INSERT INTO {self.erasures} (position, key_ids, erased_at) "
+                                 f"SELECT COALESCE(MAX(position), 0) + 1, ?, ? FROM {self.erasures}"),
+                       (b"".join(key_ids), erased_at))
+
+    def erasure_position(self) -> int:
+        """The position of the last erasure in the register (0: none yet)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT MAX(position) AS position FROM {self.erasures}")
+            row = cursor.fetchone()
+        return int(row["position"] or 0) if row is not None else 0
+
+    def erasures_after(self, position: int) -> tuple[int, dict[bytes, str]]:
+        """The register's last position and the keys destroyed after ``position`` (key id -> when): one query on
+        the register's primary key, which finds nothing almost always."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(self._sql(f"SELECT position, key_ids, erased_at FROM {self.erasures} WHERE position > ? "
+                                     "ORDER BY position"), (position,))
+            rows = cursor.fetchall()
+        destroyed: dict[bytes, str] = {}
+        for row in rows:
+            packed = bytes(row["key_ids"])
+            for start in range(0, len(packed), 16):
+                destroyed[packed[start:start + 16]] = str(row["erased_at"])
+        return (int(rows[-1]["position"]) if rows else position), destroyed
+
+    def forget(self, destroyed: Mapping[bytes, str]) -> None:
+        """Forget keys another process destroyed (key id -> when): they leave the cache, no scope seals under
+        them any more, and they are not cached again (a key row read before the erasure is not trusted)."""
+        if not destroyed:
+            return
+        with self._lock:
+            for key_id, destroyed_at in destroyed.items():
+                self._forget_destroyed(key_id, destroyed_at)
+            for hashed in [h for h, (key_id, _) in self._active.items() if key_id in destroyed]:
+                del self._active[hashed]
 
     def rewrap(self) -> int:
         """Wrap every active data key under the current master key (after adding a new one); how many."""
@@ -470,6 +546,7 @@ class DataKeys:
     # --- sealing ---------------------------------------------------------------------------------------------
 
     def seal(self, scope: str, plaintext: bytes, aad: bytes) -> bytes:
+        self._watch()
         with self._lock:
             fresh = self._cached_active(self.scope_hash(scope), time.monotonic())
         if fresh is not None:
@@ -490,8 +567,10 @@ class DataKeys:
 
 def key_scope(state: Mapping[str, Any]) -> str:
     """The key that seals an event's state (see the module docstring): the child it names, else the source's
-    own number it names, else the hub's key."""
-    for holder in (state, state.get("envelope"), state.get("raw")):
+    own number it names, else the hub's key. Where it looks: the state's own ``child`` (or ``source`` and
+    ``local_child``), then in its ``about`` (whom a held input names, ``events.store.Quarantine.hold``), its
+    ``envelope`` and its ``raw`` input, in that order."""
+    for holder in (state, state.get("about"), state.get("envelope"), state.get("raw")):
         if not isinstance(holder, dict):  # events' states are plain dicts (an ABC check costs more than sealing)
             continue
         child = holder.get("child")
@@ -535,7 +614,8 @@ class SealingMapper(Mapper):
     sealed under the child's key; the envelope's routing fields and the payload fields the policy reads
     (``consent.facts.POLICY_FIELDS``) are kept under the hub's key, so that after an erasure every decision can
     still be made and replayed while no content can be read. Any other event naming a child is sealed whole under
-    the child's key and loads as ``Shredded`` once the key is gone."""
+    the child's key and loads as ``Shredded`` once the key is gone; so is an envelope that names the child only by
+    a source's own number (a linking-queue entry: its number is what identifies it, and no decision reads it)."""
 
     keys: DataKeys | None = None
 
@@ -575,7 +655,7 @@ class SealingMapper(Mapper):
         aad = self._aad(originator_id, version, topic)
         scope = self.scope_of(domain_event, state)
         envelope = state.get("envelope")
-        if scope != HUB_SCOPE and isinstance(envelope, dict) and isinstance(envelope.get("payload"), dict):
+        if scope.startswith("child:") and isinstance(envelope, dict) and isinstance(envelope.get("payload"), dict):
             payload = envelope["payload"]
             content = self.keys.seal(scope, self.transcoder.encode(payload), aad + _CONTENT)
             state["envelope"] = dict(envelope, payload={k: v for k, v in payload.items() if k in POLICY_FIELDS})

@@ -6,8 +6,10 @@ Streams (aggregates):
   envelope and the direct audience fixed at publication.
 - ``OrgRegistry``: the organisations, as a history of registrations and updates.
 - ``AccessLog``: one stream per child of access records, each chained to the previous one by hash.
-- ``Quarantine``: what could not be accepted, with the reasons, per publishing organisation.
+- ``Quarantine``: what could not be accepted, with the reasons, per publishing organisation (each held input
+  sealed under the key of the child, or of the source's number, it names: ``Quarantine.hold``).
 - ``LinkingQueue``: per publishing organisation, records waiting for their number to be linked (紐付け待ち).
+- ``ResidenceQueue``: per child, 第21条の10の5 events waiting for the child's residence to be recorded.
 
 Beside the streams, the register of stored envelope ids (``events.envelope_ids``), written by the recorder in the
 same transaction as the child's event, so that an id is stored once (idempotent publish) and a reused id with
@@ -15,6 +17,9 @@ other content is caught, even when two publishers race.
 
 The library's notification log is the global order. SQLite (a file) is the embedded default; PostgreSQL is
 selected by a ``postgresql://`` URL. Both go through the same code.
+
+Every process keeps decrypted aggregates (``WeighedCache``) and data keys (``events.sealing.DataKeys``) in memory;
+``ErasureWatch`` makes another process's erasure reach them within ``ERASURE_CHECK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ import json
 import os
 from collections import OrderedDict
 from datetime import datetime
+import threading
+import time
 from threading import Lock
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -43,8 +50,9 @@ NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 # date when opened): 1, the register of envelope ids (events.envelope_ids); 2, the children's admission facts
 # (services.facts, rebuilt by services.ingest).
 ENVELOPE_IDS_FORMAT = 1
-STORE_FORMAT = 2
+STORE_FORMAT = 3  # 3: the children's facts of policy version 2 (services.facts), the plan index
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
+ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 
 
 def recorded_from(envelope: dict[str, Any], audience: list[str], position: int) -> Recorded:
@@ -149,7 +157,12 @@ class Quarantine(_CopiedOnWrite, Aggregate):
         self.held: list[dict[str, Any]] = []
 
     @event("Held")
-    def hold(self, raw: Any, problems: list, received_at: str) -> None:
+    def hold(self, raw: Any, problems: list, received_at: str, about: dict | None = None) -> None:
+        """Hold ``raw`` with its ``problems``. ``about``: whom the input names when the caller knows it and
+        ``raw`` does not say it in an envelope's fields (a school file's row: the child on the target list,
+        ``{"child": …}``, or the school's number, ``{"source": …, "local_child": …}``): the held input is then
+        sealed under that child's or that number's key (``events.sealing.key_scope``) and goes with its
+        erasure. An input that names no child the hub knows is held under the hub's key."""
         self.held.append({"raw": raw, "problems": problems, "received_at": received_at})
 
 
@@ -171,6 +184,51 @@ class LinkingQueue(_CopiedOnWrite, Aggregate):
 
     @event("Released")
     def release(self, envelope_id: str, released_at: str) -> None:
+        self.waiting.pop(envelope_id, None)
+
+
+class ResidenceQueue(_CopiedOnWrite, Aggregate):
+    """居住地待ち: 第21条の10の5 events about one child, received while the child's residence at their time was not
+    recorded (policy.md: they are not rejected, they wait). Each waits with its digest and when it arrived, and
+    leaves when the hub publishes it by itself after the centre records where the child lives
+    (``services.ingest``). Its entries name the child: sealed under the child's key like the child's events."""
+
+    @staticmethod
+    def create_id(child: str) -> UUID:
+        return stream_id(f"residence-queue:{child}")
+
+    def __init__(self, child: str):
+        self.child = child
+        self.waiting: dict[str, dict[str, Any]] = {}  # envelope id -> {envelope, digest, arrived}
+
+    @event("Waiting")
+    def hold(self, envelope: dict, digest: str, arrived: str) -> None:
+        self.waiting[envelope["id"]] = {"envelope": envelope, "digest": digest, "arrived": arrived}
+
+    @event("Released")
+    def release(self, envelope_id: str, released_at: str) -> None:
+        self.waiting.pop(envelope_id, None)
+
+
+class ResidenceWaitList(_CopiedOnWrite, Aggregate):
+    """The ``ResidenceQueue`` entries of one publishing organisation, for the centres that list what waits
+    (``services.identity.waiting``): ids, kinds and times, no content. Each entry names its child, so it is sealed
+    under the child's key."""
+
+    @staticmethod
+    def create_id(source: str) -> UUID:
+        return stream_id(f"residence-wait-list:{source}")
+
+    def __init__(self, source: str):
+        self.source = source
+        self.waiting: dict[str, dict[str, Any]] = {}  # envelope id -> {child, kind, at, arrived}
+
+    @event("Waiting")
+    def hold(self, envelope_id: str, child: str, kind: str, at: str, arrived: str) -> None:
+        self.waiting[envelope_id] = {"child": child, "kind": kind, "at": at, "arrived": arrived}
+
+    @event("Released")
+    def release(self, envelope_id: str, child: str) -> None:
         self.waiting.pop(envelope_id, None)
 
 
@@ -197,22 +255,41 @@ class WeighedCache(Cache[UUID, Any]):
     child with years of records): 5,000 of them could take a few hundred megabytes or tens of gigabytes. Weighing
     them bounds the memory of every hub process, whatever it reads or imports, and keeps no more decrypted case
     content in memory than needed. An aggregate fast-forwarded in the cache is weighed again when next asked for.
-    Thread-safe, like the library's."""
+    Thread-safe, like the library's.
 
-    def __init__(self, maxsize: int, max_weight: int):
+    ``clear`` empties it after an erasure (``ErasureWatch``). An aggregate that a thread began to load before the
+    clear (with a key destroyed meanwhile) must not come back in afterwards: each thread's last look-up notes the
+    cache's ``generation`` (how many clears so far), and ``put`` refuses an aggregate from a thread whose last
+    look-up was before the last clear (the library and ``events.streams`` always look up before they load and put).
+    ``before_use``, when set, runs before each look-up (the store's ``ErasureWatch.check``)."""
+
+    def __init__(self, maxsize: int, max_weight: int, before_use: Callable[[], None] | None = None):
         super().__init__()
         self.maxsize = maxsize
         self.max_weight = max_weight
         self.entries: OrderedDict[UUID, tuple[Any, int]] = OrderedDict()
         self.weight = 0
         self.lock = Lock()
+        self.generation = 0
+        self.before_use = before_use
+        self._looked_up = threading.local()  # .generation: the generation at this thread's last look-up
+
+    def clear(self) -> None:
+        """Forget every cached aggregate, and refuse those being loaded now (see the class docstring)."""
+        with self.lock:
+            self.generation += 1
+            self.entries.clear()
+            self.weight = 0
 
     def get(self, key: UUID, *, evict: bool = False) -> Any:
+        if self.before_use is not None and not evict:
+            self.before_use()
         with self.lock:
             if evict:
                 value, weight = self.entries.pop(key)
                 self.weight -= weight
                 return value
+            self._looked_up.generation = self.generation
             value, weight = self.entries[key]  # KeyError: not cached
             self.entries.move_to_end(key)
             now = cache_weight(value)
@@ -227,6 +304,8 @@ class WeighedCache(Cache[UUID, Any]):
             return
         weight = cache_weight(value)
         with self.lock:
+            if getattr(self._looked_up, "generation", self.generation) != self.generation:
+                return  # loaded before the last clear: it may hold erased content
             old = self.entries.pop(key, None)
             if old is not None:
                 self.weight -= old[1]
@@ -239,6 +318,57 @@ class WeighedCache(Cache[UUID, Any]):
         while len(self.entries) > 1 and (len(self.entries) > self.maxsize or self.weight > self.max_weight):
             _, (_, weight) = self.entries.popitem(last=False)
             self.weight -= weight
+
+
+class ErasureWatch:
+    """How another process's erasure reaches this one's memory within ``ERASURE_CHECK_SECONDS`` (about 2 s).
+
+    ``child.erased`` destroys the child's data keys in the key table (``HubStore.shred``), and the same
+    transaction appends the destroyed key ids to the register of erasures (``tsunagu_erasures``, positions 1, 2, …
+    in commit order: ``DataKeys.destroy``). But a process that opened the child before still holds, in memory, the
+    unwrapped keys (``DataKeys``) and aggregates decrypted with them (``WeighedCache``: a school's target list, a
+    month's reports, a centre's transfers …), which no later event of theirs would change.
+
+    ``check`` runs before either cache is used (``before_use``). Most calls only read the clock. Once the last look
+    is ``ERASURE_CHECK_SECONDS`` old, it reads the register after the last position it saw: one query on the
+    register's primary key, which finds nothing until someone erases. When it finds rows, it forgets their keys
+    (``DataKeys.forget``) and then empties the aggregate cache (``WeighedCache.clear``), since any cached aggregate
+    may hold what those keys sealed (erasures are rare: reloading is cheaper than keeping track of which key opened
+    what). Keys first, so that nothing reloaded after the clear opens with a destroyed key.
+
+    Why it is correct: every use of a cached key or aggregate comes after a check that finished at most
+    ``ERASURE_CHECK_SECONDS`` (plus one query) before; an erasure committed before that check's query is in the
+    register (positions commit in order, so none is skipped), so what it destroyed has left this process's memory.
+    Keys or aggregates loaded by a request that began before the check are not let back in (``DataKeys`` refuses a
+    key it saw destroyed, ``WeighedCache.put`` an aggregate loaded before the clear). A process starts at the
+    register's current position: it has nothing in memory yet, and destroyed keys no longer open."""
+
+    def __init__(self, keys: DataKeys, on_erasure: Callable[[], None], interval: float = ERASURE_CHECK_SECONDS):
+        self.keys = keys
+        self.on_erasure = on_erasure
+        self.interval = interval
+        self.position = keys.erasure_position()
+        self.due = time.monotonic() + interval
+        self._lock = Lock()
+
+    def check(self) -> None:
+        """Look for erasures by other processes, when the last look is ``interval`` old (else nothing)."""
+        if time.monotonic() < self.due or not self._lock.acquire(blocking=False):
+            return  # checked recently, or another thread is checking right now
+        try:
+            self.check_now()
+        finally:
+            self._lock.release()
+
+    def check_now(self) -> int:
+        """Look now; how many destroyed keys were new to this process."""
+        self.due = time.monotonic() + self.interval
+        position, destroyed = self.keys.erasures_after(self.position)
+        if position != self.position:
+            self.keys.forget(destroyed)
+            self.on_erasure()
+            self.position = position
+        return len(destroyed)
 
 
 class SealedEventStore(EventStore):
@@ -271,6 +401,8 @@ class HubStore(Application):
         self.keys = DataKeys(datastore, self.keyring, postgres=postgres,
                              schema=getattr(datastore, "schema", None) if postgres else None)
         self.mapper.attach(self.keys)  # type: ignore[attr-defined]
+        self.erasures = ErasureWatch(self.keys, self._forget_cached)
+        self.keys.before_use = self.erasures.check
         self._new_cache()
         self.format = self._open_format()
 
@@ -327,22 +459,36 @@ class HubStore(Application):
         return recordings
 
     def shred(self, child: str) -> int:
-        """Crypto-shredding: destroy the data keys of ``child`` and of every own number linked to it, and forget
-        every cached aggregate that may hold what they sealed. How many keys were destroyed."""
+        """Crypto-shredding: destroy the data keys of ``child`` and of every own number linked to it (by
+        ``identity.linked``, or by a school's target list: the number its file rows give), and forget every
+        cached aggregate that may hold what they sealed; other processes forget theirs through the register of
+        erasures (``ErasureWatch``). How many keys were destroyed."""
         scopes = [child_scope(child)]
         record = self.get_or_none(ChildRecord.create_id(child))
         for entry in record.entries if record is not None else []:
             if entry.kind in ("identity.linked", "identity.unlinked"):
                 scopes.append(local_scope(str(entry.payload.get("org")), str(entry.payload.get("local_number"))))
+            elif entry.kind in ("target_list.assigned", "target_list.removed") and entry.payload.get("student_no"):
+                scopes.append(local_scope(str(entry.payload.get("school") or entry.to),
+                                          str(entry.payload.get("student_no"))))
         destroyed = self.keys.destroy(scopes)
-        self._new_cache()
+        self._forget_cached()
         return destroyed
+
+    def _forget_cached(self) -> None:
+        """Forget every cached aggregate (after an erasure: they may hold what its keys sealed)."""
+        cache = self.repository.cache
+        if isinstance(cache, WeighedCache):
+            cache.clear()
+        elif cache is not None:
+            self._new_cache()
 
     def _new_cache(self) -> None:
         """A new, empty aggregate cache (``WeighedCache``) in place of the repository's (unless it has none)."""
         if isinstance(self.repository.cache, (LRUCache, WeighedCache)):
             self.repository.cache = WeighedCache(int(self.env.get("AGGREGATE_CACHE_MAXSIZE") or 5000),
-                                                 int(self.env.get("AGGREGATE_CACHE_WEIGHT") or 50000))
+                                                 int(self.env.get("AGGREGATE_CACHE_WEIGHT") or 50000),
+                                                 before_use=self.erasures.check)
 
     def get_or_none(self, aggregate_id: UUID) -> Any | None:
         try:

@@ -34,10 +34,10 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consent.policy import POLICY_VERSION
+from consent.policy import learns_whether_published, POLICY_VERSION
 from events.envelope import Envelope, ja_for, nesting_depth
 from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_JSON_DEPTH
-from events.problems import Rejected
+from events.problems import Rejected, told_to
 from services.api_deps import (ApiError, ErrorResponse, HubDep, ProblemOut, PublishDep, TimelineReaderDep, error_body,
                                error_responses)
 from services.api_limits import install_limits
@@ -143,9 +143,15 @@ async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> P
     Each event is accepted, recognised as a duplicate of the stored one with the same id, or rejected with its
     problems (and held in the publisher's quarantine for correction). An organisation publishes only as
     itself: an event whose ``source`` is another organisation is rejected with ``source_mismatch``.
+
+    Centres and 児童相談所 are also told when an event waits (``waiting``: a 第21条の10の5 event about a child whose
+    residence is not recorded yet; ``queued``: a record for an own number not linked yet) instead of being
+    published at once; every other publisher is told ``received`` (受付) for accepted and waiting events alike.
     """
     items = _batch(await request.body())
     results = await run_in_threadpool(lambda: hub.publish(items, publisher=member.org))
+    tell = learns_whether_published(hub.orgs().get(member.org))
+    results = [told_to(r, tell) for r in results]
     out = [PublishResultOut(index=r.index, id=r.id, outcome=r.outcome,
                             problems=[ProblemOut(**p.to_dict()) for p in r.problems]) for r in results]
     counts = PublishCounts(**{o: sum(r.outcome == o for r in out) for o in OUTCOMES})

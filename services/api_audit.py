@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from consent.policy import POLICY_VERSIONS
 from services.api_deps import ApiError, HubDep, MemberDep, error_responses, require_scope
 from services.auditing import (Actor, Auditing, ChildReads, Disclosure, Emergencies, EmergencyAccess, Finding,
                                NotFound, Period, PolicyImpact, Reconstruction, disclosure_html)
@@ -146,7 +147,9 @@ def disclosure(child: Child, request: Request, auditor: AuditorDep, hub: HubDep,
 class ImpactIn(BaseModel):
     since: str | None = Field(default=None, max_length=40, description="From this day or date-time.")
     until: str | None = Field(default=None, max_length=40, description="Up to this day (included) or date-time.")
-    settings: dict[str, Any] = Field(description="Settings to change, e.g. {\"joint_ledger\": true}.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="Settings to change, e.g. {\"joint_ledger\": true}.")
+    policy_version: Literal[POLICY_VERSIONS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Replay under this policy version instead of the one each record names.")
 
 
 @router.post("/policy-impact", response_model=PolicyImpact, responses=ERRORS, summary="Policy impact of settings")
@@ -155,4 +158,5 @@ async def policy_impact(body: ImpactIn, auditor: AuditorDep, hub: HubDep) -> Pol
     differ, event by event (before: as decided under the settings of the time)."""
     period = Period.of(body.since, body.until)
     return await run_in_threadpool(lambda: _auditing(hub).policy_impact(period, body.settings,
-                                                                         actor=_actor(auditor)))
+                                                                         actor=_actor(auditor),
+                                                                         version=body.policy_version))

@@ -64,7 +64,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
 from consent.model import Org, ReadDecision, Reader, Recorded, Settings
-from consent.policy import decide_read
+from consent.policy import POLICY_V1, decide_read
 from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegistry
 from services.reading import TimelineEntry, chain_hash, returned, returned_digest
 
@@ -210,12 +210,19 @@ def considered(record: Mapping[str, Any], child: ChildRecord | None) -> tuple[li
     return [e for e, _ in pairs], [env for _, env in pairs], position - len(pairs)
 
 
+def policy_version_of(record: Mapping[str, Any]) -> str:
+    """The policy version a record was decided under (records made before versions were named: version 1)."""
+    return str(record.get("policy_version") or POLICY_V1)
+
+
 def replay(record: Mapping[str, Any], child: ChildRecord | None, orgs: Mapping[str, Org],
-           settings: Settings | None = None) -> ReadDecision:
-    """The decision the policy gives today for the reader, time and settings of ``record`` (or ``settings``),
-    on the log as it was at the record's position (``orgs``: the registry at the record's registry version)."""
+           settings: Settings | None = None, version: str | None = None) -> ReadDecision:
+    """The decision the policy gives for the reader, time and settings of ``record`` (or ``settings``) under the
+    policy version it names (or ``version``), on the log as it was at the record's position (``orgs``: the
+    registry at the record's registry version)."""
     entries, _, _ = considered(record, child)
-    return decide_read(reader_of(record), entries, orgs, settings or Settings.from_dict(record["settings"]))
+    return decide_read(reader_of(record), entries, orgs, settings or Settings.from_dict(record["settings"]),
+                       version or policy_version_of(record))
 
 
 def rebuild(record: Mapping[str, Any], child: ChildRecord | None,
@@ -223,7 +230,8 @@ def rebuild(record: Mapping[str, Any], child: ChildRecord | None,
     """The read of ``record`` done again: the decision, the entries returned, the withheld count, and the digest
     of that content (to compare with the record's ``content_digest``)."""
     entries, envelopes, _ = considered(record, child)
-    decision = decide_read(reader_of(record), entries, orgs, Settings.from_dict(record["settings"]))
+    decision = decide_read(reader_of(record), entries, orgs, Settings.from_dict(record["settings"]),
+                           policy_version_of(record))
     shown, withheld = returned(decision, entries, envelopes, orgs.get(record["reader"]["org"]))
     return decision, shown, withheld, returned_digest(decision, shown, withheld)
 

@@ -400,6 +400,8 @@ class PolicyImpact(BaseModel):
     since: str | None
     until: str | None
     settings: dict[str, Any] = Field(description="The settings changed for the replay.")
+    policy_version: str | None = Field(default=None, description="The policy version of the replay (null: the "
+                                       "version each record names).")
     replayed: int
     unreplayable: int = Field(description="Records not replayed: unreadable, or about events erased since.")
     changed: list[ChangedRead]
@@ -420,8 +422,10 @@ SettingsChanges = _settings_model()
 """Settings to change for a policy impact report (``consent.model.Settings``; unknown names are refused)."""
 
 
-def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings") -> dict[str, Any]:
-    """Validated changes (``Rejected`` naming ``settings.NAME``); at least one is required."""
+def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings", *,
+                     required: bool = True) -> dict[str, Any]:
+    """Validated changes (``Rejected`` naming ``settings.NAME``); at least one is required unless ``required`` is
+    false (an impact report that changes the policy version instead)."""
     try:
         model = SettingsChanges.model_validate(dict(raw or {}))
     except ValidationError as error:
@@ -432,7 +436,7 @@ def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings") -> 
             problems.append(Problem("invalid_settings", f"{name}: {e['msg']}", f"{name}: {ja}", name))
         raise Rejected(problems) from None
     changes = model.model_dump(exclude_none=True)
-    if not changes:
+    if not changes and required:
         raise Rejected([Problem("no_settings", "name at least one setting to change",
                                 f"変更する設定を1つ以上指定してください（{', '.join(f.name for f in fields(Settings))}）",
                                 field)])
@@ -742,10 +746,12 @@ class Auditing:
 
     # -- policy impact
 
-    def policy_impact(self, period: Period, changes: Mapping[str, Any], *, actor: Actor) -> PolicyImpact:
-        """Replay every access record of ``period`` under its own settings changed by ``changes``, and list each
-        read whose decision would differ (before: the replay under the record's own settings)."""
-        changes = settings_changes(changes)
+    def policy_impact(self, period: Period, changes: Mapping[str, Any], *, actor: Actor,
+                      version: str | None = None) -> PolicyImpact:
+        """Replay every access record of ``period`` under its own settings changed by ``changes`` and, given
+        ``version``, under that policy version instead of the one the record names; list each read whose decision
+        would differ (before: the replay under the record's own settings and version)."""
+        changes = settings_changes(changes, required=version is None)
         history, orgs, skipped = History(self.store), self._orgs(), Counter()
         replayed, changed = 0, []
         for record in self._records_in(period, skipped):
@@ -756,13 +762,14 @@ class Auditing:
             registry = history.orgs(record["registry_version"])
             own = Settings.from_dict(record["settings"])
             before = replay(record, child, registry, own)
-            after = replay(record, child, registry, Settings.from_dict(own.to_dict() | changes))
+            after = replay(record, child, registry, Settings.from_dict(own.to_dict() | changes), version)
             replayed += 1
-            if before != after:
+            if (before.allowed, before.reason, before.events) != (after.allowed, after.reason, after.events):
                 changed.append(self._change(record, child, before, after, orgs))
-        result = PolicyImpact(**period.to_dict(), settings=changes, replayed=replayed,
+        result = PolicyImpact(**period.to_dict(), settings=changes, policy_version=version, replayed=replayed,
                               unreplayable=skipped["unreadable"] + skipped["erased"], changed=changed)
-        self._log(actor, "policy_impact", results=len(changed), settings=changes, **period.to_dict())
+        self._log(actor, "policy_impact", results=len(changed), settings=changes, policy_version=version,
+                  **period.to_dict())
         return result
 
     def _change(self, record: Mapping[str, Any], child: ChildRecord | None, before: ReadDecision,

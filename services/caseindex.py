@@ -16,6 +16,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from consent.model import Recorded
+from events.envelope_ids import published_in_log
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
 
@@ -37,6 +38,20 @@ class CaseEntry(_CopiedOnWrite, Aggregate):
         self.registrar = registrar
         self.case_type = case_type  # 相談種別 at registration: decides whether the case is on the joint ledger
         self.registered_at = registered_at
+
+
+class PlanEntry(_CopiedOnWrite, Aggregate):
+    """One support plan id (サポートプラン): the child it is for and the centre that created it. A plan id names one
+    plan in the whole hub (policy.md, "Authority": ``plan.created`` is refused for an id in use)."""
+
+    @staticmethod
+    def create_id(plan: str) -> UUID:
+        return stream_id(f"plan:{plan}")
+
+    def __init__(self, plan: str, child: str, author: str):
+        self.plan = plan
+        self.child = child
+        self.author = author
 
 
 class CenterCases(_CopiedOnWrite, Aggregate):
@@ -110,8 +125,10 @@ def keep_case_index(e: Recorded, batch: Batch) -> None:
                                                              at=e.at.isoformat(), child=e.child)
                 break
     elif e.kind == "plan.created":
-        center = batch.get(CenterCases, e.source)
         plan = str(e.payload["plan"])
+        if batch.get(PlanEntry, plan, create=False) is None:
+            batch.add(PlanEntry(plan, e.child, e.source))
+        center = batch.get(CenterCases, e.source)
         if plan not in center.plans:
             center.add_plan(plan=plan, child=e.child)
 
@@ -126,3 +143,17 @@ def center_cases(store: HubStore, center: str) -> CenterCases:
 
 def case_entry(store: HubStore, case: str) -> CaseEntry | None:
     return store.peek(CaseEntry.create_id(case))
+
+
+def plan_entries_from_log(recorder: Any, mapper: Any) -> list[PlanEntry]:
+    """The plan index rebuilt from the log (a store written before it was kept): the first ``plan.created`` of
+    each plan id, by a centre (the only publishers version 2 accepts)."""
+    entries: dict[str, PlanEntry] = {}
+    for published in published_in_log(recorder, mapper):
+        for e in published:
+            envelope = e.envelope
+            if envelope.get("kind") == "plan.created":
+                plan = str((envelope.get("payload") or {}).get("plan"))
+                if plan not in entries:
+                    entries[plan] = PlanEntry(plan, str(envelope["child"]), str(envelope["source"]))
+    return list(entries.values())

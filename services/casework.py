@@ -133,12 +133,11 @@ class CaseWork:
         reads = reads if reads is not None else []
         self._center(by)
         entry = case_entry(self.hub.store, case)
-        if entry is None:
-            raise refuse("unknown_case", f"case {case!r} is not registered",
-                         f"ケース「{case}」は登録されていません", "case")
-        if entry.registrar != by.org:
-            raise refuse("not_registrar", f"case {case!r} was registered by {entry.registrar}",
-                         f"ケース「{case}」は{self._org_name(entry.registrar)}が登録したケースです。"
+        if entry is None or entry.registrar != by.org:
+            # One answer whether the case does not exist or is another centre's (policy.md, "Rejections leak
+            # nothing"): never who holds it.
+            raise refuse("unknown_case", f"case {case!r} is not a case registered by this centre",
+                         f"ケース「{case}」はこのセンターが登録したケースではありません。"
                          "ケースを操作できるのは登録したセンターだけです", "case")
         row = build_row(case, entry.child, self._read(by, entry.child, "meeting", reads).entries, self._orgs())
         if row is None:
@@ -322,18 +321,18 @@ class CaseWork:
                          "この環境では共同管理台帳（joint_ledger）が有効になっていません")
         org = self._orgs().get(by.org)
         entry = case_entry(self.hub.store, case)
-        if org is None or entry is None:
-            raise refuse("unknown_case", f"case {case!r} is not registered",
-                         f"ケース「{case}」は登録されていません", "case")
+        registrar = self._orgs().get(entry.registrar) if entry is not None else None
+        covering = (org is not None and org.type == JISO and registrar is not None
+                    and registrar.municipality in org.covers)
+        if entry is None or (by.org != entry.registrar and not covering):
+            # One answer whether the case does not exist or the asker is no side of its ledger (policy.md,
+            # "Rejections leak nothing"): a third party never learns that the case exists.
+            raise refuse("not_ledger_party", f"{by.org} cannot update the joint ledger for case {case!r}",
+                         f"ケース「{case}」の共同管理台帳は更新できません。更新できるのは、ケースを登録したセンターと"
+                         "管轄の児童相談所だけです", "case")
         if not entry.case_type.startswith("abuse"):
             raise refuse("not_on_ledger", f"case {case!r} is not on the joint ledger",
                          f"ケース「{case}」は共同管理台帳に載っていません（虐待ケースではありません）", "case")
-        registrar = self._orgs().get(entry.registrar)
-        covering = org.type == JISO and registrar is not None and registrar.municipality in org.covers
-        if by.org != entry.registrar and not covering:
-            raise refuse("not_ledger_party", f"{by.org} is not a side of the joint ledger for {case}",
-                         f"ケース「{case}」の共同管理台帳を更新できるのは、登録したセンターと管轄の児童相談所だけです",
-                         "org")
         row = build_row(case, entry.child, self._read(by, entry.child, "meeting", reads).entries, self._orgs())
         if row is None:
             raise refuse("unknown_case", f"case {case!r} is not visible to {by.org}",

@@ -270,7 +270,7 @@ def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Optio
 
 
 # Further command groups live in their own modules and register here, one line each.
-import services.cli_identity  # noqa: E402,F401  identity link, unlink, queue, resend (紐付け)
+import services.cli_identity  # noqa: E402,F401  identity link, unlink, queue (紐付け)
 import services.cli_case  # noqa: E402,F401  case …, plan … (要対協 case work, ledgers, agenda, transfers)
 import services.cli_api  # noqa: E402,F401  serve, token issue
 import services.cli_auth  # noqa: E402,F401  clients add|list|rotate-secret|disable, keys list|rotate|retire

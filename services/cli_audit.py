@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from events.problems import Rejected
+from consent.policy import POLICY_VERSIONS
 from services.auditing import (FINDING_JA, Actor, Auditing, NotFound, Period, Reconstruction,
                                audit_trail, disclosure_html)
 from services.cli import Database, SigningKeyFile, audit_app, err, out, signing_keys
@@ -234,18 +235,24 @@ def disclosure(child: str,
         out.print(f"{g.name_ja}: {g.law_ja}")
 
 
-@audit_app.command("impact")
+@audit_app.command("policy-impact")
 def impact(since: Since = None, until: Until = None,
            set_: Annotated[Optional[list[str]], typer.Option("--set", help="A changed setting, e.g. joint_ledger=true.")]
            = None,
+           policy: Annotated[Optional[str], typer.Option(
+               "--policy", help=f"Replay under this policy version ({', '.join(POLICY_VERSIONS)}) instead of the "
+                                "version each record names.")] = None,
            database: Database = None, as_json: AsJson = False) -> None:
-    """Replay the period under changed settings: the reads whose decision would differ."""
+    """Replay the period under changed settings or another policy version: the reads whose decision would differ."""
     changes = _settings(set_ or [])
+    if policy is not None and policy not in POLICY_VERSIONS:
+        err.print(f"[red]エラー[/red]: --policy には {'、'.join(POLICY_VERSIONS)} のいずれかを指定してください: {policy}")
+        raise typer.Exit(2)
     with _auditing(database) as auditing:
-        result = auditing.policy_impact(Period.of(since, until), changes, actor=_actor())
+        result = auditing.policy_impact(Period.of(since, until), changes, actor=_actor(), version=policy)
     if as_json:
         return _print_json(result)
-    table = Table("record", "at", "child", "reader", "before", "after", "events", title=f"impact of {changes}")
+    table = Table("record", "at", "child", "reader", "before", "after", "events", title=f"impact of {changes}" + (f" under {policy}" if policy else ""))
     for c in result.changed:
         table.add_row(c.record, c.t, c.child, _who(c.reader), f"{c.before.shown} ({_rules(c.before.rules)})",
                       f"{c.after.shown} ({_rules(c.after.rules)})",

@@ -79,8 +79,8 @@ def unlink(org: Org, local_number: LocalNumber, center: Center, database: Databa
 def queue(center: Annotated[Optional[str], typer.Option(
               "--center", help="Only what this centre may link (default: everything).")] = None,
           database: Database = None, as_json: AsJson = False) -> None:
-    """Records waiting for a link (紐付け待ち), and records refused because the child's residence was unknown
-    (居住地不明; re-send them with `tsunagu identity resend` once the residence is recorded)."""
+    """Records waiting for a link (紐付け待ち), and 第21条の10の5 records waiting for the child's residence
+    (居住地不明: register the child with its residence, and they are published by themselves)."""
     hub = Hub(database)
     try:
         records = identity.waiting(hub.store, center)
@@ -97,23 +97,3 @@ def queue(center: Annotated[Optional[str], typer.Option(
         table.add_row(w.org, w.local_number or "", w.child or "", w.kind, w.at, w.arrived, reasons[w.reason], w.id)
     out.print(table)
     out.print(f"{len(records)} 件")
-
-
-@identity_app.command("resend")
-def resend(center: Center, database: Database = None, as_json: AsJson = False) -> None:
-    """Re-publish the records refused because the child's residence was unknown (居住地不明) that CENTER sees."""
-    hub = Hub(database)
-    try:
-        results = identity.resend(hub, center)
-    except Rejected as rejected:
-        fail(_problems_text([p.to_dict() for p in rejected.problems]), 2)
-    finally:
-        hub.close()
-    data = [{"org": w.org, "kind": w.kind, "at": w.at, **r.to_dict()} for w, r in results]
-    if as_json:
-        print(json.dumps(data, ensure_ascii=False))
-        return
-    table = Table("organisation", "id", "kind", "at", "outcome", "reason")
-    for r in data:
-        table.add_row(r["org"], r["id"], r["kind"], r["at"], r["outcome"], _problems_text(r.get("problems", [])))
-    out.print(table)

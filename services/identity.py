@@ -11,9 +11,9 @@ number to a hub child with ``identity.linked``; who may link whose numbers is ``
 - ``link`` publishes ``identity.linked`` through ``Hub.publish`` and then re-publishes the records waiting for that
   number, unchanged, through the same path: they now resolve, are admitted or rejected (and quarantined) like
   any other record, and leave the queue. ``link`` again for an existing link only re-publishes what waits.
-- ``waiting`` is the queue as a centre may see it: the waiting records of the organisations it may link, and the
-  records of those organisations rejected because the child's residence was unknown (``residence_unknown``,
-  policy.md: kept in quarantine and shown here until accepted); ``resend`` re-publishes the latter.
+- ``waiting`` is the queue as a centre may see it: the waiting records of the organisations it may link, and those
+  organisations' 第21条の10の5 events waiting for their child's residence (``residence_unknown``, policy.md: they
+  are published by themselves once the centre records where the child lives, ``services.ingest``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from consent.model import Org, Recorded
 from events.envelope import Envelope
 from events.problems import Problem, Rejected
 from events.sealing import stream_id
-from events.store import NAMESPACE, HubStore, LinkingQueue, Quarantine, _CopiedOnWrite
+from events.store import NAMESPACE, HubStore, LinkingQueue, ResidenceWaitList, _CopiedOnWrite
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -204,8 +204,8 @@ def _publish(hub: Hub, envelopes: list[dict[str, Any]], chunk: int = 1000) -> li
 
 @dataclass
 class Waiting:
-    """A record a centre can act on: waiting for a link (``waiting_for_link``), or rejected because the child's
-    residence was unknown (``residence_unknown``) and not accepted since."""
+    """A record a centre can act on: waiting for a link (``waiting_for_link``), or for the child's residence to be
+    recorded (``residence_unknown``: the centre registers the child, and it is published by itself)."""
 
     org: str
     local_number: str | None
@@ -242,26 +242,8 @@ def waiting(store: HubStore, center: str | None = None) -> list[Waiting]:
 
 
 def _residence_unknown(store: HubStore, org: str) -> list[Waiting]:
-    """Records of ``org`` whose latest rejection was ``residence_unknown`` and that have not been stored since."""
-    quarantine = store.peek(Quarantine.create_id(org))
-    latest: dict[str, dict[str, Any]] = {}
-    for held in (quarantine.held if quarantine is not None else ()):
-        raw = held["raw"]
-        if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-            latest[raw["id"]] = held
-    out = []
-    for envelope_id, held in latest.items():
-        if not any(p.get("code") == RESIDENCE_UNKNOWN for p in held["problems"]):
-            continue
-        if store.stored_envelope(envelope_id) is not None:
-            continue
-        raw = held["raw"]
-        out.append(Waiting(org, raw.get("local_child"), raw.get("child"), envelope_id, str(raw.get("kind")),
-                           str(raw.get("at")), held["received_at"], RESIDENCE_UNKNOWN, raw))
-    return out
-
-
-def resend(hub: Hub, center: str) -> list[tuple[Waiting, PublishResult]]:
-    """Re-publish the ``residence_unknown`` records ``center`` sees (once the child's residence is recorded)."""
-    records = [w for w in waiting(hub.store, center) if w.reason == RESIDENCE_UNKNOWN]
-    return list(zip(records, _publish(hub, [w.envelope for w in records])))
+    """第21条の10の5 events of ``org`` waiting for their child's residence to be recorded (``ResidenceQueue``):
+    they are published by themselves once the centre records where the child lives."""
+    listed = store.peek(ResidenceWaitList.create_id(org))
+    return [Waiting(org, None, w["child"], envelope_id, w["kind"], w["at"], w["arrived"], RESIDENCE_UNKNOWN, {})
+            for envelope_id, w in (listed.waiting.items() if listed is not None else ())]

@@ -4,10 +4,11 @@ Every adapter, the HTTP API, the CLI and the scenario runner publish through ``I
 
 A publish never loads a child's stream. It asks once how far each of the batch's children's streams has got
 (``events.streams.stream_versions``) and appends ``ChildRecord.Published`` events at the next versions (a new
-child's stream starts as a new aggregate). The admission rules read a child's earlier events of a few kinds only
-(``consent.admission.ADMISSION_FACTS``: residence, registered cases), which ``services.facts.ChildFacts`` keeps
-per child, in step with the stream and in the same transaction; they are loaded, for all the children of a batch
-whose events need them, in one query. Everything of one batch is saved in one transaction; a stream that moved
+child's stream starts as a new aggregate). The admission rules (``consent.admission``, ``consent.authority``) read
+a child's earlier facts only (``consent.authority.is_fact``), which ``services.facts.ChildFacts`` keeps per child,
+in step with the stream and in the same transaction; they are loaded, for all the children of a batch whose events
+need them, in one query. A 第21条の10の5 event about a child whose residence is not recorded yet waits in the
+child's ``ResidenceQueue`` (outcome ``waiting``) and is published by itself once it is (``_release_waiting``). Everything of one batch is saved in one transaction; a stream that moved
 meanwhile makes the insert fail on its (stream, version) key, and ``publish`` tries again.
 """
 
@@ -21,13 +22,15 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from consent.admission import admit
+from consent.admission import AwaitsResidence, admit
 from consent.model import Recorded, Settings
 from events.envelope import Envelope, parse_envelope
 from events.problems import Outcome, Problem, PublishResult, Rejected
 from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
-from events.store import STORE_FORMAT, ChildRecord, HubStore, Quarantine, jsonable, recorded_from
+from events.store import (STORE_FORMAT, ChildRecord, HubStore, Quarantine, ResidenceQueue, ResidenceWaitList,
+                          jsonable, recorded_from)
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
+from services.caseindex import CaseEntry, PlanEntry, plan_entries_from_log
 from services.facts import ChildFacts, facts_from_log
 from services.identity import check_identity, resolve_local_child, waiting_problem
 from services.indexes import INDEXES
@@ -170,6 +173,30 @@ class _Forecast:
         pass
 
 
+class _IdsInBatch:
+    """``consent.authority.IdsInUse`` for a publish: whether a case or plan id is registered for any child,
+    from the indexes as this batch sees them (its own earlier events included)."""
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+
+    def case_registered(self, case: str) -> bool:
+        return self.batch.get(CaseEntry, case, create=False) is not None
+
+    def plan_created(self, plan: str) -> bool:
+        return self.batch.get(PlanEntry, plan, create=False) is not None
+
+
+class _IdsUnread:
+    """Stands for the ids in use where they must not be read (see ``Ingest._forecast``)."""
+
+    def case_registered(self, case: str) -> bool:
+        raise _NeedsHistory
+
+    def plan_created(self, plan: str) -> bool:
+        raise _NeedsHistory
+
+
 class Batch:
     """The aggregates one publish touches, loaded once and saved together in one transaction. ``registry``: the
     organisations as the batch found them, for every event of the batch (no look-up per event)."""
@@ -263,25 +290,34 @@ class Ingest:
         self.store = store
         self.settings = settings
         self.clock = clock
-        if store.format < STORE_FORMAT:  # written before the children's facts were kept: make them from the log
-            for facts in facts_from_log(store.recorder, store.mapper):
+        if store.format < STORE_FORMAT:
+            # Written before the children's facts of policy version 2 and the plan index were kept (or under
+            # version 1): make them from the log, the facts with authority only.
+            orgs = store.registry().orgs
+            rebuilt = [*facts_from_log(store.recorder, store.mapper, orgs, settings),
+                       *plan_entries_from_log(store.recorder, store.mapper)]
+            for aggregate in rebuilt:
                 try:
-                    store.save(facts)
+                    store.save(aggregate)
                 except IntegrityError:
-                    pass  # another process opening the store made them first
+                    pass  # another process opening the store made it first
             store.mark_format(STORE_FORMAT)
 
-    def publish(self, items: Sequence[Any], *, publisher: str | None = None) -> list[PublishResult]:
+    def publish(self, items: Sequence[Any], *, publisher: str | None = None,
+                received: datetime | None = None) -> list[PublishResult]:
         """Publish a batch. Each item is accepted, recognised as a duplicate of a stored event, or rejected with
         its problems (and kept in quarantine). Accepted events of one batch are stored in one transaction.
 
         ``publisher``: the authenticated organisation sending the batch (the HTTP API). An organisation
         publishes only as itself: an event whose ``source`` is another organisation is rejected
-        (``source_mismatch``), and whatever it rejects is held in the publisher's quarantine."""
+        (``source_mismatch``), and whatever it rejects is held in the publisher's quarantine.
+
+        ``received``: when the hub received the batch, for events released from a queue: their times are checked
+        against the later of it and the clock (they were received when they were queued)."""
         if len(items) > MAX_BATCH:
             raise Rejected([Problem("batch_too_large", f"at most {MAX_BATCH} events per batch",
                                     f"一度に送れるのは{MAX_BATCH}件までです")])
-        now = self.clock()
+        now = self.clock() if received is None else max(self.clock(), received)
         parsed: list[Envelope | Rejected] = []
         for raw in items:
             try:
@@ -294,18 +330,54 @@ class Ingest:
         # transaction fail on the register of envelope ids, and the second pass looks every id up.
         for attempt, look_up in enumerate((False, True, True, True)):
             try:
-                return self._publish_once(items, parsed, now, look_up=look_up, publisher=publisher)
+                results, residence_recorded = self._publish_once(items, parsed, now, look_up=look_up,
+                                                                 publisher=publisher)
+                break
             except IntegrityError as conflict:
                 if attempt == 3:
                     raise
                 _clear_frames(conflict)
-        raise AssertionError("unreachable")
+        self._release_waiting(residence_recorded)
+        return results
+
+    def _release_waiting(self, children: Sequence[str]) -> None:
+        """Publish, by themselves, the 第21条の10の5 events that waited for these children's residence (policy.md:
+        once the centre records where the child lives). Each goes through ``publish`` like any event: accepted (its
+        audience fixed now), rejected into its source's quarantine, or waiting again when the residence at its
+        time is still unknown. Those no longer waiting leave the child's queue."""
+        for child in dict.fromkeys(children):
+            queue = self.store.get_or_none(ResidenceQueue.create_id(child))
+            if queue is None or not queue.waiting:
+                continue
+            entries = sorted(queue.waiting.values(), key=lambda w: w["arrived"])
+            received = max(datetime.fromisoformat(w["arrived"]) for w in entries)
+            results = self.publish([w["envelope"] for w in entries], received=received)
+            done = [w["envelope"] for w, r in zip(entries, results) if r.outcome != "waiting"]
+            for attempt in range(5):
+                queue = self.store.get_or_none(ResidenceQueue.create_id(child))
+                lists = {e["source"]: self.store.get_or_none(ResidenceWaitList.create_id(e["source"])) for e in done}
+                for envelope in done:
+                    if queue is not None and envelope["id"] in queue.waiting:
+                        queue.release(envelope_id=envelope["id"], released_at=self.clock().isoformat())
+                    listed = lists[envelope["source"]]
+                    if listed is not None and envelope["id"] in listed.waiting:
+                        listed.release(envelope_id=envelope["id"], child=child)
+                try:
+                    self.store.save(*[a for a in (queue, *lists.values()) if a is not None])
+                    break
+                except IntegrityError:  # another process released or queued meanwhile: look again
+                    if attempt == 4:
+                        raise
 
     def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
-                      look_up: bool, publisher: str | None = None) -> list[PublishResult]:
+                      look_up: bool, publisher: str | None = None) -> tuple[list[PublishResult], list[str]]:
+        """One attempt at the batch, in one transaction: the results, and the children whose residence it
+        recorded (whose waiting events can now be published)."""
         registry = self.store.registry()
         orgs = registry.orgs
         batch = Batch(self.store, registry)
+        ids = _IdsInBatch(batch)
+        residence_recorded: list[str] = []
         batch.ask_versions([item.child for item in parsed if isinstance(item, Envelope) and item.child])
         facts, aggregates, prepared = self._forecast(parsed, registry)
         batch.prefetch([ChildFacts.create_id(child) for child in facts] + aggregates)
@@ -364,13 +436,27 @@ class Ingest:
                 if isinstance(decided, Rejected):
                     raise decided
                 audience = (decided if decided is not None
-                            else admit(candidate, batch.facts(item.child), orgs, self.settings))
-            except Rejected as rejected:
+                            else admit(candidate, batch.facts(item.child), orgs, self.settings, ids))
+            except (Rejected, AwaitsResidence) as refused:
                 if not look_up and self.store.stored_envelope(item.id) is not None:
                     # A stored id: the re-sent event is a duplicate (or an id conflict), whatever admission says
                     # now; the pass that looks every id up decides it.
                     raise IntegrityError(f"id {item.id!r} is already stored") from None
-                reject(i, item.id, rejected.problems)
+                if isinstance(refused, Rejected):
+                    reject(i, item.id, refused.problems)
+                    continue
+                queue = batch.get(ResidenceQueue, item.child)
+                held = queue.waiting.get(item.id)
+                if held is not None and held["digest"] != digest:
+                    reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
+                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")])
+                    continue
+                if held is None:
+                    queue.hold(envelope=canonical, digest=digest, arrived=now.isoformat())
+                    batch.get(ResidenceWaitList, item.source).hold(envelope_id=item.id, child=item.child,
+                                                                   kind=item.kind, at=canonical["at"],
+                                                                   arrived=now.isoformat())
+                results.append(PublishResult(i, item.id, "waiting"))
                 continue
             entry = stream.append(canonical, sorted(audience), digest, now.isoformat(), candidate)
             batch.envelopes.append(StoredEnvelope(envelope_key(item.id), stream.id, entry.position,
@@ -378,9 +464,11 @@ class Ingest:
             for keep_index in INDEXES:
                 keep_index(entry, batch)
             in_batch[item.id] = digest
+            if entry.kind in ("child.registered", "residence.changed"):
+                residence_recorded.append(entry.child)
             results.append(PublishResult(i, item.id, "accepted"))
         batch.save()
-        return results
+        return results, residence_recorded
 
     def _forecast(self, parsed: Sequence[Envelope | Rejected], registry: Any
                   ) -> tuple[list[str], list[UUID], dict[int, _Prepared]]:
@@ -402,8 +490,8 @@ class Ingest:
             e = recorded_from(item.canonical(), [], 1)
             decision: frozenset[str] | Rejected | None
             try:
-                decision = admit(e, _UNREAD, orgs, self.settings)
-            except _NeedsHistory:
+                decision = admit(e, _UNREAD, orgs, self.settings, _IdsUnread())
+            except (_NeedsHistory, AwaitsResidence):
                 decision = None
                 children.append(item.child)
             except Rejected as rejected:

@@ -12,7 +12,9 @@ then resolved here against the log:
   it ``supersedes`` (the log keeps both; the views use the latest).
 
 Rows that cannot be accepted are kept in the ``Quarantine`` of the school (or of the unknown 学校コード) with
-their reasons, each once, to be corrected and sent again. Envelopes go to a ``Publisher`` (the hub directly,
+their reasons, each once, to be corrected and sent again; a row of a child on the target list is sealed under that
+child's key (under the key of the school's number when the list gives it to several children), so that it goes
+with the child's erasure (``events.sealing``). Envelopes go to a ``Publisher`` (the hub directly,
 or a transport), in chunks. After a daily file, the school's calendar gets the file's days, and each child in
 the file is checked for absence streaks (``services.absence``); new streaks raise ``absence.alert``.
 """
@@ -127,7 +129,7 @@ class _Run:
         self.resolved: list[tuple[ParsedRow, list[Listing]]] = []  # rows read and resolved, not planned yet
         self.resolved_listings = 0
         self.in_flight: tuple[list[_Ticket], Future[list[PublishResult]]] | None = None
-        self.held: dict[str, list[tuple[dict[str, Any], list[Problem]]]] = {}
+        self.held: dict[str, list[tuple[dict[str, Any], list[Problem], dict[str, str] | None]]] = {}
         self.days: dict[str, set[str]] = {}  # school → days with rows in this file
         self.attendance: dict[tuple[str, str, str], dict[str, tuple[str, bool | None]]] = {}
         self.student_nos: dict[tuple[str, str, str], str] = {}
@@ -211,13 +213,15 @@ class _Run:
         if not on_list:
             self.summary.not_listed += 1  # not stored, not even in quarantine
             return None
-        if len({listing.child for listing in on_list}) > 1:
+        children = {listing.child for listing in on_list}
+        if len(children) > 1:
             problems.append(cell_problem(parsed.line, headers["student_no"], CellError(
                 "the target list gives this number to more than one child",
                 "対象名簿でこの児童生徒番号が複数の児童に割り当てられています。センターに確認してください",
                 "ambiguous_student_no")))
-        if problems:
-            self._reject(parsed, problems, school)
+        if problems:  # held under the key of the child the row is about (or of the school's number for them)
+            self._reject(parsed, problems, school, {"child": children.pop()} if len(children) == 1
+                         else {"source": school, "local_child": parsed.student_no})
             return None
         return list({(listing.child, listing.centre): listing for listing in on_list}.values())
 
@@ -358,10 +362,13 @@ class _Run:
         if any(r.outcome == "queued" for _, r in fresh):
             self.summary.queued += 1
 
-    def _reject(self, parsed: ParsedRow, problems: list[Problem], source: str) -> None:
+    def _reject(self, parsed: ParsedRow, problems: list[Problem], source: str,
+                about: dict[str, str] | None = None) -> None:
+        """Keep the row for the quarantine of ``source``; ``about``: whom it names, for its key
+        (``Quarantine.hold``), None when the row names no child the hub knows."""
         self._listed(parsed.line, problems)
         raw = {"format": self.format, "file": self.summary.file, "line": parsed.line, "row": parsed.raw}
-        self.held.setdefault(source, []).append((raw, problems))
+        self.held.setdefault(source, []).append((raw, problems, about))
 
     def _listed(self, line: int, problems: list[Problem]) -> None:
         self.summary.rejected_total += 1
@@ -376,12 +383,12 @@ class _Run:
                 known = {content_digest([h["raw"].get("format"), h["raw"].get("row")]) for h in quarantine.held
                          if isinstance(h.get("raw"), dict)}
                 changed = False
-                for raw, problems in items:
+                for raw, problems, about in items:
                     digest = content_digest([raw["format"], raw["row"]])
                     if digest not in known:
                         known.add(digest)
                         quarantine.hold(raw=raw, problems=[p.to_dict() for p in problems],
-                                        received_at=self.importer.now.isoformat())
+                                        received_at=self.importer.now.isoformat(), about=about)
                         changed = True
                 return changed
             self._save(Quarantine, source, hold)

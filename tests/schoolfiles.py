@@ -33,9 +33,21 @@ def setup(hub: Hub) -> Hub:
     return hub
 
 
+def register_child(hub: Hub, child: str, *, centre: str = "beppu-center",
+                   at: str = "2026-04-01T00:00:00+09:00") -> None:
+    """The centre registers the child as living in its municipality (once: a second call changes nothing)."""
+    municipality = next(o["municipality"] for o in ORGS if o["id"] == centre)
+    result = hub.publish([{"id": f"reg-{child}", "kind": "child.registered", "child": child, "source": centre,
+                           "basis": "internal", "at": at, "payload": {"residence": municipality}}])
+    assert result[0].outcome in ("accepted", "duplicate") or [p.code for p in result[0].problems] == [
+        "already_registered"], result
+
+
 def list_child(hub: Hub, child: str, student_no: str, *, school: str = "beppu-es-1", centre: str = "beppu-center",
                at: str = "2026-04-01T09:00:00+09:00", from_month: str | None = "2026-04") -> None:
-    """The centre puts a child on a school's target list (target_list.assigned, cwa-25-3, to the school)."""
+    """The centre registers the child (policy version 2: only the centre of residence lists a child) and puts it
+    on a school's target list (target_list.assigned, cwa-25-3, to the school)."""
+    register_child(hub, child, centre=centre, at=min(at, "2026-04-01T00:00:00+09:00"))
     payload = {"school": school, "student_no": student_no, **({"from_month": from_month} if from_month else {})}
     result = hub.publish([{"id": f"list-{school}-{student_no}-{child}-{at}", "kind": "target_list.assigned",
                            "child": child, "source": centre, "basis": "cwa-25-3", "to": school, "at": at,

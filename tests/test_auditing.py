@@ -462,13 +462,13 @@ def test_the_cli_answers_the_same_questions(make_hub, clock, tmp_path):
     (access,) = json.loads(cli("emergencies", "--json").stdout)["accesses"]
     assert access["declaration"]["reason"] == REASON and access["findings"][0]["reviewer"] == "審査 花子"
 
-    impact = json.loads(cli("impact", "--since", "2026-05-01", "--until", "2026-05-31",
+    impact = json.loads(cli("policy-impact", "--since", "2026-05-01", "--until", "2026-05-31",
                             "--set", "joint_ledger=true", "--json").stdout)
     assert [c["record"] for c in impact["changed"]] == [record, world.jiso.access_record]
 
     for args, code, words in [(("reads", "c1", "--since", "5月1日"), 2, "日付の形式"),
-                              (("impact", "--set", "joint_ledger"), 2, "名前=値"),
-                              (("impact", "--set", "ledger=true"), 2, "この設定はありません"),
+                              (("policy-impact", "--set", "joint_ledger"), 2, "名前=値"),
+                              (("policy-impact", "--set", "ledger=true"), 2, "この設定はありません"),
                               (("finding", record, "--reviewer", "x", "--finding", "great"), 2, "finding"),
                               (("reconstruct", "no-such-record"), 1, "見つかりません")]:
         result = cli(*args)

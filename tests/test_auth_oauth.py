@@ -100,7 +100,7 @@ def test_an_adapter_gets_a_token_for_its_organisation_and_publishes_and_reads_wi
     assert claims["exp"] - claims["iat"] == 900 and claims["jti"]
 
     published = auth.client.post("/v1/events", json=E1, headers=bearer(body["access_token"]))
-    assert published.status_code == 200 and published.json()["counts"]["accepted"] == 1
+    assert published.status_code == 200 and published.json()["counts"]["received"] == 1  # a school: 受付
     assert world.store.stored_envelope("e1") is not None
     read = auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
                            headers=bearer(body["access_token"]))
@@ -522,7 +522,7 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
         old_token = response.json()["access_token"]
         published = httpx.post(f"{base}/v1/events", json=dict(E1, at=datetime.now(JST).isoformat()),
                                headers=bearer(old_token), timeout=10)
-        assert published.status_code == 200 and published.json()["counts"]["accepted"] == 1, published.text
+        assert published.status_code == 200 and published.json()["counts"]["received"] == 1, published.text
 
         # key rotation while the server runs
         old_kid = claims_kid(old_token)

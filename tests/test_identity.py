@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from consent.identity import linking_centres, may_link
 from consent.model import Org
+from events.store import Quarantine
 from services import identity
 from services.cli import app
 from services.hub import Hub
@@ -102,7 +103,7 @@ def test_linking_publishes_the_waiting_records_onto_the_linked_child_only(world)
     assert ids(world, "c1", org="beppu-es-1", role="teacher") == ["e1"]
     # Released records leave the queue (the rejected one to quarantine with its reason); the other number waits.
     assert [(w.id, w.local_number) for w in identity.waiting(world.store, "beppu-center")] == [("e2", "2026-0999")]
-    held = world.store.peek(identity.Quarantine.create_id("beppu-es-1")).held
+    held = world.store.peek(Quarantine.create_id("beppu-es-1")).held
     assert held[-1]["raw"]["id"] == "e3" and held[-1]["problems"][0]["code"] == "wrong_addressee"
     # From now on the number resolves at once; re-sending changes nothing.
     assert [r.outcome for r in world.publish([concern("e4"), concern("e1")])] == ["accepted", "duplicate"]
@@ -168,19 +169,23 @@ def test_records_of_an_organisation_no_centre_can_link_are_refused(world):
     assert r.outcome == "rejected" and r.problems[0].code == "no_linking_centre"
 
 
-def test_residence_unknown_is_rejected_kept_for_the_centre_and_resent(world, clock):
+def test_residence_unknown_waits_is_listed_for_the_centre_and_is_published_by_itself(world, clock):
+    """policy.md v2: a 21-10-5 event about a child whose residence is unknown waits (it is not rejected), the
+    centre that may link the source's numbers sees it waiting, and it is published once the child is registered."""
     [r] = world.publish([{**concern("e1"), "local_child": None, "child": "c3"}])
-    assert r.outcome == "rejected" and r.problems[0].code == "residence_unknown"
+    assert r.outcome == "waiting" and r.problems == []
     [w] = identity.waiting(world.store, "beppu-center")
     assert (w.id, w.child, w.reason) == ("e1", "c3", "residence_unknown")
     assert identity.waiting(world.store, "oita-center") == []
-    # Re-sent before the residence is known: still refused, still listed once.
-    assert [r.outcome for _, r in identity.resend(world, "beppu-center")] == ["rejected"]
+    assert "e1" not in ids(world, "c3")
+    # Sent again before the residence is known: still waiting, listed once, stored nowhere.
+    assert [r.outcome for r in world.publish([{**concern("e1"), "local_child": None, "child": "c3"}])] == ["waiting"]
     assert len(identity.waiting(world.store, "beppu-center")) == 1
     register(world, "c3")
-    assert [r.outcome for _, r in identity.resend(world, "beppu-center")] == ["accepted"]
     assert identity.waiting(world.store, "beppu-center") == []
     assert "e1" in ids(world, "c3")
+    # once published, the same event sent again is a duplicate
+    assert [r.outcome for r in world.publish([{**concern("e1"), "local_child": None, "child": "c3"}])] == ["duplicate"]
 
 
 def test_cli_link_and_queue(tmp_path):

@@ -38,7 +38,9 @@ def ev(id: str, kind: str = "note.recorded", *, child: str = "c1", source: str =
 
 
 def registered(child: str = "c1", residence: str = "442020") -> dict:
-    return ev(f"reg-{child}", "child.registered", child=child, at="2026-04-01T09:00:00+09:00",
+    """The child registered by the centre of ``residence`` (policy version 2: that centre has the authority)."""
+    centre = {"442020": "beppu-center", "442011": "oita-center"}[residence]
+    return ev(f"reg-{child}", "child.registered", child=child, source=centre, at="2026-04-01T09:00:00+09:00",
               payload={"residence": residence})
 
 
@@ -180,8 +182,8 @@ def test_a_publish_reads_the_facts_the_rules_need_never_the_childs_stream_and_se
     record = fresh.store.get_or_none(ChildRecord.create_id("c1"))
     e1 = record.entries[3]
     assert e1.id == "e1" and e1.audience == frozenset({"beppu-es-1", "beppu-center"})
-    # the same rule, without a residence on record, still rejects (the history is read, not assumed)
-    assert [r.outcome for r in hub.publish([concern("e9", child="c3")])] == ["rejected"]
+    # the same rule, without a residence on record, makes it wait (the history is read, not assumed)
+    assert [r.outcome for r in hub.publish([concern("e9", child="c3")])] == ["waiting"]
 
 
 @pytest.mark.parametrize("batch", [[ev("n1"), ev("n2")], [concern("n1"), ev("n2")]],
@@ -325,7 +327,7 @@ def test_the_facts_kept_for_the_publish_rules_are_those_the_log_gives(open_hub):
     assert accepted(hub.publish([
         registered("c1"), ev("n1"), concern("e1"), registered("c2", residence="442011"),
         ev("k1", "case.registered", payload=case, at="2026-04-12T09:00:00+09:00"),
-        ev("moved", "residence.changed", child="c2", payload={"residence": "442020"},
+        ev("moved", "residence.changed", child="c2", source="oita-center", payload={"residence": "442020"},
            at="2026-04-20T09:00:00+09:00")]))
     assert accepted(hub.publish([ev("gone", "child.erased", child="c2", source="beppu-center",
                                     payload={"reason": "保存期間の満了"}, at="2026-04-25T09:00:00+09:00")]))
@@ -333,6 +335,8 @@ def test_the_facts_kept_for_the_publish_rules_are_those_the_log_gives(open_hub):
     assert [(e.id, e.position, dict(e.payload)) for e in kept["c1"]] == [
         ("reg-c1", 1, {"residence": "442020"}), ("k1", 4, {"case": "k1", "case_type": "abuse.neglect"})]
     assert [(e.id, e.kind, dict(e.payload)) for e in kept["c2"]] == [
-        ("reg-c2", "child.registered", {"residence": "442011"}), ("moved", "residence.changed", {"residence": "442020"})]
-    rebuilt = {f.child: f.entries for f in facts_from_log(hub.store.recorder, hub.store.mapper)}
+        ("reg-c2", "child.registered", {"residence": "442011"}), ("moved", "residence.changed", {"residence": "442020"}),
+        ("gone", "child.erased", {})]
+    rebuilt = {f.child: f.entries for f in facts_from_log(hub.store.recorder, hub.store.mapper, hub.store.registry().orgs,
+                                                         hub.settings)}
     assert rebuilt == kept

@@ -405,7 +405,8 @@ def test_a_list_from_a_school_is_not_a_target_list(world):
     result = world.publish([{"id": "self-list", "kind": "target_list.assigned", "child": "c7", "source": "beppu-es-1",
                              "basis": "cwa-25-3", "to": "beppu-center", "at": "2026-05-01T09:00:00+09:00",
                              "payload": {"school": "beppu-es-1", "student_no": "2026-0777"}}])
-    assert result[0].outcome == "accepted"  # recorded as the school sent it, but it lists no one
+    # policy version 2: only the centre of residence (or a covering 児相) lists a child; a school cannot
+    assert result[0].outcome == "rejected" and result[0].problems[0].code == "not_authorised"
     assert world.store.peek(SchoolRoster.create_id("beppu-es-1")).of("2026-0777") == []
 
 
