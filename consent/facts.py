@@ -59,6 +59,12 @@ class Case:
                 member = assigned
         return member
 
+    def members_at(self, t: datetime) -> list[str]:
+        """The organisations that are members at ``t`` (rule CASE's test), in the order they were first
+        assigned: what the progress ledger, the agenda and the case commands show as the case's members."""
+        first_assigned = dict.fromkeys(who for _, _, who, assigned in sorted(self.memberships) if assigned)
+        return [org for org in first_assigned if self.is_member(org, t)]
+
     @property
     def is_abuse(self) -> bool:
         return self.case_type.startswith("abuse")
@@ -85,7 +91,11 @@ class ChildFacts:
     erased: bool
 
     @classmethod
-    def of(cls, events: Sequence[Recorded]) -> ChildFacts:
+    def of(cls, events: Sequence[Recorded], *, registrar_only: bool = False) -> ChildFacts:
+        """What ``events`` establish. ``registrar_only``: count a case's member, closure and transfer events only
+        from its registrar, as version 2's authority does, for views built from the entries a reader received
+        (``services.caseledger``), where the registration's own authority cannot be checked again (the reader
+        may not see where the child lives)."""
         cases: dict[str, Case] = {}
         for e in events:
             if e.kind == "case.registered" and e.case not in cases:
@@ -93,6 +103,8 @@ class ChildFacts:
         consents, withdrawals, emergencies, transfers, erased = [], {}, [], [], False
         for e in events:
             case = cases.get(e.case) if e.case is not None else None
+            if case is not None and registrar_only and e.source != case.registrar:
+                case = None
             # policy.md rule CASE names the events (case.member_assigned / case.member_removed / case.closed),
             # not who records them; only the cwa-25-2 share is restricted to the registrar (consent.admission).
             if case:

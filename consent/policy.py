@@ -33,6 +33,24 @@ PROVIDED_TO_CENTER = frozenset({"cwa-21-10-5", "cwa-25", "cwa-25-3"})
 REDACTED = "［非開示］"  # the redaction marker that replaces a sensitive field
 
 
+def facts_of(events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings,
+             version: str = POLICY_VERSION) -> ChildFacts:
+    """What a child's events establish under policy ``version``: its cases (registrar, members, closure), consents,
+    withdrawals, transfers, emergencies and erasure, counting under version 2 only the facts published with
+    authority. The read rules' one source of these facts; views built from a reader's entries ask
+    ``cases_seen``."""
+    if version not in POLICY_VERSIONS:
+        raise ValueError(f"unknown policy version {version!r}")
+    return ChildFacts.of(events if version == POLICY_V1 else authorised_facts(events, orgs, settings))
+
+
+def cases_seen(events: Sequence[Recorded]) -> dict[str, Case]:
+    """The child's cases as a reader's timeline shows them (registrar, members over time, closures), counting a
+    case's events only from its registrar, as version 2 does: the progress ledger, the agenda and the case
+    commands ask this instead of deriving members and closure themselves (``services.caseledger``)."""
+    return ChildFacts.of(events, registrar_only=True).cases
+
+
 @dataclass(frozen=True)
 class World:
     """Everything a decision depends on besides the reader."""
@@ -47,10 +65,7 @@ class World:
            version: str = POLICY_VERSION) -> World:
         """The world of a decision under policy ``version``: what the child's events establish, counting under
         version 2 only the facts published with authority."""
-        if version not in POLICY_VERSIONS:
-            raise ValueError(f"unknown policy version {version!r}")
-        facts = events if version == POLICY_V1 else authorised_facts(events, orgs, settings)
-        return cls(events, orgs, settings, ChildFacts.of(facts))
+        return cls(events, orgs, settings, facts_of(events, orgs, settings, version))
 
     def municipality_of(self, org_id: str) -> str | None:
         org = self.orgs.get(org_id)

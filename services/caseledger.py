@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from consent.model import Org
+from consent.model import Org, Recorded
+from consent.policy import cases_seen
 from events.kinds import as_datetime
 from events.problems import Problem, Rejected
 from services.caseindex import center_cases
@@ -199,33 +200,43 @@ def _next_review(value: Any) -> date:
     return day_of(as_datetime(value))
 
 
-def build_row(case: str, child: str, entries: Sequence[TimelineEntry], orgs: Mapping[str, Org]) -> CaseRow | None:
-    """The row of ``case`` from a timeline's entries, or ``None`` when the reader does not see its registration.
+def as_recorded(entries: Sequence[TimelineEntry], child: str) -> list[Recorded]:
+    """A timeline's entries as the policy's events (``consent.model.Recorded``), in the order returned, so that the
+    policy's own derivations (``consent.policy.cases_seen``) can be asked about what the reader received."""
+    return [Recorded(position=n, id=e.id, kind=e.kind, child=child, source=e.source, basis=e.basis, at=entry_at(e),
+                     payload=e.payload, audience=frozenset(), function=e.function, to=e.to,
+                     sensitive=tuple(e.sensitive)) for n, e in enumerate(entries, start=1)]
 
-    The case's own state (members, reviews, 相談種別, closure, transfer) is what the registering centre recorded:
-    the case commands (``services.casework``) let no one else act on a case. The joint-ledger events count as
-    the reader receives them: the latest severity and status put on the ledger by a 児童相談所, and 一時保護.
+
+def build_row(case: str, child: str, entries: Sequence[TimelineEntry], orgs: Mapping[str, Org],
+              t: datetime) -> CaseRow | None:
+    """The row of ``case`` at ``t`` from a timeline's entries, or ``None`` when the reader does not see its
+    registration.
+
+    Who registered the case, its members at ``t`` and whether it is closed are what the policy says
+    (``consent.policy.cases_seen``: counted only from the registrar, as rule CASE counts them); reviews,
+    相談種別 and transfer are the registrar's own events. The joint-ledger events count as the reader receives
+    them: the latest severity and status put on the ledger by a 児童相談所, and 一時保護.
     """
-    registered = next((e for e in entries if e.kind == "case.registered" and _case_of(e) == case), None)
-    if registered is None:
+    known = cases_seen(as_recorded(entries, child)).get(case)
+    if known is None:
         return None
-    registrar = registered.source
+    registered = next(e for e in entries if e.kind == "case.registered" and _case_of(e) == case
+                      and e.source == known.registrar)
+    registrar = known.registrar
     own = [e for e in entries if e.kind.startswith("case.") and _case_of(e) == case and e.source == registrar]
 
     history = [{"at": registered.at, "case_type": str(registered.payload.get("case_type")), "event": registered.id}]
-    members: list[str] = []
+    members = known.members_at(t)
+    closed_at = known.closed_at(t)
     last_review: TimelineEntry | None = None
     closed = transferred = None
     for e in own:
         if e.kind == "case.type_changed":
             history.append({"at": e.at, "case_type": str(e.payload.get("case_type")), "event": e.id})
-        elif e.kind == "case.member_assigned" and str(e.payload.get("member")) not in members:
-            members.append(str(e.payload.get("member")))
-        elif e.kind == "case.member_removed" and str(e.payload.get("member")) in members:
-            members.remove(str(e.payload.get("member")))
         elif e.kind == "case.reviewed":
             last_review = e
-        elif e.kind == "case.closed" and closed is None:
+        elif e.kind == "case.closed" and closed is None and entry_at(e) == closed_at:
             closed = {"event": e.id, "at": e.at, "reason": e.payload.get("reason"), "meeting": e.payload.get("meeting")}
         elif e.kind == "case.transferred" and transferred is None:
             transferred = {"event": e.id, "at": e.at, "to": e.payload.get("to")}
@@ -411,7 +422,7 @@ class CaseViews:
             if not timeline.allowed:
                 continue
             for case in child_cases:
-                row = build_row(case, child, timeline.entries, orgs)
+                row = build_row(case, child, timeline.entries, orgs, datetime.fromisoformat(timeline.t))
                 if row is not None:
                     rows.append(row)
         rows.sort(key=lambda r: (r.center, r.registered_at, r.case))

@@ -139,7 +139,8 @@ class CaseWork:
             raise refuse("unknown_case", f"case {case!r} is not a case registered by this centre",
                          f"ケース「{case}」はこのセンターが登録したケースではありません。"
                          "ケースを操作できるのは登録したセンターだけです", "case")
-        row = build_row(case, entry.child, self._read(by, entry.child, "meeting", reads).entries, self._orgs())
+        timeline = self._read(by, entry.child, "meeting", reads)
+        row = build_row(case, entry.child, timeline.entries, self._orgs(), datetime.fromisoformat(timeline.t))
         if row is None:
             raise refuse("unknown_case", f"case {case!r} is not visible to {by.org}/{by.role}",
                          f"ケース「{case}」はこの担当（{by.role}）からは見えません", "case")
@@ -333,7 +334,8 @@ class CaseWork:
         if not entry.case_type.startswith("abuse"):
             raise refuse("not_on_ledger", f"case {case!r} is not on the joint ledger",
                          f"ケース「{case}」は共同管理台帳に載っていません（虐待ケースではありません）", "case")
-        row = build_row(case, entry.child, self._read(by, entry.child, "meeting", reads).entries, self._orgs())
+        timeline = self._read(by, entry.child, "meeting", reads)
+        row = build_row(case, entry.child, timeline.entries, self._orgs(), datetime.fromisoformat(timeline.t))
         if row is None:
             raise refuse("unknown_case", f"case {case!r} is not visible to {by.org}",
                          f"ケース「{case}」はこの機関からは見えません", "case")
