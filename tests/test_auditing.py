@@ -505,8 +505,8 @@ def test_the_cli_answers_the_same_questions(make_hub, clock, tmp_path):
                               (("finding", record, "--reviewer", "x", "--finding", "great"), 2, "finding"),
                               (("reads", "c1", "--until", "9999-12-31"), 2, "until"),
                               (("emergencies", "--since", "0001-01-01"), 2, "since"),
-                              (("impact", "--set", f"emergency_hours={10**30}"), 2, "emergency_hours"),
-                              (("impact", "--until", "9999-12-31", "--set", "joint_ledger=true"), 2, "until"),
+                              (("policy-impact", "--set", f"emergency_hours={10**30}"), 2, "emergency_hours"),
+                              (("policy-impact", "--until", "9999-12-31", "--set", "joint_ledger=true"), 2, "until"),
                               (("reconstruct", "no-such-record"), 1, "見つかりません")]:
         result = cli(*args)
         assert result.exit_code == code and words in result.output, (args, result.output)
