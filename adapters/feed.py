@@ -2,7 +2,7 @@
 deterministic event ids.
 
 A feed names the child by the sender's own number (``local_child``: 対象者番号, 宛名番号, 利用者番号 …); the hub
-resolves it through the centre's link or keeps the record in the linking queue (``services.identity``).
+resolves it through the centre's link or keeps the record in the linking queue (``services.publishing.linking``).
 Event ids derive from the organisation, the number and the row's normalised content, so that re-sending a file
 (in CP932 or UTF-8, with full-width or half-width digits) changes nothing.
 """

@@ -4,7 +4,7 @@ daily attendance (日次出欠), parsed into ``attendance.monthly`` / ``attendan
 
 This module reads and words; it never looks anything up and never decides who may read anything. Which child
 a 児童生徒番号 is, and whether the row is on the school's target list, is the services' question
-(``services.school_import``), answered from the log.
+(``services.schools.imports``), answered from the log.
 
 Event ids are deterministic, so that sending the same file again changes nothing: they are derived from the
 school, the child's listing, the period, a digest of the normalised content, and the report it corrects.
@@ -18,11 +18,11 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from adapters.csvfile import Cells, CellError, Column, CsvRow, to_choice, to_date, to_int, to_month
+from events.clock import JST
 from events.envelope import content_digest
 from events.kinds import normalise_payload
 from events.problems import Problem
 
-JST = timezone(timedelta(hours=9))
 BASIS = "cwa-25-3"  # 児童福祉法第25条の3: provided at the 要対協's request, to the centre that asked
 
 SCHOOL_CODE = Column("school_code", "学校コード", aliases=("施設コード", "園コード"))

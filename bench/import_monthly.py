@@ -26,9 +26,10 @@ from datetime import datetime
 from pathlib import Path
 
 from adapters.publisher import HubPublisher
-from services.hub import JST, Hub
-from services.ingest import MAX_BATCH
-from services.school_import import SchoolImporter
+from events.clock import JST
+from services.hub import Hub
+from services.publishing.ingest import MAX_BATCH
+from services.schools.imports import SchoolImporter
 from services.runtime import tune_garbage_collector
 
 NOW = datetime(2026, 6, 5, 9, 0, tzinfo=JST)

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from events.transport import EVENTS_TOPIC, KafkaPublisher, parse_api_version
-from services.hub import JST, Hub
-from services.worker import IngestWorker
+from events.clock import JST
+from services.hub import Hub
+from services.feeds.kafka_worker import IngestWorker
 from services.runtime import tune_garbage_collector
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from consent.authority import IdsInUse, Known, check_authority
-from consent.model import Org, Recorded, Settings
+from events.model import Org, Recorded
+from consent.model import Settings
 from events.problems import Problem, Rejected
 
 CENTER = "municipal_center"

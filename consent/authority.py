@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
-from consent.model import Org, Recorded, Settings
+from events.model import Org, Recorded
+
+from consent.model import Settings
 from events.problems import Problem, Rejected
 
 CENTER = "municipal_center"
@@ -43,7 +45,7 @@ CASE_KINDS_OF_REGISTRAR = frozenset({
 })
 
 # The kinds whose events the publish rules (below) and the read rules (consent.policy) read about a child's past:
-# kept per child by the publish path (services.facts), so that admitting an event never loads the child's record.
+# kept per child by the publish path (services.projections.admission_facts), so that admitting an event never loads the child's record.
 FACT_KINDS = frozenset({
     "child.registered", "residence.changed", "child.erased",
     "case.registered", "case.member_assigned", "case.member_removed", "case.closed", "case.transferred",

@@ -10,16 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from consent.model import Recorded
-from events.kinds import as_datetime
-
-# The payload fields the rules read (policy.md, "Kinds"): residence, case and membership, consent, plans and
-# transfers. They are facts about who may read, not what happened to the child, so the store keeps them readable
-# after an erasure (events.sealing) and every past decision can still be replayed; every other payload field is
-# content, sealed under the child's key and destroyed with it.
-POLICY_FIELDS = frozenset({"residence", "case", "case_type", "member", "to", "valid_until", "consent", "plan",
-                           "recipients", "version", "org"})
-
+from events.model import Recorded
+from events.kinds import POLICY_FIELDS, as_datetime
 
 def _by_time(events: Iterable[Recorded]) -> list[Recorded]:
     return sorted(events, key=lambda e: (e.at, e.position))
@@ -94,7 +86,7 @@ class ChildFacts:
     def of(cls, events: Sequence[Recorded], *, registrar_only: bool = False) -> ChildFacts:
         """What ``events`` establish. ``registrar_only``: count a case's member, closure and transfer events only
         from its registrar, as version 2's authority does, for views built from the entries a reader received
-        (``services.caseledger``), where the registration's own authority cannot be checked again (the reader
+        (``services.casework.ledger``), where the registration's own authority cannot be checked again (the reader
         may not see where the child lives)."""
         cases: dict[str, Case] = {}
         for e in events:

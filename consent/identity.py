@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from consent.model import Org, Recorded
+from events.model import Org, Recorded
 from events.problems import Problem, Rejected
 
 CENTER = "municipal_center"  # 市町村こども家庭センター

@@ -20,7 +20,8 @@ from typing import Callable, Mapping, Sequence
 
 from consent.authority import authorised_facts
 from consent.facts import Case, ChildFacts
-from consent.model import EventDecision, Org, ReadDecision, Reader, Recorded, Settings
+from events.model import Org, Recorded
+from consent.model import EventDecision, ReadDecision, Reader, Settings
 
 POLICY_V1 = "tsunagu-read-policy/1"  # every fact counted, whoever published it (replay of records made under it)
 POLICY_V2 = "tsunagu-read-policy/2"  # facts counted only from the organisation with authority over them
@@ -47,7 +48,7 @@ def facts_of(events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Sett
 def cases_seen(events: Sequence[Recorded]) -> dict[str, Case]:
     """The child's cases as a reader's timeline shows them (registrar, members over time, closures), counting a
     case's events only from its registrar, as version 2 does: the progress ledger, the agenda and the case
-    commands ask this instead of deriving members and closure themselves (``services.caseledger``)."""
+    commands ask this instead of deriving members and closure themselves (``services.casework.ledger``)."""
     return ChildFacts.of(events, registrar_only=True).cases
 
 

@@ -5,7 +5,7 @@ Pure, like the read policy: the services pass the reader's organisation and the 
 
 from __future__ import annotations
 
-from consent.model import Org
+from events.model import Org
 
 LISTING_CENTRES = frozenset({"municipal_center", "child_guidance_center"})
 REPORTING_ORGS = frozenset({"school", "nursery"})

@@ -19,10 +19,11 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime
 from pydantic_core import PydanticCustomError
 
+from events.clock import JST
 from events.limits import EARLIEST_DAY, LATEST_DAY
 from events.problems import Problem
 
-_JST = timezone(timedelta(hours=9))
+_JST = JST
 FIRST_DAY, LAST_DAY = date.fromisoformat(EARLIEST_DAY), date.fromisoformat(LATEST_DAY)
 _FIRST_MOMENT = datetime.combine(FIRST_DAY, time(0, 0), tzinfo=_JST)
 _AFTER_LAST_MOMENT = datetime.combine(LAST_DAY + timedelta(days=1), time(0, 0), tzinfo=_JST)

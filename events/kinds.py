@@ -219,6 +219,14 @@ class EmergencyDeclared(Payload):
     reason: Annotated[str, Field(min_length=1, max_length=20_000, pattern=r"\S")]
 
 
+# The payload fields the rules read (policy.md, "Kinds"): residence, case and membership, consent, plans and
+# transfers. They are facts about who may read, not what happened to the child, so the store keeps them readable
+# after an erasure (events.sealing) and every past decision can still be replayed; every other payload field is
+# content, sealed under the child's key and destroyed with it.
+POLICY_FIELDS = frozenset({"residence", "case", "case_type", "member", "to", "valid_until", "consent", "plan",
+                           "recipients", "version", "org"})
+
+
 KINDS: dict[str, type[Payload]] = {
     "child.registered": ChildRegistered,
     "residence.changed": ResidenceChanged,

@@ -2,7 +2,7 @@
 
 Whatever comes in (an HTTP request, an event envelope, a file to import, a Kafka message) is bounded here, so that
 no input, however large or deep, can exhaust memory or the stack or make the hub answer 500. The modules that
-enforce a limit import it from here: ``services.api`` and ``services.api_limits`` (HTTP), ``events.envelope``
+enforce a limit import it from here: ``services.http.app`` and ``services.http.limits`` (HTTP), ``events.envelope``
 (envelopes, whatever their path), ``adapters.csvfile`` and ``adapters.jsonl`` (files).
 
 This module sits in ``events`` (the lowest layer) so that the envelope and the adapters can use it without
@@ -33,7 +33,7 @@ stay under this."""
 MAX_QUERY_BYTES = 8 * 1024
 """The query string, percent-encoded as sent; longer is refused with 414."""
 
-# --- Request rates (per client; see services.api_limits) -------------------------------------------------------
+# --- Request rates (per client; see services.http.limits) -------------------------------------------------------
 
 RATE_LIMIT = "600/minute"
 """Requests per client: a verified token's organisation and subject, or for requests without a token the remote

@@ -76,7 +76,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent, find_id_convertor
 from eventsourcing.utils import get_topic, resolve_topic
 
-from consent.facts import POLICY_FIELDS
+from events.kinds import POLICY_FIELDS
 from events.secret_files import write_secret_file
 
 HUB_SCOPE = "hub"
@@ -609,7 +609,7 @@ class SealingMapper(Mapper):
 
     An event that carries an envelope about a child is stored in two layers: the envelope's payload content is
     sealed under the child's key; the envelope's routing fields and the payload fields the policy reads
-    (``consent.facts.POLICY_FIELDS``) are kept under the hub's key, so that after an erasure every decision can
+    (``events.kinds.POLICY_FIELDS``) are kept under the hub's key, so that after an erasure every decision can
     still be made and replayed while no content can be read. Any other event naming a child is sealed whole under
     the child's key and loads as ``Shredded`` once the key is gone; so is an envelope that names the child only by
     a source's own number (a linking-queue entry: its number is what identifies it, and no decision reads it)."""

@@ -39,7 +39,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Cache
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import EventStore
 
-from consent.model import Org, Recorded
+from events.model import Org, Recorded
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.sealing import (DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope,
                             stream_id)
@@ -48,9 +48,9 @@ NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 
 # What a store's tables hold beside the streams, by format (recorded in the store; an older store is brought up to
 # date when opened): 1, the register of envelope ids (events.envelope_ids); 2, the children's admission facts
-# (services.facts, rebuilt by services.ingest).
+# (services.projections.admission_facts, rebuilt by services.publishing.ingest).
 ENVELOPE_IDS_FORMAT = 1
-STORE_FORMAT = 3  # 3: the children's facts of policy version 2 (services.facts), the plan index
+STORE_FORMAT = 3  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 
@@ -168,7 +168,7 @@ class Quarantine(_CopiedOnWrite, Aggregate):
 
 class LinkingQueue(_CopiedOnWrite, Aggregate):
     """紐付け待ち: records from one organisation that name the child by its own number before a centre linked that
-    number, each with its digest and when it arrived. They leave when published (``services.identity``)."""
+    number, each with its digest and when it arrived. They leave when published (``services.publishing.linking``)."""
 
     @staticmethod
     def create_id(source: str) -> UUID:
@@ -191,7 +191,7 @@ class ResidenceQueue(_CopiedOnWrite, Aggregate):
     """居住地待ち: 第21条の10の5 events about one child, received while the child's residence at their time was not
     recorded (policy.md: they are not rejected, they wait). Each waits with its digest and when it arrived, and
     leaves when the hub publishes it by itself after the centre records where the child lives
-    (``services.ingest``). Its entries name the child: sealed under the child's key like the child's events."""
+    (``services.publishing.ingest``). Its entries name the child: sealed under the child's key like the child's events."""
 
     @staticmethod
     def create_id(child: str) -> UUID:

@@ -4,7 +4,7 @@
 that an event can be appended as the next version of its stream without replaying the stream first. The version
 only has to be right at the moment of the insert: the table's primary key (stream id, version) refuses a second
 writer's event with the same version, the library raises ``IntegrityError``, and the publisher retries with
-fresh versions (``services.ingest``).
+fresh versions (``services.publishing.ingest``).
 
 ``load_many`` is the repository's ``get`` for many streams at once: the aggregates as a writer gets them (copies
 it may change, as stored now), built from the cache and the events stored after the cached versions (or from all

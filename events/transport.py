@@ -3,7 +3,7 @@
 Topics
 ------
 ``tsunagu.events.v1``
-    Every envelope an organisation publishes, one message each. The ingest worker (``services.worker``) consumes
+    Every envelope an organisation publishes, one message each. The ingest worker (``services.feeds.kafka_worker``) consumes
     it in a consumer group and appends through ``Ingest.publish``.
 ``tsunagu.events.v1.dead-letter``
     Every message the worker could not accept: not JSON, not a v1 message, or an envelope the hub rejected,

@@ -12,7 +12,7 @@ bash scripts/setup.sh
 echo
 if .venv/bin/tsunagu serve --help >/dev/null 2>&1; then
   echo "■ APIを起動します（Ctrl-C で停止） / Starting the API (Ctrl-C to stop): http://127.0.0.1:8080/docs"
-  # The development sign-in provider (services/dev_oidc.py) for the demo's staff; never in production.
+  # The development sign-in provider (services/auth/dev_provider.py) for the demo's staff; never in production.
   TSUNAGU_DEV_OIDC=1 exec .venv/bin/tsunagu serve "$@"
 else
   echo "'tsunagu serve' is not available in this version yet: try the timeline commands above instead."

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.hub import Hub
-from services.ingest import PublishResult
-from services.registry import OrgLoadResult
+from services.publishing.ingest import PublishResult
+from services.administration.organisations import OrgLoadResult
 
 BEPPU, OITA = "442020", "442011"  # 全国地方公共団体コード
 

@@ -1,24 +1,48 @@
-"""The hub's application service: the store, the settings and the clock, with publish, read and verify."""
+"""The composition root: the hub's application service, which opens the store and builds the application (the
+settings, the clock, publishing, reading, replay) for the edges (``services.cli``, ``services.http``)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 
-from consent.model import Org, Settings
+from eventsourcing.utils import register_topic
+
+from events.clock import JST
+from events.model import Org
+
+from consent.model import Settings
+from events.clock import now_jst
 from events.sealing import Keyring
 from events.store import HubStore, open_store
-from services.audit import VerifyReport, verify
-from services.ingest import Ingest, PublishResult
-from services.reading import Timeline, TimelineReader
-from services.registry import OrgLoadResult, load_orgs
-from services.settings import SETTINGS_ID, SettingsSource, seed_settings, settings_from_env
+from services.audit.replay import VerifyReport, verify
+from services.publishing.ingest import Ingest, PublishResult
+from services.reading.timeline import Timeline, TimelineReader
+from services.administration.organisations import OrgLoadResult, load_orgs
+from services.administration.settings import SETTINGS_ID, SettingsSource, seed_settings, settings_from_env
+from services.administration import settings as administration_settings
+from services.audit import auditors as audit_auditors
+from services.auth import clients as auth_clients
+from services.projections import admission_facts as projections_admission_facts
+from services.projections import cases as projections_cases
+from services.projections import rosters as projections_rosters
+from services.publishing import linking as publishing_linking
 
-JST = timezone(timedelta(hours=9))
 
-
-def now_jst() -> datetime:
-    return datetime.now(JST)
+# Stored events name their class by topic, ``module:Class.Event``. These modules were moved when ``services/`` was
+# arranged by capability; their old paths stay readable through the library's topic register, so a store written
+# before the move loads as before. Never remove an entry while such a store may exist.
+MOVED_MODULES = {
+    "services.settings": administration_settings,
+    "services.auditing": audit_auditors,
+    "services.clients": auth_clients,
+    "services.facts": projections_admission_facts,
+    "services.caseindex": projections_cases,
+    "services.rosters": projections_rosters,
+    "services.identity": publishing_linking,
+}
+for _old_path, _module in MOVED_MODULES.items():
+    register_topic(_old_path, _module)
 
 
 class SettableClock:
@@ -32,7 +56,7 @@ class SettableClock:
 
 
 class Hub:
-    """The hub on one store. Its decisions are taken under the store's settings (``services.settings``):
+    """The hub on one store. Its decisions are taken under the store's settings (``services.administration.settings``):
     ``settings`` given here (tests, the scenario runner) are recorded in the store, as its first values or as a
     change by "system"; otherwise a new store is seeded from the ``TSUNAGU_*`` variables (``settings_from_env``)
     and a store that has settings keeps them, whatever this process's environment says."""

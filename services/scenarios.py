@@ -18,7 +18,7 @@ import yaml
 
 from consent.model import Settings
 from services.hub import Hub, SettableClock
-from services.reading import Timeline
+from services.reading.timeline import Timeline
 
 RULE_NAMES = {"OWN", "DIRECT", "CASE", "LEDGER", "CONSENT", "TRANSFER", "EMERGENCY"}
 READ_FIELDS = {"org", "role", "child", "purpose", "at", "user"}

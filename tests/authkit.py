@@ -13,11 +13,11 @@ import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.api import create_app
-from services.auth import SigningKeys, TokenIssuer, TokenVerifier
-from services.dev_oidc import DevProvider, DevUser
+from services.http.app import create_app
+from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier
+from services.auth.dev_provider import DevProvider, DevUser
 from services.hub import Hub
-from services.oidc import OidcProvider
+from services.auth.oidc import OidcProvider
 
 BASE = "https://testserver"  # authlib refuses token requests over plain HTTP, except on loopback addresses
 BEPPU, OITA = "442020", "442011"

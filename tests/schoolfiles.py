@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 from adapters.publisher import HubPublisher
 from services.hub import Hub
-from services.school_import import ImportSummary, SchoolImporter
+from services.schools.imports import ImportSummary, SchoolImporter
 
 ES1_CODE = "B144210000015"  # 別府市立 第一小学校 (beppu-es-1)
 ES2_CODE = "B144210000023"  # 別府市立 第二小学校 (beppu-es-2)

@@ -10,7 +10,7 @@ import pytest
 
 from consent.model import Settings
 from events.store import Quarantine
-from services.rosters import SchoolCalendar
+from services.projections.rosters import SchoolCalendar
 from tests.schoolfiles import DAILY_HEADER, ES1_CODE, at, import_daily, kinds, list_child, school_days, setup, write_csv
 
 ABSENT, NO_CONTACT, PRESENT, LATE = ("欠席", "有"), ("欠席", "無"), ("出席", ""), ("遅刻", "")
@@ -211,8 +211,8 @@ def test_through_a_transport_that_only_queues_the_alerts_come_from_the_files_row
     """With a log transport (Kafka) the hub stores the envelopes later: the import cannot read this file's days
     back from the hub, so streaks are found from the rows themselves, and what is queued is what the hub would
     have stored directly."""
-    from services.ingest import PublishResult
-    from services.school_import import SchoolImporter
+    from services.publishing.ingest import PublishResult
+    from services.schools.imports import SchoolImporter
 
     class Queue:  # hands envelopes over, like a transport, and delivers them when asked
         def __init__(self):
@@ -242,7 +242,7 @@ def test_daily_import_through_the_cli(tmp_path):
 
     from typer.testing import CliRunner
 
-    from services.cli import app
+    from services.cli.root import app
     from services.hub import Hub
 
     database = f"sqlite:///{tmp_path / 'hub.db'}"

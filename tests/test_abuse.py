@@ -23,12 +23,13 @@ from consent.model import Settings
 from events.limits import (MAX_BODY_BYTES, MAX_ENVELOPE_BYTES, MAX_IMPORT_FILE_BYTES, MAX_JSON_DEPTH,
                            MAX_PAYLOAD_DEPTH, MAX_SENSITIVE_FIELDS, MAX_TEXT_CHARS)
 from events.store import Quarantine
-from services.api import create_app
-from services.auth import TokenIssuer, keys_from_file
-from services.casework import Actor, CaseWork
-from services.cli import app as cli_app
-from services.csvexport import csv_bytes, safe_cell
-from services.hub import JST, Hub
+from services.http.app import create_app
+from services.auth.tokens import TokenIssuer, keys_from_file
+from services.casework.commands import Actor, CaseWork
+from services.cli.root import app as cli_app
+from services.casework.csv_export import csv_bytes, safe_cell
+from events.clock import JST
+from services.hub import Hub
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},

@@ -1,4 +1,4 @@
-"""Chain anchors (``services.anchors``): what a hash chain alone cannot show, records cut off the end of a chain and
+"""Chain anchors (``services.audit.anchors``): what a hash chain alone cannot show, records cut off the end of a chain and
 a chain rewritten and re-hashed to its end, is caught against a signed anchor kept outside the database; an anchor
 not signed by the hub's key, or altered, is refused.
 
@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 from consent.model import Settings
 from events.envelope import content_digest
 from events.store import AccessLog
-from services.anchors import AnchorError, AnchorRefused, anchor, heads_digest, open_anchor, signed_anchor
-from services.audit import access_records, verify
-from services.auth import SigningKeys, TokenIssuer, TokenVerifier, load_signing_keys
-from services.cli import app
+from services.audit.anchors import AnchorError, AnchorRefused, anchor, heads_digest, open_anchor, signed_anchor
+from services.audit.replay import access_records, verify
+from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier, load_signing_keys
+from services.cli.root import app
 from services.hub import Hub
-from services.reading import chain_hash
+from services.reading.timeline import chain_hash
 from tests.test_tamper import Table, _overwrite, _resave, _stored, populate
 
 

@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 
 from consent.policy import POLICY_VERSION
 from events.store import AccessLog, ChildRecord, Quarantine
-from services.api import create_app
-from services.audit import access_records
-from services.auth import TokenIssuer, TokenVerifier, keys_from_file
-from services.hub import JST, Hub
+from services.http.app import create_app
+from services.audit.replay import access_records
+from services.auth.tokens import TokenIssuer, TokenVerifier, keys_from_file
+from events.clock import JST
+from services.hub import Hub
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -474,7 +475,7 @@ def test_the_api_on_postgresql(make_hub, clock, keys, postgres_url):
 # --- The command line: token issue, serve -----------------------------------------------------------------
 
 def test_token_issue_mints_a_token_the_hub_verifies_and_refuses_unknowns(tmp_path):
-    from services.cli import app
+    from services.cli.root import app
 
     database, key_file = f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / "key.pem"
     hub = Hub(database)

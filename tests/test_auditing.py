@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.problems import Rejected
-from services.api import create_app
-from services import auditing
-from services.audit import access_records, load, verify
-from services.auditing import Actor, Auditing, NotFound, Period, audit_trail, disclosure_html
-from services.auth import keys_from_file
-from services.cli import app
+from services.http.app import create_app
+from services.audit import auditors as auditing
+from services.audit.replay import access_records, load, verify
+from services.audit.auditors import Actor, Auditing, NotFound, Period, audit_trail, disclosure_html
+from services.auth.tokens import keys_from_file
+from services.cli.root import app
 from services.hub import Hub
 
 ORGS = [

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 
-from consent.model import ORG_TYPES
+from events.model import ORG_TYPES
 from events.store import Quarantine
-from services.audit import access_records
-from services.auth import SCOPES
-from services.caseindex import case_entry
-from services.clients import add_client
+from services.audit.replay import access_records
+from services.auth.tokens import SCOPES
+from services.projections.cases import case_entry
+from services.auth.clients import add_client
 from tests.authkit import BY_TYPE, ORGS, access_token, assert_error, bearer, build
 
 R1 = {"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",

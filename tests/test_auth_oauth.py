@@ -27,13 +27,14 @@ from typer.testing import CliRunner
 
 from events.problems import Rejected
 from events.store import Quarantine
-from services.audit import access_records
-from services.auth import SigningKeys, TokenIssuer
-from services.cli import app as cli
-from services.clients import CLIENTS_ID, add_client, disable_client, find_client, rotate_secret, secret_matches
-from services.dev_oidc import DevProvider
-from services.oidc import fetch_json
-from services.hub import JST, Hub
+from services.audit.replay import access_records
+from services.auth.tokens import SigningKeys, TokenIssuer
+from services.cli.root import app as cli
+from services.auth.clients import CLIENTS_ID, add_client, disable_client, find_client, rotate_secret, secret_matches
+from services.auth.dev_provider import DevProvider
+from services.auth.oidc import fetch_json
+from events.clock import JST
+from services.hub import Hub
 from tests.authkit import (BASE, DEV_USERS, JWT_BEARER, ORGS, access_token, assert_error, assert_oauth_error, basic,
                            bearer, build, client_token, has_japanese, staff_sign_in)
 

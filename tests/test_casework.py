@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.problems import Rejected
-from services.api import create_app
-from services.agenda import agenda_csv, agenda_html
-from services.audit import access_records
-from services.caseledger import CaseViews
-from services.casework import Actor, CaseWork
-from services.cli import app as cli_app
+from services.http.app import create_app
+from services.casework.agenda import agenda_csv, agenda_html
+from services.audit.replay import access_records
+from services.casework.ledger import CaseViews
+from services.casework.commands import Actor, CaseWork
+from services.cli.root import app as cli_app
 from services.hub import Hub
 
 ORGS = [
@@ -556,7 +556,7 @@ def test_the_case_commands_on_the_command_line(tmp_path):
 
 @pytest.fixture
 def keys(tmp_path):
-    from services.auth import keys_from_file
+    from services.auth.tokens import keys_from_file
 
     return keys_from_file(tmp_path / "signing-key.pem")
 

@@ -35,10 +35,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from events.store import ChildRecord
-from services.api import create_app
-from services.audit import access_records
-from services.auth import keys_from_file
-from services.hub import JST, Hub
+from services.http.app import create_app
+from services.audit.replay import access_records
+from services.auth.tokens import keys_from_file
+from events.clock import JST
+from services.hub import Hub
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -302,7 +303,7 @@ def test_a_request_that_loses_every_race_gets_503_with_retry_after_and_stores_no
     the caller is told to come back, in Japanese, with nothing of its request stored."""
     import events.retry
     from events.store import AccessLog, HubStore
-    from services.cli import EXIT_BUSY, app
+    from services.cli.root import EXIT_BUSY, app
     from typer.testing import CliRunner
 
     database = f"sqlite:///{tmp_path / 'hub.db'}"

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from consent.model import Settings
 from consent.policy import REDACTED
 from events.store import ChildRecord
-from services import cli_demo
-from services.cli import app
+from services.cli import demo as cli_demo
+from services.cli.root import app
 from services.demo import ORGS, demo_children, demo_events, load_demo
 from services.hub import Hub, SettableClock, settings_from_env
 

@@ -25,11 +25,11 @@ from typer.testing import CliRunner
 from events.sealing import KeyConfigError, Keyring, LocalMasterKey, SealingMapper, Shredded, stream_id
 from events.store import ChildRecord
 from events.transport import InvalidMessage, KafkaPublisher, decode
-from services.cli import app
+from services.cli.root import app
 from services.hub import Hub
-from services.identity import link
-from services.reports import overdue_reports
-from services.worker import IngestWorker
+from services.publishing.linking import link
+from services.schools.overdue import overdue_reports
+from services.feeds.kafka_worker import IngestWorker
 from tests.conftest import at
 from tests.schoolfiles import ORGS, list_child
 
@@ -281,7 +281,7 @@ def test_master_key_rotation_rewraps_the_data_keys(tmp_path, monkeypatch, clock)
 def test_a_stream_that_names_many_children_opens_with_one_query_for_their_keys(tmp_path, clock, monkeypatch):
     """A school's roster seals each child's entry under that child's key: a process that has opened nothing yet
     loads the 40 keys in one query, not one query per child."""
-    from services.rosters import SchoolRoster, peek
+    from services.projections.rosters import SchoolRoster, peek
 
     clock.at = at("2026-06-10T09:00:00+09:00")
     database = f"sqlite:///{tmp_path / 'hub.db'}"
@@ -314,7 +314,7 @@ def test_a_months_reports_are_one_event_per_publish_with_each_childs_entry_seale
     opened under the hub's key it shows no report, each being sealed under its child's key; a process that opens
     it later sees every child's report, and once a child is erased the others' only. The same for the school's
     target list."""
-    from services.rosters import MonthlyReports, SchoolRoster, peek
+    from services.projections.rosters import MonthlyReports, SchoolRoster, peek
     from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, import_monthly, write_csv
 
     clock.at = at("2026-06-10T09:00:00+09:00")
@@ -509,8 +509,8 @@ def test_another_process_shows_nothing_of_the_child_within_five_seconds_of_its_e
     """Process B reads the child (a timeline, the school's target list, the overdue reports, the quarantine, an
     auditor's reconstruction), so its caches hold the child's keys and decrypted aggregates; process A erases the
     child; within 5 seconds B shows nothing of it, with no restart."""
-    from services.auditing import Auditing
-    from services.rosters import SchoolRoster, peek
+    from services.audit.auditors import Auditing
+    from services.projections.rosters import SchoolRoster, peek
 
     clock.at = at("2026-06-10T09:00:00+09:00")
     a = Hub(database, clock=clock)
@@ -563,8 +563,8 @@ def test_a_running_server_shows_nothing_of_the_child_within_five_seconds_of_an_e
 
     import httpx
 
-    from services.auth import keys_from_file
-    from services.casework import Actor, CaseWork
+    from services.auth.tokens import keys_from_file
+    from services.casework.commands import Actor, CaseWork
 
     clock.at = at("2026-04-20T09:00:00+09:00")
     database, key_file = f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / "key.pem"

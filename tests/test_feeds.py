@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from adapters.publisher import HubPublisher
 from events.store import Quarantine
-from services import identity
-from services.cli import app
-from services.feed_import import FeedImporter
+from services.publishing import linking as identity
+from services.cli.root import app
+from services.feeds.imports import FeedImporter
 from services.hub import Hub
 from tests.conftest import at
 

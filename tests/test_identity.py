@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from consent.identity import linking_centres, may_link
-from consent.model import Org
+from events.model import Org
 from events.store import Quarantine
-from services import identity
-from services.cli import app
+from services.publishing import linking as identity
+from services.cli.root import app
 from services.hub import Hub
 from tests.conftest import at
 

@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 from events.store import ChildRecord, Quarantine
 from events.transport import (DEAD_LETTER_TOPIC, EVENTS_TOPIC, InvalidMessage, KafkaPublisher, TransportError,
                               decode, dead_letter_topic, encode, partition_key)
-from services.cli import app
-from services.hub import JST, Hub
-from services.worker import QUARANTINE_SOURCE, IngestWorker
+from services.cli.root import app
+from events.clock import JST
+from services.hub import Hub
+from services.feeds.kafka_worker import QUARANTINE_SOURCE, IngestWorker
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.kafka
@@ -321,7 +322,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_
                "--group", group, "--database", database, "--max-batch", "500",
                "--session-timeout-ms", "6000"]
     if not os.path.exists(command[0]):
-        command[:1] = [sys.executable, "-c", "from services.cli import main; main()"]
+        command[:1] = [sys.executable, "-c", "from services.cli.root import main; main()"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # Watch the first two batches land, then kill halfway through the next one: in the middle of its append

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.cli.root import app
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +75,7 @@ def test_master_key_rotate_tightens_a_keys_file_that_was_world_readable(tmp_path
 
 
 def test_signing_keys_are_created_and_rotated_with_mode_0600(tmp_path):
-    from services.auth import SigningKeys
+    from services.auth.tokens import SigningKeys
 
     key_file = tmp_path / "signing" / "signing-keys.pem"
     SigningKeys(key_file, create=True)  # as 'tsunagu serve' makes it on first start

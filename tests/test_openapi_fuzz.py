@@ -22,10 +22,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from joserfc.jwk import ECKey
 
-from services.api import create_app
-from services.auth import TokenVerifier, keys_from_file
-from services.casework import Actor, CaseWork
-from services.hub import JST, Hub, SettableClock
+from services.http.app import create_app
+from services.auth.tokens import TokenVerifier, keys_from_file
+from services.casework.commands import Actor, CaseWork
+from events.clock import JST
+from services.hub import Hub, SettableClock
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},

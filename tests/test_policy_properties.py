@@ -76,7 +76,7 @@ from consent.model import Settings
 from events.envelope import parse_envelope
 from events.problems import Rejected
 from events.store import AccessLog
-from services.audit import access_records
+from services.audit.replay import access_records
 from services.hub import Hub, SettableClock
 
 JST = timezone(timedelta(hours=9))

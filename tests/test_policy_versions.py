@@ -80,7 +80,9 @@ def test_version_2_counts_a_fact_only_from_its_authority_and_version_1_from_anyo
     under CASE; replayed under version 1 it still does (the record stays exact), under version 2 it does not."""
     from datetime import datetime
 
-    from consent.model import Org, Reader, Recorded
+    from events.model import Org, Recorded
+
+    from consent.model import Reader
     from consent.policy import decide_read
 
     orgs = {o.id: o for o in (Org("fujieda-center", "municipal_center", municipality="222143"),

@@ -12,7 +12,7 @@ import pytest
 from consent.model import Settings
 from events.problems import Rejected
 from events.store import ChildRecord, Quarantine
-from services.ingest import MAX_BATCH
+from services.publishing.ingest import MAX_BATCH
 from services.scenarios import compare_read
 
 JAPANESE = re.compile(r"[ぁ-んァ-ヶ一-龯]")
@@ -335,7 +335,7 @@ def test_tsunagu_publish_rejects_infinite_and_nan_numbers_naming_line_and_field(
 
     from typer.testing import CliRunner
 
-    from services.cli import app
+    from services.cli.root import app
     from services.hub import Hub
 
     database = f"sqlite:///{tmp_path / 'hub.db'}"

@@ -1,4 +1,4 @@
-"""Publishing without loading a child's stream (``services.ingest``: the stream versions of a batch in one query,
+"""Publishing without loading a child's stream (``services.publishing.ingest``: the stream versions of a batch in one query,
 the history loaded only when an admission rule reads it) and the store-level helpers behind it
 (``events.streams``), on SQLite and on PostgreSQL: every read after such a publish sees every event, in order,
 with consecutive child positions, whether the child's aggregate was cached before or not, in this process or in
@@ -14,13 +14,13 @@ from uuid import UUID
 import pytest
 
 import events.streams as streams
-import services.ingest as ingest
+import services.publishing.ingest as ingest
 from consent.model import Settings
 from events.store import STORE_FORMAT, ChildRecord, HubStore, ensure_postgres_schema, store_env
 from events.streams import load_many, stream_versions
 from services.hub import Hub
-from services.facts import ChildFacts, facts_from_log
-from services.rosters import DailyAttendance
+from services.projections.admission_facts import ChildFacts, facts_from_log
+from services.projections.rosters import DailyAttendance
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020"},
@@ -319,7 +319,7 @@ def test_a_store_written_before_the_register_of_envelope_ids_gets_it_rebuilt_fro
 
 
 def test_the_facts_kept_for_the_publish_rules_are_those_the_log_gives(open_hub):
-    """``services.facts``: what is kept while publishing equals what a store written before the facts existed
+    """``services.projections.admission_facts``: what is kept while publishing equals what a store written before the facts existed
     gets from its log, erased children included (the facts name the residence and the cases, no content)."""
     hub = open_hub()
     hub.load_orgs(ORGS)

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consent.model import Settings
-from services.api import create_app
-from services.auth import keys_from_file
+from services.http.app import create_app
+from services.auth.tokens import keys_from_file
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},

@@ -9,7 +9,7 @@ import gc
 
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.cli.root import app
 from services.runtime import GC_THRESHOLDS
 from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, at, import_monthly, list_child, setup, write_csv
 

@@ -18,13 +18,13 @@ from adapters.school import MONTHLY_COLUMNS
 from consent.model import Settings
 from events.problems import PublishResult
 from events.store import Quarantine
-from services.cli import app
+from services.cli.root import app
 from services.hub import Hub
 from events.store import AccessLog
-from services.audit import access_records
-from services.reports import overdue_reports
-from services.school_import import SchoolImporter
-from services.rosters import MonthlyReports, SchoolRoster
+from services.audit.replay import access_records
+from services.schools.overdue import overdue_reports
+from services.schools.imports import SchoolImporter
+from services.projections.rosters import MonthlyReports, SchoolRoster
 from tests.schoolfiles import (ES1_CODE, ES2_CODE, MONTHLY_HEADER, NURSERY_CODE, at, import_monthly, kinds,
                                list_child, setup, unlist_child, write_csv)
 
@@ -375,7 +375,7 @@ def test_two_rows_for_the_same_child_and_month_in_one_file(world, tmp_path):
 
 
 def test_a_correction_in_a_later_chunk_of_the_same_file_supersedes_what_the_earlier_chunk_stored(world, tmp_path):
-    """Chunks are published while the next rows are read (``services.school_import``): a row is planned only
+    """Chunks are published while the next rows are read (``services.schools.imports``): a row is planned only
     once the chunk before it is stored, so a later row for the same child and month names what was stored."""
     list_child(world, "c3", "2026-0601")
     path = write_csv(tmp_path / "m.csv", MONTHLY_HEADER, [
@@ -538,8 +538,8 @@ def test_import_and_overdue_through_the_cli(tmp_path):
 def test_overdue_reports_over_http_as_the_tokens_organisation(world, clock, tmp_path):
     from fastapi.testclient import TestClient
 
-    from services.api import create_app
-    from services.auth import keys_from_file
+    from services.http.app import create_app
+    from services.auth.tokens import keys_from_file
 
     world.load_orgs([{"id": "oita-audit", "type": "auditor", "prefecture": "44"}])
     list_child(world, "c5", "2026-0001", school="beppu-es-2")

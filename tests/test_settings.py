@@ -1,4 +1,4 @@
-"""The deployment's policy settings kept in the store (services/settings.py): they survive reopening with their
+"""The deployment's policy settings kept in the store (services/administration/settings.py): they survive reopening with their
 history; the TSUNAGU_* variables only seed a new store; a change made by one process is in force in the others
 within 5 seconds without a restart (Hub objects on one SQLite file and on PostgreSQL, and a running
 ``tsunagu serve`` after ``tsunagu settings set`` in another process); the command and the HTTP endpoints, with
@@ -22,13 +22,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from consent.model import InvalidSetting, Settings
-from services.api import create_app
-from services.audit import access_records
-from services.auth import keys_from_file
-from services.cli import app
+from services.http.app import create_app
+from services.audit.replay import access_records
+from services.auth.tokens import keys_from_file
+from services.cli.root import app
 from services.demo import load_demo
 from services.hub import Hub, SettableClock
-from services.settings import SETTINGS_ID, settings_from_env, settings_report
+from services.administration.settings import SETTINGS_ID, settings_from_env, settings_report
 
 TSUNAGU = Path(sys.executable).with_name("tsunagu")
 DEMO_DAY = datetime.fromisoformat("2026-11-23T12:00:00+09:00")  # the demo's last event is that morning

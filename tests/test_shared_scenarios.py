@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
+from services.cli.root import app
 from tests.conftest import IN_CI, ROOT, SHARED
 
 SCENARIO_DIRS = [SHARED / "scenarios", ROOT / "tests" / "scenarios"]

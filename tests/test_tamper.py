@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.store import AccessLog, ChildRecord
-from services.audit import ACCESS_TOPIC, verify
-from services.auditing import Actor, Auditing, Period
-from services.cli import app
+from services.audit.replay import ACCESS_TOPIC, verify
+from services.audit.auditors import Actor, Auditing, Period
+from services.cli.root import app
 from services.hub import Hub
-from services.reading import chain_hash
+from services.reading.timeline import chain_hash
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},

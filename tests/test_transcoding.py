@@ -61,4 +61,4 @@ def test_every_state_the_demo_stores_reads_back_the_same_through_either_encoder(
         assert fast.decode(fast.encode(state)) == library.decode(library.encode(state)), notification.topic
         topics.add(notification.topic)
     assert {"events.store:ChildRecord.Published", "events.store:AccessLog.ReadRecorded",
-            "services.facts:ChildFacts.FactRecorded", "services.rosters:MonthlyReports.ReportsRecorded"} <= topics
+            "services.projections.admission_facts:ChildFacts.FactRecorded", "services.projections.rosters:MonthlyReports.ReportsRecorded"} <= topics

@@ -1,0 +1,521 @@
+"""Views over 要対協 case work: the progress ledger (進行管理台帳), the joint ledger (共同管理台帳), the agenda of the
+practitioners' meeting (実務者会議), the support plans due for review, and the case transfers (ケース移管).
+
+Every view is a projection rebuilt on demand from what the requesting organisation may read: the case index
+(``services.projections.cases``) says which children to look at, and each child's timeline is read through the read
+service as that organisation, so each read is decided by the policy and leaves an access record. Rows are built
+from the returned entries only (``build_row``, ``plan_states``), never from the child's stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from events.clock import JST
+from events.model import Org, Recorded
+from consent.policy import cases_seen
+from events.kinds import as_datetime
+from events.problems import Problem, Rejected
+from services.projections.cases import center_cases
+from services.reading.timeline import Timeline, TimelineEntry
+
+if TYPE_CHECKING:
+    from services.hub import Hub
+
+DEFAULT_REVIEW_INTERVAL = timedelta(days=91)  # 見直しは少なくとも3か月ごと (domain.md): when no next review was set
+TRANSFER_ACK_DAYS = 14  # ケース移管の受理期限
+
+CENTER = "municipal_center"
+JISO = "child_guidance_center"
+
+CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}
+CASE_TYPE_JA = {  # 相談種別
+    "abuse_physical": "虐待（身体的）", "abuse_psychological": "虐待（心理的）", "abuse_sexual": "虐待（性的）",
+    "abuse_neglect": "虐待（ネグレクト）", "neglect": "養育不適切（ネグレクト傾向）", "yougo_other": "その他の養護相談",
+    "health": "保健相談", "disability": "障害相談", "delinquency": "非行相談", "upbringing": "育成相談",
+}
+STATUS_JA = {"open": "対応中", "closed": "終結", "transferred": "移管"}
+ALERT_JA = {"consecutive_absence": "連続欠席", "no_contact": "連絡なし欠席", "injury": "外傷等"}
+KIND_JA = {
+    "child.registered": "児童登録", "residence.changed": "転居", "enrollment.started": "在籍開始",
+    "enrollment.ended": "在籍終了", "concern.reported": "気づき", "notification.filed": "通告",
+    "attendance.monthly": "月次出欠", "attendance.daily": "日次出欠", "absence.alert": "欠席等の警告",
+    "health.checkup": "健診", "service.usage": "サービス利用", "visit.report": "訪問記録", "note.recorded": "記録",
+    "case.registered": "ケース登録", "case.member_assigned": "メンバー追加", "case.member_removed": "メンバー解除",
+    "case.shared": "ケース共有", "case.reviewed": "進行管理（検討）", "case.type_changed": "相談種別の変更",
+    "case.closed": "終結", "case.transferred": "ケース移管", "case.transfer_acknowledged": "移管の受理",
+    "ledger.updated": "共同管理台帳の更新", "protection.started": "一時保護開始", "protection.ended": "一時保護解除",
+    "plan.created": "サポートプラン作成", "plan.revised": "サポートプラン改訂", "consent.granted": "プラン共有の同意",
+    "consent.withdrawn": "同意の撤回", "consent.refused": "同意しない", "emergency.declared": "緊急時アクセス宣言",
+}
+CONCERN_KINDS = ("concern.reported", "notification.filed")
+
+
+def label(table: Mapping[str, str], code: str | None) -> str:
+    return table.get(code or "", code or "")
+
+
+def refuse(code: str, message: str, message_ja: str, field: str | None = None) -> Rejected:
+    return Rejected([Problem(code, message, message_ja, field)])
+
+
+def entry_at(e: TimelineEntry) -> datetime:
+    return datetime.fromisoformat(e.at)
+
+
+def day_of(value: datetime) -> date:
+    """The calendar day in Japan."""
+    return value.astimezone(JST).date()
+
+
+def _case_of(e: TimelineEntry) -> str | None:
+    value = e.payload.get("case")
+    return str(value) if value is not None else None
+
+
+def summarise(e: TimelineEntry) -> str:
+    """One line in Japanese for an entry as the reader received it (redacted fields stay redacted)."""
+    p = e.payload
+    if e.kind == "attendance.monthly":
+        text = (f"{p.get('month')} 授業{p.get('school_days')}日 出席{p.get('attended')}日 欠席{p.get('absent')}日"
+                f"（うち連絡なし{p.get('absent_without_contact')}日）")
+        if p.get("supersedes"):
+            text += "［訂正］"
+        return text + (f" {p['notes']}" if p.get("notes") else "")
+    if e.kind == "absence.alert":
+        days = f" {p['days']}日" if p.get("days") is not None else ""
+        return f"{label(ALERT_JA, p.get('reason'))}{days}" + (f"（{p['since']}から）" if p.get("since") else "")
+    if e.kind in ("concern.reported", "notification.filed", "case.shared"):
+        return str(p.get("summary", ""))
+    if e.kind == "case.registered":
+        return f"{label(CATEGORY_JA, p.get('category'))} / {label(CASE_TYPE_JA, p.get('case_type'))}"
+    if e.kind in ("case.member_assigned", "case.member_removed"):
+        return str(p.get("member", ""))
+    if e.kind == "case.reviewed":
+        return str(p.get("decision", "")) + (f"（次回 {str(p['next_review'])[:10]}）" if p.get("next_review") else "")
+    if e.kind == "case.type_changed":
+        return label(CASE_TYPE_JA, p.get("case_type"))
+    if e.kind == "case.closed":
+        return f"{p.get('reason', '')}" + (f"（{p['meeting']}）" if p.get("meeting") else "")
+    if e.kind == "case.transferred":
+        return f"移管先 {p.get('to')}"
+    if e.kind == "case.transfer_acknowledged":
+        return f"移管元 {p.get('from')}"
+    if e.kind == "ledger.updated":
+        return " ".join(f"{ja}: {p[k]}" for k, ja in (("severity", "重症度"), ("status", "状況")) if p.get(k))
+    if e.kind in ("plan.created", "plan.revised"):
+        return f"プラン {p.get('plan')} 第{p.get('version')}版"
+    if e.kind == "consent.granted":
+        return f"プラン {p.get('plan')} 第{p.get('version')}版 → {', '.join(map(str, p.get('recipients') or []))}"
+    if e.kind == "consent.refused":
+        return f"プラン {p.get('plan')}"
+    if e.kind == "visit.report":
+        return str(p.get("observations", ""))
+    if e.kind == "note.recorded":
+        return str(p.get("text", ""))
+    if e.kind == "health.checkup":
+        return str(p.get("checkup", ""))
+    if e.kind == "service.usage":
+        return str(p.get("service", ""))
+    if e.kind == "residence.changed":
+        return str(p.get("residence", ""))
+    return ""
+
+
+def change(e: TimelineEntry) -> dict[str, Any]:
+    return {"event": e.id, "at": e.at, "kind": e.kind, "kind_ja": label(KIND_JA, e.kind), "source": e.source,
+            "rule": e.rule, "summary": summarise(e)}
+
+
+# --- One case, from the entries a reader received ------------------------------------------------------------
+
+@dataclass
+class CaseRow:
+    """One row of a progress ledger (進行管理台帳) or of the joint ledger (共同管理台帳)."""
+
+    case: str
+    child: str
+    center: str  # the registering centre (調整機関)
+    status: str  # open | closed | transferred
+    category: str  # 要保護児童 / 要支援児童 / 特定妊婦
+    case_type: str  # 相談種別, current
+    case_type_history: list[dict[str, Any]]
+    registered_at: str
+    members: list[str]
+    last_review: dict[str, Any] | None  # {event, at, decision, next_review}
+    next_review: str  # YYYY-MM-DD
+    next_review_default: bool  # True: no date was decided; registration or last review + about 3 months
+    attendance: dict[str, Any] | None  # the latest monthly report (a correction replaces what it supersedes)
+    open_alerts: list[dict[str, Any]]  # absence alerts not yet taken up at a review
+    concerns: list[dict[str, Any]]  # concerns and notifications since the last review
+    ledger: dict[str, Any] | None  # the 児童相談所's latest severity and status on the joint ledger
+    protection: bool  # 一時保護中
+    changes: list[dict[str, Any]]  # everything the reader sees that happened since the last review
+    closed: dict[str, Any] | None = None  # {at, reason, meeting}
+    transferred: dict[str, Any] | None = None  # {at, to}
+    name_kana: str | None = None
+
+    @property
+    def since(self) -> str:
+        return self.last_review["at"] if self.last_review else self.registered_at
+
+    @property
+    def needs_attention(self) -> bool:
+        """New alerts or concerns since the last review (要検討)."""
+        return bool(self.open_alerts or self.concerns)
+
+    def overdue_days(self, on: date) -> int:
+        return (on - date.fromisoformat(self.next_review)).days
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["category_ja"] = label(CATEGORY_JA, self.category)
+        out["case_type_ja"] = label(CASE_TYPE_JA, self.case_type)
+        out["status_ja"] = label(STATUS_JA, self.status)
+        return out
+
+
+def latest_attendance(entries: Iterable[TimelineEntry]) -> dict[str, Any] | None:
+    """The latest month's report; a report named in a later report's ``supersedes`` (a correction) no longer
+    counts, and of several reports for the month the latest is used."""
+    reports = [e for e in entries if e.kind == "attendance.monthly"]
+    superseded: set[str] = set()
+    for e in reports:
+        value = e.payload.get("supersedes")
+        superseded.update([str(value)] if isinstance(value, str) else map(str, value or []))
+    current = [e for e in reports if e.id not in superseded]
+    if not current:
+        return None
+    month = max(str(e.payload.get("month")) for e in current)
+    latest = [e for e in current if str(e.payload.get("month")) == month][-1]  # entries are in timeline order
+    keys = ("month", "school_days", "attended", "absent", "absent_without_contact", "late", "early_leave",
+            "reasons", "notes", "supersedes")
+    return {"event": latest.id, "source": latest.source, "at": latest.at,
+            **{k: latest.payload[k] for k in keys if k in latest.payload}}
+
+
+def _next_review(value: Any) -> date:
+    return day_of(as_datetime(value))
+
+
+def as_recorded(entries: Sequence[TimelineEntry], child: str) -> list[Recorded]:
+    """A timeline's entries as the policy's events (``events.model.Recorded``), in the order returned, so that the
+    policy's own derivations (``consent.policy.cases_seen``) can be asked about what the reader received."""
+    return [Recorded(position=n, id=e.id, kind=e.kind, child=child, source=e.source, basis=e.basis, at=entry_at(e),
+                     payload=e.payload, audience=frozenset(), function=e.function, to=e.to,
+                     sensitive=tuple(e.sensitive)) for n, e in enumerate(entries, start=1)]
+
+
+def build_row(case: str, child: str, entries: Sequence[TimelineEntry], orgs: Mapping[str, Org],
+              t: datetime) -> CaseRow | None:
+    """The row of ``case`` at ``t`` from a timeline's entries, or ``None`` when the reader does not see its
+    registration.
+
+    Who registered the case, its members at ``t`` and whether it is closed are what the policy says
+    (``consent.policy.cases_seen``: counted only from the registrar, as rule CASE counts them); reviews,
+    相談種別 and transfer are the registrar's own events. The joint-ledger events count as the reader receives
+    them: the latest severity and status put on the ledger by a 児童相談所, and 一時保護.
+    """
+    known = cases_seen(as_recorded(entries, child)).get(case)
+    if known is None:
+        return None
+    registered = next(e for e in entries if e.kind == "case.registered" and _case_of(e) == case
+                      and e.source == known.registrar)
+    registrar = known.registrar
+    own = [e for e in entries if e.kind.startswith("case.") and _case_of(e) == case and e.source == registrar]
+
+    history = [{"at": registered.at, "case_type": str(registered.payload.get("case_type")), "event": registered.id}]
+    members = known.members_at(t)
+    closed_at = known.closed_at(t)
+    last_review: TimelineEntry | None = None
+    closed = transferred = None
+    for e in own:
+        if e.kind == "case.type_changed":
+            history.append({"at": e.at, "case_type": str(e.payload.get("case_type")), "event": e.id})
+        elif e.kind == "case.reviewed":
+            last_review = e
+        elif e.kind == "case.closed" and closed is None and entry_at(e) == closed_at:
+            closed = {"event": e.id, "at": e.at, "reason": e.payload.get("reason"), "meeting": e.payload.get("meeting")}
+        elif e.kind == "case.transferred" and transferred is None:
+            transferred = {"event": e.id, "at": e.at, "to": e.payload.get("to")}
+    status = "transferred" if transferred else "closed" if closed else "open"
+
+    since = entry_at(last_review) if last_review else entry_at(registered)
+    review = None
+    if last_review is not None:
+        review = {"event": last_review.id, "at": last_review.at, "decision": last_review.payload.get("decision"),
+                  "next_review": last_review.payload.get("next_review")}
+    if last_review is not None and last_review.payload.get("next_review"):
+        next_review, default = _next_review(last_review.payload["next_review"]), False
+    else:
+        next_review, default = day_of(since + DEFAULT_REVIEW_INTERVAL), True
+
+    later = [e for e in entries if entry_at(e) > since and _case_of(e) in (None, case)]
+    alerts = [change(e) | {"reason": e.payload.get("reason"), "days": e.payload.get("days")}
+              for e in later if e.kind == "absence.alert"]
+    concerns = [change(e) for e in later if e.kind in CONCERN_KINDS]
+
+    ledger_events = [e for e in entries if e.kind == "ledger.updated" and _case_of(e) == case
+                     and e.basis == "joint-ledger" and getattr(orgs.get(e.source), "type", None) == JISO]
+    ledger = None
+    if ledger_events:
+        ledger = {"at": ledger_events[-1].at, "by": ledger_events[-1].source, "severity": None, "status": None}
+        for e in ledger_events:
+            for key in ("severity", "status"):
+                if e.payload.get(key):
+                    ledger[key] = e.payload[key]
+    protection = False
+    for e in entries:
+        if e.kind in ("protection.started", "protection.ended") and _case_of(e) == case and e.basis == "joint-ledger":
+            protection = e.kind == "protection.started"
+
+    kana = next((e.payload.get("name_kana") for e in entries if e.kind == "child.registered"
+                 and e.payload.get("name_kana")), None)
+    return CaseRow(
+        case=case, child=child, center=registrar, status=status, category=str(registered.payload.get("category")),
+        case_type=history[-1]["case_type"], case_type_history=history, registered_at=registered.at,
+        members=members, last_review=review, next_review=next_review.isoformat(), next_review_default=default,
+        attendance=latest_attendance(entries), open_alerts=alerts, concerns=concerns, ledger=ledger,
+        protection=protection, changes=[change(e) for e in later], closed=closed, transferred=transferred,
+        name_kana=kana)
+
+
+# --- Support plans, from the entries a reader received ---------------------------------------------------------
+
+@dataclass
+class PlanState:
+    """A support plan (サポートプラン) as its author sees it: versions, consents, refusals."""
+
+    plan: str
+    child: str
+    author: str
+    versions: list[dict[str, Any]]  # {event, version, at, review_due, kind}
+    consents: list[dict[str, Any]]  # {event, version, recipients, signed_by, at, valid_until, withdrawn_at}
+    refusals: list[str]  # at of each consent.refused
+
+    @property
+    def latest_version(self) -> int:
+        return max(v["version"] for v in self.versions)
+
+    @property
+    def review_due(self) -> str | None:
+        latest = max(self.versions, key=lambda v: v["version"])
+        return str(latest["review_due"])[:10] if latest.get("review_due") else None
+
+    def active_consents(self, t: datetime) -> list[dict[str, Any]]:
+        return [c for c in self.consents if c["withdrawn_at"] is None
+                and (c["valid_until"] is None or t < as_datetime(c["valid_until"]))]
+
+    def shared_version(self, t: datetime) -> int | None:
+        """The highest version some recipient may read under an active consent (None: nothing is shared)."""
+        active = self.active_consents(t)
+        return max(c["version"] for c in active) if active else None
+
+    def to_dict(self, t: datetime | None = None) -> dict[str, Any]:
+        out = asdict(self)
+        out["latest_version"] = self.latest_version
+        out["review_due"] = self.review_due
+        if t is not None:
+            out["shared_version"] = self.shared_version(t)
+        return out
+
+
+def plan_states(entries: Sequence[TimelineEntry], author: str, child: str) -> dict[str, PlanState]:
+    """The plans ``author`` wrote for the child, from the entries of the author's own read."""
+    plans: dict[str, PlanState] = {}
+    consents: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if e.source != author:
+            continue
+        p = e.payload
+        if e.kind in ("plan.created", "plan.revised"):
+            state = plans.setdefault(str(p["plan"]), PlanState(str(p["plan"]), child, author, [], [], []))
+            state.versions.append({"event": e.id, "version": int(p["version"]), "at": e.at,
+                                   "review_due": p.get("review_due"), "kind": e.kind})
+        elif e.kind == "consent.granted" and str(p.get("plan")) in plans:
+            consent = {"event": e.id, "version": int(p["version"]), "recipients": list(p["recipients"]),
+                       "signed_by": p.get("signed_by"), "at": e.at, "valid_until": p.get("valid_until"),
+                       "withdrawn_at": None}
+            consents[e.id] = consent
+            plans[str(p["plan"])].consents.append(consent)
+        elif e.kind == "consent.withdrawn" and str(p.get("consent")) in consents:
+            consent = consents[str(p["consent"])]
+            consent["withdrawn_at"] = consent["withdrawn_at"] or e.at
+        elif e.kind == "consent.refused" and str(p.get("plan")) in plans:
+            plans[str(p["plan"])].refusals.append(e.at)
+    return plans
+
+
+# --- The views ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Ledger:
+    """A ledger as built for ``org`` at ``t``: ``reads`` access records were made to build it."""
+
+    org: str
+    kind: str  # progress (進行管理台帳) | joint (共同管理台帳)
+    t: str
+    rows: list[CaseRow]
+    reads: list[str] = field(default_factory=list)  # the access records of the reads
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"org": self.org, "kind": self.kind, "t": self.t, "rows": [r.to_dict() for r in self.rows],
+                "access_records": self.reads}
+
+
+@dataclass
+class Agenda:
+    """実務者会議の議題: the cases due for review on ``date``, those with new alerts or concerns first."""
+
+    org: str
+    date: str
+    t: str
+    attention: list[CaseRow]  # 要検討: new alerts or concerns since the last review
+    confirmation: list[CaseRow]  # 確認のみ: stable
+    reads: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        on = date.fromisoformat(self.date)
+
+        def item(row: CaseRow) -> dict[str, Any]:
+            return row.to_dict() | {"overdue_days": row.overdue_days(on)}
+
+        return {"org": self.org, "date": self.date, "t": self.t,
+                "attention": [item(r) for r in self.attention],
+                "confirmation": [item(r) for r in self.confirmation],
+                "access_records": self.reads}
+
+
+class CaseViews:
+    """Builds the views for an organisation, reading as that organisation (``role``, ``user``)."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+
+    def _org(self, org_id: str, types: tuple[str, ...], what_ja: str) -> Org:
+        org = self.hub.orgs().get(org_id)
+        if org is None:
+            raise refuse("unknown_organisation", f"{org_id} is not a registered organisation",
+                         f"「{org_id}」はハブに登録された機関ではありません", "org")
+        if org.type not in types:
+            raise refuse("not_allowed_for_type", f"{org_id} ({org.type}) cannot use this view",
+                         f"{what_ja}を使えるのは{'・'.join(TYPE_JA[t] for t in types)}だけです", "org")
+        return org
+
+    def _read(self, org: str, child: str, purpose: str, role: str, user: str | None, reads: list[str]) -> Timeline:
+        timeline = self.hub.timeline(org=org, role=role, child=child, purpose=purpose, user=user)
+        reads.append(timeline.access_record)
+        return timeline
+
+    def _rows(self, org: str, cases: Mapping[str, str], role: str, user: str | None,
+              reads: list[str]) -> list[CaseRow]:
+        """Rows of ``cases`` (case -> child), one policy-decided read per child."""
+        by_child: dict[str, list[str]] = {}
+        for case, child in cases.items():
+            by_child.setdefault(child, []).append(case)
+        orgs = self.hub.orgs()
+        rows = []
+        for child, child_cases in by_child.items():
+            timeline = self._read(org, child, "meeting", role, user, reads)
+            if not timeline.allowed:
+                continue
+            for case in child_cases:
+                row = build_row(case, child, timeline.entries, orgs, datetime.fromisoformat(timeline.t))
+                if row is not None:
+                    rows.append(row)
+        rows.sort(key=lambda r: (r.center, r.registered_at, r.case))
+        return rows
+
+    def progress_ledger(self, center: str, *, role: str = "caseworker", user: str | None = None,
+                        states: Iterable[str] | None = None) -> Ledger:
+        """The centre's 進行管理台帳: one row per case it registered (``states``: only cases in these states by the
+        index, e.g. ``{"open"}`` for a meeting, so closed cases are not read without need)."""
+        self._org(center, (CENTER,), "進行管理台帳")
+        wanted = set(states) if states is not None else None
+        index = center_cases(self.hub.store, center)
+        cases = {k: v["child"] for k, v in index.cases.items() if wanted is None or v["state"] in wanted}
+        reads: list[str] = []
+        rows = self._rows(center, cases, role, user, reads)
+        return Ledger(center, "progress", self.hub.clock().isoformat(), rows, reads)
+
+    def joint_ledger(self, jiso: str, *, role: str = "caseworker", user: str | None = None,
+                     states: Iterable[str] | None = None) -> Ledger:
+        """The 共同管理台帳 of a 児童相談所: every abuse case of the municipalities it covers, as rule LEDGER lets
+        it read them."""
+        org = self._org(jiso, (JISO,), "共同管理台帳")
+        if not self.hub.settings.joint_ledger:
+            raise refuse("joint_ledger_off", "the joint ledger is not enabled (setting joint_ledger)",
+                         "この環境では共同管理台帳（joint_ledger）が有効になっていません")
+        wanted = set(states) if states is not None else None
+        cases: dict[str, str] = {}
+        for center in sorted(o.id for o in self.hub.orgs().values()
+                             if o.type == CENTER and o.municipality in org.covers):
+            for case, entry in center_cases(self.hub.store, center).cases.items():
+                if entry["abuse"] and (wanted is None or entry["state"] in wanted):
+                    cases[case] = entry["child"]
+        reads: list[str] = []
+        rows = self._rows(jiso, cases, role, user, reads)
+        return Ledger(jiso, "joint", self.hub.clock().isoformat(), rows, reads)
+
+    def agenda(self, org: str, on: date, *, role: str = "caseworker", user: str | None = None) -> Agenda:
+        """The agenda for the meeting on ``on``: open cases whose next review is on or before that day. Cases with
+        new alerts or concerns since their last review come first (alerts before concerns, then the most overdue);
+        the stable ones follow, grouped for confirmation only."""
+        found = self.hub.orgs().get(org)
+        if found is not None and found.type == JISO:
+            ledger = self.joint_ledger(org, role=role, user=user, states={"open"})
+        else:
+            ledger = self.progress_ledger(org, role=role, user=user, states={"open"})
+        due = [r for r in ledger.rows if r.status == "open" and date.fromisoformat(r.next_review) <= on]
+        attention = sorted((r for r in due if r.needs_attention),
+                           key=lambda r: (not r.open_alerts, r.next_review, r.case))
+        confirmation = sorted((r for r in due if not r.needs_attention), key=lambda r: (r.next_review, r.case))
+        return Agenda(org, on.isoformat(), ledger.t, attention, confirmation, ledger.reads)
+
+    def plans(self, center: str, *, role: str = "caseworker", user: str | None = None) -> tuple[list[PlanState], list[str]]:
+        """The centre's support plans, from its own reads (purpose support)."""
+        self._org(center, (CENTER,), "サポートプラン")
+        by_child: dict[str, list[str]] = {}
+        for plan, child in center_cases(self.hub.store, center).plans.items():
+            by_child.setdefault(child, []).append(plan)
+        out: list[PlanState] = []
+        reads: list[str] = []
+        for child, plans in by_child.items():
+            timeline = self._read(center, child, "support", role, user, reads)
+            states = plan_states(timeline.entries, center, child)
+            out += [states[p] for p in plans if p in states]
+        out.sort(key=lambda s: (s.review_due or "9999", s.plan))
+        return out, reads
+
+    def plans_due(self, center: str, on: date, *, role: str = "caseworker",
+                  user: str | None = None) -> tuple[list[PlanState], list[str]]:
+        """The plans whose review date (of the latest version) is on or before ``on``."""
+        plans, reads = self.plans(center, role=role, user=user)
+        return [p for p in plans if p.review_due and date.fromisoformat(p.review_due) <= on], reads
+
+    def transfers(self, center: str, *, overdue_only: bool = True) -> list[dict[str, Any]]:
+        """The case transfers the centre is party to (sent or received), from the case index: identifiers and
+        dates only, no content. With ``overdue_only``, those not acknowledged within 14 days."""
+        self._org(center, (CENTER,), "ケース移管の一覧")
+        now = self.hub.clock()
+        out = []
+        for t in center_cases(self.hub.store, center).transfers.values():
+            sent = datetime.fromisoformat(t["at"])
+            acknowledged = datetime.fromisoformat(t["acknowledged_at"]) if t["acknowledged_at"] else None
+            waited = ((acknowledged or now) - sent)
+            item = dict(t, direction="out" if t["from"] == center else "in",
+                        days_waiting=waited.days, overdue=acknowledged is None and waited > timedelta(days=TRANSFER_ACK_DAYS),
+                        acknowledged_late=acknowledged is not None and waited > timedelta(days=TRANSFER_ACK_DAYS))
+            if not overdue_only or item["overdue"]:
+                out.append(item)
+        out.sort(key=lambda t: (t["at"], t["case"]))
+        return out
+
+
+TYPE_JA = {
+    "municipal_center": "こども家庭センター", "municipal_department": "市町村の部署", "child_guidance_center": "児童相談所",
+    "prefecture_office": "都道府県", "school": "学校", "nursery": "保育所等", "health_center": "保健所",
+    "medical": "医療機関", "service_provider": "委託事業者", "auditor": "監査担当",
+}

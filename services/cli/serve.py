@@ -1,0 +1,124 @@
+"""``tsunagu serve`` (the HTTP API) and ``tsunagu token issue`` (bearer tokens for it, for development).
+
+``serve`` runs the API with its token endpoint (``services.auth.oauth_server``) on the signing keys of ``--key-file``, staff
+sign-in through the OpenID provider of ``TSUNAGU_OIDC_*`` (``services.auth.oidc``), and, with ``TSUNAGU_DEV_OIDC=1``,
+the development provider (``services.auth.dev_provider``), which it trusts itself when no other provider is configured, and
+which it serves on a loopback address only (127.0.0.1, ::1, localhost).
+
+Registered on the ``tsunagu`` command by ``services/cli/root.py`` importing this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+from enum import Enum
+
+import typer
+
+from services.auth.tokens import (DEFAULT_KEY_FILE, DEFAULT_LIFETIME, KEY_FILE_ENV, MAX_LIFETIME, ROLE_SCOPES, ROLES,
+                           SCOPES, KeyFileError, TokenIssuer, TokenVerifier, key_file_path, keys_from_file)
+from services.cli.root import Database, app, err, fail
+from services.hub import Hub
+
+token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+Role = Enum("Role", {r: r for r in sorted(ROLES)}, type=str)  # typer shows and checks the choices
+KeyFile = Annotated[Optional[Path], typer.Option(
+    "--key-file", envvar=KEY_FILE_ENV,
+    help=f"PEM file of the EC P-256 signing keys (default ./{DEFAULT_KEY_FILE}; created, mode 0600, when "
+         f"missing). The last key signs, all verify ('tsunagu keys').")]
+
+
+def _keys(key_file: Path | None) -> tuple[TokenIssuer, TokenVerifier]:
+    path = key_file_path(key_file)
+    existed = path.exists()
+    try:
+        keys = keys_from_file(path, create=True)
+    except KeyFileError as error:
+        fail(str(error))
+    if not existed:
+        err.print(f"created a new signing key in {path} (for development; production deployments provide "
+                  f"their own with --key-file or ${KEY_FILE_ENV})")
+    return keys
+
+
+def _open_hub(database: str | None) -> Hub:
+    try:
+        return Hub(database)
+    except ValueError as error:  # an unsupported database URL, a bad setting in the environment
+        fail(str(error))
+        raise  # unreachable: fail() exits
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+          database: Database = None, key_file: KeyFile = None) -> None:
+    """Run the HTTP API (OpenAPI at /docs) and its token endpoint (/oauth/token). A key rotation in the key file
+    is picked up without a restart."""
+    import uvicorn
+
+    from services.http.app import create_app
+    from services.auth.dev_provider import (DEV_OIDC_ENV, LOOPBACK_ONLY_JA, PREFIX, DevProvider, dev_oidc_enabled,
+                                   load_dev_users, loopback_only)
+    from services.auth.oidc import OidcProvider, OidcSettings
+
+    if dev_oidc_enabled() and not loopback_only(host):
+        fail(f"--host {host}: {LOOPBACK_ONLY_JA} (the development sign-in of {DEV_OIDC_ENV}=1 lets anyone sign in "
+             f"as anyone: it is served on a loopback address only)")
+    try:
+        settings = OidcSettings.from_env()
+        dev = DevProvider(f"http://{host}:{port}{PREFIX}", load_dev_users()) if dev_oidc_enabled() else None
+    except ValueError as error:
+        fail(str(error))
+        raise  # unreachable: fail() exits
+    if dev is not None:
+        err.print(f"development sign-in (never in production) / 開発用ログイン: POST {dev.issuer}/token username=…")
+        settings = settings or dev.settings
+    issuer, verifier = _keys(key_file)
+    hub = _open_hub(database)
+    try:
+        uvicorn.run(create_app(hub, verifier, issuer=issuer, dev_oidc=dev,
+                               oidc=OidcProvider.from_settings(settings) if settings else None),
+                    host=host, port=port, log_level="info")
+    finally:
+        hub.close()
+
+
+@token_app.command("issue")
+def token_issue(
+        org: Annotated[str, typer.Option(help="The registered organisation the token acts for.")],
+        role: Annotated[Role, typer.Option(help="The role the holder acts in.")],
+        user: Annotated[Optional[str], typer.Option(
+            help="The person (or machine account) holding the token; default ORG:ROLE.")] = None,
+        hours: Annotated[float, typer.Option(
+            min=0.01, max=MAX_LIFETIME.total_seconds() / 3600,
+            help="Lifetime in hours.")] = DEFAULT_LIFETIME.total_seconds() / 3600,
+        scope: Annotated[Optional[str], typer.Option(
+            help=f"Scopes, comma-separated, among {', '.join(SCOPES)}; default: the role's (read,publish for "
+                 f"staff, read,audit for auditors, publish for adapters).")] = None,
+        key_file: KeyFile = None, database: Database = None) -> None:
+    """Print a bearer token for ORG acting as ROLE (for development: adapters get theirs from /oauth/token, staff
+    sign in). Refuses organisations not registered in the hub."""
+    from datetime import timedelta
+
+    scopes = ROLE_SCOPES[role.value] if scope is None else {s for s in scope.replace(",", " ").split()}
+    if unknown := sorted(scopes - SCOPES.keys()):
+        fail(f"unknown scope {', '.join(unknown)}; one of {', '.join(SCOPES)} / 権限「{'、'.join(unknown)}」はありません")
+
+    hub = _open_hub(database)
+    try:
+        known = org in hub.orgs()
+    finally:
+        hub.close()
+    if not known:
+        fail(f"organisation {org!r} is not registered in the hub (register it with 'tsunagu orgs load') / "
+             f"機関「{org}」はハブに登録されていません")
+    if user is not None and not user.strip():
+        fail("--user must not be empty / --user が空欄です")
+    issuer, _ = _keys(key_file)
+    print(issuer.issue(org=org, role=role.value, user=user or f"{org}:{role.value}", lifetime=timedelta(hours=hours),
+                       scopes=scopes))

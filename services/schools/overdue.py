@@ -1,0 +1,105 @@
+"""Overdue monthly reports (定期的な情報提供の未提出), projected from the index streams of ``services.projections.rosters``.
+
+For every listing on a school's target list, a monthly report is expected for each month the listing covers
+(from ``from_month``, or the month of the assignment, up to the month of removal), due by
+``monthly_report_due_day`` of the following month. A report is missing when the school has recorded no
+``attendance.monthly`` for the child and month addressed to the listing's centre; a correction replaces the
+report, it does not make it missing. What each reader sees is decided by ``consent.reports.may_see_listing``:
+a school its own list, a centre the lists it assigned.
+
+``overdue_reports`` is the projection. What a person is shown is ``recorded_overdue``: every listed child's
+line is backed by the reader's own read of the child's record through the read service (purpose ``support``),
+decided by the policy and recorded before the list is returned; a line whose target-list event that read does
+not show is left out.
+"""
+
+from __future__ import annotations
+
+from calendar import monthrange
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from consent.model import Settings
+from consent.reports import LISTING_CENTRES, REPORTING_ORGS, may_see_listing
+from events.problems import Problem, Rejected
+from events.store import HubStore
+from services.projections.rosters import CenterLists, Listing, MonthlyReports, SchoolRoster, next_month, peek
+
+if TYPE_CHECKING:
+    from services.hub import Hub
+
+
+@dataclass(frozen=True)
+class OverdueReport:
+    """A monthly report that is due and has not been received."""
+
+    school: str
+    centre: str
+    month: str  # YYYY-MM
+    due: date  # the last day on which it was on time
+    student_no: str
+    child: str
+    listing: str = ""  # the target_list.assigned event that put the child on the list
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"school": self.school, "centre": self.centre, "month": self.month, "due": self.due.isoformat(),
+                "student_no": self.student_no, "child": self.child}
+
+
+def due_date(month: str, settings: Settings) -> date:
+    """The day by which the report for ``month`` is due: ``monthly_report_due_day`` of the next month (the
+    month's last day if it is shorter)."""
+    following = next_month(month)
+    year, m = int(following[:4]), int(following[5:7])
+    return date(year, m, min(settings.monthly_report_due_day, monthrange(year, m)[1]))
+
+
+def expected_months(listing: Listing, settings: Settings, today: date) -> list[str]:
+    """The months ``listing`` expects a report for whose due day has passed by ``today``."""
+    months, month = [], listing.from_month
+    while listing.covers_month(month) and due_date(month, settings) < today:
+        months.append(month)
+        month = next_month(month)
+    return months
+
+
+def overdue_reports(store: HubStore, settings: Settings, *, reader: str, today: date,
+                    month: str | None = None) -> list[OverdueReport]:
+    """The overdue reports ``reader`` may see (a school: its own list; a centre: the lists it assigned), per
+    school and month, optionally for one ``month``. Raises ``Rejected`` for an organisation that has no lists."""
+    orgs = store.registry().orgs
+    org = orgs.get(reader)
+    if org is None or org.type not in REPORTING_ORGS | LISTING_CENTRES:
+        raise Rejected([Problem("no_target_lists", f"{reader!r} is not a school, nursery or centre with target lists",
+                                f"「{reader}」は対象名簿を持つ学校・園・センターではありません", "reader")])
+    schools = [reader] if org.type in REPORTING_ORGS else list(peek(store, CenterLists, reader).schools)
+    reports: dict[tuple[str, str], MonthlyReports] = {}
+    found: list[OverdueReport] = []
+    for school in schools:
+        for listing in peek(store, SchoolRoster, school).all():
+            if not may_see_listing(org, listing.school, listing.centre):
+                continue
+            for m in expected_months(listing, settings, today):
+                if month is not None and m != month:
+                    continue
+                if (school, m) not in reports:
+                    reports[(school, m)] = peek(store, MonthlyReports, school, m)
+                if reports[(school, m)].received(listing.child, listing.centre) is None:
+                    found.append(OverdueReport(school, listing.centre, m, due_date(m, settings),
+                                               listing.student_no, listing.child, listing.assigned_id))
+    return sorted(found, key=lambda r: (r.school, r.month, r.student_no, r.centre))
+
+
+def recorded_overdue(hub: "Hub", *, reader: str, role: str, user: str | None, today: date,
+                     month: str | None = None) -> tuple[list[OverdueReport], list[str]]:
+    """The overdue reports ``reader`` is shown, and the access records of the reads behind them (one read of each
+    listed child's record, recorded before anything is returned). Raises ``Rejected`` as ``overdue_reports``."""
+    found = overdue_reports(hub.store, hub.settings, reader=reader, today=today, month=month)
+    visible: dict[str, set[str]] = {}
+    records: list[str] = []
+    for child in dict.fromkeys(r.child for r in found):
+        timeline = hub.timeline(org=reader, role=role, child=child, purpose="support", user=user)
+        records.append(timeline.access_record)
+        visible[child] = {e.id for e in timeline.entries}
+    return [r for r in found if r.listing in visible[r.child]], records
