@@ -22,10 +22,11 @@ import io
 import re
 import unicodedata
 from calendar import monthrange
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from events.limits import CSV_MAX_FIELD_CHARS, CSV_MAX_LINE_CHARS, MAX_IMPORT_FILE_BYTES, MiB
 from events.problems import Problem, Rejected
@@ -70,8 +71,9 @@ class Column:
 def cell_problem(line: int, column: str | None, error: CellError) -> Problem:
     """A problem with one cell (or the whole row when ``column`` is None), worded "3行目「出席日数」: …"."""
     where = f"{line}行目「{column}」" if column else f"{line}行目"
-    return Problem(error.code, f"line {line}, {column or 'row'}: {error.message}", f"{where}: {error.message_ja}",
-                   column)
+    return Problem(
+        error.code, f"line {line}, {column or 'row'}: {error.message}", f"{where}: {error.message_ja}", column
+    )
 
 
 def file_problem(code: str, message: str, message_ja: str, field: str | None = None) -> Problem:
@@ -122,10 +124,16 @@ def stream_size(binary: BinaryIO) -> int | None:
 def refuse_if_too_large(size: int | None) -> None:
     """Refuse a file larger than ``MAX_IMPORT_FILE_BYTES`` before anything of it is read."""
     if size is not None and size > MAX_IMPORT_FILE_BYTES:
-        raise FileRefused([file_problem(
-            "file_too_large", f"the file is {size} bytes; at most {MAX_IMPORT_FILE_BYTES} bytes are accepted",
-            f"ファイルが大きすぎます（{size / MiB:,.0f} MB。{MAX_IMPORT_FILE_BYTES // MiB} MB まで）。"
-            "期間や学校ごとにファイルを分けて送ってください")])
+        raise FileRefused(
+            [
+                file_problem(
+                    "file_too_large",
+                    f"the file is {size} bytes; at most {MAX_IMPORT_FILE_BYTES} bytes are accepted",
+                    f"ファイルが大きすぎます（{size / MiB:,.0f} MB。{MAX_IMPORT_FILE_BYTES // MiB} MB まで）。"
+                    "期間や学校ごとにファイルを分けて送ってください",
+                )
+            ]
+        )
 
 
 def sniff_encoding(head: bytes, *, complete: bool) -> str:
@@ -137,15 +145,36 @@ def sniff_encoding(head: bytes, *, complete: bool) -> str:
         raise FileRefused([file_problem("empty_file", "the file is empty", "ファイルが空です（データがありません）")])
     for signature, what, what_ja in _SIGNATURES:
         if head.startswith(signature):
-            raise FileRefused([file_problem("not_csv", f"the file is {what}, not a CSV file",
-                                            f"このファイルは{what_ja}で、CSV ファイルではありません。{_SAVE_AS}")])
+            raise FileRefused(
+                [
+                    file_problem(
+                        "not_csv",
+                        f"the file is {what}, not a CSV file",
+                        f"このファイルは{what_ja}で、CSV ファイルではありません。{_SAVE_AS}",
+                    )
+                ]
+            )
     if head.startswith(_UTF16_BOMS) or head.startswith(b"\x00\x00\xfe\xff"):
-        raise FileRefused([file_problem("unsupported_encoding", "UTF-16/UTF-32 files are not accepted",
-                                        f"文字コードが UTF-16 です。{_SAVE_AS}")])
+        raise FileRefused(
+            [
+                file_problem(
+                    "unsupported_encoding",
+                    "UTF-16/UTF-32 files are not accepted",
+                    f"文字コードが UTF-16 です。{_SAVE_AS}",
+                )
+            ]
+        )
     controls = sum(1 for b in head if b < 0x20 and b not in (0x09, 0x0A, 0x0D, 0x1A))
     if b"\x00" in head or controls > max(8, len(head) // 100):
-        raise FileRefused([file_problem("not_csv", "the file is binary, not a CSV text file",
-                                        f"このファイルは文字のファイル（CSV）ではありません。{_SAVE_AS}")])
+        raise FileRefused(
+            [
+                file_problem(
+                    "not_csv",
+                    "the file is binary, not a CSV text file",
+                    f"このファイルは文字のファイル（CSV）ではありません。{_SAVE_AS}",
+                )
+            ]
+        )
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     for encoding in ("utf-8", "cp932"):
@@ -161,8 +190,15 @@ def sniff_encoding(head: bytes, *, complete: bool) -> str:
     encoding = min(undecodable, key=lambda e: undecodable[e])  # UTF-8 on a tie
     if undecodable[encoding] <= max(MIN_UNDECODABLE_TOLERATED, len(head) // 1024):
         return encoding
-    raise FileRefused([file_problem("unsupported_encoding", "the file is neither UTF-8 nor Shift_JIS (CP932)",
-                                    f"文字コードが UTF-8 でも Shift_JIS（CP932）でもありません。{_SAVE_AS}")])
+    raise FileRefused(
+        [
+            file_problem(
+                "unsupported_encoding",
+                "the file is neither UTF-8 nor Shift_JIS (CP932)",
+                f"文字コードが UTF-8 でも Shift_JIS（CP932）でもありません。{_SAVE_AS}",
+            )
+        ]
+    )
 
 
 def _undecodable(head: bytes, encoding: str, *, complete: bool) -> int:
@@ -180,6 +216,7 @@ def _header_key(text: str) -> str:
 
 
 # --- The reader -------------------------------------------------------------------------------------------
+
 
 class CsvReader:
     """Streams the rows of a CSV file against a set of expected columns.
@@ -223,9 +260,15 @@ class CsvReader:
                 return
             self._lines_read += 1
             if len(line) > MAX_LINE:
-                raise FileRefused([file_problem(
-                    "line_too_long", f"line {self._lines_read} is longer than {MAX_LINE} characters",
-                    f"{self._lines_read}行目が長すぎます（{MAX_LINE}文字を超えています）。CSV ファイルか確認してください")])
+                raise FileRefused(
+                    [
+                        file_problem(
+                            "line_too_long",
+                            f"line {self._lines_read} is longer than {MAX_LINE} characters",
+                            f"{self._lines_read}行目が長すぎます（{MAX_LINE}文字を超えています）。CSV ファイルか確認してください",
+                        )
+                    ]
+                )
             yield line
 
     def _next_record(self) -> tuple[int, list[str]] | None:
@@ -237,9 +280,15 @@ class CsvReader:
             except StopIteration:
                 return None
             except csv.Error as error:
-                raise FileRefused([file_problem(
-                    "malformed_csv", f"line {start}: {error}",
-                    f"{start}行目: CSV として読めません（引用符「\"」の閉じ忘れ、または長すぎる項目があります）")]) from None
+                raise FileRefused(
+                    [
+                        file_problem(
+                            "malformed_csv",
+                            f"line {start}: {error}",
+                            f'{start}行目: CSV として読めません（引用符「"」の閉じ忘れ、または長すぎる項目があります）',
+                        )
+                    ]
+                ) from None
             if any(c.strip() for c in cells):
                 return start, cells
 
@@ -255,16 +304,29 @@ class CsvReader:
             if sum(1 for k in keys if k in known) >= min(2, len(self.columns)):
                 self._take_header(line, cells, keys, known)
                 for n in skipped:
-                    self.warnings.append(file_problem("title_line_skipped", f"line {n} is above the header; ignored",
-                                                      f"{n}行目は見出しより前の行のため読み飛ばしました"))
+                    self.warnings.append(
+                        file_problem(
+                            "title_line_skipped",
+                            f"line {n} is above the header; ignored",
+                            f"{n}行目は見出しより前の行のため読み飛ばしました",
+                        )
+                    )
                 return
             skipped.append(line)
         expected = "、".join(c.header for c in self.columns if c.required)
         if not skipped and record is None:
-            raise FileRefused([file_problem("empty_file", "the file has no rows", "ファイルが空です（データがありません）")])
-        raise FileRefused([file_problem(
-            "header_not_found", f"no header row with the expected columns ({expected}) in the first lines",
-            f"先頭の行に見出し（{expected}）が見つかりません。決められた様式の CSV ファイルか確認してください")])
+            raise FileRefused(
+                [file_problem("empty_file", "the file has no rows", "ファイルが空です（データがありません）")]
+            )
+        raise FileRefused(
+            [
+                file_problem(
+                    "header_not_found",
+                    f"no header row with the expected columns ({expected}) in the first lines",
+                    f"先頭の行に見出し（{expected}）が見つかりません。決められた様式の CSV ファイルか確認してください",
+                )
+            ]
+        )
 
     def _take_header(self, line: int, cells: list[str], keys: list[str], known: Mapping[str, Column]) -> None:
         self.header_line = line
@@ -276,15 +338,24 @@ class CsvReader:
             column = known.get(key)
             if column is None:
                 if key:
-                    self.warnings.append(file_problem(
-                        "unknown_column", f"unknown column {header!r} ignored",
-                        f"{line}行目（見出し）「{header}」は様式にない列のため無視しました", header))
+                    self.warnings.append(
+                        file_problem(
+                            "unknown_column",
+                            f"unknown column {header!r} ignored",
+                            f"{line}行目（見出し）「{header}」は様式にない列のため無視しました",
+                            header,
+                        )
+                    )
                 continue
             if column.key in seen:
-                problems.append(file_problem(
-                    "duplicate_column", f"column {column.header!r} appears twice ({seen[column.key]!r}, {header!r})",
-                    f"{line}行目（見出し）「{column.header}」の列が2つあります（「{seen[column.key]}」と「{header}」）",
-                    column.header))
+                problems.append(
+                    file_problem(
+                        "duplicate_column",
+                        f"column {column.header!r} appears twice ({seen[column.key]!r}, {header!r})",
+                        f"{line}行目（見出し）「{column.header}」の列が2つあります（「{seen[column.key]}」と「{header}」）",
+                        column.header,
+                    )
+                )
                 continue
             seen[column.key] = header
             self._positions.append((i, column.key))
@@ -292,9 +363,14 @@ class CsvReader:
         """Each column's header as this file writes it (for messages the sender can find in the file)."""
         for column in self.columns:
             if column.required and column.key not in seen:
-                problems.append(file_problem("missing_column", f"required column {column.header!r} is missing",
-                                             f"{line}行目（見出し）: 必須の列「{column.header}」がありません",
-                                             column.header))
+                problems.append(
+                    file_problem(
+                        "missing_column",
+                        f"required column {column.header!r} is missing",
+                        f"{line}行目（見出し）: 必須の列「{column.header}」がありません",
+                        column.header,
+                    )
+                )
         if problems:
             raise FileRefused(problems)
         self.present = frozenset(seen)
@@ -307,15 +383,31 @@ class CsvReader:
             for i, key in self._positions:
                 text = cells[i].strip() if i < len(cells) else ""
                 if "\ufffd" in text:
-                    problems.append(cell_problem(line, self.column_headers[key], CellError(
-                        f"characters that are not {self.encoding}", f"文字化けしています（{self._encoding_ja()}として"
-                        "読めない文字があります）", "undecodable")))
+                    problems.append(
+                        cell_problem(
+                            line,
+                            self.column_headers[key],
+                            CellError(
+                                f"characters that are not {self.encoding}",
+                                f"文字化けしています（{self._encoding_ja()}として読めない文字があります）",
+                                "undecodable",
+                            ),
+                        )
+                    )
                 values[key] = text
-            extra = [c for c in cells[len(self.headers):] if c.strip()]
+            extra = [c for c in cells[len(self.headers) :] if c.strip()]
             if extra:
-                problems.append(cell_problem(line, None, CellError(
-                    f"{len(cells)} cells but {len(self.headers)} headers",
-                    f"見出しより多い列に値があります（見出し {len(self.headers)} 列、この行 {len(cells)} 列）", "extra_cells")))
+                problems.append(
+                    cell_problem(
+                        line,
+                        None,
+                        CellError(
+                            f"{len(cells)} cells but {len(self.headers)} headers",
+                            f"見出しより多い列に値があります（見出し {len(self.headers)} 列、この行 {len(cells)} 列）",
+                            "extra_cells",
+                        ),
+                    )
+                )
             raw = {h: (cells[i] if i < len(cells) else "") for i, h in enumerate(self.headers) if h}
             yield CsvRow(line, values, raw, problems)
 
@@ -371,6 +463,7 @@ class Cells:
 
 # --- Values -----------------------------------------------------------------------------------------------
 
+
 def to_int(text: str, *, maximum: int | None = None) -> int:
     """A non-negative whole number: "19", "１９", "19日"."""
     if text.isascii() and text.isdigit():  # most cells: plain digits, nothing to normalise
@@ -380,8 +473,11 @@ def to_int(text: str, *, maximum: int | None = None) -> int:
     if not value:
         raise CellError("empty", "空欄です。数字を入力してください", "missing_value")
     if not re.fullmatch(r"\d+", value):
-        raise CellError(f"{text!r} is not a whole number", f"「{text}」は数ではありません。0 以上の整数を入力してください",
-                        "not_a_number")
+        raise CellError(
+            f"{text!r} is not a whole number",
+            f"「{text}」は数ではありません。0 以上の整数を入力してください",
+            "not_a_number",
+        )
     number = int(value)
     if maximum is not None and number > maximum:
         raise CellError(f"{number} exceeds {maximum}", f"{number} は大きすぎます（{maximum} 以下）", "out_of_range")
@@ -432,8 +528,11 @@ def _year(match: re.Match[str], text: str) -> tuple[int, Era | None]:
 def _era_range_error(text: str, era: Era) -> CellError:
     start = f"{era.start.year}年{era.start.month}月{era.start.day}日"
     span = f"{start}から" + (f"{era.end.year}年{era.end.month}月{era.end.day}日まで" if era.end else "")
-    return CellError(f"{text!r} is outside the {era.letter} era", f"「{text}」は{era.name}の期間（{span}）にありません",
-                     "invalid_date")
+    return CellError(
+        f"{text!r} is outside the {era.letter} era",
+        f"「{text}」は{era.name}の期間（{span}）にありません",
+        "invalid_date",
+    )
 
 
 @functools.lru_cache(maxsize=256)  # a file names a few months (or days), on every row
@@ -459,7 +558,9 @@ def to_month(text: str) -> str:
         day = to_date(text)  # spreadsheets save a month typed as 2026/4 as the date 2026/4/1
         if day.day == 1:
             return f"{day.year:04d}-{day.month:02d}"
-    raise CellError(f"{text!r} is not a month", f"「{text}」は年月として読めません（例: {_MONTH_EXAMPLES}）", "invalid_month")
+    raise CellError(
+        f"{text!r} is not a month", f"「{text}」は年月として読めません（例: {_MONTH_EXAMPLES}）", "invalid_month"
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -475,12 +576,15 @@ def to_date(text: str) -> date:
             try:
                 day = date(year, int(match["m"]), int(match["d"]))
             except ValueError:
-                raise CellError(f"{text!r} is not a calendar date", f"「{text}」という日付はありません",
-                                "invalid_date") from None
+                raise CellError(
+                    f"{text!r} is not a calendar date", f"「{text}」という日付はありません", "invalid_date"
+                ) from None
             if era is not None and (day < era.start or (era.end is not None and day > era.end)):
                 raise _era_range_error(text, era)
             return day
-    raise CellError(f"{text!r} is not a date", f"「{text}」は日付として読めません（例: {_DATE_EXAMPLES}）", "invalid_date")
+    raise CellError(
+        f"{text!r} is not a date", f"「{text}」は日付として読めません（例: {_DATE_EXAMPLES}）", "invalid_date"
+    )
 
 
 def to_choice(text: str, choices: Mapping[str, Any]) -> Any:
@@ -491,8 +595,11 @@ def to_choice(text: str, choices: Mapping[str, Any]) -> Any:
     allowed = "、".join(dict.fromkeys(k for k in choices if k))
     if not value:
         raise CellError("empty", f"空欄です（{allowed} のどれかを入力してください）", "missing_value")
-    raise CellError(f"{text!r} is not one of {', '.join(choices)}", f"「{text}」は使えません（{allowed} のどれか）",
-                    "invalid_choice")
+    raise CellError(
+        f"{text!r} is not one of {', '.join(choices)}",
+        f"「{text}」は使えません（{allowed} のどれか）",
+        "invalid_choice",
+    )
 
 
 def _last_day(year: int, month: int) -> date:

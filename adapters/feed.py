@@ -49,4 +49,3 @@ def not_future(cells: Cells, key: str, day: date | None, today: date) -> date | 
         cells.fail(key, CellError(f"{day} is in the future", f"{day.isoformat()} は未来の日付です", "future_date"))
         return None
     return day
-

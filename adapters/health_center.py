@@ -14,8 +14,9 @@ words; it looks nothing up and decides nothing about access.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from typing import Literal, Mapping
+from typing import Literal
 
 from adapters.csvfile import Column, CsvRow, to_choice, to_date
 from adapters.feed import Cells, FeedRow, feed_id, not_future, start_of
@@ -33,13 +34,20 @@ COLUMNS = (  # 乳幼児健診結果の様式
 )
 
 ATTENDED = {  # 受診 → attended
-    "受診": True, "受診済": True, "受診済み": True, "済": True, "○": True,
-    "未受診": False, "未": False, "×": False,
+    "受診": True,
+    "受診済": True,
+    "受診済み": True,
+    "済": True,
+    "○": True,
+    "未受診": False,
+    "未": False,
+    "×": False,
 }
 
 
-def parse_checkup(row: CsvRow, headers: Mapping[str, str], *, org: str, today: date,
-                  basis: Basis = "cwa-21-10-5") -> FeedRow:
+def parse_checkup(
+    row: CsvRow, headers: Mapping[str, str], *, org: str, today: date, basis: Basis = "cwa-21-10-5"
+) -> FeedRow:
     """One check-up row, checked (a number, a check-up name, a readable date not in the future, 受診 or 未受診),
     as a ``health.checkup`` envelope from ``org``."""
     cells = Cells(row, headers)
@@ -53,8 +61,15 @@ def parse_checkup(row: CsvRow, headers: Mapping[str, str], *, org: str, today: d
     if row.get("findings"):
         payload["findings"] = row.get("findings")
     payload = normalise_payload("health.checkup", payload)
-    envelope = {"id": feed_id("checkup", org, number, basis, payload), "kind": "health.checkup",
-                "local_child": number, "source": org, "basis": basis, "at": start_of(day), "payload": payload}
+    envelope = {
+        "id": feed_id("checkup", org, number, basis, payload),
+        "kind": "health.checkup",
+        "local_child": number,
+        "source": org,
+        "basis": basis,
+        "at": start_of(day),
+        "payload": payload,
+    }
     if basis == "internal":
         envelope["function"] = "maternal_health"  # the centre's 母子保健 function
     return FeedRow(row.line, [envelope], raw=row.raw)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
-from adapters.csvfile import (HEAD_BYTES, FileRefused, file_problem, refuse_if_too_large, sniff_encoding,
-                              stream_size)
+from adapters.csvfile import HEAD_BYTES, FileRefused, file_problem, refuse_if_too_large, sniff_encoding, stream_size
 from adapters.feed import FeedRow
 from events.envelope import nesting_depth
 from events.limits import JSONL_MAX_LINE_CHARS, MAX_JSON_DEPTH
@@ -56,8 +56,15 @@ class JsonlReader:
                 return
             number += 1
             if len(text) > MAX_LINE:
-                raise FileRefused([file_problem("line_too_long", f"line {number} is longer than {MAX_LINE} characters",
-                                                f"{number}行目が長すぎます（{MAX_LINE}文字を超えています）")])
+                raise FileRefused(
+                    [
+                        file_problem(
+                            "line_too_long",
+                            f"line {number} is longer than {MAX_LINE} characters",
+                            f"{number}行目が長すぎます（{MAX_LINE}文字を超えています）",
+                        )
+                    ]
+                )
             text = text.strip()
             if text:
                 yield parse_line(number, text)
@@ -81,24 +88,68 @@ class JsonlReader:
 def parse_line(number: int, text: str) -> FeedRow:
     """One line: an envelope (a JSON object), or the problem that keeps it out."""
     if "\ufffd" in text:
-        return FeedRow(number, problems=[_line_problem(number, "undecodable", "characters that cannot be decoded",
-                                                       "文字化けしています（読めない文字があります）")], raw=text)
+        return FeedRow(
+            number,
+            problems=[
+                _line_problem(
+                    number,
+                    "undecodable",
+                    "characters that cannot be decoded",
+                    "文字化けしています（読めない文字があります）",
+                )
+            ],
+            raw=text,
+        )
     try:
         value: Any = json.loads(text)
         too_deep = nesting_depth(value, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH
     except json.JSONDecodeError as error:
-        return FeedRow(number, problems=[_line_problem(number, "invalid_json", f"not JSON: {error.msg}",
-                                                       "JSON として読めません", error.colno)], raw=text)
+        return FeedRow(
+            number,
+            problems=[
+                _line_problem(number, "invalid_json", f"not JSON: {error.msg}", "JSON として読めません", error.colno)
+            ],
+            raw=text,
+        )
     except ValueError as error:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
-        return FeedRow(number, problems=[_line_problem(number, "invalid_json", f"not JSON: {error}",
-                                                       "JSON として読めません（桁数の多すぎる数値があります）")], raw=text)
+        return FeedRow(
+            number,
+            problems=[
+                _line_problem(
+                    number,
+                    "invalid_json",
+                    f"not JSON: {error}",
+                    "JSON として読めません（桁数の多すぎる数値があります）",
+                )
+            ],
+            raw=text,
+        )
     except RecursionError:  # nested deeper than the parser goes
         too_deep = True
     if too_deep:
-        return FeedRow(number, problems=[_line_problem(number, "nested_too_deeply", f"nests more than "
-                                                       f"{MAX_JSON_DEPTH} levels deep",
-                                                       f"入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）")], raw=text)
+        return FeedRow(
+            number,
+            problems=[
+                _line_problem(
+                    number,
+                    "nested_too_deeply",
+                    f"nests more than {MAX_JSON_DEPTH} levels deep",
+                    f"入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）",
+                )
+            ],
+            raw=text,
+        )
     if not isinstance(value, dict):
-        return FeedRow(number, problems=[_line_problem(number, "invalid_envelope", "a line must be one JSON object",
-                                                       "1行に1つのイベント（{ ... }）を書いてください")], raw=text)
+        return FeedRow(
+            number,
+            problems=[
+                _line_problem(
+                    number,
+                    "invalid_envelope",
+                    "a line must be one JSON object",
+                    "1行に1つのイベント（{ ... }）を書いてください",
+                )
+            ],
+            raw=text,
+        )
     return FeedRow(number, [value], raw=text)

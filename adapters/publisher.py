@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from events.problems import PublishResult
 
@@ -27,8 +28,7 @@ class HubPublisher:
         """Nothing to release: the hub belongs to the caller."""
 
 
-def publisher_for(hub: Any, via_kafka: str | None = None, *,
-                  kafka_api_version: tuple[int, ...] | None = None) -> Any:
+def publisher_for(hub: Any, via_kafka: str | None = None, *, kafka_api_version: tuple[int, ...] | None = None) -> Any:
     """The publisher an import or publish command uses: through the Kafka events topic when ``via_kafka`` names
     the bootstrap servers (each envelope sealed under its child's data key from ``hub``'s key table; results are
     ``queued``; ``events.transport.TransportError`` if the broker is down), else straight into ``hub``. Close

@@ -13,11 +13,12 @@ school, the child's listing, the period, a digest of the normalised content, and
 from __future__ import annotations
 
 from calendar import monthrange
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import date, datetime
+from typing import Any
 
-from adapters.csvfile import Cells, CellError, Column, CsvRow, to_choice, to_date, to_int, to_month
+from adapters.csvfile import CellError, Cells, Column, CsvRow, to_choice, to_date, to_int, to_month
 from events.clock import JST
 from events.envelope import content_digest
 from events.kinds import normalise_payload
@@ -52,8 +53,13 @@ DAILY_COLUMNS = (  # 日次出欠の様式
 )
 
 STATUS = {  # 出欠 → attendance.daily status
-    "出席": "present", "欠席": "absent", "遅刻": "late", "早退": "early_leave",
-    "出席停止": "suspended", "忌引": "bereavement", "忌引き": "bereavement",
+    "出席": "present",
+    "欠席": "absent",
+    "遅刻": "late",
+    "早退": "early_leave",
+    "出席停止": "suspended",
+    "忌引": "bereavement",
+    "忌引き": "bereavement",
 }
 CONTACT = {"有": True, "あり": True, "有り": True, "○": True, "無": False, "なし": False, "無し": False, "×": False}
 
@@ -87,31 +93,58 @@ def parse_monthly(row: CsvRow, headers: Mapping[str, str], today: date) -> Parse
     school_code, student_no = cells.ident("school_code"), cells.ident("student_no")
     month = cells.read("month", to_month)
     if month is not None and month > f"{today.year:04d}-{today.month:02d}":
-        cells.fail("month", CellError(f"{month} is in the future", f"{month[:4]}年{int(month[5:])}月はまだ来ていません"
-                                                                    "（未来の年月です）", "future_month"))
+        cells.fail(
+            "month",
+            CellError(
+                f"{month} is in the future",
+                f"{month[:4]}年{int(month[5:])}月はまだ来ていません（未来の年月です）",
+                "future_month",
+            ),
+        )
         month = None
     limit = _days_in(month) if month else 31
-    counts = {key: cells.read(key, to_int, maximum=limit)
-              for key in ("school_days", "attended", "absent", "absent_without_contact")}
+    counts = {
+        key: cells.read(key, to_int, maximum=limit)
+        for key in ("school_days", "attended", "absent", "absent_without_contact")
+    }
     optional = {key: cells.optional(key, to_int, maximum=limit) for key in ("late", "early_leave")}
     school_days, attended, absent, no_contact = (counts[k] for k in counts)
     if None not in (school_days, attended, absent) and attended + absent > school_days:
-        cells.fail("attended", CellError(
-            f"attended {attended} + absent {absent} > school days {school_days}",
-            f"出席日数（{attended}）と欠席日数（{absent}）の合計が授業日数（{school_days}）を超えています",
-            "days_exceed_school_days"))
+        cells.fail(
+            "attended",
+            CellError(
+                f"attended {attended} + absent {absent} > school days {school_days}",
+                f"出席日数（{attended}）と欠席日数（{absent}）の合計が授業日数（{school_days}）を超えています",
+                "days_exceed_school_days",
+            ),
+        )
     if None not in (absent, no_contact) and no_contact > absent:
-        cells.fail("absent_without_contact", CellError(
-            f"absences without contact {no_contact} > absences {absent}",
-            f"うち連絡なし（{no_contact}）が欠席日数（{absent}）を超えています", "no_contact_exceeds_absent"))
+        cells.fail(
+            "absent_without_contact",
+            CellError(
+                f"absences without contact {no_contact} > absences {absent}",
+                f"うち連絡なし（{no_contact}）が欠席日数（{absent}）を超えています",
+                "no_contact_exceeds_absent",
+            ),
+        )
     for key, value in optional.items():
         if value is not None and school_days is not None and value > school_days:
-            cells.fail(key, CellError(f"{key} {value} > school days {school_days}",
-                                      f"{value} が授業日数（{school_days}）を超えています", "out_of_range"))
+            cells.fail(
+                key,
+                CellError(
+                    f"{key} {value} > school days {school_days}",
+                    f"{value} が授業日数（{school_days}）を超えています",
+                    "out_of_range",
+                ),
+            )
     payload = None
     if not cells.problems:
-        payload = {"month": month, **counts, **{k: v for k, v in optional.items() if v is not None},
-                   "student_no": student_no}
+        payload = {
+            "month": month,
+            **counts,
+            **{k: v for k, v in optional.items() if v is not None},
+            "student_no": student_no,
+        }
         for key in ("reasons", "notes"):
             if row.get(key):
                 payload[key] = row.get(key)
@@ -133,8 +166,12 @@ def parse_daily(row: CsvRow, headers: Mapping[str, str], today: date) -> ParsedR
     if row.get("contacted"):
         contacted = cells.read("contacted", to_choice, CONTACT)
     elif status == "absent":
-        cells.fail("contacted", CellError("contact missing for an absence",
-                                          "欠席の日は連絡有無（有／無）を入力してください", "missing_value"))
+        cells.fail(
+            "contacted",
+            CellError(
+                "contact missing for an absence", "欠席の日は連絡有無（有／無）を入力してください", "missing_value"
+            ),
+        )
     payload = None
     if not cells.problems:
         payload = {"date": day.isoformat(), "status": status, "student_no": student_no}
@@ -143,8 +180,9 @@ def parse_daily(row: CsvRow, headers: Mapping[str, str], today: date) -> ParsedR
         if row.get("reason"):
             payload["reason"] = row.get("reason")
         payload = normalise_payload("attendance.daily", payload)
-    return ParsedRow(row.line, school_code, student_no, day.isoformat() if day else None, payload, cells.problems,
-                     row.raw)
+    return ParsedRow(
+        row.line, school_code, student_no, day.isoformat() if day else None, payload, cells.problems, row.raw
+    )
 
 
 # --- Envelopes --------------------------------------------------------------------------------------------
@@ -166,8 +204,16 @@ def _event_id(prefix: str, school: str, period: str, *parts: str | None) -> str:
     return f"{prefix}:{school}:{period}:{digest}"
 
 
-def monthly_envelope(payload: Mapping[str, Any], *, school: str, child: str, centre: str, today: date,
-                     supersedes: str | None, content: str) -> dict[str, Any]:
+def monthly_envelope(
+    payload: Mapping[str, Any],
+    *,
+    school: str,
+    child: str,
+    centre: str,
+    today: date,
+    supersedes: str | None,
+    content: str,
+) -> dict[str, Any]:
     """The ``attendance.monthly`` event for one listed child: from the school to the centre that assigned the
     list, at the month's close (or today, for the current month). ``supersedes``: the report it corrects;
     ``content``: ``content_of(payload)``."""
@@ -177,33 +223,53 @@ def monthly_envelope(payload: Mapping[str, Any], *, school: str, child: str, cen
     body = dict(payload)
     if supersedes:
         body["supersedes"] = supersedes
-    return {"id": _event_id("att-m", school, month, str(payload.get("student_no")), child, centre,
-                            content, supersedes),
-            "kind": "attendance.monthly", "child": child, "source": school, "basis": BASIS, "to": centre,
-            "at": _start_of(min(close, today)).isoformat(), "payload": body}
+    return {
+        "id": _event_id("att-m", school, month, str(payload.get("student_no")), child, centre, content, supersedes),
+        "kind": "attendance.monthly",
+        "child": child,
+        "source": school,
+        "basis": BASIS,
+        "to": centre,
+        "at": _start_of(min(close, today)).isoformat(),
+        "payload": body,
+    }
 
 
-def daily_envelope(payload: Mapping[str, Any], *, school: str, child: str, centre: str,
-                   supersedes: str | None, content: str) -> dict[str, Any]:
+def daily_envelope(
+    payload: Mapping[str, Any], *, school: str, child: str, centre: str, supersedes: str | None, content: str
+) -> dict[str, Any]:
     """The ``attendance.daily`` event for one listed child, at the start of the day (``content``: as in
     ``monthly_envelope``)."""
     day = str(payload["date"])
     body = dict(payload)
     if supersedes:
         body["supersedes"] = supersedes
-    return {"id": _event_id("att-d", school, day, str(payload.get("student_no")), child, centre,
-                            content, supersedes),
-            "kind": "attendance.daily", "child": child, "source": school, "basis": BASIS, "to": centre,
-            "at": _start_of(date.fromisoformat(day)).isoformat(), "payload": body}
+    return {
+        "id": _event_id("att-d", school, day, str(payload.get("student_no")), child, centre, content, supersedes),
+        "kind": "attendance.daily",
+        "child": child,
+        "source": school,
+        "basis": BASIS,
+        "to": centre,
+        "at": _start_of(date.fromisoformat(day)).isoformat(),
+        "payload": body,
+    }
 
 
-def alert_envelope(*, school: str, child: str, centre: str, reason: str, since: date, days: int, reached: date,
-                   student_no: str) -> dict[str, Any]:
+def alert_envelope(
+    *, school: str, child: str, centre: str, reason: str, since: date, days: int, reached: date, student_no: str
+) -> dict[str, Any]:
     """The ``absence.alert`` the school owes the centre without waiting for the monthly report (domain.md,
     flow 2: 7 consecutive school days absent whatever the reason, or absences without contact), raised by the
     hub from the daily rows. One per streak: the id is the child's listing, the streak's first day and the
     reason. ``at`` is the school day on which the streak reached the threshold."""
-    return {"id": _event_id("alert", school, since.isoformat(), reason, child, centre),
-            "kind": "absence.alert", "child": child, "source": school, "basis": BASIS, "to": centre,
-            "at": _start_of(reached).isoformat(),
-            "payload": {"reason": reason, "days": days, "since": since.isoformat(), "student_no": student_no}}
+    return {
+        "id": _event_id("alert", school, since.isoformat(), reason, child, centre),
+        "kind": "absence.alert",
+        "child": child,
+        "source": school,
+        "basis": BASIS,
+        "to": centre,
+        "at": _start_of(reached).isoformat(),
+        "payload": {"reason": reason, "days": days, "since": since.isoformat(), "student_no": student_no},
+    }

@@ -13,8 +13,9 @@ it looks nothing up and decides nothing about access.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from typing import Any, Mapping
+from typing import Any
 
 from adapters.csvfile import CellError, Column, CsvRow, cell_problem, normalise, to_date
 from adapters.feed import Cells, FeedRow, feed_id, not_future, start_of
@@ -33,8 +34,9 @@ COLUMNS = (  # 委託事業の利用・訪問報告の様式
 )
 
 
-def parse_provider_row(row: CsvRow, headers: Mapping[str, str], *, org: str, today: date,
-                       to: str | None = None) -> FeedRow:
+def parse_provider_row(
+    row: CsvRow, headers: Mapping[str, str], *, org: str, today: date, to: str | None = None
+) -> FeedRow:
     """One usage/visit row from provider ``org``, checked (a number, a service, readable dates not in the future,
     the end not before the start, 様子 for a visit, a commissioning centre), as its envelopes. ``to``: the
     commissioning centre for rows without a 委託元."""
@@ -47,29 +49,67 @@ def parse_provider_row(row: CsvRow, headers: Mapping[str, str], *, org: str, tod
     observations = row.get("observations")
     addressee = normalise(row.get("to")) or to
     if not row.get("from") and not row.get("visit"):
-        cells.problems.append(cell_problem(row.line, None, CellError(
-            "neither a start date nor a visit date", "利用開始日か訪問日のどちらかを入力してください", "missing_value")))
+        cells.problems.append(
+            cell_problem(
+                row.line,
+                None,
+                CellError(
+                    "neither a start date nor a visit date",
+                    "利用開始日か訪問日のどちらかを入力してください",
+                    "missing_value",
+                ),
+            )
+        )
     if row.get("until") and not row.get("from"):
-        cells.fail("from", CellError("an end date without a start date", "利用終了日があるときは利用開始日も入力してください",
-                                     "missing_value"))
+        cells.fail(
+            "from",
+            CellError(
+                "an end date without a start date",
+                "利用終了日があるときは利用開始日も入力してください",
+                "missing_value",
+            ),
+        )
     if start is not None and end is not None and end < start:
-        cells.fail("until", CellError(f"end {end} before start {start}",
-                                      f"利用終了日（{end.isoformat()}）が利用開始日（{start.isoformat()}）より前です",
-                                      "end_before_start"))
+        cells.fail(
+            "until",
+            CellError(
+                f"end {end} before start {start}",
+                f"利用終了日（{end.isoformat()}）が利用開始日（{start.isoformat()}）より前です",
+                "end_before_start",
+            ),
+        )
     if row.get("visit") and not observations:
-        cells.fail("observations", CellError("a visit without observations", "訪問日がある行は様子を入力してください",
-                                             "missing_value"))
+        cells.fail(
+            "observations",
+            CellError("a visit without observations", "訪問日がある行は様子を入力してください", "missing_value"),
+        )
     if not addressee:
-        cells.problems.append(cell_problem(row.line, headers["to"], CellError(
-            "no commissioning centre", "委託元がありません（「委託元」列に入力するか、取り込み時に委託元を指定してください）",
-            "missing_value")))
+        cells.problems.append(
+            cell_problem(
+                row.line,
+                headers["to"],
+                CellError(
+                    "no commissioning centre",
+                    "委託元がありません（「委託元」列に入力するか、取り込み時に委託元を指定してください）",
+                    "missing_value",
+                ),
+            )
+        )
     if cells.problems:
         return FeedRow(row.line, problems=cells.problems, raw=row.raw)
 
     def envelope(prefix: str, kind: str, day: date, payload: dict[str, Any]) -> dict[str, Any]:
         payload = normalise_payload(kind, payload)
-        return {"id": feed_id(prefix, org, number, addressee, payload), "kind": kind, "local_child": number,
-                "source": org, "basis": BASIS, "to": addressee, "at": start_of(day), "payload": payload}
+        return {
+            "id": feed_id(prefix, org, number, addressee, payload),
+            "kind": kind,
+            "local_child": number,
+            "source": org,
+            "basis": BASIS,
+            "to": addressee,
+            "at": start_of(day),
+            "payload": payload,
+        }
 
     envelopes = []
     if start is not None:
@@ -80,6 +120,12 @@ def parse_provider_row(row: CsvRow, headers: Mapping[str, str], *, org: str, tod
             usage["notes"] = observations
         envelopes.append(envelope("usage", "service.usage", start, usage))
     if visit is not None:
-        envelopes.append(envelope("visit", "visit.report", visit,
-                                  {"date": visit.isoformat(), "observations": observations, "service": service}))
+        envelopes.append(
+            envelope(
+                "visit",
+                "visit.report",
+                visit,
+                {"date": visit.isoformat(), "observations": observations, "service": service},
+            )
+        )
     return FeedRow(row.line, envelopes, raw=row.raw)

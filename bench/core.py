@@ -125,12 +125,20 @@ def measure_reads(database: str, readers: list[tuple[str, str]], warm_reads: int
             assert timeline.allowed and len(timeline.entries) > 100
     hub.close()
     both = cold + warm
-    return {"reads": len(both), "p50_ms": round(percentile(both, 50), 2), "p99_ms": round(percentile(both, 99), 2),
-            "cold_p50_ms": round(percentile(cold, 50), 2), "cold_p99_ms": round(percentile(cold, 99), 2),
-            "warm_p50_ms": round(percentile(warm, 50), 2), "warm_p99_ms": round(percentile(warm, 99), 2),
-            "mean_ms": round(statistics.mean(both), 2), "first_read_after_start_ms": round(first_read_ms, 2),
-            "slowest_read_ms": round(slowest[0], 2), "slowest_read_gc_ms": round(slowest[1], 2),
-            "objects_tracked_by_gc": len(gc.get_objects())}
+    return {
+        "reads": len(both),
+        "p50_ms": round(percentile(both, 50), 2),
+        "p99_ms": round(percentile(both, 99), 2),
+        "cold_p50_ms": round(percentile(cold, 50), 2),
+        "cold_p99_ms": round(percentile(cold, 99), 2),
+        "warm_p50_ms": round(percentile(warm, 50), 2),
+        "warm_p99_ms": round(percentile(warm, 99), 2),
+        "mean_ms": round(statistics.mean(both), 2),
+        "first_read_after_start_ms": round(first_read_ms, 2),
+        "slowest_read_ms": round(slowest[0], 2),
+        "slowest_read_gc_ms": round(slowest[1], 2),
+        "objects_tracked_by_gc": len(gc.get_objects()),
+    }
 
 
 def main() -> None:
@@ -141,9 +149,12 @@ def main() -> None:
     parser.add_argument("--probe-children", type=int, default=20)
     parser.add_argument("--probe-events", type=int, default=500)
     parser.add_argument("--warm-reads", type=int, default=9, help="warm reads of each probe child after its cold one")
-    parser.add_argument("--reads-in-this-process", action="store_true",
-                        help="read in the publishing process (its cache full of what it published) instead of in "
-                             "a process of their own")
+    parser.add_argument(
+        "--reads-in-this-process",
+        action="store_true",
+        help="read in the publishing process (its cache full of what it published) instead of in "
+        "a process of their own",
+    )
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--out", default="bench/out/core.json")
     args = parser.parse_args()
@@ -155,8 +166,9 @@ def main() -> None:
     results: dict = {"database": args.database.split("@")[-1], "batch": args.batch, "phases": []}
 
     probe_total = args.probe_children * args.probe_events
-    published, elapsed = fill(hub, event_stream(pref, args.probe_children, args.probe_events, prefix="p", seed=1),
-                              probe_total, args.batch)
+    published, elapsed = fill(
+        hub, event_stream(pref, args.probe_children, args.probe_events, prefix="p", seed=1), probe_total, args.batch
+    )
     probes = [f"p{i:07d}" for i in range(args.probe_children)]
     background = event_stream(pref, 10**7, 200, prefix="b", seed=2)
     in_store = published
@@ -165,9 +177,12 @@ def main() -> None:
         n, t = fill(hub, background, size - in_store, args.batch)
         in_store += n
         total_elapsed += t
-        phase = {"events_in_store": in_store, "publish_events_per_s": round(in_store / total_elapsed),
-                 "publish_cpu_us_per_event": round(CPU["publish"] / in_store * 1e6),
-                 "load_average": [round(x, 2) for x in os.getloadavg()]}
+        phase = {
+            "events_in_store": in_store,
+            "publish_events_per_s": round(in_store / total_elapsed),
+            "publish_cpu_us_per_event": round(CPU["publish"] / in_store * 1e6),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+        }
         measure = measure_reads if args.reads_in_this_process else measure_reads_elsewhere
         phase.update(measure(args.database, readers_of(args.database, probes), args.warm_reads, opener="b0000000"))
         phase["reads_in"] = "the publishing process" if args.reads_in_this_process else "a process of their own"
@@ -181,9 +196,12 @@ def main() -> None:
     seconds = time.perf_counter() - started
     hub.close()
     assert report.ok, report.to_dict()
-    results["replay"] = {"records": report.records, "seconds": round(seconds, 2),
-                         "records_per_s": round(report.records / seconds),
-                         "events_evaluated_per_s": round(report.records * args.probe_events / seconds)}
+    results["replay"] = {
+        "records": report.records,
+        "seconds": round(seconds, 2),
+        "records_per_s": round(report.records / seconds),
+        "events_evaluated_per_s": round(report.records * args.probe_events / seconds),
+    }
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(results["replay"]), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,8 @@ from adapters.publisher import HubPublisher
 from events.clock import JST
 from services.hub import Hub
 from services.publishing.ingest import MAX_BATCH
-from services.schools.imports import SchoolImporter
 from services.runtime import tune_garbage_collector
+from services.schools.imports import SchoolImporter
 
 NOW = datetime(2026, 6, 5, 9, 0, tzinfo=JST)
 HEADER = "学校コード,児童生徒番号,対象年月,授業日数,出席日数,欠席日数,うち連絡なし欠席日数,遅刻日数,早退日数,欠席理由,特記事項"
@@ -43,16 +43,26 @@ def school_code(n: int) -> str:
 
 def setup(hub: Hub, schools: int, per_school: int) -> None:
     orgs = [{"id": "bench-center", "type": "municipal_center", "municipality": "442020"}]
-    orgs += [{"id": f"bench-es-{s}", "type": "school", "municipality": "442020", "code": school_code(s)}
-             for s in range(schools)]
+    orgs += [
+        {"id": f"bench-es-{s}", "type": "school", "municipality": "442020", "code": school_code(s)}
+        for s in range(schools)
+    ]
     hub.load_orgs(orgs)
     batch: list[dict] = []
     for s in range(schools):
         for n in range(per_school):
-            batch.append({"id": f"bench-list-{s}-{n}", "kind": "target_list.assigned", "child": f"bench-c-{s}-{n}",
-                          "source": "bench-center", "basis": "cwa-25-3", "to": f"bench-es-{s}",
-                          "at": "2026-04-01T09:00:00+09:00",
-                          "payload": {"school": f"bench-es-{s}", "student_no": f"{n:06d}", "from_month": "2026-04"}})
+            batch.append(
+                {
+                    "id": f"bench-list-{s}-{n}",
+                    "kind": "target_list.assigned",
+                    "child": f"bench-c-{s}-{n}",
+                    "source": "bench-center",
+                    "basis": "cwa-25-3",
+                    "to": f"bench-es-{s}",
+                    "at": "2026-04-01T09:00:00+09:00",
+                    "payload": {"school": f"bench-es-{s}", "student_no": f"{n:06d}", "from_month": "2026-04"},
+                }
+            )
             if len(batch) == MAX_BATCH:
                 hub.publish(batch)
                 batch = []
@@ -102,8 +112,9 @@ def main() -> None:
     per_school = max(1, args.rows // args.schools)
 
     started = time.perf_counter()
-    setting_up = multiprocessing.get_context("spawn").Process(target=setup_elsewhere,
-                                                              args=(args.database, args.schools, per_school))
+    setting_up = multiprocessing.get_context("spawn").Process(
+        target=setup_elsewhere, args=(args.database, args.schools, per_school)
+    )
     setting_up.start()
     setting_up.join()
     if setting_up.exitcode != 0:
@@ -125,13 +136,25 @@ def main() -> None:
     finally:
         hub.close()
     result = {
-        "database": args.database.split("@")[-1], "rows": rows, "file_bytes": size, "schools": args.schools,
+        "database": args.database.split("@")[-1],
+        "rows": rows,
+        "file_bytes": size,
+        "schools": args.schools,
         "setup_seconds": round(setup_seconds, 2),
-        "import": {"seconds": round(first_seconds, 2), "rows_per_second": round(rows / first_seconds),
-                   "cpu_us_per_row": round(first_cpu / rows * 1e6),
-                   "accepted": first.accepted, "not_listed": first.not_listed, "rejected": first.rejected_total},
-        "resend": {"seconds": round(again_seconds, 2), "rows_per_second": round(rows / again_seconds),
-                   "unchanged": again.unchanged, "accepted": again.accepted},
+        "import": {
+            "seconds": round(first_seconds, 2),
+            "rows_per_second": round(rows / first_seconds),
+            "cpu_us_per_row": round(first_cpu / rows * 1e6),
+            "accepted": first.accepted,
+            "not_listed": first.not_listed,
+            "rejected": first.rejected_total,
+        },
+        "resend": {
+            "seconds": round(again_seconds, 2),
+            "rows_per_second": round(rows / again_seconds),
+            "unchanged": again.unchanged,
+            "accepted": again.accepted,
+        },
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
@@ -142,12 +165,17 @@ def main() -> None:
         return
     print(f"{rows} rows ({size / 1e6:.1f} MB, {args.schools} schools) on {result['database']}")
     print(f"  setup (target lists, not timed): {setup_seconds:.1f} s")
-    print(f"  import: {first_seconds:.1f} s, {result['import']['rows_per_second']} rows/s "
-          f"(accepted {first.accepted}, not listed {first.not_listed})")
-    print(f"  resend: {again_seconds:.1f} s, {result['resend']['rows_per_second']} rows/s (unchanged {again.unchanged})")
+    print(
+        f"  import: {first_seconds:.1f} s, {result['import']['rows_per_second']} rows/s "
+        f"(accepted {first.accepted}, not listed {first.not_listed})"
+    )
+    print(
+        f"  resend: {again_seconds:.1f} s, {result['resend']['rows_per_second']} rows/s (unchanged {again.unchanged})"
+    )
     print(f"  peak RSS: {result['peak_rss_mb']} MB")
-    print(f"  this process's CPU: {result['import']['cpu_us_per_row']} µs per row; load average "
-          f"{result['load_average']}")
+    print(
+        f"  this process's CPU: {result['import']['cpu_us_per_row']} µs per row; load average {result['load_average']}"
+    )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from events.transport import EVENTS_TOPIC, KafkaPublisher, parse_api_version
 from events.clock import JST
-from services.hub import Hub
+from events.transport import EVENTS_TOPIC, KafkaPublisher, parse_api_version
 from services.feeds.kafka_worker import IngestWorker
+from services.hub import Hub
 from services.runtime import tune_garbage_collector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,23 +60,42 @@ def make_events(count: int, children: int) -> list[dict]:
         child, step = f"k{run}-{n % children}", n // children
         at = (start + timedelta(seconds=step)).isoformat()
         if step == 0:
-            out.append({"id": f"{child}-r", "kind": "child.registered", "child": child, "source": "beppu-center",
-                        "basis": "internal", "at": at, "payload": {"residence": "442020"}})
+            out.append(
+                {
+                    "id": f"{child}-r",
+                    "kind": "child.registered",
+                    "child": child,
+                    "source": "beppu-center",
+                    "basis": "internal",
+                    "at": at,
+                    "payload": {"residence": "442020"},
+                }
+            )
         else:
-            out.append({"id": f"{child}-e{step}", "kind": "concern.reported", "child": child, "source": "beppu-es-1",
-                        "basis": "cwa-21-10-5", "at": at, "payload": {"summary": f"欠席が続いている ({step})"}})
+            out.append(
+                {
+                    "id": f"{child}-e{step}",
+                    "kind": "concern.reported",
+                    "child": child,
+                    "source": "beppu-es-1",
+                    "basis": "cwa-21-10-5",
+                    "at": at,
+                    "payload": {"summary": f"欠席が続いている ({step})"},
+                }
+            )
     return out
 
 
 def produce(publisher: KafkaPublisher, events: list[dict], chunk: int) -> float:
     started = time.perf_counter()
     for i in range(0, len(events), chunk):
-        publisher.publish(events[i:i + chunk])
+        publisher.publish(events[i : i + chunk])
     return time.perf_counter() - started
 
 
-def produce_elsewhere(bootstrap: str, api_version, database: str, topic: str, events: list[dict], chunk: int,
-                      go: Any, report: Any) -> None:
+def produce_elsewhere(
+    bootstrap: str, api_version, database: str, topic: str, events: list[dict], chunk: int, go: Any, report: Any
+) -> None:
     """The producer's process: its own hub connection for the data keys, then ``produce`` when told to go;
     reports (wall-clock start, seconds) or the error."""
     try:
@@ -133,8 +152,11 @@ def main() -> None:
     try:
         bootstrap = args.bootstrap
         if args.start_broker:
-            started = subprocess.run([str(ROOT / "deploy" / "local-kafka.sh"), "start", str(broker_dir),
-                                      str(free_port()), str(free_port())], capture_output=True, text=True)
+            started = subprocess.run(
+                [str(ROOT / "deploy" / "local-kafka.sh"), "start", str(broker_dir), str(free_port()), str(free_port())],
+                capture_output=True,
+                text=True,
+            )
             if started.returncode != 0:
                 raise SystemExit(f"Kafka could not be started: {started.stderr.strip()}")
             bootstrap = started.stdout.strip().splitlines()[-1]
@@ -157,11 +179,24 @@ def run(bootstrap: str, api_version, database: str, args) -> dict:
     topic = f"bench.{uuid.uuid4().hex[:10]}.{EVENTS_TOPIC}"
     hub = Hub(database)
     hub.load_orgs(ORGS)
-    worker = IngestWorker(hub, bootstrap, group=f"bench-{uuid.uuid4().hex[:8]}", topic=topic,
-                          api_version=api_version, max_batch=args.max_batch, session_timeout_ms=30000)
+    worker = IngestWorker(
+        hub,
+        bootstrap,
+        group=f"bench-{uuid.uuid4().hex[:8]}",
+        topic=topic,
+        api_version=api_version,
+        max_batch=args.max_batch,
+        session_timeout_ms=30000,
+    )
     publisher = KafkaPublisher(bootstrap, keys=hub.store.keys, topic=topic, api_version=api_version)
-    result: dict = {"events": len(events), "children": args.children, "mode": args.mode, "bootstrap": bootstrap,
-                    "database": database.split("?")[0].split("@")[-1], "max_batch": args.max_batch}
+    result: dict = {
+        "events": len(events),
+        "children": args.children,
+        "mode": args.mode,
+        "bootstrap": bootstrap,
+        "database": database.split("?")[0].split("@")[-1],
+        "max_batch": args.max_batch,
+    }
     try:
         # The topic exists and the worker holds its partitions before anything is timed.
         publisher.partitions()
@@ -175,13 +210,18 @@ def run(bootstrap: str, api_version, database: str, args) -> dict:
             started = time.perf_counter()
             drain(worker, len(events), args.timeout)
             ingest_s = time.perf_counter() - started
-            result.update(produce_s=round(produce_s, 2), produce_per_s=round(len(events) / produce_s),
-                          ingest_s=round(ingest_s, 2), ingest_per_s=round(len(events) / ingest_s))
+            result.update(
+                produce_s=round(produce_s, 2),
+                produce_per_s=round(len(events) / produce_s),
+                ingest_s=round(ingest_s, 2),
+                ingest_per_s=round(len(events) / ingest_s),
+            )
         else:
             context = multiprocessing.get_context("spawn")
             go, report = context.Event(), context.Queue()
-            producer = context.Process(target=produce_elsewhere, args=(bootstrap, api_version, database, topic,
-                                                                      events, args.chunk, go, report))
+            producer = context.Process(
+                target=produce_elsewhere, args=(bootstrap, api_version, database, topic, events, args.chunk, go, report)
+            )
             producer.start()
             state, detail = report.get(timeout=120)
             if state != "ready":
@@ -195,8 +235,12 @@ def run(bootstrap: str, api_version, database: str, args) -> dict:
                 raise SystemExit(f"the producer process failed: {detail}")
             started, produce_s = detail
             total_s = finished - started
-            result.update(produce_s=round(produce_s, 2), produce_per_s=round(len(events) / produce_s),
-                          end_to_end_s=round(total_s, 2), end_to_end_per_s=round(len(events) / total_s))
+            result.update(
+                produce_s=round(produce_s, 2),
+                produce_per_s=round(len(events) / produce_s),
+                end_to_end_s=round(total_s, 2),
+                end_to_end_per_s=round(len(events) / total_s),
+            )
         totals = worker.totals
         if totals.accepted != len(events) or totals.rejected or totals.invalid:
             raise SystemExit(f"not every event was accepted: {totals.summary()}")

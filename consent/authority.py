@@ -27,31 +27,49 @@ read rules of version 2 (``consent.policy``) count a fact only when ``authorised
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable, Mapping, Protocol, Sequence
-
-from events.model import Org, Recorded
+from typing import Protocol
 
 from consent.model import Settings
+from events.model import Org, Recorded
 from events.problems import Problem, Rejected
 
 CENTER = "municipal_center"
 JISO = "child_guidance_center"
 
-CASE_KINDS_OF_REGISTRAR = frozenset({
-    "case.member_assigned", "case.member_removed", "case.shared", "case.reviewed", "case.type_changed",
-    "case.closed", "case.transferred",
-})
+CASE_KINDS_OF_REGISTRAR = frozenset(
+    {
+        "case.member_assigned",
+        "case.member_removed",
+        "case.shared",
+        "case.reviewed",
+        "case.type_changed",
+        "case.closed",
+        "case.transferred",
+    }
+)
 
 # The kinds whose events the publish rules (below) and the read rules (consent.policy) read about a child's past:
 # kept per child by the publish path (services.projections.admission_facts), so that admitting an event never loads the child's record.
-FACT_KINDS = frozenset({
-    "child.registered", "residence.changed", "child.erased",
-    "case.registered", "case.member_assigned", "case.member_removed", "case.closed", "case.transferred",
-    "plan.created", "plan.revised", "consent.granted", "consent.withdrawn",
-    "emergency.declared",
-})
+FACT_KINDS = frozenset(
+    {
+        "child.registered",
+        "residence.changed",
+        "child.erased",
+        "case.registered",
+        "case.member_assigned",
+        "case.member_removed",
+        "case.closed",
+        "case.transferred",
+        "plan.created",
+        "plan.revised",
+        "consent.granted",
+        "consent.withdrawn",
+        "emergency.declared",
+    }
+)
 
 
 def is_fact(kind: str, basis: str) -> bool:
@@ -149,22 +167,34 @@ def _refuse(code: str, field: str | None, message: str, message_ja: str) -> Reje
 def _not_authorised(e: Recorded, who_en: str, who_ja: str, field: str = "source") -> Rejected:
     """The refusal of an event whose source lacks authority: names the kind and who may publish it, nothing about
     the child (the same message whatever the hub holds)."""
-    return _refuse("not_authorised", field, f"{e.kind} is accepted only from {who_en}",
-                   f"{e.kind} を記録できるのは{who_ja}だけです")
+    return _refuse(
+        "not_authorised",
+        field,
+        f"{e.kind} is accepted only from {who_en}",
+        f"{e.kind} を記録できるのは{who_ja}だけです",
+    )
 
 
 # --- The rows of the table, one function each ---------------------------------------------------------------
+
 
 def child_registered(e: Recorded, k: Known) -> None:
     """児童の登録: the centre of the municipality in ``residence`` (住民記録を持つ市町村) or a 児童相談所 covering it; a
     child is registered once (a move is ``residence.changed``)."""
     residence = str(e.payload["residence"])
     if not (k.is_center_of(e.source, residence) or k.is_jiso_covering(e.source, residence)):
-        raise _not_authorised(e, "the centre of the municipality in residence or a child guidance centre covering it",
-                              "residence の市町村のセンター、またはその市町村を管轄する児童相談所")
+        raise _not_authorised(
+            e,
+            "the centre of the municipality in residence or a child guidance centre covering it",
+            "residence の市町村のセンター、またはその市町村を管轄する児童相談所",
+        )
     if k.registered():  # only an authorised centre or 児相 gets this far
-        raise _refuse("already_registered", "child", "this child is registered already; record a move as "
-                      "residence.changed", "この児童はすでに登録されています。転居は residence.changed で記録してください")
+        raise _refuse(
+            "already_registered",
+            "child",
+            "this child is registered already; record a move as residence.changed",
+            "この児童はすでに登録されています。転居は residence.changed で記録してください",
+        )
 
 
 def residence_changed(e: Recorded, k: Known) -> None:
@@ -172,28 +202,37 @@ def residence_changed(e: Recorded, k: Known) -> None:
     records the move), or a 児童相談所 covering that municipality."""
     here = k.residence_at(e.at)
     if here is None or not (k.is_center_of(e.source, here) or k.is_jiso_covering(e.source, here)):
-        raise _not_authorised(e, "the centre of the child's residence at the event's time, or a child guidance "
-                              "centre covering it", "その時点の居住市町村のセンター、またはその市町村を管轄する児童相談所")
+        raise _not_authorised(
+            e,
+            "the centre of the child's residence at the event's time, or a child guidance centre covering it",
+            "その時点の居住市町村のセンター、またはその市町村を管轄する児童相談所",
+        )
 
 
 def child_erased(e: Recorded, k: Known) -> None:
     """消去: the centre of residence at ``at`` that is also the centre of the latest residence, so that an
     erasure cannot be backdated to a time the source was the centre (個人情報保護法 第22条・第69条)."""
     if not (k.is_center_of(e.source, k.residence_at(e.at)) and k.is_center_of(e.source, k.latest_residence())):
-        raise _not_authorised(e, "the centre of the child's current residence",
-                              "児童の現在の居住市町村のセンター")
+        raise _not_authorised(e, "the centre of the child's current residence", "児童の現在の居住市町村のセンター")
 
 
 def case_registered(e: Recorded, k: Known) -> None:
     """要対協ケースの登録: the centre of residence at ``at`` (the 調整機関 of the 要対協 of that municipality,
     児童福祉法 第25条の2); a case id names one case in the whole hub."""
     if not k.is_center_of(e.source, k.residence_at(e.at)):
-        raise _not_authorised(e, "the centre of the child's residence at the event's time",
-                              "その時点の児童の居住市町村のセンター（要対協の調整機関）")
+        raise _not_authorised(
+            e,
+            "the centre of the child's residence at the event's time",
+            "その時点の児童の居住市町村のセンター（要対協の調整機関）",
+        )
     in_use = k.ids.case_registered(str(e.case)) if k.ids is not None else k.registration(e.case) is not None
     if in_use:
-        raise _refuse("case_id_in_use", "payload.case", f"case id {e.case!r} is already used; choose another id",
-                      f"ケース番号「{e.case}」はすでに使われています。別の番号にしてください")
+        raise _refuse(
+            "case_id_in_use",
+            "payload.case",
+            f"case id {e.case!r} is already used; choose another id",
+            f"ケース番号「{e.case}」はすでに使われています。別の番号にしてください",
+        )
 
 
 def case_by_registrar(e: Recorded, k: Known) -> None:
@@ -202,43 +241,58 @@ def case_by_registrar(e: Recorded, k: Known) -> None:
     municipality (ケース移管)."""
     case = k.registration(e.case)
     if case is None or case.source != e.source:
-        raise _refuse("not_case_registrar", "payload.case",
-                      f"{e.kind} for case {e.case!r} is accepted only from the centre that registered that case "
-                      "for this child", f"ケース「{e.case}」の {e.kind} を記録できるのは、この児童についてそのケースを"
-                      "登録した調整機関だけです")
+        raise _refuse(
+            "not_case_registrar",
+            "payload.case",
+            f"{e.kind} for case {e.case!r} is accepted only from the centre that registered that case for this child",
+            f"ケース「{e.case}」の {e.kind} を記録できるのは、この児童についてそのケースを登録した調整機関だけです",
+        )
     if e.kind in ("case.member_assigned", "case.member_removed") and str(e.payload["member"]) not in k.orgs:
         member = str(e.payload["member"])
-        raise _refuse("unknown_member", "payload.member", f"member {member!r} is not a registered organisation",
-                      f"メンバー「{member}」はハブに登録された機関ではありません")
+        raise _refuse(
+            "unknown_member",
+            "payload.member",
+            f"member {member!r} is not a registered organisation",
+            f"メンバー「{member}」はハブに登録された機関ではありません",
+        )
     if e.kind == "case.transferred":
         target = k.orgs.get(str(e.payload["to"]))
         source = k.orgs.get(e.source)
         if target is None or target.type != CENTER or source is None or target.municipality == source.municipality:
-            raise _refuse("invalid_transfer_target", "payload.to",
-                          "a case is transferred to the municipal_center of another municipality",
-                          "ケース移管先（payload.to）には、移管先の市町村のセンターを指定してください")
+            raise _refuse(
+                "invalid_transfer_target",
+                "payload.to",
+                "a case is transferred to the municipal_center of another municipality",
+                "ケース移管先（payload.to）には、移管先の市町村のセンターを指定してください",
+            )
 
 
 def case_transfer_acknowledged(e: Recorded, k: Known) -> None:
     """ケース移管の受理: the case was transferred, and the source is the transfer's ``to``."""
     if not any(str(t.payload["to"]) == e.source for t in k.transfers(e.case)):
-        raise _refuse("not_transfer_recipient", "payload.case",
-                      f"case.transfer_acknowledged for case {e.case!r} is accepted only from the centre the case "
-                      "was transferred to", f"ケース「{e.case}」の移管の受理を記録できるのは、移管先のセンターだけです")
+        raise _refuse(
+            "not_transfer_recipient",
+            "payload.case",
+            f"case.transfer_acknowledged for case {e.case!r} is accepted only from the centre the case "
+            "was transferred to",
+            f"ケース「{e.case}」の移管の受理を記録できるのは、移管先のセンターだけです",
+        )
 
 
 def ledger_updated(e: Recorded, k: Known) -> None:
     """共同管理台帳の更新: the case is on the joint ledger (setting ``joint_ledger``, an ``abuse`` case), and the source
     is its registrar or a 児童相談所 covering the registrar's municipality (大分県の運用)."""
     case = k.registration(e.case)
-    on_ledger = (case is not None and k.settings.joint_ledger
-                 and str(case.payload.get("case_type", "")).startswith("abuse"))
-    if not on_ledger or not (e.source == case.source
-                             or k.is_jiso_covering(e.source, k.registrar_municipality(case))):
-        raise _refuse("not_authorised", "payload.case",
-                      f"ledger.updated for case {e.case!r} is accepted only from the parties of that case on the "
-                      "joint ledger", f"ケース「{e.case}」の共同管理台帳を更新できるのは、その台帳の当事者（調整機関と"
-                      "管轄の児童相談所）だけです")
+    on_ledger = (
+        case is not None and k.settings.joint_ledger and str(case.payload.get("case_type", "")).startswith("abuse")
+    )
+    if not on_ledger or not (e.source == case.source or k.is_jiso_covering(e.source, k.registrar_municipality(case))):
+        raise _refuse(
+            "not_authorised",
+            "payload.case",
+            f"ledger.updated for case {e.case!r} is accepted only from the parties of that case on the joint ledger",
+            f"ケース「{e.case}」の共同管理台帳を更新できるのは、その台帳の当事者（調整機関と管轄の児童相談所）だけです",
+        )
 
 
 def protection(e: Recorded, k: Known) -> None:
@@ -246,10 +300,13 @@ def protection(e: Recorded, k: Known) -> None:
     covering the registrar's municipality."""
     case = k.registration(e.case)
     if case is None or not k.is_jiso_covering(e.source, k.registrar_municipality(case)):
-        raise _refuse("not_authorised", "payload.case",
-                      f"{e.kind} for case {e.case!r} is accepted only from the child guidance centre covering the "
-                      "case's municipality", f"ケース「{e.case}」の {e.kind} を記録できるのは、そのケースの市町村を"
-                      "管轄する児童相談所だけです")
+        raise _refuse(
+            "not_authorised",
+            "payload.case",
+            f"{e.kind} for case {e.case!r} is accepted only from the child guidance centre covering the "
+            "case's municipality",
+            f"ケース「{e.case}」の {e.kind} を記録できるのは、そのケースの市町村を管轄する児童相談所だけです",
+        )
 
 
 def plan_created(e: Recorded, k: Known) -> None:
@@ -260,15 +317,21 @@ def plan_created(e: Recorded, k: Known) -> None:
     plan = str(e.payload["plan"])
     in_use = k.ids.plan_created(plan) if k.ids is not None else k.plan_author(plan) is not None
     if in_use:
-        raise _refuse("plan_id_in_use", "payload.plan", f"plan id {plan!r} is already used; choose another id",
-                      f"プラン番号「{plan}」はすでに使われています。別の番号にしてください")
+        raise _refuse(
+            "plan_id_in_use",
+            "payload.plan",
+            f"plan id {plan!r} is already used; choose another id",
+            f"プラン番号「{plan}」はすでに使われています。別の番号にしてください",
+        )
 
 
 def _plan_refusal(e: Recorded, plan: str, what_en: str = "", what_ja: str = "") -> Rejected:
-    return _refuse("not_plan_author", "payload.plan",
-                   f"{e.kind} for plan {plan!r} is accepted only from the centre that created that plan for this "
-                   f"child{what_en}", f"プラン「{plan}」の {e.kind} を記録できるのは、この児童についてそのプランを作成した"
-                   f"センターだけです{what_ja}")
+    return _refuse(
+        "not_plan_author",
+        "payload.plan",
+        f"{e.kind} for plan {plan!r} is accepted only from the centre that created that plan for this child{what_en}",
+        f"プラン「{plan}」の {e.kind} を記録できるのは、この児童についてそのプランを作成したセンターだけです{what_ja}",
+    )
 
 
 def plan_revised(e: Recorded, k: Known) -> None:
@@ -279,23 +342,28 @@ def plan_revised(e: Recorded, k: Known) -> None:
         raise _plan_refusal(e, plan)
     version = int(e.payload["version"])
     if any(int(p.payload["version"]) >= version for p in k.plan_events(plan)):
-        raise _refuse("plan_version_not_greater", "payload.version",
-                      f"version {version} of plan {plan!r} is not greater than every version already recorded",
-                      f"プラン「{plan}」の版 {version} は、記録済みのどの版よりも大きい番号にしてください")
+        raise _refuse(
+            "plan_version_not_greater",
+            "payload.version",
+            f"version {version} of plan {plan!r} is not greater than every version already recorded",
+            f"プラン「{plan}」の版 {version} は、記録済みのどの版よりも大きい番号にしてください",
+        )
 
 
 def consent_granted(e: Recorded, k: Known) -> None:
     """家族の同意 (個人情報保護法 第27条第1項・第69条第2項第1号): recorded by the plan's author, for a plan version that
     exists for this child, naming registered organisations only."""
     plan, version = str(e.payload["plan"]), int(e.payload["version"])
-    if k.plan_author(plan) != e.source or not any(int(p.payload["version"]) == version
-                                                  for p in k.plan_events(plan)):
+    if k.plan_author(plan) != e.source or not any(int(p.payload["version"]) == version for p in k.plan_events(plan)):
         raise _plan_refusal(e, plan, ", for a version of it that was recorded", "（記録された版についてだけ）")
     unknown = [str(r) for r in e.payload["recipients"] if str(r) not in k.orgs]
     if unknown:
-        raise _refuse("unknown_recipient", "payload.recipients",
-                      f"recipients {', '.join(unknown)} are not registered organisations",
-                      f"提供先「{'、'.join(unknown)}」はハブに登録された機関ではありません")
+        raise _refuse(
+            "unknown_recipient",
+            "payload.recipients",
+            f"recipients {', '.join(unknown)} are not registered organisations",
+            f"提供先「{'、'.join(unknown)}」はハブに登録された機関ではありません",
+        )
 
 
 def consent_withdrawn(e: Recorded, k: Known) -> None:
@@ -303,10 +371,13 @@ def consent_withdrawn(e: Recorded, k: Known) -> None:
     named = str(e.payload["consent"])
     granted = k.consent(named)
     if granted is None or granted.source != e.source:
-        raise _refuse("not_consent_recorder", "payload.consent",
-                      f"consent.withdrawn of {named!r} is accepted only from the centre that recorded that consent "
-                      "for this child", f"同意「{named}」の撤回を記録できるのは、この児童についてその同意を記録した"
-                      "センターだけです")
+        raise _refuse(
+            "not_consent_recorder",
+            "payload.consent",
+            f"consent.withdrawn of {named!r} is accepted only from the centre that recorded that consent "
+            "for this child",
+            f"同意「{named}」の撤回を記録できるのは、この児童についてその同意を記録したセンターだけです",
+        )
 
 
 def consent_refused(e: Recorded, k: Known) -> None:
@@ -321,14 +392,20 @@ def target_list(e: Recorded, k: Known) -> None:
     lists the child at a school or nursery, which is the event's ``to``."""
     here = k.residence_at(e.at)
     if not (k.is_center_of(e.source, here) or k.is_jiso_covering(e.source, here)):
-        raise _not_authorised(e, "the centre of the child's residence at the event's time, or a child guidance "
-                              "centre covering it", "その時点の児童の居住市町村のセンター、またはその市町村を管轄する"
-                              "児童相談所")
+        raise _not_authorised(
+            e,
+            "the centre of the child's residence at the event's time, or a child guidance centre covering it",
+            "その時点の児童の居住市町村のセンター、またはその市町村を管轄する児童相談所",
+        )
     school = str(e.payload["school"])
     listed = k.orgs.get(school)
     if e.to != school or listed is None or listed.type not in ("school", "nursery"):
-        raise _refuse("invalid_addressee", "to", "to must be the school or nursery named in payload.school",
-                      "宛先 to には payload.school の学校・保育所等を指定してください")
+        raise _refuse(
+            "invalid_addressee",
+            "to",
+            "to must be the school or nursery named in payload.school",
+            "宛先 to には payload.school の学校・保育所等を指定してください",
+        )
 
 
 def emergency_declared(e: Recorded, k: Known) -> None:
@@ -339,9 +416,12 @@ def emergency_declared(e: Recorded, k: Known) -> None:
     replay after an erasure."""
     here = k.residence_at(e.at)
     if not (k.is_center_of(e.source, here) or k.is_jiso_covering(e.source, here) or k.notified(e.source, e.at)):
-        raise _not_authorised(e, "the centre of the child's residence, a child guidance centre covering it, or the "
-                              "addressee of a notification about the child",
-                              "児童の居住市町村のセンター、管轄の児童相談所、またはこの児童について通告を受けた機関")
+        raise _not_authorised(
+            e,
+            "the centre of the child's residence, a child guidance centre covering it, or the "
+            "addressee of a notification about the child",
+            "児童の居住市町村のセンター、管轄の児童相談所、またはこの児童について通告を受けた機関",
+        )
 
 
 def identity_link(e: Recorded, k: Known) -> None:

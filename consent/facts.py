@@ -6,12 +6,13 @@ publish-time checks. Times are the events' ``at``; events may have been recorded
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Sequence
 
+from events.kinds import as_datetime
 from events.model import Recorded
-from events.kinds import POLICY_FIELDS, as_datetime
+
 
 def _by_time(events: Iterable[Recorded]) -> list[Recorded]:
     return sorted(events, key=lambda e: (e.at, e.position))
@@ -101,15 +102,24 @@ class ChildFacts:
             # not who records them; only the cwa-25-2 share is restricted to the registrar (consent.admission).
             if case:
                 if e.kind in ("case.member_assigned", "case.member_removed"):
-                    case.memberships.append((e.at, e.position, str(e.payload["member"]),
-                                             e.kind == "case.member_assigned"))
+                    case.memberships.append(
+                        (e.at, e.position, str(e.payload["member"]), e.kind == "case.member_assigned")
+                    )
                 elif e.kind == "case.closed":
                     case.closures.append(e.at)
             if e.kind == "consent.granted":
                 until = e.payload.get("valid_until")
-                consents.append(Consent(e.id, e.source, str(e.payload["plan"]), int(e.payload["version"]),
-                                        frozenset(map(str, e.payload["recipients"])), e.at,
-                                        as_datetime(until) if until else None))
+                consents.append(
+                    Consent(
+                        e.id,
+                        e.source,
+                        str(e.payload["plan"]),
+                        int(e.payload["version"]),
+                        frozenset(map(str, e.payload["recipients"])),
+                        e.at,
+                        as_datetime(until) if until else None,
+                    )
+                )
             elif e.kind == "consent.withdrawn":
                 withdrawals.setdefault(str(e.payload["consent"]), []).append(e.at)
             elif e.kind == "emergency.declared":

@@ -22,7 +22,7 @@ pass in the registry, the child's events and the current link of the number.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from events.model import Org, Recorded
 from events.problems import Problem, Rejected
@@ -59,12 +59,19 @@ def check_local_source(source: str, orgs: Mapping[str, Org]) -> None:
     source's numbers; otherwise it would wait where nobody sees it."""
     org = orgs.get(source)
     if org is None:
-        raise _reject("unknown_source", "source", f"source {source!r} is not a registered organisation",
-                      f"source「{source}」はハブに登録された機関ではありません")
+        raise _reject(
+            "unknown_source",
+            "source",
+            f"source {source!r} is not a registered organisation",
+            f"source「{source}」はハブに登録された機関ではありません",
+        )
     if not any(may_link(c, org) for c in orgs.values()):
-        raise _reject("no_linking_centre", "local_child",
-                      f"no registered centre can link the numbers of {source}; send the hub id in child",
-                      f"機関「{source}」の番号を紐付けできるセンターが登録されていません。child（ハブの児童ID）で送ってください")
+        raise _reject(
+            "no_linking_centre",
+            "local_child",
+            f"no registered centre can link the numbers of {source}; send the hub id in child",
+            f"機関「{source}」の番号を紐付けできるセンターが登録されていません。child（ハブの児童ID）で送ってください",
+        )
 
 
 def check_identity_event(e: Recorded, known: bool, orgs: Mapping[str, Org], linked_to: str | None) -> None:
@@ -78,35 +85,63 @@ def check_identity_event(e: Recorded, known: bool, orgs: Mapping[str, Org], link
     org_id, number = str(e.payload["org"]), str(e.payload["local_number"])
     source = orgs.get(e.source)
     if source is None or source.type != CENTER:
-        raise _reject("link_not_allowed", "source", "identity links are made by a municipal_center only",
-                      "紐付けを行えるのは市町村のこども家庭センターだけです")
+        raise _reject(
+            "link_not_allowed",
+            "source",
+            "identity links are made by a municipal_center only",
+            "紐付けを行えるのは市町村のこども家庭センターだけです",
+        )
     if e.basis != "internal":
-        raise _reject("invalid_basis", "basis", "an identity link is the centre's own record: basis internal",
-                      "紐付けはセンター内部の記録です。basis は internal にしてください")
+        raise _reject(
+            "invalid_basis",
+            "basis",
+            "an identity link is the centre's own record: basis internal",
+            "紐付けはセンター内部の記録です。basis は internal にしてください",
+        )
     org = orgs.get(org_id)
     if org is None:
-        raise _reject("unknown_org", "payload.org", f"org {org_id!r} is not a registered organisation",
-                      f"機関「{org_id}」はハブに登録された機関ではありません")
+        raise _reject(
+            "unknown_org",
+            "payload.org",
+            f"org {org_id!r} is not a registered organisation",
+            f"機関「{org_id}」はハブに登録された機関ではありません",
+        )
     if not may_link(source, org):
         allowed = ", ".join(c.id for c in linking_centres(org, orgs)) or "なし"
-        raise _reject("link_not_allowed", "payload.org",
-                      f"{e.source} may not link the numbers of {org_id} (centres that may: {allowed})",
-                      f"センター「{e.source}」は機関「{org_id}」の番号を紐付けできません（紐付けできるセンター: {allowed}）")
+        raise _reject(
+            "link_not_allowed",
+            "payload.org",
+            f"{e.source} may not link the numbers of {org_id} (centres that may: {allowed})",
+            f"センター「{e.source}」は機関「{org_id}」の番号を紐付けできません（紐付けできるセンター: {allowed}）",
+        )
     if e.kind == "identity.linked":
         if not known:
-            raise _reject("unknown_child", "child", f"child {e.child!r} has no record in the hub",
-                          f"児童「{e.child}」はハブに記録がありません。先に児童を登録してください")
+            raise _reject(
+                "unknown_child",
+                "child",
+                f"child {e.child!r} has no record in the hub",
+                f"児童「{e.child}」はハブに記録がありません。先に児童を登録してください",
+            )
         if linked_to == e.child:
-            raise _reject("already_linked", "payload.local_number",
-                          f"number {number} of {org_id} is already linked to this child",
-                          f"機関「{org_id}」の番号「{number}」はすでにこの児童に紐付いています")
+            raise _reject(
+                "already_linked",
+                "payload.local_number",
+                f"number {number} of {org_id} is already linked to this child",
+                f"機関「{org_id}」の番号「{number}」はすでにこの児童に紐付いています",
+            )
         if linked_to is not None:
             # The other child's id is not named: the number alone must not reveal who it belongs to.
-            raise _reject("linked_to_another_child", "payload.local_number",
-                          f"number {number} of {org_id} is already linked to another child; unlink it first",
-                          f"機関「{org_id}」の番号「{number}」はすでに別の児童に紐付いています。"
-                          "誤りであれば、先に紐付けを解除（identity.unlinked）してください")
+            raise _reject(
+                "linked_to_another_child",
+                "payload.local_number",
+                f"number {number} of {org_id} is already linked to another child; unlink it first",
+                f"機関「{org_id}」の番号「{number}」はすでに別の児童に紐付いています。"
+                "誤りであれば、先に紐付けを解除（identity.unlinked）してください",
+            )
     elif linked_to != e.child:
-        raise _reject("not_linked", "payload.local_number",
-                      f"number {number} of {org_id} is not linked to this child",
-                      f"機関「{org_id}」の番号「{number}」はこの児童に紐付いていません")
+        raise _reject(
+            "not_linked",
+            "payload.local_number",
+            f"number {number} of {org_id} is not linked to this child",
+            f"機関「{org_id}」の番号「{number}」はこの児童に紐付いていません",
+        )

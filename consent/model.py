@@ -3,9 +3,10 @@ readers and decisions. No I/O: the services build these from the store."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 
 class InvalidSetting(ValueError):
@@ -42,8 +43,11 @@ class Settings:
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise InvalidSetting(unknown[0], f"unknown settings: {', '.join(unknown)}; one of {', '.join(names)}",
-                                 f"「{'」「'.join(unknown)}」という設定はありません（{'、'.join(names)} のいずれかです）")
+            raise InvalidSetting(
+                unknown[0],
+                f"unknown settings: {', '.join(unknown)}; one of {', '.join(names)}",
+                f"「{'」「'.join(unknown)}」という設定はありません（{'、'.join(names)} のいずれかです）",
+            )
         return cls(**data)
 
     @classmethod
@@ -54,13 +58,19 @@ class Settings:
         for name, value in dict(data or {}).items():
             if isinstance(getattr(cls(), name), bool):
                 if not isinstance(value, bool):
-                    raise InvalidSetting(name, f"{name}: true or false is expected, not {value!r}",
-                                         f"{name} は true か false で指定してください（指定された値: {value!r}）")
+                    raise InvalidSetting(
+                        name,
+                        f"{name}: true or false is expected, not {value!r}",
+                        f"{name} は true か false で指定してください（指定された値: {value!r}）",
+                    )
                 continue
             low, high = SETTING_RANGES.get(name, (1, 2**31 - 1))
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise InvalidSetting(name, f"{name}: an integer from {low} to {high} is expected, not {value!r}",
-                                     f"{name} は {low} から {high} までの整数で指定してください（指定された値: {value!r}）")
+                raise InvalidSetting(
+                    name,
+                    f"{name}: an integer from {low} to {high} is expected, not {value!r}",
+                    f"{name} は {low} から {high} までの整数で指定してください（指定された値: {value!r}）",
+                )
         return settings
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,10 +115,18 @@ class ReadDecision:
     policy_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"allowed": self.allowed, "reason": self.reason, "policy_version": self.policy_version,
-                "events": [d.to_dict() for d in self.events]}
+        return {
+            "allowed": self.allowed,
+            "reason": self.reason,
+            "policy_version": self.policy_version,
+            "events": [d.to_dict() for d in self.events],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReadDecision:
-        return cls(data["allowed"], data["reason"], tuple(EventDecision.from_dict(d) for d in data["events"]),
-                   data.get("policy_version", ""))
+        return cls(
+            data["allowed"],
+            data["reason"],
+            tuple(EventDecision.from_dict(d) for d in data["events"]),
+            data.get("policy_version", ""),
+        )

@@ -14,14 +14,14 @@ consents and withdrawals, transfers, emergencies, erasure) only from events whos
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Mapping, Sequence
 
 from consent.authority import authorised_facts
 from consent.facts import Case, ChildFacts
-from events.model import Org, Recorded
 from consent.model import EventDecision, ReadDecision, Reader, Settings
+from events.model import Org, Recorded
 
 POLICY_V1 = "tsunagu-read-policy/1"  # every fact counted, whoever published it (replay of records made under it)
 POLICY_V2 = "tsunagu-read-policy/2"  # facts counted only from the organisation with authority over them
@@ -34,8 +34,9 @@ PROVIDED_TO_CENTER = frozenset({"cwa-21-10-5", "cwa-25", "cwa-25-3"})
 REDACTED = "［非開示］"  # the redaction marker that replaces a sensitive field
 
 
-def facts_of(events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings,
-             version: str = POLICY_VERSION) -> ChildFacts:
+def facts_of(
+    events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings, version: str = POLICY_VERSION
+) -> ChildFacts:
     """What a child's events establish under policy ``version``: its cases (registrar, members, closure), consents,
     withdrawals, transfers, emergencies and erasure, counting under version 2 only the facts published with
     authority. The read rules' one source of these facts; views built from a reader's entries ask
@@ -62,8 +63,9 @@ class World:
     facts: ChildFacts
 
     @classmethod
-    def of(cls, events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings,
-           version: str = POLICY_VERSION) -> World:
+    def of(
+        cls, events: Sequence[Recorded], orgs: Mapping[str, Org], settings: Settings, version: str = POLICY_VERSION
+    ) -> World:
         """The world of a decision under policy ``version``: what the child's events establish, counting under
         version 2 only the facts published with authority."""
         return cls(events, orgs, settings, facts_of(events, orgs, settings, version))
@@ -82,6 +84,7 @@ class World:
 
 
 # --- The purpose gate -------------------------------------------------------------------------------------
+
 
 def purpose_gate(reader: Reader, world: World) -> str | None:
     """Refuse the whole request, or ``None`` to go on to the rules.
@@ -103,6 +106,7 @@ def purpose_gate(reader: Reader, world: World) -> str | None:
 
 
 # --- The rules, in order ----------------------------------------------------------------------------------
+
 
 def rule_own(reader: Reader, e: Recorded, world: World) -> bool:
     """OWN: an organisation reads what it recorded itself (its own records; 個人情報保護法 第61条・第18条).
@@ -172,9 +176,14 @@ def rule_consent(reader: Reader, e: Recorded, world: World) -> bool:
         return False
     plan, version = str(e.payload["plan"]), int(e.payload["version"])
     for c in world.facts.consents:
-        if (c.plan == plan and reader.org in c.recipients and c.at <= reader.t
-                and version <= c.version and not world.facts.withdrawn_by(c.id, reader.t)
-                and (c.valid_until is None or reader.t < c.valid_until)):
+        if (
+            c.plan == plan
+            and reader.org in c.recipients
+            and c.at <= reader.t
+            and version <= c.version
+            and not world.facts.withdrawn_by(c.id, reader.t)
+            and (c.valid_until is None or reader.t < c.valid_until)
+        ):
             return True
     return False
 
@@ -222,6 +231,7 @@ UNREDACTED_RULES = frozenset({"OWN", "DIRECT"})
 
 # --- The decision -----------------------------------------------------------------------------------------
 
+
 def timeline_order(events: Sequence[Recorded]) -> list[Recorded]:
     return sorted(events, key=lambda e: (e.at, e.position))
 
@@ -236,8 +246,13 @@ def decide_event(reader: Reader, e: Recorded, world: World) -> EventDecision:
     return EventDecision(e.id, False)
 
 
-def decide_read(reader: Reader, events: Sequence[Recorded], orgs: Mapping[str, Org],
-                settings: Settings, version: str = POLICY_VERSION) -> ReadDecision:
+def decide_read(
+    reader: Reader,
+    events: Sequence[Recorded],
+    orgs: Mapping[str, Org],
+    settings: Settings,
+    version: str = POLICY_VERSION,
+) -> ReadDecision:
     """Decide a timeline read under policy ``version``: refused as a whole by the purpose gate, or one decision
     per event in timeline (``at``) order. After ``child.erased`` nothing about the child is shown to anyone."""
     world = World.of(events, orgs, settings, version)

@@ -13,7 +13,7 @@ outside it) is refused naming its field instead of breaking the arithmetic done 
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
@@ -45,14 +45,23 @@ def moment_in_range(moment: datetime) -> bool:
 
 def out_of_range(field: str) -> Problem:
     """The problem of a date or date-time outside the range, naming ``field``."""
-    return Problem("date_out_of_range", f"{field}: use a date from {EARLIEST_DAY} to {LATEST_DAY}",
-                   f"{field}: {DAY_RANGE_JA}", field)
+    return Problem(
+        "date_out_of_range",
+        f"{field}: use a date from {EARLIEST_DAY} to {LATEST_DAY}",
+        f"{field}: {DAY_RANGE_JA}",
+        field,
+    )
 
 
 def _range_error(what: str) -> PydanticCustomError:
-    return PydanticCustomError(f"{what}_out_of_range", f"Use a {what} from {{earliest}} to {{latest}}",
-                               {"earliest": EARLIEST_DAY if what == "date" else EARLIEST_DAY[:7],
-                                "latest": LATEST_DAY if what == "date" else LATEST_DAY[:7]})
+    return PydanticCustomError(
+        f"{what}_out_of_range",
+        f"Use a {what} from {{earliest}} to {{latest}}",
+        {
+            "earliest": EARLIEST_DAY if what == "date" else EARLIEST_DAY[:7],
+            "latest": LATEST_DAY if what == "date" else LATEST_DAY[:7],
+        },
+    )
 
 
 def _checked_day(day: date) -> date:

@@ -9,16 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from events.dates import DAY_RANGE_JA, MONTH_RANGE_JA, Moment
 from events.kinds import KINDS, normalise_payload
-from events.limits import (MAX_ENVELOPE_BYTES, MAX_ID_CHARS, MAX_KIND_CHARS, MAX_PAYLOAD_DEPTH, MAX_SENSITIVE_FIELDS,
-                           MAX_TEXT_CHARS)
+from events.limits import (
+    MAX_ENVELOPE_BYTES,
+    MAX_ID_CHARS,
+    MAX_KIND_CHARS,
+    MAX_PAYLOAD_DEPTH,
+    MAX_SENSITIVE_FIELDS,
+    MAX_TEXT_CHARS,
+)
 from events.problems import Problem, Rejected
 
 
@@ -57,12 +64,17 @@ class Envelope(BaseModel):
     basis: Basis
     to: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     at: Moment
-    payload: dict[str, Any] = Field(default_factory=dict, description=(
-        f"The kind's fields. At most {MAX_PAYLOAD_DEPTH} levels of nesting, strings of at most {MAX_TEXT_CHARS} "
-        f"characters, field names of at most {MAX_ID_CHARS}; the whole envelope at most {MAX_ENVELOPE_BYTES} bytes "
-        "as UTF-8 JSON."))
-    sensitive: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] = Field(default_factory=list,
-                                                                           max_length=MAX_SENSITIVE_FIELDS)
+    payload: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"The kind's fields. At most {MAX_PAYLOAD_DEPTH} levels of nesting, strings of at most {MAX_TEXT_CHARS} "
+            f"characters, field names of at most {MAX_ID_CHARS}; the whole envelope at most {MAX_ENVELOPE_BYTES} bytes "
+            "as UTF-8 JSON."
+        ),
+    )
+    sensitive: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_SENSITIVE_FIELDS
+    )
 
     # The canonical form and its encoding, made once: a publish needs them for the size check, the digest and
     # the stored event. A copy (``model_copy``) makes them again. (Read through ``__pydantic_private__``: the
@@ -89,7 +101,7 @@ class Envelope(BaseModel):
         """A content hash: the same id with a different digest is a different event."""
         return hashlib.sha256(self.encoded()).hexdigest()
 
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "Envelope":
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Envelope:
         copy = super().model_copy(update=update, deep=deep)
         copy._canonical = copy._encoded = None
         return copy
@@ -158,8 +170,14 @@ def _problems(error: ValidationError, prefix: str = "") -> list[Problem]:
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
         ja = ja_for(e)
-        out.append(Problem(code=f"invalid_{'payload' if prefix else 'envelope'}", field=field,
-                           message=e["msg"], message_ja=f"{field or '入力'}: {ja}"))
+        out.append(
+            Problem(
+                code=f"invalid_{'payload' if prefix else 'envelope'}",
+                field=field,
+                message=e["msg"],
+                message_ja=f"{field or '入力'}: {ja}",
+            )
+        )
     return out
 
 
@@ -187,8 +205,12 @@ def _flat_and_within_bounds(payload: dict[str, Any]) -> bool:
     """Whether ``payload`` holds no list or dict, no string longer than allowed and no long field name: most
     events (a report, a note) are found fine here, without the walk that names each value's path."""
     for key, value in payload.items():
-        if not isinstance(key, str) or len(key) > MAX_ID_CHARS or isinstance(value, (dict, list)) or (
-                isinstance(value, str) and len(value) > MAX_TEXT_CHARS):
+        if (
+            not isinstance(key, str)
+            or len(key) > MAX_ID_CHARS
+            or isinstance(value, (dict, list))
+            or (isinstance(value, str) and len(value) > MAX_TEXT_CHARS)
+        ):
             return False
     return True
 
@@ -199,21 +221,38 @@ def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
     if _flat_and_within_bounds(payload):
         return []
     if nesting_depth(payload, stop_after=MAX_PAYLOAD_DEPTH) > MAX_PAYLOAD_DEPTH:
-        return [Problem("payload_too_deep", f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep",
-                        f"payload: 入れ子が深すぎます（{MAX_PAYLOAD_DEPTH}段まで）", "payload")]
+        return [
+            Problem(
+                "payload_too_deep",
+                f"payload nests more than {MAX_PAYLOAD_DEPTH} levels deep",
+                f"payload: 入れ子が深すぎます（{MAX_PAYLOAD_DEPTH}段まで）",
+                "payload",
+            )
+        ]
     problems: list[Problem] = []
     stack: list[tuple[str, Any]] = [("payload", payload)]
     while stack and len(problems) < MAX_LISTED_PAYLOAD_PROBLEMS:
         path, item = stack.pop()
         if isinstance(item, str) and len(item) > MAX_TEXT_CHARS:
-            problems.append(Problem("text_too_long", f"{path}: longer than {MAX_TEXT_CHARS} characters",
-                                    f"{path}: 長すぎます（{MAX_TEXT_CHARS}文字まで）", path))
+            problems.append(
+                Problem(
+                    "text_too_long",
+                    f"{path}: longer than {MAX_TEXT_CHARS} characters",
+                    f"{path}: 長すぎます（{MAX_TEXT_CHARS}文字まで）",
+                    path,
+                )
+            )
         elif isinstance(item, dict):
             for key, value in item.items():
                 if isinstance(key, str) and len(key) > MAX_ID_CHARS:
-                    problems.append(Problem("field_name_too_long",
-                                            f"{path}: a field name is longer than {MAX_ID_CHARS} characters",
-                                            f"{path}: 項目名が長すぎます（{MAX_ID_CHARS}文字まで）", path))
+                    problems.append(
+                        Problem(
+                            "field_name_too_long",
+                            f"{path}: a field name is longer than {MAX_ID_CHARS} characters",
+                            f"{path}: 項目名が長すぎます（{MAX_ID_CHARS}文字まで）",
+                            path,
+                        )
+                    )
                 else:
                     stack.append((f"{path}.{key}", value))
         elif isinstance(item, list):
@@ -230,8 +269,14 @@ def _non_finite_numbers(raw: dict[str, Any]) -> list[Problem]:
     while stack and len(problems) < MAX_LISTED_PAYLOAD_PROBLEMS:
         path, item = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
-            problems.append(Problem("number_out_of_range", f"{path}: {item} is not a finite number",
-                                    f"{path}: 数値が大きすぎるか、数値ではありません（NaN・Infinity は使えません）", path))
+            problems.append(
+                Problem(
+                    "number_out_of_range",
+                    f"{path}: {item} is not a finite number",
+                    f"{path}: 数値が大きすぎるか、数値ではありません（NaN・Infinity は使えません）",
+                    path,
+                )
+            )
         elif isinstance(item, dict):
             stack.extend((f"{path}.{key}", value) for key, value in item.items())
         elif isinstance(item, list):
@@ -251,19 +296,36 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     if isinstance(raw, Envelope):
         raw = raw.model_dump()
     if not isinstance(raw, dict):
-        raise Rejected([Problem("invalid_envelope", "an event must be a JSON object",
-                                "イベントはオブジェクト（{...}）で送ってください")])
+        raise Rejected(
+            [
+                Problem(
+                    "invalid_envelope",
+                    "an event must be a JSON object",
+                    "イベントはオブジェクト（{...}）で送ってください",
+                )
+            ]
+        )
     problems: list[Problem] = _non_finite_numbers(raw)
     if problems:
         raise Rejected(problems)
     if raw.get("basis") in (None, ""):
-        problems.append(Problem("missing_basis", "basis is missing: every event must name its legal ground",
-                                "basis（法的根拠）がありません。共有の根拠を指定してください", "basis"))
+        problems.append(
+            Problem(
+                "missing_basis",
+                "basis is missing: every event must name its legal ground",
+                "basis（法的根拠）がありません。共有の根拠を指定してください",
+                "basis",
+            )
+        )
     if (raw.get("child") is None) == (raw.get("local_child") is None):
-        problems.append(Problem("child_or_local_child", "give exactly one of child (the hub id) and local_child "
-                                "(your own number for the child)",
-                                "child（ハブの児童ID）と local_child（自機関の児童番号）のどちらか一方だけを指定してください",
-                                "child"))
+        problems.append(
+            Problem(
+                "child_or_local_child",
+                "give exactly one of child (the hub id) and local_child (your own number for the child)",
+                "child（ハブの児童ID）と local_child（自機関の児童番号）のどちらか一方だけを指定してください",
+                "child",
+            )
+        )
     # Each error is turned into problems inside its ``except`` and raised after it: an exception raised inside
     # an ``except`` block keeps the caught one, whose traceback keeps the frame that holds it, a reference cycle
     # that only the garbage collector frees (services/runtime.py).
@@ -275,13 +337,24 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
         for p in problems:
             if p.field == "basis" and p.code == "invalid_envelope":
                 problems[problems.index(p)] = Problem(
-                    "unknown_basis", f"unknown basis {raw.get('basis')!r}",
-                    f"basis「{raw.get('basis')}」は法的根拠として登録されていません", "basis")
+                    "unknown_basis",
+                    f"unknown basis {raw.get('basis')!r}",
+                    f"basis「{raw.get('basis')}」は法的根拠として登録されていません",
+                    "basis",
+                )
     if problems or envelope is None:
         raise Rejected(problems)
     if envelope.kind not in KINDS:
-        raise Rejected([Problem("unknown_kind", f"unknown kind {envelope.kind!r}",
-                                f"kind「{envelope.kind}」は登録されていない種類です", "kind")])
+        raise Rejected(
+            [
+                Problem(
+                    "unknown_kind",
+                    f"unknown kind {envelope.kind!r}",
+                    f"kind「{envelope.kind}」は登録されていない種類です",
+                    "kind",
+                )
+            ]
+        )
     bounds = _payload_bounds(envelope.payload)
     if bounds:
         raise Rejected(bounds)
@@ -292,24 +365,55 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     if problems:
         raise Rejected(problems)
     if envelope.at > now + FUTURE_TOLERANCE:
-        raise Rejected([Problem("future_time", f"at {envelope.at.isoformat()} is in the future",
-                                "at（発生日時）が未来の日時です", "at")])
+        raise Rejected(
+            [
+                Problem(
+                    "future_time",
+                    f"at {envelope.at.isoformat()} is in the future",
+                    "at（発生日時）が未来の日時です",
+                    "at",
+                )
+            ]
+        )
     unknown = [f for f in envelope.sensitive if not isinstance(f, str) or not f]
     if unknown:
-        raise Rejected([Problem("invalid_envelope", "sensitive lists payload field names",
-                                "sensitive には payload の項目名を並べてください", "sensitive")])
+        raise Rejected(
+            [
+                Problem(
+                    "invalid_envelope",
+                    "sensitive lists payload field names",
+                    "sensitive には payload の項目名を並べてください",
+                    "sensitive",
+                )
+            ]
+        )
     envelope = envelope.model_copy(update={"payload": payload})
     try:  # a lone surrogate (e.g. from a "\ud800" escape) is valid JSON but not text any store can keep
         size = len(envelope.encoded())
     except UnicodeEncodeError:
         size = None
     if size is None:
-        raise Rejected([Problem("invalid_text", "the event contains characters that are not valid Unicode text",
-                                "文字として扱えないデータ（不正な文字コード）が含まれています")])
+        raise Rejected(
+            [
+                Problem(
+                    "invalid_text",
+                    "the event contains characters that are not valid Unicode text",
+                    "文字として扱えないデータ（不正な文字コード）が含まれています",
+                )
+            ]
+        )
     if size > MAX_ENVELOPE_BYTES:
-        raise Rejected([Problem("envelope_too_large", f"the event is {size} bytes as JSON; at most "
-                                f"{MAX_ENVELOPE_BYTES}", f"イベントが大きすぎます（{size:,}バイト。"
-                                f"{MAX_ENVELOPE_BYTES // 1024} KB まで）。内容を分けて送ってください", "payload")])
+        raise Rejected(
+            [
+                Problem(
+                    "envelope_too_large",
+                    f"the event is {size} bytes as JSON; at most {MAX_ENVELOPE_BYTES}",
+                    f"イベントが大きすぎます（{size:,}バイト。"
+                    f"{MAX_ENVELOPE_BYTES // 1024} KB まで）。内容を分けて送ってください",
+                    "payload",
+                )
+            ]
+        )
     return envelope
 
 

@@ -15,8 +15,9 @@ the same guarantee at a fraction of the cost, since every publish writes one row
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 from uuid import UUID
 
 from events.sealing import stream_id
@@ -69,8 +70,12 @@ def published_in_log(recorder: Any, mapper: Any, page: int = 1000) -> Iterator[l
 def rows_from_log(recorder: Any, mapper: Any) -> Iterator[list[StoredEnvelope]]:
     """Every row of the register, rebuilt from the log, a page at a time (a store written before the register)."""
     for events in published_in_log(recorder, mapper):
-        yield [StoredEnvelope(envelope_key(e.envelope["id"]), e.originator_id, e.originator_version - 1,
-                              digest_mark(e.digest)) for e in events]
+        yield [
+            StoredEnvelope(
+                envelope_key(e.envelope["id"]), e.originator_id, e.originator_version - 1, digest_mark(e.digest)
+            )
+            for e in events
+        ]
 
 
 def columns(rows: Iterable[StoredEnvelope]) -> tuple[list[UUID], list[UUID], list[int], list[UUID]]:

@@ -158,7 +158,9 @@ class CaseTypeChanged(CaseRef):
 
 class CaseClosed(CaseRef):
     reason: Text
-    meeting: Text | None = None  # the meeting that decided the closure (終結を決めた会議); required by the case commands
+    meeting: Text | None = (
+        None  # the meeting that decided the closure (終結を決めた会議); required by the case commands
+    )
 
 
 class CaseTransferred(CaseRef):
@@ -223,8 +225,9 @@ class EmergencyDeclared(Payload):
 # transfers. They are facts about who may read, not what happened to the child, so the store keeps them readable
 # after an erasure (events.sealing) and every past decision can still be replayed; every other payload field is
 # content, sealed under the child's key and destroyed with it.
-POLICY_FIELDS = frozenset({"residence", "case", "case_type", "member", "to", "valid_until", "consent", "plan",
-                           "recipients", "version", "org"})
+POLICY_FIELDS = frozenset(
+    {"residence", "case", "case_type", "member", "to", "valid_until", "consent", "plan", "recipients", "version", "org"}
+)
 
 
 KINDS: dict[str, type[Payload]] = {

@@ -4,9 +4,10 @@ them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,20 @@ class Org:
         return out
 
 
-ORG_TYPES = frozenset({
-    "municipal_center", "municipal_department", "child_guidance_center", "prefecture_office", "school",
-    "nursery", "health_center", "medical", "service_provider", "auditor",
-})
+ORG_TYPES = frozenset(
+    {
+        "municipal_center",
+        "municipal_department",
+        "child_guidance_center",
+        "prefecture_office",
+        "school",
+        "nursery",
+        "health_center",
+        "medical",
+        "service_provider",
+        "auditor",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +76,7 @@ class Recorded:
     to: str | None = None
     sensitive: tuple[str, ...] = ()
 
-    def placed(self, position: int, audience: frozenset[str] | None = None) -> "Recorded":
+    def placed(self, position: int, audience: frozenset[str] | None = None) -> Recorded:
         """This event at ``position`` in the child's stream (and with ``audience``): a copy of its fields, without
         the constructor that ``dataclasses.replace`` runs again (a publish places every event once or twice)."""
         copy = object.__new__(Recorded)

@@ -25,8 +25,9 @@ the same transaction as the events, before the events table is locked, so that a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -36,7 +37,8 @@ from psycopg import Cursor, InterfaceError, OperationalError
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from events.envelope_ids import FORMAT_TABLE, TABLE as ENVELOPE_IDS, StoredEnvelope, columns
+from events.envelope_ids import FORMAT_TABLE, StoredEnvelope, columns
+from events.envelope_ids import TABLE as ENVELOPE_IDS
 
 
 @contextmanager
@@ -59,20 +61,27 @@ class PostgresRecorder(PostgresApplicationRecorder):
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::integer[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name),
-                 id_type=Identifier(self.datastore.originator_id_type))
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            id_type=Identifier(self.datastore.originator_id_type),
+        )
         schema, id_type = Identifier(self.datastore.schema), Identifier(self.datastore.originator_id_type)
         self.envelope_ids_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(ENVELOPE_IDS))
-        self.sql_create_statements.append(SQL(
-            "CREATE TABLE IF NOT EXISTS {table} (envelope uuid PRIMARY KEY, stream {id_type} NOT NULL, "
-            "position integer NOT NULL, digest uuid NOT NULL)").format(table=self.envelope_ids_table, id_type=id_type))
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {table} (envelope uuid PRIMARY KEY, stream {id_type} NOT NULL, "
+                "position integer NOT NULL, digest uuid NOT NULL)"
+            ).format(table=self.envelope_ids_table, id_type=id_type)
+        )
         self.insert_envelope_ids_statement = SQL(
             "INSERT INTO {table} (envelope, stream, position, digest) "
             "SELECT * FROM unnest(%b::uuid[], %b::{id_type}[], %b::integer[], %b::uuid[])"
         ).format(table=self.envelope_ids_table, id_type=id_type)
         self.format_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(FORMAT_TABLE))
-        self.sql_create_statements.append(SQL("CREATE TABLE IF NOT EXISTS {table} (format integer NOT NULL)")
-                                          .format(table=self.format_table))
+        self.sql_create_statements.append(
+            SQL("CREATE TABLE IF NOT EXISTS {table} (format integer NOT NULL)").format(table=self.format_table)
+        )
 
     def create_table(self) -> None:
         """The library's ``create_table``, one process at a time (``schema_changes_locked``): several processes
@@ -94,8 +103,14 @@ class PostgresRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("INSERT INTO {table} (format) VALUES (%s)").format(table=self.format_table), [format])
 
-    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], *,
-                       envelopes: Sequence[StoredEnvelope] = (), **kwargs: Any) -> None:
+    def _insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        *,
+        envelopes: Sequence[StoredEnvelope] = (),
+        **kwargs: Any,
+    ) -> None:
         """The library's hook for rows that commit with the events: the register's rows of this save."""
         if envelopes:
             curs.execute(self.insert_envelope_ids_statement, columns(envelopes))
@@ -106,18 +121,31 @@ class PostgresRecorder(PostgresApplicationRecorder):
         if not keys:
             return []
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(SQL("SELECT envelope, stream, position, digest FROM {table} WHERE envelope = ANY(%b)")
-                         .format(table=self.envelope_ids_table), [list(keys)])
-            return [StoredEnvelope(row["envelope"], row["stream"], row["position"], row["digest"])
-                    for row in curs.fetchall()]
+            curs.execute(
+                SQL("SELECT envelope, stream, position, digest FROM {table} WHERE envelope = ANY(%b)").format(
+                    table=self.envelope_ids_table
+                ),
+                [list(keys)],
+            )
+            return [
+                StoredEnvelope(row["envelope"], row["stream"], row["position"], row["digest"])
+                for row in curs.fetchall()
+            ]
 
     def insert_envelopes(self, rows: Iterable[StoredEnvelope]) -> None:
         """Add rows to the register, keeping those already there (rebuilding it from the log)."""
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self.insert_envelope_ids_statement + SQL(" ON CONFLICT DO NOTHING"), columns(rows))
 
-    def select_events(self, originator_id: UUID | str, *, gt: int | None = None, lte: int | None = None,
-                      desc: bool = False, limit: int | None = None) -> Sequence[StoredEvent]:
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
         """The library's ``select_events`` with the rows in PostgreSQL's binary format: a sealed state comes as
         its bytes, not as hex text to parse (a 1,000-event stream in two thirds of the time)."""
         statement = self.select_events_statement
@@ -134,8 +162,15 @@ class PostgresRecorder(PostgresApplicationRecorder):
             statement += SQL(" LIMIT %s")
         with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
             curs.execute(statement, params, prepare=True)
-            return [StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
-                                topic=row["topic"], state=row["state"]) for row in curs.fetchall()]
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in curs.fetchall()
+            ]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -146,10 +181,15 @@ class PostgresRecorder(PostgresApplicationRecorder):
             self._insert_stored_events(curs, stored_events, **kwargs)
             return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
-    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent],
-                              **kwargs: Any) -> None:
+    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
-        curs.execute(self.insert_arrays_statement, (
-            [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events], [e.state for e in stored_events]))
+        curs.execute(
+            self.insert_arrays_statement,
+            (
+                [e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events],
+                [e.state for e in stored_events],
+            ),
+        )

@@ -55,24 +55,31 @@ class Busy(Exception):
         super().__init__(problem.message)
 
     @classmethod
-    def contended(cls, retry_after: int) -> "Busy":
+    def contended(cls, retry_after: int) -> Busy:
         """Other writers kept changing the same records (a child's stream, its access log, …) until the budget
         was spent."""
-        return cls(Problem(
-            "busy", f"the hub is busy with other changes to the same records; nothing was stored, try again in "
-                    f"{retry_after} seconds",
-            f"同じ記録への処理が混み合っているため、処理できませんでした（何も保存されていません）。"
-            f"{retry_after}秒ほど待ってから、もう一度お試しください"), retry_after)
+        return cls(
+            Problem(
+                "busy",
+                f"the hub is busy with other changes to the same records; nothing was stored, try again in "
+                f"{retry_after} seconds",
+                f"同じ記録への処理が混み合っているため、処理できませんでした（何も保存されていません）。"
+                f"{retry_after}秒ほど待ってから、もう一度お試しください",
+            ),
+            retry_after,
+        )
 
     @classmethod
-    def store_unavailable(cls, retry_after: int) -> "Busy":
+    def store_unavailable(cls, retry_after: int) -> Busy:
         """The event store did not answer (a lost connection, no free connection, a locked database file)."""
-        return cls(Problem(
-            "store_unavailable", f"the event store is not reachable; try again in {retry_after} seconds",
-            f"データベースに接続できないため、処理できませんでした。{retry_after}秒ほど待ってから、もう一度お試しください"),
-            retry_after)
-
-
+        return cls(
+            Problem(
+                "store_unavailable",
+                f"the event store is not reachable; try again in {retry_after} seconds",
+                f"データベースに接続できないため、処理できませんでした。{retry_after}秒ほど待ってから、もう一度お試しください",
+            ),
+            retry_after,
+        )
 
 
 @dataclass

@@ -22,7 +22,8 @@ connection lost during the commit) checks for its own record first (``services.r
 from __future__ import annotations
 
 import traceback
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from eventsourcing.persistence import IntegrityError
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, wait_random_exponential
@@ -41,8 +42,10 @@ RETRY_AFTER_SECONDS = 2  # what a client that got Busy is told to wait
 def _budget_spent(state: RetryCallState) -> bool:
     """Stop when at least ``MIN_ATTEMPTS`` tries were made and the next wait would end past the budget (as
     tenacity's ``stop_before_delay``, reading the module's values when asked, so that a test can shorten them)."""
-    return (state.attempt_number >= MIN_ATTEMPTS
-            and state.seconds_since_start + (state.upcoming_sleep or 0) >= CONFLICT_BUDGET_SECONDS)
+    return (
+        state.attempt_number >= MIN_ATTEMPTS
+        and state.seconds_since_start + (state.upcoming_sleep or 0) >= CONFLICT_BUDGET_SECONDS
+    )
 
 
 def _forget_frames(state: RetryCallState) -> None:
@@ -58,9 +61,12 @@ def _forget_frames(state: RetryCallState) -> None:
 
 # One instance for the process: tenacity keeps each call's state per thread, and a new instance per call would
 # leave about twenty objects in reference cycles for the garbage collector every time (tests/test_runtime.py).
-_RETRYING = Retrying(retry=retry_if_exception_type(IntegrityError),
-                     wait=wait_random_exponential(multiplier=FIRST_WAIT_SECONDS, max=MAX_WAIT_SECONDS),
-                     stop=_budget_spent, before_sleep=_forget_frames)
+_RETRYING = Retrying(
+    retry=retry_if_exception_type(IntegrityError),
+    wait=wait_random_exponential(multiplier=FIRST_WAIT_SECONDS, max=MAX_WAIT_SECONDS),
+    stop=_budget_spent,
+    before_sleep=_forget_frames,
+)
 
 
 def retry_conflicts(attempt: Callable[[], T]) -> T:

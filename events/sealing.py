@@ -64,10 +64,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -106,6 +107,7 @@ class KeyUnknown(KeyError_):
 
 
 # --- Master keys and configuration ----------------------------------------------------------------------------
+
 
 class MasterKey(Protocol):
     """Wraps and unwraps data keys. A KMS implements the same two calls."""
@@ -162,12 +164,12 @@ class Keyring:
         raise KeyConfigError(f"master key {key_id!r} is not configured (it wrapped a data key still in use)")
 
     @classmethod
-    def generate(cls, master_key_id: str | None = None) -> "Keyring":
-        key_id = master_key_id or f"m-{datetime.now(timezone.utc):%Y%m%d}-{uuid.uuid4().hex[:6]}"
+    def generate(cls, master_key_id: str | None = None) -> Keyring:
+        key_id = master_key_id or f"m-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:6]}"
         return cls((LocalMasterKey(key_id, AESGCM.generate_key(256)),), os.urandom(32))
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Keyring":
+    def from_json(cls, data: Mapping[str, Any]) -> Keyring:
         entries = data.get("master_keys")
         if not isinstance(entries, list) or not entries:
             raise KeyConfigError("the keys file has no master_keys")
@@ -179,15 +181,17 @@ class Keyring:
         return cls(tuple(keys), _b64_key(data.get("stream_secret"), "stream_secret"))
 
     @classmethod
-    def from_config(cls, environ: Mapping[str, str] | None = None, *, create: bool = True) -> "Keyring":
+    def from_config(cls, environ: Mapping[str, str] | None = None, *, create: bool = True) -> Keyring:
         """``TSUNAGU_MASTER_KEY`` + ``TSUNAGU_STREAM_SECRET``, else the file ``TSUNAGU_KEYS_FILE`` (default
         ``tsunagu-keys.json``; created with new keys when missing and ``create``: development and demos)."""
         environ = os.environ if environ is None else environ
         if environ.get(MASTER_KEY_ENV):
             if not environ.get(STREAM_SECRET_ENV):
                 raise KeyConfigError(f"{MASTER_KEY_ENV} is set but {STREAM_SECRET_ENV} is not")
-            return cls((LocalMasterKey("env", _b64_key(environ[MASTER_KEY_ENV], MASTER_KEY_ENV)),),
-                       _b64_key(environ[STREAM_SECRET_ENV], STREAM_SECRET_ENV))
+            return cls(
+                (LocalMasterKey("env", _b64_key(environ[MASTER_KEY_ENV], MASTER_KEY_ENV)),),
+                _b64_key(environ[STREAM_SECRET_ENV], STREAM_SECRET_ENV),
+            )
         path = Path(environ.get(KEYS_FILE_ENV) or DEFAULT_KEYS_FILE)
         if create and not path.exists():
             create_keys_file(path)
@@ -207,9 +211,15 @@ def create_keys_file(path: str | os.PathLike[str], keyring_data: Mapping[str, An
     kept)."""
     path = Path(path)
     if keyring_data is None:
-        keyring_data = {"master_keys": [{"id": f"m-{datetime.now(timezone.utc):%Y%m%d}-{uuid.uuid4().hex[:6]}",
-                                         "key": base64.b64encode(AESGCM.generate_key(256)).decode()}],
-                        "stream_secret": base64.b64encode(os.urandom(32)).decode()}
+        keyring_data = {
+            "master_keys": [
+                {
+                    "id": f"m-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:6]}",
+                    "key": base64.b64encode(AESGCM.generate_key(256)).decode(),
+                }
+            ],
+            "stream_secret": base64.b64encode(os.urandom(32)).decode(),
+        }
     write_secret_file(path, json.dumps(keyring_data, indent=2).encode("utf-8"), replace=False)
 
 
@@ -244,6 +254,7 @@ def routing_key(name: str) -> bytes:
 
 # --- Data keys ----------------------------------------------------------------------------------------------
 
+
 class DataKeys:
     """The data keys, wrapped, in the table ``tsunagu_data_keys`` of the store's own database.
 
@@ -262,8 +273,16 @@ class DataKeys:
     TABLE = "tsunagu_data_keys"
     ERASURES = "tsunagu_erasures"
 
-    def __init__(self, datastore: Any, keyring: Keyring, *, postgres: bool, schema: str | None = None,
-                 cache_seconds: float = KEY_CACHE_SECONDS, cache_size: int = KEY_CACHE_SIZE):
+    def __init__(
+        self,
+        datastore: Any,
+        keyring: Keyring,
+        *,
+        postgres: bool,
+        schema: str | None = None,
+        cache_seconds: float = KEY_CACHE_SECONDS,
+        cache_size: int = KEY_CACHE_SIZE,
+    ):
         self.datastore = datastore
         self.keyring = keyring
         self.postgres = postgres
@@ -297,12 +316,17 @@ class DataKeys:
         with self.datastore.transaction(commit=True) as cursor:
             if self.postgres:  # processes opening a new database at once create it one after the other
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsunagu-keys:{self.table}"])
-            cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key_id {blob} PRIMARY KEY, scope TEXT NOT NULL, "
-                           f"master_key TEXT, wrapped {blob}, created_at TEXT NOT NULL, destroyed_at TEXT)")
-            cursor.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) "
-                           "WHERE destroyed_at IS NULL")
-            cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.erasures} (position BIGINT PRIMARY KEY, "
-                           f"key_ids {blob} NOT NULL, erased_at TEXT NOT NULL)")
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (key_id {blob} PRIMARY KEY, scope TEXT NOT NULL, "
+                f"master_key TEXT, wrapped {blob}, created_at TEXT NOT NULL, destroyed_at TEXT)"
+            )
+            cursor.execute(
+                f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) WHERE destroyed_at IS NULL"
+            )
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.erasures} (position BIGINT PRIMARY KEY, "
+                f"key_ids {blob} NOT NULL, erased_at TEXT NOT NULL)"
+            )
 
     def _watch(self) -> None:
         """Let the erasure watch look for erasures by other processes before a cached key is used."""
@@ -311,8 +335,9 @@ class DataKeys:
 
     def _scope_hash(self, scope: str) -> str:
         """The HMAC that names ``scope`` in the key table (``scope_hash``, memoised)."""
-        return hmac.new(self.keyring.stream_secret, b"key-scope\x00" + scope.encode("utf-8"),
-                        hashlib.sha256).hexdigest()
+        return hmac.new(
+            self.keyring.stream_secret, b"key-scope\x00" + scope.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
 
     def _remember(self, key_id: bytes, key: bytes, now: float) -> None:
         self._by_id[key_id] = (key, AESGCM(key), now)
@@ -352,20 +377,25 @@ class DataKeys:
             return out
         with self.datastore.transaction(commit=True) as cursor:
             found = self._select_active(cursor, list(missing.values()))
-            created_at = datetime.now(timezone.utc).isoformat()
+            created_at = datetime.now(UTC).isoformat()
             rows = []
             for hashed in missing.values():
                 if hashed not in found:
                     key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
-                    rows.append((key_id, hashed, self.keyring.current.id, self.keyring.current.wrap(key, key_id),
-                                 created_at))
+                    rows.append(
+                        (key_id, hashed, self.keyring.current.id, self.keyring.current.wrap(key, key_id), created_at)
+                    )
             # Up to 100 keys per statement (a batch of new children: one round trip, not one per child). Another
             # process may create a scope's key meanwhile: then its key is the one used.
             for start in range(0, len(rows), 100):
-                part = rows[start:start + 100]
-                cursor.execute(self._sql(f"INSERT INTO {self.table} (key_id, scope, master_key, wrapped, created_at) "
-                                         f"VALUES {','.join(['(?,?,?,?,?)'] * len(part))} ON CONFLICT DO NOTHING"),
-                               [value for row in part for value in row])
+                part = rows[start : start + 100]
+                cursor.execute(
+                    self._sql(
+                        f"INSERT INTO {self.table} (key_id, scope, master_key, wrapped, created_at) "
+                        f"VALUES {','.join(['(?,?,?,?,?)'] * len(part))} ON CONFLICT DO NOTHING"
+                    ),
+                    [value for row in part for value in row],
+                )
             found.update(self._select_active(cursor, [h for h in missing.values() if h not in found]))
         with self._lock:
             for scope, hashed in missing.items():
@@ -379,9 +409,12 @@ class DataKeys:
     def _select_active(self, cursor: Any, hashes: list[str]) -> dict[str, tuple[bytes, bytes]]:
         found: dict[str, tuple[bytes, bytes]] = {}
         for start in range(0, len(hashes), 500):
-            condition, params = self._in("scope", hashes[start:start + 500])
-            cursor.execute(f"SELECT key_id, scope, master_key, wrapped FROM {self.table} "
-                           f"WHERE destroyed_at IS NULL AND {condition}", params)
+            condition, params = self._in("scope", hashes[start : start + 500])
+            cursor.execute(
+                f"SELECT key_id, scope, master_key, wrapped FROM {self.table} "
+                f"WHERE destroyed_at IS NULL AND {condition}",
+                params,
+            )
             for row in cursor.fetchall():
                 key_id = bytes(row["key_id"])
                 found[row["scope"]] = (key_id, self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id))
@@ -391,8 +424,10 @@ class DataKeys:
         try:
             return self.keyring.master(master_key).unwrap(wrapped, key_id)
         except InvalidTag:
-            raise KeyConfigError(f"data key {key_id.hex()} does not unwrap under master key {master_key!r}: "
-                                 "the master key or the key table was altered") from None
+            raise KeyConfigError(
+                f"data key {key_id.hex()} does not unwrap under master key {master_key!r}: "
+                "the master key or the key table was altered"
+            ) from None
 
     def _entry(self, key_id: bytes) -> tuple[bytes, AESGCM, float]:
         """The cache entry (key, cipher, loaded at) of ``key_id``, loaded from the key table when it is not cached
@@ -406,8 +441,9 @@ class DataKeys:
             if key_id in self._destroyed:
                 raise KeyDestroyed(f"data key {key_id.hex()} was destroyed at {self._destroyed[key_id]}")
         with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(self._sql(f"SELECT master_key, wrapped, destroyed_at FROM {self.table} WHERE key_id = ?"),
-                           (key_id,))
+            cursor.execute(
+                self._sql(f"SELECT master_key, wrapped, destroyed_at FROM {self.table} WHERE key_id = ?"), (key_id,)
+            )
             row = cursor.fetchone()
         if row is None:
             raise KeyUnknown(f"data key {key_id.hex()} does not exist")
@@ -438,16 +474,21 @@ class DataKeys:
         self._watch()
         now = time.monotonic()
         with self._lock:
-            todo = [k for k in dict.fromkeys(key_ids) if k not in self._destroyed and not (
-                k in self._by_id and now - self._by_id[k][2] < self.cache_seconds)]
+            todo = [
+                k
+                for k in dict.fromkeys(key_ids)
+                if k not in self._destroyed and not (k in self._by_id and now - self._by_id[k][2] < self.cache_seconds)
+            ]
         if not todo:
             return
         rows = []
         with self.datastore.transaction(commit=False) as cursor:
             for start in range(0, len(todo), 500):
-                condition, params = self._in("key_id", todo[start:start + 500])
-                cursor.execute(f"SELECT key_id, scope, master_key, wrapped, destroyed_at FROM {self.table} "
-                               f"WHERE {condition}", params)
+                condition, params = self._in("key_id", todo[start : start + 500])
+                cursor.execute(
+                    f"SELECT key_id, scope, master_key, wrapped, destroyed_at FROM {self.table} WHERE {condition}",
+                    params,
+                )
                 rows += cursor.fetchall()
         for row in rows:
             key_id = bytes(row["key_id"])
@@ -467,14 +508,20 @@ class DataKeys:
         hashes = [self.scope_hash(scope) for scope in set(scopes)]
         if not hashes:
             return 0
-        destroyed_at = datetime.now(timezone.utc).isoformat()
+        destroyed_at = datetime.now(UTC).isoformat()
         with self.datastore.transaction(commit=True) as cursor:
             marks = ",".join("?" * len(hashes))
-            cursor.execute(self._sql(f"SELECT key_id FROM {self.table} WHERE destroyed_at IS NULL "
-                                     f"AND scope IN ({marks})"), hashes)
+            cursor.execute(
+                self._sql(f"SELECT key_id FROM {self.table} WHERE destroyed_at IS NULL AND scope IN ({marks})"), hashes
+            )
             key_ids = [bytes(row["key_id"]) for row in cursor.fetchall()]
-            cursor.execute(self._sql(f"UPDATE {self.table} SET wrapped = NULL, master_key = NULL, destroyed_at = ? "
-                                     f"WHERE destroyed_at IS NULL AND scope IN ({marks})"), [destroyed_at, *hashes])
+            cursor.execute(
+                self._sql(
+                    f"UPDATE {self.table} SET wrapped = NULL, master_key = NULL, destroyed_at = ? "
+                    f"WHERE destroyed_at IS NULL AND scope IN ({marks})"
+                ),
+                [destroyed_at, *hashes],
+            )
             if key_ids:
                 self._register_erasure(cursor, key_ids, destroyed_at)
         with self._lock:
@@ -490,9 +537,13 @@ class DataKeys:
         position 7 never misses a 6 committed later); SQLite has one writer at a time anyway."""
         if self.postgres:
             cursor.execute(f"LOCK TABLE {self.erasures} IN EXCLUSIVE MODE")
-        cursor.execute(self._sql(f"INSERT INTO {self.erasures} (position, key_ids, erased_at) "
-                                 f"SELECT COALESCE(MAX(position), 0) + 1, ?, ? FROM {self.erasures}"),
-                       (b"".join(key_ids), erased_at))
+        cursor.execute(
+            self._sql(
+                f"INSERT INTO {self.erasures} (position, key_ids, erased_at) "
+                f"SELECT COALESCE(MAX(position), 0) + 1, ?, ? FROM {self.erasures}"
+            ),
+            (b"".join(key_ids), erased_at),
+        )
 
     def erasure_position(self) -> int:
         """The position of the last erasure in the register (0: none yet)."""
@@ -505,14 +556,18 @@ class DataKeys:
         """The register's last position and the keys destroyed after ``position`` (key id -> when): one query on
         the register's primary key, which finds nothing almost always."""
         with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(self._sql(f"SELECT position, key_ids, erased_at FROM {self.erasures} WHERE position > ? "
-                                     "ORDER BY position"), (position,))
+            cursor.execute(
+                self._sql(
+                    f"SELECT position, key_ids, erased_at FROM {self.erasures} WHERE position > ? ORDER BY position"
+                ),
+                (position,),
+            )
             rows = cursor.fetchall()
         destroyed: dict[bytes, str] = {}
         for row in rows:
             packed = bytes(row["key_ids"])
             for start in range(0, len(packed), 16):
-                destroyed[packed[start:start + 16]] = str(row["erased_at"])
+                destroyed[packed[start : start + 16]] = str(row["erased_at"])
         return (int(rows[-1]["position"]) if rows else position), destroyed
 
     def forget(self, destroyed: Mapping[bytes, str]) -> None:
@@ -530,13 +585,20 @@ class DataKeys:
         """Wrap every active data key under the current master key (after adding a new one); how many."""
         count = 0
         with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(self._sql(f"SELECT key_id, master_key, wrapped FROM {self.table} "
-                                     "WHERE destroyed_at IS NULL AND master_key <> ?"), (self.keyring.current.id,))
+            cursor.execute(
+                self._sql(
+                    f"SELECT key_id, master_key, wrapped FROM {self.table} "
+                    "WHERE destroyed_at IS NULL AND master_key <> ?"
+                ),
+                (self.keyring.current.id,),
+            )
             for row in cursor.fetchall():
                 key_id = bytes(row["key_id"])
                 key = self._unwrap(row["master_key"], bytes(row["wrapped"]), key_id)
-                cursor.execute(self._sql(f"UPDATE {self.table} SET master_key = ?, wrapped = ? WHERE key_id = ?"),
-                               (self.keyring.current.id, self.keyring.current.wrap(key, key_id), key_id))
+                cursor.execute(
+                    self._sql(f"UPDATE {self.table} SET master_key = ?, wrapped = ? WHERE key_id = ?"),
+                    (self.keyring.current.id, self.keyring.current.wrap(key, key_id), key_id),
+                )
                 count += 1
         return count
 
@@ -589,6 +651,7 @@ def child_scope(child: str) -> str:
 
 # --- The mapper ---------------------------------------------------------------------------------------------
 
+
 class Shredded(Aggregate.Event):
     """What an event sealed under a destroyed key loads as: its place in the stream, nothing else. An aggregate
     that wants to count such places defines ``on_shredded(version)``."""
@@ -599,7 +662,7 @@ class Shredded(Aggregate.Event):
             hook(self.originator_version)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SealingMapper(Mapper):
@@ -627,8 +690,11 @@ class SealingMapper(Mapper):
     def scopes_of(cls, domain_event: Any, state: Mapping[str, Any]) -> list[str]:
         """Every key sealing ``domain_event`` needs: its own and its per-child entries' (``PER_CHILD``)."""
         items = state.get(PER_CHILD)
-        return [cls.scope_of(domain_event, state), *(key_scope(i) for i in items)] if isinstance(items, list) else [
-            cls.scope_of(domain_event, state)]
+        return (
+            [cls.scope_of(domain_event, state), *(key_scope(i) for i in items)]
+            if isinstance(items, list)
+            else [cls.scope_of(domain_event, state)]
+        )
 
     @staticmethod
     def scope_of(domain_event: Any, state: Mapping[str, Any]) -> str:
@@ -660,9 +726,12 @@ class SealingMapper(Mapper):
             scope = HUB_SCOPE
         items = state.get(PER_CHILD)
         if isinstance(items, list):
-            state[PER_CHILD] = [base64.b64encode(self.keys.seal(key_scope(item), self.transcoder.encode(item),
-                                                                aad + _ITEM + str(i).encode())).decode()
-                                for i, item in enumerate(items)]
+            state[PER_CHILD] = [
+                base64.b64encode(
+                    self.keys.seal(key_scope(item), self.transcoder.encode(item), aad + _ITEM + str(i).encode())
+                ).decode()
+                for i, item in enumerate(items)
+            ]
         sealed = self.keys.seal(scope, self.transcoder.encode(state), aad)
         return StoredEvent(originator_id=originator_id, originator_version=version, topic=topic, state=sealed)
 
@@ -682,15 +751,26 @@ class SealingMapper(Mapper):
         assert self.keys is not None, "the store attaches its data keys before loading"
         self.preload(stored_events)
         opened = [self._opened_state(stored) for stored in stored_events]
-        self.keys.preload(item[1:17] for _, state in opened if state is not None
-                          for item in state.get(PER_CHILD) or () if item[:1] == FORMAT)
+        self.keys.preload(
+            item[1:17]
+            for _, state in opened
+            if state is not None
+            for item in state.get(PER_CHILD) or ()
+            if item[:1] == FORMAT
+        )
         events = []
         for (aad, state), stored in zip(opened, stored_events):
             if state is None:  # sealed under a destroyed key
                 event = object.__new__(Shredded)
-                object.__setattr__(event, "__dict__", {"originator_id": stored.originator_id,
-                                                       "originator_version": stored.originator_version,
-                                                       "timestamp": _EPOCH})
+                object.__setattr__(
+                    event,
+                    "__dict__",
+                    {
+                        "originator_id": stored.originator_id,
+                        "originator_version": stored.originator_version,
+                        "timestamp": _EPOCH,
+                    },
+                )
                 events.append(event)
                 continue
             if isinstance(state.get(PER_CHILD), list):
@@ -703,15 +783,18 @@ class SealingMapper(Mapper):
         still sealed, as bytes), or None when its own key was destroyed."""
         aad = self._aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
         try:
-            state = self._guarded(stored_event, lambda: self.transcoder.decode(
-                self.keys.open(bytes(stored_event.state), aad)))  # type: ignore[union-attr]
+            state = self._guarded(
+                stored_event, lambda: self.transcoder.decode(self.keys.open(bytes(stored_event.state), aad))
+            )  # type: ignore[union-attr]
         except KeyDestroyed:
             return aad, None
         content = state.pop(_SEALED_PAYLOAD, None)
         if content is not None:
             try:
-                payload = self._guarded(stored_event, lambda: self.transcoder.decode(
-                    self.keys.open(base64.b64decode(content), aad + _CONTENT)))  # type: ignore[union-attr]
+                payload = self._guarded(
+                    stored_event,
+                    lambda: self.transcoder.decode(self.keys.open(base64.b64decode(content), aad + _CONTENT)),
+                )  # type: ignore[union-attr]
                 state["envelope"] = dict(state["envelope"], payload=payload)
             except KeyDestroyed:
                 pass  # erased: the payload keeps only the fields the policy reads
@@ -729,7 +812,8 @@ class SealingMapper(Mapper):
             raise MapperDeserialisationError(
                 f"stored event {stored_event.originator_id} v{stored_event.originator_version} "
                 f"({stored_event.topic}) does not open: it was altered, or its key is not in this store "
-                f"({type(error).__name__})") from error
+                f"({type(error).__name__})"
+            ) from error
 
     def _open_items(self, items: list[bytes], aad: bytes) -> list[Any]:
         """The per-child entries of an event (``PER_CHILD``); the entries of erased children are left out."""
@@ -769,6 +853,22 @@ publish, ``services.rosters.MonthlyReports``): each entry is sealed under the ke
 left out when the event is read after that child's erasure."""
 
 
-__all__ = ["DataKeys", "KeyConfigError", "KeyDestroyed", "KeyUnknown", "Keyring", "LocalMasterKey", "MasterKey",
-           "PER_CHILD", "SealingMapper", "Shredded", "child_scope", "configure_stream_ids", "create_keys_file", "key_scope",
-           "local_scope", "routing_key", "stream_id"]
+__all__ = [
+    "DataKeys",
+    "KeyConfigError",
+    "KeyDestroyed",
+    "KeyUnknown",
+    "Keyring",
+    "LocalMasterKey",
+    "MasterKey",
+    "PER_CHILD",
+    "SealingMapper",
+    "Shredded",
+    "child_scope",
+    "configure_stream_ids",
+    "create_keys_file",
+    "key_scope",
+    "local_scope",
+    "routing_key",
+    "stream_id",
+]

@@ -6,23 +6,27 @@ that speak SQL tell the two databases apart by it.)
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from events.envelope_ids import FORMAT_TABLE, TABLE as ENVELOPE_IDS, StoredEnvelope
+from events.envelope_ids import FORMAT_TABLE, StoredEnvelope
+from events.envelope_ids import TABLE as ENVELOPE_IDS
 
 
 class SQLiteRecorder(SQLiteApplicationRecorder):
     INSERT_ENVELOPE = f"INSERT INTO {ENVELOPE_IDS} (envelope, stream, position, digest) VALUES (?,?,?,?)"
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(),
-                f"CREATE TABLE IF NOT EXISTS {ENVELOPE_IDS} (envelope TEXT PRIMARY KEY, stream TEXT NOT NULL, "
-                "position INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID",
-                f"CREATE TABLE IF NOT EXISTS {FORMAT_TABLE} (format INTEGER NOT NULL)"]
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {ENVELOPE_IDS} (envelope TEXT PRIMARY KEY, stream TEXT NOT NULL, "
+            "position INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID",
+            f"CREATE TABLE IF NOT EXISTS {FORMAT_TABLE} (format INTEGER NOT NULL)",
+        ]
 
     def store_format(self) -> int | None:
         """The format the store's tables were last brought to (``events.store.STORE_FORMAT``); None: never set."""
@@ -37,8 +41,14 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"INSERT INTO {FORMAT_TABLE} (format) VALUES (?)", (format,))
 
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], *,
-                       envelopes: Sequence[StoredEnvelope] = (), **kwargs: Any) -> Sequence[int] | None:
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        *,
+        envelopes: Sequence[StoredEnvelope] = (),
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
         """The library's hook for rows that commit with the events: the register's rows of this save first."""
         if envelopes:
             c.executemany(self.INSERT_ENVELOPE, [_row(e) for e in envelopes])
@@ -49,11 +59,16 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
         out = []
         with self.datastore.transaction(commit=False) as c:
             for start in range(0, len(keys), 500):
-                part = [key.hex for key in keys[start:start + 500]]
-                c.execute(f"SELECT envelope, stream, position, digest FROM {ENVELOPE_IDS} "
-                          f"WHERE envelope IN ({','.join('?' * len(part))})", part)
-                out += [StoredEnvelope(UUID(row["envelope"]), UUID(row["stream"]), row["position"],
-                                       UUID(row["digest"])) for row in c.fetchall()]
+                part = [key.hex for key in keys[start : start + 500]]
+                c.execute(
+                    f"SELECT envelope, stream, position, digest FROM {ENVELOPE_IDS} "
+                    f"WHERE envelope IN ({','.join('?' * len(part))})",
+                    part,
+                )
+                out += [
+                    StoredEnvelope(UUID(row["envelope"]), UUID(row["stream"]), row["position"], UUID(row["digest"]))
+                    for row in c.fetchall()
+                ]
         return out
 
     def insert_envelopes(self, rows: Iterable[StoredEnvelope]) -> None:

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections import OrderedDict
-from datetime import datetime
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from threading import Lock
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -39,10 +40,9 @@ from eventsourcing.application import AggregateNotFoundError, Application, Cache
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import EventStore
 
-from events.model import Org, Recorded
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
-from events.sealing import (DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope,
-                            stream_id)
+from events.model import Org, Recorded
+from events.sealing import DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope, stream_id
 
 NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 
@@ -57,10 +57,19 @@ ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures 
 
 def recorded_from(envelope: dict[str, Any], audience: list[str], position: int) -> Recorded:
     return Recorded(
-        position=position, id=envelope["id"], kind=envelope["kind"], child=envelope["child"],
-        source=envelope["source"], basis=envelope["basis"], at=datetime.fromisoformat(envelope["at"]),
-        payload=envelope.get("payload") or {}, audience=frozenset(audience), function=envelope.get("function"),
-        to=envelope.get("to"), sensitive=tuple(envelope.get("sensitive") or ()))
+        position=position,
+        id=envelope["id"],
+        kind=envelope["kind"],
+        child=envelope["child"],
+        source=envelope["source"],
+        basis=envelope["basis"],
+        at=datetime.fromisoformat(envelope["at"]),
+        payload=envelope.get("payload") or {},
+        audience=frozenset(audience),
+        function=envelope.get("function"),
+        to=envelope.get("to"),
+        sensitive=tuple(envelope.get("sensitive") or ()),
+    )
 
 
 class _CopiedOnWrite:
@@ -70,8 +79,9 @@ class _CopiedOnWrite:
     def __deepcopy__(self, memo: dict) -> Any:
         clone = object.__new__(type(self))
         for key, value in self.__dict__.items():
-            clone.__dict__[key] = list(value) if isinstance(value, list) else (
-                dict(value) if isinstance(value, dict) else value)
+            clone.__dict__[key] = (
+                list(value) if isinstance(value, list) else (dict(value) if isinstance(value, dict) else value)
+            )
         return clone
 
 
@@ -244,8 +254,9 @@ def project(aggregate: Any | None, domain_events: Iterable[Any]) -> Any | None:
 def cache_weight(aggregate: Any) -> int:
     """How much of the aggregate cache an aggregate takes: one, plus one per entry of each collection it holds (a
     child's events, a school's listings, a month's reports …), about a kilobyte of memory each."""
-    return 1 + sum(len(value) for value in vars(aggregate).values()
-                   if isinstance(value, (list, dict, tuple, set, frozenset)))
+    return 1 + sum(
+        len(value) for value in vars(aggregate).values() if isinstance(value, (list, dict, tuple, set, frozenset))
+    )
 
 
 class WeighedCache(Cache[UUID, Any]):
@@ -375,8 +386,15 @@ class SealedEventStore(EventStore):
     """The library's event store, loading the data keys of a stream's stored events in one go before it opens
     them (``SealingMapper.to_domain_events``), instead of one key-table query per key."""
 
-    def get(self, originator_id: Any, *, gt: int | None = None, lte: int | None = None, desc: bool = False,
-            limit: int | None = None) -> Iterator[Any]:
+    def get(
+        self,
+        originator_id: Any,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Any]:
         stored = self.recorder.select_events(originator_id=originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
         return iter(self.mapper.to_domain_events(stored))
 
@@ -398,8 +416,9 @@ class HubStore(Application):
         super().__init__(env)
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
         postgres = type(self.recorder).__module__.endswith("postgres")
-        self.keys = DataKeys(datastore, self.keyring, postgres=postgres,
-                             schema=getattr(datastore, "schema", None) if postgres else None)
+        self.keys = DataKeys(
+            datastore, self.keyring, postgres=postgres, schema=getattr(datastore, "schema", None) if postgres else None
+        )
         self.mapper.attach(self.keys)  # type: ignore[attr-defined]
         self.erasures = ErasureWatch(self.keys, self._forget_cached)
         self.keys.before_use = self.erasures.check
@@ -449,8 +468,11 @@ class HubStore(Application):
         processing.saved_kwargs.update(kwargs)
         pending = processing.events
         self.keys.ensure(scope for e in pending for scope in SealingMapper.scopes_of(e, vars(e)))
-        erased = [e.envelope["child"] for e in pending
-                  if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"]
+        erased = [
+            e.envelope["child"]
+            for e in pending
+            if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"
+        ]
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
@@ -469,8 +491,9 @@ class HubStore(Application):
             if entry.kind in ("identity.linked", "identity.unlinked"):
                 scopes.append(local_scope(str(entry.payload.get("org")), str(entry.payload.get("local_number"))))
             elif entry.kind in ("target_list.assigned", "target_list.removed") and entry.payload.get("student_no"):
-                scopes.append(local_scope(str(entry.payload.get("school") or entry.to),
-                                          str(entry.payload.get("student_no"))))
+                scopes.append(
+                    local_scope(str(entry.payload.get("school") or entry.to), str(entry.payload.get("student_no")))
+                )
         destroyed = self.keys.destroy(scopes)
         self._forget_cached()
         return destroyed
@@ -486,9 +509,11 @@ class HubStore(Application):
     def _new_cache(self) -> None:
         """A new, empty aggregate cache (``WeighedCache``) in place of the repository's (unless it has none)."""
         if isinstance(self.repository.cache, (LRUCache, WeighedCache)):
-            self.repository.cache = WeighedCache(int(self.env.get("AGGREGATE_CACHE_MAXSIZE") or 5000),
-                                                 int(self.env.get("AGGREGATE_CACHE_WEIGHT") or 50000),
-                                                 before_use=self.erasures.check)
+            self.repository.cache = WeighedCache(
+                int(self.env.get("AGGREGATE_CACHE_MAXSIZE") or 5000),
+                int(self.env.get("AGGREGATE_CACHE_WEIGHT") or 50000),
+                before_use=self.erasures.check,
+            )
 
     def get_or_none(self, aggregate_id: UUID) -> Any | None:
         try:
@@ -530,9 +555,12 @@ def store_env(database: str | None) -> dict[str, str]:
     url = database or os.environ.get("TSUNAGU_DATABASE_URL") or DEFAULT_DATABASE
     if url.startswith("sqlite:"):
         # sqlite:///relative.db, sqlite:////absolute/path.db, sqlite:///:memory:
-        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": path or ":memory:",
-                "APPLICATION_RECORDER_TOPIC": "events.sqlite:SQLiteRecorder"}
+        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": path or ":memory:",
+            "APPLICATION_RECORDER_TOPIC": "events.sqlite:SQLiteRecorder",
+        }
     if url.startswith(("postgresql:", "postgres:")):
         parsed = urlparse(url)
         query = parse_qs(parsed.query)
@@ -561,8 +589,14 @@ def ensure_postgres_schema(env: dict[str, str]) -> None:
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"], dbname=env["POSTGRES_DBNAME"],
-                         user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"], autocommit=True) as conn:
+    with psycopg.connect(
+        host=env["POSTGRES_HOST"],
+        port=env["POSTGRES_PORT"],
+        dbname=env["POSTGRES_DBNAME"],
+        user=env["POSTGRES_USER"],
+        password=env["POSTGRES_PASSWORD"],
+        autocommit=True,
+    ) as conn:
         # one process at a time (several opening a new database at once would race on the catalogue)
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"tsunagu-create-schema:{schema}"])
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

@@ -29,8 +29,9 @@ No stream id is made here: callers pass ids made by the aggregates' ``create_id`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from copy import deepcopy
-from typing import Any, Iterable
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -68,8 +69,10 @@ def _postgres_versions(recorder: Any, ids: list[UUID]) -> dict[UUID, int]:
     statement = sql.SQL(
         "SELECT w.id AS originator_id, (SELECT t.originator_version FROM {table} AS t WHERE t.originator_id = w.id "
         "ORDER BY t.originator_version DESC LIMIT 1) AS version FROM unnest(%b::{id_type}[]) AS w(id)"
-    ).format(table=sql.Identifier(datastore.schema, recorder.events_table_name),
-             id_type=sql.SQL("text" if datastore.originator_id_type == "text" else "uuid"))
+    ).format(
+        table=sql.Identifier(datastore.schema, recorder.events_table_name),
+        id_type=sql.SQL("text" if datastore.originator_id_type == "text" else "uuid"),
+    )
     params = ([str(i) for i in ids] if as_text else ids,)
     with datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(statement, params)
@@ -81,8 +84,10 @@ def _postgres_versions(recorder: Any, ids: list[UUID]) -> dict[UUID, int]:
 def _sqlite_versions(recorder: Any, ids: list[UUID]) -> dict[UUID, int]:
     datastore = recorder.datastore
     keys = {(i.hex if isinstance(i, UUID) else str(i)): i for i in ids}
-    statement = (f"SELECT originator_id, MAX(originator_version) AS version FROM {recorder.events_table_name} "
-                 "WHERE originator_id IN (SELECT value FROM json_each(?)) GROUP BY originator_id")
+    statement = (
+        f"SELECT originator_id, MAX(originator_version) AS version FROM {recorder.events_table_name} "
+        "WHERE originator_id IN (SELECT value FROM json_each(?)) GROUP BY originator_id"
+    )
     with datastore.transaction(commit=False) as curs:
         curs.execute(statement, (json.dumps(list(keys)),))
         rows = curs.fetchall()
@@ -158,8 +163,10 @@ def _events_after(store: Any, after: dict[UUID, int]) -> dict[UUID, list[StoredE
             "JOIN unnest(%s::{id_type}[], %s::bigint[]) AS w(id, after) "
             "ON t.originator_id = w.id AND t.originator_version > w.after "
             "ORDER BY t.originator_id, t.originator_version"
-        ).format(table=sql.Identifier(datastore.schema, recorder.events_table_name),
-                 id_type=sql.SQL("text" if as_text else "uuid"))
+        ).format(
+            table=sql.Identifier(datastore.schema, recorder.events_table_name),
+            id_type=sql.SQL("text" if as_text else "uuid"),
+        )
         streams = list(after)
         by_key = {str(i): i for i in streams}
         params = ([str(i) for i in streams] if as_text else streams, [after[i] for i in streams])
@@ -168,25 +175,37 @@ def _events_after(store: Any, after: dict[UUID, int]) -> dict[UUID, list[StoredE
             rows = curs.fetchall()
         for row in rows:
             stream = by_key[str(row["originator_id"])]
-            out.setdefault(stream, []).append(StoredEvent(originator_id=row["originator_id"],
-                                                          originator_version=row["originator_version"],
-                                                          topic=row["topic"], state=row["state"]))
+            out.setdefault(stream, []).append(
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+            )
         return out
     if module.endswith(".sqlite"):
         datastore = recorder.datastore
         keys = {(i.hex if isinstance(i, UUID) else str(i)): i for i in after}
-        statement = (f"SELECT t.originator_id, t.originator_version, t.topic, t.state "
-                     f"FROM {recorder.events_table_name} AS t JOIN json_each(?) AS w "
-                     "ON t.originator_id = w.key AND t.originator_version > w.value "
-                     "ORDER BY t.originator_id, t.originator_version")
+        statement = (
+            f"SELECT t.originator_id, t.originator_version, t.topic, t.state "
+            f"FROM {recorder.events_table_name} AS t JOIN json_each(?) AS w "
+            "ON t.originator_id = w.key AND t.originator_version > w.value "
+            "ORDER BY t.originator_id, t.originator_version"
+        )
         with datastore.transaction(commit=False) as curs:
             curs.execute(statement, (json.dumps({key: after[stream] for key, stream in keys.items()}),))
             rows = curs.fetchall()
         for row in rows:
             stream = keys[row["originator_id"]]
-            out.setdefault(stream, []).append(StoredEvent(originator_id=recorder.convert_originator_id(
-                row["originator_id"]), originator_version=row["originator_version"], topic=row["topic"],
-                state=row["state"]))
+            out.setdefault(stream, []).append(
+                StoredEvent(
+                    originator_id=recorder.convert_originator_id(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+            )
         return out
     for stream, version in after.items():
         events = list(recorder.select_events(stream, gt=version))

@@ -53,7 +53,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from events.limits import MAX_MESSAGE_BYTES
 
@@ -128,7 +129,7 @@ def partition_key(envelope: Any) -> bytes | None:
     return None if scope == HUB_SCOPE else routing_key(scope)
 
 
-def encode(envelope: Any, keys: "DataKeys") -> tuple[bytes | None, bytes]:
+def encode(envelope: Any, keys: DataKeys) -> tuple[bytes | None, bytes]:
     """The key and value of the message that carries ``envelope``, sealed under its child's data key."""
     envelope = _plain(envelope)
     plaintext = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
@@ -137,12 +138,12 @@ def encode(envelope: Any, keys: "DataKeys") -> tuple[bytes | None, bytes]:
     return partition_key(envelope), value.encode()
 
 
-def decode(value: bytes | None, keys: "DataKeys") -> dict[str, Any]:
+def decode(value: bytes | None, keys: DataKeys) -> dict[str, Any]:
     """The envelope a message carries; ``InvalidMessage`` when it is not a sealed v1 tsunagu message."""
     return _opened(_sealed_in(value), keys)
 
 
-def decode_all(values: Sequence[bytes | None], keys: "DataKeys") -> list[dict[str, Any] | InvalidMessage]:
+def decode_all(values: Sequence[bytes | None], keys: DataKeys) -> list[dict[str, Any] | InvalidMessage]:
     """``decode`` for each of ``values`` (a polled batch), the problem as a value where there is one; the data
     keys that sealed them are loaded in one go first (one query instead of one per key not in memory)."""
     from events.sealing import FORMAT
@@ -171,43 +172,70 @@ def _sealed_in(value: bytes | None) -> bytes:
     if value is None:
         raise InvalidMessage("empty_message", "the message has no value", "メッセージが空です")
     if len(value) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage("message_too_large", f"the message is larger than {MAX_MESSAGE_BYTES} bytes",
-                             f"メッセージが大きすぎます（上限 {MAX_MESSAGE_BYTES} バイト）")
+        raise InvalidMessage(
+            "message_too_large",
+            f"the message is larger than {MAX_MESSAGE_BYTES} bytes",
+            f"メッセージが大きすぎます（上限 {MAX_MESSAGE_BYTES} バイト）",
+        )
     try:
         message = json.loads(value.decode("utf-8"))
     except UnicodeDecodeError:
-        raise InvalidMessage("not_utf8", "the message is not UTF-8 text", "メッセージが UTF-8 の文字列ではありません") from None
+        raise InvalidMessage(
+            "not_utf8", "the message is not UTF-8 text", "メッセージが UTF-8 の文字列ではありません"
+        ) from None
     except json.JSONDecodeError as error:
-        raise InvalidMessage("not_json", f"the message is not JSON: {error.msg} (position {error.pos})",
-                             "メッセージが JSON として読めません") from None
+        raise InvalidMessage(
+            "not_json",
+            f"the message is not JSON: {error.msg} (position {error.pos})",
+            "メッセージが JSON として読めません",
+        ) from None
     except RecursionError:
-        raise InvalidMessage("not_v1_message", "the message is nested too deeply",
-                             "メッセージの入れ子が深すぎます") from None
+        raise InvalidMessage(
+            "not_v1_message", "the message is nested too deeply", "メッセージの入れ子が深すぎます"
+        ) from None
     if not isinstance(message, dict):
-        raise InvalidMessage("not_v1_message", "the message is not a JSON object {\"v\": 1, ...}",
-                             "メッセージの形式が違います（{\"v\": 1, ...} ではありません）")
+        raise InvalidMessage(
+            "not_v1_message",
+            'the message is not a JSON object {"v": 1, ...}',
+            'メッセージの形式が違います（{"v": 1, ...} ではありません）',
+        )
     if message.get("v") != MESSAGE_VERSION:
-        raise InvalidMessage("unknown_message_version", f"unknown message version v={message.get('v')!r}",
-                             f"メッセージの版 v={message.get('v')!r} には対応していません")
+        raise InvalidMessage(
+            "unknown_message_version",
+            f"unknown message version v={message.get('v')!r}",
+            f"メッセージの版 v={message.get('v')!r} には対応していません",
+        )
     if "envelope" in message:
-        raise InvalidMessage("unsealed_message", "the envelope travels in the clear: it must be sealed",
-                             "イベントが暗号化されずに送られました。暗号化して送ってください")
+        raise InvalidMessage(
+            "unsealed_message",
+            "the envelope travels in the clear: it must be sealed",
+            "イベントが暗号化されずに送られました。暗号化して送ってください",
+        )
     extra = sorted(set(message) - {"v", "sealed"})
     if extra:
-        raise InvalidMessage("not_v1_message", f"unknown fields in the message: {', '.join(extra)}",
-                             f"メッセージに使えない項目があります: {', '.join(extra)}")
+        raise InvalidMessage(
+            "not_v1_message",
+            f"unknown fields in the message: {', '.join(extra)}",
+            f"メッセージに使えない項目があります: {', '.join(extra)}",
+        )
     sealed = message.get("sealed")
     if not isinstance(sealed, str):
-        raise InvalidMessage("not_v1_message", "the message has no sealed envelope",
-                             "メッセージに暗号化されたイベント（sealed）がありません")
+        raise InvalidMessage(
+            "not_v1_message",
+            "the message has no sealed envelope",
+            "メッセージに暗号化されたイベント（sealed）がありません",
+        )
     try:
         return base64.b64decode(sealed, validate=True)
     except ValueError:
-        raise InvalidMessage("unreadable_message", "the sealed envelope does not open with this hub's keys",
-                             "暗号化されたイベントをこのハブの鍵で開けません（改ざん、または別の鍵）") from None
+        raise InvalidMessage(
+            "unreadable_message",
+            "the sealed envelope does not open with this hub's keys",
+            "暗号化されたイベントをこのハブの鍵で開けません（改ざん、または別の鍵）",
+        ) from None
 
 
-def _opened(sealed: bytes, keys: "DataKeys") -> dict[str, Any]:
+def _opened(sealed: bytes, keys: DataKeys) -> dict[str, Any]:
     """The envelope in ``sealed``; ``InvalidMessage`` when it does not open or is not an envelope."""
     from cryptography.exceptions import InvalidTag
 
@@ -216,28 +244,39 @@ def _opened(sealed: bytes, keys: "DataKeys") -> dict[str, Any]:
     try:
         plaintext = keys.open(sealed, MESSAGE_AAD)
     except KeyDestroyed:
-        raise InvalidMessage("erased_child", "the child's record was erased: the message can no longer be opened",
-                             "児童の記録は消去済みのため、このメッセージは開けません") from None
+        raise InvalidMessage(
+            "erased_child",
+            "the child's record was erased: the message can no longer be opened",
+            "児童の記録は消去済みのため、このメッセージは開けません",
+        ) from None
     except (InvalidTag, KeyUnknown):
-        raise InvalidMessage("unreadable_message", "the sealed envelope does not open with this hub's keys",
-                             "暗号化されたイベントをこのハブの鍵で開けません（改ざん、または別の鍵）") from None
+        raise InvalidMessage(
+            "unreadable_message",
+            "the sealed envelope does not open with this hub's keys",
+            "暗号化されたイベントをこのハブの鍵で開けません（改ざん、または別の鍵）",
+        ) from None
     try:
         envelope = json.loads(plaintext.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise InvalidMessage("not_v1_message", "the sealed envelope is not JSON",
-                             "暗号化されたイベントが JSON ではありません") from None
+        raise InvalidMessage(
+            "not_v1_message", "the sealed envelope is not JSON", "暗号化されたイベントが JSON ではありません"
+        ) from None
     if not isinstance(envelope, dict):
-        raise InvalidMessage("not_v1_message", "the message has no envelope object",
-                             "メッセージに envelope（イベント）がありません")
+        raise InvalidMessage(
+            "not_v1_message", "the message has no envelope object", "メッセージに envelope（イベント）がありません"
+        )
     return envelope
 
 
-def original_message(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
-                     ) -> dict[str, Any]:
+def original_message(topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> dict[str, Any]:
     """A message as plain JSON values, bytes kept exactly (base64), with the text when it is UTF-8."""
-    out: dict[str, Any] = {"topic": topic, "partition": partition, "offset": offset,
-                           "key": key.decode("utf-8", "replace") if key is not None else None,
-                           "value_base64": base64.b64encode(value).decode() if value is not None else None}
+    out: dict[str, Any] = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": key.decode("utf-8", "replace") if key is not None else None,
+        "value_base64": base64.b64encode(value).decode() if value is not None else None,
+    }
     if value is not None:
         try:
             out["value_text"] = value.decode("utf-8")
@@ -246,24 +285,40 @@ def original_message(topic: str, partition: int, offset: int, key: bytes | None,
     return out
 
 
-def dead_letter_value(original: dict[str, Any], problems: list[dict[str, Any]], *, stage: str, failed_at: str,
-                      quarantined_as: str | None) -> bytes:
+def dead_letter_value(
+    original: dict[str, Any], problems: list[dict[str, Any]], *, stage: str, failed_at: str, quarantined_as: str | None
+) -> bytes:
     """A dead-letter message: what was wrong (``stage`` ``decode`` or ``ingest``), when, where the hub keeps it,
     and the original message."""
-    return json.dumps({"v": MESSAGE_VERSION, "stage": stage, "problems": problems, "failed_at": failed_at,
-                       "quarantine": quarantined_as, "original": original},
-                      ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "v": MESSAGE_VERSION,
+            "stage": stage,
+            "problems": problems,
+            "failed_at": failed_at,
+            "quarantine": quarantined_as,
+            "original": original,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
 
 
 def producer_options(api_version: tuple[int, ...] | None, *, connect_timeout: float = 10.0) -> dict[str, Any]:
     """Producer settings shared by publishers and the worker's dead-letter producer: acknowledged by all
     in-sync replicas, retried, one request in flight so retries keep the order, and no idempotent producer or
     transactions (not available on every broker the hub must work with)."""
-    options: dict[str, Any] = {"acks": "all", "retries": 5, "max_in_flight_requests_per_connection": 1,
-                               "max_request_size": MAX_MESSAGE_BYTES,
-                               "enable_idempotence": False, "linger_ms": 5,
-                               "max_block_ms": int(connect_timeout * 1000),
-                               "request_timeout_ms": 15000, "delivery_timeout_ms": 60000}
+    options: dict[str, Any] = {
+        "acks": "all",
+        "retries": 5,
+        "max_in_flight_requests_per_connection": 1,
+        "max_request_size": MAX_MESSAGE_BYTES,
+        "enable_idempotence": False,
+        "linger_ms": 5,
+        "max_block_ms": int(connect_timeout * 1000),
+        "request_timeout_ms": 15000,
+        "delivery_timeout_ms": 60000,
+    }
     if api_version is not None:
         options["api_version"] = api_version
     return options
@@ -275,9 +330,17 @@ class KafkaPublisher:
     quarantine. Raises ``TransportError`` when the broker is unreachable or does not acknowledge; re-publishing
     is then safe (the hub stores an envelope id once)."""
 
-    def __init__(self, bootstrap: str, *, keys: "DataKeys", topic: str | None = None,
-                 api_version: tuple[int, ...] | None = None, client_id: str = "tsunagu-publisher",
-                 timeout: float = 30.0, connect_timeout: float = 10.0):
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        keys: DataKeys,
+        topic: str | None = None,
+        api_version: tuple[int, ...] | None = None,
+        client_id: str = "tsunagu-publisher",
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ):
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
@@ -288,8 +351,11 @@ class KafkaPublisher:
         if api_version is None:
             api_version = api_version_from_env()
         try:
-            self._producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), client_id=client_id,
-                                           **producer_options(api_version, connect_timeout=connect_timeout))
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","),
+                client_id=client_id,
+                **producer_options(api_version, connect_timeout=connect_timeout),
+            )
         except KafkaError as error:
             raise TransportError(f"Kafka at {bootstrap} is not reachable: {error}") from None
 
@@ -315,9 +381,11 @@ class KafkaPublisher:
                 futures.append(self._producer.send(self.topic, key=key, value=value))
             self._producer.flush(timeout=self.timeout)
         except KafkaTimeoutError as error:
-            raise TransportError(f"Kafka at {self.bootstrap} did not answer ({error}); {len(futures)} of "
-                                 f"{len(envelopes)} events were handed over, none is known to be queued: "
-                                 "publish them again when the broker is back (ids are stored once)") from None
+            raise TransportError(
+                f"Kafka at {self.bootstrap} did not answer ({error}); {len(futures)} of "
+                f"{len(envelopes)} events were handed over, none is known to be queued: "
+                "publish them again when the broker is back (ids are stored once)"
+            ) from None
         failed = []
         for i, future in enumerate(futures):
             try:
@@ -326,8 +394,10 @@ class KafkaPublisher:
                 failed.append((i, error))
         if failed:
             first, error = failed[0]
-            raise TransportError(f"Kafka at {self.bootstrap} did not take {len(failed)} of {len(envelopes)} events "
-                                 f"(the first at index {first}: {error}); publish them again (ids are stored once)")
+            raise TransportError(
+                f"Kafka at {self.bootstrap} did not take {len(failed)} of {len(envelopes)} events "
+                f"(the first at index {first}: {error}); publish them again (ids are stored once)"
+            )
         results = []
         for i, envelope in enumerate(envelopes):
             plain = _plain(envelope)
@@ -338,7 +408,7 @@ class KafkaPublisher:
     def close(self) -> None:
         self._producer.close(timeout=self.timeout)
 
-    def __enter__(self) -> "KafkaPublisher":
+    def __enter__(self) -> KafkaPublisher:
         return self
 
     def __exit__(self, *exc: Any) -> None:

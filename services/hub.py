@@ -3,31 +3,29 @@ settings, the clock, publishing, reading, replay) for the edges (``services.cli`
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
 
 from eventsourcing.utils import register_topic
 
-from events.clock import JST
-from events.model import Org
-
 from consent.model import Settings
 from events.clock import now_jst
+from events.model import Org
 from events.sealing import Keyring
 from events.store import HubStore, open_store
-from services.audit.replay import VerifyReport, verify
-from services.publishing.ingest import Ingest, PublishResult
-from services.reading.timeline import Timeline, TimelineReader
+from services.administration import settings as administration_settings
 from services.administration.organisations import OrgLoadResult, load_orgs
 from services.administration.settings import SETTINGS_ID, SettingsSource, seed_settings, settings_from_env
-from services.administration import settings as administration_settings
 from services.audit import auditors as audit_auditors
+from services.audit.replay import VerifyReport, verify
 from services.auth import clients as auth_clients
 from services.projections import admission_facts as projections_admission_facts
 from services.projections import cases as projections_cases
 from services.projections import rosters as projections_rosters
 from services.publishing import linking as publishing_linking
-
+from services.publishing.ingest import Ingest, PublishResult
+from services.reading.timeline import Timeline, TimelineReader
 
 # Stored events name their class by topic, ``module:Class.Event``. These modules were moved when ``services/`` was
 # arranged by capability; their old paths stay readable through the library's topic register, so a store written
@@ -61,15 +59,25 @@ class Hub:
     change by "system"; otherwise a new store is seeded from the ``TSUNAGU_*`` variables (``settings_from_env``)
     and a store that has settings keeps them, whatever this process's environment says."""
 
-    def __init__(self, database: str | None = None, *, settings: Settings | None = None,
-                 clock: Callable[[], datetime] = now_jst, store: HubStore | None = None,
-                 keyring: Keyring | None = None):
+    def __init__(
+        self,
+        database: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] = now_jst,
+        store: HubStore | None = None,
+        keyring: Keyring | None = None,
+    ):
         self.store = store or open_store(database, keyring=keyring)
         self.clock = clock
         try:
             if settings is not None or self.store.peek(SETTINGS_ID) is None:
-                seed_settings(self.store, settings if settings is not None else settings_from_env(), at=clock(),
-                              stated=settings is not None)
+                seed_settings(
+                    self.store,
+                    settings if settings is not None else settings_from_env(),
+                    at=clock(),
+                    stated=settings is not None,
+                )
         except ValueError:  # a setting variable the hub cannot take: refused before anything is decided
             if store is None:
                 self.store.close()

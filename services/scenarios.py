@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -24,8 +25,14 @@ RULE_NAMES = {"OWN", "DIRECT", "CASE", "LEDGER", "CONSENT", "TRANSFER", "EMERGEN
 READ_FIELDS = {"org", "role", "child", "purpose", "at", "user"}
 # What the runner reports for each publish outcome (scenarios.md): a duplicate was accepted before; an event for a
 # number not linked yet (queued) waits like one for a child whose residence is unknown.
-PUBLISH_OUTCOMES = {"accepted": "accepted", "duplicate": "accepted", "rejected": "rejected", "waiting": "waiting",
-                    "queued": "waiting", "received": "accepted"}
+PUBLISH_OUTCOMES = {
+    "accepted": "accepted",
+    "duplicate": "accepted",
+    "rejected": "rejected",
+    "waiting": "waiting",
+    "queued": "waiting",
+    "received": "accepted",
+}
 
 
 class ScenarioError(Exception):
@@ -57,11 +64,17 @@ class ScenarioResult:
         return all(s.ok for s in self.steps) and not self.replay_problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "name": self.name, "passed": self.passed,
-                "steps": [s.to_dict() for s in self.steps], "replay": self.replay_problems}
+        return {
+            "file": self.file,
+            "name": self.name,
+            "passed": self.passed,
+            "steps": [s.to_dict() for s in self.steps],
+            "replay": self.replay_problems,
+        }
 
 
 # --- Reading and checking files -------------------------------------------------------------------------------
+
 
 def scenario_files(paths: list[str]) -> list[Path]:
     files: list[Path] = []
@@ -132,8 +145,10 @@ def _check_step(step: Any, where: str) -> None:
         raise ScenarioError(f"{where}: 'read' must be a mapping")
     missing = {"org", "role", "child", "purpose", "at"} - set(read)
     if missing or set(read) - READ_FIELDS:
-        raise ScenarioError(f"{where}: read needs org, role, child, purpose, at (optional user); "
-                            f"missing {sorted(missing)}, unknown {sorted(set(read) - READ_FIELDS)}")
+        raise ScenarioError(
+            f"{where}: read needs org, role, child, purpose, at (optional user); "
+            f"missing {sorted(missing)}, unknown {sorted(set(read) - READ_FIELDS)}"
+        )
     _time(read["at"], where)
     if expect is None or expect == "denied":
         return
@@ -149,6 +164,7 @@ def _check_step(step: Any, where: str) -> None:
 
 
 # --- Running -----------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def fresh_hub(database: str | None, settings: Settings, clock: SettableClock) -> Iterator[Hub]:
@@ -172,18 +188,25 @@ def fresh_hub(database: str | None, settings: Settings, clock: SettableClock) ->
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(host=env.get("POSTGRES_HOST"), port=env.get("POSTGRES_PORT"),
-                             dbname=env.get("POSTGRES_DBNAME"), user=env.get("POSTGRES_USER"),
-                             password=env.get("POSTGRES_PASSWORD"), autocommit=True) as conn:
+        with psycopg.connect(
+            host=env.get("POSTGRES_HOST"),
+            port=env.get("POSTGRES_PORT"),
+            dbname=env.get("POSTGRES_DBNAME"),
+            user=env.get("POSTGRES_USER"),
+            password=env.get("POSTGRES_PASSWORD"),
+            autocommit=True,
+        ) as conn:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 def read_outcome(timeline: Timeline) -> Any:
     if not timeline.allowed:
         return "denied"
-    return {"visible": [e.id for e in timeline.entries],
-            "redacted": {e.id: e.redacted for e in timeline.entries if e.redacted},
-            "rules": {e.id: e.rule for e in timeline.entries}}
+    return {
+        "visible": [e.id for e in timeline.entries],
+        "redacted": {e.id: e.redacted for e in timeline.entries if e.redacted},
+        "rules": {e.id: e.rule for e in timeline.entries},
+    }
 
 
 def compare_read(expect: Any, actual: Any) -> str:
@@ -227,20 +250,35 @@ def run_scenario(path: Path, scenario: dict[str, Any], database: str | None = No
                 [published] = hub.publish([envelope])
                 actual = PUBLISH_OUTCOMES[published.outcome]
                 why = "; ".join(p.message for p in published.problems)
-                difference = "" if actual == expected else f"expected {expected}, got {actual}" + (
-                    f" ({why})" if why else "")
-                result.steps.append(StepResult(i, not difference, expected, actual,
-                                               f"publish {envelope.get('id')}", difference))
+                difference = (
+                    "" if actual == expected else f"expected {expected}, got {actual}" + (f" ({why})" if why else "")
+                )
+                result.steps.append(
+                    StepResult(i, not difference, expected, actual, f"publish {envelope.get('id')}", difference)
+                )
             else:
                 read = step["read"]
                 clock.at = _time(read["at"], "")
-                timeline = hub.timeline(org=str(read["org"]), role=str(read["role"]), child=str(read["child"]),
-                                        purpose=str(read["purpose"]), user=read.get("user"))
+                timeline = hub.timeline(
+                    org=str(read["org"]),
+                    role=str(read["role"]),
+                    child=str(read["child"]),
+                    purpose=str(read["purpose"]),
+                    user=read.get("user"),
+                )
                 actual = read_outcome(timeline)
                 expected = step.get("expect", "accepted")
                 difference = compare_read(step.get("expect"), actual)
-                result.steps.append(StepResult(i, not difference, expected, actual,
-                                               f"read {read['org']}/{read['role']} {read['purpose']}", difference))
+                result.steps.append(
+                    StepResult(
+                        i,
+                        not difference,
+                        expected,
+                        actual,
+                        f"read {read['org']}/{read['role']} {read['purpose']}",
+                        difference,
+                    )
+                )
         report = hub.verify()
         result.replay_problems = [f"{m.record}: {m.problem}: {m.detail}" for m in report.mismatches]
     return result
@@ -257,8 +295,9 @@ def run(paths: list[str], database: str | None = None) -> Iterator[ScenarioResul
 def format_result(result: ScenarioResult) -> list[str]:
     lines = [f"{result.file}: {result.name}"]
     for s in result.steps:
-        lines.append(f"  step {s.step} {s.description}: ok" if s.ok else
-                     f"  step {s.step} {s.description}: FAIL {s.difference}")
+        lines.append(
+            f"  step {s.step} {s.description}: ok" if s.ok else f"  step {s.step} {s.description}: FAIL {s.difference}"
+        )
     for problem in result.replay_problems:
         lines.append(f"  replay: FAIL {problem}")
     return lines

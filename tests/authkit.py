@@ -4,20 +4,21 @@ key file, and token requests through HTTP."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.http.app import create_app
-from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier
 from services.auth.dev_provider import DevProvider, DevUser
-from services.hub import Hub
 from services.auth.oidc import OidcProvider
+from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier
+from services.http.app import create_app
+from services.hub import Hub
 
 BASE = "https://testserver"  # authlib refuses token requests over plain HTTP, except on loopback addresses
 BEPPU, OITA = "442020", "442011"
@@ -86,8 +87,15 @@ class Auth:
     dev: DevProvider | None
 
 
-def build(hub: Hub, key_file: Path, *, refresh_seconds: float = 0, dev_users: dict[str, DevUser] | None = None,
-          oidc_refetch_seconds: float = 0, oidc_fetch: Callable[[str], Any] | None = None) -> Auth:
+def build(
+    hub: Hub,
+    key_file: Path,
+    *,
+    refresh_seconds: float = 0,
+    dev_users: dict[str, DevUser] | None = None,
+    oidc_refetch_seconds: float = 0,
+    oidc_fetch: Callable[[str], Any] | None = None,
+) -> Auth:
     """The app; with ``dev_users``, the development OpenID provider mounted on it, and trusted by it: the hub
     fetches the provider's keys through the test client (real HTTP requests to the app), or ``oidc_fetch``."""
     keys = SigningKeys(key_file, create=True, refresh_seconds=refresh_seconds)
@@ -96,8 +104,11 @@ def build(hub: Hub, key_file: Path, *, refresh_seconds: float = 0, dev_users: di
     holder: dict[str, TestClient] = {}
     if dev_users is not None:
         dev = DevProvider(f"{BASE}/dev-oidc", dev_users)
-        oidc = OidcProvider.from_settings(dev.settings, fetch=oidc_fetch or (lambda url: _fetch(holder["client"], url)),
-                                          min_refetch_seconds=oidc_refetch_seconds)
+        oidc = OidcProvider.from_settings(
+            dev.settings,
+            fetch=oidc_fetch or (lambda url: _fetch(holder["client"], url)),
+            min_refetch_seconds=oidc_refetch_seconds,
+        )
     app = create_app(hub, verifier, issuer=issuer, oidc=oidc, dev_oidc=dev)
     client = TestClient(app, base_url=BASE)
     holder["client"] = client
@@ -115,8 +126,9 @@ def basic(client_id: str, secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
 
 
-def client_token(client: TestClient, client_id: str, secret: str, *, scope: str | None = None,
-                 how: str = "basic") -> httpx.Response:
+def client_token(
+    client: TestClient, client_id: str, secret: str, *, scope: str | None = None, how: str = "basic"
+) -> httpx.Response:
     """A client-credentials token request, authenticated with HTTP Basic or in the form (client_secret_post)."""
     form = {"grant_type": "client_credentials"} | ({"scope": scope} if scope is not None else {})
     if how == "basic":

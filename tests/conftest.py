@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import socket
 import subprocess
+import tempfile
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -83,8 +83,7 @@ def postgres_server() -> str:
     directory = tempfile.mkdtemp(prefix="tsunagu-pg-")  # not under pytest's 0700 tmp: the server runs as postgres
     os.chmod(directory, 0o755)
     script = ROOT / "deploy" / "local-postgres.sh"
-    started = subprocess.run([str(script), "start", str(directory), str(_free_port())],
-                             capture_output=True, text=True)
+    started = subprocess.run([str(script), "start", str(directory), str(_free_port())], capture_output=True, text=True)
     if started.returncode != 0:
         message = f"PostgreSQL could not be started: {started.stderr.strip()}"
         if IN_CI:
@@ -103,9 +102,12 @@ def postgres_url(postgres_server) -> str:
     yield f"{postgres_server}?schema={schema}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         # A test that left a transaction hanging (a stuck publish) would block the drop for ever: end it first.
-        conn.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
-                     "AND l.pid <> pg_backend_pid()", (schema,))
+        conn.execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+            "AND l.pid <> pg_backend_pid()",
+            (schema,),
+        )
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
@@ -115,8 +117,9 @@ def kafka_server() -> str:
     session (one per pytest-xdist worker); yields the bootstrap address. Fails instead of skipping in CI."""
     directory = tempfile.mkdtemp(prefix="tsunagu-kafka-")
     script = ROOT / "deploy" / "local-kafka.sh"
-    started = subprocess.run([str(script), "start", directory, str(_free_port()), str(_free_port())],
-                             capture_output=True, text=True)
+    started = subprocess.run(
+        [str(script), "start", directory, str(_free_port()), str(_free_port())], capture_output=True, text=True
+    )
     if started.returncode != 0:
         subprocess.run([str(script), "stop", directory], capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)

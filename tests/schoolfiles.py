@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from adapters.publisher import HubPublisher
 from services.hub import Hub
@@ -23,8 +23,19 @@ ORGS = [
     {"id": "beppu-ns-1", "type": "nursery", "regime": "private", "municipality": "442020", "code": NURSERY_CODE},
 ]
 
-MONTHLY_HEADER = ["学校コード", "児童生徒番号", "対象年月", "授業日数", "出席日数", "欠席日数", "うち連絡なし欠席日数",
-                  "遅刻日数", "早退日数", "欠席理由", "特記事項"]
+MONTHLY_HEADER = [
+    "学校コード",
+    "児童生徒番号",
+    "対象年月",
+    "授業日数",
+    "出席日数",
+    "欠席日数",
+    "うち連絡なし欠席日数",
+    "遅刻日数",
+    "早退日数",
+    "欠席理由",
+    "特記事項",
+]
 DAILY_HEADER = ["学校コード", "児童生徒番号", "日付", "出欠", "連絡有無", "理由"]
 
 
@@ -33,38 +44,90 @@ def setup(hub: Hub) -> Hub:
     return hub
 
 
-def register_child(hub: Hub, child: str, *, centre: str = "beppu-center",
-                   at: str = "2026-04-01T00:00:00+09:00") -> None:
+def register_child(
+    hub: Hub, child: str, *, centre: str = "beppu-center", at: str = "2026-04-01T00:00:00+09:00"
+) -> None:
     """The centre registers the child as living in its municipality (once: a second call changes nothing)."""
     municipality = next(o["municipality"] for o in ORGS if o["id"] == centre)
-    result = hub.publish([{"id": f"reg-{child}", "kind": "child.registered", "child": child, "source": centre,
-                           "basis": "internal", "at": at, "payload": {"residence": municipality}}])
+    result = hub.publish(
+        [
+            {
+                "id": f"reg-{child}",
+                "kind": "child.registered",
+                "child": child,
+                "source": centre,
+                "basis": "internal",
+                "at": at,
+                "payload": {"residence": municipality},
+            }
+        ]
+    )
     assert result[0].outcome in ("accepted", "duplicate") or [p.code for p in result[0].problems] == [
-        "already_registered"], result
+        "already_registered"
+    ], result
 
 
-def list_child(hub: Hub, child: str, student_no: str, *, school: str = "beppu-es-1", centre: str = "beppu-center",
-               at: str = "2026-04-01T09:00:00+09:00", from_month: str | None = "2026-04") -> None:
+def list_child(
+    hub: Hub,
+    child: str,
+    student_no: str,
+    *,
+    school: str = "beppu-es-1",
+    centre: str = "beppu-center",
+    at: str = "2026-04-01T09:00:00+09:00",
+    from_month: str | None = "2026-04",
+) -> None:
     """The centre registers the child (policy version 2: only the centre of residence lists a child) and puts it
     on a school's target list (target_list.assigned, cwa-25-3, to the school)."""
     register_child(hub, child, centre=centre, at=min(at, "2026-04-01T00:00:00+09:00"))
     payload = {"school": school, "student_no": student_no, **({"from_month": from_month} if from_month else {})}
-    result = hub.publish([{"id": f"list-{school}-{student_no}-{child}-{at}", "kind": "target_list.assigned",
-                           "child": child, "source": centre, "basis": "cwa-25-3", "to": school, "at": at,
-                           "payload": payload}])
+    result = hub.publish(
+        [
+            {
+                "id": f"list-{school}-{student_no}-{child}-{at}",
+                "kind": "target_list.assigned",
+                "child": child,
+                "source": centre,
+                "basis": "cwa-25-3",
+                "to": school,
+                "at": at,
+                "payload": payload,
+            }
+        ]
+    )
     assert result[0].outcome == "accepted", result
 
 
-def unlist_child(hub: Hub, child: str, student_no: str, *, at: str, school: str = "beppu-es-1",
-                 centre: str = "beppu-center") -> None:
-    result = hub.publish([{"id": f"unlist-{school}-{student_no}-{at}", "kind": "target_list.removed", "child": child,
-                           "source": centre, "basis": "cwa-25-3", "to": school, "at": at,
-                           "payload": {"school": school, "student_no": student_no}}])
+def unlist_child(
+    hub: Hub, child: str, student_no: str, *, at: str, school: str = "beppu-es-1", centre: str = "beppu-center"
+) -> None:
+    result = hub.publish(
+        [
+            {
+                "id": f"unlist-{school}-{student_no}-{at}",
+                "kind": "target_list.removed",
+                "child": child,
+                "source": centre,
+                "basis": "cwa-25-3",
+                "to": school,
+                "at": at,
+                "payload": {"school": school, "student_no": student_no},
+            }
+        ]
+    )
     assert result[0].outcome == "accepted", result
 
 
-def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]], *, encoding: str = "cp932",
-              newline: str = "\r\n", bom: bool = False, trailing_blank: int = 0) -> Path:
+def write_csv(
+    path: Path,
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    encoding: str = "cp932",
+    newline: str = "\r\n",
+    bom: bool = False,
+    trailing_blank: int = 0,
+) -> Path:
     lines = [",".join(header)] + [",".join("" if v is None else str(v) for v in row) for row in rows]
     lines += ["," * (len(header) - 1)] * trailing_blank
     data = (newline.join(lines) + newline).encode(encoding)

@@ -39,8 +39,10 @@ def daily_file(path, days: dict[date, tuple[str, str]], *, others: list[date] | 
 
 
 def alerts(hub, child: str = "c1") -> list[tuple[str, str, int, str]]:
-    return [(e["payload"]["reason"], e["payload"]["since"], e["payload"]["days"], e["at"][:10])
-            for e in kinds(hub, child, "absence.alert")]
+    return [
+        (e["payload"]["reason"], e["payload"]["since"], e["payload"]["days"], e["at"][:10])
+        for e in kinds(hub, child, "absence.alert")
+    ]
 
 
 def test_seven_school_days_absent_with_a_weekend_between_raise_one_alert(world, tmp_path):
@@ -50,8 +52,9 @@ def test_seven_school_days_absent_with_a_weekend_between_raise_one_alert(world, 
     assert alerts(world) == []
     summary = import_daily(world, daily_file(tmp_path / "b.csv", {date(2026, 5, 19): ABSENT}))
     assert [(a["reason"], a["since"], a["days"], a["student_no"], a["outcome"]) for a in summary.alerts] == [
-        ("consecutive_absence", "2026-05-11", 7, "0412", "accepted")]
-    alert, = kinds(world, "c1", "absence.alert")
+        ("consecutive_absence", "2026-05-11", 7, "0412", "accepted")
+    ]
+    (alert,) = kinds(world, "c1", "absence.alert")
     assert (alert["source"], alert["to"], alert["basis"]) == ("beppu-es-1", "beppu-center", "cwa-25-3")
     assert alert["at"] == "2026-05-19T00:00:00+09:00"  # the school day the streak reached 7
     calendar = world.store.peek(SchoolCalendar.create_id("beppu-es-1")).days
@@ -92,7 +95,9 @@ def test_sending_the_days_again_raises_no_second_alert(world, tmp_path):
     assert (again.accepted, again.unchanged, again.alerts) == (0, 7, [])
     assert world.store.log_position() == position
     # The streak goes on: still the same streak, still one alert.
-    more = import_daily(world, daily_file(tmp_path / "more.csv", {date(2026, 5, 20): ABSENT, date(2026, 5, 21): ABSENT}))
+    more = import_daily(
+        world, daily_file(tmp_path / "more.csv", {date(2026, 5, 20): ABSENT, date(2026, 5, 21): ABSENT})
+    )
     assert more.alerts == [] and len(alerts(world)) == 1
     # Older days arriving late make the same streak start earlier: still no second alert.
     older = import_daily(world, daily_file(tmp_path / "older.csv", {date(2026, 5, 8): ABSENT}))
@@ -104,14 +109,26 @@ def test_a_new_streak_after_attending_gets_its_own_alert(world, tmp_path):
     second = school_days(date(2026, 5, 21), date(2026, 5, 29))
     marks = {d: ABSENT for d in first + second} | {date(2026, 5, 20): PRESENT}
     import_daily(world, daily_file(tmp_path / "d.csv", marks))
-    assert [a[:2] for a in alerts(world)] == [("consecutive_absence", "2026-05-11"),
-                                              ("consecutive_absence", "2026-05-21")]
+    assert [a[:2] for a in alerts(world)] == [
+        ("consecutive_absence", "2026-05-11"),
+        ("consecutive_absence", "2026-05-21"),
+    ]
 
 
 def test_three_school_days_absent_without_contact(world, tmp_path):
-    summary = import_daily(world, daily_file(tmp_path / "a.csv", {
-        date(2026, 5, 11): NO_CONTACT, date(2026, 5, 12): NO_CONTACT, date(2026, 5, 13): ABSENT,  # contact: ends it
-        date(2026, 5, 14): NO_CONTACT, date(2026, 5, 15): NO_CONTACT}))
+    summary = import_daily(
+        world,
+        daily_file(
+            tmp_path / "a.csv",
+            {
+                date(2026, 5, 11): NO_CONTACT,
+                date(2026, 5, 12): NO_CONTACT,
+                date(2026, 5, 13): ABSENT,  # contact: ends it
+                date(2026, 5, 14): NO_CONTACT,
+                date(2026, 5, 15): NO_CONTACT,
+            },
+        ),
+    )
     assert summary.alerts == []
     summary = import_daily(world, daily_file(tmp_path / "b.csv", {date(2026, 5, 18): NO_CONTACT}))  # after a weekend
     assert [(a["reason"], a["since"], a["days"]) for a in summary.alerts] == [("no_contact", "2026-05-14", 3)]
@@ -128,8 +145,9 @@ def test_days_arriving_out_of_order_complete_the_streak(world, tmp_path):
 def test_a_school_day_without_the_childs_row_ends_the_streak_until_the_row_arrives(world, tmp_path):
     days = school_days(date(2026, 5, 11), date(2026, 5, 19))
     missing = days[3]  # the school sent rows that day, but none for the child
-    summary = import_daily(world, daily_file(tmp_path / "a.csv", {d: ABSENT for d in days if d != missing},
-                                             others=days))
+    summary = import_daily(
+        world, daily_file(tmp_path / "a.csv", {d: ABSENT for d in days if d != missing}, others=days)
+    )
     assert summary.alerts == []
     summary = import_daily(world, daily_file(tmp_path / "b.csv", {missing: ABSENT}))
     assert [a["since"] for a in summary.alerts] == ["2026-05-11"]
@@ -147,13 +165,17 @@ def test_a_corrected_day_supersedes_and_can_end_a_streak(world, tmp_path):
 
 
 def test_bad_daily_rows_are_kept_with_their_reasons(world, tmp_path):
-    path = write_csv(tmp_path / "d.csv", DAILY_HEADER, [
-        [ES1_CODE, "0412", "R8.5.32", "欠席", "無", ""],
-        [ES1_CODE, "0412", "2026-05-12", "休み", "無", ""],
-        [ES1_CODE, "0412", "2026-05-13", "欠席", "", ""],
-        [ES1_CODE, "0412", "2026-07-01", "欠席", "無", ""],
-        [ES1_CODE, "9999", "2026-05-14", "休み", "", ""],  # not on the list: not kept, even when broken
-    ])
+    path = write_csv(
+        tmp_path / "d.csv",
+        DAILY_HEADER,
+        [
+            [ES1_CODE, "0412", "R8.5.32", "欠席", "無", ""],
+            [ES1_CODE, "0412", "2026-05-12", "休み", "無", ""],
+            [ES1_CODE, "0412", "2026-05-13", "欠席", "", ""],
+            [ES1_CODE, "0412", "2026-07-01", "欠席", "無", ""],
+            [ES1_CODE, "9999", "2026-05-14", "休み", "", ""],  # not on the list: not kept, even when broken
+        ],
+    )
     summary = import_daily(world, path)
     assert (summary.rejected_total, summary.not_listed) == (4, 1)
     assert [p["message_ja"] for r in summary.rejected for p in r["problems"]] == [
@@ -168,11 +190,28 @@ def test_bad_daily_rows_are_kept_with_their_reasons(world, tmp_path):
 def test_the_alert_reaches_the_centre_and_under_the_joint_ledger_the_covering_jiso(make_hub, clock, tmp_path):
     clock.at = at("2026-06-30T18:00:00+09:00")
     hub = setup(make_hub(settings=Settings(joint_ledger=True)))
-    hub.publish([{"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-                  "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}},
-                 {"id": "k1", "kind": "case.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-                  "at": "2026-04-10T09:00:00+09:00",
-                  "payload": {"case": "K-1", "category": "youhogo", "case_type": "abuse_neglect"}}])
+    hub.publish(
+        [
+            {
+                "id": "r1",
+                "kind": "child.registered",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-01T09:00:00+09:00",
+                "payload": {"residence": "442020"},
+            },
+            {
+                "id": "k1",
+                "kind": "case.registered",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-10T09:00:00+09:00",
+                "payload": {"case": "K-1", "category": "youhogo", "case_type": "abuse_neglect"},
+            },
+        ]
+    )
     list_child(hub, "c1", "0412")
     list_child(hub, "c2", "0413")  # c2 has no case: its alert stays with the centre
     days = school_days(date(2026, 5, 11), date(2026, 5, 19))
@@ -195,13 +234,27 @@ def test_the_alert_reaches_the_centre_and_under_the_joint_ledger_the_covering_ji
 def test_without_the_joint_ledger_the_jiso_does_not_see_the_alert(make_hub, clock, tmp_path):
     clock.at = at("2026-06-30T18:00:00+09:00")
     hub = setup(make_hub(settings=Settings(joint_ledger=False)))
-    hub.publish([{"id": "k1", "kind": "case.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-                  "at": "2026-04-10T09:00:00+09:00",
-                  "payload": {"case": "K-1", "category": "youhogo", "case_type": "abuse_neglect"}}])
+    hub.publish(
+        [
+            {
+                "id": "k1",
+                "kind": "case.registered",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-10T09:00:00+09:00",
+                "payload": {"case": "K-1", "category": "youhogo", "case_type": "abuse_neglect"},
+            }
+        ]
+    )
     list_child(hub, "c1", "0412")
     days = school_days(date(2026, 5, 11), date(2026, 5, 19))
-    import_daily(hub, write_csv(tmp_path / "d.csv", DAILY_HEADER,
-                                [[ES1_CODE, "0412", d.isoformat(), "欠席", "有", ""] for d in days]))
+    import_daily(
+        hub,
+        write_csv(
+            tmp_path / "d.csv", DAILY_HEADER, [[ES1_CODE, "0412", d.isoformat(), "欠席", "有", ""] for d in days]
+        ),
+    )
     assert len(kinds(hub, "c1", "absence.alert")) == 1
     read = hub.timeline(org="chuo-jiso", role="caseworker", child="c1", purpose="support")
     assert [e for e in read.entries if e.kind == "absence.alert"] == []
@@ -225,14 +278,19 @@ def test_through_a_transport_that_only_queues_the_alerts_come_from_the_files_row
     queue = Queue()
     days = school_days(date(2026, 5, 11), date(2026, 5, 19))
     summary = SchoolImporter(world.store, queue, now=world.clock()).daily(
-        daily_file(tmp_path / "d.csv", {d: NO_CONTACT for d in days}))
+        daily_file(tmp_path / "d.csv", {d: NO_CONTACT for d in days})
+    )
     assert (summary.accepted, summary.queued) == (7, 7)
-    assert [(a["reason"], a["outcome"]) for a in summary.alerts] == [("consecutive_absence", "queued"),
-                                                                     ("no_contact", "queued")]
+    assert [(a["reason"], a["outcome"]) for a in summary.alerts] == [
+        ("consecutive_absence", "queued"),
+        ("no_contact", "queued"),
+    ]
     assert kinds(world, "c1", "attendance.daily") == []  # nothing stored yet
     assert {r.outcome for r in world.publish(queue.queued)} == {"accepted"}  # the worker delivers them
-    assert alerts(world) == [("consecutive_absence", "2026-05-11", 7, "2026-05-19"),
-                             ("no_contact", "2026-05-11", 3, "2026-05-13")]
+    assert alerts(world) == [
+        ("consecutive_absence", "2026-05-11", 7, "2026-05-19"),
+        ("no_contact", "2026-05-11", 3, "2026-05-13"),
+    ]
     again = import_daily(world, daily_file(tmp_path / "d.csv", {d: NO_CONTACT for d in days}))
     assert (again.unchanged, again.alerts) == (7, [])
 
@@ -259,6 +317,7 @@ def test_daily_import_through_the_cli(tmp_path):
     summary = json.loads(result.output)
     assert (summary["accepted"], summary["not_listed"], summary["status"]) == (7, 7, "ok")
     assert [(a["student_no"], a["reason"], a["since"]) for a in summary["alerts"]] == [
-        ("0412", "consecutive_absence", "2026-05-11")]
+        ("0412", "consecutive_absence", "2026-05-11")
+    ]
     table = CliRunner().invoke(app, ["import", "school-daily", str(path), "--database", database])
     assert table.exit_code == 0 and "変更なし" in table.output and "連続欠席の通知" not in table.output

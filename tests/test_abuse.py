@@ -20,15 +20,22 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from consent.model import Settings
-from events.limits import (MAX_BODY_BYTES, MAX_ENVELOPE_BYTES, MAX_IMPORT_FILE_BYTES, MAX_JSON_DEPTH,
-                           MAX_PAYLOAD_DEPTH, MAX_SENSITIVE_FIELDS, MAX_TEXT_CHARS)
+from events.clock import JST
+from events.limits import (
+    MAX_BODY_BYTES,
+    MAX_ENVELOPE_BYTES,
+    MAX_IMPORT_FILE_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_PAYLOAD_DEPTH,
+    MAX_SENSITIVE_FIELDS,
+    MAX_TEXT_CHARS,
+)
 from events.store import Quarantine
-from services.http.app import create_app
 from services.auth.tokens import TokenIssuer, keys_from_file
 from services.casework.commands import Actor, CaseWork
-from services.cli.root import app as cli_app
 from services.casework.csv_export import csv_bytes, safe_cell
-from events.clock import JST
+from services.cli.root import app as cli_app
+from services.http.app import create_app
 from services.hub import Hub
 
 ORGS = [
@@ -36,8 +43,15 @@ ORGS = [
     {"id": "oita-center", "type": "municipal_center", "municipality": "442011"},
     {"id": "beppu-es-1", "type": "school", "regime": "public", "municipality": "442020", "code": "E144202000011"},
 ]
-R1 = {"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-      "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}}
+R1 = {
+    "id": "r1",
+    "kind": "child.registered",
+    "child": "c1",
+    "source": "beppu-center",
+    "basis": "internal",
+    "at": "2026-04-01T09:00:00+09:00",
+    "payload": {"residence": "442020"},
+}
 NOW = datetime(2026, 5, 12, 11, 0, tzinfo=JST)
 HEALTH, LEDGER = "/v1/health", "/v1/ledger"
 
@@ -72,10 +86,20 @@ def bearer(issuer: TokenIssuer, org: str = "beppu-center", user: str = "tester",
 
 def forged(org: str, user: str) -> dict:
     """A token that names ``org`` and ``user`` but is signed by nobody the hub knows."""
+
     def part(value: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-    claims = {"iss": "tsunagu", "aud": "tsunagu-hub", "sub": user, "org": org, "role": "caseworker",
-              "iat": 1, "exp": 4_000_000_000, "jti": "x"}
+
+    claims = {
+        "iss": "tsunagu",
+        "aud": "tsunagu-hub",
+        "sub": user,
+        "org": org,
+        "role": "caseworker",
+        "iat": 1,
+        "exp": 4_000_000_000,
+        "jti": "x",
+    }
     return {"Authorization": f"Bearer {part({'alg': 'ES256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"}
 
 
@@ -84,6 +108,7 @@ def client_at(app, address: str) -> TestClient:
 
 
 # --- Request rates per client ---------------------------------------------------------------------------------
+
 
 def assert_rate_limited(response: httpx.Response) -> int:
     error = assert_error(response, 429, "rate_limited")
@@ -142,8 +167,7 @@ def test_the_token_endpoint_has_a_stricter_limit_per_client_id_and_per_address(w
     app = create_app(world, keys[1])
     form = {"grant_type": "client_credentials", "client_secret": "guess"}
     basic = {"Authorization": "Basic " + base64.b64encode(b"adapter-1:guess").decode()}
-    with client_at(app, "198.51.100.1") as a, client_at(app, "198.51.100.2") as b, \
-            client_at(app, "198.51.100.3") as c:
+    with client_at(app, "198.51.100.1") as a, client_at(app, "198.51.100.2") as b, client_at(app, "198.51.100.3") as c:
         # one client_id guessed at from several addresses: HTTP Basic or the form body name the same client
         assert a.post("/oauth/token", headers=basic, data=form).status_code != 429
         assert b.post("/oauth/token", data={**form, "client_id": "adapter-1"}).status_code != 429
@@ -155,13 +179,17 @@ def test_the_token_endpoint_has_a_stricter_limit_per_client_id_and_per_address(w
         assert c.get("/openapi.json").status_code == 200
 
 
-@pytest.mark.parametrize("variable, value, words", [
-    ("TSUNAGU_RATE_LIMIT", "lots", "TSUNAGU_RATE_LIMIT='lots'"),
-    ("TSUNAGU_TOKEN_RATE_LIMIT", "10 per fortnight", "TSUNAGU_TOKEN_RATE_LIMIT"),
-    ("TSUNAGU_RATE_LIMIT_STORAGE", "redis://localhost:6379", "async+redis://"),
-])
-def test_a_rate_setting_that_cannot_be_used_stops_the_app_from_starting(world, keys, monkeypatch, variable, value,
-                                                                         words):
+@pytest.mark.parametrize(
+    "variable, value, words",
+    [
+        ("TSUNAGU_RATE_LIMIT", "lots", "TSUNAGU_RATE_LIMIT='lots'"),
+        ("TSUNAGU_TOKEN_RATE_LIMIT", "10 per fortnight", "TSUNAGU_TOKEN_RATE_LIMIT"),
+        ("TSUNAGU_RATE_LIMIT_STORAGE", "redis://localhost:6379", "async+redis://"),
+    ],
+)
+def test_a_rate_setting_that_cannot_be_used_stops_the_app_from_starting(
+    world, keys, monkeypatch, variable, value, words
+):
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=words.replace("+", r"\+")):
         with TestClient(create_app(world, keys[1])):
@@ -183,6 +211,7 @@ def test_every_operation_documents_429_and_414(world, keys):
 
 # --- Sizes: URLs, bodies, batches, nesting ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def client(world, keys):
     with TestClient(create_app(world, keys[1])) as client:
@@ -197,32 +226,48 @@ def issuer(keys) -> TokenIssuer:
 def test_a_huge_child_id_is_refused_before_routing_and_a_long_one_names_the_field(client, issuer):
     """(60 KB: the HTTP client refuses to send longer URLs; servers refuse far shorter request lines.)"""
     auth = bearer(issuer)
-    error = assert_error(client.get(f"/v1/children/{'c' * 60_000}/timeline", params={"purpose": "support"},
-                                    headers=auth), 414, "uri_too_long")
+    error = assert_error(
+        client.get(f"/v1/children/{'c' * 60_000}/timeline", params={"purpose": "support"}, headers=auth),
+        414,
+        "uri_too_long",
+    )
     assert "URL が長すぎます" in error["message_ja"]
-    error = assert_error(client.get(f"/v1/children/{'c' * 201}/timeline", params={"purpose": "support"},
-                                    headers=auth), 422, "invalid_request")
+    error = assert_error(
+        client.get(f"/v1/children/{'c' * 201}/timeline", params={"purpose": "support"}, headers=auth),
+        422,
+        "invalid_request",
+    )
     assert error["field"] == "child" and error["message_ja"] == "child: 長すぎます（200文字まで）"
-    assert_error(client.get("/v1/agenda", params={"date": "2026-05-20", "x": "y" * 10_000}, headers=auth), 414,
-                 "uri_too_long")
+    assert_error(
+        client.get("/v1/agenda", params={"date": "2026-05-20", "x": "y" * 10_000}, headers=auth), 414, "uri_too_long"
+    )
 
 
 def test_every_body_is_limited_not_only_the_publish_endpoint(client, issuer):
     huge = json.dumps({"child": "c1", "category": "youshien", "case_type": "x" * MAX_BODY_BYTES}).encode()
-    assert_error(client.post("/v1/cases", content=huge, headers={**bearer(issuer), "Content-Type":
-                                                                  "application/json"}), 413, "payload_too_large")
+    assert_error(
+        client.post("/v1/cases", content=huge, headers={**bearer(issuer), "Content-Type": "application/json"}),
+        413,
+        "payload_too_large",
+    )
     chunks = (b" " * (1 << 20) for _ in range(6))  # streamed, no Content-Length
     assert_error(client.post("/v1/plans", content=chunks, headers=bearer(issuer)), 413, "payload_too_large")
 
 
-@pytest.mark.parametrize("body", [
-    "[" * 40 + "]" * 40,  # parses, but nests deeper than any batch of envelopes
-    '{"a":' * 100_000 + "1" + "}" * 100_000,  # deeper than the JSON parser goes
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 40 + "]" * 40,  # parses, but nests deeper than any batch of envelopes
+        '{"a":' * 100_000 + "1" + "}" * 100_000,  # deeper than the JSON parser goes
+    ],
+)
 def test_deeply_nested_json_is_a_422_naming_the_body_on_every_endpoint(client, issuer, body):
     auth = {**bearer(issuer), "Content-Type": "application/json"}
-    error = assert_error(client.post("/v1/events", content=body, headers=auth), 422,
-                         "nested_too_deeply" if len(body) < 1000 else "invalid_json")
+    error = assert_error(
+        client.post("/v1/events", content=body, headers=auth),
+        422,
+        "nested_too_deeply" if len(body) < 1000 else "invalid_json",
+    )
     assert error["field"] == "body"
     if len(body) < 1000:
         assert error["message_ja"] == f"送信データの入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）"
@@ -232,13 +277,20 @@ def test_deeply_nested_json_is_a_422_naming_the_body_on_every_endpoint(client, i
 
 def test_a_body_that_is_not_utf8_json_is_a_422_on_every_endpoint(client, issuer):
     """FastAPI answers 400 for a body it cannot parse; the hub answers as the publish endpoint does."""
-    error = assert_error(client.post("/v1/cases", content=b'{"child": "\xff\xfe"}',
-                                     headers={**bearer(issuer), "Content-Type": "application/json"}),
-                         422, "invalid_json")
+    error = assert_error(
+        client.post(
+            "/v1/cases",
+            content=b'{"child": "\xff\xfe"}',
+            headers={**bearer(issuer), "Content-Type": "application/json"},
+        ),
+        422,
+        "invalid_json",
+    )
     assert error["field"] == "body" and error["message_ja"] == "送信データは UTF-8 の JSON で送ってください"
 
 
 # --- Envelopes: the same limits on every path (HTTP here; files and Kafka share parse_envelope) -----------------
+
 
 def publish_one(client: TestClient, issuer: TokenIssuer, envelope: dict) -> dict:
     response = client.post("/v1/events", json=envelope, headers=bearer(issuer, role="adapter"))
@@ -254,22 +306,46 @@ def nested(depth: int) -> object:
     return value
 
 
-@pytest.mark.parametrize("change, code, field, words", [
-    ({"payload": {"residence": "442020", "extra": nested(MAX_PAYLOAD_DEPTH)}}, "payload_too_deep", "payload",
-     f"payload: 入れ子が深すぎます（{MAX_PAYLOAD_DEPTH}段まで）"),
-    ({"payload": {"residence": "442020", "notes": ["短い", "長" * (MAX_TEXT_CHARS + 1)]}}, "text_too_long",
-     "payload.notes.1", f"payload.notes.1: 長すぎます（{MAX_TEXT_CHARS}文字まで）"),
-    ({"payload": {"residence": "442020", "k" * 201: 1}}, "field_name_too_long", "payload",
-     "payload: 項目名が長すぎます（200文字まで）"),
-    ({"sensitive": [f"f{i}" for i in range(MAX_SENSITIVE_FIELDS + 1)]}, "invalid_envelope", "sensitive",
-     f"sensitive: 件数が多すぎます（{MAX_SENSITIVE_FIELDS}件まで）"),
-    ({"sensitive": ["s" * 201]}, "invalid_envelope", "sensitive.0", "sensitive.0: 長すぎます（200文字まで）"),
-    ({"id": "i" * 201}, "invalid_envelope", "id", "id: 長すぎます（200文字まで）"),
-    ({"payload": {"residence": "442020", **{f"note{i}": "記" * MAX_TEXT_CHARS for i in range(9)}}},
-     "envelope_too_large", "payload", f"{MAX_ENVELOPE_BYTES // 1024} KB まで"),
-])
-def test_an_envelope_past_a_limit_is_rejected_naming_the_field_in_japanese(world, client, issuer, change, code,
-                                                                          field, words):
+@pytest.mark.parametrize(
+    "change, code, field, words",
+    [
+        (
+            {"payload": {"residence": "442020", "extra": nested(MAX_PAYLOAD_DEPTH)}},
+            "payload_too_deep",
+            "payload",
+            f"payload: 入れ子が深すぎます（{MAX_PAYLOAD_DEPTH}段まで）",
+        ),
+        (
+            {"payload": {"residence": "442020", "notes": ["短い", "長" * (MAX_TEXT_CHARS + 1)]}},
+            "text_too_long",
+            "payload.notes.1",
+            f"payload.notes.1: 長すぎます（{MAX_TEXT_CHARS}文字まで）",
+        ),
+        (
+            {"payload": {"residence": "442020", "k" * 201: 1}},
+            "field_name_too_long",
+            "payload",
+            "payload: 項目名が長すぎます（200文字まで）",
+        ),
+        (
+            {"sensitive": [f"f{i}" for i in range(MAX_SENSITIVE_FIELDS + 1)]},
+            "invalid_envelope",
+            "sensitive",
+            f"sensitive: 件数が多すぎます（{MAX_SENSITIVE_FIELDS}件まで）",
+        ),
+        ({"sensitive": ["s" * 201]}, "invalid_envelope", "sensitive.0", "sensitive.0: 長すぎます（200文字まで）"),
+        ({"id": "i" * 201}, "invalid_envelope", "id", "id: 長すぎます（200文字まで）"),
+        (
+            {"payload": {"residence": "442020", **{f"note{i}": "記" * MAX_TEXT_CHARS for i in range(9)}}},
+            "envelope_too_large",
+            "payload",
+            f"{MAX_ENVELOPE_BYTES // 1024} KB まで",
+        ),
+    ],
+)
+def test_an_envelope_past_a_limit_is_rejected_naming_the_field_in_japanese(
+    world, client, issuer, change, code, field, words
+):
     envelope = {**R1, **change}
     assert len(json.dumps(envelope, ensure_ascii=False).encode()) < MAX_BODY_BYTES
     result = publish_one(client, issuer, envelope)
@@ -283,10 +359,14 @@ def test_an_envelope_past_a_limit_is_rejected_naming_the_field_in_japanese(world
 
 # --- Import files -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", [
-    ["import", "school-monthly"],
-    ["import", "jsonl", "--org", "beppu-es-1"],
-])
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["import", "school-monthly"],
+        ["import", "jsonl", "--org", "beppu-es-1"],
+    ],
+)
 def test_an_import_file_over_the_maximum_is_refused_before_it_is_read(tmp_path, command):
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     hub = Hub(database)
@@ -311,36 +391,42 @@ def test_a_json_lines_feed_line_nested_too_deeply_is_rejected_with_its_line(tmp_
     hub.close()
     feed = tmp_path / "feed.jsonl"
     feed.write_text("[" * 100_000 + "\n" + "[" * 40 + "]" * 40 + "\n", encoding="utf-8")
-    result = CliRunner().invoke(cli_app, ["import", "jsonl", str(feed), "--org", "beppu-es-1", "--database",
-                                          database, "--json"])
+    result = CliRunner().invoke(
+        cli_app, ["import", "jsonl", str(feed), "--org", "beppu-es-1", "--database", database, "--json"]
+    )
     assert result.exit_code == 1, result.output
     rejected = json.loads(result.output)["rejected"]
     assert [r["line"] for r in rejected] == [1, 2]
-    assert all(r["problems"][0]["message_ja"].endswith(f"入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）")
-               for r in rejected), rejected
+    assert all(
+        r["problems"][0]["message_ja"].endswith(f"入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）") for r in rejected
+    ), rejected
 
 
 # --- CSV exports: no formula ever reaches a spreadsheet --------------------------------------------------------
 
-@pytest.mark.parametrize("value, shown", [
-    ("=1+1", "'=1+1"),
-    ("+81-90-1234-5678", "'+81-90-1234-5678"),
-    ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
-    ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
-    ("\t=1+1", "'\t=1+1"),
-    ("\r=1+1", "'\r=1+1"),
-    ("  =1+1", "'  =1+1"),
-    ("\u3000＝1+1", "'\u3000＝1+1"),
-    ("＋1", "'＋1"),
-    ("－1", "'－1"),
-    ("＠SUM(A1)", "'＠SUM(A1)"),
-    ("-3", "-3"),  # a plain number is shown as a number
-    ("-0.5", "-0.5"),
-    ("-3e2", "'-3e2"),
-    ("2026-05-05 =HYPERLINK(...)", "2026-05-05 =HYPERLINK(...)"),
-    (-7, "-7"),
-    (None, ""),
-])
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("=1+1", "'=1+1"),
+        ("+81-90-1234-5678", "'+81-90-1234-5678"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\r=1+1"),
+        ("  =1+1", "'  =1+1"),
+        ("\u3000＝1+1", "'\u3000＝1+1"),
+        ("＋1", "'＋1"),
+        ("－1", "'－1"),
+        ("＠SUM(A1)", "'＠SUM(A1)"),
+        ("-3", "-3"),  # a plain number is shown as a number
+        ("-0.5", "-0.5"),
+        ("-3e2", "'-3e2"),
+        ("2026-05-05 =HYPERLINK(...)", "2026-05-05 =HYPERLINK(...)"),
+        (-7, "-7"),
+        (None, ""),
+    ],
+)
 def test_a_cell_that_could_start_a_formula_is_shown_as_written(value, shown):
     assert safe_cell(value) == shown
     rows = list(csv.reader(io.StringIO(csv_bytes(["列"], [[value]]).decode("utf-8-sig"), newline="")))
@@ -357,13 +443,22 @@ def test_the_meeting_agenda_csv_neutralises_every_field_a_member_can_write(make_
     """Values other organisations and the centre wrote end up at the start of the agenda's cells: the case
     number, the child's kana, the review decision, the joint ledger's severity (written by the 児相)."""
     hub = make_hub(settings=Settings(joint_ledger=True))
-    hub.load_orgs(ORGS + [{"id": "chuo-jiso", "type": "child_guidance_center", "prefecture": "44",
-                           "covers": ["442020"]}])
+    hub.load_orgs(
+        ORGS + [{"id": "chuo-jiso", "type": "child_guidance_center", "prefecture": "44", "covers": ["442020"]}]
+    )
     cw = CaseWork(hub)
     centre = Actor("beppu-center")
     clock.at = datetime(2026, 4, 1, 9, 0, tzinfo=JST)
-    [registered] = hub.publish([{**R1, "child": "c9", "at": clock.at.isoformat(),
-                                 "payload": {"residence": "442020", "name_kana": "=HYPERLINK(\"http://x\",\"ｸﾘｯｸ\")"}}])
+    [registered] = hub.publish(
+        [
+            {
+                **R1,
+                "child": "c9",
+                "at": clock.at.isoformat(),
+                "payload": {"residence": "442020", "name_kana": '=HYPERLINK("http://x","ｸﾘｯｸ")'},
+            }
+        ]
+    )
     assert registered.outcome == "accepted"
     cw.register(centre, child="c9", category="youhogo", case_type="abuse_neglect", case="-2+3+cmd|' /C calc'!A0")
     cw.assign_member(centre, "-2+3+cmd|' /C calc'!A0", "beppu-es-1")
@@ -373,14 +468,13 @@ def test_the_meeting_agenda_csv_neutralises_every_field_a_member_can_write(make_
     clock.at = datetime(2026, 5, 18, 9, 0, tzinfo=JST)
     issuer, verifier = keys
     with TestClient(create_app(hub, verifier)) as client:
-        response = client.get("/v1/agenda", params={"date": "2026-05-20", "format": "csv"},
-                              headers=bearer(issuer))
+        response = client.get("/v1/agenda", params={"date": "2026-05-20", "format": "csv"}, headers=bearer(issuer))
     assert response.status_code == 200, response.text
     assert response.content.startswith(b"\xef\xbb\xbf")
     header, row = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))
     cell = dict(zip(header, row))
     assert cell["ケース番号"] == "'-2+3+cmd|' /C calc'!A0"
-    assert cell["ふりがな"] == "'=HYPERLINK(\"http://x\",\"ｸﾘｯｸ\")"
+    assert cell["ふりがな"] == '\'=HYPERLINK("http://x","ｸﾘｯｸ")'
     assert cell["前回の方針"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
     assert cell["児相の評価"] == "'＝1+1"
     assert cell["超過日数"] == "19"

@@ -37,8 +37,9 @@ def read_more(hub: Hub, clock, child: str, times: int) -> list[str]:
     ids = []
     for minute in range(times):
         clock.at = clock.at.replace(hour=11, minute=minute)
-        ids.append(hub.timeline(org="beppu-center", role="caseworker", child=child, purpose="support",
-                                user="u").access_record)
+        ids.append(
+            hub.timeline(org="beppu-center", role="caseworker", child=child, purpose="support", user="u").access_record
+        )
     return ids
 
 
@@ -47,8 +48,10 @@ def delete(hub: Hub, child: str, *sequences: int, created: bool = False) -> None
     versions = [s + 1 for s in sequences] + ([1] if created else [])
     with hub.store.recorder.datastore.transaction(commit=True) as cursor:
         for version in versions:
-            cursor.execute("DELETE FROM stored_events WHERE originator_id = ? AND originator_version = ?",
-                           (AccessLog.create_id(child).hex, version))
+            cursor.execute(
+                "DELETE FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+                (AccessLog.create_id(child).hex, version),
+            )
             cursor.execute("SELECT changes()")
             assert cursor.fetchone()[0] == 1
 
@@ -59,14 +62,24 @@ def problems(report) -> list[tuple]:
 
 # --- Anchoring ----------------------------------------------------------------------------------------------
 
+
 def test_an_anchor_holds_each_chains_head_signed_by_the_hub_and_checkable_with_its_jwks(hub, clock, keys):
     ids = populate(hub, clock)
     last = {r["child"]: r for r in access_records(hub.store)}  # each child's last record, in the log's order
     made = anchor(hub.store, at=clock())
 
     assert made["heads"] == sorted(
-        [{"log": str(AccessLog.create_id(child)), "sequence": count, "hash": last[child]["hash"],
-          "record": ids[child][-1]} for child, count in (("c1", 4), ("c2", 2))], key=lambda h: h["log"])
+        [
+            {
+                "log": str(AccessLog.create_id(child)),
+                "sequence": count,
+                "hash": last[child]["hash"],
+                "record": ids[child][-1],
+            }
+            for child, count in (("c1", 4), ("c2", 2))
+        ],
+        key=lambda h: h["log"],
+    )
     assert made["log_position"] == hub.store.log_position() and made["at"] == clock().isoformat()
     assert made["digest"] == content_digest(made["heads"]) == heads_digest(reversed(made["heads"]))
     assert anchor(hub.store, at=clock())["digest"] == made["digest"]  # nothing read since: the same heads
@@ -79,15 +92,23 @@ def test_an_anchor_holds_each_chains_head_signed_by_the_hub_and_checkable_with_i
     published = KeySet.import_key_set(TokenVerifier(keys).jwks())  # what the hub's JWKS endpoint serves
     opened = open_anchor(token, published)
     assert opened["iss"] == "tsunagu"
-    assert {h["log"]: h["sequence"] for h in opened["heads"]} == {str(AccessLog.create_id("c1")): 4,
-                                                                   str(AccessLog.create_id("c2")): 3}
+    assert {h["log"]: h["sequence"] for h in opened["heads"]} == {
+        str(AccessLog.create_id("c1")): 4,
+        str(AccessLog.create_id("c2")): 3,
+    }
 
 
-@pytest.mark.parametrize("spoil, message", [
-    (lambda hub: _resave(hub, "c1", 4, lambda r: r.update(purpose="emergency")),
-     r"the last record of child c1's access log \(#4\) is not intact"),
-    (lambda hub: _overwrite(hub, _stored(hub, "c2", 2), b"not a sealed record"), r"\(#2\) does not open"),
-], ids=["edited", "unreadable"])
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (
+            lambda hub: _resave(hub, "c1", 4, lambda r: r.update(purpose="emergency")),
+            r"the last record of child c1's access log \(#4\) is not intact",
+        ),
+        (lambda hub: _overwrite(hub, _stored(hub, "c2", 2), b"not a sealed record"), r"\(#2\) does not open"),
+    ],
+    ids=["edited", "unreadable"],
+)
 def test_anchoring_refuses_a_chain_whose_last_record_is_not_intact(hub, clock, spoil, message):
     populate(hub, clock)
     spoil(hub)
@@ -96,6 +117,7 @@ def test_anchoring_refuses_a_chain_whose_last_record_is_not_intact(hub, clock, s
 
 
 # --- What the anchor catches that the chain cannot -------------------------------------------------------------
+
 
 def test_a_chain_that_grew_still_verifies_and_records_cut_off_its_end_are_caught(hub, clock):
     ids = populate(hub, clock)
@@ -156,12 +178,14 @@ def test_a_record_removed_from_the_middle_and_a_whole_access_log_removed(hub, cl
     assert [(m.child, m.sequence, m.fault) for m in report.broken_chains] == [("c1", 4, "missing")]
     anonymous = f"(access log {AccessLog.create_id('c2')})"  # nothing left in the hub names the child
     assert sorted(problems(report)) == [(anonymous, 2, "truncated", ids["c2"][1]), ("c1", 4, "missing", ids["c1"][3])]
-    assert "the access log has no records any more" in \
-        next(m.detail for m in report.not_as_anchored if m.child == anonymous)
+    assert "the access log has no records any more" in next(
+        m.detail for m in report.not_as_anchored if m.child == anonymous
+    )
     assert problems(verify(hub.store, child="c2", anchor=made)) == [("c2", 2, "truncated", ids["c2"][1])]
 
 
 # --- The command line, on PostgreSQL ------------------------------------------------------------------------
+
 
 def cli(*args: str):
     return CliRunner().invoke(app, list(args))
@@ -187,8 +211,9 @@ def test_anchor_and_verify_on_postgresql_catch_the_last_record_deleted_with_sql(
 
         read_more(hub, clock, "c1", 2)
         read_more(hub, clock, "c2", 1)
-        checked = cli("audit", "verify", "--database", postgres_url, "--anchor", str(anchor_file), "--key-file",
-                      key_file)
+        checked = cli(
+            "audit", "verify", "--database", postgres_url, "--anchor", str(anchor_file), "--key-file", key_file
+        )
         assert checked.exit_code == 0, checked.output
         assert "9 access records checked" in checked.output and "2 chains checked, 0 no longer" in flat(checked.output)
 
@@ -197,15 +222,27 @@ def test_anchor_and_verify_on_postgresql_catch_the_last_record_deleted_with_sql(
         plain = cli("audit", "verify", "--database", postgres_url)
         assert plain.exit_code == 0, plain.output  # the documented limit of a chain alone
 
-        caught = cli("audit", "verify", "--database", postgres_url, "--anchor", str(anchor_file), "--key-file",
-                     key_file)
+        caught = cli(
+            "audit", "verify", "--database", postgres_url, "--anchor", str(anchor_file), "--key-file", key_file
+        )
         assert caught.exit_code == 1, caught.output
         output = flat(caught.output)
         assert "NOT AS ANCHORED" in output and f"child c2 #2 record {ids['c2'][1]}" in output
         assert "末尾の記録の削除" in output and "the chain ends at #1" in output
         assert "child c1" not in caught.output
-        report = json.loads(cli("audit", "verify", "--database", postgres_url, "--anchor", str(anchor_file),
-                                "--key-file", key_file, "--json").stdout)
+        report = json.loads(
+            cli(
+                "audit",
+                "verify",
+                "--database",
+                postgres_url,
+                "--anchor",
+                str(anchor_file),
+                "--key-file",
+                key_file,
+                "--json",
+            ).stdout
+        )
         assert report["ok"] is False and report["anchored"] == 2 and report["broken_chains"] == []
         assert report["anchor"]["digest"] == open_anchor(anchor_file.read_text(), keys.key_set())["digest"]
         assert [(m["child"], m["sequence"], m["fault"]) for m in report["not_as_anchored"]] == [("c2", 2, "truncated")]
@@ -214,6 +251,7 @@ def test_anchor_and_verify_on_postgresql_catch_the_last_record_deleted_with_sql(
 
 
 # --- Anchors that are refused -----------------------------------------------------------------------------------
+
 
 def test_an_altered_or_foreign_anchor_is_refused(make_hub, clock, keys, tmp_path):
     database = f"sqlite:///{tmp_path / 'hub.db'}"
@@ -231,7 +269,7 @@ def test_an_altered_or_foreign_anchor_is_refused(make_hub, clock, keys, tmp_path
 
     header, payload, signature = token.split(".")
     middle = len(signature) // 2
-    flipped = signature[:middle] + ("A" if signature[middle] != "A" else "B") + signature[middle + 1:]
+    flipped = signature[:middle] + ("A" if signature[middle] != "A" else "B") + signature[middle + 1 :]
     refused = verify_with(f"{header}.{payload}.{flipped}")
     assert refused.exit_code == 2 and "アンカーの署名が一致しません" in flat(refused.output)
 
@@ -270,4 +308,3 @@ def test_an_anchor_verifies_after_a_key_rotation_until_its_key_is_retired(hub, c
     keys.retire(old, force=True)
     with pytest.raises(AnchorRefused, match="not signed by a key of this hub"):
         open_anchor(token, keys.key_set())
-

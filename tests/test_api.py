@@ -23,11 +23,11 @@ from joserfc.jwk import ECKey
 from typer.testing import CliRunner
 
 from consent.policy import POLICY_VERSION
+from events.clock import JST
 from events.store import AccessLog, ChildRecord, Quarantine
-from services.http.app import create_app
 from services.audit.replay import access_records
 from services.auth.tokens import TokenIssuer, TokenVerifier, keys_from_file
-from events.clock import JST
+from services.http.app import create_app
 from services.hub import Hub
 
 ORGS = [
@@ -39,13 +39,34 @@ ORGS = [
     {"id": "oita-audit", "type": "auditor", "prefecture": "44"},
 ]
 
-R1 = {"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-      "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}}
-N1 = {"id": "n1", "kind": "note.recorded", "child": "c1", "source": "beppu-center", "basis": "internal",
-      "at": "2026-05-01T09:00:00+09:00", "payload": {"text": "母親からDV被害の相談", "shelter": "非公開の避難先"},
-      "sensitive": ["shelter"]}
-E1 = {"id": "e1", "kind": "concern.reported", "child": "c1", "source": "beppu-es-1", "basis": "cwa-21-10-5",
-      "at": "2026-05-12T10:00:00+09:00", "payload": {"summary": "連絡なしの欠席が続いている"}}
+R1 = {
+    "id": "r1",
+    "kind": "child.registered",
+    "child": "c1",
+    "source": "beppu-center",
+    "basis": "internal",
+    "at": "2026-04-01T09:00:00+09:00",
+    "payload": {"residence": "442020"},
+}
+N1 = {
+    "id": "n1",
+    "kind": "note.recorded",
+    "child": "c1",
+    "source": "beppu-center",
+    "basis": "internal",
+    "at": "2026-05-01T09:00:00+09:00",
+    "payload": {"text": "母親からDV被害の相談", "shelter": "非公開の避難先"},
+    "sensitive": ["shelter"],
+}
+E1 = {
+    "id": "e1",
+    "kind": "concern.reported",
+    "child": "c1",
+    "source": "beppu-es-1",
+    "basis": "cwa-21-10-5",
+    "at": "2026-05-12T10:00:00+09:00",
+    "payload": {"summary": "連絡なしの欠席が続いている"},
+}
 NOW = datetime(2026, 5, 12, 11, 0, tzinfo=JST)
 
 
@@ -102,10 +123,10 @@ def published(client, issuer) -> None:
     assert publish(client, issuer, "beppu-es-1", E1)["counts"]["received"] == 1
 
 
-def read(client: TestClient, issuer: TokenIssuer, org: str, role: str, purpose: str = "support",
-         child: str = "c1") -> httpx.Response:
-    return client.get(f"/v1/children/{child}/timeline", params={"purpose": purpose},
-                      headers=bearer(issuer, org, role))
+def read(
+    client: TestClient, issuer: TokenIssuer, org: str, role: str, purpose: str = "support", child: str = "c1"
+) -> httpx.Response:
+    return client.get(f"/v1/children/{child}/timeline", params={"purpose": purpose}, headers=bearer(issuer, org, role))
 
 
 def records_about(hub: Hub, child: str) -> list[dict]:
@@ -113,6 +134,7 @@ def records_about(hub: Hub, child: str) -> list[dict]:
 
 
 # --- Health -----------------------------------------------------------------------------------------------
+
 
 def test_health_needs_no_token_and_names_the_store(client):
     response = client.get("/v1/health")
@@ -130,10 +152,19 @@ def test_openapi_documents_the_endpoints_and_the_envelope(client):
 
 # --- Authentication ---------------------------------------------------------------------------------------
 
+
 def _forged(key: ECKey, kid: str, **claims) -> str:
     now = int(time.time())
-    body = {"iss": "tsunagu", "aud": "tsunagu-hub", "sub": "x", "org": "beppu-center", "role": "caseworker",
-            "iat": now, "exp": now + 3600, "jti": "j1"} | claims
+    body = {
+        "iss": "tsunagu",
+        "aud": "tsunagu-hub",
+        "sub": "x",
+        "org": "beppu-center",
+        "role": "caseworker",
+        "iat": now,
+        "exp": now + 3600,
+        "jti": "j1",
+    } | claims
     return jwt.encode({"alg": "ES256", "kid": kid}, body, key)
 
 
@@ -146,21 +177,38 @@ def _bad_tokens(issuer: TokenIssuer, tmp_path: Path) -> dict[str, tuple[str | No
         "not bearer": ("Basic YWxpY2U6c2VjcmV0", "invalid_token"),
         "garbage": ("Bearer not-a-jwt", "invalid_token"),
         "empty bearer": ("Bearer ", "invalid_token"),
-        "another hub's key": (f"Bearer {stranger.issue(org='beppu-center', role='caseworker', user='x')}",
-                              "invalid_token"),
+        "another hub's key": (
+            f"Bearer {stranger.issue(org='beppu-center', role='caseworker', user='x')}",
+            "invalid_token",
+        ),
         "bad signature under our kid": (f"Bearer {_forged(other_key, issuer.key.kid)}", "invalid_token"),
         "expired": (f"Bearer {expired.issue(org='beppu-center', role='caseworker', user='x')}", "token_expired"),
-        "wrong audience": (f"Bearer {_forged(issuer.key, issuer.key.kid, aud='another-service')}",
-                           "wrong_audience"),
+        "wrong audience": (f"Bearer {_forged(issuer.key, issuer.key.kid, aud='another-service')}", "wrong_audience"),
         "wrong issuer": (f"Bearer {_forged(issuer.key, issuer.key.kid, iss='someone')}", "wrong_issuer"),
         "unknown role": (f"Bearer {_forged(issuer.key, issuer.key.kid, role='boss')}", "invalid_token"),
         "missing org": (f"Bearer {_forged(issuer.key, issuer.key.kid, org='')}", "invalid_token"),
         "no kid": (f"Bearer {jwt.encode({'alg': 'ES256'}, {'org': 'beppu-center'}, issuer.key)}", "invalid_token"),
-        "alg none": ("Bearer " + ".".join(_b64(part) for part in (
-            {"alg": "none", "kid": issuer.key.kid}, {"iss": "tsunagu", "aud": "tsunagu-hub", "sub": "x",
-                                                     "org": "beppu-center", "role": "caseworker", "jti": "j",
-                                                     "iat": int(time.time()), "exp": int(time.time()) + 60})) + ".",
-                     "invalid_token"),
+        "alg none": (
+            "Bearer "
+            + ".".join(
+                _b64(part)
+                for part in (
+                    {"alg": "none", "kid": issuer.key.kid},
+                    {
+                        "iss": "tsunagu",
+                        "aud": "tsunagu-hub",
+                        "sub": "x",
+                        "org": "beppu-center",
+                        "role": "caseworker",
+                        "jti": "j",
+                        "iat": int(time.time()),
+                        "exp": int(time.time()) + 60,
+                    },
+                )
+            )
+            + ".",
+            "invalid_token",
+        ),
     }
 
 
@@ -168,8 +216,7 @@ def _b64(value: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 
-def test_every_bad_token_is_401_with_a_bearer_challenge_and_reads_nothing(world, client, issuer, published,
-                                                                           tmp_path):
+def test_every_bad_token_is_401_with_a_bearer_challenge_and_reads_nothing(world, client, issuer, published, tmp_path):
     for name, (header, code) in _bad_tokens(issuer, tmp_path).items():
         headers = {"Authorization": header} if header is not None else {}
         response = client.get("/v1/children/c1/timeline", params={"purpose": "support"}, headers=headers)
@@ -193,13 +240,15 @@ def test_an_unregistered_organisation_is_refused_and_the_refusal_is_recorded(wor
     assert record["decision"]["allowed"] is False and record["decision"]["reason"] == "unknown_organisation"
     assert world.verify().ok and world.verify().records == 1
 
-    response = client.post("/v1/events", json=dict(R1, id="g1", source="ghost-org"),
-                           headers=bearer(issuer, "ghost-org", "adapter"))
+    response = client.post(
+        "/v1/events", json=dict(R1, id="g1", source="ghost-org"), headers=bearer(issuer, "ghost-org", "adapter")
+    )
     assert_error(response, 403, "unknown_organisation")
     assert world.store.peek(Quarantine.create_id("ghost-org")) is None
 
 
 # --- Timeline reads ---------------------------------------------------------------------------------------
+
 
 def test_the_centre_reads_its_own_and_what_was_provided_to_it(world, client, issuer, published):
     response = read(client, issuer, "beppu-center", "caseworker")
@@ -209,8 +258,12 @@ def test_the_centre_reads_its_own_and_what_was_provided_to_it(world, client, iss
     n1 = next(e for e in body["entries"] if e["id"] == "n1")
     assert n1["payload"]["shelter"] == "非公開の避難先" and n1["redacted"] == []
     assert body["withheld"] == 0
-    assert (body["org"], body["role"], body["purpose"], body["allowed"]) == ("beppu-center", "caseworker",
-                                                                             "support", True)
+    assert (body["org"], body["role"], body["purpose"], body["allowed"]) == (
+        "beppu-center",
+        "caseworker",
+        "support",
+        True,
+    )
     (record,) = records_about(world, "c1")
     assert record["id"] == body["access_record"]
     assert record["reader"] == {"org": "beppu-center", "role": "caseworker", "user": "tester"}
@@ -251,10 +304,18 @@ def test_an_auditor_is_refused_as_a_whole_and_the_refusal_is_recorded(world, cli
 
 
 def test_emergency_reads_only_inside_a_declared_window(world, client, issuer, clock, published):
-    error = assert_error(read(client, issuer, "chuo-jiso", "caseworker", purpose="emergency"), 403,
-                         "no_emergency_window")
-    declared = {"id": "x1", "kind": "emergency.declared", "child": "c1", "source": "chuo-jiso", "basis": "internal",
-                "at": "2026-05-12T10:30:00+09:00", "payload": {"reason": "夜間に安全確認ができない"}}
+    error = assert_error(
+        read(client, issuer, "chuo-jiso", "caseworker", purpose="emergency"), 403, "no_emergency_window"
+    )
+    declared = {
+        "id": "x1",
+        "kind": "emergency.declared",
+        "child": "c1",
+        "source": "chuo-jiso",
+        "basis": "internal",
+        "at": "2026-05-12T10:30:00+09:00",
+        "payload": {"reason": "夜間に安全確認ができない"},
+    }
     assert publish(client, issuer, "chuo-jiso", declared)["counts"]["accepted"] == 1
     body = read(client, issuer, "chuo-jiso", "caseworker", purpose="emergency").json()
     rules = {e["id"]: e["rule"] for e in body["entries"]}
@@ -268,16 +329,24 @@ def test_emergency_reads_only_inside_a_declared_window(world, client, issuer, cl
 
 
 def test_a_purpose_outside_the_gate_is_refused_and_recorded(world, client, issuer, published):
-    error = assert_error(read(client, issuer, "beppu-center", "caseworker", purpose="statistics"), 403,
-                         "purpose_not_allowed")
+    error = assert_error(
+        read(client, issuer, "beppu-center", "caseworker", purpose="statistics"), 403, "purpose_not_allowed"
+    )
     assert [r["id"] for r in records_about(world, "c1")] == [error["access_record"]]
 
 
 def test_every_read_allowed_or_refused_is_recorded_and_replays(world, client, issuer, published):
-    statuses = [read(client, issuer, org, role, purpose).status_code for org, role, purpose in [
-        ("beppu-center", "caseworker", "support"), ("beppu-es-1", "teacher", "meeting"),
-        ("oita-audit", "auditor", "audit"), ("chuo-jiso", "caseworker", "emergency"),
-        ("ghost-org", "clerk", "support"), ("oita-center", "caseworker", "support")]]
+    statuses = [
+        read(client, issuer, org, role, purpose).status_code
+        for org, role, purpose in [
+            ("beppu-center", "caseworker", "support"),
+            ("beppu-es-1", "teacher", "meeting"),
+            ("oita-audit", "auditor", "audit"),
+            ("chuo-jiso", "caseworker", "emergency"),
+            ("ghost-org", "clerk", "support"),
+            ("oita-center", "caseworker", "support"),
+        ]
+    ]
     assert statuses == [200, 200, 403, 403, 403, 200]
     records = records_about(world, "c1")
     assert [r["decision"]["allowed"] for r in records] == [True, True, False, False, False, True]
@@ -289,27 +358,49 @@ def test_every_read_allowed_or_refused_is_recorded_and_replays(world, client, is
 
 # --- Publishing -------------------------------------------------------------------------------------------
 
+
 def test_a_batch_gets_a_result_per_event_and_the_rejected_are_kept(world, client, issuer, published):
     batch = [
-        {"id": "e2", "kind": "concern.reported", "child": "c1", "source": "beppu-center", "basis": "internal",
-         "at": "2026-05-12T10:30:00+09:00", "payload": {"summary": "家庭訪問の予定"}},       # accepted
-        R1,                                                                                   # duplicate
-        {"id": "e3", "kind": "concern.reported", "child": "c1", "source": "beppu-center",
-         "at": "2026-05-12T10:30:00+09:00", "payload": {"summary": "根拠なし"}},             # no basis
-        dict(R1, payload={"residence": "442011"}),                                            # id reused
-        dict(E1, id="e4"),                                                                    # another source
+        {
+            "id": "e2",
+            "kind": "concern.reported",
+            "child": "c1",
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": "2026-05-12T10:30:00+09:00",
+            "payload": {"summary": "家庭訪問の予定"},
+        },  # accepted
+        R1,  # duplicate
+        {
+            "id": "e3",
+            "kind": "concern.reported",
+            "child": "c1",
+            "source": "beppu-center",
+            "at": "2026-05-12T10:30:00+09:00",
+            "payload": {"summary": "根拠なし"},
+        },  # no basis
+        dict(R1, payload={"residence": "442011"}),  # id reused
+        dict(E1, id="e4"),  # another source
     ]
     body = publish(client, issuer, "beppu-center", batch)
     results = body["results"]
     assert [(r["index"], r["id"], r["outcome"]) for r in results] == [
-        (0, "e2", "accepted"), (1, "r1", "duplicate"), (2, "e3", "rejected"), (3, "r1", "rejected"),
-        (4, "e4", "rejected")]
+        (0, "e2", "accepted"),
+        (1, "r1", "duplicate"),
+        (2, "e3", "rejected"),
+        (3, "r1", "rejected"),
+        (4, "e4", "rejected"),
+    ]
     assert {k: body["counts"][k] for k in ("accepted", "duplicate", "rejected")} == {
-        "accepted": 1, "duplicate": 1, "rejected": 3}
+        "accepted": 1,
+        "duplicate": 1,
+        "rejected": 3,
+    }
     assert results[0]["problems"] == [] and results[1]["problems"] == []
     (missing,) = [p for p in results[2]["problems"] if p["field"] == "basis"]
-    assert missing["code"] == "missing_basis" and "basis" in missing["message_ja"] and has_japanese(
-        missing["message_ja"])
+    assert (
+        missing["code"] == "missing_basis" and "basis" in missing["message_ja"] and has_japanese(missing["message_ja"])
+    )
     assert [p["code"] for p in results[3]["problems"]] == ["id_conflict"]
     (mismatch,) = results[4]["problems"]
     assert (mismatch["code"], mismatch["field"]) == ("source_mismatch", "source")
@@ -340,41 +431,59 @@ def test_items_that_are_not_objects_are_rejected_one_by_one(world, client, issue
 
 # --- Bad requests: a clear JSON error, never a 500 --------------------------------------------------------
 
-@pytest.mark.parametrize("content, code, field", [
-    (b"", "invalid_json", "body"),
-    (b"{not json", "invalid_json", "body"),
-    (b"[" * 50_000, "invalid_json", "body"),
-    (b'{"id": NaN}', "invalid_json", "body"),
-    ("[{\"id\": \"\\ud800\"}]".encode(), "invalid_text", "body[0]"),
-    ("{\"id\": \"x\"}".encode("utf-16"), "invalid_encoding", "body"),
-    (b"5", "invalid_body", "body"),
-    (b'"an event"', "invalid_body", "body"),
-    (b"[]", "empty_batch", "body"),
-    (json.dumps([{"id": str(i)} for i in range(1001)]).encode(), "batch_too_large", "body"),
-])
+
+@pytest.mark.parametrize(
+    "content, code, field",
+    [
+        (b"", "invalid_json", "body"),
+        (b"{not json", "invalid_json", "body"),
+        (b"[" * 50_000, "invalid_json", "body"),
+        (b'{"id": NaN}', "invalid_json", "body"),
+        (b'[{"id": "\\ud800"}]', "invalid_text", "body[0]"),
+        ('{"id": "x"}'.encode("utf-16"), "invalid_encoding", "body"),
+        (b"5", "invalid_body", "body"),
+        (b'"an event"', "invalid_body", "body"),
+        (b"[]", "empty_batch", "body"),
+        (json.dumps([{"id": str(i)} for i in range(1001)]).encode(), "batch_too_large", "body"),
+    ],
+)
 def test_a_publish_body_that_is_not_events_gets_a_422_naming_the_body(world, client, issuer, content, code, field):
-    response = client.post("/v1/events", content=content, headers=bearer(issuer, "beppu-center", "adapter")
-                           | {"Content-Type": "application/json"})
+    response = client.post(
+        "/v1/events",
+        content=content,
+        headers=bearer(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"},
+    )
     error = assert_error(response, 422, code)
     assert error["field"] == field
     assert world.store.peek(Quarantine.create_id("beppu-center")) is None
 
 
-def test_dates_beyond_the_hubs_range_are_refused_naming_the_field_and_never_break_a_later_read(world, client,
-                                                                                                 issuer, published):
+def test_dates_beyond_the_hubs_range_are_refused_naming_the_field_and_never_break_a_later_read(
+    world, client, issuer, published
+):
     """An ``at`` whose Japan time is before year 1, a payload month or date at the end of the calendar: rejected
     with the field named, so that nothing stored breaks the overdue list (once a server error for every reader)."""
-    listed = {"kind": "target_list.assigned", "child": "c1", "source": "beppu-center", "basis": "cwa-25-3",
-              "to": "beppu-es-1", "at": "2026-05-01T09:00:00+09:00",
-              "payload": {"school": "beppu-es-1", "student_no": "S1"}}
+    listed = {
+        "kind": "target_list.assigned",
+        "child": "c1",
+        "source": "beppu-center",
+        "basis": "cwa-25-3",
+        "to": "beppu-es-1",
+        "at": "2026-05-01T09:00:00+09:00",
+        "payload": {"school": "beppu-es-1", "student_no": "S1"},
+    }
     cases = [
         ({**listed, "id": "t1", "at": "0001-01-01T00:00:00+14:00"}, "at"),
         ({**listed, "id": "t2", "at": "1899-12-31T23:59:59+09:00"}, "at"),
         ({**listed, "id": "t3", "payload": {**listed["payload"], "from_month": "9999-12"}}, "payload.from_month"),
-        ({**N1, "id": "n2", "kind": "visit.report", "payload": {"date": "0001-01-01", "observations": "面会"}},
-         "payload.date"),
-        ({**R1, "id": "r2", "child": "c2", "payload": {"residence": "442020", "birth_date": "9999-12-31"}},
-         "payload.birth_date"),
+        (
+            {**N1, "id": "n2", "kind": "visit.report", "payload": {"date": "0001-01-01", "observations": "面会"}},
+            "payload.date",
+        ),
+        (
+            {**R1, "id": "r2", "child": "c2", "payload": {"residence": "442020", "birth_date": "9999-12-31"}},
+            "payload.birth_date",
+        ),
     ]
     for envelope, field in cases:
         [result] = publish(client, issuer, "beppu-center", envelope)["results"]
@@ -394,13 +503,20 @@ def test_dates_beyond_the_hubs_range_are_refused_naming_the_field_and_never_brea
 def test_a_number_that_overflows_to_infinity_is_rejected_naming_its_field(world, client, issuer, published):
     """``1e400`` is valid JSON that Python reads as infinity: no store keeps it as sent, so it is refused by name,
     in a named field or in a free one, however deep, and kept in quarantine for correction."""
-    note = ('{"id": "n5", "kind": "note.recorded", "child": "c1", "source": "beppu-center", "basis": "internal", '
-            '"at": "2026-05-01T09:00:00+09:00", "payload": {"text": "x", "score": [1, {"weight": -1e400}]}}')
-    report = ('{"id": "a1", "kind": "attendance.monthly", "child": "c1", "source": "beppu-center", "basis": '
-              '"internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"month": "2026-04", "school_days": 20, '
-              '"attended": 1e400, "absent": 0, "absent_without_contact": 0}}')
-    response = client.post("/v1/events", content=f"[{note}, {report}]",
-                           headers=bearer(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"})
+    note = (
+        '{"id": "n5", "kind": "note.recorded", "child": "c1", "source": "beppu-center", "basis": "internal", '
+        '"at": "2026-05-01T09:00:00+09:00", "payload": {"text": "x", "score": [1, {"weight": -1e400}]}}'
+    )
+    report = (
+        '{"id": "a1", "kind": "attendance.monthly", "child": "c1", "source": "beppu-center", "basis": '
+        '"internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"month": "2026-04", "school_days": 20, '
+        '"attended": 1e400, "absent": 0, "absent_without_contact": 0}}'
+    )
+    response = client.post(
+        "/v1/events",
+        content=f"[{note}, {report}]",
+        headers=bearer(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"},
+    )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["outcome"] for r in results] == ["rejected", "rejected"]
@@ -411,14 +527,16 @@ def test_a_number_that_overflows_to_infinity_is_rejected_naming_its_field(world,
     assert [e.id for e in world.store.peek(ChildRecord.create_id("c1")).entries] == ["r1", "n1", "e1"]
 
 
-@pytest.mark.parametrize("path, params, field", [
-    ("/v1/children/c1/timeline", {}, "purpose"),
-    ("/v1/children/c1/timeline", {"purpose": ""}, "purpose"),
-    ("/v1/children/c1/timeline", {"purpose": "x" * 41}, "purpose"),
-    ("/v1/children/" + "c" * 201 + "/timeline", {"purpose": "support"}, "child"),
-])
-def test_a_timeline_request_that_is_not_valid_gets_a_422_naming_the_field(world, client, issuer, path, params,
-                                                                          field):
+@pytest.mark.parametrize(
+    "path, params, field",
+    [
+        ("/v1/children/c1/timeline", {}, "purpose"),
+        ("/v1/children/c1/timeline", {"purpose": ""}, "purpose"),
+        ("/v1/children/c1/timeline", {"purpose": "x" * 41}, "purpose"),
+        ("/v1/children/" + "c" * 201 + "/timeline", {"purpose": "support"}, "child"),
+    ],
+)
+def test_a_timeline_request_that_is_not_valid_gets_a_422_naming_the_field(world, client, issuer, path, params, field):
     response = client.get(path, params=params, headers=bearer(issuer, "beppu-center", "caseworker"))
     error = assert_error(response, 422, "invalid_request")
     assert error["field"] == field and error["message_ja"].startswith(f"{field}: ")
@@ -457,6 +575,7 @@ def test_an_unexpected_failure_is_a_json_500_without_internals(world, keys):
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.postgres
 def test_the_api_on_postgresql(make_hub, clock, keys, postgres_url):
     hub = make_hub(database=postgres_url)
@@ -474,6 +593,7 @@ def test_the_api_on_postgresql(make_hub, clock, keys, postgres_url):
 
 # --- The command line: token issue, serve -----------------------------------------------------------------
 
+
 def test_token_issue_mints_a_token_the_hub_verifies_and_refuses_unknowns(tmp_path):
     from services.cli.root import app
 
@@ -483,8 +603,9 @@ def test_token_issue_mints_a_token_the_hub_verifies_and_refuses_unknowns(tmp_pat
     hub.close()
     runner = CliRunner()
     common = ["--database", database, "--key-file", str(key_file)]
-    result = runner.invoke(app, ["token", "issue", "--org", "beppu-es-1", "--role", "teacher", "--user", "山田",
-                                 "--hours", "2", *common])
+    result = runner.invoke(
+        app, ["token", "issue", "--org", "beppu-es-1", "--role", "teacher", "--user", "山田", "--hours", "2", *common]
+    )
     assert result.exit_code == 0, result.output
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     _, verifier = keys_from_file(key_file, create=False)
@@ -513,9 +634,23 @@ def test_tsunagu_serve_answers_an_authenticated_read_over_a_socket(tmp_path):
     issuer, _ = keys_from_file(key_file)
     port = _free_port()
     tsunagu = Path(sys.executable).with_name("tsunagu")
-    server = subprocess.Popen([str(tsunagu), "serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--database", database, "--key-file", str(key_file)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    server = subprocess.Popen(
+        [
+            str(tsunagu),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--database",
+            database,
+            "--key-file",
+            str(key_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -527,12 +662,17 @@ def test_tsunagu_serve_answers_an_authenticated_read_over_a_socket(tmp_path):
                 pass
             assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
-        response = httpx.get(f"{base}/v1/children/c1/timeline", params={"purpose": "support"},
-                             headers=bearer(issuer, "beppu-center", "caseworker", user="佐藤"), timeout=10)
+        response = httpx.get(
+            f"{base}/v1/children/c1/timeline",
+            params={"purpose": "support"},
+            headers=bearer(issuer, "beppu-center", "caseworker", user="佐藤"),
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
         assert [(e["id"], e["rule"]) for e in response.json()["entries"]] == [("r1", "OWN")]
-        assert httpx.get(f"{base}/v1/children/c1/timeline", params={"purpose": "support"},
-                         timeout=10).status_code == 401
+        assert (
+            httpx.get(f"{base}/v1/children/c1/timeline", params={"purpose": "support"}, timeout=10).status_code == 401
+        )
     finally:
         server.terminate()
         server.wait(timeout=15)

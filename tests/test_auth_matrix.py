@@ -15,13 +15,20 @@ from fastapi.routing import APIRoute
 from events.model import ORG_TYPES
 from events.store import Quarantine
 from services.audit.replay import access_records
+from services.auth.clients import add_client
 from services.auth.tokens import SCOPES
 from services.projections.cases import case_entry
-from services.auth.clients import add_client
 from tests.authkit import BY_TYPE, ORGS, access_token, assert_error, bearer, build
 
-R1 = {"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-      "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}}
+R1 = {
+    "id": "r1",
+    "kind": "child.registered",
+    "child": "c1",
+    "source": "beppu-center",
+    "basis": "internal",
+    "at": "2026-04-01T09:00:00+09:00",
+    "payload": {"residence": "442020"},
+}
 PUBLIC = {"/v1/health", "/oauth/token", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"}
 
 
@@ -50,11 +57,21 @@ def _everyone_but(*types: str) -> dict[str, int]:
 ENDPOINTS: list[tuple[str, str, str, dict[str, Any], dict[str, int]]] = [
     ("publish", "post", "/v1/events", {}, {t: 200 for t in ORG_TYPES}),
     ("publish", "post", "/v1/cases", {}, {t: 201 if t == "municipal_center" else 403 for t in ORG_TYPES}),
-    ("read", "get", "/v1/children/c1/timeline", {"params": {"purpose": "support"}},
-     _everyone_but("auditor", "prefecture_office")),
+    (
+        "read",
+        "get",
+        "/v1/children/c1/timeline",
+        {"params": {"purpose": "support"}},
+        _everyone_but("auditor", "prefecture_office"),
+    ),
     ("read", "get", "/v1/ledger", {}, {t: 200 if t == "municipal_center" else 403 for t in ORG_TYPES}),
-    ("read", "get", "/v1/reports/overdue", {}, {t: 200 if t in ("municipal_center", "child_guidance_center", "school",
-                                                               "nursery") else 403 for t in ORG_TYPES}),
+    (
+        "read",
+        "get",
+        "/v1/reports/overdue",
+        {},
+        {t: 200 if t in ("municipal_center", "child_guidance_center", "school", "nursery") else 403 for t in ORG_TYPES},
+    ),
     ("audit", "get", "/v1/audit/emergencies", {}, {t: 200 if t == "auditor" else 403 for t in ORG_TYPES}),
     ("admin", "get", "/v1/settings", {}, {t: 200 for t in ORG_TYPES}),
 ]
@@ -89,8 +106,17 @@ def test_each_scope_opens_its_endpoints_and_no_other(world, org_type):
 
 def _request(path: str, org: str, scope: str) -> dict[str, Any]:
     if path == "/v1/events":
-        return {"json": {"id": f"m-{scope}", "kind": "concern.reported", "child": "c1", "source": org,
-                         "basis": "cwa-21-10-5", "at": "2026-05-12T10:00:00+09:00", "payload": {"summary": "気づき"}}}
+        return {
+            "json": {
+                "id": f"m-{scope}",
+                "kind": "concern.reported",
+                "child": "c1",
+                "source": org,
+                "basis": "cwa-21-10-5",
+                "at": "2026-05-12T10:00:00+09:00",
+                "payload": {"summary": "気づき"},
+            }
+        }
     if path == "/v1/cases":
         return {"json": {"child": "c1", "category": "youshien", "case_type": "neglect", "case": f"K-{scope}"}}
     return {}
@@ -121,8 +147,7 @@ def test_every_endpoint_declares_a_scope_and_refuses_a_request_without_a_token(w
             if len(scopes) != 1 or not scopes <= set(SCOPES):
                 unscoped.append((method.upper(), path, sorted(scopes)))
     assert unscoped == [], "every endpoint requires exactly one scope (services.api_deps.require_scope)"
-    assert schema["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["tokenUrl"] == \
-        "/oauth/token"
+    assert schema["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["tokenUrl"] == "/oauth/token"
 
     reads_before = len(list(access_records(hub.store)))
     for route in auth.app.routes:
@@ -140,7 +165,8 @@ def test_a_token_without_a_scope_opens_nothing(world):
     hub, auth = world
     token = auth.issuer.issue(org="beppu-center", role="caseworker", user="x", scopes=[])
     for _, method, path, request, _ in ENDPOINTS:
-        response = getattr(auth.client, method)(path, headers=bearer(token), **(_request(path, "beppu-center", "none")
-                                                                                 | request))
+        response = getattr(auth.client, method)(
+            path, headers=bearer(token), **(_request(path, "beppu-center", "none") | request)
+        )
         assert_error(response, 403, "insufficient_scope")
     assert list(access_records(hub.store)) == []

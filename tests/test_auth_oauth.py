@@ -25,24 +25,51 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 from typer.testing import CliRunner
 
+from events.clock import JST
 from events.problems import Rejected
 from events.store import Quarantine
 from services.audit.replay import access_records
-from services.auth.tokens import SigningKeys, TokenIssuer
-from services.cli.root import app as cli
 from services.auth.clients import CLIENTS_ID, add_client, disable_client, find_client, rotate_secret, secret_matches
 from services.auth.dev_provider import DevProvider
 from services.auth.oidc import fetch_json
-from events.clock import JST
+from services.auth.tokens import SigningKeys, TokenIssuer
+from services.cli.root import app as cli
 from services.hub import Hub
-from tests.authkit import (BASE, DEV_USERS, JWT_BEARER, ORGS, access_token, assert_error, assert_oauth_error, basic,
-                           bearer, build, client_token, has_japanese, staff_sign_in)
+from tests.authkit import (
+    BASE,
+    DEV_USERS,
+    JWT_BEARER,
+    ORGS,
+    access_token,
+    assert_error,
+    assert_oauth_error,
+    basic,
+    bearer,
+    build,
+    client_token,
+    has_japanese,
+    staff_sign_in,
+)
 
 NOW = datetime(2026, 5, 12, 11, 0, tzinfo=JST)
-R1 = {"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-      "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}}
-E1 = {"id": "e1", "kind": "concern.reported", "child": "c1", "source": "beppu-es-1", "basis": "cwa-21-10-5",
-      "at": "2026-05-12T10:00:00+09:00", "payload": {"summary": "連絡なしの欠席が続いている"}}
+R1 = {
+    "id": "r1",
+    "kind": "child.registered",
+    "child": "c1",
+    "source": "beppu-center",
+    "basis": "internal",
+    "at": "2026-04-01T09:00:00+09:00",
+    "payload": {"residence": "442020"},
+}
+E1 = {
+    "id": "e1",
+    "kind": "concern.reported",
+    "child": "c1",
+    "source": "beppu-es-1",
+    "basis": "cwa-21-10-5",
+    "at": "2026-05-12T10:00:00+09:00",
+    "payload": {"summary": "連絡なしの欠席が続いている"},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -86,9 +113,9 @@ def claims_of(token: str) -> dict:
 
 # --- Client credentials ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["basic", "post"])
-def test_an_adapter_gets_a_token_for_its_organisation_and_publishes_and_reads_with_it(world, auth, school_client,
-                                                                                     how):
+def test_an_adapter_gets_a_token_for_its_organisation_and_publishes_and_reads_with_it(world, auth, school_client, how):
     client_id, secret = school_client
     response = client_token(auth.client, client_id, secret, how=how)
     assert response.status_code == 200, response.text
@@ -97,15 +124,22 @@ def test_an_adapter_gets_a_token_for_its_organisation_and_publishes_and_reads_wi
     assert (body["token_type"], body["expires_in"], body["scope"]) == ("Bearer", 900, "publish read")
     claims = claims_of(body["access_token"])
     assert {k: claims[k] for k in ("iss", "aud", "sub", "org", "role", "scope", "client_id")} == {
-        "iss": "tsunagu", "aud": "tsunagu-hub", "sub": client_id, "org": "beppu-es-1", "role": "adapter",
-        "scope": "publish read", "client_id": client_id}
+        "iss": "tsunagu",
+        "aud": "tsunagu-hub",
+        "sub": client_id,
+        "org": "beppu-es-1",
+        "role": "adapter",
+        "scope": "publish read",
+        "client_id": client_id,
+    }
     assert claims["exp"] - claims["iat"] == 900 and claims["jti"]
 
     published = auth.client.post("/v1/events", json=E1, headers=bearer(body["access_token"]))
     assert published.status_code == 200 and published.json()["counts"]["received"] == 1  # a school: 受付
     assert world.store.stored_envelope("e1") is not None
-    read = auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
-                           headers=bearer(body["access_token"]))
+    read = auth.client.get(
+        "/v1/children/c1/timeline", params={"purpose": "support"}, headers=bearer(body["access_token"])
+    )
     assert read.status_code == 200, read.text
     assert [(e["id"], e["rule"]) for e in read.json()["entries"]] == [("e1", "OWN")]
     (record,) = reads_of(world)
@@ -130,18 +164,21 @@ def test_a_client_cannot_ask_for_scopes_it_was_not_given(world, auth, school_cli
 def test_wrong_unknown_and_missing_client_credentials_are_invalid_client(world, auth, school_client):
     client_id, secret = school_client
     not_utf8 = {"Authorization": "Basic " + base64.b64encode(b"\xff\xfe:\xff").decode()}
-    for response in [client_token(auth.client, client_id, secret + "x"),
-                     client_token(auth.client, client_id, secret + "x", how="post"),
-                     client_token(auth.client, client_id, "", how="basic"),
-                     client_token(auth.client, "tc_nobody", secret),
-                     auth.client.post("/oauth/token", data={"grant_type": "client_credentials"}),
-                     auth.client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=not_utf8)]:
+    for response in [
+        client_token(auth.client, client_id, secret + "x"),
+        client_token(auth.client, client_id, secret + "x", how="post"),
+        client_token(auth.client, client_id, "", how="basic"),
+        client_token(auth.client, "tc_nobody", secret),
+        auth.client.post("/oauth/token", data={"grant_type": "client_credentials"}),
+        auth.client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=not_utf8),
+    ]:
         body = assert_oauth_error(response, 401, "invalid_client")
         assert response.headers["WWW-Authenticate"].startswith("Basic"), body  # HTTP Basic is offered
 
 
-def test_an_unknown_client_a_disabled_one_and_a_wrong_secret_get_the_same_answer_in_the_same_time(world, auth,
-                                                                                                    school_client):
+def test_an_unknown_client_a_disabled_one_and_a_wrong_secret_get_the_same_answer_in_the_same_time(
+    world, auth, school_client
+):
     """Nothing tells a caller guessing client ids which ones exist: the same status, body and headers, and an
     unknown id costs the same scrypt verification as a wrong secret (against a dummy hash)."""
     client_id, secret = school_client
@@ -149,8 +186,11 @@ def test_an_unknown_client_a_disabled_one_and_a_wrong_secret_get_the_same_answer
     disable_client(world, disabled.client_id)
     for how in ["basic", "post"]:
         answers = []
-        for who, what in [(client_id, secret + "x"), ("tc_0123456789abcdef", secret),
-                          (disabled.client_id, disabled_secret)]:
+        for who, what in [
+            (client_id, secret + "x"),
+            ("tc_0123456789abcdef", secret),
+            (disabled.client_id, disabled_secret),
+        ]:
             response = client_token(auth.client, who, what, how=how)
             answers.append((response.status_code, response.json(), response.headers.get("www-authenticate")))
         assert answers[0][0] == 401 and answers[0][1]["error"] == "invalid_client", answers[0]
@@ -168,18 +208,22 @@ def test_an_unknown_client_a_disabled_one_and_a_wrong_secret_get_the_same_answer
     assert 0.5 < unknown / wrong < 2, (unknown, wrong)  # without the dummy verification: about 0.05
 
 
-@pytest.mark.parametrize("form, content_type, error", [
-    ({"grant_type": "password", "username": "a", "password": "b"}, None, "unsupported_grant_type"),
-    ({"scope": "read"}, None, "unsupported_grant_type"),
-    ({"grant_type": "authorization_code", "code": "x"}, None, "unsupported_grant_type"),
-    (b'{"grant_type": "client_credentials"}', "application/json", "invalid_request"),
-    (b"grant_type=client_credentials&grant_type=client_credentials", None, "invalid_request"),
-    (b"grant_type=client_credentials&scope=\xff", None, "invalid_request"),
-    ({"grant_type": JWT_BEARER}, None, "invalid_request"),  # no assertion
-    ({"grant_type": JWT_BEARER, "assertion": "not-a-jwt"}, None, "invalid_grant"),
-])
-def test_malformed_token_requests_get_rfc_6749_errors_in_both_languages(world, auth, school_client, form,
-                                                                         content_type, error):
+@pytest.mark.parametrize(
+    "form, content_type, error",
+    [
+        ({"grant_type": "password", "username": "a", "password": "b"}, None, "unsupported_grant_type"),
+        ({"scope": "read"}, None, "unsupported_grant_type"),
+        ({"grant_type": "authorization_code", "code": "x"}, None, "unsupported_grant_type"),
+        (b'{"grant_type": "client_credentials"}', "application/json", "invalid_request"),
+        (b"grant_type=client_credentials&grant_type=client_credentials", None, "invalid_request"),
+        (b"grant_type=client_credentials&scope=\xff", None, "invalid_request"),
+        ({"grant_type": JWT_BEARER}, None, "invalid_request"),  # no assertion
+        ({"grant_type": JWT_BEARER, "assertion": "not-a-jwt"}, None, "invalid_grant"),
+    ],
+)
+def test_malformed_token_requests_get_rfc_6749_errors_in_both_languages(
+    world, auth, school_client, form, content_type, error
+):
     headers = basic(*school_client) | {"Content-Type": content_type or "application/x-www-form-urlencoded"}
     if isinstance(form, dict):
         response = auth.client.post("/oauth/token", data=form, headers=basic(*school_client))
@@ -216,8 +260,11 @@ def test_one_enabled_client_per_organisation(world):
     with pytest.raises(Rejected) as refused:
         add_client(world, org="beppu-es-1", scopes=["publish"])
     assert refused.value.code == "client_exists" and has_japanese(refused.value.problems[0].message_ja)
-    for org, scopes, code in [("ghost-org", ["read"], "unknown_organisation"), ("beppu-es-2", [], "no_scopes"),
-                              ("beppu-es-2", ["read", "root"], "unknown_scope")]:
+    for org, scopes, code in [
+        ("ghost-org", ["read"], "unknown_organisation"),
+        ("beppu-es-2", [], "no_scopes"),
+        ("beppu-es-2", ["read", "root"], "unknown_scope"),
+    ]:
         with pytest.raises(Rejected) as refused:
             add_client(world, org=org, scopes=scopes)
         assert refused.value.code == code
@@ -229,8 +276,11 @@ def test_a_client_disabled_after_issuance_is_refused_at_once_and_gets_no_new_tok
     disable_client(world, client_id)
     error = assert_error(auth.client.post("/v1/events", json=E1, headers=bearer(token)), 401, "client_disabled")
     assert error["message_ja"]
-    assert_error(auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
-                                 headers=bearer(token)), 401, "client_disabled")
+    assert_error(
+        auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"}, headers=bearer(token)),
+        401,
+        "client_disabled",
+    )
     assert world.store.stored_envelope("e1") is None and reads_of(world) == []
     assert_oauth_error(client_token(auth.client, client_id, secret), 401, "invalid_client")
     # the organisation may register a new client now
@@ -239,6 +289,7 @@ def test_a_client_disabled_after_issuance_is_refused_at_once_and_gets_no_new_tok
 
 
 # --- One organisation never acts as another ------------------------------------------------------------------
+
 
 def test_a_token_for_one_organisation_cannot_publish_or_read_as_another(world, auth, school_client):
     token = access_token(auth.client, *school_client)
@@ -249,8 +300,11 @@ def test_a_token_for_one_organisation_cannot_publish_or_read_as_another(world, a
     assert world.store.stored_envelope("r2") is None
     assert world.store.peek(Quarantine.create_id("beppu-center")) is None  # not held in the centre's name either
     # reading: the organisation is the token's, whatever the request says
-    read = auth.client.get("/v1/children/c1/timeline", params={"purpose": "support", "org": "beppu-center"},
-                           headers=bearer(token) | {"X-Org": "beppu-center"})
+    read = auth.client.get(
+        "/v1/children/c1/timeline",
+        params={"purpose": "support", "org": "beppu-center"},
+        headers=bearer(token) | {"X-Org": "beppu-center"},
+    )
     assert read.status_code == 200 and read.json()["org"] == "beppu-es-1" and read.json()["entries"] == []
     (record,) = reads_of(world)
     assert record["reader"]["org"] == "beppu-es-1"
@@ -259,10 +313,10 @@ def test_a_token_for_one_organisation_cannot_publish_or_read_as_another(world, a
 def test_a_client_token_naming_another_organisation_than_its_clients_is_refused(world, auth, school_client):
     """Defence in depth: even a correctly signed token is refused when its client acts for another organisation."""
     client_id, _ = school_client
-    forged = auth.issuer.issue(org="beppu-center", role="adapter", user=client_id, client_id=client_id,
-                               scopes=["publish", "read"])
-    assert_error(auth.client.post("/v1/events", json=dict(R1, id="r3"), headers=bearer(forged)), 401,
-                 "client_disabled")
+    forged = auth.issuer.issue(
+        org="beppu-center", role="adapter", user=client_id, client_id=client_id, scopes=["publish", "read"]
+    )
+    assert_error(auth.client.post("/v1/events", json=dict(R1, id="r3"), headers=bearer(forged)), 401, "client_disabled")
     assert world.store.stored_envelope("r3") is None
 
 
@@ -281,8 +335,13 @@ def test_expired_forged_wrong_audience_and_unsigned_client_tokens_are_refused(wo
     kid = auth.keys.signing_key().kid
     other = ECKey.generate_key("P-256", private=True)
     expired = TokenIssuer(auth.keys, now=lambda: time.time() - 3600).issue(
-        org="beppu-es-1", role="adapter", user=client_id, client_id=client_id, scopes=["publish"],
-        lifetime=timedelta(minutes=15))
+        org="beppu-es-1",
+        role="adapter",
+        user=client_id,
+        client_id=client_id,
+        scopes=["publish"],
+        lifetime=timedelta(minutes=15),
+    )
     signed = access_token(auth.client, client_id, secret)
     cases = {
         "expired": (expired, "token_expired"),
@@ -290,13 +349,19 @@ def test_expired_forged_wrong_audience_and_unsigned_client_tokens_are_refused(wo
         "another key, its kid": (jwt.encode({"alg": "ES256", "kid": "x"}, good, other), "invalid_token"),
         "payload changed": (_tampered(signed, org="beppu-center"), "invalid_token"),
         "scope widened": (_tampered(signed, scope="publish read audit admin"), "invalid_token"),
-        "wrong audience": (jwt.encode({"alg": "ES256", "kid": kid}, good | {"aud": "elsewhere"},
-                                      auth.keys.signing_key()), "wrong_audience"),
-        "wrong issuer": (jwt.encode({"alg": "ES256", "kid": kid}, good | {"iss": "someone"},
-                                    auth.keys.signing_key()), "wrong_issuer"),
+        "wrong audience": (
+            jwt.encode({"alg": "ES256", "kid": kid}, good | {"aud": "elsewhere"}, auth.keys.signing_key()),
+            "wrong_audience",
+        ),
+        "wrong issuer": (
+            jwt.encode({"alg": "ES256", "kid": kid}, good | {"iss": "someone"}, auth.keys.signing_key()),
+            "wrong_issuer",
+        ),
         "alg none": (_b64({"alg": "none", "kid": kid}) + "." + _b64(good) + ".", "invalid_token"),
-        "HS256 with the public key": (_hs256({"alg": "HS256", "kid": kid}, good,
-                                             auth.keys.signing_key().as_pem(private=False)), "invalid_token"),
+        "HS256 with the public key": (
+            _hs256({"alg": "HS256", "kid": kid}, good, auth.keys.signing_key().as_pem(private=False)),
+            "invalid_token",
+        ),
     }
     for name, (token, code) in cases.items():
         response = auth.client.post("/v1/events", json=E1, headers=bearer(token))
@@ -315,6 +380,7 @@ def _hs256(header: dict, claims: dict, secret: bytes) -> str:
 
 # --- JWKS, metadata, rotation ----------------------------------------------------------------------------------
 
+
 def test_the_jwks_verifies_the_hubs_tokens_and_the_metadata_is_rfc_8414(world, auth, school_client):
     jwks = auth.client.get("/.well-known/jwks.json").json()
     assert [k["kid"] for k in jwks["keys"]] == [auth.keys.signing_key().kid]
@@ -325,8 +391,16 @@ def test_the_jwks_verifies_the_hubs_tokens_and_the_metadata_is_rfc_8414(world, a
 
     metadata = auth.client.get("/.well-known/oauth-authorization-server").json()
     checked = AuthorizationServerMetadata(metadata)
-    for name in ("issuer", "token_endpoint", "jwks_uri", "scopes_supported", "grant_types_supported",
-                 "token_endpoint_auth_methods_supported", "service_documentation", "ui_locales_supported"):
+    for name in (
+        "issuer",
+        "token_endpoint",
+        "jwks_uri",
+        "scopes_supported",
+        "grant_types_supported",
+        "token_endpoint_auth_methods_supported",
+        "service_documentation",
+        "ui_locales_supported",
+    ):
         getattr(checked, f"validate_{name}")()  # all of RFC 8414 but response_types_supported, which is empty:
     assert metadata["response_types_supported"] == []  # the hub has no authorisation endpoint
     assert metadata["token_endpoint"] == f"{BASE}/oauth/token"
@@ -351,8 +425,12 @@ def test_keys_rotate_without_downtime_and_a_retired_keys_tokens_are_refused(worl
         new_token = operator_issuer(operator).issue(org="beppu-es-1", role="teacher", user="山田")
         assert claims_kid(new_token) == new_kid != old_kid
         for token in (old_token, new_token):  # the server had not seen the new key: it reads the file again
-            assert auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
-                                   headers=bearer(token)).status_code == 200
+            assert (
+                auth.client.get(
+                    "/v1/children/c1/timeline", params={"purpose": "support"}, headers=bearer(token)
+                ).status_code
+                == 200
+            )
         assert [k["kid"] for k in auth.client.get("/.well-known/jwks.json").json()["keys"]] == [old_kid, new_kid]
         assert claims_kid(access_token(auth.client, *school_client)) == new_kid  # the newest key signs
 
@@ -360,10 +438,17 @@ def test_keys_rotate_without_downtime_and_a_retired_keys_tokens_are_refused(worl
             operator.retire(old_kid)  # tokens it signed have not expired yet
         operator.retire(old_kid, force=True)
         auth.keys.refresh_seconds = 0  # the interval has passed
-        assert_error(auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
-                                     headers=bearer(old_token)), 401, "invalid_token")
-        assert auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
-                               headers=bearer(new_token)).status_code == 200
+        assert_error(
+            auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"}, headers=bearer(old_token)),
+            401,
+            "invalid_token",
+        )
+        assert (
+            auth.client.get(
+                "/v1/children/c1/timeline", params={"purpose": "support"}, headers=bearer(new_token)
+            ).status_code
+            == 200
+        )
         assert [k["kid"] for k in auth.client.get("/.well-known/jwks.json").json()["keys"]] == [new_kid]
         with pytest.raises(Exception, match="signs the hub's tokens"):
             operator.retire(new_kid, force=True)
@@ -405,6 +490,7 @@ def test_a_key_file_broken_while_running_keeps_the_keys_in_use(world, tmp_path):
 
 # --- Staff sign-in through OpenID Connect (the development provider) -------------------------------------------
 
+
 def test_staff_sign_in_with_the_providers_id_token_and_read_as_themselves(world, auth):
     discovery = auth.client.get("/dev-oidc/.well-known/openid-configuration").json()
     assert discovery["issuer"] == f"{BASE}/dev-oidc" and discovery["jwks_uri"] == f"{BASE}/dev-oidc/jwks.json"
@@ -413,11 +499,16 @@ def test_staff_sign_in_with_the_providers_id_token_and_read_as_themselves(world,
     body = response.json()
     assert body["scope"] == "publish read" and body["expires_in"] == 900
     claims = claims_of(body["access_token"])
-    assert (claims["org"], claims["role"], claims["sub"], claims["aud"]) == ("beppu-center", "caseworker", "sato",
-                                                                             "tsunagu-hub")
+    assert (claims["org"], claims["role"], claims["sub"], claims["aud"]) == (
+        "beppu-center",
+        "caseworker",
+        "sato",
+        "tsunagu-hub",
+    )
     assert "client_id" not in claims
-    read = auth.client.get("/v1/children/c1/timeline", params={"purpose": "support"},
-                           headers=bearer(body["access_token"]))
+    read = auth.client.get(
+        "/v1/children/c1/timeline", params={"purpose": "support"}, headers=bearer(body["access_token"])
+    )
     assert read.status_code == 200 and [e["id"] for e in read.json()["entries"]] == ["r1"]
     (record,) = reads_of(world)
     assert record["reader"] == {"org": "beppu-center", "role": "caseworker", "user": "sato"}
@@ -428,11 +519,14 @@ def test_staff_sign_in_with_the_providers_id_token_and_read_as_themselves(world,
     assert claims_of(staff_sign_in(auth.client, "suzuki", scope="read").json()["access_token"])["scope"] == "read"
 
 
-@pytest.mark.parametrize("username, why", [
-    ("ghost", "ghost-org"),  # the organisation is not registered
-    ("robot", "adapter"),  # a person is never an adapter
-    ("boss", "headmaster"),  # not a role of the hub
-])
+@pytest.mark.parametrize(
+    "username, why",
+    [
+        ("ghost", "ghost-org"),  # the organisation is not registered
+        ("robot", "adapter"),  # a person is never an adapter
+        ("boss", "headmaster"),  # not a role of the hub
+    ],
+)
 def test_an_id_token_that_maps_to_no_registered_organisation_and_role_is_refused(world, auth, username, why):
     body = assert_oauth_error(staff_sign_in(auth.client, username), 400, "invalid_grant")
     assert why in body["error_description"]
@@ -469,8 +563,9 @@ def test_id_tokens_from_elsewhere_expired_forged_or_for_another_audience_are_ref
 
 def test_the_providers_keys_are_fetched_again_when_it_rotates(world, auth):
     assert staff_sign_in(auth.client, "sato").status_code == 200
-    auth.dev.key = ECKey.import_key(ECKey.generate_key("P-256", private=True).as_dict(private=True),
-                                    {"kid": "rotated", "alg": "ES256"})
+    auth.dev.key = ECKey.import_key(
+        ECKey.generate_key("P-256", private=True).as_dict(private=True), {"kid": "rotated", "alg": "ES256"}
+    )
     assert staff_sign_in(auth.client, "sato").status_code == 200  # unknown kid: the JWKS is fetched again
 
 
@@ -485,11 +580,15 @@ def test_without_a_reachable_provider_sign_in_is_temporarily_unavailable(world, 
 def test_without_a_configured_provider_the_jwt_bearer_grant_is_not_offered(world, tmp_path):
     auth = build(world, tmp_path / "k.pem")
     with auth.client:
-        assert_oauth_error(auth.client.post("/oauth/token", data={"grant_type": JWT_BEARER, "assertion": "x"}), 400,
-                           "unsupported_grant_type")
+        assert_oauth_error(
+            auth.client.post("/oauth/token", data={"grant_type": JWT_BEARER, "assertion": "x"}),
+            400,
+            "unsupported_grant_type",
+        )
         assert auth.client.get("/dev-oidc/jwks.json").status_code == 404
         assert auth.client.get("/.well-known/oauth-authorization-server").json()["grant_types_supported"] == [
-            "client_credentials"]
+            "client_credentials"
+        ]
 
 
 def test_the_development_provider_knows_only_its_users(world, auth):
@@ -498,6 +597,7 @@ def test_the_development_provider_knows_only_its_users(world, auth):
 
 
 # --- The command line and a real server ------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -511,9 +611,24 @@ def test_tsunagu_serve_refuses_the_development_provider_unless_it_listens_on_loo
     on any address but a loopback one stops before it listens (or creates anything), with a Japanese message."""
     port = _free_port()
     env = dict(os.environ, TSUNAGU_DEV_OIDC="1")
-    done = subprocess.run([str(Path(sys.executable).with_name("tsunagu")), "serve", "--host", host, "--port",
-                           str(port), "--database", f"sqlite:///{tmp_path / 'hub.db'}", "--key-file",
-                           str(tmp_path / "keys.pem")], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("tsunagu")),
+            "serve",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--database",
+            f"sqlite:///{tmp_path / 'hub.db'}",
+            "--key-file",
+            str(tmp_path / "keys.pem"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0, (done.stdout, done.stderr)
     assert "ループバック" in done.stderr and "TSUNAGU_DEV_OIDC" in done.stderr, done.stderr
     assert not (tmp_path / "keys.pem").exists() and not (tmp_path / "hub.db").exists()
@@ -523,8 +638,9 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
     database, key_file = f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / "keys.pem"
     hub = Hub(database)
     hub.load_orgs(ORGS)
-    assert [r.outcome for r in hub.publish([dict(R1, at=(datetime.now(JST) - timedelta(days=1)).isoformat())])] \
-        == ["accepted"]
+    assert [r.outcome for r in hub.publish([dict(R1, at=(datetime.now(JST) - timedelta(days=1)).isoformat())])] == [
+        "accepted"
+    ]
     hub.close()
     runner = CliRunner()
     db, keys = ["--database", database], ["--key-file", str(key_file)]
@@ -541,14 +657,27 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
     assert "client_secret" not in listed[0] and "secret_hash" not in listed[0]
 
     users = tmp_path / "users.yaml"
-    users.write_text("users:\n  - {username: sato, name: 佐藤, org: beppu-center, role: caseworker}\n",
-                     encoding="utf-8")
+    users.write_text(
+        "users:\n  - {username: sato, name: 佐藤, org: beppu-center, role: caseworker}\n", encoding="utf-8"
+    )
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TSUNAGU_DEV_OIDC="1", TSUNAGU_DEV_OIDC_USERS=str(users))
-    server = subprocess.Popen([str(Path(sys.executable).with_name("tsunagu")), "serve", "--host", "127.0.0.1",
-                               "--port", str(port), *db, *keys], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env=env)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("tsunagu")),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *db,
+            *keys,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -560,12 +689,14 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
             assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
 
-        response = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
-                              auth=(client_id, secret), timeout=10)
+        response = httpx.post(
+            f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret), timeout=10
+        )
         assert response.status_code == 200, response.text
         old_token = response.json()["access_token"]
-        published = httpx.post(f"{base}/v1/events", json=dict(E1, at=datetime.now(JST).isoformat()),
-                               headers=bearer(old_token), timeout=10)
+        published = httpx.post(
+            f"{base}/v1/events", json=dict(E1, at=datetime.now(JST).isoformat()), headers=bearer(old_token), timeout=10
+        )
         assert published.status_code == 200 and published.json()["counts"]["received"] == 1, published.text
 
         # key rotation while the server runs
@@ -575,8 +706,9 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
         new_kid = rotated.stdout.strip()
         deadline = time.monotonic() + 5
         while True:  # the server reads the key file again within a second, and signs with the new key
-            new_token = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
-                                   auth=(client_id, secret), timeout=10).json()["access_token"]
+            new_token = httpx.post(
+                f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret), timeout=10
+            ).json()["access_token"]
             if claims_kid(new_token) == new_kid:
                 break
             assert claims_kid(new_token) == old_kid and time.monotonic() < deadline, "the new key does not sign"
@@ -603,8 +735,12 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
         # the secret rotated, then the client disabled, from the command line
         rotated_secret = runner.invoke(cli, ["clients", "rotate-secret", client_id, "--json", *db])
         assert rotated_secret.exit_code == 0, rotated_secret.output
-        assert httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret),
-                          timeout=10).status_code == 401
+        assert (
+            httpx.post(
+                f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret), timeout=10
+            ).status_code
+            == 401
+        )
         assert runner.invoke(cli, ["clients", "disable", client_id, *db]).exit_code == 0
         refused = httpx.get(timeline, headers=bearer(new_token), timeout=10)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "client_disabled"
@@ -637,8 +773,7 @@ def test_token_issue_gives_the_roles_scopes_or_the_ones_asked_for(tmp_path):
     assert issued("--org", "oita-audit", "--role", "auditor")["scope"] == "audit read"
     assert issued("--org", "beppu-es-1", "--role", "adapter")["scope"] == "publish"
     assert issued("--org", "beppu-center", "--role", "clerk", "--scope", "admin,read")["scope"] == "admin read"
-    bad = runner.invoke(cli, ["token", "issue", "--org", "beppu-center", "--role", "clerk", "--scope", "root",
-                              *common])
+    bad = runner.invoke(cli, ["token", "issue", "--org", "beppu-center", "--role", "clerk", "--scope", "root", *common])
     assert bad.exit_code == 2 and "root" in bad.output
     listed = runner.invoke(cli, ["keys", "list", "--json", "--key-file", str(key_file)])
     assert [k["signing"] for k in json.loads(listed.stdout)] == [True]

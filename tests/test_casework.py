@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.problems import Rejected
-from services.http.app import create_app
-from services.casework.agenda import agenda_csv, agenda_html
 from services.audit.replay import access_records
-from services.casework.ledger import CaseViews
+from services.casework.agenda import agenda_csv, agenda_html
 from services.casework.commands import Actor, CaseWork
+from services.casework.ledger import CaseViews
 from services.cli.root import app as cli_app
+from services.http.app import create_app
 from services.hub import Hub
 
 ORGS = [
@@ -66,17 +66,49 @@ def publish(hub: Hub, clock, **envelope) -> None:
 
 
 def child(hub: Hub, clock, child_id: str, center: str = "beppu-center", residence: str = "442020") -> None:
-    publish(hub, clock, id=f"reg-{child_id}", kind="child.registered", child=child_id, source=center,
-            payload={"residence": residence, "name_kana": "ベップ タロウ"})
+    publish(
+        hub,
+        clock,
+        id=f"reg-{child_id}",
+        kind="child.registered",
+        child=child_id,
+        source=center,
+        payload={"residence": residence, "name_kana": "ベップ タロウ"},
+    )
 
 
-def monthly(hub: Hub, clock, child_id: str, month: str, absent: int, without_contact: int = 0, *,
-            school: str = "beppu-es-1", center: str = "beppu-center", event_id: str | None = None,
-            **extra) -> str:
+def monthly(
+    hub: Hub,
+    clock,
+    child_id: str,
+    month: str,
+    absent: int,
+    without_contact: int = 0,
+    *,
+    school: str = "beppu-es-1",
+    center: str = "beppu-center",
+    event_id: str | None = None,
+    **extra,
+) -> str:
     event_id = event_id or f"att-{child_id}-{month}"
-    publish(hub, clock, id=event_id, kind="attendance.monthly", child=child_id, source=school, basis="cwa-25-3",
-            to=center, payload={"month": month, "school_days": 20, "attended": 20 - absent, "absent": absent,
-                                "absent_without_contact": without_contact, **extra})
+    publish(
+        hub,
+        clock,
+        id=event_id,
+        kind="attendance.monthly",
+        child=child_id,
+        source=school,
+        basis="cwa-25-3",
+        to=center,
+        payload={
+            "month": month,
+            "school_days": 20,
+            "attended": 20 - absent,
+            "absent": absent,
+            "absent_without_contact": without_contact,
+            **extra,
+        },
+    )
     return event_id
 
 
@@ -101,6 +133,7 @@ def visible(hub: Hub, org: str, role: str, child_id: str, purpose: str = "suppor
 
 # --- A year of a case ---------------------------------------------------------------------------------------
 
+
 def test_a_year_of_a_case_from_registration_to_closure(world, clock):
     hub = world()
     cw, views = CaseWork(hub), CaseViews(hub)
@@ -117,11 +150,28 @@ def test_a_year_of_a_case_from_registration_to_closure(world, clock):
         move(clock, f"{month}-28T17:00:00+09:00")
         monthly(hub, clock, "c1", month, absent, silent)
     move(clock, "2026-06-15T10:00:00+09:00")
-    publish(hub, clock, id="alert-1", kind="absence.alert", child="c1", source="beppu-es-1", basis="cwa-25-3",
-            to="beppu-center", payload={"reason": "consecutive_absence", "days": 7, "since": "2026-06-05"})
+    publish(
+        hub,
+        clock,
+        id="alert-1",
+        kind="absence.alert",
+        child="c1",
+        source="beppu-es-1",
+        basis="cwa-25-3",
+        to="beppu-center",
+        payload={"reason": "consecutive_absence", "days": 7, "since": "2026-06-05"},
+    )
     move(clock, "2026-06-16T10:00:00+09:00")
-    publish(hub, clock, id="concern-1", kind="concern.reported", child="c1", source="beppu-es-1",
-            basis="cwa-21-10-5", payload={"summary": "腕にあざ。本人は転んだと話す"})
+    publish(
+        hub,
+        clock,
+        id="concern-1",
+        kind="concern.reported",
+        child="c1",
+        source="beppu-es-1",
+        basis="cwa-21-10-5",
+        payload={"summary": "腕にあざ。本人は転んだと話す"},
+    )
 
     move(clock, "2026-06-20")
     row = row_of(views.progress_ledger("beppu-center"), "K1")
@@ -162,9 +212,10 @@ def test_a_year_of_a_case_from_registration_to_closure(world, clock):
     kinds = [c["kind"] for c in row.changes]
     assert "case.type_changed" in kinds and kinds.count("attendance.monthly") == 4
 
-
-    for review_day, decision, following in (("2026-09-25", "改善傾向。訪問を隔週に", date(2026, 12, 20)),
-                                            ("2026-12-20", "安定。終結に向けて確認", date(2027, 3, 19))):
+    for review_day, decision, following in (
+        ("2026-09-25", "改善傾向。訪問を隔週に", date(2026, 12, 20)),
+        ("2026-12-20", "安定。終結に向けて確認", date(2027, 3, 19)),
+    ):
         move(clock, review_day)
         cw.review(BEPPU, "K1", decision, following)
     for month in ("2026-09", "2026-10", "2026-11", "2026-12", "2027-01", "2027-02"):
@@ -199,14 +250,15 @@ def test_commands_refuse_what_the_coordinating_body_may_not_do(world, clock):
     move(clock, "2026-04-01")
     child(hub, clock, "c1")
     child(hub, clock, "c2", center="oita-center", residence="442011")
-    refused(lambda: cw.register(Actor("beppu-es-1", "teacher"), child="c1", category="youshien",
-                                case_type="neglect"), "not_a_center")
+    refused(
+        lambda: cw.register(Actor("beppu-es-1", "teacher"), child="c1", category="youshien", case_type="neglect"),
+        "not_a_center",
+    )
     refused(lambda: cw.register(BEPPU, child="c1", category="kodomo", case_type="neglect"), "invalid_category")
     refused(lambda: cw.register(BEPPU, child="c1", category="youshien", case_type=" "), "missing_case_type")
     refused(lambda: cw.register(BEPPU, child="c2", category="youshien", case_type="neglect"), "unknown_child")
     cw.register(BEPPU, child="c1", category="youshien", case_type="neglect", case="K1")
-    refused(lambda: cw.register(OITA, child="c2", category="youshien", case_type="neglect", case="K1"),
-            "case_exists")
+    refused(lambda: cw.register(OITA, child="c2", category="youshien", case_type="neglect", case="K1"), "case_exists")
     made_up = refused(lambda: cw.review(OITA, "K404", "方針", None), "unknown_case")
     message = refused(lambda: cw.review(OITA, "K1", "方針", None), "unknown_case")
     # another centre's case gets the answer a made-up case gets: it never says who holds it (policy.md v2)
@@ -221,19 +273,27 @@ def test_commands_refuse_what_the_coordinating_body_may_not_do(world, clock):
     refused(lambda: cw.transfer(BEPPU, "K1", "beppu-es-1"), "invalid_transfer_target")
     refused(lambda: cw.transfer(BEPPU, "K1", "beppu-center"), "transfer_to_same_municipality")
     # nothing of the refused commands reached the log: the centre's own view has the case and one member only
-    assert [e.kind for e in hub.timeline(org="beppu-center", role="caseworker", child="c1",
-                                         purpose="meeting").entries] == \
-        ["child.registered", "case.registered", "case.member_assigned"]
+    assert [
+        e.kind for e in hub.timeline(org="beppu-center", role="caseworker", child="c1", purpose="meeting").entries
+    ] == ["child.registered", "case.registered", "case.member_assigned"]
 
 
 # --- The meeting agenda --------------------------------------------------------------------------------------
+
 
 def agenda_world(world, clock):
     hub = world()
     cw = CaseWork(hub)
     move(clock, "2026-04-01")
-    next_reviews = {"A": date(2026, 5, 1), "B": date(2026, 5, 20), "C": date(2026, 5, 15), "D": date(2026, 6, 30),
-                    "E": date(2026, 5, 1), "F": date(2026, 6, 30), "G": date(2026, 4, 30)}
+    next_reviews = {
+        "A": date(2026, 5, 1),
+        "B": date(2026, 5, 20),
+        "C": date(2026, 5, 15),
+        "D": date(2026, 6, 30),
+        "E": date(2026, 5, 1),
+        "F": date(2026, 6, 30),
+        "G": date(2026, 4, 30),
+    }
     for name in next_reviews:
         child(hub, clock, f"c{name}")
         cw.register(BEPPU, child=f"c{name}", category="youshien", case_type="neglect", case=name)
@@ -245,12 +305,32 @@ def agenda_world(world, clock):
     for name in next_reviews:
         monthly(hub, clock, f"c{name}", "2026-04", 0)
     move(clock, "2026-05-05T10:00:00+09:00")
-    publish(hub, clock, id="alert-A", kind="absence.alert", child="cA", source="beppu-es-1", basis="cwa-25-3",
-            to="beppu-center", payload={"reason": "no_contact", "days": 3})
-    for name, summary in (("B", '=HYPERLINK("http://example.invalid","詳細")'), ("F", "服装の汚れが続く"),
-                          ("G", "<script>alert(1)</script> 給食を急いで食べる")):
-        publish(hub, clock, id=f"concern-{name}", kind="concern.reported", child=f"c{name}", source="beppu-es-1",
-                basis="cwa-21-10-5", payload={"summary": summary})
+    publish(
+        hub,
+        clock,
+        id="alert-A",
+        kind="absence.alert",
+        child="cA",
+        source="beppu-es-1",
+        basis="cwa-25-3",
+        to="beppu-center",
+        payload={"reason": "no_contact", "days": 3},
+    )
+    for name, summary in (
+        ("B", '=HYPERLINK("http://example.invalid","詳細")'),
+        ("F", "服装の汚れが続く"),
+        ("G", "<script>alert(1)</script> 給食を急いで食べる"),
+    ):
+        publish(
+            hub,
+            clock,
+            id=f"concern-{name}",
+            kind="concern.reported",
+            child=f"c{name}",
+            source="beppu-es-1",
+            basis="cwa-21-10-5",
+            payload={"summary": summary},
+        )
     move(clock, "2026-05-10")
     cw.close(BEPPU, "E", "転居なし・状況改善", "2026-05-10 個別ケース検討会議")
     return hub
@@ -266,8 +346,9 @@ def test_the_agenda_lists_due_cases_with_new_alerts_or_concerns_first(world, clo
     a = agenda.attention[0]
     assert [c["event"] for c in a.changes] == ["att-cA-2026-04", "alert-A"]
     assert a.overdue_days(date(2026, 5, 20)) == 19
-    assert [c["summary"] for c in agenda.attention[2].changes if c["kind"] == "concern.reported"] == \
-        ['=HYPERLINK("http://example.invalid","詳細")']
+    assert [c["summary"] for c in agenda.attention[2].changes if c["kind"] == "concern.reported"] == [
+        '=HYPERLINK("http://example.invalid","詳細")'
+    ]
     assert agenda.confirmation[0].changes[0]["kind"] == "attendance.monthly"
     # only open cases were read (E's child was not), each read recorded
     readers = [r for r in access_records(hub.store) if r["id"] in set(agenda.reads)]
@@ -304,6 +385,7 @@ def test_the_agenda_as_excel_csv_and_as_a_printable_page(world, clock):
 
 
 # --- The joint ledger ---------------------------------------------------------------------------------------
+
 
 def test_the_joint_ledger_of_a_jiso_covering_two_municipalities(world, clock):
     hub = world(Settings(joint_ledger=True))
@@ -367,31 +449,51 @@ def test_the_joint_ledger_needs_the_setting(world, clock):
 
 # --- Support plans and consent ------------------------------------------------------------------------------
 
+
 def test_a_plan_revised_after_consent_stays_shared_at_the_signed_version(world, clock):
     hub = world()
     cw, views = CaseWork(hub), CaseViews(hub)
     move(clock, "2026-04-01")
     child(hub, clock, "c1")
     move(clock, "2026-04-10")
-    p = cw.create_plan(BEPPU, child="c1", plan="P1", wishes="夜眠れるようになりたい", issues="家事の負担",
-                       supports=["子育て世帯訪問支援事業"], review_due="2026-07-10")
+    p = cw.create_plan(
+        BEPPU,
+        child="c1",
+        plan="P1",
+        wishes="夜眠れるようになりたい",
+        issues="家事の負担",
+        supports=["子育て世帯訪問支援事業"],
+        review_due="2026-07-10",
+    )
     assert (p.plan, p.version) == ("P1", 1)
-    refused(lambda: cw.create_plan(BEPPU, child="c1", plan="P1", wishes="x", issues="y", supports="z",
-                                   review_due="2026-07-10"), "plan_exists")
-    refused(lambda: cw.create_plan(BEPPU, child="c1", wishes="x", issues="", supports="z",
-                                   review_due="2026-07-10"), "missing_plan_field")
-    refused(lambda: cw.create_plan(BEPPU, child="c1", wishes="x", issues="y", supports="z",
-                                   review_due="2026-04-10"), "review_due_not_future")
-    refused(lambda: cw.grant_consent(BEPPU, "P1", version=2, recipients=["hoikuen-a"], signed_by="母"),
-            "unknown_version")
-    refused(lambda: cw.grant_consent(BEPPU, "P1", version=1, recipients=["nowhere"], signed_by="母"),
-            "unknown_recipient")
-    refused(lambda: cw.grant_consent(BEPPU, "P1", version=1, recipients=["hoikuen-a"], signed_by=""),
-            "missing_signed_by")
+    refused(
+        lambda: cw.create_plan(
+            BEPPU, child="c1", plan="P1", wishes="x", issues="y", supports="z", review_due="2026-07-10"
+        ),
+        "plan_exists",
+    )
+    refused(
+        lambda: cw.create_plan(BEPPU, child="c1", wishes="x", issues="", supports="z", review_due="2026-07-10"),
+        "missing_plan_field",
+    )
+    refused(
+        lambda: cw.create_plan(BEPPU, child="c1", wishes="x", issues="y", supports="z", review_due="2026-04-10"),
+        "review_due_not_future",
+    )
+    refused(
+        lambda: cw.grant_consent(BEPPU, "P1", version=2, recipients=["hoikuen-a"], signed_by="母"), "unknown_version"
+    )
+    refused(
+        lambda: cw.grant_consent(BEPPU, "P1", version=1, recipients=["nowhere"], signed_by="母"), "unknown_recipient"
+    )
+    refused(
+        lambda: cw.grant_consent(BEPPU, "P1", version=1, recipients=["hoikuen-a"], signed_by=""), "missing_signed_by"
+    )
     consent = cw.grant_consent(BEPPU, "P1", version=1, recipients=["hoikuen-a"], signed_by="母")
     move(clock, "2026-05-01")
-    revised = cw.revise_plan(BEPPU, "P1", wishes="仕事に復帰したい", issues="送迎", supports=["ショートステイ"],
-                             review_due="2026-08-01")
+    revised = cw.revise_plan(
+        BEPPU, "P1", wishes="仕事に復帰したい", issues="送迎", supports=["ショートステイ"], review_due="2026-08-01"
+    )
     assert revised.version == 2
 
     move(clock, "2026-05-02")
@@ -404,12 +506,25 @@ def test_a_plan_revised_after_consent_stays_shared_at_the_signed_version(world, 
     assert state.latest_version == 2 and state.review_due == "2026-08-01" and state.shared_version(clock.at) == 1
 
     # the family refuses to share a second plan: support goes on under it, and nothing of it goes out
-    cw.create_plan(BEPPU, child="c1", plan="Q1", wishes="相談できる人がほしい", issues="孤立",
-                   supports="母子保健の訪問", review_due="2026-06-01")
+    cw.create_plan(
+        BEPPU,
+        child="c1",
+        plan="Q1",
+        wishes="相談できる人がほしい",
+        issues="孤立",
+        supports="母子保健の訪問",
+        review_due="2026-06-01",
+    )
     cw.refuse_consent(BEPPU, "Q1")
     move(clock, "2026-05-20")
-    cw.revise_plan(BEPPU, "Q1", wishes="相談できる人がほしい", issues="孤立", supports=["母子保健の訪問", "親子の居場所"],
-                   review_due="2026-05-30")
+    cw.revise_plan(
+        BEPPU,
+        "Q1",
+        wishes="相談できる人がほしい",
+        issues="孤立",
+        supports=["母子保健の訪問", "親子の居場所"],
+        review_due="2026-05-30",
+    )
     nursery = hub.timeline(org="hoikuen-a", role="nursery_staff", child="c1", purpose="support")
     assert [(e.payload["plan"], e.payload["version"]) for e in nursery.entries] == [("P1", 1)]
 
@@ -426,6 +541,7 @@ def test_a_plan_revised_after_consent_stays_shared_at_the_signed_version(world, 
 
 # --- Case transfer on moving --------------------------------------------------------------------------------
 
+
 def test_a_transfer_acknowledged_and_one_left_unacknowledged(world, clock):
     hub = world()
     cw, views = CaseWork(hub), CaseViews(hub)
@@ -433,14 +549,29 @@ def test_a_transfer_acknowledged_and_one_left_unacknowledged(world, clock):
     for c in ("c1", "c2"):
         child(hub, clock, c)
     move(clock, "2026-04-20")
-    publish(hub, clock, id="concern-1", kind="concern.reported", child="c1", source="beppu-es-1",
-            basis="cwa-21-10-5", payload={"summary": "連絡なしの欠席が続いている"})
+    publish(
+        hub,
+        clock,
+        id="concern-1",
+        kind="concern.reported",
+        child="c1",
+        source="beppu-es-1",
+        basis="cwa-21-10-5",
+        payload={"summary": "連絡なしの欠席が続いている"},
+    )
     cw.register(BEPPU, child="c1", category="youshien", case_type="neglect", case="K1")
     cw.register(BEPPU, child="c2", category="youhogo", case_type="abuse_neglect", case="K2")
     move(clock, "2026-06-01")
     for c in ("c1", "c2"):
-        publish(hub, clock, id=f"moved-{c}", kind="residence.changed", child=c, source="beppu-center",
-                payload={"residence": "442011"})
+        publish(
+            hub,
+            clock,
+            id=f"moved-{c}",
+            kind="residence.changed",
+            child=c,
+            source="beppu-center",
+            payload={"residence": "442011"},
+        )
     move(clock, "2026-06-02")
     transfer = cw.transfer(BEPPU, "K1", "oita-center")
     cw.transfer(BEPPU, "K2", "oita-center")
@@ -476,14 +607,20 @@ def test_a_transfer_acknowledged_and_one_left_unacknowledged(world, clock):
     new_view = hub.timeline(org="oita-center", role="caseworker", child="c1", purpose="meeting")
     assert [e.id for e in new_view.entries if e.kind == "case.transfer_acknowledged"] == [ack.event]
     assert [e.payload for e in new_view.entries if e.id == ack.event] == [{"case": "K1", "from": "beppu-center"}]
-    receipts = [r for r in access_records(hub.store) if r["reader"]["org"] == "oita-center" and r["child"] == "c1"
-                and any(d["rule"] == "TRANSFER" and d["event"] == transfer.event for d in r["decision"]["events"])]
+    receipts = [
+        r
+        for r in access_records(hub.store)
+        if r["reader"]["org"] == "oita-center"
+        and r["child"] == "c1"
+        and any(d["rule"] == "TRANSFER" and d["event"] == transfer.event for d in r["decision"]["events"])
+    ]
     assert ack.access_records[0] in {r["id"] for r in receipts}
     assert min(r["t"] for r in receipts) < clock.at.isoformat()
     assert hub.verify().ok
 
 
 # --- Views leave access records -----------------------------------------------------------------------------
+
 
 def test_building_a_ledger_leaves_access_records_and_verify_passes(world, clock):
     hub = world()
@@ -498,11 +635,13 @@ def test_building_a_ledger_leaves_access_records_and_verify_passes(world, clock)
     move(clock, "2026-04-02")
     ledger = CaseViews(hub).progress_ledger("beppu-center", user="tanaka")
     after = list(access_records(hub.store))
-    new = after[len(before):]
+    new = after[len(before) :]
     assert sorted(r["child"] for r in new) == ["c1", "c2"]  # one read per child, two cases for c1
     assert [r["id"] for r in new] == ledger.reads
-    assert all(r["reader"] == {"org": "beppu-center", "role": "caseworker", "user": "tanaka"} and
-               r["purpose"] == "meeting" for r in new)
+    assert all(
+        r["reader"] == {"org": "beppu-center", "role": "caseworker", "user": "tanaka"} and r["purpose"] == "meeting"
+        for r in new
+    )
     assert sorted(r.case for r in ledger.rows) == ["K1", "K1b", "K2"]
     assert {r.case: r.category for r in ledger.rows}["K2"] == "tokutei_ninpu"
     report = hub.verify()
@@ -513,23 +652,48 @@ def test_building_a_ledger_leaves_access_records_and_verify_passes(world, clock)
 
 # --- The command line ---------------------------------------------------------------------------------------
 
+
 def test_the_case_commands_on_the_command_line(tmp_path):
     runner = CliRunner()
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     orgs_file = tmp_path / "orgs.json"
     orgs_file.write_text(json.dumps(ORGS), encoding="utf-8")
     events = tmp_path / "events.jsonl"
-    events.write_text(json.dumps({"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center",
-                                  "basis": "internal", "at": "2025-04-01T09:00:00+09:00",
-                                  "payload": {"residence": "442020"}}) + "\n", encoding="utf-8")
+    events.write_text(
+        json.dumps(
+            {
+                "id": "r1",
+                "kind": "child.registered",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2025-04-01T09:00:00+09:00",
+                "payload": {"residence": "442020"},
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
     def cli(*args: str):
         return runner.invoke(cli_app, [*args, "--database", database])
 
     assert cli("orgs", "load", str(orgs_file)).exit_code == 0
     assert cli("publish", str(events)).exit_code == 0
-    result = cli("case", "register", "c1", "--center", "beppu-center", "--category", "youshien", "--type", "neglect",
-                 "--case", "K1", "--json")
+    result = cli(
+        "case",
+        "register",
+        "c1",
+        "--center",
+        "beppu-center",
+        "--category",
+        "youshien",
+        "--type",
+        "neglect",
+        "--case",
+        "K1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["case"] == "K1"
     assert cli("case", "assign", "K1", "beppu-es-1", "--center", "beppu-center").exit_code == 0
@@ -542,8 +706,9 @@ def test_the_case_commands_on_the_command_line(tmp_path):
     [row] = json.loads(result.output)["rows"]
     assert row["members"] == ["beppu-es-1"] and row["category_ja"] == "要支援児童"
     output = tmp_path / "agenda.csv"
-    result = cli("case", "agenda", "--org", "beppu-center", "--date", "2099-01-01", "--format", "csv",
-                 "--output", str(output))
+    result = cli(
+        "case", "agenda", "--org", "beppu-center", "--date", "2099-01-01", "--format", "csv", "--output", str(output)
+    )
     assert result.exit_code == 0, result.output
     data = output.read_bytes()
     assert data.startswith(b"\xef\xbb\xbf") and ",K1," in data.decode("utf-8-sig") and b"\r\n" in data
@@ -553,6 +718,7 @@ def test_the_case_commands_on_the_command_line(tmp_path):
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def keys(tmp_path):
@@ -571,16 +737,22 @@ def test_case_work_over_http_acts_as_the_tokens_organisation(world, clock, keys)
         return {"Authorization": f"Bearer {issuer.issue(org=org, role=role, user='tester')}"}
 
     with TestClient(create_app(hub, verifier)) as client:
-        response = client.post("/v1/cases", json={"child": "c1", "category": "youhogo", "case_type": "abuse_neglect",
-                                                  "case": "K1"}, headers=auth("beppu-center"))
+        response = client.post(
+            "/v1/cases",
+            json={"child": "c1", "category": "youhogo", "case_type": "abuse_neglect", "case": "K1"},
+            headers=auth("beppu-center"),
+        )
         assert response.status_code == 201, response.text
         assert response.json()["case"] == "K1"
-        assert client.post("/v1/cases/K1/members", json={"member": "beppu-es-1"},
-                           headers=auth("beppu-center")).status_code == 201
+        assert (
+            client.post("/v1/cases/K1/members", json={"member": "beppu-es-1"}, headers=auth("beppu-center")).status_code
+            == 201
+        )
         # another centre's case and a made-up one get the same answer (policy.md, "Rejections leak nothing")
         others = client.post("/v1/cases/K1/reviews", json={"decision": "方針"}, headers=auth("oita-center"))
-        made_up = client.post("/v1/cases/K1/reviews".replace("K1", "K9"), json={"decision": "方針"},
-                              headers=auth("oita-center"))
+        made_up = client.post(
+            "/v1/cases/K1/reviews".replace("K1", "K9"), json={"decision": "方針"}, headers=auth("oita-center")
+        )
         assert others.status_code == made_up.status_code == 404
         assert others.text == made_up.text.replace("K9", "K1")
         assert others.json()["error"]["code"] == "unknown_case" and "beppu" not in others.text
@@ -599,12 +771,14 @@ def test_case_work_over_http_acts_as_the_tokens_organisation(world, clock, keys)
         assert client.get("/v1/joint-ledger", headers=auth("nakatsu-jiso")).json()["rows"] == []
         assert client.get("/v1/joint-ledger", headers=auth("beppu-center")).status_code == 403
 
-        response = client.get("/v1/agenda", params={"date": "2026-07-31", "format": "csv"},
-                              headers=auth("beppu-center"))
+        response = client.get(
+            "/v1/agenda", params={"date": "2026-07-31", "format": "csv"}, headers=auth("beppu-center")
+        )
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
         assert response.content.startswith(b"\xef\xbb\xbf") and ",K1," in response.content.decode("utf-8-sig")
-        response = client.get("/v1/agenda", params={"date": "2026-07-31", "format": "html"},
-                              headers=auth("beppu-center"))
+        response = client.get(
+            "/v1/agenda", params={"date": "2026-07-31", "format": "html"}, headers=auth("beppu-center")
+        )
         assert response.status_code == 200 and "実務者会議" in response.text
         agenda = client.get("/v1/agenda", params={"date": "2026-07-31"}, headers=auth("chuo-jiso")).json()
         assert [r["case"] for r in agenda["confirmation"]] == ["K1"]
@@ -619,9 +793,18 @@ def test_case_work_over_http_acts_as_the_tokens_organisation(world, clock, keys)
         transfers = client.get("/v1/transfers", params={"all": True}, headers=auth("beppu-center")).json()
         assert [t["acknowledged_at"] is not None for t in transfers] == [True]
 
-        response = client.post("/v1/plans", json={"child": "c1", "wishes": "安心して暮らしたい", "issues": "生活リズム",
-                                                  "supports": ["家庭訪問"], "review_due": "2026-06-30", "plan": "P1"},
-                               headers=auth("beppu-center"))
+        response = client.post(
+            "/v1/plans",
+            json={
+                "child": "c1",
+                "wishes": "安心して暮らしたい",
+                "issues": "生活リズム",
+                "supports": ["家庭訪問"],
+                "review_due": "2026-06-30",
+                "plan": "P1",
+            },
+            headers=auth("beppu-center"),
+        )
         assert response.status_code == 201, response.text
         response = client.get("/v1/plans/due", params={"date": "2026-07-01"}, headers=auth("beppu-center"))
         assert [p["plan"] for p in response.json()["plans"]] == ["P1"]
@@ -649,14 +832,20 @@ def test_case_work_dates_outside_the_hubs_range_are_422_naming_the_field(world, 
             error = response.json()["error"]
             assert error["field"] == field and "2999-12-31" in error["message_ja"], error
         assert client.post("/v1/plans", json={**plan, "review_due": "2026-06-30"}, headers=headers).status_code == 201
-        response = client.post("/v1/plans/P1/consents", headers=headers, json={
-            "version": 1, "recipients": ["beppu-es-1"], "signed_by": "母", "valid_until": "9999-12-31"})
+        response = client.post(
+            "/v1/plans/P1/consents",
+            headers=headers,
+            json={"version": 1, "recipients": ["beppu-es-1"], "signed_by": "母", "valid_until": "9999-12-31"},
+        )
         assert response.status_code == 422 and response.json()["error"]["field"] == "valid_until", response.text
-    result = CliRunner().invoke(cli_app, ["case", "agenda", "--org", "beppu-center", "--date", "9999-12-31", "--database", "sqlite:///:memory:"])
+    result = CliRunner().invoke(
+        cli_app, ["case", "agenda", "--org", "beppu-center", "--date", "9999-12-31", "--database", "sqlite:///:memory:"]
+    )
     assert result.exit_code == 2 and "2999-12-31" in result.output, result.output
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.postgres
 def test_the_case_index_and_ledger_on_postgresql(make_hub, clock, postgres_url):
@@ -687,13 +876,27 @@ def test_an_erased_childs_case_leaves_the_ledgers_and_the_agenda(world, clock):
     cw.register(BEPPU, child="c2", category="youshien", case_type="neglect", case="K2")
     assert {r.case for r in views.progress_ledger("beppu-center").rows} == {"K1", "K2"}
     move(clock, "2026-05-01")
-    publish(hub, clock, id="erase-c1", kind="child.erased", child="c1", source="beppu-center",
-            payload={"reason": "保存期間の満了"})
+    publish(
+        hub,
+        clock,
+        id="erase-c1",
+        kind="child.erased",
+        child="c1",
+        source="beppu-center",
+        payload={"reason": "保存期間の満了"},
+    )
     assert {r.case for r in views.progress_ledger("beppu-center").rows} == {"K2"}
     assert [r.case for r in views.joint_ledger("chuo-jiso").rows] == []
     agenda = views.agenda("beppu-center", date(2026, 12, 1))
     assert "K1" not in [r.case for r in agenda.attention + agenda.confirmation]
-    publish(hub, clock, id="close-K1", kind="case.closed", child="c1", source="beppu-center",
-            payload={"case": "K1", "reason": "終結"})
+    publish(
+        hub,
+        clock,
+        id="close-K1",
+        kind="case.closed",
+        child="c1",
+        source="beppu-center",
+        payload={"case": "K1", "reason": "終結"},
+    )
     assert {r.case for r in views.progress_ledger("beppu-center").rows} == {"K2"}
     assert hub.verify().ok

@@ -34,11 +34,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from events.clock import JST
 from events.store import ChildRecord
-from services.http.app import create_app
 from services.audit.replay import access_records
 from services.auth.tokens import keys_from_file
-from events.clock import JST
+from services.http.app import create_app
 from services.hub import Hub
 
 ORGS = [
@@ -51,14 +51,28 @@ UNLIMITED = {"TSUNAGU_RATE_LIMIT": "1000000/minute"}  # the load comes from a fe
 
 
 def registration(at: datetime) -> dict:
-    return {"id": f"{CHILD}-registered", "kind": "child.registered", "child": CHILD, "source": "beppu-center",
-            "basis": "internal", "at": at.isoformat(), "payload": {"residence": "442020"}}
+    return {
+        "id": f"{CHILD}-registered",
+        "kind": "child.registered",
+        "child": CHILD,
+        "source": "beppu-center",
+        "basis": "internal",
+        "at": at.isoformat(),
+        "payload": {"residence": "442020"},
+    }
 
 
 def concern(envelope_id: str, at: datetime) -> dict:
     """A school's concern about the child (cwa-21-10-5: the centre of the child's residence receives it)."""
-    return {"id": envelope_id, "kind": "concern.reported", "child": CHILD, "source": "beppu-es-1",
-            "basis": "cwa-21-10-5", "at": at.isoformat(), "payload": {"summary": "連絡なしの欠席が続いている"}}
+    return {
+        "id": envelope_id,
+        "kind": "concern.reported",
+        "child": CHILD,
+        "source": "beppu-es-1",
+        "basis": "cwa-21-10-5",
+        "at": at.isoformat(),
+        "payload": {"summary": "連絡なしの欠席が続いている"},
+    }
 
 
 def _free_port() -> int:
@@ -68,6 +82,7 @@ def _free_port() -> int:
 
 
 # --- the clients ------------------------------------------------------------------------------------------------
+
 
 def _answer(operation: str, response: httpx.Response) -> tuple:
     """What a client keeps of one answer: (operation, status, Retry-After, access record id or outcomes, error,
@@ -82,8 +97,9 @@ def _answer(operation: str, response: httpx.Response) -> tuple:
     return operation, response.status_code, response.headers.get("retry-after"), kept, error, response.elapsed
 
 
-def run_client(bases: list[str], name: str, read_headers: dict, publish_headers: dict, requests: int,
-               seconds: float) -> list[tuple]:
+def run_client(
+    bases: list[str], name: str, read_headers: dict, publish_headers: dict, requests: int, seconds: float
+) -> list[tuple]:
     """One client: alternately publishes a concern about the child and reads the child's timeline, through each
     server in turn, until ``requests`` answers or ``seconds`` passed. Runs in a process of its own (or a thread)."""
     answers: list[tuple] = []
@@ -100,11 +116,13 @@ def run_client(bases: list[str], name: str, read_headers: dict, publish_headers:
             operation = "read" if n % 2 == 0 else "publish"
             try:
                 if operation == "read":
-                    response = client.get(f"{base}/v1/children/{CHILD}/timeline", params={"purpose": "support"},
-                                          headers=read_headers)
+                    response = client.get(
+                        f"{base}/v1/children/{CHILD}/timeline", params={"purpose": "support"}, headers=read_headers
+                    )
                 else:
-                    response = client.post(f"{base}/v1/events", json=concern(f"{name}-{n}", at),
-                                           headers=publish_headers)
+                    response = client.post(
+                        f"{base}/v1/events", json=concern(f"{name}-{n}", at), headers=publish_headers
+                    )
             except httpx.TransportError as error:  # no answer at all: counted as status 0
                 answers.append((operation, 0, None, None, {"code": type(error).__name__}, timedelta(0)))
                 continue
@@ -127,6 +145,7 @@ def _run_client_args(args: tuple) -> list[tuple]:
 
 # --- what the store holds afterwards ------------------------------------------------------------------------------
 
+
 def check_answers(answers: list[tuple], hub: Hub, *, also_accepted: int = 0) -> None:
     """The assertions both tests make on the answers and the store."""
     statuses = Counter(status for _, status, *_ in answers)
@@ -147,12 +166,16 @@ def check_answers(answers: list[tuple], hub: Hub, *, also_accepted: int = 0) -> 
     assert len(returned) == len(set(returned))
     assert set(returned) == set(stored), (
         f"{len(set(returned) - set(stored))} reads returned without a record, "
-        f"{len(set(stored) - set(returned))} records of reads that returned nothing")
+        f"{len(set(stored) - set(returned))} records of reads that returned nothing"
+    )
     assert sorted(r["sequence"] for r in records) == list(range(1, len(records) + 1))  # the chain has no gap
 
     # a school is told "received" (受付) for an accepted event (policy.md, "Rejections leak nothing")
-    accepted = sum(kept.count("accepted") + kept.count("received") for operation, status, _, kept, *_ in answers
-                   if operation == "publish" and status == 200)
+    accepted = sum(
+        kept.count("accepted") + kept.count("received")
+        for operation, status, _, kept, *_ in answers
+        if operation == "publish" and status == 200
+    )
     record = hub.store.get_or_none(ChildRecord.create_id(CHILD))
     ids = [entry.id for entry in record.entries]
     assert len(ids) == len(set(ids)) == 1 + accepted + also_accepted  # the registration, and each accepted once
@@ -169,17 +192,23 @@ def latencies(answers: list[tuple]) -> str:
 
 
 def audit_verify(database: str) -> None:
-    verified = subprocess.run([str(TSUNAGU), "audit", "verify", "--database", database, "--child", CHILD],
-                              capture_output=True, text=True, timeout=120)
+    verified = subprocess.run(
+        [str(TSUNAGU), "audit", "verify", "--database", database, "--child", CHILD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 # --- PostgreSQL: three API processes, a Kafka worker, client processes ----------------------------------------------
 
+
 @pytest.mark.postgres
 @pytest.mark.kafka
 def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_error(
-        postgres_url, kafka_server, tmp_path):
+    postgres_url, kafka_server, tmp_path
+):
     from events.transport import KafkaPublisher
 
     key_file = tmp_path / "signing-key.pem"
@@ -196,10 +225,25 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
     worker = None
     try:
         for port in ports:
-            servers.append(subprocess.Popen(
-                [str(TSUNAGU), "serve", "--host", "127.0.0.1", "--port", str(port), "--database", postgres_url,
-                 "--key-file", str(key_file)], stdout=subprocess.DEVNULL,
-                stderr=(tmp_path / f"server-{port}.log").open("wb"), env=env))
+            servers.append(
+                subprocess.Popen(
+                    [
+                        str(TSUNAGU),
+                        "serve",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--database",
+                        postgres_url,
+                        "--key-file",
+                        str(key_file),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=(tmp_path / f"server-{port}.log").open("wb"),
+                    env=env,
+                )
+            )
         bases = [f"http://127.0.0.1:{port}" for port in ports]
         deadline = time.monotonic() + 60
         for server, base in zip(servers, bases):
@@ -213,22 +257,43 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
                 time.sleep(0.2)
 
         worker = subprocess.Popen(
-            [str(TSUNAGU), "worker", "ingest", "--bootstrap", kafka_server, "--topic", topic,
-             "--group", f"test-{uuid.uuid4().hex[:8]}", "--database", postgres_url, "--max-batch", "10",
-             "--until-idle", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+            [
+                str(TSUNAGU),
+                "worker",
+                "ingest",
+                "--bootstrap",
+                kafka_server,
+                "--topic",
+                topic,
+                "--group",
+                f"test-{uuid.uuid4().hex[:8]}",
+                "--database",
+                postgres_url,
+                "--max-batch",
+                "10",
+                "--until-idle",
+                "5",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
         read = {"Authorization": f"Bearer {issuer.issue(org='beppu-center', role='caseworker', user='佐藤')}"}
         publish = {"Authorization": f"Bearer {issuer.issue(org='beppu-es-1', role='adapter', user='校務')}"}
         clients = [(bases, f"p{n}", read, publish, 24, 20.0) for n in range(10)]
         spawn = multiprocessing.get_context("spawn")
         start_together = spawn.Barrier(len(clients) + 1)  # the clients and this process
-        with spawn.Pool(len(clients), initializer=_keep_start, initargs=(start_together,)) as pool, \
-                KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9)) as publisher:
+        with (
+            spawn.Pool(len(clients), initializer=_keep_start, initargs=(start_together,)) as pool,
+            KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9)) as publisher,
+        ):
             running = pool.map_async(_run_client_args, clients)
             start_together.wait(timeout=90)
             began = time.monotonic()
             for n in range(0, len(through_kafka), 10):  # the worker stores these while the clients run
-                assert {r.outcome for r in publisher.publish(through_kafka[n:n + 10])} == {"queued"}
+                assert {r.outcome for r in publisher.publish(through_kafka[n : n + 10])} == {"queued"}
                 time.sleep(1)
             answers = [a for client in running.get(timeout=120) for a in client]
             took = time.monotonic() - began
@@ -244,8 +309,10 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
         if worker is not None and worker.poll() is None:
             worker.kill()
 
-    print(f"PostgreSQL: {len(answers)} requests in {took:.1f} s through 3 servers and a worker: "
-          f"{dict(Counter((operation, status) for operation, status, *_ in answers))}; {latencies(answers)}")
+    print(
+        f"PostgreSQL: {len(answers)} requests in {took:.1f} s through 3 servers and a worker: "
+        f"{dict(Counter((operation, status) for operation, status, *_ in answers))}; {latencies(answers)}"
+    )
     try:
         check_answers(answers, hub, also_accepted=len(through_kafka))
     finally:
@@ -257,6 +324,7 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
 
 
 # --- SQLite: one app, many threads ---------------------------------------------------------------------------------
+
 
 def test_many_threads_on_one_child_on_sqlite_get_no_server_error(tmp_path, monkeypatch):
     for name, value in UNLIMITED.items():
@@ -276,8 +344,9 @@ def test_many_threads_on_one_child_on_sqlite_get_no_server_error(tmp_path, monke
                 at = datetime.now(JST) - timedelta(days=1)
                 for n in range(30):
                     if n % 2 == 0:
-                        response = client.get(f"/v1/children/{CHILD}/timeline", params={"purpose": "support"},
-                                              headers=read)
+                        response = client.get(
+                            f"/v1/children/{CHILD}/timeline", params={"purpose": "support"}, headers=read
+                        )
                         answers.append(_answer("read", response))
                     else:
                         response = client.post("/v1/events", json=concern(f"{name}-{n}", at), headers=publish)
@@ -285,10 +354,13 @@ def test_many_threads_on_one_child_on_sqlite_get_no_server_error(tmp_path, monke
                 return answers
 
             with ThreadPoolExecutor(16) as pool:
-                answers = [a for client_answers in pool.map(one_client, [f"t{n}" for n in range(16)])
-                           for a in client_answers]
-        print(f"SQLite: {len(answers)} requests from 16 threads: "
-              f"{dict(Counter((operation, status) for operation, status, *_ in answers))}; {latencies(answers)}")
+                answers = [
+                    a for client_answers in pool.map(one_client, [f"t{n}" for n in range(16)]) for a in client_answers
+                ]
+        print(
+            f"SQLite: {len(answers)} requests from 16 threads: "
+            f"{dict(Counter((operation, status) for operation, status, *_ in answers))}; {latencies(answers)}"
+        )
         check_answers(answers, hub)
     finally:
         hub.close()
@@ -297,14 +369,16 @@ def test_many_threads_on_one_child_on_sqlite_get_no_server_error(tmp_path, monke
 
 # --- when the budget runs out: 503 with Retry-After, and exit 75 on the command line ------------------------------
 
+
 def test_a_request_that_loses_every_race_gets_503_with_retry_after_and_stores_nothing(tmp_path, monkeypatch):
     """Another hub process on the same database reads or publishes about the child just before each of this
     process's appends, every time: the conflicts are real (the store refuses the version), and after the budget
     the caller is told to come back, in Japanese, with nothing of its request stored."""
+    from typer.testing import CliRunner
+
     import events.retry
     from events.store import AccessLog, HubStore
     from services.cli.root import EXIT_BUSY, app
-    from typer.testing import CliRunner
 
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     issuer, verifier = keys_from_file(tmp_path / "signing-key.pem")
@@ -332,8 +406,10 @@ def test_a_request_that_loses_every_race_gets_503_with_retry_after_and_stores_no
     publish = {"Authorization": f"Bearer {issuer.issue(org='beppu-es-1', role='adapter', user='校務')}"}
     try:
         with TestClient(create_app(hub, verifier), raise_server_exceptions=False) as client:
-            answers = [client.get(f"/v1/children/{CHILD}/timeline", params={"purpose": "support"}, headers=read),
-                       client.post("/v1/events", json=concern("mine", at), headers=publish)]
+            answers = [
+                client.get(f"/v1/children/{CHILD}/timeline", params={"purpose": "support"}, headers=read),
+                client.post("/v1/events", json=concern("mine", at), headers=publish),
+            ]
         for answer in answers:
             assert answer.status_code == 503, answer.text
             assert answer.headers["retry-after"] == "2"
@@ -341,8 +417,21 @@ def test_a_request_that_loses_every_race_gets_503_with_retry_after_and_stores_no
             assert error["code"] == "busy" and "もう一度お試しください" in error["message_ja"], error
         assert others["reads"] >= events.retry.MIN_ATTEMPTS and others["publishes"] >= events.retry.MIN_ATTEMPTS
 
-        cli = CliRunner().invoke(app, ["timeline", CHILD, "--org", "beppu-center", "--role", "caseworker",
-                                       "--purpose", "support", "--database", database])
+        cli = CliRunner().invoke(
+            app,
+            [
+                "timeline",
+                CHILD,
+                "--org",
+                "beppu-center",
+                "--role",
+                "caseworker",
+                "--purpose",
+                "support",
+                "--database",
+                database,
+            ],
+        )
         assert cli.exit_code == EXIT_BUSY, cli.output
         assert "混み合っているため" in cli.output and "Traceback" not in cli.output
     finally:

@@ -55,6 +55,7 @@ def ids_of(child: str, **match) -> set[str]:
 
 # --- Loading -------------------------------------------------------------------------------------------------
 
+
 def test_the_demo_loads_everything_with_no_rejection(make_hub, clock):
     clock.at = TODAY
     hub = make_hub(settings=Settings(joint_ledger=True))
@@ -76,15 +77,42 @@ def test_the_demo_loads_everything_with_no_rejection(make_hub, clock):
 
 def test_the_demo_covers_the_flows_the_hub_carries():
     kinds = {e["kind"] for e in EVENTS.values()}
-    assert {"child.registered", "residence.changed", "concern.reported", "notification.filed", "attendance.monthly",
-            "target_list.assigned", "absence.alert", "case.registered", "case.member_assigned", "case.shared",
-            "case.reviewed", "case.closed", "ledger.updated", "plan.created", "plan.revised", "consent.granted",
-            "consent.refused", "consent.withdrawn", "case.transferred", "emergency.declared",
-            "note.recorded"} <= kinds
-    assert {e["basis"] for e in EVENTS.values()} == {"internal", "cwa-21-10-5", "cwa-25", "cwa-25-3", "cwa-25-2",
-                                                      "joint-ledger", "commissioned"}
+    assert {
+        "child.registered",
+        "residence.changed",
+        "concern.reported",
+        "notification.filed",
+        "attendance.monthly",
+        "target_list.assigned",
+        "absence.alert",
+        "case.registered",
+        "case.member_assigned",
+        "case.shared",
+        "case.reviewed",
+        "case.closed",
+        "ledger.updated",
+        "plan.created",
+        "plan.revised",
+        "consent.granted",
+        "consent.refused",
+        "consent.withdrawn",
+        "case.transferred",
+        "emergency.declared",
+        "note.recorded",
+    } <= kinds
+    assert {e["basis"] for e in EVENTS.values()} == {
+        "internal",
+        "cwa-21-10-5",
+        "cwa-25",
+        "cwa-25-3",
+        "cwa-25-2",
+        "joint-ledger",
+        "commissioned",
+    }
     assert {e.get("function", "child_welfare") for e in EVENTS.values() if e["source"] == "beppu-center"} == {
-        "child_welfare", "maternal_health"}
+        "child_welfare",
+        "maternal_health",
+    }
     assert any(e["kind"] == "note.recorded" and e.get("sensitive") for e in EVENTS.values())
     assert all(e["source"] == "chuo-jiso" for e in EVENTS.values() if e["kind"] == "emergency.declared")
     concern_sources = {e["source"] for e in EVENTS.values() if e["kind"] == "concern.reported"}
@@ -111,6 +139,7 @@ def test_the_demo_refuses_to_load_without_the_joint_ledger(make_hub, clock):
 
 
 # --- The lawful views --------------------------------------------------------------------------------------
+
 
 def test_a_school_sees_only_its_own_records(demo_hub):
     own = read(demo_hub, "child-10", "beppu-es-yamanami", "teacher")
@@ -207,6 +236,7 @@ def test_the_auditor_is_refused_and_every_read_replays(demo_hub):
 
 # --- The command -------------------------------------------------------------------------------------------
 
+
 def test_the_demo_command_loads_once_and_prints_how_to_try_it(tmp_path, monkeypatch):
     monkeypatch.setattr(cli_demo, "now_jst", lambda: TODAY)
     database = f"sqlite:///{tmp_path / 'demo.db'}"
@@ -246,7 +276,9 @@ def test_the_demo_loads_on_postgresql_too(postgres_url, clock):
         assert first.rejected == [] and first.accepted == len(EVENTS)
         assert again.accepted == 0 and again.duplicate == len(EVENTS)
         nursery = read(hub, "child-02", "sakura-kodomoen", "nursery_staff")
-        assert [(e.kind, e.rule) for e in nursery.entries if e.kind.startswith("plan.")] == [("plan.created", "CONSENT")]
+        assert [(e.kind, e.rule) for e in nursery.entries if e.kind.startswith("plan.")] == [
+            ("plan.created", "CONSENT")
+        ]
         assert hub.verify().ok
     finally:
         hub.close()
@@ -254,17 +286,26 @@ def test_the_demo_loads_on_postgresql_too(postgres_url, clock):
 
 # --- Settings from the environment ---------------------------------------------------------------------------
 
+
 def test_settings_come_from_the_environment(monkeypatch):
     assert settings_from_env({}) == Settings()
-    assert settings_from_env({"TSUNAGU_JOINT_LEDGER": "1", "TSUNAGU_INTEGRATED_CENTER": "off",
-                              "TSUNAGU_EMERGENCY_HOURS": "12", "TSUNAGU_MONTHLY_REPORT_DUE_DAY": ""}) == Settings(
-        joint_ledger=True, integrated_center=False, emergency_hours=12)
+    assert settings_from_env(
+        {
+            "TSUNAGU_JOINT_LEDGER": "1",
+            "TSUNAGU_INTEGRATED_CENTER": "off",
+            "TSUNAGU_EMERGENCY_HOURS": "12",
+            "TSUNAGU_MONTHLY_REPORT_DUE_DAY": "",
+        }
+    ) == Settings(joint_ledger=True, integrated_center=False, emergency_hours=12)
     with pytest.raises(ValueError, match="TSUNAGU_JOINT_LEDGER"):
         settings_from_env({"TSUNAGU_JOINT_LEDGER": "maybe"})
     with pytest.raises(ValueError, match="TSUNAGU_EMERGENCY_HOURS"):
         settings_from_env({"TSUNAGU_EMERGENCY_HOURS": "a day"})
-    for name, value in [("TSUNAGU_EMERGENCY_HOURS", str(10**30)), ("TSUNAGU_EMERGENCY_HOURS", "0"),
-                        ("TSUNAGU_MONTHLY_REPORT_DUE_DAY", "32")]:
+    for name, value in [
+        ("TSUNAGU_EMERGENCY_HOURS", str(10**30)),
+        ("TSUNAGU_EMERGENCY_HOURS", "0"),
+        ("TSUNAGU_MONTHLY_REPORT_DUE_DAY", "32"),
+    ]:
         with pytest.raises(ValueError, match=name):  # a window no date can end, or a day no month has
             settings_from_env({name: value})
     monkeypatch.setenv("TSUNAGU_JOINT_LEDGER", "true")

@@ -26,10 +26,10 @@ from events.sealing import KeyConfigError, Keyring, LocalMasterKey, SealingMappe
 from events.store import ChildRecord
 from events.transport import InvalidMessage, KafkaPublisher, decode
 from services.cli.root import app
+from services.feeds.kafka_worker import IngestWorker
 from services.hub import Hub
 from services.publishing.linking import link
 from services.schools.overdue import overdue_reports
-from services.feeds.kafka_worker import IngestWorker
 from tests.conftest import at
 from tests.schoolfiles import ORGS, list_child
 
@@ -37,30 +37,63 @@ CHILD = "c-erase-7f3a"
 SECRET_NAME = "ヤマダ　ハナコ"
 SECRET_SUMMARY = "右腕にあざ。父に叩かれたと本人が話す（識別子ZX-41977）"
 STUDENT_NO = "0412"
-MARKERS = [CHILD.encode(), SECRET_NAME.encode(), SECRET_SUMMARY.encode(), "ZX-41977".encode(), b"0412",
-           b"child.registered", b"concern.reported"]
+MARKERS = [
+    CHILD.encode(),
+    SECRET_NAME.encode(),
+    SECRET_SUMMARY.encode(),
+    b"ZX-41977",
+    b"0412",
+    b"child.registered",
+    b"concern.reported",
+]
 
 
 def events(child: str = CHILD) -> list[dict]:
     return [
-        {"id": f"{child}-r", "kind": "child.registered", "child": child, "source": "beppu-center",
-         "basis": "internal", "at": "2026-04-01T09:00:00+09:00",
-         "payload": {"residence": "442020", "name_kana": SECRET_NAME, "birth_date": "2016-05-05"}},
-        {"id": f"{child}-concern", "kind": "concern.reported", "child": child, "source": "beppu-es-1",
-         "basis": "cwa-21-10-5", "at": "2026-04-02T10:00:00+09:00", "payload": {"summary": SECRET_SUMMARY}},
+        {
+            "id": f"{child}-r",
+            "kind": "child.registered",
+            "child": child,
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": "2026-04-01T09:00:00+09:00",
+            "payload": {"residence": "442020", "name_kana": SECRET_NAME, "birth_date": "2016-05-05"},
+        },
+        {
+            "id": f"{child}-concern",
+            "kind": "concern.reported",
+            "child": child,
+            "source": "beppu-es-1",
+            "basis": "cwa-21-10-5",
+            "at": "2026-04-02T10:00:00+09:00",
+            "payload": {"summary": SECRET_SUMMARY},
+        },
     ]
 
 
 def by_own_number() -> dict:
     """The school names the child by its own number (児童生徒番号) before the centre links it."""
-    return {"id": f"{CHILD}-daily", "kind": "attendance.daily", "local_child": STUDENT_NO, "source": "beppu-es-1",
-            "basis": "cwa-21-10-5", "at": "2026-04-02T16:00:00+09:00",
-            "payload": {"date": "2026-04-02", "status": "absent", "contacted": False, "reason": SECRET_SUMMARY}}
+    return {
+        "id": f"{CHILD}-daily",
+        "kind": "attendance.daily",
+        "local_child": STUDENT_NO,
+        "source": "beppu-es-1",
+        "basis": "cwa-21-10-5",
+        "at": "2026-04-02T16:00:00+09:00",
+        "payload": {"date": "2026-04-02", "status": "absent", "contacted": False, "reason": SECRET_SUMMARY},
+    }
 
 
 def erasure(child: str = CHILD) -> dict:
-    return {"id": f"{child}-erased", "kind": "child.erased", "child": child, "source": "beppu-center",
-            "basis": "internal", "at": "2026-06-01T09:00:00+09:00", "payload": {"reason": "保存期間の満了"}}
+    return {
+        "id": f"{child}-erased",
+        "kind": "child.erased",
+        "child": child,
+        "source": "beppu-center",
+        "basis": "internal",
+        "at": "2026-06-01T09:00:00+09:00",
+        "payload": {"reason": "保存期間の満了"},
+    }
 
 
 def schema_of(url: str) -> str:
@@ -70,14 +103,15 @@ def schema_of(url: str) -> str:
 def raw_rows(url: str) -> list[tuple]:
     """Every stored event row, exactly as in the database (and in any backup of its tables)."""
     with psycopg.connect(url.split("?")[0]) as conn:
-        return conn.execute(f'SELECT originator_id, originator_version, topic, state FROM "{schema_of(url)}".'
-                            "tsunagu_events ORDER BY notification_id").fetchall()
+        return conn.execute(
+            f'SELECT originator_id, originator_version, topic, state FROM "{schema_of(url)}".'
+            "tsunagu_events ORDER BY notification_id"
+        ).fetchall()
 
 
 def key_rows(url: str) -> list[tuple]:
     with psycopg.connect(url.split("?")[0]) as conn:
-        return conn.execute(f'SELECT scope, wrapped, destroyed_at FROM "{schema_of(url)}".tsunagu_data_keys'
-                            ).fetchall()
+        return conn.execute(f'SELECT scope, wrapped, destroyed_at FROM "{schema_of(url)}".tsunagu_data_keys').fetchall()
 
 
 def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_url, clock, kafka_server):
@@ -90,8 +124,9 @@ def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_ur
         # The school's adapter publishes through Kafka; the worker stores; the centre lists the child.
         with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9)) as publisher:
             publisher.publish([by_own_number()] + events())
-        with IngestWorker(hub, kafka_server, group=f"g-{uuid.uuid4().hex[:8]}", topic=topic,
-                          api_version=(0, 9)) as worker:
+        with IngestWorker(
+            hub, kafka_server, group=f"g-{uuid.uuid4().hex[:8]}", topic=topic, api_version=(0, 9)
+        ) as worker:
             deadline = datetime.now().timestamp() + 60
             while worker.totals.messages < 3 and datetime.now().timestamp() < deadline:
                 worker.process_batch(timeout_ms=500)
@@ -103,13 +138,14 @@ def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_ur
 
         seen = hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
         assert {e.id: e.payload.get("summary") for e in seen.entries}[f"{CHILD}-concern"] == SECRET_SUMMARY
-        assert {r.student_no for r in overdue_reports(hub.store, hub.settings, reader="beppu-center",
-                                                      today=clock.at.date())} == {STUDENT_NO}
+        assert {
+            r.student_no for r in overdue_reports(hub.store, hub.settings, reader="beppu-center", today=clock.at.date())
+        } == {STUDENT_NO}
 
         # Nothing identifying is in the clear: not in the rows, not in the stream ids, not in a message.
         backup = raw_rows(postgres_url)  # what a backup of the event tables holds
         assert len(backup) > 10
-        for originator_id, version, topic_name, state in backup:
+        for _originator_id, _version, topic_name, state in backup:
             for marker in MARKERS:
                 assert marker not in bytes(state) and marker.decode() not in topic_name
         assert ChildRecord.create_id(CHILD) == stream_id(f"child:{CHILD}")
@@ -126,13 +162,18 @@ def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_ur
         assert all(wrapped is None for _, wrapped, _ in destroyed)
 
         # The copies taken before the erasure no longer open: the hub itself recovers no content from them.
-        opened = [hub.store.mapper.to_domain_event(StoredEvent(originator_id=o, originator_version=v, topic=t,
-                                                               state=bytes(s)))
-                  for o, v, t, s in backup]
-        published = [e for e in opened if type(e).__name__ == "Published" and e.originator_id ==
-                     ChildRecord.create_id(CHILD)]
-        assert sorted(e.envelope["kind"] for e in published) == sorted([
-            "child.registered", "concern.reported", "identity.linked", "attendance.daily", "target_list.assigned"])
+        opened = [
+            hub.store.mapper.to_domain_event(
+                StoredEvent(originator_id=o, originator_version=v, topic=t, state=bytes(s))
+            )
+            for o, v, t, s in backup
+        ]
+        published = [
+            e for e in opened if type(e).__name__ == "Published" and e.originator_id == ChildRecord.create_id(CHILD)
+        ]
+        assert sorted(e.envelope["kind"] for e in published) == sorted(
+            ["child.registered", "concern.reported", "identity.linked", "attendance.daily", "target_list.assigned"]
+        )
         payloads = {e.envelope["kind"]: e.envelope["payload"] for e in published}
         assert payloads["child.registered"] == {"residence": "442020"}  # what the policy reads, not the name
         assert payloads["concern.reported"] == payloads["attendance.daily"] == {}  # the content is gone
@@ -140,7 +181,7 @@ def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_ur
         text = repr([vars(e) for e in opened])
         for marker in (SECRET_NAME, SECRET_SUMMARY, "ZX-41977"):
             assert marker not in text
-        for key, value in raw_messages(kafka_server, topic, 3):
+        for _key, value in raw_messages(kafka_server, topic, 3):
             with pytest.raises(InvalidMessage) as refused:
                 decode(value, hub.store.keys)
             assert refused.value.code == "erased_child"
@@ -166,8 +207,9 @@ def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_ur
 
 
 def raw_messages(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, bytes]]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=(0, 9), enable_auto_commit=False,
-                             consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, api_version=(0, 9), enable_auto_commit=False, consumer_timeout_ms=5000
+    )
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -189,11 +231,28 @@ def test_a_backup_of_the_event_tables_holds_no_plaintext(postgres_url, clock):
         assert [r.outcome for r in hub.publish(events())] == ["accepted"] * 2
     finally:
         hub.close()
-    pg_dump = next((p for p in subprocess.run(["bash", "-c", "ls /usr/lib/postgresql/*/bin/pg_dump"],
-                                              capture_output=True, text=True).stdout.split()), "pg_dump")
-    dumped = subprocess.run([pg_dump, "--data-only", "--schema", schema_of(postgres_url),
-                             "--exclude-table", f"{schema_of(postgres_url)}.tsunagu_data_keys",
-                             postgres_url.split("?")[0]], capture_output=True, check=True).stdout
+    pg_dump = next(
+        (
+            p
+            for p in subprocess.run(
+                ["bash", "-c", "ls /usr/lib/postgresql/*/bin/pg_dump"], capture_output=True, text=True
+            ).stdout.split()
+        ),
+        "pg_dump",
+    )
+    dumped = subprocess.run(
+        [
+            pg_dump,
+            "--data-only",
+            "--schema",
+            schema_of(postgres_url),
+            "--exclude-table",
+            f"{schema_of(postgres_url)}.tsunagu_data_keys",
+            postgres_url.split("?")[0],
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     assert b"tsunagu_events" in dumped
     # pg_dump writes bytea as hex (\\x7b22…): a plaintext event would not show as text, so every bytea literal
     # is decoded and searched. The hex itself and the HMAC stream ids (UUIDs) are left out of the text that is
@@ -226,8 +285,15 @@ def test_events_published_after_the_erasure_are_sealed_under_a_new_key(hub, cloc
     hub.load_orgs(ORGS)
     hub.publish(events())
     assert hub.publish([erasure()])[0].outcome == "accepted"
-    late = {"id": f"{CHILD}-late", "kind": "concern.reported", "child": CHILD, "source": "beppu-es-1",
-            "basis": "cwa-21-10-5", "at": "2026-06-05T10:00:00+09:00", "payload": {"summary": "後日の連絡"}}
+    late = {
+        "id": f"{CHILD}-late",
+        "kind": "concern.reported",
+        "child": CHILD,
+        "source": "beppu-es-1",
+        "basis": "cwa-21-10-5",
+        "at": "2026-06-05T10:00:00+09:00",
+        "payload": {"summary": "後日の連絡"},
+    }
     assert hub.publish([late])[0].outcome == "accepted"
     assert hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries == []
     assert hub.verify().ok
@@ -251,9 +317,14 @@ def test_master_key_rotation_rewraps_the_data_keys(tmp_path, monkeypatch, clock)
     monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(keys_file))
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     runner = CliRunner()
-    keys_file.write_text(json.dumps({"master_keys": [{"id": "m-old",
-                                                      "key": base64.b64encode(bytes(range(32))).decode()}],
-                                     "stream_secret": base64.b64encode(secret).decode()}))
+    keys_file.write_text(
+        json.dumps(
+            {
+                "master_keys": [{"id": "m-old", "key": base64.b64encode(bytes(range(32))).decode()}],
+                "stream_secret": base64.b64encode(secret).decode(),
+            }
+        )
+    )
     hub = Hub(database, clock=clock)
     try:
         hub.load_orgs(ORGS)
@@ -324,9 +395,19 @@ def test_a_months_reports_are_one_event_per_publish_with_each_childs_entry_seale
         hub.load_orgs(ORGS)
         rows = []
         for n in range(5):
-            hub.publish([{"id": f"reg-{n}", "kind": "child.registered", "child": f"kodomo-{n}",
-                          "source": "beppu-center", "basis": "internal", "at": "2026-04-01T09:00:00+09:00",
-                          "payload": {"residence": "442020"}}])
+            hub.publish(
+                [
+                    {
+                        "id": f"reg-{n}",
+                        "kind": "child.registered",
+                        "child": f"kodomo-{n}",
+                        "source": "beppu-center",
+                        "basis": "internal",
+                        "at": "2026-04-01T09:00:00+09:00",
+                        "payload": {"residence": "442020"},
+                    }
+                ]
+            )
             list_child(hub, f"kodomo-{n}", f"S-{n:04d}")
             rows.append([ES1_CODE, f"S-{n:04d}", "2026-05", 19, 15, 4, 2, "", "", "", ""])
         assert import_monthly(hub, write_csv(tmp_path / "m.csv", MONTHLY_HEADER, rows)).accepted == 5
@@ -336,8 +417,12 @@ def test_a_months_reports_are_one_event_per_publish_with_each_childs_entry_seale
         report_ids = {r.id for r in hub.store.peek(stream).reports.values()}
         assert len(report_ids) == 5
         recorded = stored[1]  # opened under the hub's key, the entries are still sealed, each under its child's
-        outer = json.loads(hub.store.keys.open(bytes(recorded.state), SealingMapper._aad(
-            recorded.originator_id, recorded.originator_version, recorded.topic)))
+        outer = json.loads(
+            hub.store.keys.open(
+                bytes(recorded.state),
+                SealingMapper._aad(recorded.originator_id, recorded.originator_version, recorded.topic),
+            )
+        )
         assert len(outer["per_child"]) == 5 and all(i not in json.dumps(outer) for i in report_ids)
         assert [r.outcome for r in hub.publish([dict(erasure("kodomo-3"), id="erase-3")])] == ["accepted"]
     finally:
@@ -363,8 +448,16 @@ QUEUED_NUMBER = "S-6693"  # a number the school used before the centre linked it
 QUEUED_REASON = "夜間に一人で外出（記録番号QX-9953）"
 CONFLICT_SUMMARY = "別の内容で再送された連絡（記録番号QX-1064）"
 # What must not open after the erasure (the shared number stays: the list still gives it to the other child).
-OUTSIDE_MARKERS = [ROW_NOTE, SHARED_NOTE, OWN_NUMBER, QUEUED_NUMBER, QUEUED_REASON, CONFLICT_SUMMARY, SECRET_NAME,
-                   SECRET_SUMMARY]
+OUTSIDE_MARKERS = [
+    ROW_NOTE,
+    SHARED_NOTE,
+    OWN_NUMBER,
+    QUEUED_NUMBER,
+    QUEUED_REASON,
+    CONFLICT_SUMMARY,
+    SECRET_NAME,
+    SECRET_SUMMARY,
+]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -385,20 +478,33 @@ def raw_event_rows(database: str, table: str) -> list[tuple]:
     if database.startswith("sqlite"):
         import sqlite3
 
-        with sqlite3.connect(database[len("sqlite:///"):]) as conn:  # ids are kept as hex text there
-            return [(uuid.UUID(o), v, t, s) for o, v, t, s in conn.execute(
-                f"SELECT originator_id, originator_version, topic, state FROM {table} ORDER BY rowid")]
+        with sqlite3.connect(database[len("sqlite:///") :]) as conn:  # ids are kept as hex text there
+            return [
+                (uuid.UUID(o), v, t, s)
+                for o, v, t, s in conn.execute(
+                    f"SELECT originator_id, originator_version, topic, state FROM {table} ORDER BY rowid"
+                )
+            ]
     with psycopg.connect(database.split("?")[0]) as conn:
-        return conn.execute(f'SELECT originator_id, originator_version, topic, state FROM "{schema_of(database)}".'
-                            f"{table} ORDER BY notification_id").fetchall()
+        return conn.execute(
+            f'SELECT originator_id, originator_version, topic, state FROM "{schema_of(database)}".'
+            f"{table} ORDER BY notification_id"
+        ).fetchall()
 
 
 def list_on(hub: Hub, child: str, student_no: str) -> None:
     """``tests.schoolfiles.list_child`` with an envelope id that does not carry the number: an envelope's id, like
     its child id, is metadata that outlives an erasure (README)."""
-    envelope = {"id": f"list-{uuid.uuid4()}", "kind": "target_list.assigned", "child": child, "source": "beppu-center",
-                "basis": "cwa-25-3", "to": "beppu-es-1", "at": "2026-04-01T09:00:00+09:00",
-                "payload": {"school": "beppu-es-1", "student_no": student_no, "from_month": "2026-04"}}
+    envelope = {
+        "id": f"list-{uuid.uuid4()}",
+        "kind": "target_list.assigned",
+        "child": child,
+        "source": "beppu-center",
+        "basis": "cwa-25-3",
+        "to": "beppu-es-1",
+        "at": "2026-04-01T09:00:00+09:00",
+        "payload": {"school": "beppu-es-1", "student_no": student_no, "from_month": "2026-04"},
+    }
     assert hub.publish([envelope])[0].outcome == "accepted"
 
 
@@ -409,18 +515,26 @@ def a_world_with_the_child_held_outside_its_stream(hub: Hub, tmp_path) -> None:
     from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, import_monthly, write_csv
 
     hub.load_orgs(ORGS)
-    other = [dict(e, payload=dict(e["payload"], name_kana="サトウ　ミキ", summary="別の子の連絡")) for e in
-             events("c-other-2b9d")]
+    other = [
+        dict(e, payload=dict(e["payload"], name_kana="サトウ　ミキ", summary="別の子の連絡"))
+        for e in events("c-other-2b9d")
+    ]
     assert [r.outcome for r in hub.publish(events() + other)] == ["accepted"] * 4
     list_on(hub, CHILD, OWN_NUMBER)
     list_on(hub, CHILD, SHARED_NUMBER)
     list_on(hub, "c-other-2b9d", SHARED_NUMBER)
-    rows = [[ES1_CODE, OWN_NUMBER, "2026-05", 19, 25, 4, 2, "", "", "", ROW_NOTE],  # attended > school days
-            [ES1_CODE, SHARED_NUMBER, "2026-05", 19, 15, 4, 2, "", "", "", SHARED_NOTE]]  # two children
+    rows = [
+        [ES1_CODE, OWN_NUMBER, "2026-05", 19, 25, 4, 2, "", "", "", ROW_NOTE],  # attended > school days
+        [ES1_CODE, SHARED_NUMBER, "2026-05", 19, 15, 4, 2, "", "", "", SHARED_NOTE],
+    ]  # two children
     summary = import_monthly(hub, write_csv(tmp_path / "2026-05.csv", MONTHLY_HEADER, rows))
     assert summary.rejected_total == 2, summary.to_dict()
-    waiting = dict(by_own_number(), local_child=QUEUED_NUMBER, id=f"{CHILD}-night",
-                   payload={"date": "2026-04-02", "status": "absent", "contacted": False, "reason": QUEUED_REASON})
+    waiting = dict(
+        by_own_number(),
+        local_child=QUEUED_NUMBER,
+        id=f"{CHILD}-night",
+        payload={"date": "2026-04-02", "status": "absent", "contacted": False, "reason": QUEUED_REASON},
+    )
     assert hub.publish([waiting])[0].outcome == "queued"
     released = link(hub, center="beppu-center", org="beppu-es-1", local_number=QUEUED_NUMBER, child=CHILD)
     assert [r.outcome for _, r in released.released] == ["accepted"]
@@ -432,12 +546,18 @@ def held_text(store, *sources: str) -> str:
     """What the quarantines and linking queues of ``sources`` show, as text."""
     from events.store import LinkingQueue, Quarantine
 
-    return text_of([(getattr(store.peek(Quarantine.create_id(s)), "held", None),
-                     getattr(store.peek(LinkingQueue.create_id(s)), "waiting", None)) for s in sources])
+    return text_of(
+        [
+            (
+                getattr(store.peek(Quarantine.create_id(s)), "held", None),
+                getattr(store.peek(LinkingQueue.create_id(s)), "waiting", None),
+            )
+            for s in sources
+        ]
+    )
 
 
-def test_quarantined_rows_and_queue_entries_about_the_child_are_unreadable_after_its_erasure(database, tmp_path,
-                                                                                                clock):
+def test_quarantined_rows_and_queue_entries_about_the_child_are_unreadable_after_its_erasure(database, tmp_path, clock):
     clock.at = at("2026-06-10T09:00:00+09:00")
     hub = Hub(database, clock=clock)
     try:
@@ -447,8 +567,14 @@ def test_quarantined_rows_and_queue_entries_about_the_child_are_unreadable_after
             assert marker in before  # the quarantine holds them, for the school to correct
         table = hub.store.recorder.events_table_name
         copied = raw_event_rows(database, table)  # a backup taken before the erasure
-        text = text_of([hub.store.mapper.to_domain_event(StoredEvent(
-            originator_id=o, originator_version=v, topic=t, state=bytes(s))) for o, v, t, s in copied])
+        text = text_of(
+            [
+                hub.store.mapper.to_domain_event(
+                    StoredEvent(originator_id=o, originator_version=v, topic=t, state=bytes(s))
+                )
+                for o, v, t, s in copied
+            ]
+        )
         for marker in OUTSIDE_MARKERS + [SHARED_NUMBER]:
             assert marker in text, marker  # the search below finds them while the keys exist
         assert hub.publish([erasure()])[0].outcome == "accepted"
@@ -460,8 +586,12 @@ def test_quarantined_rows_and_queue_entries_about_the_child_are_unreadable_after
         rows = raw_event_rows(database, table)
         assert len(rows) > len(copied) > 20
         for rows_seen in (copied, rows):
-            opened = [fresh.store.mapper.to_domain_event(StoredEvent(originator_id=o, originator_version=v, topic=t,
-                                                                     state=bytes(s))) for o, v, t, s in rows_seen]
+            opened = [
+                fresh.store.mapper.to_domain_event(
+                    StoredEvent(originator_id=o, originator_version=v, topic=t, state=bytes(s))
+                )
+                for o, v, t, s in rows_seen
+            ]
             text = text_of(opened)
             states = b"".join(bytes(s) for *_, s in rows_seen)
             for marker in OUTSIDE_MARKERS:
@@ -523,8 +653,7 @@ def test_another_process_shows_nothing_of_the_child_within_five_seconds_of_its_e
             seen = b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
             overdue = overdue_reports(b.store, b.settings, reader="beppu-center", today=today)
             roster = peek(b.store, SchoolRoster, "beppu-es-1")
-            return text_of([seen.entries, overdue, roster.listings, held_text(b.store, "beppu-es-1"),
-                            reconstructed()])
+            return text_of([seen.entries, overdue, roster.listings, held_text(b.store, "beppu-es-1"), reconstructed()])
 
         read = b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="other")
         auditing = Auditing(b.store, clock)
@@ -545,6 +674,7 @@ def test_another_process_shows_nothing_of_the_child_within_five_seconds_of_its_e
         def nothing_shown() -> bool:
             shown = what_b_shows()
             return not any(marker in shown for marker in OUTSIDE_MARKERS) and CHILD not in shown
+
         took = first_within(5.0 - (time.monotonic() - erased_at), nothing_shown)
         assert took <= 5.0
         assert b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").reason == "erased"
@@ -572,10 +702,18 @@ def test_a_running_server_shows_nothing_of_the_child_within_five_seconds_of_an_e
     try:
         hub.load_orgs(ORGS)
         hub.publish(events())
-        CaseWork(hub).register(Actor("beppu-center"), child=CHILD, category="youshien", case_type="neglect",
-                               case="K-7Q41")
-        moved = {"id": f"{CHILD}-moved", "kind": "residence.changed", "child": CHILD, "source": "beppu-center",
-                 "basis": "internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"residence": "442011"}}
+        CaseWork(hub).register(
+            Actor("beppu-center"), child=CHILD, category="youshien", case_type="neglect", case="K-7Q41"
+        )
+        moved = {
+            "id": f"{CHILD}-moved",
+            "kind": "residence.changed",
+            "child": CHILD,
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": "2026-05-01T09:00:00+09:00",
+            "payload": {"residence": "442011"},
+        }
         clock.at = at("2026-05-02T09:00:00+09:00")
         assert hub.publish([moved])[0].outcome == "accepted"
         CaseWork(hub).transfer(Actor("beppu-center"), "K-7Q41", "oita-center")
@@ -584,12 +722,27 @@ def test_a_running_server_shows_nothing_of_the_child_within_five_seconds_of_an_e
     issuer, _ = keys_from_file(key_file)
     tsunagu = Path(sys.executable).with_name("tsunagu")
     with socket_port() as port:
-        server = subprocess.Popen([str(tsunagu), "serve", "--host", "127.0.0.1", "--port", str(port), "--database",
-                                   database, "--key-file", str(key_file)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=dict(os.environ))
+        server = subprocess.Popen(
+            [
+                str(tsunagu),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--database",
+                database,
+                "--key-file",
+                str(key_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ),
+        )
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {issuer.issue(org='oita-center', role='caseworker', user='佐藤')}"}
     try:
+
         def transfers() -> str:
             response = httpx.get(f"{base}/v1/transfers", params={"all": "true"}, headers=headers, timeout=10)
             assert response.status_code == 200, response.text
@@ -601,14 +754,21 @@ def test_a_running_server_shows_nothing_of_the_child_within_five_seconds_of_an_e
             except httpx.TransportError:
                 assert server.poll() is None, "the server stopped"
                 return False
+
         first_within(30, started)
         assert "K-7Q41" in transfers() and CHILD in transfers()  # the centre's case index, warm in the server
 
         erasure_file = tmp_path / "erase.jsonl"  # by the centre of residence since the move
-        erasure_file.write_text(json.dumps(dict(erasure(), source="oita-center"), ensure_ascii=False) + "\n",
-                                encoding="utf-8")
-        done = subprocess.run([str(tsunagu), "publish", str(erasure_file), "--database", database, "--json"],
-                              capture_output=True, text=True, env=dict(os.environ), timeout=60)
+        erasure_file.write_text(
+            json.dumps(dict(erasure(), source="oita-center"), ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        done = subprocess.run(
+            [str(tsunagu), "publish", str(erasure_file), "--database", database, "--json"],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            timeout=60,
+        )
         assert done.returncode == 0 and '"accepted"' in done.stdout, done.stdout + done.stderr
         erased_at = time.monotonic()
         first_within(5.0 - (time.monotonic() - erased_at), lambda: "K-7Q41" not in transfers())

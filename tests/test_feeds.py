@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from adapters.publisher import HubPublisher
 from events.store import Quarantine
-from services.publishing import linking as identity
 from services.cli.root import app
 from services.feeds.imports import FeedImporter
 from services.hub import Hub
+from services.publishing import linking as identity
 from tests.conftest import at
 
 ORGS = [
@@ -47,8 +47,19 @@ PROVIDER = (  # a 委託事業者 report: UTF-8 with BOM
 
 
 def register(hub: Hub, child: str, residence: str = "442020") -> None:
-    [r] = hub.publish([{"id": f"reg-{child}", "kind": "child.registered", "child": child, "source": "beppu-center",
-                        "basis": "internal", "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": residence}}])
+    [r] = hub.publish(
+        [
+            {
+                "id": f"reg-{child}",
+                "kind": "child.registered",
+                "child": child,
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-01T09:00:00+09:00",
+                "payload": {"residence": residence},
+            }
+        ]
+    )
     assert r.outcome == "accepted"
 
 
@@ -86,7 +97,9 @@ def test_health_checkups_in_cp932_with_era_dates_and_full_width_digits(world, im
     assert summary.status == "rejected"
     shown = [e for e in timeline(world, "c1").values() if e.kind == "health.checkup"]
     assert sorted((e.payload["checkup"], e.payload["date"], e.payload["attended"]) for e in shown) == [
-        ("1歳6か月児健診", "2026-04-10", True), ("3歳児健診", "2026-04-15", False)]
+        ("1歳6か月児健診", "2026-04-10", True),
+        ("3歳児健診", "2026-04-15", False),
+    ]
     assert all(e.rule == "DIRECT" and e.basis == "cwa-21-10-5" and e.source == "tobu-hc" for e in shown)
     assert [e.payload.get("findings") for e in shown if e.payload["attended"]] == ["言葉の遅れ 経過観察"]
     assert not [e for e in timeline(world, "c2").values() if e.kind == "health.checkup"]
@@ -101,7 +114,10 @@ def test_health_checkups_in_cp932_with_era_dates_and_full_width_digits(world, im
     assert messages[8][0] == "8行目「対象者番号」: 空欄です" and "8行目「受診」: 「不明」は使えません" in messages[8][1]
     held = held_rows(world, "tobu-hc")
     assert [(h["raw"]["line"], h["raw"]["row"]["健診日"]) for h in held] == [
-        (6, "令和8年13月1日"), (7, "2099-06-01"), (8, "2026-04-10")]
+        (6, "令和8年13月1日"),
+        (7, "2099-06-01"),
+        (8, "2026-04-10"),
+    ]
     assert held[0]["problems"][0]["field"] == "健診日"
 
 
@@ -112,8 +128,11 @@ def test_resending_a_feed_changes_nothing(world, importer):
     for data in (CHECKUPS.encode("cp932"), CHECKUPS.replace("０１２３", "0123").replace("１歳６", "1歳6").encode()):
         again = importer.health_checkup(io.BytesIO(data), org="tobu-hc")
         assert (again.accepted, again.unchanged, again.waiting_for_link) == (0, first.accepted, 1)
-        assert (len(timeline(world, "c1")), len(held_rows(world, "tobu-hc")),
-                len(identity.waiting(world.store))) == before
+        assert (
+            len(timeline(world, "c1")),
+            len(held_rows(world, "tobu-hc")),
+            len(identity.waiting(world.store)),
+        ) == before
 
 
 def test_linking_a_waiting_checkup_puts_it_on_the_linked_child(world, importer):
@@ -141,7 +160,8 @@ def test_provider_usage_and_visit_reports(world, importer):
     assert messages == {
         4: ["4行目「利用終了日」: 利用終了日（2026-04-08）が利用開始日（2026-04-10）より前です"],
         5: ["5行目「様子」: 訪問日がある行は様子を入力してください"],
-        6: ["6行目: 利用開始日か訪問日のどちらかを入力してください"]}
+        6: ["6行目: 利用開始日か訪問日のどちらかを入力してください"],
+    }
     assert len(held_rows(world, "beppu-npo")) == 3
     again = importer.provider(io.BytesIO(PROVIDER.encode()), org="beppu-npo", to="beppu-center")
     assert (again.accepted, again.unchanged, again.rejected_total) == (0, 2, 3)
@@ -158,19 +178,35 @@ def test_provider_rows_need_a_commissioning_centre(world, importer):
 
 def test_jsonl_feed(world, importer):
     def line(eid: str, local: str = "0123", **extra) -> str:
-        return json.dumps({"id": eid, "kind": "concern.reported", "local_child": local, "source": "tobu-hc",
-                           "basis": "cwa-21-10-5", "at": "2026-04-20T10:00:00+09:00",
-                           "payload": {"summary": "健診未受診が続く"}, **extra}, ensure_ascii=False)
-    feed = "\n".join([
-        line("j1"),
-        line("j2", local="0999"),
-        "{not json",
-        "[1, 2]",
-        "",
-        line("j3", source="beppu-npo"),
-        line("j4", payload={}),
-        line("j5", local=None, child="c2"),
-    ]) + "\n"
+        return json.dumps(
+            {
+                "id": eid,
+                "kind": "concern.reported",
+                "local_child": local,
+                "source": "tobu-hc",
+                "basis": "cwa-21-10-5",
+                "at": "2026-04-20T10:00:00+09:00",
+                "payload": {"summary": "健診未受診が続く"},
+                **extra,
+            },
+            ensure_ascii=False,
+        )
+
+    feed = (
+        "\n".join(
+            [
+                line("j1"),
+                line("j2", local="0999"),
+                "{not json",
+                "[1, 2]",
+                "",
+                line("j3", source="beppu-npo"),
+                line("j4", payload={}),
+                line("j5", local=None, child="c2"),
+            ]
+        )
+        + "\n"
+    )
     summary = importer.jsonl(io.BytesIO(feed.encode()), org="tobu-hc")
     assert (summary.rows, summary.accepted, summary.waiting_for_link, summary.rejected_total) == (7, 2, 1, 4)
     problems = {r["line"]: r["problems"][0] for r in summary.rejected}
@@ -188,12 +224,21 @@ def test_jsonl_feed(world, importer):
 def test_a_jsonl_feed_with_numbers_no_store_keeps_is_rejected_line_by_line(world, importer):
     """Infinity (``1e400``), ``NaN`` and an integer of 5000 digits: each line refused naming its line (and the
     field where there is one), the good line imported."""
-    head = ('{"kind": "concern.reported", "local_child": "0123", "source": "tobu-hc", "basis": "cwa-21-10-5", '
-            '"at": "2026-04-20T10:00:00+09:00", ')
-    feed = "\n".join([head + '"id": "k1", "payload": {"summary": "健診未受診"}}',
-                      head + '"id": "k2", "payload": {"summary": "健診未受診", "score": 1e400}}',
-                      head + '"id": "k3", "payload": {"summary": "健診未受診", "score": NaN}}',
-                      head + '"id": "k4", "payload": {"summary": "健診未受診", "score": 1' + "0" * 5000 + "}}"]) + "\n"
+    head = (
+        '{"kind": "concern.reported", "local_child": "0123", "source": "tobu-hc", "basis": "cwa-21-10-5", '
+        '"at": "2026-04-20T10:00:00+09:00", '
+    )
+    feed = (
+        "\n".join(
+            [
+                head + '"id": "k1", "payload": {"summary": "健診未受診"}}',
+                head + '"id": "k2", "payload": {"summary": "健診未受診", "score": 1e400}}',
+                head + '"id": "k3", "payload": {"summary": "健診未受診", "score": NaN}}',
+                head + '"id": "k4", "payload": {"summary": "健診未受診", "score": 1' + "0" * 5000 + "}}",
+            ]
+        )
+        + "\n"
+    )
     summary = importer.jsonl(io.BytesIO(feed.encode()), org="tobu-hc")
     assert (summary.rows, summary.accepted, summary.rejected_total) == (4, 1, 3)
     problems = {r["line"]: r["problems"][0] for r in summary.rejected}
@@ -219,8 +264,9 @@ def test_cli_import_commands(tmp_path):
     checkups = tmp_path / "kenshin.csv"
     checkups.write_bytes(CHECKUPS.encode("cp932"))
     runner = CliRunner()
-    result = runner.invoke(app, ["import", "health-checkup", str(checkups), "--org", "tobu-hc",
-                                 "--database", database, "--json"])
+    result = runner.invoke(
+        app, ["import", "health-checkup", str(checkups), "--org", "tobu-hc", "--database", database, "--json"]
+    )
     assert result.exit_code == 1, result.output  # rows rejected
     summary = json.loads(result.output)
     assert (summary["accepted"], summary["waiting_for_link"], summary["rejected_total"]) == (2, 1, 3)
@@ -228,8 +274,21 @@ def test_cli_import_commands(tmp_path):
     assert "紐付け待ち (queued for linking)" in text.output and "令和8年13月1日" in text.output
     provider = tmp_path / "provider.csv"
     provider.write_text(PROVIDER.splitlines()[0] + "\n" + PROVIDER.splitlines()[1] + "\n", encoding="utf-8")
-    ok = runner.invoke(app, ["import", "provider", str(provider), "--org", "beppu-npo", "--to", "beppu-center",
-                             "--database", database, "--json"])
+    ok = runner.invoke(
+        app,
+        [
+            "import",
+            "provider",
+            str(provider),
+            "--org",
+            "beppu-npo",
+            "--to",
+            "beppu-center",
+            "--database",
+            database,
+            "--json",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["waiting_for_link"] == 1  # P-77 is not linked in this hub
     feed = tmp_path / "feed.jsonl"

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from consent.identity import linking_centres, may_link
 from events.model import Org
 from events.store import Quarantine
-from services.publishing import linking as identity
 from services.cli.root import app
 from services.hub import Hub
+from services.publishing import linking as identity
 from tests.conftest import at
 
 ORGS = [
@@ -27,14 +27,33 @@ ORGS = [
 
 
 def register(hub: Hub, child: str, residence: str = "442020", source: str = "beppu-center") -> None:
-    [r] = hub.publish([{"id": f"reg-{child}", "kind": "child.registered", "child": child, "source": source,
-                        "basis": "internal", "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": residence}}])
+    [r] = hub.publish(
+        [
+            {
+                "id": f"reg-{child}",
+                "kind": "child.registered",
+                "child": child,
+                "source": source,
+                "basis": "internal",
+                "at": "2026-04-01T09:00:00+09:00",
+                "payload": {"residence": residence},
+            }
+        ]
+    )
     assert r.outcome == "accepted", r
 
 
 def concern(eid: str, local: str = "2026-0412", source: str = "beppu-es-1", **extra) -> dict:
-    return {"id": eid, "kind": "concern.reported", "local_child": local, "source": source, "basis": "cwa-21-10-5",
-            "at": "2026-04-20T10:00:00+09:00", "payload": {"summary": "連絡なしの欠席が続いている"}, **extra}
+    return {
+        "id": eid,
+        "kind": "concern.reported",
+        "local_child": local,
+        "source": source,
+        "basis": "cwa-21-10-5",
+        "at": "2026-04-20T10:00:00+09:00",
+        "payload": {"summary": "連絡なしの欠席が続いている"},
+        **extra,
+    }
 
 
 def ids(hub: Hub, child: str, org: str = "beppu-center", role: str = "caseworker") -> list[str]:
@@ -74,7 +93,12 @@ def test_unlinked_record_waits_in_the_queue_and_is_visible_to_the_linking_centre
     assert ids(world, "c1") == ["reg-c1"] and ids(world, "c2") == ["reg-c2"]
     [w] = identity.waiting(world.store, "beppu-center")
     assert (w.org, w.local_number, w.kind, w.at, w.reason) == (
-        "beppu-es-1", "2026-0412", "concern.reported", "2026-04-20T10:00:00+09:00", "waiting_for_link")
+        "beppu-es-1",
+        "2026-0412",
+        "concern.reported",
+        "2026-04-20T10:00:00+09:00",
+        "waiting_for_link",
+    )
     assert w.arrived == "2026-05-01T09:00:00+09:00"
     assert "payload" not in w.to_dict()
     assert identity.waiting(world.store, "oita-center") == []  # may not link the Beppu school's numbers
@@ -87,8 +111,9 @@ def test_unlinked_record_waits_in_the_queue_and_is_visible_to_the_linking_centre
 
 
 def test_linking_publishes_the_waiting_records_onto_the_linked_child_only(world):
-    world.publish([concern("e1"), concern("e2", local="2026-0999"),
-                   concern("e3", to="oita-center")])  # e3 will break the 21-10-5 addressee rule
+    world.publish(
+        [concern("e1"), concern("e2", local="2026-0999"), concern("e3", to="oita-center")]
+    )  # e3 will break the 21-10-5 addressee rule
     outcome = identity.link(world, center="beppu-center", org="beppu-es-1", local_number="2026-0412", child="c1")
     assert outcome.link.outcome == "accepted"
     assert {env["id"]: r.outcome for env, r in outcome.released} == {"e1": "accepted", "e3": "rejected"}
@@ -127,10 +152,14 @@ def test_a_number_links_to_one_child(world):
     assert again.link is None and not again.refused
     assert [e for e in ids(world, "c1") if e.startswith("identity.")] == [first.link.id]
     # A wrong link is corrected by unlinking first; what was published stays where it was.
-    assert identity.unlink(world, center="beppu-center", org="beppu-es-1",
-                           local_number="2026-0412").link.outcome == "accepted"
-    assert identity.link(world, center="beppu-center", org="beppu-es-1", local_number="2026-0412",
-                         child="c2").link.outcome == "accepted"
+    assert (
+        identity.unlink(world, center="beppu-center", org="beppu-es-1", local_number="2026-0412").link.outcome
+        == "accepted"
+    )
+    assert (
+        identity.link(world, center="beppu-center", org="beppu-es-1", local_number="2026-0412", child="c2").link.outcome
+        == "accepted"
+    )
     world.publish([concern("e6")])
     assert "e6" in ids(world, "c2") and "e6" not in ids(world, "c1") and "e5" in ids(world, "c1")
 
@@ -144,9 +173,19 @@ def test_a_centre_that_may_not_link_the_organisation_is_refused(world):
     assert len(identity.waiting(world.store, "beppu-center")) == 1  # still waiting
     assert ids(world, "c1") == ["reg-c1"]
     # A school cannot link, even its own numbers.
-    [school] = world.publish([{"id": "l1", "kind": "identity.linked", "child": "c1", "source": "beppu-es-1",
-                               "basis": "internal", "at": "2026-05-01T09:00:00+09:00",
-                               "payload": {"org": "beppu-es-1", "local_number": "2026-0412"}}])
+    [school] = world.publish(
+        [
+            {
+                "id": "l1",
+                "kind": "identity.linked",
+                "child": "c1",
+                "source": "beppu-es-1",
+                "basis": "internal",
+                "at": "2026-05-01T09:00:00+09:00",
+                "payload": {"org": "beppu-es-1", "local_number": "2026-0412"},
+            }
+        ]
+    )
     assert school.outcome == "rejected" and school.problems[0].code == "link_not_allowed"
     # A 保健所 covering two towns is linked by either town's centre, not by a centre elsewhere.
     assert identity.link(world, center="fukuoka-center", org="tobu-hc", local_number="H-1", child="c1").refused
@@ -200,14 +239,55 @@ def test_cli_link_and_queue(tmp_path):
     assert queue.exit_code == 0, queue.output
     [row] = json.loads(queue.output)
     assert (row["org"], row["local_number"], row["kind"], row["reason"]) == (
-        "beppu-es-1", "2026-0412", "concern.reported", "waiting_for_link")
-    assert json.loads(runner.invoke(app, ["identity", "queue", "--center", "oita-center", "--database", database,
-                                          "--json"]).output) == []
-    refused = runner.invoke(app, ["identity", "link", "--org", "beppu-es-1", "--local-number", "2026-0412",
-                                  "--child", "c1", "--center", "oita-center", "--database", database])
+        "beppu-es-1",
+        "2026-0412",
+        "concern.reported",
+        "waiting_for_link",
+    )
+    assert (
+        json.loads(
+            runner.invoke(
+                app, ["identity", "queue", "--center", "oita-center", "--database", database, "--json"]
+            ).output
+        )
+        == []
+    )
+    refused = runner.invoke(
+        app,
+        [
+            "identity",
+            "link",
+            "--org",
+            "beppu-es-1",
+            "--local-number",
+            "2026-0412",
+            "--child",
+            "c1",
+            "--center",
+            "oita-center",
+            "--database",
+            database,
+        ],
+    )
     assert refused.exit_code == 1 and "紐付けできません" in refused.output
-    linked = runner.invoke(app, ["identity", "link", "--org", "beppu-es-1", "--local-number", "2026-0412",
-                                 "--child", "c1", "--center", "beppu-center", "--database", database, "--json"])
+    linked = runner.invoke(
+        app,
+        [
+            "identity",
+            "link",
+            "--org",
+            "beppu-es-1",
+            "--local-number",
+            "2026-0412",
+            "--child",
+            "c1",
+            "--center",
+            "beppu-center",
+            "--database",
+            database,
+            "--json",
+        ],
+    )
     assert linked.exit_code == 0, linked.output
     data = json.loads(linked.output)
     assert data["link"]["outcome"] == "accepted"

@@ -20,13 +20,22 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from typer.testing import CliRunner
 
-from events.store import ChildRecord, Quarantine
-from events.transport import (DEAD_LETTER_TOPIC, EVENTS_TOPIC, InvalidMessage, KafkaPublisher, TransportError,
-                              decode, dead_letter_topic, encode, partition_key)
-from services.cli.root import app
 from events.clock import JST
-from services.hub import Hub
+from events.store import ChildRecord, Quarantine
+from events.transport import (
+    DEAD_LETTER_TOPIC,
+    EVENTS_TOPIC,
+    InvalidMessage,
+    KafkaPublisher,
+    TransportError,
+    dead_letter_topic,
+    decode,
+    encode,
+    partition_key,
+)
+from services.cli.root import app
 from services.feeds.kafka_worker import QUARANTINE_SOURCE, IngestWorker
+from services.hub import Hub
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.kafka
@@ -44,14 +53,28 @@ def fresh_topic() -> str:
 
 
 def registered(child: str, at: datetime) -> dict:
-    return {"id": f"{child}-r", "kind": "child.registered", "child": child, "source": "beppu-center",
-            "basis": "internal", "at": at.isoformat(), "payload": {"residence": "442020"}}
+    return {
+        "id": f"{child}-r",
+        "kind": "child.registered",
+        "child": child,
+        "source": "beppu-center",
+        "basis": "internal",
+        "at": at.isoformat(),
+        "payload": {"residence": "442020"},
+    }
 
 
 def concern(child: str, n: int, at: datetime) -> dict:
     """A concern under 21-10-5: admitted only when the child's residence is already known (order matters)."""
-    return {"id": f"{child}-e{n}", "kind": "concern.reported", "child": child, "source": "beppu-es-1",
-            "basis": "cwa-21-10-5", "at": at.isoformat(), "payload": {"summary": f"連絡なしの欠席 {n}"}}
+    return {
+        "id": f"{child}-e{n}",
+        "kind": "concern.reported",
+        "child": child,
+        "source": "beppu-es-1",
+        "basis": "cwa-21-10-5",
+        "at": at.isoformat(),
+        "payload": {"summary": f"連絡なしの欠席 {n}"},
+    }
 
 
 def child_events(children: int, per_child: int, start: datetime) -> list[dict]:
@@ -81,8 +104,9 @@ def drain(worker: IngestWorker, messages: int, timeout: float = 60.0):
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list:
     """Every message of ``topic`` from the beginning, once ``count`` of them are there."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=V09, enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, api_version=V09, enable_auto_commit=False, group_id=None, consumer_timeout_ms=1000
+    )
     try:
         deadline = time.monotonic() + timeout
         partitions = None
@@ -112,11 +136,11 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
 
 
 def worker_for(hub: Hub, bootstrap: str, topic: str, **options) -> IngestWorker:
-    return IngestWorker(hub, bootstrap, group=f"test-{uuid.uuid4().hex[:8]}", topic=topic, api_version=V09,
-                        **options)
+    return IngestWorker(hub, bootstrap, group=f"test-{uuid.uuid4().hex[:8]}", topic=topic, api_version=V09, **options)
 
 
 # --- the message format (no broker needed) ----------------------------------------------------------------------
+
 
 def test_messages_carry_the_envelope_sealed_and_keyed_by_an_hmac_of_the_child(hub):
     # Markers that cannot turn up by chance: a hyphen is neither a hex digit nor a base64 character, and the
@@ -127,7 +151,7 @@ def test_messages_carry_the_envelope_sealed_and_keyed_by_an_hmac_of_the_child(hu
     message = json.loads(value)
     assert set(message) == {"v", "sealed"} and message["v"] == 1
     sealed = base64.b64decode(message["sealed"])
-    for marker in (b"kodomo-01", "442020".encode(), b"child.registered"):
+    for marker in (b"kodomo-01", b"442020", b"child.registered"):
         assert marker not in value and marker not in sealed
     assert decode(value, hub.store.keys) == envelope
     assert encode(envelope, hub.store.keys)[1] != value  # a fresh nonce each time
@@ -140,6 +164,7 @@ def test_messages_carry_the_envelope_sealed_and_keyed_by_an_hmac_of_the_child(hu
 
 
 # --- against the broker -----------------------------------------------------------------------------------------
+
 
 def test_published_through_kafka_the_worker_stores_and_the_addressee_reads(kafka_server, hub):
     hub.load_orgs(ORGS)
@@ -177,7 +202,7 @@ def test_one_childs_events_stay_in_order(kafka_server, hub):
     events = child_events(children=12, per_child=6, start=datetime(2026, 3, 2, 9, tzinfo=JST))
     with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=V09) as publisher:
         for start in range(0, len(events), 10):  # several sends, children interleaved
-            publisher.publish(events[start:start + 10])
+            publisher.publish(events[start : start + 10])
 
     # On the topic: each child's events in one partition, in the order published; the children spread out.
     records = read_topic(kafka_server, topic, len(events))
@@ -247,7 +272,8 @@ def test_invalid_messages_go_to_the_dead_letter_topic_and_the_quarantine(kafka_s
     held = hub.store.peek(Quarantine.create_id(QUARANTINE_SOURCE)).held
     assert sorted(h["problems"][0]["code"] for h in held) == sorted(set(sent) - {"missing_basis"})
     assert {base64.b64decode(h["raw"]["kafka"]["value_base64"]) for h in held} == set(sent.values()) - {
-        sent["missing_basis"]}
+        sent["missing_basis"]
+    }
     rejected = hub.store.peek(Quarantine.create_id("beppu-es-1")).held
     assert [(h["raw"]["id"], h["problems"][0]["code"]) for h in rejected] == [(no_basis["id"], "missing_basis")]
     assert hub.store.peek(ChildRecord.create_id("c-good")).entries[0].id == good["id"]
@@ -259,10 +285,17 @@ def test_an_infinite_or_nan_number_sent_through_kafka_is_rejected_naming_its_fie
     hub.load_orgs(ORGS)
     topic = fresh_topic()
     good = registered("c-num", datetime(2026, 3, 2, 9, tzinfo=JST))
-    note = {"kind": "note.recorded", "child": "c-num", "source": "beppu-center", "basis": "internal",
-            "at": "2026-03-02T10:00:00+09:00"}
-    bad = [{**note, "id": "n-inf", "payload": {"text": "x", "score": float("1e400")}},
-           {**note, "id": "n-nan", "payload": {"text": "x", "scores": [1, float("nan")]}}]
+    note = {
+        "kind": "note.recorded",
+        "child": "c-num",
+        "source": "beppu-center",
+        "basis": "internal",
+        "at": "2026-03-02T10:00:00+09:00",
+    }
+    bad = [
+        {**note, "id": "n-inf", "payload": {"text": "x", "score": float("1e400")}},
+        {**note, "id": "n-nan", "payload": {"text": "x", "scores": [1, float("nan")]}},
+    ]
     with KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=V09) as publisher:
         publisher.publish([good, *bad])
     with worker_for(hub, kafka_server, topic) as worker:
@@ -270,11 +303,12 @@ def test_an_infinite_or_nan_number_sent_through_kafka_is_rejected_naming_its_fie
     assert (worker.totals.accepted, worker.totals.rejected) == (1, 2)
     held = hub.store.peek(Quarantine.create_id("beppu-center")).held
     assert [(h["raw"]["id"], [p["field"] for p in h["problems"]]) for h in held] == [
-        ("n-inf", ["payload.score"]), ("n-nan", ["payload.scores.1"])]
+        ("n-inf", ["payload.score"]),
+        ("n-nan", ["payload.scores.1"]),
+    ]
     assert [e.id for e in hub.store.peek(ChildRecord.create_id("c-num")).entries] == [good["id"]]
     letters = [json.loads(r.value) for r in read_topic(kafka_server, dead_letter_topic(topic), 2)]
-    assert sorted(p["field"] for letter in letters for p in letter["problems"]) == ["payload.score",
-                                                                                  "payload.scores.1"]
+    assert sorted(p["field"] for letter in letters for p in letter["problems"]) == ["payload.score", "payload.scores.1"]
 
 
 def test_a_broker_that_is_down_is_a_clear_error(hub):
@@ -296,8 +330,9 @@ def test_a_broker_that_is_down_is_a_clear_error(hub):
 def _stored(db: str) -> int:
     """Events stored so far, read from the worker's SQLite file while it runs (WAL: readers do not block it)."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        return conn.execute("SELECT count(*) FROM stored_events WHERE topic = 'events.store:ChildRecord.Published'"
-                            ).fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM stored_events WHERE topic = 'events.store:ChildRecord.Published'"
+        ).fetchone()[0]
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_server, tmp_path):
@@ -313,14 +348,27 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_
     jsonl.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
 
     env = {**os.environ, "TSUNAGU_KAFKA_API_VERSION": "0.9", "TSUNAGU_KAFKA_TOPIC": topic}
-    published = CliRunner().invoke(app, ["publish", str(jsonl), "--via-kafka", kafka_server, "--database", database,
-                                          "--json"], env=env)
+    published = CliRunner().invoke(
+        app, ["publish", str(jsonl), "--via-kafka", kafka_server, "--database", database, "--json"], env=env
+    )
     assert published.exit_code == 0, published.output
     assert json.loads(published.output)["queued"] == len(events)
 
-    command = [str(ROOT / ".venv" / "bin" / "tsunagu"), "worker", "ingest", "--bootstrap", kafka_server,
-               "--group", group, "--database", database, "--max-batch", "500",
-               "--session-timeout-ms", "6000"]
+    command = [
+        str(ROOT / ".venv" / "bin" / "tsunagu"),
+        "worker",
+        "ingest",
+        "--bootstrap",
+        kafka_server,
+        "--group",
+        group,
+        "--database",
+        database,
+        "--max-batch",
+        "500",
+        "--session-timeout-ms",
+        "6000",
+    ]
     if not os.path.exists(command[0]):
         command[:1] = [sys.executable, "-c", "from services.cli.root import main; main()"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -382,8 +430,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_
 def test_oversized_and_deeply_nested_messages_are_invalid_not_a_crash(hub):
     from events.limits import MAX_MESSAGE_BYTES
 
-    cases = {"message_too_large": b" " * (MAX_MESSAGE_BYTES + 1),
-             "not_v1_message": b"[" * 100_000 + b"]" * 100_000}
+    cases = {"message_too_large": b" " * (MAX_MESSAGE_BYTES + 1), "not_v1_message": b"[" * 100_000 + b"]" * 100_000}
     for code, value in cases.items():
         with pytest.raises(InvalidMessage) as refused:
             decode(value, hub.store.keys)

@@ -46,8 +46,11 @@ def test_master_key_generate_and_rotate_write_mode_0600_and_never_through_a_plan
     directory = tmp_path / "keys"
     directory.mkdir()
     keys = directory / "keys.json"
-    traps = [planted(directory / "keys.json.new"), planted(directory / "keys.json.tmp"),
-             planted(directory / ".keys.json.new")]
+    traps = [
+        planted(directory / "keys.json.new"),
+        planted(directory / "keys.json.tmp"),
+        planted(directory / ".keys.json.new"),
+    ]
     runner = CliRunner()
 
     generated = runner.invoke(app, ["master-key", "generate", "--keys-file", str(keys)])

@@ -22,10 +22,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from joserfc.jwk import ECKey
 
-from services.http.app import create_app
+from events.clock import JST
 from services.auth.tokens import TokenVerifier, keys_from_file
 from services.casework.commands import Actor, CaseWork
-from events.clock import JST
+from services.http.app import create_app
 from services.hub import Hub, SettableClock
 
 ORGS = [
@@ -36,17 +36,36 @@ ORGS = [
     {"id": "oita-audit", "type": "auditor", "prefecture": "44"},
 ]
 EVENTS = [
-    {"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-     "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020", "name_kana": "ベップ ハナコ"}},
-    {"id": "e1", "kind": "concern.reported", "child": "c1", "source": "beppu-es-1", "basis": "cwa-21-10-5",
-     "at": "2026-05-12T10:00:00+09:00", "payload": {"summary": "=連絡なしの欠席が続いている"}},
+    {
+        "id": "r1",
+        "kind": "child.registered",
+        "child": "c1",
+        "source": "beppu-center",
+        "basis": "internal",
+        "at": "2026-04-01T09:00:00+09:00",
+        "payload": {"residence": "442020", "name_kana": "ベップ ハナコ"},
+    },
+    {
+        "id": "e1",
+        "kind": "concern.reported",
+        "child": "c1",
+        "source": "beppu-es-1",
+        "basis": "cwa-21-10-5",
+        "at": "2026-05-12T10:00:00+09:00",
+        "payload": {"summary": "=連絡なしの欠席が続いている"},
+    },
 ]
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=JST)
-CHECKS = [schemathesis.checks.not_a_server_error, schemathesis.checks.status_code_conformance,
-          schemathesis.checks.content_type_conformance, schemathesis.checks.response_headers_conformance,
-          schemathesis.checks.response_schema_conformance]
-FUZZ = settings(max_examples=25, derandomize=True, deadline=None, database=None,
-                suppress_health_check=list(HealthCheck))
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_headers_conformance,
+    schemathesis.checks.response_schema_conformance,
+]
+FUZZ = settings(
+    max_examples=25, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 def _openapi_document() -> dict:
@@ -71,13 +90,14 @@ def fuzzed_app(tmp_path_factory, keys_file):
         hub = Hub(f"sqlite:///{directory / 'hub.db'}", clock=SettableClock(NOW))
         hub.load_orgs(ORGS)
         assert {r.outcome for r in hub.publish(EVENTS)} == {"accepted"}
-        CaseWork(hub).register(Actor("beppu-center"), child="c1", category="youshien", case_type="neglect",
-                               case="K1")
+        CaseWork(hub).register(Actor("beppu-center"), child="c1", category="youshien", case_type="neglect", case="K1")
         issuer, verifier = keys_from_file(directory / "signing-key.pem")
         app = create_app(hub, verifier, issuer=issuer)
-    app.state.tokens = {"centre": issuer.issue(org="beppu-center", role="caseworker", user="fuzzer"),
-                        "auditor": issuer.issue(org="oita-audit", role="auditor", user="fuzzer"),
-                        "admin": issuer.issue(org="beppu-center", role="caseworker", user="fuzzer", scopes=["admin"])}
+    app.state.tokens = {
+        "centre": issuer.issue(org="beppu-center", role="caseworker", user="fuzzer"),
+        "auditor": issuer.issue(org="oita-audit", role="auditor", user="fuzzer"),
+        "admin": issuer.issue(org="beppu-center", role="caseworker", user="fuzzer", scopes=["admin"]),
+    }
     yield app
     hub.close()
 
@@ -85,10 +105,16 @@ def fuzzed_app(tmp_path_factory, keys_file):
 @schema.parametrize()
 @FUZZ
 def test_with_a_valid_token_no_answer_is_a_server_error_or_off_the_schema(case, fuzzed_app):
-    caller = ("auditor" if case.operation.path.startswith("/v1/audit/") else
-              "admin" if case.operation.path.startswith("/v1/settings") else "centre")
-    case.call_and_validate(app=fuzzed_app, headers={"Authorization": f"Bearer {fuzzed_app.state.tokens[caller]}"},
-                           checks=CHECKS)
+    caller = (
+        "auditor"
+        if case.operation.path.startswith("/v1/audit/")
+        else "admin"
+        if case.operation.path.startswith("/v1/settings")
+        else "centre"
+    )
+    case.call_and_validate(
+        app=fuzzed_app, headers={"Authorization": f"Bearer {fuzzed_app.state.tokens[caller]}"}, checks=CHECKS
+    )
 
 
 @schema.parametrize()

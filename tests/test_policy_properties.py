@@ -64,13 +64,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings, strategies as st, target
+from hypothesis import HealthCheck, event, given, settings, target
+from hypothesis import strategies as st
 
 from consent.model import Settings
 from events.envelope import parse_envelope
@@ -111,19 +112,54 @@ CASES = ["K1", "K2", "K3"]
 PLANS = ["P1", "P2", "P3"]
 
 # policy.md, "Authority: who may publish what": the kinds with a row in the table.
-CASE_KINDS = frozenset({"case.member_assigned", "case.member_removed", "case.shared", "case.reviewed",
-                        "case.type_changed", "case.closed", "case.transferred"})
+CASE_KINDS = frozenset(
+    {
+        "case.member_assigned",
+        "case.member_removed",
+        "case.shared",
+        "case.reviewed",
+        "case.type_changed",
+        "case.closed",
+        "case.transferred",
+    }
+)
 PROTECTION_KINDS = frozenset({"protection.started", "protection.ended"})
 TARGET_LIST_KINDS = frozenset({"target_list.assigned", "target_list.removed"})
 IDENTITY_KINDS = frozenset({"identity.linked", "identity.unlinked"})
-FACT_KINDS = (CASE_KINDS | PROTECTION_KINDS | TARGET_LIST_KINDS | IDENTITY_KINDS | {
-    "child.registered", "residence.changed", "child.erased", "case.registered", "case.transfer_acknowledged",
-    "ledger.updated", "plan.created", "plan.revised", "consent.granted", "consent.withdrawn", "consent.refused",
-    "emergency.declared"})
+FACT_KINDS = (
+    CASE_KINDS
+    | PROTECTION_KINDS
+    | TARGET_LIST_KINDS
+    | IDENTITY_KINDS
+    | {
+        "child.registered",
+        "residence.changed",
+        "child.erased",
+        "case.registered",
+        "case.transfer_acknowledged",
+        "ledger.updated",
+        "plan.created",
+        "plan.revised",
+        "consent.granted",
+        "consent.withdrawn",
+        "consent.refused",
+        "emergency.declared",
+    }
+)
 # Their rows come with a later issue (meetings-and-services.md); events/kinds.py does not know them yet.
-LATER_KINDS = ["inquiry.sent", "inquiry.answered", "service.recommended", "service.recommendation_result",
-               "service.ordered", "service.referred", "service.monitoring", "service.ended", "report.acknowledged",
-               "household.joined", "household.left"]
+LATER_KINDS = [
+    "inquiry.sent",
+    "inquiry.answered",
+    "service.recommended",
+    "service.recommendation_result",
+    "service.ordered",
+    "service.referred",
+    "service.monitoring",
+    "service.ended",
+    "report.acknowledged",
+    "household.joined",
+    "household.left",
+]
 
 
 def time_of(slot: int) -> datetime:
@@ -137,6 +173,7 @@ def moment(value: str) -> datetime:
 
 
 # --- The oracle: policy.md, written again, independently -------------------------------------------------------
+
 
 @dataclass
 class Ev:
@@ -203,8 +240,11 @@ class Oracle:
 
     def covering(self, municipality: str | None) -> set[str]:
         """The 児相 whose ``covers`` lists the municipality."""
-        return {o["id"] for o in self.orgs.values()
-                if o["type"] == JISO and municipality is not None and municipality in o.get("covers", [])}
+        return {
+            o["id"]
+            for o in self.orgs.values()
+            if o["type"] == JISO and municipality is not None and municipality in o.get("covers", [])
+        }
 
     def _residence_events(self, child: str) -> list[Ev]:
         return [e for e in self.events.get(child, []) if e.kind in ("child.registered", "residence.changed")]
@@ -234,8 +274,11 @@ class Oracle:
         return created if created is not None and created.child == child else None
 
     def plan_versions(self, child: str, plan: Any) -> set[int]:
-        return {e.payload["version"] for e in self.events.get(child, [])
-                if e.kind in ("plan.created", "plan.revised") and e.payload["plan"] == plan}
+        return {
+            e.payload["version"]
+            for e in self.events.get(child, [])
+            if e.kind in ("plan.created", "plan.revised") and e.payload["plan"] == plan
+        }
 
     # -- publish: authority (policy.md, "Authority: who may publish what")
     def authority(self, raw: dict[str, Any]) -> str | None:
@@ -270,16 +313,21 @@ class Oracle:
                 return "case.*: not the registrar of a case of this child"
             if "member" in payload and payload["member"] not in self.orgs:
                 return "case.*: member not registered"
-            if kind == "case.transferred" and (self.type_of(payload["to"]) != CENTER or
-                                               self.municipality_of(payload["to"]) == self.municipality_of(source)):
+            if kind == "case.transferred" and (
+                self.type_of(payload["to"]) != CENTER
+                or self.municipality_of(payload["to"]) == self.municipality_of(source)
+            ):
                 return "case.transferred: to not a centre of another municipality"
         elif kind == "case.transfer_acknowledged":
-            if not any(e.kind == "case.transferred" and e.case == payload["case"] and e.payload["to"] == source
-                       for e in self.events.get(child, [])):
+            if not any(
+                e.kind == "case.transferred" and e.case == payload["case"] and e.payload["to"] == source
+                for e in self.events.get(child, [])
+            ):
                 return "case.transfer_acknowledged: not the transfer's to"
         elif kind == "ledger.updated":
-            if not self.on_ledger(reg) or (source != reg.source and
-                                           source not in self.covering(self.municipality_of(reg.source))):
+            if not self.on_ledger(reg) or (
+                source != reg.source and source not in self.covering(self.municipality_of(reg.source))
+            ):
                 return "ledger.updated: not the registrar or a covering 児相 of a ledger case"
         elif kind in PROTECTION_KINDS:
             if reg is None or source not in self.covering(self.municipality_of(reg.source)):
@@ -356,8 +404,10 @@ class Oracle:
                 return Verdict("rejected", why="cwa-25-3: to not a centre or 児相")
             return Verdict("accepted", frozenset({source, to}))
         if basis == "commissioned":
-            if not ((source_type == PROVIDER and self.type_of(to) == CENTER)
-                    or (source_type == CENTER and self.type_of(to) == PROVIDER)):
+            if not (
+                (source_type == PROVIDER and self.type_of(to) == CENTER)
+                or (source_type == CENTER and self.type_of(to) == PROVIDER)
+            ):
                 return Verdict("rejected", why="commissioned: neither provider->centre nor centre->provider")
             return Verdict("accepted", frozenset({source, to}))
         if basis == "cwa-25-2":
@@ -417,9 +467,20 @@ class Oracle:
 
     def record(self, raw: dict[str, Any], audience: frozenset[str]) -> None:
         self.positions += 1
-        e = Ev(self.positions, raw["id"], raw["kind"], raw["child"], raw["source"], raw["basis"], raw.get("to"),
-               datetime.fromisoformat(raw["at"]), raw.get("payload", {}), audience,
-               raw.get("function") or "child_welfare", tuple(raw.get("sensitive", ())))
+        e = Ev(
+            self.positions,
+            raw["id"],
+            raw["kind"],
+            raw["child"],
+            raw["source"],
+            raw["basis"],
+            raw.get("to"),
+            datetime.fromisoformat(raw["at"]),
+            raw.get("payload", {}),
+            audience,
+            raw.get("function") or "child_welfare",
+            tuple(raw.get("sensitive", ())),
+        )
         self.events.setdefault(raw["child"], []).append(e)
         self.stored[e.id] = json.dumps(raw, sort_keys=True, ensure_ascii=False)
         self.content[e.id] = e
@@ -480,15 +541,15 @@ class Oracle:
                 continue
             k, x = reg.case, reg.source
             m = self.orgs[x].get("municipality")
-            covering = {o["id"] for o in self.orgs.values() if o["type"] == JISO and m is not None
-                        and m in o.get("covers", [])}
+            covering = {
+                o["id"] for o in self.orgs.values() if o["type"] == JISO and m is not None and m in o.get("covers", [])
+            }
             if org in covering:
                 if e.case == k and (e.kind.startswith("case.") or e.basis == "joint-ledger"):
                     return True
                 closures = [c.at for c in self.events[child] if c.kind == "case.closed" and c.case == k and c.at <= t]
                 end = min(closures) if closures else t
-                if (e.basis in ("cwa-21-10-5", "cwa-25", "cwa-25-3") and x in e.audience
-                        and reg.at <= e.at <= end):
+                if e.basis in ("cwa-21-10-5", "cwa-25", "cwa-25-3") and x in e.audience and reg.at <= e.at <= end:
                     return True
             if org == x and e.basis == "joint-ledger" and e.case == k and e.source in covering:
                 return True
@@ -500,29 +561,46 @@ class Oracle:
         for c in self.events[child]:
             if c.kind != "consent.granted" or c.payload["plan"] != e.payload["plan"]:
                 continue
-            withdrawn = any(w.kind == "consent.withdrawn" and w.payload["consent"] == c.id and w.at <= t
-                            for w in self.events[child])
+            withdrawn = any(
+                w.kind == "consent.withdrawn" and w.payload["consent"] == c.id and w.at <= t for w in self.events[child]
+            )
             until = c.payload.get("valid_until")
-            if (org in c.payload["recipients"] and c.at <= t and e.payload["version"] <= c.payload["version"]
-                    and not withdrawn and (until is None or t < moment(until))):
+            if (
+                org in c.payload["recipients"]
+                and c.at <= t
+                and e.payload["version"] <= c.payload["version"]
+                and not withdrawn
+                and (until is None or t < moment(until))
+            ):
                 return True
         return False
 
     def transfer(self, child: str, org: str, t: datetime, e: Ev) -> bool:
         for tr in self.events[child]:
-            if (tr.kind != "case.transferred" or tr.payload["to"] != org or self.type_of(tr.source) != CENTER
-                    or tr.at > t or e.at > tr.at):
+            if (
+                tr.kind != "case.transferred"
+                or tr.payload["to"] != org
+                or self.type_of(tr.source) != CENTER
+                or tr.at > t
+                or e.at > tr.at
+            ):
                 continue
             x, tt = tr.source, tr.at
-            if (self.own(x, None, e) or self.direct(x, e) or self.ledger(child, x, tt, e)
-                    or self.consent(child, x, tt, e)):
+            if (
+                self.own(x, None, e)
+                or self.direct(x, e)
+                or self.ledger(child, x, tt, e)
+                or self.consent(child, x, tt, e)
+            ):
                 return True
         return False
 
     def window(self, child: str, org: str, t: datetime) -> bool:
         hours = timedelta(hours=self.emergency_hours)
-        return any(e.kind == "emergency.declared" and e.source == org and e.at <= t < e.at + hours
-                   for e in self.events.get(child, []))
+        return any(
+            e.kind == "emergency.declared" and e.source == org and e.at <= t < e.at + hours
+            for e in self.events.get(child, [])
+        )
 
     def read(self, org: str, role: str, purpose: str, child: str, t: datetime):
         """None when refused as a whole; else ({id: (rule, redacted fields)}, number of events withheld)."""
@@ -535,13 +613,23 @@ class Oracle:
             return {}, len(events)
         shown: dict[str, tuple[str, list[str]]] = {}
         for e in events:
-            rule = ("OWN" if self.own(org, role, e) else
-                    "DIRECT" if self.direct(org, e) else
-                    "CASE" if self.case_rule(child, org, t, e) else
-                    "LEDGER" if self.ledger(child, org, t, e) else
-                    "CONSENT" if self.consent(child, org, t, e) else
-                    "TRANSFER" if self.transfer(child, org, t, e) else
-                    "EMERGENCY" if purpose == "emergency" and self.window(child, org, t) else None)
+            rule = (
+                "OWN"
+                if self.own(org, role, e)
+                else "DIRECT"
+                if self.direct(org, e)
+                else "CASE"
+                if self.case_rule(child, org, t, e)
+                else "LEDGER"
+                if self.ledger(child, org, t, e)
+                else "CONSENT"
+                if self.consent(child, org, t, e)
+                else "TRANSFER"
+                if self.transfer(child, org, t, e)
+                else "EMERGENCY"
+                if purpose == "emergency" and self.window(child, org, t)
+                else None
+            )
             if rule is not None:
                 redacted = [] if rule in ("OWN", "DIRECT") else sorted(f for f in e.sensitive if f in e.payload)
                 shown[e.id] = (rule, redacted)
@@ -549,6 +637,7 @@ class Oracle:
 
 
 # --- Generating publishes and reads ---------------------------------------------------------------------------
+
 
 def involved(oracle: Oracle, child: str) -> list[str]:
     """The organisations a child's events name: sources, addressees, members, recipients, transfer targets."""
@@ -601,8 +690,11 @@ def lawful_source(draw, oracle: Oracle, kind: str, child: str, at: datetime, pay
     elif kind in PROTECTION_KINDS and reg is not None:
         candidates = sorted(oracle.covering(oracle.municipality_of(reg.source)))
     elif kind == "case.transfer_acknowledged":
-        candidates = [e.payload["to"] for e in oracle.events.get(child, []) if e.kind == "case.transferred"
-                      and e.case == payload["case"]]
+        candidates = [
+            e.payload["to"]
+            for e in oracle.events.get(child, [])
+            if e.kind == "case.transferred" and e.case == payload["case"]
+        ]
     elif kind in ("plan.revised", "consent.granted", "consent.refused"):
         created = oracle.plan_created(child, payload["plan"])
         candidates = [created.source] if created else []
@@ -648,9 +740,13 @@ def payload_for(draw, kind: str, oracle: Oracle, child: str, n: int) -> dict[str
         return {"org": draw(st.sampled_from(["s1", "s2", "n1"])), "student_no": f"S{n}"}
     if kind == "case.registered":
         free = [c for c in CASES if c not in oracle.cases]
-        return {"case": draw(st.sampled_from(free)) if free and draw(st.integers(0, 3)) < 3
-                else draw(st.sampled_from(CASES)), "category": "youhogo",
-                "case_type": draw(st.sampled_from(["abuse_physical", "abuse", "neglect", "child_abuse"]))}
+        return {
+            "case": draw(st.sampled_from(free))
+            if free and draw(st.integers(0, 3)) < 3
+            else draw(st.sampled_from(CASES)),
+            "category": "youhogo",
+            "case_type": draw(st.sampled_from(["abuse_physical", "abuse", "neglect", "child_abuse"])),
+        }
     if kind in ("case.member_assigned", "case.member_removed"):
         return {"case": case, "member": draw(st.sampled_from(members))}
     if kind == "case.shared":
@@ -670,22 +766,47 @@ def payload_for(draw, kind: str, oracle: Oracle, child: str, n: int) -> dict[str
         return {"case": case, "status": f"状況{n}"}
     if kind == "plan.created":
         free = [p for p in PLANS if p not in oracle.plans]
-        return {"plan": draw(st.sampled_from(free)) if free and draw(st.integers(0, 3)) < 3
-                else draw(st.sampled_from(PLANS)), "version": draw(st.integers(1, 2)), "wishes": "意向",
-                "issues": "課題", "supports": ["支援"], "secret": "打ち明けたこと"}
+        return {
+            "plan": draw(st.sampled_from(free))
+            if free and draw(st.integers(0, 3)) < 3
+            else draw(st.sampled_from(PLANS)),
+            "version": draw(st.integers(1, 2)),
+            "wishes": "意向",
+            "issues": "課題",
+            "supports": ["支援"],
+            "secret": "打ち明けたこと",
+        }
     if kind == "plan.revised":
         # Mostly the next version; sometimes the same or a lower one.
         top = max(versions) if versions else 1
         version = top + 1 if draw(st.integers(0, 3)) < 3 else draw(st.integers(1, max(top, 1)))
-        return {"plan": plan, "version": version, "wishes": "意向", "issues": "課題", "supports": ["支援"],
-                "secret": "打ち明けたこと"}
+        return {
+            "plan": plan,
+            "version": version,
+            "wishes": "意向",
+            "issues": "課題",
+            "supports": ["支援"],
+            "secret": "打ち明けたこと",
+        }
     if kind == "consent.granted":
         # Mostly a version that exists; sometimes one that does not (the family cannot sign a draft not made).
-        version = draw(st.sampled_from(sorted(versions))) if versions and draw(st.integers(0, 3)) < 3 \
+        version = (
+            draw(st.sampled_from(sorted(versions)))
+            if versions and draw(st.integers(0, 3)) < 3
             else draw(st.sampled_from([1, 2, 3, 99]))
-        out = {"plan": plan, "version": version,
-               "recipients": draw(st.lists(st.sampled_from(READERS + [GHOST] if draw(st.integers(0, 5)) == 0
-                                                           else READERS), min_size=1, max_size=3, unique=True))}
+        )
+        out = {
+            "plan": plan,
+            "version": version,
+            "recipients": draw(
+                st.lists(
+                    st.sampled_from(READERS + [GHOST] if draw(st.integers(0, 5)) == 0 else READERS),
+                    min_size=1,
+                    max_size=3,
+                    unique=True,
+                )
+            ),
+        }
         if draw(st.booleans()):
             # Not at midnight in Japan: a midnight would be stored as a bare date (see test_publish.py).
             slot = draw(st.integers(0, SLOTS).filter(lambda h: time_of(h).hour != 0))
@@ -699,8 +820,11 @@ def payload_for(draw, kind: str, oracle: Oracle, child: str, n: int) -> dict[str
     if kind == "consent.refused":
         return {"plan": plan}
     if kind in TARGET_LIST_KINDS:
-        return {"school": draw(st.sampled_from(["s1", "s1", "s2", "n1", "m1"])), "student_no": f"S{n}",
-                "from_month": "2026-04"}
+        return {
+            "school": draw(st.sampled_from(["s1", "s1", "s2", "n1", "m1"])),
+            "student_no": f"S{n}",
+            "from_month": "2026-04",
+        }
     if kind == "emergency.declared":
         return {"reason": "安全確認ができない"}
     if kind in IDENTITY_KINDS:
@@ -715,29 +839,80 @@ def payload_for(draw, kind: str, oracle: Oracle, child: str, n: int) -> dict[str
 # Hypothesis favours the first element of a list: the kinds and organisations that make reads interesting come
 # first.
 KIND_WEIGHTS = {
-    "concern.reported": 4, "case.shared": 5, "case.member_assigned": 5, "case.registered": 4, "consent.granted": 4,
-    "plan.created": 3, "ledger.updated": 3, "emergency.declared": 3, "case.transferred": 2,
-    "attendance.monthly": 2, "notification.filed": 2, "note.recorded": 3, "plan.revised": 2,
-    "residence.changed": 2, "child.registered": 2, "case.member_removed": 2, "case.closed": 2,
-    "consent.withdrawn": 2, "visit.report": 2, "child.erased": 1, "target_list.assigned": 2,
-    "target_list.removed": 1, "case.transfer_acknowledged": 1, "protection.started": 1, "protection.ended": 1,
-    "case.reviewed": 1, "case.type_changed": 1, "consent.refused": 1, "identity.linked": 1,
-    "identity.unlinked": 1, "attendance.daily": 1, "absence.alert": 1, "health.checkup": 1, "service.usage": 1,
+    "concern.reported": 4,
+    "case.shared": 5,
+    "case.member_assigned": 5,
+    "case.registered": 4,
+    "consent.granted": 4,
+    "plan.created": 3,
+    "ledger.updated": 3,
+    "emergency.declared": 3,
+    "case.transferred": 2,
+    "attendance.monthly": 2,
+    "notification.filed": 2,
+    "note.recorded": 3,
+    "plan.revised": 2,
+    "residence.changed": 2,
+    "child.registered": 2,
+    "case.member_removed": 2,
+    "case.closed": 2,
+    "consent.withdrawn": 2,
+    "visit.report": 2,
+    "child.erased": 1,
+    "target_list.assigned": 2,
+    "target_list.removed": 1,
+    "case.transfer_acknowledged": 1,
+    "protection.started": 1,
+    "protection.ended": 1,
+    "case.reviewed": 1,
+    "case.type_changed": 1,
+    "consent.refused": 1,
+    "identity.linked": 1,
+    "identity.unlinked": 1,
+    "attendance.daily": 1,
+    "absence.alert": 1,
+    "health.checkup": 1,
+    "service.usage": 1,
     "enrollment.started": 1,
 }
 # What a kind's payload cannot do without (to make a payload invalid).
-REQUIRED = {"child.registered": "residence", "residence.changed": "residence", "concern.reported": "summary",
-            "notification.filed": "summary", "note.recorded": "text", "attendance.monthly": "absent",
-            "case.registered": "case_type", "case.member_assigned": "member", "case.member_removed": "member",
-            "case.shared": "summary", "case.closed": "reason", "case.transferred": "to", "ledger.updated": "case",
-            "plan.created": "wishes", "plan.revised": "version", "consent.granted": "recipients",
-            "consent.withdrawn": "consent", "emergency.declared": "reason", "child.erased": "reason",
-            "visit.report": "observations", "target_list.assigned": "school", "target_list.removed": "student_no",
-            "case.transfer_acknowledged": "from", "protection.started": "case", "protection.ended": "case",
-            "case.reviewed": "decision", "case.type_changed": "case_type", "consent.refused": "plan",
-            "identity.linked": "local_number", "identity.unlinked": "org", "attendance.daily": "status",
-            "absence.alert": "reason", "health.checkup": "checkup", "service.usage": "service",
-            "enrollment.started": "student_no"}
+REQUIRED = {
+    "child.registered": "residence",
+    "residence.changed": "residence",
+    "concern.reported": "summary",
+    "notification.filed": "summary",
+    "note.recorded": "text",
+    "attendance.monthly": "absent",
+    "case.registered": "case_type",
+    "case.member_assigned": "member",
+    "case.member_removed": "member",
+    "case.shared": "summary",
+    "case.closed": "reason",
+    "case.transferred": "to",
+    "ledger.updated": "case",
+    "plan.created": "wishes",
+    "plan.revised": "version",
+    "consent.granted": "recipients",
+    "consent.withdrawn": "consent",
+    "emergency.declared": "reason",
+    "child.erased": "reason",
+    "visit.report": "observations",
+    "target_list.assigned": "school",
+    "target_list.removed": "student_no",
+    "case.transfer_acknowledged": "from",
+    "protection.started": "case",
+    "protection.ended": "case",
+    "case.reviewed": "decision",
+    "case.type_changed": "case_type",
+    "consent.refused": "plan",
+    "identity.linked": "local_number",
+    "identity.unlinked": "org",
+    "attendance.daily": "status",
+    "absence.alert": "reason",
+    "health.checkup": "checkup",
+    "service.usage": "service",
+    "enrollment.started": "student_no",
+}
 # Who usually publishes a kind, on which basis and to whom; a third of the publishes take any source, basis and
 # addressee instead (and the fact kinds mostly the source with authority over them, see lawful_source).
 USUAL: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str | None, ...]]] = {
@@ -763,14 +938,37 @@ USUAL: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str | None, ...]]
 DEFAULT_USUAL = ((CENTER,), ("internal",), (None,))
 
 
-def draw_event(draw, oracle: Oracle, children: list[str], n: int, history: list[tuple[dict, bool]],
-               kinds: frozenset[str] | None = None) -> tuple[dict[str, Any], bool]:
+def draw_event(
+    draw,
+    oracle: Oracle,
+    children: list[str],
+    n: int,
+    history: list[tuple[dict, bool]],
+    kinds: frozenset[str] | None = None,
+) -> tuple[dict[str, Any], bool]:
     """A raw envelope and whether its shape is valid (policy.md's envelope and the kinds' payload fields);
     of the given ``kinds`` only, if any."""
-    mode = draw(st.sampled_from(["ok"] * 14 + ["no_basis", "bad_basis", "bad_kind", "later_kind", "bad_payload",
-                                                "no_offset", "again", "again", "conflict"]))
-    again = [(raw, valid) for raw, valid in history
-             if raw.get("id") not in oracle.waiting and raw.get("id") not in oracle.dropped]
+    mode = draw(
+        st.sampled_from(
+            ["ok"] * 14
+            + [
+                "no_basis",
+                "bad_basis",
+                "bad_kind",
+                "later_kind",
+                "bad_payload",
+                "no_offset",
+                "again",
+                "again",
+                "conflict",
+            ]
+        )
+    )
+    again = [
+        (raw, valid)
+        for raw, valid in history
+        if raw.get("id") not in oracle.waiting and raw.get("id") not in oracle.dropped
+    ]
     if mode in ("again", "conflict") and again:
         raw, valid = draw(st.sampled_from(again))
         raw = json.loads(json.dumps(raw))
@@ -780,8 +978,7 @@ def draw_event(draw, oracle: Oracle, children: list[str], n: int, history: list[
             return _without_basis(raw)
         return raw, valid
     child = draw(st.sampled_from(children))
-    kind = draw(st.sampled_from([k for k, w in KIND_WEIGHTS.items() for _ in range(w)
-                                 if kinds is None or k in kinds]))
+    kind = draw(st.sampled_from([k for k, w in KIND_WEIGHTS.items() for _ in range(w) if kinds is None or k in kinds]))
     payload = payload_for(draw, kind, oracle, child, n)
     at = time_of(draw(st.integers(0, SLOTS - 1)))
     org_ids = list(oracle.orgs)
@@ -791,8 +988,11 @@ def draw_event(draw, oracle: Oracle, children: list[str], n: int, history: list[
 
     source_types, bases, to_types = USUAL.get(kind, DEFAULT_USUAL)
     if draw(st.integers(0, 2)) < 2:  # lawful-looking
-        source = lawful_source(draw, oracle, kind, child, at, payload) if kind in FACT_KINDS and \
-            draw(st.integers(0, 4)) < 4 else None
+        source = (
+            lawful_source(draw, oracle, kind, child, at, payload)
+            if kind in FACT_KINDS and draw(st.integers(0, 4)) < 4
+            else None
+        )
         if source is None:
             source = draw(st.sampled_from(of_types(source_types)))
         basis = draw(st.sampled_from(bases))
@@ -808,16 +1008,25 @@ def draw_event(draw, oracle: Oracle, children: list[str], n: int, history: list[
         source = draw(st.sampled_from(org_ids))
         basis = draw(st.sampled_from(BASES))
         to = draw(st.sampled_from([None, None] + org_ids))
-    raw: dict[str, Any] = {"id": f"e{n}", "kind": kind, "child": child, "source": source, "basis": basis,
-                           "at": at.isoformat() if draw(st.integers(0, 4)) else at.astimezone(timezone.utc).isoformat(),
-                           "payload": payload}
+    raw: dict[str, Any] = {
+        "id": f"e{n}",
+        "kind": kind,
+        "child": child,
+        "source": source,
+        "basis": basis,
+        "at": at.isoformat() if draw(st.integers(0, 4)) else at.astimezone(UTC).isoformat(),
+        "payload": payload,
+    }
     if to is not None:
         raw["to"] = to
     if oracle.type_of(source) == CENTER and draw(st.booleans()):
         raw["function"] = draw(st.sampled_from(["child_welfare", "maternal_health"]))
     if not draw(st.booleans()):
-        raw["sensitive"] = draw(st.lists(st.sampled_from(["secret", "signs", "summary", "absent_field"]),
-                                         min_size=1, max_size=2, unique=True))
+        raw["sensitive"] = draw(
+            st.lists(
+                st.sampled_from(["secret", "signs", "summary", "absent_field"]), min_size=1, max_size=2, unique=True
+            )
+        )
     if oracle.undecided(raw):
         raw["basis"] = "internal"
         raw.pop("to", None)
@@ -846,16 +1055,27 @@ def _without_basis(raw: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 # --- The property ----------------------------------------------------------------------------------------------
 
+
 @st.composite
 def worlds(draw, joint_ledger: bool | None = None):
-    covers = [draw(st.lists(st.sampled_from(MUNICIPALITIES + [NO_CENTER_MUNICIPALITY]), max_size=3, unique=True))
-              for _ in range(2)]
-    orgs = (BASE_ORGS[:1] + [{"id": "jA", "type": JISO, "prefecture": "10", "covers": covers[0]}] + BASE_ORGS[1:3]
-            + [{"id": "jB", "type": JISO, "prefecture": "10", "covers": covers[1]}] + BASE_ORGS[3:])
-    return {"orgs": orgs, "integrated_center": draw(st.booleans()),
-            "joint_ledger": draw(st.booleans()) if joint_ledger is None else joint_ledger,
-            "emergency_hours": draw(st.sampled_from([1, 3, 24])),
-            "children": [f"c{i}" for i in range(draw(st.sampled_from([1, 1, 2, 2, 3])))]}
+    covers = [
+        draw(st.lists(st.sampled_from(MUNICIPALITIES + [NO_CENTER_MUNICIPALITY]), max_size=3, unique=True))
+        for _ in range(2)
+    ]
+    orgs = (
+        BASE_ORGS[:1]
+        + [{"id": "jA", "type": JISO, "prefecture": "10", "covers": covers[0]}]
+        + BASE_ORGS[1:3]
+        + [{"id": "jB", "type": JISO, "prefecture": "10", "covers": covers[1]}]
+        + BASE_ORGS[3:]
+    )
+    return {
+        "orgs": orgs,
+        "integrated_center": draw(st.booleans()),
+        "joint_ledger": draw(st.booleans()) if joint_ledger is None else joint_ledger,
+        "emergency_hours": draw(st.sampled_from([1, 3, 24])),
+        "children": [f"c{i}" for i in range(draw(st.sampled_from([1, 1, 2, 2, 3])))],
+    }
 
 
 def entry_matches(entry, original: Ev) -> bool:
@@ -864,15 +1084,19 @@ def entry_matches(entry, original: Ev) -> bool:
         return False
     if set(entry.payload) != set(original.payload):
         return False
-    return all((entry.payload[k] != v) if k in entry.redacted else (entry.payload[k] == v)
-               for k, v in original.payload.items())
+    return all(
+        (entry.payload[k] != v) if k in entry.redacted else (entry.payload[k] == v) for k, v in original.payload.items()
+    )
 
 
 def seen(timeline) -> tuple:
     """What a read returned, for comparing two hubs: refused or not, each event with its rule and redactions,
     the withheld count."""
-    return (timeline.allowed, sorted((e.id, e.rule, tuple(sorted(e.redacted))) for e in timeline.entries),
-            timeline.withheld)
+    return (
+        timeline.allowed,
+        sorted((e.id, e.rule, tuple(sorted(e.redacted))) for e in timeline.entries),
+        timeline.withheld,
+    )
 
 
 @dataclass
@@ -920,8 +1144,9 @@ class Run:
                 if raw.get("id") and raw["id"] not in self.oracle.stored:
                     self.never_accepted.add(raw["id"])
             self.history.append((raw, valid))
-        self.never_accepted = (self.never_accepted | self.oracle.dropped | set(self.oracle.waiting)) \
-            - set(self.oracle.stored)
+        self.never_accepted = (self.never_accepted | self.oracle.dropped | set(self.oracle.waiting)) - set(
+            self.oracle.stored
+        )
         self.script.append(("publish", self.clock.at, [(raw, got.outcome) for (raw, _, _), got in zip(batch, results)]))
 
     def read(self, org: str, role: str, purpose: str, child: str, t: datetime) -> None:
@@ -984,7 +1209,13 @@ def replay_without_rejected(world: dict[str, Any], script: list[tuple]) -> None:
             else:
                 org, role, purpose, child = step[2]
                 again = twin.timeline(org=org, role=role, child=child, purpose=purpose)
-                assert seen(again) == step[3], ("a rejected event changed a read", step[2], step[1], seen(again), step[3])
+                assert seen(again) == step[3], (
+                    "a rejected event changed a read",
+                    step[2],
+                    step[1],
+                    seen(again),
+                    step[3],
+                )
     finally:
         twin.close()
 
@@ -996,8 +1227,9 @@ def draw_reader(draw, run: Run, child: str) -> tuple[str, str, str, datetime]:
     org = draw(st.sampled_from(pool), label="reader")
     role = draw(st.sampled_from(ROLES), label="role")
     declared = any(e.kind == "emergency.declared" and e.source == org for e in oracle.events.get(child, []))
-    purpose = draw(st.sampled_from(["emergency"] if declared and not draw(st.booleans()) else PURPOSES),
-                   label="purpose")
+    purpose = draw(
+        st.sampled_from(["emergency"] if declared and not draw(st.booleans()) else PURPOSES), label="purpose"
+    )
     t = time_of(SLOTS - draw(st.integers(0, SLOTS), label="hours before the end"))
     return org, role, purpose, t
 
@@ -1014,18 +1246,59 @@ def test_reads_and_publishes_follow_policy_md(world, data):
 # Worlds where one rule has most of the events, so that its edges (closure at t, removal, withdrawal at t,
 # valid_until, window ends …) are met often; AUTHORITY: worlds of facts published by anyone about anything.
 FOCUS = {
-    "CASE": frozenset({"case.registered", "case.member_assigned", "case.member_removed", "case.shared",
-                       "case.closed", "note.recorded", "residence.changed"}),
-    "LEDGER": frozenset({"case.registered", "case.closed", "ledger.updated", "concern.reported", "notification.filed",
-                         "attendance.monthly", "residence.changed", "visit.report", "case.shared",
-                         "protection.started", "case.type_changed", "target_list.assigned"}),
-    "CONSENT": frozenset({"plan.created", "plan.revised", "consent.granted", "consent.withdrawn", "note.recorded",
-                          "consent.refused"}),
-    "TRANSFER": frozenset({"case.transferred", "concern.reported", "plan.created", "consent.granted",
-                           "ledger.updated", "case.registered", "case.shared", "case.member_assigned",
-                           "case.transfer_acknowledged"}),
-    "EMERGENCY": frozenset({"emergency.declared", "concern.reported", "note.recorded", "notification.filed",
-                            "child.erased", "residence.changed"}),
+    "CASE": frozenset(
+        {
+            "case.registered",
+            "case.member_assigned",
+            "case.member_removed",
+            "case.shared",
+            "case.closed",
+            "note.recorded",
+            "residence.changed",
+        }
+    ),
+    "LEDGER": frozenset(
+        {
+            "case.registered",
+            "case.closed",
+            "ledger.updated",
+            "concern.reported",
+            "notification.filed",
+            "attendance.monthly",
+            "residence.changed",
+            "visit.report",
+            "case.shared",
+            "protection.started",
+            "case.type_changed",
+            "target_list.assigned",
+        }
+    ),
+    "CONSENT": frozenset(
+        {"plan.created", "plan.revised", "consent.granted", "consent.withdrawn", "note.recorded", "consent.refused"}
+    ),
+    "TRANSFER": frozenset(
+        {
+            "case.transferred",
+            "concern.reported",
+            "plan.created",
+            "consent.granted",
+            "ledger.updated",
+            "case.registered",
+            "case.shared",
+            "case.member_assigned",
+            "case.transfer_acknowledged",
+        }
+    ),
+    "EMERGENCY": frozenset(
+        {
+            "emergency.declared",
+            "concern.reported",
+            "note.recorded",
+            "notification.filed",
+            "child.erased",
+            "residence.changed",
+        }
+    ),
     "AUTHORITY": FACT_KINDS | {"concern.reported", "absence.alert"},
 }
 
@@ -1039,13 +1312,17 @@ def test_each_rule_follows_policy_md_in_worlds_made_for_it(rule, data):
 
 
 def hub_settings(world: dict[str, Any]) -> Settings:
-    return Settings(integrated_center=world["integrated_center"], joint_ledger=world["joint_ledger"],
-                    emergency_hours=world["emergency_hours"])
+    return Settings(
+        integrated_center=world["integrated_center"],
+        joint_ledger=world["joint_ledger"],
+        emergency_hours=world["emergency_hours"],
+    )
 
 
 def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -> None:
-    oracle = Oracle({o["id"]: o for o in world["orgs"]}, world["integrated_center"], world["joint_ledger"],
-                    world["emergency_hours"])
+    oracle = Oracle(
+        {o["id"]: o for o in world["orgs"]}, world["integrated_center"], world["joint_ledger"], world["emergency_hours"]
+    )
     clock = SettableClock(T0)
     hub = Hub("sqlite:///:memory:", clock=clock, settings=hub_settings(world))
     run = Run(hub, clock, oracle)
@@ -1057,9 +1334,15 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
             if data.draw(st.integers(0, 4), label="registered") < 4:
                 n += 1
                 center = data.draw(st.sampled_from(["cA", "cB", "cC"]), label="registering centre")
-                raw = {"id": f"e{n}", "kind": "child.registered", "child": child, "source": center,
-                       "basis": "internal", "at": T0.isoformat(),
-                       "payload": {"residence": oracle.orgs[center]["municipality"]}}
+                raw = {
+                    "id": f"e{n}",
+                    "kind": "child.registered",
+                    "child": child,
+                    "source": center,
+                    "basis": "internal",
+                    "at": T0.isoformat(),
+                    "payload": {"residence": oracle.orgs[center]["municipality"]},
+                }
                 run.publish([(raw, True)])
         if kinds is not None and "case.shared" in kinds:
             # A case of the centre of residence with another centre as member and a share, at random times: the
@@ -1067,13 +1350,21 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
             registrar = oracle.center_of(oracle.latest_residence(children[0])) or "cA"
             member = data.draw(st.sampled_from(sorted({"cA", "cB", "cC"} - {registrar})), label="member")
             for kind, payload, basis in [
-                    ("case.registered", {"case": "K1", "category": "youhogo", "case_type": "abuse_x"}, "internal"),
-                    ("case.member_assigned", {"case": "K1", "member": member}, "internal"),
-                    ("case.shared", {"case": "K1", "summary": "共有", "secret": "里親宅"}, "cwa-25-2")]:
+                ("case.registered", {"case": "K1", "category": "youhogo", "case_type": "abuse_x"}, "internal"),
+                ("case.member_assigned", {"case": "K1", "member": member}, "internal"),
+                ("case.shared", {"case": "K1", "summary": "共有", "secret": "里親宅"}, "cwa-25-2"),
+            ]:
                 n += 1
-                raw = {"id": f"e{n}", "kind": kind, "child": children[0], "source": registrar, "basis": basis,
-                       "at": time_of(data.draw(st.integers(0, SLOTS - 1), label="at")).isoformat(),
-                       "payload": payload, "sensitive": ["secret"]}
+                raw = {
+                    "id": f"e{n}",
+                    "kind": kind,
+                    "child": children[0],
+                    "source": registrar,
+                    "basis": basis,
+                    "at": time_of(data.draw(st.integers(0, SLOTS - 1), label="at")).isoformat(),
+                    "payload": payload,
+                    "sensitive": ["secret"],
+                }
                 run.publish([(raw, True)])
         for step in range(data.draw(st.integers(10, 28), label="steps")):
             if step < 6 or data.draw(st.integers(0, 9), label="action") < 6:
@@ -1083,16 +1374,14 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
                 batch = []
                 for _ in range(data.draw(st.integers(1, 4), label="batch size")):
                     n += 1
-                    raw, valid = draw_event(data.draw, oracle, children, n, run.history + [b[:2] for b in batch],
-                                            kinds)
+                    raw, valid = draw_event(data.draw, oracle, children, n, run.history + [b[:2] for b in batch], kinds)
                     batch.append((raw, valid, oracle.publish(raw, valid)))
                     if batch[-1][2].outcome == "either":
                         run.send(batch)
                         batch = []
                 run.send(batch)
             else:
-                child = data.draw(st.sampled_from(children)) if data.draw(st.integers(0, 9)) < 9 \
-                    else "c-unknown"
+                child = data.draw(st.sampled_from(children)) if data.draw(st.integers(0, 9)) < 9 else "c-unknown"
                 org, role, purpose, t = draw_reader(data.draw, run, child)
                 run.read(org, role, purpose, child, t)
         # A sweep: every organisation a child's events concern reads it twice more.
@@ -1104,12 +1393,23 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
                 role = data.draw(st.sampled_from(ROLES), label="role")
                 # Often a boundary: the at of one of the child's events, or the end of an emergency window.
                 hours = timedelta(hours=oracle.emergency_hours)
-                moments = sorted({e.at for e in oracle.events.get(child, [])} | {at + hours for at in declared}
-                                 | {at + hours - timedelta(hours=1) for at in declared}
-                                 | {moment(e.payload["valid_until"]) for e in oracle.events.get(child, [])
-                                    if e.kind == "consent.granted" and "valid_until" in e.payload} | {T0})
-                t = data.draw(st.sampled_from(moments) if data.draw(st.booleans(), label="boundary")
-                              else st.builds(time_of, st.integers(0, SLOTS)), label="t")
+                moments = sorted(
+                    {e.at for e in oracle.events.get(child, [])}
+                    | {at + hours for at in declared}
+                    | {at + hours - timedelta(hours=1) for at in declared}
+                    | {
+                        moment(e.payload["valid_until"])
+                        for e in oracle.events.get(child, [])
+                        if e.kind == "consent.granted" and "valid_until" in e.payload
+                    }
+                    | {T0}
+                )
+                t = data.draw(
+                    st.sampled_from(moments)
+                    if data.draw(st.booleans(), label="boundary")
+                    else st.builds(time_of, st.integers(0, SLOTS)),
+                    label="t",
+                )
                 run.read(org, role, purpose, child, t)
         # Steer generation towards worlds where many rules decide something, the rare ones in particular.
         target(float(len(run.rules_seen)), label="rules that allowed an event")
@@ -1137,8 +1437,11 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
 # --- The oracle itself is checked against the scenario files -----------------------------------------------------
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-SCENARIO_FILES = (sorted((Path(__file__).parent / "scenarios" / "policy").glob("*.yaml"))
-                  + sorted((SHARED / "scenarios").glob("*.yaml")) + sorted((SHARED / "scenarios-v2").glob("*.yaml")))
+SCENARIO_FILES = (
+    sorted((Path(__file__).parent / "scenarios" / "policy").glob("*.yaml"))
+    + sorted((SHARED / "scenarios").glob("*.yaml"))
+    + sorted((SHARED / "scenarios-v2").glob("*.yaml"))
+)
 
 
 def _scenarios():
@@ -1152,8 +1455,12 @@ def test_the_oracle_agrees_with_the_scenario_files(scenario):
     """The oracle above is only worth what it agrees with: it must give every expectation of the scenario
     files (ours, written rule by rule from policy.md, and the shared ones) without the hub."""
     options = Settings.from_dict(scenario.get("settings"))
-    oracle = Oracle({o["id"]: {**o, "covers": [str(c) for c in o.get("covers", [])]} for o in scenario["orgs"]},
-                    options.integrated_center, options.joint_ledger, options.emergency_hours)
+    oracle = Oracle(
+        {o["id"]: {**o, "covers": [str(c) for c in o.get("covers", [])]} for o in scenario["orgs"]},
+        options.integrated_center,
+        options.joint_ledger,
+        options.emergency_hours,
+    )
     for number, step in enumerate(scenario["steps"]):
         if "publish" in step:
             raw = step["publish"]
@@ -1172,8 +1479,9 @@ def test_the_oracle_agrees_with_the_scenario_files(scenario):
             assert outcome == expected, (number, verdict)
             continue
         read, expect = step["read"], step.get("expect")
-        want = oracle.read(read["org"], read["role"], read["purpose"], read["child"],
-                           datetime.fromisoformat(read["at"]))
+        want = oracle.read(
+            read["org"], read["role"], read["purpose"], read["child"], datetime.fromisoformat(read["at"])
+        )
         if expect == "denied" or want is None:
             assert expect == "denied" and want is None, (number, want)
             continue

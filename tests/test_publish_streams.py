@@ -31,27 +31,64 @@ ORGS = [
 SETTINGS = Settings(joint_ledger=True)
 
 
-def ev(id: str, kind: str = "note.recorded", *, child: str = "c1", source: str = "beppu-center",
-       basis: str = "internal", at: str = "2026-04-10T09:00:00+09:00", payload: dict | None = None, **more) -> dict:
-    return {"id": id, "kind": kind, "child": child, "source": source, "basis": basis, "at": at,
-            "payload": {"text": f"記録 {id}"} if payload is None else payload, **more}
+def ev(
+    id: str,
+    kind: str = "note.recorded",
+    *,
+    child: str = "c1",
+    source: str = "beppu-center",
+    basis: str = "internal",
+    at: str = "2026-04-10T09:00:00+09:00",
+    payload: dict | None = None,
+    **more,
+) -> dict:
+    return {
+        "id": id,
+        "kind": kind,
+        "child": child,
+        "source": source,
+        "basis": basis,
+        "at": at,
+        "payload": {"text": f"記録 {id}"} if payload is None else payload,
+        **more,
+    }
 
 
 def registered(child: str = "c1", residence: str = "442020") -> dict:
     """The child registered by the centre of ``residence`` (policy version 2: that centre has the authority)."""
     centre = {"442020": "beppu-center", "442011": "oita-center"}[residence]
-    return ev(f"reg-{child}", "child.registered", child=child, source=centre, at="2026-04-01T09:00:00+09:00",
-              payload={"residence": residence})
+    return ev(
+        f"reg-{child}",
+        "child.registered",
+        child=child,
+        source=centre,
+        at="2026-04-01T09:00:00+09:00",
+        payload={"residence": residence},
+    )
 
 
 def concern(id: str, child: str = "c1") -> dict:  # cwa-21-10-5: admission reads the child's residence
-    return ev(id, "concern.reported", child=child, source="beppu-es-1", basis="cwa-21-10-5",
-              payload={"summary": "欠席が続いている"})
+    return ev(
+        id,
+        "concern.reported",
+        child=child,
+        source="beppu-es-1",
+        basis="cwa-21-10-5",
+        payload={"summary": "欠席が続いている"},
+    )
 
 
 def daily(id: str, day: str, child: str = "c1") -> dict:  # cwa-25-3 with its addressee: no history needed
-    return ev(id, "attendance.daily", child=child, source="beppu-es-1", basis="cwa-25-3", to="beppu-center",
-              at=f"{day}T09:00:00+09:00", payload={"date": day, "status": "absent", "contacted": False})
+    return ev(
+        id,
+        "attendance.daily",
+        child=child,
+        source="beppu-es-1",
+        basis="cwa-25-3",
+        to="beppu-center",
+        at=f"{day}T09:00:00+09:00",
+        payload={"date": day, "status": "absent", "contacted": False},
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -157,15 +194,19 @@ def test_a_cache_that_is_not_fast_forwarded_is_not_trusted_for_what_admission_re
     first, other = open_hub(HubStore(env=env)), open_hub()
     first.load_orgs(ORGS)
     assert accepted(first.publish([registered()]))  # residence 442020, in the first process's cache
-    assert accepted(other.publish([ev("moved", "residence.changed", at="2026-04-05T09:00:00+09:00",
-                                      payload={"residence": "442011"})]))
+    assert accepted(
+        other.publish(
+            [ev("moved", "residence.changed", at="2026-04-05T09:00:00+09:00", payload={"residence": "442011"})]
+        )
+    )
     assert accepted(first.publish([concern("e1")]))  # at 04-10: the child lives in 442011
     e1 = [e for e in open_hub().store.get_or_none(ChildRecord.create_id("c1")).entries if e.id == "e1"][0]
     assert e1.audience == frozenset({"beppu-es-1", "oita-center"})
 
 
 def test_a_publish_reads_the_facts_the_rules_need_never_the_childs_stream_and_sees_the_batch_so_far(
-        open_hub, monkeypatch):
+    open_hub, monkeypatch
+):
     hub = open_hub()
     hub.load_orgs(ORGS)
     assert accepted(hub.publish([registered("c1"), registered("c2", residence="442011")]))
@@ -186,10 +227,12 @@ def test_a_publish_reads_the_facts_the_rules_need_never_the_childs_stream_and_se
     assert [r.outcome for r in hub.publish([concern("e9", child="c3")])] == ["waiting"]
 
 
-@pytest.mark.parametrize("batch", [[ev("n1"), ev("n2")], [concern("n1"), ev("n2")]],
-                         ids=["appended without loading", "history loaded"])
+@pytest.mark.parametrize(
+    "batch", [[ev("n1"), ev("n2")], [concern("n1"), ev("n2")]], ids=["appended without loading", "history loaded"]
+)
 def test_a_writer_that_appends_between_the_version_query_and_the_insert_is_caught_and_the_batch_retried(
-        open_hub, monkeypatch, batch):
+    open_hub, monkeypatch, batch
+):
     hub, other = open_hub(), open_hub()
     hub.load_orgs(ORGS)
     assert accepted(hub.publish([registered()]))
@@ -244,7 +287,6 @@ def test_stream_versions_and_load_many_answer_for_many_streams_at_once(open_hub)
     assert timeline(fresh) == ["reg-c1", "n1", "n2"]
 
 
-
 def test_a_batch_of_more_than_ten_megabytes_is_stored_in_one_transaction(open_hub):
     """1,000 new children with a long note each (the API's largest batch; a Kafka worker's poll or an import chunk
     is the same): about 16 MB of stored events in one insert. With the library's pipelined insert psycopg never
@@ -261,12 +303,12 @@ def test_a_batch_of_more_than_ten_megabytes_is_stored_in_one_transaction(open_hu
     publishing.join(timeout=60)
     assert not publishing.is_alive(), "the publish of the batch did not finish"
     assert len(results) == 1000 and accepted(results)
-    assert open_hub().timeline(org="beppu-center", role="caseworker", child="new-999",
-                               purpose="support").entries[0].payload == {"text": notes[999]}
+    assert open_hub().timeline(org="beppu-center", role="caseworker", child="new-999", purpose="support").entries[
+        0
+    ].payload == {"text": notes[999]}
 
 
-def test_an_id_published_by_another_writer_meanwhile_is_caught_by_the_register_and_stored_once(open_hub,
-                                                                                                monkeypatch):
+def test_an_id_published_by_another_writer_meanwhile_is_caught_by_the_register_and_stored_once(open_hub, monkeypatch):
     """The register of envelope ids (``events.envelope_ids``) is written with the events: when another writer
     stores the same id between this batch's checks and its insert, the insert fails on the register's key and
     the retry finds the id stored: a duplicate for the same content, an id conflict for another."""
@@ -309,7 +351,13 @@ def test_a_store_written_before_the_register_of_envelope_ids_gets_it_rebuilt_fro
         cursor.execute(f"DROP TABLE {prefix}tsunagu_store_format")
     reopened = open_hub()
     assert set(reopened.store.stored_envelopes([e["id"] for e in batch] + ["gone", "never"])) == {
-        "reg-c1", "n1", "d1", "reg-c2", "m1", "gone"}
+        "reg-c1",
+        "n1",
+        "d1",
+        "reg-c2",
+        "m1",
+        "gone",
+    }
     assert reopened.store.stored_envelope("d1").position == 3
     again = reopened.publish(batch[:3] + [dict(ev("m1", child="c2"), payload={"text": "別の内容"})])
     assert [r.outcome for r in again] == ["duplicate", "duplicate", "duplicate", "rejected"]
@@ -324,19 +372,51 @@ def test_the_facts_kept_for_the_publish_rules_are_those_the_log_gives(open_hub):
     hub = open_hub()
     hub.load_orgs(ORGS)
     case = {"case": "k1", "category": "youhogo", "case_type": "abuse.neglect"}
-    assert accepted(hub.publish([
-        registered("c1"), ev("n1"), concern("e1"), registered("c2", residence="442011"),
-        ev("k1", "case.registered", payload=case, at="2026-04-12T09:00:00+09:00"),
-        ev("moved", "residence.changed", child="c2", source="oita-center", payload={"residence": "442020"},
-           at="2026-04-20T09:00:00+09:00")]))
-    assert accepted(hub.publish([ev("gone", "child.erased", child="c2", source="beppu-center",
-                                    payload={"reason": "保存期間の満了"}, at="2026-04-25T09:00:00+09:00")]))
+    assert accepted(
+        hub.publish(
+            [
+                registered("c1"),
+                ev("n1"),
+                concern("e1"),
+                registered("c2", residence="442011"),
+                ev("k1", "case.registered", payload=case, at="2026-04-12T09:00:00+09:00"),
+                ev(
+                    "moved",
+                    "residence.changed",
+                    child="c2",
+                    source="oita-center",
+                    payload={"residence": "442020"},
+                    at="2026-04-20T09:00:00+09:00",
+                ),
+            ]
+        )
+    )
+    assert accepted(
+        hub.publish(
+            [
+                ev(
+                    "gone",
+                    "child.erased",
+                    child="c2",
+                    source="beppu-center",
+                    payload={"reason": "保存期間の満了"},
+                    at="2026-04-25T09:00:00+09:00",
+                )
+            ]
+        )
+    )
     kept = {c: hub.store.get_or_none(ChildFacts.create_id(c)).entries for c in ("c1", "c2")}
     assert [(e.id, e.position, dict(e.payload)) for e in kept["c1"]] == [
-        ("reg-c1", 1, {"residence": "442020"}), ("k1", 4, {"case": "k1", "case_type": "abuse.neglect"})]
+        ("reg-c1", 1, {"residence": "442020"}),
+        ("k1", 4, {"case": "k1", "case_type": "abuse.neglect"}),
+    ]
     assert [(e.id, e.kind, dict(e.payload)) for e in kept["c2"]] == [
-        ("reg-c2", "child.registered", {"residence": "442011"}), ("moved", "residence.changed", {"residence": "442020"}),
-        ("gone", "child.erased", {})]
-    rebuilt = {f.child: f.entries for f in facts_from_log(hub.store.recorder, hub.store.mapper, hub.store.registry().orgs,
-                                                         hub.settings)}
+        ("reg-c2", "child.registered", {"residence": "442011"}),
+        ("moved", "residence.changed", {"residence": "442020"}),
+        ("gone", "child.erased", {}),
+    ]
+    rebuilt = {
+        f.child: f.entries
+        for f in facts_from_log(hub.store.recorder, hub.store.mapper, hub.store.registry().orgs, hub.settings)
+    }
     assert rebuilt == kept

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from consent.model import Settings
-from services.http.app import create_app
 from services.auth.tokens import keys_from_file
+from services.http.app import create_app
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -34,24 +34,51 @@ AT = "2026-05-01T09:00:00+09:00"
 
 def world(hub) -> None:
     hub.load_orgs(ORGS)
-    results = hub.publish([
-        {"id": "r1", "kind": "child.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-         "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}},
-        {"id": "k1", "kind": "case.registered", "child": "c1", "source": "beppu-center", "basis": "internal",
-         "at": "2026-04-02T09:00:00+09:00", "payload": {"case": "K-1", "category": "youhogo",
-                                                       "case_type": "abuse_neglect"}},
-        {"id": "p1", "kind": "plan.created", "child": "c1", "source": "beppu-center", "basis": "internal",
-         "at": "2026-04-03T09:00:00+09:00", "payload": {"plan": "P-1", "version": 1, "wishes": "w", "issues": "i",
-                                                       "supports": "s"}},
-        {"id": "g1", "kind": "consent.granted", "child": "c1", "source": "beppu-center", "basis": "internal",
-         "at": "2026-04-04T09:00:00+09:00", "payload": {"plan": "P-1", "version": 1, "recipients": ["hoikuen-a"]}},
-    ])
+    results = hub.publish(
+        [
+            {
+                "id": "r1",
+                "kind": "child.registered",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-01T09:00:00+09:00",
+                "payload": {"residence": "442020"},
+            },
+            {
+                "id": "k1",
+                "kind": "case.registered",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-02T09:00:00+09:00",
+                "payload": {"case": "K-1", "category": "youhogo", "case_type": "abuse_neglect"},
+            },
+            {
+                "id": "p1",
+                "kind": "plan.created",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-03T09:00:00+09:00",
+                "payload": {"plan": "P-1", "version": 1, "wishes": "w", "issues": "i", "supports": "s"},
+            },
+            {
+                "id": "g1",
+                "kind": "consent.granted",
+                "child": "c1",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-04T09:00:00+09:00",
+                "payload": {"plan": "P-1", "version": 1, "recipients": ["hoikuen-a"]},
+            },
+        ]
+    )
     assert [r.outcome for r in results] == ["accepted"] * 4, results
 
 
 def fault(kind: str, source: str, payload: dict, basis: str = "internal", to: str | None = None):
-    return {"kind": kind, "source": source, "basis": basis, "at": AT, "payload": payload,
-            **({"to": to} if to else {})}
+    return {"kind": kind, "source": source, "basis": basis, "at": AT, "payload": payload, **({"to": to} if to else {})}
 
 
 # (fault, which of its payload fields names a case or plan, so that the made-up variant replaces it)
@@ -69,8 +96,13 @@ FAULTS = [
     fault("residence.changed", "beppu-es-1", {"residence": "442011"}),
     fault("child.erased", "oita-center", {"reason": "誤登録"}),
     fault("emergency.declared", "beppu-es-1", {"reason": "心配"}),
-    fault("target_list.assigned", "oita-center", {"school": "beppu-es-1", "student_no": "0412"},
-          basis="cwa-25-3", to="beppu-es-1"),
+    fault(
+        "target_list.assigned",
+        "oita-center",
+        {"school": "beppu-es-1", "student_no": "0412"},
+        basis="cwa-25-3",
+        to="beppu-es-1",
+    ),
     fault("concern.reported", "beppu-es-1", {"summary": "宛先違い"}, basis="cwa-21-10-5", to="oita-center"),
 ]
 
@@ -86,12 +118,14 @@ def variants(f: dict) -> list[dict]:
 
 def told(problems, envelope: dict) -> list[tuple]:
     """The problems, with the ids the publisher itself sent put back to one form (they differ by design)."""
+
     def same(text: str) -> str:
         for field in ("case", "plan", "consent"):
             value = envelope["payload"].get(field)
             if value:
                 text = text.replace(str(value), "<" + field + ">")
         return text
+
     return [(p["code"], p["field"], same(p["message"]), same(p["message_ja"])) for p in problems]
 
 
@@ -117,8 +151,9 @@ def test_the_same_fault_gets_the_same_message_whether_or_not_the_child_or_case_e
     assert all(a == answers[0] for a in answers), answers
 
 
-def test_over_http_a_school_is_told_received_for_a_concern_about_a_known_and_an_unknown_child(make_hub, clock,
-                                                                                                 tmp_path):
+def test_over_http_a_school_is_told_received_for_a_concern_about_a_known_and_an_unknown_child(
+    make_hub, clock, tmp_path
+):
     """Whether the hub knows the child must not show in the answer to a school (受付 for both)."""
     clock.at = datetime.fromisoformat("2026-05-02T09:00:00+09:00")
     hub = make_hub(Settings(joint_ledger=True))
@@ -132,11 +167,32 @@ def test_over_http_a_school_is_told_received_for_a_concern_about_a_known_and_an_
         return [(r["outcome"], r["problems"]) for r in response.json()["results"]]
 
     with TestClient(create_app(hub, verifier)) as client:
-        answers = [post("beppu-es-1", {"id": f"e-{child}", "kind": "concern.reported", "child": child,
-                                       "source": "beppu-es-1", "basis": "cwa-21-10-5", "at": AT,
-                                       "payload": {"summary": "連絡なしの欠席が続く"}}) for child in ("c1", "c-unknown")]
+        answers = [
+            post(
+                "beppu-es-1",
+                {
+                    "id": f"e-{child}",
+                    "kind": "concern.reported",
+                    "child": child,
+                    "source": "beppu-es-1",
+                    "basis": "cwa-21-10-5",
+                    "at": AT,
+                    "payload": {"summary": "連絡なしの欠席が続く"},
+                },
+            )
+            for child in ("c1", "c-unknown")
+        ]
         assert answers == [[("received", [])], [("received", [])]]
         # the centre is told the difference
-        assert post("beppu-center", {"id": "n-unknown", "kind": "concern.reported", "child": "c-other",
-                                     "source": "beppu-center", "basis": "cwa-21-10-5", "at": AT,
-                                     "payload": {"summary": "所在不明"}}) == [("waiting", [])]
+        assert post(
+            "beppu-center",
+            {
+                "id": "n-unknown",
+                "kind": "concern.reported",
+                "child": "c-other",
+                "source": "beppu-center",
+                "basis": "cwa-21-10-5",
+                "at": AT,
+                "payload": {"summary": "所在不明"},
+            },
+        ) == [("waiting", [])]

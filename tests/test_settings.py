@@ -12,9 +12,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
@@ -22,13 +22,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from consent.model import InvalidSetting, Settings
-from services.http.app import create_app
+from services.administration.settings import SETTINGS_ID, settings_from_env, settings_report
 from services.audit.replay import access_records
 from services.auth.tokens import keys_from_file
 from services.cli.root import app
 from services.demo import load_demo
+from services.http.app import create_app
 from services.hub import Hub, SettableClock
-from services.administration.settings import SETTINGS_ID, settings_from_env, settings_report
 
 TSUNAGU = Path(sys.executable).with_name("tsunagu")
 DEMO_DAY = datetime.fromisoformat("2026-11-23T12:00:00+09:00")  # the demo's last event is that morning
@@ -40,8 +40,9 @@ ORGS = [
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``tsunagu ARGS`` in its own process, with this process's environment and ``env`` on top."""
-    return subprocess.run([str(TSUNAGU), *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(TSUNAGU), *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
 
 
 def within(seconds: float, seen: Callable[[], bool]) -> float:
@@ -54,6 +55,7 @@ def within(seconds: float, seen: Callable[[], bool]) -> float:
 
 
 # --- Kept in the store, with the history ---------------------------------------------------------------------
+
 
 def test_settings_survive_reopening_with_who_and_when(tmp_path, clock, monkeypatch):
     database = f"sqlite:///{tmp_path / 'hub.db'}"
@@ -77,9 +79,12 @@ def test_settings_survive_reopening_with_who_and_when(tmp_path, clock, monkeypat
     assert report["set_by"]["joint_ledger"] == {"by": "佐藤", "org": None, "at": "2026-04-02T10:30:00+09:00"}
     assert report["set_by"]["emergency_hours"] == {"by": "system", "org": None, "at": seeded_at.isoformat()}
     assert [(c["name"], c["old"], c["new"], c["by"]) for c in report["history"]] == [
-        ("integrated_center", None, True, "system"), ("joint_ledger", None, False, "system"),
-        ("emergency_hours", None, 12, "system"), ("monthly_report_due_day", None, 10, "system"),
-        ("joint_ledger", False, True, "佐藤")]
+        ("integrated_center", None, True, "system"),
+        ("joint_ledger", None, False, "system"),
+        ("emergency_hours", None, 12, "system"),
+        ("monthly_report_due_day", None, 10, "system"),
+        ("joint_ledger", False, True, "佐藤"),
+    ]
 
 
 def test_settings_stated_by_a_program_are_recorded_as_a_change_by_system(tmp_path, clock):
@@ -89,8 +94,13 @@ def test_settings_stated_by_a_program_are_recorded_as_a_change_by_system(tmp_pat
     try:
         assert hub.settings.monthly_report_due_day == 20
         assert settings_report(hub.store)["history"][-1] == {
-            "name": "monthly_report_due_day", "old": 5, "new": 20, "by": "system", "org": None,
-            "at": clock().isoformat()}
+            "name": "monthly_report_due_day",
+            "old": 5,
+            "new": 20,
+            "by": "system",
+            "org": None,
+            "at": clock().isoformat(),
+        }
     finally:
         hub.close()
     same = Hub(database, settings=Settings(monthly_report_due_day=20), clock=clock)  # the same again: no change
@@ -101,12 +111,15 @@ def test_settings_stated_by_a_program_are_recorded_as_a_change_by_system(tmp_pat
 
 
 def test_values_are_checked_with_a_japanese_message_naming_the_setting(hub, clock):
-    for changes, name in [({"emergency_hours": 0}, "emergency_hours"),
-                          ({"emergency_hours": 169}, "emergency_hours"),
-                          ({"emergency_hours": True}, "emergency_hours"),
-                          ({"emergency_hours": "24"}, "emergency_hours"),
-                          ({"monthly_report_due_day": 29}, "monthly_report_due_day"),
-                          ({"joint_ledger": 1}, "joint_ledger"), ({"colour": "blue"}, "colour")]:
+    for changes, name in [
+        ({"emergency_hours": 0}, "emergency_hours"),
+        ({"emergency_hours": 169}, "emergency_hours"),
+        ({"emergency_hours": True}, "emergency_hours"),
+        ({"emergency_hours": "24"}, "emergency_hours"),
+        ({"monthly_report_due_day": 29}, "monthly_report_due_day"),
+        ({"joint_ledger": 1}, "joint_ledger"),
+        ({"colour": "blue"}, "colour"),
+    ]:
         with pytest.raises(InvalidSetting) as raised:
             hub.settings_source.change(changes, by="佐藤", at=clock())
         assert raised.value.name == name and name in raised.value.message_ja
@@ -124,16 +137,33 @@ def test_the_environment_only_seeds_a_new_store_and_reads_record_the_stores_sett
     first = cli("settings", "show", "--json", "--database", database, env={"TSUNAGU_EMERGENCY_HOURS": "6"})
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["settings"]["emergency_hours"] == 6  # a new store: seeded from the environment
-    second = cli("settings", "show", "--json", "--database", database,
-                 env={"TSUNAGU_EMERGENCY_HOURS": "72", "TSUNAGU_JOINT_LEDGER": "1"})
+    second = cli(
+        "settings",
+        "show",
+        "--json",
+        "--database",
+        database,
+        env={"TSUNAGU_EMERGENCY_HOURS": "72", "TSUNAGU_JOINT_LEDGER": "1"},
+    )
     assert json.loads(second.stdout)["settings"] == Settings(emergency_hours=6).to_dict()
     shown = CliRunner(env={"TSUNAGU_EMERGENCY_HOURS": "72"}).invoke(app, ["settings", "show", "--database", database])
     assert "TSUNAGU_EMERGENCY_HOURS" in shown.stdout and "使われていません" in shown.stdout  # said, not silent
     hub = Hub(database)
     hub.load_orgs(ORGS)
     hub.close()
-    read = cli("timeline", "c1", "--org", "beppu-center", "--role", "caseworker", "--purpose", "support",
-               "--database", database, env={"TSUNAGU_EMERGENCY_HOURS": "72", "TSUNAGU_JOINT_LEDGER": "1"})
+    read = cli(
+        "timeline",
+        "c1",
+        "--org",
+        "beppu-center",
+        "--role",
+        "caseworker",
+        "--purpose",
+        "support",
+        "--database",
+        database,
+        env={"TSUNAGU_EMERGENCY_HOURS": "72", "TSUNAGU_JOINT_LEDGER": "1"},
+    )
     assert read.returncode == 0, read.stderr
     hub = Hub(database)
     try:
@@ -144,6 +174,7 @@ def test_the_environment_only_seeds_a_new_store_and_reads_record_the_stores_sett
 
 
 # --- A change reaches every process, without a restart -----------------------------------------------------------
+
 
 def _a_change_is_seen_by_another_hub(database: str, clock) -> None:
     here, there = Hub(database, clock=clock), Hub(database, clock=clock)  # two store objects: two processes
@@ -179,8 +210,7 @@ def test_a_refresh_reads_nothing_when_nothing_changed(hub, monkeypatch):
     source.refresh()
     queries: list[object] = []
     select = hub.store.recorder.select_events
-    monkeypatch.setattr(hub.store.recorder, "select_events",
-                        lambda *a, **k: queries.append(k) or select(*a, **k))
+    monkeypatch.setattr(hub.store.recorder, "select_events", lambda *a, **k: queries.append(k) or select(*a, **k))
     for _ in range(1000):
         source.current()
     assert queries == []
@@ -202,14 +232,32 @@ def test_tsunagu_settings_set_reaches_a_running_server(tmp_path):
     issuer, _ = keys_from_file(key_file)
     token = issuer.issue(org="chuo-jiso", role="caseworker", user="児相の職員")
     port = _free_port()
-    server = subprocess.Popen([str(TSUNAGU), "serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--database", database, "--key-file", str(key_file)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    server = subprocess.Popen(
+        [
+            str(TSUNAGU),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--database",
+            database,
+            "--key-file",
+            str(key_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
     base = f"http://127.0.0.1:{port}"
 
     def rules() -> set[str]:
-        response = httpx.get(f"{base}/v1/children/child-01/timeline", params={"purpose": "support"},
-                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        response = httpx.get(
+            f"{base}/v1/children/child-01/timeline",
+            params={"purpose": "support"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
         return {e["rule"] for e in response.json()["entries"]}
 
@@ -235,6 +283,7 @@ def test_tsunagu_settings_set_reaches_a_running_server(tmp_path):
 
 # --- The command ---------------------------------------------------------------------------------------------------
 
+
 def test_the_settings_command_shows_and_sets(tmp_path):
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     runner = CliRunner()
@@ -245,24 +294,33 @@ def test_the_settings_command_shows_and_sets(tmp_path):
     assert again.exit_code == 0 and "変更はありません" in again.output
     on = runner.invoke(app, ["settings", "set", "joint_ledger", "on", "--by", "beppu-center", "--database", database])
     assert on.exit_code == 0, on.output
-    for args, says in [(["emergency_hours", "0"], "1 から 168 までの整数"),
-                       (["emergency_hours", "a day"], "1 から 168 までの整数"),
-                       (["monthly_report_due_day", "31"], "1 から 28 までの整数"),
-                       (["joint_ledger", "maybe"], "true か false"), (["colour", "1"], "「colour」という設定はありません")]:
+    for args, says in [
+        (["emergency_hours", "0"], "1 から 168 までの整数"),
+        (["emergency_hours", "a day"], "1 から 168 までの整数"),
+        (["monthly_report_due_day", "31"], "1 から 28 までの整数"),
+        (["joint_ledger", "maybe"], "true か false"),
+        (["colour", "1"], "「colour」という設定はありません"),
+    ]:
         refused = runner.invoke(app, ["settings", "set", *args, "--database", database])
         assert refused.exit_code == 2 and says in refused.output.replace("\n", ""), (args, refused.output)
     shown = runner.invoke(app, ["settings", "show", "--json", "--database", database])
     report = json.loads(shown.stdout)
     assert report["settings"] == Settings(emergency_hours=48, joint_ledger=True).to_dict()
-    assert report["set_by"]["emergency_hours"]["by"] == "佐藤" and report["set_by"]["joint_ledger"]["by"] == \
-        "beppu-center"
+    assert (
+        report["set_by"]["emergency_hours"]["by"] == "佐藤" and report["set_by"]["joint_ledger"]["by"] == "beppu-center"
+    )
     assert [(c["name"], c["old"], c["new"]) for c in report["history"][4:]] == [
-        ("emergency_hours", 24, 48), ("joint_ledger", False, True)]
+        ("emergency_hours", 24, 48),
+        ("joint_ledger", False, True),
+    ]
     table = runner.invoke(app, ["settings", "show", "--database", database])
-    assert table.exit_code == 0 and "現在の設定" in table.output and "変更履歴" in table.output and "佐藤" in table.output
+    assert (
+        table.exit_code == 0 and "現在の設定" in table.output and "変更履歴" in table.output and "佐藤" in table.output
+    )
 
 
 # --- HTTP --------------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def api(hub, tmp_path):
@@ -288,8 +346,10 @@ def test_the_settings_endpoints_need_the_admin_scope(api):
 
 def test_an_admin_reads_and_changes_the_settings_over_http(api):
     hub, client, issuer = api
-    admin = {"Authorization": "Bearer " + issuer.issue(org="beppu-center", role="caseworker", user="管理者 佐藤",
-                                                         scopes=["admin"])}
+    admin = {
+        "Authorization": "Bearer "
+        + issuer.issue(org="beppu-center", role="caseworker", user="管理者 佐藤", scopes=["admin"])
+    }
     shown = client.get("/v1/settings", headers=admin)
     assert shown.status_code == 200, shown.text
     assert shown.json()["settings"] == Settings().to_dict() and shown.json()["set_by"]["joint_ledger"]["by"] == "system"
@@ -297,19 +357,27 @@ def test_an_admin_reads_and_changes_the_settings_over_http(api):
     assert changed.status_code == 200, changed.text
     assert changed.json()["changed"] is True and changed.json()["settings"]["settings"]["emergency_hours"] == 72
     assert changed.json()["settings"]["history"][-1] | {"at": None} == {
-        "name": "emergency_hours", "old": 24, "new": 72, "by": "管理者 佐藤", "org": "beppu-center", "at": None}
+        "name": "emergency_hours",
+        "old": 24,
+        "new": 72,
+        "by": "管理者 佐藤",
+        "org": "beppu-center",
+        "at": None,
+    }
     assert hub.settings.emergency_hours == 72  # in force at once in the process that made it
     same = client.put("/v1/settings/emergency_hours", json={"value": 72}, headers=admin)
     assert same.status_code == 200 and same.json()["changed"] is False
 
-    for path, body, field in [("/v1/settings/emergency_hours", {"value": 0}, "value"),
-                              ("/v1/settings/emergency_hours", {"value": "72"}, "value"),
-                              ("/v1/settings/emergency_hours", {"value": 1e9}, "value"),
-                              ("/v1/settings/joint_ledger", {"value": "yes"}, "value"),
-                              ("/v1/settings/monthly_report_due_day", {"value": 29}, "value"),
-                              ("/v1/settings/colour", {"value": True}, "name"),
-                              ("/v1/settings/joint_ledger", {}, "value"),
-                              ("/v1/settings/joint_ledger", {"value": True, "by": "x"}, "by")]:
+    for path, body, field in [
+        ("/v1/settings/emergency_hours", {"value": 0}, "value"),
+        ("/v1/settings/emergency_hours", {"value": "72"}, "value"),
+        ("/v1/settings/emergency_hours", {"value": 1e9}, "value"),
+        ("/v1/settings/joint_ledger", {"value": "yes"}, "value"),
+        ("/v1/settings/monthly_report_due_day", {"value": 29}, "value"),
+        ("/v1/settings/colour", {"value": True}, "name"),
+        ("/v1/settings/joint_ledger", {}, "value"),
+        ("/v1/settings/joint_ledger", {"value": True, "by": "x"}, "by"),
+    ]:
         refused = client.put(path, json=body, headers=admin)
         assert refused.status_code == 422, (path, body, refused.text)
         error = refused.json()["error"]
@@ -317,8 +385,10 @@ def test_an_admin_reads_and_changes_the_settings_over_http(api):
     assert hub.settings == Settings(emergency_hours=72)
 
     schema = client.get("/openapi.json").json()
-    for method, operation in [("get", schema["paths"]["/v1/settings"]["get"]),
-                              ("put", schema["paths"]["/v1/settings/{name}"]["put"])]:
+    for method, operation in [
+        ("get", schema["paths"]["/v1/settings"]["get"]),
+        ("put", schema["paths"]["/v1/settings/{name}"]["put"]),
+    ]:
         assert operation["security"] == [{"oauth2": ["admin"]}], method
         assert {"401", "403"} <= set(operation["responses"]), method
     assert "422" in schema["paths"]["/v1/settings/{name}"]["put"]["responses"]
@@ -326,15 +396,30 @@ def test_an_admin_reads_and_changes_the_settings_over_http(api):
 
 # --- The demo from any shell -------------------------------------------------------------------------------------
 
+
 def test_the_same_jiso_read_of_a_demo_child_from_two_shells_with_different_environments(tmp_path):
     database = f"sqlite:///{tmp_path / 'demo.db'}"
     loaded = cli("demo", "--database", database)  # no TSUNAGU_JOINT_LEDGER in this shell
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     reads = []
-    for env in ({"TSUNAGU_JOINT_LEDGER": "0", "TSUNAGU_INTEGRATED_CENTER": "0"},
-                {"TSUNAGU_JOINT_LEDGER": "1", "TSUNAGU_EMERGENCY_HOURS": "1"}):
-        read = cli("timeline", "child-01", "--org", "chuo-jiso", "--role", "caseworker", "--purpose", "support",
-                   "--json", "--database", database, env=env)
+    for env in (
+        {"TSUNAGU_JOINT_LEDGER": "0", "TSUNAGU_INTEGRATED_CENTER": "0"},
+        {"TSUNAGU_JOINT_LEDGER": "1", "TSUNAGU_EMERGENCY_HOURS": "1"},
+    ):
+        read = cli(
+            "timeline",
+            "child-01",
+            "--org",
+            "chuo-jiso",
+            "--role",
+            "caseworker",
+            "--purpose",
+            "support",
+            "--json",
+            "--database",
+            database,
+            env=env,
+        )
         assert read.returncode == 0, read.stderr
         reads.append([(e["id"], e["rule"], e["redacted"]) for e in json.loads(read.stdout)["entries"]])
     assert reads[0] == reads[1] and "LEDGER" in {rule for _, rule, _ in reads[0]}
@@ -349,7 +434,9 @@ def test_the_same_jiso_read_of_a_demo_child_from_two_shells_with_different_envir
 
 def test_a_scenario_with_a_setting_out_of_range_is_refused_naming_it(tmp_path):
     scenario = tmp_path / "bad.yaml"
-    scenario.write_text("scenarios:\n  - name: a week and a day\n    settings: {emergency_hours: 192}\n"
-                        "    orgs: []\n    steps: []\n", encoding="utf-8")
+    scenario.write_text(
+        "scenarios:\n  - name: a week and a day\n    settings: {emergency_hours: 192}\n    orgs: []\n    steps: []\n",
+        encoding="utf-8",
+    )
     result = CliRunner().invoke(app, ["scenario", "run", str(scenario)])
     assert result.exit_code == 2 and "emergency_hours" in result.output, result.output

@@ -67,11 +67,29 @@ def test_a_hub_reading_many_children_keeps_its_cache_within_the_weight(tmp_path,
         hub.load_orgs([{"id": "beppu-center", "type": "municipal_center", "municipality": "442020"}])
         events = []
         for c in range(20):
-            events.append({"id": f"r{c}", "kind": "child.registered", "child": f"c{c}", "source": "beppu-center",
-                           "basis": "internal", "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}})
-            events += [{"id": f"n{c}-{i}", "kind": "note.recorded", "child": f"c{c}", "source": "beppu-center",
-                        "basis": "internal", "at": "2026-04-01T09:00:00+09:00", "payload": {"text": f"記録{i}"}}
-                       for i in range(5)]
+            events.append(
+                {
+                    "id": f"r{c}",
+                    "kind": "child.registered",
+                    "child": f"c{c}",
+                    "source": "beppu-center",
+                    "basis": "internal",
+                    "at": "2026-04-01T09:00:00+09:00",
+                    "payload": {"residence": "442020"},
+                }
+            )
+            events += [
+                {
+                    "id": f"n{c}-{i}",
+                    "kind": "note.recorded",
+                    "child": f"c{c}",
+                    "source": "beppu-center",
+                    "basis": "internal",
+                    "at": "2026-04-01T09:00:00+09:00",
+                    "payload": {"text": f"記録{i}"},
+                }
+                for i in range(5)
+            ]
         assert {r.outcome for r in hub.publish(events)} == {"accepted"}
         for c in range(20):
             timeline = hub.timeline(org="beppu-center", role="caseworker", child=f"c{c}", purpose="support")

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.store import AccessLog, ChildRecord
-from services.audit.replay import ACCESS_TOPIC, verify
 from services.audit.auditors import Actor, Auditing, Period
+from services.audit.replay import ACCESS_TOPIC, verify
 from services.cli.root import app
 from services.hub import Hub
 from services.reading.timeline import chain_hash
@@ -36,17 +36,42 @@ ORGS = [
 
 def events(child: str) -> list[dict]:
     return [
-        {"id": f"{child}-r1", "kind": "child.registered", "child": child, "source": "beppu-center",
-         "basis": "internal", "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "442020"}},
-        {"id": f"{child}-e1", "kind": "concern.reported", "child": child, "source": "beppu-es-1",
-         "basis": "cwa-21-10-5", "at": "2026-05-08T10:00:00+09:00", "payload": {"summary": "連絡なしの欠席が続く"}},
-        {"id": f"{child}-n1", "kind": "note.recorded", "child": child, "source": "beppu-center", "basis": "internal",
-         "at": "2026-05-09T10:00:00+09:00", "payload": {"text": "家庭訪問の予定"}},
+        {
+            "id": f"{child}-r1",
+            "kind": "child.registered",
+            "child": child,
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": "2026-04-01T09:00:00+09:00",
+            "payload": {"residence": "442020"},
+        },
+        {
+            "id": f"{child}-e1",
+            "kind": "concern.reported",
+            "child": child,
+            "source": "beppu-es-1",
+            "basis": "cwa-21-10-5",
+            "at": "2026-05-08T10:00:00+09:00",
+            "payload": {"summary": "連絡なしの欠席が続く"},
+        },
+        {
+            "id": f"{child}-n1",
+            "kind": "note.recorded",
+            "child": child,
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": "2026-05-09T10:00:00+09:00",
+            "payload": {"text": "家庭訪問の予定"},
+        },
     ]
 
 
-READERS = [("beppu-center", "caseworker"), ("beppu-es-1", "teacher"), ("chuo-jiso", "caseworker"),
-           ("beppu-center", "supervisor")]
+READERS = [
+    ("beppu-center", "caseworker"),
+    ("beppu-es-1", "teacher"),
+    ("chuo-jiso", "caseworker"),
+    ("beppu-center", "supervisor"),
+]
 
 
 def populate(hub: Hub, clock) -> dict[str, list[str]]:
@@ -66,6 +91,7 @@ def populate(hub: Hub, clock) -> dict[str, list[str]]:
 
 # --- PostgreSQL: rows changed with SQL ------------------------------------------------------------------------
 
+
 class Table:
     """The real stored-events table of the hub's schema, reached as an intruder would: with SQL."""
 
@@ -76,21 +102,31 @@ class Table:
 
     def state(self, child: str, sequence: int) -> bytes:
         with psycopg.connect(self.dsn) as conn:
-            row = conn.execute(sql.SQL("SELECT state, topic FROM {} WHERE originator_id = %s AND originator_version "
-                                       "= %s").format(self.name), (AccessLog.create_id(child), sequence + 1)).fetchone()
+            row = conn.execute(
+                sql.SQL("SELECT state, topic FROM {} WHERE originator_id = %s AND originator_version = %s").format(
+                    self.name
+                ),
+                (AccessLog.create_id(child), sequence + 1),
+            ).fetchone()
         assert row is not None and row[1] == ACCESS_TOPIC, row
         return bytes(row[0])
 
     def set_state(self, child: str, sequence: int, state: bytes) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            changed = conn.execute(sql.SQL("UPDATE {} SET state = %s WHERE originator_id = %s AND originator_version "
-                                           "= %s").format(self.name), (state, AccessLog.create_id(child), sequence + 1))
+            changed = conn.execute(
+                sql.SQL("UPDATE {} SET state = %s WHERE originator_id = %s AND originator_version = %s").format(
+                    self.name
+                ),
+                (state, AccessLog.create_id(child), sequence + 1),
+            )
             assert changed.rowcount == 1
 
     def delete(self, child: str, sequence: int) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            deleted = conn.execute(sql.SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version = %s")
-                                   .format(self.name), (AccessLog.create_id(child), sequence + 1))
+            deleted = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version = %s").format(self.name),
+                (AccessLog.create_id(child), sequence + 1),
+            )
             assert deleted.rowcount == 1
 
 
@@ -158,6 +194,7 @@ def test_a_deleted_and_a_corrupted_access_record_are_named_and_do_not_stop_the_c
 
 # --- SQLite: a record re-saved with a changed decision --------------------------------------------------------
 
+
 def _stored(hub: Hub, child: str, sequence: int):
     (stored,) = hub.store.recorder.select_events(AccessLog.create_id(child), gt=sequence, lte=sequence + 1)
     return stored
@@ -174,8 +211,10 @@ def _resave(hub: Hub, child: str, sequence: int, change) -> dict:
 
 def _overwrite(hub: Hub, stored, state: bytes) -> None:
     with hub.store.recorder.datastore.transaction(commit=True) as cursor:
-        cursor.execute("UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
-                       (state, UUID(str(stored.originator_id)).hex, stored.originator_version))
+        cursor.execute(
+            "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (state, UUID(str(stored.originator_id)).hex, stored.originator_version),
+        )
         cursor.execute("SELECT changes()")
         assert cursor.fetchone()[0] == 1
 
@@ -220,8 +259,11 @@ def test_a_changed_event_shows_as_content_no_longer_matching_what_was_returned(m
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     hub = make_hub(settings=Settings(), database=database)
     populate(hub, clock)
-    (stored,) = [s for s in hub.store.recorder.select_events(ChildRecord.create_id("c1"))
-                 if s.topic.endswith("Published") and hub.store.mapper.to_domain_event(s).envelope["id"] == "c1-n1"]
+    (stored,) = [
+        s
+        for s in hub.store.recorder.select_events(ChildRecord.create_id("c1"))
+        if s.topic.endswith("Published") and hub.store.mapper.to_domain_event(s).envelope["id"] == "c1-n1"
+    ]
     published = hub.store.mapper.to_domain_event(stored)
     published.envelope["payload"]["text"] = "書き換えられたメモ"
     _overwrite(hub, stored, hub.store.mapper.to_stored_event(published).state)
@@ -239,7 +281,8 @@ def test_a_genuine_record_copied_into_another_place_is_reordered(hub, clock):
 
     report = verify(hub.store)
     assert [(m.problem, m.fault, m.sequence, m.record) for m in report.mismatches] == [
-        ("chain", "reordered", 2, ids["c1"][2])]
+        ("chain", "reordered", 2, ids["c1"][2])
+    ]
     assert "position #2 holds record #3" in report.mismatches[0].detail
 
 
@@ -270,8 +313,10 @@ def test_a_read_opens_only_the_head_of_the_access_log(tmp_path, clock, monkeypat
         assert opened.count(ACCESS_TOPIC) == 1
         report = verify(first.store)
         assert report.ok and report.records == 31
-        records = [first.store.mapper.to_domain_event(e).record
-                   for e in first.store.recorder.select_events(AccessLog.create_id("c1"))[1:]]
+        records = [
+            first.store.mapper.to_domain_event(e).record
+            for e in first.store.recorder.select_events(AccessLog.create_id("c1"))[1:]
+        ]
         assert [r["sequence"] for r in records] == list(range(1, 32))
     finally:
         first.close()

@@ -8,8 +8,13 @@ from decimal import Decimal
 from enum import StrEnum
 
 import pytest
-from eventsourcing.persistence import (DatetimeAsISO, DecimalAsStr, JSONTranscoder, TranscodingNotRegisteredError,
-                                       UUIDAsHex)
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    TranscodingNotRegisteredError,
+    UUIDAsHex,
+)
 
 from consent.model import Settings
 from events.transcoding import OrjsonTranscoder
@@ -31,8 +36,15 @@ class Colour(StrEnum):
 def test_values_read_back_as_the_librarys_encoder_writes_them():
     library, fast = transcoders()
     moment = datetime(2026, 5, 12, 9, 30, tzinfo=timezone(timedelta(hours=9)))
-    state = {"at": moment, "amount": Decimal("1.50"), "text": "服装の汚れ", "colour": Colour.RED, "n": 2**80,
-             "nested": {"list": [1, (2, 3)], 7: "int key"}, "none": None}
+    state = {
+        "at": moment,
+        "amount": Decimal("1.50"),
+        "text": "服装の汚れ",
+        "colour": Colour.RED,
+        "n": 2**80,
+        "nested": {"list": [1, (2, 3)], 7: "int key"},
+        "none": None,
+    }
     assert fast.decode(fast.encode(state)) == library.decode(library.encode(state))
     assert fast.decode(fast.encode(state))["at"] == moment  # still a datetime
     assert fast.encode({"a": 1, "b": "ü"}) == library.encode({"a": 1, "b": "ü"})  # the same bytes
@@ -60,5 +72,9 @@ def test_every_state_the_demo_stores_reads_back_the_same_through_either_encoder(
         state.pop("originator_id"), state.pop("originator_version")
         assert fast.decode(fast.encode(state)) == library.decode(library.encode(state)), notification.topic
         topics.add(notification.topic)
-    assert {"events.store:ChildRecord.Published", "events.store:AccessLog.ReadRecorded",
-            "services.projections.admission_facts:ChildFacts.FactRecorded", "services.projections.rosters:MonthlyReports.ReportsRecorded"} <= topics
+    assert {
+        "events.store:ChildRecord.Published",
+        "events.store:AccessLog.ReadRecorded",
+        "services.projections.admission_facts:ChildFacts.FactRecorded",
+        "services.projections.rosters:MonthlyReports.ReportsRecorded",
+    } <= topics

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -53,8 +54,14 @@ def parse_orgs(items: Sequence[Any]) -> list[Org]:
         except ValidationError as error:
             for e in error.errors():
                 where = ".".join(str(p) for p in e["loc"])
-                problems.append(Problem("invalid_org", f"orgs[{i}].{where}: {e['msg']}",
-                                        f"機関 {i + 1} 件目の「{where}」が正しくありません", f"orgs[{i}].{where}"))
+                problems.append(
+                    Problem(
+                        "invalid_org",
+                        f"orgs[{i}].{where}: {e['msg']}",
+                        f"機関 {i + 1} 件目の「{where}」が正しくありません",
+                        f"orgs[{i}].{where}",
+                    )
+                )
     if problems:
         raise Rejected(problems)
     return orgs

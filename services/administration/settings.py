@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import datetime
 from threading import Lock
-from typing import Any, Mapping
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -83,8 +84,11 @@ def setting_from_text(name: str, text: str) -> Any:
     raw = text.strip().lower()
     if isinstance(getattr(Settings(), name), bool):
         if raw not in _TRUE | _FALSE:
-            raise InvalidSetting(name, f"{name}={text!r}: use true or false (1/0, yes/no, on/off)",
-                                 f"{name} は true か false（1/0、yes/no、on/off）で指定してください（指定された値: {text!r}）")
+            raise InvalidSetting(
+                name,
+                f"{name}={text!r}: use true or false (1/0, yes/no, on/off)",
+                f"{name} は true か false（1/0、yes/no、on/off）で指定してください（指定された値: {text!r}）",
+            )
         value: Any = raw in _TRUE
     else:
         try:
@@ -116,11 +120,15 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
 
 # --- Recording ----------------------------------------------------------------------------------------------
 
+
 def _check_by(by: str) -> str:
     by = (by or "").strip()
     if not by or len(by) > 200:
-        raise InvalidSetting("by", "who changes the settings must be named (1 to 200 characters)",
-                             "設定を変更する人または機関を指定してください（1〜200文字）")
+        raise InvalidSetting(
+            "by",
+            "who changes the settings must be named (1 to 200 characters)",
+            "設定を変更する人または機関を指定してください（1〜200文字）",
+        )
     return by
 
 
@@ -151,8 +159,9 @@ def seed_settings(store: HubStore, seed: Settings, *, at: datetime, stated: bool
                 raise
 
 
-def change_settings(store: HubStore, changes: Mapping[str, Any], *, by: str, at: datetime,
-                    org: str | None = None) -> list[dict[str, Any]]:
+def change_settings(
+    store: HubStore, changes: Mapping[str, Any], *, by: str, at: datetime, org: str | None = None
+) -> list[dict[str, Any]]:
     """Record ``changes`` (setting name to its new value, checked by ``Settings.checked``) made by ``by`` (a person
     or an organisation id; ``org``: the organisation that person acted for). Only values that differ from the
     current ones are recorded; the recorded changes are returned. ``InvalidSetting`` for an unknown name, a bad
@@ -185,13 +194,20 @@ def settings_report(store: HubStore) -> dict[str, Any]:
     current = stored.settings.to_dict()
     return {
         "settings": current,
-        "set_by": {name: ({k: v for k, v in change.items() if k in ("by", "org", "at")}
-                          if (change := stored.last_change(name)) else None) for name in current},
+        "set_by": {
+            name: (
+                {k: v for k, v in change.items() if k in ("by", "org", "at")}
+                if (change := stored.last_change(name))
+                else None
+            )
+            for name in current
+        },
         "history": list(stored.changes),
     }
 
 
 # --- Reading ------------------------------------------------------------------------------------------------
+
 
 class SettingsSource:
     """The deployment's current settings as one process decides under them: ``current()``.
@@ -233,8 +249,9 @@ class SettingsSource:
         self._value = stored.settings if stored is not None else self._fallback
         self._read_at = started
 
-    def change(self, changes: Mapping[str, Any], *, by: str, at: datetime,
-               org: str | None = None) -> list[dict[str, Any]]:
+    def change(
+        self, changes: Mapping[str, Any], *, by: str, at: datetime, org: str | None = None
+    ) -> list[dict[str, Any]]:
         """``change_settings`` on this source's store; the new values are in force here at once."""
         made = change_settings(self.store, changes, by=by, at=at, org=org)
         self.refresh()

@@ -43,8 +43,9 @@ record of every child to look at one per child.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from joserfc import errors as jose_errors
@@ -83,13 +84,19 @@ def _head(store: HubStore, stored: Any) -> dict[str, Any]:
     loaded = load(store, stored)
     record = loaded.record
     if record is None:
-        raise AnchorError(f"the last record of access log {loaded.stream} (#{loaded.sequence}) does not open "
-                          f"({loaded.error}); run 'tsunagu audit verify' before anchoring")
-    if (record.get("sequence") != loaded.sequence
-            or record.get("hash") != chain_hash(str(record.get("prev_hash")), record)
-            or AccessLog.create_id(str(record.get("child"))) != loaded.stream):
-        raise AnchorError(f"the last record of child {record.get('child')}'s access log (#{loaded.sequence}) is not "
-                          f"intact; run 'tsunagu audit verify' before anchoring")
+        raise AnchorError(
+            f"the last record of access log {loaded.stream} (#{loaded.sequence}) does not open "
+            f"({loaded.error}); run 'tsunagu audit verify' before anchoring"
+        )
+    if (
+        record.get("sequence") != loaded.sequence
+        or record.get("hash") != chain_hash(str(record.get("prev_hash")), record)
+        or AccessLog.create_id(str(record.get("child"))) != loaded.stream
+    ):
+        raise AnchorError(
+            f"the last record of child {record.get('child')}'s access log (#{loaded.sequence}) is not "
+            f"intact; run 'tsunagu audit verify' before anchoring"
+        )
     return {"log": str(loaded.stream), "sequence": loaded.sequence, "hash": record["hash"], "record": record["id"]}
 
 
@@ -101,8 +108,12 @@ def anchor(store: HubStore, *, at: datetime | None = None) -> dict[str, Any]:
     for stored in stored_records(store, until=position):
         last[stored.originator_id] = stored  # notifications come in each log's version order
     heads = sorted((_head(store, stored) for stored in last.values()), key=lambda h: h["log"])
-    return {"at": (at or datetime.now(timezone.utc)).isoformat(), "log_position": position, "heads": heads,
-            "digest": heads_digest(heads)}
+    return {
+        "at": (at or datetime.now(UTC)).isoformat(),
+        "log_position": position,
+        "heads": heads,
+        "digest": heads_digest(heads),
+    }
 
 
 def signed_anchor(store: HubStore, keys: SigningKeys, *, at: datetime | None = None) -> str:
@@ -115,8 +126,10 @@ def signed_anchor(store: HubStore, keys: SigningKeys, *, at: datetime | None = N
 def open_anchor(token: str, keys: KeySet) -> dict[str, Any]:
     """The anchor in ``token`` once its signature is checked against ``keys`` (the hub's key set, or its JWKS
     imported with ``KeySet.import_key_set``); ``AnchorRefused`` saying why it is not accepted."""
-    other = AnchorRefused("the anchor is not signed by a key of this hub (another hub's, or a retired key)",
-                          "このハブの署名鍵で署名されたアンカーではありません（別のハブの鍵、または廃止された鍵）")
+    other = AnchorRefused(
+        "the anchor is not signed by a key of this hub (another hub's, or a retired key)",
+        "このハブの署名鍵で署名されたアンカーではありません（別のハブの鍵、または廃止された鍵）",
+    )
 
     def key_for(obj: Any) -> KeySet:
         if obj.headers().get("kid") not in {k.kid for k in keys.keys}:
@@ -128,12 +141,15 @@ def open_anchor(token: str, keys: KeySet) -> dict[str, Any]:
     except AnchorRefused:
         raise
     except jose_errors.BadSignatureError:
-        raise AnchorRefused("the anchor's signature does not verify: it was altered after signing",
-                            "アンカーの署名が一致しません（署名の後に書き換えられています）") from None
+        raise AnchorRefused(
+            "the anchor's signature does not verify: it was altered after signing",
+            "アンカーの署名が一致しません（署名の後に書き換えられています）",
+        ) from None
     except (jose_errors.JoseError, ValueError, TypeError, KeyError, UnicodeError):
-        raise AnchorRefused("the file is not an anchor (a compact JWS made by 'tsunagu audit anchor')",
-                            "アンカーの形式ではありません（tsunagu audit anchor が作成したファイルを指定してください）") \
-            from None
+        raise AnchorRefused(
+            "the file is not an anchor (a compact JWS made by 'tsunagu audit anchor')",
+            "アンカーの形式ではありません（tsunagu audit anchor が作成したファイルを指定してください）",
+        ) from None
     claims = decoded.claims
     heads = claims.get("heads") if isinstance(claims, dict) else None
     if not isinstance(heads, list) or decoded.header.get("typ") != ANCHOR_TYPE or claims.get("iss") != ISSUER:
@@ -148,10 +164,11 @@ def _well_formed(head: Any) -> bool:
         UUID(head["log"])
     except (KeyError, TypeError, ValueError, AttributeError):
         return False
-    return (isinstance(head.get("sequence"), int) and head["sequence"] >= 1 and isinstance(head.get("hash"), str))
+    return isinstance(head.get("sequence"), int) and head["sequence"] >= 1 and isinstance(head.get("hash"), str)
 
 
 # --- Checking the log against an anchor ---------------------------------------------------------------------
+
 
 def _child(loaded: Loaded | None, stream: UUID, known: str | None) -> str:
     """The child a log is about: ``known``, else from a record of it that still opens, else the log's stream id."""
@@ -179,20 +196,31 @@ def check_head(store: HubStore, head: dict[str, Any], at: str, *, child: str | N
         if last is None:
             return problem("truncated", "the access log has no records any more", None)
         if last.sequence < sequence:
-            return problem("truncated", f"the chain ends at #{last.sequence}: its last {sequence - last.sequence} "
-                                        f"record(s) were removed", last)
+            return problem(
+                "truncated",
+                f"the chain ends at #{last.sequence}: its last {sequence - last.sequence} record(s) were removed",
+                last,
+            )
         return problem("missing", f"record #{sequence} is gone although later records follow", last)
     loaded = load(store, rows[0])
     record = loaded.record
     if record is None:
         return problem("unreadable", f"the record at #{sequence} does not open ({loaded.error})", None)
     if record.get("hash") != head["hash"]:
-        return problem("rewritten", f"#{sequence} holds another record (id {record.get('id')}, hash "
-                                    f"{str(record.get('hash'))[:12]}…, the anchored one {head['hash'][:12]}…)", loaded)
-    if (record.get("hash") != chain_hash(str(record.get("prev_hash")), record) or record.get("sequence") != sequence
-            or AccessLog.create_id(str(record.get("child"))) != stream):
-        return problem("rewritten", f"the record at #{sequence} carries the anchored hash, but not the anchored "
-                                    f"content", loaded)
+        return problem(
+            "rewritten",
+            f"#{sequence} holds another record (id {record.get('id')}, hash "
+            f"{str(record.get('hash'))[:12]}…, the anchored one {head['hash'][:12]}…)",
+            loaded,
+        )
+    if (
+        record.get("hash") != chain_hash(str(record.get("prev_hash")), record)
+        or record.get("sequence") != sequence
+        or AccessLog.create_id(str(record.get("child"))) != stream
+    ):
+        return problem(
+            "rewritten", f"the record at #{sequence} carries the anchored hash, but not the anchored content", loaded
+        )
     return None
 
 

@@ -27,28 +27,28 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Literal
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from adapters.csvfile import ERAS
-from events.model import Org
 from consent.model import SETTING_RANGES, ReadDecision, Settings
+from events.clock import JST
 from events.dates import day_in_range, moment_in_range, out_of_range
 from events.envelope import ja_for
+from events.model import Org
 from events.problems import Problem, Rejected
 from events.retry import retry_conflicts
 from events.store import NAMESPACE, ChildRecord, HubStore
-from services.templates import render
 from services.audit.replay import History, Loaded, considered, load, rebuild, replay, stored_records
 from services.casework.ledger import TYPE_JA
-from events.clock import JST
 from services.reading.timeline import Timeline
+from services.templates import render
 
 CLOCK_SKEW = timedelta(minutes=5)
 RULES = ("OWN", "DIRECT", "CASE", "LEDGER", "CONSENT", "TRANSFER", "EMERGENCY")
@@ -59,25 +59,46 @@ FINDING_JA = {"justified": "正当", "not_justified": "正当でない", "needs_
 # Families never see the word 要対協 (domain.md): rule CASE is described by what it is.
 RULE_JA: dict[str, tuple[str, str]] = {
     "OWN": ("自機関の記録", "記録を作成した機関が、その業務の範囲内で利用（個人情報保護法 第61条・第18条）"),
-    "DIRECT": ("法令に基づく直接の提供先",
-               "法令に基づき情報の提供を受けた機関（児童福祉法 第21条の10の5・第25条・第25条の3、児童虐待防止法 "
-               "第6条、委託契約に基づく報告）"),
-    "CASE": ("地域の関係機関による支援のための情報共有",
-             "市町村が調整する関係機関の協議の場で、支援を担当する機関と共有（児童福祉法 第25条の2、守秘義務は"
-             "同法 第25条の5）"),
+    "DIRECT": (
+        "法令に基づく直接の提供先",
+        "法令に基づき情報の提供を受けた機関（児童福祉法 第21条の10の5・第25条・第25条の3、児童虐待防止法 "
+        "第6条、委託契約に基づく報告）",
+    ),
+    "CASE": (
+        "地域の関係機関による支援のための情報共有",
+        "市町村が調整する関係機関の協議の場で、支援を担当する機関と共有（児童福祉法 第25条の2、守秘義務は"
+        "同法 第25条の5）",
+    ),
     "LEDGER": ("児童相談所との共同管理台帳", "市町村と児童相談所が共同で管理する記録（共同管理台帳）"),
-    "CONSENT": ("保護者の同意", "保護者が同意した支援計画（サポートプラン）の共有（児童福祉法 第10条第4項、"
-                "個人情報保護法 第27条第1項・第69条第2項第1号）"),
+    "CONSENT": (
+        "保護者の同意",
+        "保護者が同意した支援計画（サポートプラン）の共有（児童福祉法 第10条第4項、"
+        "個人情報保護法 第27条第1項・第69条第2項第1号）",
+    ),
     "TRANSFER": ("転居に伴うケース移管", "転居先の市町村への支援の引継ぎ"),
-    "EMERGENCY": ("緊急時の例外", "お子さまの生命・身体を守るため緊急に必要な場合（個人情報保護法 第27条第1項第2号・"
-                  "第69条第2項第4号）"),
+    "EMERGENCY": (
+        "緊急時の例外",
+        "お子さまの生命・身体を守るため緊急に必要な場合（個人情報保護法 第27条第1項第2号・第69条第2項第4号）",
+    ),
 }
-PURPOSE_JA = {"support": "支援のため", "meeting": "関係機関の会議のため", "emergency": "緊急対応のため",
-              "audit": "監査のため", "statistics": "統計のため"}
+PURPOSE_JA = {
+    "support": "支援のため",
+    "meeting": "関係機関の会議のため",
+    "emergency": "緊急対応のため",
+    "audit": "監査のため",
+    "statistics": "統計のため",
+}
 ROLE_JA = {
-    "caseworker": "児童福祉の担当職員", "health_nurse": "保健師", "supervisor": "統括支援員", "teacher": "教員",
-    "school_admin": "学校の管理職", "nursery_staff": "保育士等", "provider_staff": "事業者の職員", "clerk": "事務職員",
-    "auditor": "監査担当", "adapter": "連携システム",
+    "caseworker": "児童福祉の担当職員",
+    "health_nurse": "保健師",
+    "supervisor": "統括支援員",
+    "teacher": "教員",
+    "school_admin": "学校の管理職",
+    "nursery_staff": "保育士等",
+    "provider_staff": "事業者の職員",
+    "clerk": "事務職員",
+    "auditor": "監査担当",
+    "adapter": "連携システム",
 }
 REFUSAL_JA = {
     "unknown_organisation": "登録されていない機関からの閲覧のため、認められませんでした",
@@ -119,8 +140,16 @@ def parse_moment(text: str | date | datetime | None, field: str, *, end: bool = 
             moment = datetime.fromisoformat(text.strip())
             moment = moment if moment.tzinfo else moment.replace(tzinfo=JST)
     except ValueError:
-        raise Rejected([Problem("invalid_date", f"{field}: not a date (YYYY-MM-DD) or a date-time",
-                                f"{field}: 日付の形式が正しくありません{_DATE_HELP}", field)]) from None
+        raise Rejected(
+            [
+                Problem(
+                    "invalid_date",
+                    f"{field}: not a date (YYYY-MM-DD) or a date-time",
+                    f"{field}: 日付の形式が正しくありません{_DATE_HELP}",
+                    field,
+                )
+            ]
+        ) from None
     if moment is not None:
         if not moment_in_range(moment):
             raise Rejected([out_of_range(field)])
@@ -152,8 +181,16 @@ class Period:
             raise Rejected(problems)
         start, stop = bounds
         if start is not None and stop is not None and stop <= start:
-            raise Rejected([Problem("invalid_period", "until must be after since",
-                                    "until（終了日）は since（開始日）より後にしてください", "until")])
+            raise Rejected(
+                [
+                    Problem(
+                        "invalid_period",
+                        "until must be after since",
+                        "until（終了日）は since（開始日）より後にしてください",
+                        "until",
+                    )
+                ]
+            )
         return cls(start, stop)
 
     def contains(self, t: datetime) -> bool:
@@ -164,8 +201,10 @@ class Period:
         return self.until is not None and t > self.until + CLOCK_SKEW
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"since": self.since.isoformat() if self.since else None,
-                "until": self.until.isoformat() if self.until else None}
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+        }
 
 
 def wareki(moment: str | datetime, *, with_time: bool = True) -> str:
@@ -182,6 +221,7 @@ def wareki(moment: str | datetime, *, with_time: bool = True) -> str:
 
 
 # --- Who asks, and the streams auditors write ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -225,6 +265,7 @@ class EmergencyReview(Aggregate):
 
 
 # --- Results (also the HTTP API's response models) -----------------------------------------------------------
+
 
 class ReaderRef(BaseModel):
     org: str
@@ -288,17 +329,24 @@ class Reconstruction(BaseModel):
     child_position: int
     registry_version: int
     settings: dict[str, Any]
-    entries: list[ReconstructedEntry] = Field(description=(
-        "What was returned, in order, as metadata only; empty when the child was erased since (see erased_since)."))
+    entries: list[ReconstructedEntry] = Field(
+        description=(
+            "What was returned, in order, as metadata only; empty when the child was erased since (see erased_since)."
+        )
+    )
     withheld: int | None = Field(description="The withheld count the reader was told (null: told nothing).")
     decision_matches: bool | None = Field(description="The policy, replayed, gives the recorded decision.")
     recorded_digest: str | None
     replayed_digest: str | None
-    exact: bool | None = Field(description=(
-        "The rebuilt content has the recorded digest: this is exactly what was returned. Null when the record "
-        "predates content digests, or when events it considered were erased since."))
-    erased_since: int = Field(description=(
-        "Events the read considered whose content was erased since: then nothing is reconstructed."))
+    exact: bool | None = Field(
+        description=(
+            "The rebuilt content has the recorded digest: this is exactly what was returned. Null when the record "
+            "predates content digests, or when events it considered were erased since."
+        )
+    )
+    erased_since: int = Field(
+        description=("Events the read considered whose content was erased since: then nothing is reconstructed.")
+    )
 
 
 class FindingOut(BaseModel):
@@ -410,8 +458,9 @@ class PolicyImpact(BaseModel):
     since: str | None
     until: str | None
     settings: dict[str, Any] = Field(description="The settings changed for the replay.")
-    policy_version: str | None = Field(default=None, description="The policy version of the replay (null: the "
-                                       "version each record names).")
+    policy_version: str | None = Field(
+        default=None, description="The policy version of the replay (null: the version each record names)."
+    )
     replayed: int
     unreplayable: int = Field(description="Records not replayed: unreadable, or about events erased since.")
     changed: list[ChangedRead]
@@ -424,10 +473,13 @@ def _settings_model() -> type[BaseModel]:
     spec: dict[str, Any] = {}
     for f in fields(Settings):
         kind = type(getattr(defaults, f.name))
-        spec[f.name] = ((bool | None, None) if kind is bool else
-                        (int | None, Field(default=None, ge=SETTING_RANGES[f.name][0], le=SETTING_RANGES[f.name][1]))
-                        if kind is int
-                        else (kind | None, None))
+        spec[f.name] = (
+            (bool | None, None)
+            if kind is bool
+            else (int | None, Field(default=None, ge=SETTING_RANGES[f.name][0], le=SETTING_RANGES[f.name][1]))
+            if kind is int
+            else (kind | None, None)
+        )
     return create_model("SettingsChanges", __config__=ConfigDict(extra="forbid", strict=True), **spec)
 
 
@@ -435,8 +487,9 @@ SettingsChanges = _settings_model()
 """Settings to change for a policy impact report (``consent.model.Settings``; unknown names are refused)."""
 
 
-def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings", *,
-                     required: bool = True) -> dict[str, Any]:
+def settings_changes(
+    raw: Mapping[str, Any] | None, field: str = "settings", *, required: bool = True
+) -> dict[str, Any]:
     """Validated changes (``Rejected`` naming ``settings.NAME``); at least one is required unless ``required`` is
     false (an impact report that changes the policy version instead)."""
     try:
@@ -450,13 +503,21 @@ def settings_changes(raw: Mapping[str, Any] | None, field: str = "settings", *,
         raise Rejected(problems) from None
     changes = model.model_dump(exclude_none=True)
     if not changes and required:
-        raise Rejected([Problem("no_settings", "name at least one setting to change",
-                                f"変更する設定を1つ以上指定してください（{', '.join(f.name for f in fields(Settings))}）",
-                                field)])
+        raise Rejected(
+            [
+                Problem(
+                    "no_settings",
+                    "name at least one setting to change",
+                    f"変更する設定を1つ以上指定してください（{', '.join(f.name for f in fields(Settings))}）",
+                    field,
+                )
+            ]
+        )
     return changes
 
 
 # --- The queries ---------------------------------------------------------------------------------------------
+
 
 def usable(record: Mapping[str, Any] | None) -> bool:
     """The record has what the queries read (a record altered by someone holding the keys may not)."""
@@ -464,15 +525,21 @@ def usable(record: Mapping[str, Any] | None) -> bool:
         datetime.fromisoformat(record["t"])  # type: ignore[index]
         datetime.fromisoformat(record.get("recorded_at") or record["t"])  # type: ignore[union-attr]
         decision, reader = record["decision"], record["reader"]  # type: ignore[index]
-        return (isinstance(record["id"], str) and isinstance(record["child"], str)  # type: ignore[index]
-                and isinstance(reader, dict) and isinstance(reader.get("org"), str)
-                and isinstance(record["purpose"], str) and isinstance(decision, dict)  # type: ignore[index]
-                and isinstance(decision.get("allowed"), bool) and isinstance(decision.get("reason"), str)
-                and isinstance(decision.get("events"), list)
-                and all(isinstance(d, dict) and "event" in d for d in decision["events"])
-                and isinstance(record["child_position"], int)  # type: ignore[index]
-                and isinstance(record["registry_version"], int)  # type: ignore[index]
-                and isinstance(record["settings"], dict))  # type: ignore[index]
+        return (
+            isinstance(record["id"], str)
+            and isinstance(record["child"], str)  # type: ignore[index]
+            and isinstance(reader, dict)
+            and isinstance(reader.get("org"), str)
+            and isinstance(record["purpose"], str)
+            and isinstance(decision, dict)  # type: ignore[index]
+            and isinstance(decision.get("allowed"), bool)
+            and isinstance(decision.get("reason"), str)
+            and isinstance(decision.get("events"), list)
+            and all(isinstance(d, dict) and "event" in d for d in decision["events"])
+            and isinstance(record["child_position"], int)  # type: ignore[index]
+            and isinstance(record["registry_version"], int)  # type: ignore[index]
+            and isinstance(record["settings"], dict)
+        )  # type: ignore[index]
     except (KeyError, TypeError, ValueError, AttributeError):
         return False
 
@@ -492,8 +559,13 @@ class Auditing:
     def _reader(self, record: Mapping[str, Any], orgs: Mapping[str, Org]) -> ReaderRef:
         r = record["reader"]
         org = orgs.get(r["org"])
-        return ReaderRef(org=r["org"], org_name=org.name if org else None, org_type=org.type if org else None,
-                         role=r.get("role"), user=r.get("user"))
+        return ReaderRef(
+            org=r["org"],
+            org_name=org.name if org else None,
+            org_type=org.type if org else None,
+            role=r.get("role"),
+            user=r.get("user"),
+        )
 
     def _child_records(self, child: str) -> tuple[list[Loaded], list[int]]:
         """The child's records that open and have the shape of an access record; the sequence numbers of the
@@ -516,12 +588,18 @@ class Auditing:
             if period.contains(datetime.fromisoformat(record["t"])):
                 yield record
 
-    def _log(self, actor: Actor, query: str, *, child: str | None = None, results: int,
-             **params: Any) -> None:
+    def _log(self, actor: Actor, query: str, *, child: str | None = None, results: int, **params: Any) -> None:
         """Append the query to the asker's audit trail (before its result is returned)."""
-        entry = {"query": query, "child": child, "params": {k: v for k, v in params.items() if v is not None},
-                 "results": results, "org": actor.org, "user": actor.user, "via": actor.via,
-                 "at": self.clock().isoformat()}
+        entry = {
+            "query": query,
+            "child": child,
+            "params": {k: v for k, v in params.items() if v is not None},
+            "results": results,
+            "org": actor.org,
+            "user": actor.user,
+            "via": actor.via,
+            "at": self.clock().isoformat(),
+        }
 
         def append_once() -> None:
             trail = self.store.get_or_none(AuditTrail.create_id(actor.org)) or AuditTrail(actor.org)
@@ -543,11 +621,22 @@ class Auditing:
         assert record is not None
         decision = record["decision"]
         rules, shown, withheld, redacted = self._counts(decision)
-        return ReadRow(record=record["id"], sequence=loaded.sequence, child=record["child"], t=record["t"],
-                       reader=self._reader(record, orgs), purpose=record["purpose"], allowed=decision["allowed"],
-                       reason=decision["reason"], rules=rules, shown=shown, withheld=withheld,
-                       redacted_events=redacted, policy_version=record.get("policy_version", ""),
-                       content_digest=record.get("content_digest"))
+        return ReadRow(
+            record=record["id"],
+            sequence=loaded.sequence,
+            child=record["child"],
+            t=record["t"],
+            reader=self._reader(record, orgs),
+            purpose=record["purpose"],
+            allowed=decision["allowed"],
+            reason=decision["reason"],
+            rules=rules,
+            shown=shown,
+            withheld=withheld,
+            redacted_events=redacted,
+            policy_version=record.get("policy_version", ""),
+            content_digest=record.get("content_digest"),
+        )
 
     # -- who read child X
 
@@ -555,8 +644,7 @@ class Auditing:
         """Every read of ``child`` made in ``period`` (the child's access log only, not the whole log)."""
         readable, unreadable = self._child_records(child)
         orgs = self._orgs()
-        rows = [self._row(x, orgs) for x in readable
-                if period.contains(datetime.fromisoformat(x.record["t"]))]  # type: ignore[index]
+        rows = [self._row(x, orgs) for x in readable if period.contains(datetime.fromisoformat(x.record["t"]))]  # type: ignore[index]
         self._log(actor, "reads_of_child", child=child, results=len(rows), **period.to_dict())
         return ChildReads(child=child, **period.to_dict(), reads=rows, unreadable=unreadable)
 
@@ -568,11 +656,15 @@ class Auditing:
             loaded = load(self.store, stored)
             if usable(loaded.record) and loaded.record.get("id") == record_id:  # type: ignore[union-attr]
                 return loaded
-        raise NotFound("unknown_record", f"no access record {record_id!r}" + (f" about child {child!r}" if child else ""),
-                       f"閲覧記録「{record_id}」は見つかりません")
+        raise NotFound(
+            "unknown_record",
+            f"no access record {record_id!r}" + (f" about child {child!r}" if child else ""),
+            f"閲覧記録「{record_id}」は見つかりません",
+        )
 
-    def reconstruct_timeline(self, record: Mapping[str, Any],
-                             history: History | None = None) -> tuple[Timeline, str, ReadDecision, int]:
+    def reconstruct_timeline(
+        self, record: Mapping[str, Any], history: History | None = None
+    ) -> tuple[Timeline, str, ReadDecision, int]:
         """The read of ``record`` rebuilt from the log: the full ``Timeline`` as it was returned, its digest, the
         replayed decision, and how many considered events were erased since. For code, never for auditors
         (it holds content)."""
@@ -581,9 +673,19 @@ class Auditing:
         _, _, erased = considered(record, child)
         decision, shown, withheld, digest = rebuild(record, child, history.orgs(record["registry_version"]))
         r = record["reader"]
-        timeline = Timeline(child=record["child"], org=r["org"], role=r["role"], purpose=record["purpose"],
-                            t=record["t"], allowed=decision.allowed, reason=decision.reason, entries=shown,
-                            withheld=withheld, access_record=record["id"], policy_version=decision.policy_version)
+        timeline = Timeline(
+            child=record["child"],
+            org=r["org"],
+            role=r["role"],
+            purpose=record["purpose"],
+            t=record["t"],
+            allowed=decision.allowed,
+            reason=decision.reason,
+            entries=shown,
+            withheld=withheld,
+            access_record=record["id"],
+            policy_version=decision.policy_version,
+        )
         return timeline, digest, decision, erased
 
     def _reconstruction(self, loaded: Loaded) -> Reconstruction:
@@ -593,19 +695,43 @@ class Auditing:
         recorded = record.get("content_digest")
         exact = None if recorded is None or erased else recorded == digest
         return Reconstruction(
-            record=record["id"], sequence=loaded.sequence, child=record["child"], t=record["t"],
-            reader=self._reader(record, self._orgs()), purpose=record["purpose"],
-            allowed=record["decision"]["allowed"], reason=record["decision"]["reason"],
-            policy_version=record.get("policy_version", ""), log_position=record["log_position"],
-            child_position=record["child_position"], registry_version=record["registry_version"],
+            record=record["id"],
+            sequence=loaded.sequence,
+            child=record["child"],
+            t=record["t"],
+            reader=self._reader(record, self._orgs()),
+            purpose=record["purpose"],
+            allowed=record["decision"]["allowed"],
+            reason=record["decision"]["reason"],
+            policy_version=record.get("policy_version", ""),
+            log_position=record["log_position"],
+            child_position=record["child_position"],
+            registry_version=record["registry_version"],
             settings=record["settings"],
-            entries=[] if erased else [
-                ReconstructedEntry(id=e.id, kind=e.kind, source=e.source, basis=e.basis, at=e.at, rule=e.rule,
-                                   redacted=e.redacted, function=e.function, to=e.to, sensitive=e.sensitive)
-                for e in timeline.entries],
+            entries=[]
+            if erased
+            else [
+                ReconstructedEntry(
+                    id=e.id,
+                    kind=e.kind,
+                    source=e.source,
+                    basis=e.basis,
+                    at=e.at,
+                    rule=e.rule,
+                    redacted=e.redacted,
+                    function=e.function,
+                    to=e.to,
+                    sensitive=e.sensitive,
+                )
+                for e in timeline.entries
+            ],
             withheld=None if erased else timeline.withheld,
             decision_matches=None if erased else decision == ReadDecision.from_dict(record["decision"]),
-            recorded_digest=recorded, replayed_digest=None if erased else digest, exact=exact, erased_since=erased)
+            recorded_digest=recorded,
+            replayed_digest=None if erased else digest,
+            exact=exact,
+            erased_since=erased,
+        )
 
     def reconstruct(self, record_id: str, *, actor: Actor, child: str | None = None) -> Reconstruction:
         """What was returned by the read recorded as ``record_id``, as metadata, with the digest proof."""
@@ -619,11 +745,18 @@ class Auditing:
         if moment is None:
             raise Rejected([Problem("missing_at", "at is required", "at（日時）を指定してください", "at")])
         readable, _ = self._child_records(child)
-        found = [x for x in readable if x.record["reader"]["org"] == org  # type: ignore[index]
-                 and datetime.fromisoformat(x.record["t"]) <= moment]  # type: ignore[index]
+        found = [
+            x
+            for x in readable
+            if x.record["reader"]["org"] == org  # type: ignore[index]
+            and datetime.fromisoformat(x.record["t"]) <= moment
+        ]  # type: ignore[index]
         if not found:
-            raise NotFound("no_read", f"{org} made no read of child {child} at or before {moment.isoformat()}",
-                           f"{org} はこの時点までにこの児童の記録を閲覧していません")
+            raise NotFound(
+                "no_read",
+                f"{org} made no read of child {child} at or before {moment.isoformat()}",
+                f"{org} はこの時点までにこの児童の記録を閲覧していません",
+            )
         result = self._reconstruction(found[-1])
         self._log(actor, "reconstruct_at", child=child, results=len(result.entries), org=org, at=moment.isoformat())
         return result
@@ -635,14 +768,22 @@ class Auditing:
         entries, _, _ = considered(record, child)
         t = datetime.fromisoformat(record["t"])
         hours = timedelta(hours=Settings.from_dict(record["settings"]).emergency_hours)
-        open_ = [e for e in entries if e.kind == "emergency.declared" and e.source == record["reader"]["org"]
-                 and e.at <= t < e.at + hours]
+        open_ = [
+            e
+            for e in entries
+            if e.kind == "emergency.declared" and e.source == record["reader"]["org"] and e.at <= t < e.at + hours
+        ]
         if not open_:
             return None
         e = max(open_, key=lambda x: (x.at, x.position))
         reason = e.payload.get("reason")
-        return Declaration(event=e.id, org=e.source, at=e.at.isoformat(), until=(e.at + hours).isoformat(),
-                           reason=str(reason) if reason is not None else None)
+        return Declaration(
+            event=e.id,
+            org=e.source,
+            at=e.at.isoformat(),
+            until=(e.at + hours).isoformat(),
+            reason=str(reason) if reason is not None else None,
+        )
 
     def _findings(self, record_id: str) -> list[FindingOut]:
         review = self.store.get_or_none(EmergencyReview.create_id(record_id))
@@ -653,10 +794,18 @@ class Auditing:
         assert record is not None
         rules, shown, _, _ = self._counts(record["decision"])
         findings = self._findings(record["id"])
-        return EmergencyAccess(record=record["id"], sequence=record.get("sequence", 0), child=record["child"],
-                               t=record["t"], reader=self._reader(record, orgs), shown=shown, rules=rules,
-                               declaration=self._declaration(record, history), findings=findings,
-                               reviewed=bool(findings))
+        return EmergencyAccess(
+            record=record["id"],
+            sequence=record.get("sequence", 0),
+            child=record["child"],
+            t=record["t"],
+            reader=self._reader(record, orgs),
+            shown=shown,
+            rules=rules,
+            declaration=self._declaration(record, history),
+            findings=findings,
+            reviewed=bool(findings),
+        )
 
     @staticmethod
     def is_emergency(record: Mapping[str, Any]) -> bool:
@@ -669,29 +818,54 @@ class Auditing:
         self._log(actor, "emergency_accesses", results=len(out), **period.to_dict())
         return Emergencies(**period.to_dict(), accesses=out)
 
-    def record_finding(self, record_id: str, *, reviewer: str, finding: str, note: str, actor: Actor,
-                       child: str | None = None) -> EmergencyAccess:
+    def record_finding(
+        self, record_id: str, *, reviewer: str, finding: str, note: str, actor: Actor, child: str | None = None
+    ) -> EmergencyAccess:
         """Store a reviewer's finding on the emergency access ``record_id``. The same finding, by the same
         reviewer, with the same note as the latest one is stored once (a retried request does not repeat it)."""
         problems = []
         if finding not in FINDING_JA:
-            problems.append(Problem("invalid_finding", "finding is justified, not_justified or needs_follow_up",
-                                    "finding は justified（正当）・not_justified（正当でない）・needs_follow_up"
-                                    "（要フォローアップ）のいずれかです", "finding"))
+            problems.append(
+                Problem(
+                    "invalid_finding",
+                    "finding is justified, not_justified or needs_follow_up",
+                    "finding は justified（正当）・not_justified（正当でない）・needs_follow_up"
+                    "（要フォローアップ）のいずれかです",
+                    "finding",
+                )
+            )
         if not reviewer.strip():
-            problems.append(Problem("missing_reviewer", "reviewer is required", "reviewer（確認者）を指定してください",
-                                    "reviewer"))
+            problems.append(
+                Problem("missing_reviewer", "reviewer is required", "reviewer（確認者）を指定してください", "reviewer")
+            )
         if len(note) > 5000:
-            problems.append(Problem("note_too_long", "note is at most 5000 characters",
-                                    "note（所見）は5000文字以内にしてください", "note"))
+            problems.append(
+                Problem(
+                    "note_too_long",
+                    "note is at most 5000 characters",
+                    "note（所見）は5000文字以内にしてください",
+                    "note",
+                )
+            )
         if problems:
             raise Rejected(problems)
         loaded = self.find_record(record_id, child)
         if not self.is_emergency(loaded.record or {"decision": {}}):
-            raise NotFound("not_an_emergency_access", f"access record {record_id} is not an emergency access",
-                           f"閲覧記録「{record_id}」は緊急時の閲覧ではありません")
-        entry = {"record": record_id, "finding": finding, "finding_ja": FINDING_JA[finding], "note": note,
-                 "reviewer": reviewer.strip(), "org": actor.org, "at": self.clock().isoformat(), "via": actor.via}
+            raise NotFound(
+                "not_an_emergency_access",
+                f"access record {record_id} is not an emergency access",
+                f"閲覧記録「{record_id}」は緊急時の閲覧ではありません",
+            )
+        entry = {
+            "record": record_id,
+            "finding": finding,
+            "finding_ja": FINDING_JA[finding],
+            "note": note,
+            "reviewer": reviewer.strip(),
+            "org": actor.org,
+            "at": self.clock().isoformat(),
+            "via": actor.via,
+        }
         same = ("finding", "note", "reviewer", "org")
 
         def add_once() -> None:
@@ -728,23 +902,43 @@ class Auditing:
             else:
                 result = f"記録 {shown} 件を閲覧しました"
             role = record["reader"].get("role")
-            by_org.setdefault(record["reader"]["org"], []).append(DisclosureRead(
-                record=record["id"], at=record["t"], at_ja=wareki(record["t"]), purpose=record["purpose"],
-                purpose_ja=PURPOSE_JA.get(record["purpose"], f"目的「{record['purpose']}」"),
-                role_ja=ROLE_JA.get(role or "", role or "機関として"), allowed=decision["allowed"], result_ja=result,
-                shown=shown, grounds=[self._ground(rule, n) for rule, n in rules.items()]))
+            by_org.setdefault(record["reader"]["org"], []).append(
+                DisclosureRead(
+                    record=record["id"],
+                    at=record["t"],
+                    at_ja=wareki(record["t"]),
+                    purpose=record["purpose"],
+                    purpose_ja=PURPOSE_JA.get(record["purpose"], f"目的「{record['purpose']}」"),
+                    role_ja=ROLE_JA.get(role or "", role or "機関として"),
+                    allowed=decision["allowed"],
+                    result_ja=result,
+                    shown=shown,
+                    grounds=[self._ground(rule, n) for rule, n in rules.items()],
+                )
+            )
         organisations = []
         for org_id, reads in by_org.items():
             org = orgs.get(org_id)
-            organisations.append(DisclosureOrg(
-                org=org_id, name=(org.name or org_id) if org else org_id,
-                type_ja=TYPE_JA.get(org.type, org.type) if org else "登録されていない機関", reads=reads,
-                read_count=sum(r.allowed for r in reads), refused_count=sum(not r.allowed for r in reads)))
+            organisations.append(
+                DisclosureOrg(
+                    org=org_id,
+                    name=(org.name or org_id) if org else org_id,
+                    type_ja=TYPE_JA.get(org.type, org.type) if org else "登録されていない機関",
+                    reads=reads,
+                    read_count=sum(r.allowed for r in reads),
+                    refused_count=sum(not r.allowed for r in reads),
+                )
+            )
         now = self.clock()
-        report = Disclosure(child=child, generated_at=now.isoformat(), generated_at_ja=wareki(now),
-                            organisations=organisations, total_reads=sum(len(o.reads) for o in organisations),
-                            refused_reads=sum(o.refused_count for o in organisations),
-                            grounds=[self._ground(rule, used[rule]) for rule in RULES if used[rule]])
+        report = Disclosure(
+            child=child,
+            generated_at=now.isoformat(),
+            generated_at_ja=wareki(now),
+            organisations=organisations,
+            total_reads=sum(len(o.reads) for o in organisations),
+            refused_reads=sum(o.refused_count for o in organisations),
+            grounds=[self._ground(rule, used[rule]) for rule in RULES if used[rule]],
+        )
         self._log(actor, "disclosure_report", child=child, results=report.total_reads)
         return report
 
@@ -755,8 +949,9 @@ class Auditing:
 
     # -- policy impact
 
-    def policy_impact(self, period: Period, changes: Mapping[str, Any], *, actor: Actor,
-                      version: str | None = None) -> PolicyImpact:
+    def policy_impact(
+        self, period: Period, changes: Mapping[str, Any], *, actor: Actor, version: str | None = None
+    ) -> PolicyImpact:
         """Replay every access record of ``period`` under its own settings changed by ``changes`` and, given
         ``version``, under that policy version instead of the one the record names; list each read whose decision
         would differ (before: the replay under the record's own settings and version)."""
@@ -775,14 +970,27 @@ class Auditing:
             replayed += 1
             if (before.allowed, before.reason, before.events) != (after.allowed, after.reason, after.events):
                 changed.append(self._change(record, child, before, after, orgs))
-        result = PolicyImpact(**period.to_dict(), settings=changes, policy_version=version, replayed=replayed,
-                              unreplayable=skipped["unreadable"] + skipped["erased"], changed=changed)
-        self._log(actor, "policy_impact", results=len(changed), settings=changes, policy_version=version,
-                  **period.to_dict())
+        result = PolicyImpact(
+            **period.to_dict(),
+            settings=changes,
+            policy_version=version,
+            replayed=replayed,
+            unreplayable=skipped["unreadable"] + skipped["erased"],
+            changed=changed,
+        )
+        self._log(
+            actor, "policy_impact", results=len(changed), settings=changes, policy_version=version, **period.to_dict()
+        )
         return result
 
-    def _change(self, record: Mapping[str, Any], child: ChildRecord | None, before: ReadDecision,
-                after: ReadDecision, orgs: Mapping[str, Org]) -> ChangedRead:
+    def _change(
+        self,
+        record: Mapping[str, Any],
+        child: ChildRecord | None,
+        before: ReadDecision,
+        after: ReadDecision,
+        orgs: Mapping[str, Org],
+    ) -> ChangedRead:
         kinds = {e.id: e.kind for e in (child.entries if child is not None else [])}
         was = {d.event: d for d in before.events}
         now = {d.event: d for d in after.events}
@@ -791,8 +999,16 @@ class Auditing:
             a, b = was.get(event_id), now.get(event_id)
             pair = [(d.rule if d.allowed else None, list(d.redacted)) if d else (None, []) for d in (a, b)]
             if pair[0] != pair[1]:
-                events.append(EventChange(event=event_id, kind=kinds.get(event_id), before=pair[0][0],
-                                          after=pair[1][0], redacted_before=pair[0][1], redacted_after=pair[1][1]))
+                events.append(
+                    EventChange(
+                        event=event_id,
+                        kind=kinds.get(event_id),
+                        before=pair[0][0],
+                        after=pair[1][0],
+                        redacted_before=pair[0][1],
+                        redacted_after=pair[1][1],
+                    )
+                )
         summaries = []
         for d in (before, after):
             rules, shown, _, _ = self._counts(ReadDecision.to_dict(d))
@@ -800,16 +1016,28 @@ class Auditing:
         gained = sum(1 for e in events if e.before is None and e.after is not None)
         lost = sum(1 for e in events if e.before is not None and e.after is None)
         other = len(events) - gained - lost
-        parts = [f"{gained} more shown" if gained else "", f"{lost} no longer shown" if lost else "",
-                 f"{other} shown under another rule or redaction" if other else ""]
+        parts = [
+            f"{gained} more shown" if gained else "",
+            f"{lost} no longer shown" if lost else "",
+            f"{other} shown under another rule or redaction" if other else "",
+        ]
         if before.allowed != after.allowed or before.reason != after.reason:
             parts.insert(0, f"{before.reason} -> {after.reason}")
-        return ChangedRead(record=record["id"], child=record["child"], t=record["t"],
-                           reader=self._reader(record, orgs), purpose=record["purpose"], before=summaries[0],
-                           after=summaries[1], events=events, summary=", ".join(p for p in parts if p))
+        return ChangedRead(
+            record=record["id"],
+            child=record["child"],
+            t=record["t"],
+            reader=self._reader(record, orgs),
+            purpose=record["purpose"],
+            before=summaries[0],
+            after=summaries[1],
+            events=events,
+            summary=", ".join(p for p in parts if p),
+        )
 
 
 # --- The auditors' own trail ---------------------------------------------------------------------------------
+
 
 def audit_trail(store: HubStore, org: str) -> list[dict[str, Any]]:
     """The queries auditor organisation ``org`` made, oldest first."""
@@ -825,6 +1053,7 @@ def audit_trail(store: HubStore, org: str) -> list[dict[str, Any]]:
 
 
 # --- The printable disclosure page ---------------------------------------------------------------------------
+
 
 def disclosure_html(report: Disclosure) -> str:
     """The disclosure report as a printable A4 page for the family."""

@@ -55,18 +55,18 @@ made after it (which showed nothing) are replayed as usual.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
 
-from events.model import Org, Recorded
-
 from consent.model import ReadDecision, Reader, Settings
 from consent.policy import POLICY_V1, decide_read
+from events.model import Org, Recorded
 from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegistry
 from services.reading.timeline import TimelineEntry, chain_hash, returned, returned_digest
 
@@ -101,8 +101,10 @@ class Mismatch:
     def describe(self) -> str:
         """One line for people: what, where, in Japanese and English."""
         name = self.record or "（不明）"
-        return (f"child {self.child} #{self.sequence} record {name}: {self.problem}/{self.fault}: "
-                f"{FAULT_JA.get(self.fault, self.fault)} — {self.detail}")
+        return (
+            f"child {self.child} #{self.sequence} record {name}: {self.problem}/{self.fault}: "
+            f"{FAULT_JA.get(self.fault, self.fault)} — {self.detail}"
+        )
 
 
 @dataclass
@@ -131,14 +133,22 @@ class VerifyReport:
         return [m for m in self.mismatches if m.problem in ("decision", "content")]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"records": self.records, "ok": self.ok, "unreplayable": self.unreplayable,
-                "broken_chains": [m.to_dict() for m in self.broken_chains],
-                **({} if self.anchored is None else {"anchored": self.anchored,
-                                                     "not_as_anchored": [m.to_dict() for m in self.not_as_anchored]}),
-                "mismatches": [m.to_dict() for m in self.mismatches]}
+        return {
+            "records": self.records,
+            "ok": self.ok,
+            "unreplayable": self.unreplayable,
+            "broken_chains": [m.to_dict() for m in self.broken_chains],
+            **(
+                {}
+                if self.anchored is None
+                else {"anchored": self.anchored, "not_as_anchored": [m.to_dict() for m in self.not_as_anchored]}
+            ),
+            "mismatches": [m.to_dict() for m in self.mismatches],
+        }
 
 
 # --- Loading access records, one by one, without letting one bad record stop the rest ------------------------
+
 
 @dataclass
 class Loaded:
@@ -161,8 +171,12 @@ def load(store: HubStore, stored: StoredEvent) -> Loaded:
         return Loaded(stored.originator_id, stored.originator_version, None, f"{type(error).__name__}: {error}")
     record = getattr(event, "record", None)
     if not isinstance(record, dict):
-        return Loaded(stored.originator_id, stored.originator_version, None,
-                      f"the stored event is not an access record ({type(event).__name__})")
+        return Loaded(
+            stored.originator_id,
+            stored.originator_version,
+            None,
+            f"the stored event is not an access record ({type(event).__name__})",
+        )
     return Loaded(stored.originator_id, stored.originator_version, record)
 
 
@@ -193,10 +207,16 @@ def access_records(store: HubStore) -> Iterator[dict[str, Any]]:
 
 # --- Replay -------------------------------------------------------------------------------------------------
 
+
 def reader_of(record: Mapping[str, Any]) -> Reader:
     r = record["reader"]
-    return Reader(org=r["org"], role=r["role"], purpose=record["purpose"], t=datetime.fromisoformat(record["t"]),
-                  user=r.get("user"))
+    return Reader(
+        org=r["org"],
+        role=r["role"],
+        purpose=record["purpose"],
+        t=datetime.fromisoformat(record["t"]),
+        user=r.get("user"),
+    )
 
 
 def considered(record: Mapping[str, Any], child: ChildRecord | None) -> tuple[list[Recorded], list[dict], int]:
@@ -217,23 +237,35 @@ def policy_version_of(record: Mapping[str, Any]) -> str:
     return str(record.get("policy_version") or POLICY_V1)
 
 
-def replay(record: Mapping[str, Any], child: ChildRecord | None, orgs: Mapping[str, Org],
-           settings: Settings | None = None, version: str | None = None) -> ReadDecision:
+def replay(
+    record: Mapping[str, Any],
+    child: ChildRecord | None,
+    orgs: Mapping[str, Org],
+    settings: Settings | None = None,
+    version: str | None = None,
+) -> ReadDecision:
     """The decision the policy gives for the reader, time and settings of ``record`` (or ``settings``) under the
     policy version it names (or ``version``), on the log as it was at the record's position (``orgs``: the
     registry at the record's registry version)."""
     entries, _, _ = considered(record, child)
-    return decide_read(reader_of(record), entries, orgs, settings or Settings.from_dict(record["settings"]),
-                       version or policy_version_of(record))
+    return decide_read(
+        reader_of(record),
+        entries,
+        orgs,
+        settings or Settings.from_dict(record["settings"]),
+        version or policy_version_of(record),
+    )
 
 
-def rebuild(record: Mapping[str, Any], child: ChildRecord | None,
-            orgs: Mapping[str, Org]) -> tuple[ReadDecision, list[TimelineEntry], int | None, str]:
+def rebuild(
+    record: Mapping[str, Any], child: ChildRecord | None, orgs: Mapping[str, Org]
+) -> tuple[ReadDecision, list[TimelineEntry], int | None, str]:
     """The read of ``record`` done again: the decision, the entries returned, the withheld count, and the digest
     of that content (to compare with the record's ``content_digest``)."""
     entries, envelopes, _ = considered(record, child)
-    decision = decide_read(reader_of(record), entries, orgs, Settings.from_dict(record["settings"]),
-                           policy_version_of(record))
+    decision = decide_read(
+        reader_of(record), entries, orgs, Settings.from_dict(record["settings"]), policy_version_of(record)
+    )
     shown, withheld = returned(decision, entries, envelopes, orgs.get(record["reader"]["org"]))
     return decision, shown, withheld, returned_digest(decision, shown, withheld)
 
@@ -260,6 +292,7 @@ class History:
 
 # --- The chain ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _Chain:
     """What the check knows of one child's chain so far."""
@@ -278,24 +311,41 @@ def check_link(chain: _Chain, loaded: Loaded) -> tuple[str, str, int, str | None
         expected = chain.next_version - 1
         if loaded.version > chain.next_version:
             gap = f"#{expected}" if sequence - 1 == expected else f"#{expected}–#{sequence - 1}"
-            return ("missing", f"record {gap} is missing: the next stored record is #{sequence}"
-                    + (f" (id {record['id']})" if record else ""), expected, None)
-        return ("reordered", f"a record stored out of order at #{sequence} (after #{expected})", sequence,
-                record.get("id") if record else None)
+            return (
+                "missing",
+                f"record {gap} is missing: the next stored record is #{sequence}"
+                + (f" (id {record['id']})" if record else ""),
+                expected,
+                None,
+            )
+        return (
+            "reordered",
+            f"a record stored out of order at #{sequence} (after #{expected})",
+            sequence,
+            record.get("id") if record else None,
+        )
     if record is None:
         return "unreadable", f"the stored record does not open: {loaded.error}", sequence, None
     rid = record.get("id")
     if record.get("hash") != chain_hash(str(record.get("prev_hash", "")), record):
         return "edited", "the record's content does not match its hash", sequence, rid
     if AccessLog.create_id(str(record.get("child"))) != loaded.stream:
-        return "reordered", f"a record about child {record.get('child')} is stored in another child's log", \
-            sequence, rid
+        return (
+            "reordered",
+            f"a record about child {record.get('child')} is stored in another child's log",
+            sequence,
+            rid,
+        )
     if record.get("sequence") != sequence:
         return "reordered", f"position #{sequence} holds record #{record.get('sequence')}", sequence, rid
     if record.get("prev_hash") != chain.last_hash:
         if sequence > 1:  # this record is intact: the one before it was changed and re-hashed
-            return ("edited", f"record #{sequence - 1} was changed after record #{sequence} (id {rid}) was "
-                    f"chained to it", sequence - 1, chain.last_id)
+            return (
+                "edited",
+                f"record #{sequence - 1} was changed after record #{sequence} (id {rid}) was chained to it",
+                sequence - 1,
+                chain.last_id,
+            )
         return "edited", "the first record of the chain names a previous record", sequence, rid
     chain.next_version += 1
     chain.last_hash = record["hash"]
@@ -315,7 +365,11 @@ def verify(store: HubStore, *, child: str | None = None, anchor: Mapping[str, An
         report.records += 1
         chain = chains.setdefault(loaded.stream, _Chain(child=child))
         record = loaded.record
-        if record is not None and chain.child is None and AccessLog.create_id(str(record.get("child"))) == loaded.stream:
+        if (
+            record is not None
+            and chain.child is None
+            and AccessLog.create_id(str(record.get("child"))) == loaded.stream
+        ):
             chain.child = str(record.get("child"))
         if not chain.broken:
             fault = check_link(chain, loaded)
@@ -350,17 +404,32 @@ def _replay_one(record: dict[str, Any], history: History, report: VerifyReport) 
         decision, _, _, digest = rebuild(record, child, orgs)
         expected = ReadDecision.from_dict(record["decision"])
     except (KeyError, TypeError, ValueError) as error:  # an edited record may lack what replay needs
-        report.mismatches.append(Mismatch(record.get("id"), child_id, sequence, "decision",
-                                          f"the record cannot be replayed: {type(error).__name__}: {error}",
-                                          "differs"))
+        report.mismatches.append(
+            Mismatch(
+                record.get("id"),
+                child_id,
+                sequence,
+                "decision",
+                f"the record cannot be replayed: {type(error).__name__}: {error}",
+                "differs",
+            )
+        )
         return
     if decision != expected:
-        report.mismatches.append(Mismatch(record["id"], child_id, sequence, "decision",
-                                          _difference(expected, decision), "differs"))
+        report.mismatches.append(
+            Mismatch(record["id"], child_id, sequence, "decision", _difference(expected, decision), "differs")
+        )
     elif "content_digest" in record and record["content_digest"] != digest:
-        report.mismatches.append(Mismatch(record["id"], child_id, sequence, "content",
-                                          "what the log gives for this read now differs from what was returned",
-                                          "content"))
+        report.mismatches.append(
+            Mismatch(
+                record["id"],
+                child_id,
+                sequence,
+                "content",
+                "what the log gives for this read now differs from what was returned",
+                "content",
+            )
+        )
 
 
 def _difference(recorded: ReadDecision, replayed: ReadDecision) -> str:
@@ -370,6 +439,8 @@ def _difference(recorded: ReadDecision, replayed: ReadDecision) -> str:
         return f"recorded under {recorded.policy_version}, replayed under {replayed.policy_version}"
     for a, b in zip(recorded.events, replayed.events):
         if a != b:
-            return f"event {a.event}: recorded {a.allowed}/{a.rule}/{list(a.redacted)}, " \
-                   f"replay gives {b.allowed}/{b.rule}/{list(b.redacted)}"
+            return (
+                f"event {a.event}: recorded {a.allowed}/{a.rule}/{list(a.redacted)}, "
+                f"replay gives {b.allowed}/{b.rule}/{list(b.redacted)}"
+            )
     return f"recorded {len(recorded.events)} event decisions, replay gives {len(replayed.events)}"

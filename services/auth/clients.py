@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
 from authlib.oauth2.rfc6749 import ClientMixin
@@ -41,10 +42,11 @@ if TYPE_CHECKING:
 CLIENTS_ID = uuid5(NAMESPACE, "oauth-clients")  # a fixed, public name, like the organisations' registry
 CLIENT_CREDENTIALS = "client_credentials"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SALT_BYTES, HASH_BYTES = 2 ** 14, 8, 1, 16, 32
+SCRYPT_N, SCRYPT_R, SCRYPT_P, SALT_BYTES, HASH_BYTES = 2**14, 8, 1, 16, 32
 
 
 # --- Secrets ------------------------------------------------------------------------------------------------
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
@@ -69,7 +71,8 @@ def secret_matches(secret: str, stored: str) -> bool:
             return False
         expected = _unb64(digest)
         Scrypt(salt=_unb64(salt), length=len(expected), n=int(n), r=int(r), p=int(p)).verify(
-            secret.encode("utf-8", "surrogatepass"), expected)
+            secret.encode("utf-8", "surrogatepass"), expected
+        )
         return True
     except InvalidKey:
         return False
@@ -85,6 +88,7 @@ scrypt work as a wrong secret and its answer cannot tell which client ids exist.
 
 # --- The stream ---------------------------------------------------------------------------------------------
 
+
 class ClientRegistry(_CopiedOnWrite, Aggregate):
     """Every machine client of the hub, with its history (each change is one version)."""
 
@@ -97,9 +101,16 @@ class ClientRegistry(_CopiedOnWrite, Aggregate):
 
     @event("ClientRegistered")
     def register(self, client_id: str, org: str, scopes: list, secret_hash: str, at: str) -> None:
-        self.clients[client_id] = {"client_id": client_id, "org": org, "scopes": list(scopes),
-                                   "secret_hash": secret_hash, "enabled": True, "registered_at": at,
-                                   "secret_rotated_at": None, "disabled_at": None}
+        self.clients[client_id] = {
+            "client_id": client_id,
+            "org": org,
+            "scopes": list(scopes),
+            "secret_hash": secret_hash,
+            "enabled": True,
+            "registered_at": at,
+            "secret_rotated_at": None,
+            "disabled_at": None,
+        }
 
     @event("SecretRotated")
     def rotate_secret(self, client_id: str, secret_hash: str, at: str) -> None:
@@ -125,16 +136,28 @@ class Client(ClientMixin):
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Client:
-        return cls(client_id=state["client_id"], org=state["org"], scopes=tuple(state["scopes"]),
-                   enabled=state["enabled"], registered_at=state["registered_at"],
-                   secret_rotated_at=state["secret_rotated_at"], disabled_at=state["disabled_at"],
-                   secret_hash=state["secret_hash"])
+        return cls(
+            client_id=state["client_id"],
+            org=state["org"],
+            scopes=tuple(state["scopes"]),
+            enabled=state["enabled"],
+            registered_at=state["registered_at"],
+            secret_rotated_at=state["secret_rotated_at"],
+            disabled_at=state["disabled_at"],
+            secret_hash=state["secret_hash"],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the secret's hash."""
-        return {"client_id": self.client_id, "org": self.org, "scopes": list(self.scopes), "enabled": self.enabled,
-                "registered_at": self.registered_at, "secret_rotated_at": self.secret_rotated_at,
-                "disabled_at": self.disabled_at}
+        return {
+            "client_id": self.client_id,
+            "org": self.org,
+            "scopes": list(self.scopes),
+            "enabled": self.enabled,
+            "registered_at": self.registered_at,
+            "secret_rotated_at": self.secret_rotated_at,
+            "disabled_at": self.disabled_at,
+        }
 
     # authlib's ClientMixin
     def get_client_id(self) -> str:
@@ -167,11 +190,20 @@ class Client(ClientMixin):
 def no_such_client(client_id: str) -> Client:
     """A stand-in for an unknown or disabled ``client_id`` at the token endpoint: its secret check verifies the
     secret against ``DUMMY_SECRET_HASH`` and always fails, exactly as a wrong secret does."""
-    return Client(client_id=client_id, org="", scopes=(), enabled=False, registered_at="", secret_rotated_at=None,
-                  disabled_at=None, secret_hash=DUMMY_SECRET_HASH)
+    return Client(
+        client_id=client_id,
+        org="",
+        scopes=(),
+        enabled=False,
+        registered_at="",
+        secret_rotated_at=None,
+        disabled_at=None,
+        secret_hash=DUMMY_SECRET_HASH,
+    )
 
 
 # --- Reading ------------------------------------------------------------------------------------------------
+
 
 def list_clients(store: HubStore) -> list[Client]:
     registry = store.peek(CLIENTS_ID)
@@ -187,6 +219,7 @@ def find_client(store: HubStore, client_id: str) -> Client | None:
 
 # --- Changing -----------------------------------------------------------------------------------------------
 
+
 def _registry(store: HubStore) -> ClientRegistry:
     return store.get_or_none(CLIENTS_ID) or ClientRegistry()
 
@@ -194,11 +227,27 @@ def _registry(store: HubStore) -> ClientRegistry:
 def _known(registry: ClientRegistry, client_id: str) -> dict[str, Any]:
     state = registry.clients.get(client_id)
     if state is None:
-        raise Rejected([Problem("unknown_client", f"no client {client_id!r}",
-                                f"クライアント「{client_id}」は登録されていません", "client_id")])
+        raise Rejected(
+            [
+                Problem(
+                    "unknown_client",
+                    f"no client {client_id!r}",
+                    f"クライアント「{client_id}」は登録されていません",
+                    "client_id",
+                )
+            ]
+        )
     if not state["enabled"]:
-        raise Rejected([Problem("client_disabled", f"client {client_id!r} is disabled",
-                                f"クライアント「{client_id}」は無効化されています", "client_id")])
+        raise Rejected(
+            [
+                Problem(
+                    "client_disabled",
+                    f"client {client_id!r} is disabled",
+                    f"クライアント「{client_id}」は無効化されています",
+                    "client_id",
+                )
+            ]
+        )
     return state
 
 
@@ -208,14 +257,32 @@ def add_client(hub: Hub, *, org: str, scopes: Iterable[str]) -> tuple[Client, st
     wanted = [s.strip() for s in scopes if s.strip()]
     problems = []
     if org not in hub.orgs():
-        problems.append(Problem("unknown_organisation", f"organisation {org!r} is not registered in the hub",
-                                f"機関「{org}」はハブに登録されていません", "org"))
+        problems.append(
+            Problem(
+                "unknown_organisation",
+                f"organisation {org!r} is not registered in the hub",
+                f"機関「{org}」はハブに登録されていません",
+                "org",
+            )
+        )
     if not wanted:
-        problems.append(Problem("no_scopes", f"give at least one scope ({', '.join(SCOPES)})",
-                                f"権限（scope）を1つ以上指定してください（{', '.join(SCOPES)}）", "scopes"))
+        problems.append(
+            Problem(
+                "no_scopes",
+                f"give at least one scope ({', '.join(SCOPES)})",
+                f"権限（scope）を1つ以上指定してください（{', '.join(SCOPES)}）",
+                "scopes",
+            )
+        )
     if unknown := sorted(set(wanted) - SCOPES.keys()):
-        problems.append(Problem("unknown_scope", f"unknown scope {', '.join(unknown)}; one of {', '.join(SCOPES)}",
-                                f"権限「{'、'.join(unknown)}」はありません（{', '.join(SCOPES)}）", "scopes"))
+        problems.append(
+            Problem(
+                "unknown_scope",
+                f"unknown scope {', '.join(unknown)}; one of {', '.join(SCOPES)}",
+                f"権限「{'、'.join(unknown)}」はありません（{', '.join(SCOPES)}）",
+                "scopes",
+            )
+        )
     client_id = f"tc_{secrets.token_hex(8)}"
     secret = secrets.token_urlsafe(32)
     secret_hash = hash_secret(secret)
@@ -224,13 +291,23 @@ def add_client(hub: Hub, *, org: str, scopes: Iterable[str]) -> tuple[Client, st
         registry = _registry(hub.store)
         found = list(problems)
         if existing := [c for c in registry.clients.values() if c["org"] == org and c["enabled"]]:
-            found.append(Problem("client_exists", f"organisation {org!r} has a client already "
-                                 f"({existing[0]['client_id']}); disable it first", f"機関「{org}」のクライアントは登録済み"
-                                 f"です（{existing[0]['client_id']}）。先に無効化してください", "org"))
+            found.append(
+                Problem(
+                    "client_exists",
+                    f"organisation {org!r} has a client already ({existing[0]['client_id']}); disable it first",
+                    f"機関「{org}」のクライアントは登録済みです（{existing[0]['client_id']}）。先に無効化してください",
+                    "org",
+                )
+            )
         if found:
             raise Rejected(found)
-        registry.register(client_id=client_id, org=org, scopes=sorted(set(wanted), key=list(SCOPES).index),
-                          secret_hash=secret_hash, at=_now(hub))
+        registry.register(
+            client_id=client_id,
+            org=org,
+            scopes=sorted(set(wanted), key=list(SCOPES).index),
+            secret_hash=secret_hash,
+            at=_now(hub),
+        )
         hub.store.save(registry)  # a concurrent add for the same organisation conflicts on the stream's version
         return Client.from_state(registry.clients[client_id])
 

@@ -28,9 +28,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 import yaml
@@ -75,9 +76,11 @@ def _is_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return address.is_loopback
 
 
-LOOPBACK_ONLY_JA = (f"開発用ログイン（{DEV_OIDC_ENV}=1）はパスワードなしで誰にでもなりすませるため、このコンピューター"
-                    "の中からしか接続できないループバックアドレス（127.0.0.1 または ::1）でだけ起動できます。"
-                    f"--host 127.0.0.1 を指定するか、{DEV_OIDC_ENV} を外してください")
+LOOPBACK_ONLY_JA = (
+    f"開発用ログイン（{DEV_OIDC_ENV}=1）はパスワードなしで誰にでもなりすませるため、このコンピューター"
+    "の中からしか接続できないループバックアドレス（127.0.0.1 または ::1）でだけ起動できます。"
+    f"--host 127.0.0.1 を指定するか、{DEV_OIDC_ENV} を外してください"
+)
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,9 @@ def load_dev_users(path: str | os.PathLike[str] | None = None) -> dict[str, DevU
         raise ValueError(f"{path}: expected a mapping with a 'users' list")
     users = {}
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item[k]
-                                                 for k in ("username", "org", "role")):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) and item[k] for k in ("username", "org", "role")
+        ):
             raise ValueError(f"{path}: users[{i}] needs username, org and role")
         users[item["username"]] = DevUser(item["username"], item["org"], item["role"], item.get("name"))
     return users
@@ -111,15 +115,20 @@ def load_dev_users(path: str | os.PathLike[str] | None = None) -> dict[str, DevU
 class DevProvider:
     """The provider at ``issuer`` (``http(s)://host:port/dev-oidc``), for ``users``."""
 
-    def __init__(self, issuer: str, users: Mapping[str, DevUser], *, audience: str = DEV_AUDIENCE,
-                 now: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        issuer: str,
+        users: Mapping[str, DevUser],
+        *,
+        audience: str = DEV_AUDIENCE,
+        now: Callable[[], float] = time.time,
+    ):
         self.issuer = issuer.rstrip("/")
         self.users = dict(users)
         self.audience = audience
         self.now = now
         key = ECKey.generate_key("P-256", private=True)
-        self.key = ECKey.import_key(key.as_dict(private=True), {"kid": key.thumbprint(), "alg": "ES256",
-                                                                  "use": "sig"})
+        self.key = ECKey.import_key(key.as_dict(private=True), {"kid": key.thumbprint(), "alg": "ES256", "use": "sig"})
 
     @property
     def settings(self) -> OidcSettings:
@@ -127,10 +136,15 @@ class DevProvider:
         return OidcSettings(issuer=self.issuer, jwks_url=f"{self.issuer}/jwks.json", audience=self.audience)
 
     def discovery(self) -> dict[str, Any]:
-        return {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks.json",
-                "token_endpoint": f"{self.issuer}/token", "response_types_supported": ["id_token"],
-                "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["ES256"],
-                "claims_supported": ["sub", "name", "tsunagu_org", "tsunagu_role"]}
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{self.issuer}/jwks.json",
+            "token_endpoint": f"{self.issuer}/token",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "claims_supported": ["sub", "name", "tsunagu_org", "tsunagu_role"],
+        }
 
     def jwks(self) -> dict[str, Any]:
         return KeySet([self.key]).as_dict(private=False)
@@ -141,9 +155,16 @@ class DevProvider:
         if user is None:
             return None
         issued = int(self.now())
-        claims = {"iss": self.issuer, "aud": self.audience, "sub": user.username, "iat": issued,
-                  "exp": issued + ID_TOKEN_SECONDS, "jti": str(uuid.uuid4()), "tsunagu_org": user.org,
-                  "tsunagu_role": user.role}
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": user.username,
+            "iat": issued,
+            "exp": issued + ID_TOKEN_SECONDS,
+            "jti": str(uuid.uuid4()),
+            "tsunagu_org": user.org,
+            "tsunagu_role": user.role,
+        }
         if user.name:
             claims["name"] = user.name
         return jwt.encode({"alg": "ES256", "kid": self.key.kid, "typ": "JWT"}, claims, self.key)
@@ -160,9 +181,24 @@ def dev_router(provider: DevProvider) -> APIRouter:
     def jwks() -> dict[str, Any]:
         return provider.jwks()
 
-    @router.post("/token", summary="Development OpenID provider: an ID token for a configured user", openapi_extra={
-        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
-            "type": "object", "required": ["username"], "properties": {"username": {"type": "string"}}}}}}})
+    @router.post(
+        "/token",
+        summary="Development OpenID provider: an ID token for a configured user",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["username"],
+                            "properties": {"username": {"type": "string"}},
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def token(request: Request) -> JSONResponse:
         """No password: development only. Exchange the ``id_token`` at ``/oauth/token`` (JWT bearer grant)."""
         try:
@@ -171,9 +207,17 @@ def dev_router(provider: DevProvider) -> APIRouter:
             form = {}
         id_token = provider.id_token(form.get("username", ""))
         if id_token is None:
-            return JSONResponse({"error": "invalid_grant", "error_description": "no such development user",
-                                 "error_description_ja": "開発用の利用者として登録されていません"}, status_code=400)
-        return JSONResponse({"id_token": id_token, "token_type": "N_A", "expires_in": ID_TOKEN_SECONDS},
-                            headers={"Cache-Control": "no-store"})
+            return JSONResponse(
+                {
+                    "error": "invalid_grant",
+                    "error_description": "no such development user",
+                    "error_description_ja": "開発用の利用者として登録されていません",
+                },
+                status_code=400,
+            )
+        return JSONResponse(
+            {"id_token": id_token, "token_type": "N_A", "expires_in": ID_TOKEN_SECONDS},
+            headers={"Cache-Control": "no-store"},
+        )
 
     return router

@@ -41,9 +41,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from authlib.oauth2.rfc6749 import (AuthorizationServer, ClientCredentialsGrant, ClientMixin,
-                                    InsecureTransportError, InvalidClientError, InvalidGrantError,
-                                    InvalidRequestError, InvalidScopeError, OAuth2Error, OAuth2Request)
+from authlib.oauth2.rfc6749 import (
+    AuthorizationServer,
+    ClientCredentialsGrant,
+    ClientMixin,
+    InsecureTransportError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+    OAuth2Request,
+)
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc7523 import JWTBearerGrant
@@ -51,11 +60,18 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from services.auth.tokens import (ACCESS_TOKEN_LIFETIME, ROLE_SCOPES, ROLES, SCOPES, TokenIssuer, TokenVerifier,
-                           scope_text)
 from services.auth.clients import AUTH_METHODS, CLIENT_CREDENTIALS, Client, find_client, no_such_client
-from services.hub import Hub
 from services.auth.oidc import JwksUnavailable, OidcProvider, StaffMember
+from services.auth.tokens import (
+    ACCESS_TOKEN_LIFETIME,
+    ROLE_SCOPES,
+    ROLES,
+    SCOPES,
+    TokenIssuer,
+    TokenVerifier,
+    scope_text,
+)
+from services.hub import Hub
 
 TOKEN_PATH = "/oauth/token"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -94,6 +110,7 @@ class _TemporarilyUnavailable(OAuth2Error):
 
 # --- Requests -----------------------------------------------------------------------------------------------
 
+
 class TokenRequest(OAuth2Request):
     """A token request as authlib reads it: method, URL, headers and the form body."""
 
@@ -111,24 +128,29 @@ def _parse_form(content_type: str, body: bytes) -> dict[str, str]:
     """The form fields of a token request; ``InvalidRequestError`` when it is not a form, or repeats a field
     (RFC 6749, section 3.2: parameters must not be included more than once)."""
     if content_type.split(";")[0].strip().lower() != FORM:
-        raise _error(InvalidRequestError, f"the body must be {FORM}",
-                     f"トークン要求は {FORM} 形式で送ってください")
+        raise _error(InvalidRequestError, f"the body must be {FORM}", f"トークン要求は {FORM} 形式で送ってください")
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
-                          max_num_fields=50, errors="strict")
+        pairs = parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=50, errors="strict"
+        )
     except (UnicodeDecodeError, ValueError):
-        raise _error(InvalidRequestError, "the form is not UTF-8 form data with at most 50 fields",
-                     "トークン要求の形式が正しくありません（UTF-8 のフォーム形式で送ってください）") from None
+        raise _error(
+            InvalidRequestError,
+            "the form is not UTF-8 form data with at most 50 fields",
+            "トークン要求の形式が正しくありません（UTF-8 のフォーム形式で送ってください）",
+        ) from None
     form: dict[str, str] = {}
     for name, value in pairs:
         if name in form:
-            raise _error(InvalidRequestError, f"the parameter {name} is repeated",
-                         f"パラメーター「{name}」が重複しています")
+            raise _error(
+                InvalidRequestError, f"the parameter {name} is repeated", f"パラメーター「{name}」が重複しています"
+            )
         form[name] = value
     return form
 
 
 # --- Grants -------------------------------------------------------------------------------------------------
+
 
 class AdapterGrant(ClientCredentialsGrant):
     """Client credentials: an organisation's adapter, as its machine client."""
@@ -140,9 +162,12 @@ class AdapterGrant(ClientCredentialsGrant):
         requested = set(scope_to_list(self.request.payload.scope) or ())
         client: Client = self.request.client
         if extra := sorted(requested - set(client.scopes)):
-            raise _error(InvalidScopeError, f"the client may not ask for {' '.join(extra)}; its scopes are "
-                         f"{' '.join(client.scopes)}", f"このクライアントには権限「{'、'.join(extra)}」がありません"
-                         f"（登録されている権限：{'、'.join(client.scopes)}）")
+            raise _error(
+                InvalidScopeError,
+                f"the client may not ask for {' '.join(extra)}; its scopes are {' '.join(client.scopes)}",
+                f"このクライアントには権限「{'、'.join(extra)}」がありません"
+                f"（登録されている権限：{'、'.join(client.scopes)}）",
+            )
 
 
 @dataclass(frozen=True)
@@ -161,8 +186,13 @@ class ProviderClient(ClientMixin):
 class StaffGrant(JWTBearerGrant):
     """JWT bearer (RFC 7523): a staff member's ID token from the configured OpenID provider."""
 
-    CLAIMS_OPTIONS = {"iss": {"essential": True}, "aud": {"essential": True}, "exp": {"essential": True},
-                      "iat": {"essential": True}, "sub": {"essential": True}}
+    CLAIMS_OPTIONS = {
+        "iss": {"essential": True},
+        "aud": {"essential": True},
+        "exp": {"essential": True},
+        "iat": {"essential": True},
+        "sub": {"essential": True},
+    }
     LEEWAY = 30
 
     @property
@@ -177,16 +207,22 @@ class StaffGrant(JWTBearerGrant):
 
     def resolve_issuer_client(self, issuer: str) -> ProviderClient | None:
         if issuer != self.provider.settings.issuer:
-            raise _error(InvalidGrantError, "the ID token is not from the configured identity provider (iss)",
-                         "設定された認証基盤が発行したIDトークンではありません")
+            raise _error(
+                InvalidGrantError,
+                "the ID token is not from the configured identity provider (iss)",
+                "設定された認証基盤が発行したIDトークンではありません",
+            )
         return ProviderClient(issuer)
 
     def resolve_client_public_key(self, client: ProviderClient) -> Any:
         try:
             return self.provider.jwks.key_set(self._kid)
         except JwksUnavailable:
-            raise _error(_TemporarilyUnavailable, "the identity provider's keys cannot be fetched",
-                         JA_BY_ERROR["temporarily_unavailable"]) from None
+            raise _error(
+                _TemporarilyUnavailable,
+                "the identity provider's keys cannot be fetched",
+                JA_BY_ERROR["temporarily_unavailable"],
+            ) from None
 
     def get_audiences(self) -> list[str]:
         return [self.provider.settings.audience]
@@ -198,15 +234,23 @@ class StaffGrant(JWTBearerGrant):
         settings, claims = self.provider.settings, self._claims
         org, role = claims.get(settings.org_claim), claims.get(settings.role_claim)
         if not (isinstance(org, str) and org and isinstance(role, str) and role):
-            raise _error(InvalidGrantError, f"the ID token gives no organisation ({settings.org_claim}) or role "
-                         f"({settings.role_claim})", "IDトークンに所属機関または役割がありません。認証基盤の設定を"
-                         "確認してください")
+            raise _error(
+                InvalidGrantError,
+                f"the ID token gives no organisation ({settings.org_claim}) or role ({settings.role_claim})",
+                "IDトークンに所属機関または役割がありません。認証基盤の設定を確認してください",
+            )
         if role not in ROLES or role == "adapter":
-            raise _error(InvalidGrantError, f"the ID token's role {role!r} is not a role of the hub",
-                         f"IDトークンの役割「{role}」はハブの役割ではありません")
+            raise _error(
+                InvalidGrantError,
+                f"the ID token's role {role!r} is not a role of the hub",
+                f"IDトークンの役割「{role}」はハブの役割ではありません",
+            )
         if org not in self.server.hub.orgs():
-            raise _error(InvalidGrantError, f"organisation {org!r} is not registered in the hub",
-                         f"機関「{org}」はハブに登録されていません")
+            raise _error(
+                InvalidGrantError,
+                f"organisation {org!r} is not registered in the hub",
+                f"機関「{org}」はハブに登録されていません",
+            )
         if not isinstance(subject, str) or not subject:
             raise _error(InvalidGrantError, "the ID token names no person (sub)", "IDトークンに利用者がありません")
         return StaffMember(org=org, role=role, user=subject)
@@ -219,11 +263,15 @@ class StaffGrant(JWTBearerGrant):
         member: StaffMember = self.request.user
         requested = set(scope_to_list(self.request.payload.scope) or ())
         if extra := sorted(requested - ROLE_SCOPES[member.role]):
-            raise _error(InvalidScopeError, f"the role {member.role} may not ask for {' '.join(extra)}",
-                         f"役割「{member.role}」には権限「{'、'.join(extra)}」がありません")
+            raise _error(
+                InvalidScopeError,
+                f"the role {member.role} may not ask for {' '.join(extra)}",
+                f"役割「{member.role}」には権限「{'、'.join(extra)}」がありません",
+            )
 
 
 # --- The server ---------------------------------------------------------------------------------------------
+
 
 class HubAuthorizationServer(AuthorizationServer):
     """authlib's authorisation server on the hub's clients, with the hub's tokens."""
@@ -264,31 +312,55 @@ class HubAuthorizationServer(AuthorizationServer):
     def handle_error_response(self, request: Any, error: OAuth2Error) -> JSONResponse:
         status, body, headers = error(self.get_error_uri(request, error))
         body["error_description_ja"] = getattr(error, "description_ja", None) or JA_BY_ERROR.get(
-            body["error"], "トークンを発行できませんでした")
+            body["error"], "トークンを発行できませんでした"
+        )
         return self.handle_response(status, body, headers)
 
-    def _generate(self, grant_type: str, client: Any, user: StaffMember | None = None, scope: str | None = None,
-                  expires_in: int | None = None, include_refresh_token: bool = False) -> dict[str, Any]:
+    def _generate(
+        self,
+        grant_type: str,
+        client: Any,
+        user: StaffMember | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = False,
+    ) -> dict[str, Any]:
         requested = set(scope_to_list(scope) or ())
         if isinstance(client, Client):
-            org, role, subject, client_id, allowed = client.org, "adapter", client.client_id, client.client_id, \
-                set(client.scopes)
+            org, role, subject, client_id, allowed = (
+                client.org,
+                "adapter",
+                client.client_id,
+                client.client_id,
+                set(client.scopes),
+            )
         else:
             assert user is not None
             org, role, subject, client_id, allowed = user.org, user.role, user.user, None, set(ROLE_SCOPES[user.role])
         scopes = requested or allowed
-        token = self.issuer.issue(org=org, role=role, user=subject, scopes=scopes, client_id=client_id,
-                                  lifetime=ACCESS_TOKEN_LIFETIME)
-        return {"access_token": token, "token_type": "Bearer",
-                "expires_in": int(ACCESS_TOKEN_LIFETIME.total_seconds()), "scope": scope_text(scopes)}
+        token = self.issuer.issue(
+            org=org, role=role, user=subject, scopes=scopes, client_id=client_id, lifetime=ACCESS_TOKEN_LIFETIME
+        )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(ACCESS_TOKEN_LIFETIME.total_seconds()),
+            "scope": scope_text(scopes),
+        }
 
     def token_response(self, request: TokenRequest) -> JSONResponse:
         try:
             return self.create_token_response(request)
         except UnicodeDecodeError:  # HTTP Basic credentials that are not UTF-8 (authlib lets this through)
-            return self.handle_error_response(request, _error(
-                InvalidClientError, "the HTTP Basic credentials are not valid UTF-8", JA_BY_ERROR["invalid_client"],
-                status_code=401))
+            return self.handle_error_response(
+                request,
+                _error(
+                    InvalidClientError,
+                    "the HTTP Basic credentials are not valid UTF-8",
+                    JA_BY_ERROR["invalid_client"],
+                    status_code=401,
+                ),
+            )
 
 
 # --- Routes -------------------------------------------------------------------------------------------------
@@ -296,29 +368,53 @@ class HubAuthorizationServer(AuthorizationServer):
 router = APIRouter(tags=["sign-in (OAuth 2.0)"])
 
 _TOKEN_FORM = {
-    "requestBody": {"required": True, "content": {FORM: {"schema": {
-        "type": "object", "required": ["grant_type"],
-        "properties": {
-            "grant_type": {"type": "string", "enum": [CLIENT_CREDENTIALS, JWT_BEARER]},
-            "scope": {"type": "string", "description": f"Space-separated, among {', '.join(SCOPES)}."},
-            "client_id": {"type": "string", "description": "client_secret_post (else HTTP Basic)."},
-            "client_secret": {"type": "string", "description": "client_secret_post (else HTTP Basic)."},
-            "assertion": {"type": "string", "description": "jwt-bearer: the ID token from the identity provider."},
-        }}}}},
+    "requestBody": {
+        "required": True,
+        "content": {
+            FORM: {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": [CLIENT_CREDENTIALS, JWT_BEARER]},
+                        "scope": {"type": "string", "description": f"Space-separated, among {', '.join(SCOPES)}."},
+                        "client_id": {"type": "string", "description": "client_secret_post (else HTTP Basic)."},
+                        "client_secret": {"type": "string", "description": "client_secret_post (else HTTP Basic)."},
+                        "assertion": {
+                            "type": "string",
+                            "description": "jwt-bearer: the ID token from the identity provider.",
+                        },
+                    },
+                }
+            }
+        },
+    },
 }
 
 
-@router.post(TOKEN_PATH, openapi_extra=_TOKEN_FORM, summary="Get an access token (トークンの発行)", responses={
-    200: {"description": "The access token (`access_token`, `token_type` Bearer, `expires_in`, `scope`)."},
-    400: {"description": "RFC 6749 error: invalid_request, invalid_grant, invalid_scope, unsupported_grant_type"},
-    401: {"description": "RFC 6749 error: invalid_client"}})
+@router.post(
+    TOKEN_PATH,
+    openapi_extra=_TOKEN_FORM,
+    summary="Get an access token (トークンの発行)",
+    responses={
+        200: {"description": "The access token (`access_token`, `token_type` Bearer, `expires_in`, `scope`)."},
+        400: {"description": "RFC 6749 error: invalid_request, invalid_grant, invalid_scope, unsupported_grant_type"},
+        401: {"description": "RFC 6749 error: invalid_client"},
+    },
+)
 async def token(request: Request) -> JSONResponse:
     """The client-credentials grant for adapters, and the JWT bearer grant (an OpenID Connect ID token) for staff.
     Errors: ``{"error", "error_description", "error_description_ja"}`` (RFC 6749, section 5.2)."""
     server: HubAuthorizationServer | None = request.app.state.oauth
     if server is None:
-        return JSONResponse({"error": "temporarily_unavailable", "error_description": "this hub issues no tokens",
-                             "error_description_ja": "このハブではトークンを発行していません"}, status_code=503)
+        return JSONResponse(
+            {
+                "error": "temporarily_unavailable",
+                "error_description": "this hub issues no tokens",
+                "error_description_ja": "このハブではトークンを発行していません",
+            },
+            status_code=503,
+        )
     body = await request.body()
     try:
         form = _parse_form(request.headers.get("content-type", ""), body)

@@ -33,8 +33,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import httpx
 from joserfc import errors as jose_errors
@@ -72,9 +73,13 @@ class OidcSettings:
             return None
         if missing := [name for name, value in values.items() if not value]:
             raise ValueError(f"OpenID Connect sign-in is configured in part: set {', '.join(missing)} too")
-        return cls(issuer=values[ISSUER_ENV], jwks_url=values[JWKS_URL_ENV], audience=values[AUDIENCE_ENV],
-                   org_claim=(environ.get(ORG_CLAIM_ENV) or "").strip() or "tsunagu_org",
-                   role_claim=(environ.get(ROLE_CLAIM_ENV) or "").strip() or "tsunagu_role")
+        return cls(
+            issuer=values[ISSUER_ENV],
+            jwks_url=values[JWKS_URL_ENV],
+            audience=values[AUDIENCE_ENV],
+            org_claim=(environ.get(ORG_CLAIM_ENV) or "").strip() or "tsunagu_org",
+            role_claim=(environ.get(ROLE_CLAIM_ENV) or "").strip() or "tsunagu_role",
+        )
 
 
 def fetch_json(url: str) -> Any:
@@ -90,8 +95,15 @@ def fetch_json(url: str) -> Any:
 class RemoteJwks:
     """A provider's JWK Set, fetched from ``url`` with ``fetch`` (default ``fetch_json``) and kept."""
 
-    def __init__(self, url: str, *, fetch: Callable[[str], Any] = fetch_json, min_refetch_seconds: float = 30.0,
-                 max_age_seconds: float = 3600.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        url: str,
+        *,
+        fetch: Callable[[str], Any] = fetch_json,
+        min_refetch_seconds: float = 30.0,
+        max_age_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.url = url
         self.fetch = fetch
         self.min_refetch_seconds = min_refetch_seconds
@@ -135,8 +147,9 @@ class OidcProvider:
     jwks: RemoteJwks
 
     @classmethod
-    def from_settings(cls, settings: OidcSettings, *, fetch: Callable[[str], Any] = fetch_json,
-                      min_refetch_seconds: float = 30.0) -> OidcProvider:
+    def from_settings(
+        cls, settings: OidcSettings, *, fetch: Callable[[str], Any] = fetch_json, min_refetch_seconds: float = 30.0
+    ) -> OidcProvider:
         return cls(settings, RemoteJwks(settings.jwks_url, fetch=fetch, min_refetch_seconds=min_refetch_seconds))
 
 

@@ -51,10 +51,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from joserfc import errors as jose_errors
 from joserfc import jwt
@@ -76,18 +77,20 @@ KEY_FILE_ENV = "TSUNAGU_SIGNING_KEY_FILE"
 DEFAULT_KEY_FILE = "tsunagu-signing-key.pem"
 
 # domain.md, "People and words": the roles a person (or an adapter's machine account) acts in.
-ROLES = frozenset({
-    "caseworker",  # こども家庭センター 児童福祉機能
-    "health_nurse",  # 母子保健機能 (保健師)
-    "supervisor",  # 統括支援員
-    "teacher",
-    "school_admin",
-    "nursery_staff",
-    "provider_staff",
-    "clerk",
-    "auditor",
-    "adapter",  # machine accounts of adapters
-})
+ROLES = frozenset(
+    {
+        "caseworker",  # こども家庭センター 児童福祉機能
+        "health_nurse",  # 母子保健機能 (保健師)
+        "supervisor",  # 統括支援員
+        "teacher",
+        "school_admin",
+        "nursery_staff",
+        "provider_staff",
+        "clerk",
+        "auditor",
+        "adapter",  # machine accounts of adapters
+    }
+)
 
 SCOPES: dict[str, str] = {
     "publish": "Publish events and change case work, as the token's organisation",
@@ -139,6 +142,7 @@ class Principal:
 
 # --- Keys ---------------------------------------------------------------------------------------------------
 
+
 def key_file_path(key_file: str | os.PathLike[str] | None = None) -> Path:
     """The configured key file: the given path, else ``$TSUNAGU_SIGNING_KEY_FILE``, else
     ``tsunagu-signing-key.pem`` in the current directory."""
@@ -147,13 +151,15 @@ def key_file_path(key_file: str | os.PathLike[str] | None = None) -> Path:
 
 def _with_kid(key: ECKey) -> ECKey:
     """The key with its RFC 7638 thumbprint as ``kid`` (stable across loads of the same key)."""
-    return ECKey.import_key(key.as_dict(private=key.is_private), {"kid": key.thumbprint(), "alg": ALGORITHM,
-                                                                    "use": "sig"})
+    return ECKey.import_key(
+        key.as_dict(private=key.is_private), {"kid": key.thumbprint(), "alg": ALGORITHM, "use": "sig"}
+    )
 
 
 def _public(key: ECKey) -> ECKey:
-    return ECKey.import_key(key.as_dict(private=False), {"kid": key.kid or key.thumbprint(), "alg": ALGORITHM,
-                                                         "use": "sig"})
+    return ECKey.import_key(
+        key.as_dict(private=False), {"kid": key.kid or key.thumbprint(), "alg": ALGORITHM, "use": "sig"}
+    )
 
 
 @dataclass(frozen=True)
@@ -168,9 +174,11 @@ class KeyInfo:
     replaced: datetime | None = None
 
 
-_BLOCK = re.compile(r"(?:^#[ \t]*added[ \t]+(?P<added>\S+)[ \t]*\r?\n)?"
-                    r"(?P<pem>-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n.*?-----END (?P=label)-----)",
-                    re.MULTILINE | re.DOTALL)
+_BLOCK = re.compile(
+    r"(?:^#[ \t]*added[ \t]+(?P<added>\S+)[ \t]*\r?\n)?"
+    r"(?P<pem>-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n.*?-----END (?P=label)-----)",
+    re.MULTILINE | re.DOTALL,
+)
 
 
 def _parse_key_file(path: Path, data: bytes) -> list[tuple[ECKey, datetime | None]]:
@@ -184,8 +192,9 @@ def _parse_key_file(path: Path, data: bytes) -> list[tuple[ECKey, datetime | Non
         try:
             key = ECKey.import_key(match["pem"].encode("ascii"))
         except (ValueError, TypeError, jose_errors.JoseError) as error:
-            raise KeyFileError(f"signing key file {path} holds a block that is not an EC private key ({error})") \
-                from None
+            raise KeyFileError(
+                f"signing key file {path} holds a block that is not an EC private key ({error})"
+            ) from None
         if key.curve_name != CURVE or not key.is_private:
             raise KeyFileError(f"signing key file {path} must hold EC {CURVE} private keys for {ALGORITHM}")
         added = None
@@ -203,7 +212,7 @@ def _parse_key_file(path: Path, data: bytes) -> list[tuple[ECKey, datetime | Non
 def _key_file_text(keys: list[tuple[ECKey, datetime | None]]) -> bytes:
     blocks = []
     for key, added in keys:
-        comment = f"# added {added.astimezone(timezone.utc).isoformat(timespec='seconds')}\n" if added else ""
+        comment = f"# added {added.astimezone(UTC).isoformat(timespec='seconds')}\n" if added else ""
         blocks.append(comment.encode("ascii") + key.as_pem(private=True).strip() + b"\n")
     return b"".join(blocks)
 
@@ -216,8 +225,14 @@ class SigningKeys:
     ``retire``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False, refresh_seconds: float = 1.0,
-                 now: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        refresh_seconds: float = 1.0,
+        now: Callable[[], float] = time.time,
+    ):
         self.path = Path(path)
         self.refresh_seconds = refresh_seconds
         self.now = now
@@ -299,14 +314,18 @@ class SigningKeys:
         if info is None:
             raise KeyFileError(f"no key {kid!r} in {self.path}; the keys are {', '.join(infos)}")
         if info.signing:
-            raise KeyFileError(f"key {kid} signs the hub's tokens now: rotate first ('tsunagu keys rotate'), "
-                               f"then retire it once the tokens it signed have expired")
+            raise KeyFileError(
+                f"key {kid} signs the hub's tokens now: rotate first ('tsunagu keys rotate'), "
+                f"then retire it once the tokens it signed have expired"
+            )
         if not force and info.replaced is not None:
             wait = info.replaced + ACCESS_TOKEN_LIFETIME + timedelta(seconds=LEEWAY_SECONDS) - self._utc_now()
             if wait > timedelta(0):
-                raise KeyFileError(f"key {kid} stopped signing at {info.replaced.isoformat()}: tokens it signed may "
-                                   f"be in use for {int(wait.total_seconds()) + 1} more seconds (--force to retire "
-                                   f"it anyway)")
+                raise KeyFileError(
+                    f"key {kid} stopped signing at {info.replaced.isoformat()}: tokens it signed may "
+                    f"be in use for {int(wait.total_seconds()) + 1} more seconds (--force to retire "
+                    f"it anyway)"
+                )
         self._write([(k, added) for k, added in keys if k.kid != kid])
         return info
 
@@ -315,7 +334,7 @@ class SigningKeys:
         return list(self._keys)
 
     def _utc_now(self) -> datetime:
-        return datetime.fromtimestamp(int(self.now()), timezone.utc)
+        return datetime.fromtimestamp(int(self.now()), UTC)
 
     def _create(self) -> None:
         key = _with_kid(ECKey.generate_key(CURVE, private=True))
@@ -348,8 +367,9 @@ class _FixedKeys:
         return KeySet([_public(k) for k in self._keys])
 
 
-def load_signing_keys(path: str | os.PathLike[str], *, create: bool = False,
-                      refresh_seconds: float = 1.0) -> SigningKeys:
+def load_signing_keys(
+    path: str | os.PathLike[str], *, create: bool = False, refresh_seconds: float = 1.0
+) -> SigningKeys:
     """The key file ``path`` (see ``SigningKeys``). With ``create``, a missing file is created with one new key,
     readable by its owner only (0600): for development and demonstrations. Production deployments provide the file
     (from their secret store)."""
@@ -357,6 +377,7 @@ def load_signing_keys(path: str | os.PathLike[str], *, create: bool = False,
 
 
 # --- Issuing and verifying ----------------------------------------------------------------------------------
+
 
 class TokenIssuer:
     """Mints bearer tokens with the current signing key (an ``ECKey``, or the newest of ``SigningKeys``)."""
@@ -374,8 +395,16 @@ class TokenIssuer:
         """The key that signs now."""
         return self.keys.signing_key()
 
-    def issue(self, *, org: str, role: str, user: str, lifetime: timedelta = DEFAULT_LIFETIME,
-              scopes: Iterable[str] | None = None, client_id: str | None = None) -> str:
+    def issue(
+        self,
+        *,
+        org: str,
+        role: str,
+        user: str,
+        lifetime: timedelta = DEFAULT_LIFETIME,
+        scopes: Iterable[str] | None = None,
+        client_id: str | None = None,
+    ) -> str:
         """A token for ``user`` acting for ``org`` in ``role``, with ``scopes`` (default: the role's,
         ``ROLE_SCOPES``)."""
         if role not in ROLES:
@@ -389,9 +418,17 @@ class TokenIssuer:
             raise ValueError(f"unknown scope {', '.join(sorted(unknown))}; one of {', '.join(SCOPES)}")
         key = self.key
         issued_at = int(self.now())
-        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user, "org": org, "role": role,
-                  "scope": scope_text(granted), "iat": issued_at, "exp": issued_at + int(lifetime.total_seconds()),
-                  "jti": str(uuid.uuid4())}
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": user,
+            "org": org,
+            "role": role,
+            "scope": scope_text(granted),
+            "iat": issued_at,
+            "exp": issued_at + int(lifetime.total_seconds()),
+            "jti": str(uuid.uuid4()),
+        }
         if client_id is not None:
             claims["client_id"] = client_id
         return jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=[ALGORITHM])
@@ -404,7 +441,8 @@ class TokenVerifier:
         self.keys = keys if isinstance(keys, SigningKeys) else _FixedKeys(keys)
         self.now = now
         self._claims = jwt.JWTClaimsRegistry(
-            now=lambda: int(self.now()), leeway=LEEWAY_SECONDS,
+            now=lambda: int(self.now()),
+            leeway=LEEWAY_SECONDS,
             iss={"essential": True, "value": ISSUER},
             aud={"essential": True, "value": AUDIENCE},
             exp={"essential": True},
@@ -423,8 +461,11 @@ class TokenVerifier:
         kid = obj.headers().get("kid")
         keys = self.keys.key_set(kid if isinstance(kid, str) else None)
         if not isinstance(kid, str) or kid not in {k.kid for k in keys.keys}:
-            raise InvalidToken("invalid_token", "the token is not signed by a key of this hub",
-                               "このハブが発行したトークンではありません")
+            raise InvalidToken(
+                "invalid_token",
+                "the token is not signed by a key of this hub",
+                "このハブが発行したトークンではありません",
+            )
         return keys
 
     def verify(self, token: str) -> Principal:
@@ -434,51 +475,74 @@ class TokenVerifier:
         except InvalidToken:
             raise
         except jose_errors.BadSignatureError:
-            raise InvalidToken("invalid_token", "the token's signature does not verify",
-                               "トークンの署名が正しくありません") from None
+            raise InvalidToken(
+                "invalid_token", "the token's signature does not verify", "トークンの署名が正しくありません"
+            ) from None
         except (jose_errors.JoseError, ValueError, TypeError, KeyError, UnicodeError):
-            raise InvalidToken("invalid_token", "the token is malformed",
-                               "トークンの形式が正しくありません") from None
+            raise InvalidToken("invalid_token", "the token is malformed", "トークンの形式が正しくありません") from None
         claims = decoded.claims
         if not isinstance(claims, dict):
             raise InvalidToken("invalid_token", "the token carries no claims", "トークンの内容が正しくありません")
         try:
             self._claims.validate(claims)
         except jose_errors.ExpiredTokenError:
-            raise InvalidToken("token_expired", "the token has expired",
-                               "トークンの有効期限が切れています。ログインし直してください") from None
+            raise InvalidToken(
+                "token_expired", "the token has expired", "トークンの有効期限が切れています。ログインし直してください"
+            ) from None
         except jose_errors.InvalidClaimError as error:
             if error.claim == "aud":
-                raise InvalidToken("wrong_audience", "the token is not meant for this hub (aud)",
-                                   "このハブ宛てのトークンではありません") from None
+                raise InvalidToken(
+                    "wrong_audience",
+                    "the token is not meant for this hub (aud)",
+                    "このハブ宛てのトークンではありません",
+                ) from None
             if error.claim == "iss":
-                raise InvalidToken("wrong_issuer", "the token was not issued by tsunagu (iss)",
-                                   "つなぐが発行したトークンではありません") from None
-            raise InvalidToken("invalid_token", f"the token's claim {error.claim!r} is not valid",
-                               f"トークンの項目「{error.claim}」が正しくありません") from None
+                raise InvalidToken(
+                    "wrong_issuer",
+                    "the token was not issued by tsunagu (iss)",
+                    "つなぐが発行したトークンではありません",
+                ) from None
+            raise InvalidToken(
+                "invalid_token",
+                f"the token's claim {error.claim!r} is not valid",
+                f"トークンの項目「{error.claim}」が正しくありません",
+            ) from None
         except jose_errors.JoseError as error:
-            raise InvalidToken("invalid_token", f"the token's claims are not valid ({error.description})",
-                               "トークンの内容が正しくありません") from None
+            raise InvalidToken(
+                "invalid_token",
+                f"the token's claims are not valid ({error.description})",
+                "トークンの内容が正しくありません",
+            ) from None
         org, role, user, jti = claims.get("org"), claims.get("role"), claims.get("sub"), claims.get("jti")
         if not all(isinstance(v, str) and v for v in (org, role, user, jti)):
-            raise InvalidToken("invalid_token", "the claims org, role, sub and jti must be non-empty strings",
-                               "トークンの内容が正しくありません")
+            raise InvalidToken(
+                "invalid_token",
+                "the claims org, role, sub and jti must be non-empty strings",
+                "トークンの内容が正しくありません",
+            )
         if role not in ROLES:
-            raise InvalidToken("invalid_token", f"unknown role {role!r} in the token",
-                               f"トークンの役割「{role}」は登録されていません")
+            raise InvalidToken(
+                "invalid_token", f"unknown role {role!r} in the token", f"トークンの役割「{role}」は登録されていません"
+            )
         scope, client_id = claims.get("scope"), claims.get("client_id")
         if not isinstance(scope, str) or not set(scope.split()) <= SCOPES.keys():
-            raise InvalidToken("invalid_token", "the token's scope is missing or names an unknown scope",
-                               "トークンの権限（scope）が正しくありません")
+            raise InvalidToken(
+                "invalid_token",
+                "the token's scope is missing or names an unknown scope",
+                "トークンの権限（scope）が正しくありません",
+            )
         if client_id is not None and not (isinstance(client_id, str) and client_id):
-            raise InvalidToken("invalid_token", "the token's client_id must be a non-empty string",
-                               "トークンの内容が正しくありません")
-        return Principal(org=org, role=role, user=user, token_id=jti, scopes=frozenset(scope.split()),
-                         client_id=client_id)
+            raise InvalidToken(
+                "invalid_token", "the token's client_id must be a non-empty string", "トークンの内容が正しくありません"
+            )
+        return Principal(
+            org=org, role=role, user=user, token_id=jti, scopes=frozenset(scope.split()), client_id=client_id
+        )
 
 
-def keys_from_file(key_file: str | os.PathLike[str] | None = None, *, create: bool = True,
-                   refresh_seconds: float = 1.0) -> tuple[TokenIssuer, TokenVerifier]:
+def keys_from_file(
+    key_file: str | os.PathLike[str] | None = None, *, create: bool = True, refresh_seconds: float = 1.0
+) -> tuple[TokenIssuer, TokenVerifier]:
     """The issuer and verifier of a deployment, sharing the key file ``key_file`` (see ``key_file_path``): a
     rotation or a retirement of a key is seen by both without a restart."""
     keys = load_signing_keys(key_file_path(key_file), create=create, refresh_seconds=refresh_seconds)

@@ -7,26 +7,44 @@ Excel would take as a formula).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
-from pathlib import Path
-from typing import Mapping
 
-
-from services.templates import render
-from services.casework.ledger import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, Agenda, CaseRow, label
 from services.casework.csv_export import csv_bytes
+from services.casework.ledger import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, Agenda, CaseRow, label
+from services.templates import render
 
 GROUP_JA = {"attention": "要検討", "confirmation": "確認のみ"}
-CSV_HEADER = ["議題区分", "ケース番号", "児童", "ふりがな", "登録センター", "要対協区分", "相談種別", "前回検討日",
-              "前回の方針", "次回検討予定日", "超過日数", "新しい警告", "新しい気づき", "直近の出欠", "児相の評価",
-              "一時保護", "メンバー", "前回検討以降の変化"]
+CSV_HEADER = [
+    "議題区分",
+    "ケース番号",
+    "児童",
+    "ふりがな",
+    "登録センター",
+    "要対協区分",
+    "相談種別",
+    "前回検討日",
+    "前回の方針",
+    "次回検討予定日",
+    "超過日数",
+    "新しい警告",
+    "新しい気づき",
+    "直近の出欠",
+    "児相の評価",
+    "一時保護",
+    "メンバー",
+    "前回検討以降の変化",
+]
+
 
 def attendance_text(row: CaseRow) -> str:
     a = row.attendance
     if not a:
         return ""
-    return (f"{a.get('month')} 出席{a.get('attended')}/{a.get('school_days')}日 欠席{a.get('absent')}日"
-            f"（連絡なし{a.get('absent_without_contact')}日）")
+    return (
+        f"{a.get('month')} 出席{a.get('attended')}/{a.get('school_days')}日 欠席{a.get('absent')}日"
+        f"（連絡なし{a.get('absent_without_contact')}日）"
+    )
 
 
 def ledger_text(row: CaseRow) -> str:
@@ -36,8 +54,10 @@ def ledger_text(row: CaseRow) -> str:
 
 
 def alert_text(row: CaseRow) -> str:
-    return "、".join(f"{a['at'][:10]} {label(ALERT_JA, a.get('reason'))}" + (f"{a['days']}日" if a.get("days") else "")
-                    for a in row.open_alerts)
+    return "、".join(
+        f"{a['at'][:10]} {label(ALERT_JA, a.get('reason'))}" + (f"{a['days']}日" if a.get("days") else "")
+        for a in row.open_alerts
+    )
 
 
 def concern_text(row: CaseRow) -> str:
@@ -45,20 +65,41 @@ def concern_text(row: CaseRow) -> str:
 
 
 def changes_text(row: CaseRow) -> str:
-    return " / ".join(f"{c['at'][:10]} {c['kind_ja']}" + (f": {c['summary']}" if c["summary"] else "")
-                      for c in row.changes)
+    return " / ".join(
+        f"{c['at'][:10]} {c['kind_ja']}" + (f": {c['summary']}" if c["summary"] else "") for c in row.changes
+    )
 
 
 def agenda_csv(agenda: Agenda) -> bytes:
     """The agenda as a CSV file: one row per case, the cases needing discussion first."""
     on = date.fromisoformat(agenda.date)
-    return csv_bytes(CSV_HEADER, (
-        (GROUP_JA[group], r.case, r.child, r.name_kana, r.center, label(CATEGORY_JA, r.category),
-         label(CASE_TYPE_JA, r.case_type), r.last_review["at"][:10] if r.last_review else "",
-         r.last_review["decision"] if r.last_review else "", r.next_review, r.overdue_days(on),
-         alert_text(r), concern_text(r), attendance_text(r), ledger_text(r), "一時保護中" if r.protection else "",
-         "、".join(r.members), changes_text(r))
-        for group, rows in (("attention", agenda.attention), ("confirmation", agenda.confirmation)) for r in rows))
+    return csv_bytes(
+        CSV_HEADER,
+        (
+            (
+                GROUP_JA[group],
+                r.case,
+                r.child,
+                r.name_kana,
+                r.center,
+                label(CATEGORY_JA, r.category),
+                label(CASE_TYPE_JA, r.case_type),
+                r.last_review["at"][:10] if r.last_review else "",
+                r.last_review["decision"] if r.last_review else "",
+                r.next_review,
+                r.overdue_days(on),
+                alert_text(r),
+                concern_text(r),
+                attendance_text(r),
+                ledger_text(r),
+                "一時保護中" if r.protection else "",
+                "、".join(r.members),
+                changes_text(r),
+            )
+            for group, rows in (("attention", agenda.attention), ("confirmation", agenda.confirmation))
+            for r in rows
+        ),
+    )
 
 
 def agenda_html(agenda: Agenda, names: Mapping[str, str] | None = None) -> str:
@@ -66,9 +107,19 @@ def agenda_html(agenda: Agenda, names: Mapping[str, str] | None = None) -> str:
     to show names instead of ids."""
     names = names or {}
     on = date.fromisoformat(agenda.date)
-    return render("agenda.html", 
-        agenda=agenda, org_name=names.get(agenda.org, agenda.org), on=on, name=lambda o: names.get(o, o), groups=[
+    return render(
+        "agenda.html",
+        agenda=agenda,
+        org_name=names.get(agenda.org, agenda.org),
+        on=on,
+        name=lambda o: names.get(o, o),
+        groups=[
             ("attention", "要検討（前回検討以降に新しい警告・気づきがあるケース）", agenda.attention),
-            ("confirmation", "確認のみ（前回検討以降に大きな変化のないケース）", agenda.confirmation)],
-        category=lambda c: label(CATEGORY_JA, c), case_type=lambda c: label(CASE_TYPE_JA, c),
-        alert=lambda a: label(ALERT_JA, a), attendance=attendance_text, ledger=ledger_text)
+            ("confirmation", "確認のみ（前回検討以降に大きな変化のないケース）", agenda.confirmation),
+        ],
+        category=lambda c: label(CATEGORY_JA, c),
+        case_type=lambda c: label(CASE_TYPE_JA, c),
+        alert=lambda a: label(ALERT_JA, a),
+        attendance=attendance_text,
+        ledger=ledger_text,
+    )

@@ -9,14 +9,15 @@ from the returned entries only (``build_row``, ``plan_states``), never from the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from events.clock import JST
-from events.model import Org, Recorded
 from consent.policy import cases_seen
+from events.clock import JST
 from events.kinds import as_datetime
+from events.model import Org, Recorded
 from events.problems import Problem, Rejected
 from services.projections.cases import center_cases
 from services.reading.timeline import Timeline, TimelineEntry
@@ -32,23 +33,51 @@ JISO = "child_guidance_center"
 
 CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}
 CASE_TYPE_JA = {  # 相談種別
-    "abuse_physical": "虐待（身体的）", "abuse_psychological": "虐待（心理的）", "abuse_sexual": "虐待（性的）",
-    "abuse_neglect": "虐待（ネグレクト）", "neglect": "養育不適切（ネグレクト傾向）", "yougo_other": "その他の養護相談",
-    "health": "保健相談", "disability": "障害相談", "delinquency": "非行相談", "upbringing": "育成相談",
+    "abuse_physical": "虐待（身体的）",
+    "abuse_psychological": "虐待（心理的）",
+    "abuse_sexual": "虐待（性的）",
+    "abuse_neglect": "虐待（ネグレクト）",
+    "neglect": "養育不適切（ネグレクト傾向）",
+    "yougo_other": "その他の養護相談",
+    "health": "保健相談",
+    "disability": "障害相談",
+    "delinquency": "非行相談",
+    "upbringing": "育成相談",
 }
 STATUS_JA = {"open": "対応中", "closed": "終結", "transferred": "移管"}
 ALERT_JA = {"consecutive_absence": "連続欠席", "no_contact": "連絡なし欠席", "injury": "外傷等"}
 KIND_JA = {
-    "child.registered": "児童登録", "residence.changed": "転居", "enrollment.started": "在籍開始",
-    "enrollment.ended": "在籍終了", "concern.reported": "気づき", "notification.filed": "通告",
-    "attendance.monthly": "月次出欠", "attendance.daily": "日次出欠", "absence.alert": "欠席等の警告",
-    "health.checkup": "健診", "service.usage": "サービス利用", "visit.report": "訪問記録", "note.recorded": "記録",
-    "case.registered": "ケース登録", "case.member_assigned": "メンバー追加", "case.member_removed": "メンバー解除",
-    "case.shared": "ケース共有", "case.reviewed": "進行管理（検討）", "case.type_changed": "相談種別の変更",
-    "case.closed": "終結", "case.transferred": "ケース移管", "case.transfer_acknowledged": "移管の受理",
-    "ledger.updated": "共同管理台帳の更新", "protection.started": "一時保護開始", "protection.ended": "一時保護解除",
-    "plan.created": "サポートプラン作成", "plan.revised": "サポートプラン改訂", "consent.granted": "プラン共有の同意",
-    "consent.withdrawn": "同意の撤回", "consent.refused": "同意しない", "emergency.declared": "緊急時アクセス宣言",
+    "child.registered": "児童登録",
+    "residence.changed": "転居",
+    "enrollment.started": "在籍開始",
+    "enrollment.ended": "在籍終了",
+    "concern.reported": "気づき",
+    "notification.filed": "通告",
+    "attendance.monthly": "月次出欠",
+    "attendance.daily": "日次出欠",
+    "absence.alert": "欠席等の警告",
+    "health.checkup": "健診",
+    "service.usage": "サービス利用",
+    "visit.report": "訪問記録",
+    "note.recorded": "記録",
+    "case.registered": "ケース登録",
+    "case.member_assigned": "メンバー追加",
+    "case.member_removed": "メンバー解除",
+    "case.shared": "ケース共有",
+    "case.reviewed": "進行管理（検討）",
+    "case.type_changed": "相談種別の変更",
+    "case.closed": "終結",
+    "case.transferred": "ケース移管",
+    "case.transfer_acknowledged": "移管の受理",
+    "ledger.updated": "共同管理台帳の更新",
+    "protection.started": "一時保護開始",
+    "protection.ended": "一時保護解除",
+    "plan.created": "サポートプラン作成",
+    "plan.revised": "サポートプラン改訂",
+    "consent.granted": "プラン共有の同意",
+    "consent.withdrawn": "同意の撤回",
+    "consent.refused": "同意しない",
+    "emergency.declared": "緊急時アクセス宣言",
 }
 CONCERN_KINDS = ("concern.reported", "notification.filed")
 
@@ -79,8 +108,10 @@ def summarise(e: TimelineEntry) -> str:
     """One line in Japanese for an entry as the reader received it (redacted fields stay redacted)."""
     p = e.payload
     if e.kind == "attendance.monthly":
-        text = (f"{p.get('month')} 授業{p.get('school_days')}日 出席{p.get('attended')}日 欠席{p.get('absent')}日"
-                f"（うち連絡なし{p.get('absent_without_contact')}日）")
+        text = (
+            f"{p.get('month')} 授業{p.get('school_days')}日 出席{p.get('attended')}日 欠席{p.get('absent')}日"
+            f"（うち連絡なし{p.get('absent_without_contact')}日）"
+        )
         if p.get("supersedes"):
             text += "［訂正］"
         return text + (f" {p['notes']}" if p.get("notes") else "")
@@ -125,11 +156,19 @@ def summarise(e: TimelineEntry) -> str:
 
 
 def change(e: TimelineEntry) -> dict[str, Any]:
-    return {"event": e.id, "at": e.at, "kind": e.kind, "kind_ja": label(KIND_JA, e.kind), "source": e.source,
-            "rule": e.rule, "summary": summarise(e)}
+    return {
+        "event": e.id,
+        "at": e.at,
+        "kind": e.kind,
+        "kind_ja": label(KIND_JA, e.kind),
+        "source": e.source,
+        "rule": e.rule,
+        "summary": summarise(e),
+    }
 
 
 # --- One case, from the entries a reader received ------------------------------------------------------------
+
 
 @dataclass
 class CaseRow:
@@ -190,10 +229,24 @@ def latest_attendance(entries: Iterable[TimelineEntry]) -> dict[str, Any] | None
         return None
     month = max(str(e.payload.get("month")) for e in current)
     latest = [e for e in current if str(e.payload.get("month")) == month][-1]  # entries are in timeline order
-    keys = ("month", "school_days", "attended", "absent", "absent_without_contact", "late", "early_leave",
-            "reasons", "notes", "supersedes")
-    return {"event": latest.id, "source": latest.source, "at": latest.at,
-            **{k: latest.payload[k] for k in keys if k in latest.payload}}
+    keys = (
+        "month",
+        "school_days",
+        "attended",
+        "absent",
+        "absent_without_contact",
+        "late",
+        "early_leave",
+        "reasons",
+        "notes",
+        "supersedes",
+    )
+    return {
+        "event": latest.id,
+        "source": latest.source,
+        "at": latest.at,
+        **{k: latest.payload[k] for k in keys if k in latest.payload},
+    }
 
 
 def _next_review(value: Any) -> date:
@@ -203,13 +256,28 @@ def _next_review(value: Any) -> date:
 def as_recorded(entries: Sequence[TimelineEntry], child: str) -> list[Recorded]:
     """A timeline's entries as the policy's events (``events.model.Recorded``), in the order returned, so that the
     policy's own derivations (``consent.policy.cases_seen``) can be asked about what the reader received."""
-    return [Recorded(position=n, id=e.id, kind=e.kind, child=child, source=e.source, basis=e.basis, at=entry_at(e),
-                     payload=e.payload, audience=frozenset(), function=e.function, to=e.to,
-                     sensitive=tuple(e.sensitive)) for n, e in enumerate(entries, start=1)]
+    return [
+        Recorded(
+            position=n,
+            id=e.id,
+            kind=e.kind,
+            child=child,
+            source=e.source,
+            basis=e.basis,
+            at=entry_at(e),
+            payload=e.payload,
+            audience=frozenset(),
+            function=e.function,
+            to=e.to,
+            sensitive=tuple(e.sensitive),
+        )
+        for n, e in enumerate(entries, start=1)
+    ]
 
 
-def build_row(case: str, child: str, entries: Sequence[TimelineEntry], orgs: Mapping[str, Org],
-              t: datetime) -> CaseRow | None:
+def build_row(
+    case: str, child: str, entries: Sequence[TimelineEntry], orgs: Mapping[str, Org], t: datetime
+) -> CaseRow | None:
     """The row of ``case`` at ``t`` from a timeline's entries, or ``None`` when the reader does not see its
     registration.
 
@@ -221,8 +289,9 @@ def build_row(case: str, child: str, entries: Sequence[TimelineEntry], orgs: Map
     known = cases_seen(as_recorded(entries, child)).get(case)
     if known is None:
         return None
-    registered = next(e for e in entries if e.kind == "case.registered" and _case_of(e) == case
-                      and e.source == known.registrar)
+    registered = next(
+        e for e in entries if e.kind == "case.registered" and _case_of(e) == case and e.source == known.registrar
+    )
     registrar = known.registrar
     own = [e for e in entries if e.kind.startswith("case.") and _case_of(e) == case and e.source == registrar]
 
@@ -245,20 +314,33 @@ def build_row(case: str, child: str, entries: Sequence[TimelineEntry], orgs: Map
     since = entry_at(last_review) if last_review else entry_at(registered)
     review = None
     if last_review is not None:
-        review = {"event": last_review.id, "at": last_review.at, "decision": last_review.payload.get("decision"),
-                  "next_review": last_review.payload.get("next_review")}
+        review = {
+            "event": last_review.id,
+            "at": last_review.at,
+            "decision": last_review.payload.get("decision"),
+            "next_review": last_review.payload.get("next_review"),
+        }
     if last_review is not None and last_review.payload.get("next_review"):
         next_review, default = _next_review(last_review.payload["next_review"]), False
     else:
         next_review, default = day_of(since + DEFAULT_REVIEW_INTERVAL), True
 
     later = [e for e in entries if entry_at(e) > since and _case_of(e) in (None, case)]
-    alerts = [change(e) | {"reason": e.payload.get("reason"), "days": e.payload.get("days")}
-              for e in later if e.kind == "absence.alert"]
+    alerts = [
+        change(e) | {"reason": e.payload.get("reason"), "days": e.payload.get("days")}
+        for e in later
+        if e.kind == "absence.alert"
+    ]
     concerns = [change(e) for e in later if e.kind in CONCERN_KINDS]
 
-    ledger_events = [e for e in entries if e.kind == "ledger.updated" and _case_of(e) == case
-                     and e.basis == "joint-ledger" and getattr(orgs.get(e.source), "type", None) == JISO]
+    ledger_events = [
+        e
+        for e in entries
+        if e.kind == "ledger.updated"
+        and _case_of(e) == case
+        and e.basis == "joint-ledger"
+        and getattr(orgs.get(e.source), "type", None) == JISO
+    ]
     ledger = None
     if ledger_events:
         ledger = {"at": ledger_events[-1].at, "by": ledger_events[-1].source, "severity": None, "status": None}
@@ -271,18 +353,37 @@ def build_row(case: str, child: str, entries: Sequence[TimelineEntry], orgs: Map
         if e.kind in ("protection.started", "protection.ended") and _case_of(e) == case and e.basis == "joint-ledger":
             protection = e.kind == "protection.started"
 
-    kana = next((e.payload.get("name_kana") for e in entries if e.kind == "child.registered"
-                 and e.payload.get("name_kana")), None)
+    kana = next(
+        (e.payload.get("name_kana") for e in entries if e.kind == "child.registered" and e.payload.get("name_kana")),
+        None,
+    )
     return CaseRow(
-        case=case, child=child, center=registrar, status=status, category=str(registered.payload.get("category")),
-        case_type=history[-1]["case_type"], case_type_history=history, registered_at=registered.at,
-        members=members, last_review=review, next_review=next_review.isoformat(), next_review_default=default,
-        attendance=latest_attendance(entries), open_alerts=alerts, concerns=concerns, ledger=ledger,
-        protection=protection, changes=[change(e) for e in later], closed=closed, transferred=transferred,
-        name_kana=kana)
+        case=case,
+        child=child,
+        center=registrar,
+        status=status,
+        category=str(registered.payload.get("category")),
+        case_type=history[-1]["case_type"],
+        case_type_history=history,
+        registered_at=registered.at,
+        members=members,
+        last_review=review,
+        next_review=next_review.isoformat(),
+        next_review_default=default,
+        attendance=latest_attendance(entries),
+        open_alerts=alerts,
+        concerns=concerns,
+        ledger=ledger,
+        protection=protection,
+        changes=[change(e) for e in later],
+        closed=closed,
+        transferred=transferred,
+        name_kana=kana,
+    )
 
 
 # --- Support plans, from the entries a reader received ---------------------------------------------------------
+
 
 @dataclass
 class PlanState:
@@ -305,8 +406,11 @@ class PlanState:
         return str(latest["review_due"])[:10] if latest.get("review_due") else None
 
     def active_consents(self, t: datetime) -> list[dict[str, Any]]:
-        return [c for c in self.consents if c["withdrawn_at"] is None
-                and (c["valid_until"] is None or t < as_datetime(c["valid_until"]))]
+        return [
+            c
+            for c in self.consents
+            if c["withdrawn_at"] is None and (c["valid_until"] is None or t < as_datetime(c["valid_until"]))
+        ]
 
     def shared_version(self, t: datetime) -> int | None:
         """The highest version some recipient may read under an active consent (None: nothing is shared)."""
@@ -332,12 +436,25 @@ def plan_states(entries: Sequence[TimelineEntry], author: str, child: str) -> di
         p = e.payload
         if e.kind in ("plan.created", "plan.revised"):
             state = plans.setdefault(str(p["plan"]), PlanState(str(p["plan"]), child, author, [], [], []))
-            state.versions.append({"event": e.id, "version": int(p["version"]), "at": e.at,
-                                   "review_due": p.get("review_due"), "kind": e.kind})
+            state.versions.append(
+                {
+                    "event": e.id,
+                    "version": int(p["version"]),
+                    "at": e.at,
+                    "review_due": p.get("review_due"),
+                    "kind": e.kind,
+                }
+            )
         elif e.kind == "consent.granted" and str(p.get("plan")) in plans:
-            consent = {"event": e.id, "version": int(p["version"]), "recipients": list(p["recipients"]),
-                       "signed_by": p.get("signed_by"), "at": e.at, "valid_until": p.get("valid_until"),
-                       "withdrawn_at": None}
+            consent = {
+                "event": e.id,
+                "version": int(p["version"]),
+                "recipients": list(p["recipients"]),
+                "signed_by": p.get("signed_by"),
+                "at": e.at,
+                "valid_until": p.get("valid_until"),
+                "withdrawn_at": None,
+            }
             consents[e.id] = consent
             plans[str(p["plan"])].consents.append(consent)
         elif e.kind == "consent.withdrawn" and str(p.get("consent")) in consents:
@@ -350,6 +467,7 @@ def plan_states(entries: Sequence[TimelineEntry], author: str, child: str) -> di
 
 # --- The views ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Ledger:
     """A ledger as built for ``org`` at ``t``: ``reads`` access records were made to build it."""
@@ -361,8 +479,13 @@ class Ledger:
     reads: list[str] = field(default_factory=list)  # the access records of the reads
 
     def to_dict(self) -> dict[str, Any]:
-        return {"org": self.org, "kind": self.kind, "t": self.t, "rows": [r.to_dict() for r in self.rows],
-                "access_records": self.reads}
+        return {
+            "org": self.org,
+            "kind": self.kind,
+            "t": self.t,
+            "rows": [r.to_dict() for r in self.rows],
+            "access_records": self.reads,
+        }
 
 
 @dataclass
@@ -382,10 +505,14 @@ class Agenda:
         def item(row: CaseRow) -> dict[str, Any]:
             return row.to_dict() | {"overdue_days": row.overdue_days(on)}
 
-        return {"org": self.org, "date": self.date, "t": self.t,
-                "attention": [item(r) for r in self.attention],
-                "confirmation": [item(r) for r in self.confirmation],
-                "access_records": self.reads}
+        return {
+            "org": self.org,
+            "date": self.date,
+            "t": self.t,
+            "attention": [item(r) for r in self.attention],
+            "confirmation": [item(r) for r in self.confirmation],
+            "access_records": self.reads,
+        }
 
 
 class CaseViews:
@@ -397,11 +524,19 @@ class CaseViews:
     def _org(self, org_id: str, types: tuple[str, ...], what_ja: str) -> Org:
         org = self.hub.orgs().get(org_id)
         if org is None:
-            raise refuse("unknown_organisation", f"{org_id} is not a registered organisation",
-                         f"「{org_id}」はハブに登録された機関ではありません", "org")
+            raise refuse(
+                "unknown_organisation",
+                f"{org_id} is not a registered organisation",
+                f"「{org_id}」はハブに登録された機関ではありません",
+                "org",
+            )
         if org.type not in types:
-            raise refuse("not_allowed_for_type", f"{org_id} ({org.type}) cannot use this view",
-                         f"{what_ja}を使えるのは{'・'.join(TYPE_JA[t] for t in types)}だけです", "org")
+            raise refuse(
+                "not_allowed_for_type",
+                f"{org_id} ({org.type}) cannot use this view",
+                f"{what_ja}を使えるのは{'・'.join(TYPE_JA[t] for t in types)}だけです",
+                "org",
+            )
         return org
 
     def _read(self, org: str, child: str, purpose: str, role: str, user: str | None, reads: list[str]) -> Timeline:
@@ -409,8 +544,7 @@ class CaseViews:
         reads.append(timeline.access_record)
         return timeline
 
-    def _rows(self, org: str, cases: Mapping[str, str], role: str, user: str | None,
-              reads: list[str]) -> list[CaseRow]:
+    def _rows(self, org: str, cases: Mapping[str, str], role: str, user: str | None, reads: list[str]) -> list[CaseRow]:
         """Rows of ``cases`` (case -> child), one policy-decided read per child."""
         by_child: dict[str, list[str]] = {}
         for case, child in cases.items():
@@ -428,8 +562,9 @@ class CaseViews:
         rows.sort(key=lambda r: (r.center, r.registered_at, r.case))
         return rows
 
-    def progress_ledger(self, center: str, *, role: str = "caseworker", user: str | None = None,
-                        states: Iterable[str] | None = None) -> Ledger:
+    def progress_ledger(
+        self, center: str, *, role: str = "caseworker", user: str | None = None, states: Iterable[str] | None = None
+    ) -> Ledger:
         """The centre's 進行管理台帳: one row per case it registered (``states``: only cases in these states by the
         index, e.g. ``{"open"}`` for a meeting, so closed cases are not read without need)."""
         self._org(center, (CENTER,), "進行管理台帳")
@@ -440,18 +575,23 @@ class CaseViews:
         rows = self._rows(center, cases, role, user, reads)
         return Ledger(center, "progress", self.hub.clock().isoformat(), rows, reads)
 
-    def joint_ledger(self, jiso: str, *, role: str = "caseworker", user: str | None = None,
-                     states: Iterable[str] | None = None) -> Ledger:
+    def joint_ledger(
+        self, jiso: str, *, role: str = "caseworker", user: str | None = None, states: Iterable[str] | None = None
+    ) -> Ledger:
         """The 共同管理台帳 of a 児童相談所: every abuse case of the municipalities it covers, as rule LEDGER lets
         it read them."""
         org = self._org(jiso, (JISO,), "共同管理台帳")
         if not self.hub.settings.joint_ledger:
-            raise refuse("joint_ledger_off", "the joint ledger is not enabled (setting joint_ledger)",
-                         "この環境では共同管理台帳（joint_ledger）が有効になっていません")
+            raise refuse(
+                "joint_ledger_off",
+                "the joint ledger is not enabled (setting joint_ledger)",
+                "この環境では共同管理台帳（joint_ledger）が有効になっていません",
+            )
         wanted = set(states) if states is not None else None
         cases: dict[str, str] = {}
-        for center in sorted(o.id for o in self.hub.orgs().values()
-                             if o.type == CENTER and o.municipality in org.covers):
+        for center in sorted(
+            o.id for o in self.hub.orgs().values() if o.type == CENTER and o.municipality in org.covers
+        ):
             for case, entry in center_cases(self.hub.store, center).cases.items():
                 if entry["abuse"] and (wanted is None or entry["state"] in wanted):
                     cases[case] = entry["child"]
@@ -469,12 +609,15 @@ class CaseViews:
         else:
             ledger = self.progress_ledger(org, role=role, user=user, states={"open"})
         due = [r for r in ledger.rows if r.status == "open" and date.fromisoformat(r.next_review) <= on]
-        attention = sorted((r for r in due if r.needs_attention),
-                           key=lambda r: (not r.open_alerts, r.next_review, r.case))
+        attention = sorted(
+            (r for r in due if r.needs_attention), key=lambda r: (not r.open_alerts, r.next_review, r.case)
+        )
         confirmation = sorted((r for r in due if not r.needs_attention), key=lambda r: (r.next_review, r.case))
         return Agenda(org, on.isoformat(), ledger.t, attention, confirmation, ledger.reads)
 
-    def plans(self, center: str, *, role: str = "caseworker", user: str | None = None) -> tuple[list[PlanState], list[str]]:
+    def plans(
+        self, center: str, *, role: str = "caseworker", user: str | None = None
+    ) -> tuple[list[PlanState], list[str]]:
         """The centre's support plans, from its own reads (purpose support)."""
         self._org(center, (CENTER,), "サポートプラン")
         by_child: dict[str, list[str]] = {}
@@ -489,8 +632,9 @@ class CaseViews:
         out.sort(key=lambda s: (s.review_due or "9999", s.plan))
         return out, reads
 
-    def plans_due(self, center: str, on: date, *, role: str = "caseworker",
-                  user: str | None = None) -> tuple[list[PlanState], list[str]]:
+    def plans_due(
+        self, center: str, on: date, *, role: str = "caseworker", user: str | None = None
+    ) -> tuple[list[PlanState], list[str]]:
         """The plans whose review date (of the latest version) is on or before ``on``."""
         plans, reads = self.plans(center, role=role, user=user)
         return [p for p in plans if p.review_due and date.fromisoformat(p.review_due) <= on], reads
@@ -504,10 +648,14 @@ class CaseViews:
         for t in center_cases(self.hub.store, center).transfers.values():
             sent = datetime.fromisoformat(t["at"])
             acknowledged = datetime.fromisoformat(t["acknowledged_at"]) if t["acknowledged_at"] else None
-            waited = ((acknowledged or now) - sent)
-            item = dict(t, direction="out" if t["from"] == center else "in",
-                        days_waiting=waited.days, overdue=acknowledged is None and waited > timedelta(days=TRANSFER_ACK_DAYS),
-                        acknowledged_late=acknowledged is not None and waited > timedelta(days=TRANSFER_ACK_DAYS))
+            waited = (acknowledged or now) - sent
+            item = dict(
+                t,
+                direction="out" if t["from"] == center else "in",
+                days_waiting=waited.days,
+                overdue=acknowledged is None and waited > timedelta(days=TRANSFER_ACK_DAYS),
+                acknowledged_late=acknowledged is not None and waited > timedelta(days=TRANSFER_ACK_DAYS),
+            )
             if not overdue_only or item["overdue"]:
                 out.append(item)
         out.sort(key=lambda t: (t["at"], t["case"]))
@@ -515,7 +663,14 @@ class CaseViews:
 
 
 TYPE_JA = {
-    "municipal_center": "こども家庭センター", "municipal_department": "市町村の部署", "child_guidance_center": "児童相談所",
-    "prefecture_office": "都道府県", "school": "学校", "nursery": "保育所等", "health_center": "保健所",
-    "medical": "医療機関", "service_provider": "委託事業者", "auditor": "監査担当",
+    "municipal_center": "こども家庭センター",
+    "municipal_department": "市町村の部署",
+    "child_guidance_center": "児童相談所",
+    "prefecture_office": "都道府県",
+    "school": "学校",
+    "nursery": "保育所等",
+    "health_center": "保健所",
+    "medical": "医療機関",
+    "service_provider": "委託事業者",
+    "auditor": "監査担当",
 }

@@ -19,13 +19,14 @@ import typer
 from rich.table import Table
 
 from events.problems import Rejected
+from services.auth.clients import Client, add_client, disable_client, list_clients, rotate_secret
 from services.auth.tokens import SCOPES, KeyFileError
 from services.cli.root import Database, app, err, fail, out, signing_keys
 from services.cli.serve import KeyFile, _open_hub
-from services.auth.clients import Client, add_client, disable_client, list_clients, rotate_secret
 
-clients_app = typer.Typer(help="Machine clients of organisations' adapters (OAuth 2.0 client credentials).",
-                          no_args_is_help=True)
+clients_app = typer.Typer(
+    help="Machine clients of organisations' adapters (OAuth 2.0 client credentials).", no_args_is_help=True
+)
 keys_app = typer.Typer(help="The API's token signing keys: list, rotate, retire.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
@@ -48,16 +49,24 @@ def _show_secret(client: Client, secret: str, as_json: bool, what: str) -> None:
     print(f"client_id:     {client.client_id}")
     print(f"client_secret: {secret}")
     out.print(f"organisation {client.org}, scopes {' '.join(client.scopes)}")
-    err.print("The secret is shown only now: give it to the adapter's operator through a safe channel. / "
-              "シークレットは今だけ表示されます。安全な方法でアダプターの担当者に渡してください。")
+    err.print(
+        "The secret is shown only now: give it to the adapter's operator through a safe channel. / "
+        "シークレットは今だけ表示されます。安全な方法でアダプターの担当者に渡してください。"
+    )
 
 
 @clients_app.command("add")
-def clients_add(org: Annotated[str, typer.Option(help="The registered organisation the client acts for.")],
-                scopes: Annotated[str, typer.Option(
-                    help=f"Comma-separated, among {', '.join(SCOPES)} (an adapter usually needs publish, perhaps "
-                         f"read).")],
-                database: Database = None, as_json: AsJson = False) -> None:
+def clients_add(
+    org: Annotated[str, typer.Option(help="The registered organisation the client acts for.")],
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help=f"Comma-separated, among {', '.join(SCOPES)} (an adapter usually needs publish, perhaps read)."
+        ),
+    ],
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """Register ORG's client (one enabled client per organisation); prints its id and its secret, once."""
     hub = _open_hub(database)
     try:
@@ -82,8 +91,15 @@ def clients_list(database: Database = None, as_json: AsJson = False) -> None:
         return
     table = Table("client_id", "org", "scopes", "enabled", "registered", "secret rotated", "disabled")
     for c in clients:
-        table.add_row(c.client_id, c.org, " ".join(c.scopes), "yes" if c.enabled else "no", c.registered_at,
-                      c.secret_rotated_at or "", c.disabled_at or "")
+        table.add_row(
+            c.client_id,
+            c.org,
+            " ".join(c.scopes),
+            "yes" if c.enabled else "no",
+            c.registered_at,
+            c.secret_rotated_at or "",
+            c.disabled_at or "",
+        )
     out.print(table)
 
 
@@ -121,13 +137,28 @@ def keys_list(key_file: KeyFile = None, as_json: AsJson = False) -> None:
     """The keys of the key file, oldest first: the last one signs, all verify (and are in the JWKS)."""
     infos = signing_keys(key_file).keys()
     if as_json:
-        print(json.dumps([{"kid": i.kid, "added": i.added.isoformat() if i.added else None, "signing": i.signing,
-                           "replaced": i.replaced.isoformat() if i.replaced else None} for i in infos]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "kid": i.kid,
+                        "added": i.added.isoformat() if i.added else None,
+                        "signing": i.signing,
+                        "replaced": i.replaced.isoformat() if i.replaced else None,
+                    }
+                    for i in infos
+                ]
+            )
+        )
         return
     table = Table("kid", "added", "signs", "stopped signing")
     for i in infos:
-        table.add_row(i.kid, i.added.isoformat() if i.added else "", "yes" if i.signing else "",
-                      i.replaced.isoformat() if i.replaced else "")
+        table.add_row(
+            i.kid,
+            i.added.isoformat() if i.added else "",
+            "yes" if i.signing else "",
+            i.replaced.isoformat() if i.replaced else "",
+        )
     out.print(table)
 
 
@@ -140,16 +171,19 @@ def keys_rotate(key_file: KeyFile = None) -> None:
     except KeyFileError as error:
         fail(str(error))
     print(key.kid)
-    err.print(f"new signing key in {keys.path}; retire the old one once its tokens have expired ('tsunagu keys "
-              f"retire KID') / 新しい署名鍵を追加しました")
+    err.print(
+        f"new signing key in {keys.path}; retire the old one once its tokens have expired ('tsunagu keys "
+        f"retire KID') / 新しい署名鍵を追加しました"
+    )
 
 
 # A kid is a base64url thumbprint: one in 64 starts with "-", which must not be taken for an option.
 @keys_app.command("retire", context_settings={"ignore_unknown_options": True})
-def keys_retire(kid: Annotated[str, typer.Argument(help="The key's kid, from 'tsunagu keys list'.")],
-                force: Annotated[bool, typer.Option(
-                    "--force", help="Even if tokens it signed may not have expired yet.")] = False,
-                key_file: KeyFile = None) -> None:
+def keys_retire(
+    kid: Annotated[str, typer.Argument(help="The key's kid, from 'tsunagu keys list'.")],
+    force: Annotated[bool, typer.Option("--force", help="Even if tokens it signed may not have expired yet.")] = False,
+    key_file: KeyFile = None,
+) -> None:
     """Remove a key that no longer signs: the tokens it signed, and the access-log anchors it signed ('tsunagu
     audit anchor': make a new one first), are refused from then on."""
     keys = signing_keys(key_file)

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 from eventsourcing.persistence import PersistenceError
 
+from events.clock import now_jst
 from events.store import DEFAULT_DATABASE
 from services.cli.root import Database, app, err, fail
 from services.demo import ORGS, demo_children, load_demo, record_demo_settings, try_it
-from events.clock import now_jst
 from services.hub import Hub
 
 
@@ -61,19 +61,29 @@ def demo(database: Database = None) -> None:
         hub.close()
     for envelope, published in result.rejected:
         for p in published.problems:
-            err.print(f"[red]rejected[/red] {envelope['id']} ({envelope['kind']}): {p.field or '-'}: "
-                      f"{p.message} / {p.message_ja}")
+            err.print(
+                f"[red]rejected[/red] {envelope['id']} ({envelope['kind']}): {p.field or '-'}: "
+                f"{p.message} / {p.message_ja}"
+            )
     if any(p.code == "future_time" for _, r in result.rejected for p in r.problems):
-        err.print("the demo's events run until 2026-11-23 (Japan time): this machine's clock is earlier / "
-                  "デモのイベントは2026年11月23日までの日付です。この端末の時計がそれより前になっています")
+        err.print(
+            "the demo's events run until 2026-11-23 (Japan time): this machine's clock is earlier / "
+            "デモのイベントは2026年11月23日までの日付です。この端末の時計がそれより前になっています"
+        )
     if result.rejected:
-        err.print(f"demo: {len(result.rejected)} event(s) rejected / {len(result.rejected)}件が受け付けられませんでした")
+        err.print(
+            f"demo: {len(result.rejected)} event(s) rejected / {len(result.rejected)}件が受け付けられませんでした"
+        )
         raise typer.Exit(1)
     orgs = result.orgs
-    print(f"デモデータを読み込みました：機関 {len(ORGS)}（新規 {len(orgs.registered)}・変更 {len(orgs.updated)}）、"
-          f"児童 {len(demo_children())}人、イベント 新規 {result.accepted}件・登録済み {result.duplicate}件")
-    print(f"Demo loaded: {len(ORGS)} organisations ({len(orgs.registered)} new, {len(orgs.updated)} updated), "
-          f"{len(demo_children())} children, {result.accepted} new events, {result.duplicate} already there")
+    print(
+        f"デモデータを読み込みました：機関 {len(ORGS)}（新規 {len(orgs.registered)}・変更 {len(orgs.updated)}）、"
+        f"児童 {len(demo_children())}人、イベント 新規 {result.accepted}件・登録済み {result.duplicate}件"
+    )
+    print(
+        f"Demo loaded: {len(ORGS)} organisations ({len(orgs.registered)} new, {len(orgs.updated)} updated), "
+        f"{len(demo_children())} children, {result.accepted} new events, {result.duplicate} already there"
+    )
     print(f"store / 保存先: {_without_password(database or DEFAULT_DATABASE)}")
     print()
     print(try_it(_prog(), database))

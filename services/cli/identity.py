@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from events.problems import Rejected
-from services.publishing import linking as identity
 from services.cli.root import Database, app, err, fail, out
 from services.hub import Hub
+from services.publishing import linking as identity
 
 identity_app = typer.Typer(help="Identity linking (紐付け) and the linking queue (紐付け待ち).", no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
 
 Center = Annotated[str, typer.Option("--center", help="The linking こども家庭センター (its organisation id).")]
 Org = Annotated[str, typer.Option("--org", help="The organisation whose own number it is.")]
-LocalNumber = Annotated[str, typer.Option("--local-number", help="Its number for the child (児童生徒番号, 宛名番号 …).")]
+LocalNumber = Annotated[
+    str, typer.Option("--local-number", help="Its number for the child (児童生徒番号, 宛名番号 …).")
+]
 AsJson = Annotated[bool, typer.Option("--json", help="The result as one JSON object.")]
 
 
@@ -31,8 +33,10 @@ def _released_dict(released: list) -> list[dict[str, Any]]:
 
 
 def _report(outcome: identity.LinkOutcome, as_json: bool, what: str) -> None:
-    data: dict[str, Any] = {"link": outcome.link.to_dict() if outcome.link else {"outcome": "already_linked"},
-                            "released": _released_dict(outcome.released)}
+    data: dict[str, Any] = {
+        "link": outcome.link.to_dict() if outcome.link else {"outcome": "already_linked"},
+        "released": _released_dict(outcome.released),
+    }
     if as_json:
         print(json.dumps(data, ensure_ascii=False))
     elif outcome.refused:
@@ -49,9 +53,14 @@ def _report(outcome: identity.LinkOutcome, as_json: bool, what: str) -> None:
 
 
 @identity_app.command("link")
-def link(org: Org, local_number: LocalNumber,
-         child: Annotated[str, typer.Option("--child", help="The hub id of the child.")],
-         center: Center, database: Database = None, as_json: AsJson = False) -> None:
+def link(
+    org: Org,
+    local_number: LocalNumber,
+    child: Annotated[str, typer.Option("--child", help="The hub id of the child.")],
+    center: Center,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """Link ORG's number to a hub child (identity.linked), then publish the records waiting for that number."""
     hub = Hub(database)
     try:
@@ -62,8 +71,9 @@ def link(org: Org, local_number: LocalNumber,
 
 
 @identity_app.command("unlink")
-def unlink(org: Org, local_number: LocalNumber, center: Center, database: Database = None,
-           as_json: AsJson = False) -> None:
+def unlink(
+    org: Org, local_number: LocalNumber, center: Center, database: Database = None, as_json: AsJson = False
+) -> None:
     """Undo a wrong link (identity.unlinked). Records already published onto the child stay in the log."""
     hub = Hub(database)
     try:
@@ -76,9 +86,13 @@ def unlink(org: Org, local_number: LocalNumber, center: Center, database: Databa
 
 
 @identity_app.command("queue")
-def queue(center: Annotated[Optional[str], typer.Option(
-              "--center", help="Only what this centre may link (default: everything).")] = None,
-          database: Database = None, as_json: AsJson = False) -> None:
+def queue(
+    center: Annotated[
+        str | None, typer.Option("--center", help="Only what this centre may link (default: everything).")
+    ] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """Records waiting for a link (紐付け待ち), and 第21条の10の5 records waiting for the child's residence
     (居住地不明: register the child with its residence, and they are published by themselves)."""
     hub = Hub(database)

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from adapters.publisher import Publisher, publisher_for
+from events.clock import JST
 from events.problems import Rejected
 from services.cli.root import Database, app, err, fail, out
-from events.clock import JST
 from services.hub import Hub
-from services.schools.overdue import recorded_overdue
 from services.schools.imports import ImportSummary, SchoolImporter
+from services.schools.overdue import recorded_overdue
 
 import_app = typer.Typer(help="Import files from schools and nurseries (取り込み).", no_args_is_help=True)
 reports_app = typer.Typer(help="Periodic reports from schools and nurseries (定期的な情報提供).", no_args_is_help=True)
@@ -26,14 +27,25 @@ app.add_typer(import_app, name="import")
 app.add_typer(reports_app, name="reports")
 
 AsJson = Annotated[bool, typer.Option("--json", help="The summary as one JSON object.")]
-ViaKafka = Annotated[Optional[str], typer.Option(
-    "--via-kafka", metavar="BOOTSTRAP", help="Hand the events to the Kafka events topic at HOST:PORT instead of "
-    "storing them directly (the ingest worker stores them). The target lists are still read from --database.")]
+ViaKafka = Annotated[
+    str | None,
+    typer.Option(
+        "--via-kafka",
+        metavar="BOOTSTRAP",
+        help="Hand the events to the Kafka events topic at HOST:PORT instead of "
+        "storing them directly (the ingest worker stores them). The target lists are still read from --database.",
+    ),
+]
 PROGRESS_FROM_BYTES = 1024 * 1024  # files this long get a progress bar
 
 
-def _import(file: Path, database: str | None, as_json: bool, via_kafka: str | None,
-            run: Callable[[SchoolImporter], Callable[..., ImportSummary]]) -> None:
+def _import(
+    file: Path,
+    database: str | None,
+    as_json: bool,
+    via_kafka: str | None,
+    run: Callable[[SchoolImporter], Callable[..., ImportSummary]],
+) -> None:
     if not file.is_file():
         fail(f"{file}: ファイルがありません (no such file)")
     from events.transport import TransportError
@@ -46,11 +58,19 @@ def _import(file: Path, database: str | None, as_json: bool, via_kafka: str | No
         try:
             importer = SchoolImporter(hub.store, publisher, now=hub.clock())
             show = not as_json and file.stat().st_size >= PROGRESS_FROM_BYTES
-            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                          console=err, transient=True, disable=not show) as progress:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+                disable=not show,
+            ) as progress:
                 task = progress.add_task(f"{file.name} を読み込み中", total=file.stat().st_size)
-                summary = run(importer)(file, name=file.name,
-                                        progress=lambda done, total: progress.update(task, completed=done))
+                summary = run(importer)(
+                    file, name=file.name, progress=lambda done, total: progress.update(task, completed=done)
+                )
         finally:
             if via_kafka:
                 publisher.close()  # type: ignore[attr-defined]
@@ -89,19 +109,24 @@ def print_file_summary(summary, title: str, counts: list[tuple[str, int]]) -> No
 
 
 def _print_summary(summary: ImportSummary) -> None:
-    print_file_summary(summary, f"{summary.file}（{summary.encoding or '-'}、{summary.rows} 行）", [
-        ("受理 (accepted)", summary.accepted),
-        ("訂正 (superseded: replaces an earlier report)", summary.superseded),
-        ("変更なし (unchanged)", summary.unchanged),
-        ("名簿外・保存せず (not on the target list)", summary.not_listed),
-        ("不備・保留 (rejected, kept for correction)", summary.rejected_total),
-    ])
+    print_file_summary(
+        summary,
+        f"{summary.file}（{summary.encoding or '-'}、{summary.rows} 行）",
+        [
+            ("受理 (accepted)", summary.accepted),
+            ("訂正 (superseded: replaces an earlier report)", summary.superseded),
+            ("変更なし (unchanged)", summary.unchanged),
+            ("名簿外・保存せず (not on the target list)", summary.not_listed),
+            ("不備・保留 (rejected, kept for correction)", summary.rejected_total),
+        ],
+    )
     if summary.alerts:
         alerts = Table("児童生徒番号", "理由", "開始日", "日数", "結果", title="連続欠席の通知 (absence.alert)")
         reasons = {"consecutive_absence": "7日以上の連続欠席", "no_contact": "連絡のない欠席の継続"}
         for a in summary.alerts:
-            alerts.add_row(a["student_no"], reasons.get(a["reason"], a["reason"]), a["since"], str(a["days"]),
-                           a["outcome"])
+            alerts.add_row(
+                a["student_no"], reasons.get(a["reason"], a["reason"]), a["since"], str(a["days"]), a["outcome"]
+            )
         out.print(alerts)
 
 
@@ -121,10 +146,13 @@ def school_daily(file: Path, database: Database = None, as_json: AsJson = False,
 
 
 @reports_app.command("overdue")
-def reports_overdue(center: Annotated[Optional[str], typer.Option("--center", help="As this centre: its lists.")] = None,
-                    school: Annotated[Optional[str], typer.Option("--school", help="As this school: its list.")] = None,
-                    month: Annotated[Optional[str], typer.Option("--month", help="Only this month (YYYY-MM).")] = None,
-                    database: Database = None, as_json: AsJson = False) -> None:
+def reports_overdue(
+    center: Annotated[str | None, typer.Option("--center", help="As this centre: its lists.")] = None,
+    school: Annotated[str | None, typer.Option("--school", help="As this school: its list.")] = None,
+    month: Annotated[str | None, typer.Option("--month", help="Only this month (YYYY-MM).")] = None,
+    database: Database = None,
+    as_json: AsJson = False,
+) -> None:
     """Monthly reports that are due and missing, per school and month, as a centre or a school sees them."""
     if (center is None) == (school is None):
         fail("--center ID か --school ID のどちらか一つを指定してください (give exactly one of --center, --school)")
@@ -137,8 +165,14 @@ def reports_overdue(center: Annotated[Optional[str], typer.Option("--center", he
             fail(f"--month: {error.message_ja}")
     hub = Hub(database)
     try:
-        found, _ = recorded_overdue(hub, reader=center or school or "", role="clerk", user=getpass.getuser(),
-                                    month=month, today=hub.clock().astimezone(JST).date())
+        found, _ = recorded_overdue(
+            hub,
+            reader=center or school or "",
+            role="clerk",
+            user=getpass.getuser(),
+            month=month,
+            today=hub.clock().astimezone(JST).date(),
+        )
     except Rejected as rejected:
         fail("; ".join(p.message_ja for p in rejected.problems))
     finally:

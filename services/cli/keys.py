@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 from uuid import uuid4
 
 import typer
@@ -22,12 +22,13 @@ from events.sealing import DEFAULT_KEYS_FILE, KEYS_FILE_ENV, KeyConfigError, cre
 from events.secret_files import write_secret_file
 from services.cli.root import Database, app, fail, out
 
-keys_app = typer.Typer(help="Master keys (暗号鍵の管理): generate, rotate, rewrap the data keys.",
-                       no_args_is_help=True)
+keys_app = typer.Typer(help="Master keys (暗号鍵の管理): generate, rotate, rewrap the data keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="master-key")
 
-KeysFile = Annotated[Optional[Path], typer.Option("--keys-file", help=f"The keys file (default ${KEYS_FILE_ENV}, "
-                                                  f"else {DEFAULT_KEYS_FILE}).")]
+KeysFile = Annotated[
+    Path | None,
+    typer.Option("--keys-file", help=f"The keys file (default ${KEYS_FILE_ENV}, else {DEFAULT_KEYS_FILE})."),
+]
 
 
 def _path(keys_file: Path | None) -> Path:
@@ -35,8 +36,10 @@ def _path(keys_file: Path | None) -> Path:
 
 
 def _new_master() -> dict[str, str]:
-    return {"id": f"m-{datetime.now(timezone.utc):%Y%m%d}-{uuid4().hex[:6]}",
-            "key": base64.b64encode(AESGCM.generate_key(256)).decode()}
+    return {
+        "id": f"m-{datetime.now(UTC):%Y%m%d}-{uuid4().hex[:6]}",
+        "key": base64.b64encode(AESGCM.generate_key(256)).decode(),
+    }
 
 
 @keys_app.command("generate")
@@ -46,8 +49,9 @@ def generate(keys_file: KeysFile = None) -> None:
     if path.exists():
         fail(f"{path}: 既に存在します。上書きしません (the keys file exists; it is never overwritten)")
     try:
-        create_keys_file(path, {"master_keys": [_new_master()],
-                                "stream_secret": base64.b64encode(os.urandom(32)).decode()})
+        create_keys_file(
+            path, {"master_keys": [_new_master()], "stream_secret": base64.b64encode(os.urandom(32)).decode()}
+        )
     except OSError as error:
         fail(f"{path}: 鍵ファイルを書き込めません ({error})")
     out.print(f"created {path}")

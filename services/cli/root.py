@@ -5,18 +5,17 @@ timeline, scenario run, audit verify). The command groups of the other modules r
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import click
 import typer
 import yaml
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from events.problems import Busy, Rejected
 from events.retry import RETRY_AFTER_SECONDS
@@ -48,8 +47,12 @@ def _busy(busy: Busy) -> None:
     raise typer.Exit(EXIT_BUSY)
 
 
-app = typer.Typer(help="tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk.",
-                  no_args_is_help=True, add_completion=False, cls=HubCommands)
+app = typer.Typer(
+    help="tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk.",
+    no_args_is_help=True,
+    add_completion=False,
+    cls=HubCommands,
+)
 orgs_app = typer.Typer(help="Organisations registered in the hub (機関登録).", no_args_is_help=True)
 scenario_app = typer.Typer(help="Executable policy scenarios (shared/spec/scenarios.md).", no_args_is_help=True)
 audit_app = typer.Typer(help="Auditors' tools (監査).", no_args_is_help=True)
@@ -57,14 +60,24 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(audit_app, name="audit")
 
-Database = Annotated[Optional[str], typer.Option(
-    "--database", envvar="TSUNAGU_DATABASE_URL",
-    help="sqlite:///FILE (default sqlite:///tsunagu.db) or postgresql://user:pw@host:port/db")]
+Database = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        envvar="TSUNAGU_DATABASE_URL",
+        help="sqlite:///FILE (default sqlite:///tsunagu.db) or postgresql://user:pw@host:port/db",
+    ),
+]
 
-SigningKeyFile = Annotated[Optional[Path], typer.Option(
-    "--key-file", envvar=KEY_FILE_ENV,
-    help=f"The hub's signing keys, the PEM file of 'tsunagu serve' (default ./{DEFAULT_KEY_FILE}); never created "
-         f"here.")]
+SigningKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        envvar=KEY_FILE_ENV,
+        help=f"The hub's signing keys, the PEM file of 'tsunagu serve' (default ./{DEFAULT_KEY_FILE}); never created "
+        f"here.",
+    ),
+]
 
 out = Console()
 err = Console(stderr=True)
@@ -110,8 +123,7 @@ def orgs_load(file: Path, database: Database = None) -> None:
         raise typer.Exit(1) from None
     finally:
         hub.close()
-    out.print(f"registered {len(result.registered)}, updated {len(result.updated)}, "
-              f"unchanged {len(result.unchanged)}")
+    out.print(f"registered {len(result.registered)}, updated {len(result.updated)}, unchanged {len(result.unchanged)}")
 
 
 @orgs_app.command("list")
@@ -130,12 +142,20 @@ def orgs_list(database: Database = None, as_json: Annotated[bool, typer.Option("
 
 
 @app.command()
-def publish(file: Path, database: Database = None,
-            as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object.")] = False,
-            via_kafka: Annotated[Optional[str], typer.Option(
-                "--via-kafka", metavar="BOOTSTRAP", help="Hand the events to the Kafka events topic at HOST:PORT "
-                "instead (the ingest worker stores them; set TSUNAGU_KAFKA_API_VERSION=0.9 for a 0.9 broker).")]
-            = None) -> None:
+def publish(
+    file: Path,
+    database: Database = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The summary as one JSON object.")] = False,
+    via_kafka: Annotated[
+        str | None,
+        typer.Option(
+            "--via-kafka",
+            metavar="BOOTSTRAP",
+            help="Hand the events to the Kafka events topic at HOST:PORT "
+            "instead (the ingest worker stores them; set TSUNAGU_KAFKA_API_VERSION=0.9 for a 0.9 broker).",
+        ),
+    ] = None,
+) -> None:
     """Publish FILE.jsonl: one event envelope per line. Prints accepted, duplicate and rejected with reasons."""
     items: list = []
     bad_lines: list[tuple[int, str]] = []
@@ -161,29 +181,44 @@ def publish(file: Path, database: Database = None,
         publisher = publisher_for(hub, via_kafka)
         try:
             for start in range(0, len(items), 1000):  # result indexes are per chunk: make them per file
-                results += [replace(r, index=start + r.index) for r in publisher.publish(items[start:start + 1000])]
+                results += [replace(r, index=start + r.index) for r in publisher.publish(items[start : start + 1000])]
         finally:
             publisher.close()
     except TransportError as error:
         fail(f"{error} ({len(results)} of {len(items)} events were queued before)", 1)
     finally:
         hub.close()
-    summary = {**({"queued": sum(r.outcome == "queued" for r in results)} if via_kafka else {}),
-               "accepted": sum(r.outcome == "accepted" for r in results),
-               "duplicate": sum(r.outcome == "duplicate" for r in results),
-               "rejected": [{"line": numbers[r.index], "id": r.id, "problems": [p.to_dict() for p in r.problems]}
-                            for r in results if r.outcome == "rejected"]
-               + [{"line": n, "id": None, "problems": [{"code": "invalid_json", "message": why,
-                                                        "message_ja": "JSONとして読めません", "field": None}]}
-                  for n, why in bad_lines]}
+    summary = {
+        **({"queued": sum(r.outcome == "queued" for r in results)} if via_kafka else {}),
+        "accepted": sum(r.outcome == "accepted" for r in results),
+        "duplicate": sum(r.outcome == "duplicate" for r in results),
+        "rejected": [
+            {"line": numbers[r.index], "id": r.id, "problems": [p.to_dict() for p in r.problems]}
+            for r in results
+            if r.outcome == "rejected"
+        ]
+        + [
+            {
+                "line": n,
+                "id": None,
+                "problems": [
+                    {"code": "invalid_json", "message": why, "message_ja": "JSONとして読めません", "field": None}
+                ],
+            }
+            for n, why in bad_lines
+        ],
+    }
     summary["rejected"].sort(key=lambda r: r["line"])
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
-        out.print(f"queued {summary['queued']} for the ingest worker (its rejections go to the dead-letter topic "
-                  f"and the quarantine), rejected {len(summary['rejected'])}" if via_kafka else
-                  f"accepted {summary['accepted']}, duplicate {summary['duplicate']}, "
-                  f"rejected {len(summary['rejected'])}")
+        out.print(
+            f"queued {summary['queued']} for the ingest worker (its rejections go to the dead-letter topic "
+            f"and the quarantine), rejected {len(summary['rejected'])}"
+            if via_kafka
+            else f"accepted {summary['accepted']}, duplicate {summary['duplicate']}, "
+            f"rejected {len(summary['rejected'])}"
+        )
         for r in summary["rejected"]:
             for p in r["problems"]:
                 out.print(f"  line {r['line']} ({r['id']}): {p['field'] or '-'}: {p['message']} / {p['message_ja']}")
@@ -192,11 +227,15 @@ def publish(file: Path, database: Database = None,
 
 
 @app.command()
-def timeline(child: str, org: Annotated[str, typer.Option(help="The reading organisation.")],
-             role: Annotated[str, typer.Option(help="The role the reader acts in.")],
-             purpose: Annotated[str, typer.Option(help="support, meeting or emergency.")],
-             user: Annotated[Optional[str], typer.Option(help="The person reading.")] = None,
-             database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def timeline(
+    child: str,
+    org: Annotated[str, typer.Option(help="The reading organisation.")],
+    role: Annotated[str, typer.Option(help="The role the reader acts in.")],
+    purpose: Annotated[str, typer.Option(help="support, meeting or emergency.")],
+    user: Annotated[str | None, typer.Option(help="The person reading.")] = None,
+    database: Database = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """A child's timeline as ORG may see it. The read is decided by the policy and recorded."""
     hub = Hub(database)
     try:
@@ -211,7 +250,9 @@ def timeline(child: str, org: Annotated[str, typer.Option(help="The reading orga
         table = Table("at", "kind", "source", "basis", "rule", "content", title=f"child {child} for {org}/{role}")
         for e in result.entries:
             content = json.dumps(e.payload, ensure_ascii=False)
-            table.add_row(e.at, e.kind, e.source, e.basis, e.rule, content if len(content) < 120 else content[:117] + "…")
+            table.add_row(
+                e.at, e.kind, e.source, e.basis, e.rule, content if len(content) < 120 else content[:117] + "…"
+            )
         out.print(table)
         if result.withheld:
             out.print(f"{result.withheld} event(s) withheld by the policy")
@@ -221,13 +262,16 @@ def timeline(child: str, org: Annotated[str, typer.Option(help="The reading orga
 
 
 @scenario_app.command("run")
-def scenario_run(paths: Annotated[list[str], typer.Argument(help="Scenario files or directories.")],
-                 database: Annotated[Optional[str], typer.Option(
-                     "--database", help="Run on this PostgreSQL database (a fresh schema per scenario).")] = None,
-                 as_json: Annotated[bool, typer.Option("--json", help="One JSON object per scenario.")] = False
-                 ) -> None:
+def scenario_run(
+    paths: Annotated[list[str], typer.Argument(help="Scenario files or directories.")],
+    database: Annotated[
+        str | None, typer.Option("--database", help="Run on this PostgreSQL database (a fresh schema per scenario).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per scenario.")] = False,
+) -> None:
     """Run policy scenarios, each on a fresh store; exit 0 when all hold, 1 when any fails, 2 on a bad file."""
-    from services.scenarios import ScenarioError, as_json as to_json, format_result, run
+    from services.scenarios import ScenarioError, format_result, run
+    from services.scenarios import as_json as to_json
 
     passed = failed = 0
     try:
@@ -249,15 +293,21 @@ def scenario_run(paths: Annotated[list[str], typer.Argument(help="Scenario files
 
 
 @audit_app.command("verify")
-def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Option("--json")] = False,
-                 child: Annotated[Optional[str], typer.Option(
-                     "--child", help="Check this child's access log only.")] = None,
-                 anchor_file: Annotated[Optional[Path], typer.Option(
-                     "--anchor", help="Also check the chains against this anchor ('tsunagu audit anchor'): its "
-                     "signature against the hub's keys (--key-file), then that every chain still holds the record the "
-                     "anchor saw. Catches records cut off the end of a chain and chains rewritten to their end.")]
-                 = None,
-                 key_file: SigningKeyFile = None) -> None:
+def audit_verify(
+    database: Database = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    child: Annotated[str | None, typer.Option("--child", help="Check this child's access log only.")] = None,
+    anchor_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor",
+            help="Also check the chains against this anchor ('tsunagu audit anchor'): its "
+            "signature against the hub's keys (--key-file), then that every chain still holds the record the "
+            "anchor saw. Catches records cut off the end of a chain and chains rewritten to their end.",
+        ),
+    ] = None,
+    key_file: SigningKeyFile = None,
+) -> None:
     """Check each child's hash chain (naming its first broken record) and re-evaluate every access record from
     the log up to its recorded position; with --anchor, also check the chains against an anchor. Exit 1 when
     anything is wrong, 2 when the anchor is refused (not signed by this hub's keys, or altered)."""
@@ -289,11 +339,15 @@ def audit_verify(database: Database = None, as_json: Annotated[bool, typer.Optio
         out.print(f"[red]MISMATCH[/red] {m.describe()}")
     for m in report.not_as_anchored:
         out.print(f"[red]NOT AS ANCHORED アンカー作成時の記録と一致しません[/red] {m.describe()}")
-    out.print(f"{report.records} access records checked, {len(report.broken_chains)} broken chains, "
-              f"{len(report.replay_mismatches)} replay mismatches"
-              + (f", {report.unreplayable} not replayable (events erased since)" if report.unreplayable else ""))
+    out.print(
+        f"{report.records} access records checked, {len(report.broken_chains)} broken chains, "
+        f"{len(report.replay_mismatches)} replay mismatches"
+        + (f", {report.unreplayable} not replayable (events erased since)" if report.unreplayable else "")
+    )
     if anchor is not None:
-        out.print(f"anchor of {anchor['at']} (digest {anchor['digest']}): {report.anchored} chains checked, "
-                  f"{len(report.not_as_anchored)} no longer hold what it saw / アンカーとの照合: "
-                  f"{report.anchored} 件中 {len(report.not_as_anchored)} 件が不一致")
+        out.print(
+            f"anchor of {anchor['at']} (digest {anchor['digest']}): {report.anchored} chains checked, "
+            f"{len(report.not_as_anchored)} no longer hold what it saw / アンカーとの照合: "
+            f"{report.anchored} 件中 {len(report.not_as_anchored)} 件が不一致"
+        )
     raise typer.Exit(0 if report.ok else 1)

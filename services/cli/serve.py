@@ -10,15 +10,26 @@ Registered on the ``tsunagu`` command by ``services/cli/root.py`` importing this
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
 from enum import Enum
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from services.auth.tokens import (DEFAULT_KEY_FILE, DEFAULT_LIFETIME, KEY_FILE_ENV, MAX_LIFETIME, ROLE_SCOPES, ROLES,
-                           SCOPES, KeyFileError, TokenIssuer, TokenVerifier, key_file_path, keys_from_file)
+from services.auth.tokens import (
+    DEFAULT_KEY_FILE,
+    DEFAULT_LIFETIME,
+    KEY_FILE_ENV,
+    MAX_LIFETIME,
+    ROLE_SCOPES,
+    ROLES,
+    SCOPES,
+    KeyFileError,
+    TokenIssuer,
+    TokenVerifier,
+    key_file_path,
+    keys_from_file,
+)
 from services.cli.root import Database, app, err, fail
 from services.hub import Hub
 
@@ -26,10 +37,15 @@ token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=
 app.add_typer(token_app, name="token")
 
 Role = Enum("Role", {r: r for r in sorted(ROLES)}, type=str)  # typer shows and checks the choices
-KeyFile = Annotated[Optional[Path], typer.Option(
-    "--key-file", envvar=KEY_FILE_ENV,
-    help=f"PEM file of the EC P-256 signing keys (default ./{DEFAULT_KEY_FILE}; created, mode 0600, when "
-         f"missing). The last key signs, all verify ('tsunagu keys').")]
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        envvar=KEY_FILE_ENV,
+        help=f"PEM file of the EC P-256 signing keys (default ./{DEFAULT_KEY_FILE}; created, mode 0600, when "
+        f"missing). The last key signs, all verify ('tsunagu keys').",
+    ),
+]
 
 
 def _keys(key_file: Path | None) -> tuple[TokenIssuer, TokenVerifier]:
@@ -40,8 +56,10 @@ def _keys(key_file: Path | None) -> tuple[TokenIssuer, TokenVerifier]:
     except KeyFileError as error:
         fail(str(error))
     if not existed:
-        err.print(f"created a new signing key in {path} (for development; production deployments provide "
-                  f"their own with --key-file or ${KEY_FILE_ENV})")
+        err.print(
+            f"created a new signing key in {path} (for development; production deployments provide "
+            f"their own with --key-file or ${KEY_FILE_ENV})"
+        )
     return keys
 
 
@@ -54,21 +72,33 @@ def _open_hub(database: str | None) -> Hub:
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
-          database: Database = None, key_file: KeyFile = None) -> None:
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    database: Database = None,
+    key_file: KeyFile = None,
+) -> None:
     """Run the HTTP API (OpenAPI at /docs) and its token endpoint (/oauth/token). A key rotation in the key file
     is picked up without a restart."""
     import uvicorn
 
-    from services.http.app import create_app
-    from services.auth.dev_provider import (DEV_OIDC_ENV, LOOPBACK_ONLY_JA, PREFIX, DevProvider, dev_oidc_enabled,
-                                   load_dev_users, loopback_only)
+    from services.auth.dev_provider import (
+        DEV_OIDC_ENV,
+        LOOPBACK_ONLY_JA,
+        PREFIX,
+        DevProvider,
+        dev_oidc_enabled,
+        load_dev_users,
+        loopback_only,
+    )
     from services.auth.oidc import OidcProvider, OidcSettings
+    from services.http.app import create_app
 
     if dev_oidc_enabled() and not loopback_only(host):
-        fail(f"--host {host}: {LOOPBACK_ONLY_JA} (the development sign-in of {DEV_OIDC_ENV}=1 lets anyone sign in "
-             f"as anyone: it is served on a loopback address only)")
+        fail(
+            f"--host {host}: {LOOPBACK_ONLY_JA} (the development sign-in of {DEV_OIDC_ENV}=1 lets anyone sign in "
+            f"as anyone: it is served on a loopback address only)"
+        )
     try:
         settings = OidcSettings.from_env()
         dev = DevProvider(f"http://{host}:{port}{PREFIX}", load_dev_users()) if dev_oidc_enabled() else None
@@ -81,33 +111,51 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     issuer, verifier = _keys(key_file)
     hub = _open_hub(database)
     try:
-        uvicorn.run(create_app(hub, verifier, issuer=issuer, dev_oidc=dev,
-                               oidc=OidcProvider.from_settings(settings) if settings else None),
-                    host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(
+                hub,
+                verifier,
+                issuer=issuer,
+                dev_oidc=dev,
+                oidc=OidcProvider.from_settings(settings) if settings else None,
+            ),
+            host=host,
+            port=port,
+            log_level="info",
+        )
     finally:
         hub.close()
 
 
 @token_app.command("issue")
 def token_issue(
-        org: Annotated[str, typer.Option(help="The registered organisation the token acts for.")],
-        role: Annotated[Role, typer.Option(help="The role the holder acts in.")],
-        user: Annotated[Optional[str], typer.Option(
-            help="The person (or machine account) holding the token; default ORG:ROLE.")] = None,
-        hours: Annotated[float, typer.Option(
-            min=0.01, max=MAX_LIFETIME.total_seconds() / 3600,
-            help="Lifetime in hours.")] = DEFAULT_LIFETIME.total_seconds() / 3600,
-        scope: Annotated[Optional[str], typer.Option(
+    org: Annotated[str, typer.Option(help="The registered organisation the token acts for.")],
+    role: Annotated[Role, typer.Option(help="The role the holder acts in.")],
+    user: Annotated[
+        str | None, typer.Option(help="The person (or machine account) holding the token; default ORG:ROLE.")
+    ] = None,
+    hours: Annotated[
+        float, typer.Option(min=0.01, max=MAX_LIFETIME.total_seconds() / 3600, help="Lifetime in hours.")
+    ] = DEFAULT_LIFETIME.total_seconds() / 3600,
+    scope: Annotated[
+        str | None,
+        typer.Option(
             help=f"Scopes, comma-separated, among {', '.join(SCOPES)}; default: the role's (read,publish for "
-                 f"staff, read,audit for auditors, publish for adapters).")] = None,
-        key_file: KeyFile = None, database: Database = None) -> None:
+            f"staff, read,audit for auditors, publish for adapters)."
+        ),
+    ] = None,
+    key_file: KeyFile = None,
+    database: Database = None,
+) -> None:
     """Print a bearer token for ORG acting as ROLE (for development: adapters get theirs from /oauth/token, staff
     sign in). Refuses organisations not registered in the hub."""
     from datetime import timedelta
 
     scopes = ROLE_SCOPES[role.value] if scope is None else {s for s in scope.replace(",", " ").split()}
     if unknown := sorted(scopes - SCOPES.keys()):
-        fail(f"unknown scope {', '.join(unknown)}; one of {', '.join(SCOPES)} / 権限「{'、'.join(unknown)}」はありません")
+        fail(
+            f"unknown scope {', '.join(unknown)}; one of {', '.join(SCOPES)} / 権限「{'、'.join(unknown)}」はありません"
+        )
 
     hub = _open_hub(database)
     try:
@@ -115,10 +163,15 @@ def token_issue(
     finally:
         hub.close()
     if not known:
-        fail(f"organisation {org!r} is not registered in the hub (register it with 'tsunagu orgs load') / "
-             f"機関「{org}」はハブに登録されていません")
+        fail(
+            f"organisation {org!r} is not registered in the hub (register it with 'tsunagu orgs load') / "
+            f"機関「{org}」はハブに登録されていません"
+        )
     if user is not None and not user.strip():
         fail("--user must not be empty / --user が空欄です")
     issuer, _ = _keys(key_file)
-    print(issuer.issue(org=org, role=role.value, user=user or f"{org}:{role.value}", lifetime=timedelta(hours=hours),
-                       scopes=scopes))
+    print(
+        issuer.issue(
+            org=org, role=role.value, user=user or f"{org}:{role.value}", lifetime=timedelta(hours=hours), scopes=scopes
+        )
+    )

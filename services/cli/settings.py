@@ -9,20 +9,26 @@ import getpass
 import json
 import os
 from datetime import datetime
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from eventsourcing.persistence import PersistenceError
 from rich.table import Table
 
 from consent.model import InvalidSetting
+from services.administration.settings import (
+    SETTING_NAMES,
+    SETTINGS_ENV_PREFIX,
+    SettingsSource,
+    setting_from_text,
+    settings_report,
+)
 from services.cli.root import Database, app, fail, out
 from services.hub import Hub
-from services.administration.settings import (SETTING_NAMES, SETTINGS_ENV_PREFIX, SettingsSource, setting_from_text,
-                               settings_report)
 
-settings_app = typer.Typer(help="The deployment's policy settings, kept in the store with their history (設定).",
-                           no_args_is_help=True)
+settings_app = typer.Typer(
+    help="The deployment's policy settings, kept in the store with their history (設定).", no_args_is_help=True
+)
 app.add_typer(settings_app, name="settings")
 
 
@@ -67,9 +73,10 @@ def _ignored_variables(settings: dict[str, Any]) -> list[str]:
 
 
 @settings_app.command("show")
-def settings_show(database: Database = None,
-                  as_json: Annotated[bool, typer.Option("--json", help="Everything as one JSON object.")] = False
-                  ) -> None:
+def settings_show(
+    database: Database = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Everything as one JSON object.")] = False,
+) -> None:
     """The settings in force (every process on the store decides under them), who set each and when, and the
     history of changes."""
     hub = _open(database)
@@ -83,27 +90,42 @@ def settings_show(database: Database = None,
     table = Table("設定 (setting)", "値 (value)", "変更者 (by)", "日時 (at)", title="現在の設定 / Settings in force")
     for name, value in report["settings"].items():
         who = report["set_by"][name]
-        table.add_row(name, _text(value), (who["by"] + (f" ({who['org']})" if who.get("org") else "")) if who else
-                      "（既定値 / default）", _when(who["at"] if who else None))
+        table.add_row(
+            name,
+            _text(value),
+            (who["by"] + (f" ({who['org']})" if who.get("org") else "")) if who else "（既定値 / default）",
+            _when(who["at"] if who else None),
+        )
     out.print(table)
-    history = Table("日時 (at)", "設定 (setting)", "変更前 (old)", "変更後 (new)", "変更者 (by)",
-                    title="変更履歴 / History")
+    history = Table(
+        "日時 (at)", "設定 (setting)", "変更前 (old)", "変更後 (new)", "変更者 (by)", title="変更履歴 / History"
+    )
     for change in report["history"]:
-        history.add_row(_when(change["at"]), change["name"], _text(change["old"]), _text(change["new"]),
-                        change["by"] + (f" ({change['org']})" if change.get("org") else ""))
+        history.add_row(
+            _when(change["at"]),
+            change["name"],
+            _text(change["old"]),
+            _text(change["new"]),
+            change["by"] + (f" ({change['org']})" if change.get("org") else ""),
+        )
     out.print(history)
     for variable in _ignored_variables(report["settings"]):
-        out.print(f"[yellow]注意[/yellow] 環境変数 {variable} は使われていません：設定は保存先のものです"
-                  f"（変更は tsunagu settings set）/ {variable} is ignored: the store's settings are in force")
+        out.print(
+            f"[yellow]注意[/yellow] 環境変数 {variable} は使われていません：設定は保存先のものです"
+            f"（変更は tsunagu settings set）/ {variable} is ignored: the store's settings are in force"
+        )
 
 
 @settings_app.command("set")
-def settings_set(name: Annotated[str, typer.Argument(help=f"One of {', '.join(SETTING_NAMES)}.")],
-                 value: Annotated[str, typer.Argument(help="true/false (1/0, yes/no, on/off) or an integer.")],
-                 by: Annotated[Optional[str], typer.Option(
-                     "--by", help="Who makes the change (a person or organisation id; default: your login name).")]
-                 = None,
-                 database: Database = None) -> None:
+def settings_set(
+    name: Annotated[str, typer.Argument(help=f"One of {', '.join(SETTING_NAMES)}.")],
+    value: Annotated[str, typer.Argument(help="true/false (1/0, yes/no, on/off) or an integer.")],
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Who makes the change (a person or organisation id; default: your login name)."),
+    ] = None,
+    database: Database = None,
+) -> None:
     """Change one setting for every process on the store (in force everywhere within seconds); recorded with
     who and when. emergency_hours: 1-168; monthly_report_due_day: 1-28."""
     try:
@@ -121,12 +143,16 @@ def settings_set(name: Annotated[str, typer.Argument(help=f"One of {', '.join(SE
     finally:
         hub.close()
     if not made:
-        out.print(f"{name} はすでに {_text(parsed)} です。変更はありません / {name} is already {_text(parsed)}: "
-                  f"nothing changed")
+        out.print(
+            f"{name} はすでに {_text(parsed)} です。変更はありません / {name} is already {_text(parsed)}: "
+            f"nothing changed"
+        )
         return
-    out.print(f"{name} を {_text(old)} から {_text(parsed)} に変更しました（変更者: {who}）。すべてのプロセスで"
-              f"数秒以内に有効になります / {name} changed from {_text(old)} to {_text(parsed)} by {who}; in force "
-              f"in every process within seconds")
+    out.print(
+        f"{name} を {_text(old)} から {_text(parsed)} に変更しました（変更者: {who}）。すべてのプロセスで"
+        f"数秒以内に有効になります / {name} changed from {_text(old)} to {_text(parsed)} by {who}; in force "
+        f"in every process within seconds"
+    )
 
 
 def _login_name() -> str:

@@ -16,12 +16,12 @@ go to a ``Publisher`` in chunks. A row's outcome follows from what the hub did w
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Literal
-
+from typing import Any, BinaryIO, Literal
 
 from adapters import health_center, service_provider
 from adapters.csvfile import CsvReader, FileRefused
@@ -33,8 +33,8 @@ from events.envelope import content_digest
 from events.problems import Problem
 from events.retry import retry_conflicts
 from events.store import HubStore, Quarantine
-from services.publishing.linking import WAITING_FOR_LINK
 from services.publishing.ingest import PublishResult
+from services.publishing.linking import WAITING_FOR_LINK
 
 Format = Literal["jsonl", "health-checkup", "provider"]
 CHUNK = 1000  # envelopes per publish (the hub takes at most 5000)
@@ -85,34 +85,53 @@ class FeedImporter:
 
     def jsonl(self, source: Source, *, org: str, name: str | None = None) -> FeedSummary:
         """A JSON-lines feed: one envelope per line, each with ``source`` = ``org``."""
+
         def rows(reader: JsonlReader) -> Iterable[FeedRow]:
             for row in reader:
                 sent_by = row.envelopes[0].get("source") if row.envelopes else None
                 if sent_by is not None and sent_by != org:  # a missing source is the hub's to name
-                    row = FeedRow(row.line, problems=[Problem(
-                        "source_mismatch", f"line {row.line}: source {sent_by!r} is not the sending organisation {org!r}",
-                        f"{row.line}行目: source「{sent_by}」が送信元の機関（{org}）と一致しません。自機関のイベントだけを送れます",
-                        "source")], raw=row.raw)
+                    row = FeedRow(
+                        row.line,
+                        problems=[
+                            Problem(
+                                "source_mismatch",
+                                f"line {row.line}: source {sent_by!r} is not the sending organisation {org!r}",
+                                f"{row.line}行目: source「{sent_by}」が送信元の機関（{org}）と一致しません。自機関のイベントだけを送れます",
+                                "source",
+                            )
+                        ],
+                        raw=row.raw,
+                    )
                 yield row
+
         return _Run(self, "jsonl", org, source, name).run(lambda: JsonlReader(source), rows)
 
-    def health_checkup(self, source: Source, *, org: str, basis: health_center.Basis = "cwa-21-10-5",
-                       name: str | None = None) -> FeedSummary:
+    def health_checkup(
+        self, source: Source, *, org: str, basis: health_center.Basis = "cwa-21-10-5", name: str | None = None
+    ) -> FeedSummary:
         """乳幼児健診 results (health.checkup) from a 保健所 (``cwa-21-10-5``) or a centre's 母子保健 (``internal``)."""
+
         def rows(reader: CsvReader) -> Iterable[FeedRow]:
-            return (health_center.parse_checkup(row, reader.column_headers, org=org, today=self.today, basis=basis)
-                    for row in reader)
+            return (
+                health_center.parse_checkup(row, reader.column_headers, org=org, today=self.today, basis=basis)
+                for row in reader
+            )
+
         return _Run(self, "health-checkup", org, source, name).run(
-            lambda: CsvReader(source, health_center.COLUMNS), rows)
+            lambda: CsvReader(source, health_center.COLUMNS), rows
+        )
 
     def provider(self, source: Source, *, org: str, to: str | None = None, name: str | None = None) -> FeedSummary:
         """委託事業者 usage and visit reports (service.usage, visit.report); ``to``: the commissioning centre for
         rows without a 委託元 column."""
+
         def rows(reader: CsvReader) -> Iterable[FeedRow]:
-            return (service_provider.parse_provider_row(row, reader.column_headers, org=org, today=self.today, to=to)
-                    for row in reader)
-        return _Run(self, "provider", org, source, name).run(
-            lambda: CsvReader(source, service_provider.COLUMNS), rows)
+            return (
+                service_provider.parse_provider_row(row, reader.column_headers, org=org, today=self.today, to=to)
+                for row in reader
+            )
+
+        return _Run(self, "provider", org, source, name).run(lambda: CsvReader(source, service_provider.COLUMNS), rows)
 
 
 class _Run:
@@ -123,11 +142,18 @@ class _Run:
         self.pending_envelopes = 0
         self.held: list[tuple[dict[str, Any], list[Problem]]] = []
 
-    def run(self, open_reader: Callable[[], AbstractContextManager[Any]],
-            rows: Callable[[Any], Iterable[FeedRow]]) -> FeedSummary:
+    def run(
+        self, open_reader: Callable[[], AbstractContextManager[Any]], rows: Callable[[Any], Iterable[FeedRow]]
+    ) -> FeedSummary:
         if self.org not in self.store.registry().orgs:
-            self.summary.refused = [Problem("unknown_source", f"{self.org!r} is not a registered organisation",
-                                            f"送信元の機関「{self.org}」はハブに登録されていません", "org").to_dict()]
+            self.summary.refused = [
+                Problem(
+                    "unknown_source",
+                    f"{self.org!r} is not a registered organisation",
+                    f"送信元の機関「{self.org}」はハブに登録されていません",
+                    "org",
+                ).to_dict()
+            ]
             return self.summary
         try:
             with open_reader() as reader:
@@ -145,8 +171,15 @@ class _Run:
         except FileRefused as refused:
             problems = refused.problems
             if self.summary.rows:
-                problems = [Problem(p.code, f"{p.message} (the rows before it were imported)",
-                                    f"{p.message_ja}（この行より前の行は取り込みました）", p.field) for p in problems]
+                problems = [
+                    Problem(
+                        p.code,
+                        f"{p.message} (the rows before it were imported)",
+                        f"{p.message_ja}（この行より前の行は取り込みました）",
+                        p.field,
+                    )
+                    for p in problems
+                ]
             self.summary.refused = [p.to_dict() for p in problems]
         self._flush()
         self._save_held()
@@ -157,18 +190,23 @@ class _Run:
         envelopes = [e for row in rows for e in row.envelopes]
         results: list[PublishResult] = []
         for start in range(0, len(envelopes), self.importer.chunk):
-            results += self.importer.publisher.publish(envelopes[start:start + self.importer.chunk])
+            results += self.importer.publisher.publish(envelopes[start : start + self.importer.chunk])
         position = 0
         for row in rows:
-            self._settle(row, results[position:position + len(row.envelopes)])
+            self._settle(row, results[position : position + len(row.envelopes)])
             position += len(row.envelopes)
 
     def _settle(self, row: FeedRow, results: list[PublishResult]) -> None:
         refused = [p for r in results if r.outcome == "rejected" for p in r.problems]
         waiting = [r for r in results if r.outcome == "queued" and any(p.code == WAITING_FOR_LINK for p in r.problems)]
         if refused:  # the hub keeps the refused envelopes in its own quarantine
-            self._listed(row.line, [Problem(p.code, f"line {row.line}: {p.message}", f"{row.line}行目: {p.message_ja}",
-                                            p.field) for p in refused])
+            self._listed(
+                row.line,
+                [
+                    Problem(p.code, f"line {row.line}: {p.message}", f"{row.line}行目: {p.message_ja}", p.field)
+                    for p in refused
+                ],
+            )
         elif waiting:
             self.summary.waiting_for_link += 1
         elif all(r.outcome == "duplicate" for r in results):
@@ -180,8 +218,9 @@ class _Run:
 
     def _reject(self, row: FeedRow) -> None:
         self._listed(row.line, row.problems)
-        self.held.append(({"format": self.format, "file": self.summary.file, "line": row.line, "row": row.raw},
-                          row.problems))
+        self.held.append(
+            ({"format": self.format, "file": self.summary.file, "line": row.line, "row": row.raw}, row.problems)
+        )
 
     def _listed(self, line: int, problems: list[Problem]) -> None:
         self.summary.rejected_total += 1
@@ -196,14 +235,18 @@ class _Run:
 
         def hold_once() -> None:
             quarantine = self.store.get_or_none(Quarantine.create_id(self.org)) or Quarantine(self.org)
-            known = {content_digest([h["raw"].get("format"), h["raw"].get("row")]) for h in quarantine.held
-                     if isinstance(h.get("raw"), dict)}
+            known = {
+                content_digest([h["raw"].get("format"), h["raw"].get("row")])
+                for h in quarantine.held
+                if isinstance(h.get("raw"), dict)
+            }
             for raw, problems in self.held:
                 digest = content_digest([raw["format"], raw["row"]])
                 if digest not in known:
                     known.add(digest)
-                    quarantine.hold(raw=raw, problems=[p.to_dict() for p in problems],
-                                    received_at=self.importer.now.isoformat())
+                    quarantine.hold(
+                        raw=raw, problems=[p.to_dict() for p in problems], received_at=self.importer.now.isoformat()
+                    )
             self.store.save(quarantine)
 
         retry_conflicts(hold_once)  # a publish rejecting an event of the same sender may hold at the same time

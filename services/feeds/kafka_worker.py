@@ -20,14 +20,24 @@ stream) is not committed either: the worker moves back to the batch's offsets an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from events.problems import Busy
 from events.retry import retry_conflicts
 from events.store import Quarantine, jsonable
-from events.transport import (EVENTS_TOPIC, InvalidMessage, TransportError, api_version_from_env,
-                              dead_letter_topic, dead_letter_value, decode_all, original_message, producer_options)
+from events.transport import (
+    EVENTS_TOPIC,
+    InvalidMessage,
+    TransportError,
+    api_version_from_env,
+    dead_letter_topic,
+    dead_letter_value,
+    decode_all,
+    original_message,
+    producer_options,
+)
 from services.hub import Hub
 from services.publishing.ingest import MAX_BATCH
 
@@ -48,25 +58,38 @@ class BatchReport:
     deferred: int = 0  # not stored this time (the hub was busy): taken again by the next poll
     committed: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> next offset
 
-    def add(self, other: "BatchReport") -> None:
+    def add(self, other: BatchReport) -> None:
         for name in ("messages", "accepted", "duplicate", "queued", "rejected", "invalid"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.committed.update(other.committed)
 
     def summary(self) -> str:
-        return (f"{self.messages} messages: accepted {self.accepted}, duplicate {self.duplicate}, "
-                f"waiting for linking {self.queued}, rejected {self.rejected}, invalid {self.invalid}"
-                + (f", taken again after the hub was busy {self.deferred}" if self.deferred else ""))
+        return (
+            f"{self.messages} messages: accepted {self.accepted}, duplicate {self.duplicate}, "
+            f"waiting for linking {self.queued}, rejected {self.rejected}, invalid {self.invalid}"
+            + (f", taken again after the hub was busy {self.deferred}" if self.deferred else "")
+        )
 
 
 class IngestWorker:
     """One member of the ingest consumer group. ``run()`` until ``stop()``; ``process_batch()`` for one poll."""
 
-    def __init__(self, hub: Hub, bootstrap: str, *, group: str = DEFAULT_GROUP, topic: str = EVENTS_TOPIC,
-                 dead_letters: str | None = None, api_version: tuple[int, ...] | None = None,
-                 max_batch: int = 500, poll_timeout_ms: int = 500, session_timeout_ms: int = 10000,
-                 client_id: str = "tsunagu-ingest-worker", connect_timeout: float = 10.0,
-                 log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        hub: Hub,
+        bootstrap: str,
+        *,
+        group: str = DEFAULT_GROUP,
+        topic: str = EVENTS_TOPIC,
+        dead_letters: str | None = None,
+        api_version: tuple[int, ...] | None = None,
+        max_batch: int = 500,
+        poll_timeout_ms: int = 500,
+        session_timeout_ms: int = 10000,
+        client_id: str = "tsunagu-ingest-worker",
+        connect_timeout: float = 10.0,
+        log: Callable[[str], None] | None = None,
+    ):
         from kafka import KafkaConsumer, KafkaProducer
         from kafka.errors import KafkaError
 
@@ -88,13 +111,23 @@ class IngestWorker:
         servers = bootstrap.split(",")
         try:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=servers, group_id=group, client_id=client_id, enable_auto_commit=False,
-                auto_offset_reset="earliest", max_poll_records=max_batch, session_timeout_ms=session_timeout_ms,
-                heartbeat_interval_ms=max(session_timeout_ms // 4, 500), request_timeout_ms=30000,
-                **versioned)
+                bootstrap_servers=servers,
+                group_id=group,
+                client_id=client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=max_batch,
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=max(session_timeout_ms // 4, 500),
+                request_timeout_ms=30000,
+                **versioned,
+            )
             self._consumer.subscribe([topic])
-            self._producer = KafkaProducer(bootstrap_servers=servers, client_id=f"{client_id}-dead-letters",
-                                           **producer_options(api_version, connect_timeout=connect_timeout))
+            self._producer = KafkaProducer(
+                bootstrap_servers=servers,
+                client_id=f"{client_id}-dead-letters",
+                **producer_options(api_version, connect_timeout=connect_timeout),
+            )
             # Fail now, clearly, if the broker is not there (later outages are retried); this also creates the
             # topics on a broker that creates them on first use.
             self._producer.partitions_for(topic)
@@ -164,9 +197,18 @@ class IngestWorker:
                 if result.outcome == "rejected":
                     record = carried[result.index]
                     source = envelopes[result.index].get("source") or "unknown"
-                    dead.append((record, dead_letter_value(
-                        self._original(record), [p.to_dict() for p in result.problems], stage="ingest",
-                        failed_at=now, quarantined_as=str(source))))
+                    dead.append(
+                        (
+                            record,
+                            dead_letter_value(
+                                self._original(record),
+                                [p.to_dict() for p in result.problems],
+                                stage="ingest",
+                                failed_at=now,
+                                quarantined_as=str(source),
+                            ),
+                        )
+                    )
             report.accepted = sum(r.outcome == "accepted" for r in results)
             report.duplicate = sum(r.outcome == "duplicate" for r in results)
             report.queued = sum(r.outcome == "queued" for r in results)
@@ -178,9 +220,18 @@ class IngestWorker:
                 return self._again_later(polled, report, busy)
             report.invalid = len(invalid)
             for record, problem in invalid:
-                dead.append((record, dead_letter_value(self._original(record), [problem.to_problem()],
-                                                       stage="decode", failed_at=now,
-                                                       quarantined_as=QUARANTINE_SOURCE)))
+                dead.append(
+                    (
+                        record,
+                        dead_letter_value(
+                            self._original(record),
+                            [problem.to_problem()],
+                            stage="decode",
+                            failed_at=now,
+                            quarantined_as=QUARANTINE_SOURCE,
+                        ),
+                    )
+                )
         if dead:
             self._send_dead_letters(dead)
 
@@ -206,8 +257,10 @@ class IngestWorker:
         moved back to the batch's first offsets so that the next poll takes it again, after a pause."""
         for partition, partition_records in polled.items():
             self._consumer.seek(partition, partition_records[0].offset)
-        self.log(f"{busy.problem.message} ({busy.problem.message_ja}); the batch of {report.messages} messages "
-                 f"is taken again")
+        self.log(
+            f"{busy.problem.message} ({busy.problem.message_ja}); the batch of {report.messages} messages "
+            f"is taken again"
+        )
         report.deferred = report.messages
         self.totals.deferred += report.messages  # the messages themselves are counted when they are stored
         time.sleep(busy.retry_after)
@@ -221,11 +274,13 @@ class IngestWorker:
         """Hold messages that carry no readable envelope, with their bytes and reasons, in one transaction."""
 
         def hold_once() -> None:
-            quarantine = self.hub.store.get_or_none(Quarantine.create_id(QUARANTINE_SOURCE)) \
-                or Quarantine(QUARANTINE_SOURCE)
+            quarantine = self.hub.store.get_or_none(Quarantine.create_id(QUARANTINE_SOURCE)) or Quarantine(
+                QUARANTINE_SOURCE
+            )
             for record, problem in invalid:
-                quarantine.hold(raw=jsonable({"kafka": self._original(record)}), problems=[problem.to_problem()],
-                                received_at=now)
+                quarantine.hold(
+                    raw=jsonable({"kafka": self._original(record)}), problems=[problem.to_problem()], received_at=now
+                )
             self.hub.store.save(quarantine)
 
         retry_conflicts(hold_once)  # another worker of the group may hold into the same stream at the same time
@@ -239,8 +294,10 @@ class IngestWorker:
             for future in futures:
                 future.get(timeout=0)
         except KafkaError as error:
-            raise TransportError(f"could not write to the dead-letter topic {self.dead_letters} at "
-                                 f"{self.bootstrap}: {error}; the batch is not committed and will be retried") from None
+            raise TransportError(
+                f"could not write to the dead-letter topic {self.dead_letters} at "
+                f"{self.bootstrap}: {error}; the batch is not committed and will be retried"
+            ) from None
 
     def close(self) -> None:
         """Leave the group without committing anything more, and close the producer."""
@@ -250,7 +307,7 @@ class IngestWorker:
         if producer is not None:
             producer.close(timeout=10)
 
-    def __enter__(self) -> "IngestWorker":
+    def __enter__(self) -> IngestWorker:
         return self
 
     def __exit__(self, *exc: Any) -> None:

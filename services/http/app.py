@@ -36,25 +36,33 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from consent.policy import learns_whether_published, POLICY_VERSION
+from consent.policy import POLICY_VERSION, learns_whether_published
 from events.envelope import Envelope, ja_for, nesting_depth
 from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_JSON_DEPTH
-from events.problems import Busy, Rejected, told_to
+from events.problems import Busy, Outcome, Rejected, told_to
 from events.retry import RETRY_AFTER_SECONDS
-from services.http.deps import (ApiError, ErrorResponse, HubDep, ProblemOut, PublishDep, TimelineReaderDep, error_body,
-                               error_responses)
-from services.http.limits import install_limits
-from services.auth.tokens import TokenIssuer, TokenVerifier
 from services.auth.dev_provider import DevProvider, dev_router
-from services.hub import Hub
-from services.publishing.ingest import Outcome
 from services.auth.oauth_server import install_oauth
 from services.auth.oidc import OidcProvider
+from services.auth.tokens import TokenIssuer, TokenVerifier
+from services.http.deps import (
+    ApiError,
+    ErrorResponse,
+    HubDep,
+    ProblemOut,
+    PublishDep,
+    TimelineReaderDep,
+    error_body,
+    error_responses,
+)
+from services.http.limits import install_limits
+from services.hub import Hub
 
 log = logging.getLogger("tsunagu.api")
 
 
 # --- Response models (the OpenAPI schema follows them) ------------------------------------------------------
+
 
 class Health(BaseModel):
     status: Literal["ok"]
@@ -102,9 +110,13 @@ class TimelineOut(BaseModel):
     allowed: bool
     reason: str
     entries: list[TimelineEntryOut]
-    withheld: int | None = Field(default=None, description=(
-        "How many events the policy withheld; present only for municipal centres and child guidance centres. "
-        "Other readers learn nothing about events they may not read."))
+    withheld: int | None = Field(
+        default=None,
+        description=(
+            "How many events the policy withheld; present only for municipal centres and child guidance centres. "
+            "Other readers learn nothing about events they may not read."
+        ),
+    )
     access_record: str = Field(description="The id of the access record appended for this read.")
     policy_version: str
 
@@ -121,26 +133,46 @@ def health(hub: HubDep) -> Health:
         hub.store.log_position()
     except PersistenceError:
         log.exception("the event store does not answer")
-        raise ApiError(503, "store_unavailable", "the event store is not reachable",
-                       "データベースに接続できません。しばらくしてから再度お試しください",
-                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+        raise ApiError(
+            503,
+            "store_unavailable",
+            "the event store is not reachable",
+            "データベースに接続できません。しばらくしてから再度お試しください",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
     module = type(hub.store.recorder).__module__
-    return Health(status="ok", policy_version=POLICY_VERSION,
-                  store="postgresql" if module.endswith(".postgres") else "sqlite")
+    return Health(
+        status="ok", policy_version=POLICY_VERSION, store="postgresql" if module.endswith(".postgres") else "sqlite"
+    )
 
 
 _PUBLISH_BODY = {
     "required": True,
-    "content": {"application/json": {"schema": {"oneOf": [
-        {"$ref": "#/components/schemas/Envelope"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/Envelope"}, "minItems": 1,
-         "maxItems": MAX_EVENTS_PER_REQUEST},
-    ]}}},
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/Envelope"},
+                    {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Envelope"},
+                        "minItems": 1,
+                        "maxItems": MAX_EVENTS_PER_REQUEST,
+                    },
+                ]
+            }
+        }
+    },
 }
 
 
-@router.post("/events", response_model=PublishResponse, openapi_extra={"requestBody": _PUBLISH_BODY},
-             responses=error_responses(401, 403, 413, 422), tags=["events"])
+@router.post(
+    "/events",
+    response_model=PublishResponse,
+    openapi_extra={"requestBody": _PUBLISH_BODY},
+    responses=error_responses(401, 403, 413, 422),
+    tags=["events"],
+)
 async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> PublishResponse:
     """Publish one event envelope, or a JSON array of at most 1000 (a batch stored in one transaction).
 
@@ -156,8 +188,12 @@ async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> P
     results = await run_in_threadpool(lambda: hub.publish(items, publisher=member.org))
     tell = learns_whether_published(hub.orgs().get(member.org))
     results = [told_to(r, tell) for r in results]
-    out = [PublishResultOut(index=r.index, id=r.id, outcome=r.outcome,
-                            problems=[ProblemOut(**p.to_dict()) for p in r.problems]) for r in results]
+    out = [
+        PublishResultOut(
+            index=r.index, id=r.id, outcome=r.outcome, problems=[ProblemOut(**p.to_dict()) for p in r.problems]
+        )
+        for r in results
+    ]
     counts = PublishCounts(**{o: sum(r.outcome == o for r in out) for o in OUTCOMES})
     return PublishResponse(results=out, counts=counts)
 
@@ -171,27 +207,51 @@ def _batch(body: bytes) -> list[Any]:
     try:
         document = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError:
-        raise ApiError(422, "invalid_encoding", "the body must be JSON in UTF-8",
-                       "送信データは UTF-8 の JSON で送ってください", field="body") from None
+        raise ApiError(
+            422,
+            "invalid_encoding",
+            "the body must be JSON in UTF-8",
+            "送信データは UTF-8 の JSON で送ってください",
+            field="body",
+        ) from None
     except (ValueError, RecursionError) as error:
         detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error) or "nested too deeply"
-        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {detail}",
-                       "送信データが JSON として読めません", field="body") from None
+        raise ApiError(
+            422,
+            "invalid_json",
+            f"the body is not valid JSON: {detail}",
+            "送信データが JSON として読めません",
+            field="body",
+        ) from None
     if nesting_depth(document, stop_after=MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise ApiError(422, "nested_too_deeply", f"the body nests more than {MAX_JSON_DEPTH} levels deep",
-                       f"送信データの入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）", field="body")
+        raise ApiError(
+            422,
+            "nested_too_deeply",
+            f"the body nests more than {MAX_JSON_DEPTH} levels deep",
+            f"送信データの入れ子が深すぎます（{MAX_JSON_DEPTH}段まで）",
+            field="body",
+        )
     _check_text(document)
     if isinstance(document, dict):
         return [document]
     if not isinstance(document, list):
-        raise ApiError(422, "invalid_body", "the body must be an event envelope (an object) or an array of them",
-                       "送信データはイベント（{...}）またはその配列（[...]）で送ってください", field="body")
+        raise ApiError(
+            422,
+            "invalid_body",
+            "the body must be an event envelope (an object) or an array of them",
+            "送信データはイベント（{...}）またはその配列（[...]）で送ってください",
+            field="body",
+        )
     if not document:
         raise ApiError(422, "empty_batch", "the array holds no events", "イベントが1件もありません", field="body")
     if len(document) > MAX_EVENTS_PER_REQUEST:
-        raise ApiError(422, "batch_too_large", f"at most {MAX_EVENTS_PER_REQUEST} events per request",
-                       f"一度に送れるイベントは{MAX_EVENTS_PER_REQUEST}件までです。分けて送ってください",
-                       field="body")
+        raise ApiError(
+            422,
+            "batch_too_large",
+            f"at most {MAX_EVENTS_PER_REQUEST} events per request",
+            f"一度に送れるイベントは{MAX_EVENTS_PER_REQUEST}件までです。分けて送ってください",
+            field="body",
+        )
     return document
 
 
@@ -207,71 +267,117 @@ def _check_text(document: Any) -> None:
             except UnicodeEncodeError:
                 where = f"body[{i}]"
                 break
-        raise ApiError(422, "invalid_text", f"{where} holds an escape that is not a Unicode character (a lone "
-                       "surrogate such as \\ud800)", f"{where}: 文字として読めない値（\\ud800 など）が含まれています",
-                       field=where) from None
+        raise ApiError(
+            422,
+            "invalid_text",
+            f"{where} holds an escape that is not a Unicode character (a lone surrogate such as \\ud800)",
+            f"{where}: 文字として読めない値（\\ud800 など）が含まれています",
+            field=where,
+        ) from None
 
 
 _REFUSALS = {
-    "unknown_organisation": ("organisation {org} is not registered in the hub",
-                             "機関「{org}」はハブに登録されていません"),
+    "unknown_organisation": (
+        "organisation {org} is not registered in the hub",
+        "機関「{org}」はハブに登録されていません",
+    ),
     "organisation_type_reads_no_case_content": (
         "organisations of this type read access records and aggregates, never case content",
-        "この種別の機関は児童の記録の内容を閲覧できません（閲覧記録・集計のみ）"),
-    "purpose_not_allowed": ("a timeline is read for purpose support, meeting or emergency",
-                            "閲覧目的（purpose）は support・meeting・emergency のいずれかです"),
-    "no_emergency_window": ("no emergency declared by your organisation about this child is open now",
-                            "この児童について自機関が宣言した緊急対応の期間外のため、緊急閲覧はできません"),
+        "この種別の機関は児童の記録の内容を閲覧できません（閲覧記録・集計のみ）",
+    ),
+    "purpose_not_allowed": (
+        "a timeline is read for purpose support, meeting or emergency",
+        "閲覧目的（purpose）は support・meeting・emergency のいずれかです",
+    ),
+    "no_emergency_window": (
+        "no emergency declared by your organisation about this child is open now",
+        "この児童について自機関が宣言した緊急対応の期間外のため、緊急閲覧はできません",
+    ),
 }
 
 
-@router.get("/children/{child}/timeline", response_model=TimelineOut, response_model_exclude_unset=True,
-            responses=error_responses(401, 403, 422), tags=["children"])
+@router.get(
+    "/children/{child}/timeline",
+    response_model=TimelineOut,
+    response_model_exclude_unset=True,
+    responses=error_responses(401, 403, 422),
+    tags=["children"],
+)
 def read_timeline(
-        child: Annotated[str, Path(min_length=1, max_length=200, description="The child's hub id.")],
-        purpose: Annotated[str, Query(min_length=1, max_length=40, description=(
-            "support, meeting or emergency (emergency only inside a window your organisation declared). "
-            "Any other purpose is refused as a whole, and recorded."))],
-        principal: TimelineReaderDep, hub: HubDep) -> Any:
+    child: Annotated[str, Path(min_length=1, max_length=200, description="The child's hub id.")],
+    purpose: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=40,
+            description=(
+                "support, meeting or emergency (emergency only inside a window your organisation declared). "
+                "Any other purpose is refused as a whole, and recorded."
+            ),
+        ),
+    ],
+    principal: TimelineReaderDep,
+    hub: HubDep,
+) -> Any:
     """A child's timeline as the token's organisation, in the token's role, may see it.
 
     Every event is decided by the read policy; the access record (allowed or refused) is appended before
     anything is returned. A read refused as a whole gives 403 with the access record's id.
     """
-    timeline = hub.timeline(org=principal.org, role=principal.role, child=child, purpose=purpose,
-                            user=principal.user)
+    timeline = hub.timeline(org=principal.org, role=principal.role, child=child, purpose=purpose, user=principal.user)
     if not timeline.allowed:
-        message, message_ja = _REFUSALS.get(timeline.reason, ("the read was refused ({reason})",
-                                                              "閲覧は認められませんでした"))
-        raise ApiError(403, timeline.reason, message.format(org=principal.org, reason=timeline.reason),
-                       message_ja.format(org=principal.org), access_record=timeline.access_record)
+        message, message_ja = _REFUSALS.get(
+            timeline.reason, ("the read was refused ({reason})", "閲覧は認められませんでした")
+        )
+        raise ApiError(
+            403,
+            timeline.reason,
+            message.format(org=principal.org, reason=timeline.reason),
+            message_ja.format(org=principal.org),
+            access_record=timeline.access_record,
+        )
     return timeline.to_dict()
 
 
 ROUTERS: list[APIRouter] = [router]
 """Every router of the API. Add one by appending it here; take dependencies from ``services.http.deps``."""
 from services.http.casework import router as casework_router  # noqa: E402  要対協 case work, ledgers, agenda
+
 ROUTERS.append(casework_router)
 from services.http.reports import router as reports_router  # noqa: E402  定期的な情報提供: overdue reports
+
 ROUTERS.append(reports_router)
 from services.http.audit import router as audit_router  # noqa: E402  監査: auditors' tools, metadata only
+
 ROUTERS.append(audit_router)
 from services.http.settings import router as settings_router  # noqa: E402  設定: the deployment's settings
+
 ROUTERS.append(settings_router)
 
 
 # --- The app ------------------------------------------------------------------------------------------------
 
-def create_app(hub: Hub, verifier: TokenVerifier, *, issuer: TokenIssuer | None = None,
-               oidc: OidcProvider | None = None, dev_oidc: DevProvider | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+
+def create_app(
+    hub: Hub,
+    verifier: TokenVerifier,
+    *,
+    issuer: TokenIssuer | None = None,
+    oidc: OidcProvider | None = None,
+    dev_oidc: DevProvider | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
     """The API around ``hub``. ``verifier`` checks bearer tokens; with an ``issuer`` (sharing its keys) the token
     endpoint issues them (``services.auth.oauth_server``), to adapters' clients and, with ``oidc``, to staff signed in at that
     OpenID provider; ``dev_oidc`` mounts the development provider (``services.auth.dev_provider``, never in production)."""
-    app = FastAPI(title="tsunagu (つなぐ) hub API", version="1",
-                  description="Lawful, audited sharing of information about children at risk. Every read is "
-                              "decided by the read policy and recorded for auditors.",
-                  docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="tsunagu (つなぐ) hub API",
+        version="1",
+        description="Lawful, audited sharing of information about children at risk. Every read is "
+        "decided by the read policy and recorded for auditors.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.hub = hub
     app.state.verifier = verifier
     for r in ROUTERS:
@@ -325,16 +431,23 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = _json_error(413, error_body(
-            "payload_too_large", f"the request body is too large (at most {self.max_bytes} bytes)",
-            f"送信データが大きすぎます（上限 {self.max_bytes / 1024 / 1024:g} MB）。分けて送ってください"),
-            headers={"Connection": "close"})
+        response = _json_error(
+            413,
+            error_body(
+                "payload_too_large",
+                f"the request body is too large (at most {self.max_bytes} bytes)",
+                f"送信データが大きすぎます（上限 {self.max_bytes / 1024 / 1024:g} MB）。分けて送ってください",
+            ),
+            headers={"Connection": "close"},
+        )
         await response(scope, receive, send)
 
 
-_BUSY = ("Busy: other requests kept changing the same records (busy), or the event store did not answer "
-         "(store_unavailable), until the request's time budget was spent. Nothing was returned; send the same "
-         "request again after the seconds in Retry-After (a publish is idempotent by envelope id)")
+_BUSY = (
+    "Busy: other requests kept changing the same records (busy), or the event store did not answer "
+    "(store_unavailable), until the request's time budget was spent. Nothing was returned; send the same "
+    "request again after the seconds in Retry-After (a publish is idempotent by envelope id)"
+)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -345,9 +458,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         envelope = Envelope.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(envelope.pop("$defs", {}))
         components["Envelope"] = envelope
-        busy = {"description": _BUSY, "headers": {"Retry-After": {
-                    "description": "Seconds to wait before sending the same request again", "schema": {"type": "integer"}}},
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        busy = {
+            "description": _BUSY,
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before sending the same request again",
+                    "schema": {"type": "integer"},
+                }
+            },
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+        }
         for item in schema.get("paths", {}).values():
             for operation in item.values():
                 if isinstance(operation, dict) and "responses" in operation:
@@ -363,8 +483,11 @@ def _json_error(status: int, body: dict[str, Any], headers: dict[str, str] | Non
 def _busy_response(busy: Busy) -> JSONResponse:
     """503 with ``Retry-After``: the request could not be served in its time budget (``events.problems.Busy``)."""
     problem = busy.problem
-    return _json_error(503, error_body(problem.code, problem.message, problem.message_ja),
-                       headers={"Retry-After": str(busy.retry_after)})
+    return _json_error(
+        503,
+        error_body(problem.code, problem.message, problem.message_ja),
+        headers={"Retry-After": str(busy.retry_after)},
+    )
 
 
 _HTTP_ERRORS = {
@@ -384,26 +507,55 @@ def _install_error_handlers(app: FastAPI) -> None:
         for e in error.errors():
             field = ".".join(str(p) for p in e.get("loc", ())[1:]) or str(next(iter(e.get("loc", ())), "body"))
             ja = ja_for(e)
-            problems.append({"code": "invalid_request", "field": field, "message": f"{field}: {e.get('msg')}",
-                             "message_ja": f"{field}: {ja}"})
-        first = problems[0] if problems else {"field": None, "message": "invalid request",
-                                              "message_ja": "リクエストが正しくありません"}
-        return _json_error(422, error_body("invalid_request", first["message"], first["message_ja"],
-                                           field=first["field"], problems=problems))
+            problems.append(
+                {
+                    "code": "invalid_request",
+                    "field": field,
+                    "message": f"{field}: {e.get('msg')}",
+                    "message_ja": f"{field}: {ja}",
+                }
+            )
+        first = (
+            problems[0]
+            if problems
+            else {"field": None, "message": "invalid request", "message_ja": "リクエストが正しくありません"}
+        )
+        return _json_error(
+            422,
+            error_body(
+                "invalid_request", first["message"], first["message_ja"], field=first["field"], problems=problems
+            ),
+        )
 
     @app.exception_handler(Rejected)
     async def rejected(request: Request, error: Rejected) -> JSONResponse:
         first = error.problems[0]
-        return _json_error(422, error_body(first.code, first.message, first.message_ja, field=first.field,
-                                           problems=[p.to_dict() for p in error.problems]))
+        return _json_error(
+            422,
+            error_body(
+                first.code,
+                first.message,
+                first.message_ja,
+                field=first.field,
+                problems=[p.to_dict() for p in error.problems],
+            ),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 400:  # FastAPI could not read the body (not UTF-8, or nested beyond the parser)
-            return _json_error(422, error_body("invalid_json", "the body is not JSON in UTF-8",
-                                               "送信データは UTF-8 の JSON で送ってください", field="body"))
-        code, message, message_ja = _HTTP_ERRORS.get(error.status_code, (
-            f"http_{error.status_code}", str(error.detail), "リクエストを処理できませんでした"))
+            return _json_error(
+                422,
+                error_body(
+                    "invalid_json",
+                    "the body is not JSON in UTF-8",
+                    "送信データは UTF-8 の JSON で送ってください",
+                    field="body",
+                ),
+            )
+        code, message, message_ja = _HTTP_ERRORS.get(
+            error.status_code, (f"http_{error.status_code}", str(error.detail), "リクエストを処理できませんでした")
+        )
         return _json_error(error.status_code, error_body(code, message, message_ja), error.headers)
 
     @app.exception_handler(Busy)
@@ -428,8 +580,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _json_error(500, error_body("internal_error", "an unexpected error occurred; it has been logged",
-                                           "予期しないエラーが発生しました。時間をおいて再度お試しください"))
+        return _json_error(
+            500,
+            error_body(
+                "internal_error",
+                "an unexpected error occurred; it has been logged",
+                "予期しないエラーが発生しました。時間をおいて再度お試しください",
+            ),
+        )
 
 
 __all__ = ["create_app", "ROUTERS", "ErrorResponse"]

@@ -28,10 +28,22 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from consent.policy import POLICY_VERSIONS
-from services.http.deps import ApiError, HubDep, MemberDep, error_responses, require_scope
-from services.audit.auditors import (Actor, Auditing, ChildReads, Disclosure, Emergencies, EmergencyAccess, Finding,
-                               NotFound, Period, PolicyImpact, Reconstruction, disclosure_html)
+from services.audit.auditors import (
+    Actor,
+    Auditing,
+    ChildReads,
+    Disclosure,
+    Emergencies,
+    EmergencyAccess,
+    Finding,
+    NotFound,
+    Period,
+    PolicyImpact,
+    Reconstruction,
+    disclosure_html,
+)
 from services.auth.tokens import Principal
+from services.http.deps import ApiError, HubDep, MemberDep, error_responses, require_scope
 from services.hub import Hub
 
 
@@ -40,8 +52,12 @@ def get_auditor(member: MemberDep, hub: HubDep) -> Principal:
     (Auditors' endpoints are for auditor organisations, whatever a token's scopes say.)"""
     org = hub.orgs().get(member.org)
     if org is None or org.type != "auditor":
-        raise ApiError(403, "not_an_auditor", "only auditor organisations may use the audit endpoints",
-                       "監査・個人情報保護担当の機関だけが利用できます")
+        raise ApiError(
+            403,
+            "not_an_auditor",
+            "only auditor organisations may use the audit endpoints",
+            "監査・個人情報保護担当の機関だけが利用できます",
+        )
     return member
 
 
@@ -69,20 +85,36 @@ def _not_found(error: NotFound) -> ApiError:
     return ApiError(404, error.code, error.message, error.message_ja)
 
 
-@router.get("/children/{child}/reads", response_model=ChildReads, responses=ERRORS,
-            summary="Who read a child's record (閲覧の記録)")
-def reads_of_child(child: Child, auditor: AuditorDep, hub: HubDep, since: Since = None,
-                   until: Until = None) -> ChildReads:
+@router.get(
+    "/children/{child}/reads",
+    response_model=ChildReads,
+    responses=ERRORS,
+    summary="Who read a child's record (閲覧の記録)",
+)
+def reads_of_child(
+    child: Child, auditor: AuditorDep, hub: HubDep, since: Since = None, until: Until = None
+) -> ChildReads:
     """Every read of the child in the period, allowed or refused: reader, purpose, decision, rules, counts."""
     return _auditing(hub).reads_of_child(child, Period.of(since, until), actor=_actor(auditor))
 
 
-@router.get("/records/{record_id}/reconstruction", response_model=Reconstruction,
-            responses=error_responses(401, 403, 404, 422), summary="What a past read returned (再現)")
-def reconstruction(record_id: RecordId, auditor: AuditorDep, hub: HubDep,
-                   child: Annotated[str | None, Query(min_length=1, max_length=200, description=(
-                       "The child the record is about: searches that child's log only."))] = None
-                   ) -> Reconstruction:
+@router.get(
+    "/records/{record_id}/reconstruction",
+    response_model=Reconstruction,
+    responses=error_responses(401, 403, 404, 422),
+    summary="What a past read returned (再現)",
+)
+def reconstruction(
+    record_id: RecordId,
+    auditor: AuditorDep,
+    hub: HubDep,
+    child: Annotated[
+        str | None,
+        Query(
+            min_length=1, max_length=200, description=("The child the record is about: searches that child's log only.")
+        ),
+    ] = None,
+) -> Reconstruction:
     """The read rebuilt from the log at the record's positions and settings, as metadata (ids, kinds, sources,
     times, rules, redacted field names); ``exact`` is true when its digest equals the one recorded then."""
     try:
@@ -91,12 +123,19 @@ def reconstruction(record_id: RecordId, auditor: AuditorDep, hub: HubDep,
         raise _not_found(error) from None
 
 
-@router.get("/children/{child}/reconstruction", response_model=Reconstruction,
-            responses=error_responses(401, 403, 404, 422), summary="What an organisation saw at a time")
-def reconstruction_at(child: Child, auditor: AuditorDep, hub: HubDep,
-                      org: Annotated[str, Query(min_length=1, max_length=200, description="The reader organisation.")],
-                      at: Annotated[str, Query(min_length=1, max_length=40, description="The time (date-time).")]
-                      ) -> Reconstruction:
+@router.get(
+    "/children/{child}/reconstruction",
+    response_model=Reconstruction,
+    responses=error_responses(401, 403, 404, 422),
+    summary="What an organisation saw at a time",
+)
+def reconstruction_at(
+    child: Child,
+    auditor: AuditorDep,
+    hub: HubDep,
+    org: Annotated[str, Query(min_length=1, max_length=200, description="The reader organisation.")],
+    at: Annotated[str, Query(min_length=1, max_length=40, description="The time (date-time).")],
+) -> Reconstruction:
     """The last read of the child by ``org`` made at or before ``at``, rebuilt as for a record id."""
     try:
         return _auditing(hub).reconstruct_at(org, child, at, actor=_actor(auditor))
@@ -116,25 +155,45 @@ class FindingIn(BaseModel):
     note: str = Field(default="", max_length=5000, description="The reviewer's note.")
 
 
-@router.post("/emergencies/{record_id}/findings", response_model=EmergencyAccess,
-             responses=error_responses(401, 403, 404, 422), summary="Record a review finding")
+@router.post(
+    "/emergencies/{record_id}/findings",
+    response_model=EmergencyAccess,
+    responses=error_responses(401, 403, 404, 422),
+    summary="Record a review finding",
+)
 def record_finding(record_id: RecordId, body: FindingIn, auditor: AuditorDep, hub: HubDep) -> EmergencyAccess:
     """The caller's finding on the emergency access, stored as an event; the same finding sent again is stored
     once. Returns the access with all its findings."""
     try:
-        return _auditing(hub).record_finding(record_id, reviewer=auditor.user, finding=body.finding, note=body.note,
-                                             actor=_actor(auditor))
+        return _auditing(hub).record_finding(
+            record_id, reviewer=auditor.user, finding=body.finding, note=body.note, actor=_actor(auditor)
+        )
     except NotFound as error:
         raise _not_found(error) from None
 
 
-@router.get("/children/{child}/disclosure", response_model=Disclosure,
-            responses={**ERRORS, 200: {"content": {"text/html": {"schema": {"type": "string"}}},
-                                       "description": "The report (JSON), or the printable page (HTML)"}},
-            summary="The family's disclosure report (開示)")
-def disclosure(child: Child, request: Request, auditor: AuditorDep, hub: HubDep,
-               format: Annotated[Literal["json", "html"] | None, Query(
-                   description="json (default) or html; Accept: text/html also gives the page.")] = None) -> Any:
+@router.get(
+    "/children/{child}/disclosure",
+    response_model=Disclosure,
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "description": "The report (JSON), or the printable page (HTML)",
+        },
+    },
+    summary="The family's disclosure report (開示)",
+)
+def disclosure(
+    child: Child,
+    request: Request,
+    auditor: AuditorDep,
+    hub: HubDep,
+    format: Annotated[
+        Literal["json", "html"] | None,
+        Query(description="json (default) or html; Accept: text/html also gives the page."),
+    ] = None,
+) -> Any:
     """Which organisations read the child's record, when and on what ground (refused reads included), grouped
     by organisation, in plain Japanese."""
     report = _auditing(hub).disclosure_report(child, actor=_actor(auditor))
@@ -147,9 +206,12 @@ def disclosure(child: Child, request: Request, auditor: AuditorDep, hub: HubDep,
 class ImpactIn(BaseModel):
     since: str | None = Field(default=None, max_length=40, description="From this day or date-time.")
     until: str | None = Field(default=None, max_length=40, description="Up to this day (included) or date-time.")
-    settings: dict[str, Any] = Field(default_factory=dict, description="Settings to change, e.g. {\"joint_ledger\": true}.")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description='Settings to change, e.g. {"joint_ledger": true}.'
+    )
     policy_version: Literal[POLICY_VERSIONS] | None = Field(  # type: ignore[valid-type]
-        default=None, description="Replay under this policy version instead of the one each record names.")
+        default=None, description="Replay under this policy version instead of the one each record names."
+    )
 
 
 @router.post("/policy-impact", response_model=PolicyImpact, responses=ERRORS, summary="Policy impact of settings")
@@ -157,6 +219,6 @@ async def policy_impact(body: ImpactIn, auditor: AuditorDep, hub: HubDep) -> Pol
     """Replay every read of the period under its settings changed as given; the reads whose decision would
     differ, event by event (before: as decided under the settings of the time)."""
     period = Period.of(body.since, body.until)
-    return await run_in_threadpool(lambda: _auditing(hub).policy_impact(period, body.settings,
-                                                                         actor=_actor(auditor),
-                                                                         version=body.policy_version))
+    return await run_in_threadpool(
+        lambda: _auditing(hub).policy_impact(period, body.settings, actor=_actor(auditor), version=body.policy_version)
+    )

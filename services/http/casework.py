@@ -11,7 +11,8 @@ plan or transfer is unknown to it, 409 when its state does not allow it, 422 for
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import HTMLResponse, Response
@@ -19,20 +20,32 @@ from pydantic import BaseModel, Field
 
 from events.dates import Day
 from events.problems import Rejected
-from services.casework.agenda import agenda_csv, agenda_html
-from services.http.deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
 from services.auth.tokens import Principal
-from services.casework.ledger import CaseViews
+from services.casework.agenda import agenda_csv, agenda_html
 from services.casework.commands import Actor, CaseWork, Done
+from services.casework.ledger import CaseViews
+from services.http.deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
 
 router = APIRouter(prefix="/v1", tags=["case work"])
 
-FORBIDDEN = {"not_a_center", "not_registrar", "not_ledger_party", "not_a_jiso", "not_allowed_for_type",
-             "read_refused"}
+FORBIDDEN = {"not_a_center", "not_registrar", "not_ledger_party", "not_a_jiso", "not_allowed_for_type", "read_refused"}
 NOT_FOUND = {"unknown_case", "unknown_plan", "no_transfer", "unknown_consent", "unknown_child"}
-CONFLICT = {"case_closed", "case_transferred", "case_exists", "plan_exists", "already_member", "not_a_member",
-            "already_acknowledged", "already_withdrawn", "already_protected", "not_protected", "same_case_type",
-            "joint_ledger_off", "not_on_ledger", "package_not_readable"}
+CONFLICT = {
+    "case_closed",
+    "case_transferred",
+    "case_exists",
+    "plan_exists",
+    "already_member",
+    "not_a_member",
+    "already_acknowledged",
+    "already_withdrawn",
+    "already_protected",
+    "not_protected",
+    "same_case_type",
+    "joint_ledger_off",
+    "not_on_ledger",
+    "package_not_readable",
+}
 ERRORS = error_responses(401, 403, 404, 409, 422)
 
 T = TypeVar("T")
@@ -52,10 +65,23 @@ def _run(call: Callable[[], T]) -> T:
         return call()
     except Rejected as rejected:
         first = rejected.problems[0]
-        status = 403 if first.code in FORBIDDEN else 404 if first.code in NOT_FOUND else \
-            409 if first.code in CONFLICT else 422
-        raise ApiError(status, first.code, first.message, first.message_ja, field=first.field,
-                       problems=[p.to_dict() for p in rejected.problems]) from None
+        status = (
+            403
+            if first.code in FORBIDDEN
+            else 404
+            if first.code in NOT_FOUND
+            else 409
+            if first.code in CONFLICT
+            else 422
+        )
+        raise ApiError(
+            status,
+            first.code,
+            first.message,
+            first.message_ja,
+            field=first.field,
+            problems=[p.to_dict() for p in rejected.problems],
+        ) from None
 
 
 class DoneOut(BaseModel):
@@ -76,10 +102,12 @@ def _done(done: Done) -> DoneOut:
 
 # --- Cases ------------------------------------------------------------------------------------------------
 
+
 class CaseIn(BaseModel):
     child: Text
     category: Literal["youhogo", "youshien", "tokutei_ninpu"] = Field(
-        description="要保護児童 (youhogo), 要支援児童 (youshien), 特定妊婦 (tokutei_ninpu)")
+        description="要保護児童 (youhogo), 要支援児童 (youshien), 特定妊婦 (tokutei_ninpu)"
+    )
     case_type: Text = Field(description="相談種別, e.g. abuse_neglect, neglect")
     case: str | None = Field(default=None, max_length=200, description="The case number; default: a new one.")
 
@@ -122,8 +150,13 @@ class ProtectionIn(BaseModel):
 @router.post("/cases", status_code=201, response_model=DoneOut, responses=ERRORS)
 def register_case(body: CaseIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Register a 要対協 case (case.registered) as the token's centre."""
-    return _done(_run(lambda: CaseWork(hub).register(_actor(member), child=body.child, category=body.category,
-                                                     case_type=body.case_type, case=body.case)))
+    return _done(
+        _run(
+            lambda: CaseWork(hub).register(
+                _actor(member), child=body.child, category=body.category, case_type=body.case_type, case=body.case
+            )
+        )
+    )
 
 
 @router.post("/cases/{case}/members", status_code=201, response_model=DoneOut, responses=ERRORS)
@@ -132,8 +165,9 @@ def assign_member(case: CaseId, body: MemberIn, member: PublishDep, hub: HubDep)
 
 
 @router.delete("/cases/{case}/members/{org}", response_model=DoneOut, responses=ERRORS)
-def remove_member(case: CaseId, org: Annotated[str, Path(min_length=1, max_length=200)], member: PublishDep,
-                  hub: HubDep) -> DoneOut:
+def remove_member(
+    case: CaseId, org: Annotated[str, Path(min_length=1, max_length=200)], member: PublishDep, hub: HubDep
+) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).remove_member(_actor(member), case, org)))
 
 
@@ -182,8 +216,9 @@ def acknowledge(case: CaseId, member: PublishDep, hub: HubDep) -> DoneOut:
 @router.post("/cases/{case}/ledger", status_code=201, response_model=DoneOut, responses=ERRORS)
 def update_ledger(case: CaseId, body: LedgerIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Update the joint ledger (共同管理台帳), as the registering centre or the covering 児童相談所."""
-    return _done(_run(lambda: CaseWork(hub).update_ledger(_actor(member), case, severity=body.severity,
-                                                          status=body.status)))
+    return _done(
+        _run(lambda: CaseWork(hub).update_ledger(_actor(member), case, severity=body.severity, status=body.status))
+    )
 
 
 @router.post("/cases/{case}/protection", status_code=201, response_model=DoneOut, responses=ERRORS)
@@ -193,6 +228,7 @@ def protection(case: CaseId, body: ProtectionIn, member: PublishDep, hub: HubDep
 
 
 # --- Views ------------------------------------------------------------------------------------------------
+
 
 @router.get("/ledger", responses=ERRORS)
 def progress_ledger(member: ReadDep, hub: HubDep) -> dict[str, Any]:
@@ -206,32 +242,39 @@ def joint_ledger(member: ReadDep, hub: HubDep) -> dict[str, Any]:
     return _run(lambda: CaseViews(hub).joint_ledger(member.org, role=member.role, user=member.user)).to_dict()
 
 
-@router.get("/agenda", responses=ERRORS | {200: {"content": {"application/json": {}, "text/csv": {},
-                                                                 "text/html": {}}}})
-def agenda(member: ReadDep, hub: HubDep,
-           on: Annotated[Day, Query(alias="date", description="The meeting day.")],
-           format: Annotated[Literal["json", "csv", "html"], Query(description="json, csv (Excel) or html")] = "json"
-           ) -> Any:
+@router.get("/agenda", responses=ERRORS | {200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}}})
+def agenda(
+    member: ReadDep,
+    hub: HubDep,
+    on: Annotated[Day, Query(alias="date", description="The meeting day.")],
+    format: Annotated[Literal["json", "csv", "html"], Query(description="json, csv (Excel) or html")] = "json",
+) -> Any:
     """The agenda of the practitioners' meeting (実務者会議) on ``date``: the cases due or overdue, those with new
     alerts or concerns since their last review first, each with its changes since that review."""
     result = _run(lambda: CaseViews(hub).agenda(member.org, on, role=member.role, user=member.user))
     if format == "csv":
-        return Response(agenda_csv(result), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="agenda-{on.isoformat()}.csv"'})
+        return Response(
+            agenda_csv(result),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="agenda-{on.isoformat()}.csv"'},
+        )
     if format == "html":
         return HTMLResponse(agenda_html(result, {o.id: o.name or o.id for o in hub.orgs().values()}))
     return result.to_dict()
 
 
 @router.get("/transfers", responses=ERRORS)
-def transfers(member: ReadDep, hub: HubDep,
-              all: Annotated[bool, Query(description="Every transfer, not only the overdue ones.")] = False
-              ) -> list[dict[str, Any]]:
+def transfers(
+    member: ReadDep,
+    hub: HubDep,
+    all: Annotated[bool, Query(description="Every transfer, not only the overdue ones.")] = False,
+) -> list[dict[str, Any]]:
     """Transfers the token's centre sent or received that were not acknowledged within 14 days."""
     return _run(lambda: CaseViews(hub).transfers(member.org, overdue_only=not all))
 
 
 # --- Support plans and consent ------------------------------------------------------------------------------
+
 
 class PlanIn(BaseModel):
     child: Text
@@ -258,29 +301,57 @@ class ConsentIn(BaseModel):
 
 @router.post("/plans", status_code=201, response_model=DoneOut, responses=ERRORS)
 def create_plan(body: PlanIn, member: PublishDep, hub: HubDep) -> DoneOut:
-    return _done(_run(lambda: CaseWork(hub).create_plan(
-        _actor(member), child=body.child, wishes=body.wishes, issues=body.issues, supports=body.supports,
-        review_due=body.review_due, plan=body.plan)))
+    return _done(
+        _run(
+            lambda: CaseWork(hub).create_plan(
+                _actor(member),
+                child=body.child,
+                wishes=body.wishes,
+                issues=body.issues,
+                supports=body.supports,
+                review_due=body.review_due,
+                plan=body.plan,
+            )
+        )
+    )
 
 
 @router.post("/plans/{plan}/versions", status_code=201, response_model=DoneOut, responses=ERRORS)
 def revise_plan(plan: PlanId, body: PlanVersionIn, member: PublishDep, hub: HubDep) -> DoneOut:
-    return _done(_run(lambda: CaseWork(hub).revise_plan(
-        _actor(member), plan, wishes=body.wishes, issues=body.issues, supports=body.supports,
-        review_due=body.review_due)))
+    return _done(
+        _run(
+            lambda: CaseWork(hub).revise_plan(
+                _actor(member),
+                plan,
+                wishes=body.wishes,
+                issues=body.issues,
+                supports=body.supports,
+                review_due=body.review_due,
+            )
+        )
+    )
 
 
 @router.post("/plans/{plan}/consents", status_code=201, response_model=DoneOut, responses=ERRORS)
 def grant_consent(plan: PlanId, body: ConsentIn, member: PublishDep, hub: HubDep) -> DoneOut:
-    return _done(_run(lambda: CaseWork(hub).grant_consent(
-        _actor(member), plan, version=body.version, recipients=body.recipients, signed_by=body.signed_by,
-        valid_until=body.valid_until)))
+    return _done(
+        _run(
+            lambda: CaseWork(hub).grant_consent(
+                _actor(member),
+                plan,
+                version=body.version,
+                recipients=body.recipients,
+                signed_by=body.signed_by,
+                valid_until=body.valid_until,
+            )
+        )
+    )
 
 
-@router.post("/plans/{plan}/consents/{consent}/withdraw", status_code=201, response_model=DoneOut,
-             responses=ERRORS)
-def withdraw_consent(plan: PlanId, consent: Annotated[str, Path(min_length=1, max_length=200)], member: PublishDep,
-                     hub: HubDep) -> DoneOut:
+@router.post("/plans/{plan}/consents/{consent}/withdraw", status_code=201, response_model=DoneOut, responses=ERRORS)
+def withdraw_consent(
+    plan: PlanId, consent: Annotated[str, Path(min_length=1, max_length=200)], member: PublishDep, hub: HubDep
+) -> DoneOut:
     return _done(_run(lambda: CaseWork(hub).withdraw_consent(_actor(member), plan, consent)))
 
 
@@ -291,9 +362,11 @@ def refuse_consent(plan: PlanId, member: PublishDep, hub: HubDep) -> DoneOut:
 
 
 @router.get("/plans/due", responses=ERRORS)
-def plans_due(member: ReadDep, hub: HubDep,
-              on: Annotated[Day, Query(alias="date", description="List plans due on or before this day.")]
-              ) -> dict[str, Any]:
+def plans_due(
+    member: ReadDep,
+    hub: HubDep,
+    on: Annotated[Day, Query(alias="date", description="List plans due on or before this day.")],
+) -> dict[str, Any]:
     plans, reads = _run(lambda: CaseViews(hub).plans_due(member.org, on, role=member.role, user=member.user))
     now = hub.clock()
     return {"date": on.isoformat(), "plans": [p.to_dict(now) for p in plans], "access_records": reads}

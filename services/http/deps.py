@@ -28,8 +28,9 @@ a client stops its tokens at once.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -37,8 +38,8 @@ from fastapi.security import OAuth2, SecurityScopes
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, Field
 
-from services.auth.tokens import SCOPES, InvalidToken, Principal, TokenVerifier
 from services.auth.clients import find_client
+from services.auth.tokens import SCOPES, InvalidToken, Principal, TokenVerifier
 from services.hub import Hub
 
 REALM = "tsunagu"
@@ -71,8 +72,16 @@ class ErrorResponse(BaseModel):
 class ApiError(Exception):
     """A refusal the API reports as JSON: HTTP ``status`` and the ``error`` object."""
 
-    def __init__(self, status: int, code: str, message: str, message_ja: str, *,
-                 headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        message_ja: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ):
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -93,19 +102,20 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the given error statuses, all with the ``ErrorResponse`` shape."""
     descriptions = {
         401: "No bearer token, or one that is malformed, badly signed, expired or for another audience, or whose "
-             "client was disabled",
+        "client was disabled",
         403: "Refused: the token lacks the endpoint's scope (insufficient_scope), an organisation not registered in "
-             "the hub, or a read the policy refuses as a whole",
+        "the hub, or a read the policy refuses as a whole",
         413: "The request body is too large",
         422: "The request is not valid; the error names the field",
         500: "Unexpected error (no internals are returned)",
         503: "The event store is not reachable (store_unavailable), or the hub is busy with other changes to the "
-             "same records (busy): retry after the seconds in Retry-After",
+        "same records (busy): retry after the seconds in Retry-After",
     }
     return {s: {"model": ErrorResponse, "description": descriptions.get(s, "Error")} for s in statuses}
 
 
 # --- Dependencies -------------------------------------------------------------------------------------------
+
 
 def get_hub(request: Request) -> Hub:
     return request.app.state.hub
@@ -117,9 +127,11 @@ def get_verifier(request: Request) -> TokenVerifier:
 
 _bearer = OAuth2(
     flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl="/oauth/token", scopes=SCOPES)),
-    scheme_name="oauth2", auto_error=False,
+    scheme_name="oauth2",
+    auto_error=False,
     description="`Authorization: Bearer TOKEN`, an ES256 JWT of the hub: from `POST /oauth/token` (an adapter's "
-                "client credentials, or a staff member's ID token), or `tsunagu token issue` in development.")
+    "client credentials, or a staff member's ID token), or `tsunagu token issue` in development.",
+)
 
 
 def _unauthorized(code: str, message: str, message_ja: str, *, token_error: bool) -> ApiError:
@@ -130,20 +142,30 @@ def _unauthorized(code: str, message: str, message_ja: str, *, token_error: bool
     return ApiError(401, code, message, message_ja, headers={"WWW-Authenticate": challenge})
 
 
-def get_principal(request: Request, security_scopes: SecurityScopes,
-                  authorization: Annotated[str | None, Depends(_bearer)],
-                  verifier: Annotated[TokenVerifier, Depends(get_verifier)],
-                  hub: Annotated[Hub, Depends(get_hub)]) -> Principal:
+def get_principal(
+    request: Request,
+    security_scopes: SecurityScopes,
+    authorization: Annotated[str | None, Depends(_bearer)],
+    verifier: Annotated[TokenVerifier, Depends(get_verifier)],
+    hub: Annotated[Hub, Depends(get_hub)],
+) -> Principal:
     """The caller named by the request's bearer token; 401 when there is no valid one, 403 ``insufficient_scope``
     when the token lacks a scope the endpoint requires (``require_scope``)."""
     if authorization is None and request.headers.get("authorization") is None:
-        raise _unauthorized("missing_token", "an Authorization: Bearer token is required",
-                            "認証トークンがありません。ログインしてください", token_error=False)
+        raise _unauthorized(
+            "missing_token",
+            "an Authorization: Bearer token is required",
+            "認証トークンがありません。ログインしてください",
+            token_error=False,
+        )
     scheme, token = get_authorization_scheme_param(authorization)
     if scheme.lower() != "bearer" or not token.strip():
-        raise _unauthorized("invalid_token", "the Authorization header must be 'Bearer <token>'",
-                            "認証ヘッダーの形式が正しくありません（Bearer トークンを指定してください）",
-                            token_error=True)
+        raise _unauthorized(
+            "invalid_token",
+            "the Authorization header must be 'Bearer <token>'",
+            "認証ヘッダーの形式が正しくありません（Bearer トークンを指定してください）",
+            token_error=True,
+        )
     try:
         principal = verifier.verify(token.strip())
     except InvalidToken as error:
@@ -151,29 +173,40 @@ def get_principal(request: Request, security_scopes: SecurityScopes,
     if principal.client_id is not None:
         client = find_client(hub.store, principal.client_id)
         if client is None or not client.enabled or client.org != principal.org:
-            raise _unauthorized("client_disabled", "the token's client is disabled or unknown",
-                                "このトークンのクライアントは無効化されています。管理者に確認してください",
-                                token_error=True)
+            raise _unauthorized(
+                "client_disabled",
+                "the token's client is disabled or unknown",
+                "このトークンのクライアントは無効化されています。管理者に確認してください",
+                token_error=True,
+            )
     request.state.principal = principal  # the verified caller, whose rate the limiter charges (api_limits)
     if missing := [s for s in security_scopes.scopes if s not in principal.scopes]:
         needed = " ".join(security_scopes.scopes)
-        raise ApiError(403, "insufficient_scope", f"the token lacks the scope {' '.join(missing)} this request needs",
-                       f"このトークンには、この操作に必要な権限（{'、'.join(missing)}）がありません",
-                       headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", '
-                                                    f'scope="{needed}"'})  # RFC 6750, section 3.1
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            f"the token lacks the scope {' '.join(missing)} this request needs",
+            f"このトークンには、この操作に必要な権限（{'、'.join(missing)}）がありません",
+            headers={"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", scope="{needed}"'},
+        )  # RFC 6750, section 3.1
     return principal
 
 
-def get_member(principal: Annotated[Principal, Depends(get_principal)],
-               hub: Annotated[Hub, Depends(get_hub)]) -> Principal:
+def get_member(
+    principal: Annotated[Principal, Depends(get_principal)], hub: Annotated[Hub, Depends(get_hub)]
+) -> Principal:
     """The caller, acting for an organisation registered in the hub; 403 ``unknown_organisation`` otherwise."""
     if principal.org not in hub.orgs():
-        raise ApiError(403, "unknown_organisation", f"organisation {principal.org!r} is not registered in the hub",
-                       f"機関「{principal.org}」はハブに登録されていません")
+        raise ApiError(
+            403,
+            "unknown_organisation",
+            f"organisation {principal.org!r} is not registered in the hub",
+            f"機関「{principal.org}」はハブに登録されていません",
+        )
     return principal
 
 
-@lru_cache(maxsize=None)
+@cache
 def require_scope(scope: str, *, registered: bool = True) -> Callable[..., Principal]:
     """The dependency of an endpoint that requires ``scope`` (one of ``services.auth.SCOPES``): the verified
     caller, with that scope, acting for a registered organisation (unless ``registered=False``). Use it as

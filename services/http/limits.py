@@ -56,8 +56,14 @@ from limits.storage import storage_from_string
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from events.limits import (MAX_ID_CHARS, MAX_PATH_BYTES, MAX_QUERY_BYTES, RATE_LIMIT, RATE_LIMIT_STORAGE,
-                           TOKEN_RATE_LIMIT)
+from events.limits import (
+    MAX_ID_CHARS,
+    MAX_PATH_BYTES,
+    MAX_QUERY_BYTES,
+    RATE_LIMIT,
+    RATE_LIMIT_STORAGE,
+    TOKEN_RATE_LIMIT,
+)
 from services.http.deps import ErrorResponse, error_body
 
 RATE_LIMIT_ENV = "TSUNAGU_RATE_LIMIT"
@@ -81,9 +87,11 @@ class RateLimits:
     def from_env(cls) -> RateLimits:
         """From ``TSUNAGU_RATE_LIMIT``, ``TSUNAGU_TOKEN_RATE_LIMIT`` and ``TSUNAGU_RATE_LIMIT_STORAGE``, each
         defaulting to ``events.limits``."""
-        return cls(default=os.environ.get(RATE_LIMIT_ENV) or RATE_LIMIT,
-                   token=os.environ.get(TOKEN_RATE_LIMIT_ENV) or TOKEN_RATE_LIMIT,
-                   storage=os.environ.get(RATE_LIMIT_STORAGE_ENV) or RATE_LIMIT_STORAGE)
+        return cls(
+            default=os.environ.get(RATE_LIMIT_ENV) or RATE_LIMIT,
+            token=os.environ.get(TOKEN_RATE_LIMIT_ENV) or TOKEN_RATE_LIMIT,
+            storage=os.environ.get(RATE_LIMIT_STORAGE_ENV) or RATE_LIMIT_STORAGE,
+        )
 
     def items(self) -> tuple[RateLimitItem, RateLimitItem]:
         """The default and token-endpoint limits; ``ValueError`` naming the setting when one cannot be read."""
@@ -124,14 +132,21 @@ def _documented(schema: dict[str, Any]) -> dict[str, Any]:
             if method not in _METHODS:
                 continue
             responses = operation.setdefault("responses", {})
-            responses.setdefault("414", {"description": "The URL is too long (path or query string)",
-                                         "content": error})
+            responses.setdefault("414", {"description": "The URL is too long (path or query string)", "content": error})
             if path not in UNLIMITED_PATHS:
-                responses.setdefault("429", {
-                    "description": "Too many requests from this client: retry after the seconds in Retry-After",
-                    "headers": {"Retry-After": {"description": "Seconds to wait before retrying",
-                                                "schema": {"type": "integer"}}},
-                    "content": error})
+                responses.setdefault(
+                    "429",
+                    {
+                        "description": "Too many requests from this client: retry after the seconds in Retry-After",
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before retrying",
+                                "schema": {"type": "integer"},
+                            }
+                        },
+                        "content": error,
+                    },
+                )
     return schema
 
 
@@ -142,8 +157,10 @@ class RequestLimits:
         self.app = app
         self.default, self.token = limits.items()
         if not urlparse(limits.storage).scheme.startswith("async+"):
-            raise ValueError(f"{RATE_LIMIT_STORAGE_ENV}={limits.storage!r}: use an async storage, e.g. "
-                             "async+memory:// or async+redis://host:6379")
+            raise ValueError(
+                f"{RATE_LIMIT_STORAGE_ENV}={limits.storage!r}: use an async storage, e.g. "
+                "async+memory:// or async+redis://host:6379"
+            )
         self.limiter = SlidingWindowCounterRateLimiter(storage_from_string(limits.storage))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,9 +169,18 @@ class RequestLimits:
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         if len(raw_path) > MAX_PATH_BYTES or len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
-            await _refuse(scope, receive, send, 414, error_body(
-                "uri_too_long", f"the URL is too long (path at most {MAX_PATH_BYTES} bytes, query string at most "
-                f"{MAX_QUERY_BYTES})", "URL が長すぎます。指定した値を確認してください"))
+            await _refuse(
+                scope,
+                receive,
+                send,
+                414,
+                error_body(
+                    "uri_too_long",
+                    f"the URL is too long (path at most {MAX_PATH_BYTES} bytes, query string at most "
+                    f"{MAX_QUERY_BYTES})",
+                    "URL が長すぎます。指定した値を確認してください",
+                ),
+            )
             return
         path = scope["path"]
         if path in UNLIMITED_PATHS:
@@ -214,17 +240,26 @@ class RequestLimits:
 
         await self.app(scope, replay, send)
 
-    async def _too_many(self, scope: Scope, receive: Receive, send: Send, item: RateLimitItem,
-                        *bucket: str) -> None:
+    async def _too_many(self, scope: Scope, receive: Receive, send: Send, item: RateLimitItem, *bucket: str) -> None:
         stats = await self.limiter.get_window_stats(item, *bucket)
         seconds = max(1, math.ceil(stats.reset_time - time.time()))
-        await _refuse(scope, receive, send, 429, error_body(
-            "rate_limited", f"too many requests (at most {item}); retry in {seconds} seconds",
-            f"リクエストが多すぎます。{seconds}秒後に再度お試しください"), {"Retry-After": str(seconds)})
+        await _refuse(
+            scope,
+            receive,
+            send,
+            429,
+            error_body(
+                "rate_limited",
+                f"too many requests (at most {item}); retry in {seconds} seconds",
+                f"リクエストが多すぎます。{seconds}秒後に再度お試しください",
+            ),
+            {"Retry-After": str(seconds)},
+        )
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, body: dict[str, Any],
-                  headers: dict[str, str] | None = None) -> None:
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
     await JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)(scope, receive, send)
 
 

@@ -14,10 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from events.clock import JST
 from events.dates import MonthText
 from events.problems import Rejected
 from services.http.deps import ApiError, HubDep, ReadDep, error_responses
-from events.clock import JST
 from services.schools.overdue import recorded_overdue
 
 router = APIRouter(prefix="/v1", tags=["periodic reports"])
@@ -39,17 +39,31 @@ class OverdueListOut(BaseModel):
     access_records: list[str] = Field(description="The access records of the reads behind the list, one per child.")
 
 
-@router.get("/reports/overdue", response_model=OverdueListOut, responses=error_responses(401, 403, 422),
-            summary="Monthly reports due and missing (未提出の月次報告)")
-def overdue(member: ReadDep, hub: HubDep,
-            month: Annotated[MonthText | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
-                                                     description="Only this month (YYYY-MM).")] = None
-            ) -> OverdueListOut:
+@router.get(
+    "/reports/overdue",
+    response_model=OverdueListOut,
+    responses=error_responses(401, 403, 422),
+    summary="Monthly reports due and missing (未提出の月次報告)",
+)
+def overdue(
+    member: ReadDep,
+    hub: HubDep,
+    month: Annotated[
+        MonthText | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Only this month (YYYY-MM).")
+    ] = None,
+) -> OverdueListOut:
     try:
-        found, records = recorded_overdue(hub, reader=member.org, role=member.role, user=member.user, month=month,
-                                          today=hub.clock().astimezone(JST).date())
+        found, records = recorded_overdue(
+            hub,
+            reader=member.org,
+            role=member.role,
+            user=member.user,
+            month=month,
+            today=hub.clock().astimezone(JST).date(),
+        )
     except Rejected as rejected:
         first = rejected.problems[0]
         raise ApiError(403, first.code, first.message, first.message_ja) from None
-    return OverdueListOut(reader=member.org, month=month, overdue=[OverdueOut(**r.to_dict()) for r in found],
-                          access_records=records)
+    return OverdueListOut(
+        reader=member.org, month=month, overdue=[OverdueOut(**r.to_dict()) for r in found], access_records=records
+    )

@@ -22,16 +22,17 @@ access.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from consent.authority import authorised_facts, is_fact
-from events.kinds import POLICY_FIELDS
-from events.model import Org, Recorded
 from consent.model import Settings
 from events.envelope_ids import published_in_log
+from events.kinds import POLICY_FIELDS
+from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import _CopiedOnWrite, recorded_from
 
@@ -41,8 +42,11 @@ if TYPE_CHECKING:
 
 def fact_of(envelope: Mapping[str, Any], position: int) -> dict[str, Any]:
     """What a fact keeps of a recorded event (``envelope``, at ``position`` in the child's stream)."""
-    fact = {key: envelope[key] for key in ("id", "kind", "source", "basis", "at", "function", "to")
-            if envelope.get(key) is not None}
+    fact = {
+        key: envelope[key]
+        for key in ("id", "kind", "source", "basis", "at", "function", "to")
+        if envelope.get(key) is not None
+    }
     fact["payload"] = {k: v for k, v in (envelope.get("payload") or {}).items() if k in POLICY_FIELDS}
     fact["position"] = position
     return fact
@@ -69,13 +73,20 @@ class ChildFacts(_CopiedOnWrite, Aggregate):
 def keep_child_facts(e: Recorded, batch: Batch) -> None:
     """The ``INDEXES`` entry: a fact (accepted, hence published with authority) is added to the child's facts."""
     if is_fact(e.kind, e.basis):
-        envelope = {"id": e.id, "kind": e.kind, "source": e.source, "basis": e.basis, "at": e.at.isoformat(),
-                    "function": e.function, "to": e.to, "payload": e.payload}
+        envelope = {
+            "id": e.id,
+            "kind": e.kind,
+            "source": e.source,
+            "basis": e.basis,
+            "at": e.at.isoformat(),
+            "function": e.function,
+            "to": e.to,
+            "payload": e.payload,
+        }
         batch.get(ChildFacts, e.child).record(fact=fact_of(envelope, e.position))
 
 
-def facts_from_log(recorder: Any, mapper: Any, orgs: Mapping[str, Org], settings: Settings
-                   ) -> Iterator[ChildFacts]:
+def facts_from_log(recorder: Any, mapper: Any, orgs: Mapping[str, Org], settings: Settings) -> Iterator[ChildFacts]:
     """The facts of every child, rebuilt from the log's published events (for a store written before they were
     kept, or under policy version 1): new aggregates, to be saved. Only the facts whose source had authority
     count (``consent.authority.authorised_facts``, under the registry ``orgs`` and ``settings``). The fields
@@ -88,7 +99,8 @@ def facts_from_log(recorder: Any, mapper: Any, orgs: Mapping[str, Org], settings
                 continue
             fact = fact_of(envelope, e.originator_version - 1)
             by_child.setdefault(str(envelope["child"]), []).append(
-                (fact, recorded_from(dict(fact, child=str(envelope["child"])), [], fact["position"])))
+                (fact, recorded_from(dict(fact, child=str(envelope["child"])), [], fact["position"]))
+            )
     for child, facts in by_child.items():
         kept = {e.position for e in authorised_facts([e for _, e in facts], orgs, settings)}
         aggregate = ChildFacts(child)

@@ -15,8 +15,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from events.model import Recorded
 from events.envelope_ids import published_in_log
+from events.model import Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
 
@@ -83,14 +83,25 @@ class CenterCases(_CopiedOnWrite, Aggregate):
 
     @event("TransferIndexed")
     def add_transfer(self, transfer: str, case: str, child: str, from_center: str, to_center: str, at: str) -> None:
-        self.transfers[transfer] = {"transfer": transfer, "case": case, "child": child, "from": from_center,
-                                    "to": to_center, "at": at, "acknowledged_at": None, "acknowledgement": None}
+        self.transfers[transfer] = {
+            "transfer": transfer,
+            "case": case,
+            "child": child,
+            "from": from_center,
+            "to": to_center,
+            "at": at,
+            "acknowledged_at": None,
+            "acknowledgement": None,
+        }
 
     @event("TransferAcknowledged")
     def acknowledge(self, transfer: str, acknowledgement: str, at: str, child: str) -> None:
         if transfer in self.transfers:  # not when the child was erased since
-            self.transfers[transfer] = {**self.transfers[transfer], "acknowledged_at": at,
-                                        "acknowledgement": acknowledgement}
+            self.transfers[transfer] = {
+                **self.transfers[transfer],
+                "acknowledged_at": at,
+                "acknowledgement": acknowledgement,
+            }
 
 
 def keep_case_index(e: Recorded, batch: Batch) -> None:
@@ -110,19 +121,26 @@ def keep_case_index(e: Recorded, batch: Batch) -> None:
             center.set_state(case=e.case, state="transferred", child=e.child)
             to = str(e.payload["to"])
             for side in {e.source, to}:
-                batch.get(CenterCases, side).add_transfer(transfer=e.id, case=e.case, child=e.child,
-                                                          from_center=e.source, to_center=to, at=e.at.isoformat())
+                batch.get(CenterCases, side).add_transfer(
+                    transfer=e.id, case=e.case, child=e.child, from_center=e.source, to_center=to, at=e.at.isoformat()
+                )
         elif center.cases.get(e.case, {}).get("state") == "open":
             center.set_state(case=e.case, state="closed", child=e.child)
     elif e.kind == "case.transfer_acknowledged" and e.case:
         receiving = batch.get(CenterCases, e.source)
         sender = str(e.payload.get("from", ""))
         for transfer in receiving.transfers.values():
-            if (transfer["case"] == e.case and transfer["from"] == sender and transfer["to"] == e.source
-                    and transfer["child"] == e.child and transfer["acknowledged_at"] is None):
+            if (
+                transfer["case"] == e.case
+                and transfer["from"] == sender
+                and transfer["to"] == e.source
+                and transfer["child"] == e.child
+                and transfer["acknowledged_at"] is None
+            ):
                 for side in {sender, e.source}:
-                    batch.get(CenterCases, side).acknowledge(transfer=transfer["transfer"], acknowledgement=e.id,
-                                                             at=e.at.isoformat(), child=e.child)
+                    batch.get(CenterCases, side).acknowledge(
+                        transfer=transfer["transfer"], acknowledgement=e.id, at=e.at.isoformat(), child=e.child
+                    )
                 break
     elif e.kind == "plan.created":
         plan = str(e.payload["plan"])
@@ -134,6 +152,7 @@ def keep_case_index(e: Recorded, batch: Batch) -> None:
 
 
 # --- Lookups (identifiers only) ---------------------------------------------------------------------------
+
 
 def center_cases(store: HubStore, center: str) -> CenterCases:
     """The centre's index for reading (an empty one when it has none)."""

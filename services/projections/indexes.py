@@ -9,14 +9,15 @@ a publish's entries at once, ``batch.stage``). Indexes never decide access.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from events.model import Recorded
 
 if TYPE_CHECKING:
     from services.publishing.ingest import Batch
 
-INDEXES: list[Callable[[Recorded, "Batch"], None]] = []
+INDEXES: list[Callable[[Recorded, Batch], None]] = []
 
 from services.projections.cases import keep_case_index  # noqa: E402  要対協 cases and plans per centre
 

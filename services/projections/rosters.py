@@ -21,9 +21,10 @@ None of this decides access (``consent.reports`` does, for the overdue view).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -79,7 +80,8 @@ class Listing:
 
     def covers_day(self, day: date) -> bool:
         return first_day(self.from_month) <= day and (
-            self.removed_at is None or day < self.removed_at.astimezone(JST).date())
+            self.removed_at is None or day < self.removed_at.astimezone(JST).date()
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -105,8 +107,14 @@ class SchoolRoster(_CopiedOnWrite, Aggregate):
         key (``events.sealing.PER_CHILD``), and left out once that child is erased."""
         for change in per_child:
             if change["op"] == "assign":
-                self._assign(change["student_no"], change["child"], change["centre"], change["from_month"],
-                             change["at"], change["event_id"])
+                self._assign(
+                    change["student_no"],
+                    change["child"],
+                    change["centre"],
+                    change["from_month"],
+                    change["at"],
+                    change["event_id"],
+                )
             else:
                 self._remove(change["student_no"], change["child"], change["centre"], change["at"])
 
@@ -114,9 +122,13 @@ class SchoolRoster(_CopiedOnWrite, Aggregate):
         """Record the target-list events a publish staged for this school (``Batch.stage``), as one event."""
         changes = []
         for e in events:
-            change = {"op": "assign" if e.kind == "target_list.assigned" else "remove",
-                      "student_no": str(e.payload["student_no"]), "child": e.child, "centre": e.source,
-                      "at": e.at.isoformat()}
+            change = {
+                "op": "assign" if e.kind == "target_list.assigned" else "remove",
+                "student_no": str(e.payload["student_no"]),
+                "child": e.child,
+                "centre": e.source,
+                "at": e.at.isoformat(),
+            }
             if e.kind == "target_list.assigned":
                 change |= {"from_month": str(e.payload.get("from_month") or month_of(e.at)), "event_id": e.id}
             changes.append(change)
@@ -132,23 +144,45 @@ class SchoolRoster(_CopiedOnWrite, Aggregate):
         self._remove(student_no, child, centre, at)
 
     def _assign(self, student_no: str, child: str, centre: str, from_month: str, at: str, event_id: str) -> None:
-        kept = tuple(entry for entry in self.listings.get(student_no, ())
-                     if not (entry["child"] == child and entry["centre"] == centre and entry["removed_at"] is None))
-        self.listings[student_no] = kept + ({"child": child, "centre": centre, "from_month": from_month,
-                                             "assigned_at": at, "assigned_id": event_id, "removed_at": None},)
+        kept = tuple(
+            entry
+            for entry in self.listings.get(student_no, ())
+            if not (entry["child"] == child and entry["centre"] == centre and entry["removed_at"] is None)
+        )
+        self.listings[student_no] = kept + (
+            {
+                "child": child,
+                "centre": centre,
+                "from_month": from_month,
+                "assigned_at": at,
+                "assigned_id": event_id,
+                "removed_at": None,
+            },
+        )
 
     def _remove(self, student_no: str, child: str, centre: str, at: str) -> None:
         """Close the child's open listing under ``student_no`` for ``centre`` (nothing, when none is open)."""
         self.listings[student_no] = tuple(
-            dict(entry, removed_at=at) if (entry["child"] == child and entry["centre"] == centre
-                                           and entry["removed_at"] is None) else entry
-            for entry in self.listings.get(student_no, ()))
+            dict(entry, removed_at=at)
+            if (entry["child"] == child and entry["centre"] == centre and entry["removed_at"] is None)
+            else entry
+            for entry in self.listings.get(student_no, ())
+        )
 
     def of(self, student_no: str) -> list[Listing]:
-        return [Listing(self.school, student_no, e["child"], e["centre"], e["from_month"],
-                        datetime.fromisoformat(e["assigned_at"]), e["assigned_id"],
-                        datetime.fromisoformat(e["removed_at"]) if e["removed_at"] else None)
-                for e in self.listings.get(student_no, ())]
+        return [
+            Listing(
+                self.school,
+                student_no,
+                e["child"],
+                e["centre"],
+                e["from_month"],
+                datetime.fromisoformat(e["assigned_at"]),
+                e["assigned_id"],
+                datetime.fromisoformat(e["removed_at"]) if e["removed_at"] else None,
+            )
+            for e in self.listings.get(student_no, ())
+        ]
 
     def all(self) -> list[Listing]:
         return [listing for student_no in sorted(self.listings) for listing in self.of(student_no)]
@@ -202,8 +236,12 @@ class MonthlyReports(_CopiedOnWrite, Aggregate):
 
     def record_staged(self, events: list[Recorded]) -> None:
         """Record the ``attendance.monthly`` events a publish staged for this month (``Batch.stage``), as one event."""
-        self.record_reports(per_child=[{"child": e.child, "centre": e.to or "", "event_id": e.id,
-                                        "content": content_of(e.payload)} for e in events])
+        self.record_reports(
+            per_child=[
+                {"child": e.child, "centre": e.to or "", "event_id": e.id, "content": content_of(e.payload)}
+                for e in events
+            ]
+        )
 
     @event("Reported")
     def record(self, child: str, centre: str, event_id: str, content: str) -> None:
@@ -246,14 +284,21 @@ class DailyAttendance(_CopiedOnWrite, Aggregate):
 
     # Each event names the child, so that it is sealed under the child's key (events.sealing).
     @event("DayRecorded")
-    def record_day(self, day: str, event_id: str, content: str, status: str, contacted: bool | None,
-                   child: str) -> None:
+    def record_day(
+        self, day: str, event_id: str, content: str, status: str, contacted: bool | None, child: str
+    ) -> None:
         self.days[day] = Day(event_id, content, status, contacted)
 
     def report_day(self, e: Recorded) -> None:
         """Record the ``attendance.daily`` ``e`` as the latest for its day."""
-        self.record_day(day=str(e.payload["date"]), event_id=e.id, content=content_of(e.payload),
-                        status=str(e.payload["status"]), contacted=e.payload.get("contacted"), child=e.child)
+        self.record_day(
+            day=str(e.payload["date"]),
+            event_id=e.id,
+            content=content_of(e.payload),
+            status=str(e.payload["status"]),
+            contacted=e.payload.get("contacted"),
+            child=e.child,
+        )
 
     @event("AlertRecorded")
     def record_alert(self, reason: str, since: str, event_id: str, child: str) -> None:
@@ -277,6 +322,7 @@ class SchoolCalendar(_CopiedOnWrite, Aggregate):
 
 
 # --- Keeping them in step with the log --------------------------------------------------------------------
+
 
 def school_id(value: str, orgs: Mapping[str, Org]) -> str:
     """A school named in a payload by its hub id or by its 学校コード, as its hub id (unchanged if unknown)."""
@@ -304,11 +350,11 @@ def keep_school_lists(e: Recorded, batch: Batch) -> None:
         batch.get(DailyAttendance, e.source, e.child, e.to or "").report_day(e)
     elif e.kind == "absence.alert" and e.payload.get("since"):
         daily = batch.get(DailyAttendance, e.source, e.child, e.to or "")
-        daily.record_alert(reason=str(e.payload["reason"]), since=str(e.payload["since"]), event_id=e.id,
-                           child=e.child)
+        daily.record_alert(reason=str(e.payload["reason"]), since=str(e.payload["since"]), event_id=e.id, child=e.child)
 
 
 # --- Reading them -----------------------------------------------------------------------------------------
+
 
 def peek(store: HubStore, cls: type, *key: str) -> Any:
     """The index aggregate for reading (an empty one when nothing was recorded yet)."""

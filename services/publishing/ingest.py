@@ -15,28 +15,37 @@ meanwhile makes the insert fail on its (stream, version) key, and ``publish`` tr
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
 from consent.admission import AwaitsResidence, admit
-from events.model import Recorded
 from consent.model import Settings
 from events.envelope import Envelope, parse_envelope
-from events.problems import Outcome, Problem, PublishResult, Rejected
-from events.retry import retry_conflicts
 from events.envelope_ids import StoredEnvelope, digest_mark, envelope_key
-from events.store import (STORE_FORMAT, ChildRecord, HubStore, Quarantine, ResidenceQueue, ResidenceWaitList,
-                          jsonable, recorded_from)
+from events.model import Recorded
+from events.problems import Problem, PublishResult, Rejected
+from events.retry import retry_conflicts
+from events.store import (
+    STORE_FORMAT,
+    ChildRecord,
+    HubStore,
+    Quarantine,
+    ResidenceQueue,
+    ResidenceWaitList,
+    jsonable,
+    recorded_from,
+)
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
-from services.projections.cases import CaseEntry, PlanEntry, plan_entries_from_log
-from services.projections.admission_facts import ChildFacts, facts_from_log
-from services.publishing.linking import check_identity, resolve_local_child, waiting_problem
-from services.projections.indexes import INDEXES
 from services.administration.settings import SettingsSource
+from services.projections.admission_facts import ChildFacts, facts_from_log
+from services.projections.cases import CaseEntry, PlanEntry, plan_entries_from_log
+from services.projections.indexes import INDEXES
+from services.publishing.linking import check_identity, resolve_local_child, waiting_problem
 
 MAX_BATCH = 5000
 
@@ -71,18 +80,26 @@ class _ChildStream:
         """Whether the hub has recorded anything about the child before the next event."""
         return self.next_position > 1
 
-    def append(self, envelope: dict[str, Any], audience: list[str], digest: str, received_at: str,
-               candidate: Recorded) -> Recorded:
+    def append(
+        self, envelope: dict[str, Any], audience: list[str], digest: str, received_at: str, candidate: Recorded
+    ) -> Recorded:
         """Append one published event; returns it as recorded (with its child position). ``candidate``: the event
         as admission saw it (``envelope`` at the next position, without its audience)."""
         position = self.next_position
         if self.record is not None:
             self.record.publish(envelope=envelope, audience=audience, digest=digest, received_at=received_at)
             return self.record.entries[-1]
-        self.events.append(ChildRecord.Published(
-            originator_id=self.id, originator_version=self.head + 1,
-            timestamp=ChildRecord.Published.create_timestamp(),
-            envelope=envelope, audience=audience, digest=digest, received_at=received_at))
+        self.events.append(
+            ChildRecord.Published(
+                originator_id=self.id,
+                originator_version=self.head + 1,
+                timestamp=ChildRecord.Published.create_timestamp(),
+                envelope=envelope,
+                audience=audience,
+                digest=digest,
+                received_at=received_at,
+            )
+        )
         return candidate.placed(position, frozenset(audience))
 
     def to_save(self) -> list[Any]:
@@ -297,8 +314,10 @@ class Ingest:
             # Written before the children's facts of policy version 2 and the plan index were kept (or under
             # version 1): make them from the log, the facts with authority only.
             orgs = store.registry().orgs
-            rebuilt = [*facts_from_log(store.recorder, store.mapper, orgs, self.settings),
-                       *plan_entries_from_log(store.recorder, store.mapper)]
+            rebuilt = [
+                *facts_from_log(store.recorder, store.mapper, orgs, self.settings),
+                *plan_entries_from_log(store.recorder, store.mapper),
+            ]
             for aggregate in rebuilt:
                 try:
                     store.save(aggregate)
@@ -319,8 +338,15 @@ class Ingest:
         publishes only as itself: an event whose ``source`` is another organisation is rejected
         (``source_mismatch``), and whatever it rejects is held in the publisher's quarantine."""
         if len(items) > MAX_BATCH:
-            raise Rejected([Problem("batch_too_large", f"at most {MAX_BATCH} events per batch",
-                                    f"一度に送れるのは{MAX_BATCH}件までです")])
+            raise Rejected(
+                [
+                    Problem(
+                        "batch_too_large",
+                        f"at most {MAX_BATCH} events per batch",
+                        f"一度に送れるのは{MAX_BATCH}件までです",
+                    )
+                ]
+            )
         now = self.clock()
         parsed: list[Envelope | Rejected] = []
         for raw in items:
@@ -342,8 +368,15 @@ class Ingest:
 
         return retry_conflicts(publish_once)
 
-    def _publish_once(self, items: Sequence[Any], parsed: list[Envelope | Rejected], now: datetime, *,
-                      look_up: bool, publisher: str | None = None) -> list[PublishResult]:
+    def _publish_once(
+        self,
+        items: Sequence[Any],
+        parsed: list[Envelope | Rejected],
+        now: datetime,
+        *,
+        look_up: bool,
+        publisher: str | None = None,
+    ) -> list[PublishResult]:
         """One attempt at the batch, in one transaction, event after event. When an event records a child's
         residence, the 第21条の10の5 events waiting for it (``ResidenceQueue``) are published by themselves right
         after it, in the same transaction, and leave the queue (policy.md: once the centre records where the child
@@ -364,7 +397,8 @@ class Ingest:
         # The events to publish, in order: the batch's own (index, parsed, raw), and released ones (index None)
         # put right after the event that released them.
         work: deque[tuple[int | None, Envelope | Rejected, Any]] = deque(
-            (i, item, items[i]) for i, item in enumerate(parsed))
+            (i, item, items[i]) for i, item in enumerate(parsed)
+        )
 
         def answer(result: PublishResult, item: Envelope | Rejected) -> None:
             if result.index is not None:
@@ -381,14 +415,18 @@ class Ingest:
             answer(PublishResult(i, envelope_id, "rejected", problems), item)
             source = publisher if i is not None and publisher else None
             source = source or (str(raw.get("source") or "unknown") if isinstance(raw, dict) else "unknown")
-            batch.get(Quarantine, source).hold(raw=jsonable(raw if not isinstance(raw, Envelope) else raw.canonical()),
-                                     problems=[p.to_dict() for p in problems], received_at=now.isoformat())
+            batch.get(Quarantine, source).hold(
+                raw=jsonable(raw if not isinstance(raw, Envelope) else raw.canonical()),
+                problems=[p.to_dict() for p in problems],
+                received_at=now.isoformat(),
+            )
 
         while work:
             i, item, raw = work.popleft()
             if isinstance(item, Rejected):
-                reject(i, str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else None, item.problems, raw,
-                       item)
+                reject(
+                    i, str(raw.get("id")) if isinstance(raw, dict) and raw.get("id") else None, item.problems, raw, item
+                )
                 continue
             if item.local_child is not None:  # 紐付け: the source's own number, resolved through the centre's link
                 try:
@@ -414,20 +452,34 @@ class Ingest:
                 if same:
                     answer(PublishResult(i, item.id, "duplicate"), item)
                 else:
-                    reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
-                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")], raw, item)
+                    reject(
+                        i,
+                        item.id,
+                        [
+                            Problem(
+                                "id_conflict",
+                                f"id {item.id!r} is already used for another event",
+                                f"id「{item.id}」は別の内容のイベントで使われています",
+                                "id",
+                            )
+                        ],
+                        raw,
+                        item,
+                    )
                 continue
             stream = batch.child(item.child)
             position = stream.next_position
-            candidate = (ready.recorded.placed(position) if ready is not None
-                         else recorded_from(canonical, [], position))
+            candidate = ready.recorded.placed(position) if ready is not None else recorded_from(canonical, [], position)
             try:
                 check_identity(candidate, stream.known, orgs, batch)
                 decided = ready.decision if ready is not None else None
                 if isinstance(decided, Rejected):
                     raise decided
-                audience = (decided if decided is not None
-                            else admit(candidate, batch.facts(item.child), orgs, self.settings, ids))
+                audience = (
+                    decided
+                    if decided is not None
+                    else admit(candidate, batch.facts(item.child), orgs, self.settings, ids)
+                )
             except (Rejected, AwaitsResidence) as refused:
                 if not look_up and self.store.stored_envelope(item.id) is not None:
                     # A stored id: the re-sent event is a duplicate (or an id conflict), whatever admission says
@@ -439,19 +491,36 @@ class Ingest:
                 queue = batch.get(ResidenceQueue, item.child)
                 held = queue.waiting.get(item.id)
                 if held is not None and held["digest"] != digest:
-                    reject(i, item.id, [Problem("id_conflict", f"id {item.id!r} is already used for another event",
-                                                f"id「{item.id}」は別の内容のイベントで使われています", "id")], raw, item)
+                    reject(
+                        i,
+                        item.id,
+                        [
+                            Problem(
+                                "id_conflict",
+                                f"id {item.id!r} is already used for another event",
+                                f"id「{item.id}」は別の内容のイベントで使われています",
+                                "id",
+                            )
+                        ],
+                        raw,
+                        item,
+                    )
                     continue
                 if held is None:
                     queue.hold(envelope=canonical, digest=digest, arrived=now.isoformat())
-                    batch.get(ResidenceWaitList, item.source).hold(envelope_id=item.id, child=item.child,
-                                                                   kind=item.kind, at=canonical["at"],
-                                                                   arrived=now.isoformat())
+                    batch.get(ResidenceWaitList, item.source).hold(
+                        envelope_id=item.id,
+                        child=item.child,
+                        kind=item.kind,
+                        at=canonical["at"],
+                        arrived=now.isoformat(),
+                    )
                 answer(PublishResult(i, item.id, "waiting"), item)
                 continue
             entry = stream.append(canonical, sorted(audience), digest, now.isoformat(), candidate)
-            batch.envelopes.append(StoredEnvelope(envelope_key(item.id), stream.id, entry.position,
-                                                  digest_mark(digest)))
+            batch.envelopes.append(
+                StoredEnvelope(envelope_key(item.id), stream.id, entry.position, digest_mark(digest))
+            )
             for keep_index in INDEXES:
                 keep_index(entry, batch)
             in_batch[item.id] = digest
@@ -470,14 +539,16 @@ class Ingest:
         for w in sorted(queue.waiting.values() if queue is not None else (), key=lambda w: w["arrived"]):
             try:
                 envelope: Envelope | Rejected = parse_envelope(
-                    w["envelope"], now=max(now, datetime.fromisoformat(w["arrived"])))
+                    w["envelope"], now=max(now, datetime.fromisoformat(w["arrived"]))
+                )
             except Rejected as rejected:
                 envelope = rejected.with_traceback(None)
             released.append((None, envelope, w["envelope"]))
         return released
 
-    def _forecast(self, parsed: Sequence[Envelope | Rejected], registry: Any
-                  ) -> tuple[list[str], list[UUID], dict[int, _Prepared]]:
+    def _forecast(
+        self, parsed: Sequence[Envelope | Rejected], registry: Any
+    ) -> tuple[list[str], list[UUID], dict[int, _Prepared]]:
         """What the batch will need to load, so that it is loaded in one query instead of one per aggregate: the
         children whose facts the admission rules read (found by trying each event's rules on earlier events that
         must not be read), and the aggregates the indexes ask for (found by running them on stand-ins that do
@@ -519,7 +590,10 @@ def _as_publisher(raw: Any, item: Envelope | Rejected, publisher: str) -> Envelo
     source = item.source if isinstance(item, Envelope) else (raw.get("source") if isinstance(raw, dict) else None)
     if source in (None, "", publisher):
         return item
-    problem = Problem("source_mismatch", f"source {source!r} is not the publishing organisation {publisher!r}",
-                      f"source「{source}」が送信元の機関（{publisher}）と一致しません。自機関のイベントだけを送れます",
-                      "source")
+    problem = Problem(
+        "source_mismatch",
+        f"source {source!r} is not the publishing organisation {publisher!r}",
+        f"source「{source}」が送信元の機関（{publisher}）と一致しません。自機関のイベントだけを送れます",
+        "source",
+    )
     return Rejected([problem] + (item.problems if isinstance(item, Rejected) else []))

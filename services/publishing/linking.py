@@ -18,16 +18,17 @@ number to a hub child with ``identity.linked``; who may link whose numbers is ``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from consent.identity import IDENTITY_KINDS, check_identity_event, check_local_source, may_link
-from events.model import Org, Recorded
 from events.envelope import Envelope
+from events.model import Org, Recorded
 from events.problems import Problem, Rejected
 from events.sealing import stream_id
 from events.store import NAMESPACE, HubStore, LinkingQueue, ResidenceWaitList, _CopiedOnWrite
@@ -77,6 +78,7 @@ def _get_or_create(batch: Batch, cls: type, *key: str) -> Any:
 
 # --- In the publish transaction ---------------------------------------------------------------------------------
 
+
 def keep_identity_links(e: Recorded, batch: Batch) -> None:
     """Index: (organisation, own number) -> hub child, from ``identity.linked`` / ``identity.unlinked``."""
     if e.kind not in IDENTITY_KINDS:
@@ -89,11 +91,14 @@ def keep_identity_links(e: Recorded, batch: Batch) -> None:
 
 
 def waiting_problem(envelope: Envelope) -> Problem:
-    return Problem(WAITING_FOR_LINK,
-                   f"number {envelope.local_child} of {envelope.source} is not linked to a child yet; "
-                   "the record waits in the linking queue",
-                   f"紐付け待ち: 機関「{envelope.source}」の番号「{envelope.local_child}」はまだ児童に紐付けられていません。"
-                   "センターが紐付けるまで保留します", "local_child")
+    return Problem(
+        WAITING_FOR_LINK,
+        f"number {envelope.local_child} of {envelope.source} is not linked to a child yet; "
+        "the record waits in the linking queue",
+        f"紐付け待ち: 機関「{envelope.source}」の番号「{envelope.local_child}」はまだ児童に紐付けられていません。"
+        "センターが紐付けるまで保留します",
+        "local_child",
+    )
 
 
 def resolve_local_child(envelope: Envelope, batch: Batch, orgs: Mapping[str, Org], now: datetime) -> Envelope | None:
@@ -107,13 +112,22 @@ def resolve_local_child(envelope: Envelope, batch: Batch, orgs: Mapping[str, Org
     queue = _get(batch, LinkingQueue, envelope.source)
     waiting = queue.waiting.get(envelope.id) if queue is not None else None
     if waiting is not None and waiting["digest"] != digest:
-        raise Rejected([Problem("id_conflict", f"id {envelope.id!r} waits in the linking queue with other content",
-                                f"id「{envelope.id}」は別の内容で紐付け待ちになっています", "id")])
+        raise Rejected(
+            [
+                Problem(
+                    "id_conflict",
+                    f"id {envelope.id!r} waits in the linking queue with other content",
+                    f"id「{envelope.id}」は別の内容で紐付け待ちになっています",
+                    "id",
+                )
+            ]
+        )
     link = _get(batch, IdentityLink, envelope.source, str(envelope.local_child))
     if link is None or link.child is None:
         if waiting is None:
             _get_or_create(batch, LinkingQueue, envelope.source).hold(
-                envelope=envelope.canonical(), digest=digest, arrived=now.isoformat())
+                envelope=envelope.canonical(), digest=digest, arrived=now.isoformat()
+            )
         return None
     if waiting is not None:
         queue.release(envelope_id=envelope.id, released_at=now.isoformat())
@@ -130,6 +144,7 @@ def check_identity(e: Recorded, known: bool, orgs: Mapping[str, Org], batch: Bat
 
 
 # --- The centre's side: linking, the queue, re-sending ----------------------------------------------------------
+
 
 def linked_child(store: HubStore, org: str, local_number: str) -> str | None:
     link = store.peek(IdentityLink.create_id(org, local_number))
@@ -151,8 +166,15 @@ class LinkOutcome:
 
 def _identity_envelope(kind: str, *, center: str, org: str, local_number: str, child: str, at: datetime) -> dict:
     key = "\x1f".join((kind, center, org, local_number, child, at.isoformat()))
-    return {"id": f"{kind}:{uuid5(NAMESPACE, key)}", "kind": kind, "child": child, "source": center,
-            "basis": "internal", "at": at.isoformat(), "payload": {"org": org, "local_number": local_number}}
+    return {
+        "id": f"{kind}:{uuid5(NAMESPACE, key)}",
+        "kind": kind,
+        "child": child,
+        "source": center,
+        "basis": "internal",
+        "at": at.isoformat(),
+        "payload": {"org": org, "local_number": local_number},
+    }
 
 
 def link(hub: Hub, *, center: str, org: str, local_number: str, child: str) -> LinkOutcome:
@@ -160,11 +182,13 @@ def link(hub: Hub, *, center: str, org: str, local_number: str, child: str) -> L
 
     When the number is already linked to ``child`` (the link event is refused as ``already_linked``), only the
     waiting records are published: running ``link`` again completes a release that was interrupted."""
-    envelope = _identity_envelope("identity.linked", center=center, org=org, local_number=local_number, child=child,
-                                  at=hub.clock())
+    envelope = _identity_envelope(
+        "identity.linked", center=center, org=org, local_number=local_number, child=child, at=hub.clock()
+    )
     result = hub.publish([envelope])[0]
     already = result.outcome == "duplicate" or (
-        result.outcome == "rejected" and [p.code for p in result.problems] == ["already_linked"])
+        result.outcome == "rejected" and [p.code for p in result.problems] == ["already_linked"]
+    )
     if already:
         return LinkOutcome(None, release(hub, org, local_number))
     if result.outcome == "rejected":
@@ -177,11 +201,16 @@ def unlink(hub: Hub, *, center: str, org: str, local_number: str) -> LinkOutcome
     published onto that child stay in the log."""
     child = linked_child(hub.store, org, local_number)
     if child is None:
-        problem = Problem("not_linked", f"number {local_number} of {org} is not linked",
-                          f"機関「{org}」の番号「{local_number}」は紐付けられていません", "local_number")
+        problem = Problem(
+            "not_linked",
+            f"number {local_number} of {org} is not linked",
+            f"機関「{org}」の番号「{local_number}」は紐付けられていません",
+            "local_number",
+        )
         raise Rejected([problem])
-    envelope = _identity_envelope("identity.unlinked", center=center, org=org, local_number=local_number,
-                                  child=child, at=hub.clock())
+    envelope = _identity_envelope(
+        "identity.unlinked", center=center, org=org, local_number=local_number, child=child, at=hub.clock()
+    )
     return LinkOutcome(hub.publish([envelope])[0], [])
 
 
@@ -190,15 +219,18 @@ def release(hub: Hub, org: str, local_number: str) -> list[tuple[dict[str, Any],
     queue = hub.store.peek(LinkingQueue.create_id(org))
     if queue is None:
         return []
-    envelopes = [w["envelope"] for w in sorted(queue.waiting.values(), key=lambda w: w["arrived"])
-                 if w["envelope"].get("local_child") == local_number]
+    envelopes = [
+        w["envelope"]
+        for w in sorted(queue.waiting.values(), key=lambda w: w["arrived"])
+        if w["envelope"].get("local_child") == local_number
+    ]
     return list(zip(envelopes, _publish(hub, envelopes)))
 
 
 def _publish(hub: Hub, envelopes: list[dict[str, Any]], chunk: int = 1000) -> list[PublishResult]:
     results: list[PublishResult] = []
     for start in range(0, len(envelopes), chunk):
-        results += hub.publish(envelopes[start:start + chunk])
+        results += hub.publish(envelopes[start : start + chunk])
     return results
 
 
@@ -226,17 +258,36 @@ def waiting(store: HubStore, center: str | None = None) -> list[Waiting]:
     """The records waiting for a centre: those of every organisation ``center`` may link (all, with ``None``)."""
     orgs = store.registry().orgs
     if center is not None and center not in orgs:
-        raise Rejected([Problem("unknown_center", f"{center!r} is not a registered organisation",
-                                f"センター「{center}」はハブに登録された機関ではありません", "center")])
+        raise Rejected(
+            [
+                Problem(
+                    "unknown_center",
+                    f"{center!r} is not a registered organisation",
+                    f"センター「{center}」はハブに登録された機関ではありません",
+                    "center",
+                )
+            ]
+        )
     out: list[Waiting] = []
     for org in orgs.values():
         if center is not None and not may_link(orgs[center], org):
             continue
         queue = store.peek(LinkingQueue.create_id(org.id))
-        for w in (queue.waiting.values() if queue is not None else ()):
+        for w in queue.waiting.values() if queue is not None else ():
             env = w["envelope"]
-            out.append(Waiting(org.id, env.get("local_child"), None, env["id"], env["kind"], env["at"], w["arrived"],
-                               WAITING_FOR_LINK, env))
+            out.append(
+                Waiting(
+                    org.id,
+                    env.get("local_child"),
+                    None,
+                    env["id"],
+                    env["kind"],
+                    env["at"],
+                    w["arrived"],
+                    WAITING_FOR_LINK,
+                    env,
+                )
+            )
         out += _residence_unknown(store, org.id)
     return sorted(out, key=lambda w: (w.arrived, w.org, w.id))
 
@@ -245,5 +296,7 @@ def _residence_unknown(store: HubStore, org: str) -> list[Waiting]:
     """第21条の10の5 events of ``org`` waiting for their child's residence to be recorded (``ResidenceQueue``):
     they are published by themselves once the centre records where the child lives."""
     listed = store.peek(ResidenceWaitList.create_id(org))
-    return [Waiting(org, None, w["child"], envelope_id, w["kind"], w["at"], w["arrived"], RESIDENCE_UNKNOWN, {})
-            for envelope_id, w in (listed.waiting.items() if listed is not None else ())]
+    return [
+        Waiting(org, None, w["child"], envelope_id, w["kind"], w["at"], w["arrived"], RESIDENCE_UNKNOWN, {})
+        for envelope_id, w in (listed.waiting.items() if listed is not None else ())
+    ]

@@ -10,15 +10,15 @@ response (``returned``), appends the access record (allowed or refused) carrying
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
-
-from events.model import Org, Recorded
+from typing import Any
 
 from consent.model import ReadDecision, Reader, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
 from events.envelope import content_digest
+from events.model import Org, Recorded
 from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
 from events.streams import last_event
@@ -68,8 +68,9 @@ class Timeline:
         return out
 
 
-def returned(decision: ReadDecision, entries: list[Recorded], envelopes: list[dict[str, Any]],
-             reader_org: Org | None) -> tuple[list[TimelineEntry], int | None]:
+def returned(
+    decision: ReadDecision, entries: list[Recorded], envelopes: list[dict[str, Any]], reader_org: Org | None
+) -> tuple[list[TimelineEntry], int | None]:
     """What a read returns for ``decision``: the allowed events, redacted, in timeline order, and how many were
     withheld (``None`` for readers who learn nothing of withheld events). ``envelopes`` are the stored envelopes
     of ``entries``, in the same order."""
@@ -81,9 +82,21 @@ def returned(decision: ReadDecision, entries: list[Recorded], envelopes: list[di
         if not d.allowed:
             continue
         e, env = by_id[d.event]
-        shown.append(TimelineEntry(id=e.id, kind=e.kind, source=e.source, basis=e.basis, at=env["at"],
-                                   payload=redact(e, d), rule=d.rule or "", redacted=list(d.redacted),
-                                   function=e.function, to=e.to, sensitive=list(e.sensitive)))
+        shown.append(
+            TimelineEntry(
+                id=e.id,
+                kind=e.kind,
+                source=e.source,
+                basis=e.basis,
+                at=env["at"],
+                payload=redact(e, d),
+                rule=d.rule or "",
+                redacted=list(d.redacted),
+                function=e.function,
+                to=e.to,
+                sensitive=list(e.sensitive),
+            )
+        )
     withheld = sum(1 for d in decision.events if not d.allowed) if learns_of_withheld(reader_org) else None
     return shown, withheld
 
@@ -91,13 +104,28 @@ def returned(decision: ReadDecision, entries: list[Recorded], envelopes: list[di
 def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> str:
     """The digest of what a read returned: the outcome, every entry as returned (ids, redacted payloads, rules,
     redacted fields) and the withheld count. Kept in the access record, so a reconstruction can be proved exact."""
-    return content_digest({"allowed": decision.allowed, "reason": decision.reason,
-                           "entries": [e.to_dict() for e in shown], "withheld": withheld})
+    return content_digest(
+        {
+            "allowed": decision.allowed,
+            "reason": decision.reason,
+            "entries": [e.to_dict() for e in shown],
+            "withheld": withheld,
+        }
+    )
 
 
-def access_record(reader: Reader, child: str, decision: ReadDecision, *, log_position: int, child_position: int,
-                  registry_version: int, settings: Settings, recorded_at: datetime,
-                  content: str) -> dict[str, Any]:
+def access_record(
+    reader: Reader,
+    child: str,
+    decision: ReadDecision,
+    *,
+    log_position: int,
+    child_position: int,
+    registry_version: int,
+    settings: Settings,
+    recorded_at: datetime,
+    content: str,
+) -> dict[str, Any]:
     """An access record (policy.md, "Every read is recorded"), before chaining. ``content``: the digest of what
     the read returned (``returned_digest``)."""
     return {
@@ -146,13 +174,31 @@ class TimelineReader:
         settings = self.settings  # once: the settings decided under are the ones recorded
         decision = decide_read(reader, entries, orgs, settings)
         shown, withheld = returned(decision, entries, envelopes, orgs.get(org))  # built before it is recorded
-        record = access_record(reader, child, decision, log_position=log_position, child_position=len(entries),
-                               registry_version=registry_version, settings=settings, recorded_at=t,
-                               content=returned_digest(decision, shown, withheld))
+        record = access_record(
+            reader,
+            child,
+            decision,
+            log_position=log_position,
+            child_position=len(entries),
+            registry_version=registry_version,
+            settings=settings,
+            recorded_at=t,
+            content=returned_digest(decision, shown, withheld),
+        )
         self._append(child, record)  # recorded before anything is returned
-        return Timeline(child=child, org=org, role=role, purpose=purpose, t=t.isoformat(), allowed=decision.allowed,
-                        reason=decision.reason, entries=shown, withheld=withheld, access_record=record["id"],
-                        policy_version=decision.policy_version)
+        return Timeline(
+            child=child,
+            org=org,
+            role=role,
+            purpose=purpose,
+            t=t.isoformat(),
+            allowed=decision.allowed,
+            reason=decision.reason,
+            entries=shown,
+            withheld=withheld,
+            access_record=record["id"],
+            policy_version=decision.policy_version,
+        )
 
     def _append(self, child: str, record: dict[str, Any]) -> None:
         """Chain ``record`` to the child's access log. Only the log's last event is read (the previous record's
@@ -181,9 +227,12 @@ class TimelineReader:
             else:
                 last = head.record if isinstance(head, AccessLog.ReadRecorded) else None
                 previous, sequence = (last["hash"], last["sequence"] + 1) if last else ("", 1)
-                pending = AccessLog.ReadRecorded(originator_id=stream, originator_version=head.originator_version + 1,
-                                                 timestamp=AccessLog.ReadRecorded.create_timestamp(),
-                                                 record=self._chained(record, previous, sequence))
+                pending = AccessLog.ReadRecorded(
+                    originator_id=stream,
+                    originator_version=head.originator_version + 1,
+                    timestamp=AccessLog.ReadRecorded.create_timestamp(),
+                    record=self._chained(record, previous, sequence),
+                )
             tried.append(head.originator_version if head is not None else 0)
             self.store.save(pending)
 

@@ -18,9 +18,9 @@ Pure: the import service passes the calendar, the child's days and the alerts al
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterable, Mapping
 
 CONSECUTIVE_ABSENCE_DAYS = 7  # 休業日を除き引き続き7日以上の欠席
 NO_CONTACT_DAYS = 3  # 連絡のない欠席が3日続く
@@ -51,8 +51,10 @@ def streaks(school_days: Iterable[date], attendance: Mapping[date, tuple[str, bo
     for day in sorted(set(school_days) | set(attendance)):
         status, contacted = attendance.get(day, (None, None))
         not_attended = status is not None and status not in ATTENDED
-        for reason, counts in (("consecutive_absence", not_attended),
-                               ("no_contact", status == "absent" and contacted is False)):
+        for reason, counts in (
+            ("consecutive_absence", not_attended),
+            ("no_contact", status == "absent" and contacted is False),
+        ):
             if counts:
                 runs[reason].append(day)
             else:

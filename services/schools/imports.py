@@ -22,25 +22,42 @@ the file is checked for absence streaks (``services.schools.absence``); new stre
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Literal
-
+from typing import Any, BinaryIO, Literal
 
 from adapters.csvfile import CellError, CsvReader, FileRefused, cell_problem
 from adapters.publisher import Publisher
-from adapters.school import (DAILY_COLUMNS, JST, MONTHLY_COLUMNS, ParsedRow, alert_envelope, content_of,
-                             daily_envelope, monthly_envelope, parse_daily, parse_monthly)
+from adapters.school import (
+    DAILY_COLUMNS,
+    JST,
+    MONTHLY_COLUMNS,
+    ParsedRow,
+    alert_envelope,
+    content_of,
+    daily_envelope,
+    monthly_envelope,
+    parse_daily,
+    parse_monthly,
+)
 from events.envelope import content_digest
 from events.problems import Problem
 from events.retry import retry_conflicts
 from events.store import HubStore, Quarantine
-from services.schools.absence import streaks, unalerted
+from services.projections.rosters import (
+    DailyAttendance,
+    Listing,
+    MonthlyReports,
+    SchoolCalendar,
+    SchoolRoster,
+    peek,
+    schools_by_code,
+)
 from services.publishing.ingest import PublishResult
-from services.projections.rosters import (DailyAttendance, Listing, MonthlyReports, SchoolCalendar, SchoolRoster, peek,
-                              schools_by_code)
+from services.schools.absence import streaks, unalerted
 
 Format = Literal["school-monthly", "school-daily"]
 CHUNK = 1000  # envelopes per publish (the hub takes at most 5000)
@@ -103,20 +120,36 @@ class SchoolImporter:
         self.today = now.astimezone(JST).date()
         self.chunk = chunk
 
-    def monthly(self, source: str | Path | BinaryIO, *, name: str | None = None,
-                progress: Callable[[int, int | None], None] | None = None) -> ImportSummary:
+    def monthly(
+        self,
+        source: str | Path | BinaryIO,
+        *,
+        name: str | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> ImportSummary:
         """Import a monthly report file (定期的な情報提供 月次)."""
         return _Run(self, "school-monthly", source, name, progress).run()
 
-    def daily(self, source: str | Path | BinaryIO, *, name: str | None = None,
-              progress: Callable[[int, int | None], None] | None = None) -> ImportSummary:
+    def daily(
+        self,
+        source: str | Path | BinaryIO,
+        *,
+        name: str | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> ImportSummary:
         """Import a daily attendance file (日次出欠) and raise the absence alerts it completes."""
         return _Run(self, "school-daily", source, name, progress).run()
 
 
 class _Run:
-    def __init__(self, importer: SchoolImporter, fmt: Format, source: str | Path | BinaryIO, name: str | None,
-                 progress: Callable[[int, int | None], None] | None):
+    def __init__(
+        self,
+        importer: SchoolImporter,
+        fmt: Format,
+        source: str | Path | BinaryIO,
+        name: str | None,
+        progress: Callable[[int, int | None], None] | None,
+    ):
         self.importer, self.store, self.format = importer, importer.store, fmt
         self.source = source
         self.summary = ImportSummary(fmt, name or str(source))
@@ -170,13 +203,23 @@ class _Run:
                     if self.progress and n % 500 == 0:
                         self.progress(reader.position, size)
                 if not self.summary.rows:
-                    self.summary.warnings.append(Problem("no_rows", "the file has a header and no rows",
-                                                         "見出しだけで、データの行がありません").to_dict())
+                    self.summary.warnings.append(
+                        Problem(
+                            "no_rows", "the file has a header and no rows", "見出しだけで、データの行がありません"
+                        ).to_dict()
+                    )
         except FileRefused as refused:
             problems = refused.problems
             if self.summary.rows:
-                problems = [Problem(p.code, f"{p.message} (the rows before it were imported)",
-                                    f"{p.message_ja}（この行より前の行は取り込みました）", p.field) for p in problems]
+                problems = [
+                    Problem(
+                        p.code,
+                        f"{p.message} (the rows before it were imported)",
+                        f"{p.message_ja}（この行より前の行は取り込みました）",
+                        p.field,
+                    )
+                    for p in problems
+                ]
             self.summary.refused = [p.to_dict() for p in problems]
         return size
 
@@ -194,9 +237,18 @@ class _Run:
         school = self.by_code.get(parsed.school_code) if parsed.school_code else None
         if school is None:
             if parsed.school_code:
-                problems.insert(0, cell_problem(parsed.line, headers["school_code"], CellError(
-                    f"no school or nursery with code {parsed.school_code!r} is registered",
-                    f"学校コード「{parsed.school_code}」の学校・園はハブに登録されていません", "unknown_school")))
+                problems.insert(
+                    0,
+                    cell_problem(
+                        parsed.line,
+                        headers["school_code"],
+                        CellError(
+                            f"no school or nursery with code {parsed.school_code!r} is registered",
+                            f"学校コード「{parsed.school_code}」の学校・園はハブに登録されていません",
+                            "unknown_school",
+                        ),
+                    ),
+                )
             self._reject(parsed, problems, f"school-code:{parsed.school_code or '-'}")
             return None
         self.summary.schools.add(school)
@@ -207,21 +259,40 @@ class _Run:
             return None
         on_list = self._roster(school).of(parsed.student_no)
         if parsed.period is not None:
-            on_list = [listing for listing in on_list if (
-                listing.covers_month(parsed.period) if self.format == "school-monthly"
-                else listing.covers_day(date.fromisoformat(parsed.period)))]
+            on_list = [
+                listing
+                for listing in on_list
+                if (
+                    listing.covers_month(parsed.period)
+                    if self.format == "school-monthly"
+                    else listing.covers_day(date.fromisoformat(parsed.period))
+                )
+            ]
         if not on_list:
             self.summary.not_listed += 1  # not stored, not even in quarantine
             return None
         children = {listing.child for listing in on_list}
         if len(children) > 1:
-            problems.append(cell_problem(parsed.line, headers["student_no"], CellError(
-                "the target list gives this number to more than one child",
-                "対象名簿でこの児童生徒番号が複数の児童に割り当てられています。センターに確認してください",
-                "ambiguous_student_no")))
+            problems.append(
+                cell_problem(
+                    parsed.line,
+                    headers["student_no"],
+                    CellError(
+                        "the target list gives this number to more than one child",
+                        "対象名簿でこの児童生徒番号が複数の児童に割り当てられています。センターに確認してください",
+                        "ambiguous_student_no",
+                    ),
+                )
+            )
         if problems:  # held under the key of the child the row is about (or of the school's number for them)
-            self._reject(parsed, problems, school, {"child": children.pop()} if len(children) == 1
-                         else {"source": school, "local_child": parsed.student_no})
+            self._reject(
+                parsed,
+                problems,
+                school,
+                {"child": children.pop()}
+                if len(children) == 1
+                else {"source": school, "local_child": parsed.student_no},
+            )
             return None
         return list({(listing.child, listing.centre): listing for listing in on_list}.values())
 
@@ -259,9 +330,15 @@ class _Run:
         content = content_of(payload)
         if latest is not None and latest[1] == content:
             return
-        envelope = monthly_envelope(payload, school=listing.school, child=listing.child, centre=listing.centre,
-                                    today=self.importer.today, supersedes=latest[0] if latest else None,
-                                    content=content)
+        envelope = monthly_envelope(
+            payload,
+            school=listing.school,
+            child=listing.child,
+            centre=listing.centre,
+            today=self.importer.today,
+            supersedes=latest[0] if latest else None,
+            content=content,
+        )
         self.latest[key] = (envelope["id"], content)
         ticket.planned.append((envelope, "superseded" if latest else "accepted", key))
 
@@ -279,8 +356,14 @@ class _Run:
         content = content_of(payload)
         if latest is not None and latest[1] == content:
             return
-        envelope = daily_envelope(payload, school=listing.school, child=listing.child, centre=listing.centre,
-                                  supersedes=latest[0] if latest else None, content=content)
+        envelope = daily_envelope(
+            payload,
+            school=listing.school,
+            child=listing.child,
+            centre=listing.centre,
+            supersedes=latest[0] if latest else None,
+            content=content,
+        )
         self.latest[key] = (envelope["id"], content)
         ticket.planned.append((envelope, "superseded" if latest else "accepted", key))
 
@@ -328,10 +411,10 @@ class _Run:
             results = publishing.result()
             position = 0
             for ticket in tickets:
-                ticket.results = results[position:position + len(ticket.planned)]
+                ticket.results = results[position : position + len(ticket.planned)]
                 position += len(ticket.planned)
                 self._settle(ticket)
-                for (envelope, _, key), result in zip(ticket.planned, ticket.results):
+                for (_envelope, _, key), result in zip(ticket.planned, ticket.results):
                     if result.outcome == "queued":
                         self.queued[key] = self.latest[key]
         self._save_held()
@@ -341,15 +424,18 @@ class _Run:
     def _publish(self, envelopes: list[dict[str, Any]]) -> list[PublishResult]:
         results: list[PublishResult] = []
         for start in range(0, len(envelopes), CHUNK):
-            results += self.importer.publisher.publish(envelopes[start:start + CHUNK])
+            results += self.importer.publisher.publish(envelopes[start : start + CHUNK])
         return results
 
     def _settle(self, ticket: _Ticket) -> None:
         line = ticket.parsed.line
         refused = [r for r in ticket.results if r.outcome == "rejected"]
         if refused:
-            problems = [Problem(p.code, f"line {line}: {p.message}", f"{line}行目: {p.message_ja}", p.field)
-                        for r in refused for p in r.problems]
+            problems = [
+                Problem(p.code, f"line {line}: {p.message}", f"{line}行目: {p.message_ja}", p.field)
+                for r in refused
+                for p in r.problems
+            ]
             self._listed(line, problems)  # the hub keeps the refused envelope in its own quarantine
             return
         fresh = [(intent, r) for (_, intent, _), r in zip(ticket.planned, ticket.results) if r.outcome != "duplicate"]
@@ -362,8 +448,9 @@ class _Run:
         if any(r.outcome == "queued" for _, r in fresh):
             self.summary.queued += 1
 
-    def _reject(self, parsed: ParsedRow, problems: list[Problem], source: str,
-                about: dict[str, str] | None = None) -> None:
+    def _reject(
+        self, parsed: ParsedRow, problems: list[Problem], source: str, about: dict[str, str] | None = None
+    ) -> None:
         """Keep the row for the quarantine of ``source``; ``about``: whom it names, for its key
         (``Quarantine.hold``), None when the row names no child the hub knows."""
         self._listed(parsed.line, problems)
@@ -379,18 +466,27 @@ class _Run:
         """Keep the rejected rows in quarantine, once each (the same row sent again is not held twice)."""
         held, self.held = self.held, {}
         for source, items in held.items():
+
             def hold(quarantine: Quarantine, items: list = items) -> bool:
-                known = {content_digest([h["raw"].get("format"), h["raw"].get("row")]) for h in quarantine.held
-                         if isinstance(h.get("raw"), dict)}
+                known = {
+                    content_digest([h["raw"].get("format"), h["raw"].get("row")])
+                    for h in quarantine.held
+                    if isinstance(h.get("raw"), dict)
+                }
                 changed = False
                 for raw, problems, about in items:
                     digest = content_digest([raw["format"], raw["row"]])
                     if digest not in known:
                         known.add(digest)
-                        quarantine.hold(raw=raw, problems=[p.to_dict() for p in problems],
-                                        received_at=self.importer.now.isoformat(), about=about)
+                        quarantine.hold(
+                            raw=raw,
+                            problems=[p.to_dict() for p in problems],
+                            received_at=self.importer.now.isoformat(),
+                            about=about,
+                        )
                         changed = True
                 return changed
+
             self._save(Quarantine, source, hold)
 
     def _save(self, cls: type, key: str, change: Callable[[Any], bool]) -> None:
@@ -407,11 +503,13 @@ class _Run:
 
     def _save_calendars(self) -> None:
         for school, days in self.days.items():
+
             def report(calendar: SchoolCalendar, days: set[str] = days) -> bool:
                 new = sorted(days - calendar.days)
                 if new:
                     calendar.report(days=new)
                 return bool(new)
+
             self._save(SchoolCalendar, school, report)
 
     def _raise_alerts(self) -> None:
@@ -424,14 +522,29 @@ class _Run:
             calendar = peek(self.store, SchoolCalendar, school).days | self.days.get(school, set())
             raised = [(reason, date.fromisoformat(since)) for reason, since, _ in index.alerts]
             for streak in unalerted(streaks(map(date.fromisoformat, calendar), attendance), raised):
-                envelope = alert_envelope(school=school, child=child, centre=centre, reason=streak.reason,
-                                          since=streak.since, days=streak.days, reached=streak.reached,
-                                          student_no=self.student_nos[who])
+                envelope = alert_envelope(
+                    school=school,
+                    child=child,
+                    centre=centre,
+                    reason=streak.reason,
+                    since=streak.since,
+                    days=streak.days,
+                    reached=streak.reached,
+                    student_no=self.student_nos[who],
+                )
                 planned.append((envelope, self.student_nos[who]))
         results = self._publish([envelope for envelope, _ in planned])
         for (envelope, student_no), result in zip(planned, results):
-            self.summary.alerts.append({
-                "id": envelope["id"], "student_no": student_no, "child": envelope["child"], "to": envelope["to"],
-                "reason": envelope["payload"]["reason"], "since": envelope["payload"]["since"],
-                "days": envelope["payload"]["days"], "outcome": result.outcome,
-                **({"problems": [p.to_dict() for p in result.problems]} if result.problems else {})})
+            self.summary.alerts.append(
+                {
+                    "id": envelope["id"],
+                    "student_no": student_no,
+                    "child": envelope["child"],
+                    "to": envelope["to"],
+                    "reason": envelope["payload"]["reason"],
+                    "since": envelope["payload"]["since"],
+                    "days": envelope["payload"]["days"],
+                    "outcome": result.outcome,
+                    **({"problems": [p.to_dict() for p in result.problems]} if result.problems else {}),
+                }
+            )

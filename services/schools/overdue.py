@@ -43,8 +43,14 @@ class OverdueReport:
     listing: str = ""  # the target_list.assigned event that put the child on the list
 
     def to_dict(self) -> dict[str, Any]:
-        return {"school": self.school, "centre": self.centre, "month": self.month, "due": self.due.isoformat(),
-                "student_no": self.student_no, "child": self.child}
+        return {
+            "school": self.school,
+            "centre": self.centre,
+            "month": self.month,
+            "due": self.due.isoformat(),
+            "student_no": self.student_no,
+            "child": self.child,
+        }
 
 
 def due_date(month: str, settings: Settings) -> date:
@@ -64,15 +70,24 @@ def expected_months(listing: Listing, settings: Settings, today: date) -> list[s
     return months
 
 
-def overdue_reports(store: HubStore, settings: Settings, *, reader: str, today: date,
-                    month: str | None = None) -> list[OverdueReport]:
+def overdue_reports(
+    store: HubStore, settings: Settings, *, reader: str, today: date, month: str | None = None
+) -> list[OverdueReport]:
     """The overdue reports ``reader`` may see (a school: its own list; a centre: the lists it assigned), per
     school and month, optionally for one ``month``. Raises ``Rejected`` for an organisation that has no lists."""
     orgs = store.registry().orgs
     org = orgs.get(reader)
     if org is None or org.type not in REPORTING_ORGS | LISTING_CENTRES:
-        raise Rejected([Problem("no_target_lists", f"{reader!r} is not a school, nursery or centre with target lists",
-                                f"「{reader}」は対象名簿を持つ学校・園・センターではありません", "reader")])
+        raise Rejected(
+            [
+                Problem(
+                    "no_target_lists",
+                    f"{reader!r} is not a school, nursery or centre with target lists",
+                    f"「{reader}」は対象名簿を持つ学校・園・センターではありません",
+                    "reader",
+                )
+            ]
+        )
     schools = [reader] if org.type in REPORTING_ORGS else list(peek(store, CenterLists, reader).schools)
     reports: dict[tuple[str, str], MonthlyReports] = {}
     found: list[OverdueReport] = []
@@ -86,13 +101,23 @@ def overdue_reports(store: HubStore, settings: Settings, *, reader: str, today: 
                 if (school, m) not in reports:
                     reports[(school, m)] = peek(store, MonthlyReports, school, m)
                 if reports[(school, m)].received(listing.child, listing.centre) is None:
-                    found.append(OverdueReport(school, listing.centre, m, due_date(m, settings),
-                                               listing.student_no, listing.child, listing.assigned_id))
+                    found.append(
+                        OverdueReport(
+                            school,
+                            listing.centre,
+                            m,
+                            due_date(m, settings),
+                            listing.student_no,
+                            listing.child,
+                            listing.assigned_id,
+                        )
+                    )
     return sorted(found, key=lambda r: (r.school, r.month, r.student_no, r.centre))
 
 
-def recorded_overdue(hub: "Hub", *, reader: str, role: str, user: str | None, today: date,
-                     month: str | None = None) -> tuple[list[OverdueReport], list[str]]:
+def recorded_overdue(
+    hub: Hub, *, reader: str, role: str, user: str | None, today: date, month: str | None = None
+) -> tuple[list[OverdueReport], list[str]]:
     """The overdue reports ``reader`` is shown, and the access records of the reads behind them (one read of each
     listed child's record, recorded before anything is returned). Raises ``Rejected`` as ``overdue_reports``."""
     found = overdue_reports(hub.store, hub.settings, reader=reader, today=today, month=month)
