@@ -22,8 +22,8 @@ from services.audit.replay import VerifyReport, verify
 from services.auth import clients as auth_clients
 from services.projections import admission_facts as projections_admission_facts
 from services.projections import cases as projections_cases
+from services.projections import identity_links as projections_identity_links
 from services.projections import rosters as projections_rosters
-from services.publishing import linking as publishing_linking
 from services.publishing.ingest import Ingest, PublishResult
 from services.reading.timeline import Timeline, TimelineReader
 
@@ -37,7 +37,7 @@ MOVED_MODULES = {
     "services.facts": projections_admission_facts,
     "services.caseindex": projections_cases,
     "services.rosters": projections_rosters,
-    "services.identity": publishing_linking,
+    "services.identity": projections_identity_links,
 }
 for _old_path, _module in MOVED_MODULES.items():
     register_topic(_old_path, _module)

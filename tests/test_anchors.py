@@ -18,7 +18,15 @@ from typer.testing import CliRunner
 from consent.model import Settings
 from events.envelope import content_digest
 from events.store import AccessLog
-from services.audit.anchors import AnchorError, AnchorRefused, anchor, heads_digest, open_anchor, signed_anchor
+from services.audit.anchors import (
+    AnchorError,
+    AnchorRefused,
+    anchor,
+    heads_digest,
+    open_anchor,
+    signed_anchor,
+    verify_anchored,
+)
 from services.audit.replay import access_records, verify
 from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier, load_signing_keys
 from services.cli.root import app
@@ -124,13 +132,13 @@ def test_a_chain_that_grew_still_verifies_and_records_cut_off_its_end_are_caught
     made = anchor(hub.store, at=clock())
     ids["c1"] += read_more(hub, clock, "c1", 2)  # c1 #5, #6 after the anchor: the chain only grows
 
-    grown = verify(hub.store, anchor=made)
+    grown = verify_anchored(hub.store, made)
     assert grown.ok and grown.anchored == 2 and grown.records == 8, grown.to_dict()
 
     delete(hub, "c2", 2)  # the last read of c2, which the anchor saw
     delete(hub, "c1", 6, 5)  # the last two reads of c1, made after the anchor
     assert verify(hub.store).ok  # the documented limit: what is left is a valid chain
-    report = verify(hub.store, anchor=made)
+    report = verify_anchored(hub.store, made)
     assert problems(report) == [("c2", 2, "truncated", ids["c2"][1])]  # c1 still holds what the anchor saw
     (cut,) = report.not_as_anchored
     assert cut.detail.startswith("the chain ends at #1: its last 1 record(s) were removed; the anchor of ")
@@ -150,10 +158,10 @@ def test_a_chain_rewritten_and_rehashed_to_its_end_is_caught(hub, clock):
     _resave(hub, "c1", 4, lambda r: r.update(prev_hash=third["hash"], hash=chain_hash(third["hash"], r)))
 
     assert verify(hub.store).ok  # the rewritten chain is a valid chain
-    report = verify(hub.store, anchor=made)
+    report = verify_anchored(hub.store, made)
     assert problems(report) == [("c1", 4, "rewritten", ids["c1"][3])]
     assert f"#4 holds another record (id {ids['c1'][3]}, hash " in report.not_as_anchored[0].detail
-    alone = verify(hub.store, child="c2", anchor=made)
+    alone = verify_anchored(hub.store, made, child="c2")
     assert alone.ok and alone.anchored == 1
 
 
@@ -162,7 +170,7 @@ def test_the_anchored_record_with_its_hash_kept_but_its_content_changed_is_rewri
     made = anchor(hub.store, at=clock())
     _resave(hub, "c2", 2, lambda r: r.update(purpose="emergency"))  # the stored hash no longer covers the content
 
-    report = verify(hub.store, anchor=made)
+    report = verify_anchored(hub.store, made)
     assert ("c2", 2, "rewritten", ids["c2"][1]) in problems(report)
     assert "carries the anchored hash, but not the anchored content" in report.not_as_anchored[0].detail
 
@@ -174,14 +182,14 @@ def test_a_record_removed_from_the_middle_and_a_whole_access_log_removed(hub, cl
     delete(hub, "c1", 4)  # the anchored record, with a later one after it
     delete(hub, "c2", 1, 2, created=True)  # every row of c2's access log
 
-    report = verify(hub.store, anchor=made)
+    report = verify_anchored(hub.store, made)
     assert [(m.child, m.sequence, m.fault) for m in report.broken_chains] == [("c1", 4, "missing")]
     anonymous = f"(access log {AccessLog.create_id('c2')})"  # nothing left in the hub names the child
     assert sorted(problems(report)) == [(anonymous, 2, "truncated", ids["c2"][1]), ("c1", 4, "missing", ids["c1"][3])]
     assert "the access log has no records any more" in next(
         m.detail for m in report.not_as_anchored if m.child == anonymous
     )
-    assert problems(verify(hub.store, child="c2", anchor=made)) == [("c2", 2, "truncated", ids["c2"][1])]
+    assert problems(verify_anchored(hub.store, made, child="c2")) == [("c2", 2, "truncated", ids["c2"][1])]
 
 
 # --- The command line, on PostgreSQL ------------------------------------------------------------------------

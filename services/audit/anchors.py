@@ -54,7 +54,7 @@ from joserfc.jwk import KeySet
 
 from events.envelope import content_digest
 from events.store import AccessLog, HubStore
-from services.audit.replay import Loaded, Mismatch, load, stored_records
+from services.audit.replay import Loaded, Mismatch, VerifyReport, load, stored_records, verify
 from services.auth.tokens import ALGORITHM, ISSUER, SigningKeys
 from services.reading.timeline import chain_hash
 
@@ -236,3 +236,13 @@ def verify_against_anchor(store: HubStore, anchor: Mapping[str, Any], *, child: 
     one per log at most (``Mismatch`` with problem ``anchor``). Check the signature first (``open_anchor``)."""
     problems = [check_head(store, head, anchor.get("at", "?"), child=child) for head in anchored_heads(anchor, child)]
     return [p for p in problems if p is not None]
+
+
+def verify_anchored(store: HubStore, anchor: Mapping[str, Any], *, child: str | None = None) -> VerifyReport:
+    """``verify`` (every access record replayed, every chain checked), then every chain checked against
+    ``anchor``: each still holds the record the anchor saw at the sequence it saw it (``tsunagu audit verify
+    --anchor``)."""
+    report = verify(store, child=child)
+    report.anchored = len(anchored_heads(anchor, child))
+    report.mismatches.extend(verify_against_anchor(store, anchor, child=child))
+    return report

@@ -38,7 +38,7 @@ is explained), but each readable record is still replayed.
 Limits, and the anchors that lift them: a hash chain alone cannot show that the last records of a chain were cut
 off, or that a chain was rewritten and re-hashed from the point of change to its end (what is left is a valid
 chain). ``services.audit.anchors`` closes that gap up to the last anchor: ``tsunagu audit anchor`` signs every chain's
-head with the hub's key for keeping outside the database, and ``verify(store, anchor=...)`` (``tsunagu audit
+head with the hub's key for keeping outside the database, and ``services.audit.anchors.verify_anchored`` (``tsunagu audit
 verify --anchor FILE``) also reports each chain that no longer holds the record the anchor saw at its sequence
 (``problem`` ``anchor``: ``truncated``, ``rewritten``, ``missing``, ``unreadable``). Records appended after the
 newest anchor stay as unprotected against removal from the end as before: anchor regularly (e.g. daily), and keep
@@ -353,7 +353,7 @@ def check_link(chain: _Chain, loaded: Loaded) -> tuple[str, str, int, str | None
     return None
 
 
-def verify(store: HubStore, *, child: str | None = None, anchor: Mapping[str, Any] | None = None) -> VerifyReport:
+def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
     """Check the chain of every child (or of ``child`` alone) and replay every readable record; with ``anchor``
     (``services.anchors.open_anchor``), also that every chain still holds the record the anchor saw."""
     report = VerifyReport()
@@ -384,11 +384,6 @@ def verify(store: HubStore, *, child: str | None = None, anchor: Mapping[str, An
             _replay_one(record, history, report)
     for stream, mismatch in anonymous:
         mismatch.child = chains[stream].child or f"(access log {stream})"
-    if anchor is not None:
-        from services.audit.anchors import anchored_heads, verify_against_anchor  # it builds on this module
-
-        report.anchored = len(anchored_heads(anchor, child))
-        report.mismatches.extend(verify_against_anchor(store, anchor, child=child))
     return report
 
 

@@ -38,7 +38,7 @@ libraries read, plus ``error_description_ja`` in Japanese for the people who con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import (
@@ -71,7 +71,9 @@ from services.auth.tokens import (
     TokenVerifier,
     scope_text,
 )
-from services.hub import Hub
+
+if TYPE_CHECKING:
+    from services.hub import Hub
 
 TOKEN_PATH = "/oauth/token"
 JWKS_PATH = "/.well-known/jwks.json"

@@ -311,7 +311,7 @@ def audit_verify(
     """Check each child's hash chain (naming its first broken record) and re-evaluate every access record from
     the log up to its recorded position; with --anchor, also check the chains against an anchor. Exit 1 when
     anything is wrong, 2 when the anchor is refused (not signed by this hub's keys, or altered)."""
-    from services.audit.anchors import AnchorRefused, open_anchor
+    from services.audit.anchors import AnchorRefused, open_anchor, verify_anchored
     from services.audit.replay import verify
 
     anchor = None
@@ -326,7 +326,7 @@ def audit_verify(
             fail(f"{anchor_file}: {refused.message_ja} / {refused.message}")
     hub = Hub(database)
     try:
-        report = verify(hub.store, child=child, anchor=anchor)
+        report = verify(hub.store, child=child) if anchor is None else verify_anchored(hub.store, anchor, child=child)
     finally:
         hub.close()
     if as_json:

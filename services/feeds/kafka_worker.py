@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from events.problems import Busy
 from events.retry import retry_conflicts
@@ -38,8 +38,10 @@ from events.transport import (
     original_message,
     producer_options,
 )
-from services.hub import Hub
 from services.publishing.ingest import MAX_BATCH
+
+if TYPE_CHECKING:
+    from services.hub import Hub
 
 DEFAULT_GROUP = "tsunagu-ingest"
 QUARANTINE_SOURCE = "kafka"  # where messages that carry no readable envelope are held

@@ -23,7 +23,7 @@ from services.projections.cases import keep_case_index  # noqa: E402  要対協 
 
 INDEXES.append(keep_case_index)
 
-from services.publishing.linking import keep_identity_links  # noqa: E402  紐付け: (organisation, own number) -> child
+from services.projections.identity_links import keep_identity_links  # noqa: E402  紐付け: (organisation, own number) -> child
 
 INDEXES.append(keep_identity_links)
 

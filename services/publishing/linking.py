@@ -3,7 +3,7 @@
 Organisations name a child by their own number (``local_child``: 児童生徒番号, 宛名番号 …). A centre links the
 number to a hub child with ``identity.linked``; who may link whose numbers is ``consent.identity``'s rule.
 
-- ``keep_identity_links`` (in ``INDEXES``) keeps the lookup (organisation, number) -> child in step with the log.
+- ``services.projections.identity_links`` keeps the lookup (organisation, number) -> child in step with the log.
 - ``Ingest.publish`` calls ``resolve_local_child`` before admission: with a link, the envelope continues with
   ``child`` filled in (and leaves the queue if it was waiting); without one it waits in the source's
   ``LinkingQueue`` (outcome ``queued``, 「紐付け待ち」), never dropped and never guessed onto a child. It calls
@@ -22,16 +22,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid5
-
-from eventsourcing.domain import Aggregate, event
+from uuid import uuid5
 
 from consent.identity import IDENTITY_KINDS, check_identity_event, check_local_source, may_link
 from events.envelope import Envelope
 from events.model import Org, Recorded
 from events.problems import Problem, Rejected
-from events.sealing import stream_id
-from events.store import NAMESPACE, HubStore, LinkingQueue, ResidenceWaitList, _CopiedOnWrite
+from events.store import NAMESPACE, HubStore, LinkingQueue, ResidenceWaitList
+from services.projections.identity_links import IdentityLink, linked_child
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -39,28 +37,6 @@ if TYPE_CHECKING:
 
 WAITING_FOR_LINK = "waiting_for_link"
 RESIDENCE_UNKNOWN = "residence_unknown"
-
-
-class IdentityLink(_CopiedOnWrite, Aggregate):
-    """The lookup: the hub child an organisation's own number is linked to now (``None``: not linked, or
-    unlinked). Identifiers only; it never decides access."""
-
-    @staticmethod
-    def create_id(org: str, local_number: str) -> UUID:
-        return stream_id(f"identity:{org}\x1f{local_number}")
-
-    def __init__(self, org: str, local_number: str):
-        self.org = org
-        self.local_number = local_number
-        self.child: str | None = None
-
-    @event("Linked")
-    def link(self, child: str, event_id: str) -> None:
-        self.child = child
-
-    @event("Unlinked")
-    def unlink(self, event_id: str) -> None:
-        self.child = None
 
 
 def _get(batch: Batch, cls: type, *key: str) -> Any:
@@ -77,17 +53,6 @@ def _get_or_create(batch: Batch, cls: type, *key: str) -> Any:
 
 
 # --- In the publish transaction ---------------------------------------------------------------------------------
-
-
-def keep_identity_links(e: Recorded, batch: Batch) -> None:
-    """Index: (organisation, own number) -> hub child, from ``identity.linked`` / ``identity.unlinked``."""
-    if e.kind not in IDENTITY_KINDS:
-        return
-    link = _get_or_create(batch, IdentityLink, str(e.payload["org"]), str(e.payload["local_number"]))
-    if e.kind == "identity.linked":
-        link.link(child=e.child, event_id=e.id)
-    else:
-        link.unlink(event_id=e.id)
 
 
 def waiting_problem(envelope: Envelope) -> Problem:
@@ -144,11 +109,6 @@ def check_identity(e: Recorded, known: bool, orgs: Mapping[str, Org], batch: Bat
 
 
 # --- The centre's side: linking, the queue, re-sending ----------------------------------------------------------
-
-
-def linked_child(store: HubStore, org: str, local_number: str) -> str | None:
-    link = store.peek(IdentityLink.create_id(org, local_number))
-    return link.child if link is not None else None
 
 
 @dataclass
