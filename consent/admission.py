@@ -12,11 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from consent.authority import IdsInUse, Known, check_authority
 from consent.model import Settings
-from events.model import Org, Recorded
+from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
-
-CENTER = "municipal_center"
-JISO = "child_guidance_center"
 
 TO_LISTED_SCHOOL = frozenset({"target_list.assigned", "target_list.removed", "inquiry.sent"})
 

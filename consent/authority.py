@@ -33,11 +33,8 @@ from datetime import datetime
 from typing import Protocol
 
 from consent.model import Settings
-from events.model import Org, Recorded
+from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
-
-CENTER = "municipal_center"
-JISO = "child_guidance_center"
 
 CASE_KINDS_OF_REGISTRAR = frozenset(
     {

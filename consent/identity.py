@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from events.model import Org, Recorded
+from events.model import CENTER, Org, Recorded
 from events.problems import Problem, Rejected
 
-CENTER = "municipal_center"  # 市町村こども家庭センター
 NOT_LINKABLE = frozenset({"prefecture_office", "auditor"})  # publish nothing about a child
 IDENTITY_KINDS = frozenset({"identity.linked", "identity.unlinked"})
 

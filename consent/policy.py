@@ -21,7 +21,7 @@ from datetime import timedelta
 from consent.authority import authorised_facts
 from consent.facts import Case, ChildFacts
 from consent.model import EventDecision, ReadDecision, Reader, Settings
-from events.model import Org, Recorded
+from events.model import CENTER, JISO, Org, Recorded
 
 POLICY_V1 = "tsunagu-read-policy/1"  # every fact counted, whoever published it (replay of records made under it)
 POLICY_V2 = "tsunagu-read-policy/2"  # facts counted only from the organisation with authority over them
@@ -119,7 +119,7 @@ def rule_own(reader: Reader, e: Recorded, world: World) -> bool:
     if e.source != reader.org:
         return False
     org = world.orgs.get(reader.org)
-    if org is None or org.type != "municipal_center" or world.settings.integrated_center or reader.role is None:
+    if org is None or org.type != CENTER or world.settings.integrated_center or reader.role is None:
         return True
     reader_function = "maternal_health" if reader.role == "health_nurse" else "child_welfare"
     return e.center_function == reader_function
@@ -154,7 +154,7 @@ def rule_ledger(reader: Reader, e: Recorded, world: World) -> bool:
         return False
     for case in world.ledger_cases(reader):
         m = world.municipality_of(case.registrar)
-        if reader_org.type == "child_guidance_center" and m is not None and m in reader_org.covers:
+        if reader_org.type == JISO and m is not None and m in reader_org.covers:
             if e.case == case.id and (e.kind.startswith("case.") or e.basis == "joint-ledger"):
                 return True
             end = case.closed_at(reader.t) or reader.t
@@ -162,7 +162,7 @@ def rule_ledger(reader: Reader, e: Recorded, world: World) -> bool:
                 return True
         if reader.org == case.registrar and e.basis == "joint-ledger" and e.case == case.id:
             source = world.orgs.get(e.source)
-            if source is not None and source.type == "child_guidance_center" and m in source.covers:
+            if source is not None and source.type == JISO and m in source.covers:
                 return True
     return False
 
@@ -196,7 +196,7 @@ def rule_transfer(reader: Reader, e: Recorded, world: World) -> bool:
         if y != reader.org or tt > reader.t or e.at > tt:
             continue
         transferring = world.orgs.get(x)
-        if transferring is None or transferring.type != "municipal_center":  # "published by centre X"
+        if transferring is None or transferring.type != CENTER:  # "published by centre X"
             continue
         as_x = Reader(org=x, role=None, purpose=reader.purpose, t=tt)  # the transferring centre as a whole
         if any(rule(as_x, e, world) for rule in (rule_own, rule_direct, rule_ledger, rule_consent)):
@@ -273,11 +273,11 @@ def redact(e: Recorded, decision: EventDecision) -> dict:
 def learns_of_withheld(org: Org | None) -> bool:
     """Centres and 児童相談所 may learn that events exist which they may not read (so they can ask for them
     lawfully); every other reader learns nothing about them, not even how many there are."""
-    return org is not None and org.type in ("municipal_center", "child_guidance_center")
+    return org is not None and org.type in (CENTER, JISO)
 
 
 def learns_whether_published(org: Org | None) -> bool:
     """Centres and 児童相談所 are told whether an event they publish was published at once or waits (for the
     child's residence, or for a number's link); any other publisher is told only that it was received, since
     "waiting" would tell it that the hub does not know the child (policy.md, "Rejections leak nothing")."""
-    return org is not None and org.type in ("municipal_center", "child_guidance_center")
+    return org is not None and org.type in (CENTER, JISO)

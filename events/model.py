@@ -42,11 +42,13 @@ class Org:
         return out
 
 
+CENTER = "municipal_center"  # 市町村こども家庭センター: the 要対協's coordinating body
+JISO = "child_guidance_center"  # 児童相談所
 ORG_TYPES = frozenset(
     {
-        "municipal_center",
+        CENTER,
         "municipal_department",
-        "child_guidance_center",
+        JISO,
         "prefecture_office",
         "school",
         "nursery",
