@@ -41,65 +41,18 @@ from consent.model import SETTING_RANGES, ReadDecision, Settings
 from events.clock import JST
 from events.dates import day_in_range, moment_in_range, out_of_range
 from events.envelope import ja_for
+from events.labels import FINDING_JA, ORG_TYPE_JA, PURPOSE_JA, ROLE_JA, RULE_JA
 from events.model import Org
 from events.problems import Problem, Rejected
 from events.retry import retry_conflicts
 from events.store import NAMESPACE, ChildRecord, HubStore
 from services.audit.replay import History, Loaded, considered, load, rebuild, replay, stored_records
-from services.casework.ledger import TYPE_JA
 from services.reading.timeline import Timeline
 from services.templates import render
 
 CLOCK_SKEW = timedelta(minutes=5)
 RULES = ("OWN", "DIRECT", "CASE", "LEDGER", "CONSENT", "TRANSFER", "EMERGENCY")
 Finding = Literal["justified", "not_justified", "needs_follow_up"]
-FINDING_JA = {"justified": "正当", "not_justified": "正当でない", "needs_follow_up": "要フォローアップ"}
-
-# The grounds of the read policy in plain Japanese, for families (policy.md, "The rules"; consent/policy.py).
-# Families never see the word 要対協 (domain.md): rule CASE is described by what it is.
-RULE_JA: dict[str, tuple[str, str]] = {
-    "OWN": ("自機関の記録", "記録を作成した機関が、その業務の範囲内で利用（個人情報保護法 第61条・第18条）"),
-    "DIRECT": (
-        "法令に基づく直接の提供先",
-        "法令に基づき情報の提供を受けた機関（児童福祉法 第21条の10の5・第25条・第25条の3、児童虐待防止法 "
-        "第6条、委託契約に基づく報告）",
-    ),
-    "CASE": (
-        "地域の関係機関による支援のための情報共有",
-        "市町村が調整する関係機関の協議の場で、支援を担当する機関と共有（児童福祉法 第25条の2、守秘義務は"
-        "同法 第25条の5）",
-    ),
-    "LEDGER": ("児童相談所との共同管理台帳", "市町村と児童相談所が共同で管理する記録（共同管理台帳）"),
-    "CONSENT": (
-        "保護者の同意",
-        "保護者が同意した支援計画（サポートプラン）の共有（児童福祉法 第10条第4項、"
-        "個人情報保護法 第27条第1項・第69条第2項第1号）",
-    ),
-    "TRANSFER": ("転居に伴うケース移管", "転居先の市町村への支援の引継ぎ"),
-    "EMERGENCY": (
-        "緊急時の例外",
-        "お子さまの生命・身体を守るため緊急に必要な場合（個人情報保護法 第27条第1項第2号・第69条第2項第4号）",
-    ),
-}
-PURPOSE_JA = {
-    "support": "支援のため",
-    "meeting": "関係機関の会議のため",
-    "emergency": "緊急対応のため",
-    "audit": "監査のため",
-    "statistics": "統計のため",
-}
-ROLE_JA = {
-    "caseworker": "児童福祉の担当職員",
-    "health_nurse": "保健師",
-    "supervisor": "統括支援員",
-    "teacher": "教員",
-    "school_admin": "学校の管理職",
-    "nursery_staff": "保育士等",
-    "provider_staff": "事業者の職員",
-    "clerk": "事務職員",
-    "auditor": "監査担当",
-    "adapter": "連携システム",
-}
 REFUSAL_JA = {
     "unknown_organisation": "登録されていない機関からの閲覧のため、認められませんでした",
     "organisation_type_reads_no_case_content": "この種類の機関は記録の内容を見られないため、認められませんでした",
@@ -923,7 +876,7 @@ class Auditing:
                 DisclosureOrg(
                     org=org_id,
                     name=(org.name or org_id) if org else org_id,
-                    type_ja=TYPE_JA.get(org.type, org.type) if org else "登録されていない機関",
+                    type_ja=ORG_TYPE_JA.get(org.type, org.type) if org else "登録されていない機関",
                     reads=reads,
                     read_count=sum(r.allowed for r in reads),
                     refused_count=sum(not r.allowed for r in reads),

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 
+from events.labels import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, label
 from services.casework.csv_export import csv_bytes
-from services.casework.ledger import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, Agenda, CaseRow, label
+from services.casework.ledger import Agenda, CaseRow
 from services.templates import render
 
 GROUP_JA = {"attention": "要検討", "confirmation": "確認のみ"}

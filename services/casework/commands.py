@@ -21,18 +21,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from events.model import Org
+from events.labels import CASE_TYPE_JA, CATEGORY_JA, label
+from events.model import CENTER, JISO, Org
 from events.problems import Rejected
 from services.casework.ledger import (
-    CASE_TYPE_JA,
-    CATEGORY_JA,
-    CENTER,
-    JISO,
     CaseRow,
     PlanState,
     build_row,
     day_of,
-    label,
     plan_states,
     refuse,
 )

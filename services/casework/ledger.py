@@ -9,7 +9,7 @@ from the returned entries only (``build_row``, ``plan_states``), never from the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from consent.policy import cases_seen
 from events.clock import JST
 from events.kinds import as_datetime
-from events.model import Org, Recorded
+from events.labels import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, KIND_JA, ORG_TYPE_JA, STATUS_JA, label
+from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
 from services.projections.cases import center_cases
 from services.reading.timeline import Timeline, TimelineEntry
@@ -28,62 +29,7 @@ if TYPE_CHECKING:
 DEFAULT_REVIEW_INTERVAL = timedelta(days=91)  # 見直しは少なくとも3か月ごと (domain.md): when no next review was set
 TRANSFER_ACK_DAYS = 14  # ケース移管の受理期限
 
-CENTER = "municipal_center"
-JISO = "child_guidance_center"
-
-CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}
-CASE_TYPE_JA = {  # 相談種別
-    "abuse_physical": "虐待（身体的）",
-    "abuse_psychological": "虐待（心理的）",
-    "abuse_sexual": "虐待（性的）",
-    "abuse_neglect": "虐待（ネグレクト）",
-    "neglect": "養育不適切（ネグレクト傾向）",
-    "yougo_other": "その他の養護相談",
-    "health": "保健相談",
-    "disability": "障害相談",
-    "delinquency": "非行相談",
-    "upbringing": "育成相談",
-}
-STATUS_JA = {"open": "対応中", "closed": "終結", "transferred": "移管"}
-ALERT_JA = {"consecutive_absence": "連続欠席", "no_contact": "連絡なし欠席", "injury": "外傷等"}
-KIND_JA = {
-    "child.registered": "児童登録",
-    "residence.changed": "転居",
-    "enrollment.started": "在籍開始",
-    "enrollment.ended": "在籍終了",
-    "concern.reported": "気づき",
-    "notification.filed": "通告",
-    "attendance.monthly": "月次出欠",
-    "attendance.daily": "日次出欠",
-    "absence.alert": "欠席等の警告",
-    "health.checkup": "健診",
-    "service.usage": "サービス利用",
-    "visit.report": "訪問記録",
-    "note.recorded": "記録",
-    "case.registered": "ケース登録",
-    "case.member_assigned": "メンバー追加",
-    "case.member_removed": "メンバー解除",
-    "case.shared": "ケース共有",
-    "case.reviewed": "進行管理（検討）",
-    "case.type_changed": "相談種別の変更",
-    "case.closed": "終結",
-    "case.transferred": "ケース移管",
-    "case.transfer_acknowledged": "移管の受理",
-    "ledger.updated": "共同管理台帳の更新",
-    "protection.started": "一時保護開始",
-    "protection.ended": "一時保護解除",
-    "plan.created": "サポートプラン作成",
-    "plan.revised": "サポートプラン改訂",
-    "consent.granted": "プラン共有の同意",
-    "consent.withdrawn": "同意の撤回",
-    "consent.refused": "同意しない",
-    "emergency.declared": "緊急時アクセス宣言",
-}
 CONCERN_KINDS = ("concern.reported", "notification.filed")
-
-
-def label(table: Mapping[str, str], code: str | None) -> str:
-    return table.get(code or "", code or "")
 
 
 def refuse(code: str, message: str, message_ja: str, field: str | None = None) -> Rejected:
@@ -104,55 +50,74 @@ def _case_of(e: TimelineEntry) -> str | None:
     return str(value) if value is not None else None
 
 
+def _attendance_line(p: Mapping[str, Any]) -> str:
+    text = (
+        f"{p.get('month')} 授業{p.get('school_days')}日 出席{p.get('attended')}日 欠席{p.get('absent')}日"
+        f"（うち連絡なし{p.get('absent_without_contact')}日）"
+    )
+    if p.get("supersedes"):
+        text += "［訂正］"
+    return text + (f" {p['notes']}" if p.get("notes") else "")
+
+
+def _alert_line(p: Mapping[str, Any]) -> str:
+    days = f" {p['days']}日" if p.get("days") is not None else ""
+    return f"{label(ALERT_JA, p.get('reason'))}{days}" + (f"（{p['since']}から）" if p.get("since") else "")
+
+
+def _review_line(p: Mapping[str, Any]) -> str:
+    return str(p.get("decision", "")) + (f"（次回 {str(p['next_review'])[:10]}）" if p.get("next_review") else "")
+
+
+def _closure_line(p: Mapping[str, Any]) -> str:
+    return f"{p.get('reason', '')}" + (f"（{p['meeting']}）" if p.get("meeting") else "")
+
+
+def _joint_ledger_line(p: Mapping[str, Any]) -> str:
+    return " ".join(f"{ja}: {p[k]}" for k, ja in (("severity", "重症度"), ("status", "状況")) if p.get(k))
+
+
+def _field(name: str) -> Callable[[Mapping[str, Any]], str]:
+    """The summary that is one payload field, as text ("" when absent)."""
+    return lambda p: str(p.get(name, ""))
+
+
+def _plan_line(p: Mapping[str, Any]) -> str:
+    return f"プラン {p.get('plan')} 第{p.get('version')}版"
+
+
+SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "attendance.monthly": _attendance_line,
+    "absence.alert": _alert_line,
+    "concern.reported": _field("summary"),
+    "notification.filed": _field("summary"),
+    "case.shared": _field("summary"),
+    "case.registered": lambda p: f"{label(CATEGORY_JA, p.get('category'))} / {label(CASE_TYPE_JA, p.get('case_type'))}",
+    "case.member_assigned": _field("member"),
+    "case.member_removed": _field("member"),
+    "case.reviewed": _review_line,
+    "case.type_changed": lambda p: label(CASE_TYPE_JA, p.get("case_type")),
+    "case.closed": _closure_line,
+    "case.transferred": lambda p: f"移管先 {p.get('to')}",
+    "case.transfer_acknowledged": lambda p: f"移管元 {p.get('from')}",
+    "ledger.updated": _joint_ledger_line,
+    "plan.created": _plan_line,
+    "plan.revised": _plan_line,
+    "consent.granted": lambda p: f"{_plan_line(p)} → {', '.join(map(str, p.get('recipients') or []))}",
+    "consent.refused": lambda p: f"プラン {p.get('plan')}",
+    "visit.report": _field("observations"),
+    "note.recorded": _field("text"),
+    "health.checkup": _field("checkup"),
+    "service.usage": _field("service"),
+    "residence.changed": _field("residence"),
+}
+"""Kind -> the one line in Japanese that summarises its payload; kinds not listed have none."""
+
+
 def summarise(e: TimelineEntry) -> str:
     """One line in Japanese for an entry as the reader received it (redacted fields stay redacted)."""
-    p = e.payload
-    if e.kind == "attendance.monthly":
-        text = (
-            f"{p.get('month')} 授業{p.get('school_days')}日 出席{p.get('attended')}日 欠席{p.get('absent')}日"
-            f"（うち連絡なし{p.get('absent_without_contact')}日）"
-        )
-        if p.get("supersedes"):
-            text += "［訂正］"
-        return text + (f" {p['notes']}" if p.get("notes") else "")
-    if e.kind == "absence.alert":
-        days = f" {p['days']}日" if p.get("days") is not None else ""
-        return f"{label(ALERT_JA, p.get('reason'))}{days}" + (f"（{p['since']}から）" if p.get("since") else "")
-    if e.kind in ("concern.reported", "notification.filed", "case.shared"):
-        return str(p.get("summary", ""))
-    if e.kind == "case.registered":
-        return f"{label(CATEGORY_JA, p.get('category'))} / {label(CASE_TYPE_JA, p.get('case_type'))}"
-    if e.kind in ("case.member_assigned", "case.member_removed"):
-        return str(p.get("member", ""))
-    if e.kind == "case.reviewed":
-        return str(p.get("decision", "")) + (f"（次回 {str(p['next_review'])[:10]}）" if p.get("next_review") else "")
-    if e.kind == "case.type_changed":
-        return label(CASE_TYPE_JA, p.get("case_type"))
-    if e.kind == "case.closed":
-        return f"{p.get('reason', '')}" + (f"（{p['meeting']}）" if p.get("meeting") else "")
-    if e.kind == "case.transferred":
-        return f"移管先 {p.get('to')}"
-    if e.kind == "case.transfer_acknowledged":
-        return f"移管元 {p.get('from')}"
-    if e.kind == "ledger.updated":
-        return " ".join(f"{ja}: {p[k]}" for k, ja in (("severity", "重症度"), ("status", "状況")) if p.get(k))
-    if e.kind in ("plan.created", "plan.revised"):
-        return f"プラン {p.get('plan')} 第{p.get('version')}版"
-    if e.kind == "consent.granted":
-        return f"プラン {p.get('plan')} 第{p.get('version')}版 → {', '.join(map(str, p.get('recipients') or []))}"
-    if e.kind == "consent.refused":
-        return f"プラン {p.get('plan')}"
-    if e.kind == "visit.report":
-        return str(p.get("observations", ""))
-    if e.kind == "note.recorded":
-        return str(p.get("text", ""))
-    if e.kind == "health.checkup":
-        return str(p.get("checkup", ""))
-    if e.kind == "service.usage":
-        return str(p.get("service", ""))
-    if e.kind == "residence.changed":
-        return str(p.get("residence", ""))
-    return ""
+    line = SUMMARIES.get(e.kind)
+    return line(e.payload) if line is not None else ""
 
 
 def change(e: TimelineEntry) -> dict[str, Any]:
@@ -275,6 +240,102 @@ def as_recorded(entries: Sequence[TimelineEntry], child: str) -> list[Recorded]:
     ]
 
 
+def _registration(entries: Sequence[TimelineEntry], case: str, registrar: str) -> TimelineEntry:
+    """The registrar's ``case.registered`` of ``case`` (the policy has seen it: it is there)."""
+    return next(e for e in entries if e.kind == "case.registered" and _case_of(e) == case and e.source == registrar)
+
+
+def _type_history(registered: TimelineEntry, own: Sequence[TimelineEntry]) -> list[dict[str, Any]]:
+    """相談種別 over time: the one registered, then each ``case.type_changed`` of the registrar."""
+    return [
+        {"at": e.at, "case_type": str(e.payload.get("case_type")), "event": e.id}
+        for e in [registered, *(e for e in own if e.kind == "case.type_changed")]
+    ]
+
+
+def _closure(own: Sequence[TimelineEntry], closed_at: datetime | None) -> dict[str, Any] | None:
+    """The ``case.closed`` that closed the case as the policy counts it (at ``closed_at``), or ``None``."""
+    e = next((e for e in own if e.kind == "case.closed" and entry_at(e) == closed_at), None)
+    if e is None:
+        return None
+    return {"event": e.id, "at": e.at, "reason": e.payload.get("reason"), "meeting": e.payload.get("meeting")}
+
+
+def _transfer(own: Sequence[TimelineEntry]) -> dict[str, Any] | None:
+    """The first ``case.transferred`` of the case, or ``None``."""
+    e = next((e for e in own if e.kind == "case.transferred"), None)
+    return {"event": e.id, "at": e.at, "to": e.payload.get("to")} if e is not None else None
+
+
+def _last_review(own: Sequence[TimelineEntry]) -> TimelineEntry | None:
+    reviews = [e for e in own if e.kind == "case.reviewed"]
+    return reviews[-1] if reviews else None
+
+
+def _review(last_review: TimelineEntry | None) -> dict[str, Any] | None:
+    """The last review as a row shows it."""
+    if last_review is None:
+        return None
+    p = last_review.payload
+    return {
+        "event": last_review.id,
+        "at": last_review.at,
+        "decision": p.get("decision"),
+        "next_review": p.get("next_review"),
+    }
+
+
+def _next_review_due(last_review: TimelineEntry | None, since: datetime) -> tuple[date, bool]:
+    """The next review's day, and whether it is the default (no day was decided: ``since`` + about 3 months)."""
+    if last_review is not None and last_review.payload.get("next_review"):
+        return _next_review(last_review.payload["next_review"]), False
+    return day_of(since + DEFAULT_REVIEW_INTERVAL), True
+
+
+def _alerts(later: Sequence[TimelineEntry]) -> list[dict[str, Any]]:
+    """The absence alerts among ``later`` (not yet taken up at a review)."""
+    return [
+        change(e) | {"reason": e.payload.get("reason"), "days": e.payload.get("days")}
+        for e in later
+        if e.kind == "absence.alert"
+    ]
+
+
+def _joint_ledger(entries: Sequence[TimelineEntry], case: str, orgs: Mapping[str, Org]) -> dict[str, Any] | None:
+    """The latest severity and status a 児童相談所 put on the joint ledger for ``case`` (each its latest value)."""
+    updates = [
+        e
+        for e in entries
+        if e.kind == "ledger.updated"
+        and _case_of(e) == case
+        and e.basis == "joint-ledger"
+        and getattr(orgs.get(e.source), "type", None) == JISO
+    ]
+    if not updates:
+        return None
+    ledger: dict[str, Any] = {"at": updates[-1].at, "by": updates[-1].source, "severity": None, "status": None}
+    for e in updates:
+        ledger |= {key: e.payload[key] for key in ("severity", "status") if e.payload.get(key)}
+    return ledger
+
+
+def _in_protection(entries: Sequence[TimelineEntry], case: str) -> bool:
+    """一時保護中: the latest joint-ledger ``protection.*`` of ``case`` started it."""
+    marks = [
+        e
+        for e in entries
+        if e.kind in ("protection.started", "protection.ended") and _case_of(e) == case and e.basis == "joint-ledger"
+    ]
+    return bool(marks) and marks[-1].kind == "protection.started"
+
+
+def _name_kana(entries: Sequence[TimelineEntry]) -> str | None:
+    return next(
+        (e.payload.get("name_kana") for e in entries if e.kind == "child.registered" and e.payload.get("name_kana")),
+        None,
+    )
+
+
 def build_row(
     case: str, child: str, entries: Sequence[TimelineEntry], orgs: Mapping[str, Org], t: datetime
 ) -> CaseRow | None:
@@ -289,96 +350,37 @@ def build_row(
     known = cases_seen(as_recorded(entries, child)).get(case)
     if known is None:
         return None
-    registered = next(
-        e for e in entries if e.kind == "case.registered" and _case_of(e) == case and e.source == known.registrar
-    )
     registrar = known.registrar
+    registered = _registration(entries, case, registrar)
     own = [e for e in entries if e.kind.startswith("case.") and _case_of(e) == case and e.source == registrar]
-
-    history = [{"at": registered.at, "case_type": str(registered.payload.get("case_type")), "event": registered.id}]
-    members = known.members_at(t)
-    closed_at = known.closed_at(t)
-    last_review: TimelineEntry | None = None
-    closed = transferred = None
-    for e in own:
-        if e.kind == "case.type_changed":
-            history.append({"at": e.at, "case_type": str(e.payload.get("case_type")), "event": e.id})
-        elif e.kind == "case.reviewed":
-            last_review = e
-        elif e.kind == "case.closed" and closed is None and entry_at(e) == closed_at:
-            closed = {"event": e.id, "at": e.at, "reason": e.payload.get("reason"), "meeting": e.payload.get("meeting")}
-        elif e.kind == "case.transferred" and transferred is None:
-            transferred = {"event": e.id, "at": e.at, "to": e.payload.get("to")}
-    status = "transferred" if transferred else "closed" if closed else "open"
-
+    history = _type_history(registered, own)
+    closed, transferred = _closure(own, known.closed_at(t)), _transfer(own)
+    last_review = _last_review(own)
     since = entry_at(last_review) if last_review else entry_at(registered)
-    review = None
-    if last_review is not None:
-        review = {
-            "event": last_review.id,
-            "at": last_review.at,
-            "decision": last_review.payload.get("decision"),
-            "next_review": last_review.payload.get("next_review"),
-        }
-    if last_review is not None and last_review.payload.get("next_review"):
-        next_review, default = _next_review(last_review.payload["next_review"]), False
-    else:
-        next_review, default = day_of(since + DEFAULT_REVIEW_INTERVAL), True
-
+    next_review, default = _next_review_due(last_review, since)
     later = [e for e in entries if entry_at(e) > since and _case_of(e) in (None, case)]
-    alerts = [
-        change(e) | {"reason": e.payload.get("reason"), "days": e.payload.get("days")}
-        for e in later
-        if e.kind == "absence.alert"
-    ]
-    concerns = [change(e) for e in later if e.kind in CONCERN_KINDS]
-
-    ledger_events = [
-        e
-        for e in entries
-        if e.kind == "ledger.updated"
-        and _case_of(e) == case
-        and e.basis == "joint-ledger"
-        and getattr(orgs.get(e.source), "type", None) == JISO
-    ]
-    ledger = None
-    if ledger_events:
-        ledger = {"at": ledger_events[-1].at, "by": ledger_events[-1].source, "severity": None, "status": None}
-        for e in ledger_events:
-            for key in ("severity", "status"):
-                if e.payload.get(key):
-                    ledger[key] = e.payload[key]
-    protection = False
-    for e in entries:
-        if e.kind in ("protection.started", "protection.ended") and _case_of(e) == case and e.basis == "joint-ledger":
-            protection = e.kind == "protection.started"
-
-    kana = next(
-        (e.payload.get("name_kana") for e in entries if e.kind == "child.registered" and e.payload.get("name_kana")),
-        None,
-    )
     return CaseRow(
         case=case,
         child=child,
         center=registrar,
-        status=status,
+        status="transferred" if transferred else "closed" if closed else "open",
         category=str(registered.payload.get("category")),
         case_type=history[-1]["case_type"],
         case_type_history=history,
         registered_at=registered.at,
-        members=members,
-        last_review=review,
+        members=known.members_at(t),
+        last_review=_review(last_review),
         next_review=next_review.isoformat(),
         next_review_default=default,
         attendance=latest_attendance(entries),
-        open_alerts=alerts,
-        concerns=concerns,
-        ledger=ledger,
-        protection=protection,
+        open_alerts=_alerts(later),
+        concerns=[change(e) for e in later if e.kind in CONCERN_KINDS],
+        ledger=_joint_ledger(entries, case, orgs),
+        protection=_in_protection(entries, case),
         changes=[change(e) for e in later],
         closed=closed,
         transferred=transferred,
-        name_kana=kana,
+        name_kana=_name_kana(entries),
     )
 
 
@@ -534,7 +536,7 @@ class CaseViews:
             raise refuse(
                 "not_allowed_for_type",
                 f"{org_id} ({org.type}) cannot use this view",
-                f"{what_ja}を使えるのは{'・'.join(TYPE_JA[t] for t in types)}だけです",
+                f"{what_ja}を使えるのは{'・'.join(ORG_TYPE_JA[t] for t in types)}だけです",
                 "org",
             )
         return org
@@ -660,17 +662,3 @@ class CaseViews:
                 out.append(item)
         out.sort(key=lambda t: (t["at"], t["case"]))
         return out
-
-
-TYPE_JA = {
-    "municipal_center": "こども家庭センター",
-    "municipal_department": "市町村の部署",
-    "child_guidance_center": "児童相談所",
-    "prefecture_office": "都道府県",
-    "school": "学校",
-    "nursery": "保育所等",
-    "health_center": "保健所",
-    "medical": "医療機関",
-    "service_provider": "委託事業者",
-    "auditor": "監査担当",
-}

@@ -21,9 +21,9 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from consent.policy import POLICY_VERSIONS
+from events.labels import FINDING_JA
 from events.problems import Rejected
 from services.audit.auditors import (
-    FINDING_JA,
     Actor,
     Auditing,
     NotFound,

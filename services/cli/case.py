@@ -19,10 +19,11 @@ import typer
 from rich.table import Table
 
 from events.dates import DAY_RANGE_JA, day_in_range
+from events.labels import CASE_TYPE_JA, CATEGORY_JA, STATUS_JA, label
 from events.problems import Rejected
 from services.casework.agenda import agenda_csv, agenda_html, alert_text, attendance_text, ledger_text
 from services.casework.commands import Actor, CaseWork, Done
-from services.casework.ledger import CASE_TYPE_JA, CATEGORY_JA, STATUS_JA, CaseViews, Ledger, label
+from services.casework.ledger import CaseViews, Ledger
 from services.cli.root import Database, app, err, out
 from services.hub import Hub
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from adapters.publisher import Publisher, publisher_for
 from events.clock import JST
+from events.labels import ALERT_JA, label
 from events.problems import Rejected
 from services.cli.root import Database, app, err, fail, out
 from services.hub import Hub
@@ -91,8 +92,8 @@ def print_file_summary(summary, title: str, counts: list[tuple[str, int]]) -> No
     for p in summary.refused:
         err.print(f"[red]読み込めません[/red] {summary.file}: {p['message_ja']}")
     table = Table("結果", "行数", title=title)
-    for label, count in counts:
-        table.add_row(label, str(count))
+    for heading, count in counts:
+        table.add_row(heading, str(count))
     if summary.queued:
         table.add_row("Kafka へ送信済み (queued)", str(summary.queued))
     out.print(table)
@@ -122,11 +123,8 @@ def _print_summary(summary: ImportSummary) -> None:
     )
     if summary.alerts:
         alerts = Table("児童生徒番号", "理由", "開始日", "日数", "結果", title="連続欠席の通知 (absence.alert)")
-        reasons = {"consecutive_absence": "7日以上の連続欠席", "no_contact": "連絡のない欠席の継続"}
         for a in summary.alerts:
-            alerts.add_row(
-                a["student_no"], reasons.get(a["reason"], a["reason"]), a["since"], str(a["days"]), a["outcome"]
-            )
+            alerts.add_row(a["student_no"], label(ALERT_JA, a["reason"]), a["since"], str(a["days"]), a["outcome"])
         out.print(alerts)
 
 

@@ -1,0 +1,136 @@
+"""The event vocabulary's Japanese names: what the pages, the CLI and the exports print for a code.
+
+One table per vocabulary, keyed by the code the events and the registry carry: kinds of event (``KIND_JA``), the
+要対協 categories and 相談種別 of a case (``CATEGORY_JA``, ``CASE_TYPE_JA``), a case's state (``STATUS_JA``), the
+reasons of an absence alert (``ALERT_JA``), organisation types (``ORG_TYPE_JA``), the roles people act in
+(``ROLE_JA``), the purposes of a read (``PURPOSE_JA``), the rules of the read policy with the law behind each, in
+the words families read (``RULE_JA``), and reviewers' findings on an emergency access (``FINDING_JA``).
+``label`` looks a code up and prints an unknown code as it is. No I/O, no imports: every layer may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+KIND_JA = {
+    "child.registered": "児童登録",
+    "residence.changed": "転居",
+    "enrollment.started": "在籍開始",
+    "enrollment.ended": "在籍終了",
+    "concern.reported": "気づき",
+    "notification.filed": "通告",
+    "attendance.monthly": "月次出欠",
+    "attendance.daily": "日次出欠",
+    "absence.alert": "欠席等の警告",
+    "health.checkup": "健診",
+    "service.usage": "サービス利用",
+    "visit.report": "訪問記録",
+    "note.recorded": "記録",
+    "case.registered": "ケース登録",
+    "case.member_assigned": "メンバー追加",
+    "case.member_removed": "メンバー解除",
+    "case.shared": "ケース共有",
+    "case.reviewed": "進行管理（検討）",
+    "case.type_changed": "相談種別の変更",
+    "case.closed": "終結",
+    "case.transferred": "ケース移管",
+    "case.transfer_acknowledged": "移管の受理",
+    "ledger.updated": "共同管理台帳の更新",
+    "protection.started": "一時保護開始",
+    "protection.ended": "一時保護解除",
+    "plan.created": "サポートプラン作成",
+    "plan.revised": "サポートプラン改訂",
+    "consent.granted": "プラン共有の同意",
+    "consent.withdrawn": "同意の撤回",
+    "consent.refused": "同意しない",
+    "emergency.declared": "緊急時アクセス宣言",
+}
+
+CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}  # 要対協の区分
+
+CASE_TYPE_JA = {  # 相談種別
+    "abuse_physical": "虐待（身体的）",
+    "abuse_psychological": "虐待（心理的）",
+    "abuse_sexual": "虐待（性的）",
+    "abuse_neglect": "虐待（ネグレクト）",
+    "neglect": "養育不適切（ネグレクト傾向）",
+    "yougo_other": "その他の養護相談",
+    "health": "保健相談",
+    "disability": "障害相談",
+    "delinquency": "非行相談",
+    "upbringing": "育成相談",
+}
+
+STATUS_JA = {"open": "対応中", "closed": "終結", "transferred": "移管"}  # a case's state on a ledger
+
+# The reasons of an ``absence.alert``; the number of days is printed beside them, so the names carry no threshold.
+ALERT_JA = {"consecutive_absence": "連続欠席", "no_contact": "連絡なし欠席", "injury": "外傷等"}
+
+ORG_TYPE_JA = {  # events.model.ORG_TYPES
+    "municipal_center": "こども家庭センター",
+    "municipal_department": "市町村の部署",
+    "child_guidance_center": "児童相談所",
+    "prefecture_office": "都道府県",
+    "school": "学校",
+    "nursery": "保育所等",
+    "health_center": "保健所",
+    "medical": "医療機関",
+    "service_provider": "委託事業者",
+    "auditor": "監査担当",
+}
+
+ROLE_JA = {  # services.auth.tokens.ROLES
+    "caseworker": "児童福祉の担当職員",
+    "health_nurse": "保健師",
+    "supervisor": "統括支援員",
+    "teacher": "教員",
+    "school_admin": "学校の管理職",
+    "nursery_staff": "保育士等",
+    "provider_staff": "事業者の職員",
+    "clerk": "事務職員",
+    "auditor": "監査担当",
+    "adapter": "連携システム",
+}
+
+PURPOSE_JA = {
+    "support": "支援のため",
+    "meeting": "関係機関の会議のため",
+    "emergency": "緊急対応のため",
+    "audit": "監査のため",
+    "statistics": "統計のため",
+}
+
+# The grounds of the read policy in plain Japanese, for families (policy.md, "The rules"; consent/policy.py), as
+# (name, law), in the policy's order. Families never see the word 要対協 (domain.md): rule CASE is described by
+# what it is.
+RULE_JA: dict[str, tuple[str, str]] = {
+    "OWN": ("自機関の記録", "記録を作成した機関が、その業務の範囲内で利用（個人情報保護法 第61条・第18条）"),
+    "DIRECT": (
+        "法令に基づく直接の提供先",
+        "法令に基づき情報の提供を受けた機関（児童福祉法 第21条の10の5・第25条・第25条の3、児童虐待防止法 "
+        "第6条、委託契約に基づく報告）",
+    ),
+    "CASE": (
+        "地域の関係機関による支援のための情報共有",
+        "市町村が調整する関係機関の協議の場で、支援を担当する機関と共有（児童福祉法 第25条の2、守秘義務は"
+        "同法 第25条の5）",
+    ),
+    "LEDGER": ("児童相談所との共同管理台帳", "市町村と児童相談所が共同で管理する記録（共同管理台帳）"),
+    "CONSENT": (
+        "保護者の同意",
+        "保護者が同意した支援計画（サポートプラン）の共有（児童福祉法 第10条第4項、"
+        "個人情報保護法 第27条第1項・第69条第2項第1号）",
+    ),
+    "TRANSFER": ("転居に伴うケース移管", "転居先の市町村への支援の引継ぎ"),
+    "EMERGENCY": (
+        "緊急時の例外",
+        "お子さまの生命・身体を守るため緊急に必要な場合（個人情報保護法 第27条第1項第2号・第69条第2項第4号）",
+    ),
+}
+
+FINDING_JA = {"justified": "正当", "not_justified": "正当でない", "needs_follow_up": "要フォローアップ"}
+
+
+def label(table: Mapping[str, str], code: str | None) -> str:
+    """The Japanese name of ``code`` in ``table``; a code the table does not know, as it is ("" for none)."""
+    return table.get(code or "", code or "")
