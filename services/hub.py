@@ -17,7 +17,7 @@ from events.store import HubStore, open_store
 from services.administration import settings as administration_settings
 from services.administration.organisations import OrgLoadResult, load_orgs
 from services.administration.settings import SETTINGS_ID, SettingsSource, seed_settings, settings_from_env
-from services.audit import auditors as audit_auditors
+from services.audit import trail as audit_trail
 from services.audit.replay import VerifyReport, verify
 from services.auth import clients as auth_clients
 from services.projections import admission_facts as projections_admission_facts
@@ -32,7 +32,8 @@ from services.reading.timeline import Timeline, TimelineReader
 # before the move loads as before. Never remove an entry while such a store may exist.
 MOVED_MODULES = {
     "services.settings": administration_settings,
-    "services.auditing": audit_auditors,
+    "services.auditing": audit_trail,  # AuditTrail, EmergencyReview
+    "services.audit.auditors": audit_trail,  # the same, as written before services/audit/ was split
     "services.clients": auth_clients,
     "services.facts": projections_admission_facts,
     "services.caseindex": projections_cases,

@@ -5,9 +5,14 @@ review, the family's disclosure report, and the impact of changed settings. Thro
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +21,12 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.problems import Rejected
-from services.audit import auditors as auditing
-from services.audit.auditors import Actor, Auditing, NotFound, Period, audit_trail, disclosure_html
+from services.audit import queries
+from services.audit.disclosure import disclosure_html
+from services.audit.queries import NotFound, Period
 from services.audit.replay import access_records, load, verify
+from services.audit.service import Auditing
+from services.audit.trail import Actor, audit_trail
 from services.auth.tokens import keys_from_file
 from services.cli.root import app
 from services.http.app import create_app
@@ -106,6 +114,10 @@ LATER = {
     "payload": {"date": "2026-05-30", "observations": "玄関先で本人と面会"},
 }
 AUDITOR = Actor(org="oita-audit", user="kansa-1", via="http")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TSUNAGU = str(Path(sys.executable).parent / "tsunagu")
 
 
 def at(text: str) -> datetime:
@@ -336,7 +348,7 @@ def test_every_emergency_access_is_listed_with_its_reason_and_a_finding_is_recor
 def test_turning_the_joint_ledger_on_lists_exactly_the_reads_that_would_change(world, monkeypatch):
     world.later()  # June reads, one of which would change too, outside the period
     opened = []
-    monkeypatch.setattr(auditing, "load", lambda store, stored: opened.append(stored) or load(store, stored))
+    monkeypatch.setattr(queries, "load", lambda store, stored: opened.append(stored) or load(store, stored))
     impact = world.auditing.policy_impact(Period.of("2026-05-01", "2026-05-31"), {"joint_ledger": True}, actor=AUDITOR)
     assert impact.settings == {"joint_ledger": True} and impact.replayed == 6 and impact.unreplayable == 0
     assert len(opened) == 7  # the scan stopped at the first record past the period
@@ -430,6 +442,45 @@ def test_the_auditors_own_queries_are_recorded_before_they_are_answered(world):
     ]
     assert audit_trail(world.hub.store, "someone-else") == []
     assert verify(world.hub.store).ok  # the auditors' streams leave the access log and its chains alone
+
+
+def test_auditors_streams_written_under_their_old_topics_still_load(tmp_path):
+    """The audit trail and the findings of a store written before the audit room was split (``services.auditing:…``
+    by the code of ec88ef8, then ``services.audit.auditors:…`` by dc8152b, in the same streams: see
+    ``tests/fixtures/README.md``) load (``services.hub.MOVED_MODULES``), through the real CLI in a process of its own
+    (a process opens stores of one stream secret only)."""
+    shutil.copy(FIXTURES / "audit-topics.db", tmp_path / "hub.db")
+    shutil.copy(FIXTURES / "audit-topics-keys.json", tmp_path / "keys.json")
+    os.chmod(tmp_path / "keys.json", 0o600)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TSUNAGU_")},
+        "TSUNAGU_KEYS_FILE": str(tmp_path / "keys.json"),
+        "TSUNAGU_JOINT_LEDGER": "1",
+    }
+
+    def tsunagu(*args: str) -> Any:
+        done = subprocess.run(
+            [TSUNAGU, "audit", *args, "--database", f"sqlite:///{tmp_path / 'hub.db'}", "--json"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)
+
+    trail = tsunagu("queries", "cli")
+    assert [(q["query"], q["child"]) for q in trail] == [
+        ("reads_of_child", "child-03"),
+        ("emergency_accesses", None),
+        ("reads_of_child", "child-03"),
+    ]
+    (access,) = tsunagu("emergencies")["accesses"]
+    assert [(f["finding"], f["note"]) for f in access["findings"]] == [
+        ("needs_follow_up", "翌朝に確認"),
+        ("justified", "確認済み"),
+    ]
 
 
 # --- Through HTTP ---------------------------------------------------------------------------------------------

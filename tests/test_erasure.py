@@ -639,7 +639,7 @@ def test_another_process_shows_nothing_of_the_child_within_five_seconds_of_its_e
     """Process B reads the child (a timeline, the school's target list, the overdue reports, the quarantine, an
     auditor's reconstruction), so its caches hold the child's keys and decrypted aggregates; process A erases the
     child; within 5 seconds B shows nothing of it, with no restart."""
-    from services.audit.auditors import Auditing
+    from services.audit.service import Auditing
     from services.projections.rosters import SchoolRoster, peek
 
     clock.at = at("2026-06-10T09:00:00+09:00")

@@ -21,8 +21,10 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.store import AccessLog, ChildRecord
-from services.audit.auditors import Actor, Auditing, Period
+from services.audit.queries import Period
 from services.audit.replay import ACCESS_TOPIC, verify
+from services.audit.service import Auditing
+from services.audit.trail import Actor
 from services.cli.root import app
 from services.hub import Hub
 from services.reading.timeline import chain_hash

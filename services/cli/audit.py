@@ -23,15 +23,11 @@ from rich.table import Table
 from consent.policy import POLICY_VERSIONS
 from events.labels import FINDING_JA
 from events.problems import Rejected
-from services.audit.auditors import (
-    Actor,
-    Auditing,
-    NotFound,
-    Period,
-    Reconstruction,
-    audit_trail,
-    disclosure_html,
-)
+from services.audit.disclosure import disclosure_html
+from services.audit.models import Reconstruction
+from services.audit.queries import NotFound, Period
+from services.audit.service import Auditing
+from services.audit.trail import Actor, audit_trail
 from services.cli.root import Database, SigningKeyFile, audit_app, err, out, signing_keys
 from services.hub import Hub
 

@@ -28,20 +28,19 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from consent.policy import POLICY_VERSIONS
-from services.audit.auditors import (
-    Actor,
-    Auditing,
+from services.audit.disclosure import disclosure_html
+from services.audit.models import (
     ChildReads,
     Disclosure,
     Emergencies,
     EmergencyAccess,
     Finding,
-    NotFound,
-    Period,
     PolicyImpact,
     Reconstruction,
-    disclosure_html,
 )
+from services.audit.queries import NotFound, Period
+from services.audit.service import Auditing
+from services.audit.trail import Actor
 from services.auth.tokens import Principal
 from services.http.deps import ApiError, HubDep, MemberDep, error_responses, require_scope
 from services.hub import Hub
