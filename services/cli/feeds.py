@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -11,11 +10,9 @@ from typing import Annotated
 import typer
 
 from adapters.health_center import BASES
-from adapters.publisher import Publisher, publisher_for
-from services.cli.imports import AsJson, ViaKafka, import_app, print_file_summary
+from services.cli.imports import AsJson, ViaKafka, import_app, print_file_summary, run_file_import
 from services.cli.root import Database, fail, out
 from services.feeds.imports import FeedImporter, FeedSummary
-from services.hub import Hub
 
 Org = Annotated[str, typer.Option("--org", help="The sending organisation (its id in the hub).")]
 
@@ -23,27 +20,15 @@ Org = Annotated[str, typer.Option("--org", help="The sending organisation (its i
 def _import(
     file: Path, database: str | None, as_json: bool, via_kafka: str | None, run: Callable[[FeedImporter], FeedSummary]
 ) -> None:
-    if not file.is_file():
-        fail(f"{file}: ファイルがありません (no such file)")
-    from events.transport import TransportError
-
-    hub = Hub(database)
-    try:
-        publisher: Publisher = publisher_for(hub, via_kafka)
-        try:
-            summary = run(FeedImporter(hub.store, publisher, now=hub.clock()))
-        finally:
-            if via_kafka:
-                publisher.close()  # type: ignore[attr-defined]
-    except TransportError as error:
-        fail(str(error), 1)
-    finally:
-        hub.close()
-    if as_json:
-        print(json.dumps(summary.to_dict(), ensure_ascii=False))
-    else:
-        _print_summary(summary)
-    raise typer.Exit({"ok": 0, "rejected": 1, "refused": 2}[summary.status])
+    """A feed file's import (``run_file_import``)."""
+    run_file_import(
+        file,
+        database,
+        as_json,
+        via_kafka,
+        lambda hub, publisher: run(FeedImporter(hub.store, publisher, now=hub.clock())),
+        _print_summary,
+    )
 
 
 def _print_summary(summary: FeedSummary) -> None:

@@ -7,7 +7,7 @@ import getpass
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,6 +17,7 @@ from adapters.publisher import Publisher, publisher_for
 from events.clock import JST
 from events.labels import ALERT_JA, label
 from events.problems import Rejected
+from events.transport import TransportError
 from services.cli.root import Database, app, err, fail, out
 from services.hub import Hub
 from services.schools.imports import ImportSummary, SchoolImporter
@@ -40,38 +41,38 @@ ViaKafka = Annotated[
 PROGRESS_FROM_BYTES = 1024 * 1024  # files this long get a progress bar
 
 
-def _import(
+class FileSummary(Protocol):
+    """What every file import's summary gives its command: a status and itself as JSON."""
+
+    status: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+Summary = TypeVar("Summary", bound=FileSummary)
+
+
+EXIT_CODES = {"ok": 0, "rejected": 1, "refused": 2}  # a file import's status -> the command's exit code
+
+
+def run_file_import(
     file: Path,
     database: str | None,
     as_json: bool,
     via_kafka: str | None,
-    run: Callable[[SchoolImporter], Callable[..., ImportSummary]],
+    run: Callable[[Hub, Publisher], Summary],
+    show: Callable[[Summary], None],
 ) -> None:
+    """Every file import's command: open the hub on ``database``, hand ``run`` the hub and where the envelopes go
+    (the hub itself, or the Kafka events topic with ``via_kafka``; the target lists, the quarantine and the school
+    calendars are always the hub's), then print the summary (``show``, or JSON) and exit with its status."""
     if not file.is_file():
         fail(f"{file}: ファイルがありません (no such file)")
-    from events.transport import TransportError
-
     hub = Hub(database)
     try:
-        # Where the envelopes go: the hub itself, or the Kafka events topic (the target lists, the quarantine
-        # and the school calendars are always the hub's, on --database).
         publisher: Publisher = publisher_for(hub, via_kafka)
         try:
-            importer = SchoolImporter(hub.store, publisher, now=hub.clock())
-            show = not as_json and file.stat().st_size >= PROGRESS_FROM_BYTES
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TimeRemainingColumn(),
-                console=err,
-                transient=True,
-                disable=not show,
-            ) as progress:
-                task = progress.add_task(f"{file.name} を読み込み中", total=file.stat().st_size)
-                summary = run(importer)(
-                    file, name=file.name, progress=lambda done, total: progress.update(task, completed=done)
-                )
+            summary = run(hub, publisher)
         finally:
             if via_kafka:
                 publisher.close()  # type: ignore[attr-defined]
@@ -82,8 +83,37 @@ def _import(
     if as_json:
         print(json.dumps(summary.to_dict(), ensure_ascii=False))
     else:
-        _print_summary(summary)
-    raise typer.Exit({"ok": 0, "rejected": 1, "refused": 2}[summary.status])
+        show(summary)
+    raise typer.Exit(EXIT_CODES[summary.status])
+
+
+def _school_import(
+    file: Path,
+    database: str | None,
+    as_json: bool,
+    via_kafka: str | None,
+    run: Callable[[SchoolImporter], Callable[..., ImportSummary]],
+) -> None:
+    """A school file's import, with a progress bar for a long file."""
+
+    def with_progress(hub: Hub, publisher: Publisher) -> ImportSummary:
+        importer = SchoolImporter(hub.store, publisher, now=hub.clock())
+        show = not as_json and file.stat().st_size >= PROGRESS_FROM_BYTES
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not show,
+        ) as progress:
+            task = progress.add_task(f"{file.name} を読み込み中", total=file.stat().st_size)
+            return run(importer)(
+                file, name=file.name, progress=lambda done, total: progress.update(task, completed=done)
+            )
+
+    run_file_import(file, database, as_json, via_kafka, with_progress, _print_summary)
 
 
 def print_file_summary(summary, title: str, counts: list[tuple[str, int]]) -> None:
@@ -133,14 +163,14 @@ def school_monthly(file: Path, database: Database = None, as_json: AsJson = Fals
     """Import a monthly report file (定期的な情報提供 月次) from a school or nursery: CSV, CP932 or UTF-8.
     Exit 0: every row accepted, unchanged or not on a list; 1: rows rejected (kept for correction); 2: the file
     cannot be read."""
-    _import(file, database, as_json, via_kafka, lambda importer: importer.monthly)
+    _school_import(file, database, as_json, via_kafka, lambda importer: importer.monthly)
 
 
 @import_app.command("school-daily")
 def school_daily(file: Path, database: Database = None, as_json: AsJson = False, via_kafka: ViaKafka = None) -> None:
     """Import a daily attendance file (日次出欠) and raise absence alerts (7 consecutive school days absent; 3
     without contact). Exit codes as for school-monthly."""
-    _import(file, database, as_json, via_kafka, lambda importer: importer.daily)
+    _school_import(file, database, as_json, via_kafka, lambda importer: importer.daily)
 
 
 @reports_app.command("overdue")
