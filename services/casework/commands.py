@@ -125,6 +125,18 @@ class CaseWork:
             )
         return org
 
+    def _read_known_child(self, by: Actor, child: str, purpose: str, reads: list[str]) -> Timeline:
+        """``_read``, refused as ``unknown_child`` when the centre holds nothing about the child."""
+        timeline = self._read(by, child, purpose, reads)
+        if not timeline.entries:
+            raise refuse(
+                "unknown_child",
+                f"{by.org} holds nothing about child {child!r}",
+                f"児童「{child}」の記録がこのセンターにありません。児童の登録を確認してください",
+                "child",
+            )
+        return timeline
+
     def _read(self, by: Actor, child: str, purpose: str, reads: list[str]) -> Timeline:
         timeline = self.hub.timeline(org=by.org, role=by.role, child=child, purpose=purpose, user=by.user)
         reads.append(timeline.access_record)
@@ -238,13 +250,7 @@ class CaseWork:
                 "case",
             )
         reads: list[str] = []
-        if not self._read(by, child, "meeting", reads).entries:
-            raise refuse(
-                "unknown_child",
-                f"{by.org} holds nothing about child {child!r}",
-                f"児童「{child}」の記録がこのセンターにありません。児童の登録を確認してください",
-                "child",
-            )
+        self._read_known_child(by, child, "meeting", reads)
         event = self._publish(
             by, "case.registered", child, {"case": case, "category": category, "case_type": case_type.strip()}
         )
@@ -623,13 +629,7 @@ class CaseWork:
                 "plan",
             )
         reads: list[str] = []
-        if not self._read(by, child, "support", reads).entries:
-            raise refuse(
-                "unknown_child",
-                f"{by.org} holds nothing about child {child!r}",
-                f"児童「{child}」の記録がこのセンターにありません。児童の登録を確認してください",
-                "child",
-            )
+        self._read_known_child(by, child, "support", reads)
         event = self._publish(by, "plan.created", child, {"plan": plan, "version": 1, **fields, **extra})
         return Done(event, "plan.created", child, plan=plan, version=1, access_records=reads)
 
