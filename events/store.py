@@ -30,6 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,7 @@ class ChildRecord(_CopiedOnWrite, Aggregate):
         self.entries: list[Recorded] = []
         self.envelopes: list[dict[str, Any]] = []
 
+    @dataclass(frozen=True)  # what the library's metaclass makes it, said for the checker (as the library does)
     class Published(Aggregate.Event):
         """One envelope published about the child (declared, rather than made by ``@event`` from the method, so
         that the publish path and the checker know its fields; the stored topic is the same)."""
@@ -162,6 +164,7 @@ class AccessLog(_CopiedOnWrite, Aggregate):
         self.last_hash = ""
         self.count = 0
 
+    @dataclass(frozen=True)  # what the library's metaclass makes it, said for the checker (as the library does)
     class ReadRecorded(Aggregate.Event):
         """One access record, chained to the one before (declared, rather than made by ``@event`` from the
         method, because the read path appends it directly at the log's next version; the stored topic is the
