@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from adapters.health_center import BASES
-from adapters.publisher import Publisher, publisher_for
+from adapters.health_center import BASES, is_basis
+from adapters.publisher import publisher_for
 from services.cli.imports import AsJson, ViaKafka, import_app, print_file_summary
 from services.cli.root import Database, fail, out
 from services.feeds.imports import FeedImporter, FeedSummary
@@ -29,12 +29,12 @@ def _import(
 
     hub = Hub(database)
     try:
-        publisher: Publisher = publisher_for(hub, via_kafka)
+        publisher = publisher_for(hub, via_kafka)
         try:
             summary = run(FeedImporter(hub.store, publisher, now=hub.clock()))
         finally:
             if via_kafka:
-                publisher.close()  # type: ignore[attr-defined]
+                publisher.close()
     except TransportError as error:
         fail(str(error), 1)
     finally:
@@ -89,7 +89,7 @@ def import_health_checkup(
 ) -> None:
     """Import 乳幼児健診 results (対象者番号/宛名番号, 健診名, 健診日, 受診, 所見): CSV, CP932 or UTF-8. Exit codes
     as for jsonl."""
-    if basis not in BASES:
+    if not is_basis(basis):
         fail(f"--basis は {' か '.join(BASES)} です (one of {', '.join(BASES)})")
     _import(
         file,
@@ -97,7 +97,7 @@ def import_health_checkup(
         as_json,
         via_kafka,
         lambda importer: importer.health_checkup(file, org=org, basis=basis, name=file.name),
-    )  # type: ignore[arg-type]
+    )
 
 
 @import_app.command("provider")

@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from adapters.publisher import Publisher, publisher_for
+from adapters.publisher import publisher_for
 from events.clock import JST
 from events.problems import Rejected
 from services.cli.root import Database, app, err, fail, out
@@ -54,7 +54,7 @@ def _import(
     try:
         # Where the envelopes go: the hub itself, or the Kafka events topic (the target lists, the quarantine
         # and the school calendars are always the hub's, on --database).
-        publisher: Publisher = publisher_for(hub, via_kafka)
+        publisher = publisher_for(hub, via_kafka)
         try:
             importer = SchoolImporter(hub.store, publisher, now=hub.clock())
             show = not as_json and file.stat().st_size >= PROGRESS_FROM_BYTES
@@ -73,7 +73,7 @@ def _import(
                 )
         finally:
             if via_kafka:
-                publisher.close()  # type: ignore[attr-defined]
+                publisher.close()
     except TransportError as error:
         fail(str(error), 1)
     finally:
