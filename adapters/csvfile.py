@@ -228,8 +228,8 @@ class CsvReader:
     """
 
     def __init__(self, source: str | Path | BinaryIO, columns: Sequence[Column]):
-        self._own = not hasattr(source, "read")
-        self._binary: BinaryIO = open(source, "rb") if self._own else source  # type: ignore[arg-type]
+        self._own = isinstance(source, (str, Path))
+        self._binary: BinaryIO = open(source, "rb") if isinstance(source, (str, Path)) else source
         try:
             self.size = stream_size(self._binary)
             refuse_if_too_large(self.size)
@@ -418,7 +418,7 @@ class CsvReader:
         text = getattr(self, "_text", None)
         if text is not None and not self._own:
             text.detach()  # leave the caller's file open
-            self._text = None
+            del self._text  # closed: a second close finds no text layer
         elif text is not None:
             text.close()
         if self._own:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from adapters.csvfile import Column, CsvRow, to_choice, to_date
 from adapters.feed import Cells, FeedRow, feed_id, not_future, start_of
@@ -24,6 +24,12 @@ from events.kinds import normalise_payload
 
 Basis = Literal["cwa-21-10-5", "internal"]
 BASES: tuple[str, ...] = ("cwa-21-10-5", "internal")
+
+
+def is_basis(value: str) -> TypeGuard[Basis]:
+    """Whether ``value`` is one of ``BASES`` (a basis given on the command line, checked)."""
+    return value in BASES
+
 
 COLUMNS = (  # 乳幼児健診結果の様式
     Column("local_number", "対象者番号", aliases=("宛名番号", "住民番号", "対象者ID")),
@@ -55,7 +61,7 @@ def parse_checkup(
     checkup = cells.ident("checkup")
     day = not_future(cells, "date", cells.read("date", to_date), today)
     attended = cells.read("attended", to_choice, ATTENDED)
-    if cells.problems:
+    if cells.problems or day is None:  # no date comes with a problem on it
         return FeedRow(row.line, problems=cells.problems, raw=row.raw)
     payload = {"checkup": checkup, "date": day.isoformat(), "attended": attended}
     if row.get("findings"):

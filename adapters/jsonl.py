@@ -36,8 +36,8 @@ class JsonlReader:
     ``MAX_LINE``."""
 
     def __init__(self, source: str | Path | BinaryIO):
-        self._own = not hasattr(source, "read")
-        self._binary: BinaryIO = open(source, "rb") if self._own else source  # type: ignore[arg-type]
+        self._own = isinstance(source, (str, Path))
+        self._binary: BinaryIO = open(source, "rb") if isinstance(source, (str, Path)) else source
         try:
             refuse_if_too_large(stream_size(self._binary))
             head = self._binary.read(HEAD_BYTES)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from events.problems import PublishResult
+
+if TYPE_CHECKING:  # for the annotation only: the Kafka client is loaded when a Kafka publisher is asked for
+    from events.transport import KafkaPublisher
 
 
 class Publisher(Protocol):
@@ -28,7 +31,9 @@ class HubPublisher:
         """Nothing to release: the hub belongs to the caller."""
 
 
-def publisher_for(hub: Any, via_kafka: str | None = None, *, kafka_api_version: tuple[int, ...] | None = None) -> Any:
+def publisher_for(
+    hub: Any, via_kafka: str | None = None, *, kafka_api_version: tuple[int, ...] | None = None
+) -> HubPublisher | KafkaPublisher:
     """The publisher an import or publish command uses: through the Kafka events topic when ``via_kafka`` names
     the bootstrap servers (each envelope sealed under its child's data key from ``hub``'s key table; results are
     ``queued``; ``events.transport.TransportError`` if the broker is down), else straight into ``hub``. Close

@@ -119,7 +119,7 @@ def _audience(e: Recorded, source: Org, known: Known) -> frozenset[str]:
             (source.type == "service_provider" and to.type == CENTER)
             or (source.type == CENTER and to.type == "service_provider")
         )
-        if not allowed:
+        if e.to is None or not allowed:
             raise _reject(
                 "invalid_commission",
                 "to",

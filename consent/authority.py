@@ -283,7 +283,11 @@ def ledger_updated(e: Recorded, k: Known) -> None:
     on_ledger = (
         case is not None and k.settings.joint_ledger and str(case.payload.get("case_type", "")).startswith("abuse")
     )
-    if not on_ledger or not (e.source == case.source or k.is_jiso_covering(e.source, k.registrar_municipality(case))):
+    if (
+        case is None
+        or not on_ledger
+        or not (e.source == case.source or k.is_jiso_covering(e.source, k.registrar_municipality(case)))
+    ):
         raise _refuse(
             "not_authorised",
             "payload.case",

@@ -91,9 +91,13 @@ class ChildFacts:
         may not see where the child lives)."""
         cases: dict[str, Case] = {}
         for e in events:
-            if e.kind == "case.registered" and e.case not in cases:
+            if e.kind == "case.registered" and e.case is not None and e.case not in cases:
                 cases[e.case] = Case(e.case, e.source, e.at, str(e.payload["case_type"]))
-        consents, withdrawals, emergencies, transfers, erased = [], {}, [], [], False
+        consents: list[Consent] = []
+        withdrawals: dict[str, list[datetime]] = {}
+        emergencies: list[tuple[str, datetime]] = []
+        transfers: list[tuple[str, str, datetime]] = []
+        erased = False
         for e in events:
             case = cases.get(e.case) if e.case is not None else None
             if case is not None and registrar_only and e.source != case.registrar:

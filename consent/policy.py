@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from consent.authority import authorised_facts
 from consent.facts import Case, ChildFacts
@@ -140,7 +141,7 @@ def rule_case(reader: Reader, e: Recorded, world: World) -> bool:
     if e.basis != "cwa-25-2" or e.case is None:
         return False
     case = world.facts.cases.get(e.case)
-    return bool(case) and case.closed_at(reader.t) is None and case.is_member(reader.org, reader.t)
+    return case is not None and case.closed_at(reader.t) is None and case.is_member(reader.org, reader.t)
 
 
 def rule_ledger(reader: Reader, e: Recorded, world: World) -> bool:
@@ -265,7 +266,7 @@ def decide_read(
     return ReadDecision(True, "evaluated", tuple(decide_event(reader, e, world) for e in ordered), version)
 
 
-def redact(e: Recorded, decision: EventDecision) -> dict:
+def redact(e: Recorded, decision: EventDecision) -> dict[str, Any]:
     """The payload as the reader may see it."""
     return {k: (REDACTED if k in decision.redacted else v) for k, v in e.payload.items()}
 

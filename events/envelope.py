@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -85,17 +85,24 @@ class Envelope(BaseModel):
     def canonical(self) -> dict[str, Any]:
         """The envelope as plain JSON values, in the form the hub stores and hashes (the same dict each time:
         do not change it)."""
-        private = self.__pydantic_private__
-        if private["_canonical"] is None:
-            private["_canonical"] = self.model_dump(mode="json", exclude_none=True)
-        return private["_canonical"]
+        private = self._private()
+        canonical: dict[str, Any] | None = private["_canonical"]
+        if canonical is None:
+            canonical = private["_canonical"] = self.model_dump(mode="json", exclude_none=True)
+        return canonical
 
     def encoded(self) -> bytes:
         """The canonical form as the UTF-8 JSON that ``content_digest`` hashes (keys sorted, no spaces)."""
-        private = self.__pydantic_private__
-        if private["_encoded"] is None:
-            private["_encoded"] = canonical_json(self.canonical())
-        return private["_encoded"]
+        private = self._private()
+        encoded: bytes | None = private["_encoded"]
+        if encoded is None:
+            encoded = private["_encoded"] = canonical_json(self.canonical())
+        return encoded
+
+    def _private(self) -> dict[str, Any]:
+        """The model's private attributes. (pydantic types them as None too, for models that declare none; this
+        one declares two, so they are always a dict.)"""
+        return cast("dict[str, Any]", self.__pydantic_private__)
 
     def digest(self) -> str:
         """A content hash: the same id with a different digest is a different event."""

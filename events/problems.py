@@ -21,7 +21,7 @@ class Problem:
     message_ja: str
     field: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -42,10 +42,12 @@ RETRY_AFTER_SECONDS = 2  # what a client that got Busy is told to wait
 def _budget_spent(state: RetryCallState) -> bool:
     """Stop when at least ``MIN_ATTEMPTS`` tries were made and the next wait would end past the budget (as
     tenacity's ``stop_before_delay``, reading the module's values when asked, so that a test can shorten them)."""
-    return (
-        state.attempt_number >= MIN_ATTEMPTS
-        and state.seconds_since_start + (state.upcoming_sleep or 0) >= CONFLICT_BUDGET_SECONDS
-    )
+    if state.attempt_number < MIN_ATTEMPTS:
+        return False
+    elapsed = state.seconds_since_start
+    if elapsed is None:  # as in tenacity's own stop conditions: it asks only once an attempt has an outcome
+        raise RuntimeError("asked whether to stop before an attempt finished")
+    return elapsed + (state.upcoming_sleep or 0) >= CONFLICT_BUDGET_SECONDS
 
 
 def _forget_frames(state: RetryCallState) -> None:

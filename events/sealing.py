@@ -64,11 +64,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -665,7 +665,7 @@ class Shredded(Aggregate.Event):
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class SealingMapper(Mapper):
+class SealingMapper(Mapper[UUID]):
     """The library's ``Mapper`` with AES-GCM sealing of each stored event's state. The stream id, the version and
     the topic (the aggregate's class, e.g. ``events.store:ChildRecord.Published``) stay clear; they are bound to
     the ciphertext as associated data, so a state moved to another row or stream does not open.
@@ -781,11 +781,13 @@ class SealingMapper(Mapper):
     def _opened_state(self, stored_event: StoredEvent) -> tuple[bytes, dict[str, Any] | None]:
         """The event's associated data and its state, opened (its payload too, unless erased; per-child entries
         still sealed, as bytes), or None when its own key was destroyed."""
+        keys = self.keys
+        assert keys is not None, "the store attaches its data keys before loading"
         aad = self._aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
         try:
             state = self._guarded(
-                stored_event, lambda: self.transcoder.decode(self.keys.open(bytes(stored_event.state), aad))
-            )  # type: ignore[union-attr]
+                stored_event, lambda: self.transcoder.decode(keys.open(bytes(stored_event.state), aad))
+            )
         except KeyDestroyed:
             return aad, None
         content = state.pop(_SEALED_PAYLOAD, None)
@@ -793,8 +795,8 @@ class SealingMapper(Mapper):
             try:
                 payload = self._guarded(
                     stored_event,
-                    lambda: self.transcoder.decode(self.keys.open(base64.b64decode(content), aad + _CONTENT)),
-                )  # type: ignore[union-attr]
+                    lambda: self.transcoder.decode(keys.open(base64.b64decode(content), aad + _CONTENT)),
+                )
                 state["envelope"] = dict(state["envelope"], payload=payload)
             except KeyDestroyed:
                 pass  # erased: the payload keeps only the fields the policy reads
@@ -832,7 +834,9 @@ class SealingMapper(Mapper):
         ``Mapper.to_domain_event`` does after decoding (eventsourcing 9.5.6), without encoding the state again
         only for the library to decode it (a quarter of the time of loading a stream)."""
         cls = resolve_topic(stored_event.topic)
-        state["originator_id"] = find_id_convertor(cls, type(stored_event.originator_id))(stored_event.originator_id)
+        # The library's own call casts too: typeshed does not see a class object as Hashable (it is).
+        id_type = cast(Hashable, type(stored_event.originator_id))
+        state["originator_id"] = find_id_convertor(cls, id_type)(stored_event.originator_id)
         state["originator_version"] = stored_event.originator_version
         class_version = getattr(cls, "class_version", 1)
         from_version = state.pop("class_version", 1)

@@ -187,14 +187,14 @@ def _events_after(store: Any, after: dict[UUID, int]) -> dict[UUID, list[StoredE
     if module.endswith(".sqlite"):
         datastore = recorder.datastore
         keys = {(i.hex if isinstance(i, UUID) else str(i)): i for i in after}
-        statement = (
+        query = (
             f"SELECT t.originator_id, t.originator_version, t.topic, t.state "
             f"FROM {recorder.events_table_name} AS t JOIN json_each(?) AS w "
             "ON t.originator_id = w.key AND t.originator_version > w.value "
             "ORDER BY t.originator_id, t.originator_version"
         )
         with datastore.transaction(commit=False) as curs:
-            curs.execute(statement, (json.dumps({key: after[stream] for key, stream in keys.items()}),))
+            curs.execute(query, (json.dumps({key: after[stream] for key, stream in keys.items()}),))
             rows = curs.fetchall()
         for row in rows:
             stream = keys[row["originator_id"]]

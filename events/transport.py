@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 from events.limits import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
+    from events.problems import PublishResult
     from events.sealing import DataKeys
 
 EVENTS_TOPIC = "tsunagu.events.v1"
@@ -368,7 +369,7 @@ class KafkaPublisher:
         except KafkaError as error:
             raise TransportError(f"Kafka at {self.bootstrap} did not answer: {error}") from None
 
-    def publish(self, envelopes: Sequence[Any]) -> list:
+    def publish(self, envelopes: Sequence[Any]) -> list[PublishResult]:
         from kafka.errors import KafkaError, KafkaTimeoutError
 
         from events.problems import PublishResult
@@ -393,10 +394,10 @@ class KafkaPublisher:
             except KafkaError as error:
                 failed.append((i, error))
         if failed:
-            first, error = failed[0]
+            first, first_error = failed[0]
             raise TransportError(
                 f"Kafka at {self.bootstrap} did not take {len(failed)} of {len(envelopes)} events "
-                f"(the first at index {first}: {error}); publish them again (ids are stored once)"
+                f"(the first at index {first}: {first_error}); publish them again (ids are stored once)"
             )
         results = []
         for i, envelope in enumerate(envelopes):

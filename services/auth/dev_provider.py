@@ -38,7 +38,7 @@ import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, KeySetSerialization
 
 from services.auth.oidc import OidcSettings
 
@@ -64,7 +64,7 @@ def loopback_only(host: str) -> bool:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
         try:
-            addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)]
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in socket.getaddrinfo(host, None)]
         except (OSError, UnicodeError, ValueError):
             return False
     return bool(addresses) and all(_is_loopback(a) for a in addresses)
@@ -146,7 +146,7 @@ class DevProvider:
             "claims_supported": ["sub", "name", "tsunagu_org", "tsunagu_role"],
         }
 
-    def jwks(self) -> dict[str, Any]:
+    def jwks(self) -> KeySetSerialization:
         return KeySet([self.key]).as_dict(private=False)
 
     def id_token(self, username: str) -> str | None:
@@ -179,7 +179,7 @@ def dev_router(provider: DevProvider) -> APIRouter:
 
     @router.get("/jwks.json", summary="Development OpenID provider: its key")
     def jwks() -> dict[str, Any]:
-        return provider.jwks()
+        return dict(provider.jwks())
 
     @router.post(
         "/token",

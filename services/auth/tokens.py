@@ -55,11 +55,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from joserfc import errors as jose_errors
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, KeySetSerialization
 
 from events.secret_files import write_secret_file
 
@@ -292,7 +292,11 @@ class SigningKeys:
         infos = []
         for i, (key, added) in enumerate(self._keys):
             successor = self._keys[i + 1][1] if i + 1 < len(self._keys) else None
-            infos.append(KeyInfo(kid=key.kid, added=added, signing=i == len(self._keys) - 1, replaced=successor))
+            infos.append(
+                KeyInfo(
+                    kid=key.kid or key.thumbprint(), added=added, signing=i == len(self._keys) - 1, replaced=successor
+                )
+            )
         return infos
 
     # -- changing (the ``tsunagu keys`` commands)
@@ -383,11 +387,9 @@ class TokenIssuer:
     """Mints bearer tokens with the current signing key (an ``ECKey``, or the newest of ``SigningKeys``)."""
 
     def __init__(self, keys: ECKey | SigningKeys, *, now: Callable[[], float] = time.time):
-        if isinstance(keys, ECKey):
-            if not keys.is_private:
-                raise ValueError("a TokenIssuer needs a private key")
-            keys = _FixedKeys([keys])  # type: ignore[assignment]
-        self.keys = keys
+        if isinstance(keys, ECKey) and not keys.is_private:
+            raise ValueError("a TokenIssuer needs a private key")
+        self.keys: SigningKeys | _FixedKeys = _FixedKeys([keys]) if isinstance(keys, ECKey) else keys
         self.now = now
 
     @property
@@ -453,7 +455,7 @@ class TokenVerifier:
             jti={"essential": True},
         )
 
-    def jwks(self) -> dict[str, Any]:
+    def jwks(self) -> KeySetSerialization:
         """The public keys as a JWK Set (RFC 7517), for the JWKS endpoint: every key that verifies."""
         return self.keys.key_set().as_dict(private=False)
 
@@ -514,7 +516,7 @@ class TokenVerifier:
                 "トークンの内容が正しくありません",
             ) from None
         org, role, user, jti = claims.get("org"), claims.get("role"), claims.get("sub"), claims.get("jti")
-        if not all(isinstance(v, str) and v for v in (org, role, user, jti)):
+        if not (_non_empty_text(org) and _non_empty_text(role) and _non_empty_text(user) and _non_empty_text(jti)):
             raise InvalidToken(
                 "invalid_token",
                 "the claims org, role, sub and jti must be non-empty strings",
@@ -538,6 +540,11 @@ class TokenVerifier:
         return Principal(
             org=org, role=role, user=user, token_id=jti, scopes=frozenset(scope.split()), client_id=client_id
         )
+
+
+def _non_empty_text(value: object) -> TypeGuard[str]:
+    """Whether a claim's value is a string with something in it."""
+    return isinstance(value, str) and bool(value)
 
 
 def keys_from_file(

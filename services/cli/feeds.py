@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from adapters.health_center import BASES
+from adapters.health_center import BASES, is_basis
 from services.cli.imports import AsJson, ViaKafka, import_app, print_file_summary, run_file_import
 from services.cli.root import Database, fail, out
 from services.feeds.imports import FeedImporter, FeedSummary
@@ -74,7 +74,7 @@ def import_health_checkup(
 ) -> None:
     """Import 乳幼児健診 results (対象者番号/宛名番号, 健診名, 健診日, 受診, 所見): CSV, CP932 or UTF-8. Exit codes
     as for jsonl."""
-    if basis not in BASES:
+    if not is_basis(basis):
         fail(f"--basis は {' か '.join(BASES)} です (one of {', '.join(BASES)})")
     _import(
         file,
@@ -82,7 +82,7 @@ def import_health_checkup(
         as_json,
         via_kafka,
         lambda importer: importer.health_checkup(file, org=org, basis=basis, name=file.name),
-    )  # type: ignore[arg-type]
+    )
 
 
 @import_app.command("provider")

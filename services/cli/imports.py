@@ -44,7 +44,8 @@ PROGRESS_FROM_BYTES = 1024 * 1024  # files this long get a progress bar
 class FileSummary(Protocol):
     """What every file import's summary gives its command: a status and itself as JSON."""
 
-    status: str
+    @property
+    def status(self) -> str: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -70,12 +71,11 @@ def run_file_import(
         fail(f"{file}: ファイルがありません (no such file)")
     hub = Hub(database)
     try:
-        publisher: Publisher = publisher_for(hub, via_kafka)
+        publisher = publisher_for(hub, via_kafka)
         try:
             summary = run(hub, publisher)
         finally:
-            if via_kafka:
-                publisher.close()  # type: ignore[attr-defined]
+            publisher.close()  # the Kafka producer's connection; nothing for the hub itself
     except TransportError as error:
         fail(str(error), 1)
     finally:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import click
 import typer
 import yaml
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
@@ -23,6 +22,9 @@ from services.auth.tokens import DEFAULT_KEY_FILE, KEY_FILE_ENV, KeyFileError, S
 from services.hub import Hub
 from services.runtime import tune_garbage_collector
 
+if TYPE_CHECKING:  # typer carries its own copy of click: its groups are invoked with that copy's Context
+    from typer._click import Context
+
 EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
 
 
@@ -31,7 +33,7 @@ class HubCommands(TyperGroup):
     writers kept changing the same records, or the store did not answer) says so in Japanese (with the English
     beside it) and exits 75 (EX_TEMPFAIL), never with a traceback: running it again later is the remedy."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except Busy as busy:
@@ -89,7 +91,7 @@ def process_settings() -> None:
     tune_garbage_collector()  # services.runtime: every command runs with the hub's process settings
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
@@ -188,7 +190,7 @@ def publish(
         fail(f"{error} ({len(results)} of {len(items)} events were queued before)", 1)
     finally:
         hub.close()
-    summary = {
+    summary: dict[str, Any] = {
         **({"queued": sum(r.outcome == "queued" for r in results)} if via_kafka else {}),
         "accepted": sum(r.outcome == "accepted" for r in results),
         "duplicate": sum(r.outcome == "duplicate" for r in results),

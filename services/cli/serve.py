@@ -36,7 +36,9 @@ from services.hub import Hub
 token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
-Role = Enum("Role", {r: r for r in sorted(ROLES)}, type=str)  # typer shows and checks the choices
+# typer shows and checks the choices. Made from ROLES, so that the roles are listed once; mypy reads only enums
+# whose members are written out, hence the one ignore.
+Role = Enum("Role", {r: r for r in sorted(ROLES)}, type=str)  # type: ignore[misc]
 KeyFile = Annotated[
     Path | None,
     typer.Option(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, PersistenceError
@@ -78,7 +79,9 @@ class PublishResultOut(BaseModel):
 
 
 OUTCOMES: tuple[str, ...] = get_args(Outcome)  # whatever the hub's publish can answer, and nothing else
-PublishCounts = create_model("PublishCounts", **{outcome: (int, 0) for outcome in OUTCOMES})
+# Typed as create_model's field definitions: a dict of tuples, unpacked, could also be its __base__ or __config__.
+_COUNT_FIELDS: dict[str, Any] = {outcome: (int, 0) for outcome in OUTCOMES}
+PublishCounts = create_model("PublishCounts", **_COUNT_FIELDS)
 """How many events of the request had each outcome."""
 
 
@@ -476,7 +479,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def _json_error(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def _json_error(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
@@ -515,7 +518,7 @@ def _install_error_handlers(app: FastAPI) -> None:
                     "message_ja": f"{field}: {ja}",
                 }
             )
-        first = (
+        first: dict[str, Any] = (
             problems[0]
             if problems
             else {"field": None, "message": "invalid request", "message_ja": "リクエストが正しくありません"}

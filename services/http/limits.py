@@ -44,7 +44,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qs, unquote_plus, urlparse
 
 from fastapi import FastAPI
@@ -293,9 +293,14 @@ def _claimed_caller(token: str) -> str | None:
     if not isinstance(claims, dict):
         return None
     org, user = claims.get("org"), claims.get("sub")
-    if not all(isinstance(v, str) and 0 < len(v) <= MAX_ID_CHARS for v in (org, user)):
+    if not (_plausible_id(org) and _plausible_id(user)):
         return None
-    return _caller_key(org, user)  # type: ignore[arg-type]
+    return _caller_key(org, user)
+
+
+def _plausible_id(value: object) -> TypeGuard[str]:
+    """Whether a claimed ``org`` or ``sub`` could be one: a string of 1 to ``MAX_ID_CHARS`` characters."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS
 
 
 def _client_id(scope: Scope, body: bytes) -> str | None:

@@ -220,6 +220,7 @@ class TimelineReader:
                 head = since[-1] if since else last_event(self.store, stream)
             else:
                 head = last_event(self.store, stream)
+            pending: AccessLog | AccessLog.ReadRecorded
             if head is None:
                 log = AccessLog(child)
                 log.record(record=self._chained(record, "", 1))

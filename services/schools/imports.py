@@ -108,6 +108,12 @@ class _Ticket:
     """(envelope, accepted|superseded, the key of the report it becomes the latest of)"""
     results: list[PublishResult] = field(default_factory=list)
 
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The row's payload: an accepted row has one."""
+        assert self.parsed.payload is not None, "only accepted rows get a ticket"
+        return self.parsed.payload
+
 
 class SchoolImporter:
     """Imports school files into the hub through ``publisher``; ``store`` answers the lookups and keeps the
@@ -320,7 +326,7 @@ class _Run:
         return ("daily", listing.school, listing.child, listing.centre, str(parsed.payload["date"]))
 
     def _plan_monthly(self, ticket: _Ticket, listing: Listing) -> None:
-        payload = ticket.parsed.payload
+        payload = ticket.payload
         month = str(payload["month"])
         key = self._key(ticket.parsed, listing)
         latest = self.latest.get(key)
@@ -343,7 +349,7 @@ class _Run:
         ticket.planned.append((envelope, "superseded" if latest else "accepted", key))
 
     def _plan_daily(self, ticket: _Ticket, listing: Listing) -> None:
-        payload = ticket.parsed.payload
+        payload = ticket.payload
         day = str(payload["date"])
         who = (listing.school, listing.child, listing.centre)
         self.attendance.setdefault(who, {})[day] = (str(payload["status"]), payload.get("contacted"))
@@ -376,7 +382,8 @@ class _Run:
         latest report of a child and month is then the stored one, and nothing of earlier chunks is kept."""
         self._settle_in_flight()
         rows, self.resolved, self.resolved_listings = self.resolved, [], 0
-        tickets, keys = [], set()
+        tickets: list[_Ticket] = []
+        keys: set[tuple[str, ...]] = set()
         for n, (parsed, listings) in enumerate(rows):
             row_keys = [self._key(parsed, listing) for listing in listings]
             if keys.intersection(row_keys):
@@ -489,7 +496,7 @@ class _Run:
 
             self._save(Quarantine, source, hold)
 
-    def _save(self, cls: type, key: str, change: Callable[[Any], bool]) -> None:
+    def _save(self, cls: type[Quarantine] | type[SchoolCalendar], key: str, change: Callable[[Any], bool]) -> None:
         """Apply ``change`` to the stored aggregate and save it, retrying when another writer got there first."""
 
         def save_once() -> None:
