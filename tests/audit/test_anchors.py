@@ -2,7 +2,7 @@
 a chain rewritten and re-hashed to its end, is caught against a signed anchor kept outside the database; an anchor
 not signed by the hub's key, or altered, is refused.
 
-Tampering is done as in ``tests/test_tamper.py``: rows deleted with SQL (SQLite and PostgreSQL), records re-saved
+Tampering is done as in ``tests/audit/test_tamper.py``: rows deleted with SQL (SQLite and PostgreSQL), records re-saved
 through the store's own mapper (so that they open and chain cleanly).
 """
 
@@ -32,7 +32,7 @@ from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier, load_s
 from services.cli.root import app
 from services.hub import Hub
 from services.reading.timeline import chain_hash
-from tests.test_tamper import Table, _overwrite, _resave, _stored, populate
+from tests.audit.test_tamper import Table, _overwrite, _resave, _stored, populate
 
 
 @pytest.fixture

@@ -65,7 +65,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,6 +78,7 @@ from events.problems import Rejected
 from events.store import AccessLog
 from services.audit.replay import access_records
 from services.hub import Hub, SettableClock
+from tests.conftest import ROOT, SHARED
 
 JST = timezone(timedelta(hours=9))
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=JST)
@@ -1436,9 +1436,8 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
 
 # --- The oracle itself is checked against the scenario files -----------------------------------------------------
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 SCENARIO_FILES = (
-    sorted((Path(__file__).parent / "scenarios" / "policy").glob("*.yaml"))
+    sorted((ROOT / "tests" / "scenarios" / "policy").glob("*.yaml"))
     + sorted((SHARED / "scenarios").glob("*.yaml"))
     + sorted((SHARED / "scenarios-v2").glob("*.yaml"))
 )

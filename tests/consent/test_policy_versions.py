@@ -20,8 +20,9 @@ import pytest
 
 from consent.model import Settings
 from consent.policy import POLICY_V1, POLICY_V2
+from tests.conftest import ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 TSUNAGU = str(Path(sys.executable).parent / "tsunagu")
 
 
