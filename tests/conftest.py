@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -19,15 +17,13 @@ import pytest
 from psycopg import sql
 
 from consent.model import Settings
+from services.auth.tokens import TokenIssuer, TokenVerifier, keys_from_file
 from services.hub import Hub, SettableClock
+from tests.helpers import at, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +67,10 @@ def hub(make_hub) -> Hub:
     return make_hub()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def keys(tmp_path) -> tuple[TokenIssuer, TokenVerifier]:
+    """The API's token issuer and verifier, on a fresh signing-key file as a deployment has it."""
+    return keys_from_file(tmp_path / "signing-key.pem")
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +79,7 @@ def postgres_server() -> str:
     directory = tempfile.mkdtemp(prefix="tsunagu-pg-")  # not under pytest's 0700 tmp: the server runs as postgres
     os.chmod(directory, 0o755)
     script = ROOT / "deploy" / "local-postgres.sh"
-    started = subprocess.run([str(script), "start", str(directory), str(_free_port())], capture_output=True, text=True)
+    started = subprocess.run([str(script), "start", str(directory), str(free_port())], capture_output=True, text=True)
     if started.returncode != 0:
         message = f"PostgreSQL could not be started: {started.stderr.strip()}"
         if IN_CI:
@@ -118,7 +114,7 @@ def kafka_server() -> str:
     directory = tempfile.mkdtemp(prefix="tsunagu-kafka-")
     script = ROOT / "deploy" / "local-kafka.sh"
     started = subprocess.run(
-        [str(script), "start", directory, str(_free_port()), str(_free_port())], capture_output=True, text=True
+        [str(script), "start", directory, str(free_port()), str(free_port())], capture_output=True, text=True
     )
     if started.returncode != 0:
         subprocess.run([str(script), "stop", directory], capture_output=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from services.cli.root import app
 from services.demo import load_demo
 from services.http.app import create_app
 from services.hub import Hub, SettableClock
+from tests.helpers import free_port
 
 TSUNAGU = Path(sys.executable).with_name("tsunagu")
 DEMO_DAY = datetime.fromisoformat("2026-11-23T12:00:00+09:00")  # the demo's last event is that morning
@@ -218,12 +218,6 @@ def test_a_refresh_reads_nothing_when_nothing_changed(hub, monkeypatch):
     assert len(queries) == 1 and queries[0]["gt"] == 5  # the seed: created, then one event per setting
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tsunagu_settings_set_reaches_a_running_server(tmp_path):
     database, key_file = f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / "key.pem"
     hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(DEMO_DAY))
@@ -231,7 +225,7 @@ def test_tsunagu_settings_set_reaches_a_running_server(tmp_path):
     hub.close()
     issuer, _ = keys_from_file(key_file)
     token = issuer.issue(org="chuo-jiso", role="caseworker", user="児相の職員")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             str(TSUNAGU),

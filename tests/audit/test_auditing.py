@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -19,10 +18,10 @@ from events.problems import Rejected
 from services.audit import auditors as auditing
 from services.audit.auditors import Actor, Auditing, NotFound, Period, audit_trail, disclosure_html
 from services.audit.replay import access_records, load, verify
-from services.auth.tokens import keys_from_file
 from services.cli.root import app
 from services.http.app import create_app
 from services.hub import Hub
+from tests.helpers import at, token_header
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -106,10 +105,6 @@ LATER = {
     "payload": {"date": "2026-05-30", "observations": "玄関先で本人と面会"},
 }
 AUDITOR = Actor(org="oita-audit", user="kansa-1", via="http")
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 class World:
@@ -436,18 +431,9 @@ def test_the_auditors_own_queries_are_recorded_before_they_are_answered(world):
 
 
 @pytest.fixture
-def keys(tmp_path):
-    return keys_from_file(tmp_path / "signing-key.pem")
-
-
-@pytest.fixture
 def client(world, keys):
     with TestClient(create_app(world.hub, keys[1])) as client:
         yield client
-
-
-def bearer(keys, org: str, role: str = "auditor", user: str = "kansa-1") -> dict[str, str]:
-    return {"Authorization": f"Bearer {keys[0].issue(org=org, role=role, user=user)}"}
 
 
 def calls(world: World) -> list[tuple[str, str, dict]]:
@@ -498,7 +484,9 @@ def test_auditor_responses_carry_metadata_and_never_a_payload_value(world, clien
     world.later()
     values = set(payload_values(EVENTS + [LATER]))
     for method, url, options in calls(world):
-        response = client.request(method, url, headers=bearer(keys, "oita-audit"), **options)
+        response = client.request(
+            method, url, headers=token_header(keys[0], "oita-audit", "auditor", "kansa-1"), **options
+        )
         assert response.status_code == 200, (url, response.text)
         leaked = {v for v in values if v in response.text}
         if "/emergencies" in url:  # the declared reason is the emergency's stated ground, for its review
@@ -509,7 +497,7 @@ def test_auditor_responses_carry_metadata_and_never_a_payload_value(world, clien
 
 
 def test_the_audit_endpoints_answer_with_the_right_shapes(world, client, keys):
-    headers = bearer(keys, "oita-audit")
+    headers = token_header(keys[0], "oita-audit", "auditor", "kansa-1")
     reads = client.get("/v1/audit/children/c1/reads", params={"since": "2026-05-10"}, headers=headers).json()
     assert [r["record"] for r in reads["reads"]][0] == world.center.access_record and len(reads["reads"]) == 5
     shown = client.get(f"/v1/audit/records/{world.school.access_record}/reconstruction", headers=headers).json()
@@ -547,7 +535,7 @@ def test_the_audit_endpoints_answer_with_the_right_shapes(world, client, keys):
 
 
 def test_bad_input_to_the_audit_endpoints_is_422_or_404_naming_what_is_wrong(world, client, keys):
-    headers = bearer(keys, "oita-audit")
+    headers = token_header(keys[0], "oita-audit", "auditor", "kansa-1")
     cases = [
         ("GET", "/v1/audit/children/c1/reads", {"params": {"since": "2026-02-30"}}, 422, "since"),
         ("GET", "/v1/audit/emergencies", {"params": {"since": "2026-05-10", "until": "2026-05-01"}}, 422, "until"),
@@ -594,7 +582,7 @@ def test_bad_input_to_the_audit_endpoints_is_422_or_404_naming_what_is_wrong(wor
 def test_dates_and_settings_beyond_what_the_hub_can_reckon_with_are_422_naming_the_field(world, client, keys):
     """Extreme dates (the last day a date can hold, the first, a date-time whose Japan time is past the last day)
     and a huge emergency window are refused by name, never a server error."""
-    headers = bearer(keys, "oita-audit")
+    headers = token_header(keys[0], "oita-audit", "auditor", "kansa-1")
     cases = [
         ("GET", "/v1/audit/children/c1/reads", {"params": {"until": "9999-12-31"}}, "until"),
         ("GET", "/v1/audit/children/c1/reads", {"params": {"since": "0001-01-01"}}, "since"),

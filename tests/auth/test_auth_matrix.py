@@ -18,7 +18,8 @@ from services.audit.replay import access_records
 from services.auth.clients import add_client
 from services.auth.tokens import SCOPES
 from services.projections.cases import case_entry
-from tests.authkit import BY_TYPE, ORGS, access_token, assert_error, bearer, build
+from tests.authkit import BY_TYPE, ORGS, access_token, bearer, build
+from tests.helpers import assert_error
 
 R1 = {
     "id": "r1",
@@ -30,12 +31,6 @@ R1 = {
     "payload": {"residence": "442020"},
 }
 PUBLIC = {"/v1/health", "/oauth/token", "/.well-known/jwks.json", "/.well-known/oauth-authorization-server"}
-
-
-@pytest.fixture(autouse=True)
-def _generous_rate_limits(monkeypatch):
-    monkeypatch.setenv("TSUNAGU_TOKEN_RATE_LIMIT", "10000/minute")
-    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "100000/minute")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,15 +40,14 @@ from tests.authkit import (
     JWT_BEARER,
     ORGS,
     access_token,
-    assert_error,
     assert_oauth_error,
     basic,
     bearer,
     build,
     client_token,
-    has_japanese,
     staff_sign_in,
 )
+from tests.helpers import assert_error, b64url_json, free_port, has_japanese
 
 NOW = datetime(2026, 5, 12, 11, 0, tzinfo=JST)
 R1 = {
@@ -70,13 +68,6 @@ E1 = {
     "at": "2026-05-12T10:00:00+09:00",
     "payload": {"summary": "連絡なしの欠席が続いている"},
 }
-
-
-@pytest.fixture(autouse=True)
-def _generous_rate_limits(monkeypatch):
-    """These tests ask for many tokens from one address; the limits themselves are tested with services.api_limits."""
-    monkeypatch.setenv("TSUNAGU_TOKEN_RATE_LIMIT", "10000/minute")
-    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "100000/minute")
 
 
 @pytest.fixture
@@ -320,13 +311,9 @@ def test_a_client_token_naming_another_organisation_than_its_clients_is_refused(
     assert world.store.stored_envelope("r3") is None
 
 
-def _b64(value: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-
 def _tampered(token: str, **changes) -> str:
     header, payload, signature = token.split(".")
-    return ".".join([header, _b64(claims_of(token) | changes), signature])
+    return ".".join([header, b64url_json(claims_of(token) | changes), signature])
 
 
 def test_expired_forged_wrong_audience_and_unsigned_client_tokens_are_refused(world, auth, school_client):
@@ -357,7 +344,7 @@ def test_expired_forged_wrong_audience_and_unsigned_client_tokens_are_refused(wo
             jwt.encode({"alg": "ES256", "kid": kid}, good | {"iss": "someone"}, auth.keys.signing_key()),
             "wrong_issuer",
         ),
-        "alg none": (_b64({"alg": "none", "kid": kid}) + "." + _b64(good) + ".", "invalid_token"),
+        "alg none": (b64url_json({"alg": "none", "kid": kid}) + "." + b64url_json(good) + ".", "invalid_token"),
         "HS256 with the public key": (
             _hs256({"alg": "HS256", "kid": kid}, good, auth.keys.signing_key().as_pem(private=False)),
             "invalid_token",
@@ -373,7 +360,7 @@ def test_expired_forged_wrong_audience_and_unsigned_client_tokens_are_refused(wo
 
 def _hs256(header: dict, claims: dict, secret: bytes) -> str:
     """An attacker's token: HMAC-signed with the public key as the secret (the algorithm confusion attack)."""
-    signing_input = f"{_b64(header)}.{_b64(claims)}"
+    signing_input = f"{b64url_json(header)}.{b64url_json(claims)}"
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
 
@@ -552,8 +539,8 @@ def test_id_tokens_from_elsewhere_expired_forged_or_for_another_audience_are_ref
         impostor.id_token("sato"),
         other_audience.id_token("sato"),
         stale.id_token("sato"),
-        ".".join([header, _b64(claims_of(good) | {"tsunagu_org": "chuo-jiso"}), signature]),
-        _b64({"alg": "none", "kid": dev.key.kid}) + "." + payload + ".",
+        ".".join([header, b64url_json(claims_of(good) | {"tsunagu_org": "chuo-jiso"}), signature]),
+        b64url_json({"alg": "none", "kid": dev.key.kid}) + "." + payload + ".",
         _hs256({"alg": "HS256", "kid": dev.key.kid}, claims_of(good), dev.key.as_pem(private=False)),
     ]
     for id_token in cases:
@@ -570,7 +557,7 @@ def test_the_providers_keys_are_fetched_again_when_it_rotates(world, auth):
 
 
 def test_without_a_reachable_provider_sign_in_is_temporarily_unavailable(world, tmp_path):
-    closed = f"http://127.0.0.1:{_free_port()}/jwks.json"  # nothing listens there
+    closed = f"http://127.0.0.1:{free_port()}/jwks.json"  # nothing listens there
     auth = build(world, tmp_path / "k.pem", dev_users=DEV_USERS, oidc_fetch=lambda url: fetch_json(closed))
     with auth.client:
         id_token = auth.client.post("/dev-oidc/token", data={"username": "sato"}).json()["id_token"]
@@ -599,17 +586,11 @@ def test_the_development_provider_knows_only_its_users(world, auth):
 # --- The command line and a real server ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.invalid"])
 def test_tsunagu_serve_refuses_the_development_provider_unless_it_listens_on_loopback_only(tmp_path, host):
     """Anyone who reaches the development provider signs in as anyone: with TSUNAGU_DEV_OIDC=1, ``tsunagu serve``
     on any address but a loopback one stops before it listens (or creates anything), with a Japanese message."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, TSUNAGU_DEV_OIDC="1")
     done = subprocess.run(
         [
@@ -660,7 +641,7 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
     users.write_text(
         "users:\n  - {username: sato, name: 佐藤, org: beppu-center, role: caseworker}\n", encoding="utf-8"
     )
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, TSUNAGU_DEV_OIDC="1", TSUNAGU_DEV_OIDC_USERS=str(users))
     server = subprocess.Popen(

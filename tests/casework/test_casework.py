@@ -720,13 +720,6 @@ def test_the_case_commands_on_the_command_line(tmp_path):
 # --- HTTP ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def keys(tmp_path):
-    from services.auth.tokens import keys_from_file
-
-    return keys_from_file(tmp_path / "signing-key.pem")
-
-
 def test_case_work_over_http_acts_as_the_tokens_organisation(world, clock, keys):
     hub = world(Settings(joint_ledger=True))
     issuer, verifier = keys

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from services.cli.root import app
 from services.runtime import GC_THRESHOLDS
-from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, at, import_monthly, list_child, setup, write_csv
+from tests.helpers import at
+from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, import_monthly, list_child, setup, write_csv
 
 
 def test_every_command_runs_with_the_hubs_garbage_collector_thresholds(tmp_path):

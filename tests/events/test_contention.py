@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from services.audit.replay import access_records
 from services.auth.tokens import keys_from_file
 from services.http.app import create_app
 from services.hub import Hub
+from tests.helpers import free_port
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -73,12 +73,6 @@ def concern(envelope_id: str, at: datetime) -> dict:
         "at": at.isoformat(),
         "payload": {"summary": "連絡なしの欠席が続いている"},
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the clients ------------------------------------------------------------------------------------------------
@@ -221,7 +215,7 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
     topic = f"test.{uuid.uuid4().hex[:12]}.tsunagu.events.v1"
     through_kafka = [concern(f"kafka-{n}", start + timedelta(minutes=n)) for n in range(120)]
     env = {**os.environ, **UNLIMITED, "TSUNAGU_KAFKA_API_VERSION": "0.9"}
-    servers, ports = [], [_free_port() for _ in range(3)]
+    servers, ports = [], [free_port() for _ in range(3)]
     worker = None
     try:
         for port in ports:

@@ -31,12 +31,13 @@ from events.limits import (
     MAX_TEXT_CHARS,
 )
 from events.store import Quarantine
-from services.auth.tokens import TokenIssuer, keys_from_file
+from services.auth.tokens import TokenIssuer
 from services.casework.commands import Actor, CaseWork
 from services.casework.csv_export import csv_bytes, safe_cell
 from services.cli.root import app as cli_app
 from services.http.app import create_app
 from services.hub import Hub
+from tests.helpers import assert_error, has_japanese, token_header
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -56,32 +57,11 @@ NOW = datetime(2026, 5, 12, 11, 0, tzinfo=JST)
 HEALTH, LEDGER = "/v1/health", "/v1/ledger"
 
 
-def has_japanese(text: str) -> bool:
-    return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert error["message"] and has_japanese(error["message_ja"]), error
-    return error
-
-
-@pytest.fixture
-def keys(tmp_path):
-    return keys_from_file(tmp_path / "signing-key.pem")
-
-
 @pytest.fixture
 def world(hub, clock) -> Hub:
     hub.load_orgs(ORGS)
     clock.at = NOW
     return hub
-
-
-def bearer(issuer: TokenIssuer, org: str = "beppu-center", user: str = "tester", role: str = "caseworker") -> dict:
-    return {"Authorization": f"Bearer {issuer.issue(org=org, role=role, user=user)}"}
 
 
 def forged(org: str, user: str) -> dict:
@@ -123,14 +103,14 @@ def test_a_verified_caller_over_its_rate_gets_429_with_retry_after_and_others_do
     issuer, verifier = keys
     app = create_app(world, verifier)
     with client_at(app, "10.0.0.1") as one, client_at(app, "10.0.0.2") as other:
-        alice = bearer(issuer, user="alice")
+        alice = token_header(issuer, user="alice")
         for _ in range(3):
             assert one.get(LEDGER, headers=alice).status_code == 200
         assert_rate_limited(one.get(LEDGER, headers=alice))
-        assert_rate_limited(other.get(LEDGER, headers=bearer(issuer, user="alice")))  # her, from anywhere
+        assert_rate_limited(other.get(LEDGER, headers=token_header(issuer, user="alice")))  # her, from anywhere
         # another person of the same centre, and another organisation, from the same address: their own budgets
-        assert one.get(LEDGER, headers=bearer(issuer, user="bob")).status_code == 200
-        assert one.get(LEDGER, headers=bearer(issuer, org="oita-center", user="alice")).status_code == 200
+        assert one.get(LEDGER, headers=token_header(issuer, user="bob")).status_code == 200
+        assert one.get(LEDGER, headers=token_header(issuer, org="oita-center", user="alice")).status_code == 200
         for _ in range(10):  # the health check is never limited
             assert one.get(HEALTH).status_code == 200
 
@@ -146,7 +126,7 @@ def test_a_forged_token_neither_spends_someone_elses_budget_nor_gets_a_fresh_one
         for user in ("mallory-1", "mallory-2"):  # a fresh name per request does not help either
             assert_rate_limited(attacker.get(LEDGER, headers=forged("beppu-center", user)))
         # Alice's budget is untouched by all of it
-        alice = bearer(issuer, user="alice")
+        alice = token_header(issuer, user="alice")
         for _ in range(3):
             assert alice_pc.get(LEDGER, headers=alice).status_code == 200
         assert_rate_limited(alice_pc.get(LEDGER, headers=alice))
@@ -212,20 +192,9 @@ def test_every_operation_documents_429_and_414(world, keys):
 # --- Sizes: URLs, bodies, batches, nesting ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def client(world, keys):
-    with TestClient(create_app(world, keys[1])) as client:
-        yield client
-
-
-@pytest.fixture
-def issuer(keys) -> TokenIssuer:
-    return keys[0]
-
-
 def test_a_huge_child_id_is_refused_before_routing_and_a_long_one_names_the_field(client, issuer):
     """(60 KB: the HTTP client refuses to send longer URLs; servers refuse far shorter request lines.)"""
-    auth = bearer(issuer)
+    auth = token_header(issuer)
     error = assert_error(
         client.get(f"/v1/children/{'c' * 60_000}/timeline", params={"purpose": "support"}, headers=auth),
         414,
@@ -246,12 +215,12 @@ def test_a_huge_child_id_is_refused_before_routing_and_a_long_one_names_the_fiel
 def test_every_body_is_limited_not_only_the_publish_endpoint(client, issuer):
     huge = json.dumps({"child": "c1", "category": "youshien", "case_type": "x" * MAX_BODY_BYTES}).encode()
     assert_error(
-        client.post("/v1/cases", content=huge, headers={**bearer(issuer), "Content-Type": "application/json"}),
+        client.post("/v1/cases", content=huge, headers={**token_header(issuer), "Content-Type": "application/json"}),
         413,
         "payload_too_large",
     )
     chunks = (b" " * (1 << 20) for _ in range(6))  # streamed, no Content-Length
-    assert_error(client.post("/v1/plans", content=chunks, headers=bearer(issuer)), 413, "payload_too_large")
+    assert_error(client.post("/v1/plans", content=chunks, headers=token_header(issuer)), 413, "payload_too_large")
 
 
 @pytest.mark.parametrize(
@@ -262,7 +231,7 @@ def test_every_body_is_limited_not_only_the_publish_endpoint(client, issuer):
     ],
 )
 def test_deeply_nested_json_is_a_422_naming_the_body_on_every_endpoint(client, issuer, body):
-    auth = {**bearer(issuer), "Content-Type": "application/json"}
+    auth = {**token_header(issuer), "Content-Type": "application/json"}
     error = assert_error(
         client.post("/v1/events", content=body, headers=auth),
         422,
@@ -281,7 +250,7 @@ def test_a_body_that_is_not_utf8_json_is_a_422_on_every_endpoint(client, issuer)
         client.post(
             "/v1/cases",
             content=b'{"child": "\xff\xfe"}',
-            headers={**bearer(issuer), "Content-Type": "application/json"},
+            headers={**token_header(issuer), "Content-Type": "application/json"},
         ),
         422,
         "invalid_json",
@@ -293,7 +262,7 @@ def test_a_body_that_is_not_utf8_json_is_a_422_on_every_endpoint(client, issuer)
 
 
 def publish_one(client: TestClient, issuer: TokenIssuer, envelope: dict) -> dict:
-    response = client.post("/v1/events", json=envelope, headers=bearer(issuer, role="adapter"))
+    response = client.post("/v1/events", json=envelope, headers=token_header(issuer, role="adapter"))
     assert response.status_code == 200, response.text
     [result] = response.json()["results"]
     return result
@@ -468,7 +437,9 @@ def test_the_meeting_agenda_csv_neutralises_every_field_a_member_can_write(make_
     clock.at = datetime(2026, 5, 18, 9, 0, tzinfo=JST)
     issuer, verifier = keys
     with TestClient(create_app(hub, verifier)) as client:
-        response = client.get("/v1/agenda", params={"date": "2026-05-20", "format": "csv"}, headers=bearer(issuer))
+        response = client.get(
+            "/v1/agenda", params={"date": "2026-05-20", "format": "csv"}, headers=token_header(issuer)
+        )
     assert response.status_code == 200, response.text
     assert response.content.startswith(b"\xef\xbb\xbf")
     header, row = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))

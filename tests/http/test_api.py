@@ -4,10 +4,8 @@ one test runs ``tsunagu serve`` and reads over a socket."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,9 +24,10 @@ from consent.policy import POLICY_VERSION
 from events.clock import JST
 from events.store import AccessLog, ChildRecord, Quarantine
 from services.audit.replay import access_records
-from services.auth.tokens import TokenIssuer, TokenVerifier, keys_from_file
+from services.auth.tokens import TokenIssuer, keys_from_file
 from services.http.app import create_app
 from services.hub import Hub
+from tests.helpers import assert_error, b64url_json, free_port, has_japanese, token_header
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -70,28 +69,6 @@ E1 = {
 NOW = datetime(2026, 5, 12, 11, 0, tzinfo=JST)
 
 
-def has_japanese(text: str) -> bool:
-    return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert error["message"] and has_japanese(error["message_ja"]), error
-    return error
-
-
-@pytest.fixture
-def keys(tmp_path) -> tuple[TokenIssuer, TokenVerifier]:
-    return keys_from_file(tmp_path / "signing-key.pem")
-
-
-@pytest.fixture
-def issuer(keys) -> TokenIssuer:
-    return keys[0]
-
-
 @pytest.fixture
 def world(hub, clock) -> Hub:
     hub.load_orgs(ORGS)
@@ -99,18 +76,8 @@ def world(hub, clock) -> Hub:
     return hub
 
 
-@pytest.fixture
-def client(world, keys) -> TestClient:
-    with TestClient(create_app(world, keys[1])) as client:
-        yield client
-
-
-def bearer(issuer: TokenIssuer, org: str, role: str, user: str = "tester") -> dict[str, str]:
-    return {"Authorization": f"Bearer {issuer.issue(org=org, role=role, user=user)}"}
-
-
 def publish(client: TestClient, issuer: TokenIssuer, org: str, body) -> dict:
-    response = client.post("/v1/events", json=body, headers=bearer(issuer, org, "adapter"))
+    response = client.post("/v1/events", json=body, headers=token_header(issuer, org, "adapter"))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -126,7 +93,9 @@ def published(client, issuer) -> None:
 def read(
     client: TestClient, issuer: TokenIssuer, org: str, role: str, purpose: str = "support", child: str = "c1"
 ) -> httpx.Response:
-    return client.get(f"/v1/children/{child}/timeline", params={"purpose": purpose}, headers=bearer(issuer, org, role))
+    return client.get(
+        f"/v1/children/{child}/timeline", params={"purpose": purpose}, headers=token_header(issuer, org, role)
+    )
 
 
 def records_about(hub: Hub, child: str) -> list[dict]:
@@ -191,7 +160,7 @@ def _bad_tokens(issuer: TokenIssuer, tmp_path: Path) -> dict[str, tuple[str | No
         "alg none": (
             "Bearer "
             + ".".join(
-                _b64(part)
+                b64url_json(part)
                 for part in (
                     {"alg": "none", "kid": issuer.key.kid},
                     {
@@ -210,10 +179,6 @@ def _bad_tokens(issuer: TokenIssuer, tmp_path: Path) -> dict[str, tuple[str | No
             "invalid_token",
         ),
     }
-
-
-def _b64(value: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
 
 def test_every_bad_token_is_401_with_a_bearer_challenge_and_reads_nothing(world, client, issuer, published, tmp_path):
@@ -241,7 +206,7 @@ def test_an_unregistered_organisation_is_refused_and_the_refusal_is_recorded(wor
     assert world.verify().ok and world.verify().records == 1
 
     response = client.post(
-        "/v1/events", json=dict(R1, id="g1", source="ghost-org"), headers=bearer(issuer, "ghost-org", "adapter")
+        "/v1/events", json=dict(R1, id="g1", source="ghost-org"), headers=token_header(issuer, "ghost-org", "adapter")
     )
     assert_error(response, 403, "unknown_organisation")
     assert world.store.peek(Quarantine.create_id("ghost-org")) is None
@@ -451,7 +416,7 @@ def test_a_publish_body_that_is_not_events_gets_a_422_naming_the_body(world, cli
     response = client.post(
         "/v1/events",
         content=content,
-        headers=bearer(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"},
+        headers=token_header(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"},
     )
     error = assert_error(response, 422, code)
     assert error["field"] == field
@@ -492,10 +457,12 @@ def test_dates_beyond_the_hubs_range_are_refused_naming_the_field_and_never_brea
         assert "2999-12" in result["problems"][0]["message_ja"], result
     assert publish(client, issuer, "beppu-center", {**listed, "id": "t4"})["counts"]["accepted"] == 1
     for org, role in [("beppu-es-1", "teacher"), ("beppu-center", "caseworker")]:
-        response = client.get("/v1/reports/overdue", headers=bearer(issuer, org, role))
+        response = client.get("/v1/reports/overdue", headers=token_header(issuer, org, role))
         assert response.status_code == 200, response.text
         for month in ["9999-12", "0000-01"]:
-            response = client.get("/v1/reports/overdue", params={"month": month}, headers=bearer(issuer, org, role))
+            response = client.get(
+                "/v1/reports/overdue", params={"month": month}, headers=token_header(issuer, org, role)
+            )
             error = assert_error(response, 422, "invalid_request")
             assert error["field"] == "month" and "2999-12" in error["message_ja"], error
 
@@ -515,7 +482,7 @@ def test_a_number_that_overflows_to_infinity_is_rejected_naming_its_field(world,
     response = client.post(
         "/v1/events",
         content=f"[{note}, {report}]",
-        headers=bearer(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"},
+        headers=token_header(issuer, "beppu-center", "adapter") | {"Content-Type": "application/json"},
     )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
@@ -537,7 +504,7 @@ def test_a_number_that_overflows_to_infinity_is_rejected_naming_its_field(world,
     ],
 )
 def test_a_timeline_request_that_is_not_valid_gets_a_422_naming_the_field(world, client, issuer, path, params, field):
-    response = client.get(path, params=params, headers=bearer(issuer, "beppu-center", "caseworker"))
+    response = client.get(path, params=params, headers=token_header(issuer, "beppu-center", "caseworker"))
     error = assert_error(response, 422, "invalid_request")
     assert error["field"] == field and error["message_ja"].startswith(f"{field}: ")
     assert records_about(world, "c1") == []
@@ -550,7 +517,7 @@ def test_unknown_paths_and_methods_answer_in_json(client):
 
 def test_a_body_over_the_limit_gets_a_json_413_declared_or_streamed(world, keys):
     app = create_app(world, keys[1], max_body_bytes=2000)
-    headers = bearer(keys[0], "beppu-center", "adapter")
+    headers = token_header(keys[0], "beppu-center", "adapter")
     with TestClient(app) as client:
         assert_error(client.post("/v1/events", content=b" " * 2001, headers=headers), 413, "payload_too_large")
         chunks = (b"[" + b" " * 999 for _ in range(3))  # no Content-Length: sent chunked
@@ -618,12 +585,6 @@ def test_token_issue_mints_a_token_the_hub_verifies_and_refuses_unknowns(tmp_pat
     assert unknown.exit_code == 2 and "ghost-org" in unknown.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tsunagu_serve_answers_an_authenticated_read_over_a_socket(tmp_path):
     database, key_file = f"sqlite:///{tmp_path / 'hub.db'}", tmp_path / "key.pem"
     hub = Hub(database)
@@ -632,7 +593,7 @@ def test_tsunagu_serve_answers_an_authenticated_read_over_a_socket(tmp_path):
     assert [r.outcome for r in hub.publish([dict(R1, at=at)])] == ["accepted"]
     hub.close()
     issuer, _ = keys_from_file(key_file)
-    port = _free_port()
+    port = free_port()
     tsunagu = Path(sys.executable).with_name("tsunagu")
     server = subprocess.Popen(
         [
@@ -665,7 +626,7 @@ def test_tsunagu_serve_answers_an_authenticated_read_over_a_socket(tmp_path):
         response = httpx.get(
             f"{base}/v1/children/c1/timeline",
             params={"purpose": "support"},
-            headers=bearer(issuer, "beppu-center", "caseworker", user="佐藤"),
+            headers=token_header(issuer, "beppu-center", "caseworker", user="佐藤"),
             timeout=10,
         )
         assert response.status_code == 200, response.text

@@ -11,7 +11,8 @@ import pytest
 from consent.model import Settings
 from events.store import Quarantine
 from services.projections.rosters import SchoolCalendar
-from tests.schoolfiles import DAILY_HEADER, ES1_CODE, at, import_daily, kinds, list_child, school_days, setup, write_csv
+from tests.helpers import at
+from tests.schoolfiles import DAILY_HEADER, ES1_CODE, import_daily, kinds, list_child, school_days, setup, write_csv
 
 ABSENT, NO_CONTACT, PRESENT, LATE = ("欠席", "有"), ("欠席", "無"), ("出席", ""), ("遅刻", "")
 

@@ -24,12 +24,12 @@ from services.hub import Hub
 from services.projections.rosters import MonthlyReports, SchoolRoster
 from services.schools.imports import SchoolImporter
 from services.schools.overdue import overdue_reports
+from tests.helpers import at
 from tests.schoolfiles import (
     ES1_CODE,
     ES2_CODE,
     MONTHLY_HEADER,
     NURSERY_CODE,
-    at,
     import_monthly,
     kinds,
     list_child,
