@@ -14,6 +14,7 @@ from events.problems import Rejected
 from events.store import ChildRecord, Quarantine
 from services.publishing.ingest import MAX_BATCH
 from services.scenarios import compare_read
+from tests.helpers import ev
 
 JAPANESE = re.compile(r"[ぁ-んァ-ヶ一-龯]")
 
@@ -25,31 +26,6 @@ ORGS = [
     {"id": "npo-1", "type": "service_provider", "regime": "private"},
     {"id": "chuo-jiso", "type": "child_guidance_center", "prefecture": "44", "covers": ["442011", "442020"]},
 ]
-
-
-def ev(
-    id: str,
-    kind: str = "note.recorded",
-    *,
-    child: str = "c1",
-    source: str = "beppu-center",
-    basis: str | None = "internal",
-    at: str = "2026-04-10T09:00:00+09:00",
-    payload: dict | None = None,
-    **more,
-) -> dict:
-    out = {
-        "id": id,
-        "kind": kind,
-        "child": child,
-        "source": source,
-        "at": at,
-        "payload": {"text": f"記録 {id}"} if payload is None else payload,
-        **more,
-    }
-    if basis is not None:
-        out["basis"] = basis
-    return out
 
 
 REGISTERED = ev("r1", "child.registered", at="2026-04-01T09:00:00+09:00", payload={"residence": "442020"})

@@ -21,6 +21,7 @@ from events.streams import load_many, stream_versions
 from services.hub import Hub
 from services.projections.admission_facts import ChildFacts, facts_from_log
 from services.projections.rosters import DailyAttendance
+from tests.helpers import ev
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020"},
@@ -29,29 +30,6 @@ ORGS = [
     {"id": "chuo-jiso", "type": "child_guidance_center", "prefecture": "44", "covers": ["442011", "442020"]},
 ]
 SETTINGS = Settings(joint_ledger=True)
-
-
-def ev(
-    id: str,
-    kind: str = "note.recorded",
-    *,
-    child: str = "c1",
-    source: str = "beppu-center",
-    basis: str = "internal",
-    at: str = "2026-04-10T09:00:00+09:00",
-    payload: dict | None = None,
-    **more,
-) -> dict:
-    return {
-        "id": id,
-        "kind": kind,
-        "child": child,
-        "source": source,
-        "basis": basis,
-        "at": at,
-        "payload": {"text": f"記録 {id}"} if payload is None else payload,
-        **more,
-    }
 
 
 def registered(child: str = "c1", residence: str = "442020") -> dict:
