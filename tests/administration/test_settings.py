@@ -1,6 +1,6 @@
 """The deployment's policy settings kept in the store (services/administration/settings.py): they survive reopening with their
 history; the TSUNAGU_* variables only seed a new store; a change made by one process is in force in the others
-within 5 seconds without a restart (Hub objects on one SQLite file and on PostgreSQL, and a running
+without a restart (Hub objects on one SQLite file and on PostgreSQL, and a running
 ``tsunagu serve`` after ``tsunagu settings set`` in another process); the command and the HTTP endpoints, with
 their checks; and the same 児相 read of a demo child from two shells with different environments."""
 
@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from services.cli.root import app
 from services.demo import load_demo
 from services.http.app import create_app
 from services.hub import Hub, SettableClock
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 TSUNAGU = Path(sys.executable).with_name("tsunagu")
 DEMO_DAY = datetime.fromisoformat("2026-11-23T12:00:00+09:00")  # the demo's last event is that morning
@@ -43,15 +42,6 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run(
         [str(TSUNAGU), *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
     )
-
-
-def within(seconds: float, seen: Callable[[], bool]) -> float:
-    """Poll ``seen`` until it holds, for at most ``seconds``; how long it took (fails the test if it never did)."""
-    started = time.monotonic()
-    while not seen():
-        assert time.monotonic() - started < seconds, f"not seen within {seconds} s"
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 # --- Kept in the store, with the history ---------------------------------------------------------------------
@@ -183,8 +173,9 @@ def _a_change_is_seen_by_another_hub(database: str, clock) -> None:
         assert here.settings.joint_ledger is False and here.reader.settings.joint_ledger is False
         there.settings_source.change({"joint_ledger": True, "emergency_hours": 48}, by="佐藤", at=clock())
         assert there.settings.joint_ledger is True  # at once where it was made
-        took = within(5, lambda: here.settings.joint_ledger)
-        assert took <= 3, took  # SettingsSource.MAX_AGE is 2 seconds
+        # Seen without a restart, once this process's copy is older than SettingsSource.MAX_AGE (how long that
+        # takes is measured by bench.timings, not asserted here).
+        wait_until(lambda: here.settings.joint_ledger, "the change made by another process")
         assert here.reader.settings == here.ingest.settings == Settings(joint_ledger=True, emergency_hours=48)
         here.load_orgs(ORGS)
         here.timeline(org="beppu-center", role="caseworker", child="c1", purpose="support")
@@ -269,7 +260,7 @@ def test_tsunagu_settings_set_reaches_a_running_server(tmp_path):
         changed = cli("settings", "set", "joint_ledger", "false", "--by", "佐藤", "--database", database)
         assert changed.returncode == 0, changed.stderr
         assert "joint_ledger を true から false に変更しました" in changed.stdout
-        within(5, lambda: "LEDGER" not in rules())  # the server was not restarted
+        wait_until(lambda: "LEDGER" not in rules(), "the change made by the command")  # the server was not restarted
     finally:
         server.terminate()
         server.wait(timeout=15)

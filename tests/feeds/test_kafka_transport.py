@@ -37,6 +37,7 @@ from services.cli.root import app
 from services.feeds.kafka_worker import QUARANTINE_SOURCE, IngestWorker
 from services.hub import Hub
 from tests.conftest import ROOT
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -312,15 +313,13 @@ def test_an_infinite_or_nan_number_sent_through_kafka_is_rejected_naming_its_fie
 
 
 def test_a_broker_that_is_down_is_a_clear_error(hub):
-    from tests.conftest import _free_port
-
-    bootstrap = f"127.0.0.1:{_free_port()}"
+    bootstrap = f"127.0.0.1:{free_port()}"
     publisher = KafkaPublisher(bootstrap, keys=hub.store.keys, api_version=V09, connect_timeout=1.0)
     try:
-        started = time.monotonic()
+        # The publish gives up (after connect_timeout and kafka-python's retries) with an error that says what to
+        # do; how long that takes is measured by bench.timings.
         with pytest.raises(TransportError, match=f"Kafka at {bootstrap} did not answer.*publish them again"):
             publisher.publish([registered("c1", datetime(2026, 3, 2, 9, tzinfo=JST))])
-        assert time.monotonic() - started < 15
     finally:
         publisher.close()
     with pytest.raises(TransportError, match=f"Kafka at {bootstrap} is not reachable"):
@@ -373,18 +372,19 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_stores_nothing_twice(kafka_
         command[:1] = [sys.executable, "-c", "from services.cli.root import main; main()"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        # Watch the first two batches land, then kill halfway through the next one: in the middle of its append
-        # or, at worst, between its append and its commit.
-        deadline = time.monotonic() + 60
-        landed: list[tuple[int, float]] = []
+        # Watch two batches land, and kill the worker the moment the second one is seen in the store: its
+        # offsets are not yet committed (the worker commits after the append) and the next batch is being read or
+        # appended. Which of these the kill hits is up to the scheduler; every one of them must lose nothing and
+        # store nothing twice. The deadline only stops a hung worker.
+        deadline = time.monotonic() + 120
+        landed: list[int] = []
         while len(landed) < 2:
             count = _stored(str(db))
-            if count > (landed[-1][0] if landed else 0):
-                landed.append((count, time.monotonic()))
+            if count > (landed[-1] if landed else 0):
+                landed.append(count)
             assert first.poll() is None, first.communicate()[0]
-            assert time.monotonic() < deadline, f"the worker stored {count} events within 60 s"
+            assert time.monotonic() < deadline, f"the worker stored {count} events in 120 s (hung?)"
             time.sleep(0.01)
-        time.sleep((landed[1][1] - landed[0][1]) / 2)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:

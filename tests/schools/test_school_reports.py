@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import tracemalloc
 from datetime import date
 
@@ -305,7 +304,7 @@ def test_files_that_are_not_readable_csv_are_refused_with_a_clear_message(world,
 
 
 @pytest.mark.parametrize("kind", ["binary", "text"])
-def test_a_50_mb_garbage_file_is_refused_quickly_without_reading_it_into_memory(world, tmp_path, kind):
+def test_a_50_mb_garbage_file_is_refused_without_reading_it_into_memory(world, tmp_path, kind):
     path = tmp_path / "garbage.csv"
     chunk = os.urandom(1 << 20) if kind == "binary" else b"A" * (1 << 20)  # text: one endless line
     with path.open("wb") as f:
@@ -313,15 +312,13 @@ def test_a_50_mb_garbage_file_is_refused_quickly_without_reading_it_into_memory(
             f.write(chunk)
     assert path.stat().st_size == 50 << 20
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         with pytest.raises(FileRefused) as refused:
             CsvReader(path, MONTHLY_COLUMNS)
-        elapsed = time.perf_counter() - started
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < 2.0 and peak < 4 << 20, (elapsed, peak)
+    assert peak < 4 << 20, peak  # refused from its first megabyte; how fast: bench.timings (docs/benchmarks.md)
     assert refused.value.problems[0].code == ("not_csv" if kind == "binary" else "line_too_long")
     summary = import_monthly(world, path)
     assert summary.status == "refused" and world.store.peek(Quarantine.create_id("beppu-es-1")) is None
