@@ -29,6 +29,8 @@ from services.http.app import create_app
 from services.hub import Hub, SettableClock
 from tests.helpers import free_port, wait_until
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 TSUNAGU = Path(sys.executable).with_name("tsunagu")
 DEMO_DAY = datetime.fromisoformat("2026-11-23T12:00:00+09:00")  # the demo's last event is that morning
 ORGS = [

@@ -34,6 +34,8 @@ from services.hub import Hub
 from services.reading.timeline import chain_hash
 from tests.audit.test_tamper import Table, _overwrite, _resave, _stored, populate
 
+pytestmark = pytest.mark.store
+
 
 @pytest.fixture
 def keys(tmp_path) -> SigningKeys:

@@ -23,6 +23,8 @@ from services.http.app import create_app
 from services.hub import Hub
 from tests.helpers import at, token_header
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
     {"id": "beppu-es-1", "type": "school", "regime": "public", "municipality": "442020", "name": "別府市立南小学校"},

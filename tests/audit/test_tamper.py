@@ -27,6 +27,8 @@ from services.cli.root import app
 from services.hub import Hub
 from services.reading.timeline import chain_hash
 
+pytestmark = pytest.mark.store
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
     {"id": "beppu-es-1", "type": "school", "regime": "public", "municipality": "442020"},

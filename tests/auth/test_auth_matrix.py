@@ -21,6 +21,8 @@ from services.projections.cases import case_entry
 from tests.authkit import BY_TYPE, ORGS, access_token, bearer, build
 from tests.helpers import assert_error
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 R1 = {
     "id": "r1",
     "kind": "child.registered",

@@ -49,6 +49,8 @@ from tests.authkit import (
 )
 from tests.helpers import assert_error, b64url_json, free_port, has_japanese
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 NOW = datetime(2026, 5, 12, 11, 0, tzinfo=JST)
 R1 = {
     "id": "r1",

@@ -22,6 +22,8 @@ from services.cli.root import app as cli_app
 from services.http.app import create_app
 from services.hub import Hub
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
     {"id": "oita-center", "type": "municipal_center", "municipality": "442011", "name": "大分市こども家庭センター"},

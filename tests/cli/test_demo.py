@@ -17,6 +17,8 @@ from services.cli.root import app
 from services.demo import ORGS, demo_children, demo_events, load_demo
 from services.hub import Hub, SettableClock, settings_from_env
 
+pytestmark = pytest.mark.store
+
 TODAY = datetime.fromisoformat("2026-11-23T12:00:00+09:00")
 SETTING_VARS = [f"TSUNAGU_{f.name.upper()}" for f in fields(Settings)]
 

@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 
 from services.cli.root import app
 
+pytestmark = pytest.mark.store
+
 
 @pytest.fixture(autouse=True)
 def _open_umask():

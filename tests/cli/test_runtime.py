@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from typer.testing import CliRunner
 
 from services.cli.root import app
 from services.runtime import GC_THRESHOLDS
 from tests.helpers import at
 from tests.schoolfiles import ES1_CODE, MONTHLY_HEADER, import_monthly, list_child, setup, write_csv
+
+pytestmark = pytest.mark.store
 
 
 def test_every_command_runs_with_the_hubs_garbage_collector_thresholds(tmp_path):

@@ -80,6 +80,8 @@ from services.audit.replay import access_records
 from services.hub import Hub, SettableClock
 from tests.conftest import ROOT, SHARED
 
+pytestmark = pytest.mark.store
+
 JST = timezone(timedelta(hours=9))
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=JST)
 SLOTS = 48  # times are T0 + 0..47 hours: few enough that boundaries (at == t, closure at t …) are hit often

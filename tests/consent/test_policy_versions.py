@@ -22,6 +22,8 @@ from consent.model import Settings
 from consent.policy import POLICY_V1, POLICY_V2
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.store
+
 FIXTURES = ROOT / "tests" / "fixtures"
 TSUNAGU = str(Path(sys.executable).parent / "tsunagu")
 

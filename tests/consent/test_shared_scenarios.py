@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from services.cli.root import app
 from tests.conftest import IN_CI, ROOT, SHARED
 
+pytestmark = pytest.mark.store
+
 SCENARIO_DIRS = [SHARED / "scenarios", ROOT / "tests" / "scenarios"]
 
 

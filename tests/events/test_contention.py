@@ -41,6 +41,8 @@ from services.http.app import create_app
 from services.hub import Hub
 from tests.helpers import free_port
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
     {"id": "beppu-es-1", "type": "school", "regime": "public", "municipality": "442020", "name": "別府市立第一小学校"},

@@ -33,6 +33,8 @@ from tests.conftest import at
 from tests.helpers import wait_until
 from tests.schoolfiles import ORGS, list_child
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 CHILD = "c-erase-7f3a"
 SECRET_NAME = "ヤマダ　ハナコ"
 SECRET_SUMMARY = "右腕にあざ。父に叩かれたと本人が話す（識別子ZX-41977）"
@@ -114,6 +116,8 @@ def key_rows(url: str) -> list[tuple]:
         return conn.execute(f'SELECT scope, wrapped, destroyed_at FROM "{schema_of(url)}".tsunagu_data_keys').fetchall()
 
 
+@pytest.mark.postgres
+@pytest.mark.kafka
 def test_payloads_are_sealed_and_unreadable_everywhere_after_erasure(postgres_url, clock, kafka_server):
     clock.at = at("2026-06-10T09:00:00+09:00")
     hub = Hub(postgres_url, clock=clock)
@@ -222,6 +226,7 @@ def raw_messages(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, by
     return out
 
 
+@pytest.mark.postgres
 def test_a_backup_of_the_event_tables_holds_no_plaintext(postgres_url, clock):
     """pg_dump of the event tables (the backup the deployment keeps; the key table is backed up apart)."""
     clock.at = at("2026-06-10T09:00:00+09:00")
@@ -460,7 +465,7 @@ OUTSIDE_MARKERS = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database(request, tmp_path) -> str:
     """A store two processes can share: a SQLite file, or a schema on the real PostgreSQL."""
     if request.param == "postgres":

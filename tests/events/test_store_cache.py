@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from uuid import uuid4
 
+import pytest
+
 from events.store import WeighedCache, cache_weight
 from services.hub import Hub
+
+pytestmark = pytest.mark.store
 
 
 class Held:

@@ -20,6 +20,8 @@ from consent.model import Settings
 from events.transcoding import OrjsonTranscoder
 from services.demo import load_demo
 
+pytestmark = pytest.mark.store
+
 
 def transcoders() -> tuple[JSONTranscoder, OrjsonTranscoder]:
     out = (JSONTranscoder(), OrjsonTranscoder())

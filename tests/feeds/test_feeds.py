@@ -17,6 +17,8 @@ from services.hub import Hub
 from services.publishing import linking as identity
 from tests.conftest import at
 
+pytestmark = pytest.mark.store
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020"},
     {"id": "oita-center", "type": "municipal_center", "municipality": "442011"},

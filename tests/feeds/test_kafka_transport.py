@@ -39,7 +39,7 @@ from services.hub import Hub
 from tests.conftest import ROOT
 from tests.helpers import free_port
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.store]
 
 V09 = (0, 9)
 ORGS = [

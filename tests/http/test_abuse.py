@@ -39,6 +39,8 @@ from services.http.app import create_app
 from services.hub import Hub
 from tests.helpers import assert_error, has_japanese, token_header
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
     {"id": "oita-center", "type": "municipal_center", "municipality": "442011"},

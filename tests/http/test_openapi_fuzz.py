@@ -28,6 +28,8 @@ from services.casework.commands import Actor, CaseWork
 from services.http.app import create_app
 from services.hub import Hub, SettableClock
 
+pytestmark = [pytest.mark.store, pytest.mark.http]
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
     {"id": "oita-center", "type": "municipal_center", "municipality": "442011"},

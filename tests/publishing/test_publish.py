@@ -16,6 +16,8 @@ from services.publishing.ingest import MAX_BATCH
 from services.scenarios import compare_read
 from tests.helpers import ev
 
+pytestmark = pytest.mark.store
+
 JAPANESE = re.compile(r"[ぁ-んァ-ヶ一-龯]")
 
 ORGS = [

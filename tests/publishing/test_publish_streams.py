@@ -23,6 +23,8 @@ from services.projections.admission_facts import ChildFacts, facts_from_log
 from services.projections.rosters import DailyAttendance
 from tests.helpers import ev
 
+pytestmark = pytest.mark.store
+
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020"},
     {"id": "oita-center", "type": "municipal_center", "municipality": "442011"},
@@ -69,7 +71,7 @@ def daily(id: str, day: str, child: str = "c1") -> dict:  # cwa-25-3 with its ad
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hub.db'}"

@@ -14,6 +14,8 @@ from services.projections.rosters import SchoolCalendar
 from tests.helpers import at
 from tests.schoolfiles import DAILY_HEADER, ES1_CODE, import_daily, kinds, list_child, school_days, setup, write_csv
 
+pytestmark = pytest.mark.store
+
 ABSENT, NO_CONTACT, PRESENT, LATE = ("欠席", "有"), ("欠席", "無"), ("出席", ""), ("遅刻", "")
 
 
