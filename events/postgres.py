@@ -4,7 +4,7 @@
 event as one array parameter) in one psycopg pipeline. psycopg 3.2 and 3.3 leave a pipeline's output unflushed
 when what is queued is more than one socket write takes (seen here from about 10 MB, a publish of a few
 thousand new children): the server waits for the rest of the message (its log says "incomplete message from
-client"), psycopg waits for the result, and the publish hangs for ever. ``tests/test_publish_streams.py``
+client"), psycopg waits for the result, and the publish hangs for ever. ``tests/publishing/test_publish_streams.py``
 publishes such a batch to the real server.
 
 ``PostgresRecorder`` sends the same statements one after the other in one transaction: the same table lock (so

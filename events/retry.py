@@ -62,7 +62,7 @@ def _forget_frames(state: RetryCallState) -> None:
 
 
 # One instance for the process: tenacity keeps each call's state per thread, and a new instance per call would
-# leave about twenty objects in reference cycles for the garbage collector every time (tests/test_runtime.py).
+# leave about twenty objects in reference cycles for the garbage collector every time (tests/cli/test_runtime.py).
 _RETRYING = Retrying(
     retry=retry_if_exception_type(IntegrityError),
     wait=wait_random_exponential(multiplier=FIRST_WAIT_SECONDS, max=MAX_WAIT_SECONDS),

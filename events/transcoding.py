@@ -7,7 +7,7 @@ The output is the same JSON (compact, UTF-8): reading uses the library's decoder
 either encoder read alike. Values the library transcodes (datetime, Decimal) still go through its transcodings
 (``{"_type_": …, "_data_": …}``). One difference the hub avoids rather than handles: orjson writes a ``UUID`` as a
 plain string, where the library writes a transcoded one that reads back as a ``UUID``. No event state holds a
-``UUID`` (stream ids are outside the state; ids inside it are strings); ``tests/test_transcoding.py`` checks every
+``UUID`` (stream ids are outside the state; ids inside it are strings); ``tests/events/test_transcoding.py`` checks every
 state the demo stores reads back the same through both encoders.
 """
 

@@ -10,7 +10,7 @@ beside a full cache) and stay as they are; full collections are considered a hun
 
 That loses nothing because the hub's hot paths make no reference cycles: publishing (accepted, duplicate or
 rejected), reading and importing drop what they made to reference counting, which frees it at once
-(``tests/test_runtime.py``; exceptions kept as values are kept without their tracebacks, whose frames would
+(``tests/cli/test_runtime.py``; exceptions kept as values are kept without their tracebacks, whose frames would
 refer back to them). Cycles made elsewhere (a request that fails with a traceback) are still collected, by
 the young collections when they die young and by the rarer full ones otherwise.
 """

@@ -19,6 +19,7 @@ from services.auth.oidc import OidcProvider
 from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier
 from services.http.app import create_app
 from services.hub import Hub
+from tests.helpers import has_japanese
 
 BASE = "https://testserver"  # authlib refuses token requests over plain HTTP, except on loopback addresses
 BEPPU, OITA = "442020", "442011"
@@ -49,19 +50,6 @@ DEV_USERS = {
     "robot": DevUser("robot", "beppu-center", "adapter"),
     "boss": DevUser("boss", "beppu-center", "headmaster"),
 }
-
-
-def has_japanese(text: str) -> bool:
-    return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict:
-    """The hub's error shape."""
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code, error
-    assert error["message"] and has_japanese(error["message_ja"]), error
-    return error
 
 
 def assert_oauth_error(response: httpx.Response, status: int, error: str) -> dict:

@@ -1,17 +1,16 @@
-"""Shared fixtures: a hub on a fresh embedded store, and a real PostgreSQL cluster started for the session.
+"""Shared fixtures: a hub on a fresh embedded store, the API's token keys, and real PostgreSQL and Kafka servers
+started for the session; and the check that every test says what it needs (its markers, ``pyproject.toml``).
 
-PostgreSQL tests never skip in CI (``CI=true``): if the server cannot be started there, they fail.
+PostgreSQL and Kafka tests never skip in CI (``CI=true``): if the server cannot be started there, they fail.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
-from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -19,15 +18,37 @@ import pytest
 from psycopg import sql
 
 from consent.model import Settings
+from services.auth.tokens import TokenIssuer, TokenVerifier, keys_from_file
 from services.hub import Hub, SettableClock
+from tests.helpers import at, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+KINDS = ("unit", "store", "postgres", "kafka", "http", "browser")  # the markers that say what a test needs
+SERVER_FIXTURES = {"postgres_server": "postgres", "postgres_url": "postgres", "kafka_server": "kafka"}
 
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+
+def marking_problems(items: list[pytest.Item]) -> list[str]:
+    """What is wrong with the markers of the collected tests: a test that uses a PostgreSQL or Kafka fixture
+    without that server's marker (``-m "not postgres"`` would still start the server), or a test that carries
+    none of ``KINDS``."""
+    problems = []
+    for item in items:
+        for fixture, marker in SERVER_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(marker) is None:
+                problems.append(f"{item.nodeid} uses the fixture {fixture} but is not marked @pytest.mark.{marker}")
+        if not any(item.get_closest_marker(kind) for kind in KINDS):
+            problems.append(f"{item.nodeid} carries none of the markers {', '.join(KINDS)}")
+    return problems
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a suite in which a test does not say what it needs (see ``marking_problems``)."""
+    problems = marking_problems(items)
+    if problems:
+        raise pytest.UsageError("Tests must carry the markers of what they need:\n  " + "\n  ".join(problems))
 
 
 @pytest.fixture(scope="session")
@@ -71,10 +92,10 @@ def hub(make_hub) -> Hub:
     return make_hub()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def keys(tmp_path) -> tuple[TokenIssuer, TokenVerifier]:
+    """The API's token issuer and verifier, on a fresh signing-key file as a deployment has it."""
+    return keys_from_file(tmp_path / "signing-key.pem")
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +104,7 @@ def postgres_server() -> str:
     directory = tempfile.mkdtemp(prefix="tsunagu-pg-")  # not under pytest's 0700 tmp: the server runs as postgres
     os.chmod(directory, 0o755)
     script = ROOT / "deploy" / "local-postgres.sh"
-    started = subprocess.run([str(script), "start", str(directory), str(_free_port())], capture_output=True, text=True)
+    started = subprocess.run([str(script), "start", str(directory), str(free_port())], capture_output=True, text=True)
     if started.returncode != 0:
         message = f"PostgreSQL could not be started: {started.stderr.strip()}"
         if IN_CI:
@@ -96,8 +117,12 @@ def postgres_server() -> str:
 
 
 @pytest.fixture
-def postgres_url(postgres_server) -> str:
-    """A fresh schema in the session's PostgreSQL, dropped after the test; the URL selects it."""
+def postgres_url(request, postgres_server) -> str:
+    """A fresh schema in the session's PostgreSQL, dropped after the test; the URL selects it. Also asked for
+    through ``request.getfixturevalue`` (by a fixture parametrized over stores), which collection cannot see:
+    then the parameter must carry the marker, checked here."""
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL but is not marked @pytest.mark.postgres", pytrace=False)
     schema = f"test_{uuid.uuid4().hex[:10]}"
     yield f"{postgres_server}?schema={schema}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
@@ -118,7 +143,7 @@ def kafka_server() -> str:
     directory = tempfile.mkdtemp(prefix="tsunagu-kafka-")
     script = ROOT / "deploy" / "local-kafka.sh"
     started = subprocess.run(
-        [str(script), "start", directory, str(_free_port()), str(_free_port())], capture_output=True, text=True
+        [str(script), "start", directory, str(free_port()), str(free_port())], capture_output=True, text=True
     )
     if started.returncode != 0:
         subprocess.run([str(script), "stop", directory], capture_output=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from adapters.publisher import HubPublisher
@@ -153,10 +153,6 @@ def kinds(hub: Hub, child: str, kind: str) -> list[dict]:
 
     record = hub.store.peek(ChildRecord.create_id(child))
     return [e for e in (record.envelopes if record else []) if e["kind"] == kind]
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def school_days(start: date, end: date) -> list[date]:

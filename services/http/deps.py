@@ -8,7 +8,7 @@ take them from there.
 - ``require_scope(scope)``: the caller of a verified bearer token whose token carries ``scope`` (401 without a
   valid token, 403 ``insufficient_scope`` without the scope), acting for an organisation registered in the hub
   (403 ``unknown_organisation`` otherwise). **Every endpoint but the public ones declares its scope this way**
-  (``tests/test_auth_matrix.py`` checks it on the OpenAPI schema), so that OpenAPI shows the scopes::
+  (``tests/auth/test_auth_matrix.py`` checks it on the OpenAPI schema), so that OpenAPI shows the scopes::
 
       def endpoint(member: Annotated[Principal, Depends(require_scope("audit"))], hub: HubDep) -> ...
       router = APIRouter(prefix="/v1/audit", dependencies=[Depends(require_scope("audit"))])

@@ -1,0 +1,107 @@
+"""The aggregate cache (``events.store.WeighedCache``): bounded by the number of aggregates and by their weight,
+least recently used first, so that a hub process's memory does not grow with what it reads or imports."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from events.store import WeighedCache, cache_weight
+from services.hub import Hub
+
+pytestmark = pytest.mark.store
+
+
+class Held:
+    def __init__(self, n: int):
+        self.items = list(range(n))
+        self.name = "x"
+
+
+def test_the_weight_of_an_aggregate_is_one_plus_its_entries():
+    assert cache_weight(Held(0)) == 1
+    assert cache_weight(Held(7)) == 8
+
+
+def test_the_least_recently_used_aggregates_go_when_the_cache_weighs_too_much():
+    cache = WeighedCache(maxsize=100, max_weight=30)
+    a, b, c = uuid4(), uuid4(), uuid4()
+    cache.put(a, Held(9))  # 10
+    cache.put(b, Held(9))  # 20
+    assert cache.get(a).items[-1] == 8  # a is now the most recently used
+    cache.put(c, Held(14))  # 35 > 30: b goes, not a
+    assert set(cache.entries) == {a, c} and cache.weight == 25
+    heavy = uuid4()
+    cache.put(heavy, Held(99))  # heavier than the bound alone: it stays, everything else goes
+    assert list(cache.entries) == [heavy] and cache.weight == 100
+
+
+def test_the_number_of_aggregates_is_bounded_too_and_eviction_on_request_works():
+    cache = WeighedCache(maxsize=2, max_weight=1000)
+    ids = [uuid4() for _ in range(3)]
+    for i in ids:
+        cache.put(i, Held(1))
+    assert list(cache.entries) == ids[1:]
+    assert cache.get(ids[1], evict=True).name == "x"
+    assert list(cache.entries) == [ids[2]] and cache.weight == 2
+    try:
+        cache.get(ids[0])
+    except KeyError:
+        pass
+    else:
+        raise AssertionError("an evicted aggregate was still cached")
+
+
+def test_an_aggregate_that_grew_in_the_cache_is_weighed_again_when_asked_for():
+    cache = WeighedCache(maxsize=10, max_weight=20)
+    a, b = uuid4(), uuid4()
+    cache.put(a, Held(4))
+    grown = Held(4)
+    cache.put(b, grown)
+    grown.items.extend(range(12))  # fast-forwarded in place by the repository: 17 now
+    cache.get(b)
+    assert list(cache.entries) == [b] and cache.weight == 17
+
+
+def test_a_hub_reading_many_children_keeps_its_cache_within_the_weight(tmp_path, monkeypatch, clock):
+    monkeypatch.setenv("TSUNAGU_AGGREGATE_CACHE_WEIGHT", "60")
+    hub = Hub(f"sqlite:///{tmp_path / 'hub.db'}", clock=clock)
+    try:
+        hub.load_orgs([{"id": "beppu-center", "type": "municipal_center", "municipality": "442020"}])
+        events = []
+        for c in range(20):
+            events.append(
+                {
+                    "id": f"r{c}",
+                    "kind": "child.registered",
+                    "child": f"c{c}",
+                    "source": "beppu-center",
+                    "basis": "internal",
+                    "at": "2026-04-01T09:00:00+09:00",
+                    "payload": {"residence": "442020"},
+                }
+            )
+            events += [
+                {
+                    "id": f"n{c}-{i}",
+                    "kind": "note.recorded",
+                    "child": f"c{c}",
+                    "source": "beppu-center",
+                    "basis": "internal",
+                    "at": "2026-04-01T09:00:00+09:00",
+                    "payload": {"text": f"記録{i}"},
+                }
+                for i in range(5)
+            ]
+        assert {r.outcome for r in hub.publish(events)} == {"accepted"}
+        for c in range(20):
+            timeline = hub.timeline(org="beppu-center", role="caseworker", child=f"c{c}", purpose="support")
+            assert len(timeline.entries) == 6
+        cache = hub.store.repository.cache
+        assert isinstance(cache, WeighedCache) and cache.max_weight == 60
+        assert cache.weight <= 60 and len(cache.entries) < 20
+        again = hub.timeline(org="beppu-center", role="caseworker", child="c0", purpose="support")
+        assert [e.id for e in again.entries] == ["r0"] + [f"n0-{i}" for i in range(5)]  # reloaded when evicted
+    finally:
+        hub.close()
