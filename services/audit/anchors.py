@@ -54,7 +54,7 @@ from joserfc.jwk import KeySet
 
 from events.envelope import content_digest
 from events.store import AccessLog, HubStore
-from services.audit.replay import Loaded, Mismatch, VerifyReport, load, stored_records, verify
+from services.audit.replay import Loaded, Mismatch, VerifyReport, load, stored_records, stream_of, verify
 from services.auth.tokens import ALGORITHM, ISSUER, SigningKeys
 from services.reading.timeline import chain_hash
 
@@ -106,7 +106,7 @@ def anchor(store: HubStore, *, at: datetime | None = None) -> dict[str, Any]:
     position = store.log_position()
     last: dict[UUID, Any] = {}
     for stored in stored_records(store, until=position):
-        last[stored.originator_id] = stored  # notifications come in each log's version order
+        last[stream_of(stored)] = stored  # notifications come in each log's version order
     heads = sorted((_head(store, stored) for stored in last.values()), key=lambda h: h["log"])
     return {
         "at": (at or datetime.now(UTC)).isoformat(),

@@ -132,25 +132,27 @@ class Period:
 
 def usable(record: Mapping[str, Any] | None) -> bool:
     """The record has what the queries read (a record altered by someone holding the keys may not)."""
+    if record is None:
+        return False
     try:
-        datetime.fromisoformat(record["t"])  # type: ignore[index]
-        datetime.fromisoformat(record.get("recorded_at") or record["t"])  # type: ignore[union-attr]
-        decision, reader = record["decision"], record["reader"]  # type: ignore[index]
+        datetime.fromisoformat(record["t"])
+        datetime.fromisoformat(record.get("recorded_at") or record["t"])
+        decision, reader = record["decision"], record["reader"]
         return (
             isinstance(record["id"], str)
-            and isinstance(record["child"], str)  # type: ignore[index]
+            and isinstance(record["child"], str)
             and isinstance(reader, dict)
             and isinstance(reader.get("org"), str)
             and isinstance(record["purpose"], str)
-            and isinstance(decision, dict)  # type: ignore[index]
+            and isinstance(decision, dict)
             and isinstance(decision.get("allowed"), bool)
             and isinstance(decision.get("reason"), str)
             and isinstance(decision.get("events"), list)
             and all(isinstance(d, dict) and "event" in d for d in decision["events"])
-            and isinstance(record["child_position"], int)  # type: ignore[index]
-            and isinstance(record["registry_version"], int)  # type: ignore[index]
+            and isinstance(record["child_position"], int)
+            and isinstance(record["registry_version"], int)
             and isinstance(record["settings"], dict)
-        )  # type: ignore[index]
+        )
     except (KeyError, TypeError, ValueError, AttributeError):
         return False
 

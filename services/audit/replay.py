@@ -164,20 +164,25 @@ class Loaded:
         return self.version - 1  # version 1 of an AccessLog stream is its creation
 
 
+def stream_of(stored: StoredEvent) -> UUID:
+    """The stream id of a stored event (the library types it ``UUID | str``; the hub's are UUIDs)."""
+    return stored.originator_id if isinstance(stored.originator_id, UUID) else UUID(stored.originator_id)
+
+
 def load(store: HubStore, stored: StoredEvent) -> Loaded:
     try:
         event = store.mapper.to_domain_event(stored)
     except Exception as error:  # an altered or undecryptable state: reported, never raised
-        return Loaded(stored.originator_id, stored.originator_version, None, f"{type(error).__name__}: {error}")
+        return Loaded(stream_of(stored), stored.originator_version, None, f"{type(error).__name__}: {error}")
     record = getattr(event, "record", None)
     if not isinstance(record, dict):
         return Loaded(
-            stored.originator_id,
+            stream_of(stored),
             stored.originator_version,
             None,
             f"the stored event is not an access record ({type(event).__name__})",
         )
-    return Loaded(stored.originator_id, stored.originator_version, record)
+    return Loaded(stream_of(stored), stored.originator_version, record)
 
 
 def stored_records(store: HubStore, child: str | None = None, *, until: int | None = None) -> Iterator[StoredEvent]:

@@ -179,9 +179,10 @@ class Auditing:
         found = [
             x
             for x in readable
-            if x.record["reader"]["org"] == org  # type: ignore[index]
+            if x.record is not None
+            and x.record["reader"]["org"] == org
             and datetime.fromisoformat(x.record["t"]) <= moment
-        ]  # type: ignore[index]
+        ]
         if not found:
             raise NotFound(
                 "no_read",
@@ -328,7 +329,8 @@ class Auditing:
         ``version``, under that policy version instead of the one the record names; list each read whose decision
         would differ (before: the replay under the record's own settings and version)."""
         changes = settings_changes(changes, required=version is None)
-        history, orgs, skipped = History(self.store), self._orgs(), Counter()
+        history, orgs = History(self.store), self._orgs()
+        skipped: Counter[str] = Counter()
         replayed, changed = 0, []
         for record in records_in(self.store, period, skipped):
             child = history.child(record["child"])

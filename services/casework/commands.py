@@ -202,14 +202,14 @@ class CaseWork:
 
     def _open_case(self, by: Actor, case: str, reads: list[str], *, allow_transferred: bool = False) -> CaseRow:
         row = self.case_row(by, case, reads)
-        if row.status == "closed":
+        if row.status == "closed" and row.closed is not None:
             raise refuse(
                 "case_closed",
                 f"case {case!r} is closed",
                 f"ケース「{case}」は終結しています（{row.closed['at'][:10]}）。終結したケースは操作できません",
                 "case",
             )
-        if row.status == "transferred" and not allow_transferred:
+        if row.status == "transferred" and row.transferred is not None and not allow_transferred:
             raise refuse(
                 "case_transferred",
                 f"case {case!r} was transferred to {row.transferred['to']}",
@@ -495,9 +495,9 @@ class CaseWork:
         reads: list[str] = []
         row = self._ledger_case(by, case, reads)
         payload: dict[str, Any] = {"case": case}
-        if not _blank(severity):
+        if severity is not None and not _blank(severity):
             payload["severity"] = severity.strip()
-        if not _blank(status):
+        if status is not None and not _blank(status):
             payload["status"] = status.strip()
         event = self._publish(by, "ledger.updated", row.child, payload, basis="joint-ledger")
         return self._done(event, "ledger.updated", row, reads)
