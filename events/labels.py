@@ -44,6 +44,11 @@ KIND_JA = {
     "consent.withdrawn": "同意の撤回",
     "consent.refused": "同意しない",
     "emergency.declared": "緊急時アクセス宣言",
+    "target_list.assigned": "対象名簿への登録",
+    "target_list.removed": "対象名簿からの削除",
+    "identity.linked": "番号の紐付け",
+    "identity.unlinked": "紐付けの解除",
+    "child.erased": "記録の消去",
 }
 
 CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}  # 要対協の区分
@@ -129,6 +134,82 @@ RULE_JA: dict[str, tuple[str, str]] = {
 }
 
 FINDING_JA = {"justified": "正当", "not_justified": "正当でない", "needs_follow_up": "要フォローアップ"}
+
+RULE_BADGE_JA = {  # ui.md: the rule an entry is read under, as the short badge on a child's page
+    "OWN": "自機関の記録",
+    "DIRECT": "直接の提供",
+    "CASE": "ケース共有",
+    "LEDGER": "共同管理台帳",
+    "CONSENT": "同意",
+    "TRANSFER": "移管",
+    "EMERGENCY": "緊急時",
+}
+
+BASIS_JA = {  # policy.md, "Direct audience, by basis"
+    "internal": "自機関の記録",
+    "cwa-21-10-5": "児童福祉法第21条の10の5（情報提供）",
+    "cwa-25": "児童福祉法第25条（通告）",
+    "cwa-25-3": "児童福祉法第25条の3（要請による提供）",
+    "cwa-25-2": "児童福祉法第25条の2（関係機関での共有）",
+    "joint-ledger": "共同管理台帳",
+    "commissioned": "委託",
+}
+
+FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
+    "summary": "内容",
+    "signs": "気づいた様子",
+    "text": "記録",
+    "observations": "様子",
+    "reason": "理由",
+    "residence": "居住市町村（コード）",
+    "birth_date": "生年月日",
+    "name_kana": "ふりがな",
+    "month": "対象年月",
+    "school_days": "授業日数",
+    "attended": "出席日数",
+    "absent": "欠席日数",
+    "absent_without_contact": "連絡なし欠席",
+    "late": "遅刻",
+    "early_leave": "早退",
+    "reasons": "欠席理由",
+    "notes": "特記事項",
+    "date": "日付",
+    "status": "状況",
+    "days": "日数",
+    "since": "開始日",
+    "checkup": "健診",
+    "findings": "所見",
+    "service": "サービス",
+    "from": "開始",
+    "to": "宛先",
+    "case": "ケース番号",
+    "category": "区分",
+    "case_type": "相談種別",
+    "member": "メンバー",
+    "decision": "方針",
+    "next_review": "次回検討",
+    "plan": "プラン",
+    "version": "版",
+    "wishes": "意向",
+    "issues": "課題",
+    "supports": "支援の種類及び内容",
+    "review_due": "見直し時期",
+    "recipients": "提供先",
+    "signed_by": "署名",
+    "valid_until": "有効期限",
+    "school": "学校",
+    "student_no": "児童生徒番号",
+    "from_month": "開始月",
+    "org": "機関",
+    "local_number": "番号",
+    "severity": "重症度",
+    "meeting": "会議",
+    "grade": "学年",
+    "note": "備考",
+    "consent": "同意",
+    "urgent": "緊急",
+    "urgent_reason": "緊急の理由",
+}
 
 
 def label(table: Mapping[str, str], code: str | None) -> str:

@@ -3,7 +3,8 @@
 #   - .venv with Python >= 3.11 (created if missing), with tsunagu installed editable with its test extras
 #     (re-installed only when pyproject.toml changed);
 #   - PostgreSQL server binaries (apt-get install postgresql) only when initdb is not found; java and npm for the
-#     throwaway Kafka broker (deploy/local-kafka.sh) only when they are not found.
+#     throwaway Kafka broker (deploy/local-kafka.sh) only when they are not found; chromium and fonts-noto-cjk for
+#     the staff UI's browser tests only when they are not found.
 # Quiet unless something fails; then it prints what failed and the tool's output.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -73,6 +74,11 @@ have_initdb || missing+=(postgresql)
 if [ -f deploy/local-kafka.sh ]; then
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
   command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
+# The staff UI's browser tests: Debian's Chromium (Playwright never downloads a browser here) and Japanese fonts.
+if [ -d tests/web ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  compgen -G '/usr/share/fonts/opentype/noto/NotoSansCJK-*' >/dev/null || missing+=(fonts-noto-cjk)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"

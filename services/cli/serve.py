@@ -10,6 +10,7 @@ Registered on the ``tsunagu`` command by ``services/cli/root.py`` importing this
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -95,6 +96,7 @@ def serve(
     )
     from services.auth.oidc import OidcProvider, OidcSettings
     from services.http.app import create_app
+    from services.web.session import CLIENT_SECRET_ENV, HTTPS_ENV, WebSettings, session_key_from
 
     if dev_oidc_enabled() and not loopback_only(host):
         fail(
@@ -112,6 +114,16 @@ def serve(
         settings = settings or dev.settings
     issuer, verifier = _keys(key_file)
     hub = _open_hub(database)
+    web = None
+    if settings is not None:  # the staff UI signs in at the same provider, as the hub's client (its audience)
+        web = WebSettings(
+            issuer=settings.issuer,
+            client_id=settings.audience,
+            client_secret=os.environ.get(CLIENT_SECRET_ENV) or None,
+            session_key=session_key_from(hub.store.keyring.stream_secret),
+            https=(os.environ.get(HTTPS_ENV) or "").strip().lower() in ("1", "true", "yes", "on"),
+        )
+        err.print(f"staff UI / 職員向け画面: http://{host}:{port}/")
     try:
         uvicorn.run(
             create_app(
@@ -120,6 +132,7 @@ def serve(
                 issuer=issuer,
                 dev_oidc=dev,
                 oidc=OidcProvider.from_settings(settings) if settings else None,
+                web=web,
             ),
             host=host,
             port=port,

@@ -58,6 +58,8 @@ from services.http.deps import (
 )
 from services.http.limits import install_limits
 from services.hub import Hub
+from services.web import install_web
+from services.web.session import WebSettings
 
 log = logging.getLogger("tsunagu.api")
 
@@ -369,6 +371,7 @@ def create_app(
     oidc: OidcProvider | None = None,
     dev_oidc: DevProvider | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    web: WebSettings | None = None,
 ) -> FastAPI:
     """The API around ``hub``. ``verifier`` checks bearer tokens; with an ``issuer`` (sharing its keys) the token
     endpoint issues them (``services.auth.oauth_server``), to adapters' clients and, with ``oidc``, to staff signed in at that
@@ -388,6 +391,8 @@ def create_app(
     install_oauth(app, hub, issuer, oidc)  # /oauth/token, /.well-known/jwks.json, authorisation server metadata
     if dev_oidc is not None:
         app.include_router(dev_router(dev_oidc))
+    if web is not None:  # the staff UI (services.web), signing in at the configured provider
+        install_web(app, web)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -1,0 +1,30 @@
+"""The staff web UI (an edge, 職員向け画面): server-rendered pages for school clerks, nursery staff and the centres'
+caseworkers, served by ``tsunagu serve`` in the same process as the API.
+
+Every page that shows anything about a child reads it through the read service (``Hub.timeline``: decided by the
+policy and recorded, with the signed-in person's name, before it is shown); every form publishes through the same
+publish path as the API. Sign-in goes through the configured OpenID Connect provider (authorization code flow
+with PKCE, ``signin``); the session lives in a signed cookie (``session``); every form carries a CSRF token and
+every page a Content-Security-Policy without inline script (``security``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from services.web.pages import router as pages_router
+from services.web.security import install_security
+from services.web.session import WebSettings
+from services.web.signin import install_signin
+
+
+def install_web(app: FastAPI, settings: WebSettings) -> None:
+    """Mount the staff UI on ``app``: static assets, sign-in, the pages, and the session and security layers."""
+    app.state.web = settings
+    app.mount("/ui/static", StaticFiles(directory=Path(__file__).with_name("static")), name="web-static")
+    install_signin(app, settings)
+    app.include_router(pages_router)
+    install_security(app, settings)

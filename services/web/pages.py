@@ -1,0 +1,149 @@
+"""The pages of the staff UI that read: the start page and a child's page (and the address ``/``).
+
+Each page is a function of the signed-in person (``session.signed_in``; without one, the sign-in page) and what
+the hub lets them read: a child's page is one ``Hub.timeline`` read, decided by the policy and recorded with the
+person's name before anything is shown (ui.md, "The same paths as everything else").
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from consent.policy import learns_of_withheld
+from services.hub import Hub
+from services.templates import render
+from services.web import words
+from services.web.session import Person, signed_in
+
+router = APIRouter(include_in_schema=False)
+
+ORG_HOME = {  # what each kind of organisation does first (ui.md, "Screens, by who uses them")
+    "municipal_center": "centre",
+    "child_guidance_center": "jiso",
+    "school": "school",
+    "nursery": "school",
+}
+
+
+def page(
+    request: Request, template: str, person: Person | None, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """Render ``template`` in the layout: the person, their organisation and role in the header, the CSRF token
+    for every form, and the Japanese words."""
+    hub: Hub = request.app.state.hub
+    orgs = hub.orgs()
+    org = orgs.get(person.org) if person else None
+    csrftoken = request.scope.get("csrftoken")
+    return HTMLResponse(
+        render(
+            template,
+            person=person,
+            org=org,
+            org_name=lambda i: (orgs[i].name or i) if i in orgs else i,
+            role_ja=words.role_ja(person.role) if person else "",
+            org_type_ja=words.ORG_TYPE_JA,
+            csrftoken=csrftoken() if callable(csrftoken) else "",
+            words=words,
+            path=request.url.path,
+            **context,
+        ),
+        status_code=status_code,
+    )
+
+
+def to_signin() -> RedirectResponse:
+    return RedirectResponse("/ui/login", status_code=303)
+
+
+@router.get("/")
+def root(request: Request) -> Response:
+    """The hub's address: the start page when signed in, else the sign-in page."""
+    return RedirectResponse("/ui/" if signed_in(request) else "/ui/login", status_code=303)
+
+
+@router.get("/ui", include_in_schema=False)
+def ui_without_slash() -> Response:
+    return RedirectResponse("/ui/", status_code=308)
+
+
+@router.get("/ui/", response_class=HTMLResponse)
+def start(request: Request) -> Response:
+    """The organisation's start page: what there is to do, with links."""
+    person = signed_in(request)
+    if person is None:
+        return to_signin()
+    hub: Hub = request.app.state.hub
+    org = hub.orgs().get(person.org)
+    home = ORG_HOME.get(org.type if org else "", "other")
+    return page(request, "web/start.html", person, title="トップ", home=home)
+
+
+@router.get("/ui/open-child")
+def open_child(child: str = Query(min_length=1, max_length=200)) -> Response:
+    """The start page's form: open the child's page (the child id in the path, as a bookmark keeps it)."""
+    return RedirectResponse(f"/ui/children/{quote(child.strip(), safe='')}", status_code=303)
+
+
+@router.get("/ui/children/{child}", response_class=HTMLResponse)
+def child_page(
+    request: Request,
+    child: str,
+    kind: str | None = Query(default=None, max_length=100),
+    since: str | None = Query(default=None, max_length=40),
+    until: str | None = Query(default=None, max_length=40),
+) -> Response:
+    """A child's record as the policy lets the reader see it: one recorded read, then the entries (filtered by
+    kind and period here, after the read), each with who recorded it, when, and the rule it is read under."""
+    person = signed_in(request)
+    if person is None:
+        return to_signin()
+    errors = {}
+    period: dict[str, date | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            period[name] = date.fromisoformat(text) if text else None
+        except ValueError:
+            period[name] = None
+            errors[name] = "日付は 2026-05-12 の形で入力してください"
+    hub: Hub = request.app.state.hub
+    timeline = hub.timeline(org=person.org, role=person.role, child=child, purpose="support", user=person.user)
+    if not timeline.allowed:
+        return page(
+            request,
+            "web/error.html",
+            person,
+            status_code=403,
+            title="閲覧できません",
+            message="この記録を閲覧することは認められていません（この閲覧の試みも記録されています）。",
+        )
+    kinds = sorted({e.kind for e in timeline.entries}, key=words.kind_ja)
+    shown = [
+        e
+        for e in timeline.entries
+        if (not kind or e.kind == kind)
+        and (period["since"] is None or datetime.fromisoformat(e.at).date() >= period["since"])
+        and (period["until"] is None or datetime.fromisoformat(e.at).date() <= period["until"])
+    ]
+    withheld = timeline.withheld if learns_of_withheld(hub.orgs().get(person.org)) else None
+    return page(
+        request,
+        "web/child.html",
+        person,
+        status_code=422 if errors else 200,
+        title=f"児童 {child} の記録",
+        child=child,
+        entries=shown,
+        total=len(timeline.entries),
+        withheld=withheld,
+        kinds=kinds,
+        kind=kind,
+        since=since or "",
+        until=until or "",
+        errors=errors,
+        access_record=timeline.access_record,
+    )
