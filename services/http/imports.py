@@ -10,7 +10,6 @@ encoding, a line too long …) with 422, whose ``summary`` says what was importe
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -22,7 +21,7 @@ from starlette.formparsers import MultiPartException
 from adapters.health_center import BASES
 from events.limits import MAX_ID_CHARS, MAX_IMPORT_FILE_BYTES, MiB
 from services.http.deps import ApiError, HubDep, PublishDep, error_responses
-from services.schools.uploads import NotAllowed, UploadFormat, run_upload
+from services.schools.uploads import NotAllowed, UploadFormat, file_name, run_upload
 
 router = APIRouter(prefix="/v1/imports", tags=["imports"])
 
@@ -45,13 +44,6 @@ _FILE_BODY = {
         }
     },
 }
-
-
-def file_name(upload: UploadFile) -> str:
-    """The file's own name, without the sender's folders, as the summary and the quarantine name it."""
-    raw = upload.filename or "upload"
-    name = PureWindowsPath(PurePosixPath(raw).name).name.strip()
-    return (name or "upload")[:MAX_ID_CHARS]
 
 
 async def uploaded_file(request: Request) -> UploadFile:
@@ -122,7 +114,7 @@ async def import_file(
             field="basis",
         )
     upload = await uploaded_file(request)
-    name = file_name(upload)
+    name = file_name(upload.filename)
     try:
         summary = await run_in_threadpool(
             lambda: run_upload(hub, org=member.org, fmt=format, file=upload.file, name=name, basis=basis, to=to)

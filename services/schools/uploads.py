@@ -12,10 +12,12 @@ provider learns that its rows were received (受付), never whether the hub knew
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, get_args
 
 from consent.policy import learns_whether_published
 from consent.reports import REPORTING_ORGS
+from events.limits import MAX_ID_CHARS
 from events.problems import Problem, PublishResult, told_to
 from services.feeds.imports import FeedImporter
 from services.schools.imports import SchoolImporter
@@ -33,6 +35,12 @@ FORMAT_JA = {
     "provider": "委託事業者の利用・訪問報告",
     "jsonl": "イベント（JSON Lines）",
 }
+
+
+def file_name(sent: str | None) -> str:
+    """The file's own name as sent (without the sender's folders), as the summary and the quarantine name it."""
+    name = PureWindowsPath(PurePosixPath(sent or "upload").name).name.strip()
+    return (name or "upload")[:MAX_ID_CHARS]
 
 
 class NotAllowed(Exception):
