@@ -241,7 +241,7 @@ async def correct(request: Request, which: str) -> Response:
     headers = list((entry.get("row") or {}).keys())
     values = [str(form.get(f"cell-{i}") or "")[:MAX_TEXT_CHARS] for i in range(len(headers))]
     data = csv_bytes(headers, [values])
-    name = str(entry.get("file") or "upload")
+    name = f"{entry.get('file') or 'upload'}（{entry.get('line')}行目の訂正）"[:200]
     return _result(
         request,
         person,

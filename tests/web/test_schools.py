@@ -182,3 +182,26 @@ def test_a_centre_cannot_open_the_school_pages(server, page):
     response = page.goto(f"{server.base}/ui/imports/monthly")
     assert response.status == 403
     assert page.get_by_role("navigation").get_by_role("link", name="月次報告").count() == 0
+
+
+def test_uploads_without_a_session_or_token_are_refused(server):
+    import httpx
+
+    files = {"file": ("a.csv", HEADER.encode("cp932"), "text/csv")}
+    with httpx.Client(base_url=server.base, follow_redirects=False, timeout=10) as client:
+        response = client.post("/ui/imports/monthly", files=files)
+        assert response.status_code == 303 and response.headers["location"] == "/ui/login"
+        client.cookies.set("csrftoken", "forged")
+        # a multipart body anywhere but an upload is refused before any form is read
+        assert client.post("/ui/logout", files=files).status_code == 403
+        assert client.get("/ui/overdue").status_code == 303
+
+
+def test_a_signed_in_upload_without_its_csrf_token_is_refused(server, page):
+    sign_in(page, server.base, re.compile("鈴木 一郎"))
+    response = page.request.post(
+        f"{server.base}/ui/imports/monthly",
+        multipart={"file": {"name": "a.csv", "mimeType": "text/csv", "buffer": HEADER.encode("cp932")}},
+    )
+    assert response.status == 403
+    assert "もう一度送ってください" in response.text()
