@@ -39,7 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent.policy import POLICY_VERSION, learns_whether_published
 from events.envelope import Envelope, ja_for, nesting_depth
-from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_JSON_DEPTH
+from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_IMPORT_FILE_BYTES, MAX_JSON_DEPTH, MiB
 from events.problems import Busy, Outcome, Rejected, told_to
 from events.retry import RETRY_AFTER_SECONDS
 from services.auth.dev_provider import DevProvider, dev_router
@@ -358,6 +358,9 @@ ROUTERS.append(audit_router)
 from services.http.settings import router as settings_router  # noqa: E402  設定: the deployment's settings
 
 ROUTERS.append(settings_router)
+from services.http.imports import router as imports_router  # noqa: E402  取り込み: files from adapters
+
+ROUTERS.append(imports_router)
 
 
 # --- The app ------------------------------------------------------------------------------------------------
@@ -400,24 +403,40 @@ def create_app(
     return app
 
 
+UPLOAD_PATHS = ("/v1/imports/", "/ui/imports/")
+"""Paths that take a file to import: their body may be as large as such a file (and its multipart envelope)."""
+MAX_UPLOAD_BODY_BYTES = MAX_IMPORT_FILE_BYTES + MiB
+
+
+class _TooLarge(Exception):
+    """An upload's body went over its limit while the app was reading it."""
+
+
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with a JSON 413, whether declared by Content-Length or streamed.
 
     (Starlette's own limit answers 413 in plain text; every error of this API is JSON.) The body is read here,
-    up to the limit, and handed on to the app unchanged.
+    up to the limit, and handed on to the app unchanged. Uploads (``UPLOAD_PATHS``) may be as large as a file to
+    import; their body is not held here but counted as the app reads it, and refused when it goes over.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int = MAX_UPLOAD_BODY_BYTES):
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = str(scope.get("path", "")).startswith(UPLOAD_PATHS)
+        limit = self.upload_bytes if upload else self.max_bytes
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(scope, receive, send)
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send, limit)
+            return
+        if upload:
+            await self._counted(scope, receive, send)
             return
         messages: list[Message] = []
         size = 0
@@ -428,7 +447,7 @@ class BodyLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, limit)
                 return
             if not message.get("more_body", False):
                 break
@@ -438,13 +457,40 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        size, over, started = 0, False, False
+
+        async def counting() -> Message:
+            nonlocal size, over
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > self.upload_bytes:
+                    over = True
+                    raise _TooLarge()
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # whatever the app makes of a body cut short: the answer is 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting, watched)
+        except _TooLarge:
+            pass
+        if over and not started:
+            await self._too_large(scope, receive, send, self.upload_bytes)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = _json_error(
             413,
             error_body(
                 "payload_too_large",
-                f"the request body is too large (at most {self.max_bytes} bytes)",
-                f"送信データが大きすぎます（上限 {self.max_bytes / 1024 / 1024:g} MB）。分けて送ってください",
+                f"the request body is too large (at most {limit} bytes)",
+                f"送信データが大きすぎます（上限 {limit / 1024 / 1024:g} MB）。分けて送ってください",
             ),
             headers={"Connection": "close"},
         )

@@ -63,6 +63,7 @@ Format = Literal["school-monthly", "school-daily"]
 CHUNK = 1000  # envelopes per publish (the hub takes at most 5000)
 ROSTERS_KEPT = 16  # schools whose target lists a run keeps at hand (files come school by school)
 MAX_LISTED_REJECTIONS = 5000  # rows listed in a summary; every one is kept in quarantine all the same
+OWN_SCHOOL = "@own"  # a blank 学校コード in a file sent as a known organisation: the sender itself
 
 
 @dataclass
@@ -132,9 +133,11 @@ class SchoolImporter:
         *,
         name: str | None = None,
         progress: Callable[[int, int | None], None] | None = None,
+        org: str | None = None,
     ) -> ImportSummary:
-        """Import a monthly report file (定期的な情報提供 月次)."""
-        return _Run(self, "school-monthly", source, name, progress).run()
+        """Import a monthly report file (定期的な情報提供 月次). ``org``: the school or nursery that sends it
+        (over HTTP, as the token's or the signed-in person's organisation): only its own rows are accepted."""
+        return _Run(self, "school-monthly", source, name, progress, org).run()
 
     def daily(
         self,
@@ -142,9 +145,11 @@ class SchoolImporter:
         *,
         name: str | None = None,
         progress: Callable[[int, int | None], None] | None = None,
+        org: str | None = None,
     ) -> ImportSummary:
-        """Import a daily attendance file (日次出欠) and raise the absence alerts it completes."""
-        return _Run(self, "school-daily", source, name, progress).run()
+        """Import a daily attendance file (日次出欠) and raise the absence alerts it completes (``org`` as for
+        ``monthly``)."""
+        return _Run(self, "school-daily", source, name, progress, org).run()
 
 
 class _Run:
@@ -155,8 +160,10 @@ class _Run:
         source: str | Path | BinaryIO,
         name: str | None,
         progress: Callable[[int, int | None], None] | None,
+        org: str | None = None,
     ):
         self.importer, self.store, self.format = importer, importer.store, fmt
+        self.org = org
         self.source = source
         self.summary = ImportSummary(fmt, name or str(source))
         self.progress = progress
@@ -203,6 +210,8 @@ class _Run:
                 self.summary.warnings = [p.to_dict() for p in reader.warnings]
                 for n, row in enumerate(reader, start=1):
                     self.summary.rows += 1
+                    if self.org is not None and not row.get("school_code"):
+                        row.values["school_code"] = OWN_SCHOOL
                     self._row(parse(row, reader.column_headers, self.importer.today), reader.column_headers)
                     if self.resolved_listings >= self.importer.chunk:
                         self._flush(publishing)
@@ -241,6 +250,10 @@ class _Run:
         """The listings the row reports on, or None when it was rejected or is not on the list (counted)."""
         problems = list(parsed.problems)
         school = self.by_code.get(parsed.school_code) if parsed.school_code else None
+        if self.org is not None:
+            school = self._own(parsed, problems, school, headers)
+            if school is None:
+                return None
         if school is None:
             if parsed.school_code:
                 problems.insert(
@@ -301,6 +314,30 @@ class _Run:
             )
             return None
         return list({(listing.child, listing.centre): listing for listing in on_list}.values())
+
+    def _own(
+        self, parsed: ParsedRow, problems: list[Problem], school: str | None, headers: dict[str, str]
+    ) -> str | None:
+        """The sender's own school for a row sent as ``self.org``: a blank 学校コード is the sender's (a nursery
+        may have none: ``_read`` wrote ``OWN_SCHOOL`` in it); another school's code is refused, and the row kept
+        in the sender's quarantine only."""
+        assert self.org is not None
+        if parsed.school_code == OWN_SCHOOL or school == self.org:
+            return self.org
+        problems.insert(
+            0,
+            cell_problem(
+                parsed.line,
+                headers["school_code"],
+                CellError(
+                    f"school code {parsed.school_code!r} is not the sending organisation's",
+                    f"学校コード「{parsed.school_code}」は自機関のものではありません。自機関の行だけを送れます",
+                    "not_own_school",
+                ),
+            ),
+        )
+        self._reject(parsed, problems, self.org)
+        return None
 
     def _roster(self, school: str) -> SchoolRoster:
         roster = self.rosters.get(school)

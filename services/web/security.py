@@ -5,9 +5,15 @@ no referrer outside the hub, and no caching of pages about children."""
 
 from __future__ import annotations
 
+import secrets
+
 from asgi_csrf import asgi_csrf
 from fastapi import FastAPI, Request, Response
-from starlette.types import Scope
+from itsdangerous import BadSignature
+from itsdangerous.url_safe import URLSafeSerializer
+from starlette.datastructures import FormData
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.web.session import WebSettings
 
@@ -23,9 +29,59 @@ HEADERS = {
 }
 
 
+CSRF_COOKIE = "csrftoken"
+CHECKED_BY_ENDPOINT = "tsunagu.csrf_in_endpoint"
+UPLOADS = frozenset({"/ui/imports/monthly", "/ui/imports/daily"})
+"""The forms that send a file (multipart): ``asgi-csrf`` cannot read such a body with the installed
+``python-multipart``, so these endpoints check the token themselves (``multipart_token_ok``), and a multipart
+body sent anywhere else under ``/ui/`` is refused (``MultipartGuard``)."""
+
+
 def _not_ui(scope: Scope) -> bool:
-    """Only the pages' forms are checked: the API's requests carry bearer tokens, not cookies."""
-    return not str(scope.get("path", "")).startswith("/ui/")
+    """Only the pages' forms are checked: the API's requests carry bearer tokens, not cookies. (The uploads are
+    checked by their endpoints.)"""
+    return not str(scope.get("path", "")).startswith("/ui/") or bool(scope.get(CHECKED_BY_ENDPOINT))
+
+
+def _multipart(scope: Scope) -> bool:
+    for name, value in scope.get("headers") or []:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"multipart/form-data"
+    return False
+
+
+class MultipartGuard:
+    """A multipart POST under ``/ui/``: to an upload, its endpoint checks the CSRF token; anywhere else, refused."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope.get("method") not in ("GET", "HEAD", "OPTIONS", "TRACE")
+            and str(scope.get("path", "")).startswith("/ui/")
+            and _multipart(scope)
+        ):
+            if scope["path"] not in UPLOADS:
+                await PlainTextResponse("この送信は受け付けられません（CSRF）", status_code=403)(scope, receive, send)
+                return
+            scope = {**scope, CHECKED_BY_ENDPOINT: True}
+        await self.app(scope, receive, send)
+
+
+def multipart_token_ok(request: Request, form: FormData) -> bool:
+    """The double-submit check ``asgi-csrf`` does, for an upload's multipart form: the form's ``csrftoken`` is
+    the signed token of the request's cookie."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = form.get(CSRF_COOKIE)
+    if not cookie or not isinstance(sent, str):
+        return False
+    try:
+        URLSafeSerializer(request.app.state.web.session_key.hex()).loads(cookie, "csrftoken")
+    except BadSignature:
+        return False
+    return secrets.compare_digest(sent, cookie)
 
 
 def install_security(app: FastAPI, settings: WebSettings) -> None:
@@ -45,7 +101,8 @@ def install_security(app: FastAPI, settings: WebSettings) -> None:
         asgi_csrf,
         signing_secret=settings.session_key.hex(),
         skip_if_scope=_not_ui,
-        cookie_name="csrftoken",
+        cookie_name=CSRF_COOKIE,
         cookie_secure=settings.https,
         cookie_samesite="Lax",
     )
+    app.add_middleware(MultipartGuard)
