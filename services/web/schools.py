@@ -58,14 +58,14 @@ SEND_KINDS = {
 ADDRESSEES = ("municipal_center", "child_guidance_center")
 
 
-def _school(request: Request) -> tuple[Person | None, Response | None]:
+def _school(request: Request) -> Person | Response:
     """The signed-in person of a school or nursery; otherwise the response to give instead."""
     person = signed_in(request)
     if person is None:
-        return None, to_signin()
+        return to_signin()
     org = request.app.state.hub.orgs().get(person.org)
     if org is None or org.type not in REPORTING_ORGS:
-        return None, page(
+        return page(
             request,
             "web/error.html",
             person,
@@ -73,7 +73,7 @@ def _school(request: Request) -> tuple[Person | None, Response | None]:
             title="このページは使えません",
             message="このページは学校・保育所等の方のためのページです。",
         )
-    return person, None
+    return person
 
 
 def _today(hub: Hub) -> date:
@@ -87,9 +87,9 @@ def _today(hub: Hub) -> date:
 def upload_page(request: Request, which: str) -> Response:
     if which not in FORMATS:
         return _not_found(request)
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     return page(
         request,
         "web/upload.html",
@@ -105,9 +105,9 @@ def upload_page(request: Request, which: str) -> Response:
 async def upload(request: Request, which: str) -> Response:
     if which not in FORMATS:
         return _not_found(request)
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     form = await request.form(max_files=1, max_fields=20)
     if not multipart_token_ok(request, form):
         return page(
@@ -218,9 +218,9 @@ async def correct(request: Request, which: str) -> Response:
     """One rejected row, corrected in the browser, sent again as a one-row file through the same import."""
     if which not in FORMATS:
         return _not_found(request)
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     form = await request.form(max_files=0, max_fields=100)
     hub: Hub = request.app.state.hub
     held = _held(hub, person.org)
@@ -259,9 +259,9 @@ def rejected_csv(request: Request, which: str, held: str = "") -> Response:
     """The rejected rows (the quarantine entries named in ``held``) as a CSV file to correct and send again."""
     if which not in FORMATS:
         return _not_found(request)
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     entries = _held(request.app.state.hub, person.org)
     chosen = [
         entries[int(i)]
@@ -321,9 +321,9 @@ def _month(text: str | None, today: date) -> tuple[str, str | None]:
 
 @router.get("/ui/imports/monthly/form")
 def typed_form(request: Request, month: str | None = None) -> Response:
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     chosen, error = _month(month, _today(request.app.state.hub))
     listings = recorded_listings(request, person, chosen)
     return page(
@@ -342,9 +342,9 @@ def typed_form(request: Request, month: str | None = None) -> Response:
 @router.post("/ui/imports/monthly/form")
 async def typed_send(request: Request) -> Response:
     """The typed report: one row per line with something in it, sent as a file through the same import."""
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     form = await request.form(max_files=0, max_fields=5000)
     month, error = _month(str(form.get("month") or ""), _today(request.app.state.hub))
     if error:
@@ -377,9 +377,9 @@ async def typed_send(request: Request) -> Response:
 def our_list(request: Request) -> Response:
     """対象名簿 and 未提出: the listings the school may see (one recorded read per listed child) and, for each
     month, the reports missing."""
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     hub: Hub = request.app.state.hub
     listings = recorded_listings(request, person)
     visible = {listing.assigned_id for listing in listings}
@@ -410,9 +410,9 @@ def _addressees(hub: Hub) -> list[Any]:
 
 @router.get("/ui/send")
 def send_page(request: Request) -> Response:
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     return _send_form(request, person, {}, {})
 
 
@@ -439,11 +439,13 @@ FIELD_OF = {"child": "who", "local_child": "who", "payload.summary": "summary", 
 async def send(request: Request) -> Response:
     """Publish the concern or notification as the person's organisation, through the same path as the API; a
     receipt (受付) that says what happens next."""
-    person, refused = _school(request)
-    if refused:
-        return refused
+    person = _school(request)
+    if isinstance(person, Response):
+        return person
     form = await request.form(max_files=0, max_fields=30)
-    values = {k: str(form.get(k) or "").strip() for k in ("kind", "id_type", "who", "summary", "signs", "to")}
+    values: dict[str, Any] = {
+        k: str(form.get(k) or "").strip() for k in ("kind", "id_type", "who", "summary", "signs", "to")
+    }
     values["sensitive"] = [str(v) for v in form.getlist("sensitive")]
     errors = {}
     if values["kind"] not in SEND_KINDS:
