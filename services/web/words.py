@@ -94,7 +94,12 @@ FIELD_JA = {
     "grade": "学年",
     "student": "児童生徒",
 }
-CODES_JA: dict[str, dict[str, str]] = {"category": CATEGORY_JA, "case_type": CASE_TYPE_JA, "reason": ALERT_JA}
+CASE_TYPES_JA = CASE_TYPE_JA | {  # 相談種別 the demo and centres use that the ledger's table does not name
+    "pregnancy_support": "妊娠期からの支援（特定妊婦）",
+    "childcare_difficulty": "育児困難",
+    "young_carer": "ヤングケアラー",
+}
+CODES_JA: dict[str, dict[str, str]] = {"category": CATEGORY_JA, "case_type": CASE_TYPES_JA, "reason": ALERT_JA}
 MORE_KINDS_JA = {  # kinds the ledger's vocabulary does not name
     "target_list.assigned": "対象名簿への登録",
     "target_list.removed": "対象名簿からの削除",
