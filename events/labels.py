@@ -64,6 +64,9 @@ CASE_TYPE_JA = {  # 相談種別
     "disability": "障害相談",
     "delinquency": "非行相談",
     "upbringing": "育成相談",
+    "pregnancy_support": "妊娠期からの支援（特定妊婦）",
+    "childcare_difficulty": "育児困難",
+    "young_carer": "ヤングケアラー",
 }
 
 STATUS_JA = {"open": "対応中", "closed": "終結", "transferred": "移管"}  # a case's state on a ledger

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from services.web.centre import router as centre_router
 from services.web.pages import router as pages_router
 from services.web.schools import router as schools_router
 from services.web.security import install_security
@@ -29,4 +30,5 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     install_signin(app, settings)
     app.include_router(pages_router)
     app.include_router(schools_router)
+    app.include_router(centre_router)
     install_security(app, settings)

@@ -15,9 +15,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from consent.policy import learns_of_withheld
+from events.clock import JST
+from services.casework.ledger import CATEGORY_JA, STATUS_JA
 from services.hub import Hub
 from services.templates import render
-from services.web import words
+from services.web import casebook, words
 from services.web.session import Person, signed_in
 
 router = APIRouter(include_in_schema=False)
@@ -38,6 +40,7 @@ def page(
     hub: Hub = request.app.state.hub
     orgs = hub.orgs()
     org = orgs.get(person.org) if person else None
+    nav_home = ORG_HOME.get(org.type if org else "", "other")
     csrftoken = request.scope.get("csrftoken")
     return HTMLResponse(
         render(
@@ -50,6 +53,7 @@ def page(
             csrftoken=csrftoken() if callable(csrftoken) else "",
             words=words,
             path=request.url.path,
+            nav_home=nav_home,
             **context,
         ),
         status_code=status_code,
@@ -80,7 +84,10 @@ def start(request: Request) -> Response:
     hub: Hub = request.app.state.hub
     org = hub.orgs().get(person.org)
     home = ORG_HOME.get(org.type if org else "", "other")
-    return page(request, "web/start.html", person, title="トップ", home=home)
+    counts = None
+    if home in ("centre", "jiso"):  # every count from one recorded read per child (casebook.overview)
+        counts = casebook.overview(hub, person, hub.clock().astimezone(JST).date())
+    return page(request, "web/start.html", person, title="トップ", home=home, counts=counts)
 
 
 @router.get("/ui/open-child")
@@ -129,6 +136,8 @@ def child_page(
         and (period["since"] is None or datetime.fromisoformat(e.at).date() >= period["since"])
         and (period["until"] is None or datetime.fromisoformat(e.at).date() <= period["until"])
     ]
+    cases = casebook.case_rows(timeline, hub)  # from the same one read, never the child's stream
+    plans = casebook.plans_of(timeline)
     withheld = timeline.withheld if learns_of_withheld(hub.orgs().get(person.org)) else None
     return page(
         request,
@@ -146,4 +155,10 @@ def child_page(
         until=until or "",
         errors=errors,
         access_record=timeline.access_record,
+        cases=cases,
+        plans=plans,
+        now=datetime.fromisoformat(timeline.t),
+        STATUS_JA=STATUS_JA,
+        CATEGORY_JA=CATEGORY_JA,
+        CASE_TYPE_JA=words.CASE_TYPE_JA,
     )

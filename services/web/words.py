@@ -26,6 +26,8 @@ from services.templates import wareki
 
 __all__ = [
     "BASIS_JA",
+    "CASE_TYPE_JA",
+    "CATEGORY_JA",
     "FIELD_JA",
     "ORG_TYPE_JA",
     "RULE_BADGE_JA",

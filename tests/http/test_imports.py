@@ -13,7 +13,8 @@ from services.auth.tokens import keys_from_file
 from services.http.app import create_app
 from services.projections.rosters import MonthlyReports, peek
 from services.schools.imports import ImportSummary
-from tests.schoolfiles import ES1_CODE, ES2_CODE, MONTHLY_HEADER, at, list_child, setup, write_csv
+from tests.helpers import at
+from tests.schoolfiles import ES1_CODE, ES2_CODE, MONTHLY_HEADER, list_child, setup, write_csv
 
 pytestmark = pytest.mark.http
 
