@@ -9,8 +9,9 @@ A refusal restates only what the publisher sent (policy.md, "Rejections leak not
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from consent.authority import IdsInUse, Known, check_authority
+from consent.authority import IdsInUse, Known, case_ids_asked, check_authority, plan_ids_asked, reads_facts
 from consent.model import Settings
 from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
@@ -33,6 +34,32 @@ def center_of(municipality: str | None, orgs: Mapping[str, Org]) -> Org | None:
 
 def _reject(code: str, field: str | None, message: str, message_ja: str) -> Rejected:
     return Rejected([Problem(code, message, message_ja, field)])
+
+
+# The bases whose audience is fixed from the child's facts (the residence, a case's registration); ``_audience``
+# reads them for these bases only, and for ``cwa-25-3`` without ``to``.
+AUDIENCE_FROM_FACTS = frozenset({"cwa-21-10-5", "cwa-25-2", "joint-ledger"})
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What admitting an event reads besides the event, the registry and the settings: the child's earlier facts
+    (``facts``), and whether the case ids ``case_ids`` and the plan ids ``plan_ids`` are in use."""
+
+    facts: bool
+    case_ids: tuple[str, ...] = ()
+    plan_ids: tuple[str, ...] = ()
+
+
+def reads(e: Recorded) -> Reads:
+    """What ``admit(e, prior, orgs, settings, ids)`` will read, said from the event alone (its kind, basis and
+    addressee) without deciding anything, for a caller that passes ``ids`` (the publish path): it loads the facts
+    and the ids of a whole batch at once. Where ``facts`` is false, ``admit`` decides the same on any ``prior``."""
+    return Reads(
+        facts=reads_facts(e.kind) or e.basis in AUDIENCE_FROM_FACTS or (e.basis == "cwa-25-3" and e.to is None),
+        case_ids=tuple(case_ids_asked(e)),
+        plan_ids=tuple(plan_ids_asked(e)),
+    )
 
 
 def admit(
@@ -65,6 +92,8 @@ def admit(
 
 
 def _audience(e: Recorded, source: Org, known: Known) -> frozenset[str]:
+    """The direct audience by basis. Reads the child's facts only for the bases of ``AUDIENCE_FROM_FACTS``, and
+    for ``cwa-25-3`` without ``to`` (``reads`` says so to the publish path)."""
     orgs = known.orgs
     own = frozenset({e.source})
     if e.basis == "internal":

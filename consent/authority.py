@@ -455,6 +455,27 @@ AUTHORITY: dict[str, Callable[[Recorded, Known], None]] = {
 }
 
 
+# The rows that decide from the registry and the ids in use alone, without the child's facts (given ``Known.ids``, as
+# the publish path gives them); every other row reads the facts. Said next to the table so that a row that starts
+# reading the facts is added here too (``tests/test_admission_reads.py`` checks every row against it).
+DECIDED_WITHOUT_FACTS = frozenset({"plan.created", "identity.linked", "identity.unlinked"})
+
+
+def reads_facts(kind: str) -> bool:
+    """Whether the row for ``kind`` reads the child's earlier facts, when the ids in use are known."""
+    return kind in AUTHORITY and kind not in DECIDED_WITHOUT_FACTS
+
+
+def case_ids_asked(e: Recorded) -> list[str]:
+    """The case ids whose use the row for ``e`` asks about (``IdsInUse.case_registered``)."""
+    return [str(e.case)] if e.kind == "case.registered" else []
+
+
+def plan_ids_asked(e: Recorded) -> list[str]:
+    """The plan ids whose use the row for ``e`` asks about (``IdsInUse.plan_created``)."""
+    return [str(e.payload["plan"])] if e.kind == "plan.created" else []
+
+
 def check_authority(e: Recorded, known: Known) -> None:
     """Raise ``Rejected`` when ``e``'s source has no authority to publish it; kinds without a row pass."""
     rule = AUTHORITY.get(e.kind)

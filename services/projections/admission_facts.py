@@ -23,7 +23,7 @@ access.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -35,9 +35,7 @@ from events.kinds import POLICY_FIELDS
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import _CopiedOnWrite, recorded_from
-
-if TYPE_CHECKING:
-    from services.publishing.ingest import Batch
+from services.projections.unit_of_work import Projection, UnitOfWork
 
 
 def fact_of(envelope: Mapping[str, Any], position: int) -> dict[str, Any]:
@@ -70,8 +68,13 @@ class ChildFacts(_CopiedOnWrite, Aggregate):
         self.entries.append(recorded_from(dict(fact, child=self.child), [], fact["position"]))
 
 
-def keep_child_facts(e: Recorded, batch: Batch) -> None:
-    """The ``INDEXES`` entry: a fact (accepted, hence published with authority) is added to the child's facts."""
+def child_facts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
+    """The child's facts, when ``e`` is a fact (``keep_child_facts`` adds it to them)."""
+    return [ChildFacts.create_id(e.child)] if is_fact(e.kind, e.basis) else []
+
+
+def keep_child_facts(e: Recorded, batch: UnitOfWork) -> None:
+    """A fact (accepted, hence published with authority) is added to the child's facts (``CHILD_FACTS``)."""
     if is_fact(e.kind, e.basis):
         envelope = {
             "id": e.id,
@@ -84,6 +87,9 @@ def keep_child_facts(e: Recorded, batch: Batch) -> None:
             "payload": e.payload,
         }
         batch.get(ChildFacts, e.child).record(fact=fact_of(envelope, e.position))
+
+
+CHILD_FACTS = Projection("what the publish rules read: residence, cases", child_facts_needs, keep_child_facts)
 
 
 def facts_from_log(recorder: Any, mapper: Any, orgs: Mapping[str, Org], settings: Settings) -> Iterator[ChildFacts]:

@@ -10,18 +10,17 @@ Written in the publish transaction from the events as recorded (``services/proje
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from events.envelope_ids import published_in_log
-from events.model import Recorded
+from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
-
-if TYPE_CHECKING:
-    from services.publishing.ingest import Batch
+from services.projections.unit_of_work import Projection, UnitOfWork
 
 
 class CaseEntry(_CopiedOnWrite, Aggregate):
@@ -104,8 +103,23 @@ class CenterCases(_CopiedOnWrite, Aggregate):
             }
 
 
-def keep_case_index(e: Recorded, batch: Batch) -> None:
-    """The index function (``services.indexes.INDEXES``)."""
+def case_index_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
+    """The aggregates ``keep_case_index`` reads or writes for ``e``: the case's or plan's entry and the index of
+    every centre the event is about (its source, a transfer's recipient, an acknowledged transfer's sender)."""
+    if e.kind == "case.registered" and e.case:
+        return [CaseEntry.create_id(e.case), CenterCases.create_id(e.source)]
+    if e.kind in ("case.closed", "case.transferred") and e.case:
+        centres = [e.source, str(e.payload["to"])] if e.kind == "case.transferred" else [e.source]
+        return [CaseEntry.create_id(e.case), *(CenterCases.create_id(c) for c in centres)]
+    if e.kind == "case.transfer_acknowledged" and e.case:
+        return [CenterCases.create_id(c) for c in (e.source, str(e.payload.get("from", "")))]
+    if e.kind == "plan.created":
+        return [PlanEntry.create_id(str(e.payload["plan"])), CenterCases.create_id(e.source)]
+    return []
+
+
+def keep_case_index(e: Recorded, batch: UnitOfWork) -> None:
+    """Keep the case and plan index in step with ``e`` (``CASE_INDEX``)."""
     if e.kind == "case.registered" and e.case:
         if batch.get(CaseEntry, e.case, create=False) is not None:
             return
@@ -149,6 +163,9 @@ def keep_case_index(e: Recorded, batch: Batch) -> None:
         center = batch.get(CenterCases, e.source)
         if plan not in center.plans:
             center.add_plan(plan=plan, child=e.child)
+
+
+CASE_INDEX = Projection("要対協 cases and plans per centre", case_index_needs, keep_case_index)
 
 
 # --- Lookups (identifiers only) ---------------------------------------------------------------------------

@@ -4,18 +4,16 @@ only; it never decides access. The linking queue and the link commands are ``ser
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from consent.identity import IDENTITY_KINDS
-from events.model import Recorded
+from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
-
-if TYPE_CHECKING:
-    from services.publishing.ingest import Batch
+from services.projections.unit_of_work import Projection, UnitOfWork
 
 
 class IdentityLink(_CopiedOnWrite, Aggregate):
@@ -40,7 +38,14 @@ class IdentityLink(_CopiedOnWrite, Aggregate):
         self.child = None
 
 
-def keep_identity_links(e: Recorded, batch: Batch) -> None:
+def identity_link_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
+    """The link ``keep_identity_links`` writes for ``e``: that of the number a link event names."""
+    if e.kind not in IDENTITY_KINDS:
+        return []
+    return [IdentityLink.create_id(str(e.payload["org"]), str(e.payload["local_number"]))]
+
+
+def keep_identity_links(e: Recorded, batch: UnitOfWork) -> None:
     """Index: (organisation, own number) -> hub child, from ``identity.linked`` / ``identity.unlinked``."""
     if e.kind not in IDENTITY_KINDS:
         return
@@ -53,6 +58,9 @@ def keep_identity_links(e: Recorded, batch: Batch) -> None:
         link.link(child=e.child, event_id=e.id)
     else:
         link.unlink(event_id=e.id)
+
+
+IDENTITY_LINKS = Projection("紐付け: (organisation, own number) -> child", identity_link_needs, keep_identity_links)
 
 
 def linked_child(store: HubStore, org: str, local_number: str) -> str | None:

@@ -24,7 +24,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -33,9 +33,7 @@ from adapters.school import JST, content_of
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
-
-if TYPE_CHECKING:
-    from services.publishing.ingest import Batch
+from services.projections.unit_of_work import Projection, UnitOfWork
 
 LISTING_CENTRES = frozenset({"municipal_center", "child_guidance_center"})  # who may ask for periodic reports
 
@@ -331,14 +329,37 @@ def school_id(value: str, orgs: Mapping[str, Org]) -> str:
     return next((o.id for o in orgs.values() if o.code == value), value)
 
 
-def keep_school_lists(e: Recorded, batch: Batch) -> None:
-    """The ``INDEXES`` entry for target lists, monthly reports, daily attendance and absence alerts."""
+def listing_school(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
+    """The school whose list the target-list event ``e`` changes, or ``None`` when it changes none: only a
+    centre's request puts a child on a school's list."""
+    centre = orgs.get(e.source)
+    if centre is None or centre.type not in LISTING_CENTRES:
+        return None
+    return school_id(str(e.payload["school"]), orgs)
+
+
+def school_lists_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
+    """The aggregates ``keep_school_lists`` reads or writes for ``e`` (those it stages included)."""
     if e.kind in ("target_list.assigned", "target_list.removed"):
-        orgs = batch.registry.orgs
-        centre = orgs.get(e.source)
-        if centre is None or centre.type not in LISTING_CENTRES:
-            return  # only a centre's request puts a child on a school's list
-        school = school_id(str(e.payload["school"]), orgs)
+        school = listing_school(e, orgs)
+        if school is None:
+            return []
+        lists = [CenterLists.create_id(e.source)] if e.kind == "target_list.assigned" else []
+        return [SchoolRoster.create_id(school), *lists]
+    if e.kind == "attendance.monthly":
+        return [MonthlyReports.create_id(e.source, str(e.payload["month"]))]
+    if e.kind == "attendance.daily" or (e.kind == "absence.alert" and e.payload.get("since")):
+        return [DailyAttendance.create_id(e.source, e.child, e.to or "")]
+    return []
+
+
+def keep_school_lists(e: Recorded, batch: UnitOfWork) -> None:
+    """Keep target lists, monthly reports, daily attendance and absence alerts in step with ``e``
+    (``SCHOOL_LISTS``)."""
+    if e.kind in ("target_list.assigned", "target_list.removed"):
+        school = listing_school(e, batch.orgs)
+        if school is None:
+            return
         batch.stage(SchoolRoster, (school,), e)  # a publish's changes to one school's list: one event
         if e.kind == "target_list.assigned":
             lists = batch.get(CenterLists, e.source)
@@ -351,6 +372,9 @@ def keep_school_lists(e: Recorded, batch: Batch) -> None:
     elif e.kind == "absence.alert" and e.payload.get("since"):
         daily = batch.get(DailyAttendance, e.source, e.child, e.to or "")
         daily.record_alert(reason=str(e.payload["reason"]), since=str(e.payload["since"]), event_id=e.id, child=e.child)
+
+
+SCHOOL_LISTS = Projection("対象名簿・定期報告・日次出欠・連続欠席の通知", school_lists_needs, keep_school_lists)
 
 
 # --- Reading them -----------------------------------------------------------------------------------------

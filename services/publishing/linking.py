@@ -4,16 +4,17 @@ Organisations name a child by their own number (``local_child``: 児童生徒番
 number to a hub child with ``identity.linked``; who may link whose numbers is ``consent.identity``'s rule.
 
 - ``services.projections.identity_links`` keeps the lookup (organisation, number) -> child in step with the log.
-- ``Ingest.publish`` calls ``resolve_local_child`` before admission: with a link, the envelope continues with
-  ``child`` filled in (and leaves the queue if it was waiting); without one it waits in the source's
-  ``LinkingQueue`` (outcome ``queued``, 「紐付け待ち」), never dropped and never guessed onto a child. It calls
+- The publish path (``services.publishing.attempt``) calls ``resolve_local_child`` before admission: with a link,
+  the envelope continues with ``child`` filled in (and leaves the queue if it was waiting); without one it waits in
+  the source's ``LinkingQueue`` (outcome ``queued``, 「紐付け待ち」), never dropped and never guessed onto a child. It calls
   ``check_identity`` so that link events follow ``consent.identity`` with the number's current link.
 - ``link`` publishes ``identity.linked`` through ``Hub.publish`` and then re-publishes the records waiting for that
   number, unchanged, through the same path: they now resolve, are admitted or rejected (and quarantined) like
   any other record, and leave the queue. ``link`` again for an existing link only re-publishes what waits.
 - ``waiting`` is the queue as a centre may see it: the waiting records of the organisations it may link, and those
   organisations' 第21条の10の5 events waiting for their child's residence (``residence_unknown``, policy.md: they
-  are published by themselves once the centre records where the child lives, ``services.publishing.ingest``).
+  are published by themselves once the centre records where the child lives,
+  ``services.publishing.waiting_for_residence``).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from uuid import uuid5
 from consent.identity import IDENTITY_KINDS, check_identity_event, check_local_source, may_link
 from events.envelope import Envelope
 from events.model import Org, Recorded
-from events.problems import Problem, Rejected
+from events.problems import Problem, PublishResult, Rejected
 from events.store import NAMESPACE, HubStore, LinkingQueue, ResidenceWaitList
 from services.projections.identity_links import IdentityLink, linked_child
+from services.publishing.batch import Batch
 
 if TYPE_CHECKING:
     from services.hub import Hub
-    from services.publishing.ingest import Batch, PublishResult
 
 WAITING_FOR_LINK = "waiting_for_link"
 RESIDENCE_UNKNOWN = "residence_unknown"
