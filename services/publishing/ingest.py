@@ -10,8 +10,8 @@ A batch goes through five steps, each a module of this package, read top to bott
 
 A publish never loads a child's stream, and loads what the steps read in two queries for the whole batch: how far
 each child's stream has got (``events.streams.stream_versions``), then every aggregate that admission
-(``consent.admission.reads``: the child's facts, the case and plan ids in use) and the projections (each one's
-``needs``) declare they will read, from the events alone. Everything of one batch is held in its unit of work
+(``consent.admission.reads``: the child's facts, the case and plan ids in use), the projections (each one's
+``needs``) and the release of events waiting for a residence declare they will read, from the events alone. Everything of one batch is held in its unit of work
 (``batch.Batch``) and saved in one transaction (``attempt`` takes the events through the steps); a stream that
 moved meanwhile, or an id stored meanwhile, makes the insert fail on its key, and ``publish`` tries again.
 """
@@ -40,6 +40,7 @@ from services.publishing.attempt import Attempt, Work
 from services.publishing.batch import Batch
 from services.publishing.parsing import parse_batch
 from services.publishing.projecting import projection_needs
+from services.publishing.waiting_for_residence import release_needs
 
 __all__ = ["MAX_BATCH", "Ingest", "PublishResult"]
 
@@ -131,8 +132,9 @@ class Ingest:
 
 
 def needs(events: Iterable[Recorded], orgs: Mapping[str, Org]) -> list[UUID]:
-    """The aggregates that admitting and projecting ``events`` will read, as they declare it."""
-    return [i for e in events for i in (*admission_needs(e), *projection_needs(e, orgs))]
+    """The aggregates that admitting, projecting and (for a residence) releasing ``events`` will read, as they
+    declare it."""
+    return [i for e in events for i in (*admission_needs(e), *projection_needs(e, orgs), *release_needs(e))]
 
 
 def envelopes_of(parsed: Iterable[Envelope | Rejected]) -> Iterable[Envelope]:

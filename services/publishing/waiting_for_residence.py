@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from events.envelope import Envelope
+from events.model import Recorded
 from events.problems import Rejected
 from events.store import ResidenceQueue, ResidenceWaitList
 from services.publishing.batch import Batch
 from services.publishing.parsing import parse_item
 
 RESIDENCE_KINDS = frozenset({"child.registered", "residence.changed"})  # the events that release waiting ones
+
+
+def release_needs(e: Recorded) -> list[UUID]:
+    """The queue that ``e``, once accepted, releases events from: its child's, when it records the residence."""
+    return [ResidenceQueue.create_id(e.child)] if e.kind in RESIDENCE_KINDS else []
 
 
 def held_digest(batch: Batch, envelope: Envelope) -> str | None:
