@@ -5,7 +5,7 @@ audience, from the child's earlier *facts* only (``consent.authority.is_fact``: 
 residence, cases and their members, closures and transfers, plans and consents, emergencies, erasure, and every
 通告). Reading them from the child's whole stream meant loading and decrypting every event the hub holds about the
 child; ``ChildFacts`` keeps just those events, one small stream per child, written by ``keep_child_facts`` (an
-entry of ``services.indexes.INDEXES``) in the same transaction as the event, so the publish rules see exactly what
+entry of ``services.projections.indexes.INDEXES``) in the same transaction as the event, so the publish rules see exactly what
 the child's stream would show them. Every fact kept was published with authority (policy version 2): the publish
 path rejects the others, and a store written under version 1 gets its facts rebuilt from the log with the
 unauthorised ones left out (``facts_from_log``).
