@@ -7,10 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+import pytest
+
 import events.streams as streams
 from consent.model import Settings
 from events.store import REGISTRY_ID
 from services.hub import Hub
+
+pytestmark = pytest.mark.store
 
 ORGS = [
     {"id": "beppu-center", "type": "municipal_center", "municipality": "442020"},

@@ -29,6 +29,8 @@ from services.projections.rosters import (
     school_lists_needs,
 )
 
+pytestmark = pytest.mark.store  # no store: the session's keys file gives the stream-id secret (_stream_ids)
+
 ORGS = {
     o.id: o
     for o in (

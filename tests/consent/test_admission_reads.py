@@ -20,6 +20,8 @@ from events.model import Org, Recorded
 from events.problems import Rejected
 from events.store import recorded_from
 
+pytestmark = pytest.mark.unit
+
 ORGS = {
     o.id: o
     for o in (
