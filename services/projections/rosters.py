@@ -380,7 +380,7 @@ SCHOOL_LISTS = Projection("対象名簿・定期報告・日次出欠・連続�
 # --- Reading them -----------------------------------------------------------------------------------------
 
 
-def peek(store: HubStore, cls: type, *key: str) -> Any:
+def peek(store: HubStore, cls: type[Any], *key: str) -> Any:
     """The index aggregate for reading (an empty one when nothing was recorded yet)."""
     found = store.peek(cls.create_id(*key))
     return found if found is not None else cls(*key)

@@ -31,7 +31,7 @@ class UnitOfWork(Protocol):
         """The registered organisations, as the publish found them."""
         ...
 
-    def get(self, cls: type, *key: Any, create: bool = True) -> Any:
+    def get(self, cls: type[Any], *key: Any, create: bool = True) -> Any:
         """The aggregate of ``cls`` for ``key`` as this publish sees it: the stored one, or a new one (``None``
         instead with ``create=False``)."""
         ...
@@ -40,7 +40,7 @@ class UnitOfWork(Protocol):
         """Save ``aggregate`` (new) with the publish."""
         ...
 
-    def stage(self, cls: type, key: tuple[Any, ...], e: Recorded) -> None:
+    def stage(self, cls: type[Any], key: tuple[Any, ...], e: Recorded) -> None:
         """Record ``e`` on the aggregate of ``cls`` for ``key`` when the publish is saved, with every other event
         staged for it, in one event (``cls.record_staged``)."""
         ...

@@ -24,7 +24,7 @@ from consent.model import Settings
 from events.envelope import Envelope
 from events.envelope_ids import StoredEnvelope
 from events.model import Recorded
-from events.problems import Problem, PublishResult, Rejected
+from events.problems import Outcome, Problem, PublishResult, Rejected
 from events.store import Quarantine, jsonable, recorded_from
 from services.publishing import waiting_for_residence
 from services.publishing.admitting import admit_in_batch
@@ -100,11 +100,10 @@ class Attempt:
                 self.reject(work, envelope, envelope.id, rejected.problems)
                 return []
             if resolved is None:
-                self.answer(
-                    work, envelope, PublishResult(work.index, envelope.id, "queued", [waiting_problem(envelope)])
-                )
+                self.answer(work, envelope, "queued", [waiting_problem(envelope)])
                 return []
             envelope, prepared = resolved, None
+        assert envelope.child is not None  # parse_envelope: a child or a local number, resolved above
         canonical, digest = envelope.canonical(), envelope.digest()
         if self.answered_as_stored(work, envelope, digest):
             return []
@@ -125,7 +124,7 @@ class Attempt:
         entry = append(self.batch, candidate, canonical, digest, audience, self.now)
         project(entry, self.batch)
         self.in_batch[envelope.id] = digest
-        self.answer(work, envelope, PublishResult(work.index, envelope.id, "accepted"))
+        self.answer(work, envelope, "accepted")
         if entry.kind not in waiting_for_residence.RESIDENCE_KINDS:
             return []
         return [
@@ -142,7 +141,7 @@ class Attempt:
         else:
             return False
         if same:
-            self.answer(work, envelope, PublishResult(work.index, envelope.id, "duplicate"))
+            self.answer(work, envelope, "duplicate")
         else:
             self.reject(work, envelope, envelope.id, [id_conflict(envelope.id)])
         return True
@@ -163,20 +162,29 @@ class Attempt:
             return
         if held is None:
             waiting_for_residence.hold(self.batch, envelope, canonical, digest, self.now)
-        self.answer(work, envelope, PublishResult(work.index, envelope.id, "waiting"))
+        self.answer(work, envelope, "waiting")
 
-    def answer(self, work: Work, item: Envelope | Rejected, result: PublishResult) -> None:
-        """Record what became of an event: among the results for the batch's own events; a released event that
-        no longer waits leaves the residence queue."""
+    def answer(
+        self,
+        work: Work,
+        item: Envelope | Rejected,
+        outcome: Outcome,
+        problems: list[Problem] | None = None,
+        envelope_id: str | None = None,
+    ) -> None:
+        """Record what became of an event (``outcome``, with ``problems``): among the results for the batch's own
+        events, under ``envelope_id`` (by default the envelope's); a released event that no longer waits leaves
+        the residence queue."""
         if work.index is not None:
-            self.results.append(result)
-        elif isinstance(item, Envelope) and result.outcome != "waiting":
+            answered_id = envelope_id if envelope_id is not None or isinstance(item, Rejected) else item.id
+            self.results.append(PublishResult(work.index, answered_id, outcome, problems or []))
+        elif isinstance(item, Envelope) and outcome != "waiting":
             waiting_for_residence.leave(self.batch, item, self.now)
 
     def reject(self, work: Work, item: Envelope | Rejected, envelope_id: str | None, problems: list[Problem]) -> None:
         """Answer ``rejected`` with ``problems`` and hold what was sent in the quarantine of its source (of the
         publisher, for the batch's own events sent by an authenticated organisation)."""
-        self.answer(work, item, PublishResult(work.index, envelope_id, "rejected", problems))
+        self.answer(work, item, "rejected", problems, envelope_id)
         raw = work.raw
         source = self.publisher if work.index is not None and self.publisher else None
         source = source or (str(raw.get("source") or "unknown") if isinstance(raw, dict) else "unknown")

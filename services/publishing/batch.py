@@ -32,14 +32,14 @@ class Batch:
         self.asked: set[UUID] = set()
         self.child_ids: dict[str, UUID] = {}
         self.envelopes: list[StoredEnvelope] = []  # the envelope ids this batch stores (events.envelope_ids)
-        self.staged: dict[tuple[type, tuple[Any, ...]], list[Recorded]] = {}
+        self.staged: dict[tuple[type[Any], tuple[Any, ...]], list[Recorded]] = {}
 
     @property
     def orgs(self) -> Mapping[str, Org]:
         """The registered organisations, as the batch found them."""
         return self.registry.orgs
 
-    def get(self, cls: type, *key: Any, create: bool = True) -> Any:
+    def get(self, cls: type[Any], *key: Any, create: bool = True) -> Any:
         """The aggregate of ``cls`` for ``key`` as this batch sees it (a copy of the stored one, or new; ``None``
         with ``create=False`` when there is none). A child's stream is not an aggregate here: see ``child``."""
         aggregate_id = cls.create_id(*key)
@@ -53,7 +53,7 @@ class Batch:
         """Save the new ``aggregate`` with the batch."""
         self.aggregates[aggregate.id] = aggregate
 
-    def stage(self, cls: type, key: tuple[Any, ...], e: Recorded) -> None:
+    def stage(self, cls: type[Any], key: tuple[Any, ...], e: Recorded) -> None:
         """Record ``e`` on the aggregate of ``cls`` for ``key`` when the batch is saved, with every other event
         staged for it, in one event (``cls.record_staged``): for an index that takes many entries per publish and
         is not read while the publish runs."""
