@@ -46,8 +46,13 @@ def test_a_school_clerk_uploads_a_monthly_file_and_corrects_the_bad_row_in_the_b
         ],
     )
     page.locator('input[type="file"][name="file"]').set_input_files(file)
-    page.get_by_role("button", name="送信する").click()
-    page.wait_for_url(f"{server.base}/ui/imports/monthly")
+    assert page.locator("#upload-progress").is_hidden()  # shown once sending starts (upload.js)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    with page.expect_request(lambda r: r.method == "POST" and r.resource_type == "xhr"):  # sent by upload.js
+        page.get_by_role("button", name="送信する").click()
+    page.locator("table.counts").wait_for()  # the result page the hub answered replaces the upload page
+    assert errors == []
     text = page.locator("main").inner_text()
     assert "不備のある行が 1 行あります" in text
     counts = page.locator("table.counts")
@@ -114,6 +119,7 @@ def test_daily_attendance_upload_shows_its_result(server, page, tmp_path):
     path.write_bytes(("\r\n".join(["学校コード,児童生徒番号,日付,出欠,連絡有無,理由", *rows]) + "\r\n").encode("cp932"))
     page.locator('input[type="file"][name="file"]').set_input_files(str(path))
     page.get_by_role("button", name="送信する").click()
+    page.get_by_text("出された欠席アラート").wait_for()
     text = page.locator("main").inner_text()
     assert "欠席の日は連絡有無" in text
     alerts = page.get_by_role("table").filter(has_text="理由")
@@ -205,3 +211,22 @@ def test_a_signed_in_upload_without_its_csrf_token_is_refused(server, page):
     )
     assert response.status == 403
     assert "もう一度送ってください" in response.text()
+
+
+def test_the_upload_works_without_javascript_too(server, browser, tmp_path):
+    """ui.md: pages work without JavaScript for every form; the progress bar is only an addition."""
+    context = browser.new_context(java_script_enabled=False, locale="ja-JP")
+    page = context.new_page()
+    try:
+        sign_in(page, server.base, re.compile("鈴木 一郎"))
+        page.goto(f"{server.base}/ui/imports/monthly")
+        page.locator('input[type="file"][name="file"]').set_input_files(
+            monthly_file(tmp_path, [f"{HAMAKAZE},2026-9998,2026-11,19,19,0,0,,,,"])
+        )
+        page.get_by_role("button", name="送信する").click()
+        page.locator("table.counts").wait_for()
+        assert (
+            page.locator("table.counts").get_by_role("row", name=re.compile("^名簿外")).inner_text().split()[-1] == "1"
+        )
+    finally:
+        context.close()
