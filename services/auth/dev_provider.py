@@ -99,6 +99,7 @@ class DevUser:
     org: str
     role: str
     name: str | None = None
+    roles: tuple[str, ...] = ()  # a person who acts in several roles chooses one when signing in to the UI
 
 
 def load_dev_users(path: str | os.PathLike[str] | None = None) -> dict[str, DevUser]:
@@ -118,7 +119,10 @@ def load_dev_users(path: str | os.PathLike[str] | None = None) -> dict[str, DevU
             isinstance(item.get(k), str) and item[k] for k in ("username", "org", "role")
         ):
             raise ValueError(f"{path}: users[{i}] needs username, org and role")
-        users[item["username"]] = DevUser(item["username"], item["org"], item["role"], item.get("name"))
+        roles = item.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles):
+            raise ValueError(f"{path}: users[{i}].roles must be a list of roles")
+        users[item["username"]] = DevUser(item["username"], item["org"], item["role"], item.get("name"), tuple(roles))
     return users
 
 
@@ -182,6 +186,8 @@ class DevProvider:
         }
         if user.name:
             claims["name"] = user.name
+        if len(user.roles) > 1:
+            claims["tsunagu_roles"] = list(user.roles)
         if nonce:
             claims["nonce"] = nonce
         return jwt.encode({"alg": "ES256", "kid": self.key.kid, "typ": "JWT"}, claims, self.key)

@@ -130,3 +130,23 @@ def test_an_idle_session_ends_after_its_time():
         client.get("/in")
         assert client.get("/who").json() == {"person": "佐藤 花子", "expired": False}
     assert WebSettings("http://x", "c", b"k").idle_seconds == 30 * 60
+
+
+def test_a_person_with_several_roles_chooses_the_one_she_acts_in(server, page):
+    page.goto(f"{server.base}/ui/login")
+    page.get_by_role("button", name="ログイン").click()
+    page.get_by_role("button", name=re.compile("山本 恵子")).click()
+    page.wait_for_url(f"{server.base}/ui/role")
+    assert_accessible(page, "role choice")
+    shoot(page, "06-role-choice")
+    page.get_by_label("児童福祉の担当職員").check()
+    page.get_by_role("button", name="この役割で続ける").click()
+    page.wait_for_url(f"{server.base}/ui/")
+    assert "児童福祉の担当職員" in page.locator("header").inner_text()
+    page.goto(f"{server.base}/ui/children/child-01")
+    assert access_records(server, "child-01")[-1]["reader"]["role"] == "caseworker"
+    page.get_by_role("link", name="役割を変更").click()
+    page.get_by_label("統括支援員").check()
+    page.get_by_role("button", name="この役割で続ける").click()
+    page.wait_for_url(f"{server.base}/ui/")
+    assert "統括支援員" in page.locator("header").inner_text()
