@@ -30,7 +30,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -58,6 +58,7 @@ from services.http.deps import (
 )
 from services.http.limits import install_limits
 from services.hub import Hub
+from services.templates import render
 from services.web import install_web
 from services.web.session import WebSettings
 
@@ -485,12 +486,21 @@ class BodyLimit:
             await self._too_large(scope, receive, send, self.upload_bytes)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message_ja = f"送信データが大きすぎます（上限 {limit / 1024 / 1024:g} MB）。分けて送ってください"
+        if str(scope.get("path", "")).startswith("/ui/"):  # a person at the staff UI gets a page, not JSON
+            page = HTMLResponse(
+                render("web/error.html", title="送信できませんでした", person=None, message=message_ja),
+                status_code=413,
+                headers={"Connection": "close"},
+            )
+            await page(scope, receive, send)
+            return
         response = _json_error(
             413,
             error_body(
                 "payload_too_large",
                 f"the request body is too large (at most {limit} bytes)",
-                f"送信データが大きすぎます（上限 {limit / 1024 / 1024:g} MB）。分けて送ってください",
+                message_ja,
             ),
             headers={"Connection": "close"},
         )

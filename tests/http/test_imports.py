@@ -145,3 +145,34 @@ def test_an_upload_body_over_the_limit_is_refused_with_413(world, tmp_path):
         )
         assert response.status_code == 413, response.text
         assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_an_upload_over_the_limit_at_the_staff_ui_gets_a_page_in_japanese_and_the_api_json():
+    """The body limit answers the person at the UI with a page saying what to do, a program with JSON."""
+    import asyncio
+
+    from services.http.app import BodyLimit
+
+    async def never_reached(scope, receive, send):
+        raise AssertionError("the app must not see a body over the limit")
+
+    async def ask(path: str) -> tuple[int, dict[str, str], bytes]:
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"x" * 100, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"content-length", b"100")]}
+        await BodyLimit(never_reached, max_bytes=10, upload_bytes=10)(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body
+
+    status, headers, body = asyncio.run(ask("/ui/imports/monthly"))
+    assert status == 413 and headers["content-type"].startswith("text/html")
+    assert "送信データが大きすぎます" in body.decode() and '<html lang="ja">' in body.decode()
+    status, headers, body = asyncio.run(ask("/v1/imports/school-monthly"))
+    assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
