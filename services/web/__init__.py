@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.web.centre import router as centre_router
+from services.web.emergency import router as emergency_router
 from services.web.pages import router as pages_router
+from services.web.plans import router as plans_router
 from services.web.schools import router as schools_router
 from services.web.security import install_security
 from services.web.session import WebSettings
@@ -31,4 +33,6 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(pages_router)
     app.include_router(schools_router)
     app.include_router(centre_router)
+    app.include_router(plans_router)
+    app.include_router(emergency_router)
     install_security(app, settings)

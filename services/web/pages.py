@@ -20,6 +20,7 @@ from services.casework.ledger import CATEGORY_JA, STATUS_JA
 from services.hub import Hub
 from services.templates import render
 from services.web import casebook, words
+from services.web import emergency_window as emergency
 from services.web.session import Person, signed_in
 
 router = APIRouter(include_in_schema=False)
@@ -103,12 +104,15 @@ def child_page(
     kind: str | None = Query(default=None, max_length=100),
     since: str | None = Query(default=None, max_length=40),
     until: str | None = Query(default=None, max_length=40),
+    purpose: str | None = Query(default=None, max_length=20),
 ) -> Response:
     """A child's record as the policy lets the reader see it: one recorded read, then the entries (filtered by
-    kind and period here, after the read), each with who recorded it, when, and the rule it is read under."""
+    kind and period here, after the read), each with who recorded it, when, and the rule it is read under.
+    ``?purpose=emergency`` is the emergency read (緊急時アクセス), with a banner of the time left in the window."""
     person = signed_in(request)
     if person is None:
         return to_signin()
+    emergency_read = purpose == "emergency"
     errors = {}
     period: dict[str, date | None] = {}
     for name, text in (("since", since), ("until", until)):
@@ -118,7 +122,24 @@ def child_page(
             period[name] = None
             errors[name] = "日付は 2026-05-12 の形で入力してください"
     hub: Hub = request.app.state.hub
-    timeline = hub.timeline(org=person.org, role=person.role, child=child, purpose="support", user=person.user)
+    timeline = hub.timeline(
+        org=person.org,
+        role=person.role,
+        child=child,
+        purpose="emergency" if emergency_read else "support",
+        user=person.user,
+    )
+    if not timeline.allowed and emergency_read and timeline.reason == "no_emergency_window":
+        return page(
+            request,
+            "web/error.html",
+            person,
+            status_code=403,
+            title="緊急時アクセスの期間外です",
+            message=f"この児童について、あなたの機関が宣言した緊急時アクセスの期間（宣言から"
+            f"{hub.settings.emergency_hours}時間）はありません。通常の閲覧は児童の記録のページから行えます"
+            "（この閲覧の試みも記録されています）。",
+        )
     if not timeline.allowed:
         return page(
             request,
@@ -138,7 +159,8 @@ def child_page(
     ]
     cases = casebook.case_rows(timeline, hub)  # from the same one read, never the child's stream
     plans = casebook.plans_of(timeline)
-    withheld = timeline.withheld if learns_of_withheld(hub.orgs().get(person.org)) else None
+    org = hub.orgs().get(person.org)
+    withheld = timeline.withheld if learns_of_withheld(org) else None
     return page(
         request,
         "web/child.html",
@@ -158,6 +180,11 @@ def child_page(
         cases=cases,
         plans=plans,
         now=datetime.fromisoformat(timeline.t),
+        emergency_read=emergency_read,
+        window=emergency.window(hub, person, timeline) if emergency_read else None,
+        may_declare=emergency.may_declare(hub, person),
+        may_plan=org is not None and org.type == "municipal_center",
+        hours=hub.settings.emergency_hours,
         STATUS_JA=STATUS_JA,
         CATEGORY_JA=CATEGORY_JA,
         CASE_TYPE_JA=words.CASE_TYPE_JA,
