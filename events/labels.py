@@ -207,6 +207,8 @@ FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
     "local_number": "番号",
     "severity": "重症度",
     "meeting": "会議",
+    "proposal": "会議前の提案",
+    "meeting_date": "会議の日付",
     "grade": "学年",
     "note": "備考",
     "consent": "同意",

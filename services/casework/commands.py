@@ -74,7 +74,7 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def _day(value: date | str | None) -> date | None:
+def _day(value: date | str | None, field: str | None = None) -> date | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -88,6 +88,7 @@ def _day(value: date | str | None) -> date | None:
             "invalid_date",
             f"{value!r} is not a date (YYYY-MM-DD)",
             f"日付「{value}」の形式が正しくありません（例: 2026-07-15）",
+            field,
         ) from None
 
 
@@ -297,22 +298,35 @@ class CaseWork:
         event = self._publish(by, "case.member_removed", row.child, {"case": case, "member": member})
         return self._done(event, "case.member_removed", row, reads)
 
-    def share(self, by: Actor, case: str, summary: str) -> Done:
-        """ケース共有 (児童福祉法第25条の2): what the members of the case may read while it is open."""
+    def share(
+        self, by: Actor, case: str, summary: str, *, proposal: bool = False, meeting_date: date | str | None = None
+    ) -> Done:
+        """ケース共有 (児童福祉法第25条の2): what the members of the case may read while it is open. A proposal
+        (the centre's proposal for a case 確認のみ at a meeting, ``meeting-and-services.md``) names the meeting's
+        date."""
         if _blank(summary):
             raise refuse("missing_summary", "summary is required", "共有する内容を入力してください", "summary")
+        payload: dict[str, Any] = {"case": case, "summary": summary.strip()}
+        if proposal:
+            meeting = _day(meeting_date, "meeting_date")
+            if meeting is None:
+                raise refuse(
+                    "missing_meeting_date",
+                    "a proposal names the date of its meeting",
+                    "提案として共有するときは、会議の日付を入力してください",
+                    "meeting_date",
+                )
+            payload |= {"proposal": True, "meeting_date": meeting.isoformat()}
         reads: list[str] = []
         row = self._open_case(by, case, reads)
-        event = self._publish(
-            by, "case.shared", row.child, {"case": case, "summary": summary.strip()}, basis="cwa-25-2"
-        )
+        event = self._publish(by, "case.shared", row.child, payload, basis="cwa-25-2")
         return self._done(event, "case.shared", row, reads)
 
     def review(self, by: Actor, case: str, decision: str, next_review: date | str | None = None) -> Done:
         """進行管理: the meeting's decision and the next review date."""
         if _blank(decision):
             raise refuse("missing_decision", "decision is required", "検討結果（方針）を入力してください", "decision")
-        when = _day(next_review)
+        when = _day(next_review, "next_review")
         today = day_of(self._now())
         if when is not None and when <= today:
             raise refuse(
@@ -554,7 +568,7 @@ class CaseWork:
                 "wishes, issues and supports are required",
                 f"{'・'.join(missing)}を入力してください",
             )
-        due = _day(review_due)
+        due = _day(review_due, "review_due")
         if due is None:
             raise refuse(
                 "missing_review_due",
@@ -687,7 +701,7 @@ class CaseWork:
                 f"共有先「{'、'.join(unknown)}」はハブに登録された機関ではありません",
                 "recipients",
             )
-        until = _day(valid_until)
+        until = _day(valid_until, "valid_until")
         if until is not None and until <= day_of(self._now()):
             raise refuse(
                 "consent_expired",

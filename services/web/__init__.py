@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from services.web.cases import router as cases_router
 from services.web.centre import router as centre_router
 from services.web.emergency import router as emergency_router
 from services.web.pages import router as pages_router
@@ -35,4 +36,5 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(centre_router)
     app.include_router(plans_router)
     app.include_router(emergency_router)
+    app.include_router(cases_router)
     install_security(app, settings)

@@ -37,12 +37,14 @@ def page(
     request: Request, template: str, person: Person | None, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
     """Render ``template`` in the layout: the person, their organisation and role in the header, the CSRF token
-    for every form, and the Japanese words."""
+    for every form, the Japanese words, and the confirmation of what the person just did (``flash``, set by a
+    form before it redirects; shown once)."""
     hub: Hub = request.app.state.hub
     orgs = hub.orgs()
     org = orgs.get(person.org) if person else None
     nav_home = ORG_HOME.get(org.type if org else "", "other")
     csrftoken = request.scope.get("csrftoken")
+    flash = request.session.pop("flash", None) if person and "session" in request.scope else None
     return HTMLResponse(
         render(
             template,
@@ -55,6 +57,7 @@ def page(
             words=words,
             path=request.url.path,
             nav_home=nav_home,
+            flash=flash,
             **context,
         ),
         status_code=status_code,
