@@ -141,3 +141,45 @@ def test_a_case_form_without_its_token_is_refused(server, page):
     assert response.status_code == 403
     page.goto(f"{server.base}/ui/cases/K-2026-014")
     assert "トークンなし" not in page.locator("main").inner_text()
+
+
+def test_the_caseworker_changes_the_type_shares_a_proposal_and_transfers_a_case(server, page):
+    sign_in(page, server.base, re.compile("佐藤 花子"))
+    page.goto(f"{server.base}/ui/cases/new?child={CHILD}")
+    page.get_by_label("要保護児童").check()
+    page.get_by_label("相談種別").select_option(label="養育不適切（ネグレクト傾向）")
+    page.get_by_label(re.compile("ケース番号")).fill("K-2026-WEB-2")
+    page.get_by_role("button", name="ケースを登録する").click()
+    page.wait_for_url(f"{server.base}/ui/cases/K-2026-WEB-2")
+
+    page.get_by_label("新しい相談種別").select_option(label="養育不適切（ネグレクト傾向）（現在）")
+    page.get_by_role("button", name="相談種別を変更する").click()  # the same type: the command refuses it
+    assert "相談種別はすでに" in page.locator("#type-case_type-error").inner_text()
+    page.get_by_label("新しい相談種別").select_option(label="虐待（ネグレクト）")
+    page.get_by_role("button", name="相談種別を変更する").click()
+    page.wait_for_url(f"{server.base}/ui/cases/K-2026-WEB-2")
+    assert "虐待（ネグレクト）" in page.get_by_role("status").first.inner_text()
+    assert "変更の経過" in page.locator(".case-facts").inner_text()
+
+    page.get_by_label("共有する内容").fill("次回会議では見守りの継続を提案します。")
+    page.get_by_label(re.compile("会議前の提案")).check()
+    page.get_by_role("button", name="メンバーに共有する").click()  # a proposal without its meeting's date
+    assert "会議の日付を入力してください" in page.locator("#share-meeting_date-error").inner_text()
+    assert page.get_by_label(re.compile("会議前の提案")).is_checked()  # nothing lost
+    page.get_by_label("会議の日付（提案のとき）").fill("2099-01-20")
+    page.get_by_role("button", name="メンバーに共有する").click()
+    page.wait_for_url(f"{server.base}/ui/cases/K-2026-WEB-2")
+    history = page.locator(".timeline").inner_text()
+    assert "会議前の提案" in history and "2099-01-20" in history
+
+    page.get_by_role("button", name="移管する").click()
+    assert "移管先のこども家庭センターを選んでください" in page.get_by_role("alert").inner_text()
+    page.get_by_label("移管先のこども家庭センター").select_option(label="大分市こども家庭センター")
+    page.get_by_role("button", name="移管する").click()
+    page.wait_for_url(f"{server.base}/ui/cases/K-2026-WEB-2")
+    assert "大分市こども家庭センターへ移管しました" in page.get_by_role("status").first.inner_text()
+    assert "移管" in page.locator(".case-facts").inner_text()
+    assert page.get_by_role("button", name="メンバーに共有する").count() == 0  # only closing is left
+    assert page.get_by_role("button", name="終結する").is_visible()
+    assert_accessible(page, "transferred case")
+    shoot(page, "k09-transferred-case")
