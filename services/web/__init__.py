@@ -15,6 +15,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from services.web.admin import router as admin_router
+from services.web.audit import router as audit_router
 from services.web.centre import router as centre_router
 from services.web.pages import router as pages_router
 from services.web.schools import router as schools_router
@@ -31,4 +33,6 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(pages_router)
     app.include_router(schools_router)
     app.include_router(centre_router)
+    app.include_router(audit_router)
+    app.include_router(admin_router)
     install_security(app, settings)
