@@ -97,6 +97,7 @@ ROLE_JA = {  # services.auth.tokens.ROLES
     "provider_staff": "事業者の職員",
     "clerk": "事務職員",
     "auditor": "監査担当",
+    "hub_admin": "ハブの管理者",
     "adapter": "連携システム",
 }
 
@@ -134,6 +135,13 @@ RULE_JA: dict[str, tuple[str, str]] = {
         "緊急時の例外",
         "お子さまの生命・身体を守るため緊急に必要な場合（個人情報保護法 第27条第1項第2号・第69条第2項第4号）",
     ),
+}
+
+SETTING_JA = {  # consent.model.Settings (policy.md, "Settings")
+    "integrated_center": "こども家庭センターの一体的運営（児童福祉・母子保健）",
+    "joint_ledger": "児童相談所との共同管理台帳",
+    "emergency_hours": "緊急時の閲覧を認める時間（時間）",
+    "monthly_report_due_day": "月次報告の提出期限（毎月の日）",
 }
 
 FINDING_JA = {"justified": "正当", "not_justified": "正当でない", "needs_follow_up": "要フォローアップ"}

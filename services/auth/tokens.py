@@ -21,14 +21,15 @@ role (a person signed in through OpenID Connect, or ``tsunagu token issue``)    
 caseworker, health_nurse, supervisor, teacher, school_admin, nursery_staff, provider_staff,   ``read publish``
 clerk
 auditor                                                                                       ``read audit``
+hub_admin (the hub's administrator: organisations, settings, clients; reads no child)         ``admin``
 adapter (``tsunagu token issue --role adapter``; clients get the scopes they were registered  ``publish``
 with)
 ===========================================================================================  ====================
 
 ``publish``: publish events and change case work; ``read``: timelines, ledgers, the agenda, lists; ``audit``:
-the auditors' endpoints (access records, replay); ``admin``: administration of the hub. No role gets ``admin`` by
-default: it is given explicitly, to a machine client (``clients add --scopes admin``) or a development token
-(``token issue --scope admin``). An auditor's ``read`` lets an auditor *ask*: the read policy refuses case
+the auditors' endpoints (access records, replay); ``admin``: administration of the hub. Only the role
+``hub_admin`` gets ``admin``; otherwise it is given explicitly, to a machine client (``clients add --scopes
+admin``) or a development token (``token issue --scope admin``). An auditor's ``read`` lets an auditor *ask*: the read policy refuses case
 content to auditors, and records the refusal. Scopes say what a token may attempt; the read policy
 (``consent.policy``) still decides every read, never this module.
 
@@ -88,6 +89,7 @@ ROLES = frozenset(
         "provider_staff",
         "clerk",
         "auditor",
+        "hub_admin",  # the hub's administrator (organisations, settings, clients): scope admin only
         "adapter",  # machine accounts of adapters
     }
 )
@@ -102,6 +104,7 @@ SCOPES: dict[str, str] = {
 _STAFF = frozenset({"read", "publish"})
 ROLE_SCOPES: dict[str, frozenset[str]] = {role: _STAFF for role in ROLES} | {
     "auditor": frozenset({"read", "audit"}),
+    "hub_admin": frozenset({"admin"}),
     "adapter": frozenset({"publish"}),
 }
 """The scopes of a person acting in a role (the table in the module docstring)."""

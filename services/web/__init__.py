@@ -15,6 +15,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from services.web.admin import router as admin_router
+from services.web.audit import router as audit_router
 from services.web.cases import router as cases_router
 from services.web.centre import router as centre_router
 from services.web.emergency import router as emergency_router
@@ -37,4 +39,6 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(plans_router)
     app.include_router(emergency_router)
     app.include_router(cases_router)
+    app.include_router(audit_router)
+    app.include_router(admin_router)
     install_security(app, settings)
