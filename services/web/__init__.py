@@ -22,6 +22,7 @@ from services.web.centre import router as centre_router
 from services.web.emergency import router as emergency_router
 from services.web.pages import router as pages_router
 from services.web.plans import router as plans_router
+from services.web.providers import router as providers_router
 from services.web.schools import router as schools_router
 from services.web.security import install_security
 from services.web.session import WebSettings
@@ -38,6 +39,7 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(centre_router)
     app.include_router(plans_router)
     app.include_router(emergency_router)
+    app.include_router(providers_router)
     app.include_router(cases_router)
     app.include_router(audit_router)
     app.include_router(admin_router)

@@ -30,6 +30,7 @@ ORG_HOME = {  # what each kind of organisation does first (ui.md, "Screens, by w
     "child_guidance_center": "jiso",
     "school": "school",
     "nursery": "school",
+    "service_provider": "provider",
 }
 
 
