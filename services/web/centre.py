@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 from uuid import uuid5
 
-from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from events.clock import JST
 from events.problems import Rejected
@@ -36,6 +37,7 @@ from services.hub import Hub
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing import linking
 from services.web import words
+from services.web.cases import flash
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
 
@@ -222,14 +224,22 @@ def _org_names(hub: Hub) -> Callable[[str], str]:
     return lambda i: (orgs[i].name or i) if i in orgs else i
 
 
-@router.get("/ui/ledger", response_class=HTMLResponse)
-def ledger_page(request: Request) -> Response:
-    """The progress ledger (a 児童相談所: the joint ledger) as a table: filtered, sorted and paged on the server."""
-    person = signed_in(request)
-    if person is None:
-        return to_signin()
+JOINT_LEDGER = "/ui/joint-ledger"
+NOT_A_JISO = "共同管理台帳の更新と一時保護の記録は、児童相談所だけが行えます。"
+
+
+def _ledger_view(
+    request: Request,
+    person: Person,
+    query: LedgerQuery,
+    *,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The ledger's page: the progress ledger for a centre, the joint ledger (with its update and 一時保護 forms)
+    for a 児童相談所. ``errors`` and ``form``: a refused update, shown next to its row's fields."""
     hub: Hub = request.app.state.hub
-    query = LedgerQuery({k: v[:200] for k, v in request.query_params.items()})
     ledger, problem = _ledger(hub, person)
     if ledger is None:
         return refused(request, person, problem or "")
@@ -241,19 +251,22 @@ def ledger_page(request: Request) -> Response:
         query.page = pages
     shown = rows[(query.page - 1) * PAGE_SIZE : query.page * PAGE_SIZE]
     joint = ledger.kind == "joint"
+    errors = query.errors | (errors or {})
     return page(
         request,
         "web/ledger.html",
         person,
-        status_code=422 if query.errors else 200,
+        status_code=status_code if status_code != 200 else (422 if errors else 200),
         title="共同管理台帳" if joint else "進行管理台帳",
         joint=joint,
+        here=JOINT_LEDGER if joint else "/ui/ledger",
         rows=shown,
         total=len(rows),
         all_rows=len(ledger.rows),
         pages=pages,
         q=query,
-        errors=query.errors,
+        errors=errors,
+        form=form or {},
         on=on,
         STATUS_JA=STATUS_JA,
         CATEGORY_JA=CATEGORY_JA,
@@ -263,6 +276,113 @@ def ledger_page(request: Request) -> Response:
         ORDER_JA=ORDER_JA,
         SORTS={k: v[0] for k, v in SORTS.items()},
         reads=len(ledger.reads),
+    )
+
+
+def _query(request: Request) -> LedgerQuery:
+    return LedgerQuery({k: v[:200] for k, v in request.query_params.items()})
+
+
+@router.get("/ui/ledger", response_class=HTMLResponse)
+def ledger_page(request: Request) -> Response:
+    """The progress ledger as a table: filtered, sorted and paged on the server. A 児童相談所 has the joint ledger
+    instead, at its own address (the same page, with its forms)."""
+    person = signed_in(request)
+    if person is None:
+        return to_signin()
+    hub: Hub = request.app.state.hub
+    if org_type(hub, person) == JISO:
+        query = request.url.query
+        return RedirectResponse(JOINT_LEDGER + (f"?{query}" if query else ""), status_code=303)
+    return _ledger_view(request, person, _query(request))
+
+
+@router.get(JOINT_LEDGER, response_class=HTMLResponse)
+def joint_ledger_page(request: Request) -> Response:
+    """The joint ledger (共同管理台帳) of a 児童相談所: the same table as the progress ledger, with a form per case
+    to record its severity and status and to start or end 一時保護."""
+    person = signed_in(request)
+    if person is None:
+        return to_signin()
+    if org_type(request.app.state.hub, person) != JISO:
+        return refused(request, person, "共同管理台帳を開けるのは、児童相談所だけです。")
+    return _ledger_view(request, person, _query(request))
+
+
+def _joint_act(
+    request: Request,
+    case: str,
+    back: str,
+    field_names: tuple[str, ...],
+    form: dict[str, str],
+    command: Callable[[CaseWork, Actor], object],
+    message: str,
+    checks: dict[str, str] | None = None,
+) -> Response:
+    """One form of the joint ledger: the command as the 児童相談所; refused, the ledger again with the refusal next
+    to the row's field (``case-field``) and what was typed; done, the ledger with a confirmation."""
+    person = signed_in(request)
+    if person is None:
+        return to_signin()
+    hub: Hub = request.app.state.hub
+    if org_type(hub, person) != JISO:
+        return refused(request, person, NOT_A_JISO)
+    params = dict(parse_qsl(back[:1000]))
+    query = LedgerQuery({k: v[:200] for k, v in params.items()})
+    errors = {f"{case}-{k}": v for k, v in (checks or {}).items()}
+    if not errors:
+        try:
+            command(CaseWork(hub), Actor(person.org, person.role, person.user))
+        except Rejected as rejected:
+            for problem in rejected.problems:
+                key = f"{case}-{problem.field if problem.field in field_names else field_names[0]}"
+                errors[key] = f"{errors[key]}　{problem.message_ja}" if key in errors else problem.message_ja
+        else:
+            flash(request, message)
+            return RedirectResponse(JOINT_LEDGER + (f"?{query.query()}" if query.query() else ""), status_code=303)
+    kept = {f"{case}-{k}": v for k, v in form.items()}
+    return _ledger_view(request, person, query, errors=errors, form=kept, status_code=422)
+
+
+@router.post(JOINT_LEDGER + "/{case}/update", response_class=HTMLResponse)
+def update_joint_ledger(
+    request: Request,
+    case: str = Path(min_length=1, max_length=200),
+    severity: str = Form(default="", max_length=200),
+    status: str = Form(default="", max_length=200),
+    back: str = Form(default="", max_length=1000),
+) -> Response:
+    """共同管理台帳の更新: the case's severity (重症度) and status (状況), as ``CaseWork.update_ledger``."""
+    severity, status = severity.strip(), status.strip()
+    return _joint_act(
+        request,
+        case,
+        back,
+        ("severity", "status"),
+        {"severity": severity, "status": status},
+        lambda work, by: work.update_ledger(by, case, severity=severity or None, status=status or None),
+        f"ケース {case} の重症度・状況を共同管理台帳に記録しました。",
+    )
+
+
+@router.post(JOINT_LEDGER + "/{case}/protection", response_class=HTMLResponse)
+def record_protection(
+    request: Request,
+    case: str = Path(min_length=1, max_length=200),
+    action: str = Form(default="", max_length=20),
+    back: str = Form(default="", max_length=1000),
+) -> Response:
+    """一時保護の開始・解除, as ``CaseWork.protection``."""
+    started = action == "start"
+    return _joint_act(
+        request,
+        case,
+        back,
+        ("protection",),
+        {},
+        lambda work, by: work.protection(by, case, started=started),
+        f"ケース {case} の一時保護の{'開始' if started else '解除'}を記録しました。",
+        checks=None if action in ("start", "end") else {"protection": "一時保護の開始か解除かを選んでください"},
     )
 
 
