@@ -6,26 +6,12 @@ publish-time checks. Times are the events' ``at``; events may have been recorded
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from events.kinds import as_datetime
 from events.model import Recorded
-
-
-def _by_time(events: Iterable[Recorded]) -> list[Recorded]:
-    return sorted(events, key=lambda e: (e.at, e.position))
-
-
-def residence_at(events: Sequence[Recorded], when: datetime) -> str | None:
-    """The municipality code where the child lived at ``when``: the latest ``child.registered`` or
-    ``residence.changed`` whose ``at`` is not after ``when`` (住民記録 as of the event's time)."""
-    current = None
-    for e in _by_time(e for e in events if e.kind in ("child.registered", "residence.changed")):
-        if e.at <= when:
-            current = str(e.payload["residence"])
-    return current
 
 
 @dataclass

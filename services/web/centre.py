@@ -87,6 +87,17 @@ def org_type(hub: Hub, person: Person) -> str:
     return org.type if org else ""
 
 
+def _centre_person(request: Request, refusal: str) -> Person | Response:
+    """The signed-in person of a こども家庭センター; otherwise the response to give instead (the sign-in page, or
+    ``refusal`` as a 403 page)."""
+    person = signed_in(request)
+    if person is None:
+        return to_signin()
+    if org_type(request.app.state.hub, person) != CENTER:
+        return refused(request, person, refusal)
+    return person
+
+
 # --- The progress ledger (進行管理台帳) and the joint ledger (共同管理台帳) ---------------------------------------
 
 
@@ -670,12 +681,9 @@ def _lists_page(
 def lists_page(request: Request) -> Response:
     """The children the centre listed at schools and nurseries (by the school's number, from which month), with
     the school's latest monthly report; forms to list a child and to remove a listing."""
-    person = signed_in(request)
-    if person is None:
-        return to_signin()
-    hub: Hub = request.app.state.hub
-    if org_type(hub, person) != CENTER:
-        return refused(request, person, "対象名簿は、こども家庭センターだけが使えます。")
+    person = _centre_person(request, "対象名簿は、こども家庭センターだけが使えます。")
+    if isinstance(person, Response):
+        return person
     return _lists_page(request, person)
 
 
@@ -708,12 +716,10 @@ def list_child(
     child: str = Form(default="", max_length=200),
     from_month: str = Form(default="", max_length=20),
 ) -> Response:
-    person = signed_in(request)
-    if person is None:
-        return to_signin()
+    person = _centre_person(request, "対象名簿は、こども家庭センターだけが使えます。")
+    if isinstance(person, Response):
+        return person
     hub: Hub = request.app.state.hub
-    if org_type(hub, person) != CENTER:
-        return refused(request, person, "対象名簿は、こども家庭センターだけが使えます。")
     form = {
         "school": school.strip(),
         "student_no": student_no.strip(),
@@ -748,12 +754,10 @@ def unlist_child(
     student_no: str = Form(default="", max_length=200),
     child: str = Form(default="", max_length=200),
 ) -> Response:
-    person = signed_in(request)
-    if person is None:
-        return to_signin()
+    person = _centre_person(request, "対象名簿は、こども家庭センターだけが使えます。")
+    if isinstance(person, Response):
+        return person
     hub: Hub = request.app.state.hub
-    if org_type(hub, person) != CENTER:
-        return refused(request, person, "対象名簿は、こども家庭センターだけが使えます。")
     if not (school and student_no and child):
         return _lists_page(request, person, status_code=422, errors={"remove": "削除する登録を選んでください"})
     problems = _publish_listing(hub, person, "target_list.removed", child, {"school": school, "student_no": student_no})
