@@ -167,8 +167,8 @@ class CaseRow:
 
     @property
     def needs_attention(self) -> bool:
-        """New alerts or concerns since the last review (要検討)."""
-        return bool(self.open_alerts or self.concerns)
+        """New alerts or concerns, or a 一時保護 started, since the last review (要検討)."""
+        return bool(self.open_alerts or self.concerns) or any(c["kind"] == "protection.started" for c in self.changes)
 
     def overdue_days(self, on: date) -> int:
         return (on - date.fromisoformat(self.next_review)).days

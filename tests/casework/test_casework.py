@@ -895,3 +895,28 @@ def test_an_erased_childs_case_leaves_the_ledgers_and_the_agenda(world, clock):
     )
     assert {r.case for r in views.progress_ledger("beppu-center").rows} == {"K2"}
     assert hub.verify().ok
+
+
+def test_a_protection_started_since_the_last_review_puts_the_case_under_attention(world, clock):
+    hub = world(Settings(joint_ledger=True))
+    cw, views = CaseWork(hub), CaseViews(hub)
+    move(clock, "2026-04-01")
+    child(hub, clock, "c1")
+    move(clock, "2026-04-02")
+    cw.register(BEPPU, child="c1", category="youhogo", case_type="abuse_physical", case="K1")
+    move(clock, "2026-05-01")
+    agenda = views.agenda("beppu-center", date(2026, 12, 31))
+    assert [r.case for r in agenda.confirmation] == ["K1"] and not agenda.attention  # stable: 確認のみ
+    move(clock, "2026-05-10")
+    cw.protection(JISO, "K1", started=True)
+    move(clock, "2026-05-11")
+    agenda = views.agenda("beppu-center", date(2026, 12, 31))
+    assert [r.case for r in agenda.attention] == ["K1"] and not agenda.confirmation
+    [started] = [c for c in agenda.attention[0].changes if c["kind"] == "protection.started"]
+    assert started["source"] == "chuo-jiso"
+    # taken up at a review: no longer 要検討 for that reason
+    move(clock, "2026-05-20")
+    cw.review(BEPPU, "K1", decision="一時保護中の状況を確認", next_review="2026-08-20")
+    move(clock, "2026-05-21")
+    agenda = views.agenda("beppu-center", date(2026, 12, 31))
+    assert [r.case for r in agenda.confirmation] == ["K1"] and not agenda.attention
