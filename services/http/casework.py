@@ -118,6 +118,10 @@ class MemberIn(BaseModel):
 
 class ShareIn(BaseModel):
     summary: Text
+    proposal: bool = Field(
+        default=False, description="The centre's proposal for a case 確認のみ at a meeting; names meeting_date."
+    )
+    meeting_date: Day | None = Field(default=None, description="The meeting's date; required with proposal.")
 
 
 class ReviewIn(BaseModel):
@@ -174,7 +178,13 @@ def remove_member(
 @router.post("/cases/{case}/shares", status_code=201, response_model=DoneOut, responses=ERRORS)
 def share(case: CaseId, body: ShareIn, member: PublishDep, hub: HubDep) -> DoneOut:
     """Share with the case's members (case.shared, basis cwa-25-2)."""
-    return _done(_run(lambda: CaseWork(hub).share(_actor(member), case, body.summary)))
+    return _done(
+        _run(
+            lambda: CaseWork(hub).share(
+                _actor(member), case, body.summary, proposal=body.proposal, meeting_date=body.meeting_date
+            )
+        )
+    )
 
 
 @router.post("/cases/{case}/reviews", status_code=201, response_model=DoneOut, responses=ERRORS)

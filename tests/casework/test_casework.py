@@ -920,3 +920,42 @@ def test_a_protection_started_since_the_last_review_puts_the_case_under_attentio
     move(clock, "2026-05-21")
     agenda = views.agenda("beppu-center", date(2026, 12, 31))
     assert [r.case for r in agenda.confirmation] == ["K1"] and not agenda.attention
+
+
+def test_sharing_over_http_as_a_proposal_names_its_meeting(world, clock, keys):
+    """``POST /v1/cases/{case}/shares`` takes ``proposal`` and ``meeting_date`` as the web form does; a proposal
+    without its meeting's date is 422 naming the field."""
+    hub = world()
+    issuer, verifier = keys
+    move(clock, "2026-04-01")
+    child(hub, clock, "c1")
+    headers = {"Authorization": f"Bearer {issuer.issue(org='beppu-center', role='caseworker', user='tester')}"}
+    with TestClient(create_app(hub, verifier)) as client:
+        body = {"child": "c1", "category": "youshien", "case_type": "neglect", "case": "K1"}
+        assert client.post("/v1/cases", json=body, headers=headers).status_code == 201
+        response = client.post("/v1/cases/K1/shares", json={"summary": "見守り継続", "proposal": True}, headers=headers)
+        assert response.status_code == 422 and response.json()["error"]["field"] == "meeting_date", response.text
+        assert "会議の日付" in response.json()["error"]["message_ja"]
+        response = client.post(
+            "/v1/cases/K1/shares",
+            json={"summary": "見守り継続を提案", "proposal": True, "meeting_date": "2026-04-20"},
+            headers=headers,
+        )
+        assert response.status_code == 201, response.text
+        response = client.post("/v1/cases/K1/shares", json={"summary": "通常の共有"}, headers=headers)
+        assert response.status_code == 201, response.text
+        response = client.post(
+            "/v1/cases/K1/shares",
+            json={"summary": "s", "proposal": True, "meeting_date": "9999-12-31"},
+            headers=headers,
+        )
+        assert response.status_code == 422 and response.json()["error"]["field"] == "meeting_date"
+    shared = [
+        e
+        for e in hub.timeline(org="beppu-center", role="caseworker", child="c1", purpose="support").entries
+        if e.kind == "case.shared"
+    ]
+    assert [(e.payload.get("proposal"), e.payload.get("meeting_date")) for e in shared] == [
+        (True, "2026-04-20"),
+        (None, None),
+    ]
