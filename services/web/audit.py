@@ -18,10 +18,13 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from consent.model import Settings
+from consent.policy import POLICY_V1, POLICY_V2
 from events.labels import FINDING_JA, PURPOSE_JA, RULE_BADGE_JA, RULE_JA, SETTING_JA
 from events.problems import Rejected
 from services.audit.anchors import AnchorError, anchor
 from services.audit.disclosure import REFUSAL_JA
+from services.audit.models import ChangedRead
 from services.audit.queries import RULES, NotFound, Period
 from services.audit.replay import FAULT_JA, verify
 from services.audit.service import Auditing
@@ -43,6 +46,9 @@ FIELD_JA = {  # the fields of the auditors' forms, for errors
     "note": "所見",
     "reviewer": "確認者",
     "child": "児童",
+    "mode": "比べる内容",
+    "setting": "設定",
+    "value": "新しい値",
 }
 
 
@@ -384,3 +390,111 @@ def verify_log(request: Request) -> Response:
         unreplayable=report.unreplayable,
     )
     return _log_page(request, person, report=report)
+
+
+# --- Policy impact -----------------------------------------------------------------------------------------------
+
+MODES = {"version": "読み取り規則の第1版と第2版（現行）の比較", "settings": "設定を変えた場合"}
+
+
+def _impact_value(setting: str, value: str) -> Any:
+    """The form's text as the setting's type: true/false for a switch, an integer for a number; the text as it is
+    when it is neither (``settings_changes`` then names it)."""
+    default = getattr(Settings(), setting, None)
+    text = value.strip()
+    if isinstance(default, bool):
+        return {"true": True, "false": False}.get(text, text)
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return text
+
+
+def impact_tally(changed: list[ChangedRead]) -> list[dict[str, Any]]:
+    """Per child and reading organisation: how many reads would be decided otherwise, and how many entries would be
+    shown that were not (gained), no longer shown (lost), or shown under another rule or redaction (other); reads
+    refused or allowed the other way are counted apart. Counts only: never an entry's content."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in changed:
+        row = rows.setdefault(
+            (c.child, c.reader.org),
+            {
+                "child": c.child,
+                "org": c.reader.org,
+                "org_name": c.reader.org_name or c.reader.org,
+                "org_type": c.reader.org_type,
+                "reads": 0,
+                "gained": 0,
+                "lost": 0,
+                "other": 0,
+                "refusals": 0,
+            },
+        )
+        row["reads"] += 1
+        row["refusals"] += int(c.before.allowed != c.after.allowed)
+        for e in c.events:
+            key = "gained" if e.before is None else "lost" if e.after is None else "other"
+            row[key] += 1
+    return sorted(rows.values(), key=lambda r: (r["child"], r["org_name"]))
+
+
+@router.get("/ui/audit/impact", response_class=HTMLResponse)
+def policy_impact(
+    request: Request,
+    mode: str = Query(default="", max_length=20),
+    since: str = Query(default="", max_length=40),
+    until: str = Query(default="", max_length=40),
+    setting: str = Query(default="", max_length=60),
+    value: str = Query(default="", max_length=40),
+) -> Response:
+    """What would change for the reads of a period under policy version 1 instead of 2, or under a changed
+    setting (``Auditing.policy_impact``, the CLI's ``tsunagu audit policy-impact``): per child and organisation,
+    counts of reads and entries decided otherwise. Without ``mode``, the form only."""
+    person, refusal = _auditor(request)
+    if person is None:
+        return refusal  # type: ignore[return-value]
+    errors: dict[str, str] = {}
+    result = None
+    if mode:
+        period, errors = _run(lambda: Period.of(since or None, until or None))
+        changes: dict[str, Any] = {}
+        version = None
+        if mode == "version":
+            version = POLICY_V1
+        elif mode == "settings":
+            if setting not in SETTING_JA:
+                errors["setting"] = "変更する設定を一覧から選んでください"
+            elif not value.strip():
+                errors["value"] = "新しい値を入力してください"
+            else:
+                changes = {setting: _impact_value(setting, value)}
+        else:
+            errors["mode"] = "比べる内容を選んでください"
+        if not errors:
+            auditing = _auditing(request)
+            result, problems = _run(
+                lambda: auditing.policy_impact(period or Period(), changes, actor=_actor(person), version=version)
+            )
+            for name, message in problems.items():  # settings.NAME: the value's field
+                errors["value" if name.startswith("settings") else name] = message.split(": ", 1)[-1]
+    choices = [(name, text) for name, text in SETTING_JA.items()]
+    current = request.app.state.hub.settings
+    return page(
+        request,
+        "web/audit_impact.html",
+        person,
+        status_code=422 if errors else 200,
+        title="規則・設定の変更による影響",
+        q={"mode": mode, "since": since, "until": until, "setting": setting, "value": value},
+        errors=errors,
+        result=result,
+        tally=impact_tally(result.changed) if result else [],
+        MODES=MODES,
+        SETTING_CHOICES=choices,
+        SETTING_JA=SETTING_JA,
+        current={name: getattr(current, name) for name in SETTING_JA},
+        V1=POLICY_V1,
+        V2=POLICY_V2,
+    )
