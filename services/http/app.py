@@ -362,6 +362,9 @@ ROUTERS.append(settings_router)
 from services.http.imports import router as imports_router  # noqa: E402  取り込み: files from adapters
 
 ROUTERS.append(imports_router)
+from services.http.shared import router as shared_router  # noqa: E402  共有した記録の閲覧状況: who read what we shared
+
+ROUTERS.append(shared_router)
 
 
 # --- The app ------------------------------------------------------------------------------------------------

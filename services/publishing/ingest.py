@@ -35,6 +35,7 @@ from events.streams import stream_versions
 from services.administration.settings import SettingsSource
 from services.projections.admission_facts import facts_from_log
 from services.projections.cases import plan_entries_from_log
+from services.projections.published import published_children_from_log
 from services.publishing.admitting import admission_needs
 from services.publishing.attempt import Attempt, Work
 from services.publishing.batch import Batch
@@ -57,11 +58,13 @@ class Ingest:
         if store.format < STORE_FORMAT:
             # Written before the children's facts of policy version 2 and the plan index were kept (or under
             # version 1): make them from the log, the facts with authority only.
+            # Format 4 adds the children per publishing organisation (what we shared, and who read it).
             orgs = store.registry().orgs
-            rebuilt = [
-                *facts_from_log(store.recorder, store.mapper, orgs, self.settings),
-                *plan_entries_from_log(store.recorder, store.mapper),
-            ]
+            rebuilt: list[Any] = []
+            if store.format < 3:
+                rebuilt += facts_from_log(store.recorder, store.mapper, orgs, self.settings)
+                rebuilt += plan_entries_from_log(store.recorder, store.mapper)
+            rebuilt += published_children_from_log(store.recorder, store.mapper)
             for aggregate in rebuilt:
                 try:
                     store.save(aggregate)

@@ -26,6 +26,7 @@ from services.web.providers import router as providers_router
 from services.web.schools import router as schools_router
 from services.web.security import install_security
 from services.web.session import WebSettings
+from services.web.shared import router as shared_router
 from services.web.signin import install_signin
 
 
@@ -43,4 +44,5 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(cases_router)
     app.include_router(audit_router)
     app.include_router(admin_router)
+    app.include_router(shared_router)
     install_security(app, settings)

@@ -20,6 +20,7 @@ from services.projections.admission_facts import CHILD_FACTS, ChildFacts, child_
 from services.projections.cases import CASE_INDEX, CaseEntry, CenterCases, PlanEntry, case_index_needs
 from services.projections.identity_links import IDENTITY_LINKS, IdentityLink, identity_link_needs
 from services.projections.indexes import INDEXES
+from services.projections.published import PUBLISHED_CHILDREN, PublishedChildren, published_needs
 from services.projections.rosters import (
     SCHOOL_LISTS,
     CenterLists,
@@ -114,6 +115,11 @@ def test_the_child_facts_are_needed_for_a_fact_only():
     assert child_facts_needs(NOTE, ORGS) == child_facts_needs(DAILY, ORGS) == []
 
 
+def test_the_publishers_index_is_needed_for_every_event_of_a_child():
+    assert published_needs(NOTE, ORGS) == [PublishedChildren.create_id("beppu-center")]
+    assert published_needs(MONTHLY, ORGS) == [PublishedChildren.create_id("beppu-es-1")]
+
+
 def dict_replace(e: Recorded, **fields: Any) -> Recorded:
     copy = e.placed(e.position)
     copy.__dict__.update(fields)
@@ -168,7 +174,7 @@ SEQUENCE = [
 
 @pytest.mark.parametrize("projection", INDEXES, ids=lambda p: p.apply.__name__)
 def test_applying_a_projection_touches_only_what_it_declared(projection):
-    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS} == set(INDEXES)
+    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, PUBLISHED_CHILDREN} == set(INDEXES)
     unit_of_work = NotingUnitOfWork()
     for e in SEQUENCE:
         unit_of_work.touched.clear()

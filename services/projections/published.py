@@ -1,0 +1,81 @@
+"""Which children each organisation published about (発信元別の児童索引), kept with ``INDEXES``.
+
+A lookup only: per publishing organisation (an event's ``source``), the hub ids of the children it published at
+least one event about, with the ``at`` of the first. It answers "whose records hold what this organisation
+shared?" for ``services.audit.shared_reads`` (what we shared, and who read it) without scanning the log: that
+service then loads only those children's streams and access logs. Identifiers only; it never decides access.
+
+One event per (organisation, child), the first time the organisation publishes about the child, carrying the
+child's id: sealed under the child's key (``events.sealing.key_scope``), so an erased child leaves the index with
+its key. Written in the publish transaction from the events as recorded (``services/projections/indexes.py``); a
+store written before it was kept gets it from the log (``published_children_from_log``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from events.envelope_ids import published_in_log
+from events.model import Org, Recorded
+from events.sealing import stream_id
+from events.store import HubStore, _CopiedOnWrite
+from services.projections.unit_of_work import Projection, UnitOfWork
+
+
+class PublishedChildren(_CopiedOnWrite, Aggregate):
+    """The children one organisation published about: child -> the ``at`` of its first event about the child.
+    Values are replaced, never changed in place (the store copies aggregates one level deep)."""
+
+    @staticmethod
+    def create_id(source: str) -> UUID:
+        return stream_id(f"published-children:{source}")
+
+    def __init__(self, source: str):
+        self.source = source
+        self.children: dict[str, str] = {}
+
+    @event("ChildIndexed")
+    def add_child(self, child: str, at: str) -> None:
+        self.children[child] = at
+
+
+def published_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
+    """The aggregate ``keep_published`` reads or writes for ``e``: its source's index."""
+    return [PublishedChildren.create_id(e.source)] if e.child else []
+
+
+def keep_published(e: Recorded, batch: UnitOfWork) -> None:
+    """Index: source -> the children it published about (``PUBLISHED_CHILDREN``)."""
+    if not e.child:
+        return
+    index = batch.get(PublishedChildren, e.source)
+    if e.child not in index.children:
+        index.add_child(child=e.child, at=e.at.isoformat())
+
+
+PUBLISHED_CHILDREN = Projection("children per publishing organisation", published_needs, keep_published)
+
+
+def published_children(store: HubStore, source: str) -> dict[str, str]:
+    """The children ``source`` published about (child -> first ``at``); empty when it published nothing."""
+    found = store.peek(PublishedChildren.create_id(source))
+    return dict(found.children) if found is not None else {}
+
+
+def published_children_from_log(recorder: Any, mapper: Any) -> list[PublishedChildren]:
+    """The index rebuilt from the log (a store written before it was kept)."""
+    indexes: dict[str, PublishedChildren] = {}
+    for published in published_in_log(recorder, mapper):
+        for e in published:
+            envelope = e.envelope
+            source, child = envelope.get("source"), envelope.get("child")
+            if not isinstance(source, str) or not isinstance(child, str) or not child:
+                continue
+            index = indexes.setdefault(source, PublishedChildren(source))
+            if child not in index.children:
+                index.add_child(child=child, at=str(envelope.get("at", "")))
+    return list(indexes.values())
