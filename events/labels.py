@@ -87,6 +87,17 @@ ORG_TYPE_JA = {  # events.model.ORG_TYPES
     "auditor": "監査担当",
 }
 
+ORG_FIELD_JA = {  # services.administration.organisations.OrgSpec: the fields of an organisations file
+    "id": "機関ID",
+    "type": "種類",
+    "name": "名称",
+    "municipality": "市町村コード",
+    "prefecture": "都道府県コード",
+    "covers": "管轄する市町村",
+    "regime": "公立・私立",
+    "code": "学校コード",
+}
+
 ROLE_JA = {  # services.auth.tokens.ROLES
     "caseworker": "児童福祉の担当職員",
     "health_nurse": "保健師",

@@ -116,7 +116,12 @@ def scope_text(scopes: Iterable[str]) -> str:
 
 
 class KeyFileError(Exception):
-    """The signing key file cannot be read, created or changed, or does not hold EC P-256 private keys."""
+    """The signing key file cannot be read, created or changed, or does not hold EC P-256 private keys.
+    ``message_ja``: the same in Japanese, for the administrator's page (the English message when not given)."""
+
+    def __init__(self, message: str, message_ja: str | None = None):
+        super().__init__(message)
+        self.message_ja = message_ja or message
 
 
 class InvalidToken(Exception):
@@ -319,11 +324,16 @@ class SigningKeys:
         infos = {info.kid: info for info in self.keys()}
         info = infos.get(kid)
         if info is None:
-            raise KeyFileError(f"no key {kid!r} in {self.path}; the keys are {', '.join(infos)}")
+            raise KeyFileError(
+                f"no key {kid!r} in {self.path}; the keys are {', '.join(infos)}",
+                f"署名鍵「{kid}」はありません（既に廃止されたか、別の鍵です）",
+            )
         if info.signing:
             raise KeyFileError(
                 f"key {kid} signs the hub's tokens now: rotate first ('tsunagu keys rotate'), "
-                f"then retire it once the tokens it signed have expired"
+                f"then retire it once the tokens it signed have expired",
+                f"署名鍵「{kid}」は現在トークンの署名に使われているため廃止できません。先に鍵を更新し、"
+                f"この鍵で署名されたトークンの有効期限が切れてから廃止してください",
             )
         if not force and info.replaced is not None:
             wait = info.replaced + ACCESS_TOKEN_LIFETIME + timedelta(seconds=LEEWAY_SECONDS) - self._utc_now()
@@ -331,7 +341,9 @@ class SigningKeys:
                 raise KeyFileError(
                     f"key {kid} stopped signing at {info.replaced.isoformat()}: tokens it signed may "
                     f"be in use for {int(wait.total_seconds()) + 1} more seconds (--force to retire "
-                    f"it anyway)"
+                    f"it anyway)",
+                    f"署名鍵「{kid}」で署名されたトークンがまだ有効な可能性があります。"
+                    f"あと {int(wait.total_seconds()) // 60 + 1} 分ほど待ってから廃止してください",
                 )
         self._write([(k, added) for k, added in keys if k.kid != kid])
         return info

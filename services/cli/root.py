@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-import yaml
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from rich.console import Console
 from rich.table import Table
@@ -18,6 +17,7 @@ from typer.core import TyperGroup
 
 from events.problems import Busy, Rejected
 from events.retry import RETRY_AFTER_SECONDS
+from services.administration.organisations import read_orgs_file
 from services.auth.tokens import DEFAULT_KEY_FILE, KEY_FILE_ENV, KeyFileError, SigningKeys, key_file_path
 from services.hub import Hub
 from services.runtime import tune_garbage_collector
@@ -110,12 +110,13 @@ def signing_keys(key_file: Path | None) -> SigningKeys:
 def orgs_load(file: Path, database: Database = None) -> None:
     """Register the organisations in FILE.yaml (a list, or a mapping with an 'orgs' list)."""
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+        data = file.read_bytes()
+    except OSError as error:
         fail(f"{file}: {error}")
-    items = data.get("orgs") if isinstance(data, dict) else data
-    if not isinstance(items, list):
-        fail(f"{file}: expected a list of organisations or a mapping with an 'orgs' list")
+    try:
+        items = read_orgs_file(data)
+    except Rejected as rejected:
+        fail(f"{file}: {rejected.problems[0].message} / {rejected.problems[0].message_ja}")
     hub = Hub(database)
     try:
         result = hub.load_orgs(items)

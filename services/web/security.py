@@ -31,7 +31,7 @@ HEADERS = {
 
 CSRF_COOKIE = "csrftoken"
 CHECKED_BY_ENDPOINT = "tsunagu.csrf_in_endpoint"
-UPLOADS = frozenset({"/ui/imports/monthly", "/ui/imports/daily"})
+UPLOADS = frozenset({"/ui/imports/monthly", "/ui/imports/daily", "/ui/admin/orgs/load"})
 """The forms that send a file (multipart): ``asgi-csrf`` cannot read such a body with the installed
 ``python-multipart``, so these endpoints check the token themselves (``multipart_token_ok``), and a multipart
 body sent anywhere else under ``/ui/`` is refused (``MultipartGuard``)."""

@@ -188,6 +188,24 @@ def test_the_administrator_sees_the_settings_history_and_changes_joint_ledger(se
     shown = json.loads(server.tsunagu("settings", "show", "--json").stdout)
     assert shown["settings"]["joint_ledger"] is (new == "true")
 
+    # The 児相's ledger page follows at once (same server, no restart), and back again.
+    jiso = page.context.browser.new_context(locale="ja-JP", timezone_id="Asia/Tokyo").new_page()
+    sign_in(jiso, server.base, re.compile("伊藤 健"))
+    for value in (new, current):
+        if value != new:
+            row = page.locator("#setting-joint_ledger")
+            row.get_by_label(re.compile("新しい値")).select_option(value)
+            row.get_by_role("button", name="変更する").click()
+            assert "変更しました" in page.get_by_role("status").inner_text()
+        jiso.goto(f"{server.base}/ui/joint-ledger")
+        text = jiso.locator("main").inner_text()
+        if value == "true":
+            assert "有効になっていません" not in text and "K-2026-014" in text, text
+        else:
+            assert "有効になっていません" in text and "K-2026-014" not in text, text
+        shoot(jiso, f"a11-joint-ledger-{'on' if value == 'true' else 'off'}")
+    jiso.context.close()
+
     # a bad value is named next to the field, nothing else changes
     row = page.locator("#setting-emergency_hours")
     row.get_by_label(re.compile("新しい値")).fill("1000")
