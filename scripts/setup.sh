@@ -4,7 +4,8 @@
 #     (re-installed only when pyproject.toml changed);
 #   - PostgreSQL server binaries (apt-get install postgresql) only when initdb is not found; java and npm for the
 #     throwaway Kafka broker (deploy/local-kafka.sh) only when they are not found; chromium and fonts-noto-cjk for
-#     the staff UI's browser tests only when they are not found.
+#     the staff UI's browser tests only when they are not found; redis-server for the tests of the rate limits
+#     shared by several API processes only when it is not found.
 # Quiet unless something fails; then it prints what failed and the tool's output.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -80,6 +81,8 @@ if [ -d tests/web ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   compgen -G '/usr/share/fonts/opentype/noto/NotoSansCJK-*' >/dev/null || missing+=(fonts-noto-cjk)
 fi
+# Several API processes share their rate limits in Redis (tests/http/test_workers.py starts a throwaway one).
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}"
   have_initdb || die "postgresql installed, but initdb is still not found"

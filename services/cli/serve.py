@@ -80,6 +80,16 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     database: Database = None,
     key_file: KeyFile = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes (uvicorn), each with its own hub on the same database "
+            "(services.http.asgi). Above 1: PostgreSQL, and TSUNAGU_RATE_LIMIT_STORAGE=async+redis://… so that "
+            "the workers share the rate limits; not with the development sign-in.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API (OpenAPI at /docs) and its token endpoint (/oauth/token). A key rotation in the key file
     is picked up without a restart."""
@@ -94,14 +104,18 @@ def serve(
         load_dev_users,
         loopback_only,
     )
-    from services.auth.oidc import OidcProvider, OidcSettings
-    from services.http.app import create_app
-    from services.web.session import CLIENT_SECRET_ENV, HTTPS_ENV, WebSettings, session_key_from
+    from services.auth.oidc import OidcSettings
+    from services.http.asgi import build_app
 
     if dev_oidc_enabled() and not loopback_only(host):
         fail(
             f"--host {host}: {LOOPBACK_ONLY_JA} (the development sign-in of {DEV_OIDC_ENV}=1 lets anyone sign in "
             f"as anyone: it is served on a loopback address only)"
+        )
+    if dev_oidc_enabled() and workers > 1:
+        fail(
+            f"--workers {workers}: the development sign-in of {DEV_OIDC_ENV}=1 keeps its key and sign-in codes in "
+            f"one process / 開発用ログインは1プロセスでのみ使えます (--workers 1)"
         )
     try:
         settings = OidcSettings.from_env()
@@ -111,35 +125,32 @@ def serve(
         raise  # unreachable: fail() exits
     if dev is not None:
         err.print(f"development sign-in (never in production) / 開発用ログイン: POST {dev.issuer}/token username=…")
-        settings = settings or dev.settings
-    issuer, verifier = _keys(key_file)
-    hub = _open_hub(database)
-    web = None
-    if settings is not None:  # the staff UI signs in at the same provider, as the hub's client (its audience)
-        web = WebSettings(
-            issuer=settings.issuer,
-            client_id=settings.audience,
-            client_secret=os.environ.get(CLIENT_SECRET_ENV) or None,
-            session_key=session_key_from(hub.store.keyring.stream_secret),
-            https=(os.environ.get(HTTPS_ENV) or "").strip().lower() in ("1", "true", "yes", "on"),
-        )
+    issuer, verifier = _keys(key_file)  # created here when missing, never by the workers
+    hub = _open_hub(database)  # checks the URL, brings the store to its format and seeds its settings, once
+    if settings is not None or dev is not None:
         err.print(f"staff UI / 職員向け画面: http://{host}:{port}/")
+    if workers > 1:
+        hub.close()
+        _serve_workers(host, port, workers, database, key_file_path(key_file))
+        return
     try:
-        uvicorn.run(
-            create_app(
-                hub,
-                verifier,
-                issuer=issuer,
-                dev_oidc=dev,
-                oidc=OidcProvider.from_settings(settings) if settings else None,
-                web=web,
-            ),
-            host=host,
-            port=port,
-            log_level="info",
-        )
+        uvicorn.run(build_app(hub, issuer, verifier, settings, dev), host=host, port=port, log_level="info")
     finally:
         hub.close()
+
+
+def _serve_workers(host: str, port: int, workers: int, database: str | None, key_file: Path) -> None:
+    """uvicorn with ``workers`` processes, each building its app with ``services.http.asgi.app_from_env``; the
+    options of this command reach them through the environment they inherit."""
+    import uvicorn
+
+    if database is not None:
+        os.environ["TSUNAGU_DATABASE_URL"] = database
+    os.environ[KEY_FILE_ENV] = str(key_file.resolve())
+    err.print(f"{workers} worker processes / ワーカープロセス {workers} 個")
+    uvicorn.run(
+        "services.http.asgi:app_from_env", factory=True, workers=workers, host=host, port=port, log_level="info"
+    )
 
 
 @token_app.command("issue")
