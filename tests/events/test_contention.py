@@ -252,30 +252,6 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
                 assert server.poll() is None and time.monotonic() < deadline, "a server did not start"
                 time.sleep(0.2)
 
-        worker = subprocess.Popen(
-            [
-                str(TSUNAGU),
-                "worker",
-                "ingest",
-                "--bootstrap",
-                kafka_server,
-                "--topic",
-                topic,
-                "--group",
-                f"test-{uuid.uuid4().hex[:8]}",
-                "--database",
-                postgres_url,
-                "--max-batch",
-                "10",
-                "--until-idle",
-                "5",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
         read = {"Authorization": f"Bearer {issuer.issue(org='beppu-center', role='caseworker', user='佐藤')}"}
         publish = {"Authorization": f"Bearer {issuer.issue(org='beppu-es-1', role='adapter', user='校務')}"}
         clients = [(bases, f"p{n}", read, publish, 24, 20.0) for n in range(10)]
@@ -287,6 +263,31 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
         ):
             running = pool.map_async(_run_client_args, clients)
             start_together.wait(timeout=90)
+            # The worker starts once every client is ready: under load, spawning the clients can outlast its
+            # idle stop (it reads the topic from the start, so nothing published before it joined is missed).
+            worker = subprocess.Popen(
+                [
+                    str(TSUNAGU),
+                    "worker",
+                    "ingest",
+                    "--bootstrap",
+                    kafka_server,
+                    "--topic",
+                    topic,
+                    "--group",
+                    f"test-{uuid.uuid4().hex[:8]}",
+                    "--database",
+                    postgres_url,
+                    "--max-batch",
+                    "10",
+                    "--until-idle",
+                    "5",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
             began = time.monotonic()
             for n in range(0, len(through_kafka), 10):  # the worker stores these while the clients run
                 assert {r.outcome for r in publisher.publish(through_kafka[n : n + 10])} == {"queued"}
