@@ -133,3 +133,79 @@ def test_a_protection_since_the_last_review_puts_the_case_under_discussion(world
     agenda = CaseViews(hub).agenda("beppu-center", date(2026, 6, 15))
     assert [r.case for r in agenda.attention] == ["K1"]
     assert agenda.attention[0].attention_reasons(date(2026, 6, 15)) == ["一時保護の開始"]
+
+
+@pytest.mark.http
+def test_inquiries_over_http_and_on_the_command_line(world, clock, keys, tmp_path):
+    import json
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from services.cli.root import app as cli_app
+    from services.http.app import create_app
+
+    hub = world()
+    setup_cases(hub, clock)
+    move(clock, "2026-06-01")
+    issuer, verifier = keys
+
+    def auth(org: str, role: str = "caseworker") -> dict[str, str]:
+        return {"Authorization": f"Bearer {issuer.issue(org=org, role=role, user='tester')}"}
+
+    with TestClient(create_app(hub, verifier)) as client:
+        body = {"meeting_date": "2026-06-15", "due": "2026-06-10"}
+        assert client.post("/v1/inquiries/rounds", json=body, headers=auth("beppu-es-1", "teacher")).status_code == 403
+        bad = client.post("/v1/inquiries/rounds", json=body | {"due": "2026-06-30"}, headers=auth("beppu-center"))
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "due"
+        sent = client.post("/v1/inquiries/rounds", json=body, headers=auth("beppu-center"))
+        assert sent.status_code == 201, sent.text and len(sent.json()["sent"]) == 3
+        response = client.get("/v1/inquiries/outstanding", headers=auth("beppu-center"))
+        assert [m["member"] for m in response.json()["members"]] == ["beppu-es-1", "hoikuen-a"]
+        inbox = client.get("/v1/inquiries", headers=auth("beppu-es-1", "teacher")).json()
+        assert [i["case"] for i in inbox["inquiries"]] == ["A", "B"] and len(inbox["access_records"]) == 2
+        first = inbox["inquiries"][0]["inquiry"]
+        # the nursery was not asked this one: the same 404 as for a made-up inquiry
+        other = client.post(
+            f"/v1/inquiries/{first}/answer", json={"no_change": True}, headers=auth("hoikuen-a", "nursery_staff")
+        )
+        made_up = client.post(
+            "/v1/inquiries/Q-nope/answer", json={"no_change": True}, headers=auth("hoikuen-a", "nursery_staff")
+        )
+        assert other.status_code == made_up.status_code == 404
+        assert other.text == made_up.text.replace("Q-nope", first)
+        bad = client.post(
+            f"/v1/inquiries/{first}/answer", json={"observations": ""}, headers=auth("beppu-es-1", "teacher")
+        )
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "observations"
+        done = client.post(
+            f"/v1/inquiries/{first}/answer", json={"no_change": True}, headers=auth("beppu-es-1", "teacher")
+        )
+        assert done.status_code == 201, done.text
+        assert client.get(f"/v1/inquiries/{first}", headers=auth("beppu-es-1", "teacher")).json()["answer"]["no_change"]
+        schema = client.get("/openapi.json").json()
+        assert {"/v1/inquiries", "/v1/inquiries/rounds", "/v1/inquiries/{inquiry}/answer"} <= set(schema["paths"])
+
+    # the command line, on a store of its own
+    runner = CliRunner()
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    from tests.casework.test_casework import ORGS as ALL_ORGS
+
+    (tmp_path / "orgs.json").write_text(json.dumps(ALL_ORGS), encoding="utf-8")
+
+    def cli(*args: str):
+        return runner.invoke(cli_app, [*args, "--database", database])
+
+    assert cli("orgs", "load", str(tmp_path / "orgs.json")).exit_code == 0
+    result = cli(
+        "inquiries", "round", "--center", "beppu-center", "--meeting-date", "2099-01-01", "--due", "2098-12-20"
+    )
+    assert result.exit_code == 0 and "0 件" in result.output, result.output
+    result = cli("inquiries", "round", "--center", "beppu-es-1", "--meeting-date", "2099-01-01", "--due", "2098-12-20")
+    assert result.exit_code == 1 and "センター" in result.output
+    result = cli("inquiries", "outstanding", "--center", "beppu-center", "--json")
+    assert result.exit_code == 0 and json.loads(result.output) == []
+    result = cli("inquiries", "inbox", "--org", "beppu-es-1", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["inquiries"] == []
+    result = cli("inquiries", "answer", "Q-nope", "--org", "beppu-es-1", "--no-change")
+    assert result.exit_code == 1 and "照会「Q-nope」" in result.output
