@@ -297,14 +297,16 @@ class Inquiries:
 
     # --- The member's side -----------------------------------------------------------------------------------
 
-    def inbox(self, by: Actor, *, answered: bool = False) -> tuple[list[InboxItem], list[str]]:
-        """The inquiries addressed to ``by.org`` (unanswered ones; with ``answered`` all), due first; each child
-        read once as the member."""
+    def inbox(self, by: Actor, *, answered: bool = False, only: str | None = None) -> tuple[list[InboxItem], list[str]]:
+        """The inquiries addressed to ``by.org`` (unanswered ones; with ``answered`` all; with ``only``, that one
+        inquiry), due first; each child shown read once as the member, and no other."""
         on = day_of(self.hub.clock())
         mine = [
             i
             for i in org_inquiries(self.hub.store, by.org).inquiries.values()
-            if i["member"] == by.org and (answered or i["answered_at"] is None)
+            if i["member"] == by.org
+            and (answered or i["answered_at"] is None)
+            and (only is None or i["inquiry"] == only)
         ]
         mine.sort(key=lambda i: (i["due"], i["meeting_date"], i["case"]))
         reads: list[str] = []
@@ -357,8 +359,8 @@ class Inquiries:
     def item(self, by: Actor, inquiry: str) -> tuple[InboxItem, list[str]]:
         """One inquiry of the member's inbox (answered or not), read as the member."""
         self._addressed(by, inquiry)
-        items, reads = self.inbox(by, answered=True)
-        found = next((i for i in items if i.inquiry == inquiry), None)
+        items, reads = self.inbox(by, answered=True, only=inquiry)
+        found = items[0] if items else None
         if found is None:
             raise refuse(
                 "unknown_inquiry",
