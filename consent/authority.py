@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from consent.facts import ChildFacts
 from consent.model import Settings
 from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
@@ -65,6 +66,8 @@ FACT_KINDS = frozenset(
         "consent.granted",
         "consent.withdrawn",
         "emergency.declared",
+        # 事前照会: who was asked decides who may answer (inquiry_answered)
+        "inquiry.sent",
     }
 )
 
@@ -432,6 +435,50 @@ def identity_link(e: Recorded, k: Known) -> None:
         raise _not_authorised(e, "a municipal centre (こども家庭センター)", "市町村のこども家庭センター")
 
 
+# --- 事前照会 (status inquiries before a meeting, meetings-and-services.md §1) -------------------------------------
+
+
+def _member_at(k: Known, case: str | None, org: str | None, when: datetime) -> bool:
+    """``org`` is assigned to ``case`` at ``when`` by the case's registrar (as rule CASE counts members)."""
+    found = ChildFacts.of(k.facts, registrar_only=True).cases.get(str(case))
+    return found is not None and org is not None and found.is_member(org, when)
+
+
+def inquiry_sent(e: Recorded, k: Known) -> None:
+    """事前照会 (児童福祉法 第25条の3, the council's request): from the case's registrar, under ``cwa-25-3``, ``to``
+    an organisation assigned to the case at ``at``. One message for every way it is not met."""
+    case = k.registration(e.case)
+    if case is None or case.source != e.source or e.basis != "cwa-25-3" or not _member_at(k, e.case, e.to, e.at):
+        raise _refuse(
+            "not_case_inquiry",
+            "to",
+            f"inquiry.sent for case {e.case!r} is accepted only from the centre that registered that case for this "
+            "child, under cwa-25-3, to a member of the case",
+            f"ケース「{e.case}」の事前照会を送れるのは、この児童についてそのケースを登録した調整機関だけで、"
+            "根拠は cwa-25-3、宛先 to はそのケースのメンバーです",
+        )
+
+
+def inquiry_answered(e: Recorded, k: Known) -> None:
+    """事前照会への回答 (第25条の3による提供): from the organisation asked (the ``to`` of the ``inquiry.sent`` named,
+    about this child), under ``cwa-25-3``, ``to`` the centre that asked. A later answer supersedes an earlier one
+    (the log keeps both). The same message whether the inquiry does not exist, is about another child, or was
+    sent to someone else."""
+    inquiry = str(e.payload["inquiry"])
+    sent = next(
+        (f for f in k.facts if f.kind == "inquiry.sent" and str(f.payload.get("inquiry")) == inquiry),
+        None,
+    )
+    if sent is None or sent.to != e.source or e.basis != "cwa-25-3" or e.to != sent.source:
+        raise _refuse(
+            "not_inquiry_addressee",
+            "payload.inquiry",
+            f"inquiry.answered for inquiry {inquiry!r} is accepted only from the organisation asked, under "
+            "cwa-25-3, to the centre that asked",
+            f"照会「{inquiry}」に回答できるのは照会を受けた機関だけで、根拠は cwa-25-3、宛先 to は照会したセンターです",
+        )
+
+
 AUTHORITY: dict[str, Callable[[Recorded, Known], None]] = {
     "child.registered": child_registered,
     "residence.changed": residence_changed,
@@ -452,6 +499,9 @@ AUTHORITY: dict[str, Callable[[Recorded, Known], None]] = {
     "emergency.declared": emergency_declared,
     "identity.linked": identity_link,
     "identity.unlinked": identity_link,
+    # 事前照会 (meetings-and-services.md §1)
+    "inquiry.sent": inquiry_sent,
+    "inquiry.answered": inquiry_answered,
 }
 
 

@@ -221,6 +221,47 @@ class EmergencyDeclared(Payload):
     reason: Annotated[str, Field(min_length=1, max_length=20_000, pattern=r"\S")]
 
 
+# Status inquiries before a meeting (事前照会, meetings-and-services.md §1)
+class InquiryAttendance(Payload):
+    """出欠 since the member's last answer: school days, absences, and of them those without contact."""
+
+    days: NonNegativeInt
+    absent: NonNegativeInt
+    absent_without_contact: NonNegativeInt
+
+    @model_validator(mode="after")
+    def _days_add_up(self) -> InquiryAttendance:
+        if self.absent > self.days:
+            raise ValueError("absent exceeds days (欠席日数 > 日数)")
+        if self.absent_without_contact > self.absent:
+            raise ValueError("absent_without_contact exceeds absent (うち連絡なし > 欠席日数)")
+        return self
+
+
+class InquirySent(CaseRef):
+    inquiry: Ident
+    meeting_date: Day
+    due: Day
+    questions: Text | None = None
+
+
+class InquiryAnswered(Payload):
+    inquiry: Ident
+    no_change: bool = False
+    attendance: InquiryAttendance | None = None
+    observations: str = Field(default="", max_length=20_000)
+    actions: str = Field(default="", max_length=20_000)
+    concerns: Text | None = None
+    safety_scale: Annotated[int, Field(ge=0, le=10, strict=True)] | None = None
+    checklist: list[Ident] | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> InquiryAnswered:
+        if not self.no_change and not self.observations.strip():
+            raise ValueError("observations are required unless no_change is ticked (変わりなし でなければ様子を記入)")
+        return self
+
+
 # The payload fields the rules read (policy.md, "Kinds"): residence, case and membership, consent, plans and
 # transfers. They are facts about who may read, not what happened to the child, so the store keeps them readable
 # after an erasure (events.sealing) and every past decision can still be replayed; every other payload field is
@@ -228,6 +269,7 @@ class EmergencyDeclared(Payload):
 POLICY_FIELDS = frozenset(
     {"residence", "case", "case_type", "member", "to", "valid_until", "consent", "plan", "recipients", "version", "org"}
 )
+POLICY_FIELDS |= {"inquiry"}  # 事前照会: the answer names its inquiry, which decides who may answer
 
 
 KINDS: dict[str, type[Payload]] = {
@@ -267,6 +309,9 @@ KINDS: dict[str, type[Payload]] = {
     "emergency.declared": EmergencyDeclared,
     "identity.linked": IdentityLink,
     "identity.unlinked": IdentityLink,
+    # 事前照会 (meetings-and-services.md §1)
+    "inquiry.sent": InquirySent,
+    "inquiry.answered": InquiryAnswered,
 }
 
 

@@ -49,6 +49,9 @@ KIND_JA = {
     "identity.linked": "番号の紐付け",
     "identity.unlinked": "紐付けの解除",
     "child.erased": "記録の消去",
+    # 事前照会 (meetings-and-services.md §1)
+    "inquiry.sent": "事前照会",
+    "inquiry.answered": "事前照会への回答",
 }
 
 CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}  # 要対協の区分
@@ -233,6 +236,28 @@ FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
     "consent": "同意",
     "urgent": "緊急",
     "urgent_reason": "緊急の理由",
+    # 事前照会 (meetings-and-services.md §1)
+    "inquiry": "照会",
+    "due": "回答期限",
+    "questions": "照会事項",
+    "no_change": "変わりなし",
+    "attendance": "出欠",
+    "actions": "対応したこと",
+    "concerns": "心配なこと",
+    "safety_scale": "安全の尺度（0〜10）",
+    "checklist": "在宅支援アセスメントのチェック項目",
+}
+
+# 在宅支援アセスメント: the items a member may tick in an answer to a status inquiry (inquiry.answered checklist)
+CHECKLIST_JA = {
+    "injury": "けが・あざ",
+    "hygiene": "衣服・身体の清潔",
+    "meals": "食事（空腹・給食の食べ方）",
+    "attendance": "登校・登園の不安定",
+    "mood": "表情・情緒の変化",
+    "fear_of_home": "帰宅を嫌がる",
+    "parent_contact": "保護者と連絡が取れない",
+    "parent_stress": "保護者の疲れ・不調",
 }
 
 

@@ -924,6 +924,71 @@ def _child_12() -> Story:
     )
     s.monthly(school, "2026-10-05 16:00", "2026-09", 20, 10, 10, 6, reasons=["連絡なし", "体調不良"])
     s.monthly(school, "2026-11-05 16:00", "2026-10", 21, 12, 9, 3, notes="教育支援センターに週2回通所を開始")
+    # 事前照会 for the December meeting: the board of education answered, the school has not (overdue)
+    for n, member in enumerate((school, "beppu-boe"), start=1):
+        s.case(
+            "inquiry.sent",
+            "2026-11-13 09:00",
+            k,
+            basis="cwa-25-3",
+            inquiry=f"Q-2026-12-024-{n}",
+            meeting_date="2026-12-11",
+            due="2026-11-20",
+            questions="11月の登校状況と、教育支援センターへの通所の様子を教えてください。",
+        )
+        s.events[-1]["to"] = member
+    s.add(
+        "inquiry.answered",
+        "beppu-boe",
+        "2026-11-19 15:00",
+        {
+            "inquiry": "Q-2026-12-024-2",
+            "no_change": False,
+            "observations": "教育支援センターに週2回通所が続いている。表情は明るくなってきた。",
+            "actions": "スクールソーシャルワーカーが月2回家庭訪問。",
+            "safety_scale": 6,
+        },
+        basis="cwa-25-3",
+        to=CENTER,
+    )
+    return s
+
+
+def _child_13() -> Story:
+    """小3: a 要支援 case whose member school answered the September round with a safety scale of 7 (事前照会);
+    the December round is left for the demo's visitors (and the browser journey) to send."""
+    s, k, school = Story("child-13"), "K-2026-033", "beppu-es-hamakaze"
+    s.registered("2026-04-01 09:00", "2017-10-02", "モリ ユイ")
+    s.enrolled(school, "2026-04-06 08:30", "2026-0233", "小学3年")
+    s.concern(school, "2026-06-30 16:00", "朝食を食べていないと話す日が週に何度かある。", ["空腹の訴え"])
+    s.case("case.registered", "2026-07-08 10:00", k, category="youshien", case_type="neglect")
+    s.case("case.member_assigned", "2026-07-08 10:05", k, member=school)
+    s.case(
+        "inquiry.sent",
+        "2026-09-01 09:00",
+        k,
+        basis="cwa-25-3",
+        inquiry="Q-2026-09-033-1",
+        meeting_date="2026-09-14",
+        due="2026-09-10",
+    )
+    s.events[-1]["to"] = school
+    s.add(
+        "inquiry.answered",
+        school,
+        "2026-09-08 16:00",
+        {
+            "inquiry": "Q-2026-09-033-1",
+            "no_change": False,
+            "observations": "2学期は毎日登校している。給食はよく食べる。",
+            "actions": "担任が朝の様子を見ている。",
+            "safety_scale": 7,
+            "attendance": {"days": 6, "absent": 0, "absent_without_contact": 0},
+        },
+        basis="cwa-25-3",
+        to=CENTER,
+    )
+    s.case("case.reviewed", "2026-09-14 14:00", k, decision="学校での見守りを継続。", next_review="2026-12-11")
     return s
 
 
@@ -940,6 +1005,7 @@ STORIES = (
     _child_10,
     _child_11,
     _child_12,
+    _child_13,
 )
 
 

@@ -7,8 +7,9 @@ Excel would take as a formula).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
+from typing import Any
 
 from events.labels import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, label
 from services.casework.csv_export import csv_bytes
@@ -35,6 +36,8 @@ CSV_HEADER = [
     "一時保護",
     "メンバー",
     "前回検討以降の変化",
+    "要検討の理由",
+    "事前照会への回答",
 ]
 
 
@@ -63,6 +66,35 @@ def alert_text(row: CaseRow) -> str:
 
 def concern_text(row: CaseRow) -> str:
     return "、".join(f"{c['at'][:10]} {c['summary']}" for c in row.concerns)
+
+
+def scale_text(answer: Mapping[str, Any]) -> str:
+    """安全の尺度 and its change from the member's previous answer, e.g. "4（前回 7 から −3）"."""
+    scale, previous, change = answer.get("safety_scale"), answer.get("previous_scale"), answer.get("change")
+    if scale is None:
+        return ""
+    if change is None:
+        return str(scale)
+    return f"{scale}（前回 {previous} から {'±' if change == 0 else f'{change:+d}'.replace('-', '−')}）"
+
+
+def answer_text(answer: Mapping[str, Any], name: Callable[[str], str] = str) -> str:
+    """One answer to a status inquiry in one line: who, when, the scale and its change, what was said."""
+    parts = [f"{answer['at'][:10]} {name(answer['by'])}"]
+    if answer.get("no_change"):
+        parts.append("変わりなし")
+    if answer.get("safety_scale") is not None:
+        parts.append(f"尺度 {scale_text(answer)}")
+    parts += [
+        f"{ja}: {answer[k]}"
+        for k, ja in (("observations", "様子"), ("actions", "対応"), ("concerns", "心配"))
+        if answer.get(k)
+    ]
+    return " ".join(parts)
+
+
+def answers_text(row: CaseRow) -> str:
+    return " / ".join(answer_text(a) for a in row.answers)
 
 
 def changes_text(row: CaseRow) -> str:
@@ -96,6 +128,8 @@ def agenda_csv(agenda: Agenda) -> bytes:
                 "一時保護中" if r.protection else "",
                 "、".join(r.members),
                 changes_text(r),
+                "、".join(r.attention_reasons(on)),
+                answers_text(r),
             )
             for group, rows in (("attention", agenda.attention), ("confirmation", agenda.confirmation))
             for r in rows
@@ -115,7 +149,11 @@ def agenda_html(agenda: Agenda, names: Mapping[str, str] | None = None) -> str:
         on=on,
         name=lambda o: names.get(o, o),
         groups=[
-            ("attention", "要検討（前回検討以降に新しい警告・気づきがあるケース）", agenda.attention),
+            (
+                "attention",
+                "要検討（前回検討以降に警告・気づき・一時保護・評価の変化や照会への心配な回答があるケース）",
+                agenda.attention,
+            ),
             ("confirmation", "確認のみ（前回検討以降に大きな変化のないケース）", agenda.confirmation),
         ],
         category=lambda c: label(CATEGORY_JA, c),
@@ -123,4 +161,5 @@ def agenda_html(agenda: Agenda, names: Mapping[str, str] | None = None) -> str:
         alert=lambda a: label(ALERT_JA, a),
         attendance=attendance_text,
         ledger=ledger_text,
+        answer=lambda a: answer_text(a, lambda o: names.get(o, o)),
     )

@@ -20,6 +20,7 @@ from events.kinds import as_datetime
 from events.labels import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, KIND_JA, ORG_TYPE_JA, STATUS_JA, label
 from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
+from services.casework.attention import answers_since, attention_reasons, inquiry_answers, standing_reasons
 from services.projections.cases import center_cases
 from services.reading.timeline import Timeline, TimelineEntry
 
@@ -160,6 +161,8 @@ class CaseRow:
     closed: dict[str, Any] | None = None  # {at, reason, meeting}
     transferred: dict[str, Any] | None = None  # {at, to}
     name_kana: str | None = None
+    answers: list[dict[str, Any]] = field(default_factory=list)  # answers to status inquiries since the last review
+    reasons: list[str] = field(default_factory=list)  # why to discuss it, whatever the meeting's day (attention.py)
 
     @property
     def since(self) -> str:
@@ -167,8 +170,12 @@ class CaseRow:
 
     @property
     def needs_attention(self) -> bool:
-        """New alerts or concerns, or a 一時保護 started, since the last review (要検討)."""
-        return bool(self.open_alerts or self.concerns) or any(c["kind"] == "protection.started" for c in self.changes)
+        """Something since the last review the meeting should discuss (要検討; the review's delay aside)."""
+        return bool(self.reasons)
+
+    def attention_reasons(self, on: date) -> list[str]:
+        """Why to discuss the case at the meeting on ``on`` (要検討), in the spec's order; none: 確認のみ."""
+        return attention_reasons(self.reasons, date.fromisoformat(self.next_review), on)
 
     def overdue_days(self, on: date) -> int:
         return (on - date.fromisoformat(self.next_review)).days
@@ -359,6 +366,9 @@ def build_row(
     since = entry_at(last_review) if last_review else entry_at(registered)
     next_review, default = _next_review_due(last_review, since)
     later = [e for e in entries if entry_at(e) > since and _case_of(e) in (None, case)]
+    alerts, concerns = _alerts(later), [change(e) for e in later if e.kind in CONCERN_KINDS]
+    answers = answers_since(inquiry_answers(entries, case, registrar), since)
+    reasons = standing_reasons(entries, case, orgs, since, alerts=alerts, concerns=concerns, answers=answers)
     return CaseRow(
         case=case,
         child=child,
@@ -373,14 +383,16 @@ def build_row(
         next_review=next_review.isoformat(),
         next_review_default=default,
         attendance=latest_attendance(entries),
-        open_alerts=_alerts(later),
-        concerns=[change(e) for e in later if e.kind in CONCERN_KINDS],
+        open_alerts=alerts,
+        concerns=concerns,
         ledger=_joint_ledger(entries, case, orgs),
         protection=_in_protection(entries, case),
         changes=[change(e) for e in later],
         closed=closed,
         transferred=transferred,
         name_kana=_name_kana(entries),
+        answers=answers,
+        reasons=reasons,
     )
 
 
@@ -497,7 +509,7 @@ class Agenda:
     org: str
     date: str
     t: str
-    attention: list[CaseRow]  # 要検討: new alerts or concerns since the last review
+    attention: list[CaseRow]  # 要検討: CaseRow.attention_reasons on the meeting's day
     confirmation: list[CaseRow]  # 確認のみ: stable
     reads: list[str] = field(default_factory=list)
 
@@ -505,7 +517,10 @@ class Agenda:
         on = date.fromisoformat(self.date)
 
         def item(row: CaseRow) -> dict[str, Any]:
-            return row.to_dict() | {"overdue_days": row.overdue_days(on)}
+            return row.to_dict() | {
+                "overdue_days": row.overdue_days(on),
+                "attention_reasons": row.attention_reasons(on),
+            }
 
         return {
             "org": self.org,
@@ -612,9 +627,9 @@ class CaseViews:
             ledger = self.progress_ledger(org, role=role, user=user, states={"open"})
         due = [r for r in ledger.rows if r.status == "open" and date.fromisoformat(r.next_review) <= on]
         attention = sorted(
-            (r for r in due if r.needs_attention), key=lambda r: (not r.open_alerts, r.next_review, r.case)
+            (r for r in due if r.attention_reasons(on)), key=lambda r: (not r.open_alerts, r.next_review, r.case)
         )
-        confirmation = sorted((r for r in due if not r.needs_attention), key=lambda r: (r.next_review, r.case))
+        confirmation = sorted((r for r in due if not r.attention_reasons(on)), key=lambda r: (r.next_review, r.case))
         return Agenda(org, on.isoformat(), ledger.t, attention, confirmation, ledger.reads)
 
     def plans(

@@ -10,6 +10,7 @@ from services.cli import (
     feeds,  # noqa: F401  import jsonl|health-checkup|provider (other organisations' feeds)
     identity,  # noqa: F401  identity link, unlink, queue (紐付け)
     imports,  # noqa: F401  import school-monthly|school-daily, reports overdue (定期的な情報提供)
+    inquiries,  # noqa: F401  inquiries round|outstanding|inbox|answer (事前照会)
     keys,  # noqa: F401  master-key generate|rotate|rewrap (encryption at rest)
     serve,  # noqa: F401  serve, token issue
     settings,  # noqa: F401  settings show|set (the deployment's policy settings)

@@ -350,6 +350,9 @@ ROUTERS: list[APIRouter] = [router]
 from services.http.casework import router as casework_router  # noqa: E402  要対協 case work, ledgers, agenda
 
 ROUTERS.append(casework_router)
+from services.http.inquiries import router as inquiries_router  # noqa: E402  事前照会: rounds, inboxes, answers
+
+ROUTERS.append(inquiries_router)
 from services.http.reports import router as reports_router  # noqa: E402  定期的な情報提供: overdue reports
 
 ROUTERS.append(reports_router)

@@ -13,8 +13,16 @@ from __future__ import annotations
 from services.projections.admission_facts import CHILD_FACTS
 from services.projections.cases import CASE_INDEX
 from services.projections.identity_links import IDENTITY_LINKS
+from services.projections.inquiries import INQUIRY_INDEX
 from services.projections.published import PUBLISHED_CHILDREN
 from services.projections.rosters import SCHOOL_LISTS
 from services.projections.unit_of_work import Projection
 
-INDEXES: tuple[Projection, ...] = (CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, PUBLISHED_CHILDREN)
+INDEXES: tuple[Projection, ...] = (
+    CASE_INDEX,
+    IDENTITY_LINKS,
+    SCHOOL_LISTS,
+    CHILD_FACTS,
+    PUBLISHED_CHILDREN,
+    INQUIRY_INDEX,
+)

@@ -19,9 +19,10 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from events.clock import JST
+from events.labels import CHECKLIST_JA
 from events.problems import Rejected
 from events.store import NAMESPACE
-from services.casework.agenda import agenda_csv, alert_text, attendance_text, concern_text, ledger_text
+from services.casework.agenda import agenda_csv, alert_text, attendance_text, concern_text, ledger_text, scale_text
 from services.casework.commands import Actor, CaseWork
 from services.casework.csv_export import csv_bytes
 from services.casework.ledger import (
@@ -462,7 +463,12 @@ def agenda_page(request: Request, on: str | None = Query(default=None, alias="da
         on=day,
         errors={},
         groups=[
-            ("要検討", "前回の検討以降に新しい警告・気づきがあるケース", agenda.attention),
+            (
+                "要検討",
+                "前回の検討以降に、新しい警告・気づき・通告、一時保護の開始・解除、児相の重症度の変更、照会への回答で"
+                "心配なことや安全の尺度が3以下・前回から2以上の低下があったケース、または検討が30日を超えて遅れているケース",
+                agenda.attention,
+            ),
             ("確認のみ", "前回の検討以降に大きな変化のないケース", agenda.confirmation),
         ],
         CATEGORY_JA=CATEGORY_JA,
@@ -470,6 +476,8 @@ def agenda_page(request: Request, on: str | None = Query(default=None, alias="da
         alert_text=alert_text,
         attendance_text=attendance_text,
         ledger_text=ledger_text,
+        scale_text=scale_text,
+        CHECKLIST_JA=CHECKLIST_JA,
     )
 
 

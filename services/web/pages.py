@@ -16,8 +16,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from consent.policy import learns_of_withheld
 from events.clock import JST
+from services.casework.inquiries import Inquiries
 from services.casework.ledger import CATEGORY_JA, STATUS_JA
 from services.hub import Hub
+from services.projections.inquiries import org_inquiries
 from services.templates import render
 from services.web import casebook, words
 from services.web import emergency_window as emergency
@@ -92,7 +94,24 @@ def start(request: Request) -> Response:
     counts = None
     if home in ("centre", "jiso"):  # every count from one recorded read per child (casebook.overview)
         counts = casebook.overview(hub, person, hub.clock().astimezone(JST).date())
-    return page(request, "web/start.html", person, title="トップ", home=home, counts=counts)
+    # 事前照会: counted from the inquiry index (identifiers and dates), no read
+    inquiries = Inquiries(hub)
+    overdue = inquiries.overdue_count(person.org) if home == "centre" else 0
+    waiting = sum(
+        1
+        for i in org_inquiries(hub.store, person.org).inquiries.values()
+        if i["member"] == person.org and not i["answered_at"]
+    )
+    return page(
+        request,
+        "web/start.html",
+        person,
+        title="トップ",
+        home=home,
+        counts=counts,
+        inquiries_overdue=overdue,
+        inquiries_waiting=waiting,
+    )
 
 
 @router.get("/ui/open-child")

@@ -50,6 +50,7 @@ PAYLOAD = {
     "school": "beppu-es-1",
     "org": "beppu-es-1",
     "local_number": "0412",
+    "inquiry": "q1",
 }
 
 
@@ -71,6 +72,14 @@ HISTORIES = {
         fact(5, "granted-1", "consent.granted", "beppu-center", {"plan": "p1", "version": 2, "recipients": []}),
         fact(6, "moved-k1", "case.transferred", "beppu-center", {"case": "k1", "to": "oita-center"}),
         fact(7, "told", "concern.reported", "beppu-es-1", {}, basis="cwa-25", to="chuo-jiso"),
+    ],
+    "case, member, inquiry": [
+        *REGISTERED_HERE,
+        fact(2, "k1", "case.registered", "beppu-center", {"case": "k1", "case_type": "neglect"}),
+        fact(3, "m1", "case.member_assigned", "beppu-center", {"case": "k1", "member": "beppu-es-1"}),
+        fact(
+            4, "q1", "inquiry.sent", "beppu-center", {"inquiry": "q1", "case": "k1"}, basis="cwa-25-3", to="beppu-es-1"
+        ),
     ],
 }
 

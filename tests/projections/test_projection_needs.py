@@ -20,6 +20,7 @@ from services.projections.admission_facts import CHILD_FACTS, ChildFacts, child_
 from services.projections.cases import CASE_INDEX, CaseEntry, CenterCases, PlanEntry, case_index_needs
 from services.projections.identity_links import IDENTITY_LINKS, IdentityLink, identity_link_needs
 from services.projections.indexes import INDEXES
+from services.projections.inquiries import INQUIRY_INDEX, InquiryEntry, OrgInquiries, inquiry_index_needs
 from services.projections.published import PUBLISHED_CHILDREN, PublishedChildren, published_needs
 from services.projections.rosters import (
     SCHOOL_LISTS,
@@ -66,6 +67,20 @@ DAILY = ev("attendance.daily", {"date": "2026-05-01", "status": "absent"}, sourc
 ALERT = ev("absence.alert", {"reason": "streak", "since": "2026-04-27"}, source="beppu-es-1", to="beppu-center")
 NOTE = ev("note.recorded", {"text": "記録"})
 NOTIFIED = ev("concern.reported", {}, basis="cwa-25", to="beppu-center")
+ASKED = ev(
+    "inquiry.sent",
+    {"inquiry": "q1", "case": "k1", "meeting_date": "2026-06-15", "due": "2026-06-10"},
+    basis="cwa-25-3",
+    to="beppu-es-1",
+)
+ANSWERED = ev("inquiry.answered", {"inquiry": "q1", "no_change": True}, source="beppu-es-1", to="beppu-center")
+
+
+def test_the_inquiry_index_needs_the_inquiry_and_both_sides():
+    both = [InquiryEntry.create_id("q1"), OrgInquiries.create_id("beppu-center"), OrgInquiries.create_id("beppu-es-1")]
+    assert inquiry_index_needs(ASKED, ORGS) == both
+    assert inquiry_index_needs(ANSWERED, ORGS) == [both[0], both[2], both[1]]
+    assert inquiry_index_needs(NOTE, ORGS) == inquiry_index_needs(REGISTERED, ORGS) == []
 
 
 def test_the_case_index_needs_the_entry_and_every_centre_an_event_is_about():
@@ -169,12 +184,15 @@ SEQUENCE = [
     ev("case.closed", {"case": "k1"}),
     ev("identity.unlinked", {"org": "beppu-es-1", "local_number": "0412"}),
     NOTE,
+    ASKED,
+    ANSWERED,
+    ASKED,
 ]
 
 
 @pytest.mark.parametrize("projection", INDEXES, ids=lambda p: p.apply.__name__)
 def test_applying_a_projection_touches_only_what_it_declared(projection):
-    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, PUBLISHED_CHILDREN} == set(INDEXES)
+    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, PUBLISHED_CHILDREN, INQUIRY_INDEX} == set(INDEXES)
     unit_of_work = NotingUnitOfWork()
     for e in SEQUENCE:
         unit_of_work.touched.clear()
