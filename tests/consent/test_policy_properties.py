@@ -418,8 +418,16 @@ class Oracle:
                 return Verdict("rejected", why="cwa-25-2: not a case the source registered")
             return Verdict("accepted", frozenset({source}))
         if basis == "joint-ledger":
-            if not self.on_ledger(self.registration(child, payload.get("case"))):
+            reg = self.registration(child, payload.get("case"))
+            if not self.on_ledger(reg):
                 return Verdict("rejected", why="joint-ledger: not a ledger case")
+            assert reg is not None
+            # The ledger's two sides write it: the registering centre and a 児相 covering its municipality ("the
+            # other side of the ledger reads it"; the reading taken with policy version 2).
+            m = self.orgs[reg.source].get("municipality")
+            jiso_side = self.type_of(source) == JISO and m is not None and m in self.orgs[source].get("covers", [])
+            if source != reg.source and not jiso_side:
+                return Verdict("rejected", why="joint-ledger: the source is not a side of the ledger")
             return Verdict("accepted", frozenset({source}))
         raise AssertionError(basis)
 
