@@ -49,7 +49,28 @@ KIND_JA = {
     "identity.linked": "番号の紐付け",
     "identity.unlinked": "紐付けの解除",
     "child.erased": "記録の消去",
+    # family-support services (家庭支援事業)
+    "service.recommended": "利用勧奨",
+    "service.recommendation_result": "利用勧奨の結果",
+    "service.ordered": "措置",
+    "service.referred": "事業者への依頼",
+    "service.monitoring": "モニタリング",
+    "service.ended": "サービス終了",
+    "report.acknowledged": "報告の確認",
 }
+
+# Family-support services (家庭支援事業, meetings-and-services.md §2)
+SERVICE_JA = {  # the six services of 2024, by code; a service not listed is printed as written
+    "home_visit_support": "子育て世帯訪問支援事業",
+    "child_centre": "児童育成支援拠点事業",
+    "short_stay": "子育て短期支援事業（ショートステイ）",
+    "temporary_care": "一時預かり事業",
+    "parent_child": "親子関係形成支援事業",
+    "nurturing_visit": "養育支援訪問事業",
+}
+RECOMMENDATION_FORM_JA = {"oral": "口頭", "written": "文書"}
+RECOMMENDATION_RESULT_JA = {"accepted": "利用する", "declined": "利用しない", "no_answer": "回答なし"}
+MONITORING_JA = {"continue": "継続", "extend": "延長", "change": "変更", "end": "終了"}
 
 CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}  # 要対協の区分
 
@@ -222,6 +243,16 @@ FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
     "consent": "同意",
     "urgent": "緊急",
     "urgent_reason": "緊急の理由",
+    "recommendation": "勧奨・推奨",
+    "form": "方法",
+    "result": "結果",
+    "order": "措置番号",
+    "notice_date": "通知日",
+    "referral": "依頼番号",
+    "start": "開始日",
+    "frequency": "頻度",
+    "report": "報告",
+    "handled_by": "対応者",
 }
 
 

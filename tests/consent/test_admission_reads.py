@@ -50,6 +50,10 @@ PAYLOAD = {
     "school": "beppu-es-1",
     "org": "beppu-es-1",
     "local_number": "0412",
+    # family-support services
+    "recommendation": "R-1",
+    "referral": "F-1",
+    "report": "told",
 }
 
 
