@@ -12,6 +12,7 @@ from services.cli import (
     imports,  # noqa: F401  import school-monthly|school-daily, reports overdue (定期的な情報提供)
     keys,  # noqa: F401  master-key generate|rotate|rewrap (encryption at rest)
     serve,  # noqa: F401  serve, token issue
+    services,  # noqa: F401  services … (家庭支援事業: referrals, monitoring, urgent reports)
     settings,  # noqa: F401  settings show|set (the deployment's policy settings)
     worker,  # noqa: F401  worker ingest (the Kafka log transport)
 )

@@ -350,6 +350,9 @@ ROUTERS: list[APIRouter] = [router]
 from services.http.casework import router as casework_router  # noqa: E402  要対協 case work, ledgers, agenda
 
 ROUTERS.append(casework_router)
+from services.http.family_support import router as family_support_router  # noqa: E402  家庭支援事業
+
+ROUTERS.append(family_support_router)
 from services.http.reports import router as reports_router  # noqa: E402  定期的な情報提供: overdue reports
 
 ROUTERS.append(reports_router)
