@@ -28,6 +28,7 @@ from services.projections.family_support import service_desk
 from services.reading.timeline import Timeline, TimelineEntry
 
 if TYPE_CHECKING:
+    from events.store import HubStore
     from services.hub import Hub
 
 PROVIDER = "service_provider"
@@ -578,20 +579,13 @@ class SupportViews:
         waited. Reads only the children with such a report (one recorded read each)."""
         self._check(centre, CENTER)
         now = self.hub.clock()
-        waiting: dict[str, set[str]] = {}
-        for r in service_desk(self.hub.store, centre).reports.values():
-            if r["to"] == centre and r["urgent"] and r["acknowledged_at"] is None:
-                waiting.setdefault(r["child"], set()).add(r["report"])
+        waiting = urgent_waiting(self.hub.store, centre)
         reads: list[str] = []
         out: list[Report] = []
         for child in sorted(waiting):
             timeline = self._read(centre, child, role, user, reads)
             if timeline.allowed:
-                out += [
-                    r
-                    for r in reports_in(child, timeline.entries, now)
-                    if r.report in waiting[child] and r.urgent and r.acknowledged is None and r.to == centre
-                ]
+                out += urgent_in(child, timeline.entries, waiting[child], centre, now)
         out.sort(key=lambda r: r.at)
         return out, reads
 
@@ -605,6 +599,27 @@ class SupportViews:
             "acknowledgement": acknowledgement_times(views.reports),
             "access_records": views.reads,
         }
+
+
+def urgent_waiting(store: HubStore, centre: str) -> dict[str, set[str]]:
+    """The children with urgent reports to ``centre`` not yet acknowledged, by the index (child -> report ids):
+    which children the urgent inbox reads, no content."""
+    waiting: dict[str, set[str]] = {}
+    for r in service_desk(store, centre).reports.values():
+        if r["to"] == centre and r["urgent"] and r["acknowledged_at"] is None:
+            waiting.setdefault(r["child"], set()).add(r["report"])
+    return waiting
+
+
+def urgent_in(
+    child: str, entries: Sequence[TimelineEntry], waiting: set[str], centre: str, now: datetime
+) -> list[Report]:
+    """The urgent reports of ``waiting`` that a centre's read of the child returned, not yet acknowledged."""
+    return [
+        r
+        for r in reports_in(child, entries, now)
+        if r.report in waiting and r.urgent and r.acknowledged is None and r.to == centre
+    ]
 
 
 def _recommendations(child: str, entries: Sequence[TimelineEntry], centre: str) -> list[dict[str, Any]]:
