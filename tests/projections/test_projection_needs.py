@@ -18,6 +18,7 @@ from events.sealing import Keyring, configure_stream_ids
 from events.store import recorded_from
 from services.projections.admission_facts import CHILD_FACTS, ChildFacts, child_facts_needs
 from services.projections.cases import CASE_INDEX, CaseEntry, CenterCases, PlanEntry, case_index_needs
+from services.projections.family_support import SERVICE_DESK, ServiceDesk, service_desk_needs
 from services.projections.identity_links import IDENTITY_LINKS, IdentityLink, identity_link_needs
 from services.projections.indexes import INDEXES
 from services.projections.rosters import (
@@ -65,6 +66,11 @@ DAILY = ev("attendance.daily", {"date": "2026-05-01", "status": "absent"}, sourc
 ALERT = ev("absence.alert", {"reason": "streak", "since": "2026-04-27"}, source="beppu-es-1", to="beppu-center")
 NOTE = ev("note.recorded", {"text": "記録"})
 NOTIFIED = ev("concern.reported", {}, basis="cwa-25", to="beppu-center")
+# family-support services (家庭支援事業)
+RECOMMENDED = ev("service.recommended", {"recommendation": "R-1"})
+REFERRED = ev("service.referred", {"referral": "F-1"}, basis="commissioned", to="visit-a")
+URGENT = ev("visit.report", {"urgent": True}, source="visit-a", basis="commissioned", to="beppu-center")
+REPORT_ACKNOWLEDGED = ev("report.acknowledged", {"report": "visit.report-1"}, basis="commissioned", to="visit-a")
 
 
 def test_the_case_index_needs_the_entry_and_every_centre_an_event_is_about():
@@ -112,6 +118,16 @@ def test_the_child_facts_are_needed_for_a_fact_only():
     assert child_facts_needs(REGISTERED, ORGS) == [ChildFacts.create_id("c1")]
     assert child_facts_needs(NOTIFIED, ORGS) == [ChildFacts.create_id("c1")]  # every 通告 is a fact
     assert child_facts_needs(NOTE, ORGS) == child_facts_needs(DAILY, ORGS) == []
+
+
+def test_the_service_desk_needs_the_desk_of_each_side_of_a_service_event():
+    beppu, provider = ServiceDesk.create_id("beppu-center"), ServiceDesk.create_id("visit-a")
+    assert service_desk_needs(RECOMMENDED, ORGS) == [beppu]
+    assert service_desk_needs(REFERRED, ORGS) == [beppu, provider]
+    assert service_desk_needs(URGENT, ORGS) == [provider, beppu]
+    assert service_desk_needs(REPORT_ACKNOWLEDGED, ORGS) == [beppu, provider]
+    assert service_desk_needs(NOTE, ORGS) == service_desk_needs(MONTHLY, ORGS) == []
+    assert service_desk_needs(dict_replace(URGENT, basis="internal", to=None), ORGS) == []
 
 
 def dict_replace(e: Recorded, **fields: Any) -> Recorded:
@@ -163,12 +179,16 @@ SEQUENCE = [
     ev("case.closed", {"case": "k1"}),
     ev("identity.unlinked", {"org": "beppu-es-1", "local_number": "0412"}),
     NOTE,
+    RECOMMENDED,
+    REFERRED,
+    URGENT,
+    REPORT_ACKNOWLEDGED,
 ]
 
 
 @pytest.mark.parametrize("projection", INDEXES, ids=lambda p: p.apply.__name__)
 def test_applying_a_projection_touches_only_what_it_declared(projection):
-    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS} == set(INDEXES)
+    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, SERVICE_DESK} == set(INDEXES)
     unit_of_work = NotingUnitOfWork()
     for e in SEQUENCE:
         unit_of_work.touched.clear()
