@@ -68,14 +68,21 @@ FACT_KINDS = frozenset(
         "emergency.declared",
         # 事前照会: who was asked decides who may answer (inquiry_answered)
         "inquiry.sent",
+        # family-support services: a result names its recommendation, a monitoring or an end its referral
+        "service.recommended",
+        "service.referred",
     }
 )
+
+# The provider reports an acknowledgement answers (``report.acknowledged``): kept as facts when sent under
+# ``commissioned``, so that the rule can check the report was sent to the acknowledging centre.
+ACKNOWLEDGED_REPORT_KINDS = frozenset({"visit.report", "service.usage"})
 
 
 def is_fact(kind: str, basis: str) -> bool:
     """Whether an event of ``kind`` on ``basis`` is one the rules read later: the ``FACT_KINDS``, and every 通告
     (``cwa-25``), whose addressee may declare an emergency about the child it was told of."""
-    return kind in FACT_KINDS or basis == "cwa-25"
+    return kind in FACT_KINDS or basis == "cwa-25" or (basis == "commissioned" and kind in ACKNOWLEDGED_REPORT_KINDS)
 
 
 class IdsInUse(Protocol):
@@ -153,6 +160,14 @@ class Known:
 
     def consent(self, consent_id: str) -> Recorded | None:
         return next((e for e in self.facts if e.kind == "consent.granted" and e.id == consent_id), None)
+
+    # -- family-support services (家庭支援事業)
+    def first_with(self, kind: str, key: str, value: str) -> Recorded | None:
+        """The first fact of ``kind`` whose payload ``key`` is ``value`` (a recommendation, a referral)."""
+        return next((e for e in self.facts if e.kind == kind and str(e.payload.get(key)) == value), None)
+
+    def fact(self, event_id: str) -> Recorded | None:
+        return next((e for e in self.facts if e.id == event_id), None)
 
     # -- notifications (通告)
     def notified(self, org: str, when: datetime) -> bool:
@@ -479,6 +494,133 @@ def inquiry_answered(e: Recorded, k: Known) -> None:
         )
 
 
+# --- Family-support services and urgent reports (家庭支援事業, meetings-and-services.md §2) --------------------
+
+
+def _basis(e: Recorded, basis: str) -> None:
+    if e.basis != basis:
+        raise _refuse(
+            "wrong_basis",
+            "basis",
+            f"{e.kind} is recorded with basis {basis}",
+            f"{e.kind} の根拠（basis）は {basis} です",
+        )
+
+
+def service_by_centre_of_residence(e: Recorded, k: Known) -> None:
+    """利用勧奨・措置 (児童福祉法 第21条の18・第26条, 2024年改正): the centre of residence at ``at``, for its own record
+    (``internal``)."""
+    if not k.is_center_of(e.source, k.residence_at(e.at)):
+        raise _not_authorised(
+            e, "the centre of the child's residence at the event's time", "その時点の児童の居住市町村のセンター"
+        )
+    _basis(e, "internal")
+
+
+def service_recommendation_result(e: Recorded, k: Known) -> None:
+    """利用勧奨の結果: the recommendation was recorded for this child, and the source recorded it."""
+    named = str(e.payload["recommendation"])
+    recommended = k.first_with("service.recommended", "recommendation", named)
+    if recommended is None or recommended.source != e.source:
+        raise _refuse(
+            "not_recommendation_source",
+            "payload.recommendation",
+            f"the result of recommendation {named!r} is accepted only from the centre that recorded that "
+            "recommendation for this child",
+            f"利用勧奨「{named}」の結果を記録できるのは、この児童についてその勧奨を記録したセンターだけです",
+        )
+    _basis(e, "internal")
+
+
+def service_referred(e: Recorded, k: Known) -> None:
+    """事業者への依頼 (委託に伴う提供, 個人情報保護法 第27条第5項第1号 / 第66条第2項): the centre of residence at ``at``
+    hands its own work to a ``service_provider`` (``to``), under ``commissioned``; a referral id is used once
+    for a child."""
+    if not k.is_center_of(e.source, k.residence_at(e.at)):
+        raise _not_authorised(
+            e, "the centre of the child's residence at the event's time", "その時点の児童の居住市町村のセンター"
+        )
+    _basis(e, "commissioned")
+    provider = k.orgs.get(e.to or "")
+    if provider is None or provider.type != "service_provider":
+        raise _refuse(
+            "invalid_addressee",
+            "to",
+            "a referral is addressed (to) to a service_provider",
+            "依頼の宛先 to には委託先の事業者（service_provider）を指定してください",
+        )
+    referral = str(e.payload["referral"])
+    if k.first_with("service.referred", "referral", referral) is not None:
+        raise _refuse(
+            "referral_id_in_use",
+            "payload.referral",
+            f"referral id {referral!r} is already used for this child; choose another id",
+            f"依頼番号「{referral}」はこの児童ですでに使われています。別の番号にしてください",
+        )
+
+
+def _referral_refusal(e: Recorded, referral: str, who_en: str, who_ja: str) -> Rejected:
+    return _refuse(
+        "not_referral_party",
+        "payload.referral",
+        f"{e.kind} for referral {referral!r} is accepted only from {who_en}",
+        f"依頼「{referral}」の {e.kind} を記録できるのは{who_ja}だけです",
+    )
+
+
+def service_monitoring(e: Recorded, k: Known) -> None:
+    """モニタリング: either side of a referral of this child writes to the other (the provider to the centre that
+    referred, the centre to the provider), under ``commissioned``."""
+    referral = str(e.payload["referral"])
+    made = k.first_with("service.referred", "referral", referral)
+    sides = (made.source, made.to) if made is not None else None
+    if sides is None or (e.source, e.to) not in (sides, sides[::-1]):
+        raise _referral_refusal(
+            e,
+            referral,
+            "the centre that made that referral for this child, to its provider, or that provider, to the centre",
+            "この児童についてその依頼をしたセンター（宛先はその事業者）、またはその事業者（宛先はそのセンター）",
+        )
+    _basis(e, "commissioned")
+
+
+def service_ended(e: Recorded, k: Known) -> None:
+    """サービスの終了: the centre that made the referral of this child tells its provider, under ``commissioned``."""
+    referral = str(e.payload["referral"])
+    made = k.first_with("service.referred", "referral", referral)
+    if made is None or made.source != e.source or e.to != made.to:
+        raise _referral_refusal(
+            e,
+            referral,
+            "the centre that made that referral for this child, to its provider",
+            "この児童についてその依頼をしたセンター（宛先はその事業者）",
+        )
+    _basis(e, "commissioned")
+
+
+def report_acknowledged(e: Recorded, k: Known) -> None:
+    """報告の確認: the report (a ``visit.report`` or ``service.usage`` of this child) was sent under ``commissioned``
+    to the source, and the acknowledgement goes back to the report's source (``to``), under ``commissioned``."""
+    named = str(e.payload["report"])
+    report = k.fact(named)
+    if (
+        report is None
+        or report.kind not in ACKNOWLEDGED_REPORT_KINDS
+        or report.basis != "commissioned"
+        or report.to != e.source
+        or e.to != report.source
+    ):
+        raise _refuse(
+            "not_report_addressee",
+            "payload.report",
+            f"report.acknowledged of {named!r} is accepted only from the centre that report was sent to about "
+            "this child, addressed (to) to the report's source",
+            f"報告「{named}」の確認を記録できるのは、この児童についてその報告を受けたセンターだけです"
+            "（宛先 to は報告した事業者）",
+        )
+    _basis(e, "commissioned")
+
+
 AUTHORITY: dict[str, Callable[[Recorded, Known], None]] = {
     "child.registered": child_registered,
     "residence.changed": residence_changed,
@@ -502,6 +644,14 @@ AUTHORITY: dict[str, Callable[[Recorded, Known], None]] = {
     # 事前照会 (meetings-and-services.md §1)
     "inquiry.sent": inquiry_sent,
     "inquiry.answered": inquiry_answered,
+    # family-support services and urgent reports (meetings-and-services.md §2)
+    "service.recommended": service_by_centre_of_residence,
+    "service.recommendation_result": service_recommendation_result,
+    "service.ordered": service_by_centre_of_residence,
+    "service.referred": service_referred,
+    "service.monitoring": service_monitoring,
+    "service.ended": service_ended,
+    "report.acknowledged": report_acknowledged,
 }
 
 

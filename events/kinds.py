@@ -123,6 +123,15 @@ class ServiceUsage(Payload):
 class VisitReport(Payload):
     date: Day
     observations: Text
+    # 緊急の報告 (meetings-and-services.md §2): an urgent report names why; it tops the centre's urgent inbox
+    urgent: bool = False
+    urgent_reason: Text | None = None
+
+    @model_validator(mode="after")
+    def _urgent_has_reason(self) -> VisitReport:
+        if self.urgent and (self.urgent_reason is None or not self.urgent_reason.strip()):
+            raise ValueError("urgent_reason is required when urgent is true (緊急の場合は緊急の理由を書いてください)")
+        return self
 
 
 class NoteRecorded(Payload):
@@ -262,12 +271,68 @@ class InquiryAnswered(Payload):
         return self
 
 
+# --- Family-support services and urgent reports (家庭支援事業, meetings-and-services.md §2) ---------------------
+class ServiceRecommended(Payload):
+    """利用勧奨: the centre recommends a service to the family, orally or in writing, with its reason."""
+
+    recommendation: Ident
+    service: Text
+    form: Literal["oral", "written"]
+    reason: Text
+
+
+class ServiceRecommendationResult(Payload):
+    recommendation: Ident
+    result: Literal["accepted", "declined", "no_answer"]
+    note: Text | None = None
+
+
+class ServiceOrdered(Payload):
+    """措置: the service ordered by written notice, from a day."""
+
+    order: Ident
+    service: Text
+    from_: Day = Field(alias="from")
+    notice_date: Day
+
+
+class ServiceReferred(Payload):
+    """The centre refers the child to a provider (``to``), telling it what it needs to know."""
+
+    referral: Ident
+    service: Text
+    start: Day
+    frequency: Text | None = None
+    summary: Text
+
+
+class ServiceMonitoring(Payload):
+    referral: Ident
+    observations: Text
+    recommendation: Literal["continue", "extend", "change", "end"]
+
+
+class ServiceEnded(Payload):
+    referral: Ident
+    reason: Text
+
+
+class ReportAcknowledged(Payload):
+    """The centre tells the provider that its report (a ``visit.report`` or ``service.usage``) was read."""
+
+    report: Ident
+    note: Text | None = None
+    handled_by: Ident | None = None
+
+
 # The payload fields the rules read (policy.md, "Kinds"): residence, case and membership, consent, plans and
 # transfers. They are facts about who may read, not what happened to the child, so the store keeps them readable
 # after an erasure (events.sealing) and every past decision can still be replayed; every other payload field is
 # content, sealed under the child's key and destroyed with it.
 POLICY_FIELDS = frozenset(
     {"residence", "case", "case_type", "member", "to", "valid_until", "consent", "plan", "recipients", "version", "org"}
+    # family-support services: the ids the publish rules follow from a result, a monitoring or an acknowledgement
+    | {"recommendation", "referral", "report"}
 )
 POLICY_FIELDS |= {"inquiry"}  # 事前照会: the answer names its inquiry, which decides who may answer
 
@@ -312,6 +377,14 @@ KINDS: dict[str, type[Payload]] = {
     # 事前照会 (meetings-and-services.md §1)
     "inquiry.sent": InquirySent,
     "inquiry.answered": InquiryAnswered,
+    # family-support services and urgent reports (meetings-and-services.md §2)
+    "service.recommended": ServiceRecommended,
+    "service.recommendation_result": ServiceRecommendationResult,
+    "service.ordered": ServiceOrdered,
+    "service.referred": ServiceReferred,
+    "service.monitoring": ServiceMonitoring,
+    "service.ended": ServiceEnded,
+    "report.acknowledged": ReportAcknowledged,
 }
 
 

@@ -52,7 +52,28 @@ KIND_JA = {
     # 事前照会 (meetings-and-services.md §1)
     "inquiry.sent": "事前照会",
     "inquiry.answered": "事前照会への回答",
+    # family-support services (家庭支援事業)
+    "service.recommended": "利用勧奨",
+    "service.recommendation_result": "利用勧奨の結果",
+    "service.ordered": "措置",
+    "service.referred": "事業者への依頼",
+    "service.monitoring": "モニタリング",
+    "service.ended": "サービス終了",
+    "report.acknowledged": "報告の確認",
 }
+
+# Family-support services (家庭支援事業, meetings-and-services.md §2)
+SERVICE_JA = {  # the six services of 2024, by code; a service not listed is printed as written
+    "home_visit_support": "子育て世帯訪問支援事業",
+    "child_centre": "児童育成支援拠点事業",
+    "short_stay": "子育て短期支援事業（ショートステイ）",
+    "temporary_care": "一時預かり事業",
+    "parent_child": "親子関係形成支援事業",
+    "nurturing_visit": "養育支援訪問事業",
+}
+RECOMMENDATION_FORM_JA = {"oral": "口頭", "written": "文書"}
+RECOMMENDATION_RESULT_JA = {"accepted": "利用する", "declined": "利用しない", "no_answer": "回答なし"}
+MONITORING_JA = {"continue": "継続", "extend": "延長", "change": "変更", "end": "終了"}
 
 CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}  # 要対協の区分
 
@@ -246,6 +267,16 @@ FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
     "concerns": "心配なこと",
     "safety_scale": "安全の尺度（0〜10）",
     "checklist": "在宅支援アセスメントのチェック項目",
+    "recommendation": "勧奨・推奨",
+    "form": "方法",
+    "result": "結果",
+    "order": "措置番号",
+    "notice_date": "通知日",
+    "referral": "依頼番号",
+    "start": "開始日",
+    "frequency": "頻度",
+    "report": "報告",
+    "handled_by": "対応者",
 }
 
 # 在宅支援アセスメント: the items a member may tick in an answer to a status inquiry (inquiry.answered checklist)

@@ -1009,9 +1009,98 @@ STORIES = (
 )
 
 
+# --- Family-support services (家庭支援事業, meetings-and-services.md §2) ------------------------------------------
+
+
+def _family_support(stories: dict[str, Story]) -> None:
+    """child-02's family: a written recommendation of 子育て世帯訪問支援事業 accepted, the referral to
+    kosodate-net with what it needs to know, its monitoring (due again since September), an order for ショートステイ,
+    a September visit report the centre acknowledged, and an urgent visit report still waiting on the start page.
+    Appended after the child's own events, so the earlier ids stay as they were."""
+    s, provider = stories["child-02"], "kosodate-net"
+    s.add(
+        "service.recommended",
+        CENTER,
+        "2026-05-01 11:00",
+        {
+            "recommendation": "R-2026-002",
+            "service": "子育て世帯訪問支援事業",
+            "form": "written",
+            "reason": "母の睡眠不足と双子の育児負担。家事・育児支援で休息の時間をつくる。",
+        },
+    )
+    s.add(
+        "service.recommendation_result",
+        CENTER,
+        "2026-05-07 11:00",
+        {"recommendation": "R-2026-002", "result": "accepted", "note": "プラン作成の面談で利用を希望"},
+    )
+    s.add(
+        "service.referred",
+        CENTER,
+        "2026-05-08 10:00",
+        {
+            "referral": "F-2026-002",
+            "service": "子育て世帯訪問支援事業",
+            "start": "2026-05-15",
+            "frequency": "週1回（火曜午後）",
+            "summary": "ひとり親。双子の弟（1歳）あり。母は睡眠不足で疲れている。家事支援と、母が休める時間の確保を。",
+        },
+        basis="commissioned",
+        to=provider,
+    )
+    s.add(
+        "service.monitoring",
+        provider,
+        "2026-06-12 16:00",
+        {
+            "referral": "F-2026-002",
+            "observations": "訪問4回。母と夕食の作り置き。本人は落ち着いて遊べている。母の表情はまだ硬い。",
+            "recommendation": "continue",
+        },
+        basis="commissioned",
+        to=CENTER,
+    )
+    s.add(
+        "service.ordered",
+        CENTER,
+        "2026-08-20 10:00",
+        {
+            "order": "O-2026-014",
+            "service": "子育て短期支援事業（ショートステイ）",
+            "from": "2026-09-01",
+            "notice_date": "2026-08-20",
+        },
+    )
+    september = next(e["id"] for e in s.events if e["kind"] == "visit.report" and e["at"].startswith("2026-09-10"))
+    s.add(
+        "report.acknowledged",
+        CENTER,
+        "2026-09-11 09:30",
+        {"report": september, "note": "ショートステイの説明を次回面談で改めて行います", "handled_by": "佐藤 花子"},
+        basis="commissioned",
+        to=provider,
+    )
+    s.add(
+        "visit.report",
+        provider,
+        "2026-11-20 18:30",
+        {
+            "date": "2026-11-20",
+            "observations": "訪問時、本人の左腕に小さなあざ。母は疲れた様子で口数が少ない。",
+            "urgent": True,
+            "urgent_reason": "本人が「ママにたたかれた」と話した。",
+        },
+        basis="commissioned",
+        to=CENTER,
+        sensitive=["urgent_reason"],
+    )
+
+
 def demo_events() -> list[dict[str, Any]]:
     """Every event of the demo, in the order of the log (by time; each child's events in their own order)."""
     stories = [story() for story in STORIES]
+    _family_support({s.child: s for s in stories})
     events = [(e["at"], n, i, e) for n, s in enumerate(stories) for i, e in enumerate(s.events)]
     return [e for *_, e in sorted(events, key=lambda x: x[:3])]
 

@@ -13,6 +13,7 @@ from services.cli import (
     inquiries,  # noqa: F401  inquiries round|outstanding|inbox|answer (事前照会)
     keys,  # noqa: F401  master-key generate|rotate|rewrap (encryption at rest)
     serve,  # noqa: F401  serve, token issue
+    services,  # noqa: F401  services … (家庭支援事業: referrals, monitoring, urgent reports)
     settings,  # noqa: F401  settings show|set (the deployment's policy settings)
     worker,  # noqa: F401  worker ingest (the Kafka log transport)
 )

@@ -353,6 +353,9 @@ ROUTERS.append(casework_router)
 from services.http.inquiries import router as inquiries_router  # noqa: E402  事前照会: rounds, inboxes, answers
 
 ROUTERS.append(inquiries_router)
+from services.http.family_support import router as family_support_router  # noqa: E402  家庭支援事業
+
+ROUTERS.append(family_support_router)
 from services.http.reports import router as reports_router  # noqa: E402  定期的な情報提供: overdue reports
 
 ROUTERS.append(reports_router)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from services.projections.admission_facts import CHILD_FACTS
 from services.projections.cases import CASE_INDEX
+from services.projections.family_support import SERVICE_DESK
 from services.projections.identity_links import IDENTITY_LINKS
 from services.projections.inquiries import INQUIRY_INDEX
 from services.projections.published import PUBLISHED_CHILDREN
@@ -25,4 +26,5 @@ INDEXES: tuple[Projection, ...] = (
     CHILD_FACTS,
     PUBLISHED_CHILDREN,
     INQUIRY_INDEX,
+    SERVICE_DESK,
 )

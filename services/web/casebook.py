@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from services.casework.ledger import CENTER, CONCERN_KINDS, JISO, CaseRow, PlanState, build_row, day_of, plan_states
+from services.family_support.work import Report, urgent_in, urgent_waiting
 from services.projections.cases import center_cases
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing.linking import waiting
@@ -85,6 +86,7 @@ class Overview:
     transfers_to_acknowledge: Item = field(default_factory=Item)
     overdue_by_school: dict[str, int] = field(default_factory=dict)
     reads: list[str] = field(default_factory=list)
+    urgent: list[Report] = field(default_factory=list)  # 家庭支援事業: urgent reports not acknowledged, oldest first
 
     @property
     def overdue_total(self) -> int:
@@ -121,6 +123,7 @@ def overview(hub: Hub, person: Person, today: date) -> Overview:
     out.queue_residence = sum(1 for w in waiting(hub.store, person.org) if w.reason != "waiting_for_link")
     children: list[str] = []
     overdue = []
+    urgent: dict[str, set[str]] = {}
     if org.type == JISO:
         children += joint_cases(hub, person.org).values()
     else:
@@ -133,6 +136,8 @@ def overview(hub: Hub, person: Person, today: date) -> Overview:
         for t in index.transfers.values():
             if t["to"] == person.org and not t["acknowledged_at"]:
                 out.transfers_to_acknowledge.add(t["child"], t["case"])
+        urgent = urgent_waiting(hub.store, person.org)  # the urgent inbox: read with the others, once per child
+        children += urgent
     month_end = _month_end(today)
     visible: dict[str, set[str]] = {}
     for child in dict.fromkeys(children):
@@ -141,6 +146,8 @@ def overview(hub: Hub, person: Person, today: date) -> Overview:
         if not timeline.allowed:
             continue
         visible[child] = {e.id for e in timeline.entries}
+        if org.type != JISO and child in urgent:
+            out.urgent += urgent_in(child, timeline.entries, urgent[child], person.org, hub.clock())
         rows = [r for r in case_rows(timeline, hub) if r.status == "open"]
         if org.type != JISO:
             rows = [r for r in rows if r.center == person.org]
@@ -172,6 +179,7 @@ def overview(hub: Hub, person: Person, today: date) -> Overview:
         for plan in plans_of(timeline):
             if plan.author == person.org and plan.review_due and date.fromisoformat(plan.review_due) <= month_end:
                 out.plans_due.add(child, f"{plan.plan}（{plan.review_due}）")
+    out.urgent.sort(key=lambda r: r.at)
     for report in overdue:
         if report.listing in visible.get(report.child, set()):
             out.overdue_by_school[report.school] = out.overdue_by_school.get(report.school, 0) + 1

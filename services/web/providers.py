@@ -46,6 +46,7 @@ FIELD_OF = {  # a problem's field (as the publish path names it) -> the form's f
         "to": "v_to",
         "payload.date": "v_date",
         "payload.observations": "observations",
+        "payload.urgent_reason": "urgent_reason",
     },
 }
 FIRST_FIELD = {"usage": "service", "visit": "observations"}
@@ -148,12 +149,16 @@ def _check(which: str, values: dict[str, str], centres: set[str]) -> dict[str, s
             errors["observations"] = "訪問時の様子を入力してください"
         elif len(values["observations"]) > MAX_TEXT_CHARS:
             errors["observations"] = f"訪問時の様子は{MAX_TEXT_CHARS}文字までです"
+        if values["urgent"] and not values["urgent_reason"]:  # 緊急: the centre must see why at once
+            errors["urgent_reason"] = "緊急の場合は、緊急の理由を入力してください"
+        elif len(values["urgent_reason"]) > MAX_TEXT_CHARS:
+            errors["urgent_reason"] = f"緊急の理由は{MAX_TEXT_CHARS}文字までです"
     return errors
 
 
 FIELDS = {
     "usage": ("u_id_type", "u_who", "u_to", "service", "u_from", "u_until"),
-    "visit": ("v_id_type", "v_who", "v_to", "v_date", "observations"),
+    "visit": ("v_id_type", "v_who", "v_to", "v_date", "observations", "urgent", "urgent_reason"),
 }
 
 
@@ -187,6 +192,8 @@ async def send_report(request: Request, which: str) -> Response:
             payload["to"] = values["u_until"]
     else:
         payload = {"date": values["v_date"], "observations": values["observations"]}
+        if values["urgent"]:
+            payload |= {"urgent": True, "urgent_reason": values["urgent_reason"]}
     envelope: dict[str, Any] = {
         "id": f"ui-provider-{uuid.uuid4()}",
         "kind": kind,
@@ -209,5 +216,6 @@ async def send_report(request: Request, which: str) -> Response:
         "at": envelope["at"],
         "to": values[f"{p}_to"],
         "child": values[f"{p}_who"] if values[f"{p}_id_type"] == "child" else None,
+        "urgent": bool(values.get("urgent")),
     }
     return _form(request, person, {}, {}, receipt=receipt)

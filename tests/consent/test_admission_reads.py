@@ -51,6 +51,10 @@ PAYLOAD = {
     "org": "beppu-es-1",
     "local_number": "0412",
     "inquiry": "q1",
+    # family-support services
+    "recommendation": "R-1",
+    "referral": "F-1",
+    "report": "told",
 }
 
 

@@ -152,16 +152,21 @@ FACT_KINDS = (
 LATER_KINDS = [
     "inquiry.sent",
     "inquiry.answered",
-    "service.recommended",
-    "service.recommendation_result",
-    "service.ordered",
-    "service.referred",
-    "service.monitoring",
-    "service.ended",
-    "report.acknowledged",
     "household.joined",
     "household.left",
 ]
+# Family-support services (meetings-and-services.md §2): in the catalogue, with their rows below.
+SERVICE_KINDS = frozenset(
+    {
+        "service.recommended",
+        "service.recommendation_result",
+        "service.ordered",
+        "service.referred",
+        "service.monitoring",
+        "service.ended",
+        "report.acknowledged",
+    }
+)
 
 
 def time_of(slot: int) -> datetime:
@@ -376,6 +381,51 @@ class Oracle:
             if self.type_of(source) != CENTER:
                 return "identity.*: not a centre"
             return "either"
+        elif kind in SERVICE_KINDS:
+            return self.service_authority(raw, center_here)
+        return None
+
+    def _first(self, child: str, kind: str, key: str, value: Any) -> Ev | None:
+        return next((e for e in self.events.get(child, []) if e.kind == kind and e.payload.get(key) == value), None)
+
+    def service_authority(self, raw: dict[str, Any], center_here: str | None) -> str | None:
+        """meetings-and-services.md §2, "Kinds": the column "accepted only when", with the basis and ``to`` of the
+        column before it."""
+        kind, child, source, to, basis = raw["kind"], raw["child"], raw["source"], raw.get("to"), raw["basis"]
+        payload = raw.get("payload", {})
+        if kind in ("service.recommended", "service.ordered"):
+            if center_here is None or source != center_here or basis != "internal":
+                return f"{kind}: not the centre of residence at `at`, or not internal"
+        elif kind == "service.recommendation_result":
+            made = self._first(child, "service.recommended", "recommendation", payload["recommendation"])
+            if made is None or made.source != source or basis != "internal":
+                return "service.recommendation_result: not the recommendation's source"
+        elif kind == "service.referred":
+            if center_here is None or source != center_here or basis != "commissioned":
+                return "service.referred: not the centre of residence at `at`, or not commissioned"
+            if self.type_of(to) != PROVIDER:
+                return "service.referred: to not a service_provider"
+            if self._first(child, "service.referred", "referral", payload["referral"]) is not None:
+                return "service.referred: referral id used for this child"
+        elif kind in ("service.monitoring", "service.ended"):
+            made = self._first(child, "service.referred", "referral", payload["referral"])
+            sides = [(made.source, made.to)] if made is not None else []
+            if made is not None and kind == "service.monitoring":
+                sides.append((made.to, made.source))
+            if (source, to) not in sides or basis != "commissioned":
+                return f"{kind}: not between the referral's sides"
+        elif kind == "report.acknowledged":
+            report = self.content.get(payload["report"])
+            if (
+                report is None
+                or report.child != child
+                or report.kind not in ("visit.report", "service.usage")
+                or report.basis != "commissioned"
+                or report.to != source
+                or to != report.source
+                or basis != "commissioned"
+            ):
+                return "report.acknowledged: not the addressee of a commissioned report of this child"
         return None
 
     # -- publish: basis (policy.md, "Direct audience, by basis")

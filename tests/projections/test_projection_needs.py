@@ -18,6 +18,7 @@ from events.sealing import Keyring, configure_stream_ids
 from events.store import recorded_from
 from services.projections.admission_facts import CHILD_FACTS, ChildFacts, child_facts_needs
 from services.projections.cases import CASE_INDEX, CaseEntry, CenterCases, PlanEntry, case_index_needs
+from services.projections.family_support import SERVICE_DESK, ServiceDesk, service_desk_needs
 from services.projections.identity_links import IDENTITY_LINKS, IdentityLink, identity_link_needs
 from services.projections.indexes import INDEXES
 from services.projections.inquiries import INQUIRY_INDEX, InquiryEntry, OrgInquiries, inquiry_index_needs
@@ -83,6 +84,13 @@ def test_the_inquiry_index_needs_the_inquiry_and_both_sides():
     assert inquiry_index_needs(NOTE, ORGS) == inquiry_index_needs(REGISTERED, ORGS) == []
 
 
+# family-support services (家庭支援事業)
+RECOMMENDED = ev("service.recommended", {"recommendation": "R-1"})
+REFERRED = ev("service.referred", {"referral": "F-1"}, basis="commissioned", to="visit-a")
+URGENT = ev("visit.report", {"urgent": True}, source="visit-a", basis="commissioned", to="beppu-center")
+REPORT_ACKNOWLEDGED = ev("report.acknowledged", {"report": "visit.report-1"}, basis="commissioned", to="visit-a")
+
+
 def test_the_case_index_needs_the_entry_and_every_centre_an_event_is_about():
     assert case_index_needs(REGISTERED, ORGS) == [CaseEntry.create_id("k1"), CenterCases.create_id("beppu-center")]
     assert case_index_needs(ev("case.closed", {"case": "k1"}), ORGS) == [
@@ -133,6 +141,16 @@ def test_the_child_facts_are_needed_for_a_fact_only():
 def test_the_publishers_index_is_needed_for_every_event_of_a_child():
     assert published_needs(NOTE, ORGS) == [PublishedChildren.create_id("beppu-center")]
     assert published_needs(MONTHLY, ORGS) == [PublishedChildren.create_id("beppu-es-1")]
+
+
+def test_the_service_desk_needs_the_desk_of_each_side_of_a_service_event():
+    beppu, provider = ServiceDesk.create_id("beppu-center"), ServiceDesk.create_id("visit-a")
+    assert service_desk_needs(RECOMMENDED, ORGS) == [beppu]
+    assert service_desk_needs(REFERRED, ORGS) == [beppu, provider]
+    assert service_desk_needs(URGENT, ORGS) == [provider, beppu]
+    assert service_desk_needs(REPORT_ACKNOWLEDGED, ORGS) == [beppu, provider]
+    assert service_desk_needs(NOTE, ORGS) == service_desk_needs(MONTHLY, ORGS) == []
+    assert service_desk_needs(dict_replace(URGENT, basis="internal", to=None), ORGS) == []
 
 
 def dict_replace(e: Recorded, **fields: Any) -> Recorded:
@@ -187,12 +205,24 @@ SEQUENCE = [
     ASKED,
     ANSWERED,
     ASKED,
+    RECOMMENDED,
+    REFERRED,
+    URGENT,
+    REPORT_ACKNOWLEDGED,
 ]
 
 
 @pytest.mark.parametrize("projection", INDEXES, ids=lambda p: p.apply.__name__)
 def test_applying_a_projection_touches_only_what_it_declared(projection):
-    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, PUBLISHED_CHILDREN, INQUIRY_INDEX} == set(INDEXES)
+    assert {
+        CASE_INDEX,
+        IDENTITY_LINKS,
+        SCHOOL_LISTS,
+        CHILD_FACTS,
+        PUBLISHED_CHILDREN,
+        INQUIRY_INDEX,
+        SERVICE_DESK,
+    } == set(INDEXES)
     unit_of_work = NotingUnitOfWork()
     for e in SEQUENCE:
         unit_of_work.touched.clear()

@@ -1,0 +1,116 @@
+"""Where each organisation's family-support work is (家庭支援事業の索引, meetings-and-services.md §2), kept with
+``INDEXES``.
+
+Per organisation (a こども家庭センター or a 委託事業者) its ``ServiceDesk``: the children it has recommended, ordered
+or referred a service for, or exchanged ``commissioned`` reports about, and each provider report (a ``visit.report``
+or ``service.usage`` sent under ``commissioned``) with whether it was urgent and when it was acknowledged. It
+answers "which children does this centre's referral list cover?" and "which urgent reports wait?" without scanning
+the log. It holds identifiers, dates and the urgent flag, never content, and never decides access: every view that
+shows a child reads the child's timeline through the read service (``services.family_support``).
+
+Written in the publish transaction from the events as recorded (``services/projections/indexes.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from events.model import Org, Recorded
+from events.sealing import stream_id
+from events.store import HubStore, _CopiedOnWrite
+from services.projections.unit_of_work import Projection, UnitOfWork
+
+REPORT_KINDS = frozenset({"visit.report", "service.usage"})
+CENTRE_KINDS = frozenset({"service.recommended", "service.recommendation_result", "service.ordered"})
+BETWEEN_KINDS = frozenset({"service.referred", "service.monitoring", "service.ended"})
+
+
+class ServiceDesk(_CopiedOnWrite, Aggregate):
+    """An organisation's family-support index. Values are replaced, never changed in place (the store copies
+    aggregates one level deep)."""
+
+    @staticmethod
+    def create_id(org: str) -> UUID:
+        return stream_id(f"service-desk:{org}")
+
+    def __init__(self, org: str):
+        self.org = org
+        self.children: dict[str, str] = {}  # child -> the at of the latest event about it
+        self.reports: dict[str, dict[str, Any]] = {}  # report id -> {child, kind, source, to, at, urgent, ack…}
+
+    @event("ServiceChildIndexed")
+    def note_child(self, child: str, at: str) -> None:
+        self.children[child] = max(at, self.children.get(child, at))
+
+    @event("ServiceReportIndexed")
+    def add_report(self, report: str, child: str, kind: str, source: str, to: str, at: str, urgent: bool) -> None:
+        self.children[child] = max(at, self.children.get(child, at))
+        self.reports[report] = {
+            "report": report,
+            "child": child,
+            "kind": kind,
+            "source": source,
+            "to": to,
+            "at": at,
+            "urgent": urgent,
+            "acknowledged_at": None,
+            "acknowledgement": None,
+        }
+
+    @event("ServiceReportAcknowledged")
+    def acknowledge(self, report: str, acknowledgement: str, at: str, child: str) -> None:
+        entry = self.reports.get(report)
+        if entry is not None and entry["acknowledged_at"] is None:  # the first acknowledgement counts
+            self.reports[report] = {**entry, "acknowledged_at": at, "acknowledgement": acknowledgement}
+
+
+def _sides(e: Recorded) -> list[str]:
+    if e.basis == "commissioned" and e.to and (e.kind in REPORT_KINDS or e.kind in BETWEEN_KINDS):
+        return [e.source, e.to]
+    if e.kind == "report.acknowledged" and e.to:
+        return [e.source, e.to]
+    if e.kind in CENTRE_KINDS:
+        return [e.source]
+    return []
+
+
+def service_desk_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
+    return [ServiceDesk.create_id(org) for org in _sides(e)]
+
+
+def keep_service_desk(e: Recorded, batch: UnitOfWork) -> None:
+    """Keep the family-support index in step with ``e`` (``SERVICE_DESK``)."""
+    at = e.at.isoformat()
+    for org in _sides(e):
+        desk = batch.get(ServiceDesk, org)
+        if e.kind in REPORT_KINDS:
+            desk.add_report(
+                report=e.id,
+                child=e.child,
+                kind=e.kind,
+                source=e.source,
+                to=str(e.to),
+                at=at,
+                urgent=bool(e.payload.get("urgent")),
+            )
+        elif e.kind == "report.acknowledged":
+            report = desk.reports.get(str(e.payload.get("report")))
+            if report is not None and report["child"] == e.child:
+                desk.acknowledge(report=report["report"], acknowledgement=e.id, at=at, child=e.child)
+        else:
+            desk.note_child(child=e.child, at=at)
+
+
+SERVICE_DESK = Projection(
+    "家庭支援事業: referrals and provider reports per organisation", service_desk_needs, keep_service_desk
+)
+
+
+def service_desk(store: HubStore, org: str) -> ServiceDesk:
+    """The organisation's index for reading (an empty one when it has none)."""
+    found = store.peek(ServiceDesk.create_id(org))
+    return found if found is not None else ServiceDesk(org)
