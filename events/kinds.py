@@ -217,6 +217,12 @@ class IdentityLink(Payload):
     local_number: Ident
 
 
+# Households (世帯, meetings-and-services.md §3): the centre of residence links a child to a household it keeps
+class HouseholdMembership(Payload):
+    household: Ident  # the household's id, chosen by the centre (a centre's household ids are its own)
+    relation: Ident | None = None  # 続柄 in the household: sibling, mother, newborn … (events.labels.RELATION_JA)
+
+
 class EmergencyDeclared(Payload):
     reason: Annotated[str, Field(min_length=1, max_length=20_000, pattern=r"\S")]
 
@@ -267,6 +273,9 @@ KINDS: dict[str, type[Payload]] = {
     "emergency.declared": EmergencyDeclared,
     "identity.linked": IdentityLink,
     "identity.unlinked": IdentityLink,
+    # Households (世帯, meetings-and-services.md §3)
+    "household.joined": HouseholdMembership,
+    "household.left": HouseholdMembership,
 }
 
 

@@ -49,6 +49,9 @@ KIND_JA = {
     "identity.linked": "番号の紐付け",
     "identity.unlinked": "紐付けの解除",
     "child.erased": "記録の消去",
+    # Households (世帯, meetings-and-services.md §3)
+    "household.joined": "世帯への登録",
+    "household.left": "世帯からの削除",
 }
 
 CATEGORY_JA = {"youhogo": "要保護児童", "youshien": "要支援児童", "tokutei_ninpu": "特定妊婦"}  # 要対協の区分
@@ -144,6 +147,16 @@ SETTING_JA = {  # consent.model.Settings (policy.md, "Settings")
     "monthly_report_due_day": "月次報告の提出期限（毎月の日）",
 }
 
+RELATION_JA = {  # 世帯での続柄 (household.joined's ``relation``); any other word is printed as it is
+    "sibling": "きょうだい",
+    "mother": "母",
+    "father": "父",
+    "newborn": "新生児（特定妊婦の子）",
+    "child": "子",
+    "grandparent": "祖父母",
+    "other": "その他",
+}
+
 FINDING_JA = {"justified": "正当", "not_justified": "正当でない", "needs_follow_up": "要フォローアップ"}
 
 RULE_BADGE_JA = {  # ui.md: the rule an entry is read under, as the short badge on a child's page
@@ -222,6 +235,9 @@ FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
     "consent": "同意",
     "urgent": "緊急",
     "urgent_reason": "緊急の理由",
+    # Households (世帯)
+    "household": "世帯",
+    "relation": "続柄",
 }
 
 

@@ -362,6 +362,9 @@ ROUTERS.append(settings_router)
 from services.http.imports import router as imports_router  # noqa: E402  取り込み: files from adapters
 
 ROUTERS.append(imports_router)
+from services.http.households import router as households_router  # noqa: E402  世帯: households
+
+ROUTERS.append(households_router)
 
 
 # --- The app ------------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from services.projections.admission_facts import CHILD_FACTS
 from services.projections.cases import CASE_INDEX
+from services.projections.households import HOUSEHOLDS
 from services.projections.identity_links import IDENTITY_LINKS
 from services.projections.rosters import SCHOOL_LISTS
 from services.projections.unit_of_work import Projection
 
-INDEXES: tuple[Projection, ...] = (CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS)
+INDEXES: tuple[Projection, ...] = (CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, HOUSEHOLDS)

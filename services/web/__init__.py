@@ -20,6 +20,7 @@ from services.web.audit import router as audit_router
 from services.web.cases import router as cases_router
 from services.web.centre import router as centre_router
 from services.web.emergency import router as emergency_router
+from services.web.households import router as households_router
 from services.web.pages import router as pages_router
 from services.web.plans import router as plans_router
 from services.web.providers import router as providers_router
@@ -39,6 +40,7 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(centre_router)
     app.include_router(plans_router)
     app.include_router(emergency_router)
+    app.include_router(households_router)
     app.include_router(providers_router)
     app.include_router(cases_router)
     app.include_router(audit_router)
