@@ -18,6 +18,7 @@ from events.sealing import Keyring, configure_stream_ids
 from events.store import recorded_from
 from services.projections.admission_facts import CHILD_FACTS, ChildFacts, child_facts_needs
 from services.projections.cases import CASE_INDEX, CaseEntry, CenterCases, PlanEntry, case_index_needs
+from services.projections.households import HOUSEHOLDS, ChildHouseholds, Household, household_needs
 from services.projections.identity_links import IDENTITY_LINKS, IdentityLink, identity_link_needs
 from services.projections.indexes import INDEXES
 from services.projections.rosters import (
@@ -65,6 +66,8 @@ DAILY = ev("attendance.daily", {"date": "2026-05-01", "status": "absent"}, sourc
 ALERT = ev("absence.alert", {"reason": "streak", "since": "2026-04-27"}, source="beppu-es-1", to="beppu-center")
 NOTE = ev("note.recorded", {"text": "記録"})
 NOTIFIED = ev("concern.reported", {}, basis="cwa-25", to="beppu-center")
+JOINED = ev("household.joined", {"household": "H1", "relation": "sibling"})
+LEFT = ev("household.left", {"household": "H1"})
 
 
 def test_the_case_index_needs_the_entry_and_every_centre_an_event_is_about():
@@ -112,6 +115,16 @@ def test_the_child_facts_are_needed_for_a_fact_only():
     assert child_facts_needs(REGISTERED, ORGS) == [ChildFacts.create_id("c1")]
     assert child_facts_needs(NOTIFIED, ORGS) == [ChildFacts.create_id("c1")]  # every 通告 is a fact
     assert child_facts_needs(NOTE, ORGS) == child_facts_needs(DAILY, ORGS) == []
+
+
+def test_the_households_need_the_household_and_the_childs_list_of_households():
+    needed = [Household.create_id("beppu-center", "H1"), ChildHouseholds.create_id("c1")]
+    assert household_needs(JOINED, ORGS) == household_needs(LEFT, ORGS) == needed
+    # a household id is the centre's own: another centre's H1 is another household
+    assert household_needs(dict_replace(JOINED, source="oita-center"), ORGS)[0] == Household.create_id(
+        "oita-center", "H1"
+    )
+    assert household_needs(NOTE, ORGS) == household_needs(REGISTERED, ORGS) == []
 
 
 def dict_replace(e: Recorded, **fields: Any) -> Recorded:
@@ -162,13 +175,15 @@ SEQUENCE = [
     ACKNOWLEDGED,
     ev("case.closed", {"case": "k1"}),
     ev("identity.unlinked", {"org": "beppu-es-1", "local_number": "0412"}),
+    JOINED,
+    LEFT,
     NOTE,
 ]
 
 
 @pytest.mark.parametrize("projection", INDEXES, ids=lambda p: p.apply.__name__)
 def test_applying_a_projection_touches_only_what_it_declared(projection):
-    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS} == set(INDEXES)
+    assert {CASE_INDEX, IDENTITY_LINKS, SCHOOL_LISTS, CHILD_FACTS, HOUSEHOLDS} == set(INDEXES)
     unit_of_work = NotingUnitOfWork()
     for e in SEQUENCE:
         unit_of_work.touched.clear()
