@@ -238,6 +238,7 @@ FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
     # Households (世帯)
     "household": "世帯",
     "relation": "続柄",
+    "continues": "引き継いだケース",  # a newborn's case continuing the 特定妊婦 case (services.demo)
 }
 
 
