@@ -621,6 +621,28 @@ def report_acknowledged(e: Recorded, k: Known) -> None:
     _basis(e, "commissioned")
 
 
+# --- Households (世帯, meetings-and-services.md §3) -------------------------------------------------------------
+
+
+def household_membership(e: Recorded, k: Known) -> None:
+    """世帯への登録・世帯からの削除: the centre of residence at ``at``, which supports the family as a whole
+    (児童福祉法 第10条 市町村の業務). Basis ``internal``: a household link is the centre's own record, and gives no
+    other organisation anything (meetings-and-services.md §3)."""
+    if not k.is_center_of(e.source, k.residence_at(e.at)):
+        raise _not_authorised(
+            e,
+            "the centre of the child's residence at the event's time",
+            "その時点の児童の居住市町村のセンター",
+        )
+    if e.basis != "internal":  # the table's basis column: nobody else is told of a household
+        raise _refuse(
+            "household_internal",
+            "basis",
+            f"{e.kind} is recorded with basis internal only",
+            f"{e.kind} は根拠 internal（自機関の記録）でだけ記録できます",
+        )
+
+
 AUTHORITY: dict[str, Callable[[Recorded, Known], None]] = {
     "child.registered": child_registered,
     "residence.changed": residence_changed,
@@ -652,6 +674,9 @@ AUTHORITY: dict[str, Callable[[Recorded, Known], None]] = {
     "service.monitoring": service_monitoring,
     "service.ended": service_ended,
     "report.acknowledged": report_acknowledged,
+    # Households (世帯, meetings-and-services.md §3)
+    "household.joined": household_membership,
+    "household.left": household_membership,
 }
 
 

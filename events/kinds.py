@@ -226,6 +226,12 @@ class IdentityLink(Payload):
     local_number: Ident
 
 
+# Households (世帯, meetings-and-services.md §3): the centre of residence links a child to a household it keeps
+class HouseholdMembership(Payload):
+    household: Ident  # the household's id, chosen by the centre (a centre's household ids are its own)
+    relation: Ident | None = None  # 続柄 in the household: sibling, mother, newborn … (events.labels.RELATION_JA)
+
+
 class EmergencyDeclared(Payload):
     reason: Annotated[str, Field(min_length=1, max_length=20_000, pattern=r"\S")]
 
@@ -385,6 +391,9 @@ KINDS: dict[str, type[Payload]] = {
     "service.monitoring": ServiceMonitoring,
     "service.ended": ServiceEnded,
     "report.acknowledged": ReportAcknowledged,
+    # Households (世帯, meetings-and-services.md §3)
+    "household.joined": HouseholdMembership,
+    "household.left": HouseholdMembership,
 }
 
 

@@ -60,6 +60,9 @@ KIND_JA = {
     "service.monitoring": "モニタリング",
     "service.ended": "サービス終了",
     "report.acknowledged": "報告の確認",
+    # Households (世帯, meetings-and-services.md §3)
+    "household.joined": "世帯への登録",
+    "household.left": "世帯からの削除",
 }
 
 # Family-support services (家庭支援事業, meetings-and-services.md §2)
@@ -179,6 +182,16 @@ SETTING_JA = {  # consent.model.Settings (policy.md, "Settings")
     "monthly_report_due_day": "月次報告の提出期限（毎月の日）",
 }
 
+RELATION_JA = {  # 世帯での続柄 (household.joined's ``relation``); any other word is printed as it is
+    "sibling": "きょうだい",
+    "mother": "母",
+    "father": "父",
+    "newborn": "新生児（特定妊婦の子）",
+    "child": "子",
+    "grandparent": "祖父母",
+    "other": "その他",
+}
+
 FINDING_JA = {"justified": "正当", "not_justified": "正当でない", "needs_follow_up": "要フォローアップ"}
 
 RULE_BADGE_JA = {  # ui.md: the rule an entry is read under, as the short badge on a child's page
@@ -277,6 +290,10 @@ FIELD_JA = {  # payload fields (policy.md, "Kinds"; school-reports.md)
     "frequency": "頻度",
     "report": "報告",
     "handled_by": "対応者",
+    # Households (世帯)
+    "household": "世帯",
+    "relation": "続柄",
+    "continues": "引き継いだケース",  # a newborn's case continuing the 特定妊婦 case (services.demo)
 }
 
 # 在宅支援アセスメント: the items a member may tick in an answer to a status inquiry (inquiry.answered checklist)

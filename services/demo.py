@@ -992,11 +992,93 @@ def _child_13() -> Story:
     return s
 
 
+# --- Households (世帯, meetings-and-services.md §3) -------------------------------------------------------------
+# The ナカムラ family (child-04, child-16, child-14, child-15): the 特定妊婦 of child-04 gives birth; the newborn's case continues hers, and the centre links
+# the mother's record, the newborn and two older siblings at two schools into one household (H-2026-003), so that
+# each child's page shows the others with their open cases, open alerts and overdue reports.
+
+HOUSEHOLD = "H-2026-003"
+
+
+def _child_16() -> Story:
+    """新生児: the newborn of the 特定妊婦 (child-04); the 特定妊婦 case continues into the newborn's 要支援 case."""
+    s, k = Story("child-16"), "K-2026-041"
+    s.registered("2026-11-16 10:00", "2026-11-12", "ナカムラ ヒナ", function=MH)
+    s.add(
+        "health.checkup",
+        CENTER,
+        "2026-11-17 14:00",
+        {"checkup": "新生児訪問", "date": "2026-11-17", "findings": ["体重増加は順調", "母の睡眠不足と不安の訴え"]},
+        function=MH,
+    )
+    s.case(
+        "case.registered",
+        "2026-11-18 09:30",
+        k,
+        function=MH,
+        category="youshien",
+        case_type="childcare_difficulty",
+        continues="K-2026-022",
+    )
+    s.case("case.member_assigned", "2026-11-18 09:35", k, function=MH, member="tobu-hc")
+    s.add("household.joined", CENTER, "2026-11-19 10:00", {"household": HOUSEHOLD, "relation": "newborn"})
+    return s
+
+
+def _child_14() -> Story:
+    """小3, はまかぜ小: the newborn's brother; absences since the birth, a 要支援 case with the school."""
+    s, k, school = Story("child-14"), "K-2026-042", "beppu-es-hamakaze"
+    s.registered("2026-04-01 09:00", "2018-01-22", "ナカムラ ソウ")
+    s.enrolled(school, "2026-04-06 08:30", "2026-0233", "小学3年")
+    s.concern(
+        school,
+        "2026-11-13 16:00",
+        "母の出産後、遅刻と忘れ物が続く。「夜、赤ちゃんの世話をしている」と話した。",
+        ["遅刻の増加", "疲れた様子"],
+    )
+    s.case("case.registered", "2026-11-16 11:00", k, category="youshien", case_type="young_carer")
+    s.case("case.member_assigned", "2026-11-16 11:05", k, member=school)
+    s.case(
+        "case.shared",
+        "2026-11-16 11:30",
+        k,
+        basis="cwa-25-2",
+        summary="要支援児童として登録しました。妹の誕生後の家庭の負担を見守り、欠席が続くときはセンターへ。",
+    )
+    s.add(
+        "absence.alert",
+        school,
+        "2026-11-20 09:10",
+        {"reason": "consecutive_absence", "days": 3, "since": "2026-11-18"},
+        basis="cwa-21-10-5",
+    )
+    s.add("household.joined", CENTER, "2026-11-19 10:01", {"household": HOUSEHOLD, "relation": "sibling"})
+    return s
+
+
+def _child_15() -> Story:
+    """中1, 鶴見台中: the newborn's sister, on the school's list since October; October's report has not come."""
+    s, school = Story("child-15"), "beppu-jhs-tsurumidai"
+    s.registered("2026-04-01 09:00", "2013-09-02", "ナカムラ アイ")
+    s.enrolled(school, "2026-04-07 08:30", "2026-0311", "中学1年")
+    s.concern(school, "2026-10-02 16:00", "9月から保健室登校が増えた。家のことを一人でしていると話す。")
+    s.listed(school, "2026-10-05 10:30", "2026-0311", "2026-10")
+    s.add("household.joined", CENTER, "2026-11-19 10:02", {"household": HOUSEHOLD, "relation": "sibling"})
+    return s
+
+
+def _household_of_child_04() -> Story:
+    """The 特定妊婦's own record (child-04) joins the household as the mother."""
+    s = _child_04()
+    s.add("household.joined", CENTER, "2026-11-19 10:03", {"household": HOUSEHOLD, "relation": "mother"})
+    return s
+
+
 STORIES = (
     _child_01,
     _child_02,
     _child_03,
-    _child_04,
+    _household_of_child_04,
     _child_05,
     _child_06,
     _child_07,
@@ -1006,6 +1088,9 @@ STORIES = (
     _child_11,
     _child_12,
     _child_13,
+    _child_14,
+    _child_15,
+    _child_16,
 )
 
 

@@ -8,6 +8,7 @@ from services.cli import (
     case,  # noqa: F401  case …, plan … (要対協 case work, ledgers, agenda, transfers)
     demo,  # noqa: F401  demo
     feeds,  # noqa: F401  import jsonl|health-checkup|provider (other organisations' feeds)
+    households,  # noqa: F401  household join|leave|show (世帯)
     identity,  # noqa: F401  identity link, unlink, queue (紐付け)
     imports,  # noqa: F401  import school-monthly|school-daily, reports overdue (定期的な情報提供)
     inquiries,  # noqa: F401  inquiries round|outstanding|inbox|answer (事前照会)

@@ -371,6 +371,9 @@ ROUTERS.append(imports_router)
 from services.http.shared import router as shared_router  # noqa: E402  共有した記録の閲覧状況: who read what we shared
 
 ROUTERS.append(shared_router)
+from services.http.households import router as households_router  # noqa: E402  世帯: households
+
+ROUTERS.append(households_router)
 
 
 # --- The app ------------------------------------------------------------------------------------------------

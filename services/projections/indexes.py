@@ -13,6 +13,7 @@ from __future__ import annotations
 from services.projections.admission_facts import CHILD_FACTS
 from services.projections.cases import CASE_INDEX
 from services.projections.family_support import SERVICE_DESK
+from services.projections.households import HOUSEHOLDS
 from services.projections.identity_links import IDENTITY_LINKS
 from services.projections.inquiries import INQUIRY_INDEX
 from services.projections.published import PUBLISHED_CHILDREN
@@ -27,4 +28,5 @@ INDEXES: tuple[Projection, ...] = (
     PUBLISHED_CHILDREN,
     INQUIRY_INDEX,
     SERVICE_DESK,
+    HOUSEHOLDS,
 )

@@ -21,6 +21,7 @@ from services.web.cases import router as cases_router
 from services.web.centre import router as centre_router
 from services.web.emergency import router as emergency_router
 from services.web.family_support import router as family_support_router
+from services.web.households import router as households_router
 from services.web.inquiries import router as inquiries_router
 from services.web.pages import router as pages_router
 from services.web.plans import router as plans_router
@@ -43,6 +44,7 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.include_router(plans_router)
     app.include_router(emergency_router)
     app.include_router(family_support_router)
+    app.include_router(households_router)
     app.include_router(providers_router)
     app.include_router(inquiries_router)  # 事前照会
     app.include_router(cases_router)

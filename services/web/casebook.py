@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from events.clock import JST
+from services.casework.commands import Actor
+from services.casework.households import ChildHouseholds, Households
 from services.casework.ledger import CENTER, CONCERN_KINDS, JISO, CaseRow, PlanState, build_row, day_of, plan_states
 from services.family_support.work import Report, urgent_in, urgent_waiting
 from services.projections.cases import center_cases
@@ -198,3 +201,17 @@ def joint_cases(hub: Hub, jiso: str) -> dict[str, str]:
             if entry["abuse"] and entry["state"] == "open":
                 cases[case] = entry["child"]
     return cases
+
+
+def household_section(hub: Hub, person: Person, timeline: Timeline) -> ChildHouseholds:
+    """The child's households (世帯) as ``person`` may see them, from the page's own read of the child
+    (``timeline``) and one recorded read per sibling shown; nothing, and no read, for an organisation that is not
+    a centre or a 児童相談所 (``services.casework.households``)."""
+    return Households(hub).view(
+        Actor(person.org, person.role, person.user),
+        timeline.child,
+        timeline=timeline,
+        overdue=lambda: overdue_reports(
+            hub.store, hub.settings, reader=person.org, today=hub.clock().astimezone(JST).date()
+        ),
+    )

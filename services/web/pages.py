@@ -184,6 +184,7 @@ def child_page(
     plans = casebook.plans_of(timeline)
     org = hub.orgs().get(person.org)
     withheld = timeline.withheld if learns_of_withheld(org) else None
+    households = None if emergency_read else casebook.household_section(hub, person, timeline)
     return page(
         request,
         "web/child.html",
@@ -211,4 +212,6 @@ def child_page(
         STATUS_JA=STATUS_JA,
         CATEGORY_JA=CATEGORY_JA,
         CASE_TYPE_JA=words.CASE_TYPE_JA,
+        households=households,
+        relations=list(words.RELATION_JA.items()),
     )

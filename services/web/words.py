@@ -17,6 +17,7 @@ from events.labels import (
     FIELD_JA,
     KIND_JA,
     ORG_TYPE_JA,
+    RELATION_JA,
     ROLE_JA,
     RULE_BADGE_JA,
     RULE_JA,
@@ -30,6 +31,7 @@ __all__ = [
     "CATEGORY_JA",
     "FIELD_JA",
     "ORG_TYPE_JA",
+    "RELATION_JA",
     "RULE_BADGE_JA",
     "kind_ja",
     "role_ja",
@@ -39,7 +41,12 @@ __all__ = [
     "wareki",
 ]
 
-CODES_JA: dict[str, dict[str, str]] = {"category": CATEGORY_JA, "case_type": CASE_TYPE_JA, "reason": ALERT_JA}
+CODES_JA: dict[str, dict[str, str]] = {
+    "category": CATEGORY_JA,
+    "case_type": CASE_TYPE_JA,
+    "reason": ALERT_JA,
+    "relation": RELATION_JA,  # 世帯での続柄
+}
 ORG_FIELDS = frozenset({"member", "to", "org", "school", "recipients"})
 
 

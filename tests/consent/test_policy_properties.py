@@ -56,8 +56,10 @@ follows the hub: a fact kind whose source has authority, with basis cwa-21-10-5,
 at ``at`` is unknown (wait, or be published?: not generated); republishing the id of an event still waiting
 (not generated); identity.linked / identity.unlinked from a centre (policy.md adds "numbers known in its
 municipality" without saying how: accepted or rejected, the oracle follows the hub; from anyone else: refused).
-The kinds whose rows come with a later issue (inquiry.*, service.recommended …, report.acknowledged,
-household.*) are not in ``events.kinds`` yet: the generator sends them and expects them refused as unknown.
+The kinds whose rows come with a later issue (inquiry.*, service.recommended …, report.acknowledged) are not in
+``events.kinds`` yet: the generator sends them and expects them refused as unknown. household.* (issue 15, §3):
+the centre of residence at ``at``, basis internal (meetings-and-services.md's table gives the basis; the hub
+refuses another).
 """
 
 from __future__ import annotations
@@ -128,11 +130,13 @@ CASE_KINDS = frozenset(
 PROTECTION_KINDS = frozenset({"protection.started", "protection.ended"})
 TARGET_LIST_KINDS = frozenset({"target_list.assigned", "target_list.removed"})
 IDENTITY_KINDS = frozenset({"identity.linked", "identity.unlinked"})
+HOUSEHOLD_KINDS = frozenset({"household.joined", "household.left"})  # meetings-and-services.md §3
 FACT_KINDS = (
     CASE_KINDS
     | PROTECTION_KINDS
     | TARGET_LIST_KINDS
     | IDENTITY_KINDS
+    | HOUSEHOLD_KINDS
     | {
         "child.registered",
         "residence.changed",
@@ -152,8 +156,6 @@ FACT_KINDS = (
 LATER_KINDS = [
     "inquiry.sent",
     "inquiry.answered",
-    "household.joined",
-    "household.left",
 ]
 # Family-support services (meetings-and-services.md §2): in the catalogue, with their rows below.
 SERVICE_KINDS = frozenset(
@@ -377,6 +379,11 @@ class Oracle:
             notified = any(e.basis == "cwa-25" and e.to == source and e.at <= at for e in self.events.get(child, []))
             if not local and not notified:
                 return "emergency.declared: not the centre or a 児相 of the residence, nor notified"
+        elif kind in HOUSEHOLD_KINDS:  # meetings-and-services.md §3
+            if center_here is None or source != center_here:
+                return "household.*: not the centre of residence at `at`"
+            if raw.get("basis") != "internal":
+                return "household.*: basis not internal"
         elif kind in IDENTITY_KINDS:
             if self.type_of(source) != CENTER:
                 return "identity.*: not a centre"
@@ -741,7 +748,7 @@ def lawful_source(draw, oracle: Oracle, kind: str, child: str, at: datetime, pay
         candidates = [oracle.center_of(payload["residence"])] + sorted(oracle.covering(payload["residence"]))
     elif kind in {"residence.changed", "emergency.declared"} | TARGET_LIST_KINDS:
         candidates = [oracle.center_of(here)] * 2 + sorted(oracle.covering(here))
-    elif kind in ("child.erased", "case.registered"):
+    elif kind in ("child.erased", "case.registered") or kind in HOUSEHOLD_KINDS:
         candidates = [oracle.center_of(here)]
     elif kind in CASE_KINDS and reg is not None:
         candidates = [reg.source]
@@ -893,6 +900,8 @@ def payload_for(draw, kind: str, oracle: Oracle, child: str, n: int) -> dict[str
         return {"reason": "誤登録"}
     if kind == "visit.report":
         return {"date": "2026-04-02", "observations": f"訪問{n}", "secret": "見たこと"}
+    if kind in HOUSEHOLD_KINDS:  # meetings-and-services.md §3
+        return {"household": draw(st.sampled_from(["H1", "H2"])), "relation": "sibling"}
     raise AssertionError(kind)
 
 
@@ -934,6 +943,9 @@ KIND_WEIGHTS = {
     "health.checkup": 1,
     "service.usage": 1,
     "enrollment.started": 1,
+    # Households (meetings-and-services.md §3)
+    "household.joined": 1,
+    "household.left": 1,
 }
 # What a kind's payload cannot do without (to make a payload invalid).
 REQUIRED = {
@@ -972,6 +984,8 @@ REQUIRED = {
     "health.checkup": "checkup",
     "service.usage": "service",
     "enrollment.started": "student_no",
+    "household.joined": "household",
+    "household.left": "household",
 }
 # Who usually publishes a kind, on which basis and to whom; a third of the publishes take any source, basis and
 # addressee instead (and the fact kinds mostly the source with authority over them, see lawful_source).

@@ -19,6 +19,7 @@ from events.store import recorded_from
 from services.projections.admission_facts import CHILD_FACTS, ChildFacts, child_facts_needs
 from services.projections.cases import CASE_INDEX, CaseEntry, CenterCases, PlanEntry, case_index_needs
 from services.projections.family_support import SERVICE_DESK, ServiceDesk, service_desk_needs
+from services.projections.households import HOUSEHOLDS, ChildHouseholds, Household, household_needs
 from services.projections.identity_links import IDENTITY_LINKS, IdentityLink, identity_link_needs
 from services.projections.indexes import INDEXES
 from services.projections.inquiries import INQUIRY_INDEX, InquiryEntry, OrgInquiries, inquiry_index_needs
@@ -91,6 +92,10 @@ URGENT = ev("visit.report", {"urgent": True}, source="visit-a", basis="commissio
 REPORT_ACKNOWLEDGED = ev("report.acknowledged", {"report": "visit.report-1"}, basis="commissioned", to="visit-a")
 
 
+JOINED = ev("household.joined", {"household": "H1", "relation": "sibling"})
+LEFT = ev("household.left", {"household": "H1"})
+
+
 def test_the_case_index_needs_the_entry_and_every_centre_an_event_is_about():
     assert case_index_needs(REGISTERED, ORGS) == [CaseEntry.create_id("k1"), CenterCases.create_id("beppu-center")]
     assert case_index_needs(ev("case.closed", {"case": "k1"}), ORGS) == [
@@ -153,6 +158,16 @@ def test_the_service_desk_needs_the_desk_of_each_side_of_a_service_event():
     assert service_desk_needs(dict_replace(URGENT, basis="internal", to=None), ORGS) == []
 
 
+def test_the_households_need_the_household_and_the_childs_list_of_households():
+    needed = [Household.create_id("beppu-center", "H1"), ChildHouseholds.create_id("c1")]
+    assert household_needs(JOINED, ORGS) == household_needs(LEFT, ORGS) == needed
+    # a household id is the centre's own: another centre's H1 is another household
+    assert household_needs(dict_replace(JOINED, source="oita-center"), ORGS)[0] == Household.create_id(
+        "oita-center", "H1"
+    )
+    assert household_needs(NOTE, ORGS) == household_needs(REGISTERED, ORGS) == []
+
+
 def dict_replace(e: Recorded, **fields: Any) -> Recorded:
     copy = e.placed(e.position)
     copy.__dict__.update(fields)
@@ -201,6 +216,8 @@ SEQUENCE = [
     ACKNOWLEDGED,
     ev("case.closed", {"case": "k1"}),
     ev("identity.unlinked", {"org": "beppu-es-1", "local_number": "0412"}),
+    JOINED,
+    LEFT,
     NOTE,
     ASKED,
     ANSWERED,
@@ -222,6 +239,7 @@ def test_applying_a_projection_touches_only_what_it_declared(projection):
         PUBLISHED_CHILDREN,
         INQUIRY_INDEX,
         SERVICE_DESK,
+        HOUSEHOLDS,
     } == set(INDEXES)
     unit_of_work = NotingUnitOfWork()
     for e in SEQUENCE:
