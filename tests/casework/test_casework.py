@@ -905,12 +905,14 @@ def test_a_protection_started_since_the_last_review_puts_the_case_under_attentio
     move(clock, "2026-04-02")
     cw.register(BEPPU, child="c1", category="youhogo", case_type="abuse_physical", case="K1")
     move(clock, "2026-05-01")
-    agenda = views.agenda("beppu-center", date(2026, 12, 31))
+    # meetings within 30 days of the review due (registration + 91 days, then the date decided), so that the
+    # review's delay is not a reason of its own
+    agenda = views.agenda("beppu-center", date(2026, 7, 15))
     assert [r.case for r in agenda.confirmation] == ["K1"] and not agenda.attention  # stable: 確認のみ
     move(clock, "2026-05-10")
     cw.protection(JISO, "K1", started=True)
     move(clock, "2026-05-11")
-    agenda = views.agenda("beppu-center", date(2026, 12, 31))
+    agenda = views.agenda("beppu-center", date(2026, 7, 15))
     assert [r.case for r in agenda.attention] == ["K1"] and not agenda.confirmation
     [started] = [c for c in agenda.attention[0].changes if c["kind"] == "protection.started"]
     assert started["source"] == "chuo-jiso"
@@ -918,7 +920,7 @@ def test_a_protection_started_since_the_last_review_puts_the_case_under_attentio
     move(clock, "2026-05-20")
     cw.review(BEPPU, "K1", decision="一時保護中の状況を確認", next_review="2026-08-20")
     move(clock, "2026-05-21")
-    agenda = views.agenda("beppu-center", date(2026, 12, 31))
+    agenda = views.agenda("beppu-center", date(2026, 8, 25))
     assert [r.case for r in agenda.confirmation] == ["K1"] and not agenda.attention
 
 
