@@ -21,7 +21,7 @@ from events.envelope import content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
-from events.streams import last_event
+from events.streams import last_event, last_events
 from services.administration.settings import SettingsSource
 
 
@@ -257,17 +257,24 @@ class TimelineReader:
             by_child.setdefault(decided.child, []).append(record)
         tried: dict[str, int] = {}  # child -> the head version its last try chained to (0: the log did not exist)
 
+        streams = {child: AccessLog.create_id(child) for child in by_child}
+
         def append_once() -> None:
             pending: list[Any] = []
+            heads = (
+                last_events(self.store, streams.values())
+                if not tried and len(streams) > 1
+                else {streams[child]: last_event(self.store, streams[child]) for child in by_child if not tried}
+            )
             for child, mine in by_child.items():
-                stream = AccessLog.create_id(child)
+                stream = streams[child]
                 if child in tried:
                     since = list(self.store.events.get(stream, gt=tried[child]))
                     stored = {_record_id(e) for e in since}
                     mine = [r for r in mine if r["id"] not in stored]
                     head = since[-1] if since else last_event(self.store, stream)
                 else:
-                    head = last_event(self.store, stream)
+                    head = heads.get(stream)
                 tried[child] = head.originator_version if head is not None else 0
                 if not mine:
                     continue
