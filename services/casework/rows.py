@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
+from uuid import UUID
 
 from consent.model import Reader, Settings
 from consent.policy import POLICY_VERSION, decision_valid_until
@@ -103,6 +104,7 @@ class LedgerRowCache:
         self.recorder = recorder
         self.maxsize = maxsize
         self._kept: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
+        self._ids: dict[str, UUID] = {}  # child -> its stream id (an HMAC each: made once per process)
         self._erasures = store.erasures.position
         self._lock = Lock()
 
@@ -129,7 +131,10 @@ class LedgerRowCache:
         by_child: dict[str, list[str]] = {}
         for case, child in cases.items():
             by_child.setdefault(child, []).append(case)
-        ids = {child: ChildRecord.create_id(child) for child in by_child}
+        ids = {
+            child: self._ids.get(child) or self._ids.setdefault(child, ChildRecord.create_id(child))
+            for child in by_child
+        }
         versions = stream_versions(self.store, ids.values())
         reader = Reader(org=org, role=role, purpose=PURPOSE, t=t, user=user)
         kept: dict[str, Kept] = {}
