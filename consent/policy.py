@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from consent.authority import authorised_facts
@@ -264,6 +264,23 @@ def decide_read(
     if world.facts.erased:
         return ReadDecision(True, "erased", tuple(EventDecision(e.id, False) for e in ordered), version)
     return ReadDecision(True, "evaluated", tuple(decide_event(reader, e, world) for e in ordered), version)
+
+
+def decision_valid_until(events: Sequence[Recorded], settings: Settings, t: datetime) -> datetime | None:
+    """The earliest instant after ``t`` at which a decision on the child's ``events`` could change with time alone
+    (``None``: never, until an event, the registry or the settings change): every comparison the rules and the
+    purpose gate make with the reader's ``t`` is against an event's ``at`` (closures, memberships, consents,
+    withdrawals, transfers, emergencies, the provided-information window of rule LEDGER), a consent's
+    ``valid_until`` or the end of an emergency window. Taken over all of the child's events, whoever published
+    them (a superset of the facts either policy version counts), so a decision taken at ``t`` holds, unchanged,
+    for every ``t2`` with ``t <= t2 < decision_valid_until(...)``; the views that keep decisions ahead
+    (``services.casework.rows``) rely on it."""
+    hours = timedelta(hours=settings.emergency_hours)
+    instants = [e.at for e in events]
+    instants += [e.at + hours for e in events if e.kind == "emergency.declared"]
+    instants += [c.valid_until for c in ChildFacts.of(events).consents if c.valid_until is not None]
+    later = [x for x in instants if x > t]
+    return min(later) if later else None
 
 
 def redact(e: Recorded, decision: EventDecision) -> dict[str, Any]:

@@ -17,7 +17,8 @@ nothing needs doing; without fast-forwarding the library only refreshes the cach
 so the streams appended to here are dropped from the cache and reloaded on their next read.
 
 ``last_event`` is the newest event of one stream, for a writer that only needs the head of a chain (the access
-log: the hash and sequence of the last record, not every record since the first).
+log: the hash and sequence of the last record, not every record since the first); ``last_events`` the same for many
+streams at once.
 
 ``cache_saved`` puts what a writer saved into the cache when the library would not (it does so itself only when
 it does not fast-forward), so that the next batch starts from the saved versions instead of replaying its own
@@ -98,6 +99,17 @@ def last_event(store: Any, stream: UUID) -> Any | None:
     """The newest domain event of ``stream`` (``None``: no such stream), from one stored event."""
     stored = store.events.get(stream, desc=True, limit=1)
     return next(stored, None)
+
+
+def last_events(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
+    """``last_event`` of each of ``ids`` that has events, in two queries for all of them (their versions, then
+    those events): for a writer that chains to many heads at once (the access logs of a ledger page)."""
+    versions = stream_versions(store, ids)
+    if not versions:
+        return {}
+    stored = _events_after(store, {stream: version - 1 for stream, version in versions.items()})
+    records = [record for stream in versions for record in stored.get(stream, ())[-1:]]
+    return {event.originator_id: event for event in store.mapper.to_domain_events(records)}
 
 
 def forget_cached(store: Any, ids: Iterable[UUID]) -> None:

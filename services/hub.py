@@ -20,6 +20,7 @@ from services.administration.settings import SETTINGS_ID, SettingsSource, seed_s
 from services.audit import trail as audit_trail
 from services.audit.replay import VerifyReport, verify
 from services.auth import clients as auth_clients
+from services.casework.rows import LedgerRowCache
 from services.projections import admission_facts as projections_admission_facts
 from services.projections import cases as projections_cases
 from services.projections import identity_links as projections_identity_links
@@ -86,6 +87,7 @@ class Hub:
         self.settings_source = SettingsSource(self.store)
         self.ingest = Ingest(self.store, self.settings_source, clock)
         self.reader = TimelineReader(self.store, self.settings_source, clock)
+        self.ledger_rows = LedgerRowCache(self.store, self.reader)  # the ledgers' and agenda's rows decided ahead
 
     @property
     def settings(self) -> Settings:

@@ -25,6 +25,8 @@ from services.projections.cases import center_cases
 from services.reading.timeline import Timeline, TimelineEntry
 
 if TYPE_CHECKING:
+    from services.casework.ledger_query import LedgerQuery
+    from services.casework.rows import Ahead
     from services.hub import Hub
 
 DEFAULT_REVIEW_INTERVAL = timedelta(days=91)  # 見直しは少なくとも3か月ごと (domain.md): when no next review was set
@@ -503,6 +505,36 @@ class Ledger:
 
 
 @dataclass
+class LedgerPage:
+    """A page of a ledger as built for ``org`` at ``t``: ``rows`` shown of ``total`` kept by the filters (of
+    ``all_rows``); one access record per child shown (``reads``)."""
+
+    org: str
+    kind: str  # progress | joint
+    t: str
+    rows: list[CaseRow]
+    total: int
+    all_rows: int
+    page: int
+    per_page: int | None  # None: every row
+    pages: int
+    reads: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "org": self.org,
+            "kind": self.kind,
+            "t": self.t,
+            "rows": [r.to_dict() for r in self.rows],
+            "total": self.total,
+            "page": self.page,
+            "per_page": self.per_page,
+            "pages": self.pages,
+            "access_records": self.reads,
+        }
+
+
+@dataclass
 class Agenda:
     """実務者会議の議題: the cases due for review on ``date``, those with new alerts or concerns first."""
 
@@ -561,76 +593,101 @@ class CaseViews:
         reads.append(timeline.access_record)
         return timeline
 
-    def _rows(self, org: str, cases: Mapping[str, str], role: str, user: str | None, reads: list[str]) -> list[CaseRow]:
-        """Rows of ``cases`` (case -> child), one policy-decided read per child."""
-        by_child: dict[str, list[str]] = {}
-        for case, child in cases.items():
-            by_child.setdefault(child, []).append(case)
-        orgs = self.hub.orgs()
-        rows = []
-        for child, child_cases in by_child.items():
-            timeline = self._read(org, child, "meeting", role, user, reads)
-            if not timeline.allowed:
-                continue
-            for case in child_cases:
-                row = build_row(case, child, timeline.entries, orgs, datetime.fromisoformat(timeline.t))
-                if row is not None:
-                    rows.append(row)
-        rows.sort(key=lambda r: (r.center, r.registered_at, r.case))
-        return rows
-
-    def progress_ledger(
-        self, center: str, *, role: str = "caseworker", user: str | None = None, states: Iterable[str] | None = None
-    ) -> Ledger:
-        """The centre's 進行管理台帳: one row per case it registered (``states``: only cases in these states by the
-        index, e.g. ``{"open"}`` for a meeting, so closed cases are not read without need)."""
-        self._org(center, (CENTER,), "進行管理台帳")
+    def _cases(self, org: str, joint: bool, states: Iterable[str] | None) -> dict[str, str]:
+        """The cases a ledger covers (case -> child), by the case index: the centre's own, or for a 児童相談所 the
+        abuse cases of the centres of the municipalities it covers (``states``: only cases in these states by
+        the index, e.g. ``{"open"}`` for a meeting, so closed cases are not decided without need)."""
         wanted = set(states) if states is not None else None
-        index = center_cases(self.hub.store, center)
-        cases = {k: v["child"] for k, v in index.cases.items() if wanted is None or v["state"] in wanted}
-        reads: list[str] = []
-        rows = self._rows(center, cases, role, user, reads)
-        return Ledger(center, "progress", self.hub.clock().isoformat(), rows, reads)
-
-    def joint_ledger(
-        self, jiso: str, *, role: str = "caseworker", user: str | None = None, states: Iterable[str] | None = None
-    ) -> Ledger:
-        """The 共同管理台帳 of a 児童相談所: every abuse case of the municipalities it covers, as rule LEDGER lets
-        it read them."""
-        org = self._org(jiso, (JISO,), "共同管理台帳")
+        if not joint:
+            self._org(org, (CENTER,), "進行管理台帳")
+            index = center_cases(self.hub.store, org)
+            return {k: v["child"] for k, v in index.cases.items() if wanted is None or v["state"] in wanted}
+        jiso = self._org(org, (JISO,), "共同管理台帳")
         if not self.hub.settings.joint_ledger:
             raise refuse(
                 "joint_ledger_off",
                 "the joint ledger is not enabled (setting joint_ledger)",
                 "この環境では共同管理台帳（joint_ledger）が有効になっていません",
             )
-        wanted = set(states) if states is not None else None
         cases: dict[str, str] = {}
         for center in sorted(
-            o.id for o in self.hub.orgs().values() if o.type == CENTER and o.municipality in org.covers
+            o.id for o in self.hub.orgs().values() if o.type == CENTER and o.municipality in jiso.covers
         ):
             for case, entry in center_cases(self.hub.store, center).cases.items():
                 if entry["abuse"] and (wanted is None or entry["state"] in wanted):
                     cases[case] = entry["child"]
-        reads: list[str] = []
-        rows = self._rows(jiso, cases, role, user, reads)
-        return Ledger(jiso, "joint", self.hub.clock().isoformat(), rows, reads)
+        return cases
+
+    def _ahead(self, org: str, cases: Mapping[str, str], role: str, user: str | None) -> Ahead:
+        """The rows of ``cases`` as ``org`` reads them now, decided ahead (``services.casework.rows``)."""
+        registry = self.hub.store.registry()
+        return self.hub.ledger_rows.ahead(
+            org,
+            role,
+            cases,
+            t=self.hub.clock(),
+            orgs=registry.orgs,
+            registry_version=registry.version if registry.version else 0,
+            settings=self.hub.settings,
+            user=user,
+        )
+
+    def ledger(
+        self, org: str, query: LedgerQuery, *, joint: bool = False, role: str = "caseworker", user: str | None = None
+    ) -> LedgerPage:
+        """A page of the centre's 進行管理台帳 (``joint``: of a 児童相談所's 共同管理台帳, the abuse cases of the
+        municipalities it covers, as rule LEDGER lets it read them): filtered, sorted and paged by ``query`` on
+        the rows decided ahead, and one read recorded per child shown."""
+        ahead = self._ahead(org, self._cases(org, joint, None), role, user)
+        on = day_of(ahead.reader.t)
+        kept = query.apply(ahead.rows, on)
+        shown = query.window(kept)
+        reads = ahead.record(shown)
+        return LedgerPage(
+            org,
+            "joint" if joint else "progress",
+            ahead.reader.t.isoformat(),
+            shown,
+            len(kept),
+            len(ahead.rows),
+            query.page,
+            query.per_page,
+            query.pages(len(kept)),
+            reads,
+        )
+
+    def _whole(self, org: str, joint: bool, role: str, user: str | None, states: Iterable[str] | None) -> Ledger:
+        ahead = self._ahead(org, self._cases(org, joint, states), role, user)
+        return Ledger(
+            org, "joint" if joint else "progress", ahead.reader.t.isoformat(), ahead.rows, ahead.record(ahead.rows)
+        )
+
+    def progress_ledger(
+        self, center: str, *, role: str = "caseworker", user: str | None = None, states: Iterable[str] | None = None
+    ) -> Ledger:
+        """The centre's whole 進行管理台帳, every row recorded (the CLI's listing): ``ledger`` pages it."""
+        return self._whole(center, False, role, user, states)
+
+    def joint_ledger(
+        self, jiso: str, *, role: str = "caseworker", user: str | None = None, states: Iterable[str] | None = None
+    ) -> Ledger:
+        """The 児童相談所's whole 共同管理台帳, every row recorded (the CLI's listing): ``ledger`` pages it."""
+        return self._whole(jiso, True, role, user, states)
 
     def agenda(self, org: str, on: date, *, role: str = "caseworker", user: str | None = None) -> Agenda:
         """The agenda for the meeting on ``on``: open cases whose next review is on or before that day. Cases with
         new alerts or concerns since their last review come first (alerts before concerns, then the most overdue);
-        the stable ones follow, grouped for confirmation only."""
+        the stable ones follow, grouped for confirmation only. One read is recorded per child on the agenda."""
         found = self.hub.orgs().get(org)
-        if found is not None and found.type == JISO:
-            ledger = self.joint_ledger(org, role=role, user=user, states={"open"})
-        else:
-            ledger = self.progress_ledger(org, role=role, user=user, states={"open"})
-        due = [r for r in ledger.rows if r.status == "open" and date.fromisoformat(r.next_review) <= on]
+        joint = found is not None and found.type == JISO
+        ahead = self._ahead(org, self._cases(org, joint, {"open"}), role, user)
+        due = [r for r in ahead.rows if r.status == "open" and date.fromisoformat(r.next_review) <= on]
         attention = sorted(
             (r for r in due if r.attention_reasons(on)), key=lambda r: (not r.open_alerts, r.next_review, r.case)
         )
         confirmation = sorted((r for r in due if not r.attention_reasons(on)), key=lambda r: (r.next_review, r.case))
-        return Agenda(org, on.isoformat(), ledger.t, attention, confirmation, ledger.reads)
+        reads = ahead.record(attention + confirmation)
+        return Agenda(org, on.isoformat(), ahead.reader.t.isoformat(), attention, confirmation, reads)
 
     def plans(
         self, center: str, *, role: str = "caseworker", user: str | None = None

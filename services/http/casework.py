@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,7 @@ from services.auth.tokens import Principal
 from services.casework.agenda import agenda_csv, agenda_html
 from services.casework.commands import Actor, CaseWork, Done
 from services.casework.ledger import CaseViews
+from services.casework.ledger_query import LedgerQuery
 from services.http.deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
 
 router = APIRouter(prefix="/v1", tags=["case work"])
@@ -240,16 +241,66 @@ def protection(case: CaseId, body: ProtectionIn, member: PublishDep, hub: HubDep
 # --- Views ------------------------------------------------------------------------------------------------
 
 
+def ledger_query(
+    page: Annotated[str, Query(max_length=10, description="The page, from 1.")] = "",
+    per_page: Annotated[str, Query(max_length=10, description="Rows per page, 1-500 (default 50).")] = "",
+    sort: Annotated[
+        str,
+        Query(
+            max_length=40, description="case, child, status, category, case_type, registered or next_review (default)."
+        ),
+    ] = "",
+    order: Annotated[str, Query(max_length=10, description="asc (default) or desc.")] = "",
+    status: Annotated[str, Query(max_length=40, description="open, closed or transferred.")] = "",
+    category: Annotated[str, Query(max_length=40, description="要対協区分: youhogo, youshien or tokutei_ninpu.")] = "",
+    case_type: Annotated[str, Query(max_length=60, description="相談種別.")] = "",
+    review: Annotated[str, Query(max_length=20, description="due (this month) or overdue.")] = "",
+    alerts: Annotated[str, Query(max_length=20, description="open, concerns or any.")] = "",
+    member: Annotated[str, Query(max_length=200, description="Only cases this organisation is a member of.")] = "",
+) -> LedgerQuery:
+    """The ledger's filters, sort and page from the query string; a value that is not a choice is refused (422)."""
+    query = LedgerQuery(
+        {
+            "page": page,
+            "per_page": per_page,
+            "sort": sort,
+            "order": order,
+            "status": status,
+            "category": category,
+            "case_type": case_type,
+            "review": review,
+            "alerts": alerts,
+            "member": member,
+        }
+    )
+    if query.errors:
+        raise ApiError(
+            422,
+            "invalid_query",
+            "invalid ledger query: " + ", ".join(sorted(query.errors)),
+            "　".join(query.errors.values()),
+            field=sorted(query.errors)[0],
+        )
+    return query
+
+
+LedgerQueryDep = Annotated[LedgerQuery, Depends(ledger_query)]
+
+
 @router.get("/ledger", responses=ERRORS)
-def progress_ledger(member: ReadDep, hub: HubDep) -> dict[str, Any]:
-    """The token's centre's progress ledger (進行管理台帳), built from its own recorded reads."""
-    return _run(lambda: CaseViews(hub).progress_ledger(member.org, role=member.role, user=member.user)).to_dict()
+def progress_ledger(member: ReadDep, hub: HubDep, query: LedgerQueryDep) -> dict[str, Any]:
+    """A page of the token's centre's progress ledger (進行管理台帳), filtered and sorted on the server: ``rows``
+    (one recorded read per child shown, ``access_records``), ``total`` kept by the filters, ``page``, ``per_page``."""
+    return _run(lambda: CaseViews(hub).ledger(member.org, query, role=member.role, user=member.user)).to_dict()
 
 
 @router.get("/joint-ledger", responses=ERRORS)
-def joint_ledger(member: ReadDep, hub: HubDep) -> dict[str, Any]:
-    """The token's 児童相談所's joint ledger (共同管理台帳): the abuse cases of the municipalities it covers."""
-    return _run(lambda: CaseViews(hub).joint_ledger(member.org, role=member.role, user=member.user)).to_dict()
+def joint_ledger(member: ReadDep, hub: HubDep, query: LedgerQueryDep) -> dict[str, Any]:
+    """A page of the token's 児童相談所's joint ledger (共同管理台帳): the abuse cases of the municipalities it
+    covers, filtered, sorted and paged as ``/v1/ledger``."""
+    return _run(
+        lambda: CaseViews(hub).ledger(member.org, query, joint=True, role=member.role, user=member.user)
+    ).to_dict()
 
 
 @router.get("/agenda", responses=ERRORS | {200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}}})

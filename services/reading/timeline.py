@@ -10,7 +10,7 @@ response (``returned``), appends the access record (allowed or refused) carrying
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from events.envelope import content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
-from events.streams import last_event
+from events.streams import last_event, last_events
 from services.administration.settings import SettingsSource
 
 
@@ -114,6 +114,47 @@ def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld
     )
 
 
+@dataclass
+class Decided:
+    """A read of ``child`` decided by the policy, not yet recorded: the decision, what it returns (``entries``,
+    ``withheld``), the digest of that (``content``) and the length of the child's stream decided on."""
+
+    child: str
+    decision: ReadDecision
+    entries: list[TimelineEntry]
+    withheld: int | None
+    content: str
+    child_position: int
+
+    def timeline(self, reader: Reader, access_record: str) -> Timeline:
+        """What the reader gets back, once the read is recorded as ``access_record``."""
+        return Timeline(
+            child=self.child,
+            org=reader.org,
+            role=reader.role or "",
+            purpose=reader.purpose,
+            t=reader.t.isoformat(),
+            allowed=self.decision.allowed,
+            reason=self.decision.reason,
+            entries=self.entries,
+            withheld=self.withheld,
+            access_record=access_record,
+            policy_version=self.decision.policy_version,
+        )
+
+
+def decide(
+    reader: Reader, child: str, record: ChildRecord | None, orgs: Mapping[str, Org], settings: Settings
+) -> Decided:
+    """A read of ``child`` by ``reader`` decided on the child's stream as ``record`` holds it (``None``: no event
+    yet), with the registry's ``orgs`` and ``settings``: what ``TimelineReader.read`` records and returns."""
+    entries: list[Recorded] = list(record.entries) if record is not None else []
+    envelopes = list(record.envelopes[: len(entries)]) if record is not None else []
+    decision = decide_read(reader, entries, orgs, settings)
+    shown, withheld = returned(decision, entries, envelopes, orgs.get(reader.org))
+    return Decided(child, decision, shown, withheld, returned_digest(decision, shown, withheld), len(entries))
+
+
 def access_record(
     reader: Reader,
     child: str,
@@ -168,76 +209,105 @@ class TimelineReader:
         registry = self.store.registry()
         orgs, registry_version = registry.orgs, registry.version if registry.version else 0
         cached = self.store.peek(ChildRecord.create_id(child))
-        entries: list[Recorded] = list(cached.entries) if cached is not None else []
-        envelopes = list(cached.envelopes[: len(entries)]) if cached is not None else []
         log_position = self.store.log_position()
         settings = self.settings  # once: the settings decided under are the ones recorded
-        decision = decide_read(reader, entries, orgs, settings)
-        shown, withheld = returned(decision, entries, envelopes, orgs.get(org))  # built before it is recorded
-        record = access_record(
-            reader,
-            child,
-            decision,
-            log_position=log_position,
-            child_position=len(entries),
-            registry_version=registry_version,
-            settings=settings,
-            recorded_at=t,
-            content=returned_digest(decision, shown, withheld),
-        )
-        self._append(child, record)  # recorded before anything is returned
-        return Timeline(
-            child=child,
-            org=org,
-            role=role,
-            purpose=purpose,
-            t=t.isoformat(),
-            allowed=decision.allowed,
-            reason=decision.reason,
-            entries=shown,
-            withheld=withheld,
-            access_record=record["id"],
-            policy_version=decision.policy_version,
-        )
+        decided = decide(reader, child, cached, orgs, settings)  # built before it is recorded
+        (record,) = self.record(
+            [(reader, decided)], log_position=log_position, registry_version=registry_version, settings=settings
+        )  # recorded before anything is returned
+        return decided.timeline(reader, record["id"])
 
-    def _append(self, child: str, record: dict[str, Any]) -> None:
-        """Chain ``record`` to the child's access log. Only the log's last event is read (the previous record's
-        hash and sequence), so that a read costs the same after a thousand reads of the child as after one; a
-        reader who appended first makes the insert fail on the stream's version, and the record is chained again
-        to the new head, with jittered backoff within the request's budget (``events.retry``; then ``Busy``).
+    def record(
+        self,
+        reads: Sequence[tuple[Reader, Decided]],
+        *,
+        log_position: int,
+        registry_version: int,
+        settings: Settings,
+    ) -> list[dict[str, Any]]:
+        """Record reads decided for their readers (``decide``): one access record each, chained to its child's
+        access log, all in one transaction; the records, in the order of ``reads``. The one way a read is
+        recorded: ``read`` records one; a view that shows many children (``services.casework.rows``) records one
+        per child shown, in bulk. Each reader's ``t`` is the read's time (also ``recorded_at``).
 
-        The record is appended once: a try after a conflict first reads the records stored since the head it had
-        chained to, and stops if its own record (by its id, made once before the first try) is among them, which
-        happens when a commit went through but its answer was lost and the store tried the insert again."""
-        stream = AccessLog.create_id(child)
-        tried: list[int] = []  # the head version each try chained to (0: the log did not exist)
+        Only each log's last event is read (the previous record's hash and sequence), so that a read costs the
+        same after a thousand reads of the child as after one; a reader who appended first makes the insert fail
+        on a stream's version, and the records are chained again to the new heads, with jittered backoff within
+        the request's budget (``events.retry``; then ``Busy``).
+
+        Each record is appended once: a try after a conflict first reads the records stored since the head it
+        had chained to, and leaves out those of its records (by id, made once before the first try) found among
+        them, which happens when a commit went through but its answer was lost and the store tried again."""
+        records = [
+            access_record(
+                reader,
+                decided.child,
+                decided.decision,
+                log_position=log_position,
+                child_position=decided.child_position,
+                registry_version=registry_version,
+                settings=settings,
+                recorded_at=reader.t,
+                content=decided.content,
+            )
+            for reader, decided in reads
+        ]
+        by_child: dict[str, list[dict[str, Any]]] = {}
+        for (_, decided), record in zip(reads, records):
+            by_child.setdefault(decided.child, []).append(record)
+        tried: dict[str, int] = {}  # child -> the head version its last try chained to (0: the log did not exist)
+
+        streams = {child: AccessLog.create_id(child) for child in by_child}
 
         def append_once() -> None:
-            if tried:
-                since = list(self.store.events.get(stream, gt=tried[-1]))
-                if any(_record_id(e) == record["id"] for e in since):
-                    return
-                head = since[-1] if since else last_event(self.store, stream)
-            else:
-                head = last_event(self.store, stream)
-            pending: AccessLog | AccessLog.ReadRecorded
-            if head is None:
-                log = AccessLog(child)
-                log.record(record=self._chained(record, "", 1))
-                pending = log
-            else:
-                last = head.record if isinstance(head, AccessLog.ReadRecorded) else None
-                previous, sequence = (last["hash"], last["sequence"] + 1) if last else ("", 1)
-                pending = AccessLog.ReadRecorded(
-                    originator_id=stream,
-                    originator_version=head.originator_version + 1,
-                    timestamp=AccessLog.ReadRecorded.create_timestamp(),
-                    record=self._chained(record, previous, sequence),
-                )
-            tried.append(head.originator_version if head is not None else 0)
-            self.store.save(pending)
+            pending: list[Any] = []
+            heads = (
+                last_events(self.store, streams.values())
+                if not tried and len(streams) > 1
+                else {streams[child]: last_event(self.store, streams[child]) for child in by_child if not tried}
+            )
+            for child, mine in by_child.items():
+                stream = streams[child]
+                if child in tried:
+                    since = list(self.store.events.get(stream, gt=tried[child]))
+                    stored = {_record_id(e) for e in since}
+                    mine = [r for r in mine if r["id"] not in stored]
+                    head = since[-1] if since else last_event(self.store, stream)
+                else:
+                    head = heads.get(stream)
+                tried[child] = head.originator_version if head is not None else 0
+                if not mine:
+                    continue
+                pending += self._chain(child, stream, head, mine)
+            if pending:
+                self.store.save(*pending)
 
         retry_conflicts(append_once)
+        return records
+
+    def _chain(self, child: str, stream: Any, head: Any, records: list[dict[str, Any]]) -> list[Any]:
+        """``records`` chained after ``head`` (``None``: the log is new), as what to save: a new log with them,
+        or one event each after the head."""
+        last = head.record if isinstance(head, AccessLog.ReadRecorded) else None
+        previous, sequence = (last["hash"], last["sequence"] + 1) if last else ("", 1)
+        chained = []
+        for record in records:
+            chained.append(self._chained(record, previous, sequence))
+            previous, sequence = chained[-1]["hash"], sequence + 1
+        if head is None:
+            log = AccessLog(child)
+            for record in chained:
+                log.record(record=record)
+            return [log]
+        return [
+            AccessLog.ReadRecorded(
+                originator_id=stream,
+                originator_version=head.originator_version + n,
+                timestamp=AccessLog.ReadRecorded.create_timestamp(),
+                record=record,
+            )
+            for n, record in enumerate(chained, start=1)
+        ]
 
     @staticmethod
     def _chained(record: dict[str, Any], previous: str, sequence: int) -> dict[str, Any]:

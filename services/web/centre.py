@@ -32,8 +32,9 @@ from services.casework.ledger import (
     STATUS_JA,
     CaseRow,
     CaseViews,
-    Ledger,
+    LedgerPage,
 )
+from services.casework.ledger_query import ALERTS_JA, ORDER_JA, REVIEW_JA, SORTS, LedgerQuery
 from services.hub import Hub
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing import linking
@@ -44,24 +45,6 @@ from services.web.session import Person, signed_in
 
 router = APIRouter(include_in_schema=False)
 T = TypeVar("T")
-
-PAGE_SIZE = 50
-SORTS = {  # 並べ替え: the key, and its Japanese name
-    "case": ("ケース番号", lambda r: r.case),
-    "child": ("児童", lambda r: (r.child, r.case)),
-    "status": ("状況", lambda r: (r.status, r.case)),
-    "category": ("要対協区分", lambda r: (r.category, r.case)),
-    "case_type": ("相談種別", lambda r: (r.case_type, r.case)),
-    "registered": ("登録日", lambda r: (r.registered_at, r.case)),
-    "next_review": ("次回検討予定日", lambda r: (r.next_review, r.case)),
-}
-REVIEW_JA = {"due": "今月末までに検討予定", "overdue": "検討予定日を過ぎている"}
-ALERTS_JA = {
-    "open": "未検討の警告がある",
-    "concerns": "未検討の気づき・通告がある",
-    "any": "警告・気づきのいずれかがある",
-}
-ORDER_JA = {"asc": "昇順", "desc": "降順"}
 
 
 def hub_today(hub: Hub) -> date:
@@ -102,83 +85,10 @@ def _centre_person(request: Request, refusal: str) -> Person | Response:
 # --- The progress ledger (進行管理台帳) and the joint ledger (共同管理台帳) ---------------------------------------
 
 
-def _ledger(hub: Hub, person: Person) -> tuple[Ledger | None, str | None]:
-    views = CaseViews(hub)
-    if org_type(hub, person) == JISO:
-        return run(lambda: views.joint_ledger(person.org, role=person.role, user=person.user))
-    return run(lambda: views.progress_ledger(person.org, role=person.role, user=person.user))
-
-
-def _month_end(on: date) -> date:
-    following = date(on.year + (on.month == 12), on.month % 12 + 1, 1)
-    return date.fromordinal(following.toordinal() - 1)
-
-
-class LedgerQuery:
-    """The ledger's filters, sort and page, from the query string; a value that is not one of the choices is
-    named in ``errors`` and not applied."""
-
-    def __init__(self, params: dict[str, str]):
-        self.errors: dict[str, str] = {}
-        self.status = self._choice(params, "status", STATUS_JA, "状況")
-        self.category = self._choice(params, "category", CATEGORY_JA, "要対協区分")
-        self.case_type = self._choice(params, "case_type", words.CASE_TYPE_JA, "相談種別")
-        self.review = self._choice(params, "review", REVIEW_JA, "検討予定")
-        self.alerts = self._choice(params, "alerts", ALERTS_JA, "警告・気づき")
-        self.sort = self._choice(params, "sort", SORTS, "並べ替え") or "next_review"
-        self.order = self._choice(params, "order", ORDER_JA, "順序") or "asc"
-        self.page = 1
-        text = params.get("page", "")
-        if text:
-            if text.isdigit() and 0 < int(text) < 100_000:
-                self.page = int(text)
-            else:
-                self.errors["page"] = "ページは 1 以上の数で指定してください"
-
-    def _choice(self, params: dict[str, str], name: str, table: dict[str, Any], label: str) -> str:
-        value = params.get(name, "")
-        if value and value not in table:
-            self.errors[name] = f"{label}の指定「{value[:40]}」は選べる値ではありません"
-            return ""
-        return value
-
-    def keep(self, row: CaseRow, on: date) -> bool:
-        if self.status and row.status != self.status:
-            return False
-        if self.category and row.category != self.category:
-            return False
-        if self.case_type and row.case_type != self.case_type:
-            return False
-        due = date.fromisoformat(row.next_review)
-        if self.review == "due" and not (row.status == "open" and due <= _month_end(on)):
-            return False
-        if self.review == "overdue" and not (row.status == "open" and due < on):
-            return False
-        if self.alerts == "open" and not row.open_alerts:
-            return False
-        if self.alerts == "concerns" and not row.concerns:
-            return False
-        return not (self.alerts == "any" and not row.needs_attention)
-
-    def apply(self, rows: list[CaseRow], on: date) -> list[CaseRow]:
-        kept = [r for r in rows if self.keep(r, on)]
-        return sorted(kept, key=SORTS[self.sort][1], reverse=self.order == "desc")
-
-    def query(self, **changes: Any) -> str:
-        """The query string of this view with ``changes`` (for links to other pages and sorts)."""
-        from urllib.parse import urlencode
-
-        values = {
-            "status": self.status,
-            "category": self.category,
-            "case_type": self.case_type,
-            "review": self.review,
-            "alerts": self.alerts,
-            "sort": self.sort,
-            "order": self.order,
-            "page": self.page,
-        } | changes
-        return urlencode({k: v for k, v in values.items() if v not in ("", None) and (k != "page" or v != 1)})
+def _ledger(hub: Hub, person: Person, query: LedgerQuery) -> tuple[LedgerPage | None, str | None]:
+    """The page of the person's ledger that ``query`` asks for: the joint ledger for a 児童相談所."""
+    joint = org_type(hub, person) == JISO
+    return run(lambda: CaseViews(hub).ledger(person.org, query, joint=joint, role=person.role, user=person.user))
 
 
 LEDGER_CSV_HEADER = [
@@ -252,16 +162,10 @@ def _ledger_view(
     """The ledger's page: the progress ledger for a centre, the joint ledger (with its update and 一時保護 forms)
     for a 児童相談所. ``errors`` and ``form``: a refused update, shown next to its row's fields."""
     hub: Hub = request.app.state.hub
-    ledger, problem = _ledger(hub, person)
+    ledger, problem = _ledger(hub, person, query)
     if ledger is None:
         return refused(request, person, problem or "")
     on = hub_today(hub)
-    rows = query.apply(ledger.rows, on)
-    pages = max(1, -(-len(rows) // PAGE_SIZE))
-    if query.page > pages:
-        query.errors["page"] = f"ページは 1 から {pages} までです"
-        query.page = pages
-    shown = rows[(query.page - 1) * PAGE_SIZE : query.page * PAGE_SIZE]
     joint = ledger.kind == "joint"
     errors = query.errors | (errors or {})
     return page(
@@ -272,10 +176,10 @@ def _ledger_view(
         title="共同管理台帳" if joint else "進行管理台帳",
         joint=joint,
         here=JOINT_LEDGER if joint else "/ui/ledger",
-        rows=shown,
-        total=len(rows),
-        all_rows=len(ledger.rows),
-        pages=pages,
+        rows=ledger.rows,
+        total=ledger.total,
+        all_rows=ledger.all_rows,
+        pages=ledger.pages,
         q=query,
         errors=errors,
         form=form or {},
@@ -405,14 +309,13 @@ def ledger_csv_file(request: Request) -> Response:
     if person is None:
         return to_signin()
     hub: Hub = request.app.state.hub
-    query = LedgerQuery({k: v[:200] for k, v in request.query_params.items()})
-    ledger, problem = _ledger(hub, person)
+    query = LedgerQuery({k: v[:200] for k, v in request.query_params.items()}, per_page=None)
+    ledger, problem = _ledger(hub, person, query)
     if ledger is None:
         return refused(request, person, problem or "")
-    rows = query.apply(ledger.rows, hub_today(hub))
     name = "joint-ledger" if ledger.kind == "joint" else "ledger"
     return Response(
-        ledger_csv(rows, _org_names(hub)),
+        ledger_csv(ledger.rows, _org_names(hub)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}-{hub_today(hub).isoformat()}.csv"'},
     )

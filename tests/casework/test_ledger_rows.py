@@ -1,0 +1,277 @@
+"""The proof that rows decided ahead (``services.casework.rows``) show what a timeline read would (issue 16 item 1).
+
+On random small worlds over time (the generators and oracle of ``tests/consent/test_policy_properties.py``), with
+publishes between views and the clock moved back and forth across the events' times, consent expiries and the ends
+of emergency windows, every ledger page (progress or joint, random filters, sort and page) and every agenda must:
+
+- show exactly the rows that a ``Hub.timeline`` read of every child at that moment, ``build_row`` and the same
+  query would show, equal field by field, with the same ``total``;
+- leave exactly one new access record per child shown and none for any other child, each with the decision,
+  content digest, child position, registry version and settings that the timeline read at that moment recorded;
+
+and ``audit verify`` replays every record exactly. ``decision_valid_until`` is checked on its own too: a decision
+holds, unchanged, from its ``t`` up to (not including) the instant it names.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from consent.model import Reader
+from consent.policy import decide_read, decision_valid_until
+from events.clock import JST
+from events.store import ChildRecord
+from services.audit.replay import access_records
+from services.casework.ledger import CaseViews, build_row
+from services.casework.ledger_query import ALERTS_JA, REVIEW_JA, SORTS, LedgerQuery
+from services.hub import Hub, SettableClock
+from tests.consent.test_policy_properties import (
+    FOCUS,
+    PROPERTY_SETTINGS,
+    ROLES,
+    SLOTS,
+    T0,
+    Oracle,
+    Run,
+    draw_event,
+    hub_settings,
+    moment,
+    time_of,
+    worlds,
+)
+
+pytestmark = pytest.mark.store
+
+KINDS = FOCUS["CASE"] | FOCUS["LEDGER"] | FOCUS["CONSENT"] | FOCUS["EMERGENCY"] | {"case.reviewed", "absence.alert"}
+
+
+def moments(run: Run) -> list[datetime]:
+    """The instants where a decision may change: every event's at, consent expiries, emergency window ends."""
+    hours = timedelta(hours=run.oracle.emergency_hours)
+    out = {T0}
+    for events in run.oracle.events.values():
+        for e in events:
+            out.add(e.at)
+            if e.kind == "emergency.declared":
+                out |= {e.at + hours, e.at + hours - timedelta(seconds=1)}
+            if e.kind == "consent.granted" and "valid_until" in e.payload:
+                out.add(moment(e.payload["valid_until"]))
+    return sorted(out)
+
+
+def draw_query(data) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, choices in (
+        ("status", [""] * 6 + ["open", "closed", "transferred"]),
+        ("review", [""] * 6 + [*REVIEW_JA]),
+        ("alerts", [""] * 6 + [*ALERTS_JA]),
+        ("member", [""] * 6 + ["cA", "cB", "jA"]),
+        ("sort", ["", *SORTS]),
+        ("order", ["", "asc", "desc"]),
+    ):
+        value = data.draw(st.sampled_from(choices), label=name)
+        if value:
+            params[name] = value
+    params["per_page"] = str(data.draw(st.integers(1, 3), label="per page"))
+    params["page"] = str(data.draw(st.sampled_from([1, 1, 1, 2, 3]), label="page"))
+    return params
+
+
+def reference(hub: Hub, org: str, role: str, cases: dict[str, str], t: datetime) -> tuple[list, dict[str, Any]]:
+    """The rows of ``cases`` from ``Hub.timeline`` reads at ``t`` (recorded), and each child's access record."""
+    orgs = hub.orgs()
+    rows, records = [], {}
+    by_child: dict[str, list[str]] = {}
+    for case, child in cases.items():
+        by_child.setdefault(child, []).append(case)
+    stored = None
+    for child, child_cases in by_child.items():
+        timeline = hub.timeline(org=org, role=role, child=child, purpose="meeting")
+        stored = stored or {r["id"]: r for r in access_records(hub.store)}
+        records[child] = timeline.access_record
+        if timeline.allowed:
+            rows += [r for case in child_cases if (r := build_row(case, child, timeline.entries, orgs, t)) is not None]
+    rows.sort(key=lambda r: (r.center, r.registered_at, r.case))
+    everything = {r["id"]: r for r in access_records(hub.store)}
+    return rows, {child: everything[record] for child, record in records.items()}
+
+
+SAME = ("child", "decision", "content_digest", "child_position", "registry_version", "settings", "policy_version", "t")
+
+
+def check_view(hub: Hub, clock: SettableClock, data) -> None:
+    joint = hub.settings.joint_ledger and data.draw(st.integers(0, 2), label="joint") > 0
+    org = data.draw(st.sampled_from(["jA", "jB"] if joint else ["cA", "cB", "cC"]), label="viewer")
+    role = data.draw(st.sampled_from(ROLES), label="role")
+    views = CaseViews(hub)
+    before = {r["id"] for r in access_records(hub.store)}
+    agenda = data.draw(st.integers(0, 3), label="agenda") == 0
+    t = clock()
+    if agenda:
+        on = date(2026, 4, 1) + timedelta(days=data.draw(st.integers(0, 200), label="meeting day"))
+        got = views.agenda(org, on, role=role)
+        shown, reads = got.attention + got.confirmation, got.reads
+        cases = views._cases(org, joint, {"open"})
+    else:
+        query = LedgerQuery(draw_query(data))
+        page = views.ledger(org, query, joint=joint, role=role)
+        shown, reads = page.rows, page.reads
+        cases = views._cases(org, joint, None)
+    new = [r for r in access_records(hub.store) if r["id"] not in before]
+    event(f"{'agenda' if agenda else 'joint' if joint else 'ledger'} shows {min(len(shown), 3)}+ rows")
+    # one new record per child shown, no other
+    assert sorted(r["child"] for r in new) == sorted({r.child for r in shown})
+    assert {r["id"] for r in new} == set(reads)
+    want, recorded = reference(hub, org, role, cases, t)
+    if agenda:
+        due = [r for r in want if r.status == "open" and date.fromisoformat(r.next_review) <= on]
+        attention = sorted(
+            (r for r in due if r.needs_attention), key=lambda r: (not r.open_alerts, r.next_review, r.case)
+        )
+        confirmation = sorted((r for r in due if not r.needs_attention), key=lambda r: (r.next_review, r.case))
+        assert shown == attention + confirmation
+    else:
+        again = LedgerQuery(draw_query_again(query))
+        kept = again.apply(want, t.astimezone(JST).date())
+        assert page.total == len(kept)
+        assert shown == again.window(kept)
+    for r in new:  # the same record a timeline read at that moment made
+        expected = recorded[r["child"]]
+        assert {k: r[k] for k in SAME} == {k: expected[k] for k in SAME}, r["child"]
+
+
+def draw_query_again(query: LedgerQuery) -> dict[str, str]:
+    return {
+        "status": query.status,
+        "review": query.review,
+        "alerts": query.alerts,
+        "member": query.member,
+        "sort": query.sort,
+        "order": query.order,
+        "per_page": str(query.per_page),
+        "page": str(query.page),
+    }
+
+
+@settings(max_examples=40, **PROPERTY_SETTINGS)
+@given(world=worlds(), data=st.data())
+def test_every_row_shown_is_the_row_of_a_timeline_read_at_that_moment_and_recorded_once(world, data):
+    if data.draw(st.booleans(), label="jA covers every centre"):  # so that the joint ledger often has rows
+        world["orgs"] = [
+            dict(o, covers=["100001", "100002", "100003"]) if o["id"] == "jA" else o for o in world["orgs"]
+        ]
+    oracle = Oracle(
+        {o["id"]: o for o in world["orgs"]}, world["integrated_center"], world["joint_ledger"], world["emergency_hours"]
+    )
+    clock = SettableClock(T0)
+    hub = Hub("sqlite:///:memory:", clock=clock, settings=hub_settings(world))
+    run = Run(hub, clock, oracle)
+    try:
+        hub.load_orgs(world["orgs"])
+        children = world["children"]
+        n = 0
+        for i, child in enumerate(children):  # registered by a centre, with a case (abuse or not) of that centre
+            center = data.draw(st.sampled_from(["cA", "cB", "cC"]), label="registering centre")
+            case_type = data.draw(st.sampled_from(["abuse_physical", "abuse_neglect", "parenting"]), label="type")
+            for kind, payload in (
+                ("child.registered", {"residence": oracle.orgs[center]["municipality"]}),
+                ("case.registered", {"case": f"K{i + 1}", "category": "youhogo", "case_type": case_type}),
+            ):
+                n += 1
+                raw = {
+                    "id": f"e{n}",
+                    "kind": kind,
+                    "child": child,
+                    "source": center,
+                    "basis": "internal",
+                    "at": T0.isoformat(),
+                    "payload": payload,
+                }
+                run.publish([(raw, True)])
+        for step in range(data.draw(st.integers(4, 12), label="steps")):
+            if step < 2 or data.draw(st.integers(0, 2), label="action") < 1:
+                batch = []
+                for _ in range(data.draw(st.integers(1, 3), label="batch size")):
+                    n += 1
+                    batch.append(draw_event(data.draw, oracle, children, n, run.history, KINDS))
+                run.publish(batch)
+            for _ in range(data.draw(st.integers(1, 3), label="views")):  # the clock moves, back or forth
+                clock.at = data.draw(
+                    st.sampled_from(moments(run))
+                    if data.draw(st.booleans())
+                    else st.builds(time_of, st.integers(0, SLOTS)),
+                    label="t",
+                )
+                check_view(hub, clock, data)
+        report = hub.verify()
+        assert report.ok, [m.to_dict() for m in report.mismatches]
+    finally:
+        hub.close()
+
+
+@settings(max_examples=25, **PROPERTY_SETTINGS)
+@given(world=worlds(), data=st.data())
+def test_a_decision_holds_until_its_valid_until(world, data):
+    """``decision_valid_until``: from ``t`` up to the instant it names, every reader's decision is the same."""
+    oracle = Oracle(
+        {o["id"]: o for o in world["orgs"]}, world["integrated_center"], world["joint_ledger"], world["emergency_hours"]
+    )
+    clock = SettableClock(T0)
+    hub = Hub("sqlite:///:memory:", clock=clock, settings=hub_settings(world))
+    run = Run(hub, clock, oracle)
+    try:
+        hub.load_orgs(world["orgs"])
+        for n in range(1, data.draw(st.integers(3, 14), label="events") + 1):
+            run.publish([draw_event(data.draw, oracle, world["children"], n, run.history)])
+        child = world["children"][0]
+        record = hub.store.get_or_none(ChildRecord.create_id(child))
+        events = list(record.entries) if record is not None else []
+        orgs, current = hub.orgs(), hub.settings
+        t = data.draw(st.sampled_from(moments(run)) | st.builds(time_of, st.integers(0, SLOTS)), label="t")
+        until = decision_valid_until(events, current, t)
+        assert until is None or until > t
+        end = until or t + timedelta(days=30)
+        later = [x for x in moments(run) if t <= x < end] + [end - timedelta(microseconds=1)]
+        for org in ("cA", "cB", "jA", "s1", "p1"):
+            for purpose in ("meeting", "emergency", "support"):
+                role = data.draw(st.sampled_from(ROLES), label="role")
+                first = decide_read(Reader(org, role, purpose, t), events, orgs, current)
+                for t2 in later:
+                    assert decide_read(Reader(org, role, purpose, t2), events, orgs, current) == first, (org, t2)
+    finally:
+        hub.close()
+
+
+@pytest.mark.unit
+def test_valid_until_is_the_next_instant_a_time_bound_fact_names() -> None:
+    from consent.model import Settings
+    from events.model import Recorded
+
+    def ev(n: int, kind: str, hours: int, **payload: Any) -> Recorded:
+        return Recorded(n, f"e{n}", kind, "c1", "cA", "internal", T0 + timedelta(hours=hours), payload, frozenset())
+
+    events = [
+        ev(1, "child.registered", 0, residence="100001"),
+        ev(
+            2,
+            "consent.granted",
+            1,
+            plan="P1",
+            version=1,
+            recipients=["p1"],
+            valid_until=(T0 + timedelta(hours=30)).isoformat(),
+        ),
+        ev(3, "emergency.declared", 2),
+        ev(4, "note.recorded", 50, text="dated ahead"),
+    ]
+    hours3 = Settings(emergency_hours=3)
+    assert decision_valid_until(events, hours3, T0) == T0 + timedelta(hours=1)
+    assert decision_valid_until(events, hours3, T0 + timedelta(hours=2)) == T0 + timedelta(hours=5)  # window ends
+    assert decision_valid_until(events, hours3, T0 + timedelta(hours=5)) == T0 + timedelta(hours=30)  # consent
+    assert decision_valid_until(events, hours3, T0 + timedelta(hours=30)) == T0 + timedelta(hours=50)
+    assert decision_valid_until(events, hours3, T0 + timedelta(hours=50)) is None
