@@ -27,14 +27,15 @@ from services.projections.municipal_counts import (
 Months = dict[str, dict[str, int]]  # month -> measure key -> count
 
 
-def resolve_levels(months: Mapping[str, Mapping[str, int]]) -> Months:
+def resolve_levels(months: Mapping[str, Mapping[str, int]], through: str | None = None) -> Months:
     """The months' counts with each level at month end: the running sum of its changes (``LEVELS``), for every
-    month from the first kept to the last (a month with no event keeps the level of the one before)."""
+    month from the first kept to the last (or to ``through``, if later; a month with no event keeps the level
+    of the one before)."""
     if not months:
         return {}
     out: Months = {}
     running: dict[str, int] = {}
-    for month in month_range(min(months), max(months)):
+    for month in month_range(min(months), max(max(months), through or "")):
         counts = dict(months.get(month, {}))
         for key in list(counts):
             for level, change in LEVELS.items():
@@ -54,9 +55,9 @@ def month_range(first: str, last: str) -> list[str]:
     return out
 
 
-def kept(store: HubStore, municipality: str) -> Months:
-    """The municipality's figures as kept, levels summed."""
-    return resolve_levels(kept_months(store, municipality))
+def kept(store: HubStore, municipality: str, through: str | None = None) -> Months:
+    """The municipality's figures as kept, levels summed (carried up to ``through``)."""
+    return resolve_levels(kept_months(store, municipality), through)
 
 
 class _InMemory:

@@ -85,7 +85,7 @@ class Aggregates:
         months = month_range(first, last)
         cells = []
         for municipality in municipalities:
-            figures = kept(self.store, municipality)
+            figures = kept(self.store, municipality, through=last)
             cells.append([figures.get(month, {}).get(measure, 0) for month in months])
         own_rows = {i for i, m in enumerate(municipalities) if m == own}
         entries = suppress(cells, own_rows)
