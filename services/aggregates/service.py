@@ -7,7 +7,9 @@ Readers: a ``prefecture_office`` reads the municipalities whose centres are of i
 municipalities asking for their neighbours' figures — the other municipalities of its prefecture, suppressed; a
 ``child_guidance_center`` the municipalities it covers; everyone else (an auditor, a school …) nothing.
 
-Not built yet: sums per 圏域 (``by=region``: the registry does not name regions yet).
+``by="region"``: the rows are the 圏域 of the registry's regions (``services.administration.regions``), each
+the sum of the readable municipalities in it (a municipality in no 圏域 under ``NO_REGION``), the margins' row the
+prefecture's total; every row is another municipality's, so a sum of 1–4 is hidden like any other count.
 """
 
 from __future__ import annotations
@@ -20,16 +22,25 @@ from typing import Any
 
 from events.model import CENTER, JISO, Org
 from events.store import HubStore
+from services.administration.regions import Regions, regions
 from services.aggregates import access_log
 from services.aggregates.figures import kept, month_range
 from services.aggregates.suppression import SHOWN, Entry, suppress
 from services.projections.municipal_counts import MEASURES
 
 PREFECTURE = "prefecture_office"
+BY = ("municipality", "region")
+NO_REGION = "（圏域なし）"
 
 
 class AggregatesRefused(Exception):
-    """The reader may read no aggregates, or asked for something that is not counted."""
+    """The reader may read no aggregates (``field`` None), or asked for something that is not counted (``field``
+    the query's field at fault: measure, from, to, by)."""
+
+    def __init__(self, message_ja: str, field: str | None = None):
+        super().__init__(message_ja)
+        self.message_ja = message_ja
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -38,11 +49,17 @@ class Table:
     the municipalities' totals over the months, the last row the months' totals; see ``suppression``)."""
 
     measure: str
-    municipalities: list[str]  # the rows, in order
+    municipalities: list[str]  # the rows, in order (municipality codes, or 圏域 names when by == "region")
     months: list[str]  # the columns, in order
     entries: list[list[Entry]]
     own: str | None  # the reader's own municipality (shown whole), if it has one
     record: str  # the id of the access record
+    by: str = "municipality"
+    regions: Regions = Regions()
+
+    def row_name(self, row: str) -> str:
+        """A row's name: the municipality's name from the registry (its code when none), or the 圏域's."""
+        return self.regions.name(row) if self.by == "municipality" else row
 
 
 def readable(reader: Org, orgs: dict[str, Org]) -> tuple[list[str], str | None]:
@@ -63,34 +80,45 @@ class Aggregates:
         self.store = store
         self.clock = clock
 
-    def table(self, *, org: str, user: str | None, measure: str, first: str, last: str) -> Table:
+    def table(
+        self, *, org: str, user: str | None, measure: str, first: str, last: str, by: str = "municipality"
+    ) -> Table:
         """The table of ``measure`` (a measure of ``MEASURES``, or ``measure:breakdown``) from month ``first`` to
         ``last`` for the municipalities ``org`` may read, suppressed; recorded before it is returned. A refusal
-        is recorded too, then raised."""
-        query = {"measure": measure, "from": first, "to": last, "by": "municipality"}
+        is recorded too, then raised. ``by="region"`` sums the municipalities per 圏域 (see the module)."""
+        query = {"measure": measure, "from": first, "to": last, "by": by}
         orgs = dict(self.store.registry().orgs)
         reader = orgs.get(org)
         municipalities, own = readable(reader, orgs) if reader is not None else ([], None)
         base = measure.split(":", 1)[0]
-        refusal = None
+        refusal: AggregatesRefused | None = None
         if not municipalities:
-            refusal = "この機関は集計を閲覧できません"
+            refusal = AggregatesRefused("この機関は集計を閲覧できません")
         elif base not in MEASURES:
-            refusal = "集計項目が正しくありません"
-        elif not (first <= last) or len(first) != 7 or len(last) != 7:
-            refusal = "期間が正しくありません（YYYY-MM）"
+            refusal = AggregatesRefused("集計項目が正しくありません", "measure")
+        elif not _month(first):
+            refusal = AggregatesRefused("開始月が正しくありません（YYYY-MM）", "from")
+        elif not _month(last) or last < first:
+            refusal = AggregatesRefused("終了月が正しくありません（YYYY-MM、開始月以後）", "to")
+        elif by not in BY:
+            refusal = AggregatesRefused("集計の単位は municipality（市町村）か region（圏域）です", "by")
         if refusal is not None:
-            self._record(org, user, query, [], [], [], refusal)
-            raise AggregatesRefused(refusal)
+            self._record(org, user, query, [], [], [], refusal.message_ja)
+            raise refusal
         months = month_range(first, last)
         cells = []
         for municipality in municipalities:
             figures = kept(self.store, municipality, through=last)
             cells.append([figures.get(month, {}).get(measure, 0) for month in months])
+        known = regions(self.store)
+        rows = municipalities
         own_rows = {i for i, m in enumerate(municipalities) if m == own}
+        if by == "region":
+            rows, cells = _per_region(municipalities, cells, known)
+            own, own_rows = None, set()
         entries = suppress(cells, own_rows)
-        record = self._record(org, user, query, municipalities, months, entries, None)
-        return Table(measure, municipalities, months, entries, own, record)
+        record = self._record(org, user, query, rows, months, entries, None)
+        return Table(measure, rows, months, entries, own, record, by, known)
 
     def _record(
         self,
@@ -119,3 +147,20 @@ class Aggregates:
             },
         )
         return rid
+
+
+def _month(text: str) -> bool:
+    return len(text) == 7 and text[4] == "-" and text[:4].isdigit() and text[5:].isdigit() and "01" <= text[5:] <= "12"
+
+
+def _per_region(municipalities: list[str], cells: list[list[int]], known: Regions) -> tuple[list[str], list[list[int]]]:
+    """The rows summed per 圏域, in the registry's order (then ``NO_REGION`` for municipalities in none)."""
+    order = [r for names in known.regions.values() for r in names] + [NO_REGION]
+    sums: dict[str, list[int]] = {}
+    for municipality, row in zip(municipalities, cells, strict=True):
+        region = known.region_of.get(municipality, NO_REGION)
+        total = sums.setdefault(region, [0] * len(row))
+        for j, n in enumerate(row):
+            total[j] += n
+    names = [r for r in order if r in sums]
+    return names, [sums[r] for r in names]

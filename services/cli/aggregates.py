@@ -9,22 +9,31 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table as RichTable
 
+from events.problems import Rejected
+from services.administration.regions import load_regions, read_regions_file
 from services.aggregates.service import Aggregates, AggregatesRefused, Table
 from services.cli.case import User, _hub
-from services.cli.root import Database, app, err, out
+from services.cli.root import Database, app, err, fail, out
+
+regions_app = typer.Typer(help="Regions (圏域) and municipalities' names of the registry.", no_args_is_help=True)
+app.add_typer(regions_app, name="regions")
 
 TOTAL = "計"
 
 
 def rows(table: Table) -> list[list[str]]:
     """The table as text rows, with a header: 市町村, the months, 計; the last row the months' totals."""
-    header = ["市町村", *table.months, TOTAL]
-    body = [[m, *(e.label for e in row)] for m, row in zip(table.municipalities, table.entries, strict=False)]
+    header = ["市町村" if table.by == "municipality" else "圏域", *table.months, TOTAL]
+    body = [
+        [table.row_name(m), *(e.label for e in row)]
+        for m, row in zip(table.municipalities, table.entries, strict=False)
+    ]
     return [header, *body, [TOTAL, *(e.label for e in table.entries[-1])]]
 
 
@@ -42,6 +51,7 @@ def aggregates(
     last: Annotated[str, typer.Option("--to", help="The last month, YYYY-MM.")],
     org: Annotated[str, typer.Option("--org", help="The reading organisation (a prefecture office, a centre …).")],
     user: User = None,
+    by: Annotated[str, typer.Option("--by", help="Rows per municipality or per region (圏域).")] = "municipality",
     as_csv_: Annotated[bool, typer.Option("--csv", help="CSV for Excel (UTF-8 with BOM).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="The table as JSON.")] = False,
     database: Database = None,
@@ -49,7 +59,9 @@ def aggregates(
     """MEASURE (e.g. cases.open, alerts:reason=no_contact) per municipality and month, small cells suppressed."""
     with _hub(database) as hub:
         try:
-            table = Aggregates(hub.store, hub.clock).table(org=org, user=user, measure=measure, first=first, last=last)
+            table = Aggregates(hub.store, hub.clock).table(
+                org=org, user=user, measure=measure, first=first, last=last, by=by
+            )
         except AggregatesRefused as refused:
             err.print(f"[red]エラー[/red]: {refused}")
             raise typer.Exit(1) from None
@@ -78,3 +90,17 @@ def aggregates(
         for row in body:
             shown.add_row(*row)
         out.print(shown)
+
+
+@regions_app.command("load")
+def regions_load(file: Path, database: Database = None) -> None:
+    """Record the prefectures, 圏域 and municipalities' names of FILE.yaml (a mapping with a 'prefectures' list)."""
+    try:
+        prefectures = read_regions_file(file.read_bytes())
+    except OSError as error:
+        fail(f"{file}: {error}")
+    except Rejected as rejected:
+        fail(f"{file}: {rejected.problems[0].message} / {rejected.problems[0].message_ja}")
+    with _hub(database) as hub:
+        result = load_regions(hub.store, prefectures)
+    out.print(f"recorded {len(result.recorded)}, unchanged {len(result.unchanged)}")
