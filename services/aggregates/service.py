@@ -9,7 +9,14 @@ municipalities asking for their neighbours' figures — the other municipalities
 
 ``by="region"``: the rows are the 圏域 of the registry's regions (``services.administration.regions``), each
 the sum of the readable municipalities in it (a municipality in no 圏域 under ``NO_REGION``), the margins' row the
-prefecture's total; every row is another municipality's, so a sum of 1–4 is hidden like any other count.
+prefecture's total; every row is another municipality's, so a sum of 1–4 is hidden like any other count, and so
+is every sum that holds an entry hidden in the municipalities' table of the same query (else the sum minus the
+shown municipalities would give it back); secondary suppression then runs on the 圏域 table.
+
+**Known gap (not built):** suppression is per table. Two queries over different periods publish different row
+totals (e.g. April–June and April–May of one municipality), and their difference is the month between, which may
+be a hidden count; so are secondary choices that differ between queries. Closing it needs period totals only
+for fixed periods (whole 年度) and a suppression pattern per cell that no query changes.
 """
 
 from __future__ import annotations
@@ -113,10 +120,11 @@ class Aggregates:
         known = regions(self.store)
         rows = municipalities
         own_rows = {i for i, m in enumerate(municipalities) if m == own}
-        if by == "region":
-            rows, cells = _per_region(municipalities, cells, known)
-            own, own_rows = None, set()
         entries = suppress(cells, own_rows)
+        if by == "region":  # a 圏域's sum is hidden where one of its municipalities' entries is (see the module)
+            rows, cells, force = _per_region(municipalities, cells, known, entries)
+            own = None
+            entries = suppress(cells, set(), force)
         record = self._record(org, user, query, rows, months, entries, None)
         return Table(measure, rows, months, entries, own, record, by, known)
 
@@ -153,14 +161,23 @@ def _month(text: str) -> bool:
     return len(text) == 7 and text[4] == "-" and text[:4].isdigit() and text[5:].isdigit() and "01" <= text[5:] <= "12"
 
 
-def _per_region(municipalities: list[str], cells: list[list[int]], known: Regions) -> tuple[list[str], list[list[int]]]:
-    """The rows summed per 圏域, in the registry's order (then ``NO_REGION`` for municipalities in none)."""
+def _per_region(
+    municipalities: list[str], cells: list[list[int]], known: Regions, entries: list[list[Entry]]
+) -> tuple[list[str], list[list[int]], set[tuple[int, int]]]:
+    """The rows summed per 圏域, in the registry's order (then ``NO_REGION`` for municipalities in none), and the
+    entries of that grid to hide whatever their sum: those holding an entry hidden in the municipalities' table
+    ``entries`` (its row totals, and its totals row as the prefecture's), so that a 圏域's sum minus the shown
+    municipalities never gives a hidden count back."""
     order = [r for names in known.regions.values() for r in names] + [NO_REGION]
     sums: dict[str, list[int]] = {}
-    for municipality, row in zip(municipalities, cells, strict=True):
+    hidden: dict[str, set[int]] = {}
+    for i, (municipality, row) in enumerate(zip(municipalities, cells, strict=True)):
         region = known.region_of.get(municipality, NO_REGION)
         total = sums.setdefault(region, [0] * len(row))
         for j, n in enumerate(row):
             total[j] += n
+        hidden.setdefault(region, set()).update(j for j, e in enumerate(entries[i]) if e.status != SHOWN)
     names = [r for r in order if r in sums]
-    return names, [sums[r] for r in names]
+    force = {(i, j) for i, r in enumerate(names) for j in hidden[r]}
+    force |= {(len(names), j) for j, e in enumerate(entries[-1]) if e.status != SHOWN}
+    return names, [sums[r] for r in names], force

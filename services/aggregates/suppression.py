@@ -51,10 +51,15 @@ def with_margins(cells: list[list[int]]) -> list[list[int]]:
     return grid
 
 
-def suppress(cells: list[list[int]], own: frozenset[int] | set[int] = frozenset()) -> list[list[Entry]]:
+def suppress(
+    cells: list[list[int]],
+    own: frozenset[int] | set[int] = frozenset(),
+    force: frozenset[tuple[int, int]] | set[tuple[int, int]] = frozenset(),
+) -> list[list[Entry]]:
     """The table ``cells`` (rows × columns of counts, rows of one width) published with margins, as a grid of
     ``Entry`` (rows + 1) × (columns + 1): the last column the row totals, the last row the column totals. Rows
-    whose index is in ``own`` are the reader's own municipality: never hidden."""
+    whose index is in ``own`` are the reader's own municipality: never hidden. Entries (row, column) of the grid in
+    ``force`` are hidden (as secondary, unless small) whatever their count (a sum that holds an entry hidden in another table)."""
     grid = with_margins(cells)
     rows, width = len(grid), len(grid[0])
     last = rows - 1
@@ -68,6 +73,8 @@ def suppress(cells: list[list[int]], own: frozenset[int] | set[int] = frozenset(
         for j in range(width):
             if may_hide(i, j) and small(grid[i][j]):
                 hidden[(i, j)] = PRIMARY
+            elif may_hide(i, j) and (i, j) in force:
+                hidden[(i, j)] = SECONDARY
     lines = [[(i, j) for j in range(width)] for i in range(rows)] + [
         [(i, j) for i in range(rows)] for j in range(width)
     ]

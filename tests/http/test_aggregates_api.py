@@ -73,11 +73,25 @@ def test_a_prefecture_office_reads_every_municipality_with_small_cells_hidden(cl
 
 
 def test_by_region_sums_each_region_and_the_prefecture(client, issuer, world):
+    world.publish(
+        [
+            {
+                "id": f"k-more-{i}",
+                "kind": "case.registered",
+                "child": "cA-0",
+                "source": "cA",
+                "basis": "internal",
+                "at": "2026-05-03T09:00:00+09:00",
+                "payload": {"case": f"K-more-{i}", "category": "youshien", "case_type": "upbringing"},
+            }
+            for i in range(3)
+        ]
+    )  # fmt: skip  (甲市 now 5: nothing hidden)
     body = get(client, issuer, "pf", by="region").json()
     assert [(r["key"], r["labels"]) for r in body["rows"]] == [
-        ("東部圏域", ["9", "0", "9"]),
+        ("東部圏域", ["12", "0", "12"]),
         ("西部圏域", ["6", "0", "6"]),
-        ("計", ["15", "0", "15"]),
+        ("計", ["18", "0", "18"]),
     ]
 
 
@@ -126,3 +140,12 @@ def test_openapi_has_the_response_model(client):
     operation = schema["paths"]["/v1/aggregates"]["get"]
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("AggregatesOut")
     assert {"403", "422"} <= set(operation["responses"])
+
+
+def test_a_region_sum_never_gives_back_a_municipality_hidden_in_the_same_query(client, issuer, world):
+    """西部圏域 holds 丙村 only; 東部圏域 甲市 (2, hidden) and 乙町 (7): its sum 9 minus 7 would give 2 back."""
+    body = get(client, issuer, "pf", by="region").json()
+    east = next(r for r in body["rows"] if r["key"] == "東部圏域")
+    assert east["cells"][0] is None and east["cells"][-1] is None and east["labels"][0] == "秘匿"
+    shown = {r["key"]: r for r in get(client, issuer, "pf").json()["rows"]}
+    assert shown["100002"]["labels"][0] == "7" and shown["100001"]["cells"][0] is None
