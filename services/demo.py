@@ -15,10 +15,11 @@ the store (``record_demo_settings``), so that every process on the store reads i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from services.administration.organisations import OrgLoadResult
-from services.administration.regions import load_regions
+from services.administration.regions import load_regions, read_regions_file
 from services.hub import Hub
 from services.publishing.ingest import PublishResult
 
@@ -171,19 +172,9 @@ ORGS += [
         "regime": "public",
     }
 ]
-REGIONS: list[dict[str, Any]] = [
-    {
-        "code": "44",
-        "name": "大分県",
-        "regions": [
-            {"name": "東部圏域", "municipalities": {BEPPU: "別府市", "442101": "杵築市", "443417": "日出町"}},
-            {"name": "中部圏域", "municipalities": {OITA: "大分市", "442062": "臼杵市", "442135": "由布市"}},
-            {"name": "南部圏域", "municipalities": {"442054": "佐伯市"}},
-            {"name": "北部圏域", "municipalities": {"442038": "中津市"}},
-        ],
-    }
-]
-"""The demo prefecture's 圏域 (those of the demo's municipalities), as a regions file holds them."""
+REGIONS_FILE = Path(__file__).with_name("demo_regions.yaml")
+"""The demo prefecture's 圏域 (those of the demo's municipalities), as ``tsunagu regions load`` reads them."""
+
 
 BACKGROUND_TYPES = ("abuse_neglect", "abuse_psychological", "childcare_difficulty", "upbringing", "health")
 
@@ -1324,7 +1315,7 @@ def load_demo(hub: Hub) -> DemoResult:
             "デモには共同管理台帳の設定（joint_ledger）が必要です"
         )
     result = DemoResult(hub.load_orgs(ORGS))
-    load_regions(hub.store, REGIONS)
+    load_regions(hub.store, read_regions_file(REGIONS_FILE.read_bytes()))
     events = demo_events() + background_events()
     for r in hub.publish(events):
         if r.outcome == "accepted":

@@ -82,3 +82,11 @@ def test_the_command_loads_and_aggregates_sum_per_region(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout_bytes.decode("utf-8-sig").splitlines()
     assert lines == ["圏域,2026-05,計", "東部圏域,0,0", "西部圏域,0,0", "計,0,0"]
+
+
+def test_the_demo_regions_file_names_every_demo_centre_municipality():
+    from services.demo import ORGS, REGIONS_FILE
+
+    [oita] = read_regions_file(REGIONS_FILE.read_bytes())
+    named = {code for region in oita["regions"] for code in region["municipalities"]}
+    assert named == {o["municipality"] for o in ORGS if o["type"] == "municipal_center"}
