@@ -31,6 +31,7 @@ def body_cells(page, table: str) -> list[list[str]]:
 def test_a_prefecture_planner_reads_and_downloads_the_survey_without_small_cells(server, page):
     sign_in(page, server.base, re.compile("松本 彩"))
     shoot(page, "aggregates-01-start")
+    assert page.get_by_label("児童ID").count() == 0  # a prefecture office opens no child
     page.get_by_role("link", name=re.compile("年度の市町村調査表を見る")).click()
     page.wait_for_url(re.compile(r"/ui/aggregates/survey"))
     main = page.locator("main").inner_text()
