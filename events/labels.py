@@ -312,3 +312,33 @@ CHECKLIST_JA = {
 def label(table: Mapping[str, str], code: str | None) -> str:
     """The Japanese name of ``code`` in ``table``; a code the table does not know, as it is ("" for none)."""
     return table.get(code or "", code or "")
+
+
+MEASURE_JA = {  # services.projections.municipal_counts.MEASURES: the planners' aggregates (集計, aggregates.md)
+    "cases.registered": "要対協ケースの新規登録",
+    "cases.closed": "要対協ケースの終結",
+    "cases.transferred_out": "ケースの移管（転出）",
+    "cases.transferred_in": "ケースの移管（転入）",
+    "cases.open": "月末の対応中ケース",
+    "reviews.cases": "検討したケース",
+    "plans.created": "サポートプランの作成",
+    "plans.revised": "サポートプランの見直し",
+    "consents.granted": "サポートプランへの同意",
+    "consents.refused": "サポートプランへの不同意",
+    "consents.withdrawn": "同意の撤回",
+    "reports.listed": "月末の対象名簿の児童",
+    "reports.received": "受け取った月次報告",
+    "alerts": "欠席等の警告",
+    "concerns": "気づき・通告（21条の10の5）",
+    "notifications": "通告（25条）",
+    "transfers.sent": "送ったケース移管",
+    "transfers.acknowledged_in_14_days": "14日以内に受理された移管",
+    "transfers.not_acknowledged": "月末に受理されていない移管",
+    "emergencies.declared": "緊急時アクセスの宣言",
+    "services.referrals": "家庭支援事業の利用勧奨・措置",
+    "services.monitoring": "家庭支援事業のモニタリング",
+    "services.usage": "家庭支援事業の利用報告",
+    "services.visits": "訪問の報告",
+    "inquiries.sent": "送った事前照会",
+    "inquiries.answered_on_time": "期限内に回答された事前照会",
+}

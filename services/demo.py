@@ -1,4 +1,5 @@
-"""A believable municipality to try the hub on: 別府市 and 大分市 (大分県), April to November 2026.
+"""A believable municipality to try the hub on: 別府市 and 大分市 (大分県), April to November 2026, in a prefecture
+with six more municipalities whose background cases feed the planners' aggregates (``background_events``).
 
 Everything here is fictional (names, numbers, schools), but shaped like real work: concerns (気づき) from
 schools, nurseries and clinics, a 通告, monthly attendance reports for the 要対協's list, 要対協 cases, the
@@ -14,9 +15,11 @@ the store (``record_demo_settings``), so that every process on the store reads i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from services.administration.organisations import OrgLoadResult
+from services.administration.regions import load_regions, read_regions_file
 from services.hub import Hub
 from services.publishing.ingest import PublishResult
 
@@ -133,6 +136,94 @@ ORGS: list[dict[str, Any]] = [
         "regime": "public",
     },
 ]
+
+# --- The prefecture (大分県) around them, for the planners' aggregates (集計, aggregates.md) --------------------
+#
+# Six more municipalities with their centres, a prefecture office, and the prefecture's 圏域 (``REGIONS``, what
+# ``tsunagu regions load`` reads). Their cases are background: each a child with a registration and a case,
+# some reviewed and closed, never opened in the demo's stories and not among ``demo_children`` (the stories a
+# person reads); they are there so that the prefecture's tables have counts of 5 and more beside small ones.
+
+PREFECTURE_CENTRES: list[tuple[str, str, str, int]] = [  # id, municipality code, name, background cases
+    ("nakatsu-center", "442038", "中津市", 40),
+    ("saiki-center", "442054", "佐伯市", 24),
+    ("usuki-center", "442062", "臼杵市", 9),
+    ("kitsuki-center", "442101", "杵築市", 6),
+    ("yufu-center", "442135", "由布市", 8),
+    ("hiji-center", "443417", "日出町", 3),
+]
+PREFECTURE_OFFICE = "oita-pref"
+ORGS += [
+    {
+        "id": centre,
+        "type": "municipal_center",
+        "name": f"{name}こども家庭センター",
+        "municipality": code,
+        "prefecture": "44",
+        "regime": "public",
+    }
+    for centre, code, name, _ in PREFECTURE_CENTRES
+] + [
+    {
+        "id": PREFECTURE_OFFICE,
+        "type": "prefecture_office",
+        "name": "大分県 福祉保健部 こども・家庭支援課",
+        "prefecture": "44",
+        "regime": "public",
+    }
+]
+REGIONS_FILE = Path(__file__).with_name("demo_regions.yaml")
+"""The demo prefecture's 圏域 (those of the demo's municipalities), as ``tsunagu regions load`` reads them."""
+
+
+BACKGROUND_TYPES = ("abuse_neglect", "abuse_psychological", "childcare_difficulty", "upbringing", "health")
+
+
+def background_events() -> list[dict[str, Any]]:
+    """The prefecture's background cases (fixed ids ``demo-bg-<centre>-NN-N``), spread from April to November
+    2026: the n-th case of a centre registered in month 4 + (n * 5 + centre) % 8, every third reviewed the
+    month after, every fourth closed two months after (within November)."""
+    events: list[dict[str, Any]] = []
+    for c, (centre, code, _, count) in enumerate(PREFECTURE_CENTRES):
+        for n in range(count):
+            child = f"bg-{centre.removesuffix('-center')}-{n + 1:02d}"
+            month = 4 + (n * 5 + c) % 8
+            day = 1 + (n * 7) % 20
+            case = f"K-{code}-{n + 1:03d}"
+            steps: list[tuple[str, str, dict[str, Any]]] = [
+                ("child.registered", f"2026-{month:02d}-{day:02d} 09:00", {"residence": code}),
+                (
+                    "case.registered",
+                    f"2026-{month:02d}-{day:02d} 10:00",
+                    {
+                        "case": case,
+                        "category": "youshien" if n % 3 else "youhogo",
+                        "case_type": BACKGROUND_TYPES[n % len(BACKGROUND_TYPES)],
+                    },
+                ),
+            ]
+            if n % 3 == 0 and month < 11:
+                steps.append(
+                    ("case.reviewed", f"2026-{month + 1:02d}-{day:02d} 14:00", {"case": case, "decision": "支援を継続"})
+                )
+            if n % 4 == 1 and month < 10:
+                steps.append(
+                    ("case.closed", f"2026-{month + 2:02d}-{day:02d} 15:00", {"case": case, "reason": "改善により終結"})
+                )
+            for i, (kind, at, payload) in enumerate(steps, start=1):
+                events.append(
+                    {
+                        "id": f"demo-{child}-{i}",
+                        "kind": kind,
+                        "child": child,
+                        "source": centre,
+                        "basis": "internal",
+                        "at": jst(at),
+                        "payload": payload,
+                    }
+                )
+    return sorted(events, key=lambda e: (e["at"], e["id"]))
+
 
 CENTER, JISO = "beppu-center", "chuo-jiso"
 MH = "maternal_health"  # the centre's 母子保健 function (its default is 児童福祉, child_welfare)
@@ -1224,7 +1315,8 @@ def load_demo(hub: Hub) -> DemoResult:
             "デモには共同管理台帳の設定（joint_ledger）が必要です"
         )
     result = DemoResult(hub.load_orgs(ORGS))
-    events = demo_events()
+    load_regions(hub.store, read_regions_file(REGIONS_FILE.read_bytes()))
+    events = demo_events() + background_events()
     for r in hub.publish(events):
         if r.outcome == "accepted":
             result.accepted += 1

@@ -68,6 +68,7 @@ from consent.model import ReadDecision, Reader, Settings
 from consent.policy import POLICY_V1, decide_read
 from events.model import Org, Recorded
 from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegistry
+from services.aggregates.access_log import verify_chain
 from services.reading.timeline import TimelineEntry, chain_hash, returned, returned_digest
 
 ACCESS_TOPIC = get_topic(AccessLog.ReadRecorded)
@@ -389,6 +390,12 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
             _replay_one(record, history, report)
     for stream, mismatch in anonymous:
         mismatch.child = chains[stream].child or f"(access log {stream})"
+    if child is None:  # the aggregate-access log's chain (services.aggregates.access_log): no child, no replay
+        count, faults = verify_chain(store)
+        report.records += count
+        report.mismatches += [
+            Mismatch(f.record, "(aggregate access log)", f.sequence, "chain", f.detail, f.fault) for f in faults
+        ]
     return report
 
 

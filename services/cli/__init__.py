@@ -3,6 +3,7 @@ commands) and one module per command group, each registering its commands on ``a
 
 # Command groups, one module each, registered on ``app`` by being imported.
 from services.cli import (
+    aggregates,  # noqa: F401  aggregates MEASURE (集計, small cells suppressed)
     audit,  # noqa: F401  audit anchor|reads|reconstruct|emergencies|finding|disclosure|impact|queries
     auth,  # noqa: F401  clients add|list|rotate-secret|disable, keys list|rotate|retire
     case,  # noqa: F401  case …, plan … (要対協 case work, ledgers, agenda, transfers)

@@ -359,6 +359,9 @@ ROUTERS.append(family_support_router)
 from services.http.reports import router as reports_router  # noqa: E402  定期的な情報提供: overdue reports
 
 ROUTERS.append(reports_router)
+from services.http.aggregates import router as aggregates_router  # noqa: E402  集計: planners' aggregates
+
+ROUTERS.append(aggregates_router)
 from services.http.audit import router as audit_router  # noqa: E402  監査: auditors' tools, metadata only
 
 ROUTERS.append(audit_router)

@@ -16,6 +16,7 @@ from services.projections.family_support import SERVICE_DESK
 from services.projections.households import HOUSEHOLDS
 from services.projections.identity_links import IDENTITY_LINKS
 from services.projections.inquiries import INQUIRY_INDEX
+from services.projections.municipal_counts import MUNICIPAL_COUNTS
 from services.projections.published import PUBLISHED_CHILDREN
 from services.projections.rosters import SCHOOL_LISTS
 from services.projections.unit_of_work import Projection
@@ -29,4 +30,5 @@ INDEXES: tuple[Projection, ...] = (
     INQUIRY_INDEX,
     SERVICE_DESK,
     HOUSEHOLDS,
+    MUNICIPAL_COUNTS,
 )

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.web.admin import router as admin_router
+from services.web.aggregates import router as aggregates_router
 from services.web.audit import router as audit_router
 from services.web.cases import router as cases_router
 from services.web.centre import router as centre_router
@@ -48,6 +49,7 @@ PAGE_ROUTERS = (
     audit_router,
     admin_router,
     shared_router,
+    aggregates_router,
 )
 
 

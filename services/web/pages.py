@@ -34,6 +34,7 @@ ORG_HOME = {  # what each kind of organisation does first (ui.md, "Screens, by w
     "school": "school",
     "nursery": "school",
     "service_provider": "provider",
+    "prefecture_office": "prefecture",
 }
 
 

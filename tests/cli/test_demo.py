@@ -14,7 +14,7 @@ from consent.policy import REDACTED
 from events.store import ChildRecord
 from services.cli import demo as cli_demo
 from services.cli.root import app
-from services.demo import ORGS, demo_children, demo_events, load_demo
+from services.demo import ORGS, background_events, demo_children, demo_events, load_demo
 from services.hub import Hub, SettableClock, settings_from_env
 
 pytestmark = pytest.mark.store
@@ -48,6 +48,7 @@ def by_id(timeline) -> dict:
 
 
 EVENTS = {e["id"]: e for e in demo_events()}
+ALL = len(EVENTS) + len(background_events())  # with the prefecture's background cases (services.demo)
 
 
 def ids_of(child: str, **match) -> set[str]:
@@ -63,7 +64,11 @@ def test_the_demo_loads_everything_with_no_rejection(make_hub, clock):
     hub = make_hub(settings=Settings(joint_ledger=True))
     result = load_demo(hub)
     assert result.rejected == []
-    assert result.accepted == len(EVENTS) and result.duplicate == 0
+    # the stories' events, and the prefecture's background cases for the planners' aggregates (not stories)
+    background = background_events()
+    assert result.accepted == ALL == len(EVENTS) + len(background) and result.duplicate == 0
+    assert not {e["child"] for e in background} & set(demo_children())
+    assert max(datetime.fromisoformat(e["at"]) for e in background) <= TODAY
     assert sorted(result.orgs.registered) == sorted(o["id"] for o in ORGS)
     assert set(hub.orgs()) == {o["id"] for o in ORGS}
     assert 8 <= len(demo_children()) <= 20
@@ -126,7 +131,7 @@ def test_loading_the_demo_again_changes_nothing(demo_hub):
     position = demo_hub.store.log_position()
     again = load_demo(demo_hub)
     assert again.accepted == 0 and again.rejected == []
-    assert again.duplicate == len(EVENTS)
+    assert again.duplicate == ALL
     assert again.orgs.registered == [] and again.orgs.updated == []
     assert demo_hub.store.log_position() == position
 
@@ -244,14 +249,14 @@ def test_the_demo_command_loads_once_and_prints_how_to_try_it(tmp_path, monkeypa
     database = f"sqlite:///{tmp_path / 'demo.db'}"
     first = CliRunner().invoke(app, ["demo", "--database", database])
     assert first.exit_code == 0, first.output
-    assert f"{len(EVENTS)} new events" in first.output
+    assert f"{ALL} new events" in first.output
     assert "tsunagu timeline child-01 --org beppu-center --role caseworker --purpose support" in first.output
     assert "--org beppu-audit --role auditor" in first.output and "token issue" in first.output
     assert "serve" in first.output and "settings show" in first.output
     assert "TSUNAGU_JOINT_LEDGER" not in first.output  # the setting is in the store: nothing to export
     second = CliRunner().invoke(app, ["demo", "--database", database])
     assert second.exit_code == 0, second.output
-    assert f"0 new events, {len(EVENTS)} already there" in second.output
+    assert f"0 new events, {ALL} already there" in second.output
     hub = Hub(database, clock=SettableClock(TODAY))  # no settings given, none in the environment
     try:
         assert hub.settings.joint_ledger is True  # the demo recorded it in its store
@@ -275,8 +280,8 @@ def test_the_demo_loads_on_postgresql_too(postgres_url, clock):
     hub = Hub(postgres_url, settings=Settings(joint_ledger=True), clock=clock)
     try:
         first, again = load_demo(hub), load_demo(hub)
-        assert first.rejected == [] and first.accepted == len(EVENTS)
-        assert again.accepted == 0 and again.duplicate == len(EVENTS)
+        assert first.rejected == [] and first.accepted == ALL
+        assert again.accepted == 0 and again.duplicate == ALL
         nursery = read(hub, "child-02", "sakura-kodomoen", "nursery_staff")
         assert [(e.kind, e.rule) for e in nursery.entries if e.kind.startswith("plan.")] == [
             ("plan.created", "CONSENT")

@@ -23,6 +23,13 @@ from services.projections.households import HOUSEHOLDS, ChildHouseholds, Househo
 from services.projections.identity_links import IDENTITY_LINKS, IdentityLink, identity_link_needs
 from services.projections.indexes import INDEXES
 from services.projections.inquiries import INQUIRY_INDEX, InquiryEntry, OrgInquiries, inquiry_index_needs
+from services.projections.municipal_counts import (
+    MUNICIPAL_COUNTS,
+    CaseTally,
+    MunicipalMonth,
+    MunicipalMonths,
+    municipal_counts_needs,
+)
 from services.projections.published import PUBLISHED_CHILDREN, PublishedChildren, published_needs
 from services.projections.rosters import (
     SCHOOL_LISTS,
@@ -168,6 +175,20 @@ def test_the_households_need_the_household_and_the_childs_list_of_households():
     assert household_needs(NOTE, ORGS) == household_needs(REGISTERED, ORGS) == []
 
 
+def test_the_municipal_counts_need_the_tally_and_the_months_of_every_centre_named():
+    beppu, oita = ("442020", "442011")
+    assert municipal_counts_needs(REGISTERED, ORGS) == [
+        CaseTally.create_id("k1"),
+        MunicipalMonths.create_id(beppu),
+        MunicipalMonth.create_id(beppu, "2026-05"),
+    ]
+    assert municipal_counts_needs(TRANSFERRED, ORGS)[3:] == [
+        MunicipalMonths.create_id(oita),
+        MunicipalMonth.create_id(oita, "2026-05"),
+    ]
+    assert municipal_counts_needs(NOTE, ORGS) == municipal_counts_needs(LINKED, ORGS) == []
+
+
 def dict_replace(e: Recorded, **fields: Any) -> Recorded:
     copy = e.placed(e.position)
     copy.__dict__.update(fields)
@@ -240,6 +261,7 @@ def test_applying_a_projection_touches_only_what_it_declared(projection):
         INQUIRY_INDEX,
         SERVICE_DESK,
         HOUSEHOLDS,
+        MUNICIPAL_COUNTS,
     } == set(INDEXES)
     unit_of_work = NotingUnitOfWork()
     for e in SEQUENCE:

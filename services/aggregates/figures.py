@@ -1,0 +1,141 @@
+"""The figures: the kept counts of a municipality per month, with each level (open cases, listed children,
+transfers waiting) summed from its first month, and the same figures rebuilt from the log.
+
+``rebuild`` runs the projection's own counting (``services.projections.municipal_counts.tally``) over every event
+of the log on a unit of work in memory, under the registry as it is now; ``correct`` records, for each month
+whose kept counts differ from the rebuilt ones, the difference (one ``Counted`` event), so that the kept figures
+equal the rebuilt ones afterwards (a store written before the counts were kept, or a registry corrected since).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from uuid import UUID
+
+from events.envelope_ids import published_in_log
+from events.model import Org, Recorded
+from events.store import HubStore, recorded_from
+from services.projections.municipal_counts import (
+    LEVELS,
+    MunicipalMonth,
+    MunicipalMonths,
+    kept_months,
+    tally,
+)
+
+Months = dict[str, dict[str, int]]  # month -> measure key -> count
+
+
+def resolve_levels(months: Mapping[str, Mapping[str, int]], through: str | None = None) -> Months:
+    """The months' counts with each level at month end: the running sum of its changes (``LEVELS``), for every
+    month from the first kept to the last (or to ``through``, if later; a month with no event keeps the level
+    of the one before)."""
+    if not months:
+        return {}
+    out: Months = {}
+    running: dict[str, int] = {}
+    for month in month_range(min(months), max(max(months), through or "")):
+        counts = dict(months.get(month, {}))
+        for key in list(counts):
+            for level, change in LEVELS.items():
+                if key == change or key.startswith(change + ":"):
+                    running[level + key[len(change) :]] = running.get(level + key[len(change) :], 0) + counts.pop(key)
+        out[month] = {**counts, **{k: v for k, v in running.items() if v}}
+    return out
+
+
+def month_range(first: str, last: str) -> list[str]:
+    """Every month from ``first`` to ``last`` (``YYYY-MM``), both included."""
+    year, month = int(first[:4]), int(first[5:7])
+    out = []
+    while f"{year:04d}-{month:02d}" <= last:
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def kept(store: HubStore, municipality: str, through: str | None = None) -> Months:
+    """The municipality's figures as kept, levels summed (carried up to ``through``)."""
+    return resolve_levels(kept_months(store, municipality), through)
+
+
+class _InMemory:
+    """A unit of work in memory (``services.projections.unit_of_work.UnitOfWork``) for a rebuild: aggregates in a
+    dict, and the staged counts added up per (municipality, month)."""
+
+    def __init__(self, orgs: Mapping[str, Org]):
+        self._orgs = orgs
+        self.aggregates: dict[UUID, Any] = {}
+
+    @property
+    def orgs(self) -> Mapping[str, Org]:
+        return self._orgs
+
+    def get(self, cls: type[Any], *key: Any, create: bool = True) -> Any:
+        aggregate_id = cls.create_id(*key)
+        if aggregate_id not in self.aggregates and create:
+            self.aggregates[aggregate_id] = cls(*key)
+        return self.aggregates.get(aggregate_id)
+
+    def add(self, aggregate: Any) -> None:
+        self.aggregates[aggregate.id] = aggregate
+
+    def stage(self, cls: type[Any], key: tuple[Any, ...], e: Recorded) -> None:  # pragma: no cover - unused
+        raise NotImplementedError
+
+
+def count_events(events: Iterable[Recorded], orgs: Mapping[str, Org]) -> dict[str, Months]:
+    """The counts of ``events`` (in log order), per municipality and month, levels as changes."""
+    work = _InMemory(orgs)
+    out: dict[str, Months] = {}
+    for e in events:
+        for (municipality, month), counts in tally(e, work).items():
+            cell = out.setdefault(municipality, {}).setdefault(month, {})
+            for key, n in counts.items():
+                cell[key] = cell.get(key, 0) + n
+    return out
+
+
+def _log_events(store: HubStore) -> Iterable[Recorded]:
+    for page in published_in_log(store.recorder, store.mapper):
+        for e in page:
+            yield recorded_from(e.envelope, list(e.audience), e.originator_version)
+
+
+def rebuild(store: HubStore) -> dict[str, Months]:
+    """Every municipality's counts rebuilt from the log (levels as changes, as kept)."""
+    return count_events(_log_events(store), store.registry().orgs)
+
+
+def correct(store: HubStore) -> int:
+    """Make the kept counts equal the rebuilt ones: record the difference on each month that differs. Returns
+    the number of months corrected."""
+    rebuilt = rebuild(store)
+    municipalities = set(rebuilt) | {o.municipality for o in store.registry().orgs.values() if o.municipality}
+    changed: list[Any] = []
+    for municipality in sorted(municipalities):
+        have = kept_months(store, municipality)
+        want = rebuilt.get(municipality, {})
+        calendar = store.get_or_none(MunicipalMonths.create_id(municipality)) or MunicipalMonths(municipality)
+        calendar_changed = False
+        for month in sorted(set(have) | set(want)):
+            diff = {
+                key: want.get(month, {}).get(key, 0) - have.get(month, {}).get(key, 0)
+                for key in set(have.get(month, {})) | set(want.get(month, {}))
+            }
+            diff = {k: v for k, v in diff.items() if v}
+            if not diff:
+                continue
+            found = store.get_or_none(MunicipalMonth.create_id(municipality, month))
+            aggregate = found if found is not None else MunicipalMonth(municipality, month)
+            aggregate.count(deltas=diff)
+            changed.append(aggregate)
+            if month not in calendar.months:
+                calendar.add_month(month=month)
+                calendar_changed = True
+        if calendar_changed:
+            changed.append(calendar)
+    if changed:
+        store.save(*changed)
+    return sum(1 for a in changed if isinstance(a, MunicipalMonth))

@@ -1,0 +1,425 @@
+"""The planners' counts per municipality and month (集計, ``../shared/spec/aggregates.md``), kept with ``INDEXES``.
+
+Per (municipality, month) a ``MunicipalMonth``: measure -> count, for the months the municipality has events in
+(``MunicipalMonths`` lists them, so that a level such as "cases open at month end" is the running sum of its
+monthly changes without a scan of the store). A count never names a child, a case, a school or a person: the
+small per-case and per-inquiry tallies this projection keeps to count each case once (``CaseTally``,
+``InquiryTally``) hold a municipality, a category and dates, and are never shown.
+
+**Explicit mechanism: counts ride on staged events.** A school's import publishes thousands of events at once; one
+aggregate event per (municipality, month) per publish is written, not one per event: ``keep_municipal_counts``
+works out each event's counts (it needs the registry and the case tallies, which ``record_staged`` does not have)
+and stages, for the month's aggregate, a copy of the event whose payload *is* those counts
+(``dataclasses.replace(e, payload=counts)``). ``MunicipalMonth.record_staged`` adds the payloads up into one
+``Counted`` event. The staged copies are never stored.
+
+How an event is placed: a case's events at the municipality of the centre that registered it (a transfer also
+at the receiving centre's, as ``transferred_in``); a concern, notification, alert or monthly report at the
+municipality of the centre it was sent ``to``; plans, consents, emergencies, target lists and inquiries at the
+municipality of the centre that published them; a provider's work at the municipality of the centre side of
+the ``commissioned`` exchange. An event with no such centre (e.g. a 25条 notification filed with a 児相) is not
+counted. The month is the event's ``at`` in Japan time, except a monthly report's, which counts for the month it
+reports on.
+
+Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built** (the figures need a clock reading
+"now" or per-household sets, not events): reviews overdue at month end and the median days between reviews;
+plans reviewed within 91 days; monthly reports expected, received late and missing (the due day is not in the
+events); emergencies reviewed; households per service; alerts and concerns per school (a dimension finer than the
+spec allows, never built).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from events.clock import JST
+from events.model import CENTER, Org, Recorded
+from events.sealing import stream_id
+from events.store import HubStore, _CopiedOnWrite
+from services.projections.unit_of_work import Projection, UnitOfWork
+
+CASE_GROUPS = {  # 相談種別 -> the group of the spring survey (虐待 / 養護その他 / 保健 / 障害 / 非行 / 育成)
+    "abuse_physical": "abuse",
+    "abuse_psychological": "abuse",
+    "abuse_sexual": "abuse",
+    "abuse_neglect": "abuse",
+    "neglect": "yougo_other",
+    "yougo_other": "yougo_other",
+    "childcare_difficulty": "yougo_other",
+    "young_carer": "yougo_other",
+    "pregnancy_support": "health",
+    "health": "health",
+    "disability": "disability",
+    "delinquency": "delinquency",
+    "upbringing": "upbringing",
+}
+
+MEASURES = (  # the measures counted per municipality and month; "cases.open" and "reports.listed" are levels
+    "cases.registered",
+    "cases.closed",
+    "cases.transferred_out",
+    "cases.transferred_in",
+    "cases.open",
+    "reviews.cases",
+    "plans.created",
+    "plans.revised",
+    "consents.granted",
+    "consents.refused",
+    "consents.withdrawn",
+    "reports.listed",
+    "reports.received",
+    "alerts",
+    "concerns",
+    "notifications",
+    "transfers.sent",
+    "transfers.acknowledged_in_14_days",
+    "transfers.not_acknowledged",
+    "emergencies.declared",
+    "services.referrals",
+    "services.monitoring",
+    "services.usage",
+    "services.visits",
+    "inquiries.sent",
+    "inquiries.answered_on_time",
+)
+LEVELS = {
+    "cases.open": "cases.open.change",
+    "reports.listed": "reports.listed.change",
+    "transfers.not_acknowledged": "transfers.not_acknowledged.change",
+}
+"""A level at month end (open cases, listed children, transfers waiting for acknowledgement) is kept as its
+monthly change and summed up when read."""
+
+COUNTED_KINDS = frozenset(
+    {
+        "case.registered",
+        "case.reviewed",
+        "case.closed",
+        "case.transferred",
+        "case.transfer_acknowledged",
+        "plan.created",
+        "plan.revised",
+        "consent.granted",
+        "consent.refused",
+        "consent.withdrawn",
+        "target_list.assigned",
+        "target_list.removed",
+        "attendance.monthly",
+        "absence.alert",
+        "concern.reported",
+        "notification.filed",
+        "emergency.declared",
+        "service.referred",
+        "service.monitoring",
+        "service.usage",
+        "visit.report",
+        "inquiry.sent",
+        "inquiry.answered",
+    }
+)
+
+TRANSFER_ACK_DAYS = 14
+
+
+def month_of(at: datetime) -> str:
+    return at.astimezone(JST).strftime("%Y-%m")
+
+
+class MunicipalMonth(_CopiedOnWrite, Aggregate):
+    """One municipality's counts for one month: ``measure`` or ``measure:breakdown`` -> count."""
+
+    @staticmethod
+    def create_id(municipality: str, month: str) -> UUID:
+        return stream_id(f"municipal-month:{municipality}:{month}")
+
+    def __init__(self, municipality: str, month: str):
+        self.municipality = municipality
+        self.month = month
+        self.counts: dict[str, int] = {}
+
+    @event("Counted")
+    def count(self, deltas: dict[str, int]) -> None:
+        counts = dict(self.counts)
+        for key, n in deltas.items():
+            counts[key] = counts.get(key, 0) + int(n)
+        self.counts = {key: n for key, n in counts.items() if n}
+
+    def record_staged(self, events: list[Recorded]) -> None:
+        """The counts of the events a publish staged for this month (their payloads are counts, see the module
+        docstring), as one event."""
+        deltas: dict[str, int] = {}
+        for e in events:
+            for key, n in e.payload.items():
+                deltas[key] = deltas.get(key, 0) + int(n)
+        if deltas:
+            self.count(deltas=deltas)
+
+
+class MunicipalMonths(_CopiedOnWrite, Aggregate):
+    """The months a municipality has counts for (so a level is summed from its first month, without a scan)."""
+
+    @staticmethod
+    def create_id(municipality: str) -> UUID:
+        return stream_id(f"municipal-months:{municipality}")
+
+    def __init__(self, municipality: str):
+        self.municipality = municipality
+        self.months: list[str] = []
+
+    @event("MonthAdded")
+    def add_month(self, month: str) -> None:
+        self.months = sorted({*self.months, month})
+
+
+class CaseTally(_CopiedOnWrite, Aggregate):
+    """What counting needs of one case: where it is counted, its category and group, its state, the last month
+    it was reviewed in and its unacknowledged transfer. Never shown."""
+
+    @staticmethod
+    def create_id(case: str) -> UUID:
+        return stream_id(f"case-tally:{case}")
+
+    def __init__(self, case: str, municipality: str, registrar: str, category: str, group: str):
+        self.case = case
+        self.municipality = municipality
+        self.registrar = registrar
+        self.category = category
+        self.group = group
+        self.state = "open"
+        self.reviewed_month = ""
+        self.transfer: dict[str, str] = {}  # {to, at, month, municipality} while unacknowledged
+
+    @event("StateCounted")
+    def set_state(self, state: str) -> None:
+        self.state = state
+
+    @event("ReviewCounted")
+    def reviewed(self, month: str) -> None:
+        self.reviewed_month = month
+
+    @event("TransferCounted")
+    def transferred(self, transfer: dict[str, str]) -> None:
+        self.transfer = dict(transfer)
+
+
+class InquiryTally(_CopiedOnWrite, Aggregate):
+    """What counting needs of one inquiry (事前照会): where and in which month it was counted, its due day, and
+    whether an answer was counted. Never shown."""
+
+    @staticmethod
+    def create_id(inquiry: str) -> UUID:
+        return stream_id(f"inquiry-tally:{inquiry}")
+
+    def __init__(self, inquiry: str, municipality: str, month: str, due: str, member: str):
+        self.inquiry = inquiry
+        self.municipality = municipality
+        self.month = month
+        self.due = due
+        self.member = member
+        self.answered = False
+
+    @event("AnswerCounted")
+    def answer(self) -> None:
+        self.answered = True
+
+
+def municipality_of(org: str | None, orgs: Mapping[str, Org]) -> str | None:
+    """The municipality of a registered centre (or municipal department), else ``None``."""
+    found = orgs.get(org) if org else None
+    if found is None or found.type not in (CENTER, "municipal_department"):
+        return None
+    return found.municipality
+
+
+def _places(e: Recorded, orgs: Mapping[str, Org]) -> tuple[list[str], list[str]]:
+    """The municipalities and months ``e`` may add counts to: those of the centres it names, and its month (a
+    monthly report's also the month it reports on)."""
+    named = (e.source, e.to, e.payload.get("to"), e.payload.get("from"))
+    municipalities = [m for m in dict.fromkeys(municipality_of(str(o), orgs) for o in named if o) if m]
+    months = [month_of(e.at)]
+    if e.kind == "attendance.monthly" and e.payload.get("month") and e.payload["month"] not in months:
+        months.append(str(e.payload["month"]))
+    return municipalities, months
+
+
+def municipal_counts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
+    """The aggregates ``keep_municipal_counts`` reads or writes for ``e``: the case's or inquiry's tally, and for
+    every municipality of a centre the event names its list of months and its month (staged)."""
+    ids: list[UUID] = []
+    if e.kind.startswith("case.") and e.payload.get("case"):
+        ids.append(CaseTally.create_id(str(e.payload["case"])))
+    if e.kind in ("inquiry.sent", "inquiry.answered") and e.payload.get("inquiry"):
+        ids.append(InquiryTally.create_id(str(e.payload["inquiry"])))
+    if e.kind not in COUNTED_KINDS:
+        return ids
+    municipalities, months = _places(e, orgs)
+    for municipality in municipalities:
+        ids.append(MunicipalMonths.create_id(municipality))
+        ids += [MunicipalMonth.create_id(municipality, month) for month in months]
+    return ids
+
+
+Counts = dict[tuple[str, str], dict[str, int]]
+
+
+def _add(out: Counts, municipality: str | None, month: str, *keys: str, n: int = 1) -> None:
+    if municipality is None:
+        return
+    cell = out.setdefault((municipality, month), {})
+    for key in keys:
+        cell[key] = cell.get(key, 0) + n
+
+
+def _case_keys(measure: str, tally: CaseTally) -> tuple[str, ...]:
+    return (measure, f"{measure}:category={tally.category}", f"{measure}:group={tally.group}")
+
+
+def tally(e: Recorded, batch: UnitOfWork) -> Counts:
+    """The counts ``e`` adds, per (municipality, month), keeping the case and inquiry tallies in step."""
+    orgs = batch.orgs
+    out: Counts = {}
+    month = month_of(e.at)
+    kind, payload = e.kind, e.payload
+    if kind == "case.registered" and payload.get("case"):
+        case = str(payload["case"])
+        if batch.get(CaseTally, case, create=False) is not None:
+            return out
+        case_type = str(payload.get("case_type", ""))
+        found = CaseTally(
+            case,
+            municipality_of(e.source, orgs) or "",
+            e.source,
+            str(payload.get("category", "")),
+            CASE_GROUPS.get(case_type, "other"),
+        )
+        if not found.municipality:
+            return out
+        batch.add(found)
+        _add(out, found.municipality, month, *_case_keys("cases.registered", found))
+        _add(out, found.municipality, month, *_case_keys("cases.open.change", found))
+    elif kind in COUNTED_KINDS and kind.startswith("case.") and payload.get("case"):
+        existing = batch.get(CaseTally, str(payload["case"]), create=False)
+        if existing is None:
+            return out
+        case_tally: CaseTally = existing
+        if kind == "case.transfer_acknowledged":
+            transfer = case_tally.transfer
+            if transfer and transfer["to"] == e.source and str(payload.get("from", "")) == case_tally.registrar:
+                sent = datetime.fromisoformat(transfer["at"])
+                if e.at - sent <= timedelta(days=TRANSFER_ACK_DAYS):
+                    _add(out, case_tally.municipality, month, "transfers.acknowledged_in_14_days")
+                _add(out, case_tally.municipality, month, "transfers.not_acknowledged.change", n=-1)
+                case_tally.transferred(transfer={})
+            return out
+        if e.source != case_tally.registrar:
+            return out
+        if kind == "case.reviewed" and case_tally.state == "open" and case_tally.reviewed_month != month:
+            case_tally.reviewed(month=month)
+            _add(out, case_tally.municipality, month, "reviews.cases")
+        elif kind == "case.closed" and case_tally.state == "open":
+            case_tally.set_state(state="closed")
+            _add(out, case_tally.municipality, month, *_case_keys("cases.closed", case_tally))
+            _add(out, case_tally.municipality, month, *_case_keys("cases.open.change", case_tally), n=-1)
+        elif kind == "case.transferred" and case_tally.state == "open":
+            to = str(payload.get("to", ""))
+            case_tally.set_state(state="transferred")
+            case_tally.transferred(transfer={"to": to, "at": e.at.isoformat(), "month": month})
+            _add(out, case_tally.municipality, month, *_case_keys("cases.transferred_out", case_tally))
+            _add(out, case_tally.municipality, month, *_case_keys("cases.open.change", case_tally), n=-1)
+            _add(out, case_tally.municipality, month, "transfers.sent", "transfers.not_acknowledged.change")
+            _add(out, municipality_of(to, orgs), month, *_case_keys("cases.transferred_in", case_tally))
+    elif kind in ("plan.created", "plan.revised"):
+        _add(
+            out, municipality_of(e.source, orgs), month, "plans.created" if kind == "plan.created" else "plans.revised"
+        )
+    elif kind in ("consent.granted", "consent.refused", "consent.withdrawn"):
+        _add(out, municipality_of(e.source, orgs), month, "consents." + kind.split(".")[1])
+    elif kind in ("target_list.assigned", "target_list.removed"):
+        _add(
+            out,
+            municipality_of(e.source, orgs),
+            month,
+            "reports.listed.change",
+            n=1 if kind == "target_list.assigned" else -1,
+        )
+    elif kind == "attendance.monthly" and e.basis == "cwa-25-3":
+        _add(out, municipality_of(e.to, orgs), str(payload.get("month", month)), "reports.received")
+    elif kind == "absence.alert":
+        _add(out, municipality_of(e.to, orgs), month, "alerts", f"alerts:reason={payload.get('reason', '')}")
+    elif kind == "concern.reported" and e.basis == "cwa-21-10-5":
+        sender = orgs.get(e.source)
+        _add(
+            out,
+            municipality_of(e.to, orgs),
+            month,
+            "concerns",
+            f"concerns:sender={sender.type if sender else 'unknown'}",
+        )
+    elif kind == "notification.filed" and e.basis == "cwa-25":
+        _add(out, municipality_of(e.to, orgs), month, "notifications")
+    elif kind == "emergency.declared":
+        _add(out, municipality_of(e.source, orgs), month, "emergencies.declared")
+    elif kind in ("service.referred", "service.monitoring", "service.usage", "visit.report"):
+        if e.basis != "commissioned" or not e.to:
+            return out
+        centre_side = e.source if municipality_of(e.source, orgs) else e.to
+        provider = e.to if centre_side == e.source else e.source
+        measure = {
+            "service.referred": "services.referrals",
+            "service.monitoring": "services.monitoring",
+            "service.usage": "services.usage",
+            "visit.report": "services.visits",
+        }[kind]
+        keys = [measure, f"{measure}:provider={provider}"]
+        if payload.get("service"):
+            keys.append(f"{measure}:service={payload['service']}")
+        _add(out, municipality_of(centre_side, orgs), month, *keys)
+    elif kind == "inquiry.sent" and payload.get("inquiry"):
+        inquiry = str(payload["inquiry"])
+        where = municipality_of(e.source, orgs)
+        if where is None or batch.get(InquiryTally, inquiry, create=False) is not None:
+            return out
+        batch.add(InquiryTally(inquiry, where, month, str(payload.get("due", "")), str(e.to or "")))
+        _add(out, where, month, "inquiries.sent")
+    elif kind == "inquiry.answered" and payload.get("inquiry"):
+        asked: InquiryTally | None = batch.get(InquiryTally, str(payload["inquiry"]), create=False)
+        if asked is None or asked.answered or e.source != asked.member:
+            return out
+        asked.answer()
+        if e.at.astimezone(JST).date().isoformat() <= asked.due:
+            _add(out, asked.municipality, month, "inquiries.answered_on_time")
+    return out
+
+
+def keep_municipal_counts(e: Recorded, batch: UnitOfWork) -> None:
+    """Keep the counts in step with ``e`` (``MUNICIPAL_COUNTS``): stage its counts on each month it adds to."""
+    for (municipality, month), counts in tally(e, batch).items():
+        months = batch.get(MunicipalMonths, municipality)
+        if month not in months.months:
+            months.add_month(month=month)
+        batch.stage(MunicipalMonth, (municipality, month), dataclasses.replace(e, payload=counts))
+
+
+MUNICIPAL_COUNTS = Projection(
+    "planners' counts per municipality and month", municipal_counts_needs, keep_municipal_counts
+)
+
+
+# --- Reading ------------------------------------------------------------------------------------------------
+
+
+def kept_months(store: HubStore, municipality: str) -> dict[str, dict[str, int]]:
+    """Every month's counts of ``municipality`` as kept (month -> key -> count), levels still as changes."""
+    found = store.peek(MunicipalMonths.create_id(municipality))
+    if found is None:
+        return {}
+    out: dict[str, dict[str, int]] = {}
+    for month in found.months:
+        kept = store.peek(MunicipalMonth.create_id(municipality, month))
+        out[month] = dict(kept.counts) if kept is not None else {}
+    return out
