@@ -13,10 +13,16 @@ prefecture's total; every row is another municipality's, so a sum of 1–4 is hi
 is every sum that holds an entry hidden in the municipalities' table of the same query (else the sum minus the
 shown municipalities would give it back); secondary suppression then runs on the 圏域 table.
 
-**Known gap (not built):** suppression is per table. Two queries over different periods publish different row
-totals (e.g. April–June and April–May of one municipality), and their difference is the month between, which may
-be a hidden count; so are secondary choices that differ between queries. Closing it needs period totals only
-for fixed periods (whole 年度) and a suppression pattern per cell that no query changes.
+**One pattern whatever the query (fixed frames).** Suppression per table alone would let two queries be
+subtracted: April–June minus April–May of one municipality is June, which may be hidden; and two periods could
+hide different secondary cells of one month. So every query is cut out of fixed tables, one per 年度 (April to
+March): all the reader's municipalities (or 圏域) × the year's twelve months, with the 年度 totals and the months'
+totals as margins, suppressed once (``_frame``). A query's cells and month totals are that table's entries, hidden
+or shown as they are there, the same in every query. Its row totals are the 年度 totals when it asks for exactly one
+年度; for any other period a row total of another municipality is shown only when none of its cells in the period
+is hidden (it is then the sum of what is shown, and tells nothing new), and the grand total only when no month total
+of the period is hidden. Every number a reader gets is thus an entry of one frame, hidden as the frame hides it,
+or a sum of shown entries.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from events.store import HubStore
 from services.administration.regions import Regions, regions
 from services.aggregates import access_log
 from services.aggregates.figures import kept, month_range
-from services.aggregates.suppression import SHOWN, Entry, suppress
+from services.aggregates.suppression import SECONDARY, SHOWN, Entry, suppress
 from services.projections.municipal_counts import MEASURES
 
 PREFECTURE = "prefecture_office"
@@ -113,20 +119,35 @@ class Aggregates:
             self._record(org, user, query, [], [], [], refusal.message_ja)
             raise refusal
         months = month_range(first, last)
-        cells = []
-        for municipality in municipalities:
-            figures = kept(self.store, municipality, through=last)
-            cells.append([figures.get(month, {}).get(measure, 0) for month in months])
         known = regions(self.store)
-        rows = municipalities
         own_rows = {i for i, m in enumerate(municipalities) if m == own}
-        entries = suppress(cells, own_rows)
-        if by == "region":  # a 圏域's sum is hidden where one of its municipalities' entries is (see the module)
-            rows, cells, force = _per_region(municipalities, cells, known, entries)
-            own = None
-            entries = suppress(cells, set(), force)
+        frames: dict[
+            str, tuple[list[str], list[list[Entry]], list[str]]
+        ] = {}  # 年度 -> (its months, its suppressed grid)
+        for year in dict.fromkeys(fiscal_year(m) for m in months):
+            frames[year] = self._frame(measure, year, municipalities, own_rows, known, by)
+        rows = municipalities if by == "municipality" else frames[fiscal_year(months[0])][2]
+        if by == "region":
+            own, own_rows = None, set()
+        entries = _cut(frames, months, len(rows), own_rows)
         record = self._record(org, user, query, rows, months, entries, None)
         return Table(measure, rows, months, entries, own, record, by, known)
+
+    def _frame(
+        self, measure: str, year: str, municipalities: list[str], own_rows: set[int], known: Regions, by: str
+    ) -> tuple[list[str], list[list[Entry]], list[str]]:
+        """The fixed table of ``measure`` for the 年度 starting in April of ``year``, suppressed once (see the
+        module): its months, its grid of entries with margins, and its rows' names."""
+        months = month_range(f"{year}-04", f"{int(year) + 1:04d}-03")
+        cells = []
+        for municipality in municipalities:
+            figures = kept(self.store, municipality, through=months[-1])
+            cells.append([figures.get(month, {}).get(measure, 0) for month in months])
+        entries = suppress(cells, own_rows)
+        if by == "region":  # a 圏域's sum is hidden where one of its municipalities' entries is (see the module)
+            names, sums, force = _per_region(municipalities, cells, known, entries)
+            return months, suppress(sums, set(), force), names
+        return months, entries, municipalities
 
     def _record(
         self,
@@ -155,6 +176,41 @@ class Aggregates:
             },
         )
         return rid
+
+
+def fiscal_year(month: str) -> str:
+    """The 年度 of ``month`` (``YYYY-MM``), by the year of its April."""
+    year = int(month[:4])
+    return f"{year - 1 if int(month[5:7]) < 4 else year:04d}"
+
+
+def _cut(
+    frames: dict[str, tuple[list[str], list[list[Entry]], list[str]]],
+    months: list[str],
+    rows: int,
+    own_rows: set[int],
+) -> list[list[Entry]]:
+    """The query's grid (``rows`` + margins) × (``months`` + total), cut out of the fixed frames: cells and month
+    totals as the frames have them; row totals and the grand total as the module says."""
+    grid: list[list[Entry]] = []
+    for i in range(rows + 1):
+        line = []
+        for month in months:
+            frame_months, entries, _ = frames[fiscal_year(month)]
+            line.append(entries[i][frame_months.index(month)])
+        grid.append(line)
+    [only] = frames.values() if len(frames) == 1 else [None]
+    whole_year = only is not None and only[0] == months
+    for i, line in enumerate(grid):
+        if whole_year:
+            assert only is not None
+            line.append(only[1][i][-1])
+            continue
+        hidden = any(e.value is None for e in line)
+        total = sum(e.value or 0 for e in line)
+        shown = i in own_rows or not hidden or (i == rows and all(r in own_rows for r in range(rows)))
+        line.append(Entry(total) if shown else Entry(None, SECONDARY))
+    return grid
 
 
 def _month(text: str) -> bool:

@@ -101,3 +101,26 @@ def test_every_request_leaves_one_chained_record_that_verify_checks(hub):
     report = hub.verify()
     assert not report.ok
     assert report.mismatches[0].child == "(aggregate access log)" and report.mismatches[0].fault == "edited"
+
+
+def test_every_period_is_cut_from_one_fixed_table_so_no_two_queries_can_be_subtracted(hub):
+    """A planner may ask for any period: April–June minus April–May must not give June back, nor two periods hide
+    different cells. Every cell and month total a query shows is the 年度 table's entry, hidden or shown as there,
+    whatever the period; a row or grand total of a part of the year is shown only when it is the sum of shown
+    entries (``services.aggregates.service``)."""
+    aggregates = Aggregates(hub.store, hub.clock)
+    months = [f"2026-{m:02d}" for m in range(4, 13)]
+    seen: dict[tuple[str, str, str], str] = {}  # (measure, row, month or "total") -> label, over all queries
+    for measure in ("cases.registered", "cases.open"):
+        for i, first in enumerate(months):
+            for last in months[i:]:
+                table = aggregates.table(org="pf", user="県 企画", measure=measure, first=first, last=last)
+                names = [*table.municipalities, "合計"]
+                for row, entries in zip(names, table.entries, strict=True):
+                    cells, total = entries[:-1], entries[-1]
+                    for month, entry in zip(table.months, cells, strict=True):
+                        assert seen.setdefault((measure, row, month), entry.label) == entry.label, (row, month)
+                    if total.value is not None:  # a part of the year: shown only as the sum of shown entries
+                        assert all(e.value is not None for e in cells), (row, first, last)
+                        assert total.value == sum(e.value or 0 for e in cells)
+    assert seen[("cases.registered", "100001", "2026-05")] == "<5"  # cA registered 2 cases in May
