@@ -22,6 +22,12 @@ from services.web.pages import page
 from services.web.session import Person, signed_in
 
 OPEN_TO_EVERY_ROLE = frozenset({"/", "/ui", "/ui/"})
+MISSING_JA = {  # what the 403 page says, by the scope the page needed
+    "admin": "ハブの管理者だけが利用できる画面です。",
+    "audit": "監査・個人情報保護担当の機関だけが利用できる画面です。",
+    "read": "いまの役割ではこの画面を使えません。必要な場合は、役割を選び直してください。",
+    "publish": "いまの役割ではこの画面を使えません。必要な場合は、役割を選び直してください。",
+}
 
 
 def scope_needed(method: str, path: str) -> str | None:
@@ -68,5 +74,5 @@ async def refusal(request: Request, error: Exception) -> HTMLResponse:
         error.person,
         status_code=403,
         title="この画面は使えません",
-        message="いまの役割ではこの画面を使えません。必要な場合は、役割を選び直してください。",
+        message=MISSING_JA.get(error.scope, MISSING_JA["read"]),
     )
