@@ -312,7 +312,22 @@ def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
 def _non_finite_numbers(raw: dict[str, Any]) -> list[Problem]:
     """Every number in ``raw`` that is infinite or NaN, by its path (``payload.attended``): JSON can spell them
     (``1e400`` overflows to infinity; Python's parser also takes ``NaN`` and ``Infinity``), but no store keeps them
-    as sent and no reader can compute with them. Walked without recursion, whatever the depth."""
+    as sent and no reader can compute with them. Walked without recursion, whatever the depth.
+
+    **Finite at a glance**: most envelopes hold no such number, which ``orjson`` tells without a walk in Python:
+    it writes NaN and ±Infinity as ``null``, so ``raw`` with none of them reads back equal to itself (a finite
+    float reads back exactly). Only ``raw`` that does not (one of them, or a tuple, a non-string key, a type
+    that JSON does not have) is walked."""
+    try:
+        if orjson.loads(orjson.dumps(raw)) == raw:
+            return []
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError, TypeError):
+        pass
+    return _walked_non_finite_numbers(raw)
+
+
+def _walked_non_finite_numbers(raw: dict[str, Any]) -> list[Problem]:
+    """``_non_finite_numbers`` by a walk of every value."""
     problems: list[Problem] = []
     stack: list[tuple[str, Any]] = [(str(key), value) for key, value in raw.items()]
     while stack and len(problems) < MAX_LISTED_PAYLOAD_PROBLEMS:

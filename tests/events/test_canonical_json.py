@@ -1,5 +1,6 @@
 """Fast canonical JSON (``events.envelope.canonical_json``) writes exactly the bytes of its definition, the standard
-library's encoder (``_standard_canonical_json``), which every stored digest was made with."""
+library's encoder (``_standard_canonical_json``), which every stored digest was made with; the envelope's check
+for NaN and infinities finds at a glance what its walk finds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events.envelope import _standard_canonical_json, canonical_json
+from events.envelope import (
+    _non_finite_numbers,
+    _standard_canonical_json,
+    _walked_non_finite_numbers,
+    canonical_json,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -85,3 +91,20 @@ def test_the_cases_that_take_the_standard_encoder() -> None:
         canonical_json({"x": "\ud800"})
     with pytest.raises(TypeError):
         canonical_json({"x": {1, 2}})
+
+
+raw_envelopes = st.dictionaries(
+    st.text(max_size=5) | st.integers(),
+    st.recursive(
+        scalars | st.tuples(floats),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+        max_leaves=20,
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(raw_envelopes)
+def test_finite_at_a_glance_finds_what_the_walk_finds(raw: dict[str, Any]) -> None:
+    assert _non_finite_numbers(raw) == _walked_non_finite_numbers(raw)
