@@ -15,6 +15,8 @@ from eventsourcing.persistence import (
     TranscodingNotRegisteredError,
     UUIDAsHex,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consent.model import Settings
 from events.transcoding import OrjsonTranscoder
@@ -80,3 +82,67 @@ def test_every_state_the_demo_stores_reads_back_the_same_through_either_encoder(
         "services.projections.admission_facts:ChildFacts.FactRecorded",
         "services.projections.rosters:MonthlyReports.ReportsRecorded",
     } <= topics
+
+
+moments = st.datetimes(timezones=st.just(timezone(timedelta(hours=9))))
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+    | st.sampled_from(["_type_", '"_type_"', "\\u005f", "\\"])
+    | moments
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2)
+)
+states = st.recursive(
+    leaves,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=6) | st.sampled_from(["_type_", "_data_", "\u005ftype_"]), children, max_size=4
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@pytest.mark.unit
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), states, max_size=5), moments)
+def test_fast_decoding_reads_what_the_librarys_decoder_reads(state, moment):
+    library, fast = transcoders()
+    state["timestamp"] = moment
+    for data in (library.encode(state), fast.encode(state)):
+        try:
+            expected = library.decode(data)
+        except Exception as error:  # a state the hub never writes ({"_type_": None, …}): refused alike
+            with pytest.raises(type(error)):
+                fast.decode(data)
+        else:
+            assert fast.decode(data) == expected
+
+
+@pytest.mark.unit
+def test_fast_decoding_of_what_orjson_refuses_or_cannot_tell():
+    library, fast = transcoders()
+    for data in [
+        b'{"n": 123456789012345678901234567890}',
+        b'{"x": NaN, "y": Infinity}',
+        b'{"a": {"_type_": "decimal_str", "_data_": "1.5"}, "t": {"_type_": "datetime_iso", "_data_": "2026-05-12"}}',
+        b'{"a": [{"_type_": "decimal_str", "_data_": "1.5"}]}',
+        b'{"\\u005ftype_": "decimal_str", "_data_": "1.5"}',
+        b'{"_type_": "decimal_str", "_data_": "1.5"}',
+        b'{"a": {"_type_": "x"}}',
+        b'[1, 2, "\\ud800"]',
+    ]:
+        assert fast.decode(data) == library.decode(data), data
+    for data in [
+        b'{"a": {"_type_": "unknown", "_data_": 1}}',
+        b'{"a": 1',
+        '{"a": "\udcff"}'.encode("utf-8", "surrogatepass"),
+    ]:
+        with pytest.raises(Exception) as expected:
+            library.decode(data)
+        with pytest.raises(expected.type):
+            fast.decode(data)
