@@ -8,9 +8,11 @@ report, it does not make it missing. What each reader sees is decided by ``conse
 a school its own list, a centre the lists it assigned.
 
 ``overdue_reports`` is the projection. What a person is shown is ``recorded_overdue``: every listed child's
-line is backed by the reader's own read of the child's record through the read service (purpose ``support``),
-decided by the policy and recorded before the list is returned; a line whose target-list event that read does
-not show is left out.
+line is backed by the reader's own read of the child's record (purpose ``support``), decided by the policy; a line
+whose target-list event that read does not show is left out. The list is paged: the reads are decided ahead
+(``services.casework.rows``, through the hub's ``ledger_rows``: kept while nothing they depend on changed) for
+every child with a missing report, so that the total is known, and one read is recorded, in one transaction and
+before the page is returned, per child on the page shown; a child not on the page is not recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from events.store import HubStore
 from services.projections.rosters import CenterLists, Listing, MonthlyReports, SchoolRoster, next_month, peek
 
 if TYPE_CHECKING:
+    from services.casework.rows import Kept
     from services.hub import Hub
 
 
@@ -115,16 +118,39 @@ def overdue_reports(
     return sorted(found, key=lambda r: (r.school, r.month, r.student_no, r.centre))
 
 
+def entry_ids(kept: Kept) -> frozenset[str]:
+    """The ids of the events a decided read shows (none when it is refused)."""
+    return frozenset(e.id for e in kept.decided.entries) if kept.decided.decision.allowed else frozenset()
+
+
 def recorded_overdue(
-    hub: Hub, *, reader: str, role: str, user: str | None, today: date, month: str | None = None
-) -> tuple[list[OverdueReport], list[str]]:
-    """The overdue reports ``reader`` is shown, and the access records of the reads behind them (one read of each
-    listed child's record, recorded before anything is returned). Raises ``Rejected`` as ``overdue_reports``."""
+    hub: Hub,
+    *,
+    reader: str,
+    role: str,
+    user: str | None,
+    today: date,
+    month: str | None = None,
+    page: int = 1,
+    per_page: int | None = None,
+) -> tuple[list[OverdueReport], list[str], int]:
+    """The overdue reports ``reader`` is shown on ``page`` (of ``per_page``; ``None``: all of them), the access
+    records of the reads behind them (one per child on the page, recorded before anything is returned), and how
+    many lines there are in all. Raises ``Rejected`` as ``overdue_reports``."""
     found = overdue_reports(hub.store, hub.settings, reader=reader, today=today, month=month)
-    visible: dict[str, set[str]] = {}
-    records: list[str] = []
-    for child in dict.fromkeys(r.child for r in found):
-        timeline = hub.timeline(org=reader, role=role, child=child, purpose="support", user=user)
-        records.append(timeline.access_record)
-        visible[child] = {e.id for e in timeline.entries}
-    return [r for r in found if r.listing in visible[r.child]], records
+    registry = hub.store.registry()
+    ahead = hub.ledger_rows.ahead(
+        reader,
+        role,
+        {},
+        children=dict.fromkeys(r.child for r in found),
+        purpose="support",
+        t=hub.clock(),
+        orgs=registry.orgs,
+        registry_version=registry.version or 0,
+        settings=hub.settings,
+        user=user,
+    )
+    visible = [r for r in found if r.listing in ahead.derive(r.child, "entry ids", entry_ids)]
+    shown = visible if per_page is None else visible[(page - 1) * per_page : page * per_page]
+    return shown, ahead.record_children(r.child for r in shown), len(visible)

@@ -27,7 +27,7 @@ from services.projections.cases import center_cases
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing.linking import waiting
 from services.reading.timeline import Timeline, TimelineEntry
-from services.schools.overdue import overdue_reports
+from services.schools.overdue import entry_ids, overdue_reports
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -232,14 +232,10 @@ def overview(hub: Hub, person: Person, today: date) -> Overview:
             named.append(child)
     out.urgent.sort(key=lambda r: r.at)
     for report in overdue:  # counted, no child named: from the decided reads, not recorded
-        if report.child in ahead.kept and report.listing in ahead.derive(report.child, "entry ids", _entry_ids):
+        if report.child in ahead.kept and report.listing in ahead.derive(report.child, "entry ids", entry_ids):
             out.overdue_by_school[report.school] = out.overdue_by_school.get(report.school, 0) + 1
     out.reads = ahead.record_children(named)
     return out
-
-
-def _entry_ids(kept: Kept) -> frozenset[str]:
-    return frozenset(e.id for e in kept.decided.entries) if kept.decided.decision.allowed else frozenset()
 
 
 def joint_cases(hub: Hub, jiso: str) -> dict[str, str]:
