@@ -8,6 +8,7 @@ Deterministic for a seed. Every envelope is valid under policy.md, so a benchmar
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -184,7 +185,11 @@ def child_events(pref: Prefecture, child: str, n_events: int, rng: random.Random
                 {
                     "case": f"K-{child}",
                     "decision": "継続",
-                    "next_review": (START + timedelta(days=day + 90)).date().isoformat(),
+                    # spread over a year per child (a stable offset, no draw), so that a meeting day has a
+                    # bounded number of cases due rather than every child's review bunched on a few days
+                    "next_review": (START + timedelta(days=day + 90 + zlib.crc32(child.encode()) % 365))
+                    .date()
+                    .isoformat(),
                 },
             )
         elif roll < 0.93:
