@@ -27,7 +27,7 @@ from services.projections.cases import center_cases
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing.linking import waiting
 from services.reading.timeline import Timeline, TimelineEntry
-from services.schools.overdue import entry_ids, overdue_reports
+from services.schools.overdue import entry_ids, overdue_reports, peek_many
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -64,16 +64,26 @@ def plans_of(timeline: Timeline) -> list[PlanState]:
     return out
 
 
+LISTED = 10  # the children named under each count of the start page; the ledger's filters list the rest
+ITEMS = ("alerts_open", "alerts_year", "concerns_open", "concerns_year", "reviews_due", "plans_due")
+
+
 @dataclass
 class Item:
     """One line of the start page: a count, a link, and the children behind it (with a short note each)."""
 
     count: int = 0
     children: dict[str, list[str]] = field(default_factory=dict)
+    more: int = 0  # children counted but not named (beyond ``LISTED``)
 
     def add(self, child: str, note: str) -> None:
         self.count += 1
         self.children.setdefault(child, []).append(note)
+
+    def name_first(self, listed: int) -> None:
+        """Name only the first ``listed`` children; the others stay in ``count`` and ``more``."""
+        self.more = max(0, len(self.children) - listed)
+        self.children = dict(list(self.children.items())[:listed])
 
 
 @dataclass
@@ -113,11 +123,10 @@ def _alert_note(e: TimelineEntry | dict[str, Any]) -> str:
 def listed_children(hub: Hub, centre: str) -> list[str]:
     """The children ``centre`` put on schools' target lists (the index, no content)."""
     children: list[str] = []
-    for school in peek(hub.store, CenterLists, centre).schools:
+    rosters = peek_many(hub.store, SchoolRoster, [(school,) for school in peek(hub.store, CenterLists, centre).schools])
+    for roster in rosters.values():
         children += [
-            listing.child
-            for listing in peek(hub.store, SchoolRoster, school).all()
-            if listing.centre == centre and listing.removed_at is None
+            listing.child for listing in roster.all() if listing.centre == centre and listing.removed_at is None
         ]
     return list(dict.fromkeys(children))
 
@@ -163,22 +172,25 @@ def _counted(
     return out
 
 
-def overview(hub: Hub, person: Person, today: date) -> Overview:
+def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Overview:
     """The counts of the start page, from each child's read decided for purpose ``support`` as the signed-in
     person (``services.casework.rows``: decided ahead, kept while nothing it depends on changed, as the ledgers
     are), with what each read adds to the page kept with it.
 
     What is recorded: one read (at the page's time, with the kept decision) of each child the page names, that is
-    each child listed under a count (alerts, concerns, reviews and plans due) or in the urgent inbox, all in one
-    transaction. A child the page does not name is not recorded: the overdue monthly reports per school are
-    counted, without naming a child, from the decided reads of the children they are about (a report is counted
-    when the centre's read shows its listing); the transfers to acknowledge and the queues come from the indexes
-    (identifiers and dates, no read)."""
+    each child listed under a count (alerts, concerns, reviews and plans due: the first ``listed`` children of
+    each) or in the urgent inbox, all in one transaction. A child the page does not name is not recorded: the
+    counts include the children not named (``Item.more``: the ledger's filters list them, each read recorded
+    there), from their decided reads; the overdue monthly reports per school are counted, without naming a child,
+    from the decided reads of the children they are about (a report is counted when the centre's read shows its
+    listing); the transfers to acknowledge and the queues come from the indexes (identifiers and dates, no
+    read)."""
     org = hub.orgs()[person.org]
     jiso = org.type == JISO
     out = Overview(today, fiscal_year_start(today))
-    out.queue_link = sum(1 for w in waiting(hub.store, person.org) if w.reason == "waiting_for_link")
-    out.queue_residence = sum(1 for w in waiting(hub.store, person.org) if w.reason != "waiting_for_link")
+    queue = waiting(hub.store, person.org)
+    out.queue_link = sum(1 for w in queue if w.reason == "waiting_for_link")
+    out.queue_residence = len(queue) - out.queue_link
     children: list[str] = []
     overdue = []
     urgent: dict[str, set[str]] = {}
@@ -228,12 +240,13 @@ def overview(hub: Hub, person: Person, today: date) -> Overview:
         for name, note in lines:
             item: Item = getattr(out, name)
             item.add(child, note)
-        if lines:
-            named.append(child)
     out.urgent.sort(key=lambda r: r.at)
     for report in overdue:  # counted, no child named: from the decided reads, not recorded
         if report.child in ahead.kept and report.listing in ahead.derive(report.child, "entry ids", entry_ids):
             out.overdue_by_school[report.school] = out.overdue_by_school.get(report.school, 0) + 1
+    for name in ITEMS:
+        getattr(out, name).name_first(listed)
+        named += getattr(out, name).children
     out.reads = ahead.record_children(named)
     return out
 

@@ -11,8 +11,8 @@ of emergency windows, every ledger page (progress or joint, random filters, sort
 
 and ``audit verify`` replays every record exactly. The start page's counts (``services.web.casebook.overview``, on
 reads decided ahead for purpose ``support``) are checked the same way: every count and every child listed under it
-equal what ``Hub.timeline`` reads of every child at that moment give, and one new access record per child the page
-names (equal to that read's), none for any other. A clock set back before a kept decision's ``t`` decides again
+equal what ``Hub.timeline`` reads of every child at that moment give (the first children of each count named, the
+others counted), and one new access record per child the page names (equal to that read's), none for any other. A clock set back before a kept decision's ``t`` decides again
 (``test_a_clock_set_back_decides_again``). ``decision_valid_until`` is checked on its own too: a decision
 holds, unchanged, from its ``t`` up to (not including) the instant it names.
 """
@@ -152,7 +152,7 @@ def check_view(hub: Hub, clock: SettableClock, data) -> None:
         assert {k: r[k] for k in SAME} == {k: expected[k] for k in SAME}, r["child"]
 
 
-ITEMS = ("alerts_open", "alerts_year", "concerns_open", "concerns_year", "reviews_due", "plans_due")
+ITEMS = casebook.ITEMS
 
 
 def reference_overview(hub: Hub, person: Person, today: date) -> tuple[dict[str, Any], dict[str, str]]:
@@ -218,8 +218,9 @@ def check_start_page(hub: Hub, clock: SettableClock, data) -> None:
     role = data.draw(st.sampled_from(ROLES), label="role")
     person = Person("職員", "sub-1", org, role)
     today = clock().astimezone(JST).date()
+    listed = data.draw(st.sampled_from([1, 2, casebook.LISTED]), label="children named per count")
     before = {r["id"] for r in access_records(hub.store)}
-    got = casebook.overview(hub, person, today)
+    got = casebook.overview(hub, person, today, listed)
     new = [r for r in access_records(hub.store) if r["id"] not in before]
     named = {child for name in ITEMS for child in getattr(got, name).children} | {r.child for r in got.urgent}
     event(f"start page names {min(len(named), 2)}+ children")
@@ -228,8 +229,9 @@ def check_start_page(hub: Hub, clock: SettableClock, data) -> None:
     want, recorded = reference_overview(hub, person, today)
     for name in ITEMS:
         item = getattr(got, name)
-        assert item.children == want[name], name
-        assert item.count == sum(len(notes) for notes in want[name].values()), name
+        assert item.children == dict(list(want[name].items())[:listed]), name  # the first ones named
+        assert item.more == max(0, len(want[name]) - listed), name
+        assert item.count == sum(len(notes) for notes in want[name].values()), name  # all counted
     assert got.overdue_by_school == want["overdue_by_school"]
     everything = {r["id"]: r for r in access_records(hub.store)}
     for r in new:
