@@ -155,6 +155,8 @@ def measure(database: str, cases: int, repeat: int, key_dir: Path) -> dict[str, 
     if database.startswith("sqlite:///") and not database.endswith(":memory:"):  # a copy: every run the same data
         built = Path(database[len("sqlite:///") :])
         run = built.with_suffix(".run.db")
+        for stale in (run, Path(f"{run}-wal"), Path(f"{run}-shm")):  # a run stopped midway leaves its WAL
+            stale.unlink(missing_ok=True)
         shutil.copyfile(built, run)
         database = f"sqlite:///{run}"
     hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
