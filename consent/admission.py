@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from consent.authority import IdsInUse, Known, case_ids_asked, check_authority, plan_ids_asked, reads_facts
+from consent.authority import (
+    IdsInUse,
+    Known,
+    case_ids_asked,
+    check_authority,
+    inquiry_ids_asked,
+    plan_ids_asked,
+    reads_facts,
+)
 from consent.model import Settings
 from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
@@ -44,11 +52,13 @@ AUDIENCE_FROM_FACTS = frozenset({"cwa-21-10-5", "cwa-25-2", "joint-ledger"})
 @dataclass(frozen=True)
 class Reads:
     """What admitting an event reads besides the event, the registry and the settings: the child's earlier facts
-    (``facts``), and whether the case ids ``case_ids`` and the plan ids ``plan_ids`` are in use."""
+    (``facts``), and whether the case ids ``case_ids``, the plan ids ``plan_ids`` and the inquiry ids
+    ``inquiry_ids`` are in use."""
 
     facts: bool
     case_ids: tuple[str, ...] = ()
     plan_ids: tuple[str, ...] = ()
+    inquiry_ids: tuple[str, ...] = ()
 
 
 def reads(e: Recorded) -> Reads:
@@ -59,6 +69,7 @@ def reads(e: Recorded) -> Reads:
         facts=reads_facts(e.kind) or e.basis in AUDIENCE_FROM_FACTS or (e.basis == "cwa-25-3" and e.to is None),
         case_ids=tuple(case_ids_asked(e)),
         plan_ids=tuple(plan_ids_asked(e)),
+        inquiry_ids=tuple(inquiry_ids_asked(e)),
     )
 
 

@@ -86,11 +86,14 @@ def is_fact(kind: str, basis: str) -> bool:
 
 
 class IdsInUse(Protocol):
-    """Whether a case id or a plan id is already used, for any child (answered from the hub's indexes)."""
+    """Whether a case id, a plan id or an inquiry id is already used, for any child (answered from the hub's
+    indexes)."""
 
     def case_registered(self, case: str) -> bool: ...
 
     def plan_created(self, plan: str) -> bool: ...
+
+    def inquiry_sent(self, inquiry: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -472,6 +475,20 @@ def inquiry_sent(e: Recorded, k: Known) -> None:
             f"ケース「{e.case}」の事前照会を送れるのは、この児童についてそのケースを登録した調整機関だけで、"
             "根拠は cwa-25-3、宛先 to はそのケースのメンバーです",
         )
+    # an inquiry id names one inquiry in the whole hub (its answer names only the id), as a case or plan id does
+    inquiry = str(e.payload["inquiry"])
+    in_use = (
+        k.ids.inquiry_sent(inquiry)
+        if k.ids is not None
+        else any(f.kind == "inquiry.sent" and str(f.payload.get("inquiry")) == inquiry for f in k.facts)
+    )
+    if in_use:
+        raise _refuse(
+            "inquiry_id_in_use",
+            "payload.inquiry",
+            f"inquiry id {inquiry!r} is already used; choose another id",
+            f"照会番号「{inquiry}」はすでに使われています。別の番号にしてください",
+        )
 
 
 def inquiry_answered(e: Recorded, k: Known) -> None:
@@ -699,6 +716,11 @@ def case_ids_asked(e: Recorded) -> list[str]:
 def plan_ids_asked(e: Recorded) -> list[str]:
     """The plan ids whose use the row for ``e`` asks about (``IdsInUse.plan_created``)."""
     return [str(e.payload["plan"])] if e.kind == "plan.created" else []
+
+
+def inquiry_ids_asked(e: Recorded) -> list[str]:
+    """The inquiry ids whose use the row for ``e`` asks about (``IdsInUse.inquiry_sent``)."""
+    return [str(e.payload["inquiry"])] if e.kind == "inquiry.sent" else []
 
 
 def check_authority(e: Recorded, known: Known) -> None:

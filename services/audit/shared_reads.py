@@ -50,7 +50,7 @@ from pydantic import BaseModel, Field
 from events.labels import ORG_TYPE_JA
 from events.model import Org, Recorded
 from events.problems import Problem, Rejected
-from events.store import ChildRecord, HubStore
+from events.store import ChildRecord, HubStore, LinkingQueue, ResidenceQueue, ResidenceWaitList
 from services.audit.queries import NotFound, child_records, parse_moment
 from services.projections.published import published_children
 
@@ -285,13 +285,53 @@ class SharedReads:
             total=len(receipts),
         )
 
+    def _waiting(self, publisher: str, event_id: str) -> EventReads | None:
+        """An event of ``publisher`` that was received but waits (for the child's residence, ``ResidenceQueue``, or
+        for its number to be linked, ``LinkingQueue``), answered as a published event nobody has read yet: a
+        publisher that is told 受付 for both (policy.md, "Rejections leak nothing") must not learn here which it
+        was, nor so whether the hub knows the child or where it lives."""
+        envelope: Mapping[str, Any] | None = None
+        listed = self.store.peek(ResidenceWaitList.create_id(publisher))
+        if isinstance(listed, ResidenceWaitList) and event_id in listed.waiting:
+            queue = self.store.peek(ResidenceQueue.create_id(listed.waiting[event_id]["child"]))
+            if isinstance(queue, ResidenceQueue) and event_id in queue.waiting:
+                envelope = queue.waiting[event_id]["envelope"]
+        linking = self.store.peek(LinkingQueue.create_id(publisher))
+        if envelope is None and isinstance(linking, LinkingQueue) and event_id in linking.waiting:
+            envelope = linking.waiting[event_id]["envelope"]
+        if envelope is None or envelope.get("source") != publisher:
+            return None
+        to = envelope.get("to")
+        orgs = self.store.registry().orgs
+        summary = SharedEvent(
+            id=event_id,
+            kind=str(envelope.get("kind")),
+            child=str(envelope.get("child") or envelope.get("local_child") or ""),
+            at=str(envelope.get("at")),
+            basis=str(envelope.get("basis")),
+            to=to,
+        )
+        if isinstance(to, str) and to != publisher:
+            org = orgs.get(to)
+            named = org.name if org and org.name else ORG_TYPE_JA.get(org.type, to) if org else to
+            addressee = Addressee(org=to, org_name=named, first_read=None)
+        else:
+            addressee = Addressee(org=None, org_name=RESIDENCE_CENTRE_JA, first_read=None)
+        return EventReads(view="receipts", event=summary, addressees=[addressee])
+
     def of_event(self, publisher: str, event_id: str) -> EventReads:
         """One event ``publisher`` published, and who read it as it may see it; ``NotFound`` alike for an unknown
-        event, another organisation's event and an erased child's."""
+        event, another organisation's event and an erased child's. A publisher that does not learn whether its
+        event was published or waits gets a waiting event as a published one not read yet (``_waiting``)."""
         stored = self.store.stored_envelope(event_id)
         record = self.store.peek(stored.stream) if stored is not None else None
         found = [e for e in record.entries if e.id == event_id] if isinstance(record, ChildRecord) else []
         if not found or found[0].source != publisher or found[0].child not in published_children(self.store, publisher):
+            waiting = (
+                None if full_view(self.store.registry().orgs.get(publisher)) else self._waiting(publisher, event_id)
+            )
+            if waiting is not None:
+                return waiting
             raise NotFound("unknown_event", "no event of yours with this id", "この記録は見つかりません")
         e = found[0]
         events, records = self._published(publisher, e.child)

@@ -315,7 +315,8 @@ def add_client(hub: Hub, *, org: str, scopes: Iterable[str]) -> tuple[Client, st
 
 
 def rotate_secret(hub: Hub, client_id: str) -> tuple[Client, str]:
-    """Give ``client_id`` a new secret (the old one stops working at once). The client and the new secret."""
+    """Give ``client_id`` a new secret: the old secret is refused at the token endpoint at once, but tokens already
+    issued with it stay valid until they expire (after a leak, disable the client). The client and the new secret."""
     secret = secrets.token_urlsafe(32)
     secret_hash = hash_secret(secret)
 

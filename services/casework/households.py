@@ -1,14 +1,18 @@
-"""Households (世帯, meetings-and-services.md §3): the centre links a child to a household and removes it, and a
-centre (or a 児童相談所, for a child on the joint ledger) sees on a child's page the household's other children.
+"""Households (世帯, meetings-and-services.md §3): the centre links a child to a household and removes it, and the
+centre sees on a child's page the household's other children.
+
+**Not for the 児童相談所 yet.** meetings-and-services.md lets a 児相 see the household of a joint-ledger child too,
+but the link itself is the centre's ``internal`` record, which no read rule gives the 児相 (rule LEDGER covers
+``case.*`` and ``joint-ledger`` events): showing it would disclose what the 児相's own access records say it was not
+given, and an auditor could not see it. Until policy.md says which rule gives a 児相 ``household.*`` events, a 児相
+sees no household here (a reading taken on review; the rule is the policy's to add, not this view's).
 
 Commands: ``join`` and ``leave`` publish ``household.joined`` / ``household.left`` (basis ``internal``) through
 ``Hub.publish`` as the acting centre, the same path as the API's publish; the publish rule (``consent.authority``:
 the centre of residence at ``at``) stays as written, the checks here only name the field in Japanese.
 
 The view (``view``): which households hold the child comes from the index (``services.projections.households``):
-for a centre, its own households; for a 児童相談所, the households of the centre that registered a joint-ledger
-case of the child that the 児相's own read of the child shows (rule LEDGER). Anyone else gets nothing, and no read
-is made. Each other child of those households is then read once through the read service as the reader (decided
+for a centre, its own households. Anyone else gets nothing, and no read is made. Each other child of those households is then read once through the read service as the reader (decided
 by the policy, recorded), and what is shown of it (open cases, open alerts, overdue monthly reports) comes from
 that read only: a sibling the reader may read nothing of shows as such, without anything of its record.
 """
@@ -22,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from events.labels import RELATION_JA, label
-from events.model import CENTER, JISO, Org
+from events.model import CENTER, Org
 from events.problems import Problem, Rejected
 from services.casework.commands import Actor, Done
 from services.casework.ledger import CaseRow, build_row, refuse
@@ -221,16 +225,15 @@ class Households:
         monthly reports (``services.schools.overdue.overdue_reports``), asked for only when there is a sibling."""
         org = self.hub.orgs().get(by.org)
         reads: list[str] = []
-        if org is None or org.type not in (CENTER, JISO):
-            return ChildHouseholds(child, [], reads, False)  # other organisations gain nothing from a household
+        if org is None or org.type != CENTER:
+            return ChildHouseholds(child, [], reads, False)  # others (a 児相 too: see the docstring) gain nothing
         now = self.hub.clock()
         if timeline is None:
             timeline = self._read(by, child, reads)
         if not timeline.allowed:
             return ChildHouseholds(child, [], reads, False)
         t = datetime.fromisoformat(timeline.t)
-        centres = [by.org] if org.type == CENTER else self._ledger_centres(timeline, by.org)
-        found: list[Household] = [h for c in centres for h in households_of(self.hub.store, child, now, centre=c)]
+        found: list[Household] = households_of(self.hub.store, child, now, centre=by.org)
         views: list[HouseholdView] = []
         overdue_reports: Sequence[OverdueLike] | None = None
         for h in found:
@@ -250,19 +253,6 @@ class Households:
         timeline = self.hub.timeline(org=by.org, role=by.role, child=child, purpose="support", user=by.user)
         reads.append(timeline.access_record)
         return timeline
-
-    def _ledger_centres(self, timeline: Timeline, jiso: str) -> list[str]:
-        """The centres that registered a joint-ledger case of the child still open, as the 児相's read shows it."""
-        orgs = self.hub.orgs()
-        t = datetime.fromisoformat(timeline.t)
-        out: list[str] = []
-        for e in timeline.entries:
-            if e.kind != "case.registered" or e.rule != "LEDGER" or not e.payload.get("case"):
-                continue
-            row = build_row(str(e.payload["case"]), timeline.child, timeline.entries, orgs, t)
-            if row is not None and row.status == "open" and row.center not in out:
-                out.append(row.center)
-        return out
 
     def _sibling(
         self,

@@ -17,6 +17,7 @@ from consent.model import Settings
 from events.model import Recorded
 from services.projections.admission_facts import ChildFacts
 from services.projections.cases import CaseEntry, PlanEntry
+from services.projections.inquiries import InquiryEntry
 from services.publishing.batch import Batch
 
 
@@ -30,10 +31,12 @@ def admission_needs(e: Recorded) -> Iterable[UUID]:
         yield CaseEntry.create_id(case)
     for plan in needed.plan_ids:
         yield PlanEntry.create_id(plan)
+    for inquiry in needed.inquiry_ids:
+        yield InquiryEntry.create_id(inquiry)
 
 
 class IdsInBatch:
-    """``consent.authority.IdsInUse`` for a publish: whether a case or plan id is registered for any child, from
+    """``consent.authority.IdsInUse`` for a publish: whether a case, plan or inquiry id is in use for any child, from
     the index as this batch sees it (its own earlier events included)."""
 
     def __init__(self, batch: Batch):
@@ -46,6 +49,10 @@ class IdsInBatch:
     def plan_created(self, plan: str) -> bool:
         """Whether ``plan`` names a created plan."""
         return self.batch.get(PlanEntry, plan, create=False) is not None
+
+    def inquiry_sent(self, inquiry: str) -> bool:
+        """Whether ``inquiry`` names a sent inquiry."""
+        return self.batch.get(InquiryEntry, inquiry, create=False) is not None
 
 
 def admit_in_batch(e: Recorded, batch: Batch, settings: Settings) -> frozenset[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.web.admin import router as admin_router
@@ -27,10 +27,28 @@ from services.web.pages import router as pages_router
 from services.web.plans import router as plans_router
 from services.web.providers import router as providers_router
 from services.web.schools import router as schools_router
+from services.web.scopes import ScopeMissing, refusal, require_scope
 from services.web.security import install_security
 from services.web.session import WebSettings
 from services.web.shared import router as shared_router
 from services.web.signin import install_signin
+
+# The pages' routers: each mounted behind the role's scopes (services.web.scopes)
+PAGE_ROUTERS = (
+    pages_router,
+    schools_router,
+    centre_router,
+    plans_router,
+    emergency_router,
+    family_support_router,
+    households_router,
+    providers_router,
+    inquiries_router,
+    cases_router,
+    audit_router,
+    admin_router,
+    shared_router,
+)
 
 
 def install_web(app: FastAPI, settings: WebSettings) -> None:
@@ -38,17 +56,9 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     app.state.web = settings
     app.mount("/ui/static", StaticFiles(directory=Path(__file__).with_name("static")), name="web-static")
     install_signin(app, settings)
-    app.include_router(pages_router)
-    app.include_router(schools_router)
-    app.include_router(centre_router)
-    app.include_router(plans_router)
-    app.include_router(emergency_router)
-    app.include_router(family_support_router)
-    app.include_router(households_router)
-    app.include_router(providers_router)
-    app.include_router(inquiries_router)  # 事前照会
-    app.include_router(cases_router)
-    app.include_router(audit_router)
-    app.include_router(admin_router)
-    app.include_router(shared_router)
+    # every page checks the role's scopes first (services.web.scopes), as the API checks a token's
+    checked = [Depends(require_scope)]
+    app.add_exception_handler(ScopeMissing, refusal)
+    for router in PAGE_ROUTERS:
+        app.include_router(router, dependencies=checked)
     install_security(app, settings)

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from consent.policy import learns_of_withheld
 from events.clock import JST
+from services.auth.tokens import ROLE_SCOPES
 from services.casework.inquiries import Inquiries
 from services.casework.ledger import CATEGORY_JA, STATUS_JA
 from services.hub import Hub
@@ -92,7 +93,8 @@ def start(request: Request) -> Response:
     org = hub.orgs().get(person.org)
     home = ORG_HOME.get(org.type if org else "", "other")
     counts = None
-    if home in ("centre", "jiso"):  # every count from one recorded read per child (casebook.overview)
+    reads = "read" in ROLE_SCOPES.get(person.role, frozenset())  # an administrator's start page reads no child
+    if home in ("centre", "jiso") and reads:  # every count from one recorded read per child (casebook.overview)
         counts = casebook.overview(hub, person, hub.clock().astimezone(JST).date())
     # 事前照会: counted from the inquiry index (identifiers and dates), no read
     inquiries = Inquiries(hub)

@@ -152,6 +152,25 @@ def test_unknown_and_other_organisations_events_are_not_found_alike(world):
     assert len(set(answers)) == 1
 
 
+def test_a_waiting_event_looks_like_a_published_one_nobody_read_yet(world):
+    """The school is told 受付 for an event published at once and for one that waits for the child's residence;
+    its event page must not tell them apart either (that would say whether the hub knows the child)."""
+    shared = SharedReads(world.hub.store)
+    sent = [
+        envelope("w-known", "concern.reported", "beppu-es-1", "cwa-21-10-5", "09", {"summary": "x"}, child="c2"),
+        envelope("w-unknown", "concern.reported", "beppu-es-1", "cwa-21-10-5", "09", {"summary": "x"}, child="zz"),
+    ]
+    # the hub knows the difference (the API tells the school 受付 for both)
+    assert [r.outcome for r in world.hub.publish(sent, publisher="beppu-es-1")] == ["accepted", "waiting"]
+    known, waiting = (shared.of_event("beppu-es-1", e["id"]).model_dump() for e in sent)
+    for answer in (known, waiting):
+        answer["event"].pop("id"), answer["event"].pop("child")
+    assert known == waiting
+    assert waiting["addressees"] == [{"org": None, "org_name": "居住地のこども家庭センター", "first_read": None}]
+    with pytest.raises(NotFound):  # another school still learns nothing of it
+        shared.of_event("beppu-es-2", "w-unknown")
+
+
 def test_an_unknown_child_and_a_child_never_published_about_give_the_same_empty_answer(world):
     never = world.shared.latest("beppu-es-1", Filters.of(child="c2"))
     unknown = world.shared.latest("beppu-es-1", Filters.of(child="no-such-child"))

@@ -209,3 +209,31 @@ def test_inquiries_over_http_and_on_the_command_line(world, clock, keys, tmp_pat
     assert result.exit_code == 0 and json.loads(result.output)["inquiries"] == []
     result = cli("inquiries", "answer", "Q-nope", "--org", "beppu-es-1", "--no-change")
     assert result.exit_code == 1 and "照会「Q-nope」" in result.output
+
+
+def test_an_inquiry_id_names_one_inquiry_in_the_whole_hub(world, clock):
+    """An inquiry's answer names only its id, so an id is used once, as case and plan ids are: a second
+    ``inquiry.sent`` with a used id is refused naming ``payload.inquiry``, for another child, in a later batch or in
+    the same batch."""
+    hub = world()
+    setup_cases(hub, clock)
+    move(clock, "2026-06-01")
+
+    def sent(inquiry, child, case, id):
+        return {
+            "id": id,
+            "kind": "inquiry.sent",
+            "child": child,
+            "source": "beppu-center",
+            "basis": "cwa-25-3",
+            "to": "beppu-es-1",
+            "at": "2026-06-01T08:00:00+09:00",
+            "payload": {"inquiry": inquiry, "case": case, "meeting_date": "2026-06-15", "due": "2026-06-10"},
+        }
+
+    assert hub.publish([sent("Q-1", "cA", "A", "e1")])[0].outcome == "accepted"
+    later = hub.publish([sent("Q-1", "cB", "B", "e2")])[0]
+    assert later.outcome == "rejected" and later.problems[0].field == "payload.inquiry", later
+    together = hub.publish([sent("Q-2", "cA", "A", "e3"), sent("Q-2", "cB", "B", "e4")])
+    assert [r.outcome for r in together] == ["accepted", "rejected"]
+    assert together[1].problems[0].code == "inquiry_id_in_use"

@@ -95,6 +95,7 @@ class IdsAsked:
         self.in_use = in_use
         self.cases: list[str] = []
         self.plans: list[str] = []
+        self.inquiries: list[str] = []
 
     def case_registered(self, case: str) -> bool:
         self.cases.append(case)
@@ -102,6 +103,10 @@ class IdsAsked:
 
     def plan_created(self, plan: str) -> bool:
         self.plans.append(plan)
+        return self.in_use
+
+    def inquiry_sent(self, inquiry: str) -> bool:
+        self.inquiries.append(inquiry)
         return self.in_use
 
 
@@ -132,6 +137,7 @@ def test_where_admission_is_declared_not_to_read_the_facts_every_history_gives_t
                 decisions.add(decision(e, prior, settings, ids))
                 assert set(ids.cases) <= set(declared.case_ids), (e.kind, e.basis, e.to, e.source)
                 assert set(ids.plans) <= set(declared.plan_ids), (e.kind, e.basis, e.to, e.source)
+                assert set(ids.inquiries) <= set(declared.inquiry_ids), (e.kind, e.basis, e.to, e.source)
             if not declared.facts:
                 assert len(decisions) == 1, (e.kind, e.basis, e.to, e.source, decisions)
 
