@@ -1,40 +1,54 @@
-"""Views at centre scale (issue 16 item 1): the progress ledger, the joint ledger and the agenda of a city's centre.
+"""Views at centre scale (issue 16 item 1), through HTTP: the progress ledger, the joint ledger, the agenda, the
+start page and the CSV of a city's centre.
 
-    .venv/bin/python -m bench.ledger_scale --cases 500,5000 [--database sqlite:////tmp/ledger.db]
+    .venv/bin/python -m bench.ledger_scale --cases 500,5000 [--database sqlite:////tmp/ledger-{cases}.db]
+    .venv/bin/python -m bench.ledger_scale --cases 5000 --reuse    # measure again on the stores already built
 
-A city (``bench/prefecture.py`` with one municipality: one こども家庭センター, 200 schools and 100 nurseries, the
-児童相談所 ``jiso-0`` covering it) with ``--cases`` children, each with one open 要対協 case and about 24 events
-(registration, target list, a year of monthly reports and daily attendance, concerns, notes, shares, reviews, a
-plan and its consent, the 児相's ledger updates for abuse cases). Then, as the centre's caseworker through the
-application service the API and the web pages call (``CaseViews``; the HTTP layer is not included), warm (each
-view once before timing): the ledger's first page of 50, a filter change (open cases with alerts or concerns), a
-sort change (by case number, descending), each ``--repeat`` times (p50, p95); the agenda of a meeting with about
-100 cases due; the CSV of every row; the joint ledger's first page as ``jiso-0``. Every view records its reads.
+A prefecture of 10 municipalities (``bench/prefecture.py``): the city (municipality 1: one こども家庭センター
+``center-442001``, 200 schools and 100 nurseries) with ``--cases`` children, and nine towns with ``--cases`` / 10
+children each, every child with one open 要対協 case (40 % abuse) and about 24 events (registration, target list, a
+year of monthly reports and daily attendance, concerns, notes, shares, reviews, a plan and its consent, the 児相's
+ledger updates for abuse cases); the 児童相談所 ``jiso-0`` covers the 10 municipalities. The store is built once
+(``--reuse`` measures again on it: before and after the same data).
 
-Runs on the code it is imported with: on a tree without ``CaseViews.ledger`` (before issue 16) the pages are the
-whole ledger (``progress_ledger``: every child read and recorded) filtered and paged as the web page did then.
+Then, warm (each view once before timing), through HTTP on loopback (uvicorn in this process, in a thread; httpx;
+the centre's caseworker's bearer token): ``GET /v1/ledger?page=1&per_page=50``, a filter change (open cases with
+alerts or concerns), a sort change (case number, descending), each ``--repeat`` times (p50, p95); the agenda
+(``GET /v1/agenda``) of a meeting day with about 100 cases due; the start page ``GET /ui/`` (a signed session
+cookie of the centre's caseworker, made with the app's session key as the sign-in would); the CSV of every row
+(``GET /ui/ledger.csv``); the joint ledger's first page as ``jiso-0`` (``GET /v1/joint-ledger``). Every view records
+its reads. Runs on the code it is imported with (a tree from before this bench: copy it and ``prefecture.py`` in).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
+import shutil
+import socket
 import statistics
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.prefecture import JST, event_stream, make_prefecture
+import httpx
+
+from bench.prefecture import JST, Prefecture, event_stream, make_prefecture
 from consent.model import Settings
-from services.casework.ledger import CaseViews
 from services.hub import Hub, SettableClock
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=JST)
 CENTRE, JISO = "center-442001", "jiso-0"
-FIRST = {}
-FILTER = {"status": "open", "alerts": "any"}
-SORT = {"sort": "case", "order": "desc"}
+FIRST = {"page": "1", "per_page": "50"}
+FILTER = FIRST | {"status": "open", "alerts": "any"}
+SORT = FIRST | {"sort": "case", "order": "desc"}
+TOWNS = 9
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -42,49 +56,84 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def build(database: str, cases: int) -> Hub:
-    pref = make_prefecture(municipalities=1, schools_per=200, nurseries_per=100)
+def prefecture() -> Prefecture:
+    """10 municipalities, 200 schools and 100 nurseries each, one 児相 (``jiso-0``) covering all of them."""
+    pref = make_prefecture(municipalities=1 + TOWNS, schools_per=200, nurseries_per=100)
+    orgs = [
+        dict(o, covers=list(pref.municipalities) if o["id"] == JISO else [])
+        if o["type"] == "child_guidance_center"
+        else o
+        for o in pref.orgs
+    ]
+    return replace(pref, orgs=orgs, jiso={m: JISO for m in pref.municipalities})
+
+
+def build(database: str, cases: int) -> None:
+    pref = prefecture()
     hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
     hub.load_orgs(pref.orgs)
+    city = replace(pref, municipalities=pref.municipalities[:1])
+    towns = replace(pref, municipalities=pref.municipalities[1:])
     chunk: list[dict[str, Any]] = []
-    for envelope in event_stream(pref, cases, 24, prefix="city"):
-        chunk.append(envelope)
-        if len(chunk) == 500:
-            bad = [r for r in hub.publish(chunk) if r.outcome != "accepted"]
-            assert not bad, bad[0].to_dict()
-            chunk = []
+    for stream in (
+        event_stream(city, cases, 24, prefix="city"),
+        event_stream(towns, cases * TOWNS // 10, 24, prefix="town"),
+    ):
+        for envelope in stream:
+            chunk.append(envelope)
+            if len(chunk) == 500:
+                bad = [r for r in hub.publish(chunk) if r.outcome != "accepted"]
+                assert not bad, bad[0].to_dict()
+                chunk = []
     if chunk:
         hub.publish(chunk)
-    return hub
+    hub.close()
 
 
-def page_view(views: CaseViews, org: str, params: dict[str, str], joint: bool = False) -> int:
-    """One page of 50 as the web ledger shows it; how many rows it shows."""
-    if hasattr(views, "ledger"):
-        from services.casework.ledger_query import LedgerQuery
+class Server:
+    """The API and the web pages (``create_app``) on a loopback port, in a thread of this process."""
 
-        return len(views.ledger(org, LedgerQuery(params), joint=joint).rows)
-    from services.web.centre import PAGE_SIZE  # before: the whole ledger, then a page
-    from services.web.centre import LedgerQuery as WebQuery
+    def __init__(self, hub: Hub, key_dir: Path):
+        import uvicorn
 
-    whole = views.joint_ledger(org) if joint else views.progress_ledger(org)
-    rows = WebQuery(params).apply(whole.rows, NOW.date())
-    return len(rows[:PAGE_SIZE])
+        from services.auth.tokens import keys_from_file
+        from services.http.app import create_app
+        from services.web.session import WebSettings
+
+        self.issuer, verifier = keys_from_file(key_dir / "signing-key.pem")
+        self.session_key = os.urandom(32)
+        web = WebSettings(issuer="http://127.0.0.1:9/", client_id="bench", session_key=self.session_key)
+        app = create_app(hub, verifier, web=web)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def token(self, org: str, role: str = "caseworker") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.issuer.issue(org=org, role=role, user='bench')}"}
+
+    def session(self, org: str, role: str = "caseworker") -> dict[str, str]:
+        """The cookie the sign-in would set (Starlette's signed session), for ``org``'s ``role``."""
+        from itsdangerous import TimestampSigner
+
+        from services.web.session import SESSION_COOKIE
+
+        person = {"name": "ベンチ", "subject": "bench", "org": org, "role": role, "roles": [role]}
+        data = base64.b64encode(json.dumps({"person": person, "seen": time.time() + 86400}).encode())
+        signed = TimestampSigner(self.session_key.hex()).sign(data).decode()
+        return {"Cookie": f"{SESSION_COOKIE}={signed}"}
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
-def csv_view(hub: Hub, views: CaseViews) -> int:
-    from services.web.centre import ledger_csv
-
-    if hasattr(views, "ledger"):
-        from services.casework.ledger_query import LedgerQuery
-
-        rows = views.ledger(CENTRE, LedgerQuery({}, per_page=None)).rows
-    else:
-        rows = views.progress_ledger(CENTRE).rows
-    return len(ledger_csv(rows, lambda i: i))
-
-
-def timed(call, repeat: int) -> dict[str, float]:
+def timed(call: Callable[[], Any], repeat: int) -> dict[str, float]:
     call()  # warm
     times = []
     for _ in range(repeat):
@@ -94,29 +143,52 @@ def timed(call, repeat: int) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(percentile(times, 95), 1)}
 
 
-def meeting_day(views: CaseViews, due: int) -> date:
-    """A meeting day on which about ``due`` open cases are due for review."""
-    rows = views.progress_ledger(CENTRE, states={"open"}).rows
-    days = sorted(date.fromisoformat(r.next_review) for r in rows)
-    return days[min(due, len(days)) - 1]
+def meeting_day(client: httpx.Client, server: Server, due: int) -> date:
+    """A meeting day on which about ``due`` open cases are due for review (from the ledger's open rows, sorted by
+    next review, through the API: the ``due``-th row's day)."""
+    params = {"status": "open", "sort": "next_review", "per_page": "1", "page": str(due)}
+    got = client.get("/v1/ledger", params=params, headers=server.token(CENTRE)).json()
+    return date.fromisoformat(got["rows"][0]["next_review"])
 
 
-def measure(database: str, cases: int, repeat: int) -> dict[str, Any]:
-    started = time.perf_counter()
-    hub = build(database, cases)
-    built = time.perf_counter() - started
-    views = CaseViews(hub)
-    on = meeting_day(views, 100)
-    out: dict[str, Any] = {"cases": cases, "build_s": round(built, 1), "meeting_day": on.isoformat()}
-    out["first_page"] = timed(lambda: page_view(views, CENTRE, FIRST), repeat)
-    out["filter_change"] = timed(lambda: page_view(views, CENTRE, FILTER), repeat)
-    out["sort_change"] = timed(lambda: page_view(views, CENTRE, SORT), repeat)
-    agenda = views.agenda(CENTRE, on)
-    out["agenda_cases"] = len(agenda.attention) + len(agenda.confirmation)
-    out["agenda"] = timed(lambda: views.agenda(CENTRE, on), max(3, repeat // 4))
-    out["csv_all_rows"] = timed(lambda: csv_view(hub, views), 3)
-    out["joint_first_page"] = timed(lambda: page_view(views, JISO, FIRST, joint=True), repeat)
-    hub.close()
+def measure(database: str, cases: int, repeat: int, key_dir: Path) -> dict[str, Any]:
+    if database.startswith("sqlite:///") and not database.endswith(":memory:"):  # a copy: every run the same data
+        built = Path(database[len("sqlite:///") :])
+        run = built.with_suffix(".run.db")
+        for stale in (run, Path(f"{run}-wal"), Path(f"{run}-shm")):  # a run stopped midway leaves its WAL
+            stale.unlink(missing_ok=True)
+        shutil.copyfile(built, run)
+        database = f"sqlite:///{run}"
+    hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
+    server = Server(hub, key_dir)
+    out: dict[str, Any] = {"cases": cases}
+    try:
+        with httpx.Client(base_url=server.base, timeout=600) as client:
+            token, jiso = server.token(CENTRE), server.token(JISO)
+
+            def get(path: str, params: dict[str, str] | None = None, headers: dict[str, str] = token) -> httpx.Response:
+                response = client.get(path, params=params, headers=headers)
+                assert response.status_code == 200, (path, response.status_code, response.text[:300])
+                return response
+
+            first = get("/v1/ledger", FIRST).json()
+            out["ledger_total"] = first["total"]
+            on = meeting_day(client, server, 100)
+            out["meeting_day"] = on.isoformat()
+            agenda = get("/v1/agenda", {"date": on.isoformat()}).json()
+            out["agenda_cases"] = len(agenda["attention"]) + len(agenda["confirmation"])
+            out["joint_total"] = get("/v1/joint-ledger", FIRST, jiso).json()["total"]
+            out["first_page"] = timed(lambda: get("/v1/ledger", FIRST), repeat)
+            out["filter_change"] = timed(lambda: get("/v1/ledger", FILTER), repeat)
+            out["sort_change"] = timed(lambda: get("/v1/ledger", SORT), repeat)
+            out["agenda"] = timed(lambda: get("/v1/agenda", {"date": on.isoformat()}), max(3, repeat // 4))
+            cookie = server.session(CENTRE)
+            out["start_page"] = timed(lambda: get("/ui/", headers=cookie), max(3, repeat // 4))
+            out["csv_all_rows"] = timed(lambda: get("/ui/ledger.csv", headers=cookie), 3)
+            out["joint_first_page"] = timed(lambda: get("/v1/joint-ledger", FIRST, jiso), repeat)
+    finally:
+        server.stop()
+        hub.close()
     return out
 
 
@@ -125,14 +197,22 @@ def main() -> None:
     parser.add_argument("--cases", default="500,5000")
     parser.add_argument("--database", default="sqlite:////tmp/tsunagu-ledger-scale-{cases}.db")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--reuse", action="store_true", help="measure on the stores already built")
+    parser.add_argument("--keys", default="/tmp/tsunagu-ledger-scale-keys")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     results = []
+    key_dir = Path(args.keys)
+    key_dir.mkdir(parents=True, exist_ok=True)
     for cases in [int(c) for c in args.cases.split(",")]:
         database = args.database.format(cases=cases)
-        if database.startswith("sqlite:///") and not database.endswith(":memory:"):
-            Path(database[len("sqlite:///") :]).unlink(missing_ok=True)
-        results.append(measure(database, cases, args.repeat))
+        if not args.reuse:
+            if database.startswith("sqlite:///") and not database.endswith(":memory:"):
+                Path(database[len("sqlite:///") :]).unlink(missing_ok=True)
+            started = time.perf_counter()
+            build(database, cases)
+            print(json.dumps({"cases": cases, "build_s": round(time.perf_counter() - started, 1)}), flush=True)
+        results.append(measure(database, cases, args.repeat, key_dir))
         print(json.dumps(results[-1], ensure_ascii=False), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")

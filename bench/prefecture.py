@@ -8,6 +8,7 @@ Deterministic for a seed. Every envelope is valid under policy.md, so a benchmar
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -105,6 +106,20 @@ def child_events(pref: Prefecture, child: str, n_events: int, rng: random.Random
         },
     )
     add("case.member_assigned", center, "internal", 2, {"case": f"K-{child}", "member": school})
+    spread = zlib.crc32(child.encode()) % 365  # a stable offset per child, no draw
+    # the first review decides the next one, spread over a year: without it, every child not reviewed again would
+    # keep the default day (registration + 3 months), the same day for all
+    add(
+        "case.reviewed",
+        center,
+        "internal",
+        4,
+        {
+            "case": f"K-{child}",
+            "decision": "継続",
+            "next_review": (START + timedelta(days=96 + spread)).date().isoformat(),
+        },
+    )
     add(
         "plan.created",
         center,
@@ -184,7 +199,7 @@ def child_events(pref: Prefecture, child: str, n_events: int, rng: random.Random
                 {
                     "case": f"K-{child}",
                     "decision": "継続",
-                    "next_review": (START + timedelta(days=day + 90)).date().isoformat(),
+                    "next_review": (START + timedelta(days=day + 90 + spread)).date().isoformat(),
                 },
             )
         elif roll < 0.93:

@@ -13,13 +13,25 @@ the rows built from it, together with everything the decision depended on:
   closure at ``t``), could change with time alone (``consent.policy.decision_valid_until``: consent expiries,
   emergency windows, events dated ahead), and the ``t`` it was decided at (a clock set back decides again).
 
-A view asks ``ahead`` for the rows of the cases it covers: one query gives every child's stream version; rows
-whose dependencies all hold are taken as kept, the others are decided again (their streams loaded in one query)
-and kept. Stale is never shown, since the check runs on every view; nothing is kept current in the publish path,
+A view asks ``ahead`` for the rows of the cases it covers (and, for the start page, for the reads of other
+children, purpose ``support``: ``Ahead.derive`` keeps what a view computes from a read with it): every child's
+stream version comes from the ``VersionWatch`` (below), rows whose dependencies all hold are taken as kept, the
+others are decided again (their streams loaded in one query) and kept. Stale is never shown, since the check runs on every view; nothing is kept current in the publish path,
 so several processes each keep their own and none can be wrong. Nothing here is shown or recorded: the view then
 records one read per child it shows (``Ahead.record``, in bulk through ``TimelineReader.record``), with the kept
 decision, content digest and child position, at the view's ``t``: the same record a ``TimelineReader.read`` at that
 moment would make, which ``audit verify`` replays exactly.
+
+The stream versions (``VersionWatch``, an explicit mechanism for speed): a view needs the current version of
+every child it covers, which one query over all of them gives (``events.streams.stream_versions``), at a cost that
+grows with the centre. The watch instead keeps the versions it has seen, with the log position (the highest
+notification id) they are current at; on each view it reads the log position and only the notifications stored
+after the one it knew (their stream ids and versions), and asks the store directly only for children it has never
+seen. So a view costs what changed since the last view, not the centre's size. It is right because every append
+is a notification in one ordered log: SQLite writes one transaction at a time, and the library's PostgreSQL
+recorder locks the events table for each insert, so notification ids are committed in order and nothing appears
+later below a position already read. After many changes (more than ``catch_up`` notifications since the last
+view, e.g. an import) it asks for the versions directly again rather than reading them all.
 
 What is kept is decrypted content: an erasure seen by this process (``events.store.ErasureWatch``) empties the
 whole cache, as it does the aggregate cache, and the cache holds at most ``maxsize`` children per reader kind.
@@ -28,10 +40,11 @@ whole cache, as it does the aggregate cache, and the cache holds at most ``maxsi
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from threading import Lock
+from typing import Any, TypeVar
 from uuid import UUID
 
 from consent.model import Reader, Settings
@@ -43,6 +56,50 @@ from services.casework.ledger import CaseRow, build_row
 from services.reading.timeline import Decided, TimelineReader, decide
 
 PURPOSE = "meeting"  # the ledgers and the agenda are read for the 要対協's meetings
+T = TypeVar("T")
+
+
+class VersionWatch:
+    """The current version of children's streams, kept at a log position and advanced by the notifications stored
+    after it (see the module docstring)."""
+
+    def __init__(self, store: HubStore, catch_up: int = 20_000):
+        self.store = store
+        self.catch_up = catch_up
+        self._versions: dict[UUID, int] = {}
+        self._position: int | None = None
+        self._lock = Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._versions.clear()
+            self._position = None
+
+    def versions(self, ids: Iterable[UUID]) -> dict[UUID, int]:
+        """The version of each of ``ids`` that has events, as stored now (at least as recent as the log position
+        read on entry)."""
+        wanted = list(ids)
+        now = self.store.log_position()
+        with self._lock:
+            position, known = self._position, self._versions
+            if position is not None and now - position > self.catch_up:
+                position = None
+            if position is None:
+                known.clear()
+            elif now > position:
+                for n in self.store.recorder.select_notifications(
+                    position, now - position, stop=now, inclusive_of_start=False
+                ):
+                    stream = n.originator_id
+                    if isinstance(stream, UUID) and stream in known:
+                        known[stream] = max(known[stream], n.originator_version)
+            self._position = now
+            missing = [i for i in wanted if i not in known]
+        found = stream_versions(self.store, missing) if missing else {}
+        with self._lock:
+            for i in missing:
+                self._versions[i] = max(self._versions.get(i, 0), found.get(i, 0))
+            return {i: v for i in wanted if (v := self._versions.get(i, 0))}
 
 
 @dataclass(frozen=True)
@@ -57,6 +114,7 @@ class Kept:
     policy_version: str
     decided_at: datetime
     valid_until: datetime | None
+    derived: dict[Any, Any] = field(default_factory=dict)  # what views computed from this read (``Ahead.derive``)
 
     def holds(self, version: int, registry_version: int, settings: Settings, t: datetime) -> bool:
         return (
@@ -84,16 +142,30 @@ class Ahead:
 
     def record(self, rows: Sequence[CaseRow]) -> list[str]:
         """One access record per child of ``rows`` (in their order), all in one transaction; their ids."""
-        children = list(dict.fromkeys(r.child for r in rows))
-        if not children:
+        return self.record_children(r.child for r in rows)
+
+    def record_children(self, children: Iterable[str]) -> list[str]:
+        """One access record per child of ``children`` (in their order), all in one transaction; their ids."""
+        wanted = list(dict.fromkeys(children))
+        if not wanted:
             return []
         records = self.recorder.record(
-            [(self.reader, self.kept[child].decided) for child in children],
+            [(self.reader, self.kept[child].decided) for child in wanted],
             log_position=self.store.log_position(),
             registry_version=self.registry_version,
             settings=self.settings,
         )
         return [r["id"] for r in records]
+
+    def derive(self, child: str, key: Any, make: Callable[[Kept], T]) -> T:
+        """What a view computes from ``child``'s kept read (``make(kept)``, at the time it was decided, which
+        holds now), computed once per decision and ``key`` (the view and whatever else it depends on, such as
+        the day)."""
+        item = self.kept[child]
+        if key not in item.derived:
+            item.derived[key] = make(item)
+        value: T = item.derived[key]
+        return value
 
 
 class LedgerRowCache:
@@ -103,8 +175,9 @@ class LedgerRowCache:
         self.store = store
         self.recorder = recorder
         self.maxsize = maxsize
-        self._kept: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, str, str, str], Kept] = OrderedDict()
         self._ids: dict[str, UUID] = {}  # child -> its stream id (an HMAC each: made once per process)
+        self.versions = VersionWatch(store)
         self._erasures = store.erasures.position
         self._lock = Lock()
 
@@ -119,29 +192,34 @@ class LedgerRowCache:
         registry_version: int,
         settings: Settings,
         user: str | None = None,
+        children: Iterable[str] = (),
+        purpose: str = PURPOSE,
     ) -> Ahead:
-        """The rows of ``cases`` (case -> child) as ``org`` in ``role`` reads them at ``t``, sorted by centre,
-        registration and case; cases whose child's read is refused, or whose registration it does not show, have
-        no row."""
+        """The rows of ``cases`` (case -> child) as ``org`` in ``role`` reads them at ``t`` for ``purpose``, sorted
+        by centre, registration and case; cases whose child's read is refused, or whose registration it does not
+        show, have no row. ``children``: more children to decide (no rows), for ``Ahead.derive``."""
         self.store.erasures.check()
         with self._lock:
             if self.store.erasures.position != self._erasures:
                 self._kept.clear()
+                self.versions.clear()
                 self._erasures = self.store.erasures.position
         by_child: dict[str, list[str]] = {}
         for case, child in cases.items():
             by_child.setdefault(child, []).append(case)
+        for child in children:
+            by_child.setdefault(child, [])
         ids = {
             child: self._ids.get(child) or self._ids.setdefault(child, ChildRecord.create_id(child))
             for child in by_child
         }
-        versions = stream_versions(self.store, ids.values())
-        reader = Reader(org=org, role=role, purpose=PURPOSE, t=t, user=user)
+        versions = self.versions.versions(ids.values())
+        reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
         kept: dict[str, Kept] = {}
         stale = []
         with self._lock:
             for child in by_child:
-                found = self._kept.get((org, role, child))
+                found = self._kept.get((org, role, purpose, child))
                 if found is not None and found.holds(versions.get(ids[child], 0), registry_version, settings, t):
                     kept[child] = found
                 else:
@@ -165,8 +243,8 @@ class LedgerRowCache:
                 )
             with self._lock:
                 for child, item in fresh.items():
-                    self._kept[(org, role, child)] = item
-                    self._kept.move_to_end((org, role, child))
+                    self._kept[(org, role, purpose, child)] = item
+                    self._kept.move_to_end((org, role, purpose, child))
                 while len(self._kept) > self.maxsize:
                     self._kept.popitem(last=False)
             kept |= fresh

@@ -193,7 +193,7 @@ def reports_overdue(
             fail(f"--month: {error.message_ja}")
     hub = Hub(database)
     try:
-        found, _ = recorded_overdue(
+        found, _, _ = recorded_overdue(
             hub,
             reader=center or school or "",
             role="clerk",

@@ -36,7 +36,12 @@ class OverdueListOut(BaseModel):
     reader: str
     month: str | None
     overdue: list[OverdueOut]
-    access_records: list[str] = Field(description="The access records of the reads behind the list, one per child.")
+    total: int = Field(description="How many overdue reports there are in all (every page).")
+    page: int
+    per_page: int | None = Field(description="The page's size (absent: every report on one page).")
+    access_records: list[str] = Field(
+        description="The access records of the reads behind the page, one per child on it (recorded before the answer)."
+    )
 
 
 @router.get(
@@ -51,19 +56,31 @@ def overdue(
     month: Annotated[
         MonthText | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Only this month (YYYY-MM).")
     ] = None,
+    page: Annotated[int, Query(ge=1, le=100_000, description="The page (from 1).")] = 1,
+    per_page: Annotated[
+        int | None, Query(ge=1, le=500, description="Reports per page (absent: all of them, one page).")
+    ] = None,
 ) -> OverdueListOut:
     try:
-        found, records = recorded_overdue(
+        found, records, total = recorded_overdue(
             hub,
             reader=member.org,
             role=member.role,
             user=member.user,
             month=month,
             today=hub.clock().astimezone(JST).date(),
+            page=page,
+            per_page=per_page,
         )
     except Rejected as rejected:
         first = rejected.problems[0]
         raise ApiError(403, first.code, first.message, first.message_ja) from None
     return OverdueListOut(
-        reader=member.org, month=month, overdue=[OverdueOut(**r.to_dict()) for r in found], access_records=records
+        reader=member.org,
+        month=month,
+        overdue=[OverdueOut(**r.to_dict()) for r in found],
+        total=total,
+        page=page,
+        per_page=per_page,
+        access_records=records,
     )

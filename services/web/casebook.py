@@ -1,29 +1,33 @@
-"""What the centre's pages know about children, from one recorded read per child (ui.md, "The same paths as
-everything else"): the start page's counts and a child's cases, plans and consents.
+"""What the centre's pages know about children, from policy-decided reads (ui.md, "The same paths as everything
+else"): the start page's counts and a child's cases, plans and consents.
 
-Nothing here reads a child's stream: each child is read once through ``Hub.timeline`` as the signed-in person
-(decided by the policy and recorded with their name), and the case rows, plans and counts are built from the
-entries that read returned, with the ledger's own functions (``services.casework.ledger.build_row``,
-``plan_states``). The indexes (which cases, plans, listings and transfers an organisation has) say only which
-children to read.
+Nothing here reads a child's stream: a child's page reads the child once through ``Hub.timeline`` as the
+signed-in person (decided by the policy and recorded with their name); the start page's counts come from reads
+decided ahead (``services.casework.rows``) and record one read per child the page names (``overview``). The case
+rows, plans and counts are built from the entries those reads return, with the ledger's own functions
+(``services.casework.ledger.build_row``, ``plan_states``). The indexes (which cases, plans, listings and transfers
+an organisation has) say only which children to read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from events.clock import JST
+from events.model import Org
 from services.casework.commands import Actor
 from services.casework.households import ChildHouseholds, Households
 from services.casework.ledger import CENTER, CONCERN_KINDS, JISO, CaseRow, PlanState, build_row, day_of, plan_states
+from services.casework.rows import Kept
 from services.family_support.work import Report, urgent_in, urgent_waiting
 from services.projections.cases import center_cases
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing.linking import waiting
 from services.reading.timeline import Timeline, TimelineEntry
-from services.schools.overdue import overdue_reports
+from services.schools.overdue import entry_ids, overdue_reports, peek_many
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -60,16 +64,26 @@ def plans_of(timeline: Timeline) -> list[PlanState]:
     return out
 
 
+LISTED = 10  # the children named under each count of the start page; the ledger's filters list the rest
+ITEMS = ("alerts_open", "alerts_year", "concerns_open", "concerns_year", "reviews_due", "plans_due")
+
+
 @dataclass
 class Item:
     """One line of the start page: a count, a link, and the children behind it (with a short note each)."""
 
     count: int = 0
     children: dict[str, list[str]] = field(default_factory=dict)
+    more: int = 0  # children counted but not named (beyond ``LISTED``)
 
     def add(self, child: str, note: str) -> None:
         self.count += 1
         self.children.setdefault(child, []).append(note)
+
+    def name_first(self, listed: int) -> None:
+        """Name only the first ``listed`` children; the others stay in ``count`` and ``more``."""
+        self.more = max(0, len(self.children) - listed)
+        self.children = dict(list(self.children.items())[:listed])
 
 
 @dataclass
@@ -109,25 +123,78 @@ def _alert_note(e: TimelineEntry | dict[str, Any]) -> str:
 def listed_children(hub: Hub, centre: str) -> list[str]:
     """The children ``centre`` put on schools' target lists (the index, no content)."""
     children: list[str] = []
-    for school in peek(hub.store, CenterLists, centre).schools:
+    rosters = peek_many(hub.store, SchoolRoster, [(school,) for school in peek(hub.store, CenterLists, centre).schools])
+    for roster in rosters.values():
         children += [
-            listing.child
-            for listing in peek(hub.store, SchoolRoster, school).all()
-            if listing.centre == centre and listing.removed_at is None
+            listing.child for listing in roster.all() if listing.centre == centre and listing.removed_at is None
         ]
     return list(dict.fromkeys(children))
 
 
-def overview(hub: Hub, person: Person, today: date) -> Overview:
-    """The counts of the start page, each child read once (recorded) and counted from what that read returned."""
+def _counted(
+    kept: Kept, org: str, jiso: bool, year_start: date, month_end: date, orgs: Mapping[str, Org]
+) -> list[tuple[str, str]]:
+    """What one child adds to the start page's lists (the item's name, the note shown), from the child's read as
+    it was decided (its entries, its case rows at the time decided), for the reading organisation ``org``."""
+    entries = kept.decided.entries
+    child = kept.decided.child
+    out: list[tuple[str, str]] = []
+    cases = dict.fromkeys(
+        str(e.payload["case"]) for e in entries if e.kind == "case.registered" and e.payload.get("case")
+    )
+    rows = [r for case in cases if (r := build_row(case, child, entries, orgs, kept.decided_at)) is not None]
+    rows = [r for r in rows if r.status == "open" and (jiso or r.center == org)]
+    for e in entries:
+        if e.source == org or day_of(datetime.fromisoformat(e.at)) < year_start:
+            continue
+        if e.kind == "absence.alert":
+            out.append(("alerts_year", _alert_note(e)))
+        elif e.kind in CONCERN_KINDS:
+            out.append(("concerns_year", _alert_note(e)))
+    if rows:
+        for r in rows:
+            out += [("alerts_open", _alert_note(a)) for a in r.open_alerts]
+            out += [("concerns_open", _alert_note(c)) for c in r.concerns if c["source"] != org]
+            if date.fromisoformat(r.next_review) <= month_end:
+                out.append(("reviews_due", f"{r.case}（{r.next_review}）"))
+    else:  # no open case: nothing was taken up at a review yet
+        for kind, name in ((("absence.alert",), "alerts_open"), (CONCERN_KINDS, "concerns_open")):
+            out += [
+                (name, _alert_note(e))
+                for e in entries
+                if e.kind in kind and e.source != org and day_of(datetime.fromisoformat(e.at)) >= year_start
+            ]
+    authors = dict.fromkeys(e.source for e in entries if e.kind in ("plan.created", "plan.revised"))
+    for author in authors:
+        for plan in plan_states(entries, author, child).values():
+            if plan.author == org and plan.review_due and date.fromisoformat(plan.review_due) <= month_end:
+                out.append(("plans_due", f"{plan.plan}（{plan.review_due}）"))
+    return out
+
+
+def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Overview:
+    """The counts of the start page, from each child's read decided for purpose ``support`` as the signed-in
+    person (``services.casework.rows``: decided ahead, kept while nothing it depends on changed, as the ledgers
+    are), with what each read adds to the page kept with it.
+
+    What is recorded: one read (at the page's time, with the kept decision) of each child the page names, that is
+    each child listed under a count (alerts, concerns, reviews and plans due: the first ``listed`` children of
+    each) or in the urgent inbox, all in one transaction. A child the page does not name is not recorded: the
+    counts include the children not named (``Item.more``: the ledger's filters list them, each read recorded
+    there), from their decided reads; the overdue monthly reports per school are counted, without naming a child,
+    from the decided reads of the children they are about (a report is counted when the centre's read shows its
+    listing); the transfers to acknowledge and the queues come from the indexes (identifiers and dates, no
+    read)."""
     org = hub.orgs()[person.org]
+    jiso = org.type == JISO
     out = Overview(today, fiscal_year_start(today))
-    out.queue_link = sum(1 for w in waiting(hub.store, person.org) if w.reason == "waiting_for_link")
-    out.queue_residence = sum(1 for w in waiting(hub.store, person.org) if w.reason != "waiting_for_link")
+    queue = waiting(hub.store, person.org)
+    out.queue_link = sum(1 for w in queue if w.reason == "waiting_for_link")
+    out.queue_residence = len(queue) - out.queue_link
     children: list[str] = []
     overdue = []
     urgent: dict[str, set[str]] = {}
-    if org.type == JISO:
+    if jiso:
         children += joint_cases(hub, person.org).values()
     else:
         index = center_cases(hub.store, person.org)
@@ -139,53 +206,48 @@ def overview(hub: Hub, person: Person, today: date) -> Overview:
         for t in index.transfers.values():
             if t["to"] == person.org and not t["acknowledged_at"]:
                 out.transfers_to_acknowledge.add(t["child"], t["case"])
-        urgent = urgent_waiting(hub.store, person.org)  # the urgent inbox: read with the others, once per child
+        urgent = urgent_waiting(hub.store, person.org)  # the urgent inbox: decided with the others, once per child
         children += urgent
+    children = list(dict.fromkeys(children))
+    registry = hub.store.registry()
+    ahead = hub.ledger_rows.ahead(
+        person.org,
+        person.role,
+        {},
+        children=children,
+        purpose="support",
+        t=hub.clock(),
+        orgs=registry.orgs,
+        registry_version=registry.version or 0,
+        settings=hub.settings,
+        user=person.user,
+    )
     month_end = _month_end(today)
-    visible: dict[str, set[str]] = {}
-    for child in dict.fromkeys(children):
-        timeline = read(hub, person, child)
-        out.reads.append(timeline.access_record)
-        if not timeline.allowed:
+    named: list[str] = []
+    for child in children:
+        decided = ahead.kept[child].decided
+        if not decided.decision.allowed:
             continue
-        visible[child] = {e.id for e in timeline.entries}
-        if org.type != JISO and child in urgent:
-            out.urgent += urgent_in(child, timeline.entries, urgent[child], person.org, hub.clock())
-        rows = [r for r in case_rows(timeline, hub) if r.status == "open"]
-        if org.type != JISO:
-            rows = [r for r in rows if r.center == person.org]
-        for e in timeline.entries:
-            if e.source == person.org or day_of(datetime.fromisoformat(e.at)) < out.year_start:
-                continue
-            if e.kind == "absence.alert":
-                out.alerts_year.add(child, _alert_note(e))
-            elif e.kind in CONCERN_KINDS:
-                out.concerns_year.add(child, _alert_note(e))
-        if rows:
-            for r in rows:
-                for a in r.open_alerts:
-                    out.alerts_open.add(child, _alert_note(a))
-                for c in r.concerns:
-                    if c["source"] != person.org:
-                        out.concerns_open.add(child, _alert_note(c))
-                if date.fromisoformat(r.next_review) <= month_end:
-                    out.reviews_due.add(child, f"{r.case}（{r.next_review}）")
-        else:  # no open case: nothing was taken up at a review yet
-            for kind, item in ((("absence.alert",), out.alerts_open), (CONCERN_KINDS, out.concerns_open)):
-                for e in timeline.entries:
-                    if (
-                        e.kind in kind
-                        and e.source != person.org
-                        and day_of(datetime.fromisoformat(e.at)) >= out.year_start
-                    ):
-                        item.add(child, _alert_note(e))
-        for plan in plans_of(timeline):
-            if plan.author == person.org and plan.review_due and date.fromisoformat(plan.review_due) <= month_end:
-                out.plans_due.add(child, f"{plan.plan}（{plan.review_due}）")
+        if not jiso and child in urgent:
+            found = urgent_in(child, decided.entries, urgent[child], person.org, ahead.reader.t)
+            out.urgent += found
+            if found:
+                named.append(child)
+        key = ("start page", person.org, jiso, out.year_start, month_end)
+        lines = ahead.derive(
+            child, key, lambda kept: _counted(kept, person.org, jiso, out.year_start, month_end, registry.orgs)
+        )
+        for name, note in lines:
+            item: Item = getattr(out, name)
+            item.add(child, note)
     out.urgent.sort(key=lambda r: r.at)
-    for report in overdue:
-        if report.listing in visible.get(report.child, set()):
+    for report in overdue:  # counted, no child named: from the decided reads, not recorded
+        if report.child in ahead.kept and report.listing in ahead.derive(report.child, "entry ids", entry_ids):
             out.overdue_by_school[report.school] = out.overdue_by_school.get(report.school, 0) + 1
+    for name in ITEMS:
+        getattr(out, name).name_first(listed)
+        named += getattr(out, name).children
+    out.reads = ahead.record_children(named)
     return out
 
 

@@ -660,6 +660,18 @@ def test_overdue_reports_over_http_as_the_tokens_organisation(world, clock, tmp_
             ("beppu-es-1", "2026-0518"),
             ("beppu-es-2", "2026-0001"),
         }
+        everything = centre.json()["overdue"]
+        assert centre.json()["total"] == len(everything) == 6  # three children, two months each
+        assert len(centre.json()["access_records"]) == 3
+        # Paged: the total of every page, and one read recorded per child on the page shown, none for the others.
+        before = {r["id"] for r in access_records(world.store)}
+        second = get("beppu-center", "caseworker", page=2, per_page=2).json()
+        assert (second["total"], second["page"], second["per_page"]) == (6, 2, 2)
+        assert second["overdue"] == everything[2:4]
+        new = [r for r in access_records(world.store) if r["id"] not in before]
+        assert [r["child"] for r in new] == list(dict.fromkeys(r["child"] for r in everything[2:4]))
+        assert [r["id"] for r in new] == second["access_records"]
+        assert get("beppu-center", "caseworker", per_page=501).status_code == 422
         assert get("oita-center", "caseworker").json()["overdue"] == []
         refused = get("oita-audit", "auditor")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "no_target_lists"
