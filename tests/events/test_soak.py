@@ -32,7 +32,7 @@ def test_sixty_seconds_of_publishing_and_reading_through_four_faults_lose_and_do
         "SIGKILL of an API process",
         "SIGKILL of the ingest worker",
         "PostgreSQL fast restart",
-        "Kafka broker stopped for 5 s and started",
+        "Kafka broker stopped for 10 s and started",
     ]
     assert report.lost == 0 and report.duplicated == 0, report.problems
     assert report.reads_without_record == 0 and report.records_twice == 0 and report.chain_gaps == 0, report
