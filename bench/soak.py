@@ -673,7 +673,13 @@ def run(
         tally = clients.tally
         kafka_acked = set(tally.acked["kafka"])
         say(f"waiting for the worker to store the {len(kafka_acked)} acknowledged Kafka events")
-        _wait(lambda: all(hub.store.stored_envelope(i) is not None for i in kafka_acked), limit)
+        pending = set(kafka_acked)
+
+        def all_stored() -> bool:  # each poll asks only about those not yet seen stored
+            pending.difference_update([i for i in pending if hub.store.stored_envelope(i) is not None])
+            return not pending
+
+        _wait(all_stored, limit)
         for process in supervised.values():
             process.stop()
         logs = {name: (work / f"{name}.log").read_text(errors="replace") for name in supervised}
