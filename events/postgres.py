@@ -45,13 +45,24 @@ from events.envelope_ids import TABLE as ENVELOPE_IDS
 def schema_changes_locked(datastore: Any, schema: str) -> Iterator[None]:
     """Hold a session-level advisory lock, one per schema, while the hub's tables are created or changed, so that
     processes opening a new database at the same time do it one after the other (each then finds the tables)."""
-    key = f"tsunagu-schema:{schema}"
+    with advisory_locked(datastore, f"tsunagu-schema:{schema}"):
+        yield
+
+
+@contextmanager
+def advisory_locked(datastore: Any, key: str) -> Iterator[None]:
+    """Hold PostgreSQL's session-level advisory lock named ``key`` (on a connection of the pool, kept meanwhile):
+    one holder at a time across every process on the database. A connection lost meanwhile (the server restarted)
+    has lost the lock with it: the unlock is then skipped."""
     with datastore.get_connection() as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+            except (InterfaceError, OperationalError):
+                pass
 
 
 class PostgresRecorder(PostgresApplicationRecorder):

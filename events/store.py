@@ -427,6 +427,41 @@ class SealedEventStore(EventStore[UUID]):
         return iter(self.mapper.to_domain_events(stored))
 
 
+class _WriterLock:
+    """``HubStore.one_writer_at_a_time``."""
+
+    _locks: dict[str, Lock] = {}  # by name, for the whole process: two hubs on one SQLite file share it too
+    _guard = Lock()
+
+    def __init__(self, store: HubStore, name: str):
+        self.store, self.name = store, name
+        with self._guard:
+            self.lock = self._locks.setdefault(name, Lock())
+        self._held: Any = None
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        try:
+            datastore = self.store.recorder.datastore
+            if type(self.store.recorder).__module__.endswith("postgres"):
+                from events.postgres import advisory_locked
+
+                schema = getattr(datastore, "schema", "")
+                self._held = advisory_locked(datastore, f"tsunagu-writer:{self.name}:{schema}")
+                self._held.__enter__()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._held is not None:
+                held, self._held = self._held, None
+                held.__exit__(*exc)
+        finally:
+            self.lock.release()
+
+
 class HubStore(Application[UUID]):
     """The hub's event-sourced application: the streams above on one recorder, every event sealed under its
     child's data key or the hub's (``events.sealing``), and a child's keys destroyed once its erasure is stored."""
@@ -454,6 +489,17 @@ class HubStore(Application[UUID]):
         self.keys.before_use = self.erasures.check
         self._new_cache()
         self.format = self._open_format()
+
+    def one_writer_at_a_time(self, name: str) -> Any:
+        """A named mechanism: the writes under ``name`` run one at a time across every process on this store (a
+        lock in this process, shared by its hubs, then PostgreSQL's advisory lock ``tsunagu-writer:NAME:SCHEMA``;
+        on SQLite, which one process uses, only the process's lock). For a write that optimistic concurrency would
+        starve: one that appends to many streams at once, which other writers of the same kind append to as well
+        (a ledger page's or an agenda's access records, one per child shown: under 50 staff sessions nearly every
+        such append lost a race to another page and retried until its budget ran out, ``bench/load.py``). The
+        writes keep their optimistic check against every other writer. Waiting for the lock is not part of a
+        request's conflict budget; at most one connection per process waits on the database's lock."""
+        return _WriterLock(self, name)
 
     def _open_format(self) -> int:
         """The store's format (``STORE_FORMAT``), after bringing a store older than the register of envelope ids

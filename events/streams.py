@@ -128,8 +128,8 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
     """``store.get_or_none`` for each of ``ids`` (``None``: no such stream), with one query for all of them: the
     aggregates as they are stored now, for a writer.
 
-    Cached aggregates are copied and brought up to date with the events stored after their version (the cached
-    object itself is never changed); streams not in the cache are replayed from their events and cached. When the
+    Cached aggregates are copied and brought up to date with the events stored after the copy's version (the
+    cached object itself is never changed here, though another thread's read may bring it forward meanwhile); streams not in the cache are replayed from their events and cached. When the
     repository does not fast-forward its cache (``AGGREGATE_CACHE_FASTFORWARD=n``), the cache is not read: a
     copy there may be older than what another process stored since (what a publish decides on, like a child's
     residence, must be what is stored; an aggregate it writes would conflict, one it only reads would not)."""
@@ -142,7 +142,10 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
     if use_cache:
         for stream in wanted:
             try:
-                cached[stream] = repository.cache.get(stream)
+                # Copied now, before its version is read: the repository fast-forwards a cached aggregate in
+                # place (a read in another thread of this process), so the object in the cache may be further on
+                # by the time the events after the version read here come back.
+                cached[stream] = deepcopy(repository.cache.get(stream))
             except KeyError:
                 pass
     after = {stream: (cached[stream].version if stream in cached else 0) for stream in wanted}
@@ -151,7 +154,7 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
     opened = iter(store.mapper.to_domain_events(records))  # every key they need, in two queries at most
     out: dict[UUID, Any] = {}
     for stream in wanted:
-        aggregate = deepcopy(cached[stream]) if stream in cached else None
+        aggregate = cached.get(stream)
         for _ in stored.get(stream, ()):
             aggregate = next(opened).mutate(aggregate)
         out[stream] = aggregate

@@ -282,7 +282,11 @@ class TimelineReader:
             if pending:
                 self.store.save(*pending)
 
-        retry_conflicts(append_once)
+        if len(streams) > 1:  # a view's reads: one such append at a time (HubStore.one_writer_at_a_time)
+            with self.store.one_writer_at_a_time("access-logs"):
+                retry_conflicts(append_once)
+        else:
+            retry_conflicts(append_once)
         return records
 
     def _chain(self, child: str, stream: Any, head: Any, records: list[dict[str, Any]]) -> list[Any]:

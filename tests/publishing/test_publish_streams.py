@@ -267,6 +267,31 @@ def test_stream_versions_and_load_many_answer_for_many_streams_at_once(open_hub)
     assert timeline(fresh) == ["reg-c1", "n1", "n2"]
 
 
+def test_load_many_copes_with_a_cached_aggregate_fast_forwarded_by_another_thread_meanwhile(open_hub, monkeypatch):
+    """The repository fast-forwards a cached aggregate in place (a timeline read in another request thread of the
+    same process). Found by the load run (``bench/load.py``: a ledger page answered 500 with
+    ``OriginatorVersionError``): ``load_many`` took the cached object, asked for the events after its version,
+    and meanwhile another thread brought that same object forward; the copy then met events it already had."""
+    import events.streams
+
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered("c1"), ev("n1")]))
+    c1 = ChildRecord.create_id("c1")
+    fresh = open_hub()
+    assert timeline(fresh) == ["reg-c1", "n1"]  # c1 cached in this process at version 3
+    assert accepted(hub.publish([ev("n2")]))  # stored by another process: version 4 in the database only
+    query = events.streams._events_after
+
+    def another_thread_reads_first(store, after):
+        fresh.store.repository.get(c1, deepcopy_from_cache=False)  # brings the cached object itself to version 4
+        return query(store, after)
+
+    monkeypatch.setattr(events.streams, "_events_after", another_thread_reads_first)
+    loaded = load_many(fresh.store, [c1])
+    assert [e.id for e in loaded[c1].entries] == ["reg-c1", "n1", "n2"] and loaded[c1].version == 4
+
+
 def test_a_batch_of_more_than_ten_megabytes_is_stored_in_one_transaction(open_hub):
     """1,000 new children with a long note each (the API's largest batch; a Kafka worker's poll or an import chunk
     is the same): about 16 MB of stored events in one insert. With the library's pipelined insert psycopg never
