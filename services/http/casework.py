@@ -19,13 +19,12 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from events.dates import Day
-from events.problems import Rejected
 from services.auth.tokens import Principal
 from services.casework.agenda import agenda_csv, agenda_html
 from services.casework.commands import Actor, CaseWork, Done
 from services.casework.ledger import CaseViews
 from services.casework.ledger_query import LedgerQuery
-from services.http.deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
+from services.http.deps import ApiError, HubDep, PublishDep, ReadDep, error_responses, refusals_as_errors
 
 router = APIRouter(prefix="/v1", tags=["case work"])
 
@@ -61,28 +60,8 @@ def _actor(member: Principal) -> Actor:
 
 
 def _run(call: Callable[[], T]) -> T:
-    """Run a command or view; its refusal becomes an API error with a status that says why."""
-    try:
-        return call()
-    except Rejected as rejected:
-        first = rejected.problems[0]
-        status = (
-            403
-            if first.code in FORBIDDEN
-            else 404
-            if first.code in NOT_FOUND
-            else 409
-            if first.code in CONFLICT
-            else 422
-        )
-        raise ApiError(
-            status,
-            first.code,
-            first.message,
-            first.message_ja,
-            field=first.field,
-            problems=[p.to_dict() for p in rejected.problems],
-        ) from None
+    """Run a command or view; its refusal as an API error whose status says why."""
+    return refusals_as_errors(call, forbidden=FORBIDDEN, not_found=NOT_FOUND, conflict=CONFLICT)
 
 
 class DoneOut(BaseModel):

@@ -28,9 +28,9 @@ a client stops its tokens at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -38,9 +38,12 @@ from fastapi.security import OAuth2, SecurityScopes
 from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, Field
 
+from events.problems import Rejected
 from services.auth.clients import find_client
 from services.auth.tokens import SCOPES, InvalidToken, Principal, TokenVerifier
 from services.hub import Hub
+
+T = TypeVar("T")
 
 REALM = "tsunagu"
 
@@ -92,6 +95,39 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.code, self.message, self.message_ja, **self.extra)
+
+
+def refusals_as_errors(
+    call: Callable[[], T],
+    *,
+    forbidden: Collection[str] = (),
+    not_found: Collection[str] = (),
+    conflict: Collection[str] = (),
+) -> T:
+    """Run an application service for a route; its refusal (``Rejected``) becomes an ``ApiError`` whose status says
+    why, from the first problem's code: 403 in ``forbidden``, 404 in ``not_found``, 409 in ``conflict``, else 422.
+    Every problem goes with it."""
+    try:
+        return call()
+    except Rejected as rejected:
+        first = rejected.problems[0]
+        status = (
+            403
+            if first.code in forbidden
+            else 404
+            if first.code in not_found
+            else 409
+            if first.code in conflict
+            else 422
+        )
+        raise ApiError(
+            status,
+            first.code,
+            first.message,
+            first.message_ja,
+            field=first.field,
+            problems=[p.to_dict() for p in rejected.problems],
+        ) from None
 
 
 def error_body(code: str, message: str, message_ja: str, **extra: Any) -> dict[str, Any]:

@@ -19,11 +19,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from events.dates import Day
-from events.problems import Rejected
 from services.auth.tokens import Principal
 from services.casework.commands import Actor, Done
 from services.family_support.work import FamilySupport, SupportViews
-from services.http.deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
+from services.http.deps import HubDep, PublishDep, ReadDep, error_responses, refusals_as_errors
 
 router = APIRouter(prefix="/v1/services", tags=["family-support services"])
 
@@ -41,27 +40,8 @@ def _actor(p: Principal) -> Actor:
 
 
 def _run(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except Rejected as rejected:
-        first = rejected.problems[0]
-        status = (
-            403
-            if first.code in FORBIDDEN
-            else 404
-            if first.code in NOT_FOUND
-            else 409
-            if first.code in CONFLICT
-            else 422
-        )
-        raise ApiError(
-            status,
-            first.code,
-            first.message,
-            first.message_ja,
-            field=first.field,
-            problems=[p.to_dict() for p in rejected.problems],
-        ) from None
+    """Run a command or view; its refusal as an API error whose status says why."""
+    return refusals_as_errors(call, forbidden=FORBIDDEN, not_found=NOT_FOUND, conflict=CONFLICT)
 
 
 class DoneOut(BaseModel):

@@ -19,11 +19,10 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from events.clock import JST
-from events.problems import Rejected
 from services.auth.tokens import Principal
 from services.casework.commands import Actor, Done
 from services.casework.households import Households
-from services.http.deps import ApiError, HubDep, PublishDep, ReadDep, error_responses
+from services.http.deps import HubDep, PublishDep, ReadDep, error_responses, refusals_as_errors
 from services.schools.overdue import overdue_reports
 
 router = APIRouter(prefix="/v1", tags=["households"])
@@ -41,19 +40,8 @@ def _actor(member: Principal) -> Actor:
 
 
 def _run(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except Rejected as rejected:
-        first = rejected.problems[0]
-        status = 403 if first.code in FORBIDDEN else 409 if first.code in CONFLICT else 422
-        raise ApiError(
-            status,
-            first.code,
-            first.message,
-            first.message_ja,
-            field=first.field,
-            problems=[p.to_dict() for p in rejected.problems],
-        ) from None
+    """Run a command or view; its refusal as an API error whose status says why."""
+    return refusals_as_errors(call, forbidden=FORBIDDEN, conflict=CONFLICT)
 
 
 class MemberIn(BaseModel):

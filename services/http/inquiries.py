@@ -8,19 +8,29 @@ not addressed to the caller (the same whether it exists or not), 422 for missing
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from events.dates import Day
 from services.casework.inquiries import Inquiries
-from services.http.casework import ERRORS, FORBIDDEN, NOT_FOUND, _actor, _run
-from services.http.deps import HubDep, PublishDep, ReadDep
+from services.http import casework
+from services.http.casework import ERRORS, _actor
+from services.http.deps import HubDep, PublishDep, ReadDep, refusals_as_errors
 
 router = APIRouter(prefix="/v1", tags=["status inquiries"])
-FORBIDDEN.update({"not_a_center"})
-NOT_FOUND.update({"unknown_inquiry"})
+T = TypeVar("T")
+FORBIDDEN = casework.FORBIDDEN | {"not_a_center"}
+NOT_FOUND = casework.NOT_FOUND | {"unknown_inquiry"}
+
+
+def _run(call: Callable[[], T]) -> T:
+    """Run a command or view; its refusal as an API error whose status says why."""
+    return refusals_as_errors(call, forbidden=FORBIDDEN, not_found=NOT_FOUND, conflict=casework.CONFLICT)
+
+
 InquiryId = Annotated[str, Path(min_length=1, max_length=200, description="The inquiry id.")]
 
 
