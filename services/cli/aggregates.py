@@ -18,8 +18,8 @@ from rich.table import Table as RichTable
 from events.problems import Rejected
 from services.administration.regions import load_regions, read_regions_file
 from services.aggregates.service import Aggregates, AggregatesRefused, Table
-from services.cli.case import User, _hub
-from services.cli.root import Database, app, err, fail, out
+from services.cli.case import User
+from services.cli.root import Database, app, command_hub, err, fail, out
 
 regions_app = typer.Typer(help="Regions (圏域) and municipalities' names of the registry.", no_args_is_help=True)
 app.add_typer(regions_app, name="regions")
@@ -57,7 +57,7 @@ def aggregates(
     database: Database = None,
 ) -> None:
     """MEASURE (e.g. cases.open, alerts:reason=no_contact) per municipality and month, small cells suppressed."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         try:
             table = Aggregates(hub.store, hub.clock).table(
                 org=org, user=user, measure=measure, first=first, last=last, by=by
@@ -101,6 +101,6 @@ def regions_load(file: Path, database: Database = None) -> None:
         fail(f"{file}: {error}")
     except Rejected as rejected:
         fail(f"{file}: {rejected.problems[0].message} / {rejected.problems[0].message_ja}")
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         result = load_regions(hub.store, prefectures)
     out.print(f"recorded {len(result.recorded)}, unchanged {len(result.unchanged)}")

@@ -7,9 +7,8 @@ built from that organisation's own policy-decided, recorded reads.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from enum import Enum
 from pathlib import Path
@@ -20,11 +19,10 @@ from rich.table import Table
 
 from events.dates import DAY_RANGE_JA, day_in_range
 from events.labels import CASE_TYPE_JA, CATEGORY_JA, STATUS_JA, label
-from events.problems import Rejected
 from services.casework.agenda import agenda_csv, agenda_html, alert_text, attendance_text, ledger_text
 from services.casework.commands import Actor, CaseWork, Done
 from services.casework.ledger import CaseViews, Ledger
-from services.cli.root import Database, app, err, out
+from services.cli.root import Database, app, command_hub, err, out
 from services.hub import Hub
 
 case_app = typer.Typer(
@@ -47,21 +45,8 @@ class Format(str, Enum):
     html = "html"
 
 
-@contextlib.contextmanager
-def _hub(database: str | None) -> Iterator[Hub]:
-    hub = Hub(database)
-    try:
-        yield hub
-    except Rejected as rejected:
-        for p in rejected.problems:
-            err.print(f"[red]エラー[/red]: {p.message_ja}" + (f"（{p.field}）" if p.field else ""))
-        raise typer.Exit(1) from None
-    finally:
-        hub.close()
-
-
 def _command(database: str | None, as_json: bool, run: Callable[[Hub], Done], what: str) -> None:
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         done = run(hub)
     if as_json:
         print(json.dumps(done.to_dict(), ensure_ascii=False))
@@ -243,7 +228,7 @@ def package(
     as_json: AsJson = False,
 ) -> None:
     """The hand-over package of CASE as the receiving centre may read it (rule TRANSFER). The read is recorded."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         transfer_, timeline = CaseWork(hub).transfer_package(Actor(center, role, user), case)
     if as_json:
         print(json.dumps({"transfer": transfer_, "timeline": timeline.to_dict()}, ensure_ascii=False))
@@ -289,7 +274,7 @@ def transfers(
     as_json: AsJson = False,
 ) -> None:
     """Transfers sent or received by the centre that were not acknowledged within 14 days (with --all: all)."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         items = CaseViews(hub).transfers(center, overdue_only=not all_)
     if as_json:
         print(json.dumps(items, ensure_ascii=False))
@@ -394,7 +379,7 @@ def ledger(
     center: Center, role: Role = "caseworker", user: User = None, database: Database = None, as_json: AsJson = False
 ) -> None:
     """The centre's progress ledger (進行管理台帳), from its own recorded reads."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         result = CaseViews(hub).progress_ledger(center, role=role, user=user)
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -407,7 +392,7 @@ def joint_ledger(
     org: OrgOpt, role: Role = "caseworker", user: User = None, database: Database = None, as_json: AsJson = False
 ) -> None:
     """The joint ledger (共同管理台帳) of a 児童相談所: every abuse case of the municipalities it covers."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         result = CaseViews(hub).joint_ledger(org, role=role, user=user)
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -428,7 +413,7 @@ def agenda(
     """The agenda of the practitioners' meeting (実務者会議) on --date: the cases due, those with new alerts or
     concerns first, each with what changed since its last review."""
     day = _day(on)
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         result = CaseViews(hub).agenda(org, day, role=role, user=user)
         names = {o.id: o.name or o.id for o in hub.orgs().values()}
     if fmt is Format.csv:
@@ -590,7 +575,7 @@ def plan_due(
 ) -> None:
     """The centre's support plans whose review date is on or before --date."""
     day = _day(on)
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         plans, reads = CaseViews(hub).plans_due(center, day, role=role, user=user)
         now = hub.clock()
     if as_json:

@@ -15,8 +15,8 @@ from events.clock import JST
 from events.labels import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, label
 from services.casework.commands import Actor
 from services.casework.households import Households
-from services.cli.case import AsJson, Center, OrgOpt, Role, User, _command, _hub
-from services.cli.root import Database, app, out
+from services.cli.case import AsJson, Center, OrgOpt, Role, User, _command
+from services.cli.root import Database, app, command_hub, out
 from services.schools.overdue import overdue_reports
 
 household_app = typer.Typer(help="Households (世帯): link siblings, see a child's household.", no_args_is_help=True)
@@ -77,7 +77,7 @@ def show(
 ) -> None:
     """CHILD's households and their other children (open cases, open alerts, overdue monthly reports), each
     child read once as ORG (recorded). Nothing for an organisation that is not a centre or a 児童相談所."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         today = hub.clock().astimezone(JST).date()
         view = Households(hub).view(
             Actor(org, role, user),

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from services.casework.commands import Actor
 from services.casework.inquiries import Inquiries
-from services.cli.case import AsJson, Center, Role, User, _hub
-from services.cli.root import Database, app, out
+from services.cli.case import AsJson, Center, Role, User
+from services.cli.root import Database, app, command_hub, out
 
 inquiries_app = typer.Typer(
     help="Status inquiries before a meeting (事前照会): rounds, inboxes, answers.", no_args_is_help=True
@@ -33,7 +33,7 @@ def send_round(
     as_json: AsJson = False,
 ) -> None:
     """Ask every member of every case due for review on or before the meeting, in one action."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         result = Inquiries(hub).send_round(Actor(center, role, user), meeting_date, due)
     if as_json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -48,7 +48,7 @@ def send_round(
 @inquiries_app.command("outstanding")
 def outstanding(center: Center, database: Database = None, as_json: AsJson = False) -> None:
     """The centre's unanswered inquiries per member, overdue ones first."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         members = Inquiries(hub).outstanding(center)
     if as_json:
         print(json.dumps(members, ensure_ascii=False))
@@ -74,7 +74,7 @@ def inbox(
     as_json: AsJson = False,
 ) -> None:
     """The inquiries addressed to the organisation, due first (each child read once, recorded)."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         items, reads = Inquiries(hub).inbox(Actor(org, role, user), answered=answered)
     if as_json:
         print(json.dumps({"inquiries": [i.to_dict() for i in items], "access_records": reads}, ensure_ascii=False))
@@ -110,7 +110,7 @@ def answer(
     as_json: AsJson = False,
 ) -> None:
     """Answer an inquiry addressed to the organisation (to the centre that asked)."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         done = Inquiries(hub).answer(
             Actor(org, role, user),
             inquiry,

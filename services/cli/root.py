@@ -4,7 +4,9 @@ timeline, scenario run, audit verify). The command groups of the other modules r
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -89,6 +91,21 @@ err = Console(stderr=True)
 def process_settings() -> None:
     """tsunagu (つなぐ): the hub for lawful, audited sharing about children at risk."""
     tune_garbage_collector()  # services.runtime: every command runs with the hub's process settings
+
+
+@contextlib.contextmanager
+def command_hub(database: str | None) -> Iterator[Hub]:
+    """The hub a command works on, closed afterwards; a refusal of the application's services (``Rejected``) is
+    printed in Japanese, each problem with its field, and the command exits 1."""
+    hub = Hub(database)
+    try:
+        yield hub
+    except Rejected as rejected:
+        for p in rejected.problems:
+            err.print(f"[red]エラー[/red]: {p.message_ja}" + (f"（{p.field}）" if p.field else ""))
+        raise typer.Exit(1) from None
+    finally:
+        hub.close()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -6,20 +6,17 @@ inbox; a provider's referrals and reports) built from the organisation's own rec
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from events.labels import MONITORING_JA, label
-from events.problems import Rejected
 from services.casework.commands import Actor, Done
-from services.cli.root import Database, app, err, out
+from services.cli.root import Database, app, command_hub, out
 from services.family_support.work import FamilySupport, SupportViews
-from services.hub import Hub
 
 services_app = typer.Typer(
     help="家庭支援事業: recommendations, orders, referrals to providers, monitoring, urgent reports.",
@@ -34,21 +31,8 @@ Child = Annotated[str, typer.Option("--child", help="The child's hub id.")]
 AsJson = Annotated[bool, typer.Option("--json", help="The result as JSON.")]
 
 
-@contextlib.contextmanager
-def _hub(database: str | None) -> Iterator[Hub]:
-    hub = Hub(database)
-    try:
-        yield hub
-    except Rejected as rejected:
-        for p in rejected.problems:
-            err.print(f"[red]エラー[/red]: {p.message_ja}" + (f"（{p.field}）" if p.field else ""))
-        raise typer.Exit(1) from None
-    finally:
-        hub.close()
-
-
 def _command(database: str | None, as_json: bool, run: Callable[[FamilySupport], Done], what: str) -> None:
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         done = run(FamilySupport(hub))
     if as_json:
         print(json.dumps(done.to_dict(), ensure_ascii=False))
@@ -237,7 +221,7 @@ def overview(
     org: Org, role: Role = "caseworker", user: User = None, database: Database = None, as_json: AsJson = False
 ) -> None:
     """A centre's referrals (monitoring due first) or a provider's referrals and reports."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         views = SupportViews(hub).overview(org, role=role, user=user)
     if as_json:
         print(json.dumps(views.to_dict(), ensure_ascii=False))
@@ -267,7 +251,7 @@ def urgent(
     org: Org, role: Role = "caseworker", user: User = None, database: Database = None, as_json: AsJson = False
 ) -> None:
     """The centre's urgent inbox: urgent reports not yet acknowledged, oldest first."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         reports, reads = SupportViews(hub).urgent_inbox(org, role=role, user=user)
     if as_json:
         print(json.dumps({"reports": [r.to_dict() for r in reports], "access_records": reads}, ensure_ascii=False))
@@ -281,6 +265,6 @@ def urgent(
 @services_app.command("counts")
 def counts(org: Org, role: Role = "caseworker", user: User = None, database: Database = None) -> None:
     """Usage per service and provider and time to acknowledge urgent reports (JSON)."""
-    with _hub(database) as hub:
+    with command_hub(database) as hub:
         result: dict[str, Any] = SupportViews(hub).counts(org, role=role, user=user)
     print(json.dumps(result, ensure_ascii=False))
