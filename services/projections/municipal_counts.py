@@ -21,18 +21,38 @@ the ``commissioned`` exchange. An event with no such centre (e.g. a 25条 notifi
 counted. The month is the event's ``at`` in Japan time, except a monthly report's, which counts for the month it
 reports on.
 
-Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built** (the figures need a clock reading
-"now" or per-household sets, not events): reviews overdue at month end and the median days between reviews;
-plans reviewed within 91 days; monthly reports expected, received late and missing (the due day is not in the
-events); emergencies reviewed; households per service; alerts and concerns per school (a dimension finer than the
-spec allows, never built).
+Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built**: monthly reports expected, received by
+the due day, received late and missing at month end (they need the target lists' periods and the settings' due
+day at the time, see issue 17's note); emergencies reviewed (a review is an auditor's finding on an access
+record, not an event of the log); households per service; alerts and concerns per school (a dimension finer
+than the spec allows, never built).
+
+**Explicit mechanism: counts written ahead into a later month.** Some figures belong to a month that an event
+decides but that may not have come yet; they are written into that month when the event is counted, and taken
+back the same way, so that no month's figure needs a clock or a scan of the store:
+
+- *Reviews overdue at month end* (``reviews.overdue``, a level): a case's next review is due on
+  ``services.projections.cases.next_review_day`` (the ledger's definition: the day its last review decided, else
+  the last review or the registration + 91 days) and is overdue from the day after. Registering or reviewing a
+  case adds +1 to the month of that day (often a later month); the next review, the closure or the transfer adds
+  -1 to the month it ends the wait in (the month of the event if the review was overdue by then, else the month
+  the +1 went to, which takes it back). The level at the end of a month is the running sum, as for open cases.
+  A month not over yet (or still to come) shows what its end will be if nothing happens before it.
+- *Plans reviewed within 91 days* (``plans.review_due`` and ``plans.reviewed_in_91_days``, a share kept as two
+  counts): a plan created adds 1 to ``plans.review_due`` of the month in which its 91 days end; its author's
+  first revision within those days adds 1 to ``plans.reviewed_in_91_days`` of the same month.
+
+*Median days between reviews* (``reviews.median_days``) is not a count: each counted review adds 1 to
+``reviews.interval:days=N`` (N days since the case's last review, or its registration) and to
+``reviews.intervals``; the median is taken from those counts when read (``median_days``), over any months and
+municipalities, and is never summed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -41,6 +61,7 @@ from events.clock import JST
 from events.model import CENTER, Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
+from services.projections.cases import DEFAULT_REVIEW_INTERVAL, next_review_day
 from services.projections.unit_of_work import Projection, UnitOfWork
 
 CASE_GROUPS = {  # 相談種別 -> the group of the spring survey (虐待 / 養護その他 / 保健 / 障害 / 非行 / 育成)
@@ -66,11 +87,16 @@ MEASURES = (  # the measures counted per municipality and month; "cases.open" an
     "cases.transferred_in",
     "cases.open",
     "reviews.cases",
+    "reviews.overdue",
+    "reviews.intervals",
+    "reviews.median_days",
     "plans.created",
     "plans.revised",
     "consents.granted",
     "consents.refused",
     "consents.withdrawn",
+    "plans.review_due",
+    "plans.reviewed_in_91_days",
     "reports.listed",
     "reports.received",
     "alerts",
@@ -91,9 +117,14 @@ LEVELS = {
     "cases.open": "cases.open.change",
     "reports.listed": "reports.listed.change",
     "transfers.not_acknowledged": "transfers.not_acknowledged.change",
+    "reviews.overdue": "reviews.overdue.change",
 }
-"""A level at month end (open cases, listed children, transfers waiting for acknowledgement) is kept as its
-monthly change and summed up when read."""
+"""A level at month end (open cases, listed children, transfers waiting for acknowledgement, reviews overdue) is
+kept as its monthly change and summed up when read."""
+
+MEDIANS = {"reviews.median_days": ("reviews.interval:days=", "reviews.intervals")}
+"""A median read from counts: its measure -> (the prefix of the keys counting each number of days, the count of
+intervals behind it). Never summed (see ``median_days``)."""
 
 COUNTED_KINDS = frozenset(
     {
@@ -124,10 +155,31 @@ COUNTED_KINDS = frozenset(
 )
 
 TRANSFER_ACK_DAYS = 14
+PLAN_REVIEW_DAYS = DEFAULT_REVIEW_INTERVAL  # a plan reviewed within 91 days of creation (aggregates.md)
 
 
 def month_of(at: datetime) -> str:
     return at.astimezone(JST).strftime("%Y-%m")
+
+
+def day_of(at: datetime) -> date:
+    return at.astimezone(JST).date()
+
+
+def median_days(counts: Mapping[str, int], prefix: str) -> float | None:
+    """The median of the numbers of days counted under ``prefix`` (``reviews.interval:days=N`` -> how many), the
+    middle one, or the mean of the two middle ones; ``None`` when there is none."""
+    histogram = sorted((int(key[len(prefix) :]), n) for key, n in counts.items() if key.startswith(prefix) and n > 0)
+    total = sum(n for _, n in histogram)
+    if not total:
+        return None
+    wanted = [(total - 1) // 2, total // 2]  # the 0-based ranks of the middle (one or two)
+    found: list[int] = []
+    seen = 0
+    for days, n in histogram:
+        found += [days for rank in wanted if seen <= rank < seen + n]
+        seen += n
+    return sum(found) / len(found)
 
 
 class MunicipalMonth(_CopiedOnWrite, Aggregate):
@@ -193,6 +245,8 @@ class CaseTally(_CopiedOnWrite, Aggregate):
         self.state = "open"
         self.reviewed_month = ""
         self.transfer: dict[str, str] = {}  # {to, at, month, municipality} while unacknowledged
+        self.since = ""  # the last review's time, or the registration's (ISO); "" in a tally kept before this
+        self.due = ""  # the day the next review is due (ISO) while the case is open; "" once closed or before this
 
     @event("StateCounted")
     def set_state(self, state: str) -> None:
@@ -205,6 +259,31 @@ class CaseTally(_CopiedOnWrite, Aggregate):
     @event("TransferCounted")
     def transferred(self, transfer: dict[str, str]) -> None:
         self.transfer = dict(transfer)
+
+    @event("ReviewDueCounted")
+    def review_due(self, since: str, due: str) -> None:
+        self.since = since
+        self.due = due
+
+
+class PlanTally(_CopiedOnWrite, Aggregate):
+    """What counting needs of one support plan: where it is counted, its author, when it was created and whether
+    a revision within 91 days was counted. Never shown."""
+
+    @staticmethod
+    def create_id(plan: str) -> UUID:
+        return stream_id(f"plan-tally:{plan}")
+
+    def __init__(self, plan: str, municipality: str, author: str, created: str):
+        self.plan = plan
+        self.municipality = municipality
+        self.author = author
+        self.created = created
+        self.reviewed = False
+
+    @event("ReviewCounted")
+    def review(self) -> None:
+        self.reviewed = True
 
 
 class InquiryTally(_CopiedOnWrite, Aggregate):
@@ -255,6 +334,8 @@ def municipal_counts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
         ids.append(CaseTally.create_id(str(e.payload["case"])))
     if e.kind in ("inquiry.sent", "inquiry.answered") and e.payload.get("inquiry"):
         ids.append(InquiryTally.create_id(str(e.payload["inquiry"])))
+    if e.kind in ("plan.created", "plan.revised") and e.payload.get("plan"):
+        ids.append(PlanTally.create_id(str(e.payload["plan"])))
     if e.kind not in COUNTED_KINDS:
         return ids
     municipalities, months = _places(e, orgs)
@@ -277,6 +358,62 @@ def _add(out: Counts, municipality: str | None, month: str, *keys: str, n: int =
 
 def _case_keys(measure: str, tally: CaseTally) -> tuple[str, ...]:
     return (measure, f"{measure}:category={tally.category}", f"{measure}:group={tally.group}")
+
+
+def _month_of_day(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def _wait_ends(out: Counts, case_tally: CaseTally, at: datetime) -> None:
+    """The case's wait for its next review ends at ``at`` (reviewed, closed or transferred): -1 to the overdue
+    level in the month it ends in, if the review was overdue by then, else in the month the +1 went to."""
+    if not case_tally.due:
+        return
+    overdue_from = date.fromisoformat(case_tally.due) + timedelta(days=1)
+    _add(out, case_tally.municipality, _month_of_day(max(overdue_from, day_of(at))), "reviews.overdue.change", n=-1)
+
+
+def _wait_starts(out: Counts, case_tally: CaseTally, since: datetime, decided: object) -> None:
+    """The case waits for its next review from ``since``: +1 to the overdue level in the month it falls overdue."""
+    due = next_review_day(decided, since)
+    case_tally.review_due(since=since.isoformat(), due=due.isoformat())
+    _add(out, case_tally.municipality, _month_of_day(due + timedelta(days=1)), "reviews.overdue.change")
+
+
+def _reviewed(out: Counts, case_tally: CaseTally, e: Recorded, month: str) -> None:
+    """A counted review: the case once a month, the days since the last review (or the registration), and its
+    wait for the next review."""
+    if case_tally.reviewed_month != month:
+        case_tally.reviewed(month=month)
+        _add(out, case_tally.municipality, month, "reviews.cases")
+    if case_tally.since:
+        days = (day_of(e.at) - day_of(datetime.fromisoformat(case_tally.since))).days
+        if days >= 0:
+            _add(out, case_tally.municipality, month, "reviews.intervals", f"reviews.interval:days={days}")
+    _wait_ends(out, case_tally, e.at)
+    _wait_starts(out, case_tally, e.at, e.payload.get("next_review"))
+
+
+def _plan(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
+    """Plans created, revised, and the 91-day share (see the module)."""
+    municipality = municipality_of(e.source, batch.orgs)
+    month = month_of(e.at)
+    plan = str(e.payload.get("plan", ""))
+    if e.kind == "plan.created":
+        _add(out, municipality, month, "plans.created")
+        if municipality is None or not plan or batch.get(PlanTally, plan, create=False) is not None:
+            return
+        batch.add(PlanTally(plan, municipality, e.source, e.at.isoformat()))
+        _add(out, municipality, month_of(e.at + PLAN_REVIEW_DAYS), "plans.review_due")
+        return
+    _add(out, municipality, month, "plans.revised")
+    found: PlanTally | None = batch.get(PlanTally, plan, create=False) if plan else None
+    if found is None or found.reviewed or e.source != found.author:
+        return
+    created = datetime.fromisoformat(found.created)
+    if created <= e.at <= created + PLAN_REVIEW_DAYS:
+        found.review()
+        _add(out, found.municipality, month_of(created + PLAN_REVIEW_DAYS), "plans.reviewed_in_91_days")
 
 
 def tally(e: Recorded, batch: UnitOfWork) -> Counts:
@@ -302,6 +439,7 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
         batch.add(found)
         _add(out, found.municipality, month, *_case_keys("cases.registered", found))
         _add(out, found.municipality, month, *_case_keys("cases.open.change", found))
+        _wait_starts(out, found, e.at, None)
     elif kind in COUNTED_KINDS and kind.startswith("case.") and payload.get("case"):
         existing = batch.get(CaseTally, str(payload["case"]), create=False)
         if existing is None:
@@ -318,15 +456,18 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
             return out
         if e.source != case_tally.registrar:
             return out
-        if kind == "case.reviewed" and case_tally.state == "open" and case_tally.reviewed_month != month:
-            case_tally.reviewed(month=month)
-            _add(out, case_tally.municipality, month, "reviews.cases")
+        if kind == "case.reviewed" and case_tally.state == "open":
+            _reviewed(out, case_tally, e, month)
         elif kind == "case.closed" and case_tally.state == "open":
+            _wait_ends(out, case_tally, e.at)
+            case_tally.review_due(since=case_tally.since, due="")
             case_tally.set_state(state="closed")
             _add(out, case_tally.municipality, month, *_case_keys("cases.closed", case_tally))
             _add(out, case_tally.municipality, month, *_case_keys("cases.open.change", case_tally), n=-1)
         elif kind == "case.transferred" and case_tally.state == "open":
             to = str(payload.get("to", ""))
+            _wait_ends(out, case_tally, e.at)
+            case_tally.review_due(since=case_tally.since, due="")
             case_tally.set_state(state="transferred")
             case_tally.transferred(transfer={"to": to, "at": e.at.isoformat(), "month": month})
             _add(out, case_tally.municipality, month, *_case_keys("cases.transferred_out", case_tally))
@@ -334,9 +475,7 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
             _add(out, case_tally.municipality, month, "transfers.sent", "transfers.not_acknowledged.change")
             _add(out, municipality_of(to, orgs), month, *_case_keys("cases.transferred_in", case_tally))
     elif kind in ("plan.created", "plan.revised"):
-        _add(
-            out, municipality_of(e.source, orgs), month, "plans.created" if kind == "plan.created" else "plans.revised"
-        )
+        _plan(out, e, batch)
     elif kind in ("consent.granted", "consent.refused", "consent.withdrawn"):
         _add(out, municipality_of(e.source, orgs), month, "consents." + kind.split(".")[1])
     elif kind in ("target_list.assigned", "target_list.removed"):

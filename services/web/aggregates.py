@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -92,7 +93,7 @@ def chart(table: Table) -> Chart:
     """The SVG geometry of ``table``'s cells (not its margins)."""
     rows = table.entries[:-1]
     months = table.months
-    top = max([e.value or 0 for row in rows for e in row[:-1]] + [1])
+    top = math.ceil(max([e.value or 0 for row in rows for e in row[:-1]] + [1]))  # a median may be a half
     step = max(1, -(-top // 4))
     scale_top = step * 4
     left, plot_h, base = 48, 200, 220.0
@@ -117,16 +118,6 @@ def chart(table: Table) -> Chart:
         ticks=[(base - plot_h * k / 4, step * k) for k in range(5)],
         base=base,
     )
-
-
-def table_rows(table: Table) -> list[list[str]]:
-    """The table as text with a header row, the municipalities' names and the totals row (計)."""
-    header = ["市町村" if table.by == "municipality" else "圏域", *table.months, TOTAL]
-    body = [
-        [table.row_name(m), *(e.label for e in row)]
-        for m, row in zip(table.municipalities, table.entries, strict=False)
-    ]
-    return [header, *body, [TOTAL, *(e.label for e in table.entries[-1])]]
 
 
 def csv_response(rows: list[list[str]], filename: str) -> Response:
@@ -184,7 +175,7 @@ def aggregates_page(
     except AggregatesRefused as refused:
         return _refused(request, person, refused)
     if download == "csv":
-        return csv_response(table_rows(table), f"aggregates-{measure}-{first}-{last}.csv")
+        return csv_response(table.as_rows(), f"aggregates-{measure}-{first}-{last}.csv")
     query: dict[str, Any] = {"measure": measure, "from": first, "to": last, "by": by}
     return page(
         request,
@@ -192,12 +183,11 @@ def aggregates_page(
         person,
         title="集計",
         table=table,
-        rows=table_rows(table),
+        rows=table.as_rows(),
         chart=chart(table),
         measures=[(m, measure_ja(m)) for m in MEASURES],
         query=query,
         measure_name=measure_ja(measure),
-        level=measure in LEVELS,
         month_ja=month_ja,
         series=SERIES,
     )
