@@ -49,6 +49,7 @@ SURVEY = (  # the spring survey's columns (都道府県の市町村調査), in i
     "services.referrals",
     "inquiries.sent",
 )
+HIDDEN_HEIGHT = 16  # a hidden cell's box: the same for every hidden cell, so that it tells no count
 SERIES = 8  # the chart's colours (series-0 … series-7 in tsunagu.css); a ninth municipality takes the first again
 TOTAL = "計"
 
@@ -74,12 +75,15 @@ class Bar:
     width: float
     height: float
     series: int
-    label: str  # what the bar's title says
+    label: str  # what the bar's title says (its text alternative)
+    kind: str = "value"  # value | zero (a mark on the base line) | hidden (秘匿: a hatched box, its height no count)
 
 
 @dataclass(frozen=True)
 class Chart:
-    """The month-series chart: per month, one bar per municipality side by side (a hidden cell has no bar)."""
+    """The month-series chart: per month, one bar per municipality side by side. A hidden cell (``<5`` or 秘匿)
+    is drawn as a hatched box of one fixed height (``HIDDEN_HEIGHT``), never as a bar of a count, and its title
+    says 秘匿; a zero is a mark on the base line."""
 
     width: int
     height: int
@@ -105,8 +109,12 @@ def chart(table: Table) -> Chart:
             entry = row[j]
             x = left + j * group + 6 + i * 12
             label = f"{table.row_name(name)} {month_ja(month)}: {entry.label}"
-            if entry.status != SHOWN or not entry.value:
-                bars.append(Bar(x, base - 2, 10, 2, i % SERIES, label))
+            if entry.status != SHOWN:
+                label = f"{table.row_name(name)} {month_ja(month)}: 秘匿（{entry.label}、件数は示しません）"
+                bars.append(Bar(x, base - HIDDEN_HEIGHT, 10, HIDDEN_HEIGHT, i % SERIES, label, "hidden"))
+                continue
+            if not entry.value:
+                bars.append(Bar(x, base - 2, 10, 2, i % SERIES, label, "zero"))
                 continue
             height = plot_h * entry.value / scale_top
             bars.append(Bar(x, base - height, 10, height, i % SERIES, label))
