@@ -4,7 +4,11 @@ transfers waiting) summed from its first month, and the same figures rebuilt fro
 ``rebuild`` runs the projection's own counting (``services.projections.municipal_counts.tally``) over every event
 of the log on a unit of work in memory, under the registry as it is now; ``correct`` records, for each month
 whose kept counts differ from the rebuilt ones, the difference (one ``Counted`` event), so that the kept figures
-equal the rebuilt ones afterwards (a store written before the counts were kept, or a registry corrected since).
+equal the rebuilt ones afterwards (a store written before the counts were kept, or a registry corrected since),
+and brings the tallies the counting keeps per case, inquiry and plan to their rebuilt state, so that the events
+published afterwards are counted as on a store that always kept them (a review then takes back the overdue
+count its case's registration wrote ahead). The hub runs it once when it opens a store of a format before the
+counts (``services.hub``, ``COUNTS_FORMAT``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from services.projections.municipal_counts import (
     LEVELS,
     MunicipalMonth,
     MunicipalMonths,
+    Tally,
     kept_months,
     tally,
 )
@@ -85,9 +90,12 @@ class _InMemory:
         raise NotImplementedError
 
 
-def count_events(events: Iterable[Recorded], orgs: Mapping[str, Org]) -> dict[str, Months]:
-    """The counts of ``events`` (in log order), per municipality and month, levels as changes."""
-    work = _InMemory(orgs)
+def count_events(
+    events: Iterable[Recorded], orgs: Mapping[str, Org], work: _InMemory | None = None
+) -> dict[str, Months]:
+    """The counts of ``events`` (in log order), per municipality and month, levels as changes (the tallies
+    made on the way in ``work``, if given)."""
+    work = work if work is not None else _InMemory(orgs)
     out: dict[str, Months] = {}
     for e in events:
         for (municipality, month), counts in tally(e, work).items():
@@ -103,15 +111,32 @@ def _log_events(store: HubStore) -> Iterable[Recorded]:
             yield recorded_from(e.envelope, list(e.audience), e.originator_version)
 
 
-def rebuild(store: HubStore) -> dict[str, Months]:
+def rebuild(store: HubStore, work: _InMemory | None = None) -> dict[str, Months]:
     """Every municipality's counts rebuilt from the log (levels as changes, as kept)."""
-    return count_events(_log_events(store), store.registry().orgs)
+    return count_events(_log_events(store), store.registry().orgs, work)
+
+
+def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
+    """The tallies whose kept state differs from the rebuilt one (``work``): new ones as rebuilt, kept ones
+    with their state recorded whole."""
+    changed = []
+    for aggregate_id, rebuilt in work.aggregates.items():
+        if not isinstance(rebuilt, Tally):
+            continue
+        found = store.get_or_none(aggregate_id)
+        if found is None:
+            changed.append(rebuilt)
+        elif found.tallied() != rebuilt.tallied():
+            found.set_state_to(state=rebuilt.tallied())
+            changed.append(found)
+    return changed
 
 
 def correct(store: HubStore) -> int:
-    """Make the kept counts equal the rebuilt ones: record the difference on each month that differs. Returns
-    the number of months corrected."""
-    rebuilt = rebuild(store)
+    """Make the kept counts equal the rebuilt ones: record the difference on each month that differs, and the
+    rebuilt state of each tally that differs (see the module). Returns the number of months corrected."""
+    work = _InMemory(store.registry().orgs)
+    rebuilt = rebuild(store, work)
     municipalities = set(rebuilt) | {o.municipality for o in store.registry().orgs.values() if o.municipality}
     changed: list[Any] = []
     for municipality in sorted(municipalities):
@@ -125,6 +150,9 @@ def correct(store: HubStore) -> int:
                 for key in set(have.get(month, {})) | set(want.get(month, {}))
             }
             diff = {k: v for k, v in diff.items() if v}
+            if month in want and month not in calendar.months:  # as kept: a month counted to, even to nothing
+                calendar.add_month(month=month)
+                calendar_changed = True
             if not diff:
                 continue
             found = store.get_or_none(MunicipalMonth.create_id(municipality, month))
@@ -136,6 +164,7 @@ def correct(store: HubStore) -> int:
                 calendar_changed = True
         if calendar_changed:
             changed.append(calendar)
-    if changed:
-        store.save(*changed)
+    tallies = _tallies(store, work)
+    if changed or tallies:
+        store.save(*changed, *tallies)
     return sum(1 for a in changed if isinstance(a, MunicipalMonth))

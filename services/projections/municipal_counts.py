@@ -53,6 +53,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -228,9 +229,38 @@ class MunicipalMonths(_CopiedOnWrite, Aggregate):
         self.months = sorted({*self.months, month})
 
 
-class CaseTally(_CopiedOnWrite, Aggregate):
+class Tally(_CopiedOnWrite, Aggregate):
+    """What counting keeps of one case, inquiry or plan (never shown). ``FIELDS`` are its state: ``tallied()``
+    reads them and ``set_state_to`` records them whole, as rebuilt from the log (``figures.correct``: a store
+    written before the counts, or one whose tallies lack what a later version counts)."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def tallied(self) -> dict[str, object]:
+        return {name: getattr(self, name, None) for name in self.FIELDS}
+
+    @event("Corrected")
+    def set_state_to(self, state: dict[str, object]) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, state[name])
+
+
+class CaseTally(Tally):
     """What counting needs of one case: where it is counted, its category and group, its state, the last month
     it was reviewed in and its unacknowledged transfer. Never shown."""
+
+    FIELDS = (
+        "case",
+        "municipality",
+        "registrar",
+        "category",
+        "group",
+        "state",
+        "reviewed_month",
+        "transfer",
+        "since",
+        "due",
+    )
 
     @staticmethod
     def create_id(case: str) -> UUID:
@@ -266,9 +296,11 @@ class CaseTally(_CopiedOnWrite, Aggregate):
         self.due = due
 
 
-class PlanTally(_CopiedOnWrite, Aggregate):
+class PlanTally(Tally):
     """What counting needs of one support plan: where it is counted, its author, when it was created and whether
     a revision within 91 days was counted. Never shown."""
+
+    FIELDS = ("plan", "municipality", "author", "created", "reviewed")
 
     @staticmethod
     def create_id(plan: str) -> UUID:
@@ -286,9 +318,11 @@ class PlanTally(_CopiedOnWrite, Aggregate):
         self.reviewed = True
 
 
-class InquiryTally(_CopiedOnWrite, Aggregate):
+class InquiryTally(Tally):
     """What counting needs of one inquiry (事前照会): where and in which month it was counted, its due day, and
     whether an answer was counted. Never shown."""
+
+    FIELDS = ("inquiry", "municipality", "month", "due", "member", "answered")
 
     @staticmethod
     def create_id(inquiry: str) -> UUID:
