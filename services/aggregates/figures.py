@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
+from consent.model import Settings
 from events.envelope_ids import published_in_log
 from events.model import Org, Recorded
 from events.store import HubStore, recorded_from
@@ -30,23 +31,37 @@ from services.projections.municipal_counts import (
 )
 
 Months = dict[str, dict[str, int]]  # month -> measure key -> count
+DUE_DAY = Settings().monthly_report_due_day  # the policy's default, when no due day is given
+ARRIVED, SETTLED = "reports.arrived:day=", "reports.settled.change"
 
 
-def resolve_levels(months: Mapping[str, Mapping[str, int]], through: str | None = None) -> Months:
+def resolve_levels(
+    months: Mapping[str, Mapping[str, int]], through: str | None = None, due_day: int = DUE_DAY
+) -> Months:
     """The months' counts with each level at month end: the running sum of its changes (``LEVELS``), for every
     month from the first kept to the last (or to ``through``, if later; a month with no event keeps the level
-    of the one before)."""
+    of the one before); and the monthly reports' figures read from their counts (``municipal_counts``): on time
+    and late under ``due_day`` (the setting ``monthly_report_due_day`` in force), missing at month end."""
     if not months:
         return {}
     out: Months = {}
     running: dict[str, int] = {}
+    expected_before = settled = 0  # reports expected for the months before this one; settled by its end
     for month in month_range(min(months), max(max(months), through or "")):
         counts = dict(months.get(month, {}))
+        settled += counts.pop(SETTLED, 0)
         for key in list(counts):
             for level, change in LEVELS.items():
                 if key == change or key.startswith(change + ":"):
                     running[level + key[len(change) :]] = running.get(level + key[len(change) :], 0) + counts.pop(key)
-        out[month] = {**counts, **{k: v for k, v in running.items() if v}}
+        arrived = {int(k[len(ARRIVED) :]): n for k, n in counts.items() if k.startswith(ARRIVED)}
+        derived = {
+            "reports.on_time": sum(n for day, n in arrived.items() if day <= due_day),
+            "reports.late": sum(n for day, n in arrived.items() if day > due_day),
+            "reports.missing": expected_before - settled,
+        }
+        expected_before += running.get("reports.expected", 0)
+        out[month] = {**counts, **{k: v for k, v in running.items() if v}, **{k: v for k, v in derived.items() if v}}
     return out
 
 
@@ -60,9 +75,10 @@ def month_range(first: str, last: str) -> list[str]:
     return out
 
 
-def kept(store: HubStore, municipality: str, through: str | None = None) -> Months:
-    """The municipality's figures as kept, levels summed (carried up to ``through``)."""
-    return resolve_levels(kept_months(store, municipality), through)
+def kept(store: HubStore, municipality: str, through: str | None = None, due_day: int = DUE_DAY) -> Months:
+    """The municipality's figures as kept, levels summed (carried up to ``through``), reports read under
+    ``due_day``."""
+    return resolve_levels(kept_months(store, municipality), through, due_day)
 
 
 class _InMemory:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 from events.model import CENTER, JISO, Org
 from events.store import HubStore
 from services.administration.regions import Regions, regions
+from services.administration.settings import SettingsSource
 from services.aggregates import access_log
 from services.aggregates.figures import kept, month_range
 from services.aggregates.suppression import SECONDARY, SHOWN, THRESHOLD, Entry, suppress
@@ -229,9 +230,10 @@ class Aggregates:
         """The fixed table of ``measure`` for the 年度 starting in April of ``year``, suppressed once (see the
         module): its months, its grid of entries with margins, and its rows' names."""
         months = month_range(f"{year}-04", f"{int(year) + 1:04d}-03")
+        due_day = SettingsSource(self.store).current().monthly_report_due_day  # reports on time: the overdue rule
         cells = []
         for municipality in municipalities:
-            figures = kept(self.store, municipality, through=months[-1])
+            figures = kept(self.store, municipality, through=months[-1], due_day=due_day)
             cells.append([figures.get(month, {}).get(measure, 0) for month in months])
         entries = suppress(cells, own_rows)
         if by == "region":  # a 圏域's sum is hidden where one of its municipalities' entries is (see the module)

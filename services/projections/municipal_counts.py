@@ -21,9 +21,7 @@ the ``commissioned`` exchange. An event with no such centre (e.g. a 25条 notifi
 counted. The month is the event's ``at`` in Japan time, except a monthly report's, which counts for the month it
 reports on.
 
-Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built**: monthly reports expected, received by
-the due day, received late and missing at month end (they need the target lists' periods and the settings' due
-day at the time, see issue 17's note); emergencies reviewed (a review is an auditor's finding on an access
+Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built**: emergencies reviewed (a review is an auditor's finding on an access
 record, not an event of the log); households per service; alerts and concerns per school (a dimension finer
 than the spec allows, never built).
 
@@ -41,6 +39,21 @@ back the same way, so that no month's figure needs a clock or a scan of the stor
 - *Plans reviewed within 91 days* (``plans.review_due`` and ``plans.reviewed_in_91_days``, a share kept as two
   counts): a plan created adds 1 to ``plans.review_due`` of the month in which its 91 days end; its author's
   first revision within those days adds 1 to ``plans.reviewed_in_91_days`` of the same month.
+
+*Monthly reports* (定期的な情報提供, ``school-reports.md``, as ``services.schools.overdue`` defines them: every
+listing of a school's target list expects a report for each month it covers, from ``from_month`` up to the month
+of its removal, due by ``monthly_report_due_day`` (1–28) of the next month; a report of the child to the
+listing's centre for the month answers every listing of the child and centre at the school). Counted at the
+municipality of the listing's centre, for the month reported on, in a ``ReportLine`` per (school, child, centre)
+that names none of them (its key is a stream id):
+
+- ``reports.expected`` (a level: +1 at the listing's first month, -1 at the month of its removal);
+- each listing's first report for a month: ``reports.arrived:day=D`` (D the day of the next month it came on, 0
+  if before, 99 if later), from which ``figures`` reads ``reports.on_time`` and ``reports.late`` under the due day
+  in force (the overdue list's own rule), and ``reports.settled.change`` +1 in the month after the month reported
+  on, or the month it came in if later (written ahead);
+- ``reports.missing`` at the end of month X (read by ``figures``): the reports expected for the months before X
+  (whose due day has passed by the end of X) less those settled by X.
 
 *Median days between reviews* (``reviews.median_days``) is not a count: each counted review adds 1 to
 ``reviews.interval:days=N`` (N days since the case's last review, or its registration) and to
@@ -100,6 +113,10 @@ MEASURES = (  # the measures counted per municipality and month; "cases.open" an
     "plans.reviewed_in_91_days",
     "reports.listed",
     "reports.received",
+    "reports.expected",
+    "reports.on_time",
+    "reports.late",
+    "reports.missing",
     "alerts",
     "concerns",
     "notifications",
@@ -119,6 +136,7 @@ LEVELS = {
     "reports.listed": "reports.listed.change",
     "transfers.not_acknowledged": "transfers.not_acknowledged.change",
     "reviews.overdue": "reviews.overdue.change",
+    "reports.expected": "reports.expected.change",
 }
 """A level at month end (open cases, listed children, transfers waiting for acknowledgement, reviews overdue) is
 kept as its monthly change and summed up when read."""
@@ -318,6 +336,37 @@ class PlanTally(Tally):
         self.reviewed = True
 
 
+class ReportLine(Tally):
+    """What counting needs of one child's monthly reports from one school to one centre: the periods of its
+    listings (per student number, named by digest) and the months a report came for, with the day it came.
+    Never shown; names no child, school or student (``key`` is a stream id)."""
+
+    FIELDS = ("key", "municipality", "periods", "received")
+
+    @staticmethod
+    def create_id(key: str) -> UUID:
+        return stream_id(f"report-line-tally:{key}")
+
+    def __init__(self, key: str):
+        self.key = key
+        self.municipality = ""
+        self.periods: list[list[str]] = []  # [student digest, from_month, end_month ("" while listed)]
+        self.received: dict[str, str] = {}  # month reported on -> the Japan day its first report came (ISO)
+
+    @event("ListingCounted")
+    def listed(self, municipality: str, periods: list[list[str]]) -> None:
+        self.municipality = municipality
+        self.periods = [list(p) for p in periods]
+
+    @event("ReportCounted")
+    def report(self, month: str, day: str) -> None:
+        self.received = {**self.received, month: day}
+
+
+def report_line_key(school: str, child: str, centre: str) -> str:
+    return str(stream_id(f"report-line:{school}\x1f{child}\x1f{centre}"))
+
+
 class InquiryTally(Tally):
     """What counting needs of one inquiry (事前照会): where and in which month it was counted, its due day, and
     whether an answer was counted. Never shown."""
@@ -370,6 +419,9 @@ def municipal_counts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
         ids.append(InquiryTally.create_id(str(e.payload["inquiry"])))
     if e.kind in ("plan.created", "plan.revised") and e.payload.get("plan"):
         ids.append(PlanTally.create_id(str(e.payload["plan"])))
+    line = _report_line(e, orgs)
+    if line is not None:
+        ids.append(ReportLine.create_id(line))
     if e.kind not in COUNTED_KINDS:
         return ids
     municipalities, months = _places(e, orgs)
@@ -450,6 +502,79 @@ def _plan(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
         _add(out, found.municipality, month_of(created + PLAN_REVIEW_DAYS), "plans.reviewed_in_91_days")
 
 
+def _next_month(month: str) -> str:
+    year, m = int(month[:4]), int(month[5:7])
+    return f"{year + (m == 12):04d}-{m % 12 + 1:02d}"
+
+
+def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
+    """The key of the ``ReportLine`` a target-list event or a monthly report changes, or ``None``."""
+    if e.kind in ("target_list.assigned", "target_list.removed") and e.payload.get("school") and e.child:
+        school = str(e.payload["school"])
+        return report_line_key(school, e.child, e.source) if municipality_of(e.source, orgs) else None
+    if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and e.to and e.child and e.payload.get("month"):
+        return report_line_key(e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
+    return None
+
+
+def _covers(period: list[str], month: str) -> bool:
+    return period[1] <= month and (not period[2] or month < period[2])
+
+
+def _arrival(out: Counts, where: str, month: str, day: str, n: int) -> None:
+    """A listing's report for ``month`` that came on ``day`` (``n`` -1: taken back): its day, and its settling."""
+    came = date.fromisoformat(day)
+    after = _next_month(month)
+    days = 0 if _month_of_day(came) <= month else came.day if _month_of_day(came) == after else 99
+    _add(out, where, month, f"reports.arrived:day={days}", n=n)
+    _add(out, where, max(after, _month_of_day(came)), "reports.settled.change", n=n)
+
+
+def _periods_change(out: Counts, line: ReportLine, where: str, periods: list[list[str]]) -> None:
+    """The counts of a line whose listings' periods become ``periods``: what the old periods counted is taken
+    back, what the new ones count is added (only the differences are written)."""
+    for sign, each, at in ((-1, line.periods, line.municipality or where), (1, periods, where)):
+        for period in each:
+            first = period[1]
+            _add(out, at, first, "reports.expected.change", n=sign)
+            if period[2]:
+                _add(out, at, max(first, period[2]), "reports.expected.change", n=-sign)
+            for month, day in line.received.items():
+                if _covers(period, month):
+                    _arrival(out, at, month, day, sign)
+    line.listed(municipality=where, periods=periods)
+
+
+def _reports(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
+    """Monthly reports expected, on time or late, and missing (see the module)."""
+    key = _report_line(e, batch.orgs)
+    if key is None:
+        return
+    line: ReportLine = batch.get(ReportLine, key)
+    if e.kind == "attendance.monthly":
+        month = str(e.payload["month"])
+        where = municipality_of(e.to, batch.orgs) or ""
+        if month in line.received:
+            return
+        line.report(month=month, day=day_of(e.at).isoformat())
+        if not line.municipality:
+            line.listed(municipality=where, periods=line.periods)
+        for period in line.periods:
+            if _covers(period, month):
+                _arrival(out, line.municipality, month, line.received[month], 1)
+        return
+    where = municipality_of(e.source, batch.orgs) or ""
+    student = str(stream_id(f"student:{e.payload.get('student_no', '')}"))
+    periods = [list(p) for p in line.periods]
+    if e.kind == "target_list.assigned":  # a new listing replaces the student's open one (as the roster does)
+        periods = [p for p in periods if not (p[0] == student and not p[2])]
+        periods.append([student, str(e.payload.get("from_month") or month_of(e.at)), ""])
+    else:
+        periods = [[p[0], p[1], month_of(e.at)] if p[0] == student and not p[2] else p for p in periods]
+    if periods != line.periods:
+        _periods_change(out, line, where, periods)
+
+
 def tally(e: Recorded, batch: UnitOfWork) -> Counts:
     """The counts ``e`` adds, per (municipality, month), keeping the case and inquiry tallies in step."""
     orgs = batch.orgs
@@ -520,8 +645,10 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
             "reports.listed.change",
             n=1 if kind == "target_list.assigned" else -1,
         )
+        _reports(out, e, batch)
     elif kind == "attendance.monthly" and e.basis == "cwa-25-3":
         _add(out, municipality_of(e.to, orgs), str(payload.get("month", month)), "reports.received")
+        _reports(out, e, batch)
     elif kind == "absence.alert":
         _add(out, municipality_of(e.to, orgs), month, "alerts", f"alerts:reason={payload.get('reason', '')}")
     elif kind == "concern.reported" and e.basis == "cwa-21-10-5":

@@ -37,3 +37,10 @@ def test_a_hidden_cell_is_a_hatched_box_that_says_hidden_and_a_zero_a_mark():
     top = drawn.ticks[-1][1]
     assert values == [200 * 12 / top, 200 * 8 / top, 200 * 7 / top]
     assert len(bars) == 6
+
+
+def test_every_measure_has_a_japanese_label():
+    from events.labels import MEASURE_JA
+    from services.projections.municipal_counts import MEASURES
+
+    assert [m for m in MEASURES if m not in MEASURE_JA] == []

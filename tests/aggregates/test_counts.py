@@ -54,6 +54,10 @@ def event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
                 "plan.created",
                 "plan.revised",
                 "emergency.declared",
+                "target_list.assigned",
+                "target_list.removed",
+                "attendance.monthly",
+                "attendance.monthly",
             ]
         )
     )
@@ -85,6 +89,16 @@ def event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
     elif kind == "plan.revised":
         version = draw(st.integers(2, 4))
         raw["payload"] = {"plan": f"P{child}", "version": version, "wishes": "w", "issues": "i", "supports": "s"}
+    elif kind.startswith("target_list."):
+        raw |= {"to": "s1", "basis": "cwa-25-3"}
+        raw["payload"] = {"school": "s1", "student_no": f"{child}-{draw(st.integers(1, 2))}"}
+        from_month = draw(st.sampled_from([None, "2026-04", "2026-05", "2026-07"]), label="from month")
+        if from_month:
+            raw["payload"]["from_month"] = from_month
+    elif kind == "attendance.monthly":
+        raw |= {"source": "s1", "to": home, "basis": "cwa-25-3"}
+        month = draw(st.sampled_from(["2026-04", "2026-05", "2026-06", "2026-07", "2026-08"]), label="month")
+        raw["payload"] = {"month": month, "school_days": 20, "attended": 20, "absent": 0, "absent_without_contact": 0}
     else:
         raw["payload"] = {"reason": "緊急"}
     return raw
@@ -109,12 +123,34 @@ class Oracle:
     waits: list[tuple[str, date, datetime | None]]  # (municipality, first day overdue, end of the wait or None)
     opened: list[tuple[str, datetime, datetime | None]]  # (municipality, registered, closed or transferred)
 
+    lines: dict[tuple[str, str], dict[str, Any]]  # (child, centre) -> {listings: [...], received: {month: day}}
+
     def levels(self, where: str, month: str) -> dict[str, int]:
         end = month_end(month)
         overdue = sum(
             1 for w, start, stop in self.waits if w == where and start <= end and (stop is None or stop.date() > end)
         )
-        return {"reviews.overdue": overdue}
+        out = {"reviews.overdue": overdue, "reports.expected": 0, "reports.on_time": 0, "reports.late": 0}
+        out["reports.missing"] = 0
+        for (_, centre), line in self.lines.items():
+            if CENTRES[centre] != where:
+                continue
+            for listing in line["listings"]:
+                covers = [m for m in month_range("2026-01", month) if listing["from"] <= m < (listing["end"] or "9")]
+                if month in covers:
+                    out["reports.expected"] += 1
+                    came = line["received"].get(month)
+                    if came is not None:
+                        after = month_range(month, "2027-12")[1]
+                        on_time = came.strftime("%Y-%m") <= month or (
+                            came.strftime("%Y-%m") == after and came.day <= 10
+                        )
+                        out["reports.on_time" if on_time else "reports.late"] += 1
+                # missing at the end of ``month``: a covered month before it, its report not come by then
+                out["reports.missing"] += sum(
+                    1 for m in covers if m < month and (m not in line["received"] or line["received"][m] > end)
+                )
+        return out
 
     def months(self, where: str) -> dict[str, dict[str, int]]:
         return {m: c for (w, m), c in self.flows.items() if w == where}
@@ -127,6 +163,7 @@ def flows(accepted: list[dict[str, Any]], found: Oracle) -> dict[tuple[str, str]
     plans: dict[str, dict[str, Any]] = {}
     found.waits = []
     found.opened = []
+    found.lines = {}
 
     def wait(case: dict[str, Any], since: datetime, decided: str | None) -> None:
         due = date.fromisoformat(decided) if decided else (since + timedelta(days=91)).date()
@@ -182,6 +219,19 @@ def flows(accepted: list[dict[str, Any]], found: Oracle) -> dict[tuple[str, str]
                 add(case["where"], month, "transfers.sent")
                 add(case["where"], month, "open", -1)
                 add(CENTRES[payload["to"]], month, "cases.transferred_in")
+        elif kind.startswith("target_list."):
+            line = found.lines.setdefault((raw["child"], raw["source"]), {"listings": [], "received": {}})
+            number = payload["student_no"]
+            open_one = [x for x in line["listings"] if x["number"] == number and x["end"] is None]
+            if kind == "target_list.assigned":  # a new listing replaces the open one of the number
+                line["listings"] = [x for x in line["listings"] if x not in open_one]
+                line["listings"].append({"number": number, "from": payload.get("from_month") or month, "end": None})
+            else:
+                for x in open_one:
+                    x["end"] = month
+        elif kind == "attendance.monthly":
+            line = found.lines.setdefault((raw["child"], raw["to"]), {"listings": [], "received": {}})
+            line["received"].setdefault(payload["month"], when.date())
         elif kind == "concern.reported":
             add(CENTRES[raw["to"]], month, "concerns")
         elif kind == "absence.alert":
@@ -231,6 +281,10 @@ ORACLE_KEYS = {
     "emergencies.declared",
     "reviews.overdue",
     "reviews.intervals",
+    "reports.expected",
+    "reports.on_time",
+    "reports.late",
+    "reports.missing",
 }
 
 

@@ -119,3 +119,68 @@ def test_the_median_of_counted_days():
 
 def test_correct_finds_nothing_to_correct(hub):
     assert correct(hub.store) == 0
+
+
+REPORTS_ORGS = [
+    {"id": "cA", "type": "municipal_center", "municipality": "100001", "prefecture": "10"},
+    {"id": "s1", "type": "school", "regime": "public", "municipality": "100001"},
+    {"id": "pf", "type": "prefecture_office", "prefecture": "10"},
+]
+
+
+def monthly(n: str, month: str, day: str) -> dict:
+    payload = {"month": month, "school_days": 20, "attended": 20, "absent": 0, "absent_without_contact": 0}
+    return {
+        "id": n, "kind": "attendance.monthly", "child": "a1", "source": "s1", "to": "cA", "basis": "cwa-25-3",
+        "at": f"2026-{day}T10:00:00+09:00", "payload": payload,
+    }  # fmt: skip
+
+
+def listing(n: str, kind: str, day: str) -> dict:
+    return {
+        "id": n, "kind": kind, "child": "a1", "source": "cA", "to": "s1", "basis": "cwa-25-3",
+        "at": f"2026-{day}T10:00:00+09:00", "payload": {"school": "s1", "student_no": "001", "from_month": "2026-04"},
+    }  # fmt: skip
+
+
+def test_monthly_reports_expected_on_time_late_and_missing_at_month_end_as_the_overdue_list_counts_them():
+    from datetime import date
+
+    from services.schools.overdue import overdue_reports
+
+    hub = Hub("sqlite:///:memory:", clock=SettableClock(datetime(2026, 11, 1, 9, tzinfo=JST)))
+    try:
+        hub.load_orgs(REPORTS_ORGS)
+        items = [
+            event("ra", "child.registered", "a1", "cA", "03-01", residence="100001"),
+            listing("l1", "target_list.assigned", "04-05"),  # from April
+            monthly("m4", "2026-04", "05-08"),  # on time (due 10 May)
+            monthly("m5", "2026-05", "06-20"),  # late
+            # June: never
+            monthly("m7", "2026-07", "09-02"),  # late, after the month after
+            monthly("m8", "2026-08", "09-05"),  # on time
+            listing("l2", "target_list.removed", "09-15"),  # covers April to August
+        ]
+        results = hub.publish(items)
+        assert [r.outcome for r in results] == ["accepted"] * len(items), [r.problems for r in results]
+        figures = kept(hub.store, "100001", through="2026-10")
+        table = {
+            month: tuple(figures[month].get(f"reports.{k}", 0) for k in ("expected", "on_time", "late", "missing"))
+            for month in figures
+        }
+        assert table == {
+            "2026-04": (1, 1, 0, 0),
+            "2026-05": (1, 0, 1, 0),  # April's report came in May: not missing at the end of May
+            "2026-06": (1, 0, 0, 0),
+            "2026-07": (1, 0, 1, 1),  # June's missing at the end of July
+            "2026-08": (1, 1, 0, 2),  # June's and July's
+            "2026-09": (0, 0, 0, 1),  # July's and August's came in September; June's still missing
+            "2026-10": (0, 0, 0, 1),
+        }
+        # the hub's own overdue list says the same now
+        assert len(overdue_reports(hub.store, hub.settings, reader="cA", today=date(2026, 10, 31))) == 1
+        # on time under the due day in force: with the 3rd, August's report (5 September) is late
+        assert kept(hub.store, "100001", due_day=3)["2026-08"].get("reports.late") == 1
+        assert correct(hub.store) == 0
+    finally:
+        hub.close()
