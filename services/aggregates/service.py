@@ -49,7 +49,7 @@ from services.administration.settings import SettingsSource
 from services.aggregates import access_log
 from services.aggregates.figures import kept, month_range
 from services.aggregates.suppression import SECONDARY, SHOWN, THRESHOLD, Entry, suppress
-from services.projections.municipal_counts import LEVELS, MEASURES, MEDIANS, median_days
+from services.projections.municipal_counts import MEASURES, MEDIANS, MONTH_END, median_days
 
 PREFECTURE = "prefecture_office"
 BY = ("municipality", "region")
@@ -65,7 +65,7 @@ TOTAL_JA: dict[Total, str] = {
 def total_of(measure: str) -> Total:
     """How ``measure``'s row totals are made (see the module): ``sum``, ``last`` (a level) or ``median``."""
     base = measure.split(":", 1)[0]
-    return "median" if base in MEDIANS else "last" if base in LEVELS else "sum"
+    return "median" if base in MEDIANS else "last" if base in MONTH_END else "sum"
 
 
 class AggregatesRefused(Exception):

@@ -141,6 +141,13 @@ LEVELS = {
 """A level at month end (open cases, listed children, transfers waiting for acknowledgement, reviews overdue) is
 kept as its monthly change and summed up when read."""
 
+MONTH_END = frozenset(
+    {"cases.open", "reports.listed", "transfers.not_acknowledged", "reviews.overdue", "reports.missing"}
+)
+"""The measures that are a state at the end of a month (added up over months they mean nothing: a period's
+figure is its last month-end). ``reports.expected`` is kept as a level (``LEVELS``) but counts the reports
+expected for each month, which do add up."""
+
 MEDIANS = {"reviews.median_days": ("reviews.interval:days=", "reviews.intervals")}
 """A median read from counts: its measure -> (the prefix of the keys counting each number of days, the count of
 intervals behind it). Never summed (see ``median_days``)."""

@@ -26,7 +26,7 @@ from services.aggregates.figures import month_range
 from services.aggregates.service import Aggregates, AggregatesRefused, Table
 from services.aggregates.suppression import SHOWN
 from services.hub import Hub
-from services.projections.municipal_counts import LEVELS, MEASURES
+from services.projections.municipal_counts import MEASURES, MONTH_END
 from services.web import words
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
@@ -38,9 +38,14 @@ SURVEY = (  # the spring survey's columns (都道府県の市町村調査), in i
     "cases.closed",
     "cases.open",
     "reviews.cases",
+    "reviews.overdue",
     "plans.created",
+    "plans.review_due",
+    "plans.reviewed_in_91_days",
     "consents.granted",
     "reports.received",
+    "reports.expected",
+    "reports.missing",
     "alerts",
     "concerns",
     "notifications",
@@ -220,12 +225,12 @@ def survey_page(
     columns: list[Table] = []
     try:
         for measure in SURVEY:
-            level = measure in LEVELS  # a level is read at the year's end; a flow summed over the year
+            level = measure in MONTH_END  # a level is read at the year's end; a flow summed over the year
             columns.append(_read(request, person, measure, last if level else first, last, "municipality"))
     except AggregatesRefused as refused:
         return _refused(request, person, refused)
     municipalities = columns[0].municipalities
-    header = ["市町村", *(measure_ja(m) + ("（年度末）" if m in LEVELS else "") for m in SURVEY)]
+    header = ["市町村", *(measure_ja(m) + ("（年度末）" if m in MONTH_END else "") for m in SURVEY)]
     body = [[columns[0].row_name(m), *(t.entries[i][-1].label for t in columns)] for i, m in enumerate(municipalities)]
     rows = [header, *body, [TOTAL, *(t.entries[-1][-1].label for t in columns)]]
     if download == "csv":

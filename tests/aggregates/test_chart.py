@@ -44,3 +44,12 @@ def test_every_measure_has_a_japanese_label():
     from services.projections.municipal_counts import MEASURES
 
     assert [m for m in MEASURES if m not in MEASURE_JA] == []
+
+
+def test_a_state_at_month_end_is_not_added_up_but_reports_expected_per_month_are():
+    from services.aggregates.service import total_of
+
+    assert total_of("cases.open") == total_of("cases.open:category=youhogo") == total_of("reports.missing") == "last"
+    assert total_of("reviews.overdue") == "last"
+    assert total_of("reports.expected") == total_of("cases.registered") == total_of("plans.review_due") == "sum"
+    assert total_of("reviews.median_days") == "median"
