@@ -22,6 +22,7 @@ from events.envelope_ids import published_in_log
 from events.model import Org, Recorded
 from events.store import HubStore, recorded_from
 from services.projections.municipal_counts import (
+    AHEAD,
     LEVELS,
     MunicipalMonth,
     MunicipalMonths,
@@ -44,6 +45,7 @@ def resolve_levels(
     and late under ``due_day`` (the setting ``monthly_report_due_day`` in force), missing at month end."""
     if not months:
         return {}
+    months = placed(months)
     out: Months = {}
     running: dict[str, int] = {}
     expected_before = settled = 0  # reports expected for the months before this one; settled by its end
@@ -63,6 +65,21 @@ def resolve_levels(
         expected_before += running.get("reports.expected", 0)
         out[month] = {**counts, **{k: v for k, v in running.items() if v}, **{k: v for k, v in derived.items() if v}}
     return out
+
+
+def placed(months: Mapping[str, Mapping[str, int]]) -> Months:
+    """The counts moved to the months they are for: ``measure@YYYY-MM`` kept with one month counts for the month
+    it names (``municipal_counts.AHEAD``); every month kept stays, even with nothing left."""
+    out: Months = {month: {} for month in months}
+    for month, counts in months.items():
+        for key, n in counts.items():
+            if not n:
+                continue
+            base, ahead, target = key.rpartition(AHEAD)
+            base, target = (base, target) if ahead else (key, month)
+            cell = out.setdefault(target, {})
+            cell[base] = cell.get(base, 0) + n
+    return {month: {k: n for k, n in cell.items() if n} for month, cell in out.items()}
 
 
 def month_range(first: str, last: str) -> list[str]:

@@ -25,9 +25,13 @@ Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built**: emerg
 record, not an event of the log); households per service; alerts and concerns per school (a dimension finer
 than the spec allows, never built).
 
-**Explicit mechanism: counts written ahead into a later month.** Some figures belong to a month that an event
-decides but that may not have come yet; they are written into that month when the event is counted, and taken
-back the same way, so that no month's figure needs a clock or a scan of the store:
+**Explicit mechanism: counts for another month, carried by the event's month.** Some figures belong to a month
+that an event decides but that is not its own (often one that has not come yet); they are counted with the
+event's month under the key ``measure@YYYY-MM`` (``AHEAD``; ``tally`` does it for every month the event does not
+name, so that a publish writes only the months its events declare, ``municipal_counts_needs``), taken back the
+same way, and moved to the month they name when the figures are read (``services.aggregates.figures``, which
+reads every month of the municipality anyway to sum the levels). No month's figure needs a clock or a scan of
+the store:
 
 - *Reviews overdue at month end* (``reviews.overdue``, a level): a case's next review is due on
   ``services.projections.cases.next_review_day`` (the ledger's definition: the day its last review decided, else
@@ -582,8 +586,26 @@ def _reports(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
         _periods_change(out, line, where, periods)
 
 
+AHEAD = "@"  # measure@YYYY-MM: a count for that month, kept with the month of the event (see the module)
+
+
 def tally(e: Recorded, batch: UnitOfWork) -> Counts:
-    """The counts ``e`` adds, per (municipality, month), keeping the case and inquiry tallies in step."""
+    """The counts ``e`` adds, per (municipality, month), keeping the tallies in step; a count for a month the
+    event does not name is kept with the event's month, its key naming its own (``AHEAD``)."""
+    _, months = _places(e, batch.orgs)
+    own = month_of(e.at)
+    out: Counts = {}
+    for (municipality, month), counts in _counts(e, batch).items():
+        place = month if month in months else own
+        cell = out.setdefault((municipality, place), {})
+        for key, n in counts.items():
+            key = key if place == month else f"{key}{AHEAD}{month}"
+            cell[key] = cell.get(key, 0) + n
+    return out
+
+
+def _counts(e: Recorded, batch: UnitOfWork) -> Counts:
+    """The counts ``e`` adds, per (municipality, the month they are for), keeping the tallies in step."""
     orgs = batch.orgs
     out: Counts = {}
     month = month_of(e.at)
