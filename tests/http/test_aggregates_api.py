@@ -159,3 +159,10 @@ def test_a_levels_row_total_is_its_last_month_end_and_a_flows_the_sum(client, is
     assert rows["100002"]["labels"] == ["7", "7", "7", "7"]  # not 21
     assert rows["計"]["cells"][-1] == rows["計"]["cells"][-2]
     assert get(client, issuer, "pf").json()["total"] == "sum"
+
+
+def test_the_median_days_between_reviews_over_the_api(client, issuer, world):
+    """No review yet: every median is '－' (none), nothing hidden, never summed."""
+    body = get(client, issuer, "pf", measure="reviews.median_days").json()
+    assert body["total"] == "median"
+    assert all(r["labels"] == ["－", "－", "－"] and r["cells"] == [None, None, None] for r in body["rows"])
