@@ -40,11 +40,8 @@ SURVEY = (  # the spring survey's columns (都道府県の市町村調査), in i
     "reviews.cases",
     "reviews.overdue",
     "plans.created",
-    "plans.review_due",
-    "plans.reviewed_in_91_days",
     "consents.granted",
     "reports.received",
-    "reports.expected",
     "reports.missing",
     "alerts",
     "concerns",
@@ -214,7 +211,11 @@ def survey_page(
 ) -> Response:
     """The spring survey of a 年度 (April to March): one row per municipality, one column per figure of the year
     (a level, such as open cases, at the year's end); ``?download=csv`` for Excel. One recorded request per
-    figure, each suppressed as its own table."""
+    figure, each suppressed as its own table. A flow is the 年度's whole table (its totals shown wherever the
+    fixed frame shows them); a state at month end is read at the 年度's end, or, for a 年度 in progress, at this
+    month's end: the months to come hold only what is written ahead for them (reviews that will be overdue if
+    nothing happens), which is no figure yet. The measures counted ahead into later months as flows (plans'
+    91 days, reports expected) are left to the month table, where their months are named."""
     person = signed_in(request)
     if person is None:
         return to_signin()
@@ -222,15 +223,18 @@ def survey_page(
     today = hub.clock().astimezone(JST).date()
     year = year or fiscal_year(today)
     first, last = f"{year:04d}-04", f"{year + 1:04d}-03"
+    in_progress = today <= date(year + 1, 3, 31)
+    at = max(first, min(last, f"{today.year:04d}-{today.month:02d}")) if in_progress else last
     columns: list[Table] = []
     try:
         for measure in SURVEY:
-            level = measure in MONTH_END  # a level is read at the year's end; a flow summed over the year
-            columns.append(_read(request, person, measure, last if level else first, last, "municipality"))
+            level = measure in MONTH_END  # a state at month end is read at one month's end; a flow the whole year
+            columns.append(_read(request, person, measure, *((at, at) if level else (first, last)), "municipality"))
     except AggregatesRefused as refused:
         return _refused(request, person, refused)
     municipalities = columns[0].municipalities
-    header = ["市町村", *(measure_ja(m) + ("（年度末）" if m in MONTH_END else "") for m in SURVEY)]
+    at_end = "（今月末）" if in_progress else "（年度末）"
+    header = ["市町村", *(measure_ja(m) + (at_end if m in MONTH_END else "") for m in SURVEY)]
     body = [[columns[0].row_name(m), *(t.entries[i][-1].label for t in columns)] for i, m in enumerate(municipalities)]
     rows = [header, *body, [TOTAL, *(t.entries[-1][-1].label for t in columns)]]
     if download == "csv":
@@ -243,6 +247,6 @@ def survey_page(
         rows=rows,
         year=year,
         years=list(range(fiscal_year(today), fiscal_year(today) - 4, -1)),
-        in_progress=today <= date(year + 1, 3, 31),
+        in_progress=in_progress,
         records=[t.record for t in columns],
     )
