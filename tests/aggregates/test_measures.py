@@ -184,3 +184,22 @@ def test_monthly_reports_expected_on_time_late_and_missing_at_month_end_as_the_o
         assert correct(hub.store) == 0
     finally:
         hub.close()
+
+
+def test_a_listing_removed_before_its_first_month_expects_nothing():
+    hub = Hub("sqlite:///:memory:", clock=SettableClock(datetime(2026, 11, 1, 9, tzinfo=JST)))
+    try:
+        hub.load_orgs(REPORTS_ORGS)
+        later = listing("l1", "target_list.assigned", "04-05")
+        later["payload"]["from_month"] = "2026-07"
+        items = [
+            event("ra", "child.registered", "a1", "cA", "03-01", residence="100001"),
+            later,
+            listing("l2", "target_list.removed", "05-10"),
+        ]
+        assert [r.outcome for r in hub.publish(items)] == ["accepted"] * 3
+        figures = kept(hub.store, "100001", through="2026-10")
+        assert {m: c.get("reports.expected", 0) for m, c in figures.items() if c.get("reports.expected")} == {}
+        assert not any(c.get("reports.missing") for c in figures.values())
+    finally:
+        hub.close()
