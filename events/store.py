@@ -55,8 +55,10 @@ NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 # date when opened): 1, the register of envelope ids (events.envelope_ids); 2, the children's admission facts
 # (services.projections.admission_facts, rebuilt by services.publishing.ingest).
 ENVELOPE_IDS_FORMAT = 1
-STORE_FORMAT = 4  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index;
-# 4: the children per publishing organisation (services.projections.published)
+STORE_FORMAT = 5  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index;
+# 4: the children per publishing organisation (services.projections.published); 5: the planners' counts and their
+# tallies (services.projections.municipal_counts), made from the log by services.aggregates.figures.correct, which
+# the composition root (services.hub) hands the publish path as an upgrade
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 

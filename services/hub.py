@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import register_topic
 
 from consent.model import Settings
@@ -17,6 +18,7 @@ from events.store import HubStore, open_store
 from services.administration import settings as administration_settings
 from services.administration.organisations import OrgLoadResult, load_orgs
 from services.administration.settings import SETTINGS_ID, SettingsSource, seed_settings, settings_from_env
+from services.aggregates.figures import correct as correct_counts
 from services.audit import trail as audit_trail
 from services.audit.replay import VerifyReport, verify
 from services.auth import clients as auth_clients
@@ -43,6 +45,23 @@ MOVED_MODULES = {
 }
 for _old_path, _module in MOVED_MODULES.items():
     register_topic(_old_path, _module)
+
+
+COUNTS_FORMAT = 5  # the store format from which the planners' counts and their tallies are kept (events.store)
+
+
+def upgrade_counts(store: HubStore, was: int) -> None:
+    """The publish path's upgrade for the planners' counts (``Ingest(upgrades=…)``): a store of a format before
+    ``COUNTS_FORMAT`` was written before the counts were kept (or while their tallies lacked what is counted now),
+    so its counts and tallies are made from the log (``services.aggregates.figures.correct``: the differences
+    only, nothing for a store that already has them). Two processes opening the store at once: the second's
+    write conflicts and is left, the first made it."""
+    if was >= COUNTS_FORMAT:
+        return
+    try:
+        correct_counts(store)
+    except IntegrityError:
+        pass
 
 
 class SettableClock:
@@ -85,7 +104,7 @@ class Hub:
                 self.store.close()
             raise
         self.settings_source = SettingsSource(self.store)
-        self.ingest = Ingest(self.store, self.settings_source, clock)
+        self.ingest = Ingest(self.store, self.settings_source, clock, upgrades=[upgrade_counts])
         self.reader = TimelineReader(self.store, self.settings_source, clock)
         self.ledger_rows = LedgerRowCache(self.store, self.reader)  # the ledgers' and agenda's rows decided ahead
 

@@ -4,7 +4,11 @@ transfers waiting) summed from its first month, and the same figures rebuilt fro
 ``rebuild`` runs the projection's own counting (``services.projections.municipal_counts.tally``) over every event
 of the log on a unit of work in memory, under the registry as it is now; ``correct`` records, for each month
 whose kept counts differ from the rebuilt ones, the difference (one ``Counted`` event), so that the kept figures
-equal the rebuilt ones afterwards (a store written before the counts were kept, or a registry corrected since).
+equal the rebuilt ones afterwards (a store written before the counts were kept, or a registry corrected since),
+and brings the tallies the counting keeps per case, inquiry and plan to their rebuilt state, so that the events
+published afterwards are counted as on a store that always kept them (a review then takes back the overdue
+count its case's registration wrote ahead). The hub runs it once when it opens a store of a format before the
+counts (``services.hub``, ``COUNTS_FORMAT``).
 """
 
 from __future__ import annotations
@@ -13,36 +17,69 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
+from consent.model import Settings
 from events.envelope_ids import published_in_log
 from events.model import Org, Recorded
 from events.store import HubStore, recorded_from
 from services.projections.municipal_counts import (
+    AHEAD,
     LEVELS,
     MunicipalMonth,
     MunicipalMonths,
+    Tally,
     kept_months,
     tally,
 )
 
 Months = dict[str, dict[str, int]]  # month -> measure key -> count
+DUE_DAY = Settings().monthly_report_due_day  # the policy's default, when no due day is given
+ARRIVED, SETTLED = "reports.arrived:day=", "reports.settled.change"
 
 
-def resolve_levels(months: Mapping[str, Mapping[str, int]], through: str | None = None) -> Months:
+def resolve_levels(
+    months: Mapping[str, Mapping[str, int]], through: str | None = None, due_day: int = DUE_DAY
+) -> Months:
     """The months' counts with each level at month end: the running sum of its changes (``LEVELS``), for every
     month from the first kept to the last (or to ``through``, if later; a month with no event keeps the level
-    of the one before)."""
+    of the one before); and the monthly reports' figures read from their counts (``municipal_counts``): on time
+    and late under ``due_day`` (the setting ``monthly_report_due_day`` in force), missing at month end."""
     if not months:
         return {}
+    months = placed(months)
     out: Months = {}
     running: dict[str, int] = {}
+    expected_before = settled = 0  # reports expected for the months before this one; settled by its end
     for month in month_range(min(months), max(max(months), through or "")):
         counts = dict(months.get(month, {}))
+        settled += counts.pop(SETTLED, 0)
         for key in list(counts):
             for level, change in LEVELS.items():
                 if key == change or key.startswith(change + ":"):
                     running[level + key[len(change) :]] = running.get(level + key[len(change) :], 0) + counts.pop(key)
-        out[month] = {**counts, **{k: v for k, v in running.items() if v}}
+        arrived = {int(k[len(ARRIVED) :]): n for k, n in counts.items() if k.startswith(ARRIVED)}
+        derived = {
+            "reports.on_time": sum(n for day, n in arrived.items() if day <= due_day),
+            "reports.late": sum(n for day, n in arrived.items() if day > due_day),
+            "reports.missing": expected_before - settled,
+        }
+        expected_before += running.get("reports.expected", 0)
+        out[month] = {**counts, **{k: v for k, v in running.items() if v}, **{k: v for k, v in derived.items() if v}}
     return out
+
+
+def placed(months: Mapping[str, Mapping[str, int]]) -> Months:
+    """The counts moved to the months they are for: ``measure@YYYY-MM`` kept with one month counts for the month
+    it names (``municipal_counts.AHEAD``); every month kept stays, even with nothing left."""
+    out: Months = {month: {} for month in months}
+    for month, counts in months.items():
+        for key, n in counts.items():
+            if not n:
+                continue
+            base, ahead, target = key.rpartition(AHEAD)
+            base, target = (base, target) if ahead else (key, month)
+            cell = out.setdefault(target, {})
+            cell[base] = cell.get(base, 0) + n
+    return {month: {k: n for k, n in cell.items() if n} for month, cell in out.items()}
 
 
 def month_range(first: str, last: str) -> list[str]:
@@ -55,9 +92,10 @@ def month_range(first: str, last: str) -> list[str]:
     return out
 
 
-def kept(store: HubStore, municipality: str, through: str | None = None) -> Months:
-    """The municipality's figures as kept, levels summed (carried up to ``through``)."""
-    return resolve_levels(kept_months(store, municipality), through)
+def kept(store: HubStore, municipality: str, through: str | None = None, due_day: int = DUE_DAY) -> Months:
+    """The municipality's figures as kept, levels summed (carried up to ``through``), reports read under
+    ``due_day``."""
+    return resolve_levels(kept_months(store, municipality), through, due_day)
 
 
 class _InMemory:
@@ -85,9 +123,12 @@ class _InMemory:
         raise NotImplementedError
 
 
-def count_events(events: Iterable[Recorded], orgs: Mapping[str, Org]) -> dict[str, Months]:
-    """The counts of ``events`` (in log order), per municipality and month, levels as changes."""
-    work = _InMemory(orgs)
+def count_events(
+    events: Iterable[Recorded], orgs: Mapping[str, Org], work: _InMemory | None = None
+) -> dict[str, Months]:
+    """The counts of ``events`` (in log order), per municipality and month, levels as changes (the tallies
+    made on the way in ``work``, if given)."""
+    work = work if work is not None else _InMemory(orgs)
     out: dict[str, Months] = {}
     for e in events:
         for (municipality, month), counts in tally(e, work).items():
@@ -103,15 +144,32 @@ def _log_events(store: HubStore) -> Iterable[Recorded]:
             yield recorded_from(e.envelope, list(e.audience), e.originator_version)
 
 
-def rebuild(store: HubStore) -> dict[str, Months]:
+def rebuild(store: HubStore, work: _InMemory | None = None) -> dict[str, Months]:
     """Every municipality's counts rebuilt from the log (levels as changes, as kept)."""
-    return count_events(_log_events(store), store.registry().orgs)
+    return count_events(_log_events(store), store.registry().orgs, work)
+
+
+def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
+    """The tallies whose kept state differs from the rebuilt one (``work``): new ones as rebuilt, kept ones
+    with their state recorded whole."""
+    changed = []
+    for aggregate_id, rebuilt in work.aggregates.items():
+        if not isinstance(rebuilt, Tally):
+            continue
+        found = store.get_or_none(aggregate_id)
+        if found is None:
+            changed.append(rebuilt)
+        elif found.tallied() != rebuilt.tallied():
+            found.set_state_to(state=rebuilt.tallied())
+            changed.append(found)
+    return changed
 
 
 def correct(store: HubStore) -> int:
-    """Make the kept counts equal the rebuilt ones: record the difference on each month that differs. Returns
-    the number of months corrected."""
-    rebuilt = rebuild(store)
+    """Make the kept counts equal the rebuilt ones: record the difference on each month that differs, and the
+    rebuilt state of each tally that differs (see the module). Returns the number of months corrected."""
+    work = _InMemory(store.registry().orgs)
+    rebuilt = rebuild(store, work)
     municipalities = set(rebuilt) | {o.municipality for o in store.registry().orgs.values() if o.municipality}
     changed: list[Any] = []
     for municipality in sorted(municipalities):
@@ -125,6 +183,9 @@ def correct(store: HubStore) -> int:
                 for key in set(have.get(month, {})) | set(want.get(month, {}))
             }
             diff = {k: v for k, v in diff.items() if v}
+            if month in want and month not in calendar.months:  # as kept: a month counted to, even to nothing
+                calendar.add_month(month=month)
+                calendar_changed = True
             if not diff:
                 continue
             found = store.get_or_none(MunicipalMonth.create_id(municipality, month))
@@ -136,6 +197,7 @@ def correct(store: HubStore) -> int:
                 calendar_changed = True
         if calendar_changed:
             changed.append(calendar)
-    if changed:
-        store.save(*changed)
+    tallies = _tallies(store, work)
+    if changed or tallies:
+        store.save(*changed, *tallies)
     return sum(1 for a in changed if isinstance(a, MunicipalMonth))

@@ -23,6 +23,15 @@ or shown as they are there, the same in every query. Its row totals are the 年�
 is hidden (it is then the sum of what is shown, and tells nothing new), and the grand total only when no month total
 of the period is hidden. Every number a reader gets is thus an entry of one frame, hidden as the frame hides it,
 or a sum of shown entries.
+
+**Row totals (``Table.total``).** A flow's row total is the sum of its months (``sum``, as above). A level at
+month end (open cases, reviews overdue …) is not summed: adding month-ends means nothing, so its row total is the
+period's last month-end, the same entry as that month's cell, hidden where it is (``last``); the totals row's
+likewise. A median (``MEDIANS``, days between reviews) is not a count: its cells are the median of the
+intervals counted in the municipality and month, its row total the median of the period's intervals, its
+column total that of every row's; another municipality's median (or a 圏域's) is shown only where at least 5
+intervals (``THRESHOLD``) lie behind it, else hidden as ``秘匿`` (``median``). Medians are never added, so no
+subtraction gives one back and no secondary suppression runs; a median of no interval is ``－``.
 """
 
 from __future__ import annotations
@@ -31,19 +40,32 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from events.model import CENTER, JISO, Org
 from events.store import HubStore
 from services.administration.regions import Regions, regions
+from services.administration.settings import SettingsSource
 from services.aggregates import access_log
 from services.aggregates.figures import kept, month_range
-from services.aggregates.suppression import SECONDARY, SHOWN, Entry, suppress
-from services.projections.municipal_counts import MEASURES
+from services.aggregates.suppression import SECONDARY, SHOWN, THRESHOLD, Entry, suppress
+from services.projections.municipal_counts import MEASURES, MEDIANS, MONTH_END, median_days
 
 PREFECTURE = "prefecture_office"
 BY = ("municipality", "region")
 NO_REGION = "（圏域なし）"
+Total = Literal["sum", "last", "median"]
+TOTAL_JA: dict[Total, str] = {
+    "sum": "計",
+    "last": "期末",
+    "median": "期間の中央値",
+}  # the heading of a row total (Table.total)
+
+
+def total_of(measure: str) -> Total:
+    """How ``measure``'s row totals are made (see the module): ``sum``, ``last`` (a level) or ``median``."""
+    base = measure.split(":", 1)[0]
+    return "median" if base in MEDIANS else "last" if base in MONTH_END else "sum"
 
 
 class AggregatesRefused(Exception):
@@ -69,6 +91,27 @@ class Table:
     record: str  # the id of the access record
     by: str = "municipality"
     regions: Regions = Regions()
+    total: Total = "sum"  # how the row totals are made (total_of): sum, last (a level's last month-end), median
+
+    @property
+    def total_ja(self) -> str:
+        """The heading of the row totals' column (and of the totals row): 計, 期末 or 期間の中央値."""
+        return TOTAL_JA[self.total]
+
+    @property
+    def totals_row_ja(self) -> str:
+        """The heading of the totals row: 計 (the rows added up), or 全体 for a median (of every row's intervals)."""
+        return "全体" if self.total == "median" else "計"
+
+    def as_rows(self) -> list[list[str]]:
+        """The table as text, as every output shows it (page, CSV, CLI): a header row (市町村 or 圏域, the months,
+        the row totals' heading), one row per municipality or 圏域 by name, then the totals row."""
+        header = ["市町村" if self.by == "municipality" else "圏域", *self.months, self.total_ja]
+        body = [
+            [self.row_name(m), *(e.label for e in row)]
+            for m, row in zip(self.municipalities, self.entries, strict=False)
+        ]
+        return [header, *body, [self.totals_row_ja, *(e.label for e in self.entries[-1])]]
 
     def row_name(self, row: str) -> str:
         """A row's name: the municipality's name from the registry (its code when none), or the 圏域's."""
@@ -121,6 +164,12 @@ class Aggregates:
         months = month_range(first, last)
         known = regions(self.store)
         own_rows = {i for i, m in enumerate(municipalities) if m == own}
+        total = total_of(measure)
+        if total == "median":
+            rows, entries = self._medians(measure, months, municipalities, own_rows, known, by)
+            own = own if by == "municipality" else None
+            record = self._record(org, user, query, rows, months, entries, None)
+            return Table(measure, rows, months, entries, own, record, by, known, total)
         frames: dict[
             str, tuple[list[str], list[list[Entry]], list[str]]
         ] = {}  # 年度 -> (its months, its suppressed grid)
@@ -130,8 +179,50 @@ class Aggregates:
         if by == "region":
             own, own_rows = None, set()
         entries = _cut(frames, months, len(rows), own_rows)
+        if total == "last":  # a level's total is its last month-end, hidden as that cell is (see the module)
+            entries = [[*line[:-1], line[-2]] for line in entries]
         record = self._record(org, user, query, rows, months, entries, None)
-        return Table(measure, rows, months, entries, own, record, by, known)
+        return Table(measure, rows, months, entries, own, record, by, known, total)
+
+    def _medians(
+        self, measure: str, months: list[str], municipalities: list[str], own_rows: set[int], known: Regions, by: str
+    ) -> tuple[list[str], list[list[Entry]]]:
+        """The rows and the grid of a median measure (see the module): per row and month the counts of each
+        number of days, merged per 圏域 with ``by="region"``; a row total over the months, a column total over
+        the rows."""
+        prefix, _ = MEDIANS[measure.split(":", 1)[0]]
+        counted: list[list[dict[str, int]]] = []
+        for municipality in municipalities:
+            figures = kept(self.store, municipality, through=months[-1])
+            counted.append(
+                [{k: n for k, n in figures.get(month, {}).items() if k.startswith(prefix)} for month in months]
+            )
+        rows = municipalities
+        if by == "region":
+            region_of = [known.region_of.get(m, NO_REGION) for m in municipalities]
+            order = [r for names in known.regions.values() for r in names] + [NO_REGION]
+            rows = [r for r in order if r in region_of]
+            counted = [
+                [
+                    _merged(line[j] for line, r in zip(counted, region_of, strict=True) if r == region)
+                    for j in range(len(months))
+                ]
+                for region in rows
+            ]
+            own_rows = set()
+        own_all = bool(rows) and all(i in own_rows for i in range(len(rows)))
+        grid = []
+        for i, line in enumerate(counted):
+            grid.append(
+                [_median_entry([cell], prefix, i in own_rows) for cell in line]
+                + [_median_entry(line, prefix, i in own_rows)]
+            )
+        columns = [[line[j] for line in counted] for j in range(len(months))]
+        grid.append(
+            [_median_entry(cells, prefix, own_all) for cells in columns]
+            + [_median_entry([c for line in counted for c in line], prefix, own_all)]
+        )
+        return rows, grid
 
     def _frame(
         self, measure: str, year: str, municipalities: list[str], own_rows: set[int], known: Regions, by: str
@@ -139,9 +230,10 @@ class Aggregates:
         """The fixed table of ``measure`` for the 年度 starting in April of ``year``, suppressed once (see the
         module): its months, its grid of entries with margins, and its rows' names."""
         months = month_range(f"{year}-04", f"{int(year) + 1:04d}-03")
+        due_day = SettingsSource(self.store).current().monthly_report_due_day  # reports on time: the overdue rule
         cells = []
         for municipality in municipalities:
-            figures = kept(self.store, municipality, through=months[-1])
+            figures = kept(self.store, municipality, through=months[-1], due_day=due_day)
             cells.append([figures.get(month, {}).get(measure, 0) for month in months])
         entries = suppress(cells, own_rows)
         if by == "region":  # a 圏域's sum is hidden where one of its municipalities' entries is (see the module)
@@ -176,6 +268,24 @@ class Aggregates:
             },
         )
         return rid
+
+
+def _merged(histograms: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for histogram in histograms:
+        for key, n in histogram.items():
+            out[key] = out.get(key, 0) + n
+    return out
+
+
+def _median_entry(histograms: list[dict[str, int]], prefix: str, own: bool) -> Entry:
+    """The median of the intervals counted in ``histograms``: shown in the reader's own row, or where at least
+    ``THRESHOLD`` intervals lie behind it, else hidden (秘匿); ``－`` when there is none."""
+    merged = _merged(histograms)
+    n = sum(merged.values())
+    if n and not own and n < THRESHOLD:
+        return Entry(None, SECONDARY)
+    return Entry(median_days(merged, prefix))
 
 
 def fiscal_year(month: str) -> str:

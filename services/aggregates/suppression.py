@@ -23,11 +23,15 @@ PRIMARY_LABEL, SECONDARY_LABEL = "<5", "秘匿"
 THRESHOLD = 5  # counts 1 .. THRESHOLD - 1 are small
 
 
+NONE_LABEL = "－"  # a median of no interval
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One entry of a published table: its count (``None`` when hidden) and why it is hidden, if it is."""
+    """One entry of a published table: its count (a median may be a half: ``float``; ``None`` when hidden, or a
+    median of nothing) and why it is hidden, if it is."""
 
-    value: int | None
+    value: int | float | None
     status: str = SHOWN
 
     @property
@@ -36,7 +40,9 @@ class Entry:
             return PRIMARY_LABEL
         if self.status == SECONDARY:
             return SECONDARY_LABEL
-        return str(self.value)
+        if self.value is None:
+            return NONE_LABEL
+        return f"{self.value:g}" if isinstance(self.value, float) else str(self.value)
 
 
 def small(n: int) -> bool:

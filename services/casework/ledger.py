@@ -21,7 +21,7 @@ from events.labels import ALERT_JA, CASE_TYPE_JA, CATEGORY_JA, KIND_JA, ORG_TYPE
 from events.model import CENTER, JISO, Org, Recorded
 from events.problems import Problem, Rejected
 from services.casework.attention import answers_since, attention_reasons, inquiry_answers, standing_reasons
-from services.projections.cases import center_cases
+from services.projections.cases import center_cases, next_review_day
 from services.reading.timeline import Timeline, TimelineEntry
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from services.casework.rows import Ahead
     from services.hub import Hub
 
-DEFAULT_REVIEW_INTERVAL = timedelta(days=91)  # 見直しは少なくとも3か月ごと (domain.md): when no next review was set
 TRANSFER_ACK_DAYS = 14  # ケース移管の受理期限
 
 CONCERN_KINDS = ("concern.reported", "notification.filed")
@@ -223,10 +222,6 @@ def latest_attendance(entries: Iterable[TimelineEntry]) -> dict[str, Any] | None
     }
 
 
-def _next_review(value: Any) -> date:
-    return day_of(as_datetime(value))
-
-
 def as_recorded(entries: Sequence[TimelineEntry], child: str) -> list[Recorded]:
     """A timeline's entries as the policy's events (``events.model.Recorded``), in the order returned, so that the
     policy's own derivations (``consent.policy.cases_seen``) can be asked about what the reader received."""
@@ -296,9 +291,8 @@ def _review(last_review: TimelineEntry | None) -> dict[str, Any] | None:
 
 def _next_review_due(last_review: TimelineEntry | None, since: datetime) -> tuple[date, bool]:
     """The next review's day, and whether it is the default (no day was decided: ``since`` + about 3 months)."""
-    if last_review is not None and last_review.payload.get("next_review"):
-        return _next_review(last_review.payload["next_review"]), False
-    return day_of(since + DEFAULT_REVIEW_INTERVAL), True
+    decided = last_review.payload.get("next_review") if last_review is not None else None
+    return next_review_day(decided, since), not decided
 
 
 def _alerts(later: Sequence[TimelineEntry]) -> list[dict[str, Any]]:

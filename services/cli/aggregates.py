@@ -24,23 +24,11 @@ from services.cli.root import Database, app, command_hub, err, fail, out
 regions_app = typer.Typer(help="Regions (圏域) and municipalities' names of the registry.", no_args_is_help=True)
 app.add_typer(regions_app, name="regions")
 
-TOTAL = "計"
-
-
-def rows(table: Table) -> list[list[str]]:
-    """The table as text rows, with a header: 市町村, the months, 計; the last row the months' totals."""
-    header = ["市町村" if table.by == "municipality" else "圏域", *table.months, TOTAL]
-    body = [
-        [table.row_name(m), *(e.label for e in row)]
-        for m, row in zip(table.municipalities, table.entries, strict=False)
-    ]
-    return [header, *body, [TOTAL, *(e.label for e in table.entries[-1])]]
-
 
 def as_csv(table: Table) -> str:
     """UTF-8 with a BOM, so that Excel opens it as UTF-8."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows(table))
+    csv.writer(buffer, lineterminator="\r\n").writerows(table.as_rows())
     return "\ufeff" + buffer.getvalue()
 
 
@@ -77,13 +65,14 @@ def aggregates(
                     "cells": [[e.value for e in row] for row in table.entries],
                     "labels": [[e.label for e in row] for row in table.entries],
                     "suppressed": [[e.status for e in row] for row in table.entries],
+                    "total": table.total,
                     "record": table.record,
                 },
                 ensure_ascii=False,
             )
         )
     else:
-        header, *body = rows(table)
+        header, *body = table.as_rows()
         shown = RichTable(title=f"{measure}（{first}〜{last}）")
         for name in header:
             shown.add_column(name)

@@ -25,8 +25,14 @@ MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 class AggregateRow(BaseModel):
     key: str = Field(description="The municipality code, or the 圏域's name (by=region); 計 for the totals row.")
     name: str = Field(description="The municipality's or 圏域's name as the registry has it.")
-    cells: list[int | None] = Field(description="One count per month, then the row's total; null when hidden.")
-    labels: list[str] = Field(description="The same as shown: the count, '<5' (small) or '秘匿' (secondary).")
+    cells: list[int | float | None] = Field(
+        description="One figure per month, then the row's total (see `total`); null when hidden (or a median of "
+        "no interval). A median may be a half."
+    )
+    labels: list[str] = Field(
+        description="The same as shown: the figure, '<5' (small), '秘匿' (secondary, or a median of fewer than 5 "
+        "intervals) or '－' (a median of no interval)."
+    )
 
 
 class AggregatesOut(BaseModel):
@@ -35,6 +41,10 @@ class AggregatesOut(BaseModel):
     months: list[str] = Field(description="The columns, YYYY-MM; each row's last cell is its total.")
     rows: list[AggregateRow] = Field(description="The municipalities or 圏域, then the totals row (計).")
     own: str | None = Field(description="The reader's own municipality, whose counts are never hidden.")
+    total: Literal["sum", "last", "median"] = Field(
+        description="How each row's last cell is made: sum (of the months), last (a level at month end: the "
+        "period's last month-end, never a sum of month-ends) or median (of the period's intervals)."
+    )
     access_record: str = Field(description="The id of this request's record in the aggregate-access log.")
 
 
@@ -83,5 +93,6 @@ def aggregates(
             for key, row in zip(names, table.entries, strict=True)
         ],
         own=table.own,
+        total=table.total,
         access_record=table.record,
     )

@@ -11,16 +11,30 @@ Written in the publish transaction from the events as recorded (``services/proje
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from events.clock import JST
 from events.envelope_ids import published_in_log
+from events.kinds import as_datetime
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
 from services.projections.unit_of_work import Projection, UnitOfWork
+
+DEFAULT_REVIEW_INTERVAL = timedelta(days=91)  # 見直しは少なくとも3か月ごと (domain.md): when no next review was set
+
+
+def next_review_day(decided: Any, since: datetime) -> date:
+    """The day a case's next review is due (the Japan day): the ``next_review`` its last review decided, else
+    ``since`` (the last review, or the registration) + about 3 months. A review is overdue on a day after it.
+    The one definition: the progress ledger's rows and the planners' counts (``municipal_counts``) both use it."""
+    if decided:
+        return as_datetime(decided).astimezone(JST).date()
+    return (since + DEFAULT_REVIEW_INTERVAL).astimezone(JST).date()
 
 
 class CaseEntry(_CopiedOnWrite, Aggregate):

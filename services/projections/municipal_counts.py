@@ -21,18 +21,56 @@ the ``commissioned`` exchange. An event with no such centre (e.g. a 25条 notifi
 counted. The month is the event's ``at`` in Japan time, except a monthly report's, which counts for the month it
 reports on.
 
-Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built** (the figures need a clock reading
-"now" or per-household sets, not events): reviews overdue at month end and the median days between reviews;
-plans reviewed within 91 days; monthly reports expected, received late and missing (the due day is not in the
-events); emergencies reviewed; households per service; alerts and concerns per school (a dimension finer than the
-spec allows, never built).
+Measures (``MEASURES``) and, after ``:``, their breakdowns. **Not built**: emergencies reviewed (a review is an auditor's finding on an access
+record, not an event of the log); households per service; alerts and concerns per school (a dimension finer
+than the spec allows, never built).
+
+**Explicit mechanism: counts for another month, carried by the event's month.** Some figures belong to a month
+that an event decides but that is not its own (often one that has not come yet); they are counted with the
+event's month under the key ``measure@YYYY-MM`` (``AHEAD``; ``tally`` does it for every month the event does not
+name, so that a publish writes only the months its events declare, ``municipal_counts_needs``), taken back the
+same way, and moved to the month they name when the figures are read (``services.aggregates.figures``, which
+reads every month of the municipality anyway to sum the levels). No month's figure needs a clock or a scan of
+the store:
+
+- *Reviews overdue at month end* (``reviews.overdue``, a level): a case's next review is due on
+  ``services.projections.cases.next_review_day`` (the ledger's definition: the day its last review decided, else
+  the last review or the registration + 91 days) and is overdue from the day after. Registering or reviewing a
+  case adds +1 to the month of that day (often a later month); the next review, the closure or the transfer adds
+  -1 to the month it ends the wait in (the month of the event if the review was overdue by then, else the month
+  the +1 went to, which takes it back). The level at the end of a month is the running sum, as for open cases.
+  A month not over yet (or still to come) shows what its end will be if nothing happens before it.
+- *Plans reviewed within 91 days* (``plans.review_due`` and ``plans.reviewed_in_91_days``, a share kept as two
+  counts): a plan created adds 1 to ``plans.review_due`` of the month in which its 91 days end; its author's
+  first revision within those days adds 1 to ``plans.reviewed_in_91_days`` of the same month.
+
+*Monthly reports* (定期的な情報提供, ``school-reports.md``, as ``services.schools.overdue`` defines them: every
+listing of a school's target list expects a report for each month it covers, from ``from_month`` up to the month
+of its removal, due by ``monthly_report_due_day`` (1–28) of the next month; a report of the child to the
+listing's centre for the month answers every listing of the child and centre at the school). Counted at the
+municipality of the listing's centre, for the month reported on, in a ``ReportLine`` per (school, child, centre)
+that names none of them (its key is a stream id):
+
+- ``reports.expected`` (a level: +1 at the listing's first month, -1 at the month of its removal);
+- each listing's first report for a month: ``reports.arrived:day=D`` (D the day of the next month it came on, 0
+  if before, 99 if later), from which ``figures`` reads ``reports.on_time`` and ``reports.late`` under the due day
+  in force (the overdue list's own rule), and ``reports.settled.change`` +1 in the month after the month reported
+  on, or the month it came in if later (written ahead);
+- ``reports.missing`` at the end of month X (read by ``figures``): the reports expected for the months before X
+  (whose due day has passed by the end of X) less those settled by X.
+
+*Median days between reviews* (``reviews.median_days``) is not a count: each counted review adds 1 to
+``reviews.interval:days=N`` (N days since the case's last review, or its registration) and to
+``reviews.intervals``; the median is taken from those counts when read (``median_days``), over any months and
+municipalities, and is never summed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -41,6 +79,7 @@ from events.clock import JST
 from events.model import CENTER, Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
+from services.projections.cases import DEFAULT_REVIEW_INTERVAL, next_review_day
 from services.projections.unit_of_work import Projection, UnitOfWork
 
 CASE_GROUPS = {  # 相談種別 -> the group of the spring survey (虐待 / 養護その他 / 保健 / 障害 / 非行 / 育成)
@@ -66,13 +105,22 @@ MEASURES = (  # the measures counted per municipality and month; "cases.open" an
     "cases.transferred_in",
     "cases.open",
     "reviews.cases",
+    "reviews.overdue",
+    "reviews.intervals",
+    "reviews.median_days",
     "plans.created",
     "plans.revised",
     "consents.granted",
     "consents.refused",
     "consents.withdrawn",
+    "plans.review_due",
+    "plans.reviewed_in_91_days",
     "reports.listed",
     "reports.received",
+    "reports.expected",
+    "reports.on_time",
+    "reports.late",
+    "reports.missing",
     "alerts",
     "concerns",
     "notifications",
@@ -91,9 +139,22 @@ LEVELS = {
     "cases.open": "cases.open.change",
     "reports.listed": "reports.listed.change",
     "transfers.not_acknowledged": "transfers.not_acknowledged.change",
+    "reviews.overdue": "reviews.overdue.change",
+    "reports.expected": "reports.expected.change",
 }
-"""A level at month end (open cases, listed children, transfers waiting for acknowledgement) is kept as its
-monthly change and summed up when read."""
+"""A level at month end (open cases, listed children, transfers waiting for acknowledgement, reviews overdue) is
+kept as its monthly change and summed up when read."""
+
+MONTH_END = frozenset(
+    {"cases.open", "reports.listed", "transfers.not_acknowledged", "reviews.overdue", "reports.missing"}
+)
+"""The measures that are a state at the end of a month (added up over months they mean nothing: a period's
+figure is its last month-end). ``reports.expected`` is kept as a level (``LEVELS``) but counts the reports
+expected for each month, which do add up."""
+
+MEDIANS = {"reviews.median_days": ("reviews.interval:days=", "reviews.intervals")}
+"""A median read from counts: its measure -> (the prefix of the keys counting each number of days, the count of
+intervals behind it). Never summed (see ``median_days``)."""
 
 COUNTED_KINDS = frozenset(
     {
@@ -124,10 +185,31 @@ COUNTED_KINDS = frozenset(
 )
 
 TRANSFER_ACK_DAYS = 14
+PLAN_REVIEW_DAYS = DEFAULT_REVIEW_INTERVAL  # a plan reviewed within 91 days of creation (aggregates.md)
 
 
 def month_of(at: datetime) -> str:
     return at.astimezone(JST).strftime("%Y-%m")
+
+
+def day_of(at: datetime) -> date:
+    return at.astimezone(JST).date()
+
+
+def median_days(counts: Mapping[str, int], prefix: str) -> float | None:
+    """The median of the numbers of days counted under ``prefix`` (``reviews.interval:days=N`` -> how many), the
+    middle one, or the mean of the two middle ones; ``None`` when there is none."""
+    histogram = sorted((int(key[len(prefix) :]), n) for key, n in counts.items() if key.startswith(prefix) and n > 0)
+    total = sum(n for _, n in histogram)
+    if not total:
+        return None
+    wanted = [(total - 1) // 2, total // 2]  # the 0-based ranks of the middle (one or two)
+    found: list[int] = []
+    seen = 0
+    for days, n in histogram:
+        found += [days for rank in wanted if seen <= rank < seen + n]
+        seen += n
+    return sum(found) / len(found)
 
 
 class MunicipalMonth(_CopiedOnWrite, Aggregate):
@@ -176,9 +258,38 @@ class MunicipalMonths(_CopiedOnWrite, Aggregate):
         self.months = sorted({*self.months, month})
 
 
-class CaseTally(_CopiedOnWrite, Aggregate):
+class Tally(_CopiedOnWrite, Aggregate):
+    """What counting keeps of one case, inquiry or plan (never shown). ``FIELDS`` are its state: ``tallied()``
+    reads them and ``set_state_to`` records them whole, as rebuilt from the log (``figures.correct``: a store
+    written before the counts, or one whose tallies lack what a later version counts)."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def tallied(self) -> dict[str, object]:
+        return {name: getattr(self, name, None) for name in self.FIELDS}
+
+    @event("Corrected")
+    def set_state_to(self, state: dict[str, object]) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, state[name])
+
+
+class CaseTally(Tally):
     """What counting needs of one case: where it is counted, its category and group, its state, the last month
     it was reviewed in and its unacknowledged transfer. Never shown."""
+
+    FIELDS = (
+        "case",
+        "municipality",
+        "registrar",
+        "category",
+        "group",
+        "state",
+        "reviewed_month",
+        "transfer",
+        "since",
+        "due",
+    )
 
     @staticmethod
     def create_id(case: str) -> UUID:
@@ -193,6 +304,8 @@ class CaseTally(_CopiedOnWrite, Aggregate):
         self.state = "open"
         self.reviewed_month = ""
         self.transfer: dict[str, str] = {}  # {to, at, month, municipality} while unacknowledged
+        self.since = ""  # the last review's time, or the registration's (ISO); "" in a tally kept before this
+        self.due = ""  # the day the next review is due (ISO) while the case is open; "" once closed or before this
 
     @event("StateCounted")
     def set_state(self, state: str) -> None:
@@ -206,10 +319,70 @@ class CaseTally(_CopiedOnWrite, Aggregate):
     def transferred(self, transfer: dict[str, str]) -> None:
         self.transfer = dict(transfer)
 
+    @event("ReviewDueCounted")
+    def review_due(self, since: str, due: str) -> None:
+        self.since = since
+        self.due = due
 
-class InquiryTally(_CopiedOnWrite, Aggregate):
+
+class PlanTally(Tally):
+    """What counting needs of one support plan: where it is counted, its author, when it was created and whether
+    a revision within 91 days was counted. Never shown."""
+
+    FIELDS = ("plan", "municipality", "author", "created", "reviewed")
+
+    @staticmethod
+    def create_id(plan: str) -> UUID:
+        return stream_id(f"plan-tally:{plan}")
+
+    def __init__(self, plan: str, municipality: str, author: str, created: str):
+        self.plan = plan
+        self.municipality = municipality
+        self.author = author
+        self.created = created
+        self.reviewed = False
+
+    @event("ReviewCounted")
+    def review(self) -> None:
+        self.reviewed = True
+
+
+class ReportLine(Tally):
+    """What counting needs of one child's monthly reports from one school to one centre: the periods of its
+    listings (per student number, named by digest) and the months a report came for, with the day it came.
+    Never shown; names no child, school or student (``key`` is a stream id)."""
+
+    FIELDS = ("key", "municipality", "periods", "received")
+
+    @staticmethod
+    def create_id(key: str) -> UUID:
+        return stream_id(f"report-line-tally:{key}")
+
+    def __init__(self, key: str):
+        self.key = key
+        self.municipality = ""
+        self.periods: list[list[str]] = []  # [student digest, from_month, end_month ("" while listed)]
+        self.received: dict[str, str] = {}  # month reported on -> the Japan day its first report came (ISO)
+
+    @event("ListingCounted")
+    def listed(self, municipality: str, periods: list[list[str]]) -> None:
+        self.municipality = municipality
+        self.periods = [list(p) for p in periods]
+
+    @event("ReportCounted")
+    def report(self, month: str, day: str) -> None:
+        self.received = {**self.received, month: day}
+
+
+def report_line_key(school: str, child: str, centre: str) -> str:
+    return str(stream_id(f"report-line:{school}\x1f{child}\x1f{centre}"))
+
+
+class InquiryTally(Tally):
     """What counting needs of one inquiry (事前照会): where and in which month it was counted, its due day, and
     whether an answer was counted. Never shown."""
+
+    FIELDS = ("inquiry", "municipality", "month", "due", "member", "answered")
 
     @staticmethod
     def create_id(inquiry: str) -> UUID:
@@ -255,6 +428,11 @@ def municipal_counts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
         ids.append(CaseTally.create_id(str(e.payload["case"])))
     if e.kind in ("inquiry.sent", "inquiry.answered") and e.payload.get("inquiry"):
         ids.append(InquiryTally.create_id(str(e.payload["inquiry"])))
+    if e.kind in ("plan.created", "plan.revised") and e.payload.get("plan"):
+        ids.append(PlanTally.create_id(str(e.payload["plan"])))
+    line = _report_line(e, orgs)
+    if line is not None:
+        ids.append(ReportLine.create_id(line))
     if e.kind not in COUNTED_KINDS:
         return ids
     municipalities, months = _places(e, orgs)
@@ -279,8 +457,155 @@ def _case_keys(measure: str, tally: CaseTally) -> tuple[str, ...]:
     return (measure, f"{measure}:category={tally.category}", f"{measure}:group={tally.group}")
 
 
+def _month_of_day(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def _wait_ends(out: Counts, case_tally: CaseTally, at: datetime) -> None:
+    """The case's wait for its next review ends at ``at`` (reviewed, closed or transferred): -1 to the overdue
+    level in the month it ends in, if the review was overdue by then, else in the month the +1 went to."""
+    if not case_tally.due:
+        return
+    overdue_from = date.fromisoformat(case_tally.due) + timedelta(days=1)
+    _add(out, case_tally.municipality, _month_of_day(max(overdue_from, day_of(at))), "reviews.overdue.change", n=-1)
+
+
+def _wait_starts(out: Counts, case_tally: CaseTally, since: datetime, decided: object) -> None:
+    """The case waits for its next review from ``since``: +1 to the overdue level in the month it falls overdue."""
+    due = next_review_day(decided, since)
+    case_tally.review_due(since=since.isoformat(), due=due.isoformat())
+    _add(out, case_tally.municipality, _month_of_day(due + timedelta(days=1)), "reviews.overdue.change")
+
+
+def _reviewed(out: Counts, case_tally: CaseTally, e: Recorded, month: str) -> None:
+    """A counted review: the case once a month, the days since the last review (or the registration), and its
+    wait for the next review."""
+    if case_tally.reviewed_month != month:
+        case_tally.reviewed(month=month)
+        _add(out, case_tally.municipality, month, "reviews.cases")
+    if case_tally.since:
+        days = (day_of(e.at) - day_of(datetime.fromisoformat(case_tally.since))).days
+        if days >= 0:
+            _add(out, case_tally.municipality, month, "reviews.intervals", f"reviews.interval:days={days}")
+    _wait_ends(out, case_tally, e.at)
+    _wait_starts(out, case_tally, e.at, e.payload.get("next_review"))
+
+
+def _plan(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
+    """Plans created, revised, and the 91-day share (see the module)."""
+    municipality = municipality_of(e.source, batch.orgs)
+    month = month_of(e.at)
+    plan = str(e.payload.get("plan", ""))
+    if e.kind == "plan.created":
+        _add(out, municipality, month, "plans.created")
+        if municipality is None or not plan or batch.get(PlanTally, plan, create=False) is not None:
+            return
+        batch.add(PlanTally(plan, municipality, e.source, e.at.isoformat()))
+        _add(out, municipality, month_of(e.at + PLAN_REVIEW_DAYS), "plans.review_due")
+        return
+    _add(out, municipality, month, "plans.revised")
+    found: PlanTally | None = batch.get(PlanTally, plan, create=False) if plan else None
+    if found is None or found.reviewed or e.source != found.author:
+        return
+    created = datetime.fromisoformat(found.created)
+    if created <= e.at <= created + PLAN_REVIEW_DAYS:
+        found.review()
+        _add(out, found.municipality, month_of(created + PLAN_REVIEW_DAYS), "plans.reviewed_in_91_days")
+
+
+def _next_month(month: str) -> str:
+    year, m = int(month[:4]), int(month[5:7])
+    return f"{year + (m == 12):04d}-{m % 12 + 1:02d}"
+
+
+def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
+    """The key of the ``ReportLine`` a target-list event or a monthly report changes, or ``None``."""
+    if e.kind in ("target_list.assigned", "target_list.removed") and e.payload.get("school") and e.child:
+        school = str(e.payload["school"])
+        return report_line_key(school, e.child, e.source) if municipality_of(e.source, orgs) else None
+    if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and e.to and e.child and e.payload.get("month"):
+        return report_line_key(e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
+    return None
+
+
+def _covers(period: list[str], month: str) -> bool:
+    return period[1] <= month and (not period[2] or month < period[2])
+
+
+def _arrival(out: Counts, where: str, month: str, day: str, n: int) -> None:
+    """A listing's report for ``month`` that came on ``day`` (``n`` -1: taken back): its day, and its settling."""
+    came = date.fromisoformat(day)
+    after = _next_month(month)
+    days = 0 if _month_of_day(came) <= month else came.day if _month_of_day(came) == after else 99
+    _add(out, where, month, f"reports.arrived:day={days}", n=n)
+    _add(out, where, max(after, _month_of_day(came)), "reports.settled.change", n=n)
+
+
+def _periods_change(out: Counts, line: ReportLine, where: str, periods: list[list[str]]) -> None:
+    """The counts of a line whose listings' periods become ``periods``: what the old periods counted is taken
+    back, what the new ones count is added (only the differences are written)."""
+    for sign, each, at in ((-1, line.periods, line.municipality or where), (1, periods, where)):
+        for period in each:
+            first = period[1]
+            _add(out, at, first, "reports.expected.change", n=sign)
+            if period[2]:
+                _add(out, at, max(first, period[2]), "reports.expected.change", n=-sign)
+            for month, day in line.received.items():
+                if _covers(period, month):
+                    _arrival(out, at, month, day, sign)
+    line.listed(municipality=where, periods=periods)
+
+
+def _reports(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
+    """Monthly reports expected, on time or late, and missing (see the module)."""
+    key = _report_line(e, batch.orgs)
+    if key is None:
+        return
+    line: ReportLine = batch.get(ReportLine, key)
+    if e.kind == "attendance.monthly":
+        month = str(e.payload["month"])
+        where = municipality_of(e.to, batch.orgs) or ""
+        if month in line.received:
+            return
+        line.report(month=month, day=day_of(e.at).isoformat())
+        if not line.municipality:
+            line.listed(municipality=where, periods=line.periods)
+        for period in line.periods:
+            if _covers(period, month):
+                _arrival(out, line.municipality, month, line.received[month], 1)
+        return
+    where = municipality_of(e.source, batch.orgs) or ""
+    student = str(stream_id(f"student:{e.payload.get('student_no', '')}"))
+    periods = [list(p) for p in line.periods]
+    if e.kind == "target_list.assigned":  # a new listing replaces the student's open one (as the roster does)
+        periods = [p for p in periods if not (p[0] == student and not p[2])]
+        periods.append([student, str(e.payload.get("from_month") or month_of(e.at)), ""])
+    else:
+        periods = [[p[0], p[1], month_of(e.at)] if p[0] == student and not p[2] else p for p in periods]
+    if periods != line.periods:
+        _periods_change(out, line, where, periods)
+
+
+AHEAD = "@"  # measure@YYYY-MM: a count for that month, kept with the month of the event (see the module)
+
+
 def tally(e: Recorded, batch: UnitOfWork) -> Counts:
-    """The counts ``e`` adds, per (municipality, month), keeping the case and inquiry tallies in step."""
+    """The counts ``e`` adds, per (municipality, month), keeping the tallies in step; a count for a month the
+    event does not name is kept with the event's month, its key naming its own (``AHEAD``)."""
+    _, months = _places(e, batch.orgs)
+    own = month_of(e.at)
+    out: Counts = {}
+    for (municipality, month), counts in _counts(e, batch).items():
+        place = month if month in months else own
+        cell = out.setdefault((municipality, place), {})
+        for key, n in counts.items():
+            key = key if place == month else f"{key}{AHEAD}{month}"
+            cell[key] = cell.get(key, 0) + n
+    return out
+
+
+def _counts(e: Recorded, batch: UnitOfWork) -> Counts:
+    """The counts ``e`` adds, per (municipality, the month they are for), keeping the tallies in step."""
     orgs = batch.orgs
     out: Counts = {}
     month = month_of(e.at)
@@ -302,6 +627,7 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
         batch.add(found)
         _add(out, found.municipality, month, *_case_keys("cases.registered", found))
         _add(out, found.municipality, month, *_case_keys("cases.open.change", found))
+        _wait_starts(out, found, e.at, None)
     elif kind in COUNTED_KINDS and kind.startswith("case.") and payload.get("case"):
         existing = batch.get(CaseTally, str(payload["case"]), create=False)
         if existing is None:
@@ -318,15 +644,18 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
             return out
         if e.source != case_tally.registrar:
             return out
-        if kind == "case.reviewed" and case_tally.state == "open" and case_tally.reviewed_month != month:
-            case_tally.reviewed(month=month)
-            _add(out, case_tally.municipality, month, "reviews.cases")
+        if kind == "case.reviewed" and case_tally.state == "open":
+            _reviewed(out, case_tally, e, month)
         elif kind == "case.closed" and case_tally.state == "open":
+            _wait_ends(out, case_tally, e.at)
+            case_tally.review_due(since=case_tally.since, due="")
             case_tally.set_state(state="closed")
             _add(out, case_tally.municipality, month, *_case_keys("cases.closed", case_tally))
             _add(out, case_tally.municipality, month, *_case_keys("cases.open.change", case_tally), n=-1)
         elif kind == "case.transferred" and case_tally.state == "open":
             to = str(payload.get("to", ""))
+            _wait_ends(out, case_tally, e.at)
+            case_tally.review_due(since=case_tally.since, due="")
             case_tally.set_state(state="transferred")
             case_tally.transferred(transfer={"to": to, "at": e.at.isoformat(), "month": month})
             _add(out, case_tally.municipality, month, *_case_keys("cases.transferred_out", case_tally))
@@ -334,9 +663,7 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
             _add(out, case_tally.municipality, month, "transfers.sent", "transfers.not_acknowledged.change")
             _add(out, municipality_of(to, orgs), month, *_case_keys("cases.transferred_in", case_tally))
     elif kind in ("plan.created", "plan.revised"):
-        _add(
-            out, municipality_of(e.source, orgs), month, "plans.created" if kind == "plan.created" else "plans.revised"
-        )
+        _plan(out, e, batch)
     elif kind in ("consent.granted", "consent.refused", "consent.withdrawn"):
         _add(out, municipality_of(e.source, orgs), month, "consents." + kind.split(".")[1])
     elif kind in ("target_list.assigned", "target_list.removed"):
@@ -347,8 +674,10 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
             "reports.listed.change",
             n=1 if kind == "target_list.assigned" else -1,
         )
+        _reports(out, e, batch)
     elif kind == "attendance.monthly" and e.basis == "cwa-25-3":
         _add(out, municipality_of(e.to, orgs), str(payload.get("month", month)), "reports.received")
+        _reports(out, e, batch)
     elif kind == "absence.alert":
         _add(out, municipality_of(e.to, orgs), month, "alerts", f"alerts:reason={payload.get('reason', '')}")
     elif kind == "concern.reported" and e.basis == "cwa-21-10-5":

@@ -51,7 +51,16 @@ MAX_BATCH = 5000
 class Ingest:
     """The publish path of a store: ``publish`` a batch under the settings in force."""
 
-    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        store: HubStore,
+        settings: SettingsSource,
+        clock: Callable[[], datetime],
+        upgrades: Sequence[Callable[[HubStore, int], None]] = (),
+    ):
+        """``upgrades``: what layers above the publish path keep in step with it (the planners' counts) and make
+        from the log for a store of an older format: each is given the store and its format before this
+        upgrade, and runs before the store is marked ``STORE_FORMAT`` (``services.hub`` hands them in)."""
         self.store = store
         self.settings_source = settings
         self.clock = clock
@@ -61,15 +70,19 @@ class Ingest:
             # Format 4 adds the children per publishing organisation (what we shared, and who read it).
             orgs = store.registry().orgs
             rebuilt: list[Any] = []
-            if store.format < 3:
+            was = store.format
+            if was < 3:
                 rebuilt += facts_from_log(store.recorder, store.mapper, orgs, self.settings)
                 rebuilt += plan_entries_from_log(store.recorder, store.mapper)
-            rebuilt += published_children_from_log(store.recorder, store.mapper)
+            if was < 4:
+                rebuilt += published_children_from_log(store.recorder, store.mapper)
             for aggregate in rebuilt:
                 try:
                     store.save(aggregate)
                 except IntegrityError:
                     pass  # another process opening the store made it first
+            for upgrade in upgrades:
+                upgrade(store, was)
             store.mark_format(STORE_FORMAT)
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -25,7 +26,7 @@ from services.aggregates.figures import month_range
 from services.aggregates.service import Aggregates, AggregatesRefused, Table
 from services.aggregates.suppression import SHOWN
 from services.hub import Hub
-from services.projections.municipal_counts import LEVELS, MEASURES
+from services.projections.municipal_counts import MEASURES, MONTH_END
 from services.web import words
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
@@ -37,9 +38,11 @@ SURVEY = (  # the spring survey's columns (都道府県の市町村調査), in i
     "cases.closed",
     "cases.open",
     "reviews.cases",
+    "reviews.overdue",
     "plans.created",
     "consents.granted",
     "reports.received",
+    "reports.missing",
     "alerts",
     "concerns",
     "notifications",
@@ -48,6 +51,7 @@ SURVEY = (  # the spring survey's columns (都道府県の市町村調査), in i
     "services.referrals",
     "inquiries.sent",
 )
+HIDDEN_HEIGHT = 16  # a hidden cell's box: the same for every hidden cell, so that it tells no count
 SERIES = 8  # the chart's colours (series-0 … series-7 in tsunagu.css); a ninth municipality takes the first again
 TOTAL = "計"
 
@@ -73,12 +77,15 @@ class Bar:
     width: float
     height: float
     series: int
-    label: str  # what the bar's title says
+    label: str  # what the bar's title says (its text alternative)
+    kind: str = "value"  # value | zero (a mark on the base line) | hidden (秘匿: a hatched box, its height no count)
 
 
 @dataclass(frozen=True)
 class Chart:
-    """The month-series chart: per month, one bar per municipality side by side (a hidden cell has no bar)."""
+    """The month-series chart: per month, one bar per municipality side by side. A hidden cell (``<5`` or 秘匿)
+    is drawn as a hatched box of one fixed height (``HIDDEN_HEIGHT``), never as a bar of a count, and its title
+    says 秘匿; a zero is a mark on the base line."""
 
     width: int
     height: int
@@ -92,7 +99,7 @@ def chart(table: Table) -> Chart:
     """The SVG geometry of ``table``'s cells (not its margins)."""
     rows = table.entries[:-1]
     months = table.months
-    top = max([e.value or 0 for row in rows for e in row[:-1]] + [1])
+    top = math.ceil(max([e.value or 0 for row in rows for e in row[:-1]] + [1]))  # a median may be a half
     step = max(1, -(-top // 4))
     scale_top = step * 4
     left, plot_h, base = 48, 200, 220.0
@@ -104,8 +111,12 @@ def chart(table: Table) -> Chart:
             entry = row[j]
             x = left + j * group + 6 + i * 12
             label = f"{table.row_name(name)} {month_ja(month)}: {entry.label}"
-            if entry.status != SHOWN or not entry.value:
-                bars.append(Bar(x, base - 2, 10, 2, i % SERIES, label))
+            if entry.status != SHOWN:
+                label = f"{table.row_name(name)} {month_ja(month)}: 秘匿（{entry.label}、件数は示しません）"
+                bars.append(Bar(x, base - HIDDEN_HEIGHT, 10, HIDDEN_HEIGHT, i % SERIES, label, "hidden"))
+                continue
+            if not entry.value:
+                bars.append(Bar(x, base - 2, 10, 2, i % SERIES, label, "zero"))
                 continue
             height = plot_h * entry.value / scale_top
             bars.append(Bar(x, base - height, 10, height, i % SERIES, label))
@@ -117,16 +128,6 @@ def chart(table: Table) -> Chart:
         ticks=[(base - plot_h * k / 4, step * k) for k in range(5)],
         base=base,
     )
-
-
-def table_rows(table: Table) -> list[list[str]]:
-    """The table as text with a header row, the municipalities' names and the totals row (計)."""
-    header = ["市町村" if table.by == "municipality" else "圏域", *table.months, TOTAL]
-    body = [
-        [table.row_name(m), *(e.label for e in row)]
-        for m, row in zip(table.municipalities, table.entries, strict=False)
-    ]
-    return [header, *body, [TOTAL, *(e.label for e in table.entries[-1])]]
 
 
 def csv_response(rows: list[list[str]], filename: str) -> Response:
@@ -184,7 +185,7 @@ def aggregates_page(
     except AggregatesRefused as refused:
         return _refused(request, person, refused)
     if download == "csv":
-        return csv_response(table_rows(table), f"aggregates-{measure}-{first}-{last}.csv")
+        return csv_response(table.as_rows(), f"aggregates-{measure}-{first}-{last}.csv")
     query: dict[str, Any] = {"measure": measure, "from": first, "to": last, "by": by}
     return page(
         request,
@@ -192,12 +193,11 @@ def aggregates_page(
         person,
         title="集計",
         table=table,
-        rows=table_rows(table),
+        rows=table.as_rows(),
         chart=chart(table),
         measures=[(m, measure_ja(m)) for m in MEASURES],
         query=query,
         measure_name=measure_ja(measure),
-        level=measure in LEVELS,
         month_ja=month_ja,
         series=SERIES,
     )
@@ -211,7 +211,11 @@ def survey_page(
 ) -> Response:
     """The spring survey of a 年度 (April to March): one row per municipality, one column per figure of the year
     (a level, such as open cases, at the year's end); ``?download=csv`` for Excel. One recorded request per
-    figure, each suppressed as its own table."""
+    figure, each suppressed as its own table. A flow is the 年度's whole table (its totals shown wherever the
+    fixed frame shows them); a state at month end is read at the 年度's end, or, for a 年度 in progress, at this
+    month's end: the months to come hold only what is written ahead for them (reviews that will be overdue if
+    nothing happens), which is no figure yet. The measures counted ahead into later months as flows (plans'
+    91 days, reports expected) are left to the month table, where their months are named."""
     person = signed_in(request)
     if person is None:
         return to_signin()
@@ -219,15 +223,18 @@ def survey_page(
     today = hub.clock().astimezone(JST).date()
     year = year or fiscal_year(today)
     first, last = f"{year:04d}-04", f"{year + 1:04d}-03"
+    in_progress = today <= date(year + 1, 3, 31)
+    at = max(first, min(last, f"{today.year:04d}-{today.month:02d}")) if in_progress else last
     columns: list[Table] = []
     try:
         for measure in SURVEY:
-            level = measure in LEVELS  # a level is read at the year's end; a flow summed over the year
-            columns.append(_read(request, person, measure, last if level else first, last, "municipality"))
+            level = measure in MONTH_END  # a state at month end is read at one month's end; a flow the whole year
+            columns.append(_read(request, person, measure, *((at, at) if level else (first, last)), "municipality"))
     except AggregatesRefused as refused:
         return _refused(request, person, refused)
     municipalities = columns[0].municipalities
-    header = ["市町村", *(measure_ja(m) + ("（年度末）" if m in LEVELS else "") for m in SURVEY)]
+    at_end = "（今月末）" if in_progress else "（年度末）"
+    header = ["市町村", *(measure_ja(m) + (at_end if m in MONTH_END else "") for m in SURVEY)]
     body = [[columns[0].row_name(m), *(t.entries[i][-1].label for t in columns)] for i, m in enumerate(municipalities)]
     rows = [header, *body, [TOTAL, *(t.entries[-1][-1].label for t in columns)]]
     if download == "csv":
@@ -240,6 +247,6 @@ def survey_page(
         rows=rows,
         year=year,
         years=list(range(fiscal_year(today), fiscal_year(today) - 4, -1)),
-        in_progress=today <= date(year + 1, 3, 31),
+        in_progress=in_progress,
         records=[t.record for t in columns],
     )

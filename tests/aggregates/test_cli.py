@@ -40,10 +40,12 @@ def test_csv_json_and_a_refusal(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout_bytes.startswith("\ufeff".encode())
     text = result.stdout_bytes.decode("utf-8-sig")
-    assert text.splitlines()[0] == "市町村,2026-05,2026-06,計"
-    assert "100001,<5,<5" in text and "c1" not in text and "K1" not in text
+    # a level's row total is the period's last month-end (期末), never the sum of its month-ends
+    assert text.splitlines()[0] == "市町村,2026-05,2026-06,期末"
+    assert "100001,<5,<5,<5\r\n" in text and "c1" not in text and "K1" not in text
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["cells"][0][:2] == [None, None]
+    assert json.loads(result.stdout)["cells"][0] == [None, None, None]
+    assert json.loads(result.stdout)["total"] == "last"
     result = runner.invoke(app, [*args[:-4], "--org", "s1", "--database", database])
     assert result.exit_code == 1

@@ -4,7 +4,7 @@ here on its own."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.clock import JST
-from services.aggregates.figures import correct, kept, rebuild, resolve_levels
+from services.aggregates.figures import correct, kept, month_range, rebuild, resolve_levels
 from services.hub import Hub
 from services.projections.municipal_counts import CASE_GROUPS, MunicipalMonth
 from tests.consent.test_policy_properties import PROPERTY_SETTINGS
@@ -52,7 +52,12 @@ def event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
                 "concern.reported",
                 "absence.alert",
                 "plan.created",
+                "plan.revised",
                 "emergency.declared",
+                "target_list.assigned",
+                "target_list.removed",
+                "attendance.monthly",
+                "attendance.monthly",
             ]
         )
     )
@@ -66,6 +71,9 @@ def event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
         }
     elif kind == "case.reviewed":
         raw["payload"] = {"case": case, "decision": "継続"}
+        next_review = draw(st.none() | st.integers(0, 200), label="next review")
+        if next_review is not None:
+            raw["payload"]["next_review"] = (T0 + timedelta(days=next_review)).date().isoformat()
     elif kind == "case.closed":
         raw["payload"] = {"case": case, "reason": "改善", "meeting": "M"}
     elif kind == "case.transferred":
@@ -77,61 +85,185 @@ def event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
         raw |= {"source": "s1", "basis": "cwa-25-3", "to": home}
         raw["payload"] = {"reason": draw(st.sampled_from(["consecutive_absence", "no_contact", "injury"]))}
     elif kind == "plan.created":
-        raw["payload"] = {"plan": f"P{n}", "version": 1, "wishes": "w", "issues": "i", "supports": "s"}
+        raw["payload"] = {"plan": f"P{child}", "version": 1, "wishes": "w", "issues": "i", "supports": "s"}
+    elif kind == "plan.revised":
+        version = draw(st.integers(2, 4))
+        raw["payload"] = {"plan": f"P{child}", "version": version, "wishes": "w", "issues": "i", "supports": "s"}
+    elif kind.startswith("target_list."):
+        raw |= {"to": "s1", "basis": "cwa-25-3"}
+        raw["payload"] = {"school": "s1", "student_no": f"{child}-{draw(st.integers(1, 2))}"}
+        from_month = draw(st.sampled_from([None, "2026-04", "2026-05", "2026-07"]), label="from month")
+        if from_month:
+            raw["payload"]["from_month"] = from_month
+    elif kind == "attendance.monthly":
+        raw |= {"source": "s1", "to": home, "basis": "cwa-25-3"}
+        month = draw(st.sampled_from(["2026-04", "2026-05", "2026-06", "2026-07", "2026-08"]), label="month")
+        raw["payload"] = {"month": month, "school_days": 20, "attended": 20, "absent": 0, "absent_without_contact": 0}
     else:
         raw["payload"] = {"reason": "緊急"}
     return raw
 
 
-def oracle(accepted: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, int]]]:
-    """The counts of a few measures, straight from the accepted events (levels at month end)."""
+def jst(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(JST)
+
+
+def month_end(month: str) -> date:
+    year, m = int(month[:4]), int(month[5:])
+    return date(year + (m == 12), m % 12 + 1, 1) - timedelta(days=1)
+
+
+class Oracle:
+    """The counts of a few measures, straight from the accepted events: flows per month, and the levels at the
+    end of any month asked for, found by looking at every case at that instant."""
+
+    def __init__(self, accepted: list[dict[str, Any]]):
+        self.flows = flows(accepted, self)
+
+    waits: list[tuple[str, date, datetime | None]]  # (municipality, first day overdue, end of the wait or None)
+    opened: list[tuple[str, datetime, datetime | None]]  # (municipality, registered, closed or transferred)
+
+    lines: dict[tuple[str, str], dict[str, Any]]  # (child, centre) -> {listings: [...], received: {month: day}}
+
+    def levels(self, where: str, month: str) -> dict[str, int]:
+        end = month_end(month)
+        overdue = sum(
+            1 for w, start, stop in self.waits if w == where and start <= end and (stop is None or stop.date() > end)
+        )
+        out = {"reviews.overdue": overdue, "reports.expected": 0, "reports.on_time": 0, "reports.late": 0}
+        out["reports.missing"] = 0
+        for (_, centre), line in self.lines.items():
+            if CENTRES[centre] != where:
+                continue
+            for listing in line["listings"]:
+                covers = [m for m in month_range("2026-01", month) if listing["from"] <= m < (listing["end"] or "9")]
+                if month in covers:
+                    out["reports.expected"] += 1
+                    came = line["received"].get(month)
+                    if came is not None:
+                        after = month_range(month, "2027-12")[1]
+                        on_time = came.strftime("%Y-%m") <= month or (
+                            came.strftime("%Y-%m") == after and came.day <= 10
+                        )
+                        out["reports.on_time" if on_time else "reports.late"] += 1
+                # missing at the end of ``month``: a covered month before it, its report not come by then
+                out["reports.missing"] += sum(
+                    1 for m in covers if m < month and (m not in line["received"] or line["received"][m] > end)
+                )
+        return out
+
+    def months(self, where: str) -> dict[str, dict[str, int]]:
+        return {m: c for (w, m), c in self.flows.items() if w == where}
+
+
+def flows(accepted: list[dict[str, Any]], found: Oracle) -> dict[tuple[str, str], dict[str, int]]:
+    """The flows (and ``open``'s changes) per (municipality, month); the waits for reviews into ``found``."""
     flows: dict[tuple[str, str], dict[str, int]] = {}
     cases: dict[str, dict[str, Any]] = {}
+    plans: dict[str, dict[str, Any]] = {}
+    found.waits = []
+    found.opened = []
+    found.lines = {}
+
+    def wait(case: dict[str, Any], since: datetime, decided: str | None) -> None:
+        due = date.fromisoformat(decided) if decided else (since + timedelta(days=91)).date()
+        case["wait"] = len(found.waits)
+        found.waits.append((case["where"], due + timedelta(days=1), None))
+
+    def stop(case: dict[str, Any], at: datetime) -> None:
+        where, start, _ = found.waits[case["wait"]]
+        found.waits[case["wait"]] = (where, start, at)
 
     def add(where: str, month: str, key: str, n: int = 1) -> None:
         cell = flows.setdefault((where, month), {})
         cell[key] = cell.get(key, 0) + n
 
     for raw in accepted:
-        month = datetime.fromisoformat(raw["at"]).astimezone(JST).strftime("%Y-%m")
+        when = jst(raw["at"])
+        month = when.strftime("%Y-%m")
         kind, payload = raw["kind"], raw["payload"]
         if kind == "case.registered" and payload["case"] not in cases:
-            cases[payload["case"]] = {"where": CENTRES[raw["source"]], "by": raw["source"], "state": "open", "rev": ""}
+            cases[payload["case"]] = {
+                "where": CENTRES[raw["source"]],
+                "by": raw["source"],
+                "state": "open",
+                "rev": "",
+                "since": when,
+            }
+            wait(cases[payload["case"]], when, None)
             add(CENTRES[raw["source"]], month, "cases.registered")
             add(CENTRES[raw["source"]], month, "open", 1)
         elif kind.startswith("case.") and kind != "case.registered":
             case = cases.get(payload["case"])
             if case is None or case["by"] != raw["source"] or case["state"] != "open":
                 continue
-            if kind == "case.reviewed" and case["rev"] != month:
-                case["rev"] = month
-                add(case["where"], month, "reviews.cases")
+            if kind == "case.reviewed":
+                if case["rev"] != month:
+                    case["rev"] = month
+                    add(case["where"], month, "reviews.cases")
+                days = (when.date() - case["since"].date()).days
+                if days >= 0:
+                    add(case["where"], month, "reviews.intervals")
+                    add(case["where"], month, f"reviews.interval:days={days}")
+                case["since"] = when
+                stop(case, when)
+                wait(case, when, payload.get("next_review"))
             elif kind == "case.closed":
+                stop(case, when)
                 case["state"] = "closed"
                 add(case["where"], month, "cases.closed")
                 add(case["where"], month, "open", -1)
             elif kind == "case.transferred":
+                stop(case, when)
                 case["state"] = "transferred"
                 add(case["where"], month, "transfers.sent")
                 add(case["where"], month, "open", -1)
                 add(CENTRES[payload["to"]], month, "cases.transferred_in")
+        elif kind.startswith("target_list."):
+            line = found.lines.setdefault((raw["child"], raw["source"]), {"listings": [], "received": {}})
+            number = payload["student_no"]
+            open_one = [x for x in line["listings"] if x["number"] == number and x["end"] is None]
+            if kind == "target_list.assigned":  # a new listing replaces the open one of the number
+                line["listings"] = [x for x in line["listings"] if x not in open_one]
+                line["listings"].append({"number": number, "from": payload.get("from_month") or month, "end": None})
+            else:
+                for x in open_one:
+                    x["end"] = month
+        elif kind == "attendance.monthly":
+            line = found.lines.setdefault((raw["child"], raw["to"]), {"listings": [], "received": {}})
+            line["received"].setdefault(payload["month"], when.date())
         elif kind == "concern.reported":
             add(CENTRES[raw["to"]], month, "concerns")
         elif kind == "absence.alert":
             add(CENTRES[raw["to"]], month, f"alerts:reason={payload['reason']}")
         elif kind == "plan.created":
             add(CENTRES[raw["source"]], month, "plans.created")
+            if payload["plan"] not in plans:
+                plans[payload["plan"]] = {"at": when, "by": raw["source"], "reviewed": False}
+                add(CENTRES[raw["source"]], (when + timedelta(days=91)).strftime("%Y-%m"), "plans.review_due")
+        elif kind == "plan.revised":
+            plan = plans[payload["plan"]]
+            if not plan["reviewed"] and plan["at"] <= when <= plan["at"] + timedelta(days=91):
+                plan["reviewed"] = True
+                deadline = (plan["at"] + timedelta(days=91)).strftime("%Y-%m")
+                add(CENTRES[plan["by"]], deadline, "plans.reviewed_in_91_days")
         elif kind == "emergency.declared":
             add(CENTRES[raw["source"]], month, "emergencies.declared")
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    for where in CENTRES.values():
-        months = sorted(m for w, m in flows if w == where)
-        open_cases = 0
-        for month in months:
-            cell = dict(flows[(where, month)])
-            open_cases += cell.pop("open", 0)
-            cell["cases.open"] = open_cases
-            out.setdefault(where, {})[month] = {k: v for k, v in cell.items() if v}
+    return flows
+
+
+def expected(found: Oracle, where: str, months: list[str]) -> dict[str, dict[str, int]]:
+    """The oracle's figures of ``where`` for ``months`` (in order, from its first): flows, open cases and the
+    levels at each month's end; nothing for a month with nothing."""
+    out: dict[str, dict[str, int]] = {}
+    open_cases = 0
+    flows = found.months(where)
+    for month in months:
+        cell = dict(flows.get(month, {}))
+        open_cases += cell.pop("open", 0)
+        cell["cases.open"] = open_cases
+        cell |= found.levels(where, month)
+        out[month] = {k: v for k, v in cell.items() if v}
     return out
 
 
@@ -144,13 +276,25 @@ ORACLE_KEYS = {
     "transfers.sent",
     "concerns",
     "plans.created",
+    "plans.review_due",
+    "plans.reviewed_in_91_days",
     "emergencies.declared",
+    "reviews.overdue",
+    "reviews.intervals",
+    "reports.expected",
+    "reports.on_time",
+    "reports.late",
+    "reports.missing",
 }
 
 
 def comparable(figures: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     return {
-        month: {k: v for k, v in counts.items() if (k in ORACLE_KEYS or k.startswith("alerts:reason=")) and v}
+        month: {
+            k: v
+            for k, v in counts.items()
+            if (k in ORACLE_KEYS or k.startswith(("alerts:reason=", "reviews.interval:"))) and v
+        }
         for month, counts in figures.items()
     }
 
@@ -186,15 +330,15 @@ def test_the_kept_counts_equal_the_rebuilt_ones_and_a_count_straight_from_the_ev
             results = hub.publish(batch)
             accepted += [raw for raw, result in zip(batch, results, strict=True) if result.outcome == "accepted"]
         rebuilt = rebuild(hub.store)
-        expected = oracle(accepted)
+        found = Oracle(accepted)
         for where in CENTRES.values():
             figures = kept(hub.store, where)
             assert figures == resolve_levels(rebuilt.get(where, {}))
-            want = expected.get(where, {})
-            have = comparable(figures)
-            # the oracle lists only months with events; the kept figures also carry the level through quiet months
-            assert {m: c for m, c in have.items() if m in want} == want
-            assert all(set(c) <= {"cases.open"} for m, c in have.items() if m not in want)
+            # every month from the first with a count to the last (a month ahead too: a plan's 91 days, a review's
+            # due day), the levels carried through quiet months
+            months = sorted({*figures, *found.months(where)})
+            months = month_range(months[0], months[-1]) if months else []
+            assert {m: comparable(figures).get(m, {}) for m in months} == expected(found, where, months)
         assert correct(hub.store) == 0  # nothing to correct: kept == rebuilt
     finally:
         hub.close()

@@ -120,7 +120,9 @@ def test_every_period_is_cut_from_one_fixed_table_so_no_two_queries_can_be_subtr
                     cells, total = entries[:-1], entries[-1]
                     for month, entry in zip(table.months, cells, strict=True):
                         assert seen.setdefault((measure, row, month), entry.label) == entry.label, (row, month)
-                    if total.value is not None:  # a part of the year: shown only as the sum of shown entries
+                    if table.total == "last":  # a level: its last month-end, hidden as that cell is
+                        assert total == cells[-1], (row, first, last)
+                    elif total.value is not None:  # a part of the year: shown only as the sum of shown entries
                         assert all(e.value is not None for e in cells), (row, first, last)
                         assert total.value == sum(e.value or 0 for e in cells)
     assert seen[("cases.registered", "100001", "2026-05")] == "<5"  # cA registered 2 cases in May

@@ -81,7 +81,7 @@ def test_the_command_loads_and_aggregates_sum_per_region(tmp_path):
     result = runner.invoke(app, [*args, "--csv", "--database", database])
     assert result.exit_code == 0, result.output
     lines = result.stdout_bytes.decode("utf-8-sig").splitlines()
-    assert lines == ["圏域,2026-05,計", "東部圏域,0,0", "西部圏域,0,0", "計,0,0"]
+    assert lines == ["圏域,2026-05,期末", "東部圏域,0,0", "西部圏域,0,0", "計,0,0"]
 
 
 def test_the_demo_regions_file_names_every_demo_centre_municipality():

@@ -149,3 +149,20 @@ def test_a_region_sum_never_gives_back_a_municipality_hidden_in_the_same_query(c
     assert east["cells"][0] is None and east["cells"][-1] is None and east["labels"][0] == "秘匿"
     shown = {r["key"]: r for r in get(client, issuer, "pf").json()["rows"]}
     assert shown["100002"]["labels"][0] == "7" and shown["100001"]["cells"][0] is None
+
+
+def test_a_levels_row_total_is_its_last_month_end_and_a_flows_the_sum(client, issuer, world):
+    """Open cases at month end are not added up over the months: the row total is the period's last month-end."""
+    body = get(client, issuer, "pf", measure="cases.open", **{"from": "2026-05", "to": "2026-07"}).json()
+    assert body["total"] == "last"
+    rows = {r["key"]: r for r in body["rows"]}
+    assert rows["100002"]["labels"] == ["7", "7", "7", "7"]  # not 21
+    assert rows["計"]["cells"][-1] == rows["計"]["cells"][-2]
+    assert get(client, issuer, "pf").json()["total"] == "sum"
+
+
+def test_the_median_days_between_reviews_over_the_api(client, issuer, world):
+    """No review yet: every median is '－' (none), nothing hidden, never summed."""
+    body = get(client, issuer, "pf", measure="reviews.median_days").json()
+    assert body["total"] == "median"
+    assert all(r["labels"] == ["－", "－", "－"] and r["cells"] == [None, None, None] for r in body["rows"])

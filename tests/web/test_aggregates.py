@@ -42,6 +42,9 @@ def test_a_prefecture_planner_reads_and_downloads_the_survey_without_small_cells
     assert "<5" in main and not NO_CHILD.search(main)
     nakatsu = next(r for r in rows if r[0] == "中津市")
     assert nakatsu[1] == "40"  # 要対協ケースの新規登録 of the year, shown whole
+    # the 年度 is in progress: a state at month end is this month's, not March's (what is written ahead for it)
+    header = [t.strip() for t in page.locator("#survey-table thead th").all_inner_texts()]
+    assert "月末に検討期限を過ぎたケース（今月末）" in header and not any("年度末" in h for h in header), header
     assert_accessible(page, "survey")
     shoot(page, "aggregates-02-survey")
 
@@ -64,6 +67,17 @@ def test_a_prefecture_planner_reads_and_downloads_the_survey_without_small_cells
     rows = body_cells(page, "#aggregates-table")
     assert len(rows[0]) == 1 + 8 + 1 and not any(0 < n < 5 for row in rows for n in numbers(row[1:])), rows
     assert page.locator("figure.chart svg rect.chart-bar").count() == 8 * 8
+    # a level's row total is its last month-end (期末), never the sum of the month-ends
+    assert page.locator("#aggregates-table thead th").last.inner_text().strip() == "期末"
+    assert all(r[-1] == r[-2] for r in rows), rows
+    # a hidden cell is a hatched box whose text alternative says 秘匿, never drawn like a zero
+    hidden = page.locator("figure.chart svg rect.chart-hidden")
+    assert hidden.count() > 0
+    assert all("秘匿" in t for t in hidden.locator("title").all_text_contents())
+    assert page.locator("figure.chart svg rect.chart-zero title").all_text_contents() == [
+        t for t in page.locator("figure.chart svg rect.chart-bar title").all_text_contents() if t.endswith(": 0")
+    ]
+    assert page.locator("figure.chart svg pattern#chart-hatch").count() == 1
     assert page.locator("[style]").count() == 0  # nothing the CSP would block
     assert not NO_CHILD.search(page.locator("main").inner_text())
     assert_accessible(page, "aggregates")
