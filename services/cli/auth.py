@@ -181,14 +181,26 @@ def keys_rotate(key_file: KeyFile = None) -> None:
 @keys_app.command("retire", context_settings={"ignore_unknown_options": True})
 def keys_retire(
     kid: Annotated[str, typer.Argument(help="The key's kid, from 'tsunagu keys list'.")],
-    force: Annotated[bool, typer.Option("--force", help="Even if tokens it signed may not have expired yet.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Even if tokens it signed may not have expired yet, or it signed the newest anchor."
+        ),
+    ] = False,
     key_file: KeyFile = None,
+    database: Database = None,
 ) -> None:
     """Remove a key that no longer signs: the tokens it signed, and the access-log anchors it signed ('tsunagu
-    audit anchor': make a new one first), are refused from then on."""
+    audit anchor': make a new one first), are refused from then on. Refused for the key that signed the newest
+    anchor the hub made."""
+    from services.audit.anchors import retire_signing_key
+
     keys = signing_keys(key_file)
+    hub = _open_hub(database)
     try:
-        keys.retire(kid, force=force)
+        retire_signing_key(hub.store, keys, kid, force=force)
     except KeyFileError as error:
         fail(str(error))
+    finally:
+        hub.close()
     err.print(f"key {kid} retired from {keys.path} / 署名鍵を廃止しました")

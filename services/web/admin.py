@@ -29,6 +29,7 @@ from events.limits import MAX_BODY_BYTES, MiB
 from events.problems import Rejected
 from services.administration.organisations import OrgDiff, diff_orgs, load_orgs, read_orgs_file
 from services.administration.settings import SETTING_NAMES, setting_from_text, settings_report
+from services.audit import anchors
 from services.auth.clients import add_client, disable_client, list_clients, rotate_secret
 from services.auth.tokens import (
     ACCESS_TOKEN_LIFETIME,
@@ -475,7 +476,8 @@ def rotate_signing_key(request: Request) -> Response:
 @router.post("/ui/admin/keys/retire", response_class=HTMLResponse)
 def retire_signing_key(request: Request, kid: str = Form(default="", max_length=200)) -> Response:
     """Retire a key that no longer signs (``SigningKeys.retire``, as ``tsunagu keys retire``): refused for the
-    key that signs, and for one whose tokens may still be in use; its refusal stands next to its row."""
+    key that signs, for one whose tokens may still be in use, and for the one that signed the newest anchor
+    (``services.audit.anchors.retire_signing_key``); its refusal stands next to its row."""
     person, refusal = _admin(request)
     if person is None:
         return refusal  # type: ignore[return-value]
@@ -485,7 +487,7 @@ def retire_signing_key(request: Request, kid: str = Form(default="", max_length=
             request, person, status_code=409, errors={"rotate": "この構成では署名鍵を画面から変更できません"}
         )
     try:
-        keys.retire(kid)
+        anchors.retire_signing_key(request.app.state.hub.store, keys, kid)
     except KeyFileError as error:
         return _keys_page(request, person, status_code=422, errors={f"retire-{kid}": error.message_ja})
     log.info("signing key %s retired by %s", kid, person.user)

@@ -462,7 +462,10 @@ def test_a_key_whose_kid_starts_with_a_dash_can_be_retired_from_the_command_line
     dashed = keys.keys()[-1].kid
     keys.rotate()  # so that the dashed key no longer signs
     runner = CliRunner()
-    retired = runner.invoke(cli, ["keys", "retire", dashed, "--force", "--key-file", str(key_file)])
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    retired = runner.invoke(
+        cli, ["keys", "retire", dashed, "--force", "--key-file", str(key_file), "--database", database]
+    )
     assert retired.exit_code == 0, retired.output
     assert dashed not in {info.kid for info in SigningKeys(key_file).keys()}
 
