@@ -132,17 +132,19 @@ class OrgRegistry(_CopiedOnWrite, Aggregate):
     def __init__(self) -> None:
         self.orgs: dict[str, Org] = {}
         self.history: list[dict[str, Any]] = []
+        self.changed_by: list[str | None] = []  # who made each change of ``history`` (None: before it was kept)
 
     @event("OrgRegistered")
-    def register(self, org: dict[str, Any]) -> None:
-        self._apply(org)
+    def register(self, org: dict[str, Any], by: str | None = None) -> None:
+        self._apply(org, by)
 
     @event("OrgUpdated")
-    def update(self, org: dict[str, Any]) -> None:
-        self._apply(org)
+    def update(self, org: dict[str, Any], by: str | None = None) -> None:
+        self._apply(org, by)
 
-    def _apply(self, org: dict[str, Any]) -> None:
+    def _apply(self, org: dict[str, Any], by: str | None) -> None:
         self.history.append(org)
+        self.changed_by.append(by)
         self.orgs[org["id"]] = Org.from_dict(org)
 
     def orgs_at(self, version: int) -> dict[str, Org]:

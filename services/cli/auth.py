@@ -21,7 +21,7 @@ from rich.table import Table
 from events.problems import Rejected
 from services.auth.clients import Client, add_client, disable_client, list_clients, rotate_secret
 from services.auth.tokens import SCOPES, KeyFileError
-from services.cli.root import Database, app, err, fail, out, signing_keys
+from services.cli.root import Database, app, err, fail, login_name, out, signing_keys
 from services.cli.serve import KeyFile, _open_hub
 
 clients_app = typer.Typer(
@@ -70,7 +70,7 @@ def clients_add(
     """Register ORG's client (one enabled client per organisation); prints its id and its secret, once."""
     hub = _open_hub(database)
     try:
-        client, secret = add_client(hub, org=org, scopes=scopes.replace(",", " ").split())
+        client, secret = add_client(hub, org=org, scopes=scopes.replace(",", " ").split(), by=login_name())
     except Rejected as rejected:
         _refused(rejected)
     finally:
@@ -108,7 +108,7 @@ def clients_rotate_secret(client_id: ClientId, database: Database = None, as_jso
     """Give the client a new secret (printed once); the old one stops working at once."""
     hub = _open_hub(database)
     try:
-        client, secret = rotate_secret(hub, client_id)
+        client, secret = rotate_secret(hub, client_id, by=login_name())
     except Rejected as rejected:
         _refused(rejected)
     finally:
@@ -121,7 +121,7 @@ def clients_disable(client_id: ClientId, database: Database = None, as_json: AsJ
     """Disable the client: no new tokens, and the tokens it holds are refused from now on."""
     hub = _open_hub(database)
     try:
-        client = disable_client(hub, client_id)
+        client = disable_client(hub, client_id, by=login_name())
     except Rejected as rejected:
         _refused(rejected)
     finally:

@@ -96,6 +96,7 @@ def _orgs_page(
         title="機関の登録",
         orgs=orgs,
         history=list(reversed(registry.history)),
+        changed_by=list(reversed(registry.changed_by)),
         errors=errors,
         problems=problems or [],
         limit_mb=MAX_BODY_BYTES // MiB,
@@ -176,7 +177,7 @@ def apply_organisations_file(
     try:
         items = read_orgs_file(content.encode("utf-8"))
         expected = int(version) if version.isdigit() else -1
-        result = load_orgs(hub.store, items, expected_version=expected)
+        result = load_orgs(hub.store, items, by=person.user, expected_version=expected)
     except Rejected as rejected:
         if rejected.code != "registry_moved":
             return _orgs_page(request, person, status_code=422, problems=[p.message_ja for p in rejected.problems])
@@ -356,7 +357,7 @@ def add_client_form(
         return _clients_page(request, person, status_code=422, errors=errors, values=values)
     hub: Hub = request.app.state.hub
     try:
-        client, secret = add_client(hub, org=org, scopes=chosen)
+        client, secret = add_client(hub, org=org, scopes=chosen, by=person.user)
     except Rejected as rejected:
         for problem in rejected.problems:
             key = problem.field if problem.field in ("org", "scopes") else "org"
@@ -378,7 +379,7 @@ def rotate_client_secret(request: Request, client_id: str, once: str = Form(defa
         return _clients_page(request, person, status_code=409, notice=ALREADY_SENT)
     hub: Hub = request.app.state.hub
     try:
-        client, secret = rotate_secret(hub, client_id[:100])
+        client, secret = rotate_secret(hub, client_id[:100], by=person.user)
     except Rejected as rejected:
         return _clients_page(
             request, person, status_code=422, errors={f"row-{client_id[:100]}": rejected.problems[0].message_ja}
@@ -396,7 +397,7 @@ def disable_client_form(request: Request, client_id: str) -> Response:
         return refusal  # type: ignore[return-value]
     hub: Hub = request.app.state.hub
     try:
-        client = disable_client(hub, client_id[:100])
+        client = disable_client(hub, client_id[:100], by=person.user)
     except Rejected as rejected:
         return _clients_page(
             request, person, status_code=422, errors={f"row-{client_id[:100]}": rejected.problems[0].message_ja}

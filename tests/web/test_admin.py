@@ -112,7 +112,11 @@ def test_the_administrator_loads_an_organisations_file_after_seeing_its_diff(ser
     assert "新規登録 1 件、変更 1 件" in page.get_by_role("status").inner_text()
     orgs = page.locator("#orgs").inner_text()
     assert "別府市立あおば小学校" in orgs and "学校教育課・教育相談室" in orgs
-    assert "別府市立あおば小学校" in page.locator("ol.history").inner_text()
+    history = page.locator("ol.history li")
+    applied = history.nth(0).inner_text() + history.nth(1).inner_text()  # the file's registration and its change
+    assert "別府市立あおば小学校" in applied
+    assert applied.count("小林 誠") == 2  # who applied it: the administrator signed in (the registry keeps it)
+    assert "（system）" in history.last.inner_text()  # the demo's first registration: a program
     assert_accessible(page, "orgs loaded")
     shoot(page, "ad04-orgs-loaded")
 
