@@ -390,12 +390,27 @@ def rotate_client_secret(request: Request, client_id: str, once: str = Form(defa
 
 
 @router.post("/ui/admin/clients/{client_id}/disable", response_class=HTMLResponse)
-def disable_client_form(request: Request, client_id: str) -> Response:
-    """Disable the client (``services.auth.clients.disable_client``): no new tokens, its tokens refused now."""
+def disable_client_form(request: Request, client_id: str, confirm: str = Form(default="", max_length=10)) -> Response:
+    """Disable the client (``services.auth.clients.disable_client``): no new tokens, its tokens refused now. The
+    list's button asks first (a page saying what it stops, with the button that does it, ``confirm=yes``)."""
     person, refusal = _admin(request)
     if person is None:
         return refusal  # type: ignore[return-value]
     hub: Hub = request.app.state.hub
+    if confirm != "yes":
+        found = {c.client_id: c for c in list_clients(hub.store) if c.enabled}.get(client_id[:100])
+        if found is None:
+            return _clients_page(
+                request, person, status_code=422, errors={f"row-{client_id[:100]}": "有効なクライアントではありません"}
+            )
+        return page(
+            request,
+            "web/admin_client_disable.html",
+            person,
+            title="クライアントの無効化の確認",
+            client=found.to_dict(),
+            SCOPE_JA=SCOPE_JA,
+        )
     try:
         client = disable_client(hub, client_id[:100], by=person.user)
     except Rejected as rejected:
