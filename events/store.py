@@ -55,8 +55,9 @@ NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 # date when opened): 1, the register of envelope ids (events.envelope_ids); 2, the children's admission facts
 # (services.projections.admission_facts, rebuilt by services.publishing.ingest).
 ENVELOPE_IDS_FORMAT = 1
-STORE_FORMAT = 4  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index;
-# 4: the children per publishing organisation (services.projections.published)
+STORE_FORMAT = 5  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index;
+# 4: the children per publishing organisation (services.projections.published); 5: the providers' reports among
+# the children's facts (admission_facts.report_facts_from_log)
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 
