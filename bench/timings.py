@@ -134,7 +134,7 @@ def refused_token_requests(directory: Path, repeat: int) -> tuple[float, float]:
     """Seconds for a refused client-credentials request with a wrong secret, and with an unknown client id."""
     hub = Hub(f"sqlite:///{directory / 'tokens.db'}")
     hub.load_orgs(ORGS)
-    client, secret = add_client(hub, org="beppu-center", scopes=["read"])
+    client, secret = add_client(hub, org="beppu-center", scopes=["read"], by="bench")
     issuer, verifier = keys_from_file(directory / "signing-key.pem")
     form = {"grant_type": "client_credentials"}
     try:

@@ -58,7 +58,8 @@ ENVELOPE_IDS_FORMAT = 1
 STORE_FORMAT = 5  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index;
 # 4: the children per publishing organisation (services.projections.published); 5: the planners' counts and their
 # tallies (services.projections.municipal_counts), made from the log by services.aggregates.figures.correct, which
-# the composition root (services.hub) hands the publish path as an upgrade
+# the composition root (services.hub) hands the publish path as an upgrade, and the providers' reports among the
+# children's facts (admission_facts.report_facts_from_log)
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 
@@ -134,17 +135,19 @@ class OrgRegistry(_CopiedOnWrite, Aggregate):
     def __init__(self) -> None:
         self.orgs: dict[str, Org] = {}
         self.history: list[dict[str, Any]] = []
+        self.changed_by: list[str | None] = []  # who made each change of ``history`` (None: before it was kept)
 
     @event("OrgRegistered")
-    def register(self, org: dict[str, Any]) -> None:
-        self._apply(org)
+    def register(self, org: dict[str, Any], by: str | None = None) -> None:
+        self._apply(org, by)
 
     @event("OrgUpdated")
-    def update(self, org: dict[str, Any]) -> None:
-        self._apply(org)
+    def update(self, org: dict[str, Any], by: str | None = None) -> None:
+        self._apply(org, by)
 
-    def _apply(self, org: dict[str, Any]) -> None:
+    def _apply(self, org: dict[str, Any], by: str | None) -> None:
         self.history.append(org)
+        self.changed_by.append(by)
         self.orgs[org["id"]] = Org.from_dict(org)
 
     def orgs_at(self, version: int) -> dict[str, Org]:

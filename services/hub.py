@@ -17,7 +17,7 @@ from events.sealing import Keyring
 from events.store import HubStore, open_store
 from services.administration import settings as administration_settings
 from services.administration.organisations import OrgLoadResult, load_orgs
-from services.administration.settings import SETTINGS_ID, SettingsSource, seed_settings, settings_from_env
+from services.administration.settings import SETTINGS_ID, SYSTEM, SettingsSource, seed_settings, settings_from_env
 from services.aggregates.figures import correct as correct_counts
 from services.audit import trail as audit_trail
 from services.audit.replay import VerifyReport, verify
@@ -113,8 +113,9 @@ class Hub:
         """The settings in force now (``SettingsSource.current``: at most a couple of seconds old)."""
         return self.settings_source.current()
 
-    def load_orgs(self, items: Sequence[Any]) -> OrgLoadResult:
-        return load_orgs(self.store, items)
+    def load_orgs(self, items: Sequence[Any], *, by: str = SYSTEM) -> OrgLoadResult:
+        """``load_orgs``; ``by``: who loads them (``SYSTEM``: a program, such as the demo, a scenario, a test)."""
+        return load_orgs(self.store, items, by=by)
 
     def orgs(self) -> dict[str, Org]:
         return dict(self.store.registry().orgs)

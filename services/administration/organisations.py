@@ -208,8 +208,10 @@ def diff_orgs(store: HubStore, items: Sequence[Any]) -> OrgDiff:
 REGISTRY_MOVED_JA = "確認した後に機関の登録が変更されたため、読み込みませんでした。もう一度ファイルを読み込み、新しい差分を確認してください"
 
 
-def load_orgs(store: HubStore, items: Sequence[Any], *, expected_version: int | None = None) -> OrgLoadResult:
-    """Register new organisations and record changes to known ones; the same file twice changes nothing.
+def load_orgs(store: HubStore, items: Sequence[Any], *, by: str, expected_version: int | None = None) -> OrgLoadResult:
+    """Register new organisations and record changes to known ones, each change with who made it (``by``: the
+    administrator signed in, the login name of whoever ran the command, ``system`` for the demo and scenarios);
+    the same file twice changes nothing.
 
     With ``expected_version`` (the ``OrgDiff.version`` that was shown), refused (``registry_moved``, nothing
     applied) when the registry is no longer at that version: what is applied is exactly the diff shown."""
@@ -233,10 +235,10 @@ def load_orgs(store: HubStore, items: Sequence[Any], *, expected_version: int | 
         for org in orgs:
             known = registry.orgs.get(org.id)
             if known is None:
-                registry.register(org=org.to_dict())
+                registry.register(org=org.to_dict(), by=by)
                 result.registered.append(org.id)
             elif known != org:
-                registry.update(org=org.to_dict())
+                registry.update(org=org.to_dict(), by=by)
                 result.updated.append(org.id)
             else:
                 result.unchanged.append(org.id)

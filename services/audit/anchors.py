@@ -31,6 +31,13 @@ key set (a bearer token, or an anchor signed by another hub's key, is refused) a
 stays checkable while its key is in the key file: ``tsunagu keys retire`` ends that, so make a new anchor
 (after ``verify --anchor`` with the old one) before retiring the key that signed the old one.
 
+The anchor register
+-------------------
+Each anchor made is noted in the store (``AnchorRegister``: when, the signing key's ``kid``, the digest and the
+log position; nothing that names a child), so that ``retire_signing_key`` can refuse to retire the key that signed
+the newest anchor: retiring it would leave no anchor the hub can check. An anchor made on another hub, or before
+the register existed, is not in it; ``--force`` retires anyway.
+
 Cost
 ----
 Anchoring pages once through the access-record notifications up to the log position (as ``verify`` does), keeping
@@ -48,14 +55,17 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
 from joserfc import errors as jose_errors
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from events.envelope import content_digest
-from events.store import AccessLog, HubStore
+from events.sealing import stream_id
+from events.store import AccessLog, HubStore, _CopiedOnWrite
 from services.audit.replay import Loaded, Mismatch, VerifyReport, load, stored_records, stream_of, verify
-from services.auth.tokens import ALGORITHM, ISSUER, SigningKeys
+from services.auth.tokens import ALGORITHM, ISSUER, KeyFileError, SigningKeys
 from services.reading.timeline import chain_hash
 
 ANCHOR_TYPE = "tsunagu-anchor+jwt"
@@ -116,11 +126,67 @@ def anchor(store: HubStore, *, at: datetime | None = None) -> dict[str, Any]:
     }
 
 
+class AnchorRegister(_CopiedOnWrite, Aggregate):
+    """The anchors this hub made, oldest first: ``at``, ``kid``, ``digest``, ``log_position`` (no child, no head)."""
+
+    @staticmethod
+    def create_id() -> UUID:
+        return stream_id("anchor-register")
+
+    def __init__(self) -> None:
+        self.made: list[dict[str, Any]] = []
+
+    @event("AnchorMade")
+    def note(self, anchor: dict[str, Any]) -> None:
+        self.made.append(anchor)
+
+
+def anchors_made(store: HubStore) -> list[dict[str, Any]]:
+    """The anchors noted in the register, oldest first."""
+    register = store.get_or_none(AnchorRegister.create_id())
+    return list(register.made) if register is not None else []
+
+
+def _note(store: HubStore, made: dict[str, Any]) -> None:
+    """Add ``made`` to the register (two anchors made at once: the second tries again on the new register)."""
+    for attempt in range(5):
+        register = store.get_or_none(AnchorRegister.create_id()) or AnchorRegister()
+        register.note(anchor=made)
+        try:
+            store.save(register)
+            return
+        except IntegrityError:
+            if attempt == 4:
+                raise
+
+
 def signed_anchor(store: HubStore, keys: SigningKeys, *, at: datetime | None = None) -> str:
-    """``anchor`` as a compact JWS signed by the hub's current signing key."""
+    """``anchor`` as a compact JWS signed by the hub's current signing key, noted in the register."""
     key = keys.signing_key()
     claims = {"iss": ISSUER, **anchor(store, at=at)}
-    return jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": ANCHOR_TYPE}, claims, key, algorithms=[ALGORITHM])
+    token = jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": ANCHOR_TYPE}, claims, key, algorithms=[ALGORITHM])
+    _note(
+        store,
+        {"at": claims["at"], "kid": key.kid, "digest": claims["digest"], "log_position": claims["log_position"]},
+    )
+    return token
+
+
+def retire_signing_key(store: HubStore, keys: SigningKeys, kid: str, *, force: bool = False) -> None:
+    """Retire ``kid`` (``SigningKeys.retire``, with its own refusals), refused too, unless ``force``, when it
+    signed the newest anchor in the register: no anchor the hub can check would be left. The one way the CLI
+    and the administrator's page retire a key."""
+    made = anchors_made(store)
+    if not force and made and made[-1]["kid"] == kid:
+        raise KeyFileError(
+            f"key {kid} signed the newest anchor ({made[-1]['at']}): once retired, no anchor can be checked; "
+            f"check it ('tsunagu audit verify --anchor FILE'), make a new anchor ('tsunagu audit anchor'), then "
+            f"retire the key (--force to retire it anyway)",
+            f"署名鍵「{kid}」は最新のアンカー（{made[-1]['at'][:16].replace('T', ' ')} 作成）に署名しています。"
+            f"廃止すると検証できるアンカーがなくなります。先にそのアンカーで検証し、新しいアンカーを作成してから"
+            f"廃止してください",
+        )
+    keys.retire(kid, force=force)
 
 
 def open_anchor(token: str, keys: KeySet) -> dict[str, Any]:

@@ -99,8 +99,13 @@ class ClientRegistry(_CopiedOnWrite, Aggregate):
     def __init__(self) -> None:
         self.clients: dict[str, dict[str, Any]] = {}
 
+    # ``by``: who made the change (a person signed in to the administration pages, or the login name of whoever ran
+    # the command); None in changes stored before it was kept.
+
     @event("ClientRegistered")
-    def register(self, client_id: str, org: str, scopes: list, secret_hash: str, at: str) -> None:
+    def register(
+        self, client_id: str, org: str, scopes: list, secret_hash: str, at: str, by: str | None = None
+    ) -> None:
         self.clients[client_id] = {
             "client_id": client_id,
             "org": org,
@@ -108,17 +113,22 @@ class ClientRegistry(_CopiedOnWrite, Aggregate):
             "secret_hash": secret_hash,
             "enabled": True,
             "registered_at": at,
+            "registered_by": by,
             "secret_rotated_at": None,
+            "secret_rotated_by": None,
             "disabled_at": None,
+            "disabled_by": None,
         }
 
     @event("SecretRotated")
-    def rotate_secret(self, client_id: str, secret_hash: str, at: str) -> None:
-        self.clients[client_id] = dict(self.clients[client_id], secret_hash=secret_hash, secret_rotated_at=at)
+    def rotate_secret(self, client_id: str, secret_hash: str, at: str, by: str | None = None) -> None:
+        self.clients[client_id] = dict(
+            self.clients[client_id], secret_hash=secret_hash, secret_rotated_at=at, secret_rotated_by=by
+        )
 
     @event("ClientDisabled")
-    def disable(self, client_id: str, at: str) -> None:
-        self.clients[client_id] = dict(self.clients[client_id], enabled=False, disabled_at=at)
+    def disable(self, client_id: str, at: str, by: str | None = None) -> None:
+        self.clients[client_id] = dict(self.clients[client_id], enabled=False, disabled_at=at, disabled_by=by)
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,9 @@ class Client(ClientMixin):
     secret_rotated_at: str | None
     disabled_at: str | None
     secret_hash: str
+    registered_by: str | None = None  # who made each change (None: stored before it was kept)
+    secret_rotated_by: str | None = None
+    disabled_by: str | None = None
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Client:
@@ -145,6 +158,9 @@ class Client(ClientMixin):
             secret_rotated_at=state["secret_rotated_at"],
             disabled_at=state["disabled_at"],
             secret_hash=state["secret_hash"],
+            registered_by=state.get("registered_by"),
+            secret_rotated_by=state.get("secret_rotated_by"),
+            disabled_by=state.get("disabled_by"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +173,9 @@ class Client(ClientMixin):
             "registered_at": self.registered_at,
             "secret_rotated_at": self.secret_rotated_at,
             "disabled_at": self.disabled_at,
+            "registered_by": self.registered_by,
+            "secret_rotated_by": self.secret_rotated_by,
+            "disabled_by": self.disabled_by,
         }
 
     # authlib's ClientMixin
@@ -251,7 +270,7 @@ def _known(registry: ClientRegistry, client_id: str) -> dict[str, Any]:
     return state
 
 
-def add_client(hub: Hub, *, org: str, scopes: Iterable[str]) -> tuple[Client, str]:
+def add_client(hub: Hub, *, org: str, scopes: Iterable[str], by: str) -> tuple[Client, str]:
     """Register a client for ``org`` (registered in the hub, without another enabled client) with ``scopes``.
     The client and its secret, which is not kept anywhere: give it to the adapter's operator now."""
     wanted = [s.strip() for s in scopes if s.strip()]
@@ -307,6 +326,7 @@ def add_client(hub: Hub, *, org: str, scopes: Iterable[str]) -> tuple[Client, st
             scopes=sorted(set(wanted), key=list(SCOPES).index),
             secret_hash=secret_hash,
             at=_now(hub),
+            by=by,
         )
         hub.store.save(registry)  # a concurrent add for the same organisation conflicts on the stream's version
         return Client.from_state(registry.clients[client_id])
@@ -314,7 +334,7 @@ def add_client(hub: Hub, *, org: str, scopes: Iterable[str]) -> tuple[Client, st
     return retry_conflicts(add_once), secret  # tried again, a concurrent add is seen: client_exists
 
 
-def rotate_secret(hub: Hub, client_id: str) -> tuple[Client, str]:
+def rotate_secret(hub: Hub, client_id: str, *, by: str) -> tuple[Client, str]:
     """Give ``client_id`` a new secret: the old secret is refused at the token endpoint at once, but tokens already
     issued with it stay valid until they expire (after a leak, disable the client). The client and the new secret."""
     secret = secrets.token_urlsafe(32)
@@ -323,20 +343,20 @@ def rotate_secret(hub: Hub, client_id: str) -> tuple[Client, str]:
     def rotate_once() -> Client:
         registry = _registry(hub.store)
         _known(registry, client_id)
-        registry.rotate_secret(client_id=client_id, secret_hash=secret_hash, at=_now(hub))
+        registry.rotate_secret(client_id=client_id, secret_hash=secret_hash, at=_now(hub), by=by)
         hub.store.save(registry)
         return Client.from_state(registry.clients[client_id])
 
     return retry_conflicts(rotate_once), secret
 
 
-def disable_client(hub: Hub, client_id: str) -> Client:
+def disable_client(hub: Hub, client_id: str, *, by: str) -> Client:
     """Disable ``client_id``: no new tokens, and the tokens it holds are refused from now on."""
 
     def disable_once() -> Client:
         registry = _registry(hub.store)
         _known(registry, client_id)
-        registry.disable(client_id=client_id, at=_now(hub))
+        registry.disable(client_id=client_id, at=_now(hub), by=by)
         hub.store.save(registry)
         return Client.from_state(registry.clients[client_id])
 

@@ -21,7 +21,7 @@ from rich.table import Table
 from events.problems import Rejected
 from services.auth.clients import Client, add_client, disable_client, list_clients, rotate_secret
 from services.auth.tokens import SCOPES, KeyFileError
-from services.cli.root import Database, app, err, fail, out, signing_keys
+from services.cli.root import Database, app, err, fail, login_name, out, signing_keys
 from services.cli.serve import KeyFile, _open_hub
 
 clients_app = typer.Typer(
@@ -70,7 +70,7 @@ def clients_add(
     """Register ORG's client (one enabled client per organisation); prints its id and its secret, once."""
     hub = _open_hub(database)
     try:
-        client, secret = add_client(hub, org=org, scopes=scopes.replace(",", " ").split())
+        client, secret = add_client(hub, org=org, scopes=scopes.replace(",", " ").split(), by=login_name())
     except Rejected as rejected:
         _refused(rejected)
     finally:
@@ -108,7 +108,7 @@ def clients_rotate_secret(client_id: ClientId, database: Database = None, as_jso
     """Give the client a new secret (printed once); the old one stops working at once."""
     hub = _open_hub(database)
     try:
-        client, secret = rotate_secret(hub, client_id)
+        client, secret = rotate_secret(hub, client_id, by=login_name())
     except Rejected as rejected:
         _refused(rejected)
     finally:
@@ -121,7 +121,7 @@ def clients_disable(client_id: ClientId, database: Database = None, as_json: AsJ
     """Disable the client: no new tokens, and the tokens it holds are refused from now on."""
     hub = _open_hub(database)
     try:
-        client = disable_client(hub, client_id)
+        client = disable_client(hub, client_id, by=login_name())
     except Rejected as rejected:
         _refused(rejected)
     finally:
@@ -181,14 +181,26 @@ def keys_rotate(key_file: KeyFile = None) -> None:
 @keys_app.command("retire", context_settings={"ignore_unknown_options": True})
 def keys_retire(
     kid: Annotated[str, typer.Argument(help="The key's kid, from 'tsunagu keys list'.")],
-    force: Annotated[bool, typer.Option("--force", help="Even if tokens it signed may not have expired yet.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Even if tokens it signed may not have expired yet, or it signed the newest anchor."
+        ),
+    ] = False,
     key_file: KeyFile = None,
+    database: Database = None,
 ) -> None:
     """Remove a key that no longer signs: the tokens it signed, and the access-log anchors it signed ('tsunagu
-    audit anchor': make a new one first), are refused from then on."""
+    audit anchor': make a new one first), are refused from then on. Refused for the key that signed the newest
+    anchor the hub made."""
+    from services.audit.anchors import retire_signing_key
+
     keys = signing_keys(key_file)
+    hub = _open_hub(database)
     try:
-        keys.retire(kid, force=force)
+        retire_signing_key(hub.store, keys, kid, force=force)
     except KeyFileError as error:
         fail(str(error))
+    finally:
+        hub.close()
     err.print(f"key {kid} retired from {keys.path} / 署名鍵を廃止しました")

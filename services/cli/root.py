@@ -5,6 +5,7 @@ timeline, scenario run, audit verify). The command groups of the other modules r
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -136,7 +137,7 @@ def orgs_load(file: Path, database: Database = None) -> None:
         fail(f"{file}: {rejected.problems[0].message} / {rejected.problems[0].message_ja}")
     hub = Hub(database)
     try:
-        result = hub.load_orgs(items)
+        result = hub.load_orgs(items, by=login_name())
     except Rejected as rejected:
         for p in rejected.problems:
             err.print(f"{p.field}: {p.message} / {p.message_ja}")
@@ -371,3 +372,12 @@ def audit_verify(
             f"{report.anchored} 件中 {len(report.not_as_anchored)} 件が不一致"
         )
     raise typer.Exit(0 if report.ok else 1)
+
+
+def login_name() -> str:
+    """Who runs a command that changes the hub's administration (settings, organisations, clients): the login
+    name, recorded as ``by`` with the change."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (e.g. a container without one)
+        return "unknown"

@@ -5,7 +5,6 @@ Registered on the ``tsunagu`` command by ``services/cli/root.py`` importing this
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 from datetime import datetime
@@ -23,7 +22,7 @@ from services.administration.settings import (
     setting_from_text,
     settings_report,
 )
-from services.cli.root import Database, app, fail, out
+from services.cli.root import Database, app, fail, login_name, out
 from services.hub import Hub
 
 settings_app = typer.Typer(
@@ -132,7 +131,7 @@ def settings_set(
         parsed = setting_from_text(name, value)
     except InvalidSetting as error:
         fail(f"{error.message_ja} / {error.message}")
-    who = by if by is not None else _login_name()
+    who = by if by is not None else login_name()
     hub = _open(database)
     try:
         source: SettingsSource = hub.settings_source
@@ -153,10 +152,3 @@ def settings_set(
         f"数秒以内に有効になります / {name} changed from {_text(old)} to {_text(parsed)} by {who}; in force "
         f"in every process within seconds"
     )
-
-
-def _login_name() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name (e.g. a container without one)
-        return "unknown"

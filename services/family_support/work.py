@@ -119,6 +119,7 @@ class Report:
     until: str | None = None  # a usage report's last day (payload ``to``)
     acknowledged: dict[str, Any] | None = None
     waited_hours: float | None = None
+    referred: bool = True  # the centre it went to referred the child to this provider (service.referred)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -185,7 +186,11 @@ def referrals_in(child: str, entries: Sequence[TimelineEntry]) -> list[Referral]
 
 
 def reports_in(child: str, entries: Sequence[TimelineEntry], now: datetime) -> list[Report]:
-    """The provider reports (``commissioned``) among a child's entries, each with its first acknowledgement."""
+    """The provider reports (``commissioned``) among a child's entries, each with its first acknowledgement and
+    whether the centre it went to referred the child to that provider (``referred``: a report from a provider the
+    child was never referred to is accepted, as policy.md's ``commissioned`` rule allows, and marked as such for
+    the centre)."""
+    referrals = {(e.source, str(e.to)) for e in entries if e.kind == "service.referred"}
     acks: dict[str, TimelineEntry] = {}
     for e in sorted(entries, key=lambda e: e.at):
         if e.kind == "report.acknowledged":
@@ -213,6 +218,7 @@ def reports_in(child: str, entries: Sequence[TimelineEntry], now: datetime) -> l
                 observations=e.payload.get("observations"),
                 service=e.payload.get("service"),
                 until=e.payload.get("to") if e.kind == "service.usage" else None,
+                referred=(str(e.to), e.source) in referrals,
                 acknowledged=(
                     {
                         "at": ack.at,

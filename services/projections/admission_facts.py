@@ -28,13 +28,13 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from consent.authority import authorised_facts, is_fact
+from consent.authority import ACKNOWLEDGED_REPORT_KINDS, authorised_facts, is_fact
 from consent.model import Settings
 from events.envelope_ids import published_in_log
 from events.kinds import POLICY_FIELDS
 from events.model import Org, Recorded
 from events.sealing import stream_id
-from events.store import _CopiedOnWrite, recorded_from
+from events.store import HubStore, _CopiedOnWrite, recorded_from
 from services.projections.unit_of_work import Projection, UnitOfWork
 
 
@@ -65,7 +65,13 @@ class ChildFacts(_CopiedOnWrite, Aggregate):
 
     @event("FactRecorded")
     def record(self, fact: dict) -> None:  # the state names no child: sealed under the hub's key (see above)
-        self.entries.append(recorded_from(dict(fact, child=self.child), [], fact["position"]))
+        """Add ``fact``, keeping ``entries`` in the child's stream order (a fact added by an upgrade, after
+        later ones, goes to its place: ``report_facts_from_log``)."""
+        entry = recorded_from(dict(fact, child=self.child), [], fact["position"])
+        at = len(self.entries)
+        while at and self.entries[at - 1].position > entry.position:
+            at -= 1
+        self.entries.insert(at, entry)
 
 
 def child_facts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
@@ -114,3 +120,27 @@ def facts_from_log(recorder: Any, mapper: Any, orgs: Mapping[str, Org], settings
             if e.position in kept:
                 aggregate.record(fact=fact)
         yield aggregate
+
+
+def report_facts_from_log(store: HubStore) -> list[ChildFacts]:
+    """Store format 5: the providers' reports (``visit.report``, ``service.usage`` under ``commissioned``) became
+    facts with the meeting cycle (``report.acknowledged`` names one, ``consent.authority.report_acknowledged``),
+    but a store written before kept none of the reports it already held, so they could not be acknowledged. The
+    children's facts with the reports the log holds and the facts lack, added at their place in the stream
+    order: the aggregates to save (each report is accepted, hence published with authority)."""
+    reports: dict[str, list[dict[str, Any]]] = {}
+    for published in published_in_log(store.recorder, store.mapper):
+        for e in published:
+            envelope = e.envelope
+            if envelope.get("basis") == "commissioned" and envelope.get("kind") in ACKNOWLEDGED_REPORT_KINDS:
+                reports.setdefault(str(envelope["child"]), []).append(fact_of(envelope, e.originator_version - 1))
+    changed = []
+    for child, facts in reports.items():
+        aggregate = store.get_or_none(ChildFacts.create_id(child)) or ChildFacts(child)
+        kept = {e.id for e in aggregate.entries}
+        missing = [fact for fact in facts if fact["id"] not in kept]
+        for fact in missing:
+            aggregate.record(fact=fact)
+        if missing:
+            changed.append(aggregate)
+    return changed

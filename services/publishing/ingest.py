@@ -33,7 +33,7 @@ from events.retry import retry_conflicts
 from events.store import STORE_FORMAT, HubStore, recorded_from
 from events.streams import stream_versions
 from services.administration.settings import SettingsSource
-from services.projections.admission_facts import facts_from_log
+from services.projections.admission_facts import facts_from_log, report_facts_from_log
 from services.projections.cases import plan_entries_from_log
 from services.projections.published import published_children_from_log
 from services.publishing.admitting import admission_needs
@@ -67,7 +67,8 @@ class Ingest:
         if store.format < STORE_FORMAT:
             # Written before the children's facts of policy version 2 and the plan index were kept (or under
             # version 1): make them from the log, the facts with authority only.
-            # Format 4 adds the children per publishing organisation (what we shared, and who read it).
+            # Format 4 adds the children per publishing organisation (what we shared, and who read it); format 5
+            # the providers' reports among the facts.
             orgs = store.registry().orgs
             rebuilt: list[Any] = []
             was = store.format
@@ -81,6 +82,8 @@ class Ingest:
                     store.save(aggregate)
                 except IntegrityError:
                     pass  # another process opening the store made it first
+            if 3 <= was < 5:  # format 5: the reports among the facts (below 3 the rebuild made them)
+                retry_conflicts(lambda: store.save(*report_facts_from_log(store)))
             for upgrade in upgrades:
                 upgrade(store, was)
             store.mark_format(STORE_FORMAT)

@@ -29,6 +29,7 @@ from events.limits import MAX_BODY_BYTES, MiB
 from events.problems import Rejected
 from services.administration.organisations import OrgDiff, diff_orgs, load_orgs, read_orgs_file
 from services.administration.settings import SETTING_NAMES, setting_from_text, settings_report
+from services.audit import anchors
 from services.auth.clients import add_client, disable_client, list_clients, rotate_secret
 from services.auth.tokens import (
     ACCESS_TOKEN_LIFETIME,
@@ -95,6 +96,7 @@ def _orgs_page(
         title="機関の登録",
         orgs=orgs,
         history=list(reversed(registry.history)),
+        changed_by=list(reversed(registry.changed_by)),
         errors=errors,
         problems=problems or [],
         limit_mb=MAX_BODY_BYTES // MiB,
@@ -175,7 +177,7 @@ def apply_organisations_file(
     try:
         items = read_orgs_file(content.encode("utf-8"))
         expected = int(version) if version.isdigit() else -1
-        result = load_orgs(hub.store, items, expected_version=expected)
+        result = load_orgs(hub.store, items, by=person.user, expected_version=expected)
     except Rejected as rejected:
         if rejected.code != "registry_moved":
             return _orgs_page(request, person, status_code=422, problems=[p.message_ja for p in rejected.problems])
@@ -355,7 +357,7 @@ def add_client_form(
         return _clients_page(request, person, status_code=422, errors=errors, values=values)
     hub: Hub = request.app.state.hub
     try:
-        client, secret = add_client(hub, org=org, scopes=chosen)
+        client, secret = add_client(hub, org=org, scopes=chosen, by=person.user)
     except Rejected as rejected:
         for problem in rejected.problems:
             key = problem.field if problem.field in ("org", "scopes") else "org"
@@ -377,7 +379,7 @@ def rotate_client_secret(request: Request, client_id: str, once: str = Form(defa
         return _clients_page(request, person, status_code=409, notice=ALREADY_SENT)
     hub: Hub = request.app.state.hub
     try:
-        client, secret = rotate_secret(hub, client_id[:100])
+        client, secret = rotate_secret(hub, client_id[:100], by=person.user)
     except Rejected as rejected:
         return _clients_page(
             request, person, status_code=422, errors={f"row-{client_id[:100]}": rejected.problems[0].message_ja}
@@ -388,14 +390,29 @@ def rotate_client_secret(request: Request, client_id: str, once: str = Form(defa
 
 
 @router.post("/ui/admin/clients/{client_id}/disable", response_class=HTMLResponse)
-def disable_client_form(request: Request, client_id: str) -> Response:
-    """Disable the client (``services.auth.clients.disable_client``): no new tokens, its tokens refused now."""
+def disable_client_form(request: Request, client_id: str, confirm: str = Form(default="", max_length=10)) -> Response:
+    """Disable the client (``services.auth.clients.disable_client``): no new tokens, its tokens refused now. The
+    list's button asks first (a page saying what it stops, with the button that does it, ``confirm=yes``)."""
     person, refusal = _admin(request)
     if person is None:
         return refusal  # type: ignore[return-value]
     hub: Hub = request.app.state.hub
+    if confirm != "yes":
+        found = {c.client_id: c for c in list_clients(hub.store) if c.enabled}.get(client_id[:100])
+        if found is None:
+            return _clients_page(
+                request, person, status_code=422, errors={f"row-{client_id[:100]}": "有効なクライアントではありません"}
+            )
+        return page(
+            request,
+            "web/admin_client_disable.html",
+            person,
+            title="クライアントの無効化の確認",
+            client=found.to_dict(),
+            SCOPE_JA=SCOPE_JA,
+        )
     try:
-        client = disable_client(hub, client_id[:100])
+        client = disable_client(hub, client_id[:100], by=person.user)
     except Rejected as rejected:
         return _clients_page(
             request, person, status_code=422, errors={f"row-{client_id[:100]}": rejected.problems[0].message_ja}
@@ -475,7 +492,8 @@ def rotate_signing_key(request: Request) -> Response:
 @router.post("/ui/admin/keys/retire", response_class=HTMLResponse)
 def retire_signing_key(request: Request, kid: str = Form(default="", max_length=200)) -> Response:
     """Retire a key that no longer signs (``SigningKeys.retire``, as ``tsunagu keys retire``): refused for the
-    key that signs, and for one whose tokens may still be in use; its refusal stands next to its row."""
+    key that signs, for one whose tokens may still be in use, and for the one that signed the newest anchor
+    (``services.audit.anchors.retire_signing_key``); its refusal stands next to its row."""
     person, refusal = _admin(request)
     if person is None:
         return refusal  # type: ignore[return-value]
@@ -485,7 +503,7 @@ def retire_signing_key(request: Request, kid: str = Form(default="", max_length=
             request, person, status_code=409, errors={"rotate": "この構成では署名鍵を画面から変更できません"}
         )
     try:
-        keys.retire(kid)
+        anchors.retire_signing_key(request.app.state.hub.store, keys, kid)
     except KeyFileError as error:
         return _keys_page(request, person, status_code=422, errors={f"retire-{kid}": error.message_ja})
     log.info("signing key %s retired by %s", kid, person.user)

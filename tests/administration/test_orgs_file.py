@@ -21,7 +21,7 @@ FIRST = [
 @pytest.fixture
 def hub(make_hub) -> Hub:
     hub = make_hub()
-    load_orgs(hub.store, FIRST)
+    load_orgs(hub.store, FIRST, by="test-admin")
     return hub
 
 
@@ -41,13 +41,13 @@ def test_the_diff_names_what_changes_and_the_load_applies_it_only_at_that_versio
     assert [o.id for o in diff.not_in_file] == ["beppu-center"]
     assert "beppu-es-aoba" not in hub.orgs()  # nothing applied by the diff
 
-    load_orgs(hub.store, [{"id": "oita-center", "type": "municipal_center", "municipality": "442011"}])
+    load_orgs(hub.store, [{"id": "oita-center", "type": "municipal_center", "municipality": "442011"}], by="test-admin")
     with pytest.raises(Rejected) as moved:
-        load_orgs(hub.store, items, expected_version=diff.version)
+        load_orgs(hub.store, items, by="test-admin", expected_version=diff.version)
     assert moved.value.code == "registry_moved" and "beppu-es-aoba" not in hub.orgs()
 
     again = diff_orgs(hub.store, items)
-    result = load_orgs(hub.store, items, expected_version=again.version)
+    result = load_orgs(hub.store, items, by="test-admin", expected_version=again.version)
     assert result.registered == ["beppu-es-aoba"] and result.updated == ["beppu-es-hamakaze"]
     assert not diff_orgs(hub.store, items).changes_anything
 
@@ -80,3 +80,14 @@ def test_a_bad_file_names_the_row_and_the_field_in_japanese_and_changes_nothing(
         with pytest.raises(Rejected) as unreadable:
             read_orgs_file(data)
         assert words in unreadable.value.problems[0].message_ja
+
+
+def test_each_registration_and_change_keeps_who_made_it(hub, tmp_path):
+    """Who changed the registry is kept in the store with each change (review finding: only the process log named
+    the person): the administrator given, the login name of whoever ran ``tsunagu orgs load``, ``system`` for a
+    program; changes stored before it was kept say None."""
+    load_orgs(hub.store, [dict(FIRST[1], name="別府市立はまかぜ小学校")], by="小林 誠 (kobayashi)")
+    registry = hub.store.registry()
+    assert registry.changed_by == ["test-admin", "test-admin", "小林 誠 (kobayashi)"]
+    hub.load_orgs([{"id": "oita-center", "type": "municipal_center", "municipality": "442011"}])
+    assert hub.store.registry().changed_by[-1] == "system"

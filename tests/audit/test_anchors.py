@@ -22,13 +22,15 @@ from services.audit.anchors import (
     AnchorError,
     AnchorRefused,
     anchor,
+    anchors_made,
     heads_digest,
     open_anchor,
+    retire_signing_key,
     signed_anchor,
     verify_anchored,
 )
 from services.audit.replay import access_records, verify
-from services.auth.tokens import SigningKeys, TokenIssuer, TokenVerifier, load_signing_keys
+from services.auth.tokens import KeyFileError, SigningKeys, TokenIssuer, TokenVerifier, load_signing_keys
 from services.cli.root import app
 from services.hub import Hub
 from services.reading.timeline import chain_hash
@@ -318,3 +320,36 @@ def test_an_anchor_verifies_after_a_key_rotation_until_its_key_is_retired(hub, c
     keys.retire(old, force=True)
     with pytest.raises(AnchorRefused, match="not signed by a key of this hub"):
         open_anchor(token, keys.key_set())
+
+
+def test_the_key_that_signed_the_newest_anchor_is_not_retired_until_a_newer_anchor_exists(hub, clock, tmp_path):
+    """Retiring the key of the newest anchor would leave no anchor the hub can check (review finding): refused,
+    on the command line and the administrator's page alike (both through ``retire_signing_key``), until an anchor
+    signed by a later key is made; ``--force`` still retires it. The register names no child."""
+    now = [1_800_000_000.0]
+    keys = SigningKeys(tmp_path / "keys.pem", create=True, now=lambda: now[0])
+    populate(hub, clock)
+    old = keys.signing_key().kid
+    signed_anchor(hub.store, keys, at=clock())
+    keys.rotate()
+    now[0] += 3600  # the old key's tokens have expired: only the anchor holds it
+    with pytest.raises(KeyFileError) as refused:
+        retire_signing_key(hub.store, keys, old)
+    assert "最新のアンカー" in refused.value.message_ja and old in {info.kid for info in keys.keys()}
+
+    newer = signed_anchor(hub.store, keys, at=clock())
+    retire_signing_key(hub.store, keys, old)
+    assert old not in {info.kid for info in keys.keys()}
+    assert open_anchor(newer, keys.key_set())["heads"]
+    made = anchors_made(hub.store)
+    assert [m["kid"] for m in made] == [old, keys.signing_key().kid]
+    assert "child" not in json.dumps(made) and all(set(m) == {"at", "kid", "digest", "log_position"} for m in made)
+
+
+def test_force_retires_the_key_of_the_newest_anchor(hub, clock, keys):
+    populate(hub, clock)
+    old = keys.signing_key().kid
+    signed_anchor(hub.store, keys, at=clock())
+    keys.rotate()
+    retire_signing_key(hub.store, keys, old, force=True)
+    assert old not in {info.kid for info in keys.keys()}

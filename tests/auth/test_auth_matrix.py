@@ -83,7 +83,7 @@ def test_every_organisation_type_of_the_domain_is_in_the_matrix():
 def test_each_scope_opens_its_endpoints_and_no_other(world, org_type):
     hub, auth = world
     org = BY_TYPE[org_type]
-    client, secret = add_client(hub, org=org, scopes=list(SCOPES))
+    client, secret = add_client(hub, org=org, scopes=list(SCOPES), by="test-admin")
     for scope in SCOPES:
         token = access_token(auth.client, client.client_id, secret, scope=scope)
         for needed, method, path, request, expected in ENDPOINTS:

@@ -91,7 +91,7 @@ def auth(world, tmp_path):
 @pytest.fixture
 def school_client(world):
     """The school's adapter: its client, allowed to publish and read, and its secret."""
-    client, secret = add_client(world, org="beppu-es-1", scopes=["publish", "read"])
+    client, secret = add_client(world, org="beppu-es-1", scopes=["publish", "read"], by="test-admin")
     return client.client_id, secret
 
 
@@ -176,8 +176,8 @@ def test_an_unknown_client_a_disabled_one_and_a_wrong_secret_get_the_same_answer
     unknown id costs the same scrypt verification as a wrong secret (against a dummy hash with the same
     parameters). The work is counted, not timed: the times themselves are measured by bench.timings."""
     client_id, secret = school_client
-    disabled, disabled_secret = add_client(world, org="beppu-center", scopes=["read"])
-    disable_client(world, disabled.client_id)
+    disabled, disabled_secret = add_client(world, org="beppu-center", scopes=["read"], by="test-admin")
+    disable_client(world, disabled.client_id, by="test-admin")
     for how in ["basic", "post"]:
         answers = []
         for who, what in [
@@ -250,7 +250,7 @@ def test_secrets_are_stored_hashed_and_rotating_one_retires_the_old(world, auth,
     assert recordings and all(secret.encode() not in r.state for r in recordings)
 
     before = access_token(auth.client, client_id, secret)
-    _, new_secret = rotate_secret(world, client_id)
+    _, new_secret = rotate_secret(world, client_id, by="test-admin")
     assert_oauth_error(client_token(auth.client, client_id, secret), 401, "invalid_client")
     after = access_token(auth.client, client_id, new_secret)
     for token in (before, after):  # tokens issued before the rotation stay valid until they expire
@@ -258,9 +258,9 @@ def test_secrets_are_stored_hashed_and_rotating_one_retires_the_old(world, auth,
 
 
 def test_one_enabled_client_per_organisation(world):
-    add_client(world, org="beppu-es-1", scopes=["publish"])
+    add_client(world, org="beppu-es-1", scopes=["publish"], by="test-admin")
     with pytest.raises(Rejected) as refused:
-        add_client(world, org="beppu-es-1", scopes=["publish"])
+        add_client(world, org="beppu-es-1", scopes=["publish"], by="test-admin")
     assert refused.value.code == "client_exists" and has_japanese(refused.value.problems[0].message_ja)
     for org, scopes, code in [
         ("ghost-org", ["read"], "unknown_organisation"),
@@ -268,14 +268,14 @@ def test_one_enabled_client_per_organisation(world):
         ("beppu-es-2", ["read", "root"], "unknown_scope"),
     ]:
         with pytest.raises(Rejected) as refused:
-            add_client(world, org=org, scopes=scopes)
+            add_client(world, org=org, scopes=scopes, by="test-admin")
         assert refused.value.code == code
 
 
 def test_a_client_disabled_after_issuance_is_refused_at_once_and_gets_no_new_token(world, auth, school_client):
     client_id, secret = school_client
     token = access_token(auth.client, client_id, secret)
-    disable_client(world, client_id)
+    disable_client(world, client_id, by="test-admin")
     error = assert_error(auth.client.post("/v1/events", json=E1, headers=bearer(token)), 401, "client_disabled")
     assert error["message_ja"]
     assert_error(
@@ -286,7 +286,7 @@ def test_a_client_disabled_after_issuance_is_refused_at_once_and_gets_no_new_tok
     assert world.store.stored_envelope("e1") is None and reads_of(world) == []
     assert_oauth_error(client_token(auth.client, client_id, secret), 401, "invalid_client")
     # the organisation may register a new client now
-    replacement, _ = add_client(world, org="beppu-es-1", scopes=["publish"])
+    replacement, _ = add_client(world, org="beppu-es-1", scopes=["publish"], by="test-admin")
     assert replacement.client_id != client_id
 
 
@@ -462,7 +462,10 @@ def test_a_key_whose_kid_starts_with_a_dash_can_be_retired_from_the_command_line
     dashed = keys.keys()[-1].kid
     keys.rotate()  # so that the dashed key no longer signs
     runner = CliRunner()
-    retired = runner.invoke(cli, ["keys", "retire", dashed, "--force", "--key-file", str(key_file)])
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    retired = runner.invoke(
+        cli, ["keys", "retire", dashed, "--force", "--key-file", str(key_file), "--database", database]
+    )
     assert retired.exit_code == 0, retired.output
     assert dashed not in {info.kid for info in SigningKeys(key_file).keys()}
 
@@ -769,3 +772,25 @@ def test_token_issue_gives_the_roles_scopes_or_the_ones_asked_for(tmp_path):
     assert bad.exit_code == 2 and "root" in bad.output
     listed = runner.invoke(cli, ["keys", "list", "--json", "--key-file", str(key_file)])
     assert [k["signing"] for k in json.loads(listed.stdout)] == [True]
+
+
+def test_client_changes_keep_who_made_them_from_the_command_line(tmp_path):
+    """Registering, rotating and disabling a client keep who did it (the login name of whoever ran the command),
+    shown by ``tsunagu clients list --json``."""
+    import getpass
+
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    runner = CliRunner()
+    orgs = tmp_path / "orgs.yaml"
+    orgs.write_text("- {id: beppu-es-1, type: school, municipality: '442020'}\n", encoding="utf-8")
+    assert runner.invoke(cli, ["orgs", "load", str(orgs), "--database", database]).exit_code == 0
+    added = runner.invoke(
+        cli, ["clients", "add", "--org", "beppu-es-1", "--scopes", "publish", "--database", database, "--json"]
+    )
+    assert added.exit_code == 0, added.output
+    client_id = json.loads(added.stdout)["client_id"]
+    assert runner.invoke(cli, ["clients", "rotate-secret", client_id, "--database", database]).exit_code == 0
+    assert runner.invoke(cli, ["clients", "disable", client_id, "--database", database]).exit_code == 0
+    [listed] = json.loads(runner.invoke(cli, ["clients", "list", "--database", database, "--json"]).stdout)
+    me = getpass.getuser()
+    assert listed["registered_by"] == listed["secret_rotated_by"] == listed["disabled_by"] == me

@@ -56,10 +56,13 @@ follows the hub: a fact kind whose source has authority, with basis cwa-21-10-5,
 at ``at`` is unknown (wait, or be published?: not generated); republishing the id of an event still waiting
 (not generated); identity.linked / identity.unlinked from a centre (policy.md adds "numbers known in its
 municipality" without saying how: accepted or rejected, the oracle follows the hub; from anyone else: refused).
-The kinds whose rows come with a later issue (inquiry.*, service.recommended …, report.acknowledged) are not in
-``events.kinds`` yet: the generator sends them and expects them refused as unknown. household.* (issue 15, §3):
-the centre of residence at ``at``, basis internal (meetings-and-services.md's table gives the basis; the hub
-refuses another).
+The kinds of meetings-and-services.md are drawn with the others, with their rows from its tables: inquiry.* (§1),
+service.* and report.acknowledged (§2), household.* (§3). Its readings: household.* from the centre of residence
+at ``at``, basis internal (the table gives the basis; the hub refuses another); inquiry.sent's ``to`` "assigned to
+the case at ``at``" as rule CASE counts members (the latest assignment or removal with at <= ``at``; a closure does
+not end it); an inquiry id, a recommendation id and a referral id name one of them: an inquiry id in the whole hub
+(its answer names only the id), the others per child; inquiry.answered and the service rows look for what they
+name among the child's own events.
 """
 
 from __future__ import annotations
@@ -152,11 +155,8 @@ FACT_KINDS = (
         "emergency.declared",
     }
 )
-# Their rows come with a later issue (meetings-and-services.md); events/kinds.py does not know them yet.
-LATER_KINDS = [
-    "inquiry.sent",
-    "inquiry.answered",
-]
+# Status inquiries before a meeting (meetings-and-services.md §1).
+INQUIRY_KINDS = frozenset({"inquiry.sent", "inquiry.answered"})
 # Family-support services (meetings-and-services.md §2): in the catalogue, with their rows below.
 SERVICE_KINDS = frozenset(
     {
@@ -390,7 +390,31 @@ class Oracle:
             return "either"
         elif kind in SERVICE_KINDS:
             return self.service_authority(raw, center_here)
+        elif kind == "inquiry.sent":  # meetings-and-services.md §1
+            if reg is None or reg.source != source or raw.get("basis") != "cwa-25-3":
+                return "inquiry.sent: not the case's registrar, or not cwa-25-3"
+            if not self.member_at(child, reg.case, to, at):
+                return "inquiry.sent: to not assigned to the case at `at`"
+            if any(e.kind == "inquiry.sent" and e.payload["inquiry"] == payload["inquiry"] for e in self.all_events()):
+                return "inquiry.sent: inquiry id used"
+        elif kind == "inquiry.answered":
+            sent = self._first(child, "inquiry.sent", "inquiry", payload["inquiry"])
+            if sent is None or sent.to != source or raw.get("basis") != "cwa-25-3" or to != sent.source:
+                return "inquiry.answered: not from the member asked, to the centre that asked"
         return None
+
+    def all_events(self) -> list[Ev]:
+        return [e for evs in self.events.values() for e in evs]
+
+    def member_at(self, child: str, case: str | None, org: str | None, when: datetime) -> bool:
+        """``org`` is assigned to ``case`` at ``when``: its latest assignment or removal with at <= ``when``
+        (ties: the one recorded last) is an assignment."""
+        latest: tuple[datetime, int, bool] | None = None
+        for x in self.events.get(child, []):
+            if x.case == case and x.at <= when and x.kind in ("case.member_assigned", "case.member_removed"):
+                if x.payload["member"] == org and (latest is None or (x.at, x.position) > latest[:2]):
+                    latest = (x.at, x.position, x.kind == "case.member_assigned")
+        return latest is not None and latest[2]
 
     def _first(self, child: str, kind: str, key: str, value: Any) -> Ev | None:
         return next((e for e in self.events.get(child, []) if e.kind == kind and e.payload.get(key) == value), None)
@@ -459,7 +483,7 @@ class Oracle:
             if to is None:
                 center = self.center_of(self.residence(child, at))
                 return Verdict("accepted", frozenset({source} | ({center} if center else set())))
-            if kind not in TARGET_LIST_KINDS and self.type_of(to) not in (CENTER, JISO):
+            if kind not in TARGET_LIST_KINDS | {"inquiry.sent"} and self.type_of(to) not in (CENTER, JISO):
                 return Verdict("rejected", why="cwa-25-3: to not a centre or 児相")
             return Verdict("accepted", frozenset({source, to}))
         if basis == "commissioned":
@@ -767,10 +791,49 @@ def lawful_source(draw, oracle: Oracle, kind: str, child: str, at: datetime, pay
         candidates = [created.source] if created else []
     elif kind == "consent.withdrawn" and payload["consent"] in oracle.content:
         candidates = [oracle.content[payload["consent"]].source]
+    elif kind in ("service.recommended", "service.ordered", "service.referred"):
+        candidates = [oracle.center_of(here)]
+    elif kind == "service.recommendation_result":
+        made = oracle._first(child, "service.recommended", "recommendation", payload["recommendation"])
+        candidates = [made.source] if made else []
+    elif kind in ("service.monitoring", "service.ended"):
+        made = oracle._first(child, "service.referred", "referral", payload["referral"])
+        candidates = ([made.source, made.to] if kind == "service.monitoring" else [made.source]) if made else []
+    elif kind == "report.acknowledged" and payload["report"] in oracle.content:
+        candidates = [oracle.content[payload["report"]].to]
+    elif kind == "inquiry.sent" and reg is not None:
+        candidates = [reg.source]
+    elif kind == "inquiry.answered":
+        sent = oracle._first(child, "inquiry.sent", "inquiry", payload["inquiry"])
+        candidates = [sent.to] if sent else []
     if kind == "emergency.declared":
         candidates += [e.to for e in oracle.events.get(child, []) if e.basis == "cwa-25" and e.at <= at]
     candidates = [c for c in candidates if c is not None]
     return draw(st.sampled_from(candidates), label="lawful source") if candidates else None
+
+
+def lawful_to(draw, oracle: Oracle, kind: str, child: str, at: datetime, payload: dict[str, Any], source: str):
+    """The addressee the rows of meetings-and-services.md ask for, given ``source`` (None: none to suggest)."""
+    if kind == "inquiry.sent":
+        reg = oracle.registration(child, payload.get("case"))
+        members = sorted(
+            {
+                e.payload["member"]
+                for e in oracle.events.get(child, [])
+                if e.kind == "case.member_assigned" and reg is not None and e.case == reg.case
+            }
+        )
+        return draw(st.sampled_from(members), label="member asked") if members else None
+    if kind == "inquiry.answered":
+        sent = oracle._first(child, "inquiry.sent", "inquiry", payload["inquiry"])
+        return sent.source if sent else None
+    if kind in ("service.monitoring", "service.ended"):
+        made = oracle._first(child, "service.referred", "referral", payload["referral"])
+        if made is not None:
+            return made.to if source == made.source else made.source
+    if kind == "report.acknowledged" and payload["report"] in oracle.content:
+        return oracle.content[payload["report"]].source
+    return None
 
 
 def payload_for(draw, kind: str, oracle: Oracle, child: str, n: int) -> dict[str, Any]:
@@ -902,6 +965,53 @@ def payload_for(draw, kind: str, oracle: Oracle, child: str, n: int) -> dict[str
         return {"date": "2026-04-02", "observations": f"訪問{n}", "secret": "見たこと"}
     if kind in HOUSEHOLD_KINDS:  # meetings-and-services.md §3
         return {"household": draw(st.sampled_from(["H1", "H2"])), "relation": "sibling"}
+
+    def named(of: str, key: str, made_up: str) -> str:
+        """An id of this child's ``of`` events mostly, sometimes another child's, or one nobody used."""
+        own = [e.payload[key] for e in oracle.events.get(child, []) if e.kind == of]
+        others = [e.payload[key] for e in oracle.all_events() if e.kind == of]
+        return draw(st.sampled_from(own * 3 + others + [made_up]))
+
+    if kind == "inquiry.sent":  # meetings-and-services.md §1
+        return {
+            "inquiry": draw(st.sampled_from(["Q1", "Q2", "Q3", f"Q{n}"])),
+            "case": case,
+            "meeting_date": "2026-04-20",
+            "due": "2026-04-15",
+            "questions": "最近の様子",
+        }
+    if kind == "inquiry.answered":
+        return {"inquiry": named("inquiry.sent", "inquiry", "Q-none"), "observations": f"様子{n}", "safety_scale": 5}
+    if kind == "service.recommended":  # §2
+        return {
+            "recommendation": draw(st.sampled_from(["R1", "R2"])),
+            "service": "訪問",
+            "form": "oral",
+            "reason": "負担",
+        }
+    if kind == "service.recommendation_result":
+        return {"recommendation": named("service.recommended", "recommendation", "R9"), "result": "accepted"}
+    if kind == "service.ordered":
+        return {"order": f"O{n}", "service": "短期入所", "from": "2026-04-10", "notice_date": "2026-04-05"}
+    if kind == "service.referred":
+        return {
+            "referral": draw(st.sampled_from(["F1", "F2"])),
+            "service": "訪問",
+            "start": "2026-04-10",
+            "summary": "要点",
+            "secret": "家族の事情",
+        }
+    if kind == "service.monitoring":
+        return {
+            "referral": named("service.referred", "referral", "F9"),
+            "observations": "様子",
+            "recommendation": "continue",
+        }
+    if kind == "service.ended":
+        return {"referral": named("service.referred", "referral", "F9"), "reason": "目標達成"}
+    if kind == "report.acknowledged":
+        reports = [e.id for e in oracle.all_events() if e.kind in ("visit.report", "service.usage")]
+        return {"report": draw(st.sampled_from(reports + ["no-such-report"])), "note": "本日訪問します"}
     raise AssertionError(kind)
 
 
@@ -946,6 +1056,16 @@ KIND_WEIGHTS = {
     # Households (meetings-and-services.md §3)
     "household.joined": 1,
     "household.left": 1,
+    # The meeting cycle and family-support services (meetings-and-services.md §1, §2)
+    "inquiry.sent": 2,
+    "inquiry.answered": 2,
+    "service.recommended": 1,
+    "service.recommendation_result": 1,
+    "service.ordered": 1,
+    "service.referred": 2,
+    "service.monitoring": 1,
+    "service.ended": 1,
+    "report.acknowledged": 1,
 }
 # What a kind's payload cannot do without (to make a payload invalid).
 REQUIRED = {
@@ -986,6 +1106,15 @@ REQUIRED = {
     "enrollment.started": "student_no",
     "household.joined": "household",
     "household.left": "household",
+    "inquiry.sent": "due",
+    "inquiry.answered": "inquiry",
+    "service.recommended": "form",
+    "service.recommendation_result": "result",
+    "service.ordered": "notice_date",
+    "service.referred": "summary",
+    "service.monitoring": "recommendation",
+    "service.ended": "reason",
+    "report.acknowledged": "report",
 }
 # Who usually publishes a kind, on which basis and to whom; a third of the publishes take any source, basis and
 # addressee instead (and the fact kinds mostly the source with authority over them, see lawful_source).
@@ -1008,6 +1137,12 @@ USUAL: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str | None, ...]]
     "target_list.assigned": ((CENTER, JISO), ("cwa-25-3",), ("school",)),
     "target_list.removed": ((CENTER, JISO), ("cwa-25-3",), ("school",)),
     "emergency.declared": ((CENTER, JISO), ("internal",), (None,)),
+    "inquiry.sent": ((CENTER,), ("cwa-25-3",), ("school", "nursery", JISO, "health_center")),
+    "inquiry.answered": (("school", "nursery", JISO, "health_center"), ("cwa-25-3",), (CENTER,)),
+    "service.referred": ((CENTER,), ("commissioned",), (PROVIDER,)),
+    "service.monitoring": ((PROVIDER, CENTER), ("commissioned",), (CENTER, PROVIDER)),
+    "service.ended": ((CENTER,), ("commissioned",), (PROVIDER,)),
+    "report.acknowledged": ((CENTER,), ("commissioned",), (PROVIDER,)),
 }
 DEFAULT_USUAL = ((CENTER,), ("internal",), (None,))
 
@@ -1029,7 +1164,6 @@ def draw_event(
                 "no_basis",
                 "bad_basis",
                 "bad_kind",
-                "later_kind",
                 "bad_payload",
                 "no_offset",
                 "again",
@@ -1064,7 +1198,7 @@ def draw_event(
     if draw(st.integers(0, 2)) < 2:  # lawful-looking
         source = (
             lawful_source(draw, oracle, kind, child, at, payload)
-            if kind in FACT_KINDS and draw(st.integers(0, 4)) < 4
+            if kind in FACT_KINDS | SERVICE_KINDS | INQUIRY_KINDS and draw(st.integers(0, 4)) < 4
             else None
         )
         if source is None:
@@ -1076,6 +1210,8 @@ def draw_event(
             to = payload["school"]
         if kind in ("visit.report", "service.usage"):  # commissioned: provider -> centre, centre -> provider
             to = draw(st.sampled_from(of_types((PROVIDER if oracle.type_of(source) == CENTER else CENTER,))))
+        if kind in SERVICE_KINDS | INQUIRY_KINDS and draw(st.integers(0, 3)) < 3:
+            to = lawful_to(draw, oracle, kind, child, at, payload, source) or to
         if kind == "note.recorded" and basis == "cwa-25-2":
             payload.setdefault("case", draw(st.sampled_from(CASES)))
     else:  # anything
@@ -1111,8 +1247,6 @@ def draw_event(
         raw["basis"], valid = draw(st.sampled_from(["cwa-99", "", "CWA-25", "consent"])), False
     elif mode == "bad_kind":
         raw["kind"], valid = "concern.whispered", False
-    elif mode == "later_kind":  # a kind of meetings-and-services.md, not in the catalogue yet
-        raw["kind"], valid = draw(st.sampled_from(LATER_KINDS)), False
     elif mode == "bad_payload":
         del raw["payload"][REQUIRED[kind]]
         valid = False
@@ -1211,8 +1345,10 @@ class Run:
             assert got.outcome in want, (raw, verdict, got.to_dict())
             self.oracle.settle(raw, verdict, got.outcome)
             event(f"publish {got.outcome}")
-            if verdict.why and raw.get("kind") in FACT_KINDS and verdict.why != "shape":
-                event(f"refused: {verdict.why.split(':')[0]}")
+            if got.outcome == "accepted" and raw.get("kind") in SERVICE_KINDS | INQUIRY_KINDS:
+                event(f"accepted: {raw['kind']}")
+            if verdict.why and raw.get("kind") in FACT_KINDS | SERVICE_KINDS | INQUIRY_KINDS and verdict.why != "shape":
+                event(f"refused: {verdict.why}")
             if got.outcome == "rejected":
                 assert got.problems and all(p.message_ja for p in got.problems)
                 if raw.get("id") and raw["id"] not in self.oracle.stored:
@@ -1374,6 +1510,9 @@ FOCUS = {
         }
     ),
     "AUTHORITY": FACT_KINDS | {"concern.reported", "absence.alert"},
+    "SERVICES": SERVICE_KINDS
+    | INQUIRY_KINDS
+    | {"child.registered", "case.registered", "case.member_assigned", "visit.report", "service.usage"},
 }
 
 
@@ -1440,6 +1579,42 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
                     "sensitive": ["secret"],
                 }
                 run.publish([(raw, True)])
+        if kinds is not None and "inquiry.sent" in kinds:
+            # meetings-and-services.md: a case with a member to ask, a referral to a provider and the provider's
+            # report, at random times: the start of a story of inquiries, answers, monitoring and acknowledgements.
+            registrar = oracle.center_of(oracle.latest_residence(children[0])) or "cA"
+            member = data.draw(st.sampled_from(["s1", "n1", "jA", "h1"]), label="member")
+            for kind, payload, basis, source, to in [
+                (
+                    "case.registered",
+                    {"case": "K1", "category": "youhogo", "case_type": "neglect"},
+                    "internal",
+                    None,
+                    None,
+                ),
+                ("case.member_assigned", {"case": "K1", "member": member}, "internal", None, None),
+                (
+                    "service.referred",
+                    {"referral": "F1", "service": "訪問", "start": "2026-04-02", "summary": "要点"},
+                    "commissioned",
+                    None,
+                    "p1",
+                ),
+                ("visit.report", {"date": "2026-04-03", "observations": "訪問"}, "commissioned", "p1", registrar),
+            ]:
+                n += 1
+                raw = {
+                    "id": f"e{n}",
+                    "kind": kind,
+                    "child": children[0],
+                    "source": source or registrar,
+                    "basis": basis,
+                    "at": time_of(data.draw(st.integers(0, SLOTS - 1), label="at")).isoformat(),
+                    "payload": payload,
+                }
+                if to is not None:
+                    raw["to"] = to
+                run.publish([(raw, True)])
         for step in range(data.draw(st.integers(10, 28), label="steps")):
             if step < 6 or data.draw(st.integers(0, 9), label="action") < 6:
                 # A batch of one to four publishes, judged one after the other.
@@ -1489,6 +1664,9 @@ def exercise(world: dict[str, Any], data, kinds: frozenset[str] | None = None) -
         target(float(len(run.rules_seen)), label="rules that allowed an event")
         for rule in ("CASE", "LEDGER", "CONSENT", "TRANSFER", "EMERGENCY", "redacted"):
             target(float(min(run.rules_seen.get(rule, 0), 12)), label=rule)
+        if kinds is not None and "inquiry.sent" in kinds:  # the kinds of meetings-and-services.md accepted
+            accepted = {e.kind for e in oracle.all_events() if e.kind in SERVICE_KINDS | INQUIRY_KINDS}
+            target(float(len(accepted)), label="meetings-and-services kinds accepted")
         # (b) the access records are exactly the reads, and each holds the decisions returned
         records = {r["id"]: r for r in access_records(hub.store)}
         assert len(records) == len(run.reads)

@@ -173,6 +173,25 @@ def test_urgent_inbox_oldest_first_and_acknowledgement_seen_by_the_provider(hub,
     assert counts == {"urgent": 2, "acknowledged": 1, "median_hours": 24.0, "longest_hours": 24.0}
 
 
+def test_the_inbox_marks_a_report_from_a_provider_the_child_was_not_referred_to(hub, clock):
+    """policy.md's ``commissioned`` rule accepts a provider's report about any child to a centre; the inbox says
+    which reports come from a provider the centre referred that child to and which do not (review finding: a
+    provider could put any child into a centre's urgent inbox unmarked)."""
+    work, views = FamilySupport(hub), SupportViews(hub)
+    clock.at = at("2026-05-01")
+    work.refer(BEPPU, child="c1", provider="visit-a", service="訪問", start="2026-05-01", summary="要点")
+    visit(hub, clock, "c1", "visit-a", "2026-06-01T15:00:00+09:00", urgent=True)  # referred
+    visit(hub, clock, "c1", "visit-b", "2026-06-01T16:00:00+09:00", urgent=True)  # the same child, another provider
+    visit(hub, clock, "c3", "visit-a", "2026-06-02T10:00:00+09:00", urgent=True)  # another child
+    clock.at = at("2026-06-02T15:00:00+09:00")
+    inbox, _ = views.urgent_inbox("beppu-center")
+    assert [(r.child, r.source, r.referred) for r in inbox] == [
+        ("c1", "visit-a", True),
+        ("c1", "visit-b", False),
+        ("c3", "visit-a", False),
+    ]
+
+
 def test_usage_counts_per_service_and_provider(hub, clock):
     clock.at = at("2026-06-01")
     [r] = hub.publish(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 import events.streams as streams
 import services.publishing.ingest as ingest
 from consent.model import Settings
-from events.store import STORE_FORMAT, ChildRecord, HubStore, ensure_postgres_schema, store_env
+from events.store import STORE_FORMAT, ChildRecord, HubStore, ensure_postgres_schema, open_store, store_env
 from events.streams import load_many, stream_versions
 from services.hub import Hub
 from services.projections.admission_facts import ChildFacts, facts_from_log
@@ -425,3 +426,58 @@ def test_the_facts_kept_for_the_publish_rules_are_those_the_log_gives(open_hub):
         for f in facts_from_log(hub.store.recorder, hub.store.mapper, hub.store.registry().orgs, hub.settings)
     }
     assert rebuilt == kept
+
+
+def test_a_store_written_before_reports_were_facts_gets_them_and_they_can_be_acknowledged(open_hub, database):
+    """Store format 5 (``admission_facts.report_facts_from_log``): a store of format 4 held providers' reports
+    that its children's facts lacked (they became facts with the meeting cycle), so ``report.acknowledged`` was
+    refused for them. Simulated by deleting the report's fact, publishing a later fact, and setting the format back
+    to 4: opened again, the report's fact is back at its place in the stream order, and the centre's
+    acknowledgement is accepted."""
+    hub = open_hub()
+    hub.load_orgs(ORGS + [{"id": "visit-a", "type": "service_provider", "municipality": "442020"}])
+    report = ev(
+        "v1",
+        "visit.report",
+        source="visit-a",
+        basis="commissioned",
+        to="beppu-center",
+        payload={"date": "2026-04-20", "observations": "訪問時の様子"},
+    )
+    assert accepted(hub.publish([registered("c1"), report]))
+    stream = ChildFacts.create_id("c1")
+    assert [e.id for e in hub.store.get_or_none(stream).entries] == ["reg-c1", "v1"]
+
+    datastore = hub.store.recorder.datastore
+    sqlite = database.startswith("sqlite")
+    prefix = "" if sqlite else f'"{datastore.schema}".'
+    mark = "?" if sqlite else "%s"
+    events = hub.store.recorder.events_table_name
+
+    def sql(statement: str, *args: Any) -> None:
+        with datastore.transaction(commit=True) as cursor:
+            cursor.execute(statement.replace("?", mark).replace("TABLE.", prefix).replace("EVENTS", events), args)
+
+    sql(
+        "DELETE FROM TABLE.EVENTS WHERE originator_id = ? AND originator_version = 3",
+        stream.hex if sqlite else stream,
+    )
+    between = open_hub(open_store(database))  # as format 4 kept them: a later fact, none of the report
+    assert accepted(between.publish([ev("moved", "residence.changed", payload={"residence": "442020"})]))
+    assert [e.id for e in between.store.get_or_none(stream).entries] == ["reg-c1", "moved"]
+    sql("DELETE FROM TABLE.tsunagu_store_format")
+    sql("INSERT INTO TABLE.tsunagu_store_format (format) VALUES (4)")
+
+    old = open_hub(open_store(database))
+    assert old.store.format == STORE_FORMAT
+    assert [e.id for e in old.store.get_or_none(stream).entries] == ["reg-c1", "v1", "moved"]
+    acknowledgement = ev(
+        "ack",
+        "report.acknowledged",
+        source="beppu-center",
+        basis="commissioned",
+        to="visit-a",
+        payload={"report": "v1", "note": "本日訪問します"},
+    )
+    assert accepted(old.publish([acknowledgement]))
+    assert stored(open_hub(open_store(database)))[-1] == (4, "ack")

@@ -112,7 +112,11 @@ def test_the_administrator_loads_an_organisations_file_after_seeing_its_diff(ser
     assert "新規登録 1 件、変更 1 件" in page.get_by_role("status").inner_text()
     orgs = page.locator("#orgs").inner_text()
     assert "別府市立あおば小学校" in orgs and "学校教育課・教育相談室" in orgs
-    assert "別府市立あおば小学校" in page.locator("ol.history").inner_text()
+    history = page.locator("ol.history li")
+    applied = history.nth(0).inner_text() + history.nth(1).inner_text()  # the file's registration and its change
+    assert "別府市立あおば小学校" in applied
+    assert applied.count("小林 誠") == 2  # who applied it: the administrator signed in (the registry keeps it)
+    assert "（system）" in history.last.inner_text()  # the demo's first registration: a program
     assert_accessible(page, "orgs loaded")
     shoot(page, "ad04-orgs-loaded")
 
@@ -182,9 +186,15 @@ def test_the_administrator_adds_a_client_whose_secret_is_shown_once_and_gets_a_t
     assert token(server.base, client_id, secret).status_code == 401
     assert token(server.base, client_id, rotated).status_code == 200
 
-    # Disable: no more tokens.
+    # Disable: asked first (nothing changes until confirmed), then no more tokens.
     page.goto(f"{server.base}/ui/admin/clients")
     page.locator(f"[id='client-{client_id}']").get_by_role("button", name=re.compile("無効化")).click()
+    assert page.get_by_role("heading", name="クライアントの無効化の確認").is_visible()
+    assert client_id in page.locator("#client").inner_text()
+    assert token(server.base, client_id, rotated).status_code == 200  # not yet
+    assert_accessible(page, "clients: disable asked")
+    shoot(page, "ad07b-client-disable-asked")
+    page.get_by_role("button", name="無効化する").click()
     assert "無効化しました" in page.get_by_role("status").inner_text()
     assert "無効" in page.locator(f"[id='client-{client_id}']").inner_text()
     assert token(server.base, client_id, rotated).status_code == 401

@@ -53,6 +53,10 @@ def test_an_urgent_visit_report_tops_the_start_page_is_acknowledged_and_the_prov
         assert first.locator("h2").inner_text().startswith("未確認の緊急報告")
         item = first.locator("li.urgent-item").filter(has_text=REASON)
         assert item.is_visible() and "child-11" in item.inner_text() and "時間経過" in item.inner_text()
+        # child-11 was never referred to this provider: said so; the demo's report on child-02 (referred) is not.
+        assert "紹介（委託）の記録はセンターにありません" in item.inner_text()
+        referred = first.locator("li.urgent-item").filter(has_text="child-02")
+        assert referred.count() == 1 and "紹介（委託）の記録" not in referred.inner_text()
         assert_accessible(sato, "centre start page with the urgent inbox")
         shoot(sato, "92-centre-urgent-inbox")
         before = len(reads(server, "child-11"))
