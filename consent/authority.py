@@ -457,9 +457,11 @@ def identity_link(e: Recorded, k: Known) -> None:
 
 
 def _member_at(k: Known, case: str | None, org: str | None, when: datetime) -> bool:
-    """``org`` is assigned to ``case`` at ``when`` by the case's registrar (as rule CASE counts members)."""
+    """``org`` is assigned to ``case`` at ``when`` by the case's registrar, as rule CASE counts members: a closed
+    case has none (policy.md, rule CASE: "k is not closed at t"), so no inquiry goes to an organisation that lost
+    the case's information at its closure."""
     found = ChildFacts.of(k.facts, registrar_only=True).cases.get(str(case))
-    return found is not None and org is not None and found.is_member(org, when)
+    return found is not None and org is not None and found.closed_at(when) is None and found.is_member(org, when)
 
 
 def inquiry_sent(e: Recorded, k: Known) -> None:

@@ -5,8 +5,9 @@ timeline, scenario run, audit verify). The command groups of the other modules r
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
+import os
+import pwd
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -375,9 +376,11 @@ def audit_verify(
 
 
 def login_name() -> str:
-    """Who runs a command that changes the hub's administration (settings, organisations, clients): the login
-    name, recorded as ``by`` with the change."""
+    """Who runs a command that changes the hub's administration (settings, organisations, clients): the name of
+    the operating-system account the process runs as (not ``$USER``, which the caller sets), recorded as ``by``
+    with the change. It says which account ran the command, not which person: the person is whoever holds that
+    account's login (the runbook gives each administrator an account of their own)."""
     try:
-        return getpass.getuser()
-    except Exception:  # no login name (e.g. a container without one)
-        return "unknown"
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, OSError):  # an account without a name (e.g. a container's numeric user)
+        return f"uid:{os.getuid()}"

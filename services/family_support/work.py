@@ -187,10 +187,16 @@ def referrals_in(child: str, entries: Sequence[TimelineEntry]) -> list[Referral]
 
 def reports_in(child: str, entries: Sequence[TimelineEntry], now: datetime) -> list[Report]:
     """The provider reports (``commissioned``) among a child's entries, each with its first acknowledgement and
-    whether the centre it went to referred the child to that provider (``referred``: a report from a provider the
-    child was never referred to is accepted, as policy.md's ``commissioned`` rule allows, and marked as such for
+    whether the centre it went to had referred the child to that provider when it was sent (``referred``: a
+    referral running at the report's ``at``, from its own ``at`` to its ``service.ended``; a report from a provider
+    the child was not referred to is accepted, as policy.md's ``commissioned`` rule allows, and marked as such for
     the centre)."""
-    referrals = {(e.source, str(e.to)) for e in entries if e.kind == "service.referred"}
+    ended = {str(e.payload.get("referral")): datetime.fromisoformat(e.at) for e in entries if e.kind == "service.ended"}
+    referrals = [  # (centre, provider, from, until): each referral while it runs
+        (e.source, str(e.to), datetime.fromisoformat(e.at), ended.get(str(e.payload.get("referral"))))
+        for e in entries
+        if e.kind == "service.referred"
+    ]
     acks: dict[str, TimelineEntry] = {}
     for e in sorted(entries, key=lambda e: e.at):
         if e.kind == "report.acknowledged":
@@ -218,7 +224,10 @@ def reports_in(child: str, entries: Sequence[TimelineEntry], now: datetime) -> l
                 observations=e.payload.get("observations"),
                 service=e.payload.get("service"),
                 until=e.payload.get("to") if e.kind == "service.usage" else None,
-                referred=(str(e.to), e.source) in referrals,
+                referred=any(
+                    (centre, provider) == (str(e.to), e.source) and start <= sent and (end is None or sent <= end)
+                    for centre, provider, start, end in referrals
+                ),
                 acknowledged=(
                     {
                         "at": ack.at,

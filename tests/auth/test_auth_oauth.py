@@ -710,8 +710,8 @@ def test_tsunagu_serve_with_clients_rotation_and_dev_sign_in_over_a_socket(tmp_p
             time.sleep(0.2)
         jwks = httpx.get(f"{base}/.well-known/jwks.json", timeout=10).json()
         assert {k["kid"] for k in jwks["keys"]} == {old_kid, new_kid}
-        assert runner.invoke(cli, ["keys", "retire", old_kid, *keys]).exit_code == 2  # too early
-        retired = runner.invoke(cli, ["keys", "retire", old_kid, "--force", *keys])
+        assert runner.invoke(cli, ["keys", "retire", old_kid, *keys, *db]).exit_code == 2  # too early
+        retired = runner.invoke(cli, ["keys", "retire", old_kid, "--force", *keys, *db])
         assert retired.exit_code == 0, retired.output
         timeline = f"{base}/v1/children/c1/timeline?purpose=support"
         deadline = time.monotonic() + 60  # only stops a hung server
@@ -777,20 +777,23 @@ def test_token_issue_gives_the_roles_scopes_or_the_ones_asked_for(tmp_path):
 def test_client_changes_keep_who_made_them_from_the_command_line(tmp_path):
     """Registering, rotating and disabling a client keep who did it (the login name of whoever ran the command),
     shown by ``tsunagu clients list --json``."""
-    import getpass
+    import os
+    import pwd
 
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     runner = CliRunner()
     orgs = tmp_path / "orgs.yaml"
     orgs.write_text("- {id: beppu-es-1, type: school, municipality: '442020'}\n", encoding="utf-8")
     assert runner.invoke(cli, ["orgs", "load", str(orgs), "--database", database]).exit_code == 0
-    added = runner.invoke(
-        cli, ["clients", "add", "--org", "beppu-es-1", "--scopes", "publish", "--database", database, "--json"]
+    added = runner.invoke(  # $USER and $LOGNAME say nothing of who runs it
+        cli,
+        ["clients", "add", "--org", "beppu-es-1", "--scopes", "publish", "--database", database, "--json"],
+        env={"USER": "someone-else", "LOGNAME": "someone-else"},
     )
     assert added.exit_code == 0, added.output
     client_id = json.loads(added.stdout)["client_id"]
     assert runner.invoke(cli, ["clients", "rotate-secret", client_id, "--database", database]).exit_code == 0
     assert runner.invoke(cli, ["clients", "disable", client_id, "--database", database]).exit_code == 0
     [listed] = json.loads(runner.invoke(cli, ["clients", "list", "--database", database, "--json"]).stdout)
-    me = getpass.getuser()
+    me = pwd.getpwuid(os.getuid()).pw_name
     assert listed["registered_by"] == listed["secret_rotated_by"] == listed["disabled_by"] == me

@@ -59,10 +59,11 @@ municipality" without saying how: accepted or rejected, the oracle follows the h
 The kinds of meetings-and-services.md are drawn with the others, with their rows from its tables: inquiry.* (§1),
 service.* and report.acknowledged (§2), household.* (§3). Its readings: household.* from the centre of residence
 at ``at``, basis internal (the table gives the basis; the hub refuses another); inquiry.sent's ``to`` "assigned to
-the case at ``at``" as rule CASE counts members (the latest assignment or removal with at <= ``at``; a closure does
-not end it); an inquiry id, a recommendation id and a referral id name one of them: an inquiry id in the whole hub
-(its answer names only the id), the others per child; inquiry.answered and the service rows look for what they
-name among the child's own events.
+the case at ``at``" as policy.md's rule CASE counts members (the latest assignment or removal with at <= ``at``, and the
+case not closed at ``at``); inquiry.answered and the service rows look for what they name among the child's own
+events. Where meetings-and-services.md is silent the oracle follows the hub's choices (they are not tested here,
+the scenario files and the authority tests cover them): an inquiry id names one inquiry in the whole hub (its
+answer names only the id), a referral id one referral of the child, and an id used twice names its first event.
 """
 
 from __future__ import annotations
@@ -408,11 +409,15 @@ class Oracle:
 
     def member_at(self, child: str, case: str | None, org: str | None, when: datetime) -> bool:
         """``org`` is assigned to ``case`` at ``when``: its latest assignment or removal with at <= ``when``
-        (ties: the one recorded last) is an assignment."""
+        (ties: the one recorded last) is an assignment, and the case is not closed at ``when`` (rule CASE)."""
         latest: tuple[datetime, int, bool] | None = None
         for x in self.events.get(child, []):
-            if x.case == case and x.at <= when and x.kind in ("case.member_assigned", "case.member_removed"):
-                if x.payload["member"] == org and (latest is None or (x.at, x.position) > latest[:2]):
+            if x.case != case or x.at > when:
+                continue
+            if x.kind == "case.closed":
+                return False
+            if x.kind in ("case.member_assigned", "case.member_removed") and x.payload["member"] == org:
+                if latest is None or (x.at, x.position) > latest[:2]:
                     latest = (x.at, x.position, x.kind == "case.member_assigned")
         return latest is not None and latest[2]
 

@@ -178,17 +178,23 @@ def test_the_inbox_marks_a_report_from_a_provider_the_child_was_not_referred_to(
     which reports come from a provider the centre referred that child to and which do not (review finding: a
     provider could put any child into a centre's urgent inbox unmarked)."""
     work, views = FamilySupport(hub), SupportViews(hub)
+    visit(hub, clock, "c1", "visit-a", "2026-04-20T15:00:00+09:00", urgent=True)  # before the referral
     clock.at = at("2026-05-01")
-    work.refer(BEPPU, child="c1", provider="visit-a", service="訪問", start="2026-05-01", summary="要点")
+    work.refer(BEPPU, child="c1", provider="visit-a", service="訪問", start="2026-05-01", summary="要点", referral="F1")
     visit(hub, clock, "c1", "visit-a", "2026-06-01T15:00:00+09:00", urgent=True)  # referred
     visit(hub, clock, "c1", "visit-b", "2026-06-01T16:00:00+09:00", urgent=True)  # the same child, another provider
     visit(hub, clock, "c3", "visit-a", "2026-06-02T10:00:00+09:00", urgent=True)  # another child
-    clock.at = at("2026-06-02T15:00:00+09:00")
+    clock.at = at("2026-06-10")
+    work.end(BEPPU, child="c1", referral="F1", reason="目標達成")
+    visit(hub, clock, "c1", "visit-a", "2026-06-20T10:00:00+09:00", urgent=True)  # after the referral ended
+    clock.at = at("2026-06-21T15:00:00+09:00")
     inbox, _ = views.urgent_inbox("beppu-center")
-    assert [(r.child, r.source, r.referred) for r in inbox] == [
-        ("c1", "visit-a", True),
-        ("c1", "visit-b", False),
-        ("c3", "visit-a", False),
+    assert [(r.child, r.source, r.at[:10], r.referred) for r in inbox] == [
+        ("c1", "visit-a", "2026-04-20", False),
+        ("c1", "visit-a", "2026-06-01", True),
+        ("c1", "visit-b", "2026-06-01", False),
+        ("c3", "visit-a", "2026-06-02", False),
+        ("c1", "visit-a", "2026-06-20", False),
     ]
 
 
