@@ -24,8 +24,8 @@ ORGS = [
 NOW = datetime.fromisoformat("2026-06-01T10:00:00+09:00")
 
 
-def _hub(path: str) -> Hub:
-    return Hub(f"sqlite:///{path}", clock=lambda: NOW)
+def _hub(database: str) -> Hub:
+    return Hub(database, clock=lambda: NOW)
 
 
 def _fill(hub: Hub, children: list[str]) -> None:
@@ -55,10 +55,18 @@ def _chain_of(hub: Hub, child: str) -> list[dict]:
     return [e.record for e in events if isinstance(e, AccessLog.ReadRecorded)]
 
 
-def test_reads_with_remembered_heads_chain_like_reads_of_the_last_record(tmp_path, monkeypatch):
-    hub, other = _hub(str(tmp_path / "h.db")), None
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request, tmp_path) -> str:
+    """The same test on both stores: the refused insert is each database's own key violation."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'h.db'}"
+
+
+def test_reads_with_remembered_heads_chain_like_reads_of_the_last_record(database, monkeypatch):
+    hub = _hub(database)
     _fill(hub, ["c1", "c2"])
-    other = _hub(str(tmp_path / "h.db"))  # another process on the same store: its own heads
+    other = _hub(database)  # another process on the same store: its own heads
     last_reads: list[object] = []
     real_last_event = timeline_module.last_event
     monkeypatch.setattr(
