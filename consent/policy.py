@@ -284,7 +284,10 @@ def decision_valid_until(events: Sequence[Recorded], settings: Settings, t: date
 
 
 def redact(e: Recorded, decision: EventDecision) -> dict[str, Any]:
-    """The payload as the reader may see it."""
+    """The payload as the reader may see it (a copy: with nothing to redact, copied whole, several times faster
+    than field by field)."""
+    if not decision.redacted:
+        return dict(e.payload)
     return {k: (REDACTED if k in decision.redacted else v) for k, v in e.payload.items()}
 
 

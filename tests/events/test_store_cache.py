@@ -105,3 +105,62 @@ def test_a_hub_reading_many_children_keeps_its_cache_within_the_weight(tmp_path,
         assert [e.id for e in again.entries] == ["r0"] + [f"n0-{i}" for i in range(5)]  # reloaded when evicted
     finally:
         hub.close()
+
+
+def test_published_events_projected_directly_give_what_the_librarys_mutate_gives(tmp_path):
+    """``ChildRecord.Published.mutate`` against the library's ``CanMutateAggregate.mutate`` (with the ``@event``
+    method's body): a child's stream as stored, replayed both ways, gives the same record; the same errors for an
+    event of another stream or out of sequence."""
+    from copy import deepcopy
+
+    from eventsourcing.domain import CanMutateAggregate, OriginatorIDError, OriginatorVersionError
+
+    from events.store import ChildRecord
+
+    hub = Hub(f"sqlite:///{tmp_path / 'p.db'}")
+    hub.load_orgs(
+        [
+            {
+                "id": "beppu-center",
+                "type": "municipal_center",
+                "municipality": "442020",
+                "name": "別府市こども家庭センター",
+            }
+        ]
+    )
+    envelopes = [
+        {
+            "id": f"n{n}",
+            "kind": "child.registered" if n == 0 else "note.recorded",
+            "child": "c1",
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": f"2026-04-{n + 1:02d}T09:00:00+09:00",
+            "payload": {"residence": "442020"} if n == 0 else {"text": f"記録{n}"},
+        }
+        for n in range(6)
+    ]
+    assert all(r.outcome == "accepted" for r in hub.publish(envelopes))
+    stream = ChildRecord.create_id("c1")
+    events = list(hub.store.events.get(stream))
+    created, published = events[0], events[1:]
+    assert published and all(type(e) is ChildRecord.Published for e in published)
+
+    direct, library = created.mutate(None), created.mutate(None)
+    for e in published:
+        direct = e.mutate(direct)
+        library = CanMutateAggregate.mutate(e, library)  # the library's, through the @event method
+    assert vars(direct) == vars(library)
+    assert direct.entries == hub.store.peek(stream).entries
+
+    for aggregate, mutate in [
+        (deepcopy(direct), type(published[0]).mutate),
+        (deepcopy(library), CanMutateAggregate.mutate),
+    ]:
+        with pytest.raises(OriginatorVersionError):
+            mutate(published[0], aggregate)  # out of sequence
+        other = created.mutate(None)
+        object.__setattr__(other, "_id", ChildRecord.create_id("c2"))
+        with pytest.raises(OriginatorIDError):
+            mutate(published[0], other)
+    hub.close()

@@ -146,3 +146,17 @@ def test_fast_decoding_of_what_orjson_refuses_or_cannot_tell():
             library.decode(data)
         with pytest.raises(expected.type):
             fast.decode(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.binary(max_size=12) | st.text(alphabet="0123456789", min_size=15, max_size=22).map(str.encode),
+        max_size=6,
+    ).map(b"".join)
+)
+def test_long_digits_at_a_glance_find_what_the_pattern_finds(data):
+    from events.transcoding import _LONG_DIGITS, has_long_digits
+
+    assert has_long_digits(data) == bool(_LONG_DIGITS.search(data))
+    assert has_long_digits(bytearray(data)) == bool(_LONG_DIGITS.search(data))
