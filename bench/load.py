@@ -31,7 +31,8 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,23 @@ def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
 
 def build_world(database: str, cases: int, key_file: Path, work: Path) -> dict[str, Any]:
     """The city, and the run's settings for the locust file: tokens, children, each school's monthly file."""
-    from bench.ledger_scale import CENTRE, build, meeting_day
-    from bench.prefecture import event_stream, make_prefecture
+    from bench.ledger_scale import CENTRE, NOW, build, prefecture
+    from bench.prefecture import event_stream
     from services.auth.tokens import keys_from_file
     from services.casework.ledger import CaseViews
+    from services.hub import Hub, SettableClock
 
-    hub = build(database, cases)
+    build(database, cases)
+    hub = Hub(database, clock=SettableClock(NOW))
     try:
-        on = meeting_day(CaseViews(hub), 100)
+        # a meeting day on which about 100 open cases are due (bench.ledger_scale.meeting_day asks a server)
+        rows = CaseViews(hub).progress_ledger(CENTRE, states={"open"}).rows
+        days = sorted(date.fromisoformat(r.next_review) for r in rows)
+        on = days[min(100, len(days)) - 1]
     finally:
         hub.close()
-    pref = make_prefecture(municipalities=1, schools_per=200, nurseries_per=100)
+    whole = prefecture()
+    pref = replace(whole, municipalities=whole.municipalities[:1])  # the city, as bench.ledger_scale.build makes it
     codes = {o["id"]: o.get("code") for o in pref.orgs}
     listed: dict[str, list[tuple[str, str]]] = defaultdict(list)  # school -> (child, student number)
     children = []
