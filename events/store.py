@@ -485,6 +485,10 @@ class HubStore(Application[UUID]):
         super().__init__(env)
         datastore = self.recorder.datastore
         postgres = type(self.recorder).__module__.endswith("postgres")
+        if postgres:
+            from events.postgres import check_before_use
+
+            check_before_use(datastore)
         self.keys = DataKeys(
             datastore, self.keyring, postgres=postgres, schema=getattr(datastore, "schema", None) if postgres else None
         )
@@ -692,6 +696,9 @@ def store_env(database: str | None) -> dict[str, str]:
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
             "POSTGRES_POOL_SIZE": "10",
             "POSTGRES_MAX_OVERFLOW": "10",
+            # A pooled connection is checked before it is handed out (events.postgres.check_before_use): after a
+            # PostgreSQL restart the processes go on without one failed request per pooled connection.
+            "POSTGRES_PRE_PING": "y",
             "APPLICATION_RECORDER_TOPIC": "events.postgres:PostgresRecorder",  # no pipeline; envelope ids
         }
         if "schema" in query:
