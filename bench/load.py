@@ -178,6 +178,24 @@ class KafkaBeside:
         self.hub.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children still running (the uvicorn workers), from ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else 0.0
@@ -289,7 +307,9 @@ def main() -> None:
                 print(f"N = {n}: locust, {options.users} users, {options.seconds} s", flush=True)
                 beside.took, beside.failures = [], 0
                 beside.start()
+                cpu, load = cpu_seconds(serve.pid), os.getloadavg()[0]
                 stats = run_locust(base, config_file, options.users, options.seconds, work / f"locust-{n}")
+                cpu = cpu_seconds(serve.pid) - cpu
                 beside.stop()
             finally:
                 serve.terminate()
@@ -318,7 +338,8 @@ def main() -> None:
                     "p99": round(percentile(took, 99)),
                 }
             )
-            results.append({"workers": n, "kinds": kinds})
+            results.append({"workers": n, "kinds": kinds, "api_cpu_seconds": round(cpu, 1), "load": round(load, 1)})
+            print(f"N = {n}: the API processes used {cpu:.1f} s of CPU; load average {load:.1f}", flush=True)
             print(table([results[-1]]), flush=True)
         stored = _wait(lambda: all(beside.hub.store.stored_envelope(i) is not None for i in beside.ids), 300)
         print(f"Kafka: {len(beside.ids)} events acknowledged, all stored by the worker: {stored}")
