@@ -519,9 +519,13 @@ class HubStore(Application[UUID]):
         wanted = list(dict.fromkeys(streams))
         with self.turns.held(wanted):
             if not type(self.recorder).__module__.endswith("postgres"):
-                from events.streams import last_events
+                from events.streams import last_event, last_events
 
-                yield InTurn(last_events(self, wanted), self.save)
+                if len(wanted) == 1:  # one query instead of two: a timeline read's one log
+                    head = last_event(self, wanted[0])
+                    yield InTurn({wanted[0]: head} if head is not None else {}, self.save)
+                else:
+                    yield InTurn(last_events(self, wanted), self.save)
                 return
             try:
                 with self.recorder.streams_locked(wanted) as (conn, stored):  # type: ignore[union-attr]
