@@ -31,7 +31,8 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,23 @@ def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
 
 def build_world(database: str, cases: int, key_file: Path, work: Path) -> dict[str, Any]:
     """The city, and the run's settings for the locust file: tokens, children, each school's monthly file."""
-    from bench.ledger_scale import CENTRE, build, meeting_day
-    from bench.prefecture import event_stream, make_prefecture
+    from bench.ledger_scale import CENTRE, NOW, build, prefecture
+    from bench.prefecture import event_stream
     from services.auth.tokens import keys_from_file
     from services.casework.ledger import CaseViews
+    from services.hub import Hub, SettableClock
 
-    hub = build(database, cases)
+    build(database, cases)
+    hub = Hub(database, clock=SettableClock(NOW))
     try:
-        on = meeting_day(CaseViews(hub), 100)
+        # a meeting day on which about 100 open cases are due (bench.ledger_scale.meeting_day asks a server)
+        rows = CaseViews(hub).progress_ledger(CENTRE, states={"open"}).rows
+        days = sorted(date.fromisoformat(r.next_review) for r in rows)
+        on = days[min(100, len(days)) - 1]
     finally:
         hub.close()
-    pref = make_prefecture(municipalities=1, schools_per=200, nurseries_per=100)
+    whole = prefecture()
+    pref = replace(whole, municipalities=whole.municipalities[:1])  # the city, as bench.ledger_scale.build makes it
     codes = {o["id"]: o.get("code") for o in pref.orgs}
     listed: dict[str, list[tuple[str, str]]] = defaultdict(list)  # school -> (child, student number)
     children = []
@@ -169,6 +176,24 @@ class KafkaBeside:
     def close(self) -> None:
         self.publisher.close()
         self.hub.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children still running (the uvicorn workers), from ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -282,7 +307,9 @@ def main() -> None:
                 print(f"N = {n}: locust, {options.users} users, {options.seconds} s", flush=True)
                 beside.took, beside.failures = [], 0
                 beside.start()
+                cpu, load = cpu_seconds(serve.pid), os.getloadavg()[0]
                 stats = run_locust(base, config_file, options.users, options.seconds, work / f"locust-{n}")
+                cpu = cpu_seconds(serve.pid) - cpu
                 beside.stop()
             finally:
                 serve.terminate()
@@ -311,7 +338,8 @@ def main() -> None:
                     "p99": round(percentile(took, 99)),
                 }
             )
-            results.append({"workers": n, "kinds": kinds})
+            results.append({"workers": n, "kinds": kinds, "api_cpu_seconds": round(cpu, 1), "load": round(load, 1)})
+            print(f"N = {n}: the API processes used {cpu:.1f} s of CPU; load average {load:.1f}", flush=True)
             print(table([results[-1]]), flush=True)
         stored = _wait(lambda: all(beside.hub.store.stored_envelope(i) is not None for i in beside.ids), 300)
         print(f"Kafka: {len(beside.ids)} events acknowledged, all stored by the worker: {stored}")

@@ -130,7 +130,13 @@ class Postgres:
         return done.stdout
 
     def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
         self._script("stop")  # pg_ctl stop -m fast -w
+
+    def start(self) -> None:
         self._script("start", str(self.port))
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ the same transaction as the events, before the events table is locked, so that a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -33,7 +34,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg import Cursor, InterfaceError, OperationalError
+from psycopg import Connection, Cursor, InterfaceError, OperationalError
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
@@ -65,9 +66,77 @@ def advisory_locked(datastore: Any, key: str) -> Iterator[None]:
                 pass
 
 
+def check_before_use(datastore: Any) -> None:
+    """A named mechanism: the datastore's pool checks a connection before handing it out, and at the first one
+    found broken drops every broken connection it holds at once (``ConnectionPool.check``, which opens new ones
+    in the background).
+
+    The check: a connection on which the server said something while it lay idle in the pool (its socket is
+    readable: a server that shut down or restarted sends the termination and closes) is pinged with an empty
+    query (psycopg_pool's ``check_connection``, what the library's ``POSTGRES_PRE_PING`` does); one on which it
+    said nothing is handed out as it is. A ping for every checkout cost about 8 % of an API process's samples
+    under load (one more round trip for each of a request's several checkouts); looking at the socket costs a
+    system call. (A server gone without closing its connections, a host lost, is not seen; the request then fails
+    once, as before.)
+
+    Why the drop of all: after a PostgreSQL restart every pooled connection is dead, and psycopg_pool waits
+    between two failed checks with a growing backoff (1, 2, 4, 8 … s), so that a request met ten dead
+    connections in a row in 30 to 45 s (``tests/events/test_postgres_restart.py``). Dropping them all at the
+    first makes it one pause of about a second, once per process; without any check, each dead connection cost
+    one failed request (a 503). The check is set on the pool the library built (psycopg_pool keeps it as
+    ``_check``; the restart test fails if that changes)."""
+    import select
+    import weakref
+
+    from psycopg_pool import ConnectionPool
+
+    pool = weakref.ref(datastore.pool)  # no reference cycle through the pool's own attribute
+
+    def check(conn: Any) -> None:
+        if not conn.closed:
+            poller = select.poll()
+            poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
+            if not poller.poll(0):  # nothing from the server since it was last used
+                return
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            owner = pool()
+            if owner is not None:
+                owner.check()
+            raise
+
+    assert hasattr(datastore.pool, "_check"), "psycopg_pool keeps the check as _check"
+    datastore.pool._check = check
+
+
+def stream_lock_key(schema: str, stream: UUID) -> int:
+    """The key of ``stream``'s transaction-level advisory lock (``PostgresRecorder.streams_locked``): 64 bits of a
+    hash of the schema and the stream id, so that two hubs' schemas on one database do not share locks (two
+    streams sharing a key only wait for each other)."""
+    digest = hashlib.blake2b(schema.encode() + b"\x1f" + stream.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 class PostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        # The streams' locks, taken one by one in the keys' order (the subquery's sort, kept by OFFSET 0, is the
+        # order in which the aggregate calls the function), so that two writers never wait for each other in turn.
+        self.lock_streams_statement = SQL(
+            "SELECT count(pg_advisory_xact_lock(k)) AS locked "
+            "FROM (SELECT k FROM unnest(%s::bigint[]) AS u(k) ORDER BY k OFFSET 0) AS ordered"
+        )
+        # Each stream's last event from the end of its primary key: one index probe per stream.
+        self.select_heads_statement = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(%b::{id_type}[]) AS w(id) "
+            "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
+            "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            id_type=Identifier(self.datastore.originator_id_type),
+        )
         self.insert_arrays_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::integer[], %b::text[], %b::bytea[]) "
@@ -183,14 +252,56 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 for row in curs.fetchall()
             ]
 
+    @contextmanager
+    def streams_locked(self, streams: Sequence[UUID]) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
+        """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
+        taken in the keys' order), and the last stored event of each that has events, read under the locks: the
+        transaction's connection (pass it as ``held`` to ``insert_events`` to append in the transaction) and
+        those events. Committed when the block ends without an exception, which releases the locks; rolled back
+        otherwise. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user."""
+        schema = self.datastore.schema
+        keys = sorted({stream_lock_key(schema, stream) for stream in streams})
+        ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
+        with self.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                curs.execute(self.lock_streams_statement, [keys], prepare=True)
+            with conn.cursor(binary=True) as curs:
+                curs.execute(self.select_heads_statement, [ids], prepare=True)
+                heads = [
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=row["state"],
+                    )
+                    for row in curs.fetchall()
+                ]
+            yield conn, heads
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert in a transaction of its own (tried again on a lost connection), or, with ``held``, in the open
+        transaction of ``streams_locked`` (not tried again: the transaction is the caller's)."""
+        if held is not None:
+            with held.cursor() as curs:
+                return self._insert_in(curs, stored_events, **kwargs)
+        inserted: Sequence[int] | None = self._insert_in_own_transaction(stored_events, **kwargs)
+        return inserted
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+    def _insert_in_own_transaction(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            self._insert_events(curs, stored_events, **kwargs)
-            if not stored_events:
-                return None
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+            return self._insert_in(curs, stored_events, **kwargs)
+
+    def _insert_in(
+        self, curs: Cursor[Any], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        self._insert_events(curs, stored_events, **kwargs)
+        if not stored_events:
+            return None
+        self._insert_stored_events(curs, stored_events, **kwargs)
+        return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         self._lock_table(curs)

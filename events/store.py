@@ -30,6 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
@@ -455,39 +456,40 @@ class SealedEventStore(EventStore[UUID]):
         return iter(self.mapper.to_domain_events(stored))
 
 
-class _WriterLock:
-    """``HubStore.one_writer_at_a_time``."""
+class _StreamTurns:
+    """The process's half of ``HubStore.append_in_turn``: a fixed set of locks, a stream taking the one its id
+    falls on; a writer takes those of its streams in their order, so that writers on common streams queue and
+    writers on others go on. Shared by every hub of the process (two hubs on one SQLite file as well)."""
 
-    _locks: dict[str, Lock] = {}  # by name, for the whole process: two hubs on one SQLite file share it too
-    _guard = Lock()
+    SIZE = 4096  # two streams on one lock only wait for each other
 
-    def __init__(self, store: HubStore, name: str):
-        self.store, self.name = store, name
-        with self._guard:
-            self.lock = self._locks.setdefault(name, Lock())
-        self._held: Any = None
+    def __init__(self) -> None:
+        self.locks = [Lock() for _ in range(self.SIZE)]
 
-    def __enter__(self) -> None:
-        self.lock.acquire()
+    @contextmanager
+    def held(self, streams: Iterable[UUID]) -> Iterator[None]:
+        taken: list[Lock] = []
         try:
-            datastore = self.store.recorder.datastore
-            if type(self.store.recorder).__module__.endswith("postgres"):
-                from events.postgres import advisory_locked
-
-                schema = getattr(datastore, "schema", "")
-                self._held = advisory_locked(datastore, f"tsunagu-writer:{self.name}:{schema}")
-                self._held.__enter__()
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            if self._held is not None:
-                held, self._held = self._held, None
-                held.__exit__(*exc)
+            for n in sorted({stream.int % self.SIZE for stream in streams}):
+                self.locks[n].acquire()
+                taken.append(self.locks[n])
+            yield
         finally:
-            self.lock.release()
+            for lock in reversed(taken):
+                lock.release()
+
+
+_STREAM_TURNS = _StreamTurns()
+
+
+@dataclass
+class InTurn:
+    """What ``HubStore.append_in_turn`` gives its block: each stream's last event (``heads``; a stream with no
+    event is absent), read while the streams are held, and ``save`` (``HubStore.save``, in the held transaction on
+    PostgreSQL)."""
+
+    heads: dict[UUID, Any]
+    save: Callable[..., Any]
 
 
 class HubStore(Application[UUID]):
@@ -503,12 +505,18 @@ class HubStore(Application[UUID]):
         "TRANSCODER_TOPIC": "events.transcoding:OrjsonTranscoder",
     }
 
+    turns = _STREAM_TURNS  # the process's half of append_in_turn (a test gives a hub others, as another process's)
+
     def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
         self.keyring = keyring if keyring is not None else Keyring.from_config()
         configure_stream_ids(self.keyring.stream_secret)
         super().__init__(env)
         datastore = self.recorder.datastore
         postgres = type(self.recorder).__module__.endswith("postgres")
+        if postgres:
+            from events.postgres import check_before_use
+
+            check_before_use(datastore)
         self.keys = DataKeys(
             datastore, self.keyring, postgres=postgres, schema=getattr(datastore, "schema", None) if postgres else None
         )
@@ -518,16 +526,53 @@ class HubStore(Application[UUID]):
         self._new_cache()
         self.format = self._open_format()
 
-    def one_writer_at_a_time(self, name: str) -> Any:
-        """A named mechanism: the writes under ``name`` run one at a time across every process on this store (a
-        lock in this process, shared by its hubs, then PostgreSQL's advisory lock ``tsunagu-writer:NAME:SCHEMA``;
-        on SQLite, which one process uses, only the process's lock). For a write that optimistic concurrency would
-        starve: one that appends to many streams at once, which other writers of the same kind append to as well
-        (a ledger page's or an agenda's access records, one per child shown: under 50 staff sessions nearly every
-        such append lost a race to another page and retried until its budget ran out, ``bench/load.py``). The
-        writes keep their optimistic check against every other writer. Waiting for the lock is not part of a
-        request's conflict budget; at most one connection per process waits on the database's lock."""
-        return _WriterLock(self, name)
+    @contextmanager
+    def append_in_turn(self, streams: Iterable[UUID]) -> Iterator[InTurn]:
+        """A named mechanism: append to ``streams`` one writer at a time per stream, across every process on this
+        store, reading their heads once the turn is taken. For writers that chain to a stream's last event (the
+        access logs, each record carrying its predecessor's hash) and that optimistic concurrency alone would
+        starve: a ledger page appends to 50 children's logs at once, and under 50 staff sessions nearly every
+        such append lost a race to another page or a timeline read and retried until its budget ran out
+        (``bench/load.py``).
+
+        The turn: first this process's lock of each stream (``_StreamTurns``: threads of one process wait here,
+        without a database connection), then, on PostgreSQL, a transaction holding each stream's transaction-level
+        advisory lock (``PostgresRecorder.streams_locked``), in one order, in which the heads are read (one
+        query) and the block's ``save`` appends; it commits when the block ends, which releases the locks, or
+        rolls back. On SQLite, which one process uses, the process's locks alone, and ``save`` is the store's.
+        Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
+        append. Keep the block short (chain and save): the heads are current only inside it. The appends keep
+        their optimistic check on each stream's version (a writer that does not take its turn is refused, as
+        before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped)."""
+        wanted = list(dict.fromkeys(streams))
+        with self.turns.held(wanted):
+            if not type(self.recorder).__module__.endswith("postgres"):
+                from events.streams import last_event, last_events
+
+                if len(wanted) == 1:  # one query instead of two: a timeline read's one log
+                    head = last_event(self, wanted[0])
+                    yield InTurn({wanted[0]: head} if head is not None else {}, self.save)
+                else:
+                    yield InTurn(last_events(self, wanted), self.save)
+                return
+            try:
+                with self.recorder.streams_locked(wanted) as (conn, stored):  # type: ignore[union-attr]
+                    heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
+                    yield InTurn(heads, lambda *objs: self.save(*objs, held=conn))
+            except BaseException:
+                self._forget_streams(wanted)
+                raise
+
+    def _forget_streams(self, streams: Iterable[UUID]) -> None:
+        """Drop ``streams`` from the aggregate cache (a save whose transaction did not commit may have put them)."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for stream in streams:
+            try:
+                cache.get(stream, evict=True)
+            except KeyError:
+                pass
 
     def _open_format(self) -> int:
         """The store's format (``STORE_FORMAT``), after bringing a store older than the register of envelope ids
@@ -683,6 +728,9 @@ def store_env(database: str | None) -> dict[str, str]:
             "POSTGRES_PASSWORD": unquote(parsed.password or ""),
             "POSTGRES_POOL_SIZE": "10",
             "POSTGRES_MAX_OVERFLOW": "10",
+            # A pooled connection is checked before it is handed out (events.postgres.check_before_use): after a
+            # PostgreSQL restart the processes go on without one failed request per pooled connection.
+            "POSTGRES_PRE_PING": "y",
             "APPLICATION_RECORDER_TOPIC": "events.postgres:PostgresRecorder",  # no pipeline; envelope ids
         }
         if "schema" in query:

@@ -14,7 +14,9 @@ A worker killed anywhere before 5 gets the batch again: publish is idempotent by
 stored twice and nothing is lost; the worst case is redelivery (a rejected envelope or an invalid message may then
 be quarantined and dead-lettered a second time). SIGTERM (and SIGINT) stop the worker after the batch in hand.
 A batch the hub could not store within its time budget (``Busy``: other writers kept changing the same child's
-stream) is not committed either: the worker moves back to the batch's offsets and takes it again after a pause.
+stream) is not committed either: the worker moves back to the batch's offsets and takes it again after a pause;
+so is a batch the store did not answer (PostgreSQL restarting), after a pause that grows while it does not answer:
+the worker recovers by itself when the store is back, instead of exiting for its supervisor to restart it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import InterfaceError, OperationalError
 
 from events.problems import Busy
 from events.retry import retry_conflicts
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
     from services.hub import Hub
 
 DEFAULT_GROUP = "tsunagu-ingest"
+STORE_WAIT_SECONDS = 0.5  # the first pause after the store did not answer; it doubles ...
+STORE_WAIT_MAX_SECONDS = 5.0  # ... up to this (below the group's session timeout: the worker keeps its partitions)
 QUARANTINE_SOURCE = "kafka"  # where messages that carry no readable envelope are held
 
 
@@ -107,6 +113,7 @@ class IngestWorker:
         self.log = log or (lambda message: None)
         self.totals = BatchReport()
         self._stopping = False
+        self._store_waits = 0  # batches in a row the store did not answer (``_store_unavailable``)
         if api_version is None:
             api_version = api_version_from_env()
         versioned = {"api_version": api_version} if api_version is not None else {}
@@ -169,14 +176,24 @@ class IngestWorker:
 
     def process_batch(self, timeout_ms: int | None = None) -> BatchReport:
         """Poll once and process what came (possibly nothing); commit only after it is stored."""
-        from kafka.errors import CommitFailedError, KafkaError
-        from kafka.structs import OffsetAndMetadata
 
         polled = self._consumer.poll(timeout_ms=self.poll_timeout_ms if timeout_ms is None else timeout_ms)
         records = [record for partition_records in polled.values() for record in partition_records]
         report = BatchReport(messages=len(records))
         if not records:
             return report
+        try:
+            stored = self._store_batch(polled, records, report)
+        except (OperationalError, InterfaceError) as error:  # the library has already tried again
+            return self._store_unavailable(polled, report, error)
+        self._store_waits = 0
+        return stored
+
+    def _store_batch(self, polled: dict[Any, list[Any]], records: list[Any], report: BatchReport) -> BatchReport:
+        """Steps 1 to 5 of the module's docstring for the batch ``polled`` (its ``records``)."""
+        from kafka.errors import CommitFailedError, KafkaError
+        from kafka.structs import OffsetAndMetadata
+
         now = self.hub.clock().isoformat()
 
         envelopes: list[dict[str, Any]] = []
@@ -253,6 +270,26 @@ class IngestWorker:
         return report
 
     # --- the parts --------------------------------------------------------------------------------------------
+
+    def _store_unavailable(self, polled: dict[Any, list[Any]], report: BatchReport, error: Exception) -> BatchReport:
+        """The store did not answer (PostgreSQL restarting, the connection lost): as ``_again_later``, after a
+        pause that doubles with each batch that failed so in a row (``STORE_WAIT_SECONDS`` up to
+        ``STORE_WAIT_MAX_SECONDS``, below the group's session timeout), so that the worker reconnects by itself
+        once the store is back instead of exiting (the pool makes new connections, checked before use)."""
+        wait = min(STORE_WAIT_SECONDS * 2**self._store_waits, STORE_WAIT_MAX_SECONDS)
+        self._store_waits += 1
+        for partition, partition_records in polled.items():
+            self._consumer.seek(partition, partition_records[0].offset)
+        self.log(
+            f"the store did not answer ({str(error).strip()[:200]}); the batch of {report.messages} messages is "
+            f"taken again in {wait:.1f} s / データベースに接続できません。{wait:.1f} 秒後に再試行します"
+        )
+        report.deferred = report.messages
+        self.totals.deferred += report.messages
+        deadline = time.monotonic() + wait
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return report
 
     def _again_later(self, polled: dict[Any, list[Any]], report: BatchReport, busy: Busy) -> BatchReport:
         """The hub could not store the batch in its time budget (``Busy``): nothing is committed, the consumer is

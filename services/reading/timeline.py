@@ -21,9 +21,7 @@ from events.envelope import content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
-from events.streams import last_event, last_events
 from services.administration.settings import SettingsSource
-from services.reading.access_heads import AccessHeads
 
 
 @dataclass
@@ -43,7 +41,7 @@ class TimelineEntry:
     def to_dict(self) -> dict[str, Any]:
         """The entry as returned and digested: every field in declaration order, but ``function`` and ``to`` when
         they are None (the only ones that may be). Written out, not read from ``__dict__``: a read makes one per
-        event, and this is twice as fast (``tests/audit/test_access_heads.py`` checks it against the generic form)."""
+        event, and this is twice as fast (``tests/reading/test_timeline_entry.py`` checks it against the generic form)."""
         out = {
             "id": self.id,
             "kind": self.kind,
@@ -215,7 +213,6 @@ class TimelineReader:
         self.store = store
         self.settings_source = settings
         self.clock = clock
-        self.heads = AccessHeads()  # remembered access-log heads (services.reading.access_heads)
 
     @property
     def settings(self) -> Settings:
@@ -249,12 +246,12 @@ class TimelineReader:
         recorded: ``read`` records one; a view that shows many children (``services.casework.rows``) records one
         per child shown, in bulk. Each reader's ``t`` is the read's time (also ``recorded_at``).
 
-        Only each log's last event is read (the previous record's hash and sequence), so that a read costs the
-        same after a thousand reads of the child as after one; a single read (one child) chains to the head this
-        process remembers instead, when it has one (``services.reading.access_heads``: confirmed by the insert's
-        own version check, read from the store after a refusal); a reader who appended first makes the insert fail
-        on a stream's version, and the records are chained again to the new heads, with jittered backoff within
-        the request's budget (``events.retry``; then ``Busy``).
+        The logs are appended in their turn (``HubStore.append_in_turn``: one writer at a time per child's log,
+        across processes; reads of other children go on beside): only each log's last event is read, in the
+        turn (the previous record's hash and sequence), so that a read costs the same after a thousand reads of
+        the child as after one. Should a writer that did not take its turn append first, the insert fails on a
+        stream's version and the records are chained again to the new heads, with jittered backoff within the
+        request's budget (``events.retry``; then ``Busy``).
 
         Each record is appended once: a try after a conflict first reads the records stored since the head it
         had chained to, and leaves out those of its records (by id, made once before the first try) found among
@@ -277,46 +274,27 @@ class TimelineReader:
         for (_, decided), record in zip(reads, records):
             by_child.setdefault(decided.child, []).append(record)
         tried: dict[str, int] = {}  # child -> the head version its last try chained to (0: the log did not exist)
-
         streams = {child: AccessLog.create_id(child) for child in by_child}
 
         def append_once() -> None:
-            pending: list[Any] = []
-            heads = (
-                last_events(self.store, streams.values())
-                if not tried and len(streams) > 1
-                else {streams[child]: self._single_head(streams[child]) for child in by_child if not tried}
-            )
-            for child, mine in by_child.items():
-                stream = streams[child]
-                if child in tried:
-                    self.heads.forget(stream)  # the remembered head, if any, was refused: read it from the store
-                    since = list(self.store.events.get(stream, gt=tried[child]))
-                    stored = {_record_id(e) for e in since}
-                    mine = [r for r in mine if r["id"] not in stored]
-                    head = since[-1] if since else last_event(self.store, stream)
-                else:
-                    head = heads.get(stream)
-                tried[child] = head.originator_version if head is not None else 0
-                if not mine:
-                    continue
-                pending += self._chain(child, stream, head, mine)
-            if pending:
-                self.store.save(*pending)
-                self.heads.saved(pending)
+            # the logs' turn (HubStore.append_in_turn): their heads read and the records chained and saved in it
+            with self.store.append_in_turn(streams.values()) as turn:
+                pending: list[Any] = []
+                for child, mine in by_child.items():
+                    stream = streams[child]
+                    head = turn.heads.get(stream)
+                    at = head.originator_version if head is not None else 0
+                    if tried.get(child, at) < at:  # stored since the last try: perhaps that try's records
+                        stored = {_record_id(e) for e in self.store.events.get(stream, gt=tried[child])}
+                        mine = [r for r in mine if r["id"] not in stored]
+                    tried[child] = at
+                    if mine:
+                        pending += self._chain(child, stream, head, mine)
+                if pending:
+                    turn.save(*pending)
 
-        if len(streams) > 1:  # a view's reads: one such append at a time (HubStore.one_writer_at_a_time)
-            with self.store.one_writer_at_a_time("access-logs"):
-                retry_conflicts(append_once)
-        else:
-            retry_conflicts(append_once)
+        retry_conflicts(append_once)
         return records
-
-    def _single_head(self, stream: Any) -> Any | None:
-        """The head a single read chains to on its first try: the remembered one (``AccessHeads``: confirmed by the
-        insert's own version check, a refused insert reads it from the store), else the log's last event."""
-        remembered = self.heads.get(stream)
-        return remembered.as_event(stream) if remembered is not None else last_event(self.store, stream)
 
     def _chain(self, child: str, stream: Any, head: Any, records: list[dict[str, Any]]) -> list[Any]:
         """``records`` chained after ``head`` (``None``: the log is new), as what to save: a new log with them,

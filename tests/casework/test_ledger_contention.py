@@ -1,11 +1,13 @@
 """Many staff opening the same ledger page at once (found by the load run, ``bench/load.py``): each page records
 one read per child shown, appended to 30 children's access logs in one transaction, and with optimistic
 concurrency alone nearly every such append lost a race to another page and retried until its budget ran out (503
-``busy``). Those appends now run one at a time across the hub's processes (``HubStore.one_writer_at_a_time``):
-every page is answered, every child shown has one record per page, and the chains verify."""
+``busy``). Each child's log is now appended in its turn across the hub's processes (``HubStore.append_in_turn``):
+every page is answered, every child shown has one record per page, and the chains verify; and pages showing other
+children do not wait for each other (one lock for every view made 2 API processes slower than one)."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -13,6 +15,7 @@ import pytest
 
 import events.retry
 from events.clock import JST
+from events.store import AccessLog
 from services.audit.replay import access_records
 from services.casework.ledger import CaseViews
 from services.casework.ledger_query import LedgerQuery
@@ -72,6 +75,48 @@ def test_many_staff_opening_the_same_ledger_page_at_once_are_all_answered_and_re
             sequences = sorted(r["sequence"] for r in records if r["child"] == child)
             assert sequences == list(range(1, 33)), child  # one record per page, chained without a gap
         assert len({r["id"] for r in records}) == len(records) == 30 * 32
+        assert hubs[0].verify().ok
+    finally:
+        for hub in hubs:
+            hub.close()
+
+
+def test_views_of_other_children_go_on_while_a_child_s_log_is_held_and_views_of_it_wait(database):
+    """One writer holds the logs of the first page's children (as a view appending its records): the second page,
+    other children, is answered meanwhile; the first page waits for its turn, and is answered, chained after the
+    holder's head, once the turn is given back. On PostgreSQL the holder takes only the database's locks, as a
+    writer in another process does; on SQLite, the process's."""
+    world(database)
+    hubs = [Hub(database), Hub(database)]  # the holder's process, and the views' process
+    try:
+        first, second = (
+            LedgerQuery({"sort": "child", "per_page": "15"}),
+            LedgerQuery({"sort": "child", "page": "2", "per_page": "15"}),
+        )
+        views = CaseViews(hubs[1])
+        done: dict[str, threading.Event] = {"first": threading.Event(), "second": threading.Event()}
+        shown: dict[str, list[str]] = {}
+
+        def page(name: str, query: LedgerQuery) -> None:
+            shown[name] = [row.child for row in views.ledger("beppu-center", query, user=f"職員-{name}").rows]
+            done[name].set()
+
+        held = [AccessLog.create_id(c) for c in CHILDREN[:15]]
+        store = hubs[0].store
+        holding = store.recorder.streams_locked(held) if database.startswith("postgres") else store.append_in_turn(held)
+        with holding:
+            threads = [threading.Thread(target=page, args=("first", first))]
+            threads[0].start()
+            threads.append(threading.Thread(target=page, args=("second", second)))
+            threads[1].start()
+            assert done["second"].wait(60), "a page of other children waited for the held logs"
+            assert not done["first"].wait(1.0), "a page of the held children did not wait for its turn"
+        assert done["first"].wait(60)
+        for thread in threads:
+            thread.join()
+        assert shown == {"first": CHILDREN[:15], "second": CHILDREN[15:]}
+        records = list(access_records(hubs[0].store))
+        assert sorted(r["child"] for r in records) == CHILDREN
         assert hubs[0].verify().ok
     finally:
         for hub in hubs:

@@ -374,12 +374,15 @@ def test_a_request_that_loses_every_race_gets_503_with_retry_after_and_stores_no
     from typer.testing import CliRunner
 
     import events.retry
-    from events.store import AccessLog, HubStore
+    from events.store import AccessLog, HubStore, _StreamTurns
     from services.cli.root import EXIT_BUSY, app
 
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     issuer, verifier = keys_from_file(tmp_path / "signing-key.pem")
     hub, other = Hub(database), Hub(database)
+    # another process's turns: its reads append to the access log while this one holds its turn in this process
+    # (on SQLite the turn is the process's only; on PostgreSQL it would wait for the database's lock instead)
+    other.store.turns = _StreamTurns()
     hub.load_orgs(ORGS)
     at = datetime.now(JST) - timedelta(days=2)
     assert [r.outcome for r in hub.publish([registration(at)])] == ["accepted"]
