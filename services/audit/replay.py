@@ -69,6 +69,7 @@ from consent.policy import POLICY_V1, decide_read
 from events.model import Org, Recorded
 from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegistry
 from services.aggregates.access_log import verify_chain
+from services.reading import view_log
 from services.reading.timeline import TimelineEntry, chain_hash, returned, returned_digest
 
 ACCESS_TOPIC = get_topic(AccessLog.ReadRecorded)
@@ -113,6 +114,7 @@ class VerifyReport:
     records: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     unreplayable: int = 0  # records that considered events erased since: chain-checked only
+    view_records: int = 0  # the view logs' records chain-checked (services.reading.view_log), not in ``records``
     anchored: int | None = None  # the chains checked against an anchor (None: no anchor given)
 
     @property
@@ -395,6 +397,10 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
         report.records += count
         report.mismatches += [
             Mismatch(f.record, "(aggregate access log)", f.sequence, "chain", f.detail, f.fault) for f in faults
+        ]
+        report.view_records, view_faults = view_log.verify_chains(store)  # the view logs (services.reading.view_log)
+        report.mismatches += [
+            Mismatch(f.record, f"(view log {f.stream})", f.sequence, "chain", f.detail, f.fault) for f in view_faults
         ]
     return report
 

@@ -642,7 +642,7 @@ class CaseViews:
         on = day_of(ahead.reader.t)
         kept = query.apply(ahead.rows, on)
         shown = query.window(kept)
-        reads = ahead.record(shown)
+        reads = ahead.record(shown, "joint-ledger" if joint else "ledger", query.to_dict())
         return LedgerPage(
             org,
             "joint" if joint else "progress",
@@ -659,7 +659,11 @@ class CaseViews:
     def _whole(self, org: str, joint: bool, role: str, user: str | None, states: Iterable[str] | None) -> Ledger:
         ahead = self._ahead(org, self._cases(org, joint, states), role, user)
         return Ledger(
-            org, "joint" if joint else "progress", ahead.reader.t.isoformat(), ahead.rows, ahead.record(ahead.rows)
+            org,
+            "joint" if joint else "progress",
+            ahead.reader.t.isoformat(),
+            ahead.rows,
+            ahead.record(ahead.rows, "joint-ledger" if joint else "ledger", {"states": sorted(states or ())}),
         )
 
     def progress_ledger(
@@ -686,7 +690,7 @@ class CaseViews:
             (r for r in due if r.attention_reasons(on)), key=lambda r: (not r.open_alerts, r.next_review, r.case)
         )
         confirmation = sorted((r for r in due if not r.attention_reasons(on)), key=lambda r: (r.next_review, r.case))
-        reads = ahead.record(attention + confirmation)
+        reads = ahead.record(attention + confirmation, "agenda", {"date": on.isoformat()})
         return Agenda(org, on.isoformat(), ahead.reader.t.isoformat(), attention, confirmation, reads)
 
     def plans(

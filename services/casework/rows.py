@@ -54,6 +54,7 @@ from events.store import ChildRecord, HubStore
 from events.streams import load_many, stream_versions
 from services.casework.ledger import CaseRow, build_row
 from services.reading.timeline import Decided, TimelineReader, decide
+from services.reading.view_log import view_record
 
 PURPOSE = "meeting"  # the ledgers and the agenda are read for the 要対協's meetings
 T = TypeVar("T")
@@ -140,20 +141,29 @@ class Ahead:
     recorder: TimelineReader
     store: HubStore
 
-    def record(self, rows: Sequence[CaseRow]) -> list[str]:
-        """One access record per child of ``rows`` (in their order), all in one transaction; their ids."""
-        return self.record_children(r.child for r in rows)
+    def record(self, rows: Sequence[CaseRow], view: str, query: Mapping[str, Any]) -> list[str]:
+        """One access record per child of ``rows`` (in their order), all in one transaction with the view's
+        record (``record_children``); their ids."""
+        return self.record_children((r.child for r in rows), view, query)
 
-    def record_children(self, children: Iterable[str]) -> list[str]:
-        """One access record per child of ``children`` (in their order), all in one transaction; their ids."""
+    def consulted(self) -> list[str]:
+        """The children whose decided read went into this view: every child decided for it whose read is
+        allowed (a refused read gives no row, no count and no content)."""
+        return [child for child, item in self.kept.items() if item.decided.decision.allowed]
+
+    def record_children(self, children: Iterable[str], view: str, query: Mapping[str, Any]) -> list[str]:
+        """One access record per child of ``children`` (in their order) and the view's record in the reader's
+        view log (``services.reading.view_log``: ``view`` and its ``query``, every child ``consulted``, the
+        records of those shown), all in one transaction; the access records' ids."""
         wanted = list(dict.fromkeys(children))
-        if not wanted:
-            return []
+        position = self.store.log_position()
+        record = view_record(self.reader, view, query, self.consulted(), log_position=position)
         records = self.recorder.record(
             [(self.reader, self.kept[child].decided) for child in wanted],
-            log_position=self.store.log_position(),
+            log_position=position,
             registry_version=self.registry_version,
             settings=self.settings,
+            view=record,
         )
         return [r["id"] for r in records]
 

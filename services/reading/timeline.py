@@ -23,6 +23,7 @@ from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
 from events.streams import last_event, last_events
 from services.administration.settings import SettingsSource
+from services.reading import view_log
 
 
 @dataclass
@@ -224,9 +225,12 @@ class TimelineReader:
         log_position: int,
         registry_version: int,
         settings: Settings,
+        view: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Record reads decided for their readers (``decide``): one access record each, chained to its child's
-        access log, all in one transaction; the records, in the order of ``reads``. The one way a read is
+        access log, all in one transaction; the records, in the order of ``reads``. ``view``: the record of the
+        view that shows these reads (``services.reading.view_log.view_record``), given the shown children's
+        access record ids and appended to its reader's view log in the same transaction. The one way a read is
         recorded: ``read`` records one; a view that shows many children (``services.casework.rows``) records one
         per child shown, in bulk. Each reader's ``t`` is the read's time (also ``recorded_at``).
 
@@ -258,9 +262,13 @@ class TimelineReader:
         tried: dict[str, int] = {}  # child -> the head version its last try chained to (0: the log did not exist)
 
         streams = {child: AccessLog.create_id(child) for child in by_child}
+        viewed = None
+        if view is not None:
+            view["shown"] = {decided.child: record["id"] for (_, decided), record in zip(reads, records)}
+            viewed = view_log.Appending(self.store, view)
 
         def append_once() -> None:
-            pending: list[Any] = []
+            pending: list[Any] = viewed.pending() if viewed is not None else []
             heads = (
                 last_events(self.store, streams.values())
                 if not tried and len(streams) > 1

@@ -27,7 +27,7 @@ from services.projections.cases import center_cases
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing.linking import waiting
 from services.reading.timeline import Timeline, TimelineEntry
-from services.schools.overdue import entry_ids, overdue_reports, peek_many
+from services.schools.overdue import entry_ids, overdue_counts, overdue_reports, peek_many
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -192,7 +192,7 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
     out.queue_link = sum(1 for w in queue if w.reason == "waiting_for_link")
     out.queue_residence = len(queue) - out.queue_link
     children: list[str] = []
-    overdue = []
+    overdue: list[tuple[str, str, str, int]] = []
     urgent: dict[str, set[str]] = {}
     if jiso:
         children += joint_cases(hub, person.org).values()
@@ -201,8 +201,8 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
         children += [v["child"] for v in index.cases.values() if v["state"] == "open"]
         children += index.plans.values()
         children += listed_children(hub, person.org)
-        overdue = overdue_reports(hub.store, hub.settings, reader=person.org, today=today)
-        children += [r.child for r in overdue]
+        overdue = overdue_counts(hub.store, hub.settings, hub.overdue_lines, reader=person.org, today=today)
+        children += [child for _, child, _, _ in overdue]
         for t in index.transfers.values():
             if t["to"] == person.org and not t["acknowledged_at"]:
                 out.transfers_to_acknowledge.add(t["child"], t["case"])
@@ -241,13 +241,13 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
             item: Item = getattr(out, name)
             item.add(child, note)
     out.urgent.sort(key=lambda r: r.at)
-    for report in overdue:  # counted, no child named: from the decided reads, not recorded
-        if report.child in ahead.kept and report.listing in ahead.derive(report.child, "entry ids", entry_ids):
-            out.overdue_by_school[report.school] = out.overdue_by_school.get(report.school, 0) + 1
+    for school, child, listing, n in overdue:  # counted, no child named: from the decided reads, not recorded
+        if listing in ahead.derive(child, "entry ids", entry_ids):
+            out.overdue_by_school[school] = out.overdue_by_school.get(school, 0) + n
     for name in ITEMS:
         getattr(out, name).name_first(listed)
         named += getattr(out, name).children
-    out.reads = ahead.record_children(named)
+    out.reads = ahead.record_children(named, "start-page", {"today": today.isoformat()})
     return out
 
 
@@ -274,6 +274,10 @@ def household_section(hub: Hub, person: Person, timeline: Timeline) -> ChildHous
         timeline.child,
         timeline=timeline,
         overdue=lambda: overdue_reports(
-            hub.store, hub.settings, reader=person.org, today=hub.clock().astimezone(JST).date()
+            hub.store,
+            hub.settings,
+            reader=person.org,
+            today=hub.clock().astimezone(JST).date(),
+            kept=hub.overdue_lines,
         ),
     )

@@ -1,0 +1,143 @@
+"""The view log (``services.reading.view_log``, review finding M2): a view of many children leaves one record naming
+every child it consulted and the access records of those it showed, in its reader's hash chain, appended with the
+shown reads; ``audit verify`` checks the chains; the auditor's reads of a child and the family's 開示 report list
+the views that counted the child without showing it; an erasure leaves the records (as it leaves access records).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import pytest
+
+from events.labels import CONSULTED_FAMILY_JA
+from services.audit.disclosure import disclosure_html
+from services.audit.queries import Period
+from services.audit.service import Auditing
+from services.audit.trail import Actor
+from services.casework.ledger import CaseViews
+from services.casework.ledger_query import LedgerQuery
+from services.hub import Hub
+from services.reading import view_log
+
+pytestmark = pytest.mark.store
+
+ORGS = [
+    {"id": "beppu-center", "type": "municipal_center", "municipality": "442020", "name": "別府市こども家庭センター"},
+    {"id": "beppu-es-1", "type": "school", "regime": "public", "municipality": "442020"},
+    {"id": "oita-audit", "type": "auditor", "prefecture": "44"},
+]
+CHILDREN = ["c1", "c2", "c3"]
+AUDITOR = Actor("oita-audit", "監査 一郎", "cli")
+
+
+def envelope(child: str, n: int, kind: str, payload: dict, at: str = "2026-04-01T09:00:00+09:00") -> dict:
+    return {
+        "id": f"{child}-{n}",
+        "kind": kind,
+        "child": child,
+        "source": "beppu-center",
+        "basis": "internal",
+        "at": at,
+        "payload": payload,
+    }
+
+
+@pytest.fixture
+def world(hub: Hub) -> Hub:
+    hub.load_orgs(ORGS)
+    batch = []
+    for i, child in enumerate(CHILDREN, start=1):
+        batch.append(envelope(child, 1, "child.registered", {"residence": "442020"}))
+        batch.append(
+            envelope(child, 2, "case.registered", {"case": f"K{i}", "category": "youhogo", "case_type": "parenting"})
+        )
+    assert all(r.outcome == "accepted" for r in hub.publish(batch))
+    return hub
+
+
+def records(hub: Hub) -> list[dict]:
+    return [dict(hub.store.mapper.to_domain_event(s).record) for s in view_log.stored_views(hub.store)]
+
+
+def ledger_page(hub: Hub, user: str = "田中"):
+    """The first page of one row, sorted by case number: K1 (c1) shown, c2 and c3 counted."""
+    query = LedgerQuery({"per_page": "1", "sort": "case", "status": "open"})
+    return CaseViews(hub).ledger("beppu-center", query, role="caseworker", user=user)
+
+
+def test_a_view_leaves_one_record_naming_the_children_it_consulted_and_the_reads_it_showed(world):
+    page = ledger_page(world)
+    assert [r.child for r in page.rows] == ["c1"] and page.total == 3
+    (record,) = records(world)
+    assert record["view"] == "ledger"
+    assert record["reader"] == {"org": "beppu-center", "role": "caseworker", "user": "田中"}
+    assert record["consulted"] == CHILDREN
+    assert record["shown"] == {"c1": page.reads[0]}
+    assert record["query"]["status"] == "open" and record["query"]["per_page"] == 1
+    assert (record["sequence"], record["prev_hash"]) == (1, "")
+    agenda = CaseViews(world).agenda("beppu-center", page_day(world), role="caseworker", user="田中")
+    second = records(world)[1]
+    assert second["view"] == "agenda" and second["sequence"] == 2 and second["prev_hash"] == record["hash"]
+    assert set(second["shown"].values()) == set(agenda.reads)
+    ledger_page(world, user="佐藤")  # another person's chain: no contention with 田中's
+    third = records(world)[2]
+    assert third["sequence"] == 1 and third["prev_hash"] == ""
+    assert world.verify().ok
+
+
+def page_day(hub: Hub):
+    return hub.clock().date()
+
+
+def test_a_forged_view_record_is_caught_by_verify(world):
+    ledger_page(world)
+    ledger_page(world)
+    (stored, _) = list(view_log.stored_views(world.store))
+    forged = world.store.mapper.to_domain_event(stored)
+    forged.record["consulted"] = ["c1"]  # hide that c2 and c3 were counted
+    with world.store.recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (
+                world.store.mapper.to_stored_event(forged).state,
+                UUID(str(stored.originator_id)).hex,
+                stored.originator_version,
+            ),
+        )
+    report = world.verify()
+    assert not report.ok
+    (mismatch,) = report.mismatches
+    assert mismatch.problem == "chain" and mismatch.fault == "edited" and mismatch.child.startswith("(view log")
+    assert mismatch.record == forged.record["id"]
+
+
+def test_the_auditor_and_the_disclosure_report_list_a_view_that_counted_the_child_without_showing_it(world):
+    page = ledger_page(world)
+    auditing = Auditing(world.store, world.clock)
+    reads = auditing.reads_of_child("c3", Period(), actor=AUDITOR)
+    assert reads.reads == []  # no read of c3 was returned
+    (view,) = reads.consulted
+    assert (view.view, view.view_ja, view.consulted, view.shown) == ("ledger", "進行管理台帳", 3, 1)
+    assert view.reader.org == "beppu-center" and view.reader.user == "田中"
+    assert auditing.reads_of_child("c1", Period(), actor=AUDITOR).consulted == []  # shown: a read, not a count
+    assert [r.record for r in auditing.reads_of_child("c1", Period(), actor=AUDITOR).reads] == page.reads
+    report = auditing.disclosure_report("c3", actor=AUDITOR)
+    assert report.total_reads == 0 and report.consulted_views == 1
+    (org,) = report.organisations
+    assert org.name == "別府市こども家庭センター" and org.reads == []
+    (line,) = org.consulted
+    assert line.result_ja == CONSULTED_FAMILY_JA
+    html = disclosure_html(report)
+    assert CONSULTED_FAMILY_JA in html and "進行管理台帳" not in html  # the family's words: no view named
+
+
+def test_an_erasure_leaves_the_view_records_as_it_leaves_access_records(world):
+    ledger_page(world)
+    erased = envelope("c3", 3, "child.erased", {"reason": "誤登録"}, at="2026-04-01T10:00:00+09:00")
+    assert world.publish([erased])[0].outcome == "accepted"
+    (record,) = records(world)
+    assert "c3" in record["consulted"]
+    assert world.verify().ok
+    reads = Auditing(world.store, world.clock).reads_of_child("c3", Period(), actor=AUDITOR)
+    assert len(reads.consulted) == 1
