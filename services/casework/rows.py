@@ -20,7 +20,9 @@ others are decided again (their streams loaded in one query) and kept. Stale is 
 so several processes each keep their own and none can be wrong. Nothing here is shown or recorded: the view then
 records one read per child it shows (``Ahead.record``, in bulk through ``TimelineReader.record``), with the kept
 decision, content digest and child position, at the view's ``t``: the same record a ``TimelineReader.read`` at that
-moment would make, which ``audit verify`` replays exactly.
+moment would make, which ``audit verify`` replays exactly; and, in the same transaction, one record in the reader's
+view log naming every child whose decided read went into the view (``Ahead.consulted``) and the records of those
+shown (``services.reading.view_log``), so that a count or a filter over children not shown is on record too.
 
 The stream versions (``VersionWatch``, an explicit mechanism for speed): a view needs the current version of
 every child it covers, which one query over all of them gives (``events.streams.stream_versions``), at a cost that

@@ -7,7 +7,9 @@ For every listing on a school's target list, a monthly report is expected for ea
 report, it does not make it missing. What each reader sees is decided by ``consent.reports.may_see_listing``:
 a school its own list, a centre the lists it assigned.
 
-``overdue_reports`` is the projection. What a person is shown is ``recorded_overdue``: every listed child's
+``overdue_reports`` is the projection (``OverdueLines``, the hub's ``overdue_lines``: each school's lines kept
+while its roster and report indexes are unchanged, so that a centre's start page does not compute every
+listing's every month on each view). What a person is shown is ``recorded_overdue``: every listed child's
 line is backed by the reader's own read of the child's record (purpose ``support``), decided by the policy; a line
 whose target-list event that read does not show is left out. The list is paged: the reads are decided ahead
 (``services.casework.rows``, through the hub's ``ledger_rows``: kept while nothing they depend on changed) for

@@ -179,12 +179,13 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
 
     What is recorded: one read (at the page's time, with the kept decision) of each child the page names, that is
     each child listed under a count (alerts, concerns, reviews and plans due: the first ``listed`` children of
-    each) or in the urgent inbox, all in one transaction. A child the page does not name is not recorded: the
+    each) or in the urgent inbox, all in one transaction, with the page's record in the person's view log naming
+    every child whose decided read went into a count (``services.reading.view_log``). A child the page does not name is not recorded: the
     counts include the children not named (``Item.more``: the ledger's filters list them, each read recorded
     there), from their decided reads; the overdue monthly reports per school are counted, without naming a child,
     from the decided reads of the children they are about (a report is counted when the centre's read shows its
-    listing); the transfers to acknowledge and the queues come from the indexes (identifiers and dates, no
-    read)."""
+    listing; the lines, per school, child and listing, from the hub's ``OverdueLines``); the transfers to
+    acknowledge and the queues come from the indexes (identifiers and dates, no read)."""
     org = hub.orgs()[person.org]
     jiso = org.type == JISO
     out = Overview(today, fiscal_year_start(today))
