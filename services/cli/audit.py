@@ -155,6 +155,11 @@ def reads(
         )
     out.print(table)
     out.print(f"{len(result.reads)} 件の閲覧記録")
+    for v in result.consulted:  # services.reading.view_log: counted, not shown (no content returned)
+        out.print(
+            f"{v.t} {_who(v.reader)}: {v.view_ja}（{v.view}）の件数に含まれた（表示なし・内容の返却なし、"
+            f"含まれた児童 {v.consulted} 人・表示 {v.shown} 人、view record {v.record}）"
+        )
     if result.unreadable:
         out.print(
             f"[red]読み取れない記録があります[/red]: #{', #'.join(map(str, result.unreadable))}"

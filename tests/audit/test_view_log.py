@@ -9,6 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import pytest
+from typer.testing import CliRunner
 
 from events.labels import CONSULTED_FAMILY_JA
 from services.audit.disclosure import disclosure_html
@@ -17,6 +18,7 @@ from services.audit.service import Auditing
 from services.audit.trail import Actor
 from services.casework.ledger import CaseViews
 from services.casework.ledger_query import LedgerQuery
+from services.cli.root import app
 from services.hub import Hub
 from services.reading import view_log
 
@@ -141,3 +143,23 @@ def test_an_erasure_leaves_the_view_records_as_it_leaves_access_records(world):
     assert world.verify().ok
     reads = Auditing(world.store, world.clock).reads_of_child("c3", Period(), actor=AUDITOR)
     assert len(reads.consulted) == 1
+
+
+def test_the_command_line_lists_the_view_and_verify_counts_the_view_records(make_hub, tmp_path):
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = make_hub(database=url)
+    hub.load_orgs(ORGS)
+    batch = [envelope(c, 1, "child.registered", {"residence": "442020"}) for c in CHILDREN]
+    batch += [
+        envelope(c, 2, "case.registered", {"case": f"K{i}", "category": "youhogo", "case_type": "parenting"})
+        for i, c in enumerate(CHILDREN, start=1)
+    ]
+    assert all(r.outcome == "accepted" for r in hub.publish(batch))
+    ledger_page(hub)
+    hub.close()
+    reads = CliRunner().invoke(app, ["audit", "reads", "c3", "--database", url])
+    assert reads.exit_code == 0, reads.output
+    assert "進行管理台帳（ledger）の件数に含まれた" in reads.output
+    verified = CliRunner().invoke(app, ["audit", "verify", "--database", url])
+    assert verified.exit_code == 0, verified.output
+    assert "1 view records chain-checked" in " ".join(verified.output.split())
