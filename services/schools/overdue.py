@@ -20,7 +20,7 @@ before the page is returned, per child on the page shown; a child not on the pag
 from __future__ import annotations
 
 from calendar import monthrange
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from threading import Lock
@@ -122,6 +122,7 @@ class SchoolLines:
     report_versions: dict[UUID, int]
     lines: list[OverdueReport]
     by_child: dict[tuple[str, str], int]
+    listed: list[str] = field(default_factory=list)  # the children the reader lists at the school now
 
 
 class OverdueLines:
@@ -181,14 +182,19 @@ def _compute(store: HubStore, org: Org, schools: list[str], settings: Settings, 
     """The overdue lines of ``schools`` for ``org``, every month up to ``due``, with the versions read."""
     rosters = peek_many(store, SchoolRoster, [(school,) for school in schools])
     expected: list[tuple[str, Listing, str]] = []
+    listed: dict[str, list[str]] = {}
     for school in schools:
         for listing in rosters[(school,)].all() if (school,) in rosters else []:
             if may_see_listing(org, listing.school, listing.centre):
                 expected += [(school, listing, m) for m in _months(listing, due)]
+                if listing.centre == org.id and listing.removed_at is None:
+                    listed.setdefault(school, []).append(listing.child)
     keys: list[tuple[str, ...]] = list(dict.fromkeys((school, m) for school, _, m in expected))
     reports = peek_many(store, MonthlyReports, keys)
     out = {
-        school: SchoolLines(school, org, rosters[(school,)].version if (school,) in rosters else 0, {}, [], {})
+        school: SchoolLines(
+            school, org, rosters[(school,)].version if (school,) in rosters else 0, {}, [], {}, listed.get(school, [])
+        )
         for school in schools
     }
     for school, m in keys:
@@ -226,8 +232,8 @@ def _months(listing: Listing, due: str) -> list[str]:
 
 
 def _reporting(store: HubStore, reader: str) -> tuple[Org, list[str]]:
-    """The reader's registration and the schools whose lists it may see; ``Rejected`` for an organisation that
-    has no lists."""
+    """The reader's registration and the schools whose lists it may see (in the order the centre's index keeps
+    them); ``Rejected`` for an organisation that has no lists."""
     orgs = store.registry().orgs
     org = orgs.get(reader)
     if org is None or org.type not in REPORTING_ORGS | LISTING_CENTRES:
@@ -241,8 +247,7 @@ def _reporting(store: HubStore, reader: str) -> tuple[Org, list[str]]:
                 )
             ]
         )
-    schools = [reader] if org.type in REPORTING_ORGS else list(peek(store, CenterLists, reader).schools)
-    return org, sorted(schools)
+    return org, [reader] if org.type in REPORTING_ORGS else list(peek(store, CenterLists, reader).schools)
 
 
 def overdue_reports(
@@ -262,20 +267,20 @@ def overdue_reports(
         per_school = kept.of(org, schools, settings, today)
     else:
         per_school = list(_compute(store, org, schools, settings, last_due_month(settings, today)).values())
-    return [r for lines in per_school for r in lines.lines if month in (None, r.month)]
+    by_school = sorted(per_school, key=lambda lines: lines.school)
+    return [r for lines in by_school for r in lines.lines if month in (None, r.month)]
 
 
 def overdue_counts(
     store: HubStore, settings: Settings, kept: OverdueLines, *, reader: str, today: date
-) -> list[tuple[str, str, str, int]]:
+) -> tuple[list[tuple[str, str, str, int]], list[str]]:
     """The overdue lines ``reader`` may see counted per (school, child, listing): ``(school, child, listing,
-    lines)``, for a view that counts them per school from the reads of the children (the start page)."""
+    lines)``, for a view that counts them per school from the reads of the children (the start page); and the
+    children ``reader`` lists at its schools now (from the same kept rosters: the index, no content)."""
     org, schools = _reporting(store, reader)
-    return [
-        (lines_of.school, child, listing, n)
-        for lines_of in kept.of(org, schools, settings, today)
-        for (child, listing), n in lines_of.by_child.items()
-    ]
+    per_school = kept.of(org, schools, settings, today)
+    counts = [(k.school, child, listing, n) for k in per_school for (child, listing), n in k.by_child.items()]
+    return counts, list(dict.fromkeys(child for k in per_school for child in k.listed))
 
 
 def entry_ids(kept: Kept) -> frozenset[str]:

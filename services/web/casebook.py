@@ -201,8 +201,8 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
         index = center_cases(hub.store, person.org)
         children += [v["child"] for v in index.cases.values() if v["state"] == "open"]
         children += index.plans.values()
-        children += listed_children(hub, person.org)
-        overdue = overdue_counts(hub.store, hub.settings, hub.overdue_lines, reader=person.org, today=today)
+        overdue, listed_now = overdue_counts(hub.store, hub.settings, hub.overdue_lines, reader=person.org, today=today)
+        children += listed_now  # as listed_children gives them, from the rosters kept with the overdue lines
         children += [child for _, child, _, _ in overdue]
         for t in index.transfers.values():
             if t["to"] == person.org and not t["acknowledged_at"]:

@@ -22,7 +22,8 @@ from services.cli.root import app
 from services.hub import Hub
 from services.projections.rosters import MonthlyReports, SchoolRoster
 from services.schools.imports import SchoolImporter
-from services.schools.overdue import overdue_reports
+from services.schools.overdue import overdue_counts, overdue_reports
+from services.web.casebook import listed_children
 from tests.helpers import at
 from tests.schoolfiles import (
     ES1_CODE,
@@ -571,6 +572,12 @@ def test_the_lines_kept_per_school_follow_listings_reports_and_the_day(world, tm
     import_monthly(world, write_csv(tmp_path / "april.csv", MONTHLY_HEADER, [monthly_row(month="2026-04")]))
     assert ("beppu-es-1", "2026-04", "2026-0412") not in overdue(world, "beppu-center", "2026-05-20")
     assert ("beppu-es-1", "2026-05", "2026-0412") in overdue(world, "beppu-center", "2026-06-11")
+    unlist_child(world, "c2", "2026-0518", at="2026-06-05T10:00:00+09:00")
+    assert [m for _, m, s in overdue(world, "beppu-center", "2026-06-11") if s == "2026-0518"] == ["2026-04", "2026-05"]
+    _, listed = overdue_counts(
+        world.store, world.settings, world.overdue_lines, reader="beppu-center", today=date(2026, 6, 11)
+    )
+    assert listed == listed_children(world, "beppu-center") and set(listed) == {"c1", "c5"}  # the start page's
 
 
 def test_each_school_sees_its_own_list_and_each_centre_its_own_lists(world):
