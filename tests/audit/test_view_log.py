@@ -9,8 +9,10 @@ from __future__ import annotations
 from uuid import UUID
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from consent.model import Settings
 from events.labels import CONSULTED_FAMILY_JA
 from services.audit.disclosure import disclosure_html
 from services.audit.queries import Period
@@ -19,8 +21,12 @@ from services.audit.trail import Actor
 from services.casework.ledger import CaseViews
 from services.casework.ledger_query import LedgerQuery
 from services.cli.root import app
+from services.demo import load_demo
+from services.http.app import create_app
 from services.hub import Hub
 from services.reading import view_log
+from services.web.session import SESSION_COOKIE, WebSettings
+from tests.web.test_role_scopes import DEMO_TODAY, KEY, session
 
 pytestmark = pytest.mark.store
 
@@ -163,3 +169,24 @@ def test_the_command_line_lists_the_view_and_verify_counts_the_view_records(make
     verified = CliRunner().invoke(app, ["audit", "verify", "--database", url])
     assert verified.exit_code == 0, verified.output
     assert "1 view records chain-checked" in " ".join(verified.output.split())
+
+
+@pytest.mark.http
+def test_the_auditors_pages_show_a_view_that_counted_the_child_without_showing_it(make_hub, clock, keys):
+    clock.at = DEMO_TODAY
+    hub = make_hub(settings=Settings(joint_ledger=True))
+    load_demo(hub)
+    web = WebSettings(issuer="http://127.0.0.1:9/dev-oidc", client_id="tsunagu-ui", session_key=KEY)
+    app = create_app(hub, keys[1], web=web)
+    with TestClient(app) as client:
+        client.cookies.set(SESSION_COOKIE, session("beppu-center", "caseworker"))
+        assert client.get("/ui/ledger", params={"alerts": "any"}).status_code == 200
+        (record,) = records(hub)
+        hidden = sorted(set(record["consulted"]) - set(record["shown"]))
+        assert hidden  # the filter counted children it did not show
+    with TestClient(app) as client:
+        client.cookies.set(SESSION_COOKIE, session("beppu-audit", "auditor"))
+        reads = client.get(f"/ui/audit/children/{hidden[0]}")
+        assert reads.status_code == 200 and "一覧の件数に含まれた閲覧" in reads.text and "進行管理台帳" in reads.text
+        report = client.get(f"/ui/audit/children/{hidden[0]}/disclosure")
+        assert report.status_code == 200 and CONSULTED_FAMILY_JA in report.text
