@@ -237,7 +237,7 @@ class LedgerRowCache:
                 else:
                     stale.append(child)
         if stale:
-            records = load_many(self.store, [ids[child] for child in stale])
+            records = load_many(self.store, [ids[child] for child in stale], keep=False)  # kept here, decided
             fresh = {}
             for child in stale:
                 record = records.get(ids[child])
