@@ -35,6 +35,10 @@ recorder locks the events table for each insert, so notification ids are committ
 later below a position already read. After many changes (more than ``catch_up`` notifications since the last
 view, e.g. an import) it asks for the versions directly again rather than reading them all.
 
+The children's streams are loaded for deciding without being put in the aggregate cache
+(``events.streams.load_many(..., keep=False)``): what is needed of them is kept here, and a view of 5,000
+children would otherwise push the indexes every view reads (the centre's case index, the service desk) out of it.
+
 What is kept is decrypted content: an erasure seen by this process (``events.store.ErasureWatch``) empties the
 whole cache, as it does the aggregate cache, and the cache holds at most ``maxsize`` children per reader kind.
 """
