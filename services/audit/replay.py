@@ -368,9 +368,16 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
     history = History(store)
     chains: dict[UUID, _Chain] = {}
     anonymous: list[tuple[UUID, Mismatch]] = []  # chain faults found before the child's name is known
+    named: dict[str, tuple[str, str, int]] = {}  # access record id -> (child, view record id, sequence)
     for stored in stored_records(store, child):
         loaded = load(store, stored)
         report.records += 1
+        if loaded.record is not None and isinstance(loaded.record.get("view"), str):
+            named[str(loaded.record.get("id"))] = (
+                str(loaded.record.get("child")),
+                loaded.record["view"],
+                loaded.sequence,
+            )
         chain = chains.setdefault(loaded.stream, _Chain(child=child))
         record = loaded.record
         if (
@@ -398,11 +405,50 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
         report.mismatches += [
             Mismatch(f.record, "(aggregate access log)", f.sequence, "chain", f.detail, f.fault) for f in faults
         ]
-        report.view_records, view_faults = view_log.verify_chains(store)  # the view logs (services.reading.view_log)
+        views = view_log.verify_chains(store)  # the view logs (services.reading.view_log)
+        report.view_records = views.count
         report.mismatches += [
-            Mismatch(f.record, f"(view log {f.stream})", f.sequence, "chain", f.detail, f.fault) for f in view_faults
+            Mismatch(f.record, f"(view log {f.stream})", f.sequence, "chain", f.detail, f.fault) for f in views.faults
         ]
+        report.mismatches += views_against_reads(views, named)
     return report
+
+
+def views_against_reads(views: view_log.Checked, named: Mapping[str, tuple[str, str, int]]) -> list[Mismatch]:
+    """The view records and the access records of the reads they showed, checked against each other: every access
+    record naming a view (``view``) has that view record, and every access record a view record names as shown
+    is in that child's access log and names the view back. A view record deleted (the last of a chain, or a whole
+    chain, which the chain check alone cannot see) shows here as soon as the view showed a child; an access record
+    deleted, as a view whose shown read is gone (``problem`` ``view``, fault ``missing``)."""
+    problems = []
+    for rid, (child, vid, sequence) in named.items():
+        if vid not in views.shown:
+            problems.append(
+                Mismatch(
+                    vid,
+                    child,
+                    sequence,
+                    "view",
+                    f"access record {rid} was shown by view record {vid}, which no view log holds any more",
+                    "missing",
+                )
+            )
+    for vid, (stream, shown) in views.shown.items():
+        for child, rid in sorted(shown.items()):
+            found = named.get(rid)
+            if found is None or found[:2] != (child, vid):
+                problems.append(
+                    Mismatch(
+                        vid,
+                        f"(view log {stream})",
+                        0,
+                        "view",
+                        f"view record {vid} showed child {child} with access record {rid}, which is not in "
+                        f"{child}'s access log" + ("" if found is None else " as a read shown by this view"),
+                        "missing",
+                    )
+                )
+    return problems
 
 
 def _replay_one(record: dict[str, Any], history: History, report: VerifyReport) -> None:

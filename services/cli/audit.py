@@ -122,7 +122,8 @@ def anchor(
             err.print(f"[red]エラー[/red]: {out_file} に書き込めません（{error.strerror}）")
             raise typer.Exit(2) from None
     err.print(
-        f"anchor of {made['at']}: {len(made['heads'])} access logs up to log position {made['log_position']}, "
+        f"anchor of {made['at']}: {len(made['heads'])} access logs and {len(made.get('views', []))} view logs up to "
+        f"log position {made['log_position']}, "
         f"digest {made['digest']} / アンカーを作成しました（{len(made['heads'])} 件）。データベースの外に保管してください"
         + (f": {out_file}" if out_file else "")
     )

@@ -167,10 +167,14 @@ def access_record(
     settings: Settings,
     recorded_at: datetime,
     content: str,
+    view: str | None = None,
 ) -> dict[str, Any]:
     """An access record (policy.md, "Every read is recorded"), before chaining. ``content``: the digest of what
-    the read returned (``returned_digest``)."""
-    return {
+    the read returned (``returned_digest``). ``view``: the id of the view record (``services.reading.view_log``)
+    of the view that showed this read, for a read shown by a view (records made before views were logged, and
+    single reads, have none): ``audit verify`` checks that the view record exists, so that deleting a view's
+    record shows."""
+    record = {
         "id": str(uuid.uuid4()),
         "reader": {"org": reader.org, "role": reader.role, "user": reader.user},
         "purpose": reader.purpose,
@@ -185,6 +189,9 @@ def access_record(
         "decision": decision.to_dict(),
         "content_digest": content,
     }
+    if view is not None:
+        record["view"] = view
+    return record
 
 
 def chain_hash(previous: str, record: dict[str, Any]) -> str:
@@ -253,6 +260,7 @@ class TimelineReader:
                 settings=settings,
                 recorded_at=reader.t,
                 content=decided.content,
+                view=view["id"] if view is not None else None,
             )
             for reader, decided in reads
         ]

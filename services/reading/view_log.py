@@ -147,11 +147,12 @@ class Appending:
         ]
 
 
-def stored_views(store: HubStore) -> Iterator[Any]:
-    """Every stored view record event, in the log's global order (as stored: not opened)."""
+def stored_views(store: HubStore, *, until: int | None = None) -> Iterator[Any]:
+    """Every stored view record event, in the log's global order (up to log position ``until``, when given; as
+    stored: not opened)."""
     start = 1
     while True:
-        page = store.recorder.select_notifications(start, PAGE, topics=[VIEW_TOPIC])
+        page = store.recorder.select_notifications(start, PAGE, stop=until, topics=[VIEW_TOPIC])
         yield from page
         if len(page) < PAGE:
             return
@@ -167,26 +168,40 @@ class ViewFault:
     detail: str
 
 
-def verify_chains(store: HubStore) -> tuple[int, list[ViewFault]]:
-    """The number of view records and the first fault of each reader's chain (none when all hold)."""
+@dataclass
+class Checked:
+    """What ``verify_chains`` found: the number of view records, the first fault of each reader's chain, and the
+    ``shown`` access records of every readable view record (view record id -> child -> access record id), for
+    the cross-check with the access records that name their view (``services.audit.replay.verify``)."""
+
+    count: int = 0
+    faults: list[ViewFault] = field(default_factory=list)
+    shown: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # id -> (stream, child -> record)
+
+
+def verify_chains(store: HubStore) -> Checked:
+    """Every reader's chain checked: see ``Checked``."""
     heads: dict[UUID, tuple[int, str]] = {}  # stream -> (the last sequence checked, its hash)
     broken: set[UUID] = set()
-    faults: list[ViewFault] = []
-    count = 0
+    checked = Checked()
+    faults = checked.faults
     for stored in stored_views(store):
-        count += 1
+        checked.count += 1
         stream = stored.originator_id
-        if stream in broken:
-            continue
         sequence, previous = heads.get(stream, (0, ""))
         try:
             record = dict(store.mapper.to_domain_event(stored).record)
         except Exception as error:  # a damaged record is reported, never skipped
-            faults.append(ViewFault(str(stream), sequence + 1, None, "unreadable", type(error).__name__))
-            broken.add(stream)
+            if stream not in broken:
+                faults.append(ViewFault(str(stream), sequence + 1, None, "unreadable", type(error).__name__))
+                broken.add(stream)
             continue
         rid = record.get("id")
         reader = record.get("reader") or {}
+        if isinstance(rid, str) and isinstance(record.get("shown"), dict):  # even after a break: it is stored
+            checked.shown[rid] = (str(stream), dict(record["shown"]))
+        if stream in broken:
+            continue
         fault = None
         if record.get("hash") != chain_hash(str(record.get("prev_hash", "")), record):
             fault = ("edited", "the record's content does not match its hash")
@@ -201,7 +216,7 @@ def verify_chains(store: HubStore) -> tuple[int, list[ViewFault]]:
             broken.add(stream)
             continue
         heads[stream] = (sequence + 1, record["hash"])
-    return count, faults
+    return checked
 
 
 def consulting(store: HubStore, child: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from consent.model import Settings
 from events.labels import CONSULTED_FAMILY_JA
+from events.store import AccessLog
 from services.audit.disclosure import disclosure_html
 from services.audit.queries import Period
 from services.audit.service import Auditing
@@ -190,3 +191,82 @@ def test_the_auditors_pages_show_a_view_that_counted_the_child_without_showing_i
         assert reads.status_code == 200 and "一覧の件数に含まれた閲覧" in reads.text and "進行管理台帳" in reads.text
         report = client.get(f"/ui/audit/children/{hidden[0]}/disclosure")
         assert report.status_code == 200 and CONSULTED_FAMILY_JA in report.text
+
+
+# --- Deleting view records (review finding: not caught by the chain alone) --------------------------------------
+
+
+def delete_views(hub: Hub, org: str, user: str, *versions: int) -> None:
+    """Delete the events of a reader's view log (by stream version: 1 is the log's creation) with SQL."""
+    stream = view_log.ViewLog.create_id(org, user)
+    with hub.store.recorder.datastore.transaction(commit=True) as cursor:
+        for version in versions:
+            cursor.execute(
+                "DELETE FROM stored_events WHERE originator_id = ? AND originator_version = ?",
+                (stream.hex, version),
+            )
+            cursor.execute("SELECT changes()")
+            assert cursor.fetchone()[0] == 1
+
+
+def test_the_anchor_holds_each_view_logs_head_and_catches_its_last_record_deleted(world, clock):
+    from services.audit.anchors import anchor, verify_anchored
+
+    ledger_page(world)
+    ledger_page(world)
+    ledger_page(world, user="佐藤")
+    made = anchor(world.store, at=clock())
+    tanaka = str(view_log.ViewLog.create_id("beppu-center", "田中"))
+    assert {h["log"]: h["sequence"] for h in made["views"]} == {
+        tanaka: 2,
+        str(view_log.ViewLog.create_id("beppu-center", "佐藤")): 1,
+    }
+    assert verify_anchored(world.store, made).ok
+    delete_views(world, "beppu-center", "田中", 3)  # the last record of 田中's chain
+    report = verify_anchored(world.store, made)
+    assert [(m.child, m.sequence, m.fault) for m in report.not_as_anchored] == [
+        (f"(view log {tanaka})", 2, "truncated")
+    ]
+    assert verify_anchored(world.store, {k: v for k, v in made.items() if k != "views"}).not_as_anchored == []
+
+
+def test_a_whole_view_chain_deleted_is_caught_by_the_anchor(world, clock):
+    from services.audit.anchors import anchor, verify_anchored
+
+    ledger_page(world, user="佐藤")
+    made = anchor(world.store, at=clock())
+    delete_views(world, "beppu-center", "佐藤", 1, 2)
+    (m,) = verify_anchored(world.store, made).not_as_anchored
+    assert m.fault == "truncated" and "view log has no records" in m.detail
+
+
+def test_each_access_record_names_its_view_and_verify_catches_the_view_record_deleted(world):
+    page = ledger_page(world)
+    (record,) = records(world)
+    shown = [r for r in access_log(world, "c1") if r["id"] == page.reads[0]]
+    assert shown[0]["view"] == record["id"]
+    assert world.verify().ok
+    delete_views(world, "beppu-center", "田中", 1, 2)  # the whole chain: nothing left for the chain check to see
+    report = world.verify()
+    (m,) = report.mismatches
+    assert (m.problem, m.fault, m.record, m.child) == ("view", "missing", record["id"], "c1")
+
+
+def test_verify_catches_an_access_record_a_view_names_as_shown_deleted(world):
+    page = ledger_page(world)
+    (record,) = records(world)
+    with world.store.recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            "DELETE FROM stored_events WHERE originator_id = ? AND originator_version = 2",
+            (AccessLog.create_id("c1").hex,),
+        )
+    faults = {(m.problem, m.fault) for m in world.verify().mismatches}
+    assert ("view", "missing") in faults
+    (m,) = [m for m in world.verify().mismatches if m.problem == "view"]
+    assert m.record == record["id"] and page.reads[0] in m.detail
+
+
+def access_log(hub: Hub, child: str) -> list[dict]:
+    from services.audit.replay import load, stored_records
+
+    return [load(hub.store, s).record for s in stored_records(hub.store, child)]
