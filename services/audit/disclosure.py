@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from events.clock import JST
 from events.labels import CONSULTED_FAMILY_JA, ORG_TYPE_JA, PURPOSE_JA, ROLE_JA, RULE_JA
 from events.model import Org
 from services.audit.models import (
@@ -69,17 +70,29 @@ def _read(record: Mapping[str, Any]) -> DisclosureRead:
     )
 
 
-def _consulted(view: ConsultedView) -> DisclosureConsulted:
-    """A view that counted the child without showing it, as a line of the report."""
-    role = view.reader.role
+def _consulted(month: str, views: Sequence[ConsultedView]) -> DisclosureConsulted:
+    """The views of one organisation in ``month`` that counted the child without showing it, as one line of the
+    report (a ledger opened many times a day would otherwise fill the family's report with one line each)."""
+    first, last = views[0].t, views[-1].t
+    dates = wareki(first, with_time=False)
+    if wareki(last, with_time=False) != dates:
+        dates += f"〜{wareki(last, with_time=False)}"
     return DisclosureConsulted(
-        record=view.record,
-        at=view.t,
-        at_ja=wareki(view.t),
-        purpose_ja=PURPOSE_JA.get(view.purpose, f"目的「{view.purpose}」"),
-        role_ja=ROLE_JA.get(role or "", role or "機関として"),
+        month=month,
+        times=len(views),
+        first=first,
+        last=last,
+        at_ja=f"{dates}（{len(views)} 回）",
+        purpose_ja="・".join(dict.fromkeys(PURPOSE_JA.get(v.purpose, f"目的「{v.purpose}」") for v in views)),
+        role_ja="・".join(
+            dict.fromkeys(ROLE_JA.get(v.reader.role or "", v.reader.role or "機関として") for v in views)
+        ),
         result_ja=CONSULTED_FAMILY_JA,
     )
+
+
+def _month(t: str) -> str:
+    return datetime.fromisoformat(t).astimezone(JST).strftime("%Y-%m")
 
 
 def _organisation(
@@ -114,9 +127,12 @@ def disclosure(
         assert record is not None
         used.update(counts(record["decision"])[0])
         by_org.setdefault(record["reader"]["org"], []).append(_read(record))
-    for view in consulted:
+    grouped: dict[tuple[str, str], list[ConsultedView]] = {}
+    for view in consulted:  # oldest first
         by_org.setdefault(view.reader.org, [])
-        counted.setdefault(view.reader.org, []).append(_consulted(view))
+        grouped.setdefault((view.reader.org, _month(view.t)), []).append(view)
+    for (org_id, month), views in grouped.items():
+        counted.setdefault(org_id, []).append(_consulted(month, views))
     organisations = [
         _organisation(org_id, orgs.get(org_id), reads, counted.get(org_id, [])) for org_id, reads in by_org.items()
     ]
@@ -127,7 +143,7 @@ def disclosure(
         organisations=organisations,
         total_reads=sum(len(o.reads) for o in organisations),
         refused_reads=sum(o.refused_count for o in organisations),
-        consulted_views=sum(len(o.consulted) for o in organisations),
+        consulted_views=sum(c.times for o in organisations for c in o.consulted),
         grounds=[ground(rule, used[rule]) for rule in RULES if used[rule]],
     )
 

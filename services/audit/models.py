@@ -172,11 +172,14 @@ class DisclosureRead(BaseModel):
 
 
 class DisclosureConsulted(BaseModel):
-    """A view that counted the child without showing it, as a line of the family's report."""
+    """The views of one organisation in one month (JST) that counted the child without showing it, as one line of
+    the family's report: how many, the first and the last."""
 
-    record: str
-    at: str
-    at_ja: str
+    month: str  # YYYY-MM
+    times: int
+    first: str
+    last: str
+    at_ja: str  # the first and last dates and how many times, in words
     purpose_ja: str
     role_ja: str
     result_ja: str

@@ -256,7 +256,7 @@ def consulted_views(store: HubStore, child: str, orgs: Mapping[str, Org]) -> lis
             reader=reader_ref(record, orgs),
             purpose=record["purpose"],
             query=dict(record.get("query") or {}),
-            consulted=len(record.get("consulted") or ()),
+            consulted=int((record.get("consulted") or {}).get("count", 0)),
             shown=len(record.get("shown") or {}),
         )
         for record in view_log.consulting(store, child)

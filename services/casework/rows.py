@@ -163,7 +163,15 @@ class Ahead:
         records of those shown), all in one transaction; the access records' ids."""
         wanted = list(dict.fromkeys(children))
         position = self.store.log_position()
-        record = view_record(self.reader, view, query, self.consulted(), log_position=position)
+        record = view_record(
+            self.reader,
+            view,
+            query,
+            self.consulted(),
+            log_position=position,
+            registry_version=self.registry_version,
+            settings=self.settings,
+        )
         records = self.recorder.record(
             [(self.reader, self.kept[child].decided) for child in wanted],
             log_position=position,

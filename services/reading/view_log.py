@@ -11,9 +11,25 @@ never what its read returned.
 A record (``view_record``, before chaining): ``id``, ``view`` (``ledger``, ``joint-ledger``, ``ledger-csv``,
 ``agenda``, ``start-page``, ``overdue``, ...), ``query`` (the filters, sort and page, or the day), the reader
 (``org``, ``role``, ``user``) and ``purpose``, ``t`` (the view's time, the shown reads' ``t``), ``log_position``,
-``consulted`` (the sorted ids of the children whose decided read was allowed and went into the view's rows,
-totals, filters or counts; a refused read contributes nothing and is not named) and ``shown`` (child -> the id of
-the access record of its read, for the children the view showed; each is also in ``consulted``).
+``registry_version``, ``settings`` and ``policy_version`` (what the view's reads were decided under, as an access
+record names them), ``consulted`` (``digest`` and ``count`` of the consulted set: the sorted ids of the children
+whose decided read was allowed and went into the view's rows, totals, filters or counts; a refused read
+contributes nothing and is not named) and ``shown`` (child -> the id of the access record of its read, for the
+children the view showed; each is also in the consulted set). Each of those access records names the view record
+back (its ``view``), so that ``audit verify`` sees a view record deleted (``services.audit.replay.
+views_against_reads``); the signed anchor holds each view log's head (``services.audit.anchors``), so that the
+last records of a chain, or a whole chain, cut off show too.
+
+Consulted sets
+--------------
+A centre's views consult the same children again and again (every page of its ledger, every filter, the start
+page: the centre's children decided for the reader), so the ids are stored once per distinct set, as a
+``ConsultedSet`` stream keyed by the set's digest (``consulted_digest``), written in the view's transaction only
+when no set with that digest is stored yet (``Appending.consulted_set``: one indexed look-up). The view record
+carries the digest, covered by its chain hash; ``verify_chains`` checks that every digest named has its set and
+that the set matches it. A view record is then a few hundred bytes whatever the number of children (a 2,000-child
+record was ~31 KB before, see ``docs/benchmarks.md``), and a child's audit (``consulting``) opens the distinct
+sets (few) and the small view records, not a big record per page load.
 
 One chain per reader person (``ViewLog.create_id(org, user)``: the organisation and the signed-in user, or the
 API client's ``user``; ``""`` for the organisation as a whole), like the access logs' one chain per child, so that
@@ -22,15 +38,17 @@ two people's views never contend on one head; ``sequence``, ``prev_hash`` and ``
 (``TimelineReader.record(..., view=...)``): a view is logged exactly when its reads are. ``verify_chains``
 (through ``services.audit.replay.verify``, ``tsunagu audit verify``) checks every chain.
 
-Erasure: done as the access logs do it. A view record, like an access record, is sealed under the hub's key, not
-a child's (its state names no ``child`` at the top: ``events.sealing.key_scope``), so it outlives a child's
-crypto-erasure and keeps the erased child's id: policy.md, "access records about the child remain, without
-content"; a view record has no content to begin with (ids, the query, the time). That keeps an erased child's
-disclosure and audit complete and every chain verifiable after an erasure. (A view record stores the child's
-plain id, exactly as an access record does; it names no event, no field and nothing a read returned.)
-
-Finding the views that consulted one child scans the view logs (``consulting``): an audit query, rare; the
-records are small (ids).
+Erasure: what survives, and why. A view record and a consulted set are sealed under the hub's key, not a
+child's (their states name no ``child`` at the top: ``events.sealing.key_scope``), so they outlive a child's
+crypto-erasure, exactly as access records do (policy.md, "access records about the child remain, without
+content"): the erased child's id stays in the consulted sets that held it and, for a view that showed the child,
+as a key of ``shown``; the view record keeps its ``query``. So whoever holds the hub's key can still read that the
+erased child was among the children counted by, say, a ledger filtered on ``alerts=open`` (a filter paired with a
+child's id), as the child's access records keep that a reader read the child and when. Nothing the child's reads
+returned survives (a view record has no content: ids, the query, the time, the versions). That keeps an erased
+child's disclosure and audit complete and every chain verifiable after an erasure; hiding the pairing (storing
+for filtered views only the shown children's access-record ids) was not done: the consulted set would still name
+the child, and the shown ids are what ``verify`` checks against the access records.
 """
 
 from __future__ import annotations
@@ -44,7 +62,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 
-from consent.model import Reader
+from consent.model import Reader, Settings
+from consent.policy import POLICY_VERSION
 from events.envelope import content_digest
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
@@ -78,14 +97,43 @@ class ViewLog(_CopiedOnWrite, Aggregate):
         self.count += 1
 
 
+class ConsultedSet(_CopiedOnWrite, Aggregate):
+    """One distinct set of consulted children, stored once under its digest (``consulted_digest``) and named by
+    every view record that consulted exactly these children (see the module docstring, "Consulted sets")."""
+
+    @staticmethod
+    def create_id(digest: str) -> UUID:
+        return stream_id(f"consulted:{digest}")
+
+    def __init__(self, digest: str, children: list[str]):
+        self.digest = digest
+        self.children = children
+
+
 VIEW_TOPIC = get_topic(ViewLog.ViewRecorded)
+SET_TOPIC = get_topic(ConsultedSet.Created)
+
+
+def consulted_digest(children: Iterable[str]) -> str:
+    """The digest a consulted set is stored under and a view record names: of its sorted, distinct ids."""
+    return content_digest({"consulted": sorted(set(children))})
 
 
 def view_record(
-    reader: Reader, view: str, query: Mapping[str, Any], consulted: Iterable[str], *, log_position: int
+    reader: Reader,
+    view: str,
+    query: Mapping[str, Any],
+    consulted: Iterable[str],
+    *,
+    log_position: int,
+    registry_version: int,
+    settings: Settings,
+    policy_version: str = POLICY_VERSION,
 ) -> dict[str, Any]:
     """A view's record before its shown reads are known and before chaining (``TimelineReader.record`` adds
-    ``shown`` and chains it)."""
+    ``shown``, and ``Appending`` stores the consulted set and chains it). The consulted ids ride along under
+    ``CONSULTED_IDS``, which ``Appending`` takes out: the record keeps only their digest and count."""
+    children = sorted(set(consulted))
     return {
         "id": str(uuid.uuid4()),
         "view": view,
@@ -94,9 +142,26 @@ def view_record(
         "purpose": reader.purpose,
         "t": reader.t.isoformat(),
         "log_position": log_position,
-        "consulted": sorted(set(consulted)),
+        "registry_version": registry_version,
+        "settings": settings.to_dict(),
+        "policy_version": policy_version,
+        "consulted": {"digest": consulted_digest(children), "count": len(children)},
         "shown": {},
+        CONSULTED_IDS: children,
     }
+
+
+CONSULTED_IDS = "_consulted_ids"  # in a record on its way to ``Appending`` only: never stored in a view record
+
+
+def consulted_ids(store: HubStore, record: Mapping[str, Any]) -> list[str] | None:
+    """The children a view record consulted: from its consulted set (``None`` when the set is not stored or does
+    not open: ``verify`` reports it)."""
+    consulted = record.get("consulted")
+    if not isinstance(consulted, dict):
+        return None
+    found = store.get_or_none(ConsultedSet.create_id(str(consulted.get("digest"))))
+    return list(found.children) if found is not None else None
 
 
 def chain_hash(previous: str, record: Mapping[str, Any]) -> str:
@@ -115,11 +180,31 @@ class Appending:
     stream: UUID = field(init=False)
     _tried: int | None = field(default=None, init=False)  # the head version the last try chained to
 
+    children: list[str] = field(init=False)
+    _stored_set: bool = field(default=False, init=False)
+
     def __post_init__(self) -> None:
         reader = self.record["reader"]
         self.stream = ViewLog.create_id(reader["org"], reader.get("user"))
+        self.record = dict(self.record)
+        self.children = self.record.pop(CONSULTED_IDS, [])
+
+    def consulted_set(self) -> list[Any]:
+        """The view's consulted set to store with it, unless it is stored already (one indexed look-up; a view
+        that consulted the same children as an earlier one, the usual case, stores nothing)."""
+        if self._stored_set:
+            return []
+        digest = self.record["consulted"]["digest"]
+        if self.store.recorder.select_events(ConsultedSet.create_id(digest), limit=1):
+            self._stored_set = True
+            return []
+        return [ConsultedSet(digest, self.children)]
 
     def pending(self) -> list[Any]:
+        pending = self.consulted_set()
+        return pending + self._chained()
+
+    def _chained(self) -> list[Any]:
         if self._tried is None:
             head = last_event(self.store, self.stream)
         else:
@@ -185,6 +270,9 @@ def verify_chains(store: HubStore) -> Checked:
     broken: set[UUID] = set()
     checked = Checked()
     faults = checked.faults
+    sets: dict[
+        str, tuple[str, int, Any, Any]
+    ] = {}  # digest -> the first record naming it (stream, sequence, id, count)
     for stored in stored_views(store):
         checked.count += 1
         stream = stored.originator_id
@@ -200,6 +288,9 @@ def verify_chains(store: HubStore) -> Checked:
         reader = record.get("reader") or {}
         if isinstance(rid, str) and isinstance(record.get("shown"), dict):  # even after a break: it is stored
             checked.shown[rid] = (str(stream), dict(record["shown"]))
+        consulted = record.get("consulted")
+        if isinstance(consulted, dict):
+            sets.setdefault(str(consulted.get("digest")), (str(stream), sequence + 1, rid, consulted.get("count")))
         if stream in broken:
             continue
         fault = None
@@ -216,18 +307,58 @@ def verify_chains(store: HubStore) -> Checked:
             broken.add(stream)
             continue
         heads[stream] = (sequence + 1, record["hash"])
+    faults += [f for digest, first in sets.items() if (f := _check_set(store, digest, *first)) is not None]
     return checked
+
+
+def _check_set(store: HubStore, digest: str, stream: str, sequence: int, rid: Any, count: Any) -> ViewFault | None:
+    """How the consulted set a view record names (by ``digest``, first named by record ``rid``) is not as named."""
+    rows = store.recorder.select_events(ConsultedSet.create_id(digest), limit=1)  # as stored, not from a cache
+    if not rows:
+        return ViewFault(stream, sequence, rid, "missing", f"its consulted set {digest[:12]}… is not stored")
+    try:
+        found = store.mapper.to_domain_event(rows[0])
+    except Exception as error:  # a damaged set is reported, never skipped
+        return ViewFault(
+            stream, sequence, rid, "unreadable", f"its consulted set does not open: {type(error).__name__}"
+        )
+    if consulted_digest(found.children) != digest or len(found.children) != count:
+        return ViewFault(stream, sequence, rid, "edited", f"its consulted set {digest[:12]}… does not match its digest")
+    return None
+
+
+def stored_sets(store: HubStore) -> Iterator[Any]:
+    """Every stored consulted set (as stored: not opened)."""
+    start = 1
+    while True:
+        page = store.recorder.select_notifications(start, PAGE, topics=[SET_TOPIC])
+        yield from page
+        if len(page) < PAGE:
+            return
+        start = page[-1].id + 1
 
 
 def consulting(store: HubStore, child: str) -> list[dict[str, Any]]:
     """The view records that consulted ``child``, oldest first (readable ones; ``verify_chains`` reports the
-    others)."""
+    others): the distinct consulted sets are scanned for the child (few: one per distinct set of children a view
+    covered), then the view records (small: they name their set by its digest) for those sets."""
+    digests = set()
+    for stored in stored_sets(store):
+        try:
+            found = store.mapper.to_domain_event(stored)
+        except Exception:  # noqa: S112 - reported by verify_chains (the views naming it)
+            continue
+        if child in found.children:
+            digests.add(found.digest)
+    if not digests:
+        return []
     out = []
     for stored in stored_views(store):
         try:
             record = store.mapper.to_domain_event(stored).record
         except Exception:  # noqa: S112 - reported by verify_chains
             continue
-        if child in record.get("consulted", ()):
+        consulted = record.get("consulted")
+        if isinstance(consulted, dict) and consulted.get("digest") in digests:
             out.append(dict(record))
     return out

@@ -81,7 +81,11 @@ def test_a_view_leaves_one_record_naming_the_children_it_consulted_and_the_reads
     (record,) = records(world)
     assert record["view"] == "ledger"
     assert record["reader"] == {"org": "beppu-center", "role": "caseworker", "user": "田中"}
-    assert record["consulted"] == CHILDREN
+    assert view_log.consulted_ids(world.store, record) == CHILDREN
+    assert record["consulted"] == {"digest": view_log.consulted_digest(CHILDREN), "count": 3}
+    assert record["registry_version"] == world.store.registry().version
+    assert record["policy_version"] == "tsunagu-read-policy/2"
+    assert record["settings"] == Settings().to_dict()
     assert record["shown"] == {"c1": page.reads[0]}
     assert record["query"]["status"] == "open" and record["query"]["per_page"] == 1
     assert (record["sequence"], record["prev_hash"]) == (1, "")
@@ -104,7 +108,7 @@ def test_a_forged_view_record_is_caught_by_verify(world):
     ledger_page(world)
     (stored, _) = list(view_log.stored_views(world.store))
     forged = world.store.mapper.to_domain_event(stored)
-    forged.record["consulted"] = ["c1"]  # hide that c2 and c3 were counted
+    forged.record["consulted"] = {"digest": view_log.consulted_digest(["c1"]), "count": 1}  # hide c2 and c3
     with world.store.recorder.datastore.transaction(commit=True) as cursor:
         cursor.execute(
             "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
@@ -116,9 +120,10 @@ def test_a_forged_view_record_is_caught_by_verify(world):
         )
     report = world.verify()
     assert not report.ok
-    (mismatch,) = report.mismatches
+    mismatch, unstored = report.mismatches  # the record edited, and the set it now names was never stored
     assert mismatch.problem == "chain" and mismatch.fault == "edited" and mismatch.child.startswith("(view log")
     assert mismatch.record == forged.record["id"]
+    assert (unstored.fault, unstored.record) == ("missing", forged.record["id"]) and "not stored" in unstored.detail
 
 
 def test_the_auditor_and_the_disclosure_report_list_a_view_that_counted_the_child_without_showing_it(world):
@@ -146,7 +151,7 @@ def test_an_erasure_leaves_the_view_records_as_it_leaves_access_records(world):
     erased = envelope("c3", 3, "child.erased", {"reason": "誤登録"}, at="2026-04-01T10:00:00+09:00")
     assert world.publish([erased])[0].outcome == "accepted"
     (record,) = records(world)
-    assert "c3" in record["consulted"]
+    assert "c3" in view_log.consulted_ids(world.store, record)
     assert world.verify().ok
     reads = Auditing(world.store, world.clock).reads_of_child("c3", Period(), actor=AUDITOR)
     assert len(reads.consulted) == 1
@@ -183,7 +188,7 @@ def test_the_auditors_pages_show_a_view_that_counted_the_child_without_showing_i
         client.cookies.set(SESSION_COOKIE, session("beppu-center", "caseworker"))
         assert client.get("/ui/ledger", params={"alerts": "any"}).status_code == 200
         (record,) = records(hub)
-        hidden = sorted(set(record["consulted"]) - set(record["shown"]))
+        hidden = sorted(set(view_log.consulted_ids(hub.store, record) or []) - set(record["shown"]))
         assert hidden  # the filter counted children it did not show
     with TestClient(app) as client:
         client.cookies.set(SESSION_COOKIE, session("beppu-audit", "auditor"))
@@ -270,3 +275,41 @@ def access_log(hub: Hub, child: str) -> list[dict]:
     from services.audit.replay import load, stored_records
 
     return [load(hub.store, s).record for s in stored_records(hub.store, child)]
+
+
+# --- The consulted set stored once (review finding: growth and scans) -------------------------------------------
+
+
+def test_a_consulted_set_is_stored_once_and_the_view_records_name_it_by_its_digest(world):
+    ledger_page(world)
+    ledger_page(world)
+    ledger_page(world, user="佐藤")
+    sets = list(view_log.stored_sets(world.store))
+    assert len(sets) == 1  # three views of the same three children: one set
+    first, second, third = records(world)
+    assert first["consulted"] == second["consulted"] == third["consulted"]
+    assert all(view_log.CONSULTED_IDS not in r for r in (first, second, third))
+    assert world.verify().ok
+
+
+def test_a_consulted_set_deleted_or_not_matching_its_digest_is_caught(world):
+    ledger_page(world)
+    (record,) = records(world)
+    stream = view_log.ConsultedSet.create_id(record["consulted"]["digest"])
+    with world.store.recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute("DELETE FROM stored_events WHERE originator_id = ?", (stream.hex,))
+    faults = [(m.problem, m.fault, m.record) for m in world.verify().mismatches]
+    assert faults == [("chain", "missing", record["id"])]
+
+
+def test_the_disclosure_report_groups_the_views_of_an_organisation_in_a_month_into_one_line(world, clock):
+    for day in (3, 5, 5):
+        clock.at = clock.at.replace(month=11, day=day)
+        ledger_page(world)
+    clock.at = clock.at.replace(month=12, day=1)
+    ledger_page(world)
+    report = Auditing(world.store, world.clock).disclosure_report("c3", actor=AUDITOR)
+    (org,) = report.organisations
+    assert [(c.month, c.times) for c in org.consulted] == [("2026-11", 3), ("2026-12", 1)]
+    assert report.consulted_views == 4
+    assert "3 回" in org.consulted[0].at_ja and "〜" in org.consulted[0].at_ja

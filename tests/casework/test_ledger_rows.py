@@ -130,10 +130,12 @@ def check_view_record(
     assert len(new) == 1, new
     (record,) = new
     assert record["view"] == view and record["reader"]["org"] == org and record["reader"]["role"] == role
-    assert record["consulted"] == sorted(consulted)
+    ids = view_log.consulted_ids(hub.store, record)
+    assert ids == sorted(consulted) and record["consulted"]["count"] == len(consulted)
     assert record["shown"] == {r["child"]: r["id"] for r in records}
     assert set(record["shown"].values()) == set(reads)
-    assert set(record["shown"]) <= set(record["consulted"])
+    assert set(record["shown"]) <= set(ids)
+    assert all(r["view"] == record["id"] for r in records)
 
 
 SAME = ("child", "decision", "content_digest", "child_position", "registry_version", "settings", "policy_version", "t")
