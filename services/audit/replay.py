@@ -411,7 +411,63 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
             Mismatch(f.record, f"(view log {f.stream})", f.sequence, "chain", f.detail, f.fault) for f in views.faults
         ]
         report.mismatches += views_against_reads(views, named)
+        report.mismatches += replay_view_samples(store, views.sampled, history)
     return report
+
+
+def replay_view_samples(store: HubStore, records: list[dict[str, Any]], history: History) -> list[Mismatch]:
+    """Each intact view record's sample of consulted children (``services.reading.view_log.sample``) replayed:
+    the sample is the one its id gives from its consulted set, and each sampled child's read, decided again by
+    ``replay`` at the record's time, the child's stream position it names, its registry version, settings and
+    policy version, is allowed (a consulted child is one whose read was allowed). A child erased since is not
+    replayed (its content is gone). ``problem`` ``view``, fault ``differs``."""
+    problems = []
+    sets: dict[str, list[str] | None] = {}
+    for record in records:
+        rid, stream = (
+            record.get("id"),
+            view_log.ViewLog.create_id(str(record["reader"].get("org")), record["reader"].get("user")),
+        )
+        name = f"(view log {stream})"
+        digest = str((record.get("consulted") or {}).get("digest"))
+        if digest not in sets:
+            sets[digest] = view_log.consulted_ids(store, record)
+        children = sets[digest]
+        sampled = record["sample"]
+        if children is not None and sorted(sampled) != sorted(view_log.sample(str(rid), children)):
+            problems.append(
+                Mismatch(
+                    rid, name, record.get("sequence", 0), "view", "the replayed sample is not the record's", "differs"
+                )
+            )
+            continue
+        for child_id, position in sorted(sampled.items()):
+            read = {**record, "child": child_id, "child_position": position}
+            try:
+                child = history.child(child_id)
+                if considered(read, child)[2]:
+                    continue
+                decision = replay(read, child, history.orgs(record["registry_version"]))
+            except (KeyError, TypeError, ValueError) as error:
+                problems.append(
+                    Mismatch(
+                        rid, child_id, 0, "view", f"cannot be replayed: {type(error).__name__}: {error}", "differs"
+                    )
+                )
+                continue
+            if not decision.allowed:
+                problems.append(
+                    Mismatch(
+                        rid,
+                        child_id,
+                        0,
+                        "view",
+                        f"view record {rid} counted child {child_id}, whose read replays as refused "
+                        f"({decision.reason}) at the record's time and position",
+                        "differs",
+                    )
+                )
+    return problems
 
 
 def views_against_reads(views: view_log.Checked, named: Mapping[str, tuple[str, str, int]]) -> list[Mismatch]:

@@ -152,10 +152,13 @@ class Ahead:
         record (``record_children``); their ids."""
         return self.record_children((r.child for r in rows), view, query)
 
-    def consulted(self) -> list[str]:
+    def consulted(self) -> dict[str, int]:
         """The children whose decided read went into this view: every child decided for it whose read is
-        allowed (a refused read gives no row, no count and no content)."""
-        return [child for child, item in self.kept.items() if item.decided.decision.allowed]
+        allowed (a refused read gives no row, no count and no content), each with the stream position its read
+        was decided on."""
+        return {
+            child: item.decided.child_position for child, item in self.kept.items() if item.decided.decision.allowed
+        }
 
     def record_children(self, children: Iterable[str], view: str, query: Mapping[str, Any]) -> list[str]:
         """One access record per child of ``children`` (in their order) and the view's record in the reader's

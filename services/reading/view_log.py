@@ -12,7 +12,10 @@ A record (``view_record``, before chaining): ``id``, ``view`` (``ledger``, ``joi
 ``agenda``, ``start-page``, ``overdue``, ...), ``query`` (the filters, sort and page, or the day), the reader
 (``org``, ``role``, ``user``) and ``purpose``, ``t`` (the view's time, the shown reads' ``t``), ``log_position``,
 ``registry_version``, ``settings`` and ``policy_version`` (what the view's reads were decided under, as an access
-record names them), ``consulted`` (``digest`` and ``count`` of the consulted set: the sorted ids of the children
+record names them), ``sample`` (up to ``SAMPLE`` consulted children, chosen by ``sample`` from the record's id, each with the stream
+position its read was decided on: ``audit verify`` replays their reads at the record's time under its versions
+and reports one the policy refuses, ``services.audit.replay.replay_view_samples``), ``consulted`` (``digest`` and
+``count`` of the consulted set: the sorted ids of the children
 whose decided read was allowed and went into the view's rows, totals, filters or counts; a refused read
 contributes nothing and is not named) and ``shown`` (child -> the id of the access record of its read, for the
 children the view showed; each is also in the consulted set). Each of those access records names the view record
@@ -119,11 +122,21 @@ def consulted_digest(children: Iterable[str]) -> str:
     return content_digest({"consulted": sorted(set(children))})
 
 
+SAMPLE = 3  # consulted children per view record whose decision ``audit verify`` replays
+
+
+def sample(record_id: str, children: Iterable[str]) -> list[str]:
+    """The consulted children of view record ``record_id`` whose reads ``audit verify`` replays: up to ``SAMPLE``,
+    chosen by a hash of the record's id and the child's (deterministic, so that verify can check the sample is
+    this one, and not foreseeable by whoever makes the view)."""
+    return sorted(children, key=lambda child: content_digest({"record": record_id, "child": child}))[:SAMPLE]
+
+
 def view_record(
     reader: Reader,
     view: str,
     query: Mapping[str, Any],
-    consulted: Iterable[str],
+    consulted: Mapping[str, int],
     *,
     log_position: int,
     registry_version: int,
@@ -132,10 +145,13 @@ def view_record(
 ) -> dict[str, Any]:
     """A view's record before its shown reads are known and before chaining (``TimelineReader.record`` adds
     ``shown``, and ``Appending`` stores the consulted set and chains it). The consulted ids ride along under
-    ``CONSULTED_IDS``, which ``Appending`` takes out: the record keeps only their digest and count."""
-    children = sorted(set(consulted))
+    ``CONSULTED_IDS``, which ``Appending`` takes out: the record keeps only their digest and count.
+    ``consulted``: each consulted child's stream position its read was decided on (``Decided.child_position``);
+    the record keeps those of its ``sample`` (``replay`` in ``audit verify``)."""
+    children = sorted(consulted)
+    rid = str(uuid.uuid4())
     return {
-        "id": str(uuid.uuid4()),
+        "id": rid,
         "view": view,
         "query": {k: v for k, v in query.items() if v not in (None, "")},
         "reader": {"org": reader.org, "role": reader.role, "user": reader.user},
@@ -146,6 +162,7 @@ def view_record(
         "settings": settings.to_dict(),
         "policy_version": policy_version,
         "consulted": {"digest": consulted_digest(children), "count": len(children)},
+        "sample": {child: consulted[child] for child in sample(rid, children)},
         "shown": {},
         CONSULTED_IDS: children,
     }
@@ -262,6 +279,7 @@ class Checked:
     count: int = 0
     faults: list[ViewFault] = field(default_factory=list)
     shown: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # id -> (stream, child -> record)
+    sampled: list[dict[str, Any]] = field(default_factory=list)  # the intact records with a ``sample`` to replay
 
 
 def verify_chains(store: HubStore) -> Checked:
@@ -307,6 +325,8 @@ def verify_chains(store: HubStore) -> Checked:
             broken.add(stream)
             continue
         heads[stream] = (sequence + 1, record["hash"])
+        if isinstance(record.get("sample"), dict):
+            checked.sampled.append(record)
     faults += [f for digest, first in sets.items() if (f := _check_set(store, digest, *first)) is not None]
     return checked
 

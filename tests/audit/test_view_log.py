@@ -313,3 +313,35 @@ def test_the_disclosure_report_groups_the_views_of_an_organisation_in_a_month_in
     assert [(c.month, c.times) for c in org.consulted] == [("2026-11", 3), ("2026-12", 1)]
     assert report.consulted_views == 4
     assert "3 回" in org.consulted[0].at_ja and "〜" in org.consulted[0].at_ja
+
+
+# --- What the counts were decided under, replayed (review finding: record the versions) ----------------------
+
+
+def test_a_view_record_names_its_versions_and_verify_replays_a_sample_of_its_consulted_children(world):
+    from consent.model import Reader
+    from services.reading.timeline import TimelineReader
+
+    ledger_page(world)
+    (record,) = records(world)
+    assert sorted(record["sample"]) == sorted(view_log.sample(record["id"], CHILDREN)) == CHILDREN
+    assert set(record["sample"].values()) == {2}  # each child's stream had 2 events when its read was decided
+    assert world.verify().ok
+    # a view record claiming the prefecture's auditor counted the children: the policy refuses it their reads
+    outsider = Reader(org="oita-audit", role="auditor", purpose="support", t=world.clock(), user="監査")
+    forged = view_log.view_record(
+        outsider,
+        "ledger",
+        {},
+        {c: 2 for c in CHILDREN},
+        log_position=world.store.log_position(),
+        registry_version=world.store.registry().version,
+        settings=Settings(),
+    )
+    settings = Settings()
+    TimelineReader(world.store, type("S", (), {"current": lambda self: settings})(), world.clock).record(
+        [], log_position=world.store.log_position(), registry_version=1, settings=settings, view=forged
+    )
+    refused = [m for m in world.verify().mismatches if m.problem == "view"]
+    assert sorted(m.child for m in refused) == CHILDREN
+    assert all(m.fault == "differs" and "replays as refused" in m.detail for m in refused)
