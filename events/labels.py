@@ -144,6 +144,8 @@ ROLE_JA = {  # services.auth.tokens.ROLES
 VIEW_JA = {
     "ledger": "進行管理台帳",
     "joint-ledger": "共同管理台帳",
+    "ledger-csv": "進行管理台帳のCSV出力",
+    "joint-ledger-csv": "共同管理台帳のCSV出力",
     "agenda": "会議の検討予定一覧",
     "start-page": "トップページの件数",
     "overdue": "月例報告の未提出一覧",

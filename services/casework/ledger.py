@@ -633,16 +633,25 @@ class CaseViews:
         )
 
     def ledger(
-        self, org: str, query: LedgerQuery, *, joint: bool = False, role: str = "caseworker", user: str | None = None
+        self,
+        org: str,
+        query: LedgerQuery,
+        *,
+        joint: bool = False,
+        role: str = "caseworker",
+        user: str | None = None,
+        export: bool = False,
     ) -> LedgerPage:
         """A page of the centre's 進行管理台帳 (``joint``: of a 児童相談所's 共同管理台帳, the abuse cases of the
         municipalities it covers, as rule LEDGER lets it read them): filtered, sorted and paged by ``query`` on
-        the rows decided ahead, and one read recorded per child shown."""
+        the rows decided ahead, and one read recorded per child shown. ``export``: for a CSV file (its view
+        record says ``ledger-csv`` or ``joint-ledger-csv``)."""
         ahead = self._ahead(org, self._cases(org, joint, None), role, user)
         on = day_of(ahead.reader.t)
         kept = query.apply(ahead.rows, on)
         shown = query.window(kept)
-        reads = ahead.record(shown, "joint-ledger" if joint else "ledger", query.to_dict())
+        view = ("joint-ledger" if joint else "ledger") + ("-csv" if export else "")
+        reads = ahead.record(shown, view, query.to_dict())
         return LedgerPage(
             org,
             "joint" if joint else "progress",

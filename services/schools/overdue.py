@@ -143,6 +143,7 @@ class OverdueLines:
         self.versions = versions
         self._kept: dict[tuple[str, str, str, int], SchoolLines] = {}
         self._erasures = store.erasures.position
+        self._due: tuple[str, int] | None = None  # the (due month, due day) the kept lines are for
         self._lock = Lock()
 
     def of(self, org: Org, schools: list[str], settings: Settings, today: date) -> list[SchoolLines]:
@@ -153,6 +154,9 @@ class OverdueLines:
             if self.store.erasures.position != self._erasures:
                 self._kept.clear()
                 self._erasures = self.store.erasures.position
+            if self._due != (due, day):  # the month reports are due up to moved on: lines for another are stale
+                self._kept = {k: v for k, v in self._kept.items() if k[2:] == (due, day)}
+                self._due = (due, day)
             kept = {school: self._kept.get((org.id, school, due, day)) for school in schools}
         rosters = {school: _id(SchoolRoster, (school,)) for school in schools}
         wanted = list(rosters.values()) + [i for k in kept.values() if k is not None for i in k.report_versions]

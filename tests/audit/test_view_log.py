@@ -196,6 +196,10 @@ def test_the_auditors_pages_show_a_view_that_counted_the_child_without_showing_i
         assert reads.status_code == 200 and "一覧の件数に含まれた閲覧" in reads.text and "進行管理台帳" in reads.text
         report = client.get(f"/ui/audit/children/{hidden[0]}/disclosure")
         assert report.status_code == 200 and CONSULTED_FAMILY_JA in report.text
+    with TestClient(app) as client:
+        client.cookies.set(SESSION_COOKIE, session("beppu-center", "caseworker"))
+        assert client.get("/ui/ledger.csv").status_code == 200
+        assert records(hub)[-1]["view"] == "ledger-csv"  # the export, not a page of the ledger
 
 
 # --- Deleting view records (review finding: not caught by the chain alone) --------------------------------------

@@ -578,6 +578,7 @@ def test_the_lines_kept_per_school_follow_listings_reports_and_the_day(world, tm
         world.store, world.settings, world.overdue_lines, reader="beppu-center", today=date(2026, 6, 11)
     )
     assert listed == listed_children(world, "beppu-center") and set(listed) == {"c1", "c5"}  # the start page's
+    assert {key[2] for key in world.overdue_lines._kept} == {"2026-05"}  # April's lines dropped when May was due
 
 
 def test_each_school_sees_its_own_list_and_each_centre_its_own_lists(world):
