@@ -44,6 +44,15 @@ verify --anchor FILE``) also reports each chain that no longer holds the record 
 newest anchor stay as unprotected against removal from the end as before: anchor regularly (e.g. daily), and keep
 the anchors where whoever can change the database cannot reach them.
 
+The view logs (``problem`` ``view``)
+------------------------------------
+With the whole log (no ``child``), the readers' view logs (``services.reading.view_log``) are chain-checked too,
+each view record's consulted set checked against its digest, and the view records and access records checked
+against each other (``views_against_reads``: a view record deleted, even the last of a chain or a whole chain,
+shows through the access records that name it; a shown access record deleted, through the view record); a sample
+of each record's consulted children is replayed (``replay_view_samples``: a counted child whose read the policy
+refuses is reported).
+
 Replay (``problem`` ``decision`` and ``content``)
 -------------------------------------------------
 A record's decision is re-taken by the policy on the child's events up to the record's ``child_position``, the

@@ -56,8 +56,9 @@ the child, and the shown ids are what ``verify`` checks against the access recor
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -125,11 +126,24 @@ def consulted_digest(children: Iterable[str]) -> str:
 SAMPLE = 3  # consulted children per view record whose decision ``audit verify`` replays
 
 
-def sample(record_id: str, children: Iterable[str]) -> list[str]:
-    """The consulted children of view record ``record_id`` whose reads ``audit verify`` replays: up to ``SAMPLE``,
-    chosen by a hash of the record's id and the child's (deterministic, so that verify can check the sample is
-    this one, and not foreseeable by whoever makes the view)."""
-    return sorted(children, key=lambda child: content_digest({"record": record_id, "child": child}))[:SAMPLE]
+def sample(record_id: str, children: Sequence[str]) -> list[str]:
+    """The consulted children of view record ``record_id`` whose reads ``audit verify`` replays: up to ``SAMPLE``
+    of the sorted ``children``, at places drawn from a hash of the record's (random) id: deterministic, so that
+    verify can check the sample is this one, not foreseeable by whoever makes the view, and O(1) whatever the
+    number of children (a view of 5,000 children does not hash each)."""
+    ordered = sorted(children)
+    if len(ordered) <= SAMPLE:
+        return ordered
+    seed = hashlib.sha256(record_id.encode()).digest()
+    places: list[int] = []
+    for i in range(0, len(seed), 4):
+        place = int.from_bytes(seed[i : i + 4], "big") % len(ordered)
+        while place in places:  # distinct places: the next one along
+            place = (place + 1) % len(ordered)
+        places.append(place)
+        if len(places) == SAMPLE:
+            break
+    return sorted(ordered[p] for p in places)
 
 
 def view_record(
