@@ -8,7 +8,7 @@ makes ``--views`` ledger pages of 50 rows as the centre's caseworker (each consu
 shows 50; pages 1, 2, … in turn, so the shown children vary), in this process. Then: the bytes of the view log's events
 the views stored (the view records, and the consulted sets where they exist), per view; and
 the time of ``reads_of_child`` and ``disclosure_report`` for a child counted by every view and shown by few,
-``--repeat`` times (median). Runs on the code it is imported with (copy it into an older tree to compare).
+``--repeat`` times (median); and one ``audit verify`` of the whole store. Runs on the code it is imported with (copy it into an older tree to compare).
 """
 
 from __future__ import annotations
@@ -84,6 +84,9 @@ def main() -> None:
         disclosed = auditing.disclosure_report(child, actor=actor)
         report.append((time.perf_counter() - t) * 1000)
     lines = sum(len(o.consulted) for o in disclosed.organisations)
+    t = time.perf_counter()
+    verified = hub.verify()
+    verify_s = time.perf_counter() - t
     print(
         json.dumps(
             {
@@ -96,6 +99,9 @@ def main() -> None:
                 "disclosure_ms": round(statistics.median(report), 1),
                 "consulted_found": len(found.consulted),
                 "disclosure_lines": lines,
+                "verify_s": round(verify_s, 1),
+                "verify_ok": verified.ok,
+                "access_records": verified.records,
             }
         ),
         flush=True,
