@@ -139,6 +139,20 @@ ROLE_JA = {  # services.auth.tokens.ROLES
     "adapter": "連携システム",
 }
 
+# The views of many children (services.reading.view_log), for auditors; and the one line a family's disclosure
+# report gives a view that consulted the child without showing it (no view named: families never see 要対協).
+VIEW_JA = {
+    "ledger": "進行管理台帳",
+    "joint-ledger": "共同管理台帳",
+    "ledger-csv": "進行管理台帳のCSV出力",
+    "joint-ledger-csv": "共同管理台帳のCSV出力",
+    "agenda": "会議の検討予定一覧",
+    "start-page": "トップページの件数",
+    "overdue": "月例報告の未提出一覧",
+}
+CONSULTED_JA = "一覧の件数に含まれた"
+CONSULTED_FAMILY_JA = "機関の一覧の件数・絞り込みに含まれました（記録の内容は表示されていません）"
+
 PURPOSE_JA = {
     "support": "支援のため",
     "meeting": "関係機関の会議のため",

@@ -124,7 +124,7 @@ def forget_cached(store: Any, ids: Iterable[UUID]) -> None:
             pass
 
 
-def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
+def load_many(store: Any, ids: Iterable[UUID], *, keep: bool = True) -> dict[UUID, Any]:
     """``store.get_or_none`` for each of ``ids`` (``None``: no such stream), with one query for all of them: the
     aggregates as they are stored now, for a writer.
 
@@ -132,7 +132,10 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
     cached object itself is never changed here, though another thread's read may bring it forward meanwhile); streams not in the cache are replayed from their events and cached. When the
     repository does not fast-forward its cache (``AGGREGATE_CACHE_FASTFORWARD=n``), the cache is not read: a
     copy there may be older than what another process stored since (what a publish decides on, like a child's
-    residence, must be what is stored; an aggregate it writes would conflict, one it only reads would not)."""
+    residence, must be what is stored; an aggregate it writes would conflict, one it only reads would not).
+
+    ``keep`` False: what is loaded is not put in the cache (a reader that keeps what it derives elsewhere, such as
+    the rows decided ahead, so that a view of 5,000 children does not push every index out of the cache)."""
     wanted = list(dict.fromkeys(ids))
     repository = store.repository
     if not wanted:
@@ -158,7 +161,7 @@ def load_many(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
         for _ in stored.get(stream, ()):
             aggregate = next(opened).mutate(aggregate)
         out[stream] = aggregate
-        if use_cache and aggregate is not None and stored.get(stream):
+        if use_cache and keep and aggregate is not None and stored.get(stream):
             repository.cache.put(stream, deepcopy(aggregate))
     return out
 

@@ -29,6 +29,7 @@ from services.projections import identity_links as projections_identity_links
 from services.projections import rosters as projections_rosters
 from services.publishing.ingest import Ingest, PublishResult
 from services.reading.timeline import Timeline, TimelineReader
+from services.schools.overdue import OverdueLines
 
 # Stored events name their class by topic, ``module:Class.Event``. These modules were moved when ``services/`` was
 # arranged by capability; their old paths stay readable through the library's topic register, so a store written
@@ -107,6 +108,7 @@ class Hub:
         self.ingest = Ingest(self.store, self.settings_source, clock, upgrades=[upgrade_counts])
         self.reader = TimelineReader(self.store, self.settings_source, clock)
         self.ledger_rows = LedgerRowCache(self.store, self.reader)  # the ledgers' and agenda's rows decided ahead
+        self.overdue_lines = OverdueLines(self.store, self.ledger_rows.versions)  # the overdue lines kept per school
 
     @property
     def settings(self) -> Settings:

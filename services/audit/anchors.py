@@ -15,10 +15,12 @@ What an anchor holds
 --------------------
 ``anchor`` gives, for every child's ``AccessLog`` that has records: ``log`` (the stream id, an HMAC under the
 hub's stream secret, as in the database's own rows), ``sequence`` (how many records the chain had), ``hash`` and
-``record`` (the hash and the random id of its last record); and ``log_position`` (the store's last notification
+``record`` (the hash and the random id of its last record); ``views``: the same for every reader's view log
+(``services.reading.view_log``: its last record cut off, or the whole chain deleted, shows as ``truncated``; an
+anchor made before view logs were anchored has no ``views`` and still opens and verifies); and ``log_position`` (the store's last notification
 id, the heads are those at or before it), ``at`` (the hub's time) and ``digest`` (SHA-256 of the canonical JSON of
-the heads, sorted by ``log``: a short fingerprint to write down or read out over the phone). It names no child:
-an anchor leaves the hub's protection (a mail, a bucket, paper), and the list of children with access records is
+the heads and the view heads together, sorted by ``log``: a short fingerprint to write down or read out over the
+phone). It names no child: an anchor leaves the hub's protection (a mail, a bucket, paper), and the list of children with access records is
 the list of children at risk. The child is named when the anchor is checked, from the records the hub still holds
 (a whole access log gone is named by its stream id: ``tsunagu audit verify --child CHILD --anchor FILE`` tells
 whether it was CHILD's).
@@ -66,6 +68,7 @@ from events.sealing import stream_id
 from events.store import AccessLog, HubStore, _CopiedOnWrite
 from services.audit.replay import Loaded, Mismatch, VerifyReport, load, stored_records, stream_of, verify
 from services.auth.tokens import ALGORITHM, ISSUER, KeyFileError, SigningKeys
+from services.reading import view_log
 from services.reading.timeline import chain_hash
 
 ANCHOR_TYPE = "tsunagu-anchor+jwt"
@@ -86,7 +89,8 @@ class AnchorRefused(Exception):
 
 
 def heads_digest(heads: Iterable[dict[str, Any]]) -> str:
-    """The digest over all heads, sorted by their log."""
+    """The digest over all heads (the access logs' and the view logs', which are different streams), sorted by
+    their log: an anchor without view heads (made before they were anchored) has the digest it always had."""
     return content_digest(sorted(heads, key=lambda h: h["log"]))
 
 
@@ -110,6 +114,26 @@ def _head(store: HubStore, stored: Any) -> dict[str, Any]:
     return {"log": str(loaded.stream), "sequence": loaded.sequence, "hash": record["hash"], "record": record["id"]}
 
 
+def _view_head(store: HubStore, stored: Any) -> dict[str, Any]:
+    loaded = load(store, stored)
+    record = loaded.record
+    if record is None or not _view_record_intact(record, loaded.stream, loaded.sequence):
+        raise AnchorError(
+            f"the last record of view log {loaded.stream} (#{loaded.sequence}) does not open or is not intact; "
+            f"run 'tsunagu audit verify' before anchoring"
+        )
+    return {"log": str(loaded.stream), "sequence": loaded.sequence, "hash": record["hash"], "record": record["id"]}
+
+
+def _view_record_intact(record: Mapping[str, Any], stream: UUID, sequence: int) -> bool:
+    reader = record.get("reader") or {}
+    return (
+        record.get("sequence") == sequence
+        and record.get("hash") == view_log.chain_hash(str(record.get("prev_hash")), record)
+        and view_log.ViewLog.create_id(str(reader.get("org")), reader.get("user")) == stream
+    )
+
+
 def anchor(store: HubStore, *, at: datetime | None = None) -> dict[str, Any]:
     """The head of every access log with records, at the store's present log position (see the module docstring).
     ``at``: the time to state (default: now)."""
@@ -118,11 +142,16 @@ def anchor(store: HubStore, *, at: datetime | None = None) -> dict[str, Any]:
     for stored in stored_records(store, until=position):
         last[stream_of(stored)] = stored  # notifications come in each log's version order
     heads = sorted((_head(store, stored) for stored in last.values()), key=lambda h: h["log"])
+    last_views: dict[UUID, Any] = {}
+    for stored in view_log.stored_views(store, until=position):
+        last_views[stream_of(stored)] = stored
+    views = sorted((_view_head(store, stored) for stored in last_views.values()), key=lambda h: h["log"])
     return {
         "at": (at or datetime.now(UTC)).isoformat(),
         "log_position": position,
         "heads": heads,
-        "digest": heads_digest(heads),
+        "views": views,
+        "digest": heads_digest(heads + views),
     }
 
 
@@ -218,9 +247,16 @@ def open_anchor(token: str, keys: KeySet) -> dict[str, Any]:
         ) from None
     claims = decoded.claims
     heads = claims.get("heads") if isinstance(claims, dict) else None
-    if not isinstance(heads, list) or decoded.header.get("typ") != ANCHOR_TYPE or claims.get("iss") != ISSUER:
+    views = claims.get("views", []) if isinstance(claims, dict) else None  # none in anchors made before view logs
+    if (
+        not isinstance(heads, list)
+        or not isinstance(views, list)
+        or decoded.header.get("typ") != ANCHOR_TYPE
+        or claims.get("iss") != ISSUER
+    ):
         raise AnchorRefused("the signed object is not a tsunagu anchor", "つなぐのアンカーではありません")
-    if not (all(_well_formed(h) for h in heads) and heads_digest(heads) == claims.get("digest")):
+    both = heads + views
+    if not (all(_well_formed(h) for h in both) and heads_digest(both) == claims.get("digest")):
         raise AnchorRefused("the anchor's heads do not match its digest", "アンカーの内容がダイジェストと一致しません")
     return claims
 
@@ -246,21 +282,25 @@ def _child(loaded: Loaded | None, stream: UUID, known: str | None) -> str:
     return f"(access log {stream})"
 
 
-def check_head(store: HubStore, head: dict[str, Any], at: str, *, child: str | None = None) -> Mismatch | None:
-    """How the log of ``head`` (``child``'s, when known) no longer holds the record the anchor of time ``at`` saw,
-    or ``None``."""
+def check_head(
+    store: HubStore, head: dict[str, Any], at: str, *, child: str | None = None, views: bool = False
+) -> Mismatch | None:
+    """How the log of ``head`` (``child``'s, when known; a reader's view log with ``views``) no longer holds the
+    record the anchor of time ``at`` saw, or ``None``."""
     stream, sequence, record_id = UUID(head["log"]), head["sequence"], head.get("record")
     seen = f"the anchor of {at} saw #{sequence}"
+    what = "view log" if views else "access log"
 
     def problem(fault: str, detail: str, loaded: Loaded | None) -> Mismatch:
-        return Mismatch(record_id, _child(loaded, stream, child), sequence, "anchor", f"{detail}; {seen}", fault)
+        name = f"(view log {stream})" if views else _child(loaded, stream, child)
+        return Mismatch(record_id, name, sequence, "anchor", f"{detail}; {seen}", fault)
 
     rows = store.recorder.select_events(stream, gt=sequence, lte=sequence + 1)
     if not rows:
         latest = store.recorder.select_events(stream, desc=True, limit=1)
         last = load(store, latest[0]) if latest and latest[0].originator_version > 1 else None
         if last is None:
-            return problem("truncated", "the access log has no records any more", None)
+            return problem("truncated", f"the {what} has no records any more", None)
         if last.sequence < sequence:
             return problem(
                 "truncated",
@@ -279,11 +319,16 @@ def check_head(store: HubStore, head: dict[str, Any], at: str, *, child: str | N
             f"{str(record.get('hash'))[:12]}…, the anchored one {head['hash'][:12]}…)",
             loaded,
         )
-    if (
-        record.get("hash") != chain_hash(str(record.get("prev_hash")), record)
-        or record.get("sequence") != sequence
-        or AccessLog.create_id(str(record.get("child"))) != stream
-    ):
+    intact = (
+        _view_record_intact(record, stream, sequence)
+        if views
+        else (
+            record.get("hash") == chain_hash(str(record.get("prev_hash")), record)
+            and record.get("sequence") == sequence
+            and AccessLog.create_id(str(record.get("child"))) == stream
+        )
+    )
+    if not intact:
         return problem(
             "rewritten", f"the record at #{sequence} carries the anchored hash, but not the anchored content", loaded
         )
@@ -300,7 +345,10 @@ def anchored_heads(anchor: Mapping[str, Any], child: str | None = None) -> list[
 def verify_against_anchor(store: HubStore, anchor: Mapping[str, Any], *, child: str | None = None) -> list[Mismatch]:
     """For each log in ``anchor`` (or ``child``'s alone), how it no longer holds what the anchor saw: the problems,
     one per log at most (``Mismatch`` with problem ``anchor``). Check the signature first (``open_anchor``)."""
-    problems = [check_head(store, head, anchor.get("at", "?"), child=child) for head in anchored_heads(anchor, child)]
+    at = anchor.get("at", "?")
+    problems = [check_head(store, head, at, child=child) for head in anchored_heads(anchor, child)]
+    if child is None:  # the view logs are readers' chains, checked with the whole log (anchors made before them: none)
+        problems += [check_head(store, head, at, views=True) for head in anchor.get("views", [])]
     return [p for p in problems if p is not None]
 
 
@@ -309,6 +357,6 @@ def verify_anchored(store: HubStore, anchor: Mapping[str, Any], *, child: str | 
     ``anchor``: each still holds the record the anchor saw at the sequence it saw it (``tsunagu audit verify
     --anchor``)."""
     report = verify(store, child=child)
-    report.anchored = len(anchored_heads(anchor, child))
+    report.anchored = len(anchored_heads(anchor, child)) + (len(anchor.get("views", [])) if child is None else 0)
     report.mismatches.extend(verify_against_anchor(store, anchor, child=child))
     return report

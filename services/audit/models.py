@@ -36,11 +36,31 @@ class ReadRow(BaseModel):
     content_digest: str | None = Field(description="Digest of what the read returned (null for older records).")
 
 
+class ConsultedView(BaseModel):
+    """A view of many children that consulted the child's decided read for its totals, filters or counts and did
+    not show the child (services.reading.view_log): no read of the child's content was returned."""
+
+    record: str = Field(description="The view record's id (in the reader's view log).")
+    sequence: int = Field(description="Its place in the reader's view log (1, 2, …).")
+    view: str = Field(description="ledger, joint-ledger, agenda, start-page, overdue, …")
+    view_ja: str
+    t: str = Field(description="When the view was made.")
+    reader: ReaderRef
+    purpose: str
+    query: dict[str, Any] = Field(description="The view's filters, sort and page (or day).")
+    consulted: int = Field(description="How many children the view consulted in all.")
+    shown: int = Field(description="How many children it showed (each with its own access record).")
+
+
 class ChildReads(BaseModel):
     child: str
     since: str | None
     until: str | None
     reads: list[ReadRow]
+    consulted: list[ConsultedView] = Field(
+        default_factory=list,
+        description="Views that consulted the child without showing it (一覧の件数に含まれた), in the period.",
+    )
     unreadable: list[int] = Field(description="Sequence numbers of records that do not open (see audit verify).")
 
 
@@ -151,11 +171,26 @@ class DisclosureRead(BaseModel):
     grounds: list[Ground]
 
 
+class DisclosureConsulted(BaseModel):
+    """The views of one organisation in one month (JST) that counted the child without showing it, as one line of
+    the family's report: how many, the first and the last."""
+
+    month: str  # YYYY-MM
+    times: int
+    first: str
+    last: str
+    at_ja: str  # the first and last dates and how many times, in words
+    purpose_ja: str
+    role_ja: str
+    result_ja: str
+
+
 class DisclosureOrg(BaseModel):
     org: str
     name: str
     type_ja: str
     reads: list[DisclosureRead]
+    consulted: list[DisclosureConsulted] = Field(default_factory=list)
     read_count: int
     refused_count: int
 
@@ -167,6 +202,7 @@ class Disclosure(BaseModel):
     organisations: list[DisclosureOrg]
     total_reads: int
     refused_reads: int
+    consulted_views: int = Field(default=0, description="Views that counted the child without showing it.")
     grounds: list[Ground] = Field(description="Every ground that appears in the report, explained.")
 
 

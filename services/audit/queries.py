@@ -19,11 +19,13 @@ from typing import Any
 from consent.policy import RULES as POLICY_RULES
 from events.clock import JST
 from events.dates import day_in_range, moment_in_range, out_of_range
+from events.labels import VIEW_JA
 from events.model import Org
 from events.problems import Problem, Rejected
 from events.store import HubStore
-from services.audit.models import ReaderRef, ReadRow
+from services.audit.models import ConsultedView, ReaderRef, ReadRow
 from services.audit.replay import Loaded, load, stored_records
+from services.reading import view_log
 
 CLOCK_SKEW = timedelta(minutes=5)
 RULES = tuple(name for name, _ in POLICY_RULES)  # the read policy's rules, in its order
@@ -238,3 +240,25 @@ def read_row(loaded: Loaded, orgs: Mapping[str, Org]) -> ReadRow:
         policy_version=record.get("policy_version", ""),
         content_digest=record.get("content_digest"),
     )
+
+
+def consulted_views(store: HubStore, child: str, orgs: Mapping[str, Org]) -> list[ConsultedView]:
+    """The views that consulted ``child``'s decided read without showing it (``services.reading.view_log``),
+    oldest first: no content of the child was returned by them (a view that showed the child has the child's
+    access record, listed with the reads)."""
+    return [
+        ConsultedView(
+            record=record["id"],
+            sequence=record.get("sequence", 0),
+            view=record["view"],
+            view_ja=VIEW_JA.get(record["view"], record["view"]),
+            t=record["t"],
+            reader=reader_ref(record, orgs),
+            purpose=record["purpose"],
+            query=dict(record.get("query") or {}),
+            consulted=int((record.get("consulted") or {}).get("count", 0)),
+            shown=len(record.get("shown") or {}),
+        )
+        for record in view_log.consulting(store, child)
+        if child not in (record.get("shown") or {})
+    ]

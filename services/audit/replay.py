@@ -44,6 +44,15 @@ verify --anchor FILE``) also reports each chain that no longer holds the record 
 newest anchor stay as unprotected against removal from the end as before: anchor regularly (e.g. daily), and keep
 the anchors where whoever can change the database cannot reach them.
 
+The view logs (``problem`` ``view``)
+------------------------------------
+With the whole log (no ``child``), the readers' view logs (``services.reading.view_log``) are chain-checked too,
+each view record's consulted set checked against its digest, and the view records and access records checked
+against each other (``views_against_reads``: a view record deleted, even the last of a chain or a whole chain,
+shows through the access records that name it; a shown access record deleted, through the view record); a sample
+of each record's consulted children is replayed (``replay_view_samples``: a counted child whose read the policy
+refuses is reported).
+
 Replay (``problem`` ``decision`` and ``content``)
 -------------------------------------------------
 A record's decision is re-taken by the policy on the child's events up to the record's ``child_position``, the
@@ -69,6 +78,7 @@ from consent.policy import POLICY_V1, decide_read
 from events.model import Org, Recorded
 from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegistry
 from services.aggregates.access_log import verify_chain
+from services.reading import view_log
 from services.reading.timeline import TimelineEntry, chain_hash, returned, returned_digest
 
 ACCESS_TOPIC = get_topic(AccessLog.ReadRecorded)
@@ -113,6 +123,7 @@ class VerifyReport:
     records: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     unreplayable: int = 0  # records that considered events erased since: chain-checked only
+    view_records: int = 0  # the view logs' records chain-checked (services.reading.view_log), not in ``records``
     anchored: int | None = None  # the chains checked against an anchor (None: no anchor given)
 
     @property
@@ -366,9 +377,16 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
     history = History(store)
     chains: dict[UUID, _Chain] = {}
     anonymous: list[tuple[UUID, Mismatch]] = []  # chain faults found before the child's name is known
+    named: dict[str, tuple[str, str, int]] = {}  # access record id -> (child, view record id, sequence)
     for stored in stored_records(store, child):
         loaded = load(store, stored)
         report.records += 1
+        if loaded.record is not None and isinstance(loaded.record.get("view"), str):
+            named[str(loaded.record.get("id"))] = (
+                str(loaded.record.get("child")),
+                loaded.record["view"],
+                loaded.sequence,
+            )
         chain = chains.setdefault(loaded.stream, _Chain(child=child))
         record = loaded.record
         if (
@@ -396,7 +414,106 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
         report.mismatches += [
             Mismatch(f.record, "(aggregate access log)", f.sequence, "chain", f.detail, f.fault) for f in faults
         ]
+        views = view_log.verify_chains(store)  # the view logs (services.reading.view_log)
+        report.view_records = views.count
+        report.mismatches += [
+            Mismatch(f.record, f"(view log {f.stream})", f.sequence, "chain", f.detail, f.fault) for f in views.faults
+        ]
+        report.mismatches += views_against_reads(views, named)
+        report.mismatches += replay_view_samples(store, views.sampled, history)
     return report
+
+
+def replay_view_samples(store: HubStore, records: list[dict[str, Any]], history: History) -> list[Mismatch]:
+    """Each intact view record's sample of consulted children (``services.reading.view_log.sample``) replayed:
+    the sample is the one its id gives from its consulted set, and each sampled child's read, decided again by
+    ``replay`` at the record's time, the child's stream position it names, its registry version, settings and
+    policy version, is allowed (a consulted child is one whose read was allowed). A child erased since is not
+    replayed (its content is gone). ``problem`` ``view``, fault ``differs``."""
+    problems = []
+    sets: dict[str, list[str] | None] = {}
+    for record in records:
+        rid, stream = (
+            record.get("id"),
+            view_log.ViewLog.create_id(str(record["reader"].get("org")), record["reader"].get("user")),
+        )
+        name = f"(view log {stream})"
+        digest = str((record.get("consulted") or {}).get("digest"))
+        if digest not in sets:
+            sets[digest] = view_log.consulted_ids(store, record)
+        children = sets[digest]
+        sampled = record["sample"]
+        if children is not None and sorted(sampled) != sorted(view_log.sample(str(rid), children)):
+            problems.append(
+                Mismatch(
+                    rid, name, record.get("sequence", 0), "view", "the replayed sample is not the record's", "differs"
+                )
+            )
+            continue
+        for child_id, position in sorted(sampled.items()):
+            read = {**record, "child": child_id, "child_position": position}
+            try:
+                child = history.child(child_id)
+                if considered(read, child)[2]:
+                    continue
+                decision = replay(read, child, history.orgs(record["registry_version"]))
+            except (KeyError, TypeError, ValueError) as error:
+                problems.append(
+                    Mismatch(
+                        rid, child_id, 0, "view", f"cannot be replayed: {type(error).__name__}: {error}", "differs"
+                    )
+                )
+                continue
+            if not decision.allowed:
+                problems.append(
+                    Mismatch(
+                        rid,
+                        child_id,
+                        0,
+                        "view",
+                        f"view record {rid} counted child {child_id}, whose read replays as refused "
+                        f"({decision.reason}) at the record's time and position",
+                        "differs",
+                    )
+                )
+    return problems
+
+
+def views_against_reads(views: view_log.Checked, named: Mapping[str, tuple[str, str, int]]) -> list[Mismatch]:
+    """The view records and the access records of the reads they showed, checked against each other: every access
+    record naming a view (``view``) has that view record, and every access record a view record names as shown
+    is in that child's access log and names the view back. A view record deleted (the last of a chain, or a whole
+    chain, which the chain check alone cannot see) shows here as soon as the view showed a child; an access record
+    deleted, as a view whose shown read is gone (``problem`` ``view``, fault ``missing``)."""
+    problems = []
+    for rid, (child, vid, sequence) in named.items():
+        if vid not in views.shown:
+            problems.append(
+                Mismatch(
+                    vid,
+                    child,
+                    sequence,
+                    "view",
+                    f"access record {rid} was shown by view record {vid}, which no view log holds any more",
+                    "missing",
+                )
+            )
+    for vid, (stream, shown) in views.shown.items():
+        for child, rid in sorted(shown.items()):
+            found = named.get(rid)
+            if found is None or found[:2] != (child, vid):
+                problems.append(
+                    Mismatch(
+                        vid,
+                        f"(view log {stream})",
+                        0,
+                        "view",
+                        f"view record {vid} showed child {child} with access record {rid}, which is not in "
+                        f"{child}'s access log" + ("" if found is None else " as a read shown by this view"),
+                        "missing",
+                    )
+                )
+    return problems
 
 
 def _replay_one(record: dict[str, Any], history: History, report: VerifyReport) -> None:

@@ -52,6 +52,7 @@ from services.audit.queries import (
     NotFound,
     Period,
     child_records,
+    consulted_views,
     counts,
     parse_moment,
     read_row,
@@ -84,8 +85,9 @@ class Auditing:
         readable, unreadable = child_records(self.store, child)
         orgs = self._orgs()
         rows = [read_row(x, orgs) for x in readable if period.contains(datetime.fromisoformat(x.record["t"]))]  # type: ignore[index]
-        self._log(actor, "reads_of_child", child=child, results=len(rows), **period.to_dict())
-        return ChildReads(child=child, **period.to_dict(), reads=rows, unreadable=unreadable)
+        views = [v for v in consulted_views(self.store, child, orgs) if period.contains(datetime.fromisoformat(v.t))]
+        self._log(actor, "reads_of_child", child=child, results=len(rows) + len(views), **period.to_dict())
+        return ChildReads(child=child, **period.to_dict(), reads=rows, unreadable=unreadable, consulted=views)
 
     # -- what reader R saw
 
@@ -314,9 +316,11 @@ class Auditing:
 
     def disclosure_report(self, child: str, *, actor: Actor) -> Disclosure:
         """開示: which organisations read the child's record, when and on what ground, refused reads included,
-        grouped by organisation (first read first), in plain Japanese. From the child's access log only."""
+        grouped by organisation (first read first), in plain Japanese. From the child's access log, and the views
+        that counted the child without showing it (``services.reading.view_log``), each as one line, no content."""
         readable, _ = child_records(self.store, child)
-        report = disclosure(child, readable, self._orgs(), self.clock())
+        orgs = self._orgs()
+        report = disclosure(child, readable, orgs, self.clock(), consulted_views(self.store, child, orgs))
         self._log(actor, "disclosure_report", child=child, results=report.total_reads)
         return report
 

@@ -627,16 +627,25 @@ class CaseViews:
         )
 
     def ledger(
-        self, org: str, query: LedgerQuery, *, joint: bool = False, role: str = "caseworker", user: str | None = None
+        self,
+        org: str,
+        query: LedgerQuery,
+        *,
+        joint: bool = False,
+        role: str = "caseworker",
+        user: str | None = None,
+        export: bool = False,
     ) -> LedgerPage:
         """A page of the centre's 進行管理台帳 (``joint``: of a 児童相談所's 共同管理台帳, the abuse cases of the
         municipalities it covers, as rule LEDGER lets it read them): filtered, sorted and paged by ``query`` on
-        the rows decided ahead, and one read recorded per child shown."""
+        the rows decided ahead, and one read recorded per child shown. ``export``: for a CSV file (its view
+        record says ``ledger-csv`` or ``joint-ledger-csv``)."""
         ahead = self._ahead(org, self._cases(org, joint, None), role, user)
         on = day_of(ahead.reader.t)
         kept = query.apply(ahead.rows, on)
         shown = query.window(kept)
-        reads = ahead.record(shown)
+        view = ("joint-ledger" if joint else "ledger") + ("-csv" if export else "")
+        reads = ahead.record(shown, view, query.to_dict())
         return LedgerPage(
             org,
             "joint" if joint else "progress",
@@ -653,7 +662,11 @@ class CaseViews:
     def _whole(self, org: str, joint: bool, role: str, user: str | None, states: Iterable[str] | None) -> Ledger:
         ahead = self._ahead(org, self._cases(org, joint, states), role, user)
         return Ledger(
-            org, "joint" if joint else "progress", ahead.reader.t.isoformat(), ahead.rows, ahead.record(ahead.rows)
+            org,
+            "joint" if joint else "progress",
+            ahead.reader.t.isoformat(),
+            ahead.rows,
+            ahead.record(ahead.rows, "joint-ledger" if joint else "ledger", {"states": sorted(states or ())}),
         )
 
     def progress_ledger(
@@ -680,7 +693,7 @@ class CaseViews:
             (r for r in due if r.attention_reasons(on)), key=lambda r: (not r.open_alerts, r.next_review, r.case)
         )
         confirmation = sorted((r for r in due if not r.attention_reasons(on)), key=lambda r: (r.next_review, r.case))
-        reads = ahead.record(attention + confirmation)
+        reads = ahead.record(attention + confirmation, "agenda", {"date": on.isoformat()})
         return Agenda(org, on.isoformat(), ahead.reader.t.isoformat(), attention, confirmation, reads)
 
     def plans(

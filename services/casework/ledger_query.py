@@ -111,9 +111,12 @@ class LedgerQuery:
             return rows
         return rows[(self.page - 1) * self.per_page : self.page * self.per_page]
 
-    def query(self, **changes: Any) -> str:
-        """The query string of this view with ``changes`` (for links to other pages and sorts)."""
-        values = {
+    def to_dict(self) -> dict[str, Any]:
+        """What this view asks for (its record in the view log, ``services.reading.view_log``)."""
+        return self.values() | {"per_page": self.per_page or "all"}
+
+    def values(self) -> dict[str, Any]:
+        return {
             "status": self.status,
             "category": self.category,
             "case_type": self.case_type,
@@ -123,5 +126,9 @@ class LedgerQuery:
             "sort": self.sort,
             "order": self.order,
             "page": self.page,
-        } | changes
+        }
+
+    def query(self, **changes: Any) -> str:
+        """The query string of this view with ``changes`` (for links to other pages and sorts)."""
+        values = self.values() | changes
         return urlencode({k: v for k, v in values.items() if v not in ("", None) and (k != "page" or v != 1)})

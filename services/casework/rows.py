@@ -20,7 +20,9 @@ others are decided again (their streams loaded in one query) and kept. Stale is 
 so several processes each keep their own and none can be wrong. Nothing here is shown or recorded: the view then
 records one read per child it shows (``Ahead.record``, in bulk through ``TimelineReader.record``), with the kept
 decision, content digest and child position, at the view's ``t``: the same record a ``TimelineReader.read`` at that
-moment would make, which ``audit verify`` replays exactly.
+moment would make, which ``audit verify`` replays exactly; and, in the same transaction, one record in the reader's
+view log naming every child whose decided read went into the view (``Ahead.consulted``) and the records of those
+shown (``services.reading.view_log``), so that a count or a filter over children not shown is on record too.
 
 The stream versions (``VersionWatch``, an explicit mechanism for speed): a view needs the current version of
 every child it covers, which one query over all of them gives (``events.streams.stream_versions``), at a cost that
@@ -32,6 +34,10 @@ is a notification in one ordered log: SQLite writes one transaction at a time, a
 recorder locks the events table for each insert, so notification ids are committed in order and nothing appears
 later below a position already read. After many changes (more than ``catch_up`` notifications since the last
 view, e.g. an import) it asks for the versions directly again rather than reading them all.
+
+The children's streams are loaded for deciding without being put in the aggregate cache
+(``events.streams.load_many(..., keep=False)``): what is needed of them is kept here, and a view of 5,000
+children would otherwise push the indexes every view reads (the centre's case index, the service desk) out of it.
 
 What is kept is decrypted content: an erasure seen by this process (``events.store.ErasureWatch``) empties the
 whole cache, as it does the aggregate cache, and the cache holds at most ``maxsize`` children per reader kind.
@@ -54,6 +60,7 @@ from events.store import ChildRecord, HubStore
 from events.streams import load_many, stream_versions
 from services.casework.ledger import CaseRow, build_row
 from services.reading.timeline import Decided, TimelineReader, decide
+from services.reading.view_log import view_record
 
 PURPOSE = "meeting"  # the ledgers and the agenda are read for the 要対協's meetings
 T = TypeVar("T")
@@ -140,20 +147,40 @@ class Ahead:
     recorder: TimelineReader
     store: HubStore
 
-    def record(self, rows: Sequence[CaseRow]) -> list[str]:
-        """One access record per child of ``rows`` (in their order), all in one transaction; their ids."""
-        return self.record_children(r.child for r in rows)
+    def record(self, rows: Sequence[CaseRow], view: str, query: Mapping[str, Any]) -> list[str]:
+        """One access record per child of ``rows`` (in their order), all in one transaction with the view's
+        record (``record_children``); their ids."""
+        return self.record_children((r.child for r in rows), view, query)
 
-    def record_children(self, children: Iterable[str]) -> list[str]:
-        """One access record per child of ``children`` (in their order), all in one transaction; their ids."""
+    def consulted(self) -> dict[str, int]:
+        """The children whose decided read went into this view: every child decided for it whose read is
+        allowed (a refused read gives no row, no count and no content), each with the stream position its read
+        was decided on."""
+        return {
+            child: item.decided.child_position for child, item in self.kept.items() if item.decided.decision.allowed
+        }
+
+    def record_children(self, children: Iterable[str], view: str, query: Mapping[str, Any]) -> list[str]:
+        """One access record per child of ``children`` (in their order) and the view's record in the reader's
+        view log (``services.reading.view_log``: ``view`` and its ``query``, every child ``consulted``, the
+        records of those shown), all in one transaction; the access records' ids."""
         wanted = list(dict.fromkeys(children))
-        if not wanted:
-            return []
-        records = self.recorder.record(
-            [(self.reader, self.kept[child].decided) for child in wanted],
-            log_position=self.store.log_position(),
+        position = self.store.log_position()
+        record = view_record(
+            self.reader,
+            view,
+            query,
+            self.consulted(),
+            log_position=position,
             registry_version=self.registry_version,
             settings=self.settings,
+        )
+        records = self.recorder.record(
+            [(self.reader, self.kept[child].decided) for child in wanted],
+            log_position=position,
+            registry_version=self.registry_version,
+            settings=self.settings,
+            view=record,
         )
         return [r["id"] for r in records]
 
@@ -225,7 +252,7 @@ class LedgerRowCache:
                 else:
                     stale.append(child)
         if stale:
-            records = load_many(self.store, [ids[child] for child in stale])
+            records = load_many(self.store, [ids[child] for child in stale], keep=False)  # kept here, decided
             fresh = {}
             for child in stale:
                 record = records.get(ids[child])

@@ -122,7 +122,8 @@ def anchor(
             err.print(f"[red]エラー[/red]: {out_file} に書き込めません（{error.strerror}）")
             raise typer.Exit(2) from None
     err.print(
-        f"anchor of {made['at']}: {len(made['heads'])} access logs up to log position {made['log_position']}, "
+        f"anchor of {made['at']}: {len(made['heads'])} access logs and {len(made.get('views', []))} view logs up to "
+        f"log position {made['log_position']}, "
         f"digest {made['digest']} / アンカーを作成しました（{len(made['heads'])} 件）。データベースの外に保管してください"
         + (f": {out_file}" if out_file else "")
     )
@@ -155,6 +156,11 @@ def reads(
         )
     out.print(table)
     out.print(f"{len(result.reads)} 件の閲覧記録")
+    for v in result.consulted:  # services.reading.view_log: counted, not shown (no content returned)
+        out.print(
+            f"{v.t} {_who(v.reader)}: {v.view_ja}（{v.view}）の件数に含まれた（表示なし・内容の返却なし、"
+            f"含まれた児童 {v.consulted} 人・表示 {v.shown} 人、view record {v.record}）"
+        )
     if result.unreadable:
         out.print(
             f"[red]読み取れない記録があります[/red]: #{', #'.join(map(str, result.unreadable))}"

@@ -82,7 +82,7 @@ def show(
         view = Households(hub).view(
             Actor(org, role, user),
             child,
-            overdue=lambda: overdue_reports(hub.store, hub.settings, reader=org, today=today),
+            overdue=lambda: overdue_reports(hub.store, hub.settings, reader=org, today=today, kept=hub.overdue_lines),
         )
     if as_json:
         print(json.dumps(view.to_dict(), ensure_ascii=False))

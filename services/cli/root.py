@@ -365,6 +365,7 @@ def audit_verify(
         f"{report.records} access records checked, {len(report.broken_chains)} broken chains, "
         f"{len(report.replay_mismatches)} replay mismatches"
         + (f", {report.unreplayable} not replayable (events erased since)" if report.unreplayable else "")
+        + (f", {report.view_records} view records chain-checked" if report.view_records else "")
     )
     if anchor is not None:
         out.print(

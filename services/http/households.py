@@ -84,6 +84,8 @@ def household_view(child: ChildId, member: ReadDep, hub: HubDep) -> dict[str, An
     view = Households(hub).view(
         _actor(member),
         child,
-        overdue=lambda: overdue_reports(hub.store, hub.settings, reader=member.org, today=today),
+        overdue=lambda: overdue_reports(
+            hub.store, hub.settings, reader=member.org, today=today, kept=hub.overdue_lines
+        ),
     )
     return view.to_dict()

@@ -22,6 +22,7 @@ from events.model import Org, Recorded
 from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
 from services.administration.settings import SettingsSource
+from services.reading import view_log
 
 
 @dataclass
@@ -182,10 +183,14 @@ def access_record(
     settings: Settings,
     recorded_at: datetime,
     content: str,
+    view: str | None = None,
 ) -> dict[str, Any]:
     """An access record (policy.md, "Every read is recorded"), before chaining. ``content``: the digest of what
-    the read returned (``returned_digest``)."""
-    return {
+    the read returned (``returned_digest``). ``view``: the id of the view record (``services.reading.view_log``)
+    of the view that showed this read, for a read shown by a view (records made before views were logged, and
+    single reads, have none): ``audit verify`` checks that the view record exists, so that deleting a view's
+    record shows."""
+    record = {
         "id": str(uuid.uuid4()),
         "reader": {"org": reader.org, "role": reader.role, "user": reader.user},
         "purpose": reader.purpose,
@@ -200,6 +205,9 @@ def access_record(
         "decision": decision.to_dict(),
         "content_digest": content,
     }
+    if view is not None:
+        record["view"] = view
+    return record
 
 
 def chain_hash(previous: str, record: dict[str, Any]) -> str:
@@ -240,9 +248,12 @@ class TimelineReader:
         log_position: int,
         registry_version: int,
         settings: Settings,
+        view: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Record reads decided for their readers (``decide``): one access record each, chained to its child's
-        access log, all in one transaction; the records, in the order of ``reads``. The one way a read is
+        access log, all in one transaction; the records, in the order of ``reads``. ``view``: the record of the
+        view that shows these reads (``services.reading.view_log.view_record``), given the shown children's
+        access record ids and appended to its reader's view log in the same transaction. The one way a read is
         recorded: ``read`` records one; a view that shows many children (``services.casework.rows``) records one
         per child shown, in bulk. Each reader's ``t`` is the read's time (also ``recorded_at``).
 
@@ -267,6 +278,7 @@ class TimelineReader:
                 settings=settings,
                 recorded_at=reader.t,
                 content=decided.content,
+                view=view["id"] if view is not None else None,
             )
             for reader, decided in reads
         ]
@@ -275,11 +287,20 @@ class TimelineReader:
             by_child.setdefault(decided.child, []).append(record)
         tried: dict[str, int] = {}  # child -> the head version its last try chained to (0: the log did not exist)
         streams = {child: AccessLog.create_id(child) for child in by_child}
+        viewed = None
+        if view is not None:
+            view["shown"] = {decided.child: record["id"] for (_, decided), record in zip(reads, records)}
+            viewed = view_log.Appending(self.store, view)
 
         def append_once() -> None:
+            viewing: list[Any] = viewed.pending() if viewed is not None else []  # the view's record, if any
+            if not streams:  # a view that shows no child: its record alone
+                if viewing:
+                    self.store.save(*viewing)
+                return
             # the logs' turn (HubStore.append_in_turn): their heads read and the records chained and saved in it
             with self.store.append_in_turn(streams.values()) as turn:
-                pending: list[Any] = []
+                pending: list[Any] = list(viewing)
                 for child, mine in by_child.items():
                     stream = streams[child]
                     head = turn.heads.get(stream)

@@ -171,6 +171,7 @@ def who_read(
         rows=shown,
         total=len(rows),
         unreadable=reads.unreadable if reads else [],
+        consulted=[v for v in reads.consulted if not org or v.reader.org == org] if reads else [],
         readers=readers,
         q={"since": since, "until": until, "org": org, "rule": rule, "purpose": purpose},
         errors=errors,

@@ -27,7 +27,7 @@ from services.projections.cases import center_cases
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing.linking import waiting
 from services.reading.timeline import Timeline, TimelineEntry
-from services.schools.overdue import entry_ids, overdue_reports, peek_many
+from services.schools.overdue import entry_ids, overdue_counts, overdue_reports, peek_many
 
 if TYPE_CHECKING:
     from services.hub import Hub
@@ -179,12 +179,13 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
 
     What is recorded: one read (at the page's time, with the kept decision) of each child the page names, that is
     each child listed under a count (alerts, concerns, reviews and plans due: the first ``listed`` children of
-    each) or in the urgent inbox, all in one transaction. A child the page does not name is not recorded: the
+    each) or in the urgent inbox, all in one transaction, with the page's record in the person's view log naming
+    every child whose decided read went into a count (``services.reading.view_log``). A child the page does not name is not recorded: the
     counts include the children not named (``Item.more``: the ledger's filters list them, each read recorded
     there), from their decided reads; the overdue monthly reports per school are counted, without naming a child,
     from the decided reads of the children they are about (a report is counted when the centre's read shows its
-    listing); the transfers to acknowledge and the queues come from the indexes (identifiers and dates, no
-    read)."""
+    listing; the lines, per school, child and listing, from the hub's ``OverdueLines``); the transfers to
+    acknowledge and the queues come from the indexes (identifiers and dates, no read)."""
     org = hub.orgs()[person.org]
     jiso = org.type == JISO
     out = Overview(today, fiscal_year_start(today))
@@ -192,7 +193,7 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
     out.queue_link = sum(1 for w in queue if w.reason == "waiting_for_link")
     out.queue_residence = len(queue) - out.queue_link
     children: list[str] = []
-    overdue = []
+    overdue: list[tuple[str, str, str, int]] = []
     urgent: dict[str, set[str]] = {}
     if jiso:
         children += joint_cases(hub, person.org).values()
@@ -200,9 +201,9 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
         index = center_cases(hub.store, person.org)
         children += [v["child"] for v in index.cases.values() if v["state"] == "open"]
         children += index.plans.values()
-        children += listed_children(hub, person.org)
-        overdue = overdue_reports(hub.store, hub.settings, reader=person.org, today=today)
-        children += [r.child for r in overdue]
+        overdue, listed_now = overdue_counts(hub.store, hub.settings, hub.overdue_lines, reader=person.org, today=today)
+        children += listed_now  # as listed_children gives them, from the rosters kept with the overdue lines
+        children += [child for _, child, _, _ in overdue]
         for t in index.transfers.values():
             if t["to"] == person.org and not t["acknowledged_at"]:
                 out.transfers_to_acknowledge.add(t["child"], t["case"])
@@ -241,13 +242,13 @@ def overview(hub: Hub, person: Person, today: date, listed: int = LISTED) -> Ove
             item: Item = getattr(out, name)
             item.add(child, note)
     out.urgent.sort(key=lambda r: r.at)
-    for report in overdue:  # counted, no child named: from the decided reads, not recorded
-        if report.child in ahead.kept and report.listing in ahead.derive(report.child, "entry ids", entry_ids):
-            out.overdue_by_school[report.school] = out.overdue_by_school.get(report.school, 0) + 1
+    for school, child, listing, n in overdue:  # counted, no child named: from the decided reads, not recorded
+        if listing in ahead.derive(child, "entry ids", entry_ids):
+            out.overdue_by_school[school] = out.overdue_by_school.get(school, 0) + n
     for name in ITEMS:
         getattr(out, name).name_first(listed)
         named += getattr(out, name).children
-    out.reads = ahead.record_children(named)
+    out.reads = ahead.record_children(named, "start-page", {"today": today.isoformat()})
     return out
 
 
@@ -274,6 +275,10 @@ def household_section(hub: Hub, person: Person, timeline: Timeline) -> ChildHous
         timeline.child,
         timeline=timeline,
         overdue=lambda: overdue_reports(
-            hub.store, hub.settings, reader=person.org, today=hub.clock().astimezone(JST).date()
+            hub.store,
+            hub.settings,
+            reader=person.org,
+            today=hub.clock().astimezone(JST).date(),
+            kept=hub.overdue_lines,
         ),
     )

@@ -85,10 +85,15 @@ def _centre_person(request: Request, refusal: str) -> Person | Response:
 # --- The progress ledger (進行管理台帳) and the joint ledger (共同管理台帳) ---------------------------------------
 
 
-def _ledger(hub: Hub, person: Person, query: LedgerQuery) -> tuple[LedgerPage | None, str | None]:
-    """The page of the person's ledger that ``query`` asks for: the joint ledger for a 児童相談所."""
+def _ledger(
+    hub: Hub, person: Person, query: LedgerQuery, *, export: bool = False
+) -> tuple[LedgerPage | None, str | None]:
+    """The page of the person's ledger that ``query`` asks for: the joint ledger for a 児童相談所 (``export``: for
+    the CSV file, so recorded as the view ``ledger-csv``)."""
     joint = org_type(hub, person) == JISO
-    return run(lambda: CaseViews(hub).ledger(person.org, query, joint=joint, role=person.role, user=person.user))
+    return run(
+        lambda: CaseViews(hub).ledger(person.org, query, joint=joint, role=person.role, user=person.user, export=export)
+    )
 
 
 LEDGER_CSV_HEADER = [
@@ -310,7 +315,7 @@ def ledger_csv_file(request: Request) -> Response:
         return to_signin()
     hub: Hub = request.app.state.hub
     query = LedgerQuery({k: v[:200] for k, v in request.query_params.items()}, per_page=None)
-    ledger, problem = _ledger(hub, person, query)
+    ledger, problem = _ledger(hub, person, query, export=True)
     if ledger is None:
         return refused(request, person, problem or "")
     name = "joint-ledger" if ledger.kind == "joint" else "ledger"

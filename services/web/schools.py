@@ -385,7 +385,7 @@ def our_list(request: Request) -> Response:
     visible = {listing.assigned_id for listing in listings}
     missing = [
         r
-        for r in overdue_reports(hub.store, hub.settings, reader=person.org, today=_today(hub))
+        for r in overdue_reports(hub.store, hub.settings, reader=person.org, today=_today(hub), kept=hub.overdue_lines)
         if r.listing in visible
     ]
     months: dict[str, list[Any]] = {}

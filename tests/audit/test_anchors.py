@@ -353,3 +353,21 @@ def test_force_retires_the_key_of_the_newest_anchor(hub, clock, keys):
     keys.rotate()
     retire_signing_key(hub.store, keys, old, force=True)
     assert old not in {info.kid for info in keys.keys()}
+
+
+def test_an_anchor_made_before_view_logs_were_anchored_still_opens_and_verifies(hub, clock, keys):
+    """Anchors kept from before (no ``views``, their digest over the access logs' heads alone) stay checkable."""
+    from joserfc import jwt
+
+    from services.audit.anchors import ANCHOR_TYPE
+    from services.auth.tokens import ALGORITHM, ISSUER
+
+    populate(hub, clock)
+    made = anchor(hub.store, at=clock())
+    old = {k: v for k, v in made.items() if k != "views"} | {"digest": heads_digest(made["heads"])}
+    key = keys.signing_key()
+    token = jwt.encode(
+        {"alg": ALGORITHM, "kid": key.kid, "typ": ANCHOR_TYPE}, {"iss": ISSUER, **old}, key, algorithms=[ALGORITHM]
+    )
+    opened = open_anchor(token, keys.key_set())
+    assert "views" not in opened and verify_anchored(hub.store, opened).ok

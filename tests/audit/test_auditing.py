@@ -29,6 +29,7 @@ from services.audit.trail import Actor, audit_trail
 from services.cli.root import app
 from services.http.app import create_app
 from services.hub import Hub
+from services.reading import view_log
 from tests.helpers import at, token_header
 
 pytestmark = [pytest.mark.store, pytest.mark.http]
@@ -182,7 +183,11 @@ def payload_values(items: list[dict]) -> Iterator[str]:
 def test_reads_of_a_child_come_from_its_own_log_with_reader_purpose_decision_and_rules(world, monkeypatch):
     digest = record_of(world.hub, world.center.access_record)["content_digest"]
 
-    def no_global_scan(*args, **kwargs):
+    real = world.hub.store.recorder.select_notifications
+
+    def no_global_scan(*args, **kwargs):  # the view logs and consulted sets alone (services.reading.view_log)
+        if list(kwargs.get("topics") or ()) in ([view_log.VIEW_TOPIC], [view_log.SET_TOPIC]):
+            return real(*args, **kwargs)
         raise AssertionError("reads_of_child must not scan the whole log")
 
     monkeypatch.setattr(world.hub.store.recorder, "select_notifications", no_global_scan)

@@ -34,6 +34,7 @@ from services.audit.replay import access_records
 from services.casework.ledger import CaseViews, build_row
 from services.casework.ledger_query import ALERTS_JA, REVIEW_JA, SORTS, LedgerQuery
 from services.hub import Hub, SettableClock
+from services.reading import view_log
 from services.web import casebook
 from services.web.session import Person
 from tests.consent.test_policy_properties import (
@@ -43,6 +44,7 @@ from tests.consent.test_policy_properties import (
     ROLES,
     SLOTS,
     T0,
+    TARGET_LIST_KINDS,
     Oracle,
     Run,
     draw_event,
@@ -54,7 +56,14 @@ from tests.consent.test_policy_properties import (
 
 pytestmark = pytest.mark.store
 
-KINDS = FOCUS["CASE"] | FOCUS["LEDGER"] | FOCUS["CONSENT"] | FOCUS["EMERGENCY"] | {"case.reviewed", "absence.alert"}
+KINDS = (
+    FOCUS["CASE"]
+    | FOCUS["LEDGER"]
+    | FOCUS["CONSENT"]
+    | FOCUS["EMERGENCY"]
+    | TARGET_LIST_KINDS  # target lists and monthly reports: the start page's overdue counts (kept per school)
+    | {"case.reviewed", "absence.alert", "attendance.monthly"}
+)
 
 
 def moments(run: Run) -> list[datetime]:
@@ -108,6 +117,27 @@ def reference(hub: Hub, org: str, role: str, cases: dict[str, str], t: datetime)
     return rows, {child: everything[record] for child, record in records.items()}
 
 
+def view_records(hub: Hub) -> list[dict[str, Any]]:
+    return [dict(hub.store.mapper.to_domain_event(s).record) for s in view_log.stored_views(hub.store)]
+
+
+def check_view_record(
+    hub: Hub, before: int, org: str, role: str, view: str, consulted: set[str], reads: list[str], records: list
+) -> None:
+    """The view left exactly one view record, in its reader's chain, naming exactly the ``consulted`` children and
+    the access records of those shown (``records``: the view's new access records)."""
+    new = view_records(hub)[before:]
+    assert len(new) == 1, new
+    (record,) = new
+    assert record["view"] == view and record["reader"]["org"] == org and record["reader"]["role"] == role
+    ids = view_log.consulted_ids(hub.store, record)
+    assert ids == sorted(consulted) and record["consulted"]["count"] == len(consulted)
+    assert record["shown"] == {r["child"]: r["id"] for r in records}
+    assert set(record["shown"].values()) == set(reads)
+    assert set(record["shown"]) <= set(ids)
+    assert all(r["view"] == record["id"] for r in records)
+
+
 SAME = ("child", "decision", "content_digest", "child_position", "registry_version", "settings", "policy_version", "t")
 
 
@@ -117,6 +147,7 @@ def check_view(hub: Hub, clock: SettableClock, data) -> None:
     role = data.draw(st.sampled_from(ROLES), label="role")
     views = CaseViews(hub)
     before = {r["id"] for r in access_records(hub.store)}
+    views_before = len(view_records(hub))
     agenda = data.draw(st.integers(0, 3), label="agenda") == 0
     t = clock()
     if agenda:
@@ -135,6 +166,9 @@ def check_view(hub: Hub, clock: SettableClock, data) -> None:
     assert sorted(r["child"] for r in new) == sorted({r.child for r in shown})
     assert {r["id"] for r in new} == set(reads)
     want, recorded = reference(hub, org, role, cases, t)
+    allowed = {child for child, record in recorded.items() if record["decision"]["allowed"]}
+    name = "agenda" if agenda else "joint-ledger" if joint else "ledger"
+    check_view_record(hub, views_before, org, role, name, allowed, reads, new)
     if agenda:
         due = [r for r in want if r.status == "open" and date.fromisoformat(r.next_review) <= on]
         # 要検討 as the agenda decides it on the meeting day (a review overdue by more than 30 days is one of its own)
@@ -171,6 +205,7 @@ def reference_overview(hub: Hub, person: Person, today: date) -> tuple[dict[str,
         children += [*index.plans.values(), *casebook.listed_children(hub, person.org)]
         overdue = casebook.overdue_reports(hub.store, hub.settings, reader=person.org, today=today)
         children += [r.child for r in overdue]
+        event(f"start page has {min(len(overdue), 2)}+ overdue lines before reads")
     want: dict[str, Any] = {name: {} for name in ITEMS}
     records, visible = {}, {}
     year_start, month_end = casebook.fiscal_year_start(today), casebook._month_end(today)
@@ -218,9 +253,12 @@ def check_start_page(hub: Hub, clock: SettableClock, data) -> None:
     org = data.draw(st.sampled_from(["cA", "cB", "cC", "jA", "jB"]), label="start page of")
     role = data.draw(st.sampled_from(ROLES), label="role")
     person = Person("職員", "sub-1", org, role)
-    today = clock().astimezone(JST).date()
     listed = data.draw(st.sampled_from([1, 2, casebook.LISTED]), label="children named per count")
+    later = data.draw(st.sampled_from([0, 0, 45, 75]), label="days later")  # so that monthly reports are overdue
+    clock.at = clock() + timedelta(days=later)
+    today = clock().astimezone(JST).date()
     before = {r["id"] for r in access_records(hub.store)}
+    views_before = len(view_records(hub))
     got = casebook.overview(hub, person, today, listed)
     new = [r for r in access_records(hub.store) if r["id"] not in before]
     named = {child for name in ITEMS for child in getattr(got, name).children} | {r.child for r in got.urgent}
@@ -234,7 +272,10 @@ def check_start_page(hub: Hub, clock: SettableClock, data) -> None:
         assert item.more == max(0, len(want[name]) - listed), name
         assert item.count == sum(len(notes) for notes in want[name].values()), name  # all counted
     assert got.overdue_by_school == want["overdue_by_school"]
+    event(f"start page counts {min(got.overdue_total, 2)}+ overdue reports")
     everything = {r["id"]: r for r in access_records(hub.store)}
+    allowed = {child for child, record in recorded.items() if everything[record]["decision"]["allowed"]}
+    check_view_record(hub, views_before, org, role, "start-page", allowed, got.reads, new)
     for r in new:
         expected = everything[recorded[r["child"]]]
         assert {k: r[k] for k in SAME} == {k: expected[k] for k in SAME}, r["child"]
@@ -269,6 +310,7 @@ def test_every_row_shown_is_the_row_of_a_timeline_read_at_that_moment_and_record
     try:
         hub.load_orgs(world["orgs"])
         children = world["children"]
+        listed: list[tuple[str, str]] = []  # (child, centre) on s1's target list
         n = 0
         for i, child in enumerate(children):  # registered by a centre, with a case (abuse or not) of that centre
             center = data.draw(st.sampled_from(["cA", "cB", "cC"]), label="registering centre")
@@ -279,6 +321,9 @@ def test_every_row_shown_is_the_row_of_a_timeline_read_at_that_moment_and_record
             ]
             if data.draw(st.booleans(), label="review due this month"):  # so that the start page names children
                 first.append(("case.reviewed", {"case": f"K{i + 1}", "decision": "継続", "next_review": "2026-04-20"}))
+            if data.draw(st.booleans(), label="on s1's target list"):  # so that monthly reports fall overdue
+                first.append(("target_list.assigned", {"school": "s1", "student_no": f"S{i}", "from_month": "2026-04"}))
+                listed.append((child, center))
             for kind, payload in first:
                 n += 1
                 raw = {
@@ -286,10 +331,10 @@ def test_every_row_shown_is_the_row_of_a_timeline_read_at_that_moment_and_record
                     "kind": kind,
                     "child": child,
                     "source": center,
-                    "basis": "internal",
+                    "basis": "cwa-25-3" if kind == "target_list.assigned" else "internal",
                     "at": T0.isoformat(),
                     "payload": payload,
-                }
+                } | ({"to": "s1"} if kind == "target_list.assigned" else {})
                 run.publish([(raw, True)])
         for step in range(data.draw(st.integers(4, 12), label="steps")):
             if step < 2 or data.draw(st.integers(0, 2), label="action") < 1:
@@ -298,6 +343,26 @@ def test_every_row_shown_is_the_row_of_a_timeline_read_at_that_moment_and_record
                     n += 1
                     batch.append(draw_event(data.draw, oracle, children, n, run.history, KINDS))
                 run.publish(batch)
+            if listed and data.draw(st.integers(0, 2), label="monthly report") == 0:  # s1 reports on a listed child
+                child, center = data.draw(st.sampled_from(listed), label="reported")
+                n += 1
+                report = {
+                    "id": f"e{n}",
+                    "kind": "attendance.monthly",
+                    "child": child,
+                    "source": "s1",
+                    "basis": "cwa-25-3",
+                    "to": center,
+                    "at": clock().isoformat(),
+                    "payload": {
+                        "month": data.draw(st.sampled_from(["2026-04", "2026-05"]), label="month"),
+                        "school_days": 19,
+                        "attended": 15,
+                        "absent": 4,
+                        "absent_without_contact": 2,
+                    },
+                }
+                run.publish([(report, True)])
             for _ in range(data.draw(st.integers(1, 3), label="views")):  # the clock moves, back or forth
                 clock.at = data.draw(
                     st.sampled_from(moments(run))

@@ -268,6 +268,23 @@ def test_stream_versions_and_load_many_answer_for_many_streams_at_once(open_hub)
     assert timeline(fresh) == ["reg-c1", "n1", "n2"]
 
 
+def test_load_many_without_keep_leaves_the_cache_as_it_was(open_hub):
+    """``keep=False`` (the rows decided ahead: a view of thousands of children must not push the indexes out)."""
+    hub = open_hub()
+    hub.load_orgs(ORGS)
+    assert accepted(hub.publish([registered("c1"), ev("n1"), registered("c2")]))
+    fresh = open_hub()
+    c1, c2 = (ChildRecord.create_id(c) for c in ("c1", "c2"))
+    loaded = load_many(fresh.store, [c1, c2], keep=False)
+    assert [e.id for e in loaded[c1].entries] == ["reg-c1", "n1"] and loaded[c2].version == 2
+    cache = fresh.store.repository.cache
+    for stream in (c1, c2):
+        with pytest.raises(KeyError):
+            cache.get(stream)
+    load_many(fresh.store, [c1])
+    assert cache.get(c1).version == 3  # kept by default
+
+
 def test_load_many_copes_with_a_cached_aggregate_fast_forwarded_by_another_thread_meanwhile(open_hub, monkeypatch):
     """The repository fast-forwards a cached aggregate in place (a timeline read in another request thread of the
     same process). Found by the load run (``bench/load.py``: a ledger page answered 500 with

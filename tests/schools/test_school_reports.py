@@ -22,7 +22,8 @@ from services.cli.root import app
 from services.hub import Hub
 from services.projections.rosters import MonthlyReports, SchoolRoster
 from services.schools.imports import SchoolImporter
-from services.schools.overdue import overdue_reports
+from services.schools.overdue import overdue_counts, overdue_reports
+from services.web.casebook import listed_children
 from tests.helpers import at
 from tests.schoolfiles import (
     ES1_CODE,
@@ -57,7 +58,12 @@ def monthly_row(
 
 
 def overdue(hub: Hub, reader: str, today: str, month: str | None = None) -> list[tuple[str, str, str]]:
-    found = overdue_reports(hub.store, hub.settings, reader=reader, today=date.fromisoformat(today), month=month)
+    """The overdue lines computed afresh, checked equal to the hub's lines kept per school (``OverdueLines``,
+    kept across the imports and listings between calls)."""
+    day = date.fromisoformat(today)
+    found = overdue_reports(hub.store, hub.settings, reader=reader, today=day, month=month)
+    kept = overdue_reports(hub.store, hub.settings, reader=reader, today=day, month=month, kept=hub.overdue_lines)
+    assert kept == found
     return [(r.school, r.month, r.student_no) for r in found]
 
 
@@ -555,6 +561,24 @@ def test_a_removed_listing_stops_expectations(world, clock):
     missing = overdue(world, "beppu-center", "2026-08-20")
     assert ("beppu-es-1", "2026-07", "2026-0412") in missing
     assert [m for _, m, s in missing if s == "2026-0518"] == ["2026-04", "2026-05"]
+
+
+def test_the_lines_kept_per_school_follow_listings_reports_and_the_day(world, tmp_path):
+    """``OverdueLines`` (the start page's overdue counts): each call after a change gives what a fresh computation
+    gives (``overdue`` checks both), a listing added or removed, a report received, the month due moving on."""
+    assert len(overdue(world, "beppu-center", "2026-05-20")) == 2
+    list_child(world, "c5", "2026-0001")
+    assert ("beppu-es-1", "2026-04", "2026-0001") in overdue(world, "beppu-center", "2026-05-20")
+    import_monthly(world, write_csv(tmp_path / "april.csv", MONTHLY_HEADER, [monthly_row(month="2026-04")]))
+    assert ("beppu-es-1", "2026-04", "2026-0412") not in overdue(world, "beppu-center", "2026-05-20")
+    assert ("beppu-es-1", "2026-05", "2026-0412") in overdue(world, "beppu-center", "2026-06-11")
+    unlist_child(world, "c2", "2026-0518", at="2026-06-05T10:00:00+09:00")
+    assert [m for _, m, s in overdue(world, "beppu-center", "2026-06-11") if s == "2026-0518"] == ["2026-04", "2026-05"]
+    _, listed = overdue_counts(
+        world.store, world.settings, world.overdue_lines, reader="beppu-center", today=date(2026, 6, 11)
+    )
+    assert listed == listed_children(world, "beppu-center") and set(listed) == {"c1", "c5"}  # the start page's
+    assert {key[2] for key in world.overdue_lines._kept} == {"2026-05"}  # April's lines dropped when May was due
 
 
 def test_each_school_sees_its_own_list_and_each_centre_its_own_lists(world):
