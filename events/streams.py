@@ -30,7 +30,7 @@ No stream id is made here: callers pass ids made by the aggregates' ``create_id`
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from copy import deepcopy
 from typing import Any
 from uuid import UUID
@@ -243,3 +243,19 @@ def cache_saved(store: Any, aggregates: Iterable[Any], cache: Any) -> None:
         return
     for aggregate in aggregates:
         repository.cache.put(aggregate.id, aggregate)
+
+
+NOTIFICATIONS_PAGE = 500  # notifications read at a time by ``stored_of``
+
+
+def stored_of(store: Any, topic: str, *, until: int | None = None) -> Iterator[StoredEvent]:
+    """Every stored event of ``topic`` in the log's global order (up to log position ``until``, when given), as
+    stored (not opened), read a page at a time: the one way the audit pages through a kind of record (access
+    records, view records, consulted sets)."""
+    start = 1
+    while True:
+        page = store.recorder.select_notifications(start, NOTIFICATIONS_PAGE, stop=until, topics=[topic])
+        yield from page
+        if len(page) < NOTIFICATIONS_PAGE:
+            return
+        start = page[-1].id + 1

@@ -77,12 +77,12 @@ from consent.model import ReadDecision, Reader, Settings
 from consent.policy import POLICY_V1, decide_read
 from events.model import Org, Recorded
 from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegistry
+from events.streams import stored_of
 from services.aggregates.access_log import verify_chain
 from services.reading import view_log
 from services.reading.timeline import TimelineEntry, chain_hash, returned, returned_digest
 
 ACCESS_TOPIC = get_topic(AccessLog.ReadRecorded)
-PAGE = 500
 
 FAULT_JA = {
     "edited": "内容の改ざん（ハッシュ不一致）",
@@ -205,13 +205,7 @@ def stored_records(store: HubStore, child: str | None = None, *, until: int | No
             if stored.topic == ACCESS_TOPIC:
                 yield stored
         return
-    start = 1
-    while True:
-        page = store.recorder.select_notifications(start, PAGE, stop=until, topics=[ACCESS_TOPIC])
-        yield from page
-        if len(page) < PAGE:
-            return
-        start = page[-1].id + 1
+    yield from stored_of(store, ACCESS_TOPIC, until=until)
 
 
 def access_records(store: HubStore) -> Iterator[dict[str, Any]]:

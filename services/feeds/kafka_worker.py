@@ -278,32 +278,37 @@ class IngestWorker:
         once the store is back instead of exiting (the pool makes new connections, checked before use)."""
         wait = min(STORE_WAIT_SECONDS * 2**self._store_waits, STORE_WAIT_MAX_SECONDS)
         self._store_waits += 1
-        for partition, partition_records in polled.items():
-            self._consumer.seek(partition, partition_records[0].offset)
-        self.log(
+        self._take_again(
+            polled,
+            report,
             f"the store did not answer ({str(error).strip()[:200]}); the batch of {report.messages} messages is "
-            f"taken again in {wait:.1f} s / データベースに接続できません。{wait:.1f} 秒後に再試行します"
+            f"taken again in {wait:.1f} s / データベースに接続できません。{wait:.1f} 秒後に再試行します",
         )
-        report.deferred = report.messages
-        self.totals.deferred += report.messages
         deadline = time.monotonic() + wait
         while not self._stopping and time.monotonic() < deadline:
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         return report
 
     def _again_later(self, polled: dict[Any, list[Any]], report: BatchReport, busy: Busy) -> BatchReport:
-        """The hub could not store the batch in its time budget (``Busy``): nothing is committed, the consumer is
-        moved back to the batch's first offsets so that the next poll takes it again, after a pause."""
-        for partition, partition_records in polled.items():
-            self._consumer.seek(partition, partition_records[0].offset)
-        self.log(
+        """The hub could not store the batch in its time budget (``Busy``): taken again after a pause."""
+        self._take_again(
+            polled,
+            report,
             f"{busy.problem.message} ({busy.problem.message_ja}); the batch of {report.messages} messages "
-            f"is taken again"
+            f"is taken again",
         )
-        report.deferred = report.messages
-        self.totals.deferred += report.messages  # the messages themselves are counted when they are stored
         time.sleep(busy.retry_after)
         return report
+
+    def _take_again(self, polled: dict[Any, list[Any]], report: BatchReport, said: str) -> None:
+        """Nothing of the batch is committed: the consumer is moved back to its first offsets, so that the next
+        poll takes it again, and the report says it was deferred (the messages themselves are counted when they
+        are stored)."""
+        for partition, partition_records in polled.items():
+            self._consumer.seek(partition, partition_records[0].offset)
+        self.log(said)
+        report.deferred = report.messages
+        self.totals.deferred += report.messages
 
     @staticmethod
     def _original(record: Any) -> dict[str, Any]:

@@ -71,9 +71,7 @@ from consent.policy import POLICY_VERSION
 from events.envelope import content_digest
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
-from events.streams import last_event
-
-PAGE = 500
+from events.streams import last_event, stored_of
 
 
 class ViewLog(_CopiedOnWrite, Aggregate):
@@ -266,13 +264,7 @@ class Appending:
 def stored_views(store: HubStore, *, until: int | None = None) -> Iterator[Any]:
     """Every stored view record event, in the log's global order (up to log position ``until``, when given; as
     stored: not opened)."""
-    start = 1
-    while True:
-        page = store.recorder.select_notifications(start, PAGE, stop=until, topics=[VIEW_TOPIC])
-        yield from page
-        if len(page) < PAGE:
-            return
-        start = page[-1].id + 1
+    return stored_of(store, VIEW_TOPIC, until=until)
 
 
 @dataclass
@@ -363,13 +355,7 @@ def _check_set(store: HubStore, digest: str, stream: str, sequence: int, rid: An
 
 def stored_sets(store: HubStore) -> Iterator[Any]:
     """Every stored consulted set (as stored: not opened)."""
-    start = 1
-    while True:
-        page = store.recorder.select_notifications(start, PAGE, topics=[SET_TOPIC])
-        yield from page
-        if len(page) < PAGE:
-            return
-        start = page[-1].id + 1
+    return stored_of(store, SET_TOPIC)
 
 
 def consulting(store: HubStore, child: str) -> list[dict[str, Any]]:
