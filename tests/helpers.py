@@ -91,3 +91,21 @@ def wait_until(happened: Callable[[], bool], what: str, *, deadline_seconds: flo
     while not happened():
         assert time.monotonic() < give_up, f"{what}: not seen after {deadline_seconds} s (hung?)"
         time.sleep(0.05)
+
+
+def registered_cases(counts: list[tuple[str, str, int]]) -> list[dict]:
+    """For each (centre, residence, n): n children registered by the centre (living in ``residence``) on
+    2026-05-01, each with a case (要支援, 育成) registered the next day: a small world of counted cases, the
+    children named ``{centre}-{i}``."""
+    items: list[dict] = []
+    for centre, residence, n in counts:
+        for i in range(n):
+            child = f"{centre}-{i}"
+            items += [
+                {"id": f"r-{child}", "kind": "child.registered", "child": child, "source": centre,
+                 "basis": "internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"residence": residence}},
+                {"id": f"k-{child}", "kind": "case.registered", "child": child, "source": centre,
+                 "basis": "internal", "at": "2026-05-02T09:00:00+09:00",
+                 "payload": {"case": f"K-{child}", "category": "youshien", "case_type": "upbringing"}},
+            ]  # fmt: skip
+    return items

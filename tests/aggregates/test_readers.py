@@ -12,6 +12,7 @@ from events.clock import JST
 from services.aggregates.access_log import AggregateAccessLog, records
 from services.aggregates.service import Aggregates, AggregatesRefused
 from services.hub import Hub, SettableClock
+from tests.helpers import registered_cases
 
 pytestmark = pytest.mark.store
 
@@ -30,17 +31,7 @@ ORGS = [
 def hub():
     hub = Hub("sqlite:///:memory:", clock=SettableClock(datetime(2026, 12, 1, 9, tzinfo=JST)))
     hub.load_orgs(ORGS)
-    items = []
-    for centre, residence, n in (("cA", "100001", 2), ("cB", "100002", 3), ("cX", "200001", 1)):
-        for i in range(n):
-            child = f"{centre}-{i}"
-            items += [
-                {"id": f"r-{child}", "kind": "child.registered", "child": child, "source": centre,
-                 "basis": "internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"residence": residence}},
-                {"id": f"k-{child}", "kind": "case.registered", "child": child, "source": centre,
-                 "basis": "internal", "at": "2026-05-02T09:00:00+09:00",
-                 "payload": {"case": f"K-{child}", "category": "youshien", "case_type": "upbringing"}},
-            ]  # fmt: skip
+    items = registered_cases([("cA", "100001", 2), ("cB", "100002", 3), ("cX", "200001", 1)])
     assert {r.outcome for r in hub.publish(items)} == {"accepted"}
     yield hub
     hub.close()

@@ -11,7 +11,7 @@ import pytest
 from events.clock import JST
 from services.administration.regions import load_regions
 from services.aggregates.access_log import records
-from tests.helpers import assert_error, token_header
+from tests.helpers import assert_error, registered_cases, token_header
 
 pytestmark = [pytest.mark.store, pytest.mark.http]
 
@@ -36,17 +36,7 @@ def world(hub, clock):
     hub.load_orgs(ORGS)
     load_regions(hub.store, REGIONS)
     clock.at = datetime(2026, 12, 1, 9, tzinfo=JST)
-    items = []
-    for centre, residence, n in (("cA", "100001", 2), ("cB", "100002", 7), ("cC", "100003", 6)):
-        for i in range(n):
-            child = f"{centre}-{i}"
-            items += [
-                {"id": f"r-{child}", "kind": "child.registered", "child": child, "source": centre,
-                 "basis": "internal", "at": "2026-05-01T09:00:00+09:00", "payload": {"residence": residence}},
-                {"id": f"k-{child}", "kind": "case.registered", "child": child, "source": centre,
-                 "basis": "internal", "at": "2026-05-02T09:00:00+09:00",
-                 "payload": {"case": f"K-{child}", "category": "youshien", "case_type": "upbringing"}},
-            ]  # fmt: skip
+    items = registered_cases([("cA", "100001", 2), ("cB", "100002", 7), ("cC", "100003", 6)])
     assert {r.outcome for r in hub.publish(items)} == {"accepted"}
     return hub
 
