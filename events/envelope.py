@@ -250,9 +250,19 @@ def nesting_depth(value: Any, *, stop_after: int) -> int:
 MAX_LISTED_PAYLOAD_PROBLEMS = 20
 
 
+RESERVED_OBJECT_KEYS = frozenset({"_type_", "_data_"})
+"""An object of exactly these two fields is how the store writes a value of a type JSON has not (the
+``eventsourcing`` library's transcodings: a ``UUID``, a ``datetime``); read back, the store would take such an
+object in a payload for one, and fail on a type it does not know, so that no read of the child could load its
+stream. Refused in every payload, at any depth (``reserved_object``)."""
+
+
 def _flat_and_within_bounds(payload: dict[str, Any]) -> bool:
-    """Whether ``payload`` holds no list or dict, no string longer than allowed and no long field name: most
-    events (a report, a note) are found fine here, without the walk that names each value's path."""
+    """Whether ``payload`` holds no list or dict, no string longer than allowed, no long field name and is not a
+    reserved object (``RESERVED_OBJECT_KEYS``): most events (a report, a note) are found fine here, without the
+    walk that names each value's path."""
+    if payload.keys() == RESERVED_OBJECT_KEYS:
+        return False
     for key, value in payload.items():
         if (
             not isinstance(key, str)
@@ -266,7 +276,7 @@ def _flat_and_within_bounds(payload: dict[str, Any]) -> bool:
 
 def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
     """What in ``payload`` goes past the envelope limits (``events.limits``): nesting, long strings, long field
-    names. Checked before the kind's model sees it, without recursion."""
+    names, reserved objects (``RESERVED_OBJECT_KEYS``). Checked before the kind's model sees it, without recursion."""
     if _flat_and_within_bounds(payload):
         return []
     if nesting_depth(payload, stop_after=MAX_PAYLOAD_DEPTH) > MAX_PAYLOAD_DEPTH:
@@ -292,6 +302,16 @@ def _payload_bounds(payload: dict[str, Any]) -> list[Problem]:
                 )
             )
         elif isinstance(item, dict):
+            if item.keys() == RESERVED_OBJECT_KEYS:
+                problems.append(
+                    Problem(
+                        "reserved_object",
+                        f"{path}: an object of exactly the fields _type_ and _data_ is reserved by the store",
+                        f"{path}: 「_type_」と「_data_」の2項目だけからなる項目は使えません（保存形式の予約）",
+                        path,
+                    )
+                )
+                continue
             for key, value in item.items():
                 if isinstance(key, str) and len(key) > MAX_ID_CHARS:
                     problems.append(

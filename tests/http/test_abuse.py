@@ -298,6 +298,18 @@ def nested(depth: int) -> object:
             "payload",
             "payload: 項目名が長すぎます（200文字まで）",
         ),
+        (  # read back, the store would take it for one of its own typed values and fail on the unknown type
+            {"payload": {"residence": "442020", "extra": [{"_type_": "nope", "_data_": "x"}]}},
+            "reserved_object",
+            "payload.extra.0",
+            "payload.extra.0: 「_type_」と「_data_」の2項目だけからなる項目は使えません（保存形式の予約）",
+        ),
+        (
+            {"payload": {"_type_": "uuid_hex", "_data_": "0" * 32}},
+            "reserved_object",
+            "payload",
+            "payload: 「_type_」と「_data_」の2項目だけからなる項目は使えません（保存形式の予約）",
+        ),
         (
             {"sensitive": [f"f{i}" for i in range(MAX_SENSITIVE_FIELDS + 1)]},
             "invalid_envelope",
