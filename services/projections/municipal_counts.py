@@ -599,11 +599,15 @@ AHEAD = "@"  # measure@YYYY-MM: a count for that month, kept with the month of t
 
 def tally(e: Recorded, batch: UnitOfWork) -> Counts:
     """The counts ``e`` adds, per (municipality, month), keeping the tallies in step; a count for a month the
-    event does not name is kept with the event's month, its key naming its own (``AHEAD``)."""
+    event does not name is kept with the event's month, its key naming its own (``AHEAD``). Most events add no
+    counts (a day's attendance): their months are not worked out."""
+    counted = _counts(e, batch)
+    if not counted:
+        return {}
     _, months = _places(e, batch.orgs)
     own = month_of(e.at)
     out: Counts = {}
-    for (municipality, month), counts in _counts(e, batch).items():
+    for (municipality, month), counts in counted.items():
         place = month if month in months else own
         cell = out.setdefault((municipality, place), {})
         for key, n in counts.items():
