@@ -160,3 +160,23 @@ def test_a_prefecture_s_projection_events_trigger_and_replay_as_the_library_s(tm
         hub.close()
     for hot in ("DailyAttendance.record_day", "ChildFacts.record", "ServiceDesk", "MunicipalMonth", "CaseTally"):
         assert any(key.startswith(hot) for key in seen), (hot, seen)
+
+
+def test_an_inherited_event_method_triggers_the_library_s_event(tmp_path):
+    """``Tally.set_state_to`` (``Corrected``) called on a ``CaseTally``: the same event class and topic as the
+    library's (the base class's), the same state."""
+    from eventsourcing.utils import get_topic
+
+    from services.projections.municipal_counts import CaseTally, Tally
+
+    hub = Hub(f"sqlite:///{tmp_path / 'tally.db'}")  # the stream secret, for the tallies' ids
+    try:
+        direct, library = CaseTally("c", "m", "r", "cat", "g"), CaseTally("c", "m", "r", "cat", "g")
+        state = direct.tallied() | {"state": "closed", "due": ""}
+        direct.set_state_to(state=state)
+        BoundCommandMethodDecorator(vars(Tally)[ORIGINALS]["set_state_to"], library)(state=state)
+        made, expected = direct.pending_events[-1], library.pending_events[-1]
+        assert type(made) is type(expected) and get_topic(type(made)) == get_topic(type(expected))
+        assert fields(made) == fields(expected) and direct.tallied() == library.tallied()
+    finally:
+        hub.close()
