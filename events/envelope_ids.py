@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from events.sealing import stream_id
+from events.sealing import stream_id_once
 
 TABLE = "tsunagu_envelope_ids"
 FORMAT_TABLE = "tsunagu_store_format"  # one row: the format the store was brought to (events.store.STORE_FORMAT)
@@ -43,12 +43,12 @@ class StoredEnvelope:
 
 def envelope_key(envelope_id: str) -> UUID:
     """The primary key of an envelope id (an HMAC: the ids publishers choose cannot be read from the table)."""
-    return stream_id(f"envelope:{envelope_id}")
+    return stream_id_once(f"envelope:{envelope_id}")
 
 
 def digest_mark(digest: str) -> UUID:
     """A content digest as kept in the table: an HMAC, so that it cannot be used to confirm a guessed content."""
-    return stream_id(f"envelope-digest:{digest}")
+    return stream_id_once(f"envelope-digest:{digest}")
 
 
 PUBLISHED_TOPIC = "events.store:ChildRecord.Published"

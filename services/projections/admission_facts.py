@@ -30,6 +30,7 @@ from eventsourcing.domain import Aggregate, event
 
 from consent.authority import ACKNOWLEDGED_REPORT_KINDS, authorised_facts, is_fact
 from consent.model import Settings
+from events.direct_events import direct_events
 from events.envelope_ids import published_in_log
 from events.kinds import POLICY_FIELDS
 from events.model import Org, Recorded
@@ -50,6 +51,7 @@ def fact_of(envelope: Mapping[str, Any], position: int) -> dict[str, Any]:
     return fact
 
 
+@direct_events
 class ChildFacts(_CopiedOnWrite, Aggregate):
     """The child's facts that the publish-time rules read (``consent.authority.is_fact``), each published with
     authority, in the order the hub recorded them, as ``Recorded`` events with the child's positions."""

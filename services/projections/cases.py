@@ -18,6 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from events.clock import JST
+from events.direct_events import direct_events
 from events.envelope_ids import published_in_log
 from events.kinds import as_datetime
 from events.model import Org, Recorded
@@ -67,6 +68,7 @@ class PlanEntry(_CopiedOnWrite, Aggregate):
         self.author = author
 
 
+@direct_events
 class CenterCases(_CopiedOnWrite, Aggregate):
     """A centre's cases, plans and transfers (センター別索引). Values are replaced, never changed in place (the
     store copies aggregates one level deep)."""

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from events.direct_events import direct_events
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
@@ -29,6 +30,7 @@ CENTRE_KINDS = frozenset({"service.recommended", "service.recommendation_result"
 BETWEEN_KINDS = frozenset({"service.referred", "service.monitoring", "service.ended"})
 
 
+@direct_events
 class ServiceDesk(_CopiedOnWrite, Aggregate):
     """An organisation's family-support index. Values are replaced, never changed in place (the store copies
     aggregates one level deep)."""

@@ -24,6 +24,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from events.direct_events import direct_events
 from events.envelope_ids import published_in_log
 from events.model import Org, Recorded
 from events.sealing import stream_id
@@ -43,6 +44,7 @@ class Member:
     event: str
 
 
+@direct_events
 class Household(_CopiedOnWrite, Aggregate):
     """One household of one centre: the joins and leaves of its children (values replaced, never changed)."""
 
@@ -81,6 +83,7 @@ class Household(_CopiedOnWrite, Aggregate):
         return any(m.child == child for m in self.members(t))
 
 
+@direct_events
 class ChildHouseholds(_CopiedOnWrite, Aggregate):
     """The households a child was ever linked into, as (centre, household id) pairs."""
 

@@ -10,12 +10,14 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from consent.identity import IDENTITY_KINDS
+from events.direct_events import direct_events
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
 from services.projections.unit_of_work import Projection, UnitOfWork
 
 
+@direct_events
 class IdentityLink(_CopiedOnWrite, Aggregate):
     """The lookup: the hub child an organisation's own number is linked to now (``None``: not linked, or
     unlinked). Identifiers only; it never decides access."""

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from events.direct_events import direct_events
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
@@ -38,6 +39,7 @@ class InquiryEntry(_CopiedOnWrite, Aggregate):
         self.member = member
 
 
+@direct_events
 class OrgInquiries(_CopiedOnWrite, Aggregate):
     """The inquiries an organisation sent (a centre) or was sent (a member). Values are replaced, never changed in
     place (the store copies aggregates one level deep)."""

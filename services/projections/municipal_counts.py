@@ -76,6 +76,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from events.clock import JST
+from events.direct_events import direct_events
 from events.model import CENTER, Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
@@ -212,6 +213,7 @@ def median_days(counts: Mapping[str, int], prefix: str) -> float | None:
     return sum(found) / len(found)
 
 
+@direct_events
 class MunicipalMonth(_CopiedOnWrite, Aggregate):
     """One municipality's counts for one month: ``measure`` or ``measure:breakdown`` -> count."""
 
@@ -242,6 +244,7 @@ class MunicipalMonth(_CopiedOnWrite, Aggregate):
             self.count(deltas=deltas)
 
 
+@direct_events
 class MunicipalMonths(_CopiedOnWrite, Aggregate):
     """The months a municipality has counts for (so a level is summed from its first month, without a scan)."""
 
@@ -258,6 +261,7 @@ class MunicipalMonths(_CopiedOnWrite, Aggregate):
         self.months = sorted({*self.months, month})
 
 
+@direct_events
 class Tally(_CopiedOnWrite, Aggregate):
     """What counting keeps of one case, inquiry or plan (never shown). ``FIELDS`` are its state: ``tallied()``
     reads them and ``set_state_to`` records them whole, as rebuilt from the log (``figures.correct``: a store
@@ -274,6 +278,7 @@ class Tally(_CopiedOnWrite, Aggregate):
             setattr(self, name, state[name])
 
 
+@direct_events
 class CaseTally(Tally):
     """What counting needs of one case: where it is counted, its category and group, its state, the last month
     it was reviewed in and its unacknowledged transfer. Never shown."""
@@ -325,6 +330,7 @@ class CaseTally(Tally):
         self.due = due
 
 
+@direct_events
 class PlanTally(Tally):
     """What counting needs of one support plan: where it is counted, its author, when it was created and whether
     a revision within 91 days was counted. Never shown."""
@@ -347,6 +353,7 @@ class PlanTally(Tally):
         self.reviewed = True
 
 
+@direct_events
 class ReportLine(Tally):
     """What counting needs of one child's monthly reports from one school to one centre: the periods of its
     listings (per student number, named by digest) and the months a report came for, with the day it came.
@@ -378,6 +385,7 @@ def report_line_key(school: str, child: str, centre: str) -> str:
     return str(stream_id(f"report-line:{school}\x1f{child}\x1f{centre}"))
 
 
+@direct_events
 class InquiryTally(Tally):
     """What counting needs of one inquiry (事前照会): where and in which month it was counted, its due day, and
     whether an answer was counted. Never shown."""
@@ -591,11 +599,15 @@ AHEAD = "@"  # measure@YYYY-MM: a count for that month, kept with the month of t
 
 def tally(e: Recorded, batch: UnitOfWork) -> Counts:
     """The counts ``e`` adds, per (municipality, month), keeping the tallies in step; a count for a month the
-    event does not name is kept with the event's month, its key naming its own (``AHEAD``)."""
+    event does not name is kept with the event's month, its key naming its own (``AHEAD``). Most events add no
+    counts (a day's attendance): their months are not worked out."""
+    counted = _counts(e, batch)
+    if not counted:
+        return {}
     _, months = _places(e, batch.orgs)
     own = month_of(e.at)
     out: Counts = {}
-    for (municipality, month), counts in _counts(e, batch).items():
+    for (municipality, month), counts in counted.items():
         place = month if month in months else own
         cell = out.setdefault((municipality, place), {})
         for key, n in counts.items():

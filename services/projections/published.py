@@ -19,6 +19,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from events.direct_events import direct_events
 from events.envelope_ids import published_in_log
 from events.model import Org, Recorded
 from events.sealing import stream_id
@@ -26,6 +27,7 @@ from events.store import HubStore, _CopiedOnWrite
 from services.projections.unit_of_work import Projection, UnitOfWork
 
 
+@direct_events
 class PublishedChildren(_CopiedOnWrite, Aggregate):
     """The children one organisation published about: child -> the ``at`` of its first event about the child.
     Values are replaced, never changed in place (the store copies aggregates one level deep)."""

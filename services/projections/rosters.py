@@ -30,6 +30,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from adapters.school import JST, content_of
+from events.direct_events import direct_events
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
@@ -88,6 +89,7 @@ class Listing:
         return out
 
 
+@direct_events
 class SchoolRoster(_CopiedOnWrite, Aggregate):
     """対象名簿: the children a school reports on, by its own 児童生徒番号."""
 
@@ -186,6 +188,7 @@ class SchoolRoster(_CopiedOnWrite, Aggregate):
         return [listing for student_no in sorted(self.listings) for listing in self.of(student_no)]
 
 
+@direct_events
 class CenterLists(_CopiedOnWrite, Aggregate):
     """The schools at which a centre has listed children."""
 
@@ -211,6 +214,7 @@ class Report:
     versions: int
 
 
+@direct_events
 class MonthlyReports(_CopiedOnWrite, Aggregate):
     """The month's ``attendance.monthly`` from one school: the latest per (child, centre). A correction
     (``payload.supersedes``) is recorded after what it corrects, so the latest recorded is the current one."""
@@ -268,6 +272,7 @@ class Day:
     contacted: bool | None
 
 
+@direct_events
 class DailyAttendance(_CopiedOnWrite, Aggregate):
     """One listed child's daily attendance as one school reported it to one centre, and the alerts raised."""
 
@@ -303,6 +308,7 @@ class DailyAttendance(_CopiedOnWrite, Aggregate):
         self.alerts = (*self.alerts, (reason, since, event_id))
 
 
+@direct_events
 class SchoolCalendar(_CopiedOnWrite, Aggregate):
     """授業日: the days on which a school sent daily rows (for any child). Written by the daily import."""
 
