@@ -175,6 +175,15 @@ def test_the_command_line_lists_the_view_and_verify_counts_the_view_records(make
     verified = CliRunner().invoke(app, ["audit", "verify", "--database", url])
     assert verified.exit_code == 0, verified.output
     assert "1 view records chain-checked" in " ".join(verified.output.split())
+    one = CliRunner().invoke(app, ["audit", "verify", "--child", "c3", "--database", url])
+    assert one.exit_code == 0, one.output
+    assert "1 view records chain-checked" in " ".join(one.output.split())
+    hub = make_hub(database=url)
+    delete_views(hub, "beppu-center", "田中", 1, 2)
+    hub.close()
+    caught = CliRunner().invoke(app, ["audit", "verify", "--child", "c1", "--database", url])
+    assert caught.exit_code == 1, caught.output
+    assert "VIEW" in caught.output and "一覧の閲覧記録" in caught.output
 
 
 @pytest.mark.http
@@ -353,3 +362,68 @@ def test_a_view_record_names_its_versions_and_verify_replays_a_sample_of_its_con
     refused = [m for m in world.verify().mismatches if m.problem == "view"]
     assert sorted(m.child for m in refused) == CHILDREN
     assert all(m.fault == "differs" and "replays as refused" in m.detail for m in refused)
+
+
+# --- One child's verify checks the view records that name it (tsunagu audit verify --child) --------------------
+
+
+def test_verify_of_one_child_checks_the_view_records_that_name_it(world):
+    from services.audit.replay import verify
+
+    ledger_page(world)  # 田中: c1 shown, c2 and c3 counted
+    ledger_page(world)
+    ledger_page(world, user="佐藤")
+    for child in CHILDREN:
+        report = verify(world.store, child=child)
+        assert report.ok and report.view_records == 3  # both readers' chains: each names every child
+    first = view_log.stored_views(world.store)
+    stored = next(first)
+    forged = world.store.mapper.to_domain_event(stored)
+    forged.record["query"] = {"per_page": 50}  # altered: its hash no longer matches
+    with world.store.recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (
+                world.store.mapper.to_stored_event(forged).state,
+                UUID(str(stored.originator_id)).hex,
+                stored.originator_version,
+            ),
+        )
+    for child in CHILDREN:  # shown (c1) or only counted (c2, c3): the record is checked for each
+        (m,) = verify(world.store, child=child).mismatches
+        assert (m.problem, m.fault, m.record, m.sequence) == ("chain", "edited", forged.record["id"], 1)
+        assert m.child == f"(view log {view_log.ViewLog.create_id('beppu-center', '田中')})"
+
+
+def test_verify_of_one_child_catches_a_view_record_naming_it_deleted(world):
+    from services.audit.replay import verify
+
+    page = ledger_page(world)
+    second = ledger_page(world)
+    first_id, second_id = (r["id"] for r in records(world))
+    delete_views(world, "beppu-center", "田中", 2)  # the first record (version 1 is the log's creation)
+    for child in ("c2", "c3"):  # counted only: the gap in the chain of the view that still names the child
+        (m,) = verify(world.store, child=child).mismatches
+        assert (m.problem, m.fault, m.sequence) == ("chain", "missing", 1)
+    faults = {(m.problem, m.fault, m.record) for m in verify(world.store, child="c1").mismatches}
+    assert faults == {("chain", "missing", second_id), ("view", "missing", first_id)}  # c1's read names the view
+    assert page.reads[0] != second.reads[0]
+    delete_views(world, "beppu-center", "田中", 1, 3)  # the rest of the chain: only c1's reads still name them
+    faults = {(m.problem, m.fault, m.record) for m in verify(world.store, child="c1").mismatches}
+    assert faults == {("view", "missing", first_id), ("view", "missing", second_id)}
+    assert verify(world.store, child="c1").view_records == 0
+
+
+def test_verify_of_one_child_catches_its_access_record_a_view_names_as_shown_deleted(world):
+    from services.audit.replay import verify
+
+    page = ledger_page(world)
+    (record,) = records(world)
+    with world.store.recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            "DELETE FROM stored_events WHERE originator_id = ? AND originator_version = 2",
+            (AccessLog.create_id("c1").hex,),
+        )
+    (m,) = [m for m in verify(world.store, child="c1").mismatches if m.problem == "view"]
+    assert m.record == record["id"] and page.reads[0] in m.detail
+    assert verify(world.store, child="c2").ok  # another child's audit: its own records are intact
