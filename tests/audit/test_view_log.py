@@ -427,3 +427,60 @@ def test_verify_of_one_child_catches_its_access_record_a_view_names_as_shown_del
     (m,) = [m for m in verify(world.store, child="c1").mismatches if m.problem == "view"]
     assert m.record == record["id"] and page.reads[0] in m.detail
     assert verify(world.store, child="c2").ok  # another child's audit: its own records are intact
+
+
+# --- The audit topic indexes (a child's audit without a scan of the whole log) -----------------------------------
+
+
+def test_the_view_logs_topics_are_paged_through_their_partial_indexes(world):
+    from events.sqlite import INDEXED_TOPICS
+
+    assert set(INDEXED_TOPICS.values()) == {view_log.VIEW_TOPIC, view_log.SET_TOPIC}
+    ledger_page(world)
+    ledger_page(world, user="佐藤")
+    recorder = world.store.recorder
+    for name, topic in INDEXED_TOPICS.items():
+        scanned = recorder.select_notifications(1, 500, topics=[topic])  # the library's way: a scan by topic
+        assert recorder.select_indexed(topic, 1, 500) == scanned and scanned
+        assert recorder.select_indexed(topic, scanned[-1].id, 500, stop=scanned[-1].id) == scanned[-1:]
+        with recorder.datastore.transaction(commit=False) as cursor:
+            quoted = topic.replace("'", "''")
+            cursor.execute(
+                f"EXPLAIN QUERY PLAN SELECT rowid, * FROM stored_events WHERE topic = '{quoted}' AND rowid >= ? "
+                "ORDER BY rowid LIMIT ?",
+                (1, 500),
+            )
+            assert f"USING INDEX {name}" in " ".join(str(row[-1]) for row in cursor.fetchall())
+    assert [s.originator_id for s in view_log.stored_views(world.store)] == [
+        s.originator_id for s in recorder.select_notifications(1, 500, topics=[view_log.VIEW_TOPIC])
+    ]
+    with pytest.raises(ValueError):
+        recorder.select_indexed("events.store:AccessLog.ReadRecorded", 1, 10)
+
+
+def test_a_store_written_before_the_audit_topic_indexes_gets_them_when_opened(make_hub, tmp_path):
+    from events.sqlite import INDEXED_TOPICS
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = make_hub(database=url)
+    hub.load_orgs(ORGS)
+    hub.publish([envelope(c, 1, "child.registered", {"residence": "442020"}) for c in CHILDREN])
+    hub.publish(
+        [
+            envelope(c, 2, "case.registered", {"case": f"K{i}", "category": "youhogo", "case_type": "parenting"})
+            for i, c in enumerate(CHILDREN, start=1)
+        ]
+    )
+    ledger_page(hub)
+    with hub.store.recorder.datastore.transaction(commit=True) as cursor:  # as written by the code before them
+        for name in INDEXED_TOPICS:
+            cursor.execute(f"DROP INDEX {name}")
+    hub.close()
+    hub = make_hub(database=url)
+    with hub.store.recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        assert set(INDEXED_TOPICS) <= {row[0] for row in cursor.fetchall()}
+    assert [v.view for v in Auditing(hub.store, hub.clock).reads_of_child("c3", Period(), actor=AUDITOR).consulted] == [
+        "ledger"
+    ]
+    assert hub.verify().ok
