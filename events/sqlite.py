@@ -24,7 +24,7 @@ INDEXED_TOPICS = {
 
 Why: a child's audit ("who read this child", its 開示 report, ``audit verify --child``) looks for the view records
 and consulted sets that name the child (``services.reading.view_log.consulting``), by topic; SQLite had no index on
-``topic``, so each look was a scan of the whole log (~230,000 events at 5,000 cases, ~900,000 at 20,000), and the
+``topic``, so each look was a scan of the whole log (620,000 rows at 5,000 cases, 2.4 million at 20,000), and the
 audit of one child grew with the hub's log, not with the views (docs/benchmarks.md). Partial, so that the publish
 path, which stores no view records, writes no index entry (only a check of each row's topic); an index on every
 topic would add one entry per event stored. One index per topic: SQLite uses a partial index only for a query

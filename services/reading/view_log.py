@@ -355,7 +355,10 @@ def chains_naming(store: HubStore, child: str, readers: Iterable[Mapping[str, An
     the last record naming the child, or a whole chain deleted whose views never showed the child; the anchor
     (``services.audit.anchors``) catches both, and the whole log's verify checks every chain."""
     found = [ViewLog.create_id(str(r.get("org")), r.get("user")) for r in readers]
-    found += [ViewLog.create_id(str(r["reader"].get("org")), r["reader"].get("user")) for r in consulting(store, child)]
+    for record in consulting(store, child):
+        reader = record.get("reader")
+        reader = reader if isinstance(reader, dict) else {}
+        found.append(ViewLog.create_id(str(reader.get("org")), reader.get("user")))
     return list(dict.fromkeys(found))
 
 
