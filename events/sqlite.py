@@ -15,31 +15,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from events.envelope_ids import FORMAT_TABLE, StoredEnvelope
 from events.envelope_ids import TABLE as ENVELOPE_IDS
-
-INDEXED_TOPICS = {
-    "tsunagu_topic_view_records": "services.reading.view_log:ViewLog.ViewRecorded",  # view_log.VIEW_TOPIC
-    "tsunagu_topic_consulted_sets": "services.reading.view_log:ConsultedSet.Created",  # view_log.SET_TOPIC
-}
-"""The audit topic indexes: for each name, a partial index of the events table holding the rows of one topic only.
-
-Why: a child's audit ("who read this child", its 開示 report, ``audit verify --child``) looks for the view records
-and consulted sets that name the child (``services.reading.view_log.consulting``), by topic; SQLite had no index on
-``topic``, so each look was a scan of the whole log (620,000 rows at 5,000 cases, 2.4 million at 20,000), and the
-audit of one child grew with the hub's log, not with the views (docs/benchmarks.md). Partial, so that the publish
-path, which stores no view records, writes no index entry (only a check of each row's topic); an index on every
-topic would add one entry per event stored. One index per topic: SQLite uses a partial index only for a query
-whose WHERE has the index's own term (``topic = '…'``, the constant in the statement), so ``stored_of`` pages
-through these topics with ``select_indexed``, not the library's ``select_notifications`` (topics as parameters).
-
-Existing stores: ``CREATE INDEX IF NOT EXISTS`` runs on every open (the library's ``create_table``), so the first
-open by this code builds them from the rows there (one pass over the table; two processes opening at once: the
-second waits for the first's and finds them made), and the stores of ``tests/fixtures`` get them on the copy a test
-opens. Older code opening such a store ignores them (SQLite keeps them up to date). The topics are as stored and
-never change (a test checks they are the view log's)."""
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+from events.topic_index import INDEXED_TOPICS, literal
 
 
 class SQLiteRecorder(SQLiteApplicationRecorder):
@@ -52,19 +28,19 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
             "position INTEGER NOT NULL, digest TEXT NOT NULL) WITHOUT ROWID",
             f"CREATE TABLE IF NOT EXISTS {FORMAT_TABLE} (format INTEGER NOT NULL)",
             *(
-                f"CREATE INDEX IF NOT EXISTS {name} ON {self.events_table_name} (topic) WHERE topic = {_literal(topic)}"
+                f"CREATE INDEX IF NOT EXISTS {name} ON {self.events_table_name} (topic) WHERE topic = {literal(topic)}"
                 for name, topic in INDEXED_TOPICS.items()
             ),
         ]
 
     def select_indexed(self, topic: str, start: int, limit: int, stop: int | None = None) -> list[Notification]:
-        """``select_notifications(start, limit, stop, topics=[topic])`` for a topic of ``INDEXED_TOPICS``, through its
-        partial index: the topic written into the statement as a constant, so that SQLite can use the index.
-        Notifications in log order, as the library gives them."""
+        """``select_notifications(start, limit, stop, topics=[topic])`` for a topic of
+        ``events.topic_index.INDEXED_TOPICS``, through its partial index: the topic written into the statement as a
+        constant, so that SQLite can use the index. Notifications in log order, as the library gives them."""
         if topic not in INDEXED_TOPICS.values():
             raise ValueError(f"{topic} has no audit topic index")
         statement = (
-            f"SELECT rowid, * FROM {self.events_table_name} WHERE topic = {_literal(topic)} AND rowid >= ?"
+            f"SELECT rowid, * FROM {self.events_table_name} WHERE topic = {literal(topic)} AND rowid >= ?"
             + (" AND rowid <= ?" if stop is not None else "")
             + " ORDER BY rowid LIMIT ?"
         )
