@@ -23,7 +23,8 @@ with the recorders' ``select_indexed`` (``events.sqlite``, ``events.postgres``),
 Existing stores: ``CREATE INDEX IF NOT EXISTS`` runs on every open (the library's ``create_table``), so the first
 open by this code builds them from the rows there (one pass over the table: 0.8 s for 2.4 million SQLite rows;
 on PostgreSQL the build holds writes to the events table meanwhile, once: open a large store with this code
-before the hub takes traffic; two processes opening at once: the second waits for the first's and finds them
+before the hub takes traffic; after that, each open's check is the one the library already makes for its own
+index on ``notification_id``; two processes opening at once: the second waits for the first's and finds them
 made), and the stores of ``tests/fixtures`` get them on the copy a test opens. Older code opening such a store ignores them (the database keeps them up to date). The topics are as stored and
 never change (a test checks they are the view log's)."""
 
