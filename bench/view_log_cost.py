@@ -8,7 +8,10 @@ makes ``--views`` ledger pages of 50 rows as the centre's caseworker (each consu
 shows 50; pages 1, 2, … in turn, so the shown children vary), in this process. Then: the bytes of the view log's events
 the views stored (the view records, and the consulted sets where they exist), per view; and
 the time of ``reads_of_child`` and ``disclosure_report`` for a child counted by every view and shown by few,
-``--repeat`` times (median); and one ``audit verify`` of the whole store. Runs on the code it is imported with (copy it into an older tree to compare).
+``--repeat`` times (median); ``audit verify --child`` of that child (``verify(store, child=…)``, median); and one
+``audit verify`` of the whole store (``--no-verify``: not, for the big stores). Runs on the code it is imported with
+(copy it into an older tree to compare). On the stores of ``bench/ledger_scale.py``:
+``--database /tmp/tsunagu-ledger-scale-{cases}.db --reuse``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from bench.ledger_scale import CENTRE, NOW, build
 from consent.model import Settings
 from services.audit.queries import Period
+from services.audit.replay import verify
 from services.audit.service import Auditing
 from services.audit.trail import Actor
 from services.casework.ledger import CaseViews
@@ -52,6 +56,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database", default="/tmp/tsunagu-view-log-{cases}.db")
     parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--no-verify", action="store_true", help="skip the whole store's verify")
     args = parser.parse_args()
     built = Path(args.database.format(cases=args.cases))
     if not args.reuse:
@@ -75,8 +80,11 @@ def main() -> None:
     child = first.rows[0].child  # shown by the first page only, counted by every view
     auditing = Auditing(hub.store, hub.clock)
     actor = Actor("bench-audit", "bench", "cli")
-    reads, report = [], []
+    reads, report, one = [], [], []
     for _ in range(args.repeat):
+        t = time.perf_counter()
+        child_verified = verify(hub.store, child=child)
+        one.append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
         found = auditing.reads_of_child(child, Period(), actor=actor)
         reads.append((time.perf_counter() - t) * 1000)
@@ -85,7 +93,7 @@ def main() -> None:
         report.append((time.perf_counter() - t) * 1000)
     lines = sum(len(o.consulted) for o in disclosed.organisations)
     t = time.perf_counter()
-    verified = hub.verify()
+    verified = None if args.no_verify else hub.verify()
     verify_s = time.perf_counter() - t
     print(
         json.dumps(
@@ -99,9 +107,15 @@ def main() -> None:
                 "disclosure_ms": round(statistics.median(report), 1),
                 "consulted_found": len(found.consulted),
                 "disclosure_lines": lines,
-                "verify_s": round(verify_s, 1),
-                "verify_ok": verified.ok,
-                "access_records": verified.records,
+                "verify_child_ms": round(statistics.median(one), 1),
+                "verify_child_ok": child_verified.ok,
+                "verify_child_view_records": child_verified.view_records,
+                "log_position": hub.store.log_position(),
+                **(
+                    {}
+                    if verified is None
+                    else {"verify_s": round(verify_s, 1), "verify_ok": verified.ok, "access_records": verified.records}
+                ),
             }
         ),
         flush=True,

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, InterfaceError, OperationalError
@@ -40,6 +40,7 @@ from psycopg.sql import SQL, Identifier
 
 from events.envelope_ids import FORMAT_TABLE, StoredEnvelope, columns
 from events.envelope_ids import TABLE as ENVELOPE_IDS
+from events.topic_index import INDEXED_TOPICS, literal
 
 
 @contextmanager
@@ -162,6 +163,41 @@ class PostgresRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(
             SQL("CREATE TABLE IF NOT EXISTS {table} (format integer NOT NULL)").format(table=self.format_table)
         )
+        events_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(self.events_table_name))
+        for name, topic in INDEXED_TOPICS.items():  # events.topic_index: the audit topic indexes
+            self.sql_create_statements.append(
+                SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (notification_id) WHERE topic = {topic}").format(
+                    name=Identifier(name), table=events_table, topic=SQL(literal(topic))
+                )
+            )
+        self.events_table_sql = events_table
+
+    def select_indexed(self, topic: str, start: int, limit: int, stop: int | None = None) -> list[Notification]:
+        """``select_notifications(start, limit, stop, topics=[topic])`` for a topic of
+        ``events.topic_index.INDEXED_TOPICS``, through its partial index (the topic a constant in the statement)."""
+        if topic not in INDEXED_TOPICS.values():
+            raise ValueError(f"{topic} has no audit topic index")
+        statement = SQL("SELECT * FROM {table} WHERE topic = {topic} AND notification_id >= %s").format(
+            table=self.events_table_sql, topic=SQL(literal(topic))
+        )
+        params = [start]
+        if stop is not None:
+            statement += SQL(" AND notification_id <= %s")
+            params.append(stop)
+        statement += SQL(" ORDER BY notification_id LIMIT %s")
+        params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, params)
+            return [
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
     def create_table(self) -> None:
         """The library's ``create_table``, one process at a time (``schema_changes_locked``): several processes

@@ -37,6 +37,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from events.topic_index import INDEXED_TOPICS
+
 
 def stream_versions(store: Any, ids: Iterable[UUID]) -> dict[UUID, int]:
     """The current version (the highest stored ``originator_version``) of each stream in ``ids`` that has
@@ -251,10 +253,17 @@ NOTIFICATIONS_PAGE = 500  # notifications read at a time by ``stored_of``
 def stored_of(store: Any, topic: str, *, until: int | None = None) -> Iterator[StoredEvent]:
     """Every stored event of ``topic`` in the log's global order (up to log position ``until``, when given), as
     stored (not opened), read a page at a time: the one way the audit pages through a kind of record (access
-    records, view records, consulted sets)."""
+    records, view records, consulted sets). A topic of the audit topic indexes goes through its index
+    (``events.topic_index.INDEXED_TOPICS``: the view records and consulted sets, without a scan of the whole log)."""
+    indexed = getattr(store.recorder, "select_indexed", None)
+    if topic not in INDEXED_TOPICS.values():
+        indexed = None
     start = 1
     while True:
-        page = store.recorder.select_notifications(start, NOTIFICATIONS_PAGE, stop=until, topics=[topic])
+        if indexed is not None:
+            page = indexed(topic, start, NOTIFICATIONS_PAGE, until)
+        else:
+            page = store.recorder.select_notifications(start, NOTIFICATIONS_PAGE, stop=until, topics=[topic])
         yield from page
         if len(page) < NOTIFICATIONS_PAGE:
             return

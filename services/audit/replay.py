@@ -51,7 +51,10 @@ each view record's consulted set checked against its digest, and the view record
 against each other (``views_against_reads``: a view record deleted, even the last of a chain or a whole chain,
 shows through the access records that name it; a shown access record deleted, through the view record); a sample
 of each record's consulted children is replayed (``replay_view_samples``: a counted child whose read the policy
-refuses is reported).
+refuses is reported). With ``child``, the same checks for the view records that name the child
+(``_child_views``): the whole chain of each reader whose view showed or consulted the child
+(``view_log.chains_naming``), the child's access records against those records, both ways, and the child's read
+where it is in a record's sample.
 
 Replay (``problem`` ``decision`` and ``content``)
 -------------------------------------------------
@@ -372,6 +375,7 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
     chains: dict[UUID, _Chain] = {}
     anonymous: list[tuple[UUID, Mismatch]] = []  # chain faults found before the child's name is known
     named: dict[str, tuple[str, str, int]] = {}  # access record id -> (child, view record id, sequence)
+    viewers: list[dict[str, Any]] = []  # the readers of the records that name a view (``child`` only)
     for stored in stored_records(store, child):
         loaded = load(store, stored)
         report.records += 1
@@ -381,6 +385,8 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
                 loaded.record["view"],
                 loaded.sequence,
             )
+            if isinstance(loaded.record.get("reader"), dict):
+                viewers.append(loaded.record["reader"])
         chain = chains.setdefault(loaded.stream, _Chain(child=child))
         record = loaded.record
         if (
@@ -415,15 +421,46 @@ def verify(store: HubStore, *, child: str | None = None) -> VerifyReport:
         ]
         report.mismatches += views_against_reads(views, named)
         report.mismatches += replay_view_samples(store, views.sampled, history)
+    else:
+        report.mismatches += _child_views(store, child, named, viewers, history, report)
     return report
 
 
-def replay_view_samples(store: HubStore, records: list[dict[str, Any]], history: History) -> list[Mismatch]:
+def _child_views(
+    store: HubStore,
+    child: str,
+    named: Mapping[str, tuple[str, str, int]],
+    viewers: list[dict[str, Any]],
+    history: History,
+    report: VerifyReport,
+) -> list[Mismatch]:
+    """``verify --child``'s check of the view records that name ``child``, as the whole verify checks every view
+    record: the chains that hold them (``view_log.chains_naming``), each whole, with their consulted sets; the
+    child's access records that name a view against those chains' records that show the child, both ways
+    (``views_against_reads``); and the child's place in each record's replayed sample (``replay_view_samples``,
+    the child's read only)."""
+    views = view_log.verify_chains(store, view_log.chains_naming(store, child, viewers))
+    report.view_records = views.count
+    mismatches = [
+        Mismatch(f.record, f"(view log {f.stream})", f.sequence, "chain", f.detail, f.fault) for f in views.faults
+    ]
+    views.shown = {
+        vid: (stream, {child: shown[child]}) for vid, (stream, shown) in views.shown.items() if child in shown
+    }
+    mismatches += views_against_reads(views, named)
+    sampled = [r for r in views.sampled if child in r["sample"]]
+    return mismatches + replay_view_samples(store, sampled, history, only=child)
+
+
+def replay_view_samples(
+    store: HubStore, records: list[dict[str, Any]], history: History, *, only: str | None = None
+) -> list[Mismatch]:
     """Each intact view record's sample of consulted children (``services.reading.view_log.sample``) replayed:
     the sample is the one its id gives from its consulted set, and each sampled child's read, decided again by
     ``replay`` at the record's time, the child's stream position it names, its registry version, settings and
     policy version, is allowed (a consulted child is one whose read was allowed). A child erased since is not
-    replayed (its content is gone). ``problem`` ``view``, fault ``differs``."""
+    replayed (its content is gone). ``only``: replay that child's read alone (``verify --child``). ``problem``
+    ``view``, fault ``differs``."""
     problems = []
     sets: dict[str, list[str] | None] = {}
     for record in records:
@@ -445,6 +482,8 @@ def replay_view_samples(store: HubStore, records: list[dict[str, Any]], history:
             )
             continue
         for child_id, position in sorted(sampled.items()):
+            if only is not None and child_id != only:
+                continue
             read = {**record, "child": child_id, "child_position": position}
             try:
                 child = history.child(child_id)

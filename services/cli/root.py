@@ -318,7 +318,10 @@ def scenario_run(
 def audit_verify(
     database: Database = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    child: Annotated[str | None, typer.Option("--child", help="Check this child's access log only.")] = None,
+    child: Annotated[
+        str | None,
+        typer.Option("--child", help="Check this child's access log and the view records that name the child only."),
+    ] = None,
     anchor_file: Annotated[
         Path | None,
         typer.Option(
@@ -359,6 +362,9 @@ def audit_verify(
         out.print(f"[red]BROKEN CHAIN 改ざんの疑い[/red] first broken record of {m.describe()}")
     for m in report.replay_mismatches:
         out.print(f"[red]MISMATCH[/red] {m.describe()}")
+    for m in report.mismatches:
+        if m.problem == "view":
+            out.print(f"[red]VIEW 一覧の閲覧記録と閲覧記録の不一致[/red] {m.describe()}")
     for m in report.not_as_anchored:
         out.print(f"[red]NOT AS ANCHORED アンカー作成時の記録と一致しません[/red] {m.describe()}")
     out.print(

@@ -288,8 +288,9 @@ class Checked:
     sampled: list[dict[str, Any]] = field(default_factory=list)  # the intact records with a ``sample`` to replay
 
 
-def verify_chains(store: HubStore) -> Checked:
-    """Every reader's chain checked: see ``Checked``."""
+def verify_chains(store: HubStore, streams: Iterable[UUID] | None = None) -> Checked:
+    """Every reader's chain checked (or the chains ``streams`` only, each whole: ``chains_naming``): see
+    ``Checked``."""
     heads: dict[UUID, tuple[int, str]] = {}  # stream -> (the last sequence checked, its hash)
     broken: set[UUID] = set()
     checked = Checked()
@@ -297,7 +298,8 @@ def verify_chains(store: HubStore) -> Checked:
     sets: dict[
         str, tuple[str, int, Any, Any]
     ] = {}  # digest -> the first record naming it (stream, sequence, id, count)
-    for stored in stored_views(store):
+    stored_records = stored_views(store) if streams is None else _stored_in(store, streams)
+    for stored in stored_records:
         checked.count += 1
         stream = stored.originator_id
         sequence, previous = heads.get(stream, (0, ""))
@@ -335,6 +337,29 @@ def verify_chains(store: HubStore) -> Checked:
             checked.sampled.append(record)
     faults += [f for digest, first in sets.items() if (f := _check_set(store, digest, *first)) is not None]
     return checked
+
+
+def _stored_in(store: HubStore, streams: Iterable[UUID]) -> Iterator[Any]:
+    """The stored view records of the readers' chains ``streams``, each chain in order (as stored: not opened)."""
+    for stream in dict.fromkeys(streams):
+        for stored in store.recorder.select_events(stream):
+            if stored.topic == VIEW_TOPIC:
+                yield stored
+
+
+def chains_naming(store: HubStore, child: str, readers: Iterable[Mapping[str, Any]]) -> list[UUID]:
+    """The readers' chains that ``tsunagu audit verify --child`` checks for ``child``: the chain of each reader in
+    ``readers`` (the readers of the child's access records that name a view: their view records must be there) and
+    of each reader whose view record consulted the child (``consulting``). Each is checked whole (a record's place in
+    its chain is known only from the records before it). What this cannot see for one child: a chain cut off after
+    the last record naming the child, or a whole chain deleted whose views never showed the child; the anchor
+    (``services.audit.anchors``) catches both, and the whole log's verify checks every chain."""
+    found = [ViewLog.create_id(str(r.get("org")), r.get("user")) for r in readers]
+    for record in consulting(store, child):
+        reader = record.get("reader")
+        reader = reader if isinstance(reader, dict) else {}
+        found.append(ViewLog.create_id(str(reader.get("org")), reader.get("user")))
+    return list(dict.fromkeys(found))
 
 
 def _check_set(store: HubStore, digest: str, stream: str, sequence: int, rid: Any, count: Any) -> ViewFault | None:

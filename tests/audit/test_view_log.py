@@ -175,6 +175,15 @@ def test_the_command_line_lists_the_view_and_verify_counts_the_view_records(make
     verified = CliRunner().invoke(app, ["audit", "verify", "--database", url])
     assert verified.exit_code == 0, verified.output
     assert "1 view records chain-checked" in " ".join(verified.output.split())
+    one = CliRunner().invoke(app, ["audit", "verify", "--child", "c3", "--database", url])
+    assert one.exit_code == 0, one.output
+    assert "1 view records chain-checked" in " ".join(one.output.split())
+    hub = make_hub(database=url)
+    delete_views(hub, "beppu-center", "田中", 1, 2)
+    hub.close()
+    caught = CliRunner().invoke(app, ["audit", "verify", "--child", "c1", "--database", url])
+    assert caught.exit_code == 1, caught.output
+    assert "VIEW" in caught.output and "一覧の閲覧記録" in caught.output
 
 
 @pytest.mark.http
@@ -353,3 +362,162 @@ def test_a_view_record_names_its_versions_and_verify_replays_a_sample_of_its_con
     refused = [m for m in world.verify().mismatches if m.problem == "view"]
     assert sorted(m.child for m in refused) == CHILDREN
     assert all(m.fault == "differs" and "replays as refused" in m.detail for m in refused)
+
+
+# --- One child's verify checks the view records that name it (tsunagu audit verify --child) --------------------
+
+
+def test_verify_of_one_child_checks_the_view_records_that_name_it(world):
+    from services.audit.replay import verify
+
+    ledger_page(world)  # 田中: c1 shown, c2 and c3 counted
+    ledger_page(world)
+    ledger_page(world, user="佐藤")
+    for child in CHILDREN:
+        report = verify(world.store, child=child)
+        assert report.ok and report.view_records == 3  # both readers' chains: each names every child
+    first = view_log.stored_views(world.store)
+    stored = next(first)
+    forged = world.store.mapper.to_domain_event(stored)
+    forged.record["query"] = {"per_page": 50}  # altered: its hash no longer matches
+    with world.store.recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+            (
+                world.store.mapper.to_stored_event(forged).state,
+                UUID(str(stored.originator_id)).hex,
+                stored.originator_version,
+            ),
+        )
+    for child in CHILDREN:  # shown (c1) or only counted (c2, c3): the record is checked for each
+        (m,) = verify(world.store, child=child).mismatches
+        assert (m.problem, m.fault, m.record, m.sequence) == ("chain", "edited", forged.record["id"], 1)
+        assert m.child == f"(view log {view_log.ViewLog.create_id('beppu-center', '田中')})"
+
+
+def test_verify_of_one_child_catches_a_view_record_naming_it_deleted(world):
+    from services.audit.replay import verify
+
+    page = ledger_page(world)
+    second = ledger_page(world)
+    first_id, second_id = (r["id"] for r in records(world))
+    delete_views(world, "beppu-center", "田中", 2)  # the first record (version 1 is the log's creation)
+    for child in ("c2", "c3"):  # counted only: the gap in the chain of the view that still names the child
+        (m,) = verify(world.store, child=child).mismatches
+        assert (m.problem, m.fault, m.sequence) == ("chain", "missing", 1)
+    faults = {(m.problem, m.fault, m.record) for m in verify(world.store, child="c1").mismatches}
+    assert faults == {("chain", "missing", second_id), ("view", "missing", first_id)}  # c1's read names the view
+    assert page.reads[0] != second.reads[0]
+    delete_views(world, "beppu-center", "田中", 1, 3)  # the rest of the chain: only c1's reads still name them
+    faults = {(m.problem, m.fault, m.record) for m in verify(world.store, child="c1").mismatches}
+    assert faults == {("view", "missing", first_id), ("view", "missing", second_id)}
+    assert verify(world.store, child="c1").view_records == 0
+
+
+def test_verify_of_one_child_catches_its_access_record_a_view_names_as_shown_deleted(world):
+    from services.audit.replay import verify
+
+    page = ledger_page(world)
+    (record,) = records(world)
+    with world.store.recorder.datastore.transaction(commit=True) as cursor:
+        cursor.execute(
+            "DELETE FROM stored_events WHERE originator_id = ? AND originator_version = 2",
+            (AccessLog.create_id("c1").hex,),
+        )
+    (m,) = [m for m in verify(world.store, child="c1").mismatches if m.problem == "view"]
+    assert m.record == record["id"] and page.reads[0] in m.detail
+    assert verify(world.store, child="c2").ok  # another child's audit: its own records are intact
+
+
+# --- The audit topic indexes (a child's audit without a scan of the whole log) -----------------------------------
+
+
+def test_the_view_logs_topics_are_paged_through_their_partial_indexes(world):
+    from events.sqlite import INDEXED_TOPICS
+
+    assert set(INDEXED_TOPICS.values()) == {view_log.VIEW_TOPIC, view_log.SET_TOPIC}
+    ledger_page(world)
+    ledger_page(world, user="佐藤")
+    recorder = world.store.recorder
+    for name, topic in INDEXED_TOPICS.items():
+        scanned = recorder.select_notifications(1, 500, topics=[topic])  # the library's way: a scan by topic
+        assert recorder.select_indexed(topic, 1, 500) == scanned and scanned
+        assert recorder.select_indexed(topic, scanned[-1].id, 500, stop=scanned[-1].id) == scanned[-1:]
+        with recorder.datastore.transaction(commit=False) as cursor:
+            quoted = topic.replace("'", "''")
+            cursor.execute(
+                f"EXPLAIN QUERY PLAN SELECT rowid, * FROM stored_events WHERE topic = '{quoted}' AND rowid >= ? "
+                "ORDER BY rowid LIMIT ?",
+                (1, 500),
+            )
+            assert f"USING INDEX {name}" in " ".join(str(row[-1]) for row in cursor.fetchall())
+    assert [s.originator_id for s in view_log.stored_views(world.store)] == [
+        s.originator_id for s in recorder.select_notifications(1, 500, topics=[view_log.VIEW_TOPIC])
+    ]
+    with pytest.raises(ValueError):
+        recorder.select_indexed("events.store:AccessLog.ReadRecorded", 1, 10)
+
+
+def test_a_store_written_before_the_audit_topic_indexes_gets_them_when_opened(make_hub, tmp_path):
+    from events.sqlite import INDEXED_TOPICS
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    hub = make_hub(database=url)
+    hub.load_orgs(ORGS)
+    hub.publish([envelope(c, 1, "child.registered", {"residence": "442020"}) for c in CHILDREN])
+    hub.publish(
+        [
+            envelope(c, 2, "case.registered", {"case": f"K{i}", "category": "youhogo", "case_type": "parenting"})
+            for i, c in enumerate(CHILDREN, start=1)
+        ]
+    )
+    ledger_page(hub)
+    with hub.store.recorder.datastore.transaction(commit=True) as cursor:  # as written by the code before them
+        for name in INDEXED_TOPICS:
+            cursor.execute(f"DROP INDEX {name}")
+    hub.close()
+    hub = make_hub(database=url)
+    with hub.store.recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        assert set(INDEXED_TOPICS) <= {row[0] for row in cursor.fetchall()}
+    assert [v.view for v in Auditing(hub.store, hub.clock).reads_of_child("c3", Period(), actor=AUDITOR).consulted] == [
+        "ledger"
+    ]
+    assert hub.verify().ok
+
+
+@pytest.mark.postgres
+def test_the_audit_topic_indexes_on_postgresql(make_hub, postgres_url):
+    import psycopg
+
+    from events.topic_index import INDEXED_TOPICS
+
+    hub = make_hub(database=postgres_url)
+    hub.load_orgs(ORGS)
+    for n, kind, payload in ((1, "child.registered", {"residence": "442020"}), (2, "case.registered", None)):
+        batch = [
+            envelope(c, n, kind, payload or {"case": f"K{i}", "category": "youhogo", "case_type": "parenting"})
+            for i, c in enumerate(CHILDREN, start=1)
+        ]
+        assert all(r.outcome == "accepted" for r in hub.publish(batch))
+    ledger_page(hub)
+    ledger_page(hub, user="佐藤")
+    recorder = hub.store.recorder
+    for topic in INDEXED_TOPICS.values():
+        scanned = recorder.select_notifications(1, 500, topics=[topic])
+        assert recorder.select_indexed(topic, 1, 500) == scanned and scanned
+        assert recorder.select_indexed(topic, scanned[-1].id, 500, stop=scanned[-1].id) == scanned[-1:]
+    schema = postgres_url.split("schema=")[1]
+    with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")  # a table this small is scanned anyway: is the index usable?
+        topic = INDEXED_TOPICS["tsunagu_topic_view_records"]
+        plan = conn.execute(
+            f"EXPLAIN SELECT * FROM {schema}.{recorder.events_table_name} WHERE topic = '{topic}' AND notification_id >= 1 "
+            "ORDER BY notification_id LIMIT 500"
+        ).fetchall()
+        assert "tsunagu_topic_view_records" in " ".join(row[0] for row in plan)
+    assert [v.view for v in Auditing(hub.store, hub.clock).reads_of_child("c3", Period(), actor=AUDITOR).consulted] == [
+        "ledger",
+        "ledger",
+    ]
+    assert hub.verify().ok
