@@ -118,6 +118,15 @@ def stream_lock_key(schema: str, stream: UUID) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+class StreamsBusy(Exception):
+    """``PostgresRecorder.streams_locked(wait=False)``: another transaction holds the lock ``key`` of one of the
+    streams (the first such key in the keys' order)."""
+
+    def __init__(self, key: int):
+        super().__init__(key)
+        self.key = key
+
+
 class PostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -125,6 +134,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
         # order in which the aggregate calls the function), so that two writers never wait for each other in turn.
         self.lock_streams_statement = SQL(
             "SELECT count(pg_advisory_xact_lock(k)) AS locked "
+            "FROM (SELECT k FROM unnest(%s::bigint[]) AS u(k) ORDER BY k OFFSET 0) AS ordered"
+        )
+        # The same locks without waiting (``streams_locked(wait=False)``): each key, in the same order, and whether
+        # it was taken; the transaction is rolled back if one was not, which gives back those that were.
+        self.try_streams_statement = SQL(
+            "SELECT k, pg_try_advisory_xact_lock(k) AS taken "
             "FROM (SELECT k FROM unnest(%s::bigint[]) AS u(k) ORDER BY k OFFSET 0) AS ordered"
         )
         # Each stream's last event from the end of its primary key: one index probe per stream.
@@ -253,18 +268,28 @@ class PostgresRecorder(PostgresApplicationRecorder):
             ]
 
     @contextmanager
-    def streams_locked(self, streams: Sequence[UUID]) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
+    def streams_locked(
+        self, streams: Sequence[UUID], *, wait: bool = True
+    ) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
         """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
         taken in the keys' order), and the last stored event of each that has events, read under the locks: the
         transaction's connection (pass it as ``held`` to ``insert_events`` to append in the transaction) and
         those events. Committed when the block ends without an exception, which releases the locks; rolled back
-        otherwise. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user."""
+        otherwise. ``wait=False``: a lock another transaction holds is not waited for; entering raises
+        ``StreamsBusy`` (naming the first such key) and the transaction is rolled back, giving back the locks it
+        had taken. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
         with self.datastore.get_connection() as conn, conn.transaction():
             with conn.cursor() as curs:
-                curs.execute(self.lock_streams_statement, [keys], prepare=True)
+                if wait:
+                    curs.execute(self.lock_streams_statement, [keys], prepare=True)
+                else:
+                    curs.execute(self.try_streams_statement, [keys], prepare=True)
+                    busy = [row["k"] for row in curs.fetchall() if not row["taken"]]
+                    if busy:
+                        raise StreamsBusy(busy[0])
             with conn.cursor(binary=True) as curs:
                 curs.execute(self.select_heads_statement, [ids], prepare=True)
                 heads = [
@@ -277,6 +302,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
                     for row in curs.fetchall()
                 ]
             yield conn, heads
+
+    def wait_for_stream_lock(self, key: int) -> None:
+        """Wait until the advisory lock ``key`` (``stream_lock_key``, as ``StreamsBusy`` names it) is free, holding
+        no other lock meanwhile: it is taken in a transaction of its own and given back at once."""
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any
