@@ -485,8 +485,8 @@ _STREAM_TURNS = _StreamTurns()
 @dataclass
 class InTurn:
     """What ``HubStore.append_in_turn`` gives its block: each stream's last event (``heads``; a stream with no
-    event is absent), read while the streams are held, and ``save`` (``HubStore.save``, in the held transaction on
-    PostgreSQL)."""
+    event is absent), read while the streams are held, and ``save`` (``HubStore.save``; on PostgreSQL on the held
+    connection, in one statement: ``PostgresRecorder.insert_in_one_step``)."""
 
     heads: dict[UUID, Any]
     save: Callable[..., Any]
@@ -536,11 +536,14 @@ class HubStore(Application[UUID]):
         (``bench/load.py``).
 
         The turn: first this process's lock of each stream (``_StreamTurns``: threads of one process wait here,
-        without a database connection), then, on PostgreSQL, a transaction holding each stream's transaction-level
-        advisory lock (``PostgresRecorder.streams_locked``), in one order, in which the heads are read (one
-        query) and the block's ``save`` appends; it commits when the block ends, which releases the locks, or
-        rolls back. A writer never waits for the database's locks while it holds this process's
-        (``_database_turn``). On SQLite, which one process uses, the process's locks alone, and ``save`` is the store's.
+        without a database connection), then, on PostgreSQL, a connection holding each stream's advisory lock
+        (``PostgresRecorder.streams_locked``, session-level, taken in one order), on which the heads are read
+        (one query) and the block's ``save`` appends in one statement that is its own transaction
+        (``PostgresRecorder.insert_in_one_step``: the events table's lock is held on the server only); the locks
+        are given back when the block ends. Call ``save`` once, with everything to append: two calls would be
+        two transactions. A writer never waits for the database's locks while it holds this process's
+        (``_database_turn``). On SQLite, which one process uses, the process's locks alone, and ``save`` is the
+        store's.
         Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
         append. Keep the block short (chain and save): the heads are current only inside it. The appends keep
         their optimistic check on each stream's version (a writer that does not take its turn is refused, as
