@@ -7,8 +7,8 @@ added up to the cores, and 2 API processes serve ≥ 1.6× one).
 
 Why wrk and not locust: the load run (``bench/load.py``) paces 50 sessions and offers about 42 requests a second,
 which one process already answers, so it cannot show growth; locust without pauses spends a core of Python on
-making the requests, on a machine of two. wrk is C (an epoll loop per thread): it costs about a tenth of the
-API's CPU per request here (measured and printed below), so the API and PostgreSQL keep the cores. Closed loop:
+making the requests, on a machine of two. wrk is C (an epoll loop per thread): it used 0.01–0.02 of a core here,
+about 2 % of the API's CPU (measured and printed), so the API and PostgreSQL keep the cores. Closed loop:
 ``--clients`` c runs ``wrk -t c -c c`` (one connection a thread), each connection sending its next request when
 the answer came; the Lua script (``bench/http_saturate.lua``) pairs each request with its answer and writes the
 kind, status and time of each.
@@ -18,12 +18,13 @@ On loopback only: a throwaway PostgreSQL (``deploy/local-postgres.sh``, not dura
 tokens of their own), then for each N ``tsunagu serve --workers N`` (rate limit set far above the load, counted
 in each process's memory), a warm-up, and for each client count ``--seconds`` of requests: a timeline read of a
 random child (purpose support), or, with ``--ledger-share``, a ledger page (``GET /v1/ledger?page=…&per_page=50``,
-a filter or a sort one time in two). Every answer but 200 is a failure (the figures count only with none).
+a filter or a sort one time in two; every request with one of the caseworkers' tokens, at random). Every answer but 200 is a failure (the figures count only with none).
 
 Prints per N and client count: requests per second, p50/p95/p99 per kind, and the CPU (user + system, from
-``/proc``) of the API processes per request, of PostgreSQL (the postmaster and its backends) per request, and of
-wrk, as a share of the two cores. ``--profile DIR`` runs ``py-spy record`` on each API worker during the largest
-client count of each N (raw stacks in DIR; the profiler's own CPU disturbs that step's figures).
+``/proc``) of the API processes per request, of PostgreSQL (the postmaster and its backends) per request, and the
+cores used by the API, PostgreSQL, wrk and the whole machine (``/proc/stat``: the difference is other users').
+``--profile DIR`` runs ``py-spy record`` on each API worker during the largest client count of each N (raw
+stacks in DIR; the profiler's own CPU disturbs that step's figures).
 
 "Before and after" on one machine: run this file from the newer tree with ``--code DIR`` pointing at a
 ``git archive`` of the older one, so that the servers run the older code (``PYTHONPATH``).
@@ -81,6 +82,14 @@ def tree_cpu(pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, ``/proc/stat``): with the API's, PostgreSQL's and
+    wrk's, it says how much went to everything else (other users of a shared machine)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def postmaster(postgres: Postgres) -> int:
@@ -177,12 +186,14 @@ def main() -> None:
                                 )  # fmt: skip
                             )
                     api, pg, load = cpu_seconds(serve.pid), tree_cpu(pg_pid), os.getloadavg()[0]
+                    busy = machine_busy()
                     own = resource.getrusage(resource.RUSAGE_CHILDREN)
                     started = time.monotonic()
                     answers = run_wrk(base, clients, options.seconds, data_file, work / "answers.txt")
                     elapsed = time.monotonic() - started
                     mine = resource.getrusage(resource.RUSAGE_CHILDREN)
                     api, pg = cpu_seconds(serve.pid) - api, tree_cpu(pg_pid) - pg
+                    busy = machine_busy() - busy
                     generator = (mine.ru_utime + mine.ru_stime) - (own.ru_utime + own.ru_stime)
                     for spy in spies:
                         spy.wait(timeout=120)
@@ -216,6 +227,7 @@ def main() -> None:
                         "api_cores": round(api / elapsed, 2),
                         "pg_cores": round(pg / elapsed, 2),
                         "wrk_cores": None if generator is None else round(generator / elapsed, 3),
+                        "machine_busy_cores": round(busy / elapsed, 2),
                         "load": round(load, 1),
                         "profiled": bool(spies),
                     }
@@ -236,7 +248,7 @@ def main() -> None:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| N | clients | requests/s | failures | timeline p50 / p95 / p99 ms | ledger page p50 / p95 / p99 ms | "
-        "API CPU ms/request | PostgreSQL CPU ms/request | cores: API / PostgreSQL / wrk | load |",
+        "API CPU ms/request | PostgreSQL CPU ms/request | cores: API / PostgreSQL / wrk / machine busy | load |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -247,7 +259,7 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['workers']} | {r['clients']} | {r['rps']} | {r['failures']} | {cells[0]} | {cells[1]} | "
             f"{r['api_cpu_ms_per_request']} | {r['pg_cpu_ms_per_request']} | {r['api_cores']} / {r['pg_cores']} / "
-            f"{r['wrk_cores']} | {r['load']} |"
+            f"{r['wrk_cores']} / {r['machine_busy_cores']} | {r['load']} |"
         )
     return "\n".join(lines)
 
