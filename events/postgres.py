@@ -355,8 +355,9 @@ class PostgresRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any
     ) -> Sequence[int] | None:
-        """Insert in a transaction of its own (tried again on a lost connection), or, with ``held``, in the open
-        transaction of ``streams_locked`` (not tried again: the transaction is the caller's)."""
+        """Insert in a transaction of its own (tried again on a lost connection), or, with ``held``, on the
+        connection of ``streams_locked``: in one statement (``insert_in_one_step``), or, when the register's rows
+        come with the events, in one transaction on it (not tried again: the turn is the caller's)."""
         if held is not None:
             if kwargs.get("envelopes"):  # the register's rows commit with the events: one transaction
                 with held.transaction(), held.cursor() as curs:
