@@ -475,3 +475,44 @@ def test_valid_until_is_the_next_instant_a_time_bound_fact_names() -> None:
     assert decision_valid_until(events, hours3, T0 + timedelta(hours=5)) == T0 + timedelta(hours=30)  # consent
     assert decision_valid_until(events, hours3, T0 + timedelta(hours=30)) == T0 + timedelta(hours=50)
     assert decision_valid_until(events, hours3, T0 + timedelta(hours=50)) is None
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dates()
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.mark.unit
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(_JSON, min_size=8, max_size=8))
+def test_a_row_as_json_is_what_asdict_gives_and_a_copy(values) -> None:
+    """``CaseRow.to_dict`` (``plain_copy`` field by field) equals ``dataclasses.asdict`` plus the labels, for any
+    JSON values in the fields (and tuples and dates, left to asdict's rule), and shares no container with the
+    row (a caller changing the answer does not change a row decided ahead)."""
+    import copy
+    from dataclasses import asdict
+
+    from services.casework.ledger import CaseRow
+
+    history, members, review, attendance, alerts, concerns, ledger, changes = values
+    row = CaseRow(
+        case="K-1", child="c1", center="beppu-center", status="open", category="youhogo", case_type="neglect",
+        case_type_history=[{"at": "2026-01-01", "to": history}], registered_at="2026-01-01", members=[members],
+        last_review={"at": "2026-02-01", "decision": review}, next_review="2026-05-01", next_review_default=False,
+        attendance={"m": attendance}, open_alerts=[alerts], concerns=[{"x": concerns}], ledger={"l": ledger},
+        protection=False, changes=[changes], answers=[{"a": values}], reasons=["alert"],
+    )  # fmt: skip
+    before = copy.deepcopy(values)
+    made = row.to_dict()
+    expected = asdict(row) | {k: made[k] for k in ("category_ja", "case_type_ja", "status_ja")}
+    assert made == expected and list(made) == list(expected)
+    made["last_review"]["decision"] = "changed"
+    made["answers"][0]["a"].append("changed")
+    assert row.last_review["decision"] == before[2] and row.answers[0]["a"] == before

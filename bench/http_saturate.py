@@ -1,0 +1,268 @@
+"""Saturating HTTP load, closed loop (issue 16, item 2 through HTTP: throughput grows, never falls, as clients are
+added up to the cores, and 2 API processes serve ≥ 1.6× one).
+
+    apt-get install -y wrk      # Debian's wrk 4.1 (LuaJIT); for this bench only, not in CI
+    .venv/bin/python -m bench.http_saturate [--workers 1,2,4] [--clients 1,2,4,8] [--seconds 12] [--cases 200]
+        [--ledger-share 0.2] [--profile DIR]
+
+Why wrk and not locust: the load run (``bench/load.py``) paces 50 sessions and offers about 42 requests a second,
+which one process already answers, so it cannot show growth; locust without pauses spends a core of Python on
+making the requests, on a machine of two. wrk is C (an epoll loop per thread): it used 0.01–0.02 of a core here,
+about 2 % of the API's CPU (measured and printed), so the API and PostgreSQL keep the cores. Closed loop:
+``--clients`` c runs ``wrk -t c -c c`` (one connection a thread), each connection sending its next request when
+the answer came; the Lua script (``bench/http_saturate.lua``) pairs each request with its answer and writes the
+kind, status and time of each.
+
+On loopback only: a throwaway PostgreSQL (``deploy/local-postgres.sh``, not durable), the city of
+``bench/load.py`` (``build_world``: ``--cases`` open cases, 24 events a child, one centre, 60 caseworkers with
+tokens of their own), then for each N ``tsunagu serve --workers N`` (rate limit set far above the load, counted
+in each process's memory), a warm-up, and for each client count ``--seconds`` of requests: a timeline read of a
+random child (purpose support), or, with ``--ledger-share``, a ledger page (``GET /v1/ledger?page=…&per_page=50``,
+a filter or a sort one time in two; every request with one of the caseworkers' tokens, at random). Every answer but 200 is a failure (the figures count only with none).
+
+Prints per N and client count: requests per second, p50/p95/p99 per kind, and the CPU (user + system, from
+``/proc``) of the API processes per request, of PostgreSQL (the postmaster and its backends) per request, and the
+cores used by the API, PostgreSQL, wrk and the whole machine (``/proc/stat``: the difference is other users').
+``--profile DIR`` runs ``py-spy record`` on each API worker during the largest client count of each N (raw
+stacks in DIR; the profiler's own CPU disturbs that step's figures).
+
+"Before and after" on one machine: run this file from the newer tree with ``--code DIR`` pointing at a
+``git archive`` of the older one, so that the servers run the older code (``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.load import build_world, cpu_seconds, percentile
+from bench.soak import TSUNAGU, Postgres, _free_port, _wait
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ["", "", "", "&status=open&alerts=any", "&sort=case&order=desc", "&sort=child"]
+
+
+def lua_data(config: dict[str, Any], ledger_share: float) -> str:
+    """The run's settings as a Lua table for ``bench/http_saturate.lua`` (``dofile``)."""
+
+    def strings(values: list[str]) -> str:
+        return "{" + ",".join(json.dumps(v) for v in values) + "}"
+
+    return (
+        f"return {{tokens={strings(config['staff_tokens'])}, children={strings(config['children'])}, "
+        f"pages={max(1, config['cases'] // 50)}, ledger_share={ledger_share}, variants={strings(VARIANTS)}}}\n"
+    )
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU of ``pid``, of its children that ended (waited for), and of its children running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += sum(int(f) for f in fields[11:15]) / ticks
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return total
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, ``/proc/stat``): with the API's, PostgreSQL's and
+    wrk's, it says how much went to everything else (other users of a shared machine)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster(postgres: Postgres) -> int:
+    return int((postgres.directory / "data" / "postmaster.pid").read_text().split()[0])
+
+
+def run_wrk(base: str, clients: int, seconds: float, data_file: Path, out: Path) -> list[tuple[str, int, float]]:
+    env = {**os.environ, "TSUNAGU_WRK_DATA": str(data_file), "TSUNAGU_WRK_OUT": str(out)}
+    done = subprocess.run(
+        ["wrk", "-t", str(clients), "-c", str(clients), "-d", f"{int(seconds)}s", "--timeout", "60s",
+         "-s", str(ROOT / "bench" / "http_saturate.lua"), base],
+        env=env, capture_output=True, text=True, timeout=seconds + 120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    answers = []
+    for line in out.read_text().splitlines():
+        kind, status, micros = line.split()
+        answers.append((kind, int(status), int(micros) / 1000))
+    return answers
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--clients", default="1,2,4,8")
+    parser.add_argument("--seconds", type=float, default=12)
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--ledger-share", type=float, default=0.2)
+    parser.add_argument("--code", type=Path, help="a tree whose code the servers run (PYTHONPATH)")
+    parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the workers at the largest client count")
+    parser.add_argument("--json", type=Path)
+    options = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+    work = Path(tempfile.mkdtemp(prefix="tsunagu-saturate-"))
+    postgres = None
+    results: list[dict[str, Any]] = []
+    env = {**os.environ, "TSUNAGU_RATE_LIMIT": "100000000/minute"}
+    if options.code is not None:
+        env["PYTHONPATH"] = str(options.code.resolve())
+    client_counts = [int(c) for c in options.clients.split(",")]
+    try:
+        postgres = Postgres(work)
+        key_file = work / "signing-key.pem"
+        print(f"building a city of {options.cases} cases …", flush=True)
+        config = build_world(postgres.url, options.cases, key_file, work)
+        data_file = work / "wrk-data.lua"
+        data_file.write_text(lua_data(config, options.ledger_share))
+        pg_pid = postmaster(postgres)
+        for n in [int(w) for w in options.workers.split(",")]:
+            port = _free_port()
+            base = f"http://127.0.0.1:{port}"
+            serve = subprocess.Popen(
+                [str(TSUNAGU), "serve", "--port", str(port), "--workers", str(n), "--database", postgres.url,
+                 "--key-file", str(key_file)],
+                stdout=subprocess.DEVNULL, stderr=(work / f"serve-{n}.log").open("wb"), env=env,
+            )  # fmt: skip
+            try:
+                if not _wait(lambda b=base: httpx.get(f"{b}/v1/health", timeout=2).status_code == 200, 120):
+                    raise SystemExit((work / f"serve-{n}.log").read_text(errors="replace")[-2000:])
+                time.sleep(3)  # every worker process up
+                run_wrk(base, max(2, n), 6, data_file, work / "warm.txt")  # caches and connections in every worker
+                for clients in client_counts:
+                    spies = []
+                    if options.profile is not None and clients == max(client_counts):
+                        options.profile.mkdir(parents=True, exist_ok=True)
+                        for worker in children_of(serve.pid) or [serve.pid]:
+                            spies.append(
+                                subprocess.Popen(
+                                    [
+                                        str(Path(TSUNAGU).with_name("py-spy")),
+                                        "record",
+                                        "-r",
+                                        "50",
+                                        "-d",
+                                        str(int(options.seconds)),
+                                        "-f",
+                                        "raw",
+                                        "-o",
+                                        str(options.profile / f"n{n}-c{clients}-{worker}.txt"),
+                                        "-p",
+                                        str(worker),
+                                    ],
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL,
+                                )  # fmt: skip
+                            )
+                    api, pg, load = cpu_seconds(serve.pid), tree_cpu(pg_pid), os.getloadavg()[0]
+                    busy = machine_busy()
+                    own = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    started = time.monotonic()
+                    answers = run_wrk(base, clients, options.seconds, data_file, work / "answers.txt")
+                    elapsed = time.monotonic() - started
+                    mine = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    api, pg = cpu_seconds(serve.pid) - api, tree_cpu(pg_pid) - pg
+                    busy = machine_busy() - busy
+                    generator = (mine.ru_utime + mine.ru_stime) - (own.ru_utime + own.ru_stime)
+                    for spy in spies:
+                        spy.wait(timeout=120)
+                    if spies:  # py-spy is a child too: its CPU is not the generator's
+                        generator = None
+                    took: dict[str, list[float]] = defaultdict(list)
+                    failures: dict[str, int] = defaultdict(int)
+                    for kind, status, ms in answers:
+                        if status == 200:
+                            took[kind].append(ms)
+                        else:
+                            failures[kind] += 1
+                    ok = sum(len(v) for v in took.values())
+                    result = {
+                        "workers": n,
+                        "clients": clients,
+                        "rps": round(ok / elapsed, 1),
+                        "failures": sum(failures.values()),
+                        "kinds": {
+                            kind: {
+                                "requests": len(values),
+                                "failures": failures[kind],
+                                "p50": round(percentile(values, 50), 1),
+                                "p95": round(percentile(values, 95), 1),
+                                "p99": round(percentile(values, 99), 1),
+                            }
+                            for kind, values in sorted(took.items())
+                        },
+                        "api_cpu_ms_per_request": round(1000 * api / max(1, ok), 2),
+                        "pg_cpu_ms_per_request": round(1000 * pg / max(1, ok), 2),
+                        "api_cores": round(api / elapsed, 2),
+                        "pg_cores": round(pg / elapsed, 2),
+                        "wrk_cores": None if generator is None else round(generator / elapsed, 3),
+                        "machine_busy_cores": round(busy / elapsed, 2),
+                        "load": round(load, 1),
+                        "profiled": bool(spies),
+                    }
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
+            finally:
+                serve.terminate()
+                serve.wait(timeout=60)
+    finally:
+        if postgres is not None:
+            postgres.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print(table(results))
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=1))
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| N | clients | requests/s | failures | timeline p50 / p95 / p99 ms | ledger page p50 / p95 / p99 ms | "
+        "API CPU ms/request | PostgreSQL CPU ms/request | cores: API / PostgreSQL / wrk / machine busy | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        cells = []
+        for kind in ("timeline", "ledger"):
+            k = r["kinds"].get(kind)
+            cells.append(f"{k['p50']:g} / {k['p95']:g} / {k['p99']:g}" if k else "-")
+        lines.append(
+            f"| {r['workers']} | {r['clients']} | {r['rps']} | {r['failures']} | {cells[0]} | {cells[1]} | "
+            f"{r['api_cpu_ms_per_request']} | {r['pg_cpu_ms_per_request']} | {r['api_cores']} / {r['pg_cores']} / "
+            f"{r['wrk_cores']} / {r['machine_busy_cores']} | {r['load']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
