@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
+from eventsourcing.persistence import StoredEvent
 
 from events.sealing import KeyDestroyed, KeyUnknown, child_scope
 
@@ -58,7 +59,7 @@ class ChildSnapshots:
         self.store = store
         self.after = after  # a cold load that replayed this many events takes a snapshot (``SNAPSHOT_AFTER``)
         datastore = store.recorder.datastore
-        self.datastore = datastore
+        self.datastore: Any = datastore  # the library's SQLite or PostgreSQL datastore
         self.postgres = type(store.recorder).__module__.endswith("postgres")
         schema = getattr(datastore, "schema", None) if self.postgres else None
         self.table = f'"{schema}".{self.TABLE}' if schema else self.TABLE
@@ -89,22 +90,46 @@ class ChildSnapshots:
 
     # --- reading ---------------------------------------------------------------------------------------------
 
-    def load(self, stream: UUID) -> tuple[ChildRecord, int] | None:
-        """The child's record as stored now, from its snapshot and the events stored after it, with how many
-        events that was; None when the child has no snapshot that opens (none taken, or its key destroyed: the
-        caller replays the events)."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(self._sql(f"SELECT version, state FROM {self.table} WHERE stream = ?"), (self._key(stream),))
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        record = self._opened(stream, int(row["version"]), bytes(row["state"]))
-        if record is None:
-            return None
+    def load(self, stream: UUID) -> tuple[ChildRecord | None, int, bool]:
+        """The child's record as stored now (None: no such stream), how many events were replayed for it, and
+        whether it came from a snapshot: from the child's snapshot and the events stored after it, fetched in one
+        query; from every event when the child has no snapshot, or none that opens (its key destroyed: then the
+        events are fetched again, all of them)."""
         from events.store import project
 
-        tail = list(self.store.events.get(stream, gt=record.version))
-        return cast("ChildRecord", project(record, tail)), len(tail)
+        snapshot, stored = self._select(stream)
+        record = self._opened(stream, *snapshot) if snapshot is not None else None
+        if snapshot is not None and record is None:
+            stored = list(self.store.recorder.select_events(stream))
+        events = self.store.mapper.to_domain_events(stored)
+        return cast("ChildRecord | None", project(record, events)), len(events), record is not None
+
+    def _select(self, stream: UUID) -> tuple[tuple[int, bytes] | None, list[StoredEvent]]:
+        """The child's snapshot (version, sealed state), if any, and the stored events after its version (all of
+        them without a snapshot), in one query."""
+        key = self._key(stream)
+        query = self._sql(
+            f"SELECT 0 AS part, version, '' AS topic, state FROM {self.table} WHERE stream = ? UNION ALL "
+            f"SELECT 1 AS part, originator_version AS version, topic, state FROM {self.events_table} "
+            f"WHERE originator_id = ? AND originator_version > "
+            f"COALESCE((SELECT version FROM {self.table} WHERE stream = ?), 0) ORDER BY part, version"
+        )
+        if self.postgres:  # states as bytes (binary rows), as PostgresRecorder.select_events reads them
+            with self.datastore.get_connection() as conn, conn.cursor(binary=True) as cursor:
+                cursor.execute(query, (key, key, key))
+                rows = cursor.fetchall()
+        else:
+            with self.datastore.transaction(commit=False) as cursor:
+                cursor.execute(query, (key, key, key))
+                rows = cursor.fetchall()
+        snapshot = None
+        stored = []
+        for row in rows:
+            if row["part"] == 0:
+                snapshot = (int(row["version"]), bytes(row["state"]))
+            else:
+                stored.append(StoredEvent(stream, int(row["version"]), row["topic"], bytes(row["state"])))
+        return snapshot, stored
 
     def _opened(self, stream: UUID, version: int, sealed: bytes) -> ChildRecord | None:
         """The record a sealed snapshot holds, or None when it does not open (its key destroyed, or not this

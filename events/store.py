@@ -697,8 +697,8 @@ class HubStore(Application[UUID]):
     def read_child(self, child: str) -> ChildRecord | None:
         """The child's record for a read (``peek``: never trigger events on it), using the **children's
         snapshots** (``events.snapshots``): a cached record is fast-forwarded as ``peek`` does; one not cached is
-        loaded from its snapshot and the events stored after it, or, when it has no snapshot that opens (none
-        taken yet, an erased child's), replayed from every event as before. A load that replayed at least
+        loaded from its snapshot and the events stored after it (one query), or, when it has no snapshot that
+        opens (none taken yet, an erased child's), replayed from every event as the repository would, and cached. A load that replayed at least
         ``child_snapshots.after`` events (``events.snapshots.SNAPSHOT_AFTER``) takes a new snapshot before it
         returns. For the read path only: ``audit verify`` replays events (``replayed``) and never trusts a
         snapshot."""
@@ -711,17 +711,10 @@ class HubStore(Application[UUID]):
             return self.peek(stream)
         except KeyError:
             pass
-        loaded = self.child_snapshots.load(stream)
-        if loaded is None:
-            record = self.peek(stream)  # every event replayed, and cached
-            replayed = record.version - 1 if record is not None else 0
-        else:
-            record, replayed = loaded
-        state = (
-            ChildSnapshots.state_of(record) if record is not None and replayed >= self.child_snapshots.after else None
-        )
-        if loaded is not None:
-            cache.put(stream, record)
+        record, replayed, _ = self.child_snapshots.load(stream)
+        after = self.child_snapshots.after
+        state = ChildSnapshots.state_of(record) if record is not None and replayed >= after else None
+        cache.put(stream, record)
         if state is not None:
             self.child_snapshots.take(stream, state)
         return record
