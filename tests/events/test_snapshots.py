@@ -276,3 +276,31 @@ def test_on_postgres_an_erased_childs_snapshot_gives_nothing(postgres_url):
 @pytest.mark.postgres
 def test_on_postgres_audit_verify_does_not_trust_snapshots(postgres_url):
     check_verify_does_not_trust_snapshots(postgres_url)
+
+
+@pytest.mark.store
+def test_a_snapshot_is_written_only_while_the_stream_is_at_its_version(tmp_path):
+    """What keeps a snapshot from being sealed under a key made after an erasure it does not hold: ``take`` writes
+    only while the child's stream is still at the snapshot's version (and never a record holding ``child.erased``),
+    and never replaces a newer snapshot by an older one."""
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    pref = make_prefecture()
+    hub = hub_on(database)
+    try:
+        hub.load_orgs(pref.orgs)
+        publish(hub, list(event_stream(pref, 1, 30, prefix="v", seed=9)))
+        child = "v0000000"
+        stream = ChildRecord.create_id(child)
+        snapshots = hub.store.child_snapshots
+        old = snapshots.state_of(hub.store.replayed(stream))
+        assert old is not None
+        publish(hub, extra_events(child, center_of(hub, child), random.Random(1), 2))
+        assert not snapshots.take(stream, old)  # the stream moved on: not written
+        assert not snapshots.load(stream)[2]
+        new = snapshots.state_of(hub.store.replayed(stream))
+        assert new is not None and snapshots.take(stream, new)
+        assert snapshots.load(stream)[2] and snapshots.load(stream)[1] == 0
+        publish(hub, [erasure(child, center_of(hub, child))])
+        assert snapshots.state_of(hub.store.replayed(stream)) is None  # an erased child's record: no snapshot
+    finally:
+        hub.close()
