@@ -14,7 +14,8 @@ then replays the events, exactly as it does for an erased child without snapshot
 Derived data, migration-free: the events stay as they are; the table is created when a store opens and may be
 emptied or dropped at any time (``drop``), and is filled again by reads. A store without snapshots (an older
 store, ``tests/fixtures/*.db``) reads and verifies as before. ``audit verify`` never reads it (``services.audit``
-replays events through ``HubStore.get_or_none``); only the read path does (``HubStore.read_child``).
+replays every child from its events through ``HubStore.replayed``, which uses neither the aggregate cache nor
+a snapshot); only the read path does (``HubStore.read_child``).
 
 When a snapshot is taken (``HubStore.read_child``): after a cold load of a child that replayed at least
 ``SNAPSHOT_AFTER`` events (all of them, or those after an older snapshot), by the read that loaded it. Not on the
