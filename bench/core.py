@@ -114,13 +114,15 @@ def measure_reads(database: str, readers: list[tuple[str, str]], warm_reads: int
     hub.timeline(org=readers[0][1], role="caseworker", child=opener, purpose="support")
     first_read_ms = (time.perf_counter() - started) * 1000
     cold, warm = [], []
+    cpu: dict[int, list[float]] = {id(cold): [], id(warm): []}  # this process's CPU ms per read
     slowest = (0.0, 0.0)  # (read ms, of which garbage collection ms)
     for child, center in readers:
         for bucket in [cold] + [warm] * warm_reads:
             mark = len(GC.pauses)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             timeline = hub.timeline(org=center, role="caseworker", child=child, purpose="support")
             bucket.append((time.perf_counter() - started) * 1000)
+            cpu[id(bucket)].append((time.process_time() - cpu_started) * 1000)
             slowest = max(slowest, (bucket[-1], GC.since(mark) * 1000))
             assert timeline.allowed and len(timeline.entries) > 100
     hub.close()
@@ -133,6 +135,8 @@ def measure_reads(database: str, readers: list[tuple[str, str]], warm_reads: int
         "cold_p99_ms": round(percentile(cold, 99), 2),
         "warm_p50_ms": round(percentile(warm, 50), 2),
         "warm_p99_ms": round(percentile(warm, 99), 2),
+        "cold_cpu_p50_ms": round(percentile(cpu[id(cold)], 50), 2),
+        "warm_cpu_p50_ms": round(percentile(cpu[id(warm)], 50), 2),
         "mean_ms": round(statistics.mean(both), 2),
         "first_read_after_start_ms": round(first_read_ms, 2),
         "slowest_read_ms": round(slowest[0], 2),
@@ -156,20 +160,52 @@ def main() -> None:
         "a process of their own",
     )
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument(
+        "--read-phases",
+        type=int,
+        default=1,
+        help="read phases at each size, each in a new process (the second and later: a restarted API process, "
+        "which finds what earlier processes left in the store, such as the children's snapshots)",
+    )
+    parser.add_argument(
+        "--reads-only",
+        action="store_true",
+        help="publish nothing: measure the read phases on the store as it is (filled by an earlier run with the "
+        "same --probe-children), to alternate two versions of the code on one store",
+    )
     parser.add_argument("--out", default="bench/out/core.json")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
+    results: dict = {"database": args.database.split("@")[-1], "batch": args.batch, "phases": []}
+    probes = [f"p{i:07d}" for i in range(args.probe_children)]
+    if args.reads_only:
+        hub = Hub(args.database, settings=SETTINGS, clock=lambda: NOW)
+        stored = hub.store.log_position()
+        hub.close()
+        for n in range(args.read_phases):
+            phase = {
+                "stored_events": stored,
+                "read_phase": n + 1,
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+            }
+            phase.update(
+                measure_reads_elsewhere(args.database, readers_of(args.database, probes), args.warm_reads, "b0000000")
+            )
+            results["phases"].append(phase)
+            print(json.dumps(phase), flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+        return
+
     pref = make_prefecture()
     hub = Hub(args.database, settings=SETTINGS, clock=lambda: NOW)
     hub.load_orgs(pref.orgs)
-    results: dict = {"database": args.database.split("@")[-1], "batch": args.batch, "phases": []}
 
     probe_total = args.probe_children * args.probe_events
     published, elapsed = fill(
         hub, event_stream(pref, args.probe_children, args.probe_events, prefix="p", seed=1), probe_total, args.batch
     )
-    probes = [f"p{i:07d}" for i in range(args.probe_children)]
     background = event_stream(pref, 10**7, 200, prefix="b", seed=2)
     in_store = published
     total_elapsed = elapsed
@@ -184,10 +220,14 @@ def main() -> None:
             "load_average": [round(x, 2) for x in os.getloadavg()],
         }
         measure = measure_reads if args.reads_in_this_process else measure_reads_elsewhere
-        phase.update(measure(args.database, readers_of(args.database, probes), args.warm_reads, opener="b0000000"))
-        phase["reads_in"] = "the publishing process" if args.reads_in_this_process else "a process of their own"
-        results["phases"].append(phase)
-        print(json.dumps(phase), flush=True)
+        for n in range(args.read_phases):
+            measured = dict(phase, read_phase=n + 1)
+            measured.update(
+                measure(args.database, readers_of(args.database, probes), args.warm_reads, opener="b0000000")
+            )
+            measured["reads_in"] = "the publishing process" if args.reads_in_this_process else "a process of their own"
+            results["phases"].append(measured)
+            print(json.dumps(measured), flush=True)
     hub.close()
 
     hub = Hub(args.database, settings=SETTINGS, clock=lambda: NOW)

@@ -45,6 +45,7 @@ from eventsourcing.persistence import EventStore
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.model import Org, Recorded
 from events.sealing import DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope, stream_id
+from events.snapshots import ChildSnapshots
 
 if TYPE_CHECKING:  # for annotations only: a SQLite store does not load the PostgreSQL driver
     from events.postgres import PostgresRecorder
@@ -66,7 +67,14 @@ ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures 
 
 
 def recorded_from(envelope: dict[str, Any], audience: list[str], position: int) -> Recorded:
-    return Recorded(
+    """The ``Recorded`` of a stored envelope at ``position`` with its direct ``audience``.
+
+    **Recorded built directly**: its fields set in the instance's dict, without the frozen dataclass's
+    constructor (which sets each of the twelve fields through ``object.__setattr__``): a third of the time, and
+    every load of a child's stream makes one per event (from its events or from its snapshot,
+    ``events.snapshots``). ``tests/events/test_snapshots.py`` checks it gives what the constructor gives."""
+    recorded = object.__new__(Recorded)
+    recorded.__dict__.update(
         position=position,
         id=envelope["id"],
         kind=envelope["kind"],
@@ -80,6 +88,7 @@ def recorded_from(envelope: dict[str, Any], audience: list[str], position: int) 
         to=envelope.get("to"),
         sensitive=tuple(envelope.get("sensitive") or ()),
     )
+    return recorded
 
 
 class _CopiedOnWrite:
@@ -525,6 +534,7 @@ class HubStore(Application[UUID]):
         self.keys.before_use = self.erasures.check
         self._new_cache()
         self.format = self._open_format()
+        self.child_snapshots = ChildSnapshots(self)
 
     @contextmanager
     def append_in_turn(self, streams: Iterable[UUID]) -> Iterator[InTurn]:
@@ -692,6 +702,7 @@ class HubStore(Application[UUID]):
                 )
         destroyed = self.keys.destroy(scopes)
         self._forget_cached()
+        self.child_snapshots.forget(ChildRecord.create_id(child))
         return destroyed
 
     def _forget_cached(self) -> None:
@@ -723,6 +734,37 @@ class HubStore(Application[UUID]):
             return self.repository.get(aggregate_id, deepcopy_from_cache=False, projector_func=project)
         except AggregateNotFoundError:
             return None
+
+    def read_child(self, child: str) -> ChildRecord | None:
+        """The child's record for a read (``peek``: never trigger events on it), using the **children's
+        snapshots** (``events.snapshots``): a cached record is fast-forwarded as ``peek`` does; one not cached is
+        loaded from its snapshot and the events stored after it (one query), or, when it has no snapshot that
+        opens (none taken yet, an erased child's), replayed from every event as the repository would, and cached. A load that replayed at least
+        ``child_snapshots.after`` events (``events.snapshots.SNAPSHOT_AFTER``) takes a new snapshot before it
+        returns. For the read path only: ``audit verify`` replays events (``replayed``) and never trusts a
+        snapshot."""
+        stream = ChildRecord.create_id(child)
+        cache = self.repository.cache
+        if cache is None:
+            return self.peek(stream)
+        try:
+            cache.get(stream)  # a look-up first (WeighedCache: nothing loaded before an erasure's clear goes in)
+            return self.peek(stream)
+        except KeyError:
+            pass
+        record, replayed, _ = self.child_snapshots.load(stream)
+        after = self.child_snapshots.after
+        state = ChildSnapshots.state_of(record) if record is not None and replayed >= after else None
+        cache.put(stream, record)
+        if state is not None:
+            self.child_snapshots.take(stream, state)
+        return record
+
+    def replayed(self, aggregate_id: UUID) -> Any | None:
+        """The aggregate from every one of its stored events, neither the aggregate cache nor a snapshot used
+        (the cache may hold a child's record loaded from its snapshot, ``read_child``): what ``audit verify``
+        replays reads on. None: no such stream."""
+        return project(None, self.events.get(aggregate_id))
 
     def stored_envelopes(self, envelope_ids: Iterable[str]) -> dict[str, StoredEnvelope]:
         """Where each of ``envelope_ids`` that is stored was stored (``events.envelope_ids``), in one query."""

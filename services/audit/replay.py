@@ -295,7 +295,8 @@ class History:
 
     def child(self, child: str) -> ChildRecord | None:
         if child not in self._children:
-            self._children[child] = self.store.get_or_none(ChildRecord.create_id(child))
+            # from its events, never from the cache or a snapshot (events.snapshots): verify trusts events only
+            self._children[child] = self.store.replayed(ChildRecord.create_id(child))
         return self._children[child]
 
     def orgs(self, version: int) -> dict[str, Org]:

@@ -232,7 +232,7 @@ class TimelineReader:
         reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
         registry = self.store.registry()
         orgs, registry_version = registry.orgs, registry.version if registry.version else 0
-        cached = self.store.peek(ChildRecord.create_id(child))
+        cached = self.store.read_child(child)  # from its snapshot when not cached (events.snapshots)
         log_position = self.store.log_position()
         settings = self.settings  # once: the settings decided under are the ones recorded
         decided = decide(reader, child, cached, orgs, settings)  # built before it is recorded
