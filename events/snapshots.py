@@ -30,14 +30,15 @@ format) is logged apart (a warning: it should not happen) and overwritten by the
 
 When a snapshot is taken (``HubStore.read_child`` says one is due, ``SnapshotDue``): after a cold load of a child
 that replayed at least ``SNAPSHOT_AFTER`` events (all of them, or those after an older snapshot), by the read that
-loaded it, once that read is recorded. Not on the
-publish path, which appends a child's events without loading the child (``services.publishing.batch``): taking
-a snapshot there would mean loading every child it publishes about. Only children that are read get one, and a
-child read again and again in a process (warm, in the cache) costs nothing more; the next process to load it cold
-writes a newer snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
+loaded it, once that read is recorded (the read waits for that write before it returns: on SQLite for another
+writer's lock at most, on PostgreSQL for a destruction of the child's key in progress). Not on the publish path,
+which appends a child's events without loading the child (``services.publishing.batch``): taking a snapshot there
+would mean loading every child it publishes about. Only children that are read get one, and a child read again
+and again in a process (warm, in the cache) costs nothing more; the next process to load it cold writes a newer
+snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
 
 Erasure, and what must never happen: a snapshot of a child's content sealed under a key that outlives the
-child's erasure. ``take`` never snapshots a record holding ``child.erased``, and writes a snapshot in one
+child's erasure. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
 statement (``write``: ``INSERT … SELECT … WHERE``, no read-to-write upgrade on SQLite) only while the child's stream
 is still at the snapshot's version and the child's key it is sealed under is not destroyed: if an erasure was
 stored meanwhile, the stream is further on and nothing is written. On PostgreSQL the statement locks the key's
