@@ -341,7 +341,7 @@ def test_a_write_lock_held_elsewhere_does_not_fail_a_cold_read_which_is_recorded
             conn.execute("BEGIN IMMEDIATE")
             held.set()
             release.wait(10)
-            time.sleep(0.5)  # released while the read waits to record itself
+            time.sleep(1.5)  # released while the read waits to record itself (the busy timeout is 5 s)
             conn.execute("COMMIT")
         finally:
             conn.close()
