@@ -6,48 +6,88 @@ of the child one by one (an AES-GCM operation, a JSON read and a ``Recorded`` fo
 What a snapshot is: one row per child in ``tsunagu_child_snapshots`` (the child's stream id, the stream version
 it holds, the sealed state). The state is what publishing gave the child's ``ChildRecord`` up to that version
 (each published envelope with its audience, the record's creation and modification times), encoded with the
-store's transcoder and sealed under **the child's own data key** (``events.sealing``), bound by associated data to
-the stream and the version: a snapshot copied to another child's row or version does not open. Erasing the child
-destroys that key, so the snapshot no longer opens (and ``HubStore.shred`` deletes the row besides): the read
-then replays the events, exactly as it does for an erased child without snapshots.
+store's transcoder and sealed in **two layers**, as an event's content is (``events.sealing.SealingMapper``):
+under **the child's own data key**, then that under **the hub's key**, both with the same associated data (the
+snapshot format, ``ChildRecord.Published.class_version``, the stream and the version). So the only key id in
+clear in the row is the hub's: the child's key id, which projection rows show in clear, never links a snapshot
+row to them; a snapshot copied to another child's row or version, or taken before a change of format or of the
+event class's version (an upcaster), does not open, and is replaced by the next one taken. Erasing the child
+destroys the child's key, so the snapshot no longer opens (and ``HubStore.save`` deletes the row besides, after
+the batch's keys are destroyed): the read then replays the events, exactly as it does for an erased child without
+snapshots.
 
 Derived data, migration-free: the events stay as they are; the table is created when a store opens and may be
 emptied or dropped at any time (``drop``), and is filled again by reads. A store without snapshots (an older
 store, ``tests/fixtures/*.db``) reads and verifies as before. ``audit verify`` never reads it (``services.audit``
-replays every child from its events through ``HubStore.replayed``, which uses neither the aggregate cache nor
-a snapshot); only the read path does (``HubStore.read_child``).
+replays events through ``HubStore.replayed``); only the read path does (``HubStore.read_child``).
 
-When a snapshot is taken (``HubStore.read_child``): after a cold load of a child that replayed at least
-``SNAPSHOT_AFTER`` events (all of them, or those after an older snapshot), by the read that loaded it. Not on the
-publish path, which appends a child's events without loading the child (``services.publishing.batch``): taking
-a snapshot there would mean loading every child it publishes about. Only children that are read get one, and a
-child read again and again in a process (warm, in the cache) costs nothing more; the next process to load it cold
-writes a newer snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
+**Best-effort, never in a read's way.** A snapshot can never fail, alter or delay the recording of a read: the
+read path takes one only after the read's access record is appended (``services.reading.timeline``: ``keep``),
+and ``keep`` and ``forget`` log and count (``failures``) any error instead of raising it; ``load`` falls back to
+replaying the events on any error of the snapshot query (a dropped table, a timeout, a reset connection). A
+snapshot that does not open for any reason but its key's destruction (altered, another store's, of another
+format) is logged apart (a warning: it should not happen) and overwritten by the next one taken.
+
+When a snapshot is taken (``HubStore.read_child`` says one is due, ``SnapshotDue``): after a cold load of a child
+that replayed at least ``SNAPSHOT_AFTER`` events (all of them, or those after an older snapshot), by the read that
+loaded it, once that read is recorded (the read waits for that write before it returns: on SQLite for another
+writer's lock at most, on PostgreSQL for a destruction of the child's key in progress). Not on the publish path,
+which appends a child's events without loading the child (``services.publishing.batch``): taking a snapshot there
+would mean loading every child it publishes about. Only children that are read get one, and a child read again
+and again in a process (warm, in the cache) costs nothing more; the next process to load it cold writes a newer
+snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
 
 Erasure, and what must never happen: a snapshot of a child's content sealed under a key that outlives the
-child's erasure. ``take`` never snapshots a record holding ``child.erased``, and writes a snapshot only while
-the child's stream is still at the snapshot's version, checked in the same transaction as the write: if an
-erasure was stored meanwhile, the stream is further on and nothing is written. So the key a snapshot is sealed
-under (the child's key active when it was sealed) was made before any erasure stored after the snapshot's
-version, and is destroyed by it.
+child's erasure. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
+statement (``write``: ``INSERT … SELECT … WHERE``, no read-to-write upgrade on SQLite) only while the child's stream
+is still at the snapshot's version and the child's key it is sealed under is not destroyed: if an erasure was
+stored meanwhile, the stream is further on and nothing is written. On PostgreSQL the statement locks the key's
+row ``FOR SHARE``: a destruction in progress makes it wait and then see the key destroyed (nothing written), and
+a destruction that starts after it waits for its commit, after which ``forget`` deletes the row. On SQLite the
+one writer at a time serialises them the same way.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from uuid import UUID
 
-from cryptography.exceptions import InvalidTag
 from eventsourcing.persistence import StoredEvent
 
-from events.sealing import KeyDestroyed, KeyUnknown, child_scope
+from events.sealing import HUB_SCOPE, KeyDestroyed, child_scope
 
 if TYPE_CHECKING:
     from events.store import ChildRecord, HubStore
 
 SNAPSHOT_AFTER = 100  # a cold load that replayed this many events writes a snapshot
-SNAPSHOT_FORMAT = 1  # what the sealed state holds (a snapshot of another format is ignored: it is replayed)
+SNAPSHOT_FORMAT = 2  # what the sealed state holds (in the associated data: a snapshot of another format does not open)
+
+log = logging.getLogger(__name__)
+
+
+class Loaded(NamedTuple):
+    """What ``ChildSnapshots.load`` found: the record (None: no such stream), how many events were replayed for it,
+    whether it came from a snapshot, and the sealed state of a snapshot row that did not open for another reason
+    than its key's destruction (altered, another store's, another format: the next snapshot overwrites it)."""
+
+    record: ChildRecord | None
+    replayed: int
+    from_snapshot: bool
+    unopened: bytes | None
+
+
+@dataclass(frozen=True)
+class SnapshotDue:
+    """A snapshot a cold read found due (``HubStore.read_child``), to ``keep`` once the read is recorded: the
+    child's stream, the state (``ChildSnapshots.state_of``, read when it was loaded) and the row it may overwrite
+    that did not open (``Loaded.unopened``)."""
+
+    stream: UUID
+    state: dict[str, Any]
+    replacing: bytes | None
 
 
 class ChildSnapshots:
@@ -59,6 +99,7 @@ class ChildSnapshots:
     def __init__(self, store: HubStore, after: int = SNAPSHOT_AFTER):
         self.store = store
         self.after = after  # a cold load that replayed this many events takes a snapshot (``SNAPSHOT_AFTER``)
+        self.failures = 0  # errors of the snapshots' queries, logged and let go (best-effort: see the module docstring)
         datastore = store.recorder.datastore
         self.datastore: Any = datastore  # the library's SQLite or PostgreSQL datastore
         self.postgres = type(store.recorder).__module__.endswith("postgres")
@@ -87,23 +128,37 @@ class ChildSnapshots:
 
     @staticmethod
     def _aad(stream: UUID, version: int) -> bytes:
-        return f"tsunagu-child-snapshot\x00{SNAPSHOT_FORMAT}\x00{stream}\x00{version}".encode()
+        """The associated data of both layers: the snapshot's format and the class version of the events it
+        decodes (``ChildRecord.Published.class_version``: a future upcaster makes older snapshots not open), the
+        stream and the version."""
+        from events.store import ChildRecord
+
+        event_version = getattr(ChildRecord.Published, "class_version", 1)
+        return f"tsunagu-child-snapshot\x00{SNAPSHOT_FORMAT}\x00{event_version}\x00{stream}\x00{version}".encode()
+
+    def _failed(self, what: str, stream: UUID, error: BaseException) -> None:
+        """Log and count a failure of a snapshot query (best-effort: it never reaches a read)."""
+        self.failures += 1
+        log.warning("child snapshot: %s failed for stream %s (%s: %s)", what, stream, type(error).__name__, error)
 
     # --- reading ---------------------------------------------------------------------------------------------
 
-    def load(self, stream: UUID) -> tuple[ChildRecord | None, int, bool]:
-        """The child's record as stored now (None: no such stream), how many events were replayed for it, and
-        whether it came from a snapshot: from the child's snapshot and the events stored after it, fetched in one
-        query; from every event when the child has no snapshot, or none that opens (its key destroyed: then the
-        events are fetched again, all of them)."""
+    def load(self, stream: UUID) -> Loaded:
+        """The child's record as stored now, from the child's snapshot and the events stored after it, fetched in
+        one query; from every event when the child has no snapshot, or none that opens (then the events are
+        fetched again, all of them), or when the snapshot query fails (any error: logged and counted)."""
         from events.store import project
 
-        snapshot, stored = self._select(stream)
-        record = self._opened(stream, *snapshot) if snapshot is not None else None
+        try:
+            snapshot, stored = self._select(stream)
+        except Exception as error:  # best-effort: the events are the record
+            self._failed("load", stream, error)
+            snapshot, stored = None, list(self.store.recorder.select_events(stream))
+        record, unopened = self._opened(stream, *snapshot) if snapshot is not None else (None, None)
         if snapshot is not None and record is None:
             stored = list(self.store.recorder.select_events(stream))
         events = self.store.mapper.to_domain_events(stored)
-        return cast("ChildRecord | None", project(record, events)), len(events), record is not None
+        return Loaded(cast("ChildRecord | None", project(record, events)), len(events), record is not None, unopened)
 
     def _select(self, stream: UUID) -> tuple[tuple[int, bytes] | None, list[StoredEvent]]:
         """The child's snapshot (version, sealed state), if any, and the stored events after its version (all of
@@ -132,18 +187,30 @@ class ChildSnapshots:
                 stored.append(StoredEvent(stream, int(row["version"]), row["topic"], bytes(row["state"])))
         return snapshot, stored
 
-    def _opened(self, stream: UUID, version: int, sealed: bytes) -> ChildRecord | None:
-        """The record a sealed snapshot holds, or None when it does not open (its key destroyed, or not this
-        store's, or the snapshot altered or of another format)."""
+    def _opened(self, stream: UUID, version: int, sealed: bytes) -> tuple[ChildRecord | None, bytes | None]:
+        """The record a sealed snapshot holds (None when it does not open), and ``sealed`` again when it does not
+        open for another reason than the destruction of the child's key (the erasure, expected: quiet): altered,
+        not this store's, of another format (logged apart, a warning; the next snapshot taken overwrites it)."""
+        try:
+            return self._record(stream, version, self.unseal(stream, version, sealed)), None
+        except KeyDestroyed:
+            return None, None
+        except Exception as error:  # InvalidTag, KeyUnknown, a state that does not decode
+            log.warning(
+                "child snapshot of stream %s (v%s) does not open (%s): altered, another store's, or of another "
+                "format; the events are replayed and the next snapshot replaces it",
+                stream,
+                version,
+                type(error).__name__,
+            )
+            return None, sealed
+
+    def _record(self, stream: UUID, version: int, state: Any) -> ChildRecord:
+        """The ``ChildRecord`` an opened snapshot's state holds (``ValueError``: not a snapshot of this version)."""
         from events.store import ChildRecord
 
-        keys = self.store.keys
-        try:
-            state = self.store.mapper.transcoder.decode(keys.open(sealed, self._aad(stream, version)))
-        except (KeyDestroyed, KeyUnknown, InvalidTag):
-            return None
         if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT or state.get("version") != version:
-            return None
+            raise ValueError("not a snapshot of this format and version")
         record = object.__new__(ChildRecord)
         record.__dict__.update(
             _id=stream,
@@ -183,40 +250,67 @@ class ChildSnapshots:
             "published": [[envelope, sorted(entry.audience)] for envelope, entry in zip(envelopes, entries)],
         }
 
-    def take(self, stream: UUID, state: dict[str, Any]) -> bool:
-        """Seal ``state`` (``state_of``) under the child's key and keep it as the child's snapshot, unless the
-        child's stream has moved past its version (checked in the write's transaction: see the module docstring)
-        or a newer snapshot is kept already. Whether it was written."""
-        version = int(state["version"])
-        sealed = self.store.keys.seal(
-            child_scope(state["child"]), self.store.mapper.transcoder.encode(state), self._aad(stream, version)
-        )
+    def seal(self, stream: UUID, state: dict[str, Any]) -> tuple[bytes, bytes]:
+        """``state`` sealed in two layers (see the module docstring): under the child's key, then that under the
+        hub's key; and the id of the child's key (which ``write`` checks is not destroyed)."""
+        aad = self._aad(stream, int(state["version"]))
+        keys = self.store.keys
+        inner = keys.seal(child_scope(state["child"]), self.store.mapper.transcoder.encode(state), aad)
+        return keys.seal(HUB_SCOPE, inner, aad), inner[1:17]
+
+    def unseal(self, stream: UUID, version: int, sealed: bytes) -> Any:
+        """The decoded state of a sealed snapshot: ``KeyDestroyed`` when the child was erased; ``InvalidTag`` or
+        ``KeyUnknown`` when it was altered or is not this store's (or of another format or event class version)."""
+        aad = self._aad(stream, version)
+        keys = self.store.keys
+        return self.store.mapper.transcoder.decode(keys.open(keys.open(sealed, aad), aad))
+
+    def keep(self, due: SnapshotDue) -> bool:
+        """``take`` a snapshot a read found due, best-effort, once the read is recorded (the read path's one way
+        to take one): an error is logged and counted (``failures``), never raised. Whether it was written."""
+        try:
+            return self.take(due.stream, due.state, replacing=due.replacing)
+        except Exception as error:
+            self._failed("take", due.stream, error)
+            return False
+
+    def take(self, stream: UUID, state: dict[str, Any], *, replacing: bytes | None = None) -> bool:
+        """Seal ``state`` (``state_of``) and ``write`` it as the child's snapshot. Whether it was written."""
+        sealed, child_key = self.seal(stream, state)
+        return self.write(stream, int(state["version"]), sealed, child_key, replacing=replacing)
+
+    def write(
+        self, stream: UUID, version: int, sealed: bytes, child_key: bytes, *, replacing: bytes | None = None
+    ) -> bool:
+        """Keep ``sealed`` as the child's snapshot at ``version``, in one statement, only while the child's stream
+        is at ``version`` and the child's key ``child_key`` (the inner layer's) is not destroyed (on PostgreSQL its
+        row locked ``FOR SHARE``: see the module docstring), over an older snapshot or the row ``replacing`` that
+        did not open (``Loaded.unopened``), never over a newer one. Whether it was written."""
+        live = f"SELECT 1 FROM {self.store.keys.table} WHERE key_id = ? AND destroyed_at IS NULL"
+        live += " FOR SHARE" if self.postgres else ""
         key = self._key(stream)
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(
                 self._sql(
-                    f"SELECT originator_version FROM {self.events_table} WHERE originator_id = ? "
-                    "ORDER BY originator_version DESC LIMIT 1"
+                    f"INSERT INTO {self.table} (stream, version, state) SELECT ?, ?, ? "
+                    f"WHERE (SELECT MAX(originator_version) FROM {self.events_table} WHERE originator_id = ?) = ? "
+                    f"AND EXISTS ({live}) "
+                    f"ON CONFLICT (stream) DO UPDATE SET version = excluded.version, state = excluded.state "
+                    f"WHERE {self.TABLE}.version < excluded.version OR {self.TABLE}.state = ? RETURNING version"
                 ),
-                (key,),
+                (key, version, sealed, key, version, child_key, replacing),
             )
-            head = cursor.fetchone()
-            if head is None or int(head["originator_version"]) != version:
-                return False
-            cursor.execute(
-                self._sql(
-                    f"INSERT INTO {self.table} (stream, version, state) VALUES (?, ?, ?) ON CONFLICT (stream) "
-                    f"DO UPDATE SET version = excluded.version, state = excluded.state "
-                    f"WHERE {self.TABLE}.version < excluded.version"
-                ),
-                (key, version, sealed),
-            )
-        return True
+            return cursor.fetchone() is not None
 
     def forget(self, stream: UUID) -> None:
-        """Delete the child's snapshot (its erasure: the key already makes it unreadable; this tidies)."""
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(self._sql(f"DELETE FROM {self.table} WHERE stream = ?"), (self._key(stream),))
+        """Delete the child's snapshot (its erasure: the key already makes it unreadable; this tidies), best-effort:
+        an error is logged and counted (``failures``), never raised (it must not stop the destruction of other
+        children's keys)."""
+        try:
+            with self.datastore.transaction(commit=True) as cursor:
+                cursor.execute(self._sql(f"DELETE FROM {self.table} WHERE stream = ?"), (self._key(stream),))
+        except Exception as error:
+            self._failed("forget", stream, error)
 
     def drop(self) -> int:
         """Delete every snapshot (derived data: reads take them again); how many there were."""

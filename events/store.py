@@ -45,7 +45,7 @@ from eventsourcing.persistence import EventStore
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.model import Org, Recorded
 from events.sealing import DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope, stream_id
-from events.snapshots import ChildSnapshots
+from events.snapshots import ChildSnapshots, SnapshotDue
 
 if TYPE_CHECKING:  # for annotations only: a SQLite store does not load the PostgreSQL driver
     from events.postgres import PostgresRecorder
@@ -684,13 +684,16 @@ class HubStore(Application[UUID]):
         self._notify(recordings)
         for child in erased:
             self.shred(child)
+        for child in erased:  # after every destruction of the batch; best-effort (it never raises)
+            self.child_snapshots.forget(ChildRecord.create_id(child))
         return recordings
 
     def shred(self, child: str) -> int:
         """Crypto-shredding: destroy the data keys of ``child`` and of every own number linked to it (by
         ``identity.linked``, or by a school's target list: the number its file rows give), and forget every
         cached aggregate that may hold what they sealed; other processes forget theirs through the register of
-        erasures (``ErasureWatch``). How many keys were destroyed."""
+        erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
+        ``events.snapshots``, which the destroyed key already makes unreadable.)"""
         scopes = [child_scope(child)]
         record = self.get_or_none(ChildRecord.create_id(child))
         for entry in record.entries if record is not None else []:
@@ -702,7 +705,6 @@ class HubStore(Application[UUID]):
                 )
         destroyed = self.keys.destroy(scopes)
         self._forget_cached()
-        self.child_snapshots.forget(ChildRecord.create_id(child))
         return destroyed
 
     def _forget_cached(self) -> None:
@@ -735,30 +737,33 @@ class HubStore(Application[UUID]):
         except AggregateNotFoundError:
             return None
 
-    def read_child(self, child: str) -> ChildRecord | None:
+    def read_child(self, child: str) -> tuple[ChildRecord | None, SnapshotDue | None]:
         """The child's record for a read (``peek``: never trigger events on it), using the **children's
         snapshots** (``events.snapshots``): a cached record is fast-forwarded as ``peek`` does; one not cached is
         loaded from its snapshot and the events stored after it (one query), or, when it has no snapshot that
-        opens (none taken yet, an erased child's), replayed from every event as the repository would, and cached. A load that replayed at least
-        ``child_snapshots.after`` events (``events.snapshots.SNAPSHOT_AFTER``) takes a new snapshot before it
-        returns. For the read path only: ``audit verify`` replays events (``replayed``) and never trusts a
-        snapshot."""
+        opens (none taken yet, an erased child's), replayed from every event as the repository would, and cached.
+
+        And the snapshot due, if any: a load that replayed at least ``child_snapshots.after`` events
+        (``events.snapshots.SNAPSHOT_AFTER``) makes one due, which the caller hands to ``child_snapshots.keep``
+        **after** the read is recorded (a snapshot never fails or delays the recording of a read). For the read
+        path only: ``audit verify`` replays events (``replayed``) and never trusts a snapshot."""
         stream = ChildRecord.create_id(child)
         cache = self.repository.cache
         if cache is None:
-            return self.peek(stream)
+            return self.peek(stream), None
         try:
             cache.get(stream)  # a look-up first (WeighedCache: nothing loaded before an erasure's clear goes in)
-            return self.peek(stream)
+            return self.peek(stream), None
         except KeyError:
             pass
-        record, replayed, _ = self.child_snapshots.load(stream)
-        after = self.child_snapshots.after
-        state = ChildSnapshots.state_of(record) if record is not None and replayed >= after else None
+        loaded = self.child_snapshots.load(stream)
+        record = loaded.record
+        due = None
+        if record is not None and loaded.replayed >= self.child_snapshots.after:
+            state = ChildSnapshots.state_of(record)  # read before the record is cached (and may change)
+            due = SnapshotDue(stream, state, loaded.unopened) if state is not None else None
         cache.put(stream, record)
-        if state is not None:
-            self.child_snapshots.take(stream, state)
-        return record
+        return record, due
 
     def replayed(self, aggregate_id: UUID) -> Any | None:
         """The aggregate from every one of its stored events, neither the aggregate cache nor a snapshot used

@@ -232,13 +232,15 @@ class TimelineReader:
         reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
         registry = self.store.registry()
         orgs, registry_version = registry.orgs, registry.version if registry.version else 0
-        cached = self.store.read_child(child)  # from its snapshot when not cached (events.snapshots)
+        cached, snapshot_due = self.store.read_child(child)  # from its snapshot when not cached (events.snapshots)
         log_position = self.store.log_position()
         settings = self.settings  # once: the settings decided under are the ones recorded
         decided = decide(reader, child, cached, orgs, settings)  # built before it is recorded
         (record,) = self.record(
             [(reader, decided)], log_position=log_position, registry_version=registry_version, settings=settings
         )  # recorded before anything is returned
+        if snapshot_due is not None:  # after the read is recorded, best-effort: it never fails the read
+            self.store.child_snapshots.keep(snapshot_due)
         return decided.timeline(reader, record["id"])
 
     def record(

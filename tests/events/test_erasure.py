@@ -784,3 +784,60 @@ class socket_port:
 
     def __exit__(self, *exc) -> None:
         self.socket.close()
+
+
+def snapshot_rows(hub: Hub) -> list[tuple[int, bytes]]:
+    """Every child's snapshot row (``events.snapshots``), version and sealed state, as the database holds it."""
+    snapshots = hub.store.child_snapshots
+    with snapshots.datastore.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT version, state FROM {snapshots.table}")
+        return [(int(row["version"]), bytes(row["state"])) for row in cursor.fetchall()]
+
+
+def test_a_childs_snapshot_goes_with_the_erasure(database, clock):
+    """A child of more than ``SNAPSHOT_AFTER`` events read cold (its snapshot taken, no plaintext in the row), then
+    erased: the row is gone, a copy of it kept from before (a backup) does not open, and no read snapshots the
+    erased child again. On SQLite and on PostgreSQL."""
+    from events.sealing import KeyDestroyed
+    from events.snapshots import SNAPSHOT_AFTER
+
+    notes = [
+        {
+            "id": f"{CHILD}-note-{i}",
+            "kind": "note.recorded",
+            "child": CHILD,
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": "2026-04-03T09:00:00+09:00",
+            "payload": {"text": f"{SECRET_SUMMARY} ({i})"},
+        }
+        for i in range(SNAPSHOT_AFTER)
+    ]
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    a = Hub(database, clock=clock)
+    stream = ChildRecord.create_id(CHILD)  # once a store is open (stream ids need its secret)
+    try:
+        a.load_orgs(ORGS)
+        results = a.publish(events() + notes)
+        assert all(r.outcome == "accepted" for r in results), [r for r in results if r.outcome != "accepted"][:1]
+    finally:
+        a.close()
+    b = Hub(database, clock=clock)  # cold: its read replays every event and takes the snapshot
+    try:
+        assert b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries
+        (kept,) = snapshot_rows(b)
+        assert kept[0] == len(events() + notes) + 1
+        assert not any(marker in kept[1] for marker in MARKERS)
+        assert b.store.child_snapshots.load(stream).from_snapshot
+        assert b.publish([erasure()])[0].outcome == "accepted"
+        assert snapshot_rows(b) == []
+        with pytest.raises(KeyDestroyed):
+            b.store.child_snapshots.unseal(stream, *kept)
+    finally:
+        b.close()
+    c = Hub(database, clock=clock)  # cold again: the erased child's read takes no snapshot
+    try:
+        assert c.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").reason == "erased"
+        assert snapshot_rows(c) == []
+    finally:
+        c.close()
