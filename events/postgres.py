@@ -119,57 +119,14 @@ def stream_lock_key(schema: str, stream: UUID) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class StreamsBusy(Exception):
-    """``PostgresRecorder.streams_locked(wait=False)``: another session holds the lock ``key`` of one of the
-    streams (the first such key in the keys' order)."""
-
-    def __init__(self, key: int):
-        super().__init__(key)
-        self.key = key
-
-
 class PostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        # The streams' locks (session-level: ``streams_locked``), taken one by one in the keys' order (the
-        # subquery's sort, kept by OFFSET 0, is the order in which the aggregate calls the function), so that two
-        # writers never wait for each other in turn.
+        # The streams' locks, taken one by one in the keys' order (the subquery's sort, kept by OFFSET 0, is the
+        # order in which the aggregate calls the function), so that two writers never wait for each other in turn.
         self.lock_streams_statement = SQL(
-            "SELECT count(pg_advisory_lock(k)) AS locked "
+            "SELECT count(pg_advisory_xact_lock(k)) AS locked "
             "FROM (SELECT k FROM unnest(%s::bigint[]) AS u(k) ORDER BY k OFFSET 0) AS ordered"
-        )
-        # The same locks without waiting (``streams_locked(wait=False)``): each key, in the same order, and whether
-        # it was taken (those taken are given back if one was not).
-        self.try_streams_statement = SQL(
-            "SELECT k, pg_try_advisory_lock(k) AS taken "
-            "FROM (SELECT k FROM unnest(%s::bigint[]) AS u(k) ORDER BY k OFFSET 0) AS ordered"
-        )
-        self.unlock_streams_statement = SQL("SELECT pg_advisory_unlock_all()")
-        # One statement, one transaction of its own, for the appends of a turn (``insert_in_one_step``): the
-        # table's lock (the library's, for the notification ids' order), the notification, the insert, and the
-        # commit, all on the server, so that the lock is held for no round trip to the client.
-        function = Identifier(self.datastore.schema, "tsunagu_insert_in_one_step")
-        self.insert_in_one_step_statement = SQL(
-            "SELECT notification_id FROM {function}(%b::{id_type}[], %b::integer[], %b::text[], %b::bytea[])"
-        ).format(function=function, id_type=Identifier(self.datastore.originator_id_type))
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE OR REPLACE FUNCTION {function}(ids {id_type}[], versions integer[], topics text[], "
-                "states bytea[]) RETURNS TABLE (notification_id bigint) LANGUAGE plpgsql AS $BODY$ BEGIN "
-                "SET LOCAL lock_timeout = '{lock_timeout}s'; "
-                "LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-                "NOTIFY {channel}; "
-                "RETURN QUERY INSERT INTO {schema}.{table} AS t (originator_id, originator_version, topic, state) "
-                "SELECT * FROM unnest(ids, versions, topics, states) RETURNING t.notification_id; "
-                "END; $BODY$"
-            ).format(
-                function=function,
-                id_type=Identifier(self.datastore.originator_id_type),
-                lock_timeout=self.datastore.lock_timeout,
-                schema=Identifier(self.datastore.schema),
-                table=Identifier(self.events_table_name),
-                channel=Identifier(self.channel_name),
-            )
         )
         # Each stream's last event from the end of its primary key: one index probe per stream.
         self.select_heads_statement = SQL(
@@ -332,100 +289,41 @@ class PostgresRecorder(PostgresApplicationRecorder):
             ]
 
     @contextmanager
-    def streams_locked(
-        self, streams: Sequence[UUID], *, wait: bool = True
-    ) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
-        """A connection holding the advisory lock of each of ``streams`` (``stream_lock_key``, taken in the keys'
-        order; session-level, given back when the block ends, however it ends), and the last stored event of
-        each that has events, read under the locks: the connection (pass it as ``held`` to ``insert_events``,
-        which appends in one statement of its own: ``insert_in_one_step``) and those events. ``wait=False``: a
-        lock another session holds is not waited for; entering raises ``StreamsBusy`` (naming the first such
-        key), having given back the locks it had taken. The named mechanism
-        ``events.store.HubStore.append_in_turn`` is its one user.
-
-        Session-level locks rather than one transaction's, so that the appends can commit in their own
-        statement while the streams are held: in a transaction the table's lock, taken by the insert, was held
-        until the client's commit came, across three round trips, each waiting for the API process's GIL (see
-        ``insert_in_one_step``). Should giving the locks back fail, the connection is closed, which ends its
-        session and so its locks: a pooled connection never keeps one."""
+    def streams_locked(self, streams: Sequence[UUID]) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
+        """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
+        taken in the keys' order), and the last stored event of each that has events, read under the locks: the
+        transaction's connection (pass it as ``held`` to ``insert_events`` to append in the transaction) and
+        those events. Committed when the block ends without an exception, which releases the locks; rolled back
+        otherwise. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
-        with self.datastore.get_connection() as conn:
-            assert conn.autocommit, "the pool's connections are in autocommit (the library's after_connect)"
-            try:
-                with conn.cursor() as curs:
-                    if wait:
-                        curs.execute(self.lock_streams_statement, [keys], prepare=True)
-                    else:
-                        curs.execute(self.try_streams_statement, [keys], prepare=True)
-                        busy = [row["k"] for row in curs.fetchall() if not row["taken"]]
-                        if busy:
-                            raise StreamsBusy(busy[0])
-                with conn.cursor(binary=True) as curs:
-                    curs.execute(self.select_heads_statement, [ids], prepare=True)
-                    heads = [
-                        StoredEvent(
-                            originator_id=row["originator_id"],
-                            originator_version=row["originator_version"],
-                            topic=row["topic"],
-                            state=row["state"],
-                        )
-                        for row in curs.fetchall()
-                    ]
-                yield conn, heads
-            finally:
-                try:
-                    with conn.cursor() as curs:
-                        curs.execute(self.unlock_streams_statement, prepare=True)
-                except BaseException:
-                    conn.close()  # the session ends, and its locks with it
-                    raise
-
-    def wait_for_stream_lock(self, key: int) -> None:
-        """Wait until the advisory lock ``key`` (``stream_lock_key``, as ``StreamsBusy`` names it) is free, holding
-        no other lock meanwhile: it is taken in a transaction of its own and given back at once."""
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            curs.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+        with self.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                curs.execute(self.lock_streams_statement, [keys], prepare=True)
+            with conn.cursor(binary=True) as curs:
+                curs.execute(self.select_heads_statement, [ids], prepare=True)
+                heads = [
+                    StoredEvent(
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=row["state"],
+                    )
+                    for row in curs.fetchall()
+                ]
+            yield conn, heads
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any
     ) -> Sequence[int] | None:
-        """Insert in a transaction of its own (tried again on a lost connection), or, with ``held``, on the
-        connection of ``streams_locked``: in one statement (``insert_in_one_step``), or, when the register's rows
-        come with the events, in one transaction on it (not tried again: the turn is the caller's)."""
+        """Insert in a transaction of its own (tried again on a lost connection), or, with ``held``, in the open
+        transaction of ``streams_locked`` (not tried again: the transaction is the caller's)."""
         if held is not None:
-            if kwargs.get("envelopes"):  # the register's rows commit with the events: one transaction
-                with held.transaction(), held.cursor() as curs:
-                    return self._insert_in(curs, stored_events, **kwargs)
-            return self.insert_in_one_step(held, stored_events)
+            with held.cursor() as curs:
+                return self._insert_in(curs, stored_events, **kwargs)
         inserted: Sequence[int] | None = self._insert_in_own_transaction(stored_events, **kwargs)
         return inserted
-
-    def insert_in_one_step(self, conn: Connection[Any], stored_events: Sequence[StoredEvent]) -> Sequence[int]:
-        """A named mechanism: the appends of a turn (``streams_locked``) in one statement on ``conn`` (in
-        autocommit), which is their transaction: a function of the store's (``tsunagu_insert_in_one_step``)
-        takes the events table's lock (the library's ``LOCK TABLE … IN EXCLUSIVE MODE``, which keeps the
-        notification ids in commit order for the readers following the log), notifies, inserts, and the
-        statement commits, all on the server. Every append of every process takes that one lock; taken in the
-        library's way (lock, notify, insert, then the client's commit: three round trips after the lock is
-        granted, each waiting for the API process's GIL behind its busy threads) it was held for milliseconds
-        per append, which bounded the appends of the whole hub (``docs/benchmarks.md``, "Saturating HTTP load").
-        Not tried again here: the turn is the caller's."""
-        if not stored_events:
-            return []
-        with conn.cursor() as curs:
-            curs.execute(
-                self.insert_in_one_step_statement,
-                (
-                    [e.originator_id for e in stored_events],
-                    [e.originator_version for e in stored_events],
-                    [e.topic for e in stored_events],
-                    [e.state for e in stored_events],
-                ),
-                prepare=True,
-            )
-            return [row["notification_id"] for row in curs.fetchall()]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _insert_in_own_transaction(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
@@ -494,8 +494,8 @@ _STREAM_TURNS = _StreamTurns()
 @dataclass
 class InTurn:
     """What ``HubStore.append_in_turn`` gives its block: each stream's last event (``heads``; a stream with no
-    event is absent), read while the streams are held, and ``save`` (``HubStore.save``; on PostgreSQL on the held
-    connection, in one statement: ``PostgresRecorder.insert_in_one_step``)."""
+    event is absent), read while the streams are held, and ``save`` (``HubStore.save``, in the held transaction on
+    PostgreSQL)."""
 
     heads: dict[UUID, Any]
     save: Callable[..., Any]
@@ -546,73 +546,32 @@ class HubStore(Application[UUID]):
         (``bench/load.py``).
 
         The turn: first this process's lock of each stream (``_StreamTurns``: threads of one process wait here,
-        without a database connection), then, on PostgreSQL, a connection holding each stream's advisory lock
-        (``PostgresRecorder.streams_locked``, session-level, taken in one order), on which the heads are read
-        (one query) and the block's ``save`` appends in one statement that is its own transaction
-        (``PostgresRecorder.insert_in_one_step``: the events table's lock is held on the server only); the locks
-        are given back when the block ends. Call ``save`` once, with everything to append: two calls would be
-        two transactions. A writer never waits for the database's locks while it holds this process's
-        (``_database_turn``). On SQLite, which one process uses, the process's locks alone, and ``save`` is the
-        store's.
+        without a database connection), then, on PostgreSQL, a transaction holding each stream's transaction-level
+        advisory lock (``PostgresRecorder.streams_locked``), in one order, in which the heads are read (one
+        query) and the block's ``save`` appends; it commits when the block ends, which releases the locks, or
+        rolls back. On SQLite, which one process uses, the process's locks alone, and ``save`` is the store's.
         Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
         append. Keep the block short (chain and save): the heads are current only inside it. The appends keep
         their optimistic check on each stream's version (a writer that does not take its turn is refused, as
         before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped)."""
         wanted = list(dict.fromkeys(streams))
-        if not type(self.recorder).__module__.endswith("postgres"):
-            from events.streams import last_event, last_events
+        with self.turns.held(wanted):
+            if not type(self.recorder).__module__.endswith("postgres"):
+                from events.streams import last_event, last_events
 
-            with self.turns.held(wanted):
                 if len(wanted) == 1:  # one query instead of two: a timeline read's one log
                     head = last_event(self, wanted[0])
                     yield InTurn({wanted[0]: head} if head is not None else {}, self.save)
                 else:
                     yield InTurn(last_events(self, wanted), self.save)
-            return
-        try:
-            with self._database_turn(wanted) as (conn, stored):
-                heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
-                yield InTurn(heads, lambda *objs: self.save(*objs, held=conn))
-        except BaseException:
-            self._forget_streams(wanted)
-            raise
-
-    TRIES_WITHOUT_HOLDING = 8  # _database_turn: tries of the whole turn before waiting for it in the database
-
-    @contextmanager
-    def _database_turn(self, wanted: list[UUID]) -> Iterator[tuple[Any, list[Any]]]:
-        """A named mechanism, the turn of ``append_in_turn`` on PostgreSQL: **never wait for the database's locks
-        while holding this process's**. A writer takes this process's locks of its streams (``_StreamTurns``),
-        then tries the database's locks without waiting (``streams_locked(wait=False)``); if another process's
-        writer holds one, it gives everything back, waits for that one lock alone (``wait_for_stream_lock``,
-        holding nothing else), and tries again. Before, a view waiting for another process's view held this
-        process's locks on its 50 children meanwhile, so that timeline reads of those children in this process
-        waited behind it (``docs/benchmarks.md``, "Why 2 processes are not 1.6× one"). After
-        ``TRIES_WITHOUT_HOLDING`` busy tries (a view whose children other processes keep writing), it waits for
-        the database's locks in their order, still without this process's locks (the database's locks alone
-        make the turn: this process's only keep its threads queueing without a connection), so that it is not
-        starved. Writers holding this process's locks never wait for another lock, so those locks are held for
-        the time of an append; the database's locks are always taken in one order: no deadlock."""
-        recorder: Any = self.recorder
-        from events.postgres import StreamsBusy
-
-        for _ in range(self.TRIES_WITHOUT_HOLDING):
-            held = ExitStack()
+                return
             try:
-                held.enter_context(self.turns.held(wanted))
-                locked = held.enter_context(recorder.streams_locked(wanted, wait=False))
-            except StreamsBusy as busy:
-                held.close()
-                recorder.wait_for_stream_lock(busy.key)
-                continue
+                with self.recorder.streams_locked(wanted) as (conn, stored):  # type: ignore[union-attr]
+                    heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
+                    yield InTurn(heads, lambda *objs: self.save(*objs, held=conn))
             except BaseException:
-                held.close()
+                self._forget_streams(wanted)
                 raise
-            with held:
-                yield locked
-            return
-        with recorder.streams_locked(wanted) as locked:
-            yield locked
 
     def _forget_streams(self, streams: Iterable[UUID]) -> None:
         """Drop ``streams`` from the aggregate cache (a save whose transaction did not commit may have put them)."""
