@@ -385,6 +385,10 @@ class WeighedCache(Cache[UUID, Any]):
                 self.indexes[key] = (value, weight)
                 self.index_weight += weight
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is cached (kept index or not), without a look-up (nothing moves, nothing is checked)."""
+        return key in self.indexes or key in self.entries
+
     def clear(self) -> None:
         """Forget every cached aggregate, kept indexes too, and refuse those being loaded now (see the class
         docstring)."""
