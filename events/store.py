@@ -343,10 +343,10 @@ class WeighedCache(Cache[UUID, Any]):
     and 20,000 cases": an 11.7 s start page, a build falling to 274 events/s). Fast-forwarding keeps them current
     (``events.streams``), so once loaded they cost no replay again.
     What bounds their memory is the hub's own content, not a setting: they hold at most the store's indexes,
-    which grow with the cases and organisations (about 6 entries a case in its centre's indexes, i.e. some 6 KB a
-    case at ``cache_weight``'s kilobyte an entry; README, ``TSUNAGU_AGGREGATE_CACHE_WEIGHT``; deploy/README.md
-    "Memory per process"), plus the registry's organisations and the monthly counts (a few hundred entries a
-    municipality and month). ``index_weight`` says how much they weigh now.
+    which grow with the cases and organisations (about 6 entries a case in its centre's indexes, measured at about
+    430 bytes an entry: 2.5–3 KB a case; README, ``TSUNAGU_AGGREGATE_CACHE_WEIGHT``; deploy/README.md "Memory per
+    process"), plus the registry's organisations and the monthly counts (a few hundred entries a municipality and
+    month). ``index_weight`` says how much they weigh now.
 
     ``clear`` empties both after an erasure (``ErasureWatch``): the indexes hold entries sealed under children's
     keys too. An aggregate that a thread began to load before the clear (with a key destroyed meanwhile) must not
