@@ -332,39 +332,94 @@ class WeighedCache(Cache[UUID, Any]):
     content in memory than needed. An aggregate fast-forwarded in the cache is weighed again when next asked for.
     Thread-safe, like the library's.
 
-    ``clear`` empties it after an erasure (``ErasureWatch``). An aggregate that a thread began to load before the
-    clear (with a key destroyed meanwhile) must not come back in afterwards: each thread's last look-up notes the
-    cache's ``generation`` (how many clears so far), and ``put`` refuses an aggregate from a thread whose last
-    look-up was before the last clear (the library and ``events.streams`` always look up before they load and put).
-    ``before_use``, when set, runs before each look-up (the store's ``ErasureWatch.check``)."""
+    **The kept indexes** (``kept``: the classes of the hub's shared indexes, declared in one place,
+    ``services.projections.indexes.SHARED_INDEXES``, which ``services.hub.Hub`` hands to the store) are held
+    apart (``indexes``), outside ``maxsize`` and ``max_weight``: children's reads and imports never evict them,
+    and they are never evicted for weight at all. Why: a centre's case index, its service desk, the published
+    children, the rosters and the registry are loaded by every publish batch and every centre view, and each
+    grows with the centre's cases; in a shared LRU budget they were the heaviest entries, so past about 5,000
+    cases in a centre (20,000: the service desk alone weighed more than the whole default budget) they were
+    evicted and replayed from all their events on every batch and view (docs/benchmarks.md, "Cost at 500, 5,000
+    and 20,000 cases": an 11.7 s start page, a build falling to 274 events/s). Fast-forwarding keeps them current
+    (``events.streams``), so once loaded they cost no replay again.
+    What bounds their memory is the hub's own content, not a setting: they hold at most the store's indexes,
+    which grow with the cases and organisations (about 6 entries a case in its centre's indexes, measured at about
+    430 bytes an entry: 2.5–3 KB a case; README, ``TSUNAGU_AGGREGATE_CACHE_WEIGHT``; deploy/README.md "Memory per
+    process"), plus the registry's organisations and the monthly counts (a few hundred entries a municipality and
+    month). ``index_weight`` says how much they weigh now.
 
-    def __init__(self, maxsize: int, max_weight: int, before_use: Callable[[], None] | None = None):
+    ``clear`` empties both after an erasure (``ErasureWatch``): the indexes hold entries sealed under children's
+    keys too. An aggregate that a thread began to load before the clear (with a key destroyed meanwhile) must not
+    come back in afterwards: each thread's last look-up notes the cache's ``generation`` (how many clears so far),
+    and ``put`` refuses an aggregate from a thread whose last look-up was before the last clear (the library and
+    ``events.streams`` always look up before they load and put). ``before_use``, when set, runs before each
+    look-up (the store's ``ErasureWatch.check``)."""
+
+    def __init__(
+        self,
+        maxsize: int,
+        max_weight: int,
+        before_use: Callable[[], None] | None = None,
+        kept: tuple[type, ...] = (),
+    ):
         super().__init__()
         self.maxsize = maxsize
         self.max_weight = max_weight
-        self.entries: OrderedDict[UUID, tuple[Any, int]] = OrderedDict()
+        self.entries: OrderedDict[UUID, tuple[Any, int]] = OrderedDict()  # children, listings …: bounded, LRU
         self.weight = 0
+        self.kept = frozenset(kept)
+        self.indexes: dict[UUID, tuple[Any, int]] = {}  # the kept indexes: never evicted but by ``clear``
+        self.index_weight = 0
         self.lock = Lock()
         self.generation = 0
         self.before_use = before_use
         self._looked_up = threading.local()  # .generation: the generation at this thread's last look-up
 
+    def keep(self, kept: tuple[type, ...]) -> None:
+        """Hold aggregates of these classes as kept indexes from now on (those already cached move over)."""
+        with self.lock:
+            self.kept = frozenset(kept)
+            for key in [key for key, (value, _) in self.entries.items() if type(value) in self.kept]:
+                value, weight = self.entries.pop(key)
+                self.weight -= weight
+                self.indexes[key] = (value, weight)
+                self.index_weight += weight
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is cached (kept index or not), without a look-up (nothing moves, nothing is checked)."""
+        return key in self.indexes or key in self.entries
+
     def clear(self) -> None:
-        """Forget every cached aggregate, and refuse those being loaded now (see the class docstring)."""
+        """Forget every cached aggregate, kept indexes too, and refuse those being loaded now (see the class
+        docstring)."""
         with self.lock:
             self.generation += 1
             self.entries.clear()
             self.weight = 0
+            self.indexes.clear()
+            self.index_weight = 0
 
     def get(self, key: UUID, *, evict: bool = False) -> Any:
         if self.before_use is not None and not evict:
             self.before_use()
         with self.lock:
             if evict:
+                if key in self.indexes:
+                    value, weight = self.indexes.pop(key)
+                    self.index_weight -= weight
+                    return value
                 value, weight = self.entries.pop(key)
                 self.weight -= weight
                 return value
             self._looked_up.generation = self.generation
+            held = self.indexes.get(key)
+            if held is not None:
+                value, weight = held
+                now = cache_weight(value)
+                if now != weight:
+                    self.indexes[key] = (value, now)
+                    self.index_weight += now - weight
+                return value
             value, weight = self.entries[key]  # KeyError: not cached
             self.entries.move_to_end(key)
             now = cache_weight(value)
@@ -381,6 +436,13 @@ class WeighedCache(Cache[UUID, Any]):
         with self.lock:
             if getattr(self._looked_up, "generation", self.generation) != self.generation:
                 return  # loaded before the last clear: it may hold erased content
+            if type(value) in self.kept:
+                old = self.indexes.get(key)
+                if old is not None:
+                    self.index_weight -= old[1]
+                self.indexes[key] = (value, weight)
+                self.index_weight += weight
+                return
             old = self.entries.pop(key, None)
             if old is not None:
                 self.weight -= old[1]
@@ -514,6 +576,7 @@ class HubStore(Application[UUID]):
         "TRANSCODER_TOPIC": "events.transcoding:OrjsonTranscoder",
     }
 
+    shared_indexes: tuple[type, ...] = ()  # kept apart in the cache (keep_shared_indexes)
     turns = _STREAM_TURNS  # the process's half of append_in_turn (a test gives a hub others, as another process's)
 
     def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
@@ -681,7 +744,17 @@ class HubStore(Application[UUID]):
                 int(self.env.get("AGGREGATE_CACHE_MAXSIZE") or 5000),
                 int(self.env.get("AGGREGATE_CACHE_WEIGHT") or 50000),
                 before_use=self.erasures.check,
+                kept=self.shared_indexes,
             )
+
+    def keep_shared_indexes(self, classes: tuple[type, ...]) -> None:
+        """Keep aggregates of ``classes`` in the aggregate cache apart from the rest, never evicted but by an
+        erasure (``WeighedCache``, "the kept indexes"); the hub declares them
+        (``services.projections.indexes.SHARED_INDEXES``)."""
+        self.shared_indexes = tuple(classes)
+        cache = self.repository.cache
+        if isinstance(cache, WeighedCache):
+            cache.keep(self.shared_indexes)
 
     def get_or_none(self, aggregate_id: UUID) -> Any | None:
         try:

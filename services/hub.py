@@ -27,6 +27,7 @@ from services.projections import admission_facts as projections_admission_facts
 from services.projections import cases as projections_cases
 from services.projections import identity_links as projections_identity_links
 from services.projections import rosters as projections_rosters
+from services.projections.indexes import SHARED_INDEXES
 from services.publishing.ingest import Ingest, PublishResult
 from services.reading.timeline import Timeline, TimelineReader
 from services.schools.overdue import OverdueLines
@@ -91,6 +92,7 @@ class Hub:
         keyring: Keyring | None = None,
     ):
         self.store = store or open_store(database, keyring=keyring)
+        self.store.keep_shared_indexes(SHARED_INDEXES)
         self.clock = clock
         try:
             if settings is not None or self.store.peek(SETTINGS_ID) is None:

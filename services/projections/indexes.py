@@ -10,15 +10,16 @@ it needs (``needs``). Projections never decide access.
 
 from __future__ import annotations
 
+from events.store import OrgRegistry
 from services.projections.admission_facts import CHILD_FACTS
-from services.projections.cases import CASE_INDEX
-from services.projections.family_support import SERVICE_DESK
+from services.projections.cases import CASE_INDEX, CenterCases
+from services.projections.family_support import SERVICE_DESK, ServiceDesk
 from services.projections.households import HOUSEHOLDS
 from services.projections.identity_links import IDENTITY_LINKS
-from services.projections.inquiries import INQUIRY_INDEX
-from services.projections.municipal_counts import MUNICIPAL_COUNTS
-from services.projections.published import PUBLISHED_CHILDREN
-from services.projections.rosters import SCHOOL_LISTS
+from services.projections.inquiries import INQUIRY_INDEX, OrgInquiries
+from services.projections.municipal_counts import MUNICIPAL_COUNTS, MunicipalMonth, MunicipalMonths
+from services.projections.published import PUBLISHED_CHILDREN, PublishedChildren
+from services.projections.rosters import SCHOOL_LISTS, CenterLists, SchoolCalendar, SchoolRoster
 from services.projections.unit_of_work import Projection
 
 INDEXES: tuple[Projection, ...] = (
@@ -32,3 +33,21 @@ INDEXES: tuple[Projection, ...] = (
     HOUSEHOLDS,
     MUNICIPAL_COUNTS,
 )
+
+SHARED_INDEXES: tuple[type, ...] = (
+    OrgRegistry,
+    CenterCases,
+    ServiceDesk,
+    PublishedChildren,
+    OrgInquiries,
+    SchoolRoster,
+    CenterLists,
+    SchoolCalendar,
+    MunicipalMonths,
+    MunicipalMonth,
+)
+"""The hub's shared indexes: the aggregates of an organisation or a municipality (not of a child, a case or a
+school's month) that every publish batch and every centre view loads, and that grow with the cases. The aggregate
+cache keeps them apart, never evicted by children's reads and imports (``events.store.WeighedCache``, "the kept
+indexes"; ``services.hub.Hub`` hands this set to the store). The one place that says which they are: an
+aggregate class added here is kept; one left out shares the bounded, least-recently-used budget."""

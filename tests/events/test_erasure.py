@@ -663,7 +663,7 @@ def test_another_process_shows_nothing_of_the_child_after_its_erasure_without_a_
         for marker in (SECRET_SUMMARY, OWN_NUMBER, SHARED_NUMBER, ROW_NOTE, SHARED_NOTE):
             assert marker in warm, marker
         roster_id = SchoolRoster.create_id("beppu-es-1")
-        assert roster_id in b.store.repository.cache.entries  # the target list, decrypted, in B's memory
+        assert roster_id in b.store.repository.cache  # the target list, decrypted, in B's memory
 
         assert a.publish([erasure()])[0].outcome == "accepted"
 

@@ -1,5 +1,6 @@
 """The aggregate cache (``events.store.WeighedCache``): bounded by the number of aggregates and by their weight,
-least recently used first, so that a hub process's memory does not grow with what it reads or imports."""
+least recently used first, so that a hub process's memory does not grow with what it reads or imports; the hub's
+shared indexes kept apart, never evicted by children's reads (``services.projections.indexes.SHARED_INDEXES``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,99 @@ def test_an_aggregate_that_grew_in_the_cache_is_weighed_again_when_asked_for():
     grown.items.extend(range(12))  # fast-forwarded in place by the repository: 17 now
     cache.get(b)
     assert list(cache.entries) == [b] and cache.weight == 17
+
+
+class Index(Held):
+    """Stands for a shared index (a centre's case index) in the unit tests below."""
+
+
+def test_childrens_reads_past_the_weight_do_not_evict_a_kept_index():
+    cache = WeighedCache(maxsize=3, max_weight=30, kept=(Index,))
+    index = uuid4()
+    cache.put(index, Index(49))  # heavier than the whole bound: held apart, not weighed against it
+    assert cache.weight == 0 and cache.index_weight == 50
+    children = [uuid4() for _ in range(20)]
+    for child in children:
+        cache.put(child, Held(9))
+        assert cache.weight <= 30 and len(cache.entries) <= 3  # the children's bound still holds
+    assert list(cache.entries) == children[-3:]
+    assert cache.get(index).items[-1] == 48  # still there, never evicted by the children
+    cache.get(index).items.extend(range(50))  # fast-forwarded in place: weighed again, still kept
+    assert cache.get(index) is not None and cache.index_weight == 100 and cache.weight == 30
+    assert cache.get(index, evict=True).name == "x" and cache.index_weight == 0  # eviction on request works
+
+
+def test_clear_empties_the_kept_indexes_too_and_refuses_those_loaded_before_it():
+    cache = WeighedCache(maxsize=10, max_weight=100, kept=(Index,))
+    index, child = uuid4(), uuid4()
+    cache.put(index, Index(3))
+    cache.put(child, Held(3))
+    try:
+        cache.get(uuid4())  # this thread looks up (and misses) before the clear …
+    except KeyError:
+        pass
+    cache.clear()
+    assert not cache.entries and not cache.indexes and cache.weight == cache.index_weight == 0
+    cache.put(index, Index(3))  # … so what it loaded then does not go in, index or not
+    assert not cache.indexes
+    for key in (index, child):
+        with pytest.raises(KeyError):
+            cache.get(key)
+    cache.put(index, Index(3))  # looked up after the clear: goes in
+    assert list(cache.indexes) == [index]
+
+
+def test_a_hub_keeps_its_shared_indexes_while_children_come_and_go(tmp_path, monkeypatch, clock):
+    from services.projections.cases import CenterCases
+    from services.projections.indexes import SHARED_INDEXES
+    from services.projections.published import PublishedChildren
+
+    monkeypatch.setenv("TSUNAGU_AGGREGATE_CACHE_WEIGHT", "60")
+    hub = Hub(f"sqlite:///{tmp_path / 'hub.db'}", clock=clock)
+    try:
+        cache = hub.store.repository.cache
+        assert isinstance(cache, WeighedCache) and cache.kept == frozenset(SHARED_INDEXES)
+        hub.load_orgs([{"id": "beppu-center", "type": "municipal_center", "municipality": "442020"}])
+        events = [
+            {
+                "id": f"r{c}",
+                "kind": "child.registered",
+                "child": f"c{c}",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-01T09:00:00+09:00",
+                "payload": {"residence": "442020"},
+            }
+            for c in range(40)
+        ]
+        events += [
+            {
+                "id": f"case{c}",
+                "kind": "case.registered",
+                "child": f"c{c}",
+                "source": "beppu-center",
+                "basis": "internal",
+                "at": "2026-04-01T09:30:00+09:00",
+                "payload": {"case": f"K{c}", "category": "youhogo", "case_type": "neglect"},
+            }
+            for c in range(40)
+        ]
+        results = hub.publish(events)
+        assert {r.outcome for r in results} == {"accepted"}, [r.to_dict() for r in results if r.outcome != "accepted"]
+        published = PublishedChildren.create_id("beppu-center")
+        case_index = CenterCases.create_id("beppu-center")
+        assert {published, case_index} <= set(cache.indexes)
+        assert cache.index_weight > 60  # together heavier than the children's whole bound, and kept
+        held = {key: cache.indexes[key][0] for key in (published, case_index)}
+        for c in range(40):
+            hub.timeline(org="beppu-center", role="caseworker", child=f"c{c}", purpose="support")
+            assert cache.weight <= 60  # the children's bound holds
+        assert all(cache.indexes[key][0] is value for key, value in held.items())  # never evicted, never reloaded
+        assert len(hub.store.peek(case_index).cases) == 40
+        hub.store.shred("c0")  # an erasure empties both
+        assert not cache.entries and not cache.indexes and cache.weight == cache.index_weight == 0
+    finally:
+        hub.close()
 
 
 def test_a_hub_reading_many_children_keeps_its_cache_within_the_weight(tmp_path, monkeypatch, clock):

@@ -105,7 +105,7 @@ def test_a_mixed_batch_loads_what_its_steps_read_in_one_query(tmp_path, clock, m
     try:
         hub.load_orgs(ORGS)
         assert [r.outcome for r in hub.publish(FIRST)] == ["accepted"] * len(FIRST)
-        hub.store.repository.cache.entries.clear()  # as in a process that has not seen these children
+        hub.store.repository.cache.clear()  # as in a process that has not seen these children
         queries: list[list[UUID]] = []  # the streams of each query that loads stored events
         one_by_one: list[UUID] = []
         real_get, real_after = hub.store.events.get, streams._events_after

@@ -191,7 +191,7 @@ def test_a_publish_reads_the_facts_the_rules_need_never_the_childs_stream_and_se
     hub = open_hub()
     hub.load_orgs(ORGS)
     assert accepted(hub.publish([registered("c1"), registered("c2", residence="442011")]))
-    hub.store.repository.cache.entries.clear()  # as in a process that has not seen these children
+    hub.store.repository.cache.clear()  # as in a process that has not seen these children
     loads = loaded_streams(hub, monkeypatch)
     results = hub.publish([ev("n1"), daily("d1", "2026-04-13"), concern("e1"), ev("n2"), ev("m1", child="c2")])
     assert accepted(results)

@@ -736,6 +736,6 @@ def test_report_indexes_written_one_event_per_report_still_read(world):
     index.record(child="c1", centre="beppu-center", event_id="old-1", content="x")
     index.record(child="c1", centre="beppu-center", event_id="old-2", content="y")
     world.store.save(index)
-    world.store.repository.cache.entries.clear()
+    world.store.repository.cache.clear()
     stored = world.store.peek(MonthlyReports.create_id("beppu-es-1", "2026-04"))
     assert (stored.latest("c1", "beppu-center").id, stored.latest("c1", "beppu-center").versions) == ("old-2", 2)
