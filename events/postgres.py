@@ -54,8 +54,9 @@ def schema_changes_locked(datastore: Any, schema: str) -> Iterator[None]:
 @contextmanager
 def advisory_locked(datastore: Any, key: str) -> Iterator[None]:
     """Hold PostgreSQL's session-level advisory lock named ``key`` (on a connection of the pool, kept meanwhile):
-    one holder at a time across every process on the database. A connection lost meanwhile (the server restarted)
-    has lost the lock with it: the unlock is then skipped."""
+    one holder at a time across every process on the database. When the unlock fails (the connection lost with
+    the server's restart, or the statement cancelled), the connection is closed: the server then drops the lock
+    with the session, and the pool never hands out a connection still holding it."""
     with datastore.get_connection() as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
         try:
@@ -64,7 +65,7 @@ def advisory_locked(datastore: Any, key: str) -> Iterator[None]:
             try:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
             except (InterfaceError, OperationalError):
-                pass
+                conn.close()
 
 
 def check_before_use(datastore: Any) -> None:
