@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -28,8 +27,8 @@ from typing import Any
 
 import httpx
 
-from bench.load import build_world, cpu_seconds, percentile
-from bench.soak import TSUNAGU, Postgres, _free_port, _wait
+from bench.load import api_processes, build_world, cpu_seconds, percentile
+from bench.soak import Postgres
 
 
 def run_clients(base: str, config: dict[str, Any], clients: int, seconds: float) -> dict[str, Any]:
@@ -88,19 +87,8 @@ def main() -> None:
         print(f"building a city of {options.cases} cases …", flush=True)
         config = build_world(postgres.url, options.cases, key_file, work)
         for n in [int(w) for w in options.workers.split(",")]:
-            port = _free_port()
-            base = f"http://127.0.0.1:{port}"
-            serve = subprocess.Popen(
-                [str(TSUNAGU), "serve", "--port", str(port), "--workers", str(n), "--database", postgres.url,
-                 "--key-file", str(key_file)],
-                stdout=subprocess.DEVNULL,
-                stderr=(work / f"serve-{n}.log").open("wb"),
-                env={**os.environ, "TSUNAGU_RATE_LIMIT": "1000000/minute"},
-            )  # fmt: skip
-            try:
-                if not _wait(lambda b=base: httpx.get(f"{b}/v1/health", timeout=2).status_code == 200, 120):
-                    raise SystemExit((work / f"serve-{n}.log").read_text(errors="replace")[-2000:])
-                time.sleep(3)  # every worker process up
+            env = {**os.environ, "TSUNAGU_RATE_LIMIT": "1000000/minute"}
+            with api_processes(n, postgres.url, key_file, work, env) as (serve, base):
                 run_clients(base, config, 2, 3)  # warm: caches and connections in every worker
                 for clients in [int(c) for c in options.clients.split(",")]:
                     before, load = cpu_seconds(serve.pid), os.getloadavg()[0]
@@ -113,9 +101,6 @@ def main() -> None:
                     }
                     results.append(result)
                     print(json.dumps(result), flush=True)
-            finally:
-                serve.terminate()
-                serve.wait(timeout=60)
     finally:
         if postgres is not None:
             postgres.close()

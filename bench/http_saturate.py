@@ -44,10 +44,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.load import build_world, cpu_seconds, percentile
-from bench.soak import TSUNAGU, Postgres, _free_port, _wait
+from bench.load import api_processes, build_world, cpu_seconds, percentile
+from bench.soak import TSUNAGU, Postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ["", "", "", "&status=open&alerts=any", "&sort=case&order=desc", "&sort=child"]
@@ -148,17 +146,7 @@ def main() -> None:
         data_file.write_text(lua_data(config, options.ledger_share))
         pg_pid = postmaster(postgres)
         for n in [int(w) for w in options.workers.split(",")]:
-            port = _free_port()
-            base = f"http://127.0.0.1:{port}"
-            serve = subprocess.Popen(
-                [str(TSUNAGU), "serve", "--port", str(port), "--workers", str(n), "--database", postgres.url,
-                 "--key-file", str(key_file)],
-                stdout=subprocess.DEVNULL, stderr=(work / f"serve-{n}.log").open("wb"), env=env,
-            )  # fmt: skip
-            try:
-                if not _wait(lambda b=base: httpx.get(f"{b}/v1/health", timeout=2).status_code == 200, 120):
-                    raise SystemExit((work / f"serve-{n}.log").read_text(errors="replace")[-2000:])
-                time.sleep(3)  # every worker process up
+            with api_processes(n, postgres.url, key_file, work, env) as (serve, base):
                 run_wrk(base, max(2, n), 6, data_file, work / "warm.txt")  # caches and connections in every worker
                 for clients in client_counts:
                     spies = []
@@ -233,9 +221,6 @@ def main() -> None:
                     }
                     results.append(result)
                     print(json.dumps(result), flush=True)
-            finally:
-                serve.terminate()
-                serve.wait(timeout=60)
     finally:
         if postgres is not None:
             postgres.close()

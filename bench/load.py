@@ -31,6 +31,8 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -178,6 +180,30 @@ class KafkaBeside:
         self.hub.close()
 
 
+@contextmanager
+def api_processes(
+    workers: int, database: str, key_file: Path, work: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``tsunagu serve --workers N`` on a free loopback port, waited for until it answers ``/v1/health`` and every
+    worker process is up; yields the process and its base address, and stops it afterwards. Its log goes to
+    ``work/serve-N.log`` (the end of it is the error when it does not start)."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    serve = subprocess.Popen(
+        [str(TSUNAGU), "serve", "--port", str(port), "--workers", str(workers), "--database", database,
+         "--key-file", str(key_file)],
+        stdout=subprocess.DEVNULL, stderr=(work / f"serve-{workers}.log").open("wb"), env=env,
+    )  # fmt: skip
+    try:
+        if not _wait(lambda: httpx.get(f"{base}/v1/health", timeout=2).status_code == 200, 120):
+            raise SystemExit((work / f"serve-{workers}.log").read_text(errors="replace")[-2000:])
+        time.sleep(3)  # every worker process up
+        yield serve, base
+    finally:
+        serve.terminate()
+        serve.wait(timeout=60)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and its children still running (the uvicorn workers), from ``/proc``."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -281,29 +307,7 @@ def main() -> None:
             env=env,
         )
         for n in [int(w) for w in options.workers.split(",")]:
-            port = _free_port()
-            base = f"http://127.0.0.1:{port}"
-            serve = subprocess.Popen(
-                [
-                    str(TSUNAGU),
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(n),
-                    "--database",
-                    postgres.url,
-                    "--key-file",
-                    str(key_file),
-                ],  # fmt: skip
-                stdout=subprocess.DEVNULL,
-                stderr=(work / f"serve-{n}.log").open("wb"),
-                env=env,
-            )
-            try:
-                if not _wait(lambda b=base: httpx.get(f"{b}/v1/health", timeout=2).status_code == 200, 120):
-                    raise SystemExit((work / f"serve-{n}.log").read_text(errors="replace")[-2000:])
-                time.sleep(3)  # every worker process up
+            with api_processes(n, postgres.url, key_file, work, env) as (serve, base):
                 print(f"N = {n}: locust, {options.users} users, {options.seconds} s", flush=True)
                 beside.took, beside.failures = [], 0
                 beside.start()
@@ -311,9 +315,6 @@ def main() -> None:
                 stats = run_locust(base, config_file, options.users, options.seconds, work / f"locust-{n}")
                 cpu = cpu_seconds(serve.pid) - cpu
                 beside.stop()
-            finally:
-                serve.terminate()
-                serve.wait(timeout=60)
             kinds = [
                 {
                     "kind": row["Name"],

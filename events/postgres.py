@@ -123,6 +123,8 @@ def stream_lock_key(schema: str, stream: UUID) -> int:
 class PostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        schema, id_type = Identifier(self.datastore.schema), Identifier(self.datastore.originator_id_type)
+        table = Identifier(self.events_table_name)
         # The streams' locks, taken one by one in the keys' order (the subquery's sort, kept by OFFSET 0, is the
         # order in which the aggregate calls the function), so that two writers never wait for each other in turn.
         self.lock_streams_statement = SQL(
@@ -134,21 +136,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
             "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(%b::{id_type}[]) AS w(id) "
             "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
             "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            id_type=Identifier(self.datastore.originator_id_type),
-        )
+        ).format(schema=schema, table=table, id_type=id_type)
         self.insert_arrays_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::integer[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            id_type=Identifier(self.datastore.originator_id_type),
-        )
-        schema, id_type = Identifier(self.datastore.schema), Identifier(self.datastore.originator_id_type)
+        ).format(schema=schema, table=table, id_type=id_type)
         self.envelope_ids_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(ENVELOPE_IDS))
         self.sql_create_statements.append(
             SQL(
@@ -164,7 +157,7 @@ class PostgresRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.append(
             SQL("CREATE TABLE IF NOT EXISTS {table} (format integer NOT NULL)").format(table=self.format_table)
         )
-        events_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(self.events_table_name))
+        events_table = SQL("{schema}.{table}").format(schema=schema, table=table)
         for name, topic in INDEXED_TOPICS.items():  # events.topic_index: the audit topic indexes
             self.sql_create_statements.append(
                 SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (notification_id) WHERE topic = {topic}").format(

@@ -102,7 +102,7 @@ class ChildSnapshots:
         self.failures = 0  # errors of the snapshots' queries, logged and let go (best-effort: see the module docstring)
         datastore = store.recorder.datastore
         self.datastore: Any = datastore  # the library's SQLite or PostgreSQL datastore
-        self.postgres = type(store.recorder).__module__.endswith("postgres")
+        self.postgres = store.postgres
         schema = getattr(datastore, "schema", None) if self.postgres else None
         self.table = f'"{schema}".{self.TABLE}' if schema else self.TABLE
         events_table = store.recorder.events_table_name

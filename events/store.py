@@ -584,7 +584,7 @@ class HubStore(Application[UUID]):
         configure_stream_ids(self.keyring.stream_secret)
         super().__init__(env)
         datastore = self.recorder.datastore
-        postgres = type(self.recorder).__module__.endswith("postgres")
+        postgres = self.postgres = type(self.recorder).__module__.endswith("postgres")  # else SQLite
         if postgres:
             from events.postgres import check_before_use
 
@@ -619,7 +619,7 @@ class HubStore(Application[UUID]):
         before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped)."""
         wanted = list(dict.fromkeys(streams))
         with self.turns.held(wanted):
-            if not type(self.recorder).__module__.endswith("postgres"):
+            if not self.postgres:
                 from events.streams import last_event, last_events
 
                 if len(wanted) == 1:  # one query instead of two: a timeline read's one log
