@@ -70,29 +70,12 @@ def prefecture() -> Prefecture:
     return replace(pref, orgs=orgs, jiso={m: JISO for m in pref.municipalities})
 
 
-BUILD_CACHE_WEIGHT = "2000000"
-"""The aggregate cache's weight while the store is built (``TSUNAGU_AGGREGATE_CACHE_WEIGHT``; the hub's default is
-50,000). Named because it is what makes a 20,000-case build finish: the centre's indexes that every batch writes
-(the service desk, the case index, the published children, the registry: ~100,000 entries together at 150,000
-events of a 20,000-case city) outgrow the default weight, and from then on each batch of 500 replays them from all
-their events (profiled with py-spy: 66 % of the build in ``Batch.load``, 750 events/s and falling). With the weight
-raised the build runs at a rate that does not fall with the store (docs/benchmarks.md). Only the build's hub gets
-it; the views are measured with the hub's default cache, as a deployment runs it unless it sizes the cache."""
-
-
 def build(database: str, cases: int, batch: int = 1000) -> None:
-    """The prefecture's store, published in batches of ``batch`` events, the cache sized by ``BUILD_CACHE_WEIGHT``;
-    its progress (events, seconds, events/s of the last 50,000) on stderr."""
+    """The prefecture's store, published in batches of ``batch`` events with the hub's default cache (the centre's
+    indexes are kept apart in it, ``events.store.WeighedCache``, so the rate does not fall as the store grows); its
+    progress (events, seconds, events/s of the last 50,000) on stderr."""
     pref = prefecture()
-    saved = os.environ.get("TSUNAGU_AGGREGATE_CACHE_WEIGHT")
-    os.environ["TSUNAGU_AGGREGATE_CACHE_WEIGHT"] = BUILD_CACHE_WEIGHT
-    try:
-        hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
-    finally:
-        if saved is None:
-            del os.environ["TSUNAGU_AGGREGATE_CACHE_WEIGHT"]
-        else:
-            os.environ["TSUNAGU_AGGREGATE_CACHE_WEIGHT"] = saved
+    hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
     hub.load_orgs(pref.orgs)
     city = replace(pref, municipalities=pref.municipalities[:1])
     towns = replace(pref, municipalities=pref.municipalities[1:])
