@@ -31,6 +31,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from adapters.school import JST, content_of
+from events.dates import month_of
 from events.direct_events import direct_events
 from events.model import Org, Recorded
 from events.sealing import stream_id
@@ -38,10 +39,6 @@ from events.store import HubStore, _CopiedOnWrite
 from services.projections.unit_of_work import Projection, UnitOfWork
 
 LISTING_CENTRES = frozenset({"municipal_center", "child_guidance_center"})  # who may ask for periodic reports
-
-
-def month_of(moment: datetime) -> str:
-    return moment.astimezone(JST).strftime("%Y-%m")
 
 
 def first_day(month: str) -> date:
