@@ -1,7 +1,8 @@
 """A child's daily attendance (``services.projections.rosters.DailyAttendance``) recorded as one event per child
 and publish (``record_days``, staged by ``Batch.stage``) instead of one event per day (``record_day``, what
 stores written before hold): the same days either way, from the hub's own index, from a new process, and from
-the published events replayed one ``record_day`` each; and a stream that holds both kinds replays."""
+the published events replayed one ``record_day`` each; a stream that holds both kinds replays; and an erased child's
+days go with its key."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.school import content_of
+from events.sealing import Shredded
 from services.hub import Hub
 from services.projections.rosters import DailyAttendance, peek
 from tests.helpers import ev
@@ -137,3 +139,38 @@ def test_a_stream_of_one_event_a_day_goes_on_with_one_event_a_publish(tmp_path, 
         fresh.close()
     assert {d: r.id for d, r in days.items()} == {DAYS[0]: "old-1", DAYS[1]: "new-1", DAYS[2]: "new-2"}
     assert days == replayed_one_a_day("c1", [*old, *new]).days
+
+
+def test_an_erased_child_s_days_go_with_its_key(tmp_path, clock):
+    """Days published for two children, one erased: in a new process the erased child's stored ``DaysRecorded``
+    loads as ``Shredded`` and its days are gone, and the other child's days are as published. ``DaysRecorded`` is
+    sealed under the child's key only because ``record_days`` takes ``child`` (``events.sealing.key_scope``):
+    without it the days would be sealed under the hub's key and outlive the erasure."""
+    clock.at = datetime.fromisoformat("2026-05-01T09:00:00+09:00")
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    c1 = [daily("c1-d0", "c1", DAYS[0], "absent", False), daily("c1-d1", "c1", DAYS[1], "late", True)]
+    c2 = [daily("c2-d0", "c2", DAYS[0], "present", True), daily("c2-d1", "c2", DAYS[1], "absent", False)]
+    erasure = ev(
+        "c1-erased", "child.erased", child="c1", at="2026-04-30T09:00:00+09:00", payload={"reason": "保存期間の満了"}
+    )
+    hub = Hub(database, clock=clock)
+    try:
+        hub.load_orgs(ORGS)
+        assert {r.outcome for r in hub.publish([registered("c1"), registered("c2"), *c1, *c2])} == {"accepted"}
+        assert sorted(peek(hub.store, DailyAttendance, KEY[0], "c1", KEY[1]).days) == DAYS[:2]
+        assert [r.outcome for r in hub.publish([erasure])] == ["accepted"]
+    finally:
+        hub.close()
+    fresh = Hub(database, clock=clock)
+    try:
+        erased = DailyAttendance.create_id(KEY[0], "c1", KEY[1])
+        stored = fresh.store.recorder.select_events(erased)
+        [days_recorded] = [e for e in stored if e.topic.endswith(".DaysRecorded")]
+        assert isinstance(fresh.store.mapper.to_domain_event(days_recorded), Shredded)
+        assert fresh.store.replayed(erased).days == {}
+        assert peek(fresh.store, DailyAttendance, KEY[0], "c1", KEY[1]).days == {}
+        other = fresh.store.replayed(DailyAttendance.create_id(KEY[0], "c2", KEY[1])).days
+    finally:
+        fresh.close()
+    assert other == replayed_one_a_day("c2", c2).days
+    assert {d: r.id for d, r in other.items()} == {DAYS[0]: "c2-d0", DAYS[1]: "c2-d1"}
