@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from events.model import Recorded
 from services.hub import Hub
-from services.projections.family_support import REPORT_KINDS, ServiceDesk, service_desk
+from services.projections.family_support import BETWEEN_KINDS, CENTRE_KINDS, REPORT_KINDS, ServiceDesk, service_desk
 from tests.helpers import ev
 
 pytestmark = pytest.mark.store
@@ -64,12 +64,52 @@ def acknowledgement(id: str, child: str, provider: str, report: str, day: int) -
     )
 
 
+def referred(id: str, child: str, provider: str, day: int) -> dict:
+    """The centre's referral of ``child`` to ``provider`` (事業者への依頼): a child noted in both desks."""
+    return ev(
+        id,
+        "service.referred",
+        child=child,
+        source="beppu-center",
+        basis="commissioned",
+        to=provider,
+        at=f"2026-04-{day:02d}T11:00:00+09:00",
+        payload={"referral": f"F-{id}", "service": "養育支援訪問事業", "start": "2026-05-15", "summary": "育児不安"},
+    )
+
+
+def recommended(id: str, child: str, day: int) -> dict:
+    """The centre's recommendation (利用勧奨) for ``child``: a child noted in the centre's desk only."""
+    return ev(
+        id,
+        "service.recommended",
+        child=child,
+        source="beppu-center",
+        basis="internal",
+        at=f"2026-04-{day:02d}T11:00:00+09:00",
+        payload={"recommendation": f"R-{id}", "service": "養育支援訪問事業", "form": "written", "reason": "育児負担"},
+    )
+
+
+def sides(e: dict) -> list[str]:
+    """The desks an event names, as ``keep_service_desk`` before ``ServiceDesk.change`` saw them: both sides of a
+    ``commissioned`` report, referral, monitoring or end and of an acknowledgement; the centre alone for its
+    recommendations, their results and its orders."""
+    if e["basis"] == "commissioned" and e.get("to") and (e["kind"] in REPORT_KINDS or e["kind"] in BETWEEN_KINDS):
+        return [e["source"], e["to"]]
+    if e["kind"] == "report.acknowledged" and e.get("to"):
+        return [e["source"], e["to"]]
+    if e["kind"] in CENTRE_KINDS:
+        return [e["source"]]
+    return []
+
+
 def indexed_one_event_each(org: str, published: list[dict]) -> ServiceDesk:
     """What the code before ``ServiceDesk.change`` kept for ``org``: one ``note_child``, ``add_report`` or
     ``acknowledge`` per published event that names the desk, as its ``keep_service_desk`` did."""
     desk = ServiceDesk(org)
     for e in published:
-        if org not in (e["source"], e.get("to")):
+        if org not in sides(e):
             continue
         at = datetime.fromisoformat(e["at"]).isoformat()
         if e["kind"] in REPORT_KINDS:
@@ -86,6 +126,8 @@ def indexed_one_event_each(org: str, published: list[dict]) -> ServiceDesk:
             found = desk.reports.get(str(e["payload"]["report"]))
             if found is not None and found["child"] == e["child"]:
                 desk.acknowledge(report=found["report"], acknowledgement=e["id"], at=at, child=e["child"])
+        else:
+            desk.note_child(child=e["child"], at=at)
     return desk
 
 
@@ -96,7 +138,7 @@ def hub_database(tmp_path_factory) -> str:
 
 steps = st.lists(
     st.tuples(
-        st.booleans(),  # a report (True) or an acknowledgement (False)
+        st.sampled_from(["report", "acknowledgement", "referral", "recommendation"]),
         st.integers(min_value=0, max_value=2),  # the child
         st.sampled_from(["visit-a", "visit-b"]),
         st.integers(min_value=0, max_value=11),  # which earlier report an acknowledgement names
@@ -110,16 +152,21 @@ steps = st.lists(
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=steps, cuts=st.lists(st.integers(min_value=1, max_value=11), max_size=4))
 def test_the_desks_staged_per_publish_are_the_desks_of_one_event_a_change(hub_database, clock, steps, cuts):
-    """Random reports of two providers about three children and acknowledgements of earlier ones (sometimes of
-    another child's report, sometimes again), in random batches: every desk the hub keeps, and every desk a new
-    process loads, is the desk of one event per change built from the events the hub accepted, in order."""
+    """Random reports of two providers about three children, acknowledgements of earlier ones (sometimes of
+    another child's report, sometimes again), and the centre's referrals and recommendations (a child noted), in
+    random batches: every desk the hub keeps, and every desk a new process loads, is the desk of one event per
+    change built from the events the hub accepted, in order."""
     clock.at = datetime.fromisoformat("2026-05-01T09:00:00+09:00")
     run = next(_runs)
     children = [f"r{run}-c{n}" for n in range(3)]
     envelopes: list[dict] = []
     reports: list[dict] = []
-    for n, (is_report, c, provider, which, urgent) in enumerate(steps):
-        if is_report or not reports:
+    for n, (step, c, provider, which, urgent) in enumerate(steps):
+        if step == "referral":
+            envelopes.append(referred(f"r{run}-f{n}", children[c], provider, 2 + n))
+        elif step == "recommendation":
+            envelopes.append(recommended(f"r{run}-s{n}", children[c], 2 + n))
+        elif step == "report" or not reports:
             envelopes.append(report(f"r{run}-v{n}", children[c], provider, 2 + n, urgent))
             reports.append(envelopes[-1])
         else:
@@ -137,6 +184,8 @@ def test_the_desks_staged_per_publish_are_the_desks_of_one_event_a_change(hub_da
             for envelope, result in zip(batch, hub.publish(batch)):
                 if result.outcome == "accepted":
                     accepted.append(envelope)
+                else:  # referrals and recommendations (a child noted) all count: the path is exercised
+                    assert envelope["kind"] in REPORT_KINDS | {"report.acknowledged"}
         kept = {org: service_desk(hub.store, org) for org in DESKS}
     finally:
         hub.close()
