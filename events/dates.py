@@ -9,6 +9,7 @@ outside it) is refused naming its field instead of breaking the arithmetic done 
   ``date_out_of_range`` and ``month_out_of_range`` have Japanese wording in ``events.envelope.JA_BY_ERROR_TYPE``.
 - ``day_in_range`` and ``moment_in_range`` answer the same question for code that parses dates itself, and
   ``out_of_range`` is the ``Problem`` to report.
+- ``month_of``: the month (``YYYY-MM``) of a moment in Japan time, as the projections key their months.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def moment_in_range(moment: datetime) -> bool:
     """Whether the aware ``moment`` falls on a day from ``EARLIEST_DAY`` to ``LATEST_DAY`` in Japan time
     (compared as instants: no conversion that could itself overflow)."""
     return _FIRST_MOMENT <= moment < _AFTER_LAST_MOMENT
+
+
+def month_of(moment: datetime) -> str:
+    """The month of the aware ``moment`` in Japan time, ``YYYY-MM``: what ``moment.astimezone(JST).strftime("%Y-%m")``
+    gives (for the years the hub accepts, four digits), formatted from the date's fields, which costs a third of
+    ``strftime`` (it is asked several times for every event the projections count)."""
+    local = moment.astimezone(_JST)
+    return f"{local.year:04d}-{local.month:02d}"
 
 
 def out_of_range(field: str) -> Problem:

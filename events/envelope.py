@@ -404,7 +404,7 @@ def accepted_at_a_glance(raw: Any, *, now: datetime) -> Envelope | None:
     writes it (``_CANONICAL_AT``, read back identically by ``datetime.isoformat``, non-zero offset) within the
     hub's range and not in the future, ``payload`` a dict, ``sensitive`` a list of field names. Then, as the
     models' path does and with the same functions: a known kind, the payload within the envelope limits, no
-    NaN or infinity, the kind's payload model (``normalise_payload``, pydantic: the kinds' rules have one
+    NaN or infinity (in a flat payload, the only place left for a number, its values are looked at directly), the kind's payload model (``normalise_payload``, pydantic: the kinds' rules have one
     definition), the size as UTF-8 JSON. The envelope is built without validating again (its fields are those
     the model would hold; ``at`` an aware ``datetime`` equal to pydantic's), and its canonical form written
     directly, as ``model_dump(mode="json", exclude_none=True)`` writes it.
@@ -449,7 +449,13 @@ def accepted_at_a_glance(raw: Any, *, now: datetime) -> Envelope | None:
         return None
     if at.isoformat() != at_text or not moment_in_range(at) or at > now + FUTURE_TOLERANCE:
         return None
-    if _non_finite_numbers(raw) or _payload_bounds(payload):
+    if _flat_and_within_bounds(payload):
+        # Finite at a glance for a flat payload: the checks above leave numbers nowhere but in the payload, and a
+        # flat payload's numbers are its values (what ``_non_finite_numbers`` would find, without its JSON round
+        # trip of the whole envelope).
+        if any(isinstance(value, float) and not math.isfinite(value) for value in payload.values()):
+            return None
+    elif _non_finite_numbers(raw) or _payload_bounds(payload):
         return None
     try:
         normalised = normalise_payload(kind, payload)

@@ -76,6 +76,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from events.clock import JST
+from events.dates import month_of
 from events.direct_events import direct_events
 from events.model import CENTER, Org, Recorded
 from events.sealing import stream_id
@@ -187,10 +188,6 @@ COUNTED_KINDS = frozenset(
 
 TRANSFER_ACK_DAYS = 14
 PLAN_REVIEW_DAYS = DEFAULT_REVIEW_INTERVAL  # a plan reviewed within 91 days of creation (aggregates.md)
-
-
-def month_of(at: datetime) -> str:
-    return at.astimezone(JST).strftime("%Y-%m")
 
 
 def day_of(at: datetime) -> date:

@@ -5,9 +5,11 @@ least one event about, with the ``at`` of the first. It answers "whose records h
 shared?" for ``services.audit.shared_reads`` (what we shared, and who read it) without scanning the log: that
 service then loads only those children's streams and access logs. Identifiers only; it never decides access.
 
-One event per (organisation, child), the first time the organisation publishes about the child, carrying the
-child's id: sealed under the child's key (``events.sealing.key_scope``), so an erased child leaves the index with
-its key. Written in the publish transaction from the events as recorded (``services/projections/indexes.py``); a
+The children an organisation published about for the first time in one publish are recorded as one event
+(``ChildrenIndexed``, staged by ``Batch.stage``), each entry carrying the child's id and sealed under the child's
+key (``events.sealing.PER_CHILD``), so an erased child leaves the index with its key. Stores written before hold
+one event per (organisation, child) (``ChildIndexed``, sealed whole under the child's key), and replay as they
+did. Written in the publish transaction from the events as recorded (``services/projections/indexes.py``); a
 store written before it was kept gets it from the log (``published_children_from_log``).
 """
 
@@ -40,6 +42,27 @@ class PublishedChildren(_CopiedOnWrite, Aggregate):
         self.source = source
         self.children: dict[str, str] = {}
 
+    @event("ChildrenIndexed")
+    def add_children(self, per_child: list) -> None:
+        """The children one publish named for the first time, in order, each with the ``at`` of its first event;
+        each entry is sealed under its child's key (``events.sealing.PER_CHILD``), and left out once that child
+        is erased."""
+        for entry in per_child:
+            self.children[entry["child"]] = entry["at"]
+
+    def record_staged(self, events: list[Recorded]) -> None:
+        """Record the children of the events a publish staged for this organisation (``Batch.stage``) that it had
+        not published about before, as one event: the first event's ``at`` for each. It replaces one
+        ``add_child`` per new child (a school's first monthly file: one stored event per row)."""
+        first: dict[str, str] = {}
+        for e in events:
+            if e.child not in self.children and e.child not in first:
+                first[e.child] = e.at.isoformat()
+        if first:
+            self.add_children(per_child=[{"child": child, "at": at} for child, at in first.items()])
+
+    # One event per child: what stores written before ``add_children`` hold, and what a rebuild from the log
+    # (``published_children_from_log``) makes.
     @event("ChildIndexed")
     def add_child(self, child: str, at: str) -> None:
         self.children[child] = at
@@ -54,9 +77,7 @@ def keep_published(e: Recorded, batch: UnitOfWork) -> None:
     """Index: source -> the children it published about (``PUBLISHED_CHILDREN``)."""
     if not e.child:
         return
-    index = batch.get(PublishedChildren, e.source)
-    if e.child not in index.children:
-        index.add_child(child=e.child, at=e.at.isoformat())
+    batch.stage(PublishedChildren, (e.source,), e)  # a publish's new children of one source: one event
 
 
 PUBLISHED_CHILDREN = Projection("children per publishing organisation", published_needs, keep_published)

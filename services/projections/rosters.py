@@ -13,8 +13,9 @@
   so this stream is written by the daily import itself (it holds dates only, nothing about any child).
 
 All but the calendar are updated by ``keep_school_lists``, registered in ``INDEXES``, in the publish
-transaction; a school's list changes and a month's reports are staged and recorded once per publish (one event
-for a whole school's list or file, each entry sealed under its child's key). Aggregates here follow the store's copy-on-write rule: nested values are replaced, never mutated.
+transaction; a school's list changes, a month's reports and a child's days are staged and recorded once per
+publish (one event for a whole school's list or file, each entry sealed under its child's key; one event for a
+child's days, sealed under the child's key). Aggregates here follow the store's copy-on-write rule: nested values are replaced, never mutated.
 None of this decides access (``consent.reports`` does, for the overdue view).
 """
 
@@ -30,6 +31,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from adapters.school import JST, content_of
+from events.dates import month_of
 from events.direct_events import direct_events
 from events.model import Org, Recorded
 from events.sealing import stream_id
@@ -37,10 +39,6 @@ from events.store import HubStore, _CopiedOnWrite
 from services.projections.unit_of_work import Projection, UnitOfWork
 
 LISTING_CENTRES = frozenset({"municipal_center", "child_guidance_center"})  # who may ask for periodic reports
-
-
-def month_of(moment: datetime) -> str:
-    return moment.astimezone(JST).strftime("%Y-%m")
 
 
 def first_day(month: str) -> date:
@@ -286,22 +284,37 @@ class DailyAttendance(_CopiedOnWrite, Aggregate):
         self.alerts: tuple[tuple[str, str, str], ...] = ()  # (reason, since, event id)
 
     # Each event names the child, so that it is sealed under the child's key (events.sealing).
+    @event("DaysRecorded")
+    def record_days(self, days: list, child: str) -> None:
+        """The days one publish recorded for this child, in the order published: a later entry for a day replaces
+        an earlier one, as one ``record_day`` each would."""
+        for d in days:
+            self.days[d["day"]] = Day(d["event_id"], d["content"], d["status"], d["contacted"])
+
+    def record_staged(self, events: list[Recorded]) -> None:
+        """Record the ``attendance.daily`` events a publish staged for this child (``Batch.stage``), in order, as
+        one event. It replaces one ``record_day`` per event (about half of a prefecture's projection events):
+        the same days, one stored event per child and publish instead of one per day."""
+        self.record_days(
+            days=[
+                {
+                    "day": str(e.payload["date"]),
+                    "event_id": e.id,
+                    "content": content_of(e.payload),
+                    "status": str(e.payload["status"]),
+                    "contacted": e.payload.get("contacted"),
+                }
+                for e in events
+            ],
+            child=self.child,
+        )
+
+    # One event per day: what stores written before ``record_days`` hold.
     @event("DayRecorded")
     def record_day(
         self, day: str, event_id: str, content: str, status: str, contacted: bool | None, child: str
     ) -> None:
         self.days[day] = Day(event_id, content, status, contacted)
-
-    def report_day(self, e: Recorded) -> None:
-        """Record the ``attendance.daily`` ``e`` as the latest for its day."""
-        self.record_day(
-            day=str(e.payload["date"]),
-            event_id=e.id,
-            content=content_of(e.payload),
-            status=str(e.payload["status"]),
-            contacted=e.payload.get("contacted"),
-            child=e.child,
-        )
 
     @event("AlertRecorded")
     def record_alert(self, reason: str, since: str, event_id: str, child: str) -> None:
@@ -373,8 +386,8 @@ def keep_school_lists(e: Recorded, batch: UnitOfWork) -> None:
                 lists.add(school=school)
     elif e.kind == "attendance.monthly":  # a month's reports of one publish: one event (record_staged)
         batch.stage(MonthlyReports, (e.source, str(e.payload["month"])), e)
-    elif e.kind == "attendance.daily":
-        batch.get(DailyAttendance, e.source, e.child, e.to or "").report_day(e)
+    elif e.kind == "attendance.daily":  # a child's days of one publish: one event (record_staged)
+        batch.stage(DailyAttendance, (e.source, e.child, e.to or ""), e)
     elif e.kind == "absence.alert" and e.payload.get("since"):
         daily = batch.get(DailyAttendance, e.source, e.child, e.to or "")
         daily.record_alert(reason=str(e.payload["reason"]), since=str(e.payload["since"]), event_id=e.id, child=e.child)

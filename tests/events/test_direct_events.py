@@ -158,7 +158,7 @@ def test_a_prefecture_s_projection_events_trigger_and_replay_as_the_library_s(tm
             states[domain_event.originator_id] = replayed
     finally:
         hub.close()
-    for hot in ("DailyAttendance.record_day", "ChildFacts.record", "ServiceDesk", "MunicipalMonth", "CaseTally"):
+    for hot in ("DailyAttendance.record_days", "ChildFacts.record", "ServiceDesk", "MunicipalMonth", "CaseTally"):
         assert any(key.startswith(hot) for key in seen), (hot, seen)
 
 
