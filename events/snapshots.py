@@ -49,7 +49,9 @@ one writer at a time serialises them the same way.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -136,7 +138,7 @@ class ChildSnapshots:
         event_version = getattr(ChildRecord.Published, "class_version", 1)
         return f"tsunagu-child-snapshot\x00{SNAPSHOT_FORMAT}\x00{event_version}\x00{stream}\x00{version}".encode()
 
-    def _failed(self, what: str, stream: UUID, error: BaseException) -> None:
+    def _failed(self, what: str, stream: UUID | str, error: BaseException) -> None:
         """Log and count a failure of a snapshot query (best-effort: it never reaches a read)."""
         self.failures += 1
         log.warning("child snapshot: %s failed for stream %s (%s: %s)", what, stream, type(error).__name__, error)
@@ -144,48 +146,83 @@ class ChildSnapshots:
     # --- reading ---------------------------------------------------------------------------------------------
 
     def load(self, stream: UUID) -> Loaded:
-        """The child's record as stored now, from the child's snapshot and the events stored after it, fetched in
-        one query; from every event when the child has no snapshot, or none that opens (then the events are
-        fetched again, all of them), or when the snapshot query fails (any error: logged and counted)."""
+        """``load_many`` of one child (the read path's one way: ``HubStore.read_child``)."""
+        return self.load_many([stream])[stream]
+
+    def load_many(self, streams: Iterable[UUID]) -> dict[UUID, Loaded]:
+        """Each child's record as stored now, from its snapshot and the events stored after it, fetched for all
+        of ``streams`` in one query (``_select``); from every event for a child that has no snapshot, or none that
+        opens (then its events are fetched again, all of them, in one query for all such children), and for all of
+        them when the snapshot query fails (any error: logged and counted). The one way children are loaded from
+        their snapshots: a timeline read loads one (``load``), a view many (``HubStore.load_children``)."""
         from events.store import project
+        from events.streams import events_after
 
+        wanted = list(dict.fromkeys(streams))
+        if not wanted:
+            return {}
         try:
-            snapshot, stored = self._select(stream)
+            snapshots, stored = self._select(wanted)
         except Exception as error:  # best-effort: the events are the record
-            self._failed("load", stream, error)
-            snapshot, stored = None, list(self.store.recorder.select_events(stream))
-        record, unopened = self._opened(stream, *snapshot) if snapshot is not None else (None, None)
-        if snapshot is not None and record is None:
-            stored = list(self.store.recorder.select_events(stream))
-        events = self.store.mapper.to_domain_events(stored)
-        return Loaded(cast("ChildRecord | None", project(record, events)), len(events), record is not None, unopened)
+            self._failed("load", wanted[0] if len(wanted) == 1 else f"{len(wanted)} streams", error)
+            snapshots, stored = {}, events_after(self.store, dict.fromkeys(wanted, 0))
+        opened: dict[UUID, tuple[ChildRecord | None, bytes | None]] = {
+            stream: self._opened(stream, *snapshot) for stream, snapshot in snapshots.items()
+        }
+        again = [stream for stream, (record, _) in opened.items() if record is None]
+        if again:  # a snapshot that did not open: every event of the child, as without one
+            stored |= events_after(self.store, dict.fromkeys(again, 0))
+        records = [event for stream in wanted for event in stored.get(stream, ())]
+        events = iter(self.store.mapper.to_domain_events(records))  # every data key they need, in one go
+        out = {}
+        for stream in wanted:
+            record, unopened = opened.get(stream, (None, None))
+            tail = [next(events) for _ in stored.get(stream, ())]
+            out[stream] = Loaded(
+                cast("ChildRecord | None", project(record, tail)), len(tail), record is not None, unopened
+            )
+        return out
 
-    def _select(self, stream: UUID) -> tuple[tuple[int, bytes] | None, list[StoredEvent]]:
-        """The child's snapshot (version, sealed state), if any, and the stored events after its version (all of
-        them without a snapshot), in one query."""
-        key = self._key(stream)
+    def _select(self, streams: list[UUID]) -> tuple[dict[UUID, tuple[int, bytes]], dict[UUID, list[StoredEvent]]]:
+        """Each child's snapshot (version, sealed state), for those that have one, and each child's stored events
+        after its snapshot's version (all of them without a snapshot), for all of ``streams`` in one query (one
+        statement: the snapshots and the versions the events are read after are the same)."""
+        if self.postgres:
+            wanted = "unnest(%s::uuid[]) AS w(id)"
+            params: tuple[Any, ...] = (streams, streams)
+        else:
+            wanted = "json_each(?) AS w"
+            keys = json.dumps([self._key(stream) for stream in streams])
+            params = (keys, keys)
+        at = "w.id" if self.postgres else "w.value"
         query = self._sql(
-            f"SELECT 0 AS part, version, '' AS topic, state FROM {self.table} WHERE stream = ? UNION ALL "
-            f"SELECT 1 AS part, originator_version AS version, topic, state FROM {self.events_table} "
-            f"WHERE originator_id = ? AND originator_version > "
-            f"COALESCE((SELECT version FROM {self.table} WHERE stream = ?), 0) ORDER BY part, version"
+            f"SELECT s.stream AS stream, 0 AS part, s.version AS version, '' AS topic, s.state AS state "
+            f"FROM {wanted} JOIN {self.table} AS s ON s.stream = {at} UNION ALL "
+            f"SELECT t.originator_id, 1, t.originator_version, t.topic, t.state FROM {wanted} "
+            f"JOIN {self.events_table} AS t ON t.originator_id = {at} AND t.originator_version > "
+            f"COALESCE((SELECT s.version FROM {self.table} AS s WHERE s.stream = {at}), 0) "
+            f"ORDER BY stream, part, version"
         )
         if self.postgres:  # states as bytes (binary rows), as PostgresRecorder.select_events reads them
             with self.datastore.get_connection() as conn, conn.cursor(binary=True) as cursor:
-                cursor.execute(query, (key, key, key))
+                cursor.execute(query, params)
                 rows = cursor.fetchall()
         else:
             with self.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, (key, key, key))
+                cursor.execute(query, params)
                 rows = cursor.fetchall()
-        snapshot = None
-        stored = []
+        by_key = {str(self._key(stream)): stream for stream in streams}
+        snapshots: dict[UUID, tuple[int, bytes]] = {}
+        stored: dict[UUID, list[StoredEvent]] = {}
         for row in rows:
+            stream = by_key[str(row["stream"])]
             if row["part"] == 0:
-                snapshot = (int(row["version"]), bytes(row["state"]))
+                snapshots[stream] = (int(row["version"]), bytes(row["state"]))
             else:
-                stored.append(StoredEvent(stream, int(row["version"]), row["topic"], bytes(row["state"])))
-        return snapshot, stored
+                stored.setdefault(stream, []).append(
+                    StoredEvent(stream, int(row["version"]), row["topic"], bytes(row["state"]))
+                )
+        return snapshots, stored
 
     def _opened(self, stream: UUID, version: int, sealed: bytes) -> tuple[ChildRecord | None, bytes | None]:
         """The record a sealed snapshot holds (None when it does not open), and ``sealed`` again when it does not
@@ -266,13 +303,26 @@ class ChildSnapshots:
         return self.store.mapper.transcoder.decode(keys.open(keys.open(sealed, aad), aad))
 
     def keep(self, due: SnapshotDue) -> bool:
-        """``take`` a snapshot a read found due, best-effort, once the read is recorded (the read path's one way
-        to take one): an error is logged and counted (``failures``), never raised. Whether it was written."""
+        """``keep_all`` of one snapshot (a timeline read's). Whether it was written."""
+        return self.keep_all([due]) == 1
+
+    def keep_all(self, dues: Iterable[SnapshotDue]) -> int:
+        """``take`` the snapshots a read or a view found due, best-effort, once the read or the view is recorded
+        (the one way the read path takes them), all in one transaction: an error is logged and counted
+        (``failures``), never raised, and then none of them is written. How many were written."""
+        wanted = list(dues)
+        if not wanted:
+            return 0
         try:
-            return self.take(due.stream, due.state, replacing=due.replacing)
+            sealed = [(due, *self.seal(due.stream, due.state)) for due in wanted]
+            with self.datastore.transaction(commit=True) as cursor:
+                return sum(
+                    self._write(cursor, due.stream, int(due.state["version"]), state, child_key, due.replacing)
+                    for due, state, child_key in sealed
+                )
         except Exception as error:
-            self._failed("take", due.stream, error)
-            return False
+            self._failed("take", wanted[0].stream if len(wanted) == 1 else f"{len(wanted)} streams", error)
+            return 0
 
     def take(self, stream: UUID, state: dict[str, Any], *, replacing: bytes | None = None) -> bool:
         """Seal ``state`` (``state_of``) and ``write`` it as the child's snapshot. Whether it was written."""
@@ -282,6 +332,14 @@ class ChildSnapshots:
     def write(
         self, stream: UUID, version: int, sealed: bytes, child_key: bytes, *, replacing: bytes | None = None
     ) -> bool:
+        """Keep ``sealed`` as the child's snapshot at ``version`` (``_write``, in a transaction of its own). Whether
+        it was written."""
+        with self.datastore.transaction(commit=True) as cursor:
+            return self._write(cursor, stream, version, sealed, child_key, replacing)
+
+    def _write(
+        self, cursor: Any, stream: UUID, version: int, sealed: bytes, child_key: bytes, replacing: bytes | None
+    ) -> bool:
         """Keep ``sealed`` as the child's snapshot at ``version``, in one statement, only while the child's stream
         is at ``version`` and the child's key ``child_key`` (the inner layer's) is not destroyed (on PostgreSQL its
         row locked ``FOR SHARE``: see the module docstring), over an older snapshot or the row ``replacing`` that
@@ -289,18 +347,17 @@ class ChildSnapshots:
         live = f"SELECT 1 FROM {self.store.keys.table} WHERE key_id = ? AND destroyed_at IS NULL"
         live += " FOR SHARE" if self.postgres else ""
         key = self._key(stream)
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(
-                self._sql(
-                    f"INSERT INTO {self.table} (stream, version, state) SELECT ?, ?, ? "
-                    f"WHERE (SELECT MAX(originator_version) FROM {self.events_table} WHERE originator_id = ?) = ? "
-                    f"AND EXISTS ({live}) "
-                    f"ON CONFLICT (stream) DO UPDATE SET version = excluded.version, state = excluded.state "
-                    f"WHERE {self.TABLE}.version < excluded.version OR {self.TABLE}.state = ? RETURNING version"
-                ),
-                (key, version, sealed, key, version, child_key, replacing),
-            )
-            return cursor.fetchone() is not None
+        cursor.execute(
+            self._sql(
+                f"INSERT INTO {self.table} (stream, version, state) SELECT ?, ?, ? "
+                f"WHERE (SELECT MAX(originator_version) FROM {self.events_table} WHERE originator_id = ?) = ? "
+                f"AND EXISTS ({live}) "
+                f"ON CONFLICT (stream) DO UPDATE SET version = excluded.version, state = excluded.state "
+                f"WHERE {self.TABLE}.version < excluded.version OR {self.TABLE}.state = ? RETURNING version"
+            ),
+            (key, version, sealed, key, version, child_key, replacing),
+        )
+        return cursor.fetchone() is not None
 
     def forget(self, stream: UUID) -> None:
         """Delete the child's snapshot (its erasure: the key already makes it unreadable; this tidies), best-effort:
