@@ -379,7 +379,14 @@ class ChildSnapshots:
         return count
 
     def count(self) -> int:
+        """How many children have a snapshot."""
+        return self.status()[0]
+
+    def status(self) -> tuple[int, int]:
+        """How many snapshots there are, and how many bytes their sealed states take (``tsunagu snapshots
+        status``)."""
+        length = "octet_length" if self.postgres else "length"
         with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table}")
+            cursor.execute(f"SELECT COUNT(*) AS n, COALESCE(SUM({length}(state)), 0) AS size FROM {self.table}")
             row = cursor.fetchone()
-            return int(row["n"]) if row is not None else 0
+            return (int(row["n"]), int(row["size"])) if row is not None else (0, 0)
