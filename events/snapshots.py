@@ -37,6 +37,14 @@ would mean loading every child it publishes about. Only children that are read g
 and again in a process (warm, in the cache) costs nothing more; the next process to load it cold writes a newer
 snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
 
+The views that decide many children at once (the ledgers, the agenda, the start page: ``services.casework.rows``)
+load them the same way (``load_many``, one query for all) and take the snapshots their loads make due, once the
+view is recorded, all of a view's in one transaction (``keep_all``), after ``VIEW_SNAPSHOT_AFTER`` events (20) rather
+than 100: a view's snapshots share one commit, so each costs its sealing only (about 1 ms of CPU for a child of 24
+events), which the next cold load of that child pays back (1.0 → 0.27 ms of CPU, docs/benchmarks.md), and a centre's
+children mostly have tens of events, not hundreds: at 100 the views would take none. A timeline read writes its one
+snapshot in a transaction of its own (a durable commit), so it keeps the higher threshold.
+
 Erasure, and what must never happen: a snapshot of a child's content sealed under a key that outlives the
 child's erasure. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
 statement (``write``: ``INSERT … SELECT … WHERE``, no read-to-write upgrade on SQLite) only while the child's stream
@@ -64,7 +72,8 @@ from events.sealing import HUB_SCOPE, KeyDestroyed, child_scope
 if TYPE_CHECKING:
     from events.store import ChildRecord, HubStore
 
-SNAPSHOT_AFTER = 100  # a cold load that replayed this many events writes a snapshot
+SNAPSHOT_AFTER = 100  # a timeline read's cold load that replayed this many events writes a snapshot
+VIEW_SNAPSHOT_AFTER = 20  # the same for a view's load of many children (``HubStore.load_children``): see below
 SNAPSHOT_FORMAT = 2  # what the sealed state holds (in the associated data: a snapshot of another format does not open)
 
 log = logging.getLogger(__name__)
@@ -98,9 +107,10 @@ class ChildSnapshots:
 
     TABLE = "tsunagu_child_snapshots"
 
-    def __init__(self, store: HubStore, after: int = SNAPSHOT_AFTER):
+    def __init__(self, store: HubStore, after: int = SNAPSHOT_AFTER, view_after: int = VIEW_SNAPSHOT_AFTER):
         self.store = store
-        self.after = after  # a cold load that replayed this many events takes a snapshot (``SNAPSHOT_AFTER``)
+        self.after = after  # a timeline read's cold load that replayed this many events takes one (``SNAPSHOT_AFTER``)
+        self.view_after = view_after  # the same for a view's load of many children (``VIEW_SNAPSHOT_AFTER``)
         self.failures = 0  # errors of the snapshots' queries, logged and let go (best-effort: see the module docstring)
         datastore = store.recorder.datastore
         self.datastore: Any = datastore  # the library's SQLite or PostgreSQL datastore

@@ -789,19 +789,20 @@ class HubStore(Application[UUID]):
         except KeyError:
             pass
         loaded = self.child_snapshots.load(stream)
-        due = self._snapshot_due(stream, loaded)  # read before the record is cached (and may change)
+        due = self._snapshot_due(stream, loaded, self.child_snapshots.after)  # read before it is cached (may change)
         cache.put(stream, loaded.record)
         return loaded.record, due
 
     def load_children(self, streams: Iterable[UUID]) -> tuple[dict[UUID, ChildRecord | None], list[SnapshotDue]]:
         """Children's records for a view that decides many of them at once (``services.casework.rows``), as
-        stored now, **not put in the aggregate cache** (the view keeps what it derives; 5,000 children would push
-        the children read one by one out of it), using the **children's snapshots** as ``read_child`` does: a
-        record in the cache is copied and brought up to date with the events after it (``events.streams.
-        load_many``: one query for all of them); the others are loaded from their snapshots and the events after
-        them, or from every event when a child's snapshot does not open (``ChildSnapshots.load_many``: one query for
-        all of them). None: no such stream. And the snapshots due (``_snapshot_due``), which the view hands to
-        ``child_snapshots.keep_all`` **after** it is recorded. Not for ``audit verify`` (``replayed``)."""
+                stored now, **not put in the aggregate cache** (the view keeps what it derives; 5,000 children would push
+                the children read one by one out of it), using the **children's snapshots** as ``read_child`` does: a
+                record in the cache is copied and brought up to date with the events after it (``events.streams.
+                load_many``: one query for all of them); the others are loaded from their snapshots and the events after
+                them, or from every event when a child's snapshot does not open (``ChildSnapshots.load_many``: one query for
+                all of them). None: no such stream. And the snapshots due (``_snapshot_due``: after ``child_snapshots.view_after``
+        events, ``events.snapshots.VIEW_SNAPSHOT_AFTER``), which the view hands to
+                ``child_snapshots.keep_all`` **after** it is recorded. Not for ``audit verify`` (``replayed``)."""
         from events.streams import load_many
 
         wanted = list(dict.fromkeys(streams))
@@ -815,15 +816,16 @@ class HubStore(Application[UUID]):
         dues = []
         for stream, loaded in self.child_snapshots.load_many(s for s in wanted if s not in records).items():
             records[stream] = loaded.record
-            due = self._snapshot_due(stream, loaded)
+            due = self._snapshot_due(stream, loaded, self.child_snapshots.view_after)
             if due is not None:
                 dues.append(due)
         return records, dues
 
-    def _snapshot_due(self, stream: UUID, loaded: Loaded) -> SnapshotDue | None:
-        """The snapshot a load makes due (``events.snapshots``): one that replayed at least
-        ``child_snapshots.after`` events, of a record that is snapshotted (``ChildSnapshots.state_of``, read now)."""
-        if loaded.record is None or loaded.replayed < self.child_snapshots.after:
+    def _snapshot_due(self, stream: UUID, loaded: Loaded, after: int) -> SnapshotDue | None:
+        """The snapshot a load makes due (``events.snapshots``): one that replayed at least ``after`` events
+        (``child_snapshots.after`` for a timeline read, ``view_after`` for a view), of a record that is snapshotted
+        (``ChildSnapshots.state_of``, read now)."""
+        if loaded.record is None or loaded.replayed < after:
             return None
         state = ChildSnapshots.state_of(loaded.record)
         return SnapshotDue(stream, state, loaded.unopened) if state is not None else None

@@ -43,7 +43,7 @@ def prefecture() -> Any:
 def hub_on(database: str, after: int) -> Hub:
     """A new hub (empty caches: every child it decides is loaded cold) taking snapshots after ``after`` events."""
     hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
-    hub.store.child_snapshots.after = after
+    hub.store.child_snapshots.after = hub.store.child_snapshots.view_after = after
     return hub
 
 
