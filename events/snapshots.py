@@ -39,11 +39,11 @@ snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
 
 The views that decide many children at once (the ledgers, the agenda, the start page: ``services.casework.rows``)
 load them the same way (``load_many``, one query for all) and take the snapshots their loads make due, once the
-view is recorded, all of a view's in one transaction (``keep_all``), after ``VIEW_SNAPSHOT_AFTER`` events (20) rather
-than 100: a view's snapshots share one commit, so each costs its sealing only (about 1 ms of CPU for a child of 24
-events), which the next cold load of that child pays back (1.0 → 0.27 ms of CPU, docs/benchmarks.md), and a centre's
-children mostly have tens of events, not hundreds: at 100 the views would take none. A timeline read writes its one
-snapshot in a transaction of its own (a durable commit), so it keeps the higher threshold.
+view is recorded, all of a view's in one transaction (``keep_all``), after ``VIEW_SNAPSHOT_AFTER`` events (20)
+rather than 100: a view's snapshots share one commit, so each costs its sealing and its row (0.25–0.4 ms of CPU for
+a child of 24 events), which the next cold load of that child pays back (1.0 → 0.27 ms of CPU, docs/benchmarks.md),
+and a centre's children mostly have tens of events, not hundreds: at 100 the views would take none. A timeline read
+writes its one snapshot in a transaction of its own (a durable commit), so it keeps the higher threshold.
 
 Erasure, and what must never happen: a snapshot of a child's content sealed under a key that outlives the
 child's erasure. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
