@@ -210,7 +210,8 @@ class ChildSnapshots:
             f"FROM {wanted} JOIN {self.table} AS s ON s.stream = {at} UNION ALL "
             f"SELECT t.originator_id, 1, t.originator_version, t.topic, t.state FROM {wanted} "
             f"LEFT JOIN {self.table} AS s ON s.stream = {at} "
-            f"JOIN {self.events_table} AS t ON t.originator_id = {at} AND t.originator_version > COALESCE(s.version, 0) "
+            f"JOIN {self.events_table} AS t ON t.originator_id = {at} "
+            f"AND t.originator_version > COALESCE(s.version, 0) "
             f"ORDER BY stream, part, version"
         )
         if self.postgres:  # states as bytes (binary rows), as PostgresRecorder.select_events reads them

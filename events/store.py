@@ -795,14 +795,15 @@ class HubStore(Application[UUID]):
 
     def load_children(self, streams: Iterable[UUID]) -> tuple[dict[UUID, ChildRecord | None], list[SnapshotDue]]:
         """Children's records for a view that decides many of them at once (``services.casework.rows``), as
-                stored now, **not put in the aggregate cache** (the view keeps what it derives; 5,000 children would push
-                the children read one by one out of it), using the **children's snapshots** as ``read_child`` does: a
-                record in the cache is copied and brought up to date with the events after it (``events.streams.
-                load_many``: one query for all of them); the others are loaded from their snapshots and the events after
-                them, or from every event when a child's snapshot does not open (``ChildSnapshots.load_many``: one query for
-                all of them). None: no such stream. And the snapshots due (``_snapshot_due``: after ``child_snapshots.view_after``
-        events, ``events.snapshots.VIEW_SNAPSHOT_AFTER``), which the view hands to
-                ``child_snapshots.keep_all`` **after** it is recorded. Not for ``audit verify`` (``replayed``)."""
+        stored now, **not put in the aggregate cache** (the view keeps what it derives; 5,000 children would push
+        the children read one by one out of it), using the **children's snapshots** as ``read_child`` does: a
+        record in the cache is copied and brought up to date with the events after it
+        (``events.streams.load_many``: one query for all of them); the others are loaded from their snapshots and
+        the events after them, or from every event when a child's snapshot does not open
+        (``ChildSnapshots.load_many``: one query for all of them). None: no such stream. And the snapshots due
+        (``_snapshot_due``: after ``child_snapshots.view_after`` events, ``events.snapshots.VIEW_SNAPSHOT_AFTER``),
+        which the view hands to ``child_snapshots.keep_all`` **after** it is recorded. Not for ``audit verify``
+        (``replayed``)."""
         from events.streams import load_many
 
         wanted = list(dict.fromkeys(streams))

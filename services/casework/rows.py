@@ -40,11 +40,11 @@ The children's streams are loaded for deciding without being put in the aggregat
 otherwise push the children read one by one out of it. A child not in the aggregate cache is loaded from its
 snapshot and the events after it (``events.snapshots``: one query for all the children decided again, one sealed
 snapshot opened each instead of every event), or from every event when it has none that opens. A child whose load
-replayed at least ``VIEW_SNAPSHOT_AFTER`` events gets a snapshot, as a timeline read's child does: taken once the view is
-recorded (``Ahead.record_children``, after the view's transaction), best-effort, all of a view's in one transaction
-(``ChildSnapshots.keep_all``). Why the views take them too: after a restart (or once the decisions kept here expire)
-the views are what loads most children cold, thousands at a time, and a child only ever seen in the ledgers would
-otherwise be replayed from every event by each new process.
+replayed at least ``VIEW_SNAPSHOT_AFTER`` events gets a snapshot, as a timeline read's child does: taken once the
+view is recorded (``Ahead.record_children``, after the view's transaction), best-effort, all of a view's in one
+transaction (``ChildSnapshots.keep_all``). Why the views take them too: after a restart (or once the decisions kept
+here expire) the views are what loads most children cold, thousands at a time, and a child only ever seen in the
+ledgers would otherwise be replayed from every event by each new process.
 
 What is kept is decrypted content: an erasure seen by this process (``events.store.ErasureWatch``) empties the
 whole cache, as it does the aggregate cache, and the cache holds at most ``maxsize`` children per reader kind.
