@@ -39,14 +39,15 @@ snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
 
 The views that decide many children at once (the ledgers, the agenda, the start page: ``services.casework.rows``)
 load them the same way (``load_many``, one query for all) and take the snapshots their loads make due, once the
-view is recorded, all of a view's in one transaction (``keep_all``), after ``VIEW_SNAPSHOT_AFTER`` events (20)
-rather than 100: a view's snapshots share one commit, so each costs its sealing and its row (0.25–0.4 ms of CPU for
+view is recorded (``keep_all``: in stream order, ``SNAPSHOT_BATCH`` to a transaction, each child on its own), after
+``VIEW_SNAPSHOT_AFTER`` events (20) rather than 100: a view's snapshots share few commits, so each costs its sealing and its row (0.25–0.4 ms of CPU for
 a child of 24 events), which the next cold load of that child pays back (1.0 → 0.27 ms of CPU, docs/benchmarks.md),
 and a centre's children mostly have tens of events, not hundreds: at 100 the views would take none. A timeline read
 writes its one snapshot in a transaction of its own (a durable commit), so it keeps the higher threshold.
 
 Erasure, and what must never happen: a snapshot of a child's content sealed under a key that outlives the
-child's erasure. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
+child's erasure, or a snapshot that gives an erased child a new key: ``seal`` uses only the child's existing live
+key (``DataKeys.seal_existing``) and the child is skipped when it has none. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
 statement (``write``: ``INSERT … SELECT … WHERE``, no read-to-write upgrade on SQLite) only while the child's stream
 is still at the snapshot's version and the child's key it is sealed under is not destroyed: if an erasure was
 stored meanwhile, the stream is further on and nothing is written. On PostgreSQL the statement locks the key's
@@ -67,13 +68,14 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from events.sealing import HUB_SCOPE, KeyDestroyed, child_scope
+from events.sealing import HUB_SCOPE, KeyDestroyed, KeyUnknown, child_scope
 
 if TYPE_CHECKING:
     from events.store import ChildRecord, HubStore
 
 SNAPSHOT_AFTER = 100  # a timeline read's cold load that replayed this many events writes a snapshot
 VIEW_SNAPSHOT_AFTER = 20  # the same for a view's load of many children (``HubStore.load_children``): see below
+SNAPSHOT_BATCH = 500  # a view's snapshots written in transactions of this many (``ChildSnapshots.keep_all``)
 SNAPSHOT_FORMAT = 2  # what the sealed state holds (in the associated data: a snapshot of another format does not open)
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,10 @@ class ChildSnapshots:
         self.store = store
         self.after = after  # a timeline read's cold load that replayed this many events takes one (``SNAPSHOT_AFTER``)
         self.view_after = view_after  # the same for a view's load of many children (``VIEW_SNAPSHOT_AFTER``)
+        self.batch = SNAPSHOT_BATCH  # snapshots written in one transaction by ``keep_all``
         self.failures = 0  # errors of the snapshots' queries, logged and let go (best-effort: see the module docstring)
+        self.loaded_from_snapshot = 0  # children ``load_many`` loaded from a snapshot that opened
+        self.loaded_with_tail = 0  # of those, children with events stored after their snapshot
         datastore = store.recorder.datastore
         self.datastore: Any = datastore  # the library's SQLite or PostgreSQL datastore
         self.postgres = store.postgres
@@ -188,6 +193,9 @@ class ChildSnapshots:
         for stream in wanted:
             record, unopened = opened.get(stream, (None, None))
             tail = [next(events) for _ in stored.get(stream, ())]
+            if record is not None:
+                self.loaded_from_snapshot += 1
+                self.loaded_with_tail += 1 if tail else 0
             out[stream] = Loaded(
                 cast("ChildRecord | None", project(record, tail)), len(tail), record is not None, unopened
             )
@@ -299,11 +307,13 @@ class ChildSnapshots:
         }
 
     def seal(self, stream: UUID, state: dict[str, Any]) -> tuple[bytes, bytes]:
-        """``state`` sealed in two layers (see the module docstring): under the child's key, then that under the
-        hub's key; and the id of the child's key (which ``write`` checks is not destroyed)."""
+        """``state`` sealed in two layers (see the module docstring): under the child's **existing** key, then that
+        under the hub's key; and the id of the child's key (which ``write`` checks is not destroyed). ``KeyUnknown``
+        when the child has no live key (erased since it was loaded): a snapshot never creates a child's key
+        (``DataKeys.seal_existing``)."""
         aad = self._aad(stream, int(state["version"]))
         keys = self.store.keys
-        inner = keys.seal(child_scope(state["child"]), self.store.mapper.transcoder.encode(state), aad)
+        inner = keys.seal_existing(child_scope(state["child"]), self.store.mapper.transcoder.encode(state), aad)
         return keys.seal(HUB_SCOPE, inner, aad), inner[1:17]
 
     def unseal(self, stream: UUID, version: int, sealed: bytes) -> Any:
@@ -319,24 +329,47 @@ class ChildSnapshots:
 
     def keep_all(self, dues: Iterable[SnapshotDue]) -> int:
         """``take`` the snapshots a read or a view found due, best-effort, once the read or the view is recorded
-        (the one way the read path takes them), all in one transaction: an error is logged and counted
-        (``failures``), never raised, and then none of them is written. How many were written."""
-        wanted = list(dues)
-        if not wanted:
-            return 0
+        (the one way the read path takes them): never raises, and how many were written.
+
+        - **In stream order**, so that two processes' views over the same children take the rows' locks (the
+          snapshot row, the child's key row ``FOR SHARE`` on PostgreSQL) in the same order: no deadlock.
+        - **In transactions of ``batch`` snapshots** (``SNAPSHOT_BATCH``), so that an erasure of one of the
+          children waits for one batch's commit at most, not a whole view's (thousands of children), and a writer
+          on SQLite holds the lock as long.
+        - **Each child on its own**: a child that cannot be sealed is skipped (quietly when it has no live key, its
+          erasure stored since it was loaded; otherwise logged and counted, ``failures``), a batch that cannot be
+          written is logged and counted; the other children's snapshots are written."""
+        wanted = sorted(dues, key=lambda due: due.stream)
+        written = 0
+        for start in range(0, len(wanted), self.batch):
+            sealed = [item for due in wanted[start : start + self.batch] if (item := self._sealed(due)) is not None]
+            if not sealed:
+                continue
+            try:
+                with self.datastore.transaction(commit=True) as cursor:
+                    written += sum(
+                        self._write(cursor, due.stream, int(due.state["version"]), state, child_key, due.replacing)
+                        for due, state, child_key in sealed
+                    )
+            except Exception as error:
+                self._failed("take", sealed[0][0].stream if len(sealed) == 1 else f"{len(sealed)} streams", error)
+        return written
+
+    def _sealed(self, due: SnapshotDue) -> tuple[SnapshotDue, bytes, bytes] | None:
+        """``due`` and its state sealed (``seal``), or None when it cannot be: no live key of the child (erased
+        since it was loaded: quiet), or any other error (logged and counted)."""
         try:
-            sealed = [(due, *self.seal(due.stream, due.state)) for due in wanted]
-            with self.datastore.transaction(commit=True) as cursor:
-                return sum(
-                    self._write(cursor, due.stream, int(due.state["version"]), state, child_key, due.replacing)
-                    for due, state, child_key in sealed
-                )
+            return (due, *self.seal(due.stream, due.state))
+        except (KeyUnknown, KeyDestroyed):
+            log.debug("child snapshot: stream %s has no live key (erased since loaded): not taken", due.stream)
+            return None
         except Exception as error:
-            self._failed("take", wanted[0].stream if len(wanted) == 1 else f"{len(wanted)} streams", error)
-            return 0
+            self._failed("seal", due.stream, error)
+            return None
 
     def take(self, stream: UUID, state: dict[str, Any], *, replacing: bytes | None = None) -> bool:
-        """Seal ``state`` (``state_of``) and ``write`` it as the child's snapshot. Whether it was written."""
+        """Seal ``state`` (``state_of``) and ``write`` it as the child's snapshot. Whether it was written
+        (``KeyUnknown``: the child has no live key)."""
         sealed, child_key = self.seal(stream, state)
         return self.write(stream, int(state["version"]), sealed, child_key, replacing=replacing)
 

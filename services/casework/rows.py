@@ -41,8 +41,8 @@ otherwise push the children read one by one out of it. A child not in the aggreg
 snapshot and the events after it (``events.snapshots``: one query for all the children decided again, one sealed
 snapshot opened each instead of every event), or from every event when it has none that opens. A child whose load
 replayed at least ``VIEW_SNAPSHOT_AFTER`` events gets a snapshot, as a timeline read's child does: taken once the
-view is recorded (``Ahead.record_children``, after the view's transaction), best-effort, all of a view's in one
-transaction (``ChildSnapshots.keep_all``). Why the views take them too: after a restart (or once the decisions kept
+view is recorded (``Ahead.record_children``, after the view's transaction), best-effort, in stream order and in
+transactions of ``SNAPSHOT_BATCH`` (``ChildSnapshots.keep_all``). Why the views take them too: after a restart (or once the decisions kept
 here expire) the views are what loads most children cold, thousands at a time, and a child only ever seen in the
 ledgers would otherwise be replayed from every event by each new process.
 

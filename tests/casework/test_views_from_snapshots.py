@@ -7,17 +7,23 @@ are recorded, and a snapshot that cannot be written fails no view. On SQLite and
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
+import tempfile
+import threading
+import time
 from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.prefecture import event_stream, make_prefecture
 from consent.model import Settings
-from events.sealing import KeyDestroyed
+from events.sealing import KeyDestroyed, child_scope
 from events.store import ChildRecord
 from services.audit.replay import access_records
 from services.casework.ledger import CaseViews
@@ -29,6 +35,7 @@ from services.web.session import Person
 from tests.events.test_snapshots import erasure, extra_events
 
 NOW = datetime.fromisoformat("2026-11-23T09:00:00+09:00")
+WORLD_NUMBERS = itertools.count()
 NEVER = 10**9  # a threshold no load reaches: no snapshot is taken
 
 
@@ -112,23 +119,26 @@ def run_views(hub: Hub) -> dict[str, Any]:
 
 def check_views_equal_with_and_without_snapshots(database: str, seed: int) -> None:
     """A random world published in random chunks; between chunks, views in new hubs take the snapshots their
-    loads make due (at random thresholds: some children get one, some an older one and a tail, some none). Then
-    every view, in a new hub, from the snapshots, and again in a new hub with the snapshots dropped: the same rows,
-    field for field, and the same access and view records."""
+    loads make due (at random thresholds: some children get one, some an older one and a tail, some none); then
+    events for some children that have a snapshot (each then has a tail). Then every view, in a new hub that has
+    loaded nothing before (every child cold: from its snapshot and the events after it), and again in a new hub
+    with the snapshots dropped: the same rows, field for field, and the same access and view records. The first
+    run must have loaded children from their snapshots, some with a tail, and failed nothing."""
     rng = random.Random(seed)
+    prefix = f"v{seed}w{next(WORLD_NUMBERS)}c"  # its own children, should a store hold several worlds
     pref = prefecture()
     hub = hub_on(database, NEVER)
     hub.load_orgs(pref.orgs)
     hub.close()
     n = rng.randrange(6, 11)
-    stream = list(event_stream(pref, n, rng.randrange(20, 40), prefix=f"v{seed}c", seed=seed))
+    stream = list(event_stream(pref, n, rng.randrange(20, 40), prefix=prefix, seed=seed))
     published = 0
     while published < len(stream):
         chunk = stream[published : published + rng.randrange(20, 120)]
         published += len(chunk)
         hub = hub_on(database, NEVER)
         publish(hub, chunk)
-        known = children_of(hub, f"v{seed}c", n)
+        known = children_of(hub, prefix, n)
         for child in rng.sample(known, k=min(len(known), rng.randrange(0, 3))):
             publish(hub, extra_events(child, center_of(hub, child), rng, rng.randrange(1, 6)))
         hub.close()
@@ -136,16 +146,33 @@ def check_views_equal_with_and_without_snapshots(database: str, seed: int) -> No
             hub = hub_on(database, rng.choice([1, 5, 20]))  # the views take the snapshots due
             run_views(hub)
             hub.close()
-    hub = hub_on(database, NEVER)
-    known = children_of(hub, f"v{seed}c", n)
-    loaded = hub.store.child_snapshots.load_many(ChildRecord.create_id(c) for c in known)
-    assert any(found.from_snapshot for found in loaded.values()), "no child came from a snapshot"
-    from_snapshots = run_views(hub)
-    hub.store.child_snapshots.drop()
+    hub = hub_on(database, NEVER)  # this hub loads the children; the views run in others
+    known = children_of(hub, prefix, n)
+    if not any(snapshot_row(hub, c) for c in known):
+        hub.close()
+        hub = hub_on(database, 1)
+        run_views(hub)  # snapshots of every child
+        hub.close()
+        hub = hub_on(database, NEVER)
+    snapshotted = [c for c in known if snapshot_row(hub, c) is not None]
+    tailed = rng.sample(snapshotted, k=rng.randrange(1, min(3, len(snapshotted)) + 1))
+    for child in tailed:
+        publish(hub, extra_events(child, center_of(hub, child), rng, rng.randrange(1, 6)))
     hub.close()
+    hub = hub_on(database, NEVER)  # nothing loaded: the views load every child cold
+    try:
+        from_snapshots = run_views(hub)
+        snapshots = hub.store.child_snapshots
+        assert snapshots.loaded_from_snapshot >= len(snapshotted), (snapshots.loaded_from_snapshot, snapshotted)
+        assert snapshots.loaded_with_tail >= len(tailed), (snapshots.loaded_with_tail, tailed)
+        assert snapshots.failures == 0
+        snapshots.drop()
+    finally:
+        hub.close()
     hub = hub_on(database, NEVER)
     try:
         assert run_views(hub) == from_snapshots
+        assert hub.store.child_snapshots.loaded_from_snapshot == 0
         assert hub.store.child_snapshots.count() == 0
         assert hub.verify().ok
     finally:
@@ -290,10 +317,15 @@ def check_a_snapshot_that_cannot_be_written_fails_no_view(database: str) -> None
         hub.close()
 
 
+WORLDS = settings(max_examples=4, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+
 @pytest.mark.store
-@pytest.mark.parametrize("seed", [1, 2])
-def test_the_views_show_and_record_the_same_with_and_without_snapshots(tmp_path, seed):
-    check_views_equal_with_and_without_snapshots(f"sqlite:///{tmp_path / 'views.db'}", seed)
+@WORLDS
+@given(seed=st.integers(min_value=0, max_value=10**6))
+def test_the_views_show_and_record_the_same_with_and_without_snapshots(seed):
+    with tempfile.TemporaryDirectory() as directory:
+        check_views_equal_with_and_without_snapshots(f"sqlite:///{directory}/views.db", seed)
 
 
 @pytest.mark.store
@@ -312,8 +344,10 @@ def test_a_snapshot_that_cannot_be_written_fails_no_view(tmp_path):
 
 
 @pytest.mark.postgres
-def test_on_postgres_the_views_show_and_record_the_same_with_and_without_snapshots(postgres_url):
-    check_views_equal_with_and_without_snapshots(postgres_url, 3)
+@settings(max_examples=2, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(min_value=0, max_value=10**6))
+def test_on_postgres_the_views_show_and_record_the_same_with_and_without_snapshots(postgres_url, seed):
+    check_views_equal_with_and_without_snapshots(postgres_url, seed)  # the worlds share a schema
 
 
 @pytest.mark.postgres
@@ -329,3 +363,141 @@ def test_on_postgres_a_tampered_snapshot_among_many_falls_back_for_that_child_on
 @pytest.mark.postgres
 def test_on_postgres_a_snapshot_that_cannot_be_written_fails_no_view(postgres_url):
     check_a_snapshot_that_cannot_be_written_fails_no_view(postgres_url)
+
+
+def a_world_loaded(database: str, prefix: str, children: int) -> tuple[list[str], dict[str, str]]:
+    """``children`` children with 25 events each, no snapshot; the children and each one's centre."""
+    pref = prefecture()
+    hub = hub_on(database, NEVER)
+    try:
+        hub.load_orgs(pref.orgs)
+        publish(hub, list(event_stream(pref, children, 25, prefix=prefix, seed=5)))
+        known = children_of(hub, prefix, children)
+        return known, {c: center_of(hub, c) for c in known}
+    finally:
+        hub.close()
+
+
+def live_keys(hub: Hub, child: str) -> int:
+    """How many live (not destroyed) data keys the child's scope has."""
+    keys = hub.store.keys
+    with keys.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            keys._sql(f"SELECT COUNT(*) AS n FROM {keys.table} WHERE scope = ? AND destroyed_at IS NULL"),
+            (keys.scope_hash(child_scope(child)),),
+        )
+        return int(cursor.fetchone()["n"])
+
+
+def check_an_erasure_between_a_views_load_and_its_snapshots(database: str) -> None:
+    """A child erased (by another process) after a view loaded it and before the view takes its snapshots: the
+    erased child gets no snapshot and no new data key (the snapshot is sealed only under a live key), and the
+    other children's snapshots are written."""
+    children, centers = a_world_loaded(database, "er", 4)
+    erased = children[0]
+    view = hub_on(database, 1)
+    try:
+        _, due = view.store.load_children(ChildRecord.create_id(c) for c in children)
+        assert len(due) == len(children)
+        other = hub_on(database, NEVER)
+        publish(other, [erasure(erased, centers[erased])])
+        other.close()
+        assert live_keys(view, erased) == 0
+        assert view.store.child_snapshots.keep_all(due) == len(children) - 1
+        assert live_keys(view, erased) == 0, "a snapshot gave an erased child a new data key"
+        assert snapshot_row(view, erased) is None
+        assert all(snapshot_row(view, c) is not None for c in children[1:])
+        assert view.store.child_snapshots.failures == 0  # an erasure is expected: quiet
+    finally:
+        view.close()
+
+
+def check_a_batch_that_cannot_be_written_loses_only_its_own(database: str, monkeypatch) -> None:
+    """``keep_all`` writes in stream order, ``batch`` snapshots to a transaction: a batch whose write fails (here
+    the first stream's row, made to fail) is logged and counted, and the other batches are written."""
+    children, _ = a_world_loaded(database, "bt", 5)
+    hub = hub_on(database, 1)
+    try:
+        snapshots = hub.store.child_snapshots
+        snapshots.batch = 2
+        _, due = hub.store.load_children(ChildRecord.create_id(c) for c in children)
+        first = min(d.stream for d in due)
+        real = snapshots._write
+
+        def write(cursor: Any, stream: Any, *args: Any) -> bool:
+            if stream == first:
+                raise RuntimeError("this row cannot be written")
+            return real(cursor, stream, *args)
+
+        monkeypatch.setattr(snapshots, "_write", write)
+        assert snapshots.keep_all(reversed(due)) == len(children) - 2  # the first batch (two) only is lost
+        assert snapshots.failures == 1
+        written = sorted(d.stream for d in due)[2:]
+        assert {
+            s for s in (ChildRecord.create_id(c) for c in children) if hub.store.child_snapshots.load(s).from_snapshot
+        } == set(written)
+    finally:
+        hub.close()
+
+
+def check_two_views_snapshots_in_opposite_orders_do_not_deadlock(database: str, monkeypatch) -> None:
+    """Two processes' views take the snapshots of the same children, found in opposite orders, at once: both
+    write in stream order, so neither waits for a lock the other holds while holding one it wants (on PostgreSQL
+    one would be aborted, ``deadlock detected``, and none of its snapshots written). Each row's write is followed by
+    a pause only to make the two transactions overlap, as a view of thousands of children's do."""
+    children, _ = a_world_loaded(database, "dl", 4)
+    ids = [ChildRecord.create_id(c) for c in children]
+    a, b = hub_on(database, 1), hub_on(database, 1)
+    try:
+        _, due_a = a.store.load_children(ids)
+        _, due_b = b.store.load_children(list(reversed(ids)))
+        assert [d.stream for d in due_a] == list(reversed([d.stream for d in due_b]))
+        for hub in (a, b):
+            snapshots = hub.store.child_snapshots
+            monkeypatch.setattr(snapshots, "_write", paused(snapshots._write))
+        written: dict[str, int] = {}
+        threads = [
+            threading.Thread(
+                target=lambda n, h, d: written.__setitem__(n, h.store.child_snapshots.keep_all(d)), args=args
+            )
+            for args in (("a", a, due_a), ("b", b, due_b))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert a.store.child_snapshots.failures == b.store.child_snapshots.failures == 0
+        assert written["a"] + written["b"] >= len(children)
+        assert a.store.child_snapshots.count() == len(children)
+    finally:
+        a.close()
+        b.close()
+
+
+def paused(write: Any) -> Any:
+    def after_a_pause(*args: Any) -> bool:
+        done = write(*args)
+        time.sleep(0.3)
+        return bool(done)
+
+    return after_a_pause
+
+
+@pytest.mark.store
+def test_an_erasure_between_a_views_load_and_its_snapshots(tmp_path):
+    check_an_erasure_between_a_views_load_and_its_snapshots(f"sqlite:///{tmp_path / 'erasure.db'}")
+
+
+@pytest.mark.postgres
+def test_on_postgres_an_erasure_between_a_views_load_and_its_snapshots(postgres_url):
+    check_an_erasure_between_a_views_load_and_its_snapshots(postgres_url)
+
+
+@pytest.mark.store
+def test_a_batch_of_snapshots_that_cannot_be_written_loses_only_its_own(tmp_path, monkeypatch):
+    check_a_batch_that_cannot_be_written_loses_only_its_own(f"sqlite:///{tmp_path / 'batch.db'}", monkeypatch)
+
+
+@pytest.mark.postgres
+def test_on_postgres_two_views_snapshots_in_opposite_orders_do_not_deadlock(postgres_url, monkeypatch):
+    check_two_views_snapshots_in_opposite_orders_do_not_deadlock(postgres_url, monkeypatch)
