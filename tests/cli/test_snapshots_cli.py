@@ -54,3 +54,15 @@ def test_snapshots_status_and_drop_through_the_command_line(tmp_path):
         assert hub.verify().ok
     finally:
         hub.close()
+
+
+@pytest.mark.parametrize("command", [["snapshots", "status"], ["snapshots", "drop"], ["case", "transfers", "--center", "c"]])
+def test_a_key_configuration_that_is_not_valid_is_said_so_by_every_command(tmp_path, monkeypatch, command):
+    """The snapshots' commands open the hub as the others do (``command_hub``): a keys file that is not valid is
+    said so, in Japanese and English, exit 2, no traceback."""
+    keys = tmp_path / "keys.json"
+    keys.write_text("[]", encoding="utf-8")
+    monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(keys))
+    result = CliRunner().invoke(app, [*command, "--database", f"sqlite:///{tmp_path / 'hub.db'}"])
+    assert result.exit_code == 2, result.output
+    assert "鍵の設定に誤りがあります" in said(result) and "is not a JSON object" in said(result)
