@@ -56,7 +56,9 @@ def test_snapshots_status_and_drop_through_the_command_line(tmp_path):
         hub.close()
 
 
-@pytest.mark.parametrize("command", [["snapshots", "status"], ["snapshots", "drop"], ["case", "transfers", "--center", "c"]])
+@pytest.mark.parametrize(
+    "command", [["snapshots", "status"], ["snapshots", "drop"], ["case", "transfers", "--center", "c"]]
+)
 def test_a_key_configuration_that_is_not_valid_is_said_so_by_every_command(tmp_path, monkeypatch, command):
     """The snapshots' commands open the hub as the others do (``command_hub``): a keys file that is not valid is
     said so, in Japanese and English, exit 2, no traceback."""
