@@ -19,6 +19,14 @@ alerts or concerns), a sort change (case number, descending), each ``--repeat`` 
 cookie of the centre's caseworker, made with the app's session key as the sign-in would); the CSV of every row
 (``GET /ui/ledger.csv``); the joint ledger's first page as ``jiso-0`` (``GET /v1/joint-ledger``). Every view records
 its reads. Runs on the code it is imported with (a tree from before this bench: copy it and ``prefecture.py`` in).
+
+Cold (``--cold VIEW``, one of ``COLD_VIEWS``): the first request of one view in this new process (a new API
+process: nothing cached, every child the view covers loaded and decided), its wall and CPU time, then the same
+view warm (``--repeat`` times). The agenda's day is given (``--meeting-day``, from a warm run's output), so that no
+other view runs first. ``--take-snapshots``: write every child's snapshot into the store (``--database``, not a
+copy) through the views' own mechanism (``HubStore.load_children`` and ``ChildSnapshots.keep_all``, threshold 1)
+and stop: a store whose children all have one, as the views leave it once they have loaded every child cold
+(``VIEW_SNAPSHOT_AFTER``, 20 events: the generated children have about 24).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import httpx
 
 from bench.prefecture import JST, Prefecture, event_stream, make_prefecture
 from consent.model import Settings
+from events.store import ChildRecord
 from services.hub import Hub, SettableClock
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=JST)
@@ -168,14 +177,20 @@ def meeting_day(client: httpx.Client, server: Server, due: int) -> date:
     return date.fromisoformat(got["rows"][0]["next_review"])
 
 
-def measure(database: str, cases: int, repeat: int, key_dir: Path) -> dict[str, Any]:
-    if database.startswith("sqlite:///") and not database.endswith(":memory:"):  # a copy: every run the same data
+def fresh_copy(database: str) -> str:
+    """A copy of a SQLite store to measure on (every run the same data); other databases as they are."""
+    if database.startswith("sqlite:///") and not database.endswith(":memory:"):
         built = Path(database[len("sqlite:///") :])
         run = built.with_suffix(".run.db")
         for stale in (run, Path(f"{run}-wal"), Path(f"{run}-shm")):  # a run stopped midway leaves its WAL
             stale.unlink(missing_ok=True)
         shutil.copyfile(built, run)
-        database = f"sqlite:///{run}"
+        return f"sqlite:///{run}"
+    return database
+
+
+def measure(database: str, cases: int, repeat: int, key_dir: Path) -> dict[str, Any]:
+    database = fresh_copy(database)
     hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
     server = Server(hub, key_dir)
     out: dict[str, Any] = {"cases": cases}
@@ -209,6 +224,60 @@ def measure(database: str, cases: int, repeat: int, key_dir: Path) -> dict[str, 
     return out
 
 
+COLD_VIEWS = ("ledger", "agenda", "start", "joint", "csv")
+
+
+def measure_cold(database: str, view: str, repeat: int, key_dir: Path, meeting_day: str) -> dict[str, Any]:
+    """``view``'s first request in this process (cold: wall and CPU ms), then ``repeat`` warm ones (see the module
+    docstring)."""
+    database = fresh_copy(database)
+    hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
+    server = Server(hub, key_dir)
+    out: dict[str, Any] = {"view": view}
+    try:
+        with httpx.Client(base_url=server.base, timeout=600) as client:
+            token, jiso, cookie = server.token(CENTRE), server.token(JISO), server.session(CENTRE)
+            path, params, headers = {
+                "ledger": ("/v1/ledger", FIRST, token),
+                "agenda": ("/v1/agenda", {"date": meeting_day}, token),
+                "start": ("/ui/", None, cookie),
+                "joint": ("/v1/joint-ledger", FIRST, jiso),
+                "csv": ("/ui/ledger.csv", None, cookie),
+            }[view]
+
+            def get() -> httpx.Response:
+                response = client.get(path, params=params, headers=headers)
+                assert response.status_code == 200, (path, response.status_code, response.text[:300])
+                return response
+
+            cpu, started = time.process_time(), time.perf_counter()
+            get()
+            out["cold_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            out["cold_cpu_ms"] = round((time.process_time() - cpu) * 1000, 1)
+            out["warm"] = timed(get, repeat)
+            out["snapshots_taken"] = hub.store.child_snapshots.count()
+    finally:
+        server.stop()
+        hub.close()
+    return out
+
+
+def take_snapshots(database: str, cases: int) -> int:
+    """Every generated child's snapshot, written into ``database`` by the views' mechanism (see the module
+    docstring); how many were written."""
+    hub = Hub(database, settings=Settings(joint_ledger=True), clock=SettableClock(NOW))
+    try:
+        hub.store.child_snapshots.view_after = 1
+        children = [f"city{i:07d}" for i in range(cases)] + [f"town{i:07d}" for i in range(cases * TOWNS // 10)]
+        written = 0
+        for first in range(0, len(children), 1000):
+            _, due = hub.store.load_children(ChildRecord.create_id(c) for c in children[first : first + 1000])
+            written += hub.store.child_snapshots.keep_all(due)
+        return written
+    finally:
+        hub.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", default="500,5000")
@@ -219,6 +288,9 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="build the stores, measure nothing")
     parser.add_argument("--keys", default="/tmp/tsunagu-ledger-scale-keys")
     parser.add_argument("--out", default="")
+    parser.add_argument("--cold", choices=COLD_VIEWS, help="one view's first request in this new process, then warm")
+    parser.add_argument("--meeting-day", default="", help="the agenda's day for --cold agenda (a warm run's output)")
+    parser.add_argument("--take-snapshots", action="store_true", help="write every child's snapshot, then stop")
     args = parser.parse_args()
     results = []
     key_dir = Path(args.keys)
@@ -232,6 +304,13 @@ def main() -> None:
             build(database, cases, args.batch)
             print(json.dumps({"cases": cases, "build_s": round(time.perf_counter() - started, 1)}), flush=True)
         if args.build_only:
+            continue
+        if args.take_snapshots:
+            print(json.dumps({"cases": cases, "snapshots_written": take_snapshots(database, cases)}), flush=True)
+            continue
+        if args.cold:
+            results.append(measure_cold(database, args.cold, args.repeat, key_dir, args.meeting_day))
+            print(json.dumps(results[-1] | {"cases": cases}, ensure_ascii=False), flush=True)
             continue
         results.append(measure(database, cases, args.repeat, key_dir))
         print(json.dumps(results[-1], ensure_ascii=False), flush=True)

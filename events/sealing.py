@@ -407,8 +407,9 @@ class DataKeys:
             return active[0], cached
         return None
 
-    def ensure(self, scopes: Iterable[str]) -> dict[str, tuple[bytes, bytes]]:
-        """The active (key id, key) of each scope, creating keys that do not exist yet, in one transaction."""
+    def ensure(self, scopes: Iterable[str], *, create: bool = True) -> dict[str, tuple[bytes, bytes]]:
+        """The active (key id, key) of each scope, creating keys that do not exist yet, in one transaction; with
+        ``create=False`` none is created and a scope without an active key is left out (``seal_existing``)."""
         self._watch()
         now = time.monotonic()
         wanted = {scope: self.scope_hash(scope) for scope in set(scopes)}
@@ -427,7 +428,7 @@ class DataKeys:
             found = self._select_active(cursor, list(missing.values()))
             created_at = datetime.now(UTC).isoformat()
             rows = []
-            for hashed in missing.values():
+            for hashed in missing.values() if create else ():
                 if hashed not in found:
                     key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
                     rows.append(
@@ -447,6 +448,8 @@ class DataKeys:
             found.update(self._select_active(cursor, [h for h in missing.values() if h not in found]))
         with self._lock:
             for scope, hashed in missing.items():
+                if hashed not in found:  # create=False: no active key
+                    continue
                 key_id, key = found[hashed]
                 if key_id not in self._destroyed:  # not destroyed by another process since the row was read
                     self._activate(hashed, key_id, now)
@@ -653,13 +656,27 @@ class DataKeys:
     # --- sealing ---------------------------------------------------------------------------------------------
 
     def seal(self, scope: str, plaintext: bytes, aad: bytes) -> bytes:
+        """``plaintext`` sealed under the scope's active key, created if the scope has none yet."""
+        return self._seal(scope, plaintext, aad, create=True)
+
+    def seal_existing(self, scope: str, plaintext: bytes, aad: bytes) -> bytes:
+        """``plaintext`` sealed under the scope's **existing** active key, never creating one: ``KeyUnknown`` when
+        the scope has none (its keys destroyed: an erased child's). For derived data sealed after the fact (the
+        children's snapshots, ``events.snapshots``): an erasure stored between the load and the sealing must not
+        leave the erased child's scope a new live key, as ``seal`` would create."""
+        return self._seal(scope, plaintext, aad, create=False)
+
+    def _seal(self, scope: str, plaintext: bytes, aad: bytes, *, create: bool) -> bytes:
         self._watch()
         with self._lock:
             fresh = self._cached_active(self.scope_hash(scope), time.monotonic())
         if fresh is not None:
             key_id, cipher = fresh[0], fresh[1][1]
         else:
-            key_id, key = self.ensure([scope])[scope]
+            active = self.ensure([scope], create=create)
+            if scope not in active:
+                raise KeyUnknown(f"no active data key for scope {self.scope_hash(scope)}")
+            key_id, key = active[scope]
             cipher = AESGCM(key)
         nonce = os.urandom(12)
         return FORMAT + key_id + nonce + cipher.encrypt(nonce, plaintext, aad)

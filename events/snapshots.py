@@ -37,8 +37,17 @@ would mean loading every child it publishes about. Only children that are read g
 and again in a process (warm, in the cache) costs nothing more; the next process to load it cold writes a newer
 snapshot when the tail has grown past ``SNAPSHOT_AFTER``.
 
+The views that decide many children at once (the ledgers, the agenda, the start page: ``services.casework.rows``)
+load them the same way (``load_many``, one query for all) and take the snapshots their loads make due, once the
+view is recorded (``keep_all``: in stream order, ``SNAPSHOT_BATCH`` to a transaction, each child on its own), after
+``VIEW_SNAPSHOT_AFTER`` events (20) rather than 100: a view's snapshots share few commits, so each costs its sealing and its row (0.25–0.4 ms of CPU for
+a child of 24 events), which the next cold load of that child pays back (1.0 → 0.27 ms of CPU, docs/benchmarks.md),
+and a centre's children mostly have tens of events, not hundreds: at 100 the views would take none. A timeline read
+writes its one snapshot in a transaction of its own (a durable commit), so it keeps the higher threshold.
+
 Erasure, and what must never happen: a snapshot of a child's content sealed under a key that outlives the
-child's erasure. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
+child's erasure, or a snapshot that gives an erased child a new key: ``seal`` uses only the child's existing live
+key (``DataKeys.seal_existing``) and the child is skipped when it has none. ``state_of`` never snapshots a record holding ``child.erased``, and ``take`` writes a snapshot in one
 statement (``write``: ``INSERT … SELECT … WHERE``, no read-to-write upgrade on SQLite) only while the child's stream
 is still at the snapshot's version and the child's key it is sealed under is not destroyed: if an erasure was
 stored meanwhile, the stream is further on and nothing is written. On PostgreSQL the statement locks the key's
@@ -49,7 +58,9 @@ one writer at a time serialises them the same way.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -57,12 +68,14 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from events.sealing import HUB_SCOPE, KeyDestroyed, child_scope
+from events.sealing import HUB_SCOPE, KeyDestroyed, KeyUnknown, child_scope
 
 if TYPE_CHECKING:
     from events.store import ChildRecord, HubStore
 
-SNAPSHOT_AFTER = 100  # a cold load that replayed this many events writes a snapshot
+SNAPSHOT_AFTER = 100  # a timeline read's cold load that replayed this many events writes a snapshot
+VIEW_SNAPSHOT_AFTER = 20  # the same for a view's load of many children (``HubStore.load_children``): see below
+SNAPSHOT_BATCH = 500  # a view's snapshots written in transactions of this many (``ChildSnapshots.keep_all``)
 SNAPSHOT_FORMAT = 2  # what the sealed state holds (in the associated data: a snapshot of another format does not open)
 
 log = logging.getLogger(__name__)
@@ -96,10 +109,14 @@ class ChildSnapshots:
 
     TABLE = "tsunagu_child_snapshots"
 
-    def __init__(self, store: HubStore, after: int = SNAPSHOT_AFTER):
+    def __init__(self, store: HubStore, after: int = SNAPSHOT_AFTER, view_after: int = VIEW_SNAPSHOT_AFTER):
         self.store = store
-        self.after = after  # a cold load that replayed this many events takes a snapshot (``SNAPSHOT_AFTER``)
+        self.after = after  # a timeline read's cold load that replayed this many events takes one (``SNAPSHOT_AFTER``)
+        self.view_after = view_after  # the same for a view's load of many children (``VIEW_SNAPSHOT_AFTER``)
+        self.batch = SNAPSHOT_BATCH  # snapshots written in one transaction by ``keep_all``
         self.failures = 0  # errors of the snapshots' queries, logged and let go (best-effort: see the module docstring)
+        self.loaded_from_snapshot = 0  # children ``load_many`` loaded from a snapshot that opened
+        self.loaded_with_tail = 0  # of those, children with events stored after their snapshot
         datastore = store.recorder.datastore
         self.datastore: Any = datastore  # the library's SQLite or PostgreSQL datastore
         self.postgres = store.postgres
@@ -136,7 +153,7 @@ class ChildSnapshots:
         event_version = getattr(ChildRecord.Published, "class_version", 1)
         return f"tsunagu-child-snapshot\x00{SNAPSHOT_FORMAT}\x00{event_version}\x00{stream}\x00{version}".encode()
 
-    def _failed(self, what: str, stream: UUID, error: BaseException) -> None:
+    def _failed(self, what: str, stream: UUID | str, error: BaseException) -> None:
         """Log and count a failure of a snapshot query (best-effort: it never reaches a read)."""
         self.failures += 1
         log.warning("child snapshot: %s failed for stream %s (%s: %s)", what, stream, type(error).__name__, error)
@@ -144,48 +161,87 @@ class ChildSnapshots:
     # --- reading ---------------------------------------------------------------------------------------------
 
     def load(self, stream: UUID) -> Loaded:
-        """The child's record as stored now, from the child's snapshot and the events stored after it, fetched in
-        one query; from every event when the child has no snapshot, or none that opens (then the events are
-        fetched again, all of them), or when the snapshot query fails (any error: logged and counted)."""
+        """``load_many`` of one child (the read path's one way: ``HubStore.read_child``)."""
+        return self.load_many([stream])[stream]
+
+    def load_many(self, streams: Iterable[UUID]) -> dict[UUID, Loaded]:
+        """Each child's record as stored now, from its snapshot and the events stored after it, fetched for all
+        of ``streams`` in one query (``_select``); from every event for a child that has no snapshot, or none that
+        opens (then its events are fetched again, all of them, in one query for all such children), and for all of
+        them when the snapshot query fails (any error: logged and counted). The one way children are loaded from
+        their snapshots: a timeline read loads one (``load``), a view many (``HubStore.load_children``)."""
         from events.store import project
+        from events.streams import events_after
 
+        wanted = list(dict.fromkeys(streams))
+        if not wanted:
+            return {}
         try:
-            snapshot, stored = self._select(stream)
+            snapshots, stored = self._select(wanted)
         except Exception as error:  # best-effort: the events are the record
-            self._failed("load", stream, error)
-            snapshot, stored = None, list(self.store.recorder.select_events(stream))
-        record, unopened = self._opened(stream, *snapshot) if snapshot is not None else (None, None)
-        if snapshot is not None and record is None:
-            stored = list(self.store.recorder.select_events(stream))
-        events = self.store.mapper.to_domain_events(stored)
-        return Loaded(cast("ChildRecord | None", project(record, events)), len(events), record is not None, unopened)
+            self._failed("load", wanted[0] if len(wanted) == 1 else f"{len(wanted)} streams", error)
+            snapshots, stored = {}, events_after(self.store, dict.fromkeys(wanted, 0))
+        opened: dict[UUID, tuple[ChildRecord | None, bytes | None]] = {
+            stream: self._opened(stream, *snapshot) for stream, snapshot in snapshots.items()
+        }
+        again = [stream for stream, (record, _) in opened.items() if record is None]
+        if again:  # a snapshot that did not open: every event of the child, as without one
+            stored |= events_after(self.store, dict.fromkeys(again, 0))
+        records = [event for stream in wanted for event in stored.get(stream, ())]
+        events = iter(self.store.mapper.to_domain_events(records))  # every data key they need, in one go
+        out = {}
+        for stream in wanted:
+            record, unopened = opened.get(stream, (None, None))
+            tail = [next(events) for _ in stored.get(stream, ())]
+            if record is not None:
+                self.loaded_from_snapshot += 1
+                self.loaded_with_tail += 1 if tail else 0
+            out[stream] = Loaded(
+                cast("ChildRecord | None", project(record, tail)), len(tail), record is not None, unopened
+            )
+        return out
 
-    def _select(self, stream: UUID) -> tuple[tuple[int, bytes] | None, list[StoredEvent]]:
-        """The child's snapshot (version, sealed state), if any, and the stored events after its version (all of
-        them without a snapshot), in one query."""
-        key = self._key(stream)
+    def _select(self, streams: list[UUID]) -> tuple[dict[UUID, tuple[int, bytes]], dict[UUID, list[StoredEvent]]]:
+        """Each child's snapshot (version, sealed state), for those that have one, and each child's stored events
+        after its snapshot's version (all of them without a snapshot), for all of ``streams`` in one query (one
+        statement: the snapshots and the versions the events are read after are the same)."""
+        if self.postgres:
+            wanted = "unnest(%s::uuid[]) AS w(id)"
+            params: tuple[Any, ...] = (streams, streams)
+        else:
+            wanted = "json_each(?) AS w"
+            keys = json.dumps([self._key(stream) for stream in streams])
+            params = (keys, keys)
+        at = "w.id" if self.postgres else "w.value"
         query = self._sql(
-            f"SELECT 0 AS part, version, '' AS topic, state FROM {self.table} WHERE stream = ? UNION ALL "
-            f"SELECT 1 AS part, originator_version AS version, topic, state FROM {self.events_table} "
-            f"WHERE originator_id = ? AND originator_version > "
-            f"COALESCE((SELECT version FROM {self.table} WHERE stream = ?), 0) ORDER BY part, version"
+            f"SELECT s.stream AS stream, 0 AS part, s.version AS version, '' AS topic, s.state AS state "
+            f"FROM {wanted} JOIN {self.table} AS s ON s.stream = {at} UNION ALL "
+            f"SELECT t.originator_id, 1, t.originator_version, t.topic, t.state FROM {wanted} "
+            f"LEFT JOIN {self.table} AS s ON s.stream = {at} "
+            f"JOIN {self.events_table} AS t ON t.originator_id = {at} "
+            f"AND t.originator_version > COALESCE(s.version, 0) "
+            f"ORDER BY stream, part, version"
         )
         if self.postgres:  # states as bytes (binary rows), as PostgresRecorder.select_events reads them
             with self.datastore.get_connection() as conn, conn.cursor(binary=True) as cursor:
-                cursor.execute(query, (key, key, key))
+                cursor.execute(query, params)
                 rows = cursor.fetchall()
         else:
             with self.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, (key, key, key))
+                cursor.execute(query, params)
                 rows = cursor.fetchall()
-        snapshot = None
-        stored = []
+        by_key = {str(self._key(stream)): stream for stream in streams}
+        snapshots: dict[UUID, tuple[int, bytes]] = {}
+        stored: dict[UUID, list[StoredEvent]] = {}
         for row in rows:
+            stream = by_key[str(row["stream"])]
             if row["part"] == 0:
-                snapshot = (int(row["version"]), bytes(row["state"]))
+                snapshots[stream] = (int(row["version"]), bytes(row["state"]))
             else:
-                stored.append(StoredEvent(stream, int(row["version"]), row["topic"], bytes(row["state"])))
-        return snapshot, stored
+                stored.setdefault(stream, []).append(
+                    StoredEvent(stream, int(row["version"]), row["topic"], bytes(row["state"]))
+                )
+        return snapshots, stored
 
     def _opened(self, stream: UUID, version: int, sealed: bytes) -> tuple[ChildRecord | None, bytes | None]:
         """The record a sealed snapshot holds (None when it does not open), and ``sealed`` again when it does not
@@ -251,11 +307,13 @@ class ChildSnapshots:
         }
 
     def seal(self, stream: UUID, state: dict[str, Any]) -> tuple[bytes, bytes]:
-        """``state`` sealed in two layers (see the module docstring): under the child's key, then that under the
-        hub's key; and the id of the child's key (which ``write`` checks is not destroyed)."""
+        """``state`` sealed in two layers (see the module docstring): under the child's **existing** key, then that
+        under the hub's key; and the id of the child's key (which ``write`` checks is not destroyed). ``KeyUnknown``
+        when the child has no live key (erased since it was loaded): a snapshot never creates a child's key
+        (``DataKeys.seal_existing``)."""
         aad = self._aad(stream, int(state["version"]))
         keys = self.store.keys
-        inner = keys.seal(child_scope(state["child"]), self.store.mapper.transcoder.encode(state), aad)
+        inner = keys.seal_existing(child_scope(state["child"]), self.store.mapper.transcoder.encode(state), aad)
         return keys.seal(HUB_SCOPE, inner, aad), inner[1:17]
 
     def unseal(self, stream: UUID, version: int, sealed: bytes) -> Any:
@@ -266,21 +324,65 @@ class ChildSnapshots:
         return self.store.mapper.transcoder.decode(keys.open(keys.open(sealed, aad), aad))
 
     def keep(self, due: SnapshotDue) -> bool:
-        """``take`` a snapshot a read found due, best-effort, once the read is recorded (the read path's one way
-        to take one): an error is logged and counted (``failures``), never raised. Whether it was written."""
+        """``keep_all`` of one snapshot (a timeline read's). Whether it was written."""
+        return self.keep_all([due]) == 1
+
+    def keep_all(self, dues: Iterable[SnapshotDue]) -> int:
+        """``take`` the snapshots a read or a view found due, best-effort, once the read or the view is recorded
+        (the one way the read path takes them): never raises, and how many were written.
+
+        - **In stream order**, so that two processes' views over the same children take the rows' locks (the
+          snapshot row, the child's key row ``FOR SHARE`` on PostgreSQL) in the same order: no deadlock.
+        - **In transactions of ``batch`` snapshots** (``SNAPSHOT_BATCH``), so that an erasure of one of the
+          children waits for one batch's commit at most, not a whole view's (thousands of children), and a writer
+          on SQLite holds the lock as long.
+        - **Each child on its own**: a child that cannot be sealed is skipped (quietly when it has no live key, its
+          erasure stored since it was loaded; otherwise logged and counted, ``failures``), a batch that cannot be
+          written is logged and counted; the other children's snapshots are written."""
+        wanted = sorted(dues, key=lambda due: due.stream)
+        written = 0
+        for start in range(0, len(wanted), self.batch):
+            sealed = [item for due in wanted[start : start + self.batch] if (item := self._sealed(due)) is not None]
+            if not sealed:
+                continue
+            try:
+                with self.datastore.transaction(commit=True) as cursor:
+                    written += sum(
+                        self._write(cursor, due.stream, int(due.state["version"]), state, child_key, due.replacing)
+                        for due, state, child_key in sealed
+                    )
+            except Exception as error:
+                self._failed("take", sealed[0][0].stream if len(sealed) == 1 else f"{len(sealed)} streams", error)
+        return written
+
+    def _sealed(self, due: SnapshotDue) -> tuple[SnapshotDue, bytes, bytes] | None:
+        """``due`` and its state sealed (``seal``), or None when it cannot be: no live key of the child (erased
+        since it was loaded: quiet), or any other error (logged and counted)."""
         try:
-            return self.take(due.stream, due.state, replacing=due.replacing)
+            return (due, *self.seal(due.stream, due.state))
+        except (KeyUnknown, KeyDestroyed):
+            log.debug("child snapshot: stream %s has no live key (erased since loaded): not taken", due.stream)
+            return None
         except Exception as error:
-            self._failed("take", due.stream, error)
-            return False
+            self._failed("seal", due.stream, error)
+            return None
 
     def take(self, stream: UUID, state: dict[str, Any], *, replacing: bytes | None = None) -> bool:
-        """Seal ``state`` (``state_of``) and ``write`` it as the child's snapshot. Whether it was written."""
+        """Seal ``state`` (``state_of``) and ``write`` it as the child's snapshot. Whether it was written
+        (``KeyUnknown``: the child has no live key)."""
         sealed, child_key = self.seal(stream, state)
         return self.write(stream, int(state["version"]), sealed, child_key, replacing=replacing)
 
     def write(
         self, stream: UUID, version: int, sealed: bytes, child_key: bytes, *, replacing: bytes | None = None
+    ) -> bool:
+        """Keep ``sealed`` as the child's snapshot at ``version`` (``_write``, in a transaction of its own). Whether
+        it was written."""
+        with self.datastore.transaction(commit=True) as cursor:
+            return self._write(cursor, stream, version, sealed, child_key, replacing)
+
+    def _write(
+        self, cursor: Any, stream: UUID, version: int, sealed: bytes, child_key: bytes, replacing: bytes | None
     ) -> bool:
         """Keep ``sealed`` as the child's snapshot at ``version``, in one statement, only while the child's stream
         is at ``version`` and the child's key ``child_key`` (the inner layer's) is not destroyed (on PostgreSQL its
@@ -289,18 +391,17 @@ class ChildSnapshots:
         live = f"SELECT 1 FROM {self.store.keys.table} WHERE key_id = ? AND destroyed_at IS NULL"
         live += " FOR SHARE" if self.postgres else ""
         key = self._key(stream)
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(
-                self._sql(
-                    f"INSERT INTO {self.table} (stream, version, state) SELECT ?, ?, ? "
-                    f"WHERE (SELECT MAX(originator_version) FROM {self.events_table} WHERE originator_id = ?) = ? "
-                    f"AND EXISTS ({live}) "
-                    f"ON CONFLICT (stream) DO UPDATE SET version = excluded.version, state = excluded.state "
-                    f"WHERE {self.TABLE}.version < excluded.version OR {self.TABLE}.state = ? RETURNING version"
-                ),
-                (key, version, sealed, key, version, child_key, replacing),
-            )
-            return cursor.fetchone() is not None
+        cursor.execute(
+            self._sql(
+                f"INSERT INTO {self.table} (stream, version, state) SELECT ?, ?, ? "
+                f"WHERE (SELECT MAX(originator_version) FROM {self.events_table} WHERE originator_id = ?) = ? "
+                f"AND EXISTS ({live}) "
+                f"ON CONFLICT (stream) DO UPDATE SET version = excluded.version, state = excluded.state "
+                f"WHERE {self.TABLE}.version < excluded.version OR {self.TABLE}.state = ? RETURNING version"
+            ),
+            (key, version, sealed, key, version, child_key, replacing),
+        )
+        return cursor.fetchone() is not None
 
     def forget(self, stream: UUID) -> None:
         """Delete the child's snapshot (its erasure: the key already makes it unreadable; this tidies), best-effort:
@@ -322,7 +423,14 @@ class ChildSnapshots:
         return count
 
     def count(self) -> int:
+        """How many children have a snapshot."""
+        return self.status()[0]
+
+    def status(self) -> tuple[int, int]:
+        """How many snapshots there are, and how many bytes their sealed states take (``tsunagu snapshots
+        status``)."""
+        length = "octet_length" if self.postgres else "length"
         with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table}")
+            cursor.execute(f"SELECT COUNT(*) AS n, COALESCE(SUM({length}(state)), 0) AS size FROM {self.table}")
             row = cursor.fetchone()
-            return int(row["n"]) if row is not None else 0
+            return (int(row["n"]), int(row["size"])) if row is not None else (0, 0)

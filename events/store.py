@@ -45,7 +45,7 @@ from eventsourcing.persistence import EventStore
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.model import Org, Recorded
 from events.sealing import DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope, stream_id
-from events.snapshots import ChildSnapshots, SnapshotDue
+from events.snapshots import ChildSnapshots, Loaded, SnapshotDue
 
 if TYPE_CHECKING:  # for annotations only: a SQLite store does not load the PostgreSQL driver
     from events.postgres import PostgresRecorder
@@ -789,13 +789,47 @@ class HubStore(Application[UUID]):
         except KeyError:
             pass
         loaded = self.child_snapshots.load(stream)
-        record = loaded.record
-        due = None
-        if record is not None and loaded.replayed >= self.child_snapshots.after:
-            state = ChildSnapshots.state_of(record)  # read before the record is cached (and may change)
-            due = SnapshotDue(stream, state, loaded.unopened) if state is not None else None
-        cache.put(stream, record)
-        return record, due
+        due = self._snapshot_due(stream, loaded, self.child_snapshots.after)  # read before it is cached (may change)
+        cache.put(stream, loaded.record)
+        return loaded.record, due
+
+    def load_children(self, streams: Iterable[UUID]) -> tuple[dict[UUID, ChildRecord | None], list[SnapshotDue]]:
+        """Children's records for a view that decides many of them at once (``services.casework.rows``), as
+        stored now, **not put in the aggregate cache** (the view keeps what it derives; 5,000 children would push
+        the children read one by one out of it), using the **children's snapshots** as ``read_child`` does: a
+        record in the cache is copied and brought up to date with the events after it
+        (``events.streams.load_many``: one query for all of them); the others are loaded from their snapshots and
+        the events after them, or from every event when a child's snapshot does not open
+        (``ChildSnapshots.load_many``: one query for all of them). None: no such stream. And the snapshots due
+        (``_snapshot_due``: after ``child_snapshots.view_after`` events, ``events.snapshots.VIEW_SNAPSHOT_AFTER``),
+        which the view hands to ``child_snapshots.keep_all`` **after** it is recorded. Not for ``audit verify``
+        (``replayed``)."""
+        from events.streams import load_many
+
+        wanted = list(dict.fromkeys(streams))
+        cache = self.repository.cache
+        cached = (
+            [stream for stream in wanted if stream in cache]
+            if isinstance(cache, WeighedCache) and self.repository.fastforward
+            else []
+        )  # one evicted meanwhile is replayed by load_many from all its events (right, only slower)
+        records: dict[UUID, ChildRecord | None] = load_many(self, cached, keep=False) if cached else {}
+        dues = []
+        for stream, loaded in self.child_snapshots.load_many(s for s in wanted if s not in records).items():
+            records[stream] = loaded.record
+            due = self._snapshot_due(stream, loaded, self.child_snapshots.view_after)
+            if due is not None:
+                dues.append(due)
+        return records, dues
+
+    def _snapshot_due(self, stream: UUID, loaded: Loaded, after: int) -> SnapshotDue | None:
+        """The snapshot a load makes due (``events.snapshots``): one that replayed at least ``after`` events
+        (``child_snapshots.after`` for a timeline read, ``view_after`` for a view), of a record that is snapshotted
+        (``ChildSnapshots.state_of``, read now)."""
+        if loaded.record is None or loaded.replayed < after:
+            return None
+        state = ChildSnapshots.state_of(loaded.record)
+        return SnapshotDue(stream, state, loaded.unopened) if state is not None else None
 
     def replayed(self, aggregate_id: UUID) -> Any | None:
         """The aggregate from every one of its stored events, neither the aggregate cache nor a snapshot used

@@ -109,7 +109,7 @@ def last_events(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
     versions = stream_versions(store, ids)
     if not versions:
         return {}
-    stored = _events_after(store, {stream: version - 1 for stream, version in versions.items()})
+    stored = events_after(store, {stream: version - 1 for stream, version in versions.items()})
     records = [record for stream in versions for record in stored.get(stream, ())[-1:]]
     return {event.originator_id: event for event in store.mapper.to_domain_events(records)}
 
@@ -154,7 +154,7 @@ def load_many(store: Any, ids: Iterable[UUID], *, keep: bool = True) -> dict[UUI
             except KeyError:
                 pass
     after = {stream: (cached[stream].version if stream in cached else 0) for stream in wanted}
-    stored = _events_after(store, after)
+    stored = events_after(store, after)
     records = [record for stream in wanted for record in stored.get(stream, ())]
     opened = iter(store.mapper.to_domain_events(records))  # every key they need, in two queries at most
     out: dict[UUID, Any] = {}
@@ -168,7 +168,7 @@ def load_many(store: Any, ids: Iterable[UUID], *, keep: bool = True) -> dict[UUI
     return out
 
 
-def _events_after(store: Any, after: dict[UUID, int]) -> dict[UUID, list[StoredEvent]]:
+def events_after(store: Any, after: dict[UUID, int]) -> dict[UUID, list[StoredEvent]]:
     """The stored events of each stream in ``after`` with a version above the one given, in version order."""
     recorder = store.recorder
     module = type(recorder).__module__

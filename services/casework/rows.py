@@ -36,8 +36,15 @@ later below a position already read. After many changes (more than ``catch_up`` 
 view, e.g. an import) it asks for the versions directly again rather than reading them all.
 
 The children's streams are loaded for deciding without being put in the aggregate cache
-(``events.streams.load_many(..., keep=False)``): what is needed of them is kept here, and a view of 5,000
-children would otherwise push the indexes every view reads (the centre's case index, the service desk) out of it.
+(``events.store.HubStore.load_children``): what is needed of them is kept here, and a view of 5,000 children would
+otherwise push the children read one by one out of it. A child not in the aggregate cache is loaded from its
+snapshot and the events after it (``events.snapshots``: one query for all the children decided again, one sealed
+snapshot opened each instead of every event), or from every event when it has none that opens. A child whose load
+replayed at least ``VIEW_SNAPSHOT_AFTER`` events gets a snapshot, as a timeline read's child does: taken once the
+view is recorded (``Ahead.record_children``, after the view's transaction), best-effort, in stream order and in
+transactions of ``SNAPSHOT_BATCH`` (``ChildSnapshots.keep_all``). Why the views take them too: after a restart (or once the decisions kept
+here expire) the views are what loads most children cold, thousands at a time, and a child only ever seen in the
+ledgers would otherwise be replayed from every event by each new process.
 
 What is kept is decrypted content: an erasure seen by this process (``events.store.ErasureWatch``) empties the
 whole cache, as it does the aggregate cache, and the cache holds at most ``maxsize`` children per reader kind.
@@ -56,8 +63,9 @@ from uuid import UUID
 from consent.model import Reader, Settings
 from consent.policy import POLICY_VERSION, decision_valid_until
 from events.model import Org
+from events.snapshots import SnapshotDue
 from events.store import ChildRecord, HubStore
-from events.streams import load_many, stream_versions
+from events.streams import stream_versions
 from services.casework.ledger import CaseRow, build_row
 from services.reading.timeline import Decided, TimelineReader, decide
 from services.reading.view_log import view_record
@@ -146,6 +154,7 @@ class Ahead:
     settings: Settings
     recorder: TimelineReader
     store: HubStore
+    snapshots_due: list[SnapshotDue] = field(default_factory=list)  # taken once the view is recorded
 
     def record(self, rows: Sequence[CaseRow], view: str, query: Mapping[str, Any]) -> list[str]:
         """One access record per child of ``rows`` (in their order), all in one transaction with the view's
@@ -182,6 +191,8 @@ class Ahead:
             settings=self.settings,
             view=record,
         )
+        due, self.snapshots_due = self.snapshots_due, []  # after the view is recorded, best-effort (never raises)
+        self.store.child_snapshots.keep_all(due)
         return [r["id"] for r in records]
 
     def derive(self, child: str, key: Any, make: Callable[[Kept], T]) -> T:
@@ -244,6 +255,7 @@ class LedgerRowCache:
         reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
         kept: dict[str, Kept] = {}
         stale = []
+        due: list[SnapshotDue] = []
         with self._lock:
             for child in by_child:
                 found = self._kept.get((org, role, purpose, child))
@@ -252,7 +264,7 @@ class LedgerRowCache:
                 else:
                     stale.append(child)
         if stale:
-            records = load_many(self.store, [ids[child] for child in stale], keep=False)  # kept here, decided
+            records, due = self.store.load_children(ids[child] for child in stale)  # kept here, decided
             fresh = {}
             for child in stale:
                 record = records.get(ids[child])
@@ -289,4 +301,4 @@ class LedgerRowCache:
                 if row is not None:
                     rows.append(row)
         rows.sort(key=lambda r: (r.center, r.registered_at, r.case))
-        return Ahead(reader, rows, kept, registry_version, settings, self.recorder, self.store)
+        return Ahead(reader, rows, kept, registry_version, settings, self.recorder, self.store, due)

@@ -17,6 +17,7 @@ from services.cli import (
     serve,  # noqa: F401  serve, token issue
     services,  # noqa: F401  services … (家庭支援事業: referrals, monitoring, urgent reports)
     settings,  # noqa: F401  settings show|set (the deployment's policy settings)
+    snapshots,  # noqa: F401  snapshots status|drop (the children's snapshots: derived data)
     worker,  # noqa: F401  worker ingest (the Kafka log transport)
 )
 from services.cli.root import app

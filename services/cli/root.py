@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from events.problems import Busy, Rejected
 from events.retry import RETRY_AFTER_SECONDS
+from events.sealing import KeyConfigError
 from services.administration.organisations import read_orgs_file
 from services.auth.tokens import DEFAULT_KEY_FILE, KEY_FILE_ENV, KeyFileError, SigningKeys, key_file_path
 from services.hub import Hub
@@ -98,8 +99,12 @@ def process_settings() -> None:
 @contextlib.contextmanager
 def command_hub(database: str | None) -> Iterator[Hub]:
     """The hub a command works on, closed afterwards; a refusal of the application's services (``Rejected``) is
-    printed in Japanese, each problem with its field, and the command exits 1."""
-    hub = Hub(database)
+    printed in Japanese, each problem with its field, and the command exits 1; a key configuration that is not
+    valid (``KeyConfigError``) is said so, and the command exits 2."""
+    try:
+        hub = Hub(database)
+    except KeyConfigError as error:
+        fail(f"鍵の設定に誤りがあります / the key configuration is not valid: {error}")
     try:
         yield hub
     except Rejected as rejected:

@@ -108,7 +108,7 @@ def test_a_mixed_batch_loads_what_its_steps_read_in_one_query(tmp_path, clock, m
         hub.store.repository.cache.clear()  # as in a process that has not seen these children
         queries: list[list[UUID]] = []  # the streams of each query that loads stored events
         one_by_one: list[UUID] = []
-        real_get, real_after = hub.store.events.get, streams._events_after
+        real_get, real_after = hub.store.events.get, streams.events_after
 
         def get(originator_id, **kwargs):
             one_by_one.append(originator_id)
@@ -119,7 +119,7 @@ def test_a_mixed_batch_loads_what_its_steps_read_in_one_query(tmp_path, clock, m
             return real_after(store, after)
 
         monkeypatch.setattr(hub.store.events, "get", get)
-        monkeypatch.setattr(streams, "_events_after", events_after)
+        monkeypatch.setattr(streams, "events_after", events_after)
         results = hub.publish(MIXED)
         assert [(r.id, r.outcome) for r in results] == [(e["id"], "accepted") for e in MIXED]
         assert len(queries) == 1  # what admission, the projections and the release declared, for every child at once

@@ -110,7 +110,7 @@ def stored(hub: Hub, child: str = "c1") -> list[tuple[int, str]]:
 def loaded_streams(hub: Hub, monkeypatch) -> list[UUID]:
     """Records the streams whose stored events the hub reads from now on (one by one, or for many at once)."""
     calls: list[UUID] = []
-    real_get, real_after = hub.store.events.get, streams._events_after
+    real_get, real_after = hub.store.events.get, streams.events_after
 
     def get(originator_id, **kwargs):
         calls.append(originator_id)
@@ -121,7 +121,7 @@ def loaded_streams(hub: Hub, monkeypatch) -> list[UUID]:
         return real_after(store, after)
 
     monkeypatch.setattr(hub.store.events, "get", get)
-    monkeypatch.setattr(streams, "_events_after", events_after)
+    monkeypatch.setattr(streams, "events_after", events_after)
     return calls
 
 
@@ -299,13 +299,13 @@ def test_load_many_copes_with_a_cached_aggregate_fast_forwarded_by_another_threa
     fresh = open_hub()
     assert timeline(fresh) == ["reg-c1", "n1"]  # c1 cached in this process at version 3
     assert accepted(hub.publish([ev("n2")]))  # stored by another process: version 4 in the database only
-    query = events.streams._events_after
+    query = events.streams.events_after
 
     def another_thread_reads_first(store, after):
         fresh.store.repository.get(c1, deepcopy_from_cache=False)  # brings the cached object itself to version 4
         return query(store, after)
 
-    monkeypatch.setattr(events.streams, "_events_after", another_thread_reads_first)
+    monkeypatch.setattr(events.streams, "events_after", another_thread_reads_first)
     loaded = load_many(fresh.store, [c1])
     assert [e.id for e in loaded[c1].entries] == ["reg-c1", "n1", "n2"] and loaded[c1].version == 4
 
