@@ -127,18 +127,32 @@ class PostgresRecorder(PostgresApplicationRecorder):
         super().__init__(*args, **kwargs)
         schema, id_type = Identifier(self.datastore.schema), Identifier(self.datastore.originator_id_type)
         table = Identifier(self.events_table_name)
-        # The turn's first message (``streams_locked``): begin, the streams' locks, taken one by one in the keys'
-        # order (the subquery's sort, kept by OFFSET 0, is the order in which the aggregate calls the function), so
-        # that two writers never wait for each other in turn, then each stream's last event from the end of its
-        # primary key (one index probe per stream), read by a statement of its own: after the locks are granted.
+        # The turn's first message (``streams_locked``): begin, then one call of ``tsunagu_take_turn``, which takes
+        # the streams' locks one by one in the keys' order (the subquery's sort, kept by OFFSET 0, is the order in
+        # which the aggregate calls the function), so that two writers never wait for each other in turn, then
+        # reads each stream's last event from the end of its primary key (one index probe per stream) by a query
+        # of its own, which in a VOLATILE function takes a new snapshot: after the locks are granted. A function,
+        # so that the server keeps both queries' plans for the session (a message of several statements is not
+        # prepared).
+        take_turn = Identifier(self.datastore.schema, "tsunagu_take_turn")
         self.begin_turn_statement = SQL(
-            "BEGIN; SELECT count(pg_advisory_xact_lock(k)) AS locked "
-            "FROM (SELECT k FROM unnest({keys}::bigint[]) AS u(k) ORDER BY k OFFSET 0) AS ordered; "
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest({ids}::{id_type}[]) AS w(id) "
-            "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
-            "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e"
+            "BEGIN; SELECT head_id AS originator_id, head_version AS originator_version, head_topic AS topic, "
+            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[])"
         )
-        self.schema_and_table = {"schema": schema, "table": table, "id_type": id_type}
+        self.begin_turn_names = {"take_turn": take_turn, "id_type": id_type}
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[]) RETURNS TABLE (head_id "
+                "{id_type}, head_version bigint, head_topic text, head_state bytea) LANGUAGE plpgsql VOLATILE AS "
+                "$BODY$ BEGIN "
+                "PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(keys) AS u(k) ORDER BY k "
+                "OFFSET 0) AS ordered; "
+                "RETURN QUERY SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(ids) AS w(id) "
+                "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
+                "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e; "
+                "END; $BODY$"
+            ).format(take_turn=take_turn, id_type=id_type, schema=schema, table=table)
+        )
         self.envelope_ids_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(ENVELOPE_IDS))
         self.sql_create_statements.append(
             SQL(
@@ -314,8 +328,8 @@ class PostgresRecorder(PostgresApplicationRecorder):
         either releases the locks. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user.
 
         A named mechanism, **the turn in two messages**: the transaction is begun and ended by the statements
-        themselves (``BEGIN`` with the locks and the heads in the first message, the appends with ``COMMIT`` in
-        the second: ``insert_events(held=…)``), sent as single messages of several statements (PostgreSQL's
+        themselves (``BEGIN`` with the locks and the heads in the first message, one call of ``tsunagu_take_turn``;
+        the appends with ``COMMIT`` in the second: ``insert_events(held=…)``), sent as single messages of several statements (PostgreSQL's
         simple query protocol, the values written into the statement as literals by psycopg's quoting), instead
         of psycopg's ``conn.transaction()`` and one message per statement: begin, locks, heads, then the
         append, then the commit. Each answer the client waits for costs the API thread the GIL back (up to 5 ms
@@ -323,8 +337,8 @@ class PostgresRecorder(PostgresApplicationRecorder):
         the events table's lock that every writer of every process takes, across all of them. With the commit in
         the same message as the append, the table's lock is held on the server only, for no round trip to the
         client; the streams' locks for one. The transaction, its locks and its statements are the same: the
-        heads are read by a statement after the locks' (READ COMMITTED takes a new snapshot for each
-        statement), a failed statement aborts the rest of its message and the transaction, which is then rolled
+        heads are read by a query after the locks' (READ COMMITTED takes a new snapshot for each query of a
+        VOLATILE function), a failed statement aborts the rest of its message and the transaction, which is then rolled
         back here, and a held connection is never returned to the pool in a transaction (the pool would roll it
         back too). The locks stay transaction-level: a holder that freezes is ended by the database's
         idle-in-transaction limit, as before."""
@@ -336,10 +350,9 @@ class PostgresRecorder(PostgresApplicationRecorder):
             try:
                 with conn.cursor() as curs:
                     curs.execute(
-                        self.begin_turn_statement.format(keys=Literal(keys), ids=Literal(ids), **self.schema_and_table)
+                        self.begin_turn_statement.format(keys=Literal(keys), ids=Literal(ids), **self.begin_turn_names)
                     )
-                    curs.nextset()  # BEGIN's, then the locks'
-                    curs.nextset()
+                    curs.nextset()  # BEGIN's, then the heads
                     heads = [
                         StoredEvent(
                             originator_id=row["originator_id"],
