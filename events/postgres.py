@@ -328,20 +328,20 @@ class PostgresRecorder(PostgresApplicationRecorder):
         either releases the locks. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user.
 
         A named mechanism, **the turn in two messages**: the transaction is begun and ended by the statements
-        themselves (``BEGIN`` with the locks and the heads in the first message, one call of ``tsunagu_take_turn``;
-        the appends with ``COMMIT`` in the second: ``insert_events(held=…)``), sent as single messages of several statements (PostgreSQL's
-        simple query protocol, the values written into the statement as literals by psycopg's quoting), instead
-        of psycopg's ``conn.transaction()`` and one message per statement: begin, locks, heads, then the
-        append, then the commit. Each answer the client waits for costs the API thread the GIL back (up to 5 ms
-        behind each busy thread of its process), and the turn holds the streams' locks, and from the append on
-        the events table's lock that every writer of every process takes, across all of them. With the commit in
-        the same message as the append, the table's lock is held on the server only, for no round trip to the
-        client; the streams' locks for one. The transaction, its locks and its statements are the same: the
-        heads are read by a query after the locks' (READ COMMITTED takes a new snapshot for each query of a
-        VOLATILE function), a failed statement aborts the rest of its message and the transaction, which is then rolled
-        back here, and a held connection is never returned to the pool in a transaction (the pool would roll it
-        back too). The locks stay transaction-level: a holder that freezes is ended by the database's
-        idle-in-transaction limit, as before."""
+        themselves (``BEGIN`` with one call of ``tsunagu_take_turn``, the locks and the heads, in the first
+        message; the appends with ``COMMIT`` in the second: ``insert_events(held=…)``), each message several
+        statements (PostgreSQL's simple query protocol, the values written into the statement as literals by
+        psycopg's quoting), instead of psycopg's ``conn.transaction()`` and one message per statement: begin,
+        locks, heads, then the append, then the commit. Each answer the client waits for costs the API thread the
+        GIL back (up to 5 ms behind each busy thread of its process), and the turn holds the streams' locks, and
+        from the append on the events table's lock that every writer of every process takes, across all of them.
+        With the commit in the same message as the append, the table's lock is held on the server only, for no
+        round trip to the client; the streams' locks for one. The transaction, its locks and its statements are
+        the same: the heads are read by a query after the locks' (READ COMMITTED takes a new snapshot for each
+        query of a VOLATILE function), a failed statement aborts the rest of its message and the transaction,
+        which is then rolled back here, and a held connection is never returned to the pool in a transaction (the
+        pool would roll it back too). The locks stay transaction-level: a holder that freezes is ended by the
+        database's idle-in-transaction limit, as before."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
