@@ -38,11 +38,18 @@ from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, InterfaceError, OperationalError
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composable, Composed, Identifier, Literal
+from psycopg.sql import SQL, Identifier, Literal
 
 from events.envelope_ids import FORMAT_TABLE, StoredEnvelope, columns
 from events.envelope_ids import TABLE as ENVELOPE_IDS
 from events.topic_index import INDEXED_TOPICS, literal
+
+# The largest save (the sum of its sealed states' bytes) whose append and COMMIT a turn sends in one psycopg pipeline
+# (``PostgresRecorder.insert_events(held=…)``): psycopg leaves a pipeline's output unflushed when what is queued is
+# more than one socket write takes (the module's docstring; seen from about 10 MB). A turn's save is a few access
+# records (a 50-child ledger page is tens of kB); a larger one is sent as the append, then the COMMIT, in two round
+# trips.
+TURN_PIPELINE_LIMIT = 256 * 1024
 
 
 @contextmanager
@@ -177,30 +184,29 @@ class PostgresRecorder(PostgresApplicationRecorder):
             )
         self.events_table_sql = events_table
         # The appends' statement under the events table's lock (``_insert_in``): lock, notify and insert on the
-        # server, in one round trip.
+        # server, in one round trip. The lock timeout is an argument (this process's ``POSTGRES_LOCK_TIMEOUT``,
+        # ``SET LOCAL`` on main), not part of the function's body, which every process opening the store replaces.
         append = Identifier(self.datastore.schema, "tsunagu_append_events")
         self.append_events_statement = SQL(
-            "SELECT notification_id FROM {append}({ids}::{id_type}[], {versions}::integer[], {topics}::text[], "
-            "{states}::bytea[])"
+            "SELECT notification_id FROM {append}(%b::{id_type}[], %b::integer[], %b::text[], %b::bytea[], %b::text)"
+        ).format(append=append, id_type=id_type)
+        self.sql_create_statements.append(  # the first form, with the timeout written into the body
+            SQL("DROP FUNCTION IF EXISTS {append}({id_type}[], integer[], text[], bytea[])").format(
+                append=append, id_type=id_type
+            )
         )
-        self.append_events_names = {"append": append, "id_type": id_type}
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {append}(ids {id_type}[], versions integer[], topics text[], "
-                "states bytea[]) RETURNS TABLE (notification_id bigint) LANGUAGE plpgsql AS $BODY$ BEGIN "
-                "PERFORM set_config('lock_timeout', '{lock_timeout}s', true); "
+                "states bytea[], lock_timeout text) RETURNS TABLE (notification_id bigint) LANGUAGE plpgsql AS "
+                "$BODY$ BEGIN "
+                "PERFORM set_config('lock_timeout', lock_timeout, true); "
                 "LOCK TABLE {table} IN EXCLUSIVE MODE; "
                 "NOTIFY {channel}; "
                 "RETURN QUERY INSERT INTO {table} AS t (originator_id, originator_version, topic, state) "
                 "SELECT * FROM unnest(ids, versions, topics, states) RETURNING t.notification_id; "
                 "END; $BODY$"
-            ).format(
-                append=append,
-                id_type=id_type,
-                lock_timeout=SQL(str(int(self.datastore.lock_timeout))),
-                table=events_table,
-                channel=Identifier(self.channel_name),
-            )
+            ).format(append=append, id_type=id_type, table=events_table, channel=Identifier(self.channel_name))
         )
 
     def select_indexed(self, topic: str, start: int, limit: int, stop: int | None = None) -> list[Notification]:
@@ -329,16 +335,17 @@ class PostgresRecorder(PostgresApplicationRecorder):
 
         A named mechanism, **the turn in two messages**: the transaction is begun and ended by the statements
         themselves (``BEGIN`` with one call of ``tsunagu_take_turn``, the locks and the heads, in the first
-        message; the appends with ``COMMIT`` in the second: ``insert_events(held=…)``), each message several
-        statements (PostgreSQL's simple query protocol, the values written into the statement as literals by
-        psycopg's quoting), instead of psycopg's ``conn.transaction()`` and one message per statement: begin,
-        locks, heads, then the append, then the commit. Each answer the client waits for costs the API thread the
-        GIL back (up to 5 ms behind each busy thread of its process), and the turn holds the streams' locks, and
-        from the append on the events table's lock that every writer of every process takes, across all of them.
-        With the commit in the same message as the append, the table's lock is held on the server only, for no
-        round trip to the client; the streams' locks for one. The transaction, its locks and its statements are
-        the same: the heads are read by a query after the locks' (READ COMMITTED takes a new snapshot for each
-        query of a VOLATILE function), a failed statement aborts the rest of its message and the transaction,
+        message, several statements in PostgreSQL's simple query protocol, the keys and ids written in as literals
+        by psycopg's quoting; the append with ``COMMIT`` in the second: ``insert_events(held=…)``, a psycopg
+        pipeline of the append with binary parameters and the ``COMMIT``, one sync), instead of psycopg's
+        ``conn.transaction()`` and one message per statement: begin, locks, heads, then the append, then the
+        commit. Each answer the client waits for costs the API thread the GIL back (up to 5 ms behind each busy
+        thread of its process), and the turn holds the streams' locks, and from the append on the events table's
+        lock that every writer of every process takes, across all of them. With the commit in the same round trip
+        as the append, the table's lock is held on the server only, for no round trip to the client; the streams'
+        locks for one. The transaction, its locks and its statements are the same: the heads are read by a query
+        after the locks' (READ COMMITTED takes a new snapshot for each query of a VOLATILE function), a failed
+        statement aborts the rest of its message (or pipeline) and the transaction,
         which is then rolled back here, and a held connection is never returned to the pool in a transaction (the
         pool would roll it back too). The locks stay transaction-level: a holder that freezes is ended by the
         database's idle-in-transaction limit, as before."""
@@ -377,8 +384,15 @@ class PostgresRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any
     ) -> Sequence[int] | None:
         """Insert in a transaction of its own (tried again on a lost connection), or, with ``held``, in the open
-        transaction of ``streams_locked``, committing it in the same message (not tried again: the transaction
-        is the caller's). A turn saves once: its save ends it."""
+        transaction of ``streams_locked``, committing it in the same round trip (not tried again: the transaction
+        is the caller's). A turn saves once: its save ends it.
+
+        The turn's append and its ``COMMIT`` go as one psycopg pipeline (two statements, one sync), the events as
+        binary parameters as in a transaction of its own: not as literals in one message of several statements,
+        which PostgreSQL writes whole into its server log when it fails (``log_min_error_statement``: every sealed
+        state as hex on each refused append, and a refusal, a stale head, is normal). A failed append skips the
+        ``COMMIT`` (the pipeline is aborted up to the sync), and ``streams_locked`` rolls the turn back. A save
+        larger than ``TURN_PIPELINE_LIMIT`` goes as the append, then the ``COMMIT``."""
         if held is not None:
             if held.info.transaction_status != TransactionStatus.INTRANS:
                 raise ProgrammingError("the turn's transaction is not open (a turn saves once: its save commits)")
@@ -387,7 +401,15 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 if not stored_events:
                     curs.execute("COMMIT")
                     return None
-                curs.execute(SQL("{append}; COMMIT").format(append=self._append_call(stored_events, literal=True)))
+                params = self._append_params(stored_events)
+                if sum(len(e.state) for e in stored_events) > TURN_PIPELINE_LIMIT:  # see the limit's comment
+                    curs.execute(self.append_events_statement, params, prepare=True)
+                    notification_ids = self._notification_ids(curs, stored_events)
+                    curs.execute("COMMIT")
+                    return notification_ids
+                with held.pipeline(), held.cursor() as commit:  # both sent, then one sync: one round trip
+                    curs.execute(self.append_events_statement, params, prepare=True)
+                    commit.execute("COMMIT")
                 return self._notification_ids(curs, stored_events)
         inserted: Sequence[int] | None = self._insert_in_own_transaction(stored_events, **kwargs)
         return inserted
@@ -418,35 +440,19 @@ class PostgresRecorder(PostgresApplicationRecorder):
         self._insert_events(curs, stored_events, **kwargs)
         if not stored_events:
             return None
-        curs.execute(self._append_call(stored_events, literal=False), self._append_columns(stored_events), prepare=True)
+        curs.execute(self.append_events_statement, self._append_params(stored_events), prepare=True)
         return self._notification_ids(curs, stored_events)
 
-    @staticmethod
-    def _append_columns(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], list[int], list[str], list[bytes]]:
+    def _append_params(self, stored_events: Sequence[StoredEvent]) -> tuple[Any, ...]:
+        """The parameters of ``tsunagu_append_events`` (sent in PostgreSQL's binary format): the events as four
+        arrays, and this process's lock timeout for the events table's lock."""
         return (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
+            f"{int(self.datastore.lock_timeout)}s",
         )
-
-    def _append_call(self, stored_events: Sequence[StoredEvent], *, literal: bool) -> Composed:
-        """The call of ``tsunagu_append_events``: with the columns as binary parameters (``_append_columns``), or,
-        ``literal``, written into the statement (for a message of several statements: ``insert_events(held=…)``)."""
-        values: dict[str, Composable]
-        if not literal:
-            values = dict.fromkeys(("ids", "versions", "topics", "states"), SQL("%b"))
-        else:
-            ids, versions, topics, states = self._append_columns(stored_events)
-            values = {
-                "ids": Literal(ids),
-                "versions": Literal(versions),
-                "topics": Literal(topics),
-                # each state a literal of its own: psycopg quotes a list of bytes element by element in Python
-                # (about 30 µs for a 1.5 kB state), one bytes value in libpq (about 3 µs)
-                "states": SQL("ARRAY[{}]").format(SQL(", ").join(Literal(state) for state in states)),
-            }
-        return self.append_events_statement.format(**values, **self.append_events_names)
 
     @staticmethod
     def _notification_ids(curs: Cursor[Any], stored_events: Sequence[StoredEvent]) -> list[int]:
