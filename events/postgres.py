@@ -7,8 +7,9 @@ thousand new children): the server waits for the rest of the message (its log sa
 client"), psycopg waits for the result, and the publish hangs for ever. ``tests/publishing/test_publish_streams.py``
 publishes such a batch to the real server.
 
-``PostgresRecorder`` sends the same statements one after the other in one transaction: the same table lock (so
-notification ids follow commit order), the same notification, the same errors, and a parameter of any size. The
+``PostgresRecorder`` runs the same statements in one transaction, in one call of a function on the server
+(``tsunagu_append_events``, see ``PostgresRecorder._insert_in``): the same table lock (so notification ids follow
+commit order), the same notification, the same errors, and a parameter of any size. The
 events go as four arrays (ids, versions, topics, states) instead of one array of the library's composite type:
 psycopg dumps a composite value in Python, character by character, which was half the client's time of an
 insert (benchmarks: 16 µs of CPU per stored event as composites, 10 µs as arrays). The arrays go in
@@ -31,16 +32,24 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, InterfaceError, OperationalError
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from events.envelope_ids import FORMAT_TABLE, StoredEnvelope, columns
 from events.envelope_ids import TABLE as ENVELOPE_IDS
 from events.topic_index import INDEXED_TOPICS, literal
+
+# The largest save (the sum of its sealed states' bytes) whose append and COMMIT a turn sends in one psycopg pipeline
+# (``PostgresRecorder.insert_events(held=…)``): psycopg leaves a pipeline's output unflushed when what is queued is
+# more than one socket write takes (the module's docstring; seen from about 10 MB). A turn's save is a few access
+# records (a 50-child ledger page is tens of kB); a larger one is sent as the append, then the COMMIT, in two round
+# trips.
+TURN_PIPELINE_LIMIT = 256 * 1024
 
 
 @contextmanager
@@ -125,23 +134,32 @@ class PostgresRecorder(PostgresApplicationRecorder):
         super().__init__(*args, **kwargs)
         schema, id_type = Identifier(self.datastore.schema), Identifier(self.datastore.originator_id_type)
         table = Identifier(self.events_table_name)
-        # The streams' locks, taken one by one in the keys' order (the subquery's sort, kept by OFFSET 0, is the
-        # order in which the aggregate calls the function), so that two writers never wait for each other in turn.
-        self.lock_streams_statement = SQL(
-            "SELECT count(pg_advisory_xact_lock(k)) AS locked "
-            "FROM (SELECT k FROM unnest(%s::bigint[]) AS u(k) ORDER BY k OFFSET 0) AS ordered"
+        # The turn's first message (``streams_locked``): begin, then one call of ``tsunagu_take_turn``, which takes
+        # the streams' locks one by one in the keys' order (the subquery's sort, kept by OFFSET 0, is the order in
+        # which the aggregate calls the function), so that two writers never wait for each other in turn, then
+        # reads each stream's last event from the end of its primary key (one index probe per stream) by a query
+        # of its own, which in a VOLATILE function takes a new snapshot: after the locks are granted. A function,
+        # so that the server keeps both queries' plans for the session (a message of several statements is not
+        # prepared).
+        take_turn = Identifier(self.datastore.schema, "tsunagu_take_turn")
+        self.begin_turn_statement = SQL(
+            "BEGIN; SELECT head_id AS originator_id, head_version AS originator_version, head_topic AS topic, "
+            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[])"
         )
-        # Each stream's last event from the end of its primary key: one index probe per stream.
-        self.select_heads_statement = SQL(
-            "SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(%b::{id_type}[]) AS w(id) "
-            "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
-            "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e"
-        ).format(schema=schema, table=table, id_type=id_type)
-        self.insert_arrays_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{id_type}[], %b::integer[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(schema=schema, table=table, id_type=id_type)
+        self.begin_turn_names = {"take_turn": take_turn, "id_type": id_type}
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[]) RETURNS TABLE (head_id "
+                "{id_type}, head_version bigint, head_topic text, head_state bytea) LANGUAGE plpgsql VOLATILE AS "
+                "$BODY$ BEGIN "
+                "PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(keys) AS u(k) ORDER BY k "
+                "OFFSET 0) AS ordered; "
+                "RETURN QUERY SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(ids) AS w(id) "
+                "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
+                "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e; "
+                "END; $BODY$"
+            ).format(take_turn=take_turn, id_type=id_type, schema=schema, table=table)
+        )
         self.envelope_ids_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(ENVELOPE_IDS))
         self.sql_create_statements.append(
             SQL(
@@ -165,6 +183,31 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 )
             )
         self.events_table_sql = events_table
+        # The appends' statement under the events table's lock (``_insert_in``): lock, notify and insert on the
+        # server, in one round trip. The lock timeout is an argument (this process's ``POSTGRES_LOCK_TIMEOUT``,
+        # ``SET LOCAL`` on main), not part of the function's body, which every process opening the store replaces.
+        append = Identifier(self.datastore.schema, "tsunagu_append_events")
+        self.append_events_statement = SQL(
+            "SELECT notification_id FROM {append}(%b::{id_type}[], %b::integer[], %b::text[], %b::bytea[], %b::text)"
+        ).format(append=append, id_type=id_type)
+        self.sql_create_statements.append(  # the first form, with the timeout written into the body
+            SQL("DROP FUNCTION IF EXISTS {append}({id_type}[], integer[], text[], bytea[])").format(
+                append=append, id_type=id_type
+            )
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {append}(ids {id_type}[], versions integer[], topics text[], "
+                "states bytea[], lock_timeout text) RETURNS TABLE (notification_id bigint) LANGUAGE plpgsql AS "
+                "$BODY$ BEGIN "
+                "PERFORM set_config('lock_timeout', lock_timeout, true); "
+                "LOCK TABLE {table} IN EXCLUSIVE MODE; "
+                "NOTIFY {channel}; "
+                "RETURN QUERY INSERT INTO {table} AS t (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(ids, versions, topics, states) RETURNING t.notification_id; "
+                "END; $BODY$"
+            ).format(append=append, id_type=id_type, table=events_table, channel=Identifier(self.channel_name))
+        )
 
     def select_indexed(self, topic: str, start: int, limit: int, stop: int | None = None) -> list[Notification]:
         """``select_notifications(start, limit, stop, topics=[topic])`` for a topic of
@@ -286,36 +329,88 @@ class PostgresRecorder(PostgresApplicationRecorder):
     def streams_locked(self, streams: Sequence[UUID]) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
         """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
         taken in the keys' order), and the last stored event of each that has events, read under the locks: the
-        transaction's connection (pass it as ``held`` to ``insert_events`` to append in the transaction) and
-        those events. Committed when the block ends without an exception, which releases the locks; rolled back
-        otherwise. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user."""
+        transaction's connection (pass it as ``held`` to ``insert_events``, which appends and commits, ending the
+        turn) and those events. Committed when the block ends without having saved, rolled back when it raises;
+        either releases the locks. The named mechanism ``events.store.HubStore.append_in_turn`` is its one user.
+
+        A named mechanism, **the turn in two messages**: the transaction is begun and ended by the statements
+        themselves (``BEGIN`` with one call of ``tsunagu_take_turn``, the locks and the heads, in the first
+        message, several statements in PostgreSQL's simple query protocol, the keys and ids written in as literals
+        by psycopg's quoting; the append with ``COMMIT`` in the second: ``insert_events(held=…)``, a psycopg
+        pipeline of the append with binary parameters and the ``COMMIT``, one sync), instead of psycopg's
+        ``conn.transaction()`` and one message per statement: begin, locks, heads, then the append, then the
+        commit. Each answer the client waits for costs the API thread the GIL back (up to 5 ms behind each busy
+        thread of its process), and the turn holds the streams' locks, and from the append on the events table's
+        lock that every writer of every process takes, across all of them. With the commit in the same round trip
+        as the append, the table's lock is held on the server only, for no round trip to the client; the streams'
+        locks for one. The transaction, its locks and its statements are the same: the heads are read by a query
+        after the locks' (READ COMMITTED takes a new snapshot for each query of a VOLATILE function), a failed
+        statement aborts the rest of its message (or pipeline) and the transaction,
+        which is then rolled back here, and a held connection is never returned to the pool in a transaction (the
+        pool would roll it back too). The locks stay transaction-level: a holder that freezes is ended by the
+        database's idle-in-transaction limit, as before."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
-        with self.datastore.get_connection() as conn, conn.transaction():
-            with conn.cursor() as curs:
-                curs.execute(self.lock_streams_statement, [keys], prepare=True)
-            with conn.cursor(binary=True) as curs:
-                curs.execute(self.select_heads_statement, [ids], prepare=True)
-                heads = [
-                    StoredEvent(
-                        originator_id=row["originator_id"],
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=row["state"],
+        with self.datastore.get_connection() as conn:
+            assert conn.autocommit, "the pool's connections are in autocommit (the library's after_connect)"
+            try:
+                with conn.cursor() as curs:
+                    curs.execute(
+                        self.begin_turn_statement.format(keys=Literal(keys), ids=Literal(ids), **self.begin_turn_names)
                     )
-                    for row in curs.fetchall()
-                ]
-            yield conn, heads
+                    curs.nextset()  # BEGIN's, then the heads
+                    heads = [
+                        StoredEvent(
+                            originator_id=row["originator_id"],
+                            originator_version=row["originator_version"],
+                            topic=row["topic"],
+                            state=row["state"],
+                        )
+                        for row in curs.fetchall()
+                    ]
+                yield conn, heads
+                if conn.info.transaction_status == TransactionStatus.INTRANS:  # the block saved nothing
+                    conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        conn.close()  # the session ends, and its transaction and locks with it
+                raise
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any
     ) -> Sequence[int] | None:
         """Insert in a transaction of its own (tried again on a lost connection), or, with ``held``, in the open
-        transaction of ``streams_locked`` (not tried again: the transaction is the caller's)."""
+        transaction of ``streams_locked``, committing it in the same round trip (not tried again: the transaction
+        is the caller's). A turn saves once: its save ends it.
+
+        The turn's append and its ``COMMIT`` go as one psycopg pipeline (two statements, one sync), the events as
+        binary parameters as in a transaction of its own: not as literals in one message of several statements,
+        which PostgreSQL writes whole into its server log when it fails (``log_min_error_statement``: every sealed
+        state as hex on each refused append, and a refusal, a stale head, is normal). A failed append skips the
+        ``COMMIT`` (the pipeline is aborted up to the sync), and ``streams_locked`` rolls the turn back. A save
+        larger than ``TURN_PIPELINE_LIMIT`` goes as the append, then the ``COMMIT``."""
         if held is not None:
+            if held.info.transaction_status != TransactionStatus.INTRANS:
+                raise ProgrammingError("the turn's transaction is not open (a turn saves once: its save commits)")
             with held.cursor() as curs:
-                return self._insert_in(curs, stored_events, **kwargs)
+                self._insert_events(curs, stored_events, **kwargs)  # the register's rows, if any
+                if not stored_events:
+                    curs.execute("COMMIT")
+                    return None
+                params = self._append_params(stored_events)
+                if sum(len(e.state) for e in stored_events) > TURN_PIPELINE_LIMIT:  # see the limit's comment
+                    curs.execute(self.append_events_statement, params, prepare=True)
+                    notification_ids = self._notification_ids(curs, stored_events)
+                    curs.execute("COMMIT")
+                    return notification_ids
+                with held.pipeline(), held.cursor() as commit:  # both sent, then one sync: one round trip
+                    curs.execute(self.append_events_statement, params, prepare=True)
+                    commit.execute("COMMIT")
+                return self._notification_ids(curs, stored_events)
         inserted: Sequence[int] | None = self._insert_in_own_transaction(stored_events, **kwargs)
         return inserted
 
@@ -327,21 +422,43 @@ class PostgresRecorder(PostgresApplicationRecorder):
     def _insert_in(
         self, curs: Cursor[Any], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """The register's rows (``_insert_events``), then the events in one statement (``tsunagu_append_events``)
+        that takes the events table's lock, notifies and inserts, returning the notification ids.
+
+        A named mechanism, for the time the events table's lock is held. Every append of every process takes that
+        lock (the library's ``LOCK TABLE … IN EXCLUSIVE MODE``: notification ids are given in commit order, so
+        that readers of the log, ``services.casework.rows.VersionWatch``, never pass a gap filled later), and holds
+        it until its transaction commits. The library sends the lock, the notification and the insert as three
+        statements: the lock was held across three round trips to the client and its commit, and on a busy API
+        process each answer waits for the thread to get the GIL back (up to the interpreter's switch interval,
+        5 ms, behind each busy thread) while every other writer of every process waits for the lock. The
+        function runs the same three statements on the server (the same lock, lock timeout, notification and
+        rows; a duplicate version raises the same unique violation), so the lock is held across one round trip
+        to the client (the function's answer, then the commit) instead of three. Replaces the library's
+        ``_lock_table``, ``_notify_channel``, ``_insert_stored_events`` and ``_fetch_ids_after_insert_events``
+        for this recorder's inserts (``docs/benchmarks.md``, "The wait of two API processes")."""
         self._insert_events(curs, stored_events, **kwargs)
         if not stored_events:
             return None
-        self._insert_stored_events(curs, stored_events, **kwargs)
-        return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        curs.execute(self.append_events_statement, self._append_params(stored_events), prepare=True)
+        return self._notification_ids(curs, stored_events)
 
-    def _insert_stored_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self.insert_arrays_statement,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
+    def _append_params(self, stored_events: Sequence[StoredEvent]) -> tuple[Any, ...]:
+        """The parameters of ``tsunagu_append_events`` (sent in PostgreSQL's binary format): the events as four
+        arrays, and this process's lock timeout for the events table's lock."""
+        return (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            f"{int(self.datastore.lock_timeout)}s",
         )
+
+    @staticmethod
+    def _notification_ids(curs: Cursor[Any], stored_events: Sequence[StoredEvent]) -> list[int]:
+        notification_ids = [row["notification_id"] for row in curs.fetchall()]
+        if len(notification_ids) != len(stored_events):
+            raise ProgrammingError(
+                f"Couldn't get all notification IDs (got {len(notification_ids)}, expected {len(stored_events)})"
+            )
+        return notification_ids

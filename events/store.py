@@ -610,9 +610,11 @@ class HubStore(Application[UUID]):
 
         The turn: first this process's lock of each stream (``_StreamTurns``: threads of one process wait here,
         without a database connection), then, on PostgreSQL, a transaction holding each stream's transaction-level
-        advisory lock (``PostgresRecorder.streams_locked``), in one order, in which the heads are read (one
-        query) and the block's ``save`` appends; it commits when the block ends, which releases the locks, or
-        rolls back. On SQLite, which one process uses, the process's locks alone, and ``save`` is the store's.
+        advisory lock (``PostgresRecorder.streams_locked``), in one order, in which the heads are read (in the
+        message that begins it) and the block's ``save`` appends and commits (one round trip: the turn in two
+        messages), which releases the locks; a block that saves nothing commits when it ends, one that raises
+        rolls back. The block saves once (its save ends the turn). On SQLite, which one process uses, the
+        process's locks alone, and ``save`` is the store's.
         Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
         append. Keep the block short (chain and save): the heads are current only inside it. The appends keep
         their optimistic check on each stream's version (a writer that does not take its turn is refused, as
