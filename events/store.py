@@ -713,8 +713,9 @@ class HubStore(Application[UUID]):
     def shred(self, child: str) -> int:
         """Crypto-shredding: destroy the data keys of ``child`` and of every own number linked to it (by
         ``identity.linked``, or by a school's target list: the number its file rows give), and forget every
-        cached aggregate that may hold what they sealed; other processes forget theirs through the register of
-        erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
+        cached aggregate that may hold what they sealed, and move this process's ``ErasureWatch`` past it at once
+        (what is kept above the store, ``services.reading.kept``, follows the watch's position); other processes
+        forget theirs through the register of erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
         ``events.snapshots``, which the destroyed key already makes unreadable.)"""
         scopes = [child_scope(child)]
         record = self.get_or_none(ChildRecord.create_id(child))
@@ -727,6 +728,7 @@ class HubStore(Application[UUID]):
                 )
         destroyed = self.keys.destroy(scopes)
         self._forget_cached()
+        self.erasures.check_now()  # this process's own erasure seen at once (the reads kept above the store follow it)
         return destroyed
 
     def _forget_cached(self) -> None:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consent.model import ReadDecision, Reader, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
@@ -23,6 +23,9 @@ from events.retry import retry_conflicts
 from events.store import AccessLog, ChildRecord, HubStore
 from services.administration.settings import SettingsSource
 from services.reading import view_log
+
+if TYPE_CHECKING:
+    from services.reading.kept import KeptReads
 
 
 @dataclass
@@ -144,7 +147,9 @@ class Decided:
     child_position: int
 
     def timeline(self, reader: Reader, access_record: str) -> Timeline:
-        """What the reader gets back, once the read is recorded as ``access_record``."""
+        """What the reader gets back, once the read is recorded as ``access_record``: its entries in a list of its
+        own, the entries themselves shared with every read of a kept decision (``services.reading.kept``: for
+        reading only)."""
         return Timeline(
             child=self.child,
             org=reader.org,
@@ -153,7 +158,7 @@ class Decided:
             t=reader.t.isoformat(),
             allowed=self.decision.allowed,
             reason=self.decision.reason,
-            entries=self.entries,
+            entries=list(self.entries),
             withheld=self.withheld,
             access_record=access_record,
             policy_version=self.decision.policy_version,
@@ -217,10 +222,14 @@ def chain_hash(previous: str, record: dict[str, Any]) -> str:
 
 
 class TimelineReader:
-    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime]):
+    """Reads children's timelines: ``read`` one, ``record`` reads decided elsewhere. ``kept``: the reads decided
+    ahead (``services.reading.kept.KeptReads``), shared with the views (``services.casework.rows``)."""
+
+    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime], kept: KeptReads):
         self.store = store
         self.settings_source = settings
         self.clock = clock
+        self.kept = kept
 
     @property
     def settings(self) -> Settings:
@@ -228,6 +237,9 @@ class TimelineReader:
         return self.settings_source.current()
 
     def read(self, *, org: str, role: str, child: str, purpose: str, user: str | None = None) -> Timeline:
+        """``child``'s timeline for ``org`` in ``role`` reading for ``purpose`` now: decided by the policy on the
+        child's stream as stored (a kept decision when one holds, ``services.reading.kept``, else decided and
+        kept), recorded in the child's access log, then returned."""
         t = self.clock()
         reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
         registry = self.store.registry()
@@ -235,7 +247,7 @@ class TimelineReader:
         cached, snapshot_due = self.store.read_child(child)  # from its snapshot when not cached (events.snapshots)
         log_position = self.store.log_position()
         settings = self.settings  # once: the settings decided under are the ones recorded
-        decided = decide(reader, child, cached, orgs, settings)  # built before it is recorded
+        decided = self.kept.read(reader, child, cached, orgs, registry_version, settings).decided  # before recording
         (record,) = self.record(
             [(reader, decided)], log_position=log_position, registry_version=registry_version, settings=settings
         )  # recorded before anything is returned
