@@ -221,7 +221,9 @@ class LedgerRowCache:
         if stale:
             records = load_many(self.store, [ids[child] for child in stale], keep=False)  # kept there, decided
             for child in stale:
-                kept[child] = self.kept.decide(reader, child, records.get(ids[child]), orgs, registry_version, settings)
+                record = records.get(ids[child])
+                stream = record.as_stored() if record is not None else None
+                kept[child] = self.kept.decide(reader, child, stream, orgs, registry_version, settings)
         rows = []
         for child, child_cases in by_child.items():
             item = kept[child]

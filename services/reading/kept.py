@@ -14,7 +14,10 @@ user: ``consent.policy`` does not look at ``Reader.user``), the child's stream a
 registry's organisations (its version), the settings and the policy version. A kept read is taken only when
 (``KeptRead.holds``):
 
-- the child's stream is at the version decided on (any event appended about the child changes it);
+- the child's stream is at the version decided on (any event appended about the child changes it). What is
+  decided on is a copy of the stream at one version (``events.store.ChildRecord.as_stored``), and the read is kept
+  under that copy's version: the cached record itself is fast-forwarded in place by other threads' reads, so a
+  version read from it before or after deciding need not be that of the events decided on;
 - the registry version and the settings are those decided under (any change of an organisation or a setting);
 - the policy version new reads are decided under is the one it was decided under;
 - the read's ``t`` is at or after the ``t`` it was decided at (a clock set back decides again) and before
@@ -34,10 +37,14 @@ erasure was seen is not kept after it (``decide`` notes the register's position 
 nothing if it has moved since). The erased child's own stream has moved on besides (``child.erased``),
 so no kept read of it holds.
 
-Memory: a kept read holds a copy of what it shows (the entries, their payloads' top level, the decision per event;
-nested payload values are shared with the child's record), about 600 bytes an event (tracemalloc, 500-event
-children of ``bench.core``). At most ``maxsize`` reads are kept (children × reader kinds), and at most ``max_weight``
-events across them (``KeptRead.weight``); the least recently used go first. Several processes each keep their own:
+Memory: a kept read holds what it shows (the entries, their payloads' top level) and the decision per event, and
+keeps alive the payload values they share with the child's record after the aggregate cache has let the record go.
+It is weighed in bytes, about (``KeptRead.weight``): the length of the JSON of what it returns (known when its digest
+is taken) plus ``EVENT_WEIGHT`` per event decided on. Measured with tracemalloc on 500-event children of 120-character
+Japanese notes, records dropped (what a kept read costs alone): about 1,500 bytes an event, which the weight covers.
+The kept reads of one process weigh at most ``max_weight`` (``TSUNAGU_KEPT_READS_WEIGHT``, default 100,000,000: about
+100 MB, so that 2 workers fit the 1 GB instance of ``deploy/README.md`` beside the aggregate cache) and number at most
+``maxsize``; the least recently used go first (the newest always stays). Several processes each keep their own:
 nothing is kept current on the publish path, every look-up checks what it depends on.
 
 The entries a kept read shows are shared by every read it serves (``Decided.timeline`` hands each read a list of
@@ -57,11 +64,12 @@ from typing import Any
 from consent.model import Reader, Settings
 from consent.policy import POLICY_VERSION, decision_valid_until
 from events.model import Org
-from events.store import ChildRecord, HubStore
+from events.store import ChildStream, HubStore
 from services.reading.timeline import Decided, decide
 
 MAXSIZE = 100_000  # kept reads (children × reader kinds), as the views' rows kept before
-MAX_WEIGHT = 2_000_000  # events held across kept reads (about 600 bytes each: 1.2 GB at most)
+MAX_WEIGHT = 100_000_000  # bytes held across kept reads, about (KeptRead.weight): TSUNAGU_KEPT_READS_WEIGHT
+EVENT_WEIGHT = 1_500  # bytes a kept read holds per event decided on beside its content's JSON (KeptRead.weight)
 
 
 @dataclass(frozen=True)
@@ -93,18 +101,22 @@ class KeptRead:
 
     @property
     def weight(self) -> int:
-        """How much of ``KeptReads.max_weight`` it takes: one, plus one per event decided on."""
-        return 1 + len(self.decided.decision.events)
+        """How much of ``KeptReads.max_weight`` it takes, in bytes, about: the length of the JSON of what it
+        returns (``Decided.content_bytes``, made for its digest) and ``EVENT_WEIGHT`` per event decided on (the
+        decision per event, the entries and their copied payloads as Python objects; see the module docstring)."""
+        return self.decided.content_bytes + EVENT_WEIGHT * (1 + len(self.decided.decision.events))
 
 
 class KeptReads:
     """Reads decided ahead, per (organisation, role, purpose, child): see the module docstring."""
 
-    def __init__(self, store: HubStore, maxsize: int = MAXSIZE, max_weight: int = MAX_WEIGHT):
+    def __init__(self, store: HubStore, maxsize: int = MAXSIZE, max_weight: int | None = None):
         self.store = store
         self.maxsize = maxsize
-        self.max_weight = max_weight
-        self._kept: OrderedDict[tuple[str, str, str, str], KeptRead] = OrderedDict()
+        self.max_weight = (
+            max_weight if max_weight is not None else int(store.env.get("KEPT_READS_WEIGHT") or MAX_WEIGHT)
+        )
+        self._kept: OrderedDict[tuple[str, str | None, str, str], KeptRead] = OrderedDict()
         self.weight = 0
         self._erasures = store.erasures.position
         self._lock = Lock()
@@ -130,7 +142,7 @@ class KeptReads:
         """The read kept for ``reader``'s kind and ``child`` if it holds for a read at ``reader.t`` of the child's
         stream at ``version`` (``KeptRead.holds``), else None."""
         self.check_erasures()
-        key = (reader.org, reader.role or "", reader.purpose, child)
+        key = (reader.org, reader.role, reader.purpose, child)  # role None (the centre as a whole) is its own kind
         with self._lock:
             found = self._kept.get(key)
             if found is None or not found.holds(version, registry_version, settings, reader.t):
@@ -142,19 +154,20 @@ class KeptReads:
         self,
         reader: Reader,
         child: str,
-        record: ChildRecord | None,
+        stream: ChildStream | None,
         orgs: Mapping[str, Org],
         registry_version: int,
         settings: Settings,
     ) -> KeptRead:
-        """``child``'s read by ``reader`` decided on ``record`` (the child's stream as stored: ``None``, no event
-        yet), ``orgs`` at ``registry_version`` and ``settings`` (``services.reading.timeline.decide``), and kept."""
+        """``child``'s read by ``reader`` decided on ``stream`` (the child's stream at one version, copied:
+        ``ChildRecord.as_stored``; ``None``, no event yet), ``orgs`` at ``registry_version`` and ``settings``
+        (``services.reading.timeline.decide``), and kept under that very version."""
         erasures = self.check_erasures()
-        decided = decide(reader, child, record, orgs, settings)
-        events = list(record.entries) if record is not None else []
+        decided = decide(reader, child, stream, orgs, settings)
+        events = list(stream.entries) if stream is not None else []
         item = KeptRead(
             decided,
-            record.version if record is not None else 0,
+            stream.version if stream is not None else 0,
             registry_version,
             settings,
             decided.decision.policy_version,
@@ -168,7 +181,7 @@ class KeptReads:
         """Keep ``item``, ``child``'s read decided for ``reader``'s kind after the register of erasures was seen
         at ``erasures`` (``check_erasures``); not when an erasure was seen since (it may have destroyed a key of
         what ``item`` holds): then False, and the read serves only itself."""
-        key = (reader.org, reader.role or "", reader.purpose, child)
+        key = (reader.org, reader.role, reader.purpose, child)
         with self._lock:
             if self.store.erasures.position != erasures or self._erasures != erasures:
                 return False
@@ -186,12 +199,13 @@ class KeptReads:
         self,
         reader: Reader,
         child: str,
-        record: ChildRecord | None,
+        stream: ChildStream | None,
         orgs: Mapping[str, Org],
         registry_version: int,
         settings: Settings,
     ) -> KeptRead:
-        """``child``'s read by ``reader`` on ``record``: the kept one when it holds, else decided and kept."""
-        version = record.version if record is not None else 0
+        """``child``'s read by ``reader`` on ``stream`` (``ChildRecord.as_stored``): the kept one when it holds at
+        ``stream``'s version, else decided on ``stream`` and kept."""
+        version = stream.version if stream is not None else 0
         found = self.holding(reader, child, version, registry_version, settings)
-        return found if found is not None else self.decide(reader, child, record, orgs, registry_version, settings)
+        return found if found is not None else self.decide(reader, child, stream, orgs, registry_version, settings)

@@ -9,6 +9,7 @@ response (``returned``), appends the access record (allowed or refused) carrying
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from consent.model import ReadDecision, Reader, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
-from events.envelope import content_digest
+from events.envelope import canonical_json, content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
-from events.store import AccessLog, ChildRecord, HubStore
+from events.store import AccessLog, ChildStream, HubStore
 from services.administration.settings import SettingsSource
 from services.reading import view_log
 
@@ -121,10 +122,11 @@ def returned(
     return shown, withheld
 
 
-def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> str:
-    """The digest of what a read returned: the outcome, every entry as returned (ids, redacted payloads, rules,
-    redacted fields) and the withheld count. Kept in the access record, so a reconstruction can be proved exact."""
-    return content_digest(
+def returned_json(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> bytes:
+    """What a read returned as canonical JSON (``events.envelope.canonical_json``): the outcome, every entry as
+    returned (ids, redacted payloads, rules, redacted fields) and the withheld count; what ``returned_digest``
+    hashes."""
+    return canonical_json(
         {
             "allowed": decision.allowed,
             "reason": decision.reason,
@@ -134,10 +136,17 @@ def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld
     )
 
 
+def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> str:
+    """The digest of what a read returned (``returned_json``, hashed as ``events.envelope.content_digest`` does).
+    Kept in the access record, so a reconstruction can be proved exact."""
+    return hashlib.sha256(returned_json(decision, shown, withheld)).hexdigest()
+
+
 @dataclass
 class Decided:
     """A read of ``child`` decided by the policy, not yet recorded: the decision, what it returns (``entries``,
-    ``withheld``), the digest of that (``content``) and the length of the child's stream decided on."""
+    ``withheld``), the digest of that (``content``), the length of the child's stream decided on, and the length
+    in bytes of what it returns as JSON (``returned_json``: what a kept read weighs, ``services.reading.kept``)."""
 
     child: str
     decision: ReadDecision
@@ -145,6 +154,7 @@ class Decided:
     withheld: int | None
     content: str
     child_position: int
+    content_bytes: int
 
     def timeline(self, reader: Reader, access_record: str) -> Timeline:
         """What the reader gets back, once the read is recorded as ``access_record``: its entries in a list of its
@@ -166,15 +176,18 @@ class Decided:
 
 
 def decide(
-    reader: Reader, child: str, record: ChildRecord | None, orgs: Mapping[str, Org], settings: Settings
+    reader: Reader, child: str, stream: ChildStream | None, orgs: Mapping[str, Org], settings: Settings
 ) -> Decided:
-    """A read of ``child`` by ``reader`` decided on the child's stream as ``record`` holds it (``None``: no event
-    yet), with the registry's ``orgs`` and ``settings``: what ``TimelineReader.read`` records and returns."""
-    entries: list[Recorded] = list(record.entries) if record is not None else []
-    envelopes = list(record.envelopes[: len(entries)]) if record is not None else []
+    """A read of ``child`` by ``reader`` decided on the child's stream at one version (``ChildRecord.as_stored``:
+    a copy that cannot change; ``None``: no event yet), with the registry's ``orgs`` and ``settings``: what
+    ``TimelineReader.read`` records and returns. ``child_position``: the number of events decided on."""
+    entries: list[Recorded] = list(stream.entries) if stream is not None else []
+    envelopes = list(stream.envelopes) if stream is not None else []
     decision = decide_read(reader, entries, orgs, settings)
     shown, withheld = returned(decision, entries, envelopes, orgs.get(reader.org))
-    return Decided(child, decision, shown, withheld, returned_digest(decision, shown, withheld), len(entries))
+    content = returned_json(decision, shown, withheld)
+    digest = hashlib.sha256(content).hexdigest()  # returned_digest, from the bytes already made
+    return Decided(child, decision, shown, withheld, digest, len(entries), len(content))
 
 
 def access_record(
@@ -247,7 +260,8 @@ class TimelineReader:
         cached, snapshot_due = self.store.read_child(child)  # from its snapshot when not cached (events.snapshots)
         log_position = self.store.log_position()
         settings = self.settings  # once: the settings decided under are the ones recorded
-        decided = self.kept.read(reader, child, cached, orgs, registry_version, settings).decided  # before recording
+        stream = cached.as_stored() if cached is not None else None  # what is decided on cannot change under it
+        decided = self.kept.read(reader, child, stream, orgs, registry_version, settings).decided  # before recording
         (record,) = self.record(
             [(reader, decided)], log_position=log_position, registry_version=registry_version, settings=settings
         )  # recorded before anything is returned
