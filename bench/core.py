@@ -11,7 +11,9 @@ layer is not included. Each read phase runs in a process of its own (as the API 
 ``--reads-in-this-process`` reads in the publishing process instead) with a new hub (empty aggregate cache):
 one read of a background child (the process's first read: registry, connections; reported apart), then every
 probe child once cold (its stream is loaded from the database) and ``--warm-reads`` times warm. p50/p99 are over
-all those reads. Python's garbage collector pauses during reads are recorded (``slowest_read_gc_ms``).
+all those reads. Python's garbage collector pauses during reads are recorded (``slowest_read_gc_ms``), and the slowest
+read's CPU time and start (``slowest_read_cpu_ms``, ``slowest_read_began``, UTC): a read whose CPU is far below its
+time waited, and its start can be matched against the server's log (checkpoints are logged with their times).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import resource
 import statistics
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.prefecture import JST, event_stream, make_prefecture
@@ -115,15 +117,19 @@ def measure_reads(database: str, readers: list[tuple[str, str]], warm_reads: int
     first_read_ms = (time.perf_counter() - started) * 1000
     cold, warm = [], []
     cpu: dict[int, list[float]] = {id(cold): [], id(warm): []}  # this process's CPU ms per read
-    slowest = (0.0, 0.0)  # (read ms, of which garbage collection ms)
+    # the slowest read: ms, of which garbage collection ms, this process's CPU ms, when it began (UTC, to match
+    # against the server's log: a checkpoint's lines carry their times), cold or warm
+    slowest: tuple[float, float, float, str, str] = (0.0, 0.0, 0.0, "", "")
     for child, center in readers:
         for bucket in [cold] + [warm] * warm_reads:
             mark = len(GC.pauses)
+            began = datetime.now(UTC).isoformat(timespec="milliseconds")
             started, cpu_started = time.perf_counter(), time.process_time()
             timeline = hub.timeline(org=center, role="caseworker", child=child, purpose="support")
             bucket.append((time.perf_counter() - started) * 1000)
             cpu[id(bucket)].append((time.process_time() - cpu_started) * 1000)
-            slowest = max(slowest, (bucket[-1], GC.since(mark) * 1000))
+            kind = "cold" if bucket is cold else "warm"
+            slowest = max(slowest, (bucket[-1], GC.since(mark) * 1000, cpu[id(bucket)][-1], began, kind))
             assert timeline.allowed and len(timeline.entries) > 100
     hub.close()
     both = cold + warm
@@ -141,6 +147,9 @@ def measure_reads(database: str, readers: list[tuple[str, str]], warm_reads: int
         "first_read_after_start_ms": round(first_read_ms, 2),
         "slowest_read_ms": round(slowest[0], 2),
         "slowest_read_gc_ms": round(slowest[1], 2),
+        "slowest_read_cpu_ms": round(slowest[2], 2),  # far below its ms: it waited (a lock, the server's I/O)
+        "slowest_read_began": slowest[3],
+        "slowest_read_was": slowest[4],
         "objects_tracked_by_gc": len(gc.get_objects()),
     }
 

@@ -25,6 +25,7 @@ Every process keeps decrypted aggregates (``WeighedCache``) and data keys (``eve
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -46,6 +47,8 @@ from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.model import Org, Recorded
 from events.sealing import DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope, stream_id
 from events.snapshots import ChildSnapshots, Loaded, SnapshotDue
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # for annotations only: a SQLite store does not load the PostgreSQL driver
     from events.postgres import PostgresRecorder
@@ -153,6 +156,36 @@ class ChildRecord(_CopiedOnWrite, Aggregate):
         """What publishing ``envelope`` to ``audience`` changes in the record (``publish``, ``Published.mutate``)."""
         self.envelopes.append(envelope)
         self.entries.append(recorded_from(envelope, audience, len(self.entries) + 1))
+
+    def as_stored(self) -> ChildStream:
+        """The child's stream at the version this record is at now, copied so that it cannot change (``ChildStream``).
+
+        A record in the aggregate cache is one object shared by every thread of the process, and a read of the
+        same child in another thread fast-forwards it **in place** (``HubStore.peek``: ``Published.mutate``
+        appends the envelope, then the entry, then sets the version). What a read decides on, and the version it
+        is recorded and kept under, must be one and the same stream, so a read takes this copy first:
+        ``version`` is read first, then the first ``version - 1`` entries and envelopes (the created event is
+        version 1, each published envelope one more). The lists only ever grow at their end and the version is set
+        after both appends, so at the version read the lists hold at least that many, and those are exactly the
+        stream's events at that version, whatever another thread appends meanwhile."""
+        version = self.version
+        count = version - 1
+        entries = tuple(self.entries[:count])
+        envelopes = tuple(self.envelopes[:count])
+        if len(entries) != count or len(envelopes) != count:
+            raise RuntimeError(f"child record at version {version} holds {len(entries)} entries, not {count}")
+        return ChildStream(self.child, version, entries, envelopes)
+
+
+@dataclass(frozen=True)
+class ChildStream:
+    """A child's stream as stored at one version, copied from its record (``ChildRecord.as_stored``): what a read
+    is decided on and kept under (``services.reading.timeline.decide``, ``services.reading.kept``)."""
+
+    child: str
+    version: int
+    entries: tuple[Recorded, ...]
+    envelopes: tuple[dict[str, Any], ...]
 
 
 REGISTRY_ID = uuid5(NAMESPACE, "org-registry")  # a fixed, public name: nothing to hide
@@ -493,15 +526,21 @@ class ErasureWatch:
         if time.monotonic() < self.due or not self._lock.acquire(blocking=False):
             return  # checked recently, or another thread is checking right now
         try:
-            self.check_now()
+            self._look()
         finally:
             self._lock.release()
 
     def check_now(self) -> int:
-        """Look now; how many destroyed keys were new to this process."""
+        """Look now (waiting for a look another thread is making); how many destroyed keys were new to this
+        process. The position only moves forward: every look is made under the watch's lock."""
+        with self._lock:
+            return self._look()
+
+    def _look(self) -> int:
+        """Read the register after ``position`` and forget what it names (the caller holds ``_lock``)."""
         self.due = time.monotonic() + self.interval
         position, destroyed = self.keys.erasures_after(self.position)
-        if position != self.position:
+        if position > self.position:
             self.keys.forget(destroyed)
             self.on_erasure()
             self.position = position
@@ -715,8 +754,9 @@ class HubStore(Application[UUID]):
     def shred(self, child: str) -> int:
         """Crypto-shredding: destroy the data keys of ``child`` and of every own number linked to it (by
         ``identity.linked``, or by a school's target list: the number its file rows give), and forget every
-        cached aggregate that may hold what they sealed; other processes forget theirs through the register of
-        erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
+        cached aggregate that may hold what they sealed, and move this process's ``ErasureWatch`` past it at once
+        (what is kept above the store, ``services.reading.kept``, follows the watch's position); other processes
+        forget theirs through the register of erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
         ``events.snapshots``, which the destroyed key already makes unreadable.)"""
         scopes = [child_scope(child)]
         record = self.get_or_none(ChildRecord.create_id(child))
@@ -729,6 +769,10 @@ class HubStore(Application[UUID]):
                 )
         destroyed = self.keys.destroy(scopes)
         self._forget_cached()
+        try:  # this process's own erasure seen at once (the reads kept above the store follow the watch)
+            self.erasures.check_now()
+        except Exception:  # the erasure has committed: best-effort, the watch's next look (about 2 s) catches up
+            log.exception("erasure of %s stored; this process's erasure watch will see it at its next look", child)
         return destroyed
 
     def _forget_cached(self) -> None:

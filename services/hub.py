@@ -29,6 +29,7 @@ from services.projections import identity_links as projections_identity_links
 from services.projections import rosters as projections_rosters
 from services.projections.indexes import SHARED_INDEXES
 from services.publishing.ingest import Ingest, PublishResult
+from services.reading.kept import KeptReads
 from services.reading.timeline import Timeline, TimelineReader
 from services.schools.overdue import OverdueLines
 
@@ -108,7 +109,7 @@ class Hub:
             raise
         self.settings_source = SettingsSource(self.store)
         self.ingest = Ingest(self.store, self.settings_source, clock, upgrades=[upgrade_counts])
-        self.reader = TimelineReader(self.store, self.settings_source, clock)
+        self.reader = TimelineReader(self.store, self.settings_source, clock, KeptReads(self.store))  # reads kept
         self.ledger_rows = LedgerRowCache(self.store, self.reader)  # the ledgers' and agenda's rows decided ahead
         self.overdue_lines = OverdueLines(self.store, self.ledger_rows.versions)  # the overdue lines kept per school
 

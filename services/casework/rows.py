@@ -2,16 +2,12 @@
 size.
 
 A ledger row is built from a policy-decided read of the child as the reader (``build_row``). Deciding that read is
-what costs (the child's events, the policy, the row); recording it is one append. This keeps, per (reader
-organisation, role, child), the read decided for purpose ``meeting`` (``services.reading.timeline.Decided``) and
-the rows built from it, together with everything the decision depended on:
-
-- the child's stream version (any event appended about the child changes it);
-- the registry version and the settings (any change of an organisation or a setting);
-- the policy version new reads are decided under;
-- ``valid_until``: the earliest instant after the decision's ``t`` at which it, or the rows (members and
-  closure at ``t``), could change with time alone (``consent.policy.decision_valid_until``: consent expiries,
-  emergency windows, events dated ahead), and the ``t`` it was decided at (a clock set back decides again).
+what costs (the child's events, the policy, the row); recording it is one append. The reads are kept decided ahead
+by the reading layer's one mechanism for it (``services.reading.kept.KeptReads``, shared with ``TimelineReader.read``:
+per reader organisation, role, purpose and child, the read with everything it depends on: the child's stream
+version, the registry version, the settings, the policy version, ``valid_until`` and the ``t`` it was decided at),
+and the rows built from a read are kept with it (``KeptRead.derived``, under ``("row", case)``), so that they go
+when it goes.
 
 A view asks ``ahead`` for the rows of the cases it covers (and, for the start page, for the reads of other
 children, purpose ``support``: ``Ahead.derive`` keeps what a view computes from a read with it): every child's
@@ -46,13 +42,12 @@ transactions of ``SNAPSHOT_BATCH`` (``ChildSnapshots.keep_all``). Why the views 
 here expire) the views are what loads most children cold, thousands at a time, and a child only ever seen in the
 ledgers would otherwise be replayed from every event by each new process.
 
-What is kept is decrypted content: an erasure seen by this process (``events.store.ErasureWatch``) empties the
-whole cache, as it does the aggregate cache, and the cache holds at most ``maxsize`` children per reader kind.
+What is kept is decrypted content: an erasure seen by this process (``events.store.ErasureWatch``) empties every
+kept read (``KeptReads``), and the stream versions watched here.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,13 +56,13 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from consent.model import Reader, Settings
-from consent.policy import POLICY_VERSION, decision_valid_until
 from events.model import Org
 from events.snapshots import SnapshotDue
 from events.store import ChildRecord, HubStore
 from events.streams import stream_versions
 from services.casework.ledger import CaseRow, build_row
-from services.reading.timeline import Decided, TimelineReader, decide
+from services.reading.kept import KeptRead
+from services.reading.timeline import TimelineReader
 from services.reading.view_log import view_record
 
 PURPOSE = "meeting"  # the ledgers and the agenda are read for the 要対協's meetings
@@ -117,31 +112,6 @@ class VersionWatch:
             return {i: v for i in wanted if (v := self._versions.get(i, 0))}
 
 
-@dataclass(frozen=True)
-class Kept:
-    """One child's read decided ahead for a reader, the rows built from it, and what they depend on."""
-
-    decided: Decided
-    rows: dict[str, CaseRow | None]  # case -> its row (None: the read does not show its registration), as asked
-    child_version: int
-    registry_version: int
-    settings: Settings
-    policy_version: str
-    decided_at: datetime
-    valid_until: datetime | None
-    derived: dict[Any, Any] = field(default_factory=dict)  # what views computed from this read (``Ahead.derive``)
-
-    def holds(self, version: int, registry_version: int, settings: Settings, t: datetime) -> bool:
-        return (
-            self.child_version == version
-            and self.registry_version == registry_version
-            and self.settings == settings
-            and self.policy_version == POLICY_VERSION
-            and self.decided_at <= t
-            and (self.valid_until is None or t < self.valid_until)
-        )
-
-
 @dataclass
 class Ahead:
     """The rows of a view's cases for one reader at ``t``, each from a decision valid at ``t``; ``record`` records
@@ -149,7 +119,7 @@ class Ahead:
 
     reader: Reader
     rows: list[CaseRow]
-    kept: dict[str, Kept]  # child -> its decided read
+    kept: dict[str, KeptRead]  # child -> its decided read
     registry_version: int
     settings: Settings
     recorder: TimelineReader
@@ -195,7 +165,7 @@ class Ahead:
         self.store.child_snapshots.keep_all(due)
         return [r["id"] for r in records]
 
-    def derive(self, child: str, key: Any, make: Callable[[Kept], T]) -> T:
+    def derive(self, child: str, key: Any, make: Callable[[KeptRead], T]) -> T:
         """What a view computes from ``child``'s kept read (``make(kept)``, at the time it was decided, which
         holds now), computed once per decision and ``key`` (the view and whatever else it depends on, such as
         the day)."""
@@ -207,13 +177,12 @@ class Ahead:
 
 
 class LedgerRowCache:
-    """Rows decided ahead: see the module docstring."""
+    """Rows decided ahead: see the module docstring. The reads are ``recorder.kept`` (``KeptReads``)."""
 
-    def __init__(self, store: HubStore, recorder: TimelineReader, maxsize: int = 100_000):
+    def __init__(self, store: HubStore, recorder: TimelineReader):
         self.store = store
         self.recorder = recorder
-        self.maxsize = maxsize
-        self._kept: OrderedDict[tuple[str, str, str, str], Kept] = OrderedDict()
+        self.kept = recorder.kept
         self._ids: dict[str, UUID] = {}  # child -> its stream id (an HMAC each: made once per process)
         self.versions = VersionWatch(store)
         self._erasures = store.erasures.position
@@ -236,12 +205,11 @@ class LedgerRowCache:
         """The rows of ``cases`` (case -> child) as ``org`` in ``role`` reads them at ``t`` for ``purpose``, sorted
         by centre, registration and case; cases whose child's read is refused, or whose registration it does not
         show, have no row. ``children``: more children to decide (no rows), for ``Ahead.derive``."""
-        self.store.erasures.check()
+        position = self.kept.check_erasures()
         with self._lock:
-            if self.store.erasures.position != self._erasures:
-                self._kept.clear()
+            if position != self._erasures:
                 self.versions.clear()
-                self._erasures = self.store.erasures.position
+                self._erasures = position
         by_child: dict[str, list[str]] = {}
         for case, child in cases.items():
             by_child.setdefault(child, []).append(case)
@@ -253,51 +221,33 @@ class LedgerRowCache:
         }
         versions = self.versions.versions(ids.values())
         reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
-        kept: dict[str, Kept] = {}
+        kept: dict[str, KeptRead] = {}
         stale = []
         due: list[SnapshotDue] = []
-        with self._lock:
-            for child in by_child:
-                found = self._kept.get((org, role, purpose, child))
-                if found is not None and found.holds(versions.get(ids[child], 0), registry_version, settings, t):
-                    kept[child] = found
-                else:
-                    stale.append(child)
+        for child in by_child:
+            found = self.kept.holding(reader, child, versions.get(ids[child], 0), registry_version, settings)
+            if found is not None:
+                kept[child] = found
+            else:
+                stale.append(child)
         if stale:
-            records, due = self.store.load_children(ids[child] for child in stale)  # kept here, decided
-            fresh = {}
+            records, due = self.store.load_children(ids[child] for child in stale)  # kept there, decided
             for child in stale:
                 record = records.get(ids[child])
-                decided = decide(reader, child, record, orgs, settings)
-                events = list(record.entries) if record is not None else []
-                fresh[child] = Kept(
-                    decided,
-                    {},
-                    record.version if record is not None else 0,
-                    registry_version,
-                    settings,
-                    decided.decision.policy_version,
-                    t,
-                    decision_valid_until(events, settings, t),
-                )
-            with self._lock:
-                for child, item in fresh.items():
-                    self._kept[(org, role, purpose, child)] = item
-                    self._kept.move_to_end((org, role, purpose, child))
-                while len(self._kept) > self.maxsize:
-                    self._kept.popitem(last=False)
-            kept |= fresh
+                stream = record.as_stored() if record is not None else None
+                kept[child] = self.kept.decide(reader, child, stream, orgs, registry_version, settings)
         rows = []
         for child, child_cases in by_child.items():
             item = kept[child]
             for case in child_cases:
-                if case not in item.rows:  # built once per case asked for, at the time decided (valid now)
-                    item.rows[case] = (
+                key = ("row", case)
+                if key not in item.derived:  # built once per case asked for, at the time decided (valid now)
+                    item.derived[key] = (
                         build_row(case, child, item.decided.entries, orgs, item.decided_at)
                         if item.decided.decision.allowed
                         else None
                     )
-                row = item.rows[case]
+                row = item.derived[key]
                 if row is not None:
                     rows.append(row)
         rows.sort(key=lambda r: (r.center, r.registered_at, r.case))

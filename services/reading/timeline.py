@@ -9,20 +9,24 @@ response (``returned``), appends the access record (allowed or refused) carrying
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consent.model import ReadDecision, Reader, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
-from events.envelope import content_digest
+from events.envelope import canonical_json, content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
-from events.store import AccessLog, ChildRecord, HubStore
+from events.store import AccessLog, ChildStream, HubStore
 from services.administration.settings import SettingsSource
 from services.reading import view_log
+
+if TYPE_CHECKING:
+    from services.reading.kept import KeptReads
 
 
 @dataclass
@@ -118,10 +122,11 @@ def returned(
     return shown, withheld
 
 
-def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> str:
-    """The digest of what a read returned: the outcome, every entry as returned (ids, redacted payloads, rules,
-    redacted fields) and the withheld count. Kept in the access record, so a reconstruction can be proved exact."""
-    return content_digest(
+def returned_json(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> bytes:
+    """What a read returned as canonical JSON (``events.envelope.canonical_json``): the outcome, every entry as
+    returned (ids, redacted payloads, rules, redacted fields) and the withheld count; what ``returned_digest``
+    hashes."""
+    return canonical_json(
         {
             "allowed": decision.allowed,
             "reason": decision.reason,
@@ -131,10 +136,17 @@ def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld
     )
 
 
+def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> str:
+    """The digest of what a read returned (``returned_json``, hashed as ``events.envelope.content_digest`` does).
+    Kept in the access record, so a reconstruction can be proved exact."""
+    return hashlib.sha256(returned_json(decision, shown, withheld)).hexdigest()
+
+
 @dataclass
 class Decided:
     """A read of ``child`` decided by the policy, not yet recorded: the decision, what it returns (``entries``,
-    ``withheld``), the digest of that (``content``) and the length of the child's stream decided on."""
+    ``withheld``), the digest of that (``content``), the length of the child's stream decided on, and the length
+    in bytes of what it returns as JSON (``returned_json``: what a kept read weighs, ``services.reading.kept``)."""
 
     child: str
     decision: ReadDecision
@@ -142,9 +154,12 @@ class Decided:
     withheld: int | None
     content: str
     child_position: int
+    content_bytes: int
 
     def timeline(self, reader: Reader, access_record: str) -> Timeline:
-        """What the reader gets back, once the read is recorded as ``access_record``."""
+        """What the reader gets back, once the read is recorded as ``access_record``: its entries in a list of its
+        own, the entries themselves shared with every read of a kept decision (``services.reading.kept``: for
+        reading only)."""
         return Timeline(
             child=self.child,
             org=reader.org,
@@ -153,7 +168,7 @@ class Decided:
             t=reader.t.isoformat(),
             allowed=self.decision.allowed,
             reason=self.decision.reason,
-            entries=self.entries,
+            entries=list(self.entries),
             withheld=self.withheld,
             access_record=access_record,
             policy_version=self.decision.policy_version,
@@ -161,15 +176,18 @@ class Decided:
 
 
 def decide(
-    reader: Reader, child: str, record: ChildRecord | None, orgs: Mapping[str, Org], settings: Settings
+    reader: Reader, child: str, stream: ChildStream | None, orgs: Mapping[str, Org], settings: Settings
 ) -> Decided:
-    """A read of ``child`` by ``reader`` decided on the child's stream as ``record`` holds it (``None``: no event
-    yet), with the registry's ``orgs`` and ``settings``: what ``TimelineReader.read`` records and returns."""
-    entries: list[Recorded] = list(record.entries) if record is not None else []
-    envelopes = list(record.envelopes[: len(entries)]) if record is not None else []
+    """A read of ``child`` by ``reader`` decided on the child's stream at one version (``ChildRecord.as_stored``:
+    a copy that cannot change; ``None``: no event yet), with the registry's ``orgs`` and ``settings``: what
+    ``TimelineReader.read`` records and returns. ``child_position``: the number of events decided on."""
+    entries: list[Recorded] = list(stream.entries) if stream is not None else []
+    envelopes = list(stream.envelopes) if stream is not None else []
     decision = decide_read(reader, entries, orgs, settings)
     shown, withheld = returned(decision, entries, envelopes, orgs.get(reader.org))
-    return Decided(child, decision, shown, withheld, returned_digest(decision, shown, withheld), len(entries))
+    content = returned_json(decision, shown, withheld)
+    digest = hashlib.sha256(content).hexdigest()  # returned_digest, from the bytes already made
+    return Decided(child, decision, shown, withheld, digest, len(entries), len(content))
 
 
 def access_record(
@@ -217,10 +235,14 @@ def chain_hash(previous: str, record: dict[str, Any]) -> str:
 
 
 class TimelineReader:
-    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime]):
+    """Reads children's timelines: ``read`` one, ``record`` reads decided elsewhere. ``kept``: the reads decided
+    ahead (``services.reading.kept.KeptReads``), shared with the views (``services.casework.rows``)."""
+
+    def __init__(self, store: HubStore, settings: SettingsSource, clock: Callable[[], datetime], kept: KeptReads):
         self.store = store
         self.settings_source = settings
         self.clock = clock
+        self.kept = kept
 
     @property
     def settings(self) -> Settings:
@@ -228,6 +250,9 @@ class TimelineReader:
         return self.settings_source.current()
 
     def read(self, *, org: str, role: str, child: str, purpose: str, user: str | None = None) -> Timeline:
+        """``child``'s timeline for ``org`` in ``role`` reading for ``purpose`` now: decided by the policy on the
+        child's stream as stored (a kept decision when one holds, ``services.reading.kept``, else decided and
+        kept), recorded in the child's access log, then returned."""
         t = self.clock()
         reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
         registry = self.store.registry()
@@ -235,7 +260,8 @@ class TimelineReader:
         cached, snapshot_due = self.store.read_child(child)  # from its snapshot when not cached (events.snapshots)
         log_position = self.store.log_position()
         settings = self.settings  # once: the settings decided under are the ones recorded
-        decided = decide(reader, child, cached, orgs, settings)  # built before it is recorded
+        stream = cached.as_stored() if cached is not None else None  # what is decided on cannot change under it
+        decided = self.kept.read(reader, child, stream, orgs, registry_version, settings).decided  # before recording
         (record,) = self.record(
             [(reader, decided)], log_position=log_position, registry_version=registry_version, settings=settings
         )  # recorded before anything is returned

@@ -36,8 +36,9 @@ from events.streams import load_many
 from services.projections.rosters import CenterLists, Listing, MonthlyReports, SchoolRoster, next_month, peek
 
 if TYPE_CHECKING:
-    from services.casework.rows import Kept, VersionWatch
+    from services.casework.rows import VersionWatch
     from services.hub import Hub
+    from services.reading.kept import KeptRead
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,7 @@ def overdue_counts(
     return counts, list(dict.fromkeys(child for k in per_school for child in k.listed))
 
 
-def entry_ids(kept: Kept) -> frozenset[str]:
+def entry_ids(kept: KeptRead) -> frozenset[str]:
     """The ids of the events a decided read shows (none when it is refused)."""
     return frozenset(e.id for e in kept.decided.entries) if kept.decided.decision.allowed else frozenset()
 

@@ -21,11 +21,11 @@ from events.model import Org
 from services.casework.commands import Actor
 from services.casework.households import ChildHouseholds, Households
 from services.casework.ledger import CENTER, CONCERN_KINDS, JISO, CaseRow, PlanState, build_row, day_of, plan_states
-from services.casework.rows import Kept
 from services.family_support.work import Report, urgent_in, urgent_waiting
 from services.projections.cases import center_cases
 from services.projections.rosters import CenterLists, SchoolRoster, peek
 from services.publishing.linking import waiting
+from services.reading.kept import KeptRead
 from services.reading.timeline import Timeline, TimelineEntry
 from services.schools.overdue import entry_ids, overdue_counts, overdue_reports, peek_many
 
@@ -132,7 +132,7 @@ def listed_children(hub: Hub, centre: str) -> list[str]:
 
 
 def _counted(
-    kept: Kept, org: str, jiso: bool, year_start: date, month_end: date, orgs: Mapping[str, Org]
+    kept: KeptRead, org: str, jiso: bool, year_start: date, month_end: date, orgs: Mapping[str, Org]
 ) -> list[tuple[str, str]]:
     """What one child adds to the start page's lists (the item's name, the note shown), from the child's read as
     it was decided (its entries, its case rows at the time decided), for the reading organisation ``org``."""

@@ -333,6 +333,7 @@ def test_the_disclosure_report_groups_the_views_of_an_organisation_in_a_month_in
 
 def test_a_view_record_names_its_versions_and_verify_replays_a_sample_of_its_consulted_children(world):
     from consent.model import Reader
+    from services.reading.kept import KeptReads
     from services.reading.timeline import TimelineReader
 
     ledger_page(world)
@@ -356,9 +357,10 @@ def test_a_view_record_names_its_versions_and_verify_replays_a_sample_of_its_con
         settings=Settings(),
     )
     settings = Settings()
-    TimelineReader(world.store, type("S", (), {"current": lambda self: settings})(), world.clock).record(
-        [], log_position=world.store.log_position(), registry_version=1, settings=settings, view=forged
+    reader = TimelineReader(
+        world.store, type("S", (), {"current": lambda self: settings})(), world.clock, KeptReads(world.store)
     )
+    reader.record([], log_position=world.store.log_position(), registry_version=1, settings=settings, view=forged)
     refused = [m for m in world.verify().mismatches if m.problem == "view"]
     assert sorted(m.child for m in refused) == CHILDREN
     assert all(m.fault == "differs" and "replays as refused" in m.detail for m in refused)
