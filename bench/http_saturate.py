@@ -173,6 +173,8 @@ def main() -> None:
                                     stderr=subprocess.DEVNULL,
                                 )  # fmt: skip
                             )
+                    workers = children_of(serve.pid) or [serve.pid]
+                    each = {worker: cpu_seconds(worker) for worker in workers}  # a worker has no children
                     api, pg, load = cpu_seconds(serve.pid), tree_cpu(pg_pid), os.getloadavg()[0]
                     busy = machine_busy()
                     own = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -181,6 +183,7 @@ def main() -> None:
                     elapsed = time.monotonic() - started
                     mine = resource.getrusage(resource.RUSAGE_CHILDREN)
                     api, pg = cpu_seconds(serve.pid) - api, tree_cpu(pg_pid) - pg
+                    each = {worker: cpu_seconds(worker) - before for worker, before in each.items()}
                     busy = machine_busy() - busy
                     generator = (mine.ru_utime + mine.ru_stime) - (own.ru_utime + own.ru_stime)
                     for spy in spies:
@@ -213,6 +216,9 @@ def main() -> None:
                         "api_cpu_ms_per_request": round(1000 * api / max(1, ok), 2),
                         "pg_cpu_ms_per_request": round(1000 * pg / max(1, ok), 2),
                         "api_cores": round(api / elapsed, 2),
+                        # each worker's share, busiest first: two workers at 1.0 and 0.0 serve as one (the
+                        # kernel hands each of wrk's kept-alive connections to whichever worker accepts it)
+                        "worker_cores": sorted((round(cpu / elapsed, 2) for cpu in each.values()), reverse=True),
                         "pg_cores": round(pg / elapsed, 2),
                         "wrk_cores": None if generator is None else round(generator / elapsed, 3),
                         "machine_busy_cores": round(busy / elapsed, 2),
@@ -233,8 +239,8 @@ def main() -> None:
 def table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| N | clients | requests/s | failures | timeline p50 / p95 / p99 ms | ledger page p50 / p95 / p99 ms | "
-        "API CPU ms/request | PostgreSQL CPU ms/request | cores: API / PostgreSQL / wrk / machine busy | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "API CPU ms/request | PostgreSQL CPU ms/request | cores: API / PostgreSQL / wrk / machine busy | cores of each worker | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cells = []
@@ -244,7 +250,7 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['workers']} | {r['clients']} | {r['rps']} | {r['failures']} | {cells[0]} | {cells[1]} | "
             f"{r['api_cpu_ms_per_request']} | {r['pg_cpu_ms_per_request']} | {r['api_cores']} / {r['pg_cores']} / "
-            f"{r['wrk_cores']} / {r['machine_busy_cores']} | {r['load']} |"
+            f"{r['wrk_cores']} / {r['machine_busy_cores']} | {' + '.join(str(c) for c in r['worker_cores'])} | {r['load']} |"
         )
     return "\n".join(lines)
 
