@@ -397,18 +397,13 @@ class PostgresRecorder(PostgresApplicationRecorder):
             if held.info.transaction_status != TransactionStatus.INTRANS:
                 raise ProgrammingError("the turn's transaction is not open (a turn saves once: its save commits)")
             with held.cursor() as curs:
-                self._insert_events(curs, stored_events, **kwargs)  # the register's rows, if any
-                if not stored_events:
-                    curs.execute("COMMIT")
-                    return None
-                params = self._append_params(stored_events)
-                if sum(len(e.state) for e in stored_events) > TURN_PIPELINE_LIMIT:  # see the limit's comment
-                    curs.execute(self.append_events_statement, params, prepare=True)
-                    notification_ids = self._notification_ids(curs, stored_events)
+                if not stored_events or sum(len(e.state) for e in stored_events) > TURN_PIPELINE_LIMIT:
+                    notification_ids = self._insert_in(curs, stored_events, **kwargs)  # see the limit's comment
                     curs.execute("COMMIT")
                     return notification_ids
+                self._insert_events(curs, stored_events, **kwargs)  # the register's rows, if any
                 with held.pipeline(), held.cursor() as commit:  # both sent, then one sync: one round trip
-                    curs.execute(self.append_events_statement, params, prepare=True)
+                    curs.execute(self.append_events_statement, self._append_params(stored_events), prepare=True)
                     commit.execute("COMMIT")
                 return self._notification_ids(curs, stored_events)
         inserted: Sequence[int] | None = self._insert_in_own_transaction(stored_events, **kwargs)
