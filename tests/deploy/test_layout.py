@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from services.cli import app
@@ -89,3 +90,14 @@ def test_every_tsunagu_command_in_the_runbook_exists_with_its_options():
         assert shown.exit_code == 0, (words, shown.output)
         for option in (w.split("=")[0] for w in words if w.startswith("--")):
             assert option in shown.output, f"tsunagu {' '.join(path)}: no option {option} ({' '.join(words)})"
+
+
+def test_the_hub_s_deployments_never_run_old_and_new_pods_side_by_side():
+    """Upgrades are one way (deploy/README.md): a rolling update would run an old pod beside a new one, which fails
+    on the new version's event types; the API and the ingest workers are recreated instead."""
+    for name in ("api.yaml", "ingest.yaml"):
+        documents = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / name).read_text()) if d]
+        deployments = [d for d in documents if d["kind"] == "Deployment"]
+        assert deployments, name
+        for deployment in deployments:
+            assert deployment["spec"]["strategy"] == {"type": "Recreate"}, (name, deployment["metadata"]["name"])
