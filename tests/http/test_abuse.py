@@ -92,16 +92,22 @@ def client_at(app, address: str) -> TestClient:
 # --- Request rates per client ---------------------------------------------------------------------------------
 
 
+# RATE_WINDOW_NOTE: the tests' limits are "N/hour", not "N/minute". The limiter's sliding window counts the hits
+# of the window before with the weight of what is left of it: a test whose requests straddle a minute's boundary
+# and take over 20 s under a loaded machine (a cold ledger on a busy CI runner) saw its 4th request allowed (200,
+# or the token endpoint's own 503 behind it) instead of 429. Per hour, that would take the test 20 minutes.
+
+
 def assert_rate_limited(response: httpx.Response) -> int:
     error = assert_error(response, 429, "rate_limited")
     seconds = int(response.headers["Retry-After"])
-    assert 1 <= seconds <= 60
+    assert 1 <= seconds <= 3600  # the tests' limits are per hour (see RATE_WINDOW_NOTE)
     assert error["message_ja"] == f"リクエストが多すぎます。{seconds}秒後に再度お試しください"
     return seconds
 
 
 def test_a_verified_caller_over_its_rate_gets_429_with_retry_after_and_others_do_not(world, keys, monkeypatch):
-    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "3/minute")
+    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "3/hour")
     issuer, verifier = keys
     app = create_app(world, verifier)
     with client_at(app, "10.0.0.1") as one, client_at(app, "10.0.0.2") as other:
@@ -118,7 +124,7 @@ def test_a_verified_caller_over_its_rate_gets_429_with_retry_after_and_others_do
 
 
 def test_a_forged_token_neither_spends_someone_elses_budget_nor_gets_a_fresh_one(world, keys, monkeypatch):
-    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "3/minute")
+    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "3/hour")
     issuer, verifier = keys
     app = create_app(world, verifier)
     with client_at(app, "10.0.0.1") as alice_pc, client_at(app, "10.0.0.66") as attacker:
@@ -135,7 +141,7 @@ def test_a_forged_token_neither_spends_someone_elses_budget_nor_gets_a_fresh_one
 
 
 def test_requests_without_a_token_are_counted_per_remote_address(world, keys, monkeypatch):
-    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "2/minute")
+    monkeypatch.setenv("TSUNAGU_RATE_LIMIT", "2/hour")
     app = create_app(world, keys[1])
     with client_at(app, "192.0.2.1") as first, client_at(app, "192.0.2.2") as second:
         assert_error(first.get(LEDGER), 401, "missing_token")
@@ -145,7 +151,7 @@ def test_requests_without_a_token_are_counted_per_remote_address(world, keys, mo
 
 
 def test_the_token_endpoint_has_a_stricter_limit_per_client_id_and_per_address(world, keys, monkeypatch):
-    monkeypatch.setenv("TSUNAGU_TOKEN_RATE_LIMIT", "2/minute")
+    monkeypatch.setenv("TSUNAGU_TOKEN_RATE_LIMIT", "2/hour")
     app = create_app(world, keys[1])
     form = {"grant_type": "client_credentials", "client_secret": "guess"}
     basic = {"Authorization": "Basic " + base64.b64encode(b"adapter-1:guess").decode()}

@@ -88,7 +88,7 @@ def _read(port: int, headers: dict[str, str]) -> int:
 def test_a_clients_rate_limit_is_one_budget_across_two_api_processes_on_one_redis(tmp_path, redis_url):
     database, key_file = _store(tmp_path)
     issuer, _ = keys_from_file(key_file)
-    env = {"TSUNAGU_RATE_LIMIT": "4/minute", "TSUNAGU_RATE_LIMIT_STORAGE": redis_url}
+    env = {"TSUNAGU_RATE_LIMIT": "4/hour", "TSUNAGU_RATE_LIMIT_STORAGE": redis_url}
     a, b = free_port(), free_port()
     servers = [_serve(tmp_path, port, database, key_file, env) for port in (a, b)]
     try:
@@ -114,7 +114,7 @@ def test_serve_with_two_workers_runs_two_processes_that_answer_and_share_the_lim
     database, key_file = _store(tmp_path)
     issuer, _ = keys_from_file(key_file)
     port = free_port()
-    env = {"TSUNAGU_RATE_LIMIT": "6/minute", "TSUNAGU_RATE_LIMIT_STORAGE": redis_url}
+    env = {"TSUNAGU_RATE_LIMIT": "6/hour", "TSUNAGU_RATE_LIMIT_STORAGE": redis_url}
     server = _serve(tmp_path, port, database, key_file, env, "--workers", "2")
     try:
         workers = [pid for pid in _children(server.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
