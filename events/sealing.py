@@ -358,6 +358,27 @@ class DataKeys:
             return f"{column} = ANY(%b)", [values]
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
+    def _read(self, query: str, params: Sequence[Any]) -> list[Any]:
+        """A named mechanism, **one read statement**: the rows of one ``SELECT`` of the key table or the register
+        of erasures (``?`` placeholders, as ``_sql`` turns them), outside any transaction on PostgreSQL.
+
+        What it replaces: the same statement in the datastore's read transaction (``transaction(commit=False)``),
+        which on PostgreSQL is three round trips (``BEGIN``, the statement, ``ROLLBACK``) where the statement
+        alone is one: a cold timeline read loads its child's key this way (``_entry``), and those two extra round
+        trips were two of the six it made before its turn. Why it is the same: the pool's connections are
+        in autocommit (the library's, as ``PostgresRecorder.select_events`` and ``events.snapshots`` read on them),
+        so the statement runs in a transaction of its own, with one snapshot of the data, as it did in the read
+        transaction (READ COMMITTED: a snapshot per statement either way), and nothing is written. Errors come as
+        the library's (``get_connection`` maps psycopg's). On SQLite the datastore's read transaction as before
+        (no round trips there). Checked against the read transaction in ``tests/events/test_key_reads.py``."""
+        if not self.postgres:
+            with self.datastore.transaction(commit=False) as cursor:
+                cursor.execute(query, params)
+                return list(cursor.fetchall())
+        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(self._sql(query), params)
+            return list(cursor.fetchall())
+
     def _create_table(self) -> None:
         blob = "BYTEA" if self.postgres else "BLOB"
         index = f"{self.TABLE}_active"
@@ -491,11 +512,8 @@ class DataKeys:
                 return cached
             if key_id in self._destroyed:
                 raise KeyDestroyed(f"data key {key_id.hex()} was destroyed at {self._destroyed[key_id]}")
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                self._sql(f"SELECT master_key, wrapped, destroyed_at FROM {self.table} WHERE key_id = ?"), (key_id,)
-            )
-            row = cursor.fetchone()
+        rows = self._read(f"SELECT master_key, wrapped, destroyed_at FROM {self.table} WHERE key_id = ?", (key_id,))
+        row = rows[0] if rows else None
         if row is None:
             raise KeyUnknown(f"data key {key_id.hex()} does not exist")
         if row["destroyed_at"] is not None or row["wrapped"] is None:
@@ -533,14 +551,11 @@ class DataKeys:
         if not todo:
             return
         rows = []
-        with self.datastore.transaction(commit=False) as cursor:
-            for start in range(0, len(todo), 500):
-                condition, params = self._in("key_id", todo[start : start + 500])
-                cursor.execute(
-                    f"SELECT key_id, scope, master_key, wrapped, destroyed_at FROM {self.table} WHERE {condition}",
-                    params,
-                )
-                rows += cursor.fetchall()
+        for start in range(0, len(todo), 500):
+            condition, params = self._in("key_id", todo[start : start + 500])
+            rows += self._read(
+                f"SELECT key_id, scope, master_key, wrapped, destroyed_at FROM {self.table} WHERE {condition}", params
+            )
         for row in rows:
             key_id = bytes(row["key_id"])
             if row["destroyed_at"] is not None or row["wrapped"] is None:
@@ -598,22 +613,16 @@ class DataKeys:
 
     def erasure_position(self) -> int:
         """The position of the last erasure in the register (0: none yet)."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(f"SELECT MAX(position) AS position FROM {self.erasures}")
-            row = cursor.fetchone()
-        return int(row["position"] or 0) if row is not None else 0
+        rows = self._read(f"SELECT MAX(position) AS position FROM {self.erasures}", ())
+        return int(rows[0]["position"] or 0) if rows else 0
 
     def erasures_after(self, position: int) -> tuple[int, dict[bytes, str]]:
         """The register's last position and the keys destroyed after ``position`` (key id -> when): one query on
         the register's primary key, which finds nothing almost always."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                self._sql(
-                    f"SELECT position, key_ids, erased_at FROM {self.erasures} WHERE position > ? ORDER BY position"
-                ),
-                (position,),
-            )
-            rows = cursor.fetchall()
+        rows = self._read(
+            f"SELECT position, key_ids, erased_at FROM {self.erasures} WHERE position > ? ORDER BY position",
+            (position,),
+        )
         destroyed: dict[bytes, str] = {}
         for row in rows:
             packed = bytes(row["key_ids"])
