@@ -14,6 +14,22 @@ probe child once cold (its stream is loaded from the database) and ``--warm-read
 all those reads. Python's garbage collector pauses during reads are recorded (``slowest_read_gc_ms``), and the slowest
 read's CPU time and start (``slowest_read_cpu_ms``, ``slowest_read_began``, UTC): a read whose CPU is far below its
 time waited, and its start can be matched against the server's log (checkpoints are logged with their times).
+
+``--publishers M`` (M > 1): the background fill to each size is published by M processes at once, as M ingest
+workers of one consumer group would (each its own children: prefix ``m<size index><worker>``, its own seed; one
+``Hub`` each, on the same database); they start together (a barrier, after opening their hubs) and the phase's
+``fill_events_per_s`` is its events over the time from the first start to the last finish. The probe children are
+published first by this process alone, as with M = 1, and are not in that figure. ``fill_cpu_us_per_event`` is
+the M processes' CPU together; with ``--postgres-data DIR`` (the cluster's data directory, on this machine)
+``server_cpu_us_per_event`` is the server's (the postmaster and its backends, from ``/proc``) over the same
+time. With M = 1 nothing changes (``fill_*`` are reported for the background fill of this process too).
+``--partition`` says which children each publisher gets, as the consumer group's partition key would:
+``children`` (default: any child of any municipality, so every publisher writes to every centre's shared indexes:
+the service desks, the municipal months, the published children) or ``municipality`` (publisher k only children
+of every M-th municipality, from the k-th: a centre's indexes are written by one publisher, the 児童相談所's and the
+health centre's by several). ``conflicts`` counts the publishes that lost a race and were tried again, ``busy``
+the batches that lost them for the whole time budget (``events.retry``: ``Busy``), which a publisher here takes
+again after the pause, as the Kafka worker does (``services.feeds.kafka_worker``); their CPU is counted.
 """
 
 from __future__ import annotations
@@ -31,6 +47,8 @@ from pathlib import Path
 
 from bench.prefecture import JST, event_stream, make_prefecture
 from consent.model import Settings
+from events.problems import Busy
+from events.retry import _RETRYING
 from events.store import ChildRecord
 from services.hub import Hub
 from services.runtime import tune_garbage_collector
@@ -46,6 +64,99 @@ def percentile(values: list[float], p: float) -> float:
 
 
 CPU = {"publish": 0.0}  # this process's CPU seconds spent in Hub.publish (the database server's are not counted)
+# this process's publishes tried again after losing a race (events.retry's statistics), and given up as Busy
+CONFLICTS = {"retried": 0, "busy": 0}
+
+
+def server_cpu_seconds(data_dir: str | None) -> float:
+    """The CPU seconds of a PostgreSQL cluster on this machine so far: its postmaster's own and those of its
+    children, running (``/proc/<pid>/stat``) and exited (the postmaster's ``cutime`` and ``cstime``); 0 without a
+    data directory."""
+    if not data_dir:
+        return 0.0
+    postmaster = Path(data_dir, "postmaster.pid").read_text().split()[0]
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile (its time is in the postmaster's cutime once reaped)
+            continue
+        pid, ppid = stat.parent.name, fields[1]
+        if pid == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        elif ppid == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def publish_share(
+    database: str, prefix: str, seed: int, count: int, batch: int, municipalities: list[str] | None, start, results
+) -> None:
+    """One of ``fill_in_processes``' publishers: its own children (``prefix``; of ``municipalities`` only, when
+    given), ``count`` events, in a hub of its own; waits at ``start`` for the others, then reports (events, first
+    moment, last moment, its CPU seconds, conflicts) or, if it fails, the error."""
+    try:
+        tune_garbage_collector()
+        pref = make_prefecture()
+        if municipalities is not None:
+            pref.municipalities = municipalities
+        hub = Hub(database, settings=SETTINGS, clock=lambda: NOW)
+        start.wait()
+        began, cpu = time.time(), time.process_time()
+        published, _ = fill(hub, event_stream(pref, 10**7, 200, prefix=prefix, seed=seed), count, batch)
+        results.put((published, began, time.time(), time.process_time() - cpu, CONFLICTS["retried"], CONFLICTS["busy"]))
+        hub.close()
+    except BaseException as error:  # noqa: BLE001 (reported to the parent, which would otherwise wait for ever)
+        start.abort()
+        results.put(f"{type(error).__name__}: {error}")
+        raise
+
+
+def fill_in_processes(
+    database: str, count: int, publishers: int, batch: int, phase: int, data_dir: str | None, partition: str
+) -> dict:
+    """Publish ``count`` background events with ``publishers`` processes at once (see the module): events, the
+    seconds from the first start to the last finish, the publishers' CPU seconds and the server's, and how many
+    publishes were tried again."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(publishers + 1), context.Queue()
+    shares = [count // publishers + (k < count % publishers) for k in range(publishers)]
+    codes = make_prefecture().municipalities
+    workers = [
+        context.Process(
+            target=publish_share,
+            args=(
+                database,
+                f"m{phase}{k}",
+                100 + 10 * phase + k,
+                shares[k],
+                batch,
+                codes[k::publishers] if partition == "municipality" else None,
+                start,
+                results,
+            ),
+        )
+        for k in range(publishers)
+    ]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    server = server_cpu_seconds(data_dir)
+    done = [results.get() for _ in workers]
+    server = server_cpu_seconds(data_dir) - server
+    for worker in workers:
+        worker.join()
+    failed = [d for d in done if isinstance(d, str)]
+    if failed:
+        raise SystemExit(f"a publisher failed: {failed[0]}")
+    return {
+        "events": sum(d[0] for d in done),
+        "seconds": max(d[2] for d in done) - min(d[1] for d in done),
+        "cpu": sum(d[3] for d in done),
+        "server_cpu": server,
+        "conflicts": sum(d[4] for d in done),
+        "busy": sum(d[5] for d in done),
+    }
 
 
 def fill(hub: Hub, stream, count: int, batch: int) -> tuple[int, float]:
@@ -54,7 +165,15 @@ def fill(hub: Hub, stream, count: int, batch: int) -> tuple[int, float]:
         chunk.append(envelope)
         if len(chunk) == batch or published + len(chunk) == count:
             started, cpu = time.perf_counter(), time.process_time()
-            results = hub.publish(chunk)
+            while True:
+                try:
+                    results = hub.publish(chunk)
+                    break
+                except Busy as busy:  # the batch lost its races for the whole budget: as the Kafka worker does
+                    CONFLICTS["busy"] += 1  # (services.feeds.kafka_worker), taken again after the pause
+                    time.sleep(busy.retry_after)
+                finally:
+                    CONFLICTS["retried"] += _RETRYING.statistics.get("attempt_number", 1) - 1  # this thread's last
             elapsed += time.perf_counter() - started
             CPU["publish"] += time.process_time() - cpu
             bad = [r for r in results if r.outcome != "accepted"]
@@ -182,6 +301,22 @@ def main() -> None:
         help="publish nothing: measure the read phases on the store as it is (filled by an earlier run with the "
         "same --probe-children), to alternate two versions of the code on one store",
     )
+    parser.add_argument(
+        "--publishers",
+        type=int,
+        default=1,
+        help="processes publishing the background fill at once, each its own children (M ingest workers)",
+    )
+    parser.add_argument(
+        "--postgres-data",
+        help="the PostgreSQL cluster's data directory on this machine: report its CPU during the fill",
+    )
+    parser.add_argument(
+        "--partition",
+        choices=["children", "municipality"],
+        default="children",
+        help="with --publishers: each publisher any children, or only those of its own municipalities",
+    )
     parser.add_argument("--out", default="bench/out/core.json")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -216,24 +351,48 @@ def main() -> None:
         hub, event_stream(pref, args.probe_children, args.probe_events, prefix="p", seed=1), probe_total, args.batch
     )
     background = event_stream(pref, 10**7, 200, prefix="b", seed=2)
+    opener = "b0000000" if args.publishers == 1 else "m000000000"  # the first background child
     in_store = published
     total_elapsed = elapsed
-    for size in sizes:
-        n, t = fill(hub, background, size - in_store, args.batch)
+    for index, size in enumerate(sizes):
+        if args.publishers == 1:
+            cpu, server, retried, busy = (
+                CPU["publish"],
+                server_cpu_seconds(args.postgres_data),
+                CONFLICTS["retried"],
+                CONFLICTS["busy"],
+            )
+            n, t = fill(hub, background, size - in_store, args.batch)
+            filled: dict[str, float] = {"events": n, "seconds": t, "cpu": CPU["publish"] - cpu}
+            filled["server_cpu"] = server_cpu_seconds(args.postgres_data) - server
+            filled["conflicts"] = CONFLICTS["retried"] - retried
+            filled["busy"] = CONFLICTS["busy"] - busy
+        else:
+            filled = fill_in_processes(
+                args.database, size - in_store, args.publishers, args.batch, index, args.postgres_data, args.partition
+            )
+            n, t = int(filled["events"]), filled["seconds"]
+            CPU["publish"] += filled["cpu"]
         in_store += n
         total_elapsed += t
         phase = {
             "events_in_store": in_store,
+            "publishers": args.publishers,
+            "partition": args.partition if args.publishers > 1 else None,
+            "conflicts": int(filled["conflicts"]),
+            "busy": int(filled["busy"]),
             "publish_events_per_s": round(in_store / total_elapsed),
             "publish_cpu_us_per_event": round(CPU["publish"] / in_store * 1e6),
+            "fill_events": n,
+            "fill_events_per_s": round(n / t) if t else None,
+            "fill_cpu_us_per_event": round(filled["cpu"] / n * 1e6, 1) if n else None,
+            "server_cpu_us_per_event": round(filled["server_cpu"] / n * 1e6, 1) if n and args.postgres_data else None,
             "load_average": [round(x, 2) for x in os.getloadavg()],
         }
         measure = measure_reads if args.reads_in_this_process else measure_reads_elsewhere
         for n in range(args.read_phases):
             measured = dict(phase, read_phase=n + 1)
-            measured.update(
-                measure(args.database, readers_of(args.database, probes), args.warm_reads, opener="b0000000")
-            )
+            measured.update(measure(args.database, readers_of(args.database, probes), args.warm_reads, opener=opener))
             measured["reads_in"] = "the publishing process" if args.reads_in_this_process else "a process of their own"
             results["phases"].append(measured)
             print(json.dumps(measured), flush=True)
