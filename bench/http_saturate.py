@@ -21,7 +21,7 @@ in each process's memory), a warm-up, and for each client count ``--seconds`` of
 random child (purpose support), or, with ``--ledger-share``, a ledger page (``GET /v1/ledger?page=…&per_page=50``,
 a filter or a sort one time in two; every request with one of the caseworkers' tokens, at random). Every answer but 200 is a failure (the figures count only with none).
 
-**Two layouts of N API processes** (``--layout``):
+**Layouts of N API processes** (``--layout``):
 
 - ``ports`` (the default since session 6): N ``tsunagu serve`` processes of one worker each, each on a port of its
   own, as the production layout runs them (``deploy/README.md``: ``tsunagu-api@PORT`` behind a reverse proxy that
@@ -35,6 +35,8 @@ a filter or a sort one time in two; every request with one of the caseworkers' t
   one listening socket. wrk opens all its kept-alive connections at once and the kernel gives each to whichever
   worker is awake: often every connection lands on one worker, and two processes serve as one (the figures of
   "Saturating HTTP load" in ``docs/benchmarks.md`` were measured so). ``cores of each worker`` shows it.
+- ``nginx-shared``: nginx (as in ``nginx``) in front of one ``tsunagu serve --workers N``: a proxy's kept-alive
+  connections to one port whose workers share its socket, the layout ``deploy/README.md`` advised before session 6.
 
 Prints per N and client count: requests per second, p50/p95/p99 per kind, and the CPU (user + system, from
 ``/proc``) of the API processes per request, of PostgreSQL (the postmaster and its backends) per request, and the
@@ -219,9 +221,14 @@ def api_layout(
     API's (with their children), each worker's pid, and the front's pid (nginx's master: its workers are its
     children) or ``None``."""
     with ExitStack() as stack:
-        if layout == "shared":
+        if layout in ("shared", "nginx-shared"):
             serve, base = stack.enter_context(api_processes(n, database, key_file, work, env))
-            yield [base], [serve.pid], children_of(serve.pid) or [serve.pid], None
+            workers = children_of(serve.pid) or [serve.pid]
+            if layout == "nginx-shared":
+                front, front_pid = stack.enter_context(nginx_front([base]))
+                yield [front], [serve.pid], workers, front_pid
+                return
+            yield [base], [serve.pid], workers, None
             return
         servers = [
             stack.enter_context(api_processes(1, database, key_file, work, env, log_name=f"serve-port-{i}"))
@@ -252,13 +259,13 @@ def main() -> None:
     parser.add_argument("--ledger-share", type=float, default=0.2)
     parser.add_argument("--code", type=Path, help="a tree whose code the servers run (PYTHONPATH)")
     parser.add_argument("--profile", type=Path, help="py-spy raw stacks of the workers at the largest client count")
-    parser.add_argument("--layout", choices=["ports", "nginx", "shared"], default="ports")
+    parser.add_argument("--layout", choices=["ports", "nginx", "shared", "nginx-shared"], default="ports")
     parser.add_argument("--py-spy-flags", default="", help="added to py-spy record, e.g. --gil or --idle")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
-    if options.layout == "nginx" and shutil.which("nginx") is None:
+    if options.layout.startswith("nginx") and shutil.which("nginx") is None:
         raise SystemExit("nginx not found: apt-get install -y nginx-light")
     work = Path(tempfile.mkdtemp(prefix="tsunagu-saturate-"))
     postgres = None
