@@ -2,6 +2,8 @@
 -- request with a bearer token of the centre's staff, closed loop (run with as many connections as threads: each
 -- thread's one connection sends its next request when the answer came, so the request and its answer pair up).
 -- Writes, at the end, one line per answer to TSUNAGU_WRK_OUT: kind, status, microseconds.
+-- TSUNAGU_WRK_ADDRS ("host:port,host:port", the ports layout: one API process a port) gives thread i the address
+-- i mod N (as wrk's scripts/addr.lua sets thread.addr), so that the clients are split evenly over the processes.
 local ffi = require("ffi")
 ffi.cdef [[
 typedef struct { long tv_sec; long tv_nsec; } tsunagu_timespec;
@@ -15,8 +17,15 @@ end
 
 local data = dofile(os.getenv("TSUNAGU_WRK_DATA"))
 local threads = {}
+local addresses = {}
+for host, port in string.gmatch(os.getenv("TSUNAGU_WRK_ADDRS") or "", "([^,:]+):(%d+)") do
+  table.insert(addresses, wrk.lookup(host, port)[1])
+end
 
 function setup(thread)
+  if #addresses > 0 then
+    thread.addr = addresses[(#threads % #addresses) + 1]
+  end
   thread:set("id", #threads + 1)
   table.insert(threads, thread)
 end

@@ -182,21 +182,27 @@ class KafkaBeside:
 
 @contextmanager
 def api_processes(
-    workers: int, database: str, key_file: Path, work: Path, env: dict[str, str] | None = None
+    workers: int,
+    database: str,
+    key_file: Path,
+    work: Path,
+    env: dict[str, str] | None = None,
+    log_name: str | None = None,
 ) -> Iterator[tuple[subprocess.Popen, str]]:
     """``tsunagu serve --workers N`` on a free loopback port, waited for until it answers ``/v1/health`` and every
     worker process is up; yields the process and its base address, and stops it afterwards. Its log goes to
-    ``work/serve-N.log`` (the end of it is the error when it does not start)."""
+    ``work/serve-N.log`` (or ``work/<log_name>.log``; the end of it is the error when it does not start)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    log = work / f"{log_name or f'serve-{workers}'}.log"
     serve = subprocess.Popen(
         [str(TSUNAGU), "serve", "--port", str(port), "--workers", str(workers), "--database", database,
          "--key-file", str(key_file)],
-        stdout=subprocess.DEVNULL, stderr=(work / f"serve-{workers}.log").open("wb"), env=env,
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env,
     )  # fmt: skip
     try:
         if not _wait(lambda: httpx.get(f"{base}/v1/health", timeout=2).status_code == 200, 120):
-            raise SystemExit((work / f"serve-{workers}.log").read_text(errors="replace")[-2000:])
+            raise SystemExit(log.read_text(errors="replace")[-2000:])
         time.sleep(3)  # every worker process up
         yield serve, base
     finally:
