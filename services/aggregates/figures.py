@@ -152,7 +152,7 @@ def rebuild(store: HubStore, work: _InMemory | None = None) -> dict[str, Months]
 
 def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
     """The tallies whose kept state differs from the rebuilt one (``work``): new ones as rebuilt, kept ones
-    with their state recorded whole."""
+    with their state recorded whole; and the report lines that differ (``_report_lines``)."""
     changed: list[Any] = []
     for aggregate_id, rebuilt in work.aggregates.items():
         if isinstance(rebuilt, ReportLines):
