@@ -26,7 +26,6 @@ from services.projections.municipal_counts import (
     LEVELS,
     MunicipalMonth,
     MunicipalMonths,
-    ReportLines,
     Tally,
     kept_months,
     tally,
@@ -152,14 +151,9 @@ def rebuild(store: HubStore, work: _InMemory | None = None) -> dict[str, Months]
 
 def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
     """The tallies whose kept state differs from the rebuilt one (``work``): new ones as rebuilt, kept ones
-    with their state recorded whole; and the report lines that differ (``_report_lines``)."""
-    changed: list[Any] = []
+    with their state recorded whole."""
+    changed = []
     for aggregate_id, rebuilt in work.aggregates.items():
-        if isinstance(rebuilt, ReportLines):
-            lines = _report_lines(store, aggregate_id, rebuilt)
-            if lines is not None:
-                changed.append(lines)
-            continue
         if not isinstance(rebuilt, Tally):
             continue
         found = store.get_or_none(aggregate_id)
@@ -169,25 +163,6 @@ def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
             found.set_state_to(state=rebuilt.tallied())
             changed.append(found)
     return changed
-
-
-def _report_lines(store: HubStore, aggregate_id: UUID, rebuilt: ReportLines) -> ReportLines | None:
-    """The kept ``ReportLines`` with the rebuilt state of each of its lines that differs (one ``LinesCounted``),
-    the rebuilt one when none is kept (its lines worked on by the rebuild, recorded here); ``None`` when every
-    line is as rebuilt. A line kept alone (``ReportLine``, a store written before) is left as it is: the one
-    recorded here is read first. An erased child gets no line here: its events in the log keep only the fields
-    the policy reads (``events.kinds.POLICY_FIELDS``: no school, no month reported on)."""
-    found: ReportLines | None = store.get_or_none(aggregate_id)
-    target = found if found is not None else rebuilt
-    differ = [
-        {"child": child, **line}
-        for child, line in rebuilt.lines.items()
-        if found is None or found.lines.get(child) != line
-    ]
-    if not differ:
-        return None
-    target.count_lines(per_child=differ)
-    return target
 
 
 def correct(store: HubStore) -> int:

@@ -48,9 +48,8 @@ the store:
 listing of a school's target list expects a report for each month it covers, from ``from_month`` up to the month
 of its removal, due by ``monthly_report_due_day`` (1–28) of the next month; a report of the child to the
 listing's centre for the month answers every listing of the child and centre at the school). Counted at the
-municipality of the listing's centre, for the month reported on, from a line per (school, child, centre) kept
-in the (school, centre)'s ``ReportLines`` (each line sealed under its child's key; ``ReportLine``, one stream a
-line, in stores written before):
+municipality of the listing's centre, for the month reported on, in a ``ReportLine`` per (school, child, centre)
+that names none of them (its key is a stream id):
 
 - ``reports.expected`` (a level: +1 at the listing's first month, -1 at the month of its removal);
 - each listing's first report for a month: ``reports.arrived:day=D`` (D the day of the next month it came on, 0
@@ -71,7 +70,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -353,13 +352,9 @@ class PlanTally(Tally):
 
 @direct_events
 class ReportLine(Tally):
-    """What counting needed of one child's monthly reports from one school to one centre, kept alone: the periods
-    of its listings (per student number, named by digest) and the months a report came for, with the day it came.
-    Never shown; names no child, school or student (``key`` is a stream id).
-
-    **Kept for stores written before ``ReportLines``**: no line is written here any more. A line found here and
-    not yet in its (school, centre)'s ``ReportLines`` is read once (``_line``) and moved there by the next publish
-    that changes it; the stream itself is left as it is."""
+    """What counting needs of one child's monthly reports from one school to one centre: the periods of its
+    listings (per student number, named by digest) and the months a report came for, with the day it came.
+    Never shown; names no child, school or student (``key`` is a stream id)."""
 
     FIELDS = ("key", "municipality", "periods", "received")
 
@@ -381,56 +376,6 @@ class ReportLine(Tally):
     @event("ReportCounted")
     def report(self, month: str, day: str) -> None:
         self.received = {**self.received, month: day}
-
-
-@direct_events
-class ReportLines(_CopiedOnWrite, Aggregate):
-    """What counting needs of the monthly reports (定期的な情報提供) of one school's children to one centre: per
-    child, its line, ``{"municipality", "periods", "received"}`` as ``ReportLine`` kept it alone (the periods of
-    its listings per student number, named by digest, and the months a report came for, with the day it came).
-    Never shown. Each change is recorded as one entry naming its child and sealed under that child's key
-    (``events.sealing.PER_CHILD``), so a child's erasure takes its line. Lines are replaced, never changed in
-    place (the store copies aggregates one level deep).
-
-    **Explicit mechanism: lines worked on during a publish, recorded once at its end.** The counts of a monthly
-    report or a listing depend on the line as the events before it in the same publish left it (a second report
-    for a month counts nothing), so the projection changes the line at once, on the publish's own copy of this
-    aggregate (``work_on``, not an event), and ``record_staged`` (called by ``Batch.save``, since the projection
-    staged the events on this aggregate) records the lines of those events' children as they now are, in one
-    ``LinesCounted``. Replaying that event sets each line to the state it recorded, so the stored state is what
-    the publish worked out, and nothing is recorded when the publish is not saved (its copy is dropped; a retried
-    publish starts again from the store). It replaces one ``ReportLine`` stream per (school, child, centre) with
-    one or two stored events each: a school's monthly file loaded and stored one aggregate per row."""
-
-    @staticmethod
-    def create_id(school: str, centre: str) -> UUID:
-        return stream_id(f"report-lines:{school}\x1f{centre}")
-
-    def __init__(self, school: str, centre: str):
-        self.lines: dict[str, dict[str, Any]] = {}  # child -> {"municipality", "periods", "received"}
-
-    @event("LinesCounted")
-    def count_lines(self, per_child: list) -> None:
-        """The lines one publish changed, each as it left it (``{"child", "municipality", "periods",
-        "received"}``); a line of an erased child is left out when read (``PER_CHILD``)."""
-        for entry in per_child:
-            self.lines[entry["child"]] = {
-                "municipality": entry["municipality"],
-                "periods": entry["periods"],
-                "received": entry["received"],
-            }
-
-    def work_on(self, child: str, line: dict[str, Any]) -> None:
-        """Set the child's line on the publish's copy, to be recorded by ``record_staged`` (see the class)."""
-        self.lines[child] = line
-
-    def record_staged(self, events: list[Recorded]) -> None:
-        """Record the lines of the children of the events a publish staged here (``Batch.stage``) as they now are,
-        in one event (a line the events left as it was, such as a second report for a month, is recorded again
-        unchanged)."""
-        children = [child for child in dict.fromkeys(e.child for e in events) if child in self.lines]
-        if children:
-            self.count_lines(per_child=[{"child": child, **self.lines[child]} for child in children])
 
 
 def report_line_key(school: str, child: str, centre: str) -> str:
@@ -491,8 +436,8 @@ def municipal_counts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
     if e.kind in ("plan.created", "plan.revised") and e.payload.get("plan"):
         ids.append(PlanTally.create_id(str(e.payload["plan"])))
     line = _report_line(e, orgs)
-    if line is not None:  # the line's (school, centre), and the line as a store written before kept it alone
-        ids += [ReportLines.create_id(line[0], line[2]), ReportLine.create_id(report_line_key(*line))]
+    if line is not None:
+        ids.append(ReportLine.create_id(line))
     if e.kind not in COUNTED_KINDS:
         return ids
     municipalities, months = _places(e, orgs)
@@ -578,30 +523,14 @@ def _next_month(month: str) -> str:
     return f"{year + (m == 12):04d}-{m % 12 + 1:02d}"
 
 
-def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> tuple[str, str, str] | None:
-    """The (school, child, centre) of the report line a target-list event or a monthly report changes, or
-    ``None``."""
+def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
+    """The key of the ``ReportLine`` a target-list event or a monthly report changes, or ``None``."""
     if e.kind in ("target_list.assigned", "target_list.removed") and e.payload.get("school") and e.child:
         school = str(e.payload["school"])
-        return (school, e.child, e.source) if municipality_of(e.source, orgs) else None
+        return report_line_key(school, e.child, e.source) if municipality_of(e.source, orgs) else None
     if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and e.to and e.child and e.payload.get("month"):
-        return (e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
+        return report_line_key(e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
     return None
-
-
-def _line(batch: UnitOfWork, school: str, child: str, centre: str) -> tuple[ReportLines, dict[str, Any]]:
-    """The (school, centre)'s ``ReportLines`` and the child's line in it; a line not there yet is the one a store
-    written before kept alone (``ReportLine``), if any, else an empty one."""
-    lines: ReportLines = batch.get(ReportLines, school, centre)
-    line = lines.lines.get(child)
-    if line is None:
-        alone: ReportLine | None = batch.get(ReportLine, report_line_key(school, child, centre), create=False)
-        line = (
-            {"municipality": alone.municipality, "periods": alone.periods, "received": alone.received}
-            if alone is not None
-            else {"municipality": "", "periods": [], "received": {}}
-        )
-    return lines, line
 
 
 def _covers(period: list[str], month: str) -> bool:
@@ -617,49 +546,49 @@ def _arrival(out: Counts, where: str, month: str, day: str, n: int) -> None:
     _add(out, where, max(after, _month_of_day(came)), "reports.settled.change", n=n)
 
 
-def _periods_change(out: Counts, line: dict[str, Any], where: str, periods: list[list[str]]) -> dict[str, Any]:
+def _periods_change(out: Counts, line: ReportLine, where: str, periods: list[list[str]]) -> None:
     """The counts of a line whose listings' periods become ``periods``: what the old periods counted is taken
-    back, what the new ones count is added (only the differences are written). Returns the line as it becomes."""
-    for sign, each, at in ((-1, line["periods"], line["municipality"] or where), (1, periods, where)):
+    back, what the new ones count is added (only the differences are written)."""
+    for sign, each, at in ((-1, line.periods, line.municipality or where), (1, periods, where)):
         for period in each:
             first = period[1]
             _add(out, at, first, "reports.expected.change", n=sign)
             if period[2]:
                 _add(out, at, max(first, period[2]), "reports.expected.change", n=-sign)
-            for month, day in line["received"].items():
+            for month, day in line.received.items():
                 if _covers(period, month):
                     _arrival(out, at, month, day, sign)
-    return {"municipality": where, "periods": periods, "received": line["received"]}
+    line.listed(municipality=where, periods=periods)
 
 
 def _reports(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
     """Monthly reports expected, on time or late, and missing (see the module)."""
-    place = _report_line(e, batch.orgs)
-    if place is None:
+    key = _report_line(e, batch.orgs)
+    if key is None:
         return
-    lines, line = _line(batch, *place)
-    child = place[1]
+    line: ReportLine = batch.get(ReportLine, key)
     if e.kind == "attendance.monthly":
         month = str(e.payload["month"])
-        if month in line["received"]:
+        where = municipality_of(e.to, batch.orgs) or ""
+        if month in line.received:
             return
-        received = {**line["received"], month: day_of(e.at).isoformat()}
-        municipality = line["municipality"] or municipality_of(e.to, batch.orgs) or ""
-        for period in line["periods"]:
+        line.report(month=month, day=day_of(e.at).isoformat())
+        if not line.municipality:
+            line.listed(municipality=where, periods=line.periods)
+        for period in line.periods:
             if _covers(period, month):
-                _arrival(out, municipality, month, received[month], 1)
-        lines.work_on(child, {"municipality": municipality, "periods": line["periods"], "received": received})
+                _arrival(out, line.municipality, month, line.received[month], 1)
         return
     where = municipality_of(e.source, batch.orgs) or ""
     student = str(stream_id(f"student:{e.payload.get('student_no', '')}"))
-    periods = [list(p) for p in line["periods"]]
+    periods = [list(p) for p in line.periods]
     if e.kind == "target_list.assigned":  # a new listing replaces the student's open one (as the roster does)
         periods = [p for p in periods if not (p[0] == student and not p[2])]
         periods.append([student, str(e.payload.get("from_month") or month_of(e.at)), ""])
     else:
         periods = [[p[0], p[1], month_of(e.at)] if p[0] == student and not p[2] else p for p in periods]
-    if periods != line["periods"]:
-        lines.work_on(child, _periods_change(out, line, where, periods))
+    if periods != line.periods:
+        _periods_change(out, line, where, periods)
 
 
 AHEAD = "@"  # measure@YYYY-MM: a count for that month, kept with the month of the event (see the module)
@@ -812,9 +741,6 @@ def keep_municipal_counts(e: Recorded, batch: UnitOfWork) -> None:
         if month not in months.months:
             months.add_month(month=month)
         batch.stage(MunicipalMonth, (municipality, month), dataclasses.replace(e, payload=counts))
-    line = _report_line(e, batch.orgs)
-    if line is not None:  # the lines ``tally`` worked on, recorded once per publish (``ReportLines``)
-        batch.stage(ReportLines, (line[0], line[2]), e)
 
 
 MUNICIPAL_COUNTS = Projection(
