@@ -465,19 +465,23 @@ class Cells:
 
 
 def to_int(text: str, *, maximum: int | None = None) -> int:
-    """A non-negative whole number: "19", "１９", "19日"."""
-    if text.isascii() and text.isdigit():  # most cells: plain digits, nothing to normalise
+    """A non-negative whole number: "19", "１９", "19日".
+
+    Most cells are plain ASCII digits: ``str.isdigit`` on an ASCII text accepts exactly ``[0-9]+``, what the
+    pattern below checks, so such a cell skips normalising and the pattern (``tests/adapters/test_to_int.py``
+    checks this against the pattern for any text)."""
+    if text.isascii() and text.isdigit():  # most cells: plain digits, nothing to normalise or match
         value = text
     else:
         value = normalise(text).removesuffix("日").replace(",", "").strip()
-    if not value:
-        raise CellError("empty", "空欄です。数字を入力してください", "missing_value")
-    if not re.fullmatch(r"\d+", value):
-        raise CellError(
-            f"{text!r} is not a whole number",
-            f"「{text}」は数ではありません。0 以上の整数を入力してください",
-            "not_a_number",
-        )
+        if not value:
+            raise CellError("empty", "空欄です。数字を入力してください", "missing_value")
+        if not re.fullmatch(r"\d+", value):
+            raise CellError(
+                f"{text!r} is not a whole number",
+                f"「{text}」は数ではありません。0 以上の整数を入力してください",
+                "not_a_number",
+            )
     number = int(value)
     if maximum is not None and number > maximum:
         raise CellError(f"{number} exceeds {maximum}", f"{number} は大きすぎます（{maximum} 以下）", "out_of_range")
