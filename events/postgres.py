@@ -129,6 +129,17 @@ def stream_lock_key(schema: str, stream: UUID) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def stored_event(row: Any) -> StoredEvent:
+    """A row of the events table (``originator_id``, ``originator_version``, ``topic``, ``state``) as the library's
+    ``StoredEvent``: the stream's events (``select_events``) and the turn's heads (``streams_locked``)."""
+    return StoredEvent(
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=row["state"],
+    )
+
+
 class PostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -315,15 +326,7 @@ class PostgresRecorder(PostgresApplicationRecorder):
             statement += SQL(" LIMIT %s")
         with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
             curs.execute(statement, params, prepare=True)
-            return [
-                StoredEvent(
-                    originator_id=row["originator_id"],
-                    originator_version=row["originator_version"],
-                    topic=row["topic"],
-                    state=row["state"],
-                )
-                for row in curs.fetchall()
-            ]
+            return [stored_event(row) for row in curs.fetchall()]
 
     @contextmanager
     def streams_locked(self, streams: Sequence[UUID]) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
@@ -360,15 +363,7 @@ class PostgresRecorder(PostgresApplicationRecorder):
                         self.begin_turn_statement.format(keys=Literal(keys), ids=Literal(ids), **self.begin_turn_names)
                     )
                     curs.nextset()  # BEGIN's, then the heads
-                    heads = [
-                        StoredEvent(
-                            originator_id=row["originator_id"],
-                            originator_version=row["originator_version"],
-                            topic=row["topic"],
-                            state=row["state"],
-                        )
-                        for row in curs.fetchall()
-                    ]
+                    heads = [stored_event(row) for row in curs.fetchall()]
                 yield conn, heads
                 if conn.info.transaction_status == TransactionStatus.INTRANS:  # the block saved nothing
                     conn.execute("COMMIT")
