@@ -51,6 +51,31 @@ def ev(
     return out
 
 
+def daily_attendance(id: str, child: str, day: str, status: str = "absent", contacted: bool = False) -> dict:
+    """A school's daily attendance of ``day`` (``YYYY-MM-DD``) sent to the Beppu centre under 児童福祉法第25条の3,
+    with its addressee: an event whose admission needs no history."""
+    return ev(
+        id,
+        "attendance.daily",
+        child=child,
+        source="beppu-es-1",
+        basis="cwa-25-3",
+        to="beppu-center",
+        at=f"{day}T09:00:00+09:00",
+        payload={"date": day, "status": status, "contacted": contacted},
+    )
+
+
+def erased(id: str, child: str, at: str = "2026-04-30T09:00:00+09:00") -> dict:
+    """The Beppu centre's erasure of ``child`` (its retention period over)."""
+    return ev(id, "child.erased", child=child, at=at, payload={"reason": "保存期間の満了"})
+
+
+def stored_topics(store, stream) -> list[str]:
+    """The short names of ``stream``'s stored event types, in order (``Created``, ``DaysRecorded`` …)."""
+    return [e.topic.rsplit(".", 1)[-1] for e in store.recorder.select_events(stream)]
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nothing listens on now."""
     with socket.socket() as s:

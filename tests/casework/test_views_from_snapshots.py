@@ -32,7 +32,7 @@ from services.hub import Hub, SettableClock
 from services.reading import view_log
 from services.web import casebook
 from services.web.session import Person
-from tests.events.test_snapshots import erasure, extra_events
+from tests.events.test_snapshots import erasure, extra_events, snapshot_row
 
 NOW = datetime.fromisoformat("2026-11-23T09:00:00+09:00")
 WORLD_NUMBERS = itertools.count()
@@ -194,17 +194,6 @@ def a_world_with_snapshots(database: str, prefix: str) -> tuple[list[str], dict[
         return children, {c: row for c in children if (row := snapshot_row(hub, c)) is not None}
     finally:
         hub.close()
-
-
-def snapshot_row(hub: Hub, child: str) -> tuple[int, bytes] | None:
-    snapshots = hub.store.child_snapshots
-    with snapshots.datastore.transaction(commit=False) as cursor:
-        cursor.execute(
-            snapshots._sql(f"SELECT version, state FROM {snapshots.table} WHERE stream = ?"),
-            (snapshots._key(ChildRecord.create_id(child)),),
-        )
-        row = cursor.fetchone()
-    return (int(row["version"]), bytes(row["state"])) if row is not None else None
 
 
 def put_row(hub: Hub, child: str, row: tuple[int, bytes]) -> None:

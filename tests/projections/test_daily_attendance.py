@@ -17,7 +17,7 @@ from adapters.school import content_of
 from events.sealing import Shredded
 from services.hub import Hub
 from services.projections.rosters import DailyAttendance, peek
-from tests.helpers import ev
+from tests.helpers import daily_attendance, erased, ev, stored_topics
 
 pytestmark = pytest.mark.store
 
@@ -28,19 +28,6 @@ ORGS = [
 DAYS = ["2026-04-13", "2026-04-14", "2026-04-15", "2026-04-16"]
 KEY = ("beppu-es-1", "beppu-center")  # school, centre
 _children = itertools.count()
-
-
-def daily(id: str, child: str, day: str, status: str, contacted: bool) -> dict:
-    return ev(
-        id,
-        "attendance.daily",
-        child=child,
-        source="beppu-es-1",
-        basis="cwa-25-3",
-        to="beppu-center",
-        at=f"{day}T09:00:00+09:00",
-        payload={"date": day, "status": status, "contacted": contacted},
-    )
 
 
 def registered(child: str) -> dict:
@@ -89,7 +76,7 @@ def test_a_child_s_days_are_the_same_staged_per_publish_as_one_event_a_day(hub_d
     (the old events) hold the same days, the latest per day."""
     clock.at = datetime.fromisoformat("2026-05-01T09:00:00+09:00")
     child = f"c{next(_children)}"
-    envelopes = [daily(f"{child}-d{n}", child, *row) for n, row in enumerate(rows)]
+    envelopes = [daily_attendance(f"{child}-d{n}", child, *row) for n, row in enumerate(rows)]
     bounds = sorted({c for c in cuts if c < len(envelopes)})
     batches = [envelopes[a:b] for a, b in zip([0, *bounds], [*bounds, len(envelopes)])]
     hub = Hub(hub_database, clock=clock)
@@ -104,7 +91,7 @@ def test_a_child_s_days_are_the_same_staged_per_publish_as_one_event_a_day(hub_d
     fresh = Hub(hub_database, clock=clock)
     try:
         stream = DailyAttendance.create_id(KEY[0], child, KEY[1])
-        topics = [e.topic.rsplit(".", 1)[-1] for e in fresh.store.recorder.select_events(stream)]
+        topics = stored_topics(fresh.store, stream)
         assert topics == ["Created"] + ["DaysRecorded"] * len(batches)  # one event per publish
         loaded = fresh.store.replayed(stream).days
     finally:
@@ -120,8 +107,14 @@ def test_a_stream_of_one_event_a_day_goes_on_with_one_event_a_publish(tmp_path, 
     it) takes a publish the new way, and replays both kinds in a new process: the latest per day."""
     clock.at = datetime.fromisoformat("2026-05-01T09:00:00+09:00")
     database = f"sqlite:///{tmp_path / 'hub.db'}"
-    old = [daily("old-1", "c1", DAYS[0], "absent", False), daily("old-2", "c1", DAYS[1], "present", True)]
-    new = [daily("new-1", "c1", DAYS[1], "late", True), daily("new-2", "c1", DAYS[2], "absent", True)]
+    old = [
+        daily_attendance("old-1", "c1", DAYS[0], "absent", False),
+        daily_attendance("old-2", "c1", DAYS[1], "present", True),
+    ]
+    new = [
+        daily_attendance("new-1", "c1", DAYS[1], "late", True),
+        daily_attendance("new-2", "c1", DAYS[2], "absent", True),
+    ]
     hub = Hub(database, clock=clock)
     try:
         hub.load_orgs(ORGS)
@@ -132,7 +125,7 @@ def test_a_stream_of_one_event_a_day_goes_on_with_one_event_a_publish(tmp_path, 
     fresh = Hub(database, clock=clock)
     try:
         stream = DailyAttendance.create_id(KEY[0], "c1", KEY[1])
-        topics = [e.topic.rsplit(".", 1)[-1] for e in fresh.store.recorder.select_events(stream)]
+        topics = stored_topics(fresh.store, stream)
         assert topics == ["Created", "DayRecorded", "DayRecorded", "DaysRecorded"]
         days = fresh.store.replayed(stream).days
     finally:
@@ -148,11 +141,15 @@ def test_an_erased_child_s_days_go_with_its_key(tmp_path, clock):
     without it the days would be sealed under the hub's key and outlive the erasure."""
     clock.at = datetime.fromisoformat("2026-05-01T09:00:00+09:00")
     database = f"sqlite:///{tmp_path / 'hub.db'}"
-    c1 = [daily("c1-d0", "c1", DAYS[0], "absent", False), daily("c1-d1", "c1", DAYS[1], "late", True)]
-    c2 = [daily("c2-d0", "c2", DAYS[0], "present", True), daily("c2-d1", "c2", DAYS[1], "absent", False)]
-    erasure = ev(
-        "c1-erased", "child.erased", child="c1", at="2026-04-30T09:00:00+09:00", payload={"reason": "保存期間の満了"}
-    )
+    c1 = [
+        daily_attendance("c1-d0", "c1", DAYS[0], "absent", False),
+        daily_attendance("c1-d1", "c1", DAYS[1], "late", True),
+    ]
+    c2 = [
+        daily_attendance("c2-d0", "c2", DAYS[0], "present", True),
+        daily_attendance("c2-d1", "c2", DAYS[1], "absent", False),
+    ]
+    erasure = erased("c1-erased", "c1")
     hub = Hub(database, clock=clock)
     try:
         hub.load_orgs(ORGS)
@@ -163,11 +160,11 @@ def test_an_erased_child_s_days_go_with_its_key(tmp_path, clock):
         hub.close()
     fresh = Hub(database, clock=clock)
     try:
-        erased = DailyAttendance.create_id(KEY[0], "c1", KEY[1])
-        stored = fresh.store.recorder.select_events(erased)
+        erased_stream = DailyAttendance.create_id(KEY[0], "c1", KEY[1])
+        stored = fresh.store.recorder.select_events(erased_stream)
         [days_recorded] = [e for e in stored if e.topic.endswith(".DaysRecorded")]
         assert isinstance(fresh.store.mapper.to_domain_event(days_recorded), Shredded)
-        assert fresh.store.replayed(erased).days == {}
+        assert fresh.store.replayed(erased_stream).days == {}
         assert peek(fresh.store, DailyAttendance, KEY[0], "c1", KEY[1]).days == {}
         other = fresh.store.replayed(DailyAttendance.create_id(KEY[0], "c2", KEY[1])).days
     finally:

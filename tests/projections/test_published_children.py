@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from services.hub import Hub
 from services.projections.published import PublishedChildren, published_children, published_children_from_log
-from tests.helpers import ev
+from tests.helpers import daily_attendance, erased, ev, stored_topics
 
 pytestmark = pytest.mark.store
 
@@ -32,16 +32,7 @@ def published_by(source: str, id: str, child: str, day: int) -> dict:
     at = f"2026-04-{day:02d}T09:00:00+09:00"
     if source == "beppu-center":
         return ev(id, child=child, at=at)
-    return ev(
-        id,
-        "attendance.daily",
-        child=child,
-        source="beppu-es-1",
-        basis="cwa-25-3",
-        to="beppu-center",
-        at=at,
-        payload={"date": f"2026-04-{day:02d}", "status": "present", "contacted": True},
-    )
+    return daily_attendance(id, child, f"2026-04-{day:02d}", "present", True)
 
 
 def registered(child: str) -> dict:
@@ -114,15 +105,9 @@ def test_one_event_per_publish_and_an_erased_child_leaves_it(tmp_path, clock):
         batch += [published_by("beppu-es-1", f"d-{c}", c, 13) for c in ("c1", "c2", "c3")]
         assert {r.outcome for r in hub.publish(batch)} == {"accepted"}
         stream = PublishedChildren.create_id("beppu-es-1")
-        topics = [e.topic.rsplit(".", 1)[-1] for e in hub.store.recorder.select_events(stream)]
+        topics = stored_topics(hub.store, stream)
         assert topics == ["Created", "ChildrenIndexed"]
-        erasure = ev(
-            "c2-erased",
-            "child.erased",
-            child="c2",
-            at="2026-04-30T09:00:00+09:00",
-            payload={"reason": "保存期間の満了"},
-        )
+        erasure = erased("c2-erased", "c2")
         assert [r.outcome for r in hub.publish([erasure])] == ["accepted"]
     finally:
         hub.close()
@@ -152,7 +137,7 @@ def test_a_stream_of_one_event_a_child_goes_on_with_one_event_a_publish(tmp_path
     fresh = Hub(database, clock=clock)
     try:
         stream = PublishedChildren.create_id("beppu-es-1")
-        topics = [e.topic.rsplit(".", 1)[-1] for e in fresh.store.recorder.select_events(stream)]
+        topics = stored_topics(fresh.store, stream)
         assert topics == ["Created", "ChildIndexed", "ChildrenIndexed"]
         assert published_children(fresh.store, "beppu-es-1") == {
             "c1": "2026-04-02T09:00:00+09:00",

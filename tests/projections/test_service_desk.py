@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from events.model import Recorded
 from services.hub import Hub
 from services.projections.family_support import BETWEEN_KINDS, CENTRE_KINDS, REPORT_KINDS, ServiceDesk, service_desk
-from tests.helpers import ev
+from tests.helpers import erased, ev, stored_topics
 
 pytestmark = pytest.mark.store
 
@@ -216,17 +216,11 @@ def test_one_event_per_desk_and_publish_and_an_erased_child_leaves_it(tmp_path, 
         assert {r.outcome for r in hub.publish(batch)} == {"accepted"}
         for org in ("beppu-center", "visit-a"):
             stream = ServiceDesk.create_id(org)
-            topics = [e.topic.rsplit(".", 1)[-1] for e in hub.store.recorder.select_events(stream)]
+            topics = stored_topics(hub.store, stream)
             assert topics == ["Created", "DeskChanged"]
         desk = service_desk(hub.store, "beppu-center")
         assert desk.reports["v1"]["acknowledgement"] == "a1" and desk.reports["v2"]["acknowledgement"] is None
-        erasure = ev(
-            "c1-erased",
-            "child.erased",
-            child="c1",
-            at="2026-04-30T09:00:00+09:00",
-            payload={"reason": "保存期間の満了"},
-        )
+        erasure = erased("c1-erased", "c1")
         assert [r.outcome for r in hub.publish([erasure])] == ["accepted"]
     finally:
         hub.close()

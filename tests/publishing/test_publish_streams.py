@@ -22,7 +22,7 @@ from events.streams import load_many, stream_versions
 from services.hub import Hub
 from services.projections.admission_facts import ChildFacts, facts_from_log
 from services.projections.rosters import DailyAttendance
-from tests.helpers import ev
+from tests.helpers import daily_attendance, ev
 
 pytestmark = pytest.mark.store
 
@@ -56,19 +56,6 @@ def concern(id: str, child: str = "c1") -> dict:  # cwa-21-10-5: admission reads
         source="beppu-es-1",
         basis="cwa-21-10-5",
         payload={"summary": "欠席が続いている"},
-    )
-
-
-def daily(id: str, day: str, child: str = "c1") -> dict:  # cwa-25-3 with its addressee: no history needed
-    return ev(
-        id,
-        "attendance.daily",
-        child=child,
-        source="beppu-es-1",
-        basis="cwa-25-3",
-        to="beppu-center",
-        at=f"{day}T09:00:00+09:00",
-        payload={"date": day, "status": "absent", "contacted": False},
     )
 
 
@@ -131,7 +118,7 @@ def test_a_read_after_a_publish_without_loading_sees_the_new_events(open_hub, mo
     assert accepted(hub.publish([registered()]))
     assert timeline(hub) == ["reg-c1"]  # the child's aggregate is now in this hub's cache
     loads = loaded_streams(hub, monkeypatch)
-    assert accepted(hub.publish([ev("n1"), daily("d1", "2026-04-13"), ev("n2")]))
+    assert accepted(hub.publish([ev("n1"), daily_attendance("d1", "c1", "2026-04-13"), ev("n2")]))
     assert ChildRecord.create_id("c1") not in loads  # appended at the next versions: the stream was not loaded
     assert timeline(hub) == ["reg-c1", "n1", "n2", "d1"]  # shown in the order of `at`
     assert stored(hub) == [(1, "reg-c1"), (2, "n1"), (3, "d1"), (4, "n2")]
@@ -193,7 +180,9 @@ def test_a_publish_reads_the_facts_the_rules_need_never_the_childs_stream_and_se
     assert accepted(hub.publish([registered("c1"), registered("c2", residence="442011")]))
     hub.store.repository.cache.clear()  # as in a process that has not seen these children
     loads = loaded_streams(hub, monkeypatch)
-    results = hub.publish([ev("n1"), daily("d1", "2026-04-13"), concern("e1"), ev("n2"), ev("m1", child="c2")])
+    results = hub.publish(
+        [ev("n1"), daily_attendance("d1", "c1", "2026-04-13"), concern("e1"), ev("n2"), ev("m1", child="c2")]
+    )
     assert accepted(results)
     # the concern's audience needs c1's residence, read from c1's facts; nothing needed c2's, and no child's stream
     assert set(loads) & {ChildRecord.create_id("c1"), ChildRecord.create_id("c2"), ChildFacts.create_id("c2")} == set()
@@ -364,7 +353,13 @@ def test_a_store_written_before_the_register_of_envelope_ids_gets_it_rebuilt_fro
     a duplicate, another event under a stored id still a conflict."""
     hub = open_hub()
     hub.load_orgs(ORGS)
-    batch = [registered("c1"), ev("n1"), daily("d1", "2026-04-13"), registered("c2"), ev("m1", child="c2")]
+    batch = [
+        registered("c1"),
+        ev("n1"),
+        daily_attendance("d1", "c1", "2026-04-13"),
+        registered("c2"),
+        ev("m1", child="c2"),
+    ]
     assert accepted(hub.publish(batch))
     assert accepted(hub.publish([ev("gone", "child.erased", child="c2", payload={"reason": "保存期間の満了"})]))
     datastore = hub.store.recorder.datastore
