@@ -921,7 +921,7 @@ class HubStore(Application[UUID]):
                 cached = cache.get(REGISTRY_ID)
             except KeyError:
                 cached = None
-            if cached is not None:
+            if isinstance(cached, OrgRegistry):
                 position, later = self.recorder.position_and_later(REGISTRY_ID, cached.version)
                 if not later:
                     return cached, position
