@@ -171,6 +171,10 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 "END; $BODY$"
             ).format(take_turn=take_turn, id_type=id_type, schema=schema, table=table)
         )
+        self.position_and_later_statement = SQL(
+            "SELECT (SELECT max(notification_id) FROM {schema}.{table}) AS position, EXISTS (SELECT 1 FROM "
+            "{schema}.{table} WHERE originator_id = %s AND originator_version > %s) AS later"
+        ).format(schema=schema, table=table)
         self.envelope_ids_table = SQL("{schema}.{table}").format(schema=schema, table=Identifier(ENVELOPE_IDS))
         self.sql_create_statements.append(
             SQL(
@@ -253,6 +257,17 @@ class PostgresRecorder(PostgresApplicationRecorder):
         catalogue ("tuple concurrently updated" from ``CREATE OR REPLACE FUNCTION``, a duplicate type)."""
         with schema_changes_locked(self.datastore, self.datastore.schema):
             super().create_table()
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's max_notification_id
+    def position_and_later(self, originator_id: UUID, version: int) -> tuple[int, bool]:
+        """The log position (``max_notification_id``, 0 for an empty log) and whether ``originator_id`` has an
+        event after ``version``, read in one statement (one snapshot of the table): ``HubStore.registry_at_position``
+        is its one user."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.position_and_later_statement, [originator_id, version], prepare=True)
+            row = curs.fetchone()
+        assert row is not None
+        return int(row["position"] or 0), bool(row["later"])
 
     def store_format(self) -> int | None:
         """The format the store's tables were last brought to (``events.store.STORE_FORMAT``); None: never set."""

@@ -58,6 +58,18 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
                 for row in c.fetchall()
             ]
 
+    def position_and_later(self, originator_id: UUID, version: int) -> tuple[int, bool]:
+        """The log position (``max_notification_id``, 0 for an empty log) and whether ``originator_id`` has an
+        event after ``version``, read in one statement: ``HubStore.registry_at_position`` is its one user."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT (SELECT max(rowid) FROM {self.events_table_name}) AS position, EXISTS (SELECT 1 FROM "
+                f"{self.events_table_name} WHERE originator_id = ? AND originator_version > ?) AS later",
+                (originator_id.hex, version),
+            )
+            row = c.fetchone()
+        return int(row["position"] or 0), bool(row["later"])
+
     def store_format(self) -> int | None:
         """The format the store's tables were last brought to (``events.store.STORE_FORMAT``); None: never set."""
         with self.datastore.transaction(commit=False) as c:

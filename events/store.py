@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from threading import Lock
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -191,15 +192,38 @@ class ChildStream:
 REGISTRY_ID = uuid5(NAMESPACE, "org-registry")  # a fixed, public name: nothing to hide
 
 
+@dataclass(frozen=True)
+class RegistryAt:
+    """The registry as one version of it: ``version`` (the ``OrgRegistry``'s aggregate version; 1 is the empty
+    registry) and ``orgs``, the organisations registered at that version (a read-only mapping).
+
+    **The registry readers decide on, one immutable value.** What a read is decided on and what its access record
+    names (``registry_version``) must be one and the same registry. The cached ``OrgRegistry`` is shared by every
+    thread of the process and fast-forwarded by whichever thread loads it next (the library's repository, under a
+    lock readers do not take); when it kept a dict changed in place and a version beside it, a reader could decide
+    on organisations that changed under it, or pair one version's organisations with another's number, and record
+    a decision ``audit verify`` cannot replay (review s7-read, HIGH 1 and MEDIUM 1). Now ``OrgRegistry._apply``
+    builds the next value whole (a new dict, the next version) and puts it in place with **one attribute
+    assignment**, which another thread sees either entirely before or entirely after: a reader that takes
+    ``OrgRegistry.current`` once (``HubStore.registry``, ``HubStore.registry_at_position``) holds a registry no
+    thread can change, and decides and records under it. It replaces the aggregate's ``orgs`` dict and its
+    ``version`` read separately. The cost: each change copies the dict of organisations (``docs/benchmarks.md``,
+    session 7, "After the review": the replay of a registry of a few thousand organisations)."""
+
+    version: int
+    orgs: MappingProxyType[str, Org]
+
+
 class OrgRegistry(_CopiedOnWrite, Aggregate):
-    """The organisations registered in the hub, with their history (each change is one version)."""
+    """The organisations registered in the hub, with their history (each change is one version). What readers
+    use is ``current`` (``RegistryAt``), replaced whole on each change."""
 
     @staticmethod
     def create_id() -> UUID:
         return REGISTRY_ID
 
     def __init__(self) -> None:
-        self.orgs: dict[str, Org] = {}
+        self.current = RegistryAt(1, MappingProxyType({}))  # the empty registry is the aggregate's version 1
         self.history: list[dict[str, Any]] = []
         self.changed_by: list[str | None] = []  # who made each change of ``history`` (None: before it was kept)
 
@@ -212,9 +236,13 @@ class OrgRegistry(_CopiedOnWrite, Aggregate):
         self._apply(org, by)
 
     def _apply(self, org: dict[str, Any], by: str | None) -> None:
+        """Keep the change in the history and put the next ``RegistryAt`` in place by one assignment (the library
+        applies the event before it sets ``version``, so the event's version is ``self.version + 1``)."""
         self.history.append(org)
         self.changed_by.append(by)
-        self.orgs[org["id"]] = Org.from_dict(org)
+        orgs = self.current.orgs.copy()  # the dict's own copy (``dict(proxy)`` iterates the proxy: 20 times slower)
+        orgs[org["id"]] = Org.from_dict(org)
+        self.current = RegistryAt(self.version + 1, MappingProxyType(orgs))
 
     def orgs_at(self, version: int) -> dict[str, Org]:
         """The registry as it was at aggregate version ``version`` (1 is the empty registry)."""
@@ -892,13 +920,45 @@ class HubStore(Application[UUID]):
         """Where ``envelope_id`` was stored, or None when no event was stored under it."""
         return self.stored_envelopes([envelope_id]).get(envelope_id)
 
-    def registry(self) -> OrgRegistry:
-        """The registry for reading (not for changing)."""
+    def registry(self) -> RegistryAt:
+        """The registry for reading (not for changing): one version of it, fixed (``RegistryAt``)."""
         registry = self.peek(REGISTRY_ID)
-        return registry if registry is not None else OrgRegistry()
+        return registry.current if registry is not None else OrgRegistry().current
 
     def log_position(self) -> int:
         return self.recorder.max_notification_id() or 0
+
+    def registry_at_position(self) -> tuple[RegistryAt, int]:
+        """The registry for reading (``registry``) and the log position (``log_position``), read after it.
+
+        **The registry and the log position in one statement.** A read needs both; asked one after the other they
+        are two statements (the repository's fast-forward of the cached registry, then the log's maximum
+        notification id), each a round trip and 0.3–0.5 ms of psycopg's CPU. Here, when the registry is in the
+        aggregate cache and the cache is fast-forwarded, the cached registry's ``current`` is taken once, before
+        the statement, and one statement (``position_and_later``, one snapshot of the table) reads the log
+        position and whether the registry has events after that value's version: when it has none, that value is
+        what the repository's fast-forward would return (no event to apply), and the position is read after
+        everything it holds, as ``log_position`` after ``registry`` would be. What is returned is that value, not
+        the cached aggregate, which another thread may fast-forward in place after the statement (review s7-read,
+        MEDIUM 1: the read would be decided under a version stored after its position). When it has some (the
+        registry changed since it was cached, rare) or is not cached (a process's first read), this is
+        ``registry`` and then ``log_position``: the library's fast-forward, under its lock, then the position.
+        ``tests/events/test_registry_at_position.py`` checks it against the two (hypothesis: registry changes
+        and other events in any order, from this store and another process's; and another thread's fast-forward
+        right after the statement)."""
+        repository = self.repository
+        cache = repository.cache
+        if cache is not None and repository.fastforward:
+            try:
+                cached = cache.get(REGISTRY_ID)
+            except KeyError:
+                cached = None
+            if isinstance(cached, OrgRegistry):
+                registry = cached.current  # once: what the statement checks is what the read decides on
+                position, later = self.recorder.position_and_later(REGISTRY_ID, registry.version)
+                if not later:
+                    return registry, position
+        return self.registry(), self.log_position()
 
 
 def store_env(database: str | None) -> dict[str, str]:

@@ -233,7 +233,7 @@ def load_orgs(store: HubStore, items: Sequence[Any], *, by: str, expected_versio
             )
         result = OrgLoadResult()
         for org in orgs:
-            known = registry.orgs.get(org.id)
+            known = registry.current.orgs.get(org.id)
             if known is None:
                 registry.register(org=org.to_dict(), by=by)
                 result.registered.append(org.id)

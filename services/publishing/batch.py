@@ -14,7 +14,7 @@ from uuid import UUID
 
 from events.envelope_ids import StoredEnvelope
 from events.model import Org, Recorded
-from events.store import ChildRecord, HubStore, OrgRegistry
+from events.store import ChildRecord, HubStore, RegistryAt
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
 from services.projections.admission_facts import ChildFacts
 from services.publishing.child_streams import ChildStream
@@ -24,7 +24,7 @@ class Batch:
     """The aggregates one publish touches, loaded once and saved together in one transaction. ``registry``: the
     organisations as the batch found them, for every event of the batch (no look-up per event)."""
 
-    def __init__(self, store: HubStore, registry: OrgRegistry):
+    def __init__(self, store: HubStore, registry: RegistryAt):
         self.store = store
         self.registry = registry
         self.aggregates: dict[UUID, Any] = {}

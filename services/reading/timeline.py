@@ -255,12 +255,11 @@ class TimelineReader:
         kept), recorded in the child's access log, then returned."""
         t = self.clock()
         reader = Reader(org=org, role=role, purpose=purpose, t=t, user=user)
-        registry = self.store.registry()
-        orgs, registry_version = registry.orgs, registry.version if registry.version else 0
         cached, snapshot_due = self.store.read_child(child)  # from its snapshot when not cached (events.snapshots)
-        log_position = self.store.log_position()
+        stream = cached.as_stored() if cached is not None else None  # at once, before the position: fixed under it
+        registry, log_position = self.store.registry_at_position()  # one value (RegistryAt), fixed; one statement
+        orgs, registry_version = registry.orgs, registry.version if registry.version else 0
         settings = self.settings  # once: the settings decided under are the ones recorded
-        stream = cached.as_stored() if cached is not None else None  # what is decided on cannot change under it
         decided = self.kept.read(reader, child, stream, orgs, registry_version, settings).decided  # before recording
         (record,) = self.record(
             [(reader, decided)], log_position=log_position, registry_version=registry_version, settings=settings

@@ -27,6 +27,7 @@ from consent.model import InvalidSetting
 from events.labels import ORG_FIELD_JA, SETTING_JA
 from events.limits import MAX_BODY_BYTES, MiB
 from events.problems import Rejected
+from events.store import REGISTRY_ID, OrgRegistry
 from services.administration.organisations import OrgDiff, diff_orgs, load_orgs, read_orgs_file
 from services.administration.settings import SETTING_NAMES, setting_from_text, settings_report
 from services.audit import anchors
@@ -85,8 +86,8 @@ def _orgs_page(
     problems: list[str] | None = None,
 ) -> HTMLResponse:
     hub: Hub = request.app.state.hub
-    registry = hub.store.registry()
-    orgs = sorted(registry.orgs.values(), key=lambda o: (o.type, o.name or o.id))
+    registry = hub.store.get_or_none(REGISTRY_ID) or OrgRegistry()  # a copy: its organisations and history agree
+    orgs = sorted(registry.current.orgs.values(), key=lambda o: (o.type, o.name or o.id))
     errors = {"file": f"ファイルに誤りがあります（{len(problems)} 件）。何も登録していません"} if problems else {}
     return page(
         request,
