@@ -36,12 +36,15 @@ from eventsourcing.persistence import Notification, ProgrammingError, StoredEven
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, InterfaceError, OperationalError
+from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
 from events.envelope_ids import FORMAT_TABLE, StoredEnvelope, columns
 from events.envelope_ids import TABLE as ENVELOPE_IDS
+from events.problems import Busy
+from events.retry import RETRY_AFTER_SECONDS, TURN_WAIT_SECONDS
 from events.topic_index import INDEXED_TOPICS, literal
 
 # The largest save (the sum of its sealed states' bytes) whose append and COMMIT a turn sends in one psycopg pipeline
@@ -152,17 +155,25 @@ class PostgresRecorder(PostgresApplicationRecorder):
         # of its own, which in a VOLATILE function takes a new snapshot: after the locks are granted. A function,
         # so that the server keeps both queries' plans for the session (a message of several statements is not
         # prepared).
+        # The locks' wait is bounded by the turn's ``lock_timeout`` (an argument, set for the transaction only:
+        # ``streams_locked``); the append then sets the process's own for the events table's lock.
         take_turn = Identifier(self.datastore.schema, "tsunagu_take_turn")
         self.begin_turn_statement = SQL(
             "BEGIN; SELECT head_id AS originator_id, head_version AS originator_version, head_topic AS topic, "
-            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[])"
+            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[], {lock_timeout}::text)"
         )
         self.begin_turn_names = {"take_turn": take_turn, "id_type": id_type}
+        self.sql_create_statements.append(  # the first form, which waited for the locks for ever
+            SQL("DROP FUNCTION IF EXISTS {take_turn}(bigint[], {id_type}[])").format(
+                take_turn=take_turn, id_type=id_type
+            )
+        )
         self.sql_create_statements.append(
             SQL(
-                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[]) RETURNS TABLE (head_id "
-                "{id_type}, head_version bigint, head_topic text, head_state bytea) LANGUAGE plpgsql VOLATILE AS "
-                "$BODY$ BEGIN "
+                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[], lock_timeout text) RETURNS "
+                "TABLE (head_id {id_type}, head_version bigint, head_topic text, head_state bytea) LANGUAGE plpgsql "
+                "VOLATILE AS $BODY$ BEGIN "
+                "PERFORM set_config('lock_timeout', lock_timeout, true); "
                 "PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(keys) AS u(k) ORDER BY k "
                 "OFFSET 0) AS ordered; "
                 "RETURN QUERY SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(ids) AS w(id) "
@@ -329,7 +340,9 @@ class PostgresRecorder(PostgresApplicationRecorder):
             return [stored_event(row) for row in curs.fetchall()]
 
     @contextmanager
-    def streams_locked(self, streams: Sequence[UUID]) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
+    def streams_locked(
+        self, streams: Sequence[UUID], *, wait: float = TURN_WAIT_SECONDS
+    ) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
         """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
         taken in the keys' order), and the last stored event of each that has events, read under the locks: the
         transaction's connection (pass it as ``held`` to ``insert_events``, which appends and commits, ending the
@@ -351,17 +364,30 @@ class PostgresRecorder(PostgresApplicationRecorder):
         statement aborts the rest of its message (or pipeline) and the transaction,
         which is then rolled back here, and a held connection is never returned to the pool in a transaction (the
         pool would roll it back too). The locks stay transaction-level: a holder that freezes is ended by the
-        database's idle-in-transaction limit, as before."""
+        database's idle-in-transaction limit, as before.
+
+        **The wait is bounded**: each lock is waited for at most ``wait`` seconds (the transaction's
+        ``lock_timeout``, set by ``tsunagu_take_turn`` before it takes them; ``HubStore.append_in_turn`` passes what
+        is left of TSUNAGU_TURN_LOCK_TIMEOUT). A lock not granted by then raises ``Busy`` (503 with
+        ``Retry-After``), after the transaction is rolled back: nothing of the turn is stored. Replaces the
+        library's ``POSTGRES_LOCK_TIMEOUT`` (0: for ever) for these locks, under which a holder in another process
+        kept every thread of this one that wanted the same stream waiting, holding its request thread."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
         with self.datastore.get_connection() as conn:
             assert conn.autocommit, "the pool's connections are in autocommit (the library's after_connect)"
             try:
+                lock_timeout = Literal(f"{max(1, round(wait * 1000))}ms")  # 0 would wait for ever
                 with conn.cursor() as curs:
-                    curs.execute(
-                        self.begin_turn_statement.format(keys=Literal(keys), ids=Literal(ids), **self.begin_turn_names)
-                    )
+                    try:
+                        curs.execute(
+                            self.begin_turn_statement.format(
+                                keys=Literal(keys), ids=Literal(ids), lock_timeout=lock_timeout, **self.begin_turn_names
+                            )
+                        )
+                    except LockNotAvailable as timed_out:  # rolled back below
+                        raise Busy.contended(RETRY_AFTER_SECONDS) from timed_out
                     curs.nextset()  # BEGIN's, then the heads
                     heads = [stored_event(row) for row in curs.fetchall()]
                 yield conn, heads
