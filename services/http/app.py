@@ -57,6 +57,7 @@ from services.http.deps import (
     error_responses,
 )
 from services.http.limits import install_limits
+from services.http.threads import run_health_check
 from services.hub import Hub
 from services.templates import render
 from services.web import install_web
@@ -133,8 +134,15 @@ router = APIRouter(prefix="/v1")
 
 
 @router.get("/health", response_model=Health, responses=error_responses(503), tags=["hub"])
-def health(hub: HubDep) -> Health:
+async def health(request: Request) -> Health:
     """The hub is up and its event store answers. No token needed."""
+    # On a thread of its own limiter, not the request threads' (services.http.threads): it answers while every
+    # request thread waits. The hub is read here, not through HubDep, a dependency that would run on them.
+    hub: Hub = request.app.state.hub
+    return await run_health_check(lambda: _check_health(hub))
+
+
+def _check_health(hub: Hub) -> Health:
     try:
         hub.store.log_position()
     except PersistenceError:
