@@ -27,8 +27,9 @@ the same transaction as the events, before the events table is locked, so that a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 from uuid import UUID
 
@@ -39,7 +40,7 @@ from psycopg import Connection, Cursor, InterfaceError, OperationalError
 from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from events.envelope_ids import FORMAT_TABLE, StoredEnvelope, columns
 from events.envelope_ids import TABLE as ENVELOPE_IDS
@@ -155,27 +156,46 @@ class PostgresRecorder(PostgresApplicationRecorder):
         # of its own, which in a VOLATILE function takes a new snapshot: after the locks are granted. A function,
         # so that the server keeps both queries' plans for the session (a message of several statements is not
         # prepared).
-        # The locks' wait is bounded by the turn's ``lock_timeout`` (an argument, set for the transaction only:
-        # ``streams_locked``); the append then sets the process's own for the events table's lock.
+        # The locks' wait (``wait_ms``): 0 takes each lock only if it is free (pg_try_advisory_xact_lock) and
+        # raises lock_not_available at the first that is not, without waiting; more waits for them, all of them
+        # by one deadline: before each lock, ``lock_timeout`` (for the transaction only) is set to what is left of
+        # it, and once it has passed, lock_not_available. The append then sets the process's own ``lock_timeout``
+        # for the events table's lock.
         take_turn = Identifier(self.datastore.schema, "tsunagu_take_turn")
         self.begin_turn_statement = SQL(
             "BEGIN; SELECT head_id AS originator_id, head_version AS originator_version, head_topic AS topic, "
-            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[], {lock_timeout}::text)"
+            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[], {wait_ms}::float8)"
         )
         self.begin_turn_names = {"take_turn": take_turn, "id_type": id_type}
-        self.sql_create_statements.append(  # the first form, which waited for the locks for ever
-            SQL("DROP FUNCTION IF EXISTS {take_turn}(bigint[], {id_type}[])").format(
-                take_turn=take_turn, id_type=id_type
+        for earlier in (SQL(""), SQL(", text")):  # its earlier forms: waiting for ever, then a timeout per lock
+            self.sql_create_statements.append(
+                SQL("DROP FUNCTION IF EXISTS {take_turn}(bigint[], {id_type}[]{earlier})").format(
+                    take_turn=take_turn, id_type=id_type, earlier=earlier
+                )
             )
-        )
         self.sql_create_statements.append(
             SQL(
-                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[], lock_timeout text) RETURNS "
+                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[], wait_ms float8) RETURNS "
                 "TABLE (head_id {id_type}, head_version bigint, head_topic text, head_state bytea) LANGUAGE plpgsql "
-                "VOLATILE AS $BODY$ BEGIN "
-                "PERFORM set_config('lock_timeout', lock_timeout, true); "
-                "PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(keys) AS u(k) ORDER BY k "
-                "OFFSET 0) AS ordered; "
+                "VOLATILE AS $BODY$ DECLARE "
+                "lock_key bigint; "
+                "deadline timestamptz := clock_timestamp() + wait_ms * interval '1 millisecond'; "
+                "left_ms bigint; "
+                "BEGIN "
+                "FOR lock_key IN SELECT u.k FROM unnest(keys) AS u(k) ORDER BY u.k LOOP "
+                "IF wait_ms <= 0 THEN "
+                "IF NOT pg_try_advisory_xact_lock(lock_key) THEN "
+                "RAISE EXCEPTION 'a stream of the turn is held' USING ERRCODE = 'lock_not_available'; "
+                "END IF; "
+                "ELSE "
+                "left_ms := floor(extract(epoch FROM deadline - clock_timestamp()) * 1000); "
+                "IF left_ms < 1 THEN "
+                "RAISE EXCEPTION 'the turn''s wait is spent' USING ERRCODE = 'lock_not_available'; "
+                "END IF; "
+                "PERFORM set_config('lock_timeout', left_ms || 'ms', true); "
+                "PERFORM pg_advisory_xact_lock(lock_key); "
+                "END IF; "
+                "END LOOP; "
                 "RETURN QUERY SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(ids) AS w(id) "
                 "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
                 "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e; "
@@ -341,7 +361,11 @@ class PostgresRecorder(PostgresApplicationRecorder):
 
     @contextmanager
     def streams_locked(
-        self, streams: Sequence[UUID], *, wait: float = TURN_WAIT_SECONDS
+        self,
+        streams: Sequence[UUID],
+        *,
+        wait: float = TURN_WAIT_SECONDS,
+        waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
         """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
         taken in the keys' order), and the last stored event of each that has events, read under the locks: the
@@ -366,28 +390,35 @@ class PostgresRecorder(PostgresApplicationRecorder):
         pool would roll it back too). The locks stay transaction-level: a holder that freezes is ended by the
         database's idle-in-transaction limit, as before.
 
-        **The wait is bounded**: each lock is waited for at most ``wait`` seconds (the transaction's
-        ``lock_timeout``, set by ``tsunagu_take_turn`` before it takes them; ``HubStore.append_in_turn`` passes what
-        is left of TSUNAGU_TURN_LOCK_TIMEOUT). A lock not granted by then raises ``Busy`` (503 with
-        ``Retry-After``), after the transaction is rolled back: nothing of the turn is stored. Replaces the
-        library's ``POSTGRES_LOCK_TIMEOUT`` (0: for ever) for these locks, under which a holder in another process
-        kept every thread of this one that wanted the same stream waiting, holding its request thread."""
+        **The wait is bounded**: the locks are first taken only if they are free (``tsunagu_take_turn`` with
+        ``wait_ms`` 0: no wait, the usual case, one message as before); when one is held, that transaction is
+        rolled back and the turn begins again, waiting, inside ``waiting()`` (``_StreamTurns.waiting_at_database``:
+        the process's other writers of these streams then know that this one waits for another process), for all
+        the locks together at most what is left of ``wait`` seconds (``HubStore.append_in_turn`` passes what is
+        left of TSUNAGU_TURN_LOCK_TIMEOUT; one deadline, ``lock_timeout`` set to what is left of it before each
+        lock). Not granted by then: ``Busy`` (503 with ``Retry-After``), after the transaction is rolled back:
+        nothing of the turn is stored. Replaces the library's ``POSTGRES_LOCK_TIMEOUT`` (0: for ever) for these
+        locks, under which a holder in another process kept every thread of this one that wanted the same stream
+        waiting, holding its request thread, and session 6's ``lock_timeout`` per lock, under which a turn on n
+        streams held one after the other could wait n times the setting."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
         with self.datastore.get_connection() as conn:
             assert conn.autocommit, "the pool's connections are in autocommit (the library's after_connect)"
             try:
-                lock_timeout = Literal(f"{max(1, round(wait * 1000))}ms")  # 0 would wait for ever
+                until = time.monotonic() + wait
                 with conn.cursor() as curs:
                     try:
-                        curs.execute(
-                            self.begin_turn_statement.format(
-                                keys=Literal(keys), ids=Literal(ids), lock_timeout=lock_timeout, **self.begin_turn_names
-                            )
-                        )
-                    except LockNotAvailable as timed_out:  # rolled back below
-                        raise Busy.contended(RETRY_AFTER_SECONDS) from timed_out
+                        curs.execute(self._begin_turn(keys, ids, wait_ms=0))  # the locks if they are free
+                    except LockNotAvailable:  # one is held: wait for them, at most what is left of ``wait``
+                        conn.execute("ROLLBACK")
+                        with waiting():
+                            wait_ms = max(1.0, (until - time.monotonic()) * 1000)  # 0 would not wait
+                            try:
+                                curs.execute(self._begin_turn(keys, ids, wait_ms=wait_ms))
+                            except LockNotAvailable as timed_out:  # rolled back below
+                                raise Busy.contended(RETRY_AFTER_SECONDS) from timed_out
                     curs.nextset()  # BEGIN's, then the heads
                     heads = [stored_event(row) for row in curs.fetchall()]
                 yield conn, heads
@@ -400,6 +431,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
                     except Exception:
                         conn.close()  # the session ends, and its transaction and locks with it
                 raise
+
+    def _begin_turn(self, keys: list[int], ids: list[Any], *, wait_ms: float) -> Composed:
+        """The turn's first message (``tsunagu_take_turn``), the keys and ids written in as literals."""
+        return self.begin_turn_statement.format(
+            keys=Literal(keys), ids=Literal(ids), wait_ms=Literal(wait_ms), **self.begin_turn_names
+        )
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any

@@ -158,3 +158,42 @@ def test_a_worker_is_not_built_with_request_threads_that_are_not_a_positive_inte
     monkeypatch.setenv("TSUNAGU_REQUEST_THREADS", "many")
     with pytest.raises(RuntimeError, match="TSUNAGU_REQUEST_THREADS='many'"):
         app_from_env()
+
+
+@pytest.mark.postgres
+def test_reads_of_a_child_held_elsewhere_do_not_take_every_request_thread(tmp_path, postgres_url):
+    """Of the reads of one child held by another process, one waits for its turn and the others get 503 ``busy``
+    (``events.store._StreamTurns``, "One waiter per held stream"): with 2 request threads, a read of another
+    child is answered while the first still waits, instead of after several turn waits (the review of session 6,
+    MEDIUM-2); once the holder commits, the first read is answered."""
+    server, schema = postgres_url.split("?schema=")
+    key_file = tmp_path / "key.pem"
+    _store(postgres_url, key_file)
+    issuer, _ = keys_from_file(key_file)
+    headers = token_header(issuer, "beppu-center", "caseworker", user="佐藤")
+    port = free_port()
+    env = {"TSUNAGU_REQUEST_THREADS": "2", "TSUNAGU_TURN_LOCK_TIMEOUT": "120"}  # the first waits till let go
+    api = _serve(tmp_path, port, postgres_url, key_file, env)
+    holder = Hub(postgres_url)  # another process's writer
+    log = AccessLog.create_id("c1")
+    try:
+        assert Read(port, "c2", headers).answered(60).status_code == 200
+        with holder.store.recorder.streams_locked([log]) as (held, _):
+            held.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            first = Read(port, "c1", headers)
+            _until(lambda: waiting_for(server, schema, log) == 1, "the read of c1 did not wait for its turn")
+            others = [Read(port, "c1", headers) for _ in range(5)]
+            for other in others:
+                busy = other.answered(90)
+                assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy", busy.text
+                assert int(busy.headers["Retry-After"]) >= 1
+            assert Read(port, "c2", headers).answered(60).status_code == 200
+            assert first.response is None and waiting_for(server, schema, log) == 1  # the first still waits
+        assert first.answered(60).status_code == 200
+        children = [r["child"] for r in access_records(holder.store)]
+        assert (children.count("c1"), children.count("c2")) == (1, 2)  # the 503s stored nothing
+        assert holder.verify().ok
+    finally:
+        holder.close()
+        api.terminate()
+        api.wait(timeout=15)
