@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consent.policy import POLICY_VERSION, learns_whether_published
 from events.envelope import Envelope, ja_for, nesting_depth
 from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_IMPORT_FILE_BYTES, MAX_JSON_DEPTH, MiB
-from events.problems import Busy, Outcome, Rejected, told_to
+from events.problems import Busy, Outcome, PublishResult, Rejected, told_to
 from events.retry import RETRY_AFTER_SECONDS
 from services.auth.dev_provider import DevProvider, dev_router
 from services.auth.oauth_server import install_oauth
@@ -199,9 +199,7 @@ async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> P
     published at once; every other publisher is told ``received`` (受付) for accepted and waiting events alike.
     """
     items = _batch(await request.body())
-    results = await run_in_threadpool(lambda: hub.publish(items, publisher=member.org))
-    tell = learns_whether_published(hub.orgs().get(member.org))
-    results = [told_to(r, tell) for r in results]
+    results = await run_in_threadpool(_publish_as_told, hub, items, member.org)
     out = [
         PublishResultOut(
             index=r.index, id=r.id, outcome=r.outcome, problems=[ProblemOut(**p.to_dict()) for p in r.problems]
@@ -210,6 +208,14 @@ async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> P
     ]
     counts = PublishCounts(**{o: sum(r.outcome == o for r in out) for o in OUTCOMES})
     return PublishResponse(results=out, counts=counts)
+
+
+def _publish_as_told(hub: Hub, items: list[Any], publisher: str) -> list[PublishResult]:
+    """The publish and the results as the publisher is told them, in a request thread: both read the store (the
+    body is read on the event loop, the only wait that belongs there; ``services.web.forms``)."""
+    results = hub.publish(items, publisher=publisher)
+    tell = learns_whether_published(hub.orgs().get(publisher))
+    return [told_to(r, tell) for r in results]
 
 
 def _no_constant(name: str) -> Any:
