@@ -57,7 +57,7 @@ from services.http.deps import (
     error_responses,
 )
 from services.http.limits import install_limits
-from services.http.threads import run_health_check
+from services.http.threads import bound_request_threads, request_threads_from_env, run_health_check
 from services.hub import Hub
 from services.templates import render
 from services.web import install_web
@@ -406,7 +406,8 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     web: WebSettings | None = None,
 ) -> FastAPI:
-    """The API around ``hub``. ``verifier`` checks bearer tokens; with an ``issuer`` (sharing its keys) the token
+    """The API around ``hub``, its request threads bounded when it starts (its lifespan: ``TSUNAGU_REQUEST_THREADS``,
+    ``services.http.threads``; ``ValueError`` naming the setting when that is not a positive integer). ``verifier`` checks bearer tokens; with an ``issuer`` (sharing its keys) the token
     endpoint issues them (``services.auth.oauth_server``), to adapters' clients and, with ``oidc``, to staff signed in at that
     OpenID provider; ``dev_oidc`` mounts the development provider (``services.auth.dev_provider``, never in production)."""
     app = FastAPI(
@@ -430,6 +431,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_limits(app)  # URL length and request rates per client, in front of everything (services.http.limits)
+    bound_request_threads(app, request_threads_from_env())  # in its lifespan: however the app is served
     return app
 
 

@@ -35,7 +35,7 @@ from services.auth.dev_provider import DEV_OIDC_ENV, DevProvider, dev_oidc_enabl
 from services.auth.oidc import OidcProvider, OidcSettings
 from services.auth.tokens import KEY_FILE_ENV, KeyFileError, TokenIssuer, TokenVerifier, key_file_path, keys_from_file
 from services.http.app import create_app
-from services.http.threads import bound_request_threads, request_threads_from_env
+from services.http.threads import request_threads_from_env
 from services.hub import Hub
 from services.web.session import CLIENT_SECRET_ENV, HTTPS_ENV, WebSettings, session_key_from
 
@@ -49,9 +49,8 @@ def build_app(
 ) -> FastAPI:
     """The served app on ``hub``: the API, its token endpoint, and the staff UI when a sign-in provider
     (``oidc``, or the development provider ``dev``) is configured, the UI being that provider's client; its
-    request threads bounded (``services.http.threads``, ``TSUNAGU_REQUEST_THREADS``). ``ValueError`` naming the
-    setting when that is not a positive integer."""
-    threads = request_threads_from_env()
+    request threads bounded (``create_app``, ``TSUNAGU_REQUEST_THREADS``). ``ValueError`` naming the setting when
+    that is not a positive integer."""
     settings = oidc or (dev.settings if dev is not None else None)
     web = None
     if settings is not None:
@@ -62,7 +61,7 @@ def build_app(
             session_key=session_key_from(hub.store.keyring.stream_secret),
             https=(os.environ.get(HTTPS_ENV) or "").strip().lower() in ("1", "true", "yes", "on"),
         )
-    app = create_app(
+    return create_app(
         hub,
         verifier,
         issuer=issuer,
@@ -70,8 +69,6 @@ def build_app(
         oidc=OidcProvider.from_settings(settings) if settings else None,
         web=web,
     )
-    bound_request_threads(app, threads)
-    return app
 
 
 def app_from_env() -> FastAPI:
@@ -83,7 +80,7 @@ def app_from_env() -> FastAPI:
             "run 'tsunagu serve' without --workers / 開発用ログインは1プロセスでのみ使えます"
         )
     try:
-        request_threads_from_env()  # checked before anything is opened (build_app reads it again)
+        request_threads_from_env()  # checked before anything is opened (create_app reads it again)
         oidc = OidcSettings.from_env()
         issuer, verifier = keys_from_file(key_file_path(), create=False)
     except (ValueError, KeyFileError) as error:

@@ -11,14 +11,19 @@ request rising from 8 to 11–12 ms and its context switches from 96 to 240 a re
 worker's event loop, where anyio keeps its default limiter) the default limiter is given
 ``TSUNAGU_REQUEST_THREADS`` tokens (``DEFAULT_REQUEST_THREADS``, 2: the figure above; more requests queue in the
 event loop, as they queued for the interpreter lock before, without the switching). It replaces anyio's 40 for
-every plain endpoint of the served app (``services.http.asgi.build_app``: ``tsunagu serve`` with one worker, and
-each worker of ``--workers N`` and of ``uvicorn --factory services.http.asgi:app_from_env``).
+every plain endpoint of every app ``services.http.app.create_app`` builds: ``tsunagu serve`` with one worker, each
+worker of ``--workers N`` and of ``uvicorn --factory services.http.asgi:app_from_env``, and the tests' apps
+(``TestClient`` used with ``with``, which runs the lifespan).
 
 What makes the bound safe: a request never holds its thread for long without doing work. The one wait that was
 not bounded, a child's turn held by another process (``events.store.HubStore.append_in_turn``), now gives up
 after ``TSUNAGU_TURN_LOCK_TIMEOUT`` (5 s) with 503 ``busy`` and ``Retry-After``; and ``/v1/health`` runs on a
 limiter of its own (``run_health_check``), so that a load balancer sees the process up while every request thread
-waits. The staff UI shares the request threads with the API.
+waits. Of the writers of one process that want a child held by another process, one waits and the others give up
+at once (``events.store._StreamTurns``, "One waiter per held stream"), so that they do not take every thread. The
+staff UI shares the request threads with the API: its handlers are plain functions too, their forms read by a
+dependency (``services.web.forms``), so that no hub work runs on the event loop. During a PostgreSQL restart a
+request keeps its thread while it waits for a connection from the pool (``POSTGRES_CONNECT_TIMEOUT``).
 """
 
 from __future__ import annotations
