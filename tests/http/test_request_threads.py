@@ -197,3 +197,27 @@ def test_reads_of_a_child_held_elsewhere_do_not_take_every_request_thread(tmp_pa
         holder.close()
         api.terminate()
         api.wait(timeout=15)
+
+
+@pytest.mark.unit
+def test_an_app_runs_under_the_bound_however_it_is_built(tmp_path, monkeypatch):
+    """``create_app`` bounds the request threads in its lifespan: a ``TestClient`` used with ``with`` runs the
+    app's requests under the bound, as ``tsunagu serve`` does."""
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    from services.http.app import create_app
+
+    monkeypatch.setenv("TSUNAGU_REQUEST_THREADS", "3")
+    hub = Hub(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        _, verifier = keys_from_file(tmp_path / "key.pem")
+        with TestClient(create_app(hub, verifier)) as client:
+
+            async def tokens() -> float:
+                return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+            assert client.portal is not None
+            assert client.portal.call(tokens) == 3
+    finally:
+        hub.close()
