@@ -20,7 +20,7 @@ not bounded, a child's turn held by another process (``events.store.HubStore.app
 after ``TSUNAGU_TURN_LOCK_TIMEOUT`` (5 s) with 503 ``busy`` and ``Retry-After``; and ``/v1/health`` runs on a
 limiter of its own (``run_health_check``), so that a load balancer sees the process up while every request thread
 waits. Of the writers of one process that want a child held by another process, one waits and the others give up
-at once (``events.store._StreamTurns``, "One waiter per held stream"), so that they do not take every thread. The
+within 0.2 s (``events.store._StreamTurns``, "One waiter per held stream"), so that they do not take every thread. The
 staff UI shares the request threads with the API: its handlers are plain functions too, their forms read by a
 dependency (``services.web.forms``), so that no hub work runs on the event loop. During a PostgreSQL restart a
 request keeps its thread while it waits for a connection from the pool (``POSTGRES_CONNECT_TIMEOUT``).
