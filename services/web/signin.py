@@ -71,7 +71,8 @@ async def callback(request: Request) -> Response:
     try:
         token = await request.app.state.staff_signin.staff.authorize_access_token(request)
     except OAuthError:
-        return page(
+        return await run_in_threadpool(  # the page reads the hub's registry: not on the event loop
+            page,
             request,
             "web/error.html",
             None,
@@ -84,7 +85,8 @@ async def callback(request: Request) -> Response:
     roles = [r for r in (claims.get("tsunagu_roles") or [claims.get("tsunagu_role")]) if r in ROLES]
     org = str(claims.get("tsunagu_org") or "")
     if org not in orgs or not roles:
-        return page(
+        return await run_in_threadpool(
+            page,
             request,
             "web/error.html",
             None,
