@@ -27,9 +27,8 @@ the same transaction as the events, before the events table is locked, so that a
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -156,11 +155,9 @@ class PostgresRecorder(PostgresApplicationRecorder):
         # of its own, which in a VOLATILE function takes a new snapshot: after the locks are granted. A function,
         # so that the server keeps both queries' plans for the session (a message of several statements is not
         # prepared).
-        # The locks' wait (``wait_ms``): 0 takes each lock only if it is free (pg_try_advisory_xact_lock) and
-        # raises lock_not_available at the first that is not, without waiting; more waits for them, all of them
-        # by one deadline: before each lock, ``lock_timeout`` (for the transaction only) is set to what is left of
-        # it, and once it has passed, lock_not_available. The append then sets the process's own ``lock_timeout``
-        # for the events table's lock.
+        # The locks' wait (``wait_ms``, positive): all of them by one deadline: before each lock, ``lock_timeout``
+        # (for the transaction only) is set to what is left of it, and once it has passed, lock_not_available.
+        # The append then sets the process's own ``lock_timeout`` for the events table's lock.
         take_turn = Identifier(self.datastore.schema, "tsunagu_take_turn")
         self.begin_turn_statement = SQL(
             "BEGIN; SELECT head_id AS originator_id, head_version AS originator_version, head_topic AS topic, "
@@ -183,18 +180,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 "left_ms bigint; "
                 "BEGIN "
                 "FOR lock_key IN SELECT u.k FROM unnest(keys) AS u(k) ORDER BY u.k LOOP "
-                "IF wait_ms <= 0 THEN "
-                "IF NOT pg_try_advisory_xact_lock(lock_key) THEN "
-                "RAISE EXCEPTION 'a stream of the turn is held' USING ERRCODE = 'lock_not_available'; "
-                "END IF; "
-                "ELSE "
                 "left_ms := floor(extract(epoch FROM deadline - clock_timestamp()) * 1000); "
                 "IF left_ms < 1 THEN "
                 "RAISE EXCEPTION 'the turn''s wait is spent' USING ERRCODE = 'lock_not_available'; "
                 "END IF; "
                 "PERFORM set_config('lock_timeout', left_ms || 'ms', true); "
                 "PERFORM pg_advisory_xact_lock(lock_key); "
-                "END IF; "
                 "END LOOP; "
                 "RETURN QUERY SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(ids) AS w(id) "
                 "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
@@ -365,7 +356,6 @@ class PostgresRecorder(PostgresApplicationRecorder):
         streams: Sequence[UUID],
         *,
         wait: float = TURN_WAIT_SECONDS,
-        waiting: Callable[[], AbstractContextManager[None]] = nullcontext,
     ) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
         """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
         taken in the keys' order), and the last stored event of each that has events, read under the locks: the
@@ -390,44 +380,42 @@ class PostgresRecorder(PostgresApplicationRecorder):
         pool would roll it back too). The locks stay transaction-level: a holder that freezes is ended by the
         database's idle-in-transaction limit, as before.
 
-        **The wait is bounded**: the locks are first taken only if they are free (``tsunagu_take_turn`` with
-        ``wait_ms`` 0: no wait, the usual case, one message as before); when one is held, that transaction is
-        rolled back and the turn begins again, waiting, inside ``waiting()`` (``_StreamTurns.waiting_at_database``:
-        the process's other writers of these streams then know that this one waits for another process), for all
-        the locks together at most what is left of ``wait`` seconds (``HubStore.append_in_turn`` passes what is
-        left of TSUNAGU_TURN_LOCK_TIMEOUT; one deadline, ``lock_timeout`` set to what is left of it before each
-        lock). Not granted by then: ``Busy`` (503 with ``Retry-After``), after the transaction is rolled back:
+        **The wait is bounded**: ``tsunagu_take_turn`` waits for all the locks together at most ``wait`` seconds
+        (``HubStore.append_in_turn`` passes what is left of TSUNAGU_TURN_LOCK_TIMEOUT; one deadline,
+        ``lock_timeout`` set to what is left of it before each lock). Not granted by then: ``Busy`` (503 with ``Retry-After``), after the transaction is rolled back:
         nothing of the turn is stored. Replaces the library's ``POSTGRES_LOCK_TIMEOUT`` (0: for ever) for these
         locks, under which a holder in another process kept every thread of this one that wanted the same stream
         waiting, holding its request thread, and session 6's ``lock_timeout`` per lock, under which a turn on n
-        streams held one after the other could wait n times the setting."""
+        streams held one after the other could wait n times the setting.
+
+        **Transaction control is never prepared**: the turn's ``COMMIT`` is sent with ``prepare=False`` and its
+        rollbacks are ``conn.rollback()``. psycopg prepares a statement the fifth time it runs it; a ``COMMIT``
+        that crossed that count in a pipeline the server had aborted (an append refused on a stream's version)
+        was recorded as prepared although the server skipped its Parse, and the next turn's ``COMMIT`` on the
+        connection failed with "prepared statement _pg3_N does not exist" (500). ``conn.rollback()`` always
+        clears psycopg's record of prepared statements (and the server's, ``DEALLOCATE ALL``); a ``ROLLBACK``
+        sent through ``execute`` did so only until it was itself counted (review of session 7, HIGH-1;
+        ``tests/events/test_turn_prepared.py``)."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
         with self.datastore.get_connection() as conn:
             assert conn.autocommit, "the pool's connections are in autocommit (the library's after_connect)"
             try:
-                until = time.monotonic() + wait
                 with conn.cursor() as curs:
                     try:
-                        curs.execute(self._begin_turn(keys, ids, wait_ms=0))  # the locks if they are free
-                    except LockNotAvailable:  # one is held: wait for them, at most what is left of ``wait``
-                        conn.execute("ROLLBACK")
-                        with waiting():
-                            wait_ms = max(1.0, (until - time.monotonic()) * 1000)  # 0 would not wait
-                            try:
-                                curs.execute(self._begin_turn(keys, ids, wait_ms=wait_ms))
-                            except LockNotAvailable as timed_out:  # rolled back below
-                                raise Busy.contended(RETRY_AFTER_SECONDS) from timed_out
+                        curs.execute(self._begin_turn(keys, ids, wait_ms=max(1.0, wait * 1000)))  # 0: no wait
+                    except LockNotAvailable as timed_out:  # rolled back below
+                        raise Busy.contended(RETRY_AFTER_SECONDS) from timed_out
                     curs.nextset()  # BEGIN's, then the heads
                     heads = [stored_event(row) for row in curs.fetchall()]
                 yield conn, heads
                 if conn.info.transaction_status == TransactionStatus.INTRANS:  # the block saved nothing
-                    conn.execute("COMMIT")
+                    conn.execute("COMMIT", prepare=False)
             except BaseException:
                 if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     try:
-                        conn.execute("ROLLBACK")
+                        conn.rollback()  # not execute("ROLLBACK"): see "Transaction control is never prepared"
                     except Exception:
                         conn.close()  # the session ends, and its transaction and locks with it
                 raise
@@ -457,12 +445,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
             with held.cursor() as curs:
                 if not stored_events or sum(len(e.state) for e in stored_events) > TURN_PIPELINE_LIMIT:
                     notification_ids = self._insert_in(curs, stored_events, **kwargs)  # see the limit's comment
-                    curs.execute("COMMIT")
+                    curs.execute("COMMIT", prepare=False)  # never prepared: streams_locked's docstring
                     return notification_ids
                 self._insert_events(curs, stored_events, **kwargs)  # the register's rows, if any
                 with held.pipeline(), held.cursor() as commit:  # both sent, then one sync: one round trip
                     curs.execute(self.append_events_statement, self._append_params(stored_events), prepare=True)
-                    commit.execute("COMMIT")
+                    commit.execute("COMMIT", prepare=False)  # never prepared: streams_locked's docstring
                 return self._notification_ids(curs, stored_events)
         inserted: Sequence[int] | None = self._insert_in_own_transaction(stored_events, **kwargs)
         return inserted
