@@ -29,13 +29,12 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from threading import Condition, Lock
+from threading import Lock
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -569,100 +568,33 @@ class SealedEventStore(EventStore[UUID]):
         return iter(self.mapper.to_domain_events(stored))
 
 
-@dataclass
-class _Turn:
-    """One writer's turn in ``_StreamTurns``: when it began waiting for its streams' locks at the database (None:
-    not waiting there)."""
-
-    at_database_since: float | None = None
-
-
 class _StreamTurns:
-    """The process's half of ``HubStore.append_in_turn``: which writer of the process holds each stream's turn
-    (``holders``); a writer takes its streams in their order, so that writers on common streams queue and writers
-    on others go on. Shared by every hub of the process (two hubs on one SQLite file as well).
+    """The process's half of ``HubStore.append_in_turn``: a fixed set of locks, a stream taking the one its id
+    falls on; a writer takes those of its streams in their order, so that writers on common streams queue and
+    writers on others go on. Shared by every hub of the process (two hubs on one SQLite file as well).
 
-    The wait is bounded: a writer that has not taken every stream by ``deadline`` (``time.monotonic``) gives back
-    those it took and raises ``Busy`` (503 with ``Retry-After``), having done nothing.
+    The wait is bounded: a writer that has not taken every lock by ``deadline`` (``time.monotonic``) gives back
+    those it took and raises ``Busy`` (503 with ``Retry-After``), having done nothing. Without the bound, the
+    threads of a process queued here behind a writer waiting for the database's lock of a stream held by another
+    process, each for as long as that one (``docs/benchmarks.md``, "Bounded request threads")."""
 
-    **One waiter per held stream** (``HELD_AFTER_SECONDS``): on PostgreSQL the holder of a stream's turn here may
-    itself be waiting at the database for a writer of another process (``waiting_at_database``). A turn is held
-    for the time of one append (milliseconds); once the holder has waited there longer than
-    ``HELD_AFTER_SECONDS``, the stream is held by a writer that is not appending (one stopped in its turn, a
-    frozen process), and the process's other writers that want the stream give up with ``Busy`` then, instead of
-    each keeping its request thread for its whole wait behind that one (with ``TSUNAGU_REQUEST_THREADS`` 2, k
-    reads of one held child kept every thread of the process for about k/2 waits, and a read of any other child
-    waited for them: the review of session 6, MEDIUM-2). So one thread per process waits at the database for a
-    held stream, and the others are free within ``HELD_AFTER_SECONDS``. Chosen over capping the number of
-    waiters at the number of request threads less one: that needs the web layer's setting here, and refuses
-    writers that only queue behind an append. A holder that waits at the database for an ordinary append of
-    another process (milliseconds) gets its turn well within ``HELD_AFTER_SECONDS``; those behind it queue as
-    before. Replaces a lock per stream (``threading.Lock``), which could not tell a holder that appends from one
-    that waits for another process."""
-
-    HELD_AFTER_SECONDS = 0.2
+    SIZE = 4096  # two streams on one lock only wait for each other
 
     def __init__(self) -> None:
-        self.changed = Condition()  # guards holders and waiting; notified when either changes
-        self.holders: dict[UUID, _Turn] = {}
-        self.waiting: Counter[UUID] = Counter()  # the writers of the process waiting here, by stream
+        self.locks = [Lock() for _ in range(self.SIZE)]
 
     @contextmanager
-    def held(self, streams: Iterable[UUID], deadline: float) -> Iterator[_Turn]:
-        turn = _Turn()
-        taken: list[UUID] = []
+    def held(self, streams: Iterable[UUID], deadline: float) -> Iterator[None]:
+        taken: list[Lock] = []
         try:
-            with self.changed:
-                for stream in sorted(set(streams), key=lambda s: s.int):
-                    self._take(stream, turn, deadline)
-                    taken.append(stream)
-            yield turn
-        finally:
-            if taken:
-                with self.changed:
-                    for stream in taken:
-                        del self.holders[stream]
-                    self.changed.notify_all()
-
-    def _take(self, stream: UUID, turn: _Turn, deadline: float) -> None:
-        """Take ``stream`` for ``turn`` (under ``changed``), waiting for its holder as long as the holder appends,
-        ``Busy`` once ``deadline`` has passed or the holder has waited at the database too long (the class)."""
-        if stream not in self.holders:
-            self.holders[stream] = turn
-            return
-        self.waiting[stream] += 1
-        try:
-            while (holder := self.holders.get(stream)) is not None:
-                give_up_at = deadline
-                if holder.at_database_since is not None:
-                    give_up_at = min(deadline, holder.at_database_since + self.HELD_AFTER_SECONDS)
-                left = give_up_at - time.monotonic()
-                if left <= 0:
+            for n in sorted({stream.int % self.SIZE for stream in streams}):
+                if not self.locks[n].acquire(timeout=max(0.0, deadline - time.monotonic())):
                     raise Busy.contended(RETRY_AFTER_SECONDS)
-                self.changed.wait(left)
-            self.holders[stream] = turn
-        finally:
-            self.waiting[stream] -= 1
-            if not self.waiting[stream]:
-                del self.waiting[stream]
-
-    @contextmanager
-    def waiting_at_database(self, turn: _Turn) -> Iterator[None]:
-        """While ``turn``'s holder waits at the database for its streams' locks (``streams_locked``)."""
-        with self.changed:
-            turn.at_database_since = time.monotonic()
-            self.changed.notify_all()  # those waiting here give up HELD_AFTER_SECONDS from now
-        try:
+                taken.append(self.locks[n])
             yield
         finally:
-            with self.changed:
-                turn.at_database_since = None
-                self.changed.notify_all()
-
-    def waiting_for(self, stream: UUID) -> int:
-        """How many writers of the process wait here for ``stream``'s turn."""
-        with self.changed:
-            return self.waiting[stream]
+            for lock in reversed(taken):
+                lock.release()
 
 
 _STREAM_TURNS = _StreamTurns()
@@ -741,14 +673,12 @@ class HubStore(Application[UUID]):
         ``Busy`` (503 with ``Retry-After``; the command line exits 75) before it has appended anything; its
         transaction is rolled back, so that no access record is stored without its content being returned and no
         content returned without its record. On PostgreSQL the rest of the wait is one deadline for all the turn's
-        locks at the database (``PostgresRecorder.streams_locked``). Of the writers of this process that want a
-        stream held at the database by another process, one waits and the others give up (``_StreamTurns``, "One
-        waiter per held stream"). Replaces an unbounded wait
+        locks at the database (``PostgresRecorder.streams_locked``). Replaces an unbounded wait
         (PostgreSQL's ``lock_timeout`` 0, ``Lock.acquire()``), under which one frozen holder in another process
         kept every request thread of this one waiting."""
         wanted = list(dict.fromkeys(streams))
         deadline = time.monotonic() + self.turn_wait
-        with self.turns.held(wanted, deadline) as turn:
+        with self.turns.held(wanted, deadline):
             if not self.postgres:
                 from events.streams import last_event, last_events
 
@@ -760,11 +690,7 @@ class HubStore(Application[UUID]):
                 return
             try:
                 wait = max(0.001, deadline - time.monotonic())  # what is left of the turn's wait
-                waiting = partial(self.turns.waiting_at_database, turn)
-                with self.recorder.streams_locked(wanted, wait=wait, waiting=waiting) as (  # type: ignore[union-attr]
-                    conn,
-                    stored,
-                ):
+                with self.recorder.streams_locked(wanted, wait=wait) as (conn, stored):  # type: ignore[union-attr]
                     heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
                     yield InTurn(heads, lambda *objs: self.save(*objs, held=conn))
             except BaseException:

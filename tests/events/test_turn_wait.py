@@ -102,12 +102,16 @@ def test_a_writer_whose_child_is_held_by_another_process_gives_up_busy_and_store
 
 
 @pytest.mark.postgres
-def test_of_a_process_s_writers_of_a_child_held_elsewhere_one_waits_at_the_database_the_others_give_up(
+def test_of_a_process_s_writers_of_a_child_held_by_another_process_for_a_while_each_saves_once_it_is_let_go(
     postgres_url, monkeypatch
 ):
-    """``_StreamTurns``, "One waiter per held stream": the others do not keep their request threads waiting
-    behind it; once the holder commits, the one that waited gets its turn."""
-    monkeypatch.setenv("TSUNAGU_TURN_LOCK_TIMEOUT", "60")  # the first waits until the test lets the child go
+    """Another process's turn on c1 that lasts a while (a ledger page or a CSV view chains and seals its records
+    in its turn: 0.7-7 s, ``docs/benchmarks.md``), well within the turn's wait: this process's writers of c1 wait
+    for it, the first at the database, the second behind the first here, and both save once it ends. Under the
+    rule "one waiter per held child" (taken out after the review of session 7, MEDIUM-1) the second gave up with
+    ``Busy`` 0.2 s after the first began to wait at the database. The holder lets go after a second, so that the
+    second writer has waited here longer than that rule's 0.2 s."""
+    monkeypatch.setenv("TSUNAGU_TURN_LOCK_TIMEOUT", "60")
     server, schema = server_and_schema(postgres_url)
     hub = Hub(postgres_url)
     stream = AccessLog.create_id("c1")
@@ -115,31 +119,13 @@ def test_of_a_process_s_writers_of_a_child_held_elsewhere_one_waits_at_the_datab
     try:
         first = Writer(hub, ["c1"], "first")
         _until(lambda: waiting_for(server, schema, stream) == 1, "the first did not wait at the database")
-        others = [Writer(hub, ["c1"], f"other-{n}") for n in range(3)]
-        assert all(isinstance(other.ended(), Busy) for other in others)
-        assert first.is_alive() and waiting_for(server, schema, stream) == 1  # the first still waits
+        second = Writer(hub, ["c1"], "second")
+        threading.Event().wait(1.0)  # the other process's turn goes on
         holder.commit()
-        assert first.ended() is None
-        assert writers(hub.store, stream) == ["first"]
+        assert [first.ended(), second.ended()] == [None, None]
+        assert writers(hub.store, stream) == ["first", "second"]
     finally:
         holder.close()
-        hub.close()
-
-
-@pytest.mark.postgres
-def test_writers_of_a_process_queue_behind_one_that_holds_its_turn_and_appends(postgres_url, monkeypatch):
-    """Not waiting at the database, the holder appends: those behind it wait for their turn, not refused."""
-    monkeypatch.setenv("TSUNAGU_TURN_LOCK_TIMEOUT", "60")
-    hub = Hub(postgres_url)
-    try:
-        stream = AccessLog.create_id("c1")
-        with hub.store.append_in_turn([stream]) as held:
-            behind = [Writer(hub, ["c1"], f"behind-{n}") for n in range(2)]
-            _until(lambda: hub.store.turns.waiting_for(stream) == 2, "the writers behind did not wait")
-            held.save(chained_after(stream, None, "c1", "holder"))
-        assert [writer.ended() for writer in behind] == [None, None]
-        assert sorted(writers(hub.store, stream)) == ["behind-0", "behind-1", "holder"]
-    finally:
         hub.close()
 
 
