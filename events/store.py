@@ -29,12 +29,12 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from threading import Lock
+from threading import Condition, Lock
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -569,32 +569,59 @@ class SealedEventStore(EventStore[UUID]):
 
 
 class _StreamTurns:
-    """The process's half of ``HubStore.append_in_turn``: a fixed set of locks, a stream taking the one its id
-    falls on; a writer takes those of its streams in their order, so that writers on common streams queue and
-    writers on others go on. Shared by every hub of the process (two hubs on one SQLite file as well).
+    """The process's half of ``HubStore.append_in_turn``: which streams a writer of the process holds
+    (``holders``); a writer takes its streams in their order, so that writers on common streams queue and writers
+    on others go on. Shared by every hub of the process (two hubs on one SQLite file as well).
 
-    The wait is bounded: a writer that has not taken every lock by ``deadline`` (``time.monotonic``) gives back
+    The wait is bounded: a writer that has not taken every stream by ``deadline`` (``time.monotonic``) gives back
     those it took and raises ``Busy`` (503 with ``Retry-After``), having done nothing. Without the bound, the
     threads of a process queued here behind a writer waiting for the database's lock of a stream held by another
-    process, each for as long as that one (``docs/benchmarks.md``, "Bounded request threads")."""
-
-    SIZE = 4096  # two streams on one lock only wait for each other
+    process, each for as long as that one (``docs/benchmarks.md``, "Bounded request threads"). The holders are
+    kept by stream under one ``Condition`` (not a fixed set of ``threading.Lock``, as before session 7), so that
+    ``waiting_for`` can tell how many writers wait for a stream."""
 
     def __init__(self) -> None:
-        self.locks = [Lock() for _ in range(self.SIZE)]
+        self.changed = Condition()  # guards holders and waiting; notified when a writer gives streams back
+        self.holders: set[UUID] = set()
+        self.waiting: Counter[UUID] = Counter()  # the writers of the process waiting here, by stream
 
     @contextmanager
     def held(self, streams: Iterable[UUID], deadline: float) -> Iterator[None]:
-        taken: list[Lock] = []
+        taken: list[UUID] = []
         try:
-            for n in sorted({stream.int % self.SIZE for stream in streams}):
-                if not self.locks[n].acquire(timeout=max(0.0, deadline - time.monotonic())):
-                    raise Busy.contended(RETRY_AFTER_SECONDS)
-                taken.append(self.locks[n])
+            with self.changed:
+                for stream in sorted(set(streams), key=lambda s: s.int):
+                    self._take(stream, deadline)
+                    taken.append(stream)
             yield
         finally:
-            for lock in reversed(taken):
-                lock.release()
+            if taken:
+                with self.changed:
+                    self.holders.difference_update(taken)
+                    self.changed.notify_all()
+
+    def _take(self, stream: UUID, deadline: float) -> None:
+        """Take ``stream`` (under ``changed``), waiting for its holder; ``Busy`` once ``deadline`` has passed."""
+        if stream not in self.holders:
+            self.holders.add(stream)
+            return
+        self.waiting[stream] += 1
+        try:
+            while stream in self.holders:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Busy.contended(RETRY_AFTER_SECONDS)
+                self.changed.wait(left)
+            self.holders.add(stream)
+        finally:
+            self.waiting[stream] -= 1
+            if not self.waiting[stream]:
+                del self.waiting[stream]
+
+    def waiting_for(self, stream: UUID) -> int:
+        """How many writers of the process wait here for ``stream``'s turn."""
+        with self.changed:
+            return self.waiting[stream]
 
 
 _STREAM_TURNS = _StreamTurns()

@@ -130,6 +130,23 @@ def test_of_a_process_s_writers_of_a_child_held_by_another_process_for_a_while_e
 
 
 @pytest.mark.postgres
+def test_writers_of_a_process_queue_behind_one_that_holds_its_turn_and_appends(postgres_url, monkeypatch):
+    """The holder appends: those behind it in the process wait for their turn, not refused."""
+    monkeypatch.setenv("TSUNAGU_TURN_LOCK_TIMEOUT", "60")
+    hub = Hub(postgres_url)
+    try:
+        stream = AccessLog.create_id("c1")
+        with hub.store.append_in_turn([stream]) as held:
+            behind = [Writer(hub, ["c1"], f"behind-{n}") for n in range(2)]
+            _until(lambda: hub.store.turns.waiting_for(stream) == 2, "the writers behind did not wait")
+            held.save(chained_after(stream, None, "c1", "holder"))
+        assert [writer.ended() for writer in behind] == [None, None]
+        assert sorted(writers(hub.store, stream)) == ["behind-0", "behind-1", "holder"]
+    finally:
+        hub.close()
+
+
+@pytest.mark.postgres
 def test_a_turn_on_several_streams_let_go_one_after_another_waits_for_all_of_them_by_one_deadline(
     postgres_url, monkeypatch
 ):
