@@ -4,26 +4,26 @@ The API's endpoints (and their dependencies) are plain functions; FastAPI runs e
 under anyio's default thread limiter, 40 threads by default. On one process those threads and the event loop take
 turns at one interpreter lock: from 2 to 8 clients one process fell from 117–121 to 92 requests/s, its CPU per
 request rising from 8 to 11–12 ms and its context switches from 96 to 240 a request (``docs/benchmarks.md``,
-"Saturating HTTP load, session 6"). With the limiter at 2 it held flat (116.9 / 121.2 / 119.7 requests/s at 2 /
-4 / 8 clients, 8 ms a request); at 4 it fell to 99.8 at 8 clients; at 40, 91.7.
+"Saturating HTTP load, session 6"). In that trial, with the limiter at 2 it held flat (116.9 / 121.2 / 119.7
+requests/s at 2 / 4 / 8 clients); session 7's alternated runs on a busy machine did not show that gain again, so
+the default stays anyio's 40 until it is measured on a quiet machine.
 
 **A named mechanism, ``bound_request_threads``**: at each worker's start-up (the app's lifespan, inside the
 worker's event loop, where anyio keeps its default limiter) the default limiter is given
-``TSUNAGU_REQUEST_THREADS`` tokens (``DEFAULT_REQUEST_THREADS``, 2: the figure above; more requests queue in the
-event loop, as they queued for the interpreter lock before, without the switching). It replaces anyio's 40 for
-every plain endpoint of every app ``services.http.app.create_app`` builds: ``tsunagu serve`` with one worker, each
-worker of ``--workers N`` and of ``uvicorn --factory services.http.asgi:app_from_env``, and the tests' apps
-(``TestClient`` used with ``with``, which runs the lifespan).
+``TSUNAGU_REQUEST_THREADS`` tokens (``DEFAULT_REQUEST_THREADS``, 40, anyio's own; a deployment that has measured a
+gain from fewer sets fewer; more requests queue in the event loop). It applies to every plain endpoint of every
+app ``services.http.app.create_app`` builds: ``tsunagu serve`` with one worker, each worker of ``--workers N`` and
+of ``uvicorn --factory services.http.asgi:app_from_env``, and the tests' apps (``TestClient`` used with ``with``,
+which runs the lifespan).
 
-What makes the bound safe: a request never holds its thread for long without doing work. The one wait that was
-not bounded, a child's turn held by another process (``events.store.HubStore.append_in_turn``), now gives up
-after ``TSUNAGU_TURN_LOCK_TIMEOUT`` (5 s) with 503 ``busy`` and ``Retry-After``; and ``/v1/health`` runs on a
+What a small bound costs: a request that waits for a child's turn held by another process
+(``events.store.HubStore.append_in_turn``) keeps its thread while it waits, up to ``TSUNAGU_TURN_LOCK_TIMEOUT``
+(5 s), then gives up with 503 ``busy`` and ``Retry-After``; with a bound of a few threads, a few such requests
+keep every thread and the process's other requests queue behind them for that long. ``/v1/health`` runs on a
 limiter of its own (``run_health_check``), so that a load balancer sees the process up while every request thread
-waits. Of the writers of one process that want a child held by another process, one waits and the others give up
-within 0.2 s (``events.store._StreamTurns``, "One waiter per held stream"), so that they do not take every thread. The
-staff UI shares the request threads with the API: its handlers are plain functions too, their forms read by a
-dependency (``services.web.forms``), so that no hub work runs on the event loop. During a PostgreSQL restart a
-request keeps its thread while it waits for a connection from the pool (``POSTGRES_CONNECT_TIMEOUT``).
+waits. The staff UI shares the request threads with the API: its handlers are plain functions too, their forms
+read by a dependency (``services.web.forms``), so that no hub work runs on the event loop. During a PostgreSQL
+restart a request keeps its thread while it waits for a connection from the pool (``POSTGRES_CONNECT_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from fastapi import FastAPI
 T = TypeVar("T")
 
 REQUEST_THREADS_SETTING = "TSUNAGU_REQUEST_THREADS"
-DEFAULT_REQUEST_THREADS = 2  # flat from 2 to 8 clients on one process (the module's docstring)
+DEFAULT_REQUEST_THREADS = 40  # anyio's own default; fewer only where measured (the module's docstring)
 HEALTH_THREADS = 1  # /v1/health's own: one store query of a millisecond at a time
 
 _HEALTH_LIMITER: RunVar[CapacityLimiter] = RunVar("tsunagu_health_limiter")
