@@ -8,7 +8,14 @@ not: a recorded read (``TimelineReader.record``, which waits for the child's tur
 a wait keeps one thread only. So the form is read here, in a dependency (``async``, on the event loop, which only
 reads the body), and handed to the handler: ``form: Annotated[FormData, posted_form(max_files=0,
 max_fields=20)]``. Replaces ``async def`` handlers that awaited ``request.form()`` and then did the hub's work on
-the loop. The form's uploaded files are closed after the handler (the dependency's exit)."""
+the loop. The form's uploaded files are closed after the handler (the dependency's exit).
+
+**Signed in before the body is read**: the dependency first checks that the request has a signed-in person
+(``signed_in``, the session cookie only: no hub work on the event loop), and sends one who is not to the sign-in
+page (``NotSignedIn``, answered by ``to_signin_page``, 303 to ``/ui/login``), so that no anonymous body is parsed or
+spooled to disk, as when the handlers read their forms themselves after the check. The role's scope is checked
+before it too (``services.web.scopes.require_scope``, the page routers' dependency, resolved before a
+handler's)."""
 
 from __future__ import annotations
 
@@ -16,14 +23,30 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
+
+from services.web.pages import to_signin
+from services.web.session import signed_in
+
+
+class NotSignedIn(Exception):
+    """A form was posted without a signed-in person (answered by ``to_signin_page``)."""
+
+
+def to_signin_page(request: Request, error: Exception) -> RedirectResponse:
+    """``NotSignedIn``'s answer: the sign-in page, as a handler gives a person who is not signed in."""
+    return to_signin()
 
 
 def posted_form(*, max_files: int, max_fields: int) -> Any:
     """The dependency that reads the request's form (at most ``max_files`` files and ``max_fields`` fields, as
-    ``Request.form``), and closes its files once the handler is done."""
+    ``Request.form``), and closes its files once the handler is done; ``NotSignedIn`` before the body is read when
+    no one is signed in."""
 
     async def read_form(request: Request) -> AsyncIterator[FormData]:
+        if signed_in(request) is None:
+            raise NotSignedIn
         form = await request.form(max_files=max_files, max_fields=max_fields)
         try:
             yield form

@@ -18,6 +18,7 @@ from consent.model import Settings
 from events.store import AccessLog
 from services.demo import load_demo
 from services.http.app import create_app
+from services.hub import Hub
 from services.web import PAGE_ROUTERS, signin
 from services.web.session import SESSION_COOKIE, WebSettings
 from tests.web.test_role_scopes import DEMO_TODAY, KEY, session
@@ -81,3 +82,25 @@ def test_no_handler_of_the_staff_ui_runs_on_the_event_loop_but_the_sign_in():
         "/ui/login",
         "/ui/callback",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/ui/imports/monthly", {"files": [("file", ("a.csv", b"a")), ("file2", ("b.csv", b"b"))]}),  # one too many
+        ("/ui/imports/monthly", {"files": {"file": ("a.csv", b"x" * (1 << 20))}}),
+        ("/ui/imports/monthly", {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}}),
+        ("/ui/admin/orgs/load", {"files": {"file": ("orgs.json", b"[]")}}),
+        ("/ui/plans/P-2026-031/revise", {"data": {f"f{n}": "x" for n in range(30)}}),  # too many fields
+    ],
+)
+def test_a_form_posted_without_signing_in_is_sent_to_sign_in_before_its_body_is_read(tmp_path, keys, path, body):
+    """As when the handlers read their forms after the sign-in check (review of session 7, LOW-1): a body that
+    is not read answers the sign-in redirect, not the form parser's 422."""
+    hub = Hub(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        with TestClient(create_app(hub, keys[1], web=WEB), follow_redirects=False) as client:
+            posted = client.post(path, **body)
+        assert posted.status_code == 303 and posted.headers["location"] == "/ui/login", posted.text[:200]
+    finally:
+        hub.close()
