@@ -36,12 +36,15 @@ from eventsourcing.persistence import Notification, ProgrammingError, StoredEven
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, InterfaceError, OperationalError
+from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from events.envelope_ids import FORMAT_TABLE, StoredEnvelope, columns
 from events.envelope_ids import TABLE as ENVELOPE_IDS
+from events.problems import Busy
+from events.retry import RETRY_AFTER_SECONDS, TURN_WAIT_SECONDS
 from events.topic_index import INDEXED_TOPICS, literal
 
 # The largest save (the sum of its sealed states' bytes) whose append and COMMIT a turn sends in one psycopg pipeline
@@ -152,19 +155,38 @@ class PostgresRecorder(PostgresApplicationRecorder):
         # of its own, which in a VOLATILE function takes a new snapshot: after the locks are granted. A function,
         # so that the server keeps both queries' plans for the session (a message of several statements is not
         # prepared).
+        # The locks' wait (``wait_ms``, positive): all of them by one deadline: before each lock, ``lock_timeout``
+        # (for the transaction only) is set to what is left of it, and once it has passed, lock_not_available.
+        # The append then sets the process's own ``lock_timeout`` for the events table's lock.
         take_turn = Identifier(self.datastore.schema, "tsunagu_take_turn")
         self.begin_turn_statement = SQL(
             "BEGIN; SELECT head_id AS originator_id, head_version AS originator_version, head_topic AS topic, "
-            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[])"
+            "head_state AS state FROM {take_turn}({keys}::bigint[], {ids}::{id_type}[], {wait_ms}::float8)"
         )
         self.begin_turn_names = {"take_turn": take_turn, "id_type": id_type}
+        for earlier in (SQL(""), SQL(", text")):  # its earlier forms: waiting for ever, then a timeout per lock
+            self.sql_create_statements.append(
+                SQL("DROP FUNCTION IF EXISTS {take_turn}(bigint[], {id_type}[]{earlier})").format(
+                    take_turn=take_turn, id_type=id_type, earlier=earlier
+                )
+            )
         self.sql_create_statements.append(
             SQL(
-                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[]) RETURNS TABLE (head_id "
-                "{id_type}, head_version bigint, head_topic text, head_state bytea) LANGUAGE plpgsql VOLATILE AS "
-                "$BODY$ BEGIN "
-                "PERFORM count(pg_advisory_xact_lock(k)) FROM (SELECT k FROM unnest(keys) AS u(k) ORDER BY k "
-                "OFFSET 0) AS ordered; "
+                "CREATE OR REPLACE FUNCTION {take_turn}(keys bigint[], ids {id_type}[], wait_ms float8) RETURNS "
+                "TABLE (head_id {id_type}, head_version bigint, head_topic text, head_state bytea) LANGUAGE plpgsql "
+                "VOLATILE AS $BODY$ DECLARE "
+                "lock_key bigint; "
+                "deadline timestamptz := clock_timestamp() + wait_ms * interval '1 millisecond'; "
+                "left_ms bigint; "
+                "BEGIN "
+                "FOR lock_key IN SELECT u.k FROM unnest(keys) AS u(k) ORDER BY u.k LOOP "
+                "left_ms := floor(extract(epoch FROM deadline - clock_timestamp()) * 1000); "
+                "IF left_ms < 1 THEN "
+                "RAISE EXCEPTION 'the turn''s wait is spent' USING ERRCODE = 'lock_not_available'; "
+                "END IF; "
+                "PERFORM set_config('lock_timeout', left_ms || 'ms', true); "
+                "PERFORM pg_advisory_xact_lock(lock_key); "
+                "END LOOP; "
                 "RETURN QUERY SELECT e.originator_id, e.originator_version, e.topic, e.state FROM unnest(ids) AS w(id) "
                 "CROSS JOIN LATERAL (SELECT t.originator_id, t.originator_version, t.topic, t.state FROM {schema}.{table} "
                 "AS t WHERE t.originator_id = w.id ORDER BY t.originator_version DESC LIMIT 1) AS e; "
@@ -344,7 +366,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
             return [stored_event(row) for row in curs.fetchall()]
 
     @contextmanager
-    def streams_locked(self, streams: Sequence[UUID]) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
+    def streams_locked(
+        self,
+        streams: Sequence[UUID],
+        *,
+        wait: float = TURN_WAIT_SECONDS,
+    ) -> Iterator[tuple[Connection[Any], list[StoredEvent]]]:
         """A transaction holding the transaction-level advisory lock of each of ``streams`` (``stream_lock_key``,
         taken in the keys' order), and the last stored event of each that has events, read under the locks: the
         transaction's connection (pass it as ``held`` to ``insert_events``, which appends and commits, ending the
@@ -366,7 +393,24 @@ class PostgresRecorder(PostgresApplicationRecorder):
         statement aborts the rest of its message (or pipeline) and the transaction,
         which is then rolled back here, and a held connection is never returned to the pool in a transaction (the
         pool would roll it back too). The locks stay transaction-level: a holder that freezes is ended by the
-        database's idle-in-transaction limit, as before."""
+        database's idle-in-transaction limit, as before.
+
+        **The wait is bounded**: ``tsunagu_take_turn`` waits for all the locks together at most ``wait`` seconds
+        (``HubStore.append_in_turn`` passes what is left of TSUNAGU_TURN_LOCK_TIMEOUT; one deadline,
+        ``lock_timeout`` set to what is left of it before each lock). Not granted by then: ``Busy`` (503 with ``Retry-After``), after the transaction is rolled back:
+        nothing of the turn is stored. Replaces the library's ``POSTGRES_LOCK_TIMEOUT`` (0: for ever) for these
+        locks, under which a holder in another process kept every thread of this one that wanted the same stream
+        waiting, holding its request thread, and session 6's ``lock_timeout`` per lock, under which a turn on n
+        streams held one after the other could wait n times the setting.
+
+        **Transaction control is never prepared**: the turn's ``COMMIT`` is sent with ``prepare=False`` and its
+        rollbacks are ``conn.rollback()``. psycopg prepares a statement the fifth time it runs it; a ``COMMIT``
+        that crossed that count in a pipeline the server had aborted (an append refused on a stream's version)
+        was recorded as prepared although the server skipped its Parse, and the next turn's ``COMMIT`` on the
+        connection failed with "prepared statement _pg3_N does not exist" (500). ``conn.rollback()`` always
+        clears psycopg's record of prepared statements (and the server's, ``DEALLOCATE ALL``); a ``ROLLBACK``
+        sent through ``execute`` did so only until it was itself counted (review of session 7, HIGH-1;
+        ``tests/events/test_turn_prepared.py``)."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
@@ -374,21 +418,28 @@ class PostgresRecorder(PostgresApplicationRecorder):
             assert conn.autocommit, "the pool's connections are in autocommit (the library's after_connect)"
             try:
                 with conn.cursor() as curs:
-                    curs.execute(
-                        self.begin_turn_statement.format(keys=Literal(keys), ids=Literal(ids), **self.begin_turn_names)
-                    )
+                    try:
+                        curs.execute(self._begin_turn(keys, ids, wait_ms=max(1.0, wait * 1000)))  # 0: no wait
+                    except LockNotAvailable as timed_out:  # rolled back below
+                        raise Busy.contended(RETRY_AFTER_SECONDS) from timed_out
                     curs.nextset()  # BEGIN's, then the heads
                     heads = [stored_event(row) for row in curs.fetchall()]
                 yield conn, heads
                 if conn.info.transaction_status == TransactionStatus.INTRANS:  # the block saved nothing
-                    conn.execute("COMMIT")
+                    conn.execute("COMMIT", prepare=False)
             except BaseException:
                 if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     try:
-                        conn.execute("ROLLBACK")
+                        conn.rollback()  # not execute("ROLLBACK"): see "Transaction control is never prepared"
                     except Exception:
                         conn.close()  # the session ends, and its transaction and locks with it
                 raise
+
+    def _begin_turn(self, keys: list[int], ids: list[Any], *, wait_ms: float) -> Composed:
+        """The turn's first message (``tsunagu_take_turn``), the keys and ids written in as literals."""
+        return self.begin_turn_statement.format(
+            keys=Literal(keys), ids=Literal(ids), wait_ms=Literal(wait_ms), **self.begin_turn_names
+        )
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], *, held: Connection[Any] | None = None, **kwargs: Any
@@ -409,12 +460,12 @@ class PostgresRecorder(PostgresApplicationRecorder):
             with held.cursor() as curs:
                 if not stored_events or sum(len(e.state) for e in stored_events) > TURN_PIPELINE_LIMIT:
                     notification_ids = self._insert_in(curs, stored_events, **kwargs)  # see the limit's comment
-                    curs.execute("COMMIT")
+                    curs.execute("COMMIT", prepare=False)  # never prepared: streams_locked's docstring
                     return notification_ids
                 self._insert_events(curs, stored_events, **kwargs)  # the register's rows, if any
                 with held.pipeline(), held.cursor() as commit:  # both sent, then one sync: one round trip
                     curs.execute(self.append_events_statement, self._append_params(stored_events), prepare=True)
-                    commit.execute("COMMIT")
+                    commit.execute("COMMIT", prepare=False)  # never prepared: streams_locked's docstring
                 return self._notification_ids(curs, stored_events)
         inserted: Sequence[int] | None = self._insert_in_own_transaction(stored_events, **kwargs)
         return inserted

@@ -37,6 +37,29 @@ FIRST_WAIT_SECONDS = 0.005  # the bound of the first wait; it doubles after each
 MAX_WAIT_SECONDS = 0.5  # ... up to this
 MIN_ATTEMPTS = 4  # tried at least this often, however long each attempt takes
 RETRY_AFTER_SECONDS = 2  # what a client that got Busy is told to wait
+# How long a writer waits for its turn on a stream (``events.store.HubStore.append_in_turn``) before it gives up
+# with ``Busy``: this process's lock of the stream, then the database's advisory lock (TSUNAGU_TURN_LOCK_TIMEOUT).
+# A turn is held for one append (milliseconds); 5 s is far above that, and below a client's patience.
+TURN_WAIT_SECONDS = 5.0
+TURN_WAIT_SETTING = "TSUNAGU_TURN_LOCK_TIMEOUT"
+
+
+def turn_wait_seconds(value: str | None) -> float:
+    """The turn's wait (``TURN_WAIT_SECONDS``) from its setting: a positive number of seconds (default when not
+    set). ``ValueError`` naming the setting otherwise: a wait of 0 or less would be no bound at all (PostgreSQL's
+    ``lock_timeout = 0`` waits for ever)."""
+    if value is None or not value.strip():
+        return TURN_WAIT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(
+            f"{TURN_WAIT_SETTING}={value!r}: give a positive number of seconds (default {TURN_WAIT_SECONDS:g}) / "
+            f"{TURN_WAIT_SETTING} は正の秒数で指定してください"
+        )
+    return seconds
 
 
 def _budget_spent(state: RetryCallState) -> bool:

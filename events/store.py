@@ -29,12 +29,12 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from threading import Lock
+from threading import Condition, Lock
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -46,6 +46,8 @@ from eventsourcing.persistence import EventStore
 
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.model import Org, Recorded
+from events.problems import Busy
+from events.retry import RETRY_AFTER_SECONDS, TURN_WAIT_SETTING, turn_wait_seconds
 from events.sealing import DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope, stream_id
 from events.snapshots import ChildSnapshots, Loaded, SnapshotDue
 
@@ -595,26 +597,59 @@ class SealedEventStore(EventStore[UUID]):
 
 
 class _StreamTurns:
-    """The process's half of ``HubStore.append_in_turn``: a fixed set of locks, a stream taking the one its id
-    falls on; a writer takes those of its streams in their order, so that writers on common streams queue and
-    writers on others go on. Shared by every hub of the process (two hubs on one SQLite file as well)."""
+    """The process's half of ``HubStore.append_in_turn``: which streams a writer of the process holds
+    (``holders``); a writer takes its streams in their order, so that writers on common streams queue and writers
+    on others go on. Shared by every hub of the process (two hubs on one SQLite file as well).
 
-    SIZE = 4096  # two streams on one lock only wait for each other
+    The wait is bounded: a writer that has not taken every stream by ``deadline`` (``time.monotonic``) gives back
+    those it took and raises ``Busy`` (503 with ``Retry-After``), having done nothing. Without the bound, the
+    threads of a process queued here behind a writer waiting for the database's lock of a stream held by another
+    process, each for as long as that one (``docs/benchmarks.md``, "Bounded request threads"). The holders are
+    kept by stream under one ``Condition`` (not a fixed set of ``threading.Lock``, as before session 7), so that
+    ``waiting_for`` can tell how many writers wait for a stream."""
 
     def __init__(self) -> None:
-        self.locks = [Lock() for _ in range(self.SIZE)]
+        self.changed = Condition()  # guards holders and waiting; notified when a writer gives streams back
+        self.holders: set[UUID] = set()
+        self.waiting: Counter[UUID] = Counter()  # the writers of the process waiting here, by stream
 
     @contextmanager
-    def held(self, streams: Iterable[UUID]) -> Iterator[None]:
-        taken: list[Lock] = []
+    def held(self, streams: Iterable[UUID], deadline: float) -> Iterator[None]:
+        taken: list[UUID] = []
         try:
-            for n in sorted({stream.int % self.SIZE for stream in streams}):
-                self.locks[n].acquire()
-                taken.append(self.locks[n])
+            with self.changed:
+                for stream in sorted(set(streams), key=lambda s: s.int):
+                    self._take(stream, deadline)
+                    taken.append(stream)
             yield
         finally:
-            for lock in reversed(taken):
-                lock.release()
+            if taken:
+                with self.changed:
+                    self.holders.difference_update(taken)
+                    self.changed.notify_all()
+
+    def _take(self, stream: UUID, deadline: float) -> None:
+        """Take ``stream`` (under ``changed``), waiting for its holder; ``Busy`` once ``deadline`` has passed."""
+        if stream not in self.holders:
+            self.holders.add(stream)
+            return
+        self.waiting[stream] += 1
+        try:
+            while stream in self.holders:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Busy.contended(RETRY_AFTER_SECONDS)
+                self.changed.wait(left)
+            self.holders.add(stream)
+        finally:
+            self.waiting[stream] -= 1
+            if not self.waiting[stream]:
+                del self.waiting[stream]
+
+    def waiting_for(self, stream: UUID) -> int:
+        """How many writers of the process wait here for ``stream``'s turn."""
+        with self.changed:
+            return self.waiting[stream]
 
 
 _STREAM_TURNS = _StreamTurns()
@@ -647,6 +682,7 @@ class HubStore(Application[UUID]):
     turns = _STREAM_TURNS  # the process's half of append_in_turn (a test gives a hub others, as another process's)
 
     def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
+        self.turn_wait = turn_wait_seconds(os.environ.get(TURN_WAIT_SETTING))  # append_in_turn's bound
         self.keyring = keyring if keyring is not None else Keyring.from_config()
         configure_stream_ids(self.keyring.stream_secret)
         super().__init__(env)
@@ -685,9 +721,19 @@ class HubStore(Application[UUID]):
         Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
         append. Keep the block short (chain and save): the heads are current only inside it. The appends keep
         their optimistic check on each stream's version (a writer that does not take its turn is refused, as
-        before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped)."""
+        before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped).
+
+        **The turn's wait is bounded** (``turn_wait``, TSUNAGU_TURN_LOCK_TIMEOUT, default 5 s, ``events.retry``):
+        a writer that has not got its turn by then, the process's locks and the database's together, raises
+        ``Busy`` (503 with ``Retry-After``; the command line exits 75) before it has appended anything; its
+        transaction is rolled back, so that no access record is stored without its content being returned and no
+        content returned without its record. On PostgreSQL the rest of the wait is one deadline for all the turn's
+        locks at the database (``PostgresRecorder.streams_locked``). Replaces an unbounded wait
+        (PostgreSQL's ``lock_timeout`` 0, ``Lock.acquire()``), under which one frozen holder in another process
+        kept every request thread of this one waiting."""
         wanted = list(dict.fromkeys(streams))
-        with self.turns.held(wanted):
+        deadline = time.monotonic() + self.turn_wait
+        with self.turns.held(wanted, deadline):
             if not self.postgres:
                 from events.streams import last_event, last_events
 
@@ -698,7 +744,8 @@ class HubStore(Application[UUID]):
                     yield InTurn(last_events(self, wanted), self.save)
                 return
             try:
-                with self.recorder.streams_locked(wanted) as (conn, stored):  # type: ignore[union-attr]
+                wait = max(0.001, deadline - time.monotonic())  # what is left of the turn's wait
+                with self.recorder.streams_locked(wanted, wait=wait) as (conn, stored):  # type: ignore[union-attr]
                     heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
                     yield InTurn(heads, lambda *objs: self.save(*objs, held=conn))
             except BaseException:

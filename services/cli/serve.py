@@ -106,6 +106,7 @@ def serve(
     )
     from services.auth.oidc import OidcSettings
     from services.http.asgi import build_app
+    from services.http.threads import request_threads_from_env
 
     if dev_oidc_enabled() and not loopback_only(host):
         fail(
@@ -118,6 +119,7 @@ def serve(
             f"one process / 開発用ログインは1プロセスでのみ使えます (--workers 1)"
         )
     try:
+        request_threads_from_env()  # checked before anything is opened (build_app reads it again)
         settings = OidcSettings.from_env()
         dev = DevProvider(f"http://{host}:{port}{PREFIX}", load_dev_users()) if dev_oidc_enabled() else None
     except ValueError as error:

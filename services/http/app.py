@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consent.policy import POLICY_VERSION, learns_whether_published
 from events.envelope import Envelope, ja_for, nesting_depth
 from events.limits import MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, MAX_IMPORT_FILE_BYTES, MAX_JSON_DEPTH, MiB
-from events.problems import Busy, Outcome, Rejected, told_to
+from events.problems import Busy, Outcome, PublishResult, Rejected, told_to
 from events.retry import RETRY_AFTER_SECONDS
 from services.auth.dev_provider import DevProvider, dev_router
 from services.auth.oauth_server import install_oauth
@@ -57,6 +57,7 @@ from services.http.deps import (
     error_responses,
 )
 from services.http.limits import install_limits
+from services.http.threads import bound_request_threads, request_threads_from_env, run_health_check
 from services.hub import Hub
 from services.templates import render
 from services.web import install_web
@@ -133,8 +134,15 @@ router = APIRouter(prefix="/v1")
 
 
 @router.get("/health", response_model=Health, responses=error_responses(503), tags=["hub"])
-def health(hub: HubDep) -> Health:
+async def health(request: Request) -> Health:
     """The hub is up and its event store answers. No token needed."""
+    # On a thread of its own limiter, not the request threads' (services.http.threads): it answers while every
+    # request thread waits. The hub is read here, not through HubDep, a dependency that would run on them.
+    hub: Hub = request.app.state.hub
+    return await run_health_check(lambda: _check_health(hub))
+
+
+def _check_health(hub: Hub) -> Health:
     try:
         hub.store.log_position()
     except PersistenceError:
@@ -191,9 +199,7 @@ async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> P
     published at once; every other publisher is told ``received`` (受付) for accepted and waiting events alike.
     """
     items = _batch(await request.body())
-    results = await run_in_threadpool(lambda: hub.publish(items, publisher=member.org))
-    tell = learns_whether_published(hub.orgs().get(member.org))
-    results = [told_to(r, tell) for r in results]
+    results = await run_in_threadpool(_publish_as_told, hub, items, member.org)
     out = [
         PublishResultOut(
             index=r.index, id=r.id, outcome=r.outcome, problems=[ProblemOut(**p.to_dict()) for p in r.problems]
@@ -202,6 +208,14 @@ async def publish_events(request: Request, member: PublishDep, hub: HubDep) -> P
     ]
     counts = PublishCounts(**{o: sum(r.outcome == o for r in out) for o in OUTCOMES})
     return PublishResponse(results=out, counts=counts)
+
+
+def _publish_as_told(hub: Hub, items: list[Any], publisher: str) -> list[PublishResult]:
+    """The publish and the results as the publisher is told them, in a request thread: both read the store (the
+    body is read on the event loop, the only wait that belongs there; ``services.web.forms``)."""
+    results = hub.publish(items, publisher=publisher)
+    tell = learns_whether_published(hub.orgs().get(publisher))
+    return [told_to(r, tell) for r in results]
 
 
 def _no_constant(name: str) -> Any:
@@ -392,7 +406,8 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     web: WebSettings | None = None,
 ) -> FastAPI:
-    """The API around ``hub``. ``verifier`` checks bearer tokens; with an ``issuer`` (sharing its keys) the token
+    """The API around ``hub``, its request threads bounded when it starts (its lifespan: ``TSUNAGU_REQUEST_THREADS``,
+    ``services.http.threads``; ``ValueError`` naming the setting when that is not a positive integer). ``verifier`` checks bearer tokens; with an ``issuer`` (sharing its keys) the token
     endpoint issues them (``services.auth.oauth_server``), to adapters' clients and, with ``oidc``, to staff signed in at that
     OpenID provider; ``dev_oidc`` mounts the development provider (``services.auth.dev_provider``, never in production)."""
     app = FastAPI(
@@ -416,6 +431,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_limits(app)  # URL length and request rates per client, in front of everything (services.http.limits)
+    bound_request_threads(app, request_threads_from_env())  # in its lifespan: however the app is served
     return app
 
 

@@ -14,7 +14,8 @@ session cookie's key (derived from the deployment's stream secret), the rate-lim
 **Configuration** (the variables of ``tsunagu serve``): ``TSUNAGU_DATABASE_URL``, ``TSUNAGU_KEYS_FILE`` (or
 ``TSUNAGU_MASTER_KEY`` + ``TSUNAGU_STREAM_SECRET``), ``TSUNAGU_SIGNING_KEY_FILE`` (must exist: a worker never
 creates it, so that N workers cannot each create a different one), ``TSUNAGU_OIDC_*`` and ``TSUNAGU_WEB_HTTPS``
-for the staff UI, ``TSUNAGU_RATE_LIMIT*``. The development provider (``TSUNAGU_DEV_OIDC=1``) is refused: its
+for the staff UI, ``TSUNAGU_RATE_LIMIT*``, ``TSUNAGU_REQUEST_THREADS`` and ``TSUNAGU_TURN_LOCK_TIMEOUT``. The
+development provider (``TSUNAGU_DEV_OIDC=1``) is refused: its
 signing key and sign-in codes live in one process's memory, so a second worker would not know them.
 
 ``build_app`` is the one place where the served app is put together, for one process (``tsunagu serve``) as
@@ -34,6 +35,7 @@ from services.auth.dev_provider import DEV_OIDC_ENV, DevProvider, dev_oidc_enabl
 from services.auth.oidc import OidcProvider, OidcSettings
 from services.auth.tokens import KEY_FILE_ENV, KeyFileError, TokenIssuer, TokenVerifier, key_file_path, keys_from_file
 from services.http.app import create_app
+from services.http.threads import request_threads_from_env
 from services.hub import Hub
 from services.web.session import CLIENT_SECRET_ENV, HTTPS_ENV, WebSettings, session_key_from
 
@@ -46,7 +48,9 @@ def build_app(
     dev: DevProvider | None = None,
 ) -> FastAPI:
     """The served app on ``hub``: the API, its token endpoint, and the staff UI when a sign-in provider
-    (``oidc``, or the development provider ``dev``) is configured, the UI being that provider's client."""
+    (``oidc``, or the development provider ``dev``) is configured, the UI being that provider's client; its
+    request threads bounded (``create_app``, ``TSUNAGU_REQUEST_THREADS``). ``ValueError`` naming the setting when
+    that is not a positive integer."""
     settings = oidc or (dev.settings if dev is not None else None)
     web = None
     if settings is not None:
@@ -76,6 +80,7 @@ def app_from_env() -> FastAPI:
             "run 'tsunagu serve' without --workers / 開発用ログインは1プロセスでのみ使えます"
         )
     try:
+        request_threads_from_env()  # checked before anything is opened (create_app reads it again)
         oidc = OidcSettings.from_env()
         issuer, verifier = keys_from_file(key_file_path(), create=False)
     except (ValueError, KeyFileError) as error:

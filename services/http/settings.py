@@ -118,4 +118,5 @@ async def change_setting(name: SettingName, body: SettingValueIn, admin: AdminDe
         raise ApiError(
             422, "invalid_setting", error.message, error.message_ja, field="value" if error.name == name else error.name
         ) from None
-    return SettingChanged(changed=bool(made), settings=SettingsOut(**settings_report(hub.store)))
+    report = await run_in_threadpool(settings_report, hub.store)  # a read of the store: not on the event loop
+    return SettingChanged(changed=bool(made), settings=SettingsOut(**report))

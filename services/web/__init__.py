@@ -22,6 +22,7 @@ from services.web.cases import router as cases_router
 from services.web.centre import router as centre_router
 from services.web.emergency import router as emergency_router
 from services.web.family_support import router as family_support_router
+from services.web.forms import NotSignedIn, to_signin_page
 from services.web.households import router as households_router
 from services.web.inquiries import router as inquiries_router
 from services.web.pages import router as pages_router
@@ -61,6 +62,7 @@ def install_web(app: FastAPI, settings: WebSettings) -> None:
     # every page checks the role's scopes first (services.web.scopes), as the API checks a token's
     checked = [Depends(require_scope)]
     app.add_exception_handler(ScopeMissing, refusal)
+    app.add_exception_handler(NotSignedIn, to_signin_page)  # a form posted without a signed-in person
     for router in PAGE_ROUTERS:
         app.include_router(router, dependencies=checked)
     install_security(app, settings)

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from consent.model import InvalidSetting
 from events.labels import ORG_FIELD_JA, SETTING_JA
@@ -42,6 +42,7 @@ from services.auth.tokens import (
 )
 from services.hub import Hub
 from services.web.cases import flash
+from services.web.forms import posted_form
 from services.web.pages import page, to_signin
 from services.web.security import multipart_token_ok
 from services.web.session import Person, signed_in
@@ -132,7 +133,9 @@ def _diff_page(
 
 
 @router.post(ORGS_LOAD, response_class=HTMLResponse)
-async def load_organisations_file(request: Request) -> Response:
+def load_organisations_file(
+    request: Request, form: Annotated[FormData, posted_form(max_files=1, max_fields=5)]
+) -> Response:
     """An organisations file sent from the registry's page (multipart: its CSRF token is checked here): nothing
     is applied; the page shows what loading it would add and change, field by field, with a button that applies
     exactly that (the registry's version goes with it). A bad file: every problem, by row and field in
@@ -140,7 +143,6 @@ async def load_organisations_file(request: Request) -> Response:
     person, refusal = _admin(request)
     if person is None:
         return refusal  # type: ignore[return-value]
-    form = await request.form(max_files=1, max_fields=5)
     if not multipart_token_ok(request, form):
         return page(
             request,
@@ -153,7 +155,7 @@ async def load_organisations_file(request: Request) -> Response:
     file = form.get("file")
     if not isinstance(file, UploadFile) or not file.filename:
         return _orgs_page(request, person, status_code=422, problems=["読み込む機関登録ファイルを選んでください"])
-    data = await file.read()
+    data = file.file.read()
     hub: Hub = request.app.state.hub
     try:
         items = read_orgs_file(data)

@@ -11,14 +11,16 @@ policy's ``emergency_declared`` decides who may declare). The emergency read its
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
 
 from services.hub import Hub
 from services.web.emergency_window import may_declare
+from services.web.forms import posted_form
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
 
@@ -74,12 +76,13 @@ def emergency_form(request: Request, child: str) -> Response:
 
 
 @router.post("/ui/children/{child}/emergency", response_class=HTMLResponse)
-async def declare(request: Request, child: str) -> Response:
+def declare(
+    request: Request, child: str, form: Annotated[FormData, posted_form(max_files=0, max_fields=5)]
+) -> Response:
     """Publish ``emergency.declared`` with the reason, as the person's organisation; then the emergency read."""
     person = _declarer(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=5)
     reason = str(form.get("reason") or "").strip()
     values = {"reason": reason}
     if not reason:

@@ -13,10 +13,11 @@ Japanese, with what was typed kept.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
 
 from events.labels import (
     MONITORING_JA,
@@ -31,6 +32,7 @@ from services.family_support.work import PROVIDER, FamilySupport, SupportViews
 from services.hub import Hub
 from services.web.cases import go
 from services.web.centre import refused
+from services.web.forms import posted_form
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
 
@@ -155,13 +157,12 @@ def _run(hub: Hub, person: Person, form: str, v: dict[str, str]) -> Done:
     return work.end(by, child=child, referral=referral, reason=v["e_reason"])
 
 
-async def _act(request: Request, form: str, org_type: str, back: str) -> Response:
+def _act(request: Request, form: str, org_type: str, back: str, data: FormData) -> Response:
     person = _person(request, org_type, "この操作はこの機関の種類では使えません。")
     if isinstance(person, Response):
         return person
     if form not in FORMS or (org_type == PROVIDER and form != "monitor"):
         return refused(request, person, "そのページはありません。", 404)
-    data = await request.form(max_files=0, max_fields=20)
     values = {k: str(data.get(k) or "").strip() for k in FORMS[form]}
     hub: Hub = request.app.state.hub
     try:
@@ -175,18 +176,19 @@ async def _act(request: Request, form: str, org_type: str, back: str) -> Respons
 
 
 @router.post("/ui/referrals/{form}", response_class=HTMLResponse)
-async def centre_act(request: Request, form: str) -> Response:
+def centre_act(
+    request: Request, form: str, data: Annotated[FormData, posted_form(max_files=0, max_fields=20)]
+) -> Response:
     """One of the centre's forms: refer, recommend, result, order, monitor, end."""
-    return await _act(request, form, CENTER, "/ui/referrals")
+    return _act(request, form, CENTER, "/ui/referrals", data)
 
 
 @router.post("/ui/urgent/acknowledge", response_class=HTMLResponse)
-async def acknowledge(request: Request) -> Response:
+def acknowledge(request: Request, data: Annotated[FormData, posted_form(max_files=0, max_fields=10)]) -> Response:
     """報告の確認 in one click (the start page's urgent inbox, or the referrals page): told to the provider."""
     person = _person(request, CENTER, "報告を確認済みにできるのはこども家庭センターだけです。")
     if isinstance(person, Response):
         return person
-    data = await request.form(max_files=0, max_fields=10)
     report = str(data.get("report") or "").strip()
     note = str(data.get("note") or "").strip() or None
     back = "/ui/referrals" if str(data.get("back") or "") == "referrals" else "/ui/"
@@ -232,6 +234,6 @@ def provider_referrals(request: Request) -> Response:
 
 
 @router.post("/ui/provider/referrals/monitor", response_class=HTMLResponse)
-async def provider_monitor(request: Request) -> Response:
+def provider_monitor(request: Request, data: Annotated[FormData, posted_form(max_files=0, max_fields=20)]) -> Response:
     """The provider's monitoring of a referral, to the centre that made it."""
-    return await _act(request, "monitor", PROVIDER, "/ui/provider/referrals")
+    return _act(request, "monitor", PROVIDER, "/ui/provider/referrals", data)

@@ -13,10 +13,11 @@ the person's organisation answers like one that does not exist.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
 
 from events.labels import CHECKLIST_JA
 from events.model import CENTER
@@ -27,6 +28,7 @@ from services.casework.ledger import day_of
 from services.hub import Hub
 from services.web import words
 from services.web.cases import go
+from services.web.forms import posted_form
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
 
@@ -88,13 +90,12 @@ def round_form(request: Request) -> Response:
 
 
 @router.post("/ui/rounds", response_class=HTMLResponse)
-async def send_round(request: Request) -> Response:
+def send_round(request: Request, form: Annotated[FormData, posted_form(max_files=0, max_fields=10)]) -> Response:
     person = signed_in(request)
     if person is None:
         return to_signin()
     if not _is_center(request, person):
         return _refused(request, person, "事前照会を送れるのは市町村のこども家庭センターだけです。")
-    form = await request.form(max_files=0, max_fields=10)
     values = {k: str(form.get(k) or "").strip()[:40] for k in ("meeting_date", "due")}
     hub: Hub = request.app.state.hub
     try:
@@ -187,12 +188,13 @@ def answer_form(request: Request, inquiry: str) -> Response:
 
 
 @router.post("/ui/inquiries/{inquiry}", response_class=HTMLResponse)
-async def answer(request: Request, inquiry: str) -> Response:
+def answer(
+    request: Request, inquiry: str, form: Annotated[FormData, posted_form(max_files=0, max_fields=40)]
+) -> Response:
     person = signed_in(request)
     if person is None:
         return to_signin()
     inquiry = inquiry[:200]
-    form = await request.form(max_files=0, max_fields=40)
     text = {k: str(form.get(k) or "").strip() for k in ("observations", "actions", "concerns")}
     short = {
         k: str(form.get(k) or "").strip()[:20] for k in ("safety_scale", "days", "absent", "absent_without_contact")

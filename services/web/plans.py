@@ -11,7 +11,7 @@ as the signed-in person (recorded with their name) and builds the plan from what
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
@@ -26,6 +26,7 @@ from services.hub import Hub
 from services.projections.cases import center_cases
 from services.reading.timeline import Timeline, TimelineEntry
 from services.web import casebook
+from services.web.forms import posted_form
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
 
@@ -181,12 +182,11 @@ def _new_form(
 
 
 @router.post("/ui/plans/new", response_class=HTMLResponse)
-async def create_plan(request: Request) -> Response:
+def create_plan(request: Request, form: Annotated[FormData, posted_form(max_files=0, max_fields=20)]) -> Response:
     """サポートプラン第1版, through ``CaseWork.create_plan``; then the plan's page."""
     person = _centre(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=20)
     values, errors = _plan_values(form)
     values["child"] = _text(form, "child")
     if not values["child"]:
@@ -311,11 +311,12 @@ def _after(plan: str, done: str) -> Response:
 
 
 @router.post("/ui/plans/{plan}/revise", response_class=HTMLResponse)
-async def revise_plan(request: Request, plan: str) -> Response:
+def revise_plan(
+    request: Request, plan: str, form: Annotated[FormData, posted_form(max_files=0, max_fields=20)]
+) -> Response:
     person = _centre(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=20)
     values, errors = _plan_values(form)
     if errors:
         return _plan_page(request, person, plan, errors=errors, form="revise", values=values, status_code=422)
@@ -335,12 +336,13 @@ async def revise_plan(request: Request, plan: str) -> Response:
 
 
 @router.post("/ui/plans/{plan}/consent", response_class=HTMLResponse)
-async def grant_consent(request: Request, plan: str) -> Response:
+def grant_consent(
+    request: Request, plan: str, form: Annotated[FormData, posted_form(max_files=0, max_fields=200)]
+) -> Response:
     """同意: the version the family signed, the organisations they agreed to share it with, who signed, until."""
     person = _centre(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=200)
     values: dict[str, Any] = {name: _text(form, name) for name in ("version", "signed_by", "valid_until")}
     values["recipients"] = [str(v) for v in form.getlist("recipients")][:100]
     errors: dict[str, str] = {}
@@ -374,11 +376,12 @@ async def grant_consent(request: Request, plan: str) -> Response:
 
 
 @router.post("/ui/plans/{plan}/withdraw", response_class=HTMLResponse)
-async def withdraw_consent(request: Request, plan: str) -> Response:
+def withdraw_consent(
+    request: Request, plan: str, form: Annotated[FormData, posted_form(max_files=0, max_fields=5)]
+) -> Response:
     person = _centre(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=5)
     consent = _text(form, "consent")[:200]
     try:
         CaseWork(request.app.state.hub).withdraw_consent(_actor(person), plan, consent)
@@ -389,7 +392,7 @@ async def withdraw_consent(request: Request, plan: str) -> Response:
 
 
 @router.post("/ui/plans/{plan}/refuse", response_class=HTMLResponse)
-async def refuse_consent(request: Request, plan: str) -> Response:
+def refuse_consent(request: Request, plan: str) -> Response:
     person = _centre(request)
     if isinstance(person, Response):
         return person

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
 
 from consent.policy import learns_whether_published
 from events.limits import MAX_TEXT_CHARS
 from events.model import Org
 from events.problems import told_to
 from services.hub import Hub
+from services.web.forms import posted_form
 from services.web.pages import page, to_signin
 from services.web.session import Person, signed_in
 
@@ -163,7 +165,9 @@ FIELDS = {
 
 
 @router.post("/ui/provider/{which}", response_class=HTMLResponse)
-async def send_report(request: Request, which: str) -> Response:
+def send_report(
+    request: Request, which: str, form: Annotated[FormData, posted_form(max_files=0, max_fields=20)]
+) -> Response:
     """Publish the report as the person's organisation, basis ``commissioned``, ``to`` the chosen centre; then
     the receipt (受付) as a provider is told it, or the form again with each problem next to its field."""
     person = _provider(request)
@@ -178,7 +182,6 @@ async def send_report(request: Request, which: str) -> Response:
             title="ページが見つかりません",
             message="そのページはありません。",
         )
-    form = await request.form(max_files=0, max_fields=20)
     values = {k: str(form.get(k) or "").strip() for k in FIELDS[which]}
     hub: Hub = request.app.state.hub
     errors = _check(which, values, {o.id for o in _centres(hub, person)})

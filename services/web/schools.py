@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -32,6 +32,7 @@ from services.hub import Hub
 from services.projections.rosters import Listing, SchoolRoster, peek
 from services.schools.overdue import overdue_reports
 from services.schools.uploads import NotAllowed, file_name, run_upload
+from services.web.forms import posted_form
 from services.web.pages import page, to_signin
 from services.web.security import multipart_token_ok
 from services.web.session import Person, signed_in
@@ -102,13 +103,14 @@ def upload_page(request: Request, which: str) -> Response:
 
 
 @router.post("/ui/imports/{which}")
-async def upload(request: Request, which: str) -> Response:
+def upload(
+    request: Request, which: str, form: Annotated[FormData, posted_form(max_files=1, max_fields=20)]
+) -> Response:
     if which not in FORMATS:
         return _not_found(request)
     person = _school(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=1, max_fields=20)
     if not multipart_token_ok(request, form):
         return page(
             request,
@@ -130,10 +132,7 @@ async def upload(request: Request, which: str) -> Response:
             limit_mb=MAX_IMPORT_FILE_BYTES // MiB,
             errors={"file": "送るファイルを選んでください"},
         )
-    try:
-        return _result(request, person, FORMATS[which], file.file, file_name(file.filename), which=which)
-    finally:
-        await file.close()
+    return _result(request, person, FORMATS[which], file.file, file_name(file.filename), which=which)
 
 
 def _result(
@@ -214,14 +213,15 @@ def _pending(form: FormData) -> list[int]:
 
 
 @router.post("/ui/imports/{which}/correct")
-async def correct(request: Request, which: str) -> Response:
+def correct(
+    request: Request, which: str, form: Annotated[FormData, posted_form(max_files=0, max_fields=100)]
+) -> Response:
     """One rejected row, corrected in the browser, sent again as a one-row file through the same import."""
     if which not in FORMATS:
         return _not_found(request)
     person = _school(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=100)
     hub: Hub = request.app.state.hub
     held = _held(hub, person.org)
     index = str(form.get("held") or "")
@@ -340,12 +340,11 @@ def typed_form(request: Request, month: str | None = None) -> Response:
 
 
 @router.post("/ui/imports/monthly/form")
-async def typed_send(request: Request) -> Response:
+def typed_send(request: Request, form: Annotated[FormData, posted_form(max_files=0, max_fields=5000)]) -> Response:
     """The typed report: one row per line with something in it, sent as a file through the same import."""
     person = _school(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=5000)
     month, error = _month(str(form.get("month") or ""), _today(request.app.state.hub))
     if error:
         return RedirectResponse("/ui/imports/monthly/form", status_code=303)
@@ -436,13 +435,12 @@ FIELD_OF = {"child": "who", "local_child": "who", "payload.summary": "summary", 
 
 
 @router.post("/ui/send")
-async def send(request: Request) -> Response:
+def send(request: Request, form: Annotated[FormData, posted_form(max_files=0, max_fields=30)]) -> Response:
     """Publish the concern or notification as the person's organisation, through the same path as the API; a
     receipt (受付) that says what happens next."""
     person = _school(request)
     if isinstance(person, Response):
         return person
-    form = await request.form(max_files=0, max_fields=30)
     values: dict[str, Any] = {
         k: str(form.get(k) or "").strip() for k in ("kind", "id_type", "who", "summary", "signs", "to")
     }

@@ -65,8 +65,9 @@ def require_scope(request: Request) -> None:
         raise ScopeMissing(person, needed)
 
 
-async def refusal(request: Request, error: Exception) -> HTMLResponse:
-    """The 403 page for ``ScopeMissing``: says the role cannot use the page, and nothing of what it holds."""
+def refusal(request: Request, error: Exception) -> HTMLResponse:
+    """The 403 page for ``ScopeMissing``: says the role cannot use the page, and nothing of what it holds. A plain
+    function, which Starlette runs in a thread: the page reads the hub's registry (``pages.page``)."""
     assert isinstance(error, ScopeMissing)
     return page(
         request,

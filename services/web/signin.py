@@ -14,6 +14,7 @@ from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth
 from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.auth.tokens import ROLES
@@ -70,7 +71,8 @@ async def callback(request: Request) -> Response:
     try:
         token = await request.app.state.staff_signin.staff.authorize_access_token(request)
     except OAuthError:
-        return page(
+        return await run_in_threadpool(  # the page reads the hub's registry: not on the event loop
+            page,
             request,
             "web/error.html",
             None,
@@ -79,11 +81,12 @@ async def callback(request: Request) -> Response:
             message="ログインの手続きが完了しませんでした。もう一度ログインしてください。",
         )
     claims = token.get("userinfo") or {}
-    orgs = request.app.state.hub.orgs()
+    orgs = await run_in_threadpool(request.app.state.hub.orgs)  # a read of the store: not on the event loop
     roles = [r for r in (claims.get("tsunagu_roles") or [claims.get("tsunagu_role")]) if r in ROLES]
     org = str(claims.get("tsunagu_org") or "")
     if org not in orgs or not roles:
-        return page(
+        return await run_in_threadpool(
+            page,
             request,
             "web/error.html",
             None,
