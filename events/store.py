@@ -415,7 +415,9 @@ class WeighedCache(Cache[UUID, Any]):
     keys too. An aggregate that a thread began to load before the clear (with a key destroyed meanwhile) must not
     come back in afterwards: each thread's last look-up notes the cache's ``generation`` (how many clears so far),
     and ``put`` refuses an aggregate from a thread whose last look-up was before the last clear (the library and
-    ``events.streams`` always look up before they load and put). ``before_use``, when set, runs before each
+    ``events.streams`` always look up before they load and put). A writer that looks up more between its loads and
+    its put (a publish batch) compares ``generation`` itself, from before its first load
+    (``services.publishing.batch.cache_generation``). ``before_use``, when set, runs before each
     look-up (the store's ``ErasureWatch.check``)."""
 
     def __init__(

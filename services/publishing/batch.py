@@ -14,10 +14,29 @@ from uuid import UUID
 
 from events.envelope_ids import StoredEnvelope
 from events.model import Org, Recorded
-from events.store import ChildRecord, HubStore, RegistryAt
+from events.store import ChildRecord, HubStore, RegistryAt, WeighedCache
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
 from services.projections.admission_facts import ChildFacts
 from services.publishing.child_streams import ChildStream
+
+
+def cache_generation(store: HubStore) -> int | None:
+    """How many times the store's aggregate cache has been cleared so far (``WeighedCache.generation``; ``None``:
+    a cache that is never cleared, or none), noted by a ``Batch`` when it is made, before its first load.
+
+    What it is for: a batch loads aggregates opened with its children's keys (a centre's ``CenterCases`` holds
+    every case of the centre) and, after a successful save, puts them in the cache (``cache_saved``). If an
+    erasure reached this process meanwhile (``ErasureWatch`` clears the cache), what the batch loaded before it may
+    hold the erased child's entries, and a kept index put back is never evicted: that child's case would be shown
+    to this process's readers until the next erasure. ``WeighedCache.put`` refuses an aggregate from a thread whose
+    last look-up was before the last clear, but a batch looks things up lazily during its attempt (``Batch.get``: a
+    child or an index first needed late), and any such look-up after the clear made the put of everything the
+    batch loaded before it go through. So the batch compares the generation noted when it was made with the
+    cache's at its save: changed, it puts nothing (what it saved is in the store, and the next read loads it from
+    there, under the keys that are left). This replaces relying on the thread's last look-up for the batch's
+    save; ``WeighedCache.put``'s own check still guards every other put."""
+    cache = store.repository.cache
+    return cache.generation if isinstance(cache, WeighedCache) else None
 
 
 class Batch:
@@ -27,6 +46,7 @@ class Batch:
     def __init__(self, store: HubStore, registry: RegistryAt):
         self.store = store
         self.registry = registry
+        self.cache_generation = cache_generation(store)  # before the first load: see ``cache_generation``
         self.aggregates: dict[UUID, Any] = {}
         self.versions: dict[UUID, int] = {}
         self.asked: set[UUID] = set()
@@ -98,7 +118,8 @@ class Batch:
         return stream
 
     def save(self) -> None:
-        """Store everything of the batch in one transaction, then bring the aggregate cache up to date."""
+        """Store everything of the batch in one transaction, then bring the aggregate cache up to date, unless
+        the cache was cleared (an erasure) since the batch was made (``cache_generation``)."""
         for (cls, key), staged in self.staged.items():
             self.get(cls, *key).record_staged(staged)
         objects: list[Any] = []
@@ -117,4 +138,5 @@ class Batch:
         cache = self.store.repository.cache
         self.store.save(*objects, envelopes=self.envelopes)
         forget_cached(self.store, appended)
-        cache_saved(self.store, complete, cache)
+        if cache_generation(self.store) == self.cache_generation:
+            cache_saved(self.store, complete, cache)
