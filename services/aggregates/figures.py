@@ -161,29 +161,34 @@ class ErasedLines:
     and ``correct`` would move it; every other figure is exact. ``tests/aggregates/test_counts.py`` checks it
     against an oracle counting every accepted event."""
 
-    def __init__(self, orgs: Mapping[str, Org]):
+    def __init__(self, orgs: Mapping[str, Org], kept_line: Callable[[str], KeptLine | None]):
         self._orgs = orgs
+        self._kept_line = kept_line  # key -> the hub's line
+        self.kept: dict[str, KeptLine] = {}  # the noted lines, as kept
         self.centres: dict[str, str] = {}  # line key -> the municipality of its centre
         self.erased_reports: dict[str, int] = {}  # line key -> its erased monthly reports
 
     def see(self, e: Recorded) -> None:
-        """Note ``e``'s line if ``e`` is a target-list event or a monthly report whose content was erased."""
+        """Note ``e``'s line if ``e`` is a target-list event or a monthly report whose content was erased, and the
+        hub kept the line (a store written before the counts has none: its lines are counted from the log)."""
         key = erased_report_line(e, self._orgs)
         if key is None:
             return
+        if key not in self.kept:
+            found = self._kept_line(key)
+            if found is None:
+                return
+            self.kept[key] = found
         centre = e.to if e.kind == "attendance.monthly" else e.source
         self.centres[key] = municipality_of(centre, self._orgs) or ""
         if e.kind == "attendance.monthly":
             self.erased_reports[key] = self.erased_reports.get(key, 0) + 1
 
-    def counts(self, kept_line: Callable[[str], KeptLine | None]) -> Counts:
-        """What the noted lines count, from the lines as kept (``kept_line``: key -> the hub's line)."""
+    def counts(self) -> Counts:
+        """What the noted lines count, from the lines as kept."""
         out: Counts = {}
         for key, municipality in self.centres.items():
-            found = kept_line(key)
-            if found is None:  # never counted (a store written before the counts: the hub counts from the log)
-                continue
-            line, first_reports = found
+            line, first_reports = self.kept[key]
             for place, counts in line_counts(line).items():
                 cell = out.setdefault(place, {})
                 for measure, n in counts.items():
@@ -213,7 +218,7 @@ def count_events(
     made on the way in ``work``, if given); the report lines of erased children from ``kept_line`` (key -> the
     hub's line), when given (``ErasedLines``)."""
     work = work if work is not None else _InMemory(orgs)
-    erased = ErasedLines(orgs)
+    erased = ErasedLines(orgs, kept_line or (lambda key: None))
     out: dict[str, Months] = {}
 
     def add(counted: Counts) -> None:
@@ -225,8 +230,7 @@ def count_events(
     for e in events:
         erased.see(e)
         add(tally(e, work, erased.centres.keys()))
-    if kept_line is not None:
-        add(erased.counts(kept_line))
+    add(erased.counts())
     return out
 
 
