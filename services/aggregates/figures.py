@@ -11,8 +11,8 @@ count its case's registration wrote ahead). The hub runs it once when it opens a
 counts (``services.hub``, ``COUNTS_FORMAT``).
 
 An erased child's events have lost their content; the rebuild counts that child's report lines from the lines
-the hub kept (``ErasedLines``), so that it agrees with the live figures after an erasure, and ``correct``
-compares the months as placed (the figures read nothing else). The other counts an erased event made from its
+the hub kept (``ErasedLines``), so that it agrees with the live figures after an erasure (``reports.received``
+of the line's months is kept as kept: an erased report's month is gone), and ``correct`` compares the months as placed (the figures read nothing else). The other counts an erased event made from its
 content (a case's category, a review's next date, an alert's reason, a service's name) are not recounted:
 **not done**, see ``docs/benchmarks.md`` (session 7, the rebuild after an erasure).
 """
@@ -38,7 +38,6 @@ from services.projections.municipal_counts import (
     erased_report_line,
     kept_months,
     line_counts,
-    municipality_of,
     tally,
 )
 
@@ -134,91 +133,81 @@ class _InMemory:
         raise NotImplementedError
 
 
-KeptLine = tuple[ReportLine, list[str]]
-"""A report line as the hub kept it, and the months it received, in the order their first reports came."""
-
-
 class ErasedLines:
     """**Explicit mechanism: the rebuild counts an erased child's report lines as the hub kept them.** A child's
     erasure destroys the content of its target-list events and monthly reports (which school and student number,
     which month: ``events.sealing``), so the rebuild cannot count them again; the live counts went on from the
     ``ReportLine`` the hub keeps under its own key (named by a digest, as every line: no content beyond what any
     line holds), and an erasure does not move them (the lead's rule, session 7). So for every line that an erased
-    event changed (``municipal_counts.erased_report_line``), the rebuild counts none of the line's events (its
-    later, readable ones included: they changed the same kept line) and adds, instead, what the kept line counts
-    all told (``municipal_counts.line_counts``), and ``reports.received`` for the months its erased reports were
-    for: the first n months the kept line received (in the order their first reports came), n its erased
-    reports. It replaces counting those events from the log alone, which lost them (the rebuild then disagreed
-    with the live figures after an erasure: April's ``reports.expected`` 2 -> 1 in the session 6 review's
-    ``erase.py``).
+    event changed (``municipal_counts.erased_report_line``) and that the hub kept, the rebuild counts none of the
+    line's events (its later, readable ones included: they changed the same kept line) and adds, instead, what
+    the kept line counts all told (``municipal_counts.line_counts``: expected, arrivals, settled; exact). It
+    replaces counting those events from the log alone, which lost them (the rebuild then disagreed with the live
+    figures after an erasure: April's ``reports.expected`` 2 -> 1 in the session 6 review's ``erase.py``).
 
-    Sound because every event of a line published before its child's (last) erasure, or in the same publish, is
-    erased (all are sealed under the child's key, destroyed when that publish commits) and every one published
-    after is readable, so in the log a line's erased events all come before its readable ones, and so do the
-    first reports they gave the line. **Not recountable**: a month reported twice before the child's erasure
-    (or in its publish) (the second report's month went with its content, and it changed
-    nothing in the line): ``reports.received`` is then placed on the wrong month (the first month a later report gave),
-    and ``correct`` would move it; every other figure is exact. ``tests/aggregates/test_counts.py`` checks it
-    against an oracle counting every accepted event."""
+    ``reports.received`` is the one figure the rebuild cannot recount: an erased report's month went with its
+    content, and a month reported twice counted twice but gave the line one month. So ``correct`` keeps it as
+    kept in the cells where an erased report can have counted it (``received_as_kept``: the line's municipality,
+    each month the kept line received; an erased report's month is one of them). A store written before the
+    counts kept no line: its erased reports count no ``reports.received`` in the rebuild (main's counted them at
+    the month they came in), and no ``reports.expected`` (dropped on both). ``tests/aggregates/test_counts.py``
+    checks it against an oracle counting every accepted event."""
 
-    def __init__(self, orgs: Mapping[str, Org], kept_line: Callable[[str], KeptLine | None]):
+    def __init__(self, orgs: Mapping[str, Org], kept_line: Callable[[str], ReportLine | None]):
         self._orgs = orgs
         self._kept_line = kept_line  # key -> the hub's line
-        self.kept: dict[str, KeptLine] = {}  # the noted lines, as kept
-        self.centres: dict[str, str] = {}  # line key -> the municipality of its centre
-        self.erased_reports: dict[str, int] = {}  # line key -> its erased monthly reports
+        self.kept: dict[str, ReportLine] = {}  # the noted lines, as kept
 
     def see(self, e: Recorded) -> None:
         """Note ``e``'s line if ``e`` is a target-list event or a monthly report whose content was erased, and the
         hub kept the line (a store written before the counts has none: its lines are counted from the log)."""
         key = erased_report_line(e, self._orgs)
-        if key is None:
+        if key is None or key in self.kept:
             return
-        if key not in self.kept:
-            found = self._kept_line(key)
-            if found is None:
-                return
+        found = self._kept_line(key)
+        if found is not None:
             self.kept[key] = found
-        centre = e.to if e.kind == "attendance.monthly" else e.source
-        self.centres[key] = municipality_of(centre, self._orgs) or ""
-        if e.kind == "attendance.monthly":
-            self.erased_reports[key] = self.erased_reports.get(key, 0) + 1
 
     def counts(self) -> Counts:
-        """What the noted lines count, from the lines as kept."""
+        """What the noted lines count, from the lines as kept (no ``reports.received``: ``received_as_kept``)."""
         out: Counts = {}
-        for key, municipality in self.centres.items():
-            line, first_reports = self.kept[key]
+        for line in self.kept.values():
             for place, counts in line_counts(line).items():
                 cell = out.setdefault(place, {})
                 for measure, n in counts.items():
                     cell[measure] = cell.get(measure, 0) + n
-            for month in first_reports[: self.erased_reports.get(key, 0)]:
-                cell = out.setdefault((municipality, month), {})
-                cell["reports.received"] = cell.get("reports.received", 0) + 1
         return out
 
+    def received_as_kept(self) -> set[tuple[str, str]]:
+        """The (municipality, month) cells whose ``reports.received`` ``correct`` keeps as kept: each noted line's
+        municipality and the months it received."""
+        return {
+            (line.municipality, month) for line in self.kept.values() if line.municipality for month in line.received
+        }
 
-def kept_line(store: HubStore, key: str) -> KeptLine | None:
-    """The hub's ``ReportLine`` of ``key`` and the months it received in the order their first reports came, or
-    None. The order is the line's ``received`` as kept: a first report adds its month at the end
-    (``ReportLine.report``), and a corrected line's ``received`` is the rebuild's, made in log order; a dict keeps
-    the order its keys were added in, through the stored events' JSON too."""
-    line = store.peek(ReportLine.create_id(key))
-    return None if line is None else (line, list(line.received))
+
+def kept_line(store: HubStore, key: str) -> ReportLine | None:
+    """The hub's ``ReportLine`` of ``key``, or None."""
+    line: ReportLine | None = store.peek(ReportLine.create_id(key))
+    return line
+
+
+def erased_lines(store: HubStore) -> ErasedLines:
+    """The rebuild's ``ErasedLines`` for ``store``, reading the lines it kept."""
+    return ErasedLines(store.registry().orgs, lambda key: kept_line(store, key))
 
 
 def count_events(
     events: Iterable[Recorded],
     orgs: Mapping[str, Org],
     work: _InMemory | None = None,
-    kept_line: Callable[[str], KeptLine | None] | None = None,
+    erased: ErasedLines | None = None,
 ) -> dict[str, Months]:
     """The counts of ``events`` (in log order), per municipality and month, levels as changes (the tallies
-    made on the way in ``work``, if given); the report lines of erased children from ``kept_line`` (key -> the
-    hub's line), when given (``ErasedLines``)."""
+    made on the way in ``work``, if given); the report lines of erased children as ``erased`` has them kept, when
+    given (``ErasedLines``)."""
     work = work if work is not None else _InMemory(orgs)
-    erased = ErasedLines(orgs, kept_line or (lambda key: None))
+    erased = erased if erased is not None else ErasedLines(orgs, lambda key: None)
     out: dict[str, Months] = {}
 
     def add(counted: Counts) -> None:
@@ -229,7 +218,7 @@ def count_events(
 
     for e in events:
         erased.see(e)
-        add(tally(e, work, erased.centres.keys()))
+        add(tally(e, work, erased.kept.keys()))
     add(erased.counts())
     return out
 
@@ -240,15 +229,11 @@ def _log_events(store: HubStore) -> Iterable[Recorded]:
             yield recorded_from(e.envelope, list(e.audience), e.originator_version)
 
 
-def rebuild(store: HubStore, work: _InMemory | None = None) -> dict[str, Months]:
+def rebuild(store: HubStore, work: _InMemory | None = None, erased: ErasedLines | None = None) -> dict[str, Months]:
     """Every municipality's counts rebuilt from the log (levels as changes, as kept; an erased child's report
-    lines as the hub kept them, ``ErasedLines``)."""
-    return count_events(
-        _log_events(store),
-        store.registry().orgs,
-        work,
-        lambda key: kept_line(store, key),
-    )
+    lines as the hub kept them, noted in ``erased`` if given: ``ErasedLines``)."""
+    erased = erased if erased is not None else erased_lines(store)
+    return count_events(_log_events(store), store.registry().orgs, work, erased)
 
 
 def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
@@ -271,7 +256,9 @@ def correct(store: HubStore) -> int:
     """Make the kept counts equal the rebuilt ones: record the difference on each month that differs, and the
     rebuilt state of each tally that differs (see the module). Returns the number of months corrected."""
     work = _InMemory(store.registry().orgs)
-    rebuilt = rebuild(store, work)
+    erased = erased_lines(store)
+    rebuilt = rebuild(store, work, erased)
+    received_as_kept = erased.received_as_kept()  # (``ErasedLines``: the one figure not recounted)
     municipalities = set(rebuilt) | {o.municipality for o in store.registry().orgs.values() if o.municipality}
     changed: list[Any] = []
     for municipality in sorted(municipalities):
@@ -286,7 +273,11 @@ def correct(store: HubStore) -> int:
                 key: want.get(month, {}).get(key, 0) - have.get(month, {}).get(key, 0)
                 for key in set(have.get(month, {})) | set(want.get(month, {}))
             }
-            diff = {k: v for k, v in diff.items() if v}
+            diff = {
+                k: v
+                for k, v in diff.items()
+                if v and not (k == "reports.received" and (municipality, month) in received_as_kept)
+            }
             if month in want and month not in calendar.months:  # as kept: a month counted to, even to nothing
                 calendar.add_month(month=month)
                 calendar_changed = True

@@ -718,7 +718,9 @@ def _counts(e: Recorded, batch: UnitOfWork, lines_kept: Collection[str] = ()) ->
         )
         _reports(out, e, batch, lines_kept)
     elif kind == "attendance.monthly" and e.basis == "cwa-25-3" and payload.get("month"):
-        # (a report whose month was erased with its child is counted from the hub's line, ``figures.rebuild``)
+        # a report whose month was erased with its child counts no ``reports.received`` here: ``figures.correct``
+        # keeps it as kept in the months of the hub's line (``figures.ErasedLines``); with no line kept (a store
+        # written before the counts), the rebuild counts none for it (main's counted it at the month it came in)
         _add(out, municipality_of(e.to, orgs), str(payload["month"]), "reports.received")
         _reports(out, e, batch, lines_kept)
     elif kind == "absence.alert":
