@@ -68,7 +68,7 @@ municipalities, and is never summed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date, datetime, timedelta
 from typing import ClassVar
 from uuid import UUID
@@ -561,10 +561,42 @@ def _periods_change(out: Counts, line: ReportLine, where: str, periods: list[lis
     line.listed(municipality=where, periods=periods)
 
 
-def _reports(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
-    """Monthly reports expected, on time or late, and missing (see the module)."""
+def erased_report_line(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
+    """The key of the ``ReportLine`` a target-list event or a monthly report changed, for one whose content was
+    erased with its child (its payload keeps only ``events.kinds.POLICY_FIELDS``: a target list's ``school`` and a
+    report's ``month`` are gone, though admission requires both), else ``None``. The line is named from the
+    envelope's routing fields, which the hub keeps: a target list's ``to`` is its ``payload.school`` (admission
+    refuses any other), a report's ``source`` is the school and its ``to`` the centre."""
+    if not e.child or not e.to:
+        return None
+    if e.kind in ("target_list.assigned", "target_list.removed") and not e.payload.get("school"):
+        return report_line_key(e.to, e.child, e.source) if municipality_of(e.source, orgs) else None
+    if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and not e.payload.get("month"):
+        return report_line_key(e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
+    return None
+
+
+def line_counts(line: ReportLine) -> Counts:
+    """Everything the report events of a line have counted, all told, from the line's state alone: the
+    listings' expected reports and the arrivals of the months received that they cover, at the line's
+    municipality, for the months they are for (no ``AHEAD`` placement). It is what ``_reports`` adds up to, since
+    each change there takes back what the line's old state counted and adds what its new one counts, and a
+    report adds the arrivals its first report of a month gives under the periods as they are (checked against
+    ``_reports`` by ``tests/aggregates/test_counts.py``'s erasure steps). ``figures.rebuild`` counts a line whose
+    child was erased with it, since the erased events cannot be counted again."""
+    out: Counts = {}
+    if line.municipality:
+        start = ReportLine(line.key)
+        start.received = dict(line.received)
+        _periods_change(out, start, line.municipality, line.periods)
+    return out
+
+
+def _reports(out: Counts, e: Recorded, batch: UnitOfWork, lines_kept: Collection[str] = ()) -> None:
+    """Monthly reports expected, on time or late, and missing (see the module); nothing for a line in
+    ``lines_kept`` (counted from the line the hub kept, ``figures.rebuild``)."""
     key = _report_line(e, batch.orgs)
-    if key is None:
+    if key is None or key in lines_kept:
         return
     line: ReportLine = batch.get(ReportLine, key)
     if e.kind == "attendance.monthly":
@@ -594,11 +626,12 @@ def _reports(out: Counts, e: Recorded, batch: UnitOfWork) -> None:
 AHEAD = "@"  # measure@YYYY-MM: a count for that month, kept with the month of the event (see the module)
 
 
-def tally(e: Recorded, batch: UnitOfWork) -> Counts:
+def tally(e: Recorded, batch: UnitOfWork, lines_kept: Collection[str] = ()) -> Counts:
     """The counts ``e`` adds, per (municipality, month), keeping the tallies in step; a count for a month the
     event does not name is kept with the event's month, its key naming its own (``AHEAD``). Most events add no
-    counts (a day's attendance): their months are not worked out."""
-    counted = _counts(e, batch)
+    counts (a day's attendance): their months are not worked out. ``lines_kept``: report lines not counted from
+    their events (the rebuild's lines of erased children, ``figures.rebuild``)."""
+    counted = _counts(e, batch, lines_kept)
     if not counted:
         return {}
     _, months = _places(e, batch.orgs)
@@ -613,7 +646,7 @@ def tally(e: Recorded, batch: UnitOfWork) -> Counts:
     return out
 
 
-def _counts(e: Recorded, batch: UnitOfWork) -> Counts:
+def _counts(e: Recorded, batch: UnitOfWork, lines_kept: Collection[str] = ()) -> Counts:
     """The counts ``e`` adds, per (municipality, the month they are for), keeping the tallies in step."""
     orgs = batch.orgs
     out: Counts = {}
@@ -683,10 +716,13 @@ def _counts(e: Recorded, batch: UnitOfWork) -> Counts:
             "reports.listed.change",
             n=1 if kind == "target_list.assigned" else -1,
         )
-        _reports(out, e, batch)
-    elif kind == "attendance.monthly" and e.basis == "cwa-25-3":
-        _add(out, municipality_of(e.to, orgs), str(payload.get("month", month)), "reports.received")
-        _reports(out, e, batch)
+        _reports(out, e, batch, lines_kept)
+    elif kind == "attendance.monthly" and e.basis == "cwa-25-3" and payload.get("month"):
+        # a report whose month was erased with its child counts no ``reports.received`` here: ``figures.correct``
+        # keeps it as kept in the months of the hub's line (``figures.ErasedLines``); with no line kept (a store
+        # written before the counts), the rebuild counts none for it (main's counted it at the month it came in)
+        _add(out, municipality_of(e.to, orgs), str(payload["month"]), "reports.received")
+        _reports(out, e, batch, lines_kept)
     elif kind == "absence.alert":
         _add(out, municipality_of(e.to, orgs), month, "alerts", f"alerts:reason={payload.get('reason', '')}")
     elif kind == "concern.reported" and e.basis == "cwa-21-10-5":

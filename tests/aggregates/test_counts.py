@@ -12,9 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.clock import JST
-from services.aggregates.figures import correct, kept, month_range, rebuild, resolve_levels
+from services.aggregates import figures as figures_module
+from services.aggregates.figures import (
+    correct,
+    erased_lines,
+    kept,
+    month_range,
+    placed,
+    rebuild,
+    resolve_levels,
+)
 from services.hub import Hub
-from services.projections.municipal_counts import CASE_GROUPS, MunicipalMonth
+from services.projections.municipal_counts import CASE_GROUPS, MunicipalMonth, ReportLine, report_line_key
 from tests.consent.test_policy_properties import PROPERTY_SETTINGS
 
 pytestmark = pytest.mark.store
@@ -38,13 +47,14 @@ def at(day: int) -> str:
 
 
 @st.composite
-def event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
+def event_of(draw: Any, n: int, homes: dict[str, str], kinds: list[str] | None = None) -> dict[str, Any]:
     child = draw(st.sampled_from(CHILDREN))
     home = homes[child]
     case = draw(st.sampled_from(["K1", "K2", "K3", "K4"]))
     kind = draw(
         st.sampled_from(
-            [
+            kinds
+            or [
                 "case.registered",
                 "case.reviewed",
                 "case.closed",
@@ -363,5 +373,139 @@ def test_correct_brings_counts_that_drifted_back_to_the_log():
         assert correct(hub.store) == 1
         assert kept(hub.store, "100001") == resolve_levels(rebuild(hub.store)["100001"])
         assert kept(hub.store, "100001")["2026-04"]["cases.registered"] == 1
+    finally:
+        hub.close()
+
+
+@st.composite
+def report_event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
+    """A target-list event, a monthly report or a child's erasure (消去), of a random child."""
+    raw = draw(event_of(n, homes, ["target_list.assigned", "target_list.removed", "attendance.monthly"]))
+    if draw(st.integers(0, 5), label="erase") == 0:
+        child = raw["child"]
+        return {"id": f"e{n}", "kind": "child.erased", "child": child, "source": homes[child], "basis": "internal",
+                "at": raw["at"], "payload": {"reason": "保存期間の満了"}}  # fmt: skip
+    return raw
+
+
+@settings(max_examples=40, **PROPERTY_SETTINGS)
+@given(data=st.data())
+def test_after_erasures_the_report_figures_stay_as_counted_and_the_rebuild_agrees(data):
+    """Target lists, monthly reports and children's erasures in random batches: an erasure moves no figure (the
+    kept figures equal the oracle's count of every accepted event, erased or not: an erased child's line stays
+    under the hub's key), and the rebuild from the log equals them (``figures.ErasedLines``: fails when the rebuild
+    counts only the log, which lost the erased events' school and month), but for ``reports.received`` in the cells
+    ``correct`` keeps as kept; so ``correct`` moves nothing, whatever the sequence (a month reported twice before
+    an erasure included)."""
+    hub = Hub("sqlite:///:memory:")
+    try:
+        hub.load_orgs(ORGS)
+        homes = {child: data.draw(st.sampled_from(sorted(CENTRES)), label=f"home {child}") for child in CHILDREN}
+        hub.publish(
+            [
+                {"id": f"r-{child}", "kind": "child.registered", "child": child, "source": home, "basis": "internal",
+                 "at": at(0), "payload": {"residence": CENTRES[home]}}
+                for child, home in homes.items()
+            ]
+        )  # fmt: skip
+        batches: list[list[dict[str, Any]]] = []
+        n = 0
+        for _ in range(data.draw(st.integers(1, 6), label="publishes")):
+            batch = []
+            for _ in range(data.draw(st.integers(1, 8), label="batch")):
+                n += 1
+                batch.append(data.draw(report_event_of(n, homes), label="event"))
+            results = hub.publish(batch)
+            batches.append([raw for raw, result in zip(batch, results, strict=True) if result.outcome == "accepted"])
+        erased = erased_lines(hub.store)
+        rebuilt = rebuild(hub.store, erased=erased)
+        received_as_kept = erased.received_as_kept()
+        found = Oracle([raw for batch in batches for raw in batch if raw["kind"] != "child.erased"])
+        for where in CENTRES.values():
+            figures = kept(hub.store, where)
+            months = sorted({*figures, *found.months(where)})
+            months = month_range(months[0], months[-1]) if months else []
+            assert {m: comparable(figures).get(m, {}) for m in months} == expected(found, where, months)
+            # through the same last month, months with nothing left out: a line rebuilt from its state has no month
+            # whose counts only came and went (an arrival counted, then taken back by a removal), which the kept
+            # counts list, empty (a month before any other) or carrying the levels (a month after)
+            last = max([*figures, *placed(rebuilt.get(where, {}))], default=None)
+            figures = {m: c for m, c in kept(hub.store, where, through=last).items() if c}
+            again = {m: c for m, c in resolve_levels(rebuilt.get(where, {}), through=last).items() if c}
+            figures, again = (  # the one figure the rebuild cannot recount, kept as kept (``ErasedLines``)
+                {
+                    m: rest
+                    for m, c in f.items()
+                    if (
+                        rest := {
+                            k: v for k, v in c.items() if k != "reports.received" or (where, m) not in received_as_kept
+                        }
+                    )
+                }
+                for f in (figures, again)
+            )
+            assert figures == again
+        assert correct(hub.store) == 0  # no month's figure moved
+    finally:
+        hub.close()
+
+
+def monthly_report(n: int, month: str, day: str) -> dict[str, Any]:
+    """Child a1's monthly report from s1 to cA for ``month``, sent on ``day`` (JST)."""
+    return {"id": f"m{n}", "kind": "attendance.monthly", "child": "a1", "source": "s1", "to": "cA", "basis": "cwa-25-3",
+            "at": f"{day}T09:00:00+09:00",
+            "payload": {"month": month, "school_days": 20, "attended": 20, "absent": 0, "absent_without_contact": 0}}  # fmt: skip
+
+
+def listed_and_erased(hub: Hub, reports_before: list[dict[str, Any]]) -> None:
+    """a1 listed at s1 from April, ``reports_before`` sent one publish each, a1 erased (消去) on 1 June, and
+    June reported on 8 July (readable)."""
+    hub.load_orgs(ORGS)
+    steps = [
+        [{"id": "r", "kind": "child.registered", "child": "a1", "source": "cA", "basis": "internal",
+          "at": "2026-04-01T09:00:00+09:00", "payload": {"residence": "100001"}}],
+        [{"id": "t1", "kind": "target_list.assigned", "child": "a1", "source": "cA", "to": "s1", "basis": "cwa-25-3",
+          "at": "2026-04-02T09:00:00+09:00", "payload": {"school": "s1", "student_no": "001", "from_month": "2026-04"}}],
+        *([report] for report in reports_before),
+        [{"id": "x", "kind": "child.erased", "child": "a1", "source": "cA", "basis": "internal",
+          "at": "2026-06-01T09:00:00+09:00", "payload": {"reason": "保存期間の満了"}}],
+        [monthly_report(9, "2026-06", "2026-07-08")],
+    ]  # fmt: skip
+    for step in steps:
+        assert [r.outcome for r in hub.publish(step)] == ["accepted"]
+
+
+def test_a_month_reported_twice_before_the_erasure_is_left_as_counted_by_correct():
+    """The review's ``twice.py`` (s7-import M1): April reported twice (the school's corrected file) before a1's
+    erasure, June readable after it. ``correct`` moves nothing: before, the rebuild placed the second erased
+    report on the line's next month received, June, whose figure a readable report gave (April 2 -> 1, June
+    1 -> 2)."""
+    hub = Hub("sqlite:///:memory:")
+    try:
+        listed_and_erased(hub, [monthly_report(1, "2026-04", "2026-05-08"), monthly_report(2, "2026-04", "2026-05-20")])
+        before = kept(hub.store, "100001", through="2026-08")
+        assert before["2026-04"]["reports.received"] == 2 and before["2026-06"]["reports.received"] == 1
+        assert correct(hub.store) == 0
+        assert kept(hub.store, "100001", through="2026-08") == before
+    finally:
+        hub.close()
+
+
+def test_after_an_upgrade_from_before_the_counts_the_next_correct_moves_nothing(monkeypatch):
+    """The review's ``upgraded.py`` (s7-import M2): a store written before the counts kept no report line, so the
+    upgrade's ``correct`` (simulated here: ``figures.kept_line`` finds none, as on such a store) saves an erased
+    child's line from its readable events only (June). The next ``correct`` (a later format bump) finds that
+    line and moves nothing: before, it took June for the erased April report and counted June's twice."""
+    hub = Hub("sqlite:///:memory:")
+    try:
+        listed_and_erased(hub, [monthly_report(1, "2026-04", "2026-05-08")])
+        with monkeypatch.context() as patched:
+            patched.setattr(figures_module, "kept_line", lambda store, key: None)
+            correct(hub.store)
+        line = hub.store.peek(ReportLine.create_id(report_line_key("s1", "a1", "cA")))
+        assert line is not None and list(line.received) == ["2026-06"]  # the upgrade's line: readable events only
+        before = kept(hub.store, "100001", through="2026-08")
+        assert correct(hub.store) == 0
+        assert kept(hub.store, "100001", through="2026-08") == before
     finally:
         hub.close()
