@@ -30,7 +30,7 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -61,6 +61,7 @@ from services.http.threads import bound_request_threads, request_threads_from_en
 from services.hub import Hub
 from services.templates import render
 from services.web import install_web
+from services.web.pages import page_without_the_hub
 from services.web.session import WebSettings
 
 log = logging.getLogger("tsunagu.api")
@@ -575,13 +576,40 @@ def _json_error(status: int, body: dict[str, Any], headers: Mapping[str, str] | 
     return JSONResponse(jsonable_encoder(body), status_code=status, headers=headers)
 
 
-def _busy_response(busy: Busy) -> JSONResponse:
-    """503 with ``Retry-After``: the request could not be served in its time budget (``events.problems.Busy``)."""
+def _for_a_person(request: Request) -> bool:
+    """The request is the staff UI's (a page or a form under ``/ui``): its errors are answered as a page in
+    Japanese (``services.web.pages.page_without_the_hub``), not as the API's JSON."""
+    return request.url.path == "/ui" or request.url.path.startswith("/ui/")
+
+
+def _busy_response(busy: Busy, request: Request) -> Response:
+    """503 with ``Retry-After``: the request could not be served in its time budget (``events.problems.Busy``);
+    nothing of it was stored. To a person (the staff UI) a page that says so and what to do."""
     problem = busy.problem
+    if _for_a_person(request):
+        return page_without_the_hub(
+            request,
+            status_code=503,
+            title="いま処理できませんでした",
+            message=f"{problem.message_ja}。入力した画面には、ブラウザの「戻る」で戻れます。",
+            headers={"Retry-After": str(busy.retry_after)},
+        )
     return _json_error(
         503,
         error_body(problem.code, problem.message, problem.message_ja),
         headers={"Retry-After": str(busy.retry_after)},
+    )
+
+
+def _unreadable_form(request: Request, what: str | None) -> Response:
+    """422 to a person: the staff UI's form could not be read as sent (``what``: the fields and why, when known)."""
+    why = f"（{what}）" if what else "（形式が正しくありません）"
+    return page_without_the_hub(
+        request,
+        status_code=422,
+        title="送信された内容を読み取れませんでした",
+        message=f"送信された内容を読み取れませんでした{why}。何も保存されていません。画面を読み込み直して、"
+        "もう一度入力してください。",
     )
 
 
@@ -597,7 +625,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _json_error(error.status, error.body(), error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
         problems = []
         for e in error.errors():
             field = ".".join(str(p) for p in e.get("loc", ())[1:]) or str(next(iter(e.get("loc", ())), "body"))
@@ -615,6 +643,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             if problems
             else {"field": None, "message": "invalid request", "message_ja": "リクエストが正しくありません"}
         )
+        if _for_a_person(request):
+            return _unreadable_form(request, "、".join(p["message_ja"] for p in problems) or None)
         return _json_error(
             422,
             error_body(
@@ -637,8 +667,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 400:  # FastAPI could not read the body (not UTF-8, or nested beyond the parser)
+            if _for_a_person(request):  # a form the UI's dependency could not read (``posted_form``)
+                return _unreadable_form(request, None)
             return _json_error(
                 422,
                 error_body(
@@ -654,23 +686,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _json_error(error.status_code, error_body(code, message, message_ja), error.headers)
 
     @app.exception_handler(Busy)
-    async def busy(request: Request, error: Busy) -> JSONResponse:
+    async def busy(request: Request, error: Busy) -> Response:
         log.warning("503 %s on %s %s: %s", error.problem.code, request.method, request.url.path, error)
-        return _busy_response(error)
+        return _busy_response(error, request)
 
     @app.exception_handler(IntegrityError)
-    async def lost_race(request: Request, error: IntegrityError) -> JSONResponse:
+    async def lost_race(request: Request, error: IntegrityError) -> Response:
         # A write that lost a race outside ``events.retry`` (every optimistic writer should retry there): still
         # no 500, since sending the request again is the remedy; logged, so that the writer gets its retry.
         log.error("a conflict was not retried on %s %s", request.method, request.url.path, exc_info=error)
-        return _busy_response(Busy.contended(RETRY_AFTER_SECONDS))
+        return _busy_response(Busy.contended(RETRY_AFTER_SECONDS), request)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
-    async def store_unavailable(request: Request, error: PersistenceError) -> JSONResponse:
+    async def store_unavailable(request: Request, error: PersistenceError) -> Response:
         # The library has already tried again (a lost connection, no free connection, a locked SQLite file).
         log.error("the event store did not answer on %s %s", request.method, request.url.path, exc_info=error)
-        return _busy_response(Busy.store_unavailable(RETRY_AFTER_SECONDS))
+        return _busy_response(Busy.store_unavailable(RETRY_AFTER_SECONDS), request)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

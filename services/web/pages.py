@@ -73,6 +73,36 @@ def to_signin() -> RedirectResponse:
     return RedirectResponse("/ui/login", status_code=303)
 
 
+def page_without_the_hub(
+    request: Request, *, status_code: int, title: str, message: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    """An error page of the staff UI rendered **without reading the hub** (no person, no organisation in the
+    header): the answer to a form or page the hub could not serve (``Busy``: other writers kept the records, or
+    the event store did not answer) or whose body could not be read. ``page`` reads the registry for the header,
+    which is the store that may be what failed; so this page names no one and links back to the start page. The
+    API's error handlers use it for paths under ``/ui`` (``services.http.app``), where a person, not a program,
+    reads the answer: in Japanese, as a page, not the API's JSON."""
+    return HTMLResponse(
+        render(
+            "web/error.html",
+            person=None,
+            org=None,
+            org_name=lambda i: i,
+            role_ja="",
+            org_type_ja=words.ORG_TYPE_JA,
+            csrftoken="",
+            words=words,
+            path=request.url.path,
+            nav_home="other",
+            flash=None,
+            title=title,
+            message=message,
+        ),
+        status_code=status_code,
+        headers=headers,
+    )
+
+
 @router.get("/")
 def root(request: Request) -> Response:
     """The hub's address: the start page when signed in, else the sign-in page."""
