@@ -5,8 +5,9 @@ under anyio's default thread limiter, 40 threads by default. On one process thos
 turns at one interpreter lock: from 2 to 8 clients one process fell from 117–121 to 92 requests/s, its CPU per
 request rising from 8 to 11–12 ms and its context switches from 96 to 240 a request (``docs/benchmarks.md``,
 "Saturating HTTP load, session 6"). In that trial, with the limiter at 2 it held flat (116.9 / 121.2 / 119.7
-requests/s at 2 / 4 / 8 clients); session 7's alternated runs on a busy machine did not show that gain again, so
-the default stays anyio's 40 until it is measured on a quiet machine.
+requests/s at 2 / 4 / 8 clients), and again on a quiet machine after session 7's merge (2 threads: 135–142 requests/s
+at 8 clients, 40: 95–117; "After the merge (session 7)"). The default stays anyio's 40 all the same, for what a
+small bound costs (below).
 
 **A named mechanism, ``bound_request_threads``**: at each worker's start-up (the app's lifespan, inside the
 worker's event loop, where anyio keeps its default limiter) the default limiter is given

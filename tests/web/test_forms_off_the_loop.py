@@ -37,24 +37,35 @@ def _until(condition, what: str) -> None:
     raise AssertionError(what)
 
 
-def test_health_and_another_child_are_answered_while_a_form_waits_for_a_held_child(
-    make_hub, clock, keys, monkeypatch, tmp_path
-):
-    monkeypatch.setenv("TSUNAGU_TURN_LOCK_TIMEOUT", "60")  # the POST waits until the test lets the child go
+@pytest.fixture
+def demo_hub(make_hub, clock, tmp_path) -> Hub:
+    """The demo on a store of its own, on the demo's day."""
     clock.at = DEMO_TODAY
     hub = make_hub(settings=Settings(joint_ledger=True), database=f"sqlite:///{tmp_path / 'hub.db'}")
     load_demo(hub)
+    return hub
+
+
+def plan_form_token(client: TestClient) -> str:
+    """Sign in as the centre's caseworker and open the plan's page: the CSRF token its forms carry."""
+    client.cookies.set(SESSION_COOKIE, session("beppu-center", "caseworker"))
+    shown = client.get(f"/ui/plans/{PLAN}")
+    assert shown.status_code == 200
+    token = re.search(r'name="csrftoken" value="([^"]+)"', shown.text)
+    assert token is not None
+    return token.group(1)
+
+
+def test_health_and_another_child_are_answered_while_a_form_waits_for_a_held_child(demo_hub, keys, monkeypatch):
+    monkeypatch.setenv("TSUNAGU_TURN_LOCK_TIMEOUT", "60")  # the POST waits until the test lets the child go
+    hub = demo_hub
     log = AccessLog.create_id(PLAN_CHILD)
     with TestClient(create_app(hub, keys[1], web=WEB)) as client:
-        client.cookies.set(SESSION_COOKIE, session("beppu-center", "caseworker"))
-        shown = client.get(f"/ui/plans/{PLAN}")
-        assert shown.status_code == 200
-        token = re.search(r'name="csrftoken" value="([^"]+)"', shown.text)
-        assert token is not None
+        token = plan_form_token(client)
         posted: list[httpx.Response] = []
 
         def post_revision() -> None:  # an invalid revision: the 422 page reads the plan's child
-            posted.append(client.post(f"/ui/plans/{PLAN}/revise", data={"csrftoken": token.group(1)}))
+            posted.append(client.post(f"/ui/plans/{PLAN}/revise", data={"csrftoken": token}))
 
         with hub.store.append_in_turn([log]):  # another writer holds the child's turn
             poster = threading.Thread(target=post_revision, daemon=True)
@@ -107,25 +118,20 @@ def test_a_form_posted_without_signing_in_is_sent_to_sign_in_before_its_body_is_
 
 
 def test_a_form_the_hub_could_not_serve_in_time_is_answered_with_a_japanese_page_and_nothing_stored(
-    make_hub, clock, keys, monkeypatch, tmp_path
+    demo_hub, keys, monkeypatch
 ):
     """A person, not a program, reads the staff UI's answers: a form whose child stayed held past the turn's wait
     (``Busy``) gets a page in Japanese that says nothing was stored and what to do, with ``Retry-After``, not the
     API's JSON (review of session 7, LOW-2); the API keeps its JSON for the same error."""
     monkeypatch.setenv("TSUNAGU_TURN_LOCK_TIMEOUT", "0.3")
-    clock.at = DEMO_TODAY
-    hub = make_hub(settings=Settings(joint_ledger=True), database=f"sqlite:///{tmp_path / 'hub.db'}")
-    load_demo(hub)
+    hub = demo_hub
     log = AccessLog.create_id(PLAN_CHILD)
     with TestClient(create_app(hub, keys[1], web=WEB)) as client:
-        client.cookies.set(SESSION_COOKIE, session("beppu-center", "caseworker"))
-        shown = client.get(f"/ui/plans/{PLAN}")
-        token = re.search(r'name="csrftoken" value="([^"]+)"', shown.text)
-        assert token is not None
+        token = plan_form_token(client)
         records = hub.store.peek(log)
         before = records.count if records is not None else 0
         with hub.store.append_in_turn([log]):  # another writer holds the child's turn past the wait
-            posted = client.post(f"/ui/plans/{PLAN}/revise", data={"csrftoken": token.group(1)})
+            posted = client.post(f"/ui/plans/{PLAN}/revise", data={"csrftoken": token})
         records = hub.store.peek(log)
         after = records.count if records is not None else 0
     assert posted.status_code == 503 and posted.headers["retry-after"]
@@ -134,17 +140,11 @@ def test_a_form_the_hub_could_not_serve_in_time_is_answered_with_a_japanese_page
     assert after == before  # no access record of a read whose content was not shown
 
 
-def test_a_form_whose_body_cannot_be_read_is_answered_with_a_japanese_page(make_hub, clock, keys, tmp_path):
+def test_a_form_whose_body_cannot_be_read_is_answered_with_a_japanese_page(demo_hub, keys):
     """A signed-in person's form the parser refuses (too many fields) gets a page in Japanese, not the API's
     "the body is not JSON in UTF-8" (review of session 7, LOW-2)."""
-    clock.at = DEMO_TODAY
-    hub = make_hub(settings=Settings(joint_ledger=True), database=f"sqlite:///{tmp_path / 'hub.db'}")
-    load_demo(hub)
-    with TestClient(create_app(hub, keys[1], web=WEB)) as client:
-        client.cookies.set(SESSION_COOKIE, session("beppu-center", "caseworker"))
-        token = re.search(r'name="csrftoken" value="([^"]+)"', client.get(f"/ui/plans/{PLAN}").text)
-        assert token is not None
-        fields = {f"f{n}": "x" for n in range(30)} | {"csrftoken": token.group(1)}
+    with TestClient(create_app(demo_hub, keys[1], web=WEB)) as client:
+        fields = {f"f{n}": "x" for n in range(30)} | {"csrftoken": plan_form_token(client)}
         posted = client.post(f"/ui/plans/{PLAN}/revise", data=fields)
     assert posted.status_code == 422 and posted.headers["content-type"].startswith("text/html")
     assert "送信された内容を読み取れませんでした" in posted.text and "JSON" not in posted.text
