@@ -31,13 +31,18 @@ from services.projections.municipal_counts import (
     AHEAD,
     LEVELS,
     Counts,
+    Line,
+    LinePlace,
     MunicipalMonth,
     MunicipalMonths,
     ReportLine,
+    ReportLines,
     Tally,
     erased_report_line,
     kept_months,
     line_counts,
+    line_of,
+    report_line_key,
     tally,
 )
 
@@ -137,7 +142,7 @@ class ErasedLines:
     """**Explicit mechanism: the rebuild counts an erased child's report lines as the hub kept them.** A child's
     erasure destroys the content of its target-list events and monthly reports (which school and student number,
     which month: ``events.sealing``), so the rebuild cannot count them again; the live counts went on from the
-    ``ReportLine`` the hub keeps under its own key (named by a digest, as every line: no content beyond what any
+    line the hub keeps under its own key (in ``ReportLines``; its ``ReportLine`` if never moved) (named by a digest, as every line: no content beyond what any
     line holds), and an erasure does not move them (the lead's rule, session 7). So for every line that an erased
     event changed (``municipal_counts.erased_report_line``) and that the hub kept, the rebuild counts none of the
     line's events (its later, readable ones included: they changed the same kept line) and adds, instead, what
@@ -153,18 +158,18 @@ class ErasedLines:
     the month they came in), and no ``reports.expected`` (dropped on both). ``tests/aggregates/test_counts.py``
     checks it against an oracle counting every accepted event."""
 
-    def __init__(self, orgs: Mapping[str, Org], kept_line: Callable[[str], ReportLine | None]):
+    def __init__(self, orgs: Mapping[str, Org], kept_line: Callable[[LinePlace], Line | None]):
         self._orgs = orgs
-        self._kept_line = kept_line  # key -> the hub's line
-        self.kept: dict[str, ReportLine] = {}  # the noted lines, as kept
+        self._kept_line = kept_line  # (school, child, centre) -> the hub's line
+        self.kept: dict[str, Line] = {}  # the noted lines by ``report_line_key``, as kept
 
     def see(self, e: Recorded) -> None:
         """Note ``e``'s line if ``e`` is a target-list event or a monthly report whose content was erased, and the
         hub kept the line (a store written before the counts has none: its lines are counted from the log)."""
-        key = erased_report_line(e, self._orgs)
-        if key is None or key in self.kept:
+        place = erased_report_line(e, self._orgs)
+        if place is None or (key := report_line_key(*place)) in self.kept:
             return
-        found = self._kept_line(key)
+        found = self._kept_line(place)
         if found is not None:
             self.kept[key] = found
 
@@ -182,19 +187,28 @@ class ErasedLines:
         """The (municipality, month) cells whose ``reports.received`` ``correct`` keeps as kept: each noted line's
         municipality and the months it received."""
         return {
-            (line.municipality, month) for line in self.kept.values() if line.municipality for month in line.received
+            (line["municipality"], month)
+            for line in self.kept.values()
+            if line["municipality"]
+            for month in line["received"]
         }
 
 
-def kept_line(store: HubStore, key: str) -> ReportLine | None:
-    """The hub's ``ReportLine`` of ``key``, or None."""
-    line: ReportLine | None = store.peek(ReportLine.create_id(key))
-    return line
+def kept_line(store: HubStore, place: LinePlace) -> Line | None:
+    """The hub's line of ``place`` (school, child, centre): from its (school, centre)'s ``ReportLines``, else (a
+    line never moved, on a store written before them) its ``ReportLine``; ``None`` when the hub kept none."""
+    school, child, centre = place
+    key = report_line_key(school, child, centre)
+    lines: ReportLines | None = store.peek(ReportLines.create_id(school, centre))
+    if lines is not None and key in lines.lines:
+        return lines.lines[key]
+    alone: ReportLine | None = store.peek(ReportLine.create_id(key))
+    return line_of(alone) if alone is not None else None
 
 
 def erased_lines(store: HubStore) -> ErasedLines:
     """The rebuild's ``ErasedLines`` for ``store``, reading the lines it kept."""
-    return ErasedLines(store.registry().orgs, lambda key: kept_line(store, key))
+    return ErasedLines(store.registry().orgs, lambda place: kept_line(store, place))
 
 
 def count_events(
@@ -207,7 +221,7 @@ def count_events(
     made on the way in ``work``, if given); the report lines of erased children as ``erased`` has them kept, when
     given (``ErasedLines``)."""
     work = work if work is not None else _InMemory(orgs)
-    erased = erased if erased is not None else ErasedLines(orgs, lambda key: None)
+    erased = erased if erased is not None else ErasedLines(orgs, lambda place: None)
     out: dict[str, Months] = {}
 
     def add(counted: Counts) -> None:
@@ -239,8 +253,13 @@ def rebuild(store: HubStore, work: _InMemory | None = None, erased: ErasedLines 
 def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
     """The tallies whose kept state differs from the rebuilt one (``work``): new ones as rebuilt, kept ones
     with their state recorded whole."""
-    changed = []
+    changed: list[Any] = []
     for aggregate_id, rebuilt in work.aggregates.items():
+        if isinstance(rebuilt, ReportLines):
+            lines = _report_lines(store, aggregate_id, rebuilt)
+            if lines is not None:
+                changed.append(lines)
+            continue
         if not isinstance(rebuilt, Tally):
             continue
         found = store.get_or_none(aggregate_id)
@@ -250,6 +269,23 @@ def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
             found.set_state_to(state=rebuilt.tallied())
             changed.append(found)
     return changed
+
+
+def _report_lines(store: HubStore, aggregate_id: UUID, rebuilt: ReportLines) -> ReportLines | None:
+    """The kept ``ReportLines`` with each of its lines that differs from the rebuilt one set whole (one
+    ``LinesCorrected``), a new one with the rebuilt lines when none is kept; ``None`` when every line is as
+    rebuilt. A line the rebuild has not (an erased child's: ``ErasedLines`` counts it as kept) is left as kept; a
+    line kept alone (``ReportLine``, a store written before) is left as it is, the one recorded here being read
+    first from now on."""
+    found: ReportLines | None = store.get_or_none(aggregate_id)
+    differ = [
+        {"line": key, **line} for key, line in rebuilt.lines.items() if found is None or found.lines.get(key) != line
+    ]
+    if not differ:
+        return None
+    target = found if found is not None else rebuilt
+    target.correct_lines(lines=differ)
+    return target
 
 
 def correct(store: HubStore) -> int:

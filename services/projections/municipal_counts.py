@@ -48,8 +48,9 @@ the store:
 listing of a school's target list expects a report for each month it covers, from ``from_month`` up to the month
 of its removal, due by ``monthly_report_due_day`` (1–28) of the next month; a report of the child to the
 listing's centre for the month answers every listing of the child and centre at the school). Counted at the
-municipality of the listing's centre, for the month reported on, in a ``ReportLine`` per (school, child, centre)
-that names none of them (its key is a stream id):
+municipality of the listing's centre, for the month reported on, from a line per (school, child, centre) that
+names none of them (its key is a stream id, ``report_line_key``), kept in the (school, centre)'s ``ReportLines``
+under the hub's key (``ReportLine``, one stream a line, in stores written before; read until the line is moved):
 
 - ``reports.expected`` (a level: +1 at the listing's first month, -1 at the month of its removal);
 - each listing's first report for a month: ``reports.arrived:day=D`` (D the day of the next month it came on, 0
@@ -70,7 +71,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping
 from datetime import date, datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -352,9 +353,15 @@ class PlanTally(Tally):
 
 @direct_events
 class ReportLine(Tally):
-    """What counting needs of one child's monthly reports from one school to one centre: the periods of its
-    listings (per student number, named by digest) and the months a report came for, with the day it came.
-    Never shown; names no child, school or student (``key`` is a stream id)."""
+    """What counting needed of one child's monthly reports from one school to one centre, kept alone: the periods
+    of its listings (per student number, named by digest) and the months a report came for, with the day it came.
+    Never shown; names no child, school or student (``key`` is a stream id).
+
+    **Kept for stores written before ``ReportLines``**: no line is written here any more. A line not in its
+    (school, centre)'s ``ReportLines`` is read from here (``_line``) and moved there, whole, by the first publish
+    that changes it (or by ``figures.correct``); from then on this stream is never read again, since the moved
+    line stays in ``ReportLines`` for good (under the hub's key, as here: an erasure takes neither). The stream
+    itself is left as it is, readable as main left it."""
 
     FIELDS = ("key", "municipality", "periods", "received")
 
@@ -380,6 +387,99 @@ class ReportLine(Tally):
 
 def report_line_key(school: str, child: str, centre: str) -> str:
     return str(stream_id(f"report-line:{school}\x1f{child}\x1f{centre}"))
+
+
+Line = dict[str, Any]  # a report line: {"municipality": str, "periods": [[student digest, from, end]], "received"}
+NO_LINE: Line = {"municipality": "", "periods": [], "received": {}}
+
+
+def line_of(alone: ReportLine) -> Line:
+    """The line a ``ReportLine`` kept alone (a store written before ``ReportLines``)."""
+    return {"municipality": alone.municipality, "periods": alone.periods, "received": alone.received}
+
+
+@direct_events
+class ReportLines(_CopiedOnWrite, Aggregate):
+    """What counting needs of the monthly reports (定期的な情報提供) of one school's children to one centre: per
+    line (``report_line_key``, a digest naming no child), its ``Line``: the periods of its listings per student
+    number (named by digest), the centre's municipality and the months a report came for, with the day it came,
+    as ``ReportLine`` kept it alone. Never shown. Kept under the hub's key, as ``ReportLine``: a child's erasure
+    leaves its line, so that the child's later events (a removal from the target list, a report still in the
+    school's file) are counted from it as before (the lead's rule, session 7), and ``figures.ErasedLines`` counts
+    it in the rebuild. Lines are replaced, never changed in place (the store copies aggregates one level deep).
+
+    **Explicit mechanism: lines worked on during a publish, their changes recorded once at its end.** The counts
+    of a monthly report or a listing depend on the line as the events before it in the same publish left it (a
+    second report for a month counts nothing), so the projection changes the line at once, on the publish's own
+    copy of this aggregate (``work_on``, not an event), which also notes what changed (``changes``: per line, the
+    municipality, the periods when they changed, the months received that are new; a line moved from its
+    ``ReportLine`` whole). ``record_staged`` (called by ``Batch.save``: the projection staged the events here)
+    records the notes in one ``LinesCounted``, whose replay applies each to its line: so the stored state is what
+    the publish worked out, a stored event grows with what changed and not with a line's history, and nothing is
+    recorded when the publish is not saved (its copy is dropped; a retried publish starts again from the store).
+    It replaces one ``ReportLine`` stream per (school, child, centre), loaded and stored per row of a school's
+    monthly file (two stored events opened and one written a row)."""
+
+    @staticmethod
+    def create_id(school: str, centre: str) -> UUID:
+        return stream_id(f"report-lines:{school}\x1f{centre}")
+
+    def __init__(self, school: str, centre: str):
+        self.lines: dict[str, Line] = {}  # report_line_key -> its line
+        self.changes: dict[str, dict[str, Any]] = {}  # this publish's changes, not recorded yet (``work_on``)
+
+    @event("LinesCounted")
+    def count_lines(self, changes: list[dict[str, Any]]) -> None:
+        """What one publish changed, one entry a line: ``{"line", "municipality", "received"}`` (the months newly
+        received, with their day), and ``"periods"`` when the listings' periods changed."""
+        lines = dict(self.lines)
+        for change in changes:
+            old = lines.get(change["line"], NO_LINE)
+            lines[change["line"]] = {
+                "municipality": change["municipality"],
+                "periods": change.get("periods", old["periods"]),
+                "received": {**old["received"], **change["received"]},
+            }
+        self.lines = lines
+        self.changes = {}
+
+    @event("LinesCorrected")
+    def correct_lines(self, lines: list[dict[str, Any]]) -> None:
+        """Lines set whole, as rebuilt from the log (``figures.correct``), one entry a line: ``{"line", **Line}``."""
+        self.lines = {
+            **self.lines,
+            **{entry["line"]: {k: v for k, v in entry.items() if k != "line"} for entry in lines},
+        }
+        self.changes = {}
+
+    def work_on(
+        self,
+        key: str,
+        old: Line,
+        municipality: str,
+        periods: list[list[str]] | None = None,
+        received: dict[str, str] | None = None,
+    ) -> None:
+        """Change the line ``key`` (``old`` as the publish found it) on the publish's copy and note the change, to
+        be recorded by ``record_staged`` (see the class)."""
+        noted = self.changes.get(key)
+        if noted is None:  # the line's first change in this publish: a line not here yet is moved whole
+            noted = {"line": key, **old} if key not in self.lines else {"line": key, "received": {}}
+        noted = {**noted, "municipality": municipality, "received": {**noted["received"], **(received or {})}}
+        if periods is not None:
+            noted["periods"] = periods
+        # the publish's copy owns both dicts (``_CopiedOnWrite``); the lines in them are replaced, never changed
+        self.changes[key] = noted
+        self.lines[key] = {
+            "municipality": municipality,
+            "periods": old["periods"] if periods is None else periods,
+            "received": {**old["received"], **(received or {})},
+        }
+
+    def record_staged(self, events: list[Recorded]) -> None:
+        """Record the changes this publish made to the lines (``work_on``), in one event."""
+        if self.changes:
+            self.count_lines(changes=list(self.changes.values()))
 
 
 @direct_events
@@ -436,8 +536,9 @@ def municipal_counts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
     if e.kind in ("plan.created", "plan.revised") and e.payload.get("plan"):
         ids.append(PlanTally.create_id(str(e.payload["plan"])))
     line = _report_line(e, orgs)
-    if line is not None:
-        ids.append(ReportLine.create_id(line))
+    if line is not None:  # the line's (school, centre), and the line as a store written before kept it alone
+        school, child, centre = line
+        ids += [ReportLines.create_id(school, centre), ReportLine.create_id(report_line_key(*line))]
     if e.kind not in COUNTED_KINDS:
         return ids
     municipalities, months = _places(e, orgs)
@@ -523,14 +624,31 @@ def _next_month(month: str) -> str:
     return f"{year + (m == 12):04d}-{m % 12 + 1:02d}"
 
 
-def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
-    """The key of the ``ReportLine`` a target-list event or a monthly report changes, or ``None``."""
+LinePlace = tuple[str, str, str]  # (school, child, centre): where a report line is, ``report_line_key``'s input
+
+
+def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> LinePlace | None:
+    """The (school, child, centre) of the report line a target-list event or a monthly report changes, or
+    ``None``."""
     if e.kind in ("target_list.assigned", "target_list.removed") and e.payload.get("school") and e.child:
         school = str(e.payload["school"])
-        return report_line_key(school, e.child, e.source) if municipality_of(e.source, orgs) else None
+        return (school, e.child, e.source) if municipality_of(e.source, orgs) else None
     if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and e.to and e.child and e.payload.get("month"):
-        return report_line_key(e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
+        return (e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
     return None
+
+
+def _line(batch: UnitOfWork, school: str, child: str, centre: str) -> tuple[ReportLines, str, Line]:
+    """The (school, centre)'s ``ReportLines``, the line's key and the line: as moved there, else as a store
+    written before kept it alone (``ReportLine``), else empty. A line in ``ReportLines`` is never read from its
+    ``ReportLine`` again (``ReportLines.lines`` is the set of moved lines, and an erasure takes none from it)."""
+    lines: ReportLines = batch.get(ReportLines, school, centre)
+    key = report_line_key(school, child, centre)
+    line = lines.lines.get(key)
+    if line is None:
+        alone: ReportLine | None = batch.get(ReportLine, key, create=False)
+        line = line_of(alone) if alone is not None else NO_LINE
+    return lines, key, line
 
 
 def _covers(period: list[str], month: str) -> bool:
@@ -546,23 +664,22 @@ def _arrival(out: Counts, where: str, month: str, day: str, n: int) -> None:
     _add(out, where, max(after, _month_of_day(came)), "reports.settled.change", n=n)
 
 
-def _periods_change(out: Counts, line: ReportLine, where: str, periods: list[list[str]]) -> None:
+def _periods_change(out: Counts, line: Line, where: str, periods: list[list[str]]) -> None:
     """The counts of a line whose listings' periods become ``periods``: what the old periods counted is taken
     back, what the new ones count is added (only the differences are written)."""
-    for sign, each, at in ((-1, line.periods, line.municipality or where), (1, periods, where)):
+    for sign, each, at in ((-1, line["periods"], line["municipality"] or where), (1, periods, where)):
         for period in each:
             first = period[1]
             _add(out, at, first, "reports.expected.change", n=sign)
             if period[2]:
                 _add(out, at, max(first, period[2]), "reports.expected.change", n=-sign)
-            for month, day in line.received.items():
+            for month, day in line["received"].items():
                 if _covers(period, month):
                     _arrival(out, at, month, day, sign)
-    line.listed(municipality=where, periods=periods)
 
 
-def erased_report_line(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
-    """The key of the ``ReportLine`` a target-list event or a monthly report changed, for one whose content was
+def erased_report_line(e: Recorded, orgs: Mapping[str, Org]) -> LinePlace | None:
+    """The (school, child, centre) of the report line a target-list event or a monthly report changed, for one whose content was
     erased with its child (its payload keeps only ``events.kinds.POLICY_FIELDS``: a target list's ``school`` and a
     report's ``month`` are gone, though admission requires both), else ``None``. The line is named from the
     envelope's routing fields, which the hub keeps: a target list's ``to`` is its ``payload.school`` (admission
@@ -570,13 +687,13 @@ def erased_report_line(e: Recorded, orgs: Mapping[str, Org]) -> str | None:
     if not e.child or not e.to:
         return None
     if e.kind in ("target_list.assigned", "target_list.removed") and not e.payload.get("school"):
-        return report_line_key(e.to, e.child, e.source) if municipality_of(e.source, orgs) else None
+        return (e.to, e.child, e.source) if municipality_of(e.source, orgs) else None
     if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and not e.payload.get("month"):
-        return report_line_key(e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
+        return (e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
     return None
 
 
-def line_counts(line: ReportLine) -> Counts:
+def line_counts(line: Line) -> Counts:
     """Everything the report events of a line have counted, all told, from the line's state alone: the
     listings' expected reports and the arrivals of the months received that they cover, at the line's
     municipality, for the months they are for (no ``AHEAD`` placement). It is what ``_reports`` adds up to, since
@@ -585,42 +702,40 @@ def line_counts(line: ReportLine) -> Counts:
     ``_reports`` by ``tests/aggregates/test_counts.py``'s erasure steps). ``figures.rebuild`` counts a line whose
     child was erased with it, since the erased events cannot be counted again."""
     out: Counts = {}
-    if line.municipality:
-        start = ReportLine(line.key)
-        start.received = dict(line.received)
-        _periods_change(out, start, line.municipality, line.periods)
+    if line["municipality"]:
+        _periods_change(out, {**NO_LINE, "received": line["received"]}, line["municipality"], line["periods"])
     return out
 
 
 def _reports(out: Counts, e: Recorded, batch: UnitOfWork, lines_kept: Collection[str] = ()) -> None:
     """Monthly reports expected, on time or late, and missing (see the module); nothing for a line in
     ``lines_kept`` (counted from the line the hub kept, ``figures.rebuild``)."""
-    key = _report_line(e, batch.orgs)
-    if key is None or key in lines_kept:
+    place = _report_line(e, batch.orgs)
+    if place is None or (lines_kept and report_line_key(*place) in lines_kept):
         return
-    line: ReportLine = batch.get(ReportLine, key)
+    lines, key, line = _line(batch, *place)
     if e.kind == "attendance.monthly":
         month = str(e.payload["month"])
-        where = municipality_of(e.to, batch.orgs) or ""
-        if month in line.received:
+        if month in line["received"]:
             return
-        line.report(month=month, day=day_of(e.at).isoformat())
-        if not line.municipality:
-            line.listed(municipality=where, periods=line.periods)
-        for period in line.periods:
+        day = day_of(e.at).isoformat()
+        municipality = line["municipality"] or municipality_of(e.to, batch.orgs) or ""
+        for period in line["periods"]:
             if _covers(period, month):
-                _arrival(out, line.municipality, month, line.received[month], 1)
+                _arrival(out, municipality, month, day, 1)
+        lines.work_on(key, line, municipality, received={month: day})
         return
     where = municipality_of(e.source, batch.orgs) or ""
     student = str(stream_id(f"student:{e.payload.get('student_no', '')}"))
-    periods = [list(p) for p in line.periods]
+    periods = [list(p) for p in line["periods"]]
     if e.kind == "target_list.assigned":  # a new listing replaces the student's open one (as the roster does)
         periods = [p for p in periods if not (p[0] == student and not p[2])]
         periods.append([student, str(e.payload.get("from_month") or month_of(e.at)), ""])
     else:
         periods = [[p[0], p[1], month_of(e.at)] if p[0] == student and not p[2] else p for p in periods]
-    if periods != line.periods:
+    if periods != line["periods"]:
         _periods_change(out, line, where, periods)
+        lines.work_on(key, line, where, periods=periods)
 
 
 AHEAD = "@"  # measure@YYYY-MM: a count for that month, kept with the month of the event (see the module)
@@ -777,6 +892,9 @@ def keep_municipal_counts(e: Recorded, batch: UnitOfWork) -> None:
         if month not in months.months:
             months.add_month(month=month)
         batch.stage(MunicipalMonth, (municipality, month), dataclasses.replace(e, payload=counts))
+    line = _report_line(e, batch.orgs)
+    if line is not None:  # the lines ``tally`` worked on, their changes recorded once per publish (``ReportLines``)
+        batch.stage(ReportLines, (line[0], line[2]), e)
 
 
 MUNICIPAL_COUNTS = Projection(

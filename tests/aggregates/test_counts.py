@@ -23,7 +23,7 @@ from services.aggregates.figures import (
     resolve_levels,
 )
 from services.hub import Hub
-from services.projections.municipal_counts import CASE_GROUPS, MunicipalMonth, ReportLine, report_line_key
+from services.projections.municipal_counts import CASE_GROUPS, MunicipalMonth, ReportLines, report_line_key
 from tests.consent.test_policy_properties import PROPERTY_SETTINGS
 
 pytestmark = pytest.mark.store
@@ -500,10 +500,11 @@ def test_after_an_upgrade_from_before_the_counts_the_next_correct_moves_nothing(
     try:
         listed_and_erased(hub, [monthly_report(1, "2026-04", "2026-05-08")])
         with monkeypatch.context() as patched:
-            patched.setattr(figures_module, "kept_line", lambda store, key: None)
+            patched.setattr(figures_module, "kept_line", lambda store, place: None)
             correct(hub.store)
-        line = hub.store.peek(ReportLine.create_id(report_line_key("s1", "a1", "cA")))
-        assert line is not None and list(line.received) == ["2026-06"]  # the upgrade's line: readable events only
+        lines = hub.store.peek(ReportLines.create_id("s1", "cA"))
+        line = lines.lines[report_line_key("s1", "a1", "cA")]
+        assert list(line["received"]) == ["2026-06"]  # the upgrade's line: readable events only
         before = kept(hub.store, "100001", through="2026-08")
         assert correct(hub.store) == 0
         assert kept(hub.store, "100001", through="2026-08") == before
