@@ -388,10 +388,25 @@ def report_event_of(draw: Any, n: int, homes: dict[str, str]) -> dict[str, Any]:
     return raw
 
 
+def school_file(n: int, month: str, homes: dict[str, str], data: Any) -> list[dict[str, Any]]:
+    """A school's monthly file as the import publishes it (a chunk): s1's report for ``month`` of every child to
+    its centre, in one publish, sent on one day (the month after, or later)."""
+    day = data.draw(st.integers(1, 60), label="file sent, days after the month")
+    sent = datetime.fromisoformat(f"{month}-01T10:00:00+09:00") + timedelta(days=31 + day)
+    return [
+        {"id": f"f{n}-{child}", "kind": "attendance.monthly", "child": child, "source": "s1", "to": home,
+         "basis": "cwa-25-3", "at": sent.isoformat(),
+         "payload": {"month": month, "school_days": 20, "attended": 20, "absent": 0, "absent_without_contact": 0}}
+        for child, home in homes.items()
+    ]  # fmt: skip
+
+
 @settings(max_examples=40, **PROPERTY_SETTINGS)
 @given(data=st.data())
 def test_after_erasures_the_report_figures_stay_as_counted_and_the_rebuild_agrees(data):
-    """Target lists, monthly reports and children's erasures in random batches: an erasure moves no figure (the
+    """Target lists, monthly reports (a school's whole file in one publish among them, as the import sends it, and
+    months sent again) and children's erasures in random batches, counted on the report lines of
+    ``municipal_counts.ReportLines``: an erasure moves no figure (the
     kept figures equal the oracle's count of every accepted event, erased or not: an erased child's line stays
     under the hub's key), and the rebuild from the log equals them (``figures.ErasedLines``: fails when the rebuild
     counts only the log, which lost the erased events' school and month), but for ``reports.received`` in the cells
@@ -412,7 +427,10 @@ def test_after_erasures_the_report_figures_stay_as_counted_and_the_rebuild_agree
         n = 0
         for _ in range(data.draw(st.integers(1, 6), label="publishes")):
             batch = []
-            for _ in range(data.draw(st.integers(1, 8), label="batch")):
+            if data.draw(st.integers(0, 3), label="a school's file") == 0:
+                batch = school_file(n, data.draw(st.sampled_from(["2026-04", "2026-05", "2026-06"])), homes, data)
+                n += len(batch)
+            for _ in range(data.draw(st.integers(0 if batch else 1, 8), label="batch")):
                 n += 1
                 batch.append(data.draw(report_event_of(n, homes), label="event"))
             results = hub.publish(batch)

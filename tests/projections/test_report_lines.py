@@ -1,0 +1,188 @@
+"""The report lines behind the monthly reports' counts (``services.projections.municipal_counts.ReportLines``):
+one aggregate per (school, centre) under the hub's key, worked on during a publish and its changes recorded once
+at its end, instead of one ``ReportLine`` stream per (school, child, centre) with an event per change.
+
+- The lines kept equal the lines replayed from the store and the ones rebuilt from the log one event at a time,
+  whatever the batches (hypothesis); an erased child's line stays as kept (the lead's rule, session 7), and the
+  child's later events are counted from it, as main counts them (the figures against an oracle counting every
+  accepted event: ``tests/aggregates/test_counts.py``'s erasure property test, which runs on this path).
+- Each ``LinesCounted`` records what its publish changed, not the lines' history (the session 6 review's L1).
+- A store written by main's code (``tests/fixtures/report-lines-main.db``, lines kept one stream a line) and
+  continued by this code gives main's figures, event for event (main's own continuation is in
+  ``report-lines-main.json``), and a line moved into ``ReportLines`` is never read from its stale
+  ``ReportLine`` again, the erased child's included (the review's M2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from events.clock import JST
+from services.aggregates.figures import _InMemory, correct, erased_lines, rebuild
+from services.hub import Hub, SettableClock
+from services.projections.municipal_counts import ReportLine, ReportLines, report_line_key
+from tests.conftest import ROOT
+from tests.consent.test_policy_properties import PROPERTY_SETTINGS
+
+pytestmark = pytest.mark.store
+
+ORGS = [
+    {"id": "cA", "type": "municipal_center", "municipality": "100001", "prefecture": "10"},
+    {"id": "cB", "type": "municipal_center", "municipality": "100002", "prefecture": "10"},
+    {"id": "s1", "type": "school", "municipality": "100001", "prefecture": "10"},
+]
+CHILDREN = ("a1", "a2", "a3")
+PAIRS = [("s1", "cA"), ("s1", "cB")]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def registered(child: str) -> dict[str, Any]:
+    return {"id": f"r-{child}", "kind": "child.registered", "child": child, "source": "cA", "basis": "internal",
+            "at": "2026-03-01T10:00:00+09:00", "payload": {"residence": "100001"}}  # fmt: skip
+
+
+@st.composite
+def report_event(draw: Any, n: int) -> dict[str, Any]:
+    """A listing, a removal, a monthly report (often a month already reported) or an erasure, of a random child."""
+    child = draw(st.sampled_from(CHILDREN))
+    centre = draw(st.sampled_from(["cA", "cB"]))
+    day = draw(st.integers(1, 150))
+    at = datetime.fromordinal(datetime(2026, 4, 1).toordinal() + day).replace(hour=10, tzinfo=JST).isoformat()
+    kind = draw(st.sampled_from(["assign", "remove", "report", "report", "file", "erase"]))
+    if kind == "erase":
+        return {"id": f"x{n}", "kind": "child.erased", "child": child, "source": "cA", "basis": "internal", "at": at,
+                "payload": {"reason": "保存期間の満了"}}  # fmt: skip
+    if kind in ("assign", "remove"):
+        return {"id": f"l{n}", "kind": f"target_list.{'assigned' if kind == 'assign' else 'removed'}", "child": child,
+                "source": centre, "to": "s1", "basis": "cwa-25-3", "at": at,
+                "payload": {"school": "s1", "student_no": draw(st.sampled_from(["001", "002"])),
+                            "from_month": draw(st.sampled_from(["2026-04", "2026-05", "2026-06"]))}}  # fmt: skip
+    month = draw(st.sampled_from(["2026-04", "2026-05", "2026-06", "2026-07"]))
+    return {"id": f"m{n}", "kind": "attendance.monthly", "child": child, "source": "s1", "to": centre,
+            "basis": "cwa-25-3", "at": at,
+            "payload": {"month": month, "school_days": 20, "attended": 18, "absent": 2,
+                        "absent_without_contact": 0}}  # fmt: skip
+
+
+def school_file(n: int, month: str, at: str) -> list[dict[str, Any]]:
+    """A school's monthly file as the import publishes it: one report per child to each centre, in one publish."""
+    return [
+        {"id": f"f{n}-{child}-{centre}", "kind": "attendance.monthly", "child": child, "source": "s1", "to": centre,
+         "basis": "cwa-25-3", "at": at,
+         "payload": {"month": month, "school_days": 20, "attended": 18, "absent": 2, "absent_without_contact": 0}}
+        for child in CHILDREN for _, centre in PAIRS
+    ]  # fmt: skip
+
+
+@settings(max_examples=30, **PROPERTY_SETTINGS)
+@given(data=st.data())
+def test_lines_kept_equal_lines_replayed_and_rebuilt_and_each_event_records_only_what_changed(data):
+    hub = Hub("sqlite:///:memory:", clock=SettableClock(datetime(2026, 9, 1, 9, tzinfo=JST)))
+    try:
+        hub.load_orgs(ORGS)
+        hub.publish([registered(child) for child in CHILDREN])
+        publishes = 0
+        n = 0
+        for _ in range(data.draw(st.integers(1, 6), label="publishes")):
+            if data.draw(st.booleans(), label="a school's file"):
+                month = data.draw(st.sampled_from(["2026-04", "2026-05", "2026-06"]), label="file month")
+                batch = school_file(
+                    n, month, f"{month[:5]}{int(month[5:]) + 1:02d}-0{data.draw(st.integers(1, 9))}T10:00:00+09:00"
+                )
+            else:
+                batch = [data.draw(report_event(n + i), label="event") for i in range(data.draw(st.integers(1, 8)))]
+            n += len(batch)
+            results = hub.publish(batch)
+            publishes += any(
+                r.outcome == "accepted" and e["kind"] != "child.erased" for e, r in zip(batch, results, strict=True)
+            )
+        erased = erased_lines(hub.store)
+        work = _InMemory(hub.store.registry().orgs)
+        rebuild(hub.store, work, erased)
+        for school, centre in PAIRS:
+            aggregate_id = ReportLines.create_id(school, centre)
+            found = hub.store.peek(aggregate_id)
+            if found is None:
+                assert work.aggregates.get(aggregate_id) is None or not work.aggregates[aggregate_id].lines
+                continue
+            replayed = hub.store.replayed(aggregate_id)
+            assert replayed.lines == found.lines and not found.changes
+            rebuilt = work.aggregates[aggregate_id].lines if aggregate_id in work.aggregates else {}
+            # every line as rebuilt, but an erased child's, which the rebuild counts as kept (``ErasedLines``)
+            assert {k: v for k, v in found.lines.items() if k not in erased.kept} == rebuilt
+            assert all(found.lines[k] == line for k, line in erased.kept.items() if k in found.lines)
+            # at most one ``LinesCounted`` a publish; each entry names one line, and the months it adds are new
+            stored = list(hub.store.events.get(aggregate_id))[1:]
+            assert len(stored) <= publishes
+            received: dict[str, set[str]] = {}
+            for event in stored:
+                for change in event.changes:
+                    assert set(change) <= {"line", "municipality", "periods", "received"}
+                    assert not received.setdefault(change["line"], set()) & set(change["received"])
+                    received[change["line"]] |= set(change["received"])
+            assert {k: set(line["received"]) for k, line in found.lines.items()} == received
+        for child in CHILDREN:  # no line is written alone any more
+            for school, centre in PAIRS:
+                assert hub.store.peek(ReportLine.create_id(report_line_key(school, child, centre))) is None
+        assert correct(hub.store) == 0
+    finally:
+        hub.close()
+
+
+@pytest.fixture
+def store_written_by_main(tmp_path, monkeypatch):
+    shutil.copy(FIXTURES / "report-lines-main.db", tmp_path / "main.db")
+    shutil.copy(FIXTURES / "report-lines-main-keys.json", tmp_path / "keys.json")
+    os.chmod(tmp_path / "keys.json", 0o600)
+    for name in [k for k in os.environ if k.startswith("TSUNAGU_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(tmp_path / "keys.json"))
+    return f"sqlite:///{tmp_path / 'main.db'}"
+
+
+def test_a_store_written_by_main_and_continued_here_gives_mains_figures(store_written_by_main):
+    """Run in a process of its own (a process opens stores of one stream secret only): ``continue_main_store``."""
+    done = subprocess.run(
+        [sys.executable, "-c",
+         f"from tests.projections.test_report_lines import continue_main_store; continue_main_store({store_written_by_main!r})"],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def continue_main_store(url: str) -> None:
+    """The main-written store continued with the rest of the fixture's sequence: the same outcomes and figures
+    as main's own continuation (the review's M2 case among them: z1's line moved by its May report, z1 erased,
+    April and May sent again, z1 removed: no report counted twice, ``reports.expected`` taken back); ``correct``
+    moves nothing; z1's old ``ReportLine`` is left as main wrote it (hub key, as main; never read again)."""
+    from services.aggregates.figures import kept
+
+    expected = json.loads((FIXTURES / "report-lines-main.json").read_text())
+    hub = Hub(url, clock=SettableClock(datetime.fromisoformat(expected["now"])))
+    try:
+        z1 = report_line_key("s3", "z1", "cA")
+        old = hub.store.peek(ReportLine.create_id(z1))
+        assert old is not None and list(old.received) == ["2026-04"]  # main kept it alone
+        assert hub.store.peek(ReportLines.create_id("s3", "cA")) is None
+        outcomes = [[r.outcome for r in hub.publish(batch)] for batch in expected["rest"]]
+        assert outcomes == expected["outcomes"]
+        figures = {m: kept(hub.store, m, through="2026-10") for m in ("100001", "100002")}
+        assert json.loads(json.dumps(figures)) == expected["kept"]
+        moved = hub.store.peek(ReportLines.create_id("s3", "cA")).lines[z1]
+        assert sorted(moved["received"]) == ["2026-04", "2026-05"] and moved["periods"][0][2] == "2026-06"
+        assert hub.store.peek(ReportLine.create_id(z1)).received == old.received  # stale, left as it was
+        assert correct(hub.store) == 0
+        assert {m: kept(hub.store, m, through="2026-10") for m in ("100001", "100002")} == figures
+    finally:
+        hub.close()
+    print("ok")
