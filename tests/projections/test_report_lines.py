@@ -186,3 +186,106 @@ def continue_main_store(url: str) -> None:
     finally:
         hub.close()
     print("ok")
+
+
+KIDS = [f"k{i:02d}" for i in range(12)]
+
+
+def listed_kids(url: str) -> Hub:
+    hub = Hub(url, clock=SettableClock(datetime(2026, 7, 1, 9, tzinfo=JST)))
+    hub.load_orgs(ORGS)
+    assert {r.outcome for r in hub.publish([registered(c) for c in KIDS])} == {"accepted"}
+    listings = [
+        {"id": f"l-{c}", "kind": "target_list.assigned", "child": c, "source": "cA", "to": "s1", "basis": "cwa-25-3",
+         "at": "2026-04-02T10:00:00+09:00", "payload": {"school": "s1", "student_no": c, "from_month": "2026-04"}}
+        for c in KIDS
+    ]  # fmt: skip
+    assert {r.outcome for r in hub.publish(listings)} == {"accepted"}
+    return hub
+
+
+def report_each(hub: Hub, kids: list[str], tag: str) -> list[str]:
+    """April's report of each of ``kids``, one publish each (so that publishes of two writers meet)."""
+    return [
+        r.outcome
+        for c in kids
+        for r in hub.publish(
+            [
+                {
+                    "id": f"m-{tag}-{c}",
+                    "kind": "attendance.monthly",
+                    "child": c,
+                    "source": "s1",
+                    "to": "cA",
+                    "basis": "cwa-25-3",
+                    "at": "2026-05-08T10:00:00+09:00",
+                    "payload": {
+                        "month": "2026-04",
+                        "school_days": 20,
+                        "attended": 18,
+                        "absent": 2,
+                        "absent_without_contact": 0,
+                    },
+                }
+            ]
+        )  # fmt: skip
+    ]
+
+
+def each_counted_once(hub: Hub) -> None:
+    """Every report counted once, in the lines and in the figures, as rebuilt; one ``LinesCounted`` a publish."""
+    from services.aggregates.figures import kept, resolve_levels
+
+    aggregate_id = ReportLines.create_id("s1", "cA")
+    lines = hub.store.replayed(aggregate_id).lines
+    assert [lines[report_line_key("s1", c, "cA")]["received"] for c in KIDS] == [{"2026-04": "2026-05-08"}] * 12
+    figures = kept(hub.store, "100001")
+    assert figures == resolve_levels(rebuild(hub.store)["100001"])
+    assert figures["2026-04"]["reports.on_time"] == 12 and figures["2026-04"]["reports.received"] == 12
+    assert len(list(hub.store.events.get(aggregate_id))) == 1 + 1 + 12  # created, the listings, 12 reports
+    assert correct(hub.store) == 0
+
+
+def test_two_threads_publishing_to_one_school_and_centre_count_every_report_once(tmp_path):
+    import threading
+
+    hub = listed_kids(f"sqlite:///{tmp_path / 'hub.db'}")
+    try:
+        outcomes: list[str] = []
+        start = threading.Barrier(2)
+
+        def run(kids: list[str], tag: str) -> None:
+            start.wait()
+            outcomes.extend(report_each(hub, kids, tag))
+
+        writers = [threading.Thread(target=run, args=(KIDS[i::2], f"t{i}")) for i in range(2)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(120)
+        assert outcomes == ["accepted"] * 12
+        each_counted_once(hub)
+    finally:
+        hub.close()
+
+
+@pytest.mark.postgres
+def test_two_processes_publishing_to_one_school_and_centre_count_every_report_once(postgres_url):
+    listed_kids(postgres_url).close()
+    code = (
+        "import sys; from tests.projections.test_report_lines import Hub, KIDS, report_each;"
+        " hub = Hub(sys.argv[1]); print(report_each(hub, KIDS[int(sys.argv[2])::2], 'p' + sys.argv[2])); hub.close()"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", code, postgres_url, str(i)], cwd=ROOT, env=dict(os.environ),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    outputs = [writer.communicate(timeout=300) for writer in writers]
+    assert all(writer.returncode == 0 for writer in writers), outputs
+    assert all(out.strip() == str(["accepted"] * 6) for out, _ in outputs), outputs
+    hub = Hub(postgres_url)
+    try:
+        each_counted_once(hub)
+    finally:
+        hub.close()
