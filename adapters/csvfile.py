@@ -28,7 +28,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from events.limits import CSV_MAX_FIELD_CHARS, CSV_MAX_LINE_CHARS, MAX_IMPORT_FILE_BYTES, MiB
+from events.dates import DAY_RANGE_JA, MONTH_RANGE_JA, day_in_range
+from events.limits import CSV_MAX_FIELD_CHARS, CSV_MAX_LINE_CHARS, EARLIEST_DAY, LATEST_DAY, MAX_IMPORT_FILE_BYTES, MiB
 from events.problems import Problem, Rejected
 
 HEAD_BYTES = 64 * 1024  # how much is looked at to tell the encoding and refuse binary files
@@ -557,7 +558,10 @@ def to_month(text: str) -> str:
                 first, last = date(year, month, 1), _last_day(year, month)
                 if last < era.start or (era.end is not None and first > era.end):
                     raise _era_range_error(text, era)
-            return f"{year:04d}-{month:02d}"
+            found = f"{year:04d}-{month:02d}"
+            if not EARLIEST_DAY[:7] <= found <= LATEST_DAY[:7]:  # the hub's range (``events.dates``)
+                raise CellError(f"{found} is out of range", f"「{text}」: {MONTH_RANGE_JA}", "month_out_of_range")
+            return found
     if any(form.match(value) for form in _DATE_FORMS):
         day = to_date(text)  # spreadsheets save a month typed as 2026/4 as the date 2026/4/1
         if day.day == 1:
@@ -585,6 +589,8 @@ def to_date(text: str) -> date:
                 ) from None
             if era is not None and (day < era.start or (era.end is not None and day > era.end)):
                 raise _era_range_error(text, era)
+            if not day_in_range(day):  # the hub's range (``events.dates``)
+                raise CellError(f"{day} is out of range", f"「{text}」: {DAY_RANGE_JA}", "date_out_of_range")
             return day
     raise CellError(
         f"{text!r} is not a date", f"「{text}」は日付として読めません（例: {_DATE_EXAMPLES}）", "invalid_date"

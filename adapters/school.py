@@ -12,6 +12,7 @@ school, the child's listing, the period, a digest of the normalised content, and
 
 from __future__ import annotations
 
+import functools
 from calendar import monthrange
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from adapters.csvfile import CellError, Cells, Column, CsvRow, to_choice, to_dat
 from events.clock import JST
 from events.envelope import content_digest
 from events.kinds import normalise_payload
+from events.limits import MAX_TEXT_CHARS
 from events.problems import Problem
 
 BASIS = "cwa-25-3"  # 児童福祉法第25条の3: provided at the 要対協's request, to the centre that asked
@@ -81,9 +83,35 @@ class ParsedRow:
 _Cells = Cells  # the old name, still imported by adapters.feed: import adapters.csvfile.Cells instead
 
 
+@functools.lru_cache(maxsize=256)
 def _days_in(month: str) -> int:
     year, m = map(int, month.split("-"))
     return monthrange(year, m)[1]
+
+
+MONTHLY_TEXTS = ("reasons", "notes")  # 欠席理由 (at most ``MAX_TEXT_CHARS``, the kind's bound), 特記事項: free text
+
+
+def monthly_payload(
+    month: str, counts: Mapping[str, int], optional: Mapping[str, int | None], student_no: str, texts: Mapping[str, str]
+) -> dict[str, Any]:
+    """**Explicit mechanism: a checked monthly row's payload built in its normal form** (what
+    ``events.kinds.normalise_payload("attendance.monthly", …)`` returns for it), not passed through the kind's
+    model. ``parse_monthly`` has checked, cell by cell, everything ``AttendanceMonthly`` checks (a month
+    ``YYYY-MM`` in the hub's range, whole numbers not negative, 出席 + 欠席 ≤ 授業日数, うち連絡なし ≤ 欠席,
+    欠席理由 of 1 to ``MAX_TEXT_CHARS`` characters; 特記事項 has no bound in the model, the hub's envelope limit
+    refuses a longer one when published, as before), and every value already has the type the model dumps (the month
+    and texts ``str``, the counts ``int``); so the model would only copy the dict, in its fields' order (then
+    the 児童生徒番号, an extra field). It replaces that call, about a tenth of the import's reading thread (one
+    model validation and dump a row). The hub checks every envelope's payload again when it is published
+    (``services.publishing``): a difference could not store a bad payload, only reject a row later. Test:
+    ``tests/adapters/test_school_monthly_payload.py`` (hypothesis: for any row, the payload equals the model's
+    normal form, keys in the same order, and the model refuses no payload built here)."""
+    payload: dict[str, Any] = {"month": month, **counts}
+    payload.update((key, value) for key, value in optional.items() if value is not None)
+    payload.update((key, texts[key]) for key in MONTHLY_TEXTS if texts.get(key))
+    payload["student_no"] = student_no
+    return payload
 
 
 def parse_monthly(row: CsvRow, headers: Mapping[str, str], today: date) -> ParsedRow:
@@ -127,6 +155,15 @@ def parse_monthly(row: CsvRow, headers: Mapping[str, str], today: date) -> Parse
                 "no_contact_exceeds_absent",
             ),
         )
+    if len(row.get("reasons")) > MAX_TEXT_CHARS:  # the kind's bound (a longer 特記事項 is the hub's to refuse)
+        cells.fail(
+            "reasons",
+            CellError(
+                f"{len(row.get('reasons'))} characters, more than {MAX_TEXT_CHARS}",
+                f"{MAX_TEXT_CHARS:,} 文字以内で入力してください（{len(row.get('reasons')):,} 文字あります）",
+                "text_too_long",
+            ),
+        )
     for key, value in optional.items():
         if value is not None and school_days is not None and value > school_days:
             cells.fail(
@@ -139,16 +176,9 @@ def parse_monthly(row: CsvRow, headers: Mapping[str, str], today: date) -> Parse
             )
     payload = None
     if not cells.problems:
-        payload = {
-            "month": month,
-            **counts,
-            **{k: v for k, v in optional.items() if v is not None},
-            "student_no": student_no,
-        }
-        for key in ("reasons", "notes"):
-            if row.get(key):
-                payload[key] = row.get(key)
-        payload = normalise_payload("attendance.monthly", payload)
+        assert month is not None  # a month that could not be read is a problem of the row
+        texts = {key: row.get(key) for key in MONTHLY_TEXTS}
+        payload = monthly_payload(month, counts, optional, student_no, texts)
     return ParsedRow(row.line, school_code, student_no, month, payload, cells.problems, row.raw)
 
 

@@ -739,3 +739,23 @@ def test_report_indexes_written_one_event_per_report_still_read(world):
     world.store.repository.cache.clear()
     stored = world.store.peek(MonthlyReports.create_id("beppu-es-1", "2026-04"))
     assert (stored.latest("c1", "beppu-center").id, stored.latest("c1", "beppu-center").versions) == ("old-2", 2)
+
+
+def test_a_month_out_of_the_hubs_range_or_a_too_long_reason_rejects_its_row_and_the_import_goes_on(world, tmp_path):
+    """Before, such a row passed the file's checks and the kind's model raised (pydantic's ValidationError): the
+    import stopped with no summary. Now each is a problem of its cell, with its line and a Japanese message; the
+    other rows are imported."""
+    long_reason = [ES1_CODE, "2026-0412", "2026-05", 19, 15, 4, 2, "", "", "理" * 20_001, ""]
+    path = write_csv(
+        tmp_path / "m.csv",
+        MONTHLY_HEADER,
+        [monthly_row(month="1899年4月"), long_reason, monthly_row("2026-0518")],
+        encoding="utf-8",
+    )
+    summary = import_monthly(world, path)
+    assert (summary.accepted, summary.rejected_total) == (1, 2)
+    assert [(r["line"], [(p["code"], p["field"]) for p in r["problems"]]) for r in summary.rejected] == [
+        (2, [("month_out_of_range", "対象年月")]),
+        (3, [("text_too_long", "欠席理由")]),
+    ]
+    assert all(p["message_ja"] for r in summary.rejected for p in r["problems"])
