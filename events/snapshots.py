@@ -272,8 +272,9 @@ class ChildSnapshots:
         one statement with the snapshot (one snapshot of the data), and taken in as ``_entry`` takes it (a key this
         process has seen destroyed stays destroyed); a child with no live key (erased) gets no row, and its
         snapshot's key is read by ``_entry`` as before (destroyed: the snapshot does not open).
-        ``tests/events/test_snapshot_format.py`` checks a read so loaded makes one statement fewer and gives the
-        same, and that an erased child's snapshot still does not open."""
+        ``tests/events/test_snapshot_format.py`` checks that a cold read takes the key in with its snapshot (as
+        the scope's active key, which ``DataKeys.open`` alone does not) and loads the same record, and that an
+        erased child's snapshot still does not open."""
         keys = self.store.keys
         scopes = [keys.scope_hash(child_scope(children[stream])) if stream in children else None for stream in streams]
         if self.postgres:
