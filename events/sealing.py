@@ -556,6 +556,16 @@ class DataKeys:
             rows += self._read(
                 f"SELECT key_id, scope, master_key, wrapped, destroyed_at FROM {self.table} WHERE {condition}", params
             )
+        self.loaded(rows, now)
+
+    def loaded(self, rows: Iterable[Mapping[str, Any]], now: float | None = None) -> None:
+        """Take in rows of the key table read elsewhere (``key_id``, ``scope``, ``master_key``, ``wrapped``,
+        ``destroyed_at``), as ``preload`` takes in the rows it reads: a destroyed key is remembered as destroyed; a
+        live one is unwrapped, cached (loaded at ``now``) and its scope's active key, unless this process has seen
+        it destroyed since. What lets a query that reads something sealed under a key read the key's row with it
+        (**the child's key fetched with its snapshot**, ``events.snapshots.ChildSnapshots._select``): the row is
+        what ``_entry`` would read a moment later in a statement of its own, and is trusted as that one is."""
+        now = time.monotonic() if now is None else now
         for row in rows:
             key_id = bytes(row["key_id"])
             if row["destroyed_at"] is not None or row["wrapped"] is None:

@@ -911,7 +911,7 @@ class HubStore(Application[UUID]):
             return self.peek(stream), None
         except KeyError:
             pass
-        loaded = self.child_snapshots.load(stream)
+        loaded = self.child_snapshots.load(stream, child)  # the child's key fetched with its snapshot
         due = self._snapshot_due(stream, loaded, self.child_snapshots.after)  # read before it is cached (may change)
         cache.put(stream, loaded.record)
         return loaded.record, due

@@ -280,8 +280,8 @@ def rebuild(
     decision = decide_read(
         reader_of(record), entries, orgs, Settings.from_dict(record["settings"]), policy_version_of(record)
     )
-    shown, withheld = returned(decision, entries, envelopes, orgs.get(record["reader"]["org"]))
-    return decision, shown, withheld, returned_digest(decision, shown, withheld)
+    shown = returned(decision, entries, envelopes, orgs.get(record["reader"]["org"]))
+    return decision, shown.entries, shown.withheld, returned_digest(decision, shown)
 
 
 class History:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from consent.model import ReadDecision, Reader, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
@@ -89,57 +89,79 @@ class Timeline:
         return out
 
 
+class Returned(NamedTuple):
+    """What a read returns (``returned``): the entries shown, each also as the dict it is returned and digested as
+    (``TimelineEntry.to_dict``, built with it: ``as_dicts``), and how many events were withheld."""
+
+    entries: list[TimelineEntry]
+    as_dicts: list[dict[str, Any]]
+    withheld: int | None
+
+
 def returned(
     decision: ReadDecision, entries: list[Recorded], envelopes: list[dict[str, Any]], reader_org: Org | None
-) -> tuple[list[TimelineEntry], int | None]:
+) -> Returned:
     """What a read returns for ``decision``: the allowed events, redacted, in timeline order, and how many were
     withheld (``None`` for readers who learn nothing of withheld events). ``envelopes`` are the stored envelopes
-    of ``entries``, in the same order."""
+    of ``entries``, in the same order.
+
+    **The returned entries built once**: each shown event's fields are gathered once, into the dict it is returned
+    and digested as (``TimelineEntry.to_dict``'s form: ``function`` and ``to`` only when not None), and its
+    ``TimelineEntry`` is made from that dict (the two fields left out are None, the entry's defaults). What it
+    replaces: a ``TimelineEntry`` built here field by field and then, for the digest, a dict made from each entry
+    again (``to_dict`` in ``returned_json``): for a 500-event read, 500 method calls and 500 dicts built from the
+    entries, 2.5 % of a cold read. The entries and the dicts share their values (payloads, lists), for reading
+    only, as the entries of a kept read are shared (``services.reading.kept``).
+    ``tests/reading/test_returned_once.py`` checks the dicts are the entries' ``to_dict`` and the JSON and digest
+    are byte for byte those of the former path (hypothesis)."""
     if not decision.allowed:
-        return [], None
+        return Returned([], [], None)
     by_id = {e.id: (e, env) for e, env in zip(entries, envelopes)}
     shown: list[TimelineEntry] = []
+    as_dicts: list[dict[str, Any]] = []
     for d in decision.events:
         if not d.allowed:
             continue
         e, env = by_id[d.event]
-        shown.append(
-            TimelineEntry(
-                id=e.id,
-                kind=e.kind,
-                source=e.source,
-                basis=e.basis,
-                at=env["at"],
-                payload=redact(e, d),
-                rule=d.rule or "",
-                redacted=list(d.redacted),
-                function=e.function,
-                to=e.to,
-                sensitive=list(e.sensitive),
-            )
-        )
+        fields = {
+            "id": e.id,
+            "kind": e.kind,
+            "source": e.source,
+            "basis": e.basis,
+            "at": env["at"],
+            "payload": redact(e, d),
+            "rule": d.rule or "",
+            "redacted": list(d.redacted),
+        }
+        if e.function is not None:
+            fields["function"] = e.function
+        if e.to is not None:
+            fields["to"] = e.to
+        fields["sensitive"] = list(e.sensitive)
+        as_dicts.append(fields)
+        shown.append(TimelineEntry(**fields))
     withheld = sum(1 for d in decision.events if not d.allowed) if learns_of_withheld(reader_org) else None
-    return shown, withheld
+    return Returned(shown, as_dicts, withheld)
 
 
-def returned_json(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> bytes:
+def returned_json(decision: ReadDecision, shown: Returned) -> bytes:
     """What a read returned as canonical JSON (``events.envelope.canonical_json``): the outcome, every entry as
-    returned (ids, redacted payloads, rules, redacted fields) and the withheld count; what ``returned_digest``
-    hashes."""
+    returned (ids, redacted payloads, rules, redacted fields: ``Returned.as_dicts``) and the withheld count; what
+    ``returned_digest`` hashes."""
     return canonical_json(
         {
             "allowed": decision.allowed,
             "reason": decision.reason,
-            "entries": [e.to_dict() for e in shown],
-            "withheld": withheld,
+            "entries": shown.as_dicts,
+            "withheld": shown.withheld,
         }
     )
 
 
-def returned_digest(decision: ReadDecision, shown: list[TimelineEntry], withheld: int | None) -> str:
+def returned_digest(decision: ReadDecision, shown: Returned) -> str:
     """The digest of what a read returned (``returned_json``, hashed as ``events.envelope.content_digest`` does).
     Kept in the access record, so a reconstruction can be proved exact."""
-    return hashlib.sha256(returned_json(decision, shown, withheld)).hexdigest()
+    return hashlib.sha256(returned_json(decision, shown)).hexdigest()
 
 
 @dataclass
@@ -184,10 +206,10 @@ def decide(
     entries: list[Recorded] = list(stream.entries) if stream is not None else []
     envelopes = list(stream.envelopes) if stream is not None else []
     decision = decide_read(reader, entries, orgs, settings)
-    shown, withheld = returned(decision, entries, envelopes, orgs.get(reader.org))
-    content = returned_json(decision, shown, withheld)
+    shown = returned(decision, entries, envelopes, orgs.get(reader.org))
+    content = returned_json(decision, shown)
     digest = hashlib.sha256(content).hexdigest()  # returned_digest, from the bytes already made
-    return Decided(child, decision, shown, withheld, digest, len(entries), len(content))
+    return Decided(child, decision, shown.entries, shown.withheld, digest, len(entries), len(content))
 
 
 def access_record(

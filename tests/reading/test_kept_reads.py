@@ -31,7 +31,7 @@ from events.store import ChildRecord, ChildStream
 from services.audit.replay import access_records
 from services.hub import Hub, SettableClock
 from services.reading.kept import EVENT_WEIGHT, MAX_WEIGHT, KeptRead, KeptReads
-from services.reading.timeline import Timeline, decide, returned_json
+from services.reading.timeline import Returned, Timeline, decide, returned_json
 from tests.consent.test_policy_properties import (
     BASE_ORGS,
     FOCUS,
@@ -409,7 +409,10 @@ def test_kept_reads_are_bounded_in_number_and_in_events(tmp_path: Path) -> None:
         one = by_number.holding(reader, "c3", records["c3"].version, version, current)
         assert one is not None and one.weight == one.decided.content_bytes + EVENT_WEIGHT * 3  # bytes: 2 events
         assert one.decided.content_bytes == len(
-            returned_json(one.decided.decision, one.decided.entries, one.decided.withheld)
+            returned_json(
+                one.decided.decision,
+                Returned(one.decided.entries, [e.to_dict() for e in one.decided.entries], one.decided.withheld),
+            )
         )
         by_weight = KeptReads(hub.store, max_weight=2 * one.weight)  # the three children's reads weigh the same
         for child in ("c1", "c2", "c3"):
