@@ -161,6 +161,54 @@ def test_a_child_opened_from_a_format_3_snapshot_and_its_tail_equals_the_child_r
         hub.close()
 
 
+@pytest.mark.store
+@pytest.mark.parametrize(
+    ("extra", "written_in"),
+    [(2**70, TRANSCODED_FORMAT), (2**64 - 1, SNAPSHOT_FORMAT), ({"_type_": "x"}, SNAPSHOT_FORMAT)],
+    ids=["integer-past-64-bits", "largest-u64", "a-key-like-the-transcoder's"],
+)
+def test_on_a_store_each_state_is_written_in_the_format_that_carries_it_and_opens_as_replayed(
+    tmp_path, extra, written_in
+):
+    """Through the read path on a store: a state holding what plain JSON does not carry exactly is written in
+    format 2 (``SnapshotEncoding.encode``'s fallback) and opened after format 3's associated data fails; either way
+    the child opened from its snapshot and tail is the child replayed, and so is its read (review of s8-read,
+    LOW-1: the hypothesis test above only ever writes format 3)."""
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    child, center = a_child_of(database, 5, "f")
+    rng = random.Random(1)
+    note = extra_events(child, center, rng, 1)[0]
+    note.update(kind="note.recorded", payload={"text": "t", "extra": extra})
+    hub = hub_on(database)
+    try:
+        assert hub.publish([note])[0].outcome == "accepted"
+    finally:
+        hub.close()
+    stream = ChildRecord.create_id(child)
+    hub = hub_on(database)  # cold: loads from every event and takes the snapshot
+    try:
+        same_record(hub, child, database)
+        assert format_of(hub, stream) == written_in
+        publish(hub, extra_events(child, center, rng, 2))  # the tail
+    finally:
+        hub.close()
+    hub = hub_on(database, after=10**9)
+    try:
+        record = same_record(hub, child, database)
+        assert hub.store.child_snapshots.loaded_from_snapshot == 1
+        assert record is not None and any(entry.payload.get("extra") == extra for entry in record.entries)
+        from_snapshot = timeline_of(hub, child, center)
+    finally:
+        hub.close()
+    hub = hub_on(database, after=10**9)
+    try:
+        hub.store.child_snapshots.drop()
+        assert timeline_of(hub, child, center) == from_snapshot
+        assert hub.verify().ok
+    finally:
+        hub.close()
+
+
 def check_main_snapshots_still_open(database: str) -> None:
     child, center = a_child_of(database, 40, "m")
     stream = ChildRecord.create_id(child)
