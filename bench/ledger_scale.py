@@ -271,7 +271,7 @@ def take_snapshots(database: str, cases: int) -> int:
         children = [f"city{i:07d}" for i in range(cases)] + [f"town{i:07d}" for i in range(cases * TOWNS // 10)]
         written = 0
         for first in range(0, len(children), 1000):
-            _, due = hub.store.load_children(ChildRecord.create_id(c) for c in children[first : first + 1000])
+            _, due = hub.store.load_children({ChildRecord.create_id(c): c for c in children[first : first + 1000]})
             written += hub.store.child_snapshots.keep_all(due)
         return written
     finally:

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -916,20 +916,22 @@ class HubStore(Application[UUID]):
         cache.put(stream, loaded.record)
         return loaded.record, due
 
-    def load_children(self, streams: Iterable[UUID]) -> tuple[dict[UUID, ChildRecord | None], list[SnapshotDue]]:
+    def load_children(self, children: Mapping[UUID, str]) -> tuple[dict[UUID, ChildRecord | None], list[SnapshotDue]]:
         """Children's records for a view that decides many of them at once (``services.casework.rows``), as
         stored now, **not put in the aggregate cache** (the view keeps what it derives; 5,000 children would push
         the children read one by one out of it), using the **children's snapshots** as ``read_child`` does: a
         record in the cache is copied and brought up to date with the events after it
         (``events.streams.load_many``: one query for all of them); the others are loaded from their snapshots and
         the events after them, or from every event when a child's snapshot does not open
-        (``ChildSnapshots.load_many``: one query for all of them). None: no such stream. And the snapshots due
+        (``ChildSnapshots.load_many``: one query for all of them, **each child's key fetched with its snapshot**,
+        so that opening 5,000 snapshots does not read 5,000 keys one statement at a time). ``children``: each
+        child's stream and the child's id. None: no such stream. And the snapshots due
         (``_snapshot_due``: after ``child_snapshots.view_after`` events, ``events.snapshots.VIEW_SNAPSHOT_AFTER``),
         which the view hands to ``child_snapshots.keep_all`` **after** it is recorded. Not for ``audit verify``
         (``replayed``)."""
         from events.streams import load_many
 
-        wanted = list(dict.fromkeys(streams))
+        wanted = list(children)
         cache = self.repository.cache
         cached = (
             [stream for stream in wanted if stream in cache]
@@ -938,7 +940,8 @@ class HubStore(Application[UUID]):
         )  # one evicted meanwhile is replayed by load_many from all its events (right, only slower)
         records: dict[UUID, ChildRecord | None] = load_many(self, cached, keep=False) if cached else {}
         dues = []
-        for stream, loaded in self.child_snapshots.load_many(s for s in wanted if s not in records).items():
+        loading = [stream for stream in wanted if stream not in records]
+        for stream, loaded in self.child_snapshots.load_many(loading, children=children).items():
             records[stream] = loaded.record
             due = self._snapshot_due(stream, loaded, self.child_snapshots.view_after)
             if due is not None:

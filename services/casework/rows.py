@@ -231,7 +231,7 @@ class LedgerRowCache:
             else:
                 stale.append(child)
         if stale:
-            records, due = self.store.load_children(ids[child] for child in stale)  # kept there, decided
+            records, due = self.store.load_children({ids[child]: child for child in stale})  # kept there, decided
             for child in stale:
                 record = records.get(ids[child])
                 stream = record.as_stored() if record is not None else None
