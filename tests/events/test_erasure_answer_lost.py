@@ -17,7 +17,7 @@ import pytest
 from eventsourcing.persistence import OperationalError
 
 import events.store as store_module
-from events.sealing import child_scope
+from events.sealing import DataKeys, child_scope
 from events.snapshots import SNAPSHOT_AFTER
 from events.store import ChildRecord
 from services.hub import Hub
@@ -128,19 +128,20 @@ class ProcessDied(BaseException):
     """The process ending between the erasure's commit and the destruction of the keys (nothing runs after)."""
 
 
+def die_before_destroying(self, child):
+    """In place of ``HubStore.shred``: the process ends where the keys would have been destroyed."""
+    raise ProcessDied(child)
+
+
 def test_an_erasure_stored_by_a_process_that_died_before_destroying_the_keys_is_finished_at_the_next_start(
     database, clock, monkeypatch
 ):
     """Nobody sends the erasure again: the next process to open the store destroys the keys owed."""
     position = a_child_with_a_snapshot(database, clock)
     hub = Hub(database, clock=clock)
-
-    def die(self, child):
-        raise ProcessDied(child)
-
     try:
         with monkeypatch.context() as dying:
-            dying.setattr(store_module.HubStore, "shred", die)
+            dying.setattr(store_module.HubStore, "shred", die_before_destroying)
             with pytest.raises(ProcessDied):
                 hub.publish([erasure()])
         assert hub.store.stored_envelope(erasure()["id"]) is not None  # the erasure is stored
@@ -189,3 +190,32 @@ def test_a_destruction_owed_whose_erasure_was_never_stored_is_dropped_once_old_a
         assert hub.store.destructions_failed == 0
     finally:
         hub.close()
+
+
+def test_a_sweep_that_cannot_destroy_the_keys_owed_does_not_fail_the_opening_and_keeps_the_note(
+    database, clock, monkeypatch
+):
+    """The store failing while the opening's sweep destroys the keys owed: the store opens all the same, the
+    failure is counted, the note is kept, and the next opening finishes the erasure."""
+    position = a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    try:
+        with monkeypatch.context() as dying:
+            dying.setattr(store_module.HubStore, "shred", die_before_destroying)
+            with pytest.raises(ProcessDied):
+                hub.publish([erasure()])
+    finally:
+        hub.close()
+
+    def store_fails(self, scopes):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(DataKeys, "destroy", store_fails)
+        opened = Hub(database, clock=clock)
+        try:
+            assert opened.store.destructions_failed == 1
+            assert [s for s, _ in opened.store.keys.destructions_owed()] == [ChildRecord.create_id(CHILD).hex]
+        finally:
+            opened.close()
+    assert_erased_for_a_fresh_process(database, clock, position)
