@@ -838,7 +838,8 @@ class HubStore(Application[UUID]):
         cached aggregate that may hold what they sealed, and move this process's ``ErasureWatch`` past it at once
         (what is kept above the store, ``services.reading.kept``, follows the watch's position); other processes
         forget theirs through the register of erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
-        ``events.snapshots``, which the destroyed key already makes unreadable.)"""
+        ``events.snapshots``, which the destroyed key already makes unreadable.) Once the keys are destroyed, the
+        note that they were owed (``DataKeys.owe_destruction``, written by ``save``) is removed."""
         scopes = [child_scope(child)]
         record = self.get_or_none(ChildRecord.create_id(child))
         for entry in record.entries if record is not None else []:
