@@ -320,6 +320,7 @@ class DataKeys:
 
     TABLE = "tsunagu_data_keys"
     ERASURES = "tsunagu_erasures"
+    OWED = "tsunagu_erasures_owed"  # the register of destructions owed (``owe_destruction``)
 
     def __init__(
         self,
@@ -344,6 +345,7 @@ class DataKeys:
         self.scope_hash = functools.lru_cache(maxsize=cache_size)(self._scope_hash)
         self._lock = threading.RLock()
         self.erasures = f'"{schema}".{self.ERASURES}' if postgres and schema else self.ERASURES
+        self.owed = f'"{schema}".{self.OWED}' if postgres and schema else self.OWED
         self.before_use: Any = None  # a callable, run before the cached keys are used (``events.store.ErasureWatch``)
         self._create_table()
 
@@ -396,6 +398,7 @@ class DataKeys:
                 f"CREATE TABLE IF NOT EXISTS {self.erasures} (position BIGINT PRIMARY KEY, "
                 f"key_ids {blob} NOT NULL, erased_at TEXT NOT NULL)"
             )
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.owed} (stream TEXT PRIMARY KEY, owed_at TEXT NOT NULL)")
 
     def _watch(self) -> None:
         """Let the erasure watch look for erasures by other processes before a cached key is used."""
@@ -620,6 +623,39 @@ class DataKeys:
             ),
             (b"".join(key_ids), erased_at),
         )
+
+    def owe_destruction(self, streams: Sequence[str]) -> None:
+        """A named mechanism, **the register of destructions owed** (``tsunagu_erasures_owed``): note, in a
+        transaction of its own committed *before* a ``child.erased`` is stored, that the keys of the child of each
+        stream (its stream id in hex: an HMAC, nothing readable) are owed destruction; ``settle_destruction``
+        removes the note once they are destroyed (``events.store.HubStore.shred``).
+
+        Why: the erasure's insert commits first and the keys are destroyed after (``HubStore.save``). When the
+        COMMIT's answer is lost or the process dies in between, the erasure is stored and its keys live on; the
+        note says so to whoever opens the store next (``HubStore.destroy_keys_owed``), which costs one query on a
+        table empty almost always, instead of a search of the log for erasures (every child event would have to
+        be opened to read its kind). A note whose erasure was never stored (its save failed) is dropped by that
+        sweep once it is old. Rows of the same database as the key table: a note is never older than the keys."""
+        if not streams:
+            return
+        owed_at = datetime.now(UTC).isoformat()
+        with self.datastore.transaction(commit=True) as cursor:
+            for stream in dict.fromkeys(streams):
+                cursor.execute(
+                    self._sql(f"INSERT INTO {self.owed} (stream, owed_at) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                    (stream, owed_at),
+                )
+
+    def destructions_owed(self) -> list[tuple[str, datetime]]:
+        """The register of destructions owed: (stream id in hex, when it was noted), oldest first."""
+        rows = self._read(f"SELECT stream, owed_at FROM {self.owed} ORDER BY owed_at", ())
+        return [(str(row["stream"]), datetime.fromisoformat(str(row["owed_at"]))) for row in rows]
+
+    def settle_destruction(self, stream: str) -> None:
+        """Remove the note that the keys of ``stream``'s child are owed destruction (they are destroyed, or the
+        erasure was never stored)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(self._sql(f"DELETE FROM {self.owed} WHERE stream = ?"), (stream,))
 
     def erasure_position(self) -> int:
         """The position of the last erasure in the register (0: none yet)."""

@@ -33,7 +33,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from threading import Condition, Lock
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,7 @@ STORE_FORMAT = 5  # 3: the children's facts of policy version 2 (services.projec
 # the composition root (services.hub) hands the publish path as an upgrade, and the providers' reports among the
 # children's facts (admission_facts.report_facts_from_log)
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
+ERASURE_OWED_GRACE_SECONDS = 600.0  # a destruction owed whose erasure is not stored is dropped this old (below)
 ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 
 
@@ -703,6 +704,8 @@ class HubStore(Application[UUID]):
         self._new_cache()
         self.format = self._open_format()
         self.child_snapshots = ChildSnapshots(self)
+        self.destructions_failed = 0  # destructions owed that a sweep could not make (destroy_keys_owed)
+        self.destroy_keys_owed()
 
     @contextmanager
     def append_in_turn(self, streams: Iterable[UUID]) -> Iterator[InTurn]:
@@ -819,6 +822,7 @@ class HubStore(Application[UUID]):
             for e in pending
             if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"
         ]
+        self.keys.owe_destruction([ChildRecord.create_id(child).hex for child in erased])  # before it can commit
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
@@ -834,7 +838,8 @@ class HubStore(Application[UUID]):
         cached aggregate that may hold what they sealed, and move this process's ``ErasureWatch`` past it at once
         (what is kept above the store, ``services.reading.kept``, follows the watch's position); other processes
         forget theirs through the register of erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
-        ``events.snapshots``, which the destroyed key already makes unreadable.)"""
+        ``events.snapshots``, which the destroyed key already makes unreadable.) Once the keys are destroyed, the
+        note that they were owed (``DataKeys.owe_destruction``, written by ``save``) is removed."""
         scopes = [child_scope(child)]
         record = self.get_or_none(ChildRecord.create_id(child))
         for entry in record.entries if record is not None else []:
@@ -845,12 +850,62 @@ class HubStore(Application[UUID]):
                     local_scope(str(entry.payload.get("school") or entry.to), str(entry.payload.get("student_no")))
                 )
         destroyed = self.keys.destroy(scopes)
+        self.keys.settle_destruction(ChildRecord.create_id(child).hex)
         self._forget_cached()
         try:  # this process's own erasure seen at once (the reads kept above the store follow the watch)
             self.erasures.check_now()
         except Exception:  # the erasure has committed: best-effort, the watch's next look (about 2 s) catches up
             log.exception("erasure of %s stored; this process's erasure watch will see it at its next look", child)
         return destroyed
+
+    def destroy_keys_of_erasure(self, stream: UUID) -> bool:
+        """Destroy the keys of the child of ``stream`` if a ``child.erased`` of it is stored (``shred``, then its
+        snapshot deleted, as ``save`` does after storing one); whether one is. Idempotent: keys destroyed before
+        are not found again, so a second call destroys nothing. Errors are raised (the caller decides).
+
+        Used where the destruction that followed the erasure's commit may have been missed: a ``child.erased``
+        answered ``duplicate`` (``services.publishing.ingest.Ingest.publish``: the first answer was lost, the
+        keys may live) and the sweep of destructions owed (``destroy_keys_owed``)."""
+        record = self.replayed(stream)
+        if record is None or not any(entry.kind == "child.erased" for entry in record.entries):
+            return False
+        self.shred(record.child)
+        self.child_snapshots.forget(stream)
+        return True
+
+    def destroy_keys_owed(self) -> int:
+        """A named mechanism, **the sweep of destructions owed**: for each note in the register of destructions
+        owed (``DataKeys.owe_destruction``, written before an erasure is stored, removed once its keys are
+        destroyed), destroy the keys if the erasure is stored (``destroy_keys_of_erasure``), and drop a note
+        whose erasure is not stored once it is ``ERASURE_OWED_GRACE_SECONDS`` old (its save failed; a younger one
+        may be a save under way in another process). How many erasures it finished.
+
+        Run when the store opens: it finishes an erasure whose process died between the erasure's commit and the
+        destruction of its keys, or whose COMMIT's answer was lost and which nobody sent again, before this
+        process reads anything. When nothing is owed (almost always) it is one query on an empty table. It never
+        fails the opening: a destruction it could not make is logged and counted (``destructions_failed``), its
+        note kept, and tried again at the next opening or by the erasure's next ``duplicate`` answer."""
+        try:
+            owed = self.keys.destructions_owed()
+        except Exception:
+            self.destructions_failed += 1
+            log.exception("the register of destructions owed could not be read; it will be read at the next start")
+            return 0
+        finished = 0
+        now = datetime.now(UTC)
+        for stream, owed_at in owed:
+            try:
+                if self.destroy_keys_of_erasure(UUID(stream)):
+                    finished += 1
+                    log.warning("an erasure stored without its keys destroyed was finished (stream %s)", stream)
+                elif (now - owed_at).total_seconds() > ERASURE_OWED_GRACE_SECONDS:
+                    self.keys.settle_destruction(stream)  # the erasure was never stored
+            except Exception:
+                self.destructions_failed += 1
+                log.exception(
+                    "the keys owed destruction for stream %s could not be destroyed; tried again later", stream
+                )
+        return finished
 
     def _forget_cached(self) -> None:
         """Forget every cached aggregate (after an erasure: they may hold what its keys sealed)."""

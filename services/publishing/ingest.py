@@ -122,7 +122,24 @@ class Ingest:
             passes += 1
             return self._publish_once(items, parsed, now, look_up=passes > 1, publisher=publisher)
 
-        return retry_conflicts(publish_once)
+        results = retry_conflicts(publish_once)
+        self.finish_erasures_sent_again(parsed, results)
+        return results
+
+    def finish_erasures_sent_again(self, parsed: list[Envelope | Rejected], results: list[PublishResult]) -> None:
+        """A ``child.erased`` answered ``duplicate`` destroys its child's keys again (``HubStore.
+        destroy_keys_of_erasure``; keys destroyed before are not found, so nothing more is destroyed). An erasure is
+        sent again when its first answer was lost, and that may be because the COMMIT's answer was lost after the
+        server committed, or the process died before the keys were destroyed: then this is the first destruction.
+        An error here is raised (503, the publisher sends it again), so that ``duplicate`` for an erasure always
+        means its keys are destroyed."""
+        for result in results:
+            item = parsed[result.index]
+            if result.outcome != "duplicate" or not isinstance(item, Envelope) or item.kind != "child.erased":
+                continue
+            stored = self.store.stored_envelope(item.id)
+            if stored is not None:
+                self.store.destroy_keys_of_erasure(stored.stream)
 
     def _publish_once(
         self,

@@ -1,0 +1,221 @@
+"""An erasure that is stored always destroys the child's keys, even when its answer was lost.
+
+``HubStore.save`` stores a ``child.erased`` (its insert commits) and only then destroys the child's keys
+(``HubStore.shred``). Two ways the destruction can be missed after the commit, each shown here against a fresh
+process on the same store (its own keys and cache, as a restarted server):
+
+- the COMMIT reached the database but its answer did not (the connection lost after the commit): the publisher
+  gets an error, sends the same envelope again and is answered ``duplicate``;
+- the process dies between the commit and the destruction, and nobody sends the erasure again.
+
+Either way the child's content must not open, its keys must be destroyed and in the register of erasures, and its
+snapshot gone (``HubStore.destroy_keys_owed``)."""
+
+from __future__ import annotations
+
+import pytest
+from eventsourcing.persistence import OperationalError
+
+import events.store as store_module
+from events.sealing import DataKeys, child_scope
+from events.snapshots import SNAPSHOT_AFTER
+from events.store import ChildRecord
+from services.hub import Hub
+from tests.conftest import at
+from tests.events.test_erasure import CHILD, MARKERS, SECRET_SUMMARY, erasure, events, snapshot_rows, text_of
+from tests.schoolfiles import ORGS
+
+pytestmark = pytest.mark.store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request, tmp_path) -> str:
+    """A store two processes can share: a SQLite file, or a schema on the real PostgreSQL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+NOTES = [
+    {
+        "id": f"{CHILD}-note-{i}",
+        "kind": "note.recorded",
+        "child": CHILD,
+        "source": "beppu-center",
+        "basis": "internal",
+        "at": "2026-04-03T09:00:00+09:00",
+        "payload": {"text": f"{SECRET_SUMMARY} ({i})"},
+    }
+    for i in range(SNAPSHOT_AFTER)
+]
+
+
+def a_child_with_a_snapshot(database: str, clock) -> int:
+    """The child published (enough events for a snapshot), read cold once so that its snapshot is taken; the
+    register of erasures' position then."""
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    a = Hub(database, clock=clock)
+    try:
+        a.load_orgs(ORGS)
+        results = a.publish(events() + NOTES)
+        assert all(r.outcome == "accepted" for r in results), [r for r in results if r.outcome != "accepted"][:1]
+    finally:
+        a.close()
+    b = Hub(database, clock=clock)
+    try:
+        assert b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries
+        assert len(snapshot_rows(b)) == 1
+        return b.store.keys.erasure_position()
+    finally:
+        b.close()
+
+
+def assert_erased_for_a_fresh_process(database: str, clock, position_before: int) -> None:
+    """A fresh process on the store: the child's key is destroyed and registered, the snapshot gone, and nothing
+    of the child's content opens."""
+    fresh = Hub(database, clock=clock)
+    try:
+        assert fresh.store.keys.ensure([child_scope(CHILD)], create=False) == {}
+        assert fresh.store.keys.erasure_position() > position_before
+        assert snapshot_rows(fresh) == []
+        record = fresh.store.get_or_none(ChildRecord.create_id(CHILD))
+        assert record is not None and record.entries[-1].kind == "child.erased"
+        opened = text_of([entry.payload for entry in record.entries]).encode()
+        assert not [marker for marker in MARKERS if marker in opened]
+        view = fresh.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
+        assert view.reason == "erased" and not view.entries
+    finally:
+        fresh.close()
+
+
+def test_an_erasure_whose_commit_answer_was_lost_destroys_the_keys_when_sent_again(database, clock, monkeypatch):
+    """The erasure's insert commits, then the connection is lost (an ``OperationalError``, as psycopg raises it
+    when the server's answer to the COMMIT never comes); the publisher's retry is answered ``duplicate``."""
+    position = a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    recorder_class = type(hub.store.recorder)
+    original = recorder_class.insert_events
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(self, stored_events, **kwargs):
+        recorded = original(self, stored_events, **kwargs)
+        if not lost:
+            lost.append(True)
+            held = kwargs.get("held")
+            if held is not None:  # the turn's connection (PostgreSQL): the server committed, the socket is gone
+                held.close()
+            raise OperationalError("server closed the connection unexpectedly")
+        return recorded
+
+    try:
+        monkeypatch.setattr(recorder_class, "insert_events", commit_then_lose_the_answer)
+        with pytest.raises(OperationalError):
+            hub.publish([erasure()])
+        assert lost == [True]
+        monkeypatch.setattr(recorder_class, "insert_events", original)
+        assert hub.store.stored_envelope(erasure()["id"]) is not None  # the erasure is stored
+        assert hub.store.keys.destructions_owed() != []  # the note written before the erasure's commit
+        assert [r.outcome for r in hub.publish([erasure()])] == ["duplicate"]
+        # the duplicate answer itself destroyed the keys (not the next process's sweep)
+        assert hub.store.keys.ensure([child_scope(CHILD)], create=False) == {}
+        assert hub.store.keys.destructions_owed() == []
+    finally:
+        hub.close()
+    assert_erased_for_a_fresh_process(database, clock, position)
+
+
+class ProcessDied(BaseException):
+    """The process ending between the erasure's commit and the destruction of the keys (nothing runs after)."""
+
+
+def die_before_destroying(self, child):
+    """In place of ``HubStore.shred``: the process ends where the keys would have been destroyed."""
+    raise ProcessDied(child)
+
+
+def test_an_erasure_stored_by_a_process_that_died_before_destroying_the_keys_is_finished_at_the_next_start(
+    database, clock, monkeypatch
+):
+    """Nobody sends the erasure again: the next process to open the store destroys the keys owed."""
+    position = a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    try:
+        with monkeypatch.context() as dying:
+            dying.setattr(store_module.HubStore, "shred", die_before_destroying)
+            with pytest.raises(ProcessDied):
+                hub.publish([erasure()])
+        assert hub.store.stored_envelope(erasure()["id"]) is not None  # the erasure is stored
+    finally:
+        hub.close()
+    assert_erased_for_a_fresh_process(database, clock, position)
+
+
+def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_more(database, clock):
+    """The common case: the erasure's keys were destroyed when it was stored; the same erasure sent again is
+    answered ``duplicate``, no key of the child is left active and nothing is left owed. (The batch's first
+    attempt, which does not look ids up, makes a new key for the child's scope before its insert is refused as a
+    duplicate; the duplicate answer destroys that one too, so the register of erasures may grow by one row.)"""
+    position = a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    try:
+        assert [r.outcome for r in hub.publish([erasure()])] == ["accepted"]
+        after_erasure = hub.store.keys.erasure_position()
+        assert after_erasure > position
+        assert hub.store.keys.destructions_owed() == []
+        assert [r.outcome for r in hub.publish([erasure()])] == ["duplicate"]
+        assert hub.store.keys.ensure([child_scope(CHILD)], create=False) == {}
+        assert hub.store.keys.destructions_owed() == []
+    finally:
+        hub.close()
+    assert_erased_for_a_fresh_process(database, clock, position)
+
+
+def test_a_destruction_owed_whose_erasure_was_never_stored_is_dropped_once_old_and_destroys_nothing(
+    database, clock, monkeypatch
+):
+    """A note written before a save that failed (the erasure not stored): the sweep destroys nothing, keeps the
+    note while a save may still be under way, and drops it once ``ERASURE_OWED_GRACE_SECONDS`` old."""
+    a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    stream = ChildRecord.create_id(CHILD).hex
+    try:
+        hub.store.keys.owe_destruction([stream])
+        assert hub.store.destroy_keys_owed() == 0
+        assert [s for s, _ in hub.store.keys.destructions_owed()] == [stream]  # young: kept
+        monkeypatch.setattr(store_module, "ERASURE_OWED_GRACE_SECONDS", -1.0)
+        assert hub.store.destroy_keys_owed() == 0
+        assert hub.store.keys.destructions_owed() == []  # old: dropped
+        assert hub.store.keys.ensure([child_scope(CHILD)], create=False) != {}  # the child's keys live on
+        assert hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries
+        assert hub.store.destructions_failed == 0
+    finally:
+        hub.close()
+
+
+def test_a_sweep_that_cannot_destroy_the_keys_owed_does_not_fail_the_opening_and_keeps_the_note(
+    database, clock, monkeypatch
+):
+    """The store failing while the opening's sweep destroys the keys owed: the store opens all the same, the
+    failure is counted, the note is kept, and the next opening finishes the erasure."""
+    position = a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    try:
+        with monkeypatch.context() as dying:
+            dying.setattr(store_module.HubStore, "shred", die_before_destroying)
+            with pytest.raises(ProcessDied):
+                hub.publish([erasure()])
+    finally:
+        hub.close()
+
+    def store_fails(self, scopes):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(DataKeys, "destroy", store_fails)
+        opened = Hub(database, clock=clock)
+        try:
+            assert opened.store.destructions_failed == 1
+            assert [s for s, _ in opened.store.keys.destructions_owed()] == [ChildRecord.create_id(CHILD).hex]
+        finally:
+            opened.close()
+    assert_erased_for_a_fresh_process(database, clock, position)
