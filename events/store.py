@@ -665,6 +665,7 @@ class InTurn:
 
     heads: dict[UUID, Any]
     save: Callable[..., Any]
+    versions: dict[UUID, int]  # each stream's version (its last event's), read with the heads; absent: no event
 
 
 class HubStore(Application[UUID]):
@@ -705,7 +706,7 @@ class HubStore(Application[UUID]):
         self.child_snapshots = ChildSnapshots(self)
 
     @contextmanager
-    def append_in_turn(self, streams: Iterable[UUID]) -> Iterator[InTurn]:
+    def append_in_turn(self, streams: Iterable[UUID], *, read_heads: bool = True) -> Iterator[InTurn]:
         """A named mechanism: append to ``streams`` one writer at a time per stream, across every process on this
         store, reading their heads once the turn is taken. For writers that chain to a stream's last event (the
         access logs, each record carrying its predecessor's hash) and that optimistic concurrency alone would
@@ -732,24 +733,33 @@ class HubStore(Application[UUID]):
         content returned without its record. On PostgreSQL the rest of the wait is one deadline for all the turn's
         locks at the database (``PostgresRecorder.streams_locked``). Replaces an unbounded wait
         (PostgreSQL's ``lock_timeout`` 0, ``Lock.acquire()``), under which one frozen holder in another process
-        kept every request thread of this one waiting."""
+        kept every request thread of this one waiting.
+
+        ``read_heads`` False: the block is given the streams' versions only (``heads`` empty), their last events
+        not opened (a publish's staged indexes, ``services.publishing.batch.Batch.save``: a head there may hold
+        an entry per child, each sealed under its child's key)."""
         wanted = list(dict.fromkeys(streams))
         deadline = time.monotonic() + self.turn_wait
         with self.turns.held(wanted, deadline):
             if not self.postgres:
-                from events.streams import last_event, last_events
+                from events.streams import last_event, last_events, stream_versions
 
+                if not read_heads:
+                    yield InTurn({}, self.save, stream_versions(self, wanted))
+                    return
                 if len(wanted) == 1:  # one query instead of two: a timeline read's one log
                     head = last_event(self, wanted[0])
-                    yield InTurn({wanted[0]: head} if head is not None else {}, self.save)
+                    found = {wanted[0]: head} if head is not None else {}
                 else:
-                    yield InTurn(last_events(self, wanted), self.save)
+                    found = last_events(self, wanted)
+                yield InTurn(found, self.save, {i: e.originator_version for i, e in found.items()})
                 return
             try:
                 wait = max(0.001, deadline - time.monotonic())  # what is left of the turn's wait
                 with self.recorder.streams_locked(wanted, wait=wait) as (conn, stored):  # type: ignore[union-attr]
-                    heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
-                    yield InTurn(heads, lambda *objs: self.save(*objs, held=conn))
+                    heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)} if read_heads else {}
+                    versions = {UUID(str(e.originator_id)): e.originator_version for e in stored}  # uuid or text
+                    yield InTurn(heads, lambda *objs, **kw: self.save(*objs, held=conn, **kw), versions)
             except BaseException:
                 self._forget_streams(wanted)
                 raise

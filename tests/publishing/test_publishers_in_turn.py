@@ -1,0 +1,214 @@
+"""Several publishers at once on the shared indexes (``services.publishing.batch.Batch.record_staged_on_newest``).
+
+Two publishers of different children write the same centre's desk, municipality's month, organisation's
+children, school's target list and month's reports (``services.projections.indexes.RECORDED_IN_TURN``). Each
+records its staged events on the index as stored when it saves, in the index's turn: a publish that another
+publisher overtook on those indexes is not tried again, and what the indexes hold is what one publisher gives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import services.publishing.batch as batch_module
+import services.publishing.ingest as ingest_module
+from bench.core import NOW, SETTINGS
+from bench.prefecture import Prefecture, event_stream, make_prefecture
+from events.store import _StreamTurns
+from services.hub import Hub
+from services.projections.indexes import CHANGES_REAPPLIED, RECORDED_IN_TURN
+from services.projections.municipal_counts import kept_months
+
+IN_TURN_NAMES = {cls.__name__ for cls in (*RECORDED_IN_TURN, *CHANGES_REAPPLIED)}
+
+
+def prefecture() -> Prefecture:
+    """Two municipalities, two schools each: two publishers' children share centres, schools and months."""
+    return make_prefecture(municipalities=2, schools_per=2, nurseries_per=1)
+
+
+def envelopes(pref: Prefecture, prefix: str, children: int, seed: int) -> list[dict[str, Any]]:
+    """About 60 events per child of ``children`` children named ``prefix…`` (the bench's stream)."""
+    return list(event_stream(pref, children, 60, prefix=prefix, seed=seed))
+
+
+def hub_on(database: str, pref: Prefecture, *, own_turns: bool = False) -> Hub:
+    """A hub with the prefecture's organisations; ``own_turns``: as another process's (its own stream turns)."""
+    hub = Hub(database, settings=SETTINGS, clock=lambda: NOW)
+    if own_turns:
+        hub.store.turns = _StreamTurns()
+    if not hub.store.registry().orgs:
+        hub.load_orgs(pref.orgs)
+    return hub
+
+
+def publish_all(hub: Hub, batches: list[list[dict[str, Any]]]) -> None:
+    for batch in batches:
+        results = hub.publish(batch)
+        assert all(r.outcome == "accepted" for r in results), [r for r in results if r.outcome != "accepted"][:1]
+
+
+def split(events: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str, Any]]]:
+    """``events`` in batches of the ``sizes`` in turn (cycled)."""
+    out, start = [], 0
+    for size in itertools.cycle(sizes):
+        if start >= len(events):
+            return out
+        out.append(events[start : start + size])
+        start += size
+    return out
+
+
+def shared_indexes(hub: Hub, pref: Prefecture) -> dict[str, Any]:
+    """What the shared indexes hold: every stored aggregate of ``RECORDED_IN_TURN`` and ``CHANGES_REAPPLIED`` (its
+    state, not its version) and each municipality's kept counts."""
+    ids: set[UUID] = set()
+    for notification in hub.store.recorder.select_notifications(1, 10_000_000):
+        if notification.topic.rsplit(":", 1)[-1].split(".")[0] in IN_TURN_NAMES:
+            ids.add(UUID(str(notification.originator_id)))
+    out: dict[str, Any] = {}
+    for stream in ids:
+        index = hub.store.peek(stream)
+        out[f"{type(index).__name__}:{stream}"] = {k: v for k, v in vars(index).items() if not k.startswith("_")}
+    for municipality in pref.municipalities:
+        out[f"months:{municipality}"] = kept_months(hub.store, municipality)
+    return out
+
+
+def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]]) -> None:
+    """Each hub publishes its batches in a thread of its own, all started together."""
+    start = threading.Barrier(len(hubs))
+    failures: list[BaseException] = []
+
+    def run(hub: Hub, mine: list[list[dict[str, Any]]]) -> None:
+        try:
+            start.wait()
+            publish_all(hub, mine)
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(h, b)) for h, b in zip(hubs, batches, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_publish_overtaken_on_the_shared_indexes_is_saved_on_its_first_attempt(
+    database, tmp_path, request, monkeypatch
+):
+    """Publisher A loads its batch, then B publishes other children of the same centres and schools and commits;
+    then A saves. A is saved on its first attempt (before: its insert failed on the indexes' versions and the whole
+    batch was admitted and projected again), and the indexes hold both batches, as one publisher gives."""
+    pref = prefecture()
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
+    first, second = envelopes(pref, "a", 4, 1), envelopes(pref, "b", 4, 2)
+    hub_a, hub_b = hub_on(url, pref), hub_on(url, pref, own_turns=True)
+    attempts: dict[str, int] = {}
+    loaded, overtaken = threading.Event(), threading.Event()
+    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
+
+    def save_after_b(self: Any) -> None:
+        if threading.current_thread().name == "A" and not loaded.is_set():
+            loaded.set()
+            assert overtaken.wait(60), "B did not publish"
+        original_save(self)
+
+    def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        attempts[name] = attempts.get(name, 0) + 1
+        return original_once(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
+    failures: list[BaseException] = []
+
+    def publish_a() -> None:
+        try:
+            publish_all(hub_a, [first])
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    try:
+        a.start()
+        assert loaded.wait(60), "A did not reach its save"
+        publish_all(hub_b, [second])
+        overtaken.set()
+        a.join()
+        assert not failures, failures
+        assert attempts["A"] == 1
+        together = shared_indexes(hub_a, pref)
+    finally:
+        overtaken.set()
+        a.join()
+        hub_a.close()
+        hub_b.close()
+    monkeypatch.setattr(batch_module.Batch, "save", original_save)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
+    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
+    try:
+        publish_all(alone, [first, second])
+        assert shared_indexes(alone, pref) == together
+    finally:
+        alone.close()
+
+
+@pytest.mark.store
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes_a=st.lists(st.integers(1, 150), min_size=1, max_size=4),
+    sizes_b=st.lists(st.integers(1, 150), min_size=1, max_size=4),
+    seed=st.integers(0, 1000),
+)
+def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_factory, sizes_a, sizes_b, seed):
+    """Random batches of two publishers' children (sharing centres, schools, months), published by one publisher
+    one after the other and by two threads of one hub at once (an API process's request threads; two processes:
+    the PostgreSQL test below): the same desks, counts, published children, target lists, month's reports, case
+    indexes, centres' schools and months."""
+    pref = prefecture()
+    directory = tmp_path_factory.mktemp("publishers")
+    first, second = envelopes(pref, "a", 3, seed), envelopes(pref, "b", 3, seed + 1)
+    alone = hub_on(f"sqlite:///{directory / 'one.db'}", pref)
+    try:
+        publish_all(alone, split(first, sizes_a) + split(second, sizes_b))
+        expected = shared_indexes(alone, pref)
+    finally:
+        alone.close()
+    hub = hub_on(f"sqlite:///{directory / 'two.db'}", pref)
+    try:
+        publish_at_once([hub, hub], [split(first, sizes_a), split(second, sizes_b)])
+        assert shared_indexes(hub, pref) == expected
+    finally:
+        hub.close()
+
+
+@pytest.mark.postgres
+def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_gives(postgres_url, tmp_path):
+    """The same on durable PostgreSQL, two hubs as two processes (own stream turns, own connections), batches
+    of 40: the indexes equal one publisher's (on SQLite, the same events one after the other)."""
+    pref = prefecture()
+    first, second = envelopes(pref, "a", 6, 11), envelopes(pref, "b", 6, 12)
+    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
+    try:
+        publish_all(alone, split(first, [40]) + split(second, [40]))
+        expected = shared_indexes(alone, pref)
+    finally:
+        alone.close()
+    hubs = [hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)]
+    try:
+        publish_at_once(hubs, [split(first, [40]), split(second, [40])])
+        assert shared_indexes(hubs[0], pref) == expected
+    finally:
+        for hub in hubs:
+            hub.close()
