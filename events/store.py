@@ -42,7 +42,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Cache, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate, OriginatorIDError, OriginatorVersionError, event
-from eventsourcing.persistence import EventStore
+from eventsourcing.persistence import EventStore, Notification, Recording, StoredEvent
 
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.model import Org, Recorded
@@ -658,6 +658,15 @@ _STREAM_TURNS = _StreamTurns()
 
 
 @dataclass
+class Sealed:
+    """Events sealed and encoded for storing (``HubStore.seal``), not stored yet: the events with their aggregates
+    (the library's ``ProcessingEvent``) and each event as stored (``stored``, in the same order)."""
+
+    processing: ProcessingEvent[UUID]
+    stored: list[StoredEvent]
+
+
+@dataclass
 class InTurn:
     """What ``HubStore.append_in_turn`` gives its block: each stream's last event (``heads``; a stream with no
     event is absent), read while the streams are held, and ``save`` (``HubStore.save``, in the held transaction on
@@ -666,6 +675,7 @@ class InTurn:
     heads: dict[UUID, Any]
     save: Callable[..., Any]
     versions: dict[UUID, int]  # each stream's version (its last event's), read with the heads; absent: no event
+    save_sealed: Callable[..., Any]  # HubStore.save_sealed, in the held transaction on PostgreSQL
 
 
 class HubStore(Application[UUID]):
@@ -745,21 +755,26 @@ class HubStore(Application[UUID]):
                 from events.streams import last_event, last_events, stream_versions
 
                 if not read_heads:
-                    yield InTurn({}, self.save, stream_versions(self, wanted))
+                    yield InTurn({}, self.save, stream_versions(self, wanted), self.save_sealed)
                     return
                 if len(wanted) == 1:  # one query instead of two: a timeline read's one log
                     head = last_event(self, wanted[0])
                     found = {wanted[0]: head} if head is not None else {}
                 else:
                     found = last_events(self, wanted)
-                yield InTurn(found, self.save, {i: e.originator_version for i, e in found.items()})
+                yield InTurn(found, self.save, {i: e.originator_version for i, e in found.items()}, self.save_sealed)
                 return
             try:
                 wait = max(0.001, deadline - time.monotonic())  # what is left of the turn's wait
                 with self.recorder.streams_locked(wanted, wait=wait) as (conn, stored):  # type: ignore[union-attr]
                     heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)} if read_heads else {}
                     versions = {UUID(str(e.originator_id)): e.originator_version for e in stored}  # uuid or text
-                    yield InTurn(heads, lambda *objs, **kw: self.save(*objs, held=conn, **kw), versions)
+                    yield InTurn(
+                        heads,
+                        lambda *objs, **kw: self.save(*objs, held=conn, **kw),
+                        versions,
+                        lambda *parts, **kw: self.save_sealed(*parts, held=conn, **kw),
+                    )
             except BaseException:
                 self._forget_streams(wanted)
                 raise
@@ -808,12 +823,23 @@ class HubStore(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """Save aggregates (or domain events) in one transaction; the data keys they need are made first, in one
-        transaction for the batch; after a stored ``child.erased``, the child's keys are destroyed.
+        transaction for the batch; after a stored ``child.erased``, the child's keys are destroyed. ``seal`` then
+        ``save_sealed``: see there."""
+        return self.save_sealed(self.seal(*objs), **kwargs)
+
+    def seal(self, *objs: Any) -> Sealed:
+        """The first half of ``save``: collect the events of ``objs`` (aggregates, or domain events), make the data
+        keys they need (one transaction for all), and seal and encode each as it will be stored. Nothing is stored:
+        ``save_sealed`` stores one or more of these in one transaction.
+
+        Why in two halves: a publish seals its children's streams and every aggregate it does not save in its
+        indexes' turn before it takes that turn, so that the turn's transaction, open on the server, waits for
+        the Python of the few indexes only (``services.publishing.batch.Batch.save``).
 
         The library's ``Application.save`` tells aggregates from events with ``isinstance`` against runtime
         protocols, which costs about 6 µs per object on Python 3.11 (a publish saves one or two per event). Every
         object saved here is one of the library's aggregates or one of their events, so this collects them with a
-        plain class check and then records, snapshots and notifies exactly as the library does."""
+        plain class check."""
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         for obj in objs:
             if isinstance(obj, Aggregate):
@@ -821,15 +847,43 @@ class HubStore(Application[UUID]):
                 processing.aggregates[obj.id] = obj
             elif obj is not None:
                 processing.events.append(obj)
-        processing.saved_kwargs.update(kwargs)
         pending = processing.events
         self.keys.ensure(scope for e in pending for scope in SealingMapper.scopes_of(e, vars(e)))
+        return Sealed(processing, [self.mapper.to_stored_event(e) for e in pending])
+
+    def save_sealed(self, *parts: Sealed, **kwargs: Any) -> list[Recording[UUID]]:
+        """The second half of ``save``: store the sealed ``parts`` (``seal``), in their order, in one transaction
+        (``held``: the turn's, ``append_in_turn``), then record, snapshot and notify exactly as the library's
+        ``Application.save`` does (``EventStore.put``, ``_record``); after a stored ``child.erased``, destroy the
+        child's keys (``shred``)."""
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        stored: list[StoredEvent] = []
+        for part in parts:
+            processing.events.extend(part.processing.events)
+            processing.aggregates.update(part.processing.aggregates)
+            stored += part.stored
+        pending = processing.events
         erased = [
             e.envelope["child"]
             for e in pending
             if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"
         ]
-        recordings = self._record(processing)
+        notification_ids = self.recorder.insert_events(stored, tracking=processing.tracking, **kwargs)
+        recordings: list[Recording[UUID]] = []
+        if notification_ids:
+            assert len(notification_ids) == len(stored)
+            for domain_event, s, notification_id in zip(pending, stored, notification_ids, strict=True):
+                notification = Notification(
+                    originator_id=s.originator_id,
+                    originator_version=s.originator_version,
+                    topic=s.topic,
+                    state=s.state,
+                    id=notification_id,
+                )
+                recordings.append(Recording(domain_event, notification))
+        if self.repository.cache and not self.repository.fastforward:  # as the library's _record
+            for aggregate_id, aggregate in processing.aggregates.items():
+                self.repository.cache.put(aggregate_id, aggregate)
         self._take_snapshots(processing)
         self._notify(recordings)
         for child in erased:

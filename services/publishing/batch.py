@@ -123,21 +123,68 @@ class Batch:
         return stream
 
     def save(self) -> None:
-        """Store everything of the batch in one transaction, then bring the aggregate cache up to date: with
-        staged indexes, in their turn (``record_staged_on_newest``)."""
+        """Store everything of the batch in one transaction, then bring the aggregate cache up to date, unless
+        the cache was cleared (an erasure) since the batch was made (``cache_generation``). The shared indexes
+        (``RECORDED_IN_TURN`` staged, ``CHANGES_REAPPLIED`` changed) are saved in their turn on their newest state
+        (``record_staged_on_newest``, ``reapply_on_newest``), everything else sealed before it.
+
+        A named mechanism, **sealed before the turn**: everything
+        the batch saves but its shared indexes (its children's streams, their records and facts, plans, cases,
+        rosters of one child, … up to 5,000 events) is sealed and encoded (``HubStore.seal``: the data keys made,
+        each event sealed under its child's key) before the indexes' turn is taken; in the turn, only the few
+        indexes are brought onto their newest state, sealed and stored with the rest, in one transaction
+        (``InTurn.save_sealed``).
+
+        What it replaces: the whole batch was sealed inside the turn (review of session 7, s7-publish MEDIUM-2),
+        whose transaction stays open on the server, idle, holding the indexes' advisory locks, while Python
+        works: every publisher of the same centres waited for the sealing of whole batches, and a stall there
+        longer than the server's ``idle_in_transaction_session_timeout`` (5 s) ended the session. Why it is
+        right: nothing sealed before the turn depends on it (only the indexes' versions are read in it), the
+        events are stored in the same one transaction as before, and a conflict on a child's stream or an
+        envelope id still fails the whole insert (``IntegrityError``: the batch is tried again). The order of the
+        events in the insert: the batch's other aggregates', then the indexes' (an order across streams in one
+        transaction that no reader relies on: each stream is read by its versions)."""
         in_turn = {(cls, key): e for (cls, key), e in self.staged.items() if cls in RECORDED_IN_TURN}
         for (cls, key), staged in self.staged.items():
             if (cls, key) not in in_turn:
                 self.get(cls, *key).record_staged(staged)
         changed = [a for a in self.aggregates.values() if type(a) in CHANGES_REAPPLIED and a.pending_events]
-        if not in_turn and not changed:
-            self._save_with(self.store.save)
-            return
         turn_ids = [cls.create_id(*key) for cls, key in in_turn] + [index.id for index in changed]
-        with self.store.append_in_turn(turn_ids, read_heads=False) as turn:
-            self.record_staged_on_newest(in_turn, turn.versions)
-            self.reapply_on_newest(changed, turn.versions)
-            self._save_with(turn.save)
+        before, appended, complete = self._to_save(exclude=set(turn_ids))
+        sealed = self.store.seal(*before)
+        if not turn_ids:
+            self.store.save_sealed(sealed, envelopes=self.envelopes)
+        else:
+            with self.store.append_in_turn(turn_ids, read_heads=False) as turn:
+                self.record_staged_on_newest(in_turn, turn.versions)
+                self.reapply_on_newest(changed, turn.versions)
+                indexes = [self.aggregates[i] for i in dict.fromkeys(turn_ids)]
+                turn.save_sealed(sealed, self.store.seal(*indexes), envelopes=self.envelopes)
+            complete += indexes
+        forget_cached(self.store, appended)
+        if cache_generation(self.store) == self.cache_generation:
+            cache_saved(self.store, complete, self.store.repository.cache)
+
+    def _to_save(self, exclude: set[UUID]) -> tuple[list[Any], list[UUID], list[Any]]:
+        """What the batch saves but the aggregates ``exclude``: the objects to save, the streams appended to
+        without their aggregate (forgotten in the cache after the save) and the aggregates that hold everything
+        saved (put in the cache)."""
+        objects: list[Any] = []
+        appended: list[UUID] = []
+        complete: list[Any] = []
+        for aggregate_id, aggregate in self.aggregates.items():
+            if aggregate_id in exclude:
+                continue
+            if isinstance(aggregate, ChildStream):
+                objects += aggregate.to_save()
+                if aggregate.record is not None:
+                    complete.append(aggregate.record)
+                elif aggregate.events:
+                    appended.append(aggregate.id)
+            elif aggregate is not None:
+                objects.append(aggregate)
+                complete.append(aggregate)
+        return objects, appended, complete
 
     def record_staged_on_newest(
         self, staged: Mapping[tuple[type[Any], tuple[Any, ...]], list[Recorded]], versions: Mapping[UUID, int]
@@ -221,24 +268,3 @@ class Batch:
                 again.mutate(fresh)
                 fresh.pending_events.append(again)
             self.aggregates[index.id] = fresh
-
-    def _save_with(self, save: Any) -> None:
-        """Store everything of the batch through ``save`` (the store's, or a turn's)."""
-        objects: list[Any] = []
-        appended: list[UUID] = []  # streams appended to without their aggregate
-        complete: list[Any] = []  # aggregates that hold everything saved, for the cache
-        for aggregate in self.aggregates.values():
-            if isinstance(aggregate, ChildStream):
-                objects += aggregate.to_save()
-                if aggregate.record is not None:
-                    complete.append(aggregate.record)
-                elif aggregate.events:
-                    appended.append(aggregate.id)
-            elif aggregate is not None:
-                objects.append(aggregate)
-                complete.append(aggregate)
-        cache = self.store.repository.cache
-        save(*objects, envelopes=self.envelopes)
-        forget_cached(self.store, appended)
-        if cache_generation(self.store) == self.cache_generation:
-            cache_saved(self.store, complete, cache)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -21,7 +23,7 @@ import services.publishing.batch as batch_module
 import services.publishing.ingest as ingest_module
 from bench.core import NOW, SETTINGS
 from bench.prefecture import Prefecture, event_stream, make_prefecture
-from events.store import _StreamTurns
+from events.store import HubStore, _StreamTurns
 from services.hub import Hub
 from services.projections.indexes import CHANGES_REAPPLIED, RECORDED_IN_TURN
 from services.projections.municipal_counts import kept_months
@@ -212,3 +214,46 @@ def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_giv
     finally:
         for hub in hubs:
             hub.close()
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_publish_seals_only_its_shared_indexes_in_their_turn(database, tmp_path, request, monkeypatch):
+    """Everything a publish stores but its shared indexes (its children's streams, records, facts, …) is sealed
+    before it takes the indexes' turn (``Batch.save``, "sealed before the turn"); in the turn only aggregates of
+    ``RECORDED_IN_TURN`` and ``CHANGES_REAPPLIED`` are sealed, and the batch is stored whole."""
+    pref = prefecture()
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
+    hub = hub_on(url, pref)
+    inside: list[bool] = []
+    sealed: list[tuple[bool, list[type], int]] = []  # in the turn or not, what was sealed, how many events
+    original_turn, original_seal = HubStore.append_in_turn, HubStore.seal
+
+    @contextmanager
+    def watched_turn(self: HubStore, streams: Any, **kwargs: Any) -> Iterator[Any]:
+        with original_turn(self, streams, **kwargs) as turn:
+            inside.append(True)
+            try:
+                yield turn
+            finally:
+                inside.pop()
+
+    def watched_seal(self: HubStore, *objs: Any) -> Any:
+        result = original_seal(self, *objs)
+        sealed.append((bool(inside), [type(o) for o in objs], len(result.stored)))
+        return result
+
+    monkeypatch.setattr(HubStore, "append_in_turn", watched_turn)
+    monkeypatch.setattr(HubStore, "seal", watched_seal)
+    batch = envelopes(pref, "a", 3, 1)
+    try:
+        before = hub.store.log_position()
+        publish_all(hub, [batch])
+        stored = hub.store.log_position() - before
+    finally:
+        hub.close()
+    in_turn = {cls for turn, classes, _ in sealed if turn for cls in classes}
+    assert in_turn and in_turn <= {*RECORDED_IN_TURN, *CHANGES_REAPPLIED}
+    sealed_before = sum(n for turn, _, n in sealed if not turn)
+    assert sealed_before >= len(batch)  # every published event is on a child's stream, sealed before the turn
+    assert stored == sum(n for _, _, n in sealed)  # all of it stored, in the one transaction
