@@ -196,9 +196,10 @@ def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_fa
 
 
 @pytest.mark.postgres
-def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_gives(postgres_url, tmp_path):
+def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_gives(postgres_url, tmp_path, monkeypatch):
     """The same on durable PostgreSQL, two hubs as two processes (own stream turns, own connections), batches
-    of 40: the indexes equal one publisher's (on SQLite, the same events one after the other)."""
+    of 40, A's first save after B's first (so that they meet: at least one index found moved, loaded again or
+    its changes re-applied): the indexes equal one publisher's (on SQLite, the same events one after the other)."""
     pref = prefecture()
     first, second = envelopes(pref, "a", 6, 11), envelopes(pref, "b", 6, 12)
     alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
@@ -208,8 +209,22 @@ def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_giv
     finally:
         alone.close()
     hubs = [hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)]
+    counts: dict[str, int] = {}
+    moved_indexes(counts, monkeypatch)
+    b_saved = threading.Event()
+    original_save = batch_module.Batch.save
+
+    def a_first_after_b(self: Any) -> None:  # the publishers meet: A's first save comes after B's first
+        if self.store is hubs[0].store and not b_saved.is_set():
+            assert b_saved.wait(60), "B did not save"
+        original_save(self)
+        if self.store is hubs[1].store:
+            b_saved.set()
+
+    monkeypatch.setattr(batch_module.Batch, "save", a_first_after_b)
     try:
         publish_at_once(hubs, [split(first, [40]), split(second, [40])])
+        assert counts.get("reloaded", 0) + counts.get("reapplied", 0) >= 1, counts  # they met on an index
         assert shared_indexes(hubs[0], pref) == expected
     finally:
         for hub in hubs:
@@ -257,3 +272,106 @@ def test_a_publish_seals_only_its_shared_indexes_in_their_turn(database, tmp_pat
     sealed_before = sum(n for turn, _, n in sealed if not turn)
     assert sealed_before >= len(batch)  # every published event is on a child's stream, sealed before the turn
     assert stored == sum(n for _, _, n in sealed)  # all of it stored, in the one transaction
+
+
+def moved_indexes(counts: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count in ``counts`` the shared indexes that a save found moved by another publisher: staged ones loaded
+    again (``reload_staged``) and changed ones whose changes were re-applied (``reapply_on_newest``)."""
+    reload_staged, reapply = batch_module.Batch.reload_staged, batch_module.Batch.reapply_on_newest
+
+    def counted_reload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["reloaded"] = counts.get("reloaded", 0) + 1
+        return reload_staged(self, *args, **kwargs)
+
+    def counted_reapply(self: Any, changed: Any, versions: Any) -> None:
+        changed = list(changed)
+        moved = [i for i in changed if versions.get(i.id, 0) != i.version - len(i.pending_events)]
+        counts["reapplied"] = counts.get("reapplied", 0) + len(moved)
+        reapply(self, changed, versions)
+
+    monkeypatch.setattr(batch_module.Batch, "reload_staged", counted_reload)
+    monkeypatch.setattr(batch_module.Batch, "reapply_on_newest", counted_reapply)
+
+
+@pytest.mark.postgres
+def test_a_transfer_and_its_acknowledgement_are_reapplied_on_case_indexes_another_publisher_moved(
+    postgres_url, tmp_path, monkeypatch
+):
+    """A's batch registers child X's case at centre S, transfers it to centre T and T acknowledges it; B publishes
+    other children at S and T (and erases one of them) and commits while A waits before its save (two hubs as two
+    processes). A is saved on its first attempt, having re-applied its changes on both moved case indexes, and
+    the indexes equal one publisher's publishing B's batch then A's (the review's transfer_overtaken.py)."""
+    pref = prefecture()
+    base = envelopes(pref, "a", 6, 21)
+    x = base[0]["child"]
+    s = next(e["source"] for e in base if e["child"] == x and e["kind"] == "case.registered")
+    t = next(e["source"] for e in base if e["kind"] == "case.registered" and e["source"] != s)
+    mine = [e for e in base if e["child"] == x]
+    last_at = max(e["at"] for e in mine)
+    a_batch = [
+        *mine,
+        {"id": "tr-1", "kind": "case.transferred", "child": x, "source": s, "basis": "internal", "at": last_at,
+         "payload": {"case": f"K-{x}", "to": t}},
+        {"id": "ack-1", "kind": "case.transfer_acknowledged", "child": x, "source": t, "basis": "internal",
+         "at": last_at, "payload": {"case": f"K-{x}", "from": s}},
+    ]  # fmt: skip
+    others = [e for e in base if e["child"] != x]
+    erased = others[-1]["child"]
+    erased_at = next(e["source"] for e in others if e["child"] == erased and e["kind"] == "case.registered")
+    b_batch = [
+        *others,
+        {"id": "erase-1", "kind": "child.erased", "child": erased, "source": erased_at, "basis": "internal",
+         "at": max(e["at"] for e in others), "payload": {"reason": "保存期間の満了"}},
+    ]  # fmt: skip
+    hub_a, hub_b = hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)
+    counts: dict[str, int] = {}
+    attempts: dict[str, int] = {}
+    loaded, overtaken = threading.Event(), threading.Event()
+    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
+
+    def save_after_b(self: Any) -> None:
+        if threading.current_thread().name == "A" and not loaded.is_set():
+            loaded.set()
+            assert overtaken.wait(60), "B did not publish"
+        original_save(self)
+
+    def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        attempts[name] = attempts.get(name, 0) + 1
+        return original_once(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
+    moved_indexes(counts, monkeypatch)
+    failures: list[BaseException] = []
+
+    def publish_a() -> None:
+        try:
+            publish_all(hub_a, [a_batch])
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    try:
+        a.start()
+        assert loaded.wait(60), "A did not reach its save"
+        publish_all(hub_b, [b_batch])
+        overtaken.set()
+        a.join()
+        assert not failures, failures
+        assert attempts["A"] == 1
+        assert counts.get("reapplied", 0) >= 2  # S's and T's case indexes at least
+        together = shared_indexes(hub_a, pref)
+    finally:
+        overtaken.set()
+        a.join()
+        hub_a.close()
+        hub_b.close()
+    monkeypatch.setattr(batch_module.Batch, "save", original_save)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
+    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
+    try:
+        publish_all(alone, [b_batch, a_batch])
+        assert shared_indexes(alone, pref) == together
+    finally:
+        alone.close()
