@@ -657,6 +657,53 @@ class _StreamTurns:
 _STREAM_TURNS = _StreamTurns()
 
 
+class TurnConnections:
+    """A named mechanism, **turns bounded below the pool**: at most ``limit`` turns of one store
+    (``HubStore.append_in_turn`` on PostgreSQL) hold a pooled connection at once, ``limit`` being half the pool's
+    maximum (``pool_max // 2``). A turn takes its slot before it asks the pool for the turn's
+    connection and gives it back once the turn has ended (committed or rolled back, the connection returned).
+
+    What it is for: a turn holds one pooled connection for its whole block, and its block may ask the pool for
+    one more: a publish's turn loads an index another publisher moved (``Batch.reload_staged``,
+    ``reapply_on_newest``: ``load_many``), makes a data key while sealing the indexes (``DataKeys.ensure``,
+    the erasure watch's look), destroys an erased child's keys after its insert (``shred``); an access
+    record's turn reads the records stored since its last try (``timeline``: ``events.get``) and makes the
+    log's key in its ``save``. With every pooled connection held by such a turn, none was ever returned: the
+    whole process stalled for the pool's connect timeout (30 s), every turn and every other request of the
+    process failed (review of s8-publish, MEDIUM 1: 22 publishes at once on moved indexes, 22 failed).
+
+    Why the bound guarantees progress: a turn's block asks for at most one more connection at a time and
+    returns it before it asks again (each of the uses above is one statement or one transaction on its own
+    connection), and nothing in a turn waits for another turn of the process while holding that second
+    connection. With at most ``limit`` < ``pool_max`` turns holding a connection, at least ``pool_max - limit``
+    connections are never held by a turn's block: each is held by a second-connection step or by a request
+    outside a turn, both of which end without waiting for a turn's block, so one is returned and handed to the
+    next waiter (a request outside a turn that waits in the database for a row a turn's transaction inserted
+    waits at most until the server's idle-in-transaction limit, 5 s, ends that transaction: ``Busy``). Half rather than ``pool_max - 1``, so that reads and other requests of the process keep half the
+    pool while turns queue. The pool needs at least 2 connections (1 turn and its second).
+
+    The wait for a slot is part of the turn's wait (one deadline, TSUNAGU_TURN_LOCK_TIMEOUT): not had by then,
+    ``Busy`` (503 with ``Retry-After``) before anything is held in the database, never an unbounded wait. It
+    replaces nothing: before, turns took connections from the pool without a bound. Per store, since the pool
+    is the store's (two hubs of one process, as the tests make them, each have their own)."""
+
+    def __init__(self, pool_max: int):
+        if pool_max < 2:
+            raise ValueError(f"a PostgreSQL store needs a pool of at least 2 connections (has {pool_max})")
+        self.limit = pool_max // 2
+        self.slots = threading.BoundedSemaphore(self.limit)
+
+    @contextmanager
+    def held(self, deadline: float) -> Iterator[None]:
+        """One slot for a turn, waited for until ``deadline`` (``time.monotonic``), then ``Busy``."""
+        if not self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Busy.contended(RETRY_AFTER_SECONDS)
+        try:
+            yield
+        finally:
+            self.slots.release()
+
+
 @dataclass
 class Sealed:
     """Events sealed and encoded for storing (``HubStore.seal``), not stored yet: the events with their aggregates
@@ -693,6 +740,7 @@ class HubStore(Application[UUID]):
 
     shared_indexes: tuple[type, ...] = ()  # kept apart in the cache (keep_shared_indexes)
     turns = _STREAM_TURNS  # the process's half of append_in_turn (a test gives a hub others, as another process's)
+    turn_connections: TurnConnections  # on PostgreSQL: the turns holding one of the store's pooled connections at once
 
     def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
         self.turn_wait = turn_wait_seconds(os.environ.get(TURN_WAIT_SETTING))  # append_in_turn's bound
@@ -705,6 +753,7 @@ class HubStore(Application[UUID]):
             from events.postgres import check_before_use
 
             check_before_use(datastore)
+            self.turn_connections = TurnConnections(datastore.pool.max_size)  # type: ignore[union-attr]  # on PostgreSQL
         self.keys = DataKeys(
             datastore, self.keyring, postgres=postgres, schema=getattr(datastore, "schema", None) if postgres else None
         )
@@ -732,9 +781,10 @@ class HubStore(Application[UUID]):
         rolls back. The block saves once (its save ends the turn). On SQLite, which one process uses, the
         process's locks alone, and ``save`` is the store's.
         Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
-        append. Keep the block short (chain and save): the heads are current only inside it. The appends keep
-        their optimistic check on each stream's version (a writer that does not take its turn is refused, as
-        before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped).
+        append. On PostgreSQL, the turns of the store holding a pooled connection at once are half the pool at
+        most (``TurnConnections``: a block may ask the pool for one more connection). Keep the block short (chain
+        and save): the heads are current only inside it. The appends keep their optimistic check on each stream's
+        version (a writer that does not take its turn is refused, as before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped).
 
         **The turn's wait is bounded** (``turn_wait``, TSUNAGU_TURN_LOCK_TIMEOUT, default 5 s, ``events.retry``):
         a writer that has not got its turn by then, the process's locks and the database's together, raises
@@ -765,8 +815,13 @@ class HubStore(Application[UUID]):
                 yield InTurn(found, self.save, {i: e.originator_version for i, e in found.items()}, self.save_sealed)
                 return
             try:
-                wait = max(0.001, deadline - time.monotonic())  # what is left of the turn's wait
-                with self.recorder.streams_locked(wanted, wait=wait) as (conn, stored):  # type: ignore[union-attr]
+                with (
+                    self.turn_connections.held(deadline),
+                    self.recorder.streams_locked(  # type: ignore[union-attr]
+                        wanted,
+                        wait=max(0.001, deadline - time.monotonic()),  # what is left of the turn's wait
+                    ) as (conn, stored),
+                ):
                     heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)} if read_heads else {}
                     versions = {UUID(str(e.originator_id)): e.originator_version for e in stored}  # uuid or text
                     yield InTurn(
