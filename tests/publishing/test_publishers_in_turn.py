@@ -84,8 +84,8 @@ def shared_indexes(hub: Hub, pref: Prefecture) -> dict[str, Any]:
     return out
 
 
-def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]]) -> None:
-    """Each hub publishes its batches in a thread of its own, all started together."""
+def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]], names: list[str] | None = None) -> None:
+    """Each hub publishes its batches in a thread of its own (named ``names``), all started together."""
     start = threading.Barrier(len(hubs))
     failures: list[BaseException] = []
 
@@ -96,7 +96,10 @@ def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]]) 
         except BaseException as error:  # noqa: BLE001 (reported below)
             failures.append(error)
 
-    threads = [threading.Thread(target=run, args=(h, b)) for h, b in zip(hubs, batches, strict=True)]
+    threads = [
+        threading.Thread(target=run, args=(h, b), name=name)
+        for h, b, name in zip(hubs, batches, names or [None] * len(hubs), strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -166,21 +169,60 @@ def test_a_publish_overtaken_on_the_shared_indexes_is_saved_on_its_first_attempt
         alone.close()
 
 
+def with_transfer(pref: Prefecture, events: list[dict[str, Any]], which: int, tag: str) -> list[dict[str, Any]]:
+    """``events`` and, after them, the transfer of one of their children's case (the ``which``-th child with a case,
+    cycled) from its centre to another municipality's centre, and that centre's acknowledgement."""
+    registered = [e for e in events if e["kind"] == "case.registered"]
+    chosen = registered[which % len(registered)]
+    child, s = chosen["child"], chosen["source"]
+    t = next(center for center in pref.centers.values() if center != s)
+    at = max(e["at"] for e in events if e["child"] == child)
+    return [
+        *events,
+        {"id": f"tr-{tag}", "kind": "case.transferred", "child": child, "source": s, "basis": "internal", "at": at,
+         "payload": {"case": f"K-{child}", "to": t}},
+        {"id": f"ack-{tag}", "kind": "case.transfer_acknowledged", "child": child, "source": t, "basis": "internal",
+         "at": at, "payload": {"case": f"K-{child}", "from": s}},
+    ]  # fmt: skip
+
+
+def with_erasure(events: list[dict[str, Any]], which: int, tag: str) -> list[dict[str, Any]]:
+    """``events`` and, after them, the erasure of one of their children (the ``which``-th with a case, cycled)."""
+    registered = [e for e in events if e["kind"] == "case.registered"]
+    chosen = registered[which % len(registered)]
+    at = max(e["at"] for e in events if e["child"] == chosen["child"])
+    return [
+        *events,
+        {"id": f"erase-{tag}", "kind": "child.erased", "child": chosen["child"], "source": chosen["source"],
+         "basis": "internal", "at": at, "payload": {"reason": "保存期間の満了"}},
+    ]  # fmt: skip
+
+
+def first_and_rest(sizes: tuple[int, list[int]]) -> list[int]:
+    """Batch sizes: the first, then the rest (cycled by ``split``)."""
+    return [sizes[0], *sizes[1]]
+
+
 @pytest.mark.store
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    sizes_a=st.lists(st.integers(1, 150), min_size=1, max_size=4),
-    sizes_b=st.lists(st.integers(1, 150), min_size=1, max_size=4),
+    sizes_a=st.tuples(st.integers(30, 150), st.lists(st.integers(1, 150), max_size=3)).map(first_and_rest),
+    sizes_b=st.tuples(st.integers(30, 150), st.lists(st.integers(1, 150), max_size=3)).map(first_and_rest),
     seed=st.integers(0, 1000),
+    moved=st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5)),
 )
-def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_factory, sizes_a, sizes_b, seed):
-    """Random batches of two publishers' children (sharing centres, schools, months), published by one publisher
-    one after the other and by two threads of one hub at once (an API process's request threads; two processes:
-    the PostgreSQL test below): the same desks, counts, published children, target lists, month's reports, case
-    indexes, centres' schools and months."""
+def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_factory, sizes_a, sizes_b, seed, moved):
+    """Random batches of two publishers' children (sharing centres, schools, months), each publisher's last events
+    a transfer of one of its children's case and its acknowledgement, B's last an erasure of one of its children,
+    published by one publisher one after the other and by two threads of one hub at once (an API process's
+    request threads; two processes: the PostgreSQL test below), B's first save between A's first load and save
+    (so that they meet: first batches of 30 events or more, at least one index found moved): the same desks, counts, published children, target lists, month's
+    reports, case indexes, centres' schools and months."""
     pref = prefecture()
     directory = tmp_path_factory.mktemp("publishers")
-    first, second = envelopes(pref, "a", 3, seed), envelopes(pref, "b", 3, seed + 1)
+    transfer_a, transfer_b, erase_b = moved
+    first = with_transfer(pref, envelopes(pref, "a", 3, seed), transfer_a, "a")
+    second = with_erasure(with_transfer(pref, envelopes(pref, "b", 3, seed + 1), transfer_b, "b"), erase_b, "b")
     alone = hub_on(f"sqlite:///{directory / 'one.db'}", pref)
     try:
         publish_all(alone, split(first, sizes_a) + split(second, sizes_b))
@@ -188,11 +230,32 @@ def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_fa
     finally:
         alone.close()
     hub = hub_on(f"sqlite:///{directory / 'two.db'}", pref)
-    try:
-        publish_at_once([hub, hub], [split(first, sizes_a), split(second, sizes_b)])
-        assert shared_indexes(hub, pref) == expected
-    finally:
-        hub.close()
+    counts: dict[str, int] = {}
+    a_loaded, b_saved = threading.Event(), threading.Event()
+    original_save = batch_module.Batch.save
+    with pytest.MonkeyPatch.context() as patch:  # per example: hypothesis runs many in one test's fixtures
+        moved_indexes(counts, patch)
+
+        def meet(self: Any) -> None:  # the publishers meet: B's first save between A's first load and save
+            name = threading.current_thread().name
+            if name == "A" and not b_saved.is_set():
+                a_loaded.set()
+                assert b_saved.wait(60), "B did not save"
+            if name == "B" and not b_saved.is_set():
+                assert a_loaded.wait(60), "A did not load"
+            original_save(self)
+            if name == "B":
+                b_saved.set()
+
+        patch.setattr(batch_module.Batch, "save", meet)
+        try:
+            publish_at_once([hub, hub], [split(first, sizes_a), split(second, sizes_b)], names=["A", "B"])
+            assert counts.get("reloaded", 0) + counts.get("reapplied", 0) >= 1, counts  # they met on an index
+            assert shared_indexes(hub, pref) == expected
+        finally:
+            a_loaded.set()
+            b_saved.set()
+            hub.close()
 
 
 @pytest.mark.postgres
