@@ -36,6 +36,7 @@ from eventsourcing.persistence import Notification, ProgrammingError, StoredEven
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, InterfaceError, OperationalError
+from psycopg import Error as PsycopgError
 from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
@@ -53,6 +54,20 @@ from events.topic_index import INDEXED_TOPICS, literal
 # records (a 50-child ledger page is tens of kB); a larger one is sent as the append, then the COMMIT, in two round
 # trips.
 TURN_PIPELINE_LIMIT = 256 * 1024
+
+# The SQLSTATEs with which the server ends a session (``turn_session_ended``): idle_in_transaction_session_timeout,
+# admin_shutdown, crash_shutdown, cannot_connect_now, idle_session_timeout.
+SESSION_ENDED_STATES = frozenset({"25P03", "57P01", "57P02", "57P03", "57P05"})
+
+
+def turn_session_ended(conn: Connection[Any], error: BaseException) -> bool:
+    """Whether ``error``, raised in a turn (``PostgresRecorder.streams_locked``), means that the turn's session
+    ended: the server ended it (``SESSION_ENDED_STATES``: the idle-in-transaction limit passed while the process
+    held the turn, an administrator's or the server's shutdown) or the connection was lost. The turn's transaction
+    then holds nothing any more; whether a ``COMMIT`` already sent went through, the client cannot tell."""
+    if not isinstance(error, PsycopgError):
+        return False
+    return conn.closed or conn.broken or getattr(error, "sqlstate", None) in SESSION_ENDED_STATES
 
 
 @contextmanager
@@ -410,7 +425,15 @@ class PostgresRecorder(PostgresApplicationRecorder):
         connection failed with "prepared statement _pg3_N does not exist" (500). ``conn.rollback()`` always
         clears psycopg's record of prepared statements (and the server's, ``DEALLOCATE ALL``); a ``ROLLBACK``
         sent through ``execute`` did so only until it was itself counted (review of session 7, HIGH-1;
-        ``tests/events/test_turn_prepared.py``)."""
+        ``tests/events/test_turn_prepared.py``).
+
+        **A session ended in the turn is ``Busy``** (``Busy.store_unavailable``: 503 with ``Retry-After``; the
+        command line exits 75), never an unexpected error (500): the server ended it (its
+        ``idle_in_transaction_session_timeout``, 5 s, passed while the process held the turn, or a shutdown) or
+        the connection was lost (``turn_session_ended``). The transaction ended with the session, so nothing is
+        held; the connection is closed and the pool replaces it. Replaces the library's ``InternalError`` ("terminating
+        connection due to idle-in-transaction timeout"), which no layer handled (review of session 7, s7-publish
+        MEDIUM-2; ``tests/publishing/test_turn_session_ended.py``)."""
         schema = self.datastore.schema
         keys = sorted({stream_lock_key(schema, stream) for stream in streams})
         ids = [str(i) for i in streams] if self.datastore.originator_id_type == "text" else list(streams)
@@ -427,12 +450,14 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 yield conn, heads
                 if conn.info.transaction_status == TransactionStatus.INTRANS:  # the block saved nothing
                     conn.execute("COMMIT", prepare=False)
-            except BaseException:
+            except BaseException as error:
                 if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     try:
                         conn.rollback()  # not execute("ROLLBACK"): see "Transaction control is never prepared"
                     except Exception:
                         conn.close()  # the session ends, and its transaction and locks with it
+                if turn_session_ended(conn, error):  # see "A session ended in the turn"
+                    raise Busy.store_unavailable(RETRY_AFTER_SECONDS) from error
                 raise
 
     def _begin_turn(self, keys: list[int], ids: list[Any], *, wait_ms: float) -> Composed:

@@ -42,7 +42,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Cache, LRUCache, ProcessingEvent
 from eventsourcing.domain import Aggregate, OriginatorIDError, OriginatorVersionError, event
-from eventsourcing.persistence import EventStore
+from eventsourcing.persistence import EventStore, Notification, Recording, StoredEvent
 
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
 from events.model import Org, Recorded
@@ -658,6 +658,62 @@ class _StreamTurns:
 _STREAM_TURNS = _StreamTurns()
 
 
+class TurnConnections:
+    """A named mechanism, **turns bounded below the pool**: at most ``limit`` turns of one store
+    (``HubStore.append_in_turn`` on PostgreSQL) hold a pooled connection at once, ``limit`` being half the pool's
+    maximum (``pool_max // 2``). A turn takes its slot before it asks the pool for the turn's
+    connection and gives it back once the turn has ended (committed or rolled back, the connection returned).
+
+    What it is for: a turn holds one pooled connection for its whole block, and its block may ask the pool for
+    one more: a publish's turn loads an index another publisher moved (``Batch.reload_staged``,
+    ``reapply_on_newest``: ``load_many``), makes a data key while sealing the indexes (``DataKeys.ensure``,
+    the erasure watch's look), destroys an erased child's keys after its insert (``shred``); an access
+    record's turn reads the records stored since its last try (``timeline``: ``events.get``) and makes the
+    log's key in its ``save``. With every pooled connection held by such a turn, none was ever returned: the
+    whole process stalled for the pool's connect timeout (30 s), every turn and every other request of the
+    process failed (review of s8-publish, MEDIUM 1: 22 publishes at once on moved indexes, 22 failed).
+
+    Why the bound guarantees progress: a turn's block asks for at most one more connection at a time and
+    returns it before it asks again (each of the uses above is one statement or one transaction on its own
+    connection), and nothing in a turn waits for another turn of the process while holding that second
+    connection. With at most ``limit`` < ``pool_max`` turns holding a connection, at least ``pool_max - limit``
+    connections are never held by a turn's block: each is held by a second-connection step or by a request
+    outside a turn, both of which end without waiting for a turn's block, so one is returned and handed to the
+    next waiter (a request outside a turn that waits in the database for a row a turn's transaction inserted
+    waits at most until the server's idle-in-transaction limit, 5 s, ends that transaction: ``Busy``). Half rather than ``pool_max - 1``, so that reads and other requests of the process keep half the
+    pool while turns queue. The pool needs at least 2 connections (1 turn and its second).
+
+    The wait for a slot is part of the turn's wait (one deadline, TSUNAGU_TURN_LOCK_TIMEOUT): not had by then,
+    ``Busy`` (503 with ``Retry-After``) before anything is held in the database, never an unbounded wait. It
+    replaces nothing: before, turns took connections from the pool without a bound. Per store, since the pool
+    is the store's (two hubs of one process, as the tests make them, each have their own)."""
+
+    def __init__(self, pool_max: int):
+        if pool_max < 2:
+            raise ValueError(f"a PostgreSQL store needs a pool of at least 2 connections (has {pool_max})")
+        self.limit = pool_max // 2
+        self.slots = threading.BoundedSemaphore(self.limit)
+
+    @contextmanager
+    def held(self, deadline: float) -> Iterator[None]:
+        """One slot for a turn, waited for until ``deadline`` (``time.monotonic``), then ``Busy``."""
+        if not self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Busy.contended(RETRY_AFTER_SECONDS)
+        try:
+            yield
+        finally:
+            self.slots.release()
+
+
+@dataclass
+class Sealed:
+    """Events sealed and encoded for storing (``HubStore.seal``), not stored yet: the events with their aggregates
+    (the library's ``ProcessingEvent``) and each event as stored (``stored``, in the same order)."""
+
+    processing: ProcessingEvent[UUID]
+    stored: list[StoredEvent]
+
+
 @dataclass
 class InTurn:
     """What ``HubStore.append_in_turn`` gives its block: each stream's last event (``heads``; a stream with no
@@ -666,6 +722,8 @@ class InTurn:
 
     heads: dict[UUID, Any]
     save: Callable[..., Any]
+    versions: dict[UUID, int]  # each stream's version (its last event's), read with the heads; absent: no event
+    save_sealed: Callable[..., Any]  # HubStore.save_sealed, in the held transaction on PostgreSQL
 
 
 class HubStore(Application[UUID]):
@@ -683,6 +741,7 @@ class HubStore(Application[UUID]):
 
     shared_indexes: tuple[type, ...] = ()  # kept apart in the cache (keep_shared_indexes)
     turns = _STREAM_TURNS  # the process's half of append_in_turn (a test gives a hub others, as another process's)
+    turn_connections: TurnConnections  # on PostgreSQL: the turns holding one of the store's pooled connections at once
 
     def __init__(self, env: dict[str, str] | None = None, *, keyring: Keyring | None = None):
         self.turn_wait = turn_wait_seconds(os.environ.get(TURN_WAIT_SETTING))  # append_in_turn's bound
@@ -695,6 +754,7 @@ class HubStore(Application[UUID]):
             from events.postgres import check_before_use
 
             check_before_use(datastore)
+            self.turn_connections = TurnConnections(datastore.pool.max_size)  # type: ignore[union-attr]  # on PostgreSQL
         self.keys = DataKeys(
             datastore, self.keyring, postgres=postgres, schema=getattr(datastore, "schema", None) if postgres else None
         )
@@ -708,7 +768,7 @@ class HubStore(Application[UUID]):
         self.destroy_keys_owed()
 
     @contextmanager
-    def append_in_turn(self, streams: Iterable[UUID]) -> Iterator[InTurn]:
+    def append_in_turn(self, streams: Iterable[UUID], *, read_heads: bool = True) -> Iterator[InTurn]:
         """A named mechanism: append to ``streams`` one writer at a time per stream, across every process on this
         store, reading their heads once the turn is taken. For writers that chain to a stream's last event (the
         access logs, each record carrying its predecessor's hash) and that optimistic concurrency alone would
@@ -724,9 +784,10 @@ class HubStore(Application[UUID]):
         rolls back. The block saves once (its save ends the turn). On SQLite, which one process uses, the
         process's locks alone, and ``save`` is the store's.
         Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
-        append. Keep the block short (chain and save): the heads are current only inside it. The appends keep
-        their optimistic check on each stream's version (a writer that does not take its turn is refused, as
-        before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped).
+        append. On PostgreSQL, the turns of the store holding a pooled connection at once are half the pool at
+        most (``TurnConnections``: a block may ask the pool for one more connection). Keep the block short (chain
+        and save): the heads are current only inside it. The appends keep their optimistic check on each stream's
+        version (a writer that does not take its turn is refused, as before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped).
 
         **The turn's wait is bounded** (``turn_wait``, TSUNAGU_TURN_LOCK_TIMEOUT, default 5 s, ``events.retry``):
         a writer that has not got its turn by then, the process's locks and the database's together, raises
@@ -735,24 +796,43 @@ class HubStore(Application[UUID]):
         content returned without its record. On PostgreSQL the rest of the wait is one deadline for all the turn's
         locks at the database (``PostgresRecorder.streams_locked``). Replaces an unbounded wait
         (PostgreSQL's ``lock_timeout`` 0, ``Lock.acquire()``), under which one frozen holder in another process
-        kept every request thread of this one waiting."""
+        kept every request thread of this one waiting.
+
+        ``read_heads`` False: the block is given the streams' versions only (``heads`` empty), their last events
+        not opened (a publish's staged indexes, ``services.publishing.batch.Batch.save``: a head there may hold
+        an entry per child, each sealed under its child's key)."""
         wanted = list(dict.fromkeys(streams))
         deadline = time.monotonic() + self.turn_wait
         with self.turns.held(wanted, deadline):
             if not self.postgres:
-                from events.streams import last_event, last_events
+                from events.streams import last_event, last_events, stream_versions
 
+                if not read_heads:
+                    yield InTurn({}, self.save, stream_versions(self, wanted), self.save_sealed)
+                    return
                 if len(wanted) == 1:  # one query instead of two: a timeline read's one log
                     head = last_event(self, wanted[0])
-                    yield InTurn({wanted[0]: head} if head is not None else {}, self.save)
+                    found = {wanted[0]: head} if head is not None else {}
                 else:
-                    yield InTurn(last_events(self, wanted), self.save)
+                    found = last_events(self, wanted)
+                yield InTurn(found, self.save, {i: e.originator_version for i, e in found.items()}, self.save_sealed)
                 return
             try:
-                wait = max(0.001, deadline - time.monotonic())  # what is left of the turn's wait
-                with self.recorder.streams_locked(wanted, wait=wait) as (conn, stored):  # type: ignore[union-attr]
-                    heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
-                    yield InTurn(heads, lambda *objs: self.save(*objs, held=conn))
+                with (
+                    self.turn_connections.held(deadline),
+                    self.recorder.streams_locked(  # type: ignore[union-attr]
+                        wanted,
+                        wait=max(0.001, deadline - time.monotonic()),  # what is left of the turn's wait
+                    ) as (conn, stored),
+                ):
+                    heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)} if read_heads else {}
+                    versions = {UUID(str(e.originator_id)): e.originator_version for e in stored}  # uuid or text
+                    yield InTurn(
+                        heads,
+                        lambda *objs, **kw: self.save(*objs, held=conn, **kw),
+                        versions,
+                        lambda *parts, **kw: self.save_sealed(*parts, held=conn, **kw),
+                    )
             except BaseException:
                 self._forget_streams(wanted)
                 raise
@@ -801,12 +881,23 @@ class HubStore(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         """Save aggregates (or domain events) in one transaction; the data keys they need are made first, in one
-        transaction for the batch; after a stored ``child.erased``, the child's keys are destroyed.
+        transaction for the batch; after a stored ``child.erased``, the child's keys are destroyed. ``seal`` then
+        ``save_sealed``: see there."""
+        return self.save_sealed(self.seal(*objs), **kwargs)
+
+    def seal(self, *objs: Any) -> Sealed:
+        """The first half of ``save``: collect the events of ``objs`` (aggregates, or domain events), make the data
+        keys they need (one transaction for all), and seal and encode each as it will be stored. Nothing is stored:
+        ``save_sealed`` stores one or more of these in one transaction.
+
+        Why in two halves: a publish seals its children's streams and every aggregate it does not save in its
+        indexes' turn before it takes that turn, so that the turn's transaction, open on the server, waits for
+        the Python of the few indexes only (``services.publishing.batch.Batch.save``).
 
         The library's ``Application.save`` tells aggregates from events with ``isinstance`` against runtime
         protocols, which costs about 6 µs per object on Python 3.11 (a publish saves one or two per event). Every
         object saved here is one of the library's aggregates or one of their events, so this collects them with a
-        plain class check and then records, snapshots and notifies exactly as the library does."""
+        plain class check."""
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         for obj in objs:
             if isinstance(obj, Aggregate):
@@ -814,7 +905,6 @@ class HubStore(Application[UUID]):
                 processing.aggregates[obj.id] = obj
             elif obj is not None:
                 processing.events.append(obj)
-        processing.saved_kwargs.update(kwargs)
         pending = processing.events
         self.keys.ensure(scope for e in pending for scope in SealingMapper.scopes_of(e, vars(e)))
         erased = [
@@ -822,8 +912,43 @@ class HubStore(Application[UUID]):
             for e in pending
             if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"
         ]
-        self.keys.owe_destruction([ChildRecord.create_id(child).hex for child in erased])  # before it can commit
-        recordings = self._record(processing)
+        # the note of the destruction owed, committed before the erasure can be (``destroy_keys_owed``)
+        self.keys.owe_destruction([ChildRecord.create_id(child).hex for child in erased])
+        return Sealed(processing, [self.mapper.to_stored_event(e) for e in pending])
+
+    def save_sealed(self, *parts: Sealed, **kwargs: Any) -> list[Recording[UUID]]:
+        """The second half of ``save``: store the sealed ``parts`` (``seal``), in their order, in one transaction
+        (``held``: the turn's, ``append_in_turn``), then record, snapshot and notify exactly as the library's
+        ``Application.save`` does (``EventStore.put``, ``_record``); after a stored ``child.erased``, destroy the
+        child's keys (``shred``)."""
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        stored: list[StoredEvent] = []
+        for part in parts:
+            processing.events.extend(part.processing.events)
+            processing.aggregates.update(part.processing.aggregates)
+            stored += part.stored
+        pending = processing.events
+        erased = [
+            e.envelope["child"]
+            for e in pending
+            if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"
+        ]
+        notification_ids = self.recorder.insert_events(stored, tracking=processing.tracking, **kwargs)
+        recordings: list[Recording[UUID]] = []
+        if notification_ids:
+            assert len(notification_ids) == len(stored)
+            for domain_event, s, notification_id in zip(pending, stored, notification_ids, strict=True):
+                notification = Notification(
+                    originator_id=s.originator_id,
+                    originator_version=s.originator_version,
+                    topic=s.topic,
+                    state=s.state,
+                    id=notification_id,
+                )
+                recordings.append(Recording(domain_event, notification))
+        if self.repository.cache and not self.repository.fastforward:  # as the library's _record
+            for aggregate_id, aggregate in processing.aggregates.items():
+                self.repository.cache.put(aggregate_id, aggregate)
         self._take_snapshots(processing)
         self._notify(recordings)
         for child in erased:
@@ -839,7 +964,7 @@ class HubStore(Application[UUID]):
         (what is kept above the store, ``services.reading.kept``, follows the watch's position); other processes
         forget theirs through the register of erasures (``ErasureWatch``). How many keys were destroyed. (``save`` then deletes the child's snapshot,
         ``events.snapshots``, which the destroyed key already makes unreadable.) Once the keys are destroyed, the
-        note that they were owed (``DataKeys.owe_destruction``, written by ``save``) is removed."""
+        note that they were owed (``DataKeys.owe_destruction``, written by ``seal``) is removed."""
         scopes = [child_scope(child)]
         record = self.get_or_none(ChildRecord.create_id(child))
         for entry in record.entries if record is not None else []:

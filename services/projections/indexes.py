@@ -19,7 +19,7 @@ from services.projections.identity_links import IDENTITY_LINKS
 from services.projections.inquiries import INQUIRY_INDEX, OrgInquiries
 from services.projections.municipal_counts import MUNICIPAL_COUNTS, MunicipalMonth, MunicipalMonths
 from services.projections.published import PUBLISHED_CHILDREN, PublishedChildren
-from services.projections.rosters import SCHOOL_LISTS, CenterLists, SchoolCalendar, SchoolRoster
+from services.projections.rosters import SCHOOL_LISTS, CenterLists, MonthlyReports, SchoolCalendar, SchoolRoster
 from services.projections.unit_of_work import Projection
 
 INDEXES: tuple[Projection, ...] = (
@@ -51,3 +51,18 @@ school's month) that every publish batch and every centre view loads, and that g
 cache keeps them apart, never evicted by children's reads and imports (``events.store.WeighedCache``, "the kept
 indexes"; ``services.hub.Hub`` hands this set to the store). The one place that says which they are: an
 aggregate class added here is kept; one left out shares the bounded, least-recently-used budget."""
+
+RECORDED_IN_TURN: tuple[type, ...] = (ServiceDesk, MunicipalMonth, PublishedChildren, SchoolRoster, MonthlyReports)
+"""The staged indexes that a publish records on as they are stored when it saves, in their turn, not as it loaded
+them (``services.publishing.batch.Batch.record_staged_on_newest``): shared by publishers of different children (a
+centre's desk, a municipality's month, an organisation's children, a school's target list and month's reports),
+written in a publish by ``record_staged`` only, and read by no step of a publish. An index that a publish also
+changes or reads otherwise (``DailyAttendance``: an absence alert is recorded on it directly) is not one: the
+publish's decisions would rest on a state it no longer saves on."""
+
+CHANGES_REAPPLIED: tuple[type, ...] = (CenterCases, CenterLists, MunicipalMonths)
+"""The shared indexes that a publish changes directly (not staged) and whose changes it applies again on the index
+as stored when it saves, in their turn, when another publisher saved to it meanwhile
+(``services.publishing.batch.Batch.reapply_on_newest``): each change they take in a publish is about the event's
+own child (a case, a plan, a transfer) or adds to a set (a centre's schools, a municipality's months), and their
+events' bodies set keyed entries or add to sets."""

@@ -12,12 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from events.envelope_ids import StoredEnvelope
 from events.model import Org, Recorded
 from events.store import ChildRecord, HubStore, RegistryAt, WeighedCache
 from events.streams import cache_saved, forget_cached, load_many, stream_versions
 from services.projections.admission_facts import ChildFacts
+from services.projections.indexes import CHANGES_REAPPLIED, RECORDED_IN_TURN
 from services.publishing.child_streams import ChildStream
+
+EVENT_PLACE = ("originator_id", "originator_version", "timestamp")  # an event's place in its stream, not its fields
 
 
 def cache_generation(store: HubStore) -> int | None:
@@ -119,13 +124,57 @@ class Batch:
 
     def save(self) -> None:
         """Store everything of the batch in one transaction, then bring the aggregate cache up to date, unless
-        the cache was cleared (an erasure) since the batch was made (``cache_generation``)."""
+        the cache was cleared (an erasure) since the batch was made (``cache_generation``). The shared indexes
+        (``RECORDED_IN_TURN`` staged, ``CHANGES_REAPPLIED`` changed) are saved in their turn on their newest state
+        (``record_staged_on_newest``, ``reapply_on_newest``), everything else sealed before it.
+
+        A named mechanism, **sealed before the turn**: everything
+        the batch saves but its shared indexes (its children's streams, their records and facts, plans, cases,
+        rosters of one child, … up to 5,000 events) is sealed and encoded (``HubStore.seal``: the data keys made,
+        each event sealed under its child's key) before the indexes' turn is taken; in the turn, only the few
+        indexes are brought onto their newest state, sealed and stored with the rest, in one transaction
+        (``InTurn.save_sealed``).
+
+        What it replaces: the whole batch was sealed inside the turn (review of session 7, s7-publish MEDIUM-2),
+        whose transaction stays open on the server, idle, holding the indexes' advisory locks, while Python
+        works: every publisher of the same centres waited for the sealing of whole batches, and a stall there
+        longer than the server's ``idle_in_transaction_session_timeout`` (5 s) ended the session. Why it is
+        right: nothing sealed before the turn depends on it (only the indexes' versions are read in it), the
+        events are stored in the same one transaction as before, and a conflict on a child's stream or an
+        envelope id still fails the whole insert (``IntegrityError``: the batch is tried again). The order of the
+        events in the insert: the batch's other aggregates', then the indexes' (an order across streams in one
+        transaction that no reader relies on: each stream is read by its versions)."""
+        in_turn = {(cls, key): e for (cls, key), e in self.staged.items() if cls in RECORDED_IN_TURN}
         for (cls, key), staged in self.staged.items():
-            self.get(cls, *key).record_staged(staged)
+            if (cls, key) not in in_turn:
+                self.get(cls, *key).record_staged(staged)
+        changed = [a for a in self.aggregates.values() if type(a) in CHANGES_REAPPLIED and a.pending_events]
+        turn_ids = [cls.create_id(*key) for cls, key in in_turn] + [index.id for index in changed]
+        before, appended, complete = self._to_save(exclude=set(turn_ids))
+        sealed = self.store.seal(*before)
+        if not turn_ids:
+            self.store.save_sealed(sealed, envelopes=self.envelopes)
+        else:
+            with self.store.append_in_turn(turn_ids, read_heads=False) as turn:
+                self.record_staged_on_newest(in_turn, turn.versions)
+                self.reapply_on_newest(changed, turn.versions)
+                indexes = [self.aggregates[i] for i in dict.fromkeys(turn_ids)]
+                turn.save_sealed(sealed, self.store.seal(*indexes), envelopes=self.envelopes)
+            complete += indexes
+        forget_cached(self.store, appended)
+        if cache_generation(self.store) == self.cache_generation:
+            cache_saved(self.store, complete, self.store.repository.cache)
+
+    def _to_save(self, exclude: set[UUID]) -> tuple[list[Any], list[UUID], list[Any]]:
+        """What the batch saves but the aggregates ``exclude``: the objects to save, the streams appended to
+        without their aggregate (forgotten in the cache after the save) and the aggregates that hold everything
+        saved (put in the cache)."""
         objects: list[Any] = []
-        appended: list[UUID] = []  # streams appended to without their aggregate
-        complete: list[Any] = []  # aggregates that hold everything saved, for the cache
-        for aggregate in self.aggregates.values():
+        appended: list[UUID] = []
+        complete: list[Any] = []
+        for aggregate_id, aggregate in self.aggregates.items():
+            if aggregate_id in exclude:
+                continue
             if isinstance(aggregate, ChildStream):
                 objects += aggregate.to_save()
                 if aggregate.record is not None:
@@ -135,8 +184,87 @@ class Batch:
             elif aggregate is not None:
                 objects.append(aggregate)
                 complete.append(aggregate)
-        cache = self.store.repository.cache
-        self.store.save(*objects, envelopes=self.envelopes)
-        forget_cached(self.store, appended)
-        if cache_generation(self.store) == self.cache_generation:
-            cache_saved(self.store, complete, cache)
+        return objects, appended, complete
+
+    def record_staged_on_newest(
+        self, staged: Mapping[tuple[type[Any], tuple[Any, ...]], list[Recorded]], versions: Mapping[UUID, int]
+    ) -> None:
+        """A named mechanism, **staged indexes recorded in their turn**: record each staged index's events
+        (``record_staged``) on the index as it is stored now, not as the batch loaded it.
+
+        What it replaces: the batch recorded them on the copy it loaded before admitting anything, and a second
+        publisher that saved to the same index meanwhile (every centre's ``ServiceDesk``, a municipality's
+        ``MunicipalMonth``, an organisation's ``PublishedChildren``: shared by publishers of different children)
+        made this batch's insert fail on the index's version, and the whole batch (up to 5,000 events) was
+        admitted and projected again, or given up as ``Busy`` after 10 s. Now ``save`` takes the staged indexes'
+        turn (``HubStore.append_in_turn``: one writer at a time per index, across processes; versions read under
+        the locks) and, for an index that moved since the batch loaded it, loads it again (``load_many``: what
+        is stored now, under the turn no other turn-taker can store more) before recording on it.
+
+        Which indexes: ``services.projections.indexes.RECORDED_IN_TURN`` (``staged`` holds their staged events,
+        ``versions`` their stored versions as the turn read them). Why it is right: those are written by
+        ``record_staged`` only and not read while the publish runs, and ``record_staged`` decides from the
+        index's state and the staged events alone; so
+        recording on the newest state is what the batch would have recorded had it loaded the index after the
+        other publisher's save, which is what the whole-batch retry did. The children's streams, the envelope
+        ids and every other aggregate keep their optimistic check: a conflict there still retries the batch. An
+        index found at another version than the turn read (a writer that took no turn) fails the save as
+        before (``IntegrityError``: the batch is tried again)."""
+        for (cls, key), events in staged.items():
+            aggregate_id = cls.create_id(*key)
+            index = self.get(cls, *key)
+            stored = versions.get(aggregate_id, 0)  # 0: no event stored yet
+            loaded_at = index.version - len(index.pending_events)  # 0: new in this batch
+            if loaded_at != stored:
+                if len(index.pending_events) > (1 if loaded_at == 0 else 0):  # changed otherwise than staged
+                    raise IntegrityError(f"index {aggregate_id} moved and was changed in the batch")
+                index = self.reload_staged(cls, key, aggregate_id, stored)
+            index.record_staged(events)
+
+    def reload_staged(self, cls: type[Any], key: tuple[Any, ...], aggregate_id: UUID, version: int) -> Any:
+        """The index ``aggregate_id`` of ``cls`` as stored now, at ``version`` (0: none stored, a new one)."""
+        fresh = load_many(self.store, [aggregate_id])[aggregate_id] if version else None
+        if fresh is None:
+            fresh = cls(*key)
+        if fresh.version - len(fresh.pending_events) != version:
+            raise IntegrityError(f"index {aggregate_id} loaded at another version than its turn read ({version})")
+        self.aggregates[aggregate_id] = fresh
+        return fresh
+
+    def reapply_on_newest(self, changed: Iterable[Any], versions: Mapping[UUID, int]) -> None:
+        """A named mechanism, **a shared index's changes re-applied on its newest state**: for each index of
+        ``services.projections.indexes.CHANGES_REAPPLIED`` that this batch changed (``changed``) and that another
+        publisher saved to since the batch loaded it (its version in ``versions``, read in the turn, is another),
+        the batch's events on it are applied again, in order, on the index as stored now (``load_many``), each as
+        the same event (class and fields) at the next version; the index is then saved as that.
+
+        What it replaces: the whole batch admitted and projected again (or ``Busy`` after 10 s) because a centre's
+        case index (``CenterCases``: one new case per new child), a centre's schools or a municipality's months
+        moved under it. Why it is right: each change those indexes take in a publish is about the event's own
+        child (a case, a plan, a transfer of that child: a change of another publisher is about other children,
+        and a publisher of the same child conflicts on the child's stream, whose check is kept) or adds to a set
+        (a school, a month: adding what is there already changes nothing); their events' bodies set keyed entries
+        or add to sets, so applied on the newest state they give what the batch would have given had it loaded
+        the index after the other publisher's save. An index that was new in the batch and was created meanwhile
+        takes the batch's changes without its creation."""
+        for index in changed:
+            stored = versions.get(index.id, 0)
+            loaded_at = index.version - len(index.pending_events)  # 0: new in this batch
+            if loaded_at == stored:
+                continue
+            fresh = load_many(self.store, [index.id])[index.id] if stored else None
+            if fresh is None or fresh.version != stored:
+                raise IntegrityError(f"index {index.id} loaded at another version than its turn read ({stored})")
+            for event in index.collect_events():
+                if event.originator_version == 1:  # its creation: created meanwhile by the other publisher
+                    continue
+                fields = {k: v for k, v in vars(event).items() if k not in EVENT_PLACE}
+                again = type(event)(
+                    originator_id=fresh.id,
+                    originator_version=fresh.version + 1,
+                    timestamp=type(event).create_timestamp(),
+                    **fields,
+                )
+                again.mutate(fresh)
+                fresh.pending_events.append(again)
+            self.aggregates[index.id] = fresh

@@ -13,7 +13,11 @@ each child's stream has got (``events.streams.stream_versions``), then every agg
 (``consent.admission.reads``: the child's facts, the case and plan ids in use), the projections (each one's
 ``needs``) and the release of events waiting for a residence declare they will read, from the events alone. Everything of one batch is held in its unit of work
 (``batch.Batch``) and saved in one transaction (``attempt`` takes the events through the steps); a stream that
-moved meanwhile, or an id stored meanwhile, makes the insert fail on its key, and ``publish`` tries again.
+moved meanwhile, or an id stored meanwhile, makes the insert fail on its key, and ``publish`` tries again. The
+shared indexes that publishers of different children all write (a centre's desk and cases, a municipality's months,
+…: ``services.projections.indexes.RECORDED_IN_TURN`` and ``CHANGES_REAPPLIED``) are saved in their turn on their
+newest state instead (``Batch.save``; everything else sealed before the turn), so that another publisher's save to
+them does not make the batch try again.
 """
 
 from __future__ import annotations

@@ -389,19 +389,20 @@ def test_a_request_that_loses_every_race_gets_503_with_retry_after_and_stores_no
     assert hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").allowed
     monkeypatch.setattr(events.retry, "CONFLICT_BUDGET_SECONDS", 0.3)
     others = {"reads": 0, "publishes": 0}
-    save = HubStore.save
+    save_sealed = HubStore.save_sealed  # where every save stores (a publish's: in its indexes' turn)
 
-    def another_process_first(store: HubStore, *objects, **options):
+    def another_process_first(store: HubStore, *parts, **options):
         if store is not other.store:
+            objects = [o for part in parts for o in (*part.processing.events, *part.processing.aggregates.values())]
             if any(isinstance(o, (AccessLog, AccessLog.ReadRecorded)) for o in objects):
                 others["reads"] += 1
                 other.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support", user="別の人")
             elif options.get("envelopes"):
                 others["publishes"] += 1
                 other.publish([concern(f"other-{others['publishes']}", at)])
-        return save(store, *objects, **options)
+        return save_sealed(store, *parts, **options)
 
-    monkeypatch.setattr(HubStore, "save", another_process_first)
+    monkeypatch.setattr(HubStore, "save_sealed", another_process_first)
     read = {"Authorization": f"Bearer {issuer.issue(org='beppu-center', role='caseworker', user='佐藤')}"}
     publish = {"Authorization": f"Bearer {issuer.issue(org='beppu-es-1', role='adapter', user='校務')}"}
     try:
@@ -435,7 +436,7 @@ def test_a_request_that_loses_every_race_gets_503_with_retry_after_and_stores_no
         assert cli.exit_code == EXIT_BUSY, cli.output
         assert "混み合っているため" in cli.output and "Traceback" not in cli.output
     finally:
-        monkeypatch.setattr(HubStore, "save", save)
+        monkeypatch.setattr(HubStore, "save_sealed", save_sealed)
         other.close()
     try:
         records = [r for r in access_records(hub.store) if r["child"] == CHILD]

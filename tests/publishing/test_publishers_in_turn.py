@@ -1,0 +1,440 @@
+"""Several publishers at once on the shared indexes (``services.publishing.batch.Batch.record_staged_on_newest``).
+
+Two publishers of different children write the same centre's desk, municipality's month, organisation's
+children, school's target list and month's reports (``services.projections.indexes.RECORDED_IN_TURN``). Each
+records its staged events on the index as stored when it saves, in the index's turn: a publish that another
+publisher overtook on those indexes is not tried again, and what the indexes hold is what one publisher gives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import services.publishing.batch as batch_module
+import services.publishing.ingest as ingest_module
+from bench.core import NOW, SETTINGS
+from bench.prefecture import Prefecture, event_stream, make_prefecture
+from events.store import HubStore, _StreamTurns
+from services.hub import Hub
+from services.projections.indexes import CHANGES_REAPPLIED, RECORDED_IN_TURN
+from services.projections.municipal_counts import kept_months
+
+IN_TURN_NAMES = {cls.__name__ for cls in (*RECORDED_IN_TURN, *CHANGES_REAPPLIED)}
+
+
+def prefecture() -> Prefecture:
+    """Two municipalities, two schools each: two publishers' children share centres, schools and months."""
+    return make_prefecture(municipalities=2, schools_per=2, nurseries_per=1)
+
+
+def envelopes(pref: Prefecture, prefix: str, children: int, seed: int) -> list[dict[str, Any]]:
+    """About 60 events per child of ``children`` children named ``prefix…`` (the bench's stream)."""
+    return list(event_stream(pref, children, 60, prefix=prefix, seed=seed))
+
+
+def hub_on(database: str, pref: Prefecture, *, own_turns: bool = False) -> Hub:
+    """A hub with the prefecture's organisations; ``own_turns``: as another process's (its own stream turns)."""
+    hub = Hub(database, settings=SETTINGS, clock=lambda: NOW)
+    if own_turns:
+        hub.store.turns = _StreamTurns()
+    if not hub.store.registry().orgs:
+        hub.load_orgs(pref.orgs)
+    return hub
+
+
+def publish_all(hub: Hub, batches: list[list[dict[str, Any]]]) -> None:
+    for batch in batches:
+        results = hub.publish(batch)
+        assert all(r.outcome == "accepted" for r in results), [r for r in results if r.outcome != "accepted"][:1]
+
+
+def split(events: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str, Any]]]:
+    """``events`` in batches of the ``sizes`` in turn (cycled)."""
+    out, start = [], 0
+    for size in itertools.cycle(sizes):
+        if start >= len(events):
+            return out
+        out.append(events[start : start + size])
+        start += size
+    return out
+
+
+def shared_indexes(hub: Hub, pref: Prefecture) -> dict[str, Any]:
+    """What the shared indexes hold: every stored aggregate of ``RECORDED_IN_TURN`` and ``CHANGES_REAPPLIED`` (its
+    state, not its version) and each municipality's kept counts."""
+    ids: set[UUID] = set()
+    for notification in hub.store.recorder.select_notifications(1, 10_000_000):
+        if notification.topic.rsplit(":", 1)[-1].split(".")[0] in IN_TURN_NAMES:
+            ids.add(UUID(str(notification.originator_id)))
+    out: dict[str, Any] = {}
+    for stream in ids:
+        index = hub.store.peek(stream)
+        out[f"{type(index).__name__}:{stream}"] = {k: v for k, v in vars(index).items() if not k.startswith("_")}
+    for municipality in pref.municipalities:
+        out[f"months:{municipality}"] = kept_months(hub.store, municipality)
+    return out
+
+
+def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]], names: list[str] | None = None) -> None:
+    """Each hub publishes its batches in a thread of its own (named ``names``), all started together."""
+    start = threading.Barrier(len(hubs))
+    failures: list[BaseException] = []
+
+    def run(hub: Hub, mine: list[list[dict[str, Any]]]) -> None:
+        try:
+            start.wait()
+            publish_all(hub, mine)
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    threads = [
+        threading.Thread(target=run, args=(h, b), name=name)
+        for h, b, name in zip(hubs, batches, names or [None] * len(hubs), strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_publish_overtaken_on_the_shared_indexes_is_saved_on_its_first_attempt(
+    database, tmp_path, request, monkeypatch
+):
+    """Publisher A loads its batch, then B publishes other children of the same centres and schools and commits;
+    then A saves. A is saved on its first attempt (before: its insert failed on the indexes' versions and the whole
+    batch was admitted and projected again), and the indexes hold both batches, as one publisher gives."""
+    pref = prefecture()
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
+    first, second = envelopes(pref, "a", 4, 1), envelopes(pref, "b", 4, 2)
+    hub_a, hub_b = hub_on(url, pref), hub_on(url, pref, own_turns=True)
+    attempts: dict[str, int] = {}
+    loaded, overtaken = threading.Event(), threading.Event()
+    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
+
+    def save_after_b(self: Any) -> None:
+        if threading.current_thread().name == "A" and not loaded.is_set():
+            loaded.set()
+            assert overtaken.wait(60), "B did not publish"
+        original_save(self)
+
+    def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        attempts[name] = attempts.get(name, 0) + 1
+        return original_once(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
+    failures: list[BaseException] = []
+
+    def publish_a() -> None:
+        try:
+            publish_all(hub_a, [first])
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    try:
+        a.start()
+        assert loaded.wait(60), "A did not reach its save"
+        publish_all(hub_b, [second])
+        overtaken.set()
+        a.join()
+        assert not failures, failures
+        assert attempts["A"] == 1
+        together = shared_indexes(hub_a, pref)
+    finally:
+        overtaken.set()
+        a.join()
+        hub_a.close()
+        hub_b.close()
+    monkeypatch.setattr(batch_module.Batch, "save", original_save)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
+    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
+    try:
+        publish_all(alone, [first, second])
+        assert shared_indexes(alone, pref) == together
+    finally:
+        alone.close()
+
+
+def with_transfer(pref: Prefecture, events: list[dict[str, Any]], which: int, tag: str) -> list[dict[str, Any]]:
+    """``events`` and, after them, the transfer of one of their children's case (the ``which``-th child with a case,
+    cycled) from its centre to another municipality's centre, and that centre's acknowledgement."""
+    registered = [e for e in events if e["kind"] == "case.registered"]
+    chosen = registered[which % len(registered)]
+    child, s = chosen["child"], chosen["source"]
+    t = next(center for center in pref.centers.values() if center != s)
+    at = max(e["at"] for e in events if e["child"] == child)
+    return [
+        *events,
+        {"id": f"tr-{tag}", "kind": "case.transferred", "child": child, "source": s, "basis": "internal", "at": at,
+         "payload": {"case": f"K-{child}", "to": t}},
+        {"id": f"ack-{tag}", "kind": "case.transfer_acknowledged", "child": child, "source": t, "basis": "internal",
+         "at": at, "payload": {"case": f"K-{child}", "from": s}},
+    ]  # fmt: skip
+
+
+def with_erasure(events: list[dict[str, Any]], which: int, tag: str) -> list[dict[str, Any]]:
+    """``events`` and, after them, the erasure of one of their children (the ``which``-th with a case, cycled)."""
+    registered = [e for e in events if e["kind"] == "case.registered"]
+    chosen = registered[which % len(registered)]
+    at = max(e["at"] for e in events if e["child"] == chosen["child"])
+    return [
+        *events,
+        {"id": f"erase-{tag}", "kind": "child.erased", "child": chosen["child"], "source": chosen["source"],
+         "basis": "internal", "at": at, "payload": {"reason": "保存期間の満了"}},
+    ]  # fmt: skip
+
+
+def first_and_rest(sizes: tuple[int, list[int]]) -> list[int]:
+    """Batch sizes: the first, then the rest (cycled by ``split``)."""
+    return [sizes[0], *sizes[1]]
+
+
+@pytest.mark.store
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    sizes_a=st.tuples(st.integers(30, 150), st.lists(st.integers(1, 150), max_size=3)).map(first_and_rest),
+    sizes_b=st.tuples(st.integers(30, 150), st.lists(st.integers(1, 150), max_size=3)).map(first_and_rest),
+    seed=st.integers(0, 1000),
+    moved=st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5)),
+)
+def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_factory, sizes_a, sizes_b, seed, moved):
+    """Random batches of two publishers' children (sharing centres, schools, months), each publisher's last events
+    a transfer of one of its children's case and its acknowledgement, B's last an erasure of one of its children,
+    published by one publisher one after the other and by two threads of one hub at once (an API process's
+    request threads; two processes: the PostgreSQL test below), B's first save between A's first load and save
+    (so that they meet: first batches of 30 events or more, at least one index found moved): the same desks, counts, published children, target lists, month's
+    reports, case indexes, centres' schools and months."""
+    pref = prefecture()
+    directory = tmp_path_factory.mktemp("publishers")
+    transfer_a, transfer_b, erase_b = moved
+    first = with_transfer(pref, envelopes(pref, "a", 3, seed), transfer_a, "a")
+    second = with_erasure(with_transfer(pref, envelopes(pref, "b", 3, seed + 1), transfer_b, "b"), erase_b, "b")
+    alone = hub_on(f"sqlite:///{directory / 'one.db'}", pref)
+    try:
+        publish_all(alone, split(first, sizes_a) + split(second, sizes_b))
+        expected = shared_indexes(alone, pref)
+    finally:
+        alone.close()
+    hub = hub_on(f"sqlite:///{directory / 'two.db'}", pref)
+    counts: dict[str, int] = {}
+    a_loaded, b_saved = threading.Event(), threading.Event()
+    original_save = batch_module.Batch.save
+    with pytest.MonkeyPatch.context() as patch:  # per example: hypothesis runs many in one test's fixtures
+        moved_indexes(counts, patch)
+
+        def meet(self: Any) -> None:  # the publishers meet: B's first save between A's first load and save
+            name = threading.current_thread().name
+            if name == "A" and not b_saved.is_set():
+                a_loaded.set()
+                assert b_saved.wait(60), "B did not save"
+            if name == "B" and not b_saved.is_set():
+                assert a_loaded.wait(60), "A did not load"
+            original_save(self)
+            if name == "B":
+                b_saved.set()
+
+        patch.setattr(batch_module.Batch, "save", meet)
+        try:
+            publish_at_once([hub, hub], [split(first, sizes_a), split(second, sizes_b)], names=["A", "B"])
+            assert counts.get("reloaded", 0) + counts.get("reapplied", 0) >= 1, counts  # they met on an index
+            assert shared_indexes(hub, pref) == expected
+        finally:
+            a_loaded.set()
+            b_saved.set()
+            hub.close()
+
+
+@pytest.mark.postgres
+def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_gives(postgres_url, tmp_path, monkeypatch):
+    """The same on durable PostgreSQL, two hubs as two processes (own stream turns, own connections), batches
+    of 40, A's first save after B's first (so that they meet: at least one index found moved, loaded again or
+    its changes re-applied): the indexes equal one publisher's (on SQLite, the same events one after the other)."""
+    pref = prefecture()
+    first, second = envelopes(pref, "a", 6, 11), envelopes(pref, "b", 6, 12)
+    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
+    try:
+        publish_all(alone, split(first, [40]) + split(second, [40]))
+        expected = shared_indexes(alone, pref)
+    finally:
+        alone.close()
+    hubs = [hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)]
+    counts: dict[str, int] = {}
+    moved_indexes(counts, monkeypatch)
+    b_saved = threading.Event()
+    original_save = batch_module.Batch.save
+
+    def a_first_after_b(self: Any) -> None:  # the publishers meet: A's first save comes after B's first
+        if self.store is hubs[0].store and not b_saved.is_set():
+            assert b_saved.wait(60), "B did not save"
+        original_save(self)
+        if self.store is hubs[1].store:
+            b_saved.set()
+
+    monkeypatch.setattr(batch_module.Batch, "save", a_first_after_b)
+    try:
+        publish_at_once(hubs, [split(first, [40]), split(second, [40])])
+        assert counts.get("reloaded", 0) + counts.get("reapplied", 0) >= 1, counts  # they met on an index
+        assert shared_indexes(hubs[0], pref) == expected
+    finally:
+        for hub in hubs:
+            hub.close()
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_publish_seals_only_its_shared_indexes_in_their_turn(database, tmp_path, request, monkeypatch):
+    """Everything a publish stores but its shared indexes (its children's streams, records, facts, …) is sealed
+    before it takes the indexes' turn (``Batch.save``, "sealed before the turn"); in the turn only aggregates of
+    ``RECORDED_IN_TURN`` and ``CHANGES_REAPPLIED`` are sealed, and the batch is stored whole."""
+    pref = prefecture()
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
+    hub = hub_on(url, pref)
+    inside: list[bool] = []
+    sealed: list[tuple[bool, list[type], int]] = []  # in the turn or not, what was sealed, how many events
+    original_turn, original_seal = HubStore.append_in_turn, HubStore.seal
+
+    @contextmanager
+    def watched_turn(self: HubStore, streams: Any, **kwargs: Any) -> Iterator[Any]:
+        with original_turn(self, streams, **kwargs) as turn:
+            inside.append(True)
+            try:
+                yield turn
+            finally:
+                inside.pop()
+
+    def watched_seal(self: HubStore, *objs: Any) -> Any:
+        result = original_seal(self, *objs)
+        sealed.append((bool(inside), [type(o) for o in objs], len(result.stored)))
+        return result
+
+    monkeypatch.setattr(HubStore, "append_in_turn", watched_turn)
+    monkeypatch.setattr(HubStore, "seal", watched_seal)
+    batch = envelopes(pref, "a", 3, 1)
+    try:
+        before = hub.store.log_position()
+        publish_all(hub, [batch])
+        stored = hub.store.log_position() - before
+    finally:
+        hub.close()
+    in_turn = {cls for turn, classes, _ in sealed if turn for cls in classes}
+    assert in_turn and in_turn <= {*RECORDED_IN_TURN, *CHANGES_REAPPLIED}
+    sealed_before = sum(n for turn, _, n in sealed if not turn)
+    assert sealed_before >= len(batch)  # every published event is on a child's stream, sealed before the turn
+    assert stored == sum(n for _, _, n in sealed)  # all of it stored, in the one transaction
+
+
+def moved_indexes(counts: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count in ``counts`` the shared indexes that a save found moved by another publisher: staged ones loaded
+    again (``reload_staged``) and changed ones whose changes were re-applied (``reapply_on_newest``)."""
+    reload_staged, reapply = batch_module.Batch.reload_staged, batch_module.Batch.reapply_on_newest
+
+    def counted_reload(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["reloaded"] = counts.get("reloaded", 0) + 1
+        return reload_staged(self, *args, **kwargs)
+
+    def counted_reapply(self: Any, changed: Any, versions: Any) -> None:
+        changed = list(changed)
+        moved = [i for i in changed if versions.get(i.id, 0) != i.version - len(i.pending_events)]
+        counts["reapplied"] = counts.get("reapplied", 0) + len(moved)
+        reapply(self, changed, versions)
+
+    monkeypatch.setattr(batch_module.Batch, "reload_staged", counted_reload)
+    monkeypatch.setattr(batch_module.Batch, "reapply_on_newest", counted_reapply)
+
+
+@pytest.mark.postgres
+def test_a_transfer_and_its_acknowledgement_are_reapplied_on_case_indexes_another_publisher_moved(
+    postgres_url, tmp_path, monkeypatch
+):
+    """A's batch registers child X's case at centre S, transfers it to centre T and T acknowledges it; B publishes
+    other children at S and T (and erases one of them) and commits while A waits before its save (two hubs as two
+    processes). A is saved on its first attempt, having re-applied its changes on both moved case indexes, and
+    the indexes equal one publisher's publishing B's batch then A's (the review's transfer_overtaken.py)."""
+    pref = prefecture()
+    base = envelopes(pref, "a", 6, 21)
+    x = base[0]["child"]
+    s = next(e["source"] for e in base if e["child"] == x and e["kind"] == "case.registered")
+    t = next(e["source"] for e in base if e["kind"] == "case.registered" and e["source"] != s)
+    mine = [e for e in base if e["child"] == x]
+    last_at = max(e["at"] for e in mine)
+    a_batch = [
+        *mine,
+        {"id": "tr-1", "kind": "case.transferred", "child": x, "source": s, "basis": "internal", "at": last_at,
+         "payload": {"case": f"K-{x}", "to": t}},
+        {"id": "ack-1", "kind": "case.transfer_acknowledged", "child": x, "source": t, "basis": "internal",
+         "at": last_at, "payload": {"case": f"K-{x}", "from": s}},
+    ]  # fmt: skip
+    others = [e for e in base if e["child"] != x]
+    erased = others[-1]["child"]
+    erased_at = next(e["source"] for e in others if e["child"] == erased and e["kind"] == "case.registered")
+    b_batch = [
+        *others,
+        {"id": "erase-1", "kind": "child.erased", "child": erased, "source": erased_at, "basis": "internal",
+         "at": max(e["at"] for e in others), "payload": {"reason": "保存期間の満了"}},
+    ]  # fmt: skip
+    hub_a, hub_b = hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)
+    counts: dict[str, int] = {}
+    attempts: dict[str, int] = {}
+    loaded, overtaken = threading.Event(), threading.Event()
+    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
+
+    def save_after_b(self: Any) -> None:
+        if threading.current_thread().name == "A" and not loaded.is_set():
+            loaded.set()
+            assert overtaken.wait(60), "B did not publish"
+        original_save(self)
+
+    def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        attempts[name] = attempts.get(name, 0) + 1
+        return original_once(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
+    moved_indexes(counts, monkeypatch)
+    failures: list[BaseException] = []
+
+    def publish_a() -> None:
+        try:
+            publish_all(hub_a, [a_batch])
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    try:
+        a.start()
+        assert loaded.wait(60), "A did not reach its save"
+        publish_all(hub_b, [b_batch])
+        overtaken.set()
+        a.join()
+        assert not failures, failures
+        assert attempts["A"] == 1
+        assert counts.get("reapplied", 0) >= 2  # S's and T's case indexes at least
+        together = shared_indexes(hub_a, pref)
+    finally:
+        overtaken.set()
+        a.join()
+        hub_a.close()
+        hub_b.close()
+    monkeypatch.setattr(batch_module.Batch, "save", original_save)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
+    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
+    try:
+        publish_all(alone, [b_batch, a_batch])
+        assert shared_indexes(alone, pref) == together
+    finally:
+        alone.close()
