@@ -899,7 +899,7 @@ class HubStore(Application[UUID]):
                     finished += 1
                     log.warning("an erasure stored without its keys destroyed was finished (stream %s)", stream)
                 elif (now - owed_at).total_seconds() > ERASURE_OWED_GRACE_SECONDS:
-                    self.keys.settle_destruction(stream)  # the erasure was never stored
+                    self.keys.settle_destruction(stream, owed_at)  # never stored (a save since wrote a newer note)
             except Exception:
                 self.destructions_failed += 1
                 log.exception(

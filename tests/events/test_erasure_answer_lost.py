@@ -13,6 +13,8 @@ snapshot gone (``HubStore.destroy_keys_owed``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from eventsourcing.persistence import OperationalError
 
@@ -166,6 +168,42 @@ def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_more(datab
         assert hub.store.keys.ensure([child_scope(CHILD)], create=False) == {}
         assert hub.store.keys.destructions_owed() == []
     finally:
+        hub.close()
+    assert_erased_for_a_fresh_process(database, clock, position)
+
+
+def test_a_stale_note_is_refreshed_by_a_new_save_so_a_sweep_meanwhile_keeps_it(database, clock, monkeypatch):
+    """A note left by an earlier save of the erasure that failed, 20 minutes ago; the erasure saved again, and
+    another process opens (its sweep runs) between the note's write and the erasure's commit; the saving process
+    then dies before destroying the keys. The new save refreshed the note's time, and the sweep drops only the note
+    it judged old, so the note is still owed and the next process finishes the erasure (review s8, LOW 1: the note
+    was dropped and the keys lived on, with nothing left to find them)."""
+    position = a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    stream = ChildRecord.create_id(CHILD).hex
+    keys = hub.store.keys
+    old = (datetime.now(UTC) - timedelta(minutes=20)).isoformat()
+    with keys.datastore.transaction(commit=True) as cursor:  # the note of an attempt that failed, 20 minutes ago
+        cursor.execute(keys._sql(f"INSERT INTO {keys.owed} (stream, owed_at) VALUES (?, ?)"), (stream, old))
+    record = store_module.HubStore._record
+    opened: list[Hub] = []
+
+    def another_process_opens_then_record(self, processing):
+        if not opened:
+            opened.append(Hub(database, clock=clock))  # its sweep runs now: the erasure is not stored yet
+        return record(self, processing)
+
+    try:
+        with monkeypatch.context() as dying:
+            dying.setattr(store_module.HubStore, "_record", another_process_opens_then_record)
+            dying.setattr(hub.store, "shred", lambda child: die_before_destroying(hub.store, child))
+            with pytest.raises(ProcessDied):
+                hub.publish([erasure()])
+        assert opened  # its opening swept the notes while the erasure was being saved
+        assert [s for s, _ in hub.store.keys.destructions_owed()] == [stream]
+    finally:
+        for other in opened:
+            other.close()
         hub.close()
     assert_erased_for_a_fresh_process(database, clock, position)
 
