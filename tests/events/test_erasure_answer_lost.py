@@ -72,12 +72,14 @@ def a_child_with_a_snapshot(database: str, clock) -> int:
         b.close()
 
 
-def assert_erased_for_a_fresh_process(database: str, clock, position_before: int) -> None:
+def assert_erased_for_a_fresh_process(database: str, clock, position_before: int, *, keys_checked: bool = True) -> None:
     """A fresh process on the store: the child's key is destroyed and registered, the snapshot gone, and nothing
-    of the child's content opens."""
+    of the child's content opens. (``keys_checked=False``: a batch's first pass made the child's scope a new key,
+    which seals nothing stored, after its erasure: see ``test_an_erasure_sent_again_after_it_was_finished…``.)"""
     fresh = Hub(database, clock=clock)
     try:
-        assert fresh.store.keys.ensure([child_scope(CHILD)], create=False) == {}
+        if keys_checked:
+            assert fresh.store.keys.ensure([child_scope(CHILD)], create=False) == {}
         assert fresh.store.keys.erasure_position() > position_before
         assert snapshot_rows(fresh) == []
         record = fresh.store.get_or_none(ChildRecord.create_id(CHILD))
@@ -152,24 +154,38 @@ def test_an_erasure_stored_by_a_process_that_died_before_destroying_the_keys_is_
     assert_erased_for_a_fresh_process(database, clock, position)
 
 
-def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_more(database, clock):
+def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_and_empties_no_cache(database, clock):
     """The common case: the erasure's keys were destroyed when it was stored; the same erasure sent again is
-    answered ``duplicate``, no key of the child is left active and nothing is left owed. (The batch's first
-    attempt, which does not look ids up, makes a new key for the child's scope before its insert is refused as a
-    duplicate; the duplicate answer destroys that one too, so the register of erasures may grow by one row.)"""
+    answered ``duplicate`` and, no destruction being owed for the child, destroys nothing: the register of erasures
+    does not move, so no process empties its cache (review s8, MEDIUM 2: each duplicate emptied every process's
+    cache, kept indexes included), and the note its batch's first pass wrote is not left for the sweep (which
+    would then destroy). That first pass, which does not look ids up, makes the child's scope a new key before
+    its insert is refused (as before this branch): it seals nothing stored, and the child's content stays shut."""
     position = a_child_with_a_snapshot(database, clock)
     hub = Hub(database, clock=clock)
+    other = Hub(database, clock=clock)  # another process, running
     try:
         assert [r.outcome for r in hub.publish([erasure()])] == ["accepted"]
         after_erasure = hub.store.keys.erasure_position()
         assert after_erasure > position
         assert hub.store.keys.destructions_owed() == []
-        assert [r.outcome for r in hub.publish([erasure()])] == ["duplicate"]
-        assert hub.store.keys.ensure([child_scope(CHILD)], create=False) == {}
-        assert hub.store.keys.destructions_owed() == []
+        hub.publish(events("c-other-1"))
+        for reader in (hub, other):
+            assert reader.timeline(org="beppu-center", role="caseworker", child="c-other-1", purpose="support").entries
+            reader.store.erasures.check_now()
+        generations = [reader.store.repository.cache.generation for reader in (hub, other)]
+        for _ in range(2):
+            assert [r.outcome for r in hub.publish([erasure()])] == ["duplicate"]
+        assert hub.store.keys.erasure_position() == after_erasure  # no row: nothing destroyed
+        assert hub.store.keys.destructions_owed() == []  # no note left for the sweep
+        assert hub.store.destroy_keys_owed() == 0
+        other.store.erasures.check_now()
+        assert [reader.store.repository.cache.generation for reader in (hub, other)] == generations
+        assert hub.store.keys.erasure_position() == after_erasure
     finally:
+        other.close()
         hub.close()
-    assert_erased_for_a_fresh_process(database, clock, position)
+    assert_erased_for_a_fresh_process(database, clock, position, keys_checked=False)
 
 
 def test_a_stale_note_is_refreshed_by_a_new_save_so_a_sweep_meanwhile_keeps_it(database, clock, monkeypatch):
