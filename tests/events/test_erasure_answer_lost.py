@@ -13,6 +13,7 @@ snapshot gone (``HubStore.destroy_keys_owed``)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -222,6 +223,48 @@ def test_a_stale_note_is_refreshed_by_a_new_save_so_a_sweep_meanwhile_keeps_it(d
             other.close()
         hub.close()
     assert_erased_for_a_fresh_process(database, clock, position)
+
+
+def test_a_running_process_finishes_an_erasure_owed_within_the_sweep_interval(database, clock, monkeypatch):
+    """Process B is running when process A stores an erasure and dies before destroying its keys, and nobody
+    sends the erasure again: B's running sweep (``ERASURE_OWED_SWEEP_SECONDS``, short here) destroys the keys,
+    registers the erasure and removes the note, without B opening the store again (review s8, MEDIUM 1: the keys
+    lived in every running process until some process opened the store). ``close`` stops B's sweep."""
+    position = a_child_with_a_snapshot(database, clock)
+    monkeypatch.setattr(store_module, "ERASURE_OWED_SWEEP_SECONDS", 0.05)
+    b = Hub(database, clock=clock)
+    a = Hub(database, clock=clock)
+    try:
+        assert b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries
+        assert b.store.keys.ensure([child_scope(CHILD)], create=False) != {}  # B holds the child's key
+        with monkeypatch.context() as dying:
+            dying.setattr(a.store, "shred", lambda child: die_before_destroying(a.store, child))
+            with pytest.raises(ProcessDied):
+                a.publish([erasure()])
+        assert a.store.stored_envelope(erasure()["id"]) is not None  # the erasure is stored, its keys live
+        a.close()
+        wait_for_sweeps(b, b.store.owed_sweeps + 2)  # a whole sweep begun after the erasure's commit
+        assert b.store.keys.ensure([child_scope(CHILD)], create=False) == {}
+        assert b.store.keys.destructions_owed() == []
+        assert b.store.erasures.position == b.store.keys.erasure_position() > position
+        assert b.store.destructions_failed == 0
+        view = b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
+        assert view.reason == "erased" and not view.entries
+    finally:
+        a.close()
+        b.close()
+    assert not b.store._owed_sweeper.is_alive()
+    assert_erased_for_a_fresh_process(database, clock, position)
+
+
+def wait_for_sweeps(hub: Hub, sweeps: int) -> None:
+    """Wait until ``hub``'s store has made ``sweeps`` sweeps of the destructions owed (at most a minute: a bound
+    against a hang, not a measure)."""
+    deadline = time.monotonic() + 60
+    while hub.store.owed_sweeps < sweeps:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the running sweep made {hub.store.owed_sweeps} sweeps, not {sweeps}, in a minute")
+        time.sleep(0.01)
 
 
 def test_a_destruction_owed_whose_erasure_was_never_stored_is_dropped_once_old_and_destroys_nothing(
