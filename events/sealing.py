@@ -635,14 +635,21 @@ class DataKeys:
         note says so to whoever opens the store next (``HubStore.destroy_keys_owed``), which costs one query on a
         table empty almost always, instead of a search of the log for erasures (every child event would have to
         be opened to read its kind). A note whose erasure was never stored (its save failed) is dropped by that
-        sweep once it is old. Rows of the same database as the key table: a note is never older than the keys."""
+        sweep once it is old. Rows of the same database as the key table: a note is never older than the keys.
+
+        A note already there (an earlier save of the erasure that failed) gets this save's time: the sweep drops a
+        note whose erasure is not stored only once it is old, and only the note it judged (``settle_destruction``
+        with its ``owed_at``), so a save under way is never left without its note by a stale one's drop."""
         if not streams:
             return
         owed_at = datetime.now(UTC).isoformat()
         with self.datastore.transaction(commit=True) as cursor:
             for stream in dict.fromkeys(streams):
                 cursor.execute(
-                    self._sql(f"INSERT INTO {self.owed} (stream, owed_at) VALUES (?, ?) ON CONFLICT DO NOTHING"),
+                    self._sql(
+                        f"INSERT INTO {self.owed} (stream, owed_at) VALUES (?, ?) "
+                        "ON CONFLICT (stream) DO UPDATE SET owed_at = excluded.owed_at"
+                    ),
                     (stream, owed_at),
                 )
 
@@ -651,11 +658,18 @@ class DataKeys:
         rows = self._read(f"SELECT stream, owed_at FROM {self.owed} ORDER BY owed_at", ())
         return [(str(row["stream"]), datetime.fromisoformat(str(row["owed_at"]))) for row in rows]
 
-    def settle_destruction(self, stream: str) -> None:
-        """Remove the note that the keys of ``stream``'s child are owed destruction (they are destroyed, or the
-        erasure was never stored)."""
+    def settle_destruction(self, stream: str, owed_at: datetime | None = None) -> None:
+        """Remove the note that the keys of ``stream``'s child are owed destruction: whatever its time once they
+        are destroyed; only the note of ``owed_at`` when it is given (the note judged not to be owed: a save that
+        wrote it again since, ``owe_destruction``, keeps it)."""
         with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(self._sql(f"DELETE FROM {self.owed} WHERE stream = ?"), (stream,))
+            if owed_at is None:
+                cursor.execute(self._sql(f"DELETE FROM {self.owed} WHERE stream = ?"), (stream,))
+            else:
+                cursor.execute(
+                    self._sql(f"DELETE FROM {self.owed} WHERE stream = ? AND owed_at = ?"),
+                    (stream, owed_at.isoformat()),
+                )
 
     def erasure_position(self) -> int:
         """The position of the last erasure in the register (0: none yet)."""

@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -70,6 +71,7 @@ STORE_FORMAT = 5  # 3: the children's facts of policy version 2 (services.projec
 # children's facts (admission_facts.report_facts_from_log)
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 ERASURE_OWED_GRACE_SECONDS = 600.0  # a destruction owed whose erasure is not stored is dropped this old (below)
+ERASURE_OWED_SWEEP_SECONDS = 60.0  # how often, at most, a running process sweeps the destructions owed (below)
 ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 
 
@@ -580,6 +582,34 @@ class ErasureWatch:
         return len(destroyed)
 
 
+ERASURE_OWED_JOIN_SECONDS = 10.0  # how long ``HubStore.close`` waits for a sweep under way
+
+
+def _sweep_owed_while_open(store_ref: Callable[[], HubStore | None], closing: threading.Event, interval: float) -> None:
+    """A named mechanism, **the running sweep of destructions owed**: a daemon thread the store starts when it
+    opens (``HubStore.__init__``, after the opening's own sweep) and ``HubStore.close`` stops, which runs
+    ``HubStore.destroy_keys_owed`` every ``interval`` seconds (``ERASURE_OWED_SWEEP_SECONDS``). Without it an
+    erasure stored whose keys were not destroyed (its answer lost and never sent again, its process killed) kept
+    its keys in every running process until some process opened the store (review of session 8, MEDIUM 1).
+
+    Why this place is safe: the thread is its own caller. It never runs inside a turn (``append_in_turn``), a
+    store transaction or the erasure watch's lock, since none of those is held by this thread when it wakes: the
+    sweep takes what it needs (its reads, ``shred``'s transaction, the watch's lock through ``check_now``) as any
+    request thread does, one after another. It never runs within itself: one thread, one sweep at a time. It
+    never fails a request: it is no request's thread, and ``destroy_keys_owed`` catches, logs and counts what
+    fails; anything else it meets is logged and the next interval tried. It holds the store only weakly between
+    sweeps, so that a store nobody closed can still be collected (the thread then ends)."""
+    while not closing.wait(interval):
+        store = store_ref()
+        if store is None:
+            return
+        try:
+            store.destroy_keys_owed()
+        except Exception:  # destroy_keys_owed catches its own; this is the thread's last guard
+            log.exception("the sweep of destructions owed failed; tried again in %s s", interval)
+        del store
+
+
 class SealedEventStore(EventStore[UUID]):
     """The library's event store, loading the data keys of a stream's stored events in one go before it opens
     them (``SealingMapper.to_domain_events``), instead of one key-table query per key."""
@@ -765,7 +795,23 @@ class HubStore(Application[UUID]):
         self.format = self._open_format()
         self.child_snapshots = ChildSnapshots(self)
         self.destructions_failed = 0  # destructions owed that a sweep could not make (destroy_keys_owed)
+        self.owed_sweeps = 0  # sweeps of the destructions owed made (destroy_keys_owed), the opening's included
         self.destroy_keys_owed()
+        self._owed_sweeper = threading.Thread(
+            target=_sweep_owed_while_open,
+            args=(weakref.ref(self), self.closing, ERASURE_OWED_SWEEP_SECONDS),
+            name="tsunagu-erasures-owed",
+            daemon=True,
+        )
+        self._owed_sweeper.start()
+
+    def close(self) -> None:
+        """Stop the sweep of destructions owed (waiting for a sweep under way), then close the store."""
+        self.closing.set()
+        sweeper = getattr(self, "_owed_sweeper", None)
+        if sweeper is not None and sweeper.is_alive() and sweeper is not threading.current_thread():
+            sweeper.join(timeout=ERASURE_OWED_JOIN_SECONDS)
+        super().close()
 
     @contextmanager
     def append_in_turn(self, streams: Iterable[UUID], *, read_heads: bool = True) -> Iterator[InTurn]:
@@ -1005,16 +1051,19 @@ class HubStore(Application[UUID]):
         whose erasure is not stored once it is ``ERASURE_OWED_GRACE_SECONDS`` old (its save failed; a younger one
         may be a save under way in another process). How many erasures it finished.
 
-        Run when the store opens: it finishes an erasure whose process died between the erasure's commit and the
-        destruction of its keys, or whose COMMIT's answer was lost and which nobody sent again, before this
-        process reads anything. When nothing is owed (almost always) it is one query on an empty table. It never
-        fails the opening: a destruction it could not make is logged and counted (``destructions_failed``), its
-        note kept, and tried again at the next opening or by the erasure's next ``duplicate`` answer."""
+        Run when the store opens, and then at most every ``ERASURE_OWED_SWEEP_SECONDS`` while it is open
+        (``_sweep_owed_while_open``): it finishes an erasure whose process died between the erasure's commit and
+        the destruction of its keys, or whose COMMIT's answer was lost and which nobody sent again, before this
+        process reads anything, and within that interval in a running one. When nothing is owed (almost always) it
+        is one query on an empty table. It never fails: a destruction it could not make is logged and counted
+        (``destructions_failed``), its note kept, and tried again at the next sweep or by the erasure's next
+        ``duplicate`` answer while the note is owed."""
+        self.owed_sweeps += 1
         try:
             owed = self.keys.destructions_owed()
         except Exception:
             self.destructions_failed += 1
-            log.exception("the register of destructions owed could not be read; it will be read at the next start")
+            log.exception("the register of destructions owed could not be read; it will be read at the next sweep")
             return 0
         finished = 0
         now = datetime.now(UTC)
@@ -1024,7 +1073,7 @@ class HubStore(Application[UUID]):
                     finished += 1
                     log.warning("an erasure stored without its keys destroyed was finished (stream %s)", stream)
                 elif (now - owed_at).total_seconds() > ERASURE_OWED_GRACE_SECONDS:
-                    self.keys.settle_destruction(stream)  # the erasure was never stored
+                    self.keys.settle_destruction(stream, owed_at)  # never stored (a save since wrote a newer note)
             except Exception:
                 self.destructions_failed += 1
                 log.exception(

@@ -13,6 +13,9 @@ snapshot gone (``HubStore.destroy_keys_owed``)."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from eventsourcing.persistence import OperationalError
 
@@ -70,12 +73,14 @@ def a_child_with_a_snapshot(database: str, clock) -> int:
         b.close()
 
 
-def assert_erased_for_a_fresh_process(database: str, clock, position_before: int) -> None:
+def assert_erased_for_a_fresh_process(database: str, clock, position_before: int, *, keys_checked: bool = True) -> None:
     """A fresh process on the store: the child's key is destroyed and registered, the snapshot gone, and nothing
-    of the child's content opens."""
+    of the child's content opens. (``keys_checked=False``: a batch's first pass made the child's scope a new key,
+    which seals nothing stored, after its erasure: see ``test_an_erasure_sent_again_after_it_was_finished…``.)"""
     fresh = Hub(database, clock=clock)
     try:
-        assert fresh.store.keys.ensure([child_scope(CHILD)], create=False) == {}
+        if keys_checked:
+            assert fresh.store.keys.ensure([child_scope(CHILD)], create=False) == {}
         assert fresh.store.keys.erasure_position() > position_before
         assert snapshot_rows(fresh) == []
         record = fresh.store.get_or_none(ChildRecord.create_id(CHILD))
@@ -150,24 +155,116 @@ def test_an_erasure_stored_by_a_process_that_died_before_destroying_the_keys_is_
     assert_erased_for_a_fresh_process(database, clock, position)
 
 
-def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_more(database, clock):
+def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_and_empties_no_cache(database, clock):
     """The common case: the erasure's keys were destroyed when it was stored; the same erasure sent again is
-    answered ``duplicate``, no key of the child is left active and nothing is left owed. (The batch's first
-    attempt, which does not look ids up, makes a new key for the child's scope before its insert is refused as a
-    duplicate; the duplicate answer destroys that one too, so the register of erasures may grow by one row.)"""
+    answered ``duplicate`` and, no destruction being owed for the child, destroys nothing: the register of erasures
+    does not move, so no process empties its cache (review s8, MEDIUM 2: each duplicate emptied every process's
+    cache, kept indexes included), and the note its batch's first pass wrote is not left for the sweep (which
+    would then destroy). That first pass, which does not look ids up, makes the child's scope a new key before
+    its insert is refused (as before this branch): it seals nothing stored, and the child's content stays shut."""
     position = a_child_with_a_snapshot(database, clock)
     hub = Hub(database, clock=clock)
+    other = Hub(database, clock=clock)  # another process, running
     try:
         assert [r.outcome for r in hub.publish([erasure()])] == ["accepted"]
         after_erasure = hub.store.keys.erasure_position()
         assert after_erasure > position
         assert hub.store.keys.destructions_owed() == []
-        assert [r.outcome for r in hub.publish([erasure()])] == ["duplicate"]
-        assert hub.store.keys.ensure([child_scope(CHILD)], create=False) == {}
-        assert hub.store.keys.destructions_owed() == []
+        hub.publish(events("c-other-1"))
+        for reader in (hub, other):
+            assert reader.timeline(org="beppu-center", role="caseworker", child="c-other-1", purpose="support").entries
+            reader.store.erasures.check_now()
+        generations = [reader.store.repository.cache.generation for reader in (hub, other)]
+        for _ in range(2):
+            assert [r.outcome for r in hub.publish([erasure()])] == ["duplicate"]
+        assert hub.store.keys.erasure_position() == after_erasure  # no row: nothing destroyed
+        assert hub.store.keys.destructions_owed() == []  # no note left for the sweep
+        assert hub.store.destroy_keys_owed() == 0
+        other.store.erasures.check_now()
+        assert [reader.store.repository.cache.generation for reader in (hub, other)] == generations
+        assert hub.store.keys.erasure_position() == after_erasure
     finally:
+        other.close()
+        hub.close()
+    assert_erased_for_a_fresh_process(database, clock, position, keys_checked=False)
+
+
+def test_a_stale_note_is_refreshed_by_a_new_save_so_a_sweep_meanwhile_keeps_it(database, clock, monkeypatch):
+    """A note left by an earlier save of the erasure that failed, 20 minutes ago; the erasure saved again, and
+    another process opens (its sweep runs) between the note's write and the erasure's commit; the saving process
+    then dies before destroying the keys. The new save refreshed the note's time, and the sweep drops only the note
+    it judged old, so the note is still owed and the next process finishes the erasure (review s8, LOW 1: the note
+    was dropped and the keys lived on, with nothing left to find them)."""
+    position = a_child_with_a_snapshot(database, clock)
+    hub = Hub(database, clock=clock)
+    stream = ChildRecord.create_id(CHILD).hex
+    keys = hub.store.keys
+    old = (datetime.now(UTC) - timedelta(minutes=20)).isoformat()
+    with keys.datastore.transaction(commit=True) as cursor:  # the note of an attempt that failed, 20 minutes ago
+        cursor.execute(keys._sql(f"INSERT INTO {keys.owed} (stream, owed_at) VALUES (?, ?)"), (stream, old))
+    record = store_module.HubStore._record
+    opened: list[Hub] = []
+
+    def another_process_opens_then_record(self, processing):
+        if not opened:
+            opened.append(Hub(database, clock=clock))  # its sweep runs now: the erasure is not stored yet
+        return record(self, processing)
+
+    try:
+        with monkeypatch.context() as dying:
+            dying.setattr(store_module.HubStore, "_record", another_process_opens_then_record)
+            dying.setattr(hub.store, "shred", lambda child: die_before_destroying(hub.store, child))
+            with pytest.raises(ProcessDied):
+                hub.publish([erasure()])
+        assert opened  # its opening swept the notes while the erasure was being saved
+        assert [s for s, _ in hub.store.keys.destructions_owed()] == [stream]
+    finally:
+        for other in opened:
+            other.close()
         hub.close()
     assert_erased_for_a_fresh_process(database, clock, position)
+
+
+def test_a_running_process_finishes_an_erasure_owed_within_the_sweep_interval(database, clock, monkeypatch):
+    """Process B is running when process A stores an erasure and dies before destroying its keys, and nobody
+    sends the erasure again: B's running sweep (``ERASURE_OWED_SWEEP_SECONDS``, short here) destroys the keys,
+    registers the erasure and removes the note, without B opening the store again (review s8, MEDIUM 1: the keys
+    lived in every running process until some process opened the store). ``close`` stops B's sweep."""
+    position = a_child_with_a_snapshot(database, clock)
+    monkeypatch.setattr(store_module, "ERASURE_OWED_SWEEP_SECONDS", 0.05)
+    b = Hub(database, clock=clock)
+    a = Hub(database, clock=clock)
+    try:
+        assert b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries
+        assert b.store.keys.ensure([child_scope(CHILD)], create=False) != {}  # B holds the child's key
+        with monkeypatch.context() as dying:
+            dying.setattr(a.store, "shred", lambda child: die_before_destroying(a.store, child))
+            with pytest.raises(ProcessDied):
+                a.publish([erasure()])
+        assert a.store.stored_envelope(erasure()["id"]) is not None  # the erasure is stored, its keys live
+        a.close()
+        wait_for_sweeps(b, b.store.owed_sweeps + 2)  # a whole sweep begun after the erasure's commit
+        assert b.store.keys.ensure([child_scope(CHILD)], create=False) == {}
+        assert b.store.keys.destructions_owed() == []
+        assert b.store.erasures.position == b.store.keys.erasure_position() > position
+        assert b.store.destructions_failed == 0
+        view = b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support")
+        assert view.reason == "erased" and not view.entries
+    finally:
+        a.close()
+        b.close()
+    assert not b.store._owed_sweeper.is_alive()
+    assert_erased_for_a_fresh_process(database, clock, position)
+
+
+def wait_for_sweeps(hub: Hub, sweeps: int) -> None:
+    """Wait until ``hub``'s store has made ``sweeps`` sweeps of the destructions owed (at most a minute: a bound
+    against a hang, not a measure)."""
+    deadline = time.monotonic() + 60
+    while hub.store.owed_sweeps < sweeps:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the running sweep made {hub.store.owed_sweeps} sweeps, not {sweeps}, in a minute")
+        time.sleep(0.01)
 
 
 def test_a_destruction_owed_whose_erasure_was_never_stored_is_dropped_once_old_and_destroys_nothing(
