@@ -202,17 +202,17 @@ def test_a_stale_note_is_refreshed_by_a_new_save_so_a_sweep_meanwhile_keeps_it(d
     old = (datetime.now(UTC) - timedelta(minutes=20)).isoformat()
     with keys.datastore.transaction(commit=True) as cursor:  # the note of an attempt that failed, 20 minutes ago
         cursor.execute(keys._sql(f"INSERT INTO {keys.owed} (stream, owed_at) VALUES (?, ?)"), (stream, old))
-    record = store_module.HubStore._record
+    save_sealed = store_module.HubStore.save_sealed
     opened: list[Hub] = []
 
-    def another_process_opens_then_record(self, processing):
+    def another_process_opens_then_record(self, *parts, **kwargs):
         if not opened:
             opened.append(Hub(database, clock=clock))  # its sweep runs now: the erasure is not stored yet
-        return record(self, processing)
+        return save_sealed(self, *parts, **kwargs)
 
     try:
         with monkeypatch.context() as dying:
-            dying.setattr(store_module.HubStore, "_record", another_process_opens_then_record)
+            dying.setattr(store_module.HubStore, "save_sealed", another_process_opens_then_record)
             dying.setattr(hub.store, "shred", lambda child: die_before_destroying(hub.store, child))
             with pytest.raises(ProcessDied):
                 hub.publish([erasure()])
