@@ -32,7 +32,7 @@ import time
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from threading import Condition, Lock
@@ -689,10 +689,11 @@ _STREAM_TURNS = _StreamTurns()
 
 
 class TurnConnections:
-    """A named mechanism, **turns bounded below the pool**: at most ``limit`` turns of one store
-    (``HubStore.append_in_turn`` on PostgreSQL) hold a pooled connection at once, ``limit`` being half the pool's
-    maximum (``pool_max // 2``). A turn takes its slot before it asks the pool for the turn's
-    connection and gives it back once the turn has ended (committed or rolled back, the connection returned).
+    """A named mechanism, **turns bounded below the pool**: the turns of one store (``HubStore.append_in_turn`` on
+    PostgreSQL) holding a pooled connection at once are at most ``limit`` (the pool's maximum less one), and of
+    them a publish's turns at most ``publish_limit`` (half the pool less one, at least 1). A turn takes its slots
+    before it asks the pool for the turn's connection and gives them back once the turn has ended (committed or
+    rolled back, the connection returned).
 
     What it is for: a turn holds one pooled connection for its whole block, and its block may ask the pool for
     one more: a publish's turn loads an index another publisher moved (``Batch.reload_staged``,
@@ -706,33 +707,43 @@ class TurnConnections:
     Why the bound guarantees progress: a turn's block asks for at most one more connection at a time and
     returns it before it asks again (each of the uses above is one statement or one transaction on its own
     connection), and nothing in a turn waits for another turn of the process while holding that second
-    connection. With at most ``limit`` < ``pool_max`` turns holding a connection, at least ``pool_max - limit``
-    connections are never held by a turn's block: each is held by a second-connection step or by a request
-    outside a turn, both of which end without waiting for a turn's block, so one is returned and handed to the
-    next waiter (a request outside a turn that waits in the database for a row a turn's transaction inserted
-    waits at most until the server's idle-in-transaction limit, 5 s, ends that transaction: ``Busy``). Half rather than ``pool_max - 1``, so that reads and other requests of the process keep half the
-    pool while turns queue. The pool needs at least 2 connections (1 turn and its second).
+    connection. With at most ``limit`` < ``pool_max`` turns holding a connection, at least one connection is
+    never held by a turn's block: it is held by a second-connection step or by a request outside a turn, both of
+    which end without waiting for a turn's block, so it is returned and handed to the next waiter (a request
+    outside a turn that waits in the database for a row a turn's transaction inserted waits at most until the
+    server's idle-in-transaction limit, 5 s, ends that transaction: ``Busy``).
+
+    Why a publish's turns have a bound of their own: a publish's turn may wait long for another process's
+    (the same centres' indexes) and its block is the longest; had they the same bound as every turn, ten
+    publishes waiting would make every timeline read of the process wait for a slot to record its access
+    (review of s8-publish, LOW 1a: reads 2.6–4.4 s behind publishes, 0.05 s before the bound). Bounded at half
+    the pool less one, they leave the access records' turns at least half the pool's slots, and reads and other
+    requests outside turns the connections no turn holds.
 
     The wait for a slot is part of the turn's wait (one deadline, TSUNAGU_TURN_LOCK_TIMEOUT): not had by then,
     ``Busy`` (503 with ``Retry-After``) before anything is held in the database, never an unbounded wait. It
     replaces nothing: before, turns took connections from the pool without a bound. Per store, since the pool
-    is the store's (two hubs of one process, as the tests make them, each have their own)."""
+    is the store's (two hubs of one process, as the tests make them, each have their own). The pool needs at
+    least 2 connections (1 turn and its second)."""
 
     def __init__(self, pool_max: int):
         if pool_max < 2:
             raise ValueError(f"a PostgreSQL store needs a pool of at least 2 connections (has {pool_max})")
-        self.limit = pool_max // 2
+        self.limit = pool_max - 1
+        self.publish_limit = max(1, pool_max // 2 - 1)
         self.slots = threading.BoundedSemaphore(self.limit)
+        self.publish_slots = threading.BoundedSemaphore(self.publish_limit)
 
     @contextmanager
-    def held(self, deadline: float) -> Iterator[None]:
-        """One slot for a turn, waited for until ``deadline`` (``time.monotonic``), then ``Busy``."""
-        if not self.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise Busy.contended(RETRY_AFTER_SECONDS)
-        try:
+    def held(self, deadline: float, *, publish: bool = False) -> Iterator[None]:
+        """A slot for a turn (and first a publish's slot, for a publish's turn), waited for until ``deadline``
+        (``time.monotonic``), then ``Busy``."""
+        with ExitStack() as taken:
+            for slots in (self.publish_slots, self.slots) if publish else (self.slots,):
+                if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise Busy.contended(RETRY_AFTER_SECONDS)
+                taken.callback(slots.release)
             yield
-        finally:
-            self.slots.release()
 
 
 @dataclass
@@ -814,7 +825,9 @@ class HubStore(Application[UUID]):
         super().close()
 
     @contextmanager
-    def append_in_turn(self, streams: Iterable[UUID], *, read_heads: bool = True) -> Iterator[InTurn]:
+    def append_in_turn(
+        self, streams: Iterable[UUID], *, read_heads: bool = True, publish: bool = False
+    ) -> Iterator[InTurn]:
         """A named mechanism: append to ``streams`` one writer at a time per stream, across every process on this
         store, reading their heads once the turn is taken. For writers that chain to a stream's last event (the
         access logs, each record carrying its predecessor's hash) and that optimistic concurrency alone would
@@ -830,8 +843,9 @@ class HubStore(Application[UUID]):
         rolls back. The block saves once (its save ends the turn). On SQLite, which one process uses, the
         process's locks alone, and ``save`` is the store's.
         Writers on disjoint streams go on side by side; writers on common streams queue for the time of an
-        append. On PostgreSQL, the turns of the store holding a pooled connection at once are half the pool at
-        most (``TurnConnections``: a block may ask the pool for one more connection). Keep the block short (chain
+        append. On PostgreSQL, the turns of the store holding a pooled connection at once are fewer than the
+        pool's connections, and a publish's (``publish``) half the pool less one (``TurnConnections``: a block may
+        ask the pool for one more connection). Keep the block short (chain
         and save): the heads are current only inside it. The appends keep their optimistic check on each stream's
         version (a writer that does not take its turn is refused, as before); a failed block holds nothing afterwards (cached aggregates of the streams are dropped).
 
@@ -865,7 +879,7 @@ class HubStore(Application[UUID]):
                 return
             try:
                 with (
-                    self.turn_connections.held(deadline),
+                    self.turn_connections.held(deadline, publish=publish),
                     self.recorder.streams_locked(  # type: ignore[union-attr]
                         wanted,
                         wait=max(0.001, deadline - time.monotonic()),  # what is left of the turn's wait

@@ -155,7 +155,7 @@ class Batch:
         if not turn_ids:
             self.store.save_sealed(sealed, envelopes=self.envelopes)
         else:
-            with self.store.append_in_turn(turn_ids, read_heads=False) as turn:
+            with self.store.append_in_turn(turn_ids, read_heads=False, publish=True) as turn:
                 self.record_staged_on_newest(in_turn, turn.versions)
                 self.reapply_on_newest(changed, turn.versions)
                 indexes = [self.aggregates[i] for i in dict.fromkeys(turn_ids)]

@@ -3,7 +3,8 @@
 A turn holds one pooled connection for its block, and a publish's block asks the pool for one more when an index
 moved (``Batch.reload_staged``, ``reapply_on_newest``). With every pooled connection held by such a turn, the
 process stalled for the pool's connect timeout and every request of it failed (review of s8-publish, MEDIUM 1).
-``events.store.TurnConnections`` keeps the turns holding a connection at once to half the pool.
+``events.store.TurnConnections`` keeps the turns holding a connection at once below the pool, and a publish's
+turns to half the pool less one, so that reads' turns do not wait behind them.
 """
 
 from __future__ import annotations
@@ -117,15 +118,15 @@ def test_publishes_on_moved_indexes_in_more_turns_than_the_pool_holds_are_all_ac
 
 @pytest.mark.postgres
 def test_a_turn_waits_for_a_slot_within_its_own_deadline(postgres_url):
-    """With every slot of ``TurnConnections`` taken (half the pool: here by the test itself), a turn waits no longer
-    than its turn's wait (TSUNAGU_TURN_LOCK_TIMEOUT) and is ``Busy``, having held nothing; once a slot is free it
-    is taken."""
+    """With every slot of ``TurnConnections`` taken (the pool less one: here by the test itself), a turn waits no
+    longer than its turn's wait (TSUNAGU_TURN_LOCK_TIMEOUT) and is ``Busy``, having held nothing; once a slot is
+    free it is taken."""
     pref = make_prefecture(municipalities=1, schools_per=1, nurseries_per=1)
     hub = hub_on(postgres_url, pref)
     store = hub.store
     stream = uuid.uuid4()
     try:
-        assert store.turn_connections.limit == store.recorder.datastore.pool.max_size // 2
+        assert store.turn_connections.limit == store.recorder.datastore.pool.max_size - 1
         store.turn_wait = 0.2
         with contextlib.ExitStack() as taken:
             for _ in range(store.turn_connections.limit):
@@ -144,5 +145,27 @@ def test_a_pool_of_one_connection_is_refused():
     """A turn needs its connection and, at times, one more: a pool of one could never give both."""
     with pytest.raises(ValueError, match="at least 2"):
         TurnConnections(1)
-    assert TurnConnections(2).limit == 1
-    assert TurnConnections(20).limit == 10
+    assert (TurnConnections(2).limit, TurnConnections(2).publish_limit) == (1, 1)
+    assert (TurnConnections(20).limit, TurnConnections(20).publish_limit) == (19, 9)
+
+
+@pytest.mark.postgres
+def test_an_access_records_turn_does_not_wait_behind_publishes_turns(postgres_url):
+    """With every publish's slot taken (publishes waiting in their turns for another process's), an access
+    record's turn (a timeline read) still gets its slot at once, and one more publish's turn is ``Busy`` within its
+    wait (review of s8-publish, LOW 1a: one bound for every turn made reads wait 2.6-4.4 s behind ten publishes)."""
+    pref = make_prefecture(municipalities=1, schools_per=1, nurseries_per=1)
+    hub = hub_on(postgres_url, pref)
+    store = hub.store
+    try:
+        store.turn_wait = 0.2
+        with contextlib.ExitStack() as taken:
+            for _ in range(store.turn_connections.publish_limit):
+                taken.enter_context(store.turn_connections.held(time.monotonic() + 1, publish=True))
+            with store.append_in_turn([uuid.uuid4()]) as turn:  # an access record's turn
+                assert turn.versions == {}
+            with pytest.raises(Busy), store.append_in_turn([uuid.uuid4()], read_heads=False, publish=True):
+                pytest.fail("a publish's turn was given past the publishes' bound")
+            assert not store.turns.holders
+    finally:
+        hub.close()
