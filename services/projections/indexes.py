@@ -17,7 +17,7 @@ from services.projections.family_support import SERVICE_DESK, ServiceDesk
 from services.projections.households import HOUSEHOLDS
 from services.projections.identity_links import IDENTITY_LINKS
 from services.projections.inquiries import INQUIRY_INDEX, OrgInquiries
-from services.projections.municipal_counts import MUNICIPAL_COUNTS, MunicipalMonth, MunicipalMonths
+from services.projections.municipal_counts import MUNICIPAL_COUNTS, MunicipalMonth, MunicipalMonths, ReportLines
 from services.projections.published import PUBLISHED_CHILDREN, PublishedChildren
 from services.projections.rosters import SCHOOL_LISTS, CenterLists, MonthlyReports, SchoolCalendar, SchoolRoster
 from services.projections.unit_of_work import Projection
@@ -66,3 +66,10 @@ as stored when it saves, in their turn, when another publisher saved to it meanw
 (``services.publishing.batch.Batch.reapply_on_newest``): each change they take in a publish is about the event's
 own child (a case, a plan, a transfer) or adds to a set (a centre's schools, a municipality's months), and their
 events' bodies set keyed entries or add to sets."""
+
+LINES_RECORDED_IN_TURN: tuple[type, ...] = (ReportLines,)
+"""The staged indexes of lines that a publish reads while it runs (the counts of a line's event depend on the
+line's state) and records on as they are stored when it saves, in their turn, when the lines it changed are
+not among those another publisher changed since it loaded them
+(``services.publishing.batch.Batch.record_lines_on_newest``): a (school, centre)'s report lines, shared by
+publishers of that school's different children; each line is one child's."""

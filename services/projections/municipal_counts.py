@@ -420,6 +420,9 @@ class ReportLines(_CopiedOnWrite, Aggregate):
     It replaces one ``ReportLine`` stream per (school, child, centre), loaded and stored per row of a school's
     monthly file (two stored events opened and one written a row)."""
 
+    LinesCounted: ClassVar[type[Any]]  # made by ``@event`` below; named here for ``lines_changed_by``
+    LinesCorrected: ClassVar[type[Any]]
+
     @staticmethod
     def create_id(school: str, centre: str) -> UUID:
         return stream_id(f"report-lines:{school}\x1f{centre}")
@@ -480,6 +483,27 @@ class ReportLines(_CopiedOnWrite, Aggregate):
         """Record the changes this publish made to the lines (``work_on``), in one event."""
         if self.changes:
             self.count_lines(changes=list(self.changes.values()))
+
+    def lines_changed(self) -> set[str]:
+        """The lines this publish changed (``work_on``; a line moved from its ``ReportLine`` included)."""
+        return set(self.changes)
+
+    @staticmethod
+    def lines_changed_by(stored: Any) -> set[str] | None:
+        """The lines a stored event of this aggregate changed (its creation: none); ``None`` for an event this
+        aggregate does not know, which may have changed any."""
+        if isinstance(stored, ReportLines.LinesCounted):
+            return {change["line"] for change in stored.changes}
+        if isinstance(stored, ReportLines.LinesCorrected):
+            return {entry["line"] for entry in stored.lines}
+        if isinstance(stored, ReportLines.Created):
+            return set()
+        return None
+
+    def take_changes(self, worked: ReportLines) -> None:
+        """Take the changes the publish noted on its copy ``worked`` (``work_on``), to be recorded on this one, the
+        aggregate as stored now (``services.publishing.batch.Batch.record_lines_on_newest``)."""
+        self.changes = dict(worked.changes)
 
 
 @direct_events

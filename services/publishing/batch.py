@@ -17,9 +17,9 @@ from eventsourcing.persistence import IntegrityError
 from events.envelope_ids import StoredEnvelope
 from events.model import Org, Recorded
 from events.store import ChildRecord, HubStore, RegistryAt, WeighedCache
-from events.streams import cache_saved, forget_cached, load_many, stream_versions
+from events.streams import cache_saved, events_after, forget_cached, load_many, stream_versions
 from services.projections.admission_facts import ChildFacts
-from services.projections.indexes import CHANGES_REAPPLIED, RECORDED_IN_TURN
+from services.projections.indexes import CHANGES_REAPPLIED, LINES_RECORDED_IN_TURN, RECORDED_IN_TURN
 from services.publishing.child_streams import ChildStream
 
 EVENT_PLACE = ("originator_id", "originator_version", "timestamp")  # an event's place in its stream, not its fields
@@ -125,8 +125,9 @@ class Batch:
     def save(self) -> None:
         """Store everything of the batch in one transaction, then bring the aggregate cache up to date, unless
         the cache was cleared (an erasure) since the batch was made (``cache_generation``). The shared indexes
-        (``RECORDED_IN_TURN`` staged, ``CHANGES_REAPPLIED`` changed) are saved in their turn on their newest state
-        (``record_staged_on_newest``, ``reapply_on_newest``), everything else sealed before it.
+        (``RECORDED_IN_TURN`` and ``LINES_RECORDED_IN_TURN`` staged, ``CHANGES_REAPPLIED`` changed) are saved in
+        their turn on their newest state (``record_staged_on_newest``, ``record_lines_on_newest``,
+        ``reapply_on_newest``), everything else sealed before it.
 
         A named mechanism, **sealed before the turn**: everything
         the batch saves but its shared indexes (its children's streams, their records and facts, plans, cases,
@@ -144,7 +145,11 @@ class Batch:
         envelope id still fails the whole insert (``IntegrityError``: the batch is tried again). The order of the
         events in the insert: the batch's other aggregates', then the indexes' (an order across streams in one
         transaction that no reader relies on: each stream is read by its versions)."""
-        in_turn = {(cls, key): e for (cls, key), e in self.staged.items() if cls in RECORDED_IN_TURN}
+        in_turn = {
+            (cls, key): e
+            for (cls, key), e in self.staged.items()
+            if cls in RECORDED_IN_TURN or cls in LINES_RECORDED_IN_TURN
+        }
         for (cls, key), staged in self.staged.items():
             if (cls, key) not in in_turn:
                 self.get(cls, *key).record_staged(staged)
@@ -218,8 +223,55 @@ class Batch:
             if loaded_at != stored:
                 if len(index.pending_events) > (1 if loaded_at == 0 else 0):  # changed otherwise than staged
                     raise IntegrityError(f"index {aggregate_id} moved and was changed in the batch")
-                index = self.reload_staged(cls, key, aggregate_id, stored)
+                if cls in LINES_RECORDED_IN_TURN:
+                    index = self.record_lines_on_newest(cls, key, index, loaded_at, stored)
+                else:
+                    index = self.reload_staged(cls, key, aggregate_id, stored)
             index.record_staged(events)
+
+    def record_lines_on_newest(
+        self, cls: type[Any], key: tuple[Any, ...], worked: Any, loaded_at: int, stored: int
+    ) -> Any:
+        """A named mechanism, **lines recorded in their turn when they moved apart**: for an index of lines of
+        ``services.projections.indexes.LINES_RECORDED_IN_TURN`` (a (school, centre)'s ``ReportLines``) that
+        another publisher saved to since this batch loaded it (at ``loaded_at``; ``stored`` as the turn read it),
+        read the lines that publisher changed (its stored events after ``loaded_at``, ``lines_changed_by``); when
+        none is among the lines this batch changed (``worked.lines_changed``, a line moved from its
+        ``ReportLine`` included), load the index as stored now (``reload_staged``) and give it this batch's
+        changes (``take_changes``), which ``Batch.record_staged_on_newest`` then records on it; else fail the
+        save (``IntegrityError``: the whole batch is tried again, on the lines as stored).
+
+        What it replaces: the index was saved with the batch's other aggregates on its optimistic check, and a
+        publisher of the same school's other children that saved to it meanwhile made the whole batch (up to
+        5,000 events) be admitted and projected again. Unlike the indexes of ``RECORDED_IN_TURN``, the lines are
+        read by the publish (a report's counts depend on its line's state: a second report of a month counts
+        nothing; a listing takes back what the line's old periods counted), so recording on the newest state is
+        right only for lines whose state this publish worked from is still the stored one. Why it is right: a
+        ``LinesCounted`` holds, per line, what the publish changed (months newly received, the municipality, the
+        periods when they changed, a moved line whole), and its replay sets each of those lines from its own
+        entry and the line's stored state alone, touching no other line; every count this publish staged came
+        from the state of lines it changed or read. A line it changed and the other did not is stored as this
+        publish found it, so its changes recorded on the newest index and its counts give what one publisher
+        after the other gives. A line both changed is found here. A line this publish only read (a repeated
+        report) is one child's line, read by an event of that child: another publisher of that child conflicts on
+        the child's stream, whose check is kept. An event this mechanism does not know fails the save as well.
+        Read in the turn, after the other's save committed (it saved in its turn), on one pooled connection at a
+        time (the read, then the reload), as ``reload_staged`` alone."""
+        aggregate_id = worked.id
+        records = events_after(self.store, {aggregate_id: loaded_at}).get(aggregate_id, [])
+        changed_since: set[str] = set()
+        for stored_event in self.store.mapper.to_domain_events(records):
+            lines = cls.lines_changed_by(stored_event)
+            if lines is None:
+                raise IntegrityError(f"index {aggregate_id} moved by an event that may have changed any line")
+            changed_since |= lines
+        if len(records) != stored - loaded_at:
+            raise IntegrityError(f"index {aggregate_id} read at another version than its turn read ({stored})")
+        if changed_since & worked.lines_changed():
+            raise IntegrityError(f"index {aggregate_id}: a line this batch changed was changed meanwhile")
+        fresh = self.reload_staged(cls, key, aggregate_id, stored)
+        fresh.take_changes(worked)
+        return fresh
 
     def reload_staged(self, cls: type[Any], key: tuple[Any, ...], aggregate_id: UUID, version: int) -> Any:
         """The index ``aggregate_id`` of ``cls`` as stored now, at ``version`` (0: none stored, a new one)."""

@@ -16,19 +16,21 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import services.publishing.batch as batch_module
 import services.publishing.ingest as ingest_module
 from bench.core import NOW, SETTINGS
 from bench.prefecture import Prefecture, event_stream, make_prefecture
+from events.model import Recorded
 from events.store import HubStore, _StreamTurns
+from services.aggregates.figures import kept_line
 from services.hub import Hub
-from services.projections.indexes import CHANGES_REAPPLIED, RECORDED_IN_TURN
-from services.projections.municipal_counts import kept_months
+from services.projections.indexes import CHANGES_REAPPLIED, LINES_RECORDED_IN_TURN, RECORDED_IN_TURN
+from services.projections.municipal_counts import NO_LINE, ReportLines, kept_months
 
-IN_TURN_NAMES = {cls.__name__ for cls in (*RECORDED_IN_TURN, *CHANGES_REAPPLIED)}
+IN_TURN_NAMES = {cls.__name__ for cls in (*RECORDED_IN_TURN, *LINES_RECORDED_IN_TURN, *CHANGES_REAPPLIED)}
 
 
 def prefecture() -> Prefecture:
@@ -198,6 +200,21 @@ def with_erasure(events: list[dict[str, Any]], which: int, tag: str) -> list[dic
     ]  # fmt: skip
 
 
+def with_reports_to_centres(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` with each child's monthly reports sent to the centre that put the child on the school's target
+    list (``to``): each report then changes the child's line in its (school, centre)'s ``ReportLines``."""
+    centre = {e["child"]: e["source"] for e in events if e["kind"] == "target_list.assigned"}
+    return [
+        {**e, "to": centre[e["child"]]} if e["kind"] == "attendance.monthly" and e["child"] in centre else e
+        for e in events
+    ]
+
+
+def report_places(events: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The (school, centre)s that ``events``' monthly reports are sent to: their ``ReportLines``."""
+    return {(e["source"], e["to"]) for e in events if e["kind"] == "attendance.monthly" and e.get("to")}
+
+
 def first_and_rest(sizes: tuple[int, list[int]]) -> list[int]:
     """Batch sizes: the first, then the rest (cycled by ``split``)."""
     return [sizes[0], *sizes[1]]
@@ -221,8 +238,11 @@ def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_fa
     pref = prefecture()
     directory = tmp_path_factory.mktemp("publishers")
     transfer_a, transfer_b, erase_b = moved
-    first = with_transfer(pref, envelopes(pref, "a", 3, seed), transfer_a, "a")
-    second = with_erasure(with_transfer(pref, envelopes(pref, "b", 3, seed + 1), transfer_b, "b"), erase_b, "b")
+    first = with_transfer(pref, with_reports_to_centres(envelopes(pref, "a", 3, seed)), transfer_a, "a")
+    second = with_erasure(
+        with_transfer(pref, with_reports_to_centres(envelopes(pref, "b", 3, seed + 1)), transfer_b, "b"), erase_b, "b"
+    )
+    assume(report_places(first) & report_places(second))  # both report to a (school, centre) of the other's
     alone = hub_on(f"sqlite:///{directory / 'one.db'}", pref)
     try:
         publish_all(alone, split(first, sizes_a) + split(second, sizes_b))
@@ -299,7 +319,8 @@ def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_giv
 def test_a_publish_seals_only_its_shared_indexes_in_their_turn(database, tmp_path, request, monkeypatch):
     """Everything a publish stores but its shared indexes (its children's streams, records, facts, …) is sealed
     before it takes the indexes' turn (``Batch.save``, "sealed before the turn"); in the turn only aggregates of
-    ``RECORDED_IN_TURN`` and ``CHANGES_REAPPLIED`` are sealed, and the batch is stored whole."""
+    ``RECORDED_IN_TURN``, ``LINES_RECORDED_IN_TURN`` and ``CHANGES_REAPPLIED`` are sealed, and the batch is stored
+    whole."""
     pref = prefecture()
     url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
     hub = hub_on(url, pref)
@@ -331,7 +352,7 @@ def test_a_publish_seals_only_its_shared_indexes_in_their_turn(database, tmp_pat
     finally:
         hub.close()
     in_turn = {cls for turn, classes, _ in sealed if turn for cls in classes}
-    assert in_turn and in_turn <= {*RECORDED_IN_TURN, *CHANGES_REAPPLIED}
+    assert in_turn and in_turn <= {*RECORDED_IN_TURN, *LINES_RECORDED_IN_TURN, *CHANGES_REAPPLIED}
     sealed_before = sum(n for turn, _, n in sealed if not turn)
     assert sealed_before >= len(batch)  # every published event is on a child's stream, sealed before the turn
     assert stored == sum(n for _, _, n in sealed)  # all of it stored, in the one transaction
@@ -339,8 +360,14 @@ def test_a_publish_seals_only_its_shared_indexes_in_their_turn(database, tmp_pat
 
 def moved_indexes(counts: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
     """Count in ``counts`` the shared indexes that a save found moved by another publisher: staged ones loaded
-    again (``reload_staged``) and changed ones whose changes were re-applied (``reapply_on_newest``)."""
+    again (``reload_staged``; ``lines``: lines found apart, ``record_lines_on_newest``) and changed ones whose changes were re-applied (``reapply_on_newest``)."""
     reload_staged, reapply = batch_module.Batch.reload_staged, batch_module.Batch.reapply_on_newest
+    record_lines = batch_module.Batch.record_lines_on_newest
+
+    def counted_lines(self: Any, *args: Any, **kwargs: Any) -> Any:
+        fresh = record_lines(self, *args, **kwargs)
+        counts["lines"] = counts.get("lines", 0) + 1
+        return fresh
 
     def counted_reload(self: Any, *args: Any, **kwargs: Any) -> Any:
         counts["reloaded"] = counts.get("reloaded", 0) + 1
@@ -354,6 +381,173 @@ def moved_indexes(counts: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(batch_module.Batch, "reload_staged", counted_reload)
     monkeypatch.setattr(batch_module.Batch, "reapply_on_newest", counted_reapply)
+    monkeypatch.setattr(batch_module.Batch, "record_lines_on_newest", counted_lines)
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_publish_whose_line_another_publisher_changed_is_tried_again_and_counts_as_one_publisher(
+    database, tmp_path, request, monkeypatch
+):
+    """A and B each publish a monthly report of the same child, for different months (the same line of the same
+    (school, centre)'s ``ReportLines``); B saves between A's load and save. A's save finds its line changed
+    (``record_lines_on_newest`` refuses it: the counts A staged came from the line as it was before B's report),
+    A is tried again, and the lines and counts are what one publisher gives, B's report first."""
+    pref = prefecture()
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
+    events = with_reports_to_centres(envelopes(pref, "a", 3, 1))
+    reports = [e for e in events if e["kind"] == "attendance.monthly" and e.get("to")]
+    child = reports[0]["child"]
+    first_report = reports[0]
+    base = [e for e in events if e is not first_report]
+    later = {**first_report, "id": f"{first_report['id']}-next", "at": first_report["at"].replace("T09", "T10")}
+    later["payload"] = {**first_report["payload"], "month": _next_month_of(str(first_report["payload"]["month"]))}
+    mine, theirs = [first_report], [later]
+    hub_a, hub_b = hub_on(url, pref), hub_on(url, pref, own_turns=True)
+    attempts: dict[str, int] = {}
+    refused: list[str] = []
+    loaded, overtaken = threading.Event(), threading.Event()
+    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
+    original_lines = batch_module.Batch.record_lines_on_newest
+
+    def save_after_b(self: Any) -> None:
+        if threading.current_thread().name == "A" and not loaded.is_set():
+            loaded.set()
+            assert overtaken.wait(60), "B did not publish"
+        original_save(self)
+
+    def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = threading.current_thread().name
+        attempts[name] = attempts.get(name, 0) + 1
+        return original_once(self, *args, **kwargs)
+
+    def watched_lines(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_lines(self, *args, **kwargs)
+        except batch_module.IntegrityError as error:
+            refused.append(str(error))
+            raise
+
+    failures: list[BaseException] = []
+
+    def publish_a() -> None:
+        try:
+            publish_all(hub_a, [mine])
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    try:
+        publish_all(hub_a, [base])
+        monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
+        monkeypatch.setattr(batch_module.Batch, "record_lines_on_newest", watched_lines)
+        monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
+        a.start()
+        assert loaded.wait(60), "A did not reach its save"
+        publish_all(hub_b, [theirs])
+        overtaken.set()
+        a.join()
+        assert not failures, failures
+        assert attempts["A"] == 2
+        assert refused and all("a line this batch changed was changed meanwhile" in r for r in refused), refused
+        together = shared_indexes(hub_a, pref)
+    finally:
+        overtaken.set()
+        if a.ident is not None:
+            a.join()
+        hub_a.close()
+        hub_b.close()
+    monkeypatch.setattr(batch_module.Batch, "save", original_save)
+    monkeypatch.setattr(batch_module.Batch, "record_lines_on_newest", original_lines)
+    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
+    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
+    try:
+        publish_all(alone, [base, theirs, mine])
+        expected = shared_indexes(alone, pref)
+        line = kept_line(alone.store, (str(first_report["source"]), child, str(first_report["to"])))
+        assert line is not None and {first_report["payload"]["month"], later["payload"]["month"]} <= set(
+            line["received"]
+        )
+        assert expected == together
+    finally:
+        alone.close()
+
+
+LINE_KEYS = [
+    "line-1",
+    "line-2",
+    "line-3",
+    "line-4",
+]  # report_line_key's digests stand in: the mechanism reads keys only
+MONTHS = ["2025-04", "2025-05", "2025-06"]
+
+
+def work_on_lines(batch: batch_module.Batch, place: tuple[str, str], received: dict[str, str]) -> None:
+    """Change ``batch``'s copy of ``place``'s ``ReportLines`` as a publish's monthly reports do (``work_on``): each line
+    of ``received`` receives its month; staged for the save as ``keep_municipal_counts`` stages it."""
+    lines = batch.get(ReportLines, *place)
+    for key, month in received.items():
+        lines.work_on(key, lines.lines.get(key, NO_LINE), "m", received={month: f"{month}-28"})
+    report = Recorded(1, "r", "attendance.monthly", "c", place[0], "cwa-25-3", NOW, {}, frozenset(), to=place[1])
+    batch.stage(ReportLines, place, report)
+
+
+def lines_one_after_the_other(*publishes: dict[str, str]) -> dict[str, Any]:
+    """The lines ``publishes`` give saved one after the other (each line receiving its month)."""
+    out: dict[str, Any] = {}
+    for received in publishes:
+        for key, month in received.items():
+            old = out.get(key, NO_LINE)
+            out[key] = {
+                "municipality": "m",
+                "periods": old["periods"],
+                "received": {**old["received"], month: f"{month}-28"},
+            }
+    return out
+
+
+@pytest.mark.store
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    before=st.dictionaries(st.sampled_from(LINE_KEYS), st.sampled_from(MONTHS), max_size=3),
+    mine=st.dictionaries(st.sampled_from(LINE_KEYS), st.sampled_from(MONTHS), min_size=1, max_size=3),
+    theirs=st.dictionaries(st.sampled_from(LINE_KEYS), st.sampled_from(MONTHS), min_size=1, max_size=3),
+)
+def test_report_lines_are_recorded_on_the_newest_state_only_when_the_lines_moved_apart(
+    tmp_path_factory, before, mine, theirs
+):
+    """``Batch.record_lines_on_newest`` against what it replaces (the whole publish tried again on the lines as
+    stored): publish A works on its lines, B saves its own to the same ``ReportLines``, then A saves. Lines apart:
+    A is saved, and the lines are what B then A one after the other give. A line both changed: A's save fails
+    (``IntegrityError``: its counts came from the line before B's change) and the lines are B's alone. No child's
+    stream is involved, so nothing but this check refuses A."""
+    pref = prefecture()
+    hub = hub_on(f"sqlite:///{tmp_path_factory.mktemp('lines') / 'a.db'}", pref)
+    place = ("school-x", "center-x")
+    try:
+        store = hub.store
+        first = batch_module.Batch(store, store.registry())
+        work_on_lines(first, place, before)
+        first.save()
+        a, b = batch_module.Batch(store, store.registry()), batch_module.Batch(store, store.registry())
+        work_on_lines(a, place, mine)
+        work_on_lines(b, place, theirs)
+        b.save()
+        if set(mine) & set(theirs):
+            with pytest.raises(batch_module.IntegrityError, match="a line this batch changed was changed meanwhile"):
+                a.save()
+            expected = lines_one_after_the_other(before, theirs)
+        else:
+            a.save()
+            expected = lines_one_after_the_other(before, theirs, mine)
+        assert store.peek(ReportLines.create_id(*place)).lines == expected
+    finally:
+        hub.close()
+
+
+def _next_month_of(month: str) -> str:
+    year, m = int(month[:4]), int(month[5:7])
+    return f"{year + (m == 12):04d}-{m % 12 + 1:02d}"
 
 
 @pytest.mark.postgres
