@@ -490,12 +490,15 @@ class ReportLines(_CopiedOnWrite, Aggregate):
 
     @staticmethod
     def lines_changed_by(stored: Any) -> set[str] | None:
-        """The lines a stored event of this aggregate changed (its creation: none); ``None`` for an event this
-        aggregate does not know, which may have changed any."""
+        """The lines a stored event of this aggregate changed (its creation: none); ``None`` for an event after
+        which a publish must not be recorded on the newest state (``Batch.record_lines_on_newest`` refuses it and the
+        publish is tried again): one this aggregate does not know, which may have changed any line, and a
+        correction (``LinesCorrected``, ``figures.correct``), which may have changed a line the publish only read:
+        a line read by a publish is one child's, and another publisher of that child conflicts on the child's
+        stream, but a correction touches no child's stream (review of s8-lines, LOW 2). Corrections are rare (a
+        format upgrade): the retry costs nothing that matters."""
         if isinstance(stored, ReportLines.LinesCounted):
             return {change["line"] for change in stored.changes}
-        if isinstance(stored, ReportLines.LinesCorrected):
-            return {entry["line"] for entry in stored.lines}
         if isinstance(stored, ReportLines.Created):
             return set()
         return None

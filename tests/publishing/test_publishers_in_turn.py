@@ -9,6 +9,7 @@ publisher overtook on those indexes is not tried again, and what the indexes hol
 from __future__ import annotations
 
 import itertools
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,18 +110,12 @@ def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]], 
     assert not failures, failures
 
 
-@pytest.mark.store
-@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_a_publish_overtaken_on_the_shared_indexes_is_saved_on_its_first_attempt(
-    database, tmp_path, request, monkeypatch
-):
-    """Publisher A loads its batch, then B publishes other children of the same centres and schools and commits;
-    then A saves. A is saved on its first attempt (before: its insert failed on the indexes' versions and the whole
-    batch was admitted and projected again), and the indexes hold both batches, as one publisher gives."""
-    pref = prefecture()
-    url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
-    first, second = envelopes(pref, "a", 4, 1), envelopes(pref, "b", 4, 2)
-    hub_a, hub_b = hub_on(url, pref), hub_on(url, pref, own_turns=True)
+def a_saves_after_b(
+    hub_a: Hub, hub_b: Hub, mine: list[dict[str, Any]], theirs: list[dict[str, Any]], monkeypatch: Any
+) -> dict[str, int]:
+    """Publisher A (a thread named "A" on ``hub_a``) loads its batch ``mine`` and, before its first save, waits
+    until B (this thread, on ``hub_b``) has published ``theirs`` and committed; then A saves. How many attempts
+    each made (``Ingest._publish_once``: 1 is a save on the first attempt). The patches are undone on return."""
     attempts: dict[str, int] = {}
     loaded, overtaken = threading.Event(), threading.Event()
     original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
@@ -136,33 +131,49 @@ def test_a_publish_overtaken_on_the_shared_indexes_is_saved_on_its_first_attempt
         attempts[name] = attempts.get(name, 0) + 1
         return original_once(self, *args, **kwargs)
 
-    monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
-    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
     failures: list[BaseException] = []
 
     def publish_a() -> None:
         try:
-            publish_all(hub_a, [first])
+            publish_all(hub_a, [mine])
         except BaseException as error:  # noqa: BLE001 (reported below)
             failures.append(error)
 
     a = threading.Thread(target=publish_a, name="A")
+    with monkeypatch.context() as patched:
+        patched.setattr(batch_module.Batch, "save", save_after_b)
+        patched.setattr(ingest_module.Ingest, "_publish_once", counted_once)
+        try:
+            a.start()
+            assert loaded.wait(60), "A did not reach its save"
+            publish_all(hub_b, [theirs])
+        finally:
+            overtaken.set()
+            if a.ident is not None:
+                a.join()
+    assert not failures, failures
+    return attempts
+
+
+@pytest.mark.store
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_publish_overtaken_on_the_shared_indexes_is_saved_on_its_first_attempt(
+    database, tmp_path, request, monkeypatch
+):
+    """Publisher A loads its batch, then B publishes other children of the same centres and schools and commits;
+    then A saves. A is saved on its first attempt (before: its insert failed on the indexes' versions and the whole
+    batch was admitted and projected again), and the indexes hold both batches, as one publisher gives."""
+    pref = prefecture()
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else f"sqlite:///{tmp_path / 'a.db'}"
+    first, second = envelopes(pref, "a", 4, 1), envelopes(pref, "b", 4, 2)
+    hub_a, hub_b = hub_on(url, pref), hub_on(url, pref, own_turns=True)
     try:
-        a.start()
-        assert loaded.wait(60), "A did not reach its save"
-        publish_all(hub_b, [second])
-        overtaken.set()
-        a.join()
-        assert not failures, failures
+        attempts = a_saves_after_b(hub_a, hub_b, first, second, monkeypatch)
         assert attempts["A"] == 1
         together = shared_indexes(hub_a, pref)
     finally:
-        overtaken.set()
-        a.join()
         hub_a.close()
         hub_b.close()
-    monkeypatch.setattr(batch_module.Batch, "save", original_save)
-    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
     alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
     try:
         publish_all(alone, [first, second])
@@ -404,22 +415,8 @@ def test_a_publish_whose_line_another_publisher_changed_is_tried_again_and_count
     later["payload"] = {**first_report["payload"], "month": _next_month_of(str(first_report["payload"]["month"]))}
     mine, theirs = [first_report], [later]
     hub_a, hub_b = hub_on(url, pref), hub_on(url, pref, own_turns=True)
-    attempts: dict[str, int] = {}
     refused: list[str] = []
-    loaded, overtaken = threading.Event(), threading.Event()
-    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
     original_lines = batch_module.Batch.record_lines_on_newest
-
-    def save_after_b(self: Any) -> None:
-        if threading.current_thread().name == "A" and not loaded.is_set():
-            loaded.set()
-            assert overtaken.wait(60), "B did not publish"
-        original_save(self)
-
-    def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
-        name = threading.current_thread().name
-        attempts[name] = attempts.get(name, 0) + 1
-        return original_once(self, *args, **kwargs)
 
     def watched_lines(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -428,38 +425,17 @@ def test_a_publish_whose_line_another_publisher_changed_is_tried_again_and_count
             refused.append(str(error))
             raise
 
-    failures: list[BaseException] = []
-
-    def publish_a() -> None:
-        try:
-            publish_all(hub_a, [mine])
-        except BaseException as error:  # noqa: BLE001 (reported below)
-            failures.append(error)
-
-    a = threading.Thread(target=publish_a, name="A")
     try:
         publish_all(hub_a, [base])
-        monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
-        monkeypatch.setattr(batch_module.Batch, "record_lines_on_newest", watched_lines)
-        monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
-        a.start()
-        assert loaded.wait(60), "A did not reach its save"
-        publish_all(hub_b, [theirs])
-        overtaken.set()
-        a.join()
-        assert not failures, failures
+        with monkeypatch.context() as watched:
+            watched.setattr(batch_module.Batch, "record_lines_on_newest", watched_lines)
+            attempts = a_saves_after_b(hub_a, hub_b, mine, theirs, monkeypatch)
         assert attempts["A"] == 2
         assert refused and all("a line this batch changed was changed meanwhile" in r for r in refused), refused
         together = shared_indexes(hub_a, pref)
     finally:
-        overtaken.set()
-        if a.ident is not None:
-            a.join()
         hub_a.close()
         hub_b.close()
-    monkeypatch.setattr(batch_module.Batch, "save", original_save)
-    monkeypatch.setattr(batch_module.Batch, "record_lines_on_newest", original_lines)
-    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
     alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
     try:
         publish_all(alone, [base, theirs, mine])
@@ -545,6 +521,32 @@ def test_report_lines_are_recorded_on_the_newest_state_only_when_the_lines_moved
         hub.close()
 
 
+@pytest.mark.store
+def test_a_publish_whose_lines_a_correction_moved_is_tried_again():
+    """A correction of the lines (``LinesCorrected``, ``figures.correct``) saved between a publish's load and save
+    refuses the save even when the corrected line is not one the publish changed: the publish may have read it
+    (a repeated report counts nothing), and a correction touches no child's stream that would refuse it otherwise
+    (review of s8-lines, LOW 2)."""
+    pref = prefecture()
+    with tempfile.TemporaryDirectory() as directory:
+        hub = hub_on(f"sqlite:///{directory}/a.db", pref)
+        place = ("school-x", "center-x")
+        try:
+            store = hub.store
+            first = batch_module.Batch(store, store.registry())
+            work_on_lines(first, place, {LINE_KEYS[0]: MONTHS[0], LINE_KEYS[1]: MONTHS[0]})
+            first.save()
+            a = batch_module.Batch(store, store.registry())
+            work_on_lines(a, place, {LINE_KEYS[0]: MONTHS[1]})
+            lines = store.get_or_none(ReportLines.create_id(*place))
+            lines.correct_lines([{"line": LINE_KEYS[1], **NO_LINE, "municipality": "m"}])
+            store.save(lines)
+            with pytest.raises(batch_module.IntegrityError, match="may have changed any line"):
+                a.save()
+        finally:
+            hub.close()
+
+
 def _next_month_of(month: str) -> str:
     year, m = int(month[:4]), int(month[5:7])
     return f"{year + (m == 12):04d}-{m % 12 + 1:02d}"
@@ -582,50 +584,15 @@ def test_a_transfer_and_its_acknowledgement_are_reapplied_on_case_indexes_anothe
     ]  # fmt: skip
     hub_a, hub_b = hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)
     counts: dict[str, int] = {}
-    attempts: dict[str, int] = {}
-    loaded, overtaken = threading.Event(), threading.Event()
-    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
-
-    def save_after_b(self: Any) -> None:
-        if threading.current_thread().name == "A" and not loaded.is_set():
-            loaded.set()
-            assert overtaken.wait(60), "B did not publish"
-        original_save(self)
-
-    def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
-        name = threading.current_thread().name
-        attempts[name] = attempts.get(name, 0) + 1
-        return original_once(self, *args, **kwargs)
-
-    monkeypatch.setattr(batch_module.Batch, "save", save_after_b)
-    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", counted_once)
     moved_indexes(counts, monkeypatch)
-    failures: list[BaseException] = []
-
-    def publish_a() -> None:
-        try:
-            publish_all(hub_a, [a_batch])
-        except BaseException as error:  # noqa: BLE001 (reported below)
-            failures.append(error)
-
-    a = threading.Thread(target=publish_a, name="A")
     try:
-        a.start()
-        assert loaded.wait(60), "A did not reach its save"
-        publish_all(hub_b, [b_batch])
-        overtaken.set()
-        a.join()
-        assert not failures, failures
+        attempts = a_saves_after_b(hub_a, hub_b, a_batch, b_batch, monkeypatch)
         assert attempts["A"] == 1
         assert counts.get("reapplied", 0) >= 2  # S's and T's case indexes at least
         together = shared_indexes(hub_a, pref)
     finally:
-        overtaken.set()
-        a.join()
         hub_a.close()
         hub_b.close()
-    monkeypatch.setattr(batch_module.Batch, "save", original_save)
-    monkeypatch.setattr(ingest_module.Ingest, "_publish_once", original_once)
     alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
     try:
         publish_all(alone, [b_batch, a_batch])
