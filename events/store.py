@@ -749,10 +749,12 @@ class TurnConnections:
 @dataclass
 class Sealed:
     """Events sealed and encoded for storing (``HubStore.seal``), not stored yet: the events with their aggregates
-    (the library's ``ProcessingEvent``) and each event as stored (``stored``, in the same order)."""
+    (the library's ``ProcessingEvent``), each event as stored (``stored``, in the same order), and the children
+    whose ``child.erased`` is among them (``erased``: their keys are destroyed once it is stored)."""
 
     processing: ProcessingEvent[UUID]
     stored: list[StoredEvent]
+    erased: list[str]
 
 
 @dataclass
@@ -974,7 +976,7 @@ class HubStore(Application[UUID]):
         ]
         # the note of the destruction owed, committed before the erasure can be (``destroy_keys_owed``)
         self.keys.owe_destruction([ChildRecord.create_id(child).hex for child in erased])
-        return Sealed(processing, [self.mapper.to_stored_event(e) for e in pending])
+        return Sealed(processing, [self.mapper.to_stored_event(e) for e in pending], erased)
 
     def save_sealed(self, *parts: Sealed, **kwargs: Any) -> list[Recording[UUID]]:
         """The second half of ``save``: store the sealed ``parts`` (``seal``), in their order, in one transaction
@@ -988,11 +990,7 @@ class HubStore(Application[UUID]):
             processing.aggregates.update(part.processing.aggregates)
             stored += part.stored
         pending = processing.events
-        erased = [
-            e.envelope["child"]
-            for e in pending
-            if isinstance(e, ChildRecord.Published) and e.envelope.get("kind") == "child.erased"
-        ]
+        erased = [child for part in parts for child in part.erased]
         notification_ids = self.recorder.insert_events(stored, tracking=processing.tracking, **kwargs)
         recordings: list[Recording[UUID]] = []
         if notification_ids:
