@@ -13,41 +13,99 @@ batch looks up a child first named late (a lazy ``Batch.get``, as a 紐付け or
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 import services.publishing.batch as batch_module
-from bench.core import NOW, SETTINGS
-from bench.prefecture import Prefecture, event_stream, make_prefecture
-from events.store import _StreamTurns
+from bench.prefecture import Prefecture, make_prefecture
 from services.hub import Hub
 from services.projections.cases import CenterCases
+from tests.publishing.test_publishers_in_turn import envelopes, hub_on, publish_all
 
 
 def prefecture() -> Prefecture:
     return make_prefecture(municipalities=1, schools_per=2, nurseries_per=1)
 
 
-def envelopes(pref: Prefecture, prefix: str, children: int, seed: int) -> list[dict[str, Any]]:
-    """About 60 events per child of ``children`` children named ``prefix…`` (the bench's stream)."""
-    return list(event_stream(pref, children, 60, prefix=prefix, seed=seed))
+@dataclass
+class ErasureAtACentre:
+    """Children published at a centre (``first``), one of them to be erased (``erased_child``, at ``centre``), and
+    publisher A's batch of a new case at the same centre (``batch_a``, child ``z``: A loads the centre's
+    ``CenterCases``, which holds the erased child's case)."""
+
+    first: list[dict[str, Any]]
+    erased_child: str
+    centre: str
+    z: str
+    batch_a: list[dict[str, Any]]
+
+    def erasure(self) -> dict[str, Any]:
+        """The erased child's ``child.erased``, by its centre."""
+        return {
+            "id": "erase-1", "kind": "child.erased", "child": self.erased_child, "source": self.centre,
+            "basis": "internal", "at": "2026-06-30T09:00:00+09:00", "payload": {"reason": "保存期間の満了"},
+        }  # fmt: skip
 
 
-def hub_on(database: str, pref: Prefecture, *, own_turns: bool = False) -> Hub:
-    """A hub with the prefecture's organisations; ``own_turns``: as another process's (its own stream turns)."""
-    hub = Hub(database, settings=SETTINGS, clock=lambda: NOW)
-    if own_turns:
-        hub.store.turns = _StreamTurns()
-    if not hub.store.registry().orgs:
-        hub.load_orgs(pref.orgs)
-    return hub
+def an_erasure_at_a_centre(pref: Prefecture) -> ErasureAtACentre:
+    first = envelopes(pref, "a", 2, 5)
+    erased_child = first[0]["child"]
+    centre = next(e["source"] for e in first if e["child"] == erased_child and e["kind"] == "case.registered")
+    others = envelopes(pref, "z", 40, 9)
+    z = next(e["child"] for e in others if e["kind"] == "case.registered" and e["source"] == centre)
+    return ErasureAtACentre(first, erased_child, centre, z, [e for e in others if e["child"] == z])
 
 
-def publish_all(hub: Hub, batches: list[list[dict[str, Any]]]) -> None:
-    for batch in batches:
-        results = hub.publish(batch)
-        assert all(r.outcome == "accepted" for r in results), [r for r in results if r.outcome != "accepted"][:1]
+@contextmanager
+def a_held_before_its_save(
+    hub_a: Hub,
+    batch: list[dict[str, Any]],
+    monkeypatch: Any,
+    *,
+    when_held: Callable[[batch_module.Batch], None] = lambda batch: None,
+    when_let_go: Callable[[batch_module.Batch], None] = lambda batch: None,
+) -> Iterator[list[int]]:
+    """Publisher A (a thread named "A" on ``hub_a``) publishes ``batch`` and, before its first save, waits until
+    the block ends: ``when_held`` runs on A's batch as it stops, ``when_let_go`` as it goes on. Yields A's saves
+    (one item a save attempt), complete once the block has ended; A's failures are raised then."""
+    loaded, go = threading.Event(), threading.Event()
+    original_save = batch_module.Batch.save
+    saves: list[int] = []
+
+    def save_later(self: Any) -> None:
+        if threading.current_thread().name == "A":
+            if not loaded.is_set():
+                when_held(self)
+                loaded.set()
+                go.wait(60)
+                when_let_go(self)
+            saves.append(1)
+        original_save(self)
+
+    failures: list[BaseException] = []
+
+    def publish_a() -> None:
+        try:
+            publish_all(hub_a, [batch])
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    with monkeypatch.context() as patched:
+        patched.setattr(batch_module.Batch, "save", save_later)
+        try:
+            a.start()
+            assert loaded.wait(60), "A did not reach its save"
+            yield saves
+        finally:
+            go.set()
+            if a.ident is not None:
+                a.join(120)
+    assert not failures, failures
 
 
 def cached_holding(hub: Hub, child: str) -> list[str]:
@@ -60,57 +118,32 @@ def cached_holding(hub: Hub, child: str) -> list[str]:
 @pytest.mark.postgres
 def test_an_erasure_during_a_publish_leaves_nothing_of_the_child_in_the_publishers_cache(postgres_url, monkeypatch):
     pref = prefecture()
-    first = envelopes(pref, "a", 2, 5)
-    erased_child = first[0]["child"]
-    centre = next(e["source"] for e in first if e["child"] == erased_child and e["kind"] == "case.registered")
+    scene = an_erasure_at_a_centre(pref)
     hub_a, hub_b = hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)
-    others = envelopes(pref, "z", 40, 9)
-    z = next(e["child"] for e in others if e["kind"] == "case.registered" and e["source"] == centre)
-    batch_a = [e for e in others if e["child"] == z]  # a new case at the same centre: A loads its CenterCases
-    loaded, go = threading.Event(), threading.Event()
-    original_save = batch_module.Batch.save
-    saves: list[int] = []
 
-    def save_later(self: Any) -> None:
-        if threading.current_thread().name == "A" and not loaded.is_set():
-            assert erased_child in repr(vars(self.get(CenterCases, centre)))  # loaded before the erasure
-            loaded.set()
-            go.wait(60)
-            self.facts("q0000001")  # a child first needed late: a cache look-up after the erasure's clear
-        if threading.current_thread().name == "A":
-            saves.append(1)
-        original_save(self)
+    def loaded_before_the_erasure(batch: batch_module.Batch) -> None:
+        assert scene.erased_child in repr(vars(batch.get(CenterCases, scene.centre)))
 
-    failures: list[BaseException] = []
-
-    def publish_a() -> None:
-        try:
-            publish_all(hub_a, [batch_a])
-        except BaseException as error:  # noqa: BLE001
-            failures.append(error)
+    def a_child_first_needed_late(batch: batch_module.Batch) -> None:
+        batch.facts("q0000001")  # a cache look-up after the erasure's clear
 
     try:
-        publish_all(hub_a, [first])
-        monkeypatch.setattr(batch_module.Batch, "save", save_later)
-        a = threading.Thread(target=publish_a, name="A")
-        a.start()
-        assert loaded.wait(60)
-        erasure = {
-            "id": "erase-1", "kind": "child.erased", "child": erased_child, "source": centre, "basis": "internal",
-            "at": "2026-06-30T09:00:00+09:00", "payload": {"reason": "保存期間の満了"},
-        }  # fmt: skip
-        publish_all(hub_b, [[erasure]])
-        assert hub_a.store.erasures.check_now() > 0  # A's process sees the erasure (any look does, within ~2 s)
-        go.set()
-        a.join(120)
-        assert not failures, failures
+        publish_all(hub_a, [scene.first])
+        with a_held_before_its_save(
+            hub_a,
+            scene.batch_a,
+            monkeypatch,
+            when_held=loaded_before_the_erasure,
+            when_let_go=a_child_first_needed_late,
+        ) as saves:
+            publish_all(hub_b, [[scene.erasure()]])
+            assert hub_a.store.erasures.check_now() > 0  # A's process sees the erasure (any look does, within ~2 s)
         assert len(saves) == 1  # saved on its first attempt: what it saved is what it loaded before the erasure
-        held = cached_holding(hub_a, erased_child)
-        cases = hub_a.store.peek(CenterCases.create_id(centre)).cases  # what this hub's readers of the centre get
-        assert z in [entry["child"] for entry in cases.values()]  # A's batch was stored
-        assert [case for case, entry in cases.items() if entry["child"] == erased_child] == []
+        held = cached_holding(hub_a, scene.erased_child)
+        cases = hub_a.store.peek(CenterCases.create_id(scene.centre)).cases  # what this hub's readers of the centre get
+        assert scene.z in [entry["child"] for entry in cases.values()]  # A's batch was stored
+        assert [case for case, entry in cases.items() if entry["child"] == scene.erased_child] == []
         assert held == []
     finally:
-        go.set()
         hub_a.close()
         hub_b.close()
