@@ -138,11 +138,9 @@ def die_before_destroying(self, child):
     raise ProcessDied(child)
 
 
-def test_an_erasure_stored_by_a_process_that_died_before_destroying_the_keys_is_finished_at_the_next_start(
-    database, clock, monkeypatch
-):
-    """Nobody sends the erasure again: the next process to open the store destroys the keys owed."""
-    position = a_child_with_a_snapshot(database, clock)
+def an_erasure_stored_by_a_process_that_dies_before_destroying_the_keys(database: str, clock, monkeypatch) -> None:
+    """A process (a hub, closed at the end) stores the erasure and dies where its keys would have been destroyed
+    (``die_before_destroying``)."""
     hub = Hub(database, clock=clock)
     try:
         with monkeypatch.context() as dying:
@@ -152,6 +150,14 @@ def test_an_erasure_stored_by_a_process_that_died_before_destroying_the_keys_is_
         assert hub.store.stored_envelope(erasure()["id"]) is not None  # the erasure is stored
     finally:
         hub.close()
+
+
+def test_an_erasure_stored_by_a_process_that_died_before_destroying_the_keys_is_finished_at_the_next_start(
+    database, clock, monkeypatch
+):
+    """Nobody sends the erasure again: the next process to open the store destroys the keys owed."""
+    position = a_child_with_a_snapshot(database, clock)
+    an_erasure_stored_by_a_process_that_dies_before_destroying_the_keys(database, clock, monkeypatch)
     assert_erased_for_a_fresh_process(database, clock, position)
 
 
@@ -295,14 +301,7 @@ def test_a_sweep_that_cannot_destroy_the_keys_owed_does_not_fail_the_opening_and
     """The store failing while the opening's sweep destroys the keys owed: the store opens all the same, the
     failure is counted, the note is kept, and the next opening finishes the erasure."""
     position = a_child_with_a_snapshot(database, clock)
-    hub = Hub(database, clock=clock)
-    try:
-        with monkeypatch.context() as dying:
-            dying.setattr(store_module.HubStore, "shred", die_before_destroying)
-            with pytest.raises(ProcessDied):
-                hub.publish([erasure()])
-    finally:
-        hub.close()
+    an_erasure_stored_by_a_process_that_dies_before_destroying_the_keys(database, clock, monkeypatch)
 
     def store_fails(self, scopes):
         raise OperationalError("server closed the connection unexpectedly")

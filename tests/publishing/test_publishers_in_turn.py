@@ -87,6 +87,17 @@ def shared_indexes(hub: Hub, pref: Prefecture) -> dict[str, Any]:
     return out
 
 
+def indexes_of_one_publisher(pref: Prefecture, database: Any, batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """What the shared indexes hold once one publisher has published ``batches`` one after the other, on a new
+    SQLite store at ``database`` (a path): what two publishers at once must give."""
+    alone = hub_on(f"sqlite:///{database}", pref)
+    try:
+        publish_all(alone, batches)
+        return shared_indexes(alone, pref)
+    finally:
+        alone.close()
+
+
 def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]], names: list[str] | None = None) -> None:
     """Each hub publishes its batches in a thread of its own (named ``names``), all started together."""
     start = threading.Barrier(len(hubs))
@@ -174,12 +185,7 @@ def test_a_publish_overtaken_on_the_shared_indexes_is_saved_on_its_first_attempt
     finally:
         hub_a.close()
         hub_b.close()
-    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
-    try:
-        publish_all(alone, [first, second])
-        assert shared_indexes(alone, pref) == together
-    finally:
-        alone.close()
+    assert indexes_of_one_publisher(pref, tmp_path / "one.db", [first, second]) == together
 
 
 def with_transfer(pref: Prefecture, events: list[dict[str, Any]], which: int, tag: str) -> list[dict[str, Any]]:
@@ -254,12 +260,7 @@ def test_two_publishers_at_once_give_the_indexes_one_publisher_gives(tmp_path_fa
         with_transfer(pref, with_reports_to_centres(envelopes(pref, "b", 3, seed + 1)), transfer_b, "b"), erase_b, "b"
     )
     assume(report_places(first) & report_places(second))  # both report to a (school, centre) of the other's
-    alone = hub_on(f"sqlite:///{directory / 'one.db'}", pref)
-    try:
-        publish_all(alone, split(first, sizes_a) + split(second, sizes_b))
-        expected = shared_indexes(alone, pref)
-    finally:
-        alone.close()
+    expected = indexes_of_one_publisher(pref, directory / "one.db", split(first, sizes_a) + split(second, sizes_b))
     hub = hub_on(f"sqlite:///{directory / 'two.db'}", pref)
     counts: dict[str, int] = {}
     a_loaded, b_saved = threading.Event(), threading.Event()
@@ -296,12 +297,7 @@ def test_two_publishers_at_once_on_postgresql_give_the_indexes_one_publisher_giv
     its changes re-applied): the indexes equal one publisher's (on SQLite, the same events one after the other)."""
     pref = prefecture()
     first, second = envelopes(pref, "a", 6, 11), envelopes(pref, "b", 6, 12)
-    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
-    try:
-        publish_all(alone, split(first, [40]) + split(second, [40]))
-        expected = shared_indexes(alone, pref)
-    finally:
-        alone.close()
+    expected = indexes_of_one_publisher(pref, tmp_path / "one.db", split(first, [40]) + split(second, [40]))
     hubs = [hub_on(postgres_url, pref), hub_on(postgres_url, pref, own_turns=True)]
     counts: dict[str, int] = {}
     moved_indexes(counts, monkeypatch)
@@ -593,9 +589,4 @@ def test_a_transfer_and_its_acknowledgement_are_reapplied_on_case_indexes_anothe
     finally:
         hub_a.close()
         hub_b.close()
-    alone = hub_on(f"sqlite:///{tmp_path / 'one.db'}", pref)
-    try:
-        publish_all(alone, [b_batch, a_batch])
-        assert shared_indexes(alone, pref) == together
-    finally:
-        alone.close()
+    assert indexes_of_one_publisher(pref, tmp_path / "one.db", [b_batch, a_batch]) == together
