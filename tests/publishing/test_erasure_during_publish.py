@@ -12,9 +12,6 @@ batch looks up a child first named late (a lazy ``Batch.get``, as a 紐付け or
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +21,7 @@ import services.publishing.batch as batch_module
 from bench.prefecture import Prefecture, make_prefecture
 from services.hub import Hub
 from services.projections.cases import CenterCases
-from tests.publishing.test_publishers_in_turn import envelopes, hub_on, publish_all
+from tests.publishing.test_publishers_in_turn import a_held_before_its_save, envelopes, hub_on, publish_all
 
 
 def prefecture() -> Prefecture:
@@ -58,54 +55,6 @@ def an_erasure_at_a_centre(pref: Prefecture) -> ErasureAtACentre:
     others = envelopes(pref, "z", 40, 9)
     z = next(e["child"] for e in others if e["kind"] == "case.registered" and e["source"] == centre)
     return ErasureAtACentre(first, erased_child, centre, z, [e for e in others if e["child"] == z])
-
-
-@contextmanager
-def a_held_before_its_save(
-    hub_a: Hub,
-    batch: list[dict[str, Any]],
-    monkeypatch: Any,
-    *,
-    when_held: Callable[[batch_module.Batch], None] = lambda batch: None,
-    when_let_go: Callable[[batch_module.Batch], None] = lambda batch: None,
-) -> Iterator[list[int]]:
-    """Publisher A (a thread named "A" on ``hub_a``) publishes ``batch`` and, before its first save, waits until
-    the block ends: ``when_held`` runs on A's batch as it stops, ``when_let_go`` as it goes on. Yields A's saves
-    (one item a save attempt), complete once the block has ended; A's failures are raised then."""
-    loaded, go = threading.Event(), threading.Event()
-    original_save = batch_module.Batch.save
-    saves: list[int] = []
-
-    def save_later(self: Any) -> None:
-        if threading.current_thread().name == "A":
-            if not loaded.is_set():
-                when_held(self)
-                loaded.set()
-                go.wait(60)
-                when_let_go(self)
-            saves.append(1)
-        original_save(self)
-
-    failures: list[BaseException] = []
-
-    def publish_a() -> None:
-        try:
-            publish_all(hub_a, [batch])
-        except BaseException as error:  # noqa: BLE001 (reported below)
-            failures.append(error)
-
-    a = threading.Thread(target=publish_a, name="A")
-    with monkeypatch.context() as patched:
-        patched.setattr(batch_module.Batch, "save", save_later)
-        try:
-            a.start()
-            assert loaded.wait(60), "A did not reach its save"
-            yield saves
-        finally:
-            go.set()
-            if a.ident is not None:
-                a.join(120)
-    assert not failures, failures
 
 
 def cached_holding(hub: Hub, child: str) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -121,6 +121,54 @@ def publish_at_once(hubs: list[Hub], batches: list[list[list[dict[str, Any]]]], 
     assert not failures, failures
 
 
+@contextmanager
+def a_held_before_its_save(
+    hub_a: Hub,
+    batch: list[dict[str, Any]],
+    monkeypatch: Any,
+    *,
+    when_held: Callable[[batch_module.Batch], None] = lambda batch: None,
+    when_let_go: Callable[[batch_module.Batch], None] = lambda batch: None,
+) -> Iterator[list[int]]:
+    """Publisher A (a thread named "A" on ``hub_a``) publishes ``batch`` and, before its first save, waits until
+    the block ends: ``when_held`` runs on A's batch as it stops, ``when_let_go`` as it goes on. Yields A's saves
+    (one item a save attempt), complete once the block has ended; A's failures are raised then."""
+    loaded, go = threading.Event(), threading.Event()
+    original_save = batch_module.Batch.save
+    saves: list[int] = []
+
+    def save_later(self: Any) -> None:
+        if threading.current_thread().name == "A":
+            if not loaded.is_set():
+                when_held(self)
+                loaded.set()
+                go.wait(60)
+                when_let_go(self)
+            saves.append(1)
+        original_save(self)
+
+    failures: list[BaseException] = []
+
+    def publish_a() -> None:
+        try:
+            publish_all(hub_a, [batch])
+        except BaseException as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    a = threading.Thread(target=publish_a, name="A")
+    with monkeypatch.context() as patched:
+        patched.setattr(batch_module.Batch, "save", save_later)
+        try:
+            a.start()
+            assert loaded.wait(60), "A did not reach its save"
+            yield saves
+        finally:
+            go.set()
+            if a.ident is not None:
+                a.join(120)
+    assert not failures, failures
+
+
 def a_saves_after_b(
     hub_a: Hub, hub_b: Hub, mine: list[dict[str, Any]], theirs: list[dict[str, Any]], monkeypatch: Any
 ) -> dict[str, int]:
@@ -128,41 +176,17 @@ def a_saves_after_b(
     until B (this thread, on ``hub_b``) has published ``theirs`` and committed; then A saves. How many attempts
     each made (``Ingest._publish_once``: 1 is a save on the first attempt). The patches are undone on return."""
     attempts: dict[str, int] = {}
-    loaded, overtaken = threading.Event(), threading.Event()
-    original_save, original_once = batch_module.Batch.save, ingest_module.Ingest._publish_once
-
-    def save_after_b(self: Any) -> None:
-        if threading.current_thread().name == "A" and not loaded.is_set():
-            loaded.set()
-            assert overtaken.wait(60), "B did not publish"
-        original_save(self)
+    original_once = ingest_module.Ingest._publish_once
 
     def counted_once(self: Any, *args: Any, **kwargs: Any) -> Any:
         name = threading.current_thread().name
         attempts[name] = attempts.get(name, 0) + 1
         return original_once(self, *args, **kwargs)
 
-    failures: list[BaseException] = []
-
-    def publish_a() -> None:
-        try:
-            publish_all(hub_a, [mine])
-        except BaseException as error:  # noqa: BLE001 (reported below)
-            failures.append(error)
-
-    a = threading.Thread(target=publish_a, name="A")
-    with monkeypatch.context() as patched:
-        patched.setattr(batch_module.Batch, "save", save_after_b)
-        patched.setattr(ingest_module.Ingest, "_publish_once", counted_once)
-        try:
-            a.start()
-            assert loaded.wait(60), "A did not reach its save"
+    with monkeypatch.context() as counted:
+        counted.setattr(ingest_module.Ingest, "_publish_once", counted_once)
+        with a_held_before_its_save(hub_a, mine, monkeypatch):
             publish_all(hub_b, [theirs])
-        finally:
-            overtaken.set()
-            if a.ident is not None:
-                a.join()
-    assert not failures, failures
     return attempts
 
 
