@@ -14,6 +14,7 @@ import re
 import subprocess
 import uuid
 from datetime import datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -48,6 +49,25 @@ MARKERS = [
     b"child.registered",
     b"concern.reported",
 ]
+
+
+def notes_enough_for_a_snapshot() -> list[dict[str, Any]]:
+    """``SNAPSHOT_AFTER`` notes about ``CHILD`` holding ``SECRET_SUMMARY``: a cold read of the child after them takes
+    its snapshot (``events.snapshots``)."""
+    from events.snapshots import SNAPSHOT_AFTER
+
+    return [
+        {
+            "id": f"{CHILD}-note-{i}",
+            "kind": "note.recorded",
+            "child": CHILD,
+            "source": "beppu-center",
+            "basis": "internal",
+            "at": "2026-04-03T09:00:00+09:00",
+            "payload": {"text": f"{SECRET_SUMMARY} ({i})"},
+        }
+        for i in range(SNAPSHOT_AFTER)
+    ]
 
 
 def events(child: str = CHILD) -> list[dict]:
@@ -799,20 +819,8 @@ def test_a_childs_snapshot_goes_with_the_erasure(database, clock):
     erased: the row is gone, a copy of it kept from before (a backup) does not open, and no read snapshots the
     erased child again. On SQLite and on PostgreSQL."""
     from events.sealing import KeyDestroyed
-    from events.snapshots import SNAPSHOT_AFTER
 
-    notes = [
-        {
-            "id": f"{CHILD}-note-{i}",
-            "kind": "note.recorded",
-            "child": CHILD,
-            "source": "beppu-center",
-            "basis": "internal",
-            "at": "2026-04-03T09:00:00+09:00",
-            "payload": {"text": f"{SECRET_SUMMARY} ({i})"},
-        }
-        for i in range(SNAPSHOT_AFTER)
-    ]
+    notes = notes_enough_for_a_snapshot()
     clock.at = at("2026-06-10T09:00:00+09:00")
     a = Hub(database, clock=clock)
     stream = ChildRecord.create_id(CHILD)  # once a store is open (stream ids need its secret)

@@ -21,11 +21,18 @@ from eventsourcing.persistence import OperationalError
 
 import events.store as store_module
 from events.sealing import DataKeys, child_scope
-from events.snapshots import SNAPSHOT_AFTER
 from events.store import ChildRecord
 from services.hub import Hub
 from tests.conftest import at
-from tests.events.test_erasure import CHILD, MARKERS, SECRET_SUMMARY, erasure, events, snapshot_rows, text_of
+from tests.events.test_erasure import (
+    CHILD,
+    MARKERS,
+    erasure,
+    events,
+    notes_enough_for_a_snapshot,
+    snapshot_rows,
+    text_of,
+)
 from tests.schoolfiles import ORGS
 
 pytestmark = pytest.mark.store
@@ -39,18 +46,7 @@ def database(request, tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'hub.db'}"
 
 
-NOTES = [
-    {
-        "id": f"{CHILD}-note-{i}",
-        "kind": "note.recorded",
-        "child": CHILD,
-        "source": "beppu-center",
-        "basis": "internal",
-        "at": "2026-04-03T09:00:00+09:00",
-        "payload": {"text": f"{SECRET_SUMMARY} ({i})"},
-    }
-    for i in range(SNAPSHOT_AFTER)
-]
+NOTES = notes_enough_for_a_snapshot()
 
 
 def a_child_with_a_snapshot(database: str, clock) -> int:
