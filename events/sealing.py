@@ -28,8 +28,10 @@ Erasure (policy.md, "Erasure")
 ``HubStore.save`` destroys the child's keys once a ``child.erased`` event is committed (``DataKeys.destroy``: the
 wrapped key is overwritten, the row keeps only that a key existed and when it was destroyed). Afterwards an event
 sealed under a destroyed key loads as ``Shredded``: a placeholder that keeps the stream's version numbers and
-nothing else. Events published about the child later are sealed under a new key (the log stays append-only; the
-policy shows nothing of an erased child anyway). The same transaction appends the destroyed key ids to the
+nothing else. Events published about the child later are accepted (the log stays append-only; the policy shows
+nothing of an erased child anyway), and their content is sealed under a key **destroyed from the start**
+(``DataKeys.ensure``: an erased scope never gets a live key again), so nothing about an erased child is ever held
+readable, whenever it arrives. The same transaction appends the destroyed key ids to the
 register of erasures (``tsunagu_erasures``), through which every other process forgets them, and what it
 decrypted with them, within about two seconds (``events.store.ErasureWatch``).
 
@@ -342,6 +344,8 @@ class DataKeys:
         self._by_id: OrderedDict[bytes, tuple[bytes, AESGCM, float]] = OrderedDict()
         self._active: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._destroyed: OrderedDict[bytes, str] = OrderedDict()  # key id -> when (a destroyed key stays destroyed)
+        # erased scope hash -> (the id of its key destroyed from the start, the key, made at): seals, never opens
+        self._sealing_only: OrderedDict[str, tuple[bytes, bytes, float]] = OrderedDict()
         self.scope_hash = functools.lru_cache(maxsize=cache_size)(self._scope_hash)
         self._lock = threading.RLock()
         self.erasures = f'"{schema}".{self.ERASURES}' if postgres and schema else self.ERASURES
@@ -394,6 +398,10 @@ class DataKeys:
             cursor.execute(
                 f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) WHERE destroyed_at IS NULL"
             )
+            cursor.execute(  # the erased scopes (``ensure``): small, an erasure's rows only
+                f"CREATE INDEX IF NOT EXISTS {self.TABLE}_destroyed ON {self.table} (scope) "
+                "WHERE destroyed_at IS NOT NULL"
+            )
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.erasures} (position BIGINT PRIMARY KEY, "
                 f"key_ids {blob} NOT NULL, erased_at TEXT NOT NULL)"
@@ -433,7 +441,16 @@ class DataKeys:
 
     def ensure(self, scopes: Iterable[str], *, create: bool = True) -> dict[str, tuple[bytes, bytes]]:
         """The active (key id, key) of each scope, creating keys that do not exist yet, in one transaction; with
-        ``create=False`` none is created and a scope without an active key is left out (``seal_existing``)."""
+        ``create=False`` none is created and a scope without an active key is left out (``seal_existing``).
+
+        A named mechanism, **an erased scope's key destroyed from the start**: a scope whose keys were destroyed
+        (an erased child's, or a number linked to it) never gets a live key again. What is sealed for it later (an
+        event about the child published after its erasure, accepted and never shown) is sealed under a key made
+        for that and stored already destroyed (no wrapped key, ``destroyed_at`` set), which this process keeps in
+        memory only to seal (``_sealing_only``), never to open: what it seals loads as ``Shredded`` at once,
+        everywhere, and nothing about an erased child is held readable, whenever it arrives. What it replaces: a
+        new live key for the scope, under which such content stayed readable to the hub for good (the policy
+        showed none of it, but the store kept it). With ``create=False`` an erased scope is left out, as before."""
         self._watch()
         now = time.monotonic()
         wanted = {scope: self.scope_hash(scope) for scope in set(scopes)}
@@ -444,17 +461,31 @@ class DataKeys:
                 fresh = self._cached_active(hashed, now)
                 if fresh is not None:
                     out[scope] = (fresh[0], fresh[1][0])
+                elif create and (held := self._cached_sealing_only(hashed, now)) is not None:
+                    out[scope] = held
                 else:
                     missing[scope] = hashed
         if not missing:
             return out
+        sealing_only: dict[str, tuple[bytes, bytes]] = {}
         with self.datastore.transaction(commit=True) as cursor:
             found = self._select_active(cursor, list(missing.values()))
             created_at = datetime.now(UTC).isoformat()
+            absent = [hashed for hashed in missing.values() if hashed not in found] if create else []
+            erased = self._select_erased(cursor, absent) if absent else set()
             rows = []
-            for hashed in missing.values() if create else ():
-                if hashed not in found:
-                    key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
+            for hashed in absent:
+                key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
+                if hashed in erased:
+                    sealing_only[hashed] = (key_id, key)
+                    cursor.execute(
+                        self._sql(
+                            f"INSERT INTO {self.table} (key_id, scope, master_key, wrapped, created_at, destroyed_at) "
+                            "VALUES (?, ?, NULL, NULL, ?, ?)"
+                        ),
+                        (key_id, hashed, created_at, created_at),
+                    )
+                else:
                     rows.append(
                         (key_id, hashed, self.keyring.current.id, self.keyring.current.wrap(key, key_id), created_at)
                     )
@@ -469,9 +500,20 @@ class DataKeys:
                     ),
                     [value for row in part for value in row],
                 )
-            found.update(self._select_active(cursor, [h for h in missing.values() if h not in found]))
+            found.update(
+                self._select_active(cursor, [h for h in missing.values() if h not in found and h not in sealing_only])
+            )
         with self._lock:
             for scope, hashed in missing.items():
+                if hashed in sealing_only:
+                    key_id, key = sealing_only[hashed]
+                    self._forget_destroyed(key_id, created_at)  # it opens nothing, here either
+                    self._sealing_only[hashed] = (key_id, key, now)
+                    self._sealing_only.move_to_end(hashed)
+                    while len(self._sealing_only) > self.cache_size:
+                        self._sealing_only.popitem(last=False)
+                    out[scope] = (key_id, key)
+                    continue
                 if hashed not in found:  # create=False: no active key
                     continue
                 key_id, key = found[hashed]
@@ -480,6 +522,25 @@ class DataKeys:
                     self._remember(key_id, key, now)
                 out[scope] = (key_id, key)
         return out
+
+    def _cached_sealing_only(self, hashed: str, now: float) -> tuple[bytes, bytes] | None:
+        """An erased scope's key destroyed from the start (``ensure``), while fresh (caller holds the lock)."""
+        held = self._sealing_only.get(hashed)
+        if held is None or now - held[2] >= self.cache_seconds:
+            return None
+        return held[0], held[1]
+
+    def _select_erased(self, cursor: Any, hashes: list[str]) -> set[str]:
+        """Which of ``hashes`` name a scope with a destroyed key (an erasure's): one query per 500 on the small
+        index of destroyed keys, asked only for scopes that have no active key (a new child's, or an erased one's)."""
+        erased: set[str] = set()
+        for start in range(0, len(hashes), 500):
+            condition, params = self._in("scope", hashes[start : start + 500])
+            cursor.execute(
+                f"SELECT DISTINCT scope FROM {self.table} WHERE destroyed_at IS NOT NULL AND {condition}", params
+            )
+            erased.update(str(row["scope"]) for row in cursor.fetchall())
+        return erased
 
     def _select_active(self, cursor: Any, hashes: list[str]) -> dict[str, tuple[bytes, bytes]]:
         found: dict[str, tuple[bytes, bytes]] = {}

@@ -1034,6 +1034,8 @@ class HubStore(Application[UUID]):
                 )
         destroyed = self.keys.destroy(scopes)
         self.keys.settle_destruction(ChildRecord.create_id(child).hex)
+        if not destroyed:  # destroyed before (an erasure sent again): nothing became unreadable now
+            return 0
         self._forget_cached()
         try:  # this process's own erasure seen at once (the reads kept above the store follow the watch)
             self.erasures.check_now()

@@ -23,7 +23,7 @@ them does not make the batch try again.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -126,55 +126,27 @@ class Ingest:
             passes += 1
             return self._publish_once(items, parsed, now, look_up=passes > 1, publisher=publisher)
 
-        erasures = any(isinstance(item, Envelope) and item.kind == "child.erased" for item in parsed)
-        owed_before = self.destructions_owed_before() if erasures else None
         results = retry_conflicts(publish_once)
-        if owed_before is not None:
-            self.finish_erasures_sent_again(parsed, results, owed_before)
+        self.finish_erasures_sent_again(parsed, results)
         return results
 
-    def destructions_owed_before(self) -> tuple[dict[str, datetime], datetime]:
-        """The notes of destructions owed before a batch that holds a ``child.erased`` (by stream id in hex: one
-        query on a table empty almost always), and when they were read (the host's clock, as the notes are
-        written with: ``DataKeys.owe_destruction``; not the hub's clock, which tests set)."""
-        read_at = datetime.now(UTC)
-        return dict(self.store.keys.destructions_owed()), read_at
-
-    def finish_erasures_sent_again(
-        self,
-        parsed: list[Envelope | Rejected],
-        results: list[PublishResult],
-        owed_before: tuple[dict[str, datetime], datetime],
-    ) -> None:
-        """A ``child.erased`` answered ``duplicate`` destroys its child's keys **only when their destruction was
-        owed before this batch** (its note in the register of destructions owed, ``DataKeys.owe_destruction``):
-        the note is committed before the erasure can commit and removed only once its keys are destroyed
-        (``HubStore.shred``), so it is there exactly when the destruction may not have happened: the first
-        answer was lost after the COMMIT, or the process died before the keys were destroyed. Then this is the
-        first destruction (``HubStore.destroy_keys_of_erasure``). An error here is raised (503, the publisher
-        sends it again, and the note is still owed).
-
-        A finished erasure sent again destroys nothing, adds no row to the register of erasures and so empties
-        no process's cache (review of session 8, MEDIUM 2: before, each one emptied every process's cache, kept
-        indexes included). Its batch's first pass, which does not look ids up, wrote a note before its insert was
-        refused as a duplicate (``HubStore.save``); that note is removed here (only if it is still the one
-        written since the batch began), or the sweep would find it beside the stored erasure and destroy the keys
-        after all."""
-        owed, read_at = owed_before
+    def finish_erasures_sent_again(self, parsed: list[Envelope | Rejected], results: list[PublishResult]) -> None:
+        """A ``child.erased`` answered ``duplicate`` finishes its erasure: the child's keys still live are
+        destroyed (``HubStore.destroy_keys_of_erasure``). They live only when the first destruction did not
+        happen (its answer was lost after the COMMIT, or the process died before destroying): then this is the
+        first destruction. An erasure finished before finds no live key, since an erased scope never gets one
+        again (``events.sealing.DataKeys.ensure``: a key destroyed from the start): it destroys nothing, adds no
+        row to the register of erasures and empties no process's cache (review of session 8, MEDIUM 2). Either
+        way the note its batch's first pass wrote (``HubStore.save`` notes the destruction owed before the insert
+        that was refused as a duplicate) is removed once no live key is left, so the sweep finds nothing owed.
+        An error here is raised (503, the publisher sends it again, and the note is still owed)."""
         for result in results:
             item = parsed[result.index]
             if result.outcome != "duplicate" or not isinstance(item, Envelope) or item.kind != "child.erased":
                 continue
             stored = self.store.stored_envelope(item.id)
-            if stored is None:
-                continue
-            stream = stored.stream.hex
-            if stream in owed:
+            if stored is not None:
                 self.store.destroy_keys_of_erasure(stored.stream)
-                continue
-            for noted, owed_at in self.store.keys.destructions_owed():
-                if noted == stream and owed_at >= read_at:  # this batch's own note (or one written since)
-                    self.store.keys.settle_destruction(stream, owed_at)
 
     def _publish_once(
         self,

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from events.sealing import KeyConfigError, Keyring, LocalMasterKey, SealingMapper, Shredded, stream_id
 from events.store import ChildRecord
-from events.transport import InvalidMessage, KafkaPublisher, decode
+from events.transport import InvalidMessage, KafkaPublisher, decode, encode
 from services.cli.root import app
 from services.feeds.kafka_worker import IngestWorker
 from services.hub import Hub
@@ -305,23 +305,78 @@ def test_a_store_opened_with_another_master_key_cannot_read(tmp_path, clock):
         Hub(database, clock=clock, keyring=stolen).store.get_or_none(ChildRecord.create_id(CHILD))
 
 
-def test_events_published_after_the_erasure_are_sealed_under_a_new_key(hub, clock):
-    clock.at = at("2026-06-10T09:00:00+09:00")
-    hub.load_orgs(ORGS)
-    hub.publish(events())
-    assert hub.publish([erasure()])[0].outcome == "accepted"
-    late = {
-        "id": f"{CHILD}-late",
+def late_concern(n: int = 1) -> dict:
+    """A concern about ``CHILD`` that reaches the hub after the child's erasure."""
+    return {
+        "id": f"{CHILD}-late-{n}",
         "kind": "concern.reported",
         "child": CHILD,
         "source": "beppu-es-1",
         "basis": "cwa-21-10-5",
         "at": "2026-06-05T10:00:00+09:00",
-        "payload": {"summary": "後日の連絡"},
+        "payload": {"summary": f"後日の連絡 {SECRET_SUMMARY} ({n})"},
     }
-    assert hub.publish([late])[0].outcome == "accepted"
-    assert hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries == []
-    assert hub.verify().ok
+
+
+def live_keys_of(hub: Hub, scope: str) -> int:
+    """How many live (not destroyed) data keys the key table holds for ``scope``."""
+    keys = hub.store.keys
+    with keys.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            keys._sql(f"SELECT COUNT(*) AS n FROM {keys.table} WHERE destroyed_at IS NULL AND scope = ?"),
+            (keys.scope_hash(scope),),
+        )
+        return int(cursor.fetchall()[0]["n"])
+
+
+def test_events_published_after_the_erasure_are_accepted_and_sealed_under_a_key_destroyed_from_the_start(
+    database, clock
+):
+    """An event about a child that arrives after the child's erasure is accepted (the log stays append-only) and
+    never shown, and its content is never held readable: the child's scope gets no live key again
+    (``DataKeys.ensure``), here or in another process, and the event loads as ``Shredded`` at once. Fails when an
+    erased scope gets a new live key (the content of the late events opens)."""
+    from events.sealing import child_scope
+
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    a = Hub(database, clock=clock)
+    b = Hub(database, clock=clock)
+    try:
+        a.load_orgs(ORGS)
+        a.publish(events())
+        assert a.publish([erasure()])[0].outcome == "accepted"
+        assert [r.outcome for r in a.publish([late_concern(1)])] == ["accepted"]
+        assert [r.outcome for r in b.publish([late_concern(2), late_concern(3)])] == ["accepted", "accepted"]
+        for hub in (a, b):
+            assert live_keys_of(hub, child_scope(CHILD)) == 0
+            assert hub.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries == []
+        fresh = Hub(database, clock=clock)  # a process that never saw the child: everything is loaded from the store
+        try:
+            record = fresh.store.get_or_none(ChildRecord.create_id(CHILD))
+            assert record is not None
+            assert SECRET_SUMMARY not in text_of(record)
+            assert "後日の連絡" not in text_of(record)
+            assert fresh.verify().ok
+        finally:
+            fresh.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_message_sealed_after_the_erasure_is_dead_lettered_as_erased_child(hub, clock):
+    """A publisher through Kafka seals an envelope about an erased child under the key destroyed from the start:
+    the worker cannot open it and dead-letters it as ``erased_child``; nothing about the child is readable on
+    the topic either."""
+    clock.at = at("2026-06-10T09:00:00+09:00")
+    hub.load_orgs(ORGS)
+    hub.publish(events())
+    assert hub.publish([erasure()])[0].outcome == "accepted"
+    _, value = encode(late_concern(), hub.store.keys)
+    with pytest.raises(InvalidMessage) as refused:
+        decode(value, hub.store.keys)
+    assert refused.value.code == "erased_child"
+    assert "後日の連絡".encode() not in value
 
 
 def test_the_keys_file_is_made_once_and_kept_private(tmp_path, monkeypatch):
