@@ -1034,9 +1034,8 @@ class HubStore(Application[UUID]):
                 )
         destroyed = self.keys.destroy(scopes)
         self.keys.settle_destruction(ChildRecord.create_id(child).hex)
-        if not destroyed:  # destroyed before (an erasure sent again): nothing became unreadable now
-            return 0
-        self._forget_cached()
+        if destroyed:  # what they sealed opens no more: forget what this process opened with them
+            self._forget_cached()  # (none destroyed: an erasure finished before, sent again; nothing to forget)
         try:  # this process's own erasure seen at once (the reads kept above the store follow the watch)
             self.erasures.check_now()
         except Exception:  # the erasure has committed: best-effort, the watch's next look (about 2 s) catches up
