@@ -351,6 +351,9 @@ class DataKeys:
         self.erasures = f'"{schema}".{self.ERASURES}' if postgres and schema else self.ERASURES
         self.owed = f'"{schema}".{self.OWED}' if postgres and schema else self.OWED
         self.before_use: Any = None  # a callable, run before the cached keys are used (``events.store.ErasureWatch``)
+        # a callable, run when something is sealed under an erased child's key destroyed from the start (``ensure``):
+        # the store forgets its cached aggregates, which would otherwise hold that content readable here alone
+        self.on_sealed_for_erased: Any = None
         self._create_table()
 
     # SQL differs only in placeholders and types
@@ -398,7 +401,7 @@ class DataKeys:
             cursor.execute(
                 f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.table} (scope) WHERE destroyed_at IS NULL"
             )
-            cursor.execute(  # the erased scopes (``ensure``): small, an erasure's rows only
+            cursor.execute(  # the erased scopes (``ensure``): small, the destroyed keys' rows only
                 f"CREATE INDEX IF NOT EXISTS {self.TABLE}_destroyed ON {self.table} (scope) "
                 "WHERE destroyed_at IS NOT NULL"
             )
@@ -443,14 +446,20 @@ class DataKeys:
         """The active (key id, key) of each scope, creating keys that do not exist yet, in one transaction; with
         ``create=False`` none is created and a scope without an active key is left out (``seal_existing``).
 
-        A named mechanism, **an erased scope's key destroyed from the start**: a scope whose keys were destroyed
-        (an erased child's, or a number linked to it) never gets a live key again. What is sealed for it later (an
+        A named mechanism, **an erased child's key destroyed from the start**: a child's own scope
+        (``child_scope``) whose keys were destroyed (an erased child's) never gets a live key again. Only the
+        child's own scope: an erasure also destroys the keys of the numbers linked to the child (``HubStore.shred``),
+        but a number can be unlinked (a wrong link) or given to another child later, and what comes under it is
+        that other child's, held and opened as before under a new live key. What is sealed for it later (an
         event about the child published after its erasure, accepted and never shown) is sealed under a key made
         for that and stored already destroyed (no wrapped key, ``destroyed_at`` set), which this process keeps in
         memory only to seal (``_sealing_only``), never to open: what it seals loads as ``Shredded`` at once,
         everywhere, and nothing about an erased child is held readable, whenever it arrives. What it replaces: a
         new live key for the scope, under which such content stayed readable to the hub for good (the policy
-        showed none of it, but the store kept it). With ``create=False`` an erased scope is left out, as before."""
+        showed none of it, but the store kept it). With ``create=False`` an erased scope is left out, as before.
+        Whatever is sealed under such a key makes the store forget its cached aggregates (``on_sealed_for_erased``),
+        so that this process, like every other, loads it as ``Shredded``: rare (an event about a child after its
+        erasure), and the same clear an erasure makes."""
         self._watch()
         now = time.monotonic()
         wanted = {scope: self.scope_hash(scope) for scope in set(scopes)}
@@ -472,7 +481,12 @@ class DataKeys:
             found = self._select_active(cursor, list(missing.values()))
             created_at = datetime.now(UTC).isoformat()
             absent = [hashed for hashed in missing.values() if hashed not in found] if create else []
-            erased = self._select_erased(cursor, absent) if absent else set()
+            children = [  # only a child's own scope can be erased for good (see above)
+                hashed
+                for scope, hashed in missing.items()
+                if scope.startswith(CHILD_SCOPE_PREFIX) and hashed not in found
+            ]
+            erased = self._select_erased(cursor, children) if create and children else set()
             rows = []
             for hashed in absent:
                 key_id, key = uuid.uuid4().bytes, AESGCM.generate_key(256)
@@ -798,16 +812,21 @@ class DataKeys:
 
     def _seal(self, scope: str, plaintext: bytes, aad: bytes, *, create: bool) -> bytes:
         self._watch()
+        hashed = self.scope_hash(scope)
         with self._lock:
-            fresh = self._cached_active(self.scope_hash(scope), time.monotonic())
+            fresh = self._cached_active(hashed, time.monotonic())
         if fresh is not None:
             key_id, cipher = fresh[0], fresh[1][1]
         else:
             active = self.ensure([scope], create=create)
             if scope not in active:
-                raise KeyUnknown(f"no active data key for scope {self.scope_hash(scope)}")
+                raise KeyUnknown(f"no active data key for scope {hashed}")
             key_id, key = active[scope]
             cipher = AESGCM(key)
+            with self._lock:
+                held = self._sealing_only.get(hashed)
+            if held is not None and held[0] == key_id and self.on_sealed_for_erased is not None:
+                self.on_sealed_for_erased()  # sealed for an erased child: this process keeps no readable copy
         nonce = os.urandom(12)
         return FORMAT + key_id + nonce + cipher.encrypt(nonce, plaintext, aad)
 
@@ -840,8 +859,11 @@ def local_scope(source: str, local_number: str) -> str:
     return f"local:{source}\x1f{local_number}"
 
 
+CHILD_SCOPE_PREFIX = "child:"  # the prefix of a child's own scope (``child_scope``)
+
+
 def child_scope(child: str) -> str:
-    return f"child:{child}"
+    return f"{CHILD_SCOPE_PREFIX}{child}"
 
 
 # --- The mapper ---------------------------------------------------------------------------------------------

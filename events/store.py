@@ -804,6 +804,7 @@ class HubStore(Application[UUID]):
         self.mapper.attach(self.keys)
         self.erasures = ErasureWatch(self.keys, self._forget_cached)
         self.keys.before_use = self.erasures.check
+        self.keys.on_sealed_for_erased = self._forget_cached  # DataKeys.ensure: no readable copy kept here either
         self._new_cache()
         self.format = self._open_format()
         self.child_snapshots = ChildSnapshots(self)

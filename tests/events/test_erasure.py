@@ -379,6 +379,87 @@ def test_a_message_sealed_after_the_erasure_is_dead_lettered_as_erased_child(hub
     assert "後日の連絡".encode() not in value
 
 
+def a_number_unlinked_from_an_erased_child(hub: Hub, clock) -> None:
+    """The school's number 2026-0412 had a key (a record waited under it), was linked to c1 by mistake and
+    unlinked; then c1 is erased, which destroys the number's keys too (``HubStore.shred``). The number is c2's."""
+    from services.publishing import linking
+    from tests.publishing import test_identity as identity
+
+    hub.load_orgs(identity.ORGS)
+    identity.register(hub, "c1")
+    identity.register(hub, "c2")
+    clock.at = at("2026-05-01T09:00:00+09:00")
+    assert hub.publish([identity.concern("e0")])[0].outcome == "queued"
+    linking.link(hub, center="beppu-center", org="beppu-es-1", local_number="2026-0412", child="c1")
+    assert linking.unlink(hub, center="beppu-center", org="beppu-es-1", local_number="2026-0412").link.outcome == (
+        "accepted"
+    )
+    assert hub.publish([{**erasure("c1"), "at": "2026-05-01T09:00:00+09:00"}])[0].outcome == "accepted"
+    clock.at = at("2026-05-02T09:00:00+09:00")
+
+
+def test_a_number_unlinked_from_an_erased_child_keeps_queuing_another_childs_records(tmp_path, clock):
+    """Only the erased child's own scope is closed for good: what the school sends under a number unlinked from
+    it waits in the queue (seen by another process) and goes onto the right child once linked. Fails when every
+    scope with a destroyed key gets a key destroyed from the start (review of s9-erased, HIGH 1)."""
+    from services.publishing import linking
+    from tests.publishing.test_identity import concern
+
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    a = Hub(database, clock=clock)
+    try:
+        a_number_unlinked_from_an_erased_child(a, clock)
+        assert a.publish([concern("e5")])[0].outcome == "queued"  # c2's record, by the school's number
+        _, value = encode(concern("e6"), a.store.keys)  # the same through Kafka: the worker opens it
+        assert decode(value, a.store.keys)["id"] == "e6"
+    finally:
+        a.close()
+    b = Hub(database, clock=clock)  # another process
+    try:
+        waiting = [(w.id, w.local_number) for w in linking.waiting(b.store, "beppu-center")]
+        assert ("e5", "2026-0412") in waiting, waiting
+        out = linking.link(b, center="beppu-center", org="beppu-es-1", local_number="2026-0412", child="c2")
+        assert [envelope["id"] for envelope, _ in out.released] == ["e5"]
+        shown = b.timeline(org="beppu-center", role="caseworker", child="c2", purpose="support")
+        assert "e5" in [entry.id for entry in shown.entries]
+    finally:
+        b.close()
+
+
+def test_every_process_holds_the_same_quarantine_after_a_rejection_about_an_erased_child(tmp_path, clock):
+    """A rejected input about an erased child is held under its key destroyed from the start: the process that
+    held it forgets its cached aggregates (``DataKeys.on_sealed_for_erased``), so that it shows the school's
+    quarantine as every other process does (the correction form names entries by their place). Fails when the
+    writing process keeps the held entry readable in its cache (review of s9-erased, MEDIUM 2)."""
+    from events.store import Quarantine
+    from tests.publishing import test_identity as identity
+
+    def about(child: str, eid: str, summary: str) -> dict:
+        return {**identity.concern(eid, payload={"summary": summary}), "local_child": None, "child": child}
+
+    def held(hub: Hub) -> list:
+        quarantine = hub.store.get_or_none(Quarantine.create_id("beppu-es-1"))
+        return [entry["raw"].get("payload", {}).get("summary") for entry in quarantine.held]
+
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    a = Hub(database, clock=clock)
+    b = Hub(database, clock=clock)
+    try:
+        a.load_orgs(identity.ORGS)
+        identity.register(a, "c1")
+        identity.register(a, "c2")
+        clock.at = at("2026-05-01T09:00:00+09:00")
+        assert a.publish([about("c1", "x1", "一"), about("c2", "x2", "二")])[0].outcome == "accepted"
+        assert a.publish([{**erasure("c1"), "at": "2026-05-01T09:00:00+09:00"}])[0].outcome == "accepted"
+        late = [about("c2", "x2", "別の二"), about("c1", "x1", "別の一"), about("c2", "x2", "また別の二")]
+        assert [a.publish([item])[0].outcome for item in late] == ["rejected"] * 3
+        assert held(a) == held(b)
+        assert "別の一" not in held(a)
+    finally:
+        a.close()
+        b.close()
+
+
 def test_the_keys_file_is_made_once_and_kept_private(tmp_path, monkeypatch):
     path = tmp_path / "keys" / "tsunagu-keys.json"
     monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(path))
