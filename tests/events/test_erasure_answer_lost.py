@@ -29,6 +29,7 @@ from tests.events.test_erasure import (
     MARKERS,
     erasure,
     events,
+    live_keys_of,
     notes_enough_for_a_snapshot,
     snapshot_rows,
     text_of,
@@ -162,8 +163,10 @@ def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_and_emptie
     answered ``duplicate`` and, no destruction being owed for the child, destroys nothing: the register of erasures
     does not move, so no process empties its cache (review s8, MEDIUM 2: each duplicate emptied every process's
     cache, kept indexes included), and the note its batch's first pass wrote is not left for the sweep (which
-    would then destroy). That first pass, which does not look ids up, makes the child's scope a new key before
-    its insert is refused (as before this branch): it seals nothing stored, and the child's content stays shut."""
+    would then destroy). That first pass, which does not look ids up, seals the batch before its insert is
+    refused, under the child's key destroyed from the start (``DataKeys.ensure``): it makes no live key, and the
+    process that sealed forgets its own cache (``DataKeys.on_sealed_for_erased``; the other processes keep
+    theirs)."""
     position = a_child_with_a_snapshot(database, clock)
     hub = Hub(database, clock=clock)
     other = Hub(database, clock=clock)  # another process, running
@@ -176,14 +179,15 @@ def test_an_erasure_sent_again_after_it_was_finished_destroys_nothing_and_emptie
         for reader in (hub, other):
             assert reader.timeline(org="beppu-center", role="caseworker", child="c-other-1", purpose="support").entries
             reader.store.erasures.check_now()
-        generations = [reader.store.repository.cache.generation for reader in (hub, other)]
+        generation = other.store.repository.cache.generation
         for _ in range(2):
             assert [r.outcome for r in hub.publish([erasure()])] == ["duplicate"]
         assert hub.store.keys.erasure_position() == after_erasure  # no row: nothing destroyed
         assert hub.store.keys.destructions_owed() == []  # no note left for the sweep
         assert hub.store.destroy_keys_owed() == 0
+        assert live_keys_of(hub, child_scope(CHILD)) == 0
         other.store.erasures.check_now()
-        assert [reader.store.repository.cache.generation for reader in (hub, other)] == generations
+        assert other.store.repository.cache.generation == generation
         assert hub.store.keys.erasure_position() == after_erasure
     finally:
         other.close()
