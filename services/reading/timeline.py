@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from consent.model import ReadDecision, Reader, Settings
 from consent.policy import decide_read, learns_of_withheld, redact
-from events.envelope import canonical_json, content_digest
+from events.envelope import canonical_json, canonical_json_without_floats, content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
 from events.store import AccessLog, ChildStream, HubStore
@@ -251,9 +251,28 @@ def access_record(
 
 
 def chain_hash(previous: str, record: dict[str, Any]) -> str:
-    """The hash that links an access record to the one before it in the child's access log."""
+    """The hash that links an access record to the one before it in the child's access log. The definition: what
+    the auditors check every stored record with (``services.audit``); a new record's is made by
+    ``new_record_chain_hash``, the same bytes."""
     body = {k: v for k, v in record.items() if k not in ("hash", "prev_hash")}
     return content_digest({"prev": previous, "record": body})
+
+
+def new_record_chain_hash(previous: str, record: dict[str, Any]) -> str:
+    """**A new access record's chain hash, its canonical JSON without the read-back for floats**: ``chain_hash``
+    of a record made by ``access_record`` (chained by ``TimelineReader._chained``), the JSON written by
+    ``events.envelope.canonical_json_without_floats``.
+
+    What it replaces: ``chain_hash`` when a record is made, whose ``canonical_json`` read the whole record back
+    to tell a ``null`` from a NaN: for a 500-event read (35 kB of JSON) about 300 µs, now about 60. Why it is
+    right: an access record holds no float (its reader, purpose and child are strings or None; times are
+    ISO text; positions and versions integers; the settings booleans and integers, ``consent.model.Settings``;
+    the decision strings, booleans and None), and on such values both write the same bytes. The auditors keep
+    ``chain_hash``, the definition, for stored records, so a record whose hash were ever made otherwise fails
+    ``audit verify``. ``tests/reading/test_new_record_hash.py`` checks the two agree on records made by
+    ``access_record`` from random readers, decisions, settings and views (hypothesis)."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "prev_hash")}
+    return hashlib.sha256(canonical_json_without_floats({"prev": previous, "record": body})).hexdigest()
 
 
 class TimelineReader:
@@ -393,7 +412,7 @@ class TimelineReader:
     @staticmethod
     def _chained(record: dict[str, Any], previous: str, sequence: int) -> dict[str, Any]:
         chained = dict(record, prev_hash=previous, sequence=sequence)
-        chained["hash"] = chain_hash(previous, chained)
+        chained["hash"] = new_record_chain_hash(previous, chained)
         return chained
 
 

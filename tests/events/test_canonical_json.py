@@ -18,6 +18,7 @@ from events.envelope import (
     _standard_canonical_json,
     _walked_non_finite_numbers,
     canonical_json,
+    canonical_json_without_floats,
 )
 
 pytestmark = pytest.mark.unit
@@ -108,3 +109,24 @@ raw_envelopes = st.dictionaries(
 @given(raw_envelopes)
 def test_finite_at_a_glance_finds_what_the_walk_finds(raw: dict[str, Any]) -> None:
     assert _non_finite_numbers(raw) == _walked_non_finite_numbers(raw)
+
+
+# Values without floats, as an access record is made (``canonical_json_without_floats``): every other scalar,
+# integers past 64 bits and lone surrogates among them (both go to the standard encoder, or are refused by it).
+floatless_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text() | st.sampled_from(["null", "NaN", "1e-07", "0.00001"]),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(floatless_json_values)
+def test_without_floats_the_same_bytes_as_the_standard_encoder(value: Any) -> None:
+    try:
+        expected = _standard_canonical_json(value)
+    except (TypeError, ValueError) as error:
+        with pytest.raises(type(error)):
+            canonical_json_without_floats(value)
+        return
+    assert canonical_json_without_floats(value) == expected == canonical_json(value)
