@@ -114,7 +114,11 @@ def test_finite_at_a_glance_finds_what_the_walk_finds(raw: dict[str, Any]) -> No
 # Values without floats, as an access record is made (``canonical_json_without_floats``): every other scalar,
 # integers past 64 bits and lone surrogates among them (both go to the standard encoder, or are refused by it).
 floatless_json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text() | st.sampled_from(["null", "NaN", "1e-07", "0.00001"]),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.sampled_from(["null", "NaN", "1e-07", "0.00001", "\ud800", "a\udfffb"]),
     lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
     max_leaves=40,
 )

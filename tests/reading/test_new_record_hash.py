@@ -86,3 +86,18 @@ def test_the_hash_of_a_new_record_is_the_definitions(
     chained: dict[str, Any] = TimelineReader._chained(record, previous, sequence)
     assert chained["hash"] == chain_hash(previous, chained)  # what audit verify checks
     assert new_record_chain_hash(previous, record) == chain_hash(previous, record)
+
+
+@pytest.mark.unit
+def test_nothing_an_access_record_is_made_of_is_typed_to_hold_a_float() -> None:
+    """``new_record_chain_hash`` relies on an access record holding no float (``canonical_json_without_floats``
+    writes one differently from ``chain_hash``'s definition): the parts a record is made of are typed without one.
+    Fails when a float field is added to the settings, the reader or the decisions; then the record's hash must go
+    back to ``chain_hash`` (review of s9-read, LOW 1)."""
+    import typing
+
+    from consent.model import EventDecision, ReadDecision, Reader, Settings
+
+    for part in (Settings, Reader, ReadDecision, EventDecision):
+        for name, hint in typing.get_type_hints(part).items():
+            assert "float" not in str(hint), (part.__name__, name, hint)
