@@ -46,6 +46,7 @@ from eventsourcing.domain import Aggregate, OriginatorIDError, OriginatorVersion
 from eventsourcing.persistence import EventStore, Notification, Recording, StoredEvent
 
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
+from events.index_snapshots import IndexSnapshots
 from events.model import Org, Recorded
 from events.problems import Busy
 from events.retry import RETRY_AFTER_SECONDS, TURN_WAIT_SETTING, turn_wait_seconds
@@ -808,6 +809,7 @@ class HubStore(Application[UUID]):
         self._new_cache()
         self.format = self._open_format()
         self.child_snapshots = ChildSnapshots(self)
+        self.index_snapshots = IndexSnapshots(self)  # the indexes' snapshots (events.index_snapshots)
         self.destructions_failed = 0  # destructions owed that a sweep could not make (destroy_keys_owed)
         self.owed_sweeps = 0  # sweeps of the destructions owed made (destroy_keys_owed), the opening's included
         self.destroy_keys_owed()

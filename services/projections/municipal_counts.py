@@ -80,6 +80,7 @@ from eventsourcing.domain import Aggregate, event
 from events.clock import JST
 from events.dates import month_of
 from events.direct_events import direct_events
+from events.index_snapshots import SnapshottedIndex
 from events.model import CENTER, Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
@@ -401,7 +402,7 @@ def line_of(alone: ReportLine) -> Line:
 
 
 @direct_events
-class ReportLines(_CopiedOnWrite, Aggregate):
+class ReportLines(_CopiedOnWrite, SnapshottedIndex, Aggregate):
     """What counting needs of the monthly reports (定期的な情報提供) of one school's children to one centre: per
     line (``report_line_key``, a digest naming no child), its ``Line``: the periods of its listings per student
     number (named by digest), the centre's municipality and the months a report came for, with the day it came,
@@ -437,6 +438,19 @@ class ReportLines(_CopiedOnWrite, Aggregate):
     def __init__(self, school: str, centre: str):
         self.lines: dict[str, Line] = {}  # report_line_key -> its line
         self.changes: dict[str, dict[str, Any]] = {}  # this publish's changes, not recorded yet (``work_on``)
+
+    SNAPSHOT_AFTER = 12  # a cold load that replayed a year of monthly files or more takes a snapshot
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The snapshot's state (``events.index_snapshots``): the lines, nothing else (``changes`` is a publish's,
+        empty in a stored state). Under the hub's key, as every event of this aggregate: the lines name no child,
+        school or student (digests), and an erased child's line is kept readable by the rule above, so a snapshot
+        holds nothing an erasure must make unreadable."""
+        return {"lines": self.lines}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self.lines = state["lines"]
+        self.changes = {}
 
     @event("LinesCounted")
     def count_lines(self, changes: list[dict[str, Any]]) -> None:
