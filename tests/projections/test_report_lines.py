@@ -372,3 +372,21 @@ def test_two_processes_publishing_to_one_school_and_centre_count_every_report_on
         each_counted_once(hub)
     finally:
         hub.close()
+
+
+def test_report_lines_move_through_the_command_line_brings_mains_store_to_format_6_once(store_written_by_main):
+    """``tsunagu report-lines move`` (deploy/RUNBOOK.md): main's store goes from format 5 to 6, and a second run
+    finds nothing left to move. Each run in a process of its own, as an operator runs it."""
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", "from services.cli import main; main()", "report-lines", "move",
+             "--database", store_written_by_main],
+            cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return " ".join(done.stdout.split())
+
+    assert "store format 5 -> 6" in run()
+    again = run()
+    assert "store format 6 -> 6" in again and "(0 left and moved now)" in again
