@@ -125,17 +125,15 @@ class IndexSnapshots:
     def stored_after(self, after: dict[UUID, int]) -> tuple[dict[UUID, Any], dict[UUID, list[StoredEvent]]]:
         """For each stream of ``after`` (stream -> the version a writer holds already, 0: none), in one query: the
         aggregate its snapshot holds, for a stream with 0 that has one that opens, and the stored events after
-        the snapshot's version, or after the version given (``events.streams.events_after`` for the others). A
-        snapshot that does not open is logged (it should not happen) and its stream's events fetched again, all of
-        them."""
+        the snapshot's version, or after the version given (what ``events.streams.events_after`` gives for the
+        others). A snapshot that does not open is logged (it should not happen) and its stream's events fetched
+        again, all of them (``events_after``)."""
         from events.streams import events_after
 
         if not self.enabled or not after:
             return {}, events_after(self.store, after)
         streams = list(after)
-        uncached = [stream for stream in streams if after[stream] == 0]
-        if not uncached:
-            return {}, events_after(self.store, after)
+        uncached = [stream for stream in streams if after[stream] == 0]  # (none: the tails alone, the same query)
         exists = f"EXISTS (SELECT 1 FROM {self.events_table} AS e WHERE e.originator_id = s.stream AND e.originator_version = s.version)"
         if self.postgres:
             first = "unnest(%s::uuid[]) AS c(id)"
