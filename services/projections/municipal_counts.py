@@ -424,7 +424,7 @@ class ReportLines(_CopiedOnWrite, SnapshottedIndex, Aggregate):
     monthly file (two stored events opened and one written a row).
 
     A cold load (a process whose cache does not hold it) opens it from its snapshot and the events after it
-    (``events.index_snapshots``: ``snapshot_state``, ``from_snapshot_state``), not from every ``LinesCounted`` of
+    (``events.index_snapshots``: ``snapshot_state``, ``restore_state``), not from every ``LinesCounted`` of
     the pair's history."""
 
     LinesCounted: ClassVar[type[Any]]  # made by ``@event`` below; named here for ``lines_changed_by``
