@@ -46,6 +46,7 @@ from eventsourcing.domain import Aggregate, OriginatorIDError, OriginatorVersion
 from eventsourcing.persistence import EventStore, Notification, Recording, StoredEvent
 
 from events.envelope_ids import StoredEnvelope, envelope_key, rows_from_log
+from events.index_snapshots import IndexSnapshots
 from events.model import Org, Recorded
 from events.problems import Busy
 from events.retry import RETRY_AFTER_SECONDS, TURN_WAIT_SETTING, turn_wait_seconds
@@ -64,11 +65,12 @@ NAMESPACE = uuid5(NAMESPACE_URL, "https://tsunagu.example/streams")
 # date when opened): 1, the register of envelope ids (events.envelope_ids); 2, the children's admission facts
 # (services.projections.admission_facts, rebuilt by services.publishing.ingest).
 ENVELOPE_IDS_FORMAT = 1
-STORE_FORMAT = 5  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index;
+STORE_FORMAT = 6  # 3: the children's facts of policy version 2 (services.projections.admission_facts), the plan index;
 # 4: the children per publishing organisation (services.projections.published); 5: the planners' counts and their
 # tallies (services.projections.municipal_counts), made from the log by services.aggregates.figures.correct, which
 # the composition root (services.hub) hands the publish path as an upgrade, and the providers' reports among the
-# children's facts (admission_facts.report_facts_from_log)
+# children's facts (admission_facts.report_facts_from_log); 6: every monthly report line in its (school, centre)'s
+# ReportLines, none read from a ReportLine stream (services.aggregates.report_lines, also an upgrade of services.hub)
 DEFAULT_DATABASE = "sqlite:///tsunagu.db"
 ERASURE_OWED_GRACE_SECONDS = 600.0  # a destruction owed whose erasure is not stored is dropped this old (below)
 ERASURE_OWED_SWEEP_SECONDS = 60.0  # how often, at most, a running process sweeps the destructions owed (below)
@@ -808,6 +810,7 @@ class HubStore(Application[UUID]):
         self._new_cache()
         self.format = self._open_format()
         self.child_snapshots = ChildSnapshots(self)
+        self.index_snapshots = IndexSnapshots(self)  # the indexes' snapshots (events.index_snapshots)
         self.destructions_failed = 0  # destructions owed that a sweep could not make (destroy_keys_owed)
         self.owed_sweeps = 0  # sweeps of the destructions owed made (destroy_keys_owed), the opening's included
         self.destroy_keys_owed()

@@ -8,7 +8,8 @@ fresh versions (``services.publishing.ingest``).
 
 ``load_many`` is the repository's ``get`` for many streams at once: the aggregates as a writer gets them (copies
 it may change, as stored now), built from the cache and the events stored after the cached versions (or from all
-the events of a stream that is not cached), fetched for all the streams in one query.
+the events of a stream that is not cached, or from an index's snapshot and the events after it:
+``events.index_snapshots``), fetched for all the streams in one query.
 
 ``forget_cached`` keeps the application's aggregate cache honest after such an append. With the library's
 default (``AGGREGATE_CACHE_FASTFORWARD`` on) a cached aggregate is fast-forwarded with the events stored after
@@ -37,6 +38,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from events.index_snapshots import SnapshottedIndex
 from events.topic_index import INDEXED_TOPICS
 
 
@@ -154,17 +156,23 @@ def load_many(store: Any, ids: Iterable[UUID], *, keep: bool = True) -> dict[UUI
             except KeyError:
                 pass
     after = {stream: (cached[stream].version if stream in cached else 0) for stream in wanted}
-    stored = events_after(store, after)
+    snapshots, stored = store.index_snapshots.stored_after(after)  # an index's snapshot for a stream not cached
     records = [record for stream in wanted for record in stored.get(stream, ())]
     opened = iter(store.mapper.to_domain_events(records))  # every key they need, in two queries at most
     out: dict[UUID, Any] = {}
+    due: list[Any] = []  # indexes replayed from far enough back to take a snapshot of (``events.index_snapshots``)
     for stream in wanted:
-        aggregate = cached.get(stream)
-        for _ in stored.get(stream, ()):
+        aggregate = cached.get(stream, snapshots.get(stream))
+        tail = stored.get(stream, ())
+        for _ in tail:
             aggregate = next(opened).mutate(aggregate)
         out[stream] = aggregate
-        if use_cache and keep and aggregate is not None and stored.get(stream):
+        if use_cache and keep and aggregate is not None and (tail or stream in snapshots):
             repository.cache.put(stream, deepcopy(aggregate))
+        if stream not in cached and isinstance(aggregate, SnapshottedIndex) and len(tail) >= aggregate.SNAPSHOT_AFTER:
+            due.append(aggregate)
+    if due:  # as loaded, before the caller changes them; best-effort (never raises)
+        store.index_snapshots.keep(due)
     return out
 
 

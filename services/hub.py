@@ -19,6 +19,7 @@ from services.administration import settings as administration_settings
 from services.administration.organisations import OrgLoadResult, load_orgs
 from services.administration.settings import SETTINGS_ID, SYSTEM, SettingsSource, seed_settings, settings_from_env
 from services.aggregates.figures import correct as correct_counts
+from services.aggregates.report_lines import upgrade_report_lines
 from services.audit import trail as audit_trail
 from services.audit.replay import VerifyReport, verify
 from services.auth import clients as auth_clients
@@ -108,7 +109,7 @@ class Hub:
                 self.store.close()
             raise
         self.settings_source = SettingsSource(self.store)
-        self.ingest = Ingest(self.store, self.settings_source, clock, upgrades=[upgrade_counts])
+        self.ingest = Ingest(self.store, self.settings_source, clock, upgrades=[upgrade_report_lines, upgrade_counts])
         self.reader = TimelineReader(self.store, self.settings_source, clock, KeptReads(self.store))  # reads kept
         self.ledger_rows = LedgerRowCache(self.store, self.reader)  # the ledgers' and agenda's rows decided ahead
         self.overdue_lines = OverdueLines(self.store, self.ledger_rows.versions)  # the overdue lines kept per school

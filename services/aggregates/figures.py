@@ -35,13 +35,11 @@ from services.projections.municipal_counts import (
     LinePlace,
     MunicipalMonth,
     MunicipalMonths,
-    ReportLine,
     ReportLines,
     Tally,
     erased_report_line,
     kept_months,
     line_counts,
-    line_of,
     report_line_key,
     tally,
 )
@@ -142,7 +140,7 @@ class ErasedLines:
     """**Explicit mechanism: the rebuild counts an erased child's report lines as the hub kept them.** A child's
     erasure destroys the content of its target-list events and monthly reports (which school and student number,
     which month: ``events.sealing``), so the rebuild cannot count them again; the live counts went on from the
-    line the hub keeps under its own key (in ``ReportLines``; its ``ReportLine`` if never moved) (named by a digest, as every line: no content beyond what any
+    line the hub keeps under its own key (in ``ReportLines``) (named by a digest, as every line: no content beyond what any
     line holds), and an erasure does not move them (the lead's rule, session 7). So for every line that an erased
     event changed (``municipal_counts.erased_report_line``) and that the hub kept, the rebuild counts none of the
     line's events (its later, readable ones included: they changed the same kept line) and adds, instead, what
@@ -195,15 +193,11 @@ class ErasedLines:
 
 
 def kept_line(store: HubStore, place: LinePlace) -> Line | None:
-    """The hub's line of ``place`` (school, child, centre): from its (school, centre)'s ``ReportLines``, else (a
-    line never moved, on a store written before them) its ``ReportLine``; ``None`` when the hub kept none."""
+    """The hub's line of ``place`` (school, child, centre), from its (school, centre)'s ``ReportLines`` (every line
+    is there from store format 6: ``services.aggregates.report_lines``); ``None`` when the hub kept none."""
     school, child, centre = place
-    key = report_line_key(school, child, centre)
     lines: ReportLines | None = store.peek(ReportLines.create_id(school, centre))
-    if lines is not None and key in lines.lines:
-        return lines.lines[key]
-    alone: ReportLine | None = store.peek(ReportLine.create_id(key))
-    return line_of(alone) if alone is not None else None
+    return lines.lines.get(report_line_key(school, child, centre)) if lines is not None else None
 
 
 def erased_lines(store: HubStore) -> ErasedLines:
@@ -274,9 +268,7 @@ def _tallies(store: HubStore, work: _InMemory) -> list[Any]:
 def _report_lines(store: HubStore, aggregate_id: UUID, rebuilt: ReportLines) -> ReportLines | None:
     """The kept ``ReportLines`` with each of its lines that differs from the rebuilt one set whole (one
     ``LinesCorrected``), a new one with the rebuilt lines when none is kept; ``None`` when every line is as
-    rebuilt. A line the rebuild has not (an erased child's: ``ErasedLines`` counts it as kept) is left as kept; a
-    line kept alone (``ReportLine``, a store written before) is left as it is, the one recorded here being read
-    first from now on."""
+    rebuilt. A line the rebuild has not (an erased child's: ``ErasedLines`` counts it as kept) is left as kept."""
     found: ReportLines | None = store.get_or_none(aggregate_id)
     differ = [
         {"line": key, **line} for key, line in rebuilt.lines.items() if found is None or found.lines.get(key) != line

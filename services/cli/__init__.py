@@ -14,6 +14,7 @@ from services.cli import (
     imports,  # noqa: F401  import school-monthly|school-daily, reports overdue (定期的な情報提供)
     inquiries,  # noqa: F401  inquiries round|outstanding|inbox|answer (事前照会)
     keys,  # noqa: F401  master-key generate|rotate|rewrap (encryption at rest)
+    report_lines,  # noqa: F401  report-lines move (store format 6: the old report lines moved once)
     serve,  # noqa: F401  serve, token issue
     services,  # noqa: F401  services … (家庭支援事業: referrals, monitoring, urgent reports)
     settings,  # noqa: F401  settings show|set (the deployment's policy settings)

@@ -50,7 +50,8 @@ of its removal, due by ``monthly_report_due_day`` (1–28) of the next month; a 
 listing's centre for the month answers every listing of the child and centre at the school). Counted at the
 municipality of the listing's centre, for the month reported on, from a line per (school, child, centre) that
 names none of them (its key is a stream id, ``report_line_key``), kept in the (school, centre)'s ``ReportLines``
-under the hub's key (``ReportLine``, one stream a line, in stores written before; read until the line is moved):
+under the hub's key (``ReportLine``, one stream a line, in stores written before, is moved there once by the store
+format step ``services.aggregates.report_lines.move_report_lines`` and never read by the publish path):
 
 - ``reports.expected`` (a level: +1 at the listing's first month, -1 at the month of its removal);
 - each listing's first report for a month: ``reports.arrived:day=D`` (D the day of the next month it came on, 0
@@ -79,6 +80,7 @@ from eventsourcing.domain import Aggregate, event
 from events.clock import JST
 from events.dates import month_of
 from events.direct_events import direct_events
+from events.index_snapshots import SnapshottedIndex
 from events.model import CENTER, Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
@@ -357,11 +359,12 @@ class ReportLine(Tally):
     of its listings (per student number, named by digest) and the months a report came for, with the day it came.
     Never shown; names no child, school or student (``key`` is a stream id).
 
-    **Kept for stores written before ``ReportLines``**: no line is written here any more. A line not in its
-    (school, centre)'s ``ReportLines`` is read from here (``_line``) and moved there, whole, by the first publish
-    that changes it (or by ``figures.correct``); from then on this stream is never read again, since the moved
-    line stays in ``ReportLines`` for good (under the hub's key, as here: an erasure takes neither). The stream
-    itself is left as it is, readable as main left it."""
+    **Kept for stores written before ``ReportLines``**: no line is written here any more, and the publish path
+    never reads one. The store format step ``services.aggregates.report_lines.move_report_lines`` (store format 6,
+    run when the hub opens an older store, or by ``tsunagu report-lines move``) moves every such line, whole, into
+    its (school, centre)'s ``ReportLines``, unless a publish moved it there before (session 8's publishes moved a
+    line on its first change: the one in ``ReportLines`` is then the newer). The stream itself is left as it is,
+    readable as main left it (under the hub's key, as ``ReportLines``: an erasure takes neither)."""
 
     FIELDS = ("key", "municipality", "periods", "received")
 
@@ -399,7 +402,7 @@ def line_of(alone: ReportLine) -> Line:
 
 
 @direct_events
-class ReportLines(_CopiedOnWrite, Aggregate):
+class ReportLines(_CopiedOnWrite, SnapshottedIndex, Aggregate):
     """What counting needs of the monthly reports (定期的な情報提供) of one school's children to one centre: per
     line (``report_line_key``, a digest naming no child), its ``Line``: the periods of its listings per student
     number (named by digest), the centre's municipality and the months a report came for, with the day it came,
@@ -412,16 +415,21 @@ class ReportLines(_CopiedOnWrite, Aggregate):
     of a monthly report or a listing depend on the line as the events before it in the same publish left it (a
     second report for a month counts nothing), so the projection changes the line at once, on the publish's own
     copy of this aggregate (``work_on``, not an event), which also notes what changed (``changes``: per line, the
-    municipality, the periods when they changed, the months received that are new; a line moved from its
-    ``ReportLine`` whole). ``record_staged`` (called by ``Batch.save``: the projection staged the events here)
+    municipality, the periods when they changed, the months received that are new; a new line whole).
+    ``record_staged`` (called by ``Batch.save``: the projection staged the events here)
     records the notes in one ``LinesCounted``, whose replay applies each to its line: so the stored state is what
     the publish worked out, a stored event grows with what changed and not with a line's history, and nothing is
     recorded when the publish is not saved (its copy is dropped; a retried publish starts again from the store).
     It replaces one ``ReportLine`` stream per (school, child, centre), loaded and stored per row of a school's
-    monthly file (two stored events opened and one written a row)."""
+    monthly file (two stored events opened and one written a row).
+
+    A cold load (a process whose cache does not hold it) opens it from its snapshot and the events after it
+    (``events.index_snapshots``: ``snapshot_state``, ``restore_state``), not from every ``LinesCounted`` of
+    the pair's history."""
 
     LinesCounted: ClassVar[type[Any]]  # made by ``@event`` below; named here for ``lines_changed_by``
     LinesCorrected: ClassVar[type[Any]]
+    LinesMoved: ClassVar[type[Any]]
 
     @staticmethod
     def create_id(school: str, centre: str) -> UUID:
@@ -430,6 +438,19 @@ class ReportLines(_CopiedOnWrite, Aggregate):
     def __init__(self, school: str, centre: str):
         self.lines: dict[str, Line] = {}  # report_line_key -> its line
         self.changes: dict[str, dict[str, Any]] = {}  # this publish's changes, not recorded yet (``work_on``)
+
+    SNAPSHOT_AFTER = 12  # a cold load that replayed a year of monthly files or more takes a snapshot
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The snapshot's state (``events.index_snapshots``): the lines, nothing else (``changes`` is a publish's,
+        empty in a stored state). Under the hub's key, as every event of this aggregate: the lines name no child,
+        school or student (digests), and an erased child's line is kept readable by the rule above, so a snapshot
+        holds nothing an erasure must make unreadable."""
+        return {"lines": self.lines}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self.lines = state["lines"]
+        self.changes = {}
 
     @event("LinesCounted")
     def count_lines(self, changes: list[dict[str, Any]]) -> None:
@@ -455,6 +476,17 @@ class ReportLines(_CopiedOnWrite, Aggregate):
         }
         self.changes = {}
 
+    @event("LinesMoved")
+    def move_lines(self, lines: list[dict[str, Any]]) -> None:
+        """Lines kept alone by a store written before (``ReportLine``), moved here whole by the store format step
+        (``services.aggregates.report_lines.move_report_lines``), one entry a line: ``{"line", **Line}``. Never a
+        line already here (the step moves only the others)."""
+        self.lines = {
+            **self.lines,
+            **{entry["line"]: {k: v for k, v in entry.items() if k != "line"} for entry in lines},
+        }
+        self.changes = {}
+
     def work_on(
         self,
         key: str,
@@ -466,7 +498,7 @@ class ReportLines(_CopiedOnWrite, Aggregate):
         """Change the line ``key`` (``old`` as the publish found it) on the publish's copy and note the change, to
         be recorded by ``record_staged`` (see the class)."""
         noted = self.changes.get(key)
-        if noted is None:  # the line's first change in this publish: a line not here yet is moved whole
+        if noted is None:  # the line's first change in this publish: a line not here yet is noted whole
             noted = {"line": key, **old} if key not in self.lines else {"line": key, "received": {}}
         noted = {**noted, "municipality": municipality, "received": {**noted["received"], **(received or {})}}
         if periods is not None:
@@ -485,7 +517,7 @@ class ReportLines(_CopiedOnWrite, Aggregate):
             self.count_lines(changes=list(self.changes.values()))
 
     def lines_changed(self) -> set[str]:
-        """The lines this publish changed (``work_on``; a line moved from its ``ReportLine`` included)."""
+        """The lines this publish changed (``work_on``; a new line included)."""
         return set(self.changes)
 
     @staticmethod
@@ -499,6 +531,8 @@ class ReportLines(_CopiedOnWrite, Aggregate):
         format upgrade): the retry costs nothing that matters."""
         if isinstance(stored, ReportLines.LinesCounted):
             return {change["line"] for change in stored.changes}
+        if isinstance(stored, ReportLines.LinesMoved):
+            return {entry["line"] for entry in stored.lines}
         if isinstance(stored, ReportLines.Created):
             return set()
         return None
@@ -563,9 +597,8 @@ def municipal_counts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:
     if e.kind in ("plan.created", "plan.revised") and e.payload.get("plan"):
         ids.append(PlanTally.create_id(str(e.payload["plan"])))
     line = _report_line(e, orgs)
-    if line is not None:  # the line's (school, centre), and the line as a store written before kept it alone
-        school, child, centre = line
-        ids += [ReportLines.create_id(school, centre), ReportLine.create_id(report_line_key(*line))]
+    if line is not None:  # the line's (school, centre): every line is there (store format 6, ``ReportLine``)
+        ids.append(ReportLines.create_id(line[0], line[2]))
     if e.kind not in COUNTED_KINDS:
         return ids
     municipalities, months = _places(e, orgs)
@@ -666,16 +699,12 @@ def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> LinePlace | None:
 
 
 def _line(batch: UnitOfWork, school: str, child: str, centre: str) -> tuple[ReportLines, str, Line]:
-    """The (school, centre)'s ``ReportLines``, the line's key and the line: as moved there, else as a store
-    written before kept it alone (``ReportLine``), else empty. A line in ``ReportLines`` is never read from its
-    ``ReportLine`` again (``ReportLines.lines`` is the set of moved lines, and an erasure takes none from it)."""
+    """The (school, centre)'s ``ReportLines``, the line's key and the line (empty when none yet). Every line is
+    there: a store written before ``ReportLines`` had its lines moved by the store format step
+    (``services.aggregates.report_lines.move_report_lines``) before the publish path runs on it."""
     lines: ReportLines = batch.get(ReportLines, school, centre)
     key = report_line_key(school, child, centre)
-    line = lines.lines.get(key)
-    if line is None:
-        alone: ReportLine | None = batch.get(ReportLine, key, create=False)
-        line = line_of(alone) if alone is not None else NO_LINE
-    return lines, key, line
+    return lines, key, lines.lines.get(key, NO_LINE)
 
 
 def _covers(period: list[str], month: str) -> bool:

@@ -27,9 +27,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.clock import JST
+from events.store import recorded_from
 from services.aggregates.figures import _InMemory, correct, erased_lines, rebuild
 from services.hub import Hub, SettableClock
-from services.projections.municipal_counts import ReportLine, ReportLines, report_line_key
+from services.projections.municipal_counts import (
+    ReportLine,
+    ReportLines,
+    line_of,
+    municipal_counts_needs,
+    report_line_key,
+)
 from tests.conftest import ROOT
 from tests.consent.test_policy_properties import PROPERTY_SETTINGS
 
@@ -161,31 +168,107 @@ def test_a_store_written_by_main_and_continued_here_gives_mains_figures(store_wr
 
 
 def continue_main_store(url: str) -> None:
-    """The main-written store continued with the rest of the fixture's sequence: the same outcomes and figures
-    as main's own continuation (the review's M2 case among them: z1's line moved by its May report, z1 erased,
-    April and May sent again, z1 removed: no report counted twice, ``reports.expected`` taken back); ``correct``
-    moves nothing; z1's old ``ReportLine`` is left as main wrote it (hub key, as main; never read again)."""
+    """The main-written store (format 5, every line kept alone) moved by the store format step, then continued with
+    the rest of the fixture's sequence: the same outcomes and figures as main's own continuation (the review's M2
+    case among them: z1's line moved, z1 erased, April and May sent again, z1 removed: no report counted twice,
+    ``reports.expected`` taken back); ``correct`` corrects nothing; the step run again moves nothing and stores
+    nothing; z1's old ``ReportLine`` is left as main wrote it (hub key, as main; never read again)."""
+    from events.store import STORE_FORMAT, open_store
     from services.aggregates.figures import kept
+    from services.aggregates.report_lines import LINES_MOVED_FORMAT, lines_in_log, move_report_lines
 
     expected = json.loads((FIXTURES / "report-lines-main.json").read_text())
+    store = open_store(url)
+    z1 = report_line_key("s3", "z1", "cA")
+    try:  # as main wrote it: every line alone, none in ``ReportLines``
+        assert store.format == 5 < LINES_MOVED_FORMAT == STORE_FORMAT
+        old = store.peek(ReportLine.create_id(z1))
+        assert old is not None and list(old.received) == ["2026-04"]
+        alone = {
+            key: line_of(found)
+            for keys in lines_in_log(store).values()
+            for key in keys
+            if (found := store.peek(ReportLine.create_id(key))) is not None
+        }
+        assert len(alone) > 10 and all(store.peek(ReportLines.create_id(s, c)) is None for s, c in PAIRS)
+    finally:
+        store.close()
+
     hub = Hub(url, clock=SettableClock(datetime.fromisoformat(expected["now"])))
     try:
-        z1 = report_line_key("s3", "z1", "cA")
-        old = hub.store.peek(ReportLine.create_id(z1))
-        assert old is not None and list(old.received) == ["2026-04"]  # main kept it alone
-        assert hub.store.peek(ReportLines.create_id("s3", "cA")) is None
+        assert hub.store.format == STORE_FORMAT  # the hub moved them when it opened the store
+        moved = {
+            key: line
+            for school, centre in (*PAIRS, ("s2", "cA"), ("s2", "cB"), ("s3", "cA"), ("s3", "cB"))
+            if (lines := hub.store.peek(ReportLines.create_id(school, centre))) is not None
+            for key, line in lines.lines.items()
+        }
+        assert moved == alone  # every line, whole, erased children's included
+        position = hub.store.log_position()
+        assert move_report_lines(hub.store) == 0 and hub.store.log_position() == position  # twice: nothing
         outcomes = [[r.outcome for r in hub.publish(batch)] for batch in expected["rest"]]
         assert outcomes == expected["outcomes"]
         figures = {m: kept(hub.store, m, through="2026-10") for m in ("100001", "100002")}
         assert json.loads(json.dumps(figures)) == expected["kept"]
-        moved = hub.store.peek(ReportLines.create_id("s3", "cA")).lines[z1]
-        assert sorted(moved["received"]) == ["2026-04", "2026-05"] and moved["periods"][0][2] == "2026-06"
+        line = hub.store.peek(ReportLines.create_id("s3", "cA")).lines[z1]
+        assert sorted(line["received"]) == ["2026-04", "2026-05"] and line["periods"][0][2] == "2026-06"
         assert hub.store.peek(ReportLine.create_id(z1)).received == old.received  # stale, left as it was
         assert correct(hub.store) == 0
         assert {m: kept(hub.store, m, through="2026-10") for m in ("100001", "100002")} == figures
     finally:
         hub.close()
     print("ok")
+
+
+def test_the_store_format_step_run_twice_moves_nothing_the_second_time(store_written_by_main):
+    """Run in a process of its own: ``move_twice``."""
+    done = subprocess.run(
+        [sys.executable, "-c",
+         f"from tests.projections.test_report_lines import move_twice; move_twice({store_written_by_main!r})"],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def move_twice(url: str) -> None:
+    """The step on the store as main wrote it (not through the hub): the first run moves the lines, one event a
+    (school, centre); the second finds every line moved and stores nothing, and the lines are as after the first."""
+    from events.store import open_store
+    from services.aggregates.report_lines import move_report_lines
+
+    store = open_store(url)
+    try:
+        first = move_report_lines(store)
+        position = store.log_position()
+        after = {p: store.replayed(ReportLines.create_id(*p)) for p in PAIRS}
+        assert first > 10
+        assert move_report_lines(store) == 0 and store.log_position() == position
+        assert {p: store.replayed(ReportLines.create_id(*p)) for p in PAIRS} == after
+        assert all(len(list(store.events.get(ReportLines.create_id(*p)))) == 2 for p in PAIRS if after[p])
+    finally:
+        store.close()
+    print("ok")
+
+
+def test_a_monthly_report_asks_for_its_school_and_centres_lines_and_no_old_line():
+    """From store format 6 the publish path reads no ``ReportLine``: a report's needs name its (school, centre)'s
+    ``ReportLines`` and no line stream of its own (two stream ids and one more id in the load query a row, before)."""
+    hub = Hub("sqlite:///:memory:")
+    try:
+        hub.load_orgs(ORGS)
+        report = recorded_from(
+            {"id": "m-a1", "kind": "attendance.monthly", "child": "a1", "source": "s1", "to": "cA",
+             "basis": "cwa-25-3", "at": "2026-05-07T10:00:00+09:00",
+             "payload": {"month": "2026-04", "school_days": 20, "attended": 20, "absent": 0,
+                         "absent_without_contact": 0}},
+            ["s1", "cA"], 1,
+        )  # fmt: skip
+        needs = municipal_counts_needs(report, hub.store.registry().orgs)
+        assert ReportLines.create_id("s1", "cA") in needs
+        assert ReportLine.create_id(report_line_key("s1", "a1", "cA")) not in needs
+    finally:
+        hub.close()
 
 
 KIDS = [f"k{i:02d}" for i in range(12)]
@@ -289,3 +372,21 @@ def test_two_processes_publishing_to_one_school_and_centre_count_every_report_on
         each_counted_once(hub)
     finally:
         hub.close()
+
+
+def test_report_lines_move_through_the_command_line_brings_mains_store_to_format_6_once(store_written_by_main):
+    """``tsunagu report-lines move`` (deploy/RUNBOOK.md): main's store goes from format 5 to 6, and a second run
+    finds nothing left to move. Each run in a process of its own, as an operator runs it."""
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", "from services.cli import main; main()", "report-lines", "move",
+             "--database", store_written_by_main],
+            cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return " ".join(done.stdout.split())
+
+    assert "store format 5 -> 6" in run()
+    again = run()
+    assert "store format 6 -> 6" in again and "(0 left and moved now)" in again

@@ -109,6 +109,7 @@ def test_a_mixed_batch_loads_what_its_steps_read_in_one_query(tmp_path, clock, m
         queries: list[list[UUID]] = []  # the streams of each query that loads stored events
         one_by_one: list[UUID] = []
         real_get, real_after = hub.store.events.get, streams.events_after
+        real_stored_after = hub.store.index_snapshots.stored_after
 
         def get(originator_id, **kwargs):
             one_by_one.append(originator_id)
@@ -118,8 +119,13 @@ def test_a_mixed_batch_loads_what_its_steps_read_in_one_query(tmp_path, clock, m
             queries.append(list(after))
             return real_after(store, after)
 
+        def stored_after(after):  # ``load_many``'s query: the streams' events, and an index's snapshot
+            queries.append(list(after))
+            return real_stored_after(after)
+
         monkeypatch.setattr(hub.store.events, "get", get)
         monkeypatch.setattr(streams, "events_after", events_after)
+        monkeypatch.setattr(hub.store.index_snapshots, "stored_after", stored_after)
         results = hub.publish(MIXED)
         assert [(r.id, r.outcome) for r in results] == [(e["id"], "accepted") for e in MIXED]
         assert len(queries) == 1  # what admission, the projections and the release declared, for every child at once

@@ -98,6 +98,7 @@ def loaded_streams(hub: Hub, monkeypatch) -> list[UUID]:
     """Records the streams whose stored events the hub reads from now on (one by one, or for many at once)."""
     calls: list[UUID] = []
     real_get, real_after = hub.store.events.get, streams.events_after
+    real_stored_after = hub.store.index_snapshots.stored_after
 
     def get(originator_id, **kwargs):
         calls.append(originator_id)
@@ -107,8 +108,13 @@ def loaded_streams(hub: Hub, monkeypatch) -> list[UUID]:
         calls.extend(after)
         return real_after(store, after)
 
+    def stored_after(after):  # ``load_many``'s query (``events.index_snapshots``)
+        calls.extend(after)
+        return real_stored_after(after)
+
     monkeypatch.setattr(hub.store.events, "get", get)
     monkeypatch.setattr(streams, "events_after", events_after)
+    monkeypatch.setattr(hub.store.index_snapshots, "stored_after", stored_after)
     return calls
 
 
@@ -279,8 +285,6 @@ def test_load_many_copes_with_a_cached_aggregate_fast_forwarded_by_another_threa
     same process). Found by the load run (``bench/load.py``: a ledger page answered 500 with
     ``OriginatorVersionError``): ``load_many`` took the cached object, asked for the events after its version,
     and meanwhile another thread brought that same object forward; the copy then met events it already had."""
-    import events.streams
-
     hub = open_hub()
     hub.load_orgs(ORGS)
     assert accepted(hub.publish([registered("c1"), ev("n1")]))
@@ -288,13 +292,13 @@ def test_load_many_copes_with_a_cached_aggregate_fast_forwarded_by_another_threa
     fresh = open_hub()
     assert timeline(fresh) == ["reg-c1", "n1"]  # c1 cached in this process at version 3
     assert accepted(hub.publish([ev("n2")]))  # stored by another process: version 4 in the database only
-    query = events.streams.events_after
+    query = fresh.store.index_snapshots.stored_after  # ``load_many``'s query
 
-    def another_thread_reads_first(store, after):
+    def another_thread_reads_first(after):
         fresh.store.repository.get(c1, deepcopy_from_cache=False)  # brings the cached object itself to version 4
-        return query(store, after)
+        return query(after)
 
-    monkeypatch.setattr(events.streams, "events_after", another_thread_reads_first)
+    monkeypatch.setattr(fresh.store.index_snapshots, "stored_after", another_thread_reads_first)
     loaded = load_many(fresh.store, [c1])
     assert [e.id for e in loaded[c1].entries] == ["reg-c1", "n1", "n2"] and loaded[c1].version == 4
 
