@@ -27,9 +27,8 @@ marks the format after its upgrades), so the publish path may take every line to
   what is still missing; a publish is refused by ``Batch.record_lines_on_newest`` and tried again, as after
   another publisher). **Not** while a process of an older version (main before session 8) still publishes to the
   store: it would go on writing ``ReportLine`` streams that nothing reads any more. Stop those first.
-- A line whose (school, centre) cannot be named from the log any more is not found: an event's centre that is no
-  longer registered as a centre (``municipality_of``) names none. Such a line is not counted by the live counts
-  either (the projection places it the same way), and ``figures.correct`` counts from the same places.
+- Every line an event names is found, from the events alone, whatever the registry says of its centre now (a
+  centre retyped and set back later finds its lines again, as main's code did).
 """
 
 from __future__ import annotations
@@ -45,10 +44,10 @@ from services.projections.municipal_counts import (
     LinePlace,
     ReportLine,
     ReportLines,
-    _report_line,
-    erased_report_line,
+    erased_report_line_named,
     line_of,
     report_line_key,
+    report_line_named,
 )
 
 MOVE_ATTEMPTS = 10  # a pair's move tried again after a publish recorded on it meanwhile (``IntegrityError``)
@@ -56,11 +55,14 @@ MOVE_ATTEMPTS = 10  # a pair's move tried again after a publish recorded on it m
 
 def lines_in_log(store: HubStore) -> dict[tuple[str, str], set[str]]:
     """Every report line the log's events name, by (school, centre): the keys (``report_line_key``) of the lines
-    of readable events and of erased children's events alike."""
-    orgs = store.registry().orgs
+    of readable events and of erased children's events alike, **from the events alone**: whatever the registry
+    says of a centre's type now, as main's code read a line's ``ReportLine`` whatever it said (a centre retyped
+    at the upgrade and set back later would otherwise count from empty lines; review of s9-import, M1). Moving a
+    line whose centre is not a municipality's now is harmless: it is moved whole, and counted only if the centre
+    is one again."""
     found: dict[tuple[str, str], set[str]] = defaultdict(set)
     for e in _log_events(store):
-        place: LinePlace | None = _report_line(e, orgs) or erased_report_line(e, orgs)
+        place: LinePlace | None = report_line_named(e) or erased_report_line_named(e)
         if place is not None:
             school, _, centre = place
             found[(school, centre)].add(report_line_key(*place))

@@ -687,15 +687,21 @@ def _next_month(month: str) -> str:
 LinePlace = tuple[str, str, str]  # (school, child, centre): where a report line is, ``report_line_key``'s input
 
 
+def report_line_named(e: Recorded) -> LinePlace | None:
+    """The (school, child, centre) of the report line a target-list event or a monthly report names, from the
+    event alone (whether the centre is a municipality's now is ``_report_line``'s question), or ``None``."""
+    if e.kind in ("target_list.assigned", "target_list.removed") and e.payload.get("school") and e.child:
+        return (str(e.payload["school"]), e.child, e.source)
+    if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and e.to and e.child and e.payload.get("month"):
+        return (e.source, e.child, e.to)
+    return None
+
+
 def _report_line(e: Recorded, orgs: Mapping[str, Org]) -> LinePlace | None:
     """The (school, child, centre) of the report line a target-list event or a monthly report changes, or
-    ``None``."""
-    if e.kind in ("target_list.assigned", "target_list.removed") and e.payload.get("school") and e.child:
-        school = str(e.payload["school"])
-        return (school, e.child, e.source) if municipality_of(e.source, orgs) else None
-    if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and e.to and e.child and e.payload.get("month"):
-        return (e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
-    return None
+    ``None``: the line it names (``report_line_named``), when its centre is a municipality's."""
+    place = report_line_named(e)
+    return place if place is not None and municipality_of(place[2], orgs) else None
 
 
 def _line(batch: UnitOfWork, school: str, child: str, centre: str) -> tuple[ReportLines, str, Line]:
@@ -740,12 +746,18 @@ def erased_report_line(e: Recorded, orgs: Mapping[str, Org]) -> LinePlace | None
     report's ``month`` are gone, though admission requires both), else ``None``. The line is named from the
     envelope's routing fields, which the hub keeps: a target list's ``to`` is its ``payload.school`` (admission
     refuses any other), a report's ``source`` is the school and its ``to`` the centre."""
+    place = erased_report_line_named(e)
+    return place if place is not None and municipality_of(place[2], orgs) else None
+
+
+def erased_report_line_named(e: Recorded) -> LinePlace | None:
+    """``erased_report_line``'s (school, child, centre), from the event alone (the centre's type not asked)."""
     if not e.child or not e.to:
         return None
     if e.kind in ("target_list.assigned", "target_list.removed") and not e.payload.get("school"):
-        return (e.to, e.child, e.source) if municipality_of(e.source, orgs) else None
+        return (e.to, e.child, e.source)
     if e.kind == "attendance.monthly" and e.basis == "cwa-25-3" and not e.payload.get("month"):
-        return (e.source, e.child, e.to) if municipality_of(e.to, orgs) else None
+        return (e.source, e.child, e.to)
     return None
 
 
