@@ -482,7 +482,7 @@ def accepted_at_a_glance(raw: Any, *, now: datetime) -> Envelope | None:
         return None
     try:
         normalised = normalise_payload(kind, payload)
-    except ValidationError:
+    except (ValidationError, UnicodeEncodeError):  # the full path says what is wrong
         return None
     fields = {
         "id": envelope_id,
@@ -595,6 +595,8 @@ def parse_by_models(raw: Any, *, now: datetime) -> Envelope:
         payload = normalise_payload(envelope.kind, envelope.payload)
     except ValidationError as error:
         problems = _problems(error, "payload.")
+    except UnicodeEncodeError:  # a lone surrogate in a key the model keeps as it is (an extra field's own keys)
+        problems = [_INVALID_TEXT]
     if problems:
         raise Rejected(problems)
     if envelope.at > now + FUTURE_TOLERANCE:
@@ -626,15 +628,7 @@ def parse_by_models(raw: Any, *, now: datetime) -> Envelope:
     except UnicodeEncodeError:
         size = None
     if size is None:
-        raise Rejected(
-            [
-                Problem(
-                    "invalid_text",
-                    "the event contains characters that are not valid Unicode text",
-                    "文字として扱えないデータ（不正な文字コード）が含まれています",
-                )
-            ]
-        )
+        raise Rejected([_INVALID_TEXT])
     if size > MAX_ENVELOPE_BYTES:
         raise Rejected(
             [
@@ -649,5 +643,11 @@ def parse_by_models(raw: Any, *, now: datetime) -> Envelope:
         )
     return envelope
 
+
+_INVALID_TEXT = Problem(  # a lone surrogate (e.g. from a "\ud800" escape): valid JSON, but no text a store can keep
+    "invalid_text",
+    "the event contains characters that are not valid Unicode text",
+    "文字として扱えないデータ（不正な文字コード）が含まれています",
+)
 
 Outcome = Literal["accepted", "duplicate", "rejected"]

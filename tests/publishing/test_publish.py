@@ -421,6 +421,25 @@ def test_quarantine_keeps_each_rejected_input_as_sent_with_its_reasons_and_time(
     assert quarantined(hub, "beppu-center") == []  # kept per source
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [{"text": "x", "extra": {"\ud800": 1}}, {"text": "x", "extra": [{"a\udfffb": "y"}]}, {"text": "x", "\ud800": 1}],
+)
+def test_a_lone_surrogate_in_any_key_of_the_payload_rejects_that_event_and_keeps_the_batch(hub, payload):
+    """Valid JSON, but no text a store can keep: the event is rejected as ``invalid_text`` (or ``invalid_payload``
+    where the model refuses the key) with a Japanese message and kept for correction, and the rest of the batch is
+    stored. Before, a lone surrogate in an extra field's own keys raised out of ``Hub.publish`` and lost the whole
+    batch (a poison message for the Kafka worker, which takes a batch again until it is stored)."""
+    hub.load_orgs(ORGS)
+    results = hub.publish([REGISTERED, ev("n1", payload=payload)])
+    assert [r.outcome for r in results] == ["accepted", "rejected"]
+    [problem] = results[1].problems
+    assert problem.code in ("invalid_text", "invalid_payload") and JAPANESE.search(problem.message_ja)
+    assert hub.store.stored_envelope("r1") is not None
+    [held] = quarantined(hub, "beppu-center")
+    assert held["raw"]["id"] == "n1" and held["problems"][0]["code"] == problem.code
+
+
 def test_a_batch_with_mixed_results_stores_the_accepted_ones(hub):
     batch = [
         REGISTERED,
