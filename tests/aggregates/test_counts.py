@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.clock import JST
+from events.sealing import DataKeys
 from services.aggregates import figures as figures_module
 from services.aggregates.figures import (
     correct,
@@ -513,10 +514,16 @@ def test_after_an_upgrade_from_before_the_counts_the_next_correct_moves_nothing(
     """The review's ``upgraded.py`` (s7-import M2): a store written before the counts kept no report line, so the
     upgrade's ``correct`` (simulated here: ``figures.kept_line`` finds none, as on such a store) saves an erased
     child's line from its readable events only (June). The next ``correct`` (a later format bump) finds that
-    line and moves nothing: before, it took June for the erased April report and counted June's twice."""
+    line and moves nothing: before, it took June for the erased April report and counted June's twice.
+
+    Written as code before session 9 wrote it: June, published after the erasure, under a new live key (since then
+    it is sealed under a key destroyed from the start, ``events.sealing.DataKeys.ensure``, and no event of the
+    line is readable; such a store also keeps its lines, so the upgrade simulated here cannot happen to it)."""
     hub = Hub("sqlite:///:memory:")
     try:
-        listed_and_erased(hub, [monthly_report(1, "2026-04", "2026-05-08")])
+        with monkeypatch.context() as older_code:
+            older_code.setattr(DataKeys, "_select_erased", lambda keys, cursor, hashes: set())
+            listed_and_erased(hub, [monthly_report(1, "2026-04", "2026-05-08")])
         with monkeypatch.context() as patched:
             patched.setattr(figures_module, "kept_line", lambda store, place: None)
             correct(hub.store)
