@@ -42,6 +42,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
 from events.sealing import HUB_SCOPE
+from events.snapshots import SnapshotTable
 
 if TYPE_CHECKING:
     from events.store import HubStore
@@ -79,40 +80,18 @@ class SnapshottedIndex:
         return aggregate
 
 
-class IndexSnapshots:
+class IndexSnapshots(SnapshotTable):
     """The indexes' snapshots of one store (see the module): ``stored_after`` loads them with the events after them,
     ``keep`` takes one, ``drop`` deletes them all."""
 
     TABLE = "tsunagu_index_snapshots"
+    COLUMNS = "version BIGINT NOT NULL, topic TEXT NOT NULL, state {blob} NOT NULL"
 
     def __init__(self, store: HubStore):
-        self.store = store
         self.failures = 0  # errors taking a snapshot, logged and let go (best-effort)
-        recorder = store.recorder
-        self.datastore: Any = recorder.datastore
-        self.postgres = store.postgres
-        schema = getattr(self.datastore, "schema", None) if self.postgres else None
-        self.table = f'"{schema}".{self.TABLE}' if schema else self.TABLE
-        self.events_table = f'"{schema}".{recorder.events_table_name}' if schema else recorder.events_table_name
+        super().__init__(store)
         # PostgreSQL stores created with text ids (the library's option) are loaded without snapshots
         self.enabled = not self.postgres or getattr(self.datastore, "originator_id_type", "uuid") == "uuid"
-        self._create_table()
-
-    def _sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.postgres else text
-
-    def _key(self, stream: UUID) -> Any:
-        return stream if self.postgres else stream.hex
-
-    def _create_table(self) -> None:
-        id_type, blob = ("UUID", "BYTEA") if self.postgres else ("TEXT", "BLOB")
-        with self.datastore.transaction(commit=True) as cursor:
-            if self.postgres:  # processes opening a new database at once create it one after the other
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsunagu-snapshots:{self.table}"])
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} (stream {id_type} PRIMARY KEY, "
-                f"version BIGINT NOT NULL, topic TEXT NOT NULL, state {blob} NOT NULL)"
-            )
 
     @staticmethod
     def _aad(stream: UUID, version: int, topic: str) -> bytes:

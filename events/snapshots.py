@@ -65,7 +65,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 from uuid import UUID
 
 import orjson
@@ -152,25 +152,20 @@ class SnapshotEncoding:
         return orjson.loads(data) if format == SNAPSHOT_FORMAT else self.transcoder.decode(data)
 
 
-class ChildSnapshots:
-    """The children's snapshots of one store (see the module docstring): ``load`` a child's record from its
-    snapshot and the events after it, ``take`` one, ``forget`` a child's, ``drop`` them all."""
+class SnapshotTable:
+    """What a store's two snapshot tables share (the children's, ``ChildSnapshots``, and the indexes',
+    ``events.index_snapshots.IndexSnapshots``): the table's and the events table's names in the store's schema,
+    the SQL placeholders, a stream id as the events table keeps it, and the table created once. A subclass names
+    its ``TABLE`` and the ``COLUMNS`` after ``stream`` (``{blob}``: the binary type of the database)."""
 
-    TABLE = "tsunagu_child_snapshots"
+    TABLE: ClassVar[str]
+    COLUMNS: ClassVar[str]
 
-    def __init__(self, store: HubStore, after: int = SNAPSHOT_AFTER, view_after: int = VIEW_SNAPSHOT_AFTER):
+    def __init__(self, store: HubStore):
         self.store = store
-        self.after = after  # a timeline read's cold load that replayed this many events takes one (``SNAPSHOT_AFTER``)
-        self.view_after = view_after  # the same for a view's load of many children (``VIEW_SNAPSHOT_AFTER``)
-        self.batch = SNAPSHOT_BATCH  # snapshots written in one transaction by ``keep_all``
-        self.failures = 0  # errors of the snapshots' queries, logged and let go (best-effort: see the module docstring)
-        self.loaded_from_snapshot = 0  # children ``load_many`` loaded from a snapshot that opened
-        self.loaded_with_tail = 0  # of those, children with events stored after their snapshot
-        datastore = store.recorder.datastore
-        self.datastore: Any = datastore  # the library's SQLite or PostgreSQL datastore
+        self.datastore: Any = store.recorder.datastore  # the library's SQLite or PostgreSQL datastore
         self.postgres = store.postgres
-        self.encoding = SnapshotEncoding(store.mapper.transcoder)
-        schema = getattr(datastore, "schema", None) if self.postgres else None
+        schema = getattr(self.datastore, "schema", None) if self.postgres else None
         self.table = f'"{schema}".{self.TABLE}' if schema else self.TABLE
         events_table = store.recorder.events_table_name
         self.events_table = f'"{schema}".{events_table}' if schema else events_table
@@ -190,8 +185,26 @@ class ChildSnapshots:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tsunagu-snapshots:{self.table}"])
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.table} (stream {id_type} PRIMARY KEY, "
-                f"version BIGINT NOT NULL, state {blob} NOT NULL)"
+                f"{self.COLUMNS.format(blob=blob)})"
             )
+
+
+class ChildSnapshots(SnapshotTable):
+    """The children's snapshots of one store (see the module docstring): ``load`` a child's record from its
+    snapshot and the events after it, ``take`` one, ``forget`` a child's, ``drop`` them all."""
+
+    TABLE = "tsunagu_child_snapshots"
+    COLUMNS = "version BIGINT NOT NULL, state {blob} NOT NULL"
+
+    def __init__(self, store: HubStore, after: int = SNAPSHOT_AFTER, view_after: int = VIEW_SNAPSHOT_AFTER):
+        self.after = after  # a timeline read's cold load that replayed this many events takes one (``SNAPSHOT_AFTER``)
+        self.view_after = view_after  # the same for a view's load of many children (``VIEW_SNAPSHOT_AFTER``)
+        self.batch = SNAPSHOT_BATCH  # snapshots written in one transaction by ``keep_all``
+        self.failures = 0  # errors of the snapshots' queries, logged and let go (best-effort: see the module docstring)
+        self.loaded_from_snapshot = 0  # children ``load_many`` loaded from a snapshot that opened
+        self.loaded_with_tail = 0  # of those, children with events stored after their snapshot
+        self.encoding = SnapshotEncoding(store.mapper.transcoder)
+        super().__init__(store)
 
     @staticmethod
     def _aad(stream: UUID, version: int, format: int = SNAPSHOT_FORMAT) -> bytes:
