@@ -447,19 +447,20 @@ class DataKeys:
         ``create=False`` none is created and a scope without an active key is left out (``seal_existing``).
 
         A named mechanism, **an erased child's key destroyed from the start**: a child's own scope
-        (``child_scope``) whose keys were destroyed (an erased child's) never gets a live key again. Only the
-        child's own scope: an erasure also destroys the keys of the numbers linked to the child (``HubStore.shred``),
-        but a number can be unlinked (a wrong link) or given to another child later, and what comes under it is
-        that other child's, held and opened as before under a new live key. What is sealed for it later (an
-        event about the child published after its erasure, accepted and never shown) is sealed under a key made
-        for that and stored already destroyed (no wrapped key, ``destroyed_at`` set), which this process keeps in
-        memory only to seal (``_sealing_only``), never to open: what it seals loads as ``Shredded`` at once,
-        everywhere, and nothing about an erased child is held readable, whenever it arrives. What it replaces: a
-        new live key for the scope, under which such content stayed readable to the hub for good (the policy
-        showed none of it, but the store kept it). With ``create=False`` an erased scope is left out, as before.
-        Whatever is sealed under such a key makes the store forget its cached aggregates (``on_sealed_for_erased``),
-        so that this process, like every other, loads it as ``Shredded``: rare (an event about a child after its
-        erasure), and the same clear an erasure makes."""
+        (``child_scope``) whose keys were destroyed (an erased child's) never gets a live key again. What is sealed
+        for the child later (an event about it published after its erasure, accepted and never shown) is sealed
+        under a key made for that and stored already destroyed (no wrapped key, ``destroyed_at`` set), which this
+        process keeps in memory only to seal (``_sealing_only``), never to open: what it seals loads as
+        ``Shredded`` at once, everywhere, and nothing about an erased child is held readable, whenever it arrives.
+        What it replaces: a new live key for the scope, under which such content stayed readable to the hub for
+        good (the policy showed none of it, but the store kept it). With ``create=False`` an erased scope is left
+        out, as before. Whatever is sealed under such a key makes the store forget its cached aggregates
+        (``on_sealed_for_erased``), so that this process, like every other, loads it as ``Shredded``: rare (an
+        event about a child after its erasure), and the same clear an erasure makes.
+
+        Only the child's own scope: an erasure also destroys the keys of the numbers linked to the child
+        (``HubStore.shred``), but a number can be unlinked (a wrong link) or given to another child later, and what
+        comes under it is that other child's, held and opened as before under a new live key."""
         self._watch()
         now = time.monotonic()
         wanted = {scope: self.scope_hash(scope) for scope in set(scopes)}
