@@ -133,14 +133,7 @@ class IndexSnapshots(SnapshotTable):
             f"AND t.originator_version > {greatest}({w_after}, COALESCE(s.version, 0)) "
             f"ORDER BY stream, part, version"
         )
-        if self.postgres:  # states as bytes (binary rows), as events_after reads them
-            with self.datastore.get_connection() as conn, conn.cursor(binary=True) as cursor:
-                cursor.execute(query, params)
-                rows = cursor.fetchall()
-        else:
-            with self.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, params)
-                rows = cursor.fetchall()
+        rows = self._snapshots_and_tails(query, params)
         by_key = {str(self._key(stream)): stream for stream in streams}
         snapshots: dict[UUID, Any] = {}
         stored: dict[UUID, list[StoredEvent]] = {}

@@ -178,6 +178,18 @@ class SnapshotTable:
         """The stream id as the events table keeps it (PostgreSQL: a uuid; SQLite: its hex)."""
         return stream if self.postgres else stream.hex
 
+    def _snapshots_and_tails(self, query: str, params: Any) -> list[Any]:
+        """The rows of the one statement that loads snapshots with the events after them: on PostgreSQL as binary
+        rows, so that states come as bytes (as ``PostgresRecorder.select_events`` reads them), outside a
+        transaction (the pool's connections are in autocommit); on SQLite in the datastore's read transaction."""
+        if self.postgres:
+            with self.datastore.get_connection() as conn, conn.cursor(binary=True) as cursor:
+                cursor.execute(query, params)
+                return list(cursor.fetchall())
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(query, params)
+            return list(cursor.fetchall())
+
     def _create_table(self) -> None:
         id_type, blob = ("UUID", "BYTEA") if self.postgres else ("TEXT", "BLOB")
         with self.datastore.transaction(commit=True) as cursor:
@@ -316,14 +328,7 @@ class ChildSnapshots(SnapshotTable):
             f"ORDER BY stream, part, version"
         )
         now = time.monotonic()  # before the statement: the keys' rows are as fresh as from then (``DataKeys._entry``)
-        if self.postgres:  # states as bytes (binary rows), as PostgresRecorder.select_events reads them
-            with self.datastore.get_connection() as conn, conn.cursor(binary=True) as cursor:
-                cursor.execute(query, params)
-                rows = cursor.fetchall()
-        else:
-            with self.datastore.transaction(commit=False) as cursor:
-                cursor.execute(query, params)
-                rows = cursor.fetchall()
+        rows = self._snapshots_and_tails(query, params)
         by_key = {str(self._key(stream)): stream for stream in streams}
         snapshots: dict[UUID, tuple[int, bytes]] = {}
         stored: dict[UUID, list[StoredEvent]] = {}
