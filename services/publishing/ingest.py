@@ -136,7 +136,8 @@ class Ingest:
         happen (its answer was lost after the COMMIT, or the process died before destroying): then this is the
         first destruction. An erasure finished before finds no live key, since an erased scope never gets one
         again (``events.sealing.DataKeys.ensure``: a key destroyed from the start): it destroys nothing, adds no
-        row to the register of erasures and empties no process's cache (review of session 8, MEDIUM 2). Either
+        row to the register of erasures and empties no other process's cache (review of session 8, MEDIUM 2; the
+        sending process forgets its own, since its refused first pass sealed for the erased child). Either
         way the note its batch's first pass wrote (``HubStore.save`` notes the destruction owed before the insert
         that was refused as a duplicate) is removed once no live key is left, so the sweep finds nothing owed.
         An error here is raised (503, the publisher sends it again, and the note is still owed)."""
