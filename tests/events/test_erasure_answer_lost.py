@@ -237,9 +237,13 @@ def test_a_running_process_finishes_an_erasure_owed_within_the_sweep_interval(da
     registers the erasure and removes the note, without B opening the store again (review s8, MEDIUM 1: the keys
     lived in every running process until some process opened the store). ``close`` stops B's sweep."""
     position = a_child_with_a_snapshot(database, clock)
+    # A, the process that dies, sweeps at the ordinary interval: with the short one its own running sweep could
+    # finish the erasure in the moment between its "death" (the patch undone) and its close, and then B, which
+    # finds nothing owed, would rightly still hold the key until its erasure watch looks (a flaky failure seen
+    # under load in session 9).
+    a = Hub(database, clock=clock)
     monkeypatch.setattr(store_module, "ERASURE_OWED_SWEEP_SECONDS", 0.05)
     b = Hub(database, clock=clock)
-    a = Hub(database, clock=clock)
     try:
         assert b.timeline(org="beppu-center", role="caseworker", child=CHILD, purpose="support").entries
         assert b.store.keys.ensure([child_scope(CHILD)], create=False) != {}  # B holds the child's key
