@@ -12,7 +12,9 @@ never changed; ``audit verify`` never reads it); loaded with the events after it
 streams anyway** (``stored_after``, which ``events.streams.load_many`` uses in place of ``events_after``: no query
 more); taken **best-effort** by the load that replayed ``SNAPSHOT_AFTER`` events or more of such a stream (``keep``:
 an error is logged and counted, never raised, and a snapshot that does not open is logged and its stream's events
-replayed); a newer snapshot replaces an older one, never the other way round.
+replayed); a newer snapshot replaces an older one, never the other way round, and a snapshot that did not open
+is replaced by the next one taken of its stream, whatever its version (``unopened``, as ``ChildSnapshots`` replaces
+a row that did not open).
 
 Sealed under **the hub's key alone**, with the snapshot's format, the class's topic and version, the stream and
 the version as associated data (a snapshot copied to another stream or version, or to another class, does not
@@ -89,6 +91,11 @@ class IndexSnapshots(SnapshotTable):
 
     def __init__(self, store: HubStore):
         self.failures = 0  # errors taking a snapshot, logged and let go (best-effort)
+        # The sealed states of the snapshots that did not open in this process, by stream, until ``keep`` replaces
+        # them (the load that found one replays the stream's events, and so takes the next snapshot at the same
+        # version, which the upsert lets over exactly that row). At most one a stream, and only for rows that did
+        # not open (which should not happen: another format, key or class version, or an altered row).
+        self.unopened: dict[UUID, bytes] = {}
         super().__init__(store)
         # PostgreSQL stores created with text ids (the library's option) are loaded without snapshots
         self.enabled = not self.postgres or getattr(self.datastore, "originator_id_type", "uuid") == "uuid"
@@ -144,6 +151,7 @@ class IndexSnapshots(SnapshotTable):
                 aggregate = self._opened(stream, int(row["version"]), str(row["topic"]), bytes(row["state"]))
                 if aggregate is None:
                     unopened.append(stream)
+                    self.unopened[stream] = bytes(row["state"])  # for ``keep`` to replace it (L1, s9-import review)
                 else:
                     snapshots[stream] = aggregate
             else:
@@ -183,8 +191,10 @@ class IndexSnapshots(SnapshotTable):
 
     def keep(self, aggregates: Iterable[Any]) -> int:
         """Take a snapshot of each of ``aggregates`` (``SnapshottedIndex``, as stored at their version: a load's,
-        before anyone changed them), in one transaction, best-effort: never raises; how many were written. A state
-        that plain JSON does not give back exactly is not kept."""
+        before anyone changed them), in one transaction, best-effort: never raises; how many were written. A newer
+        snapshot replaces an older one, and any snapshot replaces a row of its stream that did not open in this
+        process (``unopened``). A state that plain JSON does not give back exactly is not kept (logged and counted
+        in ``failures``, as a seal that fails: a change to a snapshotted class that breaks it shows)."""
         rows: list[tuple[UUID, int, str, bytes]] = []
         for aggregate in aggregates:
             try:
@@ -192,7 +202,9 @@ class IndexSnapshots(SnapshotTable):
             except Exception as error:
                 self._failed("seal", aggregate.id, error)
                 continue
-            if row is not None:
+            if row is None:
+                self._failed("seal", aggregate.id, ValueError("its state is not given back exactly by plain JSON"))
+            else:
                 rows.append(row)
         if not rows:
             return 0
@@ -204,14 +216,17 @@ class IndexSnapshots(SnapshotTable):
                         self._sql(
                             f"INSERT INTO {self.table} (stream, version, topic, state) VALUES (?, ?, ?, ?) "
                             f"ON CONFLICT (stream) DO UPDATE SET version = excluded.version, topic = excluded.topic, "
-                            f"state = excluded.state WHERE {self.TABLE}.version < excluded.version RETURNING version"
+                            f"state = excluded.state WHERE {self.TABLE}.version < excluded.version "
+                            f"OR {self.TABLE}.state = ? RETURNING version"
                         ),
-                        (self._key(stream), version, topic, sealed),
+                        (self._key(stream), version, topic, sealed, self.unopened.get(stream)),
                     )
                     written += cursor.fetchone() is not None
         except Exception as error:
             self._failed("take", f"{len(rows)} streams", error)
             return 0
+        for stream, *_ in rows:  # replaced, or newer than it was: either way no longer this process's to replace
+            self.unopened.pop(stream, None)
         return written
 
     def _sealed(self, aggregate: Any) -> tuple[UUID, int, str, bytes] | None:
