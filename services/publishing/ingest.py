@@ -69,28 +69,34 @@ class Ingest:
         self.settings_source = settings
         self.clock = clock
         if store.format < STORE_FORMAT:
-            # Written before the children's facts of policy version 2 and the plan index were kept (or under
-            # version 1): make them from the log, the facts with authority only.
-            # Format 4 adds the children per publishing organisation (what we shared, and who read it); format 5
-            # the providers' reports among the facts.
-            orgs = store.registry().orgs
-            rebuilt: list[Any] = []
-            was = store.format
-            if was < 3:
-                rebuilt += facts_from_log(store.recorder, store.mapper, orgs, self.settings)
-                rebuilt += plan_entries_from_log(store.recorder, store.mapper)
-            if was < 4:
-                rebuilt += published_children_from_log(store.recorder, store.mapper)
-            for aggregate in rebuilt:
-                try:
-                    store.save(aggregate)
-                except IntegrityError:
-                    pass  # another process opening the store made it first
-            if 3 <= was < 5:  # format 5: the reports among the facts (below 3 the rebuild made them)
-                retry_conflicts(lambda: store.save(*report_facts_from_log(store)))
-            for upgrade in upgrades:
-                upgrade(store, was)
-            store.mark_format(STORE_FORMAT)
+            with store.one_upgrade_at_a_time() as was:  # another process may have brought it up meanwhile
+                if was < STORE_FORMAT:
+                    self._upgrade(was, upgrades)
+
+    def _upgrade(self, was: int, upgrades: Sequence[Callable[[HubStore, int], None]]) -> None:
+        """Bring a store of format ``was`` to ``STORE_FORMAT`` (see ``__init__``), in this process's turn."""
+        store = self.store
+        # Written before the children's facts of policy version 2 and the plan index were kept (or under
+        # version 1): make them from the log, the facts with authority only.
+        # Format 4 adds the children per publishing organisation (what we shared, and who read it); format 5
+        # the providers' reports among the facts.
+        orgs = store.registry().orgs
+        rebuilt: list[Any] = []
+        if was < 3:
+            rebuilt += facts_from_log(store.recorder, store.mapper, orgs, self.settings)
+            rebuilt += plan_entries_from_log(store.recorder, store.mapper)
+        if was < 4:
+            rebuilt += published_children_from_log(store.recorder, store.mapper)
+        for aggregate in rebuilt:
+            try:
+                store.save(aggregate)
+            except IntegrityError:
+                pass  # another process opening the store made it first
+        if 3 <= was < 5:  # format 5: the reports among the facts (below 3 the rebuild made them)
+            retry_conflicts(lambda: store.save(*report_facts_from_log(store)))
+        for upgrade in upgrades:
+            upgrade(store, was)
+        store.mark_format(STORE_FORMAT)
 
     @property
     def settings(self) -> Settings:
