@@ -75,6 +75,7 @@ from eventsourcing.persistence import StoredEvent
 from events.sealing import HUB_SCOPE, KeyDestroyed, KeyUnknown, child_scope
 
 if TYPE_CHECKING:
+    from events.model import Recorded
     from events.store import ChildRecord, HubStore
 
 SNAPSHOT_AFTER = 100  # a timeline read's cold load that replayed this many events writes a snapshot
@@ -150,6 +151,36 @@ class SnapshotEncoding:
     def decode(self, format: int, data: bytes) -> Any:
         """The state ``data`` holds, written in ``format``."""
         return orjson.loads(data) if format == SNAPSHOT_FORMAT else self.transcoder.decode(data)
+
+
+def rebuilt_entries(published: list[list[Any]]) -> tuple[list[dict[str, Any]], list[Recorded]]:
+    """**A snapshot's entries rebuilt with shared audiences**: the envelopes of a snapshot's ``published`` pairs
+    (envelope, audience), and each one's ``Recorded`` (``events.store.recorded_from``), built in one pass, the
+    entries of equal audiences (listed alike: a snapshot lists each sorted, ``state_of``) sharing **one** ``frozenset``.
+
+    What it replaces: ``ChildRecord._add`` per pair (what publishing and replaying do), which made a frozenset of
+    its own for every entry. A child's events have few distinct audiences (a 500-event probe child of
+    ``bench.core``: 4), so a cold load made ~500 frozensets where a handful do; each is a container the garbage
+    collector tracks and walks twice (its young collections) before it settles, as every object that stays in
+    the aggregate cache does. Why it is the same: a ``frozenset`` is immutable and compared by value, so entries
+    sharing one are equal to entries holding copies, and nothing can change one through another;
+    ``recorded_from`` keeps a frozenset it is given as it is (``frozenset(a_frozenset)`` is that frozenset), and the
+    envelopes are the snapshot's objects, as ``_add`` appended them. ``tests/events/test_snapshot_rebuild.py``
+    checks the record against ``_add``'s on random snapshots (hypothesis) and that equal audiences share one
+    object."""
+    from events.store import recorded_from
+
+    audiences: dict[tuple[str, ...], frozenset[str]] = {}
+    envelopes: list[dict[str, Any]] = []
+    entries: list[Recorded] = []
+    for position, (envelope, audience) in enumerate(published, start=1):
+        listed = tuple(audience)
+        shared = audiences.get(listed)
+        if shared is None:
+            shared = audiences[listed] = frozenset(listed)
+        envelopes.append(envelope)
+        entries.append(recorded_from(envelope, shared, position))
+    return envelopes, entries
 
 
 class SnapshotTable:
@@ -375,20 +406,18 @@ class ChildSnapshots(SnapshotTable):
             or state.get("version") != version
         ):
             raise ValueError("not a snapshot of this format and version")
+        envelopes, entries = rebuilt_entries(state["published"])
         record = object.__new__(ChildRecord)
         record.__dict__.update(
             _id=stream,
-            _version=1,
+            _version=version,
             _created_on=datetime.fromisoformat(state["created_on"]),
             _modified_on=datetime.fromisoformat(state["modified_on"]),
             _pending_events=[],
             child=state["child"],
-            entries=[],
-            envelopes=[],
+            entries=entries,
+            envelopes=envelopes,
         )
-        for envelope, audience in state["published"]:
-            record._add(envelope, audience)
-        record.__dict__["_version"] = version
         return record
 
     # --- writing ---------------------------------------------------------------------------------------------

@@ -77,8 +77,9 @@ ERASURE_OWED_SWEEP_SECONDS = 60.0  # how often, at most, a running process sweep
 ERASURE_CHECK_SECONDS = 2.0  # how often, at most, a process looks for erasures made by other processes
 
 
-def recorded_from(envelope: dict[str, Any], audience: list[str], position: int) -> Recorded:
-    """The ``Recorded`` of a stored envelope at ``position`` with its direct ``audience``.
+def recorded_from(envelope: dict[str, Any], audience: Iterable[str], position: int) -> Recorded:
+    """The ``Recorded`` of a stored envelope at ``position`` with its direct ``audience`` (a list as stored, or a
+    ``frozenset``, which is kept as it is: shared by a snapshot's entries, ``events.snapshots.rebuilt_entries``).
 
     **Recorded built directly**: its fields set in the instance's dict, without the frozen dataclass's
     constructor (which sets each of the twelve fields through ``object.__setattr__``): a third of the time, and

@@ -33,6 +33,7 @@ from services.auth.tokens import (
 )
 from services.cli.root import Database, app, err, fail
 from services.hub import Hub
+from services.runtime import freeze_startup_heap
 
 token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -136,7 +137,9 @@ def serve(
         _serve_workers(host, port, workers, database, key_file_path(key_file))
         return
     try:
-        uvicorn.run(build_app(hub, issuer, verifier, settings, dev), host=host, port=port, log_level="info")
+        served = build_app(hub, issuer, verifier, settings, dev)
+        freeze_startup_heap()  # services.runtime: full collections walk what reads add, not the startup heap
+        uvicorn.run(served, host=host, port=port, log_level="info")
     finally:
         hub.close()
 

@@ -37,6 +37,7 @@ from services.auth.tokens import KEY_FILE_ENV, KeyFileError, TokenIssuer, TokenV
 from services.http.app import create_app
 from services.http.threads import request_threads_from_env
 from services.hub import Hub
+from services.runtime import freeze_startup_heap, start_serving_process
 from services.web.session import CLIENT_SECRET_ENV, HTTPS_ENV, WebSettings, session_key_from
 
 
@@ -85,9 +86,11 @@ def app_from_env() -> FastAPI:
         issuer, verifier = keys_from_file(key_file_path(), create=False)
     except (ValueError, KeyFileError) as error:
         raise RuntimeError(f"{error} (the signing key file is ${KEY_FILE_ENV}, created by 'tsunagu keys')") from error
+    start_serving_process()  # services.runtime: this worker's collector thresholds (spawned: not inherited)
     hub = Hub()  # TSUNAGU_DATABASE_URL
     app = build_app(hub, issuer, verifier, oidc)
     _close_on_shutdown(app, hub.close)
+    freeze_startup_heap()  # services.runtime: full collections walk what reads add, not the startup heap
     return app
 
 

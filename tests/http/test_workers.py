@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 from events.clock import JST
 from services.auth.tokens import keys_from_file
 from services.hub import Hub
+from services.runtime import GC_THRESHOLDS
 from tests.helpers import free_port, token_header
 
 pytestmark = [pytest.mark.store, pytest.mark.http]
@@ -143,3 +145,25 @@ def test_serve_refuses_several_workers_with_the_development_sign_in(tmp_path):
         timeout=60,
     )
     assert refused.returncode == 2 and "--workers 1" in refused.stderr, refused.stderr
+
+
+def test_a_worker_process_applies_the_collector_thresholds_and_freezes_its_startup_heap(tmp_path):
+    """A worker is a new interpreter (uvicorn spawns it): ``app_from_env`` applies ``GC_THRESHOLDS`` itself, which
+    it does not inherit from ``tsunagu serve`` (``services.runtime.start_serving_process``), and once its app is
+    built leaves what it holds out of later collections (``freeze_startup_heap``)."""
+    database, key_file = _store(tmp_path)
+    script = (
+        "import gc, json; from services.http.asgi import app_from_env; app_from_env(); "
+        "print(json.dumps([list(gc.get_threshold()), gc.get_freeze_count()]))"
+    )
+    built = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TSUNAGU_DATABASE_URL": database, "TSUNAGU_SIGNING_KEY_FILE": str(key_file)},
+    )
+    assert built.returncode == 0, built.stderr
+    thresholds, frozen = json.loads(built.stdout.strip().splitlines()[-1])
+    assert tuple(thresholds) == GC_THRESHOLDS
+    assert frozen > 10_000  # the modules, the hub and the app: tens of thousands of objects
