@@ -813,7 +813,15 @@ def tally(e: Recorded, batch: UnitOfWork, lines_kept: Collection[str] = ()) -> C
     """The counts ``e`` adds, per (municipality, month), keeping the tallies in step; a count for a month the
     event does not name is kept with the event's month, its key naming its own (``AHEAD``). Most events add no
     counts (a day's attendance): their months are not worked out. ``lines_kept``: report lines not counted from
-    their events (the rebuild's lines of erased children, ``figures.rebuild``)."""
+    their events (the rebuild's lines of erased children, ``figures.rebuild``).
+
+    **Kinds never counted are not looked at**: an event whose kind is not in ``COUNTED_KINDS`` (a day's
+    attendance, a note, a case shared …, most of a publish) adds nothing and touches no tally, since every branch
+    of ``_counts`` is about a kind of ``COUNTED_KINDS``; it is answered at once, without working out its month or
+    going down those branches (``tests/aggregates/test_counts_uncounted.py`` checks that ``_counts`` gives
+    nothing and changes nothing for every other kind)."""
+    if e.kind not in COUNTED_KINDS:
+        return {}
     counted = _counts(e, batch, lines_kept)
     if not counted:
         return {}
