@@ -60,6 +60,7 @@ class ChildFacts(OneEventPerPublish, _CopiedOnWrite, Aggregate):
     as it is admitted) and stores them as one ``FactsRecorded`` (``OneEventPerPublish``); stores written before
     hold one ``FactRecorded`` a fact, which replays as before."""
 
+    FOLDED_EVENT = "FactsRecorded"
     FactRecorded: ClassVar[type[Any]]  # made by ``@event`` below; named here for ``folded_fields``
 
     @staticmethod
@@ -71,8 +72,6 @@ class ChildFacts(OneEventPerPublish, _CopiedOnWrite, Aggregate):
         self.child = child
         self.entries: list[Recorded] = []
 
-    FOLDED_EVENT = "FactsRecorded"
-
     @event("FactRecorded")
     def record(self, fact: dict) -> None:  # the state names no child: sealed under the hub's key (see above)
         """Add ``fact``, keeping ``entries`` in the child's stream order (a fact added by an upgrade, after
@@ -81,8 +80,8 @@ class ChildFacts(OneEventPerPublish, _CopiedOnWrite, Aggregate):
 
     @event("FactsRecorded")
     def record_all(self, facts: list[dict]) -> None:  # as ``record``: the state names no child (the hub's key)
-        """Add ``facts`` in their order, each as ``record`` adds it: the facts of one publish, stored as one event
-        (``fold_pending``)."""
+        """Add ``facts`` in their order, each as ``record`` adds it: the replay of the one event that stands for a
+        publish's ``FactRecorded`` events (made by ``fold_pending`` from them; the publish itself calls ``record``)."""
         for fact in facts:
             self._insert(fact)
 
