@@ -6,6 +6,7 @@ already knows (addressees, residence, cases) are the policy's, in ``consent.admi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -415,6 +416,29 @@ _FUNCTIONS = {f.value: f for f in Function}
 _CANONICAL_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?[+-][0-9]{2}:[0-9]{2}")
 
 
+def _written_as_isoformat(at_text: str) -> bool:
+    """Whether ``datetime.fromisoformat(at_text).isoformat() == at_text``, for a text that ``_CANONICAL_AT``
+    matches and ``fromisoformat`` reads (what ``accepted_at_a_glance`` has checked before asking).
+
+    **The canonical time told from its text**: such a text is written as ``isoformat`` writes it except when its
+    fraction is ``.000000``, which ``isoformat`` leaves out, or its offset's minutes are 60 or more, which
+    ``fromisoformat`` reads as hours (``-00:60`` is written ``-01:00``); the date and the time are written with
+    the same digits, and a zero offset is refused before. Two slices instead of writing the time again (about
+    1.7 µs). ``tests/events/test_envelope_glance.py`` checks it against ``isoformat`` on generated texts."""
+    return at_text[19:26] != ".000000" and at_text[-2] < "6"
+
+
+@functools.lru_cache(maxsize=64)
+def latest_accepted_moment(now: datetime) -> datetime:
+    """``now + FUTURE_TOLERANCE``: the latest ``at`` a publish at ``now`` accepts.
+
+    **Remembered per ``now``**: every event of a batch is parsed at the batch's ``now``; the sum (about 1.5 µs
+    here, an aware ``datetime``'s arithmetic) is made once per batch instead of once per event. Why it is right:
+    the answer depends on ``now`` alone, and two ``now`` that share a place in the cache are equal instants
+    (``datetime`` equality), whose sums are equal instants too, which is all the comparison reads."""
+    return now + FUTURE_TOLERANCE
+
+
 def accepted_at_a_glance(raw: Any, *, now: datetime) -> Envelope | None:
     """**The envelope accept path without pydantic**: ``raw`` as ``parse_by_models`` would return it, when
     ``raw`` is an envelope in the form publishers send it and has no problem; ``None`` for anything else (then
@@ -470,7 +494,7 @@ def accepted_at_a_glance(raw: Any, *, now: datetime) -> Envelope | None:
         at = datetime.fromisoformat(at_text)
     except ValueError:
         return None
-    if at.isoformat() != at_text or not moment_in_range(at) or at > now + FUTURE_TOLERANCE:
+    if not _written_as_isoformat(at_text) or not moment_in_range(at) or at > latest_accepted_moment(now):
         return None
     if _flat_and_within_bounds(payload):
         # Finite at a glance for a flat payload: the checks above leave numbers nowhere but in the payload, and a

@@ -23,7 +23,7 @@ access.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -36,7 +36,7 @@ from events.kinds import POLICY_FIELDS
 from events.model import Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite, recorded_from
-from services.projections.unit_of_work import Projection, UnitOfWork
+from services.projections.unit_of_work import OneEventPerPublish, Projection, UnitOfWork
 
 
 def fact_of(envelope: Mapping[str, Any], position: int) -> dict[str, Any]:
@@ -52,9 +52,16 @@ def fact_of(envelope: Mapping[str, Any], position: int) -> dict[str, Any]:
 
 
 @direct_events
-class ChildFacts(_CopiedOnWrite, Aggregate):
+class ChildFacts(OneEventPerPublish, _CopiedOnWrite, Aggregate):
     """The child's facts that the publish-time rules read (``consent.authority.is_fact``), each published with
-    authority, in the order the hub recorded them, as ``Recorded`` events with the child's positions."""
+    authority, in the order the hub recorded them, as ``Recorded`` events with the child's positions.
+
+    A publish adds each fact at once (``record``: a fact of an earlier event of the batch counts for a later one
+    as it is admitted) and stores them as one ``FactsRecorded`` (``OneEventPerPublish``); stores written before
+    hold one ``FactRecorded`` a fact, which replays as before."""
+
+    FOLDED_EVENT = "FactsRecorded"
+    FactRecorded: ClassVar[type[Any]]  # made by ``@event`` below; named here for ``folded_fields``
 
     @staticmethod
     def create_id(child: str) -> UUID:
@@ -69,11 +76,28 @@ class ChildFacts(_CopiedOnWrite, Aggregate):
     def record(self, fact: dict) -> None:  # the state names no child: sealed under the hub's key (see above)
         """Add ``fact``, keeping ``entries`` in the child's stream order (a fact added by an upgrade, after
         later ones, goes to its place: ``report_facts_from_log``)."""
+        self._insert(fact)
+
+    @event("FactsRecorded")
+    def record_all(self, facts: list[dict]) -> None:  # as ``record``: the state names no child (the hub's key)
+        """Add ``facts`` in their order, each as ``record`` adds it: the replay of the one event that stands for a
+        publish's ``FactRecorded`` events (made by ``fold_pending`` from them; the publish itself calls ``record``)."""
+        for fact in facts:
+            self._insert(fact)
+
+    def _insert(self, fact: dict) -> None:
         entry = recorded_from(dict(fact, child=self.child), [], fact["position"])
         at = len(self.entries)
         while at and self.entries[at - 1].position > entry.position:
             at -= 1
         self.entries.insert(at, entry)
+
+    def folded_fields(self, events: list[Any]) -> dict[str, Any] | None:
+        """The ``FactsRecorded`` that stands for the ``FactRecorded`` events ``events`` (``OneEventPerPublish``):
+        their facts in their order; ``None`` when one of them is another event."""
+        if any(type(e) is not self.FactRecorded for e in events):
+            return None
+        return {"facts": [e.fact for e in events]}
 
 
 def child_facts_needs(e: Recorded, orgs: Mapping[str, Org]) -> list[UUID]:

@@ -85,7 +85,7 @@ from events.model import CENTER, Org, Recorded
 from events.sealing import stream_id
 from events.store import HubStore, _CopiedOnWrite
 from services.projections.cases import DEFAULT_REVIEW_INTERVAL, next_review_day
-from services.projections.unit_of_work import Projection, UnitOfWork
+from services.projections.unit_of_work import OneEventPerPublish, Projection, UnitOfWork
 
 CASE_GROUPS = {  # 相談種別 -> the group of the spring survey (虐待 / 養護その他 / 保健 / 障害 / 非行 / 育成)
     "abuse_physical": "abuse",
@@ -279,9 +279,19 @@ class Tally(_CopiedOnWrite, Aggregate):
 
 
 @direct_events
-class CaseTally(Tally):
+class CaseTally(OneEventPerPublish, Tally):
     """What counting needs of one case: where it is counted, its category and group, its state, the last month
-    it was reviewed in and its unacknowledged transfer. Never shown."""
+    it was reviewed in and its unacknowledged transfer. Never shown.
+
+    A publish changes it at once, one event a change (a later event of the case in the same batch counts from
+    the state an earlier one left), and stores the changes as one ``ChangesCounted`` (``OneEventPerPublish``);
+    stores written before hold the per-change events, which replay as before."""
+
+    FOLDED_EVENT = "ChangesCounted"
+    StateCounted: ClassVar[type[Any]]  # made by ``@event`` below; named here for ``folded_fields``
+    ReviewCounted: ClassVar[type[Any]]
+    TransferCounted: ClassVar[type[Any]]
+    ReviewDueCounted: ClassVar[type[Any]]
 
     FIELDS = (
         "case",
@@ -328,6 +338,32 @@ class CaseTally(Tally):
     def review_due(self, since: str, due: str) -> None:
         self.since = since
         self.due = due
+
+    @event("ChangesCounted")
+    def changes_counted(self, changes: dict[str, Any]) -> None:
+        """What one publish changed, field by field (``state``, ``reviewed_month``, ``transfer``, ``since``,
+        ``due``: each as its last change in the publish left it), set as the per-change events set them."""
+        for name, value in changes.items():
+            setattr(self, name, dict(value) if name == "transfer" else value)
+
+    def folded_fields(self, events: list[Any]) -> dict[str, Any] | None:
+        """The ``ChangesCounted`` that stands for ``events`` (``OneEventPerPublish``): each field one of them set,
+        with the value the last to set it gave (each per-change event sets its fields from its own, and nothing
+        else); ``None`` when one of them is another event (a correction)."""
+        changes: dict[str, Any] = {}
+        for e in events:
+            kind = type(e)
+            if kind is self.StateCounted:
+                changes["state"] = e.state
+            elif kind is self.ReviewCounted:
+                changes["reviewed_month"] = e.month
+            elif kind is self.TransferCounted:
+                changes["transfer"] = dict(e.transfer)
+            elif kind is self.ReviewDueCounted:
+                changes["since"], changes["due"] = e.since, e.due
+            else:
+                return None
+        return {"changes": changes}
 
 
 @direct_events
@@ -813,7 +849,15 @@ def tally(e: Recorded, batch: UnitOfWork, lines_kept: Collection[str] = ()) -> C
     """The counts ``e`` adds, per (municipality, month), keeping the tallies in step; a count for a month the
     event does not name is kept with the event's month, its key naming its own (``AHEAD``). Most events add no
     counts (a day's attendance): their months are not worked out. ``lines_kept``: report lines not counted from
-    their events (the rebuild's lines of erased children, ``figures.rebuild``)."""
+    their events (the rebuild's lines of erased children, ``figures.rebuild``).
+
+    **Kinds never counted are not looked at**: an event whose kind is not in ``COUNTED_KINDS`` (a day's
+    attendance, a note, a case shared …, most of a publish) adds nothing and touches no tally, since every branch
+    of ``_counts`` is about a kind of ``COUNTED_KINDS``; it is answered at once, without working out its month or
+    going down those branches (``tests/aggregates/test_counts_uncounted.py`` checks that ``_counts`` gives
+    nothing and changes nothing for every other kind)."""
+    if e.kind not in COUNTED_KINDS:
+        return {}
     counted = _counts(e, batch, lines_kept)
     if not counted:
         return {}

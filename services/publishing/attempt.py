@@ -72,6 +72,7 @@ class Attempt:
         self.batch = batch
         self.settings = settings
         self.now = now
+        self.received_at = now.isoformat()  # as every event of the batch stores it
         self.look_up = look_up
         self.stored = stored
         self.publisher = publisher
@@ -121,7 +122,7 @@ class Attempt:
             self.fail_if_stored(envelope)
             self.wait_for_residence(work, envelope, canonical, digest)
             return []
-        entry = append(self.batch, candidate, canonical, digest, audience, self.now)
+        entry = append(self.batch, candidate, canonical, digest, audience, self.received_at)
         project(entry, self.batch)
         self.in_batch[envelope.id] = digest
         self.answer(work, envelope, "accepted")

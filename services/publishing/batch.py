@@ -20,6 +20,7 @@ from events.store import ChildRecord, HubStore, RegistryAt, WeighedCache
 from events.streams import cache_saved, events_after, forget_cached, load_many, stream_versions
 from services.projections.admission_facts import ChildFacts
 from services.projections.indexes import CHANGES_REAPPLIED, LINES_RECORDED_IN_TURN, RECORDED_IN_TURN
+from services.projections.unit_of_work import OneEventPerPublish
 from services.publishing.child_streams import ChildStream
 
 EVENT_PLACE = ("originator_id", "originator_version", "timestamp")  # an event's place in its stream, not its fields
@@ -127,7 +128,8 @@ class Batch:
         the cache was cleared (an erasure) since the batch was made (``cache_generation``). The shared indexes
         (``RECORDED_IN_TURN`` and ``LINES_RECORDED_IN_TURN`` staged, ``CHANGES_REAPPLIED`` changed) are saved in
         their turn on their newest state (``record_staged_on_newest``, ``record_lines_on_newest``,
-        ``reapply_on_newest``), everything else sealed before it.
+        ``reapply_on_newest``), everything else sealed before it; a child's facts and a case's tally store the
+        publish's changes as one event each (``OneEventPerPublish.fold_pending``).
 
         A named mechanism, **sealed before the turn**: everything
         the batch saves but its shared indexes (its children's streams, their records and facts, plans, cases,
@@ -153,6 +155,9 @@ class Batch:
         for (cls, key), staged in self.staged.items():
             if (cls, key) not in in_turn:
                 self.get(cls, *key).record_staged(staged)
+        for aggregate in self.aggregates.values():
+            if isinstance(aggregate, OneEventPerPublish):  # a child's facts, a case's tally: one event each
+                aggregate.fold_pending()
         changed = [a for a in self.aggregates.values() if type(a) in CHANGES_REAPPLIED and a.pending_events]
         turn_ids = [cls.create_id(*key) for cls, key in in_turn] + [index.id for index in changed]
         before, appended, complete = self._to_save(exclude=set(turn_ids))

@@ -12,12 +12,21 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from bench.prefecture import event_stream, make_prefecture
 from events.clock import JST
-from events.envelope import Envelope, accepted_at_a_glance, parse_by_models, parse_envelope
+from events.envelope import (
+    _CANONICAL_AT,
+    FUTURE_TOLERANCE,
+    Envelope,
+    _written_as_isoformat,
+    accepted_at_a_glance,
+    latest_accepted_moment,
+    parse_by_models,
+    parse_envelope,
+)
 from events.limits import MAX_ID_CHARS, MAX_KIND_CHARS, MAX_SENSITIVE_FIELDS
 from events.problems import Rejected
 
@@ -154,3 +163,48 @@ def test_every_kind_name_is_within_the_envelope_limit():
     from events.kinds import KINDS
 
     assert all(0 < len(kind) <= MAX_KIND_CHARS for kind in KINDS)
+
+
+@settings(max_examples=3_000, deadline=None)
+@given(
+    st.one_of(
+        st.from_regex(_CANONICAL_AT, fullmatch=True),
+        st.builds(
+            lambda moment, fraction, offset: (
+                moment.replace(microsecond=fraction, tzinfo=None).isoformat()
+                + (".000000" if fraction == 0 and offset % 2 else "")
+                + f"{'+' if offset >= 0 else '-'}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+            ),
+            st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+            st.sampled_from([0, 0, 1, 500_000, 999_999]),
+            st.integers(min_value=-24 * 60 + 1, max_value=24 * 60 - 1),
+        ),
+    )
+)
+@example("2026-04-01T09:00:00.000000+09:00")
+@example("2026-04-01T09:00:00-00:60")
+@example("2026-04-01T09:00:00+05:59")
+@example("2026-04-01T09:00:00.000001+09:00")
+def test_the_time_written_as_isoformat_writes_it_is_told_from_its_text(text: str) -> None:
+    """``_written_as_isoformat`` against what it replaces, writing the time again, on every text the fast path
+    asks it about (``_CANONICAL_AT``'s, with a non-zero offset, read by ``fromisoformat``)."""
+    assume(_CANONICAL_AT.fullmatch(text) and not text.endswith(("+00:00", "-00:00")))
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return
+    assert _written_as_isoformat(text) == (at.isoformat() == text)
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, JST, timezone(timedelta(hours=-5))])))
+def test_the_latest_moment_accepted_is_now_plus_the_tolerance_whichever_now_came_first(now: datetime) -> None:
+    """``latest_accepted_moment`` remembered: asked first for the same instant in another zone, it answers an
+    equal instant."""
+    assume(
+        datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+        < now
+        < datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+    )
+    other = now.astimezone(JST)
+    assert latest_accepted_moment(other) == other + FUTURE_TOLERANCE
+    assert latest_accepted_moment(now) == now + FUTURE_TOLERANCE

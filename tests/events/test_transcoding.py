@@ -79,7 +79,7 @@ def test_every_state_the_demo_stores_reads_back_the_same_through_either_encoder(
     assert {
         "events.store:ChildRecord.Published",
         "events.store:AccessLog.ReadRecorded",
-        "services.projections.admission_facts:ChildFacts.FactRecorded",
+        "services.projections.admission_facts:ChildFacts.FactsRecorded",
         "services.projections.rosters:MonthlyReports.ReportsRecorded",
     } <= topics
 

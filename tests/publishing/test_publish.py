@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from consent.model import Settings
+from events.envelope_ids import published_in_log
 from events.problems import Rejected
 from events.store import ChildRecord, Quarantine
 from services.publishing.ingest import MAX_BATCH
@@ -438,6 +439,23 @@ def test_a_lone_surrogate_in_any_key_of_the_payload_rejects_that_event_and_keeps
     assert hub.store.stored_envelope("r1") is not None
     [held] = quarantined(hub, "beppu-center")
     assert held["raw"]["id"] == "n1" and held["problems"][0]["code"] == problem.code
+
+
+def test_each_stored_event_keeps_when_its_batch_was_received(hub, clock):
+    """``received_at`` is the batch's ``now`` as ``isoformat`` writes it, for a new child's stream and for one
+    appended to (written once per batch, ``Attempt.received_at``)."""
+    hub.publish([REGISTERED])
+    clock.at = datetime.fromisoformat("2026-05-02T10:30:00.250000+09:00")
+    hub.publish([ev("e1"), ev("e2"), ev("c2-r", "child.registered", child="c2", payload={"residence": "442020"})])
+    received = {
+        e.envelope["id"]: e.received_at for page in published_in_log(hub.store.recorder, hub.store.mapper) for e in page
+    }
+    assert received == {
+        "r1": "2026-05-01T09:00:00+09:00",
+        "e1": "2026-05-02T10:30:00.250000+09:00",
+        "e2": "2026-05-02T10:30:00.250000+09:00",
+        "c2-r": "2026-05-02T10:30:00.250000+09:00",
+    }
 
 
 def test_a_batch_with_mixed_results_stores_the_accepted_ones(hub):
