@@ -24,6 +24,7 @@ from events.retry import retry_conflicts
 from events.store import AccessLog, ChildStream, HubStore
 from services.administration.settings import SettingsSource
 from services.reading import view_log
+from services.reading.record_form import RECORD_FORMAT, decision_columns
 
 if TYPE_CHECKING:
     from services.reading.kept import KeptReads
@@ -225,12 +226,14 @@ def access_record(
     content: str,
     view: str | None = None,
 ) -> dict[str, Any]:
-    """An access record (policy.md, "Every read is recorded"), before chaining. ``content``: the digest of what
-    the read returned (``returned_digest``). ``view``: the id of the view record (``services.reading.view_log``)
+    """An access record (policy.md, "Every read is recorded"), before chaining, in its stored form 2 (the decision
+    in columns, ``services.reading.record_form``; readers read it through ``record_form.logical_record``).
+    ``content``: the digest of what the read returned (``returned_digest``). ``view``: the id of the view record (``services.reading.view_log``)
     of the view that showed this read, for a read shown by a view (records made before views were logged, and
     single reads, have none): ``audit verify`` checks that the view record exists, so that deleting a view's
     record shows."""
     record = {
+        "format": RECORD_FORMAT,
         "id": str(uuid.uuid4()),
         "reader": {"org": reader.org, "role": reader.role, "user": reader.user},
         "purpose": reader.purpose,
@@ -242,7 +245,7 @@ def access_record(
         "registry_version": registry_version,
         "settings": settings.to_dict(),
         "policy_version": decision.policy_version,
-        "decision": decision.to_dict(),
+        "decisions": decision_columns(decision),
         "content_digest": content,
     }
     if view is not None:
@@ -252,8 +255,9 @@ def access_record(
 
 def chain_hash(previous: str, record: dict[str, Any]) -> str:
     """The hash that links an access record to the one before it in the child's access log. The definition: what
-    the auditors check every stored record with (``services.audit``); a new record's is made by
-    ``new_record_chain_hash``, the same bytes."""
+    the auditors check every stored record with (``services.audit``), over the record **as stored**, of either
+    form (``services.reading.record_form``: for form 2, its ``format`` and decision columns); a new record's is
+    made by ``new_record_chain_hash``, the same bytes."""
     body = {k: v for k, v in record.items() if k not in ("hash", "prev_hash")}
     return content_digest({"prev": previous, "record": body})
 

@@ -227,10 +227,10 @@ def test_an_edited_decision_is_caught_by_the_chain_and_by_the_replay(hub, clock)
     ids = populate(hub, clock)
 
     def show_everything(record: dict) -> None:  # the school's read (#2) now claims it was shown the centre's note
-        for d in record["decision"]["events"]:
-            if d["event"] == "c1-n1":
-                assert d["allowed"] is False
-                d.update(allowed=True, rule="DIRECT")
+        columns = record["decisions"]  # the record's stored form 2 (services.reading.record_form)
+        n = columns["event"].index("c1-n1")
+        assert columns["event_allowed"][n] is False
+        columns["event_allowed"][n], columns["rule"][n] = True, "DIRECT"
 
     _resave(hub, "c1", 2, show_everything)
     report = verify(hub.store)
