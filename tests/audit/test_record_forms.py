@@ -2,10 +2,17 @@
 records are form 1 (as the code before session 10 wrote them: the decision as dicts) and whose later ones are
 form 2 (the decision in columns) chains across the change, verifies and replays; the audit queries read both
 alike. Any change to a form-2 record (a decision, the order of the events, its hash, its sequence, its form) is
-caught by ``audit verify``."""
+caught by ``audit verify``. A store written by main's code before form 2 (``tests/fixtures/access-records-main.db``)
+reads, verifies and is audited as main's code read it, and goes on in form 2."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,8 +22,12 @@ from services.audit.queries import Period
 from services.audit.replay import ACCESS_TOPIC, access_records, verify
 from services.audit.service import Auditing
 from services.audit.trail import Actor
+from services.hub import Hub, SettableClock
 from services.reading.timeline import chain_hash
 from tests.audit.test_tamper import READERS, _overwrite, _resave, populate
+from tests.conftest import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures"
 
 pytestmark = pytest.mark.store
 
@@ -107,3 +118,53 @@ def test_any_change_to_a_form_2_record_fails_audit_verify(hub, clock, change, fa
     (broken,) = report.broken_chains
     assert (broken.child, broken.sequence, broken.fault) == ("c1", 4, fault), report.to_dict()
     assert broken.record == (ids["c1"][3] if fault == "edited" else None)
+
+
+def continue_main_store(url: str) -> None:
+    """The store main's code wrote (``tests/fixtures/make_access_records_main.py``) read by this code: every access
+    record, ``audit verify``'s report and the audit queries' rows as main's code gave them (``.json``); then
+    new reads, stored in form 2, chained to main's records; prints ``ok``."""
+    expected = json.loads((FIXTURES / "access-records-main.json").read_text())
+    clock = SettableClock(datetime.fromisoformat("2026-05-12T09:00:00+09:00"))
+    hub = Hub(url, clock=clock)
+    assert list(access_records(hub.store)) == expected["records"]
+    assert verify(hub.store).to_dict() == expected["verify"]
+    auditing = Auditing(hub.store, clock)
+    for child, reads in expected["reads_of_child"].items():
+        assert auditing.reads_of_child(child, Period(), actor=AUDITOR).model_dump(mode="json") == reads, child
+
+    assert set(stored_forms(hub, "c2")) == {None}
+    hub.timeline(org="beppu-center", role="caseworker", child="c2", purpose="support", user="u")
+    clock.at = datetime.fromisoformat("2026-05-10T23:30:00+09:00")  # inside the emergency window again
+    hub.timeline(org="chuo-jiso", role="caseworker", child="c2", purpose="emergency", user="夜間")
+    assert stored_forms(hub, "c2") == [None] * 4 + [2, 2]  # two by populate, the emergency read, the ledger
+    records = [r for r in access_records(hub.store) if r["child"] == "c2"]
+    assert records[4]["prev_hash"] == records[3]["hash"] and records[5]["prev_hash"] == records[4]["hash"]
+    emergency = [r for r in records if r["purpose"] == "emergency"]
+    assert emergency[1]["decision"] == emergency[0]["decision"]  # redactions included
+    assert any(e["redacted"] == ["detail"] for e in emergency[1]["decision"]["events"])
+    report = verify(hub.store)
+    assert report.ok and report.records == expected["verify"]["records"] + 2, report.to_dict()
+    hub.close()
+    print("ok")
+
+
+AUDITOR = Actor("oita-audit", "監査 一郎", "cli")
+
+
+def test_a_store_written_by_main_reads_verifies_and_goes_on_in_form_2(tmp_path, monkeypatch):
+    """Run in a process of its own (a process opens stores of one stream secret only): ``continue_main_store``."""
+    shutil.copy(FIXTURES / "access-records-main.db", tmp_path / "main.db")
+    shutil.copy(FIXTURES / "access-records-main-keys.json", tmp_path / "keys.json")
+    os.chmod(tmp_path / "keys.json", 0o600)
+    for name in [k for k in os.environ if k.startswith("TSUNAGU_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TSUNAGU_KEYS_FILE", str(tmp_path / "keys.json"))
+    url = f"sqlite:///{tmp_path / 'main.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c",
+         f"from tests.audit.test_record_forms import continue_main_store; continue_main_store({url!r})"],
+        cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "ok"
