@@ -275,7 +275,8 @@ class AccessLog(_CopiedOnWrite, Aggregate):
     class ReadRecorded(Aggregate.Event):
         """One access record, chained to the one before (declared, rather than made by ``@event`` from the
         method, because the read path appends it directly at the log's next version; the stored topic is the
-        same)."""
+        same). ``record``: the access record as stored, in either of its forms (``services.reading.record_form``:
+        form 1 before session 10, form 2 after); both carry ``hash`` and ``sequence`` under those names."""
 
         record: dict[str, Any]
 
