@@ -21,7 +21,7 @@ from consent.policy import decide_read, learns_of_withheld, redact
 from events.envelope import canonical_json, canonical_json_without_floats, content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
-from events.store import AccessLog, ChildStream, HubStore
+from events.store import AccessLog, ChainHead, ChildStream, HubStore
 from services.administration.settings import SettingsSource
 from services.reading import view_log
 from services.reading.record_form import RECORD_FORMAT, decision_columns
@@ -371,7 +371,7 @@ class TimelineReader:
                     self.store.save(*viewing)
                 return
             # the logs' turn (HubStore.append_in_turn): their heads read and the records chained and saved in it
-            with self.store.append_in_turn(streams.values()) as turn:
+            with self.store.append_in_turn(streams.values(), chain_heads=True) as turn:
                 pending: list[Any] = list(viewing)
                 for child, mine in by_child.items():
                     stream = streams[child]
@@ -389,11 +389,11 @@ class TimelineReader:
         retry_conflicts(append_once)
         return records
 
-    def _chain(self, child: str, stream: Any, head: Any, records: list[dict[str, Any]]) -> list[Any]:
-        """``records`` chained after ``head`` (``None``: the log is new), as what to save: a new log with them,
-        or one event each after the head."""
-        last = head.record if isinstance(head, AccessLog.ReadRecorded) else None
-        previous, sequence = (last["hash"], last["sequence"] + 1) if last else ("", 1)
+    def _chain(self, child: str, stream: Any, head: ChainHead | None, records: list[dict[str, Any]]) -> list[Any]:
+        """``records`` chained after ``head`` (``None``: the log is new; ``events.store.ChainHead``: its last
+        record's hash and sequence, read without opening it), as what to save: a new log with them, or one event
+        each after the head."""
+        previous, sequence = (head.hash, head.sequence + 1) if head is not None and head.sequence else ("", 1)
         chained = []
         for record in records:
             chained.append(self._chained(record, previous, sequence))

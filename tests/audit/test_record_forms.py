@@ -138,6 +138,8 @@ def continue_main_store(url: str) -> None:
     clock.at = datetime.fromisoformat("2026-05-10T23:30:00+09:00")  # inside the emergency window again
     hub.timeline(org="chuo-jiso", role="caseworker", child="c2", purpose="emergency", user="夜間")
     assert stored_forms(hub, "c2") == [None] * 4 + [2, 2]  # two by populate, the emergency read, the ledger
+    clear = [hub.store.mapper.clear_head(s) for s in hub.store.recorder.select_events(AccessLog.create_id("c2"))]
+    assert [c is not None for c in clear[1:]] == [False] * 4 + [True, True]  # events.sealing.CLEAR_HEAD
     records = [r for r in access_records(hub.store) if r["child"] == "c2"]
     assert records[4]["prev_hash"] == records[3]["hash"] and records[5]["prev_hash"] == records[4]["hash"]
     emergency = [r for r in records if r["purpose"] == "emergency"]
