@@ -989,8 +989,11 @@ class SealingMapper(Mapper[UUID]):
         """Load in one go the keys that seal ``stored_events`` (their outer layer; a child's payloads share one
         key, loaded with the first of them), before they are opened one by one."""
         assert self.keys is not None, "the store attaches its data keys before loading"
-        sealed = (self._split_head(bytes(e.state))[1] for e in stored_events)
-        self.keys.preload(state[1:17] for state in sealed if state[:1] == FORMAT)
+        self.keys.preload(
+            bytes(e.state[1:17]) if e.state[:1] == FORMAT else self._split_head(bytes(e.state))[1][1:17]
+            for e in stored_events
+            if e.state[:1] in (FORMAT, CLEAR_HEAD)  # a state with a clear head: its sealed part's key
+        )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.to_domain_events([stored_event])[0]

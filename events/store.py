@@ -868,7 +868,7 @@ class HubStore(Application[UUID]):
             else:
                 stream = UUID(str(last.originator_id))
                 heads[stream] = ChainHead(last.originator_version, clear["hash"], clear["sequence"])
-        for opened in self.mapper.to_domain_events(closed):
+        for opened in self.mapper.to_domain_events(closed) if closed else ():
             record = getattr(opened, "record", None)
             heads[opened.originator_id] = (
                 ChainHead(opened.originator_version, record["hash"], record["sequence"])
