@@ -21,7 +21,8 @@ Which key seals what (``key_scope``)
   the hub's key.
 - Sealed under the hub's own key, never destroyed: the events that create a stream (they say what the stream is
   about: the metadata that outlives an erasure, like access records), access records, the registry, and the
-  ``child.erased`` event itself, so that the erasure stays provable after the key is gone.
+  ``child.erased`` event itself, so that the erasure stays provable after the key is gone. An access record's
+  ``hash`` and ``sequence`` are also kept in the clear beside it (``CLEAR_HEAD``), for the next record to chain to.
 
 Erasure (policy.md, "Erasure")
 ------------------------------
@@ -886,7 +887,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class SealingMapper(Mapper[UUID]):
     """The library's ``Mapper`` with AES-GCM sealing of each stored event's state. The stream id, the version and
     the topic (the aggregate's class, e.g. ``events.store:ChildRecord.Published``) stay clear; they are bound to
-    the ciphertext as associated data, so a state moved to another row or stream does not open.
+    the ciphertext as associated data, so a state moved to another row or stream does not open. So does an access
+    record's chain head (its ``hash`` and ``sequence``, ``CLEAR_HEAD``), bound the same way.
 
     An event that carries an envelope about a child is stored in two layers: the envelope's payload content is
     sealed under the child's key; the envelope's routing fields and the payload fields the policy reads
@@ -989,11 +991,14 @@ class SealingMapper(Mapper[UUID]):
         """Load in one go the keys that seal ``stored_events`` (their outer layer; a child's payloads share one
         key, loaded with the first of them), before they are opened one by one."""
         assert self.keys is not None, "the store attaches its data keys before loading"
-        self.keys.preload(
-            bytes(e.state[1:17]) if e.state[:1] == FORMAT else self._split_head(bytes(e.state))[1][1:17]
-            for e in stored_events
-            if e.state[:1] in (FORMAT, CLEAR_HEAD)  # a state with a clear head: its sealed part's key
-        )
+        key_ids = []
+        for e in stored_events:
+            first = e.state[:1]
+            if first == FORMAT:
+                key_ids.append(bytes(e.state[1:17]))
+            elif first == CLEAR_HEAD:  # a record with its chain head in the clear: its sealed part's key
+                key_ids.append(self._split_head(bytes(e.state))[1][1:17])
+        self.keys.preload(key_ids)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.to_domain_events([stored_event])[0]
@@ -1038,8 +1043,10 @@ class SealingMapper(Mapper[UUID]):
         keys = self.keys
         assert keys is not None, "the store attaches its data keys before loading"
         aad = self._aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
-        head, sealed = self._split_head(bytes(stored_event.state))
-        outer_aad = aad + _HEAD + head if head else aad  # a clear chain head is bound to the sealed state
+        sealed, outer_aad = bytes(stored_event.state), aad
+        if sealed[:1] == CLEAR_HEAD:  # a record with its chain head in the clear, bound to its sealed state
+            head, sealed = self._split_head(sealed)
+            outer_aad = aad + _HEAD + head
         try:
             state = self._guarded(stored_event, lambda: self.transcoder.decode(keys.open(sealed, outer_aad)))
         except KeyDestroyed:
