@@ -21,7 +21,8 @@ Which key seals what (``key_scope``)
   the hub's key.
 - Sealed under the hub's own key, never destroyed: the events that create a stream (they say what the stream is
   about: the metadata that outlives an erasure, like access records), access records, the registry, and the
-  ``child.erased`` event itself, so that the erasure stays provable after the key is gone.
+  ``child.erased`` event itself, so that the erasure stays provable after the key is gone. An access record's
+  ``hash`` and ``sequence`` are also kept in the clear beside it (``CLEAR_HEAD``), for the next record to chain to.
 
 Erasure (policy.md, "Erasure")
 ------------------------------
@@ -886,7 +887,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class SealingMapper(Mapper[UUID]):
     """The library's ``Mapper`` with AES-GCM sealing of each stored event's state. The stream id, the version and
     the topic (the aggregate's class, e.g. ``events.store:ChildRecord.Published``) stay clear; they are bound to
-    the ciphertext as associated data, so a state moved to another row or stream does not open.
+    the ciphertext as associated data, so a state moved to another row or stream does not open. So does an access
+    record's chain head (its ``hash`` and ``sequence``, ``CLEAR_HEAD``), bound the same way.
 
     An event that carries an envelope about a child is stored in two layers: the envelope's payload content is
     sealed under the child's key; the envelope's routing fields and the payload fields the policy reads
@@ -950,14 +952,53 @@ class SealingMapper(Mapper[UUID]):
                 ).decode()
                 for i, item in enumerate(items)
             ]
+        chain_head = getattr(type(domain_event), "chain_head", None)
+        head_fields = chain_head(state) if chain_head is not None else None
+        if head_fields is not None:  # a hash-chained log's record: its chain head beside the sealed state
+            head = self.transcoder.encode(head_fields)
+            sealed = self.keys.seal(scope, self.transcoder.encode(state), aad + _HEAD + head)
+            return StoredEvent(
+                originator_id=originator_id,
+                originator_version=version,
+                topic=topic,
+                state=CLEAR_HEAD + len(head).to_bytes(2, "big") + head + sealed,
+            )
         sealed = self.keys.seal(scope, self.transcoder.encode(state), aad)
         return StoredEvent(originator_id=originator_id, originator_version=version, topic=topic, state=sealed)
+
+    @staticmethod
+    def _split_head(state: bytes) -> tuple[bytes, bytes]:
+        """A stored state's chain head in the clear (``b""``: none) and its sealed part (``CLEAR_HEAD``)."""
+        if state[:1] != CLEAR_HEAD:
+            return b"", state
+        length = int.from_bytes(state[1:3], "big")
+        return state[3 : 3 + length], state[3 + length :]
+
+    def clear_head(self, stored_event: StoredEvent) -> dict[str, Any] | None:
+        """The chain head ``stored_event`` carries in the clear (``CLEAR_HEAD``), read without opening the sealed
+        state; ``None`` when it carries none (an event of another kind, or a record stored before the clear
+        heads) or one that does not read as a JSON object (an altered state: opening it then says so)."""
+        head, _ = self._split_head(bytes(stored_event.state))
+        if not head:
+            return None
+        try:
+            value = self.transcoder.decode(head)
+        except Exception:  # noqa: BLE001 (an altered head, whatever it fails with: the state's opening says why)
+            return None
+        return value if isinstance(value, dict) else None
 
     def preload(self, stored_events: Iterable[StoredEvent]) -> None:
         """Load in one go the keys that seal ``stored_events`` (their outer layer; a child's payloads share one
         key, loaded with the first of them), before they are opened one by one."""
         assert self.keys is not None, "the store attaches its data keys before loading"
-        self.keys.preload(bytes(e.state[1:17]) for e in stored_events if e.state[:1] == FORMAT)
+        key_ids = []
+        for e in stored_events:
+            first = e.state[:1]
+            if first == FORMAT:
+                key_ids.append(bytes(e.state[1:17]))
+            elif first == CLEAR_HEAD:  # a record with its chain head in the clear: its sealed part's key
+                key_ids.append(self._split_head(bytes(e.state))[1][1:17])
+        self.keys.preload(key_ids)
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         return self.to_domain_events([stored_event])[0]
@@ -1002,10 +1043,12 @@ class SealingMapper(Mapper[UUID]):
         keys = self.keys
         assert keys is not None, "the store attaches its data keys before loading"
         aad = self._aad(stored_event.originator_id, stored_event.originator_version, stored_event.topic)
+        sealed, outer_aad = bytes(stored_event.state), aad
+        if sealed[:1] == CLEAR_HEAD:  # a record with its chain head in the clear, bound to its sealed state
+            head, sealed = self._split_head(sealed)
+            outer_aad = aad + _HEAD + head
         try:
-            state = self._guarded(
-                stored_event, lambda: self.transcoder.decode(keys.open(bytes(stored_event.state), aad))
-            )
+            state = self._guarded(stored_event, lambda: self.transcoder.decode(keys.open(sealed, outer_aad)))
         except KeyDestroyed:
             return aad, None
         content = state.pop(_SEALED_PAYLOAD, None)
@@ -1066,6 +1109,21 @@ class SealingMapper(Mapper[UUID]):
         return event
 
 
+CLEAR_HEAD = b"\x02"
+"""**A chain head in the clear**: the stored state of a hash-chained log's record (an event class with a
+``chain_head(state)``, ``events.store.AccessLog.ReadRecorded``) is ``CLEAR_HEAD`` + the head's length (2 bytes,
+big-endian) + the head (JSON: the record's ``hash`` and ``sequence``) + the sealed state (``FORMAT`` …), whose
+associated data ends with ``_HEAD`` and the head's bytes, so that a head altered or moved to another state makes
+the state not open (``audit verify``: unreadable).
+
+Why: the next record of the log is chained to this one's ``hash`` and ``sequence``, and nothing else of it; for a
+child's access log that meant decrypting and decoding the whole previous record (its 500 decisions) on every
+read. ``SealingMapper.clear_head`` reads the head without opening the state (``HubStore.append_in_turn`` with
+``chain_heads``). What it discloses: a SHA-256 over a record that holds a random id (nothing can be guessed from
+it) and the record's place in its log (the stream's version says it already). Records stored before it (no
+clear head) are opened for their head as before; both are checked against each other by
+``tests/events/test_clear_heads.py``."""
+_HEAD = b"\x00head\x00"
 _SEALED_PAYLOAD = "sealed_payload"
 _CONTENT = b"\x00payload"
 _ITEM = b"\x00item\x00"
@@ -1076,6 +1134,7 @@ left out when the event is read after that child's erasure."""
 
 
 __all__ = [
+    "CLEAR_HEAD",
     "DataKeys",
     "KeyConfigError",
     "KeyDestroyed",

@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -276,9 +276,23 @@ class AccessLog(_CopiedOnWrite, Aggregate):
     class ReadRecorded(Aggregate.Event):
         """One access record, chained to the one before (declared, rather than made by ``@event`` from the
         method, because the read path appends it directly at the log's next version; the stored topic is the
-        same)."""
+        same). ``record``: the access record as stored, in either of its forms (``services.reading.record_form``:
+        form 1 before session 10, form 2 after); both carry ``hash`` and ``sequence`` under those names."""
 
         record: dict[str, Any]
+
+        @staticmethod
+        def chain_head(state: dict[str, Any]) -> dict[str, Any] | None:
+            """What of the record is stored in the clear beside its sealed state (``events.sealing.CLEAR_HEAD``):
+            what the next record is chained to, its ``hash`` and ``sequence`` (None: a record without them, not
+            chained, stored whole as any other event)."""
+            record = state.get("record")
+            if not isinstance(record, dict):
+                return None
+            chained, sequence = record.get("hash"), record.get("sequence")
+            if not isinstance(chained, str) or not isinstance(sequence, int) or isinstance(sequence, bool):
+                return None
+            return {"hash": chained, "sequence": sequence}
 
     @event(ReadRecorded)
     def record(self, record: dict[str, Any]) -> None:
@@ -760,6 +774,17 @@ class Sealed:
     erased: list[str]
 
 
+@dataclass(frozen=True)
+class ChainHead:
+    """A hash-chained log's last record as its next writer needs it: the stream's version, the record's ``hash``
+    and ``sequence`` (``""`` and 0: the stream holds no record yet, only its creation). What
+    ``HubStore.append_in_turn`` gives with ``chain_heads``."""
+
+    originator_version: int
+    hash: str
+    sequence: int
+
+
 @dataclass
 class InTurn:
     """What ``HubStore.append_in_turn`` gives its block: each stream's last event (``heads``; a stream with no
@@ -831,9 +856,31 @@ class HubStore(Application[UUID]):
             sweeper.join(timeout=ERASURE_OWED_JOIN_SECONDS)
         super().close()
 
+    def _chain_heads(self, stored: Sequence[StoredEvent]) -> dict[UUID, ChainHead]:
+        """The ``ChainHead`` of each hash-chained log whose last stored event is among ``stored``: from its clear
+        chain head (``SealingMapper.clear_head``), else (a record stored before those, or the log's creation
+        alone) from the opened event. ``tests/events/test_clear_heads.py`` checks the two agree."""
+        heads: dict[UUID, ChainHead] = {}
+        closed = []
+        for last in stored:
+            clear = self.mapper.clear_head(last)
+            if clear is None:
+                closed.append(last)
+            else:
+                stream = UUID(str(last.originator_id))
+                heads[stream] = ChainHead(last.originator_version, clear["hash"], clear["sequence"])
+        for opened in self.mapper.to_domain_events(closed) if closed else ():
+            record = getattr(opened, "record", None)
+            heads[opened.originator_id] = (
+                ChainHead(opened.originator_version, record["hash"], record["sequence"])
+                if isinstance(record, dict)
+                else ChainHead(opened.originator_version, "", 0)
+            )
+        return heads
+
     @contextmanager
     def append_in_turn(
-        self, streams: Iterable[UUID], *, read_heads: bool = True, publish: bool = False
+        self, streams: Iterable[UUID], *, read_heads: bool = True, publish: bool = False, chain_heads: bool = False
     ) -> Iterator[InTurn]:
         """A named mechanism: append to ``streams`` one writer at a time per stream, across every process on this
         store, reading their heads once the turn is taken. For writers that chain to a stream's last event (the
@@ -867,15 +914,24 @@ class HubStore(Application[UUID]):
 
         ``read_heads`` False: the block is given the streams' versions only (``heads`` empty), their last events
         not opened (a publish's staged indexes, ``services.publishing.batch.Batch.save``: a head there may hold
-        an entry per child, each sealed under its child's key)."""
+        an entry per child, each sealed under its child's key).
+
+        ``chain_heads`` True: the streams are hash-chained logs (the access logs), and ``heads`` holds each one's
+        ``ChainHead`` (what the next record is chained to), read from the head's clear chain head without opening
+        it (``events.sealing.CLEAR_HEAD``; a record stored before those is opened, as before)."""
         wanted = list(dict.fromkeys(streams))
         deadline = time.monotonic() + self.turn_wait
         with self.turns.held(wanted, deadline):
             if not self.postgres:
-                from events.streams import last_event, last_events, stream_versions
+                from events.streams import last_event, last_events, last_stored, stream_versions
 
                 if not read_heads:
                     yield InTurn({}, self.save, stream_versions(self, wanted), self.save_sealed)
+                    return
+                if chain_heads:
+                    chained = self._chain_heads(last_stored(self, wanted))
+                    versions = {i: h.originator_version for i, h in chained.items()}
+                    yield InTurn(dict(chained), self.save, versions, self.save_sealed)
                     return
                 if len(wanted) == 1:  # one query instead of two: a timeline read's one log
                     head = last_event(self, wanted[0])
@@ -892,7 +948,13 @@ class HubStore(Application[UUID]):
                         wait=max(0.001, deadline - time.monotonic()),  # what is left of the turn's wait
                     ) as (conn, stored),
                 ):
-                    heads = {e.originator_id: e for e in self.mapper.to_domain_events(stored)} if read_heads else {}
+                    heads: dict[UUID, Any] = (
+                        dict(self._chain_heads(stored))
+                        if chain_heads
+                        else {e.originator_id: e for e in self.mapper.to_domain_events(stored)}
+                        if read_heads
+                        else {}
+                    )
                     versions = {UUID(str(e.originator_id)): e.originator_version for e in stored}  # uuid or text
                     yield InTurn(
                         heads,

@@ -108,12 +108,20 @@ def last_event(store: Any, stream: UUID) -> Any | None:
 def last_events(store: Any, ids: Iterable[UUID]) -> dict[UUID, Any]:
     """``last_event`` of each of ``ids`` that has events, in two queries for all of them (their versions, then
     those events): for a writer that chains to many heads at once (the access logs of a ledger page)."""
-    versions = stream_versions(store, ids)
+    return {event.originator_id: event for event in store.mapper.to_domain_events(last_stored(store, ids))}
+
+
+def last_stored(store: Any, ids: Iterable[UUID]) -> list[Any]:
+    """The last stored event of each of ``ids`` that has events, not opened: one query for one stream, two for
+    several (their versions, then those events)."""
+    wanted = list(ids)
+    if len(wanted) == 1:
+        return list(store.recorder.select_events(wanted[0], desc=True, limit=1))
+    versions = stream_versions(store, wanted)
     if not versions:
-        return {}
+        return []
     stored = events_after(store, {stream: version - 1 for stream, version in versions.items()})
-    records = [record for stream in versions for record in stored.get(stream, ())[-1:]]
-    return {event.originator_id: event for event in store.mapper.to_domain_events(records)}
+    return [record for stream in versions for record in stored.get(stream, ())[-1:]]
 
 
 def forget_cached(store: Any, ids: Iterable[UUID]) -> None:

@@ -66,10 +66,18 @@ from joserfc.jwk import KeySet
 from events.envelope import content_digest
 from events.sealing import stream_id
 from events.store import AccessLog, HubStore, _CopiedOnWrite
-from services.audit.replay import Loaded, Mismatch, VerifyReport, load, stored_records, stream_of, verify
+from services.audit.replay import (
+    Loaded,
+    Mismatch,
+    VerifyReport,
+    load,
+    record_intact,
+    stored_records,
+    stream_of,
+    verify,
+)
 from services.auth.tokens import ALGORITHM, ISSUER, KeyFileError, SigningKeys
 from services.reading import view_log
-from services.reading.timeline import chain_hash
 
 ANCHOR_TYPE = "tsunagu-anchor+jwt"
 
@@ -104,7 +112,7 @@ def _head(store: HubStore, stored: Any) -> dict[str, Any]:
         )
     if (
         record.get("sequence") != loaded.sequence
-        or record.get("hash") != chain_hash(str(record.get("prev_hash")), record)
+        or not record_intact(loaded)
         or AccessLog.create_id(str(record.get("child"))) != loaded.stream
     ):
         raise AnchorError(
@@ -323,7 +331,7 @@ def check_head(
         _view_record_intact(record, stream, sequence)
         if views
         else (
-            record.get("hash") == chain_hash(str(record.get("prev_hash")), record)
+            record_intact(loaded)
             and record.get("sequence") == sequence
             and AccessLog.create_id(str(record.get("child"))) == stream
         )

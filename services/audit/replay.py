@@ -83,6 +83,7 @@ from events.store import REGISTRY_ID, AccessLog, ChildRecord, HubStore, OrgRegis
 from events.streams import stored_of
 from services.aggregates.access_log import verify_chain
 from services.reading import view_log
+from services.reading.record_form import RecordFormError, logical_record
 from services.reading.timeline import TimelineEntry, chain_hash, returned, returned_digest
 
 ACCESS_TOPIC = get_topic(AccessLog.ReadRecorded)
@@ -167,12 +168,15 @@ class VerifyReport:
 
 @dataclass
 class Loaded:
-    """One stored access record: where it is stored, and its content (``None`` when it does not open)."""
+    """One stored access record: where it is stored, its content as readers read it (``record``: form 1,
+    ``services.reading.record_form.logical_record``; ``None`` when it does not open or is in no form this code
+    reads), and the record as stored (``stored``), which its chain hash covers (``chain_hash``)."""
 
     stream: UUID
     version: int
     record: dict[str, Any] | None
     error: str = ""
+    stored: dict[str, Any] | None = None
 
     @property
     def sequence(self) -> int:
@@ -197,7 +201,11 @@ def load(store: HubStore, stored: StoredEvent) -> Loaded:
             None,
             f"the stored event is not an access record ({type(event).__name__})",
         )
-    return Loaded(stream_of(stored), stored.originator_version, record)
+    try:
+        logical = logical_record(record)
+    except (RecordFormError, TypeError) as error:  # an altered record: reported, never raised
+        return Loaded(stream_of(stored), stored.originator_version, None, f"{type(error).__name__}: {error}", record)
+    return Loaded(stream_of(stored), stored.originator_version, logical, stored=record)
 
 
 def stored_records(store: HubStore, child: str | None = None, *, until: int | None = None) -> Iterator[StoredEvent]:
@@ -319,6 +327,13 @@ class _Chain:
     broken: bool = False
 
 
+def record_intact(loaded: Loaded) -> bool:
+    """Whether a loaded access record's ``hash`` is its chain hash: ``chain_hash`` of the record **as stored**
+    (``Loaded.stored``; of a form-2 record its columns, not the form-1 record read from them)."""
+    stored = loaded.stored
+    return stored is not None and stored.get("hash") == chain_hash(str(stored.get("prev_hash", "")), stored)
+
+
 def check_link(chain: _Chain, loaded: Loaded) -> tuple[str, str, int, str | None] | None:
     """The chain fault at ``loaded`` (fault, detail, sequence, record id), or ``None``; advances ``chain``."""
     sequence, record = loaded.sequence, loaded.record
@@ -342,7 +357,7 @@ def check_link(chain: _Chain, loaded: Loaded) -> tuple[str, str, int, str | None
     if record is None:
         return "unreadable", f"the stored record does not open: {loaded.error}", sequence, None
     rid = record.get("id")
-    if record.get("hash") != chain_hash(str(record.get("prev_hash", "")), record):
+    if not record_intact(loaded):
         return "edited", "the record's content does not match its hash", sequence, rid
     if AccessLog.create_id(str(record.get("child"))) != loaded.stream:
         return (

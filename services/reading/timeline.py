@@ -21,9 +21,10 @@ from consent.policy import decide_read, learns_of_withheld, redact
 from events.envelope import canonical_json, canonical_json_without_floats, content_digest
 from events.model import Org, Recorded
 from events.retry import retry_conflicts
-from events.store import AccessLog, ChildStream, HubStore
+from events.store import AccessLog, ChainHead, ChildStream, HubStore
 from services.administration.settings import SettingsSource
 from services.reading import view_log
+from services.reading.record_form import RECORD_FORMAT, decision_columns
 
 if TYPE_CHECKING:
     from services.reading.kept import KeptReads
@@ -225,12 +226,14 @@ def access_record(
     content: str,
     view: str | None = None,
 ) -> dict[str, Any]:
-    """An access record (policy.md, "Every read is recorded"), before chaining. ``content``: the digest of what
-    the read returned (``returned_digest``). ``view``: the id of the view record (``services.reading.view_log``)
+    """An access record (policy.md, "Every read is recorded"), before chaining, in its stored form 2 (the decision
+    in columns, ``services.reading.record_form``; readers read it through ``record_form.logical_record``).
+    ``content``: the digest of what the read returned (``returned_digest``). ``view``: the id of the view record (``services.reading.view_log``)
     of the view that showed this read, for a read shown by a view (records made before views were logged, and
     single reads, have none): ``audit verify`` checks that the view record exists, so that deleting a view's
     record shows."""
     record = {
+        "format": RECORD_FORMAT,
         "id": str(uuid.uuid4()),
         "reader": {"org": reader.org, "role": reader.role, "user": reader.user},
         "purpose": reader.purpose,
@@ -242,7 +245,7 @@ def access_record(
         "registry_version": registry_version,
         "settings": settings.to_dict(),
         "policy_version": decision.policy_version,
-        "decision": decision.to_dict(),
+        "decisions": decision_columns(decision),
         "content_digest": content,
     }
     if view is not None:
@@ -252,8 +255,9 @@ def access_record(
 
 def chain_hash(previous: str, record: dict[str, Any]) -> str:
     """The hash that links an access record to the one before it in the child's access log. The definition: what
-    the auditors check every stored record with (``services.audit``); a new record's is made by
-    ``new_record_chain_hash``, the same bytes."""
+    the auditors check every stored record with (``services.audit``), over the record **as stored**, of either
+    form (``services.reading.record_form``: for form 2, its ``format`` and decision columns); a new record's is
+    made by ``new_record_chain_hash``, the same bytes."""
     body = {k: v for k, v in record.items() if k not in ("hash", "prev_hash")}
     return content_digest({"prev": previous, "record": body})
 
@@ -367,7 +371,7 @@ class TimelineReader:
                     self.store.save(*viewing)
                 return
             # the logs' turn (HubStore.append_in_turn): their heads read and the records chained and saved in it
-            with self.store.append_in_turn(streams.values()) as turn:
+            with self.store.append_in_turn(streams.values(), chain_heads=True) as turn:
                 pending: list[Any] = list(viewing)
                 for child, mine in by_child.items():
                     stream = streams[child]
@@ -385,11 +389,11 @@ class TimelineReader:
         retry_conflicts(append_once)
         return records
 
-    def _chain(self, child: str, stream: Any, head: Any, records: list[dict[str, Any]]) -> list[Any]:
-        """``records`` chained after ``head`` (``None``: the log is new), as what to save: a new log with them,
-        or one event each after the head."""
-        last = head.record if isinstance(head, AccessLog.ReadRecorded) else None
-        previous, sequence = (last["hash"], last["sequence"] + 1) if last else ("", 1)
+    def _chain(self, child: str, stream: Any, head: ChainHead | None, records: list[dict[str, Any]]) -> list[Any]:
+        """``records`` chained after ``head`` (``None``: the log is new; ``events.store.ChainHead``: its last
+        record's hash and sequence, read without opening it), as what to save: a new log with them, or one event
+        each after the head."""
+        previous, sequence = (head.hash, head.sequence + 1) if head is not None and head.sequence else ("", 1)
         chained = []
         for record in records:
             chained.append(self._chained(record, previous, sequence))
