@@ -977,7 +977,9 @@ class SealingMapper(Mapper[UUID]):
     def clear_head(self, stored_event: StoredEvent) -> dict[str, Any] | None:
         """The chain head ``stored_event`` carries in the clear (``CLEAR_HEAD``), read without opening the sealed
         state; ``None`` when it carries none (an event of another kind, or a record stored before the clear
-        heads) or one that does not read as a JSON object (an altered state: opening it then says so)."""
+        heads) or one that is not a chain head (a text ``hash`` and a whole ``sequence`` from 1: an altered state,
+        which opening then names, or one written wrong, which the caller then opens instead of trusting it; the
+        s10-record review's LOW-3)."""
         head, _ = self._split_head(bytes(stored_event.state))
         if not head:
             return None
@@ -985,7 +987,18 @@ class SealingMapper(Mapper[UUID]):
             value = self.transcoder.decode(head)
         except Exception:  # noqa: BLE001 (an altered head, whatever it fails with: the state's opening says why)
             return None
-        return value if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            return None
+        sequence = value.get("sequence")
+        if not isinstance(value.get("hash"), str) or type(sequence) is not int or sequence < 1:
+            return None
+        return value
+
+    @staticmethod
+    def carries_clear_head(stored_event: StoredEvent) -> bool:
+        """Whether ``stored_event``'s state is stored with a chain head in the clear (``CLEAR_HEAD``), whatever the
+        head holds: ``services.audit.replay.check_link`` then requires it to be the record's own."""
+        return bytes(stored_event.state[:1]) == CLEAR_HEAD
 
     def preload(self, stored_events: Iterable[StoredEvent]) -> None:
         """Load in one go the keys that seal ``stored_events`` (their outer layer; a child's payloads share one

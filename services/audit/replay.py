@@ -177,6 +177,10 @@ class Loaded:
     record: dict[str, Any] | None
     error: str = ""
     stored: dict[str, Any] | None = None
+    # the chain head stored in the clear beside the sealed record (``events.sealing.CLEAR_HEAD``; the next read
+    # chains to it without opening the record): ``None`` when none was stored, ``{}`` when one was stored that is
+    # not a chain head; ``check_link`` requires it to be the record's own
+    clear_head: dict[str, Any] | None = None
 
     @property
     def sequence(self) -> int:
@@ -205,7 +209,8 @@ def load(store: HubStore, stored: StoredEvent) -> Loaded:
         logical = logical_record(record)
     except (RecordFormError, TypeError) as error:  # an altered record: reported, never raised
         return Loaded(stream_of(stored), stored.originator_version, None, f"{type(error).__name__}: {error}", record)
-    return Loaded(stream_of(stored), stored.originator_version, logical, stored=record)
+    clear = (store.mapper.clear_head(stored) or {}) if store.mapper.carries_clear_head(stored) else None
+    return Loaded(stream_of(stored), stored.originator_version, logical, stored=record, clear_head=clear)
 
 
 def stored_records(store: HubStore, child: str | None = None, *, until: int | None = None) -> Iterator[StoredEvent]:
@@ -359,6 +364,11 @@ def check_link(chain: _Chain, loaded: Loaded) -> tuple[str, str, int, str | None
     rid = record.get("id")
     if not record_intact(loaded):
         return "edited", "the record's content does not match its hash", sequence, rid
+    if loaded.clear_head is not None and (
+        loaded.clear_head.get("hash") != record.get("hash")
+        or loaded.clear_head.get("sequence") != record.get("sequence")
+    ):  # what the next read chains to must be this record's own hash and place (s10-record review, LOW-3)
+        return "edited", "the chain head stored in the clear beside the record is not the record's own", sequence, rid
     if AccessLog.create_id(str(record.get("child"))) != loaded.stream:
         return (
             "reordered",

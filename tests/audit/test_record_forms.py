@@ -170,3 +170,58 @@ def test_a_store_written_by_main_reads_verifies_and_goes_on_in_form_2(tmp_path, 
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_an_edited_form_1_decision_fails_audit_verify(hub, clock):
+    """Every record of a store written before this change is form 1: a decision changed in one (re-sealed with the
+    keys) fails ``audit verify`` at it, as in form 2 (s10-record review, LOW-1: no test tampered with form 1)."""
+    ids = populate(hub, clock)
+    rewrite_in_form_1(hub, "c1")
+    assert verify(hub.store).ok and stored_forms(hub, "c1") == [None] * 4
+
+    def show_everything(record: dict) -> None:  # the school's read (#2) now claims it was shown the centre's note
+        (decided,) = [d for d in record["decision"]["events"] if d["event"] == "c1-n1"]
+        assert decided["allowed"] is False
+        decided["allowed"], decided["rule"] = True, "DIRECT"
+
+    _resave(hub, "c1", 2, show_everything)
+    chain = [(m.fault, m.child, m.sequence, m.record) for m in verify(hub.store).mismatches if m.problem == "chain"]
+    assert chain == [("edited", "c1", 2, ids["c1"][1])]
+
+
+def _restore_with_clear_head(hub, child: str, sequence: int, head: dict) -> None:
+    """Store the record at ``sequence`` again with ``head`` in the clear, sealed and bound as the hub seals a record
+    (what only a writer holding the keys can do, or a fault of the code)."""
+    from events.sealing import _HEAD, CLEAR_HEAD, SealingMapper
+    from tests.audit.test_tamper import _stored
+
+    mapper = hub.store.mapper
+    stored = _stored(hub, child, sequence)
+    event = mapper.to_domain_event(stored)
+    encoded = mapper.transcoder.encode(head)
+    aad = SealingMapper._aad(stored.originator_id, stored.originator_version, stored.topic)
+    sealed = mapper.keys.seal("hub", mapper.transcoder.encode({"timestamp": event.timestamp, "record": event.record}),
+                              aad + _HEAD + encoded)  # fmt: skip
+    _overwrite(hub, stored, CLEAR_HEAD + len(encoded).to_bytes(2, "big") + encoded + sealed)
+
+
+def test_a_clear_head_that_is_not_the_records_own_fails_audit_verify_before_any_read_chains_to_it(hub, clock):
+    """The head kept in the clear is what the next read chains to: ``audit verify`` requires it to be the record's own
+    hash and sequence (s10-record review, LOW-3: before, such a record verified until the next read chained to it)."""
+    ids = populate(hub, clock)
+    last = stored_forms(hub, "c1")
+    _restore_with_clear_head(hub, "c1", len(last), {"hash": "f" * 64, "sequence": len(last)})
+    mismatches = [(m.fault, m.child, m.sequence, m.record) for m in verify(hub.store).mismatches]
+    assert mismatches == [("edited", "c1", len(last), ids["c1"][-1])]
+
+
+def test_a_clear_head_that_is_not_a_chain_head_is_not_trusted_the_record_is_opened_and_reads_go_on(hub, clock):
+    """A head that is not a text hash and a whole sequence (written wrong) is not taken as the log's head: the next
+    read opens the record instead (before: a KeyError or TypeError, a 500), and ``audit verify`` names it."""
+    populate(hub, clock)
+    last = len(stored_forms(hub, "c1"))
+    _restore_with_clear_head(hub, "c1", last, {"hash": 5, "sequence": "x"})
+    clock.at = datetime.fromisoformat("2026-05-10T11:00:00+09:00")
+    assert hub.timeline(org="beppu-center", role="caseworker", child="c1", purpose="support", user="u").entries
+    faults = [(m.fault, m.sequence) for m in verify(hub.store).mismatches]
+    assert faults == [("edited", last)]  # the read after it chained to the record's own hash, so only it is named
