@@ -33,7 +33,6 @@ from services.auth.tokens import (
 )
 from services.cli.root import Database, app, err, fail
 from services.hub import Hub
-from services.runtime import freeze_startup_heap
 
 token_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -106,7 +105,7 @@ def serve(
         loopback_only,
     )
     from services.auth.oidc import OidcSettings
-    from services.http.asgi import build_app
+    from services.http.asgi import served_app
     from services.http.threads import request_threads_from_env
 
     if dev_oidc_enabled() and not loopback_only(host):
@@ -137,9 +136,7 @@ def serve(
         _serve_workers(host, port, workers, database, key_file_path(key_file))
         return
     try:
-        served = build_app(hub, issuer, verifier, settings, dev)
-        freeze_startup_heap()  # services.runtime: full collections walk what reads add, not the startup heap
-        uvicorn.run(served, host=host, port=port, log_level="info")
+        uvicorn.run(served_app(hub, issuer, verifier, settings, dev), host=host, port=port, log_level="info")
     finally:
         hub.close()
 

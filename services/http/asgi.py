@@ -88,9 +88,27 @@ def app_from_env() -> FastAPI:
         raise RuntimeError(f"{error} (the signing key file is ${KEY_FILE_ENV}, created by 'tsunagu keys')") from error
     start_serving_process()  # services.runtime: this worker's collector thresholds (spawned: not inherited)
     hub = Hub()  # TSUNAGU_DATABASE_URL
-    app = build_app(hub, issuer, verifier, oidc)
-    _close_on_shutdown(app, hub.close)
-    freeze_startup_heap()  # services.runtime: full collections walk what reads add, not the startup heap
+    return served_app(hub, issuer, verifier, oidc, close=hub.close)
+
+
+def served_app(
+    hub: Hub,
+    issuer: TokenIssuer,
+    verifier: TokenVerifier,
+    oidc: OidcSettings | None,
+    dev: DevProvider | None = None,
+    *,
+    close: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The app a serving process serves (``build_app``), built once before it serves anything, and then the
+    process's startup heap frozen (``services.runtime.freeze_startup_heap``): the one way both serving paths end
+    their startup, a worker of ``app_from_env`` and the one process of ``tsunagu serve``. ``close``: called when
+    the app's lifespan ends (a worker closes its hub so). Never for an app that a process builds more than once
+    (the tests build theirs with ``build_app``)."""
+    app = build_app(hub, issuer, verifier, oidc, dev)
+    if close is not None:
+        _close_on_shutdown(app, close)
+    freeze_startup_heap()  # full collections walk what reads add, not the startup heap
     return app
 
 
