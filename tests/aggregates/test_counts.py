@@ -47,6 +47,22 @@ def at(day: int) -> str:
     return (T0 + timedelta(days=day)).isoformat()
 
 
+def registrations(homes: dict[str, str]) -> list[dict[str, Any]]:
+    """Each child of ``homes`` registered by its home centre, in that centre's municipality."""
+    return [
+        {
+            "id": f"r-{child}",
+            "kind": "child.registered",
+            "child": child,
+            "source": home,
+            "basis": "internal",
+            "at": at(0),
+            "payload": {"residence": CENTRES[home]},
+        }
+        for child, home in homes.items()
+    ]
+
+
 @st.composite
 def event_of(draw: Any, n: int, homes: dict[str, str], kinds: list[str] | None = None) -> dict[str, Any]:
     child = draw(st.sampled_from(CHILDREN))
@@ -317,20 +333,7 @@ def test_the_kept_counts_equal_the_rebuilt_ones_and_a_count_straight_from_the_ev
     try:
         hub.load_orgs(ORGS)
         homes = {child: data.draw(st.sampled_from(sorted(CENTRES)), label=f"home {child}") for child in CHILDREN}
-        hub.publish(
-            [
-                {
-                    "id": f"r-{child}",
-                    "kind": "child.registered",
-                    "child": child,
-                    "source": home,
-                    "basis": "internal",
-                    "at": at(0),
-                    "payload": {"residence": CENTRES[home]},
-                }
-                for child, home in homes.items()
-            ]
-        )
+        hub.publish(registrations(homes))
         accepted: list[dict[str, Any]] = []
         n = 0
         for _ in range(data.draw(st.integers(1, 5), label="publishes")):

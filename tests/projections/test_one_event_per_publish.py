@@ -22,7 +22,7 @@ from services.hub import Hub
 from services.projections.admission_facts import ChildFacts
 from services.projections.municipal_counts import CaseTally
 from services.projections.unit_of_work import OneEventPerPublish
-from tests.aggregates.test_counts import CENTRES, CHILDREN, ORGS, at, event_of
+from tests.aggregates.test_counts import CENTRES, CHILDREN, ORGS, at, event_of, registrations
 from tests.consent.test_policy_properties import PROPERTY_SETTINGS
 
 pytestmark = pytest.mark.store
@@ -44,21 +44,6 @@ def stored_per_change() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(OneEventPerPublish, "fold_pending", lambda self: None)
         yield
-
-
-def registrations(homes: dict[str, str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": f"r-{child}",
-            "kind": "child.registered",
-            "child": child,
-            "source": home,
-            "basis": "internal",
-            "at": at(0),
-            "payload": {"residence": CENTRES[home]},
-        }
-        for child, home in homes.items()
-    ]
 
 
 @st.composite

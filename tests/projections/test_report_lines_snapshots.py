@@ -11,6 +11,8 @@ does not hold a (school, centre)'s lines in its cache opens them from their snap
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -120,13 +122,22 @@ def monthly_files(hub: Hub, months: int) -> None:
         assert {r.outcome for r in hub.publish(reports)} == {"accepted"}
 
 
-def test_a_cold_load_of_a_long_history_takes_a_snapshot_and_the_next_opens_it_with_the_tail_only(tmp_path):
-    hub = Hub(f"sqlite:///{tmp_path / 'lines.db'}", clock=SettableClock(datetime(2029, 1, 1, 9, tzinfo=JST)))
+@contextmanager
+def lines_of_monthly_files(url: str, months: int) -> Iterator[tuple[Hub, Any]]:
+    """A hub on ``url`` to which school s1 sent centre cA ``months`` monthly files for every child, and the stream of
+    the (s1, cA) pair's lines; the hub is closed on leaving."""
+    hub = Hub(url, clock=SettableClock(datetime(2029, 1, 1, 9, tzinfo=JST)))
     try:
         hub.load_orgs(ORGS)
         hub.publish([registered(child) for child in CHILDREN])
-        monthly_files(hub, ReportLines.SNAPSHOT_AFTER + 2)
-        pair = ReportLines.create_id("s1", "cA")
+        monthly_files(hub, months)
+        yield hub, ReportLines.create_id("s1", "cA")
+    finally:
+        hub.close()
+
+
+def test_a_cold_load_of_a_long_history_takes_a_snapshot_and_the_next_opens_it_with_the_tail_only(tmp_path):
+    with lines_of_monthly_files(f"sqlite:///{tmp_path / 'lines.db'}", ReportLines.SNAPSHOT_AFTER + 2) as (hub, pair):
         assert snapshot_row(hub, pair) is None  # publishing alone takes none (the pair stays in the cache)
         first = cold(hub, pair)  # replays every event, and takes a snapshot of what it replayed
         taken = snapshot_row(hub, pair)
@@ -154,8 +165,6 @@ def test_a_cold_load_of_a_long_history_takes_a_snapshot_and_the_next_opens_it_wi
         snapshots, stored = hub.store.index_snapshots.stored_after({pair: 0})
         assert pair in snapshots and pair not in stored
         assert state_of(snapshots[pair]) == state_of(hub.store.replayed(pair))
-    finally:
-        hub.close()
 
 
 def test_a_state_that_plain_json_does_not_give_back_exactly_is_not_kept_and_is_logged_and_counted(
@@ -163,12 +172,7 @@ def test_a_state_that_plain_json_does_not_give_back_exactly_is_not_kept_and_is_l
 ):
     """s9-import review L3: such a state was skipped without a trace, so a change to a snapshotted class that broke
     its JSON would silently end its snapshots."""
-    hub = Hub(f"sqlite:///{tmp_path / 'lines.db'}", clock=SettableClock(datetime(2029, 1, 1, 9, tzinfo=JST)))
-    try:
-        hub.load_orgs(ORGS)
-        hub.publish([registered(child) for child in CHILDREN])
-        monthly_files(hub, ReportLines.SNAPSHOT_AFTER)
-        pair = ReportLines.create_id("s1", "cA")
+    with lines_of_monthly_files(f"sqlite:///{tmp_path / 'lines.db'}", ReportLines.SNAPSHOT_AFTER) as (hub, pair):
         lines = hub.store.replayed(pair)
         monkeypatch.setattr(ReportLines, "snapshot_state", lambda self: {"lines": ("a tuple", "comes back a list")})
         failures = hub.store.index_snapshots.failures
@@ -177,19 +181,12 @@ def test_a_state_that_plain_json_does_not_give_back_exactly_is_not_kept_and_is_l
         assert hub.store.index_snapshots.failures == failures + 1
         assert "not given back exactly by plain JSON" in caplog.text
         assert snapshot_row(hub, pair) is None
-    finally:
-        hub.close()
 
 
 def test_an_erased_childs_line_stays_readable_in_the_snapshot_which_is_sealed_under_the_hubs_key_as_its_events(
     tmp_path,
 ):
-    hub = Hub(f"sqlite:///{tmp_path / 'lines.db'}", clock=SettableClock(datetime(2029, 1, 1, 9, tzinfo=JST)))
-    try:
-        hub.load_orgs(ORGS)
-        hub.publish([registered(child) for child in CHILDREN])
-        monthly_files(hub, ReportLines.SNAPSHOT_AFTER)
-        pair = ReportLines.create_id("s1", "cA")
+    with lines_of_monthly_files(f"sqlite:///{tmp_path / 'lines.db'}", ReportLines.SNAPSHOT_AFTER) as (hub, pair):
         cold(hub, pair)
         version, sealed = snapshot_row(hub, pair)
         events_keys = {bytes(e.state[1:17]) for e in hub.store.recorder.select_events(pair)}
@@ -209,8 +206,6 @@ def test_an_erased_childs_line_stays_readable_in_the_snapshot_which_is_sealed_un
         plain = orjson.loads(hub.store.keys.open(sealed, hub.store.index_snapshots._aad(pair, version, _topic(opened))))
         assert set(plain["state"]) == {"lines"}  # the lines alone, each named by a digest, as in the events
         assert all(set(line) == {"municipality", "periods", "received"} for line in plain["state"]["lines"].values())
-    finally:
-        hub.close()
 
 
 def _topic(aggregate: Any) -> str:
@@ -221,12 +216,7 @@ def _topic(aggregate: Any) -> str:
 
 @pytest.mark.postgres
 def test_on_postgresql_a_cold_load_opens_the_snapshot_and_the_tail(postgres_url):
-    hub = Hub(postgres_url, clock=SettableClock(datetime(2029, 1, 1, 9, tzinfo=JST)))
-    try:
-        hub.load_orgs(ORGS)
-        hub.publish([registered(child) for child in CHILDREN])
-        monthly_files(hub, ReportLines.SNAPSHOT_AFTER)
-        pair = ReportLines.create_id("s1", "cA")
+    with lines_of_monthly_files(postgres_url, ReportLines.SNAPSHOT_AFTER) as (hub, pair):
         assert hub.store.index_snapshots.status()[0] == 0
         first = cold(hub, pair)
         assert hub.store.index_snapshots.status()[0] == 1
@@ -253,5 +243,3 @@ def test_on_postgresql_a_cold_load_opens_the_snapshot_and_the_tail(postgres_url)
         assert state_of(cold(hub, pair)) == state_of(hub.store.replayed(pair))
         assert hub.store.index_snapshots.drop() == 1
         assert state_of(cold(hub, pair)) == state_of(hub.store.replayed(pair))
-    finally:
-        hub.close()
