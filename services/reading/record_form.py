@@ -20,8 +20,9 @@ Why: a 500-event read's form-1 record is ~35 kB of JSON, 500 dicts repeating the
 (``ReadDecision.to_dict``), hashed, encoded and sealed on every read, and decoded again whole by the child's next
 read, which needs only its ``hash`` and ``sequence`` (``TimelineReader._chain``). The columns are less than half
 the bytes (16.0 against 34.5 kB sealed for 500 events) and four lists instead of 1,000 objects to build, encode,
-hash and decode (``docs/benchmarks.md``, session 10). The next read still opens the head whole (the sealed state
-is one piece: ``events.sealing``), now the smaller one.
+hash and decode (``docs/benchmarks.md``, session 10). The next read does not open the head at all: the record's
+``hash`` and ``sequence`` are stored in the clear beside its sealed state and bound to it
+(``events.sealing.CLEAR_HEAD``); a head written before that is opened once, as before.
 
 **The chain hash is one definition for both forms**: ``chain_hash(previous, stored)``, the SHA-256 of the
 canonical JSON (``events.envelope.canonical_json``: sorted keys, no spaces, UTF-8) of
