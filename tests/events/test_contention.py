@@ -259,7 +259,11 @@ def test_three_servers_a_worker_and_client_processes_on_one_child_get_no_server_
         start_together = spawn.Barrier(len(clients) + 1)  # the clients and this process
         with (
             spawn.Pool(len(clients), initializer=_keep_start, initargs=(start_together,)) as pool,
-            KafkaPublisher(kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9)) as publisher,
+            # a new topic's first metadata can take longer than the publisher's 10 s on a loaded machine (seen once
+            # at load 14): this test is about contention at the hub, not the broker's timeouts
+            KafkaPublisher(
+                kafka_server, keys=hub.store.keys, topic=topic, api_version=(0, 9), connect_timeout=60
+            ) as publisher,
         ):
             running = pool.map_async(_run_client_args, clients)
             start_together.wait(timeout=90)
