@@ -252,15 +252,6 @@ class IndexSnapshots(SnapshotTable):
         self.failures += 1
         log.warning("index snapshot: %s failed for %s (%s: %s)", what, stream, type(error).__name__, error)
 
-    def drop(self) -> int:
-        """Delete every index snapshot (derived data: loads take them again); how many there were."""
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table}")
-            row = cursor.fetchone()
-            count = int(row["n"]) if row is not None else 0
-            cursor.execute(f"DELETE FROM {self.table}")
-        return count
-
     def status(self) -> tuple[int, int]:
         """How many index snapshots there are, and how many bytes their sealed states take."""
         length = "octet_length" if self.postgres else "length"

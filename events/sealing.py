@@ -987,12 +987,7 @@ class SealingMapper(Mapper[UUID]):
             value = self.transcoder.decode(head)
         except Exception:  # noqa: BLE001 (an altered head, whatever it fails with: the state's opening says why)
             return None
-        if not isinstance(value, dict):
-            return None
-        sequence = value.get("sequence")
-        if not isinstance(value.get("hash"), str) or type(sequence) is not int or sequence < 1:
-            return None
-        return value
+        return chain_head_of(value)
 
     @staticmethod
     def carries_clear_head(stored_event: StoredEvent) -> bool:
@@ -1122,6 +1117,18 @@ class SealingMapper(Mapper[UUID]):
         return event
 
 
+def chain_head_of(value: Any) -> dict[str, Any] | None:
+    """The chain head ``value`` holds, ``{"hash", "sequence"}``, when it holds one: a text ``hash`` and a whole
+    ``sequence`` from 1 (what a chained record carries); ``None`` otherwise. The one test of a chain head, for the
+    one written in the clear (``AccessLog.ReadRecorded.chain_head``) and the one read back (``clear_head``)."""
+    if not isinstance(value, dict):
+        return None
+    chained, sequence = value.get("hash"), value.get("sequence")
+    if not isinstance(chained, str) or type(sequence) is not int or sequence < 1:
+        return None
+    return {"hash": chained, "sequence": sequence}
+
+
 CLEAR_HEAD = b"\x02"
 """**A chain head in the clear**: the stored state of a hash-chained log's record (an event class with a
 ``chain_head(state)``, ``events.store.AccessLog.ReadRecorded``) is ``CLEAR_HEAD`` + the head's length (2 bytes,
@@ -1158,6 +1165,7 @@ __all__ = [
     "PER_CHILD",
     "SealingMapper",
     "Shredded",
+    "chain_head_of",
     "child_scope",
     "configure_stream_ids",
     "create_keys_file",

@@ -186,7 +186,7 @@ def rebuilt_entries(published: list[list[Any]]) -> tuple[list[dict[str, Any]], l
 class SnapshotTable:
     """What a store's two snapshot tables share (the children's, ``ChildSnapshots``, and the indexes',
     ``events.index_snapshots.IndexSnapshots``): the table's and the events table's names in the store's schema,
-    the SQL placeholders, a stream id as the events table keeps it, and the table created once. A subclass names
+    the SQL placeholders, a stream id as the events table keeps it, the table created once and emptied (``drop``). A subclass names
     its ``TABLE`` and the ``COLUMNS`` after ``stream`` (``{blob}``: the binary type of the database)."""
 
     TABLE: ClassVar[str]
@@ -220,6 +220,16 @@ class SnapshotTable:
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(query, params)
             return list(cursor.fetchall())
+
+    def drop(self) -> int:
+        """Delete every snapshot of the table (derived data: the loads that need them take them again); how many
+        there were."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table}")
+            row = cursor.fetchone()
+            count = int(row["n"]) if row is not None else 0
+            cursor.execute(f"DELETE FROM {self.table}")
+        return count
 
     def _create_table(self) -> None:
         id_type, blob = ("UUID", "BYTEA") if self.postgres else ("TEXT", "BLOB")
@@ -561,15 +571,6 @@ class ChildSnapshots(SnapshotTable):
                 cursor.execute(self._sql(f"DELETE FROM {self.table} WHERE stream = ?"), (self._key(stream),))
         except Exception as error:
             self._failed("forget", stream, error)
-
-    def drop(self) -> int:
-        """Delete every snapshot (derived data: reads take them again); how many there were."""
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(f"SELECT COUNT(*) AS n FROM {self.table}")
-            row = cursor.fetchone()
-            count = int(row["n"]) if row is not None else 0
-            cursor.execute(f"DELETE FROM {self.table}")
-        return count
 
     def count(self) -> int:
         """How many children have a snapshot."""

@@ -50,7 +50,16 @@ from events.index_snapshots import IndexSnapshots
 from events.model import Org, Recorded
 from events.problems import Busy
 from events.retry import RETRY_AFTER_SECONDS, TURN_WAIT_SETTING, turn_wait_seconds
-from events.sealing import DataKeys, Keyring, SealingMapper, child_scope, configure_stream_ids, local_scope, stream_id
+from events.sealing import (
+    DataKeys,
+    Keyring,
+    SealingMapper,
+    chain_head_of,
+    child_scope,
+    configure_stream_ids,
+    local_scope,
+    stream_id,
+)
 from events.snapshots import ChildSnapshots, Loaded, SnapshotDue
 
 log = logging.getLogger(__name__)
@@ -286,13 +295,7 @@ class AccessLog(_CopiedOnWrite, Aggregate):
             """What of the record is stored in the clear beside its sealed state (``events.sealing.CLEAR_HEAD``):
             what the next record is chained to, its ``hash`` and ``sequence`` (None: a record without them, not
             chained, stored whole as any other event)."""
-            record = state.get("record")
-            if not isinstance(record, dict):
-                return None
-            chained, sequence = record.get("hash"), record.get("sequence")
-            if not isinstance(chained, str) or not isinstance(sequence, int) or isinstance(sequence, bool):
-                return None
-            return {"hash": chained, "sequence": sequence}
+            return chain_head_of(state.get("record"))
 
     @event(ReadRecorded)
     def record(self, record: dict[str, Any]) -> None:
